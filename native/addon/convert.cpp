@@ -1,0 +1,91 @@
+// Conversions between JS values and engine types (the only place that knows both sides' shapes).
+#include "convert.h"
+
+namespace dpo_addon {
+
+Napi::Error to_js_error(Napi::Env env, const dpo::EngineError& e) {
+  Napi::Error err = Napi::Error::New(env, e.what());
+  err.Set("code", Napi::String::New(env, e.code_name()));
+  return err;
+}
+
+Napi::Error bad_input(Napi::Env env, const std::string& message) {
+  return to_js_error(env, dpo::EngineError(dpo::ErrorCode::BadInput, message));
+}
+
+std::vector<int32_t> to_int_vector(Napi::Env env, const Napi::Value& v, const std::string& what) {
+  std::vector<int32_t> out;
+  if (v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_int32_array) {
+    Napi::Int32Array a = v.As<Napi::Int32Array>();
+    out.assign(a.Data(), a.Data() + a.ElementLength());
+    return out;
+  }
+  if (!v.IsArray()) throw bad_input(env, what + " must be an Int32Array or an array of integers");
+  Napi::Array a = v.As<Napi::Array>();
+  out.resize(a.Length());
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    Napi::Value x = a.Get(i);
+    if (!x.IsNumber()) throw bad_input(env, what + "[" + std::to_string(i) + "] is not a number");
+    double d = x.As<Napi::Number>().DoubleValue();
+    if (d != double(int32_t(d))) throw bad_input(env, what + "[" + std::to_string(i) + "] is not a 32-bit integer");
+    out[i] = int32_t(d);
+  }
+  return out;
+}
+
+std::vector<std::vector<int32_t>> to_int_vectors(Napi::Env env, const Napi::Value& v, const std::string& what) {
+  if (!v.IsArray()) throw bad_input(env, what + " must be an array");
+  Napi::Array a = v.As<Napi::Array>();
+  std::vector<std::vector<int32_t>> out(a.Length());
+  for (uint32_t i = 0; i < a.Length(); i++) out[i] = to_int_vector(env, a.Get(i), what + "[" + std::to_string(i) + "]");
+  return out;
+}
+
+Napi::Object backend_info_to_js(Napi::Env env, const dpo::BackendInfo& info) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("cudaCompiled", info.cuda_compiled);
+  o.Set("cudaAvailable", info.cuda_available);
+  o.Set("cudaReason", info.cuda_reason);
+  o.Set("cudaDevice", info.cuda_device);
+  o.Set("cudaFreeBytes", double(info.cuda_free_bytes));
+  o.Set("cudaTotalBytes", double(info.cuda_total_bytes));
+  o.Set("cpuThreads", info.cpu_threads);
+  return o;
+}
+
+Napi::Object model_info_to_js(Napi::Env env, const dpo::ModelInfo& info) {
+  const dpo::ModelConfig& c = info.config;
+  Napi::Object cfg = Napi::Object::New(env);
+  cfg.Set("architecture", c.architecture);
+  cfg.Set("modelType", c.model_type);
+  cfg.Set("hidden", c.hidden);
+  cfg.Set("layers", c.n_layers);
+  cfg.Set("heads", c.n_heads);
+  cfg.Set("kvHeads", c.n_kv_heads);
+  cfg.Set("headDim", c.head_dim);
+  cfg.Set("intermediate", c.intermediate);
+  cfg.Set("vocab", c.vocab);
+  cfg.Set("maxPosition", c.max_position);
+  cfg.Set("ropeTheta", c.rope_theta);
+  cfg.Set("rmsNormEps", c.rms_norm_eps);
+  cfg.Set("tieEmbeddings", c.tie_embeddings);
+  cfg.Set("qkvBias", c.qkv_bias);
+  cfg.Set("bosTokenId", c.bos_token_id);
+  Napi::Array eos = Napi::Array::New(env, c.eos_token_ids.size());
+  for (size_t i = 0; i < c.eos_token_ids.size(); i++) eos.Set(uint32_t(i), c.eos_token_ids[i]);
+  cfg.Set("eosTokenIds", eos);
+  cfg.Set("torchDtype", c.torch_dtype);
+
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("config", cfg);
+  o.Set("params", double(info.n_params));
+  o.Set("checkpointBytes", double(info.checkpoint_bytes));
+  o.Set("residentBytes", double(info.resident_bytes));
+  o.Set("quantizedLinears", info.quantized_linears);
+  o.Set("backend", info.backend);
+  o.Set("backendNote", info.backend_note);
+  o.Set("quant", info.quant == dpo::QuantMode::Nf4 ? "nf4" : "none");
+  return o;
+}
+
+}  // namespace dpo_addon

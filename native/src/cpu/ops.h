@@ -1,0 +1,69 @@
+// CPU reference ops of the decoder, llm.c style: outputs first, then inputs, then weights, then dims,
+// with a shape comment on every tensor argument. fp32 activations; the NF4 matmuls use the reference's
+// bf16 numerics (spec §3: x and dequantized W rounded to bf16, fp32 accumulation).
+// Every op computes each output row with the same arithmetic whatever M is (batch-invariant results).
+#pragma once
+#include <cstdint>
+
+#include "../quant/nf4.h"
+
+namespace dpo::cpu {
+
+// out (M,N) = x (M,K) . w (N,K)^T + bias (N, may be null).
+void matmul_forward(float* out, const float* x, const float* w, const float* bias, int M, int K, int N);
+// dx (M,K) += dout (M,N) . w (N,K);  dw (N,K) += dout^T . x  (dw may be null);  dbias (N) += sum_m dout (may be null).
+void matmul_backward(float* dx, float* dw, float* dbias, const float* dout, const float* x, const float* w,
+                     int M, int K, int N);
+
+// out (M,N) = bf16(x) (M,K) . bf16(dequant(W))^T (N,K) + bias (N, may be null), fp32 accumulation.
+// Dequantization is fused: no full-precision copy of W is ever made.
+void matmul_nf4_forward(float* out, const float* x, const Nf4Matrix& w, const float* bias, int M);
+// dx (M,K) += bf16(dout) (M,N) . bf16(dequant(W)) (N,K): activation gradient only, W is frozen (spec §3 backward).
+void matmul_nf4_backward_input(float* dx, const float* dout, const Nf4Matrix& w, int M);
+
+// out (M,C) = x / sqrt(mean(x^2) + eps) * w; rstd (M) saved for backward (may be null).
+void rmsnorm_forward(float* out, float* rstd, const float* x, const float* w, int M, int C, float eps);
+// dx (M,C) += ..., dw (C) += ... (dw may be null).
+void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, const float* w, const float* rstd,
+                      int M, int C);
+
+// In-place rotate-half RoPE on x (M, H*HD) where row m sits at position pos[m]:
+// inv_freq[j] = 1/theta^(2j/HD) in fp32, angle = pos*inv_freq in fp32, x' = x*cos + rotate_half(x)*sin.
+void rope_forward(float* x, const int* pos, int M, int H, int HD, float theta);
+// dx given dout, in place: the transpose rotation.
+void rope_backward(float* dx, const int* pos, int M, int H, int HD, float theta);
+
+// Causal GQA attention against a key/value store.
+// q (B,T,NH*HD): queries, already roped; query (b,t) has absolute position qpos[b*T+t].
+// k, v (B,S,NKV*HD): keys (roped) and values at positions 0..S-1 of each sequence.
+// key_valid (B,S) (may be null = all valid): 0 marks a padded key, which is never attended.
+// Query (b,t) attends keys s <= qpos[b*T+t] with key_valid; scale 1/sqrt(HD); softmax in fp32.
+// out (B,T,NH*HD). probs (B,NH,T,S) saved for backward when non-null (masked entries 0).
+// A query with no attendable key outputs zeros.
+void attention_forward(float* out, float* probs, const float* q, const float* k, const float* v, const int* qpos,
+                       const uint8_t* key_valid, int B, int T, int S, int NH, int NKV, int HD);
+// Accumulates dq (B,T,NH*HD), dk, dv (B,S,NKV*HD) given dout and the saved probs.
+void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* probs, const float* q,
+                        const float* k, const float* v, int B, int T, int S, int NH, int NKV, int HD);
+
+// out (M,F) = silu(gate) * up.
+void swiglu_forward(float* out, const float* gate, const float* up, int M, int F);
+void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int M, int F);
+
+// out (M,C) = table[ids[m]] (V,C).
+void embedding_forward(float* out, const int* ids, const float* table, int M, int C);
+
+// out (M,C) = a + b (residual add; out may alias a).
+void add_forward(float* out, const float* a, const float* b, int64_t n);
+
+// Per row m of logits (M,V): logp[m] = log_softmax(logits[m])[target[m]] computed stably in fp32
+// with a double-free max/sum-exp; rows with target < 0 give 0. lse (M) saved when non-null.
+void logsoftmax_gather_forward(float* logp, float* lse, const float* logits, const int* target, int M, int V);
+// dlogits (M,V) = dlogp[m] * (onehot(target) - softmax(logits[m])) (overwrites; rows with target < 0 get 0).
+void logsoftmax_gather_backward(float* dlogits, const float* dlogp, const float* logits, const float* lse,
+                                const int* target, int M, int V);
+
+// argmax over each row of x (M,V), first index on ties.
+void argmax_rows(int* out, const float* x, int M, int V);
+
+}  // namespace dpo::cpu

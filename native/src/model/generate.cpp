@@ -1,0 +1,102 @@
+// Greedy generation with a KV cache (spec §11): prefill all prompts as one right-padded batch, then one token per
+// step for the sequences still running. Rows never interact and every op is batch-invariant, so each prompt gets
+// the same tokens alone or in a batch (a property peers lack; see spec/performance.md).
+#include <algorithm>
+
+#include "model/decoder.h"
+#include "model/model_impl.h"
+
+namespace dpo {
+
+GenerateResult Model::generate(const std::vector<std::vector<int32_t>>& prompts, const GenerateOptions& opt,
+                               const TokenCallback& on_token, const std::atomic<bool>* cancel) {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  const ModelWeights& m = impl_->weights;
+  Backend& be = *impl_->backend;
+  const ModelConfig& c = m.config;
+  const int V = c.vocab, C = c.hidden, B = int(prompts.size());
+  if (opt.max_new_tokens < 0) fail(ErrorCode::BadInput, "max_new_tokens must be >= 0");
+  GenerateResult res;
+  res.tokens.resize(static_cast<size_t>(B));
+  res.finish.assign(size_t(B), "length");
+  if (B == 0) return res;
+
+  int T = 0;
+  for (int b = 0; b < B; b++) {
+    if (prompts[size_t(b)].empty()) fail(ErrorCode::BadInput, "prompt " + std::to_string(b) + " has no tokens");
+    for (int32_t id : prompts[size_t(b)])
+      if (id < 0 || id >= V)
+        fail(ErrorCode::BadInput, "prompt " + std::to_string(b) + ": token id " + std::to_string(id) +
+                                      " is outside the vocabulary (" + std::to_string(V) + ")");
+    T = std::max(T, int(prompts[size_t(b)].size()));
+  }
+  if (opt.max_new_tokens == 0) return res;
+
+  KvCache cache;
+  cache.init(c.n_layers, B, T + opt.max_new_tokens, c.n_kv_heads * c.head_dim);
+
+  // Prefill: right-padded prompts; each sequence's next token comes from its last real position.
+  std::vector<int> ids(size_t(B) * T, 0), pos(size_t(B) * T);
+  std::vector<uint8_t> valid(size_t(B) * T, 0);
+  for (int b = 0; b < B; b++)
+    for (int t = 0; t < T; t++) {
+      size_t i = size_t(b) * T + t;
+      pos[i] = t;
+      if (t < int(prompts[size_t(b)].size())) {
+        ids[i] = prompts[size_t(b)][size_t(t)];
+        valid[i] = 1;
+      }
+    }
+  check_cancel(cancel);
+  std::vector<float> hidden(size_t(B) * T * C);
+  decoder_forward(hidden.data(), m, be, ids.data(), pos.data(), valid.data(), B, T, &cache);
+
+  std::vector<float> last(size_t(B) * C), logits(size_t(B) * V);
+  for (int b = 0; b < B; b++) {
+    const int t = int(prompts[size_t(b)].size()) - 1;
+    std::copy_n(hidden.data() + (int64_t(b) * T + t) * C, C, last.data() + int64_t(b) * C);
+  }
+  hidden.clear();
+  hidden.shrink_to_fit();
+
+  std::vector<int> seq(static_cast<size_t>(B)), cur_pos(static_cast<size_t>(B)), next(static_cast<size_t>(B));
+  for (int b = 0; b < B; b++) {
+    seq[size_t(b)] = b;
+    cur_pos[size_t(b)] = int(prompts[size_t(b)].size());
+  }
+  int M = B;
+  auto is_eos = [&](int tok) { return std::find(opt.eos_ids.begin(), opt.eos_ids.end(), tok) != opt.eos_ids.end(); };
+
+  for (int step = 0; M > 0; step++) {
+    be.matmul(logits.data(), last.data(), m.lm_head_weights(), nullptr, M, C, V);
+    be.argmax_rows(next.data(), logits.data(), M, V);
+    // Emit, then keep only the sequences that go on (order preserved).
+    int kept = 0;
+    for (int r = 0; r < M; r++) {
+      const int b = seq[size_t(r)], tok = next[size_t(r)];
+      res.tokens[size_t(b)].push_back(tok);
+      if (on_token) on_token(b, tok);
+      if (is_eos(tok)) {
+        res.finish[size_t(b)] = "eos";
+      } else if (int(res.tokens[size_t(b)].size()) >= opt.max_new_tokens) {
+        res.finish[size_t(b)] = "length";
+      } else {
+        seq[size_t(kept)] = b;
+        next[size_t(kept)] = tok;
+        cur_pos[size_t(kept)] = cur_pos[size_t(r)];
+        kept++;
+      }
+    }
+    M = kept;
+    if (M == 0) break;
+    if (cancel && cancel->load(std::memory_order_relaxed)) {
+      for (int r = 0; r < M; r++) res.finish[size_t(seq[size_t(r)])] = "cancelled";
+      break;
+    }
+    decoder_step(last.data(), m, be, cache, seq.data(), next.data(), cur_pos.data(), M);
+    for (int r = 0; r < M; r++) cur_pos[size_t(r)]++;
+  }
+  return res;
+}
+
+}  // namespace dpo

@@ -1,0 +1,24 @@
+// The state behind dpo::Model: weights, the backend that computes, and the lock that serialises calls.
+#pragma once
+#include <memory>
+#include <mutex>
+
+#include "dpo/engine.h"
+#include "model/weights.h"
+
+namespace dpo {
+
+class ModelImpl {
+ public:
+  ModelWeights weights;
+  std::unique_ptr<Backend> backend;
+  ModelInfo info;
+  std::mutex mutex;
+};
+
+// Throws EngineError(Cancelled) when the flag is set.
+inline void check_cancel(const std::atomic<bool>* cancel) {
+  if (cancel && cancel->load(std::memory_order_relaxed)) fail(ErrorCode::Cancelled, "cancelled");
+}
+
+}  // namespace dpo

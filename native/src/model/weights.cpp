@@ -1,0 +1,182 @@
+// Loads a Hugging Face checkpoint into ModelWeights: shape/dtype checks per tensor, fp16 cast + NF4 quantization
+// of the seven linear kinds (spec §4.1), or bitsandbytes pre-quantized NF4 tensors read as they are (spec §2.6).
+#include "model/weights.h"
+
+#include <cstring>
+#include <sstream>
+
+#include "core/half.h"
+#include "dpo/errors.h"
+#include "io/json.h"
+#include "io/safetensors.h"
+
+namespace dpo {
+namespace {
+
+std::string shape_str(const std::vector<int64_t>& s) {
+  std::ostringstream o;
+  o << "[";
+  for (size_t i = 0; i < s.size(); i++) o << (i ? ", " : "") << s[i];
+  o << "]";
+  return o.str();
+}
+
+const TensorView& expect_tensor(const WeightSet& ws, const std::string& name, std::vector<int64_t> shape) {
+  const TensorView& t = ws.get(name);
+  if (t.shape != shape)
+    fail(ErrorCode::BadModel, "tensor " + name + " has shape " + shape_str(t.shape) + " but config.json implies " +
+                                  shape_str(shape) + " (in " + t.file + ")");
+  if (t.dtype != DType::F32 && t.dtype != DType::F16 && t.dtype != DType::BF16)
+    fail(ErrorCode::BadModel, "tensor " + name + " has dtype " + dtype_name(t.dtype) +
+                                  "; expected F32, F16 or BF16 (in " + t.file + ")");
+  return t;
+}
+
+std::vector<float> read_f32(const WeightSet& ws, const std::string& name, std::vector<int64_t> shape,
+                            LoadStats& stats) {
+  const TensorView& t = expect_tensor(ws, name, shape);
+  std::vector<float> out(size_t(t.numel()));
+  tensor_to_f32(t, out.data());
+  stats.n_params += t.numel();
+  stats.checkpoint_bytes += t.nbytes;
+  return out;
+}
+
+template <typename T>
+std::vector<T> read_raw(const TensorView& t) {
+  std::vector<T> out(t.nbytes / sizeof(T));
+  std::memcpy(out.data(), t.data, out.size() * sizeof(T));
+  return out;
+}
+
+// A bitsandbytes `*-bnb-4bit` linear (spec §2.6): P.weight is uint8 packed nibbles, P.weight.absmax uint8 (nested)
+// with nested_absmax / nested_quant_map, and the quant_state JSON with shape, dtype and nested_offset.
+Linear load_prequantized(const WeightSet& ws, const std::string& prefix, int out, int in, LoadStats& stats) {
+  const std::string w = prefix + ".weight";
+  const TensorView* state_t = ws.find(w + ".quant_state.bitsandbytes__nf4");
+  if (!state_t) fail(ErrorCode::BadModel, "tensor " + w + " is 4-bit but has no quant_state.bitsandbytes__nf4 entry");
+  json::Value state;
+  try {
+    state = json::parse(std::string(reinterpret_cast<const char*>(state_t->data), state_t->nbytes));
+  } catch (const std::exception& e) {
+    fail(ErrorCode::BadModel, "tensor " + w + ": quant_state is not valid JSON: " + e.what());
+  }
+  auto field = [&](const char* key) -> const json::Value& {
+    const json::Value* v = state.find(key);
+    if (!v) fail(ErrorCode::BadModel, "tensor " + w + ": quant_state lacks '" + key + "'");
+    return *v;
+  };
+  if (field("quant_type").as_string() != "nf4" || field("blocksize").as_int() != kNf4BlockSize)
+    fail(ErrorCode::BadModel, "tensor " + w + ": only nf4 with blocksize 64 is supported");
+  const auto& shape = field("shape").as_array();
+  if (shape.size() != 2 || shape[0].as_int() != out || shape[1].as_int() != in)
+    fail(ErrorCode::BadModel, "tensor " + w + ": quant_state shape does not match config.json");
+  const json::Value* nested = state.find("nested_offset");
+  if (!nested) fail(ErrorCode::BadModel, "tensor " + w + ": only double-quantized (nested) NF4 is supported");
+  std::string dt = field("dtype").as_string();
+  Nf4StorageDType dtype = dt == "bfloat16" ? Nf4StorageDType::BF16
+                          : dt == "float32" ? Nf4StorageDType::F32
+                                            : Nf4StorageDType::F16;
+
+  const int64_t n = int64_t(out) * in, blocks = (n + kNf4BlockSize - 1) / kNf4BlockSize;
+  const TensorView& packed = ws.get(w);
+  const TensorView& absmax = ws.get(w + ".absmax");
+  const TensorView& absmax2 = ws.get(w + ".nested_absmax");
+  const TensorView& code = ws.get(w + ".nested_quant_map");
+  if (packed.dtype != DType::U8 || int64_t(packed.nbytes) != (n + 1) / 2)
+    fail(ErrorCode::BadModel, "tensor " + w + ": packed NF4 data must be uint8 with " + std::to_string((n + 1) / 2) +
+                                  " bytes");
+  if (absmax.dtype != DType::U8 || int64_t(absmax.nbytes) != blocks)
+    fail(ErrorCode::BadModel, "tensor " + w + ".absmax: expected " + std::to_string(blocks) + " uint8 values");
+  if (absmax2.dtype != DType::F32 || code.dtype != DType::F32 || code.nbytes != 256 * 4)
+    fail(ErrorCode::BadModel, "tensor " + w + ": nested_absmax / nested_quant_map must be fp32 (256-entry map)");
+  std::vector<float> code_v = read_raw<float>(code);
+
+  Linear L;
+  L.name = prefix;
+  L.in = in;
+  L.out = out;
+  L.quantized = true;
+  L.q = nf4_from_parts(out, in, read_raw<uint8_t>(packed), read_raw<uint8_t>(absmax), read_raw<float>(absmax2),
+                       float(nested->as_number()), code_v.data(), dtype);
+  stats.n_params += n;
+  stats.checkpoint_bytes += packed.nbytes + absmax.nbytes + absmax2.nbytes + code.nbytes;
+  stats.quantized_linears++;
+  return L;
+}
+
+Linear load_linear(const WeightSet& ws, const std::string& prefix, int out, int in, bool bias, bool quantize,
+                   LoadStats& stats) {
+  if (ws.find(prefix + ".weight.absmax")) return load_prequantized(ws, prefix, out, in, stats);
+  Linear L;
+  L.name = prefix;
+  L.in = in;
+  L.out = out;
+  std::vector<float> w = read_f32(ws, prefix + ".weight", {out, in}, stats);
+  if (quantize) {
+    // transformers casts every float checkpoint tensor to fp16 before bnb quantizes it (spec §4.1).
+    for (float& x : w) x = round_fp16(x);
+    L.q = nf4_quantize(w.data(), out, in, Nf4StorageDType::F16);
+    L.quantized = true;
+    stats.quantized_linears++;
+  } else {
+    L.w = std::move(w);
+  }
+  if (bias) L.bias = read_f32(ws, prefix + ".bias", {out}, stats);
+  return L;
+}
+
+}  // namespace
+
+void Linear::forward(Backend& be, float* y, const float* x, int M) const {
+  const float* b = bias.empty() ? nullptr : bias.data();
+  if (quantized)
+    be.matmul_nf4(y, x, q, b, M);
+  else
+    be.matmul(y, x, w.data(), b, M, in, out);
+}
+
+uint64_t Linear::resident_bytes() const {
+  return (quantized ? q.bytes() : w.size() * sizeof(float)) + bias.size() * sizeof(float);
+}
+
+ModelWeights load_weights(const ModelConfig& c, const WeightSet& ws, bool quantize, LoadStats& stats,
+                          const std::function<void(double)>& progress) {
+  ModelWeights m;
+  m.config = c;
+  const int C = c.hidden, F = c.intermediate, V = c.vocab;
+  const int QD = c.n_heads * c.head_dim, KVD = c.n_kv_heads * c.head_dim;
+  const double total = c.n_layers + 2.0;
+
+  m.embed = read_f32(ws, "model.embed_tokens.weight", {V, C}, stats);
+  if (progress) progress(1.0 / total);
+  m.layers.resize(size_t(c.n_layers));
+  for (int i = 0; i < c.n_layers; i++) {
+    const std::string p = "model.layers." + std::to_string(i);
+    LayerWeights& L = m.layers[size_t(i)];
+    L.input_norm = read_f32(ws, p + ".input_layernorm.weight", {C}, stats);
+    L.post_norm = read_f32(ws, p + ".post_attention_layernorm.weight", {C}, stats);
+    L.q = load_linear(ws, p + ".self_attn.q_proj", QD, C, c.qkv_bias, quantize, stats);
+    L.k = load_linear(ws, p + ".self_attn.k_proj", KVD, C, c.qkv_bias, quantize, stats);
+    L.v = load_linear(ws, p + ".self_attn.v_proj", KVD, C, c.qkv_bias, quantize, stats);
+    L.o = load_linear(ws, p + ".self_attn.o_proj", C, QD, false, quantize, stats);
+    L.gate = load_linear(ws, p + ".mlp.gate_proj", F, C, false, quantize, stats);
+    L.up = load_linear(ws, p + ".mlp.up_proj", F, C, false, quantize, stats);
+    L.down = load_linear(ws, p + ".mlp.down_proj", C, F, false, quantize, stats);
+    if (progress) progress((i + 2.0) / total);
+  }
+  m.final_norm = read_f32(ws, "model.norm.weight", {C}, stats);
+  // Tied models may still ship an lm_head copy; untied ones must.
+  if (!c.tie_embeddings) m.lm_head = read_f32(ws, "lm_head.weight", {V, C}, stats);
+  if (progress) progress(1.0);
+
+  uint64_t resident = (m.embed.size() + m.final_norm.size() + m.lm_head.size()) * sizeof(float);
+  for (const LayerWeights& L : m.layers) {
+    resident += (L.input_norm.size() + L.post_norm.size()) * sizeof(float);
+    for (const Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) resident += l->resident_bytes();
+  }
+  stats.resident_bytes = resident;
+  return m;
+}
+
+}  // namespace dpo

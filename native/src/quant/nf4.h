@@ -1,0 +1,70 @@
+// bitsandbytes-compatible NF4 with double quantization (hw6-reference-semantics.md §2).
+// Scalar reference code: the packed layout, absmax nesting and rounding rules match bnb 0.43.1 bit for bit.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace dpo {
+
+constexpr int kNf4BlockSize = 64;       // elements per first-level absmax block (§2.2)
+constexpr int kNestedBlockSize = 256;   // first-level absmax values per nested block (§2.3)
+
+// The 16 NF4 code values, index -> value (§2.1).
+extern const float kNf4Table[16];
+
+// §2.1: code = number of the 15 midpoints that x strictly exceeds (ties go down, NaN -> 0).
+uint8_t nf4_code(float x);
+
+// The signed / unsigned 8-bit dynamic maps of create_dynamic_map (§2.4, Appendix A scalar path), 256 entries each.
+const float* dynamic_map_signed();
+const float* dynamic_map_unsigned();
+// Builds a map from the construction rules of §2.4 with torch's scalar linspace path (what Appendix A holds);
+// the tests check that the hardcoded tables above equal it. out: (256).
+void dynamic_map_build(bool is_signed, float* out);
+
+// The 8-bit nearest-code search of bnb's dQuantize<0> (§2.3): binary search from pivot 127, then midpoint test.
+// `code` is a sorted 256-entry map; x is already normalised to [-1, 1].
+uint8_t dynamic_code(const float* code, float x);
+
+// The storage dtype of the quantized weight (QuantState.dtype): dequantized values are rounded to it (§2.5).
+enum class Nf4StorageDType { F16, BF16, F32 };
+
+// An NF4 + double-quant weight matrix W (N, K) = (out_features, in_features), row-major flattened;
+// blocks are 64 consecutive flat elements and may cross rows when K % 64 != 0 (e.g. FFN 172).
+struct Nf4Matrix {
+  int64_t rows = 0;                    // N
+  int64_t cols = 0;                    // K
+  std::vector<uint8_t> packed;         // (ceil(N*K/2)) byte k = code(2k) << 4 | code(2k+1): even element high nibble
+  std::vector<uint8_t> absmax_q;       // (blocks) codes into dynamic_map_signed(), relative to absmax_offset
+  std::vector<float> absmax2;          // (ceil(blocks/256)) nested scales
+  float absmax_offset = 0.0f;          // mean of the first-level absmax (fp32)
+  std::vector<float> absmax;           // (blocks) dequantized first-level absmax (§2.5), cached for the kernels
+  std::vector<float> nested_code;      // (256) the checkpoint's nested_quant_map when it differs from
+                                       // dynamic_map_signed() (§2.4 caveat); empty = dynamic_map_signed()
+  Nf4StorageDType dtype = Nf4StorageDType::F16;
+
+  int64_t numel() const { return rows * cols; }
+  int64_t blocks() const { return (numel() + kNf4BlockSize - 1) / kNf4BlockSize; }
+  size_t bytes() const;                // packed + absmax_q + absmax2 (what the format costs, without the cache)
+};
+
+// Quantizes w (N*K fp32 values, already rounded to the storage dtype as the reference does) with NF4 blocks of 64,
+// then double-quantizes the absmax (offset = mean, 8-bit signed dynamic map, blocks of 256) and fills `absmax`.
+Nf4Matrix nf4_quantize(const float* w, int64_t rows, int64_t cols, Nf4StorageDType dtype = Nf4StorageDType::F16);
+
+// Builds a matrix from bitsandbytes pre-quantized parts (§2.6) and fills the `absmax` cache.
+Nf4Matrix nf4_from_parts(int64_t rows, int64_t cols, std::vector<uint8_t> packed, std::vector<uint8_t> absmax_q,
+                         std::vector<float> absmax2, float offset, const float* nested_code /* 256 or nullptr */,
+                         Nf4StorageDType dtype);
+
+// §2.5 first step: a[b] = code8[q[b]] * absmax2[b/256] + offset (fp32).
+void nf4_dequantize_absmax(const Nf4Matrix& m, float* absmax_out /* (blocks) */);
+
+// §2.5: w(e) = NF4[nibble(e)] * a[e/64] in fp32, rounded to the storage dtype. out: (N*K).
+void nf4_dequantize(const Nf4Matrix& m, float* out);
+
+// One dequantized row j (K values), same rounding as nf4_dequantize; used by the fused CPU kernels.
+void nf4_dequantize_row(const Nf4Matrix& m, int64_t row, float* out);
+
+}  // namespace dpo
