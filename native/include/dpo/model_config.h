@@ -24,7 +24,8 @@ struct ModelConfig {
   float rope_theta = 10000.0f;
   float rms_norm_eps = 1e-6f;
   bool tie_embeddings = false;  // lm_head shares embed_tokens
-  bool qkv_bias = false;        // Qwen2: q/k/v projections carry biases
+  bool qkv_bias = false;        // Qwen2 (and Llama attention_bias): q/k/v projections carry biases
+  bool o_bias = false;          // Llama attention_bias: o_proj carries a bias too
   int bos_token_id = -1;        // -1 when absent
   std::vector<int> eos_token_ids;
   std::string torch_dtype;      // as written ("bfloat16", "float16", "float32" or "")

@@ -180,6 +180,8 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
 
   // Qwen2 always has q/k/v biases; Llama has them when attention_bias is set (Mistral never).
   c.qkv_bias = c.arch == Arch::Qwen2 || (c.arch == Arch::Llama && f.boolean("attention_bias", false));
+  // Llama's attention_bias also puts a bias on o_proj; Qwen2's o_proj has none.
+  c.o_bias = c.arch == Arch::Llama && c.qkv_bias;
   if (f.boolean("mlp_bias", false)) f.bad(" sets mlp_bias, which is not supported");
 
   c.bos_token_id = f.optional_int("bos_token_id", -1);

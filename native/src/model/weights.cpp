@@ -159,7 +159,7 @@ ModelWeights load_weights(const ModelConfig& c, const WeightSet& ws, bool quanti
     L.q = load_linear(ws, p + ".self_attn.q_proj", QD, C, c.qkv_bias, quantize, stats);
     L.k = load_linear(ws, p + ".self_attn.k_proj", KVD, C, c.qkv_bias, quantize, stats);
     L.v = load_linear(ws, p + ".self_attn.v_proj", KVD, C, c.qkv_bias, quantize, stats);
-    L.o = load_linear(ws, p + ".self_attn.o_proj", C, QD, false, quantize, stats);
+    L.o = load_linear(ws, p + ".self_attn.o_proj", C, QD, c.o_bias, quantize, stats);
     L.gate = load_linear(ws, p + ".mlp.gate_proj", F, C, false, quantize, stats);
     L.up = load_linear(ws, p + ".mlp.up_proj", F, C, false, quantize, stats);
     L.down = load_linear(ws, p + ".mlp.down_proj", C, F, false, quantize, stats);

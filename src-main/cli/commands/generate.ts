@@ -1,0 +1,37 @@
+// `dpo-studio generate`: greedy answers to a prompts file, written as JSON [{id, prompt, response}].
+import { loadPromptsFile } from '../../services/data/promptsFile'
+import { generateResponses } from '../../services/engine/generateResponses'
+import { writeJsonAtomic } from '../../services/fsAtomic'
+import { ProgressBar } from '../progressBar'
+import { openForCli, rejectAdapter, type ModelFlags } from './openForCli'
+
+export interface GenerateFlags extends ModelFlags {
+  prompts: string
+  system?: string
+  template: boolean
+  maxNewTokens: number
+  batchSize: number
+  out: string
+}
+
+export async function runGenerate(flags: GenerateFlags): Promise<void> {
+  rejectAdapter(flags)
+  const prompts = await loadPromptsFile(flags.prompts)
+  const session = await openForCli(flags)
+  try {
+    const bar = new ProgressBar('generate', prompts.length * flags.maxNewTokens, 'tokens (at most)')
+    const responses = await generateResponses(session, {
+      prompts,
+      system: flags.system,
+      noTemplate: !flags.template,
+      maxNewTokens: flags.maxNewTokens,
+      batchSize: flags.batchSize,
+      onToken: (n) => bar.update(n),
+    })
+    bar.finish()
+    writeJsonAtomic(flags.out, responses.map(({ id, prompt, response }) => ({ id, prompt, response })))
+    process.stderr.write(`wrote ${responses.length} responses to ${flags.out}\n`)
+  } finally {
+    session.dispose()
+  }
+}

@@ -1,0 +1,48 @@
+// Sequence log-probs of chosen and rejected answers, tokenized and masked as TRL 0.9 does (spec §7.2, §8):
+// each pair is one right-padded [chosen, rejected] batch, as DPOTrainer's concatenated_forward sees it.
+import type { NativeCancelToken } from '../../engine/nativeTypes'
+import type { PreferencePair } from '../data/preferenceFile'
+import { StudioError } from '../errors'
+import { dpoTokenize } from '../tokenizer/dpoTokenize'
+import type { ModelSession } from './modelSession'
+import { fromEngineError } from './modelSession'
+import { promptText, type PromptStyle } from './promptText'
+
+export interface PairLogps {
+  chosen_logp: number
+  rejected_logp: number
+  chosen_tokens: number
+  rejected_tokens: number
+}
+
+export interface ScoreRequest extends PromptStyle {
+  pairs: PreferencePair[]
+  onPair?: (done: number) => void
+  cancel?: NativeCancelToken
+}
+
+export async function scorePairs(session: ModelSession, req: ScoreRequest): Promise<PairLogps[]> {
+  const tok = session.tokenizer
+  const padId = tok.padId ?? tok.eosId
+  if (padId === null) throw new StudioError('E_BAD_MODEL', `the tokenizer in ${session.dir} defines neither a pad nor an EOS token`)
+  const out: PairLogps[] = []
+  for (const pair of req.pairs) {
+    const t = dpoTokenize(tok, promptText(tok, pair.prompt, req), pair.chosen, pair.rejected)
+    let res
+    try {
+      res = await session.native.logps(
+        [
+          { ids: t.chosen.ids, labels: t.chosen.labels },
+          { ids: t.rejected.ids, labels: t.rejected.labels },
+        ],
+        padId,
+        req.cancel,
+      )
+    } catch (e) {
+      throw fromEngineError(e)
+    }
+    out.push({ chosen_logp: res[0]!.logp, rejected_logp: res[1]!.logp, chosen_tokens: res[0]!.tokens, rejected_tokens: res[1]!.tokens })
+    req.onPair?.(out.length)
+  }
+  return out
+}
