@@ -1,0 +1,93 @@
+// Test helper: writes a tiny random Llama/Qwen2-style model directory (config.json + model.safetensors) and
+// holds its fp32 weights for the double-precision reference forward in reference_forward.h.
+#pragma once
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "io/safetensors.h"
+
+namespace dpo_test {
+
+struct TinySpec {
+  std::string arch = "LlamaForCausalLM";
+  int C = 32, L = 2, NH = 4, NKV = 2, HD = 8, F = 44, V = 61;
+  bool tied = false;
+  bool qkv_bias = false;  // Qwen2
+  float theta = 10000.0f, eps = 1e-5f;
+  unsigned seed = 7;
+};
+
+struct TinyModel {
+  TinySpec spec;
+  std::string dir;
+  std::map<std::string, std::vector<float>> w;  // tensor name -> fp32 values (what the file holds)
+
+  const std::vector<float>& at(const std::string& name) const { return w.at(name); }
+};
+
+inline std::string make_temp_dir() {
+  char tmpl[] = "/tmp/dpo-test-XXXXXX";
+  char* d = mkdtemp(tmpl);
+  return d ? std::string(d) : std::string("/tmp");
+}
+
+inline TinyModel write_tiny_model(const TinySpec& s) {
+  TinyModel m;
+  m.spec = s;
+  m.dir = make_temp_dir();
+  std::mt19937 rng(s.seed);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  auto add = [&](const std::string& name, std::vector<int64_t> shape, float scale, float offset = 0.0f) {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    std::vector<float> v(static_cast<size_t>(n));
+    for (float& x : v) x = offset + scale * nd(rng);
+    m.w[name] = v;
+    return shape;
+  };
+  std::map<std::string, std::vector<int64_t>> shapes;
+  const int QD = s.NH * s.HD, KVD = s.NKV * s.HD;
+  shapes["model.embed_tokens.weight"] = add("model.embed_tokens.weight", {s.V, s.C}, 1.0f);
+  for (int l = 0; l < s.L; l++) {
+    std::string p = "model.layers." + std::to_string(l);
+    shapes[p + ".input_layernorm.weight"] = add(p + ".input_layernorm.weight", {s.C}, 0.1f, 1.0f);
+    shapes[p + ".post_attention_layernorm.weight"] = add(p + ".post_attention_layernorm.weight", {s.C}, 0.1f, 1.0f);
+    const float ws = 1.0f / std::sqrt(float(s.C));
+    shapes[p + ".self_attn.q_proj.weight"] = add(p + ".self_attn.q_proj.weight", {QD, s.C}, ws * 2.0f);
+    shapes[p + ".self_attn.k_proj.weight"] = add(p + ".self_attn.k_proj.weight", {KVD, s.C}, ws * 2.0f);
+    shapes[p + ".self_attn.v_proj.weight"] = add(p + ".self_attn.v_proj.weight", {KVD, s.C}, ws);
+    shapes[p + ".self_attn.o_proj.weight"] = add(p + ".self_attn.o_proj.weight", {s.C, QD}, ws);
+    if (s.qkv_bias) {
+      shapes[p + ".self_attn.q_proj.bias"] = add(p + ".self_attn.q_proj.bias", {QD}, 0.1f);
+      shapes[p + ".self_attn.k_proj.bias"] = add(p + ".self_attn.k_proj.bias", {KVD}, 0.1f);
+      shapes[p + ".self_attn.v_proj.bias"] = add(p + ".self_attn.v_proj.bias", {KVD}, 0.1f);
+    }
+    shapes[p + ".mlp.gate_proj.weight"] = add(p + ".mlp.gate_proj.weight", {s.F, s.C}, ws);
+    shapes[p + ".mlp.up_proj.weight"] = add(p + ".mlp.up_proj.weight", {s.F, s.C}, ws);
+    shapes[p + ".mlp.down_proj.weight"] = add(p + ".mlp.down_proj.weight", {s.C, s.F}, 1.0f / std::sqrt(float(s.F)));
+  }
+  shapes["model.norm.weight"] = add("model.norm.weight", {s.C}, 0.1f, 1.0f);
+  if (!s.tied) shapes["lm_head.weight"] = add("lm_head.weight", {s.V, s.C}, 1.0f / std::sqrt(float(s.C)));
+
+  std::vector<dpo::TensorToWrite> tensors;
+  for (auto& [name, v] : m.w)
+    tensors.push_back({name, dpo::DType::F32, shapes[name], v.data(), v.size() * sizeof(float)});
+  dpo::write_safetensors(m.dir + "/model.safetensors", tensors, {{"format", "pt"}});
+
+  const bool qwen = s.arch == "Qwen2ForCausalLM";
+  std::ofstream cfg(m.dir + "/config.json");
+  cfg << "{\"architectures\": [\"" << s.arch << "\"], \"model_type\": \"" << (qwen ? "qwen2" : "llama") << "\","
+      << " \"hidden_size\": " << s.C << ", \"num_hidden_layers\": " << s.L << ", \"num_attention_heads\": " << s.NH
+      << ", \"num_key_value_heads\": " << s.NKV << ", \"head_dim\": " << s.HD << ", \"intermediate_size\": " << s.F
+      << ", \"vocab_size\": " << s.V << ", \"rms_norm_eps\": " << s.eps << ", \"rope_theta\": " << s.theta
+      << ", \"tie_word_embeddings\": " << (s.tied ? "true" : "false")
+      << ", \"bos_token_id\": 1, \"eos_token_id\": 2, \"torch_dtype\": \"float32\"}";
+  return m;
+}
+
+}  // namespace dpo_test
