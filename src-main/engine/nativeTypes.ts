@@ -70,9 +70,85 @@ export declare class NativeCancelToken {
   readonly cancelled: boolean
 }
 
+// ---- training (LoRA + DPO). The loop itself lives in TypeScript; native exposes step-sized calls.
+
+export interface LoraOptions {
+  /** Linear kinds to adapt, e.g. ['q_proj', 'v_proj']. */
+  targets: string[]
+  r: number
+  alpha: number
+  /** Dropout on the LoRA input during dpoAccumulate (0 when TRL's disable_dropout is on). */
+  dropout: number
+  /** Seeds the kaiming-uniform init of A (torch CPU generator semantics, spec §5) and the dropout masks. */
+  seed: number
+}
+
+/** One adapter tensor, PEFT naming: base_model.model.model.layers.{i}.self_attn.q_proj.lora_A.weight */
+export interface LoraTensor {
+  name: string
+  shape: number[]
+  data: Float32Array
+}
+
+export interface DpoPairInput {
+  chosen: ScoredSequence
+  rejected: ScoredSequence
+  /** Reference log-prob sums (adapter disabled), computed once before training. */
+  refChosen: number
+  refRejected: number
+}
+
+export interface DpoOptions {
+  beta: number
+  lossType: 'sigmoid' | 'ipo' | 'hinge' | 'robust'
+  labelSmoothing: number
+  /** Gradients are accumulated as gradScale * dLoss/dθ (1 / gradient_accumulation_steps, spec §9). */
+  gradScale: number
+}
+
+/** Per pair, TRL's definitions (spec §8). */
+export interface DpoPairMetrics {
+  loss: number
+  chosenLogp: number
+  rejectedLogp: number
+  chosenLogitsMean: number
+  rejectedLogitsMean: number
+  chosenReward: number
+  rejectedReward: number
+}
+
+export interface OptimizerOptions {
+  kind: 'adamw' | 'paged_adamw_8bit'
+  lr: number
+  beta1: number
+  beta2: number
+  eps: number
+  weightDecay: number
+  /** 0 = no clipping. */
+  maxGradNorm: number
+}
+
+export interface OptimizerStepResult {
+  /** Global L2 norm of the accumulated gradients before clipping (what TRL logs as grad_norm). */
+  gradNorm: number
+}
+
 export interface NativeModel {
   info(): NativeModelInfo
-  logps(batch: ScoredSequence[], padId: number, cancel?: NativeCancelToken): Promise<SequenceLogp[]>
+  /** useAdapter=false scores with the adapter disabled (the DPO reference model); default true. */
+  logps(batch: ScoredSequence[], padId: number, cancel?: NativeCancelToken, useAdapter?: boolean): Promise<SequenceLogp[]>
+  /** Creates a fresh adapter (A kaiming-uniform from the seed, B = 0) and drops any previous one and its optimizer state. */
+  attachLora(options: LoraOptions): void
+  detachLora(): void
+  hasLora(): boolean
+  /** Copies of the adapter tensors (for saving in PEFT format). */
+  loraTensors(): LoraTensor[]
+  /** Loads adapter values (shapes must match the attached adapter; names as loraTensors gives them). */
+  setLoraTensors(tensors: LoraTensor[]): void
+  /** Forward + backward of the DPO loss for a micro-batch of pairs; accumulates LoRA gradients. */
+  dpoAccumulate(pairs: DpoPairInput[], padId: number, options: DpoOptions, cancel?: NativeCancelToken): Promise<DpoPairMetrics[]>
+  /** Clips, applies one optimizer update with the given learning rate, and zeroes the gradients. */
+  optimizerStep(options: OptimizerOptions): Promise<OptimizerStepResult>
   generate(
     prompts: Array<Int32Array | number[]>,
     options: GenerateOptions,

@@ -1,0 +1,67 @@
+// The one source of truth for run parameters (architecture.md §5): a zod schema with the notebook's defaults,
+// bounds and help text. The renderer builds its forms from PARAM_FIELDS, main and the CLI validate with
+// trainParamsSchema, and the engine receives the fully resolved values.
+import { z } from 'zod'
+import { DEFAULT_SYSTEM_MESSAGE } from '../tokenizer/chatTemplate'
+
+export const LINEAR_TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const
+export type LinearTarget = (typeof LINEAR_TARGETS)[number]
+
+export const LOSS_TYPES = ['sigmoid', 'ipo', 'hinge', 'robust'] as const
+export const OPTIMIZERS = ['paged_adamw_8bit', 'adamw'] as const
+
+export const trainParamsSchema = z.object({
+  // --- data (the notebook's data_size / support_ratio rule)
+  dataSize: z.number().int().min(1).max(100_000).default(50)
+    .describe('How many leading rows of the dataset become training pairs (the notebook\'s data_size).'),
+  supportRatio: z.number().min(0).max(1).default(0.1)
+    .describe('The first int(N × ratio) pairs prefer the "support" answer, the rest prefer "oppose".'),
+  // --- DPO
+  epochs: z.number().int().min(1).max(100).default(1).describe('Passes over the pairs (num_epoch).'),
+  beta: z.number().gt(0).max(10).default(0.1)
+    .describe('DPO temperature: how strongly the policy may move away from the reference model.'),
+  lossType: z.enum(LOSS_TYPES).default('sigmoid')
+    .describe('sigmoid = DPO; ipo = IPO (length-averaged); hinge = SLiC; robust = noise-robust DPO.'),
+  labelSmoothing: z.number().min(0).lt(0.5).default(0)
+    .describe('Assumed probability that a preference label is flipped (sigmoid and robust losses).'),
+  // --- optimisation (HF Trainer semantics, spec §9-10)
+  learningRate: z.number().gt(0).max(1).default(2e-4).describe('Peak learning rate of the linear schedule.'),
+  batchSize: z.number().int().min(1).max(64).default(1).describe('Pairs per micro-batch (per_device_train_batch_size).'),
+  gradAccum: z.number().int().min(1).max(1024).default(8)
+    .describe('Micro-batches per optimizer step (gradient_accumulation_steps).'),
+  warmupRatio: z.number().min(0).max(1).default(0.1).describe('Fraction of the steps spent warming the learning rate up from 0.'),
+  maxGradNorm: z.number().min(0).max(1000).default(1.0).describe('Clip the global gradient norm to this value (0 turns clipping off).'),
+  optim: z.enum(OPTIMIZERS).default('paged_adamw_8bit')
+    .describe('paged_adamw_8bit = bitsandbytes 8-bit blockwise AdamW (the notebook); adamw = fp32 AdamW.'),
+  weightDecay: z.number().min(0).max(1).default(0).describe('Decoupled weight decay (AdamW).'),
+  seed: z.number().int().min(0).max(2 ** 31 - 1).default(42).describe('Seeds the data order and the LoRA initialisation.'),
+  // --- LoRA (PEFT semantics, spec §5)
+  loraR: z.number().int().min(1).max(1024).default(64).describe('LoRA rank r.'),
+  loraAlpha: z.number().gt(0).max(4096).default(16).describe('LoRA alpha; the update is scaled by alpha / r.'),
+  loraDropout: z.number().min(0).lt(1).default(0.1)
+    .describe('Dropout on the LoRA input. TRL disables all dropout during DPO, so it only applies when "disable dropout" is off.'),
+  disableDropout: z.boolean().default(true)
+    .describe('Turn every dropout off during training, as TRL\'s DPOTrainer does by default.'),
+  targets: z.array(z.enum(LINEAR_TARGETS)).min(1).default(['q_proj', 'v_proj'])
+    .describe('Which linear layers get LoRA adapters (PEFT\'s default for Mistral/Llama is q_proj, v_proj).'),
+  // --- tokenization (TRL defaults, spec §7.2)
+  maxLength: z.number().int().min(8).max(32_768).default(512).describe('Longest prompt + answer in tokens.'),
+  maxPromptLength: z.number().int().min(4).max(32_768).default(128).describe('Longest prompt in tokens (keep_end truncation).'),
+  // --- generation and prompts
+  maxNewTokens: z.number().int().min(1).max(4096).default(200).describe('Tokens generated per test prompt at most.'),
+  systemMessage: z.string().max(4000).default(DEFAULT_SYSTEM_MESSAGE)
+    .describe('System message put in the chat template of every prompt (the notebook: 回覆請少於20字).'),
+  // --- engine
+  quant: z.enum(['nf4', 'none']).default('nf4').describe('Base weights in 4-bit NF4 with double quantization, or full precision.'),
+  backend: z.enum(['auto', 'cpu', 'cuda']).default('auto').describe('Where to compute: auto picks the GPU when one is usable.'),
+}).refine((p) => p.maxPromptLength < p.maxLength, { message: 'maxPromptLength must be smaller than maxLength', path: ['maxPromptLength'] })
+
+export type TrainParams = z.infer<typeof trainParamsSchema>
+export type TrainParamsInput = z.input<typeof trainParamsSchema>
+
+/** Fills defaults and validates; throws a ZodError naming the field. */
+export function resolveTrainParams(input: TrainParamsInput = {}): TrainParams {
+  return trainParamsSchema.parse(input)
+}
+
+export const DEFAULT_TRAIN_PARAMS: TrainParams = resolveTrainParams({})
