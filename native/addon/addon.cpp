@@ -2,6 +2,7 @@
 // A thin shell over include/dpo/engine.h; the TypeScript declaration is src-main/engine/nativeTypes.ts.
 #include <napi.h>
 
+#include <cmath>
 #include <memory>
 
 #include "convert.h"
@@ -50,6 +51,13 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                                    {InstanceMethod("info", &ModelWrap::Info),
                                     InstanceMethod("logps", &ModelWrap::Logps),
                                     InstanceMethod("generate", &ModelWrap::Generate),
+                                    InstanceMethod("attachLora", &ModelWrap::AttachLora),
+                                    InstanceMethod("detachLora", &ModelWrap::DetachLora),
+                                    InstanceMethod("hasLora", &ModelWrap::HasLora),
+                                    InstanceMethod("loraTensors", &ModelWrap::LoraTensors),
+                                    InstanceMethod("setLoraTensors", &ModelWrap::SetLoraTensors),
+                                    InstanceMethod("dpoAccumulate", &ModelWrap::DpoAccumulate),
+                                    InstanceMethod("optimizerStep", &ModelWrap::OptimizerStep),
                                     InstanceMethod("dispose", &ModelWrap::Dispose)});
     constructor = new Napi::FunctionReference(Napi::Persistent(f));
     return f;
@@ -69,6 +77,16 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   }
   Napi::Value Logps(const Napi::CallbackInfo& info);
   Napi::Value Generate(const Napi::CallbackInfo& info);
+  Napi::Value AttachLora(const Napi::CallbackInfo& info);
+  Napi::Value DetachLora(const Napi::CallbackInfo& info) {
+    live(info.Env())->detach_lora();
+    return info.Env().Undefined();
+  }
+  Napi::Value HasLora(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), live(info.Env())->has_lora()); }
+  Napi::Value LoraTensors(const Napi::CallbackInfo& info);
+  Napi::Value SetLoraTensors(const Napi::CallbackInfo& info);
+  Napi::Value DpoAccumulate(const Napi::CallbackInfo& info);
+  Napi::Value OptimizerStep(const Napi::CallbackInfo& info);
 };
 Napi::FunctionReference* ModelWrap::constructor = nullptr;
 
@@ -129,9 +147,10 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
 class LogpsWorker : public PromiseWorker<Napi::AsyncWorker> {
  public:
   LogpsWorker(Napi::Env env, std::shared_ptr<dpo::Model> m, std::vector<dpo::ScoredSequence> batch, int32_t pad,
-              CancelFlag cancel)
-      : PromiseWorker(env), model_(std::move(m)), batch_(std::move(batch)), pad_(pad), cancel_(std::move(cancel)) {}
-  void Execute() override { guarded([&] { out_ = model_->logps(batch_, pad_, cancel_.get()); }); }
+              CancelFlag cancel, bool use_adapter)
+      : PromiseWorker(env), model_(std::move(m)), batch_(std::move(batch)), pad_(pad), cancel_(std::move(cancel)),
+        use_adapter_(use_adapter) {}
+  void Execute() override { guarded([&] { out_ = model_->logps(batch_, pad_, cancel_.get(), use_adapter_); }); }
   void OnOK() override {
     Napi::Env env = Env();
     Napi::Array arr = Napi::Array::New(env, out_.size());
@@ -150,6 +169,7 @@ class LogpsWorker : public PromiseWorker<Napi::AsyncWorker> {
   std::vector<dpo::ScoredSequence> batch_;
   int32_t pad_;
   CancelFlag cancel_;
+  bool use_adapter_;
   std::vector<dpo::SequenceLogp> out_;
 };
 
@@ -167,8 +187,9 @@ Napi::Value ModelWrap::Logps(const Napi::CallbackInfo& info) {
     batch[i].ids = to_int_vector(env, o.Get("ids"), "sequence " + std::to_string(i) + ".ids");
     batch[i].labels = to_int_vector(env, o.Get("labels"), "sequence " + std::to_string(i) + ".labels");
   }
+  const bool use_adapter = !(info.Length() > 3 && info[3].IsBoolean() && !info[3].As<Napi::Boolean>().Value());
   auto* w = new LogpsWorker(env, m, std::move(batch), info[1].As<Napi::Number>().Int32Value(),
-                            info.Length() > 2 ? cancel_flag_of(info[2]) : nullptr);
+                            info.Length() > 2 ? cancel_flag_of(info[2]) : nullptr, use_adapter);
   Napi::Promise p = w->promise();
   w->Queue();
   return p;
@@ -242,6 +263,194 @@ Napi::Value ModelWrap::Generate(const Napi::CallbackInfo& info) {
   Napi::Function cb = info.Length() > 2 && info[2].IsFunction() ? info[2].As<Napi::Function>() : Napi::Function();
   auto* w = new GenerateWorker(env, m, to_int_vectors(env, info[0], "prompts"), opt, cb,
                                info.Length() > 3 ? cancel_flag_of(info[3]) : nullptr);
+  Napi::Promise p = w->promise();
+  w->Queue();
+  return p;
+}
+
+
+// --- training calls
+Napi::Value ModelWrap::AttachLora(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto m = live(env);
+  if (info.Length() < 1 || !info[0].IsObject()) throw bad_input(env, "attachLora(options) needs an options object");
+  Napi::Object o = info[0].As<Napi::Object>();
+  dpo::LoraOptions lo;
+  if (o.Has("targets")) {
+    Napi::Value t = o.Get("targets");
+    if (!t.IsArray()) throw bad_input(env, "attachLora: targets must be an array of module names");
+    Napi::Array a = t.As<Napi::Array>();
+    lo.targets.clear();
+    for (uint32_t i = 0; i < a.Length(); i++) lo.targets.push_back(a.Get(i).ToString());
+  }
+  lo.r = number_field(env, o, "r", lo.r);
+  lo.alpha = float(number_field(env, o, "alpha", lo.alpha));
+  lo.dropout = float(number_field(env, o, "dropout", lo.dropout));
+  lo.seed = uint64_t(number_field(env, o, "seed", double(lo.seed)));
+  try {
+    m->attach_lora(lo);
+  } catch (const dpo::EngineError& e) {
+    throw to_js_error(env, e);
+  }
+  return env.Undefined();
+}
+
+Napi::Value ModelWrap::LoraTensors(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::vector<dpo::LoraTensor> ts = live(env)->lora_tensors();
+  Napi::Array arr = Napi::Array::New(env, ts.size());
+  for (size_t i = 0; i < ts.size(); i++) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("name", ts[i].name);
+    Napi::Array shape = Napi::Array::New(env, ts[i].shape.size());
+    for (size_t j = 0; j < ts[i].shape.size(); j++) shape.Set(uint32_t(j), double(ts[i].shape[j]));
+    o.Set("shape", shape);
+    Napi::Float32Array data = Napi::Float32Array::New(env, ts[i].data.size());
+    std::copy(ts[i].data.begin(), ts[i].data.end(), data.Data());
+    o.Set("data", data);
+    arr.Set(uint32_t(i), o);
+  }
+  return arr;
+}
+
+Napi::Value ModelWrap::SetLoraTensors(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto m = live(env);
+  if (info.Length() < 1 || !info[0].IsArray()) throw bad_input(env, "setLoraTensors(tensors) needs an array");
+  Napi::Array a = info[0].As<Napi::Array>();
+  std::vector<dpo::LoraTensor> ts(a.Length());
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    if (!a.Get(i).IsObject()) throw bad_input(env, "tensor " + std::to_string(i) + " is not an object");
+    Napi::Object o = a.Get(i).As<Napi::Object>();
+    ts[i].name = o.Get("name").ToString();
+    Napi::Value shape = o.Get("shape"), data = o.Get("data");
+    if (!shape.IsArray()) throw bad_input(env, "tensor " + ts[i].name + ": shape must be an array");
+    Napi::Array sa = shape.As<Napi::Array>();
+    for (uint32_t j = 0; j < sa.Length(); j++) ts[i].shape.push_back(int64_t(sa.Get(j).ToNumber().DoubleValue()));
+    if (!data.IsTypedArray() || data.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+      throw bad_input(env, "tensor " + ts[i].name + ": data must be a Float32Array");
+    Napi::Float32Array fa = data.As<Napi::Float32Array>();
+    ts[i].data.assign(fa.Data(), fa.Data() + fa.ElementLength());
+  }
+  try {
+    m->set_lora_tensors(ts);
+  } catch (const dpo::EngineError& e) {
+    throw to_js_error(env, e);
+  }
+  return env.Undefined();
+}
+
+class DpoWorker : public PromiseWorker<Napi::AsyncWorker> {
+ public:
+  DpoWorker(Napi::Env env, std::shared_ptr<dpo::Model> m, std::vector<dpo::DpoPair> pairs, int32_t pad,
+            dpo::DpoOptions opt, CancelFlag cancel)
+      : PromiseWorker(env), model_(std::move(m)), pairs_(std::move(pairs)), pad_(pad), opt_(opt),
+        cancel_(std::move(cancel)) {}
+  void Execute() override { guarded([&] { out_ = model_->dpo_accumulate(pairs_, pad_, opt_, cancel_.get()); }); }
+  void OnOK() override {
+    Napi::Env env = Env();
+    Napi::Array arr = Napi::Array::New(env, out_.size());
+    for (size_t i = 0; i < out_.size(); i++) {
+      const dpo::DpoPairMetrics& r = out_[i];
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("loss", r.loss);
+      o.Set("chosenLogp", r.chosen_logp);
+      o.Set("rejectedLogp", r.rejected_logp);
+      o.Set("chosenLogitsMean", r.chosen_logits_mean);
+      o.Set("rejectedLogitsMean", r.rejected_logits_mean);
+      o.Set("chosenReward", r.chosen_reward);
+      o.Set("rejectedReward", r.rejected_reward);
+      arr.Set(uint32_t(i), o);
+    }
+    deferred_.Resolve(arr);
+  }
+
+ private:
+  std::shared_ptr<dpo::Model> model_;
+  std::vector<dpo::DpoPair> pairs_;
+  int32_t pad_;
+  dpo::DpoOptions opt_;
+  CancelFlag cancel_;
+  std::vector<dpo::DpoPairMetrics> out_;
+};
+
+Napi::Value ModelWrap::DpoAccumulate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto m = live(env);
+  if (info.Length() < 3 || !info[0].IsArray() || !info[1].IsNumber() || !info[2].IsObject())
+    throw bad_input(env, "dpoAccumulate(pairs, padId, options) needs pairs, a pad id and options");
+  Napi::Array a = info[0].As<Napi::Array>();
+  std::vector<dpo::DpoPair> pairs(a.Length());
+  auto seq = [&](Napi::Object o, const std::string& what) {
+    dpo::ScoredSequence s;
+    if (!o.Get(what).IsObject()) throw bad_input(env, what + " must be an object with ids and labels");
+    Napi::Object so = o.Get(what).As<Napi::Object>();
+    s.ids = to_int_vector(env, so.Get("ids"), what + ".ids");
+    s.labels = to_int_vector(env, so.Get("labels"), what + ".labels");
+    return s;
+  };
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    if (!a.Get(i).IsObject()) throw bad_input(env, "pair " + std::to_string(i) + " is not an object");
+    Napi::Object o = a.Get(i).As<Napi::Object>();
+    pairs[i].chosen = seq(o, "chosen");
+    pairs[i].rejected = seq(o, "rejected");
+    pairs[i].ref_chosen = number_field(env, o, "refChosen", NAN);
+    pairs[i].ref_rejected = number_field(env, o, "refRejected", NAN);
+    if (std::isnan(pairs[i].ref_chosen) || std::isnan(pairs[i].ref_rejected))
+      throw bad_input(env, "pair " + std::to_string(i) + " needs refChosen and refRejected");
+  }
+  Napi::Object o = info[2].As<Napi::Object>();
+  dpo::DpoOptions opt;
+  opt.beta = float(number_field(env, o, "beta", opt.beta));
+  opt.label_smoothing = float(number_field(env, o, "labelSmoothing", opt.label_smoothing));
+  opt.grad_scale = float(number_field(env, o, "gradScale", opt.grad_scale));
+  std::string loss = o.Has("lossType") ? std::string(o.Get("lossType").ToString()) : "sigmoid";
+  if (loss == "sigmoid") opt.loss = dpo::DpoLoss::Sigmoid;
+  else if (loss == "ipo") opt.loss = dpo::DpoLoss::Ipo;
+  else if (loss == "hinge") opt.loss = dpo::DpoLoss::Hinge;
+  else if (loss == "robust") opt.loss = dpo::DpoLoss::Robust;
+  else throw bad_input(env, "lossType must be sigmoid, ipo, hinge or robust, got '" + loss + "'");
+  auto* w = new DpoWorker(env, m, std::move(pairs), info[1].As<Napi::Number>().Int32Value(), opt,
+                          info.Length() > 3 ? cancel_flag_of(info[3]) : nullptr);
+  Napi::Promise p = w->promise();
+  w->Queue();
+  return p;
+}
+
+class StepWorker : public PromiseWorker<Napi::AsyncWorker> {
+ public:
+  StepWorker(Napi::Env env, std::shared_ptr<dpo::Model> m, dpo::OptimizerOptions opt)
+      : PromiseWorker(env), model_(std::move(m)), opt_(opt) {}
+  void Execute() override { guarded([&] { norm_ = model_->optimizer_step(opt_); }); }
+  void OnOK() override {
+    Napi::Object o = Napi::Object::New(Env());
+    o.Set("gradNorm", norm_);
+    deferred_.Resolve(o);
+  }
+
+ private:
+  std::shared_ptr<dpo::Model> model_;
+  dpo::OptimizerOptions opt_;
+  double norm_ = 0;
+};
+
+Napi::Value ModelWrap::OptimizerStep(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto m = live(env);
+  if (info.Length() < 1 || !info[0].IsObject()) throw bad_input(env, "optimizerStep(options) needs options");
+  Napi::Object o = info[0].As<Napi::Object>();
+  dpo::OptimizerOptions opt;
+  std::string kind = o.Has("kind") ? std::string(o.Get("kind").ToString()) : "paged_adamw_8bit";
+  if (kind != "adamw" && kind != "paged_adamw_8bit")
+    throw bad_input(env, "optimizer kind must be adamw or paged_adamw_8bit, got '" + kind + "'");
+  opt.eight_bit = kind == "paged_adamw_8bit";
+  opt.lr = float(number_field(env, o, "lr", opt.lr));
+  opt.beta1 = float(number_field(env, o, "beta1", opt.beta1));
+  opt.beta2 = float(number_field(env, o, "beta2", opt.beta2));
+  opt.eps = float(number_field(env, o, "eps", opt.eps));
+  opt.weight_decay = float(number_field(env, o, "weightDecay", opt.weight_decay));
+  opt.max_grad_norm = float(number_field(env, o, "maxGradNorm", opt.max_grad_norm));
+  auto* w = new StepWorker(env, m, opt);
   Napi::Promise p = w->promise();
   w->Queue();
   return p;

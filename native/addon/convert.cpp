@@ -1,6 +1,8 @@
 // Conversions between JS values and engine types (the only place that knows both sides' shapes).
 #include "convert.h"
 
+#include <cmath>
+
 namespace dpo_addon {
 
 Napi::Error to_js_error(Napi::Env env, const dpo::EngineError& e) {
@@ -39,6 +41,14 @@ std::vector<std::vector<int32_t>> to_int_vectors(Napi::Env env, const Napi::Valu
   std::vector<std::vector<int32_t>> out(a.Length());
   for (uint32_t i = 0; i < a.Length(); i++) out[i] = to_int_vector(env, a.Get(i), what + "[" + std::to_string(i) + "]");
   return out;
+}
+
+double number_field(Napi::Env env, const Napi::Object& o, const char* key, double fallback) {
+  if (!o.Has(key) || o.Get(key).IsUndefined()) return fallback;
+  Napi::Value v = o.Get(key);
+  if (!v.IsNumber() || !std::isfinite(v.As<Napi::Number>().DoubleValue()))
+    throw bad_input(env, std::string(key) + " must be a finite number");
+  return v.As<Napi::Number>().DoubleValue();
 }
 
 Napi::Object backend_info_to_js(Napi::Env env, const dpo::BackendInfo& info) {

@@ -16,6 +16,9 @@ Napi::Error bad_input(Napi::Env env, const std::string& message);  // code E_BAD
 std::vector<int32_t> to_int_vector(Napi::Env env, const Napi::Value& v, const std::string& what);
 std::vector<std::vector<int32_t>> to_int_vectors(Napi::Env env, const Napi::Value& v, const std::string& what);
 
+// o[key] as a number, `fallback` when absent; E_BAD_INPUT when present but not a finite number.
+double number_field(Napi::Env env, const Napi::Object& o, const char* key, double fallback);
+
 Napi::Object backend_info_to_js(Napi::Env env, const dpo::BackendInfo& info);
 Napi::Object model_info_to_js(Napi::Env env, const dpo::ModelInfo& info);
 

@@ -33,6 +33,18 @@ class Backend {
   virtual void add(float* out, const float* a, const float* b, int64_t n) = 0;
   virtual void logsoftmax_gather(float* logp, float* lse, const float* logits, const int* target, int M, int V) = 0;
   virtual void argmax_rows(int* out, const float* x, int M, int V) = 0;
+
+  // Backward ops (training): gradients accumulate into d* outputs unless the op says it overwrites.
+  virtual void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, const float* w,
+                                const float* rstd, int M, int C) = 0;
+  virtual void rope_backward(float* dx, const int* pos, int M, int H, int HD, float theta) = 0;
+  virtual void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* probs,
+                                  const float* q, const float* k, const float* v, int B, int T, int S, int NH,
+                                  int NKV, int HD) = 0;
+  virtual void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up,
+                               int M, int F) = 0;
+  virtual void logsoftmax_gather_backward(float* dlogits, const float* dlogp, const float* logits, const float* lse,
+                                          const int* target, int M, int V) = 0;
 };
 
 std::unique_ptr<Backend> make_cpu_backend();

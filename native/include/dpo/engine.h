@@ -67,6 +67,52 @@ struct GenerateResult {
   std::vector<std::string> finish;           // per prompt: "eos" | "length" | "cancelled"
 };
 using TokenCallback = std::function<void(int sequence, int32_t token)>;
+
+// ---- training (LoRA + DPO): step-sized calls; the loop, schedule and logging live in TypeScript.
+
+struct LoraOptions {
+  std::vector<std::string> targets = {"q_proj", "v_proj"};
+  int r = 64;
+  float alpha = 16.0f;
+  float dropout = 0.0f;  // on the LoRA input during training; TRL's disable_dropout makes it 0 (spec §5)
+  uint64_t seed = 42;
+};
+
+// One adapter tensor with its PEFT name (base_model.model.model.layers.{i}.self_attn.q_proj.lora_A.weight).
+struct LoraTensor {
+  std::string name;
+  std::vector<int64_t> shape;
+  std::vector<float> data;
+};
+
+enum class DpoLoss { Sigmoid, Ipo, Hinge, Robust };
+
+struct DpoOptions {
+  float beta = 0.1f;
+  DpoLoss loss = DpoLoss::Sigmoid;
+  float label_smoothing = 0.0f;
+  // Gradients accumulate as grad_scale * d(mean loss over the micro-batch's pairs)/dθ (1/GA, spec §9).
+  float grad_scale = 1.0f;
+};
+
+struct DpoPair {
+  ScoredSequence chosen, rejected;
+  double ref_chosen = 0, ref_rejected = 0;  // reference log-prob sums (adapter disabled)
+};
+
+// Per pair, TRL's definitions (spec §8). For ipo the logps are length-averaged, as TRL's concatenated_forward does.
+struct DpoPairMetrics {
+  double loss = 0;
+  double chosen_logp = 0, rejected_logp = 0;
+  double chosen_logits_mean = 0, rejected_logits_mean = 0;
+  double chosen_reward = 0, rejected_reward = 0;
+};
+
+struct OptimizerOptions {
+  bool eight_bit = true;  // paged_adamw_8bit (bitsandbytes blockwise, spec §10) or fp32 AdamW
+  float lr = 2e-4f, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f, weight_decay = 0.0f;
+  float max_grad_norm = 1.0f;  // 0 = no clipping
+};
 using ProgressCallback = std::function<void(double fraction)>;
 
 class ModelImpl;
@@ -81,13 +127,30 @@ class Model {
   const ModelInfo& info() const;
 
   // Scores B sequences in one right-padded batch (pad id `pad_id`, spec §7.4).
+  // use_adapter = false scores with the adapter disabled (the DPO reference model, spec §8).
   std::vector<SequenceLogp> logps(const std::vector<ScoredSequence>& batch, int32_t pad_id,
-                                  const std::atomic<bool>* cancel = nullptr);
+                                  const std::atomic<bool>* cancel = nullptr, bool use_adapter = true);
 
   // Greedy decoding of a batch of prompts with a KV cache. Each prompt's tokens are the same whether it runs
   // alone or in a batch. on_token is called for every generated token, in order, on the calling thread.
   GenerateResult generate(const std::vector<std::vector<int32_t>>& prompts, const GenerateOptions& options,
                           const TokenCallback& on_token = nullptr, const std::atomic<bool>* cancel = nullptr);
+
+  // A fresh adapter: A kaiming-uniform from the seed (torch generator semantics), B = 0. Replaces any adapter and
+  // its gradients and optimizer state.
+  void attach_lora(const LoraOptions& options);
+  void detach_lora();
+  bool has_lora() const;
+  std::vector<LoraTensor> lora_tensors() const;
+  // Loads adapter values; every tensor of the attached adapter must be given with its shape (E_BAD_INPUT otherwise).
+  void set_lora_tensors(const std::vector<LoraTensor>& tensors);
+
+  // Forward + backward of the DPO loss over a micro-batch of pairs (one right-padded batch of chosen and rejected
+  // sequences); LoRA gradients accumulate. Needs an attached adapter.
+  std::vector<DpoPairMetrics> dpo_accumulate(const std::vector<DpoPair>& pairs, int32_t pad_id,
+                                             const DpoOptions& options, const std::atomic<bool>* cancel = nullptr);
+  // Global gradient norm (pre-clip), clipping, one optimizer update, zeroed gradients. Returns the pre-clip norm.
+  double optimizer_step(const OptimizerOptions& options);
 
   ModelImpl& impl() { return *impl_; }
 

@@ -48,6 +48,26 @@ class CpuBackend final : public Backend {
     cpu::logsoftmax_gather_forward(logp, lse, logits, target, M, V);
   }
   void argmax_rows(int* out, const float* x, int M, int V) override { cpu::argmax_rows(out, x, M, V); }
+
+  void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, const float* w, const float* rstd,
+                        int M, int C) override {
+    cpu::rmsnorm_backward(dx, dw, dout, x, w, rstd, M, C);
+  }
+  void rope_backward(float* dx, const int* pos, int M, int H, int HD, float theta) override {
+    cpu::rope_backward(dx, pos, M, H, HD, theta);
+  }
+  void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* probs, const float* q,
+                          const float* k, const float* v, int B, int T, int S, int NH, int NKV, int HD) override {
+    cpu::attention_backward(dq, dk, dv, dout, probs, q, k, v, B, T, S, NH, NKV, HD);
+  }
+  void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int M,
+                       int F) override {
+    cpu::swiglu_backward(dgate, dup, dout, gate, up, M, F);
+  }
+  void logsoftmax_gather_backward(float* dlogits, const float* dlogp, const float* logits, const float* lse,
+                                  const int* target, int M, int V) override {
+    cpu::logsoftmax_gather_backward(dlogits, dlogp, logits, lse, target, M, V);
+  }
 };
 
 }  // namespace

@@ -1,10 +1,15 @@
 // The decoder forward pass (Llama / Mistral / Qwen2): embeddings -> L x (RMSNorm, GQA attention with RoPE,
-// RMSNorm, SwiGLU MLP, residuals) -> final RMSNorm. Shared by scoring, prefill and KV-cached decoding.
+// RMSNorm, SwiGLU MLP, residuals) -> final RMSNorm. Shared by scoring, prefill, KV-cached decoding and training
+// (which keeps every block's activations and runs decoder_backward).
 #pragma once
+#include <array>
 #include <cstdint>
+#include <random>
 #include <vector>
 
+#include "model/linear_kind.h"
 #include "model/weights.h"
+#include "train/lora.h"
 
 namespace dpo {
 
@@ -18,16 +23,46 @@ struct KvCache {
   float* v_at(int layer, int b, int s) { return v[size_t(layer)].data() + (int64_t(b) * S + s) * kv_dim; }
 };
 
+// One block's activations for M rows: scratch in inference, kept per layer for the backward pass in training.
+struct BlockActs {
+  std::vector<float> x_in;            // (M,C) block input (training only)
+  std::vector<float> xn1, rstd1;      // (M,C), (M)
+  std::vector<float> q, k, v;         // (M,QD), (M,KVD), (M,KVD): q and k after RoPE
+  std::vector<float> probs;           // (B,NH,T,T) attention probabilities (training only)
+  std::vector<float> att;             // (M,QD) attention output = o_proj input
+  std::vector<float> x_mid;           // (M,C) residual after attention (training only)
+  std::vector<float> xn2, rstd2;      // (M,C), (M)
+  std::vector<float> gate, up, act;   // (M,F)
+  std::vector<float> proj;            // (M,C) scratch for o/down outputs
+  std::array<LoraSaved, kNumLinear> lora;
+
+  void resize(const ModelConfig& c, int M, bool training, size_t probs_size);
+};
+
 // Full-sequence forward over a right-padded batch.
-// ids, pos, key_valid: (B,T). hidden_out: (B*T, C), after the final norm.
+// ids, pos, key_valid: (B,T). hidden_out: (B*T, C), after the final norm. lora may be null (adapter disabled).
 // When cache is non-null, every position's keys/values are also stored at cache[b][t] (prefill).
 void decoder_forward(float* hidden_out, const ModelWeights& m, Backend& be, const int* ids, const int* pos,
-                     const uint8_t* key_valid, int B, int T, KvCache* cache);
+                     const uint8_t* key_valid, int B, int T, KvCache* cache, const LoraAdapter* lora);
 
 // One decoding step for M sequences of a cache: row r is sequence seq[r], feeding token ids[r] at position pos[r].
 // Writes its keys/values at cache[seq[r]][pos[r]] and attends to cache positions 0..pos[r].
-// hidden_out: (M, C), after the final norm.
 void decoder_step(float* hidden_out, const ModelWeights& m, Backend& be, KvCache& cache, const int* seq,
-                  const int* ids, const int* pos, int M);
+                  const int* ids, const int* pos, int M, const LoraAdapter* lora);
+
+// Training: the forward with every block's activations kept (and LoRA dropout applied when configured).
+struct TrainActs {
+  int B = 0, T = 0;
+  std::vector<int> pos;
+  std::vector<uint8_t> valid;
+  std::vector<BlockActs> blocks;     // one per layer
+  std::vector<float> x_final, rstd_final;  // final-norm input (M,C) and its rstd (M)
+};
+void decoder_forward_train(float* hidden_out, TrainActs& acts, const ModelWeights& m, Backend& be, const int* ids,
+                           const int* pos, const uint8_t* key_valid, int B, int T, LoraAdapter& lora);
+
+// Backward from dhidden (B*T, C) (gradient of the final-norm output) to the LoRA gradients (accumulated into
+// lora's dA/dB). Frozen weights get no gradient.
+void decoder_backward(const float* dhidden, TrainActs& acts, const ModelWeights& m, Backend& be, LoraAdapter& lora);
 
 }  // namespace dpo

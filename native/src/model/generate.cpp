@@ -1,6 +1,7 @@
 // Greedy generation with a KV cache (spec §11): prefill all prompts as one right-padded batch, then one token per
 // step for the sequences still running. Rows never interact and every op is batch-invariant, so each prompt gets
-// the same tokens alone or in a batch (a property peers lack; see spec/performance.md).
+// the same tokens alone or in a batch (a property peers lack; see spec/performance.md). An attached LoRA adapter
+// is active, as in the notebook's post-training generation (spec §11).
 #include <algorithm>
 
 #include "model/decoder.h"
@@ -49,7 +50,7 @@ GenerateResult Model::generate(const std::vector<std::vector<int32_t>>& prompts,
     }
   check_cancel(cancel);
   std::vector<float> hidden(size_t(B) * T * C);
-  decoder_forward(hidden.data(), m, be, ids.data(), pos.data(), valid.data(), B, T, &cache);
+  decoder_forward(hidden.data(), m, be, ids.data(), pos.data(), valid.data(), B, T, &cache, impl_->lora.get());
 
   std::vector<float> last(size_t(B) * C), logits(size_t(B) * V);
   for (int b = 0; b < B; b++) {
@@ -93,7 +94,7 @@ GenerateResult Model::generate(const std::vector<std::vector<int32_t>>& prompts,
       for (int r = 0; r < M; r++) res.finish[size_t(seq[size_t(r)])] = "cancelled";
       break;
     }
-    decoder_step(last.data(), m, be, cache, seq.data(), next.data(), cur_pos.data(), M);
+    decoder_step(last.data(), m, be, cache, seq.data(), next.data(), cur_pos.data(), M, impl_->lora.get());
     for (int r = 0; r < M; r++) cur_pos[size_t(r)]++;
   }
   return res;

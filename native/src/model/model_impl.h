@@ -5,6 +5,7 @@
 
 #include "dpo/engine.h"
 #include "model/weights.h"
+#include "train/lora.h"
 
 namespace dpo {
 
@@ -13,6 +14,7 @@ class ModelImpl {
   ModelWeights weights;
   std::unique_ptr<Backend> backend;
   ModelInfo info;
+  std::unique_ptr<LoraAdapter> lora;  // null when no adapter is attached
   std::mutex mutex;
 };
 

@@ -1,0 +1,20 @@
+// A right-padded batch of scored sequences (spec §7.4): ids padded with the pad id, key mask 0 on padding,
+// positions 0..T-1 (spec §1), and the next-token target of every position (-1 where the label is -100).
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "dpo/engine.h"
+
+namespace dpo {
+
+struct PaddedBatch {
+  int B = 0, T = 0;
+  std::vector<int> ids, pos, target;  // (B,T)
+  std::vector<uint8_t> valid;         // (B,T)
+};
+
+// Validates ids and labels against the vocabulary (E_BAD_INPUT naming the sequence) and pads.
+PaddedBatch make_padded_batch(const std::vector<const ScoredSequence*>& seqs, int32_t pad_id, int vocab);
+
+}  // namespace dpo

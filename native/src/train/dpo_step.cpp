@@ -1,0 +1,127 @@
+// One DPO micro-batch (forward, loss, backward into the LoRA gradients) and one optimizer step
+// (global-norm clipping, AdamW or 8-bit AdamW, zeroed gradients): spec §8-10, §15.
+#include <cmath>
+
+#include "model/decoder.h"
+#include "model/logits_pass.h"
+#include "model/model_impl.h"
+#include "model/padded_batch.h"
+#include "train/dpo_loss.h"
+
+namespace dpo {
+
+std::vector<DpoPairMetrics> Model::dpo_accumulate(const std::vector<DpoPair>& pairs, int32_t pad_id,
+                                                  const DpoOptions& o, const std::atomic<bool>* cancel) {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  LoraAdapter* lora = impl_->lora.get();
+  if (!lora) fail(ErrorCode::BadInput, "dpo_accumulate needs a LoRA adapter: attach one first");
+  if (pairs.empty()) return {};
+  if (!(o.beta > 0)) fail(ErrorCode::BadInput, "beta must be positive");
+  if (o.label_smoothing < 0 || o.label_smoothing >= 0.5) fail(ErrorCode::BadInput, "label_smoothing must be in [0, 0.5)");
+  const ModelWeights& m = impl_->weights;
+  Backend& be = *impl_->backend;
+  const int P = int(pairs.size()), V = m.config.vocab, C = m.config.hidden;
+
+  // Rows 0..P-1 are the chosen answers, P..2P-1 the rejected ones, padded together (concatenated_forward, §7.4).
+  std::vector<const ScoredSequence*> seqs;
+  for (const DpoPair& p : pairs) seqs.push_back(&p.chosen);
+  for (const DpoPair& p : pairs) seqs.push_back(&p.rejected);
+  PaddedBatch pb = make_padded_batch(seqs, pad_id, V);
+  const int M = pb.B * pb.T;
+
+  check_cancel(cancel);
+  std::vector<float> hidden(size_t(M) * C);
+  TrainActs acts;
+  decoder_forward_train(hidden.data(), acts, m, be, pb.ids.data(), pb.pos.data(), pb.valid.data(), pb.B, pb.T, *lora);
+  LogitsStats st = logits_forward(m, be, hidden.data(), pb.target.data(), M);
+
+  // Per sequence: log-prob sum, scored tokens, mean logit over the padded (T, V) block.
+  std::vector<double> logp(size_t(pb.B), 0.0), logits_mean(size_t(pb.B), 0.0);
+  std::vector<int> ntok(size_t(pb.B), 0);
+  for (int i = 0; i < M; i++) {
+    const int b = i / pb.T;
+    logits_mean[size_t(b)] += st.row_sum[size_t(i)] / (double(pb.T) * V);
+    if (pb.target[size_t(i)] >= 0) {
+      logp[size_t(b)] += st.logp[size_t(i)];
+      ntok[size_t(b)]++;
+    }
+  }
+  const bool average = o.loss == DpoLoss::Ipo;  // TRL averages logps over answer tokens for ipo
+  std::vector<DpoPairMetrics> out(static_cast<size_t>(P));
+  std::vector<double> dseq(size_t(pb.B), 0.0);  // dLoss/d(logp sum of sequence b)
+  for (int i = 0; i < P; i++) {
+    const int c = i, r = P + i;
+    if (ntok[size_t(c)] == 0 || ntok[size_t(r)] == 0)
+      fail(ErrorCode::BadInput, "pair " + std::to_string(i) + " has an answer with no scored tokens");
+    const double nc = average ? ntok[size_t(c)] : 1.0, nr = average ? ntok[size_t(r)] : 1.0;
+    const double pc = logp[size_t(c)] / nc, pr = logp[size_t(r)] / nr;
+    const double rc = pairs[size_t(i)].ref_chosen / nc, rr = pairs[size_t(i)].ref_rejected / nr;
+    const double d = (pc - pr) - (rc - rr);
+    const DpoLossValue lv = dpo_loss(o.loss, d, o.beta, o.label_smoothing);
+    DpoPairMetrics& mt = out[size_t(i)];
+    mt.loss = lv.loss;
+    mt.chosen_logp = pc;
+    mt.rejected_logp = pr;
+    mt.chosen_logits_mean = logits_mean[size_t(c)];
+    mt.rejected_logits_mean = logits_mean[size_t(r)];
+    mt.chosen_reward = o.beta * (pc - rc);
+    mt.rejected_reward = o.beta * (pr - rr);
+    // The micro-batch loss is the mean over its pairs, then scaled by grad_scale (1/GA).
+    const double g = lv.dloss_dd * o.grad_scale / P;
+    dseq[size_t(c)] = g / nc;
+    dseq[size_t(r)] = -g / nr;
+  }
+
+  check_cancel(cancel);
+  std::vector<float> dlogp(size_t(M), 0.0f);
+  for (int i = 0; i < M; i++)
+    if (pb.target[size_t(i)] >= 0) dlogp[size_t(i)] = float(dseq[size_t(i / pb.T)]);
+  std::vector<float> dhidden(size_t(M) * C, 0.0f);
+  logits_backward(dhidden.data(), m, be, hidden.data(), pb.target.data(), st, dlogp.data(), M);
+  decoder_backward(dhidden.data(), acts, m, be, *lora);
+  return out;
+}
+
+double Model::optimizer_step(const OptimizerOptions& o) {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  LoraAdapter* lora = impl_->lora.get();
+  if (!lora) fail(ErrorCode::BadInput, "optimizer_step needs a LoRA adapter: attach one first");
+  std::vector<LoraWeights*> ws;
+  for (auto& layer : lora->layers)
+    for (auto& w : layer)
+      if (w) ws.push_back(w.get());
+  std::vector<std::pair<const float*, int64_t>> cgrads;
+  std::vector<std::pair<float*, int64_t>> grads;
+  for (LoraWeights* w : ws) {
+    cgrads.push_back({w->dA.data(), int64_t(w->dA.size())});
+    cgrads.push_back({w->dB.data(), int64_t(w->dB.size())});
+    grads.push_back({w->dA.data(), int64_t(w->dA.size())});
+    grads.push_back({w->dB.data(), int64_t(w->dB.size())});
+  }
+  // torch clip_grad_norm_: the norm is logged before clipping (spec §9).
+  const float norm = global_grad_norm(cgrads);
+  if (o.max_grad_norm > 0) clip_grad_norm(grads, o.max_grad_norm, norm);
+
+  if (lora->optimizer_8bit != o.eight_bit)
+    for (LoraWeights* w : ws) w->optA.reset(), w->optB.reset();
+  lora->optimizer_8bit = o.eight_bit;
+  AdamHyper h;
+  h.lr = o.lr;
+  h.beta1 = o.beta1;
+  h.beta2 = o.beta2;
+  h.eps = o.eps;
+  h.weight_decay = o.weight_decay;
+  for (LoraWeights* w : ws) {
+    if (!w->optA) {
+      w->optA = o.eight_bit ? make_adamw_8bit(int64_t(w->A.size())) : make_adamw(int64_t(w->A.size()));
+      w->optB = o.eight_bit ? make_adamw_8bit(int64_t(w->B.size())) : make_adamw(int64_t(w->B.size()));
+    }
+    w->optA->update(w->A.data(), w->dA.data(), h);
+    w->optB->update(w->B.data(), w->dB.data(), h);
+    std::fill(w->dA.begin(), w->dA.end(), 0.0f);
+    std::fill(w->dB.begin(), w->dB.end(), 0.0f);
+  }
+  return norm;
+}
+
+}  // namespace dpo

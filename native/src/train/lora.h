@@ -1,0 +1,69 @@
+// LoRA adapters as PEFT builds them (spec §5): per adapted linear, A (r, in) kaiming-uniform, B (out, r) zero,
+// fp32, output scaled by alpha / r, optional dropout on the LoRA input. Holds the gradients and optimizer state too.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "dpo/backend.h"
+#include "model/linear_kind.h"
+#include "model/weights.h"
+#include "train/optimizer.h"
+
+namespace dpo {
+
+struct LoraWeights {
+  int r = 0, in = 0, out = 0;
+  float scale = 1.0f;                   // alpha / r
+  std::vector<float> A, B;              // (r,in), (out,r)
+  std::vector<float> dA, dB;            // gradients, same shapes
+  std::unique_ptr<ParamOptimizer> optA, optB;
+};
+
+struct LoraConfig {
+  std::vector<std::string> targets;  // linear kind names
+  int r = 64;
+  float alpha = 16.0f;
+  float dropout = 0.0f;
+  uint64_t seed = 42;
+};
+
+struct LoraAdapter {
+  LoraConfig config;
+  // [layer][kind] -> weights, null where the kind is not a target.
+  std::vector<std::array<std::unique_ptr<LoraWeights>, kNumLinear>> layers;
+  std::mt19937 dropout_rng;
+  bool optimizer_8bit = false;  // which kind the optimizer states were made for
+
+  const LoraWeights* at(int layer, int kind) const { return layers[size_t(layer)][size_t(kind)].get(); }
+  LoraWeights* at(int layer, int kind) { return layers[size_t(layer)][size_t(kind)].get(); }
+  // PEFT state-dict name, e.g. base_model.model.model.layers.3.self_attn.q_proj.lora_A.weight
+  static std::string tensor_name(int layer, int kind, bool is_a);
+};
+
+// Builds the adapter for `m`. A is drawn like torch.manual_seed(seed) followed by PEFT's get_peft_model on the CPU:
+// per adapted module in named_modules order, nn.Linear's default init of A, then of B, then kaiming_uniform_(A,
+// a=sqrt(5)) again; each uniform_ draw is (mt19937() & 0xFFFFFF) * 2^-24 scaled to [-1/sqrt(fan_in), 1/sqrt(fan_in)).
+std::unique_ptr<LoraAdapter> make_lora(const ModelWeights& m, const LoraConfig& config);
+
+// What the LoRA path keeps from the forward for its backward.
+struct LoraSaved {
+  std::vector<float> u;        // (M,r) = drop(x) . A^T
+  std::vector<float> xd;       // (M,K) drop(x), only when dropout > 0
+  std::vector<uint8_t> kept;   // (M,K) dropout mask, only when dropout > 0
+};
+
+// y (M,N) = base(x) + scale * (drop(x) . A^T) . B^T. Dropout applies only when rng is non-null and dropout > 0.
+// `saved` (may be null) receives what linear_backward needs.
+void linear_forward(Backend& be, float* y, const float* x, int M, const Linear& base, const LoraWeights* lora,
+                    float dropout, std::mt19937* rng, LoraSaved* saved);
+
+// dx (M,K) += dy . W + the LoRA path's input gradient; lora->dA, dB accumulate. x is the layer input.
+// Base weights are frozen: no base-weight gradient is formed (spec §3 backward).
+void linear_backward(Backend& be, float* dx, const float* dy, const float* x, int M, const Linear& base,
+                     LoraWeights* lora, float dropout, const LoraSaved& saved);
+
+}  // namespace dpo
