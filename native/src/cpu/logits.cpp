@@ -1,0 +1,76 @@
+// Vocabulary-side CPU ops: the fused log-softmax + label gather that DPO's log-probs need (spec §8), its backward,
+// and the greedy argmax of generation (spec §11).
+#include <cmath>
+
+#include "ops.h"
+#include "thread_pool.h"
+#include "vec.h"
+
+namespace dpo::cpu {
+namespace {
+
+// log(sum_v exp(x_v)) of one row, stable: fp32 max, then exp(x - max) summed in 16 fixed lanes (lane v % 16,
+// increasing v, then reduce16), all fp32; the order depends only on V.
+float row_lse(const float* x /*(V)*/, int64_t V) {
+  float mx = -INFINITY;
+  for (int64_t v = 0; v < V; v++) mx = x[v] > mx ? x[v] : mx;
+  if (mx == -INFINITY) return -INFINITY;
+  f32x16 acc{};
+  float e[kLanes];
+  int64_t v = 0;
+  for (; v + kLanes <= V; v += kLanes) {
+    for (int l = 0; l < kLanes; l++) e[l] = std::exp(x[v + l] - mx);
+    acc += load16(e);
+  }
+  for (int l = 0; l < kLanes; l++) e[l] = v + l < V ? std::exp(x[v + l] - mx) : 0.0f;
+  acc += load16(e);
+  return mx + std::log(reduce16(acc));
+}
+
+}  // namespace
+
+void logsoftmax_gather_forward(float* logp /*(M)*/, float* lse /*(M) or null*/, const float* logits /*(M,V)*/,
+                               const int* target /*(M)*/, int M, int V) {
+  parallel_for(M, grain_for(20.0 * V), [&](int64_t m0, int64_t m1) {
+    for (int64_t m = m0; m < m1; m++) {
+      const float* x = logits + m * V;
+      const float l = row_lse(x, V);
+      if (lse) lse[m] = l;
+      logp[m] = target[m] >= 0 ? x[target[m]] - l : 0.0f;
+    }
+  });
+}
+
+// d logp / d x_v = onehot(target)_v - softmax(x)_v with softmax = exp(x - lse); overwrites dlogits.
+void logsoftmax_gather_backward(float* dlogits /*(M,V)*/, const float* dlogp /*(M)*/, const float* logits /*(M,V)*/,
+                                const float* lse /*(M)*/, const int* target /*(M)*/, int M, int V) {
+  parallel_for(M, grain_for(20.0 * V), [&](int64_t m0, int64_t m1) {
+    for (int64_t m = m0; m < m1; m++) {
+      float* d = dlogits + m * V;
+      const int tg = target[m];
+      if (tg < 0) {
+        for (int64_t v = 0; v < V; v++) d[v] = 0.0f;
+        continue;
+      }
+      const float* x = logits + m * V;
+      const float g = dlogp[m], l = lse[m];
+      for (int64_t v = 0; v < V; v++) d[v] = -g * std::exp(x[v] - l);
+      d[tg] += g;
+    }
+  });
+}
+
+// First index of the maximum (strict >, so ties keep the earliest), as torch.argmax.
+void argmax_rows(int* out /*(M)*/, const float* x /*(M,V)*/, int M, int V) {
+  parallel_for(M, grain_for(double(V)), [&](int64_t m0, int64_t m1) {
+    for (int64_t m = m0; m < m1; m++) {
+      const float* r = x + m * V;
+      int best = 0;
+      for (int v = 1; v < V; v++)
+        if (r[v] > r[best]) best = v;
+      out[m] = best;
+    }
+  });
+}
+
+}  // namespace dpo::cpu

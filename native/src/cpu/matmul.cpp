@@ -1,0 +1,77 @@
+// fp32 linear layer on the CPU (LoRA factors, lm_head, any unquantized weight): out = x . w^T + bias, and its
+// backward. Work is split only across independent outputs, so each element's arithmetic is fixed (batch-invariant).
+#include <algorithm>
+
+#include "ops.h"
+#include "thread_pool.h"
+#include "tile_kernels.h"
+
+namespace dpo::cpu {
+
+void matmul_forward(float* out /*(M,N)*/, const float* x /*(M,K)*/, const float* w /*(N,K)*/,
+                    const float* bias /*(N) or null*/, int M, int K, int N) {
+  if (M <= 0 || N <= 0) return;
+  // Blocks: ~256 KB of w per task so it stays in L2 while every x row of the block streams past it.
+  const int64_t NB = std::max<int64_t>(kDotNR, (65536 / std::max(K, 1)) / kDotNR * kDotNR);
+  const int64_t MB = 64;
+  const int64_t nblocks = ceil_div(N, NB), mblocks = ceil_div(M, MB);
+  const double work = 2.0 * double(std::min<int64_t>(MB, M)) * double(std::min<int64_t>(NB, N)) * K;
+  parallel_for(nblocks * mblocks, grain_for(work), [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; t++) {
+      const int64_t nb = t / mblocks, mb = t % mblocks;
+      const int64_t n0 = nb * NB, n1 = std::min<int64_t>(N, n0 + NB);
+      const int64_t m0 = mb * MB, m1 = std::min<int64_t>(M, m0 + MB);
+      dot_rows(out, N, x, K, w, K, bias, m0, m1, n0, n1, K);
+    }
+  });
+}
+
+// out (I,L) += coef (I,J) . b (J,L) where coef[i][j] = coef[i*csi + j*csj]: the shared form of both gradients.
+// Each element is summed over j = 0..J-1 in order into a zeroed accumulator, then added to out once, so the result
+// does not depend on how the (i, l) blocks are split across threads.
+static void accumulate_product(float* out /*(I,L)*/, const float* coef, int64_t csi, int64_t csj,
+                               const float* b /*(J,L)*/, int64_t I, int64_t J, int64_t L) {
+  const int64_t IB = 64, LB = 256, JB = 256;
+  const int64_t iblocks = ceil_div(I, IB), lblocks = ceil_div(L, LB);
+  const double work = 2.0 * double(std::min(IB, I)) * double(std::min(LB, L)) * double(J);
+  parallel_for(iblocks * lblocks, grain_for(work), [&](int64_t t0, int64_t t1) {
+    thread_local std::vector<float> buf;
+    float* acc = scratch(buf, size_t(IB * LB));
+    for (int64_t t = t0; t < t1; t++) {
+      const int64_t i0 = (t / lblocks) * IB, i1 = std::min(I, i0 + IB);
+      const int64_t l0 = (t % lblocks) * LB, l1 = std::min(L, l0 + LB);
+      std::fill(acc, acc + IB * LB, 0.0f);
+      for (int64_t j0 = 0; j0 < J; j0 += JB) {  // j blocks keep the b slice (JB x LB) in L2
+        const int64_t j1 = std::min(J, j0 + JB);
+        axpy_rows(acc, LB, coef + i0 * csi + j0 * csj, csi, csj, b + j0 * L + l0, L, i1 - i0, j1 - j0, l1 - l0);
+      }
+      for (int64_t i = i0; i < i1; i++) {
+        float* o = out + i * L;
+        const float* a = acc + (i - i0) * LB;
+        for (int64_t l = l0; l < l1; l++) o[l] += a[l - l0];
+      }
+    }
+  });
+}
+
+void matmul_backward(float* dx /*(M,K) or null*/, float* dw /*(N,K) or null*/, float* dbias /*(N) or null*/,
+                     const float* dout /*(M,N)*/, const float* x /*(M,K)*/, const float* w /*(N,K)*/, int M, int K,
+                     int N) {
+  if (M <= 0 || N <= 0 || K < 0) return;
+  // dx[m,k] += sum_n dout[m,n] w[n,k]
+  if (dx) accumulate_product(dx, dout, /*csi=*/N, /*csj=*/1, w, M, N, K);
+  // dw[n,k] += sum_m dout[m,n] x[m,k]
+  if (dw) accumulate_product(dw, dout, /*csi=*/1, /*csj=*/N, x, N, M, K);
+  // dbias[n] += sum_m dout[m,n], in m order
+  if (dbias) {
+    parallel_for(N, grain_for(double(M)), [&](int64_t n0, int64_t n1) {
+      for (int64_t n = n0; n < n1; n++) {
+        float s = 0.0f;
+        for (int64_t m = 0; m < M; m++) s += dout[m * N + n];
+        dbias[n] += s;
+      }
+    });
+  }
+}
+
+}  // namespace dpo::cpu

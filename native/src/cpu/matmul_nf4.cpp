@@ -1,0 +1,217 @@
+// NF4 linear layer on the CPU with fused dequantization (spec §3 prefill/training path): out = bf16(x) . W_bf16^T
+// where W_bf16 = bf16(storage(NF4[c] * absmax)) is decoded a few rows at a time into a small buffer, never whole.
+#include <algorithm>
+#include <cstring>
+
+#include "../core/half.h"
+#include "ops.h"
+#include "thread_pool.h"
+#include "tile_kernels.h"
+
+#if defined(__F16C__) || defined(__AVX2__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+namespace dpo::cpu {
+namespace {
+
+typedef uint32_t u32x16 __attribute__((vector_size(64)));
+
+// round_bf16 on 16 lanes (RN-even, NaN kept quiet), bit for bit the scalar one in core/half.h.
+inline f32x16 round_bf16_x16(f32x16 v) {
+  u32x16 u;
+  std::memcpy(&u, &v, sizeof u);
+  const u32x16 rounded = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+  const u32x16 quiet_nan = (u | 0x00400000u) & 0xffff0000u;
+  const u32x16 r = (u & 0x7fffffffu) > 0x7f800000u ? quiet_nan : rounded;
+  std::memcpy(&v, &r, sizeof v);
+  return v;
+}
+
+// round_fp16 on 16 lanes: the F16C conversion instructions round to nearest even with subnormals and overflow to
+// inf, exactly as the scalar round_fp16 (the tests compare both); scalar fallback otherwise.
+inline f32x16 round_fp16_x16(f32x16 v) {
+#if defined(__F16C__)
+  float a[16];
+  std::memcpy(a, &v, sizeof a);
+  for (int h = 0; h < 16; h += 8) {
+    const __m128i half = _mm256_cvtps_ph(_mm256_loadu_ps(a + h), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm256_storeu_ps(a + h, _mm256_cvtph_ps(half));
+  }
+  std::memcpy(&v, a, sizeof v);
+  return v;
+#else
+  float a[16];
+  std::memcpy(a, &v, sizeof a);
+  for (float& f : a) f = round_fp16(f);
+  std::memcpy(&v, a, sizeof v);
+  return v;
+#endif
+}
+
+// The 16 values a block with dequantized absmax `amax` decodes to, as the GEMM sees them (§3: the double rounding
+// fp32 -> storage dtype -> bf16 of `dequantize_4bit(W).to(bf16)`).
+inline void block_lut_bf16(float* lut /*(16)*/, float amax, Nf4StorageDType dtype) {
+  f32x16 v = load16(kNf4Table) * amax;  // one fp32 multiply per entry, as the dequant kernel
+  if (dtype == Nf4StorageDType::F16) v = round_fp16_x16(v);
+  store16(lut, round_bf16_x16(v));
+}
+
+// 16 elements (8 packed bytes, even element first) looked up in a block's 16-entry table. The table fits one
+// register, so the lookup is a register permute; the results are exactly the scalar lut[nibble].
+#if defined(__AVX512F__)
+inline void lookup16(float* out, const uint8_t* bytes, const float* lut) {
+  // (maskz forms with a full mask: GCC 12 warns spuriously on the unmasked ones' undefined pass-through.)
+  const __mmask16 all = 0xffff;
+  const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(bytes));
+  __m512i idx = _mm512_maskz_cvtepu8_epi32(all, _mm_unpacklo_epi8(b, b));  // b0 b0 b1 b1 ... b7 b7
+  const __m512i shifts = _mm512_set_epi32(0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4);
+  idx = _mm512_maskz_srlv_epi32(all, idx, shifts);                             // hi0 lo0 hi1 lo1 ... (+ junk bits)
+  _mm512_storeu_ps(out, _mm512_maskz_permutexvar_ps(all, idx, _mm512_loadu_ps(lut)));  // uses idx bits 0..3
+}
+#elif defined(__AVX2__)
+inline void lookup16(float* out, const uint8_t* bytes, const float* lut) {
+  const __m256 lo = _mm256_loadu_ps(lut), hi = _mm256_loadu_ps(lut + 8);
+  const __m256i shifts = _mm256_set_epi32(0, 4, 0, 4, 0, 4, 0, 4);
+  for (int h = 0; h < 2; h++) {
+    int32_t four;
+    std::memcpy(&four, bytes + 4 * h, 4);
+    const __m128i b = _mm_cvtsi32_si128(four);
+    __m256i idx = _mm256_cvtepu8_epi32(_mm_unpacklo_epi8(b, b));
+    idx = _mm256_and_si256(_mm256_srlv_epi32(idx, shifts), _mm256_set1_epi32(15));
+    const __m256 use_hi = _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28));  // bit 3 -> sign bit
+    _mm256_storeu_ps(out + 8 * h, _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo, idx),
+                                                   _mm256_permutevar8x32_ps(hi, idx), use_hi));
+  }
+}
+#else
+inline void lookup16(float* out, const uint8_t* bytes, const float* lut) {
+  for (int i = 0; i < 8; i++) {
+    out[2 * i] = lut[bytes[i] >> 4];
+    out[2 * i + 1] = lut[bytes[i] & 0x0f];
+  }
+}
+#endif
+
+// Decodes flat elements [e0, e0+len) of W into out (len floats), bf16-valued. Blocks may cross rows (§2.2).
+void decode_bf16(float* out, const Nf4Matrix& w, const float* absmax, int64_t e0, int64_t len) {
+  const uint8_t* packed = w.packed.data();
+  int64_t e = e0;
+  const int64_t e1 = e0 + len;
+  while (e < e1) {
+    const int64_t b = e / kNf4BlockSize, bend = std::min(e1, (b + 1) * kNf4BlockSize);
+    alignas(64) float lut[16];
+    block_lut_bf16(lut, absmax[b], w.dtype);
+    if (e & 1) *out++ = lut[packed[e >> 1] & 0x0f], e++;  // odd start: low nibble first
+    for (; e + 16 <= bend; e += 16, out += 16) lookup16(out, packed + (e >> 1), lut);
+    for (; e + 1 < bend; e += 2) {  // whole bytes: even element = high nibble
+      const uint8_t byte = packed[e >> 1];
+      out[0] = lut[byte >> 4];
+      out[1] = lut[byte & 0x0f];
+      out += 2;
+    }
+    if (e < bend) *out++ = lut[packed[e >> 1] >> 4], e++;  // odd end
+  }
+}
+
+// The dequantized first-level absmax: the matrix's cache, or computed into `tmp` when the cache is absent.
+const float* absmax_of(const Nf4Matrix& w, std::vector<float>& tmp) {
+  if (int64_t(w.absmax.size()) == w.blocks()) return w.absmax.data();
+  tmp.resize(size_t(w.blocks()));
+  nf4_dequantize_absmax(w, tmp.data());
+  return tmp.data();
+}
+
+// dst (rows, ldd) = bf16(src (rows, cols)), columns cols..ldd-1 zeroed (zero padding adds exact zeros to lanes).
+void round_rows_bf16(float* dst, int64_t ldd, const float* src, int64_t rows, int64_t cols) {
+  parallel_for(rows, grain_for(double(ldd)), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++) {
+      for (int64_t c = 0; c < cols; c++) dst[r * ldd + c] = round_bf16(src[r * cols + c]);
+      for (int64_t c = cols; c < ldd; c++) dst[r * ldd + c] = 0.0f;
+    }
+  });
+}
+
+}  // namespace
+
+void matmul_nf4_forward(float* out /*(M,N)*/, const float* x /*(M,K)*/, const Nf4Matrix& w /*(N,K)*/,
+                        const float* bias /*(N) or null*/, int M) {
+  const int64_t N = w.rows, K = w.cols, Kp = round_up(K, kLanes);
+  if (M <= 0 || N <= 0) return;
+  std::vector<float> absmax_tmp;
+  const float* absmax = absmax_of(w, absmax_tmp);
+  // bf16(x) once, rows padded to Kp with zeros.
+  std::vector<float> xb(size_t(M * Kp));
+  round_rows_bf16(xb.data(), Kp, x, M, K);
+
+  // A task decodes NB weight rows (~192 KB, L2-resident) and runs up to MB x rows against them. Only the split of
+  // independent outputs depends on the sizes; every dot is the same dot_tile lane sum over Kp.
+  const int64_t NB = std::max<int64_t>(kDotNR, (49152 / Kp) / kDotNR * kDotNR);
+  const int64_t MB = std::max<int64_t>(kDotMR, (131072 / Kp) / kDotMR * kDotMR);
+  const int64_t nblocks = ceil_div(N, NB), mblocks = ceil_div(M, MB);
+  const double work = 2.0 * double(std::min<int64_t>(MB, M)) * double(std::min(NB, N)) * double(K) +
+                      4.0 * double(std::min(NB, N)) * double(K);
+  parallel_for(nblocks * mblocks, grain_for(work), [&](int64_t t0, int64_t t1) {
+    thread_local std::vector<float> buf;
+    float* wb = scratch(buf, size_t(NB * Kp));
+    int64_t decoded_nb = -1;
+    for (int64_t t = t0; t < t1; t++) {
+      const int64_t nb = t / mblocks, mb = t % mblocks;
+      const int64_t n0 = nb * NB, n1 = std::min(N, n0 + NB);
+      const int64_t m0 = mb * MB, m1 = std::min<int64_t>(M, m0 + MB);
+      if (nb != decoded_nb) {  // consecutive tasks of one chunk share the decoded rows
+        for (int64_t n = n0; n < n1; n++) {
+          float* row = wb + (n - n0) * Kp;
+          decode_bf16(row, w, absmax, n * K, K);
+          std::fill(row + K, row + Kp, 0.0f);
+        }
+        decoded_nb = nb;
+      }
+      dot_rows(out + n0, N, xb.data(), Kp, wb, Kp, bias ? bias + n0 : nullptr, m0, m1, 0, n1 - n0, Kp);
+    }
+  });
+}
+
+void matmul_nf4_backward_input(float* dx /*(M,K)*/, const float* dout /*(M,N)*/, const Nf4Matrix& w /*(N,K)*/,
+                               int M) {
+  const int64_t N = w.rows, K = w.cols;
+  if (M <= 0 || N <= 0 || K <= 0) return;
+  std::vector<float> absmax_tmp;
+  const float* absmax = absmax_of(w, absmax_tmp);
+  std::vector<float> db(size_t(M * N));  // bf16(dout)
+  round_rows_bf16(db.data(), N, dout, M, N);
+
+  // Tasks own (IB rows of dx) x (LB columns of dx). Each decodes W[:, its columns] JB rows at a time and adds
+  // bf16(dout[m,n]) * W[n,k] for n = 0..N-1 in order into a zeroed accumulator, then dx += accumulator:
+  // the same sequence for every element whatever the split.
+  const int64_t IB = 128, LB = 256, JB = 64;
+  const int64_t iblocks = ceil_div(M, IB), lblocks = ceil_div(K, LB);
+  const double work = 2.0 * double(std::min<int64_t>(IB, M)) * double(std::min(LB, K)) * double(N);
+  parallel_for(iblocks * lblocks, grain_for(work), [&](int64_t t0, int64_t t1) {
+    thread_local std::vector<float> acc_buf, w_buf;
+    float* acc = scratch(acc_buf, size_t(IB * LB));
+    float* wb = scratch(w_buf, size_t(JB * LB));
+    for (int64_t t = t0; t < t1; t++) {
+      const int64_t i0 = (t / lblocks) * IB, i1 = std::min<int64_t>(M, i0 + IB);
+      const int64_t l0 = (t % lblocks) * LB, l1 = std::min(K, l0 + LB);
+      const int64_t L = l1 - l0, Lp = round_up(L, kLanes);
+      std::fill(acc, acc + IB * Lp, 0.0f);
+      for (int64_t j0 = 0; j0 < N; j0 += JB) {
+        const int64_t j1 = std::min(N, j0 + JB);
+        for (int64_t n = j0; n < j1; n++) {
+          float* row = wb + (n - j0) * Lp;
+          decode_bf16(row, w, absmax, n * K + l0, L);
+          std::fill(row + L, row + Lp, 0.0f);
+        }
+        axpy_rows(acc, Lp, db.data() + i0 * N + j0, /*csi=*/N, /*csj=*/1, wb, Lp, i1 - i0, j1 - j0, Lp);
+      }
+      for (int64_t i = i0; i < i1; i++) {
+        float* o = dx + i * K;
+        const float* a = acc + (i - i0) * Lp;
+        for (int64_t l = l0; l < l1; l++) o[l] += a[l - l0];
+      }
+    }
+  });
+}
+
+}  // namespace dpo::cpu

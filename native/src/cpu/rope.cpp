@@ -1,0 +1,87 @@
+// Rotary position embedding on the CPU (HF LlamaRotaryEmbedding + apply_rotary_pos_emb, rotate-half form),
+// forward and its transpose for the backward pass.
+#include <cmath>
+#include <vector>
+
+#include "dpo/errors.h"
+#include "ops.h"
+#include "thread_pool.h"
+#include "vec.h"
+
+namespace dpo::cpu {
+namespace {
+
+// Keeps a*b rounded on its own: the build contracts a*b + c into an fma (-ffp-contract=fast), while torch computes
+// q*cos + rotate_half(q)*sin as separate, separately rounded tensor ops.
+inline float mul_rn(float a, float b) {
+  float p = a * b;
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+  __asm__("" : "+x"(p));
+#elif defined(__GNUC__) && defined(__aarch64__)
+  __asm__("" : "+w"(p));
+#else
+  volatile float v = p;
+  p = v;
+#endif
+  return p;
+}
+
+// inv_freq[j] = 1 / theta^(2j/HD) in fp32, as torch's `1.0 / (base ** (arange(0, dim, 2).float() / dim))`:
+// the exponent is an fp32 division, the power an fp32 pow, the reciprocal an fp32 division.
+std::vector<float> inv_freq(int HD, float theta) {
+  std::vector<float> f(size_t(HD / 2));
+  for (int j = 0; j < HD / 2; j++) f[size_t(j)] = 1.0f / std::pow(theta, float(2 * j) / float(HD));
+  return f;
+}
+
+// cos/sin of angle = float(pos) * inv_freq[j] (an fp32 product, as HF's fp32 `inv_freq @ position_ids`).
+// torch evaluates cos/sin in fp32 (within an ulp); we evaluate them in double and round once to fp32.
+void angles(float* cs /*(HD/2)*/, float* sn /*(HD/2)*/, const std::vector<float>& f, int pos) {
+  for (size_t j = 0; j < f.size(); j++) {
+    const float a = float(pos) * f[j];
+    cs[j] = float(std::cos(double(a)));
+    sn[j] = float(std::sin(double(a)));
+  }
+}
+
+template <bool kBackward>
+void rope_apply(float* x /*(M,H*HD)*/, const int* pos /*(M)*/, int M, int H, int HD, float theta) {
+  if (HD % 2 != 0) fail(ErrorCode::BadInput, "rope: head_dim must be even");
+  const int half = HD / 2;
+  const std::vector<float> f = inv_freq(HD, theta);
+  parallel_for(M, grain_for(30.0 * HD + 4.0 * H * HD), [&](int64_t m0, int64_t m1) {
+    thread_local std::vector<float> buf;
+    float* cs = scratch(buf, size_t(HD));
+    float* sn = cs + half;
+    for (int64_t m = m0; m < m1; m++) {
+      angles(cs, sn, f, pos[m]);
+      for (int h = 0; h < H; h++) {
+        float* v = x + (m * H + h) * HD;
+        for (int j = 0; j < half; j++) {
+          const float x1 = v[j], x2 = v[j + half];
+          if (!kBackward) {
+            // (x * cos) + (rotate_half(x) * sin), rotate_half(x) = cat(-x2, x1); cos/sin repeat over both halves.
+            v[j] = mul_rn(x1, cs[j]) + mul_rn(-x2, sn[j]);
+            v[j + half] = mul_rn(x2, cs[j]) + mul_rn(x1, sn[j]);
+          } else {
+            // The transpose rotation: [dx1; dx2] = [c s; -s c] [dy1; dy2].
+            v[j] = x1 * cs[j] + x2 * sn[j];
+            v[j + half] = x2 * cs[j] - x1 * sn[j];
+          }
+        }
+      }
+    }
+  });
+}
+
+}  // namespace
+
+void rope_forward(float* x /*(M,H*HD)*/, const int* pos /*(M)*/, int M, int H, int HD, float theta) {
+  rope_apply<false>(x, pos, M, H, HD, theta);
+}
+
+void rope_backward(float* dx /*(M,H*HD)*/, const int* pos /*(M)*/, int M, int H, int HD, float theta) {
+  rope_apply<true>(dx, pos, M, H, HD, theta);
+}
+
+}  // namespace dpo::cpu

@@ -1,0 +1,131 @@
+// Register-tiled inner kernels of the CPU matmuls (fp32 and fused NF4): a dot-product tile for forward passes and
+// an axpy tile for input/weight gradients. Each output element gets the same arithmetic whatever the tile shape.
+#pragma once
+#include <cstdint>
+
+#include "vec.h"
+
+namespace dpo::cpu {
+
+// Tile shapes: only speed depends on them. 4x3 keeps 12 accumulators in the 32 zmm registers of AVX-512;
+// without it a f32x16 is two ymm registers, so smaller tiles avoid spills.
+#if defined(__AVX512F__)
+constexpr int kDotMR = 4, kDotNR = 3;
+#else
+constexpr int kDotMR = 2, kDotNR = 2;
+#endif
+
+// out[i*ldo + j] = dot16-style sum_k x[i*ldx + k] * w[j*ldw + k] (+ bias[j]) for i < MR, j < NR.
+// Lane l of every output sums k = l, l+16, ... in increasing k, the tail goes to lanes 0.., then reduce16:
+// exactly dot16(), so a row's result is identical in a 1x1 tile and in a MRxNR tile.
+template <int MR, int NR>
+inline void dot_tile(float* out, int64_t ldo, const float* x, int64_t ldx, const float* w, int64_t ldw, int64_t K,
+                     const float* bias) {
+  f32x16 acc[MR][NR];
+  for (int i = 0; i < MR; i++)
+    for (int j = 0; j < NR; j++) acc[i][j] = f32x16{};
+  int64_t k = 0;
+  for (; k + kLanes <= K; k += kLanes) {
+    f32x16 wv[NR];
+    for (int j = 0; j < NR; j++) wv[j] = load16(w + j * ldw + k);
+    for (int i = 0; i < MR; i++) {
+      const f32x16 xv = load16(x + i * ldx + k);
+      for (int j = 0; j < NR; j++) acc[i][j] += xv * wv[j];
+    }
+  }
+  for (int i = 0; i < MR; i++)
+    for (int j = 0; j < NR; j++) {
+      const float s = reduce16(fma_tail16(acc[i][j], x + i * ldx, w + j * ldw, k, K));
+      out[i * ldo + j] = bias ? s + bias[j] : s;
+    }
+}
+
+// out (rows m0..m1, ldo) = x (rows m0..m1, ldx) . w (rows n0..n1, ldw)^T (+ bias), tiled MR x NR with 1-wide edges.
+inline void dot_rows(float* out, int64_t ldo, const float* x, int64_t ldx, const float* w, int64_t ldw,
+                     const float* bias, int64_t m0, int64_t m1, int64_t n0, int64_t n1, int64_t K) {
+  for (int64_t m = m0; m < m1;) {
+    const bool full_m = m + kDotMR <= m1;
+    for (int64_t n = n0; n < n1;) {
+      const bool full_n = n + kDotNR <= n1;
+      float* o = out + m * ldo + n;
+      const float* xm = x + m * ldx;
+      const float* wn = w + n * ldw;
+      const float* bn = bias ? bias + n : nullptr;
+      if (full_m && full_n) {
+        dot_tile<kDotMR, kDotNR>(o, ldo, xm, ldx, wn, ldw, K, bn);
+        n += kDotNR;
+      } else if (full_m) {
+        dot_tile<kDotMR, 1>(o, ldo, xm, ldx, wn, ldw, K, bn);
+        n += 1;
+      } else if (full_n) {
+        dot_tile<1, kDotNR>(o, ldo, xm, ldx, wn, ldw, K, bn);
+        n += kDotNR;
+      } else {
+        dot_tile<1, 1>(o, ldo, xm, ldx, wn, ldw, K, bn);
+        n += 1;
+      }
+    }
+    m += full_m ? kDotMR : 1;
+  }
+}
+
+// acc[i*lda + l] += sum_{j in [0,J)} coef[i*csi + j*csj] * b[j*ldb + l], j in increasing order, for i < IR and
+// l < 16*LQ. Each acc element is a sequential fp32 sum over j, so chunking j (resuming from acc) or changing IR
+// never changes it.
+template <int IR, int LQ>
+inline void axpy_tile(float* acc, int64_t lda, const float* coef, int64_t csi, int64_t csj, const float* b,
+                      int64_t ldb, int64_t J) {
+  f32x16 a[IR][LQ];
+  for (int i = 0; i < IR; i++)
+    for (int q = 0; q < LQ; q++) a[i][q] = load16(acc + i * lda + q * kLanes);
+  for (int64_t j = 0; j < J; j++) {
+    f32x16 bv[LQ];
+    for (int q = 0; q < LQ; q++) bv[q] = load16(b + j * ldb + q * kLanes);
+    for (int i = 0; i < IR; i++) {
+      const f32x16 c = splat16(coef[i * csi + j * csj]);
+      for (int q = 0; q < LQ; q++) a[i][q] += c * bv[q];
+    }
+  }
+  for (int i = 0; i < IR; i++)
+    for (int q = 0; q < LQ; q++) store16(acc + i * lda + q * kLanes, a[i][q]);
+}
+
+// The scalar form of axpy_tile for a ragged column tail (L < 16): the same sequential sum over j per element.
+inline void axpy_tail(float* acc, int64_t lda, const float* coef, int64_t csi, int64_t csj, const float* b,
+                      int64_t ldb, int64_t I, int64_t J, int64_t L) {
+  for (int64_t i = 0; i < I; i++)
+    for (int64_t l = 0; l < L; l++) {
+      float s = acc[i * lda + l];
+      for (int64_t j = 0; j < J; j++) s += coef[i * csi + j * csj] * b[j * ldb + l];
+      acc[i * lda + l] = s;
+    }
+}
+
+#if defined(__AVX512F__)
+constexpr int kAxpyIR = 4, kAxpyLQ = 4;  // 16 zmm accumulators
+#else
+constexpr int kAxpyIR = 2, kAxpyLQ = 2;  // 8 ymm pairs
+#endif
+constexpr int kAxpyCols = kAxpyLQ * kLanes;
+
+// acc (I rows, lda) += coef (I x J, strides csi/csj) . b (J rows, ldb) over columns [0, L): full kAxpyCols tiles,
+// then 16-wide tiles, then the scalar tail. Every element is the same sequential sum over j.
+inline void axpy_rows(float* acc, int64_t lda, const float* coef, int64_t csi, int64_t csj, const float* b,
+                      int64_t ldb, int64_t I, int64_t J, int64_t L) {
+  int64_t l = 0;
+  for (; l + kAxpyCols <= L; l += kAxpyCols) {
+    int64_t i = 0;
+    for (; i + kAxpyIR <= I; i += kAxpyIR)
+      axpy_tile<kAxpyIR, kAxpyLQ>(acc + i * lda + l, lda, coef + i * csi, csi, csj, b + l, ldb, J);
+    for (; i < I; i++) axpy_tile<1, kAxpyLQ>(acc + i * lda + l, lda, coef + i * csi, csi, csj, b + l, ldb, J);
+  }
+  for (; l + kLanes <= L; l += kLanes) {
+    int64_t i = 0;
+    for (; i + kAxpyIR <= I; i += kAxpyIR)
+      axpy_tile<kAxpyIR, 1>(acc + i * lda + l, lda, coef + i * csi, csi, csj, b + l, ldb, J);
+    for (; i < I; i++) axpy_tile<1, 1>(acc + i * lda + l, lda, coef + i * csi, csi, csj, b + l, ldb, J);
+  }
+  if (l < L) axpy_tail(acc + l, lda, coef, csi, csj, b + l, ldb, I, J, L - l);
+}
+
+}  // namespace dpo::cpu

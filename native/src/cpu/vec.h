@@ -1,0 +1,79 @@
+// Fixed-order lane arithmetic shared by the CPU ops: a 16-float vector (GCC/Clang vector extension, which the
+// compiler lowers to AVX-512, AVX2 or SSE) and reductions whose order depends only on the reduced length.
+#pragma once
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+// Without AVX-512 GCC notes that passing 64-byte vectors by value has a different ABI; these helpers are inline
+// and internal to the CPU backend, so the note is noise.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+
+namespace dpo::cpu {
+
+// 16 independent fp32 lanes. Reductions keep one lane per k % 16 and combine lanes in a fixed tree, so a result
+// never depends on M, on tiling or on threading (batch-invariant ops, performance.md), and the loops vectorise
+// without -ffast-math.
+typedef float f32x16 __attribute__((vector_size(64)));
+constexpr int kLanes = 16;
+
+inline f32x16 load16(const float* p) {
+  f32x16 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void store16(float* p, f32x16 v) { std::memcpy(p, &v, sizeof v); }
+inline f32x16 splat16(float s) { return f32x16{} + s; }
+
+// Sums the 16 lanes in a fixed order: (l, l+8), then (l, l+4), (l, l+2), (l, l+1).
+inline float reduce16(f32x16 v) {
+  float a[kLanes];
+  std::memcpy(a, &v, sizeof a);
+  for (int h = kLanes / 2; h >= 1; h >>= 1)
+    for (int l = 0; l < h; l++) a[l] += a[l + h];
+  return a[0];
+}
+
+// Adds the tail a[k..n) * b[k..n) into lanes 0..n-k-1 (n - k < 16): the same lanes a zero-padded
+// full vector would use.
+inline f32x16 fma_tail16(f32x16 acc, const float* a, const float* b, int64_t k, int64_t n) {
+  float t[kLanes];
+  std::memcpy(t, &acc, sizeof t);
+  for (int64_t l = 0; k + l < n; l++) t[l] += a[k + l] * b[k + l];
+  std::memcpy(&acc, t, sizeof t);
+  return acc;
+}
+
+// sum_k a[k] * b[k] (n): lane l accumulates k = l, l+16, ... in order, then reduce16.
+inline float dot16(const float* a, const float* b, int64_t n) {
+  f32x16 acc{};
+  int64_t k = 0;
+  for (; k + kLanes <= n; k += kLanes) acc += load16(a + k) * load16(b + k);
+  return reduce16(fma_tail16(acc, a, b, k, n));
+}
+
+// y[i] += s * x[i] (n): elementwise, so vectorising never changes a result.
+inline void axpy(float* y, float s, const float* x, int64_t n) {
+  for (int64_t i = 0; i < n; i++) y[i] += s * x[i];
+}
+
+// A per-thread scratch buffer of at least n floats (contents undefined).
+inline float* scratch(std::vector<float>& buf, size_t n) {
+  if (buf.size() < n) buf.resize(n);
+  return buf.data();
+}
+
+inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+inline int64_t ceil_div(int64_t x, int64_t m) { return (x + m - 1) / m; }
+
+// parallel_for grain for `tasks` tasks of `work` flops each: small ops stay on the calling thread,
+// where waking the pool would cost more than it saves.
+inline int64_t grain_for(double work_per_task, double min_work = 65536.0) {
+  if (work_per_task <= 0) return 1;
+  const double g = min_work / work_per_task;
+  return g < 1.0 ? 1 : int64_t(g + 1.0);
+}
+
+}  // namespace dpo::cpu

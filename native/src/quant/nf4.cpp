@@ -1,0 +1,232 @@
+// bitsandbytes NF4 + double quantization, scalar reference (spec §2): quantize, dequantize, the packed layout.
+// Every rounding step follows bnb 0.43.1 so that a matrix quantized here equals one quantized by bnb bit for bit.
+#include "nf4.h"
+
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
+#include <string>
+
+#include "../core/half.h"
+#include "dpo/errors.h"
+
+namespace dpo {
+
+// §2.1, index -> value; the decimal literals are exactly the fp32 values bf800000 ... 3f800000.
+const float kNf4Table[16] = {
+    -1.0f,
+    -0.6961928009986877f,
+    -0.5250730514526367f,
+    -0.39491748809814453f,
+    -0.28444138169288635f,
+    -0.18477343022823334f,
+    -0.09105003625154495f,
+    0.0f,
+    0.07958029955625534f,
+    0.16093020141124725f,
+    0.24611230194568634f,
+    0.33791524171829224f,
+    0.44070982933044434f,
+    0.5626170039176941f,
+    0.7229568362236023f,
+    1.0f,
+};
+
+namespace {
+
+// §2.1: the 15 midpoints of dQuantizeNF4's decision tree, as the fp32 literals the CUDA code compares against.
+const float kNf4Midpoints[15] = {
+    -0.8480964004993439f, -0.6106329262256622f, -0.4599952697753906f, -0.33967943489551544f,
+    -0.23460740596055984f, -0.13791173323988914f, -0.045525018125772476f, 0.03979014977812767f,
+    0.1202552504837513f,   0.2035212516784668f,   0.2920137718319893f,   0.3893125355243683f,
+    0.5016634166240692f,   0.6427869200706482f,   0.8614784181118011f,
+};
+
+// Keeps a*b rounded to fp32 on its own: the build's -ffp-contract=fast (gnu++17, -march=native) would otherwise
+// fuse it into the following add, while bnb + torch round the multiply and the add separately (§2.5).
+inline float mul_rn(float a, float b) {
+  float p = a * b;
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+  __asm__("" : "+x"(p));
+#elif defined(__GNUC__) && defined(__aarch64__)
+  __asm__("" : "+w"(p));
+#else
+  volatile float v = p;
+  p = v;
+#endif
+  return p;
+}
+
+// §2.5: the fp32 product is stored as QuantState.dtype (RN).
+inline float round_storage(float v, Nf4StorageDType dt) {
+  switch (dt) {
+    case Nf4StorageDType::F16: return round_fp16(v);
+    case Nf4StorageDType::BF16: return round_bf16(v);
+    case Nf4StorageDType::F32: return v;
+  }
+  return v;
+}
+
+inline uint8_t nibble(const uint8_t* packed, int64_t e) {
+  const uint8_t byte = packed[e >> 1];
+  return (e & 1) ? uint8_t(byte & 0x0f) : uint8_t(byte >> 4);  // §2.2: the even element is the high nibble
+}
+
+const float* nested_code_of(const Nf4Matrix& m) {
+  return m.nested_code.empty() ? dynamic_map_signed() : m.nested_code.data();
+}
+
+void check_shape(const Nf4Matrix& m) {
+  const int64_t n = m.numel(), blocks = m.blocks();
+  const int64_t nested = (blocks + kNestedBlockSize - 1) / kNestedBlockSize;
+  if (m.rows < 0 || m.cols < 0) fail(ErrorCode::BadModel, "nf4: negative shape");
+  if (int64_t(m.packed.size()) != (n + 1) / 2)
+    fail(ErrorCode::BadModel, "nf4: packed weight has " + std::to_string(m.packed.size()) + " bytes, expected " +
+                                  std::to_string((n + 1) / 2));
+  if (int64_t(m.absmax_q.size()) != blocks)
+    fail(ErrorCode::BadModel, "nf4: absmax has " + std::to_string(m.absmax_q.size()) + " entries, expected " +
+                                  std::to_string(blocks));
+  if (int64_t(m.absmax2.size()) != nested)
+    fail(ErrorCode::BadModel, "nf4: nested_absmax has " + std::to_string(m.absmax2.size()) +
+                                  " entries, expected " + std::to_string(nested));
+}
+
+}  // namespace
+
+// §2.1: the number of midpoints x strictly exceeds. Equal to bnb's decision tree because the midpoints are sorted;
+// NaN compares false everywhere and gets code 0, as in the tree.
+uint8_t nf4_code(float x) {
+  int code = 0;
+  for (int i = 0; i < 15; i++) code += x > kNf4Midpoints[i] ? 1 : 0;
+  return uint8_t(code);
+}
+
+size_t Nf4Matrix::bytes() const { return packed.size() + absmax_q.size() + absmax2.size() * sizeof(float); }
+
+Nf4Matrix nf4_quantize(const float* w, int64_t rows, int64_t cols, Nf4StorageDType dtype) {
+  if (rows < 0 || cols < 0) fail(ErrorCode::BadInput, "nf4_quantize: negative shape");
+  Nf4Matrix m;
+  m.rows = rows;
+  m.cols = cols;
+  m.dtype = dtype;
+  const int64_t n = m.numel(), blocks = m.blocks();
+  m.packed.assign(size_t((n + 1) / 2), 0);
+
+  // §2.2 kQuantizeBlockwise<T,64,2,0,NF4>: blocks are 64 consecutive flat elements, so with K % 64 != 0 a block
+  // spans the end of one row and the start of the next. The last block may be partial; bnb loads the missing
+  // elements as 0, which never raise the max and, when n is odd, give the final low nibble code(0 * 1/absmax).
+  std::vector<float> absmax(static_cast<size_t>(blocks));
+  for (int64_t b = 0; b < blocks; b++) {
+    const int64_t e0 = b * kNf4BlockSize, e1 = std::min(n, e0 + kNf4BlockSize);
+    float amax = -FLT_MAX;  // the CUDA reduction's start value (§2.2)
+    for (int64_t e = e0; e < e1; e++) amax = std::fmax(amax, std::fabs(w[e]));
+    absmax[size_t(b)] = amax;
+    // x = w * (1/absmax), a multiply by the reciprocal, not a division. absmax 0 -> inf -> 0*inf = NaN -> code 0,
+    // so an all-zero block dequantizes to NF4[0] * 0 = -0.0.
+    const float inv = 1.0f / amax;
+    for (int64_t e = e0; e < e0 + kNf4BlockSize && (e >> 1) < int64_t(m.packed.size()); e++) {
+      const float x = (e < n ? w[e] : 0.0f) * inv;
+      const uint8_t c = nf4_code(x);
+      m.packed[size_t(e >> 1)] |= (e & 1) ? c : uint8_t(c << 4);
+    }
+  }
+
+  // §2.3 double quantization. offset = absmax.mean(): torch reduces in fp32 on the GPU with its own tree order,
+  // which cannot be replayed here; we sum in double (exact enough that the result is the correctly rounded mean
+  // for any realistic block count) and cast to fp32. Pre-quantized checkpoints carry their offset (§2.6).
+  double sum = 0.0;
+  for (float a : absmax) sum += double(a);
+  m.absmax_offset = blocks > 0 ? float(sum / double(blocks)) : 0.0f;
+  for (float& a : absmax) a = a - m.absmax_offset;  // torch `absmax -= offset`, fp32
+
+  // quantize_blockwise(absmax, code=signed dynamic map, blocksize=256): kQuantizeBlockwise<float,256,2,0,General8bit>.
+  const int64_t nested = (blocks + kNestedBlockSize - 1) / kNestedBlockSize;
+  const float* code8 = dynamic_map_signed();
+  m.absmax2.assign(size_t(nested), 0.0f);
+  m.absmax_q.assign(size_t(blocks), 0);
+  for (int64_t c = 0; c < nested; c++) {
+    const int64_t b0 = c * kNestedBlockSize, b1 = std::min(blocks, b0 + kNestedBlockSize);
+    float amax = -FLT_MAX;
+    for (int64_t b = b0; b < b1; b++) amax = std::fmax(amax, std::fabs(absmax[size_t(b)]));
+    m.absmax2[size_t(c)] = amax;
+    const float inv = 1.0f / amax;
+    for (int64_t b = b0; b < b1; b++) m.absmax_q[size_t(b)] = dynamic_code(code8, absmax[size_t(b)] * inv);
+  }
+
+  m.absmax.resize(size_t(blocks));
+  nf4_dequantize_absmax(m, m.absmax.data());
+  return m;
+}
+
+Nf4Matrix nf4_from_parts(int64_t rows, int64_t cols, std::vector<uint8_t> packed, std::vector<uint8_t> absmax_q,
+                         std::vector<float> absmax2, float offset, const float* nested_code, Nf4StorageDType dtype) {
+  Nf4Matrix m;
+  m.rows = rows;
+  m.cols = cols;
+  m.packed = std::move(packed);
+  m.absmax_q = std::move(absmax_q);
+  m.absmax2 = std::move(absmax2);
+  m.absmax_offset = offset;
+  m.dtype = dtype;
+  check_shape(m);
+  // §2.4 caveat: the checkpoint's nested_quant_map is the map its absmax codes index; keep it only when it differs
+  // from the built-in Appendix A map (it can differ in the last bits, depending on torch's linspace path).
+  if (nested_code) {
+    const float* builtin = dynamic_map_signed();
+    bool same = true;
+    for (int i = 0; i < 256; i++) same = same && f32_bits(nested_code[i]) == f32_bits(builtin[i]);
+    if (!same) m.nested_code.assign(nested_code, nested_code + 256);
+  }
+  m.absmax.resize(size_t(m.blocks()));
+  nf4_dequantize_absmax(m, m.absmax.data());
+  return m;
+}
+
+// §2.5: kDequantizeBlockwise<float, General8bit> gives code8[q] * absmax2 (fp32 multiply, rounded), then torch adds
+// the offset as a separate fp32 op. The multiply must not be fused with the add.
+void nf4_dequantize_absmax(const Nf4Matrix& m, float* absmax_out) {
+  const float* code8 = nested_code_of(m);
+  const int64_t blocks = m.blocks();
+  for (int64_t b = 0; b < blocks; b++)
+    absmax_out[b] = mul_rn(code8[m.absmax_q[size_t(b)]], m.absmax2[size_t(b / kNestedBlockSize)]) + m.absmax_offset;
+}
+
+namespace {
+
+// Decodes flat elements [e0, e1) of m into out, each NF4[c] * absmax[e/64] in fp32 rounded to the storage dtype.
+void dequantize_range(const Nf4Matrix& m, const float* absmax, int64_t e0, int64_t e1, float* out) {
+  int64_t e = e0;
+  while (e < e1) {
+    const int64_t b = e / kNf4BlockSize, bend = std::min(e1, (b + 1) * kNf4BlockSize);
+    float lut[16];  // the 16 values this block can take
+    for (int c = 0; c < 16; c++) lut[c] = round_storage(kNf4Table[c] * absmax[b], m.dtype);
+    for (; e < bend; e++) *out++ = lut[nibble(m.packed.data(), e)];
+  }
+}
+
+}  // namespace
+
+void nf4_dequantize(const Nf4Matrix& m, float* out) {
+  std::vector<float> tmp;
+  const float* absmax = m.absmax.data();
+  if (int64_t(m.absmax.size()) != m.blocks()) {
+    tmp.resize(size_t(m.blocks()));
+    nf4_dequantize_absmax(m, tmp.data());
+    absmax = tmp.data();
+  }
+  dequantize_range(m, absmax, 0, m.numel(), out);
+}
+
+void nf4_dequantize_row(const Nf4Matrix& m, int64_t row, float* out) {
+  if (row < 0 || row >= m.rows) fail(ErrorCode::BadInput, "nf4_dequantize_row: row out of range");
+  std::vector<float> tmp;
+  const float* absmax = m.absmax.data();
+  if (int64_t(m.absmax.size()) != m.blocks()) {
+    tmp.resize(size_t(m.blocks()));
+    nf4_dequantize_absmax(m, tmp.data());
+    absmax = tmp.data();
+  }
+  dequantize_range(m, absmax, row * m.cols, (row + 1) * m.cols, out);
+}
+
+}  // namespace dpo

@@ -1,0 +1,371 @@
+// NF4 + double quantization against spec §2: table bits, the midpoint decision rule, packing order, zero blocks,
+// the dynamic maps (Appendix A vs the §2.4 construction), and whole matrices against a naive reference.
+#include <cfloat>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "check.h"
+#include "core/half.h"
+#include "dpo/errors.h"
+#include "quant/nf4.h"
+
+using namespace dpo;
+
+namespace {
+
+// §2.1 fp32 hex of the table.
+const uint32_t kSpecTableHex[16] = {0xbf800000, 0xbf3239b1, 0xbf066b30, 0xbeca32a0, 0xbe91a24d, 0xbe3d353f,
+                                    0xbdba7871, 0x00000000, 0x3da2faff, 0x3e24cae3, 0x3e7c04dd, 0x3ead033a,
+                                    0x3ee1a4b8, 0x3f1007ab, 0x3f3913b3, 0x3f800000};
+// §2.1 midpoints, as bnb's float literals.
+const float kSpecMid[15] = {-0.8480964004993439f, -0.6106329262256622f, -0.4599952697753906f,
+                            -0.33967943489551544f, -0.23460740596055984f, -0.13791173323988914f,
+                            -0.045525018125772476f, 0.03979014977812767f, 0.1202552504837513f,
+                            0.2035212516784668f, 0.2920137718319893f, 0.3893125355243683f,
+                            0.5016634166240692f, 0.6427869200706482f, 0.8614784181118011f};
+
+uint32_t bits(float f) { return f32_bits(f); }
+
+int ulp_distance(float a, float b) {
+  int32_t ia, ib;
+  std::memcpy(&ia, &a, 4);
+  std::memcpy(&ib, &b, 4);
+  if (ia < 0) ia = int32_t(0x80000000u - uint32_t(ia));
+  if (ib < 0) ib = int32_t(0x80000000u - uint32_t(ib));
+  return std::abs(ia - ib);
+}
+
+std::vector<float> normal_fp16(size_t n, float sigma, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, sigma);
+  std::vector<float> v(n);
+  for (auto& x : v) x = round_fp16(d(rng));  // the reference quantizes fp16 weights (§4)
+  return v;
+}
+
+// ---- A naive, independent reference of §2.2/§2.3/§2.5 (flat blocks, linear scans) ----
+struct NaiveNf4 {
+  std::vector<uint8_t> codes;  // one per element (n)
+  std::vector<float> absmax;   // fp32 first-level
+  float offset = 0;
+  std::vector<float> absmax2;
+  std::vector<uint8_t> q;      // nested codes
+  std::vector<float> deq_absmax;
+  std::vector<float> deq;      // dequantized weights (storage dtype, fp16)
+};
+
+uint8_t naive_code(float x) {  // count of midpoints strictly exceeded
+  uint8_t c = 0;
+  for (float m : kSpecMid)
+    if (x > m) c++;
+  return c;
+}
+
+uint8_t naive_nearest(const float* code, float x) {  // nearest map entry (ties: first); NaN -> 0
+  if (std::isnan(x)) return 0;
+  int best = 0;
+  for (int i = 1; i < 256; i++)
+    if (std::fabs(double(x) - code[i]) < std::fabs(double(x) - code[best])) best = i;
+  return uint8_t(best);
+}
+
+NaiveNf4 naive_quantize(const std::vector<float>& w) {
+  NaiveNf4 r;
+  const size_t n = w.size(), blocks = (n + 63) / 64;
+  r.codes.resize(n);
+  r.absmax.resize(blocks);
+  for (size_t b = 0; b < blocks; b++) {
+    float mx = 0.0f;
+    for (size_t e = b * 64; e < std::min(n, b * 64 + 64); e++) mx = std::max(mx, std::fabs(w[e]));
+    r.absmax[b] = mx;
+    const float inv = 1.0f / mx;
+    for (size_t e = b * 64; e < std::min(n, b * 64 + 64); e++) r.codes[e] = naive_code(w[e] * inv);
+  }
+  double s = 0;
+  for (float a : r.absmax) s += a;
+  r.offset = float(s / double(blocks));
+  const size_t nested = (blocks + 255) / 256;
+  r.absmax2.resize(nested);
+  r.q.resize(blocks);
+  const float* code8 = dynamic_map_signed();
+  for (size_t c = 0; c < nested; c++) {
+    float mx = 0.0f;
+    for (size_t b = c * 256; b < std::min(blocks, c * 256 + 256); b++)
+      mx = std::max(mx, std::fabs(r.absmax[b] - r.offset));
+    r.absmax2[c] = mx;
+    for (size_t b = c * 256; b < std::min(blocks, c * 256 + 256); b++)
+      r.q[b] = naive_nearest(code8, (r.absmax[b] - r.offset) * (1.0f / mx));
+  }
+  r.deq_absmax.resize(blocks);
+  for (size_t b = 0; b < blocks; b++) {
+    volatile float p = code8[r.q[b]] * r.absmax2[b / 256];  // separately rounded product, then the add
+    r.deq_absmax[b] = p + r.offset;
+  }
+  r.deq.resize(n);
+  for (size_t e = 0; e < n; e++) r.deq[e] = round_fp16(kNf4Table[r.codes[e]] * r.deq_absmax[e / 64]);
+  return r;
+}
+
+uint8_t packed_code(const Nf4Matrix& m, int64_t e) {
+  const uint8_t b = m.packed[size_t(e / 2)];
+  return (e % 2 == 0) ? uint8_t(b >> 4) : uint8_t(b & 15);
+}
+
+}  // namespace
+
+TEST_CASE(nf4_table_bits_match_spec) {
+  for (int i = 0; i < 16; i++) CHECK(bits(kNf4Table[i]) == kSpecTableHex[i]);
+}
+
+TEST_CASE(nf4_code_midpoints_ties_go_down) {
+  for (int i = 0; i < 15; i++) {
+    const float m = kSpecMid[i];
+    CHECK(nf4_code(m) == i);                                // equal to a midpoint: not exceeded
+    CHECK(nf4_code(std::nextafter(m, INFINITY)) == i + 1);  // just above: the next code
+    CHECK(nf4_code(std::nextafter(m, -INFINITY)) == i);
+  }
+  for (int c = 0; c < 16; c++) CHECK(nf4_code(kNf4Table[c]) == c);
+  CHECK(nf4_code(NAN) == 0);
+  CHECK(nf4_code(-NAN) == 0);
+  CHECK(nf4_code(INFINITY) == 15);
+  CHECK(nf4_code(-INFINITY) == 0);
+  CHECK(nf4_code(0.0f) == 7);
+  CHECK(nf4_code(-0.0f) == 7);
+  CHECK(nf4_code(2.0f) == 15);
+  CHECK(nf4_code(-2.0f) == 0);
+}
+
+TEST_CASE(nf4_packing_even_element_is_high_nibble) {
+  // One block whose values are exactly 2 * NF4[c_e]: absmax = 2, x = w * 0.5 = NF4[c_e], so code(e) = c_e.
+  std::vector<float> w(64);
+  std::vector<uint8_t> c(64);
+  for (int e = 0; e < 64; e++) {
+    c[size_t(e)] = uint8_t((e * 7 + 3) % 16);
+    w[size_t(e)] = 2.0f * kNf4Table[c[size_t(e)]];
+  }
+  const Nf4Matrix m = nf4_quantize(w.data(), 2, 32, Nf4StorageDType::F32);
+  CHECK(m.packed.size() == 32);
+  for (int k = 0; k < 32; k++) CHECK(m.packed[size_t(k)] == uint8_t((c[size_t(2 * k)] << 4) | c[size_t(2 * k + 1)]));
+  CHECK(m.packed[0] == 0x3a);  // e0 -> code 3 (high), e1 -> code 10 (low)
+  CHECK(m.blocks() == 1);
+  // One block: offset = absmax, a = 0, absmax2 = 0 -> NaN -> code 0 -> -0.99*0 + offset = offset exactly.
+  CHECK(m.absmax_offset == 2.0f);
+  CHECK(m.absmax.size() == 1 && m.absmax[0] == 2.0f);
+  std::vector<float> d(64);
+  nf4_dequantize(m, d.data());
+  for (int e = 0; e < 64; e++) CHECK(bits(d[size_t(e)]) == bits(w[size_t(e)]));
+  CHECK(m.bytes() == 32 + 1 + 4);
+}
+
+TEST_CASE(nf4_all_zero_block) {
+  // A single all-zero block: absmax 0 -> 1/0 = inf -> 0*inf = NaN -> code 0 -> NF4[0] * (+0) = -0.0.
+  std::vector<float> z(64, 0.0f);
+  const Nf4Matrix m = nf4_quantize(z.data(), 1, 64);
+  for (uint8_t b : m.packed) CHECK(b == 0);
+  std::vector<float> d(64, 1.0f);
+  nf4_dequantize(m, d.data());
+  for (float v : d) CHECK(v == 0.0f && std::signbit(v));
+
+  // Inside a larger matrix the zero block still gets code 0 everywhere (its absmax is not exactly 0 after the
+  // double quant, so only the codes are checked).
+  std::vector<float> w = normal_fp16(4 * 64, 0.02f, 7);
+  for (int e = 64; e < 128; e++) w[size_t(e)] = 0.0f;
+  const Nf4Matrix m2 = nf4_quantize(w.data(), 4, 64);
+  for (int e = 64; e < 128; e++) CHECK(packed_code(m2, e) == 0);
+}
+
+TEST_CASE(nf4_roundtrip_error_within_step) {
+  const int64_t N = 96, K = 256;
+  const std::vector<float> w = normal_fp16(size_t(N * K), 0.02f, 1);
+  const Nf4Matrix m = nf4_quantize(w.data(), N, K);
+  std::vector<float> d(size_t(N * K));
+  nf4_dequantize(m, d.data());
+  double worst_rel = 0.0;
+  for (int64_t b = 0; b < m.blocks(); b++) {
+    float amax = 0.0f;
+    for (int64_t e = b * 64; e < b * 64 + 64; e++) amax = std::max(amax, std::fabs(w[size_t(e)]));
+    const float a2 = m.absmax[size_t(b)];
+    for (int64_t e = b * 64; e < b * 64 + 64; e++) {
+      const int c = packed_code(m, e);
+      // the code is the nearest NF4 value to w/absmax: within half the gap to its neighbours
+      const float lo = c > 0 ? (kNf4Table[c] - kNf4Table[c - 1]) / 2 : 0.0f;
+      const float hi = c < 15 ? (kNf4Table[c + 1] - kNf4Table[c]) / 2 : 0.0f;
+      const double x = double(w[size_t(e)]) / amax;
+      CHECK(x >= kNf4Table[c] - lo - 1e-6 && x <= kNf4Table[c] + hi + 1e-6);
+      // the dequantized value: that rounding error, plus the double-quant absmax error, plus fp16 rounding
+      const double err = std::fabs(double(d[size_t(e)]) - w[size_t(e)]);
+      const double bound = std::max(lo, hi) * amax + std::fabs(double(a2) - amax) + std::fabs(d[size_t(e)]) * 1e-3;
+      CHECK(err <= bound * (1 + 1e-6) + 1e-9);
+      worst_rel = std::max(worst_rel, err / amax);
+    }
+  }
+  CHECK(worst_rel < 0.16);  // the largest NF4 half-step is 0.152
+  std::printf("  worst |w - deq| / absmax = %.4f\n", worst_rel);
+}
+
+TEST_CASE(nf4_double_quant_absmax_within_map_resolution) {
+  const int64_t N = 512, K = 128;  // 1024 blocks -> 4 nested blocks
+  std::vector<float> w = normal_fp16(size_t(N * K), 0.03f, 2);
+  for (int64_t e = 0; e < N * K; e += 997) w[size_t(e)] *= 4.0f;  // spread the absmax values
+  const Nf4Matrix m = nf4_quantize(w.data(), N, K);
+  CHECK(m.absmax2.size() == 4);
+  const float* code8 = dynamic_map_signed();
+  double s = 0.0;
+  std::vector<float> amax(size_t(m.blocks()));
+  for (int64_t b = 0; b < m.blocks(); b++) {
+    float mx = 0.0f;
+    for (int64_t e = b * 64; e < b * 64 + 64; e++) mx = std::max(mx, std::fabs(w[size_t(e)]));
+    amax[size_t(b)] = mx;
+    s += mx;
+  }
+  CHECK(bits(m.absmax_offset) == bits(float(s / double(m.blocks()))));
+  for (int64_t b = 0; b < m.blocks(); b++) {
+    const int q = m.absmax_q[size_t(b)];
+    const float a2 = m.absmax2[size_t(b / 256)];
+    const double gap = std::max(q > 0 ? code8[q] - code8[q - 1] : 0.0f, q < 255 ? code8[q + 1] - code8[q] : 0.0f);
+    const double err = std::fabs(double(m.absmax[size_t(b)]) - amax[size_t(b)]);
+    CHECK(err <= gap / 2 * a2 + 1e-7 * amax[size_t(b)]);
+  }
+}
+
+TEST_CASE(dynamic_maps_equal_their_construction) {
+  float built[256];
+  for (int sgn = 0; sgn < 2; sgn++) {
+    const float* table = sgn ? dynamic_map_signed() : dynamic_map_unsigned();
+    dynamic_map_build(sgn == 1, built);
+    int differ = 0, worst = 0;
+    for (int i = 0; i < 256; i++) {
+      if (bits(built[i]) != bits(table[i])) differ++;
+      worst = std::max(worst, ulp_distance(built[i], table[i]));
+    }
+    std::printf("  %s map: %d of 256 entries differ from the construction (max %d ulp)\n",
+                sgn ? "signed" : "unsigned", differ, worst);
+    CHECK(differ == 0);
+    CHECK(worst <= 1);
+    for (int i = 1; i < 256; i++) CHECK(table[i - 1] < table[i]);  // sorted, distinct
+  }
+  const float* s = dynamic_map_signed();
+  CHECK(bits(s[0]) == 0xbf7e3333u);
+  CHECK(bits(s[127]) == 0u);
+  CHECK(bits(s[255]) == 0x3f800000u);
+  for (int i = 0; i < 127; i++) CHECK(bits(s[128 + i]) == (bits(s[126 - i]) ^ 0x80000000u));
+  const float* u = dynamic_map_unsigned();
+  CHECK(bits(u[0]) == 0u && bits(u[1]) == 0x34ae7baau && bits(u[255]) == 0x3f800000u);
+}
+
+TEST_CASE(dynamic_code_roundtrips_and_finds_nearest) {
+  for (int sgn = 0; sgn < 2; sgn++) {
+    const float* code = sgn ? dynamic_map_signed() : dynamic_map_unsigned();
+    for (int i = 0; i < 256; i++) CHECK(dynamic_code(code, code[i]) == i);
+    std::mt19937 rng(5);
+    std::uniform_real_distribution<float> d(sgn ? -1.0f : 0.0f, 1.0f);
+    int mismatches = 0;
+    for (int t = 0; t < 20000; t++) {
+      // log-uniform magnitudes so the dense small-value region of the map is exercised too
+      float x = d(rng);
+      if (t % 2) x = std::copysign(std::pow(10.0f, -7.0f * std::fabs(d(rng))), sgn ? x : 1.0f);
+      if (dynamic_code(code, x) != naive_nearest(code, x)) mismatches++;
+    }
+    CHECK(mismatches == 0);
+  }
+  CHECK(dynamic_code(dynamic_map_signed(), NAN) == 0);
+  CHECK(dynamic_code(dynamic_map_signed(), 1.0f) == 255);
+  CHECK(dynamic_code(dynamic_map_signed(), -1.0f) == 0);
+  CHECK(dynamic_code(dynamic_map_signed(), 0.0f) == 127);
+}
+
+TEST_CASE(nf4_rows_not_multiple_of_64_match_naive_reference) {
+  // stories260K-like FFN rows (K = 172: blocks cross rows), an odd element count (padding nibble), and a matrix
+  // with more than 256 blocks (two nested blocks, the second partial).
+  const int64_t shapes[][2] = {{3, 172}, {3, 171}, {1, 1}, {5, 13}, {97, 172}, {7, 4096}};
+  uint32_t seed = 11;
+  for (auto& sh : shapes) {
+    const int64_t N = sh[0], K = sh[1], n = N * K;
+    const std::vector<float> w = normal_fp16(size_t(n), 0.05f, seed++);
+    const Nf4Matrix m = nf4_quantize(w.data(), N, K);
+    const NaiveNf4 r = naive_quantize(w);
+    CHECK(int64_t(m.packed.size()) == (n + 1) / 2);
+    CHECK(m.blocks() == (n + 63) / 64);
+    int bad_codes = 0;
+    for (int64_t e = 0; e < n; e++) bad_codes += packed_code(m, e) != r.codes[size_t(e)];
+    CHECK(bad_codes == 0);
+    if (n % 2) {  // the padding element is 0 * (1/absmax) -> code 7
+      CHECK((m.packed.back() & 15) == 7);
+    }
+    CHECK(bits(m.absmax_offset) == bits(r.offset));
+    CHECK(m.absmax2.size() == r.absmax2.size());
+    for (size_t c = 0; c < r.absmax2.size(); c++) CHECK(bits(m.absmax2[c]) == bits(r.absmax2[c]));
+    int bad_q = 0, bad_a = 0;
+    for (size_t b = 0; b < r.q.size(); b++) {
+      bad_q += m.absmax_q[b] != r.q[b];
+      bad_a += bits(m.absmax[b]) != bits(r.deq_absmax[b]);
+    }
+    CHECK(bad_q == 0);
+    CHECK(bad_a == 0);
+    std::vector<float> d(static_cast<size_t>(n)), row(static_cast<size_t>(K));
+    nf4_dequantize(m, d.data());
+    int bad_d = 0;
+    for (int64_t e = 0; e < n; e++) bad_d += bits(d[size_t(e)]) != bits(r.deq[size_t(e)]);
+    CHECK(bad_d == 0);
+    for (int64_t j = 0; j < N; j++) {
+      nf4_dequantize_row(m, j, row.data());
+      CHECK(std::memcmp(row.data(), d.data() + j * K, size_t(K) * 4) == 0);
+    }
+    if (bad_codes || bad_q || bad_a || bad_d)
+      std::printf("  shape %lldx%lld: %d codes, %d nested codes, %d absmax, %d weights differ\n", (long long)N,
+                  (long long)K, bad_codes, bad_q, bad_a, bad_d);
+  }
+}
+
+TEST_CASE(nf4_storage_dtypes_round_the_product) {
+  const int64_t N = 4, K = 64;
+  const std::vector<float> w = normal_fp16(size_t(N * K), 0.3f, 3);
+  for (auto dt : {Nf4StorageDType::F16, Nf4StorageDType::BF16, Nf4StorageDType::F32}) {
+    const Nf4Matrix m = nf4_quantize(w.data(), N, K, dt);
+    std::vector<float> d(size_t(N * K));
+    nf4_dequantize(m, d.data());
+    for (int64_t e = 0; e < N * K; e++) {
+      const float p = kNf4Table[packed_code(m, e)] * m.absmax[size_t(e / 64)];
+      const float want = dt == Nf4StorageDType::F16 ? round_fp16(p) : dt == Nf4StorageDType::BF16 ? round_bf16(p) : p;
+      CHECK(bits(d[size_t(e)]) == bits(want));
+    }
+  }
+}
+
+TEST_CASE(nf4_from_parts_and_nested_code_override) {
+  const int64_t N = 40, K = 172;  // 108 blocks, one partial nested block
+  const std::vector<float> w = normal_fp16(size_t(N * K), 0.05f, 4);
+  const Nf4Matrix m = nf4_quantize(w.data(), N, K);
+  // The built-in map given explicitly is dropped (same bits); the cache is identical.
+  const Nf4Matrix a = nf4_from_parts(N, K, m.packed, m.absmax_q, m.absmax2, m.absmax_offset, dynamic_map_signed(),
+                                     Nf4StorageDType::F16);
+  CHECK(a.nested_code.empty());
+  CHECK(a.absmax.size() == m.absmax.size());
+  CHECK(std::memcmp(a.absmax.data(), m.absmax.data(), m.absmax.size() * 4) == 0);
+  CHECK(a.bytes() == m.bytes());
+  CHECK(m.bytes() == m.packed.size() + m.absmax_q.size() + 4 * m.absmax2.size());
+  // A checkpoint map differing by 1 ulp in one entry is kept and used.
+  std::vector<float> code(dynamic_map_signed(), dynamic_map_signed() + 256);
+  const int q0 = m.absmax_q[0];
+  code[size_t(q0)] = std::nextafter(code[size_t(q0)], 2.0f);
+  const Nf4Matrix b = nf4_from_parts(N, K, m.packed, m.absmax_q, m.absmax2, m.absmax_offset, code.data(),
+                                     Nf4StorageDType::F16);
+  CHECK(b.nested_code.size() == 256);
+  volatile float p = code[size_t(q0)] * m.absmax2[0];
+  CHECK(bits(b.absmax[0]) == bits(p + m.absmax_offset));
+  std::vector<float> again(size_t(b.blocks()));
+  nf4_dequantize_absmax(b, again.data());
+  CHECK(std::memcmp(again.data(), b.absmax.data(), again.size() * 4) == 0);
+  // Wrong part sizes are a bad model.
+  CHECK_THROWS_CODE(nf4_from_parts(N, K + 2, m.packed, m.absmax_q, m.absmax2, m.absmax_offset, nullptr,
+                                   Nf4StorageDType::F16),
+                    ErrorCode::BadModel, "packed");
+  CHECK_THROWS_CODE(nf4_from_parts(N, K, m.packed, std::vector<uint8_t>(3), m.absmax2, m.absmax_offset, nullptr,
+                                   Nf4StorageDType::F16),
+                    ErrorCode::BadModel, "absmax");
+}
+
+TEST_MAIN()
