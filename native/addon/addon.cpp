@@ -58,6 +58,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                                     InstanceMethod("setLoraTensors", &ModelWrap::SetLoraTensors),
                                     InstanceMethod("dpoAccumulate", &ModelWrap::DpoAccumulate),
                                     InstanceMethod("optimizerStep", &ModelWrap::OptimizerStep),
+                                    InstanceMethod("sftAccumulate", &ModelWrap::SftAccumulate),
+                                    InstanceMethod("sftStep", &ModelWrap::SftStep),
+                                    InstanceMethod("saveWeights", &ModelWrap::SaveWeights),
                                     InstanceMethod("dispose", &ModelWrap::Dispose)});
     constructor = new Napi::FunctionReference(Napi::Persistent(f));
     return f;
@@ -87,6 +90,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value SetLoraTensors(const Napi::CallbackInfo& info);
   Napi::Value DpoAccumulate(const Napi::CallbackInfo& info);
   Napi::Value OptimizerStep(const Napi::CallbackInfo& info);
+  Napi::Value SftAccumulate(const Napi::CallbackInfo& info);
+  Napi::Value SftStep(const Napi::CallbackInfo& info);
+  Napi::Value SaveWeights(const Napi::CallbackInfo& info);
 };
 Napi::FunctionReference* ModelWrap::constructor = nullptr;
 
@@ -417,11 +423,14 @@ Napi::Value ModelWrap::DpoAccumulate(const Napi::CallbackInfo& info) {
   return p;
 }
 
+// One optimizer update: of the LoRA adapter (DPO) or of every weight (SFT).
 class StepWorker : public PromiseWorker<Napi::AsyncWorker> {
  public:
-  StepWorker(Napi::Env env, std::shared_ptr<dpo::Model> m, dpo::OptimizerOptions opt)
-      : PromiseWorker(env), model_(std::move(m)), opt_(opt) {}
-  void Execute() override { guarded([&] { norm_ = model_->optimizer_step(opt_); }); }
+  StepWorker(Napi::Env env, std::shared_ptr<dpo::Model> m, dpo::OptimizerOptions opt, bool full)
+      : PromiseWorker(env), model_(std::move(m)), opt_(opt), full_(full) {}
+  void Execute() override {
+    guarded([&] { norm_ = full_ ? model_->sft_step(opt_) : model_->optimizer_step(opt_); });
+  }
   void OnOK() override {
     Napi::Object o = Napi::Object::New(Env());
     o.Set("gradNorm", norm_);
@@ -431,13 +440,12 @@ class StepWorker : public PromiseWorker<Napi::AsyncWorker> {
  private:
   std::shared_ptr<dpo::Model> model_;
   dpo::OptimizerOptions opt_;
+  bool full_;
   double norm_ = 0;
 };
 
-Napi::Value ModelWrap::OptimizerStep(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  auto m = live(env);
-  if (info.Length() < 1 || !info[0].IsObject()) throw bad_input(env, "optimizerStep(options) needs options");
+dpo::OptimizerOptions optimizer_options(Napi::Env env, const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsObject()) throw bad_input(env, "the optimizer step needs an options object");
   Napi::Object o = info[0].As<Napi::Object>();
   dpo::OptimizerOptions opt;
   std::string kind = o.Has("kind") ? std::string(o.Get("kind").ToString()) : "paged_adamw_8bit";
@@ -450,10 +458,84 @@ Napi::Value ModelWrap::OptimizerStep(const Napi::CallbackInfo& info) {
   opt.eps = float(number_field(env, o, "eps", opt.eps));
   opt.weight_decay = float(number_field(env, o, "weightDecay", opt.weight_decay));
   opt.max_grad_norm = float(number_field(env, o, "maxGradNorm", opt.max_grad_norm));
-  auto* w = new StepWorker(env, m, opt);
+  return opt;
+}
+
+Napi::Value ModelWrap::OptimizerStep(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto* w = new StepWorker(env, live(env), optimizer_options(env, info), false);
   Napi::Promise p = w->promise();
   w->Queue();
   return p;
+}
+
+Napi::Value ModelWrap::SftStep(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto* w = new StepWorker(env, live(env), optimizer_options(env, info), true);
+  Napi::Promise p = w->promise();
+  w->Queue();
+  return p;
+}
+
+class SftWorker : public PromiseWorker<Napi::AsyncWorker> {
+ public:
+  SftWorker(Napi::Env env, std::shared_ptr<dpo::Model> m, std::vector<dpo::ScoredSequence> batch, int32_t pad,
+            float scale, CancelFlag cancel)
+      : PromiseWorker(env), model_(std::move(m)), batch_(std::move(batch)), pad_(pad), scale_(scale),
+        cancel_(std::move(cancel)) {}
+  void Execute() override { guarded([&] { out_ = model_->sft_accumulate(batch_, pad_, scale_, cancel_.get()); }); }
+  void OnOK() override {
+    Napi::Object o = Napi::Object::New(Env());
+    o.Set("loss", out_.first);
+    o.Set("tokens", out_.second);
+    deferred_.Resolve(o);
+  }
+
+ private:
+  std::shared_ptr<dpo::Model> model_;
+  std::vector<dpo::ScoredSequence> batch_;
+  int32_t pad_;
+  float scale_;
+  CancelFlag cancel_;
+  std::pair<double, int> out_;
+};
+
+Napi::Value ModelWrap::SftAccumulate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto m = live(env);
+  if (info.Length() < 3 || !info[0].IsArray() || !info[1].IsNumber() || !info[2].IsNumber())
+    throw bad_input(env, "sftAccumulate(sequences, padId, gradScale) needs sequences, a pad id and a scale");
+  Napi::Array a = info[0].As<Napi::Array>();
+  std::vector<dpo::ScoredSequence> batch(a.Length());
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    if (!a.Get(i).IsObject()) throw bad_input(env, "sequence " + std::to_string(i) + " is not an object");
+    Napi::Object o = a.Get(i).As<Napi::Object>();
+    batch[i].ids = to_int_vector(env, o.Get("ids"), "sequence " + std::to_string(i) + ".ids");
+    batch[i].labels = to_int_vector(env, o.Get("labels"), "sequence " + std::to_string(i) + ".labels");
+  }
+  auto* w = new SftWorker(env, m, std::move(batch), info[1].As<Napi::Number>().Int32Value(),
+                          float(info[2].As<Napi::Number>().DoubleValue()),
+                          info.Length() > 3 ? cancel_flag_of(info[3]) : nullptr);
+  Napi::Promise p = w->promise();
+  w->Queue();
+  return p;
+}
+
+Napi::Value ModelWrap::SaveWeights(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto m = live(env);
+  if (info.Length() < 1 || !info[0].IsString()) throw bad_input(env, "saveWeights(path, {bf16}) needs a file path");
+  bool bf16 = false;
+  if (info.Length() > 1 && info[1].IsObject()) {
+    Napi::Value b = info[1].As<Napi::Object>().Get("bf16");
+    bf16 = b.IsBoolean() && b.As<Napi::Boolean>().Value();
+  }
+  try {
+    m->save_weights(info[0].As<Napi::String>(), bf16);
+  } catch (const dpo::EngineError& e) {
+    throw to_js_error(env, e);
+  }
+  return env.Undefined();
 }
 
 Napi::Value Version(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), dpo::engine_version()); }

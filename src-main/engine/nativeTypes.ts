@@ -149,6 +149,15 @@ export interface NativeModel {
   dpoAccumulate(pairs: DpoPairInput[], padId: number, options: DpoOptions, cancel?: NativeCancelToken): Promise<DpoPairMetrics[]>
   /** Clips, applies one optimizer update with the given learning rate, and zeroes the gradients. */
   optimizerStep(options: OptimizerOptions): Promise<OptimizerStepResult>
+  /**
+   * Full-parameter SFT (model loaded with quant 'none'): mean cross-entropy over the labelled tokens of the batch;
+   * every weight's gradient accumulates as gradScale * d(mean)/dθ.
+   */
+  sftAccumulate(batch: ScoredSequence[], padId: number, gradScale: number, cancel?: NativeCancelToken): Promise<{ loss: number; tokens: number }>
+  /** Clipping + one fp32 AdamW update of every weight (kind is ignored: always fp32 AdamW). */
+  sftStep(options: OptimizerOptions): Promise<OptimizerStepResult>
+  /** Writes the weights as a Hugging Face model.safetensors (bf16 or fp32), atomically. */
+  saveWeights(path: string, options?: { bf16?: boolean }): void
   generate(
     prompts: Array<Int32Array | number[]>,
     options: GenerateOptions,

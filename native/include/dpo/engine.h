@@ -152,6 +152,16 @@ class Model {
   // Global gradient norm (pre-clip), clipping, one optimizer update, zeroed gradients. Returns the pre-clip norm.
   double optimizer_step(const OptimizerOptions& options);
 
+  // Full-parameter supervised fine-tuning (fp32 weights, i.e. loaded with QuantMode::None): cross-entropy of the
+  // labelled tokens (labels != -100, shifted as in §8), mean over the batch's labelled tokens; gradients of every
+  // weight accumulate as grad_scale * d(mean)/dθ. Returns the mean loss and the token count.
+  std::pair<double, int> sft_accumulate(const std::vector<ScoredSequence>& batch, int32_t pad_id, float grad_scale,
+                                        const std::atomic<bool>* cancel = nullptr);
+  // Clipping + one fp32 AdamW update of every weight + zeroed gradients; returns the pre-clip gradient norm.
+  double sft_step(const OptimizerOptions& options);
+  // Writes the weights as model.safetensors with Hugging Face names (bf16 or fp32), atomically.
+  void save_weights(const std::string& path, bool bf16) const;
+
   ModelImpl& impl() { return *impl_; }
 
  private:

@@ -7,6 +7,8 @@
 #include <cstring>
 #include <functional>
 
+#include "train/full_grads.h"
+
 namespace dpo {
 
 void KvCache::init(int layers, int batch, int capacity, int kv_dim_) {
@@ -82,12 +84,13 @@ void block_forward(float* x, const ModelConfig& c, const LayerWeights& L, Backen
 
 // dx (M,C): gradient of the block output on entry, of the block input on return. LoRA gradients accumulate.
 void block_backward(float* dx, const ModelConfig& c, const LayerWeights& L, Backend& be, BlockActs& a, const int* pos,
-                    int B, int T, int layer, LoraAdapter& lora) {
+                    int B, int T, int layer, LoraAdapter* lora, LayerGrads* full) {
   const int M = B * T, C = c.hidden, F = c.intermediate;
   const int QD = c.n_heads * c.head_dim, KVD = c.n_kv_heads * c.head_dim;
-  const float p = lora.config.dropout;
+  const float p = lora ? lora->config.dropout : 0.0f;
   auto lin_back = [&](int kind, const Linear& base, float* din, const float* dy, const float* in) {
-    linear_backward(be, din, dy, in, M, base, lora.at(layer, kind), p, a.lora[size_t(kind)]);
+    linear_backward(be, din, dy, in, M, base, lora ? lora->at(layer, kind) : nullptr, p, a.lora[size_t(kind)],
+                    full ? &full->lin[size_t(kind)] : nullptr);
   };
   // MLP: x_out = x_mid + down(silu(gate(xn2)) * up(xn2))
   std::vector<float> dact(size_t(M) * F, 0.0f), dgate(size_t(M) * F, 0.0f), dup(size_t(M) * F, 0.0f);
@@ -96,7 +99,8 @@ void block_backward(float* dx, const ModelConfig& c, const LayerWeights& L, Back
   std::vector<float> dxn(size_t(M) * C, 0.0f);
   lin_back(kGate, L.gate, dxn.data(), dgate.data(), a.xn2.data());
   lin_back(kUp, L.up, dxn.data(), dup.data(), a.xn2.data());
-  be.rmsnorm_backward(dx, nullptr, dxn.data(), a.x_mid.data(), L.post_norm.data(), a.rstd2.data(), M, C);
+  be.rmsnorm_backward(dx, full ? full->post_norm.data() : nullptr, dxn.data(), a.x_mid.data(), L.post_norm.data(),
+                      a.rstd2.data(), M, C);
   // Attention: x_mid = x_in + o(attn(rope(q(xn1)), rope(k(xn1)), v(xn1)))
   std::vector<float> datt(size_t(M) * QD, 0.0f), dq(size_t(M) * QD, 0.0f), dk(size_t(M) * KVD, 0.0f),
       dv(size_t(M) * KVD, 0.0f);
@@ -109,7 +113,8 @@ void block_backward(float* dx, const ModelConfig& c, const LayerWeights& L, Back
   lin_back(kQ, L.q, dxn.data(), dq.data(), a.xn1.data());
   lin_back(kK, L.k, dxn.data(), dk.data(), a.xn1.data());
   lin_back(kV, L.v, dxn.data(), dv.data(), a.xn1.data());
-  be.rmsnorm_backward(dx, nullptr, dxn.data(), a.x_in.data(), L.input_norm.data(), a.rstd1.data(), M, C);
+  be.rmsnorm_backward(dx, full ? full->input_norm.data() : nullptr, dxn.data(), a.x_in.data(), L.input_norm.data(),
+                      a.rstd1.data(), M, C);
 }
 
 }  // namespace
@@ -161,7 +166,7 @@ void decoder_step(float* hidden_out, const ModelWeights& m, Backend& be, KvCache
 }
 
 void decoder_forward_train(float* hidden_out, TrainActs& acts, const ModelWeights& m, Backend& be, const int* ids,
-                           const int* pos, const uint8_t* key_valid, int B, int T, LoraAdapter& lora) {
+                           const int* pos, const uint8_t* key_valid, int B, int T, LoraAdapter* lora) {
   const ModelConfig& c = m.config;
   const int M = B * T;
   acts.B = B;
@@ -172,7 +177,7 @@ void decoder_forward_train(float* hidden_out, TrainActs& acts, const ModelWeight
   const size_t probs_size = size_t(B) * c.n_heads * T * T;
   std::vector<float> x(size_t(M) * c.hidden);
   be.embedding(x.data(), ids, m.embed.data(), M, c.hidden);
-  const LoraUse use{&lora, lora.config.dropout, &lora.dropout_rng};
+  const LoraUse use{lora, lora ? lora->config.dropout : 0.0f, lora ? &lora->dropout_rng : nullptr};
   const AttendFn attend = [&](int, float* att, float* probs, const float* q, const float* k, const float* v) {
     be.attention(att, probs, q, k, v, acts.pos.data(), acts.valid.data(), B, T, T, c.n_heads, c.n_kv_heads,
                  c.head_dim);
@@ -187,16 +192,25 @@ void decoder_forward_train(float* hidden_out, TrainActs& acts, const ModelWeight
   be.rmsnorm(hidden_out, acts.rstd_final.data(), x.data(), m.final_norm.data(), M, c.hidden, c.rms_norm_eps);
 }
 
-void decoder_backward(const float* dhidden, TrainActs& acts, const ModelWeights& m, Backend& be, LoraAdapter& lora) {
+void decoder_backward(const float* dhidden, TrainActs& acts, const ModelWeights& m, Backend& be, LoraAdapter* lora,
+                      FullGrads* full, const int* ids) {
   const ModelConfig& c = m.config;
   const int M = acts.B * acts.T;
   std::vector<float> dx(size_t(M) * c.hidden, 0.0f);
-  be.rmsnorm_backward(dx.data(), nullptr, dhidden, acts.x_final.data(), m.final_norm.data(), acts.rstd_final.data(),
-                      M, c.hidden);
+  be.rmsnorm_backward(dx.data(), full ? full->final_norm.data() : nullptr, dhidden, acts.x_final.data(),
+                      m.final_norm.data(), acts.rstd_final.data(), M, c.hidden);
   for (int l = c.n_layers - 1; l >= 0; l--) {
     // The gradient w.r.t. the block input = residual path (dx unchanged) + what block_backward adds.
     block_backward(dx.data(), c, m.layers[size_t(l)], be, acts.blocks[size_t(l)], acts.pos.data(), acts.B, acts.T, l,
-                   lora);
+                   lora, full ? &full->layers[size_t(l)] : nullptr);
+  }
+  if (full && ids) {
+    // Embedding rows gather their tokens' gradients (in row order, so the sum is deterministic).
+    for (int i = 0; i < M; i++) {
+      float* g = full->embed.data() + int64_t(ids[i]) * c.hidden;
+      const float* d = dx.data() + int64_t(i) * c.hidden;
+      for (int j = 0; j < c.hidden; j++) g[j] += d[j];
+    }
   }
 }
 

@@ -58,11 +58,15 @@ struct TrainActs {
   std::vector<BlockActs> blocks;     // one per layer
   std::vector<float> x_final, rstd_final;  // final-norm input (M,C) and its rstd (M)
 };
+// lora may be null (full-parameter training).
 void decoder_forward_train(float* hidden_out, TrainActs& acts, const ModelWeights& m, Backend& be, const int* ids,
-                           const int* pos, const uint8_t* key_valid, int B, int T, LoraAdapter& lora);
+                           const int* pos, const uint8_t* key_valid, int B, int T, LoraAdapter* lora);
 
-// Backward from dhidden (B*T, C) (gradient of the final-norm output) to the LoRA gradients (accumulated into
-// lora's dA/dB). Frozen weights get no gradient.
-void decoder_backward(const float* dhidden, TrainActs& acts, const ModelWeights& m, Backend& be, LoraAdapter& lora);
+// Backward from dhidden (B*T, C) (gradient of the final-norm output): LoRA gradients accumulate into lora's dA/dB;
+// with `full` (SFT), every weight's gradient accumulates there too, embeddings included (ids (B*T) needed for those).
+// Without `full`, frozen weights get no gradient.
+struct FullGrads;
+void decoder_backward(const float* dhidden, TrainActs& acts, const ModelWeights& m, Backend& be, LoraAdapter* lora,
+                      FullGrads* full = nullptr, const int* ids = nullptr);
 
 }  // namespace dpo

@@ -32,7 +32,7 @@ LogitsStats logits_forward(const ModelWeights& m, Backend& be, const float* hidd
 }
 
 void logits_backward(float* dhidden, const ModelWeights& m, Backend& be, const float* hidden, const int* target,
-                     const LogitsStats& stats, const float* dlogp, int M) {
+                     const LogitsStats& stats, const float* dlogp, int M, float* dlm_head) {
   const int C = m.config.hidden, V = m.config.vocab;
   std::vector<float> logits(size_t(kChunk) * V), dlogits(size_t(kChunk) * V);
   for (int r0 = 0; r0 < M; r0 += kChunk) {
@@ -42,8 +42,8 @@ void logits_backward(float* dhidden, const ModelWeights& m, Backend& be, const f
     if (!any) continue;
     be.matmul(logits.data(), hidden + int64_t(r0) * C, m.lm_head_weights(), nullptr, rows, C, V);
     be.logsoftmax_gather_backward(dlogits.data(), dlogp + r0, logits.data(), stats.lse.data() + r0, target + r0, rows, V);
-    // lm_head is frozen: only the input gradient.
-    be.matmul_backward(dhidden + int64_t(r0) * C, nullptr, nullptr, dlogits.data(), hidden + int64_t(r0) * C,
+    // lm_head is frozen in LoRA training (dlm_head null): only the input gradient then.
+    be.matmul_backward(dhidden + int64_t(r0) * C, dlm_head, nullptr, dlogits.data(), hidden + int64_t(r0) * C,
                        m.lm_head_weights(), rows, C, V);
   }
 }

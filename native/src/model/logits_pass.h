@@ -15,8 +15,9 @@ struct LogitsStats {
 
 LogitsStats logits_forward(const ModelWeights& m, Backend& be, const float* hidden, const int* target, int M);
 
-// dhidden (M,C) += d(sum_rows dlogp[m] * logp[m]) / dhidden.
+// dhidden (M,C) += d(sum_rows dlogp[m] * logp[m]) / dhidden; dlm_head (V,C) += the lm_head gradient when non-null
+// (full-parameter training; the embedding's gradient when tied).
 void logits_backward(float* dhidden, const ModelWeights& m, Backend& be, const float* hidden, const int* target,
-                     const LogitsStats& stats, const float* dlogp, int M);
+                     const LogitsStats& stats, const float* dlogp, int M, float* dlm_head = nullptr);
 
 }  // namespace dpo

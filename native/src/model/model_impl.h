@@ -5,6 +5,7 @@
 
 #include "dpo/engine.h"
 #include "model/weights.h"
+#include "train/full_grads.h"
 #include "train/lora.h"
 
 namespace dpo {
@@ -15,6 +16,7 @@ class ModelImpl {
   std::unique_ptr<Backend> backend;
   ModelInfo info;
   std::unique_ptr<LoraAdapter> lora;  // null when no adapter is attached
+  std::unique_ptr<FullGrads> full;    // full-parameter (SFT) gradients, allocated on the first sft_accumulate
   std::mutex mutex;
 };
 

@@ -32,7 +32,7 @@ std::vector<DpoPairMetrics> Model::dpo_accumulate(const std::vector<DpoPair>& pa
   check_cancel(cancel);
   std::vector<float> hidden(size_t(M) * C);
   TrainActs acts;
-  decoder_forward_train(hidden.data(), acts, m, be, pb.ids.data(), pb.pos.data(), pb.valid.data(), pb.B, pb.T, *lora);
+  decoder_forward_train(hidden.data(), acts, m, be, pb.ids.data(), pb.pos.data(), pb.valid.data(), pb.B, pb.T, lora);
   LogitsStats st = logits_forward(m, be, hidden.data(), pb.target.data(), M);
 
   // Per sequence: log-prob sum, scored tokens, mean logit over the padded (T, V) block.
@@ -78,7 +78,7 @@ std::vector<DpoPairMetrics> Model::dpo_accumulate(const std::vector<DpoPair>& pa
     if (pb.target[size_t(i)] >= 0) dlogp[size_t(i)] = float(dseq[size_t(i / pb.T)]);
   std::vector<float> dhidden(size_t(M) * C, 0.0f);
   logits_backward(dhidden.data(), m, be, hidden.data(), pb.target.data(), st, dlogp.data(), M);
-  decoder_backward(dhidden.data(), acts, m, be, *lora);
+  decoder_backward(dhidden.data(), acts, m, be, lora);
   return out;
 }
 

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "dpo/errors.h"
+#include "train/full_grads.h"
 
 namespace dpo {
 
@@ -107,11 +108,12 @@ void linear_forward(Backend& be, float* y, const float* x, int M, const Linear& 
 }
 
 void linear_backward(Backend& be, float* dx, const float* dy, const float* x, int M, const Linear& base,
-                     LoraWeights* lora, float dropout, const LoraSaved& saved) {
+                     LoraWeights* lora, float dropout, const LoraSaved& saved, LinearGrads* full) {
   if (base.quantized)
     be.matmul_nf4_backward_input(dx, dy, base.q, M);
   else
-    be.matmul_backward(dx, nullptr, nullptr, dy, x, base.w.data(), M, base.in, base.out);
+    be.matmul_backward(dx, full ? full->dw.data() : nullptr, full && !full->db.empty() ? full->db.data() : nullptr,
+                       dy, x, base.w.data(), M, base.in, base.out);
   if (!lora) return;
   const int r = lora->r, K = lora->in, N = lora->out;
   std::vector<float> dys(size_t(M) * N), du(size_t(M) * r, 0.0f);

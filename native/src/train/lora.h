@@ -63,7 +63,9 @@ void linear_forward(Backend& be, float* y, const float* x, int M, const Linear& 
 
 // dx (M,K) += dy . W + the LoRA path's input gradient; lora->dA, dB accumulate. x is the layer input.
 // Base weights are frozen: no base-weight gradient is formed (spec §3 backward).
+// full (may be null): base weight and bias gradients accumulate there too (full-parameter training).
+struct LinearGrads;
 void linear_backward(Backend& be, float* dx, const float* dy, const float* x, int M, const Linear& base,
-                     LoraWeights* lora, float dropout, const LoraSaved& saved);
+                     LoraWeights* lora, float dropout, const LoraSaved& saved, LinearGrads* full = nullptr);
 
 }  // namespace dpo

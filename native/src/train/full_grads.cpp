@@ -1,0 +1,49 @@
+// Allocation and zeroing of full-parameter gradients (SFT).
+#include "train/full_grads.h"
+
+#include <algorithm>
+
+#include "dpo/errors.h"
+
+namespace dpo {
+
+const Linear& layer_linear(const LayerWeights& L, int kind) {
+  const Linear* all[kNumLinear] = {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down};
+  return *all[kind];
+}
+Linear& layer_linear(LayerWeights& L, int kind) {
+  return const_cast<Linear&>(layer_linear(static_cast<const LayerWeights&>(L), kind));
+}
+
+FullGrads make_full_grads(const ModelWeights& m) {
+  FullGrads g;
+  g.embed.assign(m.embed.size(), 0.0f);
+  g.final_norm.assign(m.final_norm.size(), 0.0f);
+  g.lm_head.assign(m.lm_head.size(), 0.0f);
+  g.layers.resize(m.layers.size());
+  for (size_t l = 0; l < m.layers.size(); l++) {
+    const LayerWeights& L = m.layers[l];
+    LayerGrads& G = g.layers[l];
+    G.input_norm.assign(L.input_norm.size(), 0.0f);
+    G.post_norm.assign(L.post_norm.size(), 0.0f);
+    for (int k = 0; k < kNumLinear; k++) {
+      const Linear& lin = layer_linear(L, k);
+      if (lin.quantized)
+        fail(ErrorCode::BadInput, "full-parameter training needs full-precision weights: load the model with --quant none");
+      G.lin[size_t(k)].dw.assign(lin.w.size(), 0.0f);
+      G.lin[size_t(k)].db.assign(lin.bias.size(), 0.0f);
+    }
+  }
+  return g;
+}
+
+void FullGrads::zero() {
+  auto z = [](std::vector<float>& v) { std::fill(v.begin(), v.end(), 0.0f); };
+  z(embed), z(final_norm), z(lm_head);
+  for (LayerGrads& G : layers) {
+    z(G.input_norm), z(G.post_norm);
+    for (LinearGrads& lg : G.lin) z(lg.dw), z(lg.db);
+  }
+}
+
+}  // namespace dpo

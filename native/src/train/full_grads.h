@@ -1,0 +1,57 @@
+// Gradients of every weight for full-parameter training (SFT): the same shapes as ModelWeights' fp32 tensors,
+// plus one optimizer state per tensor. Only models loaded without quantization can be trained this way.
+#pragma once
+#include <array>
+#include <memory>
+#include <vector>
+
+#include "model/linear_kind.h"
+#include "model/weights.h"
+#include "train/optimizer.h"
+
+namespace dpo {
+
+struct LinearGrads {
+  std::vector<float> dw;  // (N,K)
+  std::vector<float> db;  // (N) or empty
+};
+
+struct LayerGrads {
+  std::vector<float> input_norm, post_norm;  // (C)
+  std::array<LinearGrads, kNumLinear> lin;
+};
+
+struct FullGrads {
+  std::vector<float> embed, final_norm, lm_head;  // lm_head empty when tied (its gradient goes to embed)
+  std::vector<LayerGrads> layers;
+  std::vector<std::unique_ptr<ParamOptimizer>> optimizers;  // one per tensor, in for_each order
+
+  // Visits every (weight, gradient) pair in a fixed order.
+  template <typename Fn>
+  static void for_each(ModelWeights& m, FullGrads& g, Fn&& fn);
+  void zero();
+};
+
+FullGrads make_full_grads(const ModelWeights& m);
+const Linear& layer_linear(const LayerWeights& L, int kind);
+Linear& layer_linear(LayerWeights& L, int kind);
+
+template <typename Fn>
+void FullGrads::for_each(ModelWeights& m, FullGrads& g, Fn&& fn) {
+  fn(m.embed, g.embed);
+  for (size_t l = 0; l < m.layers.size(); l++) {
+    LayerWeights& L = m.layers[l];
+    LayerGrads& G = g.layers[l];
+    fn(L.input_norm, G.input_norm);
+    fn(L.post_norm, G.post_norm);
+    for (int k = 0; k < kNumLinear; k++) {
+      Linear& lin = layer_linear(L, k);
+      fn(lin.w, G.lin[size_t(k)].dw);
+      if (!lin.bias.empty()) fn(lin.bias, G.lin[size_t(k)].db);
+    }
+  }
+  fn(m.final_norm, g.final_norm);
+  if (!m.lm_head.empty()) fn(m.lm_head, g.lm_head);
+}
+
+}  // namespace dpo

@@ -1,0 +1,115 @@
+// Full-parameter supervised fine-tuning (issue: the demo model is trained this way): cross-entropy on answer tokens
+// with gradients for every linear layer, the norms and the embeddings, fp32 AdamW, and saving the weights.
+#include <cmath>
+#include <cstring>
+
+#include "core/half.h"
+#include "io/safetensors.h"
+#include "model/decoder.h"
+#include "model/logits_pass.h"
+#include "model/model_impl.h"
+#include "model/padded_batch.h"
+
+namespace dpo {
+
+std::pair<double, int> Model::sft_accumulate(const std::vector<ScoredSequence>& batch, int32_t pad_id, float grad_scale,
+                                             const std::atomic<bool>* cancel) {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  ModelWeights& m = impl_->weights;
+  Backend& be = *impl_->backend;
+  if (batch.empty()) return {0.0, 0};
+  if (!impl_->full) impl_->full = std::make_unique<FullGrads>(make_full_grads(m));
+  FullGrads& g = *impl_->full;
+  std::vector<const ScoredSequence*> seqs;
+  for (const ScoredSequence& s : batch) seqs.push_back(&s);
+  PaddedBatch pb = make_padded_batch(seqs, pad_id, m.config.vocab);
+  const int M = pb.B * pb.T, C = m.config.hidden;
+
+  check_cancel(cancel);
+  std::vector<float> hidden(size_t(M) * C);
+  TrainActs acts;
+  decoder_forward_train(hidden.data(), acts, m, be, pb.ids.data(), pb.pos.data(), pb.valid.data(), pb.B, pb.T,
+                        impl_->lora.get());
+  LogitsStats st = logits_forward(m, be, hidden.data(), pb.target.data(), M);
+  int n = 0;
+  double loss = 0;
+  for (int i = 0; i < M; i++)
+    if (pb.target[size_t(i)] >= 0) loss -= st.logp[size_t(i)], n++;
+  if (n == 0) fail(ErrorCode::BadInput, "sft batch has no labelled tokens");
+  loss /= n;
+
+  check_cancel(cancel);
+  std::vector<float> dlogp(size_t(M), 0.0f);
+  for (int i = 0; i < M; i++)
+    if (pb.target[size_t(i)] >= 0) dlogp[size_t(i)] = -grad_scale / float(n);
+  std::vector<float> dhidden(size_t(M) * C, 0.0f);
+  float* dlm = m.lm_head.empty() ? g.embed.data() : g.lm_head.data();
+  logits_backward(dhidden.data(), m, be, hidden.data(), pb.target.data(), st, dlogp.data(), M, dlm);
+  decoder_backward(dhidden.data(), acts, m, be, impl_->lora.get(), &g, pb.ids.data());
+  return {loss, n};
+}
+
+double Model::sft_step(const OptimizerOptions& o) {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  if (!impl_->full) fail(ErrorCode::BadInput, "sft_step needs accumulated gradients: call sft_accumulate first");
+  ModelWeights& m = impl_->weights;
+  FullGrads& g = *impl_->full;
+  std::vector<std::pair<const float*, int64_t>> cg;
+  std::vector<std::pair<float*, int64_t>> gs;
+  FullGrads::for_each(m, g, [&](std::vector<float>&, std::vector<float>& d) {
+    cg.push_back({d.data(), int64_t(d.size())});
+    gs.push_back({d.data(), int64_t(d.size())});
+  });
+  const float norm = global_grad_norm(cg);
+  if (o.max_grad_norm > 0) clip_grad_norm(gs, o.max_grad_norm, norm);
+  AdamHyper h;
+  h.lr = o.lr;
+  h.beta1 = o.beta1;
+  h.beta2 = o.beta2;
+  h.eps = o.eps;
+  h.weight_decay = o.weight_decay;
+  size_t i = 0;
+  FullGrads::for_each(m, g, [&](std::vector<float>& w, std::vector<float>& d) {
+    if (g.optimizers.size() <= i) g.optimizers.push_back(make_adamw(int64_t(w.size())));
+    g.optimizers[i++]->update(w.data(), d.data(), h);
+  });
+  g.zero();
+  return norm;
+}
+
+void Model::save_weights(const std::string& path, bool bf16) const {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  const ModelWeights& m = impl_->weights;
+  const ModelConfig& c = m.config;
+  std::vector<TensorToWrite> out;
+  std::vector<std::vector<uint16_t>> halves;  // keeps bf16 copies alive until written
+  halves.reserve(8 + m.layers.size() * 16);
+  auto add = [&](const std::string& name, const std::vector<float>& v, std::vector<int64_t> shape) {
+    if (v.empty()) fail(ErrorCode::BadInput, "tensor " + name + " is not held in full precision (quantized model?)");
+    if (!bf16) {
+      out.push_back({name, DType::F32, shape, v.data(), v.size() * sizeof(float)});
+      return;
+    }
+    halves.emplace_back(v.size());
+    for (size_t i = 0; i < v.size(); i++) halves.back()[i] = f32_to_bf16(v[i]);
+    out.push_back({name, DType::BF16, shape, halves.back().data(), v.size() * 2});
+  };
+  add("model.embed_tokens.weight", m.embed, {c.vocab, c.hidden});
+  for (size_t l = 0; l < m.layers.size(); l++) {
+    const LayerWeights& L = m.layers[l];
+    const std::string p = "model.layers." + std::to_string(l);
+    add(p + ".input_layernorm.weight", L.input_norm, {c.hidden});
+    add(p + ".post_attention_layernorm.weight", L.post_norm, {c.hidden});
+    for (int k = 0; k < kNumLinear; k++) {
+      const Linear& lin = layer_linear(L, k);
+      const std::string name = p + "." + linear_kind_parent(k) + "." + linear_kind_name(k);
+      add(name + ".weight", lin.w, {lin.out, lin.in});
+      if (!lin.bias.empty()) add(name + ".bias", lin.bias, {lin.out});
+    }
+  }
+  add("model.norm.weight", m.final_norm, {c.hidden});
+  if (!m.lm_head.empty()) add("lm_head.weight", m.lm_head, {c.vocab, c.hidden});
+  write_safetensors(path, out, {{"format", "pt"}});
+}
+
+}  // namespace dpo
