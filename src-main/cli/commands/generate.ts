@@ -3,7 +3,7 @@ import { loadPromptsFile } from '../../services/data/promptsFile'
 import { generateResponses } from '../../services/engine/generateResponses'
 import { writeJsonAtomic } from '../../services/fsAtomic'
 import { ProgressBar } from '../progressBar'
-import { openForCli, rejectAdapter, type ModelFlags } from './openForCli'
+import { openForCli, type ModelFlags } from './openForCli'
 
 export interface GenerateFlags extends ModelFlags {
   prompts: string
@@ -15,7 +15,6 @@ export interface GenerateFlags extends ModelFlags {
 }
 
 export async function runGenerate(flags: GenerateFlags): Promise<void> {
-  rejectAdapter(flags)
   const prompts = await loadPromptsFile(flags.prompts)
   const session = await openForCli(flags)
   try {

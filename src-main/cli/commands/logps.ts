@@ -3,7 +3,7 @@ import { loadPreferenceData, preferencePairs } from '../../services/data/prefere
 import { scorePairs } from '../../services/engine/scorePairs'
 import { writeJsonAtomic } from '../../services/fsAtomic'
 import { ProgressBar } from '../progressBar'
-import { openForCli, rejectAdapter, type ModelFlags } from './openForCli'
+import { openForCli, type ModelFlags } from './openForCli'
 
 export interface LogpsFlags extends ModelFlags {
   pairs: string
@@ -13,7 +13,6 @@ export interface LogpsFlags extends ModelFlags {
 }
 
 export async function runLogps(flags: LogpsFlags): Promise<void> {
-  rejectAdapter(flags)
   const data = await loadPreferenceData(flags.pairs)
   // HW6 rows become pairs with the notebook's default support_ratio; TRL rows are used as given.
   const pairs = preferencePairs(data)

@@ -1,7 +1,9 @@
-// Shared by the model commands: open the model with a loading bar and say which backend computes.
+// Shared by the model commands: open the model with a loading bar, say which backend computes, and put a PEFT
+// LoRA adapter on it when --adapter names one (architecture.md §3).
 import type { BackendChoice, QuantMode } from '../../engine/nativeTypes'
-import { StudioError } from '../../services/errors'
 import { openModel, type ModelSession } from '../../services/engine/modelSession'
+import { loadAdapter } from '../../services/training/adapterFiles'
+import { attachLoadedAdapter } from '../../services/training/trainer'
 import { ProgressBar } from '../progressBar'
 
 export interface ModelFlags {
@@ -12,6 +14,8 @@ export interface ModelFlags {
 }
 
 export async function openForCli(flags: ModelFlags): Promise<ModelSession> {
+  // Read and check the adapter before the (slow) model load, so a bad --adapter fails at once.
+  const adapter = flags.adapter !== undefined ? loadAdapter(flags.adapter) : null
   const bar = new ProgressBar('load', 100, '%')
   const session = await openModel(flags.model, {
     quant: flags.quant,
@@ -24,11 +28,15 @@ export async function openForCli(flags: ModelFlags): Promise<ModelSession> {
     `model: ${i.config.architecture}, ${(i.params / 1e6).toFixed(2)}M params, ${flags.quant}, ` +
       `${(i.residentBytes / 2 ** 20).toFixed(1)} MiB resident; ${i.backend} (${i.backendNote})\n`,
   )
+  if (adapter) {
+    try {
+      attachLoadedAdapter(session, adapter)
+    } catch (e) {
+      session.dispose()
+      throw e
+    }
+    const a = adapter.settings
+    process.stderr.write(`adapter: ${adapter.dir} (r=${a.r}, alpha=${a.alpha}, ${a.targets.join(',')})\n`)
+  }
   return session
-}
-
-/** LoRA adapters arrive with DPO training; until then say so instead of silently ignoring the flag. */
-export function rejectAdapter(flags: ModelFlags): void {
-  if (flags.adapter !== undefined)
-    throw new StudioError('E_BAD_ARGS', '--adapter is not supported by this version yet (LoRA adapters come with DPO training)')
 }

@@ -28,6 +28,8 @@ export interface MetricsRow {
 export type RunPhase = 'load' | 'original' | 'reference' | 'train' | 'trained' | 'save' | 'done' | 'cancelled' | 'failed'
 
 export interface TrainProgress {
+  /** What the counts measure: the reference pass (pairs scored, step 0) or training (default). */
+  stage?: 'reference' | 'train'
   step: number
   totalSteps: number
   pairsDone: number
@@ -83,4 +85,10 @@ export interface RunSummary {
   runtimeS: number
   pairsPerS: number
   status: 'completed' | 'cancelled'
+  /** Optimizer steps the full run would take. */
+  maxSteps?: number
+  /** The saved adapter folder; null when no step finished. */
+  adapterDir?: string | null
+  /** When cancelled: the phase the cancel stopped. */
+  cancelledIn?: RunPhase
 }

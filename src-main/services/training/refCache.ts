@@ -1,0 +1,165 @@
+// Reference log-probs cache: the adapter-disabled log-prob sums of every pair are computed once before training
+// (TRL's reference model, spec §8) and kept on disk, so later runs with the same model and data skip that pass.
+import { createHash } from 'node:crypto'
+import { readFileSync, readdirSync, statSync } from 'node:fs'
+import { homedir } from 'node:os'
+import { join, resolve } from 'node:path'
+import type { ScoredSequence } from '../../engine/nativeTypes'
+import { writeJsonAtomic } from '../fsAtomic'
+
+export const REF_CACHE_VERSION = 1
+
+export interface RefLogps {
+  chosen: number
+  rejected: number
+}
+
+/** The two sequences a pair is scored on (ids + labels after TRL tokenization, spec §7.2). */
+export interface ScoredPair {
+  chosen: ScoredSequence
+  rejected: ScoredSequence
+}
+
+export interface ModelFingerprintInput {
+  modelDir: string
+  quant: string
+  /** The backend that computes (cpu / cuda): reference and policy passes must see the same numerics (spec §12). */
+  backend: string
+  engineVersion: string
+}
+
+/** The cache folder: $DPO_STUDIO_CACHE/ref-logps, else $XDG_CACHE_HOME/dpo-studio/ref-logps, else ~/.cache/dpo-studio/ref-logps. */
+export function refCacheDir(): string {
+  const root = process.env.DPO_STUDIO_CACHE
+  if (root) return join(resolve(root), 'ref-logps')
+  const xdg = process.env.XDG_CACHE_HOME
+  return join(xdg ? resolve(xdg) : join(homedir(), '.cache'), 'dpo-studio', 'ref-logps')
+}
+
+/**
+ * sha256 over what decides the reference model's numbers: config.json's text, the weight files' names, sizes and
+ * modification times (cheap: hashing 15 GB of weights per run would cost more than the pass it saves; a copied or
+ * rewritten checkpoint gets a new mtime and so a new fingerprint), the quantization, the backend and the engine
+ * version. The data side (template, system message, pairs, truncation) is covered per pair by pairKey.
+ */
+export function modelFingerprint(input: ModelFingerprintInput): string {
+  const dir = resolve(input.modelDir)
+  const h = createHash('sha256')
+  h.update(`dpo-studio ref-logps v${REF_CACHE_VERSION}\n`)
+  h.update(readFileSync(join(dir, 'config.json')))
+  const weights = readdirSync(dir)
+    .filter((f) => f.endsWith('.safetensors') || f.endsWith('.safetensors.index.json') || f.endsWith('.bin'))
+    .sort()
+  for (const f of weights) {
+    const st = statSync(join(dir, f))
+    h.update(`\n${f}\t${st.size}\t${st.mtimeMs}`)
+  }
+  h.update(`\nquant=${input.quant}\nbackend=${input.backend}\nengine=${input.engineVersion}\n`)
+  return h.digest('hex')
+}
+
+/** sha256 of a pair's token ids and labels: these already encode the template, system message, data and truncation. */
+export function pairKey(pair: ScoredPair): string {
+  const h = createHash('sha256')
+  for (const seq of [pair.chosen.ids, pair.chosen.labels, pair.rejected.ids, pair.rejected.labels]) {
+    const a = Int32Array.from(seq)
+    h.update(new Uint8Array(Int32Array.of(a.length).buffer))
+    h.update(new Uint8Array(a.buffer))
+  }
+  return h.digest('hex')
+}
+
+/** sha256 over every pair key in order: one id for "this exact tokenized data set". */
+export function dataFingerprint(keys: readonly string[]): string {
+  return createHash('sha256').update(keys.join('\n')).digest('hex')
+}
+
+interface CacheFile {
+  version: number
+  fingerprint: string
+  model: Omit<ModelFingerprintInput, 'modelDir'> & { dir: string }
+  updated: string
+  /** pairKey -> [chosen, rejected] reference log-prob sums. */
+  entries: Record<string, [number, number]>
+}
+
+/**
+ * One cache file per model fingerprint (<dir>/<fingerprint>.json) holding entries per pair, so a run on more or
+ * other pairs reuses whatever it shares with earlier runs. The file is rewritten atomically; a file that does not
+ * parse or does not belong to this fingerprint is ignored and replaced on the next save.
+ */
+export class RefLogpsCache {
+  private readonly entries = new Map<string, [number, number]>()
+  private dirty = false
+  /** Why an existing file was ignored (for the run log), or null. */
+  readonly ignoredReason: string | null = null
+
+  private constructor(
+    readonly file: string | null,
+    private readonly fingerprint: string,
+    private readonly model: ModelFingerprintInput,
+  ) {
+    if (file === null) return
+    let text: string
+    try {
+      text = readFileSync(file, 'utf8')
+    } catch {
+      return // no cache yet
+    }
+    try {
+      const parsed = JSON.parse(text) as CacheFile
+      if (parsed.version !== REF_CACHE_VERSION || parsed.fingerprint !== fingerprint) throw new Error('written for another model or version')
+      if (typeof parsed.entries !== 'object' || parsed.entries === null) throw new Error('no entries')
+      for (const [k, v] of Object.entries(parsed.entries)) {
+        if (/^[0-9a-f]{64}$/.test(k) && Array.isArray(v) && v.length === 2 && v.every((x) => typeof x === 'number' && Number.isFinite(x))) {
+          this.entries.set(k, [v[0], v[1]])
+        }
+      }
+    } catch (e) {
+      this.ignoredReason = `ignored the unreadable reference cache ${file} (${e instanceof Error ? e.message : String(e)}); it will be rewritten`
+      this.entries.clear()
+      this.dirty = true
+    }
+  }
+
+  /** dir null = no disk cache (everything is computed, nothing is written). */
+  static open(dir: string | null, model: ModelFingerprintInput): RefLogpsCache {
+    const fingerprint = modelFingerprint(model)
+    return new RefLogpsCache(dir === null ? null : join(dir, `${fingerprint}.json`), fingerprint, model)
+  }
+
+  get size(): number {
+    return this.entries.size
+  }
+
+  get(key: string): RefLogps | undefined {
+    const v = this.entries.get(key)
+    return v ? { chosen: v[0], rejected: v[1] } : undefined
+  }
+
+  set(key: string, value: RefLogps): void {
+    // JSON cannot hold -Infinity/NaN; such a pair is simply recomputed next time.
+    if (!Number.isFinite(value.chosen) || !Number.isFinite(value.rejected)) return
+    this.entries.set(key, [value.chosen, value.rejected])
+    this.dirty = true
+  }
+
+  /** Writes the file if anything changed. Failing to write a cache never fails a run: returns the error text. */
+  save(): string | null {
+    if (this.file === null || !this.dirty) return null
+    const body: CacheFile = {
+      version: REF_CACHE_VERSION,
+      fingerprint: this.fingerprint,
+      model: { dir: resolve(this.model.modelDir), quant: this.model.quant, backend: this.model.backend, engineVersion: this.model.engineVersion },
+      updated: new Date().toISOString(),
+      entries: Object.fromEntries(this.entries),
+    }
+    try {
+      writeJsonAtomic(this.file, body)
+      this.dirty = false
+      return null
+    } catch (e) {
+      return `could not write the reference cache ${this.file}: ${e instanceof Error ? e.message : String(e)}`
+    }
+  }
+}

@@ -1,0 +1,477 @@
+// The DPO training loop (spec §15): tokenize pairs, reference log-probs once (cached), LoRA attach, then HF
+// Trainer's steps (spec §9) over the engine's step-sized calls, logging TRL's metrics (spec §8) into the run directory.
+import { closeSync, fsyncSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import { loadNative } from '../../engine/loadNative'
+import type { DpoPairInput, DpoPairMetrics, NativeCancelToken, ScoredSequence } from '../../engine/nativeTypes'
+import type { PreferencePair } from '../data/preferenceFile'
+import { StudioError, errorMessage } from '../errors'
+import { writeFileAtomic, writeJsonAtomic } from '../fsAtomic'
+import type { ModelSession } from '../engine/modelSession'
+import { fromEngineError } from '../engine/modelSession'
+import { promptText } from '../engine/promptText'
+import type { TrainParams } from '../params/trainParams'
+import { dpoTokenize } from '../tokenizer/dpoTokenize'
+import { baseModelName, loadAdapter, saveAdapter, type AdapterSettings, type LoadedAdapter } from './adapterFiles'
+import { RefLogpsCache, dataFingerprint, pairKey, refCacheDir, type RefLogps } from './refCache'
+import { scheduleSteps, scheduleTotals, type ScheduleInput } from './schedule'
+import type { MetricsRow, RunEvents, RunSummary, TrainProgress } from './types'
+
+export const METRICS_FILE = 'metrics.jsonl'
+export const STEPS_FILE = 'steps.jsonl'
+export const SUMMARY_FILE = 'train_summary.json'
+export const ADAPTER_DIR = 'adapter'
+/** Beside the PEFT files in adapter/: how far training got (PEFT ignores unknown files, not unknown config keys). */
+export const TRAINING_STATE_FILE = 'training_state.json'
+
+/** AdamW constants the notebook leaves at TrainingArguments' defaults (spec §9). */
+const ADAM = { beta1: 0.9, beta2: 0.999, eps: 1e-8 } as const
+
+export interface TrainOptions {
+  /** The run directory: metrics.jsonl, steps.jsonl, adapter/, train_summary.json go here. */
+  outDir: string
+  events?: RunEvents
+  /** Abort = stop cleanly between micro-batches; finished steps, their metrics and the adapter are kept. */
+  signal?: AbortSignal
+  /** A PEFT adapter (folder, or already loaded) to continue from instead of a fresh LoRA (its r, alpha and targets win over params). */
+  initAdapter?: string | LoadedAdapter
+  /** Folder of the reference log-probs cache; null = no cache. Default refCacheDir(). */
+  refCacheDir?: string | null
+  /** Recorded in the summary and the cache fingerprint. Default: the loaded addon's version(). */
+  engineVersion?: string
+  /** Makes native cancel tokens so an abort also interrupts a running engine call. Default: the addon's; null = none. */
+  cancelTokenFactory?: (() => NativeCancelToken) | null
+}
+
+export interface TrainResult extends RunSummary {
+  maxSteps: number
+  adapterDir: string | null
+  /** Set when cancelled: the steps that finished (the adapter is as of this step). */
+  cancelledAtStep?: number
+  refCached: number
+  refComputed: number
+}
+
+interface TokenizedPair {
+  chosen: ScoredSequence
+  rejected: ScoredSequence
+  key: string
+}
+
+/** Step-level means of TRL's per-micro-batch metrics (DPOTrainer.log averages the stored micro-batch values). */
+interface MicroMetrics {
+  rewardsChosen: number
+  rewardsRejected: number
+  accuracies: number
+  margins: number
+  logpsChosen: number
+  logpsRejected: number
+  logitsChosen: number
+  logitsRejected: number
+}
+
+class Cancelled extends Error {}
+
+export async function trainDpo(session: ModelSession, pairs: readonly PreferencePair[], params: TrainParams, opts: TrainOptions): Promise<TrainResult> {
+  const t0 = performance.now()
+  const ev = opts.events ?? {}
+  const outDir = resolve(opts.outDir)
+  const signal = opts.signal
+  const native = session.native
+  const tok = session.tokenizer
+  if (pairs.length === 0) throw new StudioError('E_BAD_INPUT', 'there are no training pairs')
+  const padId = tok.padId ?? tok.eosId
+  if (padId === null) throw new StudioError('E_BAD_MODEL', `the tokenizer in ${session.dir} defines neither a pad nor an EOS token`)
+  const engineVersion = opts.engineVersion ?? addonVersion()
+
+  // ---- tokenization (spec §7.2): the chat-templated prompt with the run's system message.
+  const tokenized: TokenizedPair[] = pairs.map((p, i) => {
+    try {
+      const t = dpoTokenize(tok, promptText(tok, p.prompt, { system: params.systemMessage }), p.chosen, p.rejected, {
+        maxLength: params.maxLength,
+        maxPromptLength: params.maxPromptLength,
+      })
+      const chosen = { ids: Int32Array.from(t.chosen.ids), labels: Int32Array.from(t.chosen.labels) }
+      const rejected = { ids: Int32Array.from(t.rejected.ids), labels: Int32Array.from(t.rejected.labels) }
+      return { chosen, rejected, key: pairKey({ chosen, rejected }) }
+    } catch (e) {
+      throw new StudioError('E_BAD_INPUT', `pair ${i + 1} (id ${JSON.stringify(p.id)}): ${errorMessage(e)}`, { cause: e })
+    }
+  })
+
+  const schedule: ScheduleInput = {
+    numPairs: pairs.length,
+    batchSize: params.batchSize,
+    gradAccum: params.gradAccum,
+    epochs: params.epochs,
+    warmupRatio: params.warmupRatio,
+    learningRate: params.learningRate,
+    seed: params.seed,
+  }
+  const totals = scheduleTotals(schedule)
+  const used = new Set<number>()
+  for (const s of scheduleSteps(schedule)) for (const mb of s.microBatches) for (const i of mb.pairs) used.add(i)
+
+  // A fresh run directory for this training: the previous run's training outputs go first, so nothing in the
+  // folder can be mistaken for this run's (an older adapter next to new metrics, say).
+  ensureRunDir(outDir)
+  for (const f of [METRICS_FILE, STEPS_FILE, SUMMARY_FILE, ADAPTER_DIR]) rmSync(join(outDir, f), { recursive: true, force: true })
+  writeFileAtomic(join(outDir, METRICS_FILE), '')
+  writeFileAtomic(join(outDir, STEPS_FILE), '')
+
+  // ---- cancellation: an abort stops the loop at the next micro-batch boundary and, where the addon offers
+  // tokens, also interrupts the engine call in flight (its partial work is discarded either way).
+  const makeToken = opts.cancelTokenFactory === undefined ? addonCancelTokenFactory() : opts.cancelTokenFactory
+  const token = makeToken ? makeToken() : undefined
+  const onAbort = () => token?.cancel()
+  signal?.addEventListener('abort', onAbort)
+  if (signal?.aborted) onAbort()
+  const checkAbort = () => {
+    if (signal?.aborted) throw new Cancelled()
+  }
+  const engineCall = async <T>(call: () => Promise<T>): Promise<T> => {
+    try {
+      return await call()
+    } catch (e) {
+      if (signal?.aborted || (e as { code?: unknown })?.code === 'E_CANCELLED') throw new Cancelled()
+      throw fromEngineError(e)
+    }
+  }
+
+  const summaryBase = {
+    max_steps: totals.maxSteps,
+    pairs: pairs.length,
+    data_fingerprint: dataFingerprint(tokenized.map((t) => t.key)),
+    engine_version: engineVersion,
+  }
+  let refCached = 0
+  let refComputed = 0
+  let refSeconds = 0
+  let completedSteps = 0
+  let lastEpoch = 0
+  const stepLosses: number[] = []
+  let trainStart = performance.now()
+  let pairsDone = 0
+  let stage: 'reference' | 'train' = 'reference'
+
+  const finish = (status: 'completed' | 'cancelled', settings: AdapterSettings | null): TrainResult => {
+    let adapterDir: string | null = null
+    if (settings && completedSteps > 0) {
+      ev.phase?.('save', join(outDir, ADAPTER_DIR))
+      adapterDir = join(outDir, ADAPTER_DIR)
+      const state = {
+        status,
+        global_step: completedSteps,
+        max_steps: totals.maxSteps,
+        epoch: lastEpoch,
+        ...(status === 'cancelled' ? { cancelled_at_step: completedSteps } : {}),
+        init_adapter: initAdapterDir(opts.initAdapter),
+        saved: new Date().toISOString(),
+      }
+      let tensors
+      try {
+        tensors = native.loraTensors()
+      } catch (e) {
+        throw fromEngineError(e)
+      }
+      saveAdapter(adapterDir, tensors, settings, { extraJson: { [TRAINING_STATE_FILE]: state } })
+    }
+    const runtimeS = (performance.now() - t0) / 1000
+    const loopS = (performance.now() - trainStart) / 1000
+    const trainLoss = stepLosses.length > 0 ? stepLosses.reduce((a, b) => a + b, 0) / stepLosses.length : NaN
+    const pairsPerS = loopS > 0 ? pairsDone / loopS : 0
+    // HF's train() metrics (spec §9 "End of training"), plus ours.
+    writeJsonAtomic(join(outDir, SUMMARY_FILE), {
+      status,
+      global_step: completedSteps,
+      ...summaryBase,
+      epoch: lastEpoch,
+      train_loss: trainLoss,
+      train_runtime: runtimeS,
+      train_samples_per_second: (pairs.length * params.epochs) / runtimeS,
+      train_steps_per_second: totals.maxSteps / runtimeS,
+      pairs_trained: pairsDone,
+      pairs_per_s: pairsPerS,
+      reference: { pairs: used.size, cached: refCached, computed: refComputed, seconds: refSeconds },
+      adapter: adapterDir === null ? null : ADAPTER_DIR,
+      ...(status === 'cancelled' ? { cancelled_at_step: completedSteps } : {}),
+    })
+    if (status === 'cancelled') ev.log?.(`cancelled after ${completedSteps} of ${totals.maxSteps} steps`)
+    return {
+      outDir,
+      steps: completedSteps,
+      maxSteps: totals.maxSteps,
+      trainLoss,
+      runtimeS,
+      pairsPerS,
+      status,
+      adapterDir,
+      ...(status === 'cancelled' ? { cancelledAtStep: completedSteps, cancelledIn: stage } : {}),
+      refCached,
+      refComputed,
+    }
+  }
+
+  let settings: AdapterSettings | null = null
+  try {
+    // ---- reference log-probs (spec §8: the adapter-disabled model on the same inputs), once per pair.
+    const refStart = performance.now()
+    const refs = new Map<number, RefLogps>()
+    const cache = RefLogpsCache.open(opts.refCacheDir === undefined ? refCacheDir() : opts.refCacheDir, {
+      modelDir: session.dir,
+      quant: session.info.quant,
+      backend: session.info.backend,
+      engineVersion,
+    })
+    if (cache.ignoredReason) ev.log?.(cache.ignoredReason)
+    const missing: number[] = []
+    for (const i of [...used].sort((a, b) => a - b)) {
+      const hit = cache.get(tokenized[i]!.key)
+      if (hit) refs.set(i, hit)
+      else missing.push(i)
+    }
+    refCached = refs.size
+    ev.phase?.('reference', `${used.size} pairs, ${refCached} from the cache`)
+    try {
+      for (let start = 0; start < missing.length; start += params.batchSize) {
+        checkAbort()
+        const chunk = missing.slice(start, start + params.batchSize)
+        const seqs = chunk.flatMap((i) => [tokenized[i]!.chosen, tokenized[i]!.rejected])
+        const out = await engineCall(() => native.logps(seqs, padId, token, false))
+        chunk.forEach((i, k) => {
+          const r = { chosen: out[2 * k]!.logp, rejected: out[2 * k + 1]!.logp }
+          refs.set(i, r)
+          cache.set(tokenized[i]!.key, r)
+        })
+        refComputed += chunk.length
+        const el = (performance.now() - refStart) / 1000
+        const rate = refComputed / Math.max(el, 1e-9)
+        ev.progress?.({
+          stage: 'reference',
+          step: 0,
+          totalSteps: totals.maxSteps,
+          pairsDone: refComputed,
+          pairsTotal: missing.length,
+          elapsedS: el,
+          etaS: (missing.length - refComputed) / rate,
+          pairsPerS: rate,
+        })
+      }
+    } finally {
+      // What was computed stays useful even when the pass is cancelled.
+      const err = cache.save()
+      if (err) ev.log?.(err)
+      refSeconds = (performance.now() - refStart) / 1000
+    }
+
+    // ---- LoRA (spec §5): fresh (A kaiming-uniform from the seed, B = 0) or continued from an adapter.
+    checkAbort()
+    settings = attachAdapter(session, params, opts, ev)
+
+    // ---- the loop (spec §9, §15)
+    stage = 'train'
+    ev.phase?.('train', `${totals.maxSteps} steps, ${totals.pairs} pairs`)
+    trainStart = performance.now()
+    const dpo = { beta: params.beta, lossType: params.lossType, labelSmoothing: params.labelSmoothing, gradScale: 1 / params.gradAccum }
+    let trLoss = 0
+    for (const planned of scheduleSteps(schedule)) {
+      const stepStart = performance.now()
+      const micro: MicroMetrics[] = []
+      let stepPairs = 0
+      for (const mb of planned.microBatches) {
+        checkAbort()
+        const inputs: DpoPairInput[] = mb.pairs.map((i) => {
+          const t = tokenized[i]!
+          const ref = refs.get(i)!
+          return { chosen: t.chosen, rejected: t.rejected, refChosen: ref.chosen, refRejected: ref.rejected }
+        })
+        const m = await engineCall(() => native.dpoAccumulate(inputs, padId, dpo, token))
+        if (m.length !== inputs.length) throw new StudioError('E_INTERNAL', `dpoAccumulate returned ${m.length} results for ${inputs.length} pairs`)
+        // HF training_step returns L_j / GA and tr_loss sums them. A NaN/inf micro-loss adds
+        // tr_loss / (1 + global_step - last_logged) instead (logging_nan_inf_filter); every step is logged, so
+        // that divisor is 1.
+        const microLoss = mean(m.map((x) => x.loss)) / params.gradAccum
+        trLoss += Number.isFinite(microLoss) ? microLoss : trLoss
+        micro.push(microMetrics(m))
+        stepPairs += inputs.length
+        pairsDone += inputs.length
+        ev.progress?.(progress(completedSteps, totals.maxSteps, pairsDone, totals.pairs, trainStart))
+      }
+      const { gradNorm } = await engineCall(() =>
+        native.optimizerStep({ kind: params.optim, lr: planned.lr, ...ADAM, weightDecay: params.weightDecay, maxGradNorm: params.maxGradNorm }),
+      )
+      completedSteps = planned.step
+      lastEpoch = planned.epoch
+      // HF logs round(tr_loss / steps since the last log, 4): the mean of the step's micro-batch losses when the
+      // step has gradAccum of them (spec §9); train_loss averages the unrounded values.
+      const stepLoss = trLoss
+      trLoss = 0
+      stepLosses.push(stepLoss)
+      const now = performance.now()
+      const row: MetricsRow = {
+        step: planned.step,
+        epoch: planned.epoch,
+        loss: round4(stepLoss),
+        grad_norm: gradNorm,
+        learning_rate: planned.loggedLr,
+        'rewards/chosen': mean(micro.map((x) => x.rewardsChosen)),
+        'rewards/rejected': mean(micro.map((x) => x.rewardsRejected)),
+        'rewards/accuracies': mean(micro.map((x) => x.accuracies)),
+        'rewards/margins': mean(micro.map((x) => x.margins)),
+        'logps/chosen': mean(micro.map((x) => x.logpsChosen)),
+        'logps/rejected': mean(micro.map((x) => x.logpsRejected)),
+        'logits/chosen': mean(micro.map((x) => x.logitsChosen)),
+        'logits/rejected': mean(micro.map((x) => x.logitsRejected)),
+        elapsed_s: (now - trainStart) / 1000,
+        pairs_per_s: stepPairs / Math.max((now - stepStart) / 1000, 1e-9),
+      }
+      appendLine(join(outDir, METRICS_FILE), row)
+      appendLine(join(outDir, STEPS_FILE), {
+        step: planned.step,
+        epoch: planned.epoch,
+        lr: planned.lr,
+        pair_ids: planned.microBatches.flatMap((mb) => mb.pairs.map((i) => pairs[i]!.id)),
+        micro_batches: planned.microBatches.map((mb) => ({ epoch: mb.epoch, index: mb.index, rows: mb.pairs })),
+      })
+      ev.metrics?.(row)
+      ev.progress?.(progress(completedSteps, totals.maxSteps, pairsDone, totals.pairs, trainStart))
+    }
+    return finish('completed', settings)
+  } catch (e) {
+    if (e instanceof Cancelled) return finish('cancelled', settings)
+    writeJsonAtomic(join(outDir, SUMMARY_FILE), {
+      status: 'failed',
+      error: errorMessage(e),
+      global_step: completedSteps,
+      ...summaryBase,
+      epoch: lastEpoch,
+    })
+    throw e
+  } finally {
+    signal?.removeEventListener('abort', onAbort)
+  }
+}
+
+/** Attaches the LoRA the run trains and returns what adapter_config.json will record. */
+function attachAdapter(session: ModelSession, params: TrainParams, opts: TrainOptions, ev: RunEvents): AdapterSettings {
+  const native = session.native
+  // TRL's disable_dropout sets every nn.Dropout.p = 0, LoRA's included (spec §5).
+  const dropout = params.disableDropout ? 0 : params.loraDropout
+  const baseModel = baseModelName(session.dir)
+  if (!opts.initAdapter) {
+    const settings: AdapterSettings = { r: params.loraR, alpha: params.loraAlpha, dropout: params.loraDropout, targets: [...params.targets], baseModel }
+    try {
+      native.attachLora({ targets: settings.targets, r: settings.r, alpha: settings.alpha, dropout, seed: params.seed })
+    } catch (e) {
+      throw fromEngineError(e)
+    }
+    return settings
+  }
+  const a = typeof opts.initAdapter === 'string' ? loadAdapter(opts.initAdapter) : opts.initAdapter
+  const differs = a.settings.r !== params.loraR || a.settings.alpha !== params.loraAlpha || a.settings.targets.join() !== params.targets.join()
+  if (differs) {
+    ev.log?.(
+      `continuing from ${a.dir}: using its r=${a.settings.r}, alpha=${a.settings.alpha}, targets=${a.settings.targets.join(',')} ` +
+        `(the run's LoRA shape parameters do not apply)`,
+    )
+  }
+  attachLoadedAdapter(session, a, { dropout, seed: params.seed })
+  return { r: a.settings.r, alpha: a.settings.alpha, dropout: params.loraDropout, targets: a.settings.targets, baseModel }
+}
+
+/**
+ * Puts a loaded PEFT adapter on the model: attachLora with its r, alpha and targets, then its values. Used to
+ * continue training and by generate/logps --adapter. The layer count is checked here; the engine checks shapes.
+ */
+export function attachLoadedAdapter(session: ModelSession, a: LoadedAdapter, lora: { dropout: number; seed: number } = { dropout: 0, seed: 0 }): void {
+  const layers = session.info.config.layers
+  if (a.layers !== layers) {
+    throw new StudioError('E_BAD_INPUT', `adapter ${a.dir} covers ${a.layers} layers but the model in ${session.dir} has ${layers}`)
+  }
+  try {
+    session.native.attachLora({ targets: a.settings.targets, r: a.settings.r, alpha: a.settings.alpha, dropout: lora.dropout, seed: lora.seed })
+    session.native.setLoraTensors(a.tensors)
+  } catch (e) {
+    const err = fromEngineError(e)
+    throw new StudioError(err.code, `adapter ${a.dir} does not fit the model in ${session.dir}: ${err.message}`, { cause: e })
+  }
+}
+
+/** TRL get_batch_loss_metrics for one micro-batch (spec §8): means over its pairs. */
+function microMetrics(m: readonly DpoPairMetrics[]): MicroMetrics {
+  return {
+    rewardsChosen: mean(m.map((x) => x.chosenReward)),
+    rewardsRejected: mean(m.map((x) => x.rejectedReward)),
+    // (chosen_rewards > rejected_rewards).float(): strictly greater, so 0 when equal (steps 1-2 of HW6).
+    accuracies: mean(m.map((x) => (x.chosenReward > x.rejectedReward ? 1 : 0))),
+    margins: mean(m.map((x) => x.chosenReward - x.rejectedReward)),
+    logpsChosen: mean(m.map((x) => x.chosenLogp)),
+    logpsRejected: mean(m.map((x) => x.rejectedLogp)),
+    logitsChosen: mean(m.map((x) => x.chosenLogitsMean)),
+    logitsRejected: mean(m.map((x) => x.rejectedLogitsMean)),
+  }
+}
+
+function progress(step: number, totalSteps: number, pairsDone: number, pairsTotal: number, start: number): TrainProgress {
+  const elapsedS = (performance.now() - start) / 1000
+  const pairsPerS = elapsedS > 0 ? pairsDone / elapsedS : 0
+  const etaS = pairsPerS > 0 ? (pairsTotal - pairsDone) / pairsPerS : 0
+  return { stage: 'train', step, totalSteps, pairsDone, pairsTotal, elapsedS, etaS, pairsPerS }
+}
+
+function mean(xs: readonly number[]): number {
+  return xs.length === 0 ? NaN : xs.reduce((a, b) => a + b, 0) / xs.length
+}
+
+/**
+ * Python's round(x, 4). toFixed rounds the exact binary value, and a double is never exactly halfway between two
+ * 4-decimal numbers, so this is the correctly rounded decimal, parsed back to the nearest double as Python returns.
+ */
+export function round4(x: number): number {
+  return Number.isFinite(x) ? Number(x.toFixed(4)) : x
+}
+
+/** One complete JSON line per write, flushed to disk: a crash leaves whole lines only. */
+function appendLine(file: string, value: unknown): void {
+  const fd = openSync(file, 'a')
+  try {
+    writeSync(fd, JSON.stringify(value) + '\n')
+    fsyncSync(fd)
+  } finally {
+    closeSync(fd)
+  }
+}
+
+function initAdapterDir(a: string | LoadedAdapter | undefined): string | null {
+  return a === undefined ? null : typeof a === 'string' ? resolve(a) : a.dir
+}
+
+/** Creates the run directory, or says in one line why it cannot be one. */
+export function ensureRunDir(dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true })
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code
+    const why = code === 'EEXIST' || code === 'ENOTDIR' ? 'is a file, not a directory' : `cannot be created: ${errorMessage(e)}`
+    throw new StudioError('E_BAD_INPUT', `run directory ${dir} ${why}`, { cause: e, details: { file: dir } })
+  }
+}
+
+/** The loaded addon's version(), or 'unknown' where no addon loads (tests with a fake engine). */
+export function addonVersion(): string {
+  try {
+    return loadNative().version()
+  } catch {
+    return 'unknown'
+  }
+}
+
+/** new CancelToken() of the loaded addon, or null where no addon loads. */
+export function addonCancelTokenFactory(): (() => NativeCancelToken) | null {
+  try {
+    const engine = loadNative()
+    return () => new engine.CancelToken()
+  } catch {
+    return null
+  }
+}

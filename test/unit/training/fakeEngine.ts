@@ -1,0 +1,215 @@
+// A fake NativeModel for the training-loop tests: deterministic log-probs and DPO metrics, and a record of every
+// call, so the loop's sequencing (which pairs, which learning rates, when the adapter exists) can be checked exactly.
+import type {
+  DpoOptions,
+  DpoPairInput,
+  DpoPairMetrics,
+  GenerateOptions,
+  GenerateResult,
+  LoraOptions,
+  LoraTensor,
+  NativeCancelToken,
+  NativeModel,
+  NativeModelInfo,
+  OptimizerOptions,
+  OptimizerStepResult,
+  ScoredSequence,
+  SequenceLogp,
+} from '../../../src-main/engine/nativeTypes'
+import type { ModelSession } from '../../../src-main/services/engine/modelSession'
+import { loraKey } from '../../../src-main/services/training/adapterFiles'
+import type { TextTokenizer } from '../../../src-main/services/tokenizer/textTokenizer'
+
+export const FAKE_LAYERS = 2
+const HIDDEN = 8
+const KV = 4
+
+export type FakeCall =
+  | { kind: 'logps'; sequences: number; useAdapter: boolean }
+  | { kind: 'attachLora'; options: LoraOptions }
+  | { kind: 'setLoraTensors'; tensors: LoraTensor[] }
+  | { kind: 'dpoAccumulate'; chosenIds: string[]; refs: Array<[number, number]>; options: DpoOptions }
+  | { kind: 'optimizerStep'; options: OptimizerOptions }
+  | { kind: 'generate'; prompts: number; hasLora: boolean }
+
+/** A cancel token like the addon's. */
+export class FakeCancelToken implements NativeCancelToken {
+  cancelled = false
+  cancel(): void {
+    this.cancelled = true
+  }
+}
+
+/** Deterministic "log-prob sum" of a sequence: depends on its answer tokens only. */
+export function fakeLogp(seq: ScoredSequence): number {
+  let s = 0
+  const labels = Array.from(seq.labels)
+  for (const l of labels) if (l !== -100) s += (l % 13) + 1
+  return -s / 10
+}
+
+const softplus = (x: number) => Math.log1p(Math.exp(x))
+
+export class FakeModel implements NativeModel {
+  readonly calls: FakeCall[] = []
+  /** Optimizer updates with lr > 0: the fake policy moves by this much (chosen +0.5, rejected -0.25 per update). */
+  updates = 0
+  lora: LoraOptions | null = null
+  tensors: LoraTensor[] = []
+  /** Runs before each dpoAccumulate (1-based call number) and may abort or throw. */
+  beforeAccumulate?: (n: number) => void
+  private accumulateCalls = 0
+  private gradCalls = 0
+
+  info(): NativeModelInfo {
+    return {
+      config: {
+        architecture: 'LlamaForCausalLM',
+        modelType: 'llama',
+        hidden: HIDDEN,
+        layers: FAKE_LAYERS,
+        heads: 2,
+        kvHeads: 1,
+        headDim: 4,
+        intermediate: 16,
+        vocab: 512,
+        maxPosition: 512,
+        ropeTheta: 10000,
+        rmsNormEps: 1e-5,
+        tieEmbeddings: true,
+        qkvBias: false,
+        bosTokenId: 1,
+        eosTokenIds: [2],
+        torchDtype: 'float32',
+      },
+      params: 1000,
+      checkpointBytes: 4000,
+      residentBytes: 4000,
+      quantizedLinears: 0,
+      backend: 'cpu',
+      backendNote: 'fake',
+      quant: 'nf4',
+    }
+  }
+
+  async logps(batch: ScoredSequence[], _padId: number, _cancel?: NativeCancelToken, useAdapter = true): Promise<SequenceLogp[]> {
+    this.calls.push({ kind: 'logps', sequences: batch.length, useAdapter })
+    return batch.map((s) => ({ logp: fakeLogp(s), tokens: Array.from(s.labels).filter((l) => l !== -100).length, logitsMean: 0.5 }))
+  }
+
+  attachLora(options: LoraOptions): void {
+    this.calls.push({ kind: 'attachLora', options })
+    this.lora = options
+    this.updates = 0
+    this.tensors = []
+    for (let l = 0; l < FAKE_LAYERS; l++) {
+      for (const t of options.targets) {
+        const out = t === 'k_proj' || t === 'v_proj' ? KV : HIDDEN
+        this.tensors.push({ name: loraKey(l, t as 'q_proj', 'A'), shape: [options.r, HIDDEN], data: new Float32Array(options.r * HIDDEN).fill((options.seed % 7) / 10) })
+        this.tensors.push({ name: loraKey(l, t as 'q_proj', 'B'), shape: [out, options.r], data: new Float32Array(out * options.r) })
+      }
+    }
+  }
+
+  detachLora(): void {
+    this.lora = null
+    this.tensors = []
+  }
+
+  hasLora(): boolean {
+    return this.lora !== null
+  }
+
+  loraTensors(): LoraTensor[] {
+    return this.tensors.map((t) => ({ name: t.name, shape: [...t.shape], data: Float32Array.from(t.data) }))
+  }
+
+  setLoraTensors(tensors: LoraTensor[]): void {
+    this.calls.push({ kind: 'setLoraTensors', tensors })
+    const byName = new Map(tensors.map((t) => [t.name, t]))
+    for (const t of this.tensors) {
+      const n = byName.get(t.name)
+      if (!n || n.data.length !== t.data.length) throw Object.assign(new Error(`tensor ${t.name} missing or wrong size`), { code: 'E_BAD_INPUT' })
+      t.data.set(n.data)
+    }
+  }
+
+  async dpoAccumulate(pairs: DpoPairInput[], _padId: number, options: DpoOptions, cancel?: NativeCancelToken): Promise<DpoPairMetrics[]> {
+    this.accumulateCalls++
+    this.calls.push({
+      kind: 'dpoAccumulate',
+      chosenIds: pairs.map((p) => Array.from(p.chosen.ids).join(',')),
+      refs: pairs.map((p) => [p.refChosen, p.refRejected]),
+      options,
+    })
+    this.beforeAccumulate?.(this.accumulateCalls)
+    if (cancel?.cancelled) throw Object.assign(new Error('cancelled'), { code: 'E_CANCELLED' })
+    if (!this.lora) throw Object.assign(new Error('no adapter attached'), { code: 'E_BAD_INPUT' })
+    this.gradCalls++
+    return pairs.map((p) => {
+      const pc = p.refChosen + 0.5 * this.updates
+      const pr = p.refRejected - 0.25 * this.updates
+      const d = pc - pr - (p.refChosen - p.refRejected)
+      return {
+        loss: softplus(-options.beta * d),
+        chosenLogp: pc,
+        rejectedLogp: pr,
+        chosenLogitsMean: p.chosen.ids.length / 100,
+        rejectedLogitsMean: p.rejected.ids.length / 100,
+        chosenReward: options.beta * (pc - p.refChosen),
+        rejectedReward: options.beta * (pr - p.refRejected),
+      }
+    })
+  }
+
+  async optimizerStep(options: OptimizerOptions): Promise<OptimizerStepResult> {
+    this.calls.push({ kind: 'optimizerStep', options })
+    const gradNorm = 1 + this.gradCalls / 100
+    this.gradCalls = 0
+    if (options.lr > 0) this.updates++
+    // B moves by lr each step, so a saved adapter shows which steps were applied.
+    for (const t of this.tensors) if (t.name.includes('lora_B')) t.data.forEach((v, i) => (t.data[i] = v + options.lr))
+    return { gradNorm }
+  }
+
+  // Full-parameter SFT is not part of the DPO loop.
+  async sftAccumulate(): Promise<{ loss: number; tokens: number }> {
+    throw new Error('FakeModel: sftAccumulate is not used by the DPO loop')
+  }
+
+  async sftStep(): Promise<OptimizerStepResult> {
+    throw new Error('FakeModel: sftStep is not used by the DPO loop')
+  }
+
+  saveWeights(): void {
+    throw new Error('FakeModel: saveWeights is not used by the DPO loop')
+  }
+
+  async generate(
+    prompts: Array<Int32Array | number[]>,
+    options: GenerateOptions,
+    onToken?: (sequence: number, token: number) => void,
+    cancel?: NativeCancelToken,
+  ): Promise<GenerateResult> {
+    this.calls.push({ kind: 'generate', prompts: prompts.length, hasLora: this.hasLora() })
+    if (cancel?.cancelled) return { tokens: prompts.map(() => new Int32Array()), finish: prompts.map(() => 'cancelled' as const) }
+    // stories260K ids: a short answer that differs once an adapter is on, then EOS.
+    const answer = this.hasLora() ? [403, 281, 2] : [300, 281, 2]
+    const tokens = prompts.map((_, i) => {
+      const t = answer.slice(0, Math.min(answer.length, options.maxNewTokens))
+      t.forEach((tok) => onToken?.(i, tok))
+      return Int32Array.from(t)
+    })
+    return { tokens, finish: prompts.map(() => 'eos' as const) }
+  }
+
+  dispose(): void {}
+
+  callsOf<K extends FakeCall['kind']>(kind: K): Array<Extract<FakeCall, { kind: K }>> {
+    return this.calls.filter((c): c is Extract<FakeCall, { kind: K }> => c.kind === kind)
+  }
+}
+
+export function fakeSession(dir: string, tokenizer: TextTokenizer, native = new FakeModel()): ModelSession & { native: FakeModel } {
+  return { dir, native, info: native.info(), tokenizer, dispose: () => native.dispose() }
+}

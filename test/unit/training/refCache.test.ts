@@ -1,0 +1,120 @@
+// Reference log-probs cache: what the fingerprint covers, per-pair keys, atomic rewrites, corrupt files ignored.
+import { readFileSync, readdirSync, utimesSync, writeFileSync } from 'node:fs'
+import path from 'node:path'
+import { afterEach, describe, expect, it } from 'vitest'
+import { RefLogpsCache, dataFingerprint, modelFingerprint, pairKey, refCacheDir } from '../../../src-main/services/training/refCache'
+import { tempDir } from '../../helpers/modelFixtures'
+
+function modelDir(): string {
+  const dir = tempDir('dpo-refmodel-')
+  writeFileSync(path.join(dir, 'config.json'), '{"hidden_size": 64}')
+  writeFileSync(path.join(dir, 'model.safetensors'), Buffer.alloc(64))
+  writeFileSync(path.join(dir, 'tokenizer.json'), '{}')
+  return dir
+}
+
+const model = (dir: string) => ({ modelDir: dir, quant: 'nf4', backend: 'cpu', engineVersion: '0.1.0' })
+const pair = (ids: number[], labels = ids.map((x, i) => (i < 2 ? -100 : x))) => ({
+  chosen: { ids, labels },
+  rejected: { ids: [...ids, 9], labels: [...labels, 9] },
+})
+
+describe('modelFingerprint', () => {
+  it('changes with config.json text, weight files, quant, backend and engine version, not with other files', () => {
+    const dir = modelDir()
+    const base = modelFingerprint(model(dir))
+    expect(base).toMatch(/^[0-9a-f]{64}$/)
+    expect(modelFingerprint(model(dir))).toBe(base)
+    expect(modelFingerprint({ ...model(dir), quant: 'none' })).not.toBe(base)
+    expect(modelFingerprint({ ...model(dir), backend: 'cuda' })).not.toBe(base)
+    expect(modelFingerprint({ ...model(dir), engineVersion: '0.2.0' })).not.toBe(base)
+    writeFileSync(path.join(dir, 'tokenizer.json'), '{"changed": true}')
+    expect(modelFingerprint(model(dir))).toBe(base)
+    // Same size, new mtime: a rewritten checkpoint is a different model as far as the cache knows.
+    utimesSync(path.join(dir, 'model.safetensors'), new Date(2001, 1, 1), new Date(2001, 1, 1))
+    const touched = modelFingerprint(model(dir))
+    expect(touched).not.toBe(base)
+    writeFileSync(path.join(dir, 'config.json'), '{"hidden_size": 65}')
+    expect(modelFingerprint(model(dir))).not.toBe(touched)
+  })
+})
+
+describe('pairKey / dataFingerprint', () => {
+  it('depends on ids and labels of both sides', () => {
+    const k = pairKey(pair([1, 5, 6, 7]))
+    expect(pairKey(pair([1, 5, 6, 7]))).toBe(k)
+    expect(pairKey({ ...pair([1, 5, 6, 7]), chosen: { ids: [1, 5, 6, 7], labels: [-100, -100, -100, 7] } })).not.toBe(k)
+    expect(pairKey(pair([1, 5, 6, 8]))).not.toBe(k)
+    // Int32Array and number[] give the same key.
+    const p = pair([1, 5, 6, 7])
+    expect(pairKey({ chosen: { ids: Int32Array.from(p.chosen.ids), labels: Int32Array.from(p.chosen.labels) }, rejected: p.rejected })).toBe(k)
+    expect(dataFingerprint([k, 'x'])).not.toBe(dataFingerprint(['x', k]))
+  })
+})
+
+describe('RefLogpsCache', () => {
+  const saved = process.env.DPO_STUDIO_CACHE
+  afterEach(() => {
+    if (saved === undefined) delete process.env.DPO_STUDIO_CACHE
+    else process.env.DPO_STUDIO_CACHE = saved
+  })
+
+  it('lives under $DPO_STUDIO_CACHE/ref-logps when set', () => {
+    process.env.DPO_STUDIO_CACHE = '/tmp/somewhere'
+    expect(refCacheDir()).toBe('/tmp/somewhere/ref-logps')
+    delete process.env.DPO_STUDIO_CACHE
+    expect(refCacheDir()).toMatch(/dpo-studio[\\/]ref-logps$/)
+  })
+
+  it('stores per-pair entries in <fingerprint>.json and serves them to a later open', () => {
+    const dir = tempDir('dpo-cache-')
+    const m = model(modelDir())
+    const c1 = RefLogpsCache.open(dir, m)
+    expect(c1.size).toBe(0)
+    const k1 = pairKey(pair([1, 2, 3]))
+    const k2 = pairKey(pair([1, 2, 4]))
+    c1.set(k1, { chosen: -12.5, rejected: -0.1 + 0.2 })
+    c1.set(k2, { chosen: -Infinity, rejected: -3 }) // not storable: recomputed next time
+    expect(c1.save()).toBeNull()
+    expect(readdirSync(dir)).toEqual([`${modelFingerprint(m)}.json`])
+    const c2 = RefLogpsCache.open(dir, m)
+    expect(c2.get(k1)).toEqual({ chosen: -12.5, rejected: -0.1 + 0.2 }) // exact doubles survive JSON
+    expect(c2.get(k2)).toBeUndefined()
+    expect(c2.ignoredReason).toBeNull()
+    // Another quantization is another file.
+    expect(RefLogpsCache.open(dir, { ...m, quant: 'none' }).get(k1)).toBeUndefined()
+  })
+
+  it('ignores a corrupt file, says so, and rewrites it on save', () => {
+    const dir = tempDir('dpo-cache-')
+    const m = model(modelDir())
+    const file = path.join(dir, `${modelFingerprint(m)}.json`)
+    writeFileSync(file, '{"version": 1, "fingerprint": "abc", "entr')
+    const c = RefLogpsCache.open(dir, m)
+    expect(c.size).toBe(0)
+    expect(c.ignoredReason).toMatch(/ignored the unreadable reference cache/)
+    expect(c.save()).toBeNull() // rewritten even with no new entries
+    expect(JSON.parse(readFileSync(file, 'utf8')).fingerprint).toBe(modelFingerprint(m))
+    // A file for another fingerprint under this name is ignored too; malformed entries are skipped.
+    const k = pairKey(pair([4, 4]))
+    writeFileSync(file, JSON.stringify({ version: 1, fingerprint: modelFingerprint(m), entries: { [k]: [-1, -2], bad: [1, 2], [pairKey(pair([5]))]: ['x', 1] } }))
+    const c2 = RefLogpsCache.open(dir, m)
+    expect(c2.size).toBe(1)
+    expect(c2.get(k)).toEqual({ chosen: -1, rejected: -2 })
+  })
+
+  it('with no folder computes everything and writes nothing', () => {
+    const c = RefLogpsCache.open(null, model(modelDir()))
+    c.set(pairKey(pair([1])), { chosen: -1, rejected: -1 })
+    expect(c.save()).toBeNull()
+    expect(c.file).toBeNull()
+  })
+
+  it('reports (does not throw) when the cache cannot be written', () => {
+    const blocker = path.join(tempDir('dpo-cache-'), 'file')
+    writeFileSync(blocker, 'not a folder')
+    const c = RefLogpsCache.open(path.join(blocker, 'sub'), model(modelDir()))
+    c.set(pairKey(pair([1])), { chosen: -1, rejected: -1 })
+    expect(c.save()).toMatch(/could not write the reference cache/)
+  })
+})
