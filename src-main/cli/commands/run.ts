@@ -1,9 +1,29 @@
 // `dpo-studio run`: the whole notebook (architecture.md §3): original answers to the test prompts, training,
 // trained answers, and RUN_DIR/comparison.json with its metadata. Ctrl-C stops cleanly and exits 130.
+// With no --model / --dataset it runs the embedded demo (issue: the app and `run` use the demo model and the sample
+// dataset when the user has chosen nothing else), with the demo preset for flags the user did not give.
+import { DEMO_MODEL_DIR, DEMO_NOTE, DEMO_PRESET, SAMPLE_DATASET_DIR, SAMPLE_TEST_PROMPTS, isDemoModel } from '../../services/demo'
+import { StudioError } from '../../services/errors'
 import { RUN_PARAM_FLAGS, TRAIN_PARAM_FLAGS, runTrainCommand, type TrainCommandFlags } from './trainFlags'
 
-export type RunFlags = TrainCommandFlags & { testPrompts: string }
+export type RunFlags = { model?: string; dataset?: string; testPrompts?: string; out: string; [flag: string]: unknown }
+
+// Demo preset keys -> the commander attribute of their flag.
+const PRESET_FLAGS: Record<string, string> = { dataSize: 'dataSize', epochs: 'epochs', learningRate: 'lr', maxNewTokens: 'maxNewTokens' }
 
 export async function runRun(flags: RunFlags): Promise<void> {
-  await runTrainCommand(flags, [...TRAIN_PARAM_FLAGS, ...RUN_PARAM_FLAGS])
+  const model = flags.model ?? DEMO_MODEL_DIR
+  const dataset = flags.dataset ?? SAMPLE_DATASET_DIR
+  const testPrompts = flags.testPrompts ?? (flags.dataset === undefined ? SAMPLE_TEST_PROMPTS : undefined)
+  if (testPrompts === undefined)
+    throw new StudioError('E_BAD_ARGS', '--test-prompts is required with your own --dataset (a test_prompt.json or JSONL of {id?, prompt})')
+  const resolved: TrainCommandFlags = { ...flags, model, dataset, testPrompts }
+  if (isDemoModel(model)) {
+    process.stderr.write(`${DEMO_NOTE}\n`)
+    for (const [key, value] of Object.entries(DEMO_PRESET)) {
+      const attr = PRESET_FLAGS[key]!
+      if (resolved[attr] === undefined) resolved[attr] = String(value)
+    }
+  }
+  await runTrainCommand(resolved, [...TRAIN_PARAM_FLAGS, ...RUN_PARAM_FLAGS])
 }
