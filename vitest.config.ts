@@ -1,7 +1,11 @@
-// vitest: unit suites (services, tokenizer, data files) and engine suites (the real addon on CPU, tiny models).
+// vitest: unit suites (services, tokenizer, data files, app stores/components) and engine suites (the real addon on
+// CPU, tiny models). The Vue plugin compiles single-file components for the app suites, which opt into happy-dom
+// per file; everything else stays in node. The E2E suite has its own config (vitest.e2e.config.ts).
+import vue from '@vitejs/plugin-vue'
 import { defineConfig } from 'vitest/config'
 
 export default defineConfig({
+  plugins: [vue()],
   test: {
     include: ['test/unit/**/*.test.ts', 'test/engine/**/*.test.ts'],
     testTimeout: 120_000,

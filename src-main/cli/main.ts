@@ -1,9 +1,14 @@
-// The dpo-studio CLI (architecture.md §3): generate, logps and info on the engine, for headless GPU servers and
-// for outside checks. Every failure is one line naming the file, field or flag, with a non-zero exit.
+// The dpo-studio CLI (architecture.md §3): generate, logps, train, run and info on the engine, for headless GPU
+// servers and for outside checks. Every failure is one line naming the file, field or flag, with a non-zero exit.
 import { Command, InvalidArgumentError, Option } from 'commander'
 import { runGenerate } from './commands/generate'
 import { runInfo } from './commands/info'
 import { runLogps } from './commands/logps'
+import { runRun } from './commands/run'
+import { runTrain } from './commands/train'
+import { CliExit, RUN_PARAM_FLAGS, TRAIN_PARAM_FLAGS, addParamOptions } from './commands/trainFlags'
+import { runServe } from './commands/serve'
+import { runSft } from './commands/sft'
 import { reportError } from './report'
 
 function positiveInt(flag: string) {
@@ -60,14 +65,54 @@ export function buildProgram(): Command {
     .requiredOption('--out <file>', 'output JSON [{chosen_logp, rejected_logp, chosen_tokens, rejected_tokens}]')
     .action(async (opts) => runLogps(opts))
 
-  for (const name of ['train', 'run', 'serve']) {
-    program
-      .command(name, { hidden: true })
-      .allowUnknownOption()
-      .action(() => {
-        throw Object.assign(new Error(`'dpo-studio ${name}' is not available in this version yet`), { code: 'E_BAD_ARGS' })
-      })
-  }
+  program
+    .command('serve')
+    .description('the studio in a browser: web host on 127.0.0.1, prints the URL with its access token')
+    .option('--port <n>', 'port to listen on (default: a free one)', (v: string) => {
+      const n = Number(v)
+      if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError(`--port must be an integer 0-65535, got '${v}'`)
+      return n
+    })
+    .action(async (opts) => runServe(opts))
+
+  program
+    .command('sft')
+    .description('full-parameter supervised fine-tuning of a small full-precision model on dataset answers')
+    .requiredOption('--model <dir>', 'Hugging Face model directory (trained in fp32; meant for small models)')
+    .requiredOption('--dataset <path>', 'HW6 folder or labelled_data.json, or TRL JSON/JSONL')
+    .addOption(new Option('--answers <which>', 'train on the chosen answers only, or on both sides').choices(['chosen', 'both']).default('chosen'))
+    .option('--support-ratio <s>', 'the notebook rule that picks the chosen side (HW6 layout)', Number, 0.1)
+    .option('--epochs <n>', 'passes over the examples', positiveInt('--epochs'), 3)
+    .option('--batch-size <n>', 'examples per step', positiveInt('--batch-size'), 8)
+    .option('--lr <lr>', 'peak learning rate (linear decay)', Number, 1e-4)
+    .option('--seed <n>', 'shuffle seed', Number, 42)
+    .option('--system <text>', 'system message (default: 回覆請少於20字)')
+    .option('--bf16', 'store the trained weights in bf16 (half the size)', false)
+    .requiredOption('--out <dir>', 'new model directory')
+    .action(async (opts) => runSft(opts))
+
+  const train = program
+    .command('train')
+    .description('train a LoRA adapter with DPO into a run directory (metrics.jsonl, adapter/, train_summary.json)')
+    .requiredOption('--model <dir>', 'Hugging Face model directory')
+    .requiredOption('--dataset <path>', 'HW6 folder or labelled_data.json, or TRL {prompt, chosen, rejected} JSON/JSONL')
+  addParamOptions(train, TRAIN_PARAM_FLAGS)
+    .option('--init-adapter <dir>', 'continue from this PEFT LoRA adapter instead of a fresh one')
+    .requiredOption('--out <dir>', 'run directory to create or replace')
+    .action(async (opts) => runTrain(opts))
+
+  const run = program
+    .command('run')
+    .description('the whole notebook: original responses, DPO training, trained responses, RUN_DIR/comparison.json')
+    .option('--model <dir>', 'Hugging Face model directory (default: the built-in demo model)')
+    .option('--dataset <path>', 'HW6 folder or labelled_data.json, or TRL {prompt, chosen, rejected} JSON/JSONL (default: the sample dataset)')
+  addParamOptions(run, TRAIN_PARAM_FLAGS)
+    .option('--init-adapter <dir>', 'continue from this PEFT LoRA adapter instead of a fresh one')
+    .option('--test-prompts <file>', 'test_prompt.json layout, or JSONL of {id?, prompt} (default with the sample dataset: its test prompts)')
+  addParamOptions(run, RUN_PARAM_FLAGS)
+    .requiredOption('--out <dir>', 'run directory to create or replace')
+    .action(async (opts) => runRun(opts))
+
   return program
 }
 
@@ -76,6 +121,11 @@ export async function main(argv: string[]): Promise<number> {
     await buildProgram().parseAsync(argv, { from: 'user' })
     return 0
   } catch (e) {
+    // A clean stop (Ctrl-C during train/run) is not an error: say what was kept, exit 130.
+    if (e instanceof CliExit) {
+      process.stderr.write(`dpo-studio: ${e.message}\n`)
+      return e.exitCode
+    }
     return reportError(e)
   }
 }

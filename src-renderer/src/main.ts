@@ -1,5 +1,6 @@
-// Renderer entry: mounts the Vue app.
+// Renderer entry: mounts the Vue app with Pinia.
+import { createPinia } from 'pinia'
 import { createApp } from 'vue'
 import App from './App.vue'
 
-createApp(App).mount('#app')
+createApp(App).use(createPinia()).mount('#app')

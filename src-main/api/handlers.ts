@@ -1,0 +1,167 @@
+// The API's implementation, shared by the Electron main process and the web host: validated inputs (dispatch.ts)
+// arrive here, paths pass the path policy, engine work goes to the host, the rest to the services.
+import { existsSync, statSync } from 'node:fs'
+import { mkdir, readdir, stat } from 'node:fs/promises'
+import { dirname, isAbsolute, join } from 'node:path'
+import type { AppInfo, EngineInfo, FsListing } from './contract'
+import type { ApiHandlers } from './dispatch'
+import type { EngineHost } from '../host/engineHost'
+import { loadRunNotebook } from '../host/training'
+import { StudioError } from '../services/errors'
+import { hfHubCacheDir, listCachedModels } from '../services/models/hfCache'
+import { inspectModel } from '../services/models/inspectModel'
+import { exportsDir, resourcesDir, runsDir } from './appPaths'
+import { DatasetRegistry, openPrompts } from './datasets'
+import { JobManager } from './jobs'
+import type { PathPolicy } from './pathPolicy'
+import { exportAdapter, exportComparison, listRuns, openRun } from './runStore'
+
+export interface Dialogs {
+  open(opts: { kind: 'file' | 'directory' | 'fileOrDirectory'; title: string; defaultPath?: string | undefined; filters?: Array<{ name: string; extensions: string[] }> | undefined }): Promise<string | null>
+  save(opts: { title: string; defaultPath?: string | undefined }): Promise<string | null>
+}
+
+export interface ApiContext {
+  platform: 'electron' | 'web'
+  version: string
+  dataDir: string
+  host: EngineHost
+  policy: PathPolicy
+  emit: (e: import('./contract').ApiEvent) => void
+  dialogs: Dialogs | null
+}
+
+export interface ApiService {
+  handlers: ApiHandlers
+  jobs: JobManager
+}
+
+export function createApi(ctx: ApiContext): ApiService {
+  const datasets = new DatasetRegistry()
+  let engineVersion: string | null = null
+  const jobs = new JobManager(ctx.host, runsDir(ctx.dataDir), ctx.emit, () => engineVersion)
+  const check = (p: string) => ctx.policy.check(p)
+
+  /** A run id (folder under runs/) or a run directory path. */
+  const runDir = (run: string): string => {
+    if (!isAbsolute(run) && !run.includes('/') && !run.includes('\\')) {
+      const dir = join(runsDir(ctx.dataDir), run)
+      if (!existsSync(dir)) throw new StudioError('E_BAD_INPUT', `no run ${run} in ${runsDir(ctx.dataDir)}`)
+      return dir
+    }
+    return check(run)
+  }
+
+  const engineInfo = async (): Promise<EngineInfo> => {
+    const info = await ctx.host.call('engineInfo', {}).promise
+    engineVersion = info.version
+    return { ...info, host: ctx.host.status }
+  }
+
+  const handlers: ApiHandlers = {
+    async appInfo(): Promise<AppInfo> {
+      return {
+        platform: ctx.platform,
+        version: ctx.version,
+        dataDir: ctx.dataDir,
+        runsDir: runsDir(ctx.dataDir),
+        exportsDir: exportsDir(ctx.dataDir),
+        resourcesDir: resourcesDir(),
+        nativeDialogs: ctx.dialogs !== null,
+        training: (await loadRunNotebook()) !== null,
+      }
+    },
+    engineInfo,
+    async engineRestart() {
+      return ctx.host.restart()
+    },
+    async modelsList() {
+      const cacheDir = hfHubCacheDir()
+      let models = await listCachedModels(cacheDir)
+      if (ctx.policy.restricted) models = models.filter((m) => { try { check(m.dir); return true } catch { return false } })
+      return { cacheDir, models }
+    },
+    async modelInspect({ dir }) {
+      return inspectModel(check(dir))
+    },
+    async modelLoad({ dir, quant, backend }) {
+      const abs = check(dir)
+      return ctx.host.call('modelLoad', { dir: abs, quant, backend }, (e) => {
+        if (e.kind === 'loadProgress') ctx.emit({ type: 'modelLoad', dir: abs, fraction: e.fraction })
+      }).promise
+    },
+    async datasetOpen({ path }) {
+      return datasets.openDataset(check(path))
+    },
+    async datasetRows({ datasetId, query, offset, limit }) {
+      return datasets.rows(datasetId, query, offset, limit)
+    },
+    async datasetPairs({ datasetId, dataSize, supportRatio, offset, limit }) {
+      return datasets.pairs(datasetId, dataSize, supportRatio, offset, limit)
+    },
+    async promptsOpen({ path }) {
+      return openPrompts(check(path))
+    },
+    async generateStart({ modelDir, promptsPath, params }) {
+      const prompts = (await openPrompts(check(promptsPath))).prompts
+      return jobs.startGenerate({ modelDir: check(modelDir), prompts, params })
+    },
+    async runStart({ modelDir, datasetPath, testPromptsPath, params }) {
+      if (!(await loadRunNotebook())) throw new StudioError('E_UNSUPPORTED', 'this build has no DPO training service yet')
+      const prompts = testPromptsPath ? (await openPrompts(check(testPromptsPath))).prompts : []
+      if (engineVersion === null) await engineInfo().catch(() => null)
+      return jobs.startRun({ modelDir: check(modelDir), datasetPath: check(datasetPath), testPromptsPath: testPromptsPath ? check(testPromptsPath) : undefined, prompts, params })
+    },
+    async jobCancel({ jobId }) {
+      return { cancelled: jobs.cancel(jobId) }
+    },
+    async jobActive() {
+      return jobs.snapshot()
+    },
+    async runsList() {
+      return listRuns(runsDir(ctx.dataDir))
+    },
+    async runOpen({ run }) {
+      return openRun(runDir(run))
+    },
+    async exportComparison({ run, path }) {
+      return exportComparison(runDir(run), check(path), engineVersion)
+    },
+    async exportAdapter({ run, dir }) {
+      return exportAdapter(runDir(run), check(dir))
+    },
+    async fsRoots() {
+      return ctx.policy.roots()
+    },
+    async fsList({ dir, files }): Promise<FsListing> {
+      const abs = check(dir)
+      if (!existsSync(abs) || !statSync(abs).isDirectory()) throw new StudioError('E_BAD_INPUT', `${abs} is not a folder`)
+      const entries: FsListing['entries'] = []
+      for (const name of (await readdir(abs)).sort((a, b) => a.localeCompare(b))) {
+        if (name.startsWith('.')) continue
+        const s = await stat(join(abs, name)).catch(() => null)
+        if (!s || (!s.isDirectory() && (!files || !s.isFile()))) continue
+        entries.push({ name, path: join(abs, name), kind: s.isDirectory() ? 'dir' : 'file', size: s.isFile() ? s.size : 0 })
+      }
+      entries.sort((a, b) => (a.kind === b.kind ? 0 : a.kind === 'dir' ? -1 : 1))
+      let parent: string | null = dirname(abs)
+      try {
+        if (parent === abs) parent = null
+        else check(parent)
+      } catch {
+        parent = null
+      }
+      return { dir: abs, parent, entries }
+    },
+    async dialogOpen(opts) {
+      if (!ctx.dialogs) throw new StudioError('E_UNSUPPORTED', 'native dialogs exist only in the desktop app; type a path or browse the server folders')
+      return { path: await ctx.dialogs.open(opts) }
+    },
+    async dialogSave(opts) {
+      if (!ctx.dialogs) throw new StudioError('E_UNSUPPORTED', 'native dialogs exist only in the desktop app; type a path')
+      return { path: await ctx.dialogs.save(opts) }
+    },
+  }
+  void mkdir(runsDir(ctx.dataDir), { recursive: true }).catch(() => undefined)
+  return { handlers, jobs }
+}

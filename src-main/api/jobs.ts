@@ -1,0 +1,187 @@
+// Engine jobs (one at a time: the host holds one model): standalone generation and notebook runs. Forwards the
+// host's events to every window, keeps a snapshot for windows opened mid-run, and records each run's outcome in
+// run_status.json, so a run whose host crashed is marked failed and its directory stays consistent.
+import { randomBytes } from 'node:crypto'
+import { mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import type { ApiErrorInfo, ApiEvent, JobEvent, JobKind, JobSnapshot, JobStarted, RecordId } from './contract'
+import type { EngineHost, HostCall } from '../host/engineHost'
+import type { TrainParams } from '../services/params/trainParams'
+import { StudioError } from '../services/errors'
+import { toApiError } from './dispatch'
+import { writeRunStatus, type RunStatusFile } from './runStore'
+
+const LOG_KEEP = 200
+
+function newRunId(): string {
+  const d = new Date()
+  const p = (n: number) => String(n).padStart(2, '0')
+  return `${d.getFullYear()}${p(d.getMonth() + 1)}${p(d.getDate())}-${p(d.getHours())}${p(d.getMinutes())}${p(d.getSeconds())}-${randomBytes(2).toString('hex')}`
+}
+
+export interface GenerateJobInput {
+  modelDir: string
+  prompts: Array<{ id: RecordId; prompt: string }>
+  params: TrainParams
+}
+
+export interface RunJobInput {
+  modelDir: string
+  datasetPath: string
+  testPromptsPath: string | undefined
+  prompts: Array<{ id: RecordId; prompt: string }>
+  params: TrainParams
+}
+
+export class JobManager {
+  private active: { snap: JobSnapshot; call: HostCall<unknown> } | null = null
+  private last: JobSnapshot | null = null
+
+  constructor(
+    private readonly host: EngineHost,
+    private readonly runsDir: string,
+    private readonly emit: (e: ApiEvent) => void,
+    private readonly engineVersion: () => string | null,
+  ) {}
+
+  snapshot(): JobSnapshot | null {
+    return this.active?.snap ?? this.last
+  }
+
+  cancel(jobId: string): boolean {
+    if (this.active?.snap.jobId !== jobId) return false
+    this.active.call.cancel()
+    return true
+  }
+
+  startGenerate(input: GenerateJobInput): JobStarted {
+    this.ensureIdle()
+    const snap = this.newSnapshot('generate', null, input.prompts)
+    const call = this.host.call(
+      'generate',
+      { modelDir: input.modelDir, quant: input.params.quant, backend: input.params.backend, prompts: input.prompts, maxNewTokens: input.params.maxNewTokens, system: input.params.systemMessage },
+      (e) => this.onEvent(snap, e),
+    )
+    this.track(snap, call, () => undefined)
+    return { jobId: snap.jobId, runId: null, outDir: null }
+  }
+
+  startRun(input: RunJobInput): JobStarted {
+    this.ensureIdle()
+    const runId = newRunId()
+    const outDir = join(this.runsDir, runId)
+    mkdirSync(outDir, { recursive: true })
+    const status: RunStatusFile = {
+      runId,
+      status: 'running',
+      startedAt: new Date().toISOString(),
+      endedAt: null,
+      modelDir: input.modelDir,
+      datasetPath: input.datasetPath,
+      testPromptsPath: input.testPromptsPath ?? null,
+      engineVersion: this.engineVersion(),
+      error: null,
+    }
+    writeRunStatus(outDir, status)
+    const snap = this.newSnapshot('run', runId, input.prompts)
+    const call = this.host.call(
+      'runNotebook',
+      {
+        modelDir: input.modelDir,
+        datasetPath: input.datasetPath,
+        ...(input.testPromptsPath ? { testPromptsPath: input.testPromptsPath } : {}),
+        params: input.params,
+        outDir,
+      },
+      (e) => this.onEvent(snap, e),
+    )
+    this.track(snap, call, (end, error, summary) => {
+      writeRunStatus(outDir, { ...status, status: end, endedAt: new Date().toISOString(), error: error?.message ?? null, ...(summary ? { summary } : {}) })
+    })
+    return { jobId: snap.jobId, runId, outDir }
+  }
+
+  private ensureIdle(): void {
+    if (this.active) throw new StudioError('E_BUSY', `the engine is busy with a ${this.active.snap.kind === 'run' ? 'training run' : 'generation'}; cancel it or wait`)
+  }
+
+  private newSnapshot(kind: JobKind, runId: string | null, prompts: JobSnapshot['prompts']): JobSnapshot {
+    return {
+      jobId: randomBytes(6).toString('hex'),
+      kind,
+      runId,
+      status: 'running',
+      phase: 'load',
+      detail: '',
+      metrics: [],
+      progress: null,
+      original: prompts.map(() => ''),
+      trained: prompts.map(() => ''),
+      prompts,
+      log: [],
+      error: null,
+      startedAt: new Date().toISOString(),
+    }
+  }
+
+  private track(snap: JobSnapshot, call: HostCall<unknown>, record: (end: 'completed' | 'cancelled' | 'failed', error: ApiErrorInfo | null, summary?: unknown) => void): void {
+    this.active = { snap, call }
+    call.promise.then(
+      (result) => {
+        const cancelled = (result as { status?: string } | null)?.status === 'cancelled'
+        this.finish(snap, cancelled ? 'cancelled' : 'completed', null, result, record)
+      },
+      (e) => {
+        const err = toApiError(e)
+        this.finish(snap, err.code === 'E_CANCELLED' ? 'cancelled' : 'failed', err.code === 'E_CANCELLED' ? null : err, undefined, record)
+      },
+    )
+  }
+
+  private finish(snap: JobSnapshot, end: 'completed' | 'cancelled' | 'failed', error: ApiErrorInfo | null, result: unknown, record: Parameters<JobManager['track']>[2]): void {
+    try {
+      record(end, error, result)
+    } catch (e) {
+      error ??= toApiError(e)
+    }
+    snap.status = end
+    snap.error = error
+    snap.phase = end === 'completed' ? 'done' : end
+    this.active = null
+    this.last = snap
+    const summary = snap.kind === 'run' && result ? (result as never) : undefined
+    this.emitJob(snap, { kind: 'end', status: end, ...(summary ? { summary } : {}), ...(error ? { error } : {}) })
+  }
+
+  private onEvent(snap: JobSnapshot, e: JobEvent): void {
+    switch (e.kind) {
+      case 'phase':
+        snap.phase = e.phase
+        snap.detail = e.detail ?? ''
+        break
+      case 'metrics':
+        snap.metrics.push(e.row)
+        break
+      case 'progress':
+        snap.progress = e.progress
+        break
+      case 'text':
+        snap[e.which][e.index] = (snap[e.which][e.index] ?? '') + e.delta
+        break
+      case 'response':
+        snap[e.which][e.index] = e.row.response
+        break
+      case 'log':
+        snap.log.push(e.line)
+        if (snap.log.length > LOG_KEEP) snap.log.splice(0, snap.log.length - LOG_KEEP)
+        break
+      default:
+        break
+    }
+    this.emitJob(snap, e)
+  }
+
+  private emitJob(snap: JobSnapshot, event: JobEvent): void {
+    this.emit({ type: 'job', jobId: snap.jobId, jobKind: snap.kind, runId: snap.runId, event })
+  }
+}

@@ -1,0 +1,182 @@
+// Run directories on disk (architecture.md §3: config.json, metrics.jsonl, responses_*.json, comparison.json,
+// adapter/) plus the app's run_status.json: listing for the history view, reopening, and exports.
+import { createHash } from 'node:crypto'
+import { existsSync } from 'node:fs'
+import { copyFile, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises'
+import { basename, dirname, join } from 'node:path'
+import type { ComparisonRow, ExportResult, JobStatus, MetricsRow, ResponseRow, RunDetail, RunListItem } from './contract'
+import { writeJsonAtomic } from '../services/fsAtomic'
+import { StudioError } from '../services/errors'
+
+export const STATUS_FILE = 'run_status.json'
+
+/** What the app records about a run beside the training service's files. */
+export interface RunStatusFile {
+  runId: string
+  status: JobStatus
+  startedAt: string
+  endedAt: string | null
+  modelDir: string
+  datasetPath: string
+  testPromptsPath: string | null
+  engineVersion: string | null
+  error: string | null
+  summary?: unknown
+}
+
+export function writeRunStatus(dir: string, s: RunStatusFile): void {
+  writeJsonAtomic(join(dir, STATUS_FILE), s)
+}
+
+async function readJson<T>(file: string): Promise<T | null> {
+  try {
+    return JSON.parse(await readFile(file, 'utf8')) as T
+  } catch {
+    return null
+  }
+}
+
+/** metrics.jsonl; a torn last line (a run killed mid-write) is skipped. */
+export async function readMetrics(dir: string): Promise<MetricsRow[]> {
+  const text = await readFile(join(dir, 'metrics.jsonl'), 'utf8').catch(() => '')
+  const rows: MetricsRow[] = []
+  for (const line of text.split('\n')) {
+    if (!line.trim()) continue
+    try {
+      rows.push(JSON.parse(line) as MetricsRow)
+    } catch {
+      /* torn line */
+    }
+  }
+  return rows
+}
+
+/** The first string at one of the dotted paths (config.json: model_dir, dataset.path). */
+function pick(config: unknown, ...paths: string[]): string | null {
+  for (const p of paths) {
+    let v: unknown = config
+    for (const k of p.split('.')) v = v && typeof v === 'object' ? (v as Record<string, unknown>)[k] : undefined
+    if (typeof v === 'string') return v
+  }
+  return null
+}
+
+export async function readRunItem(dir: string): Promise<RunListItem | null> {
+  const status = await readJson<RunStatusFile>(join(dir, STATUS_FILE))
+  const config = await readJson<unknown>(join(dir, 'config.json'))
+  if (!status && !config) return null
+  const metrics = await readMetrics(dir)
+  const last = metrics[metrics.length - 1]
+  const hasComparison = existsSync(join(dir, 'comparison.json'))
+  const startedAt = status?.startedAt ?? (await stat(dir)).mtime.toISOString()
+  return {
+    runId: basename(dir),
+    dir,
+    status: status?.status ?? (hasComparison ? 'completed' : 'unknown'),
+    startedAt,
+    endedAt: status?.endedAt ?? null,
+    modelDir: status?.modelDir ?? pick(config, 'model_dir', 'modelDir'),
+    datasetPath: status?.datasetPath ?? pick(config, 'dataset.path', 'datasetPath'),
+    steps: last?.step ?? 0,
+    finalLoss: last?.loss ?? null,
+    finalMargin: last?.['rewards/margins'] ?? null,
+    hasComparison,
+    hasAdapter: existsSync(join(dir, 'adapter', 'adapter_config.json')),
+    error: status?.error ?? null,
+  }
+}
+
+export async function listRuns(runsDir: string): Promise<RunListItem[]> {
+  const names = await readdir(runsDir).catch(() => [] as string[])
+  const items = await Promise.all(names.map((n) => readRunItem(join(runsDir, n)).catch(() => null)))
+  return items.filter((x): x is RunListItem => x !== null).sort((a, b) => (b.startedAt ?? '').localeCompare(a.startedAt ?? ''))
+}
+
+export async function openRun(dir: string): Promise<RunDetail> {
+  const item = await readRunItem(dir)
+  if (!item) throw new StudioError('E_BAD_INPUT', `${dir} is not a run directory (no config.json or ${STATUS_FILE})`)
+  return {
+    ...item,
+    config: await readJson<unknown>(join(dir, 'config.json')),
+    metrics: await readMetrics(dir),
+    original: await readJson<ResponseRow[]>(join(dir, 'responses_original.json')),
+    trained: await readJson<ResponseRow[]>(join(dir, 'responses_trained.json')),
+    comparison: await readJson<ComparisonRow[]>(join(dir, 'comparison.json')),
+  }
+}
+
+/** The notebook's comparison rows: comparison.json, or built from both response files. */
+export function comparisonOf(run: RunDetail): ComparisonRow[] {
+  if (run.comparison) return run.comparison
+  if (run.original && run.trained)
+    return run.original.map((o, i) => ({
+      id: o.id,
+      prompt: o.prompt,
+      response_from_original_model: o.response,
+      response_from_trained_model: run.trained![i]?.response ?? '',
+    }))
+  throw new StudioError('E_BAD_INPUT', `run ${run.runId} has no answers to compare yet (it needs both the original and the trained responses)`)
+}
+
+async function sha256File(path: string | null): Promise<string | null> {
+  if (!path) return null
+  let file = path
+  if (existsSync(path) && (await stat(path)).isDirectory()) file = join(path, 'labelled_data.json')
+  const data = await readFile(file).catch(() => null)
+  return data ? createHash('sha256').update(data).digest('hex') : null
+}
+
+export async function exportComparison(dir: string, target: string, engineVersion: string | null): Promise<ExportResult> {
+  const run = await openRun(dir)
+  const rows = comparisonOf(run)
+  writeJsonAtomic(target, rows)
+  const metadataPath = target.replace(/\.json$/i, '') + '.meta.json'
+  // The training service writes comparison_meta.json (model, adapter, dataset hash, parameters, generation config,
+  // engine version); the export carries it along, or rebuilds the same facts for runs that lack it.
+  const runMeta = await readJson<Record<string, unknown>>(join(dir, 'comparison_meta.json'))
+  const config = run.config as Record<string, unknown> | null
+  const params = (config?.params as Record<string, unknown> | undefined) ?? config
+  const meta = runMeta ?? {
+    model: run.modelDir,
+    adapter: run.hasAdapter ? join(run.dir, 'adapter') : null,
+    dataset: { path: run.datasetPath, sha256: await sha256File(run.datasetPath) },
+    params,
+    generation: {
+      do_sample: false,
+      max_new_tokens: (params?.maxNewTokens as number | undefined) ?? null,
+      system_message: (params?.systemMessage as string | undefined) ?? null,
+    },
+    engine_version: engineVersion,
+  }
+  writeJsonAtomic(metadataPath, { ...meta, exported: { at: new Date().toISOString(), run: run.runId, run_dir: run.dir, comparison: target } })
+  return { path: target, metadataPath, files: [target, metadataPath] }
+}
+
+/** Copies the run's PEFT adapter folder to `target` (a new or empty folder, or an earlier adapter export). */
+export async function exportAdapter(dir: string, target: string): Promise<ExportResult> {
+  const src = join(dir, 'adapter')
+  if (!existsSync(join(src, 'adapter_config.json'))) throw new StudioError('E_BAD_INPUT', `run ${basename(dir)} has no adapter (it has not finished training)`)
+  if (existsSync(target)) {
+    const present = await readdir(target)
+    if (present.length > 0 && !present.includes('adapter_config.json'))
+      throw new StudioError('E_BAD_INPUT', `${target} is not empty; choose a new folder for the adapter`)
+  }
+  // Copy into a temp folder beside the target, then swap it in: never a half-copied adapter.
+  const tmp = join(dirname(target), `.${basename(target)}.tmp-${process.pid}-${Date.now()}`)
+  await mkdir(tmp, { recursive: true })
+  const files: string[] = []
+  try {
+    for (const name of await readdir(src)) {
+      if ((await stat(join(src, name))).isFile()) {
+        await copyFile(join(src, name), join(tmp, name))
+        files.push(join(target, name))
+      }
+    }
+    await rm(target, { recursive: true, force: true })
+    await rename(tmp, target)
+  } catch (e) {
+    await rm(tmp, { recursive: true, force: true })
+    throw e
+  }
+  return { path: target, metadataPath: null, files }
+}

@@ -1,0 +1,144 @@
+// The engine host: a child process that loads the native addon and runs model work through the services, so a CUDA
+// fault or an OOM kill ends only this process (architecture.md §2). Started by EngineHost with node's fork or
+// Electron's utilityProcess; speaks protocol.ts over whichever channel it was given.
+import type { ApiErrorInfo, JobEvent } from '../api/contract'
+import { loadNative } from '../engine/loadNative'
+import type { NativeCancelToken } from '../engine/nativeTypes'
+import { generateResponses } from '../services/engine/generateResponses'
+import { openModel, type ModelSession } from '../services/engine/modelSession'
+import { errorMessage } from '../services/errors'
+import type { HostCalls, HostMethod, HostToParent, ParentToHost } from './protocol'
+import { loadRunNotebook } from './training'
+
+interface Port {
+  post(msg: HostToParent): void
+  listen(fn: (msg: ParentToHost) => void): void
+}
+
+/** Electron utilityProcess gives process.parentPort; node's fork gives process.send. */
+function openPort(): Port {
+  const parentPort = (process as unknown as { parentPort?: { postMessage(m: unknown): void; on(e: 'message', fn: (e: { data: unknown }) => void): void } }).parentPort
+  if (parentPort) {
+    return {
+      post: (m) => parentPort.postMessage(m),
+      listen: (fn) => parentPort.on('message', (e) => fn(e.data as ParentToHost)),
+    }
+  }
+  if (!process.send) throw new Error('hostMain must be started as a child process with an IPC channel')
+  return {
+    post: (m) => process.send!(m),
+    listen: (fn) => process.on('message', (m) => fn(m as ParentToHost)),
+  }
+}
+
+const port = openPort()
+let session: { key: string; s: ModelSession } | null = null
+/** Cancellation per call id: abort controllers for runs, native tokens for generation. */
+const cancels = new Map<number, () => void>()
+
+function toErrorInfo(e: unknown): ApiErrorInfo {
+  const code = (e as { code?: unknown })?.code
+  const details = (e as { details?: unknown })?.details
+  return {
+    code: typeof code === 'string' ? code : 'E_INTERNAL',
+    message: errorMessage(e),
+    ...(details && typeof details === 'object' ? { details: details as Record<string, unknown> } : {}),
+  }
+}
+
+function releaseSession(): boolean {
+  if (!session) return false
+  session.s.dispose()
+  session = null
+  return true
+}
+
+async function ensureSession(dir: string, quant: 'nf4' | 'none', backend: 'auto' | 'cpu' | 'cuda', emit: (e: JobEvent) => void): Promise<ModelSession> {
+  const key = `${dir}\0${quant}\0${backend}`
+  if (session?.key === key) return session.s
+  releaseSession()
+  const s = await openModel(dir, { quant, backend, onProgress: (fraction) => emit({ kind: 'loadProgress', fraction }) })
+  session = { key, s }
+  return s
+}
+
+type Handler<M extends HostMethod> = (params: HostCalls[M]['params'], emit: (e: JobEvent) => void, id: number) => Promise<HostCalls[M]['result']>
+
+const handlers: { [M in HostMethod]: Handler<M> } = {
+  async engineInfo() {
+    const engine = loadNative()
+    return { version: engine.version(), backends: engine.probe(), training: (await loadRunNotebook()) !== null }
+  },
+  async modelLoad(p, emit) {
+    const t0 = performance.now()
+    const s = await ensureSession(p.dir, p.quant, p.backend, emit)
+    return { dir: s.dir, info: s.info, loadSeconds: (performance.now() - t0) / 1000 }
+  },
+  async generate(p, emit, id) {
+    const s = await ensureSession(p.modelDir, p.quant, p.backend, emit)
+    const token: NativeCancelToken = new (loadNative().CancelToken)()
+    cancels.set(id, () => token.cancel())
+    emit({ kind: 'phase', phase: 'original' })
+    const responses = await generateResponses(s, {
+      prompts: p.prompts,
+      system: p.system,
+      maxNewTokens: p.maxNewTokens,
+      cancel: token,
+      onText: (index, delta) => emit({ kind: 'text', which: 'original', index, delta }),
+    })
+    responses.forEach((r, index) => emit({ kind: 'response', which: 'original', index, row: { id: r.id, prompt: r.prompt, response: r.response } }))
+    if (token.cancelled) throw Object.assign(new Error('generation cancelled'), { code: 'E_CANCELLED' })
+    return { responses }
+  },
+  async runNotebook(req, emit, id) {
+    const runNotebook = await loadRunNotebook()
+    if (!runNotebook) throw Object.assign(new Error('this build has no DPO training service yet'), { code: 'E_UNSUPPORTED' })
+    // The run opens its own model: free the cached one first so both never sit in GPU memory together.
+    releaseSession()
+    const ac = new AbortController()
+    cancels.set(id, () => ac.abort())
+    return runNotebook(
+      req,
+      {
+        phase: (phase, detail) => emit({ kind: 'phase', phase, ...(detail === undefined ? {} : { detail }) }),
+        metrics: (row) => emit({ kind: 'metrics', row }),
+        progress: (progress) => emit({ kind: 'progress', progress }),
+        responseText: (which, index, delta) => emit({ kind: 'text', which, index, delta }),
+        response: (which, index, row) => emit({ kind: 'response', which, index, row }),
+        log: (line) => emit({ kind: 'log', line }),
+      },
+      ac.signal,
+      { onLoadProgress: (fraction) => emit({ kind: 'loadProgress', fraction }) },
+    )
+  },
+  async release() {
+    return { released: releaseSession() }
+  },
+  async crashForTest(p) {
+    if (process.env.DPO_STUDIO_TEST_HOOKS !== '1') throw Object.assign(new Error('test hooks are off'), { code: 'E_UNSUPPORTED' })
+    process.kill(process.pid, p.signal)
+    return new Promise<never>(() => {})
+  },
+}
+
+port.listen((msg) => {
+  if (msg.type === 'cancel') {
+    cancels.get(msg.id)?.()
+    return
+  }
+  const handler = handlers[msg.method] as Handler<HostMethod> | undefined
+  const emit = (event: JobEvent) => port.post({ type: 'event', id: msg.id, event })
+  if (!handler) {
+    port.post({ type: 'result', id: msg.id, ok: false, error: { code: 'E_BAD_INPUT', message: `unknown host method ${String(msg.method)}` } })
+    return
+  }
+  handler(msg.params as never, emit, msg.id).then(
+    (value) => port.post({ type: 'result', id: msg.id, ok: true, value }),
+    (e) => port.post({ type: 'result', id: msg.id, ok: false, error: toErrorInfo(e) }),
+  ).finally(() => cancels.delete(msg.id))
+})
+
+// A parent that died without stopping us (node fork) closes the IPC channel: nothing left to serve.
+process.on('disconnect', () => process.exit(0))
+
+port.post({ type: 'ready', pid: process.pid })

@@ -1,0 +1,64 @@
+// The engine host's message protocol: the parent (Electron main or the web host) calls methods by request id, the
+// host answers once per id and streams events (tokens, metrics, progress, phase) tagged with the same id.
+import type { ApiErrorInfo, EngineInfo, JobEvent, ModelLoaded } from '../api/contract'
+import type { RecordId } from '../services/data/promptsFile'
+import type { GeneratedResponse } from '../services/engine/generateResponses'
+import type { NotebookRunRequest, RunSummary } from '../services/training/types'
+
+export interface HostCalls {
+  engineInfo: { params: Record<string, never>; result: Omit<EngineInfo, 'host'> }
+  modelLoad: { params: { dir: string; quant: 'nf4' | 'none'; backend: 'auto' | 'cpu' | 'cuda' }; result: ModelLoaded }
+  generate: {
+    params: {
+      modelDir: string
+      quant: 'nf4' | 'none'
+      backend: 'auto' | 'cpu' | 'cuda'
+      prompts: Array<{ id: RecordId; prompt: string }>
+      maxNewTokens: number
+      system: string
+    }
+    result: { responses: GeneratedResponse[] }
+  }
+  runNotebook: { params: NotebookRunRequest; result: RunSummary }
+  /** Drops the cached model (frees its memory). */
+  release: { params: Record<string, never>; result: { released: boolean } }
+  /** Test hook (only with DPO_STUDIO_TEST_HOOKS=1): the host kills itself as an OOM kill would. */
+  crashForTest: { params: { signal: 'SIGKILL' | 'SIGSEGV' }; result: never }
+}
+export type HostMethod = keyof HostCalls
+
+export type ParentToHost =
+  | { type: 'call'; id: number; method: HostMethod; params: unknown }
+  | { type: 'cancel'; id: number }
+
+export type HostToParent =
+  | { type: 'ready'; pid: number }
+  | { type: 'result'; id: number; ok: true; value: unknown }
+  | { type: 'result'; id: number; ok: false; error: ApiErrorInfo }
+  | { type: 'event'; id: number; event: JobEvent }
+
+/** One end of the channel, whatever carries it (node fork IPC or Electron's utilityProcess port). */
+export interface HostTransport {
+  readonly pid: number | null
+  send(msg: ParentToHost): void
+  onMessage(listener: (msg: HostToParent) => void): void
+  /** Called once when the process ends; stderrTail holds its last lines. */
+  onExit(listener: (code: number | null, signal: string | null, stderrTail: string) => void): void
+  kill(): void
+}
+
+export type HostSpawner = () => HostTransport
+
+/** In words, why a host process ended (shown in the UI). */
+export function describeExit(code: number | null, signal: string | null, stderrTail: string): string {
+  let why: string
+  if (signal === 'SIGKILL' || code === 137)
+    why = 'was killed (SIGKILL): most likely the system ran out of memory and the OOM killer ended it'
+  else if (signal === 'SIGSEGV' || code === 139) why = 'crashed with a segmentation fault in the engine'
+  else if (signal === 'SIGABRT' || code === 134) why = 'aborted (SIGABRT) inside the engine or the GPU driver'
+  else if (signal) why = `was ended by ${signal}`
+  else if (code === 0) why = 'exited unexpectedly'
+  else why = `exited with code ${code}`
+  const tail = stderrTail.trim().split('\n').filter(Boolean).slice(-3).join(' | ')
+  return tail ? `${why} (last output: ${tail.slice(0, 400)})` : why
+}

@@ -1,0 +1,52 @@
+// The engine: version, backends (GPU name and free memory, or why CPU), and the host process's state.
+import { defineStore } from 'pinia'
+import { computed, ref } from 'vue'
+import type { EngineInfo, HostStatus } from '../../../src-main/api/contract'
+import { errorText, useApi } from '../api/client'
+import { bytes } from '../lib/format'
+
+export const useEngineStore = defineStore('engine', () => {
+  const api = useApi()
+  const info = ref<EngineInfo | null>(null)
+  const error = ref('')
+  const loading = ref(false)
+
+  async function refresh(): Promise<void> {
+    loading.value = true
+    try {
+      info.value = await api.engineInfo(undefined)
+      error.value = ''
+    } catch (e) {
+      error.value = errorText(e)
+    } finally {
+      loading.value = false
+    }
+  }
+
+  async function restart(): Promise<HostStatus | null> {
+    try {
+      const s = await api.engineRestart(undefined)
+      setTimeout(() => void refresh(), 1500)
+      return s
+    } catch (e) {
+      error.value = errorText(e)
+      return null
+    }
+  }
+
+  /** "NVIDIA H100 · 71.2 GiB free" or "CPU · 16 threads". */
+  const backendLabel = computed(() => {
+    const b = info.value?.backends
+    if (!b) return error.value ? 'Engine unavailable' : 'Engine starting…'
+    if (b.cudaAvailable) return `${b.cudaDevice} · ${bytes(b.cudaFreeBytes)} free`
+    return `CPU · ${b.cpuThreads} threads`
+  })
+  const usesGpu = computed(() => info.value?.backends.cudaAvailable ?? false)
+
+  api.onEvent((e) => {
+    if (e.type === 'host' && e.status.state === 'ready') void refresh()
+    if (e.type === 'host' && info.value) info.value = { ...info.value, host: e.status }
+  })
+
+  return { info, error, loading, refresh, restart, backendLabel, usesGpu }
+})

@@ -1,0 +1,71 @@
+// The model to work with: the chosen folder, what it holds (read without loading), models in the local Hugging Face
+// cache, and, once loaded on the engine, the backend and resident memory it really uses.
+import { defineStore } from 'pinia'
+import { ref, watch } from 'vue'
+import type { CachedModel, ModelLoaded, ModelSummary } from '../../../src-main/api/contract'
+import { errorText, useApi } from '../api/client'
+
+const STORAGE_KEY = 'dpo-studio.modelDir'
+
+export const useModelsStore = defineStore('models', () => {
+  const api = useApi()
+  const dir = ref<string>(localStorage.getItem(STORAGE_KEY) ?? '')
+  const summary = ref<ModelSummary | null>(null)
+  const loaded = ref<ModelLoaded | null>(null)
+  const cache = ref<CachedModel[]>([])
+  const cacheDir = ref('')
+  const error = ref('')
+  const busy = ref<'' | 'inspect' | 'load' | 'cache'>('')
+  const loadFraction = ref(0)
+
+  async function refreshCache(): Promise<void> {
+    busy.value = 'cache'
+    try {
+      const r = await api.modelsList(undefined)
+      cache.value = r.models
+      cacheDir.value = r.cacheDir
+    } catch (e) {
+      error.value = errorText(e)
+    } finally {
+      busy.value = ''
+    }
+  }
+
+  async function select(path: string): Promise<boolean> {
+    dir.value = path
+    loaded.value = null
+    busy.value = 'inspect'
+    error.value = ''
+    try {
+      summary.value = await api.modelInspect({ dir: path })
+      dir.value = summary.value.dir
+      return true
+    } catch (e) {
+      summary.value = null
+      error.value = errorText(e)
+      return false
+    } finally {
+      busy.value = ''
+    }
+  }
+
+  async function load(quant: 'nf4' | 'none', backend: 'auto' | 'cpu' | 'cuda'): Promise<void> {
+    if (!dir.value) return
+    busy.value = 'load'
+    loadFraction.value = 0
+    error.value = ''
+    try {
+      loaded.value = await api.modelLoad({ dir: dir.value, quant, backend })
+    } catch (e) {
+      error.value = errorText(e)
+    } finally {
+      busy.value = ''
+    }
+  }
+
+  api.onEvent((e) => {
+    if (e.type === 'modelLoad' && busy.value === 'load') loadFraction.value = e.fraction
+  })
+  watch(dir, (d) => localStorage.setItem(STORAGE_KEY, d))
+  return { dir, summary, loaded, cache, cacheDir, error, busy, loadFraction, refreshCache, select, load }
+})

@@ -1,0 +1,178 @@
+// The training run on screen: start / cancel, phase, live metrics (one row per logging step, TRL's names),
+// progress, throughput and ETA. Follows a run started in another window, and shows past runs reopened from history.
+import { defineStore } from 'pinia'
+import { computed, ref } from 'vue'
+import type { ApiErrorInfo, JobSnapshot, MetricsRow, RunDetail, RunPhase, TrainProgress } from '../../../src-main/api/contract'
+import { errorText, useApi } from '../api/client'
+import { useAppStore } from './app'
+import { useDatasetStore } from './dataset'
+import { useModelsStore } from './models'
+import { useParamsStore } from './params'
+import { useResponsesStore } from './responses'
+
+export type RunStatus = 'idle' | 'running' | 'completed' | 'cancelled' | 'failed'
+
+export const useRunStore = defineStore('run', () => {
+  const api = useApi()
+  const jobId = ref<string | null>(null)
+  const runId = ref<string | null>(null)
+  const status = ref<RunStatus>('idle')
+  const phase = ref<RunPhase | null>(null)
+  const detail = ref('')
+  const metrics = ref<MetricsRow[]>([])
+  const progress = ref<TrainProgress | null>(null)
+  const error = ref<ApiErrorInfo | null>(null)
+  const log = ref<string[]>([])
+  const startedAt = ref<number | null>(null)
+  const config = ref<unknown>(null)
+  /** Whether what is shown is a reopened past run rather than a live one. */
+  const reopened = ref(false)
+  const cancelling = ref(false)
+
+  const running = computed(() => status.value === 'running')
+  const last = computed(() => metrics.value[metrics.value.length - 1] ?? null)
+  const fraction = computed(() => (progress.value && progress.value.totalSteps > 0 ? progress.value.step / progress.value.totalSteps : status.value === 'completed' ? 1 : 0))
+
+  /** What is missing before a run can start, in words (empty when ready). */
+  const blockers = computed(() => {
+    const out: string[] = []
+    const app = useAppStore()
+    if (app.info && !app.info.training) out.push('This build has no DPO training service yet.')
+    if (!useModelsStore().dir) out.push('Choose a model.')
+    if (!useDatasetStore().opened) out.push('Open a dataset.')
+    if (!useParamsStore().valid) out.push('Fix the parameter errors.')
+    return out
+  })
+
+  function clear(): void {
+    metrics.value = []
+    progress.value = null
+    error.value = null
+    log.value = []
+    phase.value = null
+    detail.value = ''
+  }
+
+  async function start(): Promise<void> {
+    const app = useAppStore()
+    const models = useModelsStore()
+    const dataset = useDatasetStore()
+    const params = useParamsStore()
+    const responses = useResponsesStore()
+    if (!params.resolved || !dataset.opened) return
+    clear()
+    reopened.value = false
+    try {
+      const r = await api.runStart({
+        modelDir: models.dir,
+        datasetPath: dataset.path,
+        ...(dataset.promptsPath ? { testPromptsPath: dataset.promptsPath } : {}),
+        params: params.resolved,
+      })
+      jobId.value = r.jobId
+      runId.value = r.runId
+      status.value = 'running'
+      phase.value = 'load'
+      startedAt.value = Date.now()
+      config.value = params.resolved
+      responses.reset(dataset.prompts?.prompts ?? [])
+      responses.source = r.runId ?? 'live'
+      app.notify('info', `Run ${r.runId} started.`)
+    } catch (e) {
+      status.value = 'failed'
+      error.value = { code: 'E_START', message: errorText(e) }
+      app.notify('error', errorText(e))
+    }
+  }
+
+  async function cancel(): Promise<void> {
+    if (!jobId.value || !running.value) return
+    cancelling.value = true
+    await api.jobCancel({ jobId: jobId.value }).catch(() => undefined)
+  }
+
+  function adopt(snap: JobSnapshot): void {
+    jobId.value = snap.jobId
+    runId.value = snap.runId
+    status.value = snap.status
+    phase.value = snap.phase
+    detail.value = snap.detail
+    metrics.value = [...snap.metrics]
+    progress.value = snap.progress
+    error.value = snap.error
+    log.value = [...snap.log]
+    startedAt.value = Date.parse(snap.startedAt)
+    reopened.value = false
+  }
+
+  /** On startup: a run may already be going (another window, or a reload). */
+  async function attach(): Promise<void> {
+    const snap = await api.jobActive(undefined).catch(() => null)
+    if (snap?.kind === 'run' && snap.status === 'running') {
+      adopt(snap)
+      const responses = useResponsesStore()
+      responses.reset(snap.prompts)
+      snap.original.forEach((t, i) => (responses.original[i] = t))
+      snap.trained.forEach((t, i) => (responses.trained[i] = t))
+    }
+  }
+
+  function showPast(run: RunDetail): void {
+    clear()
+    jobId.value = null
+    runId.value = run.runId
+    status.value = run.status === 'unknown' ? 'completed' : run.status === 'running' ? 'failed' : run.status
+    metrics.value = run.metrics
+    phase.value = run.status === 'completed' ? 'done' : null
+    config.value = run.config
+    error.value = run.error ? { code: 'E_RUN', message: run.error } : null
+    reopened.value = true
+  }
+
+  api.onEvent((e) => {
+    if (e.type !== 'job' || e.jobKind !== 'run') return
+    if (e.jobId !== jobId.value) {
+      // A run started elsewhere (another window or tab): follow it from here on.
+      clear()
+      jobId.value = e.jobId
+      runId.value = e.runId
+      status.value = 'running'
+      startedAt.value = Date.now()
+      reopened.value = false
+    }
+    const ev = e.event
+    switch (ev.kind) {
+      case 'phase':
+        phase.value = ev.phase
+        detail.value = ev.detail ?? ''
+        break
+      case 'metrics':
+        metrics.value = [...metrics.value, ev.row]
+        break
+      case 'progress':
+        progress.value = ev.progress
+        break
+      case 'log':
+        log.value = [...log.value.slice(-199), ev.line]
+        break
+      case 'end': {
+        status.value = ev.status
+        cancelling.value = false
+        error.value = ev.error ?? null
+        phase.value = ev.status === 'completed' ? 'done' : ev.status
+        const app = useAppStore()
+        if (ev.status === 'completed') app.notify('success', `Run ${runId.value} finished.`)
+        else if (ev.status === 'cancelled') app.notify('info', `Run ${runId.value} was cancelled.`)
+        else app.notify('error', `Run ${runId.value} failed: ${ev.error?.message ?? 'unknown error'}`, 15000)
+        break
+      }
+      default:
+        break
+    }
+  })
+
+  return {
+    jobId, runId, status, phase, detail, metrics, progress, error, log, startedAt, config, reopened, cancelling,
+    running, last, fraction, blockers, start, cancel, attach, showPast,
+  }
+})

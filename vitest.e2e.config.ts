@@ -1,0 +1,12 @@
+// vitest for the Playwright E2E suite (test/e2e): the web host with the real engine on a tiny model, driven in
+// Debian's Chromium. Run with `npm run test:e2e`, which builds the renderer first.
+import { defineConfig } from 'vitest/config'
+
+export default defineConfig({
+  test: {
+    include: ['test/e2e/**/*.e2e.test.ts'],
+    testTimeout: 240_000,
+    hookTimeout: 120_000,
+    fileParallelism: false,
+  },
+})
