@@ -506,6 +506,9 @@ TEST_CASE(logsoftmax_gather_and_argmax) {
       if (target[size_t(m)] < 0) CHECK(logp[size_t(m)] == 0.0f);
       else CHECK_CLOSE(logp[size_t(m)], logits[size_t(m) * V + target[size_t(m)]] - l, 2e-5, 1e-6);
     }
+    const vector<int> bad = {0, V, 1, 2};
+    CHECK_THROWS_CODE(cpu::logsoftmax_gather_forward(logp.data(), lse.data(), logits.data(), bad.data(), M, V),
+                      ErrorCode::BadInput, "outside the vocabulary");
     // argmax: first index on ties
     auto x = logits;
     x[2] = x[5] = 1000.0f;

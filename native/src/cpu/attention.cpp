@@ -73,7 +73,8 @@ void attention_backward(float* dq /*(B,T,NH*HD)*/, float* dk /*(B,S,NKV*HD)*/, f
   if (NKV <= 0 || NH % NKV != 0) fail(ErrorCode::BadInput, "attention: NH must be a multiple of NKV");
   const int group = NH / NKV;
   const float scale = float(1.0 / std::sqrt(double(HD)));
-  std::vector<float> ds(size_t(int64_t(B) * NH * T * S));  // (B,NH,T,S) dL/dz
+  thread_local std::vector<float> ds_buf;  // (B,NH,T,S) dL/dz, persists per calling thread
+  float* ds = scratch(ds_buf, size_t(int64_t(B) * NH * T * S));
 
   // Pass 1, per query row: ds and dq.
   const int64_t rows = int64_t(B) * T * NH;
@@ -84,7 +85,7 @@ void attention_backward(float* dq /*(B,T,NH*HD)*/, float* dk /*(B,S,NKV*HD)*/, f
       const int64_t h = r % NH, bt = r / NH, b = bt / T, t = bt % T;
       const int64_t kvh = h / group;
       const float* pr = probs + ((b * NH + h) * T + t) * S;
-      float* dsr = ds.data() + ((b * NH + h) * T + t) * S;
+      float* dsr = ds + ((b * NH + h) * T + t) * S;
       const float* dor = dout + r * HD;
       float D = 0.0f;  // sum_s p_s dp_s
       for (int64_t s = 0; s < S; s++) {
@@ -121,7 +122,7 @@ void attention_backward(float* dq /*(B,T,NH*HD)*/, float* dk /*(B,S,NKV*HD)*/, f
             const float p = probs[i];
             if (p == 0.0f) continue;
             const int64_t r = (b * T + t) * NH + h;
-            axpy(acck, ds[size_t(i)], q + r * HD, HD);
+            axpy(acck, ds[i], q + r * HD, HD);
             axpy(accv, p, dout + r * HD, HD);
             touched = true;
           }

@@ -1,7 +1,9 @@
 // Vocabulary-side CPU ops: the fused log-softmax + label gather that DPO's log-probs need (spec §8), its backward,
 // and the greedy argmax of generation (spec §11).
 #include <cmath>
+#include <string>
 
+#include "dpo/errors.h"
 #include "ops.h"
 #include "thread_pool.h"
 #include "vec.h"
@@ -29,8 +31,16 @@ float row_lse(const float* x /*(V)*/, int64_t V) {
 
 }  // namespace
 
+static void check_targets(const int* target, int M, int V) {
+  for (int m = 0; m < M; m++)
+    if (target[m] >= V)
+      fail(ErrorCode::BadInput, "logsoftmax_gather: target " + std::to_string(target[m]) +
+                                    " outside the vocabulary of " + std::to_string(V));
+}
+
 void logsoftmax_gather_forward(float* logp /*(M)*/, float* lse /*(M) or null*/, const float* logits /*(M,V)*/,
                                const int* target /*(M)*/, int M, int V) {
+  check_targets(target, M, V);
   parallel_for(M, grain_for(20.0 * V), [&](int64_t m0, int64_t m1) {
     for (int64_t m = m0; m < m1; m++) {
       const float* x = logits + m * V;
@@ -44,6 +54,7 @@ void logsoftmax_gather_forward(float* logp /*(M)*/, float* lse /*(M) or null*/, 
 // d logp / d x_v = onehot(target)_v - softmax(x)_v with softmax = exp(x - lse); overwrites dlogits.
 void logsoftmax_gather_backward(float* dlogits /*(M,V)*/, const float* dlogp /*(M)*/, const float* logits /*(M,V)*/,
                                 const float* lse /*(M)*/, const int* target /*(M)*/, int M, int V) {
+  check_targets(target, M, V);
   parallel_for(M, grain_for(20.0 * V), [&](int64_t m0, int64_t m1) {
     for (int64_t m = m0; m < m1; m++) {
       float* d = dlogits + m * V;

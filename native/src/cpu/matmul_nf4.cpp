@@ -15,18 +15,28 @@
 namespace dpo::cpu {
 namespace {
 
-typedef uint32_t u32x16 __attribute__((vector_size(64)));
-
-// round_bf16 on 16 lanes (RN-even, NaN kept quiet), bit for bit the scalar one in core/half.h.
-inline f32x16 round_bf16_x16(f32x16 v) {
-  u32x16 u;
+// round_bf16 on a vector of lanes (RN-even, NaN kept quiet), bit for bit the scalar one in core/half.h.
+template <class U, class F>
+inline F round_bf16_lanes(F v) {
+  U u;
   std::memcpy(&u, &v, sizeof u);
-  const u32x16 rounded = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
-  const u32x16 quiet_nan = (u | 0x00400000u) & 0xffff0000u;
-  const u32x16 r = (u & 0x7fffffffu) > 0x7f800000u ? quiet_nan : rounded;
+  const U rounded = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+  const U quiet_nan = (u | 0x00400000u) & 0xffff0000u;
+  const U r = (u & 0x7fffffffu) > 0x7f800000u ? quiet_nan : rounded;
   std::memcpy(&v, &r, sizeof v);
   return v;
 }
+
+#if defined(__AVX512F__)
+typedef uint32_t u32x16 __attribute__((vector_size(64)));
+inline f32x16 round_bf16_x16(f32x16 v) { return round_bf16_lanes<u32x16>(v); }
+#else
+typedef uint32_t u32part __attribute__((vector_size(sizeof(f32part))));
+inline f32x16 round_bf16_x16(f32x16 v) {
+  for (int i = 0; i < kParts; i++) v.p[i] = round_bf16_lanes<u32part>(v.p[i]);
+  return v;
+}
+#endif
 
 // round_fp16 on 16 lanes: the F16C conversion instructions round to nearest even with subnormals and overflow to
 // inf, exactly as the scalar round_fp16 (the tests compare both); scalar fallback otherwise.
@@ -134,15 +144,22 @@ void round_rows_bf16(float* dst, int64_t ldd, const float* src, int64_t rows, in
 
 }  // namespace
 
+// The output stays fp32 as ops.h specifies; the reference's cuBLAS GEMM writes bf16 (§3), a rounding the caller
+// applies if it wants that step too.
 void matmul_nf4_forward(float* out /*(M,N)*/, const float* x /*(M,K)*/, const Nf4Matrix& w /*(N,K)*/,
                         const float* bias /*(N) or null*/, int M) {
   const int64_t N = w.rows, K = w.cols, Kp = round_up(K, kLanes);
   if (M <= 0 || N <= 0) return;
+  if (K <= 0) {  // empty sums
+    for (int64_t i = 0; i < int64_t(M) * N; i++) out[i] = bias ? bias[i % N] : 0.0f;
+    return;
+  }
   std::vector<float> absmax_tmp;
   const float* absmax = absmax_of(w, absmax_tmp);
-  // bf16(x) once, rows padded to Kp with zeros.
-  std::vector<float> xb(size_t(M * Kp));
-  round_rows_bf16(xb.data(), Kp, x, M, K);
+  // bf16(x) once, rows padded to Kp with zeros; the buffer persists per calling thread (no page faults per call).
+  thread_local std::vector<float> xb_buf;
+  float* xb = scratch(xb_buf, size_t(M * Kp));
+  round_rows_bf16(xb, Kp, x, M, K);
 
   // A task decodes NB weight rows (~192 KB, L2-resident) and runs up to MB x rows against them. Only the split of
   // independent outputs depends on the sizes; every dot is the same dot_tile lane sum over Kp.
@@ -167,7 +184,7 @@ void matmul_nf4_forward(float* out /*(M,N)*/, const float* x /*(M,K)*/, const Nf
         }
         decoded_nb = nb;
       }
-      dot_rows(out + n0, N, xb.data(), Kp, wb, Kp, bias ? bias + n0 : nullptr, m0, m1, 0, n1 - n0, Kp);
+      dot_rows(out + n0, N, xb, Kp, wb, Kp, bias ? bias + n0 : nullptr, m0, m1, 0, n1 - n0, Kp);
     }
   });
 }
@@ -178,8 +195,9 @@ void matmul_nf4_backward_input(float* dx /*(M,K)*/, const float* dout /*(M,N)*/,
   if (M <= 0 || N <= 0 || K <= 0) return;
   std::vector<float> absmax_tmp;
   const float* absmax = absmax_of(w, absmax_tmp);
-  std::vector<float> db(size_t(M * N));  // bf16(dout)
-  round_rows_bf16(db.data(), N, dout, M, N);
+  thread_local std::vector<float> db_buf;  // bf16(dout) (M,N), persists per calling thread
+  float* db = scratch(db_buf, size_t(M * N));
+  round_rows_bf16(db, N, dout, M, N);
 
   // Tasks own (IB rows of dx) x (LB columns of dx). Each decodes W[:, its columns] JB rows at a time and adds
   // bf16(dout[m,n]) * W[n,k] for n = 0..N-1 in order into a zeroed accumulator, then dx += accumulator:
@@ -203,7 +221,7 @@ void matmul_nf4_backward_input(float* dx /*(M,K)*/, const float* dout /*(M,N)*/,
           decode_bf16(row, w, absmax, n * K + l0, L);
           std::fill(row + L, row + Lp, 0.0f);
         }
-        axpy_rows(acc, Lp, db.data() + i0 * N + j0, /*csi=*/N, /*csj=*/1, wb, Lp, i1 - i0, j1 - j0, Lp);
+        axpy_rows(acc, Lp, db + i0 * N + j0, /*csi=*/N, /*csj=*/1, wb, Lp, i1 - i0, j1 - j0, Lp);
       }
       for (int64_t i = i0; i < i1; i++) {
         float* o = dx + i * K;

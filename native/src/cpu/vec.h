@@ -5,8 +5,8 @@
 #include <cstring>
 #include <vector>
 
-// Without AVX-512 GCC notes that passing 64-byte vectors by value has a different ABI; these helpers are inline
-// and internal to the CPU backend, so the note is noise.
+// Without AVX-512 GCC notes that passing wide vectors by value has another ABI; these helpers are inline and
+// internal to the CPU backend (only its .cpp files include this header), so the note is noise.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wpsabi"
 #endif
@@ -15,17 +15,71 @@ namespace dpo::cpu {
 
 // 16 independent fp32 lanes. Reductions keep one lane per k % 16 and combine lanes in a fixed tree, so a result
 // never depends on M, on tiling or on threading (batch-invariant ops, performance.md), and the loops vectorise
-// without -ffast-math.
-typedef float f32x16 __attribute__((vector_size(64)));
+// without -ffast-math. With AVX-512 a lane group is one 64-byte vector; otherwise it is 2 or 4 native-width parts
+// (GCC lowers 64-byte generic vectors poorly there), with the same 16 lanes and so the same arithmetic.
 constexpr int kLanes = 16;
-
+#if defined(__AVX512F__)
+typedef float f32x16 __attribute__((vector_size(64)));
+inline f32x16 splat16(float s) { return f32x16{s, s, s, s, s, s, s, s, s, s, s, s, s, s, s, s}; }
 inline f32x16 load16(const float* p) {
   f32x16 v;
   std::memcpy(&v, p, sizeof v);
   return v;
 }
 inline void store16(float* p, f32x16 v) { std::memcpy(p, &v, sizeof v); }
-inline f32x16 splat16(float s) { return f32x16{} + s; }
+#else
+// kParts native vectors (AVX: 2 x 8 lanes, SSE/NEON: 4 x 4 lanes); GCC lowers 64-byte generic vectors poorly there.
+#if defined(__AVX__)
+constexpr int kPartLanes = 8;
+#else
+constexpr int kPartLanes = 4;
+#endif
+constexpr int kParts = kLanes / kPartLanes;
+typedef float f32part __attribute__((vector_size(kPartLanes * sizeof(float))));
+struct f32x16 {
+  f32part p[kParts];
+};
+inline f32x16 operator+(f32x16 a, f32x16 b) {
+  for (int i = 0; i < kParts; i++) a.p[i] += b.p[i];
+  return a;
+}
+inline f32x16 operator*(f32x16 a, f32x16 b) {
+  for (int i = 0; i < kParts; i++) a.p[i] *= b.p[i];
+  return a;
+}
+inline f32x16 operator*(f32x16 a, float s) {
+  for (int i = 0; i < kParts; i++) a.p[i] *= s;
+  return a;
+}
+inline f32x16& operator+=(f32x16& a, f32x16 b) { return a = a + b; }
+inline f32x16 splat16(float s) {
+  const f32part h = f32part{} + s;  // a broadcast (the part is one native register)
+  f32x16 v;
+  for (int i = 0; i < kParts; i++) v.p[i] = h;
+  return v;
+}
+// Part by part: one memcpy of the whole struct becomes moves through the stack.
+inline f32x16 load16(const float* p) {
+  f32x16 v;
+  for (int i = 0; i < kParts; i++) std::memcpy(&v.p[i], p + i * kPartLanes, sizeof v.p[i]);
+  return v;
+}
+inline void store16(float* p, f32x16 v) {
+  for (int i = 0; i < kParts; i++) std::memcpy(p + i * kPartLanes, &v.p[i], sizeof v.p[i]);
+}
+#endif
+static_assert(sizeof(f32x16) == kLanes * sizeof(float), "16 packed lanes");
+
+// Forces v into registers: GCC otherwise re-reads tile operands from memory for every FMA (load-bound).
+inline void keep_in_register(f32x16& v) {
+#if defined(__AVX512F__) && defined(__GNUC__)
+  __asm__("" : "+v"(v));
+#elif (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+  for (int i = 0; i < kParts; i++) __asm__("" : "+x"(v.p[i]));
+#else
+  (void)v;
+#endif
+}
 
 // Sums the 16 lanes in a fixed order: (l, l+8), then (l, l+4), (l, l+2), (l, l+1).
 inline float reduce16(f32x16 v) {
