@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 
 #include "check.h"
@@ -261,6 +262,76 @@ TEST_CASE(stories260k_greedy_matches_known_continuation) {
   // 4-bit noise on a 64-wide model costs some likelihood, but well under 0.1 nat per token here.
   CHECK(lp_nf4 < lp_exact + 0.5);
   CHECK(lp_nf4 > lp_exact - 0.1 * double(known.size() - 1));
+}
+
+TEST_CASE(prequantized_bnb_4bit_checkpoint_loads_like_quantizing_at_load) {
+  // Write the tiny model the way bitsandbytes saves a *-bnb-4bit checkpoint (spec §2.6): per linear, uint8 packed
+  // nibbles, uint8 nested absmax, fp32 nested scales and maps, and the quant_state JSON; everything else fp32.
+  TinySpec s;
+  s.C = 64;
+  s.F = 172;
+  TinyModel m = write_tiny_model(s);
+  const std::string dir = make_temp_dir();
+  std::vector<dpo::TensorToWrite> out;
+  std::vector<std::vector<uint8_t>> bytes;
+  std::vector<std::vector<float>> floats;
+  bytes.reserve(1000);
+  floats.reserve(1000);
+  const std::vector<float> nf4_table(dpo::kNf4Table, dpo::kNf4Table + 16);
+  const std::vector<float> code(dpo::dynamic_map_signed(), dpo::dynamic_map_signed() + 256);
+  for (auto& [name, v] : m.w) {
+    const bool linear = name.find("_proj.weight") != std::string::npos;
+    if (!linear) {
+      int64_t n = int64_t(v.size());
+      std::vector<int64_t> shape = name.find("norm") != std::string::npos ? std::vector<int64_t>{n}
+                                                                          : std::vector<int64_t>{n / s.C, s.C};
+      out.push_back({name, dpo::DType::F32, shape, v.data(), v.size() * 4});
+      continue;
+    }
+    int64_t rows = 0, cols = 0;
+    if (name.find("q_proj") != std::string::npos) rows = s.NH * s.HD, cols = s.C;
+    else if (name.find("k_proj") != std::string::npos || name.find("v_proj") != std::string::npos) rows = s.NKV * s.HD, cols = s.C;
+    else if (name.find("o_proj") != std::string::npos) rows = s.C, cols = s.NH * s.HD;
+    else if (name.find("down_proj") != std::string::npos) rows = s.C, cols = s.F;
+    else rows = s.F, cols = s.C;
+    std::vector<float> w16(v.size());
+    for (size_t i = 0; i < v.size(); i++) w16[i] = dpo::round_fp16(v[i]);
+    dpo::Nf4Matrix q = dpo::nf4_quantize(w16.data(), rows, cols);
+    bytes.push_back(q.packed);
+    out.push_back({name, dpo::DType::U8, {int64_t(q.packed.size()), 1}, bytes.back().data(), q.packed.size()});
+    bytes.push_back(q.absmax_q);
+    out.push_back({name + ".absmax", dpo::DType::U8, {int64_t(q.absmax_q.size())}, bytes.back().data(), q.absmax_q.size()});
+    floats.push_back(q.absmax2);
+    out.push_back({name + ".nested_absmax", dpo::DType::F32, {int64_t(q.absmax2.size())}, floats.back().data(), q.absmax2.size() * 4});
+    out.push_back({name + ".quant_map", dpo::DType::F32, {16}, nf4_table.data(), 64});
+    out.push_back({name + ".nested_quant_map", dpo::DType::F32, {256}, code.data(), 1024});
+    char json[400];
+    std::snprintf(json, sizeof json,
+                  "{\"quant_type\": \"nf4\", \"blocksize\": 64, \"dtype\": \"float16\", \"shape\": [%lld, %lld], "
+                  "\"nested_blocksize\": 256, \"nested_dtype\": \"float32\", \"nested_offset\": %.9g}",
+                  (long long)rows, (long long)cols, double(q.absmax_offset));
+    bytes.emplace_back(json, json + std::strlen(json));
+    out.push_back({name + ".quant_state.bitsandbytes__nf4", dpo::DType::U8, {int64_t(bytes.back().size())},
+                   bytes.back().data(), bytes.back().size()});
+  }
+  dpo::write_safetensors(dir + "/model.safetensors", out);
+  {
+    std::ifstream src(m.dir + "/config.json");
+    std::ofstream dst(dir + "/config.json");
+    dst << src.rdbuf();
+  }
+  auto pre = dpo::Model::load(dir, {dpo::QuantMode::Nf4, dpo::BackendChoice::Cpu});
+  auto fresh = dpo::Model::load(m.dir, {dpo::QuantMode::Nf4, dpo::BackendChoice::Cpu});
+  CHECK(pre->info().quantized_linears == 7 * s.L);
+  auto a = pre->logps(sample_batch(s.V).seqs, 2), b = fresh->logps(sample_batch(s.V).seqs, 2);
+  for (size_t i = 0; i < a.size(); i++) CHECK(a[i].logp == b[i].logp);
+  // A broken quant_state is named.
+  for (auto& t : out)
+    if (t.name == "model.layers.0.self_attn.q_proj.weight.quant_state.bitsandbytes__nf4")
+      std::memset(const_cast<void*>(t.data), 'x', t.nbytes);
+  dpo::write_safetensors(dir + "/model.safetensors", out);
+  CHECK_THROWS_CODE(dpo::Model::load(dir, {dpo::QuantMode::Nf4, dpo::BackendChoice::Cpu}), dpo::ErrorCode::BadModel,
+                    "model.layers.0.self_attn.q_proj.weight");
 }
 
 TEST_MAIN()
