@@ -3,6 +3,7 @@
 #include <cmath>
 #include <vector>
 
+#include "core/fp_strict.h"
 #include "dpo/errors.h"
 #include "ops.h"
 #include "thread_pool.h"
@@ -10,21 +11,6 @@
 
 namespace dpo::cpu {
 namespace {
-
-// Keeps a*b rounded on its own: the build contracts a*b + c into an fma (-ffp-contract=fast), while torch computes
-// q*cos + rotate_half(q)*sin as separate, separately rounded tensor ops.
-inline float mul_rn(float a, float b) {
-  float p = a * b;
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-  __asm__("" : "+x"(p));
-#elif defined(__GNUC__) && defined(__aarch64__)
-  __asm__("" : "+w"(p));
-#else
-  volatile float v = p;
-  p = v;
-#endif
-  return p;
-}
 
 // inv_freq[j] = 1 / theta^(2j/HD) in fp32, as torch's `1.0 / (base ** (arange(0, dim, 2).float() / dim))`:
 // the exponent is an fp32 division, the power an fp32 pow, the reciprocal an fp32 division.

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <vector>
 
+#include "core/fp_strict.h"
 #include "nf4.h"
 
 namespace dpo {
@@ -83,21 +84,6 @@ struct Maps {
 const Maps& maps() {
   static const Maps m;
   return m;
-}
-
-// Rounds a*b to fp32 and keeps the compiler from fusing it into a following add/sub: the project builds with
-// gnu++17 and -march=native, which implies -ffp-contract=fast, but torch rounds every op separately.
-inline float mul_rn(float a, float b) {
-  float p = a * b;
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-  __asm__("" : "+x"(p));
-#elif defined(__GNUC__) && defined(__aarch64__)
-  __asm__("" : "+w"(p));
-#else
-  volatile float v = p;
-  p = v;
-#endif
-  return p;
 }
 
 // torch.linspace(start, end, steps) in fp32 on torch's scalar CPU path (§2.4 caveat):

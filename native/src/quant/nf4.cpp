@@ -7,6 +7,7 @@
 #include <cmath>
 #include <string>
 
+#include "../core/fp_strict.h"
 #include "../core/half.h"
 #include "dpo/errors.h"
 
@@ -42,20 +43,6 @@ const float kNf4Midpoints[15] = {
     0.5016634166240692f,   0.6427869200706482f,   0.8614784181118011f,
 };
 
-// Keeps a*b rounded to fp32 on its own: the build's -ffp-contract=fast (gnu++17, -march=native) would otherwise
-// fuse it into the following add, while bnb + torch round the multiply and the add separately (§2.5).
-inline float mul_rn(float a, float b) {
-  float p = a * b;
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-  __asm__("" : "+x"(p));
-#elif defined(__GNUC__) && defined(__aarch64__)
-  __asm__("" : "+w"(p));
-#else
-  volatile float v = p;
-  p = v;
-#endif
-  return p;
-}
 
 // §2.5: the fp32 product is stored as QuantState.dtype (RN).
 inline float round_storage(float v, Nf4StorageDType dt) {

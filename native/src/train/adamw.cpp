@@ -5,26 +5,13 @@
 #include <string>
 #include <vector>
 
+#include "core/fp_strict.h"
 #include "cpu/thread_pool.h"
 #include "dpo/errors.h"
 #include "train/optimizer.h"
 
 namespace dpo {
 namespace {
-
-// Rounds a product to fp32 and keeps the compiler from fusing it into the following add: the engine builds with
-// gnu++17 -march=native (-ffp-contract=fast), but the reference rounds every op separately.
-inline float rn(float x) {
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-  __asm__("" : "+x"(x));
-#elif defined(__GNUC__) && defined(__aarch64__)
-  __asm__("" : "+w"(x));
-#else
-  volatile float v = x;
-  x = v;
-#endif
-  return x;
-}
 
 constexpr int64_t kGrain = 16384;
 

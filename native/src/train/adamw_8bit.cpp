@@ -5,6 +5,7 @@
 #include <cmath>
 #include <string>
 
+#include "core/fp_strict.h"
 #include "cpu/thread_pool.h"
 #include "dpo/errors.h"
 #include "quant/nf4.h"
@@ -12,22 +13,6 @@
 
 namespace dpo {
 namespace {
-
-// Rounds a product to fp32 and keeps the compiler from fusing it into the following add: the engine builds with
-// gnu++17 -march=native (-ffp-contract=fast); we implement the kernel's expressions with every op rounded, so the
-// result does not depend on the compiler or the ISA. (nvcc does contract some of them into FMAs, and the kernel
-// uses __powf/__fdividef; like those, that only moves last bits, see the note at update_blockwise.)
-inline float rn(float x) {
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-  __asm__("" : "+x"(x));
-#elif defined(__GNUC__) && defined(__aarch64__)
-  __asm__("" : "+w"(x));
-#else
-  volatile float v = x;
-  x = v;
-#endif
-  return x;
-}
 
 // The kernel's hyperparameters: bnb hands the Python floats to the kernel as C floats.
 struct Hyper32 {

@@ -6,27 +6,13 @@ import { open, readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { checkModelDir } from '../engine/modelSession'
 import { StudioError, errorMessage } from '../errors'
+import type { ModelSummary } from '../../api/contract'
 
 export const SUPPORTED_ARCHITECTURES = ['LlamaForCausalLM', 'MistralForCausalLM', 'Qwen2ForCausalLM'] as const
 const LINEAR = /\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)\.weight$/
 
-export interface ModelInspection {
-  dir: string
-  architecture: string
-  modelType: string
-  supported: boolean
-  note: string
-  params: number
-  layers: number
-  hidden: number
-  vocab: number
-  dtype: string
-  checkpointBytes: number
-  nf4Bytes: number
-  hasTokenizer: boolean
-  hasChatTemplate: boolean
-  prequantized: boolean
-}
+/** What the model panel shows about a folder (declared once, in the API contract). */
+export type ModelInspection = ModelSummary
 
 interface TensorHeader {
   dtype: string
