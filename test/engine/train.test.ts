@@ -1,6 +1,7 @@
 // DPO training end to end on the real engine (CPU): the notebook on stories260K with the HW6 data (spec §12: ln 2
 // at steps 1-2, lr 0 at step 1, 6 steps to epoch 0.96, the run directory and PEFT adapter), and the embedded demo:
 // support_ratio 0.1 and 0.9 each move at least 8 of 10 test answers to the preferred side.
+import { spawn } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
 import path from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
@@ -92,4 +93,30 @@ describe('the embedded demo: DPO visibly moves the answers', () => {
       expect(last['rewards/accuracies']).toBeGreaterThanOrEqual(0.75)
     })
   }
+})
+
+describe('Ctrl-C during training', () => {
+  it('stops after the current micro-batch, exits 130 and leaves a consistent run directory', async () => {
+    const out = path.join(tempDir(), 'interrupted')
+    const child = spawn(process.execPath, [path.join(repoRoot, 'bin/dpo-studio.mjs'), 'train', '--model',
+      path.join(repoRoot, 'resources/demo-model'), '--dataset', path.join(repoRoot, 'resources/sample-dataset/zh'),
+      '--epochs', '20', '--out', out], { stdio: ['ignore', 'ignore', 'pipe'], env: process.env })
+    let stderr = ''
+    child.stderr.on('data', (d) => (stderr += String(d)))
+    // Interrupt once two steps are on disk.
+    const metrics = path.join(out, 'metrics.jsonl')
+    const deadline = Date.now() + 60_000
+    while (Date.now() < deadline && !(existsSync(metrics) && readFileSync(metrics, 'utf8').trim().split('\n').length >= 2))
+      await new Promise((r) => setTimeout(r, 100))
+    child.kill('SIGINT')
+    const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)))
+    expect(code, stderr).toBe(130)
+    const rows = readJsonl(metrics)  // every line parses: nothing half-written
+    expect(rows.length).toBeGreaterThanOrEqual(2)
+    expect(rows.length).toBeLessThan(20 * 8)
+    const state = JSON.parse(readFileSync(path.join(out, 'adapter/training_state.json'), 'utf8'))
+    expect(JSON.stringify(state)).toMatch(/cancel/)
+    expect(existsSync(path.join(out, 'adapter/adapter_model.safetensors'))).toBe(true)
+    expect(existsSync(path.join(out, 'adapter/adapter_config.json'))).toBe(true)
+  })
 })
