@@ -2,6 +2,7 @@
 // The model code runs the decoder only through these ops, so a backend is a drop-in.
 // Buffers passed to a backend live where that backend computes (host memory for the CPU backend).
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -17,6 +18,13 @@ class Backend {
   virtual ~Backend() = default;
   virtual BackendKind kind() const = 0;
   virtual std::string describe() const = 0;  // e.g. "cpu (16 threads)"
+
+  // Memory where this backend computes (host memory for the CPU backend). alloc throws E_OOM with advice.
+  virtual void* alloc(size_t bytes) = 0;
+  virtual void free(void* p) = 0;
+  virtual void upload(void* dst, const void* src_host, size_t bytes) = 0;
+  virtual void download(void* dst_host, const void* src, size_t bytes) = 0;
+  virtual void synchronize() {}
 
   // Shapes and semantics as in src/cpu/ops.h (the CPU reference), argument order outputs -> inputs -> weights -> dims.
   virtual void matmul(float* out, const float* x, const float* w, const float* bias, int M, int K, int N) = 0;
@@ -48,5 +56,7 @@ class Backend {
 };
 
 std::unique_ptr<Backend> make_cpu_backend();
+// The CUDA backend on device 0; throws E_NO_CUDA (with the reason) when the engine has no CUDA build or no GPU.
+std::unique_ptr<Backend> make_cuda_backend();
 
 }  // namespace dpo

@@ -1,10 +1,13 @@
 // The CPU backend: the Backend interface over the reference ops of cpu/ops.h (all cores, vectorised loops).
 #include "dpo/backend.h"
 
+#include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "cpu/ops.h"
 #include "cpu/thread_pool.h"
+#include "dpo/errors.h"
 
 namespace dpo {
 namespace {
@@ -13,6 +16,15 @@ class CpuBackend final : public Backend {
  public:
   BackendKind kind() const override { return BackendKind::Cpu; }
   std::string describe() const override { return "cpu (" + std::to_string(cpu_thread_count()) + " threads)"; }
+
+  void* alloc(size_t bytes) override {
+    void* p = std::malloc(bytes ? bytes : 1);
+    if (!p) fail(ErrorCode::Oom, "out of memory allocating " + std::to_string(bytes >> 20) + " MiB on the CPU: use a smaller model or batch");
+    return p;
+  }
+  void free(void* p) override { std::free(p); }
+  void upload(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+  void download(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
 
   void matmul(float* out, const float* x, const float* w, const float* bias, int M, int K, int N) override {
     cpu::matmul_forward(out, x, w, bias, M, K, N);
