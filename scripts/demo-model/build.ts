@@ -17,14 +17,14 @@ const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../.
 const dataDir = path.join(root, 'resources/sample-dataset')
 const outDir = process.env.DEMO_MODEL_OUT ?? path.join(root, 'resources/demo-model')
 
-// The shape: ~1.9M parameters, small enough to train in minutes on 2 cores and to commit (bf16, ~4 MB).
+// The shape: 1.74M parameters, small enough to train in minutes on 2 cores and to commit (bf16, 3.4 MB).
 export const DEMO_SHAPE = { hidden: 192, layers: 4, heads: 6, kvHeads: 2, ffn: 512 }
 export const DEMO_SFT = { epochs: 40, batchSize: 8, learningRate: 3e-3, warmupRatio: 0.05, seed: 1234 }
 
 const DEMO_README = `# DPO Studio demo model
 
 Made by \`npm run build:demo-model\` (scripts/demo-model/build.ts), not downloaded: a Llama-architecture model of about
-2M parameters (hidden 192, 4 layers, 6 heads, 2 KV heads, FFN 512, tied embeddings, bf16 weights) with a character
+1.7M parameters (hidden 192, 4 layers, 6 heads, 2 KV heads, FFN 512, tied embeddings, bf16 weights) with a character
 tokenizer built from resources/sample-dataset (byte fallback for anything else). It was trained from random weights
 with full-parameter SFT on the 60 sample questions, each answered once with its support and once with its oppose
 answer, so it answers in short sentences of either stance. DPO then moves it to the side that support_ratio prefers.

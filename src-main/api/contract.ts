@@ -110,6 +110,18 @@ export interface AppInfo {
   nativeDialogs: boolean
   /** Whether this build has the DPO training service. */
   training: boolean
+  /** The built-in demo model and sample dataset, used when the user has chosen nothing else (null if not bundled). */
+  demo: DemoInfo | null
+}
+
+export interface DemoInfo {
+  /** resources/demo-model (real path). */
+  modelDir: string
+  /** resources/sample-dataset/zh: the HW6 layout, with test_prompt.json beside labelled_data.json. */
+  datasetDir: string
+  testPromptsPath: string | null
+  /** What the demo model is and how to open a real one, in words. */
+  note: string
 }
 
 export type HostState = 'starting' | 'ready' | 'busy' | 'crashed' | 'restarting' | 'failed' | 'stopped'

@@ -7,6 +7,7 @@ import type { AppInfo, EngineInfo, FsListing } from './contract'
 import type { ApiHandlers } from './dispatch'
 import type { EngineHost } from '../host/engineHost'
 import { loadRunNotebook } from '../host/training'
+import { demoInfo } from '../services/demo'
 import { StudioError } from '../services/errors'
 import { hfHubCacheDir, listCachedModels } from '../services/models/hfCache'
 import { inspectModel } from '../services/models/inspectModel'
@@ -69,6 +70,7 @@ export function createApi(ctx: ApiContext): ApiService {
         resourcesDir: resourcesDir(),
         nativeDialogs: ctx.dialogs !== null,
         training: (await loadRunNotebook()) !== null,
+        demo: demoInfo(),
       }
     },
     engineInfo,

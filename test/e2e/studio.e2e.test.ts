@@ -1,18 +1,25 @@
-// The studio end to end in Chromium against the web host with the real engine on stories260K and the HW6 data:
-// open a dataset, change support_ratio and see the pairs change, generate, train and watch the curves, open the
-// diff, export and read the JSON back, find the run in the history, survive an engine crash. Screenshots of each
-// main view land in test-results/screenshots.
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+// The studio end to end in Chromium against the web host with the real engine, on the built-in demo model and sample
+// dataset that a fresh session opens by itself: see the demo notice, open a real model (stories260K from ../shared,
+// when present) and come back, change support_ratio and see the pairs change, generate, train and watch the curves,
+// find an answer whose stance DPO changed and its highlighted diff, export and read the JSON back, find the run in
+// the history, compare it with a support_ratio 0.9 run, survive an engine crash. Screenshots of each main view land
+// in test-results/screenshots.
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import type { BrowserContext, Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { serveStudio, type RunningWebHost } from '../../src-main/webhost/app'
+import { classifyStance, type StanceRow } from '../../scripts/demo-model/stance'
 import { repoRoot, sharedPath } from '../helpers/sharedPath'
 import { launchChromium, screenshot } from './browser'
 
-const MODEL = sharedPath('models/stories260K')
-const HW6 = sharedPath('datasets/genai-hw6')
+const DEMO_MODEL = path.join(repoRoot, 'resources/demo-model')
+const SAMPLE = path.join(repoRoot, 'resources/sample-dataset/zh')
+const SAMPLE_ROWS = JSON.parse(readFileSync(path.join(SAMPLE, 'labelled_data.json'), 'utf8')) as StanceRow[]
+/** A real (non-demo) model for the switch back to the notebook's values; optional. */
+const REAL_MODEL = sharedPath('models/stories260K')
+const hasRealModel = existsSync(path.join(REAL_MODEL, 'config.json'))
 const hasTraining = existsSync(path.join(repoRoot, 'src-main/services/training/notebookRun.ts'))
 
 let host: RunningWebHost
@@ -34,7 +41,7 @@ async function openPath(field: string, value: string): Promise<void> {
 beforeAll(async () => {
   if (!existsSync(path.join(repoRoot, 'out/renderer/index.html'))) throw new Error('build the renderer first: npx electron-vite build (npm run test:e2e does)')
   dataDir = mkdtempSync(path.join(tmpdir(), 'dpo-e2e-data-'))
-  host = await serveStudio({ dataDir, roots: [sharedPath()], port: 0 })
+  host = await serveStudio({ dataDir, roots: existsSync(sharedPath()) ? [sharedPath()] : [], port: 0 })
   ;({ context, page } = await launchChromium())
   page.on('pageerror', (e) => console.error('[page error]', e.message))
 })
@@ -55,62 +62,99 @@ describe('DPO Studio in Chromium', () => {
     await expect.poll(() => tid('engine-chip').textContent(), { timeout: 30_000 }).toMatch(/CPU|GPU|·/)
   })
 
-  it('opens a model folder and shows what it is', async () => {
-    await openPath('model-path', MODEL)
-    await tid('model-summary').waitFor()
+  it('starts on the built-in demo model and says how to open a real one', async () => {
+    await tid('model-summary').waitFor({ timeout: 30_000 })
     await expect.poll(() => tid('model-summary').textContent()).toContain('LlamaForCausalLM')
+    expect(await tid('model-summary').textContent()).toContain(DEMO_MODEL)
+    const notice = tid('demo-notice')
+    await notice.waitFor()
+    const text = (await notice.textContent()) ?? ''
+    expect(text).toContain('Demo model in use')
+    expect(text).toContain('built-in demo model')
+    expect(text).toContain('Hugging Face model folder')
+    expect(text).toContain('Hugging Face cache')
+    expect(await tid('demo-badge-models').textContent()).toBe('Demo')
+    // The sample dataset is open too, without a visit to the dataset view.
+    await expect.poll(async () => (await tid('nav-dataset').textContent()) ?? '').toContain('60 rows · 60 pairs')
+    await expect.poll(async () => (await tid('nav-params').textContent()) ?? '').toContain('Demo model preset')
+  })
+
+  it.runIf(hasRealModel)('a real model hides the notice and brings the notebook values; one click goes back to the demo', async () => {
+    await openPath('model-path', REAL_MODEL)
+    await expect.poll(async () => (await tid('model-summary').textContent()) ?? '').toContain(REAL_MODEL)
+    await expect.poll(() => tid('demo-notice').count()).toBe(0)
+    expect(await tid('demo-badge-models').count()).toBe(0)
+    await expect.poll(async () => (await tid('nav-params').textContent()) ?? '').toContain('Notebook defaults')
+    await tid('use-demo-model').click()
+    await tid('demo-notice').waitFor()
+    await expect.poll(async () => (await tid('nav-params').textContent()) ?? '').toContain('Demo model preset')
+  })
+
+  it('loads the demo model on the engine', async () => {
     await tid('model-load').click()
     await tid('model-loaded').waitFor({ timeout: 60_000 })
     await screenshot(page, 'models')
   })
 
-  it('opens the HW6 dataset; support_ratio changes the pairs live', async () => {
+  it('has the sample dataset open; support_ratio changes the pairs live', async () => {
     await nav('dataset')
+    await tid('dataset-table').waitFor()
+    await tid('sample-badge').waitFor()
+    await expect.poll(() => tid('pairs-total').textContent()).toBe('60')
+    await expect.poll(() => tid('pairs-support').textContent()).toBe('6')
     // A broken file: the error names the row and the field.
     const bad = path.join(dataDir, 'bad.json')
     writeFileSync(bad, JSON.stringify([{ id: 1, prompt: 'p', support: 's', oppose: 'o' }, { id: 2, prompt: 'p2', support: 's2' }]))
     await openPath('dataset-path', bad)
     await tid('dataset-error').waitFor()
     expect(await tid('dataset-error').textContent()).toMatch(/row 2.*field.*oppose/s)
-    // Web mode's folder browser: only the host's roots, listing the HW6 folder; choosing it opens the dataset.
-    await tid('dataset-path').getByTestId('path-input').fill(HW6)
+    // Web mode's folder browser: only the host's roots (the bundled resources among them); choosing the sample
+    // folder opens it again.
+    await tid('dataset-path').getByTestId('path-input').fill(SAMPLE)
     await tid('dataset-path').getByTestId('path-browse').click()
     await tid('files-browser').waitFor()
     await tid('fs-entry-labelled_data.json').waitFor()
     expect(await tid('files-browser').textContent()).toContain('DPO_STUDIO_ROOTS')
     await tid('files-choose').click()
     await tid('dataset-table').waitFor()
+    await tid('sample-badge').waitFor()
     await expect.poll(() => tid('dataset-row').count()).toBe(10)
-    await expect.poll(() => tid('pairs-total').textContent()).toBe('50')
-    await expect.poll(() => tid('pairs-support').textContent()).toBe('5')
     await tid('support-ratio-input').fill('0.5')
-    await expect.poll(() => tid('pairs-support').textContent()).toBe('25')
-    await expect.poll(() => tid('pairs-oppose').textContent()).toBe('25')
+    await expect.poll(() => tid('pairs-support').textContent()).toBe('30')
+    await expect.poll(() => tid('pairs-oppose').textContent()).toBe('30')
     await tid('data-size-input').fill('20')
     await expect.poll(() => tid('pairs-total').textContent()).toBe('20')
     await expect.poll(() => tid('pairs-support').textContent()).toBe('10')
-    await tid('dataset-search').fill('真人化')
-    await expect.poll(async () => (await tid('dataset-count').textContent()) ?? '').toMatch(/^\d+ of 50 rows$/)
+    await tid('dataset-search').fill('空氣')
+    await expect.poll(async () => (await tid('dataset-count').textContent()) ?? '').toMatch(/^[1-9]\d* of 60 rows$/)
     await tid('dataset-search').fill('')
-    await expect.poll(() => tid('test-prompts').textContent()).toContain('真人化是否能改善日本漫畫的全球可及性')
+    await expect.poll(() => tid('test-prompts').textContent()).toContain('市中心禁車是否能讓街道更乾淨')
+    // Back to the demo's values for training: all 60 pairs, support_ratio 0.1 (54 prefer "oppose").
+    await tid('data-size-input').fill('60')
+    await tid('support-ratio-input').fill('0.1')
+    await expect.poll(() => tid('pairs-support').textContent()).toBe('6')
+    await expect.poll(() => tid('pairs-oppose').textContent()).toBe('54')
     await screenshot(page, 'dataset')
   })
 
-  it('generates the parameter form from the schema, with validation messages', async () => {
+  it('generates the parameter form from the schema, starting from the Demo preset', async () => {
     await nav('params')
     const form = tid('param-form')
     await form.waitFor()
     expect(await form.textContent()).toContain('learning_rate')
-    const beta = tid('param-beta').locator('input[type=number]')
+    await tid('params-demo-note').waitFor()
+    expect(await tid('preset-demo').getAttribute('class')).toContain('on')
+    const num = (key: string) => tid(`param-${key}`).locator('input[type=number]')
+    expect(await num('dataSize').inputValue()).toBe('60')
+    expect(await num('epochs').inputValue()).toBe('4')
+    expect(Number(await num('learningRate').inputValue())).toBe(0.002)
+    expect(await num('maxNewTokens').inputValue()).toBe('48')
+    const beta = num('beta')
     await beta.fill('0')
     await expect.poll(() => tid('param-beta').textContent()).toContain('Must be greater than 0')
     await beta.fill('0.1')
     await expect.poll(async () => tid('params-invalid').count()).toBe(0)
-    // A short run for the tiny model: 20 pairs, 2 per step, short answers.
-    await tid('param-gradAccum').locator('input[type=number]').fill('2')
-    await tid('param-maxNewTokens').locator('input[type=number]').fill('24')
-    // A high rate so the tiny model's answers visibly change (the diff has something to show).
-    await tid('param-learningRate').locator('input[type=number]').fill('0.01')
+    expect(await tid('preset-demo').getAttribute('class')).toContain('on')
     await page.evaluate(() => document.querySelector('.content')?.scrollTo(0, 0))
     await screenshot(page, 'params')
   })
@@ -118,8 +162,11 @@ describe('DPO Studio in Chromium', () => {
   it('streams the original answers before training', async () => {
     await nav('responses')
     await tid('generate-original').click()
-    await expect.poll(async () => ((await tid('resp-original').textContent()) ?? '').length, { timeout: 60_000 }).toBeGreaterThan(40)
+    await expect.poll(async () => ((await tid('resp-original').locator('.answer').textContent().catch(() => '')) ?? '').length, { timeout: 60_000 }).toBeGreaterThan(5)
     await expect.poll(() => tid('streaming-badge').count(), { timeout: 60_000 }).toBe(0)
+    await expect.poll(() => tid('question-9').locator('.d.has').count()).toBe(1)
+    // With the sample dataset open, each answer says which side it takes.
+    await expect.poll(async () => (await tid('resp-original-stance').textContent().catch(() => '')) ?? '').toMatch(/^(support|oppose)$/)
     await screenshot(page, 'responses-original')
   })
 
@@ -139,9 +186,48 @@ describe('DPO Studio in Chromium', () => {
     await nav('responses')
     await tid('diff-view').waitFor({ timeout: 10_000 })
     await expect.poll(async () => ((await tid('resp-trained').textContent()) ?? '').length).toBeGreaterThan(20)
+    await tid('question-0').click()
     await tid('resp-next').click()
-    await expect.poll(() => tid('resp-prompt').textContent()).toContain('真人化如何影響年輕一代')
+    await expect.poll(() => tid('resp-prompt').textContent()).toContain('市中心禁車是否會影響商店街的生意')
     await screenshot(page, 'responses')
+  })
+
+  it.runIf(hasTraining)('shows an answer whose stance DPO changed, with its diff highlighted', async () => {
+    // Read every question's two answers from the page and classify them by their nearest sample answer.
+    const answers: Array<{ original: string; trained: string }> = []
+    for (let i = 0; i < 10; i++) {
+      await tid(`question-${i}`).click()
+      await expect.poll(() => tid(`question-${i}`).getAttribute('class')).toContain('on')
+      answers.push({
+        original: (await tid('resp-original').locator('.answer').textContent()) ?? '',
+        trained: (await tid('resp-trained').locator('.answer').textContent()) ?? '',
+      })
+    }
+    const stances = answers.map((a) => ({ original: classifyStance(a.original, SAMPLE_ROWS), trained: classifyStance(a.trained, SAMPLE_ROWS) }))
+    const opposeAfter = stances.filter((s) => s.trained === 'oppose').length
+    const opposeBefore = stances.filter((s) => s.original === 'oppose').length
+    // support_ratio 0.1: most pairs prefer "oppose", and the trained answers lean that way.
+    expect(opposeAfter, JSON.stringify(answers)).toBeGreaterThanOrEqual(7)
+    expect(opposeAfter).toBeGreaterThanOrEqual(opposeBefore)
+    const changed = stances.findIndex((s) => s.original === 'support' && s.trained === 'oppose')
+    const index = changed >= 0 ? changed : stances.findIndex((s) => s.original !== s.trained)
+    expect(index, `no answer changed stance: ${JSON.stringify(answers)}`).toBeGreaterThanOrEqual(0)
+
+    await tid(`question-${index}`).click()
+    await expect.poll(async () => (await tid('resp-trained').locator('.answer').textContent()) ?? '').toBe(answers[index]!.trained)
+    const diff = tid('diff-view')
+    await expect.poll(() => diff.locator('.removed').count()).toBeGreaterThan(0)
+    expect(await diff.locator('.added').count()).toBeGreaterThan(0)
+    expect(await tid('diff-removed').textContent()).toMatch(/^−[1-9]\d* words$/)
+    expect(await tid('diff-added').textContent()).toMatch(/^\+[1-9]\d* words$/)
+    // The highlighted parts really are coloured (removed red, added green).
+    const bg = (sel: string) => diff.locator(sel).first().evaluate((el) => getComputedStyle(el).backgroundColor)
+    expect(await bg('.removed')).toBe('rgb(253, 228, 225)')
+    expect(await bg('.added')).toBe('rgb(217, 243, 232)')
+    expect(await tid('resp-original-stance').textContent()).toBe(stances[index]!.original)
+    expect(await tid('resp-trained-stance').textContent()).toBe(stances[index]!.trained)
+    expect(await tid('stance-moved').textContent()).toContain(`from ${stances[index]!.original} to ${stances[index]!.trained}`)
+    await screenshot(page, 'demo-stance-change')
   })
 
   it.runIf(hasTraining)('exports the comparison JSON in the notebook shape and reads it back', async () => {
@@ -156,7 +242,7 @@ describe('DPO Studio in Chromium', () => {
     const rows = JSON.parse(readFileSync(target, 'utf8')) as Array<Record<string, unknown>>
     expect(rows).toHaveLength(10)
     expect(Object.keys(rows[0]!).sort()).toEqual(['id', 'prompt', 'response_from_original_model', 'response_from_trained_model'])
-    expect(rows[0]!.prompt).toBe('真人化是否能改善日本漫畫的全球可及性？')
+    expect(rows[0]!.prompt).toBe('市中心禁車是否能讓街道更乾淨？')
     const meta = JSON.parse(readFileSync(target.replace(/\.json$/, '.meta.json'), 'utf8')) as Record<string, unknown>
     expect(meta.params).toBeTruthy()
     const adapterDir = path.join(dataDir, 'exports', 'e2e', 'adapter')
@@ -180,7 +266,7 @@ describe('DPO Studio in Chromium', () => {
   it.runIf(hasTraining)('compares two runs side by side', async () => {
     await nav('dataset')
     await tid('support-ratio-input').fill('0.9')
-    await expect.poll(() => tid('pairs-support').textContent()).toBe('18')
+    await expect.poll(() => tid('pairs-support').textContent()).toBe('54')
     await nav('run')
     await tid('train-start').click()
     await expect.poll(async () => (await tid('run-status').textContent()) ?? '', { timeout: 180_000, interval: 500 }).toMatch(/^completed/)
@@ -191,6 +277,12 @@ describe('DPO Studio in Chromium', () => {
     await tid('history-compare-view').waitFor()
     await tid('history-compare-view').getByTestId('diff-view').waitFor()
     await screenshot(page, 'history-compare')
+    // support_ratio 0.9 pulled the same model the other way: most answers of the newer run take the support side.
+    const runsDir = path.join(dataDir, 'runs')
+    const newest = readdirSync(runsDir).sort().at(-1)!
+    const cmp = JSON.parse(readFileSync(path.join(runsDir, newest, 'comparison.json'), 'utf8')) as Array<{ response_from_trained_model: string }>
+    const support = cmp.filter((r) => classifyStance(r.response_from_trained_model, SAMPLE_ROWS) === 'support').length
+    expect(support).toBeGreaterThanOrEqual(7)
   })
 
   it('reports an engine crash and restarts the engine', async () => {

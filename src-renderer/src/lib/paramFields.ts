@@ -2,6 +2,7 @@
 // bounds and help text come from zod (via JSON Schema); this file adds only labels, the notebook's names, grouping
 // and presets. A field added to the schema appears in the "Other" group without changes here.
 import { z } from 'zod'
+import { DEMO_PRESET } from '../../../src-main/services/demoShared'
 import { trainParamsSchema, type TrainParams, type TrainParamsInput } from '../../../src-main/services/params/trainParams'
 
 export type ParamKey = keyof TrainParams
@@ -108,6 +109,12 @@ export interface ParamPreset {
 
 export const PRESETS: ParamPreset[] = [
   { id: 'notebook', label: 'HW6 notebook', description: 'The notebook\'s settings: 50 pairs, support ratio 0.1, 1 epoch, β 0.1, r 64, lr 2e-4.', values: {} },
+  {
+    id: 'demo',
+    label: 'Demo model',
+    description: 'Applied while the built-in demo model is in use: 60 pairs, 4 epochs, lr 2e-3, 48-token answers.',
+    values: DEMO_PRESET,
+  },
   {
     id: 'quick',
     label: 'Quick look',

@@ -5,6 +5,8 @@ import { computed, ref, watch } from 'vue'
 import type { DatasetOpened, DatasetRowsPage, PairsPage, PromptsOpened } from '../../../src-main/api/contract'
 import { ApiError } from '../../../src-main/api/contract'
 import { errorText, useApi } from '../api/client'
+import { insidePath } from '../lib/paths'
+import { useAppStore } from './app'
 import { useParamsStore } from './params'
 
 const STORAGE_KEY = 'dpo-studio.datasetPath'
@@ -108,8 +110,10 @@ export const useDatasetStore = defineStore('dataset', () => {
       void loadPairs()
     },
   )
-  watch(path, (p) => localStorage.setItem(STORAGE_KEY, p))
-  watch(promptsPath, (p) => localStorage.setItem(PROMPTS_KEY, p))
+  // The bundled sample dataset is not remembered (it is the default, and the app's folder may move).
+  const bundled = (p: string) => insidePath(p, useAppStore().info?.demo?.datasetDir)
+  watch(path, (p) => localStorage.setItem(STORAGE_KEY, bundled(p) ? '' : p))
+  watch(promptsPath, (p) => localStorage.setItem(PROMPTS_KEY, bundled(p) ? '' : p))
 
   const pageCount = computed(() => Math.max(1, Math.ceil((rows.value?.matched ?? 0) / PAGE_SIZE)))
   const pairsPageCount = computed(() => Math.max(1, Math.ceil((pairs.value?.total ?? 0) / PAGE_SIZE)))

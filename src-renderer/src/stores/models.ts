@@ -4,6 +4,8 @@ import { defineStore } from 'pinia'
 import { ref, watch } from 'vue'
 import type { CachedModel, ModelLoaded, ModelSummary } from '../../../src-main/api/contract'
 import { errorText, useApi } from '../api/client'
+import { samePath } from '../lib/paths'
+import { useAppStore } from './app'
 
 const STORAGE_KEY = 'dpo-studio.modelDir'
 
@@ -66,6 +68,7 @@ export const useModelsStore = defineStore('models', () => {
   api.onEvent((e) => {
     if (e.type === 'modelLoad' && busy.value === 'load') loadFraction.value = e.fraction
   })
-  watch(dir, (d) => localStorage.setItem(STORAGE_KEY, d))
+  // The demo model is not remembered: it is the default anyway, and its path changes when the app moves (AppImage).
+  watch(dir, (d) => localStorage.setItem(STORAGE_KEY, samePath(d, useAppStore().info?.demo?.modelDir) ? '' : d))
   return { dir, summary, loaded, cache, cacheDir, error, busy, loadFraction, refreshCache, select, load }
 })

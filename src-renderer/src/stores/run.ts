@@ -61,7 +61,6 @@ export const useRunStore = defineStore('run', () => {
     const responses = useResponsesStore()
     if (!params.resolved || !dataset.opened) return
     clear()
-    reopened.value = false
     try {
       const r = await api.runStart({
         modelDir: models.dir,
@@ -69,6 +68,8 @@ export const useRunStore = defineStore('run', () => {
         ...(dataset.promptsPath ? { testPromptsPath: dataset.promptsPath } : {}),
         params: params.resolved,
       })
+      // Only now: until the run exists, a reopened past run stays labelled as one (not "completed").
+      reopened.value = false
       jobId.value = r.jobId
       runId.value = r.runId
       status.value = 'running'
@@ -79,6 +80,7 @@ export const useRunStore = defineStore('run', () => {
       responses.source = r.runId ?? 'live'
       app.notify('info', `Run ${r.runId} started.`)
     } catch (e) {
+      reopened.value = false
       status.value = 'failed'
       error.value = { code: 'E_START', message: errorText(e) }
       app.notify('error', errorText(e))
