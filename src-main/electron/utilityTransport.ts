@@ -2,16 +2,12 @@
 // so a CUDA fault or OOM kill there leaves the window alive.
 import { utilityProcess } from 'electron'
 import type { HostSpawner, HostToParent, HostTransport } from '../host/protocol'
+import { mirrorStderrTail } from '../host/stderrTail'
 
 export function utilitySpawner(entry: string): HostSpawner {
   return () => {
     const child = utilityProcess.fork(entry, [], { serviceName: 'DPO Studio engine', stdio: ['ignore', 'inherit', 'pipe'] })
-    let tail = ''
-    child.stderr?.setEncoding('utf8')
-    child.stderr?.on('data', (d: string) => {
-      process.stderr.write(d)
-      tail = (tail + d).slice(-4000)
-    })
+    const tail = mirrorStderrTail(child.stderr)
     const transport: HostTransport = {
       get pid() {
         return child.pid ?? null
@@ -19,7 +15,7 @@ export function utilitySpawner(entry: string): HostSpawner {
       send: (msg) => child.postMessage(msg),
       onMessage: (fn) => child.on('message', (m: unknown) => fn(m as HostToParent)),
       // utilityProcess reports only an exit code; a signal death shows as a non-zero code.
-      onExit: (fn) => child.once('exit', (code: number) => fn(code, null, tail)),
+      onExit: (fn) => child.once('exit', (code: number) => fn(code, null, tail())),
       kill: () => void child.kill(),
     }
     return transport

@@ -6,6 +6,7 @@ import { existsSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import type { HostSpawner, HostToParent, HostTransport } from './protocol'
+import { mirrorStderrTail } from './stderrTail'
 
 const here = dirname(fileURLToPath(import.meta.url))
 
@@ -19,12 +20,7 @@ export function forkSpawner(entry = defaultHostEntry(), env: NodeJS.ProcessEnv =
   return () => {
     const execArgv = entry.endsWith('.ts') ? ['--import', pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm')).href] : []
     const child = fork(entry, [], { execArgv, env, stdio: ['ignore', 'inherit', 'pipe', 'ipc'], serialization: 'advanced' })
-    let tail = ''
-    child.stderr?.setEncoding('utf8')
-    child.stderr?.on('data', (d: string) => {
-      process.stderr.write(d)
-      tail = (tail + d).slice(-4000)
-    })
+    const tail = mirrorStderrTail(child.stderr)
     const transport: HostTransport = {
       get pid() {
         return child.pid ?? null
@@ -33,7 +29,7 @@ export function forkSpawner(entry = defaultHostEntry(), env: NodeJS.ProcessEnv =
         if (child.connected) child.send(msg)
       },
       onMessage: (fn) => child.on('message', (m) => fn(m as HostToParent)),
-      onExit: (fn) => child.once('close', (code, signal) => fn(code, signal, tail)),
+      onExit: (fn) => child.once('close', (code, signal) => fn(code, signal, tail())),
       kill: () => child.kill('SIGKILL'),
     }
     return transport

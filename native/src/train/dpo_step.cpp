@@ -7,6 +7,7 @@
 #include "model/model_impl.h"
 #include "model/padded_batch.h"
 #include "train/dpo_loss.h"
+#include "train/step_common.h"
 
 namespace dpo {
 
@@ -90,27 +91,17 @@ double Model::optimizer_step(const OptimizerOptions& o) {
   for (auto& layer : lora->layers)
     for (auto& w : layer)
       if (w) ws.push_back(w.get());
-  std::vector<std::pair<const float*, int64_t>> cgrads;
   std::vector<std::pair<float*, int64_t>> grads;
   for (LoraWeights* w : ws) {
-    cgrads.push_back({w->dA.data(), int64_t(w->dA.size())});
-    cgrads.push_back({w->dB.data(), int64_t(w->dB.size())});
     grads.push_back({w->dA.data(), int64_t(w->dA.size())});
     grads.push_back({w->dB.data(), int64_t(w->dB.size())});
   }
-  // torch clip_grad_norm_: the norm is logged before clipping (spec §9).
-  const float norm = global_grad_norm(cgrads);
-  if (o.max_grad_norm > 0) clip_grad_norm(grads, o.max_grad_norm, norm);
+  const float norm = measure_and_clip(grads, o.max_grad_norm);
 
   if (lora->optimizer_8bit != o.eight_bit)
     for (LoraWeights* w : ws) w->optA.reset(), w->optB.reset();
   lora->optimizer_8bit = o.eight_bit;
-  AdamHyper h;
-  h.lr = o.lr;
-  h.beta1 = o.beta1;
-  h.beta2 = o.beta2;
-  h.eps = o.eps;
-  h.weight_decay = o.weight_decay;
+  const AdamHyper h = adam_hyper(o);
   for (LoraWeights* w : ws) {
     if (!w->optA) {
       w->optA = o.eight_bit ? make_adamw_8bit(int64_t(w->A.size())) : make_adamw(int64_t(w->A.size()));

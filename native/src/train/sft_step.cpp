@@ -9,6 +9,7 @@
 #include "model/logits_pass.h"
 #include "model/model_impl.h"
 #include "model/padded_batch.h"
+#include "train/step_common.h"
 
 namespace dpo {
 
@@ -54,20 +55,10 @@ double Model::sft_step(const OptimizerOptions& o) {
   if (!impl_->full) fail(ErrorCode::BadInput, "sft_step needs accumulated gradients: call sft_accumulate first");
   ModelWeights& m = impl_->weights;
   FullGrads& g = *impl_->full;
-  std::vector<std::pair<const float*, int64_t>> cg;
   std::vector<std::pair<float*, int64_t>> gs;
-  FullGrads::for_each(m, g, [&](std::vector<float>&, std::vector<float>& d) {
-    cg.push_back({d.data(), int64_t(d.size())});
-    gs.push_back({d.data(), int64_t(d.size())});
-  });
-  const float norm = global_grad_norm(cg);
-  if (o.max_grad_norm > 0) clip_grad_norm(gs, o.max_grad_norm, norm);
-  AdamHyper h;
-  h.lr = o.lr;
-  h.beta1 = o.beta1;
-  h.beta2 = o.beta2;
-  h.eps = o.eps;
-  h.weight_decay = o.weight_decay;
+  FullGrads::for_each(m, g, [&](std::vector<float>&, std::vector<float>& d) { gs.push_back({d.data(), int64_t(d.size())}); });
+  const float norm = measure_and_clip(gs, o.max_grad_norm);
+  const AdamHyper h = adam_hyper(o);
   size_t i = 0;
   FullGrads::for_each(m, g, [&](std::vector<float>& w, std::vector<float>& d) {
     if (g.optimizers.size() <= i) g.optimizers.push_back(make_adamw(int64_t(w.size())));
