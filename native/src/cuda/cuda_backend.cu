@@ -1,0 +1,255 @@
+// The CUDA backend: the Backend interface (dpo/backend.h) on device 0, every op a launcher of src/cuda on one stream.
+// Buffers given to it are device memory from alloc(); NF4 weights arrive as host structs and are uploaded once
+// (see Nf4Cache below). Errors are EngineError: E_NO_CUDA at creation, E_OOM with advice, E_INTERNAL otherwise.
+#include <cuda_runtime.h>
+
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "cuda/cuda_common.cuh"
+#include "cuda/cuda_probe.h"
+#include "cuda/launchers.cuh"
+#include "cuda/ops_misc.cuh"
+#include "dpo/backend.h"
+#include "dpo/errors.h"
+#include "quant/nf4.h"
+
+namespace dpo {
+namespace {
+
+using cuda::DeviceBuffer;
+using cuda::Nf4Device;
+
+__global__ void noop_kernel() {}
+
+// Device copies of the NF4 weights this backend has seen, keyed by the host matrix's address and its packed
+// buffer's address. A weight is uploaded on first use (packed nibbles + the fp32 absmax cache, computed here when
+// the host matrix has none) and stays resident for the backend's lifetime: the frozen 4-bit base crosses PCIe once.
+// Weights are taken as immutable. A cheap fingerprint (shape, dtype, a sample of the bytes) is compared on every use
+// so that a different matrix later built at a reused address is uploaded again instead of silently reusing stale data.
+class Nf4Cache {
+ public:
+  const Nf4Device& get(const Nf4Matrix& w, cudaStream_t stream) {
+    std::lock_guard<std::mutex> lock(mu_);
+    const Key key{&w, w.packed.data()};
+    const uint64_t fp = fingerprint(w);
+    auto it = entries_.find(key);
+    if (it != entries_.end() && it->second.fingerprint == fp) return it->second.dev;
+    if (it != entries_.end()) entries_.erase(it);
+    return entries_.emplace(key, upload(w, fp, stream)).first->second.dev;
+  }
+  void clear() {
+    std::lock_guard<std::mutex> lock(mu_);
+    entries_.clear();
+  }
+
+ private:
+  using Key = std::pair<const Nf4Matrix*, const uint8_t*>;
+  struct Entry {
+    DeviceBuffer packed, absmax;
+    Nf4Device dev;
+    uint64_t fingerprint = 0;
+  };
+
+  static uint64_t fingerprint(const Nf4Matrix& w) {
+    uint64_t h = 1469598103934665603ull;  // FNV-1a
+    auto mix = [&h](uint64_t v) {
+      for (int i = 0; i < 8; i++) h = (h ^ ((v >> (8 * i)) & 0xffu)) * 1099511628211ull;
+    };
+    mix(uint64_t(w.rows)), mix(uint64_t(w.cols)), mix(uint64_t(w.dtype)), mix(w.packed.size()), mix(w.absmax.size());
+    const size_t np = w.packed.size(), na = w.absmax.size();
+    for (size_t i = 0; np && i < 64; i++) mix(w.packed[i * (np - 1) / 63]);
+    for (size_t i = 0; na && i < 16; i++) {
+      uint32_t u;
+      std::memcpy(&u, &w.absmax[i * (na - 1) / 15], 4);
+      mix(u);
+    }
+    return h;
+  }
+
+  static Entry upload(const Nf4Matrix& w, uint64_t fp, cudaStream_t stream) {
+    Entry e;
+    e.fingerprint = fp;
+    e.dev.rows = w.rows, e.dev.cols = w.cols, e.dev.dtype = w.dtype;
+    if (w.numel() <= 0) return e;
+    const size_t nbytes = size_t((w.numel() + 1) / 2), blocks = size_t(w.blocks());
+    if (w.packed.size() < nbytes)
+      fail(ErrorCode::BadModel, "nf4 weight (" + std::to_string(w.rows) + "x" + std::to_string(w.cols) + ") has " +
+                                    std::to_string(w.packed.size()) + " packed bytes, expected " +
+                                    std::to_string(nbytes));
+    std::vector<float> tmp;
+    const float* absmax = w.absmax.data();
+    if (w.absmax.size() != blocks) {  // no cache on the host matrix: dequantize the nested absmax (§2.5) here
+      tmp.resize(blocks);
+      nf4_dequantize_absmax(w, tmp.data());
+      absmax = tmp.data();
+    }
+    e.packed.allocate(nbytes, "NF4 weights");
+    e.absmax.allocate(blocks * sizeof(float), "NF4 absmax");
+    DPO_CUDA_CHECK(cudaMemcpyAsync(e.packed.get(), w.packed.data(), nbytes, cudaMemcpyHostToDevice, stream));
+    DPO_CUDA_CHECK(cudaMemcpyAsync(e.absmax.get(), absmax, blocks * sizeof(float), cudaMemcpyHostToDevice, stream));
+    DPO_CUDA_CHECK(cudaStreamSynchronize(stream));  // the host sources (tmp) must outlive the copies
+    e.dev.packed = e.packed.as<uint8_t>();
+    e.dev.absmax = e.absmax.as<float>();
+    return e;
+  }
+
+  std::mutex mu_;
+  std::map<Key, Entry> entries_;
+};
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(const cudaDeviceProp& prop) {
+    DPO_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    describe_ = std::string("cuda (") + prop.name + ", sm_" + std::to_string(prop.major) +
+                std::to_string(prop.minor) + ", " + std::to_string(prop.totalGlobalMem >> 30) + " GiB)";
+  }
+  ~CudaBackend() override {
+    nf4_.clear();  // free the weight copies before the stream goes
+    if (stream_) {
+      cudaStreamSynchronize(stream_);
+      cudaStreamDestroy(stream_);
+    }
+  }
+  CudaBackend(const CudaBackend&) = delete;
+  CudaBackend& operator=(const CudaBackend&) = delete;
+
+  BackendKind kind() const override { return BackendKind::Cuda; }
+  std::string describe() const override { return describe_; }
+
+  // ---- memory ----
+  void* alloc(size_t bytes) override {
+    void* p = nullptr;
+    const cudaError_t err = cudaMalloc(&p, bytes ? bytes : 1);
+    if (err == cudaErrorMemoryAllocation) {
+      cudaGetLastError();
+      size_t free_b = 0, total_b = 0;
+      cudaMemGetInfo(&free_b, &total_b);
+      fail(ErrorCode::Oom, "out of GPU memory allocating " + std::to_string(bytes >> 20) + " MiB (" +
+                               std::to_string(free_b >> 20) + " of " + std::to_string(total_b >> 20) +
+                               " MiB free): " + cuda::oom_advice());
+    }
+    DPO_CUDA_CHECK(err);
+    return p;
+  }
+  void free(void* p) override {
+    if (p) DPO_CUDA_CHECK(cudaFree(p));
+  }
+  void upload(void* dst, const void* src_host, size_t bytes) override {
+    if (!bytes) return;
+    DPO_CUDA_CHECK(cudaMemcpyAsync(dst, src_host, bytes, cudaMemcpyHostToDevice, stream_));
+    DPO_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the caller may reuse src_host on return
+  }
+  void download(void* dst_host, const void* src, size_t bytes) override {
+    if (!bytes) return;
+    DPO_CUDA_CHECK(cudaMemcpyAsync(dst_host, src, bytes, cudaMemcpyDeviceToHost, stream_));
+    DPO_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+  void synchronize() override { DPO_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
+  // ---- forward ops ----
+  void matmul(float* out, const float* x, const float* w, const float* bias, int M, int K, int N) override {
+    cuda::launch_matmul_forward(stream_, out, x, w, bias, M, K, N);
+  }
+  void matmul_backward(float* dx, float* dw, float* dbias, const float* dout, const float* x, const float* w, int M,
+                       int K, int N) override {
+    cuda::launch_matmul_backward(stream_, dx, dw, dbias, dout, x, w, M, K, N);
+  }
+  void matmul_nf4(float* out, const float* x, const Nf4Matrix& w, const float* bias, int M) override {
+    if (M <= 0 || w.rows <= 0) return;  // K == 0 still writes the bias, as the CPU
+    cuda::launch_matmul_nf4_forward(stream_, out, x, nf4_.get(w, stream_), bias, M);
+  }
+  void matmul_nf4_backward_input(float* dx, const float* dout, const Nf4Matrix& w, int M) override {
+    if (M <= 0 || w.numel() <= 0) return;
+    cuda::launch_matmul_nf4_backward_input(stream_, dx, dout, nf4_.get(w, stream_), M);
+  }
+  void rmsnorm(float* out, float* rstd, const float* x, const float* w, int M, int C, float eps) override {
+    cuda::launch_rmsnorm_forward(stream_, out, rstd, x, w, M, C, eps);
+  }
+  void rope(float* x, const int* pos, int M, int H, int HD, float theta) override {
+    cuda::launch_rope_forward(stream_, x, pos, M, H, HD, theta);
+  }
+  void attention(float* out, float* probs, const float* q, const float* k, const float* v, const int* qpos,
+                 const uint8_t* key_valid, int B, int T, int S, int NH, int NKV, int HD) override {
+    cuda::launch_attention_forward(stream_, out, probs, q, k, v, qpos, key_valid, B, T, S, NH, NKV, HD);
+  }
+  void swiglu(float* out, const float* gate, const float* up, int M, int F) override {
+    cuda::launch_swiglu_forward(stream_, out, gate, up, M, F);
+  }
+  void embedding(float* out, const int* ids, const float* table, int M, int C) override {
+    cuda::launch_embedding_forward(stream_, out, ids, table, M, C);
+  }
+  void add(float* out, const float* a, const float* b, int64_t n) override {
+    cuda::launch_add_forward(stream_, out, a, b, n);
+  }
+  void logsoftmax_gather(float* logp, float* lse, const float* logits, const int* target, int M, int V) override {
+    cuda::launch_logsoftmax_gather_forward(stream_, logp, lse, logits, target, M, V);
+  }
+  void argmax_rows(int* out, const float* x, int M, int V) override {
+    cuda::launch_argmax_rows(stream_, out, x, M, V);
+  }
+
+  // ---- backward ops ----
+  void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, const float* w, const float* rstd,
+                        int M, int C) override {
+    cuda::launch_rmsnorm_backward(stream_, dx, dw, dout, x, w, rstd, M, C);
+  }
+  void rope_backward(float* dx, const int* pos, int M, int H, int HD, float theta) override {
+    cuda::launch_rope_backward(stream_, dx, pos, M, H, HD, theta);
+  }
+  void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* probs, const float* q,
+                          const float* k, const float* v, int B, int T, int S, int NH, int NKV, int HD) override {
+    cuda::launch_attention_backward(stream_, dq, dk, dv, dout, probs, q, k, v, B, T, S, NH, NKV, HD);
+  }
+  void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int M,
+                       int F) override {
+    cuda::launch_swiglu_backward(stream_, dgate, dup, dout, gate, up, M, F);
+  }
+  void logsoftmax_gather_backward(float* dlogits, const float* dlogp, const float* logits, const float* lse,
+                                  const int* target, int M, int V) override {
+    cuda::launch_logsoftmax_gather_backward(stream_, dlogits, dlogp, logits, lse, target, M, V);
+  }
+
+ private:
+  cudaStream_t stream_ = nullptr;
+  std::string describe_;
+  Nf4Cache nf4_;
+};
+
+}  // namespace
+
+// Device 0, if the probe finds it usable, it is Ampere or newer (bf16 tensor-core MMA), and this build carries
+// code it can run. Every refusal is E_NO_CUDA with the reason, so the caller can fall back to the CPU.
+std::unique_ptr<Backend> make_cuda_backend() {
+  const cuda::ProbeResult probe = cuda::probe();
+  if (!probe.available) fail(ErrorCode::NoCuda, "no usable CUDA device: " + probe.reason);
+  cudaDeviceProp prop{};
+  cudaError_t err = cudaGetDeviceProperties(&prop, 0);
+  if (err == cudaSuccess) err = cudaSetDevice(0);
+  if (err != cudaSuccess) {
+    cudaGetLastError();
+    fail(ErrorCode::NoCuda, std::string("CUDA device 0 is not usable: ") + cudaGetErrorName(err));
+  }
+  if (prop.major < 8)
+    fail(ErrorCode::NoCuda, std::string("GPU ") + prop.name + " has compute capability " + std::to_string(prop.major) +
+                                "." + std::to_string(prop.minor) +
+                                "; the CUDA backend needs 8.0 or newer (bf16 tensor cores): use --backend cpu");
+  noop_kernel<<<1, 1>>>();
+  err = cudaGetLastError();
+  if (err == cudaSuccess) err = cudaDeviceSynchronize();
+  if (err != cudaSuccess) {
+    cudaGetLastError();
+    fail(ErrorCode::NoCuda, std::string("this engine's CUDA code does not run on ") + prop.name + " (sm_" +
+                                std::to_string(prop.major) + std::to_string(prop.minor) + "): " +
+                                cudaGetErrorName(err) +
+                                "; rebuild with DPO_CUDA_ARCHS set to include it, or use --backend cpu");
+  }
+  return std::make_unique<CudaBackend>(prop);
+}
+
+}  // namespace dpo

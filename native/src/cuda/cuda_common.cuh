@@ -1,0 +1,107 @@
+// Shared helpers of the CUDA backend: CUDA errors become dpo::EngineError (never abort, architecture.md §2),
+// a move-only device buffer, and the launch check every launcher runs after its kernel launch.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+
+#include "dpo/errors.h"
+
+namespace dpo::cuda {
+
+// What the user can change when the GPU runs out of memory (the E_OOM message ends with it).
+inline const char* oom_advice() {
+  return "use a smaller batch size or max length, load the base with --quant nf4, or run with --backend cpu";
+}
+
+// Throws for a failed CUDA call: E_OOM for cudaErrorMemoryAllocation (with advice), E_INTERNAL otherwise with the
+// CUDA error name, its text and the operation. Non-sticky errors are cleared so the next call starts clean.
+[[noreturn]] inline void throw_cuda_error(cudaError_t err, const char* what, const char* file, int line) {
+  cudaGetLastError();
+  if (err == cudaErrorMemoryAllocation)
+    fail(ErrorCode::Oom, std::string("out of GPU memory in ") + what + ": " + oom_advice());
+  fail(ErrorCode::Internal, std::string("CUDA error ") + cudaGetErrorName(err) + " (" + cudaGetErrorString(err) +
+                                ") in " + what + " at " + file + ":" + std::to_string(line));
+}
+
+inline void check_cuda(cudaError_t err, const char* what, const char* file, int line) {
+  if (err != cudaSuccess) throw_cuda_error(err, what, file, line);
+}
+
+// DPO_CUDA_SYNC=1 in the environment makes every launch check wait for its kernel, so an asynchronous fault is
+// reported by the op that caused it (debugging aid; off by default).
+inline bool sync_after_launch() {
+  static const bool on = [] {
+    const char* v = std::getenv("DPO_CUDA_SYNC");
+    return v && v[0] && v[0] != '0';
+  }();
+  return on;
+}
+
+// After each launch: configuration errors (bad grid, too much shared memory) surface here, named by the op.
+inline void check_launch(const char* op, cudaStream_t stream, const char* file, int line) {
+  check_cuda(cudaGetLastError(), op, file, line);
+  if (sync_after_launch()) check_cuda(cudaStreamSynchronize(stream), op, file, line);
+}
+
+}  // namespace dpo::cuda
+
+// DPO_CUDA_CHECK(cudaMemcpy(...)): throws EngineError naming the failed call.
+#define DPO_CUDA_CHECK(call) ::dpo::cuda::check_cuda((call), #call, __FILE__, __LINE__)
+// DPO_CUDA_LAUNCH_CHECK("matmul_forward", stream): right after a kernel<<<...>>> launch.
+#define DPO_CUDA_LAUNCH_CHECK(op, stream) ::dpo::cuda::check_launch((op), (stream), __FILE__, __LINE__)
+
+namespace dpo::cuda {
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// A device allocation owned by one object (move-only); freed in the destructor without throwing.
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  explicit DeviceBuffer(size_t bytes, const char* what = "device buffer") { allocate(bytes, what); }
+  ~DeviceBuffer() { release(); }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  DeviceBuffer(DeviceBuffer&& o) noexcept : ptr_(o.ptr_), bytes_(o.bytes_) { o.ptr_ = nullptr, o.bytes_ = 0; }
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
+    if (this != &o) {
+      release();
+      ptr_ = o.ptr_, bytes_ = o.bytes_;
+      o.ptr_ = nullptr, o.bytes_ = 0;
+    }
+    return *this;
+  }
+
+  // Frees any previous allocation, then allocates `bytes` (E_OOM with the size and advice when it fails).
+  void allocate(size_t bytes, const char* what = "device buffer") {
+    release();
+    void* p = nullptr;
+    const cudaError_t err = cudaMalloc(&p, bytes ? bytes : 1);
+    if (err == cudaErrorMemoryAllocation) {
+      cudaGetLastError();
+      fail(ErrorCode::Oom, std::string("out of GPU memory allocating ") + std::to_string(bytes >> 20) + " MiB for " +
+                               what + ": " + oom_advice());
+    }
+    check_cuda(err, what, __FILE__, __LINE__);
+    ptr_ = p, bytes_ = bytes;
+  }
+  void release() noexcept {
+    if (ptr_) cudaFree(ptr_);
+    ptr_ = nullptr, bytes_ = 0;
+  }
+
+  void* get() const { return ptr_; }
+  template <class T>
+  T* as() const { return static_cast<T*>(ptr_); }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  void* ptr_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+}  // namespace dpo::cuda

@@ -1,0 +1,81 @@
+// Launchers of the CUDA decoder ops other than the matrix products (rmsnorm, rope, attention, swiglu, embedding,
+// add, log-softmax + gather, argmax). Host-only declarations: this header also compiles as plain C++ (the tests
+// include it), so it holds no device code. The kernels live one family per file (norms.cu, rope.cu, attention.cu,
+// elementwise.cu, logits.cu), each in three parts: kernel, launcher, entry.
+//
+// Semantics, shapes and argument order are those of src/cpu/ops.h (the CPU reference); every pointer is a device
+// pointer, the stream comes first, and the work is queued on that stream (nothing here synchronizes, except the
+// attention backward's scratch fallback noted in attention.cu). Every op computes each output row with arithmetic
+// that depends only on that row and the row length (never on M, B or T), and every reduction runs in a fixed order
+// without float atomics, so results are batch-invariant and bit-reproducible run to run.
+//
+// Errors never abort: a launcher checks its arguments (EngineError BadInput, like the CPU op where the CPU op checks
+// on the host) and then the launch (EngineError Internal, "<op>: <cuda error name>").
+// Where the CPU op validates data that here lives on the device (embedding ids, logsoftmax targets), the kernels
+// cannot throw; they write a defined value instead (see the launcher comments) and the caller validates on the host.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <string>
+
+#include "dpo/errors.h"
+
+namespace dpo::cuda {
+
+namespace ops_misc_detail {
+// Throws EngineError(Internal, "<op>: <cuda error name>") if the last launch (or an earlier async error) failed.
+inline void check_launch(const char* op) {
+  const cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess) throw EngineError(ErrorCode::Internal, std::string(op) + ": " + cudaGetErrorName(err));
+}
+}  // namespace ops_misc_detail
+
+// norms.cu
+// out (M,C) = x / sqrt(mean(x^2) + eps) * w (C); rstd (M) saved when non-null. out may alias x.
+void launch_rmsnorm_forward(cudaStream_t stream, float* out, float* rstd, const float* x, const float* w, int M, int C,
+                            float eps);
+// dx (M,C) += ..., dw (C) += ... (dw may be null); dw sums over m in a fixed order.
+void launch_rmsnorm_backward(cudaStream_t stream, float* dx, float* dw, const float* dout, const float* x,
+                             const float* w, const float* rstd, int M, int C);
+
+// rope.cu: in-place rotate-half RoPE on x (M, H*HD), row m at position pos[m] (M); HD even, HD <= 512.
+void launch_rope_forward(cudaStream_t stream, float* x, const int* pos, int M, int H, int HD, float theta);
+void launch_rope_backward(cudaStream_t stream, float* dx, const int* pos, int M, int H, int HD, float theta);
+
+// attention.cu: causal GQA against a key store, as cpu::attention_forward / attention_backward.
+// q (B,T,NH*HD), k, v (B,S,NKV*HD), qpos (B*T), key_valid (B,S) or null, out (B,T,NH*HD), probs (B,NH,T,S) or null.
+void launch_attention_forward(cudaStream_t stream, float* out, float* probs, const float* q, const float* k,
+                              const float* v, const int* qpos, const uint8_t* key_valid, int B, int T, int S, int NH,
+                              int NKV, int HD);
+// Accumulates into dq (B,T,NH*HD), dk, dv (B,S,NKV*HD) (each may be null); HD <= 256.
+void launch_attention_backward(cudaStream_t stream, float* dq, float* dk, float* dv, const float* dout,
+                               const float* probs, const float* q, const float* k, const float* v, int B, int T, int S,
+                               int NH, int NKV, int HD);
+
+// elementwise.cu
+// out (M,F) = silu(gate) * up.
+void launch_swiglu_forward(cudaStream_t stream, float* out, const float* gate, const float* up, int M, int F);
+// dgate, dup (M,F) += ... (either may be null).
+void launch_swiglu_backward(cudaStream_t stream, float* dgate, float* dup, const float* dout, const float* gate,
+                            const float* up, int M, int F);
+// out (M,C) = table[ids[m]] (V,C). A negative id gives a zero row (the CPU op throws BadInput; ids live on the
+// device here, so the caller checks them on the host before upload).
+void launch_embedding_forward(cudaStream_t stream, float* out, const int* ids, const float* table, int M, int C);
+// out (n) = a + b (out may alias a or b).
+void launch_add_forward(cudaStream_t stream, float* out, const float* a, const float* b, int64_t n);
+
+// logits.cu
+// logp (M) = log_softmax(logits[m])[target[m]], 0 where target < 0; lse (M) saved when non-null.
+// A target >= V (the CPU op throws BadInput) gives NaN.
+void launch_logsoftmax_gather_forward(cudaStream_t stream, float* logp, float* lse, const float* logits,
+                                      const int* target, int M, int V);
+// dlogits (M,V) = dlogp[m] * (onehot(target) - softmax(logits[m])), OVERWRITES; rows with target < 0 get 0,
+// rows with target >= V get NaN.
+void launch_logsoftmax_gather_backward(cudaStream_t stream, float* dlogits, const float* dlogp, const float* logits,
+                                       const float* lse, const int* target, int M, int V);
+// out (M) = argmax over each row of x (M,V), first index on ties (NaN entries never win, as on the CPU).
+void launch_argmax_rows(cudaStream_t stream, int* out, const float* x, int M, int V);
+
+}  // namespace dpo::cuda
+
