@@ -4,7 +4,7 @@
 // find an answer whose stance DPO changed and its highlighted diff, export and read the JSON back, find the run in
 // the history, compare it with a support_ratio 0.9 run, survive an engine crash. Screenshots of each main view land
 // in test-results/screenshots.
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import type { BrowserContext, Page } from 'playwright-core'
@@ -14,12 +14,14 @@ import { classifyStance, type StanceRow } from '../../scripts/demo-model/stance'
 import { repoRoot, sharedPath } from '../helpers/sharedPath'
 import { launchChromium, screenshot } from './browser'
 
-const DEMO_MODEL = path.join(repoRoot, 'resources/demo-model')
+const DEMO_MODEL = realpathSync(path.join(repoRoot, 'resources/demo-model'))
 const SAMPLE = path.join(repoRoot, 'resources/sample-dataset/zh')
 const SAMPLE_ROWS = JSON.parse(readFileSync(path.join(SAMPLE, 'labelled_data.json'), 'utf8')) as StanceRow[]
 /** A real (non-demo) model for the switch back to the notebook's values; optional. */
 const REAL_MODEL = sharedPath('models/stories260K')
 const hasRealModel = existsSync(path.join(REAL_MODEL, 'config.json'))
+/** The app shows folders with symlinks resolved (its path rules work on real paths); ../shared may be a link. */
+const REAL_MODEL_SHOWN = hasRealModel ? realpathSync(REAL_MODEL) : REAL_MODEL
 const hasTraining = existsSync(path.join(repoRoot, 'src-main/services/training/notebookRun.ts'))
 
 let host: RunningWebHost
@@ -81,7 +83,7 @@ describe('DPO Studio in Chromium', () => {
 
   it.runIf(hasRealModel)('a real model hides the notice and brings the notebook values; one click goes back to the demo', async () => {
     await openPath('model-path', REAL_MODEL)
-    await expect.poll(async () => (await tid('model-summary').textContent()) ?? '').toContain(REAL_MODEL)
+    await expect.poll(async () => (await tid('model-summary').textContent()) ?? '').toContain(REAL_MODEL_SHOWN)
     await expect.poll(() => tid('demo-notice').count()).toBe(0)
     expect(await tid('demo-badge-models').count()).toBe(0)
     await expect.poll(async () => (await tid('nav-params').textContent()) ?? '').toContain('Notebook defaults')
