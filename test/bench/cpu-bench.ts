@@ -1,5 +1,6 @@
 // CPU benchmark (not a test): prefill and decode tokens/s of the engine on stories260K and on a generated
-// ~100M-parameter Llama in NF4. Prints a table and writes build/bench/cpu-bench.json. Run: npm run bench
+// ~100M-parameter Llama in NF4, and DPO training throughput (pairs/s, reference log-probs timed apart) on the demo
+// model and on stories260K with the HW6 data. Prints tables and writes build/bench/cpu-bench.json. Run: npm run bench
 import { execFileSync } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
@@ -42,5 +43,27 @@ for (const r of results) {
   console.log(`| ${r.name} | ${(r.params / 1e6).toFixed(1)}M | ${r.quant} | ${r.batch} | ${r.promptLen} | ${r.newTokens} | ` +
     `${r.prefill_tokens_per_s.toFixed(0)} | ${r.decode_tokens_per_s.toFixed(1)} |`)
 }
-writeFileSync(path.join(outDir, 'cpu-bench.json'), JSON.stringify({ cpu, cores: os.cpus().length, date: new Date().toISOString(), results }, null, 2))
+// DPO training through the real CLI (fresh reference cache, so the reference pass is timed too).
+interface TrainCase { name: string; args: string[] }
+const trainCases: TrainCase[] = [
+  { name: 'demo model, 60 pairs x 4 epochs, nf4', args: ['--model', path.join(repoRoot, 'resources/demo-model'), '--dataset',
+    path.join(repoRoot, 'resources/sample-dataset/zh'), '--data-size', '60', '--epochs', '4', '--lr', '2e-3'] },
+  { name: 'stories260K, HW6 50 pairs (notebook defaults), nf4', args: ['--model', sharedPath('models/stories260K'), '--dataset',
+    sharedPath('datasets/genai-hw6')] },
+]
+const training = trainCases.map((c) => {
+  const run = path.join(outDir, 'train-run')
+  const cache = path.join(outDir, `ref-cache-${Date.now()}`)
+  execFileSync(process.execPath, [path.join(repoRoot, 'bin/dpo-studio.mjs'), 'train', ...c.args, '--backend', 'cpu', '--out', run],
+    { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, DPO_STUDIO_CACHE: cache } })
+  const s = JSON.parse(readFileSync(path.join(run, 'train_summary.json'), 'utf8'))
+  return { name: c.name, steps: s.global_step, pairs: s.pairs_trained, pairsPerS: s.pairs_per_s, trainS: s.train_runtime,
+    referencePairs: s.reference.computed, referenceS: s.reference.seconds }
+})
+console.log('\n| DPO workload | steps | pairs trained | pairs/s | training s | reference pairs | reference s |')
+console.log('|---|---|---|---|---|---|---|')
+for (const t of training) {
+  console.log(`| ${t.name} | ${t.steps} | ${t.pairs} | ${t.pairsPerS.toFixed(1)} | ${t.trainS.toFixed(1)} | ${t.referencePairs} | ${t.referenceS.toFixed(2)} |`)
+}
+writeFileSync(path.join(outDir, 'cpu-bench.json'), JSON.stringify({ cpu, cores: os.cpus().length, date: new Date().toISOString(), results, training }, null, 2))
 console.log(`\nwrote ${path.join(outDir, 'cpu-bench.json')}`)
