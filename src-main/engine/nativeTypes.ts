@@ -1,4 +1,4 @@
-// TypeScript declaration of the whole native module (native/addon/addon.cpp): one place for its shapes.
+// TypeScript declaration of the whole native module (native/addon/module.cpp): one place for its shapes.
 
 export type QuantMode = 'nf4' | 'none'
 export type BackendChoice = 'auto' | 'cpu' | 'cuda'
