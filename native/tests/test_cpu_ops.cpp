@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "check.h"
+#include "random_data.h"
 #include "core/half.h"
 #include "cpu/ops.h"
 #include "cpu/thread_pool.h"
@@ -22,21 +23,8 @@ using std::vector;
 
 namespace {
 
-vector<float> randu(size_t n, float lo, float hi, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> d(lo, hi);
-  vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
-
-vector<float> randn(size_t n, float sigma, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, sigma);
-  vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
+using dpo_test::randn;
+using dpo_test::randu;
 
 vector<double> to_d(const vector<float>& v) { return vector<double>(v.begin(), v.end()); }
 

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "check.h"
+#include "random_data.h"
 #include "core/half.h"
 #include "dpo/backend.h"
 #include "dpo/errors.h"
@@ -21,6 +22,9 @@ using namespace dpo;
 using std::vector;
 
 namespace {
+
+using dpo_test::randn;
+using dpo_test::randu;
 
 // ---- backends -------------------------------------------------------------------------------------------------
 Backend& cpu() {
@@ -136,22 +140,6 @@ vector<float> run_nf4_backward(Backend& be, const vector<float>& dout, const Nf4
 }
 
 // ---- data and comparisons -------------------------------------------------------------------------------------
-vector<float> randu(size_t n, float lo, float hi, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> d(lo, hi);
-  vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
-
-vector<float> randn(size_t n, float sigma, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, sigma);
-  vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
-
 vector<float> rows_of(const vector<float>& v, int row0, int rows, int cols) {
   return vector<float>(v.begin() + int64_t(row0) * cols, v.begin() + int64_t(row0 + rows) * cols);
 }

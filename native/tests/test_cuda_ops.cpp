@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "check.h"
+#include "random_data.h"
 #include "cpu/ops.h"
 #include "dpo/errors.h"
 
@@ -35,21 +36,8 @@ using std::vector;
 
 namespace {
 
-[[maybe_unused]] vector<float> randn(size_t n, float sigma, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, sigma);
-  vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
-
-[[maybe_unused]] vector<float> randu(size_t n, float lo, float hi, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> d(lo, hi);
-  vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
+using dpo_test::randn;
+using dpo_test::randu;
 
 [[maybe_unused]] vector<int> randi(size_t n, int lo, int hi, uint32_t seed) {  // [lo, hi]
   std::mt19937 rng(seed);
