@@ -98,4 +98,33 @@ Napi::Object model_info_to_js(Napi::Env env, const dpo::ModelInfo& info) {
   return o;
 }
 
+Napi::Array sequence_logps_to_js(Napi::Env env, const std::vector<dpo::SequenceLogp>& out) {
+  Napi::Array arr = Napi::Array::New(env, out.size());
+  for (size_t i = 0; i < out.size(); i++) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("logp", out[i].logp);
+    o.Set("tokens", out[i].tokens);
+    o.Set("logitsMean", out[i].logits_mean);
+    arr.Set(uint32_t(i), o);
+  }
+  return arr;
+}
+
+Napi::Array dpo_metrics_to_js(Napi::Env env, const std::vector<dpo::DpoPairMetrics>& out) {
+  Napi::Array arr = Napi::Array::New(env, out.size());
+  for (size_t i = 0; i < out.size(); i++) {
+    const dpo::DpoPairMetrics& r = out[i];
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("loss", r.loss);
+    o.Set("chosenLogp", r.chosen_logp);
+    o.Set("rejectedLogp", r.rejected_logp);
+    o.Set("chosenLogitsMean", r.chosen_logits_mean);
+    o.Set("rejectedLogitsMean", r.rejected_logits_mean);
+    o.Set("chosenReward", r.chosen_reward);
+    o.Set("rejectedReward", r.rejected_reward);
+    arr.Set(uint32_t(i), o);
+  }
+  return arr;
+}
+
 }  // namespace dpo_addon

@@ -21,5 +21,7 @@ double number_field(Napi::Env env, const Napi::Object& o, const char* key, doubl
 
 Napi::Object backend_info_to_js(Napi::Env env, const dpo::BackendInfo& info);
 Napi::Object model_info_to_js(Napi::Env env, const dpo::ModelInfo& info);
+Napi::Array sequence_logps_to_js(Napi::Env env, const std::vector<dpo::SequenceLogp>& out);
+Napi::Array dpo_metrics_to_js(Napi::Env env, const std::vector<dpo::DpoPairMetrics>& out);
 
 }  // namespace dpo_addon

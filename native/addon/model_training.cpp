@@ -85,21 +85,7 @@ class DpoWorker : public PromiseWorker<Napi::AsyncWorker> {
         cancel_(std::move(cancel)) {}
   void Execute() override { guarded([&] { out_ = model_->dpo_accumulate(pairs_, pad_, opt_, cancel_.get()); }); }
   void OnOK() override {
-    Napi::Env env = Env();
-    Napi::Array arr = Napi::Array::New(env, out_.size());
-    for (size_t i = 0; i < out_.size(); i++) {
-      const dpo::DpoPairMetrics& r = out_[i];
-      Napi::Object o = Napi::Object::New(env);
-      o.Set("loss", r.loss);
-      o.Set("chosenLogp", r.chosen_logp);
-      o.Set("rejectedLogp", r.rejected_logp);
-      o.Set("chosenLogitsMean", r.chosen_logits_mean);
-      o.Set("rejectedLogitsMean", r.rejected_logits_mean);
-      o.Set("chosenReward", r.chosen_reward);
-      o.Set("rejectedReward", r.rejected_reward);
-      arr.Set(uint32_t(i), o);
-    }
-    deferred_.Resolve(arr);
+    deferred_.Resolve(dpo_metrics_to_js(Env(), out_));
   }
 
  private:

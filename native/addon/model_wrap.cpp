@@ -17,18 +17,7 @@ class LogpsWorker : public PromiseWorker<Napi::AsyncWorker> {
       : PromiseWorker(env), model_(std::move(m)), batch_(std::move(batch)), pad_(pad), cancel_(std::move(cancel)),
         use_adapter_(use_adapter) {}
   void Execute() override { guarded([&] { out_ = model_->logps(batch_, pad_, cancel_.get(), use_adapter_); }); }
-  void OnOK() override {
-    Napi::Env env = Env();
-    Napi::Array arr = Napi::Array::New(env, out_.size());
-    for (size_t i = 0; i < out_.size(); i++) {
-      Napi::Object o = Napi::Object::New(env);
-      o.Set("logp", out_[i].logp);
-      o.Set("tokens", out_[i].tokens);
-      o.Set("logitsMean", out_[i].logits_mean);
-      arr.Set(uint32_t(i), o);
-    }
-    deferred_.Resolve(arr);
-  }
+  void OnOK() override { deferred_.Resolve(sequence_logps_to_js(Env(), out_)); }
 
  private:
   std::shared_ptr<dpo::Model> model_;

@@ -16,6 +16,7 @@
 #include "core/half.h"
 #include "dpo/errors.h"
 #include "io/json.h"
+#include "io/text_file.h"
 
 namespace dpo {
 
@@ -234,18 +235,6 @@ const TensorView* SafetensorsFile::find(const std::string& name) const {
 
 // ---- WeightSet --------------------------------------------------------------------------------------
 
-static std::string read_text_file(const std::string& path) {
-  FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) fail(ErrorCode::Io, "cannot open " + path + ": " + std::strerror(errno));
-  std::string text;
-  char buf[65536];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
-  bool failed = std::ferror(f);
-  std::fclose(f);
-  if (failed) fail(ErrorCode::Io, "cannot read " + path);
-  return text;
-}
 
 WeightSet::WeightSet(const std::string& model_dir) : dir_(model_dir) {
   // Same preference as transformers: a single model.safetensors wins over an index.

@@ -2,6 +2,8 @@
 // (LlamaConfig / MistralConfig / Qwen2Config) when a key is absent or null.
 #include "dpo/model_config.h"
 
+#include <sys/stat.h>
+
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -10,6 +12,7 @@
 
 #include "dpo/errors.h"
 #include "io/json.h"
+#include "io/text_file.h"
 
 namespace dpo {
 
@@ -199,20 +202,10 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
 
 ModelConfig load_model_config(const std::string& model_dir) {
   std::string path = model_dir.empty() || model_dir.back() == '/' ? model_dir + "config.json" : model_dir + "/config.json";
-  FILE* file = std::fopen(path.c_str(), "rb");
-  if (!file) {
-    // A directory without config.json is not a model directory; other failures are I/O problems.
-    if (errno == ENOENT) fail(ErrorCode::BadModel, "no config.json in " + model_dir);
-    fail(ErrorCode::Io, "cannot open " + path + ": " + std::strerror(errno));
-  }
-  std::string text;
-  char buf[16384];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, file)) > 0) text.append(buf, n);
-  bool failed = std::ferror(file);
-  std::fclose(file);
-  if (failed) fail(ErrorCode::Io, "cannot read " + path);
-  return parse_model_config(text, path);
+  // A directory without config.json is not a model directory; other failures are I/O problems.
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 && errno == ENOENT) fail(ErrorCode::BadModel, "no config.json in " + model_dir);
+  return parse_model_config(read_text_file(path), path);
 }
 
 }  // namespace dpo
