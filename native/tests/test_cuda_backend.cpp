@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "check.h"
+#include "gpu_backend.h"
 #include "random_data.h"
 #include "core/half.h"
 #include "dpo/backend.h"
@@ -32,30 +33,8 @@ Backend& cpu() {
   return *be;
 }
 
-std::string& gpu_reason() {
-  static std::string r;
-  return r;
-}
-
-// The CUDA backend, created once; null (with the reason kept) when there is no usable GPU or no CUDA build.
-Backend* gpu() {
-  static bool tried = false;
-  static std::unique_ptr<Backend> be;
-  if (!tried) {
-    tried = true;
-    try {
-      be = make_cuda_backend();
-      std::printf("  cuda backend: %s\n", be->describe().c_str());
-    } catch (const EngineError& e) {
-      gpu_reason() = e.what();
-      if (e.code() != ErrorCode::NoCuda) {  // anything but "no GPU" is a real failure
-        std::printf("  make_cuda_backend failed with %s: %s\n", e.code_name(), e.what());
-        dpo_test::failures()++;
-      }
-    }
-  }
-  return be.get();
-}
+using dpo_test::gpu;
+using dpo_test::gpu_reason;
 
 Backend* gpu_or_skip(const char* what) {
   Backend* g = gpu();
@@ -63,38 +42,7 @@ Backend* gpu_or_skip(const char* what) {
   return g;
 }
 
-// Buffers on one backend, freed at scope exit.
-class Arena {
- public:
-  explicit Arena(Backend& be) : be_(be) {}
-  ~Arena() {
-    for (void* p : ptrs_) {
-      try {
-        be_.free(p);
-      } catch (...) {
-      }
-    }
-  }
-  float* put(const vector<float>& v) {
-    float* p = alloc(v.size());
-    be_.upload(p, v.data(), v.size() * sizeof(float));
-    return p;
-  }
-  float* alloc(size_t n) {
-    void* p = be_.alloc(n * sizeof(float));
-    ptrs_.push_back(p);
-    return static_cast<float*>(p);
-  }
-  vector<float> get(const float* p, size_t n) {
-    vector<float> v(n);
-    be_.download(v.data(), p, n * sizeof(float));
-    return v;
-  }
-
- private:
-  Backend& be_;
-  vector<void*> ptrs_;
-};
+using dpo_test::Arena;
 
 // ---- the ops on any backend, host vectors in and out -----------------------------------------------------------
 vector<float> run_matmul(Backend& be, const vector<float>& x, const vector<float>& w, const vector<float>* bias, int M,

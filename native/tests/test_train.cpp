@@ -189,7 +189,7 @@ void gradient_check(bool nf4, dpo::DpoLoss loss, float ls, double rtol) {
     for (int k = 0; k < 7; k++)
       for (bool isA : {true, false}) {
         dpo::LoraWeights* w = a.at(l, k);
-        const std::vector<float>& grad = isA ? w->dA : w->dB;
+        const std::vector<float> grad = (isA ? w->dA : w->dB).to_host();
         const std::string name = peft_name(l, k, isA);
         for (int trial = 0; trial < 3; trial++) {
           const size_t idx = pick() % grad.size();
@@ -254,8 +254,8 @@ TEST_CASE(fresh_adapter_starts_at_ln2_with_zero_rewards) {
   double sumA = 0, sumB = 0;
   for (int l = 0; l < s.L; l++)
     for (int k : {0, 2}) {
-      for (float g : a.at(l, k)->dA) sumA += std::fabs(g);
-      for (float g : a.at(l, k)->dB) sumB += std::fabs(g);
+      for (float g : a.at(l, k)->dA.to_host()) sumA += std::fabs(g);
+      for (float g : a.at(l, k)->dB.to_host()) sumB += std::fabs(g);
     }
   CHECK(sumA == 0.0);
   CHECK(sumB > 0.0);
@@ -306,7 +306,7 @@ TEST_CASE(one_adamw_step_follows_the_double_precision_gradient) {
   CHECK(gnorm > 0);
   // Gradients are zeroed after the step.
   for (int l = 0; l < s.L; l++)
-    for (float g : model->impl().lora->at(l, 0)->dA) CHECK(g == 0.0f);
+    for (float g : model->impl().lora->at(l, 0)->dA.to_host()) CHECK(g == 0.0f);
 }
 
 TEST_CASE(lora_init_follows_torch_draw_order_and_bounds) {
@@ -392,17 +392,17 @@ TEST_CASE(sft_full_parameter_gradients_match_finite_differences) {
   };
   CHECK_CLOSE(loss, ref(), 1e-5, 1e-5);
   dpo::FullGrads& g = *model->impl().full;
-  struct Probe { std::string name; const std::vector<float>* grad; };
+  struct Probe { std::string name; std::vector<float> grad; };
   std::vector<Probe> probes = {
-      {"model.embed_tokens.weight", &g.embed},
-      {"model.norm.weight", &g.final_norm},
-      {"model.layers.0.input_layernorm.weight", &g.layers[0].input_norm},
-      {"model.layers.1.post_attention_layernorm.weight", &g.layers[1].post_norm},
+      {"model.embed_tokens.weight", g.embed.to_host()},
+      {"model.norm.weight", g.final_norm.to_host()},
+      {"model.layers.0.input_layernorm.weight", g.layers[0].input_norm.to_host()},
+      {"model.layers.1.post_attention_layernorm.weight", g.layers[1].post_norm.to_host()},
   };
   for (int k = 0; k < 7; k++)
     probes.push_back({std::string("model.layers.") + (k % 2 ? "1" : "0") + (k <= 3 ? ".self_attn." : ".mlp.") + kKinds[k] +
                           ".weight",
-                      &g.layers[size_t(k % 2)].lin[size_t(k)].dw});
+                      g.layers[size_t(k % 2)].lin[size_t(k)].dw.to_host()});
   std::mt19937 pick(2);
   int bad = 0, checked = 0;
   for (auto& pr : probes)
@@ -417,7 +417,7 @@ TEST_CASE(sft_full_parameter_gradients_match_finite_differences) {
       vals[idx] = keep - h;
       const double lm = ref();
       vals[idx] = keep;
-      const double num = (lp - lm) / (2 * h), got = (*pr.grad)[idx];
+      const double num = (lp - lm) / (2 * h), got = pr.grad[idx];
       checked++;
       if (std::fabs(got - num) > 1e-6 + 1e-3 * std::fabs(num)) {
         bad++;

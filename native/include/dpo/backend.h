@@ -53,9 +53,44 @@ class Backend {
                                int M, int F) = 0;
   virtual void logsoftmax_gather_backward(float* dlogits, const float* dlogp, const float* logits, const float* lse,
                                           const int* target, int M, int V) = 0;
+
+  // ---- The small steps between the big ops, so that activations never leave the backend's memory. ----
+  // Device-to-device copy and zero fill (bytes).
+  virtual void copy(void* dst, const void* src, size_t bytes) = 0;
+  virtual void fill_zero(void* dst, size_t bytes) = 0;
+  // dst row rows[r] = src row r (r < M, rows of `width` floats): KV-cache writes.
+  virtual void scatter_rows(float* dst, const int* rows, const float* src, int M, int width) = 0;
+  // dst row r = src row rows[r] (r < M): the last prompt position of each sequence.
+  virtual void gather_rows(float* dst, const float* src, const int* rows, int M, int width) = 0;
+  // y[i] += a * x[i], the product rounded to fp32 before the add (no fused multiply-add): LoRA's result + delta*scale.
+  virtual void axpy(float* y, const float* x, float a, int64_t n) = 0;
+  // out[i] = a * x[i] (out may alias x).
+  virtual void scale(float* out, const float* x, float a, int64_t n) = 0;
+  // Inverted dropout with a mask made on the host: out[i] = kept[i] ? x[i] * keep_scale : 0.
+  virtual void dropout(float* out, const float* x, const uint8_t* kept, float keep_scale, int64_t n) = 0;
+  // Its backward: dx[i] += dout[i] * keep_scale where kept[i]; dropped elements are left untouched.
+  virtual void dropout_backward(float* dx, const float* dout, const uint8_t* kept, float keep_scale, int64_t n) = 0;
+  // out (M) = sum of each row of x (M,N), accumulated in double (TRL's logits/* metric).
+  virtual void row_sums(double* out, const float* x, int M, int N) = 0;
+  // dtable[ids[m]] += dout[m] (M rows of C), rows added in order m = 0..M-1 so the sum is deterministic.
+  virtual void embedding_backward(float* dtable, const float* dout, const int* ids, int M, int C) = 0;
+  // Decoding against a KV cache: row r of q (M, NH*HD) attends kcache/vcache (Bc, S, NKV*HD) sequence seq[r] at
+  // positions 0..pos[r], with the arithmetic of attention(B=1, T=1, S=pos[r]+1, qpos=pos[r]) on that sequence.
+  virtual void attention_decode(float* out, const float* q, const float* kcache, const float* vcache, const int* seq,
+                                const int* pos, int M, int S, int NH, int NKV, int HD) = 0;
+
+  // Bytes of this backend's memory held by alloc() now and at most since the last reset (benchmarks, errors).
+  virtual uint64_t bytes_in_use() const = 0;
+  virtual uint64_t peak_bytes() const = 0;
+  virtual void reset_peak() = 0;
+  // True when alloc() memory is host memory that host code may read (the CPU backend): mirrors can then alias.
+  virtual bool shares_host_memory() const { return false; }
 };
 
 std::unique_ptr<Backend> make_cpu_backend();
+// The CPU backend with its alloc() memory unreadable outside backend calls (mprotect): a test backend that makes any
+// host code touching device memory crash, so the model path is checked for the CUDA backend on machines without one.
+std::unique_ptr<Backend> make_guarded_cpu_backend();
 // The CUDA backend on device 0; throws E_NO_CUDA (with the reason) when the engine has no CUDA build or no GPU.
 std::unique_ptr<Backend> make_cuda_backend();
 

@@ -115,6 +115,11 @@ struct OptimizerOptions {
 };
 using ProgressCallback = std::function<void(double fraction)>;
 
+struct MemoryStats {
+  uint64_t in_use_bytes = 0;
+  uint64_t peak_bytes = 0;
+};
+
 class ModelImpl;
 
 // A loaded model. Calls on one Model are serialised (one computation at a time).
@@ -144,6 +149,12 @@ class Model {
   std::vector<LoraTensor> lora_tensors() const;
   // Loads adapter values; every tensor of the attached adapter must be given with its shape (E_BAD_INPUT otherwise).
   void set_lora_tensors(const std::vector<LoraTensor>& tensors);
+  // The accumulated gradients (dA, dB) under the same names as lora_tensors(): parity checks and tests.
+  std::vector<LoraTensor> lora_gradients() const;
+
+  // Memory of the compute backend (GPU memory on CUDA) held now, and at most since load or reset_peak_memory().
+  MemoryStats memory_stats() const;
+  void reset_peak_memory();
 
   // Forward + backward of the DPO loss over a micro-batch of pairs (one right-padded batch of chosen and rejected
   // sequences); LoRA gradients accumulate. Needs an attached adapter.

@@ -3,8 +3,11 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <string>
+#include <unordered_map>
 
+#include "cpu/alloc_stats.h"
 #include "cpu/ops.h"
 #include "cpu/thread_pool.h"
 #include "dpo/errors.h"
@@ -20,11 +23,29 @@ class CpuBackend final : public Backend {
   void* alloc(size_t bytes) override {
     void* p = std::malloc(bytes ? bytes : 1);
     if (!p) fail(ErrorCode::Oom, "out of memory allocating " + std::to_string(bytes >> 20) + " MiB on the CPU: use a smaller model or batch");
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      sizes_[p] = bytes;
+    }
+    stats_.add(bytes);
     return p;
   }
-  void free(void* p) override { std::free(p); }
-  void upload(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
-  void download(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+  void free(void* p) override {
+    if (!p) return;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = sizes_.find(p);
+      if (it != sizes_.end()) stats_.remove(it->second), sizes_.erase(it);
+    }
+    std::free(p);
+  }
+  // Mirrors of host data may alias it here (shares_host_memory), so a copy onto itself is a no-op, not UB.
+  void upload(void* dst, const void* src, size_t bytes) override { copy(dst, src, bytes); }
+  void download(void* dst, const void* src, size_t bytes) override { copy(dst, src, bytes); }
+  bool shares_host_memory() const override { return true; }
+  uint64_t bytes_in_use() const override { return stats_.in_use(); }
+  uint64_t peak_bytes() const override { return stats_.peak(); }
+  void reset_peak() override { stats_.reset_peak(); }
 
   void matmul(float* out, const float* x, const float* w, const float* bias, int M, int K, int N) override {
     cpu::matmul_forward(out, x, w, bias, M, K, N);
@@ -80,6 +101,40 @@ class CpuBackend final : public Backend {
                                   const int* target, int M, int V) override {
     cpu::logsoftmax_gather_backward(dlogits, dlogp, logits, lse, target, M, V);
   }
+
+  void copy(void* dst, const void* src, size_t bytes) override {
+    if (bytes && dst != src) std::memmove(dst, src, bytes);
+  }
+  void fill_zero(void* dst, size_t bytes) override {
+    if (bytes) std::memset(dst, 0, bytes);
+  }
+  void scatter_rows(float* dst, const int* rows, const float* src, int M, int width) override {
+    cpu::scatter_rows(dst, rows, src, M, width);
+  }
+  void gather_rows(float* dst, const float* src, const int* rows, int M, int width) override {
+    cpu::gather_rows(dst, src, rows, M, width);
+  }
+  void axpy(float* y, const float* x, float a, int64_t n) override { cpu::axpy(y, x, a, n); }
+  void scale(float* out, const float* x, float a, int64_t n) override { cpu::scale(out, x, a, n); }
+  void dropout(float* out, const float* x, const uint8_t* kept, float keep_scale, int64_t n) override {
+    cpu::dropout_forward(out, x, kept, keep_scale, n);
+  }
+  void dropout_backward(float* dx, const float* dout, const uint8_t* kept, float keep_scale, int64_t n) override {
+    cpu::dropout_backward(dx, dout, kept, keep_scale, n);
+  }
+  void row_sums(double* out, const float* x, int M, int N) override { cpu::row_sums(out, x, M, N); }
+  void embedding_backward(float* dtable, const float* dout, const int* ids, int M, int C) override {
+    cpu::embedding_backward(dtable, dout, ids, M, C);
+  }
+  void attention_decode(float* out, const float* q, const float* kcache, const float* vcache, const int* seq,
+                        const int* pos, int M, int S, int NH, int NKV, int HD) override {
+    cpu::attention_decode(out, q, kcache, vcache, seq, pos, M, S, NH, NKV, HD);
+  }
+
+ private:
+  std::mutex mu_;
+  std::unordered_map<void*, size_t> sizes_;
+  AllocStats stats_;
 };
 
 }  // namespace

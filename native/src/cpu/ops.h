@@ -66,4 +66,25 @@ void logsoftmax_gather_backward(float* dlogits, const float* dlogp, const float*
 // argmax over each row of x (M,V), first index on ties.
 void argmax_rows(int* out, const float* x, int M, int V);
 
+// ---- Moves and small elementwise steps between the big ops (transfer.cpp); semantics as in dpo/backend.h. ----
+
+// dst row rows[r] = src row r (rows of `width` floats), r < M.
+void scatter_rows(float* dst, const int* rows, const float* src, int M, int width);
+// dst row r = src row rows[r].
+void gather_rows(float* dst, const float* src, const int* rows, int M, int width);
+// y += a*x with the product rounded before the add (PEFT's result + lora_out * scaling).
+void axpy(float* y, const float* x, float a, int64_t n);
+// out = a*x (out may alias x).
+void scale(float* out, const float* x, float a, int64_t n);
+// out = kept ? x*keep_scale : 0;  dropout_backward: dx += kept ? dout*keep_scale : 0.
+void dropout_forward(float* out, const float* x, const uint8_t* kept, float keep_scale, int64_t n);
+void dropout_backward(float* dx, const float* dout, const uint8_t* kept, float keep_scale, int64_t n);
+// out (M) = row sums of x (M,N) in double.
+void row_sums(double* out, const float* x, int M, int N);
+// dtable[ids[m]] += dout[m] (C floats), m ascending.
+void embedding_backward(float* dtable, const float* dout, const int* ids, int M, int C);
+// Row r of q (M,NH*HD) attends cache sequence seq[r] (kcache, vcache: (Bc,S,NKV*HD)) at positions 0..pos[r].
+void attention_decode(float* out, const float* q, const float* kcache, const float* vcache, const int* seq,
+                      const int* pos, int M, int S, int NH, int NKV, int HD);
+
 }  // namespace dpo::cpu

@@ -10,6 +10,8 @@
 //    group g sums keys s = g, g+P, ... in order for its d, and the P partials are added in order 0..P-1.
 //    A row's arithmetic depends only on its q, qpos, its sequence's keys and HD: never on B, T, or the store length
 //    beyond qpos, so batched / cached decode equals one-at-a-time.
+//  decode (launch_attention_decode): the same kernel, one block per (row r, head h) of all M rows in one launch, the
+//    keys taken from KV-cache sequence seq[r]; so decode and prefill attention give the same bits.
 //  backward, two kernels, no float atomics:
 //   1) one block per query row (like the forward): dp_s = dout.v_s (warp per key), D = sum_s p_s dp_s (block_sum),
 //      ds_s = p_s (dp_s - D), dq += scale sum_s ds_s k_s (thread groups as the forward's output). D is kept in a
@@ -106,10 +108,10 @@ __device__ __forceinline__ void block_weighted_rows(float* dst, const float* c /
 
 __global__ void __launch_bounds__(kRowThreads)
 attention_forward_kernel(float* out /*(B,T,NH*HD)*/, float* probs /*(B,NH,T,S) or null*/,
-                         const float* q /*(B,T,NH*HD)*/, const float* k /*(B,S,NKV*HD)*/,
-                         const float* v /*(B,S,NKV*HD)*/, const int* qpos /*(B*T)*/,
-                         const uint8_t* key_valid /*(B,S) or null*/, int T, int S, int NH, int NKV, int HD,
-                         int group, float scale) {
+                         const float* q /*(B,T,NH*HD)*/, const float* k /*(Bk,S,NKV*HD)*/,
+                         const float* v /*(Bk,S,NKV*HD)*/, const int* qpos /*(B*T)*/,
+                         const uint8_t* key_valid /*(B,S) or null*/, const int* seq /*(B*T) or null*/, int T, int S,
+                         int NH, int NKV, int HD, int group, float scale) {
   extern __shared__ float smem[];
   float* qs = smem;       // (HD)
   float* sc = qs + HD;    // (S) scores, then exp, then p
@@ -118,12 +120,17 @@ attention_forward_kernel(float* out /*(B,T,NH*HD)*/, float* probs /*(B,NH,T,S) o
   const RowIndex ri = row_index(T, NH, group);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int64_t kv_stride = int64_t(NKV) * HD;  // floats between consecutive keys of one head
-  const float* kb = k + ri.b * S * kv_stride + int64_t(ri.kvh) * HD;
-  const float* vb = v + ri.b * S * kv_stride + int64_t(ri.kvh) * HD;
+  // The key store's sequence: b itself, or for decode the row's cache slot seq[b*T+t] (a negative one attends
+  // nothing). Only the key base pointer changes, so decode runs the very arithmetic of the forward.
+  const int64_t kb_seq = seq ? seq[ri.bt] : ri.b;
+  const int64_t ks = kb_seq < 0 ? 0 : kb_seq;
+  const float* kb = k + ks * S * kv_stride + int64_t(ri.kvh) * HD;
+  const float* vb = v + ks * S * kv_stride + int64_t(ri.kvh) * HD;
   const uint8_t* valid = key_valid ? key_valid + ri.b * S : nullptr;
-  const int last = min(qpos[ri.bt], S - 1);  // causal: keys s <= qpos
+  const int last = kb_seq < 0 ? -1 : min(qpos[ri.bt], S - 1);  // causal: keys s <= qpos
   float* o = out + ri.r * HD;
   float* pr = probs ? probs + ((ri.b * NH + ri.h) * T + ri.t) * int64_t(S) : nullptr;
+  const int np = pr ? S : last + 1;  // entries of sc (and probs) written below: past `last` only for probs' zeros
 
   for (int i = tid; i < HD; i += kRowThreads) qs[i] = q[ri.r * HD + i];
   __syncthreads();
@@ -159,7 +166,7 @@ attention_forward_kernel(float* out /*(B,T,NH*HD)*/, float* probs /*(B,NH,T,S) o
       sum += e;
     }
   sum = misc::block_sum<kRowThreads>(sum, red);
-  for (int s = tid; s < S; s += kRowThreads) {
+  for (int s = tid; s < np; s += kRowThreads) {
     const float p = (s <= last && (!valid || valid[s])) ? sc[s] / sum : 0.0f;
     sc[s] = p;
     if (pr) pr[s] = p;
@@ -346,8 +353,26 @@ void launch_attention_forward(cudaStream_t stream, float* out, float* probs, con
   const float scale = float(1.0 / std::sqrt(double(HD)));  // as the CPU
   const size_t smem = sizeof(float) * (size_t(HD) + size_t(S) + kRowThreads);
   misc::allow_dynamic_smem(attention_forward_kernel, smem, op, "S = " + std::to_string(S));
-  attention_forward_kernel<<<unsigned(rows), kRowThreads, smem, stream>>>(out, probs, q, k, v, qpos, key_valid, T, S,
-                                                                          NH, NKV, HD, NH / NKV, scale);
+  attention_forward_kernel<<<unsigned(rows), kRowThreads, smem, stream>>>(out, probs, q, k, v, qpos, key_valid,
+                                                                          nullptr, T, S, NH, NKV, HD, NH / NKV, scale);
+  ops_misc_detail::check_launch(op);
+}
+
+// Decode is the forward kernel with B = M, T = 1, qpos = pos, no key mask and the key store indexed through seq:
+// row r's arithmetic is then exactly that of attention(B=1, T=1, S=pos[r]+1) on its sequence (the forward's result
+// never depends on the store length past qpos), in one launch for all M rows.
+void launch_attention_decode(cudaStream_t stream, float* out, const float* q, const float* kcache, const float* vcache,
+                             const int* seq, const int* pos, int M, int S, int NH, int NKV, int HD) {
+  const char* op = "attention_decode";
+  check_shape(op, M, 1, S, NH, NKV, HD);
+  const int64_t rows = int64_t(M) * NH;
+  if (rows == 0) return;
+  const float scale = float(1.0 / std::sqrt(double(HD)));
+  const size_t smem = sizeof(float) * (size_t(HD) + size_t(S) + kRowThreads);
+  misc::allow_dynamic_smem(attention_forward_kernel, smem, op, "S = " + std::to_string(S));
+  attention_forward_kernel<<<unsigned(rows), kRowThreads, smem, stream>>>(out, nullptr, q, kcache, vcache, pos,
+                                                                          nullptr, seq, 1, S, NH, NKV, HD, NH / NKV,
+                                                                          scale);
   ops_misc_detail::check_launch(op);
 }
 

@@ -1,6 +1,7 @@
 // The CUDA backend: the Backend interface (dpo/backend.h) on device 0, every op a launcher of src/cuda on one stream.
-// Buffers given to it are device memory from alloc(); NF4 weights arrive as host structs and are uploaded once
-// (see Nf4Cache below). Errors are EngineError: E_NO_CUDA at creation, E_OOM with advice, E_INTERNAL otherwise.
+// Buffers given to it are device memory from alloc() (a caching allocator, caching_allocator.cuh); NF4 weights
+// arrive as host structs and are uploaded once (see Nf4Cache below), into the same allocator so that they count in
+// bytes_in_use / peak_bytes. Errors are EngineError: E_NO_CUDA at creation, E_OOM with advice, E_INTERNAL otherwise.
 #include <cuda_runtime.h>
 
 #include <cstring>
@@ -10,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "cuda/caching_allocator.cuh"
 #include "cuda/cuda_common.cuh"
 #include "cuda/cuda_probe.h"
 #include "cuda/launchers.cuh"
@@ -21,8 +23,9 @@
 namespace dpo {
 namespace {
 
-using cuda::DeviceBuffer;
+using cuda::CachingAllocator;
 using cuda::Nf4Device;
+using cuda::PooledBuffer;
 
 __global__ void noop_kernel() {}
 
@@ -31,8 +34,10 @@ __global__ void noop_kernel() {}
 // the host matrix has none) and stays resident for the backend's lifetime: the frozen 4-bit base crosses PCIe once.
 // Weights are taken as immutable. A cheap fingerprint (shape, dtype, a sample of the bytes) is compared on every use
 // so that a different matrix later built at a reused address is uploaded again instead of silently reusing stale data.
+// The device copies come from the backend's allocator: resident memory the user pays for, counted as in use.
 class Nf4Cache {
  public:
+  explicit Nf4Cache(CachingAllocator& mem) : mem_(mem) {}
   const Nf4Device& get(const Nf4Matrix& w, cudaStream_t stream) {
     std::lock_guard<std::mutex> lock(mu_);
     const Key key{&w, w.packed.data()};
@@ -40,7 +45,7 @@ class Nf4Cache {
     auto it = entries_.find(key);
     if (it != entries_.end() && it->second.fingerprint == fp) return it->second.dev;
     if (it != entries_.end()) entries_.erase(it);
-    return entries_.emplace(key, upload(w, fp, stream)).first->second.dev;
+    return entries_.emplace(key, upload(mem_, w, fp, stream)).first->second.dev;
   }
   void clear() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -50,7 +55,7 @@ class Nf4Cache {
  private:
   using Key = std::pair<const Nf4Matrix*, const uint8_t*>;
   struct Entry {
-    DeviceBuffer packed, absmax;
+    PooledBuffer packed, absmax;
     Nf4Device dev;
     uint64_t fingerprint = 0;
   };
@@ -71,7 +76,7 @@ class Nf4Cache {
     return h;
   }
 
-  static Entry upload(const Nf4Matrix& w, uint64_t fp, cudaStream_t stream) {
+  static Entry upload(CachingAllocator& mem, const Nf4Matrix& w, uint64_t fp, cudaStream_t stream) {
     Entry e;
     e.fingerprint = fp;
     e.dev.rows = w.rows, e.dev.cols = w.cols, e.dev.dtype = w.dtype;
@@ -88,8 +93,8 @@ class Nf4Cache {
       nf4_dequantize_absmax(w, tmp.data());
       absmax = tmp.data();
     }
-    e.packed.allocate(nbytes, "NF4 weights");
-    e.absmax.allocate(blocks * sizeof(float), "NF4 absmax");
+    e.packed = PooledBuffer(mem, nbytes, "NF4 weights");
+    e.absmax = PooledBuffer(mem, blocks * sizeof(float), "NF4 absmax");
     DPO_CUDA_CHECK(cudaMemcpyAsync(e.packed.get(), w.packed.data(), nbytes, cudaMemcpyHostToDevice, stream));
     DPO_CUDA_CHECK(cudaMemcpyAsync(e.absmax.get(), absmax, blocks * sizeof(float), cudaMemcpyHostToDevice, stream));
     DPO_CUDA_CHECK(cudaStreamSynchronize(stream));  // the host sources (tmp) must outlive the copies
@@ -98,6 +103,7 @@ class Nf4Cache {
     return e;
   }
 
+  CachingAllocator& mem_;
   std::mutex mu_;
   std::map<Key, Entry> entries_;
 };
@@ -109,8 +115,10 @@ class CudaBackend final : public Backend {
     describe_ = std::string("cuda (") + prop.name + ", sm_" + std::to_string(prop.major) +
                 std::to_string(prop.minor) + ", " + std::to_string(prop.totalGlobalMem >> 30) + " GiB)";
   }
+  // Queued work finishes before the stream goes; then the members free the memory (nf4_ before mem_, which
+  // cudaFrees every block).
   ~CudaBackend() override {
-    nf4_.clear();  // free the weight copies before the stream goes
+    nf4_.clear();
     if (stream_) {
       cudaStreamSynchronize(stream_);
       cudaStreamDestroy(stream_);
@@ -123,23 +131,8 @@ class CudaBackend final : public Backend {
   std::string describe() const override { return describe_; }
 
   // ---- memory ----
-  void* alloc(size_t bytes) override {
-    void* p = nullptr;
-    const cudaError_t err = cudaMalloc(&p, bytes ? bytes : 1);
-    if (err == cudaErrorMemoryAllocation) {
-      cudaGetLastError();
-      size_t free_b = 0, total_b = 0;
-      cudaMemGetInfo(&free_b, &total_b);
-      fail(ErrorCode::Oom, "out of GPU memory allocating " + std::to_string(bytes >> 20) + " MiB (" +
-                               std::to_string(free_b >> 20) + " of " + std::to_string(total_b >> 20) +
-                               " MiB free): " + cuda::oom_advice());
-    }
-    DPO_CUDA_CHECK(err);
-    return p;
-  }
-  void free(void* p) override {
-    if (p) DPO_CUDA_CHECK(cudaFree(p));
-  }
+  void* alloc(size_t bytes) override { return mem_.alloc(bytes); }
+  void free(void* p) override { mem_.free(p); }
   void upload(void* dst, const void* src_host, size_t bytes) override {
     if (!bytes) return;
     DPO_CUDA_CHECK(cudaMemcpyAsync(dst, src_host, bytes, cudaMemcpyHostToDevice, stream_));
@@ -151,6 +144,9 @@ class CudaBackend final : public Backend {
     DPO_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
   void synchronize() override { DPO_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+  uint64_t bytes_in_use() const override { return mem_.in_use(); }
+  uint64_t peak_bytes() const override { return mem_.peak(); }
+  void reset_peak() override { mem_.reset_peak(); }
 
   // ---- forward ops ----
   void matmul(float* out, const float* x, const float* w, const float* bias, int M, int K, int N) override {
@@ -215,10 +211,41 @@ class CudaBackend final : public Backend {
     cuda::launch_logsoftmax_gather_backward(stream_, dlogits, dlogp, logits, lse, target, M, V);
   }
 
+  // ---- the small steps between the big ops (transfer_ops.cu; copies as stream-ordered memcpy / memset) ----
+  void copy(void* dst, const void* src, size_t bytes) override {
+    if (bytes) DPO_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_));
+  }
+  void fill_zero(void* dst, size_t bytes) override {
+    if (bytes) DPO_CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, stream_));
+  }
+  void scatter_rows(float* dst, const int* rows, const float* src, int M, int width) override {
+    cuda::launch_scatter_rows(stream_, dst, rows, src, M, width);
+  }
+  void gather_rows(float* dst, const float* src, const int* rows, int M, int width) override {
+    cuda::launch_gather_rows(stream_, dst, src, rows, M, width);
+  }
+  void axpy(float* y, const float* x, float a, int64_t n) override { cuda::launch_axpy(stream_, y, x, a, n); }
+  void scale(float* out, const float* x, float a, int64_t n) override { cuda::launch_scale(stream_, out, x, a, n); }
+  void dropout(float* out, const float* x, const uint8_t* kept, float keep_scale, int64_t n) override {
+    cuda::launch_dropout_forward(stream_, out, x, kept, keep_scale, n);
+  }
+  void dropout_backward(float* dx, const float* dout, const uint8_t* kept, float keep_scale, int64_t n) override {
+    cuda::launch_dropout_backward(stream_, dx, dout, kept, keep_scale, n);
+  }
+  void row_sums(double* out, const float* x, int M, int N) override { cuda::launch_row_sums(stream_, out, x, M, N); }
+  void embedding_backward(float* dtable, const float* dout, const int* ids, int M, int C) override {
+    cuda::launch_embedding_backward(stream_, dtable, dout, ids, M, C);
+  }
+  void attention_decode(float* out, const float* q, const float* kcache, const float* vcache, const int* seq,
+                        const int* pos, int M, int S, int NH, int NKV, int HD) override {
+    cuda::launch_attention_decode(stream_, out, q, kcache, vcache, seq, pos, M, S, NH, NKV, HD);
+  }
+
  private:
   cudaStream_t stream_ = nullptr;
   std::string describe_;
-  Nf4Cache nf4_;
+  CachingAllocator mem_;  // declared before nf4_: destroyed after it
+  Nf4Cache nf4_{mem_};
 };
 
 }  // namespace

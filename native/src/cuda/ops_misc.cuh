@@ -1,7 +1,8 @@
 // Launchers of the CUDA decoder ops other than the matrix products (rmsnorm, rope, attention, swiglu, embedding,
-// add, log-softmax + gather, argmax). Host-only declarations: this header also compiles as plain C++ (the tests
-// include it), so it holds no device code. The kernels live one family per file (norms.cu, rope.cu, attention.cu,
-// elementwise.cu, logits.cu), each in three parts: kernel, launcher, entry.
+// add, log-softmax + gather, argmax, and the small transfer steps between them). Host-only declarations: this header
+// also compiles as plain C++ (the tests include it), so it holds no device code. The kernels live one family per
+// file (norms.cu, rope.cu, attention.cu, elementwise.cu, logits.cu, transfer_ops.cu), each in three parts: kernel,
+// launcher, entry.
 //
 // Semantics, shapes and argument order are those of src/cpu/ops.h (the CPU reference); every pointer is a device
 // pointer, the stream comes first, and the work is queued on that stream (nothing here synchronizes, except the
@@ -48,6 +49,12 @@ void launch_rope_backward(cudaStream_t stream, float* dx, const int* pos, int M,
 void launch_attention_forward(cudaStream_t stream, float* out, float* probs, const float* q, const float* k,
                               const float* v, const int* qpos, const uint8_t* key_valid, int B, int T, int S, int NH,
                               int NKV, int HD);
+// Decoding against a KV cache, all M rows in one launch: row r of q (M, NH*HD) attends kcache, vcache (Bc,S,NKV*HD)
+// sequence seq[r] (M) at positions 0..pos[r] (M); out (M, NH*HD). Runs the forward kernel itself, so row r has the
+// bits of launch_attention_forward(B=1, T=1, S=pos[r]+1, qpos=pos[r], key_valid=null) on that sequence. A negative
+// seq[r] or pos[r] gives a zero row (seq >= Bc is not checked: seq lives on the device).
+void launch_attention_decode(cudaStream_t stream, float* out, const float* q, const float* kcache, const float* vcache,
+                             const int* seq, const int* pos, int M, int S, int NH, int NKV, int HD);
 // Accumulates into dq (B,T,NH*HD), dk, dv (B,S,NKV*HD) (each may be null); HD <= 256.
 void launch_attention_backward(cudaStream_t stream, float* dq, float* dk, float* dv, const float* dout,
                                const float* probs, const float* q, const float* k, const float* v, int B, int T, int S,
@@ -76,6 +83,29 @@ void launch_logsoftmax_gather_backward(cudaStream_t stream, float* dlogits, cons
                                        const float* lse, const int* target, int M, int V);
 // out (M) = argmax over each row of x (M,V), first index on ties (NaN entries never win, as on the CPU).
 void launch_argmax_rows(cudaStream_t stream, int* out, const float* x, int M, int V);
+
+// transfer_ops.cu: the small steps between the big ops (Backend::scatter_rows .. embedding_backward). Products and
+// sums are written with __fmul_rn / __fadd_rn, which nvcc never contracts into an FMA, so every output equals the
+// CPU's fp32 arithmetic bit for bit; only row_sums (double, a fixed-order tree) differs from a serial loop, ~1e-16.
+// dst row rows[r] = src row r (M rows of `width` floats): KV-cache writes. A negative rows[r] writes nothing.
+void launch_scatter_rows(cudaStream_t stream, float* dst, const int* rows, const float* src, int M, int width);
+// dst row r = src row rows[r] (r < M). A negative rows[r] gives a zero row.
+void launch_gather_rows(cudaStream_t stream, float* dst, const float* src, const int* rows, int M, int width);
+// y (n) += a * x, the product rounded before the add (no FMA).
+void launch_axpy(cudaStream_t stream, float* y, const float* x, float a, int64_t n);
+// out (n) = a * x (out may alias x).
+void launch_scale(cudaStream_t stream, float* out, const float* x, float a, int64_t n);
+// out (n) = kept[i] ? x * keep_scale : 0 (inverted dropout; the mask kept (n) is made on the host).
+void launch_dropout_forward(cudaStream_t stream, float* out, const float* x, const uint8_t* kept, float keep_scale,
+                            int64_t n);
+// dx (n) += kept[i] ? dout * keep_scale : 0.
+void launch_dropout_backward(cudaStream_t stream, float* dx, const float* dout, const uint8_t* kept, float keep_scale,
+                             int64_t n);
+// out (M) = sum of each row of x (M,N), accumulated in double.
+void launch_row_sums(cudaStream_t stream, double* out, const float* x, int M, int N);
+// dtable (V,C) row ids[m] += dout (M,C) row m, each element's rows added in order m = 0..M-1 (no atomics).
+// A negative ids[m] is skipped (the caller validates ids on the host).
+void launch_embedding_backward(cudaStream_t stream, float* dtable, const float* dout, const int* ids, int M, int C);
 
 }  // namespace dpo::cuda
 

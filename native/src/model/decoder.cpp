@@ -1,43 +1,50 @@
 // Decoder forward and backward: one transformer block at a time, with the attention step supplied by the caller
 // (whole padded sequences, or single tokens against a KV cache). Residual stream and all non-4-bit math in fp32;
-// LoRA runs in fp32 beside each adapted linear (spec §4-5).
+// LoRA runs in fp32 beside each adapted linear (spec §4-5). Every step is a backend op on backend memory, so the
+// same code runs on the CPU and on a GPU; only ids, positions and masks cross from the host.
 #include "model/decoder.h"
 
 #include <algorithm>
-#include <cstring>
 #include <functional>
+#include <string>
 
+#include "dpo/errors.h"
 #include "train/full_grads.h"
 
 namespace dpo {
 
-void KvCache::init(int layers, int batch, int capacity, int kv_dim_) {
+void KvCache::init(Backend& be, int layers, int batch, int capacity, int kv_dim_) {
   B = batch;
   S = capacity;
   kv_dim = kv_dim_;
-  k.assign(size_t(layers), std::vector<float>(size_t(int64_t(B) * S * kv_dim), 0.0f));
-  v.assign(size_t(layers), std::vector<float>(size_t(int64_t(B) * S * kv_dim), 0.0f));
+  k.clear();
+  v.clear();
+  for (int l = 0; l < layers; l++) {
+    // Zeroed so that positions never written read as zeros, as on the CPU before this lived on a device.
+    k.push_back(DeviceArray<float>::zeros(be, size_t(int64_t(B) * S * kv_dim)));
+    v.push_back(DeviceArray<float>::zeros(be, size_t(int64_t(B) * S * kv_dim)));
+  }
 }
 
-void BlockActs::resize(const ModelConfig& c, int M, bool training, size_t probs_size) {
+void BlockActs::resize(Backend& be, const ModelConfig& c, int M, bool training, size_t probs_size) {
   const size_t m = size_t(M), QD = size_t(c.n_heads) * c.head_dim, KVD = size_t(c.n_kv_heads) * c.head_dim;
   if (training) {
-    x_in.resize(m * c.hidden);
-    x_mid.resize(m * c.hidden);
-    probs.resize(probs_size);
+    x_in.ensure(be, m * c.hidden);
+    x_mid.ensure(be, m * c.hidden);
+    probs.ensure(be, probs_size);
   }
-  xn1.resize(m * c.hidden);
-  rstd1.resize(m);
-  q.resize(m * QD);
-  k.resize(m * KVD);
-  v.resize(m * KVD);
-  att.resize(m * QD);
-  xn2.resize(m * c.hidden);
-  rstd2.resize(m);
-  gate.resize(m * c.intermediate);
-  up.resize(m * c.intermediate);
-  act.resize(m * c.intermediate);
-  proj.resize(m * c.hidden);
+  xn1.ensure(be, m * c.hidden);
+  rstd1.ensure(be, m);
+  q.ensure(be, m * QD);
+  k.ensure(be, m * KVD);
+  v.ensure(be, m * KVD);
+  att.ensure(be, m * QD);
+  xn2.ensure(be, m * c.hidden);
+  rstd2.ensure(be, m);
+  gate.ensure(be, m * c.intermediate);
+  up.ensure(be, m * c.intermediate);
+  act.ensure(be, m * c.intermediate);
+  proj.ensure(be, m * c.hidden);
 }
 
 namespace {
@@ -54,163 +61,194 @@ struct LoraUse {
   const LoraWeights* at(int layer, int kind) const { return adapter ? adapter->at(layer, kind) : nullptr; }
 };
 
-// x (M,C) is updated in place: x += o(attn(norm(x))); x += down(swiglu(norm(x))).
-void block_forward(float* x, const ModelConfig& c, const LayerWeights& L, Backend& be, BlockActs& a, const int* pos,
+// x (M,C) is updated in place: x += o(attn(norm(x))); x += down(swiglu(norm(x))). pos: backend (M).
+void block_forward(float* x, const ModelConfig& c, const DeviceLayer& L, Backend& be, BlockActs& a, const int* pos,
                    int M, int layer, const LoraUse& lora, bool training, const AttendFn& attend) {
   const int C = c.hidden, F = c.intermediate;
-  auto lin = [&](int kind, const Linear& base, float* y, const float* in) {
-    linear_forward(be, y, in, M, base, lora.at(layer, kind), lora.dropout, lora.rng,
+  const size_t MC = size_t(M) * C * sizeof(float);
+  auto lin = [&](int kind, float* y, const float* in) {
+    linear_forward(be, y, in, M, L.lin[size_t(kind)], lora.at(layer, kind), lora.dropout, lora.rng,
                    training ? &a.lora[size_t(kind)] : nullptr);
   };
-  if (training) std::copy_n(x, size_t(M) * C, a.x_in.data());
-  be.rmsnorm(a.xn1.data(), a.rstd1.data(), x, L.input_norm.data(), M, C, c.rms_norm_eps);
-  lin(kQ, L.q, a.q.data(), a.xn1.data());
-  lin(kK, L.k, a.k.data(), a.xn1.data());
-  lin(kV, L.v, a.v.data(), a.xn1.data());
-  be.rope(a.q.data(), pos, M, c.n_heads, c.head_dim, c.rope_theta);
-  be.rope(a.k.data(), pos, M, c.n_kv_heads, c.head_dim, c.rope_theta);
-  attend(layer, a.att.data(), training ? a.probs.data() : nullptr, a.q.data(), a.k.data(), a.v.data());
-  lin(kO, L.o, a.proj.data(), a.att.data());
-  be.add(x, x, a.proj.data(), int64_t(M) * C);
+  if (training) be.copy(a.x_in.get(), x, MC);
+  be.rmsnorm(a.xn1.get(), a.rstd1.get(), x, L.input_norm.get(), M, C, c.rms_norm_eps);
+  lin(kQ, a.q.get(), a.xn1.get());
+  lin(kK, a.k.get(), a.xn1.get());
+  lin(kV, a.v.get(), a.xn1.get());
+  be.rope(a.q.get(), pos, M, c.n_heads, c.head_dim, c.rope_theta);
+  be.rope(a.k.get(), pos, M, c.n_kv_heads, c.head_dim, c.rope_theta);
+  attend(layer, a.att.get(), training ? a.probs.get() : nullptr, a.q.get(), a.k.get(), a.v.get());
+  lin(kO, a.proj.get(), a.att.get());
+  be.add(x, x, a.proj.get(), int64_t(M) * C);
 
-  if (training) std::copy_n(x, size_t(M) * C, a.x_mid.data());
-  be.rmsnorm(a.xn2.data(), a.rstd2.data(), x, L.post_norm.data(), M, C, c.rms_norm_eps);
-  lin(kGate, L.gate, a.gate.data(), a.xn2.data());
-  lin(kUp, L.up, a.up.data(), a.xn2.data());
-  be.swiglu(a.act.data(), a.gate.data(), a.up.data(), M, F);
-  lin(kDown, L.down, a.proj.data(), a.act.data());
-  be.add(x, x, a.proj.data(), int64_t(M) * C);
+  if (training) be.copy(a.x_mid.get(), x, MC);
+  be.rmsnorm(a.xn2.get(), a.rstd2.get(), x, L.post_norm.get(), M, C, c.rms_norm_eps);
+  lin(kGate, a.gate.get(), a.xn2.get());
+  lin(kUp, a.up.get(), a.xn2.get());
+  be.swiglu(a.act.get(), a.gate.get(), a.up.get(), M, F);
+  lin(kDown, a.proj.get(), a.act.get());
+  be.add(x, x, a.proj.get(), int64_t(M) * C);
 }
 
 // dx (M,C): gradient of the block output on entry, of the block input on return. LoRA gradients accumulate.
-void block_backward(float* dx, const ModelConfig& c, const LayerWeights& L, Backend& be, BlockActs& a, const int* pos,
+void block_backward(float* dx, const ModelConfig& c, const DeviceLayer& L, Backend& be, BlockActs& a, const int* pos,
                     int B, int T, int layer, LoraAdapter* lora, LayerGrads* full) {
   const int M = B * T, C = c.hidden, F = c.intermediate;
   const int QD = c.n_heads * c.head_dim, KVD = c.n_kv_heads * c.head_dim;
   const float p = lora ? lora->config.dropout : 0.0f;
-  auto lin_back = [&](int kind, const Linear& base, float* din, const float* dy, const float* in) {
-    linear_backward(be, din, dy, in, M, base, lora ? lora->at(layer, kind) : nullptr, p, a.lora[size_t(kind)],
-                    full ? &full->lin[size_t(kind)] : nullptr);
+  auto zeros = [&be](int64_t n) { return DeviceArray<float>::zeros(be, size_t(n)); };
+  auto lin_back = [&](int kind, float* din, const float* dy, const float* in) {
+    linear_backward(be, din, dy, in, M, L.lin[size_t(kind)], lora ? lora->at(layer, kind) : nullptr, p,
+                    a.lora[size_t(kind)], full ? &full->lin[size_t(kind)] : nullptr);
   };
   // MLP: x_out = x_mid + down(silu(gate(xn2)) * up(xn2))
-  std::vector<float> dact(size_t(M) * F, 0.0f), dgate(size_t(M) * F, 0.0f), dup(size_t(M) * F, 0.0f);
-  lin_back(kDown, L.down, dact.data(), dx, a.act.data());
-  be.swiglu_backward(dgate.data(), dup.data(), dact.data(), a.gate.data(), a.up.data(), M, F);
-  std::vector<float> dxn(size_t(M) * C, 0.0f);
-  lin_back(kGate, L.gate, dxn.data(), dgate.data(), a.xn2.data());
-  lin_back(kUp, L.up, dxn.data(), dup.data(), a.xn2.data());
-  be.rmsnorm_backward(dx, full ? full->post_norm.data() : nullptr, dxn.data(), a.x_mid.data(), L.post_norm.data(),
-                      a.rstd2.data(), M, C);
+  {
+    DeviceArray<float> dact = zeros(int64_t(M) * F), dgate = zeros(int64_t(M) * F), dup = zeros(int64_t(M) * F);
+    lin_back(kDown, dact.get(), dx, a.act.get());
+    be.swiglu_backward(dgate.get(), dup.get(), dact.get(), a.gate.get(), a.up.get(), M, F);
+    dact = DeviceArray<float>();  // GPU memory is the limit at 7B: free each scratch as soon as it is spent
+    DeviceArray<float> dxn = zeros(int64_t(M) * C);
+    lin_back(kGate, dxn.get(), dgate.get(), a.xn2.get());
+    lin_back(kUp, dxn.get(), dup.get(), a.xn2.get());
+    be.rmsnorm_backward(dx, full ? full->post_norm.get() : nullptr, dxn.get(), a.x_mid.get(), L.post_norm.get(),
+                        a.rstd2.get(), M, C);
+  }
   // Attention: x_mid = x_in + o(attn(rope(q(xn1)), rope(k(xn1)), v(xn1)))
-  std::vector<float> datt(size_t(M) * QD, 0.0f), dq(size_t(M) * QD, 0.0f), dk(size_t(M) * KVD, 0.0f),
-      dv(size_t(M) * KVD, 0.0f);
-  lin_back(kO, L.o, datt.data(), dx, a.att.data());
-  be.attention_backward(dq.data(), dk.data(), dv.data(), datt.data(), a.probs.data(), a.q.data(), a.k.data(),
-                        a.v.data(), B, T, T, c.n_heads, c.n_kv_heads, c.head_dim);
-  be.rope_backward(dq.data(), pos, M, c.n_heads, c.head_dim, c.rope_theta);
-  be.rope_backward(dk.data(), pos, M, c.n_kv_heads, c.head_dim, c.rope_theta);
-  std::fill(dxn.begin(), dxn.end(), 0.0f);
-  lin_back(kQ, L.q, dxn.data(), dq.data(), a.xn1.data());
-  lin_back(kK, L.k, dxn.data(), dk.data(), a.xn1.data());
-  lin_back(kV, L.v, dxn.data(), dv.data(), a.xn1.data());
-  be.rmsnorm_backward(dx, full ? full->input_norm.data() : nullptr, dxn.data(), a.x_in.data(), L.input_norm.data(),
-                      a.rstd1.data(), M, C);
+  DeviceArray<float> datt = zeros(int64_t(M) * QD), dq = zeros(int64_t(M) * QD), dk = zeros(int64_t(M) * KVD),
+                     dv = zeros(int64_t(M) * KVD);
+  lin_back(kO, datt.get(), dx, a.att.get());
+  be.attention_backward(dq.get(), dk.get(), dv.get(), datt.get(), a.probs.get(), a.q.get(), a.k.get(), a.v.get(), B,
+                        T, T, c.n_heads, c.n_kv_heads, c.head_dim);
+  be.rope_backward(dq.get(), pos, M, c.n_heads, c.head_dim, c.rope_theta);
+  be.rope_backward(dk.get(), pos, M, c.n_kv_heads, c.head_dim, c.rope_theta);
+  DeviceArray<float> dxn = zeros(int64_t(M) * C);
+  lin_back(kQ, dxn.get(), dq.get(), a.xn1.get());
+  lin_back(kK, dxn.get(), dk.get(), a.xn1.get());
+  lin_back(kV, dxn.get(), dv.get(), a.xn1.get());
+  be.rmsnorm_backward(dx, full ? full->input_norm.get() : nullptr, dxn.get(), a.x_in.get(), L.input_norm.get(),
+                      a.rstd1.get(), M, C);
+}
+
+template <typename T>
+DeviceArray<T> upload(Backend& be, const T* host, size_t n) {
+  return DeviceArray<T>::from_host(be, host, n);
 }
 
 }  // namespace
 
-void decoder_forward(float* hidden_out, const ModelWeights& m, Backend& be, const int* ids, const int* pos,
+void decoder_forward(float* hidden_out, const DeviceWeights& w, Backend& be, const int* ids, const int* pos,
                      const uint8_t* key_valid, int B, int T, KvCache* cache, const LoraAdapter* lora) {
-  const ModelConfig& c = m.config;
+  const ModelConfig& c = w.config();
   const int KVD = c.n_kv_heads * c.head_dim, M = B * T;
-  std::vector<float> x(size_t(M) * c.hidden);
-  be.embedding(x.data(), ids, m.embed.data(), M, c.hidden);
-  BlockActs a;
-  a.resize(c, M, false, 0);
-  const LoraUse use{lora, 0.0f, nullptr};
-  const AttendFn attend = [&](int layer, float* att, float*, const float* q, const float* k, const float* v) {
-    be.attention(att, nullptr, q, k, v, pos, key_valid, B, T, T, c.n_heads, c.n_kv_heads, c.head_dim);
-    if (!cache) return;
+  DeviceArray<float> x(be, size_t(M) * c.hidden);
+  embed_tokens(x.get(), *w.host, be, ids, M);
+  DeviceArray<int> pos_d = upload(be, pos, size_t(M));
+  DeviceArray<uint8_t> valid_d = upload(be, key_valid, size_t(M));
+  // Prefill: position t of sequence b goes to cache row b*S + t (one scatter per layer for keys, one for values).
+  DeviceArray<int> cache_rows;
+  if (cache) {
+    if (T > cache->S)
+      fail(ErrorCode::Internal, "KV cache holds " + std::to_string(cache->S) + " positions, prefill has " +
+                                    std::to_string(T));
+    std::vector<int> rows(static_cast<size_t>(M));
     for (int b = 0; b < B; b++)
-      for (int t = 0; t < T && t < cache->S; t++) {
-        std::memcpy(cache->k_at(layer, b, t), k + (int64_t(b) * T + t) * KVD, sizeof(float) * size_t(KVD));
-        std::memcpy(cache->v_at(layer, b, t), v + (int64_t(b) * T + t) * KVD, sizeof(float) * size_t(KVD));
-      }
-  };
-  for (int l = 0; l < c.n_layers; l++) block_forward(x.data(), c, m.layers[size_t(l)], be, a, pos, M, l, use, false, attend);
-  be.rmsnorm(hidden_out, nullptr, x.data(), m.final_norm.data(), M, c.hidden, c.rms_norm_eps);
-}
-
-void decoder_step(float* hidden_out, const ModelWeights& m, Backend& be, KvCache& cache, const int* seq,
-                  const int* ids, const int* pos, int M, const LoraAdapter* lora) {
-  const ModelConfig& c = m.config;
-  const int KVD = c.n_kv_heads * c.head_dim, QD = c.n_heads * c.head_dim;
-  std::vector<float> x(size_t(M) * c.hidden);
-  be.embedding(x.data(), ids, m.embed.data(), M, c.hidden);
+      for (int t = 0; t < T; t++) rows[size_t(b) * T + t] = b * cache->S + t;
+    cache_rows = upload(be, rows.data(), rows.size());
+  }
   BlockActs a;
-  a.resize(c, M, false, 0);
+  a.resize(be, c, M, false, 0);
   const LoraUse use{lora, 0.0f, nullptr};
   const AttendFn attend = [&](int layer, float* att, float*, const float* q, const float* k, const float* v) {
-    for (int r = 0; r < M; r++) {
-      std::memcpy(cache.k_at(layer, seq[r], pos[r]), k + int64_t(r) * KVD, sizeof(float) * size_t(KVD));
-      std::memcpy(cache.v_at(layer, seq[r], pos[r]), v + int64_t(r) * KVD, sizeof(float) * size_t(KVD));
-    }
-    // Each row attends to its own sequence's cache, positions 0..pos[r]; S = pos[r] + 1 keeps the work exact.
-    for (int r = 0; r < M; r++)
-      be.attention(att + int64_t(r) * QD, nullptr, q + int64_t(r) * QD, cache.k_at(layer, seq[r], 0),
-                   cache.v_at(layer, seq[r], 0), &pos[r], nullptr, 1, 1, pos[r] + 1, c.n_heads, c.n_kv_heads,
-                   c.head_dim);
+    be.attention(att, nullptr, q, k, v, pos_d.get(), valid_d.get(), B, T, T, c.n_heads, c.n_kv_heads, c.head_dim);
+    if (!cache) return;
+    be.scatter_rows(cache->k[size_t(layer)].get(), cache_rows.get(), k, M, KVD);
+    be.scatter_rows(cache->v[size_t(layer)].get(), cache_rows.get(), v, M, KVD);
   };
-  for (int l = 0; l < c.n_layers; l++) block_forward(x.data(), c, m.layers[size_t(l)], be, a, pos, M, l, use, false, attend);
-  be.rmsnorm(hidden_out, nullptr, x.data(), m.final_norm.data(), M, c.hidden, c.rms_norm_eps);
+  for (int l = 0; l < c.n_layers; l++)
+    block_forward(x.get(), c, w.layers[size_t(l)], be, a, pos_d.get(), M, l, use, false, attend);
+  be.rmsnorm(hidden_out, nullptr, x.get(), w.final_norm.get(), M, c.hidden, c.rms_norm_eps);
 }
 
-void decoder_forward_train(float* hidden_out, TrainActs& acts, const ModelWeights& m, Backend& be, const int* ids,
+void decoder_step(float* hidden_out, const DeviceWeights& w, Backend& be, KvCache& cache, const int* seq,
+                  const int* ids, const int* pos, int M, const LoraAdapter* lora) {
+  const ModelConfig& c = w.config();
+  const int KVD = c.n_kv_heads * c.head_dim;
+  DeviceArray<float> x(be, size_t(M) * c.hidden);
+  embed_tokens(x.get(), *w.host, be, ids, M);
+  // One upload per step: positions, sequences and cache rows side by side.
+  std::vector<int> meta(size_t(3) * M);
+  for (int r = 0; r < M; r++) {
+    if (pos[r] < 0 || pos[r] >= cache.S || seq[r] < 0 || seq[r] >= cache.B)
+      fail(ErrorCode::Internal, "decode step outside the KV cache");
+    meta[size_t(r)] = pos[r];
+    meta[size_t(M + r)] = seq[r];
+    meta[size_t(2 * M + r)] = seq[r] * cache.S + pos[r];
+  }
+  DeviceArray<int> meta_d = upload(be, meta.data(), meta.size());
+  const int* pos_d = meta_d.get();
+  const int* seq_d = pos_d + M;
+  const int* rows_d = pos_d + 2 * M;
+  BlockActs a;
+  a.resize(be, c, M, false, 0);
+  const LoraUse use{lora, 0.0f, nullptr};
+  const AttendFn attend = [&](int layer, float* att, float*, const float* q, const float* k, const float* v) {
+    float* kc = cache.k[size_t(layer)].get();
+    float* vc = cache.v[size_t(layer)].get();
+    be.scatter_rows(kc, rows_d, k, M, KVD);
+    be.scatter_rows(vc, rows_d, v, M, KVD);
+    // Each row attends to its own sequence's cache, positions 0..pos[r], with the full-sequence arithmetic.
+    be.attention_decode(att, q, kc, vc, seq_d, pos_d, M, cache.S, c.n_heads, c.n_kv_heads, c.head_dim);
+  };
+  for (int l = 0; l < c.n_layers; l++)
+    block_forward(x.get(), c, w.layers[size_t(l)], be, a, pos_d, M, l, use, false, attend);
+  be.rmsnorm(hidden_out, nullptr, x.get(), w.final_norm.get(), M, c.hidden, c.rms_norm_eps);
+}
+
+void decoder_forward_train(float* hidden_out, TrainActs& acts, const DeviceWeights& w, Backend& be, const int* ids,
                            const int* pos, const uint8_t* key_valid, int B, int T, LoraAdapter* lora) {
-  const ModelConfig& c = m.config;
+  const ModelConfig& c = w.config();
   const int M = B * T;
   acts.B = B;
   acts.T = T;
-  acts.pos.assign(pos, pos + M);
-  acts.valid.assign(key_valid, key_valid + M);
+  acts.ids.assign(ids, ids + M);
+  acts.pos = upload(be, pos, size_t(M));
+  acts.valid = upload(be, key_valid, size_t(M));
   acts.blocks.resize(size_t(c.n_layers));
   const size_t probs_size = size_t(B) * c.n_heads * T * T;
-  std::vector<float> x(size_t(M) * c.hidden);
-  be.embedding(x.data(), ids, m.embed.data(), M, c.hidden);
+  acts.x_final.ensure(be, size_t(M) * c.hidden);
+  float* x = acts.x_final.get();  // the residual stream ends as the final-norm input
+  embed_tokens(x, *w.host, be, ids, M);
   const LoraUse use{lora, lora ? lora->config.dropout : 0.0f, lora ? &lora->dropout_rng : nullptr};
   const AttendFn attend = [&](int, float* att, float* probs, const float* q, const float* k, const float* v) {
-    be.attention(att, probs, q, k, v, acts.pos.data(), acts.valid.data(), B, T, T, c.n_heads, c.n_kv_heads,
+    be.attention(att, probs, q, k, v, acts.pos.get(), acts.valid.get(), B, T, T, c.n_heads, c.n_kv_heads,
                  c.head_dim);
   };
   for (int l = 0; l < c.n_layers; l++) {
     BlockActs& a = acts.blocks[size_t(l)];
-    a.resize(c, M, true, probs_size);
-    block_forward(x.data(), c, m.layers[size_t(l)], be, a, acts.pos.data(), M, l, use, true, attend);
+    a.resize(be, c, M, true, probs_size);
+    block_forward(x, c, w.layers[size_t(l)], be, a, acts.pos.get(), M, l, use, true, attend);
   }
-  acts.x_final = x;
-  acts.rstd_final.resize(size_t(M));
-  be.rmsnorm(hidden_out, acts.rstd_final.data(), x.data(), m.final_norm.data(), M, c.hidden, c.rms_norm_eps);
+  acts.rstd_final.ensure(be, size_t(M));
+  be.rmsnorm(hidden_out, acts.rstd_final.get(), x, w.final_norm.get(), M, c.hidden, c.rms_norm_eps);
 }
 
-void decoder_backward(const float* dhidden, TrainActs& acts, const ModelWeights& m, Backend& be, LoraAdapter* lora,
-                      FullGrads* full, const int* ids) {
-  const ModelConfig& c = m.config;
+void decoder_backward(const float* dhidden, TrainActs& acts, const DeviceWeights& w, Backend& be, LoraAdapter* lora,
+                      FullGrads* full) {
+  const ModelConfig& c = w.config();
   const int M = acts.B * acts.T;
-  std::vector<float> dx(size_t(M) * c.hidden, 0.0f);
-  be.rmsnorm_backward(dx.data(), full ? full->final_norm.data() : nullptr, dhidden, acts.x_final.data(),
-                      m.final_norm.data(), acts.rstd_final.data(), M, c.hidden);
+  DeviceArray<float> dx = DeviceArray<float>::zeros(be, size_t(M) * c.hidden);
+  be.rmsnorm_backward(dx.get(), full ? full->final_norm.get() : nullptr, dhidden, acts.x_final.get(),
+                      w.final_norm.get(), acts.rstd_final.get(), M, c.hidden);
   for (int l = c.n_layers - 1; l >= 0; l--) {
     // The gradient w.r.t. the block input = residual path (dx unchanged) + what block_backward adds.
-    block_backward(dx.data(), c, m.layers[size_t(l)], be, acts.blocks[size_t(l)], acts.pos.data(), acts.B, acts.T, l,
+    block_backward(dx.get(), c, w.layers[size_t(l)], be, acts.blocks[size_t(l)], acts.pos.get(), acts.B, acts.T, l,
                    lora, full ? &full->layers[size_t(l)] : nullptr);
+    acts.blocks[size_t(l)] = BlockActs();  // spent: release its memory before the next layer's scratch
   }
-  if (full && ids) {
+  if (full) {
     // Embedding rows gather their tokens' gradients (in row order, so the sum is deterministic).
-    for (int i = 0; i < M; i++) {
-      float* g = full->embed.data() + int64_t(ids[i]) * c.hidden;
-      const float* d = dx.data() + int64_t(i) * c.hidden;
-      for (int j = 0; j < c.hidden; j++) g[j] += d[j];
-    }
+    DeviceArray<int> ids = upload(be, acts.ids.data(), acts.ids.size());
+    be.embedding_backward(full->embed.get(), dx.get(), ids.get(), M, c.hidden);
   }
 }
 

@@ -1,72 +1,75 @@
 // The decoder forward pass (Llama / Mistral / Qwen2): embeddings -> L x (RMSNorm, GQA attention with RoPE,
 // RMSNorm, SwiGLU MLP, residuals) -> final RMSNorm. Shared by scoring, prefill, KV-cached decoding and training
 // (which keeps every block's activations and runs decoder_backward).
+// Activations live in the backend's memory (float* arguments named hidden/dhidden are backend pointers); token ids,
+// positions and masks are taken as host arrays and uploaded here.
 #pragma once
 #include <array>
 #include <cstdint>
 #include <random>
 #include <vector>
 
+#include "core/device_array.h"
+#include "model/device_weights.h"
 #include "model/linear_kind.h"
 #include "model/weights.h"
 #include "train/lora.h"
 
 namespace dpo {
 
-// Per-layer keys and values of B sequences, S positions each: k, v (B, S, NKV*HD) per layer.
+// Per-layer keys and values of B sequences, S positions each: k, v (B, S, NKV*HD) per layer, in backend memory.
 struct KvCache {
   int B = 0, S = 0, kv_dim = 0;
-  std::vector<std::vector<float>> k, v;  // [layer] -> (B,S,KVD)
+  std::vector<DeviceArray<float>> k, v;  // [layer] -> (B,S,KVD)
 
-  void init(int layers, int batch, int capacity, int kv_dim_);
-  float* k_at(int layer, int b, int s) { return k[size_t(layer)].data() + (int64_t(b) * S + s) * kv_dim; }
-  float* v_at(int layer, int b, int s) { return v[size_t(layer)].data() + (int64_t(b) * S + s) * kv_dim; }
+  void init(Backend& be, int layers, int batch, int capacity, int kv_dim_);
 };
 
 // One block's activations for M rows: scratch in inference, kept per layer for the backward pass in training.
 struct BlockActs {
-  std::vector<float> x_in;            // (M,C) block input (training only)
-  std::vector<float> xn1, rstd1;      // (M,C), (M)
-  std::vector<float> q, k, v;         // (M,QD), (M,KVD), (M,KVD): q and k after RoPE
-  std::vector<float> probs;           // (B,NH,T,T) attention probabilities (training only)
-  std::vector<float> att;             // (M,QD) attention output = o_proj input
-  std::vector<float> x_mid;           // (M,C) residual after attention (training only)
-  std::vector<float> xn2, rstd2;      // (M,C), (M)
-  std::vector<float> gate, up, act;   // (M,F)
-  std::vector<float> proj;            // (M,C) scratch for o/down outputs
+  DeviceArray<float> x_in;            // (M,C) block input (training only)
+  DeviceArray<float> xn1, rstd1;      // (M,C), (M)
+  DeviceArray<float> q, k, v;         // (M,QD), (M,KVD), (M,KVD): q and k after RoPE
+  DeviceArray<float> probs;           // (B,NH,T,T) attention probabilities (training only)
+  DeviceArray<float> att;             // (M,QD) attention output = o_proj input
+  DeviceArray<float> x_mid;           // (M,C) residual after attention (training only)
+  DeviceArray<float> xn2, rstd2;      // (M,C), (M)
+  DeviceArray<float> gate, up, act;   // (M,F)
+  DeviceArray<float> proj;            // (M,C) scratch for o/down outputs
   std::array<LoraSaved, kNumLinear> lora;
 
-  void resize(const ModelConfig& c, int M, bool training, size_t probs_size);
+  void resize(Backend& be, const ModelConfig& c, int M, bool training, size_t probs_size);
 };
 
 // Full-sequence forward over a right-padded batch.
-// ids, pos, key_valid: (B,T). hidden_out: (B*T, C), after the final norm. lora may be null (adapter disabled).
-// When cache is non-null, every position's keys/values are also stored at cache[b][t] (prefill).
-void decoder_forward(float* hidden_out, const ModelWeights& m, Backend& be, const int* ids, const int* pos,
+// ids, pos, key_valid: host (B,T). hidden_out: (B*T, C), after the final norm. lora may be null (adapter disabled).
+// When cache is non-null (capacity S >= T), every position's keys/values are also stored at cache[b][t] (prefill).
+void decoder_forward(float* hidden_out, const DeviceWeights& w, Backend& be, const int* ids, const int* pos,
                      const uint8_t* key_valid, int B, int T, KvCache* cache, const LoraAdapter* lora);
 
-// One decoding step for M sequences of a cache: row r is sequence seq[r], feeding token ids[r] at position pos[r].
-// Writes its keys/values at cache[seq[r]][pos[r]] and attends to cache positions 0..pos[r].
-void decoder_step(float* hidden_out, const ModelWeights& m, Backend& be, KvCache& cache, const int* seq,
+// One decoding step for M sequences of a cache: row r is sequence seq[r], feeding token ids[r] at position pos[r]
+// (host arrays). Writes its keys/values at cache[seq[r]][pos[r]] and attends to cache positions 0..pos[r].
+void decoder_step(float* hidden_out, const DeviceWeights& w, Backend& be, KvCache& cache, const int* seq,
                   const int* ids, const int* pos, int M, const LoraAdapter* lora);
 
 // Training: the forward with every block's activations kept (and LoRA dropout applied when configured).
 struct TrainActs {
   int B = 0, T = 0;
-  std::vector<int> pos;
-  std::vector<uint8_t> valid;
+  std::vector<int> ids;              // (B*T) host copy, for the embedding gradient
+  DeviceArray<int> pos;              // (B*T)
+  DeviceArray<uint8_t> valid;        // (B*T)
   std::vector<BlockActs> blocks;     // one per layer
-  std::vector<float> x_final, rstd_final;  // final-norm input (M,C) and its rstd (M)
+  DeviceArray<float> x_final, rstd_final;  // final-norm input (M,C) and its rstd (M)
 };
 // lora may be null (full-parameter training).
-void decoder_forward_train(float* hidden_out, TrainActs& acts, const ModelWeights& m, Backend& be, const int* ids,
+void decoder_forward_train(float* hidden_out, TrainActs& acts, const DeviceWeights& w, Backend& be, const int* ids,
                            const int* pos, const uint8_t* key_valid, int B, int T, LoraAdapter* lora);
 
 // Backward from dhidden (B*T, C) (gradient of the final-norm output): LoRA gradients accumulate into lora's dA/dB;
-// with `full` (SFT), every weight's gradient accumulates there too, embeddings included (ids (B*T) needed for those).
+// with `full` (SFT), every weight's gradient accumulates there too, embeddings included.
 // Without `full`, frozen weights get no gradient.
 struct FullGrads;
-void decoder_backward(const float* dhidden, TrainActs& acts, const ModelWeights& m, Backend& be, LoraAdapter* lora,
-                      FullGrads* full = nullptr, const int* ids = nullptr);
+void decoder_backward(const float* dhidden, TrainActs& acts, const DeviceWeights& w, Backend& be, LoraAdapter* lora,
+                      FullGrads* full = nullptr);
 
 }  // namespace dpo

@@ -34,7 +34,7 @@ GenerateResult Model::generate(const std::vector<std::vector<int32_t>>& prompts,
   if (opt.max_new_tokens == 0) return res;
 
   KvCache cache;
-  cache.init(c.n_layers, B, T + opt.max_new_tokens, c.n_kv_heads * c.head_dim);
+  cache.init(be, c.n_layers, B, T + opt.max_new_tokens, c.n_kv_heads * c.head_dim);
 
   // Prefill: right-padded prompts; each sequence's next token comes from its last real position.
   std::vector<int> ids(size_t(B) * T, 0), pos(size_t(B) * T);
@@ -49,16 +49,17 @@ GenerateResult Model::generate(const std::vector<std::vector<int32_t>>& prompts,
       }
     }
   check_cancel(cancel);
-  std::vector<float> hidden(size_t(B) * T * C);
-  decoder_forward(hidden.data(), m, be, ids.data(), pos.data(), valid.data(), B, T, &cache, impl_->lora.get());
-
-  std::vector<float> last(size_t(B) * C), logits(size_t(B) * V);
-  for (int b = 0; b < B; b++) {
-    const int t = int(prompts[size_t(b)].size()) - 1;
-    std::copy_n(hidden.data() + (int64_t(b) * T + t) * C, C, last.data() + int64_t(b) * C);
+  DeviceArray<float> last(be, size_t(B) * C), logits(be, size_t(B) * V);
+  DeviceArray<int> next_d(be, size_t(B));
+  {
+    DeviceArray<float> hidden(be, size_t(B) * T * C);
+    decoder_forward(hidden.get(), impl_->dev, be, ids.data(), pos.data(), valid.data(), B, T, &cache,
+                    impl_->lora.get());
+    std::vector<int> last_rows(static_cast<size_t>(B));
+    for (int b = 0; b < B; b++) last_rows[size_t(b)] = b * T + int(prompts[size_t(b)].size()) - 1;
+    DeviceArray<int> rows_d = DeviceArray<int>::from_host(be, last_rows);
+    be.gather_rows(last.get(), hidden.get(), rows_d.get(), B, C);
   }
-  hidden.clear();
-  hidden.shrink_to_fit();
 
   std::vector<int> seq(static_cast<size_t>(B)), cur_pos(static_cast<size_t>(B)), next(static_cast<size_t>(B));
   for (int b = 0; b < B; b++) {
@@ -69,8 +70,9 @@ GenerateResult Model::generate(const std::vector<std::vector<int32_t>>& prompts,
   auto is_eos = [&](int tok) { return std::find(opt.eos_ids.begin(), opt.eos_ids.end(), tok) != opt.eos_ids.end(); };
 
   for (int step = 0; M > 0; step++) {
-    be.matmul(logits.data(), last.data(), m.lm_head_weights(), nullptr, M, C, V);
-    be.argmax_rows(next.data(), logits.data(), M, V);
+    be.matmul(logits.get(), last.get(), impl_->dev.lm_head.get(), nullptr, M, C, V);
+    be.argmax_rows(next_d.get(), logits.get(), M, V);
+    next_d.download(next.data(), size_t(M));
     // Emit, then keep only the sequences that go on (order preserved).
     int kept = 0;
     for (int r = 0; r < M; r++) {
@@ -94,7 +96,7 @@ GenerateResult Model::generate(const std::vector<std::vector<int32_t>>& prompts,
       for (int r = 0; r < M; r++) res.finish[size_t(seq[size_t(r)])] = "cancelled";
       break;
     }
-    decoder_step(last.data(), m, be, cache, seq.data(), next.data(), cur_pos.data(), M, impl_->lora.get());
+    decoder_step(last.get(), impl_->dev, be, cache, seq.data(), next.data(), cur_pos.data(), M, impl_->lora.get());
     for (int r = 0; r < M; r++) cur_pos[size_t(r)]++;
   }
   return res;

@@ -10,41 +10,43 @@ namespace {
 constexpr int kChunk = 32;
 }
 
-LogitsStats logits_forward(const ModelWeights& m, Backend& be, const float* hidden, const int* target, int M) {
-  const int C = m.config.hidden, V = m.config.vocab;
+LogitsStats logits_forward(const DeviceWeights& w, Backend& be, const float* hidden, const int* target, int M) {
+  const int C = w.config().hidden, V = w.config().vocab;
   LogitsStats s;
-  s.logp.assign(size_t(M), 0.0f);
-  s.lse.assign(size_t(M), 0.0f);
-  s.row_sum.assign(size_t(M), 0.0);
-  std::vector<float> logits(size_t(kChunk) * V);
+  s.target.assign(target, target + M);
+  s.target_dev = DeviceArray<int>::from_host(be, target, size_t(M));
+  s.lse.ensure(be, size_t(M));
+  DeviceArray<float> logp(be, size_t(M));
+  DeviceArray<double> row_sum(be, size_t(M));
+  DeviceArray<float> logits(be, size_t(std::min(kChunk, M)) * V);
   for (int r0 = 0; r0 < M; r0 += kChunk) {
     const int rows = std::min(kChunk, M - r0);
-    be.matmul(logits.data(), hidden + int64_t(r0) * C, m.lm_head_weights(), nullptr, rows, C, V);
-    be.logsoftmax_gather(s.logp.data() + r0, s.lse.data() + r0, logits.data(), target + r0, rows, V);
-    for (int r = 0; r < rows; r++) {
-      double sum = 0;
-      const float* lr = logits.data() + int64_t(r) * V;
-      for (int j = 0; j < V; j++) sum += lr[j];
-      s.row_sum[size_t(r0 + r)] = sum;
-    }
+    be.matmul(logits.get(), hidden + int64_t(r0) * C, w.lm_head.get(), nullptr, rows, C, V);
+    be.logsoftmax_gather(logp.get() + r0, s.lse.get() + r0, logits.get(), s.target_dev.get() + r0, rows, V);
+    be.row_sums(row_sum.get() + r0, logits.get(), rows, V);
   }
+  s.logp = logp.to_host();
+  s.row_sum = row_sum.to_host();
   return s;
 }
 
-void logits_backward(float* dhidden, const ModelWeights& m, Backend& be, const float* hidden, const int* target,
+void logits_backward(float* dhidden, const DeviceWeights& w, Backend& be, const float* hidden,
                      const LogitsStats& stats, const float* dlogp, int M, float* dlm_head) {
-  const int C = m.config.hidden, V = m.config.vocab;
-  std::vector<float> logits(size_t(kChunk) * V), dlogits(size_t(kChunk) * V);
+  const int C = w.config().hidden, V = w.config().vocab;
+  const int* target = stats.target.data();
+  DeviceArray<float> dlogp_d = DeviceArray<float>::from_host(be, dlogp, size_t(M));
+  DeviceArray<float> logits(be, size_t(std::min(kChunk, M)) * V), dlogits(be, size_t(std::min(kChunk, M)) * V);
   for (int r0 = 0; r0 < M; r0 += kChunk) {
     const int rows = std::min(kChunk, M - r0);
     bool any = false;
     for (int r = 0; r < rows; r++) any = any || (target[r0 + r] >= 0 && dlogp[r0 + r] != 0.0f);
     if (!any) continue;
-    be.matmul(logits.data(), hidden + int64_t(r0) * C, m.lm_head_weights(), nullptr, rows, C, V);
-    be.logsoftmax_gather_backward(dlogits.data(), dlogp + r0, logits.data(), stats.lse.data() + r0, target + r0, rows, V);
+    be.matmul(logits.get(), hidden + int64_t(r0) * C, w.lm_head.get(), nullptr, rows, C, V);
+    be.logsoftmax_gather_backward(dlogits.get(), dlogp_d.get() + r0, logits.get(), stats.lse.get() + r0,
+                                  stats.target_dev.get() + r0, rows, V);
     // lm_head is frozen in LoRA training (dlm_head null): only the input gradient then.
-    be.matmul_backward(dhidden + int64_t(r0) * C, dlm_head, nullptr, dlogits.data(), hidden + int64_t(r0) * C,
-                       m.lm_head_weights(), rows, C, V);
+    be.matmul_backward(dhidden + int64_t(r0) * C, dlm_head, nullptr, dlogits.get(), hidden + int64_t(r0) * C,
+                       w.lm_head.get(), rows, C, V);
   }
 }
 

@@ -18,11 +18,12 @@ std::vector<SequenceLogp> Model::logps(const std::vector<ScoredSequence>& batch,
 
   check_cancel(cancel);
   const int M = pb.B * pb.T;
-  std::vector<float> hidden(size_t(M) * m.config.hidden);
-  decoder_forward(hidden.data(), m, *impl_->backend, pb.ids.data(), pb.pos.data(), pb.valid.data(), pb.B, pb.T,
-                  nullptr, use_adapter ? impl_->lora.get() : nullptr);
+  Backend& be = *impl_->backend;
+  DeviceArray<float> hidden(be, size_t(M) * m.config.hidden);
+  decoder_forward(hidden.get(), impl_->dev, be, pb.ids.data(), pb.pos.data(), pb.valid.data(), pb.B, pb.T, nullptr,
+                  use_adapter ? impl_->lora.get() : nullptr);
   check_cancel(cancel);
-  LogitsStats st = logits_forward(m, *impl_->backend, hidden.data(), pb.target.data(), M);
+  LogitsStats st = logits_forward(impl_->dev, be, hidden.get(), pb.target.data(), M);
 
   std::vector<SequenceLogp> out(batch.size());
   for (int i = 0; i < M; i++) {

@@ -4,6 +4,7 @@
 #include <mutex>
 
 #include "dpo/engine.h"
+#include "model/device_weights.h"
 #include "model/weights.h"
 #include "train/full_grads.h"
 #include "train/lora.h"
@@ -12,8 +13,10 @@ namespace dpo {
 
 class ModelImpl {
  public:
-  ModelWeights weights;
+  // Declared first so that it is destroyed last: everything below may hold memory of this backend.
   std::unique_ptr<Backend> backend;
+  ModelWeights weights;
+  DeviceWeights dev;  // the weights as the backend sees them
   ModelInfo info;
   std::unique_ptr<LoraAdapter> lora;  // null when no adapter is attached
   std::unique_ptr<FullGrads> full;    // full-parameter (SFT) gradients, allocated on the first sft_accumulate

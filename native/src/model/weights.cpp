@@ -128,14 +128,6 @@ Linear load_linear(const WeightSet& ws, const std::string& prefix, int out, int 
 
 }  // namespace
 
-void Linear::forward(Backend& be, float* y, const float* x, int M) const {
-  const float* b = bias.empty() ? nullptr : bias.data();
-  if (quantized)
-    be.matmul_nf4(y, x, q, b, M);
-  else
-    be.matmul(y, x, w.data(), b, M, in, out);
-}
-
 uint64_t Linear::resident_bytes() const {
   return (quantized ? q.bytes() : w.size() * sizeof(float)) + bias.size() * sizeof(float);
 }

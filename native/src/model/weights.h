@@ -24,7 +24,6 @@ struct Linear {
   std::vector<float> w;      // (N,K) when not quantized
   std::vector<float> bias;   // (N) or empty
 
-  void forward(Backend& be, float* y, const float* x, int M) const;
   uint64_t resident_bytes() const;
 };
 

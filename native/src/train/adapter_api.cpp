@@ -13,7 +13,7 @@ void Model::attach_lora(const LoraOptions& o) {
   c.alpha = o.alpha;
   c.dropout = o.dropout;
   c.seed = o.seed;
-  impl_->lora = make_lora(impl_->weights, c);
+  impl_->lora = make_lora(impl_->weights, c, *impl_->backend);
 }
 
 void Model::detach_lora() {
@@ -23,19 +23,35 @@ void Model::detach_lora() {
 
 bool Model::has_lora() const { return impl_->lora != nullptr; }
 
-std::vector<LoraTensor> Model::lora_tensors() const {
-  std::lock_guard<std::mutex> lock(impl_->mutex);
+namespace {
+
+// Every adapted (layer, kind) in PEFT order, as two named tensors: a(w) for lora_A, b(w) for lora_B.
+template <typename GetA, typename GetB>
+std::vector<LoraTensor> adapter_tensors(const LoraAdapter* a, GetA get_a, GetB get_b) {
   std::vector<LoraTensor> out;
-  const LoraAdapter* a = impl_->lora.get();
   if (!a) return out;
   for (size_t l = 0; l < a->layers.size(); l++)
     for (int k = 0; k < kNumLinear; k++) {
       const LoraWeights* w = a->at(int(l), k);
       if (!w) continue;
-      out.push_back({LoraAdapter::tensor_name(int(l), k, true), {w->r, w->in}, w->A});
-      out.push_back({LoraAdapter::tensor_name(int(l), k, false), {w->out, w->r}, w->B});
+      out.push_back({LoraAdapter::tensor_name(int(l), k, true), {w->r, w->in}, get_a(*w)});
+      out.push_back({LoraAdapter::tensor_name(int(l), k, false), {w->out, w->r}, get_b(*w)});
     }
   return out;
+}
+
+}  // namespace
+
+std::vector<LoraTensor> Model::lora_tensors() const {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  return adapter_tensors(impl_->lora.get(), [](const LoraWeights& w) { return w.A; },
+                         [](const LoraWeights& w) { return w.B; });
+}
+
+std::vector<LoraTensor> Model::lora_gradients() const {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  return adapter_tensors(impl_->lora.get(), [](const LoraWeights& w) { return w.dA.to_host(); },
+                         [](const LoraWeights& w) { return w.dB.to_host(); });
 }
 
 void Model::set_lora_tensors(const std::vector<LoraTensor>& tensors) {
@@ -76,6 +92,7 @@ void Model::set_lora_tensors(const std::vector<LoraTensor>& tensors) {
       if (!w) continue;
       w->A = by_name[LoraAdapter::tensor_name(int(l), k, true)]->data;
       w->B = by_name[LoraAdapter::tensor_name(int(l), k, false)]->data;
+      w->sync(*impl_->backend);
     }
 }
 

@@ -31,10 +31,11 @@ std::vector<DpoPairMetrics> Model::dpo_accumulate(const std::vector<DpoPair>& pa
   const int M = pb.B * pb.T;
 
   check_cancel(cancel);
-  std::vector<float> hidden(size_t(M) * C);
+  DeviceArray<float> hidden(be, size_t(M) * C);
   TrainActs acts;
-  decoder_forward_train(hidden.data(), acts, m, be, pb.ids.data(), pb.pos.data(), pb.valid.data(), pb.B, pb.T, lora);
-  LogitsStats st = logits_forward(m, be, hidden.data(), pb.target.data(), M);
+  decoder_forward_train(hidden.get(), acts, impl_->dev, be, pb.ids.data(), pb.pos.data(), pb.valid.data(), pb.B, pb.T,
+                        lora);
+  LogitsStats st = logits_forward(impl_->dev, be, hidden.get(), pb.target.data(), M);
 
   // Per sequence: log-prob sum, scored tokens, mean logit over the padded (T, V) block.
   std::vector<double> logp(size_t(pb.B), 0.0), logits_mean(size_t(pb.B), 0.0);
@@ -77,9 +78,9 @@ std::vector<DpoPairMetrics> Model::dpo_accumulate(const std::vector<DpoPair>& pa
   std::vector<float> dlogp(size_t(M), 0.0f);
   for (int i = 0; i < M; i++)
     if (pb.target[size_t(i)] >= 0) dlogp[size_t(i)] = float(dseq[size_t(i / pb.T)]);
-  std::vector<float> dhidden(size_t(M) * C, 0.0f);
-  logits_backward(dhidden.data(), m, be, hidden.data(), pb.target.data(), st, dlogp.data(), M);
-  decoder_backward(dhidden.data(), acts, m, be, lora);
+  DeviceArray<float> dhidden = DeviceArray<float>::zeros(be, size_t(M) * C);
+  logits_backward(dhidden.get(), impl_->dev, be, hidden.get(), st, dlogp.data(), M);
+  decoder_backward(dhidden.get(), acts, impl_->dev, be, lora);
   return out;
 }
 
@@ -91,26 +92,33 @@ double Model::optimizer_step(const OptimizerOptions& o) {
   for (auto& layer : lora->layers)
     for (auto& w : layer)
       if (w) ws.push_back(w.get());
+  // The update runs on the host copies (exactly the reference optimizers); gradients come down once per step and
+  // the new A and B go back up.
+  std::vector<std::vector<float>> host_grads;
+  host_grads.reserve(ws.size() * 2);
   std::vector<std::pair<float*, int64_t>> grads;
-  for (LoraWeights* w : ws) {
-    grads.push_back({w->dA.data(), int64_t(w->dA.size())});
-    grads.push_back({w->dB.data(), int64_t(w->dB.size())});
-  }
+  for (LoraWeights* w : ws)
+    for (DeviceArray<float>* g : {&w->dA, &w->dB}) {
+      host_grads.push_back(g->to_host());
+      grads.push_back({host_grads.back().data(), int64_t(host_grads.back().size())});
+    }
   const float norm = measure_and_clip(grads, o.max_grad_norm);
 
   if (lora->optimizer_8bit != o.eight_bit)
     for (LoraWeights* w : ws) w->optA.reset(), w->optB.reset();
   lora->optimizer_8bit = o.eight_bit;
   const AdamHyper h = adam_hyper(o);
-  for (LoraWeights* w : ws) {
+  for (size_t i = 0; i < ws.size(); i++) {
+    LoraWeights* w = ws[i];
     if (!w->optA) {
       w->optA = o.eight_bit ? make_adamw_8bit(int64_t(w->A.size())) : make_adamw(int64_t(w->A.size()));
       w->optB = o.eight_bit ? make_adamw_8bit(int64_t(w->B.size())) : make_adamw(int64_t(w->B.size()));
     }
-    w->optA->update(w->A.data(), w->dA.data(), h);
-    w->optB->update(w->B.data(), w->dB.data(), h);
-    std::fill(w->dA.begin(), w->dA.end(), 0.0f);
-    std::fill(w->dB.begin(), w->dB.end(), 0.0f);
+    w->optA->update(w->A.data(), host_grads[2 * i].data(), h);
+    w->optB->update(w->B.data(), host_grads[2 * i + 1].data(), h);
+    w->sync(*impl_->backend);
+    w->dA.zero();
+    w->dB.zero();
   }
   return norm;
 }

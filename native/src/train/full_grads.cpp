@@ -15,30 +15,31 @@ Linear& layer_linear(LayerWeights& L, int kind) {
   return const_cast<Linear&>(layer_linear(static_cast<const LayerWeights&>(L), kind));
 }
 
-FullGrads make_full_grads(const ModelWeights& m) {
+FullGrads make_full_grads(const ModelWeights& m, Backend& be) {
+  auto zeros = [&be](size_t n) { return n ? DeviceArray<float>::zeros(be, n) : DeviceArray<float>(); };
   FullGrads g;
-  g.embed.assign(m.embed.size(), 0.0f);
-  g.final_norm.assign(m.final_norm.size(), 0.0f);
-  g.lm_head.assign(m.lm_head.size(), 0.0f);
+  g.embed = zeros(m.embed.size());
+  g.final_norm = zeros(m.final_norm.size());
+  g.lm_head = zeros(m.lm_head.size());
   g.layers.resize(m.layers.size());
   for (size_t l = 0; l < m.layers.size(); l++) {
     const LayerWeights& L = m.layers[l];
     LayerGrads& G = g.layers[l];
-    G.input_norm.assign(L.input_norm.size(), 0.0f);
-    G.post_norm.assign(L.post_norm.size(), 0.0f);
+    G.input_norm = zeros(L.input_norm.size());
+    G.post_norm = zeros(L.post_norm.size());
     for (int k = 0; k < kNumLinear; k++) {
       const Linear& lin = layer_linear(L, k);
       if (lin.quantized)
         fail(ErrorCode::BadInput, "full-parameter training needs full-precision weights: load the model with --quant none");
-      G.lin[size_t(k)].dw.assign(lin.w.size(), 0.0f);
-      G.lin[size_t(k)].db.assign(lin.bias.size(), 0.0f);
+      G.lin[size_t(k)].dw = zeros(lin.w.size());
+      G.lin[size_t(k)].db = zeros(lin.bias.size());
     }
   }
   return g;
 }
 
 void FullGrads::zero() {
-  auto z = [](std::vector<float>& v) { std::fill(v.begin(), v.end(), 0.0f); };
+  auto z = [](DeviceArray<float>& v) { v.zero(); };
   z(embed), z(final_norm), z(lm_head);
   for (LayerGrads& G : layers) {
     z(G.input_norm), z(G.post_norm);

@@ -5,34 +5,36 @@
 #include <memory>
 #include <vector>
 
+#include "core/device_array.h"
 #include "model/linear_kind.h"
 #include "model/weights.h"
 #include "train/optimizer.h"
 
 namespace dpo {
 
+// Every gradient lives in the backend's memory (accumulated by backend ops); the optimizer step downloads them.
 struct LinearGrads {
-  std::vector<float> dw;  // (N,K)
-  std::vector<float> db;  // (N) or empty
+  DeviceArray<float> dw;  // (N,K)
+  DeviceArray<float> db;  // (N) or empty
 };
 
 struct LayerGrads {
-  std::vector<float> input_norm, post_norm;  // (C)
+  DeviceArray<float> input_norm, post_norm;  // (C)
   std::array<LinearGrads, kNumLinear> lin;
 };
 
 struct FullGrads {
-  std::vector<float> embed, final_norm, lm_head;  // lm_head empty when tied (its gradient goes to embed)
+  DeviceArray<float> embed, final_norm, lm_head;  // lm_head empty when tied (its gradient goes to embed)
   std::vector<LayerGrads> layers;
   std::vector<std::unique_ptr<ParamOptimizer>> optimizers;  // one per tensor, in for_each order
 
-  // Visits every (weight, gradient) pair in a fixed order.
+  // Visits every (host weight, device gradient) pair in a fixed order.
   template <typename Fn>
   static void for_each(ModelWeights& m, FullGrads& g, Fn&& fn);
   void zero();
 };
 
-FullGrads make_full_grads(const ModelWeights& m);
+FullGrads make_full_grads(const ModelWeights& m, Backend& be);
 const Linear& layer_linear(const LayerWeights& L, int kind);
 Linear& layer_linear(LayerWeights& L, int kind);
 

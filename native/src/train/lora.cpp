@@ -25,14 +25,9 @@ void torch_uniform(std::mt19937& gen, float* out, size_t n, float bound) {
   }
 }
 
-const Linear& linear_of(const LayerWeights& L, int kind) {
-  const Linear* all[kNumLinear] = {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down};
-  return *all[kind];
-}
-
 }  // namespace
 
-std::unique_ptr<LoraAdapter> make_lora(const ModelWeights& m, const LoraConfig& config) {
+std::unique_ptr<LoraAdapter> make_lora(const ModelWeights& m, const LoraConfig& config, Backend& be) {
   if (config.r < 1) fail(ErrorCode::BadInput, "LoRA rank r must be at least 1");
   if (!(config.alpha > 0)) fail(ErrorCode::BadInput, "LoRA alpha must be positive");
   if (config.dropout < 0 || config.dropout >= 1) fail(ErrorCode::BadInput, "LoRA dropout must be in [0, 1)");
@@ -54,7 +49,7 @@ std::unique_ptr<LoraAdapter> make_lora(const ModelWeights& m, const LoraConfig& 
   for (size_t l = 0; l < m.layers.size(); l++) {
     for (int k = 0; k < kNumLinear; k++) {
       if (!target[k]) continue;
-      const Linear& base = linear_of(m.layers[l], k);
+      const Linear& base = layer_linear(m.layers[l], k);
       auto w = std::make_unique<LoraWeights>();
       w->r = config.r;
       w->in = base.in;
@@ -62,73 +57,74 @@ std::unique_ptr<LoraAdapter> make_lora(const ModelWeights& m, const LoraConfig& 
       w->scale = config.alpha / float(config.r);
       w->A.resize(size_t(w->r) * w->in);
       w->B.assign(size_t(w->out) * w->r, 0.0f);
-      w->dA.assign(w->A.size(), 0.0f);
-      w->dB.assign(w->B.size(), 0.0f);
+      w->dA = DeviceArray<float>::zeros(be, w->A.size());
+      w->dB = DeviceArray<float>::zeros(be, w->B.size());
       // nn.Linear(in, r) default init, nn.Linear(r, out) default init (both kaiming_uniform_(a=sqrt(5)), bound
       // 1/sqrt(fan_in)), then PEFT's reset_lora_parameters draws A again and zeroes B.
       torch_uniform(gen, w->A.data(), w->A.size(), 1.0f / std::sqrt(float(w->in)));
       discard.resize(w->B.size());
       torch_uniform(gen, discard.data(), discard.size(), 1.0f / std::sqrt(float(w->r)));
       torch_uniform(gen, w->A.data(), w->A.size(), 1.0f / std::sqrt(float(w->in)));
+      w->sync(be);
       a->layers[l][size_t(k)] = std::move(w);
     }
   }
   return a;
 }
 
-void linear_forward(Backend& be, float* y, const float* x, int M, const Linear& base, const LoraWeights* lora,
+void linear_forward(Backend& be, float* y, const float* x, int M, const DeviceLinear& base, const LoraWeights* lora,
                     float dropout, std::mt19937* rng, LoraSaved* saved) {
   base.forward(be, y, x, M);
   if (!lora) return;
   const int r = lora->r, K = lora->in, N = lora->out;
+  const size_t MK = size_t(M) * K;
   LoraSaved local;
   LoraSaved& sv = saved ? *saved : local;
-  // Inverted dropout on the LoRA input only (PEFT: lora_B(lora_A(dropout(x)))).
+  // Inverted dropout on the LoRA input only (PEFT: lora_B(lora_A(dropout(x)))); the mask is drawn on the host from
+  // the adapter's generator, so every backend drops the same elements.
   const float* xin = x;
   if (dropout > 0 && rng) {
-    sv.xd.resize(size_t(M) * K);
-    sv.kept.resize(size_t(M) * K);
+    std::vector<uint8_t> kept(MK);
     std::uniform_real_distribution<float> uni(0.0f, 1.0f);
-    const float keep = 1.0f / (1.0f - dropout);
-    for (size_t i = 0; i < sv.xd.size(); i++) {
-      sv.kept[i] = uni(*rng) >= dropout;
-      sv.xd[i] = sv.kept[i] ? x[i] * keep : 0.0f;
-    }
-    xin = sv.xd.data();
+    for (size_t i = 0; i < MK; i++) kept[i] = uni(*rng) >= dropout;
+    sv.kept.ensure(be, MK);
+    sv.kept.upload(kept);
+    sv.xd.ensure(be, MK);
+    be.dropout(sv.xd.get(), x, sv.kept.get(), 1.0f / (1.0f - dropout), int64_t(MK));
+    xin = sv.xd.get();
   } else {
-    sv.xd.clear();
-    sv.kept.clear();
+    sv.xd = DeviceArray<float>();
+    sv.kept = DeviceArray<uint8_t>();
   }
-  sv.u.resize(size_t(M) * r);
-  be.matmul(sv.u.data(), xin, lora->A.data(), nullptr, M, K, r);
-  std::vector<float> delta(size_t(M) * N);
-  be.matmul(delta.data(), sv.u.data(), lora->B.data(), nullptr, M, r, N);
+  sv.u.ensure(be, size_t(M) * r);
+  be.matmul(sv.u.get(), xin, lora->A_dev.get(), nullptr, M, K, r);
+  DeviceArray<float> delta(be, size_t(M) * N);
+  be.matmul(delta.get(), sv.u.get(), lora->B_dev.get(), nullptr, M, r, N);
   // result + lora_out * scale, in fp32 as PEFT does with autocast off (spec §5).
-  for (size_t i = 0; i < delta.size(); i++) y[i] += delta[i] * lora->scale;
+  be.axpy(y, delta.get(), lora->scale, int64_t(M) * N);
 }
 
-void linear_backward(Backend& be, float* dx, const float* dy, const float* x, int M, const Linear& base,
+void linear_backward(Backend& be, float* dx, const float* dy, const float* x, int M, const DeviceLinear& base,
                      LoraWeights* lora, float dropout, const LoraSaved& saved, LinearGrads* full) {
-  if (base.quantized)
-    be.matmul_nf4_backward_input(dx, dy, base.q, M);
+  const Linear& lin = *base.host;
+  if (lin.quantized)
+    be.matmul_nf4_backward_input(dx, dy, lin.q, M);
   else
-    be.matmul_backward(dx, full ? full->dw.data() : nullptr, full && !full->db.empty() ? full->db.data() : nullptr,
-                       dy, x, base.w.data(), M, base.in, base.out);
+    be.matmul_backward(dx, full ? full->dw.get() : nullptr, full && !full->db.empty() ? full->db.get() : nullptr, dy,
+                       x, base.w.get(), M, lin.in, lin.out);
   if (!lora) return;
   const int r = lora->r, K = lora->in, N = lora->out;
-  std::vector<float> dys(size_t(M) * N), du(size_t(M) * r, 0.0f);
-  for (size_t i = 0; i < dys.size(); i++) dys[i] = dy[i] * lora->scale;
-  be.matmul_backward(du.data(), lora->dB.data(), nullptr, dys.data(), saved.u.data(), lora->B.data(), M, r, N);
+  DeviceArray<float> dys(be, size_t(M) * N), du = DeviceArray<float>::zeros(be, size_t(M) * r);
+  be.scale(dys.get(), dy, lora->scale, int64_t(M) * N);
+  be.matmul_backward(du.get(), lora->dB.get(), nullptr, dys.get(), saved.u.get(), lora->B_dev.get(), M, r, N);
   if (saved.kept.empty()) {
-    be.matmul_backward(dx, lora->dA.data(), nullptr, du.data(), x, lora->A.data(), M, K, r);
+    be.matmul_backward(dx, lora->dA.get(), nullptr, du.get(), x, lora->A_dev.get(), M, K, r);
     return;
   }
   // Through the dropout mask: d x = d(xd) * keep where kept, 0 where dropped.
-  std::vector<float> dxd(size_t(M) * K, 0.0f);
-  be.matmul_backward(dxd.data(), lora->dA.data(), nullptr, du.data(), saved.xd.data(), lora->A.data(), M, K, r);
-  const float keep = 1.0f / (1.0f - dropout);
-  for (size_t i = 0; i < dxd.size(); i++)
-    if (saved.kept[i]) dx[i] += dxd[i] * keep;
+  DeviceArray<float> dxd = DeviceArray<float>::zeros(be, size_t(M) * K);
+  be.matmul_backward(dxd.get(), lora->dA.get(), nullptr, du.get(), saved.xd.get(), lora->A_dev.get(), M, K, r);
+  be.dropout_backward(dx, dxd.get(), saved.kept.get(), 1.0f / (1.0f - dropout), int64_t(M) * K);
 }
 
 }  // namespace dpo

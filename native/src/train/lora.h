@@ -8,7 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "core/device_array.h"
 #include "dpo/backend.h"
+#include "model/device_weights.h"
 #include "model/linear_kind.h"
 #include "model/weights.h"
 #include "train/optimizer.h"
@@ -18,9 +20,12 @@ namespace dpo {
 struct LoraWeights {
   int r = 0, in = 0, out = 0;
   float scale = 1.0f;                   // alpha / r
-  std::vector<float> A, B;              // (r,in), (out,r)
-  std::vector<float> dA, dB;            // gradients, same shapes
+  std::vector<float> A, B;              // (r,in), (out,r): the host copies the optimizer updates and adapters save
+  Mirror A_dev, B_dev;                  // A and B as the backend sees them: sync() after every host change
+  DeviceArray<float> dA, dB;            // gradients, same shapes, accumulated by backend ops
   std::unique_ptr<ParamOptimizer> optA, optB;
+
+  void sync(Backend& be) { A_dev.sync(be, A), B_dev.sync(be, B); }
 };
 
 struct LoraConfig {
@@ -47,25 +52,26 @@ struct LoraAdapter {
 // Builds the adapter for `m`. A is drawn like torch.manual_seed(seed) followed by PEFT's get_peft_model on the CPU:
 // per adapted module in named_modules order, nn.Linear's default init of A, then of B, then kaiming_uniform_(A,
 // a=sqrt(5)) again; each uniform_ draw is (mt19937() & 0xFFFFFF) * 2^-24 scaled to [-1/sqrt(fan_in), 1/sqrt(fan_in)).
-std::unique_ptr<LoraAdapter> make_lora(const ModelWeights& m, const LoraConfig& config);
+// Gradients start at zero on `be`, where A and B are published too.
+std::unique_ptr<LoraAdapter> make_lora(const ModelWeights& m, const LoraConfig& config, Backend& be);
 
-// What the LoRA path keeps from the forward for its backward.
+// What the LoRA path keeps from the forward for its backward (backend memory).
 struct LoraSaved {
-  std::vector<float> u;        // (M,r) = drop(x) . A^T
-  std::vector<float> xd;       // (M,K) drop(x), only when dropout > 0
-  std::vector<uint8_t> kept;   // (M,K) dropout mask, only when dropout > 0
+  DeviceArray<float> u;        // (M,r) = drop(x) . A^T
+  DeviceArray<float> xd;       // (M,K) drop(x), only when dropout > 0
+  DeviceArray<uint8_t> kept;   // (M,K) dropout mask (made on the host, uploaded), only when dropout > 0
 };
 
 // y (M,N) = base(x) + scale * (drop(x) . A^T) . B^T. Dropout applies only when rng is non-null and dropout > 0.
 // `saved` (may be null) receives what linear_backward needs.
-void linear_forward(Backend& be, float* y, const float* x, int M, const Linear& base, const LoraWeights* lora,
+void linear_forward(Backend& be, float* y, const float* x, int M, const DeviceLinear& base, const LoraWeights* lora,
                     float dropout, std::mt19937* rng, LoraSaved* saved);
 
 // dx (M,K) += dy . W + the LoRA path's input gradient; lora->dA, dB accumulate. x is the layer input.
 // Base weights are frozen: no base-weight gradient is formed (spec §3 backward).
 // full (may be null): base weight and bias gradients accumulate there too (full-parameter training).
 struct LinearGrads;
-void linear_backward(Backend& be, float* dx, const float* dy, const float* x, int M, const Linear& base,
+void linear_backward(Backend& be, float* dx, const float* dy, const float* x, int M, const DeviceLinear& base,
                      LoraWeights* lora, float dropout, const LoraSaved& saved, LinearGrads* full = nullptr);
 
 }  // namespace dpo

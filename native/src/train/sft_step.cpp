@@ -19,7 +19,7 @@ std::pair<double, int> Model::sft_accumulate(const std::vector<ScoredSequence>& 
   ModelWeights& m = impl_->weights;
   Backend& be = *impl_->backend;
   if (batch.empty()) return {0.0, 0};
-  if (!impl_->full) impl_->full = std::make_unique<FullGrads>(make_full_grads(m));
+  if (!impl_->full) impl_->full = std::make_unique<FullGrads>(make_full_grads(m, be));
   FullGrads& g = *impl_->full;
   std::vector<const ScoredSequence*> seqs;
   for (const ScoredSequence& s : batch) seqs.push_back(&s);
@@ -27,11 +27,11 @@ std::pair<double, int> Model::sft_accumulate(const std::vector<ScoredSequence>& 
   const int M = pb.B * pb.T, C = m.config.hidden;
 
   check_cancel(cancel);
-  std::vector<float> hidden(size_t(M) * C);
+  DeviceArray<float> hidden(be, size_t(M) * C);
   TrainActs acts;
-  decoder_forward_train(hidden.data(), acts, m, be, pb.ids.data(), pb.pos.data(), pb.valid.data(), pb.B, pb.T,
-                        impl_->lora.get());
-  LogitsStats st = logits_forward(m, be, hidden.data(), pb.target.data(), M);
+  decoder_forward_train(hidden.get(), acts, impl_->dev, be, pb.ids.data(), pb.pos.data(), pb.valid.data(), pb.B,
+                        pb.T, impl_->lora.get());
+  LogitsStats st = logits_forward(impl_->dev, be, hidden.get(), pb.target.data(), M);
   int n = 0;
   double loss = 0;
   for (int i = 0; i < M; i++)
@@ -43,10 +43,10 @@ std::pair<double, int> Model::sft_accumulate(const std::vector<ScoredSequence>& 
   std::vector<float> dlogp(size_t(M), 0.0f);
   for (int i = 0; i < M; i++)
     if (pb.target[size_t(i)] >= 0) dlogp[size_t(i)] = -grad_scale / float(n);
-  std::vector<float> dhidden(size_t(M) * C, 0.0f);
-  float* dlm = m.lm_head.empty() ? g.embed.data() : g.lm_head.data();
-  logits_backward(dhidden.data(), m, be, hidden.data(), pb.target.data(), st, dlogp.data(), M, dlm);
-  decoder_backward(dhidden.data(), acts, m, be, impl_->lora.get(), &g, pb.ids.data());
+  DeviceArray<float> dhidden = DeviceArray<float>::zeros(be, size_t(M) * C);
+  float* dlm = m.lm_head.empty() ? g.embed.get() : g.lm_head.get();
+  logits_backward(dhidden.get(), impl_->dev, be, hidden.get(), st, dlogp.data(), M, dlm);
+  decoder_backward(dhidden.get(), acts, impl_->dev, be, impl_->lora.get(), &g);
   return {loss, n};
 }
 
@@ -55,16 +55,21 @@ double Model::sft_step(const OptimizerOptions& o) {
   if (!impl_->full) fail(ErrorCode::BadInput, "sft_step needs accumulated gradients: call sft_accumulate first");
   ModelWeights& m = impl_->weights;
   FullGrads& g = *impl_->full;
+  // Host-side update of the host weights (the reference AdamW), then the weights are published to the backend again.
+  std::vector<std::vector<float>> host;
+  FullGrads::for_each(m, g, [&](std::vector<float>&, DeviceArray<float>& d) { host.push_back(d.to_host()); });
   std::vector<std::pair<float*, int64_t>> gs;
-  FullGrads::for_each(m, g, [&](std::vector<float>&, std::vector<float>& d) { gs.push_back({d.data(), int64_t(d.size())}); });
+  for (std::vector<float>& d : host) gs.push_back({d.data(), int64_t(d.size())});
   const float norm = measure_and_clip(gs, o.max_grad_norm);
   const AdamHyper h = adam_hyper(o);
   size_t i = 0;
-  FullGrads::for_each(m, g, [&](std::vector<float>& w, std::vector<float>& d) {
+  FullGrads::for_each(m, g, [&](std::vector<float>& w, DeviceArray<float>&) {
     if (g.optimizers.size() <= i) g.optimizers.push_back(make_adamw(int64_t(w.size())));
-    g.optimizers[i++]->update(w.data(), d.data(), h);
+    g.optimizers[i]->update(w.data(), host[i].data(), h);
+    i++;
   });
   g.zero();
+  impl_->dev.sync(*impl_->backend, m);
   return norm;
 }
 

@@ -1,0 +1,51 @@
+// Publishing the weights to the backend, the base linear layer on it, and the host-side embedding gather.
+#include "model/device_weights.h"
+
+#include <cstring>
+#include <string>
+
+#include "dpo/errors.h"
+#include "train/full_grads.h"
+
+namespace dpo {
+
+void DeviceLinear::forward(Backend& be, float* y, const float* x, int M) const {
+  if (host->quantized)
+    be.matmul_nf4(y, x, host->q, bias.get(), M);
+  else
+    be.matmul(y, x, w.get(), bias.get(), M, host->in, host->out);
+}
+
+void DeviceWeights::sync(Backend& be, const ModelWeights& m) {
+  host = &m;
+  final_norm.sync(be, m.final_norm);
+  lm_head.sync(be, m.lm_head.empty() ? m.embed : m.lm_head);
+  layers.resize(m.layers.size());
+  for (size_t l = 0; l < m.layers.size(); l++) {
+    const LayerWeights& L = m.layers[l];
+    DeviceLayer& D = layers[l];
+    D.input_norm.sync(be, L.input_norm);
+    D.post_norm.sync(be, L.post_norm);
+    for (int k = 0; k < kNumLinear; k++) {
+      const Linear& lin = layer_linear(L, k);
+      DeviceLinear& d = D.lin[size_t(k)];
+      d.host = &lin;
+      d.w.sync(be, lin.w);
+      d.bias.sync(be, lin.bias);
+    }
+  }
+}
+
+void embed_tokens(float* x, const ModelWeights& m, Backend& be, const int* ids, int M) {
+  const int C = m.config.hidden, V = m.config.vocab;
+  std::vector<float> rows(size_t(M) * C);
+  for (int i = 0; i < M; i++) {
+    if (ids[i] < 0 || ids[i] >= V)
+      fail(ErrorCode::BadInput, "token id " + std::to_string(ids[i]) + " is outside the vocabulary (" +
+                                    std::to_string(V) + ")");
+    std::memcpy(rows.data() + int64_t(i) * C, m.embed.data() + int64_t(ids[i]) * C, sizeof(float) * size_t(C));
+  }
+  be.upload(x, rows.data(), rows.size() * sizeof(float));
+}
+
+}  // namespace dpo

@@ -1,0 +1,41 @@
+// ModelWeights as the compute backend sees them: mirrors of the fp32 tensors (aliases on the CPU, uploaded copies on
+// a GPU) beside the host copies that loading, saving and the optimizers use. NF4 matrices go to the backend by
+// reference; it keeps its own resident copy. The token embedding stays on the host: a forward needs only its M rows,
+// gathered there and uploaded, which spares a GPU the whole (V, C) table.
+#pragma once
+#include <array>
+#include <vector>
+
+#include "core/device_array.h"
+#include "model/linear_kind.h"
+#include "model/weights.h"
+
+namespace dpo {
+
+struct DeviceLinear {
+  const Linear* host = nullptr;
+  Mirror w, bias;  // w null when quantized, bias null when absent
+
+  // y (M,N) = x (M,K) . W^T + b.
+  void forward(Backend& be, float* y, const float* x, int M) const;
+};
+
+struct DeviceLayer {
+  Mirror input_norm, post_norm;
+  std::array<DeviceLinear, kNumLinear> lin;  // by LinearKind
+};
+
+struct DeviceWeights {
+  const ModelWeights* host = nullptr;
+  Mirror final_norm, lm_head;  // lm_head mirrors the embedding when tied
+  std::vector<DeviceLayer> layers;
+
+  const ModelConfig& config() const { return host->config; }
+  // (Re)publishes every tensor of `m` to `be`: after loading, and after each full-parameter update.
+  void sync(Backend& be, const ModelWeights& m);
+};
+
+// x (M,C) = embedding rows of the host ids, gathered on the host and uploaded (ids are checked against the vocabulary).
+void embed_tokens(float* x, const ModelWeights& m, Backend& be, const int* ids, int M);
+
+}  // namespace dpo
