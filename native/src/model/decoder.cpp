@@ -5,6 +5,7 @@
 #include "model/decoder.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <functional>
 #include <string>
 
@@ -204,15 +205,38 @@ void decoder_step(float* hidden_out, const DeviceWeights& w, Backend& be, KvCach
   be.rmsnorm(hidden_out, nullptr, x.get(), w.final_norm.get(), M, c.hidden, c.rms_norm_eps);
 }
 
+uint64_t block_activation_bytes(const ModelConfig& c, int B, int T) {
+  const uint64_t M = uint64_t(B) * T, C = uint64_t(c.hidden), F = uint64_t(c.intermediate);
+  const uint64_t QD = uint64_t(c.n_heads) * c.head_dim, KVD = uint64_t(c.n_kv_heads) * c.head_dim;
+  const uint64_t floats = M * (5 * C + 2 * QD + 2 * KVD + 3 * F + 2) + uint64_t(B) * c.n_heads * T * T;
+  return floats * sizeof(float);
+}
+
+namespace {
+
+// Keeping every block's activations is fastest; past this much the blocks are recomputed in the backward instead.
+constexpr uint64_t kKeptActivationBudget = uint64_t(1) << 30;
+
+bool choose_recompute(const ModelConfig& c, int B, int T) {
+  const char* env = std::getenv("DPO_RECOMPUTE");
+  if (env && std::string(env) == "always") return true;
+  if (env && std::string(env) == "never") return false;
+  return block_activation_bytes(c, B, T) * uint64_t(c.n_layers) > kKeptActivationBudget;
+}
+
+}  // namespace
+
 void decoder_forward_train(float* hidden_out, TrainActs& acts, const DeviceWeights& w, Backend& be, const int* ids,
                            const int* pos, const uint8_t* key_valid, int B, int T, LoraAdapter* lora) {
   const ModelConfig& c = w.config();
   const int M = B * T;
   acts.B = B;
   acts.T = T;
+  acts.recompute = choose_recompute(c, B, T);
   acts.ids.assign(ids, ids + M);
   acts.pos = upload(be, pos, size_t(M));
   acts.valid = upload(be, key_valid, size_t(M));
+  acts.blocks.clear();
   acts.blocks.resize(size_t(c.n_layers));
   const size_t probs_size = size_t(B) * c.n_heads * T * T;
   acts.x_final.ensure(be, size_t(M) * c.hidden);
@@ -223,10 +247,16 @@ void decoder_forward_train(float* hidden_out, TrainActs& acts, const DeviceWeigh
     be.attention(att, probs, q, k, v, acts.pos.get(), acts.valid.get(), B, T, T, c.n_heads, c.n_kv_heads,
                  c.head_dim);
   };
+  BlockActs scratch;  // recompute: one block's activations at a time
   for (int l = 0; l < c.n_layers; l++) {
-    BlockActs& a = acts.blocks[size_t(l)];
+    BlockActs& kept = acts.blocks[size_t(l)];
+    BlockActs& a = acts.recompute ? scratch : kept;
     a.resize(be, c, M, true, probs_size);
     block_forward(x, c, w.layers[size_t(l)], be, a, acts.pos.get(), M, l, use, true, attend);
+    if (acts.recompute) {
+      kept.x_in = std::move(scratch.x_in);
+      for (int k = 0; k < kNumLinear; k++) kept.lora[size_t(k)].kept = std::move(scratch.lora[size_t(k)].kept);
+    }
   }
   acts.rstd_final.ensure(be, size_t(M));
   be.rmsnorm(hidden_out, acts.rstd_final.get(), x, w.final_norm.get(), M, c.hidden, c.rms_norm_eps);
@@ -236,14 +266,33 @@ void decoder_backward(const float* dhidden, TrainActs& acts, const DeviceWeights
                       FullGrads* full) {
   const ModelConfig& c = w.config();
   const int M = acts.B * acts.T;
-  DeviceArray<float> dx = DeviceArray<float>::zeros(be, size_t(M) * c.hidden);
+  const size_t MC = size_t(M) * c.hidden;
+  DeviceArray<float> dx = DeviceArray<float>::zeros(be, MC);
   be.rmsnorm_backward(dx.get(), full ? full->final_norm.get() : nullptr, dhidden, acts.x_final.get(),
                       w.final_norm.get(), acts.rstd_final.get(), M, c.hidden);
+  BlockActs scratch;
+  DeviceArray<float> x;
   for (int l = c.n_layers - 1; l >= 0; l--) {
+    BlockActs& kept = acts.blocks[size_t(l)];
+    BlockActs* a = &kept;
+    if (acts.recompute) {
+      // The block again from its input, with the masks of the first pass (no generator: nothing new is drawn).
+      scratch.resize(be, c, M, true, size_t(acts.B) * c.n_heads * acts.T * acts.T);
+      for (int k = 0; k < kNumLinear; k++) scratch.lora[size_t(k)].kept = std::move(kept.lora[size_t(k)].kept);
+      x.ensure(be, MC);
+      be.copy(x.get(), kept.x_in.get(), MC * sizeof(float));
+      const LoraUse replay{lora, lora ? lora->config.dropout : 0.0f, nullptr};
+      const AttendFn attend = [&](int, float* att, float* probs, const float* q, const float* k, const float* v) {
+        be.attention(att, probs, q, k, v, acts.pos.get(), acts.valid.get(), acts.B, acts.T, acts.T, c.n_heads,
+                     c.n_kv_heads, c.head_dim);
+      };
+      block_forward(x.get(), c, w.layers[size_t(l)], be, scratch, acts.pos.get(), M, l, replay, true, attend);
+      a = &scratch;
+    }
     // The gradient w.r.t. the block input = residual path (dx unchanged) + what block_backward adds.
-    block_backward(dx.get(), c, w.layers[size_t(l)], be, acts.blocks[size_t(l)], acts.pos.get(), acts.B, acts.T, l,
-                   lora, full ? &full->layers[size_t(l)] : nullptr);
-    acts.blocks[size_t(l)] = BlockActs();  // spent: release its memory before the next layer's scratch
+    block_backward(dx.get(), c, w.layers[size_t(l)], be, *a, acts.pos.get(), acts.B, acts.T, l, lora,
+                   full ? &full->layers[size_t(l)] : nullptr);
+    kept = BlockActs();  // spent: release its memory before the next layer's
   }
   if (full) {
     // Embedding rows gather their tokens' gradients (in row order, so the sum is deterministic).

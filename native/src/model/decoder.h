@@ -52,15 +52,21 @@ void decoder_forward(float* hidden_out, const DeviceWeights& w, Backend& be, con
 void decoder_step(float* hidden_out, const DeviceWeights& w, Backend& be, KvCache& cache, const int* seq,
                   const int* ids, const int* pos, int M, const LoraAdapter* lora);
 
-// Training: the forward with every block's activations kept (and LoRA dropout applied when configured).
+// Training: the forward with what the backward needs kept (and LoRA dropout applied when configured).
+// Every block's activations are kept while they fit a budget; beyond it (7B shapes on a GPU) only each block's input
+// and its dropout masks are kept, and the backward recomputes the block first (activation checkpointing, the same
+// bits: every op is deterministic). DPO_RECOMPUTE=always|never overrides the choice (tests, benchmarks).
 struct TrainActs {
   int B = 0, T = 0;
+  bool recompute = false;
   std::vector<int> ids;              // (B*T) host copy, for the embedding gradient
   DeviceArray<int> pos;              // (B*T)
   DeviceArray<uint8_t> valid;        // (B*T)
-  std::vector<BlockActs> blocks;     // one per layer
+  std::vector<BlockActs> blocks;     // one per layer (only x_in and the LoRA masks when recomputing)
   DeviceArray<float> x_final, rstd_final;  // final-norm input (M,C) and its rstd (M)
 };
+// Bytes of activations one block keeps for its backward at B x T.
+uint64_t block_activation_bytes(const ModelConfig& c, int B, int T);
 // lora may be null (full-parameter training).
 void decoder_forward_train(float* hidden_out, TrainActs& acts, const DeviceWeights& w, Backend& be, const int* ids,
                            const int* pos, const uint8_t* key_valid, int B, int T, LoraAdapter* lora);

@@ -81,14 +81,18 @@ void linear_forward(Backend& be, float* y, const float* x, int M, const DeviceLi
   LoraSaved local;
   LoraSaved& sv = saved ? *saved : local;
   // Inverted dropout on the LoRA input only (PEFT: lora_B(lora_A(dropout(x)))); the mask is drawn on the host from
-  // the adapter's generator, so every backend drops the same elements.
+  // the adapter's generator, so every backend drops the same elements. Without a generator but with a mask already
+  // in `saved`, that mask is applied again: the recomputation of a block in the backward pass (decoder.cpp).
   const float* xin = x;
-  if (dropout > 0 && rng) {
-    std::vector<uint8_t> kept(MK);
-    std::uniform_real_distribution<float> uni(0.0f, 1.0f);
-    for (size_t i = 0; i < MK; i++) kept[i] = uni(*rng) >= dropout;
-    sv.kept.ensure(be, MK);
-    sv.kept.upload(kept);
+  const bool replay = !rng && saved && !saved->kept.empty();
+  if (dropout > 0 && (rng || replay)) {
+    if (rng) {
+      std::vector<uint8_t> kept(MK);
+      std::uniform_real_distribution<float> uni(0.0f, 1.0f);
+      for (size_t i = 0; i < MK; i++) kept[i] = uni(*rng) >= dropout;
+      sv.kept.ensure(be, MK);
+      sv.kept.upload(kept);
+    }
     sv.xd.ensure(be, MK);
     be.dropout(sv.xd.get(), x, sv.kept.get(), 1.0f / (1.0f - dropout), int64_t(MK));
     xin = sv.xd.get();

@@ -62,7 +62,8 @@ struct LoraSaved {
   DeviceArray<uint8_t> kept;   // (M,K) dropout mask (made on the host, uploaded), only when dropout > 0
 };
 
-// y (M,N) = base(x) + scale * (drop(x) . A^T) . B^T. Dropout applies only when rng is non-null and dropout > 0.
+// y (M,N) = base(x) + scale * (drop(x) . A^T) . B^T. Dropout (dropout > 0) draws a new mask when rng is non-null,
+// re-applies saved->kept when rng is null and that mask exists, and is off otherwise.
 // `saved` (may be null) receives what linear_backward needs.
 void linear_forward(Backend& be, float* y, const float* x, int M, const DeviceLinear& base, const LoraWeights* lora,
                     float dropout, std::mt19937* rng, LoraSaved* saved);
