@@ -2,10 +2,12 @@
 // of the seven linear kinds (spec §4.1), or bitsandbytes pre-quantized NF4 tensors read as they are (spec §2.6).
 #include "model/weights.h"
 
+#include <algorithm>
 #include <cstring>
 #include <sstream>
 
 #include "core/half.h"
+#include "cpu/thread_pool.h"
 #include "dpo/errors.h"
 #include "io/json.h"
 #include "io/safetensors.h"
@@ -143,19 +145,35 @@ ModelWeights load_weights(const ModelConfig& c, const WeightSet& ws, bool quanti
   m.embed = read_f32(ws, "model.embed_tokens.weight", {V, C}, stats);
   if (progress) progress(1.0 / total);
   m.layers.resize(size_t(c.n_layers));
-  for (int i = 0; i < c.n_layers; i++) {
-    const std::string p = "model.layers." + std::to_string(i);
-    LayerWeights& L = m.layers[size_t(i)];
-    L.input_norm = read_f32(ws, p + ".input_layernorm.weight", {C}, stats);
-    L.post_norm = read_f32(ws, p + ".post_attention_layernorm.weight", {C}, stats);
-    L.q = load_linear(ws, p + ".self_attn.q_proj", QD, C, c.qkv_bias, quantize, stats);
-    L.k = load_linear(ws, p + ".self_attn.k_proj", KVD, C, c.qkv_bias, quantize, stats);
-    L.v = load_linear(ws, p + ".self_attn.v_proj", KVD, C, c.qkv_bias, quantize, stats);
-    L.o = load_linear(ws, p + ".self_attn.o_proj", C, QD, c.o_bias, quantize, stats);
-    L.gate = load_linear(ws, p + ".mlp.gate_proj", F, C, false, quantize, stats);
-    L.up = load_linear(ws, p + ".mlp.up_proj", F, C, false, quantize, stats);
-    L.down = load_linear(ws, p + ".mlp.down_proj", C, F, false, quantize, stats);
-    if (progress) progress((i + 2.0) / total);
+  // Layers load and quantize in parallel (a 7B checkpoint is 224 matrices; one thread would take a minute), a
+  // thread's worth of layers at a time so that progress is reported from this thread between groups.
+  std::vector<LoadStats> layer_stats(size_t(c.n_layers));
+  const int group = std::max(1, cpu_thread_count());
+  for (int g0 = 0; g0 < c.n_layers; g0 += group) {
+    const int g1 = std::min(c.n_layers, g0 + group);
+    parallel_for(g1 - g0, 1, [&](int64_t b, int64_t e) {
+      for (int64_t j = b; j < e; j++) {
+        const int i = g0 + int(j);
+        const std::string p = "model.layers." + std::to_string(i);
+        LayerWeights& L = m.layers[size_t(i)];
+        LoadStats& st = layer_stats[size_t(i)];
+        L.input_norm = read_f32(ws, p + ".input_layernorm.weight", {C}, st);
+        L.post_norm = read_f32(ws, p + ".post_attention_layernorm.weight", {C}, st);
+        L.q = load_linear(ws, p + ".self_attn.q_proj", QD, C, c.qkv_bias, quantize, st);
+        L.k = load_linear(ws, p + ".self_attn.k_proj", KVD, C, c.qkv_bias, quantize, st);
+        L.v = load_linear(ws, p + ".self_attn.v_proj", KVD, C, c.qkv_bias, quantize, st);
+        L.o = load_linear(ws, p + ".self_attn.o_proj", C, QD, c.o_bias, quantize, st);
+        L.gate = load_linear(ws, p + ".mlp.gate_proj", F, C, false, quantize, st);
+        L.up = load_linear(ws, p + ".mlp.up_proj", F, C, false, quantize, st);
+        L.down = load_linear(ws, p + ".mlp.down_proj", C, F, false, quantize, st);
+      }
+    });
+    if (progress) progress((g1 + 1.0) / total);
+  }
+  for (const LoadStats& st : layer_stats) {
+    stats.n_params += st.n_params;
+    stats.checkpoint_bytes += st.checkpoint_bytes;
+    stats.quantized_linears += st.quantized_linears;
   }
   m.final_norm = read_f32(ws, "model.norm.weight", {C}, stats);
   // Tied models may still ship an lm_head copy; untied ones must.
