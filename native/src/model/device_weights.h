@@ -28,6 +28,8 @@ struct DeviceLayer {
 struct DeviceWeights {
   const ModelWeights* host = nullptr;
   Mirror final_norm, lm_head;  // lm_head mirrors the embedding when tied
+  // (1,C) sum of lm_head's rows: a logit row's sum is hidden . this, so TRL's logits/* metric needs no full logits.
+  DeviceArray<float> lm_head_row_sum;
   std::vector<DeviceLayer> layers;
 
   const ModelConfig& config() const { return host->config; }
