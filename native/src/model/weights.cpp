@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <exception>
 #include <sstream>
 
 #include "core/half.h"
@@ -147,27 +148,35 @@ ModelWeights load_weights(const ModelConfig& c, const WeightSet& ws, bool quanti
   m.layers.resize(size_t(c.n_layers));
   // Layers load and quantize in parallel (a 7B checkpoint is 224 matrices; one thread would take a minute), a
   // thread's worth of layers at a time so that progress is reported from this thread between groups.
+  // A bad checkpoint names the first bad tensor in file order, whichever thread met an error first.
   std::vector<LoadStats> layer_stats(size_t(c.n_layers));
+  std::vector<std::exception_ptr> layer_error(size_t(c.n_layers));
   const int group = std::max(1, cpu_thread_count());
   for (int g0 = 0; g0 < c.n_layers; g0 += group) {
     const int g1 = std::min(c.n_layers, g0 + group);
     parallel_for(g1 - g0, 1, [&](int64_t b, int64_t e) {
       for (int64_t j = b; j < e; j++) {
-        const int i = g0 + int(j);
-        const std::string p = "model.layers." + std::to_string(i);
-        LayerWeights& L = m.layers[size_t(i)];
-        LoadStats& st = layer_stats[size_t(i)];
-        L.input_norm = read_f32(ws, p + ".input_layernorm.weight", {C}, st);
-        L.post_norm = read_f32(ws, p + ".post_attention_layernorm.weight", {C}, st);
-        L.q = load_linear(ws, p + ".self_attn.q_proj", QD, C, c.qkv_bias, quantize, st);
-        L.k = load_linear(ws, p + ".self_attn.k_proj", KVD, C, c.qkv_bias, quantize, st);
-        L.v = load_linear(ws, p + ".self_attn.v_proj", KVD, C, c.qkv_bias, quantize, st);
-        L.o = load_linear(ws, p + ".self_attn.o_proj", C, QD, c.o_bias, quantize, st);
-        L.gate = load_linear(ws, p + ".mlp.gate_proj", F, C, false, quantize, st);
-        L.up = load_linear(ws, p + ".mlp.up_proj", F, C, false, quantize, st);
-        L.down = load_linear(ws, p + ".mlp.down_proj", C, F, false, quantize, st);
+        try {
+          const int i = g0 + int(j);
+          const std::string p = "model.layers." + std::to_string(i);
+          LayerWeights& L = m.layers[size_t(i)];
+          LoadStats& st = layer_stats[size_t(i)];
+          L.input_norm = read_f32(ws, p + ".input_layernorm.weight", {C}, st);
+          L.post_norm = read_f32(ws, p + ".post_attention_layernorm.weight", {C}, st);
+          L.q = load_linear(ws, p + ".self_attn.q_proj", QD, C, c.qkv_bias, quantize, st);
+          L.k = load_linear(ws, p + ".self_attn.k_proj", KVD, C, c.qkv_bias, quantize, st);
+          L.v = load_linear(ws, p + ".self_attn.v_proj", KVD, C, c.qkv_bias, quantize, st);
+          L.o = load_linear(ws, p + ".self_attn.o_proj", C, QD, c.o_bias, quantize, st);
+          L.gate = load_linear(ws, p + ".mlp.gate_proj", F, C, false, quantize, st);
+          L.up = load_linear(ws, p + ".mlp.up_proj", F, C, false, quantize, st);
+          L.down = load_linear(ws, p + ".mlp.down_proj", C, F, false, quantize, st);
+        } catch (...) {
+          layer_error[size_t(g0 + j)] = std::current_exception();
+        }
       }
     });
+    for (int i = g0; i < g1; i++)
+      if (layer_error[size_t(i)]) std::rethrow_exception(layer_error[size_t(i)]);
     if (progress) progress((g1 + 1.0) / total);
   }
   for (const LoadStats& st : layer_stats) {
