@@ -53,4 +53,7 @@ class Value {
 // Throws std::runtime_error("... at byte N") on malformed input.
 Value parse(const std::string& text);
 
+// s as a JSON string literal, quotes included (control characters escaped: names and metadata are user-visible).
+std::string quote(const std::string& s);
+
 }  // namespace dpo::json

@@ -349,28 +349,6 @@ void tensor_to_f32(const TensorView& t, float* out) {
 
 // ---- writer -----------------------------------------------------------------------------------------
 
-// JSON string literal for header keys and metadata (names are user-visible, so escape fully).
-static std::string json_quote(const std::string& s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += char(c);
-        }
-    }
-  }
-  return out + "\"";
-}
 
 static void write_all(int fd, const void* data, size_t n, const std::string& path) {
   const char* p = static_cast<const char*>(data);
@@ -395,7 +373,7 @@ void write_safetensors(const std::string& path, const std::vector<TensorToWrite>
     header += "\"__metadata__\":{";
     bool first = true;
     for (const auto& kv : metadata) {
-      header += (first ? "" : ",") + json_quote(kv.first) + ":" + json_quote(kv.second);
+      header += (first ? "" : ",") + json::quote(kv.first) + ":" + json::quote(kv.second);
       first = false;
     }
     header += "}";
@@ -410,7 +388,7 @@ void write_safetensors(const std::string& path, const std::vector<TensorToWrite>
       fail(ErrorCode::BadInput, "write " + path + ": tensor " + t.name + ": shape " + shape_str(t.shape) + " with dtype " +
                                     dtype_name(t.dtype) + " does not match " + std::to_string(t.nbytes) + " bytes");
     if (header.size() > 1) header += ",";
-    header += json_quote(t.name) + ":{\"dtype\":\"" + dtype_name(t.dtype) + "\",\"shape\":" + shape_str(t.shape) +
+    header += json::quote(t.name) + ":{\"dtype\":\"" + dtype_name(t.dtype) + "\",\"shape\":" + shape_str(t.shape) +
               ",\"data_offsets\":[" + std::to_string(offset) + "," + std::to_string(offset + t.nbytes) + "]}";
     offset += t.nbytes;
   }
