@@ -28,6 +28,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                                     InstanceMethod("sftAccumulate", &ModelWrap::SftAccumulate),
                                     InstanceMethod("sftStep", &ModelWrap::SftStep),
                                     InstanceMethod("saveWeights", &ModelWrap::SaveWeights),
+                                    InstanceMethod("memoryStats", &ModelWrap::MemoryStats),
+                                    InstanceMethod("resetPeakMemory", &ModelWrap::ResetPeakMemory),
                                     InstanceMethod("dispose", &ModelWrap::Dispose)});
     constructor = new Napi::FunctionReference(Napi::Persistent(f));
     return f;
@@ -60,6 +62,17 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value SftAccumulate(const Napi::CallbackInfo& info);
   Napi::Value SftStep(const Napi::CallbackInfo& info);
   Napi::Value SaveWeights(const Napi::CallbackInfo& info);
+  Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
+    const dpo::MemoryStats m = live(info.Env())->memory_stats();
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("inUseBytes", double(m.in_use_bytes));
+    o.Set("peakBytes", double(m.peak_bytes));
+    return o;
+  }
+  Napi::Value ResetPeakMemory(const Napi::CallbackInfo& info) {
+    live(info.Env())->reset_peak_memory();
+    return info.Env().Undefined();
+  }
 };
 
 }  // namespace dpo_addon

@@ -41,15 +41,10 @@ Model::Model(std::unique_ptr<ModelImpl> impl) : impl_(std::move(impl)) {}
 Model::~Model() = default;
 const ModelInfo& Model::info() const { return impl_->info; }
 
-MemoryStats Model::memory_stats() const {
-  std::lock_guard<std::mutex> lock(impl_->mutex);
-  return {impl_->backend->bytes_in_use(), impl_->backend->peak_bytes()};
-}
+// No model lock: the backends' counters are thread-safe, so the app can read them while a training step runs.
+MemoryStats Model::memory_stats() const { return {impl_->backend->bytes_in_use(), impl_->backend->peak_bytes()}; }
 
-void Model::reset_peak_memory() {
-  std::lock_guard<std::mutex> lock(impl_->mutex);
-  impl_->backend->reset_peak();
-}
+void Model::reset_peak_memory() { impl_->backend->reset_peak(); }
 
 namespace {
 

@@ -158,6 +158,9 @@ export interface NativeModel {
   sftStep(options: OptimizerOptions): Promise<OptimizerStepResult>
   /** Writes the weights as a Hugging Face model.safetensors (bf16 or fp32), atomically. */
   saveWeights(path: string, options?: { bf16?: boolean }): void
+  /** Memory of the compute backend (GPU memory on CUDA): held now, and at most since load or resetPeakMemory(). */
+  memoryStats(): { inUseBytes: number; peakBytes: number }
+  resetPeakMemory(): void
   generate(
     prompts: Array<Int32Array | number[]>,
     options: GenerateOptions,

@@ -42,6 +42,10 @@ describe('dpo-studio run on stories260K with the HW6 data', () => {
     // Each step sees fresh pairs, on which this byte-level story model barely generalises; the fall shows below.
     expect(rows.slice(2).some((x) => x.loss !== 0.6931)).toBe(true)
 
+    // The engine's backend memory peaked above the stories260K weights and a step's activations (~1 MB).
+    const summary = JSON.parse(readFileSync(path.join(out, 'train_summary.json'), 'utf8'))
+    expect(summary.peak_memory_bytes).toBeGreaterThan(1e6)
+
     const comparison = JSON.parse(readFileSync(path.join(out, 'comparison.json'), 'utf8'))
     expect(comparison).toHaveLength(10)
     expect(Object.keys(comparison[0]).sort()).toEqual(['id', 'prompt', 'response_from_original_model', 'response_from_trained_model'])

@@ -192,6 +192,8 @@ export async function trainDpo(session: ModelSession, pairs: readonly Preference
       train_steps_per_second: totals.maxSteps / runtimeS,
       pairs_trained: pairsDone,
       pairs_per_s: pairsPerS,
+      // Backend memory at its highest since the model was loaded (GPU memory on CUDA): what a user sizes a run by.
+      peak_memory_bytes: native.memoryStats().peakBytes,
       reference: { pairs: used.size, cached: refCached, computed: refComputed, seconds: refSeconds },
       adapter: adapterDir === null ? null : ADAPTER_DIR,
       ...(status === 'cancelled' ? { cancelled_at_step: completedSteps } : {}),

@@ -203,6 +203,10 @@ export class FakeModel implements NativeModel {
     return { tokens, finish: prompts.map(() => 'eos' as const) }
   }
 
+  memoryStats(): { inUseBytes: number; peakBytes: number } {
+    return { inUseBytes: 1024, peakBytes: 4096 }
+  }
+  resetPeakMemory(): void {}
   dispose(): void {}
 
   callsOf<K extends FakeCall['kind']>(kind: K): Array<Extract<FakeCall, { kind: K }>> {

@@ -192,6 +192,7 @@ describe('trainDpo with the HW6 defaults (50 pairs, batch 1, grad-accum 8, 1 epo
     expect(summary).toMatchObject({ status: 'completed', global_step: 6, max_steps: 6, epoch: 0.96, adapter: 'adapter', pairs: 50, pairs_trained: 48 })
     expect(summary.train_loss).toBeCloseTo(trainLoss, 12)
     expect(summary.reference).toMatchObject({ pairs: 48, cached: 0, computed: 48 })
+    expect(summary.peak_memory_bytes).toBe(4096)
     expect(result).toMatchObject({ status: 'completed', steps: 6, maxSteps: 6, adapterDir: path.join(out, 'adapter') })
     expect(result.trainLoss).toBeCloseTo(trainLoss, 12)
   })
