@@ -181,6 +181,7 @@ describe('DPO Studio in Chromium', () => {
     await expect.poll(async () => (await tid('run-status').textContent()) ?? '', { timeout: 180_000, interval: 500 }).toContain('completed')
     const loss = Number(await tid('run-loss').textContent())
     expect(loss).toBeGreaterThan(0)
+    expect(await tid('run-memory').textContent()).toMatch(/\d.*[KMG]i?B/)
     expect(await tid('loss-chart').locator('canvas').count()).toBeGreaterThan(0)
     expect(await tid('rewards-chart').locator('canvas').count()).toBeGreaterThan(0)
     await screenshot(page, 'run')

@@ -297,7 +297,7 @@ export async function trainDpo(session: ModelSession, pairs: readonly Preference
         micro.push(microMetrics(m))
         stepPairs += inputs.length
         pairsDone += inputs.length
-        ev.progress?.(progress(completedSteps, totals.maxSteps, pairsDone, totals.pairs, trainStart))
+        ev.progress?.({ ...progress(completedSteps, totals.maxSteps, pairsDone, totals.pairs, trainStart), peakMemoryBytes: native.memoryStats().peakBytes })
       }
       const { gradNorm } = await engineCall(() =>
         native.optimizerStep({ kind: params.optim, lr: planned.lr, ...ADAM, weightDecay: params.weightDecay, maxGradNorm: params.maxGradNorm }),
@@ -336,7 +336,7 @@ export async function trainDpo(session: ModelSession, pairs: readonly Preference
         micro_batches: planned.microBatches.map((mb) => ({ epoch: mb.epoch, index: mb.index, rows: mb.pairs })),
       })
       ev.metrics?.(row)
-      ev.progress?.(progress(completedSteps, totals.maxSteps, pairsDone, totals.pairs, trainStart))
+      ev.progress?.({ ...progress(completedSteps, totals.maxSteps, pairsDone, totals.pairs, trainStart), peakMemoryBytes: native.memoryStats().peakBytes })
     }
     return finish('completed', settings)
   } catch (e) {

@@ -37,6 +37,8 @@ export interface TrainProgress {
   elapsedS: number
   etaS: number
   pairsPerS: number
+  /** The engine's peak backend memory so far (GPU memory on CUDA); absent where no engine reports it. */
+  peakMemoryBytes?: number
 }
 
 /** A response row as the notebook exports it, plus our id. */
