@@ -36,6 +36,13 @@ inline dpo::Backend* gpu() {
   return be.get();
 }
 
+// The CUDA backend, or null after printing "skipped: no GPU (why)".
+inline dpo::Backend* gpu_or_skip() {
+  dpo::Backend* g = gpu();
+  if (!g) std::printf("  skipped: no GPU (%s)\n", gpu_reason().c_str());
+  return g;
+}
+
 // Buffers on one backend, freed at scope exit; host vectors in and out.
 class Arena {
  public:

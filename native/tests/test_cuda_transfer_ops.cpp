@@ -96,11 +96,7 @@ void check_near(const char* what, const vector<float>& got, const vector<float>&
 using dpo_test::gpu;
 using dpo_test::gpu_reason;
 
-Backend* gpu_or_skip() {
-  Backend* g = gpu();
-  if (!g) std::printf("  skipped: no GPU (%s)\n", gpu_reason().c_str());
-  return g;
-}
+using dpo_test::gpu_or_skip;
 
 using dpo_test::Arena;
 

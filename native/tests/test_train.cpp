@@ -1,9 +1,14 @@
 // Training checks on tiny generated models against independent double-precision computations:
 // LoRA gradients of every DPO loss by central finite differences (fp32 and NF4 bases), the B = 0 start (loss ln 2),
-// one AdamW update, LoRA init draw order, adapter tensors in and out.
+// one AdamW update, LoRA init draw order, adapter tensors in and out, and the optimizer steps on backend memory
+// (guarded backend) against the CPU backend's.
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <map>
+#include <memory>
 #include <random>
+#include <utility>
 
 #include "check.h"
 #include "core/half.h"
@@ -220,6 +225,31 @@ void gradient_check(bool nf4, dpo::DpoLoss loss, float ls, double rtol) {
     CHECK(rel_l2 <= rtol);
   }
 }
+
+// Loads the model on the plain CPU backend and on the guarded one (DPO_BACKEND=cpu-guarded, restored afterwards).
+// Both run the same CPU arithmetic, but on the guarded backend the optimizer step's state, weights and gradients are
+// copies in (guarded) backend memory and the host copies are refreshed by download, as on a GPU.
+std::pair<std::unique_ptr<dpo::Model>, std::unique_ptr<dpo::Model>> cpu_and_guarded(const std::string& dir) {
+  const char* env = std::getenv("DPO_BACKEND");
+  const std::string saved = env ? env : "";
+  unsetenv("DPO_BACKEND");
+  auto cpu = dpo::Model::load(dir, {dpo::QuantMode::None, dpo::BackendChoice::Cpu});
+  setenv("DPO_BACKEND", "cpu-guarded", 1);
+  auto guarded = dpo::Model::load(dir, {dpo::QuantMode::None, dpo::BackendChoice::Cpu});
+  if (env) setenv("DPO_BACKEND", saved.c_str(), 1);
+  else unsetenv("DPO_BACKEND");
+  return {std::move(cpu), std::move(guarded)};
+}
+
+bool same_tensors(const std::vector<dpo::LoraTensor>& a, const std::vector<dpo::LoraTensor>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); i++)
+    if (a[i].name != b[i].name || a[i].data.size() != b[i].data.size() ||
+        std::memcmp(a[i].data.data(), b[i].data.data(), a[i].data.size() * sizeof(float)) != 0)
+      return false;
+  return true;
+}
+
 
 }  // namespace
 
@@ -443,7 +473,77 @@ TEST_CASE(sft_full_parameter_gradients_match_finite_differences) {
   model->save_weights(tm.dir + "/model.safetensors", false);
   auto reloaded = dpo::Model::load(tm.dir, {dpo::QuantMode::None, dpo::BackendChoice::Cpu});
   auto a = model->logps(batch, 2), b = reloaded->logps(batch, 2);
-  for (size_t i = 0; i < a.size(); i++) CHECK(a[i].logp == b[i].logp);
+  for (size_t i = 0; i < a.size(); i++) {
+    CHECK(a[i].logp == b[i].logp);
+    CHECK_CLOSE(a[i].logits_mean, b[i].logits_mean, 1e-6, 1e-5);  // the lm_head row sum follows the updates
+  }
+}
+
+// The optimizer step on backend memory (norms, clipping, 8-bit and fp32 AdamW, lazily refreshed host copies of A
+// and B) gives the CPU backend's adapter bit for bit, through an 8-bit -> fp32 switch. r = 128 makes the A tensors
+// and q_proj's B 4096 elements (8-bit blockwise state) and v_proj's B 2048 (bnb's 32-bit path).
+TEST_CASE(device_optimizer_step_equals_cpu) {
+  TinySpec s;
+  TinyModel tm = write_tiny_model(s);
+  auto [cpu, guarded] = cpu_and_guarded(tm.dir);
+  dpo::LoraOptions lo;
+  lo.r = 128;
+  lo.seed = 5;
+  cpu->attach_lora(lo);
+  guarded->attach_lora(lo);
+  auto pairs = sample_pairs(s.V);
+  dpo::DpoOptions o;
+  o.grad_scale = 0.5f;
+  dpo::OptimizerOptions opt;
+  opt.lr = 1e-2f;
+  opt.max_grad_norm = 0.05f;  // small enough to clip
+  for (int step = 0; step < 5; step++) {
+    if (step == 3) opt.eight_bit = false, opt.weight_decay = 0.1f;
+    for (int micro = 0; micro < 2; micro++) {
+      auto a = cpu->dpo_accumulate(pairs, 2, o), b = guarded->dpo_accumulate(pairs, 2, o);
+      CHECK(a[0].loss == b[0].loss && a[1].loss == b[1].loss);
+    }
+    const double na = cpu->optimizer_step(opt), nb = guarded->optimizer_step(opt);
+    CHECK(na == nb);
+    CHECK(na > opt.max_grad_norm);
+    CHECK(same_tensors(cpu->lora_tensors(), guarded->lora_tensors()));
+    CHECK(same_tensors(cpu->lora_gradients(), guarded->lora_gradients()));  // both zeroed
+  }
+  // The adapter moved away from B = 0.
+  bool moved = false;
+  for (const auto& t : cpu->lora_tensors())
+    if (t.name.find("lora_B") != std::string::npos)
+      for (float v : t.data) moved = moved || v != 0.0f;
+  CHECK(moved);
+}
+
+// Full-parameter steps on backend memory, untied embedding (FullGrads::embed_param) and tied: the host weights are
+// refreshed after every step, so logps and saved weights agree with the CPU backend's bit for bit.
+TEST_CASE(device_sft_step_equals_cpu) {
+  for (const bool tied : {false, true}) {
+    TinySpec s;
+    s.tied = tied;
+    TinyModel tm = write_tiny_model(s);
+    auto [cpu, guarded] = cpu_and_guarded(tm.dir);
+    auto pairs = sample_pairs(s.V);
+    std::vector<dpo::ScoredSequence> batch = {pairs[0].chosen, pairs[1].rejected};
+    dpo::OptimizerOptions opt;
+    opt.eight_bit = false;
+    opt.lr = 1e-2f;
+    opt.weight_decay = 0.01f;
+    for (int step = 0; step < 3; step++) {
+      const auto la = cpu->sft_accumulate(batch, 2, 1.0f), lb = guarded->sft_accumulate(batch, 2, 1.0f);
+      CHECK(la.first == lb.first);
+      CHECK(cpu->sft_step(opt) == guarded->sft_step(opt));
+    }
+    const auto a = cpu->logps(batch, 2), b = guarded->logps(batch, 2);
+    for (size_t i = 0; i < a.size(); i++) CHECK(a[i].logp == b[i].logp);
+    // What the guarded model saves (its host copies) is the CPU model's weights.
+    guarded->save_weights(tm.dir + "/model.safetensors", false);
+    auto reloaded = dpo::Model::load(tm.dir, {dpo::QuantMode::None, dpo::BackendChoice::Cpu});
+    const auto c = reloaded->logps(batch, 2);
+    for (size_t i = 0; i < a.size(); i++) CHECK(a[i].logp == c[i].logp);
+  }
 }
 
 TEST_MAIN()

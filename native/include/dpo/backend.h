@@ -13,6 +13,34 @@ struct Nf4Matrix;
 
 enum class BackendKind { Cpu, Cuda };
 
+// The scalars of one optimizer update of one tensor, computed on the host from the hyperparameters and the step
+// count exactly as the reference does (train/optimizer.h: adamw_scalars, bnb_adam_scalars), so that every backend
+// applies the same fp32 values with the same per-element arithmetic (train/adam_math.h).
+// torch.optim.AdamW (spec §9): p = p*decay (when apply_decay); m = lerp(m, g, w1); v = v*beta2 + (w2*g)*g;
+// p += (neg_step*m) / (sqrt(v)/bc2_sqrt + eps).
+struct AdamWStepScalars {
+  float decay = 1.0f;        // 1 - lr*wd, applied BEFORE the step
+  bool apply_decay = false;  // wd != 0
+  float w1 = 0.0f;           // 1 - beta1
+  float beta2 = 0.0f, w2 = 0.0f;
+  float neg_step = 0.0f;  // -(lr / (1 - beta1^t))
+  float bc2_sqrt = 1.0f;  // sqrt(1 - beta2^t)
+  float eps = 0.0f;
+};
+// bitsandbytes 0.43.1 AdamW (spec §10), its 32-bit and 8-bit blockwise kernels alike:
+// m = m*beta1 + w1*g; v = v*beta2 + w2*g*g; p += step_size * (m / (sqrt(v) + eps_term)); p *= decay when apply_decay.
+struct BnbAdamStepScalars {
+  float beta1 = 0.0f, beta2 = 0.0f, w1 = 0.0f, w2 = 0.0f;  // w = 1 - beta
+  float step_size = 0.0f;    // -lr * corr2 / corr1, corr1 = 1 - beta1^t, corr2 = sqrt(1 - beta2^t)
+  float eps_term = 0.0f;     // corr2 * eps
+  float decay = 1.0f;        // 1 - lr*wd, applied AFTER the step
+  bool apply_decay = false;  // wd > 0
+};
+
+// bnb's blocks of the 8-bit optimizer state (BLOCKSIZE_2STATE) and the size below which it keeps fp32 state.
+constexpr int64_t kAdam8bitBlockSize = 2048;
+constexpr int64_t kAdam8bitMinSize = 4096;
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -78,6 +106,24 @@ class Backend {
   // positions 0..pos[r], with the arithmetic of attention(B=1, T=1, S=pos[r]+1, qpos=pos[r]) on that sequence.
   virtual void attention_decode(float* out, const float* q, const float* kcache, const float* vcache, const int* seq,
                                 const int* pos, int M, int S, int NH, int NKV, int HD) = 0;
+
+  // ---- The optimizer step (spec §9-§10), so gradients, parameters and optimizer state never leave the backend. ----
+  // Every element's arithmetic is that of train/adam_math.h (the CPU reference), on scalars the host computed.
+  // out (1 float in backend memory) = the fp32 L2 norm of x (n): torch clip_grad_norm_'s per-tensor norm. The sum of
+  // squares is taken in double in a fixed order (no float atomics), then sqrt and rounded to fp32 once; the host
+  // combines the per-tensor norms (train/optimizer.h norm_of_norms). n == 0 gives 0.
+  virtual void l2_norm(float* out, const float* x, int64_t n) = 0;
+  // torch AdamW: param, exp_avg, exp_avg_sq (n) updated in place from grad (n).
+  virtual void adamw_step(float* param, float* exp_avg, float* exp_avg_sq, const float* grad,
+                          const AdamWStepScalars& s, int64_t n) = 0;
+  // bnb's 32-bit AdamW kernel (tensors below kAdam8bitMinSize): fp32 state m, v (n); non-finite g flows through.
+  virtual void adamw_bnb32_step(float* param, float* m, float* v, const float* grad, const BnbAdamStepScalars& s,
+                                int64_t n) = 0;
+  // bnb's 8-bit blockwise AdamW kernel: codes state1 (n, signed dynamic map) and state2 (n, unsigned dynamic map) with
+  // one fp32 scale per kAdam8bitBlockSize block in absmax1, absmax2 (ceil(n / 2048)); the maps are those of
+  // quant/nf4.h (spec §2.4), held by the backend. A non-finite g zeroes its m and v and leaves its param untouched.
+  virtual void adamw_bnb8bit_step(float* param, uint8_t* state1, uint8_t* state2, float* absmax1, float* absmax2,
+                                  const float* grad, const BnbAdamStepScalars& s, int64_t n) = 0;
 
   // Bytes of this backend's memory held by alloc() now and at most since the last reset (benchmarks, errors).
   virtual uint64_t bytes_in_use() const = 0;

@@ -1,6 +1,7 @@
 // Buffers in a backend's memory (GPU memory on CUDA), owned RAII-style. Host code never dereferences them: they go to
 // backend ops, or cross with upload/download. `Mirror` is host data as a backend sees it: the host pointer itself
-// when the backend computes in host memory, an uploaded copy otherwise (weights, LoRA A/B).
+// when the backend computes in host memory, an uploaded copy otherwise (weights, LoRA A/B). The optimizer step
+// updates a mirror in place on the backend (writable()) and brings the host copy up to date with pull().
 #pragma once
 #include <cstddef>
 #include <utility>
@@ -95,6 +96,15 @@ class Mirror {
     }
   }
   const float* get() const { return ptr_; }
+  // The same pointer, for backend ops that update the data in place (the optimizer step). Where it aliases the host
+  // vector the update lands there directly; the mirrored vectors (LoRA A/B, full-precision weights) are owned
+  // non-const by their holders, which are the ones that hand a mirror to the optimizer.
+  float* writable() { return const_cast<float*>(ptr_); }
+  // host = the backend's copy after writable() updates (no-op where the mirror aliases `host`, which is current).
+  // `host` must be the vector this mirror was last synced from.
+  void pull(std::vector<float>& host) const {
+    if (!copy_.empty()) copy_.download(host.data(), host.size() < copy_.size() ? host.size() : copy_.size());
+  }
 
  private:
   const float* ptr_ = nullptr;

@@ -18,6 +18,19 @@ inline float rn(float x) {
   return x;
 }
 
+// The same for a double: the optimizers' host scalars follow Python's float arithmetic, one rounding per operation.
+inline double rn(double x) {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+  __asm__("" : "+x"(x));
+#elif defined(__GNUC__) && defined(__aarch64__)
+  __asm__("" : "+w"(x));
+#else
+  volatile double v = x;
+  x = v;
+#endif
+  return x;
+}
+
 // a*b rounded to fp32 on its own.
 inline float mul_rn(float a, float b) { return rn(a * b); }
 

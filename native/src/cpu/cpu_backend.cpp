@@ -11,6 +11,7 @@
 #include "cpu/ops.h"
 #include "cpu/thread_pool.h"
 #include "dpo/errors.h"
+#include "train/optimizer.h"
 
 namespace dpo {
 namespace {
@@ -129,6 +130,21 @@ class CpuBackend final : public Backend {
   void attention_decode(float* out, const float* q, const float* kcache, const float* vcache, const int* seq,
                         const int* pos, int M, int S, int NH, int NKV, int HD) override {
     cpu::attention_decode(out, q, kcache, vcache, seq, pos, M, S, NH, NKV, HD);
+  }
+
+  // The optimizer step: the reference functions of train/adamw.cpp and adamw_8bit.cpp themselves.
+  void l2_norm(float* out, const float* x, int64_t n) override { *out = cpu::l2_norm(x, n); }
+  void adamw_step(float* param, float* exp_avg, float* exp_avg_sq, const float* grad, const AdamWStepScalars& s,
+                  int64_t n) override {
+    cpu::adamw_step(param, exp_avg, exp_avg_sq, grad, s, n);
+  }
+  void adamw_bnb32_step(float* param, float* m, float* v, const float* grad, const BnbAdamStepScalars& s,
+                        int64_t n) override {
+    cpu::adamw_bnb32_step(param, m, v, grad, s, n);
+  }
+  void adamw_bnb8bit_step(float* param, uint8_t* state1, uint8_t* state2, float* absmax1, float* absmax2,
+                          const float* grad, const BnbAdamStepScalars& s, int64_t n) override {
+    cpu::adamw_bnb8bit_step(param, state1, state2, absmax1, absmax2, grad, s, n);
   }
 
  private:

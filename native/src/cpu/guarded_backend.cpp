@@ -180,6 +180,25 @@ class GuardedCpuBackend final : public Backend {
     Open o(*this, "attention_decode", {out, q, kcache, vcache, seq, pos});
     cpu_->attention_decode(out, q, kcache, vcache, seq, pos, M, S, NH, NKV, HD);
   }
+  void l2_norm(float* out, const float* x, int64_t n) override {
+    Open o(*this, "l2_norm", {out, x});
+    cpu_->l2_norm(out, x, n);
+  }
+  void adamw_step(float* param, float* exp_avg, float* exp_avg_sq, const float* grad, const AdamWStepScalars& s,
+                  int64_t n) override {
+    Open o(*this, "adamw_step", {param, exp_avg, exp_avg_sq, grad});
+    cpu_->adamw_step(param, exp_avg, exp_avg_sq, grad, s, n);
+  }
+  void adamw_bnb32_step(float* param, float* m, float* v, const float* grad, const BnbAdamStepScalars& s,
+                        int64_t n) override {
+    Open o(*this, "adamw_bnb32_step", {param, m, v, grad});
+    cpu_->adamw_bnb32_step(param, m, v, grad, s, n);
+  }
+  void adamw_bnb8bit_step(float* param, uint8_t* state1, uint8_t* state2, float* absmax1, float* absmax2,
+                          const float* grad, const BnbAdamStepScalars& s, int64_t n) override {
+    Open o(*this, "adamw_bnb8bit_step", {param, state1, state2, absmax1, absmax2, grad});
+    cpu_->adamw_bnb8bit_step(param, state1, state2, absmax1, absmax2, grad, s, n);
+  }
 
  private:
   struct Region {

@@ -241,11 +241,53 @@ class CudaBackend final : public Backend {
     cuda::launch_attention_decode(stream_, out, q, kcache, vcache, seq, pos, M, S, NH, NKV, HD);
   }
 
+  // ---- the optimizer step (optimizer_ops.cu) ----
+  void l2_norm(float* out, const float* x, int64_t n) override {
+    cuda::launch_l2_norm(stream_, out, x, n, optimizer_scratch().norm_partials.as<double>());
+  }
+  void adamw_step(float* param, float* exp_avg, float* exp_avg_sq, const float* grad, const AdamWStepScalars& s,
+                  int64_t n) override {
+    cuda::launch_adamw_step(stream_, param, exp_avg, exp_avg_sq, grad, s, n);
+  }
+  void adamw_bnb32_step(float* param, float* m, float* v, const float* grad, const BnbAdamStepScalars& s,
+                        int64_t n) override {
+    cuda::launch_adamw_bnb32_step(stream_, param, m, v, grad, s, n);
+  }
+  void adamw_bnb8bit_step(float* param, uint8_t* state1, uint8_t* state2, float* absmax1, float* absmax2,
+                          const float* grad, const BnbAdamStepScalars& s, int64_t n) override {
+    cuda::launch_adamw_bnb8bit_step(stream_, param, state1, state2, absmax1, absmax2, grad,
+                                    optimizer_scratch().qmaps.as<float>(), s, n);
+  }
+
  private:
+  // What the optimizer ops keep on the device: the two 8-bit dynamic maps (signed, then unsigned: 2 x 256 floats),
+  // uploaded once, and the l2_norm partial sums. Made on first use, so a backend that never trains holds neither;
+  // reusing one scratch for every l2_norm is safe because all work is ordered on the one stream.
+  struct OptimizerScratch {
+    PooledBuffer qmaps, norm_partials;
+  };
+  OptimizerScratch& optimizer_scratch() {
+    std::lock_guard<std::mutex> lock(scratch_mu_);
+    if (!scratch_.qmaps.get()) {
+      OptimizerScratch s;
+      s.qmaps = PooledBuffer(mem_, 2 * 256 * sizeof(float), "optimizer code maps");
+      s.norm_partials = PooledBuffer(mem_, cuda::kL2NormPartials * sizeof(double), "gradient norm scratch");
+      // Static host tables, so the copies need no synchronization.
+      DPO_CUDA_CHECK(cudaMemcpyAsync(s.qmaps.as<float>(), dynamic_map_signed(), 256 * sizeof(float),
+                                     cudaMemcpyHostToDevice, stream_));
+      DPO_CUDA_CHECK(cudaMemcpyAsync(s.qmaps.as<float>() + 256, dynamic_map_unsigned(), 256 * sizeof(float),
+                                     cudaMemcpyHostToDevice, stream_));
+      scratch_ = std::move(s);
+    }
+    return scratch_;
+  }
+
   cudaStream_t stream_ = nullptr;
   std::string describe_;
-  CachingAllocator mem_;  // declared before nf4_: destroyed after it
+  CachingAllocator mem_;  // declared before nf4_ and scratch_: destroyed after them
   Nf4Cache nf4_{mem_};
+  std::mutex scratch_mu_;
+  OptimizerScratch scratch_;
 };
 
 }  // namespace

@@ -21,11 +21,7 @@ void DeviceWeights::sync(Backend& be, const ModelWeights& m) {
   final_norm.sync(be, m.final_norm);
   const std::vector<float>& head = m.lm_head.empty() ? m.embed : m.lm_head;
   lm_head.sync(be, head);
-  // ones (1,V) . lm_head (V,C), as a matmul backward's input gradient.
-  const int V = m.config.vocab, C = m.config.hidden;
-  DeviceArray<float> ones = DeviceArray<float>::from_host(be, std::vector<float>(size_t(V), 1.0f));
-  lm_head_row_sum = DeviceArray<float>::zeros(be, size_t(C));
-  be.matmul_backward(lm_head_row_sum.get(), nullptr, nullptr, ones.get(), nullptr, lm_head.get(), 1, C, V);
+  update_lm_head_row_sum(be);
   layers.resize(m.layers.size());
   for (size_t l = 0; l < m.layers.size(); l++) {
     const LayerWeights& L = m.layers[l];
@@ -40,6 +36,14 @@ void DeviceWeights::sync(Backend& be, const ModelWeights& m) {
       d.bias.sync(be, lin.bias);
     }
   }
+}
+
+void DeviceWeights::update_lm_head_row_sum(Backend& be) {
+  // ones (1,V) . lm_head (V,C), as a matmul backward's input gradient.
+  const int V = config().vocab, C = config().hidden;
+  DeviceArray<float> ones = DeviceArray<float>::from_host(be, std::vector<float>(size_t(V), 1.0f));
+  lm_head_row_sum = DeviceArray<float>::zeros(be, size_t(C));
+  be.matmul_backward(lm_head_row_sum.get(), nullptr, nullptr, ones.get(), nullptr, lm_head.get(), 1, C, V);
 }
 
 void embed_tokens(float* x, const ModelWeights& m, Backend& be, const int* ids, int M) {

@@ -1,5 +1,6 @@
 // ModelWeights as the compute backend sees them: mirrors of the fp32 tensors (aliases on the CPU, uploaded copies on
-// a GPU) beside the host copies that loading, saving and the optimizers use. NF4 matrices go to the backend by
+// a GPU) beside the host copies that loading and saving use (full-parameter training updates the mirrors in place on
+// the backend and then refreshes the host copies, train/sft_step.cpp). NF4 matrices go to the backend by
 // reference; it keeps its own resident copy. The token embedding stays on the host: a forward needs only its M rows,
 // gathered there and uploaded, which spares a GPU the whole (V, C) table.
 #pragma once
@@ -33,8 +34,10 @@ struct DeviceWeights {
   std::vector<DeviceLayer> layers;
 
   const ModelConfig& config() const { return host->config; }
-  // (Re)publishes every tensor of `m` to `be`: after loading, and after each full-parameter update.
+  // (Re)publishes every tensor of `m` to `be`: after loading (full-parameter updates happen on the mirrors).
   void sync(Backend& be, const ModelWeights& m);
+  // Recomputes lm_head_row_sum from the lm_head mirror: after sync, and after every update of lm_head.
+  void update_lm_head_row_sum(Backend& be);
 };
 
 // x (M,C) = embedding rows of the host ids, gathered on the host and uploaded (ids are checked against the vocabulary).

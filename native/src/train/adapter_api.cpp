@@ -44,6 +44,10 @@ std::vector<LoraTensor> adapter_tensors(const LoraAdapter* a, GetA get_a, GetB g
 
 std::vector<LoraTensor> Model::lora_tensors() const {
   std::lock_guard<std::mutex> lock(impl_->mutex);
+  if (LoraAdapter* a = impl_->lora.get())  // the host copies are refreshed lazily after optimizer steps
+    for (auto& layer : a->layers)
+      for (auto& w : layer)
+        if (w) w->pull_host();
   return adapter_tensors(impl_->lora.get(), [](const LoraWeights& w) { return w.A; },
                          [](const LoraWeights& w) { return w.B; });
 }

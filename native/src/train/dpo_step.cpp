@@ -84,39 +84,39 @@ std::vector<DpoPairMetrics> Model::dpo_accumulate(const std::vector<DpoPair>& pa
   return out;
 }
 
+// Everything runs on the backend: per-tensor gradient norms (only those floats come to the host), clipping by
+// Backend::scale, the update of A_dev / B_dev in place from device optimizer state, zeroed gradients. Nothing of
+// the size of the adapter crosses PCIe. The host copies LoraWeights::A / B are left stale and refreshed lazily
+// (LoraWeights::pull_host, called by lora_tensors()): they are read only when an adapter is saved or inspected, once
+// per run or checkpoint, while downloading them here would cost a copy of every LoRA weight (27M floats at
+// Breeze-7B r64 q,v) every step. On the CPU backend the mirrors alias the host copies, which are then always current.
 double Model::optimizer_step(const OptimizerOptions& o) {
   std::lock_guard<std::mutex> lock(impl_->mutex);
   LoraAdapter* lora = impl_->lora.get();
   if (!lora) fail(ErrorCode::BadInput, "optimizer_step needs a LoRA adapter: attach one first");
+  Backend& be = *impl_->backend;
   std::vector<LoraWeights*> ws;
   for (auto& layer : lora->layers)
     for (auto& w : layer)
       if (w) ws.push_back(w.get());
-  // The update runs on the host copies (exactly the reference optimizers); gradients come down once per step and
-  // the new A and B go back up.
-  std::vector<std::vector<float>> host_grads;
-  host_grads.reserve(ws.size() * 2);
   std::vector<std::pair<float*, int64_t>> grads;
   for (LoraWeights* w : ws)
-    for (DeviceArray<float>* g : {&w->dA, &w->dB}) {
-      host_grads.push_back(g->to_host());
-      grads.push_back({host_grads.back().data(), int64_t(host_grads.back().size())});
-    }
-  const float norm = measure_and_clip(grads, o.max_grad_norm);
+    for (DeviceArray<float>* g : {&w->dA, &w->dB}) grads.push_back({g->get(), int64_t(g->size())});
+  const float norm = measure_and_clip(be, grads, o.max_grad_norm);
 
   if (lora->optimizer_8bit != o.eight_bit)
     for (LoraWeights* w : ws) w->optA.reset(), w->optB.reset();
   lora->optimizer_8bit = o.eight_bit;
   const AdamHyper h = adam_hyper(o);
-  for (size_t i = 0; i < ws.size(); i++) {
-    LoraWeights* w = ws[i];
+  for (LoraWeights* w : ws) {
     if (!w->optA) {
-      w->optA = o.eight_bit ? make_adamw_8bit(int64_t(w->A.size())) : make_adamw(int64_t(w->A.size()));
-      w->optB = o.eight_bit ? make_adamw_8bit(int64_t(w->B.size())) : make_adamw(int64_t(w->B.size()));
+      const int64_t na = int64_t(w->A.size()), nb = int64_t(w->B.size());
+      w->optA = o.eight_bit ? make_device_adamw_8bit(be, na) : make_device_adamw(be, na);
+      w->optB = o.eight_bit ? make_device_adamw_8bit(be, nb) : make_device_adamw(be, nb);
     }
-    w->optA->update(w->A.data(), host_grads[2 * i].data(), h);
-    w->optB->update(w->B.data(), host_grads[2 * i + 1].data(), h);
-    w->sync(*impl_->backend);
+    w->optA->update(w->A_dev.writable(), w->dA.get(), h);
+    w->optB->update(w->B_dev.writable(), w->dB.get(), h);
+    w->host_stale = true;
     w->dA.zero();
     w->dB.zero();
   }

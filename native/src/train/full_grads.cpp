@@ -1,4 +1,4 @@
-// Allocation and zeroing of full-parameter gradients (SFT).
+// Allocation and zeroing of full-parameter gradients (SFT), and the untied embedding's mirror for the optimizer.
 #include "train/full_grads.h"
 
 #include <algorithm>
@@ -21,6 +21,7 @@ FullGrads make_full_grads(const ModelWeights& m, Backend& be) {
   g.embed = zeros(m.embed.size());
   g.final_norm = zeros(m.final_norm.size());
   g.lm_head = zeros(m.lm_head.size());
+  if (!m.lm_head.empty()) g.embed_param.sync(be, m.embed);  // untied: the optimizer's copy of the embedding
   g.layers.resize(m.layers.size());
   for (size_t l = 0; l < m.layers.size(); l++) {
     const LayerWeights& L = m.layers[l];

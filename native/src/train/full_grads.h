@@ -1,18 +1,20 @@
 // Gradients of every weight for full-parameter training (SFT): the same shapes as ModelWeights' fp32 tensors,
-// plus one optimizer state per tensor. Only models loaded without quantization can be trained this way.
+// plus one optimizer state per tensor, all in the backend's memory. Only models loaded without quantization can be
+// trained this way.
 #pragma once
 #include <array>
 #include <memory>
 #include <vector>
 
 #include "core/device_array.h"
+#include "model/device_weights.h"
 #include "model/linear_kind.h"
 #include "model/weights.h"
-#include "train/optimizer.h"
+#include "train/device_adamw.h"
 
 namespace dpo {
 
-// Every gradient lives in the backend's memory (accumulated by backend ops); the optimizer step downloads them.
+// Every gradient lives in the backend's memory (accumulated by backend ops), where the optimizer step reads it.
 struct LinearGrads {
   DeviceArray<float> dw;  // (N,K)
   DeviceArray<float> db;  // (N) or empty
@@ -26,11 +28,14 @@ struct LayerGrads {
 struct FullGrads {
   DeviceArray<float> embed, final_norm, lm_head;  // lm_head empty when tied (its gradient goes to embed)
   std::vector<LayerGrads> layers;
-  std::vector<std::unique_ptr<ParamOptimizer>> optimizers;  // one per tensor, in for_each order
+  std::vector<std::unique_ptr<DeviceOptimizer>> optimizers;  // one per tensor, in for_each order
+  // The embedding as the optimizer updates it when it is not tied: DeviceWeights has no mirror of it (the forward
+  // gathers its rows on the host), so training keeps one here. Tied, the lm_head mirror is the embedding.
+  Mirror embed_param;
 
-  // Visits every (host weight, device gradient) pair in a fixed order.
+  // Visits every (host weight, its mirror on the backend, device gradient) triple in a fixed order.
   template <typename Fn>
-  static void for_each(ModelWeights& m, FullGrads& g, Fn&& fn);
+  static void for_each(ModelWeights& m, DeviceWeights& d, FullGrads& g, Fn&& fn);
   void zero();
 };
 
@@ -39,21 +44,23 @@ const Linear& layer_linear(const LayerWeights& L, int kind);
 Linear& layer_linear(LayerWeights& L, int kind);
 
 template <typename Fn>
-void FullGrads::for_each(ModelWeights& m, FullGrads& g, Fn&& fn) {
-  fn(m.embed, g.embed);
+void FullGrads::for_each(ModelWeights& m, DeviceWeights& d, FullGrads& g, Fn&& fn) {
+  fn(m.embed, m.lm_head.empty() ? d.lm_head : g.embed_param, g.embed);
   for (size_t l = 0; l < m.layers.size(); l++) {
     LayerWeights& L = m.layers[l];
+    DeviceLayer& D = d.layers[l];
     LayerGrads& G = g.layers[l];
-    fn(L.input_norm, G.input_norm);
-    fn(L.post_norm, G.post_norm);
+    fn(L.input_norm, D.input_norm, G.input_norm);
+    fn(L.post_norm, D.post_norm, G.post_norm);
     for (int k = 0; k < kNumLinear; k++) {
       Linear& lin = layer_linear(L, k);
-      fn(lin.w, G.lin[size_t(k)].dw);
-      if (!lin.bias.empty()) fn(lin.bias, G.lin[size_t(k)].db);
+      DeviceLinear& dl = D.lin[size_t(k)];
+      fn(lin.w, dl.w, G.lin[size_t(k)].dw);
+      if (!lin.bias.empty()) fn(lin.bias, dl.bias, G.lin[size_t(k)].db);
     }
   }
-  fn(m.final_norm, g.final_norm);
-  if (!m.lm_head.empty()) fn(m.lm_head, g.lm_head);
+  fn(m.final_norm, d.final_norm, g.final_norm);
+  if (!m.lm_head.empty()) fn(m.lm_head, d.lm_head, g.lm_head);
 }
 
 }  // namespace dpo

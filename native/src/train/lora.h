@@ -13,19 +13,33 @@
 #include "model/device_weights.h"
 #include "model/linear_kind.h"
 #include "model/weights.h"
-#include "train/optimizer.h"
+#include "train/device_adamw.h"
 
 namespace dpo {
 
 struct LoraWeights {
   int r = 0, in = 0, out = 0;
-  float scale = 1.0f;                   // alpha / r
-  std::vector<float> A, B;              // (r,in), (out,r): the host copies the optimizer updates and adapters save
-  Mirror A_dev, B_dev;                  // A and B as the backend sees them: sync() after every host change
-  DeviceArray<float> dA, dB;            // gradients, same shapes, accumulated by backend ops
-  std::unique_ptr<ParamOptimizer> optA, optB;
+  float scale = 1.0f;  // alpha / r
+  // (r,in), (out,r): the host copies adapters are saved from and loaded into. The optimizer updates A_dev / B_dev in
+  // place on the backend, which leaves these stale where the mirrors are copies (host_stale); pull_host() refreshes
+  // them on demand (Model::optimizer_step says why lazily).
+  std::vector<float> A, B;
+  Mirror A_dev, B_dev;                          // A and B as the backend sees them: sync() after every host change
+  DeviceArray<float> dA, dB;                    // gradients, same shapes, accumulated by backend ops
+  std::unique_ptr<DeviceOptimizer> optA, optB;  // state in backend memory; updates A_dev / B_dev
+  bool host_stale = false;                      // A_dev / B_dev changed on the backend since A / B were current
 
-  void sync(Backend& be) { A_dev.sync(be, A), B_dev.sync(be, B); }
+  // Host -> backend: after A or B changed on the host.
+  void sync(Backend& be) {
+    A_dev.sync(be, A), B_dev.sync(be, B);
+    host_stale = false;
+  }
+  // Backend -> host: makes A and B current after optimizer steps (no copy where the mirrors alias them).
+  void pull_host() {
+    if (!host_stale) return;
+    A_dev.pull(A), B_dev.pull(B);
+    host_stale = false;
+  }
 };
 
 struct LoraConfig {

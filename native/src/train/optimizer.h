@@ -1,10 +1,14 @@
 // Per-tensor AdamW optimizers (fp32 torch.optim.AdamW, and bnb 0.43.1 8-bit blockwise AdamW, spec §10) plus
-// torch's clip_grad_norm_ (spec §9). The LR schedule is not here: the TypeScript trainer passes lr every step.
+// torch's clip_grad_norm_ (spec §9), on host memory: the reference. The classes here hold their state in host
+// vectors; train/device_adamw.h holds it in a backend's memory and runs the same arithmetic as backend ops (the CPU
+// backend calls the cpu:: functions below). The LR schedule is not here: the TypeScript trainer passes lr every step.
 #pragma once
 #include <cstdint>
 #include <memory>
 #include <utility>
 #include <vector>
+
+#include "dpo/backend.h"
 
 namespace dpo {
 
@@ -29,16 +33,34 @@ std::unique_ptr<ParamOptimizer> make_adamw(int64_t n);
 // bnb 0.43.1 AdamW(optim_bits=8), spec §10: 8-bit blockwise state for n >= 4096, fp32 state below.
 std::unique_ptr<ParamOptimizer> make_adamw_8bit(int64_t n);
 
+// The scalars of update number t (1-based) as each reference computes them on the host: torch in Python doubles
+// (rounded to fp32 where its tensor ops take them), bnb in C floats.
+AdamWStepScalars adamw_scalars(const AdamHyper& h, int64_t t);
+BnbAdamStepScalars bnb_adam_scalars(const AdamHyper& h, int64_t t);
+
 // torch.nn.utils.clip_grad_norm_'s total: the L2 norm of the per-tensor L2 norms, as fp32.
 // grads: (pointer, numel) pairs.
 float global_grad_norm(const std::vector<std::pair<const float*, int64_t>>& grads);
-// Scales every gradient by min(1, max_norm / (norm + 1e-6)) (torch clip_grad_norm_); returns the coefficient used.
+// Its second half: the fp32 norm of `count` per-tensor fp32 norms (Backend::l2_norm gives them per tensor).
+float norm_of_norms(const float* norms, size_t count);
+// min(1, max_norm / (norm + 1e-6)) in fp32, NaN kept (torch clip_grad_norm_ with error_if_nonfinite=False).
+float clip_coefficient(float max_norm, float norm);
+// Scales every gradient by clip_coefficient (torch clip_grad_norm_); returns the coefficient used.
 float clip_grad_norm(const std::vector<std::pair<float*, int64_t>>& grads, float max_norm, float norm);
 
-// ---- The concrete classes, exposed for the tests and for state inspection. ----
+// ---- The reference arithmetic over raw host pointers: the classes below and the CPU backend's ops run these. ----
+namespace cpu {
+// Backend::l2_norm's value: fp32 sqrt of the double sum of squares, taken over fixed 64Ki-element chunks.
+float l2_norm(const float* x, int64_t n);
+// Backend::adamw_step, adamw_bnb32_step, adamw_bnb8bit_step (shapes there).
+void adamw_step(float* param, float* exp_avg, float* exp_avg_sq, const float* grad, const AdamWStepScalars& s,
+                int64_t n);
+void adamw_bnb32_step(float* param, float* m, float* v, const float* grad, const BnbAdamStepScalars& s, int64_t n);
+void adamw_bnb8bit_step(float* param, uint8_t* state1, uint8_t* state2, float* absmax1, float* absmax2,
+                        const float* grad, const BnbAdamStepScalars& s, int64_t n);
+}  // namespace cpu
 
-constexpr int64_t kAdam8bitBlockSize = 2048;  // BLOCKSIZE_2STATE (bnb ops.cu), spec §10
-constexpr int64_t kAdam8bitMinSize = 4096;    // bnb min_8bit_size: smaller tensors keep fp32 state
+// ---- The concrete classes, exposed for the tests and for state inspection. ----
 
 class AdamW final : public ParamOptimizer {
  public:
@@ -76,17 +98,14 @@ class AdamW8bit final : public ParamOptimizer {
   float v_at(int64_t i) const;
 
  private:
-  void update_32bit(float* param, const float* grad, const AdamHyper& h);
-  void update_blockwise(float* param, const float* grad, const AdamHyper& h);
-
   int64_t n_ = 0, t_ = 0;
   std::vector<uint8_t> state1_, state2_;
   std::vector<float> absmax1_, absmax2_;
   std::vector<float> m32_, v32_;
 };
 
-// bnb quantize_2D<SIGNED> (kernels.cu L413), the nearest-code search used to requantize the 8-bit Adam state.
-// code: a sorted 256-entry map (signed or unsigned dynamic map); x: value / absmax. NaN -> 0.
+// bnb quantize_2D<SIGNED> (kernels.cu L413), the nearest-code search used to requantize the 8-bit Adam state
+// (train/adam_math.h). code: a sorted 256-entry map (signed or unsigned dynamic map); x: value / absmax. NaN -> 0.
 uint8_t quantize_2d(const float* code, float x, bool is_signed);
 
 }  // namespace dpo

@@ -50,26 +50,32 @@ std::pair<double, int> Model::sft_accumulate(const std::vector<ScoredSequence>& 
   return {loss, n};
 }
 
+// As Model::optimizer_step, on the backend: per-tensor norms, clipping by Backend::scale, fp32 AdamW updating each
+// weight's mirror (DeviceWeights, or FullGrads::embed_param for an untied embedding) in place, zeroed gradients. The
+// backend thus already computes with the updated weights (no re-publication through DeviceWeights::sync). The host
+// weights are then refreshed eagerly, unlike LoRA's lazy copies: the forward gathers embedding rows from the host
+// copy and save_weights writes the host tensors, and full-parameter training is the small-model path (fp32 weights).
 double Model::sft_step(const OptimizerOptions& o) {
   std::lock_guard<std::mutex> lock(impl_->mutex);
   if (!impl_->full) fail(ErrorCode::BadInput, "sft_step needs accumulated gradients: call sft_accumulate first");
   ModelWeights& m = impl_->weights;
   FullGrads& g = *impl_->full;
-  // Host-side update of the host weights (the reference AdamW), then the weights are published to the backend again.
-  std::vector<std::vector<float>> host;
-  FullGrads::for_each(m, g, [&](std::vector<float>&, DeviceArray<float>& d) { host.push_back(d.to_host()); });
+  Backend& be = *impl_->backend;
   std::vector<std::pair<float*, int64_t>> gs;
-  for (std::vector<float>& d : host) gs.push_back({d.data(), int64_t(d.size())});
-  const float norm = measure_and_clip(gs, o.max_grad_norm);
+  FullGrads::for_each(m, impl_->dev, g, [&](std::vector<float>&, Mirror&, DeviceArray<float>& d) {
+    gs.push_back({d.get(), int64_t(d.size())});
+  });
+  const float norm = measure_and_clip(be, gs, o.max_grad_norm);
   const AdamHyper h = adam_hyper(o);
   size_t i = 0;
-  FullGrads::for_each(m, g, [&](std::vector<float>& w, DeviceArray<float>&) {
-    if (g.optimizers.size() <= i) g.optimizers.push_back(make_adamw(int64_t(w.size())));
-    g.optimizers[i]->update(w.data(), host[i].data(), h);
+  FullGrads::for_each(m, impl_->dev, g, [&](std::vector<float>& w, Mirror& wd, DeviceArray<float>& d) {
+    if (g.optimizers.size() <= i) g.optimizers.push_back(make_device_adamw(be, int64_t(w.size())));
+    g.optimizers[i]->update(wd.writable(), d.get(), h);
+    wd.pull(w);
     i++;
   });
   g.zero();
-  impl_->dev.sync(*impl_->backend, m);
+  impl_->dev.update_lm_head_row_sum(be);  // lm_head (or the tied embedding) just changed
   return norm;
 }
 
