@@ -1,10 +1,9 @@
 // The CUDA backend's small steps between the big ops (copy, fill_zero, scatter_rows, gather_rows, axpy, scale,
-// dropout, dropout_backward, row_sums, embedding_backward, attention_decode) and its caching allocator, through the
+// dropout, dropout_backward, embedding_backward, attention_decode) and its caching allocator, through the
 // Backend interface. The expected values come from tiny reference loops written here (the semantics of
 // dpo/backend.h, fp32 ops rounded one at a time as the CPU does), and attention_decode is checked against
 // cpu::attention_forward and, bitwise, against the backend's own prefill attention. Exact equality wherever the
-// reference is exact; row_sums within 1e-9 relative (a fixed tree of double sums, not a serial loop);
-// attention_decode within the 1e-5 of test_cuda_ops.cpp's attention parity.
+// reference is exact; attention_decode within the 1e-5 of test_cuda_ops.cpp's attention parity.
 // Without a GPU every GPU case prints "skipped: no GPU (<reason>)" and passes; the argument checks, the allocator's
 // rounding and the launch-error path still run.
 #include <algorithm>
@@ -221,38 +220,6 @@ TEST_CASE(cuda_axpy_scale_dropout_exact) {
   }
 }
 
-// ---- row_sums ----
-
-TEST_CASE(cuda_row_sums_match_double_loop) {
-  Backend* g = gpu_or_skip();
-  if (!g) return;
-  struct Shape { int M, N; };
-  for (const Shape sh : {Shape{1, 1}, Shape{3, 0}, Shape{7, 1000}, Shape{16, 50257}, Shape{2, 131073}}) {
-    const int M = sh.M, N = sh.N;
-    std::printf("  M=%d N=%d\n", M, N);
-    auto x = randn(size_t(M) * N, 3.0f, 41u + N);
-    for (size_t i = 0; i < x.size(); i += 5) x[i] += 1.0f;  // a non-zero mean: sums far from 0
-    vector<double> want(static_cast<size_t>(M));
-    for (int m = 0; m < M; m++) {
-      double s = 0;
-      for (int i = 0; i < N; i++) s += double(x[size_t(m) * N + i]);
-      want[size_t(m)] = s;
-    }
-    Arena a(*g);
-    double* out = a.alloc<double>(size_t(M));
-    const float* dx = a.put(x);
-    g->row_sums(out, dx, M, N);
-    const auto got = a.get(out, size_t(M));
-    for (int m = 0; m < M; m++) CHECK_CLOSE(got[size_t(m)], want[size_t(m)], 1e-12, 1e-9);
-    g->row_sums(out, dx, M, N);  // deterministic
-    CHECK(same_bits(a.get(out, size_t(M)), got));
-    if (M > 1) {  // the last row alone gives the batch's bits
-      g->row_sums(out, dx + size_t(M - 1) * N, 1, N);
-      CHECK(a.get(out, 1)[0] == got[size_t(M - 1)]);
-    }
-  }
-}
-
 // ---- embedding_backward ----
 
 TEST_CASE(cuda_embedding_backward_exact) {
@@ -424,7 +391,6 @@ TEST_CASE(cuda_transfer_launchers_check_arguments) {
   CHECK_THROWS_CODE(launch_scatter_rows(nullptr, nullptr, nullptr, nullptr, -1, 4), ErrorCode::BadInput, "bad shape");
   CHECK_THROWS_CODE(launch_gather_rows(nullptr, nullptr, nullptr, nullptr, 2, -4), ErrorCode::BadInput, "bad shape");
   CHECK_THROWS_CODE(launch_axpy(nullptr, nullptr, nullptr, 1.0f, -1), ErrorCode::BadInput, "bad size");
-  CHECK_THROWS_CODE(launch_row_sums(nullptr, nullptr, nullptr, 2, -1), ErrorCode::BadInput, "bad shape");
   CHECK_THROWS_CODE(launch_attention_decode(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 2, 8, 6, 4,
                                             64),
                     ErrorCode::BadInput, "multiple of NKV");
@@ -435,7 +401,6 @@ TEST_CASE(cuda_transfer_launchers_check_arguments) {
   launch_scale(nullptr, nullptr, nullptr, 1.0f, 0);
   launch_dropout_forward(nullptr, nullptr, nullptr, nullptr, 1.0f, 0);
   launch_dropout_backward(nullptr, nullptr, nullptr, nullptr, 1.0f, 0);
-  launch_row_sums(nullptr, nullptr, nullptr, 0, 5);
   launch_embedding_backward(nullptr, nullptr, nullptr, nullptr, 0, 8);
   launch_attention_decode(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 0, 8, 4, 2, 64);
   // Without a GPU a launch fails, and the launcher reports it as E_INTERNAL naming the op and the CUDA error.

@@ -60,6 +60,8 @@ class Backend {
                                int M, int K, int N) = 0;
   virtual void matmul_nf4(float* out, const float* x, const Nf4Matrix& w, const float* bias, int M) = 0;
   virtual void matmul_nf4_backward_input(float* dx, const float* dout, const Nf4Matrix& w, int M) = 0;
+  // Makes `w` resident now rather than at its first use (a GPU uploads it once; the load time then includes it).
+  virtual void prepare_nf4(const Nf4Matrix& w) { (void)w; }
   virtual void rmsnorm(float* out, float* rstd, const float* x, const float* w, int M, int C, float eps) = 0;
   virtual void rope(float* x, const int* pos, int M, int H, int HD, float theta) = 0;
   virtual void attention(float* out, float* probs, const float* q, const float* k, const float* v, const int* qpos,
@@ -98,8 +100,6 @@ class Backend {
   virtual void dropout(float* out, const float* x, const uint8_t* kept, float keep_scale, int64_t n) = 0;
   // Its backward: dx[i] += dout[i] * keep_scale where kept[i]; dropped elements are left untouched.
   virtual void dropout_backward(float* dx, const float* dout, const uint8_t* kept, float keep_scale, int64_t n) = 0;
-  // out (M) = sum of each row of x (M,N), accumulated in double (TRL's logits/* metric).
-  virtual void row_sums(double* out, const float* x, int M, int N) = 0;
   // dtable[ids[m]] += dout[m] (M rows of C), rows added in order m = 0..M-1 so the sum is deterministic.
   virtual void embedding_backward(float* dtable, const float* dout, const int* ids, int M, int C) = 0;
   // Decoding against a KV cache: row r of q (M, NH*HD) attends kcache/vcache (Bc, S, NKV*HD) sequence seq[r] at

@@ -123,7 +123,6 @@ class CpuBackend final : public Backend {
   void dropout_backward(float* dx, const float* dout, const uint8_t* kept, float keep_scale, int64_t n) override {
     cpu::dropout_backward(dx, dout, kept, keep_scale, n);
   }
-  void row_sums(double* out, const float* x, int M, int N) override { cpu::row_sums(out, x, M, N); }
   void embedding_backward(float* dtable, const float* dout, const int* ids, int M, int C) override {
     cpu::embedding_backward(dtable, dout, ids, M, C);
   }

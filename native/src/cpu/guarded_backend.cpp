@@ -167,10 +167,6 @@ class GuardedCpuBackend final : public Backend {
     Open o(*this, "dropout_backward", {dx, dout, kept});
     cpu_->dropout_backward(dx, dout, kept, keep_scale, n);
   }
-  void row_sums(double* out, const float* x, int M, int N) override {
-    Open o(*this, "row_sums", {out, x});
-    cpu_->row_sums(out, x, M, N);
-  }
   void embedding_backward(float* dtable, const float* dout, const int* ids, int M, int C) override {
     Open o(*this, "embedding_backward", {dtable, dout, ids});
     cpu_->embedding_backward(dtable, dout, ids, M, C);

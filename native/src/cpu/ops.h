@@ -79,8 +79,6 @@ void scale(float* out, const float* x, float a, int64_t n);
 // out = kept ? x*keep_scale : 0;  dropout_backward: dx += kept ? dout*keep_scale : 0.
 void dropout_forward(float* out, const float* x, const uint8_t* kept, float keep_scale, int64_t n);
 void dropout_backward(float* dx, const float* dout, const uint8_t* kept, float keep_scale, int64_t n);
-// out (M) = row sums of x (M,N) in double.
-void row_sums(double* out, const float* x, int M, int N);
 // dtable[ids[m]] += dout[m] (C floats), m ascending.
 void embedding_backward(float* dtable, const float* dout, const int* ids, int M, int C);
 // Row r of q (M,NH*HD) attends cache sequence seq[r] (kcache, vcache: (Bc,S,NKV*HD)) at positions 0..pos[r].

@@ -1,4 +1,4 @@
-// The small steps the model takes between the big ops (row moves, LoRA's scaled add, dropout, row sums, the
+// The small steps the model takes between the big ops (row moves, LoRA's scaled add, dropout, the
 // embedding gradient, decode attention), as backend ops so that activations can live in GPU memory. On the CPU they
 // are plain loops; their value is that the CUDA backend must reproduce exactly these semantics.
 #include <cstring>
@@ -36,15 +36,6 @@ void dropout_forward(float* out, const float* x, const uint8_t* kept, float keep
 void dropout_backward(float* dx, const float* dout, const uint8_t* kept, float keep_scale, int64_t n) {
   for (int64_t i = 0; i < n; i++)
     if (kept[i]) dx[i] += mul_rn(dout[i], keep_scale);
-}
-
-void row_sums(double* out, const float* x, int M, int N) {
-  for (int m = 0; m < M; m++) {
-    double s = 0;
-    const float* row = x + int64_t(m) * N;
-    for (int j = 0; j < N; j++) s += row[j];
-    out[m] = s;
-  }
 }
 
 void embedding_backward(float* dtable, const float* dout, const int* ids, int M, int C) {

@@ -160,6 +160,9 @@ class CudaBackend final : public Backend {
     if (M <= 0 || w.rows <= 0) return;  // K == 0 still writes the bias, as the CPU
     cuda::launch_matmul_nf4_forward(stream_, out, x, nf4_.get(w, stream_), bias, M);
   }
+  void prepare_nf4(const Nf4Matrix& w) override {
+    if (w.numel() > 0) nf4_.get(w, stream_);
+  }
   void matmul_nf4_backward_input(float* dx, const float* dout, const Nf4Matrix& w, int M) override {
     if (M <= 0 || w.numel() <= 0) return;
     cuda::launch_matmul_nf4_backward_input(stream_, dx, dout, nf4_.get(w, stream_), M);
@@ -232,7 +235,6 @@ class CudaBackend final : public Backend {
   void dropout_backward(float* dx, const float* dout, const uint8_t* kept, float keep_scale, int64_t n) override {
     cuda::launch_dropout_backward(stream_, dx, dout, kept, keep_scale, n);
   }
-  void row_sums(double* out, const float* x, int M, int N) override { cuda::launch_row_sums(stream_, out, x, M, N); }
   void embedding_backward(float* dtable, const float* dout, const int* ids, int M, int C) override {
     cuda::launch_embedding_backward(stream_, dtable, dout, ids, M, C);
   }

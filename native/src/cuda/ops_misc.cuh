@@ -87,7 +87,7 @@ void launch_argmax_rows(cudaStream_t stream, int* out, const float* x, int M, in
 
 // transfer_ops.cu: the small steps between the big ops (Backend::scatter_rows .. embedding_backward). Products and
 // sums are written with __fmul_rn / __fadd_rn, which nvcc never contracts into an FMA, so every output equals the
-// CPU's fp32 arithmetic bit for bit; only row_sums (double, a fixed-order tree) differs from a serial loop, ~1e-16.
+// CPU's fp32 arithmetic bit for bit.
 // dst row rows[r] = src row r (M rows of `width` floats): KV-cache writes. A negative rows[r] writes nothing.
 void launch_scatter_rows(cudaStream_t stream, float* dst, const int* rows, const float* src, int M, int width);
 // dst row r = src row rows[r] (r < M). A negative rows[r] gives a zero row.
@@ -102,8 +102,6 @@ void launch_dropout_forward(cudaStream_t stream, float* out, const float* x, con
 // dx (n) += kept[i] ? dout * keep_scale : 0.
 void launch_dropout_backward(cudaStream_t stream, float* dx, const float* dout, const uint8_t* kept, float keep_scale,
                              int64_t n);
-// out (M) = sum of each row of x (M,N), accumulated in double.
-void launch_row_sums(cudaStream_t stream, double* out, const float* x, int M, int N);
 // dtable (V,C) row ids[m] += dout (M,C) row m, each element's rows added in order m = 0..M-1 (no atomics).
 // A negative ids[m] is skipped (the caller validates ids on the host).
 void launch_embedding_backward(cudaStream_t stream, float* dtable, const float* dout, const int* ids, int M, int C);

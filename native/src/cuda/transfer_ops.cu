@@ -1,5 +1,5 @@
 // The small GPU steps between the big ops, so activations never leave the device: row scatter / gather (KV-cache
-// writes, last-position picks), axpy, scale, dropout and its backward, double row sums, embedding backward.
+// writes, last-position picks), axpy, scale, dropout and its backward, embedding backward.
 // Semantics are Backend's (dpo/backend.h); the CPU backend is the reference.
 //
 // Exactness: every fp32 product and sum is written with __fmul_rn / __fadd_rn. nvcc contracts a*x + y into one FMA
@@ -8,9 +8,7 @@
 // grid-stride loops (256 threads, at most 65536 blocks, 64-bit indices): each element is computed alone, so the
 // result never depends on the launch shape.
 //
-// Reductions without float atomics:
-//  row_sums: one block per row; thread i sums x[i], x[i+256], ... in double, then a fixed xor butterfly per warp and
-//    the 8 warp sums in order (a fixed tree: the same bits every run and for every M; ~1e-16 from a serial loop).
+// The one reduction, without float atomics:
 //  embedding_backward: thread = one table column c, block row y = one partition of the ids (id % parts == y). Each
 //    thread walks m = 0..M-1 in order and adds dout[m][c] into dtable[ids[m]][c] for the ids of its partition, so
 //    every table element is owned by one thread and receives its rows in ascending m: the CPU's loop, bit for bit,
@@ -83,24 +81,6 @@ dropout_backward_kernel(float* dx /*(n)*/, const float* dout /*(n)*/, const uint
                         int64_t n) {
   for (int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x; i < n; i += int64_t(gridDim.x) * kThreads)
     if (kept[i]) dx[i] = __fadd_rn(dx[i], __fmul_rn(dout[i], keep_scale));  // dropped: untouched, as the CPU
-}
-
-__global__ void __launch_bounds__(kThreads) row_sums_kernel(double* out /*(M)*/, const float* x /*(M,N)*/, int N) {
-  __shared__ double red[kThreads / 32];
-  const float* row = x + int64_t(blockIdx.x) * N;
-  const int tid = threadIdx.x;
-  double s = 0.0;
-  for (int i = tid; i < N; i += kThreads) s += double(row[i]);
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(misc::kFullMask, s, o);
-  if ((tid & 31) == 0) red[tid >> 5] = s;
-  __syncthreads();
-  if (tid == 0) {
-    double t = red[0];
-#pragma unroll
-    for (int w = 1; w < kThreads / 32; w++) t += red[w];
-    out[blockIdx.x] = t;
-  }
 }
 
 __global__ void __launch_bounds__(kThreads)
@@ -182,13 +162,6 @@ void launch_dropout_backward(cudaStream_t stream, float* dx, const float* dout, 
   if (n == 0) return;
   dropout_backward_kernel<<<misc::grid_for(n, kThreads), kThreads, 0, stream>>>(dx, dout, kept, keep_scale, n);
   ops_misc_detail::check_launch("dropout_backward");
-}
-
-void launch_row_sums(cudaStream_t stream, double* out, const float* x, int M, int N) {
-  check_rows("row_sums", M, N);
-  if (M == 0) return;  // N == 0 still writes zero sums
-  row_sums_kernel<<<unsigned(M), kThreads, 0, stream>>>(out, x, N);
-  ops_misc_detail::check_launch("row_sums");
 }
 
 void launch_embedding_backward(cudaStream_t stream, float* dtable, const float* dout, const int* ids, int M, int C) {

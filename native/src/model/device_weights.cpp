@@ -34,6 +34,7 @@ void DeviceWeights::sync(Backend& be, const ModelWeights& m) {
       d.host = &lin;
       d.w.sync(be, lin.w);
       d.bias.sync(be, lin.bias);
+      if (lin.quantized) be.prepare_nf4(lin.q);
     }
   }
 }
