@@ -320,6 +320,44 @@ TEST_CASE(nf4_rows_not_multiple_of_64_match_naive_reference) {
   }
 }
 
+TEST_CASE(nf4_whole_blocks_with_nan_zeros_and_ties_match_naive_reference) {
+  // The loader's fast path for whole 64-element blocks must keep the scalar rules: a NaN never becomes the block's
+  // absmax and gets code 0, -0 gets code 7, a value exactly on a midpoint goes down.
+  std::vector<float> w = normal_fp16(64 * 8, 0.05f, 77);
+  w[3] = NAN;
+  w[64 + 5] = -0.0f;
+  for (int i = 0; i < 64; i++) w[size_t(128 + i)] = 0.0f;  // an all-zero block
+  w[192] = 1.0f;                                            // block 3: absmax 1, so values are their own x
+  w[193] = 0.03979014977812767f;                            // exactly the midpoint between codes 7 and 8
+  w[194] = -0.8480964004993439f;                            // exactly the first midpoint
+  const Nf4Matrix m = nf4_quantize(w.data(), 8, 64);
+  const NaiveNf4 r = naive_quantize(w);
+  int bad = 0;
+  for (size_t e = 0; e < w.size(); e++) bad += packed_code(m, int64_t(e)) != r.codes[e];
+  CHECK(bad == 0);
+  CHECK(packed_code(m, 3) == 0);
+  CHECK(packed_code(m, 193) == 7);
+  CHECK(packed_code(m, 194) == 0);
+  for (size_t b = 0; b < r.q.size(); b++) CHECK(m.absmax_q[b] == r.q[b]);
+}
+
+TEST_CASE(round_fp16_inplace_equals_the_scalar_rounding) {
+  std::mt19937 g(5);
+  std::vector<float> x;
+  for (int i = 0; i < 1 << 20; i++) x.push_back(bits_f32(g()));  // every exponent, subnormals, inf, NaN
+  for (float v : {0.0f, -0.0f, 65504.0f, 65519.99f, 65520.0f, -65520.0f, 5.96e-8f, 2.98e-8f, 2.99e-8f, 1e-10f,
+                  INFINITY, -INFINITY, NAN})
+    x.push_back(v);
+  std::vector<float> y = x;
+  round_fp16_inplace(y.data(), int64_t(y.size()));
+  int bad = 0;
+  for (size_t i = 0; i < x.size(); i++) {
+    const float want = round_fp16(x[i]);
+    bad += std::isnan(want) ? !std::isnan(y[i]) : bits(y[i]) != bits(want);
+  }
+  CHECK(bad == 0);
+}
+
 TEST_CASE(nf4_storage_dtypes_round_the_product) {
   const int64_t N = 4, K = 64;
   const std::vector<float> w = normal_fp16(size_t(N * K), 0.3f, 3);

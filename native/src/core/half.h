@@ -3,6 +3,9 @@
 #pragma once
 #include <cstdint>
 #include <cstring>
+#if defined(__F16C__) && defined(__AVX__)
+#include <immintrin.h>
+#endif
 
 namespace dpo {
 
@@ -50,5 +53,19 @@ inline uint16_t f32_to_fp16(float f) {
 }
 
 inline float round_fp16(float f) { return fp16_to_f32(f32_to_fp16(f)); }
+
+// round_fp16 over an array: the loader's cast of every linear weight before quantizing (spec §4.1), 7B elements at
+// Breeze size. With F16C the hardware conversion is the same IEEE round-to-nearest-even (NaN payloads aside, which
+// quantize to code 0 either way), eight at a time.
+inline void round_fp16_inplace(float* x, int64_t n) {
+  int64_t i = 0;
+#if defined(__F16C__) && defined(__AVX__)
+  for (; i + 8 <= n; i += 8) {
+    const __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm256_storeu_ps(x + i, _mm256_cvtph_ps(h));
+  }
+#endif
+  for (; i < n; i++) x[i] = round_fp16(x[i]);
+}
 
 }  // namespace dpo

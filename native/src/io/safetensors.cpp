@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "core/half.h"
+#include "cpu/thread_pool.h"
 #include "dpo/errors.h"
 #include "io/json.h"
 #include "io/text_file.h"
@@ -312,10 +313,11 @@ size_t WeightSet::total_bytes() const {
 
 // ---- conversion -------------------------------------------------------------------------------------
 
-void tensor_to_f32(const TensorView& t, float* out) {
+// Elements [begin, end) of t into out[0 .. end-begin).
+static void tensor_slice_to_f32(const TensorView& t, int64_t begin, int64_t end, float* out) {
   // Elements are read with memcpy: tensor data in the mmap need not be aligned to its dtype.
-  size_t n = size_t(t.numel());
-  const uint8_t* p = t.data;
+  size_t n = size_t(end - begin);
+  const uint8_t* p = t.data + size_t(begin) * dtype_size(t.dtype);
   switch (t.dtype) {
     case DType::F32:
       if (n) std::memcpy(out, p, n * 4);
@@ -345,6 +347,18 @@ void tensor_to_f32(const TensorView& t, float* out) {
       fail(ErrorCode::BadModel, "tensor " + t.name + " in " + t.file + " has dtype " + dtype_name(t.dtype) +
                                     ", not a floating type (F32, F16, BF16, F64)");
   }
+}
+
+void tensor_to_f32(const TensorView& t, float* out) {
+  // Large tensors (a 7B model's embedding and lm_head are 254M elements each) convert in parallel slices; inside a
+  // parallel loop (the loader's layers) this runs on the calling thread.
+  const int64_t total = t.numel();
+  constexpr int64_t kSlice = int64_t(1) << 22;
+  if (total > kSlice) {
+    parallel_for(total, kSlice, [&](int64_t b, int64_t e) { tensor_slice_to_f32(t, b, e, out + b); });
+    return;
+  }
+  tensor_slice_to_f32(t, 0, total, out);
 }
 
 // ---- writer -----------------------------------------------------------------------------------------

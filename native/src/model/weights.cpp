@@ -118,7 +118,7 @@ Linear load_linear(const WeightSet& ws, const std::string& prefix, int out, int 
   std::vector<float> w = read_f32(ws, prefix + ".weight", {out, in}, stats);
   if (quantize) {
     // transformers casts every float checkpoint tensor to fp16 before bnb quantizes it (spec §4.1).
-    for (float& x : w) x = round_fp16(x);
+    round_fp16_inplace(w.data(), int64_t(w.size()));
     L.q = nf4_quantize(w.data(), out, in, Nf4StorageDType::F16);
     L.quantized = true;
     stats.quantized_linears++;
