@@ -183,5 +183,5 @@ export interface NativeEngine {
 
 /** Errors thrown by the engine carry a stable code. */
 export interface EngineError extends Error {
-  code: 'E_BAD_INPUT' | 'E_BAD_MODEL' | 'E_NO_CUDA' | 'E_OOM' | 'E_CANCELLED' | 'E_IO' | 'E_INTERNAL'
+  code: 'E_BAD_INPUT' | 'E_BAD_MODEL' | 'E_NO_CUDA' | 'E_OOM' | 'E_CANCELLED' | 'E_IO' | 'E_INTERNAL' | 'E_DEVICE_FAULT'
 }

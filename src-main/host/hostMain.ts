@@ -7,7 +7,7 @@ import type { NativeCancelToken } from '../engine/nativeTypes'
 import { generateResponses } from '../services/engine/generateResponses'
 import { openModel, type ModelSession } from '../services/engine/modelSession'
 import { errorMessage } from '../services/errors'
-import type { HostCalls, HostMethod, HostToParent, ParentToHost } from './protocol'
+import { DEVICE_FAULT_EXIT_CODE, type HostCalls, type HostMethod, type HostToParent, type ParentToHost } from './protocol'
 import { loadRunNotebook } from './training'
 
 interface Port {
@@ -116,6 +116,7 @@ const handlers: { [M in HostMethod]: Handler<M> } = {
   },
   async crashForTest(p) {
     if (process.env.DPO_STUDIO_TEST_HOOKS !== '1') throw Object.assign(new Error('test hooks are off'), { code: 'E_UNSUPPORTED' })
+    if (p.signal === 'GPU_FAULT') throw Object.assign(new Error('the GPU reported cudaErrorIllegalAddress (test hook)'), { code: 'E_DEVICE_FAULT' })
     process.kill(process.pid, p.signal)
     return new Promise<never>(() => {})
   },
@@ -134,7 +135,12 @@ port.listen((msg) => {
   }
   handler(msg.params as never, emit, msg.id).then(
     (value) => port.post({ type: 'result', id: msg.id, ok: true, value }),
-    (e) => port.post({ type: 'result', id: msg.id, ok: false, error: toErrorInfo(e) }),
+    (e) => {
+      const error = toErrorInfo(e)
+      port.post({ type: 'result', id: msg.id, ok: false, error })
+      // After a GPU fault every later CUDA call of this process fails: leave, and the parent starts a fresh engine.
+      if (error.code === 'E_DEVICE_FAULT') setTimeout(() => process.exit(DEVICE_FAULT_EXIT_CODE), 100)
+    },
   ).finally(() => cancels.delete(msg.id))
 })
 

@@ -22,8 +22,11 @@ export interface HostCalls {
   runNotebook: { params: NotebookRunRequest; result: RunSummary }
   /** Drops the cached model (frees its memory). */
   release: { params: Record<string, never>; result: { released: boolean } }
-  /** Test hook (only with DPO_STUDIO_TEST_HOOKS=1): the host kills itself as an OOM kill would. */
-  crashForTest: { params: { signal: 'SIGKILL' | 'SIGSEGV' }; result: never }
+  /**
+   * Test hook (only with DPO_STUDIO_TEST_HOOKS=1): the host kills itself as an OOM kill would, or ('GPU_FAULT')
+   * fails the call with E_DEVICE_FAULT as a faulted CUDA context does.
+   */
+  crashForTest: { params: { signal: 'SIGKILL' | 'SIGSEGV' | 'GPU_FAULT' }; result: never }
 }
 export type HostMethod = keyof HostCalls
 
@@ -50,9 +53,14 @@ export interface HostTransport {
 export type HostSpawner = () => HostTransport
 
 /** In words, why a host process ended (shown in the UI). */
+/** The host's exit code after an E_DEVICE_FAULT: the parent restarts it with a fresh CUDA context. */
+export const DEVICE_FAULT_EXIT_CODE = 70
+
 export function describeExit(code: number | null, signal: string | null, stderrTail: string): string {
   let why: string
-  if (signal === 'SIGKILL' || code === 137)
+  if (code === DEVICE_FAULT_EXIT_CODE)
+    why = 'stopped after a GPU fault (a CUDA context cannot be used again in the same process)'
+  else if (signal === 'SIGKILL' || code === 137)
     why = 'was killed (SIGKILL): most likely the system ran out of memory and the OOM killer ended it'
   else if (signal === 'SIGSEGV' || code === 139) why = 'crashed with a segmentation fault in the engine'
   else if (signal === 'SIGABRT' || code === 134) why = 'aborted (SIGABRT) inside the engine or the GPU driver'

@@ -10,6 +10,7 @@ export type StudioErrorCode =
   | 'E_NO_CUDA'
   | 'E_CANCELLED'
   | 'E_INTERNAL'
+  | 'E_DEVICE_FAULT'
   | (string & {});
 
 export interface StudioErrorOptions {

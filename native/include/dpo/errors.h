@@ -14,6 +14,7 @@ enum class ErrorCode {
   Cancelled,  // E_CANCELLED: the caller cancelled a long operation
   Io,         // E_IO: a file could not be read or written
   Internal,   // E_INTERNAL: a bug; the message says where
+  DeviceFault,  // E_DEVICE_FAULT: the GPU faulted; its context is unusable until the process restarts
 };
 
 inline const char* error_code_name(ErrorCode c) {
@@ -25,6 +26,7 @@ inline const char* error_code_name(ErrorCode c) {
     case ErrorCode::Cancelled: return "E_CANCELLED";
     case ErrorCode::Io: return "E_IO";
     case ErrorCode::Internal: return "E_INTERNAL";
+    case ErrorCode::DeviceFault: return "E_DEVICE_FAULT";
   }
   return "E_INTERNAL";
 }

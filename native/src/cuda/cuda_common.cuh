@@ -19,10 +19,35 @@ inline const char* oom_advice() {
 
 // Throws for a failed CUDA call: E_OOM for cudaErrorMemoryAllocation (with advice), E_INTERNAL otherwise with the
 // CUDA error name, its text and the operation. Non-sticky errors are cleared so the next call starts clean.
+// Errors after which every later CUDA call of this process fails too ("sticky": the context is corrupted).
+inline bool is_sticky_cuda_error(cudaError_t err) {
+  switch (err) {
+    case cudaErrorIllegalAddress:
+    case cudaErrorLaunchFailure:
+    case cudaErrorHardwareStackError:
+    case cudaErrorIllegalInstruction:
+    case cudaErrorMisalignedAddress:
+    case cudaErrorInvalidAddressSpace:
+    case cudaErrorInvalidPc:
+    case cudaErrorAssert:
+    case cudaErrorECCUncorrectable:
+    case cudaErrorLaunchTimeout:
+      return true;
+    default:
+      return false;
+  }
+}
+
 [[noreturn]] inline void throw_cuda_error(cudaError_t err, const char* what, const char* file, int line) {
   cudaGetLastError();
   if (err == cudaErrorMemoryAllocation)
     fail(ErrorCode::Oom, std::string("out of GPU memory in ") + what + ": " + oom_advice());
+  if (is_sticky_cuda_error(err))
+    fail(ErrorCode::DeviceFault, std::string("the GPU reported ") + cudaGetErrorName(err) + " in " + what + " (" +
+                                     file + ":" + std::to_string(line) +
+                                     "); a CUDA context cannot be used after such a fault, so the engine must "
+                                     "restart (the app does this itself). If it happens again, use --backend cpu "
+                                     "and report it.");
   fail(ErrorCode::Internal, std::string("CUDA error ") + cudaGetErrorName(err) + " (" + cudaGetErrorString(err) +
                                 ") in " + what + " at " + file + ":" + std::to_string(line));
 }

@@ -42,6 +42,7 @@ describe('describeExit', () => {
     expect(describeExit(null, 'SIGKILL', '')).toMatch(/out of memory/)
     expect(describeExit(139, null, '')).toMatch(/segmentation fault/)
     expect(describeExit(3, null, 'line1\nCUDA error: illegal address\n')).toMatch(/code 3.*illegal address/)
+    expect(describeExit(70, null, '')).toMatch(/GPU fault/)
   })
 })
 
@@ -73,6 +74,18 @@ describe('EngineHost', () => {
     await until(() => host.status.state === 'ready')
     expect(host.status.pid).not.toBe(firstPid)
     expect(host.status.restarts).toBe(1)
+    expect((await host.call('engineInfo', {}).promise).version).toBeTruthy()
+  })
+
+  it('fails the call on a GPU fault, then restarts with a fresh engine', async () => {
+    const { host, states } = newHost()
+    await host.call('engineInfo', {}).promise
+    const firstPid = host.status.pid
+    const err = await host.call('crashForTest', { signal: 'GPU_FAULT' }).promise.catch((e: unknown) => e)
+    expect(err).toMatchObject({ code: 'E_DEVICE_FAULT' })
+    await until(() => host.status.pid !== firstPid && host.status.state === 'ready')
+    expect(states).toContain('crashed')
+    expect(host.status.message).toMatch(/GPU fault/)
     expect((await host.call('engineInfo', {}).promise).version).toBeTruthy()
   })
 
