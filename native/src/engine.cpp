@@ -32,7 +32,7 @@ BackendInfo probe_backends() {
   info.cuda_free_bytes = r.free_bytes;
   info.cuda_total_bytes = r.total_bytes;
 #else
-  info.cuda_reason = "this build has no CUDA backend (nvcc was not found when the engine was built)";
+  info.cuda_reason = "this build has no CUDA backend (no nvcc at build time, or DPO_CUDA=OFF)";
 #endif
   return info;
 }

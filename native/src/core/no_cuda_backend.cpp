@@ -6,7 +6,7 @@
 namespace dpo {
 
 std::unique_ptr<Backend> make_cuda_backend() {
-  fail(ErrorCode::NoCuda, "this engine was built without CUDA (nvcc was not found at build time)");
+  fail(ErrorCode::NoCuda, "this engine was built without CUDA (no nvcc at build time, or DPO_CUDA=OFF)");
 }
 
 }  // namespace dpo
