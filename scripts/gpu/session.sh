@@ -128,6 +128,15 @@ case "$stage" in
     shared_standin
     step build 330 bash scripts/gpu/build-addon.sh build/gpu -DDPO_BUILD_TESTS=ON
     step ctest 150 ctest --test-dir build/gpu --output-on-failure
+    # A failing GPU suite again under compute-sanitizer, with every launch synchronised (DPO_CUDA_SYNC=1) so that a
+    # fault is reported by the kernel that caused it: the first thing to read when fixing kernels.
+    failed_log=build/gpu/Testing/Temporary/LastTestsFailed.log
+    if [ -s "$failed_log" ]; then
+      for t in $(cut -d: -f2 "$failed_log" | grep -E 'cuda|parity' | sed 's/_guarded$//' | sort -u); do
+        step "sanitize-$t" 90 env -C native DPO_SHARED="$root/../shared" DPO_CUDA_SYNC=1 \
+          compute-sanitizer --tool memcheck --print-limit 20 "$root/build/gpu/$t"
+      done
+    fi
     step tool-info 30 build/gpu/dpo-tool info
     [ -n "$node_bin" ] && DPO_ENGINE_PATH="$root/build/gpu/dpo_engine.node" step cli-info 30 "$node_bin" .gpu/cli.js info
     finish
