@@ -285,6 +285,36 @@ TEST_CASE(matmul_backward_parity) {
       }
 }
 
+// The model's calls with degenerate shapes (device_weights.cpp, logits_pass.cpp): the lm_head row sum as
+// matmul_backward(dx = sum, dw = null, dbias = null, dout = ones (1,V), x = null, w = lm_head, M = 1), and its use as
+// a matmul with N = 1. x is never read when dw is null.
+TEST_CASE(matmul_model_degenerate_shapes) {
+  Backend* g = gpu_or_skip("matmul N=1 / null x on CUDA");
+  const int K = 173, V = 3001, M = 37;
+  const vector<float> w = randu(size_t(V) * K, -1, 1, 501), x = randu(size_t(M) * K, -1, 1, 502);
+  const vector<float> ones(size_t(V), 1.0f), sum0(size_t(K), 0.0f);
+  vector<double> sscale(size_t(K), 0.0);
+  for (int n = 0; n < V; n++)
+    for (int k = 0; k < K; k++) sscale[size_t(k)] += std::fabs(double(w[size_t(n) * K + k]));
+  auto row_sum = [&](Backend& be) {
+    Arena a(be);
+    float* dx = a.put(sum0);
+    be.matmul_backward(dx, nullptr, nullptr, a.put(ones), nullptr, a.put(w), 1, K, V);
+    return a.get(dx, size_t(K));
+  };
+  const vector<float> c_sum = row_sum(cpu());
+  const vector<float> c_out = run_matmul(cpu(), x, c_sum, nullptr, M, K, 1);
+  if (!g) return;
+  const vector<float> g_sum = row_sum(*g);
+  check_scaled("cuda lm_head row sum (x = null)", g_sum, c_sum, sscale, kTolF32);
+  vector<double> ref, scale;
+  matmul_reference(x, c_sum, nullptr, M, K, 1, ref, scale);
+  const vector<float> g_out = run_matmul(*g, x, c_sum, nullptr, M, K, 1);
+  check_scaled("cuda matmul N=1", g_out, c_out, scale, kTolF32);
+  const vector<float> one = run_matmul(*g, rows_of(x, M - 1, 1, K), c_sum, nullptr, 1, K, 1);
+  check_bits("cuda matmul N=1 row M-1 alone", one.data(), g_out.data() + (M - 1), 1);
+}
+
 // ---- NF4 ------------------------------------------------------------------------------------------------------
 float round_storage(float v, Nf4StorageDType t) {
   return t == Nf4StorageDType::F16 ? round_fp16(v) : t == Nf4StorageDType::BF16 ? round_bf16(v) : v;

@@ -438,6 +438,40 @@ TEST_CASE(cuda_attention_backward_matches_cpu) {
   }
 }
 
+// The row kernels' dynamic shared memory is (HD + S + 256) floats; with HD = 128 and S = 11904 that is exactly
+// 48 KiB, and the kernels' static __shared__ scratch comes on top: the launcher must opt in above 48 KiB in total,
+// not only when the dynamic part alone exceeds it (else the launch fails with cudaErrorInvalidValue).
+TEST_CASE(cuda_attention_smem_at_48k_boundary) {
+  if (!have_gpu()) return;
+  for (const int S : {11904, 11905, 12300}) {
+    const AttnCase c{"smem boundary", 1, 2, S, 2, 1, 128, false};
+    std::printf("  B=%d T=%d S=%d NH=%d NKV=%d HD=%d\n", c.B, c.T, c.S, c.NH, c.NKV, c.HD);
+    const AttnData d = make_attn(c, 97u + S);
+    const size_t n_out = d.q.size(), n_probs = size_t(c.B) * c.NH * c.T * c.S;
+    vector<float> out(n_out), probs(n_probs);
+    cpu::attention_forward(out.data(), probs.data(), d.q.data(), d.k.data(), d.v.data(), d.qpos.data(), nullptr, c.B,
+                           c.T, c.S, c.NH, c.NKV, c.HD);
+    Dev<float> gq(d.q), gk(d.k), gv(d.v), gout(n_out), gprobs(n_probs);
+    Dev<int> gqpos(d.qpos);
+    launch_attention_forward(test_stream(), gout.p, gprobs.p, gq.p, gk.p, gv.p, gqpos.p, nullptr, c.B, c.T, c.S, c.NH,
+                             c.NKV, c.HD);
+    check_near("out", gout.down(), out);
+    check_near("probs", gprobs.down(), probs);
+
+    const auto dout = randn(n_out, 1.0f, 98u + S);
+    vector<float> dq(n_out, 0.0f), dk(d.k.size(), 0.0f), dv(d.k.size(), 0.0f);
+    cpu::attention_backward(dq.data(), dk.data(), dv.data(), dout.data(), probs.data(), d.q.data(), d.k.data(),
+                            d.v.data(), c.B, c.T, c.S, c.NH, c.NKV, c.HD);
+    Dev<float> gcpu_probs(probs), gdout(dout), gdq(vector<float>(n_out, 0.0f)), gdk(vector<float>(dk.size(), 0.0f)),
+        gdv(vector<float>(dv.size(), 0.0f));
+    launch_attention_backward(test_stream(), gdq.p, gdk.p, gdv.p, gdout.p, gcpu_probs.p, gq.p, gk.p, gv.p, c.B, c.T,
+                              c.S, c.NH, c.NKV, c.HD);
+    check_near("dq", gdq.down(), dq, 2e-5);
+    check_near("dk", gdk.down(), dk, 2e-5);
+    check_near("dv", gdv.down(), dv);
+  }
+}
+
 // ---- elementwise ----
 
 TEST_CASE(cuda_swiglu_matches_cpu) {
@@ -556,6 +590,33 @@ TEST_CASE(cuda_logsoftmax_gather_matches_cpu) {
     launch_logsoftmax_gather_backward(test_stream(), gdl.p, gdlogp.p, gl.p, gcpu_lse.p, gt.p, M, V);
     CHECK(same_bits(gdl.down(), r_dl));
   }
+}
+
+// A NaN logit makes the CPU's lse NaN (its exp joins the sum). On the GPU a thread's online (max, sum) starts at
+// (-inf, 0); a NaN met before the thread's first finite entry must not be dropped by the rescaling from -inf.
+TEST_CASE(cuda_logsoftmax_gather_nan_logit_gives_nan) {
+  if (!have_gpu()) return;
+  const int M = 4, V = 1000;
+  auto logits = randn(size_t(M) * V, 1.0f, 87u);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  logits[0] = nan;                      // row 0: NaN as thread 0's first entry, finite entries after it
+  logits[size_t(V) + 700] = nan;        // row 1: NaN as a thread's second entry (after a finite one)
+  logits[size_t(2) * V + 3] = nan;      // row 2: NaN as thread 3's first entry, target elsewhere
+  for (int v = 0; v < V; v++) logits[size_t(3) * V + v] = v % 2 ? -INFINITY : nan;  // row 3: nothing above -inf
+  const vector<int> target = {5, 6, 7, 8};
+  vector<float> logp(static_cast<size_t>(M)), lse(static_cast<size_t>(M));
+  cpu::logsoftmax_gather_forward(logp.data(), lse.data(), logits.data(), target.data(), M, V);
+  Dev<float> gl(logits), glogp(static_cast<size_t>(M)), glse(static_cast<size_t>(M));
+  Dev<int> gt(target);
+  launch_logsoftmax_gather_forward(test_stream(), glogp.p, glse.p, gl.p, gt.p, M, V);
+  const auto r_lse = glse.down(), r_logp = glogp.down();
+  for (int m = 0; m < M; m++) {
+    const size_t i = size_t(m);
+    std::printf("  row %d: lse %g (cpu %g), logp %g (cpu %g)\n", m, r_lse[i], lse[i], r_logp[i], logp[i]);
+    CHECK(std::isnan(r_lse[i]) == std::isnan(lse[i]) && (std::isnan(lse[i]) || r_lse[i] == lse[i]));
+    CHECK(std::isnan(r_logp[i]) == std::isnan(logp[i]));
+  }
+  CHECK(std::isnan(lse[0]) && std::isnan(lse[1]) && std::isnan(lse[2]) && lse[3] == -INFINITY);
 }
 
 TEST_CASE(cuda_logsoftmax_gather_bad_target_gives_nan) {

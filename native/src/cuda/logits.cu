@@ -59,8 +59,10 @@ logsoftmax_gather_forward_kernel(float* logp /*(M)*/, float* lse /*(M) or null*/
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
 
   MaxSum a{-INFINITY, 0.0f};
+  int nan = 0;  // a NaN entry makes the CPU's sum (and lse) NaN; the (-inf, s) rescalings below could drop it
   for (int v = tid; v < V; v += kThreads) {
     const float xv = x[v];
+    nan |= xv != xv;
     if (xv > a.m) {  // new max: rescale what was summed so far
       a.s = (a.m == -INFINITY ? 0.0f : a.s * expf(a.m - xv)) + 1.0f;
       a.m = xv;
@@ -74,11 +76,12 @@ logsoftmax_gather_forward_kernel(float* logp /*(M)*/, float* lse /*(M) or null*/
     a = combine(a, b);
   }
   if (lane == 0) red[warp] = a;
-  __syncthreads();
+  nan = __syncthreads_or(nan);
   if (tid != 0) return;
   MaxSum t = red[0];
   for (int w = 1; w < kWarps; w++) t = combine(t, red[w]);
-  const float l = t.m == -INFINITY ? -INFINITY : t.m + logf(t.s);
+  // As cpu row_lse: -inf when no entry exceeds -inf (NaN never does), else NaN when any entry is NaN.
+  const float l = t.m == -INFINITY ? -INFINITY : nan ? NAN : t.m + logf(t.s);
   if (lse) lse[m] = l;
   const int tg = target[m];
   logp[m] = tg < 0 ? 0.0f : tg >= V ? NAN : x[tg] - l;

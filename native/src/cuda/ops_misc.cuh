@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <string>
 
+#include "cuda/cuda_common.cuh"
 #include "dpo/backend.h"
 #include "dpo/errors.h"
 
@@ -27,9 +28,15 @@ namespace dpo::cuda {
 
 namespace ops_misc_detail {
 // Throws EngineError(Internal, "<op>: <cuda error name>") if the last launch (or an earlier async error) failed.
+// As DPO_CUDA_LAUNCH_CHECK (cuda_common.cuh): a sticky fault is E_DEVICE_FAULT (the app restarts the engine on it,
+// not on E_INTERNAL), and DPO_CUDA_SYNC=1 waits for the kernel so a fault is reported by the op that caused it
+// (these launchers do not pass their stream here, so it waits for the device).
 inline void check_launch(const char* op) {
-  const cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess) throw EngineError(ErrorCode::Internal, std::string(op) + ": " + cudaGetErrorName(err));
+  cudaError_t err = cudaGetLastError();
+  if (err == cudaSuccess && sync_after_launch()) err = cudaDeviceSynchronize();
+  if (err == cudaSuccess) return;
+  if (is_sticky_cuda_error(err)) throw_cuda_error(err, op, __FILE__, __LINE__);
+  throw EngineError(ErrorCode::Internal, std::string(op) + ": " + cudaGetErrorName(err));
 }
 }  // namespace ops_misc_detail
 

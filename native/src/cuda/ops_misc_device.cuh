@@ -60,16 +60,22 @@ __device__ __forceinline__ float block_max(float v, float* red) {
 }
 
 // Lets `kernel` use `bytes` of dynamic shared memory: above the 48 KiB default it opts in, and it throws BadInput
-// (naming op and what) when the device cannot give that much.
+// (naming op and what) when the device cannot give that much. The 48 KiB default and the opt-in limit bound the
+// kernel's static __shared__ arrays plus the dynamic bytes together, so the static size counts too (without it a
+// dynamic size just under 48 KiB skipped the opt-in and the launch failed).
 template <class Kernel>
 inline void allow_dynamic_smem(Kernel* kernel, size_t bytes, const char* op, const std::string& what) {
-  if (bytes <= 48 * 1024) return;
+  cudaFuncAttributes attr{};
+  cudaError_t err = cudaFuncGetAttributes(&attr, kernel);
+  if (err != cudaSuccess) throw EngineError(ErrorCode::Internal, std::string(op) + ": " + cudaGetErrorName(err));
+  const size_t total = bytes + attr.sharedSizeBytes;
+  if (total <= 48 * 1024) return;
   int dev = 0, optin = 0;
-  cudaError_t err = cudaGetDevice(&dev);
+  err = cudaGetDevice(&dev);
   if (err == cudaSuccess) err = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
   if (err != cudaSuccess) throw EngineError(ErrorCode::Internal, std::string(op) + ": " + cudaGetErrorName(err));
-  if (bytes > size_t(optin))
-    throw EngineError(ErrorCode::BadInput, std::string(op) + ": " + what + " needs " + std::to_string(bytes) +
+  if (total > size_t(optin))
+    throw EngineError(ErrorCode::BadInput, std::string(op) + ": " + what + " needs " + std::to_string(total) +
                                                " bytes of shared memory per block; the device allows " +
                                                std::to_string(optin));
   err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes));

@@ -74,8 +74,7 @@ dropout_forward_kernel(float* out /*(n)*/, const float* x /*(n)*/, const uint8_t
     out[i] = kept[i] ? __fmul_rn(x[i], keep_scale) : 0.0f;
 }
 
-// dx += (kept ? dout * keep_scale : 0), literally: a dropped element adds +0 (which turns a -0 gradient into +0,
-// as the CPU's `dx[i] += kept[i] ? ... : 0` does).
+// dx += dout * keep_scale where kept; a dropped element is left untouched (a -0 gradient stays -0), as on the CPU.
 __global__ void __launch_bounds__(kThreads)
 dropout_backward_kernel(float* dx /*(n)*/, const float* dout /*(n)*/, const uint8_t* kept /*(n)*/, float keep_scale,
                         int64_t n) {
