@@ -131,6 +131,18 @@ class Backend {
   virtual void reset_peak() = 0;
   // True when alloc() memory is host memory that host code may read (the CPU backend): mirrors can then alias.
   virtual bool shares_host_memory() const { return false; }
+
+  // ---- Recorded work (CUDA graphs). Decoding repeats the same ops on the same buffers for every token, and at 7B
+  // launching ~700 kernels one by one costs about as much as running them. Between begin_capture() and
+  // end_capture() ops are recorded, not run; replay() runs the recording again. Memory freed while recording stays
+  // with the recording (its ops use it at every replay). No upload, download or synchronize may happen while
+  // recording. A backend that cannot record returns false from begin_capture(); the caller then runs the ops itself.
+  virtual bool begin_capture() { return false; }
+  // The recording, or null when it could not be made (nothing was run either way).
+  virtual std::shared_ptr<void> end_capture() { return nullptr; }
+  // Ends a recording that an error interrupted, discarding it.
+  virtual void abort_capture() {}
+  virtual void replay(const std::shared_ptr<void>& recording) { (void)recording; }
 };
 
 std::unique_ptr<Backend> make_cpu_backend();

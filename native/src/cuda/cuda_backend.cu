@@ -4,6 +4,7 @@
 // bytes_in_use / peak_bytes. Errors are EngineError: E_NO_CUDA at creation, E_OOM with advice, E_INTERNAL otherwise.
 #include <cuda_runtime.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -118,6 +119,7 @@ class CudaBackend final : public Backend {
   // Queued work finishes before the stream goes; then the members free the memory (nf4_ before mem_, which
   // cudaFrees every block).
   ~CudaBackend() override {
+    abort_capture();  // a recording holds blocks of mem_ and the stream
     nf4_.clear();
     if (stream_) {
       cudaStreamSynchronize(stream_);
@@ -132,18 +134,59 @@ class CudaBackend final : public Backend {
 
   // ---- memory ----
   void* alloc(size_t bytes) override { return mem_.alloc(bytes); }
-  void free(void* p) override { mem_.free(p); }
+  void free(void* p) override {
+    if (capture_ && p) {
+      capture_->kept.push_back(p);  // the recorded kernels use it again at every replay
+      return;
+    }
+    mem_.free(p);
+  }
   void upload(void* dst, const void* src_host, size_t bytes) override {
     if (!bytes) return;
+    if (capture_) fail(ErrorCode::Internal, "upload while recording a CUDA graph");
     DPO_CUDA_CHECK(cudaMemcpyAsync(dst, src_host, bytes, cudaMemcpyHostToDevice, stream_));
     DPO_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the caller may reuse src_host on return
   }
   void download(void* dst_host, const void* src, size_t bytes) override {
     if (!bytes) return;
+    if (capture_) fail(ErrorCode::Internal, "download while recording a CUDA graph");
     DPO_CUDA_CHECK(cudaMemcpyAsync(dst_host, src, bytes, cudaMemcpyDeviceToHost, stream_));
     DPO_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
   void synchronize() override { DPO_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+  // ---- recorded work: CUDA graphs, captured in relaxed mode (the allocator may cudaMalloc meanwhile) ----
+  bool begin_capture() override {
+    if (capture_ || !graphs_enabled()) return false;
+    if (cudaStreamBeginCapture(stream_, cudaStreamCaptureModeRelaxed) != cudaSuccess) {
+      cudaGetLastError();
+      return false;
+    }
+    capture_ = std::make_shared<Recording>(mem_, stream_);
+    return true;
+  }
+  std::shared_ptr<void> end_capture() override {
+    std::shared_ptr<Recording> rec = std::move(capture_);
+    capture_.reset();
+    if (!rec) return nullptr;
+    cudaGraph_t graph = nullptr;
+    cudaError_t err = cudaStreamEndCapture(stream_, &graph);
+    if (err == cudaSuccess && graph) err = cudaGraphInstantiate(&rec->exec, graph, 0);
+    if (graph) cudaGraphDestroy(graph);
+    if (err != cudaSuccess || !rec->exec) {
+      cudaGetLastError();  // a capture error is not sticky: the stream works again without the graph
+      return nullptr;      // rec returns its kept blocks to the allocator
+    }
+    return rec;
+  }
+  void abort_capture() override {
+    if (capture_) end_capture();
+  }
+  void replay(const std::shared_ptr<void>& recording) override {
+    auto* rec = static_cast<Recording*>(recording.get());
+    if (!rec || !rec->exec) fail(ErrorCode::Internal, "replay of an empty CUDA graph");
+    DPO_CUDA_CHECK(cudaGraphLaunch(rec->exec, stream_));
+  }
+
   uint64_t bytes_in_use() const override { return mem_.in_use(); }
   uint64_t peak_bytes() const override { return mem_.peak(); }
   void reset_peak() override { mem_.reset_peak(); }
@@ -262,6 +305,35 @@ class CudaBackend final : public Backend {
   }
 
  private:
+  // One captured graph and the blocks its kernels use, given back to the allocator when the graph goes (after the
+  // stream has finished any replay that reads them).
+  struct Recording {
+    Recording(CachingAllocator& m, cudaStream_t s) : mem(m), stream(s) {}
+    ~Recording() {
+      cudaStreamSynchronize(stream);
+      if (exec) cudaGraphExecDestroy(exec);
+      for (void* p : kept) {
+        try {
+          mem.free(p);
+        } catch (...) {  // a block of this allocator cannot fail to free; destructors must not throw
+        }
+      }
+    }
+    CachingAllocator& mem;
+    cudaStream_t stream;
+    cudaGraphExec_t exec = nullptr;
+    std::vector<void*> kept;
+  };
+  // DPO_CUDA_GRAPHS=0 turns recording off; so does DPO_CUDA_SYNC (its per-launch synchronize cannot be recorded).
+  static bool graphs_enabled() {
+    static const bool on = [] {
+      const char* g = std::getenv("DPO_CUDA_GRAPHS");
+      const char* s = std::getenv("DPO_CUDA_SYNC");
+      return !(g && g[0] == '0') && !(s && s[0] && s[0] != '0');
+    }();
+    return on;
+  }
+
   // What the optimizer ops keep on the device: the two 8-bit dynamic maps (signed, then unsigned: 2 x 256 floats),
   // uploaded once, and the l2_norm partial sums. Made on first use, so a backend that never trains holds neither;
   // reusing one scratch for every l2_norm is safe because all work is ordered on the one stream.
@@ -285,6 +357,7 @@ class CudaBackend final : public Backend {
   }
 
   cudaStream_t stream_ = nullptr;
+  std::shared_ptr<Recording> capture_;  // the recording in progress, if any
   std::string describe_;
   CachingAllocator mem_;  // declared before nf4_ and scratch_: destroyed after them
   Nf4Cache nf4_{mem_};

@@ -170,27 +170,35 @@ void decoder_forward(float* hidden_out, const DeviceWeights& w, Backend& be, con
   be.rmsnorm(hidden_out, nullptr, x.get(), w.final_norm.get(), M, c.hidden, c.rms_norm_eps);
 }
 
-void decoder_step(float* hidden_out, const DeviceWeights& w, Backend& be, KvCache& cache, const int* seq,
-                  const int* ids, const int* pos, int M, const LoraAdapter* lora) {
+void DecodeInputs::set(const DeviceWeights& w, Backend& be, const KvCache& cache, const int* seq, const int* ids,
+                       const int* pos, int rows) {
   const ModelConfig& c = w.config();
-  const int KVD = c.n_kv_heads * c.head_dim;
-  DeviceArray<float> x(be, size_t(M) * c.hidden);
+  if (rows != M || x.empty()) {
+    M = rows;
+    x = DeviceArray<float>(be, size_t(M) * c.hidden);
+    meta = DeviceArray<int>(be, size_t(3) * M);
+    acts = BlockActs();
+    acts.resize(be, c, M, false, 0);
+  }
   embed_tokens(x.get(), *w.host, be, ids, M);
-  // One upload per step: positions, sequences and cache rows side by side.
-  std::vector<int> meta(size_t(3) * M);
+  std::vector<int> m(size_t(3) * M);
   for (int r = 0; r < M; r++) {
     if (pos[r] < 0 || pos[r] >= cache.S || seq[r] < 0 || seq[r] >= cache.B)
       fail(ErrorCode::Internal, "decode step outside the KV cache");
-    meta[size_t(r)] = pos[r];
-    meta[size_t(M + r)] = seq[r];
-    meta[size_t(2 * M + r)] = seq[r] * cache.S + pos[r];
+    m[size_t(r)] = pos[r];
+    m[size_t(M + r)] = seq[r];
+    m[size_t(2 * M + r)] = seq[r] * cache.S + pos[r];
   }
-  DeviceArray<int> meta_d = upload(be, meta.data(), meta.size());
-  const int* pos_d = meta_d.get();
+  meta.upload(m);  // one upload per step: positions, sequences and cache rows side by side
+}
+
+void decode_step_body(float* hidden_out, const DeviceWeights& w, Backend& be, KvCache& cache, DecodeInputs& in,
+                      const LoraAdapter* lora) {
+  const ModelConfig& c = w.config();
+  const int M = in.M, KVD = c.n_kv_heads * c.head_dim;
+  const int* pos_d = in.meta.get();
   const int* seq_d = pos_d + M;
   const int* rows_d = pos_d + 2 * M;
-  BlockActs a;
-  a.resize(be, c, M, false, 0);
   const LoraUse use{lora, 0.0f, nullptr};
   const AttendFn attend = [&](int layer, float* att, float*, const float* q, const float* k, const float* v) {
     float* kc = cache.k[size_t(layer)].get();
@@ -201,8 +209,15 @@ void decoder_step(float* hidden_out, const DeviceWeights& w, Backend& be, KvCach
     be.attention_decode(att, q, kc, vc, seq_d, pos_d, M, cache.S, c.n_heads, c.n_kv_heads, c.head_dim);
   };
   for (int l = 0; l < c.n_layers; l++)
-    block_forward(x.get(), c, w.layers[size_t(l)], be, a, pos_d, M, l, use, false, attend);
-  be.rmsnorm(hidden_out, nullptr, x.get(), w.final_norm.get(), M, c.hidden, c.rms_norm_eps);
+    block_forward(in.x.get(), c, w.layers[size_t(l)], be, in.acts, pos_d, M, l, use, false, attend);
+  be.rmsnorm(hidden_out, nullptr, in.x.get(), w.final_norm.get(), M, c.hidden, c.rms_norm_eps);
+}
+
+void decoder_step(float* hidden_out, const DeviceWeights& w, Backend& be, KvCache& cache, const int* seq,
+                  const int* ids, const int* pos, int M, const LoraAdapter* lora) {
+  DecodeInputs in;
+  in.set(w, be, cache, seq, ids, pos, M);
+  decode_step_body(hidden_out, w, be, cache, in, lora);
 }
 
 uint64_t block_activation_bytes(const ModelConfig& c, int B, int T) {

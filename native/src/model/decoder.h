@@ -52,6 +52,22 @@ void decoder_forward(float* hidden_out, const DeviceWeights& w, Backend& be, con
 void decoder_step(float* hidden_out, const DeviceWeights& w, Backend& be, KvCache& cache, const int* seq,
                   const int* ids, const int* pos, int M, const LoraAdapter* lora);
 
+// The same step split for recording (Backend::begin_capture): the inputs of a step live at fixed addresses, so the
+// ops of decode_step_body can be recorded once per M and replayed for every token with new inputs.
+struct DecodeInputs {
+  int M = 0;
+  DeviceArray<float> x;   // (M,C) embedding rows (the residual stream, updated in place by the body)
+  DeviceArray<int> meta;  // positions (M) | sequences (M) | cache rows seq*S+pos (M)
+  BlockActs acts;         // scratch, kept so that a recording can reuse it
+
+  // Uploads the step's inputs (allocating when M changes: addresses stay fixed while M does).
+  void set(const DeviceWeights& w, Backend& be, const KvCache& cache, const int* seq, const int* ids, const int* pos,
+           int M);
+};
+// Every op of one decoding step, inputs taken from `in`; no upload or download.
+void decode_step_body(float* hidden_out, const DeviceWeights& w, Backend& be, KvCache& cache, DecodeInputs& in,
+                      const LoraAdapter* lora);
+
 // Training: the forward with what the backward needs kept (and LoRA dropout applied when configured).
 // Every block's activations are kept while they fit a budget; beyond it (7B shapes on a GPU) only each block's input
 // and its dropout masks are kept, and the backward recomputes the block first (activation checkpointing, the same

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "model/decoder.h"
+#include "model/recorded_decoder.h"
 #include "model/model_impl.h"
 
 namespace dpo {
@@ -69,6 +70,7 @@ GenerateResult Model::generate(const std::vector<std::vector<int32_t>>& prompts,
   int M = B;
   auto is_eos = [&](int tok) { return std::find(opt.eos_ids.begin(), opt.eos_ids.end(), tok) != opt.eos_ids.end(); };
 
+  RecordedDecoder decoder(impl_->dev, be, cache, impl_->lora.get());
   for (int step = 0; M > 0; step++) {
     be.matmul(logits.get(), last.get(), impl_->dev.lm_head.get(), nullptr, M, C, V);
     be.argmax_rows(next_d.get(), logits.get(), M, V);
@@ -96,7 +98,7 @@ GenerateResult Model::generate(const std::vector<std::vector<int32_t>>& prompts,
       for (int r = 0; r < M; r++) res.finish[size_t(seq[size_t(r)])] = "cancelled";
       break;
     }
-    decoder_step(last.get(), impl_->dev, be, cache, seq.data(), next.data(), cur_pos.data(), M, impl_->lora.get());
+    decoder.step(last.get(), seq.data(), next.data(), cur_pos.data(), M);
     for (int r = 0; r < M; r++) cur_pos[size_t(r)]++;
   }
   return res;
