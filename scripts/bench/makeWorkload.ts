@@ -16,8 +16,8 @@ import { loadPreferenceData, preferencePairs } from '../../src-main/services/dat
 import { loadPromptsFile } from '../../src-main/services/data/promptsFile'
 import { promptText } from '../../src-main/services/engine/promptText'
 import { DEFAULT_TRAIN_PARAMS } from '../../src-main/services/params/trainParams'
+import { tokenizeTrainingPair } from '../../src-main/services/training/tokenizePair'
 import { promptIds } from '../../src-main/services/tokenizer/chatTemplate'
-import { dpoTokenize } from '../../src-main/services/tokenizer/dpoTokenize'
 import { TextTokenizer } from '../../src-main/services/tokenizer/textTokenizer'
 import { repoRoot, sharedPath } from '../../test/helpers/sharedPath'
 
@@ -65,13 +65,10 @@ export async function makeWorkload(tokenizerDir: string, datasetDir: string, tem
   const padId = tok.padId ?? tok.eosId
   if (padId === null) throw new Error(`${tokenizerDir}: the tokenizer defines neither a pad nor an EOS token`)
 
-  // The trainer's tokenization (trainer.ts, "tokenization (spec §7.2)"): same calls, same parameters.
+  // The trainer's tokenization, with the same function and parameters.
   const data = await loadPreferenceData(datasetDir)
   const pairs = preferencePairs(data, { dataSize: params.dataSize, supportRatio: params.supportRatio }).map((p) => {
-    const t = dpoTokenize(tok, promptText(tok, p.prompt, { system: params.systemMessage }), p.chosen, p.rejected, {
-      maxLength: params.maxLength,
-      maxPromptLength: params.maxPromptLength,
-    })
+    const t = tokenizeTrainingPair(tok, p, params)
     return { chosen: { ids: t.chosen.ids, labels: t.chosen.labels }, rejected: { ids: t.rejected.ids, labels: t.rejected.labels } }
   })
   // Generation's prompts (generateResponses.ts): template with the default system message, one BOS.

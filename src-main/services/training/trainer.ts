@@ -9,12 +9,11 @@ import { StudioError, errorMessage } from '../errors'
 import { writeFileAtomic, writeJsonAtomic } from '../fsAtomic'
 import type { ModelSession } from '../engine/modelSession'
 import { fromEngineError } from '../engine/modelSession'
-import { promptText } from '../engine/promptText'
 import type { TrainParams } from '../params/trainParams'
-import { dpoTokenize } from '../tokenizer/dpoTokenize'
 import { baseModelName, loadAdapter, saveAdapter, type AdapterSettings, type LoadedAdapter } from './adapterFiles'
 import { RefLogpsCache, dataFingerprint, pairKey, refCacheDir, type RefLogps } from './refCache'
 import { scheduleSteps, scheduleTotals, type ScheduleInput } from './schedule'
+import { tokenizeTrainingPair } from './tokenizePair'
 import type { MetricsRow, RunEvents, RunSummary, TrainProgress } from './types'
 
 export const METRICS_FILE = 'metrics.jsonl'
@@ -87,10 +86,7 @@ export async function trainDpo(session: ModelSession, pairs: readonly Preference
   // ---- tokenization (spec §7.2): the chat-templated prompt with the run's system message.
   const tokenized: TokenizedPair[] = pairs.map((p, i) => {
     try {
-      const t = dpoTokenize(tok, promptText(tok, p.prompt, { system: params.systemMessage }), p.chosen, p.rejected, {
-        maxLength: params.maxLength,
-        maxPromptLength: params.maxPromptLength,
-      })
+      const t = tokenizeTrainingPair(tok, p, params)
       const chosen = { ids: Int32Array.from(t.chosen.ids), labels: Int32Array.from(t.chosen.labels) }
       const rejected = { ids: Int32Array.from(t.rejected.ids), labels: Int32Array.from(t.rejected.labels) }
       return { chosen, rejected, key: pairKey({ chosen, rejected }) }
