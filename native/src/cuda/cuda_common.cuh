@@ -14,11 +14,10 @@ namespace dpo::cuda {
 
 // What the user can change when the GPU runs out of memory (the E_OOM message ends with it).
 inline const char* oom_advice() {
-  return "use a smaller batch size or max length, load the base with --quant nf4, or run with --backend cpu";
+  return "use a smaller batch size, max length or LoRA rank, load the base with --quant nf4, close other programs "
+         "using the GPU, or run with --backend cpu";
 }
 
-// Throws for a failed CUDA call: E_OOM for cudaErrorMemoryAllocation (with advice), E_INTERNAL otherwise with the
-// CUDA error name, its text and the operation. Non-sticky errors are cleared so the next call starts clean.
 // Errors after which every later CUDA call of this process fails too ("sticky": the context is corrupted).
 inline bool is_sticky_cuda_error(cudaError_t err) {
   switch (err) {
@@ -38,6 +37,9 @@ inline bool is_sticky_cuda_error(cudaError_t err) {
   }
 }
 
+// Throws for a failed CUDA call: E_OOM for cudaErrorMemoryAllocation (with advice), E_DEVICE_FAULT for a sticky
+// fault (the engine host then restarts), E_INTERNAL otherwise with the CUDA error name, its text and the operation.
+// Non-sticky errors are cleared so the next call starts clean.
 [[noreturn]] inline void throw_cuda_error(cudaError_t err, const char* what, const char* file, int line) {
   cudaGetLastError();
   if (err == cudaErrorMemoryAllocation)
