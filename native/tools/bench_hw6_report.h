@@ -28,6 +28,7 @@ struct Hw6Results {
   int64_t gen_tokens = 0;
   double b1_prefill_s = 0, b1_total_s = 0;
   bool batch_invariant = false;  // prompt 0's tokens alone == its tokens in the batch
+  int decode_steps = 0, replayed_steps = 0;  // batch-1 run: steps replayed from CUDA graphs (0 = graphs off/failed)
   MemoryStats mem_gen;
 
   double train_pairs_per_s() const { return pairs / train_s; }

@@ -178,6 +178,8 @@ int cmd_bench_hw6(const Args& a) {
   GenerateResult alone = model->generate({w.prompts[0]}, full);
   r.b1_total_s = seconds_since(t0);
   r.batch_invariant = alone.tokens[0] == batched.tokens[0];
+  r.decode_steps = alone.decode_steps;
+  r.replayed_steps = alone.replayed_steps;
   r.mem_gen = model->memory_stats();
 
   print_hw6_report(r);

@@ -99,8 +99,10 @@ GenerateResult Model::generate(const std::vector<std::vector<int32_t>>& prompts,
       break;
     }
     decoder.step(last.get(), seq.data(), next.data(), cur_pos.data(), M);
+    res.decode_steps++;
     for (int r = 0; r < M; r++) cur_pos[size_t(r)]++;
   }
+  res.replayed_steps = decoder.replays();
   return res;
 }
 
