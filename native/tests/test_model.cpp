@@ -168,6 +168,32 @@ TEST_CASE(batched_generation_equals_one_at_a_time) {
   }
 }
 
+TEST_CASE(batched_logps_equal_one_at_a_time) {
+  // The trainer scores reference log-probs many pairs per call: padding to a longer batch must not change a bit.
+  TinySpec s;
+  s.C = 64;
+  s.F = 172;
+  TinyModel m = write_tiny_model(s);
+  for (dpo::QuantMode q : {dpo::QuantMode::None, dpo::QuantMode::Nf4}) {
+    auto model = dpo::Model::load(m.dir, {q, dpo::BackendChoice::Cpu});
+    auto seq = [](std::vector<int32_t> ids, int prompt) {
+      dpo::ScoredSequence x;
+      x.ids = ids;
+      x.labels = ids;
+      for (int t = 0; t < prompt; t++) x.labels[size_t(t)] = -100;
+      return x;
+    };
+    const std::vector<dpo::ScoredSequence> batch = {seq({1, 5, 9, 33}, 2), seq({1, 7, 7, 40, 3, 22, 18, 2, 9}, 3),
+                                                     seq({1, 4}, 1), seq({1, 4, 50, 2, 11, 12}, 4)};
+    const auto together = model->logps(batch, 2, nullptr, false);
+    for (size_t i = 0; i < batch.size(); i++) {
+      const auto alone = model->logps({batch[i]}, 2, nullptr, false);
+      CHECK(alone[0].logp == together[i].logp);
+      CHECK(alone[0].tokens == together[i].tokens);
+    }
+  }
+}
+
 TEST_CASE(generation_stops_at_eos_and_on_cancel) {
   TinySpec s;
   TinyModel m = write_tiny_model(s);

@@ -58,11 +58,27 @@ LoraOptions hw6_lora() {
   return o;
 }
 
+// Pairs in order, many per call within a padded-token budget: what the app's trainer does
+// (src-main/services/training/referenceBatches.ts; batching changes no log-prob).
+constexpr size_t kReferenceBatchTokens = 2048, kReferenceBatchMaxPairs = 64;
+
 void reference_pass(Model& model, std::vector<DpoPair>& pairs, int32_t pad) {
-  for (DpoPair& p : pairs) {
-    auto r = model.logps({p.chosen, p.rejected}, pad, nullptr, /*use_adapter=*/false);
-    p.ref_chosen = r[0].logp;
-    p.ref_rejected = r[1].logp;
+  for (size_t b = 0; b < pairs.size();) {
+    size_t e = b, longest = 0;
+    while (e < pairs.size() && e - b < kReferenceBatchMaxPairs) {
+      const size_t len = std::max(pairs[e].chosen.ids.size(), pairs[e].rejected.ids.size());
+      if (e > b && 2 * (e - b + 1) * std::max(longest, len) > kReferenceBatchTokens) break;
+      longest = std::max(longest, len);
+      e++;
+    }
+    std::vector<ScoredSequence> seqs;
+    for (size_t i = b; i < e; i++) seqs.push_back(pairs[i].chosen), seqs.push_back(pairs[i].rejected);
+    auto r = model.logps(seqs, pad, nullptr, /*use_adapter=*/false);
+    for (size_t i = b; i < e; i++) {
+      pairs[i].ref_chosen = r[2 * (i - b)].logp;
+      pairs[i].ref_rejected = r[2 * (i - b) + 1].logp;
+    }
+    b = e;
   }
 }
 

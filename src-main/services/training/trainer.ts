@@ -12,6 +12,7 @@ import { fromEngineError } from '../engine/modelSession'
 import type { TrainParams } from '../params/trainParams'
 import { baseModelName, loadAdapter, saveAdapter, type AdapterSettings, type LoadedAdapter } from './adapterFiles'
 import { RefLogpsCache, dataFingerprint, pairKey, refCacheDir, type RefLogps } from './refCache'
+import { referenceBatches } from './referenceBatches'
 import { scheduleSteps, scheduleTotals, type ScheduleInput } from './schedule'
 import { tokenizeTrainingPair } from './tokenizePair'
 import type { MetricsRow, RunEvents, RunSummary, TrainProgress } from './types'
@@ -231,9 +232,9 @@ export async function trainDpo(session: ModelSession, pairs: readonly Preference
     refCached = refs.size
     ev.phase?.('reference', `${used.size} pairs, ${refCached} from the cache`)
     try {
-      for (let start = 0; start < missing.length; start += params.batchSize) {
+      const longest = (i: number) => Math.max(tokenized[i]!.chosen.ids.length, tokenized[i]!.rejected.ids.length)
+      for (const chunk of referenceBatches(missing, longest)) {
         checkAbort()
-        const chunk = missing.slice(start, start + params.batchSize)
         const seqs = chunk.flatMap((i) => [tokenized[i]!.chosen, tokenized[i]!.rejected])
         const out = await engineCall(() => native.logps(seqs, padId, token, false))
         chunk.forEach((i, k) => {
