@@ -44,7 +44,7 @@ void* CachingAllocator::alloc(size_t bytes, const char* what) {
     cached_ -= size;
   } else {
     cudaError_t err = cudaMalloc(&p, size);
-    if (err == cudaErrorMemoryAllocation && cached_ > 0) {  // blocks of other sizes may be what is in the way
+    if (err == cudaErrorMemoryAllocation && cached_ > 0 && !capturing_) {  // blocks of other sizes may be in the way
       cudaGetLastError();
       release_cached_locked();
       err = cudaMalloc(&p, size);
@@ -82,6 +82,11 @@ void CachingAllocator::free(void* p) {
 void CachingAllocator::release_cached() {
   std::lock_guard<std::mutex> lock(mu_);
   release_cached_locked();
+}
+
+void CachingAllocator::set_capturing(bool on) {
+  std::lock_guard<std::mutex> lock(mu_);
+  capturing_ = on;
 }
 
 // Queued kernels may still use a cached block (freed by the host, not yet by the stream): wait for them first.

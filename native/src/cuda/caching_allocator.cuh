@@ -38,6 +38,10 @@ class CachingAllocator {
   void free(void* p);
   // Synchronizes the device and cudaFrees the cached (free) blocks.
   void release_cached();
+  // Set by the owner while its stream is being captured into a CUDA graph: an out-of-memory cudaMalloc is then E_OOM
+  // at once, without release_cached (a device synchronize during capture fails and invalidates the capture, and the
+  // cached blocks would be dropped without being freed); the caller runs the ops uncaptured, where the retry works.
+  void set_capturing(bool on);
 
   // Bytes handed out by alloc() and not freed, counted at their ROUNDED size (what they hold on the device), now and
   // at most since the last reset_peak(); bytes cached for reuse are not in use.
@@ -53,6 +57,7 @@ class CachingAllocator {
   std::unordered_map<void*, size_t> live_;       // handed-out block -> rounded size
   std::map<size_t, std::vector<void*>> free_;    // rounded size -> cached blocks
   uint64_t in_use_ = 0, peak_ = 0, cached_ = 0;
+  bool capturing_ = false;
 };
 
 // A block of a CachingAllocator owned by one object (move-only), returned to the cache in the destructor.

@@ -162,12 +162,14 @@ class CudaBackend final : public Backend {
       return false;
     }
     capture_ = std::make_shared<Recording>(mem_, stream_);
+    mem_.set_capturing(true);
     return true;
   }
   std::shared_ptr<void> end_capture() override {
     std::shared_ptr<Recording> rec = std::move(capture_);
     capture_.reset();
     if (!rec) return nullptr;
+    mem_.set_capturing(false);
     cudaGraph_t graph = nullptr;
     cudaError_t err = cudaStreamEndCapture(stream_, &graph);
     if (err == cudaSuccess && graph) err = cudaGraphInstantiate(&rec->exec, graph, 0);

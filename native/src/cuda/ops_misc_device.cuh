@@ -78,6 +78,9 @@ inline void allow_dynamic_smem(Kernel* kernel, size_t bytes, const char* op, con
     throw EngineError(ErrorCode::BadInput, std::string(op) + ": " + what + " needs " + std::to_string(total) +
                                                " bytes of shared memory per block; the device allows " +
                                                std::to_string(optin));
+  // Only ever raised: the limit is per kernel and process-wide, and a recorded decode step (CUDA graph) launched
+  // later must not find it lowered by a call with fewer keys in between.
+  if (attr.maxDynamicSharedSizeBytes >= int(bytes)) return;
   err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes));
   if (err != cudaSuccess) throw EngineError(ErrorCode::Internal, std::string(op) + ": " + cudaGetErrorName(err));
 }
