@@ -20,6 +20,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "adam_test_data.h"
 #include "check.h"
 #include "gpu_backend.h"
 #include "random_data.h"
@@ -43,8 +44,6 @@ using std::vector;
 
 namespace {
 
-using dpo_test::gpu;
-using dpo_test::gpu_reason;
 using dpo_test::randu;
 
 using dpo_test::gpu_or_skip;
@@ -76,22 +75,8 @@ void check_same(const char* what, const vector<T>& got, const vector<T>& want) {
   }
 }
 
-// Gradients with magnitudes in [0.3, 1.5] * scale and random signs (m changes sign between steps), as
-// test_optimizer's.
-vector<float> grads_for(size_t n, float scale, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> mag(0.3f, 1.5f);
-  vector<float> g(n);
-  for (auto& x : g) x = (rng() & 1 ? 1.0f : -1.0f) * mag(rng) * scale;
-  return g;
-}
-
-AdamHyper hyper(double lr, double wd) {
-  AdamHyper h;
-  h.lr = lr;
-  h.weight_decay = wd;
-  return h;
-}
+using dpo_test::grads_for;
+using dpo_test::hyper;
 
 // One optimizer with its parameter and gradient buffers on one backend.
 struct Side {

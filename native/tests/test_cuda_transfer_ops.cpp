@@ -92,8 +92,6 @@ void check_near(const char* what, const vector<float>& got, const vector<float>&
 
 // ---- the backend -----------------------------------------------------------------------------------------------
 
-using dpo_test::gpu;
-using dpo_test::gpu_reason;
 
 using dpo_test::gpu_or_skip;
 

@@ -12,6 +12,7 @@
 #include "dpo/engine.h"
 #include "quant/nf4.h"
 #include "reference_forward.h"
+#include "scored_pairs.h"
 #include "tiny_model.h"
 
 using namespace dpo_test;
@@ -37,22 +38,7 @@ WeightFn nf4_weights(const TinyModel& m) {
     const auto& v = m.at(name);
     bool linear = name.find("_proj.weight") != std::string::npos;
     if (!linear) return std::vector<double>(v.begin(), v.end());
-    const auto& shape_src = v;
-    int64_t rows = 0, cols = 0;
-    const TinySpec& s = m.spec;
-    if (name.find("q_proj") != std::string::npos) rows = s.NH * s.HD, cols = s.C;
-    else if (name.find("k_proj") != std::string::npos || name.find("v_proj") != std::string::npos) rows = s.NKV * s.HD, cols = s.C;
-    else if (name.find("o_proj") != std::string::npos) rows = s.C, cols = s.NH * s.HD;
-    else if (name.find("down_proj") != std::string::npos) rows = s.C, cols = s.F;
-    else rows = s.F, cols = s.C;
-    std::vector<float> w16(shape_src.size());
-    for (size_t i = 0; i < w16.size(); i++) w16[i] = dpo::round_fp16(shape_src[i]);
-    dpo::Nf4Matrix q = dpo::nf4_quantize(w16.data(), rows, cols);
-    std::vector<float> deq(w16.size());
-    dpo::nf4_dequantize(q, deq.data());
-    std::vector<double> out(deq.size());
-    for (size_t i = 0; i < deq.size(); i++) out[i] = dpo::round_bf16(deq[i]);
-    return out;
+    return nf4_engine_weights(m.spec, name, v);
   };
 }
 
@@ -176,15 +162,9 @@ TEST_CASE(batched_logps_equal_one_at_a_time) {
   TinyModel m = write_tiny_model(s);
   for (dpo::QuantMode q : {dpo::QuantMode::None, dpo::QuantMode::Nf4}) {
     auto model = dpo::Model::load(m.dir, {q, dpo::BackendChoice::Cpu});
-    auto seq = [](std::vector<int32_t> ids, int prompt) {
-      dpo::ScoredSequence x;
-      x.ids = ids;
-      x.labels = ids;
-      for (int t = 0; t < prompt; t++) x.labels[size_t(t)] = -100;
-      return x;
-    };
-    const std::vector<dpo::ScoredSequence> batch = {seq({1, 5, 9, 33}, 2), seq({1, 7, 7, 40, 3, 22, 18, 2, 9}, 3),
-                                                     seq({1, 4}, 1), seq({1, 4, 50, 2, 11, 12}, 4)};
+    const std::vector<dpo::ScoredSequence> batch = {scored({1, 5, 9, 33}, 2, s.V),
+                                                     scored({1, 7, 7, 40, 3, 22, 18, 2, 9}, 3, s.V),
+                                                     scored({1, 4}, 1, s.V), scored({1, 4, 50, 2, 11, 12}, 4, s.V)};
     const auto together = model->logps(batch, 2, nullptr, false);
     for (size_t i = 0; i < batch.size(); i++) {
       const auto alone = model->logps({batch[i]}, 2, nullptr, false);
@@ -315,11 +295,7 @@ TEST_CASE(prequantized_bnb_4bit_checkpoint_loads_like_quantizing_at_load) {
       continue;
     }
     int64_t rows = 0, cols = 0;
-    if (name.find("q_proj") != std::string::npos) rows = s.NH * s.HD, cols = s.C;
-    else if (name.find("k_proj") != std::string::npos || name.find("v_proj") != std::string::npos) rows = s.NKV * s.HD, cols = s.C;
-    else if (name.find("o_proj") != std::string::npos) rows = s.C, cols = s.NH * s.HD;
-    else if (name.find("down_proj") != std::string::npos) rows = s.C, cols = s.F;
-    else rows = s.F, cols = s.C;
+    linear_shape(s, name, rows, cols);
     std::vector<float> w16(v.size());
     for (size_t i = 0; i < v.size(); i++) w16[i] = dpo::round_fp16(v[i]);
     dpo::Nf4Matrix q = dpo::nf4_quantize(w16.data(), rows, cols);

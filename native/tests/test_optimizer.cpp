@@ -13,6 +13,7 @@
 #include <random>
 #include <vector>
 
+#include "adam_test_data.h"
 #include "check.h"
 #include "core/device_array.h"
 #include "cpu/thread_pool.h"
@@ -42,14 +43,8 @@ std::vector<float> uniform(size_t n, float lo, float hi, uint32_t seed) {
   return v;
 }
 
-// Gradients with magnitudes in [0.3, 1.5] * scale and random signs (so m changes sign between steps).
-std::vector<float> grads_for(size_t n, float scale, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> mag(0.3f, 1.5f);
-  std::vector<float> g(n);
-  for (auto& x : g) x = (rng() & 1 ? 1.0f : -1.0f) * mag(rng) * scale;
-  return g;
-}
+using dpo_test::grads_for;
+using dpo_test::hyper;
 
 // Plain Adam in double. decay_first: torch AdamW (p *= 1 - lr*wd before the step); else bnb (after the step).
 struct RefAdam {
@@ -258,13 +253,6 @@ int compare_8bit(const State8& opt, const std::vector<float>& p, const Expected8
                     e.c1[i], e.c2[i], e.p[i]);
     }
   return bad;
-}
-
-AdamHyper hyper(double lr, double wd) {
-  AdamHyper h;
-  h.lr = lr;
-  h.weight_decay = wd;
-  return h;
 }
 
 // bnb hands the hyperparameters to its kernels as C floats: 1 - 0.999f is 1.3e-5 away from 1 - 0.999, visible in v.

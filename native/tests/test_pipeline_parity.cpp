@@ -13,6 +13,7 @@
 
 #include "check.h"
 #include "dpo/engine.h"
+#include "scored_pairs.h"
 #include "tiny_model.h"
 
 using namespace dpo_test;
@@ -52,14 +53,6 @@ double relative_error(const std::vector<dpo::LoraTensor>& a, const std::vector<d
       norm += double(b[t].data[i]) * b[t].data[i];
     }
   return std::sqrt(diff / std::max(norm, 1e-300));
-}
-
-dpo::ScoredSequence scored(std::vector<int> ids, int prompt, int V) {
-  dpo::ScoredSequence s;
-  for (int id : ids) s.ids.push_back(id % V);
-  s.labels = s.ids;
-  for (int t = 0; t < prompt; t++) s.labels[size_t(t)] = -100;
-  return s;
 }
 
 std::vector<dpo::DpoPair> some_pairs(int V) {

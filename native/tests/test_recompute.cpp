@@ -8,30 +8,12 @@
 #include "dpo/engine.h"
 #include "model/decoder.h"
 #include "model/model_impl.h"
+#include "scored_pairs.h"
 #include "tiny_model.h"
 
 using namespace dpo_test;
 
 namespace {
-
-dpo::ScoredSequence scored(std::vector<int> ids, int prompt, int V) {
-  dpo::ScoredSequence s;
-  for (int id : ids) s.ids.push_back(id % V);
-  s.labels = s.ids;
-  for (int t = 0; t < prompt; t++) s.labels[size_t(t)] = -100;
-  return s;
-}
-
-std::vector<dpo::DpoPair> pairs(int V) {
-  std::vector<dpo::DpoPair> p(2);
-  p[0].chosen = scored({1, 5, 9, 33, 12, 2}, 3, V);
-  p[0].rejected = scored({1, 5, 9, 40, 3, 22, 18, 2}, 3, V);
-  p[1].chosen = scored({1, 7, 50, 11, 2}, 2, V);
-  p[1].rejected = scored({1, 7, 4, 2}, 2, V);
-  p[0].ref_chosen = -9.5, p[0].ref_rejected = -14.0;
-  p[1].ref_chosen = -8.0, p[1].ref_rejected = -5.5;
-  return p;
-}
 
 // LoRA gradients of two DPO micro-batches (the dropout generator advances between them) under DPO_RECOMPUTE=mode.
 std::vector<dpo::LoraTensor> dpo_gradients(const TinyModel& tm, const char* mode, bool nf4) {
@@ -50,8 +32,8 @@ std::vector<dpo::LoraTensor> dpo_gradients(const TinyModel& tm, const char* mode
       for (float& v : x.data) v = nd(g);
   model->set_lora_tensors(t);
   const int V = tm.spec.V;
-  model->dpo_accumulate(pairs(V), 2, {});
-  model->dpo_accumulate(pairs(V), 2, {});
+  model->dpo_accumulate(sample_pairs(V), 2, {});
+  model->dpo_accumulate(sample_pairs(V), 2, {});
   unsetenv("DPO_RECOMPUTE");
   return model->lora_gradients();
 }

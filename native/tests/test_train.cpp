@@ -16,6 +16,7 @@
 #include "model/model_impl.h"
 #include "quant/nf4.h"
 #include "reference_forward.h"
+#include "scored_pairs.h"
 #include "tiny_model.h"
 
 using namespace dpo_test;
@@ -41,23 +42,7 @@ struct MergedWeights {
     const auto& v = m.at(name);
     std::vector<double> out(v.begin(), v.end());
     if (!nf4 || name.find("_proj.weight") == std::string::npos) return out;
-    std::vector<float> w16(v.size());
-    for (size_t i = 0; i < v.size(); i++) w16[i] = dpo::round_fp16(v[i]);
-    int64_t rows = 0, cols = 0;
-    shape_of(name, rows, cols);
-    dpo::Nf4Matrix q = dpo::nf4_quantize(w16.data(), rows, cols);
-    std::vector<float> deq(v.size());
-    dpo::nf4_dequantize(q, deq.data());
-    for (size_t i = 0; i < v.size(); i++) out[i] = dpo::round_bf16(deq[i]);
-    return out;
-  }
-  void shape_of(const std::string& name, int64_t& rows, int64_t& cols) const {
-    const TinySpec& s = m.spec;
-    if (name.find("q_proj") != std::string::npos) rows = s.NH * s.HD, cols = s.C;
-    else if (name.find("k_proj") != std::string::npos || name.find("v_proj") != std::string::npos) rows = s.NKV * s.HD, cols = s.C;
-    else if (name.find("o_proj") != std::string::npos) rows = s.C, cols = s.NH * s.HD;
-    else if (name.find("down_proj") != std::string::npos) rows = s.C, cols = s.F;
-    else rows = s.F, cols = s.C;
+    return nf4_engine_weights(m.spec, name, v);
   }
   std::vector<double> operator()(const std::string& name) const {
     std::vector<double> w = base(name);
@@ -71,7 +56,7 @@ struct MergedWeights {
         const auto& A = ia->second;
         const auto& B = lora.at(peft_name(l, k, false));
         int64_t rows = 0, cols = 0;
-        shape_of(name, rows, cols);
+        linear_shape(m.spec, name, rows, cols);
         for (int64_t o = 0; o < rows; o++)
           for (int64_t i = 0; i < cols; i++) {
             double acc = 0;
@@ -103,24 +88,6 @@ double ref_loss(dpo::DpoLoss kind, double d, double beta, double ls) {
     case dpo::DpoLoss::Ipo: return (d - 1 / (2 * beta)) * (d - 1 / (2 * beta));
   }
   return 0;
-}
-
-std::vector<dpo::DpoPair> sample_pairs(int V) {
-  auto seq = [&](std::vector<int> ids, int prompt) {
-    dpo::ScoredSequence s;
-    for (int id : ids) s.ids.push_back(id % V);
-    s.labels = s.ids;
-    for (int t = 0; t < prompt; t++) s.labels[size_t(t)] = -100;
-    return s;
-  };
-  std::vector<dpo::DpoPair> p(2);
-  p[0].chosen = seq({1, 5, 9, 33, 12, 2}, 3);
-  p[0].rejected = seq({1, 5, 9, 40, 3, 22, 18, 2}, 3);
-  p[1].chosen = seq({1, 7, 50, 11, 2}, 2);
-  p[1].rejected = seq({1, 7, 4, 2}, 2);
-  p[0].ref_chosen = -9.5, p[0].ref_rejected = -14.0;
-  p[1].ref_chosen = -8.0, p[1].ref_rejected = -5.5;
-  return p;
 }
 
 // Mean DPO loss over the pairs, in double, with the adapter merged into the weights.

@@ -9,7 +9,9 @@
 #include <string>
 #include <vector>
 
+#include "core/half.h"
 #include "io/safetensors.h"
+#include "quant/nf4.h"
 
 namespace dpo_test {
 
@@ -88,6 +90,30 @@ inline TinyModel write_tiny_model(const TinySpec& s) {
       << ", \"tie_word_embeddings\": " << (s.tied ? "true" : "false")
       << ", \"bos_token_id\": 1, \"eos_token_id\": 2, \"torch_dtype\": \"float32\"}";
   return m;
+}
+
+// (rows, cols) of the linear weight `name` ("..._proj.weight") of a model of spec s.
+inline void linear_shape(const TinySpec& s, const std::string& name, int64_t& rows, int64_t& cols) {
+  if (name.find("q_proj") != std::string::npos) rows = s.NH * s.HD, cols = s.C;
+  else if (name.find("k_proj") != std::string::npos || name.find("v_proj") != std::string::npos) rows = s.NKV * s.HD, cols = s.C;
+  else if (name.find("o_proj") != std::string::npos) rows = s.C, cols = s.NH * s.HD;
+  else if (name.find("down_proj") != std::string::npos) rows = s.C, cols = s.F;
+  else rows = s.F, cols = s.C;
+}
+
+// The values the engine computes with for linear weight `name` under --quant nf4 (spec §3-4): fp16-cast,
+// NF4-quantized, dequantized, rounded to bf16.
+inline std::vector<double> nf4_engine_weights(const TinySpec& s, const std::string& name, const std::vector<float>& v) {
+  int64_t rows = 0, cols = 0;
+  linear_shape(s, name, rows, cols);
+  std::vector<float> w16(v.size());
+  for (size_t i = 0; i < v.size(); i++) w16[i] = dpo::round_fp16(v[i]);
+  const dpo::Nf4Matrix q = dpo::nf4_quantize(w16.data(), rows, cols);
+  std::vector<float> deq(v.size());
+  dpo::nf4_dequantize(q, deq.data());
+  std::vector<double> out(v.size());
+  for (size_t i = 0; i < v.size(); i++) out[i] = dpo::round_bf16(deq[i]);
+  return out;
 }
 
 }  // namespace dpo_test
