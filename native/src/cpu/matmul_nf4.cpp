@@ -124,14 +124,6 @@ void decode_bf16(float* out, const Nf4Matrix& w, const float* absmax, int64_t e0
   }
 }
 
-// The dequantized first-level absmax: the matrix's cache, or computed into `tmp` when the cache is absent.
-const float* absmax_of(const Nf4Matrix& w, std::vector<float>& tmp) {
-  if (int64_t(w.absmax.size()) == w.blocks()) return w.absmax.data();
-  tmp.resize(size_t(w.blocks()));
-  nf4_dequantize_absmax(w, tmp.data());
-  return tmp.data();
-}
-
 // dst (rows, ldd) = bf16(src (rows, cols)), columns cols..ldd-1 zeroed (zero padding adds exact zeros to lanes).
 void round_rows_bf16(float* dst, int64_t ldd, const float* src, int64_t rows, int64_t cols) {
   parallel_for(rows, grain_for(double(ldd)), [&](int64_t r0, int64_t r1) {
@@ -155,7 +147,7 @@ void matmul_nf4_forward(float* out /*(M,N)*/, const float* x /*(M,K)*/, const Nf
     return;
   }
   std::vector<float> absmax_tmp;
-  const float* absmax = absmax_of(w, absmax_tmp);
+  const float* absmax = nf4_absmax(w, absmax_tmp);
   // bf16(x) once, rows padded to Kp with zeros; the buffer persists per calling thread (no page faults per call).
   thread_local std::vector<float> xb_buf;
   float* xb = scratch(xb_buf, size_t(M * Kp));
@@ -194,7 +186,7 @@ void matmul_nf4_backward_input(float* dx /*(M,K)*/, const float* dout /*(M,N)*/,
   const int64_t N = w.rows, K = w.cols;
   if (M <= 0 || N <= 0 || K <= 0) return;
   std::vector<float> absmax_tmp;
-  const float* absmax = absmax_of(w, absmax_tmp);
+  const float* absmax = nf4_absmax(w, absmax_tmp);
   thread_local std::vector<float> db_buf;  // bf16(dout) (M,N), persists per calling thread
   float* db = scratch(db_buf, size_t(M * N));
   round_rows_bf16(db, N, dout, M, N);

@@ -88,12 +88,7 @@ class Nf4Cache {
                                     std::to_string(w.packed.size()) + " packed bytes, expected " +
                                     std::to_string(nbytes));
     std::vector<float> tmp;
-    const float* absmax = w.absmax.data();
-    if (w.absmax.size() != blocks) {  // no cache on the host matrix: dequantize the nested absmax (§2.5) here
-      tmp.resize(blocks);
-      nf4_dequantize_absmax(w, tmp.data());
-      absmax = tmp.data();
-    }
+    const float* absmax = nf4_absmax(w, tmp);  // no cache on the host matrix: the nested absmax dequantized here
     e.packed = PooledBuffer(mem, nbytes, "NF4 weights");
     e.absmax = PooledBuffer(mem, blocks * sizeof(float), "NF4 absmax");
     DPO_CUDA_CHECK(cudaMemcpyAsync(e.packed.get(), w.packed.data(), nbytes, cudaMemcpyHostToDevice, stream));

@@ -210,27 +210,22 @@ void dequantize_range(const Nf4Matrix& m, const float* absmax, int64_t e0, int64
 
 }  // namespace
 
+const float* nf4_absmax(const Nf4Matrix& m, std::vector<float>& tmp) {
+  if (int64_t(m.absmax.size()) == m.blocks()) return m.absmax.data();
+  tmp.resize(size_t(m.blocks()));
+  nf4_dequantize_absmax(m, tmp.data());
+  return tmp.data();
+}
+
 void nf4_dequantize(const Nf4Matrix& m, float* out) {
   std::vector<float> tmp;
-  const float* absmax = m.absmax.data();
-  if (int64_t(m.absmax.size()) != m.blocks()) {
-    tmp.resize(size_t(m.blocks()));
-    nf4_dequantize_absmax(m, tmp.data());
-    absmax = tmp.data();
-  }
-  dequantize_range(m, absmax, 0, m.numel(), out);
+  dequantize_range(m, nf4_absmax(m, tmp), 0, m.numel(), out);
 }
 
 void nf4_dequantize_row(const Nf4Matrix& m, int64_t row, float* out) {
   if (row < 0 || row >= m.rows) fail(ErrorCode::BadInput, "nf4_dequantize_row: row out of range");
   std::vector<float> tmp;
-  const float* absmax = m.absmax.data();
-  if (int64_t(m.absmax.size()) != m.blocks()) {
-    tmp.resize(size_t(m.blocks()));
-    nf4_dequantize_absmax(m, tmp.data());
-    absmax = tmp.data();
-  }
-  dequantize_range(m, absmax, row * m.cols, (row + 1) * m.cols, out);
+  dequantize_range(m, nf4_absmax(m, tmp), row * m.cols, (row + 1) * m.cols, out);
 }
 
 }  // namespace dpo

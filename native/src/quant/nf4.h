@@ -60,6 +60,8 @@ Nf4Matrix nf4_from_parts(int64_t rows, int64_t cols, std::vector<uint8_t> packed
 
 // §2.5 first step: a[b] = code8[q[b]] * absmax2[b/256] + offset (fp32).
 void nf4_dequantize_absmax(const Nf4Matrix& m, float* absmax_out /* (blocks) */);
+// The dequantized first-level absmax: the matrix's own cache (m.absmax), or computed into `tmp` when it is absent.
+const float* nf4_absmax(const Nf4Matrix& m, std::vector<float>& tmp);
 
 // §2.5: w(e) = NF4[nibble(e)] * a[e/64] in fp32, rounded to the storage dtype. out: (N*K).
 void nf4_dequantize(const Nf4Matrix& m, float* out);
