@@ -11,6 +11,7 @@
 #include "dpo/backend.h"
 #include "dpo/errors.h"
 #include "dpo/model_config.h"
+#include "dpo/training_state.h"
 
 namespace dpo {
 
@@ -164,6 +165,11 @@ class Model {
                                              const DpoOptions& options, const std::atomic<bool>* cancel = nullptr);
   // Global gradient norm (pre-clip), clipping, one optimizer update, zeroed gradients. Returns the pre-clip norm.
   double optimizer_step(const OptimizerOptions& options);
+  // The optimizer state, step counters and dropout generator of the attached adapter as of its last optimizer step
+  // (downloaded from the backend), and the way back: import checks everything against the attached adapter first
+  // (names, sizes, layouts), changes nothing on a mismatch, and zeroes the gradients (a step boundary has none).
+  TrainingState export_training_state() const;
+  void import_training_state(const TrainingState& state);
 
   // Full-parameter supervised fine-tuning (fp32 weights, i.e. loaded with QuantMode::None): cross-entropy of the
   // labelled tokens (labels != -100, shifted as in §8), mean over the batch's labelled tokens; gradients of every

@@ -10,6 +10,7 @@
 
 #include "core/device_array.h"
 #include "dpo/backend.h"
+#include "dpo/training_state.h"
 #include "train/optimizer.h"
 
 namespace dpo {
@@ -23,7 +24,15 @@ class DeviceOptimizer {
   virtual void update(float* param, const float* grad, const AdamHyper& h) = 0;
   virtual int64_t step() const = 0;
   virtual uint64_t state_bytes() const = 0;
+  // The state as a checkpoint holds it (downloaded from the backend: layout, step, numel and the arrays; the name is
+  // the caller's), and back (uploaded; `in` must have passed check_optimizer_state). train/optimizer_state.cpp.
+  virtual void save_state(OptimizerTensorState& out) const = 0;
+  virtual void load_state(const OptimizerTensorState& in) = 0;
 };
+
+// Throws E_BAD_INPUT, naming the tensor, unless `s` is the state that `eight_bit` (or fp32 AdamW) keeps for a
+// parameter of `numel` elements: layout, array sizes, a non-negative step.
+void check_optimizer_state(const OptimizerTensorState& s, bool eight_bit, int64_t numel);
 
 // fp32 torch.optim.AdamW (as AdamW).
 std::unique_ptr<DeviceOptimizer> make_device_adamw(Backend& be, int64_t n);
@@ -36,6 +45,8 @@ class DeviceAdamW final : public DeviceOptimizer {
   void update(float* param, const float* grad, const AdamHyper& h) override;
   int64_t step() const override { return t_; }
   uint64_t state_bytes() const override { return uint64_t(n_) * 2 * sizeof(float); }
+  void save_state(OptimizerTensorState& out) const override;
+  void load_state(const OptimizerTensorState& in) override;
   std::vector<float> m() const { return m_.to_host(); }  // exp_avg (n)
   std::vector<float> v() const { return v_.to_host(); }  // exp_avg_sq (n)
 
@@ -51,6 +62,8 @@ class DeviceAdamW8bit final : public DeviceOptimizer {
   void update(float* param, const float* grad, const AdamHyper& h) override;
   int64_t step() const override { return t_; }
   uint64_t state_bytes() const override;
+  void save_state(OptimizerTensorState& out) const override;
+  void load_state(const OptimizerTensorState& in) override;
 
   bool blockwise() const { return n_ >= kAdam8bitMinSize; }
   int64_t blocks() const { return blockwise() ? (n_ + kAdam8bitBlockSize - 1) / kAdam8bitBlockSize : 0; }

@@ -120,6 +120,7 @@ double Model::optimizer_step(const OptimizerOptions& o) {
     w->dA.zero();
     w->dB.zero();
   }
+  lora->dropout_rng_at_step = lora->dropout_rng;
   return norm;
 }
 

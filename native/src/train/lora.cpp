@@ -44,6 +44,7 @@ std::unique_ptr<LoraAdapter> make_lora(const ModelWeights& m, const LoraConfig& 
   a->config = config;
   a->layers.resize(m.layers.size());
   a->dropout_rng.seed(uint32_t(config.seed ^ 0x9e3779b9u));
+  a->dropout_rng_at_step = a->dropout_rng;
   std::mt19937 gen(uint32_t(config.seed));
   std::vector<float> discard;
   for (size_t l = 0; l < m.layers.size(); l++) {

@@ -55,6 +55,9 @@ struct LoraAdapter {
   // [layer][kind] -> weights, null where the kind is not a target.
   std::vector<std::array<std::unique_ptr<LoraWeights>, kNumLinear>> layers;
   std::mt19937 dropout_rng;
+  // dropout_rng as of the last optimizer step (or creation): what a checkpoint saves, so the draws of a step that
+  // was cancelled half-way are drawn again on resume (train/optimizer_state.cpp).
+  std::mt19937 dropout_rng_at_step;
   bool optimizer_8bit = false;  // which kind the optimizer states were made for
 
   const LoraWeights* at(int layer, int kind) const { return layers[size_t(layer)][size_t(kind)].get(); }
