@@ -1,5 +1,5 @@
 // The JS Model class: one C++ wrapper over dpo::Model. Inference calls live in model_wrap.cpp, training calls in
-// model_training.cpp; every slow call returns a promise from an AsyncWorker.
+// model_training.cpp and training_state.cpp; every slow call returns a promise from an AsyncWorker.
 #pragma once
 #include <napi.h>
 
@@ -25,6 +25,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                                     InstanceMethod("setLoraTensors", &ModelWrap::SetLoraTensors),
                                     InstanceMethod("dpoAccumulate", &ModelWrap::DpoAccumulate),
                                     InstanceMethod("optimizerStep", &ModelWrap::OptimizerStep),
+                                    InstanceMethod("exportTrainingState", &ModelWrap::ExportTrainingState),
+                                    InstanceMethod("importTrainingState", &ModelWrap::ImportTrainingState),
                                     InstanceMethod("sftAccumulate", &ModelWrap::SftAccumulate),
                                     InstanceMethod("sftStep", &ModelWrap::SftStep),
                                     InstanceMethod("saveWeights", &ModelWrap::SaveWeights),
@@ -59,6 +61,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value SetLoraTensors(const Napi::CallbackInfo& info);
   Napi::Value DpoAccumulate(const Napi::CallbackInfo& info);
   Napi::Value OptimizerStep(const Napi::CallbackInfo& info);
+  Napi::Value ExportTrainingState(const Napi::CallbackInfo& info);  // training_state.cpp
+  Napi::Value ImportTrainingState(const Napi::CallbackInfo& info);
   Napi::Value SftAccumulate(const Napi::CallbackInfo& info);
   Napi::Value SftStep(const Napi::CallbackInfo& info);
   Napi::Value SaveWeights(const Napi::CallbackInfo& info);

@@ -133,6 +133,35 @@ export interface OptimizerStepResult {
   gradNorm: number
 }
 
+/**
+ * One parameter's optimizer state (native/include/dpo/training_state.h, docs/resume.md): fp32 AdamW keeps m and v;
+ * the 8-bit optimizer keeps state1/state2 codes with absmax1/absmax2 block scales from 4096 elements on
+ * (bnb8_blockwise) and fp32 m, v below (bnb32).
+ */
+export interface OptimizerTensorState {
+  /** The parameter's PEFT name, as loraTensors() gives it. */
+  name: string
+  layout: 'adamw' | 'bnb8_blockwise' | 'bnb32'
+  /** Updates applied so far (the per-parameter step counter of the bias corrections). */
+  step: number
+  numel: number
+  m?: Float32Array
+  v?: Float32Array
+  state1?: Uint8Array
+  state2?: Uint8Array
+  absmax1?: Float32Array
+  absmax2?: Float32Array
+}
+
+/** What training holds in the engine beyond A and B, as of the last optimizer step (exportTrainingState). */
+export interface TrainingState {
+  /** 'none' before the first optimizer step. */
+  optimizer: 'none' | 'adamw' | 'paged_adamw_8bit'
+  tensors: OptimizerTensorState[]
+  /** The LoRA dropout generator (std::mt19937 text form) after the last optimizer step. */
+  dropoutRng: string
+}
+
 export interface NativeModel {
   info(): NativeModelInfo
   /** useAdapter=false scores with the adapter disabled (the DPO reference model); default true. */
@@ -149,6 +178,10 @@ export interface NativeModel {
   dpoAccumulate(pairs: DpoPairInput[], padId: number, options: DpoOptions, cancel?: NativeCancelToken): Promise<DpoPairMetrics[]>
   /** Clips, applies one optimizer update with the given learning rate, and zeroes the gradients. */
   optimizerStep(options: OptimizerOptions): Promise<OptimizerStepResult>
+  /** The attached adapter's optimizer state, step counters and dropout generator as of its last optimizer step. */
+  exportTrainingState(): TrainingState
+  /** Restores an exported state into the attached adapter (checked first: a state that does not fit changes nothing). */
+  importTrainingState(state: TrainingState): void
   /**
    * Full-parameter SFT (model loaded with quant 'none'): mean cross-entropy over the labelled tokens of the batch;
    * every weight's gradient accumulates as gradScale * d(mean)/dθ.

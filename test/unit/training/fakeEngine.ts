@@ -15,6 +15,7 @@ import type {
   OptimizerStepResult,
   ScoredSequence,
   SequenceLogp,
+  TrainingState,
 } from '../../../src-main/engine/nativeTypes'
 import type { ModelSession } from '../../../src-main/services/engine/modelSession'
 import { loraKey } from '../../../src-main/services/training/adapterFiles'
@@ -30,6 +31,7 @@ export type FakeCall =
   | { kind: 'setLoraTensors'; tensors: LoraTensor[] }
   | { kind: 'dpoAccumulate'; chosenIds: string[]; refs: Array<[number, number]>; options: DpoOptions }
   | { kind: 'optimizerStep'; options: OptimizerOptions }
+  | { kind: 'importTrainingState'; state: TrainingState }
   | { kind: 'generate'; prompts: number; hasLora: boolean }
 
 /** A cancel token like the addon's. */
@@ -59,6 +61,7 @@ export class FakeModel implements NativeModel {
   /** Runs before each dpoAccumulate (1-based call number) and may abort or throw. */
   beforeAccumulate?: (n: number) => void
   private accumulateCalls = 0
+  private stepsTaken = 0
   private gradCalls = 0
 
   info(): NativeModelInfo {
@@ -101,6 +104,7 @@ export class FakeModel implements NativeModel {
     this.calls.push({ kind: 'attachLora', options })
     this.lora = options
     this.updates = 0
+    this.stepsTaken = 0
     this.tensors = []
     for (let l = 0; l < FAKE_LAYERS; l++) {
       for (const t of options.targets) {
@@ -164,12 +168,32 @@ export class FakeModel implements NativeModel {
 
   async optimizerStep(options: OptimizerOptions): Promise<OptimizerStepResult> {
     this.calls.push({ kind: 'optimizerStep', options })
+    this.stepsTaken++
     const gradNorm = 1 + this.gradCalls / 100
     this.gradCalls = 0
     if (options.lr > 0) this.updates++
     // B moves by lr each step, so a saved adapter shows which steps were applied.
     for (const t of this.tensors) if (t.name.includes('lora_B')) t.data.forEach((v, i) => (t.data[i] = v + options.lr))
     return { gradNorm }
+  }
+
+  /** The fake's optimizer state: its step count and its policy movement (updates), as one fp32 "tensor". */
+  exportTrainingState(): TrainingState {
+    const steps = this.callsOf('optimizerStep')
+    const kind = steps.length === 0 ? 'none' : steps[steps.length - 1]!.options.kind
+    return {
+      optimizer: kind,
+      tensors: kind === 'none' ? [] : [{ name: 'fake', layout: 'adamw', step: this.stepsTaken, numel: 1, m: Float32Array.of(this.updates), v: Float32Array.of(0) }],
+      dropoutRng: `fake-rng ${this.stepsTaken}`,
+    }
+  }
+
+  importTrainingState(state: TrainingState): void {
+    this.calls.push({ kind: 'importTrainingState', state })
+    const t = state.tensors[0]
+    this.stepsTaken = t?.step ?? 0
+    this.updates = t?.m?.[0] ?? 0
+    this.gradCalls = 0
   }
 
   // Full-parameter SFT is not part of the DPO loop.
