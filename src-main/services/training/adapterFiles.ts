@@ -6,6 +6,7 @@ import { basename, dirname, join, resolve } from 'node:path'
 import type { LoraTensor } from '../../engine/nativeTypes'
 import { StudioError, errorMessage } from '../errors'
 import { LINEAR_TARGETS, type LinearTarget } from '../params/trainParams'
+import { decodeRawSafetensors, encodeRawSafetensors, type SafetensorsDtype } from './safetensorsBytes'
 
 export const ADAPTER_CONFIG_FILE = 'adapter_config.json'
 export const ADAPTER_WEIGHTS_FILE = 'adapter_model.safetensors'
@@ -30,9 +31,9 @@ export interface LoadedAdapter {
   layers: number
 }
 
-// ---- safetensors -----------------------------------------------------------------------------------------------
+// ---- safetensors (float tensors; the container itself is safetensorsBytes.ts) ---------------------------------
 
-export type SafetensorsDtype = 'F32' | 'F16' | 'BF16'
+export type FloatDtype = Exclude<SafetensorsDtype, 'U8'>
 
 /** A tensor to write. Values are given as fp32; dtype (default F32, what PEFT's LoRA weights are, spec §5) is how they are stored. */
 export interface NamedTensor {
@@ -43,42 +44,26 @@ export interface NamedTensor {
 }
 
 /** The reference writer's order: dtype descending in its enum (F32 before BF16 before F16), then name. */
-const DTYPE_RANK: Record<SafetensorsDtype, number> = { F32: 2, BF16: 1, F16: 0 }
+const DTYPE_RANK: Record<FloatDtype, number> = { F32: 2, BF16: 1, F16: 0 }
 
 /**
- * safetensors serialisation as the reference (Rust) writer does it: 8-byte little-endian header length, compact JSON
- * header with __metadata__ first and tensors in data order, padded with spaces to a multiple of 8, then the data
- * contiguous. With a single dtype the order is by name.
+ * safetensors serialisation as the reference (Rust) writer does it: tensors sorted by dtype, then name (with a single
+ * dtype the order is by name), laid out by encodeRawSafetensors.
  */
 export function encodeSafetensors(tensors: readonly NamedTensor[], metadata: Record<string, string> = { format: 'pt' }): Uint8Array {
   const dtypeOf = (t: NamedTensor) => t.dtype ?? 'F32'
   const sorted = [...tensors].sort(
     (a, b) => DTYPE_RANK[dtypeOf(b)] - DTYPE_RANK[dtypeOf(a)] || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0),
   )
-  const header: Record<string, unknown> = { __metadata__: metadata }
-  const blobs: Buffer[] = []
-  let offset = 0
-  for (const t of sorted) {
-    const count = t.shape.reduce((a, b) => a * b, 1)
-    if (count !== t.data.length) throw new StudioError('E_INTERNAL', `tensor ${t.name}: shape [${t.shape}] needs ${count} values, has ${t.data.length}`)
-    if (t.name in header) throw new StudioError('E_INTERNAL', `tensor ${t.name} appears twice`)
-    const blob = dtypeOf(t) === 'BF16' ? toBf16Bytes(t.data) : Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength)
-    header[t.name] = { dtype: dtypeOf(t), shape: t.shape, data_offsets: [offset, offset + blob.length] }
-    blobs.push(blob)
-    offset += blob.length
-  }
-  let json = Buffer.from(JSON.stringify(header), 'utf8')
-  const pad = (8 - (json.length % 8)) % 8
-  if (pad > 0) json = Buffer.concat([json, Buffer.alloc(pad, 0x20)])
-  const out = Buffer.alloc(8 + json.length + offset)
-  out.writeBigUInt64LE(BigInt(json.length), 0)
-  json.copy(out, 8)
-  let at = 8 + json.length
-  for (const b of blobs) {
-    b.copy(out, at)
-    at += b.length
-  }
-  return out
+  return encodeRawSafetensors(
+    sorted.map((t) => {
+      const count = t.shape.reduce((x, y) => x * y, 1)
+      if (count !== t.data.length) throw new StudioError('E_INTERNAL', `tensor ${t.name}: shape [${t.shape}] needs ${count} values, has ${t.data.length}`)
+      const bytes = dtypeOf(t) === 'BF16' ? toBf16Bytes(t.data) : new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength)
+      return { name: t.name, dtype: dtypeOf(t), shape: t.shape, bytes }
+    }),
+    metadata,
+  )
 }
 
 /** fp32 -> bf16 with round-to-nearest-even (torch's .to(torch.bfloat16)); NaN stays a quiet NaN. */
@@ -95,61 +80,24 @@ function toBf16Bytes(data: Float32Array): Buffer {
 
 export interface DecodedSafetensors {
   metadata: Record<string, string>
-  tensors: Array<Omit<NamedTensor, 'dtype'> & { dtype: SafetensorsDtype }>
+  tensors: Array<Omit<NamedTensor, 'dtype'> & { dtype: FloatDtype }>
 }
 
 const LITTLE_ENDIAN = endianness() === 'LE'
-const DTYPE_BYTES: Record<SafetensorsDtype, number> = { F32: 4, F16: 2, BF16: 2 }
 
 /** Reads a safetensors buffer; F16 and BF16 are widened to F32. Every error names the file and the tensor. */
 export function decodeSafetensors(bytes: Uint8Array, file: string): DecodedSafetensors {
-  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-  const bad = (msg: string, tensor?: string) =>
-    new StudioError('E_BAD_INPUT', `${file}: ${tensor ? `tensor ${tensor}: ` : ''}${msg}`, { details: { file, tensor } })
-  if (buf.length < 8) throw bad(`file is ${buf.length} bytes, too short for a safetensors header`)
-  const headerLen = buf.readBigUInt64LE(0)
-  if (headerLen > BigInt(buf.length - 8)) throw bad(`header length ${headerLen} runs past the end of the file (${buf.length} bytes)`)
-  const n = Number(headerLen)
-  let header: unknown
-  try {
-    header = JSON.parse(buf.subarray(8, 8 + n).toString('utf8'))
-  } catch (e) {
-    throw bad(`header is not valid JSON: ${errorMessage(e)}`)
+  const raw = decodeRawSafetensors(bytes, file, ['F32', 'F16', 'BF16'])
+  return {
+    metadata: raw.metadata,
+    tensors: raw.tensors.map((t) => {
+      const dtype = t.dtype as FloatDtype
+      return { name: t.name, dtype, shape: t.shape, data: toFloat32(Buffer.from(t.bytes.buffer, t.bytes.byteOffset, t.bytes.byteLength), dtype) }
+    }),
   }
-  if (typeof header !== 'object' || header === null || Array.isArray(header)) throw bad('header is not a JSON object')
-  const dataStart = 8 + n
-  const dataLen = buf.length - dataStart
-  const metadata: Record<string, string> = {}
-  const tensors: DecodedSafetensors['tensors'] = []
-  for (const [name, info] of Object.entries(header as Record<string, unknown>)) {
-    if (name === '__metadata__') {
-      if (typeof info === 'object' && info !== null) Object.assign(metadata, info)
-      continue
-    }
-    const t = info as { dtype?: unknown; shape?: unknown; data_offsets?: unknown }
-    if (typeof t !== 'object' || t === null) throw bad('entry is not an object', name)
-    if (t.dtype !== 'F32' && t.dtype !== 'F16' && t.dtype !== 'BF16') {
-      throw bad(`dtype ${JSON.stringify(t.dtype)} is not supported (F32, F16 or BF16)`, name)
-    }
-    const dtype = t.dtype
-    const shape = t.shape
-    if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) throw bad('shape is not a list of sizes', name)
-    const offs = t.data_offsets
-    if (!Array.isArray(offs) || offs.length !== 2 || !offs.every((o) => Number.isInteger(o) && o >= 0) || offs[0] > offs[1]) {
-      throw bad('data_offsets is not [begin, end]', name)
-    }
-    const [begin, end] = offs as [number, number]
-    if (end > dataLen) throw bad(`data [${begin}, ${end}) lies outside the ${dataLen} data bytes (truncated file?)`, name)
-    const count = (shape as number[]).reduce((a, b) => a * b, 1)
-    if (end - begin !== count * DTYPE_BYTES[dtype]) {
-      throw bad(`shape [${shape}] ${dtype} needs ${count * DTYPE_BYTES[dtype]} bytes but data_offsets span ${end - begin}`, name)
-    }
-    tensors.push({ name, dtype, shape: shape as number[], data: toFloat32(buf.subarray(dataStart + begin, dataStart + end), dtype) })
-  }
-  return { metadata, tensors }
 }
 
-function toFloat32(raw: Buffer, dtype: SafetensorsDtype): Float32Array {
+function toFloat32(raw: Buffer, dtype: FloatDtype): Float32Array {
   if (dtype === 'F32') {
     // slice() copies into a fresh, aligned buffer; the file is little-endian like every platform Node runs on here.
     if (LITTLE_ENDIAN) return new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.length))
