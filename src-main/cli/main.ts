@@ -91,14 +91,16 @@ export function buildProgram(): Command {
     .requiredOption('--out <dir>', 'new model directory')
     .action(async (opts) => runSft(opts))
 
+  // --model, --dataset and --out are required unless --resume names the run (checked in runTrainCommand).
   const train = program
     .command('train')
     .description('train a LoRA adapter with DPO into a run directory (metrics.jsonl, adapter/, train_summary.json)')
-    .requiredOption('--model <dir>', 'Hugging Face model directory')
-    .requiredOption('--dataset <path>', 'HW6 folder or labelled_data.json, or TRL {prompt, chosen, rejected} JSON/JSONL')
+    .option('--model <dir>', 'Hugging Face model directory (required)')
+    .option('--dataset <path>', 'HW6 folder or labelled_data.json, or TRL {prompt, chosen, rejected} JSON/JSONL (required)')
   addParamOptions(train, TRAIN_PARAM_FLAGS)
     .option('--init-adapter <dir>', 'continue from this PEFT LoRA adapter instead of a fresh one')
-    .requiredOption('--out <dir>', 'run directory to create or replace')
+    .option('--out <dir>', 'run directory to create or replace (required)')
+    .option('--resume <run_dir>', 'continue a cancelled, failed or killed run from its last checkpoint (docs/resume.md)')
     .action(async (opts) => runTrain(opts))
 
   const run = program
@@ -110,7 +112,8 @@ export function buildProgram(): Command {
     .option('--init-adapter <dir>', 'continue from this PEFT LoRA adapter instead of a fresh one')
     .option('--test-prompts <file>', 'test_prompt.json layout, or JSONL of {id?, prompt} (default with the sample dataset: its test prompts)')
   addParamOptions(run, RUN_PARAM_FLAGS)
-    .requiredOption('--out <dir>', 'run directory to create or replace')
+    .option('--out <dir>', 'run directory to create or replace (required)')
+    .option('--resume <run_dir>', 'continue a stopped run: training from its last checkpoint, then its remaining phases')
     .action(async (opts) => runRun(opts))
 
   return program

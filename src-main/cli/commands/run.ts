@@ -6,12 +6,14 @@ import { DEMO_MODEL_DIR, DEMO_NOTE, DEMO_PRESET, SAMPLE_DATASET_DIR, SAMPLE_TEST
 import { StudioError } from '../../services/errors'
 import { RUN_PARAM_FLAGS, TRAIN_PARAM_FLAGS, runTrainCommand, type TrainCommandFlags } from './trainFlags'
 
-export type RunFlags = { model?: string; dataset?: string; testPrompts?: string; out: string; [flag: string]: unknown }
+export type RunFlags = { model?: string; dataset?: string; testPrompts?: string; out?: string; resume?: string; [flag: string]: unknown }
 
 // Demo preset keys -> the commander attribute of their flag.
 const PRESET_FLAGS: Record<string, string> = { dataSize: 'dataSize', epochs: 'epochs', learningRate: 'lr', maxNewTokens: 'maxNewTokens' }
 
 export async function runRun(flags: RunFlags): Promise<void> {
+  // A resumed run takes everything from its config.json (the demo defaults were resolved when it started).
+  if (flags.resume !== undefined) return runTrainCommand(flags, [...TRAIN_PARAM_FLAGS, ...RUN_PARAM_FLAGS], 'run')
   const model = flags.model ?? DEMO_MODEL_DIR
   const dataset = flags.dataset ?? SAMPLE_DATASET_DIR
   const testPrompts = flags.testPrompts ?? (flags.dataset === undefined ? SAMPLE_TEST_PROMPTS : undefined)
@@ -25,5 +27,5 @@ export async function runRun(flags: RunFlags): Promise<void> {
       if (resolved[attr] === undefined) resolved[attr] = String(value)
     }
   }
-  await runTrainCommand(resolved, [...TRAIN_PARAM_FLAGS, ...RUN_PARAM_FLAGS])
+  await runTrainCommand(resolved, [...TRAIN_PARAM_FLAGS, ...RUN_PARAM_FLAGS], 'run')
 }

@@ -2,9 +2,13 @@
 // bounds and help text come from the one parameter schema; also the clean-stop path (Ctrl-C -> exit 130).
 import type { Command } from 'commander'
 import type { z } from 'zod'
+import { existsSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { StudioError } from '../../services/errors'
 import { DEFAULT_TRAIN_PARAMS, trainParamsSchema, type TrainParams } from '../../services/params/trainParams'
-import { runNotebook } from '../../services/training/notebookRun'
+import { resumeNotebook, runNotebook } from '../../services/training/notebookRun'
+import type { ResumeGiven } from '../../services/training/resume'
+import { CHECKPOINT_FILE } from '../../services/training/checkpoint'
 import type { NotebookRunRequest, RunEvents, RunPhase, RunSummary } from '../../services/training/types'
 import { ProgressBar, formatSeconds } from '../progressBar'
 
@@ -36,6 +40,7 @@ export const TRAIN_PARAM_FLAGS: readonly ParamFlag[] = [
   { flag: '--max-grad-norm', key: 'maxGradNorm', kind: 'number' },
   { flag: '--optim', key: 'optim', kind: 'text' },
   { flag: '--seed', key: 'seed', kind: 'number' },
+  { flag: '--checkpoint-every', key: 'checkpointEvery', kind: 'number' },
   { flag: '--system', key: 'systemMessage', kind: 'text' },
   { flag: '--backend', key: 'backend', kind: 'text' },
   { flag: '--quant', key: 'quant', kind: 'text' },
@@ -130,20 +135,57 @@ function enumValues(field: z.ZodType): string[] | null {
 }
 
 export interface TrainCommandFlags {
-  model: string
-  dataset: string
+  model?: string
+  dataset?: string
   initAdapter?: string
   testPrompts?: string
-  out: string
+  out?: string
+  /** A run directory to continue (docs/resume.md) instead of starting a new run. */
+  resume?: string
   [flag: string]: unknown
+}
+
+/** Only the parameters whose flags were given (a resume compares those with the run's own). */
+export function givenParams(opts: Record<string, unknown>, flags: readonly ParamFlag[]): Partial<TrainParams> {
+  const present = flags.filter((f) => opts[attr(f.flag)] !== undefined)
+  const all = paramsFromFlags(opts, present)
+  return Object.fromEntries(present.map((f) => [f.key, all[f.key]])) as Partial<TrainParams>
+}
+
+/** The request of a new run: --model, --dataset and --out are required when there is no --resume. */
+function newRunRequest(flags: TrainCommandFlags, paramFlags: readonly ParamFlag[]): NotebookRunRequest {
+  for (const [flag, value] of [['--model <dir>', flags.model], ['--dataset <path>', flags.dataset], ['--out <dir>', flags.out]] as const) {
+    if (value === undefined) throw new StudioError('E_BAD_ARGS', `required option '${flag}' not specified (or --resume RUN_DIR to continue a run)`)
+  }
+  return {
+    modelDir: flags.model!,
+    datasetPath: flags.dataset!,
+    params: paramsFromFlags(flags, paramFlags),
+    outDir: flags.out!,
+    ...(flags.testPrompts !== undefined ? { testPromptsPath: flags.testPrompts } : {}),
+    ...(flags.initAdapter !== undefined ? { initAdapter: flags.initAdapter } : {}),
+  }
 }
 
 /**
  * `train` (no test prompts) and `run` (with them): the notebook run with progress on stderr. The first Ctrl-C asks
  * for a clean stop at the next micro-batch boundary (what finished is kept, exit 130); a second one quits at once.
+ * With --resume the run in that directory continues instead (`train`: its training only).
  */
-export async function runTrainCommand(flags: TrainCommandFlags, paramFlags: readonly ParamFlag[]): Promise<void> {
-  const params = paramsFromFlags(flags, paramFlags)
+export async function runTrainCommand(flags: TrainCommandFlags, paramFlags: readonly ParamFlag[], mode: 'train' | 'run' = 'train'): Promise<void> {
+  const resume: ResumeGiven | null =
+    flags.resume === undefined
+      ? null
+      : {
+          ...(flags.model !== undefined ? { modelDir: flags.model } : {}),
+          ...(flags.dataset !== undefined ? { datasetPath: flags.dataset } : {}),
+          ...(flags.testPrompts !== undefined ? { testPromptsPath: flags.testPrompts } : {}),
+          ...(flags.initAdapter !== undefined ? { initAdapter: flags.initAdapter } : {}),
+          ...(flags.out !== undefined ? { outDir: flags.out } : {}),
+          params: givenParams(flags, paramFlags),
+          trainOnly: mode === 'train',
+        }
+  const request = resume ? null : newRunRequest(flags, paramFlags)
   const controller = new AbortController()
   let interrupts = 0
   const onSigint = () => {
@@ -156,23 +198,18 @@ export async function runTrainCommand(flags: TrainCommandFlags, paramFlags: read
     controller.abort()
   }
   process.on('SIGINT', onSigint)
-  const request: NotebookRunRequest = {
-    modelDir: flags.model,
-    datasetPath: flags.dataset,
-    params,
-    outDir: flags.out,
-    ...(flags.testPrompts !== undefined ? { testPromptsPath: flags.testPrompts } : {}),
-    ...(flags.initAdapter !== undefined ? { initAdapter: flags.initAdapter } : {}),
-  }
   const view = new CliRunView()
   try {
-    const summary = await runNotebook(request, view.events, controller.signal, { onLoadProgress: (f) => view.loadProgress(f) })
+    const deps = { onLoadProgress: (f: number) => view.loadProgress(f) }
+    const summary = resume
+      ? await resumeNotebook(flags.resume!, resume, view.events, controller.signal, deps)
+      : await runNotebook(request!, view.events, controller.signal, deps)
     view.close()
-    if (summary.status === 'cancelled') throw new CliExit(130, cancelMessage(summary, request))
+    if (summary.status === 'cancelled') throw new CliExit(130, cancelMessage(summary))
     const loss = Number.isFinite(summary.trainLoss) ? summary.trainLoss.toFixed(4) : 'n/a'
     const lines = [
       `trained ${summary.steps} steps in ${formatSeconds(summary.runtimeS)} (train_loss ${loss}, ${summary.pairsPerS.toFixed(2)} pairs/s)`,
-      `run directory: ${summary.outDir} (metrics.jsonl, adapter/${request.testPromptsPath ? ', comparison.json' : ''})`,
+      `run directory: ${summary.outDir} (metrics.jsonl, adapter/${existsSync(join(summary.outDir, 'comparison.json')) ? ', comparison.json' : ''})`,
     ]
     process.stderr.write(lines.join('\n') + '\n')
   } finally {
@@ -181,7 +218,7 @@ export async function runTrainCommand(flags: TrainCommandFlags, paramFlags: read
   }
 }
 
-function cancelMessage(s: RunSummary, req: NotebookRunRequest): string {
+function cancelMessage(s: RunSummary): string {
   const where: Partial<Record<RunPhase, string>> = {
     load: 'model loading',
     original: 'the original responses',
@@ -190,11 +227,20 @@ function cancelMessage(s: RunSummary, req: NotebookRunRequest): string {
     trained: 'the trained responses',
   }
   const kept = ['config.json']
-  if (req.testPromptsPath && s.cancelledIn !== 'load' && s.cancelledIn !== 'original') kept.push('responses_original.json')
+  if (existsSync(join(s.outDir, 'responses_original.json'))) kept.push('responses_original.json')
   if (s.steps > 0) kept.push(`metrics.jsonl and steps.jsonl (${s.steps} steps)`)
   if (s.adapterDir) kept.push(`adapter/ (as of step ${s.steps}${s.maxSteps ? ` of ${s.maxSteps}` : ''})`)
   if (s.steps === 0) kept.push('no adapter (no training step finished)')
-  return `cancelled during ${where[s.cancelledIn ?? 'train'] ?? s.cancelledIn}; kept in ${s.outDir}: ${kept.join(', ')}`
+  // A run made with test prompts (`run`) continues with its answers; a `train` run with training only.
+  let withPrompts = false
+  try {
+    withPrompts = Boolean((JSON.parse(readFileSync(join(s.outDir, 'config.json'), 'utf8')) as { test_prompts?: unknown }).test_prompts)
+  } catch {
+    // no readable config: suggest `train`
+  }
+  const resumable = s.steps === 0 || existsSync(join(s.outDir, CHECKPOINT_FILE)) || s.cancelledIn === 'trained'
+  const how = resumable ? `; continue with: dpo-studio ${withPrompts ? 'run' : 'train'} --resume ${s.outDir}` : ''
+  return `cancelled during ${where[s.cancelledIn ?? 'train'] ?? s.cancelledIn}; kept in ${s.outDir}: ${kept.join(', ')}${how}`
 }
 
 /** Progress bars and one line per logged step, on stderr. */

@@ -35,6 +35,8 @@ export const trainParamsSchema = z.object({
     .describe('paged_adamw_8bit = bitsandbytes 8-bit blockwise AdamW (the notebook); adamw = fp32 AdamW.'),
   weightDecay: z.number().min(0).max(1).default(0).describe('Decoupled weight decay (AdamW).'),
   seed: z.number().int().min(0).max(2 ** 31 - 1).default(42).describe('Seeds the data order and the LoRA initialisation.'),
+  checkpointEvery: z.number().int().min(0).max(1_000_000).default(10)
+    .describe('Save a resume checkpoint every this many optimizer steps (0 = only when cancelled); docs/resume.md.'),
   // --- LoRA (PEFT semantics, spec §5)
   loraR: z.number().int().min(1).max(1024).default(64).describe('LoRA rank r.'),
   loraAlpha: z.number().gt(0).max(4096).default(16).describe('LoRA alpha; the update is scaled by alpha / r.'),

@@ -1,6 +1,5 @@
 // The whole HW6 notebook as one run (architecture.md §3 run directory): config, original answers, DPO training,
 // trained answers and the comparison export, each written atomically into the run directory as it completes.
-import { createHash } from 'node:crypto'
 import { readFileSync, rmSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import type { NativeCancelToken } from '../../engine/nativeTypes'
@@ -11,7 +10,9 @@ import { writeJsonAtomic } from '../fsAtomic'
 import { generateResponses } from '../engine/generateResponses'
 import { openModel as openModelDefault, type ModelSession, type OpenModelOptions } from '../engine/modelSession'
 import { baseModelName, loadAdapter, type LoadedAdapter } from './adapterFiles'
-import { addonCancelTokenFactory, addonVersion, ensureRunDir, trainDpo, type TrainOptions } from './trainer'
+import { recordModelFiles, sha256File } from './modelFiles'
+import { planResume, type ResumeGiven, type ResumePlan } from './resume'
+import { ADAPTER_DIR, SUMMARY_FILE, addonCancelTokenFactory, addonVersion, attachLoadedAdapter, ensureRunDir, trainDpo, type TrainOptions, type TrainResult } from './trainer'
 import type { ComparisonRow, NotebookRunRequest, ResponseRow, RunEvents, RunPhase, RunSummary } from './types'
 
 export const CONFIG_FILE = 'config.json'
@@ -29,6 +30,20 @@ export interface NotebookDeps extends Pick<TrainOptions, 'refCacheDir' | 'cancel
 }
 
 export async function runNotebook(req: NotebookRunRequest, events: RunEvents, signal?: AbortSignal, deps: NotebookDeps = {}): Promise<RunSummary> {
+  return runPhases(req, events, signal, deps, null)
+}
+
+/**
+ * Continues a stopped run in its own directory (docs/resume.md): checks that its inputs and parameters are still the
+ * run's (E_RESUME_MISMATCH names what differs), then redoes only what is missing.
+ */
+export async function resumeNotebook(runDir: string, given: ResumeGiven, events: RunEvents, signal?: AbortSignal, deps: NotebookDeps = {}): Promise<RunSummary> {
+  const plan = planResume(runDir, given, deps.engineVersion ?? addonVersion())
+  for (const note of plan.notes) events.log?.(note)
+  return runPhases(plan.request, events, signal, deps, plan)
+}
+
+async function runPhases(req: NotebookRunRequest, events: RunEvents, signal: AbortSignal | undefined, deps: NotebookDeps, resume: ResumePlan | null): Promise<RunSummary> {
   const t0 = performance.now()
   const params = req.params
   const outDir = resolve(req.outDir)
@@ -58,11 +73,15 @@ export async function runNotebook(req: NotebookRunRequest, events: RunEvents, si
   const data = await loadPreferenceData(req.datasetPath)
   const pairs = preferencePairs(data, { dataSize: params.dataSize, supportRatio: params.supportRatio })
   const prompts: PromptRow[] | null = req.testPromptsPath ? await loadPromptsFile(req.testPromptsPath) : null
-  const initAdapter: LoadedAdapter | undefined = req.initAdapter ? loadAdapter(req.initAdapter) : undefined
+  // A resume with a checkpoint (or a finished training) no longer needs the adapter the run started from.
+  const needInit = req.initAdapter !== undefined && !(resume && (resume.checkpoint || resume.trainingDone))
+  const initAdapter: LoadedAdapter | undefined = needInit ? loadAdapter(req.initAdapter!) : undefined
 
   ensureRunDir(outDir)
+  // A new run replaces every output; a resumed one keeps its config and the original answers it already has.
+  const keep = resume ? [CONFIG_FILE, ...(resume.originalDone ? [RESPONSES_ORIGINAL_FILE] : [])] : []
   for (const f of [CONFIG_FILE, RESPONSES_ORIGINAL_FILE, RESPONSES_TRAINED_FILE, COMPARISON_FILE, COMPARISON_META_FILE]) {
-    rmSync(join(outDir, f), { force: true })
+    if (!keep.includes(f)) rmSync(join(outDir, f), { force: true })
   }
   const datasetInfo = {
     path: resolve(req.datasetPath),
@@ -75,16 +94,20 @@ export async function runNotebook(req: NotebookRunRequest, events: RunEvents, si
   const promptsInfo = req.testPromptsPath
     ? { path: resolve(req.testPromptsPath), sha256: sha256File(req.testPromptsPath), prompts: prompts!.length }
     : null
-  const config: Record<string, unknown> = {
-    created,
-    engine_version: engineVersion,
-    model_dir: resolve(req.modelDir),
-    base_model: baseModelName(req.modelDir),
-    dataset: datasetInfo,
-    test_prompts: promptsInfo,
-    init_adapter: initAdapter?.dir ?? null,
-    params,
-  }
+  const config: Record<string, unknown> = resume
+    ? { ...resume.config, params, resumes: [...((resume.config.resumes as unknown[]) ?? []), { at: created, from_step: resume.checkpoint?.state.global_step ?? 0, engine_version: engineVersion }] }
+    : {
+        created,
+        engine_version: engineVersion,
+        model_dir: resolve(req.modelDir),
+        base_model: baseModelName(req.modelDir),
+        // What resume checks the model folder against (docs/resume.md).
+        model_files: recordModelFiles(resolve(req.modelDir)),
+        dataset: datasetInfo,
+        test_prompts: promptsInfo,
+        init_adapter: initAdapter?.dir ?? null,
+        params,
+      }
   writeJsonAtomic(join(outDir, CONFIG_FILE), config)
 
   const tokens: NativeCancelToken[] = []
@@ -123,23 +146,28 @@ export async function runNotebook(req: NotebookRunRequest, events: RunEvents, si
 
     // ---- phase A: the original model's answers (no adapter attached yet; spec §4 step 2, §15).
     let original: ResponseRow[] | null = null
-    if (prompts) {
+    if (prompts && resume?.originalDone) {
+      original = JSON.parse(readFileSync(join(outDir, RESPONSES_ORIGINAL_FILE), 'utf8')) as ResponseRow[]
+    } else if (prompts) {
       setPhase('original', `${prompts.length} prompts`)
       original = await generate(session, prompts, 'original', params.maxNewTokens, params.systemMessage, events, newToken())
       if (original === null || signal?.aborted) return cancelled()
       writeJsonAtomic(join(outDir, RESPONSES_ORIGINAL_FILE), original)
     }
 
-    // ---- training (spec §9, §15)
-    const train = await trainDpo(session, pairs, params, {
-      outDir,
-      events,
-      ...(signal ? { signal } : {}),
-      ...(initAdapter ? { initAdapter } : {}),
-      engineVersion,
-      ...(deps.refCacheDir !== undefined ? { refCacheDir: deps.refCacheDir } : {}),
-      ...(deps.cancelTokenFactory !== undefined ? { cancelTokenFactory: deps.cancelTokenFactory } : {}),
-    })
+    // ---- training (spec §9, §15), continued from its checkpoint on resume, or its finished adapter loaded
+    const train = resume?.trainingDone
+      ? finishedTraining(session, outDir)
+      : await trainDpo(session, pairs, params, {
+          outDir,
+          events,
+          ...(signal ? { signal } : {}),
+          ...(initAdapter ? { initAdapter } : {}),
+          engineVersion,
+          ...(deps.refCacheDir !== undefined ? { refCacheDir: deps.refCacheDir } : {}),
+          ...(deps.cancelTokenFactory !== undefined ? { cancelTokenFactory: deps.cancelTokenFactory } : {}),
+          ...(resume ? { resume: { checkpoint: resume.checkpoint } } : {}),
+        })
     const trained: RunSummary = {
       outDir,
       steps: train.steps,
@@ -171,7 +199,7 @@ export async function runNotebook(req: NotebookRunRequest, events: RunEvents, si
         engine_version: engineVersion,
         model: { dir: resolve(req.modelDir), name: baseModelName(req.modelDir), ...(config.model as object) },
         adapter: train.adapterDir,
-        init_adapter: initAdapter?.dir ?? null,
+        init_adapter: initAdapter?.dir ?? (req.initAdapter ? resolve(req.initAdapter) : null),
         dataset: datasetInfo,
         test_prompts: promptsInfo,
         params,
@@ -218,6 +246,21 @@ function phaseWord(p: RunPhase): string {
   return { load: 'model loading', original: 'original responses', reference: 'reference log-probs', train: 'training', trained: 'trained responses', save: 'saving', done: 'finishing', cancelled: 'cancel', failed: 'failure' }[p]
 }
 
-function sha256File(file: string): string {
-  return createHash('sha256').update(readFileSync(file)).digest('hex')
+/** A resumed run whose training had completed: its adapter goes back on the model, its summary is the result. */
+function finishedTraining(session: ModelSession, outDir: string): TrainResult {
+  const adapterDir = join(outDir, ADAPTER_DIR)
+  attachLoadedAdapter(session, loadAdapter(adapterDir))
+  const s = JSON.parse(readFileSync(join(outDir, SUMMARY_FILE), 'utf8')) as Record<string, number>
+  return {
+    outDir,
+    steps: s.global_step!,
+    maxSteps: s.max_steps!,
+    trainLoss: s.train_loss!,
+    runtimeS: s.train_runtime!,
+    pairsPerS: s.pairs_per_s!,
+    status: 'completed',
+    adapterDir,
+    refCached: 0,
+    refComputed: 0,
+  }
 }

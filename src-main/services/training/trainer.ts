@@ -11,9 +11,13 @@ import type { ModelSession } from '../engine/modelSession'
 import { fromEngineError } from '../engine/modelSession'
 import type { TrainParams } from '../params/trainParams'
 import { baseModelName, loadAdapter, saveAdapter, type AdapterSettings, type LoadedAdapter } from './adapterFiles'
-import { RefLogpsCache, dataFingerprint, pairKey, refCacheDir, type RefLogps } from './refCache'
+import { CHECKPOINT_FILE, optimizerSummary, removeCheckpoint, writeCheckpoint, type Checkpoint } from './checkpoint'
+import { RefLogpsCache, dataFingerprint as fingerprintOfPairs, pairKey, refCacheDir, type RefLogps } from './refCache'
 import { referenceBatches } from './referenceBatches'
-import { scheduleSteps, scheduleTotals, type ScheduleInput } from './schedule'
+import { checkCheckpointFits } from './resumeChecks'
+import { scheduleSteps, scheduleTotals, type PlannedStep, type ScheduleInput } from './schedule'
+import { truncateStepLog } from './stepLog'
+import { stallForTest } from './testStall'
 import { tokenizeTrainingPair } from './tokenizePair'
 import type { MetricsRow, RunEvents, RunSummary, TrainProgress } from './types'
 
@@ -41,6 +45,11 @@ export interface TrainOptions {
   engineVersion?: string
   /** Makes native cancel tokens so an abort also interrupts a running engine call. Default: the addon's; null = none. */
   cancelTokenFactory?: (() => NativeCancelToken) | null
+  /**
+   * Continue the run in outDir (docs/resume.md): from its checkpoint, or from step 1 when it has none. Its logs are
+   * cut back to the checkpoint's step; everything else is recomputed exactly as the run would have.
+   */
+  resume?: { checkpoint: Checkpoint | null }
 }
 
 export interface TrainResult extends RunSummary {
@@ -109,12 +118,24 @@ export async function trainDpo(session: ModelSession, pairs: readonly Preference
   const used = new Set<number>()
   for (const s of scheduleSteps(schedule)) for (const mb of s.microBatches) for (const i of mb.pairs) used.add(i)
 
-  // A fresh run directory for this training: the previous run's training outputs go first, so nothing in the
-  // folder can be mistaken for this run's (an older adapter next to new metrics, say).
+  const dataFingerprint = fingerprintOfPairs(tokenized.map((t) => t.key))
+  const resumeFrom = opts.resume?.checkpoint ?? null
+  if (resumeFrom) {
+    checkCheckpointFits(resumeFrom.state, { params, dataFingerprint, maxSteps: totals.maxSteps }, join(outDir, CHECKPOINT_FILE))
+  }
   ensureRunDir(outDir)
-  for (const f of [METRICS_FILE, STEPS_FILE, SUMMARY_FILE, ADAPTER_DIR]) rmSync(join(outDir, f), { recursive: true, force: true })
-  writeFileAtomic(join(outDir, METRICS_FILE), '')
-  writeFileAtomic(join(outDir, STEPS_FILE), '')
+  if (opts.resume) {
+    // The steps after the checkpoint are redone and logged again; the outputs of the stopped attempt go.
+    for (const f of [METRICS_FILE, STEPS_FILE]) truncateStepLog(join(outDir, f), resumeFrom?.state.global_step ?? 0)
+    for (const f of [SUMMARY_FILE, ADAPTER_DIR]) rmSync(join(outDir, f), { recursive: true, force: true })
+  } else {
+    // A fresh run directory for this training: the previous run's training outputs go first, so nothing in the
+    // folder can be mistaken for this run's (an older adapter next to new metrics, say).
+    for (const f of [METRICS_FILE, STEPS_FILE, SUMMARY_FILE, ADAPTER_DIR]) rmSync(join(outDir, f), { recursive: true, force: true })
+    removeCheckpoint(outDir)
+    writeFileAtomic(join(outDir, METRICS_FILE), '')
+    writeFileAtomic(join(outDir, STEPS_FILE), '')
+  }
 
   // ---- cancellation: an abort stops the loop at the next micro-batch boundary and, where the addon offers
   // tokens, also interrupts the engine call in flight (its partial work is discarded either way).
@@ -138,7 +159,7 @@ export async function trainDpo(session: ModelSession, pairs: readonly Preference
   const summaryBase = {
     max_steps: totals.maxSteps,
     pairs: pairs.length,
-    data_fingerprint: dataFingerprint(tokenized.map((t) => t.key)),
+    data_fingerprint: dataFingerprint,
     engine_version: engineVersion,
   }
   let refCached = 0
@@ -149,9 +170,54 @@ export async function trainDpo(session: ModelSession, pairs: readonly Preference
   const stepLosses: number[] = []
   let trainStart = performance.now()
   let pairsDone = 0
+  // Before a resume: training seconds and pairs of the steps already done (elapsed_s continues from them).
+  let trainSecondsBefore = 0
+  let pairsBefore = 0
+  let lastPlanned: PlannedStep | null = null
+  // As of the last finished step (a cancel mid-step checkpoints that step, not the micro-batches after it).
+  let pairsAtStep = 0
+  let secondsAtStep = 0
+  let checkpointStep = 0
   let stage: 'reference' | 'train' = 'reference'
 
+  // ---- checkpoints (docs/resume.md): the state after step completedSteps, written whole or not at all.
+  const saveCheckpoint = (settings: AdapterSettings): void => {
+    if (!lastPlanned || completedSteps === checkpointStep) return
+    let lora, training
+    try {
+      lora = native.loraTensors()
+      training = native.exportTrainingState()
+    } catch (e) {
+      throw fromEngineError(e)
+    }
+    const mb = lastPlanned.microBatches[lastPlanned.microBatches.length - 1]!
+    writeCheckpoint(outDir, {
+      lora,
+      training,
+      state: {
+        global_step: completedSteps,
+        max_steps: totals.maxSteps,
+        epoch: lastEpoch,
+        data_position: { epoch: mb.epoch, micro_batch: mb.index, micro_batches_per_epoch: totals.microBatchesPerEpoch },
+        // The next step's learning rate is the one logged after this step (peak * λ(global_step)).
+        scheduler: { step: completedSteps, next_lr: completedSteps < totals.maxSteps ? lastPlanned.loggedLr : null },
+        optimizer: optimizerSummary(training),
+        dropout_rng: training.dropoutRng,
+        adapter: settings,
+        accumulators: { step_losses: [...stepLosses], pairs_done: pairsAtStep, train_seconds: secondsAtStep },
+        data_fingerprint: dataFingerprint,
+        params,
+        engine_version: engineVersion,
+        backend: session.info.backend,
+        saved: new Date().toISOString(),
+      },
+    })
+    checkpointStep = completedSteps
+  }
+
   const finish = (status: 'completed' | 'cancelled', settings: AdapterSettings | null): TrainResult => {
+    // A cancelled run keeps what it needs to continue; a completed one has its adapter as the final state.
+    if (status === 'cancelled' && settings) saveCheckpoint(settings)
     let adapterDir: string | null = null
     if (settings && completedSteps > 0) {
       ev.phase?.('save', join(outDir, ADAPTER_DIR))
@@ -176,7 +242,7 @@ export async function trainDpo(session: ModelSession, pairs: readonly Preference
     const runtimeS = (performance.now() - t0) / 1000
     const loopS = (performance.now() - trainStart) / 1000
     const trainLoss = stepLosses.length > 0 ? stepLosses.reduce((a, b) => a + b, 0) / stepLosses.length : NaN
-    const pairsPerS = loopS > 0 ? pairsDone / loopS : 0
+    const pairsPerS = loopS > 0 ? (pairsDone - pairsBefore) / loopS : 0
     // HF's train() metrics (spec §9 "End of training"), plus ours.
     writeJsonAtomic(join(outDir, SUMMARY_FILE), {
       status,
@@ -195,6 +261,7 @@ export async function trainDpo(session: ModelSession, pairs: readonly Preference
       adapter: adapterDir === null ? null : ADAPTER_DIR,
       ...(status === 'cancelled' ? { cancelled_at_step: completedSteps } : {}),
     })
+    if (status === 'completed') removeCheckpoint(outDir)
     if (status === 'cancelled') ev.log?.(`cancelled after ${completedSteps} of ${totals.maxSteps} steps`)
     return {
       outDir,
@@ -265,7 +332,19 @@ export async function trainDpo(session: ModelSession, pairs: readonly Preference
 
     // ---- LoRA (spec §5): fresh (A kaiming-uniform from the seed, B = 0) or continued from an adapter.
     checkAbort()
-    settings = attachAdapter(session, params, opts, ev)
+    if (resumeFrom) {
+      settings = restoreCheckpoint(session, resumeFrom, params)
+      const st = resumeFrom.state
+      completedSteps = st.global_step
+      checkpointStep = st.global_step
+      lastEpoch = st.epoch
+      stepLosses.push(...st.accumulators.step_losses)
+      pairsDone = pairsBefore = pairsAtStep = st.accumulators.pairs_done
+      trainSecondsBefore = secondsAtStep = st.accumulators.train_seconds
+      ev.log?.(`resuming from the checkpoint at step ${st.global_step} of ${totals.maxSteps}`)
+    } else {
+      settings = attachAdapter(session, params, opts, ev)
+    }
 
     // ---- the loop (spec §9, §15)
     stage = 'train'
@@ -274,6 +353,11 @@ export async function trainDpo(session: ModelSession, pairs: readonly Preference
     const dpo = { beta: params.beta, lossType: params.lossType, labelSmoothing: params.labelSmoothing, gradScale: 1 / params.gradAccum }
     let trLoss = 0
     for (const planned of scheduleSteps(schedule)) {
+      if (planned.step <= completedSteps) {
+        if (planned.step === completedSteps && resumeFrom) checkDataPosition(planned, resumeFrom)
+        lastPlanned = planned
+        continue
+      }
       const stepStart = performance.now()
       const micro: MicroMetrics[] = []
       let stepPairs = 0
@@ -294,13 +378,16 @@ export async function trainDpo(session: ModelSession, pairs: readonly Preference
         micro.push(microMetrics(m))
         stepPairs += inputs.length
         pairsDone += inputs.length
-        ev.progress?.({ ...progress(completedSteps, totals.maxSteps, pairsDone, totals.pairs, trainStart), peakMemoryBytes: native.memoryStats().peakBytes })
+        ev.progress?.({ ...progress(completedSteps, totals.maxSteps, pairsDone, totals.pairs, trainStart, pairsBefore), peakMemoryBytes: native.memoryStats().peakBytes })
       }
       const { gradNorm } = await engineCall(() =>
         native.optimizerStep({ kind: params.optim, lr: planned.lr, ...ADAM, weightDecay: params.weightDecay, maxGradNorm: params.maxGradNorm }),
       )
       completedSteps = planned.step
       lastEpoch = planned.epoch
+      lastPlanned = planned
+      pairsAtStep = pairsDone
+      secondsAtStep = trainSecondsBefore + (performance.now() - trainStart) / 1000
       // HF logs round(tr_loss / steps since the last log, 4): the mean of the step's micro-batch losses when the
       // step has gradAccum of them (spec §9); train_loss averages the unrounded values.
       const stepLoss = trLoss
@@ -321,7 +408,7 @@ export async function trainDpo(session: ModelSession, pairs: readonly Preference
         'logps/rejected': mean(micro.map((x) => x.logpsRejected)),
         'logits/chosen': mean(micro.map((x) => x.logitsChosen)),
         'logits/rejected': mean(micro.map((x) => x.logitsRejected)),
-        elapsed_s: (now - trainStart) / 1000,
+        elapsed_s: trainSecondsBefore + (now - trainStart) / 1000,
         pairs_per_s: stepPairs / Math.max((now - stepStart) / 1000, 1e-9),
       }
       appendLine(join(outDir, METRICS_FILE), row)
@@ -332,8 +419,10 @@ export async function trainDpo(session: ModelSession, pairs: readonly Preference
         pair_ids: planned.microBatches.flatMap((mb) => mb.pairs.map((i) => pairs[i]!.id)),
         micro_batches: planned.microBatches.map((mb) => ({ epoch: mb.epoch, index: mb.index, rows: mb.pairs })),
       })
+      if (params.checkpointEvery > 0 && planned.step % params.checkpointEvery === 0 && planned.step < totals.maxSteps) saveCheckpoint(settings)
       ev.metrics?.(row)
-      ev.progress?.({ ...progress(completedSteps, totals.maxSteps, pairsDone, totals.pairs, trainStart), peakMemoryBytes: native.memoryStats().peakBytes })
+      ev.progress?.({ ...progress(completedSteps, totals.maxSteps, pairsDone, totals.pairs, trainStart, pairsBefore), peakMemoryBytes: native.memoryStats().peakBytes })
+      await stallForTest(planned.step, ev)
     }
     return finish('completed', settings)
   } catch (e) {
@@ -348,6 +437,35 @@ export async function trainDpo(session: ModelSession, pairs: readonly Preference
     throw e
   } finally {
     signal?.removeEventListener('abort', onAbort)
+  }
+}
+
+/**
+ * A resumed run's adapter: attachLora with the checkpoint's settings (the dropout from params, as attachAdapter uses
+ * it), then its A and B, then the optimizer state, step counters and dropout generator (all checked by the engine).
+ */
+function restoreCheckpoint(session: ModelSession, c: Checkpoint, params: TrainParams): AdapterSettings {
+  const a = c.state.adapter
+  try {
+    session.native.attachLora({ targets: a.targets, r: a.r, alpha: a.alpha, dropout: params.disableDropout ? 0 : params.loraDropout, seed: params.seed })
+    session.native.setLoraTensors(c.lora)
+    session.native.importTrainingState(c.training)
+  } catch (e) {
+    const err = fromEngineError(e)
+    throw new StudioError(err.code === 'E_BAD_INPUT' ? 'E_RESUME_MISMATCH' : err.code, `the checkpoint does not fit the model in ${session.dir}: ${err.message}`, { cause: e })
+  }
+  return { ...a, targets: [...a.targets] }
+}
+
+/** The schedule replayed to the checkpoint's step ends where the checkpoint says the data order stood. */
+function checkDataPosition(planned: PlannedStep, c: Checkpoint): void {
+  const mb = planned.microBatches[planned.microBatches.length - 1]!
+  const at = c.state.data_position
+  if (mb.epoch !== at.epoch || mb.index !== at.micro_batch) {
+    throw new StudioError(
+      'E_RESUME_MISMATCH',
+      `the checkpoint's step ${planned.step} ended at epoch ${at.epoch}, micro-batch ${at.micro_batch}, but this run's plan ends it at epoch ${mb.epoch}, micro-batch ${mb.index}`,
+    )
   }
 }
 
@@ -411,9 +529,10 @@ function microMetrics(m: readonly DpoPairMetrics[]): MicroMetrics {
   }
 }
 
-function progress(step: number, totalSteps: number, pairsDone: number, pairsTotal: number, start: number): TrainProgress {
+/** Progress counts; the rate is over the pairs of this process (pairsBefore were done before a resume). */
+function progress(step: number, totalSteps: number, pairsDone: number, pairsTotal: number, start: number, pairsBefore = 0): TrainProgress {
   const elapsedS = (performance.now() - start) / 1000
-  const pairsPerS = elapsedS > 0 ? pairsDone / elapsedS : 0
+  const pairsPerS = elapsedS > 0 ? (pairsDone - pairsBefore) / elapsedS : 0
   const etaS = pairsPerS > 0 ? (pairsTotal - pairsDone) / pairsPerS : 0
   return { stage: 'train', step, totalSteps, pairsDone, pairsTotal, elapsedS, etaS, pairsPerS }
 }

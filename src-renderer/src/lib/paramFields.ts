@@ -41,6 +41,7 @@ const META: Record<string, { label: string; nb: string; group: string; step?: nu
   optim: { label: 'Optimizer', nb: 'optim', group: 'Optimisation' },
   weightDecay: { label: 'Weight decay', nb: 'weight_decay', group: 'Optimisation', step: 0.001 },
   seed: { label: 'Seed', nb: 'seed', group: 'Optimisation' },
+  checkpointEvery: { label: 'Checkpoint every (steps)', nb: 'save_steps', group: 'Optimisation' },
   loraR: { label: 'LoRA rank r', nb: 'r', group: 'LoRA' },
   loraAlpha: { label: 'LoRA alpha', nb: 'lora_alpha', group: 'LoRA' },
   loraDropout: { label: 'LoRA dropout', nb: 'lora_dropout', group: 'LoRA', step: 0.01, slider: true },

@@ -1,7 +1,7 @@
 // `dpo-studio train` / `run` flags: exactly architecture.md §3's, mapped onto the parameter schema, with one-line
 // errors that name the flag.
 import { describe, expect, it } from 'vitest'
-import { CliExit, RUN_PARAM_FLAGS, TRAIN_PARAM_FLAGS, paramsFromFlags } from '../../../src-main/cli/commands/trainFlags'
+import { CliExit, RUN_PARAM_FLAGS, TRAIN_PARAM_FLAGS, givenParams, paramsFromFlags } from '../../../src-main/cli/commands/trainFlags'
 import { buildProgram } from '../../../src-main/cli/main'
 import { DEFAULT_TRAIN_PARAMS } from '../../../src-main/services/params/trainParams'
 
@@ -9,6 +9,8 @@ const TRAIN_FLAGS = [
   '--model', '--dataset', '--support-ratio', '--data-size', '--epochs', '--beta', '--loss', '--label-smoothing', '--lr',
   '--lora-r', '--lora-alpha', '--lora-dropout', '--targets', '--batch-size', '--grad-accum', '--warmup-ratio',
   '--max-grad-norm', '--optim', '--seed', '--init-adapter', '--system', '--backend', '--quant', '--out',
+  // ours (docs/resume.md): checkpoint interval, and continuing a stopped run
+  '--checkpoint-every', '--resume',
 ]
 
 const longFlags = (name: string) =>
@@ -65,6 +67,12 @@ describe('train / run flags', () => {
     }
     expect((err as Error).message).toBe(message)
     expect((err as { code: string }).code).toBe('E_BAD_ARGS')
+  })
+
+  it('givenParams keeps only the flags given: what a resume compares with the run', () => {
+    expect(givenParams({ lr: '1e-3', checkpointEvery: '5', out: '/x' }, TRAIN_PARAM_FLAGS)).toEqual({ learningRate: 1e-3, checkpointEvery: 5 })
+    expect(givenParams({}, TRAIN_PARAM_FLAGS)).toEqual({})
+    expect(() => givenParams({ checkpointEvery: '-1' }, TRAIN_PARAM_FLAGS)).toThrow("--checkpoint-every must be >= 0, got '-1'")
   })
 
   it('a clean stop carries exit code 130', () => {
