@@ -64,6 +64,8 @@ export const apiInputs = {
   generateStart: z.object({ modelDir: pathArg, promptsPath: pathArg, params: paramsArg }),
   /** The whole notebook: original answers, DPO training, trained answers, comparison.json, in a new run dir. */
   runStart: z.object({ modelDir: pathArg, datasetPath: pathArg, testPromptsPath: pathArg.optional(), params: paramsArg }),
+  /** Continues a cancelled or failed run in its directory: training from its checkpoint, then its remaining phases. */
+  runResume: z.object({ run: z.union([idArg, pathArg]) }),
   jobCancel: z.object({ jobId: idArg }),
   /** Live snapshot of the job now running (for a window opened mid-run), or null. */
   jobActive: none,
@@ -270,6 +272,10 @@ export interface RunListItem {
   hasComparison: boolean
   hasAdapter: boolean
   error: string | null
+  /** A stopped run that `runResume` can continue (docs/resume.md); the full checks run when it starts. */
+  resumable: boolean
+  /** The checkpoint's step it continues from (0: training restarts; -1: training is done, the answers remain). */
+  resumeFromStep: number
 }
 
 export interface RunDetail extends RunListItem {
@@ -316,6 +322,7 @@ export interface ApiResults {
   promptsOpen: PromptsOpened
   generateStart: JobStarted
   runStart: JobStarted
+  runResume: JobStarted
   jobCancel: { cancelled: boolean }
   jobActive: JobSnapshot | null
   runsList: RunListItem[]

@@ -15,7 +15,8 @@ import { exportsDir, resourcesDir, runsDir } from './appPaths'
 import { DatasetRegistry, openPrompts } from './datasets'
 import { JobManager } from './jobs'
 import type { PathPolicy } from './pathPolicy'
-import { exportAdapter, exportComparison, listRuns, openRun } from './runStore'
+import { exportAdapter, exportComparison, listRuns, openRun, readMetrics } from './runStore'
+import { planResume } from '../services/training/resume'
 
 export interface Dialogs {
   open(opts: { kind: 'file' | 'directory' | 'fileOrDirectory'; title: string; defaultPath?: string | undefined; filters?: Array<{ name: string; extensions: string[] }> | undefined }): Promise<string | null>
@@ -113,6 +114,20 @@ export function createApi(ctx: ApiContext): ApiService {
       const prompts = testPromptsPath ? (await openPrompts(check(testPromptsPath))).prompts : []
       if (engineVersion === null) await engineInfo().catch(() => null)
       return jobs.startRun({ modelDir: check(modelDir), datasetPath: check(datasetPath), testPromptsPath: testPromptsPath ? check(testPromptsPath) : undefined, prompts, params })
+    },
+    async runResume({ run }) {
+      if (!(await loadRunNotebook())) throw new StudioError('E_UNSUPPORTED', 'this build has no DPO training service yet')
+      const dir = runDir(run)
+      if (engineVersion === null) await engineInfo().catch(() => null)
+      // The checks a user can act on answer here, before anything of the run changes (the engine host checks again,
+      // in full, checkpoint data included); the run's inputs must pass the path rules like any other path.
+      const plan = planResume(dir, {}, engineVersion ?? undefined, true)
+      const req = plan.request
+      for (const p of [req.modelDir, req.datasetPath, ...(req.testPromptsPath ? [req.testPromptsPath] : [])]) check(p)
+      const prompts = req.testPromptsPath ? (await openPrompts(req.testPromptsPath)).prompts : []
+      const fromStep = plan.trainingDone ? Infinity : (plan.checkpointStep ?? 0)
+      const metrics = (await readMetrics(dir)).filter((m) => m.step <= fromStep)
+      return jobs.resumeRun({ runDir: dir, modelDir: req.modelDir, datasetPath: req.datasetPath, testPromptsPath: req.testPromptsPath, prompts, metrics })
     },
     async jobCancel({ jobId }) {
       return { cancelled: jobs.cancel(jobId) }

@@ -2,14 +2,14 @@
 // host's events to every window, keeps a snapshot for windows opened mid-run, and records each run's outcome in
 // run_status.json, so a run whose host crashed is marked failed and its directory stays consistent.
 import { randomBytes } from 'node:crypto'
-import { mkdirSync } from 'node:fs'
-import { join } from 'node:path'
-import type { ApiErrorInfo, ApiEvent, JobEvent, JobKind, JobSnapshot, JobStarted, RecordId } from './contract'
+import { mkdirSync, readFileSync } from 'node:fs'
+import { basename, join } from 'node:path'
+import type { ApiErrorInfo, ApiEvent, JobEvent, JobKind, JobSnapshot, JobStarted, MetricsRow, RecordId } from './contract'
 import type { EngineHost, HostCall } from '../host/engineHost'
 import type { TrainParams } from '../services/params/trainParams'
 import { StudioError } from '../services/errors'
 import { toApiError } from './dispatch'
-import { writeRunStatus, type RunStatusFile } from './runStore'
+import { STATUS_FILE, writeRunStatus, type RunStatusFile } from './runStore'
 
 const LOG_KEEP = 200
 
@@ -31,6 +31,16 @@ export interface RunJobInput {
   testPromptsPath: string | undefined
   prompts: Array<{ id: RecordId; prompt: string }>
   params: TrainParams
+}
+
+export interface ResumeJobInput {
+  runDir: string
+  modelDir: string
+  datasetPath: string
+  testPromptsPath: string | undefined
+  prompts: Array<{ id: RecordId; prompt: string }>
+  /** The run's logged steps up to its checkpoint: the live view starts with them. */
+  metrics: MetricsRow[]
 }
 
 export class JobManager {
@@ -82,23 +92,58 @@ export class JobManager {
       engineVersion: this.engineVersion(),
       error: null,
     }
+    const request = {
+      modelDir: input.modelDir,
+      datasetPath: input.datasetPath,
+      ...(input.testPromptsPath ? { testPromptsPath: input.testPromptsPath } : {}),
+      params: input.params,
+      outDir,
+    }
+    return this.launchRun(outDir, status, input.prompts, [], (snap) => this.host.call('runNotebook', request, (e) => this.onEvent(snap, e)))
+  }
+
+  /** Continues a stopped run in its own directory (docs/resume.md); run_status.json keeps its history. */
+  resumeRun(input: ResumeJobInput): JobStarted {
+    this.ensureIdle()
+    const outDir = input.runDir
+    const now = new Date().toISOString()
+    let previous: Partial<RunStatusFile> = {}
+    try {
+      previous = JSON.parse(readFileSync(join(outDir, STATUS_FILE), 'utf8')) as RunStatusFile
+    } catch {
+      // a CLI run has no status file yet
+    }
+    const status: RunStatusFile = {
+      runId: basename(outDir),
+      startedAt: now,
+      modelDir: input.modelDir,
+      datasetPath: input.datasetPath,
+      testPromptsPath: input.testPromptsPath ?? null,
+      ...previous,
+      summary: undefined,
+      status: 'running',
+      endedAt: null,
+      engineVersion: this.engineVersion(),
+      error: null,
+      resumedAt: now,
+    }
+    return this.launchRun(outDir, status, input.prompts, input.metrics, (snap) => this.host.call('resumeRun', { runDir: outDir }, (e) => this.onEvent(snap, e)))
+  }
+
+  private launchRun(
+    outDir: string,
+    status: RunStatusFile,
+    prompts: JobSnapshot['prompts'],
+    metrics: MetricsRow[],
+    call: (snap: JobSnapshot) => HostCall<unknown>,
+  ): JobStarted {
     writeRunStatus(outDir, status)
-    const snap = this.newSnapshot('run', runId, input.prompts)
-    const call = this.host.call(
-      'runNotebook',
-      {
-        modelDir: input.modelDir,
-        datasetPath: input.datasetPath,
-        ...(input.testPromptsPath ? { testPromptsPath: input.testPromptsPath } : {}),
-        params: input.params,
-        outDir,
-      },
-      (e) => this.onEvent(snap, e),
-    )
-    this.track(snap, call, (end, error, summary) => {
+    const snap = this.newSnapshot('run', status.runId, prompts)
+    snap.metrics = [...metrics]
+    this.track(snap, call(snap), (end, error, summary) => {
       writeRunStatus(outDir, { ...status, status: end, endedAt: new Date().toISOString(), error: error?.message ?? null, ...(summary ? { summary } : {}) })
     })
-    return { jobId: snap.jobId, runId, outDir }
+    return { jobId: snap.jobId, runId: status.runId, outDir }
   }
 
   private ensureIdle(): void {

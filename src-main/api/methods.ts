@@ -13,6 +13,7 @@ export const API_METHOD_NAMES = [
   'promptsOpen',
   'generateStart',
   'runStart',
+  'runResume',
   'jobCancel',
   'jobActive',
   'runsList',

@@ -7,6 +7,7 @@ import { basename, dirname, join } from 'node:path'
 import type { ComparisonRow, ExportResult, JobStatus, MetricsRow, ResponseRow, RunDetail, RunListItem } from './contract'
 import { writeJsonAtomic } from '../services/fsAtomic'
 import { StudioError } from '../services/errors'
+import { resumeInfo } from '../services/training/resume'
 
 export const STATUS_FILE = 'run_status.json'
 
@@ -22,6 +23,8 @@ export interface RunStatusFile {
   engineVersion: string | null
   error: string | null
   summary?: unknown
+  /** When the run was last resumed (runResume), if ever. */
+  resumedAt?: string
 }
 
 export function writeRunStatus(dir: string, s: RunStatusFile): void {
@@ -69,10 +72,12 @@ export async function readRunItem(dir: string): Promise<RunListItem | null> {
   const last = metrics[metrics.length - 1]
   const hasComparison = existsSync(join(dir, 'comparison.json'))
   const startedAt = status?.startedAt ?? (await stat(dir)).mtime.toISOString()
+  const state = status?.status ?? (hasComparison ? 'completed' : 'unknown')
+  const resume = state === 'completed' || state === 'running' ? { resumable: false, fromStep: 0 } : resumeInfo(dir)
   return {
     runId: basename(dir),
     dir,
-    status: status?.status ?? (hasComparison ? 'completed' : 'unknown'),
+    status: state,
     startedAt,
     endedAt: status?.endedAt ?? null,
     modelDir: status?.modelDir ?? pick(config, 'model_dir', 'modelDir'),
@@ -83,6 +88,8 @@ export async function readRunItem(dir: string): Promise<RunListItem | null> {
     hasComparison,
     hasAdapter: existsSync(join(dir, 'adapter', 'adapter_config.json')),
     error: status?.error ?? null,
+    resumable: resume.resumable,
+    resumeFromStep: resume.fromStep,
   }
 }
 

@@ -7,6 +7,8 @@ import type { NativeCancelToken } from '../engine/nativeTypes'
 import { generateResponses } from '../services/engine/generateResponses'
 import { openModel, type ModelSession } from '../services/engine/modelSession'
 import { errorMessage } from '../services/errors'
+import { resumeNotebook } from '../services/training/notebookRun'
+import type { RunEvents } from '../services/training/types'
 import { DEVICE_FAULT_EXIT_CODE, type HostCalls, type HostMethod, type HostToParent, type ParentToHost } from './protocol'
 import { loadRunNotebook } from './training'
 
@@ -62,6 +64,18 @@ async function ensureSession(dir: string, quant: 'nf4' | 'none', backend: 'auto'
   return s
 }
 
+/** A run's events as job events on the channel. */
+function runEvents(emit: (e: JobEvent) => void): RunEvents {
+  return {
+    phase: (phase, detail) => emit({ kind: 'phase', phase, ...(detail === undefined ? {} : { detail }) }),
+    metrics: (row) => emit({ kind: 'metrics', row }),
+    progress: (progress) => emit({ kind: 'progress', progress }),
+    responseText: (which, index, delta) => emit({ kind: 'text', which, index, delta }),
+    response: (which, index, row) => emit({ kind: 'response', which, index, row }),
+    log: (line) => emit({ kind: 'log', line }),
+  }
+}
+
 type Handler<M extends HostMethod> = (params: HostCalls[M]['params'], emit: (e: JobEvent) => void, id: number) => Promise<HostCalls[M]['result']>
 
 const handlers: { [M in HostMethod]: Handler<M> } = {
@@ -97,19 +111,13 @@ const handlers: { [M in HostMethod]: Handler<M> } = {
     releaseSession()
     const ac = new AbortController()
     cancels.set(id, () => ac.abort())
-    return runNotebook(
-      req,
-      {
-        phase: (phase, detail) => emit({ kind: 'phase', phase, ...(detail === undefined ? {} : { detail }) }),
-        metrics: (row) => emit({ kind: 'metrics', row }),
-        progress: (progress) => emit({ kind: 'progress', progress }),
-        responseText: (which, index, delta) => emit({ kind: 'text', which, index, delta }),
-        response: (which, index, row) => emit({ kind: 'response', which, index, row }),
-        log: (line) => emit({ kind: 'log', line }),
-      },
-      ac.signal,
-      { onLoadProgress: (fraction) => emit({ kind: 'loadProgress', fraction }) },
-    )
+    return runNotebook(req, runEvents(emit), ac.signal, { onLoadProgress: (fraction) => emit({ kind: 'loadProgress', fraction }) })
+  },
+  async resumeRun(p, emit, id) {
+    releaseSession()
+    const ac = new AbortController()
+    cancels.set(id, () => ac.abort())
+    return resumeNotebook(p.runDir, {}, runEvents(emit), ac.signal, { onLoadProgress: (fraction) => emit({ kind: 'loadProgress', fraction }) })
   },
   async release() {
     return { released: releaseSession() }

@@ -20,6 +20,8 @@ export interface HostCalls {
     result: { responses: GeneratedResponse[] }
   }
   runNotebook: { params: NotebookRunRequest; result: RunSummary }
+  /** Continues a stopped run in its directory from its checkpoint, then its remaining phases (docs/resume.md). */
+  resumeRun: { params: { runDir: string }; result: RunSummary }
   /** Drops the cached model (frees its memory). */
   release: { params: Record<string, never>; result: { released: boolean } }
   /**

@@ -28,9 +28,14 @@ export const useRunStore = defineStore('run', () => {
   /** Whether what is shown is a reopened past run rather than a live one. */
   const reopened = ref(false)
   const cancelling = ref(false)
+  /** Whether the stopped run on screen can be resumed: from the run list for past runs, assumed for live ones. */
+  const resumeOk = ref(false)
+  const resuming = ref(false)
 
   const running = computed(() => status.value === 'running')
   const last = computed(() => metrics.value[metrics.value.length - 1] ?? null)
+  /** A cancelled or failed run that runResume may continue (the server checks everything and says what differs). */
+  const canResume = computed(() => !running.value && runId.value !== null && (status.value === 'cancelled' || status.value === 'failed') && resumeOk.value)
   const fraction = computed(() => (progress.value && progress.value.totalSteps > 0 ? progress.value.step / progress.value.totalSteps : status.value === 'completed' ? 1 : 0))
 
   /** What is missing before a run can start, in words (empty when ready). */
@@ -87,6 +92,35 @@ export const useRunStore = defineStore('run', () => {
     }
   }
 
+  /** Continues the stopped run on screen in its own directory (docs/resume.md), through the same API as the CLI. */
+  async function resume(): Promise<void> {
+    const app = useAppStore()
+    const id = runId.value
+    if (!id || !canResume.value) return
+    resuming.value = true
+    try {
+      const r = await api.runResume({ run: id })
+      const snap = await api.jobActive(undefined).catch(() => null)
+      clear()
+      if (snap && snap.jobId === r.jobId) adopt(snap)
+      else {
+        jobId.value = r.jobId
+        status.value = 'running'
+        phase.value = 'load'
+        startedAt.value = Date.now()
+        reopened.value = false
+      }
+      const responses = useResponsesStore()
+      if (snap) responses.reset(snap.prompts, responses.source === id)
+      responses.source = id
+      app.notify('info', `Run ${id} resumed.`)
+    } catch (e) {
+      app.notify('error', errorText(e), 15000)
+    } finally {
+      resuming.value = false
+    }
+  }
+
   async function cancel(): Promise<void> {
     if (!jobId.value || !running.value) return
     cancelling.value = true
@@ -129,6 +163,7 @@ export const useRunStore = defineStore('run', () => {
     config.value = run.config
     error.value = run.error ? { code: 'E_RUN', message: run.error } : null
     reopened.value = true
+    resumeOk.value = run.resumable
   }
 
   api.onEvent((e) => {
@@ -160,6 +195,7 @@ export const useRunStore = defineStore('run', () => {
       case 'end': {
         status.value = ev.status
         cancelling.value = false
+        resumeOk.value = ev.status !== 'completed'
         error.value = ev.error ?? null
         phase.value = ev.status === 'completed' ? 'done' : ev.status
         const app = useAppStore()
@@ -174,7 +210,7 @@ export const useRunStore = defineStore('run', () => {
   })
 
   return {
-    jobId, runId, status, phase, detail, metrics, progress, error, log, startedAt, config, reopened, cancelling,
-    running, last, fraction, blockers, start, cancel, attach, showPast,
+    jobId, runId, status, phase, detail, metrics, progress, error, log, startedAt, config, reopened, cancelling, resuming,
+    running, last, fraction, blockers, canResume, start, resume, cancel, attach, showPast,
   }
 })
