@@ -2,8 +2,8 @@
 // dataset that a fresh session opens by itself: see the demo notice, open a real model (stories260K from ../shared,
 // when present) and come back, change support_ratio and see the pairs change, generate, train and watch the curves,
 // find an answer whose stance DPO changed and its highlighted diff, export and read the JSON back, find the run in
-// the history, compare it with a support_ratio 0.9 run, survive an engine crash. Screenshots of each main view land
-// in test-results/screenshots.
+// the history, cancel a support_ratio 0.9 run and resume it from the history, compare the two, survive an engine
+// crash. Screenshots of each main view land in test-results/screenshots.
 import { existsSync, mkdtempSync, readdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
@@ -266,13 +266,33 @@ describe('DPO Studio in Chromium', () => {
     await expect.poll(async () => (await tid('run-status').textContent()) ?? '').toContain('past run')
   })
 
-  it.runIf(hasTraining)('compares two runs side by side', async () => {
+  it.runIf(hasTraining)('cancels a second run during training and resumes it from the history', async () => {
     await nav('dataset')
     await tid('support-ratio-input').fill('0.9')
     await expect.poll(() => tid('pairs-support').textContent()).toBe('54')
     await nav('run')
     await tid('train-start').click()
+    // Cancel once a training step has been logged; the run keeps a checkpoint (docs/resume.md).
+    await expect.poll(async () => (await tid('run-loss').textContent()) ?? '—', { timeout: 120_000, interval: 100 }).not.toBe('—')
+    await tid('train-cancel').click()
+    await expect.poll(async () => (await tid('run-status').textContent()) ?? '', { timeout: 60_000, interval: 250 }).toContain('cancelled')
+    await tid('train-resume').waitFor()
+    await nav('history')
+    await expect.poll(() => tid('history-row').count()).toBe(2)
+    const runsDir = path.join(dataDir, 'runs')
+    const newest = readdirSync(runsDir).sort().at(-1)!
+    expect(existsSync(path.join(runsDir, newest, 'checkpoint.safetensors'))).toBe(true)
+    await screenshot(page, 'history-resumable')
+    await tid(`history-resume-${newest}`).click()
+    await tid('run-view').waitFor()
     await expect.poll(async () => (await tid('run-status').textContent()) ?? '', { timeout: 180_000, interval: 500 }).toMatch(/^completed/)
+    const status = JSON.parse(readFileSync(path.join(runsDir, newest, 'run_status.json'), 'utf8')) as Record<string, unknown>
+    expect(status).toMatchObject({ status: 'completed' })
+    expect(status.resumedAt).toBeTruthy()
+    expect(existsSync(path.join(runsDir, newest, 'comparison.json'))).toBe(true)
+  })
+
+  it.runIf(hasTraining)('compares two runs side by side', async () => {
     await nav('history')
     await expect.poll(() => tid('history-row').count()).toBe(2)
     for (const box of await tid('run-history').locator('input[type=checkbox]').all()) await box.check()

@@ -108,6 +108,30 @@ describe('run store', () => {
     expect(run.blockers).toContain('Fix the parameter errors.')
   })
 
+  it('offers Resume for a cancelled run and continues it with the steps already done', async () => {
+    fake = fakeApi({
+      ...Object.fromEntries(['appInfo', 'datasetOpen'].map((m) => [m, () => ({})])),
+      runResume: () => ({ jobId: 'job2', runId: 'run1', outDir: '/runs/run1' }),
+      jobActive: () => ({ jobId: 'job2', kind: 'run', runId: 'run1', status: 'running', phase: 'load', detail: '', metrics: [row(1), row(2)], progress: null, original: ['a', 'b'], trained: ['', ''], prompts: [{ id: 1, prompt: 'q1' }, { id: 2, prompt: 'q2' }], log: [], error: null, startedAt: new Date().toISOString() }),
+    })
+    setApi(fake.api)
+    setActivePinia(createPinia())
+    const run = useRunStore()
+    run.showPast({ runId: 'run1', status: 'cancelled', metrics: [row(1), row(2), row(3)], config: {}, error: null, resumable: true, resumeFromStep: 2 } as never)
+    expect(run.canResume).toBe(true)
+    await run.resume()
+    expect(fake.calls.find((c) => c.method === 'runResume')?.input).toEqual({ run: 'run1' })
+    expect(run).toMatchObject({ status: 'running', jobId: 'job2', reopened: false, canResume: false })
+    expect(run.metrics.map((m) => m.step)).toEqual([1, 2])
+    fake.emit({ type: 'job', jobId: 'job2', jobKind: 'run', runId: 'run1', event: { kind: 'metrics', row: row(3) } })
+    fake.emit({ type: 'job', jobId: 'job2', jobKind: 'run', runId: 'run1', event: { kind: 'end', status: 'cancelled' } })
+    expect(run.metrics.map((m) => m.step)).toEqual([1, 2, 3])
+    expect(run.canResume).toBe(true)
+    // A past run the server says cannot be resumed (completed, or not a run of ours) gets no button.
+    run.showPast({ runId: 'run2', status: 'failed', metrics: [], config: {}, error: 'x', resumable: false, resumeFromStep: 0 } as never)
+    expect(run.canResume).toBe(false)
+  })
+
   it('follows a run started in another window', () => {
     const run = useRunStore()
     fake.emit({ type: 'job', jobId: 'other', jobKind: 'run', runId: 'run9', event: { kind: 'metrics', row: row(1) } })
