@@ -8,7 +8,7 @@ import type { LoraTensor, OptimizerTensorState, TrainingState } from '../../engi
 import { StudioError, errorMessage } from '../errors'
 import type { TrainParams } from '../params/trainParams'
 import type { AdapterSettings } from './adapterFiles'
-import { decodeRawSafetensors, encodeRawSafetensors, type RawTensor } from './safetensorsBytes'
+import { decodeRawSafetensors, rawSafetensorsHeader, type RawTensor } from './safetensorsBytes'
 
 export const CHECKPOINT_FILE = 'checkpoint.safetensors'
 export const CHECKPOINT_FORMAT = 'dpo-studio-checkpoint'
@@ -53,11 +53,17 @@ const FLOAT_FIELDS = ['m', 'v', 'absmax1', 'absmax2'] as const
 const BYTE_FIELDS = ['state1', 'state2'] as const
 
 const floatBytes = (a: Float32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength)
-// Copies into fresh, aligned buffers; the file is little-endian, like every platform this app runs on.
-const toFloats = (b: Uint8Array) => new Float32Array(Uint8Array.from(b).buffer)
+/** A copy in a fresh, aligned buffer of its own (memcpy; Buffer#slice would only make a view). */
+function copyBytes(b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(b.length)
+  out.set(b)
+  return out
+}
+// The file is little-endian, like every platform this app runs on.
+const toFloats = (b: Uint8Array) => new Float32Array(copyBytes(b).buffer)
 
-/** The file's bytes: tensors lora/<name>, optim/<name>/<field>; metadata format, version, state, data_sha256. */
-export function encodeCheckpoint(c: Checkpoint): Uint8Array {
+/** The file's parts: tensors lora/<name>, optim/<name>/<field>; metadata format, version, state, data_sha256. */
+function checkpointParts(c: Checkpoint): { header: Uint8Array; tensors: RawTensor[] } {
   const tensors: RawTensor[] = c.lora.map((t) => ({ name: LORA_PREFIX + t.name, dtype: 'F32', shape: t.shape, bytes: floatBytes(t.data) }))
   for (const t of c.training.tensors) {
     for (const f of FLOAT_FIELDS) {
@@ -71,12 +77,19 @@ export function encodeCheckpoint(c: Checkpoint): Uint8Array {
   }
   const digest = createHash('sha256')
   for (const t of tensors) digest.update(t.bytes)
-  return encodeRawSafetensors(tensors, {
+  const header = rawSafetensorsHeader(tensors, {
     format: CHECKPOINT_FORMAT,
     version: String(CHECKPOINT_VERSION),
     state: JSON.stringify(c.state),
     data_sha256: digest.digest('hex'),
   })
+  return { header, tensors }
+}
+
+/** The checkpoint file's bytes, in memory (tests; writeCheckpoint streams the same bytes to disk). */
+export function encodeCheckpoint(c: Checkpoint): Uint8Array {
+  const { header, tensors } = checkpointParts(c)
+  return Buffer.concat([header, ...tensors.map((t) => t.bytes)])
 }
 
 /** Reads a checkpoint file's bytes; a damaged, foreign or incomplete file is refused with the file named. */
@@ -108,7 +121,7 @@ export function decodeCheckpoint(bytes: Uint8Array, file: string): Checkpoint {
     for (const f of fields) {
       const entry = byName.get(`${OPTIM_PREFIX}${info.name}/${f}`)
       if (!entry) throw bad(`tensor ${OPTIM_PREFIX}${info.name}/${f} is missing`)
-      if (f === 'state1' || f === 'state2') t[f] = Uint8Array.from(entry.bytes)
+      if (f === 'state1' || f === 'state2') t[f] = copyBytes(entry.bytes)
       else t[f] = toFloats(entry.bytes)
     }
     return t
@@ -130,15 +143,18 @@ export function writeCheckpoint(runDir: string, c: Checkpoint): void {
   const file = join(runDir, CHECKPOINT_FILE)
   removeStaleTemps(runDir)
   const tmp = join(runDir, `${TEMP_PREFIX}${process.pid}-${Date.now()}`)
-  const bytes = encodeCheckpoint(c)
+  // Header, then each tensor straight from its array: no second copy of a checkpoint that can be hundreds of MB.
+  const { header, tensors } = checkpointParts(c)
   try {
     const fd = openSync(tmp, 'wx')
     try {
-      let at = 0
-      while (at < bytes.length) {
-        const n = writeSync(fd, bytes, at, bytes.length - at)
-        if (n <= 0) throw new Error(`wrote ${at} of ${bytes.length} bytes`)
-        at += n
+      for (const bytes of [header, ...tensors.map((t) => t.bytes)]) {
+        let at = 0
+        while (at < bytes.length) {
+          const n = writeSync(fd, bytes, at, bytes.length - at)
+          if (n <= 0) throw new Error(`wrote ${at} of ${bytes.length} bytes of a block`)
+          at += n
+        }
       }
       fsyncSync(fd)
     } finally {

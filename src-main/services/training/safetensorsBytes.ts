@@ -16,10 +16,11 @@ export interface RawTensor {
 }
 
 /**
- * The file's bytes with the tensors in the given order and contiguous, as the reference (Rust) writer lays them out:
- * compact JSON header with __metadata__ first and the tensors in data order, padded with spaces to a multiple of 8.
+ * The file's first bytes for the tensors in the given order, contiguous, as the reference (Rust) writer lays them out:
+ * the 8-byte length, then the compact JSON header with __metadata__ first and the tensors in data order, padded with
+ * spaces to a multiple of 8. The tensors' bytes follow it, in the same order.
  */
-export function encodeRawSafetensors(tensors: readonly RawTensor[], metadata: Record<string, string>): Uint8Array {
+export function rawSafetensorsHeader(tensors: readonly RawTensor[], metadata: Record<string, string>): Buffer {
   const header: Record<string, unknown> = { __metadata__: metadata }
   let offset = 0
   for (const t of tensors) {
@@ -34,15 +35,14 @@ export function encodeRawSafetensors(tensors: readonly RawTensor[], metadata: Re
   let json = Buffer.from(JSON.stringify(header), 'utf8')
   const pad = (8 - (json.length % 8)) % 8
   if (pad > 0) json = Buffer.concat([json, Buffer.alloc(pad, 0x20)])
-  const out = Buffer.alloc(8 + json.length + offset)
-  out.writeBigUInt64LE(BigInt(json.length), 0)
-  json.copy(out, 8)
-  let at = 8 + json.length
-  for (const t of tensors) {
-    out.set(t.bytes, at)
-    at += t.bytes.length
-  }
-  return out
+  const len = Buffer.alloc(8)
+  len.writeBigUInt64LE(BigInt(json.length), 0)
+  return Buffer.concat([len, json])
+}
+
+/** The whole file in memory: rawSafetensorsHeader, then the tensors' bytes. */
+export function encodeRawSafetensors(tensors: readonly RawTensor[], metadata: Record<string, string>): Uint8Array {
+  return Buffer.concat([rawSafetensorsHeader(tensors, metadata), ...tensors.map((t) => t.bytes)])
 }
 
 export interface DecodedRawSafetensors {
