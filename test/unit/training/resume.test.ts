@@ -260,6 +260,26 @@ describe('resumeNotebook: checks and the remaining phases', () => {
     expect(() => planResume(out)).toThrow(/has nothing to resume: its training completed \(10 of 10 steps\)/)
   })
 
+  it('after a cancel during the trained answers, makes only those answers with the saved adapter', async () => {
+    const out = tempDir('dpo-nbtrained-')
+    const ac = new AbortController()
+    const req = { modelDir: STORIES, datasetPath: HW6, testPromptsPath: path.join(HW6, 'test_prompt.json'), params: params({ maxNewTokens: 4 }), outDir: out }
+    const first = await runNotebook(req, { phase: (p) => p === 'trained' && ac.abort() }, ac.signal, deps(new FakeModel()))
+    expect(first).toMatchObject({ status: 'cancelled', cancelledIn: 'trained', steps: 10 })
+    expect(existsSync(path.join(out, CHECKPOINT_FILE))).toBe(false)
+    expect(resumeInfo(out)).toEqual({ resumable: true, fromStep: -1 })
+    expect(() => planResume(out, { trainOnly: true })).toThrow(/nothing to resume: its training completed \(10 of 10 steps\); `run --resume` finishes its answers and comparison/)
+    const native = new FakeModel()
+    const phases: string[] = []
+    const r = await resumeNotebook(out, {}, { phase: (p) => phases.push(p) }, undefined, deps(native))
+    expect(r).toMatchObject({ status: 'completed', steps: 10, maxSteps: 10 })
+    expect(phases).toEqual(['load', 'trained', 'done'])
+    expect(native.callsOf('dpoAccumulate')).toHaveLength(0)
+    expect(native.callsOf('setLoraTensors')).toHaveLength(1)
+    expect(native.callsOf('generate').map((g) => g.hasLora)).toEqual([true])
+    expect(JSON.parse(readText(out, 'comparison.json'))).toHaveLength(10)
+  })
+
   it('refuses changed parameters, a changed dataset and a changed model, naming what differs', async () => {
     const { model, data, out } = await cancelledRun()
     expect(() => planResume(out, { params: { learningRate: 1e-3, checkpointEvery: 5 } })).toThrow(/learningRate: 0\.001 here, 0\.0002 in the run/)
