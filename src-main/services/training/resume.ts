@@ -52,6 +52,17 @@ function readJson(file: string): unknown {
   }
 }
 
+interface TrainSummaryStatus {
+  status?: string
+  /** What training itself reached when a later phase's cancel marked the run's summary cancelled. */
+  training_status?: string
+  global_step?: number
+  max_steps?: number
+}
+
+/** Training finished all its steps (also when a cancel during the trained answers marked the summary cancelled). */
+const trainingCompleted = (s: TrainSummaryStatus | null) => s?.status === 'completed' || s?.training_status === 'completed'
+
 const short = (hash: unknown) => (typeof hash === 'string' ? hash.slice(0, 12) : String(hash))
 
 /**
@@ -110,8 +121,8 @@ export function planResume(runDir: string, given: ResumeGiven = {}, engineVersio
   }
 
   // ---- what is already done
-  const summary = readJson(join(dir, SUMMARY)) as { status?: string; global_step?: number; max_steps?: number } | null
-  const trainingDone = summary?.status === 'completed' && existsSync(join(dir, 'adapter', 'adapter_config.json'))
+  const summary = readJson(join(dir, SUMMARY)) as TrainSummaryStatus | null
+  const trainingDone = trainingCompleted(summary) && existsSync(join(dir, 'adapter', 'adapter_config.json'))
   const original = readJson(join(dir, 'responses_original.json'))
   const originalDone = prompts !== null && Array.isArray(original) && original.length === prompts.prompts
   const comparisonDone = existsSync(join(dir, 'comparison.json'))
@@ -152,8 +163,8 @@ export function resumeInfo(runDir: string): { resumable: boolean; fromStep: numb
   const dir = resolve(runDir)
   const config = readJson(join(dir, 'config.json')) as Record<string, any> | null
   if (!config || !trainParamsSchema.safeParse(config.params).success) return { resumable: false, fromStep: 0 }
-  const summary = readJson(join(dir, SUMMARY)) as { status?: string } | null
-  const trainingDone = summary?.status === 'completed' && existsSync(join(dir, 'adapter', 'adapter_config.json'))
+  const summary = readJson(join(dir, SUMMARY)) as TrainSummaryStatus | null
+  const trainingDone = trainingCompleted(summary) && existsSync(join(dir, 'adapter', 'adapter_config.json'))
   if (trainingDone) return { resumable: Boolean(config.test_prompts) && !existsSync(join(dir, 'comparison.json')), fromStep: -1 }
   return { resumable: true, fromStep: readCheckpointState(dir)?.global_step ?? 0 }
 }
