@@ -59,6 +59,9 @@ Napi::Object backend_info_to_js(Napi::Env env, const dpo::BackendInfo& info) {
   o.Set("cudaDevice", info.cuda_device);
   o.Set("cudaFreeBytes", double(info.cuda_free_bytes));
   o.Set("cudaTotalBytes", double(info.cuda_total_bytes));
+  o.Set("cudaSelfCheck", info.cuda_self_check);
+  o.Set("cudaSelfCheckNote", info.cuda_self_check_note);
+  o.Set("cudaSelfCheckMs", info.cuda_self_check_ms);
   o.Set("cpuThreads", info.cpu_threads);
   return o;
 }

@@ -1,10 +1,13 @@
-// Engine entry points: version, backend probing and model loading (backend choice with a CPU fallback).
+// Engine entry points: version, backend probing and model loading (backend choice with a self-checked GPU and a
+// CPU fallback: docs/cuda-self-check.md).
 #include "dpo/engine.h"
 
 #include <cstdlib>
 
+#include "cpu/fault_injecting_backend.h"
 #include "cpu/thread_pool.h"
 #include "io/safetensors.h"
+#include "model/backend_choice.h"
 #include "model/model_impl.h"
 #ifdef DPO_WITH_CUDA
 #include "cuda/cuda_probe.h"
@@ -20,20 +23,51 @@ std::string engine_version() {
 #endif
 }
 
+GpuOffer gpu_offer() {
+  GpuOffer o;
+  if (const char* test = std::getenv("DPO_TEST_GPU"); test && *test) {
+    // One stand-in per process, like the CUDA device below (the first spec seen is kept).
+    static CheckedGpu stand_in(test_gpu_device_name(test), [spec = std::string(test)] {
+      return make_test_gpu_backend(spec);
+    });
+    o.available = true;
+    o.gpu = &stand_in;
+    return o;
+  }
+#ifdef DPO_WITH_CUDA
+  cuda::ProbeResult r = cuda::probe();
+  o.available = r.available;
+  o.reason = r.reason;
+  o.free_bytes = r.free_bytes;
+  o.total_bytes = r.total_bytes;
+  if (r.available) {
+    static CheckedGpu device(r.device, [] { return make_cuda_backend(); });
+    o.gpu = &device;
+  }
+#else
+  o.reason = "this build has no CUDA backend (no nvcc at build time, or DPO_CUDA=OFF)";
+#endif
+  return o;
+}
+
 BackendInfo probe_backends() {
   BackendInfo info;
   info.cpu_threads = cpu_thread_count();
 #ifdef DPO_WITH_CUDA
   info.cuda_compiled = true;
-  cuda::ProbeResult r = cuda::probe();
-  info.cuda_available = r.available;
-  info.cuda_reason = r.reason;
-  info.cuda_device = r.device;
-  info.cuda_free_bytes = r.free_bytes;
-  info.cuda_total_bytes = r.total_bytes;
-#else
-  info.cuda_reason = "this build has no CUDA backend (no nvcc at build time, or DPO_CUDA=OFF)";
 #endif
+  const GpuOffer o = gpu_offer();
+  info.cuda_available = o.available;
+  info.cuda_reason = o.reason;
+  info.cuda_free_bytes = o.free_bytes;
+  info.cuda_total_bytes = o.total_bytes;
+  if (o.available) {
+    info.cuda_device = o.gpu->device();
+    const SelfCheckResult& r = o.gpu->self_check();
+    info.cuda_self_check = r.skipped ? "skipped" : r.passed ? "passed" : "failed";
+    info.cuda_self_check_note = o.gpu->summary();
+    info.cuda_self_check_ms = r.seconds * 1e3;
+  }
   return info;
 }
 
@@ -59,41 +93,50 @@ std::unique_ptr<Backend> cpu_backend(std::string& note) {
   return make_cpu_backend();
 }
 
-// The backend a load computes on, and the note that tells the user why.
-std::unique_ptr<Backend> choose_backend(BackendChoice choice, std::string& note) {
+}  // namespace
+
+std::unique_ptr<Backend> choose_backend(BackendChoice choice, const GpuOffer& offer, std::string& note) {
   if (choice == BackendChoice::Cpu) {
     note = "--backend cpu";
     return cpu_backend(note);
   }
-  const BackendInfo probe = probe_backends();
   if (choice == BackendChoice::Cuda) {
-    if (!probe.cuda_available)
-      fail(ErrorCode::NoCuda, "--backend cuda was requested but CUDA is unavailable: " + probe.cuda_reason +
+    if (!offer.available)
+      fail(ErrorCode::NoCuda, "--backend cuda was requested but CUDA is unavailable: " + offer.reason +
                                   ". Use --backend cpu or auto.");
-    note = "--backend cuda";
-    return make_cuda_backend();
+    const SelfCheckResult& r = offer.gpu->self_check();
+    if (!r.passed)
+      fail(r.error && r.error_code == ErrorCode::DeviceFault ? ErrorCode::DeviceFault : ErrorCode::NoCuda,
+           "--backend cuda was requested but " + self_check_failure_message(offer.gpu->device(), r) +
+               ". Use --backend cpu, or auto (which then computes on the CPU).");
+    note = "--backend cuda: " + offer.gpu->device() + ", self-check " + offer.gpu->summary();
+    return offer.gpu->make();
   }
-  if (!probe.cuda_available) {
-    note = "CUDA unavailable (" + probe.cuda_reason + "); computing on the CPU";
+  if (!offer.available) {
+    note = "CUDA unavailable (" + offer.reason + "); computing on the CPU";
+    return cpu_backend(note);
+  }
+  const SelfCheckResult& r = offer.gpu->self_check();
+  if (!r.passed) {
+    note = "auto: " + self_check_failure_message(offer.gpu->device(), r) + "; computing on the CPU";
     return cpu_backend(note);
   }
   try {
-    note = "auto: CUDA device " + probe.cuda_device;
-    return make_cuda_backend();
+    note = "auto: CUDA device " + offer.gpu->device() + ", self-check " + offer.gpu->summary();
+    return offer.gpu->make();
   } catch (const EngineError& e) {
     note = std::string("CUDA device found but not usable (") + e.what() + "); computing on the CPU";
     return cpu_backend(note);
   }
 }
 
-}  // namespace
-
 std::unique_ptr<Model> Model::load(const std::string& dir, const LoadOptions& options,
                                    const ProgressCallback& progress) {
   auto impl = std::make_unique<ModelImpl>();
   ModelConfig config = load_model_config(dir);
   WeightSet ws(dir);
-  impl->backend = choose_backend(options.backend, impl->info.backend_note);
+  impl->backend = choose_backend(options.backend, options.backend == BackendChoice::Cpu ? GpuOffer{} : gpu_offer(),
+                                 impl->info.backend_note);
   LoadStats stats;
   impl->weights = load_weights(config, ws, options.quant == QuantMode::Nf4, stats, progress);
   impl->dev.sync(*impl->backend, impl->weights);

@@ -1,4 +1,4 @@
-// `dpo-tool info`: engine version and the backends this machine can use.
+// `dpo-tool info`: engine version, the backends this machine can use and the GPU self-check's result.
 #include <cstdio>
 
 #include "commands.h"
@@ -13,6 +13,8 @@ int cmd_info(const Args&) {
                 b.cuda_total_bytes / 1073741824.0);
   else
     std::printf("cuda: unavailable (%s)\n", b.cuda_reason.c_str());
+  std::printf("cuda self-check: %s\n",
+              (b.cuda_self_check_note.empty() ? b.cuda_self_check : b.cuda_self_check_note).c_str());
   return 0;
 }
 

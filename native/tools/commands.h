@@ -9,5 +9,6 @@ int cmd_generate(const Args& a);
 int cmd_make_model(const Args& a);
 int cmd_bench(const Args& a);
 int cmd_bench_hw6(const Args& a);
+int cmd_self_check(const Args& a);
 
 }  // namespace dpo::tool

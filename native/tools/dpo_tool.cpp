@@ -8,6 +8,8 @@
 //   dpo-tool bench-hw6 --model DIR --workload FILE [--backend auto|cpu|cuda] [--pairs N] [--prompts N] [--new 200]
 //                      [--warm-cache 1|0] [--json FILE]
 //            the HW6 workload (scripts/bench/makeWorkload.ts): load, reference log-probs, DPO training, generation
+//   dpo-tool self-check [--candidate cuda|cpu|cpu-guarded|cpu:corrupt=KERNEL] [--repeat N]
+//            the GPU self-check against the CPU backend, with its cost (docs/cuda-self-check.md)
 #include <cstdio>
 #include <string>
 
@@ -17,7 +19,7 @@ int main(int argc, char** argv) {
   using namespace dpo::tool;
   if (argc < 2) {
     std::fprintf(stderr,
-                 "usage: dpo-tool info | generate | make-model | bench | bench-hw6  (see the header of "
+                 "usage: dpo-tool info | generate | make-model | bench | bench-hw6 | self-check  (see the header of "
                  "native/tools/dpo_tool.cpp)\n");
     return 2;
   }
@@ -29,6 +31,7 @@ int main(int argc, char** argv) {
     if (cmd == "make-model") return cmd_make_model(a);
     if (cmd == "bench") return cmd_bench(a);
     if (cmd == "bench-hw6") return cmd_bench_hw6(a);
+    if (cmd == "self-check") return cmd_self_check(a);
     std::fprintf(stderr, "dpo-tool: unknown command %s\n", cmd.c_str());
     return 2;
   } catch (const dpo::EngineError& e) {

@@ -10,6 +10,11 @@ export interface BackendInfo {
   cudaDevice: string
   cudaFreeBytes: number
   cudaTotalBytes: number
+  /** The GPU self-check (docs/cuda-self-check.md), run once per engine process when a GPU answers. */
+  cudaSelfCheck: 'passed' | 'failed' | 'skipped' | 'not run'
+  /** The failing kernel and GPU, or what passed and its cost. */
+  cudaSelfCheckNote: string
+  cudaSelfCheckMs: number
   cpuThreads: number
 }
 

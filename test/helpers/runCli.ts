@@ -9,12 +9,12 @@ export interface CliResult {
   stderr: string
 }
 
-export function runCli(args: string[]): CliResult {
+export function runCli(args: string[], env: Record<string, string> = {}): CliResult {
   const tsx = path.join(repoRoot, 'node_modules', '.bin', 'tsx')
   const r = spawnSync(tsx, [path.join(repoRoot, 'src-main/cli/main.ts'), ...args], {
     cwd: repoRoot,
     encoding: 'utf8',
-    env: { ...process.env, FORCE_COLOR: '0' },
+    env: { ...process.env, FORCE_COLOR: '0', ...env },
     timeout: 300_000,
   })
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr }

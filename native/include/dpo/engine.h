@@ -28,6 +28,12 @@ struct BackendInfo {
   std::string cuda_device;      // device 0 name
   uint64_t cuda_free_bytes = 0;
   uint64_t cuda_total_bytes = 0;
+  // The GPU self-check, run once per process when a GPU answers (docs/cuda-self-check.md): "passed", "failed",
+  // "skipped" (DPO_CUDA_SELF_CHECK=off) or "not run" (no GPU answered); the note names the failing kernel and the
+  // GPU, or says what passed and its cost.
+  std::string cuda_self_check = "not run";
+  std::string cuda_self_check_note;
+  double cuda_self_check_ms = 0;
   int cpu_threads = 0;
 };
 BackendInfo probe_backends();

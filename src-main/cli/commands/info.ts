@@ -1,4 +1,5 @@
-// `dpo-studio info`: engine version and the backends this machine offers (CUDA device and free memory, or why not).
+// `dpo-studio info`: engine version and the backends this machine offers (CUDA device and free memory, or why not),
+// with the GPU self-check's result (docs/cuda-self-check.md).
 import { loadNative } from '../../engine/loadNative'
 
 export async function runInfo(opts: { json?: boolean }): Promise<void> {
@@ -16,6 +17,7 @@ export async function runInfo(opts: { json?: boolean }): Promise<void> {
     b.cudaAvailable
       ? `cuda: ${b.cudaDevice}, ${gib(b.cudaFreeBytes)} free of ${gib(b.cudaTotalBytes)}`
       : `cuda: unavailable (${b.cudaReason})`,
+    `cuda self-check: ${b.cudaSelfCheckNote || b.cudaSelfCheck}`,
   ]
   process.stdout.write(lines.join('\n') + '\n')
 }

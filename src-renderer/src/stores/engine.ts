@@ -34,14 +34,18 @@ export const useEngineStore = defineStore('engine', () => {
     }
   }
 
-  /** "NVIDIA H100 · 71.2 GiB free" or "CPU · 16 threads". */
+  /** A GPU answered and passed its self-check (docs/cuda-self-check.md): backend auto computes on it. */
+  const usesGpu = computed(() => {
+    const b = info.value?.backends
+    return b !== undefined && b.cudaAvailable && b.cudaSelfCheck !== 'failed'
+  })
+  /** "NVIDIA H100 · 71.2 GiB free", "CPU · 16 threads" or "CPU · 16 threads (GPU failed its self-check)". */
   const backendLabel = computed(() => {
     const b = info.value?.backends
     if (!b) return error.value ? 'Engine unavailable' : 'Engine starting…'
-    if (b.cudaAvailable) return `${b.cudaDevice} · ${bytes(b.cudaFreeBytes)} free`
-    return `CPU · ${b.cpuThreads} threads`
+    if (usesGpu.value) return `${b.cudaDevice} · ${bytes(b.cudaFreeBytes)} free`
+    return `CPU · ${b.cpuThreads} threads${b.cudaAvailable ? ' (GPU failed its self-check)' : ''}`
   })
-  const usesGpu = computed(() => info.value?.backends.cudaAvailable ?? false)
 
   api.onEvent((e) => {
     if (e.type === 'host' && e.status.state === 'ready') void refresh()
