@@ -102,7 +102,9 @@ ln -sfn "$root/.gpu/stories260K" /tmp/dpo-shared/models/stories260K
 ln -sfn "$root/.gpu/genai-hw6" /tmp/dpo-shared/datasets/genai-hw6
 
 # Functions cannot run under `timeout`; these two run as bash -c scripts.
-unpack='rm -rf "$0" && mkdir -p "$0" && xz -dc .gpu/bin.tar.xz | tar -C "$0" -xf - && ls -la "$0" &&
+unpack='rm -rf "$0" && mkdir -p "$0" && { if command -v xz >/dev/null; then xz -dc .gpu/bin.tar.xz | tar -C "$0" -xf -;
+  else python3 -c "import sys, tarfile; tarfile.open(sys.argv[1], \"r:xz\").extractall(sys.argv[2])" .gpu/bin.tar.xz "$0"; fi; } &&
+  ls -la "$0" &&
   echo "built from $(cat "$0/COMMIT"); this tree is $(git describe --always --dirty 2>/dev/null || echo unknown)"'
 # The carried binaries fail to load (missing library, glibc, an instruction this CPU lacks): build them here.
 compile_fallback='JOBS="$(nproc)" DPO_CUDA_ARCHS=90 bash scripts/gpu/build-addon.sh build/gpu -DDPO_NATIVE_ARCH=OFF \
@@ -196,6 +198,7 @@ if wants peer; then
   fi
   step peer-imports 90 "$peer_python" -c 'import importlib.metadata as m
 import torch, transformers, peft, accelerate, trl, datasets, bitsandbytes
+from trl import DPOConfig, DPOTrainer
 print("cuda", torch.cuda.is_available(), torch.version.cuda, "|", ", ".join("%s %s" % (p, m.version(p)) for p in
   ("torch", "transformers", "peft", "accelerate", "trl", "datasets", "bitsandbytes", "pyarrow", "fsspec",
    "huggingface_hub", "dill", "multiprocess")))'
