@@ -1,0 +1,12 @@
+// vitest for the reference suite (`npm run test:reference`): the engine beside the real TRL / PEFT / bitsandbytes /
+// transformers / tokenizers stack, in the Python environment of scripts/refstack/setup.sh (docs/reference-parity.md).
+import { defineConfig } from 'vitest/config'
+
+export default defineConfig({
+  test: {
+    include: ['test/reference/**/*.ref.test.ts'],
+    testTimeout: 600_000,
+    hookTimeout: 900_000,
+    fileParallelism: false,
+  },
+})
