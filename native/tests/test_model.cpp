@@ -270,12 +270,10 @@ TEST_CASE(stories260k_greedy_matches_known_continuation) {
   CHECK(lp_nf4 > lp_exact - 0.1 * double(known.size() - 1));
 }
 
-TEST_CASE(prequantized_bnb_4bit_checkpoint_loads_like_quantizing_at_load) {
-  // Write the tiny model the way bitsandbytes saves a *-bnb-4bit checkpoint (spec §2.6): per linear, uint8 packed
-  // nibbles, uint8 nested absmax, fp32 nested scales and maps, and the quant_state JSON; everything else fp32.
-  TinySpec s;
-  s.C = 64;
-  s.F = 172;
+// Writes the tiny model the way bitsandbytes saves a *-bnb-4bit checkpoint (spec §2.6): per linear, uint8 packed
+// nibbles, uint8 nested absmax, fp32 nested scales and maps, and the quant_state JSON; everything else (norms,
+// embeddings, Qwen2's q/k/v biases) fp32. Loading it must give what quantizing the plain checkpoint at load gives.
+void check_prequantized_loads_like_quantizing_at_load(const TinySpec& s) {
   TinyModel m = write_tiny_model(s);
   const std::string dir = make_temp_dir();
   std::vector<dpo::TensorToWrite> out;
@@ -289,8 +287,8 @@ TEST_CASE(prequantized_bnb_4bit_checkpoint_loads_like_quantizing_at_load) {
     const bool linear = name.find("_proj.weight") != std::string::npos;
     if (!linear) {
       int64_t n = int64_t(v.size());
-      std::vector<int64_t> shape = name.find("norm") != std::string::npos ? std::vector<int64_t>{n}
-                                                                          : std::vector<int64_t>{n / s.C, s.C};
+      const bool vec = name.find("norm") != std::string::npos || name.find(".bias") != std::string::npos;
+      std::vector<int64_t> shape = vec ? std::vector<int64_t>{n} : std::vector<int64_t>{n / s.C, s.C};
       out.push_back({name, dpo::DType::F32, shape, v.data(), v.size() * 4});
       continue;
     }
@@ -334,6 +332,20 @@ TEST_CASE(prequantized_bnb_4bit_checkpoint_loads_like_quantizing_at_load) {
   dpo::write_safetensors(dir + "/model.safetensors", out);
   CHECK_THROWS_CODE(dpo::Model::load(dir, {dpo::QuantMode::Nf4, dpo::BackendChoice::Cpu}), dpo::ErrorCode::BadModel,
                     "model.layers.0.self_attn.q_proj.weight");
+}
+
+TEST_CASE(prequantized_bnb_4bit_checkpoint_loads_like_quantizing_at_load) {
+  TinySpec llama;
+  llama.C = 64;
+  llama.F = 172;
+  check_prequantized_loads_like_quantizing_at_load(llama);
+  // Qwen2: the 4-bit q/k/v keep their biases (found by the reference suite: they used to be dropped).
+  TinySpec qwen;
+  qwen.arch = "Qwen2ForCausalLM";
+  qwen.C = 64;
+  qwen.qkv_bias = true;
+  qwen.tied = true;
+  check_prequantized_loads_like_quantizing_at_load(qwen);
 }
 
 TEST_MAIN()

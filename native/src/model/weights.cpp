@@ -110,7 +110,12 @@ Linear load_prequantized(const WeightSet& ws, const std::string& prefix, int out
 
 Linear load_linear(const WeightSet& ws, const std::string& prefix, int out, int in, bool bias, bool quantize,
                    LoadStats& stats) {
-  if (ws.find(prefix + ".weight.absmax")) return load_prequantized(ws, prefix, out, in, stats);
+  if (ws.find(prefix + ".weight.absmax")) {
+    // bnb keeps a 4-bit linear's bias as a plain tensor beside the quantized weight (Qwen2's q/k/v).
+    Linear L = load_prequantized(ws, prefix, out, in, stats);
+    if (bias) L.bias = read_f32(ws, prefix + ".bias", {out}, stats);
+    return L;
+  }
   Linear L;
   L.name = prefix;
   L.in = in;
