@@ -10,5 +10,6 @@ int cmd_make_model(const Args& a);
 int cmd_bench(const Args& a);
 int cmd_bench_hw6(const Args& a);
 int cmd_self_check(const Args& a);
+int cmd_nf4_quantize(const Args& a);
 
 }  // namespace dpo::tool

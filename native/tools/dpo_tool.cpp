@@ -10,6 +10,8 @@
 //            the HW6 workload (scripts/bench/makeWorkload.ts): load, reference log-probs, DPO training, generation
 //   dpo-tool self-check [--candidate cuda|cpu|cpu-guarded|cpu:corrupt=KERNEL] [--repeat N]
 //            the GPU self-check against the CPU backend, with its cost (docs/cuda-self-check.md)
+//   dpo-tool nf4-quantize --in FILE.safetensors --out FILE.safetensors
+//            our NF4 + double quantization of each tensor, in bitsandbytes' pre-quantized layout
 #include <cstdio>
 #include <string>
 
@@ -19,7 +21,7 @@ int main(int argc, char** argv) {
   using namespace dpo::tool;
   if (argc < 2) {
     std::fprintf(stderr,
-                 "usage: dpo-tool info | generate | make-model | bench | bench-hw6 | self-check  (see the header of "
+                 "usage: dpo-tool info | generate | make-model | bench | bench-hw6 | self-check | nf4-quantize  (see the header of "
                  "native/tools/dpo_tool.cpp)\n");
     return 2;
   }
@@ -32,6 +34,7 @@ int main(int argc, char** argv) {
     if (cmd == "bench") return cmd_bench(a);
     if (cmd == "bench-hw6") return cmd_bench_hw6(a);
     if (cmd == "self-check") return cmd_self_check(a);
+    if (cmd == "nf4-quantize") return cmd_nf4_quantize(a);
     std::fprintf(stderr, "dpo-tool: unknown command %s\n", cmd.c_str());
     return 2;
   } catch (const dpo::EngineError& e) {
