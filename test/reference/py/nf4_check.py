@@ -233,7 +233,7 @@ def checkpoint(data):
             for name, mod in qm.named_modules():
                 if mod.__class__.__name__ == 'Linear4bit':
                     w = dequantize_flat(mod.weight.data, mod.weight.quant_state)
-                    # bnb 0.50's CPU dequantize_4bit walks blocks per row: wrong where in_features % 64 != 0.
+                    # bnb 0.50's AVX-512 dequantize_4bit indexes absmax per row: wrong where in_features % 64 != 0.
                     by_rows = F.dequantize_4bit(mod.weight.data, mod.weight.quant_state)
                     row_bug.append({'linear': name, 'cols': int(w.shape[1]), 'rowDequantDiffers': not torch.equal(w, by_rows)})
                     target = plain.get_submodule(name)
@@ -243,7 +243,7 @@ def checkpoint(data):
                 if not (name.endswith('.weight') and any(f'.{k}.' in name for k in LINEAR_KINDS)):
                     p.copy_(p.half().float())
         res.append({'name': m['name'], 'dir': out, 'exact': score(plain, m['sequences']), 'bnb': score(bnb_model, m['sequences']),
-                    'rowDequant': row_bug})
+                    'rowDequant': row_bug, 'avx512': torch.backends.cpu.get_cpu_capability() == 'AVX512'})
     return res
 
 
