@@ -43,6 +43,16 @@ export interface ResumeJobInput {
   metrics: MetricsRow[]
 }
 
+export interface SweepJobInput {
+  modelDir: string
+  datasetPath: string
+  testPromptsPath: string | undefined
+  params: TrainParams
+  ratios: number[]
+  /** The sweep gets a new folder here, named like a run. */
+  sweepsDir: string
+}
+
 export class JobManager {
   private active: { snap: JobSnapshot; call: HostCall<unknown> } | null = null
   private last: JobSnapshot | null = null
@@ -102,6 +112,25 @@ export class JobManager {
     return this.launchRun(outDir, status, input.prompts, [], (snap) => this.host.call('runNotebook', request, (e) => this.onEvent(snap, e)))
   }
 
+  /** A support_ratio sweep (docs/insights.md) into a new folder under sweepsDir; its id is the folder name. */
+  startSweep(input: SweepJobInput): JobStarted {
+    this.ensureIdle()
+    const sweepId = newRunId()
+    const outDir = join(input.sweepsDir, sweepId)
+    mkdirSync(outDir, { recursive: true })
+    const snap = this.newSnapshot('sweep', sweepId, [])
+    const request = {
+      modelDir: input.modelDir,
+      datasetPath: input.datasetPath,
+      ...(input.testPromptsPath ? { testPromptsPath: input.testPromptsPath } : {}),
+      params: input.params,
+      ratios: input.ratios,
+      outDir,
+    }
+    this.track(snap, this.host.call('runSweep', request, (e) => this.onEvent(snap, e)), () => undefined)
+    return { jobId: snap.jobId, runId: sweepId, outDir }
+  }
+
   /** Continues a stopped run in its own directory (docs/resume.md); run_status.json keeps its history. */
   resumeRun(input: ResumeJobInput): JobStarted {
     this.ensureIdle()
@@ -147,7 +176,8 @@ export class JobManager {
   }
 
   private ensureIdle(): void {
-    if (this.active) throw new StudioError('E_BUSY', `the engine is busy with a ${this.active.snap.kind === 'run' ? 'training run' : 'generation'}; cancel it or wait`)
+    const what = { run: 'training run', sweep: 'support_ratio sweep', generate: 'generation' }[this.active?.snap.kind ?? 'run']
+    if (this.active) throw new StudioError('E_BUSY', `the engine is busy with a ${what}; cancel it or wait`)
   }
 
   private newSnapshot(kind: JobKind, runId: string | null, prompts: JobSnapshot['prompts']): JobSnapshot {
@@ -173,6 +203,7 @@ export class JobManager {
     this.active = { snap, call }
     call.promise.then(
       (result) => {
+        // Runs answer with a summary, sweeps with sweep.json: both say 'cancelled' when stopped.
         const cancelled = (result as { status?: string } | null)?.status === 'cancelled'
         this.finish(snap, cancelled ? 'cancelled' : 'completed', null, result, record)
       },
@@ -216,6 +247,11 @@ export class JobManager {
       case 'response':
         snap[e.which][e.index] = e.row.response
         break
+      case 'sweep': {
+        const rows = snap.sweep?.rows ?? []
+        snap.sweep = { index: e.index, total: e.total, ratio: e.ratio, runDir: e.runDir, rows: e.row ? [...rows, e.row] : rows }
+        break
+      }
       case 'log':
         snap.log.push(e.line)
         if (snap.log.length > LOG_KEEP) snap.log.splice(0, snap.log.length - LOG_KEEP)

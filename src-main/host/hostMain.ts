@@ -7,6 +7,7 @@ import type { NativeCancelToken } from '../engine/nativeTypes'
 import { generateResponses } from '../services/engine/generateResponses'
 import { openModel, type ModelSession } from '../services/engine/modelSession'
 import { errorMessage } from '../services/errors'
+import { runSweep, type SweepProgress } from '../services/insights/sweep'
 import { resumeNotebook } from '../services/training/notebookRun'
 import type { RunEvents } from '../services/training/types'
 import { DEVICE_FAULT_EXIT_CODE, type HostCalls, type HostMethod, type HostToParent, type ParentToHost } from './protocol'
@@ -118,6 +119,13 @@ const handlers: { [M in HostMethod]: Handler<M> } = {
     const ac = new AbortController()
     cancels.set(id, () => ac.abort())
     return resumeNotebook(p.runDir, {}, runEvents(emit), ac.signal, { onLoadProgress: (fraction) => emit({ kind: 'loadProgress', fraction }) })
+  },
+  async runSweep(req, emit, id) {
+    releaseSession()
+    const ac = new AbortController()
+    cancels.set(id, () => ac.abort())
+    const events = { ...runEvents(emit), sweep: (p: SweepProgress) => emit({ kind: 'sweep', ...p }) }
+    return runSweep(req, events, ac.signal, { onLoadProgress: (fraction) => emit({ kind: 'loadProgress', fraction }) })
   },
   async release() {
     return { released: releaseSession() }

@@ -4,6 +4,8 @@ import type { ApiErrorInfo, EngineInfo, JobEvent, ModelLoaded } from '../api/con
 import type { RecordId } from '../services/data/promptsFile'
 import type { GeneratedResponse } from '../services/engine/generateResponses'
 import type { NotebookRunRequest, RunSummary } from '../services/training/types'
+import type { SweepFile } from '../services/insights/insightTypes'
+import type { SweepRequest } from '../services/insights/sweep'
 
 export interface HostCalls {
   engineInfo: { params: Record<string, never>; result: Omit<EngineInfo, 'host'> }
@@ -22,6 +24,8 @@ export interface HostCalls {
   runNotebook: { params: NotebookRunRequest; result: RunSummary }
   /** Continues a stopped run in its directory from its checkpoint, then its remaining phases (docs/resume.md). */
   resumeRun: { params: { runDir: string }; result: RunSummary }
+  /** A support_ratio sweep: one run per ratio on one loaded model, then sweep.json (docs/insights.md). */
+  runSweep: { params: SweepRequest; result: SweepFile }
   /** Drops the cached model (frees its memory). */
   release: { params: Record<string, never>; result: { released: boolean } }
   /**
