@@ -4,7 +4,7 @@
 import { z } from 'zod'
 import type { BackendInfo, NativeModelInfo } from '../engine/nativeTypes'
 import type { RecordId } from '../services/data/promptsFile'
-import type { AnswerTokensRow, PairInsightRow, PairTokensRow, SweepFile, SweepRunRow } from '../services/insights/insightTypes'
+import type { AnswerTokensRow, PairInsightRow, PairTokensRow, SweepFile, SweepRunRow, TokenSide } from '../services/insights/insightTypes'
 import { trainParamsSchema } from '../services/params/trainParams'
 import { API_METHOD_NAMES } from './methods'
 import type {
@@ -17,7 +17,7 @@ import type {
 } from '../services/training/types'
 
 export type { BackendInfo, ComparisonRow, MetricsRow, NativeModelInfo, RecordId, ResponseRow, RunPhase, RunSummary, TrainProgress }
-export type { AnswerTokensRow, PairInsightRow, PairTokensRow, SweepFile, SweepRunRow }
+export type { AnswerTokensRow, PairInsightRow, PairTokensRow, SweepFile, SweepRunRow, TokenSide }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Input schemas (every IPC / WebSocket argument is parsed with these before it reaches a service)

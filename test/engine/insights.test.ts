@@ -8,6 +8,7 @@ import type { PairInsightRow, PairTokensRow, SweepFile, TokenSide } from '../../
 import { tempDir } from '../helpers/modelFixtures'
 import { runCli } from '../helpers/runCli'
 import { repoRoot } from '../helpers/sharedPath'
+import { expectTokenSums, readJsonl, sumInOrder } from '../helpers/insightFiles'
 
 const DEMO = path.join(repoRoot, 'resources/demo-model')
 const SAMPLE = path.join(repoRoot, 'resources/sample-dataset/zh')
@@ -16,8 +17,6 @@ beforeAll(() => {
   process.env.DPO_STUDIO_CACHE = tempDir('dpo-cache-')
 })
 
-const readJsonl = <T>(file: string): T[] => readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as T)
-const sum = (xs: ReadonlyArray<number | null>) => xs.reduce<number>((a, b) => a + b!, 0)
 
 interface LogpsOut {
   chosen_logp: number
@@ -86,18 +85,15 @@ describe('pairs.jsonl and pairs_tokens.jsonl', () => {
     })
     // The CLI's per-token values add up to its sums exactly.
     for (const r of [...ref, ...trained]) {
-      expect(sum(r.chosen_token_logps)).toBe(r.chosen_logp)
-      expect(sum(r.rejected_token_logps)).toBe(r.rejected_logp)
+      expect(sumInOrder(r.chosen_token_logps)).toBe(r.chosen_logp)
+      expect(sumInOrder(r.rejected_token_logps)).toBe(r.rejected_logp)
     }
   })
 
   it('stores per-token values whose in-order sums are the pair sums, over the answer text as the tokenizer split it', () => {
     pairs.forEach((p, i) => {
       const t = tokens[i]!
-      expect(sum(t.chosen.ref)).toBe(p.chosen_logp_ref)
-      expect(sum(t.chosen.trained)).toBe(p.chosen_logp_trained)
-      expect(sum(t.rejected.ref)).toBe(p.rejected_logp_ref)
-      expect(sum(t.rejected.trained)).toBe(p.rejected_logp_trained)
+      expectTokenSums(p, t)
       const side = (s: TokenSide, text: string) => {
         expect(s.ids).toHaveLength(s.ref.length)
         // The demo tokenizer splits Chinese per character; the last scored token is EOS.
@@ -111,7 +107,8 @@ describe('pairs.jsonl and pairs_tokens.jsonl', () => {
 })
 
 describe('dpo-studio sweep on the demo', () => {
-  it('runs one run per ratio sharing the reference cache; the stance share rises with support_ratio', () => {
+  // Three demo runs of ~10-20 s each on 2 cores.
+  it('runs one run per ratio sharing the reference cache; the stance share rises with support_ratio', { timeout: 300_000 }, () => {
     // A fresh cache, so the first run computes every reference log-prob and the others none.
     process.env.DPO_STUDIO_CACHE = tempDir('dpo-cache-')
     const out = path.join(tempDir(), 'sweep')
@@ -137,7 +134,7 @@ describe('dpo-studio sweep on the demo', () => {
     const run = sweep.runs[1]!
     const pairs = readJsonl<PairInsightRow>(path.join(out, run.run_dir, 'pairs.jsonl'))
     expect(run.row_margins).toEqual(pairs.map((p) => (p.position === 'support' ? p.margin : -p.margin!)))
-    expect(run.mean_margin_support).toBeCloseTo(sum(run.row_margins) / 60, 12)
+    expect(run.mean_margin_support).toBeCloseTo(sumInOrder(run.row_margins) / 60, 12)
     // The base model's answers are the same in every run.
     expect(new Set(sweep.runs.map((x) => JSON.stringify(x.stance_original))).size).toBe(1)
   })

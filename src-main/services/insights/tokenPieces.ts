@@ -35,6 +35,10 @@ export function tokenPieces(tok: Pick<TextTokenizer, 'decode' | 'idToToken'>, id
     if (full.startsWith(shown)) {
       out.push(full.slice(shown.length))
       shown = full
+    } else if (shown.startsWith(full)) {
+      // Byte fallback decodes a run of byte tokens together: a complete character followed by an incomplete one
+      // decodes as replacement characters until the run completes, so the text seems to shrink. Nothing new yet.
+      out.push('')
     } else {
       out.push(tok.idToToken(ids[k]!) ?? '')
     }
