@@ -2,7 +2,7 @@
 // pair with TRL's rewards and margin, the ranking before and after, how often training used each pair (as steps.jsonl
 // records it), per-token values whose in-order sums are the stored sums bit for bit, one pass with the trained
 // adapter and a reference pass only for the pairs no step used. Then reading them back as the app does.
-import { readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { runAnswerTokens, runPairTokens, runPairs } from '../../../src-main/api/insightsStore'
@@ -11,6 +11,7 @@ import { pairRewards } from '../../../src-main/services/insights/implicitReward'
 import type { PairInsightRow, PairTokensRow } from '../../../src-main/services/insights/insightTypes'
 import { resolveTrainParams } from '../../../src-main/services/params/trainParams'
 import { TextTokenizer } from '../../../src-main/services/tokenizer/textTokenizer'
+import { readCheckpoint } from '../../../src-main/services/training/checkpoint'
 import { trainDpo } from '../../../src-main/services/training/trainer'
 import { tempDir } from '../../helpers/modelFixtures'
 import { sharedPath } from '../../helpers/sharedPath'
@@ -111,5 +112,40 @@ describe('reading a run for the app (no engine)', () => {
     const partial = tempDir('dpo-partial-')
     writeFileSync(path.join(partial, 'config.json'), JSON.stringify({ params: { beta: 0.2, lossType: 'ipo' } }))
     expect(await runPairs(partial)).toMatchObject({ pairs: null, beta: 0.2, lossType: 'ipo', answers: [] })
+  })
+})
+
+describe('a cancel during the end-of-training pass', () => {
+  it('stops like a cancel in the last step; resuming goes straight to the pass and writes the same pairs.jsonl', async () => {
+    const tok = await TextTokenizer.fromDir(STORIES)
+    const few = pairs.slice(0, 16)
+    const params = resolveTrainParams({ dataSize: 16 })
+    const train = (dir: string, native: FakeModel, extra: Partial<Parameters<typeof trainDpo>[3]> = {}) =>
+      trainDpo(fakeSession(STORIES, tok, native), few, params, { outDir: dir, refCacheDir: null, engineVersion: 'test', cancelTokenFactory: null, ...extra })
+    const whole = tempDir('dpo-whole-')
+    await train(whole, new FakeModel())
+
+    // The engine call with the adapter (the pass) is interrupted, as a cancel token would interrupt it.
+    const dir = tempDir('dpo-stop-')
+    const ac = new AbortController()
+    const stopping = new FakeModel()
+    const logps = stopping.logps.bind(stopping)
+    stopping.logps = async (batch, pad, cancel, useAdapter = true) => {
+      if (useAdapter) {
+        ac.abort()
+        throw Object.assign(new Error('cancelled'), { code: 'E_CANCELLED' })
+      }
+      return logps(batch, pad, cancel, useAdapter)
+    }
+    expect(await train(dir, stopping, { signal: ac.signal })).toMatchObject({ status: 'cancelled', steps: 2, maxSteps: 2 })
+    expect(existsSync(path.join(dir, 'pairs.jsonl'))).toBe(false)
+    const checkpoint = readCheckpoint(dir)
+    expect(checkpoint?.state.global_step).toBe(2)
+
+    const again = new FakeModel()
+    expect(await train(dir, again, { resume: { checkpoint } })).toMatchObject({ status: 'completed', steps: 2 })
+    expect(again.callsOf('dpoAccumulate')).toHaveLength(0)
+    expect(readFileSync(path.join(dir, 'pairs.jsonl'), 'utf8')).toBe(readFileSync(path.join(whole, 'pairs.jsonl'), 'utf8'))
+    expect(readFileSync(path.join(dir, 'pairs_tokens.jsonl'), 'utf8')).toBe(readFileSync(path.join(whole, 'pairs_tokens.jsonl'), 'utf8'))
   })
 })
