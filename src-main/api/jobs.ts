@@ -10,6 +10,7 @@ import type { TrainParams } from '../services/params/trainParams'
 import { StudioError } from '../services/errors'
 import { toApiError } from './dispatch'
 import { STATUS_FILE, writeRunStatus, type RunStatusFile } from './runStore'
+import { markSweepEnded } from './sweepStore'
 
 const LOG_KEEP = 200
 
@@ -127,7 +128,9 @@ export class JobManager {
       ratios: input.ratios,
       outDir,
     }
-    this.track(snap, this.host.call('runSweep', request, (e) => this.onEvent(snap, e)), () => undefined)
+    this.track(snap, this.host.call('runSweep', request, (e) => this.onEvent(snap, e)), (end, error) => {
+      if (end !== 'completed') markSweepEnded(outDir, end, error?.message ?? null)
+    })
     return { jobId: snap.jobId, runId: sweepId, outDir }
   }
 

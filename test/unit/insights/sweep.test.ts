@@ -1,11 +1,12 @@
 // The support_ratio sweep on the fake engine: one loaded model for every run (its adapter detached before the next
 // run's original answers), the reference cache shared across ratios, sweep.json with per ratio the mean margin
 // toward support over every labelled row (rows beyond data_size scored after the run) and the test answers' sides;
-// a stop keeps what finished; data without support/oppose and bad ratios are refused. Also the app's sweep reader.
+// a stop keeps what finished; data without support/oppose and bad ratios are refused. Also the app's sweep reader,
+// and a sweep.json left "running" by a crashed engine marked as ended.
 import { readFileSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { listSweeps, openSweep } from '../../../src-main/api/sweepStore'
+import { listSweeps, markSweepEnded, openSweep } from '../../../src-main/api/sweepStore'
 import type { ModelSession } from '../../../src-main/services/engine/modelSession'
 import type { PairInsightRow, SweepFile } from '../../../src-main/services/insights/insightTypes'
 import { runSweep, sweepRatios } from '../../../src-main/services/insights/sweep'
@@ -125,5 +126,19 @@ describe('runSweep stops and refusals', () => {
     expect(sweepRatios([1, 0.5, 0.5, 0])).toEqual([0, 0.5, 1])
     expect(() => sweepRatios([0, 1.5])).toThrow('between 0 and 1, got 1.5')
     expect(() => sweepRatios([])).toThrow('at least one')
+  })
+})
+
+describe('markSweepEnded', () => {
+  it('marks a sweep.json left "running" by a crashed engine, and leaves finished ones alone', () => {
+    const dir = tempDir('dpo-sweep-')
+    const base = { version: 1, status: 'running', created: 'x', updated: 'x', runs: [], ratios: [0] }
+    writeFileSync(path.join(dir, 'sweep.json'), JSON.stringify(base))
+    markSweepEnded(dir, 'failed', 'the engine process was killed (SIGKILL)')
+    expect(JSON.parse(readFileSync(path.join(dir, 'sweep.json'), 'utf8'))).toMatchObject({ status: 'failed', error: 'the engine process was killed (SIGKILL)' })
+    writeFileSync(path.join(dir, 'sweep.json'), JSON.stringify({ ...base, status: 'completed' }))
+    markSweepEnded(dir, 'failed', 'late')
+    expect(JSON.parse(readFileSync(path.join(dir, 'sweep.json'), 'utf8')).status).toBe('completed')
+    markSweepEnded(tempDir(), 'cancelled', null) // no sweep.json: nothing to do
   })
 })
