@@ -1,10 +1,20 @@
 // The pair inspector, token view and support_ratio sweep on the real engine (CPU), demo model + sample dataset:
 // pairs.jsonl equals what `dpo-studio logps` computes without and with the run's adapter, bit for bit, and its
-// per-token file sums to those values exactly; the sweep's stance share rises with support_ratio.
+// per-token file sums to those values exactly; rows beyond the training pairs get their margin toward support as
+// logps computes it; the sweep's stance share rises with support_ratio.
 import { readFileSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
 import type { PairInsightRow, PairTokensRow, SweepFile, TokenSide } from '../../src-main/services/insights/insightTypes'
+import { loadPreferenceData } from '../../src-main/services/data/preferenceFile'
+import { openModel } from '../../src-main/services/engine/modelSession'
+import { pairRewards } from '../../src-main/services/insights/implicitReward'
+import { supportMargins } from '../../src-main/services/insights/supportMargins'
+import { resolveTrainParams } from '../../src-main/services/params/trainParams'
+import { loadAdapter } from '../../src-main/services/training/adapterFiles'
+import { RefLogpsCache } from '../../src-main/services/training/refCache'
+import { tokenizeTrainingPair } from '../../src-main/services/training/tokenizePair'
+import { attachLoadedAdapter } from '../../src-main/services/training/trainer'
 import { tempDir } from '../helpers/modelFixtures'
 import { runCli } from '../helpers/runCli'
 import { repoRoot } from '../helpers/sharedPath'
@@ -103,6 +113,32 @@ describe('pairs.jsonl and pairs_tokens.jsonl', () => {
       side(t.chosen, p.chosen)
       side(t.rejected, p.rejected)
     })
+  })
+
+  it('gives every labelled row its margin toward support: the 12 pairs from pairs.jsonl, the other 48 rows as logps scores them', async () => {
+    const data = await loadPreferenceData(SAMPLE)
+    const params = resolveTrainParams({ dataSize: 12, supportRatio: 0.5, gradAccum: 2, epochs: 2, learningRate: 2e-3 })
+    const session = await openModel(DEMO, { quant: 'nf4', backend: 'cpu' })
+    try {
+      attachLoadedAdapter(session, loadAdapter(path.join(run, 'adapter')))
+      const cache = RefLogpsCache.open(null, { modelDir: DEMO, quant: 'nf4', backend: session.info.backend, engineVersion: 'test' })
+      const margins = await supportMargins(session, run, data.rows, params, cache)
+      expect(margins.slice(0, 12)).toEqual(pairs.map((p) => (p.position === 'support' ? p.margin : -p.margin!)))
+      const padId = session.tokenizer.padId ?? session.tokenizer.eosId!
+      for (const i of [12, 30, 59]) {
+        const row = data.rows[i]!
+        const t = tokenizeTrainingPair(session.tokenizer, { id: row.id, prompt: row.prompt, chosen: row.support!, rejected: row.oppose!, position: 'support' }, params)
+        const seqs = [t.chosen, t.rejected].map((s) => ({ ids: s.ids, labels: s.labels }))
+        const [ref, trained] = [await session.native.logps(seqs, padId, undefined, false), await session.native.logps(seqs, padId)]
+        const want = pairRewards(params.beta, params.lossType, {
+          chosenRef: ref[0]!.logp, rejectedRef: ref[1]!.logp, chosenTrained: trained[0]!.logp, rejectedTrained: trained[1]!.logp,
+          chosenTokens: trained[0]!.tokens, rejectedTokens: trained[1]!.tokens,
+        })
+        expect(margins[i]).toBe(want.margin)
+      }
+    } finally {
+      session.dispose()
+    }
   })
 })
 
