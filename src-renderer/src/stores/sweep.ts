@@ -97,6 +97,18 @@ export const useSweepStore = defineStore('sweep', () => {
     }
   }
 
+  /** A sweep already going (started in another window, or before a reload): follow it from its snapshot. */
+  async function attach(): Promise<void> {
+    const snap = await api.jobActive(undefined).catch(() => null)
+    if (snap?.kind !== 'sweep' || snap.status !== 'running') return
+    jobId.value = snap.jobId
+    sweepId.value = snap.runId
+    status.value = 'running'
+    phase.value = snap.phase ?? ''
+    progress.value = snap.sweep ?? null
+    current.value = null
+  }
+
   async function cancel(): Promise<void> {
     if (jobId.value && running.value) await api.jobCancel({ jobId: jobId.value }).catch(() => undefined)
   }
@@ -125,5 +137,5 @@ export const useSweepStore = defineStore('sweep', () => {
     }
   })
 
-  return { ratiosText, list, current, jobId, sweepId, status, progress, liveDirs, phase, error, ratios, running, rows, dirs, blockers, refresh, open, start, cancel }
+  return { ratiosText, list, current, jobId, sweepId, status, progress, liveDirs, phase, error, ratios, running, rows, dirs, blockers, refresh, open, start, attach, cancel }
 })
