@@ -2,14 +2,14 @@
 // host's events to every window, keeps a snapshot for windows opened mid-run, and records each run's outcome in
 // run_status.json, so a run whose host crashed is marked failed and its directory stays consistent.
 import { randomBytes } from 'node:crypto'
-import { mkdirSync, readFileSync } from 'node:fs'
+import { hostname } from 'node:os'
 import { basename, join } from 'node:path'
 import type { ApiErrorInfo, ApiEvent, JobEvent, JobKind, JobSnapshot, JobStarted, MetricsRow, RecordId } from './contract'
 import type { EngineHost, HostCall } from '../host/engineHost'
 import type { TrainParams } from '../services/params/trainParams'
 import { StudioError } from '../services/errors'
 import { toApiError } from './dispatch'
-import { STATUS_FILE, writeRunStatus, type RunStatusFile } from './runStore'
+import { ensureRunDir, readRunStatus, updateRunStatus, writeRunStatus, type RunStatusFile } from '../services/training/runDir'
 
 const LOG_KEEP = 200
 
@@ -80,7 +80,9 @@ export class JobManager {
     this.ensureIdle()
     const runId = newRunId()
     const outDir = join(this.runsDir, runId)
-    mkdirSync(outDir, { recursive: true })
+    ensureRunDir(outDir)
+    // pid/hostname: this process until the engine host's run takes over the record; a run whose recorded process
+    // is gone is marked failed when the app next starts (docs/run-directory.md).
     const status: RunStatusFile = {
       runId,
       status: 'running',
@@ -91,6 +93,9 @@ export class JobManager {
       testPromptsPath: input.testPromptsPath ?? null,
       engineVersion: this.engineVersion(),
       error: null,
+      pid: process.pid,
+      hostname: hostname(),
+      phase: 'load',
     }
     const request = {
       modelDir: input.modelDir,
@@ -107,12 +112,8 @@ export class JobManager {
     this.ensureIdle()
     const outDir = input.runDir
     const now = new Date().toISOString()
-    let previous: Partial<RunStatusFile> = {}
-    try {
-      previous = JSON.parse(readFileSync(join(outDir, STATUS_FILE), 'utf8')) as RunStatusFile
-    } catch {
-      // a CLI run has no status file yet
-    }
+    // A CLI run made before run_status.json existed has none yet.
+    const previous: Partial<RunStatusFile> = readRunStatus(outDir) ?? {}
     const status: RunStatusFile = {
       runId: basename(outDir),
       startedAt: now,
@@ -126,6 +127,11 @@ export class JobManager {
       engineVersion: this.engineVersion(),
       error: null,
       resumedAt: now,
+      pid: process.pid,
+      hostname: hostname(),
+      phase: 'load',
+      cancelledIn: undefined,
+      reason: undefined,
     }
     return this.launchRun(outDir, status, input.prompts, input.metrics, (snap) => this.host.call('resumeRun', { runDir: outDir }, (e) => this.onEvent(snap, e)))
   }
@@ -141,7 +147,8 @@ export class JobManager {
     const snap = this.newSnapshot('run', status.runId, prompts)
     snap.metrics = [...metrics]
     this.track(snap, call(snap), (end, error, summary) => {
-      writeRunStatus(outDir, { ...status, status: end, endedAt: new Date().toISOString(), error: error?.message ?? null, ...(summary ? { summary } : {}) })
+      // Merged: the run's own record (phase, where it was cancelled) stays.
+      updateRunStatus(outDir, { status: end, endedAt: new Date().toISOString(), error: error?.message ?? null, ...(summary ? { summary } : {}) }, status)
     })
     return { jobId: snap.jobId, runId: status.runId, outDir }
   }

@@ -1,11 +1,14 @@
 // Which paths the API may touch. Desktop: any path (the user picks them in native dialogs). Web host: only inside
 // its roots (home, the app's data folder, bundled resources, $DPO_STUDIO_ROOTS), with symlinks resolved first and
 // hidden folders in home (~/.ssh, ~/.aws, ...) refused except the Hugging Face cache.
-import { existsSync, realpathSync } from 'node:fs'
+import { existsSync } from 'node:fs'
 import { homedir } from 'node:os'
-import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path'
+import { join, relative, resolve, sep } from 'node:path'
 import type { FsRoot } from './contract'
 import { StudioError } from '../services/errors'
+import { isInside, realish } from '../services/realPaths'
+
+export { isInside, realish }
 
 export interface PathPolicy {
   /** True when paths are limited to roots (web host). */
@@ -13,30 +16,6 @@ export interface PathPolicy {
   /** Resolves `p` (absolute, or relative to home) and throws E_FORBIDDEN when it is outside the roots. */
   check(p: string): string
   roots(): FsRoot[]
-}
-
-/** Real path of p, or of its nearest existing ancestor joined with the rest (for files about to be written). */
-export function realish(p: string): string {
-  let cur = resolve(p)
-  const rest: string[] = []
-  while (!existsSync(cur)) {
-    const parent = dirname(cur)
-    if (parent === cur) break
-    rest.unshift(basename(cur))
-    cur = parent
-  }
-  let real = cur
-  try {
-    real = realpathSync.native(cur)
-  } catch {
-    /* keep cur */
-  }
-  return rest.length ? join(real, ...rest) : real
-}
-
-export function isInside(child: string, parent: string): boolean {
-  const rel = relative(parent, child)
-  return rel === '' || (!rel.startsWith('..') && !isAbsolute(rel) && rel.split(sep)[0] !== '..')
 }
 
 export function openPolicy(): PathPolicy {

@@ -8,28 +8,10 @@ import type { ComparisonRow, ExportResult, JobStatus, MetricsRow, ResponseRow, R
 import { writeJsonAtomic } from '../services/fsAtomic'
 import { StudioError } from '../services/errors'
 import { resumeInfo } from '../services/training/resume'
+import { RUN_STATUS_FILE, recoverOrphanedRun, writeRunStatus, type RunStatusFile } from '../services/training/runDir'
 
-export const STATUS_FILE = 'run_status.json'
-
-/** What the app records about a run beside the training service's files. */
-export interface RunStatusFile {
-  runId: string
-  status: JobStatus
-  startedAt: string
-  endedAt: string | null
-  modelDir: string
-  datasetPath: string
-  testPromptsPath: string | null
-  engineVersion: string | null
-  error: string | null
-  summary?: unknown
-  /** When the run was last resumed (runResume), if ever. */
-  resumedAt?: string
-}
-
-export function writeRunStatus(dir: string, s: RunStatusFile): void {
-  writeJsonAtomic(join(dir, STATUS_FILE), s)
-}
+export const STATUS_FILE = RUN_STATUS_FILE
+export { writeRunStatus, type RunStatusFile }
 
 async function readJson<T>(file: string): Promise<T | null> {
   try {
@@ -65,7 +47,8 @@ function pick(config: unknown, ...paths: string[]): string | null {
 }
 
 export async function readRunItem(dir: string): Promise<RunListItem | null> {
-  const status = await readJson<RunStatusFile>(join(dir, STATUS_FILE))
+  // A run recorded as running whose process is gone is marked failed first (docs/run-directory.md).
+  const status = recoverOrphanedRun(dir) ?? (await readJson<RunStatusFile>(join(dir, STATUS_FILE)))
   const config = await readJson<unknown>(join(dir, 'config.json'))
   if (!status && !config) return null
   const metrics = await readMetrics(dir)

@@ -1,12 +1,12 @@
 // The DPO training loop (spec §15): tokenize pairs, reference log-probs once (cached), LoRA attach, then HF
 // Trainer's steps (spec §9) over the engine's step-sized calls, logging TRL's metrics (spec §8) into the run directory.
-import { closeSync, fsyncSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs'
+import { rmSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { loadNative } from '../../engine/loadNative'
 import type { DpoPairInput, DpoPairMetrics, NativeCancelToken, ScoredSequence } from '../../engine/nativeTypes'
 import type { PreferencePair } from '../data/preferenceFile'
 import { StudioError, errorMessage } from '../errors'
-import { writeFileAtomic, writeJsonAtomic } from '../fsAtomic'
+import { appendFileChecked, writeFileAtomic, writeJsonAtomic } from '../fsAtomic'
 import type { ModelSession } from '../engine/modelSession'
 import { fromEngineError } from '../engine/modelSession'
 import type { TrainParams } from '../params/trainParams'
@@ -15,6 +15,7 @@ import { CHECKPOINT_FILE, optimizerSummary, removeCheckpoint, writeCheckpoint, t
 import { RefLogpsCache, dataFingerprint as fingerprintOfPairs, pairKey, refCacheDir, type RefLogps } from './refCache'
 import { referenceBatches } from './referenceBatches'
 import { checkCheckpointFits } from './resumeChecks'
+import { ensureRunDir } from './runDir'
 import { scheduleSteps, scheduleTotals, type PlannedStep, type ScheduleInput } from './schedule'
 import { truncateStepLog } from './stepLog'
 import { stallForTest } from './testStall'
@@ -123,7 +124,7 @@ export async function trainDpo(session: ModelSession, pairs: readonly Preference
   if (resumeFrom) {
     checkCheckpointFits(resumeFrom.state, { params, dataFingerprint, maxSteps: totals.maxSteps }, join(outDir, CHECKPOINT_FILE))
   }
-  ensureRunDir(outDir)
+  ensureRunDir(outDir, { modelDir: session.dir })
   if (opts.resume) {
     // The steps after the checkpoint are redone and logged again; the outputs of the stopped attempt go.
     for (const f of [METRICS_FILE, STEPS_FILE]) truncateStepLog(join(outDir, f), resumeFrom?.state.global_step ?? 0)
@@ -427,13 +428,11 @@ export async function trainDpo(session: ModelSession, pairs: readonly Preference
     return finish('completed', settings)
   } catch (e) {
     if (e instanceof Cancelled) return finish('cancelled', settings)
-    writeJsonAtomic(join(outDir, SUMMARY_FILE), {
-      status: 'failed',
-      error: errorMessage(e),
-      global_step: completedSteps,
-      ...summaryBase,
-      epoch: lastEpoch,
-    })
+    try {
+      writeJsonAtomic(join(outDir, SUMMARY_FILE), { status: 'failed', error: errorMessage(e), global_step: completedSteps, ...summaryBase, epoch: lastEpoch })
+    } catch {
+      // A full disk may refuse the summary too; the run's own error says more (run_status.json records it in place).
+    }
     throw e
   } finally {
     signal?.removeEventListener('abort', onAbort)
@@ -549,30 +548,13 @@ export function round4(x: number): number {
   return Number.isFinite(x) ? Number(x.toFixed(4)) : x
 }
 
-/** One complete JSON line per write, flushed to disk: a crash leaves whole lines only. */
+/** One complete JSON line per write, checked and flushed to disk: a crash or a full disk leaves whole lines only. */
 function appendLine(file: string, value: unknown): void {
-  const fd = openSync(file, 'a')
-  try {
-    writeSync(fd, JSON.stringify(value) + '\n')
-    fsyncSync(fd)
-  } finally {
-    closeSync(fd)
-  }
+  appendFileChecked(file, JSON.stringify(value) + '\n')
 }
 
 function initAdapterDir(a: string | LoadedAdapter | undefined): string | null {
   return a === undefined ? null : typeof a === 'string' ? resolve(a) : a.dir
-}
-
-/** Creates the run directory, or says in one line why it cannot be one. */
-export function ensureRunDir(dir: string): void {
-  try {
-    mkdirSync(dir, { recursive: true })
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code
-    const why = code === 'EEXIST' || code === 'ENOTDIR' ? 'is a file, not a directory' : `cannot be created: ${errorMessage(e)}`
-    throw new StudioError('E_BAD_INPUT', `run directory ${dir} ${why}`, { cause: e, details: { file: dir } })
-  }
 }
 
 /** The loaded addon's version(), or 'unknown' where no addon loads (tests with a fake engine). */

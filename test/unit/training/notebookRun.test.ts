@@ -47,9 +47,10 @@ describe('runNotebook', () => {
     expect(summary).toMatchObject({ status: 'completed', steps: 6, maxSteps: 6, outDir: out, adapterDir: path.join(out, 'adapter') })
     expect(phases).toEqual(['load', 'original', 'reference', 'train', 'save', 'trained', 'done'])
     expect(readdirSync(out).sort()).toEqual([
-      'adapter', 'comparison.json', 'comparison_meta.json', 'config.json', 'metrics.jsonl', 'responses_original.json',
-      'responses_trained.json', 'steps.jsonl', 'train_summary.json',
+      '.dpo-studio-run', 'adapter', 'comparison.json', 'comparison_meta.json', 'config.json', 'metrics.jsonl', 'responses_original.json',
+      'responses_trained.json', 'run_status.json', 'steps.jsonl', 'train_summary.json',
     ])
+    expect(readJson(out, 'run_status.json')).toMatchObject({ status: 'completed', phase: 'done', pid: process.pid, error: null })
 
     // Original answers come before any adapter exists, trained ones after training with it attached.
     const gens = native.callsOf('generate')
@@ -107,7 +108,7 @@ describe('runNotebook', () => {
     const summary = await runNotebook({ modelDir: STORIES, datasetPath: HW6, params: resolveTrainParams({ dataSize: 16 }), outDir: out }, {}, undefined, deps(native))
     expect(summary).toMatchObject({ status: 'completed', steps: 2 })
     expect(native.callsOf('generate')).toHaveLength(0)
-    expect(readdirSync(out).sort()).toEqual(['adapter', 'config.json', 'metrics.jsonl', 'steps.jsonl', 'train_summary.json'])
+    expect(readdirSync(out).sort()).toEqual(['.dpo-studio-run', 'adapter', 'config.json', 'metrics.jsonl', 'run_status.json', 'steps.jsonl', 'train_summary.json'])
   })
 
   it('fails on a bad dataset before opening the model, leaving no run files', async () => {
@@ -139,7 +140,9 @@ describe('runNotebook', () => {
     expect(existsSync(path.join(out, 'responses_original.json'))).toBe(true)
     expect(existsSync(path.join(out, 'responses_trained.json'))).toBe(false)
     expect(existsSync(path.join(out, 'comparison.json'))).toBe(false)
-    expect(readJson(out, 'train_summary.json').status).toBe('completed')
+    // Training finished, but the run did not: no summary may read as a completed run (issue 10 item 9).
+    expect(readJson(out, 'train_summary.json')).toMatchObject({ status: 'cancelled', training_status: 'completed', cancelled_in: 'trained' })
+    expect(readJson(out, 'run_status.json')).toMatchObject({ status: 'cancelled', cancelledIn: 'trained', reason: 'cancelled during trained responses' })
   })
 
   it('cancelled during training: reports the training phase and the step reached', async () => {

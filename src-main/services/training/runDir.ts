@@ -1,0 +1,278 @@
+// Run directories we own (docs/run-directory.md): a marker file says a folder is ours, so nothing is ever written
+// into a model folder or any other folder we did not create; a lock file (pid, host) keeps two runs out of one
+// folder; run_status.json says how the run stands, and a run whose process is gone is marked as such.
+import { closeSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeSync } from 'node:fs'
+import { hostname } from 'node:os'
+import { join, resolve } from 'node:path'
+import { StudioError, errorMessage } from '../errors'
+import { fileWriteError, writeJsonAtomic } from '../fsAtomic'
+import { isInside, realish } from '../realPaths'
+import type { RunPhase } from './types'
+
+/** Written into every run directory we create or adopt. */
+export const RUN_MARKER_FILE = '.dpo-studio-run'
+/** Held while a process writes the run directory: {pid, hostname, started, command}. */
+export const RUN_LOCK_FILE = '.dpo-studio-run.lock'
+export const RUN_STATUS_FILE = 'run_status.json'
+
+/**
+ * What a run directory of ours holds. A folder without the marker (made before it existed) is adopted only when
+ * it holds nothing else and its config.json is one of ours.
+ */
+const RUN_ENTRIES = new Set([
+  'config.json', 'metrics.jsonl', 'steps.jsonl', 'train_summary.json', 'responses_original.json', 'responses_trained.json',
+  'comparison.json', 'comparison_meta.json', RUN_STATUS_FILE, 'adapter', RUN_MARKER_FILE, RUN_LOCK_FILE,
+])
+
+/** Creates the run directory or checks that an existing one is ours; never touches a folder that is not. */
+export function ensureRunDir(dir: string, opts: { modelDir?: string | undefined } = {}): void {
+  const abs = resolve(dir)
+  if (opts.modelDir !== undefined && isInside(realish(abs), realish(opts.modelDir)))
+    throw new StudioError('E_NOT_RUN_DIR', `run directory ${abs} is inside the model folder ${resolve(opts.modelDir)}; choose a folder outside it (model folders are never written to)`, { details: { file: abs } })
+  const info = statOrNull(abs)
+  if (info && !info.isDirectory())
+    throw new StudioError('E_NOT_RUN_DIR', `run directory ${abs} is a file, not a directory`, { details: { file: abs } })
+  if (!info) {
+    // Created here, so ours: the marker (which creates the folder) goes in before anything else.
+    writeMarker(abs)
+    return
+  }
+  const entries = readdirSync(abs)
+  if (entries.includes(RUN_MARKER_FILE)) return
+  if (entries.length === 0 || isEarlierRunDir(abs, entries)) {
+    writeMarker(abs)
+    return
+  }
+  const shown = entries.slice(0, 4).join(', ') + (entries.length > 4 ? `, ... (${entries.length} entries)` : '')
+  const model = entries.includes('config.json') && entries.some((e) => e.endsWith('.safetensors') || e.endsWith('.bin'))
+  throw new StudioError(
+    'E_NOT_RUN_DIR',
+    `${abs} is not empty and is not a DPO Studio run directory${model ? ' (it holds a model)' : ''}: found ${shown}. ` +
+      'Choose a new or empty folder for the run; nothing was written.',
+    { details: { file: abs } },
+  )
+}
+
+function writeMarker(dir: string): void {
+  writeJsonAtomic(join(dir, RUN_MARKER_FILE), { dpo_studio_run: 1, created: new Date().toISOString() })
+}
+
+/** A folder written by an earlier version: only our own file names, and a config.json that is a run's. */
+function isEarlierRunDir(dir: string, entries: string[]): boolean {
+  if (!entries.every((e) => RUN_ENTRIES.has(e) || /^\..*\.(tmp|old)-\d+-\d+$/.test(e))) return false
+  if (!entries.includes('config.json')) return entries.includes(RUN_STATUS_FILE)
+  try {
+    const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>
+    return typeof config.engine_version === 'string' && typeof config.params === 'object' && config.params !== null
+  } catch {
+    return false
+  }
+}
+
+// ---- the lock --------------------------------------------------------------------------------------------------
+
+export interface LockHolder {
+  pid: number
+  hostname: string
+  started: string
+  command: string
+}
+
+export interface RunDirLock {
+  readonly file: string
+  release(): void
+}
+
+/** Locks this process holds, released on exit too (process.exit skips finally blocks). */
+const held = new Set<string>()
+let exitHook = false
+
+/**
+ * Takes the run directory's lock (O_EXCL create). A lock left by a process that is gone (same host, pid not
+ * running) is stale and taken over; a live one fails with E_RUN_LOCKED naming its holder.
+ */
+export function lockRunDir(dir: string, command: string): RunDirLock {
+  const file = join(resolve(dir), RUN_LOCK_FILE)
+  const me: LockHolder = { pid: process.pid, hostname: hostname(), started: new Date().toISOString(), command }
+  for (let attempt = 0; ; attempt++) {
+    let fd: number
+    try {
+      fd = openSync(file, 'wx')
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw fileWriteError(e, file, 'create the lock')
+      const holder = readLock(file)
+      if (attempt < 2 && holder !== 'unreadable' && holder !== null && !lockIsLive(holder, file)) {
+        rmSync(file, { force: true })
+        continue
+      }
+      if (holder === null) continue // released between our create and our read
+      throw lockedError(dir, holder)
+    }
+    try {
+      writeSync(fd, JSON.stringify(me) + '\n')
+    } catch (e) {
+      closeSync(fd)
+      rmSync(file, { force: true })
+      throw fileWriteError(e, file)
+    }
+    closeSync(fd)
+    held.add(file)
+    if (!exitHook) {
+      exitHook = true
+      process.on('exit', () => held.forEach((f) => releaseFile(f)))
+    }
+    return {
+      file,
+      release: () => {
+        if (held.delete(file)) releaseFile(file)
+      },
+    }
+  }
+}
+
+function releaseFile(file: string): void {
+  const holder = readLock(file)
+  if (holder !== 'unreadable' && holder?.pid === process.pid && holder.hostname === hostname()) rmSync(file, { force: true })
+}
+
+/** The lock's holder, null when there is no lock, 'unreadable' when it is being written or damaged. */
+export function readLock(file: string): LockHolder | null | 'unreadable' {
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'ENOENT' ? null : 'unreadable'
+  }
+  try {
+    const v = JSON.parse(text) as LockHolder
+    return Number.isInteger(v.pid) && typeof v.hostname === 'string' ? v : 'unreadable'
+  } catch {
+    // A lock seconds old may be mid-write; an old unreadable one is debris.
+    return ageMs(file) > 10_000 ? { pid: -1, hostname: hostname(), started: '', command: 'unknown' } : 'unreadable'
+  }
+}
+
+function lockIsLive(holder: LockHolder, file: string): boolean {
+  if (holder.hostname !== hostname()) return true // cannot tell from here: the message says how to clear it
+  if (holder.pid === process.pid) return held.has(file)
+  return pidAlive(holder.pid)
+}
+
+/** True when the run directory's lock is held by a running process (or one on another host). */
+export function runDirLockIsLive(dir: string): boolean {
+  const file = join(dir, RUN_LOCK_FILE)
+  const holder = readLock(file)
+  if (holder === null) return false
+  if (holder === 'unreadable') return true
+  return lockIsLive(holder, file)
+}
+
+export function pidAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+function lockedError(dir: string, holder: LockHolder | 'unreadable'): StudioError {
+  const abs = resolve(dir)
+  const who = holder === 'unreadable' ? 'another process (its lock is being written)' : `${holder.command} (pid ${holder.pid} on ${holder.hostname}, since ${holder.started})`
+  const remote = holder !== 'unreadable' && holder.hostname !== hostname()
+  return new StudioError(
+    'E_RUN_LOCKED',
+    `run directory ${abs} is in use by ${who}; wait for it to finish or choose another folder` +
+      (remote ? ` (if that run is gone, delete ${join(abs, RUN_LOCK_FILE)})` : ''),
+    { details: { file: abs, holder } },
+  )
+}
+
+// ---- run_status.json -------------------------------------------------------------------------------------------
+
+/** How a run stands; written by the process running it, and by the app that started it. */
+export interface RunStatusFile {
+  runId: string
+  status: 'running' | 'completed' | 'cancelled' | 'failed'
+  startedAt: string
+  endedAt: string | null
+  modelDir: string
+  datasetPath: string
+  testPromptsPath: string | null
+  engineVersion: string | null
+  error: string | null
+  summary?: unknown
+  /** The process writing the run, and its host: a run whose process is gone cannot be running. */
+  pid?: number
+  hostname?: string
+  /** The phase in progress (running) or where the run ended. */
+  phase?: RunPhase
+  /** Cancelled runs: the phase the cancel stopped, and what that means in words. */
+  cancelledIn?: RunPhase
+  reason?: string
+  /** When the run was last resumed (docs/resume.md), if ever. */
+  resumedAt?: string
+}
+
+export function readRunStatus(dir: string): RunStatusFile | null {
+  try {
+    const v = JSON.parse(readFileSync(join(dir, RUN_STATUS_FILE), 'utf8')) as RunStatusFile
+    return v && typeof v === 'object' && typeof v.status === 'string' ? v : null
+  } catch {
+    return null
+  }
+}
+
+/** Replaces the status file (in place when the disk is too full for a temp copy: "failed: disk full" must land). */
+export function writeRunStatus(dir: string, s: RunStatusFile): void {
+  writeJsonAtomic(join(dir, RUN_STATUS_FILE), s, { inPlaceWhenFull: true })
+}
+
+/** Merges `patch` into the status file; `base` fills fields the file does not have yet. */
+export function updateRunStatus(dir: string, patch: Partial<RunStatusFile>, base?: RunStatusFile): RunStatusFile {
+  const next = { ...base, ...readRunStatus(dir), ...patch } as RunStatusFile
+  writeRunStatus(dir, next)
+  return next
+}
+
+/** The phase in words: "cancelled during trained responses". */
+export function phaseWords(p: RunPhase): string {
+  return { load: 'model loading', original: 'original responses', reference: 'reference log-probs', train: 'training', trained: 'trained responses', save: 'saving', done: 'finishing', cancelled: 'cancel', failed: 'failure' }[p]
+}
+
+/**
+ * A run recorded as running whose process is gone (host killed, app closed, machine rebooted) is marked failed with
+ * the reason. Returns the corrected status, or null when nothing changed. Runs of other hosts are left alone.
+ */
+export function recoverOrphanedRun(dir: string): RunStatusFile | null {
+  const s = readRunStatus(dir)
+  if (!s || s.status !== 'running') return null
+  if (s.hostname !== undefined && s.hostname !== hostname()) return null
+  if (s.pid !== undefined && pidAlive(s.pid)) return null // our own pid included: a run this process started
+  if (runDirLockIsLive(dir)) return null
+  const where = s.phase ? ` during ${phaseWords(s.phase)}` : ''
+  const who = s.pid !== undefined ? `the process that ran it (pid ${s.pid})` : 'the process that ran it'
+  const reason = `stopped${where}: ${who} is gone (killed, crashed, or its app was closed); what finished before that is kept`
+  try {
+    return updateRunStatus(dir, { status: 'failed', endedAt: new Date().toISOString(), error: reason, reason })
+  } catch (e) {
+    // A read-only or full disk: report it as failed anyway, without changing the file.
+    return { ...s, status: 'failed', error: `${reason} (could not record this: ${errorMessage(e)})` }
+  }
+}
+
+// ---- paths -----------------------------------------------------------------------------------------------------
+
+function statOrNull(p: string) {
+  try {
+    return statSync(p)
+  } catch {
+    return null
+  }
+}
+
+function ageMs(file: string): number {
+  const s = statOrNull(file)
+  return s ? Date.now() - s.mtimeMs : Infinity
+}
