@@ -15,7 +15,7 @@ import { exportsDir, resourcesDir, runsDir } from './appPaths'
 import { DatasetRegistry, openPrompts } from './datasets'
 import { JobManager } from './jobs'
 import type { PathPolicy } from './pathPolicy'
-import { exportAdapter, exportComparison, listRuns, openRun, readMetrics } from './runStore'
+import { exportAdapter, exportComparison, listRuns, openRun, readMetrics, recoverOrphanedRuns } from './runStore'
 import { planResume } from '../services/training/resume'
 
 export interface Dialogs {
@@ -180,5 +180,7 @@ export function createApi(ctx: ApiContext): ApiService {
     },
   }
   void mkdir(runsDir(ctx.dataDir), { recursive: true }).catch(() => undefined)
+  // Runs left 'running' by a host that died (killed, crashed, closed) are marked failed now (docs/run-directory.md).
+  void recoverOrphanedRuns(runsDir(ctx.dataDir)).catch(() => undefined)
   return { handlers, jobs }
 }

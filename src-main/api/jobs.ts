@@ -43,8 +43,11 @@ export interface ResumeJobInput {
   metrics: MetricsRow[]
 }
 
+/** Records how a job ended (run_status.json for runs). */
+type RecordEnd = (end: 'completed' | 'cancelled' | 'failed', error: ApiErrorInfo | null, summary?: unknown) => void
+
 export class JobManager {
-  private active: { snap: JobSnapshot; call: HostCall<unknown> } | null = null
+  private active: { snap: JobSnapshot; call: HostCall<unknown>; done: Promise<void>; record: RecordEnd } | null = null
   private last: JobSnapshot | null = null
 
   constructor(
@@ -153,6 +156,24 @@ export class JobManager {
     return { jobId: snap.jobId, runId: status.runId, outDir }
   }
 
+  /**
+   * Before the app or web host exits: cancel the job in progress and wait for its clean stop (the run keeps what it
+   * finished and records where it stopped). A job that has not stopped after `timeoutMs` is recorded as cancelled by
+   * the shutdown, so no run stays 'running' in its run_status.json.
+   */
+  async shutdown(timeoutMs = 30_000): Promise<void> {
+    const active = this.active
+    if (!active) return
+    active.call.cancel()
+    let timer: NodeJS.Timeout | undefined
+    const ended = await Promise.race([active.done.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), timeoutMs)))])
+    clearTimeout(timer)
+    if (!ended && this.active === active) {
+      const error = { code: 'E_CANCELLED', message: `the app was closed while the run was stopping (waited ${Math.round(timeoutMs / 1000)} s); what finished before is kept` }
+      this.finish(active.snap, 'cancelled', error, undefined, active.record)
+    }
+  }
+
   private ensureIdle(): void {
     if (this.active) throw new StudioError('E_BUSY', `the engine is busy with a ${this.active.snap.kind === 'run' ? 'training run' : 'generation'}; cancel it or wait`)
   }
@@ -176,9 +197,8 @@ export class JobManager {
     }
   }
 
-  private track(snap: JobSnapshot, call: HostCall<unknown>, record: (end: 'completed' | 'cancelled' | 'failed', error: ApiErrorInfo | null, summary?: unknown) => void): void {
-    this.active = { snap, call }
-    call.promise.then(
+  private track(snap: JobSnapshot, call: HostCall<unknown>, record: RecordEnd): void {
+    const done = call.promise.then(
       (result) => {
         const cancelled = (result as { status?: string } | null)?.status === 'cancelled'
         this.finish(snap, cancelled ? 'cancelled' : 'completed', null, result, record)
@@ -188,9 +208,11 @@ export class JobManager {
         this.finish(snap, err.code === 'E_CANCELLED' ? 'cancelled' : 'failed', err.code === 'E_CANCELLED' ? null : err, undefined, record)
       },
     )
+    this.active = { snap, call, done, record }
   }
 
-  private finish(snap: JobSnapshot, end: 'completed' | 'cancelled' | 'failed', error: ApiErrorInfo | null, result: unknown, record: Parameters<JobManager['track']>[2]): void {
+  private finish(snap: JobSnapshot, end: 'completed' | 'cancelled' | 'failed', error: ApiErrorInfo | null, result: unknown, record: RecordEnd): void {
+    if (this.active?.snap !== snap) return // already finished (by shutdown)
     try {
       record(end, error, result)
     } catch (e) {

@@ -76,6 +76,12 @@ export async function readRunItem(dir: string): Promise<RunListItem | null> {
   }
 }
 
+/** On start: every run recorded as running whose process is gone is marked failed with the reason. */
+export async function recoverOrphanedRuns(runsDir: string): Promise<number> {
+  const names = await readdir(runsDir).catch(() => [] as string[])
+  return names.filter((n) => recoverOrphanedRun(join(runsDir, n)) !== null).length
+}
+
 export async function listRuns(runsDir: string): Promise<RunListItem[]> {
   const names = await readdir(runsDir).catch(() => [] as string[])
   const items = await Promise.all(names.map((n) => readRunItem(join(runsDir, n)).catch(() => null)))
