@@ -72,7 +72,8 @@ export const apiInputs = {
   runsList: none,
   /** A run id from runsList, or a run directory anywhere the path rules allow. */
   runOpen: z.object({ run: z.union([idArg, pathArg]) }),
-  exportComparison: z.object({ run: z.union([idArg, pathArg]), path: pathArg }),
+  /** Never over a file that is not an earlier export of ours; over an earlier export only with overwrite (UI asks). */
+  exportComparison: z.object({ run: z.union([idArg, pathArg]), path: pathArg, overwrite: z.boolean().default(false) }),
   exportAdapter: z.object({ run: z.union([idArg, pathArg]), dir: pathArg }),
   /** Folder browser for web mode: the roots the server lets a browser see. */
   fsRoots: none,

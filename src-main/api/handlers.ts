@@ -141,8 +141,8 @@ export function createApi(ctx: ApiContext): ApiService {
     async runOpen({ run }) {
       return openRun(runDir(run))
     },
-    async exportComparison({ run, path }) {
-      return exportComparison(runDir(run), check(path), engineVersion)
+    async exportComparison({ run, path, overwrite }) {
+      return exportComparison(runDir(run), check(path), engineVersion, overwrite)
     },
     async exportAdapter({ run, dir }) {
       return exportAdapter(runDir(run), check(dir))

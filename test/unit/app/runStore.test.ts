@@ -1,10 +1,11 @@
 // Run directories as the history and export read them: listing, a torn metrics line, status fallbacks, the
 // notebook-shaped comparison export with its metadata, and adapter export that never leaves half a folder.
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs'
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { exportAdapter, exportComparison, listRuns, openRun, readMetrics, writeRunStatus } from '../../../src-main/api/runStore'
+import { sharedPath } from '../../helpers/sharedPath'
 
 function makeRun(runsDir: string, id: string, opts: { comparison?: boolean; adapter?: boolean; status?: 'completed' | 'failed' } = {}): string {
   const dir = path.join(runsDir, id)
@@ -56,6 +57,30 @@ describe('run store', () => {
     expect(rows).toEqual([{ id: 1, prompt: '真人化？', response_from_original_model: '好', response_from_trained_model: '很好' }])
     const meta = JSON.parse(readFileSync(r.metadataPath!, 'utf8')) as Record<string, unknown>
     expect(meta).toMatchObject({ model: '/m/breeze', engine_version: '0.1.0', generation: { do_sample: false, max_new_tokens: 200 }, exported: { run: 'r2' } })
+  })
+
+  it('never exports over a file that is not an earlier export; over an earlier one only when told to', async () => {
+    const runs = mkdtempSync(path.join(tmpdir(), 'dpo-rs-'))
+    const dir = makeRun(runs, 'r5', { status: 'completed' })
+    // A dataset (the real HW6 file) where the user pointed the export by mistake: refused, byte for byte intact.
+    const dataset = path.join(runs, 'labelled_data.json')
+    copyFileSync(sharedPath('datasets/genai-hw6/labelled_data.json'), dataset)
+    const original = readFileSync(dataset)
+    await expect(exportComparison(dir, dataset, '0.1.0')).rejects.toMatchObject({ code: 'E_EXPORT_NOT_OURS', details: { earlierExport: false } })
+    await expect(exportComparison(dir, dataset, '0.1.0', true)).rejects.toMatchObject({ code: 'E_EXPORT_NOT_OURS' })
+    expect(readFileSync(dataset).equals(original)).toBe(true)
+    expect(existsSync(path.join(runs, 'labelled_data.meta.json'))).toBe(false)
+    // A folder, and a file whose .meta.json is someone else's, are refused too.
+    await expect(exportComparison(dir, runs, '0.1.0', true)).rejects.toThrow(/is a folder/)
+    writeFileSync(path.join(runs, 'notes.meta.json'), '{"mine": 1}')
+    await expect(exportComparison(dir, path.join(runs, 'notes.json'), '0.1.0', true)).rejects.toMatchObject({ code: 'E_EXPORT_NOT_OURS' })
+    expect(readFileSync(path.join(runs, 'notes.meta.json'), 'utf8')).toBe('{"mine": 1}')
+
+    const target = path.join(runs, 'cmp.json')
+    await exportComparison(dir, target, '0.1.0')
+    await expect(exportComparison(dir, target, '0.1.0')).rejects.toMatchObject({ code: 'E_EXPORT_EXISTS', details: { earlierExport: true, path: target } })
+    const again = await exportComparison(dir, target, '0.1.0', true)
+    expect(again.path).toBe(target)
   })
 
   it('copies the adapter, refusing a non-empty unrelated folder', async () => {
