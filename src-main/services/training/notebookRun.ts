@@ -8,7 +8,8 @@ import { loadPreferenceData, preferencePairs } from '../data/preferenceFile'
 import { loadPromptsFile, type PromptRow } from '../data/promptsFile'
 import { errorMessage } from '../errors'
 import { writeJsonAtomic } from '../fsAtomic'
-import { generateResponses } from '../engine/generateResponses'
+import { contextCutNote } from '../engine/contextLimits'
+import { generateResponses, planGeneration } from '../engine/generateResponses'
 import { openModel as openModelDefault, type ModelSession, type OpenModelOptions } from '../engine/modelSession'
 import { baseModelName, loadAdapter, type LoadedAdapter } from './adapterFiles'
 import { recordModelFiles, sha256File } from './modelFiles'
@@ -159,6 +160,11 @@ async function runPhases(req: NotebookRunRequest, events: RunEvents, signal: Abo
     config.model = { architecture: info.config.architecture, params: info.params, quant: info.quant, backend: info.backend, backend_note: info.backendNote }
     writeJsonAtomic(join(outDir, CONFIG_FILE), config)
     if (signal?.aborted) return cancelled()
+    // The test prompts must fit the model's context now, not after minutes of training (contextLimits.ts).
+    if (prompts) {
+      const plan = planGeneration(session, { prompts, maxNewTokens: params.maxNewTokens, system: params.systemMessage }, 'max new tokens')
+      if (plan.cutByContext.length > 0) events.log?.(contextCutNote(plan.cutByContext, prompts.length, plan.context!))
+    }
 
     const generation = {
       do_sample: false,

@@ -13,6 +13,7 @@ import type { TrainParams } from '../params/trainParams'
 import { baseModelName, loadAdapter, saveAdapter, type AdapterSettings, type LoadedAdapter } from './adapterFiles'
 import { CHECKPOINT_FILE, optimizerSummary, removeCheckpoint, writeCheckpoint, type Checkpoint } from './checkpoint'
 import { RefLogpsCache, dataFingerprint as fingerprintOfPairs, pairKey, refCacheDir, type RefLogps } from './refCache'
+import { modelContext, trainingLengths } from '../engine/contextLimits'
 import { referenceBatches } from './referenceBatches'
 import { checkCheckpointFits } from './resumeChecks'
 import { ensureRunDir } from './runDir'
@@ -94,10 +95,15 @@ export async function trainDpo(session: ModelSession, pairs: readonly Preference
   if (padId === null) throw new StudioError('E_BAD_MODEL', `the tokenizer in ${session.dir} defines neither a pad nor an EOS token`)
   const engineVersion = opts.engineVersion ?? addonVersion()
 
-  // ---- tokenization (spec §7.2): the chat-templated prompt with the run's system message.
+  // ---- tokenization (spec §7.2): the chat-templated prompt with the run's system message; TRL's truncation, with
+  // max_length never past the model's context (contextLimits.ts), and the log says what was cut.
+  const lengths = trainingLengths(params, modelContext(session.info.config.maxPosition))
+  if (lengths.note) ev.log?.(lengths.note)
+  let truncatedPairs = 0
   const tokenized: TokenizedPair[] = pairs.map((p, i) => {
     try {
-      const t = tokenizeTrainingPair(tok, p, params)
+      const t = tokenizeTrainingPair(tok, p, { ...params, ...lengths })
+      if (t.truncated) truncatedPairs++
       const chosen = { ids: Int32Array.from(t.chosen.ids), labels: Int32Array.from(t.chosen.labels) }
       const rejected = { ids: Int32Array.from(t.rejected.ids), labels: Int32Array.from(t.rejected.labels) }
       return { chosen, rejected, key: pairKey({ chosen, rejected }) }
@@ -105,6 +111,9 @@ export async function trainDpo(session: ModelSession, pairs: readonly Preference
       throw new StudioError('E_BAD_INPUT', `pair ${i + 1} (id ${JSON.stringify(p.id)}): ${errorMessage(e)}`, { cause: e })
     }
   })
+
+  if (truncatedPairs > 0)
+    ev.log?.(`${truncatedPairs} of ${pairs.length} pairs are longer than max_length ${lengths.maxLength}: truncated as TRL does (the prompt keeps its last ${lengths.maxPromptLength} tokens, answers are cut to fit)`)
 
   const schedule: ScheduleInput = {
     numPairs: pairs.length,
@@ -162,6 +171,9 @@ export async function trainDpo(session: ModelSession, pairs: readonly Preference
     pairs: pairs.length,
     data_fingerprint: dataFingerprint,
     engine_version: engineVersion,
+    max_length: lengths.maxLength,
+    max_prompt_length: lengths.maxPromptLength,
+    truncated_pairs: truncatedPairs,
   }
   let refCached = 0
   let refComputed = 0
