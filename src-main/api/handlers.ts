@@ -43,15 +43,17 @@ export function createApi(ctx: ApiContext): ApiService {
   let engineVersion: string | null = null
   const jobs = new JobManager(ctx.host, runsDir(ctx.dataDir), ctx.emit, () => engineVersion)
   const check = (p: string) => ctx.policy.check(p)
+  /** A folder the readers open files in by name (model, dataset, run): every link in it is checked too. */
+  const checkTree = (p: string) => ctx.policy.checkTree(p)
 
   /** A run id (folder under runs/) or a run directory path. */
   const runDir = (run: string): string => {
     if (!isAbsolute(run) && !run.includes('/') && !run.includes('\\')) {
       const dir = join(runsDir(ctx.dataDir), run)
       if (!existsSync(dir)) throw new StudioError('E_BAD_INPUT', `no run ${run} in ${runsDir(ctx.dataDir)}`)
-      return dir
+      return checkTree(dir)
     }
-    return check(run)
+    return checkTree(run)
   }
 
   const engineInfo = async (): Promise<EngineInfo> => {
@@ -85,16 +87,16 @@ export function createApi(ctx: ApiContext): ApiService {
       return { cacheDir, models }
     },
     async modelInspect({ dir }) {
-      return inspectModel(check(dir))
+      return inspectModel(checkTree(dir))
     },
     async modelLoad({ dir, quant, backend }) {
-      const abs = check(dir)
+      const abs = checkTree(dir)
       return ctx.host.call('modelLoad', { dir: abs, quant, backend }, (e) => {
         if (e.kind === 'loadProgress') ctx.emit({ type: 'modelLoad', dir: abs, fraction: e.fraction })
       }).promise
     },
     async datasetOpen({ path }) {
-      return datasets.openDataset(check(path))
+      return datasets.openDataset(checkTree(path))
     },
     async datasetRows({ datasetId, query, offset, limit }) {
       return datasets.rows(datasetId, query, offset, limit)
@@ -107,13 +109,13 @@ export function createApi(ctx: ApiContext): ApiService {
     },
     async generateStart({ modelDir, promptsPath, params }) {
       const prompts = (await openPrompts(check(promptsPath))).prompts
-      return jobs.startGenerate({ modelDir: check(modelDir), prompts, params })
+      return jobs.startGenerate({ modelDir: checkTree(modelDir), prompts, params })
     },
     async runStart({ modelDir, datasetPath, testPromptsPath, params }) {
       if (!(await loadRunNotebook())) throw new StudioError('E_UNSUPPORTED', 'this build has no DPO training service yet')
       const prompts = testPromptsPath ? (await openPrompts(check(testPromptsPath))).prompts : []
       if (engineVersion === null) await engineInfo().catch(() => null)
-      return jobs.startRun({ modelDir: check(modelDir), datasetPath: check(datasetPath), testPromptsPath: testPromptsPath ? check(testPromptsPath) : undefined, prompts, params })
+      return jobs.startRun({ modelDir: checkTree(modelDir), datasetPath: checkTree(datasetPath), testPromptsPath: testPromptsPath ? check(testPromptsPath) : undefined, prompts, params })
     },
     async runResume({ run }) {
       if (!(await loadRunNotebook())) throw new StudioError('E_UNSUPPORTED', 'this build has no DPO training service yet')
