@@ -14,7 +14,8 @@ import { openModel as openModelDefault, type ModelSession, type OpenModelOptions
 import { baseModelName, loadAdapter, type LoadedAdapter } from './adapterFiles'
 import { recordModelFiles, sha256File } from './modelFiles'
 import { planResume, type ResumeGiven, type ResumePlan } from './resume'
-import { ensureRunDir, lockRunDir, phaseWords, updateRunStatus, type RunDirLock, type RunStatusFile } from './runDir'
+import type { FileLock } from '../fileLock'
+import { ensureRunDir, lockRunDir, phaseWords, updateRunStatus, type RunStatusFile } from './runDir'
 import { ADAPTER_DIR, SUMMARY_FILE, addonCancelTokenFactory, addonVersion, attachLoadedAdapter, trainDpo, type TrainOptions, type TrainResult } from './trainer'
 import type { ComparisonRow, NotebookRunRequest, ResponseRow, RunEvents, RunPhase, RunSummary } from './types'
 
@@ -53,7 +54,7 @@ async function runPhases(req: NotebookRunRequest, events: RunEvents, signal: Abo
   const engineVersion = deps.engineVersion ?? addonVersion()
   const created = new Date().toISOString()
   let phase: RunPhase = 'load'
-  let lock: RunDirLock | null = null
+  let lock: FileLock | null = null
   /** run_status.json follows the run (docs/run-directory.md); once the run dir is ours and locked. */
   const record = (patch: Partial<RunStatusFile>) => {
     if (lock) updateRunStatus(outDir, patch)

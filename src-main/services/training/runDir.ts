@@ -1,11 +1,12 @@
 // Run directories we own (docs/run-directory.md): a marker file says a folder is ours, so nothing is ever written
 // into a model folder or any other folder we did not create; a lock file (pid, host) keeps two runs out of one
 // folder; run_status.json says how the run stands, and a run whose process is gone is marked as such.
-import { closeSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeSync } from 'node:fs'
+import { readFileSync, readdirSync, statSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { join, resolve } from 'node:path'
 import { StudioError, errorMessage } from '../errors'
-import { fileWriteError, writeJsonAtomic } from '../fsAtomic'
+import { writeJsonAtomic } from '../fsAtomic'
+import { lockIsHeld, pidAlive, tryLock, type FileLock, type LockHolder } from '../fileLock'
 import { isInside, realish } from '../realPaths'
 import type { RunPhase } from './types'
 
@@ -71,110 +72,20 @@ function isEarlierRunDir(dir: string, entries: string[]): boolean {
 
 // ---- the lock --------------------------------------------------------------------------------------------------
 
-export interface LockHolder {
-  pid: number
-  hostname: string
-  started: string
-  command: string
-}
-
-export interface RunDirLock {
-  readonly file: string
-  release(): void
-}
-
-/** Locks this process holds, released on exit too (process.exit skips finally blocks). */
-const held = new Set<string>()
-let exitHook = false
-
 /**
- * Takes the run directory's lock (O_EXCL create). A lock left by a process that is gone (same host, pid not
- * running) is stale and taken over; a live one fails with E_RUN_LOCKED naming its holder.
+ * Takes the run directory's lock (fileLock.ts). A lock left by a process that is gone is taken over; a live one
+ * fails with E_RUN_LOCKED naming its holder.
  */
-export function lockRunDir(dir: string, command: string): RunDirLock {
+export function lockRunDir(dir: string, command: string): FileLock {
   const file = join(resolve(dir), RUN_LOCK_FILE)
-  const me: LockHolder = { pid: process.pid, hostname: hostname(), started: new Date().toISOString(), command }
-  for (let attempt = 0; ; attempt++) {
-    let fd: number
-    try {
-      fd = openSync(file, 'wx')
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw fileWriteError(e, file, 'create the lock')
-      const holder = readLock(file)
-      if (attempt < 2 && holder !== 'unreadable' && holder !== null && !lockIsLive(holder, file)) {
-        rmSync(file, { force: true })
-        continue
-      }
-      if (holder === null) continue // released between our create and our read
-      throw lockedError(dir, holder)
-    }
-    try {
-      writeSync(fd, JSON.stringify(me) + '\n')
-    } catch (e) {
-      closeSync(fd)
-      rmSync(file, { force: true })
-      throw fileWriteError(e, file)
-    }
-    closeSync(fd)
-    held.add(file)
-    if (!exitHook) {
-      exitHook = true
-      process.on('exit', () => held.forEach((f) => releaseFile(f)))
-    }
-    return {
-      file,
-      release: () => {
-        if (held.delete(file)) releaseFile(file)
-      },
-    }
-  }
-}
-
-function releaseFile(file: string): void {
-  const holder = readLock(file)
-  if (holder !== 'unreadable' && holder?.pid === process.pid && holder.hostname === hostname()) rmSync(file, { force: true })
-}
-
-/** The lock's holder, null when there is no lock, 'unreadable' when it is being written or damaged. */
-export function readLock(file: string): LockHolder | null | 'unreadable' {
-  let text: string
-  try {
-    text = readFileSync(file, 'utf8')
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'ENOENT' ? null : 'unreadable'
-  }
-  try {
-    const v = JSON.parse(text) as LockHolder
-    return Number.isInteger(v.pid) && typeof v.hostname === 'string' ? v : 'unreadable'
-  } catch {
-    // A lock seconds old may be mid-write; an old unreadable one is debris.
-    return ageMs(file) > 10_000 ? { pid: -1, hostname: hostname(), started: '', command: 'unknown' } : 'unreadable'
-  }
-}
-
-function lockIsLive(holder: LockHolder, file: string): boolean {
-  if (holder.hostname !== hostname()) return true // cannot tell from here: the message says how to clear it
-  if (holder.pid === process.pid) return held.has(file)
-  return pidAlive(holder.pid)
+  const got = tryLock(file, command)
+  if ('holder' in got) throw lockedError(dir, got.holder)
+  return got
 }
 
 /** True when the run directory's lock is held by a running process (or one on another host). */
 export function runDirLockIsLive(dir: string): boolean {
-  const file = join(dir, RUN_LOCK_FILE)
-  const holder = readLock(file)
-  if (holder === null) return false
-  if (holder === 'unreadable') return true
-  return lockIsLive(holder, file)
-}
-
-export function pidAlive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM'
-  }
+  return lockIsHeld(join(dir, RUN_LOCK_FILE))
 }
 
 function lockedError(dir: string, holder: LockHolder | 'unreadable'): StudioError {
@@ -270,9 +181,4 @@ function statOrNull(p: string) {
   } catch {
     return null
   }
-}
-
-function ageMs(file: string): number {
-  const s = statOrNull(file)
-  return s ? Date.now() - s.mtimeMs : Infinity
 }

@@ -1,9 +1,13 @@
 // Reference log-probs cache: what the fingerprint covers, per-pair keys, atomic rewrites, corrupt files ignored.
+import { spawn } from 'node:child_process'
 import { readFileSync, readdirSync, utimesSync, writeFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
 import path from 'node:path'
+import { pathToFileURL } from 'node:url'
 import { afterEach, describe, expect, it } from 'vitest'
 import { RefLogpsCache, dataFingerprint, modelFingerprint, pairKey, refCacheDir } from '../../../src-main/services/training/refCache'
 import { tempDir } from '../../helpers/modelFixtures'
+import { repoRoot } from '../../helpers/sharedPath'
 
 function modelDir(): string {
   const dir = tempDir('dpo-refmodel-')
@@ -118,3 +122,35 @@ describe('RefLogpsCache', () => {
     expect(c.save()).toMatch(/could not write the reference cache/)
   })
 })
+
+describe('RefLogpsCache shared by two processes', () => {
+  it('two caches opened on the same file keep each other\'s entries (merge on save)', () => {
+    const dir = tempDir('dpo-refshare-')
+    const m = modelDir()
+    const a = RefLogpsCache.open(dir, model(m))
+    const b = RefLogpsCache.open(dir, model(m))
+    const ka = pairKey(pair([1, 2, 3, 4]))
+    const kb = pairKey(pair([1, 2, 3, 5]))
+    a.set(ka, { chosen: -1, rejected: -2 })
+    b.set(kb, { chosen: -3, rejected: -4 })
+    expect(a.save()).toBeNull()
+    expect(b.save()).toBeNull()
+    const reread = RefLogpsCache.open(dir, model(m))
+    expect(reread.get(ka)).toEqual({ chosen: -1, rejected: -2 })
+    expect(reread.get(kb)).toEqual({ chosen: -3, rejected: -4 })
+    expect(readdirSync(dir).filter((f) => f.endsWith('.lock'))).toEqual([])
+  })
+
+  it('two real processes saving at the same time lose nothing (lock file + merge)', async () => {
+    const dir = tempDir('dpo-refprocs-')
+    const m = modelDir()
+    const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm')).href
+    const writer = path.join(repoRoot, 'test/helpers/refCacheWriter.ts')
+    const run = (tag: string) =>
+      new Promise<number | null>((resolve) => spawn(process.execPath, ['--import', tsx, writer, dir, m, tag, '25', '8'], { stdio: 'inherit' }).on('close', resolve))
+    expect(await Promise.all([run('a'), run('b')])).toEqual([0, 0])
+    const cache = RefLogpsCache.open(dir, model(m))
+    expect(cache.size).toBe(2 * 25 * 8)
+  })
+})
+
