@@ -277,6 +277,8 @@ export interface RunListItem {
   resumable: boolean
   /** The checkpoint's step it continues from (0: training restarts; -1: training is done, the answers remain). */
   resumeFromStep: number
+  /** A cancelled run: where the cancel stopped it ("cancelled during trained responses"); null otherwise. */
+  reason: string | null
 }
 
 export interface RunDetail extends RunListItem {

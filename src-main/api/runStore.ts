@@ -73,6 +73,7 @@ export async function readRunItem(dir: string): Promise<RunListItem | null> {
     error: status?.error ?? null,
     resumable: resume.resumable,
     resumeFromStep: resume.fromStep,
+    reason: status?.status === 'cancelled' ? (status.reason ?? null) : null,
   }
 }
 

@@ -1,7 +1,7 @@
 // Run directories as the history and export read them: listing, a torn metrics line, status fallbacks, the
 // notebook-shaped comparison export with its metadata, and adapter export that never leaves half a folder.
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { hostname, tmpdir } from 'node:os'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { exportAdapter, exportComparison, listRuns, openRun, readMetrics, writeRunStatus } from '../../../src-main/api/runStore'
@@ -46,6 +46,20 @@ describe('run store', () => {
     // A run made by the CLI has no run_status.json: its comparison says it completed.
     expect(list.find((r) => r.runId === 'cli-run')!.status).toBe('completed')
     await expect(openRun(path.join(runs, 'not-a-run'))).rejects.toThrow(/not a run directory/)
+  })
+
+  it('says where a cancelled run stopped, and marks a run whose process is gone as failed', async () => {
+    const runs = mkdtempSync(path.join(tmpdir(), 'dpo-rs-'))
+    const base = { startedAt: '2024-05-01T10:00:00.000Z', endedAt: null, modelDir: '/m', datasetPath: '/d', testPromptsPath: null, engineVersion: '0.1.0', error: null }
+    writeRunStatus(makeRun(runs, 'c1'), { ...base, runId: 'c1', status: 'cancelled', cancelledIn: 'trained', reason: 'cancelled during trained responses' })
+    // pid 4194305 is not a process on this machine: the run cannot still be running.
+    writeRunStatus(makeRun(runs, 'o1'), { ...base, runId: 'o1', status: 'running', pid: 4194305, hostname: hostname(), phase: 'train' })
+    const list = await listRuns(runs)
+    expect(list.find((r) => r.runId === 'c1')).toMatchObject({ status: 'cancelled', reason: 'cancelled during trained responses', error: null })
+    const orphan = list.find((r) => r.runId === 'o1')!
+    expect(orphan.status).toBe('failed')
+    expect(orphan.error).toMatch(/^stopped during training: the process that ran it \(pid 4194305\) is gone/)
+    expect(JSON.parse(readFileSync(path.join(runs, 'o1', 'run_status.json'), 'utf8')).status).toBe('failed')
   })
 
   it('exports the comparison in the notebook shape with metadata beside it', async () => {
