@@ -290,13 +290,20 @@ async function generate(
   events: RunEvents,
   cancel: NativeCancelToken | undefined,
 ): Promise<ResponseRow[] | null> {
-  const out = await generateResponses(session, {
-    prompts,
-    system,
-    maxNewTokens,
-    onText: (i, delta) => events.responseText?.(which, i, delta),
-    ...(cancel ? { cancel } : {}),
-  })
+  let out
+  try {
+    out = await generateResponses(session, {
+      prompts,
+      system,
+      maxNewTokens,
+      onText: (i, delta) => events.responseText?.(which, i, delta),
+      ...(cancel ? { cancel } : {}),
+    })
+  } catch (e) {
+    // A cancel that lands before a batch's first token is an E_CANCELLED error, not a 'cancelled' finish: same stop.
+    if ((e as { code?: unknown })?.code === 'E_CANCELLED') return null
+    throw e
+  }
   if (out.length < prompts.length || out.some((r) => r.finish === 'cancelled')) return null
   const rows = out.map(({ id, prompt, response }) => ({ id, prompt, response }))
   rows.forEach((r, i) => events.response?.(which, i, r))

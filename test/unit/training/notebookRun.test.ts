@@ -145,6 +145,26 @@ describe('runNotebook', () => {
     expect(readJson(out, 'run_status.json')).toMatchObject({ status: 'cancelled', cancelledIn: 'trained', reason: 'cancelled during trained responses' })
   })
 
+  it('a cancel that reaches the engine before a batch\'s first token (E_CANCELLED) is a cancel, not a failure', async () => {
+    // The real engine checks its token before the prefill and throws E_CANCELLED there.
+    class CancelsBeforePrefill extends FakeModel {
+      override async generate(...args: Parameters<FakeModel['generate']>) {
+        if (args[3]?.cancelled) throw Object.assign(new Error('cancelled'), { code: 'E_CANCELLED' })
+        return super.generate(...args)
+      }
+    }
+    const out = tempDir('dpo-nb-')
+    const controller = new AbortController()
+    const summary = await runNotebook(
+      { modelDir: STORIES, datasetPath: HW6, testPromptsPath: path.join(HW6, 'test_prompt.json'), params: resolveTrainParams({ dataSize: 16, maxNewTokens: 4 }), outDir: out },
+      { phase: (p) => p === 'trained' && controller.abort() },
+      controller.signal,
+      deps(new CancelsBeforePrefill()),
+    )
+    expect(summary).toMatchObject({ status: 'cancelled', cancelledIn: 'trained' })
+    expect(readJson(out, 'run_status.json')).toMatchObject({ status: 'cancelled', cancelledIn: 'trained' })
+  })
+
   it('cancelled during training: reports the training phase and the step reached', async () => {
     const out = tempDir('dpo-nb-')
     const controller = new AbortController()
