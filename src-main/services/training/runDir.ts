@@ -22,7 +22,7 @@ export const RUN_STATUS_FILE = 'run_status.json'
  */
 const RUN_ENTRIES = new Set([
   'config.json', 'metrics.jsonl', 'steps.jsonl', 'train_summary.json', 'responses_original.json', 'responses_trained.json',
-  'comparison.json', 'comparison_meta.json', RUN_STATUS_FILE, 'adapter', RUN_MARKER_FILE, RUN_LOCK_FILE,
+  'comparison.json', 'comparison_meta.json', RUN_STATUS_FILE, 'adapter', 'checkpoint.safetensors', RUN_MARKER_FILE, RUN_LOCK_FILE,
 ])
 
 /** Creates the run directory or checks that an existing one is ours; never touches a folder that is not. */
