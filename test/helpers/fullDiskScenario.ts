@@ -1,4 +1,4 @@
-// A real full disk for test/engine/fullDisk.test.ts: mounts a small tmpfs, fills it, and records what our checked
+// A real full disk for test/faults/fullDisk.test.ts: mounts a small tmpfs, fills it, and records what our checked
 // appends and a real `dpo-studio train` on the demo model do when writes stop fitting. Run as root, or under
 // `unshare -rm` (a user + mount namespace) where root is not available; prints one JSON object on stdout.
 import { execFileSync, spawn } from 'node:child_process'
