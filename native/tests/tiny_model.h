@@ -22,6 +22,7 @@ struct TinySpec {
   bool qkv_bias = false;  // Qwen2
   float theta = 10000.0f, eps = 1e-5f;
   unsigned seed = 7;
+  int max_position = 0;  // max_position_embeddings in config.json (0 = not written)
 };
 
 struct TinyModel {
@@ -88,6 +89,7 @@ inline TinyModel write_tiny_model(const TinySpec& s) {
       << ", \"num_key_value_heads\": " << s.NKV << ", \"head_dim\": " << s.HD << ", \"intermediate_size\": " << s.F
       << ", \"vocab_size\": " << s.V << ", \"rms_norm_eps\": " << s.eps << ", \"rope_theta\": " << s.theta
       << ", \"tie_word_embeddings\": " << (s.tied ? "true" : "false")
+      << (s.max_position > 0 ? ", \"max_position_embeddings\": " + std::to_string(s.max_position) : std::string())
       << ", \"bos_token_id\": 1, \"eos_token_id\": 2, \"torch_dtype\": \"float32\"}";
   return m;
 }

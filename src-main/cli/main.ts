@@ -15,6 +15,8 @@ import { reportError } from './report'
 function positiveInt(flag: string) {
   return (value: string): number => {
     const n = Number(value)
+    // 1e12 is an integer too: say "too large" (the model's context caps it later), never "not an integer".
+    if (n === Infinity || (Number.isInteger(n) && n > Number.MAX_SAFE_INTEGER)) throw new InvalidArgumentError(`${flag} is too large, got '${value}'`)
     if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${flag} must be a positive integer, got '${value}'`)
     return n
   }

@@ -69,7 +69,8 @@ export interface GenerateOptions {
 
 export interface GenerateResult {
   tokens: Int32Array[]
-  finish: Array<'eos' | 'length' | 'cancelled'>
+  /** 'context': prompt + answer filled the model's context (max_position_embeddings). */
+  finish: Array<'eos' | 'length' | 'context' | 'cancelled'>
 }
 
 export declare class NativeCancelToken {
@@ -223,5 +224,5 @@ export interface NativeEngine {
 
 /** Errors thrown by the engine carry a stable code. */
 export interface EngineError extends Error {
-  code: 'E_BAD_INPUT' | 'E_BAD_MODEL' | 'E_NO_CUDA' | 'E_OOM' | 'E_CANCELLED' | 'E_IO' | 'E_INTERNAL' | 'E_DEVICE_FAULT'
+  code: 'E_BAD_INPUT' | 'E_BAD_MODEL' | 'E_NO_CUDA' | 'E_OOM' | 'E_CANCELLED' | 'E_IO' | 'E_INTERNAL' | 'E_DEVICE_FAULT' | 'E_TOO_LONG'
 }

@@ -162,5 +162,8 @@ port.listen((msg) => {
 
 // A parent that died without stopping us (node fork) closes the IPC channel: nothing left to serve.
 process.on('disconnect', () => process.exit(0))
+// Ctrl-C in a terminal reaches the whole process group: the parent decides (it cancels the run in progress, which
+// then stops cleanly here, and stops us afterwards).
+process.on('SIGINT', () => undefined)
 
 port.post({ type: 'ready', pid: process.pid })

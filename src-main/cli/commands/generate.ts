@@ -1,6 +1,7 @@
 // `dpo-studio generate`: greedy answers to a prompts file, written as JSON [{id, prompt, response}].
 import { loadPromptsFile } from '../../services/data/promptsFile'
-import { generateResponses } from '../../services/engine/generateResponses'
+import { contextCutNote } from '../../services/engine/contextLimits'
+import { generateResponses, planGeneration } from '../../services/engine/generateResponses'
 import { writeJsonAtomic } from '../../services/fsAtomic'
 import { ProgressBar } from '../progressBar'
 import { openForCli, type ModelFlags } from './openForCli'
@@ -18,6 +19,8 @@ export async function runGenerate(flags: GenerateFlags): Promise<void> {
   const prompts = await loadPromptsFile(flags.prompts)
   const session = await openForCli(flags)
   try {
+    const plan = planGeneration(session, { prompts, maxNewTokens: flags.maxNewTokens, system: flags.system, noTemplate: !flags.template }, '--max-new-tokens')
+    if (plan.cutByContext.length > 0) process.stderr.write(`note: ${contextCutNote(plan.cutByContext, prompts.length, plan.context!)}\n`)
     const bar = new ProgressBar('generate', prompts.length * flags.maxNewTokens, 'tokens (at most)')
     const responses = await generateResponses(session, {
       prompts,

@@ -6,6 +6,7 @@ import { open, readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { checkModelDir } from '../engine/modelSession'
 import { StudioError, errorMessage } from '../errors'
+import { parseJson } from '../data/jsonText'
 import type { ModelSummary } from '../../api/contract'
 
 export const SUPPORTED_ARCHITECTURES = ['LlamaForCausalLM', 'MistralForCausalLM', 'Qwen2ForCausalLM'] as const
@@ -29,7 +30,12 @@ export async function readSafetensorsHeader(file: string): Promise<Record<string
     if (n <= 0 || n > 100 * 2 ** 20) throw new StudioError('E_BAD_MODEL', `${file}: not a safetensors file (header length ${n})`)
     const buf = Buffer.alloc(n)
     await fh.read(buf, 0, n, 8)
-    const header = JSON.parse(buf.toString('utf8')) as Record<string, TensorHeader>
+    let header: Record<string, TensorHeader>
+    try {
+      header = parseJson(buf.toString('utf8')) as Record<string, TensorHeader>
+    } catch (e) {
+      throw new StudioError('E_BAD_MODEL', `${file}: the safetensors header is ${errorMessage(e)}`)
+    }
     delete (header as Record<string, unknown>).__metadata__
     return header
   } finally {
@@ -45,7 +51,7 @@ export async function inspectModel(dirIn: string): Promise<ModelInspection> {
   const dir = checkModelDir(dirIn)
   let config: Record<string, unknown>
   try {
-    config = JSON.parse(await readFile(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>
+    config = parseJson(await readFile(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>
   } catch (e) {
     throw new StudioError('E_BAD_MODEL', `${join(dir, 'config.json')}: ${errorMessage(e)}`)
   }
@@ -55,8 +61,17 @@ export async function inspectModel(dirIn: string): Promise<ModelInspection> {
 
   let files: string[]
   if (existsSync(join(dir, 'model.safetensors.index.json'))) {
-    const index = JSON.parse(await readFile(join(dir, 'model.safetensors.index.json'), 'utf8')) as { weight_map?: Record<string, string> }
+    const indexFile = join(dir, 'model.safetensors.index.json')
+    let index: { weight_map?: Record<string, string> }
+    try {
+      index = parseJson(await readFile(indexFile, 'utf8')) as { weight_map?: Record<string, string> }
+    } catch (e) {
+      throw new StudioError('E_BAD_MODEL', `${indexFile}: ${errorMessage(e)}`)
+    }
     files = [...new Set(Object.values(index.weight_map ?? {}))]
+    // Shard names are file names in this folder: never a path that leaves it.
+    const outside = files.find((f) => typeof f !== 'string' || f === '' || /[\\/]/.test(f) || f.startsWith('.'))
+    if (outside !== undefined) throw new StudioError('E_BAD_MODEL', `${indexFile}: weight_map names a file outside the model folder`)
   } else if (existsSync(join(dir, 'model.safetensors'))) files = ['model.safetensors']
   else files = []
 

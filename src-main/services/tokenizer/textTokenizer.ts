@@ -18,6 +18,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ByteFallbackDecoder, SequenceDecoder, Tokenizer } from '@huggingface/tokenizers';
 import { StudioError, errorMessage } from '../errors';
+import { parseJson } from '../data/jsonText';
 
 export interface EncodeOptions {
   /** transformers' add_special_tokens; default true, as `tokenizer(text)` does. */
@@ -346,7 +347,7 @@ async function readJsonFile(dir: string, name: string, required: boolean): Promi
     return null;
   }
   try {
-    return JSON.parse(text.replace(/^\uFEFF/, ''));
+    return parseJson(text.replace(/^\uFEFF/, ''));
   } catch (e) {
     throw new StudioError('E_BAD_MODEL', `model directory ${dir}: ${name} is not valid JSON: ${errorMessage(e)}`, {
       cause: e,
