@@ -33,6 +33,8 @@ GenerateResult Model::generate(const std::vector<std::vector<int32_t>>& prompts,
     T = std::max(T, int(prompts[size_t(b)].size()));
   }
   if (opt.max_new_tokens == 0) return res;
+  // Refused before any token is produced rather than part-way through a stream.
+  check_sliding_window(c, T + opt.max_new_tokens, "prompt plus max_new_tokens");
 
   KvCache cache;
   cache.init(be, c.n_layers, B, T + opt.max_new_tokens, c.n_kv_heads * c.head_dim);
