@@ -106,7 +106,8 @@ std::vector<TensorPlan> plan_tensors(const ModelConfig& c) {
   const int QD = c.n_heads * HD, KVD = c.n_kv_heads * HD;
   const float sc = 1.0f / std::sqrt(float(C)), sf = 1.0f / std::sqrt(float(F)), sq = 1.0f / std::sqrt(float(QD));
   std::vector<TensorPlan> t;
-  t.push_back({"model.embed_tokens.weight", {c.vocab, C}, 1.0f, 0.0f, false});
+  // A tied embedding is also the output layer: scaled so that logits stay O(1), as an untied lm_head's are.
+  t.push_back({"model.embed_tokens.weight", {c.vocab, C}, c.tie_embeddings ? 2 * sc : 1.0f, 0.0f, false});
   for (int l = 0; l < c.n_layers; l++) {
     const std::string p = "model.layers." + std::to_string(l);
     t.push_back({p + ".input_layernorm.weight", {C}, 0.1f, 1.0f, false});

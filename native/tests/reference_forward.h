@@ -1,5 +1,6 @@
-// Test helper: a naive double-precision Llama/Qwen2 forward over one padded sequence, written independently of the
-// engine (no shared code), used to check the engine's logits and log-probs.
+// Test helper: a naive double-precision Llama/Mistral/Qwen2/Qwen3 forward over one padded sequence, written
+// independently of the engine (no shared code), used to check the engine's logits and log-probs. RoPE takes the
+// spec's frequency table (family_model.h computes the scaled ones in double from the config).
 #pragma once
 #include <cmath>
 #include <functional>
@@ -35,15 +36,31 @@ inline std::vector<std::vector<double>> reference_logits(const TinySpec& s, cons
     for (size_t i = 0; i < x.size(); i++) y[i] = x[i] * r * w[i];
     return y;
   };
+  std::vector<double> inv(static_cast<size_t>(HD / 2));
+  if (s.inv_freq) inv = s.inv_freq(T);  // transformers: the call's length decides dynamic scaling
+  else
+    for (int j = 0; j < HD / 2; j++) inv[size_t(j)] = 1.0 / std::pow(double(s.theta), 2.0 * j / HD);
+  const double af = s.rope_attention_factor;
   auto rope = [&](std::vector<double>& v, int heads, int pos) {
     for (int h = 0; h < heads; h++) {
       double* x = v.data() + h * HD;
       for (int j = 0; j < HD / 2; j++) {
-        double inv = 1.0 / std::pow(double(s.theta), 2.0 * j / HD), a = pos * inv;
+        const double a = pos * inv[size_t(j)], c = af * std::cos(a), sn = af * std::sin(a);
         double x1 = x[j], x2 = x[j + HD / 2];
-        x[j] = x1 * std::cos(a) - x2 * std::sin(a);
-        x[j + HD / 2] = x2 * std::cos(a) + x1 * std::sin(a);
+        x[j] = x1 * c - x2 * sn;
+        x[j + HD / 2] = x2 * c + x1 * sn;
       }
+    }
+  };
+  // Qwen3: RMSNorm over each head's HD values with the layer's (HD) weight.
+  auto head_norm = [&](std::vector<double>& v, int heads, const std::string& name) {
+    std::vector<double> w = W(name);
+    for (int h = 0; h < heads; h++) {
+      double* x = v.data() + h * HD;
+      double ms = 0;
+      for (int j = 0; j < HD; j++) ms += x[j] * x[j];
+      const double r = 1.0 / std::sqrt(ms / HD + double(s.eps));
+      for (int j = 0; j < HD; j++) x[j] = x[j] * r * w[size_t(j)];
     }
   };
   std::vector<double> emb = W("model.embed_tokens.weight");
@@ -59,6 +76,10 @@ inline std::vector<std::vector<double>> reference_logits(const TinySpec& s, cons
       q[size_t(t)] = linear(xn, p + ".self_attn.q_proj", QD, C, bias);
       k[size_t(t)] = linear(xn, p + ".self_attn.k_proj", KVD, C, bias);
       v[size_t(t)] = linear(xn, p + ".self_attn.v_proj", KVD, C, bias);
+      if (s.qk_norm) {
+        head_norm(q[size_t(t)], s.NH, p + ".self_attn.q_norm.weight");
+        head_norm(k[size_t(t)], s.NKV, p + ".self_attn.k_norm.weight");
+      }
       rope(q[size_t(t)], s.NH, t);
       rope(k[size_t(t)], s.NKV, t);
     }
@@ -84,7 +105,7 @@ inline std::vector<std::vector<double>> reference_logits(const TinySpec& s, cons
           for (int j = 0; j < HD; j++)
             att[size_t(h * HD + j)] += sc[i] / sum * v[size_t(keys[i])][size_t(kh * HD + j)];
       }
-      auto o = linear(att, p + ".self_attn.o_proj", C, QD, false);
+      auto o = linear(att, p + ".self_attn.o_proj", C, QD, s.o_bias);
       for (int c = 0; c < C; c++) x[size_t(t)][size_t(c)] += o[size_t(c)];
       auto xn = rmsnorm(x[size_t(t)], p + ".post_attention_layernorm.weight");
       auto g = linear(xn, p + ".mlp.gate_proj", s.F, C, false);

@@ -5,6 +5,7 @@
 // computes (default, linear, dynamic, yarn, llama3) has its required keys checked; any other type, and partial
 // rotary embeddings, are refused naming the field and the value (docs/model-families.md).
 #include <cmath>
+#include <sstream>
 #include <string>
 
 #include "dpo/model_config.h"
@@ -56,9 +57,12 @@ void read_rope_config(const ConfigFields& f, ModelConfig& c) {
   for (const json::Value* holder : {&f.root(), block}) {
     if (!holder) continue;
     const json::Value* p = ConfigFields::present(*holder, "partial_rotary_factor");
-    if (p && !(p->is_number() && p->as_number() == 1.0))
-      f.bad(": partial_rotary_factor " + (p->is_number() ? std::to_string(p->as_number()) : std::string("?")) +
-            " is not supported (every head dimension must be rotated)");
+    if (p && !(p->is_number() && p->as_number() == 1.0)) {
+      std::ostringstream value;
+      if (p->is_number()) value << p->as_number();
+      else value << "?";
+      f.bad(": partial_rotary_factor " + value.str() + " is not supported (every head dimension must be rotated)");
+    }
   }
   if (c.head_dim % 2 != 0) f.bad(": RoPE needs an even head_dim (got " + std::to_string(c.head_dim) + ")");
   if (!block) return;
