@@ -4,6 +4,7 @@
 #pragma once
 #include <cmath>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -15,12 +16,19 @@ namespace dpo_test {
 using WeightFn = std::function<std::vector<double>(const std::string&)>;
 
 // Logits (T, V) for ids (T) where positions >= valid_len are padding keys (never attended) but still computed.
-inline std::vector<std::vector<double>> reference_logits(const TinySpec& s, const WeightFn& W,
+inline std::vector<std::vector<double>> reference_logits(const TinySpec& s, const WeightFn& W_in,
                                                          const std::vector<int>& ids, int valid_len) {
+  // Each weight fetched once per call (the lm_head of a 128k vocabulary is 65 MB in double).
+  std::map<std::string, std::vector<double>> fetched;
+  auto W = [&](const std::string& name) -> const std::vector<double>& {
+    auto it = fetched.find(name);
+    return it != fetched.end() ? it->second : fetched.emplace(name, W_in(name)).first->second;
+  };
   const int T = int(ids.size()), C = s.C, HD = s.HD, QD = s.NH * HD, KVD = s.NKV * HD;
   auto linear = [&](const std::vector<double>& x, const std::string& name, int out, int in, bool bias) {
-    std::vector<double> w = W(name + ".weight"), y(size_t(out), 0.0);
-    std::vector<double> b = bias ? W(name + ".bias") : std::vector<double>();
+    const std::vector<double>& w = W(name + ".weight");
+    std::vector<double> y(size_t(out), 0.0);
+    const std::vector<double> b = bias ? W(name + ".bias") : std::vector<double>();
     for (int o = 0; o < out; o++) {
       double acc = bias ? b[size_t(o)] : 0.0;
       for (int i = 0; i < in; i++) acc += w[size_t(o) * in + i] * x[size_t(i)];
@@ -29,7 +37,8 @@ inline std::vector<std::vector<double>> reference_logits(const TinySpec& s, cons
     return y;
   };
   auto rmsnorm = [&](const std::vector<double>& x, const std::string& name) {
-    std::vector<double> w = W(name), y(x.size());
+    const std::vector<double>& w = W(name);
+    std::vector<double> y(x.size());
     double ms = 0;
     for (double v : x) ms += v * v;
     double r = 1.0 / std::sqrt(ms / double(x.size()) + double(s.eps));
@@ -54,7 +63,7 @@ inline std::vector<std::vector<double>> reference_logits(const TinySpec& s, cons
   };
   // Qwen3: RMSNorm over each head's HD values with the layer's (HD) weight.
   auto head_norm = [&](std::vector<double>& v, int heads, const std::string& name) {
-    std::vector<double> w = W(name);
+    const std::vector<double>& w = W(name);
     for (int h = 0; h < heads; h++) {
       double* x = v.data() + h * HD;
       double ms = 0;
@@ -63,7 +72,7 @@ inline std::vector<std::vector<double>> reference_logits(const TinySpec& s, cons
       for (int j = 0; j < HD; j++) x[j] = x[j] * r * w[size_t(j)];
     }
   };
-  std::vector<double> emb = W("model.embed_tokens.weight");
+  const std::vector<double>& emb = W("model.embed_tokens.weight");
   std::vector<std::vector<double>> x(static_cast<size_t>(T), std::vector<double>(static_cast<size_t>(C)));
   for (int t = 0; t < T; t++)
     for (int c = 0; c < C; c++) x[size_t(t)][size_t(c)] = emb[size_t(ids[size_t(t)]) * C + c];
