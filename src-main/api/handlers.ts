@@ -91,7 +91,8 @@ export function createApi(ctx: ApiContext): ApiService {
       return { cacheDir, models }
     },
     async modelInspect({ dir }) {
-      return inspectModel(check(dir))
+      // "Supported" is the engine's own verdict, from the host process that loads models.
+      return inspectModel(check(dir), (d) => ctx.host.call('modelCheck', { dir: d, quant: 'nf4' }).promise)
     },
     async modelLoad({ dir, quant, backend }) {
       const abs = check(dir)

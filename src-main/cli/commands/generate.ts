@@ -4,8 +4,9 @@ import { generateResponses } from '../../services/engine/generateResponses'
 import { writeJsonAtomic } from '../../services/fsAtomic'
 import { ProgressBar } from '../progressBar'
 import { openForCli, type ModelFlags } from './openForCli'
+import { templateStyle, type TemplateFlags } from './templateFlags'
 
-export interface GenerateFlags extends ModelFlags {
+export interface GenerateFlags extends ModelFlags, TemplateFlags {
   prompts: string
   system?: string
   template: boolean
@@ -16,6 +17,7 @@ export interface GenerateFlags extends ModelFlags {
 
 export async function runGenerate(flags: GenerateFlags): Promise<void> {
   const prompts = await loadPromptsFile(flags.prompts)
+  const style = templateStyle(flags)
   const session = await openForCli(flags)
   try {
     const bar = new ProgressBar('generate', prompts.length * flags.maxNewTokens, 'tokens (at most)')
@@ -23,6 +25,7 @@ export async function runGenerate(flags: GenerateFlags): Promise<void> {
       prompts,
       system: flags.system,
       noTemplate: !flags.template,
+      ...style,
       maxNewTokens: flags.maxNewTokens,
       batchSize: flags.batchSize,
       onToken: (n) => bar.update(n),
