@@ -56,7 +56,7 @@ export const trainParamsSchema = z.object({
     .describe('System message put in the chat template of every prompt (the notebook: 回覆請少於20字).'),
   enableThinking: z.enum(THINKING_MODES).default('default')
     .describe('Qwen3-style templates: off asks for answers without a <think> block (enable_thinking=False), on passes True, default leaves the template\'s own default. Templates without enable_thinking ignore it.'),
-  chatDate: z.string().regex(/^\d{4}-\d{2}-\d{2}$/, 'Use YYYY-MM-DD').optional()
+  chatDate: z.union([z.literal(''), z.string().regex(/^\d{4}-\d{2}-\d{2}$/, 'Use YYYY-MM-DD')]).optional()
     .describe('The date templates that print today\'s date (Llama 3.1/3.2: strftime_now) get, as YYYY-MM-DD. Empty: the day the run starts, recorded in the run\'s config so a rerun renders the same prompts.'),
   // --- engine
   quant: z.enum(['nf4', 'none']).default('nf4').describe('Base weights in 4-bit NF4 with double quantization, or full precision.'),

@@ -49,7 +49,7 @@ export async function resumeNotebook(runDir: string, given: ResumeGiven, events:
 async function runPhases(req: NotebookRunRequest, events: RunEvents, signal: AbortSignal | undefined, deps: NotebookDeps, resume: ResumePlan | null): Promise<RunSummary> {
   const t0 = performance.now()
   // One template date per run, recorded with the parameters: a rerun renders (and caches) the same prompts.
-  const params = { ...req.params, chatDate: req.params.chatDate ?? todayChatDate() }
+  const params = { ...req.params, chatDate: req.params.chatDate || todayChatDate() }
   const outDir = resolve(req.outDir)
   const engineVersion = deps.engineVersion ?? addonVersion()
   const created = new Date().toISOString()
