@@ -37,6 +37,7 @@ export function buildProgram(): Command {
     .command('info')
     .description('engine version and the backends this machine can use')
     .option('--json', 'print JSON')
+    .option('--model <dir>', 'also inspect a model folder: shape, size, and whether the engine will load it')
     .action(async (opts) => runInfo(opts))
 
   const generate = program

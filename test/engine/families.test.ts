@@ -45,6 +45,15 @@ describe('one DPO step and greedy answers per family, through the CLI', () => {
   }
 })
 
+describe('dpo-studio info --model', () => {
+  it('reports the engine loader\'s verdict on a folder', () => {
+    const r = runCli(['info', '--json', '--model', familyModel('qwen3-0.6b')])
+    expect(r.code, r.stderr).toBe(0)
+    const info = JSON.parse(r.stdout)
+    expect(info.model).toMatchObject({ architecture: 'Qwen3ForCausalLM', supported: true, note: '' })
+  })
+})
+
 describe('generate from a bitsandbytes 4-bit checkpoint', () => {
   it('Qwen2.5 bnb-4bit answers with its biases kept', () => {
     const out = path.join(tempDir(), 'answers.json')
