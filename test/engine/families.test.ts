@@ -1,10 +1,14 @@
 // Each tested family through the CLI on its tiny twin (real config fields and tokenizer, `dpo-tool make-model
 // --family`): `run` with one DPO step between the original and trained answers (so `train` and `generate` both run
-// on it), the run's config recording the template date and thinking mode, and `generate` from a bitsandbytes 4-bit
-// Qwen2.5 twin.
-import { readFileSync, writeFileSync } from 'node:fs'
+// on it), the run's config recording the template date and thinking mode, `generate` from a bitsandbytes 4-bit
+// Qwen2.5 twin, and generation ending at any stop id of config.json and generation_config.json.
+import { copyFileSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
+import { generateResponses } from '../../src-main/services/engine/generateResponses'
+import { openModel } from '../../src-main/services/engine/modelSession'
+import { promptText } from '../../src-main/services/engine/promptText'
+import { promptIds } from '../../src-main/services/tokenizer/chatTemplate'
 import { FAMILIES, familyModel } from '../helpers/familyModels'
 import { tempDir } from '../helpers/modelFixtures'
 import { runCli } from '../helpers/runCli'
@@ -63,5 +67,38 @@ describe('generate from a bitsandbytes 4-bit checkpoint', () => {
     ])
     expect(r.code, r.stderr).toBe(0)
     expect(readJson(out)).toHaveLength(1)
+  })
+})
+
+describe('every eos id of config.json and generation_config.json ends generation', () => {
+  // A random twin never writes <|end_of_text|> by chance, so the test takes a token the model does write (the 4th of
+  // a free run) and lists it as a stop id beside the published ones, once in each file.
+  it.each(['generation_config.json', 'config.json'])('Llama 3.2 twin, a stop id added to %s', async (file) => {
+    const src = familyModel('llama-3.2-1b-instruct')
+    const question = [{ id: 1, prompt: '請介紹台灣的夜市。' }]
+    const style = { chatDate: '2026-03-05' }
+    const free = await openModel(src, { quant: 'none', backend: 'cpu' })
+    let tokens: number[]
+    try {
+      const ids = promptIds(free.tokenizer, promptText(free.tokenizer, question[0]!.prompt, style))
+      tokens = [...(await free.native.generate([ids], { maxNewTokens: 8, eosIds: [] })).tokens[0]!]
+    } finally {
+      free.dispose()
+    }
+    const k = tokens.findIndex((t, i) => i >= 3 && !tokens.slice(0, i).includes(t))
+    expect(k, `a fresh token among ${tokens}`).toBeGreaterThanOrEqual(3)
+    const dir = tempDir('dpo-stop-')
+    for (const f of readdirSync(src)) copyFileSync(path.join(src, f), path.join(dir, f))
+    const cfg = readJson(path.join(dir, file))
+    writeFileSync(path.join(dir, file), JSON.stringify({ ...cfg, eos_token_id: [128001, tokens[k], 128009] }))
+    const session = await openModel(dir, { quant: 'none', backend: 'cpu' })
+    try {
+      expect([...session.tokenizer.eosIds]).toContain(tokens[k])
+      const [r] = await generateResponses(session, { prompts: question, ...style, maxNewTokens: 8 })
+      expect(r!.finish).toBe('eos')
+      expect(r!.tokens).toBe(k + 1)
+    } finally {
+      session.dispose()
+    }
   })
 })
