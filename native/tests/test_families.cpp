@@ -178,6 +178,7 @@ TEST_CASE(bnb_4bit_twins_keep_every_tensor_and_stay_within_nf4_error_of_bf16) {
     CHECK(model->info().quantized_linears == 7 * pre.spec.L);
     CHECK(model->info().config.prequantized);
     check_family_logps((std::string(fam) + " bnb-4bit").c_str(), *model, pre, nf4_values_of(pre, true), 0.01, 0.005);
+    check_family_greedy(*model, pre, nf4_values_of(pre, true), 0.05);
     // Against its bf16 twin in full precision: NF4's error, as large as quantizing the bf16 twin at load gives.
     auto full = load(bf16, dpo::QuantMode::None), at_load = load(bf16, dpo::QuantMode::Nf4);
     const double bnb_gap = per_token_gap(*model, *full, pre.spec.V);
@@ -216,6 +217,30 @@ TEST_CASE(each_family_feature_changes_the_result) {
     std::printf("  %-22s %-20s reference with it %.2e, without it %.2e\n", c.fam, c.what, with_feature,
                 without_feature);
     CHECK(without_feature > 10 * with_feature && without_feature > 0.1);
+  }
+}
+
+TEST_CASE(tied_head_and_head_dim_combinations_match_the_reference) {
+  // Every pairing of a tied or untied head with a derived head_dim or one that differs from hidden / heads, on the
+  // untied Llama 3.1 twin (no head_dim) and the tied Qwen3 twin (head_dim 16, hidden/heads 8; absent means
+  // Qwen3Config's 128). A small vocabulary keeps the double reference quick; the shapes follow the config.
+  const char* cases[][2] = {
+      {"llama-3.1-8b-instruct", R"({"vocab_size": 300, "tie_word_embeddings": true})"},
+      {"llama-3.1-8b-instruct", R"({"vocab_size": 300, "head_dim": 32})"},
+      {"llama-3.1-8b-instruct", R"({"vocab_size": 300, "head_dim": 32, "tie_word_embeddings": true})"},
+      {"qwen3-0.6b", R"({"vocab_size": 300, "tie_word_embeddings": false})"},
+      {"qwen3-0.6b", R"({"vocab_size": 300, "head_dim": null})"},
+      {"qwen3-0.6b", R"({"vocab_size": 300, "head_dim": null, "tie_word_embeddings": false})"},
+  };
+  for (const auto& c : cases) {
+    TinyCheckpointOptions o;
+    o.float32 = true;
+    o.config_overrides = c[1];
+    const TinyModel& m = family_twin(c[0], o);
+    auto model = load(m, dpo::QuantMode::None);
+    CHECK(model->info().config.tie_embeddings == m.spec.tied && model->info().config.head_dim == m.spec.HD);
+    check_family_logps((std::string(c[0]) + " " + c[1]).c_str(), *model, m, values_of(m), 2e-4, 1e-5);
+    check_family_greedy(*model, m, values_of(m), 1e-4);
   }
 }
 
