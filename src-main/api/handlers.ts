@@ -93,7 +93,8 @@ export function createApi(ctx: ApiContext): ApiService {
       return { cacheDir, models }
     },
     async modelInspect({ dir }) {
-      return inspectModel(checkTree(dir))
+      // "Supported" is the engine's own verdict, from the host process that loads models.
+      return inspectModel(checkTree(dir), (d) => ctx.host.call('modelCheck', { dir: d, quant: 'nf4' }).promise)
     },
     async modelLoad({ dir, quant, backend }) {
       const abs = checkTree(dir)

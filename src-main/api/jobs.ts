@@ -8,6 +8,7 @@ import type { ApiErrorInfo, ApiEvent, JobEvent, JobKind, JobSnapshot, JobStarted
 import type { EngineHost, HostCall } from '../host/engineHost'
 import type { TrainParams } from '../services/params/trainParams'
 import { StudioError } from '../services/errors'
+import { promptStyleOf } from '../services/engine/promptText'
 import { toApiError } from './dispatch'
 import { ensureRunDir, readRunStatus, updateRunStatus, writeRunStatus, type RunStatusFile } from '../services/training/runDir'
 import { ensureSweepDir } from '../services/insights/sweepDir'
@@ -84,7 +85,15 @@ export class JobManager {
     const snap = this.newSnapshot('generate', null, input.prompts)
     const call = this.host.call(
       'generate',
-      { modelDir: input.modelDir, quant: input.params.quant, backend: input.params.backend, prompts: input.prompts, maxNewTokens: input.params.maxNewTokens, system: input.params.systemMessage },
+      {
+        modelDir: input.modelDir,
+        quant: input.params.quant,
+        backend: input.params.backend,
+        prompts: input.prompts,
+        maxNewTokens: input.params.maxNewTokens,
+        ...promptStyleOf(input.params),
+        system: input.params.systemMessage,
+      },
       (e) => this.onEvent(snap, e),
     )
     this.track(snap, call, () => undefined)

@@ -84,6 +84,9 @@ const handlers: { [M in HostMethod]: Handler<M> } = {
     const engine = loadNative()
     return { version: engine.version(), backends: engine.probe(), training: (await loadRunNotebook()) !== null }
   },
+  async modelCheck(p) {
+    return loadNative().checkModel(p.dir, { quant: p.quant })
+  },
   async modelLoad(p, emit) {
     const t0 = performance.now()
     const s = await ensureSession(p.dir, p.quant, p.backend, emit)
@@ -97,6 +100,8 @@ const handlers: { [M in HostMethod]: Handler<M> } = {
     const responses = await generateResponses(s, {
       prompts: p.prompts,
       system: p.system,
+      ...(p.chatDate ? { chatDate: p.chatDate } : {}),
+      ...(p.enableThinking !== undefined ? { enableThinking: p.enableThinking } : {}),
       maxNewTokens: p.maxNewTokens,
       cancel: token,
       onText: (index, delta) => emit({ kind: 'text', which: 'original', index, delta }),

@@ -47,6 +47,8 @@ GenerateResult Model::generate(const std::vector<std::vector<int32_t>>& prompts,
     T = std::max(T, int(prompts[size_t(b)].size()));
   }
   if (opt.max_new_tokens == 0) return res;
+  // Refused before any token is produced rather than part-way through a stream.
+  check_sliding_window(c, T + opt.max_new_tokens, "prompt plus max_new_tokens");
 
   // Capacity for the longest prompt plus its answer, never past the context (each answer stops there: "context").
   int capacity = T + opt.max_new_tokens;

@@ -5,8 +5,9 @@ import { generateResponses, planGeneration } from '../../services/engine/generat
 import { writeJsonAtomic } from '../../services/fsAtomic'
 import { ProgressBar } from '../progressBar'
 import { openForCli, type ModelFlags } from './openForCli'
+import { templateStyle, type TemplateFlags } from './templateFlags'
 
-export interface GenerateFlags extends ModelFlags {
+export interface GenerateFlags extends ModelFlags, TemplateFlags {
   prompts: string
   system?: string
   template: boolean
@@ -17,6 +18,7 @@ export interface GenerateFlags extends ModelFlags {
 
 export async function runGenerate(flags: GenerateFlags): Promise<void> {
   const prompts = await loadPromptsFile(flags.prompts)
+  const style = templateStyle(flags)
   const session = await openForCli(flags)
   try {
     const plan = planGeneration(session, { prompts, maxNewTokens: flags.maxNewTokens, system: flags.system, noTemplate: !flags.template }, '--max-new-tokens')
@@ -26,6 +28,7 @@ export async function runGenerate(flags: GenerateFlags): Promise<void> {
       prompts,
       system: flags.system,
       noTemplate: !flags.template,
+      ...style,
       maxNewTokens: flags.maxNewTokens,
       batchSize: flags.batchSize,
       onToken: (n) => bar.update(n),

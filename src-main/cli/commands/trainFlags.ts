@@ -21,7 +21,7 @@ interface ParamFlag {
   kind: 'number' | 'text' | 'list'
 }
 
-/** Exactly the flags of architecture.md §3, in its order. */
+/** The flags of architecture.md §3, in its order, plus the chat-template ones of docs/model-families.md. */
 export const TRAIN_PARAM_FLAGS: readonly ParamFlag[] = [
   { flag: '--support-ratio', key: 'supportRatio', kind: 'number' },
   { flag: '--data-size', key: 'dataSize', kind: 'number' },
@@ -42,6 +42,8 @@ export const TRAIN_PARAM_FLAGS: readonly ParamFlag[] = [
   { flag: '--seed', key: 'seed', kind: 'number' },
   { flag: '--checkpoint-every', key: 'checkpointEvery', kind: 'number' },
   { flag: '--system', key: 'systemMessage', kind: 'text' },
+  { flag: '--enable-thinking', key: 'enableThinking', kind: 'text' },
+  { flag: '--chat-date', key: 'chatDate', kind: 'text' },
   { flag: '--backend', key: 'backend', kind: 'text' },
   { flag: '--quant', key: 'quant', kind: 'text' },
 ]

@@ -5,9 +5,8 @@ import { join } from 'node:path'
 import { withContextLengths } from '../engine/contextLimits'
 import type { ModelSession } from '../engine/modelSession'
 import { writeFileAtomic } from '../fsAtomic'
-import type { TrainParams } from '../params/trainParams'
 import type { ResponseRow } from '../training/types'
-import { tokenizeTrainingPair } from '../training/tokenizePair'
+import { tokenizeTrainingPair, type PairTokenParams } from '../training/tokenizePair'
 import { stored } from './implicitReward'
 import { ANSWER_TOKENS_FILE, type AnswerTokensRow } from './insightTypes'
 import { tokenSide, toJsonl } from './pairInsights'
@@ -19,7 +18,7 @@ export async function writeAnswerTokens(
   outDir: string,
   original: readonly ResponseRow[],
   trained: readonly ResponseRow[],
-  params: Pick<TrainParams, 'systemMessage' | 'maxLength' | 'maxPromptLength'>,
+  params: PairTokenParams,
   padId: number,
 ): Promise<AnswerTokensRow[]> {
   const tok = session.tokenizer

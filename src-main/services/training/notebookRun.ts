@@ -12,6 +12,8 @@ import { contextCutNote } from '../engine/contextLimits'
 import { generateResponses, planGeneration } from '../engine/generateResponses'
 import { writeAnswerTokens } from '../insights/answerTokens'
 import { ANSWER_TOKENS_FILE } from '../insights/insightTypes'
+import { promptStyleOf, type PromptStyle } from '../engine/promptText'
+import { todayChatDate } from '../tokenizer/chatTemplate'
 import { openModel as openModelDefault, type ModelSession, type OpenModelOptions } from '../engine/modelSession'
 import { baseModelName, loadAdapter, type LoadedAdapter } from './adapterFiles'
 import { recordModelFiles, sha256File } from './modelFiles'
@@ -51,7 +53,8 @@ export async function resumeNotebook(runDir: string, given: ResumeGiven, events:
 
 async function runPhases(req: NotebookRunRequest, events: RunEvents, signal: AbortSignal | undefined, deps: NotebookDeps, resume: ResumePlan | null): Promise<RunSummary> {
   const t0 = performance.now()
-  const params = req.params
+  // One template date per run, recorded with the parameters: a rerun renders (and caches) the same prompts.
+  const params = { ...req.params, chatDate: req.params.chatDate || todayChatDate() }
   const outDir = resolve(req.outDir)
   const engineVersion = deps.engineVersion ?? addonVersion()
   const created = new Date().toISOString()
@@ -183,7 +186,7 @@ async function runPhases(req: NotebookRunRequest, events: RunEvents, signal: Abo
       original = JSON.parse(readFileSync(join(outDir, RESPONSES_ORIGINAL_FILE), 'utf8')) as ResponseRow[]
     } else if (prompts) {
       setPhase('original', `${prompts.length} prompts`)
-      original = await generate(session, prompts, 'original', params.maxNewTokens, params.systemMessage, events, newToken())
+      original = await generate(session, prompts, 'original', params.maxNewTokens, promptStyleOf(params), events, newToken())
       if (original === null || signal?.aborted) return cancelled()
       writeJsonAtomic(join(outDir, RESPONSES_ORIGINAL_FILE), original)
     }
@@ -217,7 +220,7 @@ async function runPhases(req: NotebookRunRequest, events: RunEvents, signal: Abo
     // ---- phase B: answers with the trained adapter attached (spec §11 "Phases").
     if (prompts && original) {
       setPhase('trained', `${prompts.length} prompts`)
-      const after = await generate(session, prompts, 'trained', params.maxNewTokens, params.systemMessage, events, newToken())
+      const after = await generate(session, prompts, 'trained', params.maxNewTokens, promptStyleOf(params), events, newToken())
       if (after === null || signal?.aborted) return cancelled({ ...trained, status: 'cancelled' })
       writeJsonAtomic(join(outDir, RESPONSES_TRAINED_FILE), after)
       // The notebook's model_response export (architecture.md §3), then its metadata beside it.
@@ -290,7 +293,7 @@ async function generate(
   prompts: PromptRow[],
   which: 'original' | 'trained',
   maxNewTokens: number,
-  system: string,
+  style: PromptStyle,
   events: RunEvents,
   cancel: NativeCancelToken | undefined,
 ): Promise<ResponseRow[] | null> {
@@ -298,7 +301,7 @@ async function generate(
   try {
     out = await generateResponses(session, {
       prompts,
-      system,
+      ...style,
       maxNewTokens,
       onText: (i, delta) => events.responseText?.(which, i, delta),
       ...(cancel ? { cancel } : {}),

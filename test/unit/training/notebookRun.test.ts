@@ -5,6 +5,7 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs'
 import path from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { resolveTrainParams } from '../../../src-main/services/params/trainParams'
+import { todayChatDate } from '../../../src-main/services/tokenizer/chatTemplate'
 import { TextTokenizer } from '../../../src-main/services/tokenizer/textTokenizer'
 import { runNotebook, type NotebookDeps } from '../../../src-main/services/training/notebookRun'
 import type { RunPhase } from '../../../src-main/services/training/types'
@@ -83,7 +84,8 @@ describe('runNotebook', () => {
       init_adapter: null,
       model: { architecture: 'LlamaForCausalLM', backend: 'cpu', quant: 'nf4' },
     })
-    expect(config.params).toEqual(resolveTrainParams({ maxNewTokens: 8 }))
+    // Every resolved parameter, with the day the run started as its chat-template date (docs/model-families.md).
+    expect(config.params).toEqual({ ...resolveTrainParams({ maxNewTokens: 8 }), chatDate: todayChatDate() })
     expect(Date.parse(config.created)).toBeGreaterThan(0)
 
     const original = readJson(out, 'responses_original.json')
