@@ -723,6 +723,73 @@ TEST_CASE(matmul_rows_are_batch_and_thread_invariant) {
   set_cpu_thread_count(0);
 }
 
+TEST_CASE(matmul_nf4_register_path_equals_tiled_path) {
+  // Up to kGemvMaxRows (8) rows with K % 64 == 0 take the register-decoding path; 20 rows take the tiled path that
+  // decodes into a buffer. A row must give the same bits alone, in every small group and inside the big batch, for
+  // every storage dtype, tiny scales (fp16 subnormals), odd N and 1 or 2 threads; and match the double reference.
+  const int M = 20;
+  const int shapes[][2] = {{64, 1}, {128, 37}, {1024, 96}, {896, 173}};
+  uint32_t seed = 5000;
+  for (auto& s : shapes) {
+    const int K = s[0], N = s[1];
+    for (float sigma : {0.05f, 3e-6f}) {
+      for (auto dt : {Nf4StorageDType::F16, Nf4StorageDType::BF16, Nf4StorageDType::F32}) {
+        auto wf = randn(size_t(N) * K, sigma, seed++);
+        if (dt == Nf4StorageDType::F16)
+          for (auto& v : wf) v = round_fp16(v);
+        const Nf4Matrix w = nf4_quantize(wf.data(), N, K, dt);
+        const auto x = randu(size_t(M) * K, -2, 2, seed++), bias = randu(size_t(N), -1, 1, seed++);
+        for (int threads : {1, 2}) {
+          set_cpu_thread_count(threads);
+          vector<float> all(size_t(M) * N, NAN);
+          cpu::matmul_nf4_forward(all.data(), x.data(), w, bias.data(), M);
+          for (int group : {1, 2, 3, 4, 5, 8}) {
+            for (int m0 = 0; m0 + group <= M; m0 += group) {
+              vector<float> part(size_t(group) * N, NAN);
+              cpu::matmul_nf4_forward(part.data(), x.data() + size_t(m0) * K, w, bias.data(), group);
+              CHECK(same_bits(part.data(), all.data() + size_t(m0) * N, part.size()));
+            }
+          }
+          if (threads == 1) {
+            vector<float> one(static_cast<size_t>(N));
+            cpu::matmul_nf4_forward(one.data(), x.data(), w, nullptr, 1);
+            vector<double> ref, scale;
+            ref_matmul(ref, &scale, to_d(bf16_all(vector<float>(x.begin(), x.begin() + K))),
+                       to_d(nf4_weights_bf16(w)), nullptr, 1, K, N);
+            check_scaled("nf4 register path vs bf16 ref", one.data(), ref.data(), scale.data(), one.size(), 1e-5);
+          }
+        }
+      }
+    }
+  }
+  set_cpu_thread_count(0);
+}
+
+TEST_CASE(matmul_bf16_weights_equal_fp32_weights) {
+  // A bf16 weight matrix (lm_head of a bf16 checkpoint) gives the same bits as its exact fp32 widening, forward and
+  // input gradient, at decode and scoring shapes (K with and without a 16-lane tail), and matches the double reference.
+  const int shapes[][3] = {{1, 896, 300}, {3, 64, 1000}, {70, 100, 33}, {5, 13, 7}};
+  uint32_t seed = 6000;
+  for (auto& s : shapes) {
+    const int M = s[0], K = s[1], N = s[2];
+    const auto x = randu(size_t(M) * K, -2, 2, seed++), dout = randu(size_t(M) * N, -1, 1, seed++);
+    vector<float> wf = bf16_all(randn(size_t(N) * K, 0.05f, seed++));
+    vector<uint16_t> wb(wf.size());
+    for (size_t i = 0; i < wf.size(); i++) wb[i] = uint16_t(f32_bits(wf[i]) >> 16);
+    vector<float> want(size_t(M) * N), got(size_t(M) * N, NAN);
+    cpu::matmul_forward(want.data(), x.data(), wf.data(), nullptr, M, K, N);
+    cpu::matmul_bf16_forward(got.data(), x.data(), wb.data(), M, K, N);
+    CHECK(same_bits(got.data(), want.data(), got.size()));
+    vector<double> ref, scale;
+    ref_matmul(ref, &scale, to_d(x), to_d(wf), nullptr, M, K, N);
+    check_scaled("bf16-weight matmul", got.data(), ref.data(), scale.data(), got.size(), 1e-5);
+    vector<float> dx_want(x.size(), 0.5f), dx_got(x.size(), 0.5f);
+    cpu::matmul_backward(dx_want.data(), nullptr, nullptr, dout.data(), x.data(), wf.data(), M, K, N);
+    cpu::matmul_bf16_backward_input(dx_got.data(), dout.data(), wb.data(), M, K, N);
+    CHECK(same_bits(dx_got.data(), dx_want.data(), dx_got.size()));
+  }
+}
+
 TEST_CASE(attention_rows_are_batch_and_thread_invariant) {
   // 7 sequences of different lengths, left-padded into one batch (S = 9), against each sequence alone, and a
   // whole prefill against one-token decode steps against the cache.

@@ -14,6 +14,10 @@ void matmul_forward(float* out, const float* x, const float* w, const float* bia
 // dx (M,K) += dout (M,N) . w (N,K);  dw (N,K) += dout^T . x  (dw may be null);  dbias (N) += sum_m dout (may be null).
 void matmul_backward(float* dx, float* dw, float* dbias, const float* dout, const float* x, const float* w,
                      int M, int K, int N);
+// The same two products with bf16 weights (a bf16 checkpoint's lm_head): each weight is widened exactly, so the
+// results equal matmul_forward / matmul_backward's dx on the fp32 copy bit for bit, reading half the bytes.
+void matmul_bf16_forward(float* out, const float* x, const uint16_t* w, int M, int K, int N);
+void matmul_bf16_backward_input(float* dx, const float* dout, const uint16_t* w, int M, int K, int N);
 
 // out (M,N) = bf16(x) (M,K) . bf16(dequant(W))^T (N,K) + bias (N, may be null), fp32 accumulation.
 // Dequantization is fused: no full-precision copy of W is ever made.
