@@ -3,8 +3,6 @@
 // the CPU-time rate (FLOPs per CPU-second of this process) is the steadier of the two.
 //   dpo-tool kernel-bench --op matmul|matmul-dx|matmul-dw|nf4|nf4-dx --M 160 --K 768 --N 2048 [--reps 20]
 //                         [--threads N]
-#include <time.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <random>
@@ -16,12 +14,6 @@
 
 namespace dpo::tool {
 namespace {
-
-double process_cpu_seconds() {
-  timespec ts;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
-}
 
 std::vector<float> random_values(size_t n, float sigma, uint32_t seed) {
   std::mt19937 rng(seed);

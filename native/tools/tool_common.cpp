@@ -1,6 +1,8 @@
 // Argument parsing, load options, timing and JSON text for the dpo-tool commands (see tool_common.h).
 #include "tool_common.h"
 
+#include <time.h>
+
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -50,6 +52,12 @@ LoadOptions load_options(const Args& a) {
 }
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+double process_cpu_seconds() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
 
 std::string json_quote(const std::string& s) { return dpo::json::quote(s); }
 

@@ -10,9 +10,14 @@ namespace dpo::cpu {
 inline namespace DPO_KERNEL_NS {
 
 // Tile shapes: only speed depends on them. 6x4 keeps 24 accumulators + 5 operands in the 32 zmm registers of
-// AVX-512; without it a f32x16 takes 2 (AVX) or 4 (SSE) registers, so smaller tiles avoid spills.
+// AVX-512. With AVX (16 ymm registers) a f32x16 takes 2 registers: dot_tile then runs lanes 0-7 over all of K and
+// then lanes 8-15 (the halves never mix before reduce16), so a 4x3 tile holds 12 ymm accumulators, 3 weight and 1 x
+// operands: 7 loads per 12 FMAs instead of 1 per FMA. SSE keeps small tiles.
 #if defined(__AVX512F__)
 constexpr int kDotMR = 6, kDotNR = 4;
+#elif defined(__AVX__)
+constexpr int kDotMR = 4, kDotNR = 3;
+#define DPO_DOT_TILE_HALVES 1
 #else
 constexpr int kDotMR = 2, kDotNR = 2;
 #endif
@@ -21,6 +26,51 @@ constexpr int kDotMR = 2, kDotNR = 2;
 // Lane l of every output sums k = l, l+16, ... in increasing k, the tail goes to lanes 0.., then reduce16:
 // exactly dot16(), so a row's result is identical in a 1x1 tile and in a MRxNR tile.
 // W is float or uint16_t (bf16 weights, widened exactly on load).
+#if defined(DPO_DOT_TILE_HALVES)
+inline f32part load_part(const float* p) {
+  f32part v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline f32part load_part(const uint16_t* p) {
+  const __m256i w = _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16);
+  f32part v;
+  std::memcpy(&v, &w, sizeof v);
+  return v;
+}
+
+// The AVX form: the same lane sums as below, computed one 8-lane half at a time over the whole of K.
+template <int MR, int NR, class W>
+inline void dot_tile(float* out, int64_t ldo, const float* x, int64_t ldx, const W* w, int64_t ldw, int64_t K,
+                     const float* bias) {
+  f32x16 acc16[MR][NR];
+  const int64_t kfull = K / kLanes * kLanes;
+  for (int h = 0; h < kParts; h++) {
+    f32part acc[MR][NR];
+    for (int i = 0; i < MR; i++)
+      for (int j = 0; j < NR; j++) acc[i][j] = f32part{};
+    for (int64_t k = h * kPartLanes; k < kfull; k += kLanes) {
+      f32part wv[NR];
+      for (int j = 0; j < NR; j++) {
+        wv[j] = load_part(w + j * ldw + k);
+        __asm__("" : "+x"(wv[j]));  // keep_in_register
+      }
+      for (int i = 0; i < MR; i++) {
+        f32part xv = load_part(x + i * ldx + k);
+        __asm__("" : "+x"(xv));
+        for (int j = 0; j < NR; j++) acc[i][j] += xv * wv[j];
+      }
+    }
+    for (int i = 0; i < MR; i++)
+      for (int j = 0; j < NR; j++) acc16[i][j].p[h] = acc[i][j];
+  }
+  for (int i = 0; i < MR; i++)
+    for (int j = 0; j < NR; j++) {
+      const float s = reduce16(fma_tail16(acc16[i][j], x + i * ldx, w + j * ldw, kfull, K));
+      out[i * ldo + j] = bias ? s + bias[j] : s;
+    }
+}
+#else
 template <int MR, int NR, class W>
 inline void dot_tile(float* out, int64_t ldo, const float* x, int64_t ldx, const W* w, int64_t ldw, int64_t K,
                      const float* bias) {
@@ -46,6 +96,7 @@ inline void dot_tile(float* out, int64_t ldo, const float* x, int64_t ldx, const
       out[i * ldo + j] = bias ? s + bias[j] : s;
     }
 }
+#endif
 
 // out (rows m0..m1, ldo) = x (rows m0..m1, ldx) . w (rows n0..n1, ldw)^T (+ bias), tiled MR x NR with 1-wide edges.
 template <class W>
@@ -114,6 +165,8 @@ inline void axpy_tail(float* acc, int64_t lda, const float* coef, int64_t csi, i
 
 #if defined(__AVX512F__)
 constexpr int kAxpyIR = 4, kAxpyLQ = 4;  // 16 zmm accumulators
+#elif defined(__AVX__)
+constexpr int kAxpyIR = 6, kAxpyLQ = 1;  // 6 x 16 columns: 12 ymm accumulators, 2 loads + 6 broadcasts per 12 FMAs
 #else
 constexpr int kAxpyIR = 2, kAxpyLQ = 2;  // 4 lane groups of accumulators
 #endif
