@@ -8,6 +8,7 @@
 #include <random>
 #include <stdexcept>
 #include <thread>
+#include <string>
 #include <vector>
 
 #include "check.h"
@@ -788,6 +789,46 @@ TEST_CASE(matmul_bf16_weights_equal_fp32_weights) {
     cpu::matmul_bf16_backward_input(dx_got.data(), dout.data(), wb.data(), M, K, N);
     CHECK(same_bits(dx_got.data(), dx_want.data(), dx_got.size()));
   }
+}
+
+TEST_CASE(kernel_sets_give_the_same_bits) {
+  // The AVX-512 and AVX2 kernel sets both fuse each multiply-add and keep every lane order, so each matmul gives the
+  // same bits in both (docs/cpu-kernels.md); the baseline set (no FMA) is checked against the double reference by
+  // the whole suite under DPO_CPU_KERNELS=generic. Runs what this CPU can run.
+  const char* initial = cpu::matmul_kernel_set();
+  const int M = 20, K = 200, N = 37, KQ = 128;  // K with a 16-lane tail; KQ a multiple of the NF4 block
+  const auto x = randu(size_t(M) * K, -1, 1, 7001), w = randu(size_t(N) * K, -1, 1, 7002);
+  const auto xq = randu(size_t(M) * KQ, -1, 1, 7003), dout = randu(size_t(M) * N, -1, 1, 7004);
+  const auto wq = randn(size_t(N) * KQ, 0.05f, 7005);
+  const Nf4Matrix q = nf4_quantize(wq.data(), N, KQ);
+  vector<uint16_t> wb(w.size());
+  for (size_t i = 0; i < w.size(); i++) wb[i] = f32_to_bf16(w[i]);
+  auto run_all = [&] {
+    vector<float> r;
+    auto put = [&](const vector<float>& v) { r.insert(r.end(), v.begin(), v.end()); };
+    vector<float> out(size_t(M) * N), dx(size_t(M) * K, 0.0f), dw(size_t(N) * K, 0.0f), dxq(size_t(M) * KQ, 0.0f);
+    cpu::matmul_forward(out.data(), x.data(), w.data(), nullptr, M, K, N), put(out);
+    cpu::matmul_backward(dx.data(), dw.data(), nullptr, dout.data(), x.data(), w.data(), M, K, N), put(dx), put(dw);
+    cpu::matmul_bf16_forward(out.data(), x.data(), wb.data(), M, K, N), put(out);
+    cpu::matmul_nf4_forward(out.data(), xq.data(), q, nullptr, M), put(out);  // tiled path
+    cpu::matmul_nf4_forward(out.data(), xq.data(), q, nullptr, 3), put(out);  // register path
+    cpu::matmul_nf4_backward_input(dxq.data(), dout.data(), q, M), put(dxq);
+    return r;
+  };
+  vector<float> first;
+  int compared = 0;
+  for (const char* set : {"avx512", "avx2"}) {
+    if (!cpu::use_matmul_kernel_set(set)) continue;
+    const vector<float> r = run_all();
+    if (first.empty()) {
+      first = r;
+    } else {
+      CHECK(same_bits(r.data(), first.data(), r.size()));
+      compared++;
+    }
+  }
+  std::printf("  kernel sets compared bit for bit: %d pair(s)\n", compared);
+  CHECK(cpu::use_matmul_kernel_set(initial) || std::string(initial) == "native");
 }
 
 TEST_CASE(attention_rows_are_batch_and_thread_invariant) {

@@ -2,11 +2,14 @@
 // backward. Work is split only across independent outputs, so each element's arithmetic is fixed (batch-invariant).
 #include <algorithm>
 
-#include "ops.h"
+#include "kernel_set.h"
 #include "thread_pool.h"
 #include "tile_kernels.h"
 
+DPO_DECLARE_MATMUL_KERNELS(DPO_KERNEL_NS)
+
 namespace dpo::cpu {
+inline namespace DPO_KERNEL_NS {  // one copy per kernel set (kernel_set.h)
 
 namespace {
 
@@ -97,4 +100,5 @@ void matmul_backward(float* dx /*(M,K) or null*/, float* dw /*(N,K) or null*/, f
   }
 }
 
+}  // namespace DPO_KERNEL_NS
 }  // namespace dpo::cpu

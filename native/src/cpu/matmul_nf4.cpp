@@ -5,11 +5,14 @@
 
 #include "matmul_nf4_gemv.h"
 #include "nf4_lanes.h"
-#include "ops.h"
+#include "kernel_set.h"
 #include "thread_pool.h"
 #include "tile_kernels.h"
 
+DPO_DECLARE_MATMUL_KERNELS(DPO_KERNEL_NS)
+
 namespace dpo::cpu {
+inline namespace DPO_KERNEL_NS {  // one copy per kernel set (kernel_set.h)
 namespace {
 
 // Decodes flat elements [e0, e0+len) of W into out (len floats), bf16-valued. Blocks may cross rows (§2.2).
@@ -135,4 +138,5 @@ void matmul_nf4_backward_input(float* dx /*(M,K)*/, const float* dout /*(M,N)*/,
   });
 }
 
+}  // namespace DPO_KERNEL_NS
 }  // namespace dpo::cpu

@@ -6,8 +6,10 @@
 
 #include "matmul_nf4_gemv.h"
 #include "nf4_lanes.h"
-#include "ops.h"
+#include "kernel_set.h"
 #include "thread_pool.h"
+
+DPO_DECLARE_MATMUL_KERNELS(DPO_KERNEL_NS)
 
 namespace dpo::cpu {
 inline namespace DPO_KERNEL_NS {

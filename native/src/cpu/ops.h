@@ -9,6 +9,12 @@
 
 namespace dpo::cpu {
 
+// The matmuls below run the kernel set chosen once per process (matmul_dispatch.cpp): its name, e.g. "avx2".
+const char* matmul_kernel_set();
+// Tests: switches to the named set ("avx512", "avx2", "generic"); false when it is not compiled in or this CPU
+// cannot run it. Not for use while other threads compute.
+bool use_matmul_kernel_set(const char* name);
+
 // out (M,N) = x (M,K) . w (N,K)^T + bias (N, may be null).
 void matmul_forward(float* out, const float* x, const float* w, const float* bias, int M, int K, int N);
 // dx (M,K) += dout (M,N) . w (N,K);  dw (N,K) += dout^T . x  (dw may be null);  dbias (N) += sum_m dout (may be null).

@@ -5,6 +5,8 @@
 #include <cstring>
 #include <vector>
 
+#include "kernel_set.h"
+
 #if defined(__AVX2__) || defined(__AVX512F__)
 #include <immintrin.h>
 #endif
@@ -15,16 +17,8 @@
 #pragma GCC diagnostic ignored "-Wpsabi"
 #endif
 
-// The instruction set this translation unit is compiled for names an inline namespace around the lane code, so the
-// kernels built once per instruction set (docs/cpu-kernels.md) never share an inline function of another width.
-#if defined(__AVX512F__)
-#define DPO_KERNEL_NS isa_avx512
-#elif defined(__AVX2__) && defined(__FMA__)
-#define DPO_KERNEL_NS isa_avx2
-#else
-#define DPO_KERNEL_NS isa_generic
-#endif
-
+// The lane code sits in an inline namespace named after the instruction set (kernel_set.h), so the kernels built once
+// per instruction set never share an inline function of another width.
 namespace dpo::cpu {
 inline namespace DPO_KERNEL_NS {
 
