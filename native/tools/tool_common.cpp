@@ -8,6 +8,7 @@
 #include <cstring>
 #include <fstream>
 
+#include "cpu/thread_pool.h"
 #include "io/json.h"
 
 namespace dpo::tool {
@@ -48,6 +49,7 @@ LoadOptions load_options(const Args& a) {
     throw EngineError(ErrorCode::BadInput, "--backend must be auto, cpu or cuda, got " + b);
   o.quant = q == "none" ? QuantMode::None : QuantMode::Nf4;
   o.backend = b == "cpu" ? BackendChoice::Cpu : b == "cuda" ? BackendChoice::Cuda : BackendChoice::Auto;
+  if (a.count("threads")) set_cpu_thread_count(get_int(a, "threads"));  // the CPU backend's pool (default: all cores)
   return o;
 }
 
