@@ -8,6 +8,7 @@
 #include <random>
 #include <stdexcept>
 #include <thread>
+#include <string>
 #include <vector>
 
 #include "check.h"
@@ -806,6 +807,113 @@ TEST_CASE(matmul_rows_are_batch_and_thread_invariant) {
     }
   }
   set_cpu_thread_count(0);
+}
+
+TEST_CASE(matmul_nf4_register_path_equals_tiled_path) {
+  // Up to kGemvMaxRows (8) rows with K % 64 == 0 take the register-decoding path; 20 rows take the tiled path that
+  // decodes into a buffer. A row must give the same bits alone, in every small group and inside the big batch, for
+  // every storage dtype, tiny scales (fp16 subnormals), odd N and 1 or 2 threads; and match the double reference.
+  const int M = 20;
+  const int shapes[][2] = {{64, 1}, {128, 37}, {1024, 96}, {896, 173}};
+  uint32_t seed = 5000;
+  for (auto& s : shapes) {
+    const int K = s[0], N = s[1];
+    for (float sigma : {0.05f, 3e-6f}) {
+      for (auto dt : {Nf4StorageDType::F16, Nf4StorageDType::BF16, Nf4StorageDType::F32}) {
+        auto wf = randn(size_t(N) * K, sigma, seed++);
+        if (dt == Nf4StorageDType::F16)
+          for (auto& v : wf) v = round_fp16(v);
+        const Nf4Matrix w = nf4_quantize(wf.data(), N, K, dt);
+        const auto x = randu(size_t(M) * K, -2, 2, seed++), bias = randu(size_t(N), -1, 1, seed++);
+        for (int threads : {1, 2}) {
+          set_cpu_thread_count(threads);
+          vector<float> all(size_t(M) * N, NAN);
+          cpu::matmul_nf4_forward(all.data(), x.data(), w, bias.data(), M);
+          for (int group : {1, 2, 3, 4, 5, 8}) {
+            for (int m0 = 0; m0 + group <= M; m0 += group) {
+              vector<float> part(size_t(group) * N, NAN);
+              cpu::matmul_nf4_forward(part.data(), x.data() + size_t(m0) * K, w, bias.data(), group);
+              CHECK(same_bits(part.data(), all.data() + size_t(m0) * N, part.size()));
+            }
+          }
+          if (threads == 1) {
+            vector<float> one(static_cast<size_t>(N));
+            cpu::matmul_nf4_forward(one.data(), x.data(), w, nullptr, 1);
+            vector<double> ref, scale;
+            ref_matmul(ref, &scale, to_d(bf16_all(vector<float>(x.begin(), x.begin() + K))),
+                       to_d(nf4_weights_bf16(w)), nullptr, 1, K, N);
+            check_scaled("nf4 register path vs bf16 ref", one.data(), ref.data(), scale.data(), one.size(), 1e-5);
+          }
+        }
+      }
+    }
+  }
+  set_cpu_thread_count(0);
+}
+
+TEST_CASE(matmul_bf16_weights_equal_fp32_weights) {
+  // A bf16 weight matrix (lm_head of a bf16 checkpoint) gives the same bits as its exact fp32 widening, forward and
+  // input gradient, at decode and scoring shapes (K with and without a 16-lane tail), and matches the double reference.
+  const int shapes[][3] = {{1, 896, 300}, {3, 64, 1000}, {70, 100, 33}, {5, 13, 7}};
+  uint32_t seed = 6000;
+  for (auto& s : shapes) {
+    const int M = s[0], K = s[1], N = s[2];
+    const auto x = randu(size_t(M) * K, -2, 2, seed++), dout = randu(size_t(M) * N, -1, 1, seed++);
+    vector<float> wf = bf16_all(randn(size_t(N) * K, 0.05f, seed++));
+    vector<uint16_t> wb(wf.size());
+    for (size_t i = 0; i < wf.size(); i++) wb[i] = uint16_t(f32_bits(wf[i]) >> 16);
+    vector<float> want(size_t(M) * N), got(size_t(M) * N, NAN);
+    cpu::matmul_forward(want.data(), x.data(), wf.data(), nullptr, M, K, N);
+    cpu::matmul_bf16_forward(got.data(), x.data(), wb.data(), M, K, N);
+    CHECK(same_bits(got.data(), want.data(), got.size()));
+    vector<double> ref, scale;
+    ref_matmul(ref, &scale, to_d(x), to_d(wf), nullptr, M, K, N);
+    check_scaled("bf16-weight matmul", got.data(), ref.data(), scale.data(), got.size(), 1e-5);
+    vector<float> dx_want(x.size(), 0.5f), dx_got(x.size(), 0.5f);
+    cpu::matmul_backward(dx_want.data(), nullptr, nullptr, dout.data(), x.data(), wf.data(), M, K, N);
+    cpu::matmul_bf16_backward_input(dx_got.data(), dout.data(), wb.data(), M, K, N);
+    CHECK(same_bits(dx_got.data(), dx_want.data(), dx_got.size()));
+  }
+}
+
+TEST_CASE(kernel_sets_give_the_same_bits) {
+  // The AVX-512 and AVX2 kernel sets both fuse each multiply-add and keep every lane order, so each matmul gives the
+  // same bits in both (docs/cpu-kernels.md); the baseline set (no FMA) is checked against the double reference by
+  // the whole suite under DPO_CPU_KERNELS=generic. Runs what this CPU can run.
+  const char* initial = cpu::matmul_kernel_set();
+  const int M = 20, K = 200, N = 37, KQ = 128;  // K with a 16-lane tail; KQ a multiple of the NF4 block
+  const auto x = randu(size_t(M) * K, -1, 1, 7001), w = randu(size_t(N) * K, -1, 1, 7002);
+  const auto xq = randu(size_t(M) * KQ, -1, 1, 7003), dout = randu(size_t(M) * N, -1, 1, 7004);
+  const auto wq = randn(size_t(N) * KQ, 0.05f, 7005);
+  const Nf4Matrix q = nf4_quantize(wq.data(), N, KQ);
+  vector<uint16_t> wb(w.size());
+  for (size_t i = 0; i < w.size(); i++) wb[i] = f32_to_bf16(w[i]);
+  auto run_all = [&] {
+    vector<float> r;
+    auto put = [&](const vector<float>& v) { r.insert(r.end(), v.begin(), v.end()); };
+    vector<float> out(size_t(M) * N), dx(size_t(M) * K, 0.0f), dw(size_t(N) * K, 0.0f), dxq(size_t(M) * KQ, 0.0f);
+    cpu::matmul_forward(out.data(), x.data(), w.data(), nullptr, M, K, N), put(out);
+    cpu::matmul_backward(dx.data(), dw.data(), nullptr, dout.data(), x.data(), w.data(), M, K, N), put(dx), put(dw);
+    cpu::matmul_bf16_forward(out.data(), x.data(), wb.data(), M, K, N), put(out);
+    cpu::matmul_nf4_forward(out.data(), xq.data(), q, nullptr, M), put(out);  // tiled path
+    cpu::matmul_nf4_forward(out.data(), xq.data(), q, nullptr, 3), put(out);  // register path
+    cpu::matmul_nf4_backward_input(dxq.data(), dout.data(), q, M), put(dxq);
+    return r;
+  };
+  vector<float> first;
+  int compared = 0;
+  for (const char* set : {"avx512", "avx2"}) {
+    if (!cpu::use_matmul_kernel_set(set)) continue;
+    const vector<float> r = run_all();
+    if (first.empty()) {
+      first = r;
+    } else {
+      CHECK(same_bits(r.data(), first.data(), r.size()));
+      compared++;
+    }
+  }
+  std::printf("  kernel sets compared bit for bit: %d pair(s)\n", compared);
+  CHECK(cpu::use_matmul_kernel_set(initial) || std::string(initial) == "native");
 }
 
 TEST_CASE(attention_rows_are_batch_and_thread_invariant) {

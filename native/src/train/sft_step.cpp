@@ -75,7 +75,7 @@ double Model::sft_step(const OptimizerOptions& o) {
     i++;
   });
   g.zero();
-  impl_->dev.update_lm_head_row_sum(be);  // lm_head (or the tied embedding) just changed
+  impl_->dev.lm_head_changed(be);  // lm_head (or the tied embedding) just changed
   return norm;
 }
 
