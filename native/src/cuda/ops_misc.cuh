@@ -1,8 +1,8 @@
 // Launchers of the CUDA decoder ops other than the matrix products (rmsnorm, rope, attention, swiglu, embedding,
 // add, log-softmax + gather, argmax, the small transfer steps between them, and the optimizer step). Host-only
 // declarations: this header also compiles as plain C++ (the tests include it), so it holds no device code. The
-// kernels live one family per file (norms.cu, rope.cu, attention.cu, elementwise.cu, logits.cu, transfer_ops.cu,
-// optimizer_ops.cu), each in three parts: kernel, launcher, entry.
+// kernels live one family per file (rmsnorm.cu, rope.cu, attention.cu, elementwise.cu, logits.cu, transfer.cu,
+// optimizer.cu), each in three parts: kernel, launcher, entry.
 //
 // Semantics, shapes and argument order are those of src/cpu/ops.h (the CPU reference); every pointer is a device
 // pointer, the stream comes first, and the work is queued on that stream (nothing here synchronizes, except the
@@ -40,7 +40,7 @@ inline void check_launch(const char* op) {
 }
 }  // namespace ops_misc_detail
 
-// norms.cu
+// rmsnorm.cu
 // out (M,C) = x / sqrt(mean(x^2) + eps) * w (C); rstd (M) saved when non-null. out may alias x.
 void launch_rmsnorm_forward(cudaStream_t stream, float* out, float* rstd, const float* x, const float* w, int M, int C,
                             float eps);
@@ -94,7 +94,7 @@ void launch_logsoftmax_gather_backward(cudaStream_t stream, float* dlogits, cons
 // out (M) = argmax over each row of x (M,V), first index on ties (NaN entries never win, as on the CPU).
 void launch_argmax_rows(cudaStream_t stream, int* out, const float* x, int M, int V);
 
-// transfer_ops.cu: the small steps between the big ops (Backend::scatter_rows .. embedding_backward). Products and
+// transfer.cu: the small steps between the big ops (Backend::scatter_rows .. embedding_backward). Products and
 // sums are written with __fmul_rn / __fadd_rn, which nvcc never contracts into an FMA, so every output equals the
 // CPU's fp32 arithmetic bit for bit.
 // dst row rows[r] = src row r (M rows of `width` floats): KV-cache writes. A negative rows[r] writes nothing.
@@ -116,7 +116,7 @@ void launch_dropout_backward(cudaStream_t stream, float* dx, const float* dout, 
 void launch_embedding_backward(cudaStream_t stream, float* dtable, const float* dout, const int* ids, int M, int C);
 
 
-// optimizer_ops.cu: the optimizer step (Backend::l2_norm .. adamw_bnb8bit_step), per-element arithmetic of
+// optimizer.cu: the optimizer step (Backend::l2_norm .. adamw_bnb8bit_step), per-element arithmetic of
 // train/adam_math.h compiled for the device, so every output equals the CPU backend's bit for bit; only l2_norm sums
 // its (exact) double squares in another fixed order than the CPU, ~1e-16 relative before the rounding to fp32.
 constexpr int kL2NormPartials = 1024;  // doubles of scratch launch_l2_norm needs

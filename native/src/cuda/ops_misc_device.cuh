@@ -1,4 +1,4 @@
-// Device helpers shared by the ops_misc kernels (norms.cu, rope.cu, attention.cu, elementwise.cu, logits.cu):
+// Device helpers shared by the ops_misc kernels (rmsnorm.cu, rope.cu, attention.cu, elementwise.cu, logits.cu):
 // fixed-order warp and block reductions, and a dynamic-shared-memory opt-in. nvcc only.
 //
 // Determinism: a warp reduction is an xor butterfly (offsets 16, 8, 4, 2, 1). Each step adds two values whose sum is
