@@ -6,8 +6,8 @@
 //
 // Arithmetic: silu(g) = g / (1 + expf(-g)) in fp32 as on the CPU; CUDA's expf is within 2 ulp (glibc's within 1), so
 // results can differ from the CPU's in the last bit or two.
-#include "cuda/ops_misc.cuh"
-#include "cuda/ops_misc_device.cuh"
+#include "cuda/attention.cuh"
+#include "cuda/kernel_helpers.cuh"
 
 namespace dpo::cuda {
 namespace {

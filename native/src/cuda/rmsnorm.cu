@@ -7,8 +7,8 @@
 //  - backward-dw: dw[c] += sum_m dout[m,c] x[m,c] rstd[m]. One block of 32 x 8 threads per 32 columns: thread (c, j)
 //    sums rows j, j+8, j+16, ... of column c in order, then the 8 partials of the column are added in order j = 0..7.
 //    No float atomics, so dw is bit-reproducible; each warp reads 32 consecutive columns of one row (coalesced).
-#include "cuda/ops_misc.cuh"
-#include "cuda/ops_misc_device.cuh"
+#include "cuda/attention.cuh"
+#include "cuda/kernel_helpers.cuh"
 
 namespace dpo::cuda {
 namespace {

@@ -11,7 +11,7 @@
 #include <cuda_runtime.h>
 
 #include "cuda/cuda_probe.h"
-#include "cuda/ops_misc.cuh"
+#include "cuda/attention.cuh"
 #endif
 
 using namespace dpo;
