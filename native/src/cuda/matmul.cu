@@ -19,7 +19,7 @@
 #include <string>
 
 #include "cuda/cuda_common.cuh"
-#include "cuda/matmul_nf4.cuh"
+#include "cuda/matmul.cuh"
 
 namespace dpo::cuda {
 namespace {

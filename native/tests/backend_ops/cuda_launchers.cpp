@@ -10,8 +10,14 @@
 #ifdef DPO_WITH_CUDA
 #include <cuda_runtime.h>
 
-#include "cuda/cuda_probe.h"
 #include "cuda/attention.cuh"
+#include "cuda/cuda_probe.h"
+#include "cuda/elementwise.cuh"
+#include "cuda/logits.cuh"
+#include "cuda/optimizer.cuh"
+#include "cuda/rmsnorm.cuh"
+#include "cuda/rope.cuh"
+#include "cuda/transfer.cuh"
 #endif
 
 using namespace dpo;
