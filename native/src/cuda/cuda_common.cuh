@@ -1,4 +1,4 @@
-// Shared helpers of the CUDA backend: CUDA errors become dpo::EngineError (never abort, architecture.md §2),
+// Shared helpers of the CUDA backend: CUDA errors become dpo::EngineError (never abort: docs/architecture.md#layers),
 // a move-only device buffer, and the launch checks every launcher runs after its kernel launch.
 //
 // The op launchers, one header and one .cu per family named as the CPU file of the same ops (rmsnorm, rope,
