@@ -3,7 +3,8 @@
 //
 // The op launchers, one header and one .cu per family named as the CPU file of the same ops (rmsnorm, rope,
 // attention, elementwise, logits, transfer, optimizer; matmul and matmul_nf4 likewise, though they check their
-// launches with DPO_CUDA_LAUNCH_CHECK), follow these conventions. Semantics, shapes and argument order are those of src/cpu/ops.h (the CPU reference); every pointer is a device
+// launches with DPO_CUDA_LAUNCH_CHECK), follow these conventions.
+// Semantics, shapes and argument order are those of src/cpu/ops.h (the CPU reference); every pointer is a device
 // pointer, the stream comes first, and the work is queued on that stream (nothing here synchronizes, except the
 // attention backward's scratch fallback noted in attention.cu). Every op computes each output row with arithmetic
 // that depends only on that row and the row length (never on M, B or T), and every reduction runs in a fixed order

@@ -313,7 +313,8 @@ OP_CASE(attention) {
 
 OP_CASE(attention_backward) {
   if (ctx.grad()) {
-    const HostCase cases[] = {{{2, 3, 5, 4, 2, 8}, true, 2}, {{1, 4, 4, 8, 4, 8}, false, 0}, {{2, 2, 6, 2, 1, 5}, true, 4}};
+    const HostCase cases[] = {
+        {{2, 3, 5, 4, 2, 8}, true, 2}, {{1, 4, 4, 8, 4, 8}, false, 0}, {{2, 2, 6, 2, 1, 5}, true, 4}};
     uint32_t seed = 900;
     for (const HostCase& c : cases) {
       const AttnShape& a = c.s;
@@ -399,9 +400,9 @@ OP_CASE(attention_decode) {
         const int b = seq[size_t(r)], p = pos[size_t(r)];
         const vector<float> row = slice(got, r * qrow, qrow);
         const AttnShape s1{1, 1, p + 1, c.NH, c.NKV, c.HD};
-        const vector<float> want = run_attention(ctx.cpu(), slice(q, r * qrow, qrow), slice(kc, b * seqn, (p + 1) * krow),
-                                                 slice(vc, b * seqn, (p + 1) * krow), {p}, {}, s1, false)
-                                       .out;
+        const vector<float> want = run_attention(ctx.cpu(), slice(q, r * qrow, qrow), slice(kc, b * seqn,
+                                                 (p + 1) * krow), slice(vc, b * seqn, (p + 1) * krow), {p}, {}, s1,
+                                                 false).out;
         if (target.is_cuda()) check_near("decode vs cpu", row, want);
         else check_bits(target.name + " decode vs cpu", row, want);  // the same kernel
         // The backend's own prefill attention on the same cache gives the same bits (decode == prefill).

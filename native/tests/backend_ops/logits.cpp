@@ -132,7 +132,8 @@ OP_CASE(logsoftmax_gather) {
     for (size_t i = 0; i < size_t(M); i++) {
       std::printf("  row %zu: lse %g (cpu %g), logp %g (cpu %g)\n", i, got.lse[i], want.lse[i], got.logp[i],
                   want.logp[i]);
-      CHECK(std::isnan(got.lse[i]) == std::isnan(want.lse[i]) && (std::isnan(want.lse[i]) || got.lse[i] == want.lse[i]));
+      CHECK(std::isnan(got.lse[i]) == std::isnan(want.lse[i]) &&
+            (std::isnan(want.lse[i]) || got.lse[i] == want.lse[i]));
       CHECK(std::isnan(got.logp[i]) == std::isnan(want.logp[i]));
     }
     CHECK(std::isnan(want.lse[0]) && std::isnan(want.lse[1]) && std::isnan(want.lse[2]) && want.lse[3] == -INFINITY);

@@ -216,7 +216,8 @@ OP_CASE(matmul_backward) {
     be.matmul_backward(dx, nullptr, nullptr, a.put(ones), nullptr, a.put(w), 1, K, V);
     return a.get(dx, size_t(K));
   };
-  for (const Target& t : ctx.hosts()) check_scaled(t.name + " lm_head row sum (x = null)", row_sum(*t.be), sref, sscale, kTolRef);
+  for (const Target& t : ctx.hosts())
+    check_scaled(t.name + " lm_head row sum (x = null)", row_sum(*t.be), sref, sscale, kTolRef);
   if (!g) return;
   const vector<float> c_sum = row_sum(ctx.cpu());
   const vector<float> c_out = run_matmul(ctx.cpu(), x, c_sum, nullptr, M, K, 1);

@@ -74,7 +74,8 @@ void nf4_forward_case(const OpContext& ctx, Backend* g, int M, int K, int N, Nf4
   vector<double> ref, scale;
   ref_matmul(ref, &scale, to_d(bf16_all(x)), to_d(nf4_weights_bf16(w)), b ? bd.data() : nullptr, M, K, N);
   const std::string d = dims(M, K, N) + " " + dtype_name(t);
-  for (const Target& tg : ctx.hosts()) check_scaled(tg.name + " nf4 " + d, run_nf4(*tg.be, x, w, b, M), ref, scale, kTolRef);
+  for (const Target& tg : ctx.hosts())
+    check_scaled(tg.name + " nf4 " + d, run_nf4(*tg.be, x, w, b, M), ref, scale, kTolRef);
   if (!g) return;
   const vector<float> c = run_nf4(ctx.cpu(), x, w, b, M);
   const vector<float> r = run_nf4(*g, x, w, b, M);
@@ -155,7 +156,8 @@ void dequant_probes(const OpContext& ctx) {
       for (int n = 0; n < N; n++)
         for (int k = 0; k < K; k++) wt[size_t(k) * N + n] = wb[size_t(n) * K + k];
       for (const Target& tg : ctx.hosts()) {
-        check_bits(tg.name + " nf4 one-hot rows, sigma " + std::to_string(sigma), run_nf4(*tg.be, identity(K), w, nullptr, K), wt);
+        check_bits(tg.name + " nf4 one-hot rows, sigma " + std::to_string(sigma),
+                   run_nf4(*tg.be, identity(K), w, nullptr, K), wt);
         check_bits(tg.name + " nf4 one-hot dout, sigma " + std::to_string(sigma),
                    run_nf4_backward(*tg.be, identity(N), w, vector<float>(size_t(N) * K, 0.0f), N), wb);
       }

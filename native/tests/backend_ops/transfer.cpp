@@ -284,7 +284,8 @@ OP_CASE(embedding_backward) {
         return want;
       };
       const std::string d = " M=" + std::to_string(M) + " C=" + std::to_string(C) + " V=" + std::to_string(V);
-      for (const Target& t : ctx.hosts()) check_bits(t.name + " dtable" + d, run(*t.be, table0, dout, ids, C), reference());
+      for (const Target& t : ctx.hosts())
+        check_bits(t.name + " dtable" + d, run(*t.be, table0, dout, ids, C), reference());
       if (!g) continue;
       if (M > 2) ids[1] = -1;  // skipped on the GPU (a caller bug: the CPU op trusts its ids)
       check_bits("cuda dtable" + d, run(*g, table0, dout, ids, C), reference());
