@@ -1,5 +1,6 @@
-// Launchers of the matrix kernels (matmul.cu, matmul_nf4.cu): ops.h semantics with device pointers and the stream
-// first. The non-matmul launchers live in ops_misc.cuh. Every launcher checks its launch and throws EngineError.
+// Launchers of the NF4 matrix kernels (matmul_nf4.cu), as cpu::matmul_nf4_forward / matmul_nf4_backward_input, and
+// the device copy of an NF4 weight they read. Launcher conventions: cuda_common.cuh; every launcher checks its
+// launch and throws EngineError.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -8,13 +9,6 @@
 #include "quant/nf4.h"
 
 namespace dpo::cuda {
-
-// out (M,N) = x (M,K) . w (N,K)^T + bias (N, may be null). fp32 FMA, each element one chain over k = 0..K-1.
-void launch_matmul_forward(cudaStream_t stream, float* out, const float* x, const float* w, const float* bias, int M,
-                           int K, int N);
-// dx (M,K) += dout (M,N) . w (N,K); dw (N,K) += dout^T . x; dbias (N) += sum_m dout. dx, dw, dbias may be null.
-void launch_matmul_backward(cudaStream_t stream, float* dx, float* dw, float* dbias, const float* dout,
-                            const float* x, const float* w, int M, int K, int N);
 
 // An Nf4Matrix resident on the device: the packed nibbles (ceil(rows*cols/2) bytes, layout of quant/nf4.h) and the
 // dequantized fp32 first-level absmax (blocks of 64 flat elements, which may cross rows).

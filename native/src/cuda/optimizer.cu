@@ -18,8 +18,9 @@
 #include <cstdint>
 #include <string>
 
-#include "cuda/ops_misc.cuh"
-#include "cuda/ops_misc_device.cuh"
+#include "cuda/optimizer.cuh"
+#include "cuda/cuda_common.cuh"
+#include "cuda/kernel_helpers.cuh"
 #include "train/adam_math.h"
 
 namespace dpo::cuda {
@@ -35,7 +36,7 @@ constexpr int64_t kL2PerThread = 8;  // elements per thread before a launch adds
 
 __device__ __forceinline__ double warp_sum_double(double v) {
 #pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(misc::kFullMask, v, o);
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(helpers::kFullMask, v, o);
   return v;
 }
 
@@ -128,8 +129,8 @@ adamw_bnb8bit_kernel(float* param /*(n)*/, uint8_t* state1 /*(n)*/, uint8_t* sta
     max1 = fp::max(max1, fp::abs(m[k]));
     max2 = fp::max(max2, fp::abs(v[k]));
   }
-  max1 = misc::warp_max(max1);
-  max2 = misc::warp_max(max2);
+  max1 = helpers::warp_max(max1);
+  max2 = helpers::warp_max(max2);
   if ((threadIdx.x & 31) == 0) red1[threadIdx.x >> 5] = max1, red2[threadIdx.x >> 5] = max2;
   __syncthreads();
   float new1 = red1[0], new2 = red2[0];
@@ -164,25 +165,25 @@ void launch_l2_norm(cudaStream_t stream, float* out, const float* x, int64_t n, 
   const int64_t per_block = kThreads * kL2PerThread;
   const int64_t G = n == 0 ? 1 : std::min<int64_t>(kL2NormPartials, (n + per_block - 1) / per_block);
   l2_partial_kernel<<<unsigned(G), kThreads, 0, stream>>>(partials, x, n);
-  ops_misc_detail::check_launch("l2_norm");
+  check_last_launch("l2_norm");
   l2_finish_kernel<<<1, kThreads, 0, stream>>>(out, partials, int(G));
-  ops_misc_detail::check_launch("l2_norm");
+  check_last_launch("l2_norm");
 }
 
 void launch_adamw_step(cudaStream_t stream, float* param, float* exp_avg, float* exp_avg_sq, const float* grad,
                        const AdamWStepScalars& s, int64_t n) {
   check_size("adamw_step", n);
   if (n == 0) return;
-  adamw_kernel<<<misc::grid_for(n, kThreads), kThreads, 0, stream>>>(param, exp_avg, exp_avg_sq, grad, s, n);
-  ops_misc_detail::check_launch("adamw_step");
+  adamw_kernel<<<helpers::grid_for(n, kThreads), kThreads, 0, stream>>>(param, exp_avg, exp_avg_sq, grad, s, n);
+  check_last_launch("adamw_step");
 }
 
 void launch_adamw_bnb32_step(cudaStream_t stream, float* param, float* m, float* v, const float* grad,
                              const BnbAdamStepScalars& s, int64_t n) {
   check_size("adamw_bnb32_step", n);
   if (n == 0) return;
-  adamw_bnb32_kernel<<<misc::grid_for(n, kThreads), kThreads, 0, stream>>>(param, m, v, grad, s, n);
-  ops_misc_detail::check_launch("adamw_bnb32_step");
+  adamw_bnb32_kernel<<<helpers::grid_for(n, kThreads), kThreads, 0, stream>>>(param, m, v, grad, s, n);
+  check_last_launch("adamw_bnb32_step");
 }
 
 void launch_adamw_bnb8bit_step(cudaStream_t stream, float* param, uint8_t* state1, uint8_t* state2, float* absmax1,
@@ -194,7 +195,7 @@ void launch_adamw_bnb8bit_step(cudaStream_t stream, float* param, uint8_t* state
   if (blocks > 0x7fffffff) throw EngineError(ErrorCode::BadInput, "adamw_bnb8bit_step: tensor too large");
   adamw_bnb8bit_kernel<<<unsigned(blocks), kThreads, 0, stream>>>(param, state1, state2, absmax1, absmax2, grad,
                                                                   qmaps, s, n);
-  ops_misc_detail::check_launch("adamw_bnb8bit_step");
+  check_last_launch("adamw_bnb8bit_step");
 }
 
 }  // namespace dpo::cuda

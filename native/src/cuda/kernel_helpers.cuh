@@ -1,4 +1,4 @@
-// Device helpers shared by the ops_misc kernels (norms.cu, rope.cu, attention.cu, elementwise.cu, logits.cu):
+// Device helpers shared by the op kernels (rmsnorm.cu, rope.cu, attention.cu, elementwise.cu, logits.cu, ...):
 // fixed-order warp and block reductions, and a dynamic-shared-memory opt-in. nvcc only.
 //
 // Determinism: a warp reduction is an xor butterfly (offsets 16, 8, 4, 2, 1). Each step adds two values whose sum is
@@ -13,7 +13,7 @@
 
 #include "dpo/errors.h"
 
-namespace dpo::cuda::misc {
+namespace dpo::cuda::helpers {
 
 constexpr unsigned kFullMask = 0xffffffffu;
 
@@ -91,4 +91,4 @@ inline unsigned grid_for(int64_t n, int nt) {
   return unsigned(blocks < 65536 ? blocks : 65536);
 }
 
-}  // namespace dpo::cuda::misc
+}  // namespace dpo::cuda::helpers

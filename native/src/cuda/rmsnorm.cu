@@ -2,13 +2,14 @@
 //
 // Parallel decomposition:
 //  - forward and backward-dx: one block of 256 threads per row m. Thread i handles columns i, i+256, ... (coalesced);
-//    the row's sum (x^2, or (w dy) x) is a fixed-order block reduction (ops_misc_device.cuh), so a row's result
+//    the row's sum (x^2, or (w dy) x) is a fixed-order block reduction (kernel_helpers.cuh), so a row's result
 //    depends only on that row and C, never on M. The row is read a second time for the output (L1/L2 hit).
 //  - backward-dw: dw[c] += sum_m dout[m,c] x[m,c] rstd[m]. One block of 32 x 8 threads per 32 columns: thread (c, j)
 //    sums rows j, j+8, j+16, ... of column c in order, then the 8 partials of the column are added in order j = 0..7.
 //    No float atomics, so dw is bit-reproducible; each warp reads 32 consecutive columns of one row (coalesced).
-#include "cuda/ops_misc.cuh"
-#include "cuda/ops_misc_device.cuh"
+#include "cuda/rmsnorm.cuh"
+#include "cuda/cuda_common.cuh"
+#include "cuda/kernel_helpers.cuh"
 
 namespace dpo::cuda {
 namespace {
@@ -27,7 +28,7 @@ rmsnorm_forward_kernel(float* out /*(M,C)*/, float* rstd /*(M) or null*/, const 
   float* om = out + m * C;
   float ss = 0.0f;
   for (int c = threadIdx.x; c < C; c += kRowThreads) ss = fmaf(xm[c], xm[c], ss);
-  ss = misc::block_sum<kRowThreads>(ss, red);
+  ss = helpers::block_sum<kRowThreads>(ss, red);
   const float r = 1.0f / sqrtf(ss / float(C) + eps);  // IEEE sqrt and division (no fast-math)
   // Every thread has read its x before the block reduction's barrier, so out may alias x.
   for (int c = threadIdx.x; c < C; c += kRowThreads) om[c] = w[c] * (xm[c] * r);
@@ -46,7 +47,7 @@ rmsnorm_backward_dx_kernel(float* dx /*(M,C)*/, const float* dout /*(M,C)*/, con
   const float r = rstd[m];
   float s = 0.0f;
   for (int c = threadIdx.x; c < C; c += kRowThreads) s = fmaf(w[c] * dy[c], xm[c], s);
-  s = misc::block_sum<kRowThreads>(s, red);
+  s = helpers::block_sum<kRowThreads>(s, red);
   const float k = r * r * r / float(C) * s;
   for (int c = threadIdx.x; c < C; c += kRowThreads) d[c] += r * (w[c] * dy[c]) - k * xm[c];
 }
@@ -79,7 +80,7 @@ void launch_rmsnorm_forward(cudaStream_t stream, float* out, float* rstd, const 
   if (M < 0 || C <= 0) throw EngineError(ErrorCode::BadInput, "rmsnorm: bad shape");
   if (M == 0) return;
   rmsnorm_forward_kernel<<<unsigned(M), kRowThreads, 0, stream>>>(out, rstd, x, w, C, eps);
-  ops_misc_detail::check_launch("rmsnorm_forward");
+  check_last_launch("rmsnorm_forward");
 }
 
 void launch_rmsnorm_backward(cudaStream_t stream, float* dx, float* dw, const float* dout, const float* x,
@@ -87,11 +88,11 @@ void launch_rmsnorm_backward(cudaStream_t stream, float* dx, float* dw, const fl
   if (M < 0 || C <= 0) throw EngineError(ErrorCode::BadInput, "rmsnorm_backward: bad shape");
   if (M == 0) return;
   rmsnorm_backward_dx_kernel<<<unsigned(M), kRowThreads, 0, stream>>>(dx, dout, x, w, rstd, C);
-  ops_misc_detail::check_launch("rmsnorm_backward");
+  check_last_launch("rmsnorm_backward");
   if (dw) {
     const dim3 block(kDwCols, kDwRows);
     rmsnorm_backward_dw_kernel<<<unsigned((C + kDwCols - 1) / kDwCols), block, 0, stream>>>(dw, dout, x, rstd, M, C);
-    ops_misc_detail::check_launch("rmsnorm_backward");
+    check_last_launch("rmsnorm_backward");
   }
 }
 

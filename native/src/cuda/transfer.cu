@@ -17,8 +17,9 @@
 #include <cstdint>
 #include <string>
 
-#include "cuda/ops_misc.cuh"
-#include "cuda/ops_misc_device.cuh"
+#include "cuda/transfer.cuh"
+#include "cuda/cuda_common.cuh"
+#include "cuda/kernel_helpers.cuh"
 
 namespace dpo::cuda {
 namespace {
@@ -123,44 +124,44 @@ void launch_scatter_rows(cudaStream_t stream, float* dst, const int* rows, const
   check_rows("scatter_rows", M, width);
   if (M == 0 || width == 0) return;
   scatter_rows_kernel<<<row_grid(M), kThreads, 0, stream>>>(dst, rows, src, M, width);
-  ops_misc_detail::check_launch("scatter_rows");
+  check_last_launch("scatter_rows");
 }
 
 void launch_gather_rows(cudaStream_t stream, float* dst, const float* src, const int* rows, int M, int width) {
   check_rows("gather_rows", M, width);
   if (M == 0 || width == 0) return;
   gather_rows_kernel<<<row_grid(M), kThreads, 0, stream>>>(dst, src, rows, M, width);
-  ops_misc_detail::check_launch("gather_rows");
+  check_last_launch("gather_rows");
 }
 
 void launch_axpy(cudaStream_t stream, float* y, const float* x, float a, int64_t n) {
   check_size("axpy", n);
   if (n == 0) return;
-  axpy_kernel<<<misc::grid_for(n, kThreads), kThreads, 0, stream>>>(y, x, a, n);
-  ops_misc_detail::check_launch("axpy");
+  axpy_kernel<<<helpers::grid_for(n, kThreads), kThreads, 0, stream>>>(y, x, a, n);
+  check_last_launch("axpy");
 }
 
 void launch_scale(cudaStream_t stream, float* out, const float* x, float a, int64_t n) {
   check_size("scale", n);
   if (n == 0) return;
-  scale_kernel<<<misc::grid_for(n, kThreads), kThreads, 0, stream>>>(out, x, a, n);
-  ops_misc_detail::check_launch("scale");
+  scale_kernel<<<helpers::grid_for(n, kThreads), kThreads, 0, stream>>>(out, x, a, n);
+  check_last_launch("scale");
 }
 
 void launch_dropout_forward(cudaStream_t stream, float* out, const float* x, const uint8_t* kept, float keep_scale,
                             int64_t n) {
   check_size("dropout", n);
   if (n == 0) return;
-  dropout_forward_kernel<<<misc::grid_for(n, kThreads), kThreads, 0, stream>>>(out, x, kept, keep_scale, n);
-  ops_misc_detail::check_launch("dropout");
+  dropout_forward_kernel<<<helpers::grid_for(n, kThreads), kThreads, 0, stream>>>(out, x, kept, keep_scale, n);
+  check_last_launch("dropout");
 }
 
 void launch_dropout_backward(cudaStream_t stream, float* dx, const float* dout, const uint8_t* kept, float keep_scale,
                              int64_t n) {
   check_size("dropout_backward", n);
   if (n == 0) return;
-  dropout_backward_kernel<<<misc::grid_for(n, kThreads), kThreads, 0, stream>>>(dx, dout, kept, keep_scale, n);
-  ops_misc_detail::check_launch("dropout_backward");
+  dropout_backward_kernel<<<helpers::grid_for(n, kThreads), kThreads, 0, stream>>>(dx, dout, kept, keep_scale, n);
+  check_last_launch("dropout_backward");
 }
 
 void launch_embedding_backward(cudaStream_t stream, float* dtable, const float* dout, const int* ids, int M, int C) {
@@ -171,7 +172,7 @@ void launch_embedding_backward(cudaStream_t stream, float* dtable, const float* 
   const int parts = std::max(1, std::min(64, M / 64));
   const dim3 grid(unsigned((int64_t(C) + kThreads - 1) / kThreads), unsigned(parts));
   embedding_backward_kernel<<<grid, kThreads, 0, stream>>>(dtable, dout, ids, M, C, parts);
-  ops_misc_detail::check_launch("embedding_backward");
+  check_last_launch("embedding_backward");
 }
 
 }  // namespace dpo::cuda
