@@ -158,7 +158,7 @@ describe('DPO Studio in Chromium', () => {
     expect(await form.textContent()).toContain('learning_rate')
     await tid('params-demo-note').waitFor()
     expect(await tid('preset-demo').getAttribute('class')).toContain('on')
-    const num = (key: string) => tid(`param-${key}`).locator('input[type=number]')
+    const num = (key: string) => tid(`param-${key}`).getByTestId('number-input')
     expect(await num('dataSize').inputValue()).toBe('60')
     expect(await num('epochs').inputValue()).toBe('4')
     expect(Number(await num('learningRate').inputValue())).toBe(0.002)
@@ -167,6 +167,40 @@ describe('DPO Studio in Chromium', () => {
     await beta.fill('0')
     await expect.poll(() => tid('param-beta').textContent()).toContain('Must be greater than 0')
     await beta.fill('0.1')
+    await expect.poll(async () => tid('params-invalid').count()).toBe(0)
+    expect(await tid('preset-demo').getAttribute('class')).toContain('on')
+  })
+
+  it('number fields keep what is typed; an empty or non-numeric one is an error that blocks Start and links to the field', async () => {
+    const num = (key: string) => tid(`param-${key}`).getByTestId('number-input')
+    const stored = () => page.evaluate(() => JSON.parse(localStorage.getItem('dpo-studio.params') ?? '{}') as Record<string, unknown>)
+    /** Types key by key, as a person does, then leaves the field with Tab. */
+    async function typeInto(key: string, text: string): Promise<void> {
+      await num(key).fill('')
+      await num(key).pressSequentially(text)
+      await page.keyboard.press('Tab')
+    }
+    for (const [key, text, value] of [['beta', '.05', 0.05], ['learningRate', '1e-10', 1e-10], ['learningRate', '.0002', 0.0002]] as const) {
+      await typeInto(key, text)
+      expect(await num(key).inputValue()).toBe(text)
+      expect((await stored())[key]).toBe(value)
+      expect(await tid(`param-${key}`).getByTestId('field-error').count()).toBe(0)
+    }
+    // Emptied: an error beside the field, never the default; Start stays disabled and its message links to the field.
+    await typeInto('epochs', '')
+    await expect.poll(async () => (await tid('param-epochs').getByTestId('field-error').textContent()) ?? '').toBe('Empty: enter a number (default 1)')
+    await typeInto('beta', 'abc')
+    await expect.poll(async () => (await tid('param-beta').getByTestId('field-error').textContent()) ?? '').toBe('“abc” is not a number')
+    expect(await tid('nav-params').textContent()).toContain('Has errors')
+    await nav('run')
+    expect(await tid('train-start').isDisabled()).toBe(true)
+    expect(await tid('run-blockers').textContent()).toContain('Fix the parameter errors: Epochs (num_epoch), Beta (beta).')
+    await tid('fix-epochs').click()
+    await tid('params-view').waitFor()
+    await expect.poll(() => page.evaluate(() => document.activeElement?.id)).toBe('p-epochs')
+    await page.keyboard.type('4')
+    await typeInto('beta', '0.1')
+    await typeInto('learningRate', '0.002')
     await expect.poll(async () => tid('params-invalid').count()).toBe(0)
     expect(await tid('preset-demo').getAttribute('class')).toContain('on')
     await page.evaluate(() => document.querySelector('.content')?.scrollTo(0, 0))

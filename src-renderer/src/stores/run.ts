@@ -45,7 +45,7 @@ export const useRunStore = defineStore('run', () => {
     if (app.info && !app.info.training) out.push('This build has no DPO training service yet.')
     if (!useModelsStore().dir) out.push('Choose a model.')
     if (!useDatasetStore().opened) out.push('Open a dataset.')
-    if (!useParamsStore().valid) out.push('Fix the parameter errors.')
+    if (!useParamsStore().valid) out.push(useParamsStore().errorSummary)
     return out
   })
 

@@ -39,7 +39,7 @@ describe('ParamsView', () => {
 
   it('shows a validation message when a value is out of range, and presets fix it', async () => {
     const w = mount(ParamsView, { global: { plugins: [pinia] } })
-    await w.get('[data-testid="param-beta"] input[type=number]').setValue('0')
+    await w.get('[data-testid="param-beta"] [data-testid="number-input"]').setValue('0')
     expect(w.get('[data-testid="param-beta"]').text()).toContain('Must be greater than 0')
     expect(w.find('[data-testid="params-invalid"]').exists()).toBe(true)
     await w.get('[data-testid="preset-notebook"]').trigger('click')

@@ -105,7 +105,7 @@ describe('run store', () => {
     const run = useRunStore()
     expect(run.blockers).toContain('Open a dataset.')
     useParamsStore().set('beta', -1)
-    expect(run.blockers).toContain('Fix the parameter errors.')
+    expect(run.blockers).toContain('Fix the parameter errors: Beta (beta).')
   })
 
   it('offers Resume for a cancelled run and continues it with the steps already done', async () => {
