@@ -305,6 +305,8 @@ export interface RunListItem {
   resumable: boolean
   /** The checkpoint's step it continues from (0: training restarts; -1: training is done, the answers remain). */
   resumeFromStep: number
+  /** The run's resolved parameters (config.json's params; null for a folder without them). */
+  params: Record<string, unknown> | null
 }
 
 export interface RunDetail extends RunListItem {

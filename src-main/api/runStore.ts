@@ -64,6 +64,12 @@ function pick(config: unknown, ...paths: string[]): string | null {
   return null
 }
 
+/** config.json's resolved parameters (runs of the app and the CLI both write them under "params"). */
+function paramsOf(config: unknown): Record<string, unknown> | null {
+  const p = config && typeof config === 'object' ? (config as Record<string, unknown>).params : null
+  return p && typeof p === 'object' && !Array.isArray(p) ? (p as Record<string, unknown>) : null
+}
+
 export async function readRunItem(dir: string): Promise<RunListItem | null> {
   const status = await readJson<RunStatusFile>(join(dir, STATUS_FILE))
   const config = await readJson<unknown>(join(dir, 'config.json'))
@@ -90,6 +96,7 @@ export async function readRunItem(dir: string): Promise<RunListItem | null> {
     error: status?.error ?? null,
     resumable: resume.resumable,
     resumeFromStep: resume.fromStep,
+    params: paramsOf(config),
   }
 }
 

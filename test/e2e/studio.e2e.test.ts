@@ -307,9 +307,19 @@ describe('DPO Studio in Chromium', () => {
     await tid('run-history').waitFor()
     await expect.poll(() => tid('history-row').count()).toBe(1)
     await screenshot(page, 'history')
+    // Each run says what tells it apart: model, dataset, support_ratio, epochs, beta, loss.
+    const row = tid('history-row').first()
+    expect(await row.getByTestId('history-ratio').textContent()).toBe('0.1')
+    expect(await row.getByTestId('history-epochs').textContent()).toBe('4')
+    expect(await row.getByTestId('history-beta').textContent()).toBe('0.1')
+    expect(await row.getByTestId('history-loss').textContent()).toBe('sigmoid')
+    expect(await row.textContent()).toContain('demo-model')
     await tid('run-history').getByRole('button', { name: 'Open' }).first().click()
     await tid('run-view').waitFor()
     await expect.poll(async () => (await tid('run-status').textContent()) ?? '').toContain('past run')
+    // The opened run shows its parameters.
+    expect(await tid('run-param-supportRatio').locator('td').textContent()).toBe('0.1')
+    expect(await tid('run-param-model').locator('td').textContent()).toContain('demo-model')
   })
 
   it.runIf(hasTraining)('inspects the run: pairs.jsonl in a sortable, filterable table, and a pair token by token', async () => {
@@ -379,9 +389,50 @@ describe('DPO Studio in Chromium', () => {
     await nav('history')
     await expect.poll(() => tid('history-row').count()).toBe(2)
     const runsDir = path.join(dataDir, 'runs')
-    const newest = readdirSync(runsDir).sort().at(-1)!
+    const [oldest, newest] = readdirSync(runsDir).sort() as [string, string]
     expect(existsSync(path.join(runsDir, newest, 'checkpoint.safetensors'))).toBe(true)
     await screenshot(page, 'history-resumable')
+    // Comparing the cancelled run: its column says it has no trained answers, never shows its untrained ones.
+    await tid(`history-pick-${oldest}`).check()
+    await tid(`history-pick-${newest}`).check()
+    await tid('history-compare').click()
+    const cmp = tid('history-compare-view')
+    await cmp.waitFor()
+    expect(await cmp.getByTestId('compare-missing').textContent()).toContain(`Run ${newest} was cancelled before its trained answers`)
+    expect(await cmp.getByTestId('resp-trained').locator('h2').textContent()).toContain('cancelled, no trained answers')
+    expect(await cmp.getByTestId('resp-trained-empty').textContent()).toContain('no trained answers to compare')
+    expect(await cmp.getByTestId('resp-original').locator('h2').textContent()).toContain('trained answers')
+    expect(await cmp.getByTestId('diff-view').count()).toBe(0)
+    // Both runs' parameters, the difference marked.
+    expect(await cmp.getByTestId('run-param-supportRatio').locator('td').allTextContents()).toEqual(['0.1', '0.9'])
+    expect(await cmp.getByTestId('run-param-supportRatio').getAttribute('class')).toContain('differs')
+    // Unticking one closes the comparison: what is ticked and what is compared stay the same.
+    await tid(`history-pick-${oldest}`).uncheck()
+    await expect.poll(() => tid('history-compare-view').count()).toBe(0)
+    await tid(`history-pick-${newest}`).uncheck()
+    // Sort and filter by the parameters.
+    await tid('history-sort-supportRatio').click()
+    expect(await tid('history-row').first().getAttribute('data-run')).toBe(oldest)
+    await tid('history-sort-supportRatio').click()
+    expect(await tid('history-row').first().getAttribute('data-run')).toBe(newest)
+    await tid('history-filter-status').selectOption('cancelled')
+    await expect.poll(() => tid('history-row').count()).toBe(1)
+    expect(await tid('history-count').textContent()).toBe('1 of 2 runs')
+    await tid('history-filter-status').selectOption('')
+    await tid('history-filter-ratio').selectOption('0.1')
+    await expect.poll(async () => (await tid('history-row').first().getAttribute('data-run')) ?? '').toBe(oldest)
+    expect(await tid('history-row').count()).toBe(1)
+    await tid('history-filter-ratio').selectOption('')
+    await tid('history-sort-startedAt').click()
+    // A small window: the table scrolls inside its card, the Open buttons stay in view, the page never scrolls sideways.
+    await page.setViewportSize({ width: 1024, height: 640 })
+    for (const b of await tid('run-history').getByRole('button', { name: 'Open' }).all()) {
+      const box = (await b.boundingBox())!
+      expect(box.x + box.width).toBeLessThanOrEqual(1024)
+    }
+    expect(await page.evaluate(() => { const c = document.querySelector('.content')!; return c.scrollWidth - c.clientWidth })).toBeLessThanOrEqual(0)
+    await screenshot(page, 'history-1024')
+    await page.setViewportSize({ width: 1440, height: 900 })
     await tid(`history-resume-${newest}`).click()
     await tid('run-view').waitFor()
     await expect.poll(async () => (await tid('run-status').textContent()) ?? '', { timeout: 180_000, interval: 500 }).toMatch(/^completed/)
@@ -398,7 +449,14 @@ describe('DPO Studio in Chromium', () => {
     await tid('history-compare').click()
     await tid('history-compare-view').waitFor()
     await tid('history-compare-view').getByTestId('diff-view').waitFor()
+    expect(await tid('history-compare-view').getByTestId('compare-missing').count()).toBe(0)
     await screenshot(page, 'history-compare')
+    // The comparison downloads as one file: both runs' parameters and each question's two trained answers.
+    const [download] = await Promise.all([page.waitForEvent('download'), tid('compare-download').click()])
+    const file = JSON.parse(readFileSync((await download.path())!, 'utf8')) as { runs: Array<{ run_id: string; params: { supportRatio: number } }>; rows: Array<{ response_from_run_a: string; response_from_run_b: string }> }
+    expect(file.runs.map((r) => r.params.supportRatio)).toEqual([0.1, 0.9])
+    expect(file.rows).toHaveLength(10)
+    expect(file.rows.every((r) => r.response_from_run_a.length > 0 && r.response_from_run_b.length > 0)).toBe(true)
     // support_ratio 0.9 pulled the same model the other way: most answers of the newer run take the support side.
     const runsDir = path.join(dataDir, 'runs')
     const newest = readdirSync(runsDir).sort().at(-1)!

@@ -25,6 +25,8 @@ export const useRunStore = defineStore('run', () => {
   const log = ref<string[]>([])
   const startedAt = ref<number | null>(null)
   const config = ref<unknown>(null)
+  /** The model and dataset of the run on screen (for its parameters table). */
+  const where = ref<{ model: string | null; dataset: string | null } | null>(null)
   /** Whether what is shown is a reopened past run rather than a live one. */
   const reopened = ref(false)
   const cancelling = ref(false)
@@ -81,6 +83,7 @@ export const useRunStore = defineStore('run', () => {
       phase.value = 'load'
       startedAt.value = Date.now()
       config.value = params.resolved
+      where.value = { model: models.dir, dataset: dataset.path }
       responses.reset(dataset.prompts?.prompts ?? [])
       responses.source = r.runId ?? 'live'
       app.notify('info', `Run ${r.runId} started.`)
@@ -161,6 +164,7 @@ export const useRunStore = defineStore('run', () => {
     metrics.value = run.metrics
     phase.value = run.status === 'completed' ? 'done' : null
     config.value = run.config
+    where.value = { model: run.modelDir, dataset: run.datasetPath }
     error.value = run.error ? { code: 'E_RUN', message: run.error } : null
     reopened.value = true
     resumeOk.value = run.resumable
@@ -210,7 +214,7 @@ export const useRunStore = defineStore('run', () => {
   })
 
   return {
-    jobId, runId, status, phase, detail, metrics, progress, error, log, startedAt, config, reopened, cancelling, resuming,
+    jobId, runId, status, phase, detail, metrics, progress, error, log, startedAt, config, where, reopened, cancelling, resuming,
     running, last, fraction, blockers, canResume, start, resume, cancel, attach, showPast,
   }
 })
