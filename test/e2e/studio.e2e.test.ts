@@ -20,7 +20,7 @@ import { launchChromium, screenshot } from './browser'
 
 const DEMO_MODEL = realpathSync(path.join(repoRoot, 'resources/demo-model'))
 const SAMPLE = path.join(repoRoot, 'resources/sample-dataset/zh')
-const SAMPLE_ROWS = JSON.parse(readFileSync(path.join(SAMPLE, 'labelled_data.json'), 'utf8')) as StanceRow[]
+const SAMPLE_ROWS = JSON.parse(readFileSync(path.join(SAMPLE, 'labelled_data.json'), 'utf8')) as Array<StanceRow & { prompt: string }>
 /** A real (non-demo) model for the switch back to the notebook's values; optional. */
 const REAL_MODEL = sharedPath('models/stories260K')
 const hasRealModel = existsSync(path.join(REAL_MODEL, 'config.json'))
@@ -110,6 +110,38 @@ describe('DPO Studio in Chromium', () => {
     await screenshot(page, 'models')
   })
 
+  it('a refused open keeps the model, dataset and parameters, and says exactly how to allow the folder', async () => {
+    const outside = mkdtempSync(path.join(tmpdir(), 'dpo-e2e-outside-'))
+    const allow = `dpo-studio serve --allow ${outside}`
+    await openPath('model-path', outside)
+    await expect.poll(async () => (await tid('model-error').textContent()) ?? '').toContain(allow)
+    expect(await tid('model-summary').textContent()).toContain(DEMO_MODEL)
+    await tid('model-loaded').waitFor()
+    expect(await tid('nav-params').textContent()).toContain('Demo model preset')
+    // Browsing for a model folder: a folder full of model files lists them (it is not "Empty folder").
+    await tid('model-path').getByTestId('path-input').fill(DEMO_MODEL)
+    await tid('model-path').getByTestId('path-browse').click()
+    await tid('fs-entry-config.json').waitFor()
+    expect(await tid('files-empty').count()).toBe(0)
+    expect(await tid('files-hint').textContent()).toContain('No subfolders here.')
+    expect(await tid('files-chosen').textContent()).toBe(DEMO_MODEL)
+    await page.keyboard.press('Escape')
+    await expect.poll(() => tid('files-browser').count()).toBe(0)
+    // Focus goes back to the Browse button that opened it.
+    expect(await page.evaluate(() => document.activeElement?.getAttribute('data-testid'))).toBe('path-browse')
+    await nav('dataset')
+    await openPath('dataset-path', path.join(outside, 'labelled_data.json'))
+    await expect.poll(async () => (await tid('dataset-error').textContent()) ?? '').toContain(allow)
+    await tid('sample-badge').waitFor()
+    expect(await tid('pairs-total').textContent()).toBe('60')
+    // The folder dialog says where it may go and how to allow more.
+    await tid('dataset-path').getByTestId('path-browse').click()
+    expect(await tid('files-roots-note').textContent()).toContain('dpo-studio serve --allow')
+    await page.keyboard.press('Escape')
+    await expect.poll(() => tid('files-browser').count()).toBe(0)
+    await nav('models')
+  })
+
   it('has the sample dataset open; support_ratio changes the pairs live', async () => {
     await nav('dataset')
     await tid('dataset-table').waitFor()
@@ -122,6 +154,22 @@ describe('DPO Studio in Chromium', () => {
     await openPath('dataset-path', bad)
     await tid('dataset-error').waitFor()
     expect(await tid('dataset-error').textContent()).toMatch(/row 2.*field.*oppose/s)
+    // ...and the sample stays open meanwhile.
+    expect(await tid('pairs-total').textContent()).toBe('60')
+    // A TRL file has no test prompts beside it: none, not the sample's; the user can pick a file, then clear it.
+    const trl = path.join(dataDir, 'trl.jsonl')
+    writeFileSync(trl, SAMPLE_ROWS.slice(0, 4).map((r) => JSON.stringify({ prompt: r.prompt, chosen: r.support, rejected: r.oppose })).join('\n') + '\n')
+    await openPath('dataset-path', trl)
+    await expect.poll(() => tid('pairs-total').textContent()).toBe('4')
+    expect(await tid('test-prompts-count').textContent()).toBe('0')
+    expect(await tid('test-prompts-source').textContent()).toContain('None beside this dataset')
+    const promptsFile = path.join(dataDir, 'my_prompts.json')
+    writeFileSync(promptsFile, JSON.stringify([{ id: 1, prompt: '公園應該禁止吸菸嗎？' }, { id: 2, prompt: '學校應該取消考試嗎？' }]))
+    await openPath('prompts-path', promptsFile)
+    await expect.poll(() => tid('test-prompts-count').textContent()).toBe('2')
+    expect(await tid('test-prompts').textContent()).toContain('公園應該禁止吸菸嗎？')
+    await tid('prompts-clear').click()
+    await expect.poll(() => tid('test-prompts-count').textContent()).toBe('0')
     // Web mode's folder browser: only the host's roots (the bundled resources among them); choosing the sample
     // folder opens it again.
     await tid('dataset-path').getByTestId('path-input').fill(SAMPLE)
@@ -129,7 +177,22 @@ describe('DPO Studio in Chromium', () => {
     await tid('files-browser').waitFor()
     await tid('fs-entry-labelled_data.json').waitFor()
     expect(await tid('files-browser').textContent()).toContain('DPO_STUDIO_ROOTS')
-    await tid('files-choose').click()
+    expect(await tid('files-browser').getAttribute('aria-modal')).toBe('true')
+    // Keyboard only: focus is in the list; arrows move, Space selects, Tab stays inside, Enter chooses the file.
+    const focused = () => page.evaluate(() => document.activeElement?.getAttribute('data-testid') ?? '')
+    await expect.poll(focused).toBe('fs-entry-labelled_data.json')
+    await page.keyboard.press('ArrowDown')
+    expect(await focused()).toBe('fs-entry-test_prompt.json')
+    await page.keyboard.press('ArrowUp')
+    await page.keyboard.press(' ')
+    expect(await tid('files-chosen').textContent()).toBe(path.join(SAMPLE, 'labelled_data.json'))
+    for (let i = 0; i < 14; i++) {
+      await page.keyboard.press('Tab')
+      expect(await page.evaluate(() => !!document.activeElement?.closest('[data-testid="files-browser"]'))).toBe(true)
+    }
+    await tid('fs-entry-labelled_data.json').focus()
+    await page.keyboard.press('Enter')
+    await expect.poll(() => tid('files-browser').count()).toBe(0)
     await tid('dataset-table').waitFor()
     await tid('sample-badge').waitFor()
     await expect.poll(() => tid('dataset-row').count()).toBe(10)
