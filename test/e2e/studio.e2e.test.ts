@@ -29,6 +29,7 @@ const REAL_MODEL_SHOWN = hasRealModel ? realpathSync(REAL_MODEL) : REAL_MODEL
 const hasTraining = existsSync(path.join(repoRoot, 'src-main/services/training/notebookRun.ts'))
 
 let host: RunningWebHost
+let hostRoots: string[] = []
 let context: BrowserContext
 let page: Page
 let dataDir: string
@@ -55,7 +56,8 @@ async function openPath(field: string, value: string): Promise<void> {
 beforeAll(async () => {
   if (!existsSync(path.join(repoRoot, 'out/renderer/index.html'))) throw new Error('build the renderer first: npx electron-vite build (npm run test:e2e does)')
   dataDir = mkdtempSync(path.join(tmpdir(), 'dpo-e2e-data-'))
-  host = await serveStudio({ dataDir, roots: existsSync(sharedPath()) ? [sharedPath()] : [], port: 0 })
+  hostRoots = existsSync(sharedPath()) ? [sharedPath()] : []
+  host = await serveStudio({ dataDir, roots: hostRoots, port: 0 })
   ;({ context, page } = await launchChromium())
   page.on('pageerror', (e) => console.error('[page error]', e.message))
 })
@@ -102,6 +104,12 @@ describe('DPO Studio in Chromium', () => {
     await tid('use-demo-model').click()
     await tid('demo-notice').waitFor()
     await expect.poll(async () => (await tid('nav-params').textContent()) ?? '').toContain('Demo model preset')
+    // Without a usable GPU: a sentence, not the CUDA runtime's error; its words on demand. What to do next, and that
+    // loading here is optional.
+    await expect.poll(async () => (await tid('cpu-reason').textContent()) ?? '').toMatch(/^(No NVIDIA GPU found, computing on the CPU\.|This engine build has no CUDA backend, so it computes on the CPU\.)$/)
+    expect(await tid('engine-card').textContent()).not.toMatch(/cudaGetDeviceCount/)
+    expect(await tid('next-step').textContent()).toContain('Start training')
+    expect(await tid('load-optional').textContent()).toContain('a training run loads the model by itself')
   })
 
   it('loads the demo model on the engine', async () => {
@@ -266,6 +274,12 @@ describe('DPO Studio in Chromium', () => {
     await typeInto('learningRate', '0.002')
     await expect.poll(async () => tid('params-invalid').count()).toBe(0)
     expect(await tid('preset-demo').getAttribute('class')).toContain('on')
+    // Each view keeps its own scroll position: the next view opens at its top, and coming back finds the place.
+    await page.evaluate(() => document.querySelector('.content')?.scrollTo(0, 600))
+    await nav('dataset')
+    expect(await page.evaluate(() => document.querySelector('.content')!.scrollTop)).toBe(0)
+    await nav('params')
+    await expect.poll(() => page.evaluate(() => document.querySelector('.content')!.scrollTop)).toBe(600)
     await page.evaluate(() => document.querySelector('.content')?.scrollTo(0, 0))
     await screenshot(page, 'params')
   })
@@ -283,10 +297,17 @@ describe('DPO Studio in Chromium', () => {
 
   it.runIf(hasTraining)('trains with live curves, then shows trained answers and the diff', async () => {
     await nav('run')
-    await tid('train-start').click()
-    await tid('train-cancel').waitFor({ timeout: 10_000 }).catch(() => undefined)
+    // From the keyboard: Enter on Start; the button becomes Cancel and keeps the focus, with a ring one can see.
+    await tid('train-start').focus()
+    await page.keyboard.press('Enter')
+    await expect.poll(() => page.evaluate(() => document.activeElement?.getAttribute('data-testid')), { timeout: 10_000 }).toBe('train-cancel')
+    const ring = await tid('train-cancel').evaluate((el) => ({ visible: el.matches(':focus-visible'), style: getComputedStyle(el).outlineStyle, width: getComputedStyle(el).outlineWidth, color: getComputedStyle(el).outlineColor }))
+    expect(ring).toEqual({ visible: true, style: 'solid', width: '2px', color: 'rgb(52, 81, 209)' })
     // Curves update at each logging step: the loss chart's step counter moves while the run goes on.
     await expect.poll(async () => (await tid('run-loss').textContent()) ?? '—', { timeout: 120_000 }).not.toBe('—')
+    // While it trains, the sidebar does not claim the answers are being generated.
+    if ((await tid('run-status').textContent())?.includes('running')) expect(await tid('nav-responses').textContent()).not.toContain('Generating')
+    expect(await tid('loss-chart-mark').textContent()).toBe('· dotted line: ln 2 = 0.6931')
     await expect.poll(async () => (await tid('run-status').textContent()) ?? '', { timeout: 180_000, interval: 500 }).toContain('completed')
     const loss = Number(await tid('run-loss').textContent())
     expect(loss).toBeGreaterThan(0)
@@ -330,8 +351,24 @@ describe('DPO Studio in Chromium', () => {
     const diff = tid('diff-view')
     await expect.poll(() => diff.locator('.removed').count()).toBeGreaterThan(0)
     expect(await diff.locator('.added').count()).toBeGreaterThan(0)
-    expect(await tid('diff-removed').textContent()).toMatch(/^−[1-9]\d* words$/)
-    expect(await tid('diff-added').textContent()).toMatch(/^\+[1-9]\d* words$/)
+    // Chinese answers are counted in characters, not "words".
+    expect(await tid('diff-removed').textContent()).toMatch(/^−[1-9]\d* chars$/)
+    expect(await tid('diff-added').textContent()).toMatch(/^\+[1-9]\d* chars$/)
+    expect(await tid('resp-trained-length').textContent()).toMatch(/^\d+ chars$/)
+    // Copying the diff marks what was removed and added, instead of running the two together.
+    const copied = await diff.getByTestId('diff-text').evaluate((el) => {
+      const range = document.createRange()
+      range.selectNodeContents(el)
+      getSelection()!.removeAllRanges()
+      getSelection()!.addRange(range)
+      const data = new DataTransfer()
+      el.dispatchEvent(new ClipboardEvent('copy', { clipboardData: data, bubbles: true, cancelable: true }))
+      const expected = [...el.children].map((c) => (c.classList.contains('removed') ? `[-${c.textContent}-]` : c.classList.contains('added') ? `{+${c.textContent}+}` : c.textContent)).join('')
+      return { text: data.getData('text/plain'), expected }
+    })
+    expect(copied.text).toBe(copied.expected)
+    expect(copied.text).toMatch(/\[-.+?-\]/)
+    expect(copied.text).toMatch(/\{\+.+?\+\}/)
     // The highlighted parts really are coloured (removed red, added green).
     const bg = (sel: string) => diff.locator(sel).first().evaluate((el) => getComputedStyle(el).backgroundColor)
     expect(await bg('.removed')).toBe('rgb(253, 228, 225)')
@@ -528,6 +565,19 @@ describe('DPO Studio in Chromium', () => {
     expect(support).toBeGreaterThanOrEqual(7)
   })
 
+  it.runIf(hasTraining)('after a reload, Training and Responses show the latest run', async () => {
+    const newest = runDirs().at(-1)!
+    const answers = JSON.parse(readFileSync(path.join(newest, 'responses_trained.json'), 'utf8')) as Array<{ response: string }>
+    await page.reload()
+    await tid('models-view').waitFor()
+    await expect.poll(async () => (await tid('nav-run').textContent()) ?? '', { timeout: 15_000 }).toContain('Past run · completed')
+    await nav('run')
+    expect(await tid('run-status').textContent()).toBe('past run · completed')
+    expect(await tid('run-view').textContent()).toContain(path.basename(newest))
+    await nav('responses')
+    await expect.poll(async () => (await tid('resp-trained').locator('.answer').textContent()) ?? '').toBe(answers[0]!.response)
+  })
+
   it.runIf(hasTraining)('shows the pairs and tokens of two runs side by side', async () => {
     await nav('pairs')
     const [older, newer] = runDirs()
@@ -591,5 +641,27 @@ describe('DPO Studio in Chromium', () => {
     await screenshot(page, 'engine-crash')
     await expect.poll(() => host.engine.status.state, { timeout: 30_000 }).toBe('ready')
     await expect.poll(() => tid('host-banner').count(), { timeout: 15_000 }).toBe(0)
+  })
+
+  it('says page-wide when the server is gone, fails actions at once, and reconnects by itself when it is back', async () => {
+    const port = host.port
+    const token = new URL(host.url).searchParams.get('token')!
+    await nav('history')
+    await host.stop()
+    await tid('disconnected-banner').waitFor({ timeout: 10_000 })
+    expect(await tid('disconnected-banner').textContent()).toContain('dpo-studio serve')
+    expect(await tid('engine-chip').textContent()).toContain('Server disconnected')
+    // An action answers at once instead of spinning.
+    const t0 = Date.now()
+    await tid('history-view').getByRole('button', { name: 'Refresh' }).click()
+    await expect.poll(async () => (await tid('run-history').textContent()) ?? '', { timeout: 2_000 }).toContain('not connected to the DPO Studio server')
+    expect(Date.now() - t0).toBeLessThan(2_000)
+    await screenshot(page, 'disconnected')
+    // The same server (port and token) comes back: the banner goes and the page carries on.
+    host = await serveStudio({ dataDir, roots: hostRoots, port, token })
+    await expect.poll(() => tid('disconnected-banner').count(), { timeout: 15_000 }).toBe(0)
+    await expect.poll(async () => (await tid('engine-chip').textContent()) ?? '', { timeout: 30_000 }).toMatch(/CPU ·|GPU|·/)
+    await tid('history-view').getByRole('button', { name: 'Refresh' }).click()
+    await expect.poll(() => tid('history-row').count()).toBe(2)
   })
 })

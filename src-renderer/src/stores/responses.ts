@@ -124,6 +124,7 @@ export const useResponsesStore = defineStore('responses', () => {
       jobId.value = e.jobId
     }
     if (ev.kind === 'phase' && (ev.phase === 'original' || ev.phase === 'trained')) begin(ev.phase)
+    else if (ev.kind === 'phase') streaming.value = null
     else if (ev.kind === 'text') {
       if (streaming.value !== ev.which) begin(ev.which)
       appendText(ev.which, ev.index, ev.delta)

@@ -30,6 +30,8 @@ export const useRunStore = defineStore('run', () => {
   /** Whether what is shown is a reopened past run rather than a live one. */
   const reopened = ref(false)
   const cancelling = ref(false)
+  /** Between Start and the run existing: Start is not pressed twice. */
+  const starting = ref(false)
   /** Whether the stopped run on screen can be resumed: from the run list for past runs, assumed for live ones. */
   const resumeOk = ref(false)
   const resuming = ref(false)
@@ -66,8 +68,9 @@ export const useRunStore = defineStore('run', () => {
     const dataset = useDatasetStore()
     const params = useParamsStore()
     const responses = useResponsesStore()
-    if (!params.resolved || !dataset.opened) return
+    if (!params.resolved || !dataset.opened || starting.value) return
     clear()
+    starting.value = true
     try {
       const r = await api.runStart({
         modelDir: models.dir,
@@ -92,6 +95,8 @@ export const useRunStore = defineStore('run', () => {
       status.value = 'failed'
       error.value = { code: 'E_START', message: errorText(e) }
       app.notify('error', errorText(e))
+    } finally {
+      starting.value = false
     }
   }
 
@@ -125,7 +130,7 @@ export const useRunStore = defineStore('run', () => {
   }
 
   async function cancel(): Promise<void> {
-    if (!jobId.value || !running.value) return
+    if (!jobId.value || !running.value || cancelling.value) return
     cancelling.value = true
     await api.jobCancel({ jobId: jobId.value }).catch(() => undefined)
   }
@@ -144,7 +149,11 @@ export const useRunStore = defineStore('run', () => {
     reopened.value = false
   }
 
-  /** On startup: a run may already be going (another window, or a reload). */
+  /**
+   * On startup, and when the page reconnects: a run may be going (another window, or a reload), so follow it.
+   * Otherwise a page that shows no run yet (a reload) shows the latest run from disk, and one that lost track of its
+   * run (it ended while the server was out of reach) shows how that run ended.
+   */
   async function attach(): Promise<void> {
     const snap = await api.jobActive(undefined).catch(() => null)
     if (snap?.kind === 'run' && snap.status === 'running') {
@@ -153,7 +162,18 @@ export const useRunStore = defineStore('run', () => {
       responses.reset(snap.prompts)
       snap.original.forEach((t, i) => (responses.original[i] = t))
       snap.trained.forEach((t, i) => (responses.trained[i] = t))
+      return
     }
+    if (status.value !== 'idle' && status.value !== 'running') return
+    const before = { status: status.value, runId: runId.value }
+    const id = before.status === 'running' ? before.runId : ((await api.runsList(undefined).catch(() => []))[0]?.runId ?? null)
+    if (!id) return
+    const detail = await api.runOpen({ run: id }).catch(() => null)
+    // Something started meanwhile (Start, a run from another window): that wins.
+    if (!detail || status.value !== before.status || runId.value !== before.runId) return
+    showPast(detail)
+    const responses = useResponsesStore()
+    if (before.status === 'running' || (responses.source === 'live' && !responses.hasOriginal && !responses.hasTrained && !responses.streaming)) responses.loadRun(detail)
   }
 
   function showPast(run: RunDetail): void {
@@ -214,7 +234,7 @@ export const useRunStore = defineStore('run', () => {
   })
 
   return {
-    jobId, runId, status, phase, detail, metrics, progress, error, log, startedAt, config, where, reopened, cancelling, resuming,
+    jobId, runId, status, phase, detail, metrics, progress, error, log, startedAt, config, where, reopened, cancelling, starting, resuming,
     running, last, fraction, blockers, canResume, start, resume, cancel, attach, showPast,
   }
 })
