@@ -93,6 +93,8 @@ export const apiInputs = {
   sweepOpen: z.object({ sweep: z.union([idArg, pathArg]) }),
   exportComparison: z.object({ run: z.union([idArg, pathArg]), path: pathArg }),
   exportAdapter: z.object({ run: z.union([idArg, pathArg]), dir: pathArg }),
+  /** An exported JSON file's text, for the browser's download button (web mode: the file is on the server). */
+  exportRead: z.object({ path: pathArg }),
   /** Folder browser for web mode: the roots the server lets a browser see. */
   fsRoots: none,
   fsList: z.object({ dir: pathArg, files: z.boolean().default(true) }),
@@ -397,6 +399,7 @@ export interface ApiResults {
   sweepOpen: SweepDetail
   exportComparison: ExportResult
   exportAdapter: ExportResult
+  exportRead: { name: string; text: string }
   fsRoots: FsRoot[]
   fsList: FsListing
   dialogOpen: DialogResult

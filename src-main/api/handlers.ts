@@ -16,7 +16,7 @@ import { DatasetRegistry, openPrompts } from './datasets'
 import { JobManager } from './jobs'
 import type { PathPolicy } from './pathPolicy'
 import { runAnswerTokens, runPairTokens, runPairs } from './insightsStore'
-import { exportAdapter, exportComparison, listRuns, openRun, readMetrics } from './runStore'
+import { exportAdapter, exportComparison, listRuns, openRun, readExport, readMetrics } from './runStore'
 import { listSweeps, openSweep } from './sweepStore'
 import { planResume } from '../services/training/resume'
 
@@ -179,6 +179,9 @@ export function createApi(ctx: ApiContext): ApiService {
     },
     async exportAdapter({ run, dir }) {
       return exportAdapter(runDir(run), check(dir))
+    },
+    async exportRead({ path }) {
+      return readExport(check(path))
     },
     async fsRoots() {
       return ctx.policy.roots()

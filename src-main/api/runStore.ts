@@ -166,6 +166,18 @@ export async function exportComparison(dir: string, target: string, engineVersio
   return { path: target, metadataPath, files: [target, metadataPath] }
 }
 
+/** Biggest exported JSON the browser may download through the API (a comparison is a few hundred KiB). */
+const MAX_READ_BYTES = 32 * 2 ** 20
+
+/** An exported JSON file's text for the web host's download button; only .json files, only whole, never huge. */
+export async function readExport(path: string): Promise<{ name: string; text: string }> {
+  if (!/\.json$/i.test(path)) throw new StudioError('E_BAD_INPUT', `${path}: only exported .json files can be downloaded`)
+  const s = await stat(path).catch(() => null)
+  if (!s?.isFile()) throw new StudioError('E_BAD_INPUT', `${path} is not a file`)
+  if (s.size > MAX_READ_BYTES) throw new StudioError('E_BAD_INPUT', `${path} is larger than ${MAX_READ_BYTES / 2 ** 20} MiB; copy it from the server instead`)
+  return { name: basename(path), text: await readFile(path, 'utf8') }
+}
+
 /** Copies the run's PEFT adapter folder to `target` (a new or empty folder, or an earlier adapter export). */
 export async function exportAdapter(dir: string, target: string): Promise<ExportResult> {
   const src = join(dir, 'adapter')

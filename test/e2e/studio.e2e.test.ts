@@ -16,6 +16,7 @@ import { repoRoot, sharedPath } from '../helpers/sharedPath'
 import type { AnswerTokensRow, PairInsightRow, PairTokensRow, SweepFile } from '../../src-main/services/insights/insightTypes'
 import { tokenLabel } from '../../src-renderer/src/lib/tokenHeat'
 import { readJsonl } from '../helpers/insightFiles'
+import { seriousViolations } from './axe'
 import { launchChromium, screenshot } from './browser'
 
 const DEMO_MODEL = realpathSync(path.join(repoRoot, 'resources/demo-model'))
@@ -76,6 +77,14 @@ describe('DPO Studio in Chromium', () => {
     // The token leaves the address bar once the page has it.
     expect(page.url()).not.toContain('token=')
     await expect.poll(() => tid('engine-chip').textContent(), { timeout: 30_000 }).toMatch(/CPU|GPU|·/)
+    // A favicon, served like the rest of the page.
+    expect(await page.locator('link[rel="icon"]').getAttribute('href')).toBe('./favicon.svg')
+    const icon = await page.evaluate(async () => {
+      const r = await fetch('./favicon.svg')
+      return { status: r.status, type: r.headers.get('content-type'), text: await r.text() }
+    })
+    expect(icon).toMatchObject({ status: 200, type: 'image/svg+xml' })
+    expect(icon.text).toContain('<svg')
   })
 
   it('starts on the built-in demo model and says how to open a real one', async () => {
@@ -93,6 +102,12 @@ describe('DPO Studio in Chromium', () => {
     // The sample dataset is open too, without a visit to the dataset view.
     await expect.poll(async () => (await tid('nav-dataset').textContent()) ?? '').toContain('60 rows · 60 pairs')
     await expect.poll(async () => (await tid('nav-params').textContent()) ?? '').toContain('Demo model preset')
+    // Without a usable GPU: a sentence, not the CUDA runtime's error; its words on demand. What to do next, and that
+    // loading here is optional.
+    await expect.poll(async () => (await tid('cpu-reason').textContent()) ?? '').toMatch(/^(No NVIDIA GPU found, computing on the CPU\.|This engine build has no CUDA backend, so it computes on the CPU\.)$/)
+    expect(await tid('engine-card').textContent()).not.toMatch(/cudaGetDeviceCount/)
+    expect(await tid('next-step').textContent()).toContain('Start training')
+    expect(await tid('load-optional').textContent()).toContain('a training run loads the model by itself')
   })
 
   it.runIf(hasRealModel)('a real model hides the notice and brings the notebook values; one click goes back to the demo', async () => {
@@ -104,12 +119,6 @@ describe('DPO Studio in Chromium', () => {
     await tid('use-demo-model').click()
     await tid('demo-notice').waitFor()
     await expect.poll(async () => (await tid('nav-params').textContent()) ?? '').toContain('Demo model preset')
-    // Without a usable GPU: a sentence, not the CUDA runtime's error; its words on demand. What to do next, and that
-    // loading here is optional.
-    await expect.poll(async () => (await tid('cpu-reason').textContent()) ?? '').toMatch(/^(No NVIDIA GPU found, computing on the CPU\.|This engine build has no CUDA backend, so it computes on the CPU\.)$/)
-    expect(await tid('engine-card').textContent()).not.toMatch(/cudaGetDeviceCount/)
-    expect(await tid('next-step').textContent()).toContain('Start training')
-    expect(await tid('load-optional').textContent()).toContain('a training run loads the model by itself')
   })
 
   it('loads the demo model on the engine', async () => {
@@ -286,6 +295,7 @@ describe('DPO Studio in Chromium', () => {
 
   it('streams the original answers before training', async () => {
     await nav('responses')
+    expect(await tid('generate-optional').textContent()).toContain('a training run answers the test prompts before and after training by itself')
     await tid('generate-original').click()
     await expect.poll(async () => ((await tid('resp-original').locator('.answer').textContent().catch(() => '')) ?? '').length, { timeout: 60_000 }).toBeGreaterThan(5)
     await expect.poll(() => tid('streaming-badge').count(), { timeout: 60_000 }).toBe(0)
@@ -386,9 +396,14 @@ describe('DPO Studio in Chromium', () => {
     const target = path.join(dataDir, 'exports', 'e2e', 'comparison.json')
     const field = tid('export-comparison-path')
     await field.getByTestId('path-input').fill(target)
+    expect(await tid('export-comparison-target').textContent()).toBe(`Writes ${target}`)
     await tid('export-button').click()
     await tid('export-results').waitFor()
     const rows = JSON.parse(readFileSync(target, 'utf8')) as Array<Record<string, unknown>>
+    // In the browser the file is also a download, byte for byte.
+    const [download] = await Promise.all([page.waitForEvent('download'), tid('export-download-comparison.json').click()])
+    expect(download.suggestedFilename()).toBe('comparison.json')
+    expect(readFileSync((await download.path())!, 'utf8')).toBe(readFileSync(target, 'utf8'))
     expect(rows).toHaveLength(10)
     expect(Object.keys(rows[0]!).sort()).toEqual(['id', 'prompt', 'response_from_original_model', 'response_from_trained_model'])
     expect(rows[0]!.prompt).toBe('市中心禁車是否能讓街道更乾淨？')
@@ -630,6 +645,37 @@ describe('DPO Studio in Chromium', () => {
     await expect.poll(() => tid('pairs-count').textContent()).toBe('60 of 60 pairs')
     expect(await tid('pairs-run').inputValue()).toBe(path.join(sweepsDir, id!, 'ratio-1'))
     expect(await tid('pairs-table').locator('.badge.oppose').count()).toBe(0)
+  })
+
+  it('has no serious or critical axe-core violation in any view', async () => {
+    const found: Record<string, unknown> = {}
+    const check = async (where: string) => {
+      const v = await seriousViolations(page)
+      if (v.length) found[where] = v
+    }
+    await dismissNotices()
+    for (const view of ['models', 'dataset', 'params', 'run', 'responses', 'pairs', 'sweep', 'export', 'history']) {
+      await nav(view)
+      await page.waitForTimeout(300)
+      await check(view)
+    }
+    // The History comparison, a parameter error, and the folder browser dialog.
+    for (const box of (await tid('run-history').locator('input[type=checkbox]').all()).slice(0, 2)) await box.check()
+    await tid('history-compare').click()
+    await tid('history-compare-view').waitFor()
+    await check('history-compare')
+    await nav('params')
+    await tid('param-beta').getByTestId('number-input').fill('x')
+    await page.keyboard.press('Tab')
+    await check('params-error')
+    await tid('param-beta').getByTestId('number-input').fill('0.1')
+    await page.keyboard.press('Tab')
+    await nav('dataset')
+    await tid('dataset-path').getByTestId('path-browse').click()
+    await tid('files-browser').waitFor()
+    await check('files-browser')
+    await page.keyboard.press('Escape')
+    expect(found).toEqual({})
   })
 
   it('reports an engine crash and restarts the engine', async () => {
