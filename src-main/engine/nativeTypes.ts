@@ -29,6 +29,8 @@ export interface NativeModelConfig {
   intermediate: number
   vocab: number
   maxPosition: number
+  /** The longest sequence the engine takes: maxPosition, times the factor for dynamic RoPE (0 = no limit given). */
+  context: number
   ropeTheta: number
   /** RoPE scaling as read (docs/model-families.md): default, linear, dynamic, yarn or llama3. */
   ropeType: 'default' | 'linear' | 'dynamic' | 'yarn' | 'llama3'

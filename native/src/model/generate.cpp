@@ -19,7 +19,7 @@ GenerateResult Model::generate(const std::vector<std::vector<int32_t>>& prompts,
   const int V = c.vocab, C = c.hidden, B = int(prompts.size());
   // The context: prompt + answer never pass max_position_embeddings (0 = the config gives none; then only a bound
   // that keeps every size computable).
-  const int ctx = c.max_position;
+  const int ctx = c.context;
   constexpr int kMaxNewWithoutContext = 1 << 20;
   if (opt.max_new_tokens < 0) fail(ErrorCode::BadInput, "max_new_tokens must be >= 0");
   if (ctx > 0 && opt.max_new_tokens > ctx)

@@ -23,7 +23,7 @@ std::pair<double, int> Model::sft_accumulate(const std::vector<ScoredSequence>& 
   FullGrads& g = *impl_->full;
   std::vector<const ScoredSequence*> seqs;
   for (const ScoredSequence& s : batch) seqs.push_back(&s);
-  PaddedBatch pb = make_padded_batch(seqs, pad_id, m.config.vocab, m.config.max_position);
+  PaddedBatch pb = make_padded_batch(seqs, pad_id, m.config.vocab, m.config.context);
   const int M = pb.B * pb.T, C = m.config.hidden;
 
   check_cancel(cancel);
