@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <clocale>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
 
@@ -139,6 +140,16 @@ class Parser {
     throw std::runtime_error("json: " + what + " at byte " + std::to_string(pos_));
   }
 
+  // A byte for a message: a printable ASCII character quoted, anything else (NUL, control, a UTF-8 lead byte) in
+  // hex, so that a message stays one line of valid text and NUL cannot cut it short in what().
+  static std::string describe(char c) {
+    const unsigned char u = (unsigned char)c;
+    if (u >= 0x20 && u < 0x7F) return std::string("character '") + c + "'";
+    char buf[16];
+    std::snprintf(buf, sizeof buf, "byte 0x%02X", u);
+    return buf;
+  }
+
   bool at_end() const { return pos_ >= s_.size(); }
   char peek() const { return at_end() ? '\0' : s_[pos_]; }
 
@@ -167,7 +178,7 @@ class Parser {
       case 'n': literal("null"); return Value::make_null();
       default:
         if (s_[pos_] == '-' || (s_[pos_] >= '0' && s_[pos_] <= '9')) return Value::make_number(number());
-        error(std::string("unexpected character '") + s_[pos_] + "'");
+        error("unexpected " + describe(s_[pos_]));
     }
   }
 
@@ -189,7 +200,7 @@ class Parser {
       // A duplicate key would silently shadow a tensor or a setting; refuse it instead.
       if (members.count(key)) {
         pos_ = key_pos;
-        error("duplicate key '" + key + "'");
+        error("duplicate key " + quote(key));
       }
       skip_space();
       expect(':');
@@ -373,8 +384,10 @@ class Parser {
 
 Value parse(const std::string& text) { return Parser(text).document(); }
 
-std::string quote(const std::string& s) {
-  std::string out = "\"";
+std::string quote(const std::string& s) { return "\"" + escape(s) + "\""; }
+
+std::string escape(const std::string& s) {
+  std::string out;
   for (unsigned char c : s) {
     switch (c) {
       case '"': out += "\\\""; break;
@@ -392,7 +405,7 @@ std::string quote(const std::string& s) {
         }
     }
   }
-  return out + "\"";
+  return out;
 }
 
 }  // namespace dpo::json

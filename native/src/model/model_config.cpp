@@ -112,7 +112,7 @@ void read_architecture(const Fields& f, const std::string& source, ModelConfig& 
     return;
   }
   if (!archs && c.model_type.empty()) f.bad(" is missing field 'architectures'");
-  fail(ErrorCode::BadModel, "unsupported architecture '" + (archs ? c.architecture : c.model_type) + "' in " + source +
+  fail(ErrorCode::BadModel, "unsupported architecture '" + json::escape(archs ? c.architecture : c.model_type) + "' in " + source +
                                 " (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)");
 }
 
@@ -129,7 +129,7 @@ void read_rope(const Fields& f, ModelConfig& c) {
     if (!type || type->is_null()) type = rope->find("type");
     if (type && !type->is_null()) {
       std::string t = type->is_string() ? type->as_string() : "?";
-      if (t != "default") f.bad(": rope_scaling '" + t + "' is not supported");
+      if (t != "default") f.bad(": rope_scaling '" + json::escape(t) + "' is not supported");
     }
     const json::Value* rt = rope->find("rope_theta");
     if (rt && rt->is_number() && !f.get("rope_theta")) theta = rt->as_number();

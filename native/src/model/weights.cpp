@@ -3,8 +3,10 @@
 #include "model/weights.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <exception>
+#include <limits>
 #include <sstream>
 
 #include "core/half.h"
@@ -64,19 +66,29 @@ Linear load_prequantized(const WeightSet& ws, const std::string& prefix, int out
   } catch (const std::exception& e) {
     fail(ErrorCode::BadModel, "tensor " + w + ": quant_state is not valid JSON: " + e.what());
   }
-  auto field = [&](const char* key) -> const json::Value& {
+  // Each field is type-checked here: a json accessor's own error would name neither the tensor nor the field.
+  auto field = [&](const char* key, bool (json::Value::*is_type)() const, const char* type) -> const json::Value& {
     const json::Value* v = state.find(key);
     if (!v) fail(ErrorCode::BadModel, "tensor " + w + ": quant_state lacks '" + key + "'");
+    if (!(v->*is_type)()) fail(ErrorCode::BadModel, "tensor " + w + ": quant_state '" + key + "' must be " + type);
     return *v;
   };
-  if (field("quant_type").as_string() != "nf4" || field("blocksize").as_int() != kNf4BlockSize)
+  if (field("quant_type", &json::Value::is_string, "a string").as_string() != "nf4" ||
+      field("blocksize", &json::Value::is_number, "a number").as_number() != kNf4BlockSize)
     fail(ErrorCode::BadModel, "tensor " + w + ": only nf4 with blocksize 64 is supported");
-  const auto& shape = field("shape").as_array();
-  if (shape.size() != 2 || shape[0].as_int() != out || shape[1].as_int() != in)
+  const auto& shape = field("shape", &json::Value::is_array, "a list").as_array();
+  if (shape.size() != 2 || !shape[0].is_number() || !shape[1].is_number() || shape[0].as_number() != out ||
+      shape[1].as_number() != in)
     fail(ErrorCode::BadModel, "tensor " + w + ": quant_state shape does not match config.json");
-  const json::Value* nested = state.find("nested_offset");
-  if (!nested) fail(ErrorCode::BadModel, "tensor " + w + ": only double-quantized (nested) NF4 is supported");
-  std::string dt = field("dtype").as_string();
+  if (!state.find("nested_offset"))
+    fail(ErrorCode::BadModel, "tensor " + w + ": only double-quantized (nested) NF4 is supported");
+  const double nested = field("nested_offset", &json::Value::is_number, "a number").as_number();
+  if (std::fabs(nested) > std::numeric_limits<float>::max())
+    fail(ErrorCode::BadModel, "tensor " + w + ": quant_state nested_offset is outside the float range");
+  const std::string& dt = field("dtype", &json::Value::is_string, "a string").as_string();
+  if (dt != "float16" && dt != "bfloat16" && dt != "float32")
+    fail(ErrorCode::BadModel, "tensor " + w + ": quant_state dtype " + json::quote(dt) +
+                                  " is not float16, bfloat16 or float32");
   Nf4StorageDType dtype = dt == "bfloat16" ? Nf4StorageDType::BF16
                           : dt == "float32" ? Nf4StorageDType::F32
                                             : Nf4StorageDType::F16;
@@ -101,7 +113,7 @@ Linear load_prequantized(const WeightSet& ws, const std::string& prefix, int out
   L.out = out;
   L.quantized = true;
   L.q = nf4_from_parts(out, in, read_raw<uint8_t>(packed), read_raw<uint8_t>(absmax), read_raw<float>(absmax2),
-                       float(nested->as_number()), code_v.data(), dtype);
+                       float(nested), code_v.data(), dtype);
   stats.n_params += n;
   stats.checkpoint_bytes += packed.nbytes + absmax.nbytes + absmax2.nbytes + code.nbytes;
   stats.quantized_linears++;
