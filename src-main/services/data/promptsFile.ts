@@ -2,6 +2,8 @@
 // array of {id, prompt}) or JSONL of {id?, prompt}. Also the JSON/JSONL record reader that preferenceFile.ts shares.
 import { readFile } from 'node:fs/promises';
 import { StudioError, errorMessage } from '../errors';
+import { findJsonFault } from '../jsonSyntax';
+import { quoted } from '../messageText';
 
 export type RecordId = number | string;
 
@@ -42,8 +44,12 @@ export async function readJsonRecords(file: string): Promise<JsonRecords> {
     let value: unknown;
     try {
       value = JSON.parse(text);
-    } catch (e) {
-      throw inputError(file, `not valid JSON: ${errorMessage(e)}`);
+    } catch {
+      // Where, in our words: the engine's own message pastes file content (control characters included).
+      const f = findJsonFault(text);
+      const row = f?.element ?? undefined;
+      const where = f ? ` at line ${f.line}, column ${f.column}${row ? ` (in row ${row})` : ''}: ${f.reason}` : '';
+      throw inputError(file, `not valid JSON${where}`, { row, line: f?.line, column: f?.column });
     }
     if (!Array.isArray(value)) throw inputError(file, 'expected a JSON array of rows');
     if (value.length === 0) throw inputError(file, 'the JSON array has no rows');
@@ -57,12 +63,13 @@ export async function readJsonRecords(file: string): Promise<JsonRecords> {
     if (line.trim() === '') continue;
     try {
       records.push({ row: i + 1, value: JSON.parse(line) });
-    } catch (e) {
+    } catch {
       // A pretty-printed single object is not JSONL: say so rather than blame line 1.
       if (records.length === 0 && isWholeJsonObject(text)) {
         throw inputError(file, 'expected a JSON array of rows or JSONL (one JSON object per line), found one JSON object');
       }
-      throw inputError(file, `row ${i + 1}: not valid JSON: ${errorMessage(e)}`, { row: i + 1 });
+      const f = findJsonFault(line);
+      throw inputError(file, `row ${i + 1}: not valid JSON${f ? ` at column ${f.column}: ${f.reason}` : ''}`, { row: i + 1, column: f?.column });
     }
   }
   return { file, layout: 'jsonl', records };
@@ -115,7 +122,7 @@ export function checkUniqueId(file: string, row: number, id: RecordId, seen: Map
 
 /** `FILE: row N (id X): message`, with file/row/id/field in details for the UI. */
 export function rowError(file: string, row: number, id: RecordId | undefined, message: string, field?: string): StudioError {
-  const idText = id === undefined ? '' : ` (id ${JSON.stringify(id)})`;
+  const idText = id === undefined ? '' : ` (id ${quoted(id)})`;
   return new StudioError('E_BAD_INPUT', `${file}: row ${row}${idText}: ${message}`, { details: { file, row, id, field } });
 }
 

@@ -6,6 +6,8 @@ import { open, readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { checkModelDir } from '../engine/modelSession'
 import { StudioError, errorMessage } from '../errors'
+import { describeJsonFault } from '../jsonSyntax'
+import { bare, quoted } from '../messageText'
 import type { ModelSummary } from '../../api/contract'
 
 export const SUPPORTED_ARCHITECTURES = ['LlamaForCausalLM', 'MistralForCausalLM', 'Qwen2ForCausalLM'] as const
@@ -19,22 +21,64 @@ interface TensorHeader {
   shape: number[]
 }
 
-/** The JSON header of a safetensors file: 8-byte little-endian length, then that many bytes of JSON. */
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
+/** A count from config.json, or 0 when the field is absent or not a non-negative integer (the panel only shows it). */
+const count = (v: unknown): number => (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? v : 0)
+const badModel = (message: string) => new StudioError('E_BAD_MODEL', message)
+
+/** A JSON object file of the model folder; any fault is an E_BAD_MODEL naming the file (never quoting it). */
+async function readJsonObject(file: string): Promise<Record<string, unknown>> {
+  let text: string
+  try {
+    text = await readFile(file, 'utf8')
+  } catch (e) {
+    throw badModel(`${file}: ${errorMessage(e)}`)
+  }
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch {
+    throw badModel(`${file}: not valid JSON ${describeJsonFault(text)}`)
+  }
+  if (!isObject(value)) throw badModel(`${file}: expected a JSON object`)
+  return value
+}
+
+/** The JSON header of a safetensors file: 8-byte little-endian length, then that many bytes of JSON. Each tensor
+ * entry is checked for a dtype and a shape of sizes whose product is an exact number. */
 export async function readSafetensorsHeader(file: string): Promise<Record<string, TensorHeader>> {
-  const fh = await open(file, 'r')
+  const fh = await open(file, 'r').catch((e: unknown) => {
+    throw badModel(`${file}: ${errorMessage(e)}`)
+  })
+  let text: string
   try {
     const len = Buffer.alloc(8)
     await fh.read(len, 0, 8, 0)
     const n = Number(len.readBigUInt64LE(0))
-    if (n <= 0 || n > 100 * 2 ** 20) throw new StudioError('E_BAD_MODEL', `${file}: not a safetensors file (header length ${n})`)
+    if (n <= 0 || n > 100 * 2 ** 20) throw badModel(`${file}: not a safetensors file (header length ${n})`)
     const buf = Buffer.alloc(n)
-    await fh.read(buf, 0, n, 8)
-    const header = JSON.parse(buf.toString('utf8')) as Record<string, TensorHeader>
-    delete (header as Record<string, unknown>).__metadata__
-    return header
+    const { bytesRead } = await fh.read(buf, 0, n, 8)
+    if (bytesRead < n) throw badModel(`${file}: header length ${n} runs past the end of the file`)
+    text = buf.toString('utf8')
   } finally {
     await fh.close()
   }
+  let header: unknown
+  try {
+    header = JSON.parse(text)
+  } catch {
+    throw badModel(`${file}: the safetensors header is not valid JSON ${describeJsonFault(text)}`)
+  }
+  if (!isObject(header)) throw badModel(`${file}: the safetensors header is not a JSON object`)
+  delete header.__metadata__
+  for (const [name, t] of Object.entries(header)) {
+    const shape = isObject(t) ? t.shape : undefined
+    if (!isObject(t) || typeof t.dtype !== 'string' || !Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0))
+      throw badModel(`${file}: tensor ${bare(name)}: expected a dtype and a shape of sizes`)
+    if (!Number.isSafeInteger(shape.reduce((a: number, b: number) => a * b, 1)))
+      throw badModel(`${file}: tensor ${bare(name)}: shape [${shape.join(', ')}] is larger than any file`)
+  }
+  return header as Record<string, TensorHeader>
 }
 
 export function nf4BytesFor(numel: number): number {
@@ -43,20 +87,22 @@ export function nf4BytesFor(numel: number): number {
 
 export async function inspectModel(dirIn: string): Promise<ModelInspection> {
   const dir = checkModelDir(dirIn)
-  let config: Record<string, unknown>
-  try {
-    config = JSON.parse(await readFile(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>
-  } catch (e) {
-    throw new StudioError('E_BAD_MODEL', `${join(dir, 'config.json')}: ${errorMessage(e)}`)
-  }
-  const architecture = (config.architectures as string[] | undefined)?.[0] ?? 'unknown'
-  const quantConfig = config.quantization_config as Record<string, unknown> | undefined
+  const config = await readJsonObject(join(dir, 'config.json'))
+  const archs = config.architectures
+  const architecture = Array.isArray(archs) && typeof archs[0] === 'string' ? archs[0] : 'unknown'
+  const quantConfig = isObject(config.quantization_config) ? config.quantization_config : undefined
   const prequantized = quantConfig?.load_in_4bit === true || quantConfig?.quant_method === 'bitsandbytes'
 
   let files: string[]
-  if (existsSync(join(dir, 'model.safetensors.index.json'))) {
-    const index = JSON.parse(await readFile(join(dir, 'model.safetensors.index.json'), 'utf8')) as { weight_map?: Record<string, string> }
-    files = [...new Set(Object.values(index.weight_map ?? {}))]
+  const indexFile = join(dir, 'model.safetensors.index.json')
+  if (existsSync(indexFile)) {
+    const weightMap = (await readJsonObject(indexFile)).weight_map
+    const shards = isObject(weightMap) ? Object.values(weightMap) : []
+    // A shard is a file of this folder: a name with a path in it would read a file elsewhere.
+    const bad = shards.find((f) => typeof f !== 'string' || f === '' || f === '.' || f === '..' || /[\\/]/.test(f))
+    if (!isObject(weightMap) || bad !== undefined)
+      throw badModel(`${indexFile}: weight_map must map tensor names to shard file names of this folder (found ${quoted(bad ?? weightMap)})`)
+    files = [...new Set(shards as string[])]
   } else if (existsSync(join(dir, 'model.safetensors'))) files = ['model.safetensors']
   else files = []
 
@@ -85,18 +131,19 @@ export async function inspectModel(dirIn: string): Promise<ModelInspection> {
   const note = files.length === 0
     ? 'no model.safetensors or model.safetensors.index.json (only safetensors checkpoints are supported)'
     : supported ? '' : `${architecture} is not supported (Llama, Mistral and Qwen2 families are)`
-  const tokenizerConfig = await readFile(join(dir, 'tokenizer_config.json'), 'utf8').then((s) => JSON.parse(s) as Record<string, unknown>, () => null)
+  // Only for the "has a chat template" flag: an unreadable or malformed tokenizer_config.json counts as none.
+  const tokenizerConfig = await readJsonObject(join(dir, 'tokenizer_config.json')).catch(() => null)
   return {
     dir,
     architecture,
-    modelType: String(config.model_type ?? ''),
+    modelType: typeof config.model_type === 'string' ? config.model_type : '',
     supported,
     note,
     params,
-    layers: Number(config.num_hidden_layers ?? 0),
-    hidden: Number(config.hidden_size ?? 0),
-    vocab: Number(config.vocab_size ?? 0),
-    dtype: String(config.torch_dtype ?? [...dtypes].join('/')),
+    layers: count(config.num_hidden_layers),
+    hidden: count(config.hidden_size),
+    vocab: count(config.vocab_size),
+    dtype: typeof config.torch_dtype === 'string' ? config.torch_dtype : [...dtypes].join('/'),
     checkpointBytes,
     nf4Bytes: Math.round(nf4),
     hasTokenizer: existsSync(join(dir, 'tokenizer.json')),
@@ -107,14 +154,15 @@ export async function inspectModel(dirIn: string): Promise<ModelInspection> {
 
 /** Parameters of a Llama-shaped decoder from its config (for pre-quantized checkpoints whose headers hold packed bytes). */
 function estimateParams(c: Record<string, unknown>): number {
-  const h = Number(c.hidden_size ?? 0)
-  const l = Number(c.num_hidden_layers ?? 0)
-  const v = Number(c.vocab_size ?? 0)
-  const i = Number(c.intermediate_size ?? 0)
-  const heads = Number(c.num_attention_heads ?? 1)
-  const kv = Number(c.num_key_value_heads ?? heads)
+  const h = count(c.hidden_size)
+  const l = count(c.num_hidden_layers)
+  const v = count(c.vocab_size)
+  const i = count(c.intermediate_size)
+  const heads = count(c.num_attention_heads) || 1
+  const kv = count(c.num_key_value_heads) || heads
   const hd = h / heads
   const attn = h * h * 2 + h * kv * hd * 2
   const mlp = 3 * h * i
-  return l * (attn + mlp + 2 * h) + v * h * (c.tie_word_embeddings ? 1 : 2) + h
+  const total = l * (attn + mlp + 2 * h) + v * h * (c.tie_word_embeddings === true ? 1 : 2) + h
+  return Number.isFinite(total) ? total : 0
 }

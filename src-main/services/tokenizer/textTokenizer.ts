@@ -18,6 +18,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ByteFallbackDecoder, SequenceDecoder, Tokenizer } from '@huggingface/tokenizers';
 import { StudioError, errorMessage } from '../errors';
+import { describeJsonFault } from '../jsonSyntax';
 
 export interface EncodeOptions {
   /** transformers' add_special_tokens; default true, as `tokenizer(text)` does. */
@@ -345,11 +346,11 @@ async function readJsonFile(dir: string, name: string, required: boolean): Promi
     }
     return null;
   }
+  const json = text.replace(/^\uFEFF/, '');
   try {
-    return JSON.parse(text.replace(/^\uFEFF/, ''));
-  } catch (e) {
-    throw new StudioError('E_BAD_MODEL', `model directory ${dir}: ${name} is not valid JSON: ${errorMessage(e)}`, {
-      cause: e,
+    return JSON.parse(json);
+  } catch {
+    throw new StudioError('E_BAD_MODEL', `model directory ${dir}: ${name} is not valid JSON ${describeJsonFault(json)}`, {
       details: { dir, file: name },
     });
   }
