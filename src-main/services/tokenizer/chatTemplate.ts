@@ -70,11 +70,37 @@ export function pickChatTemplate(source: unknown, name = 'default'): string | nu
 
 const compiled = new Map<string, Template>();
 
+/**
+ * Jinja2's sandbox, in which transformers renders chat templates, refuses a range() of more than 100,000 items
+ * (jinja2/sandbox.py MAX_RANGE); @huggingface/jinja has no such limit, so a template from a downloaded
+ * tokenizer_config.json could ask for range(10**9) and stall the app building a billion-element list
+ * (docs/fuzzing.md). Ours has the sandbox's limit.
+ */
+const MAX_RANGE = 100_000;
+function sandboxRange(start: number, stop?: number, step = 1): number[] {
+  if (stop === undefined) [start, stop] = [0, start];
+  if (step === 0) throw new Error('range() step must not be zero');
+  const count = Math.max(0, Math.ceil((stop - start) / step));
+  if (!(count <= MAX_RANGE)) throw new Error(`range() of ${count} items: the sandbox allows at most ${MAX_RANGE}`);
+  return Array.from({ length: count }, (_, i) => start + i * step);
+}
+const SANDBOX_RANGE = '__dpo_sandbox_range';
+
+/** Points every range in a parsed template at sandboxRange (the library's own range cannot be replaced). */
+function useSandboxRange(node: unknown, isPropertyName = false): void {
+  if (!node || typeof node !== 'object') return;
+  if (Array.isArray(node)) return node.forEach((n) => useSandboxRange(n));
+  const n = node as { type?: unknown; value?: unknown; computed?: unknown };
+  if (n.type === 'Identifier' && n.value === 'range' && !isPropertyName) n.value = SANDBOX_RANGE;
+  for (const [key, child] of Object.entries(n)) useSandboxRange(child, n.type === 'MemberExpression' && key === 'property' && n.computed === false);
+}
+
 function compile(template: string): Template {
   let t = compiled.get(template);
   if (!t) {
     try {
       t = new Template(template);
+      useSandboxRange(t.parsed);
     } catch (e) {
       throw new StudioError('E_BAD_MODEL', `the model's chat_template cannot be parsed: ${errorMessage(e)}`, { cause: e });
     }
@@ -98,6 +124,7 @@ export function renderMessages(host: ChatTemplateHost, messages: readonly ChatMe
     eos_token: host.eosToken ?? '',
     pad_token: host.padToken ?? '',
     unk_token: host.unkToken ?? '',
+    [SANDBOX_RANGE]: sandboxRange,
   });
 }
 
