@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { loadPreferenceData } from '../../src-main/services/data/preferenceFile';
 import { loadPromptsFile } from '../../src-main/services/data/promptsFile';
 import { StudioError } from '../../src-main/services/errors';
+import { listCachedModels } from '../../src-main/services/models/hfCache';
 import { inspectModel } from '../../src-main/services/models/inspectModel';
 import { encodeSafetensors, loadAdapter, loraKey, peftConfigObject, pythonJsonDumps } from '../../src-main/services/training/adapterFiles';
 import { renderMessages } from '../../src-main/services/tokenizer/chatTemplate';
@@ -129,5 +130,22 @@ describe('chat templates', () => {
     expect(Date.now() - t0).toBeLessThan(1000);
     expect(renderMessages(host('{% for i in range(3) %}{{ i }}{% endfor %}|{% for i in range(5, 0, -2) %}{{ i }}{% endfor %}'), [])).toBe('012|531');
     expect(renderMessages(host("{% set d = {'range': 'r'} %}{{ d.range }}"), [])).toBe('r'); // a property named range is not the function
+  });
+});
+
+describe('the Hugging Face cache listing', () => {
+  it('lists the good snapshots when another one has a malformed or non-object config.json', async () => {
+    const hub = tmp();
+    const snapshot = (repo: string, config: string) => {
+      const dir = path.join(hub, `models--${repo}`, 'snapshots', 'r1');
+      mkdirSync(dir, { recursive: true });
+      file(dir, 'config.json', config);
+    };
+    snapshot('org--good', '{"architectures": ["LlamaForCausalLM"]}');
+    snapshot('org--torn', '{"architectures": ["Llama');
+    snapshot('org--null', 'null');
+    snapshot('org--odd', '{"architectures": "LlamaForCausalLM"}');
+    const models = await listCachedModels(hub);
+    expect(models.map((m) => [m.repoId, m.architecture])).toEqual([['org/good', 'LlamaForCausalLM'], ['org/odd', null]]);
   });
 });
