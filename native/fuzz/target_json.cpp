@@ -41,7 +41,7 @@ void write(const json::Value& v, std::string& out) {
       for (size_t i = 0; i < keys.size(); i++) {
         if (i) out += ',';
         const json::Value* member = v.find(keys[i]);
-        require(member != nullptr, "an object lost key " + json::quote(keys[i]));
+        require(member != nullptr, "an object lost a key: " + json::quote(keys[i]));
         out += json::quote(keys[i]) + ':';
         write(*member, out);
       }

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "fuzz_targets.h"
+#include "io/json.h"
 #include "io/safetensors.h"
 
 namespace dpo::fuzz {
@@ -26,10 +27,10 @@ void fuzz_safetensors(const uint8_t* data, size_t size) {
   const uint8_t* end = data + size;
   unsigned checksum = 0;
   for (const TensorView& t : file->tensors()) {
-    require(file->find(t.name) == &t, "tensor " + t.name + " cannot be found by its name");
+    require(file->find(t.name) == &t, "a tensor cannot be found by its name: " + json::escape(t.name));
     require(t.data >= begin && t.data <= end && t.nbytes <= size_t(end - t.data),
-            "tensor " + t.name + " lies outside the data section");
-    require(uint64_t(t.numel()) * dtype_size(t.dtype) == t.nbytes, "tensor " + t.name + ": nbytes != numel x dtype");
+            "a tensor lies outside the data section: " + json::escape(t.name));
+    require(uint64_t(t.numel()) * dtype_size(t.dtype) == t.nbytes, "a tensor has nbytes != numel x dtype size: " + json::escape(t.name));
     for (size_t i = 0; i < t.nbytes; i++) checksum += t.data[i];
     const bool floating = t.dtype == DType::F32 || t.dtype == DType::F16 || t.dtype == DType::BF16 || t.dtype == DType::F64;
     if (floating) {
@@ -39,9 +40,9 @@ void fuzz_safetensors(const uint8_t* data, size_t size) {
       float sink = 0;
       try {
         tensor_to_f32(t, &sink);  // must refuse a non-floating dtype before writing anything
-        violation("tensor_to_f32 accepted dtype " + std::string(dtype_name(t.dtype)));
+        violation("tensor_to_f32 accepted a non-floating dtype: " + std::string(dtype_name(t.dtype)));
       } catch (const EngineError& e) {
-        expect_clean_refusal(e, ErrorCode::BadModel, t.name);
+        expect_clean_refusal(e, ErrorCode::BadModel, json::escape(t.name));  // names reach messages escaped
       }
     }
   }

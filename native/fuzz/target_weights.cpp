@@ -23,10 +23,10 @@ void check_shapes(const ModelWeights& m, const ModelConfig& c) {
     require(L.input_norm.size() == C && L.post_norm.size() == C, "a layer norm has the wrong size");
     for (const Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) {
       if (l->quantized) {
-        require(l->q.rows == l->out && l->q.cols == l->in, l->name + ": NF4 shape differs from the linear's");
-        require(int64_t(l->q.absmax.size()) == l->q.blocks(), l->name + ": absmax cache has the wrong size");
+        require(l->q.rows == l->out && l->q.cols == l->in, "an NF4 shape differs from its linear's: " + l->name);
+        require(int64_t(l->q.absmax.size()) == l->q.blocks(), "an absmax cache has the wrong size: " + l->name);
       } else {
-        require(l->w.size() == size_t(l->out) * size_t(l->in), l->name + ": weight has the wrong size");
+        require(l->w.size() == size_t(l->out) * size_t(l->in), "a weight has the wrong size: " + l->name);
       }
     }
   }

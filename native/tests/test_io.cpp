@@ -158,6 +158,10 @@ TEST_CASE(json_errors) {
   CHECK(json_fails([] { json::parse(std::string("\0", 1)); }, "unexpected byte 0x00 at byte 0"));
   CHECK(json_fails([] { json::parse("\x01"); }, "unexpected byte 0x01 at byte 0"));
   CHECK(json_fails([] { json::parse(R"({"\u0000":1,"\u0000":2})"); }, "duplicate key \"\\u0000\" at byte 12"));
+  CHECK(json::quote("a\x7f\x01") == "\"a\\u007f\\u0001\"");  // DEL escaped too (an architecture name had one)
+  // C1 controls and bidi overrides as well; other non-ASCII text passes through.
+  CHECK(json::escape("\xC2\x9B\xE2\x80\xAE\xE2\x81\xA6\xC3\xA9\xE2\x80\x94") == "\\u009b\\u202e\\u2066\xC3\xA9\xE2\x80\x94");
+  CHECK(json::parse(json::quote("\xC2\x9B\xE2\x80\xAE")).as_string() == "\xC2\x9B\xE2\x80\xAE");
   CHECK(json_fails([] { json::parse("{'a':1}"); }, "expected a string key"));
   CHECK(json_fails([] { json::parse(std::string(65, '[') + std::string(65, ']')); }, "nesting deeper than 64"));
   // 64 levels is still fine.

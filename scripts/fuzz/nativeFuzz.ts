@@ -96,10 +96,11 @@ function lastMatch(text: string, re: RegExp): RegExpExecArray | null {
   return m;
 }
 
-/** What went wrong, in words that do not change from one input to the next. */
+/** What went wrong, in words that do not change from one input to the next: a harness's stable description (the
+ * part before its first ': ' after 'dpo-fuzz: property violated'), or the sanitizer's summary line. */
 function crashSignature(output: string): string {
   const line =
-    /dpo-fuzz: [^\n]*/.exec(output)?.[0] ??
+    /dpo-fuzz: [^\n]*/.exec(output)?.[0].split(': ').slice(0, 3).join(': ') ??
     /SUMMARY: \w+Sanitizer: [^\n]*/.exec(output)?.[0] ??
     /ERROR: libFuzzer: [^\n]*/.exec(output)?.[0] ??
     'unknown crash';

@@ -44,7 +44,7 @@ export function expectCleanRefusal(e: unknown, rules: RefusalRules): void {
   if (typeof field === 'string') ensure(msg.includes(field), `details blame field ${field} but the message does not: ${short(msg)}`);
   ensure(msg.length <= MAX_MESSAGE_LENGTH, `error message of ${msg.length} characters: ${short(msg)}`);
   // A control character copied from the file (newline, ESC) forges log lines or drives the terminal.
-  ensure(!/[\u0000-\u001f\u007f]/.test(msg), `control character in the error message: ${JSON.stringify(short(msg))}`);
+  ensure(!/[\u0000-\u001f\u007f-\u009f]/.test(msg), `control character in the error message: ${JSON.stringify(short(msg))}`);
 }
 
 /** ' at fn (src-main/...)': the innermost frame of our own code in a foreign error's stack, to tell bugs apart. */

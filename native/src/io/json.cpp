@@ -388,7 +388,22 @@ std::string quote(const std::string& s) { return "\"" + escape(s) + "\""; }
 
 std::string escape(const std::string& s) {
   std::string out;
-  for (unsigned char c : s) {
+  char buf[8];
+  for (size_t i = 0; i < s.size(); ++i) {
+    const unsigned char c = (unsigned char)s[i];
+    const unsigned char c1 = i + 1 < s.size() ? (unsigned char)s[i + 1] : 0, c2 = i + 2 < s.size() ? (unsigned char)s[i + 2] : 0;
+    // C1 controls (U+0080-U+009F) and bidirectional overrides (U+202A-U+202E, U+2066-U+2069) are valid text, but in
+    // a message they can drive a terminal or reorder what the reader sees: escaped like the C0 controls.
+    unsigned wide = 0;
+    if (c == 0xC2 && c1 >= 0x80 && c1 <= 0x9F) wide = c1;
+    else if (c == 0xE2 && c1 == 0x80 && c2 >= 0xAA && c2 <= 0xAE) wide = 0x2000u + (c2 - 0x80);
+    else if (c == 0xE2 && c1 == 0x81 && c2 >= 0xA6 && c2 <= 0xA9) wide = 0x2040u + (c2 - 0x80);
+    if (wide) {
+      std::snprintf(buf, sizeof buf, "\\u%04x", wide);
+      out += buf;
+      i += wide < 0x100 ? 1 : 2;
+      continue;
+    }
     switch (c) {
       case '"': out += "\\\""; break;
       case '\\': out += "\\\\"; break;
@@ -396,8 +411,7 @@ std::string escape(const std::string& s) {
       case '\r': out += "\\r"; break;
       case '\t': out += "\\t"; break;
       default:
-        if (c < 0x20) {
-          char buf[8];
+        if (c < 0x20 || c == 0x7F) {  // DEL too: valid raw in JSON, but these strings also go into messages
           std::snprintf(buf, sizeof buf, "\\u%04x", c);
           out += buf;
         } else {
