@@ -9,6 +9,7 @@ import { loadPromptsFile } from '../../src-main/services/data/promptsFile';
 import { StudioError } from '../../src-main/services/errors';
 import { listCachedModels } from '../../src-main/services/models/hfCache';
 import { inspectModel } from '../../src-main/services/models/inspectModel';
+import { decodeCheckpoint, encodeCheckpoint, type Checkpoint } from '../../src-main/services/training/checkpoint';
 import { encodeSafetensors, loadAdapter, loraKey, peftConfigObject, pythonJsonDumps } from '../../src-main/services/training/adapterFiles';
 import { renderMessages } from '../../src-main/services/tokenizer/chatTemplate';
 import { TextTokenizer } from '../../src-main/services/tokenizer/textTokenizer';
@@ -147,5 +148,25 @@ describe('the Hugging Face cache listing', () => {
     snapshot('org--odd', '{"architectures": "LlamaForCausalLM"}');
     const models = await listCachedModels(hub);
     expect(models.map((m) => [m.repoId, m.architecture])).toEqual([['org/good', 'LlamaForCausalLM'], ['org/odd', null]]);
+  });
+});
+
+describe('resume checkpoints', () => {
+  // The header is not under the data checksum, so a checkpoint can carry a well-formed file with a broken state.
+  const training: Checkpoint['training'] = {
+    optimizer: 'adamw',
+    dropoutRng: '1 2',
+    tensors: [{ name: 'b', layout: 'adamw', step: 1, numel: 1, m: Float32Array.of(1), v: Float32Array.of(2) }],
+  };
+  const withState = (state: unknown) => encodeCheckpoint({ lora: [], training, state: state as Checkpoint['state'] });
+  it('refuse optimizer tensor entries that are not {name, layout, step, numel}, and a missing dropout state', () => {
+    const ok = { global_step: 1, optimizer: { kind: 'adamw', tensors: [{ name: 'b', layout: 'adamw', step: 1, numel: 1 }] }, dropout_rng: '1 2' };
+    expect(decodeCheckpoint(withState(ok), 'c.safetensors').training.tensors[0]!.m).toEqual(Float32Array.of(1));
+    for (const entry of [null, { name: 'b', layout: 'sgd', step: 1, numel: 1 }, { name: 'b', layout: 'adamw', step: '1', numel: 1 }]) {
+      expect(() => decodeCheckpoint(withState({ ...ok, optimizer: { kind: 'adamw', tensors: [entry] } }), 'c.safetensors')).toThrow(
+        /^c\.safetensors: the state in its header has an optimizer tensor that is not \{name, layout, step, numel\}: /,
+      );
+    }
+    expect(() => decodeCheckpoint(withState({ ...ok, dropout_rng: 5 }), 'c.safetensors')).toThrow('lacks the dropout generator state');
   });
 });

@@ -6,6 +6,8 @@ import { closeSync, existsSync, fsyncSync, openSync, readFileSync, readSync, rea
 import { join } from 'node:path'
 import type { LoraTensor, OptimizerTensorState, TrainingState } from '../../engine/nativeTypes'
 import { StudioError, errorMessage } from '../errors'
+import { describeJsonFault } from '../jsonSyntax'
+import { quoted } from '../messageText'
 import type { TrainParams } from '../params/trainParams'
 import type { AdapterSettings } from './adapterFiles'
 import { decodeRawSafetensors, rawSafetensorsHeader, type RawTensor } from './safetensorsBytes'
@@ -103,14 +105,19 @@ export function decodeCheckpoint(bytes: Uint8Array, file: string): Checkpoint {
   const digest = createHash('sha256').update(raw.data).digest('hex')
   if (digest !== raw.metadata.data_sha256) throw bad('the tensor data does not match the checksum in its header (the file is damaged)')
   let state: CheckpointState
+  const stateText = raw.metadata.state ?? ''
   try {
-    state = JSON.parse(raw.metadata.state ?? '') as CheckpointState
-  } catch (e) {
-    throw bad(`the state in its header is not valid JSON: ${errorMessage(e)}`)
+    state = JSON.parse(stateText) as CheckpointState
+  } catch {
+    throw bad(`the state in its header is not valid JSON ${describeJsonFault(stateText)}`)
   }
   if (!Number.isInteger(state?.global_step) || state.global_step < 1 || !state.optimizer || !Array.isArray(state.optimizer.tensors)) {
     throw bad('the state in its header lacks global_step or optimizer')
   }
+  // The header is not under the data checksum: what goes to the engine is checked here (found by fuzzing, docs/fuzzing.md).
+  const badEntry = state.optimizer.tensors.find((t) => !isOptimizerTensorInfo(t))
+  if (badEntry !== undefined) throw bad(`the state in its header has an optimizer tensor that is not {name, layout, step, numel}: ${quoted(badEntry)}`)
+  if (typeof state.dropout_rng !== 'string') throw bad('the state in its header lacks the dropout generator state (dropout_rng)')
   const byName = new Map(raw.tensors.map((t) => [t.name, t]))
   const lora: LoraTensor[] = raw.tensors
     .filter((t) => t.name.startsWith(LORA_PREFIX))
@@ -127,6 +134,13 @@ export function decodeCheckpoint(bytes: Uint8Array, file: string): Checkpoint {
     return t
   })
   return { state, lora, training: { optimizer: state.optimizer.kind, tensors, dropoutRng: state.dropout_rng } }
+}
+
+const LAYOUTS: ReadonlySet<unknown> = new Set<OptimizerTensorState['layout']>(['adamw', 'bnb8_blockwise', 'bnb32'])
+const isCount = (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 0
+function isOptimizerTensorInfo(t: unknown): boolean {
+  const o = t as Partial<OptimizerTensorState> | null
+  return typeof o === 'object' && o !== null && typeof o.name === 'string' && LAYOUTS.has(o.layout) && isCount(o.step) && isCount(o.numel)
 }
 
 /** The training state of a checkpoint file's JSON (the arrays are tensors of the file). */

@@ -1,6 +1,7 @@
 // Every TypeScript fuzz target, in the order `npm run fuzz` runs them (docs/fuzzing.md).
 import type { JsFuzzTarget } from '../jsTarget';
 import { adapterConfig, adapterWeights } from './adapter';
+import { resumeCheckpoint } from './checkpoint';
 import { preferenceDataset, promptsDataset } from './datasets';
 import { modelConfigInspect, modelSafetensorsInspect } from './modelInspect';
 import { tokenizerConfig } from './tokenizerConfig';
@@ -13,6 +14,7 @@ export const JS_TARGETS: readonly JsFuzzTarget[] = [
   tokenizerConfig,
   modelConfigInspect,
   modelSafetensorsInspect,
+  resumeCheckpoint,
 ];
 
 export function jsTarget(name: string): JsFuzzTarget {
