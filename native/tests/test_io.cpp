@@ -480,6 +480,15 @@ TEST_CASE(config_errors) {
   std::string zero = kLlama;
   zero.replace(zero.find("1000"), 4, "0");
   CHECK_THROWS_CODE(parse_model_config(zero, path), ErrorCode::BadModel, "'vocab_size' must be positive");
+  // Found by fuzzing (docs/fuzzing.md): values a double holds but a float does not became inf or 0 in the engine.
+  for (const char* v : {"1e205", "1e-300"}) {
+    std::string eps = kLlama;
+    eps.replace(eps.find("1e-05"), 5, v);
+    CHECK_THROWS_CODE(parse_model_config(eps, path), ErrorCode::BadModel, "'rms_norm_eps' must be positive and within float range");
+    std::string theta = kLlama;
+    theta.replace(theta.find("500000.0"), 8, v);
+    CHECK_THROWS_CODE(parse_model_config(theta, path), ErrorCode::BadModel, "'rope_theta' must be positive and within float range");
+  }
 
   std::string gpt2 = kLlama;
   gpt2.replace(gpt2.find("LlamaForCausalLM"), 16, "GPT2LMHeadModel");

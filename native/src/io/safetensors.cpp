@@ -100,7 +100,7 @@ void parse_entry(const std::string& path, const std::string& name, const json::V
   if (!entry.is_object() || !dtype || !shape || !offsets) bad("header entry needs dtype, shape and data_offsets");
 
   if (!dtype->is_string() || !parse_dtype(dtype->as_string(), &t.dtype))
-    bad("unknown dtype " + (dtype->is_string() ? "'" + dtype->as_string() + "'" : std::string("(not a string)")));
+    bad("unknown dtype " + (dtype->is_string() ? "'" + json::escape(dtype->as_string()) + "'" : std::string("(not a string)")));
 
   if (!shape->is_array()) bad("shape is not an array");
   for (const json::Value& d : shape->as_array()) {

@@ -84,6 +84,13 @@ class Fields {
     return v->as_string();
   }
 
+  // The engine keeps these as float: a double such as 1e205 would become inf there, and 1e-300 would become 0.
+  float positive_float(double value, const char* key) const {
+    if (!(value > 0) || !(value <= double(std::numeric_limits<float>::max())) || !(float(value) > 0))
+      bad(std::string(": field '") + key + "' must be positive and within float range");
+    return float(value);
+  }
+
   int positive(int value, const char* key) const {
     if (value <= 0) bad(std::string(": field '") + key + "' must be positive (got " + std::to_string(value) + ")");
     return value;
@@ -134,8 +141,7 @@ void read_rope(const Fields& f, ModelConfig& c) {
     const json::Value* rt = rope->find("rope_theta");
     if (rt && rt->is_number() && !f.get("rope_theta")) theta = rt->as_number();
   }
-  if (!(theta > 0) || !std::isfinite(theta)) f.bad(": field 'rope_theta' must be positive");
-  c.rope_theta = float(theta);
+  c.rope_theta = f.positive_float(theta, "rope_theta");
 }
 
 }  // namespace
@@ -177,8 +183,7 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
   read_rope(f, c);
   // All three transformers config classes default to 1e-6; real Mistral/Llama-2 configs write 1e-5 explicitly.
   double eps = f.number("rms_norm_eps", 1e-6);
-  if (!(eps > 0) || !std::isfinite(eps)) f.bad(": field 'rms_norm_eps' must be positive");
-  c.rms_norm_eps = float(eps);
+  c.rms_norm_eps = f.positive_float(eps, "rms_norm_eps");
   c.tie_embeddings = f.boolean("tie_word_embeddings", false);
 
   // Qwen2 always has q/k/v biases; Llama has them when attention_bias is set (Mistral never).
