@@ -6,7 +6,15 @@
  * bidirectional overrides. */
 const UNSAFE = /[\u007f-\u009f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
 
-const escapeUnsafe = (s: string) => s.replace(UNSAFE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+const hex = (c: string) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
+const escapeUnsafe = (s: string) => s.replace(UNSAFE, hex);
+
+/** Text from elsewhere (a library's error about a file, a template's own raise_exception) for a message: control and
+ * other unsafe characters escaped, cut at `max` characters; nothing else changed. */
+export function cleanText(text: string, max = 500): string {
+  const cut = text.length > max ? `${text.slice(0, max)}…` : text;
+  return escapeUnsafe(cut.replace(/[\u0000-\u001f]/g, hex));
+}
 
 /** A value as JSON text for a message, at most about `max` characters of it: "abc", 12, ["q_proj"], null. */
 export function quoted(value: unknown, max = 60): string {

@@ -2,7 +2,7 @@
 // quoted in messages (src-main/services/messageText.ts): the two helpers behind the fuzz fixes (docs/fuzzing.md).
 import { describe, expect, it } from 'vitest';
 import { describeJsonFault, findJsonFault } from '../../src-main/services/jsonSyntax';
-import { bare, printable, quoted } from '../../src-main/services/messageText';
+import { bare, cleanText, printable, quoted } from '../../src-main/services/messageText';
 
 describe('findJsonFault', () => {
   it.each([
@@ -43,5 +43,7 @@ describe('quoted / bare / printable', () => {
     expect(bare('model.layers.0\n')).toBe('model.layers.0\\n');
     expect(printable('\u0000')).toBe("'\\u0000'");
     expect(printable("'")).toBe("'\\''");
+    expect(cleanText('Unexpected character: \u0001 "x"\n')).toBe('Unexpected character: \\u0001 "x"\\u000a');
+    expect(cleanText('z'.repeat(600))).toBe(`${'z'.repeat(500)}…`);
   });
 });

@@ -2,6 +2,7 @@
 // the system message, as the HW6 notebook's data_formulate does (spec §6), and turn the result into prompt ids.
 import { Template } from '@huggingface/jinja';
 import { StudioError, errorMessage } from '../errors';
+import { cleanText } from '../messageText';
 import type { TextTokenizer } from './textTokenizer';
 
 /** The notebook's system message (spec §6, architecture.md §3). */
@@ -102,7 +103,7 @@ function compile(template: string): Template {
       t = new Template(template);
       useSandboxRange(t.parsed);
     } catch (e) {
-      throw new StudioError('E_BAD_MODEL', `the model's chat_template cannot be parsed: ${errorMessage(e)}`, { cause: e });
+      throw new StudioError('E_BAD_MODEL', `the model's chat_template cannot be parsed: ${cleanText(errorMessage(e))}`, { cause: e });
     }
     compiled.set(template, t);
   }
@@ -172,7 +173,7 @@ function renderOrThrow(render: () => string): string {
 }
 
 function templateError(e: unknown): StudioError {
-  return new StudioError('E_BAD_MODEL', `the model's chat_template failed to render the prompt: ${errorMessage(e)}`, { cause: e });
+  return new StudioError('E_BAD_MODEL', `the model's chat_template failed to render the prompt: ${cleanText(errorMessage(e))}`, { cause: e });
 }
 
 /**
