@@ -1,13 +1,13 @@
 // Fuzz targets for the model panel's reader (src-main/services/models/inspectModel.ts): config.json beside a valid
 // model.safetensors, and model.safetensors beside a valid config.json. What it reports must be plain finite numbers
 // and strings the panel can show, or an E_BAD_MODEL naming the folder.
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { encodeSafetensors, type NamedTensor } from '../../../src-main/services/training/adapterFiles';
 import { inspectModel, type ModelInspection } from '../../../src-main/services/models/inspectModel';
 import { repoRoot } from '../../helpers/sharedPath';
 import { ensure, readOrRefuse } from '../property';
-import { text, type JsFuzzTarget } from '../jsTarget';
+import type { JsFuzzTarget } from '../jsTarget';
 
 const DEMO_CONFIG = path.join(repoRoot, 'resources', 'demo-model', 'config.json');
 
@@ -68,7 +68,7 @@ export const modelSafetensorsInspect: JsFuzzTarget = {
   dictionary: ['__metadata__', 'format', 'dtype', 'shape', 'data_offsets', 'F32', 'BF16', 'U8', 'model.layers.0.mlp.up_proj.weight'],
   fragments: [{ dtype: 'BF16', shape: [4, 4], data_offsets: [0, 32] }, [1e308, 1e308], []],
   prepare(dir) {
-    writeFileSync(path.join(dir, 'config.json'), text(readFileSync(DEMO_CONFIG, 'utf8')));
+    copyFileSync(DEMO_CONFIG, path.join(dir, 'config.json'));
   },
   async run(input, dir) {
     writeFileSync(path.join(dir, 'model.safetensors'), input);
