@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import type { LoraTensor, OptimizerTensorState, TrainingState } from '../../engine/nativeTypes'
 import { StudioError, errorMessage } from '../errors'
 import { describeJsonFault } from '../jsonSyntax'
-import { quoted } from '../messageText'
+import { bare, quoted } from '../messageText'
 import type { TrainParams } from '../params/trainParams'
 import type { AdapterSettings } from './adapterFiles'
 import { decodeRawSafetensors, rawSafetensorsHeader, type RawTensor } from './safetensorsBytes'
@@ -98,9 +98,9 @@ export function encodeCheckpoint(c: Checkpoint): Uint8Array {
 export function decodeCheckpoint(bytes: Uint8Array, file: string): Checkpoint {
   const bad = (msg: string) => new StudioError('E_BAD_INPUT', `${file}: ${msg}`, { details: { file } })
   const raw = decodeRawSafetensors(bytes, file, ['F32', 'U8'])
-  if (raw.metadata.format !== CHECKPOINT_FORMAT) throw bad(`not a DPO Studio checkpoint (format ${JSON.stringify(raw.metadata.format ?? null)})`)
+  if (raw.metadata.format !== CHECKPOINT_FORMAT) throw bad(`not a DPO Studio checkpoint (format ${quoted(raw.metadata.format ?? null)})`)
   if (raw.metadata.version !== String(CHECKPOINT_VERSION)) {
-    throw bad(`checkpoint version ${raw.metadata.version} is not the version ${CHECKPOINT_VERSION} this build reads`)
+    throw bad(`checkpoint version ${quoted(raw.metadata.version ?? null)} is not the version ${CHECKPOINT_VERSION} this build reads`)
   }
   const digest = createHash('sha256').update(raw.data).digest('hex')
   if (digest !== raw.metadata.data_sha256) throw bad('the tensor data does not match the checksum in its header (the file is damaged)')
@@ -127,7 +127,7 @@ export function decodeCheckpoint(bytes: Uint8Array, file: string): Checkpoint {
     const fields = info.layout === 'bnb8_blockwise' ? (['state1', 'state2', 'absmax1', 'absmax2'] as const) : (['m', 'v'] as const)
     for (const f of fields) {
       const entry = byName.get(`${OPTIM_PREFIX}${info.name}/${f}`)
-      if (!entry) throw bad(`tensor ${OPTIM_PREFIX}${info.name}/${f} is missing`)
+      if (!entry) throw bad(`tensor ${bare(`${OPTIM_PREFIX}${info.name}/${f}`)} is missing`)
       if (f === 'state1' || f === 'state2') t[f] = copyBytes(entry.bytes)
       else t[f] = toFloats(entry.bytes)
     }
