@@ -2,7 +2,8 @@
 // (ASan + UBSan over the whole engine), writes their generated seeds, runs each target for its time budget, and
 // turns every crash, hang or out-of-memory into a minimized input in native/fuzz/regressions/<target>/.
 import { spawn, spawnSync } from 'node:child_process';
-import { createWriteStream, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { NATIVE_FUZZ_DIR, saveRegression } from '../../test/fuzz/corpusFiles';
 import { repoRoot } from '../../test/helpers/sharedPath';
@@ -42,17 +43,42 @@ function onPath(cmd: string): boolean {
   return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
 }
 
-/** Configures and builds the fuzzers; returns why not when there is no clang. */
-export function buildNativeFuzzers(jobs: number): string | null {
+/** How to get what the native half needs; printed whenever clang or its fuzzer runtime is missing. */
+export const CLANG_HELP =
+  'install clang with libFuzzer and the sanitizer runtimes (Debian 12: sudo apt-get install clang-14 libclang-rt-14-dev; ' +
+  'newer Debian/Ubuntu: sudo apt-get install clang libclang-rt-dev), or set FUZZ_CXX to such a clang++, ' +
+  'or run only the TypeScript targets with FUZZ_NATIVE=0';
+
+/** The clang++ to build with, after checking that it links a libFuzzer program with ASan and UBSan; throws with
+ * CLANG_HELP when there is none (a fuzz run that silently skipped half its targets would report nothing found). */
+export function findFuzzingClang(): string {
   const cxx = process.env.FUZZ_CXX ?? ['clang++-14', 'clang++'].find(onPath);
-  if (!cxx) return 'no clang++ on PATH (libFuzzer needs clang; set FUZZ_CXX)';
+  if (!cxx) throw new Error(`npm run fuzz: no clang++ on PATH; libFuzzer needs clang. To fix: ${CLANG_HELP}`);
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'dpo-fuzz-probe-'));
+  try {
+    writeFileSync(path.join(dir, 'probe.cpp'), '#include <cstddef>\n#include <cstdint>\n' +
+      'extern "C" int LLVMFuzzerTestOneInput(const uint8_t*, size_t) { return 0; }\n');
+    const r = spawnSync(cxx, ['-fsanitize=fuzzer,address,undefined', path.join(dir, 'probe.cpp'), '-o', path.join(dir, 'probe')], { encoding: 'utf8' });
+    if (r.error || r.status !== 0) {
+      const why = r.error?.message ?? r.stderr.split('\n').find((l) => /error/i.test(l)) ?? `exit status ${r.status}`;
+      throw new Error(`npm run fuzz: ${cxx} cannot link a libFuzzer program (${why.trim()}). To fix: ${CLANG_HELP}`);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return cxx;
+}
+
+/** Configures and builds the fuzzers with a clang that findFuzzingClang accepted; throws when the build fails. */
+export function buildNativeFuzzers(jobs: number): void {
+  const cxx = findFuzzingClang();
   const generator = onPath('ninja') ? ['-G', 'Ninja'] : [];
   const configure = spawnSync('cmake', ['-S', path.join(repoRoot, 'native'), '-B', BUILD, ...generator, `-DCMAKE_CXX_COMPILER=${cxx}`,
     '-DDPO_BUILD_FUZZERS=ON', '-DDPO_BUILD_ADDON=OFF', '-DDPO_BUILD_TOOLS=OFF', '-DDPO_BUILD_TESTS=OFF', '-DDPO_CUDA=OFF',
     '-DCMAKE_BUILD_TYPE=Release'], { stdio: 'inherit' });
-  if (configure.status !== 0) return 'cmake could not configure the fuzz build';
+  if (configure.status !== 0) throw new Error(`npm run fuzz: cmake could not configure the fuzz build in ${path.relative(repoRoot, BUILD)}`);
   const build = spawnSync('cmake', ['--build', BUILD, '-j', String(jobs)], { stdio: 'inherit' });
-  return build.status === 0 ? null : 'the fuzz build failed';
+  if (build.status !== 0) throw new Error('npm run fuzz: the fuzz build failed (see the compiler output above)');
 }
 
 /** Generated seeds (tiny checkpoints; real files from shared when present) and the per-target dictionaries. */

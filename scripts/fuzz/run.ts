@@ -35,22 +35,27 @@ const rows: Row[] = [];
 const notes: string[] = [];
 
 if (!(seconds > 0)) throw new Error(`FUZZ_SECONDS must be positive, got ${process.env.FUZZ_SECONDS}`);
+const known = [...NATIVE_TARGETS, ...JS_TARGETS.map((t) => t.name)];
+const unknown = [...(only ?? [])].filter((name) => !known.includes(name));
+if (unknown.length > 0) throw new Error(`FUZZ_TARGETS names no target: ${unknown.join(', ')} (targets: ${known.join(', ')})`);
 
 // ---- native (libFuzzer) ----
 const nativeTargets = NATIVE_TARGETS.filter(wanted);
 if (process.env.FUZZ_NATIVE !== '0' && nativeTargets.length > 0) {
-  const why = buildNativeFuzzers(Number(process.env.FUZZ_JOBS ?? 2));
-  if (why) notes.push(`native targets skipped: ${why}`);
-  else {
-    prepareNativeInputs(shared);
-    for (const t of nativeTargets) {
-      console.log(`\n== fuzz ${t} (libFuzzer, ${seconds} s)`);
-      const r = await fuzzNativeTarget(t, seconds);
-      rows.push({ target: t, engine: 'libFuzzer', seconds: r.seconds, execs: r.execs, coverage: r.coverage, corpus: r.corpus,
-        newCrashes: r.findings.filter((f) => f.isNew).length, findings: r.findings });
-    }
+  try {
+    buildNativeFuzzers(Number(process.env.FUZZ_JOBS ?? 2));
+  } catch (e) {
+    console.error(`\n${(e as Error).message}`);
+    process.exit(2);
   }
-}
+  prepareNativeInputs(shared);
+  for (const t of nativeTargets) {
+    console.log(`\n== fuzz ${t} (libFuzzer, ${seconds} s)`);
+    const r = await fuzzNativeTarget(t, seconds);
+    rows.push({ target: t, engine: 'libFuzzer', seconds: r.seconds, execs: r.execs, coverage: r.coverage, corpus: r.corpus,
+      newCrashes: r.findings.filter((f) => f.isNew).length, findings: r.findings });
+  }
+} else if (nativeTargets.length > 0) notes.push('native targets not run (FUZZ_NATIVE=0)');
 
 // ---- TypeScript (coverage-guided mutation in a worker) ----
 const jsCorpusRoot = path.join(repoRoot, 'build', 'fuzz', 'js-corpus');
