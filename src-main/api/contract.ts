@@ -94,6 +94,8 @@ export const apiInputs = {
   /** Never over a file that is not an earlier export of ours; over an earlier export only with overwrite (UI asks). */
   exportComparison: z.object({ run: z.union([idArg, pathArg]), path: pathArg, overwrite: z.boolean().default(false) }),
   exportAdapter: z.object({ run: z.union([idArg, pathArg]), dir: pathArg }),
+  /** An exported JSON file's text, for the browser's download button (web mode: the file is on the server). */
+  exportRead: z.object({ path: pathArg }),
   /** Folder browser for web mode: the roots the server lets a browser see. */
   fsRoots: none,
   fsList: z.object({ dir: pathArg, files: z.boolean().default(true) }),
@@ -308,6 +310,8 @@ export interface RunListItem {
   resumeFromStep: number
   /** A cancelled run: where the cancel stopped it ("cancelled during trained responses"); null otherwise. */
   reason: string | null
+  /** The run's resolved parameters (config.json's params; null for a folder without them). */
+  params: Record<string, unknown> | null
 }
 
 export interface RunDetail extends RunListItem {
@@ -398,6 +402,7 @@ export interface ApiResults {
   sweepOpen: SweepDetail
   exportComparison: ExportResult
   exportAdapter: ExportResult
+  exportRead: { name: string; text: string }
   fsRoots: FsRoot[]
   fsList: FsListing
   dialogOpen: DialogResult

@@ -16,7 +16,7 @@ import { DatasetRegistry, openPrompts } from './datasets'
 import { JobManager } from './jobs'
 import type { PathPolicy } from './pathPolicy'
 import { runAnswerTokens, runPairTokens, runPairs } from './insightsStore'
-import { exportAdapter, exportComparison, listRuns, openRun, readMetrics, recoverOrphanedRuns } from './runStore'
+import { exportAdapter, exportComparison, listRuns, openRun, readExport, readMetrics, recoverOrphanedRuns } from './runStore'
 import { listSweeps, openSweep, recoverOrphanedSweeps } from './sweepStore'
 import { planResume } from '../services/training/resume'
 
@@ -182,6 +182,9 @@ export function createApi(ctx: ApiContext): ApiService {
     },
     async exportAdapter({ run, dir }) {
       return exportAdapter(runDir(run), check(dir))
+    },
+    async exportRead({ path }) {
+      return readExport(check(path))
     },
     async fsRoots() {
       return ctx.policy.roots()

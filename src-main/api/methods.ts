@@ -26,6 +26,7 @@ export const API_METHOD_NAMES = [
   'sweepOpen',
   'exportComparison',
   'exportAdapter',
+  'exportRead',
   'fsRoots',
   'fsList',
   'dialogOpen',
