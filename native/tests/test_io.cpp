@@ -152,7 +152,16 @@ TEST_CASE(json_errors) {
   CHECK(json_fails([] { json::parse(R"("\ude00")"); }, "unpaired low surrogate"));
   CHECK(json_fails([] { json::parse("\"\xC0\xAF\""); }, "invalid UTF-8"));  // overlong '/'
   CHECK(json_fails([] { json::parse("\"\xE2\x82\""); }, "invalid UTF-8"));  // truncated sequence
-  CHECK(json_fails([] { json::parse(R"({"a":1,"a":2})"); }, "duplicate key 'a'"));
+  CHECK(json_fails([] { json::parse(R"({"a":1,"a":2})"); }, "duplicate key \"a\""));
+  // Found by fuzzing (docs/fuzzing.md): a NUL or control byte in the input, or in a key, went into the message raw,
+  // where NUL cut what() short before "at byte N". Such bytes are now written in hex or JSON escapes.
+  CHECK(json_fails([] { json::parse(std::string("\0", 1)); }, "unexpected byte 0x00 at byte 0"));
+  CHECK(json_fails([] { json::parse("\x01"); }, "unexpected byte 0x01 at byte 0"));
+  CHECK(json_fails([] { json::parse(R"({"\u0000":1,"\u0000":2})"); }, "duplicate key \"\\u0000\" at byte 12"));
+  CHECK(json::quote("a\x7f\x01") == "\"a\\u007f\\u0001\"");  // DEL escaped too (an architecture name had one)
+  // C1 controls and bidi overrides as well; other non-ASCII text passes through.
+  CHECK(json::escape("\xC2\x9B\xE2\x80\xAE\xE2\x81\xA6\xC3\xA9\xE2\x80\x94") == "\\u009b\\u202e\\u2066\xC3\xA9\xE2\x80\x94");
+  CHECK(json::parse(json::quote("\xC2\x9B\xE2\x80\xAE")).as_string() == "\xC2\x9B\xE2\x80\xAE");
   CHECK(json_fails([] { json::parse("{'a':1}"); }, "expected a string key"));
   CHECK(json_fails([] { json::parse(std::string(65, '[') + std::string(65, ']')); }, "nesting deeper than 64"));
   // 64 levels is still fine.
@@ -367,6 +376,18 @@ TEST_CASE(weight_set_sharded) {
   CHECK_THROWS_CODE(WeightSet s(dir4), ErrorCode::BadModel, "model.safetensors.index.json");
   write_file(dir4 + "/model.safetensors.index.json", R"({"metadata": {}})");
   CHECK_THROWS_CODE(WeightSet s(dir4), ErrorCode::BadModel, "weight_map");
+
+  // A shard named with a path would open a file outside the model folder (seen while writing the fuzz harnesses,
+  // docs/fuzzing.md): refused before anything is opened, even when that file exists and is a valid checkpoint.
+  std::string dir5 = temp_dir();
+  write_safetensors(dir5 + "/outside.safetensors", {{"x", DType::BF16, {2}, a.data(), 4}});
+  ::mkdir((dir5 + "/model").c_str(), 0755);
+  write_file(dir5 + "/model/model.safetensors.index.json", R"({"weight_map": {"x": "../outside.safetensors"}})");
+  CHECK_THROWS_CODE(WeightSet s(dir5 + "/model"), ErrorCode::BadModel, "not a file name of this folder");
+  // Names from the file reach the message escaped: a NUL or newline cannot cut it short or forge a line.
+  write_safetensors(dir5 + "/model/s.safetensors", {{"x", DType::BF16, {2}, a.data(), 4}});
+  write_file(dir5 + "/model/model.safetensors.index.json", R"({"weight_map": {"x\u0000y\n": "s.safetensors"}})");
+  CHECK_THROWS_CODE(WeightSet s(dir5 + "/model"), ErrorCode::BadModel, "tensor x\\u0000y\\n is listed in");
 }
 
 // ---- config.json ------------------------------------------------------------------------------------
@@ -459,6 +480,15 @@ TEST_CASE(config_errors) {
   std::string zero = kLlama;
   zero.replace(zero.find("1000"), 4, "0");
   CHECK_THROWS_CODE(parse_model_config(zero, path), ErrorCode::BadModel, "'vocab_size' must be positive");
+  // Found by fuzzing (docs/fuzzing.md): values a double holds but a float does not became inf or 0 in the engine.
+  for (const char* v : {"1e205", "1e-300"}) {
+    std::string eps = kLlama;
+    eps.replace(eps.find("1e-05"), 5, v);
+    CHECK_THROWS_CODE(parse_model_config(eps, path), ErrorCode::BadModel, "'rms_norm_eps' must be positive and within float range");
+    std::string theta = kLlama;
+    theta.replace(theta.find("500000.0"), 8, v);
+    CHECK_THROWS_CODE(parse_model_config(theta, path), ErrorCode::BadModel, "'rope_theta' must be positive and within float range");
+  }
 
   std::string gpt2 = kLlama;
   gpt2.replace(gpt2.find("LlamaForCausalLM"), 16, "GPT2LMHeadModel");

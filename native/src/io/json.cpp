@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <clocale>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
 
@@ -139,6 +140,16 @@ class Parser {
     throw std::runtime_error("json: " + what + " at byte " + std::to_string(pos_));
   }
 
+  // A byte for a message: a printable ASCII character quoted, anything else (NUL, control, a UTF-8 lead byte) in
+  // hex, so that a message stays one line of valid text and NUL cannot cut it short in what().
+  static std::string describe(char c) {
+    const unsigned char u = (unsigned char)c;
+    if (u >= 0x20 && u < 0x7F) return std::string("character '") + c + "'";
+    char buf[16];
+    std::snprintf(buf, sizeof buf, "byte 0x%02X", u);
+    return buf;
+  }
+
   bool at_end() const { return pos_ >= s_.size(); }
   char peek() const { return at_end() ? '\0' : s_[pos_]; }
 
@@ -167,7 +178,7 @@ class Parser {
       case 'n': literal("null"); return Value::make_null();
       default:
         if (s_[pos_] == '-' || (s_[pos_] >= '0' && s_[pos_] <= '9')) return Value::make_number(number());
-        error(std::string("unexpected character '") + s_[pos_] + "'");
+        error("unexpected " + describe(s_[pos_]));
     }
   }
 
@@ -189,7 +200,7 @@ class Parser {
       // A duplicate key would silently shadow a tensor or a setting; refuse it instead.
       if (members.count(key)) {
         pos_ = key_pos;
-        error("duplicate key '" + key + "'");
+        error("duplicate key " + quote(key));
       }
       skip_space();
       expect(':');
@@ -373,9 +384,26 @@ class Parser {
 
 Value parse(const std::string& text) { return Parser(text).document(); }
 
-std::string quote(const std::string& s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
+std::string quote(const std::string& s) { return "\"" + escape(s) + "\""; }
+
+std::string escape(const std::string& s) {
+  std::string out;
+  char buf[8];
+  for (size_t i = 0; i < s.size(); ++i) {
+    const unsigned char c = (unsigned char)s[i];
+    const unsigned char c1 = i + 1 < s.size() ? (unsigned char)s[i + 1] : 0, c2 = i + 2 < s.size() ? (unsigned char)s[i + 2] : 0;
+    // C1 controls (U+0080-U+009F) and bidirectional overrides (U+202A-U+202E, U+2066-U+2069) are valid text, but in
+    // a message they can drive a terminal or reorder what the reader sees: escaped like the C0 controls.
+    unsigned wide = 0;
+    if (c == 0xC2 && c1 >= 0x80 && c1 <= 0x9F) wide = c1;
+    else if (c == 0xE2 && c1 == 0x80 && c2 >= 0xAA && c2 <= 0xAE) wide = 0x2000u + (c2 - 0x80);
+    else if (c == 0xE2 && c1 == 0x81 && c2 >= 0xA6 && c2 <= 0xA9) wide = 0x2040u + (c2 - 0x80);
+    if (wide) {
+      std::snprintf(buf, sizeof buf, "\\u%04x", wide);
+      out += buf;
+      i += wide < 0x100 ? 1 : 2;
+      continue;
+    }
     switch (c) {
       case '"': out += "\\\""; break;
       case '\\': out += "\\\\"; break;
@@ -383,8 +411,7 @@ std::string quote(const std::string& s) {
       case '\r': out += "\\r"; break;
       case '\t': out += "\\t"; break;
       default:
-        if (c < 0x20) {
-          char buf[8];
+        if (c < 0x20 || c == 0x7F) {  // DEL too: valid raw in JSON, but these strings also go into messages
           std::snprintf(buf, sizeof buf, "\\u%04x", c);
           out += buf;
         } else {
@@ -392,7 +419,7 @@ std::string quote(const std::string& s) {
         }
     }
   }
-  return out + "\"";
+  return out;
 }
 
 }  // namespace dpo::json

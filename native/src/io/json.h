@@ -55,5 +55,8 @@ Value parse(const std::string& text);
 
 // s as a JSON string literal, quotes included (control characters escaped: names and metadata are user-visible).
 std::string quote(const std::string& s);
+// The same escaping without the quotes: how a name read from a user's file goes into an error message, so that a
+// NUL cannot cut the message short and a newline cannot forge another line.
+std::string escape(const std::string& s);
 
 }  // namespace dpo::json

@@ -93,14 +93,14 @@ bool is_count(const json::Value& v) {
 // Reads one header entry into `t` (offsets still relative to the data section), or throws naming the tensor.
 void parse_entry(const std::string& path, const std::string& name, const json::Value& entry, TensorView& t,
                  uint64_t& begin, uint64_t& end) {
-  auto bad = [&](const std::string& what) { fail(ErrorCode::BadModel, path + ": tensor " + name + ": " + what); };
+  auto bad = [&](const std::string& what) { fail(ErrorCode::BadModel, path + ": tensor " + json::escape(name) + ": " + what); };
   const json::Value* dtype = entry.find("dtype");
   const json::Value* shape = entry.find("shape");
   const json::Value* offsets = entry.find("data_offsets");
   if (!entry.is_object() || !dtype || !shape || !offsets) bad("header entry needs dtype, shape and data_offsets");
 
   if (!dtype->is_string() || !parse_dtype(dtype->as_string(), &t.dtype))
-    bad("unknown dtype " + (dtype->is_string() ? "'" + dtype->as_string() + "'" : std::string("(not a string)")));
+    bad("unknown dtype " + (dtype->is_string() ? "'" + json::escape(dtype->as_string()) + "'" : std::string("(not a string)")));
 
   if (!shape->is_array()) bad("shape is not an array");
   for (const json::Value& d : shape->as_array()) {
@@ -125,6 +125,12 @@ bool byte_size(const std::vector<int64_t>& shape, DType dtype, uint64_t* out) {
   return true;
 }
 
+void check_length_prefix(const std::string& path, size_t size) {
+  if (size < 8)
+    fail(ErrorCode::BadModel, path + ": truncated safetensors file (" + std::to_string(size) +
+                                  " bytes, the header length alone needs 8)");
+}
+
 }  // namespace
 
 SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
@@ -136,11 +142,8 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
     fail(ErrorCode::Io, "cannot read " + path + ": not a regular file");
   }
   size_t size = size_t(st.st_size);
-  if (size < 8) {
-    ::close(fd);
-    fail(ErrorCode::BadModel, path + ": truncated safetensors file (" + std::to_string(size) +
-                                  " bytes, the header length alone needs 8)");
-  }
+  if (size < 8) ::close(fd);
+  check_length_prefix(path, size);
   // MAP_PRIVATE + PROT_READ: the weights are read-only and pages are shared with the page cache.
   void* map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
   int map_errno = errno;
@@ -151,77 +154,89 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
 
   // From here on a throw would leak the mapping: the destructor does not run for a half-built object.
   try {
-    const uint8_t* base = static_cast<const uint8_t*>(map_);
-    uint64_t header_len = 0;
-    for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | base[i];  // little-endian on any host
-    if (header_len > size - 8)
-      fail(ErrorCode::BadModel, path + ": header length " + std::to_string(header_len) + " runs past the end of the file (" +
-                                    std::to_string(size) + " bytes)");
-
-    json::Value header;
-    try {
-      header = json::parse(std::string(reinterpret_cast<const char*>(base + 8), size_t(header_len)));
-    } catch (const std::runtime_error& e) {
-      fail(ErrorCode::BadModel, path + ": malformed safetensors header: " + e.what());
-    }
-    if (!header.is_object()) fail(ErrorCode::BadModel, path + ": malformed safetensors header: not a JSON object");
-
-    const uint8_t* data = base + 8 + header_len;
-    uint64_t data_size = size - 8 - header_len;
-    std::vector<std::pair<uint64_t, uint64_t>> ranges;  // (begin, end) per tensor, for the overlap check
-    std::vector<std::string> range_names;
-
-    for (const std::string& name : header.keys()) {
-      const json::Value& entry = *header.find(name);
-      if (name == "__metadata__") {
-        if (!entry.is_object()) fail(ErrorCode::BadModel, path + ": __metadata__ is not an object");
-        for (const std::string& k : entry.keys()) {
-          const json::Value& v = *entry.find(k);
-          if (!v.is_string()) fail(ErrorCode::BadModel, path + ": __metadata__ value '" + k + "' is not a string");
-          metadata_[k] = v.as_string();
-        }
-        continue;
-      }
-      TensorView t;
-      t.name = name;
-      t.file = path;
-      uint64_t begin = 0, end = 0;
-      parse_entry(path, name, entry, t, begin, end);
-      if (end > data_size)
-        fail(ErrorCode::BadModel, path + ": tensor " + name + ": offsets outside the data ([" + std::to_string(begin) +
-                                      ", " + std::to_string(end) + "] but the data section has " +
-                                      std::to_string(data_size) + " bytes)");
-      uint64_t need = 0;
-      if (!byte_size(t.shape, t.dtype, &need) || need != end - begin)
-        fail(ErrorCode::BadModel, path + ": tensor " + name + ": shape " + shape_str(t.shape) + " with dtype " +
-                                      dtype_name(t.dtype) + " needs " +
-                                      (byte_size(t.shape, t.dtype, &need) ? std::to_string(need) : "too many") +
-                                      " bytes but offsets give " + std::to_string(end - begin));
-      t.data = data + begin;
-      t.nbytes = size_t(end - begin);
-      index_[name] = tensors_.size();
-      tensors_.push_back(std::move(t));
-      ranges.emplace_back(begin, end);
-      range_names.push_back(name);
-    }
-
-    // Overlapping tensors would alias each other's storage. Sorted by begin, each range must start at or after
-    // the furthest end seen so far; zero-size tensors occupy nothing and are skipped.
-    std::vector<size_t> order(ranges.size());
-    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return ranges[a] < ranges[b]; });
-    uint64_t furthest = 0;
-    size_t furthest_i = 0;
-    for (size_t i : order) {
-      if (ranges[i].first == ranges[i].second) continue;
-      if (ranges[i].first < furthest)
-        fail(ErrorCode::BadModel, path + ": tensor " + range_names[i] + " overlaps tensor " + range_names[furthest_i]);
-      furthest = ranges[i].second;
-      furthest_i = i;
-    }
+    parse(static_cast<const uint8_t*>(map_), size);
   } catch (...) {
     ::munmap(map_, map_size_);
     throw;
+  }
+}
+
+SafetensorsFile::SafetensorsFile(const std::string& name, const uint8_t* bytes, size_t size) : path_(name) {
+  check_length_prefix(name, size);
+  parse(bytes, size);
+}
+
+// Validates the header of the image base[0 .. size) (size >= 8) and indexes its tensors.
+void SafetensorsFile::parse(const uint8_t* base, size_t size) {
+  const std::string& path = path_;
+  uint64_t header_len = 0;
+  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | base[i];  // little-endian on any host
+  if (header_len > size - 8)
+    fail(ErrorCode::BadModel, path + ": header length " + std::to_string(header_len) + " runs past the end of the file (" +
+                                  std::to_string(size) + " bytes)");
+
+  json::Value header;
+  try {
+    header = json::parse(std::string(reinterpret_cast<const char*>(base + 8), size_t(header_len)));
+  } catch (const std::runtime_error& e) {
+    fail(ErrorCode::BadModel, path + ": malformed safetensors header: " + e.what());
+  }
+  if (!header.is_object()) fail(ErrorCode::BadModel, path + ": malformed safetensors header: not a JSON object");
+
+  const uint8_t* data = base + 8 + header_len;
+  uint64_t data_size = size - 8 - header_len;
+  std::vector<std::pair<uint64_t, uint64_t>> ranges;  // (begin, end) per tensor, for the overlap check
+  std::vector<std::string> range_names;
+
+  for (const std::string& name : header.keys()) {
+    const json::Value& entry = *header.find(name);
+    if (name == "__metadata__") {
+      if (!entry.is_object()) fail(ErrorCode::BadModel, path + ": __metadata__ is not an object");
+      for (const std::string& k : entry.keys()) {
+        const json::Value& v = *entry.find(k);
+        if (!v.is_string())
+          fail(ErrorCode::BadModel, path + ": __metadata__ value '" + json::escape(k) + "' is not a string");
+        metadata_[k] = v.as_string();
+      }
+      continue;
+    }
+    TensorView t;
+    t.name = name;
+    t.file = path;
+    uint64_t begin = 0, end = 0;
+    parse_entry(path, name, entry, t, begin, end);
+    if (end > data_size)
+      fail(ErrorCode::BadModel, path + ": tensor " + json::escape(name) + ": offsets outside the data ([" + std::to_string(begin) +
+                                    ", " + std::to_string(end) + "] but the data section has " +
+                                    std::to_string(data_size) + " bytes)");
+    uint64_t need = 0;
+    if (!byte_size(t.shape, t.dtype, &need) || need != end - begin)
+      fail(ErrorCode::BadModel, path + ": tensor " + json::escape(name) + ": shape " + shape_str(t.shape) + " with dtype " +
+                                    dtype_name(t.dtype) + " needs " +
+                                    (byte_size(t.shape, t.dtype, &need) ? std::to_string(need) : "too many") +
+                                    " bytes but offsets give " + std::to_string(end - begin));
+    t.data = data + begin;
+    t.nbytes = size_t(end - begin);
+    index_[name] = tensors_.size();
+    tensors_.push_back(std::move(t));
+    ranges.emplace_back(begin, end);
+    range_names.push_back(name);
+  }
+
+  // Overlapping tensors would alias each other's storage. Sorted by begin, each range must start at or after
+  // the furthest end seen so far; zero-size tensors occupy nothing and are skipped.
+  std::vector<size_t> order(ranges.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return ranges[a] < ranges[b]; });
+  uint64_t furthest = 0;
+  size_t furthest_i = 0;
+  for (size_t i : order) {
+    if (ranges[i].first == ranges[i].second) continue;
+    if (ranges[i].first < furthest)
+      fail(ErrorCode::BadModel, path + ": tensor " + json::escape(range_names[i]) + " overlaps tensor " +
+                                    json::escape(range_names[furthest_i]));
+    furthest = ranges[i].second;
+    furthest_i = i;
   }
 }
 
@@ -266,25 +281,35 @@ WeightSet::WeightSet(const std::string& model_dir) : dir_(model_dir) {
   for (const std::string& tensor : weight_map->keys()) {
     const json::Value& shard_v = *weight_map->find(tensor);
     if (!shard_v.is_string())
-      fail(ErrorCode::BadModel, index_path + ": weight_map entry for " + tensor + " is not a file name");
+      fail(ErrorCode::BadModel, index_path + ": weight_map entry for " + json::escape(tensor) + " is not a file name");
     const std::string& shard_name = shard_v.as_string();
+    // A shard is a file of this folder: a name with a path in it would open a file elsewhere.
+    if (shard_name.empty() || shard_name == "." || shard_name == ".." || shard_name.find('/') != std::string::npos)
+      fail(ErrorCode::BadModel, index_path + ": weight_map entry for " + json::escape(tensor) + " names shard " +
+                                    json::quote(shard_name) + ", which is not a file name of this folder");
     auto it = shards.find(shard_name);
     if (it == shards.end()) {
       std::string shard_path = join_path(model_dir, shard_name);
       if (!file_exists(shard_path))
-        fail(ErrorCode::BadModel, "shard " + shard_name + " listed in " + index_path + " is missing");
+        fail(ErrorCode::BadModel, "shard " + json::escape(shard_name) + " listed in " + index_path + " is missing");
       files_.push_back(std::make_unique<SafetensorsFile>(shard_path));
       it = shards.emplace(shard_name, files_.back().get()).first;
     }
     const TensorView* t = it->second->find(tensor);
     if (!t)
-      fail(ErrorCode::BadModel, "tensor " + tensor + " is listed in " + index_path + " for shard " + shard_name +
+      fail(ErrorCode::BadModel, "tensor " + json::escape(tensor) + " is listed in " + index_path + " for shard " +
+                                    json::escape(shard_name) +
                                     " but that shard does not contain it");
     by_name_[tensor] = t;
   }
   // Tensors a shard holds beyond the index (transformers loads them too); the index's choice wins on a clash.
   for (const auto& f : files_)
     for (const TensorView& t : f->tensors()) by_name_.emplace(t.name, &t);
+}
+
+WeightSet::WeightSet(std::unique_ptr<SafetensorsFile> single) : dir_(single->path()) {
+  files_.push_back(std::move(single));
+  for (const TensorView& t : files_.back()->tensors()) by_name_[t.name] = &t;
 }
 
 const TensorView* WeightSet::find(const std::string& name) const {
@@ -294,7 +319,7 @@ const TensorView* WeightSet::find(const std::string& name) const {
 
 const TensorView& WeightSet::get(const std::string& name) const {
   const TensorView* t = find(name);
-  if (!t) fail(ErrorCode::BadModel, "missing tensor " + name + " in " + dir_);
+  if (!t) fail(ErrorCode::BadModel, "missing tensor " + json::escape(name) + " in " + dir_);
   return *t;
 }
 
@@ -344,7 +369,7 @@ static void tensor_slice_to_f32(const TensorView& t, int64_t begin, int64_t end,
       }
       return;
     default:
-      fail(ErrorCode::BadModel, "tensor " + t.name + " in " + t.file + " has dtype " + dtype_name(t.dtype) +
+      fail(ErrorCode::BadModel, "tensor " + json::escape(t.name) + " in " + t.file + " has dtype " + dtype_name(t.dtype) +
                                     ", not a floating type (F32, F16, BF16, F64)");
   }
 }
@@ -375,10 +400,14 @@ static void write_all(int fd, const void* data, size_t n, const std::string& pat
   }
 }
 
-void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
-                       const std::map<std::string, std::string>& metadata) {
+// The length prefix and header of a file holding `tensors` (returned sorted by name in `order`, the data order):
+// the u64 little-endian length, then the JSON padded with spaces so the data section starts 8-byte aligned (readers
+// may then map tensors directly). `path` only names the file in errors.
+static std::string encode_header(const std::string& path, const std::vector<TensorToWrite>& tensors,
+                                 const std::map<std::string, std::string>& metadata,
+                                 std::vector<const TensorToWrite*>& order) {
   // Sorted by name, as the python library lays them out, so identical inputs give identical bytes.
-  std::vector<const TensorToWrite*> order;
+  order.clear();
   for (const TensorToWrite& t : tensors) order.push_back(&t);
   std::sort(order.begin(), order.end(), [](const TensorToWrite* a, const TensorToWrite* b) { return a->name < b->name; });
 
@@ -407,19 +436,36 @@ void write_safetensors(const std::string& path, const std::vector<TensorToWrite>
     offset += t.nbytes;
   }
   header += "}";
-  // Pad with spaces so the data section starts 8-byte aligned (readers may then map tensors directly).
   header.append((8 - header.size() % 8) % 8, ' ');
 
-  uint8_t len_bytes[8];
-  for (int i = 0; i < 8; ++i) len_bytes[i] = uint8_t(uint64_t(header.size()) >> (8 * i));
+  std::string out(8, '\0');
+  for (int i = 0; i < 8; ++i) out[size_t(i)] = char(uint8_t(uint64_t(header.size()) >> (8 * i)));
+  return out + header;
+}
+
+std::vector<uint8_t> encode_safetensors(const std::vector<TensorToWrite>& tensors,
+                                        const std::map<std::string, std::string>& metadata) {
+  std::vector<const TensorToWrite*> order;
+  std::string head = encode_header("(in memory)", tensors, metadata, order);
+  std::vector<uint8_t> out(head.begin(), head.end());
+  for (const TensorToWrite* t : order) {
+    const uint8_t* p = static_cast<const uint8_t*>(t->data);
+    out.insert(out.end(), p, p + t->nbytes);
+  }
+  return out;
+}
+
+void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
+                       const std::map<std::string, std::string>& metadata) {
+  std::vector<const TensorToWrite*> order;
+  const std::string head = encode_header(path, tensors, metadata, order);
 
   // Write to a temp name and rename: a crash mid-write never leaves a truncated file under the real name.
   std::string tmp = path + ".tmp-" + std::to_string(::getpid());
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) fail(ErrorCode::Io, "cannot create " + tmp + " (writing " + path + "): " + std::strerror(errno));
   try {
-    write_all(fd, len_bytes, 8, path);
-    write_all(fd, header.data(), header.size(), path);
+    write_all(fd, head.data(), head.size(), path);
     for (const TensorToWrite* t : order)
       if (t->nbytes) write_all(fd, t->data, t->nbytes, path);
     if (::close(fd) != 0) {

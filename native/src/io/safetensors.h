@@ -32,6 +32,10 @@ struct TensorView {
 class SafetensorsFile {
  public:
   explicit SafetensorsFile(const std::string& path);
+  // The same validation over an image already in memory (borrowed: `bytes` must outlive this object). `name`
+  // stands in for the path in messages. The fuzzers use it so that the sanitizer sees reads past the buffer, which a
+  // page-rounded mmap would hide.
+  SafetensorsFile(const std::string& name, const uint8_t* bytes, size_t size);
   ~SafetensorsFile();
   SafetensorsFile(const SafetensorsFile&) = delete;
   SafetensorsFile& operator=(const SafetensorsFile&) = delete;
@@ -42,8 +46,10 @@ class SafetensorsFile {
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
 
  private:
+  void parse(const uint8_t* base, size_t size);
+
   std::string path_;
-  void* map_ = nullptr;
+  void* map_ = nullptr;  // the mmap this object owns, or null for a borrowed image
   size_t map_size_ = 0;
   std::vector<TensorView> tensors_;
   std::map<std::string, size_t> index_;
@@ -56,6 +62,8 @@ class SafetensorsFile {
 class WeightSet {
  public:
   explicit WeightSet(const std::string& model_dir);
+  // A set made of one already-opened file (fuzzers and tests: a checkpoint image held in memory).
+  explicit WeightSet(std::unique_ptr<SafetensorsFile> single);
 
   const TensorView* find(const std::string& name) const;     // nullptr when absent
   const TensorView& get(const std::string& name) const;      // throws BadModel "missing tensor NAME in DIR"
@@ -82,5 +90,8 @@ struct TensorToWrite {
 };
 void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
+// The same bytes in memory (fuzz seeds and harnesses).
+std::vector<uint8_t> encode_safetensors(const std::vector<TensorToWrite>& tensors,
+                                        const std::map<std::string, std::string>& metadata = {});
 
 }  // namespace dpo

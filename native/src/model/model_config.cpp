@@ -92,7 +92,7 @@ bool read_prequantized(const ConfigFields& f) {
   const json::Value* four = ConfigFields::present(*q, "load_in_4bit");
   const json::Value* eight = ConfigFields::present(*q, "load_in_8bit");
   if (m != "bitsandbytes")
-    f.bad(": quantization_config.quant_method '" + m +
+    f.bad(": quantization_config.quant_method '" + json::escape(m) +
           "' is not supported (only bitsandbytes NF4 checkpoints, *-bnb-4bit, or unquantized ones)");
   if (eight && eight->is_bool() && eight->as_bool())
     f.bad(": quantization_config.load_in_8bit is not supported (only bitsandbytes 4-bit NF4)");
@@ -100,7 +100,7 @@ bool read_prequantized(const ConfigFields& f) {
     f.bad(": quantization_config.load_in_4bit is false (only bitsandbytes 4-bit NF4 is supported)");
   const json::Value* type = ConfigFields::present(*q, "bnb_4bit_quant_type");
   if (type && type->is_string() && type->as_string() != "nf4")
-    f.bad(": quantization_config.bnb_4bit_quant_type '" + type->as_string() + "' is not supported (only nf4)");
+    f.bad(": quantization_config.bnb_4bit_quant_type '" + json::escape(type->as_string()) + "' is not supported (only nf4)");
   return true;
 }
 
@@ -148,14 +148,13 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
                   : c.max_position;
   // All four transformers config classes default to 1e-6; real Mistral/Llama configs write 1e-5 explicitly.
   double eps = f.number("rms_norm_eps", 1e-6);
-  if (!(eps > 0) || !std::isfinite(eps)) f.bad(": field 'rms_norm_eps' must be positive");
-  c.rms_norm_eps = float(eps);
+  c.rms_norm_eps = f.positive_float(eps, "rms_norm_eps");
   c.tie_embeddings = f.boolean("tie_word_embeddings", false);
 
   // The MLP is SwiGLU: silu(gate) * up. Any other activation is a different model.
   const std::string act = f.get("hidden_act") ? f.string("hidden_act") : "silu";
   if (act != "silu" && act != "swish")
-    f.bad(": hidden_act '" + act + "' is not supported (the engine's MLP is SwiGLU with silu)");
+    f.bad(": hidden_act '" + json::escape(act) + "' is not supported (the engine's MLP is SwiGLU with silu)");
 
   // Biases: Qwen2 always has q/k/v biases (o_proj none); Llama and Qwen3 put one on q/k/v/o with attention_bias;
   // Mistral has none.

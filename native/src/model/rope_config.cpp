@@ -50,8 +50,7 @@ void read_rope_config(const ConfigFields& f, ModelConfig& c) {
   double theta = f.number("rope_theta", 10000.0);
   if (block && ConfigFields::present(*block, "rope_theta"))
     theta = f.to_number(*ConfigFields::present(*block, "rope_theta"), key + ".rope_theta");
-  if (!(theta > 0) || !std::isfinite(theta)) f.bad(": field 'rope_theta' must be positive");
-  c.rope_theta = float(theta);
+  c.rope_theta = f.positive_float(theta, "rope_theta");
 
   // Partial rotary embeddings (a fraction of each head rotated) are a different kernel: refused wherever written.
   for (const json::Value* holder : {&f.root(), block}) {
@@ -77,13 +76,13 @@ void read_rope_config(const ConfigFields& f, ModelConfig& c) {
   else if (type == "yarn") r.type = RopeType::Yarn;
   else if (type == "llama3") r.type = RopeType::Llama3;
   else
-    f.bad(": " + key + " type '" + type +
+    f.bad(": " + key + " type '" + json::escape(type) +
           "' is not supported (supported: default, linear, dynamic, yarn, llama3; e.g. Phi-3's 'longrope' and "
           "multimodal 'mrope' are not)");
 
   auto required = [&](const char* name) -> const json::Value& {
     const json::Value* v = block->find(name);
-    if (!v) f.bad(" is missing field '" + key + "." + name + "' (needed by RoPE type '" + type + "')");
+    if (!v) f.bad(" is missing field '" + key + "." + name + "' (needed by RoPE type '" + json::escape(type) + "')");
     return *v;
   };
   auto number_at = [&](const char* name, double fallback) {

@@ -58,10 +58,12 @@ std::string inner_language_model(const json::Value& root, std::string& key) {
 
 }  // namespace
 
-void refuse_architecture(const ConfigFields& f, const std::string& name) {
+void refuse_architecture(const ConfigFields& f, const std::string& raw_name) {
+  // Names come from the user's file: escaped so a control character cannot cut or forge the message.
+  const std::string name = json::escape(raw_name);
   const std::string where = " (" + f.source() + ")";
   std::string key;
-  const std::string inner = inner_language_model(f.root(), key);
+  const std::string inner = json::escape(inner_language_model(f.root(), key));
   if (!inner.empty()) {
     fail(ErrorCode::BadModel,
          name + where + " is a multimodal model: a vision encoder beside a language model (" + inner +
@@ -71,7 +73,7 @@ void refuse_architecture(const ConfigFields& f, const std::string& name) {
              " as a separate model folder. Supported architectures: " + kSupported);
   }
   for (const KnownRefusal& k : kKnown) {
-    if (name.rfind(k.prefix, 0) != 0) continue;
+    if (raw_name.rfind(k.prefix, 0) != 0) continue;
     fail(ErrorCode::BadModel, name + where + ": " + k.family + " is not supported: " + k.why + kInstead);
   }
   fail(ErrorCode::BadModel, "unsupported architecture '" + name + "' in " + f.source() + " (supported: " + kSupported +

@@ -6,8 +6,10 @@
 #include "model/weights.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <exception>
+#include <limits>
 #include <mutex>
 #include <set>
 #include <sstream>
@@ -91,30 +93,32 @@ void load_prequantized(Walk& wk, Linear& L, const std::string& prefix) {
   } catch (const std::exception& e) {
     fail(ErrorCode::BadModel, "tensor " + w + ": quant_state is not valid JSON: " + e.what());
   }
-  auto field = [&](const char* key) -> const json::Value& {
+  // Each field is type-checked here: a json accessor's own error would name neither the tensor nor the field.
+  auto field = [&](const char* key, bool (json::Value::*is_type)() const, const char* type) -> const json::Value& {
     const json::Value* v = state.find(key);
     if (!v) fail(ErrorCode::BadModel, "tensor " + w + ": quant_state lacks '" + key + "'");
+    if (!(v->*is_type)()) fail(ErrorCode::BadModel, "tensor " + w + ": quant_state '" + key + "' must be " + type);
     return *v;
   };
-  const json::Value& qt = field("quant_type");
-  const json::Value& bs = field("blocksize");
-  if (!qt.is_string() || qt.as_string() != "nf4" || !bs.is_number() || bs.as_number() != kNf4BlockSize)
+  if (field("quant_type", &json::Value::is_string, "a string").as_string() != "nf4" ||
+      field("blocksize", &json::Value::is_number, "a number").as_number() != kNf4BlockSize)
     fail(ErrorCode::BadModel, "tensor " + w + ": only nf4 with blocksize 64 is supported");
-  const json::Value& shape_v = field("shape");
-  if (!shape_v.is_array() || shape_v.as_array().size() != 2 || !shape_v.as_array()[0].is_number() ||
-      !shape_v.as_array()[1].is_number() || shape_v.as_array()[0].as_number() != out ||
-      shape_v.as_array()[1].as_number() != in)
+  const auto& shape = field("shape", &json::Value::is_array, "a list").as_array();
+  if (shape.size() != 2 || !shape[0].is_number() || !shape[1].is_number() || shape[0].as_number() != out ||
+      shape[1].as_number() != in)
     fail(ErrorCode::BadModel, "tensor " + w + ": quant_state shape does not match config.json");
-  const json::Value* nested = state.find("nested_offset");
-  if (!nested || !nested->is_number())
+  if (!state.find("nested_offset"))
     fail(ErrorCode::BadModel, "tensor " + w + ": only double-quantized (nested) NF4 is supported");
-  const json::Value& dt_v = field("dtype");
-  const std::string dt = dt_v.is_string() ? dt_v.as_string() : "";
-  if (dt != "bfloat16" && dt != "float16" && dt != "float32")
-    fail(ErrorCode::BadModel, "tensor " + w + ": quant_state dtype '" + dt + "' is not bfloat16, float16 or float32");
+  const double nested = field("nested_offset", &json::Value::is_number, "a number").as_number();
+  if (std::fabs(nested) > std::numeric_limits<float>::max())
+    fail(ErrorCode::BadModel, "tensor " + w + ": quant_state nested_offset is outside the float range");
+  const std::string& dt = field("dtype", &json::Value::is_string, "a string").as_string();
+  if (dt != "float16" && dt != "bfloat16" && dt != "float32")
+    fail(ErrorCode::BadModel, "tensor " + w + ": quant_state dtype " + json::quote(dt) +
+                                  " is not float16, bfloat16 or float32");
   const Nf4StorageDType dtype = dt == "bfloat16" ? Nf4StorageDType::BF16
-                                : dt == "float32" ? Nf4StorageDType::F32
-                                                  : Nf4StorageDType::F16;
+                          : dt == "float32" ? Nf4StorageDType::F32
+                                            : Nf4StorageDType::F16;
 
   const int64_t n = int64_t(out) * in, blocks = (n + kNf4BlockSize - 1) / kNf4BlockSize;
   const TensorView& packed = wk.take(w);
@@ -143,7 +147,7 @@ void load_prequantized(Walk& wk, Linear& L, const std::string& prefix) {
   if (wk.validate_only) return;
   std::vector<float> code_v = read_raw<float>(code);
   L.q = nf4_from_parts(out, in, read_raw<uint8_t>(packed), read_raw<uint8_t>(absmax), read_raw<float>(absmax2),
-                       float(nested->as_number()), code_v.data(), dtype);
+                       float(nested), code_v.data(), dtype);
 }
 
 // One linear layer: NF4 from a pre-quantized checkpoint, quantized now, or kept in fp32; then its bias.
@@ -210,7 +214,7 @@ void check_all_used(const WeightSet& ws, const ModelConfig& c, const std::vector
   for (const std::string& name : ws.names()) {
     if (used.count(name) || ignorable(name, c)) continue;
     const TensorView& t = ws.get(name);
-    fail(ErrorCode::BadModel, "tensor " + name + " (in " + t.file + ") is not part of a " + c.architecture +
+    fail(ErrorCode::BadModel, "tensor " + json::escape(name) + " (in " + t.file + ") is not part of a " + c.architecture +
                                   " model as config.json describes it; refusing to compute without it");
   }
 }

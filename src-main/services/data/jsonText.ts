@@ -105,6 +105,9 @@ class Scanner {
 
   private value(): void {
     this.ws()
+    // JSON.parse takes any depth; this walk recurses, so it stops with a fault of its own well before the stack does
+    // (found by fuzzing, docs/fuzzing.md).
+    if (this.path.length > 2000) throw new Stop('values nested deeper than 2000 levels')
     this.mark()
     const c = this.s[this.pos]
     if (c === undefined) throw new Stop('unexpected end of the file')

@@ -6,6 +6,7 @@ import { statOrProblem } from '../pathProblems';
 import path from 'node:path';
 import type { ChatMessage } from '../tokenizer/chatTemplate';
 import { StudioError } from '../errors';
+import { quoted } from '../messageText';
 import { checkUniqueId, isPlainObject, readId, readJsonRecords, rowError, type RecordId } from './promptsFile';
 
 export type PreferenceFormat = 'hw6' | 'trl';
@@ -124,7 +125,7 @@ export function buildPairs(rows: readonly PreferenceRow[], options: BuildPairsOp
   return rows.slice(0, n).map((r, i) => {
     if (r.support === undefined || r.oppose === undefined) {
       const field = r.support === undefined ? 'support' : 'oppose';
-      throw new StudioError('E_BAD_INPUT', `row ${i + 1} (id ${JSON.stringify(r.id)}): field "${field}" is missing; support_ratio pairs need the HW6 layout`, {
+      throw new StudioError('E_BAD_INPUT', `row ${i + 1} (id ${quoted(r.id)}): field "${field}" is missing; support_ratio pairs need the HW6 layout`, {
         details: { row: i + 1, id: r.id, field },
       });
     }

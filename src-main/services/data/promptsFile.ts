@@ -2,6 +2,7 @@
 // array of {id, prompt}) or JSONL of {id?, prompt}. Also the JSON/JSONL record reader that preferenceFile.ts shares.
 import { readFile } from 'node:fs/promises';
 import { StudioError, errorMessage } from '../errors';
+import { quoted } from '../messageText';
 import { pathProblem } from '../pathProblems';
 import { JsonSyntaxError, jsonPathAt, parseJson } from './jsonText';
 
@@ -122,7 +123,7 @@ export function checkUniqueId(file: string, row: number, id: RecordId, seen: Map
 
 /** `FILE: row N (id X): message`, with file/row/id/field in details for the UI. */
 export function rowError(file: string, row: number, id: RecordId | undefined, message: string, field?: string): StudioError {
-  const idText = id === undefined ? '' : ` (id ${JSON.stringify(id)})`;
+  const idText = id === undefined ? '' : ` (id ${quoted(id)})`;
   return new StudioError('E_BAD_INPUT', `${file}: row ${row}${idText}: ${message}`, { details: { file, row, id, field } });
 }
 
@@ -173,7 +174,8 @@ function invalidUtf8Error(file: string, bytes: Buffer, byteOffset: number): Stud
     row = text.slice(0, lineStart).split('\n').length;
     field = jsonPathAt(text.slice(lineStart, lineEnd < 0 ? undefined : lineEnd), charOffset - lineStart).field;
   }
-  const where = `${row !== null ? `row ${row}: ` : ''}${field !== null ? `field "${field}": ` : ''}`;
+  // The field path is made of the file's own keys: quoted (escaped, cut) like any value from a file (found by fuzzing).
+  const where = `${row !== null ? `row ${row}: ` : ''}${field !== null ? `field ${quoted(field, 200)}: ` : ''}`;
   return new StudioError('E_BAD_INPUT', `${file}: ${where}invalid UTF-8 at byte ${byteOffset}; save the file as UTF-8`, {
     details: { file, row, field, byteOffset },
   });

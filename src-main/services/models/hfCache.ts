@@ -34,12 +34,27 @@ export async function listCachedModels(cacheDir = hfHubCacheDir()): Promise<Cach
     const ordered = main && snapshots.includes(main) ? [main] : snapshots
     for (const revision of ordered) {
       const dir = join(repoDir, 'snapshots', revision)
-      const config = await readFile(join(dir, 'config.json'), 'utf8').then((s) => JSON.parse(s) as { architectures?: string[] }, () => null)
+      const config = await readConfig(join(dir, 'config.json'))
       if (!config) continue
-      out.push({ repoId, revision, dir, architecture: config.architectures?.[0] ?? null, sizeBytes: await folderBytes(dir) })
+      const archs = config.architectures
+      const architecture = Array.isArray(archs) && typeof archs[0] === 'string' ? archs[0] : null
+      out.push({ repoId, revision, dir, architecture, sizeBytes: await folderBytes(dir) })
     }
   }
   return out
+}
+
+/** A snapshot's config.json as an object, or null when it is missing or malformed: one broken download in the cache
+ * must not hide the others (a parse error used to reject the whole listing). */
+async function readConfig(file: string): Promise<Record<string, unknown> | null> {
+  const text = await readFile(file, 'utf8').catch(() => null)
+  if (text === null) return null
+  try {
+    const v: unknown = JSON.parse(text)
+    return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : null
+  } catch {
+    return null
+  }
 }
 
 async function folderBytes(dir: string): Promise<number> {

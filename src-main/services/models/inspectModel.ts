@@ -9,6 +9,7 @@ import { join } from 'node:path'
 import { checkModelDir } from '../engine/modelSession'
 import { StudioError, errorMessage } from '../errors'
 import { parseJson } from '../data/jsonText'
+import { bare, quoted } from '../messageText'
 import type { ModelSummary } from '../../api/contract'
 import type { NativeModelCheck } from '../../engine/nativeTypes'
 import { loadNative } from '../../engine/loadNative'
@@ -29,27 +30,64 @@ interface TensorHeader {
   shape: number[]
 }
 
-/** The JSON header of a safetensors file: 8-byte little-endian length, then that many bytes of JSON. */
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
+/** A count from config.json, or 0 when the field is absent or not a non-negative integer (the panel only shows it). */
+const count = (v: unknown): number => (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? v : 0)
+const badModel = (message: string) => new StudioError('E_BAD_MODEL', message)
+
+/** A JSON object file of the model folder; any fault is an E_BAD_MODEL naming the file (never quoting it). */
+async function readJsonObject(file: string): Promise<Record<string, unknown>> {
+  let text: string
+  try {
+    text = await readFile(file, 'utf8')
+  } catch (e) {
+    throw badModel(`${file}: ${errorMessage(e)}`)
+  }
+  let value: unknown
+  try {
+    value = parseJson(text)
+  } catch (e) {
+    throw badModel(`${file}: ${errorMessage(e)}`)
+  }
+  if (!isObject(value)) throw badModel(`${file}: expected a JSON object`)
+  return value
+}
+
+/** The JSON header of a safetensors file: 8-byte little-endian length, then that many bytes of JSON. Each tensor
+ * entry is checked for a dtype and a shape of sizes whose product is an exact number. */
 export async function readSafetensorsHeader(file: string): Promise<Record<string, TensorHeader>> {
-  const fh = await open(file, 'r')
+  const fh = await open(file, 'r').catch((e: unknown) => {
+    throw badModel(`${file}: ${errorMessage(e)}`)
+  })
+  let text: string
   try {
     const len = Buffer.alloc(8)
     await fh.read(len, 0, 8, 0)
     const n = Number(len.readBigUInt64LE(0))
-    if (n <= 0 || n > 100 * 2 ** 20) throw new StudioError('E_BAD_MODEL', `${file}: not a safetensors file (header length ${n})`)
+    if (n <= 0 || n > 100 * 2 ** 20) throw badModel(`${file}: not a safetensors file (header length ${n})`)
     const buf = Buffer.alloc(n)
-    await fh.read(buf, 0, n, 8)
-    let header: Record<string, TensorHeader>
-    try {
-      header = parseJson(buf.toString('utf8')) as Record<string, TensorHeader>
-    } catch (e) {
-      throw new StudioError('E_BAD_MODEL', `${file}: the safetensors header is ${errorMessage(e)}`)
-    }
-    delete (header as Record<string, unknown>).__metadata__
-    return header
+    const { bytesRead } = await fh.read(buf, 0, n, 8)
+    if (bytesRead < n) throw badModel(`${file}: header length ${n} runs past the end of the file`)
+    text = buf.toString('utf8')
   } finally {
     await fh.close()
   }
+  let header: unknown
+  try {
+    header = parseJson(text)
+  } catch (e) {
+    throw badModel(`${file}: the safetensors header is ${errorMessage(e)}`)
+  }
+  if (!isObject(header)) throw badModel(`${file}: the safetensors header is not a JSON object`)
+  delete header.__metadata__
+  for (const [name, t] of Object.entries(header)) {
+    const shape = isObject(t) ? t.shape : undefined
+    if (!isObject(t) || typeof t.dtype !== 'string' || !Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0))
+      throw badModel(`${file}: tensor ${bare(name)}: expected a dtype and a shape of sizes`)
+    if (!Number.isSafeInteger(shape.reduce((a: number, b: number) => a * b, 1)))
+      throw badModel(`${file}: tensor ${bare(name)}: shape [${shape.join(', ')}] is larger than any file`)
+  }
+  return header as Record<string, TensorHeader>
 }
 
 export function nf4BytesFor(numel: number): number {
@@ -58,29 +96,22 @@ export function nf4BytesFor(numel: number): number {
 
 export async function inspectModel(dirIn: string, checkModel: ModelChecker = checkModelInProcess): Promise<ModelInspection> {
   const dir = checkModelDir(dirIn)
-  let config: Record<string, unknown>
-  try {
-    config = parseJson(await readFile(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>
-  } catch (e) {
-    throw new StudioError('E_BAD_MODEL', `${join(dir, 'config.json')}: ${errorMessage(e)}`)
-  }
-  const architecture = (config.architectures as string[] | undefined)?.[0] ?? 'unknown'
-  const quantConfig = config.quantization_config as Record<string, unknown> | undefined
+  const config = await readJsonObject(join(dir, 'config.json'))
+  const archs = config.architectures
+  const architecture = Array.isArray(archs) && typeof archs[0] === 'string' ? archs[0] : 'unknown'
+  const quantConfig = isObject(config.quantization_config) ? config.quantization_config : undefined
   const prequantized = quantConfig?.load_in_4bit === true || quantConfig?.quant_method === 'bitsandbytes'
 
   let files: string[]
-  if (existsSync(join(dir, 'model.safetensors.index.json'))) {
-    const indexFile = join(dir, 'model.safetensors.index.json')
-    let index: { weight_map?: Record<string, string> }
-    try {
-      index = parseJson(await readFile(indexFile, 'utf8')) as { weight_map?: Record<string, string> }
-    } catch (e) {
-      throw new StudioError('E_BAD_MODEL', `${indexFile}: ${errorMessage(e)}`)
-    }
-    files = [...new Set(Object.values(index.weight_map ?? {}))]
-    // Shard names are file names in this folder: never a path that leaves it.
-    const outside = files.find((f) => typeof f !== 'string' || f === '' || /[\\/]/.test(f) || f.startsWith('.'))
-    if (outside !== undefined) throw new StudioError('E_BAD_MODEL', `${indexFile}: weight_map names a file outside the model folder`)
+  const indexFile = join(dir, 'model.safetensors.index.json')
+  if (existsSync(indexFile)) {
+    const weightMap = (await readJsonObject(indexFile)).weight_map
+    const shards = isObject(weightMap) ? Object.values(weightMap) : []
+    // A shard is a file of this folder: a name with a path in it would read a file elsewhere.
+    const bad = shards.find((f) => typeof f !== 'string' || f === '' || f === '.' || f === '..' || /[\\/]/.test(f))
+    if (!isObject(weightMap) || bad !== undefined)
+      throw badModel(`${indexFile}: weight_map must map tensor names to shard file names of this folder (found ${quoted(bad ?? weightMap)})`)
+    files = [...new Set(shards as string[])]
   } else if (existsSync(join(dir, 'model.safetensors'))) files = ['model.safetensors']
   else files = []
 
@@ -111,18 +142,19 @@ export async function inspectModel(dirIn: string, checkModel: ModelChecker = che
     ? 'no model.safetensors or model.safetensors.index.json (only safetensors checkpoints are supported)'
     : check.message
   if (check.ok && prequantized) params = check.params
-  const tokenizerConfig = await readFile(join(dir, 'tokenizer_config.json'), 'utf8').then((s) => JSON.parse(s) as Record<string, unknown>, () => null)
+  // Only for the "has a chat template" flag: an unreadable or malformed tokenizer_config.json counts as none.
+  const tokenizerConfig = await readJsonObject(join(dir, 'tokenizer_config.json')).catch(() => null)
   return {
     dir,
     architecture,
-    modelType: String(config.model_type ?? ''),
+    modelType: typeof config.model_type === 'string' ? config.model_type : '',
     supported,
     note,
     params,
-    layers: Number(config.num_hidden_layers ?? 0),
-    hidden: Number(config.hidden_size ?? 0),
-    vocab: Number(config.vocab_size ?? 0),
-    dtype: String(config.torch_dtype ?? [...dtypes].join('/')),
+    layers: count(config.num_hidden_layers),
+    hidden: count(config.hidden_size),
+    vocab: count(config.vocab_size),
+    dtype: typeof config.torch_dtype === 'string' ? config.torch_dtype : [...dtypes].join('/'),
     checkpointBytes,
     nf4Bytes: Math.round(nf4),
     hasTokenizer: existsSync(join(dir, 'tokenizer.json')),
@@ -133,14 +165,15 @@ export async function inspectModel(dirIn: string, checkModel: ModelChecker = che
 
 /** Parameters of a Llama-shaped decoder from its config (for pre-quantized checkpoints whose headers hold packed bytes). */
 function estimateParams(c: Record<string, unknown>): number {
-  const h = Number(c.hidden_size ?? 0)
-  const l = Number(c.num_hidden_layers ?? 0)
-  const v = Number(c.vocab_size ?? 0)
-  const i = Number(c.intermediate_size ?? 0)
-  const heads = Number(c.num_attention_heads ?? 1)
-  const kv = Number(c.num_key_value_heads ?? heads)
-  const hd = Number(c.head_dim ?? h / heads)
+  const h = count(c.hidden_size)
+  const l = count(c.num_hidden_layers)
+  const v = count(c.vocab_size)
+  const i = count(c.intermediate_size)
+  const heads = count(c.num_attention_heads) || 1
+  const kv = count(c.num_key_value_heads) || heads
+  const hd = count(c.head_dim) || h / heads
   const attn = h * heads * hd * 2 + h * kv * hd * 2
   const mlp = 3 * h * i
-  return l * (attn + mlp + 2 * h) + v * h * (c.tie_word_embeddings ? 1 : 2) + h
+  const total = l * (attn + mlp + 2 * h) + v * h * (c.tie_word_embeddings === true ? 1 : 2) + h
+  return Number.isFinite(total) ? total : 0
 }

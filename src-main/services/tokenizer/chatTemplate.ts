@@ -5,6 +5,7 @@
 // enable_thinking.
 import { Environment, Interpreter, Template } from '@huggingface/jinja';
 import { StudioError, errorMessage } from '../errors';
+import { cleanText } from '../messageText';
 import { strftime } from './strftime';
 import type { TextTokenizer } from './textTokenizer';
 
@@ -75,13 +76,19 @@ function chatDateValue(chatDate: string | undefined): Date {
   return new Date(Number(m[1]), Number(m[2]) - 1, Number(m[3]));
 }
 
-/** Python's range(), as the library's own global. */
+/**
+ * Python's range(), as the library's own global, with the limit of Jinja2's sandbox, in which transformers renders
+ * chat templates: it refuses a range() of more than 100,000 items (jinja2/sandbox.py MAX_RANGE). Without it a
+ * template from a downloaded tokenizer_config.json could ask for range(10**9) and stall the app building a
+ * billion-element list (docs/fuzzing.md).
+ */
+const MAX_RANGE = 100_000;
 function pyRange(start: number, stop?: number, step = 1): number[] {
   if (stop === undefined) [start, stop] = [0, start];
   if (step === 0) throw new Error('range() step must not be zero');
-  const out: number[] = [];
-  for (let i = start; step > 0 ? i < stop : i > stop; i += step) out.push(i);
-  return out;
+  const count = Math.max(0, Math.ceil((stop - start) / step));
+  if (!(count <= MAX_RANGE)) throw new Error(`range() of ${count} items: the sandbox allows at most ${MAX_RANGE}`);
+  return Array.from({ length: count }, (_, i) => start + i * step);
 }
 
 /**
@@ -133,7 +140,7 @@ function compile(template: string): Template {
     try {
       t = new Template(template);
     } catch (e) {
-      throw new StudioError('E_BAD_MODEL', `the model's chat_template cannot be parsed: ${errorMessage(e)}`, { cause: e });
+      throw new StudioError('E_BAD_MODEL', `the model's chat_template cannot be parsed: ${cleanText(errorMessage(e))}`, { cause: e });
     }
     compiled.set(template, t);
   }
@@ -211,7 +218,7 @@ function renderOrThrow(render: () => string): string {
 }
 
 function templateError(e: unknown): StudioError {
-  return new StudioError('E_BAD_MODEL', `the model's chat_template failed to render the prompt: ${errorMessage(e)}`, { cause: e });
+  return new StudioError('E_BAD_MODEL', `the model's chat_template failed to render the prompt: ${cleanText(errorMessage(e))}`, { cause: e });
 }
 
 /**

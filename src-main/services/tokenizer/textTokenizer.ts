@@ -352,10 +352,11 @@ async function readJsonFile(dir: string, name: string, required: boolean): Promi
     }
     return null;
   }
+  const json = text.replace(/^\uFEFF/, '');
   try {
-    return parseJson(text.replace(/^\uFEFF/, ''));
+    return parseJson(json);
   } catch (e) {
-    throw new StudioError('E_BAD_MODEL', `model directory ${dir}: ${name} is not valid JSON: ${errorMessage(e)}`, {
+    throw new StudioError('E_BAD_MODEL', `model directory ${dir}: ${name} is ${errorMessage(e)}`, {
       cause: e,
       details: { dir, file: name },
     });

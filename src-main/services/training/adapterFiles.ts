@@ -7,6 +7,7 @@ import type { LoraTensor } from '../../engine/nativeTypes'
 import { parseJson } from '../data/jsonText'
 import { statOrProblem } from '../pathProblems'
 import { StudioError, errorMessage } from '../errors'
+import { bare, quoted } from '../messageText'
 import { LINEAR_TARGETS, type LinearTarget } from '../params/trainParams'
 import { decodeRawSafetensors, encodeRawSafetensors, type SafetensorsDtype } from './safetensorsBytes'
 
@@ -291,14 +292,15 @@ export function loadAdapter(dir: string): LoadedAdapter {
   if (!st.isDirectory()) throw bad(`${abs} is a file, not an adapter directory`)
   const cfgFile = join(abs, ADAPTER_CONFIG_FILE)
   if (!existsSync(cfgFile)) throw bad(`adapter directory ${abs} has no ${ADAPTER_CONFIG_FILE} (expected a PEFT LoRA adapter folder)`, { file: cfgFile })
-  let config: Record<string, unknown>
+  const cfgText = readFileSync(cfgFile, 'utf8')
+  let parsed: unknown
   try {
-    const parsed: unknown = parseJson(readFileSync(cfgFile, 'utf8'))
-    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('expected a JSON object')
-    config = parsed as Record<string, unknown>
+    parsed = parseJson(cfgText)
   } catch (e) {
-    throw bad(`${cfgFile}: not valid JSON: ${errorMessage(e)}`, { file: cfgFile })
+    throw bad(`${cfgFile}: ${errorMessage(e)}`, { file: cfgFile })
   }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw bad(`${cfgFile}: not valid JSON: expected a JSON object`, { file: cfgFile })
+  const config = parsed as Record<string, unknown>
   const settings = readSettings(config, cfgFile, bad)
 
   const weightsFile = join(abs, ADAPTER_WEIGHTS_FILE)
@@ -319,17 +321,17 @@ export function loadAdapter(dir: string): LoadedAdapter {
 
 function readSettings(c: Record<string, unknown>, file: string, bad: (m: string, d?: Record<string, unknown>) => StudioError): AdapterSettings {
   const field = (name: string, why: string) => bad(`${file}: field "${name}" ${why}`, { file, field: name })
-  if (c.peft_type !== 'LORA') throw field('peft_type', `is ${JSON.stringify(c.peft_type)}; only LORA adapters are supported`)
-  if (!Number.isInteger(c.r) || (c.r as number) < 1) throw field('r', `must be a positive integer, got ${JSON.stringify(c.r)}`)
-  if (typeof c.lora_alpha !== 'number' || !(c.lora_alpha > 0)) throw field('lora_alpha', `must be a positive number, got ${JSON.stringify(c.lora_alpha)}`)
+  if (c.peft_type !== 'LORA') throw field('peft_type', `is ${quoted(c.peft_type)}; only LORA adapters are supported`)
+  if (!Number.isInteger(c.r) || (c.r as number) < 1) throw field('r', `must be a positive integer, got ${quoted(c.r)}`)
+  if (typeof c.lora_alpha !== 'number' || !(c.lora_alpha > 0)) throw field('lora_alpha', `must be a positive number, got ${quoted(c.lora_alpha)}`)
   const dropout = c.lora_dropout ?? 0
-  if (typeof dropout !== 'number' || dropout < 0 || dropout >= 1) throw field('lora_dropout', `must be in [0, 1), got ${JSON.stringify(dropout)}`)
+  if (typeof dropout !== 'number' || dropout < 0 || dropout >= 1) throw field('lora_dropout', `must be in [0, 1), got ${quoted(dropout)}`)
   const tm = c.target_modules
-  if (typeof tm === 'string') throw field('target_modules', `is the pattern ${JSON.stringify(tm)}; only a list of module names is supported`)
+  if (typeof tm === 'string') throw field('target_modules', `is the pattern ${quoted(tm)}; only a list of module names is supported`)
   if (!Array.isArray(tm) || tm.length === 0) throw field('target_modules', 'must be a non-empty list of module names')
   for (const t of tm) {
     if (!(LINEAR_TARGETS as readonly unknown[]).includes(t)) {
-      throw field('target_modules', `names ${JSON.stringify(t)}; supported: ${LINEAR_TARGETS.join(', ')}`)
+      throw field('target_modules', `names ${quoted(t)}; supported: ${LINEAR_TARGETS.join(', ')}`)
     }
   }
   const unsupported: Array<[string, (v: unknown) => boolean]> = [
@@ -342,11 +344,12 @@ function readSettings(c: Record<string, unknown>, file: string, bad: (m: string,
     ['alpha_pattern', (v) => typeof v === 'object' && v !== null && Object.keys(v).length > 0],
     ['layer_replication', (v) => v !== undefined && v !== null],
   ]
-  for (const [name, isSet] of unsupported) if (isSet(c[name])) throw field(name, `is ${JSON.stringify(c[name])}, which this engine does not support`)
+  for (const [name, isSet] of unsupported) if (isSet(c[name])) throw field(name, `is ${quoted(c[name])}, which this engine does not support`)
   // rsLoRA scales by alpha / sqrt(r); the engine scales by alpha / r, so the same scaling is alpha * sqrt(r) / r.
   const alpha = c.use_rslora === true ? c.lora_alpha * Math.sqrt(c.r as number) : c.lora_alpha
   const base = typeof c.base_model_name_or_path === 'string' ? c.base_model_name_or_path : ''
-  return { r: c.r as number, alpha, dropout, targets: tm as LinearTarget[], baseModel: base }
+  // PEFT turns target_modules into a set: a name listed twice adapts its module once.
+  return { r: c.r as number, alpha, dropout, targets: [...new Set(tm as LinearTarget[])], baseModel: base }
 }
 
 /**
@@ -354,7 +357,7 @@ function readSettings(c: Record<string, unknown>, file: string, bad: (m: string,
  * layer 0..L-1, nothing else. Returns L.
  */
 function checkTensors(tensors: readonly LoraTensor[], s: AdapterSettings, where: string): number {
-  const bad = (msg: string, tensor?: string) => new StudioError('E_BAD_INPUT', `${where}: ${tensor ? `tensor ${tensor}: ` : ''}${msg}`, { details: { file: where, tensor } })
+  const bad = (msg: string, tensor?: string) => new StudioError('E_BAD_INPUT', `${where}: ${tensor ? `tensor ${bare(tensor)}: ` : ''}${msg}`, { details: { file: where, tensor } })
   if (tensors.length === 0) throw bad('holds no LoRA tensors')
   const seen = new Map<string, LoraTensor>()
   let maxLayer = -1

@@ -6,6 +6,8 @@ import { closeSync, existsSync, fsyncSync, openSync, readFileSync, readSync, rea
 import { join } from 'node:path'
 import type { LoraTensor, OptimizerTensorState, TrainingState } from '../../engine/nativeTypes'
 import { StudioError, errorMessage } from '../errors'
+import { parseJson } from '../data/jsonText'
+import { bare, quoted } from '../messageText'
 import type { TrainParams } from '../params/trainParams'
 import type { AdapterSettings } from './adapterFiles'
 import { decodeRawSafetensors, rawSafetensorsHeader, type RawTensor } from './safetensorsBytes'
@@ -96,21 +98,26 @@ export function encodeCheckpoint(c: Checkpoint): Uint8Array {
 export function decodeCheckpoint(bytes: Uint8Array, file: string): Checkpoint {
   const bad = (msg: string) => new StudioError('E_BAD_INPUT', `${file}: ${msg}`, { details: { file } })
   const raw = decodeRawSafetensors(bytes, file, ['F32', 'U8'])
-  if (raw.metadata.format !== CHECKPOINT_FORMAT) throw bad(`not a DPO Studio checkpoint (format ${JSON.stringify(raw.metadata.format ?? null)})`)
+  if (raw.metadata.format !== CHECKPOINT_FORMAT) throw bad(`not a DPO Studio checkpoint (format ${quoted(raw.metadata.format ?? null)})`)
   if (raw.metadata.version !== String(CHECKPOINT_VERSION)) {
-    throw bad(`checkpoint version ${raw.metadata.version} is not the version ${CHECKPOINT_VERSION} this build reads`)
+    throw bad(`checkpoint version ${quoted(raw.metadata.version ?? null)} is not the version ${CHECKPOINT_VERSION} this build reads`)
   }
   const digest = createHash('sha256').update(raw.data).digest('hex')
   if (digest !== raw.metadata.data_sha256) throw bad('the tensor data does not match the checksum in its header (the file is damaged)')
   let state: CheckpointState
+  const stateText = raw.metadata.state ?? ''
   try {
-    state = JSON.parse(raw.metadata.state ?? '') as CheckpointState
+    state = parseJson(stateText) as CheckpointState
   } catch (e) {
-    throw bad(`the state in its header is not valid JSON: ${errorMessage(e)}`)
+    throw bad(`the state in its header is ${errorMessage(e)}`)
   }
   if (!Number.isInteger(state?.global_step) || state.global_step < 1 || !state.optimizer || !Array.isArray(state.optimizer.tensors)) {
     throw bad('the state in its header lacks global_step or optimizer')
   }
+  // The header is not under the data checksum: what goes to the engine is checked here (found by fuzzing, docs/fuzzing.md).
+  const badEntry = state.optimizer.tensors.find((t) => !isOptimizerTensorInfo(t))
+  if (badEntry !== undefined) throw bad(`the state in its header has an optimizer tensor that is not {name, layout, step, numel}: ${quoted(badEntry)}`)
+  if (typeof state.dropout_rng !== 'string') throw bad('the state in its header lacks the dropout generator state (dropout_rng)')
   const byName = new Map(raw.tensors.map((t) => [t.name, t]))
   const lora: LoraTensor[] = raw.tensors
     .filter((t) => t.name.startsWith(LORA_PREFIX))
@@ -120,13 +127,20 @@ export function decodeCheckpoint(bytes: Uint8Array, file: string): Checkpoint {
     const fields = info.layout === 'bnb8_blockwise' ? (['state1', 'state2', 'absmax1', 'absmax2'] as const) : (['m', 'v'] as const)
     for (const f of fields) {
       const entry = byName.get(`${OPTIM_PREFIX}${info.name}/${f}`)
-      if (!entry) throw bad(`tensor ${OPTIM_PREFIX}${info.name}/${f} is missing`)
+      if (!entry) throw bad(`tensor ${bare(`${OPTIM_PREFIX}${info.name}/${f}`)} is missing`)
       if (f === 'state1' || f === 'state2') t[f] = copyBytes(entry.bytes)
       else t[f] = toFloats(entry.bytes)
     }
     return t
   })
   return { state, lora, training: { optimizer: state.optimizer.kind, tensors, dropoutRng: state.dropout_rng } }
+}
+
+const LAYOUTS: ReadonlySet<unknown> = new Set<OptimizerTensorState['layout']>(['adamw', 'bnb8_blockwise', 'bnb32'])
+const isCount = (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 0
+function isOptimizerTensorInfo(t: unknown): boolean {
+  const o = t as Partial<OptimizerTensorState> | null
+  return typeof o === 'object' && o !== null && typeof o.name === 'string' && LAYOUTS.has(o.layout) && isCount(o.step) && isCount(o.numel)
 }
 
 /** The training state of a checkpoint file's JSON (the arrays are tensors of the file). */

@@ -3,6 +3,7 @@
 // (adapterFiles.ts, float tensors) and the resume checkpoints (checkpoint.ts, float and uint8 tensors).
 import { parseJson } from '../data/jsonText'
 import { StudioError, errorMessage } from '../errors'
+import { bare, quoted } from '../messageText'
 
 export type SafetensorsDtype = 'F32' | 'F16' | 'BF16' | 'U8'
 
@@ -60,16 +61,17 @@ export interface DecodedRawSafetensors {
 export function decodeRawSafetensors(bytes: Uint8Array, file: string, dtypes: readonly SafetensorsDtype[]): DecodedRawSafetensors {
   const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
   const bad = (msg: string, tensor?: string) =>
-    new StudioError('E_BAD_INPUT', `${file}: ${tensor ? `tensor ${tensor}: ` : ''}${msg}`, { details: { file, tensor } })
+    new StudioError('E_BAD_INPUT', `${file}: ${tensor ? `tensor ${bare(tensor)}: ` : ''}${msg}`, { details: { file, tensor } })
   if (buf.length < 8) throw bad(`file is ${buf.length} bytes, too short for a safetensors header`)
   const headerLen = buf.readBigUInt64LE(0)
   if (headerLen > BigInt(buf.length - 8)) throw bad(`header length ${headerLen} runs past the end of the file (${buf.length} bytes)`)
   const n = Number(headerLen)
+  const headerText = buf.subarray(8, 8 + n).toString('utf8')
   let header: unknown
   try {
-    header = parseJson(buf.subarray(8, 8 + n).toString('utf8'))
+    header = parseJson(headerText)
   } catch (e) {
-    throw bad(`header is not valid JSON: ${errorMessage(e)}`)
+    throw bad(`header is ${errorMessage(e)}`)
   }
   if (typeof header !== 'object' || header === null || Array.isArray(header)) throw bad('header is not a JSON object')
   const data = buf.subarray(8 + n)
@@ -83,7 +85,7 @@ export function decodeRawSafetensors(bytes: Uint8Array, file: string, dtypes: re
     const t = info as { dtype?: unknown; shape?: unknown; data_offsets?: unknown }
     if (typeof t !== 'object' || t === null) throw bad('entry is not an object', name)
     if (!(dtypes as readonly unknown[]).includes(t.dtype)) {
-      throw bad(`dtype ${JSON.stringify(t.dtype)} is not supported (${dtypes.slice(0, -1).join(', ')} or ${dtypes[dtypes.length - 1]})`, name)
+      throw bad(`dtype ${quoted(t.dtype)} is not supported (${dtypes.slice(0, -1).join(', ')} or ${dtypes[dtypes.length - 1]})`, name)
     }
     const dtype = t.dtype as SafetensorsDtype
     const shape = t.shape
