@@ -1,6 +1,7 @@
 // The dpo-studio CLI (architecture.md §3): generate, logps, train, run and info on the engine, for headless GPU
 // servers and for outside checks. Every failure is one line naming the file, field or flag, with a non-zero exit.
 import { Command, InvalidArgumentError, Option } from 'commander'
+import { runExportMerged } from './commands/exportMerged'
 import { runGenerate } from './commands/generate'
 import { runInfo } from './commands/info'
 import { runLogps } from './commands/logps'
@@ -115,6 +116,18 @@ export function buildProgram(): Command {
     .option('--out <dir>', 'run directory to create or replace (required)')
     .option('--resume <run_dir>', 'continue a stopped run: training from its last checkpoint, then its remaining phases')
     .action(async (opts) => runRun(opts))
+
+  program
+    .command('export-merged')
+    .description('fold a run\'s LoRA adapter into its base model: a Hugging Face model folder (docs/exports.md)')
+    .argument('[run_dir]', 'run directory (its model and adapter)')
+    .option('--model <dir>', 'base model folder (instead of RUN_DIR)')
+    .option('--adapter <dir>', 'PEFT LoRA adapter folder (with --model; without it the base alone is written)')
+    .addOption(new Option('--dtype <dtype>', 'weight dtype (default: the base model\'s)').choices(['float32', 'bfloat16', 'float16']))
+    .addOption(new Option('--merge-into <base>', 'fold into the original weights or the 4-bit NF4 base the run trained on (auto: the run\'s)').choices(['auto', 'original', 'nf4']).default('auto'))
+    .option('--overwrite', 'replace an earlier merged export in --out', false)
+    .requiredOption('--out <dir>', 'new folder (or an earlier merged export with --overwrite)')
+    .action(async (runDir: string | undefined, opts) => runExportMerged(runDir, opts))
 
   return program
 }

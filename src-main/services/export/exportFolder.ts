@@ -1,0 +1,85 @@
+// Where exports go: a folder that is new, empty, or an earlier export of the same kind by DPO Studio (its marker file
+// says so). Anything else is refused, and nothing is written into it: an export never overwrites files that are not
+// ours (docs/exports.md). The export is built in a temp folder beside the target and swapped in at the end.
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { basename, dirname, join, resolve } from 'node:path'
+import { StudioError, errorMessage } from '../errors'
+
+/** The marker every export folder carries: what it is, from which run, written when, by which engine. */
+export const EXPORT_MARKER = 'dpo_studio_export.json'
+
+export type ExportKind = 'merged-model' | 'gguf' | 'project' | 'imported-run'
+
+export interface ExportMarker {
+  kind: ExportKind
+  created: string
+  [key: string]: unknown
+}
+
+/** Reads DIR/dpo_studio_export.json, or null when there is none or it is not ours. */
+export function readExportMarker(dir: string): ExportMarker | null {
+  try {
+    const m = JSON.parse(readFileSync(join(dir, EXPORT_MARKER), 'utf8')) as Partial<ExportMarker>
+    return typeof m.kind === 'string' && typeof m.created === 'string' ? (m as ExportMarker) : null
+  } catch {
+    return null
+  }
+}
+
+/**
+ * Checks that `target` may receive an export of `kind`: absent, an empty folder, or an earlier export of that kind
+ * (replaced only with `overwrite`). Throws E_EXPORT_NOT_OURS / E_EXPORT_EXISTS otherwise.
+ */
+export function checkExportFolder(target: string, kind: ExportKind, overwrite: boolean): void {
+  const abs = resolve(target)
+  const st = statSync(abs, { throwIfNoEntry: false })
+  if (!st) return
+  if (!st.isDirectory()) {
+    throw new StudioError('E_EXPORT_NOT_OURS', `${abs} is a file; choose a new folder for the export (nothing was written)`, { details: { path: abs, earlierExport: false } })
+  }
+  if (readdirSync(abs).length === 0) return
+  const marker = readExportMarker(abs)
+  if (!marker || marker.kind !== kind) {
+    throw new StudioError('E_EXPORT_NOT_OURS', `${abs} is not empty and is not an earlier ${kind} export of DPO Studio; choose a new folder (nothing was written)`, { details: { path: abs, earlierExport: false } })
+  }
+  if (!overwrite) {
+    throw new StudioError('E_EXPORT_EXISTS', `${abs} holds an earlier ${kind} export; replace it?`, { details: { path: abs, earlierExport: true } })
+  }
+}
+
+/**
+ * Builds an export: checks the target, gives `fill` a fresh temp folder beside it, writes the marker, then swaps the
+ * temp folder in (an earlier export is moved aside first and removed last). On any error the target is untouched.
+ */
+export async function writeExportFolder<T>(
+  target: string,
+  kind: ExportKind,
+  overwrite: boolean,
+  marker: Record<string, unknown>,
+  fill: (tmp: string) => Promise<T> | T,
+): Promise<T> {
+  const abs = resolve(target)
+  checkExportFolder(abs, kind, overwrite)
+  const parent = dirname(abs)
+  mkdirSync(parent, { recursive: true })
+  const stamp = `${process.pid}-${Date.now()}`
+  const tmp = join(parent, `.${basename(abs)}.tmp-${stamp}`)
+  const old = join(parent, `.${basename(abs)}.old-${stamp}`)
+  mkdirSync(tmp)
+  let result: T
+  try {
+    result = await fill(tmp)
+    writeFileSync(join(tmp, EXPORT_MARKER), JSON.stringify({ kind, created: new Date().toISOString(), ...marker }, null, 2) + '\n')
+    // Checked again: the folder may have changed while the export was being written.
+    checkExportFolder(abs, kind, overwrite)
+    if (existsSync(abs)) renameSync(abs, old)
+    renameSync(tmp, abs)
+  } catch (e) {
+    rmSync(tmp, { recursive: true, force: true })
+    if (existsSync(old) && !existsSync(abs)) renameSync(old, abs)
+    if (e instanceof StudioError) throw e
+    throw new StudioError('E_IO', `could not write the export to ${abs}: ${errorMessage(e)}`, { cause: e })
+  }
+  rmSync(old, { recursive: true, force: true })
+  return result
+}
