@@ -1,6 +1,7 @@
 // The dpo-studio CLI (architecture.md §3): generate, logps, train, run and info on the engine, for headless GPU
 // servers and for outside checks. Every failure is one line naming the file, field or flag, with a non-zero exit.
 import { Command, InvalidArgumentError, Option } from 'commander'
+import { runExportGguf } from './commands/exportGguf'
 import { runExportMerged } from './commands/exportMerged'
 import { runGenerate } from './commands/generate'
 import { runInfo } from './commands/info'
@@ -128,6 +129,21 @@ export function buildProgram(): Command {
     .option('--overwrite', 'replace an earlier merged export in --out', false)
     .requiredOption('--out <dir>', 'new folder (or an earlier merged export with --overwrite)')
     .action(async (runDir: string | undefined, opts) => runExportMerged(runDir, opts))
+
+  program
+    .command('export-gguf')
+    .description('the merged model as GGUF for llama.cpp / Ollama / LM Studio, the adapter as a GGUF LoRA, a Modelfile')
+    .argument('[run_dir]', 'run directory (its model and adapter)')
+    .option('--model <dir>', 'base model folder (instead of RUN_DIR)')
+    .option('--adapter <dir>', 'PEFT LoRA adapter folder (with --model)')
+    .option('--types <list>', 'model files to write, comma-separated: F16, Q8_0, Q4_0, F32', 'F16,Q8_0,Q4_0')
+    .option('--no-lora', 'do not write the adapter as a GGUF LoRA adapter')
+    .option('--base', 'also write the base model (without the adapter) as F16, to apply the LoRA GGUF to', false)
+    .addOption(new Option('--merge-into <base>', 'fold into the original weights or the 4-bit NF4 base the run trained on (auto: the run\'s)').choices(['auto', 'original', 'nf4']).default('auto'))
+    .option('--system <text>', 'SYSTEM of the Modelfile (default: the run\'s system message)')
+    .option('--overwrite', 'replace an earlier GGUF export in --out', false)
+    .requiredOption('--out <dir>', 'new folder (or an earlier GGUF export with --overwrite)')
+    .action(async (runDir: string | undefined, opts) => runExportGguf(runDir, opts))
 
   return program
 }
