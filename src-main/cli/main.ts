@@ -138,7 +138,7 @@ export function buildProgram(): Command {
     .option('--adapter <dir>', 'PEFT LoRA adapter folder (with --model)')
     .option('--types <list>', 'model files to write, comma-separated: F16, Q8_0, Q4_0, F32', 'F16,Q8_0,Q4_0')
     .option('--no-lora', 'do not write the adapter as a GGUF LoRA adapter')
-    .option('--base', 'also write the base model (without the adapter) as F16, to apply the LoRA GGUF to', false)
+    .option('--base [type]', 'also write the base model (without the adapter), F16 unless a type is given, to apply the LoRA GGUF to')
     .addOption(new Option('--merge-into <base>', 'fold into the original weights or the 4-bit NF4 base the run trained on (auto: the run\'s)').choices(['auto', 'original', 'nf4']).default('auto'))
     .option('--system <text>', 'SYSTEM of the Modelfile (default: the run\'s system message)')
     .option('--overwrite', 'replace an earlier GGUF export in --out', false)

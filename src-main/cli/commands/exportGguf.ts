@@ -14,7 +14,7 @@ export interface ExportGgufFlags {
   out: string
   types: string
   lora: boolean
-  base?: boolean
+  base?: string | boolean
   mergeInto: 'auto' | MergeBase
   system?: string
   overwrite?: boolean
@@ -47,7 +47,7 @@ export async function runExportGguf(runDir: string | undefined, flags: ExportGgu
     ...src,
     types: parseGgufTypes(flags.types),
     lora: flags.lora,
-    base: flags.base ?? false,
+    ...(flags.base ? { baseType: flags.base === true ? 'F16' as const : parseGgufTypes(flags.base)[0]! } : {}),
     outDir: flags.out,
     overwrite: flags.overwrite ?? false,
     ...(system !== undefined ? { systemMessage: system } : {}),

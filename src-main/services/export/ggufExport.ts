@@ -24,8 +24,8 @@ export interface GgufExportRequest {
   types?: GgufFileType[]
   /** Also write the adapter alone as a GGUF LoRA adapter (default true when there is an adapter). */
   lora?: boolean
-  /** Also write the base model (without the adapter) as F16, for applying the LoRA GGUF to. */
-  base?: boolean
+  /** Also write the base model (without the adapter) in this type, for applying the LoRA GGUF to. */
+  baseType?: GgufFileType
   outDir: string
   overwrite?: boolean
   runDir?: string
@@ -48,7 +48,7 @@ export async function exportGguf(req: GgufExportRequest): Promise<GgufExportResu
   const types = req.types ?? ['F16', 'Q8_0', 'Q4_0']
   if (types.length === 0) throw new StudioError('E_BAD_INPUT', 'choose at least one GGUF type (F16, Q8_0, Q4_0, F32)')
   const merged = openMerge(req.modelDir, req.adapterDir, req.mergeBase)
-  const base = req.base && merged.adapter ? openMerge(req.modelDir, null, req.mergeBase) : null
+  const base = req.baseType && merged.adapter ? openMerge(req.modelDir, null, req.mergeBase) : null
   try {
     const arch = archInfo(merged.ckpt.config)
     const tok = await TextTokenizer.fromDir(merged.ckpt.dir)
@@ -60,8 +60,9 @@ export async function exportGguf(req: GgufExportRequest): Promise<GgufExportResu
       jobs.push({ file: `${stem}-${type}.gguf`, type, merged: merged.adapter !== null, run: (dir, step) => writeModelGguf(join(dir, `${stem}-${type}.gguf`), merged, arch, vocab, type, stem, step) })
     }
     if (base) {
-      const file = `${basename(merged.ckpt.dir)}-base-F16.gguf`
-      jobs.push({ file, type: 'F16', merged: false, run: (dir, step) => writeModelGguf(join(dir, file), base, arch, vocab, 'F16', basename(merged.ckpt.dir), step) })
+      const type = req.baseType!
+      const file = `${basename(merged.ckpt.dir)}-base-${type}.gguf`
+      jobs.push({ file, type, merged: false, run: (dir, step) => writeModelGguf(join(dir, file), base, arch, vocab, type, basename(merged.ckpt.dir), step) })
     }
     const loraFile = wantLora ? `${stem}-lora-F32.gguf` : null
     if (loraFile) jobs.push({ file: loraFile, run: (dir) => writeLoraGguf(join(dir, loraFile), merged.adapter!, arch, stem) })

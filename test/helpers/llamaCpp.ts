@@ -1,0 +1,78 @@
+// The real llama.cpp, through node-llama-cpp's prebuilt CPU binary (a dev dependency; nothing is downloaded or built):
+// tokenization, greedy decoding (optionally with a GGUF LoRA adapter) and teacher-forced next-token probabilities of
+// GGUF files, for comparison with our engine. One thread: the suites share 2 cores, and ggml's worker threads spin.
+// The KV cache is kept in F32 (llama.cpp's default is F16), so what is compared is the file, not the cache's rounding.
+import type { Llama, LlamaModel } from 'node-llama-cpp'
+
+let llama: Promise<Llama> | undefined
+
+async function engine(): Promise<Llama> {
+  llama ??= import('node-llama-cpp').then(({ getLlama }) =>
+    getLlama({ gpu: false, build: 'never', skipDownload: true, usePrebuiltBinaries: true, maxThreads: 1, logLevel: 'error' as never }),
+  )
+  return llama
+}
+
+const CONTEXT = { contextSize: 512, sequences: 1, flashAttention: false, experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32' } as const
+
+const models = new Map<string, Promise<LlamaModel>>()
+
+export async function llamaModel(file: string): Promise<LlamaModel> {
+  let m = models.get(file)
+  if (!m) {
+    m = engine().then((l) => l.loadModel({ modelPath: file }))
+    models.set(file, m)
+  }
+  return m
+}
+
+/** llama.cpp's ids for `text`, parsing special-token text (e.g. "<s>") as those tokens, adding no BOS of its own. */
+export async function llamaTokenize(file: string, text: string): Promise<number[]> {
+  return [...(await llamaModel(file)).tokenize(text, true)]
+}
+
+/** Greedy tokens after `prompt`, at most `n`, stopping after an end-of-generation token. */
+export async function llamaGreedy(file: string, prompt: number[], n: number, lora?: string): Promise<number[]> {
+  const model = await llamaModel(file)
+  const ctx = await model.createContext({ ...CONTEXT, ...(lora ? { lora: { adapters: [{ filePath: lora }] } } : {}) })
+  try {
+    const out: number[] = []
+    for await (const t of ctx.getSequence().evaluate(prompt as never, { temperature: 0 })) {
+      out.push(t)
+      if (out.length >= n || model.isEogToken(t)) break
+    }
+    return out
+  } finally {
+    await ctx.dispose()
+  }
+}
+
+/**
+ * Teacher forcing: after `prompt`, the probability llama.cpp gives each token of `continuation` and its own most
+ * likely token at that position.
+ */
+export async function llamaForced(file: string, prompt: number[], continuation: number[]): Promise<Array<{ p: number; argmax: number }>> {
+  const model = await llamaModel(file)
+  const ctx = await model.createContext(CONTEXT)
+  try {
+    const gen = ctx.getSequence().evaluateWithMetadata(prompt as never, { probabilities: true }, { temperature: 0 })
+    const out: Array<{ p: number; argmax: number }> = []
+    let r = await gen.next()
+    for (const forced of continuation) {
+      if (r.done) break
+      out.push({ p: r.value.probabilities.get(forced as never) ?? 0, argmax: r.value.token })
+      r = await gen.next(forced as never)
+    }
+    await gen.return(undefined)
+    return out
+  } finally {
+    await ctx.dispose()
+  }
+}
+
+export async function disposeLlama(): Promise<void> {
+  for (const m of models.values()) await (await m).dispose()
+  models.clear()
+  if (llama) await (await llama).dispose()
+  llama = undefined
+}
