@@ -3,6 +3,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander'
 import { runExportGguf } from './commands/exportGguf'
 import { runExportMerged } from './commands/exportMerged'
+import { runExportProject, runImportAdapter } from './commands/exportProject'
 import { runGenerate } from './commands/generate'
 import { runInfo } from './commands/info'
 import { runLogps } from './commands/logps'
@@ -144,6 +145,26 @@ export function buildProgram(): Command {
     .option('--overwrite', 'replace an earlier GGUF export in --out', false)
     .requiredOption('--out <dir>', 'new folder (or an earlier GGUF export with --overwrite)')
     .action(async (runDir: string | undefined, opts) => runExportGguf(runDir, opts))
+
+  program
+    .command('export-project')
+    .description('the run as a Python project for TRL\'s DPOTrainer + PEFT under accelerate (one GPU, N GPUs, clusters)')
+    .argument('<run_dir>', 'run directory')
+    .option('--gpus <n>', 'GPUs of accelerate/single_node.yaml (default: 8, 4, 2 or 1, whichever shares a step evenly)', positiveInt('--gpus'))
+    .option('--overwrite', 'replace an earlier project export in --out', false)
+    .requiredOption('--out <dir>', 'new folder (or an earlier project export with --overwrite)')
+    .action(async (runDir: string, opts) => runExportProject(runDir, opts))
+
+  program
+    .command('import-adapter')
+    .description('an adapter trained elsewhere (e.g. by an exported project) as a new run: answers before and after, comparison')
+    .argument('<adapter_dir>', 'PEFT LoRA adapter folder (outputs/adapter of an exported project)')
+    .requiredOption('--run <dir>', 'the run it repeats: model, parameters, test prompts, original answers')
+    .option('--test-prompts <file>', 'test prompts (default: the run\'s)')
+    .addOption(new Option('--backend <backend>', 'where to compute (default: the run\'s)').choices(['auto', 'cpu', 'cuda']))
+    .option('--overwrite', 'replace an earlier import in --out', false)
+    .requiredOption('--out <dir>', 'new run directory')
+    .action(async (adapterDir: string, opts) => runImportAdapter(adapterDir, opts))
 
   return program
 }

@@ -1,10 +1,9 @@
 // `dpo-studio export-gguf`: a run's merged model as GGUF files (+ the LoRA adapter as GGUF, + an Ollama Modelfile).
-import { readFileSync } from 'node:fs'
-import { join } from 'node:path'
 import { StudioError } from '../../services/errors'
 import { exportGguf } from '../../services/export/ggufExport'
 import { GGUF_FILE_TYPES, type GgufFileType } from '../../services/export/ggufModel'
 import type { MergeBase } from '../../services/export/mergedWeights'
+import { readRunConfig } from '../../services/export/runConfig'
 import { ProgressBar } from '../progressBar'
 import { mergeSource } from './exportMerged'
 
@@ -30,13 +29,7 @@ export function parseGgufTypes(list: string): GgufFileType[] {
 
 /** The run's system message (config.json params), for the Modelfile's SYSTEM. */
 export function runSystemMessage(runDir: string | undefined): string | undefined {
-  if (!runDir) return undefined
-  try {
-    const c = JSON.parse(readFileSync(join(runDir, 'config.json'), 'utf8')) as { params?: { systemMessage?: unknown } }
-    return typeof c.params?.systemMessage === 'string' ? c.params.systemMessage : undefined
-  } catch {
-    return undefined
-  }
+  return runDir ? readRunConfig(runDir).params.systemMessage : undefined
 }
 
 export async function runExportGguf(runDir: string | undefined, flags: ExportGgufFlags): Promise<void> {

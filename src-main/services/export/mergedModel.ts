@@ -1,13 +1,14 @@
 // `dpo-studio export-merged`: base + adapter folded into a plain Hugging Face model folder (docs/exports.md):
 // safetensors in the base's dtype, config.json, generation_config.json, the tokenizer files and a model card, loadable
 // by transformers (AutoModelForCausalLM.from_pretrained) and by our engine without the adapter.
-import { chmodSync, copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { chmodSync, copyFileSync, existsSync, writeFileSync } from 'node:fs'
 import { basename, join, resolve } from 'node:path'
 import { StudioError } from '../errors'
 import { loadAdapter, type LoadedAdapter } from '../training/adapterFiles'
 import { HfCheckpoint } from './hfCheckpoint'
 import { DTYPE_NAMES, MergedWeights, checkpointDtype, type MergeBase, type OutputDtype } from './mergedWeights'
 import { writeExportFolder } from './exportFolder'
+import { readRunConfig } from './runConfig'
 import { writeSafetensors, DEFAULT_SHARD_BYTES } from './safetensorsWriter'
 
 /** Tokenizer and template files a model folder may carry, copied as they are. */
@@ -153,15 +154,8 @@ function modelCard(merged: MergedWeights, req: MergedExportRequest): string {
 
 /** What a run directory says about its model and adapter: the model folder and the base the adapter trained on. */
 export function runModelAndAdapter(runDir: string): { modelDir: string; adapterDir: string; mergeBase: MergeBase } {
-  const dir = resolve(runDir)
-  let config: { model_dir?: unknown; params?: { quant?: unknown } }
-  try {
-    config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as typeof config
-  } catch {
-    throw new StudioError('E_BAD_INPUT', `${dir} is not a run directory (no readable config.json)`)
-  }
-  if (typeof config.model_dir !== 'string') throw new StudioError('E_BAD_INPUT', `${dir}/config.json does not name the model folder (model_dir)`)
+  const { dir, raw, params } = readRunConfig(runDir)
   const adapterDir = join(dir, 'adapter')
   if (!existsSync(join(adapterDir, 'adapter_config.json'))) throw new StudioError('E_BAD_INPUT', `run ${basename(dir)} has no adapter (it has not finished a training step)`)
-  return { modelDir: config.model_dir, adapterDir, mergeBase: config.params?.quant === 'nf4' ? 'nf4' : 'original' }
+  return { modelDir: raw.model_dir, adapterDir, mergeBase: params.quant === 'nf4' ? 'nf4' : 'original' }
 }
