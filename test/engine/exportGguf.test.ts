@@ -177,7 +177,7 @@ describe('GGUF export read by llama.cpp (stories260K + an adapter on every linea
   it('writes an Ollama Modelfile naming the smallest file, the stop token and greedy decoding', () => {
     const text = readFileSync(out.modelfile, 'utf8')
     expect(text).toContain('FROM ./stories260K-dpo-Q4_0.gguf')
-    expect(text).toContain('TEMPLATE """{{ .Prompt }}"""') // stories260K has no chat template: plain text after BOS
+    expect(text).toContain('TEMPLATE """{{ .Prompt }}{{ .Response }}"""') // stories260K has no chat template: plain text after BOS
     expect(text).toContain('PARAMETER stop "</s>"')
     expect(text).toContain('PARAMETER temperature 0')
   })

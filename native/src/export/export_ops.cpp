@@ -8,6 +8,7 @@
 #include <cstring>
 #include <vector>
 
+#include "core/fp_strict.h"
 #include "core/half.h"
 #include "cpu/thread_pool.h"
 #include "quant/nf4.h"
@@ -73,8 +74,9 @@ void q4_0_block(const float* x /*(32)*/, uint8_t* out /*(18)*/) {
   put_f16(out, d);
   for (int j = 0; j < kGgmlBlock / 2; j++) {
     // x * id + 8.5 lies in [0.5, 16.5]; truncation rounds it half up to a code, and 16 (only x = -vmax) becomes 15.
-    const int lo = std::min(15, int(int8_t(x[j] * id + 8.5f)));
-    const int hi = std::min(15, int(int8_t(x[j + 16] * id + 8.5f)));
+    // The product is rounded on its own (no FMA), as ggml's portable code and gguf-py's numpy path compute it.
+    const int lo = std::min(15, int(int8_t(mul_rn(x[j], id) + 8.5f)));
+    const int hi = std::min(15, int(int8_t(mul_rn(x[j + 16], id) + 8.5f)));
     out[2 + j] = uint8_t(lo | (hi << 4));  // element j in the low nibble, element j + 16 in the high one
   }
 }

@@ -29,7 +29,7 @@ export interface DerivedTemplate {
 
 /** The chat template as an Ollama TEMPLATE; BOS text is left out (llama.cpp adds BOS itself when the model wants it). */
 export function ollamaTemplate(host: ChatTemplateHost): DerivedTemplate {
-  if (pickChatTemplate(host.chatTemplateSource) === null) return { template: '{{ .Prompt }}', hasSystem: false }
+  if (pickChatTemplate(host.chatTemplateSource) === null) return { template: '{{ .Prompt }}{{ .Response }}', hasSystem: false }
   const strip = (s: string) => (host.bosToken && s.startsWith(host.bosToken) ? s.slice(host.bosToken.length) : s)
   const go = (s: string) => strip(s).replaceAll(SYS, '{{ .System }}').replaceAll(USER, '{{ .Prompt }}')
   const withSystem = renderPrompt(host, USER, { system: SYS })
