@@ -106,7 +106,7 @@ export async function exportProject(req: ProjectExportRequest): Promise<ProjectE
       copyFileSync(join(PROJECT_TEMPLATE_DIR, f), join(tmp, f))
       files.push(join(resolve(req.outDir), f))
     }
-    put('accelerate/single_node.yaml', readFileSync(join(PROJECT_TEMPLATE_DIR, 'accelerate/single_node.yaml'), 'utf8').replace('NUM_GPUS', String(gpus)))
+    put('accelerate/single_node.yaml', readFileSync(join(PROJECT_TEMPLATE_DIR, 'accelerate/single_node.yaml'), 'utf8').replaceAll('NUM_GPUS', String(gpus)))
     put('run_config.json', JSON.stringify(config, null, 2) + '\n')
     put('data/train.jsonl', rows.map((r) => JSON.stringify(r)).join('\n') + '\n')
     put('data/steps.json', JSON.stringify(steps) + '\n')
