@@ -74,6 +74,18 @@ export const apiInputs = {
   runOpen: z.object({ run: z.union([idArg, pathArg]) }),
   exportComparison: z.object({ run: z.union([idArg, pathArg]), path: pathArg }),
   exportAdapter: z.object({ run: z.union([idArg, pathArg]), dir: pathArg }),
+  /** Where next (docs/where-next.md): into a folder that is new, empty or an earlier export of that kind (overwrite). */
+  exportMerged: z.object({
+    run: z.union([idArg, pathArg]), dir: pathArg, overwrite: z.boolean().default(false),
+    dtype: z.enum(['auto', 'float32', 'bfloat16', 'float16']).default('auto'), mergeInto: z.enum(['auto', 'original', 'nf4']).default('auto'),
+  }),
+  exportGguf: z.object({
+    run: z.union([idArg, pathArg]), dir: pathArg, overwrite: z.boolean().default(false),
+    types: z.array(z.enum(['F16', 'Q8_0', 'Q4_0', 'F32'])).min(1).max(4).default(['F16', 'Q8_0', 'Q4_0']), lora: z.boolean().default(true),
+  }),
+  exportProject: z.object({ run: z.union([idArg, pathArg]), dir: pathArg, overwrite: z.boolean().default(false), gpus: z.number().int().min(1).max(1024).optional() }),
+  /** An adapter trained elsewhere (an exported project's outputs/adapter) as a new run beside the one it repeats. */
+  importAdapter: z.object({ run: z.union([idArg, pathArg]), adapterDir: pathArg }),
   /** Folder browser for web mode: the roots the server lets a browser see. */
   fsRoots: none,
   fsList: z.object({ dir: pathArg, files: z.boolean().default(true) }),
@@ -329,6 +341,10 @@ export interface ApiResults {
   runOpen: RunDetail
   exportComparison: ExportResult
   exportAdapter: ExportResult
+  exportMerged: ExportResult
+  exportGguf: ExportResult
+  exportProject: ExportResult
+  importAdapter: { runId: string; path: string }
   fsRoots: FsRoot[]
   fsList: FsListing
   dialogOpen: DialogResult

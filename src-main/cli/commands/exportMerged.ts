@@ -1,7 +1,7 @@
 // `dpo-studio export-merged`: a run's adapter (or any base + adapter) folded into a Hugging Face model folder.
 import { StudioError } from '../../services/errors'
 import { exportMergedModel, runModelAndAdapter } from '../../services/export/mergedModel'
-import type { MergeBase, OutputDtype } from '../../services/export/mergedWeights'
+import { FROM_NAME, type MergeBase } from '../../services/export/mergedWeights'
 import { ProgressBar } from '../progressBar'
 
 export interface ExportMergedFlags {
@@ -12,8 +12,6 @@ export interface ExportMergedFlags {
   mergeInto: 'auto' | MergeBase
   overwrite?: boolean
 }
-
-const DTYPES: Record<string, OutputDtype> = { float32: 'F32', bfloat16: 'BF16', float16: 'F16' }
 
 /** RUN_DIR, or --model + --adapter; the merge base defaults to the run's (nf4 for a 4-bit run). */
 export function mergeSource(runDir: string | undefined, flags: { model?: string; adapter?: string; mergeInto: 'auto' | MergeBase }) {
@@ -33,7 +31,7 @@ export async function runExportMerged(runDir: string | undefined, flags: ExportM
     ...src,
     outDir: flags.out,
     overwrite: flags.overwrite ?? false,
-    ...(flags.dtype ? { dtype: DTYPES[flags.dtype] } : {}),
+    ...(flags.dtype ? { dtype: FROM_NAME[flags.dtype]! } : {}),
     onProgress: (f) => bar.update(Math.round(f * 100)),
   })
   bar.finish()

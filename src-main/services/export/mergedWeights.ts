@@ -13,7 +13,8 @@ export type MergeBase = 'original' | 'nf4'
 export type OutputDtype = 'F32' | 'BF16' | 'F16'
 
 export const DTYPE_NAMES: Record<OutputDtype, string> = { F32: 'float32', BF16: 'bfloat16', F16: 'float16' }
-const FROM_NAME: Record<string, OutputDtype> = { float32: 'F32', bfloat16: 'BF16', float16: 'F16' }
+/** torch dtype names -> safetensors dtypes. */
+export const FROM_NAME: Record<string, OutputDtype> = { float32: 'F32', bfloat16: 'BF16', float16: 'F16' }
 
 /** `model.layers.{i}.{self_attn|mlp}.{kind}.weight`: the linears the engine quantizes to NF4. */
 const LINEAR_WEIGHT = new RegExp(`^model\\.layers\\.\\d+\\.(?:self_attn|mlp)\\.(?:${LINEAR_TARGETS.join('|')})\\.weight$`)
