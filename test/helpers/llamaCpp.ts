@@ -76,3 +76,20 @@ export async function disposeLlama(): Promise<void> {
   if (llama) await (await llama).dispose()
   llama = undefined
 }
+
+/**
+ * Where llama.cpp's greedy tokens part from ours, and our log-prob margin between our token and its token there
+ * (null when they do not part). A margin below the two computations' numeric difference is a near-tie, not a defect.
+ */
+export async function greedyParting(
+  ours: { logps(batch: Array<{ ids: number[]; labels: number[] }>, padId: number): Promise<Array<{ logp: number }>> },
+  prompt: number[],
+  mine: number[],
+  theirs: number[],
+): Promise<{ at: number; margin: number } | null> {
+  const at = theirs.findIndex((t, j) => t !== mine[j])
+  if (at < 0) return theirs.length === mine.length ? null : { at: Math.min(theirs.length, mine.length), margin: Infinity }
+  const ids = [...prompt, ...mine.slice(0, at)]
+  const lp = async (t: number) => (await ours.logps([{ ids: [...ids, t], labels: [...ids.map(() => -100), t] }], 0))[0]!.logp
+  return { at, margin: (await lp(mine[at]!)) - (await lp(theirs[at]!)) }
+}
