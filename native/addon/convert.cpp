@@ -1,6 +1,7 @@
 // Conversions between JS values and engine types (the only place that knows both sides' shapes).
 #include "convert.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace dpo_addon {
@@ -108,6 +109,10 @@ Napi::Array sequence_logps_to_js(Napi::Env env, const std::vector<dpo::SequenceL
     o.Set("logp", out[i].logp);
     o.Set("tokens", out[i].tokens);
     o.Set("logitsMean", out[i].logits_mean);
+    const std::vector<float>& tl = out[i].token_logps;
+    Napi::Float32Array per_token = Napi::Float32Array::New(env, tl.size());
+    std::copy(tl.begin(), tl.end(), per_token.Data());
+    o.Set("tokenLogps", per_token);
     arr.Set(uint32_t(i), o);
   }
   return arr;

@@ -1,6 +1,6 @@
 // End-to-end engine checks on tiny generated models against the double-precision reference forward:
-// log-prob sums with TRL masking and padding, Qwen2 biases + tied embeddings, NF4 weights, greedy generation
-// (batched == one at a time, EOS, cancel), the real stories260K greedy text, and bad checkpoints.
+// log-prob sums and per-token log-probs with TRL masking and padding, Qwen2 biases + tied embeddings, NF4 weights,
+// greedy generation (batched == one at a time, EOS, cancel), the real stories260K greedy text, and bad checkpoints.
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
@@ -76,11 +76,19 @@ void check_logps_against_reference(const TinyModel& m, const WeightFn& W, dpo::Q
     auto logits = reference_logits(m.spec, W, padded, int(s.ids.size()));
     double want = 0, mean = 0;
     int n = 0;
+    CHECK(got[i].token_logps.size() == size_t(got[i].tokens));
     for (size_t t = 0; t + 1 < s.ids.size(); t++)
       if (s.labels[t + 1] != -100) {
-        want += log_softmax_at(logits[t], s.labels[t + 1]);
+        const double tok = log_softmax_at(logits[t], s.labels[t + 1]);
+        // Each token's log-prob against the reference, in sequence order.
+        if (size_t(n) < got[i].token_logps.size()) CHECK_CLOSE(got[i].token_logps[size_t(n)], tok, atol, rtol);
+        want += tok;
         n++;
       }
+    // The per-token values summed in order in double are the sequence's log-prob, bit for bit (docs/insights.md).
+    double sum = 0;
+    for (float v : got[i].token_logps) sum += v;
+    CHECK(sum == got[i].logp);
     for (auto& row : logits)
       for (double v : row) mean += v;
     mean /= double(T) * m.spec.V;
@@ -170,6 +178,7 @@ TEST_CASE(batched_logps_equal_one_at_a_time) {
       const auto alone = model->logps({batch[i]}, 2, nullptr, false);
       CHECK(alone[0].logp == together[i].logp);
       CHECK(alone[0].tokens == together[i].tokens);
+      CHECK(alone[0].token_logps == together[i].token_logps);
     }
   }
 }

@@ -1,4 +1,4 @@
-// Where the app keeps its files: the data folder (runs, exports), the bundled resources, and the built renderer.
+// Where the app keeps its files: the data folder (runs, sweeps, exports), the bundled resources, and the built renderer.
 // Shared by the desktop app, the web host and the CLI so all three see the same run history.
 import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -12,6 +12,7 @@ export function studioDataDir(): string {
 }
 
 export const runsDir = (data = studioDataDir()): string => join(data, 'runs')
+export const sweepsDir = (data = studioDataDir()): string => join(data, 'sweeps')
 export const exportsDir = (data = studioDataDir()): string => join(data, 'exports')
 export const resourcesDir = (): string => join(appRoot(), 'resources')
 export const rendererDir = (): string => join(appRoot(), 'out', 'renderer')

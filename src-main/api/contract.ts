@@ -4,6 +4,7 @@
 import { z } from 'zod'
 import type { BackendInfo, NativeModelInfo } from '../engine/nativeTypes'
 import type { RecordId } from '../services/data/promptsFile'
+import type { AnswerTokensRow, PairInsightRow, PairTokensRow, SweepFile, SweepRunRow, TokenSide } from '../services/insights/insightTypes'
 import { trainParamsSchema } from '../services/params/trainParams'
 import { API_METHOD_NAMES } from './methods'
 import type {
@@ -16,6 +17,7 @@ import type {
 } from '../services/training/types'
 
 export type { BackendInfo, ComparisonRow, MetricsRow, NativeModelInfo, RecordId, ResponseRow, RunPhase, RunSummary, TrainProgress }
+export type { AnswerTokensRow, PairInsightRow, PairTokensRow, SweepFile, SweepRunRow, TokenSide }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Input schemas (every IPC / WebSocket argument is parsed with these before it reaches a service)
@@ -72,6 +74,23 @@ export const apiInputs = {
   runsList: none,
   /** A run id from runsList, or a run directory anywhere the path rules allow. */
   runOpen: z.object({ run: z.union([idArg, pathArg]) }),
+  /** The pair inspector of a run (docs/insights.md): pairs.jsonl and which test answers have a token view. */
+  runPairs: z.object({ run: z.union([idArg, pathArg]) }),
+  /** One pair's per-token log-probs (pairs_tokens.jsonl), by its 0-based index. */
+  runPairTokens: z.object({ run: z.union([idArg, pathArg]), index: z.number().int().min(0).max(10_000_000) }),
+  /** One test prompt's answers per token (responses_tokens.jsonl), by its 0-based index. */
+  runAnswerTokens: z.object({ run: z.union([idArg, pathArg]), index: z.number().int().min(0).max(1_000_000) }),
+  /** A support_ratio sweep: one run per ratio into a new folder under the data folder's sweeps/, then sweep.json. */
+  sweepStart: z.object({
+    modelDir: pathArg,
+    datasetPath: pathArg,
+    testPromptsPath: pathArg.optional(),
+    params: paramsArg,
+    ratios: z.array(z.number().min(0).max(1)).min(1).max(21),
+  }),
+  sweepsList: none,
+  /** A sweep id from sweepsList, or a sweep folder (with sweep.json) anywhere the path rules allow. */
+  sweepOpen: z.object({ sweep: z.union([idArg, pathArg]) }),
   exportComparison: z.object({ run: z.union([idArg, pathArg]), path: pathArg }),
   exportAdapter: z.object({ run: z.union([idArg, pathArg]), dir: pathArg }),
   /** Where next (docs/where-next.md): into a folder that is new, empty or an earlier export of that kind (overwrite). */
@@ -249,7 +268,7 @@ export interface JobStarted {
   outDir: string | null
 }
 
-export type JobKind = 'generate' | 'run'
+export type JobKind = 'generate' | 'run' | 'sweep'
 export type JobStatus = 'running' | 'completed' | 'cancelled' | 'failed'
 
 export interface JobSnapshot {
@@ -268,6 +287,16 @@ export interface JobSnapshot {
   log: string[]
   error: ApiErrorInfo | null
   startedAt: string
+  /** Sweeps: the run being made and the finished runs' rows so far. */
+  sweep?: SweepJobState
+}
+
+export interface SweepJobState {
+  index: number
+  total: number
+  ratio: number
+  runDir: string
+  rows: SweepRunRow[]
 }
 
 export interface RunListItem {
@@ -296,6 +325,37 @@ export interface RunDetail extends RunListItem {
   original: ResponseRow[] | null
   trained: ResponseRow[] | null
   comparison: ComparisonRow[] | null
+}
+
+export interface RunPairs {
+  runId: string
+  dir: string
+  /** The run's beta and loss (the definitions of the rewards). */
+  beta: number | null
+  lossType: string | null
+  /** pairs.jsonl; null when the run has none (still training, cancelled, or made before the pair inspector). */
+  pairs: PairInsightRow[] | null
+  /** Test prompts whose answers have a token view (responses_tokens.jsonl), in order. */
+  answers: Array<{ index: number; id: RecordId; prompt: string }>
+}
+
+export interface SweepListItem {
+  sweepId: string
+  dir: string
+  status: SweepFile['status']
+  created: string
+  ratios: number[]
+  runs: number
+  modelDir: string
+  dataset: string
+}
+
+export interface SweepDetail {
+  sweepId: string
+  dir: string
+  sweep: SweepFile
+  /** Each run's directory, absolute (for runOpen / runPairs), in the order of sweep.runs. */
+  runDirs: string[]
 }
 
 export interface ExportResult {
@@ -339,6 +399,12 @@ export interface ApiResults {
   jobActive: JobSnapshot | null
   runsList: RunListItem[]
   runOpen: RunDetail
+  runPairs: RunPairs
+  runPairTokens: PairTokensRow
+  runAnswerTokens: AnswerTokensRow
+  sweepStart: JobStarted
+  sweepsList: SweepListItem[]
+  sweepOpen: SweepDetail
   exportComparison: ExportResult
   exportAdapter: ExportResult
   exportMerged: ExportResult
@@ -368,10 +434,12 @@ export type JobEvent =
   | { kind: 'response'; which: 'original' | 'trained'; index: number; row: ResponseRow }
   | { kind: 'log'; line: string }
   | { kind: 'loadProgress'; fraction: number }
+  /** A sweep starts (no row) or finishes (row) its index-th run. */
+  | { kind: 'sweep'; index: number; total: number; ratio: number; runDir: string; row?: SweepRunRow }
   | { kind: 'end'; status: Exclude<JobStatus, 'running'>; summary?: RunSummary; error?: ApiErrorInfo }
 
 /** The views of the app, in sidebar order (also what the desktop menu can open). */
-export const VIEWS = ['models', 'dataset', 'params', 'run', 'responses', 'export', 'history'] as const
+export const VIEWS = ['models', 'dataset', 'params', 'run', 'responses', 'pairs', 'sweep', 'export', 'history'] as const
 export type ViewName = (typeof VIEWS)[number]
 
 export type ApiEvent =

@@ -11,11 +11,13 @@ import { demoInfo } from '../services/demo'
 import { StudioError } from '../services/errors'
 import { hfHubCacheDir, listCachedModels } from '../services/models/hfCache'
 import { inspectModel } from '../services/models/inspectModel'
-import { exportsDir, resourcesDir, runsDir } from './appPaths'
+import { exportsDir, resourcesDir, runsDir, sweepsDir } from './appPaths'
 import { DatasetRegistry, openPrompts } from './datasets'
 import { JobManager } from './jobs'
 import type { PathPolicy } from './pathPolicy'
+import { runAnswerTokens, runPairTokens, runPairs } from './insightsStore'
 import { exportAdapter, exportComparison, listRuns, openRun, readMetrics } from './runStore'
+import { listSweeps, openSweep } from './sweepStore'
 import { planResume } from '../services/training/resume'
 import { EXPORT_MARKER } from '../services/export/exportFolder'
 import { exportProject } from '../services/export/projectExport'
@@ -46,15 +48,19 @@ export function createApi(ctx: ApiContext): ApiService {
   const jobs = new JobManager(ctx.host, runsDir(ctx.dataDir), ctx.emit, () => engineVersion)
   const check = (p: string) => ctx.policy.check(p)
 
-  /** A run id (folder under runs/) or a run directory path. */
-  const runDir = (run: string): string => {
-    if (!isAbsolute(run) && !run.includes('/') && !run.includes('\\')) {
-      const dir = join(runsDir(ctx.dataDir), run)
-      if (!existsSync(dir)) throw new StudioError('E_BAD_INPUT', `no run ${run} in ${runsDir(ctx.dataDir)}`)
+  /** An id (a folder under `parent`) or a folder path (through the path rules). */
+  const idOrPath = (parent: string, what: 'run' | 'sweep', value: string): string => {
+    if (!isAbsolute(value) && !value.includes('/') && !value.includes('\\')) {
+      const dir = join(parent, value)
+      if (!existsSync(dir)) throw new StudioError('E_BAD_INPUT', `no ${what} ${value} in ${parent}`)
       return dir
     }
-    return check(run)
+    return check(value)
   }
+  /** A run id (folder under runs/) or a run directory path. */
+  const runDir = (run: string): string => idOrPath(runsDir(ctx.dataDir), 'run', run)
+  /** A sweep id (folder under sweeps/) or a sweep folder path. */
+  const sweepDir = (sweep: string): string => idOrPath(sweepsDir(ctx.dataDir), 'sweep', sweep)
 
   const engineInfo = async (): Promise<EngineInfo> => {
     const info = await ctx.host.call('engineInfo', {}).promise
@@ -142,6 +148,33 @@ export function createApi(ctx: ApiContext): ApiService {
     },
     async runOpen({ run }) {
       return openRun(runDir(run))
+    },
+    async runPairs({ run }) {
+      return runPairs(runDir(run))
+    },
+    async runPairTokens({ run, index }) {
+      return runPairTokens(runDir(run), index)
+    },
+    async runAnswerTokens({ run, index }) {
+      return runAnswerTokens(runDir(run), index)
+    },
+    async sweepStart({ modelDir, datasetPath, testPromptsPath, params, ratios }) {
+      if (!(await loadRunNotebook())) throw new StudioError('E_UNSUPPORTED', 'this build has no DPO training service yet')
+      if (engineVersion === null) await engineInfo().catch(() => null)
+      return jobs.startSweep({
+        modelDir: check(modelDir),
+        datasetPath: check(datasetPath),
+        testPromptsPath: testPromptsPath ? check(testPromptsPath) : undefined,
+        params,
+        ratios,
+        sweepsDir: sweepsDir(ctx.dataDir),
+      })
+    },
+    async sweepsList() {
+      return listSweeps(sweepsDir(ctx.dataDir))
+    },
+    async sweepOpen({ sweep }) {
+      return openSweep(sweepDir(sweep))
     },
     async exportComparison({ run, path }) {
       return exportComparison(runDir(run), check(path), engineVersion)

@@ -10,6 +10,7 @@ import type { TrainParams } from '../services/params/trainParams'
 import { StudioError } from '../services/errors'
 import { toApiError } from './dispatch'
 import { STATUS_FILE, writeRunStatus, type RunStatusFile } from './runStore'
+import { markSweepEnded } from './sweepStore'
 
 const LOG_KEEP = 200
 
@@ -41,6 +42,16 @@ export interface ResumeJobInput {
   prompts: Array<{ id: RecordId; prompt: string }>
   /** The run's logged steps up to its checkpoint: the live view starts with them. */
   metrics: MetricsRow[]
+}
+
+export interface SweepJobInput {
+  modelDir: string
+  datasetPath: string
+  testPromptsPath: string | undefined
+  params: TrainParams
+  ratios: number[]
+  /** The sweep gets a new folder here, named like a run. */
+  sweepsDir: string
 }
 
 export class JobManager {
@@ -102,6 +113,27 @@ export class JobManager {
     return this.launchRun(outDir, status, input.prompts, [], (snap) => this.host.call('runNotebook', request, (e) => this.onEvent(snap, e)))
   }
 
+  /** A support_ratio sweep (docs/insights.md) into a new folder under sweepsDir; its id is the folder name. */
+  startSweep(input: SweepJobInput): JobStarted {
+    this.ensureIdle()
+    const sweepId = newRunId()
+    const outDir = join(input.sweepsDir, sweepId)
+    mkdirSync(outDir, { recursive: true })
+    const snap = this.newSnapshot('sweep', sweepId, [])
+    const request = {
+      modelDir: input.modelDir,
+      datasetPath: input.datasetPath,
+      ...(input.testPromptsPath ? { testPromptsPath: input.testPromptsPath } : {}),
+      params: input.params,
+      ratios: input.ratios,
+      outDir,
+    }
+    this.track(snap, this.host.call('runSweep', request, (e) => this.onEvent(snap, e)), (end, error) => {
+      if (end !== 'completed') markSweepEnded(outDir, end, error?.message ?? null)
+    })
+    return { jobId: snap.jobId, runId: sweepId, outDir }
+  }
+
   /** Continues a stopped run in its own directory (docs/resume.md); run_status.json keeps its history. */
   resumeRun(input: ResumeJobInput): JobStarted {
     this.ensureIdle()
@@ -147,7 +179,8 @@ export class JobManager {
   }
 
   private ensureIdle(): void {
-    if (this.active) throw new StudioError('E_BUSY', `the engine is busy with a ${this.active.snap.kind === 'run' ? 'training run' : 'generation'}; cancel it or wait`)
+    const what = { run: 'training run', sweep: 'support_ratio sweep', generate: 'generation' }[this.active?.snap.kind ?? 'run']
+    if (this.active) throw new StudioError('E_BUSY', `the engine is busy with a ${what}; cancel it or wait`)
   }
 
   private newSnapshot(kind: JobKind, runId: string | null, prompts: JobSnapshot['prompts']): JobSnapshot {
@@ -173,6 +206,7 @@ export class JobManager {
     this.active = { snap, call }
     call.promise.then(
       (result) => {
+        // Runs answer with a summary, sweeps with sweep.json: both say 'cancelled' when stopped.
         const cancelled = (result as { status?: string } | null)?.status === 'cancelled'
         this.finish(snap, cancelled ? 'cancelled' : 'completed', null, result, record)
       },
@@ -216,6 +250,11 @@ export class JobManager {
       case 'response':
         snap[e.which][e.index] = e.row.response
         break
+      case 'sweep': {
+        const rows = snap.sweep?.rows ?? []
+        snap.sweep = { index: e.index, total: e.total, ratio: e.ratio, runDir: e.runDir, rows: e.row ? [...rows, e.row] : rows }
+        break
+      }
       case 'log':
         snap.log.push(e.line)
         if (snap.log.length > LOG_KEEP) snap.log.splice(0, snap.log.length - LOG_KEEP)

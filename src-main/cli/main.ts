@@ -12,6 +12,7 @@ import { runTrain } from './commands/train'
 import { CliExit, RUN_PARAM_FLAGS, TRAIN_PARAM_FLAGS, addParamOptions } from './commands/trainFlags'
 import { runServe } from './commands/serve'
 import { runSft } from './commands/sft'
+import { SWEEP_PARAM_FLAGS, runSweepCommand } from './commands/sweep'
 import { reportError } from './report'
 
 function positiveInt(flag: string) {
@@ -65,6 +66,7 @@ export function buildProgram(): Command {
     .option('--no-template', 'pass prompts through verbatim')
     .addOption(backendOption())
     .addOption(quantOption())
+    .option('--per-token', 'also each answer token: chosen_token_ids / _text / _logps (and rejected_...)', false)
     .requiredOption('--out <file>', 'output JSON [{chosen_logp, rejected_logp, chosen_tokens, rejected_tokens}]')
     .action(async (opts) => runLogps(opts))
 
@@ -165,6 +167,16 @@ export function buildProgram(): Command {
     .option('--overwrite', 'replace an earlier import in --out', false)
     .requiredOption('--out <dir>', 'new run directory')
     .action(async (adapterDir: string, opts) => runImportAdapter(adapterDir, opts))
+  const sweep = program
+    .command('sweep')
+    .description('one run per support_ratio (shared model and reference cache), then DIR/sweep.json: stance against ratio')
+    .option('--support-ratio <list>', 'comma-separated ratios in [0, 1] (default: 0,0.25,0.5,0.75,1)')
+    .option('--model <dir>', 'Hugging Face model directory (default: the built-in demo model)')
+    .option('--dataset <path>', 'HW6 folder or labelled_data.json (default: the sample dataset)')
+    .option('--test-prompts <file>', 'test_prompt.json layout, or JSONL of {id?, prompt} (default with the sample dataset: its test prompts)')
+  addParamOptions(sweep, SWEEP_PARAM_FLAGS)
+    .option('--out <dir>', 'sweep folder: sweep.json and one run directory per ratio (required)')
+    .action(async (opts) => runSweepCommand(opts))
 
   return program
 }

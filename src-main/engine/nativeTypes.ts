@@ -58,6 +58,8 @@ export interface SequenceLogp {
   logp: number
   tokens: number
   logitsMean: number
+  /** (tokens) log p of each scored token in order; their in-order double sum is logp, bit for bit (docs/insights.md). */
+  tokenLogps: Float32Array
 }
 
 export interface GenerateOptions {

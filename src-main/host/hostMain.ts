@@ -12,6 +12,7 @@ import { importAdapter } from '../services/export/importAdapter'
 import { exportMergedModel, runModelAndAdapter } from '../services/export/mergedModel'
 import { FROM_NAME } from '../services/export/mergedWeights'
 import { readRunConfig } from '../services/export/runConfig'
+import { runSweep, type SweepProgress } from '../services/insights/sweep'
 import { resumeNotebook } from '../services/training/notebookRun'
 import type { RunEvents } from '../services/training/types'
 import { DEVICE_FAULT_EXIT_CODE, type HostCalls, type HostMethod, type HostToParent, type ParentToHost } from './protocol'
@@ -142,6 +143,13 @@ const handlers: { [M in HostMethod]: Handler<M> } = {
     releaseSession()
     const r = await importAdapter({ ...p, engineVersion: loadNative().version() })
     return { path: r.path }
+  },
+  async runSweep(req, emit, id) {
+    releaseSession()
+    const ac = new AbortController()
+    cancels.set(id, () => ac.abort())
+    const events = { ...runEvents(emit), sweep: (p: SweepProgress) => emit({ kind: 'sweep', ...p }) }
+    return runSweep(req, events, ac.signal, { onLoadProgress: (fraction) => emit({ kind: 'loadProgress', fraction }) })
   },
   async release() {
     return { released: releaseSession() }

@@ -4,6 +4,8 @@ import type { ApiErrorInfo, EngineInfo, JobEvent, ModelLoaded } from '../api/con
 import type { RecordId } from '../services/data/promptsFile'
 import type { GeneratedResponse } from '../services/engine/generateResponses'
 import type { NotebookRunRequest, RunSummary } from '../services/training/types'
+import type { SweepFile } from '../services/insights/insightTypes'
+import type { SweepRequest } from '../services/insights/sweep'
 
 export interface HostCalls {
   engineInfo: { params: Record<string, never>; result: Omit<EngineInfo, 'host'> }
@@ -26,6 +28,8 @@ export interface HostCalls {
   exportMerged: { params: { runDir: string; outDir: string; overwrite: boolean; dtype: 'auto' | 'float32' | 'bfloat16' | 'float16'; mergeInto: 'auto' | 'original' | 'nf4' }; result: { path: string; files: string[] } }
   exportGguf: { params: { runDir: string; outDir: string; overwrite: boolean; types: Array<'F16' | 'Q8_0' | 'Q4_0' | 'F32'>; lora: boolean }; result: { path: string; files: string[] } }
   importAdapter: { params: { adapterDir: string; runDir: string; outDir: string }; result: { path: string } }
+  /** A support_ratio sweep: one run per ratio on one loaded model, then sweep.json (docs/insights.md). */
+  runSweep: { params: SweepRequest; result: SweepFile }
   /** Drops the cached model (frees its memory). */
   release: { params: Record<string, never>; result: { released: boolean } }
   /**

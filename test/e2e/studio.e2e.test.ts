@@ -2,8 +2,10 @@
 // dataset that a fresh session opens by itself: see the demo notice, open a real model (stories260K from ../shared,
 // when present) and come back, change support_ratio and see the pairs change, generate, train and watch the curves,
 // find an answer whose stance DPO changed and its highlighted diff, export and read the JSON back, find the run in
-// the history, cancel a support_ratio 0.9 run and resume it from the history, compare the two, survive an engine
-// crash. Screenshots of each main view land in test-results/screenshots.
+// the history, inspect the run's pairs and their tokens, cancel a support_ratio 0.9 run and resume it from the history,
+// compare the two (answers, then pairs and tokens side by side), run a support_ratio sweep and follow it to a run's
+// pairs, export the run elsewhere and import an adapter back, survive an engine crash. Screenshots of each main view
+// land in test-results/screenshots.
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
@@ -12,6 +14,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { serveStudio, type RunningWebHost } from '../../src-main/webhost/app'
 import { classifyStance, type StanceRow } from '../../scripts/demo-model/stance'
 import { repoRoot, sharedPath } from '../helpers/sharedPath'
+import type { AnswerTokensRow, PairInsightRow, PairTokensRow, SweepFile } from '../../src-main/services/insights/insightTypes'
+import { tokenLabel } from '../../src-renderer/src/lib/tokenHeat'
+import { readJsonl } from '../helpers/insightFiles'
 import { launchChromium, screenshot } from './browser'
 
 const DEMO_MODEL = realpathSync(path.join(repoRoot, 'resources/demo-model'))
@@ -30,6 +35,14 @@ let page: Page
 let dataDir: string
 
 const tid = (id: string) => page.getByTestId(id)
+/** How the app writes a metric (lib/format.ts metric). */
+const shown = (v: number | null | undefined) => (v == null ? '—' : v !== 0 && Math.abs(v) < 1e-3 ? v.toExponential(2) : v.toFixed(4))
+/** Closes the notices (toasts) so they do not cover a screenshot. */
+async function dismissNotices(): Promise<void> {
+  for (const b of await page.getByRole('button', { name: 'Dismiss' }).all()) await b.click().catch(() => undefined)
+}
+/** The run directories under the app's runs folder, oldest first. */
+const runDirs = () => readdirSync(path.join(dataDir, 'runs')).sort().map((r) => path.join(dataDir, 'runs', r))
 async function nav(view: string): Promise<void> {
   await tid(`nav-${view}`).click()
   await tid(`${view === 'run' ? 'run' : view}-view`).waitFor()
@@ -266,6 +279,59 @@ describe('DPO Studio in Chromium', () => {
     await expect.poll(async () => (await tid('run-status').textContent()) ?? '').toContain('past run')
   })
 
+  it.runIf(hasTraining)('inspects the run: pairs.jsonl in a sortable, filterable table, and a pair token by token', async () => {
+    await nav('pairs')
+    const [dir] = runDirs()
+    const pairs = readJsonl<PairInsightRow>(path.join(dir!, 'pairs.jsonl'))
+    const tokens = readJsonl<PairTokensRow>(path.join(dir!, 'pairs_tokens.jsonl'))
+    await expect.poll(() => tid('pairs-count').textContent(), { timeout: 15_000 }).toBe('60 of 60 pairs')
+    // Largest margin gain first: the top row is the file's largest margin.
+    const best = [...pairs].sort((a, b) => b.margin! - a.margin!)[0]!
+    const first = tid('pairs-table').locator('tbody tr').first()
+    expect(await first.getAttribute('data-testid')).toBe(`pair-row-${best.index}`)
+    expect(await first.getByTestId('pair-margin').textContent()).toBe(shown(best.margin))
+    const flipped = pairs.filter((p) => !p.correct_before && p.correct_after).length
+    const stillWrong = pairs.filter((p) => !p.correct_after).length
+    expect(await tid('summary-flipped').textContent()).toBe(String(flipped))
+    expect(await tid('summary-still-wrong').textContent()).toBe(String(stillWrong))
+    await tid('pairs-filter').selectOption('still-wrong')
+    await expect.poll(() => tid('pairs-count').textContent()).toBe(`${stillWrong} of 60 pairs`)
+    await tid('pairs-filter').selectOption('flipped')
+    await expect.poll(() => tid('pairs-count').textContent()).toBe(`${flipped} of 60 pairs`)
+    await tid('pairs-filter').selectOption('all')
+    await tid('pairs-sort-index').click()
+    await expect.poll(() => first.getAttribute('data-testid')).toBe('pair-row-0')
+    // Keyboard click-through: focus the first row, Enter opens it.
+    await tid('pair-row-0').focus()
+    await page.keyboard.press('Enter')
+    const heat = tid('heat-a-chosen')
+    await heat.waitFor()
+    expect(await tid('pair-detail-margin').textContent()).toBe(shown(pairs[0]!.margin))
+    // The chosen answer per token, as the tokenizer split it (one Chinese character each here), with each token's
+    // change in log-prob from the file.
+    expect(await heat.getByTestId('heat-token').allTextContents()).toEqual(tokens[0]!.chosen.text.map(tokenLabel))
+    const deltas = await heat.getByTestId('heat-token').evaluateAll((els) => els.map((e) => Number((e as HTMLElement).dataset.delta)))
+    expect(deltas).toEqual(tokens[0]!.chosen.trained.map((t, k) => t! - tokens[0]!.chosen.ref[k]!))
+    expect(await tid('heat-a-rejected').getByTestId('heat-token').count()).toBe(tokens[0]!.rejected.ids.length)
+    await page.keyboard.press('ArrowDown')
+    await expect.poll(() => tid('pair-row-1').getAttribute('aria-selected')).toBe('true')
+    await expect.poll(async () => (await tid('pair-prompt').textContent()) ?? '').toBe(pairs[1]!.prompt as string)
+    await tid('pair-detail').scrollIntoViewIfNeeded()
+    await dismissNotices()
+    await screenshot(page, 'pairs')
+
+    // The test answers, token by token, before and after.
+    const answers = readJsonl<AnswerTokensRow>(path.join(dir!, 'responses_tokens.jsonl'))
+    await tid('pairs-tab-answers').click()
+    await tid('answer-1').click()
+    await tid('answer-heat-a-trained').waitFor()
+    expect(await tid('answer-heat-a-trained').getByTestId('heat-token').allTextContents()).toEqual(answers[1]!.trained.text.map(tokenLabel))
+    expect(answers[1]!.trained.answer).toBe(JSON.parse(readFileSync(path.join(dir!, 'responses_trained.json'), 'utf8'))[1].response)
+    await dismissNotices()
+    await screenshot(page, 'pairs-answers')
+    await tid('pairs-tab-pairs').click()
+  })
+
   it.runIf(hasTraining)('cancels a second run during training and resumes it from the history', async () => {
     await nav('dataset')
     await tid('support-ratio-input').fill('0.9')
@@ -306,6 +372,60 @@ describe('DPO Studio in Chromium', () => {
     const cmp = JSON.parse(readFileSync(path.join(runsDir, newest, 'comparison.json'), 'utf8')) as Array<{ response_from_trained_model: string }>
     const support = cmp.filter((r) => classifyStance(r.response_from_trained_model, SAMPLE_ROWS) === 'support').length
     expect(support).toBeGreaterThanOrEqual(7)
+  })
+
+  it.runIf(hasTraining)('shows the pairs and tokens of two runs side by side', async () => {
+    await nav('pairs')
+    const [older, newer] = runDirs()
+    const olderPairs = readJsonl<PairInsightRow>(path.join(older!, 'pairs.jsonl'))
+    const newerPairs = readJsonl<PairInsightRow>(path.join(newer!, 'pairs.jsonl'))
+    await tid('pairs-run').selectOption(path.basename(newer!))
+    await expect.poll(async () => (await tid('pairs-summary-a').textContent()) ?? '').toContain(path.basename(newer!))
+    await tid('pairs-compare').selectOption(path.basename(older!))
+    await tid('pairs-summary-b').waitFor()
+    await tid('pairs-sort-index').click()
+    await tid('pair-row-0').click()
+    await tid('heat-b-chosen').waitFor()
+    // Pair 1 prefers support in both runs (support_ratio 0.9 and 0.1 both start with support rows).
+    expect(await tid('pair-row-0').getByTestId('pair-margin').textContent()).toBe(shown(newerPairs[0]!.margin))
+    expect(await tid('pair-row-0').getByTestId('pair-margin-b').textContent()).toBe(shown(olderPairs[0]!.margin))
+    expect(await tid('pair-run-b').getByTestId('pair-detail-margin').textContent()).toBe(shown(olderPairs[0]!.margin))
+    expect(await tid('heat-b-chosen').getByTestId('heat-token').count()).toBe(await tid('heat-a-chosen').getByTestId('heat-token').count())
+    // Sorting by the compared run's margin puts its largest first.
+    await tid('pairs-sort-marginB').click()
+    const bestB = [...olderPairs].sort((a, b) => b.margin! - a.margin!)[0]!
+    await expect.poll(() => tid('pairs-table').locator('tbody tr').first().getAttribute('data-testid')).toBe(`pair-row-${bestB.index}`)
+    await tid('pair-detail').scrollIntoViewIfNeeded()
+    await dismissNotices()
+    await screenshot(page, 'pairs-compare')
+    await tid('pairs-compare').selectOption('')
+  })
+
+  it.runIf(hasTraining)('runs a support_ratio sweep, charts the stance against the ratio, and opens a run\'s pairs', { timeout: 400_000 }, async () => {
+    await nav('sweep')
+    await tid('sweep-ratios').fill('0, 1')
+    await tid('sweep-start').click()
+    await tid('sweep-progress').waitFor({ timeout: 30_000 })
+    await expect.poll(async () => (await tid('sweep-status').textContent().catch(() => '')) ?? '', { timeout: 360_000, interval: 1000 }).toBe('completed')
+    const sweepsDir = path.join(dataDir, 'sweeps')
+    const [id] = readdirSync(sweepsDir)
+    const sweep = JSON.parse(readFileSync(path.join(sweepsDir, id!, 'sweep.json'), 'utf8')) as SweepFile
+    expect(sweep.runs.map((r) => [r.support_ratio, r.status])).toEqual([[0, 'completed'], [1, 'completed']])
+    for (const [i, r] of sweep.runs.entries()) {
+      expect(await tid(`sweep-row-${i}`).getByTestId('sweep-margin').textContent()).toBe(shown(r.mean_margin_support))
+      expect(await tid(`sweep-row-${i}`).getByTestId('sweep-stance').textContent()).toBe(`${r.stance!.support} / ${r.stance!.oppose}`)
+    }
+    expect(sweep.runs[1]!.stance!.share_support).toBeGreaterThan(sweep.runs[0]!.stance!.share_support)
+    expect(sweep.runs[1]!.mean_margin_support!).toBeGreaterThan(sweep.runs[0]!.mean_margin_support!)
+    expect(await tid('sweep-chart').locator('canvas').count()).toBeGreaterThan(0)
+    await dismissNotices()
+    await screenshot(page, 'sweep')
+    // One click to the support_ratio 1 run's pair inspector: every pair prefers support.
+    await tid('sweep-pairs-1').click()
+    await tid('pairs-view').waitFor()
+    await expect.poll(() => tid('pairs-count').textContent()).toBe('60 of 60 pairs')
+    expect(await tid('pairs-run').inputValue()).toBe(path.join(sweepsDir, id!, 'ratio-1'))
+    expect(await tid('pairs-table').locator('.badge.oppose').count()).toBe(0)
   })
 
   it.runIf(hasTraining)('exports the run elsewhere (merged model, GGUF + Modelfile, cluster project), never into a folder not its own, and imports an adapter back', async () => {

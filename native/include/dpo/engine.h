@@ -63,6 +63,9 @@ struct SequenceLogp {
   double logp = 0;          // sum over positions t of log p(labels[t+1] | ids[..t]) where labels[t+1] != -100
   int tokens = 0;           // number of scored tokens
   double logits_mean = 0;   // mean of every logit over the padded (Lmax, V) block (TRL's logits/* metric, §8)
+  // (tokens) log p of each scored token, in sequence order: logp is their sum, accumulated in double in this order,
+  // so summing them the same way gives logp bit for bit (docs/insights.md). Comes from the same pass, at no cost.
+  std::vector<float> token_logps;
 };
 
 struct GenerateOptions {

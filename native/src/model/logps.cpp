@@ -1,5 +1,6 @@
 // Sequence log-prob sums as TRL's get_batch_logps computes them (spec §8): logits at t score labels[t+1],
-// positions labelled -100 are skipped, the sum is over answer tokens (EOS included).
+// positions labelled -100 are skipped, the sum is over answer tokens (EOS included). Each scored token's log-prob is
+// returned too (the per-token view of docs/insights.md), from the same pass.
 #include "model/decoder.h"
 #include "model/logits_pass.h"
 #include "model/model_impl.h"
@@ -31,6 +32,7 @@ std::vector<SequenceLogp> Model::logps(const std::vector<ScoredSequence>& batch,
     o.logits_mean += st.row_sum[size_t(i)];
     if (pb.target[size_t(i)] >= 0) {
       o.logp += st.logp[size_t(i)];
+      o.token_logps.push_back(st.logp[size_t(i)]);
       o.tokens++;
     }
   }

@@ -10,6 +10,7 @@ export interface LogpsFlags extends ModelFlags {
   system?: string
   template: boolean
   out: string
+  perToken?: boolean
 }
 
 export async function runLogps(flags: LogpsFlags): Promise<void> {
@@ -19,7 +20,7 @@ export async function runLogps(flags: LogpsFlags): Promise<void> {
   const session = await openForCli(flags)
   try {
     const bar = new ProgressBar('logps', pairs.length, 'pairs')
-    const result = await scorePairs(session, { pairs, system: flags.system, noTemplate: !flags.template, onPair: (n) => bar.update(n) })
+    const result = await scorePairs(session, { pairs, system: flags.system, noTemplate: !flags.template, onPair: (n) => bar.update(n), perToken: flags.perToken === true })
     bar.finish()
     writeJsonAtomic(flags.out, result)
     process.stderr.write(`wrote ${result.length} results to ${flags.out}\n`)

@@ -14,6 +14,14 @@ const PRESET_FLAGS: Record<string, string> = { dataSize: 'dataSize', epochs: 'ep
 export async function runRun(flags: RunFlags): Promise<void> {
   // A resumed run takes everything from its config.json (the demo defaults were resolved when it started).
   if (flags.resume !== undefined) return runTrainCommand(flags, [...TRAIN_PARAM_FLAGS, ...RUN_PARAM_FLAGS], 'run')
+  await runTrainCommand(withDemoDefaults(flags), [...TRAIN_PARAM_FLAGS, ...RUN_PARAM_FLAGS], 'run')
+}
+
+/**
+ * The flags of a new `run` (or `sweep`) with the demo filled in: the demo model, the sample dataset and its test
+ * prompts when none are given, and the demo preset for the flags the user left out when the model is the demo's.
+ */
+export function withDemoDefaults(flags: RunFlags): TrainCommandFlags {
   const model = flags.model ?? DEMO_MODEL_DIR
   const dataset = flags.dataset ?? SAMPLE_DATASET_DIR
   const testPrompts = flags.testPrompts ?? (flags.dataset === undefined ? SAMPLE_TEST_PROMPTS : undefined)
@@ -27,5 +35,5 @@ export async function runRun(flags: RunFlags): Promise<void> {
       if (resolved[attr] === undefined) resolved[attr] = String(value)
     }
   }
-  await runTrainCommand(resolved, [...TRAIN_PARAM_FLAGS, ...RUN_PARAM_FLAGS], 'run')
+  return resolved
 }

@@ -244,7 +244,7 @@ function cancelMessage(s: RunSummary): string {
 }
 
 /** Progress bars and one line per logged step, on stderr. */
-class CliRunView {
+export class CliRunView {
   private bar: ProgressBar | null = null
   private barKind = ''
 

@@ -8,6 +8,7 @@ import { loadPromptsFile, type PromptRow } from '../data/promptsFile'
 import { errorMessage } from '../errors'
 import { writeJsonAtomic } from '../fsAtomic'
 import { generateResponses } from '../engine/generateResponses'
+import { writeAnswerTokens } from '../insights/answerTokens'
 import { openModel as openModelDefault, type ModelSession, type OpenModelOptions } from '../engine/modelSession'
 import { baseModelName, loadAdapter, type LoadedAdapter } from './adapterFiles'
 import { recordModelFiles, sha256File } from './modelFiles'
@@ -207,6 +208,8 @@ async function runPhases(req: NotebookRunRequest, events: RunEvents, signal: Abo
         training: { steps: train.steps, max_steps: train.maxSteps, train_loss: train.trainLoss, status: train.status },
         comparison: COMPARISON_FILE,
       })
+      // The token view of the answers (docs/insights.md): both answers under the reference and the trained model.
+      await writeAnswerTokens(session, outDir, original, after, params, session.tokenizer.padId ?? session.tokenizer.eosId ?? 0)
     }
     setPhase('done', outDir)
     return { ...trained, runtimeS: (performance.now() - t0) / 1000 }

@@ -1,5 +1,6 @@
-// Reference log-probs cache: the adapter-disabled log-prob sums of every pair are computed once before training
-// (TRL's reference model, spec §8) and kept on disk, so later runs with the same model and data skip that pass.
+// Reference log-probs cache: the adapter-disabled log-probs of every pair (sums and per-token values) are computed
+// once before training (TRL's reference model, spec §8) and kept on disk, so later runs with the same model and data
+// skip that pass; a pair scored the other way round (a support_ratio sweep swaps chosen and rejected) is found too.
 import { createHash } from 'node:crypto'
 import { readFileSync, readdirSync, statSync } from 'node:fs'
 import { homedir } from 'node:os'
@@ -7,11 +8,15 @@ import { join, resolve } from 'node:path'
 import type { ScoredSequence } from '../../engine/nativeTypes'
 import { writeJsonAtomic } from '../fsAtomic'
 
-export const REF_CACHE_VERSION = 1
+/** 2: per-token log-probs beside the sums (docs/insights.md); version-1 files are left alone and not read. */
+export const REF_CACHE_VERSION = 2
 
 export interface RefLogps {
   chosen: number
   rejected: number
+  /** Per answer token, in order; their in-order double sum is chosen / rejected bit for bit. */
+  chosenTokens?: Float32Array
+  rejectedTokens?: Float32Array
 }
 
 /** The two sequences a pair is scored on (ids + labels after TRL tokenization, spec §7.2). */
@@ -69,18 +74,57 @@ export function pairKey(pair: ScoredPair): string {
   return h.digest('hex')
 }
 
+/** The key of the same pair with chosen and rejected exchanged (RefLogpsCache.lookup). */
+export function swappedPairKey(pair: ScoredPair): string {
+  return pairKey({ chosen: pair.rejected, rejected: pair.chosen })
+}
+
 /** sha256 over every pair key in order: one id for "this exact tokenized data set". */
 export function dataFingerprint(keys: readonly string[]): string {
   return createHash('sha256').update(keys.join('\n')).digest('hex')
 }
+
+/** One pair: [chosen sum, rejected sum, chosen per-token, rejected per-token] (per-token: little-endian float32, base64). */
+type CacheEntry = [number, number, string, string]
 
 interface CacheFile {
   version: number
   fingerprint: string
   model: Omit<ModelFingerprintInput, 'modelDir'> & { dir: string }
   updated: string
-  /** pairKey -> [chosen, rejected] reference log-prob sums. */
-  entries: Record<string, [number, number]>
+  /** pairKey -> the pair's reference log-probs. */
+  entries: Record<string, CacheEntry>
+}
+
+/** In-order double sum, the way the engine adds a sequence's token log-probs. */
+export function sumInOrder(values: ArrayLike<number>): number {
+  let s = 0
+  for (let i = 0; i < values.length; i++) s += values[i]!
+  return s
+}
+
+function floatsToBase64(a: Float32Array): string {
+  const le = new DataView(new ArrayBuffer(a.length * 4))
+  a.forEach((v, i) => le.setFloat32(i * 4, v, true))
+  return Buffer.from(le.buffer).toString('base64')
+}
+
+function base64ToFloats(text: string): Float32Array | null {
+  const bytes = Buffer.from(text, 'base64')
+  if (bytes.length % 4 !== 0) return null
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.length)
+  return Float32Array.from({ length: bytes.length / 4 }, (_, i) => view.getFloat32(i * 4, true))
+}
+
+/** A stored entry back to values, or null when it is malformed or its sums do not match its tokens. */
+function readEntry(v: unknown): RefLogps | null {
+  if (!Array.isArray(v) || v.length !== 4) return null
+  const [c, r, ct, rt] = v as unknown[]
+  if (typeof c !== 'number' || typeof r !== 'number' || typeof ct !== 'string' || typeof rt !== 'string') return null
+  const chosenTokens = base64ToFloats(ct)
+  const rejectedTokens = base64ToFloats(rt)
+  if (!chosenTokens || !rejectedTokens || sumInOrder(chosenTokens) !== c || sumInOrder(rejectedTokens) !== r) return null
+  return { chosen: c, rejected: r, chosenTokens, rejectedTokens }
 }
 
 /**
@@ -89,7 +133,7 @@ interface CacheFile {
  * parse or does not belong to this fingerprint is ignored and replaced on the next save.
  */
 export class RefLogpsCache {
-  private readonly entries = new Map<string, [number, number]>()
+  private readonly entries = new Map<string, RefLogps>()
   private dirty = false
   /** Why an existing file was ignored (for the run log), or null. */
   readonly ignoredReason: string | null = null
@@ -111,9 +155,8 @@ export class RefLogpsCache {
       if (parsed.version !== REF_CACHE_VERSION || parsed.fingerprint !== fingerprint) throw new Error('written for another model or version')
       if (typeof parsed.entries !== 'object' || parsed.entries === null) throw new Error('no entries')
       for (const [k, v] of Object.entries(parsed.entries)) {
-        if (/^[0-9a-f]{64}$/.test(k) && Array.isArray(v) && v.length === 2 && v.every((x) => typeof x === 'number' && Number.isFinite(x))) {
-          this.entries.set(k, [v[0], v[1]])
-        }
+        const entry = /^[0-9a-f]{64}$/.test(k) ? readEntry(v) : null
+        if (entry) this.entries.set(k, entry)
       }
     } catch (e) {
       this.ignoredReason = `ignored the unreadable reference cache ${file} (${e instanceof Error ? e.message : String(e)}); it will be rewritten`
@@ -134,13 +177,28 @@ export class RefLogpsCache {
 
   get(key: string): RefLogps | undefined {
     const v = this.entries.get(key)
-    return v ? { chosen: v[0], rejected: v[1] } : undefined
+    return v ? { ...v } : undefined
   }
 
+  /**
+   * The pair's entry, or the entry of the same two sequences stored the other way round (swappedKey: chosen and
+   * rejected exchanged), with its sides exchanged back. A sequence's log-probs depend only on its own ids and
+   * labels, so both are the same numbers.
+   */
+  lookup(key: string, swappedKey: string): RefLogps | undefined {
+    const direct = this.get(key)
+    if (direct) return direct
+    const v = this.entries.get(swappedKey)
+    if (!v) return undefined
+    return { chosen: v.rejected, rejected: v.chosen, ...(v.rejectedTokens ? { chosenTokens: v.rejectedTokens } : {}), ...(v.chosenTokens ? { rejectedTokens: v.chosenTokens } : {}) }
+  }
+
+  /** Stores a pair's values; only complete ones (finite sums with their per-token values) are kept. */
   set(key: string, value: RefLogps): void {
     // JSON cannot hold -Infinity/NaN; such a pair is simply recomputed next time.
     if (!Number.isFinite(value.chosen) || !Number.isFinite(value.rejected)) return
-    this.entries.set(key, [value.chosen, value.rejected])
+    if (!value.chosenTokens || !value.rejectedTokens) return
+    this.entries.set(key, { ...value })
     this.dirty = true
   }
 
@@ -152,7 +210,9 @@ export class RefLogpsCache {
       fingerprint: this.fingerprint,
       model: { dir: resolve(this.model.modelDir), quant: this.model.quant, backend: this.model.backend, engineVersion: this.model.engineVersion },
       updated: new Date().toISOString(),
-      entries: Object.fromEntries(this.entries),
+      entries: Object.fromEntries(
+        [...this.entries].map(([k, v]) => [k, [v.chosen, v.rejected, floatsToBase64(v.chosenTokens!), floatsToBase64(v.rejectedTokens!)] as CacheEntry]),
+      ),
     }
     try {
       writeJsonAtomic(this.file, body)

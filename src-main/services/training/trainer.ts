@@ -12,7 +12,8 @@ import { fromEngineError } from '../engine/modelSession'
 import type { TrainParams } from '../params/trainParams'
 import { baseModelName, loadAdapter, saveAdapter, type AdapterSettings, type LoadedAdapter } from './adapterFiles'
 import { CHECKPOINT_FILE, optimizerSummary, removeCheckpoint, writeCheckpoint, type Checkpoint } from './checkpoint'
-import { RefLogpsCache, dataFingerprint as fingerprintOfPairs, pairKey, refCacheDir, type RefLogps } from './refCache'
+import { writePairInsights } from '../insights/pairInsights'
+import { RefLogpsCache, dataFingerprint as fingerprintOfPairs, pairKey, refCacheDir, swappedPairKey, type RefLogps } from './refCache'
 import { referenceBatches } from './referenceBatches'
 import { checkCheckpointFits } from './resumeChecks'
 import { scheduleSteps, scheduleTotals, type PlannedStep, type ScheduleInput } from './schedule'
@@ -65,6 +66,8 @@ interface TokenizedPair {
   chosen: ScoredSequence
   rejected: ScoredSequence
   key: string
+  /** The key with chosen and rejected exchanged: a run at another support_ratio may have cached the pair that way. */
+  swappedKey: string
 }
 
 /** Step-level means of TRL's per-micro-batch metrics (DPOTrainer.log averages the stored micro-batch values). */
@@ -99,7 +102,7 @@ export async function trainDpo(session: ModelSession, pairs: readonly Preference
       const t = tokenizeTrainingPair(tok, p, params)
       const chosen = { ids: Int32Array.from(t.chosen.ids), labels: Int32Array.from(t.chosen.labels) }
       const rejected = { ids: Int32Array.from(t.rejected.ids), labels: Int32Array.from(t.rejected.labels) }
-      return { chosen, rejected, key: pairKey({ chosen, rejected }) }
+      return { chosen, rejected, key: pairKey({ chosen, rejected }), swappedKey: swappedPairKey({ chosen, rejected }) }
     } catch (e) {
       throw new StudioError('E_BAD_INPUT', `pair ${i + 1} (id ${JSON.stringify(p.id)}): ${errorMessage(e)}`, { cause: e })
     }
@@ -292,7 +295,7 @@ export async function trainDpo(session: ModelSession, pairs: readonly Preference
     if (cache.ignoredReason) ev.log?.(cache.ignoredReason)
     const missing: number[] = []
     for (const i of [...used].sort((a, b) => a - b)) {
-      const hit = cache.get(tokenized[i]!.key)
+      const hit = cache.lookup(tokenized[i]!.key, tokenized[i]!.swappedKey)
       if (hit) refs.set(i, hit)
       else missing.push(i)
     }
@@ -305,7 +308,8 @@ export async function trainDpo(session: ModelSession, pairs: readonly Preference
         const seqs = chunk.flatMap((i) => [tokenized[i]!.chosen, tokenized[i]!.rejected])
         const out = await engineCall(() => native.logps(seqs, padId, token, false))
         chunk.forEach((i, k) => {
-          const r = { chosen: out[2 * k]!.logp, rejected: out[2 * k + 1]!.logp }
+          const c = out[2 * k]!, rj = out[2 * k + 1]!
+          const r = { chosen: c.logp, rejected: rj.logp, chosenTokens: c.tokenLogps, rejectedTokens: rj.tokenLogps }
           refs.set(i, r)
           cache.set(tokenized[i]!.key, r)
         })
@@ -424,6 +428,9 @@ export async function trainDpo(session: ModelSession, pairs: readonly Preference
       ev.progress?.({ ...progress(completedSteps, totals.maxSteps, pairsDone, totals.pairs, trainStart, pairsBefore), peakMemoryBytes: native.memoryStats().peakBytes })
       await stallForTest(planned.step, ev)
     }
+    // ---- the pair inspector's data (docs/insights.md): one pass with the trained adapter over every pair.
+    ev.log?.(`scoring ${pairs.length} pairs with the trained adapter for the pair inspector`)
+    await writePairInsights(session, { outDir, pairs, sequences: tokenized, refs, params, schedule, padId, cancel: token, call: engineCall })
     return finish('completed', settings)
   } catch (e) {
     if (e instanceof Cancelled) return finish('cancelled', settings)

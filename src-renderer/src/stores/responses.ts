@@ -111,7 +111,8 @@ export const useResponsesStore = defineStore('responses', () => {
   }
 
   api.onEvent((e) => {
-    if (e.type !== 'job') return
+    // A sweep's runs stream their answers into their own run directories, not into this view.
+    if (e.type !== 'job' || e.jobKind === 'sweep') return
     const ev = e.event
     if (e.jobKind === 'generate' && e.jobId !== jobId.value) {
       // Started in another window: follow it.

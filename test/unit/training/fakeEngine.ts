@@ -42,12 +42,19 @@ export class FakeCancelToken implements NativeCancelToken {
   }
 }
 
-/** Deterministic "log-prob sum" of a sequence: depends on its answer tokens only. */
+/** Deterministic per-token log-probs of a sequence's scored tokens (labels[t] for t >= 1 that are not -100), float32 as the engine gives them. */
+export function fakeTokenLogps(seq: ScoredSequence): Float32Array {
+  const labels = Array.from(seq.labels)
+  const out: number[] = []
+  for (let t = 1; t < labels.length; t++) if (labels[t] !== -100) out.push(-((labels[t]! % 13) + 1) / 10)
+  return Float32Array.from(out)
+}
+
+/** Deterministic "log-prob sum" of a sequence: its per-token values added in order, as the engine does. */
 export function fakeLogp(seq: ScoredSequence): number {
   let s = 0
-  const labels = Array.from(seq.labels)
-  for (const l of labels) if (l !== -100) s += (l % 13) + 1
-  return -s / 10
+  for (const v of fakeTokenLogps(seq)) s += v
+  return s
 }
 
 const softplus = (x: number) => Math.log1p(Math.exp(x))
@@ -97,7 +104,16 @@ export class FakeModel implements NativeModel {
 
   async logps(batch: ScoredSequence[], _padId: number, _cancel?: NativeCancelToken, useAdapter = true): Promise<SequenceLogp[]> {
     this.calls.push({ kind: 'logps', sequences: batch.length, useAdapter })
-    return batch.map((s) => ({ logp: fakeLogp(s), tokens: Array.from(s.labels).filter((l) => l !== -100).length, logitsMean: 0.5 }))
+    // With the trained adapter the fake policy moves as in dpoAccumulate: the first token of each chosen sequence
+    // (even positions: batches are [chosen, rejected, ...]) by +0.5 per update, of each rejected one by -0.25.
+    const moved = useAdapter && this.lora !== null
+    return batch.map((s, i) => {
+      const tokenLogps = fakeTokenLogps(s)
+      if (moved && tokenLogps.length > 0) tokenLogps[0] = tokenLogps[0]! + (i % 2 === 0 ? 0.5 : -0.25) * this.updates
+      let logp = 0
+      for (const v of tokenLogps) logp += v
+      return { logp, tokens: tokenLogps.length, logitsMean: 0.5, tokenLogps }
+    })
   }
 
   attachLora(options: LoraOptions): void {

@@ -47,8 +47,8 @@ describe('runNotebook', () => {
     expect(summary).toMatchObject({ status: 'completed', steps: 6, maxSteps: 6, outDir: out, adapterDir: path.join(out, 'adapter') })
     expect(phases).toEqual(['load', 'original', 'reference', 'train', 'save', 'trained', 'done'])
     expect(readdirSync(out).sort()).toEqual([
-      'adapter', 'comparison.json', 'comparison_meta.json', 'config.json', 'metrics.jsonl', 'responses_original.json',
-      'responses_trained.json', 'steps.jsonl', 'train_summary.json',
+      'adapter', 'comparison.json', 'comparison_meta.json', 'config.json', 'metrics.jsonl', 'pairs.jsonl', 'pairs_tokens.jsonl',
+      'responses_original.json', 'responses_tokens.jsonl', 'responses_trained.json', 'steps.jsonl', 'train_summary.json',
     ])
 
     // Original answers come before any adapter exists, trained ones after training with it attached.
@@ -107,7 +107,7 @@ describe('runNotebook', () => {
     const summary = await runNotebook({ modelDir: STORIES, datasetPath: HW6, params: resolveTrainParams({ dataSize: 16 }), outDir: out }, {}, undefined, deps(native))
     expect(summary).toMatchObject({ status: 'completed', steps: 2 })
     expect(native.callsOf('generate')).toHaveLength(0)
-    expect(readdirSync(out).sort()).toEqual(['adapter', 'config.json', 'metrics.jsonl', 'steps.jsonl', 'train_summary.json'])
+    expect(readdirSync(out).sort()).toEqual(['adapter', 'config.json', 'metrics.jsonl', 'pairs.jsonl', 'pairs_tokens.jsonl', 'steps.jsonl', 'train_summary.json'])
   })
 
   it('fails on a bad dataset before opening the model, leaving no run files', async () => {

@@ -1,8 +1,9 @@
-// Reference log-probs cache: what the fingerprint covers, per-pair keys, atomic rewrites, corrupt files ignored.
+// Reference log-probs cache: what the fingerprint covers, per-pair keys (and the swapped pair's), per-token values
+// stored exactly, atomic rewrites, corrupt files and entries whose sums do not match their tokens ignored.
 import { readFileSync, readdirSync, utimesSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { RefLogpsCache, dataFingerprint, modelFingerprint, pairKey, refCacheDir } from '../../../src-main/services/training/refCache'
+import { RefLogpsCache, dataFingerprint, modelFingerprint, pairKey, refCacheDir, sumInOrder, swappedPairKey, type RefLogps } from '../../../src-main/services/training/refCache'
 import { tempDir } from '../../helpers/modelFixtures'
 
 function modelDir(): string {
@@ -11,6 +12,13 @@ function modelDir(): string {
   writeFileSync(path.join(dir, 'model.safetensors'), Buffer.alloc(64))
   writeFileSync(path.join(dir, 'tokenizer.json'), '{}')
   return dir
+}
+
+/** Values as the engine gives them: float32 per token, the sum their in-order double sum. */
+function logps(chosen: number[], rejected: number[]): RefLogps {
+  const chosenTokens = Float32Array.from(chosen)
+  const rejectedTokens = Float32Array.from(rejected)
+  return { chosen: sumInOrder(chosenTokens), rejected: sumInOrder(rejectedTokens), chosenTokens, rejectedTokens }
 }
 
 const model = (dir: string) => ({ modelDir: dir, quant: 'nf4', backend: 'cpu', engineVersion: '0.1.0' })
@@ -71,16 +79,27 @@ describe('RefLogpsCache', () => {
     const m = model(modelDir())
     const c1 = RefLogpsCache.open(dir, m)
     expect(c1.size).toBe(0)
-    const k1 = pairKey(pair([1, 2, 3]))
+    const p1 = pair([1, 2, 3])
+    const k1 = pairKey(p1)
     const k2 = pairKey(pair([1, 2, 4]))
-    c1.set(k1, { chosen: -12.5, rejected: -0.1 + 0.2 })
-    c1.set(k2, { chosen: -Infinity, rejected: -3 }) // not storable: recomputed next time
+    const v1 = logps([-12.5, -0.1, -3.3333333], [-0.2, -7.25])
+    c1.set(k1, v1)
+    c1.set(k2, { ...logps([-1], [-2]), chosen: -Infinity }) // not storable: recomputed next time
+    c1.set(pairKey(pair([1, 9])), { chosen: -1, rejected: -2 }) // no per-token values: not stored either
     expect(c1.save()).toBeNull()
     expect(readdirSync(dir)).toEqual([`${modelFingerprint(m)}.json`])
     const c2 = RefLogpsCache.open(dir, m)
-    expect(c2.get(k1)).toEqual({ chosen: -12.5, rejected: -0.1 + 0.2 }) // exact doubles survive JSON
+    expect(c2.size).toBe(1)
+    // Exact doubles and float32 token values survive the file; the sums are the tokens' in-order sums.
+    expect(c2.get(k1)).toEqual(v1)
+    expect(c2.get(k1)!.chosenTokens![2]).toBe(Math.fround(-3.3333333))
     expect(c2.get(k2)).toBeUndefined()
     expect(c2.ignoredReason).toBeNull()
+    // The same two sequences as (rejected, chosen): found through the swapped key, sides exchanged back.
+    const swapped = { chosen: p1.rejected, rejected: p1.chosen }
+    expect(c2.get(pairKey(swapped))).toBeUndefined()
+    expect(c2.lookup(pairKey(swapped), swappedPairKey(swapped))).toEqual({ chosen: v1.rejected, rejected: v1.chosen, chosenTokens: v1.rejectedTokens, rejectedTokens: v1.chosenTokens })
+    expect(c2.lookup(k1, swappedPairKey(p1))).toEqual(v1)
     // Another quantization is another file.
     expect(RefLogpsCache.open(dir, { ...m, quant: 'none' }).get(k1)).toBeUndefined()
   })
@@ -89,23 +108,34 @@ describe('RefLogpsCache', () => {
     const dir = tempDir('dpo-cache-')
     const m = model(modelDir())
     const file = path.join(dir, `${modelFingerprint(m)}.json`)
-    writeFileSync(file, '{"version": 1, "fingerprint": "abc", "entr')
+    writeFileSync(file, '{"version": 2, "fingerprint": "abc", "entr')
     const c = RefLogpsCache.open(dir, m)
     expect(c.size).toBe(0)
     expect(c.ignoredReason).toMatch(/ignored the unreadable reference cache/)
     expect(c.save()).toBeNull() // rewritten even with no new entries
-    expect(JSON.parse(readFileSync(file, 'utf8')).fingerprint).toBe(modelFingerprint(m))
-    // A file for another fingerprint under this name is ignored too; malformed entries are skipped.
-    const k = pairKey(pair([4, 4]))
-    writeFileSync(file, JSON.stringify({ version: 1, fingerprint: modelFingerprint(m), entries: { [k]: [-1, -2], bad: [1, 2], [pairKey(pair([5]))]: ['x', 1] } }))
+    expect(JSON.parse(readFileSync(file, 'utf8'))).toMatchObject({ version: 2, fingerprint: modelFingerprint(m) })
+    // Malformed entries are skipped, and so is one whose sum is not the sum of its tokens.
+    const good = logps([-1, -0.5], [-2])
+    const c1 = RefLogpsCache.open(dir, m)
+    c1.set(pairKey(pair([4, 4])), good)
+    c1.set(pairKey(pair([4, 5])), good)
+    expect(c1.save()).toBeNull()
+    const body = JSON.parse(readFileSync(file, 'utf8'))
+    body.entries[pairKey(pair([4, 5]))][0] = -1.25
+    body.entries.bad = body.entries[pairKey(pair([4, 4]))]
+    body.entries[pairKey(pair([5]))] = ['x', 1, '', '']
+    writeFileSync(file, JSON.stringify(body))
     const c2 = RefLogpsCache.open(dir, m)
     expect(c2.size).toBe(1)
-    expect(c2.get(k)).toEqual({ chosen: -1, rejected: -2 })
+    expect(c2.get(pairKey(pair([4, 4])))).toEqual(good)
+    // A version-1 file (sums only) under this name is not read.
+    writeFileSync(file, JSON.stringify({ version: 1, fingerprint: modelFingerprint(m), entries: { [pairKey(pair([4, 4]))]: [-1, -2] } }))
+    expect(RefLogpsCache.open(dir, m).size).toBe(0)
   })
 
   it('with no folder computes everything and writes nothing', () => {
     const c = RefLogpsCache.open(null, model(modelDir()))
-    c.set(pairKey(pair([1])), { chosen: -1, rejected: -1 })
+    c.set(pairKey(pair([1])), logps([-1], [-1]))
     expect(c.save()).toBeNull()
     expect(c.file).toBeNull()
   })
@@ -114,7 +144,7 @@ describe('RefLogpsCache', () => {
     const blocker = path.join(tempDir('dpo-cache-'), 'file')
     writeFileSync(blocker, 'not a folder')
     const c = RefLogpsCache.open(path.join(blocker, 'sub'), model(modelDir()))
-    c.set(pairKey(pair([1])), { chosen: -1, rejected: -1 })
+    c.set(pairKey(pair([1])), logps([-1], [-1]))
     expect(c.save()).toMatch(/could not write the reference cache/)
   })
 })

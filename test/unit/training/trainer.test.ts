@@ -70,6 +70,12 @@ function recorder(onRow?: (row: MetricsRow) => void): Recorded & { events: Train
   }
 }
 
+/** The logps calls of the reference pass: those before the adapter is attached. */
+function referenceCalls(native: FakeModel) {
+  const firstAttach = native.calls.findIndex((c) => c.kind === 'attachLora')
+  return native.calls.slice(0, firstAttach < 0 ? undefined : firstAttach).filter((c) => c.kind === 'logps')
+}
+
 const readLines = (file: string) =>
   readFileSync(file, 'utf8')
     .split('\n')
@@ -96,9 +102,9 @@ describe('trainDpo with the HW6 defaults (50 pairs, batch 1, grad-accum 8, 1 epo
   })
 
   it('computes reference log-probs once per used pair with the adapter disabled, before attaching LoRA', () => {
-    const logps = native.callsOf('logps')
+    const logps = referenceCalls(native)
     expect(logps.every((c) => c.useAdapter === false)).toBe(true)
-    expect(logps.reduce((a, c) => a + c.sequences, 0)).toBe(2 * 48) // pairs 40 and 9 are never used, so never scored
+    expect(logps.reduce((a, c) => a + c.sequences, 0)).toBe(2 * 48) // pairs 40 and 9 are never used, so not scored here
     const firstAttach = native.calls.findIndex((c) => c.kind === 'attachLora')
     expect(native.calls.slice(0, firstAttach).every((c) => c.kind === 'logps')).toBe(true)
     expect(result.refComputed).toBe(48)
@@ -204,22 +210,32 @@ describe('trainDpo with the HW6 defaults (50 pairs, batch 1, grad-accum 8, 1 epo
     expect(train.some((p) => p.etaS > 0)).toBe(true)
     const ref = rec.progress.filter((p) => p.stage === 'reference')
     expect(ref.at(-1)).toMatchObject({ pairsDone: 48, pairsTotal: 48 })
-    expect(readdirSync(out).sort()).toEqual(['adapter', 'metrics.jsonl', 'steps.jsonl', 'train_summary.json'])
+    expect(readdirSync(out).sort()).toEqual(['adapter', 'metrics.jsonl', 'pairs.jsonl', 'pairs_tokens.jsonl', 'steps.jsonl', 'train_summary.json'])
   })
 
   it('serves the reference log-probs from the cache on a second run with the same data', async () => {
     const session = fakeSession(STORIES, tok)
     const out2 = tempDir('dpo-run-')
     const r2 = await trainDpo(session, hw6Pairs, params(), { outDir: out2, refCacheDir: cache, engineVersion: 'test', cancelTokenFactory: null })
-    expect(session.native.callsOf('logps')).toHaveLength(0)
+    expect(referenceCalls(session.native)).toHaveLength(0)
     expect(r2).toMatchObject({ refCached: 48, refComputed: 0, steps: 6 })
     expect(session.native.callsOf('dpoAccumulate').map((c) => c.refs)).toEqual(native.callsOf('dpoAccumulate').map((c) => c.refs))
     expect(readFileSync(path.join(out2, 'metrics.jsonl'), 'utf8').split('\n').length).toBe(7)
-    // Other data (here: chosen and rejected swapped, as another support_ratio gives) misses the cache.
+    // The same pairs with chosen and rejected swapped (another support_ratio) are served too, sides exchanged back.
     const s3 = fakeSession(STORIES, tok)
     const swapped = hw6Pairs.slice(0, 8).map((p) => ({ ...p, chosen: p.rejected, rejected: p.chosen }))
-    await trainDpo(s3, swapped, params(), { outDir: tempDir(), refCacheDir: cache, engineVersion: 'test', cancelTokenFactory: null })
-    expect(s3.native.callsOf('logps').reduce((a, c) => a + c.sequences, 0)).toBe(16)
+    const r3 = await trainDpo(s3, swapped, params(), { outDir: tempDir(), refCacheDir: cache, engineVersion: 'test', cancelTokenFactory: null })
+    expect(referenceCalls(s3.native)).toHaveLength(0)
+    expect(r3).toMatchObject({ refCached: 8, refComputed: 0 })
+    const tk = dpoTokenize(tok, promptText(tok, swapped[0]!.prompt, {}), swapped[0]!.chosen, swapped[0]!.rejected)
+    const acc = s3.native.callsOf('dpoAccumulate')
+    const k = acc.flatMap((c) => c.chosenIds).indexOf(tk.chosen.ids.join(','))
+    expect(acc.flatMap((c) => c.refs)[k]).toEqual([fakeLogp(tk.chosen), fakeLogp(tk.rejected)])
+    // Other data misses the cache.
+    const s4 = fakeSession(STORIES, tok)
+    const other = hw6Pairs.slice(0, 4).map((p) => ({ ...p, chosen: `${p.chosen}!` }))
+    await trainDpo(s4, other, params(), { outDir: tempDir(), refCacheDir: cache, engineVersion: 'test', cancelTokenFactory: null })
+    expect(referenceCalls(s4.native).reduce((a, c) => a + c.sequences, 0)).toBe(8)
   })
 })
 
@@ -244,7 +260,7 @@ describe('other shapes of run', () => {
     expect(steps[2].micro_batches.map((mb: { epoch: number; index: number }) => [mb.epoch, mb.index])).toEqual([[0, 4], [1, 0]])
     expect(readLines(path.join(out, 'metrics.jsonl')).map((m) => m.epoch)).toEqual([0.4, 0.8, 1.2, 1.6])
     // Reference pass: every pair once, many pairs per call (a token budget, not the training batch size).
-    const ref = session.native.callsOf('logps').map((c) => c.sequences)
+    const ref = referenceCalls(session.native).map((c) => (c as { sequences: number }).sequences)
     expect(ref.reduce((x, y) => x + y, 0)).toBe(40)
     expect(ref.length).toBeLessThan(10)
   })

@@ -1,0 +1,42 @@
+// The token view for test prompts (docs/insights.md): the original and the trained answer to each prompt, tokenized
+// as a training pair would be (chat template, system message, TRL tokenization), scored once by the reference model
+// (adapter disabled) and once by the trained model; kept as responses_tokens.jsonl so past runs need no engine.
+import { join } from 'node:path'
+import type { ModelSession } from '../engine/modelSession'
+import { writeFileAtomic } from '../fsAtomic'
+import type { TrainParams } from '../params/trainParams'
+import type { ResponseRow } from '../training/types'
+import { tokenizeTrainingPair } from '../training/tokenizePair'
+import { stored } from './implicitReward'
+import { ANSWER_TOKENS_FILE, type AnswerTokensRow } from './insightTypes'
+import { tokenSide, toJsonl } from './pairInsights'
+import { scorePairsBatched } from './scoreBatched'
+
+/** Needs the trained adapter attached; writes responses_tokens.jsonl into outDir. */
+export async function writeAnswerTokens(
+  session: Pick<ModelSession, 'native' | 'tokenizer'>,
+  outDir: string,
+  original: readonly ResponseRow[],
+  trained: readonly ResponseRow[],
+  params: Pick<TrainParams, 'systemMessage' | 'maxLength' | 'maxPromptLength'>,
+  padId: number,
+): Promise<AnswerTokensRow[]> {
+  const tok = session.tokenizer
+  const sequences = original.map((o, i) => {
+    const t = tokenizeTrainingPair(tok, { id: o.id, prompt: o.prompt, chosen: o.response, rejected: trained[i]!.response, position: null }, params)
+    return { chosen: { ids: t.chosen.ids, labels: t.chosen.labels }, rejected: { ids: t.rejected.ids, labels: t.rejected.labels } }
+  })
+  const ref = await scorePairsBatched(session.native, sequences, padId, false)
+  const after = await scorePairsBatched(session.native, sequences, padId, true)
+  const rows: AnswerTokensRow[] = original.map((o, i) => {
+    const side = (which: 'chosen' | 'rejected', answer: string) => ({
+      answer,
+      logp_ref: stored(ref[i]![which].logp),
+      logp_trained: stored(after[i]![which].logp),
+      ...tokenSide(tok, sequences[i]![which], ref[i]![which].tokenLogps, after[i]![which].tokenLogps),
+    })
+    return { index: i, id: o.id, prompt: o.prompt, original: side('chosen', o.response), trained: side('rejected', trained[i]!.response) }
+  })
+  writeFileAtomic(join(outDir, ANSWER_TOKENS_FILE), toJsonl(rows))
+  return rows
+}
