@@ -6,6 +6,9 @@ import type { Llama, LlamaModel } from 'node-llama-cpp'
 
 let llama: Promise<Llama> | undefined
 
+/** The part of our engine's model the comparisons need. */
+type LogpsModel = { logps(batch: Array<{ ids: number[]; labels: number[] }>, padId: number): Promise<Array<{ logp: number }>> }
+
 async function engine(): Promise<Llama> {
   llama ??= import('node-llama-cpp').then(({ getLlama }) =>
     getLlama({ gpu: false, build: 'never', skipDownload: true, usePrebuiltBinaries: true, maxThreads: 1, logLevel: 'error' as never }),
@@ -82,7 +85,7 @@ export async function disposeLlama(): Promise<void> {
  * (null when they do not part). A margin below the two computations' numeric difference is a near-tie, not a defect.
  */
 export async function greedyParting(
-  ours: { logps(batch: Array<{ ids: number[]; labels: number[] }>, padId: number): Promise<Array<{ logp: number }>> },
+  ours: LogpsModel,
   prompt: number[],
   mine: number[],
   theirs: number[],
@@ -92,4 +95,42 @@ export async function greedyParting(
   const ids = [...prompt, ...mine.slice(0, at)]
   const lp = async (t: number) => (await ours.logps([{ ids: [...ids, t], labels: [...ids.map(() => -100), t] }], 0))[0]!.logp
   return { at, margin: (await lp(mine[at]!)) - (await lp(theirs[at]!)) }
+}
+
+export interface ForcedStats {
+  /** Mean and largest |log p(ours) - log p(llama.cpp)| over the forced positions. */
+  mean: number
+  max: number
+  /** Share of positions where llama.cpp's own most likely token is the forced one. */
+  agree: number
+  positions: number
+}
+
+/**
+ * Teacher forcing through `file`: each case's continuation fed after its prompt, llama.cpp's probability of every
+ * continuation token compared with `ours` (our log-probs of the same tokens, one per position).
+ */
+export async function forcedStats(file: string, cases: ReadonlyArray<{ prompt: number[]; continuation: number[]; ours: number[] }>): Promise<ForcedStats> {
+  let max = 0
+  let sum = 0
+  let agree = 0
+  let n = 0
+  for (const c of cases) {
+    const theirs = await llamaForced(file, c.prompt, c.continuation)
+    theirs.forEach((x, j) => {
+      const d = Math.abs(Math.log(x.p) - c.ours[j]!)
+      max = Math.max(max, d)
+      sum += d
+      if (x.argmax === c.continuation[j]) agree++
+      n++
+    })
+  }
+  return { mean: sum / n, max, agree: agree / n, positions: n }
+}
+
+/** Our log-prob of each continuation token after the prompt (one labelled position per sequence, one engine call). */
+export async function ourForcedLogps(ours: LogpsModel, prompt: number[], continuation: number[]): Promise<number[]> {
+  const ids = [...prompt, ...continuation]
+  const batch = continuation.map((_, i) => ({ ids, labels: ids.map((id, j) => (j === prompt.length + i ? id : -100)) }))
+  return (await ours.logps(batch, 0)).map((x) => x.logp)
 }

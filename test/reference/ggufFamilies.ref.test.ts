@@ -2,9 +2,11 @@
 // the real llama.cpp on tiny random checkpoints with real tokenizers: Qwen2.5 (byte-level "qwen2" vocabulary, q/k/v
 // biases, tied embeddings, no q/k permutation), Llama 3.1 (byte-level "llama-bpe", untied, permuted q/k) and Mistral
 // v0.1 (SentencePiece-style with byte fallback). Per family: llama.cpp tokenizes the chat-templated HW6 prompts as we
-// do, the F32 GGUF decodes our greedy tokens on the merged model (in the base's bf16, as the GGUF holds it), and the
-// LoRA GGUF on the base GGUF decodes our base + adapter. In the reference suite (not npm test) for its run time: the
-// 128k-152k-token vocabularies take most of a minute to load and convert on 2 cores.
+// do; the LoRA GGUF on the F32 base GGUF decodes our base + adapter; the merged F16 GGUF decodes our greedy tokens on
+// the merged model (in the base's bf16, which the F16 file holds up to fp16's range); the Q4_0 GGUF stays close to
+// our log-probs under teacher forcing, and computes what our engine computes on the weights decoded from it. In the
+// reference suite (not npm test) for its run time: llama.cpp takes most of a minute per family to load the
+// 128k-152k-token vocabularies of three files on 2 cores.
 import path from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { loadNative } from '../../src-main/engine/loadNative'
@@ -16,29 +18,43 @@ import { promptIds, renderPrompt } from '../../src-main/services/tokenizer/chatT
 import { loadAdapter } from '../../src-main/services/training/adapterFiles'
 import { TextTokenizer } from '../../src-main/services/tokenizer/textTokenizer'
 import { randomAdapter } from '../helpers/exportFixtures'
-import { disposeLlama, greedyParting, llamaGreedy, llamaTokenize } from '../helpers/llamaCpp'
+import { ggufAsHfFolder } from '../helpers/ggufWeights'
+import { disposeLlama, forcedStats, greedyParting, llamaGreedy, llamaTokenize, ourForcedLogps } from '../helpers/llamaCpp'
 import { tempDir } from '../helpers/modelFixtures'
 import { sharedPath } from '../helpers/sharedPath'
 import { TINY_FAMILIES, makeTinyFamily } from '../helpers/tinyFamilies'
 
 const NEW_TOKENS = 12
-/** Greedy tokens equal ours up to a near-tie (two tokens within this many nats), where fp32 summation order decides. */
-const NEAR_TIE = 1e-4
+/** Teacher-forced positions per prompt (llama.cpp hands back every token's probability: 152k per position). */
+const FORCED_TOKENS = 8
+/**
+ * Greedy tokens equal ours up to a near-tie (our two candidates within this many nats): in F32 files only fp32
+ * summation order differs; in F16 files llama.cpp also rounds the activations to fp16 before each matmul.
+ */
+const NEAR_TIE = { F32: 1e-4, F16: 1e-2 }
+/**
+ * Q4_0 under teacher forcing on our greedy answers of the merged model, mean |d log p| and top-1 agreement. Against
+ * the unquantized model this is mostly 4-bit rounding, large on 64-wide random models whose scaled embeddings make
+ * sharp logits (measured 2026-12-02: qwen2.5 0.32 / 0.94 with its tied, Q8_0 logits matrix; llama-3.1 0.99 / 0.53,
+ * mistral-v0.1 0.69 / 0.53). Against our engine on the weights decoded from the file it is only llama.cpp's 8-bit
+ * activations (qwen2.5 0.015, llama-3.1 0.049, mistral-v0.1 0.036); a wrongly written block would be nats off.
+ */
+const Q4_0_BOUNDS = { quantized: { mean: 1.5, agree: 0.35 }, file: { mean: 0.1, max: 0.5 } }
 const EXPECTED = { 'qwen2.5': ['gpt2', 'qwen2', 'qwen2'], 'llama-3.1': ['gpt2', 'llama-bpe', 'llama'], 'mistral-v0.1': ['llama', 'default', 'llama'] } as Record<string, string[]>
 
 afterAll(async () => disposeLlama())
 
 describe.each(TINY_FAMILIES.map((f) => [f.name, f] as const))('%s', (name, family) => {
-  it('llama.cpp tokenizes our prompts as we do; F32 greedy tokens and the LoRA on the base equal ours', async () => {
+  it('llama.cpp tokenizes our prompts as we do; greedy tokens of the F32 base + LoRA and of the merged F16 equal ours; Q4_0 stays close', async () => {
     const model = makeTinyFamily(family)
     const adapter = await randomAdapter(model, { targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'down_proj'], bScale: 0.2 })
     const root = tempDir('dpo-gguf-family-')
-    const out = await exportGguf({ modelDir: model, adapterDir: adapter.dir, mergeBase: 'original', types: ['F32'], baseType: 'F32', outDir: path.join(root, 'gguf') })
+    const out = await exportGguf({ modelDir: model, adapterDir: adapter.dir, mergeBase: 'original', types: ['F16', 'Q4_0'], baseType: 'F32', outDir: path.join(root, 'gguf') })
     const merged = path.join(root, 'merged')
     await exportMergedModel({ modelDir: model, adapterDir: adapter.dir, mergeBase: 'original', outDir: merged })
-    const file = out.models.find((m) => m.merged)!.file
+    const file = (type: string) => out.models.find((m) => m.merged && m.type === type)!.file
     const base = out.models.find((m) => !m.merged)!.file
-    const meta = readGguf(file).metadata
+    const meta = readGguf(file('F16')).metadata
     expect([meta.get('tokenizer.ggml.model'), meta.get('tokenizer.ggml.pre'), meta.get('general.architecture')]).toEqual(EXPECTED[name])
     expect((meta.get('tokenizer.ggml.tokens') as string[]).length).toBe((family.config as { vocab_size: number }).vocab_size)
 
@@ -48,7 +64,7 @@ describe.each(TINY_FAMILIES.map((f) => [f.name, f] as const))('%s', (name, famil
       const text = renderPrompt(tok, q).text
       return { text, ids: promptIds(tok, text) }
     })
-    for (const p of prompts) expect(await llamaTokenize(file, p.text), p.text).toEqual(p.ids)
+    for (const p of prompts) expect(await llamaTokenize(file('F16'), p.text), p.text).toEqual(p.ids)
 
     const mergedModel = await loadNative().loadModel(merged, { quant: 'none', backend: 'cpu' })
     const withAdapter = await loadNative().loadModel(model, { quant: 'none', backend: 'cpu' })
@@ -57,18 +73,38 @@ describe.each(TINY_FAMILIES.map((f) => [f.name, f] as const))('%s', (name, famil
       withAdapter.attachLora({ targets: a.settings.targets, r: a.settings.r, alpha: a.settings.alpha, dropout: 0, seed: 0 })
       withAdapter.setLoraTensors(a.tensors)
       let ties = 0
-      const cases = [['merged F32', mergedModel, file, undefined], ['base + LoRA', withAdapter, base, out.lora!]] as const
-      for (const [what, ours, gguf, lora] of cases) {
-        const greedy = (await ours.generate(prompts.map((p) => p.ids), { maxNewTokens: NEW_TOKENS, eosIds: [...tok.eosIds] })).tokens.map((t) => [...t])
+      const cases = [['base F32 + LoRA', withAdapter, base, out.lora!, NEAR_TIE.F32], ['merged F16', mergedModel, file('F16'), undefined, NEAR_TIE.F16]] as const
+      const greedyOf = new Map<unknown, number[][]>()
+      for (const [what, ours, gguf, lora, nearTie] of cases) {
+        if (!greedyOf.has(ours)) greedyOf.set(ours, (await ours.generate(prompts.map((p) => p.ids), { maxNewTokens: NEW_TOKENS, eosIds: [...tok.eosIds] })).tokens.map((t) => [...t]))
+        const greedy = greedyOf.get(ours)!
         for (const [i, p] of prompts.entries()) {
           const parting = await greedyParting(ours, p.ids, greedy[i]!, await llamaGreedy(gguf, p.ids, NEW_TOKENS, lora))
           if (!parting) continue
           console.log(`${name} ${what}: prompt ${i} parts at token ${parting.at}, our margin ${parting.margin.toExponential(2)} nats`)
-          expect(parting.margin, `${what}: ${p.text}`).toBeLessThan(NEAR_TIE)
+          expect(parting.margin, `${what}: ${p.text}`).toBeLessThan(nearTie)
           ties++
         }
       }
       expect(ties).toBeLessThanOrEqual(1)
+
+      const forced = []
+      for (const [i, p] of prompts.entries()) {
+        const continuation = greedyOf.get(mergedModel)![i]!.filter((t) => !tok.eosIds.includes(t)).slice(0, FORCED_TOKENS)
+        forced.push({ prompt: p.ids, continuation, ours: await ourForcedLogps(mergedModel, p.ids, continuation) })
+      }
+      const q4 = await forcedStats(file('Q4_0'), forced)
+      const decoded = await loadNative().loadModel(ggufAsHfFolder(file('Q4_0'), merged, path.join(root, 'q4-decoded')), { quant: 'none', backend: 'cpu' })
+      const fileCases = []
+      for (const c of forced) fileCases.push({ ...c, ours: await ourForcedLogps(decoded, c.prompt, c.continuation) })
+      decoded.dispose()
+      const q4File = await forcedStats(file('Q4_0'), fileCases)
+      console.log(`${name} Q4_0: vs the merged model mean |d log p| ${q4.mean.toExponential(2)}, top-1 agreement ${q4.agree.toFixed(3)} over ${q4.positions} positions; ` +
+        `vs its decoded weights mean ${q4File.mean.toExponential(2)}, max ${q4File.max.toExponential(2)}`)
+      expect(q4.mean).toBeLessThan(Q4_0_BOUNDS.quantized.mean)
+      expect(q4.agree).toBeGreaterThanOrEqual(Q4_0_BOUNDS.quantized.agree)
+      expect(q4File.mean).toBeLessThan(Q4_0_BOUNDS.file.mean)
+      expect(q4File.max).toBeLessThan(Q4_0_BOUNDS.file.max)
     } finally {
       mergedModel.dispose()
       withAdapter.dispose()
