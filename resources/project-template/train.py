@@ -165,10 +165,14 @@ def main():
     trainer = StudioDPOTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows),
                                processing_class=tokenizer, callbacks=[MetricsLog(metrics)], studio=studio)
     trainer.train()
+    # Every process takes part in the save: under ZeRO-3 or FSDP the adapter is sharded and gathered first (FSDP only
+    # gathers for a full state dict; the sharded one it trained with would be written as a checkpoint, not an
+    # adapter); the main process writes adapter_config.json, adapter_model.safetensors and the tokenizer.
+    out = Path(args.output_dir) / "adapter"
+    if trainer.is_fsdp_enabled:
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
+    trainer.save_model(str(out))
     if trainer.is_world_process_zero():
-        out = Path(args.output_dir) / "adapter"
-        trainer.model.save_pretrained(out)
-        tokenizer.save_pretrained(out)
         print(f"adapter saved to {out}; bring it back with: dpo-studio import-adapter {out} --run RUN_DIR --out NEW_RUN_DIR")
 
 
