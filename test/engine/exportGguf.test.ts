@@ -1,8 +1,9 @@
 // GGUF export checked with the real llama.cpp (node-llama-cpp's prebuilt CPU binary), on stories260K with an adapter
 // on every linear kind (docs/exports.md, "GGUF"): the file parses back as written; llama.cpp tokenizes the HW6 prompts
 // as we do; greedy tokens of the F32 and F16 files equal ours; Q8_0 and Q4_0 stay within measured bounds of our
-// log-probs under teacher forcing; the LoRA GGUF on the base GGUF decodes like the merged file; the Modelfile is whole.
-import { readFileSync } from 'node:fs'
+// log-probs under teacher forcing, and compute what our engine computes on the weights decoded from them; the LoRA
+// GGUF on the base GGUF decodes like the merged file; the Modelfile is whole; the CLI writes what it is asked for.
+import { readFileSync, readdirSync } from 'node:fs'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { loadNative } from '../../src-main/engine/loadNative'
@@ -17,6 +18,7 @@ import { fakeRunDir, randomAdapter } from '../helpers/exportFixtures'
 import { ggufAsHfFolder } from '../helpers/ggufWeights'
 import { disposeLlama, forcedStats, greedyParting, llamaGreedy, llamaTokenize, ourForcedLogps } from '../helpers/llamaCpp'
 import { tempDir } from '../helpers/modelFixtures'
+import { lastErrorLine, runCli } from '../helpers/runCli'
 import { sharedPath } from '../helpers/sharedPath'
 
 const STORIES = sharedPath('models/stories260K')
@@ -26,6 +28,7 @@ const FORCED_TOKENS = 16
 const ENGLISH = ['Once upon a time', 'The little dog ran to the park and', 'Lily wanted to play with her friend Tom, but']
 
 let out: GgufExportResult
+let runDir: string
 let ours: NativeModel
 let ours16: NativeModel
 let tok: TextTokenizer
@@ -36,15 +39,15 @@ const file = (type: string) => out.models.find((m) => m.file.endsWith(`-dpo-${ty
 
 beforeAll(async () => {
   const adapter = await randomAdapter(STORIES, { bScale: 0.08 })
-  const run = fakeRunDir(STORIES, adapter, 'none')
+  runDir = fakeRunDir(STORIES, adapter, 'none')
   const root = tempDir('dpo-gguf-')
-  out = await exportGguf({ modelDir: STORIES, adapterDir: path.join(run, 'adapter'), mergeBase: 'original', runDir: run, types: ['F32', 'F16', 'Q8_0', 'Q4_0'], baseType: 'F32', outDir: path.join(root, 'gguf') })
+  out = await exportGguf({ modelDir: STORIES, adapterDir: path.join(runDir, 'adapter'), mergeBase: 'original', runDir, types: ['F32', 'F16', 'Q8_0', 'Q4_0'], baseType: 'F32', outDir: path.join(root, 'gguf') })
   const merged = path.join(root, 'merged')
-  await exportMergedModel({ modelDir: STORIES, adapterDir: path.join(run, 'adapter'), mergeBase: 'original', outDir: merged })
+  await exportMergedModel({ modelDir: STORIES, adapterDir: path.join(runDir, 'adapter'), mergeBase: 'original', outDir: merged })
   ours = await loadNative().loadModel(merged, { quant: 'none', backend: 'cpu' })
   // The same merged weights rounded to float16, as the F16 file holds them: what its greedy tokens are compared with.
   const merged16 = path.join(root, 'merged-f16')
-  await exportMergedModel({ modelDir: STORIES, adapterDir: path.join(run, 'adapter'), mergeBase: 'original', dtype: 'F16', outDir: merged16 })
+  await exportMergedModel({ modelDir: STORIES, adapterDir: path.join(runDir, 'adapter'), mergeBase: 'original', dtype: 'F16', outDir: merged16 })
   ours16 = await loadNative().loadModel(merged16, { quant: 'none', backend: 'cpu' })
   tok = await TextTokenizer.fromDir(merged)
   const questions = [...(await loadPromptsFile(sharedPath('datasets/genai-hw6/test_prompt.json'))).map((p) => p.prompt), ...ENGLISH]
@@ -180,5 +183,20 @@ describe('GGUF export read by llama.cpp (stories260K + an adapter on every linea
     expect(text).toContain('TEMPLATE """{{ .Prompt }}{{ .Response }}"""') // stories260K has no chat template: plain text after BOS
     expect(text).toContain('PARAMETER stop "</s>"')
     expect(text).toContain('PARAMETER temperature 0')
+  })
+
+  it('export-gguf on the command line: the types asked for, the base to apply the LoRA to, and an earlier export replaced only with --overwrite', () => {
+    const dir = path.join(tempDir('dpo-gguf-cli-'), 'gguf')
+    const args = ['export-gguf', runDir, '--types', 'q8_0', '--base', '--out', dir]
+    const r = runCli(args)
+    expect(r.code, r.stderr).toBe(0)
+    expect(readdirSync(dir).sort()).toEqual(['Modelfile', 'dpo_studio_export.json', 'stories260K-base-F16.gguf', 'stories260K-dpo-Q8_0.gguf', 'stories260K-dpo-lora-F32.gguf'])
+    expect(readGguf(path.join(dir, 'stories260K-base-F16.gguf')).metadata.get('general.file_type')).toBe(1)
+    expect(readFileSync(path.join(dir, 'Modelfile'), 'utf8')).toContain('FROM ./stories260K-dpo-Q8_0.gguf')
+    const again = runCli(args)
+    expect(again.code).not.toBe(0)
+    expect(lastErrorLine(again)).toMatch(/holds an earlier gguf export/)
+    expect(runCli([...args, '--overwrite']).code).toBe(0)
+    expect(readdirSync(path.dirname(dir))).toEqual(['gguf']) // no temp folder left beside it
   })
 })
