@@ -140,6 +140,20 @@ describe('merged model export', () => {
     expect(existsSync(path.join(mine, 'model.safetensors'))).toBe(true)
   })
 
+  it('a failure half-way leaves an earlier export byte for byte and no temp folder', async () => {
+    const root = tempDir('dpo-merged-')
+    const mine = path.join(root, 'merged')
+    const req = { modelDir: STORIES, adapterDir: adapter.dir, mergeBase: 'original' as const, outDir: mine }
+    await exportMergedModel(req)
+    const before = readFileSync(path.join(mine, 'model.safetensors'))
+    // Stopped after a few tensors (a full disk, Ctrl-C): the replacement was being written beside it.
+    let seen = 0
+    const failing = exportMergedModel({ ...req, dtype: 'BF16', overwrite: true, onProgress: () => { if (++seen === 5) throw new Error('disk full') } })
+    await expect(failing).rejects.toMatchObject({ code: 'E_IO', message: expect.stringMatching(/disk full/) })
+    expect(readFileSync(path.join(mine, 'model.safetensors')).equals(before)).toBe(true)
+    expect(readdirSync(root)).toEqual(['merged'])
+  })
+
   it('refuses an adapter of another model, naming the tensor, before writing anything', async () => {
     // The adapter of a model whose hidden size is one less: every A has one column too few for stories260K.
     const lora = loadAdapter(adapter.dir)
