@@ -1,7 +1,7 @@
 // Merged model export (docs/exports.md): the merged folder's log-probs equal base + adapter in fp32 (1e-4), its bf16
 // weights are the correctly rounded merge, an NF4 run merges into the 4-bit round trip it trained with, and the export
 // never writes over a folder that is not an earlier merged export.
-import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { loadNative } from '../../src-main/engine/loadNative'
@@ -132,9 +132,16 @@ describe('merged model export', () => {
     await exportMergedModel({ ...req, outDir: mine })
     await expect(exportMergedModel({ ...req, outDir: mine })).rejects.toMatchObject({ code: 'E_EXPORT_EXISTS' })
     // A GGUF export's folder is ours too, but of another kind: not replaced by a merged model.
-    writeFileSync(path.join(mine, EXPORT_MARKER), JSON.stringify({ kind: 'gguf', created: 'x' }))
+    const marker = JSON.parse(readFileSync(path.join(mine, EXPORT_MARKER), 'utf8')) as { files: string[] }
+    expect(marker.files).toEqual(['README.md', 'config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json'])
+    writeFileSync(path.join(mine, EXPORT_MARKER), JSON.stringify({ ...marker, kind: 'gguf' }))
     await expect(exportMergedModel({ ...req, outDir: mine, overwrite: true })).rejects.toMatchObject({ code: 'E_EXPORT_NOT_OURS' })
-    writeFileSync(path.join(mine, EXPORT_MARKER), JSON.stringify({ kind: 'merged-model', created: 'x' }))
+    writeFileSync(path.join(mine, EXPORT_MARKER), JSON.stringify({ ...marker, kind: 'merged-model' }))
+    // A file put into the earlier export is not ours: replacing the folder would delete it, so that is refused.
+    writeFileSync(path.join(mine, 'notes.txt'), 'mine')
+    await expect(exportMergedModel({ ...req, outDir: mine, overwrite: true })).rejects.toMatchObject({ code: 'E_EXPORT_NOT_OURS', message: expect.stringMatching(/also holds what it did not write \(notes\.txt\)/) })
+    expect(readFileSync(path.join(mine, 'notes.txt'), 'utf8')).toBe('mine')
+    rmSync(path.join(mine, 'notes.txt'))
     await exportMergedModel({ ...req, outDir: mine, overwrite: true })
     expect(readdirSync(root).filter((f) => f.startsWith('.'))).toEqual([]) // no temp folders left behind
     expect(existsSync(path.join(mine, 'model.safetensors'))).toBe(true)

@@ -1,6 +1,7 @@
 // Where exports go: a folder that is new, empty, or an earlier export of the same kind by DPO Studio (its marker file
-// says so). Anything else is refused, and nothing is written into it: an export never overwrites files that are not
-// ours (docs/exports.md). The export is built in a temp folder beside the target and swapped in at the end.
+// says so, and lists what it wrote). Anything else is refused, and nothing is written into it: an export never
+// overwrites files that are not ours, not even files put into an earlier export (docs/exports.md). The export is
+// built in a temp folder beside the target and swapped in at the end.
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { basename, dirname, join, resolve } from 'node:path'
 import { StudioError, errorMessage } from '../errors'
@@ -13,14 +14,19 @@ export type ExportKind = 'merged-model' | 'gguf' | 'project' | 'imported-run'
 export interface ExportMarker {
   kind: ExportKind
   created: string
+  /** The folder's entries the export wrote (besides the marker). */
+  files: string[]
   [key: string]: unknown
 }
+
+/** Entries a run directory's own machinery adds (docs/run-directory.md): an imported run is a run directory. */
+const RUN_DIR_ENTRY = /^\.dpo-studio-run/
 
 /** Reads DIR/dpo_studio_export.json, or null when there is none or it is not ours. */
 export function readExportMarker(dir: string): ExportMarker | null {
   try {
     const m = JSON.parse(readFileSync(join(dir, EXPORT_MARKER), 'utf8')) as Partial<ExportMarker>
-    return typeof m.kind === 'string' && typeof m.created === 'string' ? (m as ExportMarker) : null
+    return typeof m.kind === 'string' && typeof m.created === 'string' && Array.isArray(m.files) ? (m as ExportMarker) : null
   } catch {
     return null
   }
@@ -28,7 +34,8 @@ export function readExportMarker(dir: string): ExportMarker | null {
 
 /**
  * Checks that `target` may receive an export of `kind`: absent, an empty folder, or an earlier export of that kind
- * (replaced only with `overwrite`). Throws E_EXPORT_NOT_OURS / E_EXPORT_EXISTS otherwise.
+ * holding nothing it did not write (replaced only with `overwrite`). Throws E_EXPORT_NOT_OURS / E_EXPORT_EXISTS
+ * otherwise.
  */
 export function checkExportFolder(target: string, kind: ExportKind, overwrite: boolean): void {
   const abs = resolve(target)
@@ -37,10 +44,17 @@ export function checkExportFolder(target: string, kind: ExportKind, overwrite: b
   if (!st.isDirectory()) {
     throw new StudioError('E_EXPORT_NOT_OURS', `${abs} is a file; choose a new folder for the export (nothing was written)`, { details: { path: abs, earlierExport: false } })
   }
-  if (readdirSync(abs).length === 0) return
+  const entries = readdirSync(abs)
+  if (entries.length === 0) return
   const marker = readExportMarker(abs)
   if (!marker || marker.kind !== kind) {
     throw new StudioError('E_EXPORT_NOT_OURS', `${abs} is not empty and is not an earlier ${kind} export of DPO Studio; choose a new folder (nothing was written)`, { details: { path: abs, earlierExport: false } })
+  }
+  // Replacing the export removes the folder: anything put into it since (a project's outputs/, notes) would go too.
+  const foreign = entries.filter((e) => e !== EXPORT_MARKER && !marker.files.includes(e) && !RUN_DIR_ENTRY.test(e))
+  if (foreign.length > 0) {
+    const shown = foreign.slice(0, 4).join(', ') + (foreign.length > 4 ? `, ... (${foreign.length})` : '')
+    throw new StudioError('E_EXPORT_NOT_OURS', `${abs} is an earlier ${kind} export, but also holds what it did not write (${shown}); move that out or choose a new folder (nothing was written)`, { details: { path: abs, earlierExport: false, foreign } })
   }
   if (!overwrite) {
     throw new StudioError('E_EXPORT_EXISTS', `${abs} holds an earlier ${kind} export; replace it?`, { details: { path: abs, earlierExport: true } })
@@ -69,7 +83,8 @@ export async function writeExportFolder<T>(
   let result: T
   try {
     result = await fill(tmp)
-    writeFileSync(join(tmp, EXPORT_MARKER), JSON.stringify({ kind, created: new Date().toISOString(), ...marker }, null, 2) + '\n')
+    const files = readdirSync(tmp).sort()
+    writeFileSync(join(tmp, EXPORT_MARKER), JSON.stringify({ kind, created: new Date().toISOString(), files, ...marker }, null, 2) + '\n')
     // Checked again: the folder may have changed while the export was being written.
     checkExportFolder(abs, kind, overwrite)
     if (existsSync(abs)) renameSync(abs, old)

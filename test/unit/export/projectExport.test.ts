@@ -2,7 +2,7 @@
 // trainer uses, the step plan our schedule makes, requirements pinned as the reference suite's, accelerate configs for
 // the chosen GPU count; a changed dataset or a GPU count that cannot share a step is refused. (The project itself runs
 // in the reference suite, test/reference/exports.ref.test.ts.)
-import { copyFileSync, readFileSync, writeFileSync } from 'node:fs'
+import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { loadPreferenceData, preferencePairs } from '../../../src-main/services/data/preferenceFile'
@@ -56,6 +56,15 @@ describe('project export', () => {
     const refstack = pins(path.join(repoRoot, 'scripts/refstack/requirements.txt'))
     for (const [name, version] of pins(path.join(out, 'requirements.txt'))) expect(`${name}==${version}`).toBe(`${name}==${refstack.get(name)}`)
     expect(readFileSync(path.join(out, 'README.md'), 'utf8')).toContain('accelerate launch --config_file accelerate/single_node.yaml train.py')
+
+    // The project after a training on the cluster: exporting over it again must not delete what the training wrote.
+    mkdirSync(path.join(out, 'outputs', 'adapter'), { recursive: true })
+    writeFileSync(path.join(out, 'outputs', 'metrics.jsonl'), '{"step": 1}\n')
+    await expect(exportProject({ runDir: run, outDir: out, overwrite: true })).rejects.toMatchObject({ code: 'E_EXPORT_NOT_OURS', message: expect.stringMatching(/also holds what it did not write \(outputs\)/) })
+    expect(readFileSync(path.join(out, 'outputs', 'metrics.jsonl'), 'utf8')).toBe('{"step": 1}\n')
+    rmSync(path.join(out, 'outputs'), { recursive: true })
+    await expect(exportProject({ runDir: run, outDir: out })).rejects.toMatchObject({ code: 'E_EXPORT_EXISTS' })
+    expect((await exportProject({ runDir: run, outDir: out, overwrite: true })).pairs).toBe(20)
   })
 
   it('refuses a dataset changed since the run, and a GPU count that cannot share a step', async () => {
