@@ -96,15 +96,28 @@ export class HfCheckpoint {
   }
 }
 
-/** Raw little-endian F32 / F16 / BF16 bytes as fp32 values. */
+/** Every binary16 bit pattern's value: decoding a 7B checkpoint's fp16 tensors is then one lookup per value. */
+let halfTable: Float32Array | undefined
+function halfValues(): Float32Array {
+  if (!halfTable) {
+    halfTable = new Float32Array(65536)
+    for (let h = 0; h < 65536; h++) halfTable[h] = halfToFloat(h)
+  }
+  return halfTable
+}
+
+/** Raw little-endian F32 / F16 / BF16 bytes as fp32 values (typed-array views: the hosts we run on are little-endian). */
 export function decodeFloats(raw: Buffer, dtype: SafetensorsDtype): Float32Array {
   if (dtype === 'F32') return new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.length))
-  const out = new Float32Array(raw.length / 2)
+  const n = raw.length / 2
+  const halves = raw.byteOffset % 2 === 0 ? new Uint16Array(raw.buffer, raw.byteOffset, n) : new Uint16Array(Uint8Array.from(raw).buffer)
+  const out = new Float32Array(n)
   if (dtype === 'BF16') {
     const u = new Uint32Array(out.buffer)
-    for (let i = 0; i < out.length; i++) u[i] = raw.readUInt16LE(i * 2) << 16
+    for (let i = 0; i < n; i++) u[i] = halves[i]! << 16
   } else {
-    for (let i = 0; i < out.length; i++) out[i] = halfToFloat(raw.readUInt16LE(i * 2))
+    const table = halfValues()
+    for (let i = 0; i < n; i++) out[i] = table[halves[i]!]!
   }
   return out
 }
