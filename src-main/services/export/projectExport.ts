@@ -180,7 +180,7 @@ DPO Studio trains with TRL 0.9's semantics (the notebook's stack); this project 
 
 Also set to the run's values: the LoRA initialisation (\`torch.manual_seed(seed)\` right before \`get_peft_model\`: A
 drawn as the run drew it, B = 0), dropout off (TRL's \`disable_dropout\`), the reference model = the adapter disabled,
-fp32 AdamW betas (0.9, 0.999), eps 1e-8${p.quant === 'nf4' ? ", and the notebook's 4-bit load (weights cast to fp16, NF4 + double quantization, bf16 compute; `prepare_model_for_kbit_training` casts the rest to fp32)" : ''}.
+AdamW betas (0.9, 0.999), eps 1e-8 (${p.optim === 'adamw' ? 'fp32 states' : "bitsandbytes' 8-bit paged states"})${p.quant === 'nf4' ? ", and the notebook's 4-bit load (weights cast to fp16, NF4 + double quantization, bf16 compute; `prepare_model_for_kbit_training` casts the rest to fp32)" : ''}.
 Logged differently (the numbers trained are the same): current TRL logs the unrounded mean loss and the learning rate
 a step used; the run logged the loss rounded to 4 decimals and the next step's rate.
 
