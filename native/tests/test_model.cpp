@@ -183,6 +183,39 @@ TEST_CASE(batched_logps_equal_one_at_a_time) {
   }
 }
 
+TEST_CASE(bf16_lm_head_gives_the_same_bits_as_fp32) {
+  // A checkpoint whose lm_head holds bf16 values is kept as bf16 on the CPU (docs/cpu-kernels.md): generation and
+  // log-probs (with their per-token values) must not change by a bit, untied and tied, NF4 and fp32 bases.
+  for (bool tied : {false, true}) {
+    TinySpec s;
+    s.C = 64;
+    s.F = 172;
+    s.tied = tied;
+    s.bf16_values = true;
+    TinyModel m = write_tiny_model(s);
+    for (dpo::QuantMode q : {dpo::QuantMode::None, dpo::QuantMode::Nf4}) {
+      setenv("DPO_LM_HEAD_BF16", "0", 1);
+      auto fp32_head = dpo::Model::load(m.dir, {q, dpo::BackendChoice::Cpu});
+      unsetenv("DPO_LM_HEAD_BF16");
+      auto bf16_head = dpo::Model::load(m.dir, {q, dpo::BackendChoice::Cpu});
+      // the bf16 copy exists: V x C two-byte values more in backend memory
+      CHECK(bf16_head->memory_stats().in_use_bytes ==
+            fp32_head->memory_stats().in_use_bytes + uint64_t(s.V) * uint64_t(s.C) * 2u);
+      const std::vector<std::vector<int32_t>> prompts = {{1, 5, 9}, {1, 7, 7, 40, 3, 22, 18}, {1}};
+      dpo::GenerateOptions opt;
+      opt.max_new_tokens = 10;
+      CHECK(fp32_head->generate(prompts, opt).tokens == bf16_head->generate(prompts, opt).tokens);
+      const std::vector<dpo::ScoredSequence> batch = {scored({1, 5, 9, 33}, 2, s.V),
+                                                       scored({1, 7, 7, 40, 3, 22, 18, 2, 9}, 3, s.V)};
+      const auto a = fp32_head->logps(batch, 2, nullptr, false), b = bf16_head->logps(batch, 2, nullptr, false);
+      for (size_t i = 0; i < batch.size(); i++) {
+        CHECK(a[i].logp == b[i].logp);
+        CHECK(a[i].token_logps == b[i].token_logps);
+      }
+    }
+  }
+}
+
 TEST_CASE(generation_stops_at_eos_and_on_cancel) {
   TinySpec s;
   TinyModel m = write_tiny_model(s);
@@ -208,6 +241,45 @@ TEST_CASE(generation_stops_at_eos_and_on_cancel) {
   CHECK(cancelled.finish[0] == "cancelled");
   CHECK(cancelled.tokens[0].size() == 2);
   CHECK_THROWS_CODE(model->logps(sample_batch(s.V).seqs, 2, &cancel), dpo::ErrorCode::Cancelled, "cancelled");
+}
+
+// Nothing runs attention past max_position_embeddings: too many new tokens or a prompt that fills the context are
+// E_TOO_LONG, an answer stops where prompt + answer fill the context ("context"), and so does scoring.
+TEST_CASE(the_context_is_never_exceeded) {
+  TinySpec s;
+  s.max_position = 12;
+  TinyModel m = write_tiny_model(s);
+  auto model = dpo::Model::load(m.dir, {dpo::QuantMode::None, dpo::BackendChoice::Cpu});
+  dpo::GenerateOptions opt;
+  opt.max_new_tokens = 13;
+  CHECK_THROWS_CODE(model->generate({{1, 3, 5}}, opt), dpo::ErrorCode::TooLong, "more than the model's context (12 tokens");
+  opt.max_new_tokens = 2147483647;
+  CHECK_THROWS_CODE(model->generate({{1, 3, 5}}, opt), dpo::ErrorCode::TooLong, "max_new_tokens 2147483647 is more than");
+  opt.max_new_tokens = 4;
+  CHECK_THROWS_CODE(model->generate({{1, 3, 5}, std::vector<int32_t>(12, 7)}, opt), dpo::ErrorCode::TooLong,
+                    "prompt 1 has 12 tokens, which leaves no room for an answer");
+
+  // Prompts of 3 and 10 tokens, 12 new tokens allowed: the long one stops after 2 (3 + 9 = 12 = the context).
+  opt.max_new_tokens = 12;
+  const std::vector<std::vector<int32_t>> prompts = {{1, 3, 5}, {1, 3, 5, 7, 9, 11, 13, 15, 17, 19}};
+  auto out = model->generate(prompts, opt);
+  CHECK(out.finish[0] == "context" && out.tokens[0].size() == 9);
+  CHECK(out.finish[1] == "context" && out.tokens[1].size() == 2);
+  // The tokens that fit are the ones an unlimited model would give (the limit cuts, it does not change them).
+  TinySpec open = s;
+  open.max_position = 0;
+  TinyModel m2 = write_tiny_model(open);
+  auto unlimited = dpo::Model::load(m2.dir, {dpo::QuantMode::None, dpo::BackendChoice::Cpu})->generate(prompts, opt);
+  CHECK(std::equal(out.tokens[1].begin(), out.tokens[1].end(), unlimited.tokens[1].begin()));
+  CHECK(std::equal(out.tokens[0].begin(), out.tokens[0].end(), unlimited.tokens[0].begin()));
+
+  dpo::ScoredSequence longer;
+  longer.ids = std::vector<int32_t>(13, 4);
+  longer.labels = longer.ids;
+  CHECK_THROWS_CODE(model->logps({longer}, 2), dpo::ErrorCode::TooLong, "sequence 0 has 13 tokens, more than the model's context");
+  longer.ids.resize(12);
+  longer.labels.resize(12);
+  CHECK(model->logps({longer}, 2).size() == 1);
 }
 
 TEST_CASE(bad_inputs_are_rejected_with_clear_errors) {

@@ -56,14 +56,25 @@ class FaultInjectingBackend final : public Backend {
     in_->matmul_nf4_backward_input(dx, dout, w, M);
     after("matmul_nf4_backward_input", dx);
   }
+  bool has_bf16_matmul() const override { return in_->has_bf16_matmul(); }
+  void matmul_bf16(float* out, const float* x, const uint16_t* w, int M, int K, int N) override {
+    before("matmul_bf16");
+    in_->matmul_bf16(out, x, w, M, K, N);
+    after("matmul_bf16", out);
+  }
+  void matmul_bf16_backward_input(float* dx, const float* dout, const uint16_t* w, int M, int K, int N) override {
+    before("matmul_bf16_backward_input");
+    in_->matmul_bf16_backward_input(dx, dout, w, M, K, N);
+    after("matmul_bf16_backward_input", dx);
+  }
   void rmsnorm(float* out, float* rstd, const float* x, const float* w, int M, int C, float eps) override {
     before("rmsnorm");
     in_->rmsnorm(out, rstd, x, w, M, C, eps);
     after("rmsnorm", out);
   }
-  void rope(float* x, const int* pos, int M, int H, int HD, float theta) override {
+  void rope(float* x, const int* pos, int M, int H, int HD, const RopeTable& table) override {
     before("rope");
-    in_->rope(x, pos, M, H, HD, theta);
+    in_->rope(x, pos, M, H, HD, table);
     after("rope", x);
   }
   void attention(float* out, float* probs, const float* q, const float* k, const float* v, const int* qpos,
@@ -108,9 +119,9 @@ class FaultInjectingBackend final : public Backend {
     in_->rmsnorm_backward(dx, dw, dout, x, w, rstd, M, C);
     after("rmsnorm_backward", dx ? dx : dw);
   }
-  void rope_backward(float* dx, const int* pos, int M, int H, int HD, float theta) override {
+  void rope_backward(float* dx, const int* pos, int M, int H, int HD, const RopeTable& table) override {
     before("rope_backward");
-    in_->rope_backward(dx, pos, M, H, HD, theta);
+    in_->rope_backward(dx, pos, M, H, HD, table);
     after("rope_backward", dx);
   }
   void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* probs, const float* q,

@@ -9,11 +9,21 @@
 
 namespace dpo::cpu {
 
+// The matmuls below run the kernel set chosen once per process (matmul_dispatch.cpp): its name, e.g. "avx2".
+const char* matmul_kernel_set();
+// Tests: switches to the named set ("avx512", "avx2", "generic"); false when it is not compiled in or this CPU
+// cannot run it. Not for use while other threads compute.
+bool use_matmul_kernel_set(const char* name);
+
 // out (M,N) = x (M,K) . w (N,K)^T + bias (N, may be null).
 void matmul_forward(float* out, const float* x, const float* w, const float* bias, int M, int K, int N);
 // dx (M,K) += dout (M,N) . w (N,K);  dw (N,K) += dout^T . x  (dw may be null);  dbias (N) += sum_m dout (may be null).
 void matmul_backward(float* dx, float* dw, float* dbias, const float* dout, const float* x, const float* w,
                      int M, int K, int N);
+// The same two products with bf16 weights (a bf16 checkpoint's lm_head): each weight is widened exactly, so the
+// results equal matmul_forward / matmul_backward's dx on the fp32 copy bit for bit, reading half the bytes.
+void matmul_bf16_forward(float* out, const float* x, const uint16_t* w, int M, int K, int N);
+void matmul_bf16_backward_input(float* dx, const float* dout, const uint16_t* w, int M, int K, int N);
 
 // out (M,N) = bf16(x) (M,K) . bf16(dequant(W))^T (N,K) + bias (N, may be null), fp32 accumulation.
 // Dequantization is fused: no full-precision copy of W is ever made.
@@ -27,11 +37,12 @@ void rmsnorm_forward(float* out, float* rstd, const float* x, const float* w, in
 void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, const float* w, const float* rstd,
                       int M, int C);
 
-// In-place rotate-half RoPE on x (M, H*HD) where row m sits at position pos[m]:
-// inv_freq[j] = 1/theta^(2j/HD) in fp32, angle = pos*inv_freq in fp32, x' = x*cos + rotate_half(x)*sin.
-void rope_forward(float* x, const int* pos, int M, int H, int HD, float theta);
+// In-place rotate-half RoPE on x (M, H*HD) where row m sits at position pos[m], with inv_freq (HD/2) from the
+// model's RoPE table (model/rope_table.h): angle = pos*inv_freq[j] in fp32, c = cos*scaling, s = sin*scaling,
+// x' = x*c + rotate_half(x)*s.
+void rope_forward(float* x, const int* pos, int M, int H, int HD, const float* inv_freq, float scaling);
 // dx given dout, in place: the transpose rotation.
-void rope_backward(float* dx, const int* pos, int M, int H, int HD, float theta);
+void rope_backward(float* dx, const int* pos, int M, int H, int HD, const float* inv_freq, float scaling);
 
 // Causal GQA attention against a key/value store.
 // q (B,T,NH*HD): queries, already roped; query (b,t) has absolute position qpos[b*T+t].

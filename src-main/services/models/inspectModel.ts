@@ -1,14 +1,24 @@
 // What a model folder holds, read without loading weights: architecture and shape from config.json, parameter count
 // and checkpoint size from the safetensors headers, and the NF4 + double-quant size of the base (spec §2.6:
 // 4-bit codes, one 8-bit absmax per 64 weights, one fp32 scale per 256 absmax blocks; other tensors stay 16-bit).
+// Whether it is supported is the engine's own answer: the native checkModel runs the loader's checks on the headers
+// (config fields, RoPE scaling, every tensor), so the panel says "supported" only for a folder that will load.
 import { existsSync } from 'node:fs'
 import { open, readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { checkModelDir } from '../engine/modelSession'
 import { StudioError, errorMessage } from '../errors'
+import { parseJson } from '../data/jsonText'
 import type { ModelSummary } from '../../api/contract'
+import type { NativeModelCheck } from '../../engine/nativeTypes'
+import { loadNative } from '../../engine/loadNative'
 
-export const SUPPORTED_ARCHITECTURES = ['LlamaForCausalLM', 'MistralForCausalLM', 'Qwen2ForCausalLM'] as const
+/** The engine's validation of a folder (native checkModel, in-process or through the engine host). */
+export type ModelChecker = (dir: string) => Promise<NativeModelCheck>
+
+/** checkModel on the addon loaded in this process (CLI, tests). */
+export const checkModelInProcess: ModelChecker = async (dir) => loadNative().checkModel(dir, { quant: 'nf4' })
+
 const LINEAR = /\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)\.weight$/
 
 /** What the model panel shows about a folder (declared once, in the API contract). */
@@ -29,7 +39,12 @@ export async function readSafetensorsHeader(file: string): Promise<Record<string
     if (n <= 0 || n > 100 * 2 ** 20) throw new StudioError('E_BAD_MODEL', `${file}: not a safetensors file (header length ${n})`)
     const buf = Buffer.alloc(n)
     await fh.read(buf, 0, n, 8)
-    const header = JSON.parse(buf.toString('utf8')) as Record<string, TensorHeader>
+    let header: Record<string, TensorHeader>
+    try {
+      header = parseJson(buf.toString('utf8')) as Record<string, TensorHeader>
+    } catch (e) {
+      throw new StudioError('E_BAD_MODEL', `${file}: the safetensors header is ${errorMessage(e)}`)
+    }
     delete (header as Record<string, unknown>).__metadata__
     return header
   } finally {
@@ -41,11 +56,11 @@ export function nf4BytesFor(numel: number): number {
   return numel / 2 + numel / 64 + (numel / (64 * 256)) * 4
 }
 
-export async function inspectModel(dirIn: string): Promise<ModelInspection> {
+export async function inspectModel(dirIn: string, checkModel: ModelChecker = checkModelInProcess): Promise<ModelInspection> {
   const dir = checkModelDir(dirIn)
   let config: Record<string, unknown>
   try {
-    config = JSON.parse(await readFile(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>
+    config = parseJson(await readFile(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>
   } catch (e) {
     throw new StudioError('E_BAD_MODEL', `${join(dir, 'config.json')}: ${errorMessage(e)}`)
   }
@@ -55,8 +70,17 @@ export async function inspectModel(dirIn: string): Promise<ModelInspection> {
 
   let files: string[]
   if (existsSync(join(dir, 'model.safetensors.index.json'))) {
-    const index = JSON.parse(await readFile(join(dir, 'model.safetensors.index.json'), 'utf8')) as { weight_map?: Record<string, string> }
+    const indexFile = join(dir, 'model.safetensors.index.json')
+    let index: { weight_map?: Record<string, string> }
+    try {
+      index = parseJson(await readFile(indexFile, 'utf8')) as { weight_map?: Record<string, string> }
+    } catch (e) {
+      throw new StudioError('E_BAD_MODEL', `${indexFile}: ${errorMessage(e)}`)
+    }
     files = [...new Set(Object.values(index.weight_map ?? {}))]
+    // Shard names are file names in this folder: never a path that leaves it.
+    const outside = files.find((f) => typeof f !== 'string' || f === '' || /[\\/]/.test(f) || f.startsWith('.'))
+    if (outside !== undefined) throw new StudioError('E_BAD_MODEL', `${indexFile}: weight_map names a file outside the model folder`)
   } else if (existsSync(join(dir, 'model.safetensors'))) files = ['model.safetensors']
   else files = []
 
@@ -81,10 +105,12 @@ export async function inspectModel(dirIn: string): Promise<ModelInspection> {
     params = estimateParams(config)
   }
 
-  const supported = (SUPPORTED_ARCHITECTURES as readonly string[]).includes(architecture) && files.length > 0
+  const check = await checkModel(dir)
+  const supported = check.ok
   const note = files.length === 0
     ? 'no model.safetensors or model.safetensors.index.json (only safetensors checkpoints are supported)'
-    : supported ? '' : `${architecture} is not supported (Llama, Mistral and Qwen2 families are)`
+    : check.message
+  if (check.ok && prequantized) params = check.params
   const tokenizerConfig = await readFile(join(dir, 'tokenizer_config.json'), 'utf8').then((s) => JSON.parse(s) as Record<string, unknown>, () => null)
   return {
     dir,
@@ -113,8 +139,8 @@ function estimateParams(c: Record<string, unknown>): number {
   const i = Number(c.intermediate_size ?? 0)
   const heads = Number(c.num_attention_heads ?? 1)
   const kv = Number(c.num_key_value_heads ?? heads)
-  const hd = h / heads
-  const attn = h * h * 2 + h * kv * hd * 2
+  const hd = Number(c.head_dim ?? h / heads)
+  const attn = h * heads * hd * 2 + h * kv * hd * 2
   const mlp = 3 * h * i
   return l * (attn + mlp + 2 * h) + v * h * (c.tie_word_embeddings ? 1 : 2) + h
 }

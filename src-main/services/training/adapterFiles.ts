@@ -4,6 +4,8 @@ import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writ
 import { endianness } from 'node:os'
 import { basename, dirname, join, resolve } from 'node:path'
 import type { LoraTensor } from '../../engine/nativeTypes'
+import { parseJson } from '../data/jsonText'
+import { statOrProblem } from '../pathProblems'
 import { StudioError, errorMessage } from '../errors'
 import { LINEAR_TARGETS, type LinearTarget } from '../params/trainParams'
 import { decodeRawSafetensors, encodeRawSafetensors, type SafetensorsDtype } from './safetensorsBytes'
@@ -284,12 +286,14 @@ export function saveAdapter(dir: string, tensors: readonly LoraTensor[], setting
 export function loadAdapter(dir: string): LoadedAdapter {
   const abs = resolve(dir)
   const bad = (msg: string, details: Record<string, unknown> = {}) => new StudioError('E_BAD_INPUT', msg, { details: { adapter: abs, ...details } })
-  if (!existsSync(abs) || !statSync(abs).isDirectory()) throw bad(`adapter directory ${abs} does not exist`)
+  const { stat: st, problem } = statOrProblem(abs)
+  if (!st) throw bad(`adapter directory ${abs} ${problem}`)
+  if (!st.isDirectory()) throw bad(`${abs} is a file, not an adapter directory`)
   const cfgFile = join(abs, ADAPTER_CONFIG_FILE)
   if (!existsSync(cfgFile)) throw bad(`adapter directory ${abs} has no ${ADAPTER_CONFIG_FILE} (expected a PEFT LoRA adapter folder)`, { file: cfgFile })
   let config: Record<string, unknown>
   try {
-    const parsed: unknown = JSON.parse(readFileSync(cfgFile, 'utf8'))
+    const parsed: unknown = parseJson(readFileSync(cfgFile, 'utf8'))
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('expected a JSON object')
     config = parsed as Record<string, unknown>
   } catch (e) {

@@ -1,6 +1,7 @@
 // The safetensors container at the byte level (huggingface/safetensors format): an 8-byte little-endian header length,
 // a JSON header (with __metadata__, string to string), then the tensors' bytes. Shared by the PEFT adapter files
 // (adapterFiles.ts, float tensors) and the resume checkpoints (checkpoint.ts, float and uint8 tensors).
+import { parseJson } from '../data/jsonText'
 import { StudioError, errorMessage } from '../errors'
 
 export type SafetensorsDtype = 'F32' | 'F16' | 'BF16' | 'U8'
@@ -66,7 +67,7 @@ export function decodeRawSafetensors(bytes: Uint8Array, file: string, dtypes: re
   const n = Number(headerLen)
   let header: unknown
   try {
-    header = JSON.parse(buf.subarray(8, 8 + n).toString('utf8'))
+    header = parseJson(buf.subarray(8, 8 + n).toString('utf8'))
   } catch (e) {
     throw bad(`header is not valid JSON: ${errorMessage(e)}`)
   }
