@@ -1,7 +1,7 @@
 // Merged model export (docs/exports.md): the merged folder's log-probs equal base + adapter in fp32 (1e-4), its bf16
 // weights are the correctly rounded merge, an NF4 run merges into the 4-bit round trip it trained with, and the export
 // never writes over a folder that is not an earlier merged export.
-import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { cpSync, existsSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { loadNative } from '../../src-main/engine/loadNative'
@@ -145,6 +145,20 @@ describe('merged model export', () => {
     await exportMergedModel({ ...req, outDir: mine, overwrite: true })
     expect(readdirSync(root).filter((f) => f.startsWith('.'))).toEqual([]) // no temp folders left behind
     expect(existsSync(path.join(mine, 'model.safetensors'))).toBe(true)
+  })
+
+  it('never writes into the model folder or over the adapter it reads, also through a link', async () => {
+    const model = path.join(tempDir('dpo-model-'), 'stories260K')
+    cpSync(STORIES, model, { recursive: true })
+    const before = readdirSync(model).sort()
+    const req = { modelDir: model, adapterDir: adapter.dir, mergeBase: 'original' as const }
+    await expect(exportMergedModel({ ...req, outDir: path.join(model, 'merged') })).rejects.toMatchObject({ code: 'E_EXPORT_NOT_OURS', message: expect.stringMatching(/is inside .*stories260K, which this export reads/) })
+    const link = path.join(tempDir('dpo-link-'), 'model-link')
+    symlinkSync(model, link)
+    await expect(exportMergedModel({ ...req, outDir: path.join(link, 'merged') })).rejects.toMatchObject({ code: 'E_EXPORT_NOT_OURS' })
+    await expect(exportMergedModel({ ...req, outDir: path.dirname(adapter.dir) })).rejects.toMatchObject({ code: 'E_EXPORT_NOT_OURS', message: expect.stringMatching(/holds .*adapter, which this export reads/) })
+    expect(readdirSync(model).sort()).toEqual(before)
+    expect(readdirSync(path.dirname(adapter.dir))).toEqual(['adapter'])
   })
 
   it('a failure half-way leaves an earlier export byte for byte and no temp folder', async () => {

@@ -4,7 +4,9 @@
 // built in a temp folder beside the target and swapped in at the end.
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { basename, dirname, join, resolve } from 'node:path'
-import { StudioError, errorMessage } from '../errors'
+import { StudioError } from '../errors'
+import { fileWriteError } from '../fsAtomic'
+import { isInside, realish } from '../realPaths'
 
 /** The marker every export folder carries: what it is, from which run, written when, by which engine. */
 export const EXPORT_MARKER = 'dpo_studio_export.json'
@@ -62,8 +64,25 @@ export function checkExportFolder(target: string, kind: ExportKind, overwrite: b
 }
 
 /**
- * Builds an export: checks the target, gives `fill` a fresh temp folder beside it, writes the marker, then swaps the
- * temp folder in (an earlier export is moved aside first and removed last). On any error the target is untouched.
+ * Refuses a target that is one of the folders the export reads (`inputs`: the model, the adapter, the dataset), lies
+ * inside one (model folders are never written to, docs/run-directory.md), or holds one (replacing it would remove
+ * it). Paths are compared after resolving links.
+ */
+export function checkNotAnInput(target: string, inputs: readonly string[]): void {
+  const real = realish(target)
+  for (const input of inputs) {
+    const inReal = realish(input)
+    if (isInside(real, inReal) || isInside(inReal, real)) {
+      const how = real === inReal ? 'is' : isInside(real, inReal) ? 'is inside' : 'holds'
+      throw new StudioError('E_EXPORT_NOT_OURS', `${resolve(target)} ${how} ${resolve(input)}, which this export reads; choose a folder outside it (nothing was written)`, { details: { path: resolve(target), earlierExport: false, input: resolve(input) } })
+    }
+  }
+}
+
+/**
+ * Builds an export: checks the target (against `inputs` too, see checkNotAnInput), gives `fill` a fresh temp folder
+ * beside it, writes the marker, then swaps the temp folder in (an earlier export is moved aside first and removed
+ * last). On any error the target is untouched; a write error names the export and says when the disk is full.
  */
 export async function writeExportFolder<T>(
   target: string,
@@ -71,17 +90,23 @@ export async function writeExportFolder<T>(
   overwrite: boolean,
   marker: Record<string, unknown>,
   fill: (tmp: string) => Promise<T> | T,
+  inputs: readonly string[] = [],
 ): Promise<T> {
   const abs = resolve(target)
+  checkNotAnInput(abs, inputs)
   checkExportFolder(abs, kind, overwrite)
   const parent = dirname(abs)
-  mkdirSync(parent, { recursive: true })
+  try {
+    mkdirSync(parent, { recursive: true })
+  } catch (e) {
+    throw fileWriteError(e, parent, 'create the folder')
+  }
   const stamp = `${process.pid}-${Date.now()}`
   const tmp = join(parent, `.${basename(abs)}.tmp-${stamp}`)
   const old = join(parent, `.${basename(abs)}.old-${stamp}`)
-  mkdirSync(tmp)
   let result: T
   try {
+    mkdirSync(tmp)
     result = await fill(tmp)
     const files = readdirSync(tmp).sort()
     writeFileSync(join(tmp, EXPORT_MARKER), JSON.stringify({ kind, created: new Date().toISOString(), files, ...marker }, null, 2) + '\n')
@@ -92,8 +117,7 @@ export async function writeExportFolder<T>(
   } catch (e) {
     rmSync(tmp, { recursive: true, force: true })
     if (existsSync(old) && !existsSync(abs)) renameSync(old, abs)
-    if (e instanceof StudioError) throw e
-    throw new StudioError('E_IO', `could not write the export to ${abs}: ${errorMessage(e)}`, { cause: e })
+    throw fileWriteError(e, abs, 'write the export to')
   }
   rmSync(old, { recursive: true, force: true })
   return result

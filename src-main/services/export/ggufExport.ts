@@ -12,7 +12,7 @@ import { GgmlType, kv, writeGguf, type GgufTensorInfo, type GgufValue } from './
 import { archInfo, archMetadata, ggmlDims, ggufName, permuteRotaryRows, ropeFreqs, rotaryHeads, tensorType, type ArchInfo, type GgufFileType } from './ggufModel'
 import { vocabMetadata, type VocabMetadata } from './ggufVocab'
 import { writeExportFolder } from './exportFolder'
-import { openMerge } from './mergedModel'
+import { exportInputs, openMerge } from './mergedModel'
 import type { MergeBase, MergedWeights } from './mergedWeights'
 import { modelfileText } from './modelfile'
 
@@ -91,7 +91,7 @@ export async function exportGguf(req: GgufExportRequest): Promise<GgufExportResu
         alternatives: modelFiles.map((j) => j.file).filter((f) => f !== smallest.file),
       }))
       req.onProgress?.(1, 'done')
-    })
+    }, exportInputs(req.modelDir, req.adapterDir))
     const out = resolve(req.outDir)
     return {
       path: out,

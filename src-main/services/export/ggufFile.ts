@@ -1,8 +1,9 @@
 // The GGUF v3 container (ggml's docs/gguf.md, read for this project; our own code): a header, typed key-value
 // metadata, tensor descriptions, then each tensor's data at a multiple of the alignment (32 bytes). Writes stream
 // tensor by tensor; the reader parses what we write (tests, and checking an export before it is shown).
-import { closeSync, openSync, readSync, writeSync } from 'node:fs'
+import { closeSync, openSync, readSync } from 'node:fs'
 import { StudioError } from '../errors'
+import { writeAll } from '../fsAtomic'
 
 const MAGIC = 0x46554747 // "GGUF" little-endian
 export const GGUF_VERSION = 3
@@ -129,10 +130,6 @@ export function ggufHeader(metadata: ReadonlyMap<string, GgufValue>, tensors: re
   return out.done()
 }
 
-function writeAll(fd: number, data: Uint8Array): void {
-  let done = 0
-  while (done < data.length) done += writeSync(fd, data, done, data.length - done)
-}
 
 /** Writes a whole GGUF file; `dataOf(tensor)` gives each tensor's encoded bytes in turn. */
 export function writeGguf<T extends GgufTensorInfo>(

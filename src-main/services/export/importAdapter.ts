@@ -3,13 +3,15 @@
 // trained answers to the run's test prompts, the comparison and its metadata, and the cluster's metrics.jsonl when it
 // lies beside the adapter. The History lists it like any finished run.
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
-import { dirname, join, resolve } from 'node:path'
+import { hostname } from 'node:os'
+import { basename, dirname, join, resolve } from 'node:path'
 import { loadPromptsFile } from '../data/promptsFile'
 import { generateResponses } from '../engine/generateResponses'
 import { openModel } from '../engine/modelSession'
 import { StudioError } from '../errors'
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, loadAdapter } from '../training/adapterFiles'
 import { sha256File } from '../training/modelFiles'
+import { ensureRunDir, writeRunStatus } from '../training/runDir'
 import { attachLoadedAdapter } from '../training/trainer'
 import type { ComparisonRow, ResponseRow } from '../training/types'
 import { writeExportFolder } from './exportFolder'
@@ -54,6 +56,8 @@ export async function importAdapter(req: ImportAdapterRequest): Promise<ImportAd
 
   let result: ImportAdapterResult | undefined
   await writeExportFolder(req.outDir, 'imported-run', req.overwrite ?? false, { run: runDir, adapter: adapter.dir }, async (tmp) => {
+    // A run directory like any other (docs/run-directory.md): its marker first.
+    ensureRunDir(tmp)
     req.onPhase?.('load', run.model_dir)
     const session = await openModel(run.model_dir, { quant: params.quant, backend })
     try {
@@ -97,16 +101,16 @@ export async function importAdapter(req: ImportAdapterRequest): Promise<ImportAd
         generation: { do_sample: false, max_new_tokens: params.maxNewTokens, eos_token_ids: [...session.tokenizer.eosIds], system_message: params.systemMessage },
         comparison: 'comparison.json',
       })
-      writeJson(join(tmp, 'run_status.json'), {
-        runId: resolve(req.outDir).split(/[\\/]/).pop(), status: 'completed', startedAt: now, endedAt: now,
-        modelDir: resolve(run.model_dir), datasetPath: run.dataset?.path ?? null,
-        testPromptsPath: resolve(promptsPath), engineVersion: req.engineVersion ?? null, error: null,
+      writeRunStatus(tmp, {
+        runId: basename(resolve(req.outDir)), status: 'completed', phase: 'done', startedAt: now, endedAt: now,
+        modelDir: resolve(run.model_dir), datasetPath: run.dataset?.path ?? '', testPromptsPath: resolve(promptsPath),
+        engineVersion: req.engineVersion ?? null, error: null, pid: process.pid, hostname: hostname(),
       })
       result = { path: resolve(req.outDir), prompts: prompts.length, reusedOriginal: samePrompts, metrics: existsSync(metricsFile) }
     } finally {
       session.dispose()
     }
-  })
+  }, [adapter.dir, run.model_dir])
   req.onPhase?.('done', resolve(req.outDir))
   return result!
 }

@@ -41,6 +41,11 @@ export interface MergedExportResult {
   mergedTensors: number
 }
 
+/** The folders a model export reads, which its target may not be, lie in or hold (exportFolder.ts). */
+export function exportInputs(modelDir: string, adapterDir: string | null): string[] {
+  return adapterDir ? [modelDir, adapterDir] : [modelDir]
+}
+
 /** Opens the base and the adapter and checks that they fit, before anything is written. */
 export function openMerge(modelDir: string, adapterDir: string | null, mergeBase: MergeBase, dtype?: OutputDtype): MergedWeights {
   const ckpt = HfCheckpoint.open(modelDir)
@@ -61,7 +66,7 @@ export async function exportMergedModel(req: MergedExportRequest): Promise<Merge
       const written = writeSafetensors(tmp, planned, (n) => merged.encoded(n), req.shardBytes ?? DEFAULT_SHARD_BYTES, (d, total) => req.onProgress?.(d / total))
       written.push(...writeModelFiles(tmp, merged, req))
       return written.map((f) => join(resolve(req.outDir), basename(f)))
-    })
+    }, exportInputs(req.modelDir, req.adapterDir))
     return {
       path: resolve(req.outDir),
       files,

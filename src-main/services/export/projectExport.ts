@@ -5,7 +5,7 @@
 // and system message, pinned requirements, accelerate configs and a README; resources/project-template/ holds the
 // files that do not depend on the run.
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
-import { basename, join, resolve } from 'node:path'
+import { basename, dirname, join, resolve } from 'node:path'
 import { appRoot } from '../../engine/loadNative'
 import { loadPreferenceData, preferencePairs } from '../data/preferenceFile'
 import { promptText } from '../engine/promptText'
@@ -112,7 +112,7 @@ export async function exportProject(req: ProjectExportRequest): Promise<ProjectE
     put('data/steps.json', JSON.stringify(steps) + '\n')
     if (template) put('chat_template.jinja', template)
     put('README.md', projectReadme({ runDir, params, rows: rows.length, steps: plan.steps, perStep, gpus, model: config.model, hasTemplate: template !== null }))
-  })
+  }, [run.model_dir, dirname(data.file)])
   return { path: resolve(req.outDir), files, pairs: rows.length, steps: plan.steps, microBatchesPerStep: perStep, gpus }
 }
 

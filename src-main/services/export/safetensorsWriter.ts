@@ -1,7 +1,8 @@
 // Writes a model's tensors as Hugging Face safetensors, streamed tensor by tensor: one model.safetensors, or shards
 // of at most `shardBytes` with model.safetensors.index.json (transformers' layout), each write checked.
-import { closeSync, openSync, writeSync } from 'node:fs'
+import { closeSync, openSync } from 'node:fs'
 import { join } from 'node:path'
+import { writeAll } from '../fsAtomic'
 import { DTYPE_BYTES, type SafetensorsDtype } from '../training/safetensorsBytes'
 
 export interface PlannedTensor {
@@ -34,10 +35,6 @@ function header(tensors: readonly PlannedTensor[]): Buffer {
   return Buffer.concat([len, json])
 }
 
-function writeAll(fd: number, data: Uint8Array): void {
-  let done = 0
-  while (done < data.length) done += writeSync(fd, data, done, data.length - done)
-}
 
 /**
  * Writes `tensors` into `dir` in the given order; `bytesOf(name)` supplies each tensor's bytes when its turn comes.
