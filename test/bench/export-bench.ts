@@ -1,29 +1,30 @@
 // Export benchmark (not a test; docs/exports.md): how long the merged-model and GGUF exports take and how much memory
 // they hold, on a random bf16 Mistral of 120M parameters (hidden 1024, 4 layers, 8/2 heads, FFN 3584, the real
-// Mistral v0.1 tokenizer) with a LoRA r 64 on q_proj and v_proj, as the notebook trains. Exports stream one tensor at
+// Mistral v0.1 tokenizer; `dpo-tool make-model`) with a LoRA r 64 on q_proj and v_proj, as the notebook trains. Exports stream one tensor at
 // a time, so time scales with the parameter count and memory with the largest tensor; the table says what that means
 // for a 7B model (from CPU time: on a shared machine wall time mostly measures the others). Prints a table and writes
 // build/bench/export-bench.json.
 // Run: NODE_OPTIONS=--expose-gc npx tsx test/bench/export-bench.ts   (gc between exports, so peak RSS is each one's)
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { exportGguf } from '../../src-main/services/export/ggufExport'
 import { exportMergedModel } from '../../src-main/services/export/mergedModel'
 import { randomAdapter } from '../helpers/exportFixtures'
-import { repoRoot } from '../helpers/sharedPath'
-import { makeTinyFamily } from '../helpers/tinyFamilies'
+import { DPO_TOOL } from '../helpers/familyModels'
+import { repoRoot, sharedPath } from '../helpers/sharedPath'
 
 const PARAMS_7B = 7.24e9
-const family = {
-  name: 'bench-mistral', tokenizer: 'mistral-v0.1',
-  config: { architectures: ['MistralForCausalLM'], model_type: 'mistral', hidden_size: 1024, intermediate_size: 3584, num_hidden_layers: 4, num_attention_heads: 8, num_key_value_heads: 2, max_position_embeddings: 4096, torch_dtype: 'bfloat16', vocab_size: 32000, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: false, sliding_window: null, bos_token_id: 1, eos_token_id: 2 },
-}
-const c = family.config
+const c = { hidden_size: 1024, intermediate_size: 3584, num_hidden_layers: 4, num_attention_heads: 8, num_key_value_heads: 2, vocab_size: 32000 }
 const params = 2 * c.vocab_size * c.hidden_size + c.hidden_size +
   c.num_hidden_layers * (2 * c.hidden_size * c.hidden_size + 2 * c.hidden_size * (c.hidden_size / c.num_attention_heads) * c.num_key_value_heads + 3 * c.hidden_size * c.intermediate_size + 2 * c.hidden_size)
 
-const model = makeTinyFamily(family)
+// dpo-tool's random checkpoint at that shape (bf16, untied), with the real Mistral v0.1 tokenizer the GGUF needs.
+const model = mkdtempSync(path.join(os.tmpdir(), 'dpo-export-bench-model-'))
+execFileSync(DPO_TOOL, ['make-model', '--arch', 'mistral', '--out', model, '--hidden', String(c.hidden_size), '--layers', String(c.num_hidden_layers),
+  '--heads', String(c.num_attention_heads), '--kv-heads', String(c.num_key_value_heads), '--ffn', String(c.intermediate_size), '--vocab', String(c.vocab_size)], { stdio: 'pipe' })
+for (const f of ['tokenizer.json', 'tokenizer_config.json']) copyFileSync(sharedPath('tokenizers', 'mistral-v0.1', f), path.join(model, f))
 const adapter = await randomAdapter(model, { targets: ['q_proj', 'v_proj'], r: 64, alpha: 16 })
 const root = mkdtempSync(path.join(os.tmpdir(), 'dpo-export-bench-'))
 const sizeOf = (dir: string) => readdirSync(dir).reduce((s, f) => s + statSync(path.join(dir, f)).size, 0)
@@ -56,6 +57,7 @@ for (const type of ['F16', 'Q8_0', 'Q4_0'] as const) {
 }
 await measure('GGUF F16 + Q8_0 + Q4_0 + LoRA (the default)', (outDir) => exportGguf({ ...base, mergeBase: 'original', outDir }))
 rmSync(root, { recursive: true, force: true })
+rmSync(model, { recursive: true, force: true })
 
 console.log(`export benchmark: ${(params / 1e6).toFixed(0)}M parameters (bf16 ${((params * 2) / 1e6).toFixed(0)} MB), LoRA r 64 on q_proj, v_proj; ${os.cpus()[0]?.model ?? ''}, ${os.cpus().length} cores`)
 console.log('| export | wall s | CPU s | output | peak RSS | 7B at this CPU rate |')

@@ -15,7 +15,7 @@ import { randomAdapter } from '../helpers/exportFixtures'
 import { tempDir } from '../helpers/modelFixtures'
 import { runCli } from '../helpers/runCli'
 import { sharedPath } from '../helpers/sharedPath'
-import { TINY_FAMILIES as GGUF_FAMILIES, makeTinyFamily } from '../helpers/tinyFamilies'
+import { FAMILIES, familyModel } from '../helpers/familyModels'
 import { maxScaledDiff, openEngine, probeSequences, scoreProbes, type ProbeScores } from './engineSide'
 import { STORIES_DIR } from './families'
 import { refstackPython, runPy } from './refstack'
@@ -26,7 +26,7 @@ const RUN = ['--data-size', '48', '--lr', '5e-3', '--optim', 'adamw', '--quant',
 
 /**
  * Merged bf16 against base + adapter: each merged weight is rounded to 8 significant bits (off by up to 2^-9 of itself).
- * Measured (2026-12-02, scaled log-prob difference): qwen2.5 4.8e-3, llama-3.1 2.2e-3, mistral-v0.1 2.8e-3.
+ * Measured (2026-12-02, scaled log-prob difference, the six family twins): 1.1e-3 to 6.3e-3.
  */
 const BF16_MERGE_TOLERANCE = 2e-2
 
@@ -198,19 +198,21 @@ describe('an NF4 run\'s project (bitsandbytes 4-bit, paged 8-bit AdamW) under ac
   })
 })
 
-// Merged models in the base's bf16, one per family llama.cpp tells apart (Qwen2.5 with biases and tied embeddings,
-// Llama 3.1, Mistral): transformers loads each folder as saved, and it scores as its base + adapter under PEFT up to
-// the merged weights' bf16 rounding; our engine on the folder equals transformers on it. One Python call for all.
+// Merged models in the base's bf16, one per tested family (the twins of docs/model-families.md: Llama 3.1/3.2 with
+// RoPE scaling, Qwen2.5 with biases, Qwen3 with q/k norms, Mistral, Breeze): transformers loads each folder as saved,
+// and it scores as its base + adapter under PEFT up to the merged weights' bf16 rounding; our engine on the folder
+// equals transformers on it. One Python call for all.
 describe('merged bf16 models of each family in transformers', () => {
   it('load as saved, score as base + adapter in PEFT up to bf16 rounding, and as our engine scores them', async () => {
     const cases = []
-    for (const family of GGUF_FAMILIES) {
-      const model = makeTinyFamily(family)
+    for (const family of FAMILIES) {
+      const model = familyModel(family)
       const adapter = await randomAdapter(model, { targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'down_proj'], bScale: 0.2 })
       const merged = path.join(tempDir('dpo-ref-merged-'), 'merged')
       const r = await exportMergedModel({ modelDir: model, adapterDir: adapter.dir, mergeBase: 'original', outDir: merged })
       expect(r.dtype).toBe('BF16')
-      cases.push({ family: family.name, model, adapter: adapter.dir, merged, seqs: probeSequences(Number(family.config.vocab_size), 2, 16, 21) })
+      const vocab = (JSON.parse(readFileSync(path.join(model, 'config.json'), 'utf8')) as { vocab_size: number }).vocab_size
+      cases.push({ family, model, adapter: adapter.dir, merged, seqs: probeSequences(vocab, 2, 16, 21) })
     }
     const scored = runPy<Array<{ base: ProbeScores[]; adapters: Array<{ scores: ProbeScores[] }> }>>('peft_adapters.py', {
       op: 'score', models: cases.flatMap((c) => [
