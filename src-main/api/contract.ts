@@ -106,6 +106,8 @@ export const apiInputs = {
   exportProject: z.object({ run: z.union([idArg, pathArg]), dir: pathArg, overwrite: z.boolean().default(false), gpus: z.number().int().min(1).max(1024).optional() }),
   /** An adapter trained elsewhere (an exported project's outputs/adapter) as a new run beside the one it repeats. */
   importAdapter: z.object({ run: z.union([idArg, pathArg]), adapterDir: pathArg }),
+  /** An exported JSON file's text, for the browser's download button (web mode: the file is on the server). */
+  exportRead: z.object({ path: pathArg }),
   /** Folder browser for web mode: the roots the server lets a browser see. */
   fsRoots: none,
   fsList: z.object({ dir: pathArg, files: z.boolean().default(true) }),
@@ -320,6 +322,8 @@ export interface RunListItem {
   resumeFromStep: number
   /** A cancelled run: where the cancel stopped it ("cancelled during trained responses"); null otherwise. */
   reason: string | null
+  /** The run's resolved parameters (config.json's params; null for a folder without them). */
+  params: Record<string, unknown> | null
 }
 
 export interface RunDetail extends RunListItem {
@@ -414,6 +418,7 @@ export interface ApiResults {
   exportGguf: ExportResult
   exportProject: ExportResult
   importAdapter: { runId: string; path: string }
+  exportRead: { name: string; text: string }
   fsRoots: FsRoot[]
   fsList: FsListing
   dialogOpen: DialogResult

@@ -16,7 +16,7 @@ import { DatasetRegistry, openPrompts } from './datasets'
 import { JobManager } from './jobs'
 import type { PathPolicy } from './pathPolicy'
 import { runAnswerTokens, runPairTokens, runPairs } from './insightsStore'
-import { exportAdapter, exportComparison, listRuns, openRun, readMetrics, recoverOrphanedRuns } from './runStore'
+import { exportAdapter, exportComparison, listRuns, openRun, readExport, readMetrics, recoverOrphanedRuns } from './runStore'
 import { listSweeps, openSweep, recoverOrphanedSweeps } from './sweepStore'
 import { planResume } from '../services/training/resume'
 import { EXPORT_MARKER } from '../services/export/exportFolder'
@@ -205,6 +205,9 @@ export function createApi(ctx: ApiContext): ApiService {
       for (let n = 2; existsSync(join(runsDir(ctx.dataDir), runId)); n++) runId = `${basename(from)}-imported-${n}`
       const r = await ctx.host.call('importAdapter', { adapterDir: check(adapterDir), runDir: from, outDir: join(runsDir(ctx.dataDir), runId) }).promise
       return { runId, path: r.path }
+    },
+    async exportRead({ path }) {
+      return readExport(check(path))
     },
     async fsRoots() {
       return ctx.policy.roots()

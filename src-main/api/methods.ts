@@ -30,6 +30,7 @@ export const API_METHOD_NAMES = [
   'exportGguf',
   'exportProject',
   'importAdapter',
+  'exportRead',
   'fsRoots',
   'fsList',
   'dialogOpen',

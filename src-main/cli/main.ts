@@ -84,7 +84,8 @@ export function buildProgram(): Command {
       if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError(`--port must be an integer 0-65535, got '${v}'`)
       return n
     })
-    .action(async (opts) => runServe(opts))
+    .option('--allow <dir>', 'also let the browser open files in DIR (repeatable; besides home, the HF cache and $DPO_STUDIO_ROOTS)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .action(async (opts: { port?: number; allow: string[] }) => runServe({ ...(opts.port !== undefined ? { port: opts.port } : {}), root: opts.allow }))
 
   program
     .command('sft')
