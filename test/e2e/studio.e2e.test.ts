@@ -4,8 +4,9 @@
 // find an answer whose stance DPO changed and its highlighted diff, export and read the JSON back, find the run in
 // the history, inspect the run's pairs and their tokens, cancel a support_ratio 0.9 run and resume it from the history,
 // compare the two (answers, then pairs and tokens side by side), run a support_ratio sweep and follow it to a run's
-// pairs, survive an engine crash. Screenshots of each main view land in test-results/screenshots.
-import { existsSync, mkdtempSync, readdirSync, readFileSync, realpathSync, statSync, writeFileSync } from 'node:fs'
+// pairs, export the run elsewhere and import an adapter back, survive an engine crash. Screenshots of each main view
+// land in test-results/screenshots.
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import type { BrowserContext, Page } from 'playwright-core'
@@ -673,6 +674,47 @@ describe('DPO Studio in Chromium', () => {
     await expect.poll(() => tid('pairs-count').textContent()).toBe('60 of 60 pairs')
     expect(await tid('pairs-run').inputValue()).toBe(path.join(sweepsDir, id!, 'ratio-1'))
     expect(await tid('pairs-table').locator('.badge.oppose').count()).toBe(0)
+  })
+
+  it.runIf(hasTraining)('exports the run elsewhere (merged model, GGUF + Modelfile, cluster project), never into a folder not its own, and imports an adapter back', async () => {
+    await nav('export')
+    await tid('export-elsewhere').waitFor()
+    const runId = await tid('export-run').inputValue()
+    const root = path.join(dataDir, 'exports', runId)
+    // GGUF: F16 only, to keep the test short; the defaults are F16, Q8_0 and Q4_0.
+    await tid('export-gguf-Q8_0').uncheck()
+    await tid('export-gguf-Q4_0').uncheck()
+    for (const kind of ['merged', 'gguf', 'project']) {
+      await tid(`export-${kind}-button`).click()
+      await tid(`export-${kind}-done`).waitFor({ timeout: 60_000 })
+    }
+    expect(existsSync(path.join(root, 'merged-model', 'model.safetensors'))).toBe(true)
+    expect(readdirSync(path.join(root, 'gguf')).filter((f) => f.endsWith('.gguf')).length).toBe(2) // F16 + the LoRA
+    expect(readFileSync(path.join(root, 'gguf', 'Modelfile'), 'utf8')).toMatch(/^FROM \.\/.+-F16\.gguf$/m)
+    expect(existsSync(path.join(root, 'project', 'train.py'))).toBe(true)
+    await screenshot(page, 'export-elsewhere')
+
+    // A folder of the user's: refused, left as it was. The earlier export: replaced after asking.
+    const mine = path.join(dataDir, 'exports', 'my-notes')
+    mkdirSync(mine, { recursive: true })
+    writeFileSync(path.join(mine, 'notes.txt'), 'mine')
+    await tid('export-merged-path').getByTestId('path-input').fill(mine)
+    await tid('export-merged-button').click()
+    await expect.poll(() => tid('export-elsewhere-error').textContent()).toContain('not an earlier merged-model export')
+    expect(readdirSync(mine)).toEqual(['notes.txt'])
+    await tid('export-merged-path').getByTestId('path-input').fill(path.join(root, 'merged-model'))
+    await tid('export-merged-button').click()
+    await tid('export-merged-overwrite').waitFor()
+    await tid('export-merged-overwrite-yes').click()
+    await tid('export-merged-done').waitFor()
+
+    // The adapter the project would bring back (here: the run's own) becomes a new run with the comparison.
+    await tid('import-adapter-path').getByTestId('path-input').fill(path.join(dataDir, 'runs', runId, 'adapter'))
+    await tid('import-adapter-button').click()
+    await tid('import-adapter-done').waitFor({ timeout: 60_000 })
+    expect(JSON.parse(readFileSync(path.join(dataDir, 'runs', `${runId}-imported`, 'comparison.json'), 'utf8'))).toHaveLength(10)
+    await nav('history')
+    await expect.poll(() => tid('history-row').count()).toBe(3)
   })
 
   it('has no serious or critical axe-core violation in any view', async () => {
