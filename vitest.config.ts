@@ -7,7 +7,9 @@ import { defineConfig } from 'vitest/config'
 export default defineConfig({
   plugins: [vue()],
   test: {
-    include: ['test/unit/**/*.test.ts', 'test/engine/**/*.test.ts'],
+    // test/faults: real CLI and web host processes under faults (full disk, signals, hostile clients, bad paths); run
+    // once, not again on the guarded backend (test:guarded reruns test/engine only).
+    include: ['test/unit/**/*.test.ts', 'test/engine/**/*.test.ts', 'test/faults/**/*.test.ts'],
     testTimeout: 120_000,
     hookTimeout: 120_000,
     // Engine suites share 2 cores; running files one at a time keeps timings sane.

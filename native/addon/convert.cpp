@@ -67,8 +67,7 @@ Napi::Object backend_info_to_js(Napi::Env env, const dpo::BackendInfo& info) {
   return o;
 }
 
-Napi::Object model_info_to_js(Napi::Env env, const dpo::ModelInfo& info) {
-  const dpo::ModelConfig& c = info.config;
+Napi::Object model_config_to_js(Napi::Env env, const dpo::ModelConfig& c) {
   Napi::Object cfg = Napi::Object::New(env);
   cfg.Set("architecture", c.architecture);
   cfg.Set("modelType", c.model_type);
@@ -81,15 +80,36 @@ Napi::Object model_info_to_js(Napi::Env env, const dpo::ModelInfo& info) {
   cfg.Set("vocab", c.vocab);
   cfg.Set("maxPosition", c.max_position);
   cfg.Set("ropeTheta", c.rope_theta);
+  cfg.Set("ropeType", dpo::rope_type_name(c.rope.type));
+  cfg.Set("ropeFactor", c.rope.factor);
   cfg.Set("rmsNormEps", c.rms_norm_eps);
   cfg.Set("tieEmbeddings", c.tie_embeddings);
   cfg.Set("qkvBias", c.qkv_bias);
+  cfg.Set("qkNorm", c.qk_norm);
+  cfg.Set("slidingWindow", c.sliding_window);
+  cfg.Set("prequantized", c.prequantized);
   cfg.Set("bosTokenId", c.bos_token_id);
   Napi::Array eos = Napi::Array::New(env, c.eos_token_ids.size());
   for (size_t i = 0; i < c.eos_token_ids.size(); i++) eos.Set(uint32_t(i), c.eos_token_ids[i]);
   cfg.Set("eosTokenIds", eos);
   cfg.Set("torchDtype", c.torch_dtype);
+  return cfg;
+}
 
+Napi::Object model_check_to_js(Napi::Env env, const dpo::ModelCheck& r) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("ok", r.ok);
+  o.Set("code", r.error_code);
+  o.Set("message", r.message);
+  o.Set("config", r.config_read ? Napi::Value(model_config_to_js(env, r.config)) : env.Null());
+  o.Set("params", double(r.n_params));
+  o.Set("checkpointBytes", double(r.checkpoint_bytes));
+  o.Set("quantizedLinears", r.quantized_linears);
+  return o;
+}
+
+Napi::Object model_info_to_js(Napi::Env env, const dpo::ModelInfo& info) {
+  Napi::Object cfg = model_config_to_js(env, info.config);
   Napi::Object o = Napi::Object::New(env);
   o.Set("config", cfg);
   o.Set("params", double(info.n_params));

@@ -21,6 +21,8 @@ double number_field(Napi::Env env, const Napi::Object& o, const char* key, doubl
 
 Napi::Object backend_info_to_js(Napi::Env env, const dpo::BackendInfo& info);
 Napi::Object model_info_to_js(Napi::Env env, const dpo::ModelInfo& info);
+Napi::Object model_config_to_js(Napi::Env env, const dpo::ModelConfig& c);
+Napi::Object model_check_to_js(Napi::Env env, const dpo::ModelCheck& check);
 Napi::Array sequence_logps_to_js(Napi::Env env, const std::vector<dpo::SequenceLogp>& out);
 Napi::Array dpo_metrics_to_js(Napi::Env env, const std::vector<dpo::DpoPairMetrics>& out);
 

@@ -1,5 +1,7 @@
 // Model: inference calls (logps, generate) and their workers.
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
 
 #include "cancel_token.h"
 #include "model_wrap.h"
@@ -109,10 +111,19 @@ Napi::Value ModelWrap::Generate(const Napi::CallbackInfo& info) {
   dpo::GenerateOptions opt;
   Napi::Object o = info[1].As<Napi::Object>();
   if (o.Has("maxNewTokens")) {
+    // Read as a double: Int32Value() would wrap 1e12 to a negative number and call it "not an integer".
     Napi::Value v = o.Get("maxNewTokens");
-    if (!v.IsNumber() || v.As<Napi::Number>().Int32Value() < 0)
-      throw bad_input(env, "maxNewTokens must be a non-negative integer");
-    opt.max_new_tokens = v.As<Napi::Number>().Int32Value();
+    const double n = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1.0;
+    if (!(n >= 0) || n != std::floor(n)) throw bad_input(env, "maxNewTokens must be a non-negative integer");
+    const int ctx = m->info().config.max_position;
+    if (n > double(ctx > 0 ? ctx : (1 << 20))) {
+      char shown[32];
+      std::snprintf(shown, sizeof shown, "%.15g", n);
+      throw to_js_error(env, dpo::EngineError(dpo::ErrorCode::TooLong, std::string("maxNewTokens ") + shown + " is more than " +
+                                                                            (ctx > 0 ? "the model's context (" + std::to_string(ctx) + " tokens, max_position_embeddings)"
+                                                                                     : std::string("1048576 (the config gives no max_position_embeddings)"))));
+    }
+    opt.max_new_tokens = int(n);
   }
   if (o.Has("eosIds")) opt.eos_ids = to_int_vector(env, o.Get("eosIds"), "eosIds");
   Napi::Function cb = info.Length() > 2 && info[2].IsFunction() ? info[2].As<Napi::Function>() : Napi::Function();

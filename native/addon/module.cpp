@@ -1,4 +1,4 @@
-// The N-API module: version(), probe(), loadModel() -> Model, CancelToken. A thin shell over include/dpo/engine.h;
+// The N-API module: version(), probe(), checkModel(), loadModel() -> Model, CancelToken. A thin shell over include/dpo/engine.h;
 // the TypeScript declaration of all of it is src-main/engine/nativeTypes.ts.
 #include <napi.h>
 
@@ -63,6 +63,20 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
   return p;
 }
 
+// checkModel(dir, {quant}): the loader's validation from config.json and the safetensors headers (no tensor data is
+// read, so it runs on the calling thread).
+Napi::Value CheckModel(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) throw bad_input(env, "checkModel(dir, options) needs a directory");
+  dpo::QuantMode quant = dpo::QuantMode::Nf4;
+  if (info.Length() > 1 && info[1].IsObject() && info[1].As<Napi::Object>().Has("quant")) {
+    const std::string q = info[1].As<Napi::Object>().Get("quant").ToString();
+    if (q == "none") quant = dpo::QuantMode::None;
+    else if (q != "nf4") throw bad_input(env, "quant must be 'nf4' or 'none', got '" + q + "'");
+  }
+  return model_check_to_js(env, dpo::check_model(info[0].As<Napi::String>(), quant));
+}
+
 Napi::Value Version(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), dpo::engine_version()); }
 Napi::Value Probe(const Napi::CallbackInfo& info) { return backend_info_to_js(info.Env(), dpo::probe_backends()); }
 
@@ -73,6 +87,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Model", ModelWrap::Init(env));
   exports.Set("version", Napi::Function::New(env, Version));
   exports.Set("probe", Napi::Function::New(env, Probe));
+  exports.Set("checkModel", Napi::Function::New(env, CheckModel));
   exports.Set("loadModel", Napi::Function::New(env, LoadModel));
   return exports;
 }

@@ -14,7 +14,7 @@
 #include "io/json.h"
 #include "io/safetensors.h"
 #include "io/text_file.h"
-#include "tiny_checkpoint.h"
+#include "fuzz_checkpoint.h"
 
 namespace {
 

@@ -1,4 +1,4 @@
-// Fuzz target `weights`: a checkpoint image loaded for the fixed tiny Llama (tiny_checkpoint.h), once kept in fp32
+// Fuzz target `weights`: a checkpoint image loaded for the fixed tiny Llama (fuzz_checkpoint.h), once kept in fp32
 // and once quantized to NF4 at load. Seeds hold plain F32 / BF16 and bitsandbytes pre-quantized checkpoints, so
 // mutations reach the shape, dtype and quant_state checks. Either a clean E_BAD_MODEL naming the tensor's file, or
 // weights of exactly the shapes the config implies.
@@ -8,7 +8,7 @@
 #include "fuzz_targets.h"
 #include "io/safetensors.h"
 #include "model/weights.h"
-#include "tiny_checkpoint.h"
+#include "fuzz_checkpoint.h"
 
 namespace dpo::fuzz {
 namespace {

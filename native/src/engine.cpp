@@ -130,6 +130,24 @@ std::unique_ptr<Backend> choose_backend(BackendChoice choice, const GpuOffer& of
   }
 }
 
+ModelCheck check_model(const std::string& dir, QuantMode quant) {
+  ModelCheck r;
+  try {
+    r.config = load_model_config(dir);
+    r.config_read = true;
+    WeightSet ws(dir);
+    const LoadStats st = validate_weights(r.config, ws, quant == QuantMode::Nf4);
+    r.n_params = st.n_params;
+    r.checkpoint_bytes = st.checkpoint_bytes;
+    r.quantized_linears = st.quantized_linears;
+    r.ok = true;
+  } catch (const EngineError& e) {
+    r.error_code = e.code_name();
+    r.message = e.what();
+  }
+  return r;
+}
+
 std::unique_ptr<Model> Model::load(const std::string& dir, const LoadOptions& options,
                                    const ProgressCallback& progress) {
   auto impl = std::make_unique<ModelImpl>();

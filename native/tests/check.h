@@ -1,6 +1,7 @@
 // A minimal test harness for the native tests (run by ctest): CHECK macros that count failures
 // and print the failing expression with values, and a main() helper.
 #pragma once
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <functional>
@@ -18,6 +19,7 @@ inline int run_all() {
   int failed_cases = 0;
   for (auto& c : cases()) {
     int before = failures();
+    const auto t0 = std::chrono::steady_clock::now();
     try {
       c.fn();
     } catch (const std::exception& e) {
@@ -26,7 +28,8 @@ inline int run_all() {
     }
     bool ok = failures() == before;
     if (!ok) failed_cases++;
-    std::printf("%s %s\n", ok ? "[pass]" : "[FAIL]", c.name);
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::printf("%s %s (%.1f s)\n", ok ? "[pass]" : "[FAIL]", c.name, secs);
   }
   std::printf("%d passed, %d failed\n", int(cases().size()) - failed_cases, failed_cases);
   return failed_cases == 0 ? 0 : 1;

@@ -16,6 +16,7 @@
 #include "cpu/ops.h"
 #include "cpu/thread_pool.h"
 #include "dpo/errors.h"
+#include "model/rope_table.h"
 #include "quant/nf4.h"
 
 using namespace dpo;
@@ -113,22 +114,25 @@ void ref_rmsnorm(vector<double>& out, const vector<double>& x, const vector<doub
   }
 }
 
-// The spec's angles: inv_freq and pos * inv_freq in fp32 (torch), cos/sin of that fp32 angle.
-void rope_angles(vector<double>& cs, vector<double>& sn, int pos, int HD, float theta) {
+// The spec's angles: inv_freq and pos * inv_freq in fp32 (torch), cos/sin of that fp32 angle, times the table's
+// attention scaling (yarn). inv_freq: the given fp32 table, or (empty) the plain 1/theta^(2j/HD).
+void rope_angles(vector<double>& cs, vector<double>& sn, int pos, int HD, float theta, const vector<float>& table,
+                 double scaling) {
   cs.resize(size_t(HD / 2));
   sn.resize(size_t(HD / 2));
   for (int j = 0; j < HD / 2; j++) {
-    const float inv = 1.0f / std::pow(theta, float(2 * j) / float(HD));
+    const float inv = table.empty() ? 1.0f / std::pow(theta, float(2 * j) / float(HD)) : table[size_t(j)];
     const float a = float(pos) * inv;
-    cs[size_t(j)] = std::cos(double(a));
-    sn[size_t(j)] = std::sin(double(a));
+    cs[size_t(j)] = std::cos(double(a)) * scaling;
+    sn[size_t(j)] = std::sin(double(a)) * scaling;
   }
 }
 
-void ref_rope(vector<double>& x, const vector<int>& pos, int M, int H, int HD, float theta) {
+void ref_rope(vector<double>& x, const vector<int>& pos, int M, int H, int HD, float theta,
+              const vector<float>& table = {}, double scaling = 1.0) {
   vector<double> cs, sn;
   for (int m = 0; m < M; m++) {
-    rope_angles(cs, sn, pos[size_t(m)], HD, theta);
+    rope_angles(cs, sn, pos[size_t(m)], HD, theta, table, scaling);
     for (int h = 0; h < H; h++) {
       double* v = x.data() + (size_t(m) * H + h) * HD;
       for (int j = 0; j < HD / 2; j++) {
@@ -363,6 +367,56 @@ TEST_CASE(rmsnorm_forward_matches_double) {
   }
 }
 
+// Qwen3's q_norm / k_norm: RMSNorm over each head's HD values of a (M, H*HD) projection, one HD-long weight shared
+// by all heads, written per head here. The engine runs it as the row RMSNorm over M*H rows of HD.
+void ref_head_norm(vector<double>& out, const vector<double>& x, const vector<double>& w, int M, int H, int HD,
+                   double eps) {
+  out.assign(x.size(), 0.0);
+  for (int m = 0; m < M; m++)
+    for (int h = 0; h < H; h++) {
+      const double* xh = x.data() + (size_t(m) * H + h) * HD;
+      double ss = 0;
+      for (int j = 0; j < HD; j++) ss += xh[j] * xh[j];
+      const double r = 1.0 / std::sqrt(ss / HD + eps);
+      for (int j = 0; j < HD; j++) out[(size_t(m) * H + h) * HD + j] = w[size_t(j)] * xh[j] * r;
+    }
+}
+
+TEST_CASE(qk_head_norm_matches_double) {
+  for (const int HD : {8, 64, 128}) {
+    const int M = 5, H = 4;
+    const auto x = randu(size_t(M) * H * HD, -3, 3, uint32_t(HD)), w = randu(size_t(HD), 0.5, 1.5, uint32_t(HD + 1));
+    vector<float> out(x.size()), rstd(size_t(M) * H);
+    cpu::rmsnorm_forward(out.data(), rstd.data(), x.data(), w.data(), M * H, HD, 1e-6f);
+    vector<double> ref;
+    ref_head_norm(ref, to_d(x), to_d(w), M, H, HD, 1e-6);
+    vector<double> scale(ref.size());
+    for (size_t i = 0; i < ref.size(); i++) scale[i] = std::fabs(ref[i]) + 1e-30;
+    check_scaled("q/k head norm", out.data(), ref.data(), scale.data(), out.size(), 2e-6);
+  }
+}
+
+TEST_CASE(qk_head_norm_backward_finite_differences) {
+  // dx per head, and dw summed over every head of every row (the weight is shared).
+  const int M = 3, H = 3, HD = 8;
+  const float eps = 1e-6f;
+  const auto x = randu(size_t(M) * H * HD, -2, 2, 11), w = randu(HD, 0.5, 1.5, 12);
+  const auto G = randu(x.size(), -1, 1, 13);
+  auto xd = to_d(x), wd = to_d(w);
+  vector<double> out;
+  auto loss = [&] {
+    ref_head_norm(out, xd, wd, M, H, HD, double(eps));
+    return dot_loss(out, G);
+  };
+  const auto gx = numeric_grad(xd, loss), gw = numeric_grad(wd, loss);
+  vector<float> y(x.size()), rstd(size_t(M) * H);
+  cpu::rmsnorm_forward(y.data(), rstd.data(), x.data(), w.data(), M * H, HD, eps);
+  vector<float> dx(x.size(), 0.0f), dw(w.size(), 0.0f);
+  cpu::rmsnorm_backward(dx.data(), dw.data(), G.data(), x.data(), w.data(), rstd.data(), M * H, HD);
+  check_grad("head norm dx", dx, gx);
+  check_grad("head norm dw", dw, gw);
+}
+
 TEST_CASE(rope_forward_matches_double) {
   const int M = 5, H = 3;
   const vector<int> pos = {0, 1, 7, 300, 4095};
@@ -370,7 +424,8 @@ TEST_CASE(rope_forward_matches_double) {
     for (float theta : {10000.0f, 1000000.0f}) {
       const auto x = randu(size_t(M) * H * HD, -2, 2, uint32_t(HD));
       vector<float> y = x;
-      cpu::rope_forward(y.data(), pos.data(), M, H, HD, theta);
+      const dpo::RopeTable t = dpo::default_rope_table(HD, theta);
+      cpu::rope_forward(y.data(), pos.data(), M, H, HD, t.inv_freq.data(), t.attention_scaling);
       vector<double> ref = to_d(x);
       ref_rope(ref, pos, M, H, HD, theta);
       vector<double> scale(ref.size(), 4.0);  // |x1 c| + |x2 s| <= 4
@@ -382,9 +437,38 @@ TEST_CASE(rope_forward_matches_double) {
   // the inv_freq exponent is fp32 2j/HD (torch): j = 1, HD = 8, theta = 10000 -> 1/10000^0.25 = 0.1
   vector<float> v = {1, 0, 0, 0, 0, 0, 0, 0};
   const int p = 10;
-  cpu::rope_forward(v.data(), &p, 1, 1, 8, 10000.0f);
+  const dpo::RopeTable t8 = dpo::default_rope_table(8, 10000.0f);
+  cpu::rope_forward(v.data(), &p, 1, 1, 8, t8.inv_freq.data(), 1.0f);
   CHECK_CLOSE(v[0], std::cos(10.0), 1e-6, 0);
   CHECK_CLOSE(v[4], std::sin(10.0), 1e-6, 0);
+}
+
+TEST_CASE(rope_with_a_scaled_table_and_attention_factor_matches_double) {
+  // Any table the config produces (llama3, yarn, ...) and yarn's cos/sin factor: the op against the double formula
+  // on the same fp32 frequencies (the tables themselves are checked in test_rope_scaling).
+  const int M = 4, H = 2, HD = 16;
+  const vector<int> pos = {0, 3, 900, 70000};
+  const auto table = randu(size_t(HD / 2), 1e-6f, 1.0f, 41);
+  for (const float scaling : {1.0f, 1.1386294f}) {
+    const auto x = randu(size_t(M) * H * HD, -2, 2, 42);
+    vector<float> y = x;
+    cpu::rope_forward(y.data(), pos.data(), M, H, HD, table.data(), scaling);
+    vector<double> ref = to_d(x);
+    ref_rope(ref, pos, M, H, HD, 0.0f, table, scaling);
+    vector<double> scale(ref.size(), 4.0 * scaling);
+    check_scaled("scaled rope", y.data(), ref.data(), scale.data(), y.size(), 3e-7);
+    vector<float> d = y;  // the backward is the transpose: with scaling s it maps y back to s^2 x
+    cpu::rope_backward(d.data(), pos.data(), M, H, HD, table.data(), scaling);
+    vector<double> back = to_d(x);
+    for (double& b : back) b *= double(scaling) * scaling;
+    check_scaled("scaled rope transpose", d.data(), back.data(), scale.data(), d.size(), 1e-6);
+  }
+  // A table of the wrong length is refused by the backend before any work.
+  auto be = dpo::make_cpu_backend();
+  dpo::RopeTable short_table = dpo::default_rope_table(8, 10000.0f);
+  vector<float> buf(size_t(HD), 0.0f);
+  const int p0 = 0;
+  CHECK_THROWS_CODE(be->rope(buf.data(), &p0, 1, 1, HD, short_table), dpo::ErrorCode::BadInput, "frequency table");
 }
 
 TEST_CASE(attention_forward_matches_double) {
@@ -598,7 +682,8 @@ TEST_CASE(rope_backward_finite_differences) {
   };
   const auto gx = numeric_grad(xd, loss);
   vector<float> d = G;
-  cpu::rope_backward(d.data(), pos.data(), M, H, HD, theta);
+  const dpo::RopeTable t = dpo::default_rope_table(HD, theta);
+  cpu::rope_backward(d.data(), pos.data(), M, H, HD, t.inv_freq.data(), 1.0f);
   check_grad("rope dx", d, gx);
 }
 

@@ -23,6 +23,7 @@
 #include "random_data.h"
 #include "cpu/ops.h"
 #include "dpo/errors.h"
+#include "model/rope_table.h"
 
 #ifdef DPO_WITH_CUDA
 #include <cuda_runtime.h>
@@ -161,7 +162,8 @@ using namespace dpo::cuda;  // the launchers
 TEST_CASE(cuda_rmsnorm_forward_matches_cpu) {
   if (!have_gpu()) return;
   struct Shape { int M, C; };
-  for (const Shape sh : {Shape{7, 173}, Shape{3, 4096}, Shape{5, 8}}) {
+  // {6*16, 128}, {5*8, 64}: Qwen3's per-head q/k norms (rows of one head, C = head_dim).
+  for (const Shape sh : {Shape{7, 173}, Shape{3, 4096}, Shape{5, 8}, Shape{6 * 16, 128}, Shape{5 * 8, 64}}) {
     const int M = sh.M, C = sh.C;
     std::printf("  M=%d C=%d\n", M, C);
     const auto x = randn(size_t(M) * C, 1.5f, 11u + C);
@@ -192,7 +194,7 @@ TEST_CASE(cuda_rmsnorm_forward_matches_cpu) {
 TEST_CASE(cuda_rmsnorm_backward_matches_cpu) {
   if (!have_gpu()) return;
   struct Shape { int M, C; };
-  for (const Shape sh : {Shape{37, 173}, Shape{4, 4096}, Shape{1, 8}}) {
+  for (const Shape sh : {Shape{37, 173}, Shape{4, 4096}, Shape{1, 8}, Shape{6 * 16, 128}, Shape{3 * 8, 64}}) {
     const int M = sh.M, C = sh.C;
     std::printf("  M=%d C=%d\n", M, C);
     const auto x = randn(size_t(M) * C, 1.5f, 21u + C);
@@ -226,10 +228,23 @@ TEST_CASE(cuda_rmsnorm_backward_matches_cpu) {
 
 TEST_CASE(cuda_rope_matches_cpu) {
   if (!have_gpu()) return;
-  struct Shape { int M, H, HD; float theta; };
-  for (const Shape sh : {Shape{9, 3, 8, 10000.0f}, Shape{5, 4, 128, 1e6f}, Shape{3, 2, 80, 10000.0f}}) {
+  // A scaled table (llama3's smoothed frequencies) and yarn's cos/sin factor ride along with the plain ones.
+  dpo::ModelConfig llama3;
+  llama3.head_dim = 64;
+  llama3.rope_theta = 500000.0f;
+  llama3.rope.type = dpo::RopeType::Llama3;
+  llama3.rope.factor = 32.0;
+  llama3.rope.original_max_position = 8192;
+  dpo::RopeTable yarn = dpo::default_rope_table(128, 1e6f);
+  yarn.attention_scaling = 1.1386294f;
+  struct Shape { int M, H, HD; float theta; dpo::RopeTable table; };
+  for (const Shape& sh : {Shape{9, 3, 8, 10000.0f, dpo::default_rope_table(8, 10000.0f)},
+                          Shape{5, 4, 128, 1e6f, dpo::default_rope_table(128, 1e6f)},
+                          Shape{3, 2, 80, 10000.0f, dpo::default_rope_table(80, 10000.0f)},
+                          Shape{7, 2, 64, 500000.0f, dpo::rope_table(llama3, 1)}, Shape{4, 3, 128, 1e6f, yarn}}) {
     const int M = sh.M, H = sh.H, HD = sh.HD;
-    std::printf("  M=%d H=%d HD=%d theta=%g\n", M, H, HD, double(sh.theta));
+    const dpo::RopeTable& t = sh.table;
+    std::printf("  M=%d H=%d HD=%d theta=%g scaling=%g\n", M, H, HD, double(sh.theta), double(t.attention_scaling));
     const auto x = randn(size_t(M) * H * HD, 1.0f, 31u + HD);
     vector<int> pos = randi(size_t(M), 0, 32767, 32u + HD);
     pos[0] = 0;
@@ -237,11 +252,11 @@ TEST_CASE(cuda_rope_matches_cpu) {
     Dev<int> gpos(pos);
     for (const bool bwd : {false, true}) {
       vector<float> ref = x;
-      if (bwd) cpu::rope_backward(ref.data(), pos.data(), M, H, HD, sh.theta);
-      else cpu::rope_forward(ref.data(), pos.data(), M, H, HD, sh.theta);
+      if (bwd) cpu::rope_backward(ref.data(), pos.data(), M, H, HD, t.inv_freq.data(), t.attention_scaling);
+      else cpu::rope_forward(ref.data(), pos.data(), M, H, HD, t.inv_freq.data(), t.attention_scaling);
       Dev<float> gx(x);
-      if (bwd) launch_rope_backward(test_stream(), gx.p, gpos.p, M, H, HD, sh.theta);
-      else launch_rope_forward(test_stream(), gx.p, gpos.p, M, H, HD, sh.theta);
+      if (bwd) launch_rope_backward(test_stream(), gx.p, gpos.p, M, H, HD, t);
+      else launch_rope_forward(test_stream(), gx.p, gpos.p, M, H, HD, t);
       const auto got = gx.down();
       check_near(bwd ? "rope_backward" : "rope_forward", got, ref, 1e-6);  // same inv_freq, angle and rounding
       if (!bwd) {
@@ -253,8 +268,8 @@ TEST_CASE(cuda_rope_matches_cpu) {
         CHECK(same * 100 >= got.size() * 99);
       }
       gx.up(x);
-      if (bwd) launch_rope_backward(test_stream(), gx.p, gpos.p, M, H, HD, sh.theta);
-      else launch_rope_forward(test_stream(), gx.p, gpos.p, M, H, HD, sh.theta);
+      if (bwd) launch_rope_backward(test_stream(), gx.p, gpos.p, M, H, HD, t);
+      else launch_rope_forward(test_stream(), gx.p, gpos.p, M, H, HD, t);
       CHECK(same_bits(gx.down(), got));
     }
   }
@@ -667,10 +682,12 @@ TEST_CASE(cuda_argmax_matches_cpu) {
 
 TEST_CASE(cuda_launchers_check_arguments) {
   // Argument checks come before any CUDA call, so they run with or without a GPU.
-  CHECK_THROWS_CODE(launch_rope_forward(nullptr, nullptr, nullptr, 4, 2, 7, 10000.0f), ErrorCode::BadInput,
-                    "head_dim must be even");
-  CHECK_THROWS_CODE(launch_rope_backward(nullptr, nullptr, nullptr, 4, 2, 1026, 10000.0f), ErrorCode::BadInput,
-                    "head_dim");
+  CHECK_THROWS_CODE(launch_rope_forward(nullptr, nullptr, nullptr, 4, 2, 7, dpo::default_rope_table(8, 1e4f)),
+                    ErrorCode::BadInput, "head_dim must be even");
+  CHECK_THROWS_CODE(launch_rope_backward(nullptr, nullptr, nullptr, 4, 2, 1026, dpo::default_rope_table(8, 1e4f)),
+                    ErrorCode::BadInput, "head_dim");
+  CHECK_THROWS_CODE(launch_rope_forward(nullptr, nullptr, nullptr, 4, 2, 16, dpo::default_rope_table(8, 1e4f)),
+                    ErrorCode::BadInput, "frequency table");
   CHECK_THROWS_CODE(launch_attention_forward(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 1,
                                              2, 2, 6, 4, 8),
                     ErrorCode::BadInput, "multiple of NKV");

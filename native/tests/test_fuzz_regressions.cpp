@@ -14,7 +14,7 @@
 #include "fuzz_targets.h"
 #include "io/safetensors.h"
 #include "model/weights.h"
-#include "tiny_checkpoint.h"
+#include "fuzz_checkpoint.h"
 
 namespace {
 

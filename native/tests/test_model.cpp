@@ -210,6 +210,45 @@ TEST_CASE(generation_stops_at_eos_and_on_cancel) {
   CHECK_THROWS_CODE(model->logps(sample_batch(s.V).seqs, 2, &cancel), dpo::ErrorCode::Cancelled, "cancelled");
 }
 
+// Nothing runs attention past max_position_embeddings: too many new tokens or a prompt that fills the context are
+// E_TOO_LONG, an answer stops where prompt + answer fill the context ("context"), and so does scoring.
+TEST_CASE(the_context_is_never_exceeded) {
+  TinySpec s;
+  s.max_position = 12;
+  TinyModel m = write_tiny_model(s);
+  auto model = dpo::Model::load(m.dir, {dpo::QuantMode::None, dpo::BackendChoice::Cpu});
+  dpo::GenerateOptions opt;
+  opt.max_new_tokens = 13;
+  CHECK_THROWS_CODE(model->generate({{1, 3, 5}}, opt), dpo::ErrorCode::TooLong, "more than the model's context (12 tokens");
+  opt.max_new_tokens = 2147483647;
+  CHECK_THROWS_CODE(model->generate({{1, 3, 5}}, opt), dpo::ErrorCode::TooLong, "max_new_tokens 2147483647 is more than");
+  opt.max_new_tokens = 4;
+  CHECK_THROWS_CODE(model->generate({{1, 3, 5}, std::vector<int32_t>(12, 7)}, opt), dpo::ErrorCode::TooLong,
+                    "prompt 1 has 12 tokens, which leaves no room for an answer");
+
+  // Prompts of 3 and 10 tokens, 12 new tokens allowed: the long one stops after 2 (3 + 9 = 12 = the context).
+  opt.max_new_tokens = 12;
+  const std::vector<std::vector<int32_t>> prompts = {{1, 3, 5}, {1, 3, 5, 7, 9, 11, 13, 15, 17, 19}};
+  auto out = model->generate(prompts, opt);
+  CHECK(out.finish[0] == "context" && out.tokens[0].size() == 9);
+  CHECK(out.finish[1] == "context" && out.tokens[1].size() == 2);
+  // The tokens that fit are the ones an unlimited model would give (the limit cuts, it does not change them).
+  TinySpec open = s;
+  open.max_position = 0;
+  TinyModel m2 = write_tiny_model(open);
+  auto unlimited = dpo::Model::load(m2.dir, {dpo::QuantMode::None, dpo::BackendChoice::Cpu})->generate(prompts, opt);
+  CHECK(std::equal(out.tokens[1].begin(), out.tokens[1].end(), unlimited.tokens[1].begin()));
+  CHECK(std::equal(out.tokens[0].begin(), out.tokens[0].end(), unlimited.tokens[0].begin()));
+
+  dpo::ScoredSequence longer;
+  longer.ids = std::vector<int32_t>(13, 4);
+  longer.labels = longer.ids;
+  CHECK_THROWS_CODE(model->logps({longer}, 2), dpo::ErrorCode::TooLong, "sequence 0 has 13 tokens, more than the model's context");
+  longer.ids.resize(12);
+  longer.labels.resize(12);
+  CHECK(model->logps({longer}, 2).size() == 1);
+}
+
 TEST_CASE(bad_inputs_are_rejected_with_clear_errors) {
   TinySpec s;
   TinyModel m = write_tiny_model(s);

@@ -1,7 +1,9 @@
 // The whole pipeline on the CUDA backend against the CPU backend (issue 6, item 5), through the public engine API:
 // log-probs of scored sequences (1e-3 relative), greedy tokens, the LoRA gradients of one DPO micro-batch (1e-2
 // relative, the 4-bit matmuls run in bf16 on both; the GPU side with blocks recomputed in the backward) and the adapter
-// after one optimizer step. On a generated model that exercises the kernels' tiles and on the real stories260K.
+// after one optimizer step. On a generated model that exercises the kernels' tiles, on the real stories260K, and on the
+// tiny twins of Llama 3.2 (llama3 RoPE table, tied head) and Qwen3 (per-head q/k norms, head_dim > hidden / heads),
+// in full precision and from their bitsandbytes 4-bit checkpoints.
 // Prints "skipped: no GPU" where CUDA is unusable.
 #include <cmath>
 #include <cstdio>
@@ -13,6 +15,7 @@
 
 #include "check.h"
 #include "dpo/engine.h"
+#include "family_model.h"
 #include "scored_pairs.h"
 #include "tiny_model.h"
 
@@ -144,6 +147,17 @@ TEST_CASE(generated_model_cuda_matches_cpu) {
   TinyModel tm = write_tiny_model(s);
   check_pipeline(tm.dir, dpo::QuantMode::Nf4, false, 0.1f);
   check_pipeline(tm.dir, dpo::QuantMode::None, false, 0.0f);
+}
+
+TEST_CASE(family_twins_cuda_match_cpu) {
+  for (const char* fam : {"llama-3.2-1b-instruct", "qwen3-0.6b"}) {
+    dpo::testkit::TinyCheckpointOptions o;
+    o.float32 = true;
+    check_pipeline(family_twin(fam, o).dir, dpo::QuantMode::None, false, 0.0f);
+    o.float32 = false;
+    o.bnb_4bit = true;
+    check_pipeline(family_twin(fam, o).dir, dpo::QuantMode::Nf4, false, 0.0f);
+  }
 }
 
 TEST_CASE(stories260k_cuda_matches_cpu) {

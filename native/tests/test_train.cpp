@@ -14,6 +14,7 @@
 #include "check.h"
 #include "core/half.h"
 #include "dpo/engine.h"
+#include "family_model.h"
 #include "model/model_impl.h"
 #include "quant/nf4.h"
 #include "reference_forward.h"
@@ -132,10 +133,8 @@ std::vector<dpo::LoraTensor> attach_random_lora(dpo::Model& model, int r, float 
 // fp32 base: every sampled entry must match to rtol. NF4 base: the engine rounds matmul inputs to bf16 (spec §3), which
 // the double reference does not, so single small entries can differ; there the whole sampled gradient vector must
 // point the same way (cosine >= 0.99) and match in norm to rtol.
-void gradient_check(bool nf4, dpo::DpoLoss loss, float ls, double rtol) {
-  TinySpec s;
-  s.C = 32, s.F = 44, s.V = 61, s.L = 2;
-  TinyModel tm = write_tiny_model(s);
+void gradient_check_on(const TinyModel& tm, bool nf4, dpo::DpoLoss loss, float ls, double rtol) {
+  const TinySpec& s = tm.spec;
   auto model = dpo::Model::load(tm.dir, {nf4 ? dpo::QuantMode::Nf4 : dpo::QuantMode::None, dpo::BackendChoice::Cpu});
   const int r = 4;
   auto tensors = attach_random_lora(*model, r, 8.0f, 3);
@@ -194,6 +193,12 @@ void gradient_check(bool nf4, dpo::DpoLoss loss, float ls, double rtol) {
   }
 }
 
+void gradient_check(bool nf4, dpo::DpoLoss loss, float ls, double rtol) {
+  TinySpec s;
+  s.C = 32, s.F = 44, s.V = 61, s.L = 2;
+  gradient_check_on(write_tiny_model(s), nf4, loss, ls, rtol);
+}
+
 }  // namespace
 
 TEST_CASE(sigmoid_dpo_gradients_match_finite_differences) { gradient_check(false, dpo::DpoLoss::Sigmoid, 0.0f, 1e-3); }
@@ -203,6 +208,70 @@ TEST_CASE(ipo_gradients) { gradient_check(false, dpo::DpoLoss::Ipo, 0.0f, 1e-3);
 TEST_CASE(hinge_gradients) { gradient_check(false, dpo::DpoLoss::Hinge, 0.0f, 1e-3); }
 // The NF4 base computes its matmuls with bf16 inputs (spec §3), so the tolerance reflects bf16 rounding.
 TEST_CASE(nf4_base_gradients_match_finite_differences) { gradient_check(true, dpo::DpoLoss::Sigmoid, 0.0f, 0.05); }
+
+// Qwen3's backward runs through the per-head q/k norms before RoPE; Llama 3.2's through its llama3 RoPE table. Their
+// twins (published configs, vocabulary cut to 300 to keep the double reference fast) with LoRA on every linear.
+TEST_CASE(qwen3_and_llama3_twins_lora_gradients_match_finite_differences) {
+  for (const char* fam : {"qwen3-0.6b", "llama-3.2-1b-instruct"}) {
+    dpo::testkit::TinyCheckpointOptions o;
+    o.float32 = true;
+    o.config_overrides = R"({"vocab_size": 300})";
+    std::printf("  %s\n", fam);
+    gradient_check_on(family_twin(fam, o), false, dpo::DpoLoss::Sigmoid, 0.0f, 1e-3);
+  }
+}
+
+TEST_CASE(qwen3_qk_norm_weight_gradients_match_finite_differences) {
+  // Full-parameter training updates q_norm / k_norm too: their gradients against central differences.
+  dpo::testkit::TinyCheckpointOptions o;
+  o.float32 = true;
+  o.config_overrides = R"({"vocab_size": 300})";
+  const TinyModel& tm = family_twin("qwen3-0.6b", o);
+  const TinySpec& s = tm.spec;
+  auto model = dpo::Model::load(tm.dir, {dpo::QuantMode::None, dpo::BackendChoice::Cpu});
+  auto pairs = sample_pairs(s.V);
+  const std::vector<dpo::ScoredSequence> batch = {pairs[0].chosen, pairs[1].rejected};
+  const double loss = model->sft_accumulate(batch, 2, 1.0f).first;
+  std::map<std::string, std::vector<double>> w;
+  for (auto& [name, v] : tm.w) w[name] = std::vector<double>(v.begin(), v.end());
+  WeightFn fn = [&w](const std::string& name) { return w.at(name); };
+  auto ref = [&]() {
+    double total = 0;
+    int count = 0;
+    for (auto& q : batch) {
+      total -= seq_logp(s, fn, q, false);
+      for (size_t t = 1; t < q.labels.size(); t++) count += q.labels[t] != -100;
+    }
+    return total / count;
+  };
+  CHECK_CLOSE(loss, ref(), 1e-5, 1e-5);
+  dpo::FullGrads& g = *model->impl().full;
+  int checked = 0, bad = 0;
+  for (int l = 0; l < s.L; l++)
+    for (const bool is_q : {true, false}) {
+      const std::string name = "model.layers." + std::to_string(l) + (is_q ? ".self_attn.q_norm.weight"
+                                                                             : ".self_attn.k_norm.weight");
+      const std::vector<float> grad = (is_q ? g.layers[size_t(l)].q_norm : g.layers[size_t(l)].k_norm).to_host();
+      CHECK(int(grad.size()) == s.HD);
+      for (int idx = 0; idx < s.HD; idx += 5) {
+        auto& vals = w[name];
+        const double keep = vals[size_t(idx)], h = 1e-5;
+        vals[size_t(idx)] = keep + h;
+        const double lp = ref();
+        vals[size_t(idx)] = keep - h;
+        const double lm = ref();
+        vals[size_t(idx)] = keep;
+        const double num = (lp - lm) / (2 * h), got = grad[size_t(idx)];
+        checked++;
+        if (std::fabs(got - num) > 1e-6 + 1e-3 * std::fabs(num)) {
+          bad++;
+          std::printf("  %s[%d]: analytic %.8g numeric %.8g\n", name.c_str(), idx, got, num);
+        }
+      }
+    }
+  std::printf("  %d q/k norm weight gradient entries checked\n", checked);
+  CHECK(bad == 0 && checked > 0);
+}
 
 TEST_CASE(fresh_adapter_starts_at_ln2_with_zero_rewards) {
   TinySpec s;

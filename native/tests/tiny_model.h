@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <random>
 #include <string>
@@ -22,6 +23,13 @@ struct TinySpec {
   bool qkv_bias = false;  // Qwen2
   float theta = 10000.0f, eps = 1e-5f;
   unsigned seed = 7;
+  int max_position = 0;  // max_position_embeddings in config.json (0 = not written)
+  // Family features (family_model.h fills them from a real config): o_proj bias, Qwen3's per-head q/k norms, and a
+  // scaled RoPE: inv_freq(seq_len) (HD/2 values; unset = 1/theta^(2j/HD)) with cos/sin multiplied by the factor.
+  bool o_bias = false;
+  bool qk_norm = false;
+  std::function<std::vector<double>(int seq_len)> inv_freq;
+  double rope_attention_factor = 1.0;
 };
 
 struct TinyModel {
@@ -88,6 +96,7 @@ inline TinyModel write_tiny_model(const TinySpec& s) {
       << ", \"num_key_value_heads\": " << s.NKV << ", \"head_dim\": " << s.HD << ", \"intermediate_size\": " << s.F
       << ", \"vocab_size\": " << s.V << ", \"rms_norm_eps\": " << s.eps << ", \"rope_theta\": " << s.theta
       << ", \"tie_word_embeddings\": " << (s.tied ? "true" : "false")
+      << (s.max_position > 0 ? ", \"max_position_embeddings\": " + std::to_string(s.max_position) : std::string())
       << ", \"bos_token_id\": 1, \"eos_token_id\": 2, \"torch_dtype\": \"float32\"}";
   return m;
 }

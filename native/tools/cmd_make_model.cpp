@@ -1,12 +1,16 @@
 // `dpo-tool make-model`: a random checkpoint at a chosen shape, for benchmarks. --arch llama (default: a small
 // 100M-class Llama) or --arch mistral (default: the Breeze-7B-Instruct shape of spec §1 — hidden 4096, 32 layers,
 // 32/8 heads, FFN 14336, vocab 61952, untied lm_head), bf16 safetensors, sharded with --shards N.
+// --family NAME instead writes the tiny twin of a tested family (testkit/family_fixtures.h: its real config.json and
+// generation_config.json with the sizes shrunk, bf16 or --bnb-4bit weights, and with --tokenizers DIR the family's
+// real tokenizer and chat template) for tests and the reference-stack suites.
 #include <cmath>
 #include <cstdio>
 #include <thread>
 
 #include "commands.h"
 #include "random_checkpoint.h"
+#include "tiny_checkpoint.h"
 
 namespace dpo::tool {
 
@@ -56,10 +60,36 @@ std::string config_json(bool mistral, const Shape& s) {
   return buf;
 }
 
+// --family: the tiny twin of a tested model family.
+int make_family_model(const Args& a, const std::string& dir) {
+  const testkit::FamilyFixture& f = testkit::family(get(a, "family"));
+  testkit::TinyCheckpointOptions o;
+  o.seed = uint64_t(std::stoull(get(a, "seed", "1234")));
+  o.bnb_4bit = a.count("bnb-4bit") > 0;
+  o.float32 = a.count("float32") > 0;
+  if (a.count("tokenizers")) o.tokenizers_dir = get(a, "tokenizers");
+  if (a.count("config")) o.config_overrides = get(a, "config");
+  if (a.count("bnb-skip")) {
+    std::string list = get(a, "bnb-skip");
+    for (size_t at = 0; at <= list.size();) {
+      const size_t comma = std::min(list.find(',', at), list.size());
+      if (comma > at) o.bnb_skip.push_back(list.substr(at, comma - at));
+      at = comma + 1;
+    }
+  }
+  const testkit::TinyCheckpoint t = testkit::write_family_checkpoint(f, dir, o);
+  std::printf("wrote %s: tiny %s twin (%s)%s%s, %zu tensors\n", dir.c_str(), f.name, f.repo,
+              o.bnb_4bit ? ", bitsandbytes NF4" : "", o.tokenizers_dir.empty() ? "" : ", with tokenizer",
+              t.values.size());
+  return 0;
+}
+
 }  // namespace
 
 int cmd_make_model(const Args& a) {
-  const std::string dir = get(a, "out"), arch = get(a, "arch", "llama");
+  const std::string dir = get(a, "out");
+  if (a.count("family")) return make_family_model(a, dir);
+  const std::string arch = get(a, "arch", "llama");
   if (arch != "llama" && arch != "mistral") throw EngineError(ErrorCode::BadInput, "--arch must be llama or mistral");
   const bool mistral = arch == "mistral";
   Shape s;

@@ -4,6 +4,10 @@
 //   dpo-tool make-model --out DIR [--arch llama|mistral] [--shards N] [--hidden C --layers L --heads NH
 //                       --kv-heads NKV --ffn F --vocab V] [--seed S] [--threads N]
 //            random bf16 safetensors; --arch mistral defaults to the Breeze-7B-Instruct shape
+//   dpo-tool make-model --out DIR --family NAME [--bnb-4bit] [--bnb-skip P1,P2] [--float32] [--seed S]
+//                       [--tokenizers ../shared/tokenizers] [--config '{"key": value}']
+//            the tiny twin of a tested family (llama-3.2-1b-instruct, llama-3.1-8b-instruct, qwen2.5-0.5b-instruct,
+//            qwen3-0.6b, mistral-7b-instruct-v0.3, breeze-7b-instruct-v1_0): real config, shrunk sizes
 //   dpo-tool bench --model DIR [--quant nf4|none] [--prompt-len T] [--new N] [--batch B] [--json FILE]
 //   dpo-tool bench-hw6 --model DIR --workload FILE [--backend auto|cpu|cuda] [--pairs N] [--prompts N] [--new 200]
 //                      [--warm-cache 1|0] [--json FILE]

@@ -91,7 +91,8 @@ export const apiInputs = {
   sweepsList: none,
   /** A sweep id from sweepsList, or a sweep folder (with sweep.json) anywhere the path rules allow. */
   sweepOpen: z.object({ sweep: z.union([idArg, pathArg]) }),
-  exportComparison: z.object({ run: z.union([idArg, pathArg]), path: pathArg }),
+  /** Never over a file that is not an earlier export of ours; over an earlier export only with overwrite (UI asks). */
+  exportComparison: z.object({ run: z.union([idArg, pathArg]), path: pathArg, overwrite: z.boolean().default(false) }),
   exportAdapter: z.object({ run: z.union([idArg, pathArg]), dir: pathArg }),
   /** Folder browser for web mode: the roots the server lets a browser see. */
   fsRoots: none,
@@ -305,6 +306,8 @@ export interface RunListItem {
   resumable: boolean
   /** The checkpoint's step it continues from (0: training restarts; -1: training is done, the answers remain). */
   resumeFromStep: number
+  /** A cancelled run: where the cancel stopped it ("cancelled during trained responses"); null otherwise. */
+  reason: string | null
 }
 
 export interface RunDetail extends RunListItem {

@@ -16,8 +16,8 @@ import { DatasetRegistry, openPrompts } from './datasets'
 import { JobManager } from './jobs'
 import type { PathPolicy } from './pathPolicy'
 import { runAnswerTokens, runPairTokens, runPairs } from './insightsStore'
-import { exportAdapter, exportComparison, listRuns, openRun, readMetrics } from './runStore'
-import { listSweeps, openSweep } from './sweepStore'
+import { exportAdapter, exportComparison, listRuns, openRun, readMetrics, recoverOrphanedRuns } from './runStore'
+import { listSweeps, openSweep, recoverOrphanedSweeps } from './sweepStore'
 import { planResume } from '../services/training/resume'
 
 export interface Dialogs {
@@ -45,15 +45,17 @@ export function createApi(ctx: ApiContext): ApiService {
   let engineVersion: string | null = null
   const jobs = new JobManager(ctx.host, runsDir(ctx.dataDir), ctx.emit, () => engineVersion)
   const check = (p: string) => ctx.policy.check(p)
+  /** A folder the readers open files in by name (model, dataset, run): every link in it is checked too. */
+  const checkTree = (p: string) => ctx.policy.checkTree(p)
 
-  /** An id (a folder under `parent`) or a folder path (through the path rules). */
+  /** An id (a folder under `parent`) or a folder path (through the path rules); every link in it is checked too. */
   const idOrPath = (parent: string, what: 'run' | 'sweep', value: string): string => {
     if (!isAbsolute(value) && !value.includes('/') && !value.includes('\\')) {
       const dir = join(parent, value)
       if (!existsSync(dir)) throw new StudioError('E_BAD_INPUT', `no ${what} ${value} in ${parent}`)
-      return dir
+      return checkTree(dir)
     }
-    return check(value)
+    return checkTree(value)
   }
   /** A run id (folder under runs/) or a run directory path. */
   const runDir = (run: string): string => idOrPath(runsDir(ctx.dataDir), 'run', run)
@@ -91,16 +93,17 @@ export function createApi(ctx: ApiContext): ApiService {
       return { cacheDir, models }
     },
     async modelInspect({ dir }) {
-      return inspectModel(check(dir))
+      // "Supported" is the engine's own verdict, from the host process that loads models.
+      return inspectModel(checkTree(dir), (d) => ctx.host.call('modelCheck', { dir: d, quant: 'nf4' }).promise)
     },
     async modelLoad({ dir, quant, backend }) {
-      const abs = check(dir)
+      const abs = checkTree(dir)
       return ctx.host.call('modelLoad', { dir: abs, quant, backend }, (e) => {
         if (e.kind === 'loadProgress') ctx.emit({ type: 'modelLoad', dir: abs, fraction: e.fraction })
       }).promise
     },
     async datasetOpen({ path }) {
-      return datasets.openDataset(check(path))
+      return datasets.openDataset(checkTree(path))
     },
     async datasetRows({ datasetId, query, offset, limit }) {
       return datasets.rows(datasetId, query, offset, limit)
@@ -113,13 +116,13 @@ export function createApi(ctx: ApiContext): ApiService {
     },
     async generateStart({ modelDir, promptsPath, params }) {
       const prompts = (await openPrompts(check(promptsPath))).prompts
-      return jobs.startGenerate({ modelDir: check(modelDir), prompts, params })
+      return jobs.startGenerate({ modelDir: checkTree(modelDir), prompts, params })
     },
     async runStart({ modelDir, datasetPath, testPromptsPath, params }) {
       if (!(await loadRunNotebook())) throw new StudioError('E_UNSUPPORTED', 'this build has no DPO training service yet')
       const prompts = testPromptsPath ? (await openPrompts(check(testPromptsPath))).prompts : []
       if (engineVersion === null) await engineInfo().catch(() => null)
-      return jobs.startRun({ modelDir: check(modelDir), datasetPath: check(datasetPath), testPromptsPath: testPromptsPath ? check(testPromptsPath) : undefined, prompts, params })
+      return jobs.startRun({ modelDir: checkTree(modelDir), datasetPath: checkTree(datasetPath), testPromptsPath: testPromptsPath ? check(testPromptsPath) : undefined, prompts, params })
     },
     async runResume({ run }) {
       if (!(await loadRunNotebook())) throw new StudioError('E_UNSUPPORTED', 'this build has no DPO training service yet')
@@ -160,8 +163,8 @@ export function createApi(ctx: ApiContext): ApiService {
       if (!(await loadRunNotebook())) throw new StudioError('E_UNSUPPORTED', 'this build has no DPO training service yet')
       if (engineVersion === null) await engineInfo().catch(() => null)
       return jobs.startSweep({
-        modelDir: check(modelDir),
-        datasetPath: check(datasetPath),
+        modelDir: checkTree(modelDir),
+        datasetPath: checkTree(datasetPath),
         testPromptsPath: testPromptsPath ? check(testPromptsPath) : undefined,
         params,
         ratios,
@@ -174,8 +177,8 @@ export function createApi(ctx: ApiContext): ApiService {
     async sweepOpen({ sweep }) {
       return openSweep(sweepDir(sweep))
     },
-    async exportComparison({ run, path }) {
-      return exportComparison(runDir(run), check(path), engineVersion)
+    async exportComparison({ run, path, overwrite }) {
+      return exportComparison(runDir(run), check(path), engineVersion, overwrite)
     },
     async exportAdapter({ run, dir }) {
       return exportAdapter(runDir(run), check(dir))
@@ -213,5 +216,8 @@ export function createApi(ctx: ApiContext): ApiService {
     },
   }
   void mkdir(runsDir(ctx.dataDir), { recursive: true }).catch(() => undefined)
+  // Runs left 'running' by a host that died (killed, crashed, closed) are marked failed now (docs/run-directory.md).
+  void recoverOrphanedRuns(runsDir(ctx.dataDir)).catch(() => undefined)
+  void recoverOrphanedSweeps(sweepsDir(ctx.dataDir)).catch(() => undefined)
   return { handlers, jobs }
 }

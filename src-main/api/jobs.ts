@@ -1,15 +1,17 @@
-// Engine jobs (one at a time: the host holds one model): standalone generation and notebook runs. Forwards the
+// Engine jobs (one at a time: the host holds one model): standalone generation, notebook runs and sweeps. Forwards the
 // host's events to every window, keeps a snapshot for windows opened mid-run, and records each run's outcome in
 // run_status.json, so a run whose host crashed is marked failed and its directory stays consistent.
 import { randomBytes } from 'node:crypto'
-import { mkdirSync, readFileSync } from 'node:fs'
+import { hostname } from 'node:os'
 import { basename, join } from 'node:path'
 import type { ApiErrorInfo, ApiEvent, JobEvent, JobKind, JobSnapshot, JobStarted, MetricsRow, RecordId } from './contract'
 import type { EngineHost, HostCall } from '../host/engineHost'
 import type { TrainParams } from '../services/params/trainParams'
 import { StudioError } from '../services/errors'
+import { promptStyleOf } from '../services/engine/promptText'
 import { toApiError } from './dispatch'
-import { STATUS_FILE, writeRunStatus, type RunStatusFile } from './runStore'
+import { ensureRunDir, readRunStatus, updateRunStatus, writeRunStatus, type RunStatusFile } from '../services/training/runDir'
+import { ensureSweepDir } from '../services/insights/sweepDir'
 import { markSweepEnded } from './sweepStore'
 
 const LOG_KEEP = 200
@@ -54,8 +56,11 @@ export interface SweepJobInput {
   sweepsDir: string
 }
 
+/** Records how a job ended (run_status.json for runs, sweep.json for sweeps). */
+type RecordEnd = (end: 'completed' | 'cancelled' | 'failed', error: ApiErrorInfo | null, summary?: unknown) => void
+
 export class JobManager {
-  private active: { snap: JobSnapshot; call: HostCall<unknown> } | null = null
+  private active: { snap: JobSnapshot; call: HostCall<unknown>; done: Promise<void>; record: RecordEnd } | null = null
   private last: JobSnapshot | null = null
 
   constructor(
@@ -80,7 +85,15 @@ export class JobManager {
     const snap = this.newSnapshot('generate', null, input.prompts)
     const call = this.host.call(
       'generate',
-      { modelDir: input.modelDir, quant: input.params.quant, backend: input.params.backend, prompts: input.prompts, maxNewTokens: input.params.maxNewTokens, system: input.params.systemMessage },
+      {
+        modelDir: input.modelDir,
+        quant: input.params.quant,
+        backend: input.params.backend,
+        prompts: input.prompts,
+        maxNewTokens: input.params.maxNewTokens,
+        ...promptStyleOf(input.params),
+        system: input.params.systemMessage,
+      },
       (e) => this.onEvent(snap, e),
     )
     this.track(snap, call, () => undefined)
@@ -91,7 +104,9 @@ export class JobManager {
     this.ensureIdle()
     const runId = newRunId()
     const outDir = join(this.runsDir, runId)
-    mkdirSync(outDir, { recursive: true })
+    ensureRunDir(outDir)
+    // pid/hostname: this process until the engine host's run takes over the record; a run whose recorded process
+    // is gone is marked failed when the app next starts (docs/run-directory.md).
     const status: RunStatusFile = {
       runId,
       status: 'running',
@@ -102,6 +117,9 @@ export class JobManager {
       testPromptsPath: input.testPromptsPath ?? null,
       engineVersion: this.engineVersion(),
       error: null,
+      pid: process.pid,
+      hostname: hostname(),
+      phase: 'load',
     }
     const request = {
       modelDir: input.modelDir,
@@ -118,7 +136,7 @@ export class JobManager {
     this.ensureIdle()
     const sweepId = newRunId()
     const outDir = join(input.sweepsDir, sweepId)
-    mkdirSync(outDir, { recursive: true })
+    ensureSweepDir(outDir, { modelDir: input.modelDir })
     const snap = this.newSnapshot('sweep', sweepId, [])
     const request = {
       modelDir: input.modelDir,
@@ -139,12 +157,8 @@ export class JobManager {
     this.ensureIdle()
     const outDir = input.runDir
     const now = new Date().toISOString()
-    let previous: Partial<RunStatusFile> = {}
-    try {
-      previous = JSON.parse(readFileSync(join(outDir, STATUS_FILE), 'utf8')) as RunStatusFile
-    } catch {
-      // a CLI run has no status file yet
-    }
+    // A CLI run made before run_status.json existed has none yet.
+    const previous: Partial<RunStatusFile> = readRunStatus(outDir) ?? {}
     const status: RunStatusFile = {
       runId: basename(outDir),
       startedAt: now,
@@ -158,6 +172,11 @@ export class JobManager {
       engineVersion: this.engineVersion(),
       error: null,
       resumedAt: now,
+      pid: process.pid,
+      hostname: hostname(),
+      phase: 'load',
+      cancelledIn: undefined,
+      reason: undefined,
     }
     return this.launchRun(outDir, status, input.prompts, input.metrics, (snap) => this.host.call('resumeRun', { runDir: outDir }, (e) => this.onEvent(snap, e)))
   }
@@ -173,9 +192,28 @@ export class JobManager {
     const snap = this.newSnapshot('run', status.runId, prompts)
     snap.metrics = [...metrics]
     this.track(snap, call(snap), (end, error, summary) => {
-      writeRunStatus(outDir, { ...status, status: end, endedAt: new Date().toISOString(), error: error?.message ?? null, ...(summary ? { summary } : {}) })
+      // Merged: the run's own record (phase, where it was cancelled) stays.
+      updateRunStatus(outDir, { status: end, endedAt: new Date().toISOString(), error: error?.message ?? null, ...(summary ? { summary } : {}) }, status)
     })
     return { jobId: snap.jobId, runId: status.runId, outDir }
+  }
+
+  /**
+   * Before the app or web host exits: cancel the job in progress and wait for its clean stop (the run keeps what it
+   * finished and records where it stopped). A job that has not stopped after `timeoutMs` is recorded as cancelled by
+   * the shutdown, so no run stays 'running' in its run_status.json.
+   */
+  async shutdown(timeoutMs = 30_000): Promise<void> {
+    const active = this.active
+    if (!active) return
+    active.call.cancel()
+    let timer: NodeJS.Timeout | undefined
+    const ended = await Promise.race([active.done.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), timeoutMs)))])
+    clearTimeout(timer)
+    if (!ended && this.active === active) {
+      const error = { code: 'E_CANCELLED', message: `the app was closed while the run was stopping (waited ${Math.round(timeoutMs / 1000)} s); what finished before is kept` }
+      this.finish(active.snap, 'cancelled', error, undefined, active.record)
+    }
   }
 
   private ensureIdle(): void {
@@ -202,9 +240,8 @@ export class JobManager {
     }
   }
 
-  private track(snap: JobSnapshot, call: HostCall<unknown>, record: (end: 'completed' | 'cancelled' | 'failed', error: ApiErrorInfo | null, summary?: unknown) => void): void {
-    this.active = { snap, call }
-    call.promise.then(
+  private track(snap: JobSnapshot, call: HostCall<unknown>, record: RecordEnd): void {
+    const done = call.promise.then(
       (result) => {
         // Runs answer with a summary, sweeps with sweep.json: both say 'cancelled' when stopped.
         const cancelled = (result as { status?: string } | null)?.status === 'cancelled'
@@ -215,9 +252,11 @@ export class JobManager {
         this.finish(snap, err.code === 'E_CANCELLED' ? 'cancelled' : 'failed', err.code === 'E_CANCELLED' ? null : err, undefined, record)
       },
     )
+    this.active = { snap, call, done, record }
   }
 
-  private finish(snap: JobSnapshot, end: 'completed' | 'cancelled' | 'failed', error: ApiErrorInfo | null, result: unknown, record: Parameters<JobManager['track']>[2]): void {
+  private finish(snap: JobSnapshot, end: 'completed' | 'cancelled' | 'failed', error: ApiErrorInfo | null, result: unknown, record: RecordEnd): void {
+    if (this.active?.snap !== snap) return // already finished (by shutdown)
     try {
       record(end, error, result)
     } catch (e) {

@@ -1,48 +1,33 @@
 // Which paths the API may touch. Desktop: any path (the user picks them in native dialogs). Web host: only inside
 // its roots (home, the app's data folder, bundled resources, $DPO_STUDIO_ROOTS), with symlinks resolved first and
 // hidden folders in home (~/.ssh, ~/.aws, ...) refused except the Hugging Face cache.
-import { existsSync, realpathSync } from 'node:fs'
+import { existsSync, lstatSync, readdirSync } from 'node:fs'
 import { homedir } from 'node:os'
-import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path'
+import { join, relative, resolve, sep } from 'node:path'
 import type { FsRoot } from './contract'
 import { StudioError } from '../services/errors'
+import { isInside, realish } from '../services/realPaths'
+
+export { isInside, realish }
 
 export interface PathPolicy {
   /** True when paths are limited to roots (web host). */
   readonly restricted: boolean
   /** Resolves `p` (absolute, or relative to home) and throws E_FORBIDDEN when it is outside the roots. */
   check(p: string): string
+  /**
+   * check(), and for a folder also every file and folder in it (two levels down): a readable folder may hold links
+   * to files outside the roots (a tokenizer.json pointing at /etc/passwd), and the readers open those by name.
+   */
+  checkTree(p: string): string
   roots(): FsRoot[]
-}
-
-/** Real path of p, or of its nearest existing ancestor joined with the rest (for files about to be written). */
-export function realish(p: string): string {
-  let cur = resolve(p)
-  const rest: string[] = []
-  while (!existsSync(cur)) {
-    const parent = dirname(cur)
-    if (parent === cur) break
-    rest.unshift(basename(cur))
-    cur = parent
-  }
-  let real = cur
-  try {
-    real = realpathSync.native(cur)
-  } catch {
-    /* keep cur */
-  }
-  return rest.length ? join(real, ...rest) : real
-}
-
-export function isInside(child: string, parent: string): boolean {
-  const rel = relative(parent, child)
-  return rel === '' || (!rel.startsWith('..') && !isAbsolute(rel) && rel.split(sep)[0] !== '..')
 }
 
 export function openPolicy(): PathPolicy {
   return {
     restricted: false,
     check: (p) => resolve(homedir(), p),
+    checkTree: (p) => resolve(homedir(), p),
     roots: () => [{ label: 'Home', path: homedir() }, { label: 'Filesystem', path: resolve('/') }],
   }
 }
@@ -51,9 +36,21 @@ export function rootedPolicy(roots: FsRoot[], home = homedir()): PathPolicy {
   const realRoots = roots.filter((r) => existsSync(r.path)).map((r) => ({ ...r, real: realish(r.path) }))
   const realHome = realish(home)
   const hfCache = join(realHome, '.cache', 'huggingface')
-  return {
+  const policy: PathPolicy = {
     restricted: true,
     roots: () => realRoots.map(({ label, path }) => ({ label, path })),
+    checkTree(p) {
+      const real = policy.check(p)
+      checkEntries(real, 2, (entry) => {
+        try {
+          policy.check(entry)
+        } catch (e) {
+          // Name the link, never what it points to or holds.
+          throw new StudioError('E_FORBIDDEN', `${entry} links outside the folders the web host may read; it is not opened`, { cause: e, details: { path: entry } })
+        }
+      })
+      return real
+    },
     check(p) {
       if (p.includes('\0')) throw new StudioError('E_FORBIDDEN', 'path contains a NUL byte')
       const abs = resolve(home, p)
@@ -74,5 +71,31 @@ export function rootedPolicy(roots: FsRoot[], home = homedir()): PathPolicy {
         { details: { path: abs } },
       )
     },
+  }
+  return policy
+}
+
+/** Calls `visit` with the path of every symlink under `dir` (depth levels), through real folders only. */
+function checkEntries(dir: string, depth: number, visit: (entry: string) => void): void {
+  let names: string[]
+  try {
+    names = readdirSync(dir)
+  } catch {
+    return // not a folder (a file was checked by check()) or unreadable: the reader reports it
+  }
+  for (const name of names) {
+    const entry = join(dir, name)
+    const st = lstatOrNull(entry)
+    if (!st) continue
+    if (st.isSymbolicLink()) visit(entry)
+    else if (st.isDirectory() && depth > 1) checkEntries(entry, depth - 1, visit)
+  }
+}
+
+function lstatOrNull(p: string) {
+  try {
+    return lstatSync(p)
+  } catch {
+    return null
   }
 }

@@ -3,33 +3,15 @@
 import { createHash } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { copyFile, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises'
-import { basename, dirname, join } from 'node:path'
+import { basename, dirname, join, resolve } from 'node:path'
 import type { ComparisonRow, ExportResult, JobStatus, MetricsRow, ResponseRow, RunDetail, RunListItem } from './contract'
 import { writeJsonAtomic } from '../services/fsAtomic'
 import { StudioError } from '../services/errors'
 import { resumeInfo } from '../services/training/resume'
+import { RUN_STATUS_FILE, recoverOrphanedRun, writeRunStatus, type RunStatusFile } from '../services/training/runDir'
 
-export const STATUS_FILE = 'run_status.json'
-
-/** What the app records about a run beside the training service's files. */
-export interface RunStatusFile {
-  runId: string
-  status: JobStatus
-  startedAt: string
-  endedAt: string | null
-  modelDir: string
-  datasetPath: string
-  testPromptsPath: string | null
-  engineVersion: string | null
-  error: string | null
-  summary?: unknown
-  /** When the run was last resumed (runResume), if ever. */
-  resumedAt?: string
-}
-
-export function writeRunStatus(dir: string, s: RunStatusFile): void {
-  writeJsonAtomic(join(dir, STATUS_FILE), s)
-}
+export const STATUS_FILE = RUN_STATUS_FILE
+export { writeRunStatus, type RunStatusFile }
 
 async function readJson<T>(file: string): Promise<T | null> {
   try {
@@ -65,7 +47,8 @@ function pick(config: unknown, ...paths: string[]): string | null {
 }
 
 export async function readRunItem(dir: string): Promise<RunListItem | null> {
-  const status = await readJson<RunStatusFile>(join(dir, STATUS_FILE))
+  // A run recorded as running whose process is gone is marked failed first (docs/run-directory.md).
+  const status = recoverOrphanedRun(dir) ?? (await readJson<RunStatusFile>(join(dir, STATUS_FILE)))
   const config = await readJson<unknown>(join(dir, 'config.json'))
   if (!status && !config) return null
   const metrics = await readMetrics(dir)
@@ -90,7 +73,14 @@ export async function readRunItem(dir: string): Promise<RunListItem | null> {
     error: status?.error ?? null,
     resumable: resume.resumable,
     resumeFromStep: resume.fromStep,
+    reason: status?.status === 'cancelled' ? (status.reason ?? null) : null,
   }
+}
+
+/** On start: every run recorded as running whose process is gone is marked failed with the reason. */
+export async function recoverOrphanedRuns(runsDir: string): Promise<number> {
+  const names = await readdir(runsDir).catch(() => [] as string[])
+  return names.filter((n) => recoverOrphanedRun(join(runsDir, n)) !== null).length
 }
 
 export async function listRuns(runsDir: string): Promise<RunListItem[]> {
@@ -133,11 +123,42 @@ async function sha256File(path: string | null): Promise<string | null> {
   return data ? createHash('sha256').update(data).digest('hex') : null
 }
 
-export async function exportComparison(dir: string, target: string, engineVersion: string | null): Promise<ExportResult> {
+/** TARGET.meta.json: the export's metadata file, which also marks TARGET as an export of ours. */
+export function exportMetaPath(target: string): string {
+  return target.replace(/\.json$/i, '') + '.meta.json'
+}
+
+/**
+ * May the comparison go to `target`? A new file: yes. An earlier comparison export of ours (its .meta.json says it
+ * exported exactly this file): only with `overwrite` (the UI asks first; E_EXPORT_EXISTS). Anything else (a dataset,
+ * notes, a folder): never (E_EXPORT_NOT_OURS). docs/run-directory.md, "Exports".
+ */
+export async function checkExportTarget(target: string, overwrite: boolean): Promise<void> {
+  const meta = exportMetaPath(target)
+  const [t, m] = await Promise.all([stat(target).catch(() => null), stat(meta).catch(() => null)])
+  if (!t && !m) return
+  const ours = t?.isFile() === true && (await isOurExport(target, meta))
+  if (!ours) {
+    const what = t ? (t.isDirectory() ? 'is a folder' : 'exists and is not an earlier DPO Studio export') : `has no comparison but ${meta} exists`
+    throw new StudioError('E_EXPORT_NOT_OURS', `${target} ${what}; choose another file name (nothing was written)`, { details: { path: target, earlierExport: false } })
+  }
+  if (!overwrite)
+    throw new StudioError('E_EXPORT_EXISTS', `${target} holds an earlier export; replace it?`, { details: { path: target, earlierExport: true } })
+}
+
+async function isOurExport(target: string, meta: string): Promise<boolean> {
+  const m = await readJson<{ exported?: { comparison?: unknown } }>(meta)
+  if (typeof m?.exported?.comparison !== 'string' || resolve(m.exported.comparison) !== resolve(target)) return false
+  const rows = await readJson<unknown>(target)
+  return Array.isArray(rows) && rows.every((r) => r !== null && typeof r === 'object' && 'response_from_trained_model' in r)
+}
+
+export async function exportComparison(dir: string, target: string, engineVersion: string | null, overwrite = false): Promise<ExportResult> {
   const run = await openRun(dir)
   const rows = comparisonOf(run)
+  await checkExportTarget(target, overwrite)
   writeJsonAtomic(target, rows)
-  const metadataPath = target.replace(/\.json$/i, '') + '.meta.json'
+  const metadataPath = exportMetaPath(target)
   // The training service writes comparison_meta.json (model, adapter, dataset hash, parameters, generation config,
   // engine version); the export carries it along, or rebuilds the same facts for runs that lack it.
   const runMeta = await readJson<Record<string, unknown>>(join(dir, 'comparison_meta.json'))

@@ -1,47 +1,51 @@
 // Sweeps on disk (docs/insights.md): each a folder with sweep.json and one run directory per ratio. Listing for the
-// Sweep view and opening one, with its runs' absolute directories for the pair inspector and the history.
+// Sweep view and opening one, with its runs' absolute directories for the pair inspector and the history; a sweep
+// whose process is gone is marked failed on the way (docs/run-directory.md "Sweep folders").
 import { existsSync, readFileSync } from 'node:fs'
-import { readFile, readdir } from 'node:fs/promises'
+import { readdir } from 'node:fs/promises'
 import { basename, isAbsolute, join } from 'node:path'
 import type { SweepDetail, SweepFile, SweepListItem } from './contract'
 import { SWEEP_FILE } from '../services/insights/insightTypes'
+import { readSweepFile, recoverOrphanedSweep, recoverRatioRuns } from '../services/insights/sweepDir'
 import { StudioError } from '../services/errors'
 import { writeJsonAtomic } from '../services/fsAtomic'
 
-async function readSweep(dir: string): Promise<SweepFile | null> {
-  try {
-    const s = JSON.parse(await readFile(join(dir, SWEEP_FILE), 'utf8')) as SweepFile
-    return s && typeof s === 'object' && Array.isArray(s.runs) && Array.isArray(s.ratios) ? s : null
-  } catch {
-    return null
-  }
+/** sweep.json, corrected first when the sweep it records was stopped by its process dying. */
+function readSweep(dir: string): SweepFile | null {
+  return recoverOrphanedSweep(dir) ?? readSweepFile(dir)
 }
 
 export async function listSweeps(sweepsDir: string): Promise<SweepListItem[]> {
   const names = await readdir(sweepsDir).catch(() => [] as string[])
-  const items = await Promise.all(
-    names.map(async (name): Promise<SweepListItem | null> => {
-      const dir = join(sweepsDir, name)
-      const s = await readSweep(dir)
-      if (!s) return null
-      return { sweepId: name, dir, status: s.status, created: s.created, ratios: s.ratios, runs: s.runs.length, modelDir: s.model_dir, dataset: s.dataset }
-    }),
-  )
+  const items = names.map((name): SweepListItem | null => {
+    const dir = join(sweepsDir, name)
+    const s = readSweep(dir)
+    if (!s) return null
+    return { sweepId: name, dir, status: s.status, created: s.created, ratios: s.ratios, runs: s.runs.length, modelDir: s.model_dir, dataset: s.dataset }
+  })
   return items.filter((x): x is SweepListItem => x !== null).sort((a, b) => b.created.localeCompare(a.created))
+}
+
+/** The sweeps of the data folder whose process is gone, marked failed (at start-up); returns how many. */
+export async function recoverOrphanedSweeps(sweepsDir: string): Promise<number> {
+  const names = await readdir(sweepsDir).catch(() => [] as string[])
+  return names.filter((n) => recoverOrphanedSweep(join(sweepsDir, n)) !== null).length
 }
 
 export async function openSweep(dir: string): Promise<SweepDetail> {
   if (!existsSync(join(dir, SWEEP_FILE))) throw new StudioError('E_BAD_INPUT', `${dir} is not a sweep folder (no ${SWEEP_FILE})`)
-  const sweep = await readSweep(dir)
+  const sweep = readSweep(dir)
   if (!sweep) throw new StudioError('E_BAD_INPUT', `${join(dir, SWEEP_FILE)} is not a readable sweep summary`)
   return { sweepId: basename(dir), dir, sweep, runDirs: sweep.runs.map((r) => (isAbsolute(r.run_dir) ? r.run_dir : join(dir, r.run_dir))) }
 }
 
 /**
  * After a sweep job ends without completing (the engine host crashed or was killed mid-run), a sweep.json that still
- * says "running" is marked with how it ended, so the folder does not claim a sweep that nothing is making.
+ * says "running" is marked with how it ended, so the folder does not claim a sweep that nothing is making; so is the
+ * ratio run that was in progress, once its process is gone.
  */
 export function markSweepEnded(dir: string, status: 'cancelled' | 'failed', error: string | null): void {
+  recoverRatioRuns(dir)
   const file = join(dir, SWEEP_FILE)
   let s: SweepFile
   try {

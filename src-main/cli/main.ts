@@ -10,11 +10,14 @@ import { CliExit, RUN_PARAM_FLAGS, TRAIN_PARAM_FLAGS, addParamOptions } from './
 import { runServe } from './commands/serve'
 import { runSft } from './commands/sft'
 import { SWEEP_PARAM_FLAGS, runSweepCommand } from './commands/sweep'
+import { addTemplateOptions } from './commands/templateFlags'
 import { reportError } from './report'
 
 function positiveInt(flag: string) {
   return (value: string): number => {
     const n = Number(value)
+    // 1e12 is an integer too: say "too large" (the model's context caps it later), never "not an integer".
+    if (n === Infinity || (Number.isInteger(n) && n > Number.MAX_SAFE_INTEGER)) throw new InvalidArgumentError(`${flag} is too large, got '${value}'`)
     if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${flag} must be a positive integer, got '${value}'`)
     return n
   }
@@ -36,9 +39,10 @@ export function buildProgram(): Command {
     .command('info')
     .description('engine version and the backends this machine can use')
     .option('--json', 'print JSON')
+    .option('--model <dir>', 'also inspect a model folder: shape, size, and whether the engine will load it')
     .action(async (opts) => runInfo(opts))
 
-  program
+  const generate = program
     .command('generate')
     .description('greedy answers to test prompts, each wrapped in the chat template with the system message')
     .requiredOption('--model <dir>', 'Hugging Face model directory')
@@ -46,6 +50,7 @@ export function buildProgram(): Command {
     .requiredOption('--prompts <file>', 'test_prompt.json layout, or JSONL of {id?, prompt}')
     .option('--system <text>', 'system message (default: 回覆請少於20字)')
     .option('--no-template', 'pass prompts through verbatim')
+  addTemplateOptions(generate)
     .option('--max-new-tokens <n>', 'tokens to generate at most', positiveInt('--max-new-tokens'), 200)
     .option('--batch-size <n>', 'prompts decoded together (results are identical for any value)', positiveInt('--batch-size'), 16)
     .addOption(backendOption())
@@ -53,7 +58,7 @@ export function buildProgram(): Command {
     .requiredOption('--out <file>', 'output JSON [{id, prompt, response}]')
     .action(async (opts) => runGenerate(opts))
 
-  program
+  const logps = program
     .command('logps')
     .description('sequence log-probabilities of chosen and rejected answers (TRL masking)')
     .requiredOption('--model <dir>', 'Hugging Face model directory')
@@ -61,6 +66,7 @@ export function buildProgram(): Command {
     .requiredOption('--pairs <file>', 'JSON/JSONL of {prompt, chosen, rejected}, or the HW6 labelled_data.json')
     .option('--system <text>', 'system message (default: 回覆請少於20字)')
     .option('--no-template', 'pass prompts through verbatim')
+  addTemplateOptions(logps)
     .addOption(backendOption())
     .addOption(quantOption())
     .option('--per-token', 'also each answer token: chosen_token_ids / _text / _logps (and rejected_...)', false)

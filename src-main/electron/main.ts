@@ -152,7 +152,14 @@ if (!app.requestSingleInstanceLock()) {
     }
     buildMenu()
     mainWindow = createWindow()
-    app.on('before-quit', () => void engine.stop())
+    // Quitting during a run: the run stops cleanly and records it (at most 10 s), then the engine goes.
+    let quitting = false
+    app.on('before-quit', (event) => {
+      if (quitting) return
+      quitting = true
+      event.preventDefault()
+      void api.jobs.shutdown(10_000).finally(() => void engine.stop().finally(() => app.quit()))
+    })
   })
   app.on('window-all-closed', () => app.quit())
 }

@@ -30,12 +30,35 @@ export interface NativeModelConfig {
   vocab: number
   maxPosition: number
   ropeTheta: number
+  /** RoPE scaling as read (docs/model-families.md): default, linear, dynamic, yarn or llama3. */
+  ropeType: 'default' | 'linear' | 'dynamic' | 'yarn' | 'llama3'
+  ropeFactor: number
   rmsNormEps: number
   tieEmbeddings: boolean
   qkvBias: boolean
+  /** Qwen3's per-head q/k RMSNorm. */
+  qkNorm: boolean
+  /** > 0: sequences longer than this are refused (the model's sliding window). */
+  slidingWindow: number
+  /** A bitsandbytes 4-bit checkpoint (quantization_config). */
+  prequantized: boolean
   bosTokenId: number
   eosTokenIds: number[]
   torchDtype: string
+}
+
+/** checkModel: the loader's checks from config.json and the safetensors headers alone (nothing loaded). */
+export interface NativeModelCheck {
+  ok: boolean
+  /** E_BAD_MODEL, ... when !ok. */
+  code: string
+  /** The error Model::load would throw, when !ok. */
+  message: string
+  /** The parsed config, when config.json could be read (even if the tensors then failed). */
+  config: NativeModelConfig | null
+  params: number
+  checkpointBytes: number
+  quantizedLinears: number
 }
 
 export interface NativeModelInfo {
@@ -69,7 +92,8 @@ export interface GenerateOptions {
 
 export interface GenerateResult {
   tokens: Int32Array[]
-  finish: Array<'eos' | 'length' | 'cancelled'>
+  /** 'context': prompt + answer filled the model's context (max_position_embeddings). */
+  finish: Array<'eos' | 'length' | 'context' | 'cancelled'>
 }
 
 export declare class NativeCancelToken {
@@ -213,6 +237,8 @@ export interface NativeModel {
 export interface NativeEngine {
   version(): string
   probe(): BackendInfo
+  /** The loader's validation of a model folder, without loading it (headers only; synchronous). */
+  checkModel(dir: string, options?: { quant?: QuantMode }): NativeModelCheck
   loadModel(
     dir: string,
     options: { quant: QuantMode; backend: BackendChoice },
@@ -223,5 +249,5 @@ export interface NativeEngine {
 
 /** Errors thrown by the engine carry a stable code. */
 export interface EngineError extends Error {
-  code: 'E_BAD_INPUT' | 'E_BAD_MODEL' | 'E_NO_CUDA' | 'E_OOM' | 'E_CANCELLED' | 'E_IO' | 'E_INTERNAL' | 'E_DEVICE_FAULT'
+  code: 'E_BAD_INPUT' | 'E_BAD_MODEL' | 'E_NO_CUDA' | 'E_OOM' | 'E_CANCELLED' | 'E_IO' | 'E_INTERNAL' | 'E_DEVICE_FAULT' | 'E_TOO_LONG'
 }

@@ -84,6 +84,9 @@ const handlers: { [M in HostMethod]: Handler<M> } = {
     const engine = loadNative()
     return { version: engine.version(), backends: engine.probe(), training: (await loadRunNotebook()) !== null }
   },
+  async modelCheck(p) {
+    return loadNative().checkModel(p.dir, { quant: p.quant })
+  },
   async modelLoad(p, emit) {
     const t0 = performance.now()
     const s = await ensureSession(p.dir, p.quant, p.backend, emit)
@@ -97,6 +100,8 @@ const handlers: { [M in HostMethod]: Handler<M> } = {
     const responses = await generateResponses(s, {
       prompts: p.prompts,
       system: p.system,
+      ...(p.chatDate ? { chatDate: p.chatDate } : {}),
+      ...(p.enableThinking !== undefined ? { enableThinking: p.enableThinking } : {}),
       maxNewTokens: p.maxNewTokens,
       cancel: token,
       onText: (index, delta) => emit({ kind: 'text', which: 'original', index, delta }),
@@ -162,5 +167,8 @@ port.listen((msg) => {
 
 // A parent that died without stopping us (node fork) closes the IPC channel: nothing left to serve.
 process.on('disconnect', () => process.exit(0))
+// Ctrl-C in a terminal reaches the whole process group: the parent decides (it cancels the run in progress, which
+// then stops cleanly here, and stops us afterwards).
+process.on('SIGINT', () => undefined)
 
 port.post({ type: 'ready', pid: process.pid })

@@ -63,6 +63,8 @@ export async function serveStudio(opts: ServeOptions = {}): Promise<RunningWebHo
     ...host,
     engine,
     async stop() {
+      // A run in progress stops cleanly and records that it was cancelled, before the engine goes (issue 10 item 6).
+      await api.jobs.shutdown()
       await host.close()
       await engine.stop()
     },

@@ -109,6 +109,8 @@ export async function startWebHost(opts: WebHostOptions): Promise<WebHost> {
   const wss = new WebSocketServer({ noServer: true, maxPayload: 4 * 2 ** 20 })
   const clients = new Set<WebSocket>()
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    // A socket error (reset, garbage) concerns this connection only; without a listener it would end the process.
+    socket.on('error', () => socket.destroy())
     const url = new URL(req.url ?? '/', `http://127.0.0.1:${port}`)
     const okToken = tokenEquals(url.searchParams.get('token'), token) || tokenEquals(cookieToken(req), token)
     const okHost = allowedHosts().has(req.headers.host ?? '')
@@ -123,6 +125,9 @@ export async function startWebHost(opts: WebHostOptions): Promise<WebHost> {
     wss.handleUpgrade(req, socket, head, (ws) => {
       clients.add(ws)
       ws.on('close', () => clients.delete(ws))
+      // Protocol errors (oversize, invalid UTF-8, unmasked or reserved frames, RSV bits): ws closes this connection
+      // with the matching code; the host, its other tabs and any run in progress carry on.
+      ws.on('error', () => undefined)
       ws.on('message', (data) => {
         let frame: WsClientFrame
         try {

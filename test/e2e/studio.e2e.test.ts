@@ -5,7 +5,7 @@
 // the history, inspect the run's pairs and their tokens, cancel a support_ratio 0.9 run and resume it from the history,
 // compare the two (answers, then pairs and tokens side by side), run a support_ratio sweep and follow it to a run's
 // pairs, survive an engine crash. Screenshots of each main view land in test-results/screenshots.
-import { existsSync, mkdtempSync, readdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, realpathSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import type { BrowserContext, Page } from 'playwright-core'
@@ -266,6 +266,34 @@ describe('DPO Studio in Chromium', () => {
     await expect.poll(() => existsSync(path.join(adapterDir, 'adapter_config.json')), { timeout: 10_000 }).toBe(true)
     expect(existsSync(path.join(adapterDir, 'adapter_model.safetensors'))).toBe(true)
     await screenshot(page, 'export')
+  })
+
+  it.runIf(hasTraining)('asks before replacing an earlier export, and never writes over a file that is not one', async () => {
+    await nav('export')
+    const target = path.join(dataDir, 'exports', 'e2e', 'comparison.json')
+    const field = tid('export-comparison-path').getByTestId('path-input')
+    await field.fill(target)
+    const before = statSync(target).mtimeMs
+    await tid('export-button').click()
+    await tid('export-overwrite').waitFor()
+    expect(await tid('export-overwrite').textContent()).toContain(target)
+    await tid('export-overwrite-no').click()
+    await tid('export-overwrite').waitFor({ state: 'detached' })
+    expect(statSync(target).mtimeMs).toBe(before)
+    await tid('export-button').click()
+    await tid('export-overwrite-yes').click()
+    await tid('export-overwrite').waitFor({ state: 'detached' })
+    await expect.poll(() => statSync(target).mtimeMs).toBeGreaterThan(before)
+
+    // A file of the user's (here: a copy of a dataset) is never overwritten, with or without asking.
+    const dataset = path.join(dataDir, 'exports', 'e2e', 'labelled_data.json')
+    writeFileSync(dataset, readFileSync(path.join(SAMPLE, 'labelled_data.json')))
+    await field.fill(dataset)
+    await tid('export-button').click()
+    await expect.poll(() => tid('export-error').textContent()).toContain('is not an earlier DPO Studio export')
+    expect(await tid('export-overwrite').count()).toBe(0)
+    expect(readFileSync(dataset, 'utf8')).toBe(readFileSync(path.join(SAMPLE, 'labelled_data.json'), 'utf8'))
+    await screenshot(page, 'export-refused')
   })
 
   it.runIf(hasTraining)('lists the run in the history and reopens it', async () => {

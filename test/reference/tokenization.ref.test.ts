@@ -10,12 +10,13 @@ import { promptText } from '../../src-main/services/engine/promptText'
 import { DEFAULT_SYSTEM_MESSAGE, promptIds } from '../../src-main/services/tokenizer/chatTemplate'
 import { dpoTokenize } from '../../src-main/services/tokenizer/dpoTokenize'
 import { TextTokenizer } from '../../src-main/services/tokenizer/textTokenizer'
+import { familyModel } from '../helpers/familyModels'
 import { sharedPath } from '../helpers/sharedPath'
 import { runPy } from './refstack'
 
 interface TrlRow { inputIds: number[][]; attentionMask: number[][]; completionMask: number[][] }
 interface HfTok {
-  name: string; texts: string[]; templateIds: Array<number[] | null>; plainIds: number[][]; specialIds: number[][]; answerIds: number[][]
+  name: string; today: string; texts: string[]; templateIds: Array<number[] | null>; plainIds: number[][]; specialIds: number[][]; answerIds: number[][]
   rawPlainIds: number[][]; rawSpecialIds: number[][]; rawAnswerIds: number[][]; trl: TrlRow[]
 }
 
@@ -36,7 +37,7 @@ function breezeDir(): string {
   return dir
 }
 
-const TOKENIZERS = [
+const TOKENIZERS: Array<{ name: string; dir: string; templateKwargs?: { enable_thinking: boolean } }> = [
   { name: 'stories260K', dir: sharedPath('models/stories260K') },
   { name: 'mistral-v0.1', dir: sharedPath('tokenizers/mistral-v0.1') },
   { name: 'breeze (mistral vocabulary)', dir: '' },
@@ -44,6 +45,9 @@ const TOKENIZERS = [
   { name: 'llama-3.1', dir: sharedPath('tokenizers/llama-3.1') },
   { name: 'qwen2.5', dir: sharedPath('tokenizers/qwen2.5') },
   { name: 'qwen3', dir: sharedPath('tokenizers/qwen3') },
+  // Meta's Llama 3.2 template, which prints today's date through strftime_now (the family twin carries it).
+  { name: 'llama-3.2 (strftime_now date)', dir: '' },
+  { name: 'qwen3 (enable_thinking off)', dir: sharedPath('tokenizers/qwen3'), templateKwargs: { enable_thinking: false } },
 ]
 
 /** Templates with a space right after a special token, which transformers 5 tokenizes differently (see the test). */
@@ -53,7 +57,9 @@ let hf: HfTok[]
 const ours = new Map<string, TextTokenizer>()
 
 beforeAll(async () => {
-  TOKENIZERS[2]!.dir = breezeDir()
+  const at = (name: string) => TOKENIZERS.find((t) => t.name === name)!
+  at('breeze (mistral vocabulary)').dir = breezeDir()
+  at('llama-3.2 (strftime_now date)').dir = familyModel('llama-3.2-1b-instruct')
   for (const t of TOKENIZERS) ours.set(t.name, await TextTokenizer.fromDir(t.dir))
   hf = runPy<HfTok[]>('hf_tokenize.py', {
     tokenizers: TOKENIZERS, system: DEFAULT_SYSTEM_MESSAGE, questions, answers,
@@ -66,7 +72,12 @@ describe.each(TOKENIZERS.map((t) => t.name))('%s', (name) => {
 
   it('prompt text equals apply_chat_template(..., add_generation_prompt=True) for every HW6 question', () => {
     const { tok, ref } = get()
-    questions.forEach((q, i) => expect(promptText(tok, q, {}), `question ${i}`).toBe(ref.texts[i]))
+    // The run's chat date is the day transformers rendered on; enable_thinking as the entry passes it.
+    const thinking = TOKENIZERS.find((t) => t.name === name)!.templateKwargs?.enable_thinking
+    const style = { chatDate: ref.today, ...(thinking === undefined ? {} : { enableThinking: thinking }) }
+    questions.forEach((q, i) => expect(promptText(tok, q, style), `question ${i}`).toBe(ref.texts[i]))
+    if (name.startsWith('llama-3.2')) expect(ref.texts[0]).toMatch(/Today Date: \d\d [A-Z][a-z]{2} \d{4}\n/)
+    if (thinking === false) expect(ref.texts[0]!.endsWith('<think>\n\n</think>\n\n')).toBe(true)
   })
 
   it('prompt and answer ids equal the tokenizers library\'s on tokenizer.json, with and without special tokens', () => {

@@ -28,17 +28,17 @@ function file(dir: string, name: string, content: string | Uint8Array): string {
   return path.join(dir, name);
 }
 
-describe('JSON syntax errors say where, in our words, without pasting the file', () => {
+describe('JSON syntax errors say where, in our words, without quoting the file', () => {
   it('a JSON-array dataset names line, column and row', async () => {
     const f = file(tmp(), 'data.json', '[\n {"prompt": "a", "chosen": "b", "rejected": "c"},\n {"prompt": \u001b[31m}\n]');
     const e = await refusal(loadPreferenceData(f));
-    expect(e.message).toBe(`${f}: not valid JSON at line 3, column 13 (in row 2): unexpected character '\\u001b'`);
+    expect(e.message).toBe(`${f}: row 2: not valid JSON at line 3, column 13: unexpected character (expected a value)`);
     expect(e.details).toMatchObject({ row: 2, line: 3, column: 13 });
   });
 
   it('a JSONL line names its row and column', async () => {
     const f = file(tmp(), 'p.jsonl', '{"prompt": "a"}\n{"prompt": secret-text}\n');
-    expect((await refusal(loadPromptsFile(f))).message).toBe(`${f}: row 2: not valid JSON at column 12: unexpected character 's'`);
+    expect((await refusal(loadPromptsFile(f))).message).toBe(`${f}: row 2: not valid JSON at column 12: unexpected character (expected a value)`);
   });
 
   it('tokenizer_config.json, adapter_config.json and the model panel do the same', async () => {
@@ -46,12 +46,12 @@ describe('JSON syntax errors say where, in our words, without pasting the file',
     file(dir, 'tokenizer.json', '{}');
     file(dir, 'tokenizer_config.json', '{"bos_token": "<s>",\n "eos_token": oops}');
     expect((await refusal(TextTokenizer.fromDir(dir))).message).toBe(
-      `model directory ${dir}: tokenizer_config.json is not valid JSON at line 2, column 15: unexpected character 'o'`,
+      `model directory ${dir}: tokenizer_config.json is not valid JSON at line 2, column 15: unexpected character (expected a value)`,
     );
     file(dir, 'adapter_config.json', '{"r": 8,}');
-    expect((await refusal(() => loadAdapter(dir))).message).toMatch(/adapter_config\.json: not valid JSON at line 1, column 9: expected a property name/);
+    expect((await refusal(() => loadAdapter(dir))).message).toMatch(/adapter_config\.json: not valid JSON at line 1, column 9: expected a field name/);
     file(dir, 'config.json', '{"architectures": [LlamaForCausalLM]}');
-    expect((await refusal(inspectModel(dir))).message).toBe(`${path.join(dir, 'config.json')}: not valid JSON at line 1, column 20: unexpected character 'L'`);
+    expect((await refusal(inspectModel(dir))).message).toBe(`${path.join(dir, 'config.json')}: not valid JSON at line 1, column 20: unexpected character (expected a value)`);
   });
 });
 
@@ -60,6 +60,16 @@ describe('values from files are quoted, escaped and cut in messages', () => {
     const g = file(tmp(), 'q.jsonl', `${JSON.stringify({ id: `\u001b[2J${'y'.repeat(5000)}`, prompt: 7 })}\n`);
     const e = await refusal(loadPromptsFile(g));
     expect(e.message).toBe(`${g}: row 1 (id "\\u001b[2J${'y'.repeat(56)}…"): field "prompt" must be a non-empty string`);
+  });
+
+  it('invalid UTF-8 names the field whose value holds it, that field name escaped and cut (a key is the file\'s text)', async () => {
+    const bytes = (head: string) => Buffer.concat([Buffer.from(head), Buffer.from([0xff]), Buffer.from('"}\n')]);
+    const g = file(tmp(), 'u.jsonl', bytes('{"\u007f\\u001b": "x') /* a raw DEL and an escaped ESC */);
+    expect((await refusal(loadPromptsFile(g))).message).toBe(`${g}: row 1: field "\\u007f\\u001b": invalid UTF-8 at byte 14; save the file as UTF-8`);
+    const h = file(tmp(), 'v.jsonl', bytes(`{"${'k'.repeat(3000)}": "x`));
+    const e = await refusal(loadPromptsFile(h));
+    expect(e.message).toBe(`${h}: row 1: field "${'k'.repeat(200)}…": invalid UTF-8 at byte 3007; save the file as UTF-8`);
+    expect(e.details.field).toBe('k'.repeat(3000));
   });
 });
 

@@ -172,11 +172,11 @@ describe('TextTokenizer: bad model directories', () => {
     await expect(TextTokenizer.fromDir(dir)).rejects.toThrow(/tokenizer_config\.json is not valid JSON/);
   });
 
-  it('falls back to config.json token ids', async () => {
+  it('falls back to config.json for EOS, never for BOS (a tokenizer without bos_token has none)', async () => {
     const json = await readJson(path.join(STORIES, 'tokenizer.json'));
     const tok = TextTokenizer.fromObjects(json, {}, { modelConfig: { bos_token_id: 1, eos_token_id: [2, 0] } });
-    expect(tok.bosId).toBe(1);
-    expect(tok.bosToken).toBe('<s>');
+    expect(tok.bosId).toBeNull();
+    expect(tok.bosToken).toBeNull();
     expect(tok.eosId).toBe(2);
     expect(tok.eosIds).toEqual([2, 0]);
   });

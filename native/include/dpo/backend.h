@@ -6,10 +6,24 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace dpo {
 
 struct Nf4Matrix;
+
+// The RoPE frequencies of one call, computed on the host from the config (model/rope_table.h): inv_freq (HD/2) and
+// the factor transformers multiplies cos and sin by (yarn's attention factor; 1 otherwise).
+struct RopeTable {
+  std::vector<float> inv_freq;
+  float attention_scaling = 1.0f;
+
+  bool operator==(const RopeTable& o) const {
+    return inv_freq == o.inv_freq && attention_scaling == o.attention_scaling;
+  }
+};
+// Throws E_BAD_INPUT unless `t` has HD/2 frequencies for an even HD (every backend checks before a rope op).
+void check_rope_table(const RopeTable& t, int HD);
 
 enum class BackendKind { Cpu, Cuda };
 
@@ -63,7 +77,7 @@ class Backend {
   // Makes `w` resident now rather than at its first use (a GPU uploads it once; the load time then includes it).
   virtual void prepare_nf4(const Nf4Matrix& w) { (void)w; }
   virtual void rmsnorm(float* out, float* rstd, const float* x, const float* w, int M, int C, float eps) = 0;
-  virtual void rope(float* x, const int* pos, int M, int H, int HD, float theta) = 0;
+  virtual void rope(float* x, const int* pos, int M, int H, int HD, const RopeTable& table) = 0;
   virtual void attention(float* out, float* probs, const float* q, const float* k, const float* v, const int* qpos,
                          const uint8_t* key_valid, int B, int T, int S, int NH, int NKV, int HD) = 0;
   virtual void swiglu(float* out, const float* gate, const float* up, int M, int F) = 0;
@@ -75,7 +89,7 @@ class Backend {
   // Backward ops (training): gradients accumulate into d* outputs unless the op says it overwrites.
   virtual void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, const float* w,
                                 const float* rstd, int M, int C) = 0;
-  virtual void rope_backward(float* dx, const int* pos, int M, int H, int HD, float theta) = 0;
+  virtual void rope_backward(float* dx, const int* pos, int M, int H, int HD, const RopeTable& table) = 0;
   virtual void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* probs,
                                   const float* q, const float* k, const float* v, int B, int T, int S, int NH,
                                   int NKV, int HD) = 0;

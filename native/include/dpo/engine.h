@@ -54,6 +54,22 @@ struct ModelInfo {
   QuantMode quant = QuantMode::Nf4;
 };
 
+// What loading `dir` would do, decided from config.json and the safetensors headers alone (no tensor data is read):
+// the very checks Model::load makes (config fields, architecture, RoPE scaling, every tensor's name, shape, dtype and
+// quant state, nothing left over), so a folder is reported supported only if it will load. `ok` false carries the
+// error Model::load would throw.
+struct ModelCheck {
+  bool ok = false;
+  std::string error_code;     // "E_BAD_MODEL", ... when !ok
+  std::string message;        // the error, when !ok
+  bool config_read = false;   // config.json parsed (even when the tensors then failed)
+  ModelConfig config;
+  int64_t n_params = 0;
+  uint64_t checkpoint_bytes = 0;
+  int quantized_linears = 0;  // linears that would be NF4 with this quant mode
+};
+ModelCheck check_model(const std::string& dir, QuantMode quant = QuantMode::Nf4);
+
 // One sequence for log-prob scoring: token ids and TRL labels (-100 = not scored; spec §7.2, §8).
 struct ScoredSequence {
   std::vector<int32_t> ids;
@@ -74,7 +90,7 @@ struct GenerateOptions {
 };
 struct GenerateResult {
   std::vector<std::vector<int32_t>> tokens;  // per prompt: the generated ids (without the prompt)
-  std::vector<std::string> finish;           // per prompt: "eos" | "length" | "cancelled"
+  std::vector<std::string> finish;           // per prompt: "eos" | "length" | "context" | "cancelled"
   int decode_steps = 0;                      // KV-cached steps after the prefill
   int replayed_steps = 0;                    // of those, replayed from a recording (CUDA graphs; 0 on the CPU)
 };

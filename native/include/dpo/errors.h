@@ -15,6 +15,7 @@ enum class ErrorCode {
   Io,         // E_IO: a file could not be read or written
   Internal,   // E_INTERNAL: a bug; the message says where
   DeviceFault,  // E_DEVICE_FAULT: the GPU faulted; its context is unusable until the process restarts
+  TooLong,      // E_TOO_LONG: a sequence or a generation would run past the model's context (max_position_embeddings)
 };
 
 inline const char* error_code_name(ErrorCode c) {
@@ -27,6 +28,7 @@ inline const char* error_code_name(ErrorCode c) {
     case ErrorCode::Io: return "E_IO";
     case ErrorCode::Internal: return "E_INTERNAL";
     case ErrorCode::DeviceFault: return "E_DEVICE_FAULT";
+    case ErrorCode::TooLong: return "E_TOO_LONG";
   }
   return "E_INTERNAL";
 }

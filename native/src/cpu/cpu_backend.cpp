@@ -64,8 +64,9 @@ class CpuBackend final : public Backend {
   void rmsnorm(float* out, float* rstd, const float* x, const float* w, int M, int C, float eps) override {
     cpu::rmsnorm_forward(out, rstd, x, w, M, C, eps);
   }
-  void rope(float* x, const int* pos, int M, int H, int HD, float theta) override {
-    cpu::rope_forward(x, pos, M, H, HD, theta);
+  void rope(float* x, const int* pos, int M, int H, int HD, const RopeTable& t) override {
+    check_rope_table(t, HD);
+    cpu::rope_forward(x, pos, M, H, HD, t.inv_freq.data(), t.attention_scaling);
   }
   void attention(float* out, float* probs, const float* q, const float* k, const float* v, const int* qpos,
                  const uint8_t* key_valid, int B, int T, int S, int NH, int NKV, int HD) override {
@@ -87,8 +88,9 @@ class CpuBackend final : public Backend {
                         int M, int C) override {
     cpu::rmsnorm_backward(dx, dw, dout, x, w, rstd, M, C);
   }
-  void rope_backward(float* dx, const int* pos, int M, int H, int HD, float theta) override {
-    cpu::rope_backward(dx, pos, M, H, HD, theta);
+  void rope_backward(float* dx, const int* pos, int M, int H, int HD, const RopeTable& t) override {
+    check_rope_table(t, HD);
+    cpu::rope_backward(dx, pos, M, H, HD, t.inv_freq.data(), t.attention_scaling);
   }
   void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* probs, const float* q,
                           const float* k, const float* v, int B, int T, int S, int NH, int NKV, int HD) override {

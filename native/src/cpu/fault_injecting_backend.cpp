@@ -61,9 +61,9 @@ class FaultInjectingBackend final : public Backend {
     in_->rmsnorm(out, rstd, x, w, M, C, eps);
     after("rmsnorm", out);
   }
-  void rope(float* x, const int* pos, int M, int H, int HD, float theta) override {
+  void rope(float* x, const int* pos, int M, int H, int HD, const RopeTable& table) override {
     before("rope");
-    in_->rope(x, pos, M, H, HD, theta);
+    in_->rope(x, pos, M, H, HD, table);
     after("rope", x);
   }
   void attention(float* out, float* probs, const float* q, const float* k, const float* v, const int* qpos,
@@ -108,9 +108,9 @@ class FaultInjectingBackend final : public Backend {
     in_->rmsnorm_backward(dx, dw, dout, x, w, rstd, M, C);
     after("rmsnorm_backward", dx ? dx : dw);
   }
-  void rope_backward(float* dx, const int* pos, int M, int H, int HD, float theta) override {
+  void rope_backward(float* dx, const int* pos, int M, int H, int HD, const RopeTable& table) override {
     before("rope_backward");
-    in_->rope_backward(dx, pos, M, H, HD, theta);
+    in_->rope_backward(dx, pos, M, H, HD, table);
     after("rope_backward", dx);
   }
   void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* probs, const float* q,

@@ -108,10 +108,10 @@ class GuardedCpuBackend final : public Backend {
     Open o(*this, "rmsnorm", {out, rstd, x, w});
     cpu_->rmsnorm(out, rstd, x, w, M, C, eps);
   }
-  void rope(float* x, const int* pos, int M, int H, int HD, float theta) override {
-    if (recorded([=] { rope(x, pos, M, H, HD, theta); })) return;
+  void rope(float* x, const int* pos, int M, int H, int HD, const RopeTable& t) override {
+    if (recorded([=] { rope(x, pos, M, H, HD, t); })) return;
     Open o(*this, "rope", {x, pos});
-    cpu_->rope(x, pos, M, H, HD, theta);
+    cpu_->rope(x, pos, M, H, HD, t);
   }
   void attention(float* out, float* probs, const float* q, const float* k, const float* v, const int* qpos,
                  const uint8_t* key_valid, int B, int T, int S, int NH, int NKV, int HD) override {
@@ -150,10 +150,10 @@ class GuardedCpuBackend final : public Backend {
     Open o(*this, "rmsnorm_backward", {dx, dw, dout, x, w, rstd});
     cpu_->rmsnorm_backward(dx, dw, dout, x, w, rstd, M, C);
   }
-  void rope_backward(float* dx, const int* pos, int M, int H, int HD, float theta) override {
-    if (recorded([=] { rope_backward(dx, pos, M, H, HD, theta); })) return;
+  void rope_backward(float* dx, const int* pos, int M, int H, int HD, const RopeTable& t) override {
+    if (recorded([=] { rope_backward(dx, pos, M, H, HD, t); })) return;
     Open o(*this, "rope_backward", {dx, pos});
-    cpu_->rope_backward(dx, pos, M, H, HD, theta);
+    cpu_->rope_backward(dx, pos, M, H, HD, t);
   }
   void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* probs, const float* q,
                           const float* k, const float* v, int B, int T, int S, int NH, int NKV, int HD) override {

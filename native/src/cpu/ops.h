@@ -27,11 +27,12 @@ void rmsnorm_forward(float* out, float* rstd, const float* x, const float* w, in
 void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, const float* w, const float* rstd,
                       int M, int C);
 
-// In-place rotate-half RoPE on x (M, H*HD) where row m sits at position pos[m]:
-// inv_freq[j] = 1/theta^(2j/HD) in fp32, angle = pos*inv_freq in fp32, x' = x*cos + rotate_half(x)*sin.
-void rope_forward(float* x, const int* pos, int M, int H, int HD, float theta);
+// In-place rotate-half RoPE on x (M, H*HD) where row m sits at position pos[m], with inv_freq (HD/2) from the
+// model's RoPE table (model/rope_table.h): angle = pos*inv_freq[j] in fp32, c = cos*scaling, s = sin*scaling,
+// x' = x*c + rotate_half(x)*s.
+void rope_forward(float* x, const int* pos, int M, int H, int HD, const float* inv_freq, float scaling);
 // dx given dout, in place: the transpose rotation.
-void rope_backward(float* dx, const int* pos, int M, int H, int HD, float theta);
+void rope_backward(float* dx, const int* pos, int M, int H, int HD, const float* inv_freq, float scaling);
 
 // Causal GQA attention against a key/value store.
 // q (B,T,NH*HD): queries, already roped; query (b,t) has absolute position qpos[b*T+t].

@@ -1,5 +1,6 @@
 // Rotary position embedding on the CPU (HF LlamaRotaryEmbedding + apply_rotary_pos_emb, rotate-half form),
-// forward and its transpose for the backward pass.
+// forward and its transpose for the backward pass. The frequencies come from the model's RoPE table
+// (model/rope_table.h: plain, linear, dynamic, yarn or llama3), computed once on the host.
 #include <cmath>
 #include <vector>
 
@@ -12,35 +13,32 @@
 namespace dpo::cpu {
 namespace {
 
-// inv_freq[j] = 1 / theta^(2j/HD) in fp32, as torch's `1.0 / (base ** (arange(0, dim, 2).float() / dim))`:
-// the exponent is an fp32 division, the power an fp32 pow, the reciprocal an fp32 division.
-std::vector<float> inv_freq(int HD, float theta) {
-  std::vector<float> f(size_t(HD / 2));
-  for (int j = 0; j < HD / 2; j++) f[size_t(j)] = 1.0f / std::pow(theta, float(2 * j) / float(HD));
-  return f;
-}
-
 // cos/sin of angle = float(pos) * inv_freq[j] (an fp32 product, as HF's fp32 `inv_freq @ position_ids`).
-// torch evaluates cos/sin in fp32 (within an ulp); we evaluate them in double and round once to fp32.
-void angles(float* cs /*(HD/2)*/, float* sn /*(HD/2)*/, const std::vector<float>& f, int pos) {
-  for (size_t j = 0; j < f.size(); j++) {
+// torch evaluates cos/sin in fp32 (within an ulp); we evaluate them in double and round once to fp32. transformers
+// then multiplies both by the attention scaling in fp32 (`emb.cos() * self.attention_scaling`, yarn's mscale).
+void angles(float* cs /*(HD/2)*/, float* sn /*(HD/2)*/, const float* f /*(HD/2)*/, int half, float scaling, int pos) {
+  for (int j = 0; j < half; j++) {
     const float a = float(pos) * f[j];
     cs[j] = float(std::cos(double(a)));
     sn[j] = float(std::sin(double(a)));
+    if (scaling != 1.0f) {
+      cs[j] = mul_rn(cs[j], scaling);
+      sn[j] = mul_rn(sn[j], scaling);
+    }
   }
 }
 
 template <bool kBackward>
-void rope_apply(float* x /*(M,H*HD)*/, const int* pos /*(M)*/, int M, int H, int HD, float theta) {
+void rope_apply(float* x /*(M,H*HD)*/, const int* pos /*(M)*/, int M, int H, int HD, const float* f /*(HD/2)*/,
+                float scaling) {
   if (HD % 2 != 0) fail(ErrorCode::BadInput, "rope: head_dim must be even");
   const int half = HD / 2;
-  const std::vector<float> f = inv_freq(HD, theta);
   parallel_for(M, grain_for(30.0 * HD + 4.0 * H * HD), [&](int64_t m0, int64_t m1) {
     thread_local std::vector<float> buf;
     float* cs = scratch(buf, size_t(HD));
     float* sn = cs + half;
     for (int64_t m = m0; m < m1; m++) {
-      angles(cs, sn, f, pos[m]);
+      angles(cs, sn, f, half, scaling, pos[m]);
       for (int h = 0; h < H; h++) {
         float* v = x + (m * H + h) * HD;
         for (int j = 0; j < half; j++) {
@@ -62,12 +60,14 @@ void rope_apply(float* x /*(M,H*HD)*/, const int* pos /*(M)*/, int M, int H, int
 
 }  // namespace
 
-void rope_forward(float* x /*(M,H*HD)*/, const int* pos /*(M)*/, int M, int H, int HD, float theta) {
-  rope_apply<false>(x, pos, M, H, HD, theta);
+void rope_forward(float* x /*(M,H*HD)*/, const int* pos /*(M)*/, int M, int H, int HD, const float* inv_freq,
+                  float scaling) {
+  rope_apply<false>(x, pos, M, H, HD, inv_freq, scaling);
 }
 
-void rope_backward(float* dx /*(M,H*HD)*/, const int* pos /*(M)*/, int M, int H, int HD, float theta) {
-  rope_apply<true>(dx, pos, M, H, HD, theta);
+void rope_backward(float* dx /*(M,H*HD)*/, const int* pos /*(M)*/, int M, int H, int HD, const float* inv_freq,
+                   float scaling) {
+  rope_apply<true>(dx, pos, M, H, HD, inv_freq, scaling);
 }
 
 }  // namespace dpo::cpu

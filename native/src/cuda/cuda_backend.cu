@@ -210,8 +210,8 @@ class CudaBackend final : public Backend {
   void rmsnorm(float* out, float* rstd, const float* x, const float* w, int M, int C, float eps) override {
     cuda::launch_rmsnorm_forward(stream_, out, rstd, x, w, M, C, eps);
   }
-  void rope(float* x, const int* pos, int M, int H, int HD, float theta) override {
-    cuda::launch_rope_forward(stream_, x, pos, M, H, HD, theta);
+  void rope(float* x, const int* pos, int M, int H, int HD, const RopeTable& table) override {
+    cuda::launch_rope_forward(stream_, x, pos, M, H, HD, table);
   }
   void attention(float* out, float* probs, const float* q, const float* k, const float* v, const int* qpos,
                  const uint8_t* key_valid, int B, int T, int S, int NH, int NKV, int HD) override {
@@ -238,8 +238,8 @@ class CudaBackend final : public Backend {
                         int M, int C) override {
     cuda::launch_rmsnorm_backward(stream_, dx, dw, dout, x, w, rstd, M, C);
   }
-  void rope_backward(float* dx, const int* pos, int M, int H, int HD, float theta) override {
-    cuda::launch_rope_backward(stream_, dx, pos, M, H, HD, theta);
+  void rope_backward(float* dx, const int* pos, int M, int H, int HD, const RopeTable& table) override {
+    cuda::launch_rope_backward(stream_, dx, pos, M, H, HD, table);
   }
   void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* probs, const float* q,
                           const float* k, const float* v, int B, int T, int S, int NH, int NKV, int HD) override {

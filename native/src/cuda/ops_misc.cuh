@@ -48,9 +48,11 @@ void launch_rmsnorm_forward(cudaStream_t stream, float* out, float* rstd, const 
 void launch_rmsnorm_backward(cudaStream_t stream, float* dx, float* dw, const float* dout, const float* x,
                              const float* w, const float* rstd, int M, int C);
 
-// rope.cu: in-place rotate-half RoPE on x (M, H*HD), row m at position pos[m] (M); HD even, HD <= 512.
-void launch_rope_forward(cudaStream_t stream, float* x, const int* pos, int M, int H, int HD, float theta);
-void launch_rope_backward(cudaStream_t stream, float* dx, const int* pos, int M, int H, int HD, float theta);
+// rope.cu: in-place rotate-half RoPE on x (M, H*HD), row m at position pos[m] (M); HD even, HD <= 512; the table's
+// inv_freq has HD/2 entries (model/rope_table.h).
+void launch_rope_forward(cudaStream_t stream, float* x, const int* pos, int M, int H, int HD, const RopeTable& table);
+void launch_rope_backward(cudaStream_t stream, float* dx, const int* pos, int M, int H, int HD,
+                          const RopeTable& table);
 
 // attention.cu: causal GQA against a key store, as cpu::attention_forward / attention_backward.
 // q (B,T,NH*HD), k, v (B,S,NKV*HD), qpos (B*T), key_valid (B,S) or null, out (B,T,NH*HD), probs (B,NH,T,S) or null.

@@ -14,6 +14,7 @@
 
 #include "core/device_array.h"
 #include "cpu/ops.h"
+#include "model/rope_table.h"
 #include "quant/nf4.h"
 #include "train/optimizer.h"
 
@@ -255,9 +256,10 @@ void add_layer_checks(vector<Check>& out) {
                      return Outputs{rms("dx", dx.to_host(), kTolElementwise), rms("dw", dw.to_host(), kTolElementwise)};
                    }});
   }
-  {  // RoPE (in place), forward and backward
+  {  // RoPE (in place), forward and backward, with yarn's cos/sin factor on (model/rope_table.h)
     const int M = 6, H = 4, HD = 64;
-    const float theta = 1e6f;
+    RopeTable table = default_rope_table(HD, 1e6f);
+    table.attention_scaling = 1.1386294f;
     Rng r(404);
     auto x = r.normal(size_t(M) * H * HD, 1.0f);
     auto pos = r.ints(M, 0, 4095);
@@ -266,8 +268,8 @@ void add_layer_checks(vector<Check>& out) {
       out.push_back({backward ? "rope_backward" : "rope", [=](Backend& be) {
                        auto dx = up(be, x);
                        auto dpos = up(be, pos);
-                       if (backward) be.rope_backward(dx.get(), dpos.get(), M, H, HD, theta);
-                       else be.rope(dx.get(), dpos.get(), M, H, HD, theta);
+                       if (backward) be.rope_backward(dx.get(), dpos.get(), M, H, HD, table);
+                       else be.rope(dx.get(), dpos.get(), M, H, HD, table);
                        return Outputs{rms("x", dx.to_host(), kTolRope)};
                      }});
   }

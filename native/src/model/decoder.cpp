@@ -10,6 +10,7 @@
 #include <string>
 
 #include "dpo/errors.h"
+#include "model/rope_table.h"
 #include "train/full_grads.h"
 
 namespace dpo {
@@ -38,6 +39,12 @@ void BlockActs::resize(Backend& be, const ModelConfig& c, int M, bool training, 
   rstd1.ensure(be, m);
   q.ensure(be, m * QD);
   k.ensure(be, m * KVD);
+  if (c.qk_norm) {
+    q_raw.ensure(be, m * QD);
+    k_raw.ensure(be, m * KVD);
+    rstd_q.ensure(be, m * c.n_heads);
+    rstd_k.ensure(be, m * c.n_kv_heads);
+  }
   v.ensure(be, m * KVD);
   att.ensure(be, m * QD);
   xn2.ensure(be, m * c.hidden);
@@ -62,9 +69,20 @@ struct LoraUse {
   const LoraWeights* at(int layer, int kind) const { return adapter ? adapter->at(layer, kind) : nullptr; }
 };
 
+// The table of a call whose positions (host, n of them) reach max(pos): the model's own unless dynamic scaling makes
+// it depend on the length.
+const RopeTable& call_rope(const DeviceWeights& w, const int* pos, int n, RopeTable& scratch) {
+  if (!rope_depends_on_length(w.config())) return w.rope;
+  int longest = 0;
+  for (int i = 0; i < n; i++) longest = std::max(longest, pos[i] + 1);
+  scratch = rope_table(w.config(), longest);
+  return scratch;
+}
+
 // x (M,C) is updated in place: x += o(attn(norm(x))); x += down(swiglu(norm(x))). pos: backend (M).
 void block_forward(float* x, const ModelConfig& c, const DeviceLayer& L, Backend& be, BlockActs& a, const int* pos,
-                   int M, int layer, const LoraUse& lora, bool training, const AttendFn& attend) {
+                   int M, int layer, const LoraUse& lora, bool training, const RopeTable& rope,
+                   const AttendFn& attend) {
   const int C = c.hidden, F = c.intermediate;
   const size_t MC = size_t(M) * C * sizeof(float);
   auto lin = [&](int kind, float* y, const float* in) {
@@ -73,11 +91,20 @@ void block_forward(float* x, const ModelConfig& c, const DeviceLayer& L, Backend
   };
   if (training) be.copy(a.x_in.get(), x, MC);
   be.rmsnorm(a.xn1.get(), a.rstd1.get(), x, L.input_norm.get(), M, C, c.rms_norm_eps);
-  lin(kQ, a.q.get(), a.xn1.get());
-  lin(kK, a.k.get(), a.xn1.get());
+  if (c.qk_norm) {
+    // Qwen3: RMSNorm over each head's HD values (the row norm over M*H rows of HD), then RoPE.
+    lin(kQ, a.q_raw.get(), a.xn1.get());
+    lin(kK, a.k_raw.get(), a.xn1.get());
+    be.rmsnorm(a.q.get(), a.rstd_q.get(), a.q_raw.get(), L.q_norm.get(), M * c.n_heads, c.head_dim, c.rms_norm_eps);
+    be.rmsnorm(a.k.get(), a.rstd_k.get(), a.k_raw.get(), L.k_norm.get(), M * c.n_kv_heads, c.head_dim,
+               c.rms_norm_eps);
+  } else {
+    lin(kQ, a.q.get(), a.xn1.get());
+    lin(kK, a.k.get(), a.xn1.get());
+  }
   lin(kV, a.v.get(), a.xn1.get());
-  be.rope(a.q.get(), pos, M, c.n_heads, c.head_dim, c.rope_theta);
-  be.rope(a.k.get(), pos, M, c.n_kv_heads, c.head_dim, c.rope_theta);
+  be.rope(a.q.get(), pos, M, c.n_heads, c.head_dim, rope);
+  be.rope(a.k.get(), pos, M, c.n_kv_heads, c.head_dim, rope);
   attend(layer, a.att.get(), training ? a.probs.get() : nullptr, a.q.get(), a.k.get(), a.v.get());
   lin(kO, a.proj.get(), a.att.get());
   be.add(x, x, a.proj.get(), int64_t(M) * C);
@@ -93,7 +120,7 @@ void block_forward(float* x, const ModelConfig& c, const DeviceLayer& L, Backend
 
 // dx (M,C): gradient of the block output on entry, of the block input on return. LoRA gradients accumulate.
 void block_backward(float* dx, const ModelConfig& c, const DeviceLayer& L, Backend& be, BlockActs& a, const int* pos,
-                    int B, int T, int layer, LoraAdapter* lora, LayerGrads* full) {
+                    int B, int T, int layer, LoraAdapter* lora, LayerGrads* full, const RopeTable& rope) {
   const int M = B * T, C = c.hidden, F = c.intermediate;
   const int QD = c.n_heads * c.head_dim, KVD = c.n_kv_heads * c.head_dim;
   const float p = lora ? lora->config.dropout : 0.0f;
@@ -120,8 +147,18 @@ void block_backward(float* dx, const ModelConfig& c, const DeviceLayer& L, Backe
   lin_back(kO, datt.get(), dx, a.att.get());
   be.attention_backward(dq.get(), dk.get(), dv.get(), datt.get(), a.probs.get(), a.q.get(), a.k.get(), a.v.get(), B,
                         T, T, c.n_heads, c.n_kv_heads, c.head_dim);
-  be.rope_backward(dq.get(), pos, M, c.n_heads, c.head_dim, c.rope_theta);
-  be.rope_backward(dk.get(), pos, M, c.n_kv_heads, c.head_dim, c.rope_theta);
+  be.rope_backward(dq.get(), pos, M, c.n_heads, c.head_dim, rope);
+  be.rope_backward(dk.get(), pos, M, c.n_kv_heads, c.head_dim, rope);
+  if (c.qk_norm) {
+    // Through the per-head norms: dq, dk become the gradients of the raw projections.
+    DeviceArray<float> dq_raw = zeros(int64_t(M) * QD), dk_raw = zeros(int64_t(M) * KVD);
+    be.rmsnorm_backward(dq_raw.get(), full ? full->q_norm.get() : nullptr, dq.get(), a.q_raw.get(), L.q_norm.get(),
+                        a.rstd_q.get(), M * c.n_heads, c.head_dim);
+    be.rmsnorm_backward(dk_raw.get(), full ? full->k_norm.get() : nullptr, dk.get(), a.k_raw.get(), L.k_norm.get(),
+                        a.rstd_k.get(), M * c.n_kv_heads, c.head_dim);
+    dq = std::move(dq_raw);
+    dk = std::move(dk_raw);
+  }
   DeviceArray<float> dxn = zeros(int64_t(M) * C);
   lin_back(kQ, dxn.get(), dq.get(), a.xn1.get());
   lin_back(kK, dxn.get(), dk.get(), a.xn1.get());
@@ -141,6 +178,7 @@ void decoder_forward(float* hidden_out, const DeviceWeights& w, Backend& be, con
                      const uint8_t* key_valid, int B, int T, KvCache* cache, const LoraAdapter* lora) {
   const ModelConfig& c = w.config();
   const int KVD = c.n_kv_heads * c.head_dim, M = B * T;
+  check_sliding_window(c, T, "sequence");
   DeviceArray<float> x(be, size_t(M) * c.hidden);
   embed_tokens(x.get(), *w.host, be, ids, M);
   DeviceArray<int> pos_d = upload(be, pos, size_t(M));
@@ -159,6 +197,8 @@ void decoder_forward(float* hidden_out, const DeviceWeights& w, Backend& be, con
   BlockActs a;
   a.resize(be, c, M, false, 0);
   const LoraUse use{lora, 0.0f, nullptr};
+  RopeTable scratch;
+  const RopeTable& rope = call_rope(w, pos, M, scratch);
   const AttendFn attend = [&](int layer, float* att, float*, const float* q, const float* k, const float* v) {
     be.attention(att, nullptr, q, k, v, pos_d.get(), valid_d.get(), B, T, T, c.n_heads, c.n_kv_heads, c.head_dim);
     if (!cache) return;
@@ -166,7 +206,7 @@ void decoder_forward(float* hidden_out, const DeviceWeights& w, Backend& be, con
     be.scatter_rows(cache->v[size_t(layer)].get(), cache_rows.get(), v, M, KVD);
   };
   for (int l = 0; l < c.n_layers; l++)
-    block_forward(x.get(), c, w.layers[size_t(l)], be, a, pos_d.get(), M, l, use, false, attend);
+    block_forward(x.get(), c, w.layers[size_t(l)], be, a, pos_d.get(), M, l, use, false, rope, attend);
   be.rmsnorm(hidden_out, nullptr, x.get(), w.final_norm.get(), M, c.hidden, c.rms_norm_eps);
 }
 
@@ -185,11 +225,14 @@ void DecodeInputs::set(const DeviceWeights& w, Backend& be, const KvCache& cache
   for (int r = 0; r < M; r++) {
     if (pos[r] < 0 || pos[r] >= cache.S || seq[r] < 0 || seq[r] >= cache.B)
       fail(ErrorCode::Internal, "decode step outside the KV cache");
+    check_sliding_window(c, pos[r] + 1, "generated sequence");
     m[size_t(r)] = pos[r];
     m[size_t(M + r)] = seq[r];
     m[size_t(2 * M + r)] = seq[r] * cache.S + pos[r];
   }
   meta.upload(m);  // one upload per step: positions, sequences and cache rows side by side
+  RopeTable scratch;
+  rope = call_rope(w, pos, M, scratch);
 }
 
 void decode_step_body(float* hidden_out, const DeviceWeights& w, Backend& be, KvCache& cache, DecodeInputs& in,
@@ -209,7 +252,7 @@ void decode_step_body(float* hidden_out, const DeviceWeights& w, Backend& be, Kv
     be.attention_decode(att, q, kc, vc, seq_d, pos_d, M, cache.S, c.n_heads, c.n_kv_heads, c.head_dim);
   };
   for (int l = 0; l < c.n_layers; l++)
-    block_forward(in.x.get(), c, w.layers[size_t(l)], be, in.acts, pos_d, M, l, use, false, attend);
+    block_forward(in.x.get(), c, w.layers[size_t(l)], be, in.acts, pos_d, M, l, use, false, in.rope, attend);
   be.rmsnorm(hidden_out, nullptr, in.x.get(), w.final_norm.get(), M, c.hidden, c.rms_norm_eps);
 }
 
@@ -223,8 +266,19 @@ void decoder_step(float* hidden_out, const DeviceWeights& w, Backend& be, KvCach
 uint64_t block_activation_bytes(const ModelConfig& c, int B, int T) {
   const uint64_t M = uint64_t(B) * T, C = uint64_t(c.hidden), F = uint64_t(c.intermediate);
   const uint64_t QD = uint64_t(c.n_heads) * c.head_dim, KVD = uint64_t(c.n_kv_heads) * c.head_dim;
-  const uint64_t floats = M * (5 * C + 2 * QD + 2 * KVD + 3 * F + 2) + uint64_t(B) * c.n_heads * T * T;
+  const uint64_t norms = c.qk_norm ? QD + KVD + uint64_t(c.n_heads) + uint64_t(c.n_kv_heads) : 0;
+  const uint64_t floats = M * (5 * C + 2 * QD + 2 * KVD + 3 * F + 2 + norms) + uint64_t(B) * c.n_heads * T * T;
   return floats * sizeof(float);
+}
+
+void check_sliding_window(const ModelConfig& c, int length, const char* what) {
+  if (c.sliding_window <= 0 || length <= c.sliding_window) return;
+  fail(ErrorCode::BadInput, std::string("a ") + what + " of " + std::to_string(length) +
+                                " tokens is longer than this model's sliding window of " +
+                                std::to_string(c.sliding_window) +
+                                " (config.json sliding_window): the engine attends to every earlier token, which "
+                                "equals the model's windowed attention only up to the window. Shorten the prompt or "
+                                "answers, or lower max-new-tokens");
 }
 
 namespace {
@@ -248,8 +302,13 @@ void decoder_forward_train(float* hidden_out, TrainActs& acts, const DeviceWeigh
   acts.B = B;
   acts.T = T;
   acts.recompute = choose_recompute(c, B, T);
+  check_sliding_window(c, T, "sequence");
   acts.ids.assign(ids, ids + M);
   acts.pos = upload(be, pos, size_t(M));
+  {
+    RopeTable scratch;
+    acts.rope = call_rope(w, pos, M, scratch);
+  }
   acts.valid = upload(be, key_valid, size_t(M));
   acts.blocks.clear();
   acts.blocks.resize(size_t(c.n_layers));
@@ -267,7 +326,7 @@ void decoder_forward_train(float* hidden_out, TrainActs& acts, const DeviceWeigh
     BlockActs& kept = acts.blocks[size_t(l)];
     BlockActs& a = acts.recompute ? scratch : kept;
     a.resize(be, c, M, true, probs_size);
-    block_forward(x, c, w.layers[size_t(l)], be, a, acts.pos.get(), M, l, use, true, attend);
+    block_forward(x, c, w.layers[size_t(l)], be, a, acts.pos.get(), M, l, use, true, acts.rope, attend);
     if (acts.recompute) {
       kept.x_in = std::move(scratch.x_in);
       for (int k = 0; k < kNumLinear; k++) kept.lora[size_t(k)].kept = std::move(scratch.lora[size_t(k)].kept);
@@ -301,12 +360,13 @@ void decoder_backward(const float* dhidden, TrainActs& acts, const DeviceWeights
         be.attention(att, probs, q, k, v, acts.pos.get(), acts.valid.get(), acts.B, acts.T, acts.T, c.n_heads,
                      c.n_kv_heads, c.head_dim);
       };
-      block_forward(x.get(), c, w.layers[size_t(l)], be, scratch, acts.pos.get(), M, l, replay, true, attend);
+      block_forward(x.get(), c, w.layers[size_t(l)], be, scratch, acts.pos.get(), M, l, replay, true, acts.rope,
+                    attend);
       a = &scratch;
     }
     // The gradient w.r.t. the block input = residual path (dx unchanged) + what block_backward adds.
     block_backward(dx.get(), c, w.layers[size_t(l)], be, *a, acts.pos.get(), acts.B, acts.T, l, lora,
-                   full ? &full->layers[size_t(l)] : nullptr);
+                   full ? &full->layers[size_t(l)] : nullptr, acts.rope);
     kept = BlockActs();  // spent: release its memory before the next layer's
   }
   if (full) {

@@ -1,5 +1,5 @@
-// The decoder forward pass (Llama / Mistral / Qwen2): embeddings -> L x (RMSNorm, GQA attention with RoPE,
-// RMSNorm, SwiGLU MLP, residuals) -> final RMSNorm. Shared by scoring, prefill, KV-cached decoding and training
+// The decoder forward pass (Llama / Mistral / Qwen2 / Qwen3): embeddings -> L x (RMSNorm, GQA attention with RoPE
+// (Qwen3: per-head RMSNorm on q and k first), RMSNorm, SwiGLU MLP, residuals) -> final RMSNorm. Shared by scoring, prefill, KV-cached decoding and training
 // (which keeps every block's activations and runs decoder_backward).
 // Activations live in the backend's memory (float* arguments named hidden/dhidden are backend pointers); token ids,
 // positions and masks are taken as host arrays and uploaded here.
@@ -30,6 +30,8 @@ struct BlockActs {
   DeviceArray<float> x_in;            // (M,C) block input (training only)
   DeviceArray<float> xn1, rstd1;      // (M,C), (M)
   DeviceArray<float> q, k, v;         // (M,QD), (M,KVD), (M,KVD): q and k after RoPE
+  DeviceArray<float> q_raw, k_raw;    // (M,QD), (M,KVD): q and k projections before the per-head norm (Qwen3)
+  DeviceArray<float> rstd_q, rstd_k;  // (M*NH), (M*NKV): the per-head norms' rstd (Qwen3)
   DeviceArray<float> probs;           // (B,NH,T,T) attention probabilities (training only)
   DeviceArray<float> att;             // (M,QD) attention output = o_proj input
   DeviceArray<float> x_mid;           // (M,C) residual after attention (training only)
@@ -59,6 +61,7 @@ struct DecodeInputs {
   DeviceArray<float> x;   // (M,C) embedding rows (the residual stream, updated in place by the body)
   DeviceArray<int> meta;  // positions (M) | sequences (M) | cache rows seq*S+pos (M)
   BlockActs acts;         // scratch, kept so that a recording can reuse it
+  RopeTable rope;         // the step's RoPE table (only dynamic scaling changes it from step to step)
 
   // Uploads the step's inputs (allocating when M changes: addresses stay fixed while M does).
   void set(const DeviceWeights& w, Backend& be, const KvCache& cache, const int* seq, const int* ids, const int* pos,
@@ -77,10 +80,15 @@ struct TrainActs {
   bool recompute = false;
   std::vector<int> ids;              // (B*T) host copy, for the embedding gradient
   DeviceArray<int> pos;              // (B*T)
+  RopeTable rope;                    // the call's RoPE table (the backward rotates back with the same one)
   DeviceArray<uint8_t> valid;        // (B*T)
   std::vector<BlockActs> blocks;     // one per layer (only x_in and the LoRA masks when recomputing)
   DeviceArray<float> x_final, rstd_final;  // final-norm input (M,C) and its rstd (M)
 };
+// Throws E_BAD_INPUT when a sequence reaching `length` positions would need keys further back than the model's
+// sliding window (the engine attends to every earlier key; within the window that is the same computation).
+void check_sliding_window(const ModelConfig& c, int length, const char* what);
+
 // Bytes of activations one block keeps for its backward at B x T.
 uint64_t block_activation_bytes(const ModelConfig& c, int B, int T);
 // lora may be null (full-parameter training).

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "dpo/errors.h"
+#include "model/rope_table.h"
 #include "train/full_grads.h"
 
 namespace dpo {
@@ -18,6 +19,7 @@ void DeviceLinear::forward(Backend& be, float* y, const float* x, int M) const {
 
 void DeviceWeights::sync(Backend& be, const ModelWeights& m) {
   host = &m;
+  rope = rope_table(m.config, 1);
   final_norm.sync(be, m.final_norm);
   const std::vector<float>& head = m.lm_head.empty() ? m.embed : m.lm_head;
   lm_head.sync(be, head);
@@ -28,6 +30,8 @@ void DeviceWeights::sync(Backend& be, const ModelWeights& m) {
     DeviceLayer& D = layers[l];
     D.input_norm.sync(be, L.input_norm);
     D.post_norm.sync(be, L.post_norm);
+    D.q_norm.sync(be, L.q_norm);
+    D.k_norm.sync(be, L.k_norm);
     for (int k = 0; k < kNumLinear; k++) {
       const Linear& lin = layer_linear(L, k);
       DeviceLinear& d = D.lin[size_t(k)];

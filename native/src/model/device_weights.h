@@ -23,12 +23,14 @@ struct DeviceLinear {
 
 struct DeviceLayer {
   Mirror input_norm, post_norm;
+  Mirror q_norm, k_norm;  // (HD) Qwen3's per-head norms; null otherwise
   std::array<DeviceLinear, kNumLinear> lin;  // by LinearKind
 };
 
 struct DeviceWeights {
   const ModelWeights* host = nullptr;
   Mirror final_norm, lm_head;  // lm_head mirrors the embedding when tied
+  RopeTable rope;              // the model's RoPE table (dynamic scaling: the one for calls within the context)
   // (1,C) sum of lm_head's rows: a logit row's sum is hidden . this, so TRL's logits/* metric needs no full logits.
   DeviceArray<float> lm_head_row_sum;
   std::vector<DeviceLayer> layers;

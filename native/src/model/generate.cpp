@@ -17,7 +17,17 @@ GenerateResult Model::generate(const std::vector<std::vector<int32_t>>& prompts,
   Backend& be = *impl_->backend;
   const ModelConfig& c = m.config;
   const int V = c.vocab, C = c.hidden, B = int(prompts.size());
+  // The context: prompt + answer never pass max_position_embeddings (0 = the config gives none; then only a bound
+  // that keeps every size computable).
+  const int ctx = c.max_position;
+  constexpr int kMaxNewWithoutContext = 1 << 20;
   if (opt.max_new_tokens < 0) fail(ErrorCode::BadInput, "max_new_tokens must be >= 0");
+  if (ctx > 0 && opt.max_new_tokens > ctx)
+    fail(ErrorCode::TooLong, "max_new_tokens " + std::to_string(opt.max_new_tokens) + " is more than the model's context (" +
+                                 std::to_string(ctx) + " tokens, max_position_embeddings)");
+  if (ctx <= 0 && opt.max_new_tokens > kMaxNewWithoutContext)
+    fail(ErrorCode::TooLong, "max_new_tokens " + std::to_string(opt.max_new_tokens) + " is too large (at most " +
+                                 std::to_string(kMaxNewWithoutContext) + " when the config gives no max_position_embeddings)");
   GenerateResult res;
   res.tokens.resize(static_cast<size_t>(B));
   res.finish.assign(size_t(B), "length");
@@ -26,6 +36,10 @@ GenerateResult Model::generate(const std::vector<std::vector<int32_t>>& prompts,
   int T = 0;
   for (int b = 0; b < B; b++) {
     if (prompts[size_t(b)].empty()) fail(ErrorCode::BadInput, "prompt " + std::to_string(b) + " has no tokens");
+    if (ctx > 0 && prompts[size_t(b)].size() >= size_t(ctx))
+      fail(ErrorCode::TooLong, "prompt " + std::to_string(b) + " has " + std::to_string(prompts[size_t(b)].size()) +
+                                   " tokens, which leaves no room for an answer in the model's context (" + std::to_string(ctx) +
+                                   " tokens, max_position_embeddings)");
     for (int32_t id : prompts[size_t(b)])
       if (id < 0 || id >= V)
         fail(ErrorCode::BadInput, "prompt " + std::to_string(b) + ": token id " + std::to_string(id) +
@@ -33,9 +47,14 @@ GenerateResult Model::generate(const std::vector<std::vector<int32_t>>& prompts,
     T = std::max(T, int(prompts[size_t(b)].size()));
   }
   if (opt.max_new_tokens == 0) return res;
+  // Refused before any token is produced rather than part-way through a stream.
+  check_sliding_window(c, T + opt.max_new_tokens, "prompt plus max_new_tokens");
 
+  // Capacity for the longest prompt plus its answer, never past the context (each answer stops there: "context").
+  int capacity = T + opt.max_new_tokens;
+  if (ctx > 0) capacity = std::min(capacity, ctx);
   KvCache cache;
-  cache.init(be, c.n_layers, B, T + opt.max_new_tokens, c.n_kv_heads * c.head_dim);
+  cache.init(be, c.n_layers, B, capacity, c.n_kv_heads * c.head_dim);
 
   // Prefill: right-padded prompts; each sequence's next token comes from its last real position.
   std::vector<int> ids(size_t(B) * T, 0), pos(size_t(B) * T);
@@ -85,6 +104,8 @@ GenerateResult Model::generate(const std::vector<std::vector<int32_t>>& prompts,
         res.finish[size_t(b)] = "eos";
       } else if (int(res.tokens[size_t(b)].size()) >= opt.max_new_tokens) {
         res.finish[size_t(b)] = "length";
+      } else if (ctx > 0 && prompts[size_t(b)].size() + res.tokens[size_t(b)].size() >= size_t(ctx)) {
+        res.finish[size_t(b)] = "context";  // prompt + answer fill the context
       } else {
         seq[size_t(kept)] = b;
         next[size_t(kept)] = tok;

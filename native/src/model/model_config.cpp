@@ -1,5 +1,6 @@
 // Reads a Hugging Face config.json into ModelConfig, applying the defaults transformers' config classes use
-// (LlamaConfig / MistralConfig / Qwen2Config) when a key is absent or null.
+// (LlamaConfig / MistralConfig / Qwen2Config / Qwen3Config) when a key is absent or null. RoPE scaling lives in
+// rope_config.cpp, the refusals of known unsupported families in unsupported_models.cpp.
 #include "dpo/model_config.h"
 
 #include <sys/stat.h>
@@ -13,6 +14,7 @@
 #include "dpo/errors.h"
 #include "io/json.h"
 #include "io/text_file.h"
+#include "model/config_fields.h"
 
 namespace dpo {
 
@@ -27,82 +29,11 @@ constexpr ArchInfo kArchs[] = {
     {"LlamaForCausalLM", "llama", Arch::Llama},
     {"MistralForCausalLM", "mistral", Arch::Mistral},
     {"Qwen2ForCausalLM", "qwen2", Arch::Qwen2},
-};
-
-// Reads fields of one config, naming the file in every error.
-class Fields {
- public:
-  Fields(const json::Value& root, const std::string& source) : root_(root), source_(source) {}
-
-  // `what` continues the sentence: " is missing field 'x'" or ": field 'x' must be ...".
-  [[noreturn]] void bad(const std::string& what) const {
-    fail(ErrorCode::BadModel, "config.json (" + source_ + ")" + what);
-  }
-
-  // Absent and null both mean "use the default", as in transformers.
-  const json::Value* get(const char* key) const {
-    const json::Value* v = root_.find(key);
-    return v && !v->is_null() ? v : nullptr;
-  }
-
-  int to_int(const json::Value& v, const char* key) const {
-    if (!v.is_number() || v.as_number() != std::floor(v.as_number()) ||
-        std::fabs(v.as_number()) > double(std::numeric_limits<int>::max()))
-      bad(std::string(": field '") + key + "' must be an integer");
-    return int(v.as_number());
-  }
-
-  int required_dim(const char* key) const {
-    const json::Value* v = get(key);
-    if (!v) bad(std::string(" is missing field '") + key + "'");
-    return positive(to_int(*v, key), key);
-  }
-
-  int optional_int(const char* key, int fallback) const {
-    const json::Value* v = get(key);
-    return v ? to_int(*v, key) : fallback;
-  }
-
-  double number(const char* key, double fallback) const {
-    const json::Value* v = get(key);
-    if (!v) return fallback;
-    if (!v->is_number()) bad(std::string(": field '") + key + "' must be a number");
-    return v->as_number();
-  }
-
-  bool boolean(const char* key, bool fallback) const {
-    const json::Value* v = get(key);
-    if (!v) return fallback;
-    if (!v->is_bool()) bad(std::string(": field '") + key + "' must be true or false");
-    return v->as_bool();
-  }
-
-  std::string string(const char* key) const {
-    const json::Value* v = get(key);
-    if (!v) return "";
-    if (!v->is_string()) bad(std::string(": field '") + key + "' must be a string");
-    return v->as_string();
-  }
-
-  // The engine keeps these as float: a double such as 1e205 would become inf there, and 1e-300 would become 0.
-  float positive_float(double value, const char* key) const {
-    if (!(value > 0) || !(value <= double(std::numeric_limits<float>::max())) || !(float(value) > 0))
-      bad(std::string(": field '") + key + "' must be positive and within float range");
-    return float(value);
-  }
-
-  int positive(int value, const char* key) const {
-    if (value <= 0) bad(std::string(": field '") + key + "' must be positive (got " + std::to_string(value) + ")");
-    return value;
-  }
-
- private:
-  const json::Value& root_;
-  const std::string& source_;
+    {"Qwen3ForCausalLM", "qwen3", Arch::Qwen3},
 };
 
 // "architectures"[0] decides the family; model_type alone is accepted when a config omits architectures.
-void read_architecture(const Fields& f, const std::string& source, ModelConfig& c) {
+void read_architecture(const ConfigFields& f, ModelConfig& c) {
   c.model_type = f.string("model_type");
   const json::Value* archs = f.get("architectures");
   if (archs) {
@@ -119,29 +50,57 @@ void read_architecture(const Fields& f, const std::string& source, ModelConfig& 
     return;
   }
   if (!archs && c.model_type.empty()) f.bad(" is missing field 'architectures'");
-  fail(ErrorCode::BadModel, "unsupported architecture '" + json::escape(archs ? c.architecture : c.model_type) + "' in " + source +
-                                " (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)");
+  refuse_architecture(f, archs ? c.architecture : c.model_type);
 }
 
-// Plain RoPE only. Older configs write rope_scaling {type|rope_type}; transformers 5 writes rope_parameters
-// {rope_type, rope_theta}. "default" is unscaled RoPE and fine; anything else (linear, dynamic, yarn, llama3)
-// changes the frequencies and is refused rather than silently computed wrong.
-void read_rope(const Fields& f, ModelConfig& c) {
-  double theta = f.number("rope_theta", 10000.0);
-  for (const char* key : {"rope_scaling", "rope_parameters"}) {
-    const json::Value* rope = f.get(key);
-    if (!rope) continue;
-    if (!rope->is_object()) f.bad(std::string(": field '") + key + "' must be an object");
-    const json::Value* type = rope->find("rope_type");
-    if (!type || type->is_null()) type = rope->find("type");
-    if (type && !type->is_null()) {
-      std::string t = type->is_string() ? type->as_string() : "?";
-      if (t != "default") f.bad(": rope_scaling '" + json::escape(t) + "' is not supported");
+// The window the engine must respect (0 = every key is attended), as the transformers config classes resolve it:
+// Mistral slides on every layer with sliding_window (4096 when the key is absent, none when null); Qwen2/Qwen3 only
+// with use_sliding_window, on the layers from max_window_layers on (or those layer_types marks "sliding_attention").
+int read_sliding_window(const ConfigFields& f, const ModelConfig& c) {
+  const json::Value* raw = f.root().find("sliding_window");
+  int window = 0;
+  if (c.arch == Arch::Mistral) {
+    if (!raw) window = 4096;
+    else if (!raw->is_null()) window = f.to_int(*raw, "sliding_window");
+  } else if (c.arch == Arch::Qwen2 || c.arch == Arch::Qwen3) {
+    if (!f.boolean("use_sliding_window", false)) return 0;
+    window = raw && !raw->is_null() ? f.to_int(*raw, "sliding_window") : raw ? 0 : 4096;
+    if (window <= 0) return 0;
+    bool any_sliding = false;
+    if (const json::Value* types = f.get("layer_types")) {
+      if (!types->is_array()) f.bad(": field 'layer_types' must be a list");
+      for (const json::Value& t : types->as_array())
+        any_sliding = any_sliding || (t.is_string() && t.as_string() == "sliding_attention");
+    } else {
+      any_sliding = f.optional_int("max_window_layers", 28) < c.n_layers;
     }
-    const json::Value* rt = rope->find("rope_theta");
-    if (rt && rt->is_number() && !f.get("rope_theta")) theta = rt->as_number();
+    if (!any_sliding) return 0;
   }
-  c.rope_theta = f.positive_float(theta, "rope_theta");
+  if (window < 0) f.bad(": field 'sliding_window' must not be negative");
+  return window;
+}
+
+// quantization_config of a bitsandbytes 4-bit checkpoint (transformers' BitsAndBytesConfig as saved); any other
+// quantization method is refused, since its tensors would be read as something they are not.
+bool read_prequantized(const ConfigFields& f) {
+  const json::Value* q = f.get("quantization_config");
+  if (!q) return false;
+  if (!q->is_object()) f.bad(": field 'quantization_config' must be an object");
+  const json::Value* method = ConfigFields::present(*q, "quant_method");
+  const std::string m = method && method->is_string() ? method->as_string() : "bitsandbytes";
+  const json::Value* four = ConfigFields::present(*q, "load_in_4bit");
+  const json::Value* eight = ConfigFields::present(*q, "load_in_8bit");
+  if (m != "bitsandbytes")
+    f.bad(": quantization_config.quant_method '" + json::escape(m) +
+          "' is not supported (only bitsandbytes NF4 checkpoints, *-bnb-4bit, or unquantized ones)");
+  if (eight && eight->is_bool() && eight->as_bool())
+    f.bad(": quantization_config.load_in_8bit is not supported (only bitsandbytes 4-bit NF4)");
+  if (four && four->is_bool() && !four->as_bool())
+    f.bad(": quantization_config.load_in_4bit is false (only bitsandbytes 4-bit NF4 is supported)");
+  const json::Value* type = ConfigFields::present(*q, "bnb_4bit_quant_type");
+  if (type && type->is_string() && type->as_string() != "nf4")
+    f.bad(": quantization_config.bnb_4bit_quant_type '" + json::escape(type->as_string()) + "' is not supported (only nf4)");
+  return true;
 }
 
 }  // namespace
@@ -154,9 +113,9 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
     fail(ErrorCode::BadModel, "config.json (" + source + ") is not valid JSON: " + e.what());
   }
   if (!root.is_object()) fail(ErrorCode::BadModel, "config.json (" + source + ") is not a JSON object");
-  Fields f(root, source);
+  ConfigFields f(root, source);
   ModelConfig c;
-  read_architecture(f, source, c);
+  read_architecture(f, c);
 
   c.hidden = f.required_dim("hidden_size");
   c.n_layers = f.required_dim("num_hidden_layers");
@@ -171,6 +130,8 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
           std::to_string(c.n_kv_heads));
   if (f.get("head_dim")) {
     c.head_dim = f.positive(f.optional_int("head_dim", 0), "head_dim");
+  } else if (c.arch == Arch::Qwen3) {
+    c.head_dim = 128;  // Qwen3Config's default, not hidden / heads
   } else {
     if (c.hidden % c.n_heads != 0)
       f.bad(" has hidden_size " + std::to_string(c.hidden) + " not divisible by num_attention_heads " +
@@ -180,17 +141,26 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
   c.max_position = f.optional_int("max_position_embeddings", 0);
   if (c.max_position < 0) f.bad(": field 'max_position_embeddings' must not be negative");
 
-  read_rope(f, c);
-  // All three transformers config classes default to 1e-6; real Mistral/Llama-2 configs write 1e-5 explicitly.
+  read_rope_config(f, c);
+  // All four transformers config classes default to 1e-6; real Mistral/Llama configs write 1e-5 explicitly.
   double eps = f.number("rms_norm_eps", 1e-6);
   c.rms_norm_eps = f.positive_float(eps, "rms_norm_eps");
   c.tie_embeddings = f.boolean("tie_word_embeddings", false);
 
-  // Qwen2 always has q/k/v biases; Llama has them when attention_bias is set (Mistral never).
-  c.qkv_bias = c.arch == Arch::Qwen2 || (c.arch == Arch::Llama && f.boolean("attention_bias", false));
-  // Llama's attention_bias also puts a bias on o_proj; Qwen2's o_proj has none.
-  c.o_bias = c.arch == Arch::Llama && c.qkv_bias;
+  // The MLP is SwiGLU: silu(gate) * up. Any other activation is a different model.
+  const std::string act = f.get("hidden_act") ? f.string("hidden_act") : "silu";
+  if (act != "silu" && act != "swish")
+    f.bad(": hidden_act '" + json::escape(act) + "' is not supported (the engine's MLP is SwiGLU with silu)");
+
+  // Biases: Qwen2 always has q/k/v biases (o_proj none); Llama and Qwen3 put one on q/k/v/o with attention_bias;
+  // Mistral has none.
+  const bool attention_bias = (c.arch == Arch::Llama || c.arch == Arch::Qwen3) && f.boolean("attention_bias", false);
+  c.qkv_bias = c.arch == Arch::Qwen2 || attention_bias;
+  c.o_bias = attention_bias;
   if (f.boolean("mlp_bias", false)) f.bad(" sets mlp_bias, which is not supported");
+  c.qk_norm = c.arch == Arch::Qwen3;
+  c.sliding_window = read_sliding_window(f, c);
+  c.prequantized = read_prequantized(f);
 
   c.bos_token_id = f.optional_int("bos_token_id", -1);
   if (const json::Value* eos = f.get("eos_token_id")) {

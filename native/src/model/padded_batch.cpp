@@ -6,7 +6,7 @@
 
 namespace dpo {
 
-PaddedBatch make_padded_batch(const std::vector<const ScoredSequence*>& seqs, int32_t pad_id, int vocab) {
+PaddedBatch make_padded_batch(const std::vector<const ScoredSequence*>& seqs, int32_t pad_id, int vocab, int max_position) {
   PaddedBatch pb;
   pb.B = int(seqs.size());
   if (pad_id < 0 || pad_id >= vocab) fail(ErrorCode::BadInput, "pad id " + std::to_string(pad_id) + " is outside the vocabulary");
@@ -15,6 +15,10 @@ PaddedBatch make_padded_batch(const std::vector<const ScoredSequence*>& seqs, in
     const std::string which = "sequence " + std::to_string(b);
     if (s.ids.empty()) fail(ErrorCode::BadInput, which + " is empty");
     if (s.labels.size() != s.ids.size()) fail(ErrorCode::BadInput, which + ": labels and ids differ in length");
+    // Positions past max_position_embeddings have no trained meaning: never attend there silently.
+    if (max_position > 0 && s.ids.size() > size_t(max_position))
+      fail(ErrorCode::TooLong, which + " has " + std::to_string(s.ids.size()) + " tokens, more than the model's context (" +
+                                   std::to_string(max_position) + " tokens, max_position_embeddings)");
     for (int32_t id : s.ids)
       if (id < 0 || id >= vocab)
         fail(ErrorCode::BadInput, which + ": token id " + std::to_string(id) + " is outside the vocabulary (" +

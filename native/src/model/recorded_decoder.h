@@ -31,6 +31,7 @@ class RecordedDecoder {
   DecodeInputs in_;
   std::shared_ptr<void> recording_;  // for in_.M and recorded_out_
   float* recorded_out_ = nullptr;
+  RopeTable recorded_rope_;  // the table the recording was made with
   bool can_record_ = true;
   int replays_ = 0;
 };

@@ -30,6 +30,7 @@ struct Linear {
 struct LayerWeights {
   std::vector<float> input_norm;   // (C)
   std::vector<float> post_norm;    // (C)
+  std::vector<float> q_norm, k_norm;  // (HD) Qwen3's per-head q/k RMSNorm weights; empty otherwise
   Linear q, k, v, o;               // q (NH*HD, C), k/v (NKV*HD, C), o (C, NH*HD)
   Linear gate, up, down;           // gate/up (F, C), down (C, F)
 };
@@ -54,7 +55,13 @@ struct LoadStats {
 // Reads every tensor the config calls for from `ws`, checking dtype and shape, naming the tensor on any mismatch.
 // Linear weights are cast to fp16 and then NF4-quantized when `quantize` (spec §4.1), otherwise kept in fp32.
 // progress(f) is called after each tensor.
+// Every tensor of the checkpoint must be used (RoPE caches and a tied model's lm_head copy excepted), and a
+// pre-quantized checkpoint keeps what it carries: NF4 linears as stored, 16-bit linears unquantized, biases, norms.
 ModelWeights load_weights(const ModelConfig& config, const WeightSet& ws, bool quantize, LoadStats& stats,
                           const std::function<void(double)>& progress);
+
+// The same checks as load_weights (names, shapes, dtypes, quant states, nothing left over) from the headers alone,
+// without reading or converting tensor data: what model inspection runs, so "supported" means "will load".
+LoadStats validate_weights(const ModelConfig& config, const WeightSet& ws, bool quantize);
 
 }  // namespace dpo

@@ -28,6 +28,8 @@ FullGrads make_full_grads(const ModelWeights& m, Backend& be) {
     LayerGrads& G = g.layers[l];
     G.input_norm = zeros(L.input_norm.size());
     G.post_norm = zeros(L.post_norm.size());
+    G.q_norm = zeros(L.q_norm.size());
+    G.k_norm = zeros(L.k_norm.size());
     for (int k = 0; k < kNumLinear; k++) {
       const Linear& lin = layer_linear(L, k);
       if (lin.quantized)
@@ -43,7 +45,7 @@ void FullGrads::zero() {
   auto z = [](DeviceArray<float>& v) { v.zero(); };
   z(embed), z(final_norm), z(lm_head);
   for (LayerGrads& G : layers) {
-    z(G.input_norm), z(G.post_norm);
+    z(G.input_norm), z(G.post_norm), z(G.q_norm), z(G.k_norm);
     for (LinearGrads& lg : G.lin) z(lg.dw), z(lg.db);
   }
 }

@@ -22,6 +22,7 @@ struct LinearGrads {
 
 struct LayerGrads {
   DeviceArray<float> input_norm, post_norm;  // (C)
+  DeviceArray<float> q_norm, k_norm;         // (HD), Qwen3 only (empty otherwise)
   std::array<LinearGrads, kNumLinear> lin;
 };
 
@@ -52,6 +53,8 @@ void FullGrads::for_each(ModelWeights& m, DeviceWeights& d, FullGrads& g, Fn&& f
     LayerGrads& G = g.layers[l];
     fn(L.input_norm, D.input_norm, G.input_norm);
     fn(L.post_norm, D.post_norm, G.post_norm);
+    if (!L.q_norm.empty()) fn(L.q_norm, D.q_norm, G.q_norm);
+    if (!L.k_norm.empty()) fn(L.k_norm, D.k_norm, G.k_norm);
     for (int k = 0; k < kNumLinear; k++) {
       Linear& lin = layer_linear(L, k);
       DeviceLinear& dl = D.lin[size_t(k)];

@@ -23,7 +23,7 @@ std::pair<double, int> Model::sft_accumulate(const std::vector<ScoredSequence>& 
   FullGrads& g = *impl_->full;
   std::vector<const ScoredSequence*> seqs;
   for (const ScoredSequence& s : batch) seqs.push_back(&s);
-  PaddedBatch pb = make_padded_batch(seqs, pad_id, m.config.vocab);
+  PaddedBatch pb = make_padded_batch(seqs, pad_id, m.config.vocab, m.config.max_position);
   const int M = pb.B * pb.T, C = m.config.hidden;
 
   check_cancel(cancel);
@@ -102,6 +102,8 @@ void Model::save_weights(const std::string& path, bool bf16) const {
     const std::string p = "model.layers." + std::to_string(l);
     add(p + ".input_layernorm.weight", L.input_norm, {c.hidden});
     add(p + ".post_attention_layernorm.weight", L.post_norm, {c.hidden});
+    if (!L.q_norm.empty()) add(p + ".self_attn.q_norm.weight", L.q_norm, {c.head_dim});
+    if (!L.k_norm.empty()) add(p + ".self_attn.k_norm.weight", L.k_norm, {c.head_dim});
     for (int k = 0; k < kNumLinear; k++) {
       const Linear& lin = layer_linear(L, k);
       const std::string name = p + "." + linear_kind_parent(k) + "." + linear_kind_name(k);

@@ -1,13 +1,14 @@
 // `dpo-studio sweep --support-ratio 0,0.25,0.5,0.75,1 [run flags] --out DIR`: one notebook run per ratio into
 // DIR/ratio-<r>/, sharing the loaded model and the reference cache, and DIR/sweep.json with the mean margin toward
 // support and the test answers' stance per ratio (docs/insights.md). Defaults as `run` (the demo when nothing is
-// chosen). Ctrl-C stops after the current micro-batch; sweep.json keeps the runs that finished (exit 130).
+// chosen). Ctrl-C or SIGTERM stops after the current micro-batch; sweep.json keeps the runs that finished (exit 130 /
+// 143). DIR follows the rules of run directories (docs/run-directory.md "Sweep folders").
 import { join } from 'node:path'
 import { StudioError } from '../../services/errors'
 import { SWEEP_FILE } from '../../services/insights/insightTypes'
 import { runSweep } from '../../services/insights/sweep'
 import { withDemoDefaults, type RunFlags } from './run'
-import { CliExit, CliRunView, RUN_PARAM_FLAGS, TRAIN_PARAM_FLAGS, paramsFromFlags } from './trainFlags'
+import { CliExit, CliRunView, RUN_PARAM_FLAGS, TRAIN_PARAM_FLAGS, paramsFromFlags, stopOnSignals } from './trainFlags'
 
 /** Every run flag but --support-ratio, which the sweep takes as a list. */
 export const SWEEP_PARAM_FLAGS = [...TRAIN_PARAM_FLAGS, ...RUN_PARAM_FLAGS].filter((f) => f.key !== 'supportRatio')
@@ -27,12 +28,7 @@ export async function runSweepCommand(flags: RunFlags & { supportRatio?: string 
   const ratios = parseRatios(flags.supportRatio ?? '0,0.25,0.5,0.75,1')
   const resolved = withDemoDefaults(flags)
   const params = paramsFromFlags(resolved, SWEEP_PARAM_FLAGS)
-  const controller = new AbortController()
-  const onSigint = () => {
-    process.stderr.write('\ndpo-studio: stopping after the current micro-batch\n')
-    controller.abort()
-  }
-  process.on('SIGINT', onSigint)
+  const stop = stopOnSignals()
   const view = new CliRunView()
   try {
     const sweep = await runSweep(
@@ -48,14 +44,14 @@ export async function runSweepCommand(flags: RunFlags & { supportRatio?: string 
           process.stderr.write(`sweep: support_ratio ${r.support_ratio}: mean margin toward support ${margin}${stance}\n`)
         },
       },
-      controller.signal,
+      stop.signal,
       { onLoadProgress: (f) => view.loadProgress(f) },
     )
     view.close()
-    if (sweep.status === 'cancelled') throw new CliExit(130, `sweep cancelled; ${join(flags.out, SWEEP_FILE)} keeps the ${sweep.runs.length - 1} finished run(s)`)
+    if (sweep.status === 'cancelled') throw new CliExit(stop.exitCode(), `sweep cancelled; ${join(flags.out, SWEEP_FILE)} keeps the ${sweep.runs.length - 1} finished run(s)`)
     process.stderr.write(`sweep of ${sweep.runs.length} runs: ${join(flags.out, SWEEP_FILE)}\n`)
   } finally {
     view.close()
-    process.off('SIGINT', onSigint)
+    stop.dispose()
   }
 }

@@ -21,7 +21,7 @@ interface ParamFlag {
   kind: 'number' | 'text' | 'list'
 }
 
-/** Exactly the flags of architecture.md §3, in its order. */
+/** The flags of architecture.md §3, in its order, plus the chat-template ones of docs/model-families.md. */
 export const TRAIN_PARAM_FLAGS: readonly ParamFlag[] = [
   { flag: '--support-ratio', key: 'supportRatio', kind: 'number' },
   { flag: '--data-size', key: 'dataSize', kind: 'number' },
@@ -42,6 +42,8 @@ export const TRAIN_PARAM_FLAGS: readonly ParamFlag[] = [
   { flag: '--seed', key: 'seed', kind: 'number' },
   { flag: '--checkpoint-every', key: 'checkpointEvery', kind: 'number' },
   { flag: '--system', key: 'systemMessage', kind: 'text' },
+  { flag: '--enable-thinking', key: 'enableThinking', kind: 'text' },
+  { flag: '--chat-date', key: 'chatDate', kind: 'text' },
   { flag: '--backend', key: 'backend', kind: 'text' },
   { flag: '--quant', key: 'quant', kind: 'text' },
 ]
@@ -168,9 +170,9 @@ function newRunRequest(flags: TrainCommandFlags, paramFlags: readonly ParamFlag[
 }
 
 /**
- * `train` (no test prompts) and `run` (with them): the notebook run with progress on stderr. The first Ctrl-C asks
- * for a clean stop at the next micro-batch boundary (what finished is kept, exit 130); a second one quits at once.
- * With --resume the run in that directory continues instead (`train`: its training only).
+ * `train` (no test prompts) and `run` (with them): the notebook run with progress on stderr. The first Ctrl-C or
+ * SIGTERM asks for a clean stop at the next micro-batch boundary (what finished is kept, exit 130 or 143); a second
+ * one quits at once. With --resume the run in that directory continues instead (`train`: its training only).
  */
 export async function runTrainCommand(flags: TrainCommandFlags, paramFlags: readonly ParamFlag[], mode: 'train' | 'run' = 'train'): Promise<void> {
   const resume: ResumeGiven | null =
@@ -186,26 +188,15 @@ export async function runTrainCommand(flags: TrainCommandFlags, paramFlags: read
           trainOnly: mode === 'train',
         }
   const request = resume ? null : newRunRequest(flags, paramFlags)
-  const controller = new AbortController()
-  let interrupts = 0
-  const onSigint = () => {
-    interrupts++
-    if (interrupts > 1) {
-      process.stderr.write('\ndpo-studio: interrupted again, quitting now (files already written stay valid)\n')
-      process.exit(130)
-    }
-    process.stderr.write('\ndpo-studio: stopping after the current micro-batch (Ctrl-C again to quit at once)\n')
-    controller.abort()
-  }
-  process.on('SIGINT', onSigint)
+  const stop = stopOnSignals()
   const view = new CliRunView()
   try {
     const deps = { onLoadProgress: (f: number) => view.loadProgress(f) }
     const summary = resume
-      ? await resumeNotebook(flags.resume!, resume, view.events, controller.signal, deps)
-      : await runNotebook(request!, view.events, controller.signal, deps)
+      ? await resumeNotebook(flags.resume!, resume, view.events, stop.signal, deps)
+      : await runNotebook(request!, view.events, stop.signal, deps)
     view.close()
-    if (summary.status === 'cancelled') throw new CliExit(130, cancelMessage(summary))
+    if (summary.status === 'cancelled') throw new CliExit(stop.exitCode(), cancelMessage(summary))
     const loss = Number.isFinite(summary.trainLoss) ? summary.trainLoss.toFixed(4) : 'n/a'
     const lines = [
       `trained ${summary.steps} steps in ${formatSeconds(summary.runtimeS)} (train_loss ${loss}, ${summary.pairsPerS.toFixed(2)} pairs/s)`,
@@ -214,7 +205,37 @@ export async function runTrainCommand(flags: TrainCommandFlags, paramFlags: read
     process.stderr.write(lines.join('\n') + '\n')
   } finally {
     view.close()
-    process.off('SIGINT', onSigint)
+    stop.dispose()
+  }
+}
+
+/**
+ * The first Ctrl-C or SIGTERM aborts `signal` (runs stop at the next micro-batch boundary, keeping what finished);
+ * the same again quits at once. exitCode: 143 after SIGTERM, else 130.
+ */
+export function stopOnSignals(): { signal: AbortSignal; exitCode(): number; dispose(): void } {
+  const controller = new AbortController()
+  let stopSignal: NodeJS.Signals | null = null
+  const onSignal = (sig: NodeJS.Signals) => {
+    const code = sig === 'SIGTERM' ? 143 : 130
+    if (stopSignal) {
+      process.stderr.write(`\ndpo-studio: ${sig} again, quitting now (files already written stay valid)\n`)
+      process.exit(code)
+    }
+    stopSignal = sig
+    const again = sig === 'SIGINT' ? 'Ctrl-C' : sig
+    process.stderr.write(`\ndpo-studio: ${sig}: stopping after the current micro-batch (${again} again to quit at once)\n`)
+    controller.abort()
+  }
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
+  return {
+    signal: controller.signal,
+    exitCode: () => (stopSignal === 'SIGTERM' ? 143 : 130),
+    dispose: () => {
+      process.off('SIGINT', onSignal)
+      process.off('SIGTERM', onSignal)
+    },
   }
 }
 
@@ -226,7 +247,7 @@ function cancelMessage(s: RunSummary): string {
     train: 'training',
     trained: 'the trained responses',
   }
-  const kept = ['config.json']
+  const kept = ['config.json', 'run_status.json']
   if (existsSync(join(s.outDir, 'responses_original.json'))) kept.push('responses_original.json')
   if (s.steps > 0) kept.push(`metrics.jsonl and steps.jsonl (${s.steps} steps)`)
   if (s.adapterDir) kept.push(`adapter/ (as of step ${s.steps}${s.maxSteps ? ` of ${s.maxSteps}` : ''})`)

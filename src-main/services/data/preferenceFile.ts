@@ -2,6 +2,7 @@
 // {id, prompt, support, oppose}) or TRL's {prompt, chosen, rejected} JSON/JSONL, plain or conversational.
 // buildPairs applies the notebook's support_ratio rule (datasets/genai-hw6/README.md, spec §7.1).
 import { stat } from 'node:fs/promises';
+import { statOrProblem } from '../pathProblems';
 import path from 'node:path';
 import type { ChatMessage } from '../tokenizer/chatTemplate';
 import { StudioError } from '../errors';
@@ -54,9 +55,9 @@ export const HW6_DATA_FILE = 'labelled_data.json';
  */
 export async function loadPreferenceData(fileOrDir: string): Promise<PreferenceData> {
   let file = fileOrDir;
-  const info = await stat(fileOrDir).catch(() => null);
+  const { stat: info, problem } = statOrProblem(fileOrDir);
   if (info === null) {
-    throw new StudioError('E_BAD_INPUT', `${fileOrDir}: file does not exist`, { details: { file: fileOrDir } });
+    throw new StudioError('E_BAD_INPUT', `${fileOrDir}: ${problem}`, { details: { file: fileOrDir } });
   }
   if (info.isDirectory()) {
     file = path.join(fileOrDir, HW6_DATA_FILE);
@@ -183,10 +184,16 @@ function readAnswer(file: string, row: number, id: RecordId | undefined, value: 
   return text;
 }
 
+/** The roles of TRL's conversational format; a template would drop anything else without a word. */
+const MESSAGE_ROLES = ['system', 'user', 'assistant'];
+
 function readMessages(file: string, row: number, id: RecordId | undefined, list: unknown[], field: string): ChatMessage[] {
   return list.map((m, k) => {
     const where = `field "${field}" message ${k + 1}`;
     if (!isPlainObject(m) || typeof m.role !== 'string') throw rowError(file, row, id, `${where} must be an object with a string "role"`, field);
+    if (!MESSAGE_ROLES.includes(m.role)) {
+      throw rowError(file, row, id, `${where} has role ${quoted(m.role)}; expected "system", "user" or "assistant"`, field);
+    }
     const content = messageText(m.content);
     if (content === null) throw rowError(file, row, id, `${where} must have a string "content" (or a list of text parts)`, field);
     return { role: m.role, content };

@@ -2,8 +2,9 @@
 // array of {id, prompt}) or JSONL of {id?, prompt}. Also the JSON/JSONL record reader that preferenceFile.ts shares.
 import { readFile } from 'node:fs/promises';
 import { StudioError, errorMessage } from '../errors';
-import { findJsonFault } from '../jsonSyntax';
 import { quoted } from '../messageText';
+import { pathProblem } from '../pathProblems';
+import { JsonSyntaxError, jsonPathAt, parseJson } from './jsonText';
 
 export type RecordId = number | string;
 
@@ -29,27 +30,26 @@ export interface JsonRecords {
  * anything else is JSONL (one value per line, blank lines skipped, row = line number).
  */
 export async function readJsonRecords(file: string): Promise<JsonRecords> {
-  let text: string;
+  let bytes: Buffer;
   try {
-    text = await readFile(file, 'utf8');
+    bytes = await readFile(file);
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'does not exist' : code === 'EISDIR' ? 'is a directory' : `cannot be read: ${errorMessage(e)}`;
-    throw new StudioError('E_BAD_INPUT', `${file}: file ${why}`, { cause: e, details: { file } });
+    throw new StudioError('E_BAD_INPUT', `${file}: file ${pathProblem(e)}`, { cause: e, details: { file } });
   }
-  text = text.replace(/^\uFEFF/, '');
+  // Invalid UTF-8 is an error naming its row and field, never silently U+FFFD (which would train on damaged text).
+  const bad = firstInvalidUtf8(bytes);
+  if (bad >= 0) throw invalidUtf8Error(file, bytes, bad);
+  let text = bytes.toString('utf8').replace(/^\uFEFF/, '');
   if (text.trim() === '') throw inputError(file, 'file is empty');
 
   if (text.trimStart().startsWith('[')) {
     let value: unknown;
     try {
-      value = JSON.parse(text);
-    } catch {
-      // Where, in our words: the engine's own message pastes file content (control characters included).
-      const f = findJsonFault(text);
-      const row = f?.element ?? undefined;
-      const where = f ? ` at line ${f.line}, column ${f.column}${row ? ` (in row ${row})` : ''}: ${f.reason}` : '';
-      throw inputError(file, `not valid JSON${where}`, { row, line: f?.line, column: f?.column });
+      value = parseJson(text);
+    } catch (e) {
+      // The message says where, never what: the file may be anything a path points at.
+      const at = e instanceof JsonSyntaxError ? e : null;
+      throw inputError(file, `${at?.element != null ? `row ${at.element}: ` : ''}${errorMessage(e)}`, at ? { row: at.element, line: at.line, column: at.column } : {});
     }
     if (!Array.isArray(value)) throw inputError(file, 'expected a JSON array of rows');
     if (value.length === 0) throw inputError(file, 'the JSON array has no rows');
@@ -62,14 +62,15 @@ export async function readJsonRecords(file: string): Promise<JsonRecords> {
     const line = lines[i]!;
     if (line.trim() === '') continue;
     try {
-      records.push({ row: i + 1, value: JSON.parse(line) });
-    } catch {
+      records.push({ row: i + 1, value: parseJson(line) });
+    } catch (e) {
       // A pretty-printed single object is not JSONL: say so rather than blame line 1.
       if (records.length === 0 && isWholeJsonObject(text)) {
         throw inputError(file, 'expected a JSON array of rows or JSONL (one JSON object per line), found one JSON object');
       }
-      const f = findJsonFault(line);
-      throw inputError(file, `row ${i + 1}: not valid JSON${f ? ` at column ${f.column}: ${f.reason}` : ''}`, { row: i + 1, column: f?.column });
+      const column = e instanceof JsonSyntaxError ? e.column : undefined;
+      const what = e instanceof JsonSyntaxError ? `not valid JSON at column ${column}: ${e.what}` : errorMessage(e);
+      throw inputError(file, `row ${i + 1}: ${what}`, { row: i + 1, line: i + 1, column });
     }
   }
   return { file, layout: 'jsonl', records };
@@ -136,4 +137,46 @@ function isWholeJsonObject(text: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** Byte offset of the first byte that is not part of valid UTF-8 (RFC 3629: no overlongs, surrogates or > U+10FFFF), or -1. */
+export function firstInvalidUtf8(b: Uint8Array): number {
+  for (let i = 0; i < b.length; ) {
+    const c = b[i]!;
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    const n = c >= 0xc2 && c <= 0xdf ? 1 : c >= 0xe0 && c <= 0xef ? 2 : c >= 0xf0 && c <= 0xf4 ? 3 : -1;
+    if (n < 0 || i + n >= b.length) return i; // not a lead byte, or the sequence runs past the end
+    const c1 = b[i + 1]!;
+    const lo = c === 0xe0 ? 0xa0 : c === 0xf0 ? 0x90 : 0x80;
+    const hi = c === 0xed ? 0x9f : c === 0xf4 ? 0x8f : 0xbf;
+    if (c1 < lo || c1 > hi) return i;
+    for (let k = 2; k <= n; k++) if ((b[i + k]! & 0xc0) !== 0x80) return i;
+    i += n + 1;
+  }
+  return -1;
+}
+
+/** "FILE: row N: field "prompt": invalid UTF-8 at byte B": the row and field that hold the bad bytes. */
+function invalidUtf8Error(file: string, bytes: Buffer, byteOffset: number): StudioError {
+  const text = bytes.toString('utf8');
+  const charOffset = bytes.subarray(0, byteOffset).toString('utf8').length;
+  const start = text.charCodeAt(0) === 0xfeff ? 1 : 0;
+  let row: number | null;
+  let field: string | null;
+  if (text.slice(start).trimStart().startsWith('[')) {
+    ({ element: row, field } = jsonPathAt(text.slice(start), charOffset - start));
+  } else {
+    const lineStart = text.lastIndexOf('\n', charOffset - 1) + 1;
+    const lineEnd = text.indexOf('\n', charOffset);
+    row = text.slice(0, lineStart).split('\n').length;
+    field = jsonPathAt(text.slice(lineStart, lineEnd < 0 ? undefined : lineEnd), charOffset - lineStart).field;
+  }
+  // The field path is made of the file's own keys: quoted (escaped, cut) like any value from a file (found by fuzzing).
+  const where = `${row !== null ? `row ${row}: ` : ''}${field !== null ? `field ${quoted(field, 200)}: ` : ''}`;
+  return new StudioError('E_BAD_INPUT', `${file}: ${where}invalid UTF-8 at byte ${byteOffset}; save the file as UTF-8`, {
+    details: { file, row, field, byteOffset },
+  });
 }

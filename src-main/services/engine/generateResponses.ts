@@ -7,6 +7,7 @@ import { promptIds } from '../tokenizer/chatTemplate'
 import type { StreamDecoder } from '../tokenizer/textTokenizer'
 import type { ModelSession } from './modelSession'
 import { fromEngineError } from './modelSession'
+import { checkMaxNewTokens, checkPromptsFit, modelContext } from './contextLimits'
 import { promptText, type PromptStyle } from './promptText'
 
 export interface PromptInput {
@@ -19,7 +20,7 @@ export interface GeneratedResponse {
   prompt: string
   response: string
   tokens: number
-  finish: 'eos' | 'length' | 'cancelled'
+  finish: 'eos' | 'length' | 'context' | 'cancelled'
 }
 
 export interface GenerateRequest extends PromptStyle {
@@ -34,9 +35,29 @@ export interface GenerateRequest extends PromptStyle {
   cancel?: NativeCancelToken
 }
 
+export interface GenerationPlan {
+  /** Each prompt's token ids (chat template applied). */
+  ids: number[][]
+  /** Prompts whose answers the model's context cuts before maxNewTokens. */
+  cutByContext: number[]
+  context: number | null
+}
+
+/**
+ * Tokenizes the prompts and checks them against the model's context (contextLimits.ts): too many new tokens or a
+ * prompt with no room for an answer fail here with E_TOO_LONG, before any generation.
+ */
+export function planGeneration(session: ModelSession, req: Pick<GenerateRequest, 'prompts' | 'maxNewTokens' | 'system' | 'noTemplate'>, what?: string): GenerationPlan {
+  const tok = session.tokenizer
+  const context = modelContext(session.info.config.maxPosition)
+  checkMaxNewTokens(req.maxNewTokens, context, what)
+  const ids = req.prompts.map((p) => promptIds(tok, promptText(tok, p.prompt, req)))
+  return { ids, cutByContext: checkPromptsFit(req.prompts, ids, req.maxNewTokens, context), context }
+}
+
 export async function generateResponses(session: ModelSession, req: GenerateRequest): Promise<GeneratedResponse[]> {
   const tok = session.tokenizer
-  const ids = req.prompts.map((p) => promptIds(tok, promptText(tok, p.prompt, req)))
+  const { ids } = planGeneration(session, req)
   const eosIds = [...tok.eosIds]
   const batchSize = Math.max(1, req.batchSize ?? 16)
   const out: GeneratedResponse[] = []

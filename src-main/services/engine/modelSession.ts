@@ -1,10 +1,11 @@
 // A model opened for work: the native model (weights on the engine's backend) plus its tokenizer and chat template.
 // Checks the directory up front so a wrong path fails with a message naming the missing file, before any loading.
-import { existsSync, statSync } from 'node:fs'
+import { existsSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { loadNative } from '../../engine/loadNative'
 import type { BackendChoice, NativeModel, NativeModelInfo, QuantMode } from '../../engine/nativeTypes'
 import { StudioError, errorMessage } from '../errors'
+import { statOrProblem } from '../pathProblems'
 import { TextTokenizer } from '../tokenizer/textTokenizer'
 
 export interface OpenModelOptions {
@@ -23,8 +24,10 @@ export interface ModelSession {
 
 export function checkModelDir(dir: string): string {
   const abs = resolve(dir)
-  if (!existsSync(abs) || !statSync(abs).isDirectory())
-    throw new StudioError('E_BAD_MODEL', `model directory ${abs} does not exist`)
+  const { stat, problem } = statOrProblem(abs)
+  if (!stat) throw new StudioError('E_BAD_MODEL', `model directory ${abs} ${problem}`, { details: { dir: abs } })
+  if (!stat.isDirectory())
+    throw new StudioError('E_BAD_MODEL', `${abs} is a file, not a model directory (choose the folder that holds config.json)`, { details: { dir: abs } })
   if (!existsSync(join(abs, 'config.json')))
     throw new StudioError('E_BAD_MODEL', `model directory ${abs} has no config.json (expected a Hugging Face model folder)`)
   return abs

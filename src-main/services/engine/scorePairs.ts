@@ -4,8 +4,9 @@
 import type { NativeCancelToken } from '../../engine/nativeTypes'
 import type { PreferencePair } from '../data/preferenceFile'
 import { StudioError } from '../errors'
-import { dpoTokenize } from '../tokenizer/dpoTokenize'
+import { DPO_DEFAULTS, dpoTokenize } from '../tokenizer/dpoTokenize'
 import { scoredTokenIds, tokenPieces } from '../insights/tokenPieces'
+import { modelContext, trainingLengths } from './contextLimits'
 import type { ModelSession } from './modelSession'
 import { fromEngineError } from './modelSession'
 import { promptText, type PromptStyle } from './promptText'
@@ -37,8 +38,10 @@ export async function scorePairs(session: ModelSession, req: ScoreRequest): Prom
   const padId = tok.padId ?? tok.eosId
   if (padId === null) throw new StudioError('E_BAD_MODEL', `the tokenizer in ${session.dir} defines neither a pad nor an EOS token`)
   const out: PairLogps[] = []
+  // TRL's default lengths, never past the model's context (contextLimits.ts).
+  const lengths = trainingLengths(DPO_DEFAULTS, modelContext(session.info.config.maxPosition))
   for (const pair of req.pairs) {
-    const t = dpoTokenize(tok, promptText(tok, pair.prompt, req), pair.chosen, pair.rejected)
+    const t = dpoTokenize(tok, promptText(tok, pair.prompt, req), pair.chosen, pair.rejected, lengths)
     let res
     try {
       res = await session.native.logps(

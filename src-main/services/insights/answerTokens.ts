@@ -2,11 +2,11 @@
 // as a training pair would be (chat template, system message, TRL tokenization), scored once by the reference model
 // (adapter disabled) and once by the trained model; kept as responses_tokens.jsonl so past runs need no engine.
 import { join } from 'node:path'
+import { withContextLengths } from '../engine/contextLimits'
 import type { ModelSession } from '../engine/modelSession'
 import { writeFileAtomic } from '../fsAtomic'
-import type { TrainParams } from '../params/trainParams'
 import type { ResponseRow } from '../training/types'
-import { tokenizeTrainingPair } from '../training/tokenizePair'
+import { tokenizeTrainingPair, type PairTokenParams } from '../training/tokenizePair'
 import { stored } from './implicitReward'
 import { ANSWER_TOKENS_FILE, type AnswerTokensRow } from './insightTypes'
 import { tokenSide, toJsonl } from './pairInsights'
@@ -14,16 +14,17 @@ import { scorePairsBatched } from './scoreBatched'
 
 /** Needs the trained adapter attached; writes responses_tokens.jsonl into outDir. */
 export async function writeAnswerTokens(
-  session: Pick<ModelSession, 'native' | 'tokenizer'>,
+  session: Pick<ModelSession, 'native' | 'tokenizer' | 'info'>,
   outDir: string,
   original: readonly ResponseRow[],
   trained: readonly ResponseRow[],
-  params: Pick<TrainParams, 'systemMessage' | 'maxLength' | 'maxPromptLength'>,
+  params: PairTokenParams,
   padId: number,
 ): Promise<AnswerTokensRow[]> {
   const tok = session.tokenizer
+  const lengths = withContextLengths(params, session.info.config.maxPosition)
   const sequences = original.map((o, i) => {
-    const t = tokenizeTrainingPair(tok, { id: o.id, prompt: o.prompt, chosen: o.response, rejected: trained[i]!.response, position: null }, params)
+    const t = tokenizeTrainingPair(tok, { id: o.id, prompt: o.prompt, chosen: o.response, rejected: trained[i]!.response, position: null }, lengths)
     return { chosen: { ids: t.chosen.ids, labels: t.chosen.labels }, rejected: { ids: t.rejected.ids, labels: t.rejected.labels } }
   })
   const ref = await scorePairsBatched(session.native, sequences, padId, false)

@@ -105,6 +105,9 @@ export interface SweepFile {
   version: 1
   status: 'running' | 'completed' | 'cancelled' | 'failed'
   error?: string
+  /** The process making the sweep and its host: a sweep whose process is gone is marked failed (sweepDir.ts). */
+  pid?: number
+  hostname?: string
   created: string
   updated: string
   model_dir: string

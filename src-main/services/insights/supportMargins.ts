@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { PreferenceRow } from '../data/preferenceFile'
 import { classifyStance, type StanceRow } from '../data/stance'
+import { withContextLengths } from '../engine/contextLimits'
 import type { ModelSession } from '../engine/modelSession'
 import type { TrainParams } from '../params/trainParams'
 import { RefLogpsCache, pairKey, swappedPairKey, type RefLogps } from '../training/refCache'
@@ -45,9 +46,11 @@ export async function supportMargins(
   if (rest.length === 0) return out
   const tok = session.tokenizer
   const padId = tok.padId ?? tok.eosId ?? 0
+  // Tokenized as the run's training tokenized its pairs (max_length within the context): the same cache keys.
+  const lengths = withContextLengths(params, session.info.config.maxPosition)
   const seqs = rest.map((i) => {
     const r = rows[i]!
-    const t = tokenizeTrainingPair(tok, { id: r.id, prompt: r.prompt, chosen: r.support!, rejected: r.oppose!, position: 'support' }, params)
+    const t = tokenizeTrainingPair(tok, { id: r.id, prompt: r.prompt, chosen: r.support!, rejected: r.oppose!, position: 'support' }, lengths)
     const s = { chosen: { ids: t.chosen.ids, labels: t.chosen.labels }, rejected: { ids: t.rejected.ids, labels: t.rejected.labels } }
     return { ...s, key: pairKey(s), swappedKey: swappedPairKey(s) }
   })

@@ -3,18 +3,21 @@
 // margin toward "support" over every labelled row and the share of test answers nearest to each side, kept in
 // sweep.json (rewritten after each run, so a stopped sweep still shows what finished).
 import { existsSync, readFileSync } from 'node:fs'
+import { hostname } from 'node:os'
 import { isAbsolute, join, relative, resolve } from 'node:path'
 import { loadPreferenceData, type PreferenceRow } from '../data/preferenceFile'
+import { loadPromptsFile } from '../data/promptsFile'
 import { StudioError, errorMessage } from '../errors'
 import { writeJsonAtomic } from '../fsAtomic'
 import { openModel as openModelDefault, type ModelSession } from '../engine/modelSession'
 import type { TrainParams } from '../params/trainParams'
 import { runNotebook, RESPONSES_ORIGINAL_FILE, RESPONSES_TRAINED_FILE, type NotebookDeps } from '../training/notebookRun'
 import { RefLogpsCache, refCacheDir } from '../training/refCache'
-import { addonVersion, ensureRunDir } from '../training/trainer'
+import { addonVersion } from '../training/trainer'
 import type { ResponseRow, RunEvents } from '../training/types'
 import { SWEEP_FILE, type StanceCount, type SweepFile, type SweepRunRow } from './insightTypes'
 import { meanMargin, stanceCount, supportMargins } from './supportMargins'
+import { ensureSweepDir, lockSweepDir } from './sweepDir'
 
 export interface SweepRequest {
   modelDir: string
@@ -61,8 +64,29 @@ export async function runSweep(req: SweepRequest, events: SweepEvents = {}, sign
   if (data.format !== 'hw6') {
     throw new StudioError('E_BAD_INPUT', `${data.file}: a support_ratio sweep needs the HW6 layout (rows with "support" and "oppose"); this file has chosen/rejected pairs`)
   }
+  // Every input is checked before the folder is touched (the runs read the test prompts again).
+  if (req.testPromptsPath) await loadPromptsFile(req.testPromptsPath)
+  // The folder must be ours (never a model folder, a run directory or someone's files) and not in use by another
+  // sweep (docs/run-directory.md); from here on it is locked. Each ratio's run directory is checked and locked too.
   const outDir = resolve(req.outDir)
-  ensureRunDir(outDir)
+  ensureSweepDir(outDir, { modelDir: req.modelDir })
+  const lock = lockSweepDir(outDir, 'dpo-studio sweep')
+  try {
+    return await sweepInLockedDir(req, ratios, data, outDir, events, signal, deps)
+  } finally {
+    lock.release()
+  }
+}
+
+async function sweepInLockedDir(
+  req: SweepRequest,
+  ratios: number[],
+  data: Awaited<ReturnType<typeof loadPreferenceData>>,
+  outDir: string,
+  events: SweepEvents,
+  signal: AbortSignal | undefined,
+  deps: NotebookDeps,
+): Promise<SweepFile> {
   const engineVersion = deps.engineVersion ?? addonVersion()
   const { supportRatio: _ratio, ...shared } = req.params
   void _ratio
@@ -70,6 +94,8 @@ export async function runSweep(req: SweepRequest, events: SweepEvents = {}, sign
   const sweep: SweepFile = {
     version: 1,
     status: 'running',
+    pid: process.pid,
+    hostname: hostname(),
     created: now,
     updated: now,
     model_dir: resolve(req.modelDir),
@@ -84,7 +110,16 @@ export async function runSweep(req: SweepRequest, events: SweepEvents = {}, sign
     sweep.status = status
     sweep.updated = new Date().toISOString()
     if (error !== undefined) sweep.error = error
-    writeJsonAtomic(join(outDir, SWEEP_FILE), sweep)
+    // In place when a full disk leaves no room for a temp copy: "failed: disk full" must land (as run_status.json).
+    writeJsonAtomic(join(outDir, SWEEP_FILE), sweep, { inPlaceWhenFull: true })
+  }
+  /** Records a failure; the error that caused it says more than failing to record it. */
+  const saveFailed = (error: string) => {
+    try {
+      save('failed', error)
+    } catch {
+      /* thrown on below */
+    }
   }
   save('running')
 
@@ -134,7 +169,7 @@ export async function runSweep(req: SweepRequest, events: SweepEvents = {}, sign
         row = baseRow(ratio, outDir, runDir, data.rows, params, 'failed', 0, NaN, (performance.now() - started) / 1000)
         row.error = errorMessage(e)
         sweep.runs.push(row)
-        save('failed', `support_ratio ${ratio}: ${errorMessage(e)}`)
+        saveFailed(`support_ratio ${ratio}: ${errorMessage(e)}`)
         throw e
       }
       sweep.runs.push(row)
@@ -143,7 +178,7 @@ export async function runSweep(req: SweepRequest, events: SweepEvents = {}, sign
     }
     return sweep
   } catch (e) {
-    if (sweep.status === 'running') save('failed', errorMessage(e))
+    if (sweep.status === 'running') saveFailed(errorMessage(e))
     throw e
   } finally {
     base?.dispose()

@@ -1,16 +1,25 @@
 // What a model folder holds, read without loading weights: architecture and shape from config.json, parameter count
 // and checkpoint size from the safetensors headers, and the NF4 + double-quant size of the base (spec §2.6:
 // 4-bit codes, one 8-bit absmax per 64 weights, one fp32 scale per 256 absmax blocks; other tensors stay 16-bit).
+// Whether it is supported is the engine's own answer: the native checkModel runs the loader's checks on the headers
+// (config fields, RoPE scaling, every tensor), so the panel says "supported" only for a folder that will load.
 import { existsSync } from 'node:fs'
 import { open, readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { checkModelDir } from '../engine/modelSession'
 import { StudioError, errorMessage } from '../errors'
-import { describeJsonFault } from '../jsonSyntax'
+import { parseJson } from '../data/jsonText'
 import { bare, quoted } from '../messageText'
 import type { ModelSummary } from '../../api/contract'
+import type { NativeModelCheck } from '../../engine/nativeTypes'
+import { loadNative } from '../../engine/loadNative'
 
-export const SUPPORTED_ARCHITECTURES = ['LlamaForCausalLM', 'MistralForCausalLM', 'Qwen2ForCausalLM'] as const
+/** The engine's validation of a folder (native checkModel, in-process or through the engine host). */
+export type ModelChecker = (dir: string) => Promise<NativeModelCheck>
+
+/** checkModel on the addon loaded in this process (CLI, tests). */
+export const checkModelInProcess: ModelChecker = async (dir) => loadNative().checkModel(dir, { quant: 'nf4' })
+
 const LINEAR = /\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)\.weight$/
 
 /** What the model panel shows about a folder (declared once, in the API contract). */
@@ -36,9 +45,9 @@ async function readJsonObject(file: string): Promise<Record<string, unknown>> {
   }
   let value: unknown
   try {
-    value = JSON.parse(text)
-  } catch {
-    throw badModel(`${file}: not valid JSON ${describeJsonFault(text)}`)
+    value = parseJson(text)
+  } catch (e) {
+    throw badModel(`${file}: ${errorMessage(e)}`)
   }
   if (!isObject(value)) throw badModel(`${file}: expected a JSON object`)
   return value
@@ -65,9 +74,9 @@ export async function readSafetensorsHeader(file: string): Promise<Record<string
   }
   let header: unknown
   try {
-    header = JSON.parse(text)
-  } catch {
-    throw badModel(`${file}: the safetensors header is not valid JSON ${describeJsonFault(text)}`)
+    header = parseJson(text)
+  } catch (e) {
+    throw badModel(`${file}: the safetensors header is ${errorMessage(e)}`)
   }
   if (!isObject(header)) throw badModel(`${file}: the safetensors header is not a JSON object`)
   delete header.__metadata__
@@ -85,7 +94,7 @@ export function nf4BytesFor(numel: number): number {
   return numel / 2 + numel / 64 + (numel / (64 * 256)) * 4
 }
 
-export async function inspectModel(dirIn: string): Promise<ModelInspection> {
+export async function inspectModel(dirIn: string, checkModel: ModelChecker = checkModelInProcess): Promise<ModelInspection> {
   const dir = checkModelDir(dirIn)
   const config = await readJsonObject(join(dir, 'config.json'))
   const archs = config.architectures
@@ -98,8 +107,9 @@ export async function inspectModel(dirIn: string): Promise<ModelInspection> {
   if (existsSync(indexFile)) {
     const weightMap = (await readJsonObject(indexFile)).weight_map
     const shards = isObject(weightMap) ? Object.values(weightMap) : []
-    // A shard is a file of this folder: a name with a path in it would read a file elsewhere.
-    const bad = shards.find((f) => typeof f !== 'string' || f === '' || f === '.' || f === '..' || /[\\/]/.test(f))
+    // A shard is a file of this folder: a name with a path in it (or '..', or any name starting with a dot) would
+    // read a file elsewhere or a hidden one.
+    const bad = shards.find((f) => typeof f !== 'string' || f === '' || f.startsWith('.') || /[\\/]/.test(f))
     if (!isObject(weightMap) || bad !== undefined)
       throw badModel(`${indexFile}: weight_map must map tensor names to shard file names of this folder (found ${quoted(bad ?? weightMap)})`)
     files = [...new Set(shards as string[])]
@@ -127,10 +137,12 @@ export async function inspectModel(dirIn: string): Promise<ModelInspection> {
     params = estimateParams(config)
   }
 
-  const supported = (SUPPORTED_ARCHITECTURES as readonly string[]).includes(architecture) && files.length > 0
+  const check = await checkModel(dir)
+  const supported = check.ok
   const note = files.length === 0
     ? 'no model.safetensors or model.safetensors.index.json (only safetensors checkpoints are supported)'
-    : supported ? '' : `${architecture} is not supported (Llama, Mistral and Qwen2 families are)`
+    : check.message
+  if (check.ok && prequantized) params = check.params
   // Only for the "has a chat template" flag: an unreadable or malformed tokenizer_config.json counts as none.
   const tokenizerConfig = await readJsonObject(join(dir, 'tokenizer_config.json')).catch(() => null)
   return {
@@ -160,8 +172,8 @@ function estimateParams(c: Record<string, unknown>): number {
   const i = count(c.intermediate_size)
   const heads = count(c.num_attention_heads) || 1
   const kv = count(c.num_key_value_heads) || heads
-  const hd = h / heads
-  const attn = h * h * 2 + h * kv * hd * 2
+  const hd = count(c.head_dim) || h / heads
+  const attn = h * heads * hd * 2 + h * kv * hd * 2
   const mlp = 3 * h * i
   const total = l * (attn + mlp + 2 * h) + v * h * (c.tie_word_embeddings === true ? 1 : 2) + h
   return Number.isFinite(total) ? total : 0

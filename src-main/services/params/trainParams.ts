@@ -8,6 +8,7 @@ export const LINEAR_TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_pro
 export type LinearTarget = (typeof LINEAR_TARGETS)[number]
 
 export const LOSS_TYPES = ['sigmoid', 'ipo', 'hinge', 'robust'] as const
+export const THINKING_MODES = ['default', 'on', 'off'] as const
 export const OPTIMIZERS = ['paged_adamw_8bit', 'adamw'] as const
 
 export const trainParamsSchema = z.object({
@@ -53,6 +54,10 @@ export const trainParamsSchema = z.object({
   maxNewTokens: z.number().int().min(1).max(4096).default(200).describe('Tokens generated per test prompt at most.'),
   systemMessage: z.string().max(4000).default(DEFAULT_SYSTEM_MESSAGE)
     .describe('System message put in the chat template of every prompt (the notebook: 回覆請少於20字).'),
+  enableThinking: z.enum(THINKING_MODES).default('default')
+    .describe('Qwen3-style templates: off asks for answers without a <think> block (enable_thinking=False), on passes True, default leaves the template\'s own default. Templates without enable_thinking ignore it.'),
+  chatDate: z.union([z.literal(''), z.string().regex(/^\d{4}-\d{2}-\d{2}$/, 'Use YYYY-MM-DD')]).optional()
+    .describe('The date templates that print today\'s date (Llama 3.1/3.2: strftime_now) get, as YYYY-MM-DD. Empty: the day the run starts, recorded in the run\'s config so a rerun renders the same prompts.'),
   // --- engine
   quant: z.enum(['nf4', 'none']).default('nf4').describe('Base weights in 4-bit NF4 with double quantization, or full precision.'),
   backend: z.enum(['auto', 'cpu', 'cuda']).default('auto').describe('Where to compute: auto picks the GPU when one is usable.'),

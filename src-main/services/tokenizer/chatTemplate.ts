@@ -1,8 +1,12 @@
 // Chat templates: wrap a plain question in the model's chat_template (Jinja, rendered with @huggingface/jinja) with
 // the system message, as the HW6 notebook's data_formulate does (spec §6), and turn the result into prompt ids.
-import { Template } from '@huggingface/jinja';
+// Rendering passes what transformers' apply_chat_template passes (docs/model-families.md): the special tokens,
+// tools = documents = None, strftime_now (on the run's recorded date, not the clock) and, when asked,
+// enable_thinking.
+import { Environment, Interpreter, Template } from '@huggingface/jinja';
 import { StudioError, errorMessage } from '../errors';
 import { cleanText } from '../messageText';
+import { strftime } from './strftime';
 import type { TextTokenizer } from './textTokenizer';
 
 /** The notebook's system message (spec §6, architecture.md §3). */
@@ -44,12 +48,71 @@ export interface RenderPromptOptions {
   noTemplate?: boolean | undefined;
   /** Which named template to use when chat_template is an array; default 'default'. */
   templateName?: string | undefined;
+  /** The day strftime_now renders, YYYY-MM-DD (default: today, local time, as transformers' datetime.now()). */
+  chatDate?: string | undefined;
+  /** enable_thinking (Qwen3); undefined leaves it undefined, i.e. the template's own default. */
+  enableThinking?: boolean | undefined;
 }
 
 export interface RenderMessagesOptions {
   /** Default true: prompts for generation and DPO end where the assistant's answer starts. */
   addGenerationPrompt?: boolean | undefined;
   templateName?: string | undefined;
+  chatDate?: string | undefined;
+  enableThinking?: boolean | undefined;
+}
+
+/** Today's local date as YYYY-MM-DD: the chat date a run records when none is given. */
+export function todayChatDate(now: Date = new Date()): string {
+  const p2 = (n: number) => String(n).padStart(2, '0');
+  return `${now.getFullYear()}-${p2(now.getMonth() + 1)}-${p2(now.getDate())}`;
+}
+
+/** A YYYY-MM-DD chat date as local midnight (what strftime_now formats). */
+function chatDateValue(chatDate: string | undefined): Date {
+  if (chatDate === undefined) return new Date();
+  const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(chatDate);
+  if (!m) throw new StudioError('E_BAD_INPUT', `chat date must be YYYY-MM-DD, got ${JSON.stringify(chatDate)}`);
+  return new Date(Number(m[1]), Number(m[2]) - 1, Number(m[3]));
+}
+
+/**
+ * Python's range(), with the limit of Jinja2's sandbox, in which transformers renders chat templates: at most
+ * 100,000 items (jinja2/sandbox.py MAX_RANGE). The library's own range has no limit, so a template from a downloaded
+ * tokenizer_config.json could ask for range(10**9) and stall the app building a billion-element list
+ * (docs/fuzzing.md).
+ */
+const MAX_RANGE = 100_000;
+function sandboxRange(start: number, stop?: number, step = 1): number[] {
+  if (stop === undefined) [start, stop] = [0, start];
+  if (step === 0) throw new Error('range() step must not be zero');
+  const count = Math.max(0, Math.ceil((stop - start) / step));
+  if (!(count <= MAX_RANGE)) throw new Error(`range() of ${count} items: the sandbox allows at most ${MAX_RANGE}`);
+  return Array.from({ length: count }, (_, i) => start + i * step);
+}
+
+/**
+ * Renders a compiled template. Template.render would install the library's strftime_now (the clock, in the host's
+ * locale) and refuses a second definition, so the globals are set here: the library's own (true/false/none,
+ * raise_exception, range) and strftime_now on the given date with C-locale names, as Python's strftime writes them.
+ */
+function renderWith(template: Template, variables: Record<string, unknown>, date: Date): string {
+  const env = new Environment();
+  const globals: Record<string, unknown> = {
+    false: false,
+    true: true,
+    none: null,
+    False: false,
+    True: true,
+    None: null,
+    raise_exception: (message: unknown) => {
+      throw new Error(String(message));
+    },
+    range: sandboxRange,
+    strftime_now: (format: unknown) => strftime(date, String(format)),
+  };
+  for (const [k, v] of Object.entries({ ...globals, ...variables })) env.set(k, v);
+  return new Interpreter(env).run(template.parsed).value as string;
 }
 
 /**
@@ -71,37 +134,11 @@ export function pickChatTemplate(source: unknown, name = 'default'): string | nu
 
 const compiled = new Map<string, Template>();
 
-/**
- * Jinja2's sandbox, in which transformers renders chat templates, refuses a range() of more than 100,000 items
- * (jinja2/sandbox.py MAX_RANGE); @huggingface/jinja has no such limit, so a template from a downloaded
- * tokenizer_config.json could ask for range(10**9) and stall the app building a billion-element list
- * (docs/fuzzing.md). Ours has the sandbox's limit.
- */
-const MAX_RANGE = 100_000;
-function sandboxRange(start: number, stop?: number, step = 1): number[] {
-  if (stop === undefined) [start, stop] = [0, start];
-  if (step === 0) throw new Error('range() step must not be zero');
-  const count = Math.max(0, Math.ceil((stop - start) / step));
-  if (!(count <= MAX_RANGE)) throw new Error(`range() of ${count} items: the sandbox allows at most ${MAX_RANGE}`);
-  return Array.from({ length: count }, (_, i) => start + i * step);
-}
-const SANDBOX_RANGE = '__dpo_sandbox_range';
-
-/** Points every range in a parsed template at sandboxRange (the library's own range cannot be replaced). */
-function useSandboxRange(node: unknown, isPropertyName = false): void {
-  if (!node || typeof node !== 'object') return;
-  if (Array.isArray(node)) return node.forEach((n) => useSandboxRange(n));
-  const n = node as { type?: unknown; value?: unknown; computed?: unknown };
-  if (n.type === 'Identifier' && n.value === 'range' && !isPropertyName) n.value = SANDBOX_RANGE;
-  for (const [key, child] of Object.entries(n)) useSandboxRange(child, n.type === 'MemberExpression' && key === 'property' && n.computed === false);
-}
-
 function compile(template: string): Template {
   let t = compiled.get(template);
   if (!t) {
     try {
       t = new Template(template);
-      useSandboxRange(t.parsed);
     } catch (e) {
       throw new StudioError('E_BAD_MODEL', `the model's chat_template cannot be parsed: ${cleanText(errorMessage(e))}`, { cause: e });
     }
@@ -118,15 +155,18 @@ function compile(template: string): Template {
 export function renderMessages(host: ChatTemplateHost, messages: readonly ChatMessage[], options: RenderMessagesOptions = {}): string {
   const template = pickChatTemplate(host.chatTemplateSource, options.templateName);
   if (template === null) throw new StudioError('E_BAD_MODEL', 'the model has no chat_template');
-  return compile(template).render({
+  const variables: Record<string, unknown> = {
     messages: messages.map((m) => ({ role: m.role, content: m.content })),
     add_generation_prompt: options.addGenerationPrompt ?? true,
+    tools: null,
+    documents: null,
     bos_token: host.bosToken ?? '',
     eos_token: host.eosToken ?? '',
     pad_token: host.padToken ?? '',
     unk_token: host.unkToken ?? '',
-    [SANDBOX_RANGE]: sandboxRange,
-  });
+  };
+  if (options.enableThinking !== undefined) variables.enable_thinking = options.enableThinking;
+  return renderWith(compile(template), variables, chatDateValue(options.chatDate));
 }
 
 /**
@@ -145,7 +185,12 @@ export function renderPrompt(host: ChatTemplateHost, question: string, options: 
   if (template === null) return { text: `${host.bosToken ?? ''}${question}`, mode: 'plain' };
 
   const system = options.system === undefined ? DEFAULT_SYSTEM_MESSAGE : options.system;
-  const renderOpts = { templateName: options.templateName, addGenerationPrompt: true };
+  const renderOpts = {
+    templateName: options.templateName,
+    addGenerationPrompt: true,
+    chatDate: options.chatDate,
+    enableThinking: options.enableThinking,
+  };
   if (!system) {
     return { text: renderOrThrow(() => renderMessages(host, [{ role: 'user', content: question }], renderOpts)), mode: 'template' };
   }
@@ -177,15 +222,15 @@ function templateError(e: unknown): StudioError {
 }
 
 /**
- * Prompt ids for generation. Our choice (spec §6, §13 item 7): when the rendered text already starts with the BOS
- * token's text (Breeze's template writes "<s>" itself), tokenize with add_special_tokens=false so the prompt has
- * one BOS, the same prompt TRL trains on (spec §7.2 step 4). The notebook's `tokenizer(prompt)` adds a second BOS
- * ([1, 1, ...]); we do not reproduce that. Otherwise BOS is prepended when the tokenizer's add_bos_token says so.
- * EOS is never added to a prompt, even with add_eos_token: it would tell the model the text is over.
+ * Prompt ids for generation, by the one BOS rule of training, log-probs and generation (docs/model-families.md):
+ * the text is tokenized without special tokens, and the tokenizer's BOS is put in front unless the ids already start
+ * with it; a tokenizer without a BOS token (Qwen) gets none, whatever config.json's bos_token_id says. That is TRL's
+ * tokenize_row step 4 (spec §7.2), so generation sees the prompt training saw. The notebook's `tokenizer(prompt)`
+ * adds a second BOS to templates that write one ([1, 1, ...], spec §6); we do not reproduce that. EOS is never
+ * added to a prompt, even with add_eos_token: it would tell the model the text is over.
  */
-export function promptIds(tokenizer: Pick<TextTokenizer, 'encode' | 'bosToken' | 'bosId' | 'addBosToken'>, renderedText: string): number[] {
+export function promptIds(tokenizer: Pick<TextTokenizer, 'encode' | 'bosId'>, renderedText: string): number[] {
   const ids = tokenizer.encode(renderedText, { addSpecialTokens: false });
-  if (tokenizer.bosToken && renderedText.startsWith(tokenizer.bosToken)) return ids;
-  if (tokenizer.addBosToken && tokenizer.bosId !== null) ids.unshift(tokenizer.bosId);
+  if (tokenizer.bosId !== null && ids[0] !== tokenizer.bosId) ids.unshift(tokenizer.bosId);
   return ids;
 }

@@ -31,6 +31,8 @@ export interface DpoTokenizedPair {
   /** TRL's prompt_input_ids: the prompt trimmed to the shorter of the two sides' prompt parts, BOS, truncation. */
   promptIds: number[];
   promptLength: number;
+  /** True when max_length cut the prompt or an answer (step 6). */
+  truncated: boolean;
 }
 
 /** A padded pair, the forward batch of spec §7.4: row 0 = chosen, row 1 = rejected. */
@@ -120,6 +122,7 @@ export function dpoTokenize(tok: DpoTokenizer, prompt: string, chosen: string, r
 
   // Step 6: truncation. `longer` is computed once, before any cut, as in TRL.
   const longer = Math.max(c.answer.length, r.answer.length);
+  const truncated = Math.max(c.prompt.length, r.prompt.length) + longer > maxLength;
   const cutPrompt = (ids: number[]) => {
     if (ids.length + longer <= maxLength) return ids;
     return truncationMode === 'keep_start' ? ids.slice(0, maxPromptLength) : ids.slice(-maxPromptLength);
@@ -137,7 +140,7 @@ export function dpoTokenize(tok: DpoTokenizer, prompt: string, chosen: string, r
     labels: [...s.prompt.map(() => labelPad), ...s.answer],
     promptLength: s.prompt.length,
   });
-  return { chosen: makeSide(c), rejected: makeSide(r), promptIds, promptLength: promptIds.length };
+  return { chosen: makeSide(c), rejected: makeSide(r), promptIds, promptLength: promptIds.length, truncated };
 }
 
 /**

@@ -18,7 +18,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ByteFallbackDecoder, SequenceDecoder, Tokenizer } from '@huggingface/tokenizers';
 import { StudioError, errorMessage } from '../errors';
-import { describeJsonFault } from '../jsonSyntax';
+import { parseJson } from '../data/jsonText';
 
 export interface EncodeOptions {
   /** transformers' add_special_tokens; default true, as `tokenizer(text)` does. */
@@ -32,7 +32,7 @@ export interface DecodeOptions {
 
 /** Extra inputs for {@link TextTokenizer.fromObjects}. */
 export interface TokenizerSources {
-  /** config.json of the model: bos_token_id / eos_token_id / pad_token_id fall-backs. */
+  /** config.json of the model: eos_token_id / pad_token_id fall-backs (never BOS: see bosId). */
   modelConfig?: Record<string, unknown> | null;
   /** generation_config.json: its eos_token_id(s) also stop generation. */
   generationConfig?: Record<string, unknown> | null;
@@ -55,6 +55,11 @@ export class TextTokenizer {
   readonly eosToken: string | null;
   readonly padToken: string | null;
   readonly unkToken: string | null;
+  /**
+   * The tokenizer's own BOS (tokenizer_config.json bos_token), as transformers' tokenizer.bos_token_id: null when the
+   * tokenizer defines none (Qwen), even if config.json has a bos_token_id. Prompts get this BOS and no other
+   * (docs/model-families.md).
+   */
   readonly bosId: number | null;
   readonly eosId: number | null;
   /**
@@ -89,11 +94,10 @@ export class TextTokenizer {
     this.unkToken = tokenContent(config.unk_token);
 
     const idOf = (t: string | null) => (t === null ? undefined : lib.token_to_id(t));
-    this.bosId = idOf(this.bosToken) ?? firstId(modelConfig.bos_token_id) ?? null;
+    this.bosId = idOf(this.bosToken) ?? null;
     this.eosId = idOf(this.eosToken) ?? firstId(modelConfig.eos_token_id) ?? null;
     this.padId = idOf(this.padToken) ?? firstId(modelConfig.pad_token_id) ?? this.eosId;
-    // When the config names only ids, show the matching token text (used by templates as bos_token).
-    if (this.bosToken === null && this.bosId !== null) this.bosToken = lib.id_to_token(this.bosId) ?? null;
+    // When the config names only an EOS id, show the matching token text (used by templates as eos_token).
     if (this.eosToken === null && this.eosId !== null) this.eosToken = lib.id_to_token(this.eosId) ?? null;
 
     const eos = new Set<number>();
@@ -127,7 +131,7 @@ export class TextTokenizer {
     for (const id of lib.get_vocab(true).values()) if (id > maxId) maxId = id;
     this.vocabLimit = maxId + 1;
 
-    this.chatTemplateSource = config.chat_template ?? sources.chatTemplate ?? null;
+    this.chatTemplateSource = sources.chatTemplate ?? config.chat_template ?? null;
     useRustByteFallback(lib);
   }
 
@@ -140,7 +144,9 @@ export class TextTokenizer {
     const tokenizerConfig = await readJsonFile(dir, 'tokenizer_config.json', true);
     const modelConfig = await readJsonFile(dir, 'config.json', false);
     const generationConfig = await readJsonFile(dir, 'generation_config.json', false);
-    // Newer transformers save the template beside tokenizer_config.json instead of inside it.
+    // Newer transformers save the template beside tokenizer_config.json instead of inside it; such a file wins
+    // over tokenizer_config.json's entry, as transformers loads it (tokenization_utils_base.py, "chat template
+    // file(s) ... take priority").
     let chatTemplate: unknown = undefined;
     const jinja = await readTextFile(dir, 'chat_template.jinja');
     if (jinja !== null) chatTemplate = jinja;
@@ -348,9 +354,10 @@ async function readJsonFile(dir: string, name: string, required: boolean): Promi
   }
   const json = text.replace(/^\uFEFF/, '');
   try {
-    return JSON.parse(json);
-  } catch {
-    throw new StudioError('E_BAD_MODEL', `model directory ${dir}: ${name} is not valid JSON ${describeJsonFault(json)}`, {
+    return parseJson(json);
+  } catch (e) {
+    throw new StudioError('E_BAD_MODEL', `model directory ${dir}: ${name} is ${errorMessage(e)}`, {
+      cause: e,
       details: { dir, file: name },
     });
   }

@@ -4,8 +4,9 @@ import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writ
 import { endianness } from 'node:os'
 import { basename, dirname, join, resolve } from 'node:path'
 import type { LoraTensor } from '../../engine/nativeTypes'
+import { parseJson } from '../data/jsonText'
+import { statOrProblem } from '../pathProblems'
 import { StudioError, errorMessage } from '../errors'
-import { describeJsonFault } from '../jsonSyntax'
 import { bare, quoted } from '../messageText'
 import { LINEAR_TARGETS, type LinearTarget } from '../params/trainParams'
 import { decodeRawSafetensors, encodeRawSafetensors, type SafetensorsDtype } from './safetensorsBytes'
@@ -286,15 +287,17 @@ export function saveAdapter(dir: string, tensors: readonly LoraTensor[], setting
 export function loadAdapter(dir: string): LoadedAdapter {
   const abs = resolve(dir)
   const bad = (msg: string, details: Record<string, unknown> = {}) => new StudioError('E_BAD_INPUT', msg, { details: { adapter: abs, ...details } })
-  if (!existsSync(abs) || !statSync(abs).isDirectory()) throw bad(`adapter directory ${abs} does not exist`)
+  const { stat: st, problem } = statOrProblem(abs)
+  if (!st) throw bad(`adapter directory ${abs} ${problem}`)
+  if (!st.isDirectory()) throw bad(`${abs} is a file, not an adapter directory`)
   const cfgFile = join(abs, ADAPTER_CONFIG_FILE)
   if (!existsSync(cfgFile)) throw bad(`adapter directory ${abs} has no ${ADAPTER_CONFIG_FILE} (expected a PEFT LoRA adapter folder)`, { file: cfgFile })
   const cfgText = readFileSync(cfgFile, 'utf8')
   let parsed: unknown
   try {
-    parsed = JSON.parse(cfgText)
-  } catch {
-    throw bad(`${cfgFile}: not valid JSON ${describeJsonFault(cfgText)}`, { file: cfgFile })
+    parsed = parseJson(cfgText)
+  } catch (e) {
+    throw bad(`${cfgFile}: ${errorMessage(e)}`, { file: cfgFile })
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw bad(`${cfgFile}: not valid JSON: expected a JSON object`, { file: cfgFile })
   const config = parsed as Record<string, unknown>

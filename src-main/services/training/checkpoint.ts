@@ -6,7 +6,7 @@ import { closeSync, existsSync, fsyncSync, openSync, readFileSync, readSync, rea
 import { join } from 'node:path'
 import type { LoraTensor, OptimizerTensorState, TrainingState } from '../../engine/nativeTypes'
 import { StudioError, errorMessage } from '../errors'
-import { describeJsonFault } from '../jsonSyntax'
+import { parseJson } from '../data/jsonText'
 import { bare, quoted } from '../messageText'
 import type { TrainParams } from '../params/trainParams'
 import type { AdapterSettings } from './adapterFiles'
@@ -107,9 +107,9 @@ export function decodeCheckpoint(bytes: Uint8Array, file: string): Checkpoint {
   let state: CheckpointState
   const stateText = raw.metadata.state ?? ''
   try {
-    state = JSON.parse(stateText) as CheckpointState
-  } catch {
-    throw bad(`the state in its header is not valid JSON ${describeJsonFault(stateText)}`)
+    state = parseJson(stateText) as CheckpointState
+  } catch (e) {
+    throw bad(`the state in its header is ${errorMessage(e)}`)
   }
   if (!Number.isInteger(state?.global_step) || state.global_step < 1 || !state.optimizer || !Array.isArray(state.optimizer.tensors)) {
     throw bad('the state in its header lacks global_step or optimizer')

@@ -1,19 +1,26 @@
 // The whole HW6 notebook as one run (architecture.md §3 run directory): config, original answers, DPO training,
 // trained answers and the comparison export, each written atomically into the run directory as it completes.
 import { readFileSync, rmSync } from 'node:fs'
-import { join, resolve } from 'node:path'
+import { hostname } from 'node:os'
+import { basename, join, resolve } from 'node:path'
 import type { NativeCancelToken } from '../../engine/nativeTypes'
 import { loadPreferenceData, preferencePairs } from '../data/preferenceFile'
 import { loadPromptsFile, type PromptRow } from '../data/promptsFile'
 import { errorMessage } from '../errors'
 import { writeJsonAtomic } from '../fsAtomic'
-import { generateResponses } from '../engine/generateResponses'
+import { contextCutNote } from '../engine/contextLimits'
+import { generateResponses, planGeneration } from '../engine/generateResponses'
 import { writeAnswerTokens } from '../insights/answerTokens'
+import { ANSWER_TOKENS_FILE } from '../insights/insightTypes'
+import { promptStyleOf, type PromptStyle } from '../engine/promptText'
+import { todayChatDate } from '../tokenizer/chatTemplate'
 import { openModel as openModelDefault, type ModelSession, type OpenModelOptions } from '../engine/modelSession'
 import { baseModelName, loadAdapter, type LoadedAdapter } from './adapterFiles'
 import { recordModelFiles, sha256File } from './modelFiles'
 import { planResume, type ResumeGiven, type ResumePlan } from './resume'
-import { ADAPTER_DIR, SUMMARY_FILE, addonCancelTokenFactory, addonVersion, attachLoadedAdapter, ensureRunDir, trainDpo, type TrainOptions, type TrainResult } from './trainer'
+import type { FileLock } from '../fileLock'
+import { ensureRunDir, lockRunDir, phaseWords, updateRunStatus, type RunStatusFile } from './runDir'
+import { ADAPTER_DIR, SUMMARY_FILE, addonCancelTokenFactory, addonVersion, attachLoadedAdapter, trainDpo, type TrainOptions, type TrainResult } from './trainer'
 import type { ComparisonRow, NotebookRunRequest, ResponseRow, RunEvents, RunPhase, RunSummary } from './types'
 
 export const CONFIG_FILE = 'config.json'
@@ -46,19 +53,26 @@ export async function resumeNotebook(runDir: string, given: ResumeGiven, events:
 
 async function runPhases(req: NotebookRunRequest, events: RunEvents, signal: AbortSignal | undefined, deps: NotebookDeps, resume: ResumePlan | null): Promise<RunSummary> {
   const t0 = performance.now()
-  const params = req.params
+  // One template date per run, recorded with the parameters: a rerun renders (and caches) the same prompts.
+  const params = { ...req.params, chatDate: req.params.chatDate || todayChatDate() }
   const outDir = resolve(req.outDir)
   const engineVersion = deps.engineVersion ?? addonVersion()
   const created = new Date().toISOString()
   let phase: RunPhase = 'load'
+  let lock: FileLock | null = null
+  /** run_status.json follows the run (docs/run-directory.md); once the run dir is ours and locked. */
+  const record = (patch: Partial<RunStatusFile>) => {
+    if (lock) updateRunStatus(outDir, patch)
+  }
   const setPhase = (p: RunPhase, detail?: string) => {
     phase = p
+    if (p !== 'cancelled' && p !== 'failed' && p !== 'done') record({ phase: p })
     events.phase?.(p, detail)
   }
   const cancelled = (extra: Partial<RunSummary> = {}): RunSummary => {
     const where = extra.cancelledIn ?? phase
-    setPhase('cancelled', `cancelled during ${phaseWord(where)}`)
-    return {
+    const reason = `cancelled during ${phaseWords(where)}`
+    const summary: RunSummary = {
       outDir,
       steps: 0,
       trainLoss: NaN,
@@ -68,6 +82,11 @@ async function runPhases(req: NotebookRunRequest, events: RunEvents, signal: Abo
       status: 'cancelled',
       cancelledIn: where,
     }
+    // Training may have completed before the cancel: its summary must not read as a completed run.
+    if (where === 'trained') markTrainSummary(outDir, where)
+    record({ status: 'cancelled', phase: where, cancelledIn: where, reason, endedAt: new Date().toISOString(), summary })
+    setPhase('cancelled', reason)
+    return summary
   }
 
   // ---- inputs first: every bad file fails here, before minutes of model loading.
@@ -78,38 +97,9 @@ async function runPhases(req: NotebookRunRequest, events: RunEvents, signal: Abo
   const needInit = req.initAdapter !== undefined && !(resume && (resume.checkpoint || resume.trainingDone))
   const initAdapter: LoadedAdapter | undefined = needInit ? loadAdapter(req.initAdapter!) : undefined
 
-  ensureRunDir(outDir)
-  // A new run replaces every output; a resumed one keeps its config and the original answers it already has.
-  const keep = resume ? [CONFIG_FILE, ...(resume.originalDone ? [RESPONSES_ORIGINAL_FILE] : [])] : []
-  for (const f of [CONFIG_FILE, RESPONSES_ORIGINAL_FILE, RESPONSES_TRAINED_FILE, COMPARISON_FILE, COMPARISON_META_FILE]) {
-    if (!keep.includes(f)) rmSync(join(outDir, f), { force: true })
-  }
-  const datasetInfo = {
-    path: resolve(req.datasetPath),
-    file: resolve(data.file),
-    sha256: sha256File(data.file),
-    format: data.format,
-    rows: data.rows.length,
-    pairs: pairs.length,
-  }
-  const promptsInfo = req.testPromptsPath
-    ? { path: resolve(req.testPromptsPath), sha256: sha256File(req.testPromptsPath), prompts: prompts!.length }
-    : null
-  const config: Record<string, unknown> = resume
-    ? { ...resume.config, params, resumes: [...((resume.config.resumes as unknown[]) ?? []), { at: created, from_step: resume.checkpoint?.state.global_step ?? 0, engine_version: engineVersion }] }
-    : {
-        created,
-        engine_version: engineVersion,
-        model_dir: resolve(req.modelDir),
-        base_model: baseModelName(req.modelDir),
-        // What resume checks the model folder against (docs/resume.md).
-        model_files: recordModelFiles(resolve(req.modelDir)),
-        dataset: datasetInfo,
-        test_prompts: promptsInfo,
-        init_adapter: initAdapter?.dir ?? null,
-        params,
-      }
-  writeJsonAtomic(join(outDir, CONFIG_FILE), config)
+  // The folder must be ours (never a model folder) and not in use by another run; from here on it is locked.
+  ensureRunDir(outDir, { modelDir: req.modelDir })
+  lock = lockRunDir(outDir, 'dpo-studio run')
 
   const tokens: NativeCancelToken[] = []
   const makeToken = deps.cancelTokenFactory === undefined ? addonCancelTokenFactory() : deps.cancelTokenFactory
@@ -125,6 +115,46 @@ async function runPhases(req: NotebookRunRequest, events: RunEvents, signal: Abo
 
   let session: ModelSession | undefined
   try {
+    updateRunStatus(
+      outDir,
+      { status: 'running', startedAt: created, endedAt: null, error: null, pid: process.pid, hostname: hostname(), phase: 'load', cancelledIn: undefined, reason: undefined, summary: undefined },
+      {
+        runId: basename(outDir), status: 'running', startedAt: created, endedAt: null, modelDir: resolve(req.modelDir), datasetPath: resolve(req.datasetPath),
+        testPromptsPath: req.testPromptsPath ? resolve(req.testPromptsPath) : null, engineVersion, error: null,
+      },
+    )
+    // A new run replaces every output; a resumed one keeps its config and the original answers it already has.
+    const keep = resume ? [CONFIG_FILE, ...(resume.originalDone ? [RESPONSES_ORIGINAL_FILE] : [])] : []
+    for (const f of [CONFIG_FILE, RESPONSES_ORIGINAL_FILE, RESPONSES_TRAINED_FILE, COMPARISON_FILE, COMPARISON_META_FILE, ANSWER_TOKENS_FILE]) {
+      if (!keep.includes(f)) rmSync(join(outDir, f), { force: true })
+    }
+    const datasetInfo = {
+      path: resolve(req.datasetPath),
+      file: resolve(data.file),
+      sha256: sha256File(data.file),
+      format: data.format,
+      rows: data.rows.length,
+      pairs: pairs.length,
+    }
+    const promptsInfo = req.testPromptsPath
+      ? { path: resolve(req.testPromptsPath), sha256: sha256File(req.testPromptsPath), prompts: prompts!.length }
+      : null
+    const config: Record<string, unknown> = resume
+      ? { ...resume.config, params, resumes: [...((resume.config.resumes as unknown[]) ?? []), { at: created, from_step: resume.checkpoint?.state.global_step ?? 0, engine_version: engineVersion }] }
+      : {
+          created,
+          engine_version: engineVersion,
+          model_dir: resolve(req.modelDir),
+          base_model: baseModelName(req.modelDir),
+          // What resume checks the model folder against (docs/resume.md).
+          model_files: recordModelFiles(resolve(req.modelDir)),
+          dataset: datasetInfo,
+          test_prompts: promptsInfo,
+          init_adapter: initAdapter?.dir ?? null,
+          params,
+        }
+    writeJsonAtomic(join(outDir, CONFIG_FILE), config)
+
     setPhase('load', resolve(req.modelDir))
     session = await (deps.openModel ?? openModelDefault)(req.modelDir, {
       quant: params.quant,
@@ -136,6 +166,11 @@ async function runPhases(req: NotebookRunRequest, events: RunEvents, signal: Abo
     config.model = { architecture: info.config.architecture, params: info.params, quant: info.quant, backend: info.backend, backend_note: info.backendNote }
     writeJsonAtomic(join(outDir, CONFIG_FILE), config)
     if (signal?.aborted) return cancelled()
+    // The test prompts must fit the model's context now, not after minutes of training (contextLimits.ts).
+    if (prompts) {
+      const plan = planGeneration(session, { prompts, maxNewTokens: params.maxNewTokens, system: params.systemMessage }, 'max new tokens')
+      if (plan.cutByContext.length > 0) events.log?.(contextCutNote(plan.cutByContext, prompts.length, plan.context!))
+    }
 
     const generation = {
       do_sample: false,
@@ -151,7 +186,7 @@ async function runPhases(req: NotebookRunRequest, events: RunEvents, signal: Abo
       original = JSON.parse(readFileSync(join(outDir, RESPONSES_ORIGINAL_FILE), 'utf8')) as ResponseRow[]
     } else if (prompts) {
       setPhase('original', `${prompts.length} prompts`)
-      original = await generate(session, prompts, 'original', params.maxNewTokens, params.systemMessage, events, newToken())
+      original = await generate(session, prompts, 'original', params.maxNewTokens, promptStyleOf(params), events, newToken())
       if (original === null || signal?.aborted) return cancelled()
       writeJsonAtomic(join(outDir, RESPONSES_ORIGINAL_FILE), original)
     }
@@ -161,7 +196,8 @@ async function runPhases(req: NotebookRunRequest, events: RunEvents, signal: Abo
       ? finishedTraining(session, outDir)
       : await trainDpo(session, pairs, params, {
           outDir,
-          events,
+          // The trainer's phases (reference, train, save) go into run_status.json too.
+          events: { ...events, phase: setPhase },
           ...(signal ? { signal } : {}),
           ...(initAdapter ? { initAdapter } : {}),
           engineVersion,
@@ -184,7 +220,7 @@ async function runPhases(req: NotebookRunRequest, events: RunEvents, signal: Abo
     // ---- phase B: answers with the trained adapter attached (spec §11 "Phases").
     if (prompts && original) {
       setPhase('trained', `${prompts.length} prompts`)
-      const after = await generate(session, prompts, 'trained', params.maxNewTokens, params.systemMessage, events, newToken())
+      const after = await generate(session, prompts, 'trained', params.maxNewTokens, promptStyleOf(params), events, newToken())
       if (after === null || signal?.aborted) return cancelled({ ...trained, status: 'cancelled' })
       writeJsonAtomic(join(outDir, RESPONSES_TRAINED_FILE), after)
       // The notebook's model_response export (architecture.md §3), then its metadata beside it.
@@ -211,14 +247,43 @@ async function runPhases(req: NotebookRunRequest, events: RunEvents, signal: Abo
       // The token view of the answers (docs/insights.md): both answers under the reference and the trained model.
       await writeAnswerTokens(session, outDir, original, after, params, session.tokenizer.padId ?? session.tokenizer.eosId ?? 0)
     }
+    // A resumed run that now completed: its training summary no longer says cancelled.
+    if (resume?.trainingDone) markTrainSummary(outDir, null)
+    const done = { ...trained, runtimeS: (performance.now() - t0) / 1000 }
+    record({ status: 'completed', phase: 'done', endedAt: new Date().toISOString(), summary: done })
     setPhase('done', outDir)
-    return { ...trained, runtimeS: (performance.now() - t0) / 1000 }
+    return done
   } catch (e) {
-    setPhase('failed', errorMessage(e))
+    try {
+      record({ status: 'failed', phase, error: errorMessage(e), endedAt: new Date().toISOString() })
+    } catch {
+      /* the first error says more than failing to record it */
+    }
+    events.phase?.('failed', errorMessage(e))
     throw e
   } finally {
     signal?.removeEventListener('abort', onAbort)
     session?.dispose()
+    lock.release()
+  }
+}
+
+/**
+ * train_summary.json after a cancel in a later phase: the run was cancelled even though training completed
+ * (status cancelled, training_status kept). `null`: the run completed after all (a resume), so back to completed.
+ */
+function markTrainSummary(outDir: string, cancelledIn: RunPhase | null): void {
+  const file = join(outDir, SUMMARY_FILE)
+  let s: Record<string, unknown>
+  try {
+    s = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>
+  } catch {
+    return
+  }
+  if (cancelledIn) writeJsonAtomic(file, { ...s, status: 'cancelled', training_status: s.training_status ?? s.status, cancelled_in: cancelledIn })
+  else if (s.training_status !== undefined) {
+    const { training_status, cancelled_in: _, ...rest } = s
+    writeJsonAtomic(file, { ...rest, status: training_status })
   }
 }
 
@@ -228,25 +293,28 @@ async function generate(
   prompts: PromptRow[],
   which: 'original' | 'trained',
   maxNewTokens: number,
-  system: string,
+  style: PromptStyle,
   events: RunEvents,
   cancel: NativeCancelToken | undefined,
 ): Promise<ResponseRow[] | null> {
-  const out = await generateResponses(session, {
-    prompts,
-    system,
-    maxNewTokens,
-    onText: (i, delta) => events.responseText?.(which, i, delta),
-    ...(cancel ? { cancel } : {}),
-  })
+  let out
+  try {
+    out = await generateResponses(session, {
+      prompts,
+      ...style,
+      maxNewTokens,
+      onText: (i, delta) => events.responseText?.(which, i, delta),
+      ...(cancel ? { cancel } : {}),
+    })
+  } catch (e) {
+    // A cancel that lands before a batch's first token is an E_CANCELLED error, not a 'cancelled' finish: same stop.
+    if ((e as { code?: unknown })?.code === 'E_CANCELLED') return null
+    throw e
+  }
   if (out.length < prompts.length || out.some((r) => r.finish === 'cancelled')) return null
   const rows = out.map(({ id, prompt, response }) => ({ id, prompt, response }))
   rows.forEach((r, i) => events.response?.(which, i, r))
   return rows
-}
-
-function phaseWord(p: RunPhase): string {
-  return { load: 'model loading', original: 'original responses', reference: 'reference log-probs', train: 'training', trained: 'trained responses', save: 'saving', done: 'finishing', cancelled: 'cancel', failed: 'failure' }[p]
 }
 
 /** A resumed run whose training had completed: its adapter goes back on the model, its summary is the result. */

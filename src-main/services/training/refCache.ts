@@ -2,10 +2,11 @@
 // once before training (TRL's reference model, spec §8) and kept on disk, so later runs with the same model and data
 // skip that pass; a pair scored the other way round (a support_ratio sweep swaps chosen and rejected) is found too.
 import { createHash } from 'node:crypto'
-import { readFileSync, readdirSync, statSync } from 'node:fs'
+import { mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs'
 import { homedir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import type { ScoredSequence } from '../../engine/nativeTypes'
+import { lockWaiting, type FileLock } from '../fileLock'
 import { writeJsonAtomic } from '../fsAtomic'
 
 /** 2: per-token log-probs beside the sums (docs/insights.md); version-1 files are left alone and not read. */
@@ -129,8 +130,10 @@ function readEntry(v: unknown): RefLogps | null {
 
 /**
  * One cache file per model fingerprint (<dir>/<fingerprint>.json) holding entries per pair, so a run on more or
- * other pairs reuses whatever it shares with earlier runs. The file is rewritten atomically; a file that does not
- * parse or does not belong to this fingerprint is ignored and replaced on the next save.
+ * other pairs reuses whatever it shares with earlier runs. Saving merges with what other processes wrote since we
+ * read the file, under a lock file (<file>.lock, fileLock.ts), then rewrites it atomically: two runs sharing the
+ * cache keep each other's entries. A file that does not parse or does not belong to this fingerprint is ignored and
+ * replaced on the next save.
  */
 export class RefLogpsCache {
   private readonly entries = new Map<string, RefLogps>()
@@ -144,23 +147,10 @@ export class RefLogpsCache {
     private readonly model: ModelFingerprintInput,
   ) {
     if (file === null) return
-    let text: string
     try {
-      text = readFileSync(file, 'utf8')
-    } catch {
-      return // no cache yet
-    }
-    try {
-      const parsed = JSON.parse(text) as CacheFile
-      if (parsed.version !== REF_CACHE_VERSION || parsed.fingerprint !== fingerprint) throw new Error('written for another model or version')
-      if (typeof parsed.entries !== 'object' || parsed.entries === null) throw new Error('no entries')
-      for (const [k, v] of Object.entries(parsed.entries)) {
-        const entry = /^[0-9a-f]{64}$/.test(k) ? readEntry(v) : null
-        if (entry) this.entries.set(k, entry)
-      }
+      for (const [k, v] of readEntries(file, fingerprint)) this.entries.set(k, v)
     } catch (e) {
       this.ignoredReason = `ignored the unreadable reference cache ${file} (${e instanceof Error ? e.message : String(e)}); it will be rewritten`
-      this.entries.clear()
       this.dirty = true
     }
   }
@@ -205,6 +195,27 @@ export class RefLogpsCache {
   /** Writes the file if anything changed. Failing to write a cache never fails a run: returns the error text. */
   save(): string | null {
     if (this.file === null || !this.dirty) return null
+    let lock: FileLock | null = null
+    try {
+      mkdirSync(dirname(this.file), { recursive: true })
+      // Saves take milliseconds; a lock still held after 10 s belongs to a stuck process: skip this save.
+      lock = lockWaiting(`${this.file}.lock`, 'dpo-studio reference cache', 10_000)
+      if (!lock) return `could not write the reference cache ${this.file}: another process holds ${this.file}.lock`
+      // Entries other processes saved since this cache was read stay (the values of a key never differ).
+      try {
+        for (const [k, v] of readEntries(this.file, this.fingerprint)) if (!this.entries.has(k)) this.entries.set(k, v)
+      } catch {
+        /* unreadable or another fingerprint's: replaced below */
+      }
+      return this.write()
+    } catch (e) {
+      return `could not write the reference cache ${this.file}: ${e instanceof Error ? e.message : String(e)}`
+    } finally {
+      lock?.release()
+    }
+  }
+
+  private write(): string | null {
     const body: CacheFile = {
       version: REF_CACHE_VERSION,
       fingerprint: this.fingerprint,
@@ -214,12 +225,30 @@ export class RefLogpsCache {
         [...this.entries].map(([k, v]) => [k, [v.chosen, v.rejected, floatsToBase64(v.chosenTokens!), floatsToBase64(v.rejectedTokens!)] as CacheEntry]),
       ),
     }
-    try {
-      writeJsonAtomic(this.file, body)
-      this.dirty = false
-      return null
-    } catch (e) {
-      return `could not write the reference cache ${this.file}: ${e instanceof Error ? e.message : String(e)}`
-    }
+    writeJsonAtomic(this.file!, body)
+    this.dirty = false
+    return null
   }
+}
+
+/**
+ * The valid version-2 entries of a cache file (readEntry: sums that match their per-token values); none when the
+ * file does not exist; throws when it is unreadable, another model's, or another version's.
+ */
+function readEntries(file: string, fingerprint: string): Map<string, RefLogps> {
+  const out = new Map<string, RefLogps>()
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch {
+    return out // no cache yet
+  }
+  const parsed = JSON.parse(text) as CacheFile
+  if (parsed.version !== REF_CACHE_VERSION || parsed.fingerprint !== fingerprint) throw new Error('written for another model or version')
+  if (typeof parsed.entries !== 'object' || parsed.entries === null) throw new Error('no entries')
+  for (const [k, v] of Object.entries(parsed.entries)) {
+    const entry = /^[0-9a-f]{64}$/.test(k) ? readEntry(v) : null
+    if (entry) out.set(k, entry)
+  }
+  return out
 }

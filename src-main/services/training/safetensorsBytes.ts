@@ -1,8 +1,8 @@
 // The safetensors container at the byte level (huggingface/safetensors format): an 8-byte little-endian header length,
 // a JSON header (with __metadata__, string to string), then the tensors' bytes. Shared by the PEFT adapter files
 // (adapterFiles.ts, float tensors) and the resume checkpoints (checkpoint.ts, float and uint8 tensors).
-import { StudioError } from '../errors'
-import { describeJsonFault } from '../jsonSyntax'
+import { parseJson } from '../data/jsonText'
+import { StudioError, errorMessage } from '../errors'
 import { bare, quoted } from '../messageText'
 
 export type SafetensorsDtype = 'F32' | 'F16' | 'BF16' | 'U8'
@@ -69,9 +69,9 @@ export function decodeRawSafetensors(bytes: Uint8Array, file: string, dtypes: re
   const headerText = buf.subarray(8, 8 + n).toString('utf8')
   let header: unknown
   try {
-    header = JSON.parse(headerText)
-  } catch {
-    throw bad(`header is not valid JSON ${describeJsonFault(headerText)}`)
+    header = parseJson(headerText)
+  } catch (e) {
+    throw bad(`header is ${errorMessage(e)}`)
   }
   if (typeof header !== 'object' || header === null || Array.isArray(header)) throw bad('header is not a JSON object')
   const data = buf.subarray(8 + n)

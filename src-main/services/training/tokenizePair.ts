@@ -2,15 +2,15 @@
 // TRL 0.9's tokenize_row with the run's length limits. One function, so the trainer and the benchmark workload
 // (scripts/bench/makeWorkload.ts) tokenize identically.
 import type { PreferencePair } from '../data/preferenceFile'
-import { promptText } from '../engine/promptText'
+import { promptStyleOf, promptText } from '../engine/promptText'
 import type { TrainParams } from '../params/trainParams'
 import { dpoTokenize, type DpoTokenizedPair } from '../tokenizer/dpoTokenize'
 import type { TextTokenizer } from '../tokenizer/textTokenizer'
 
-export type PairTokenParams = Pick<TrainParams, 'systemMessage' | 'maxLength' | 'maxPromptLength'>
+export type PairTokenParams = Pick<TrainParams, 'systemMessage' | 'maxLength' | 'maxPromptLength' | 'enableThinking' | 'chatDate'>
 
 export function tokenizeTrainingPair(tok: TextTokenizer, pair: PreferencePair, params: PairTokenParams): DpoTokenizedPair {
-  return dpoTokenize(tok, promptText(tok, pair.prompt, { system: params.systemMessage }), pair.chosen, pair.rejected, {
+  return dpoTokenize(tok, promptText(tok, pair.prompt, promptStyleOf(params)), pair.chosen, pair.rejected, {
     maxLength: params.maxLength,
     maxPromptLength: params.maxPromptLength,
   })

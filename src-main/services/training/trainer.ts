@@ -1,21 +1,24 @@
 // The DPO training loop (spec §15): tokenize pairs, reference log-probs once (cached), LoRA attach, then HF
 // Trainer's steps (spec §9) over the engine's step-sized calls, logging TRL's metrics (spec §8) into the run directory.
-import { closeSync, fsyncSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs'
+import { rmSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { loadNative } from '../../engine/loadNative'
 import type { DpoPairInput, DpoPairMetrics, NativeCancelToken, ScoredSequence } from '../../engine/nativeTypes'
 import type { PreferencePair } from '../data/preferenceFile'
 import { StudioError, errorMessage } from '../errors'
-import { writeFileAtomic, writeJsonAtomic } from '../fsAtomic'
+import { appendFileChecked, writeFileAtomic, writeJsonAtomic } from '../fsAtomic'
 import type { ModelSession } from '../engine/modelSession'
 import { fromEngineError } from '../engine/modelSession'
 import type { TrainParams } from '../params/trainParams'
 import { baseModelName, loadAdapter, saveAdapter, type AdapterSettings, type LoadedAdapter } from './adapterFiles'
 import { CHECKPOINT_FILE, optimizerSummary, removeCheckpoint, writeCheckpoint, type Checkpoint } from './checkpoint'
+import { PAIRS_FILE, PAIRS_TOKENS_FILE } from '../insights/insightTypes'
 import { writePairInsights } from '../insights/pairInsights'
 import { RefLogpsCache, dataFingerprint as fingerprintOfPairs, pairKey, refCacheDir, swappedPairKey, type RefLogps } from './refCache'
+import { modelContext, trainingLengths } from '../engine/contextLimits'
 import { referenceBatches } from './referenceBatches'
 import { checkCheckpointFits } from './resumeChecks'
+import { ensureRunDir } from './runDir'
 import { scheduleSteps, scheduleTotals, type PlannedStep, type ScheduleInput } from './schedule'
 import { truncateStepLog } from './stepLog'
 import { stallForTest } from './testStall'
@@ -96,10 +99,15 @@ export async function trainDpo(session: ModelSession, pairs: readonly Preference
   if (padId === null) throw new StudioError('E_BAD_MODEL', `the tokenizer in ${session.dir} defines neither a pad nor an EOS token`)
   const engineVersion = opts.engineVersion ?? addonVersion()
 
-  // ---- tokenization (spec §7.2): the chat-templated prompt with the run's system message.
+  // ---- tokenization (spec §7.2): the chat-templated prompt with the run's system message; TRL's truncation, with
+  // max_length never past the model's context (contextLimits.ts), and the log says what was cut.
+  const lengths = trainingLengths(params, modelContext(session.info.config.maxPosition))
+  if (lengths.note) ev.log?.(lengths.note)
+  let truncatedPairs = 0
   const tokenized: TokenizedPair[] = pairs.map((p, i) => {
     try {
-      const t = tokenizeTrainingPair(tok, p, params)
+      const t = tokenizeTrainingPair(tok, p, { ...params, ...lengths })
+      if (t.truncated) truncatedPairs++
       const chosen = { ids: Int32Array.from(t.chosen.ids), labels: Int32Array.from(t.chosen.labels) }
       const rejected = { ids: Int32Array.from(t.rejected.ids), labels: Int32Array.from(t.rejected.labels) }
       return { chosen, rejected, key: pairKey({ chosen, rejected }), swappedKey: swappedPairKey({ chosen, rejected }) }
@@ -107,6 +115,9 @@ export async function trainDpo(session: ModelSession, pairs: readonly Preference
       throw new StudioError('E_BAD_INPUT', `pair ${i + 1} (id ${JSON.stringify(p.id)}): ${errorMessage(e)}`, { cause: e })
     }
   })
+
+  if (truncatedPairs > 0)
+    ev.log?.(`${truncatedPairs} of ${pairs.length} pairs are longer than max_length ${lengths.maxLength}: truncated as TRL does (the prompt keeps its last ${lengths.maxPromptLength} tokens, answers are cut to fit)`)
 
   const schedule: ScheduleInput = {
     numPairs: pairs.length,
@@ -126,15 +137,15 @@ export async function trainDpo(session: ModelSession, pairs: readonly Preference
   if (resumeFrom) {
     checkCheckpointFits(resumeFrom.state, { params, dataFingerprint, maxSteps: totals.maxSteps }, join(outDir, CHECKPOINT_FILE))
   }
-  ensureRunDir(outDir)
+  ensureRunDir(outDir, { modelDir: session.dir })
   if (opts.resume) {
     // The steps after the checkpoint are redone and logged again; the outputs of the stopped attempt go.
     for (const f of [METRICS_FILE, STEPS_FILE]) truncateStepLog(join(outDir, f), resumeFrom?.state.global_step ?? 0)
-    for (const f of [SUMMARY_FILE, ADAPTER_DIR]) rmSync(join(outDir, f), { recursive: true, force: true })
+    for (const f of [SUMMARY_FILE, ADAPTER_DIR, PAIRS_FILE, PAIRS_TOKENS_FILE]) rmSync(join(outDir, f), { recursive: true, force: true })
   } else {
     // A fresh run directory for this training: the previous run's training outputs go first, so nothing in the
     // folder can be mistaken for this run's (an older adapter next to new metrics, say).
-    for (const f of [METRICS_FILE, STEPS_FILE, SUMMARY_FILE, ADAPTER_DIR]) rmSync(join(outDir, f), { recursive: true, force: true })
+    for (const f of [METRICS_FILE, STEPS_FILE, SUMMARY_FILE, ADAPTER_DIR, PAIRS_FILE, PAIRS_TOKENS_FILE]) rmSync(join(outDir, f), { recursive: true, force: true })
     removeCheckpoint(outDir)
     writeFileAtomic(join(outDir, METRICS_FILE), '')
     writeFileAtomic(join(outDir, STEPS_FILE), '')
@@ -164,6 +175,9 @@ export async function trainDpo(session: ModelSession, pairs: readonly Preference
     pairs: pairs.length,
     data_fingerprint: dataFingerprint,
     engine_version: engineVersion,
+    max_length: lengths.maxLength,
+    max_prompt_length: lengths.maxPromptLength,
+    truncated_pairs: truncatedPairs,
   }
   let refCached = 0
   let refComputed = 0
@@ -434,13 +448,11 @@ export async function trainDpo(session: ModelSession, pairs: readonly Preference
     return finish('completed', settings)
   } catch (e) {
     if (e instanceof Cancelled) return finish('cancelled', settings)
-    writeJsonAtomic(join(outDir, SUMMARY_FILE), {
-      status: 'failed',
-      error: errorMessage(e),
-      global_step: completedSteps,
-      ...summaryBase,
-      epoch: lastEpoch,
-    })
+    try {
+      writeJsonAtomic(join(outDir, SUMMARY_FILE), { status: 'failed', error: errorMessage(e), global_step: completedSteps, ...summaryBase, epoch: lastEpoch })
+    } catch {
+      // A full disk may refuse the summary too; the run's own error says more (run_status.json records it in place).
+    }
     throw e
   } finally {
     signal?.removeEventListener('abort', onAbort)
@@ -556,30 +568,13 @@ export function round4(x: number): number {
   return Number.isFinite(x) ? Number(x.toFixed(4)) : x
 }
 
-/** One complete JSON line per write, flushed to disk: a crash leaves whole lines only. */
+/** One complete JSON line per write, checked and flushed to disk: a crash or a full disk leaves whole lines only. */
 function appendLine(file: string, value: unknown): void {
-  const fd = openSync(file, 'a')
-  try {
-    writeSync(fd, JSON.stringify(value) + '\n')
-    fsyncSync(fd)
-  } finally {
-    closeSync(fd)
-  }
+  appendFileChecked(file, JSON.stringify(value) + '\n')
 }
 
 function initAdapterDir(a: string | LoadedAdapter | undefined): string | null {
   return a === undefined ? null : typeof a === 'string' ? resolve(a) : a.dir
-}
-
-/** Creates the run directory, or says in one line why it cannot be one. */
-export function ensureRunDir(dir: string): void {
-  try {
-    mkdirSync(dir, { recursive: true })
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code
-    const why = code === 'EEXIST' || code === 'ENOTDIR' ? 'is a file, not a directory' : `cannot be created: ${errorMessage(e)}`
-    throw new StudioError('E_BAD_INPUT', `run directory ${dir} ${why}`, { cause: e, details: { file: dir } })
-  }
 }
 
 /** The loaded addon's version(), or 'unknown' where no addon loads (tests with a fake engine). */

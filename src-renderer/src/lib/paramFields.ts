@@ -49,6 +49,8 @@ const META: Record<string, { label: string; nb: string; group: string; step?: nu
   targets: { label: 'Target modules', nb: 'target_modules', group: 'LoRA' },
   maxNewTokens: { label: 'Max new tokens', nb: 'max_new_tokens', group: 'Generation' },
   systemMessage: { label: 'System prompt', nb: 'system message', group: 'Generation' },
+  enableThinking: { label: 'Thinking (Qwen3)', nb: 'enable_thinking', group: 'Generation' },
+  chatDate: { label: 'Template date', nb: 'strftime_now / date_string', group: 'Generation' },
   maxLength: { label: 'Max length', nb: 'max_length', group: 'Tokenization' },
   maxPromptLength: { label: 'Max prompt length', nb: 'max_prompt_length', group: 'Tokenization' },
   quant: { label: 'Base weights', nb: 'load_in_4bit / bnb_4bit_quant_type', group: 'Engine' },

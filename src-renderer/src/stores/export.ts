@@ -2,7 +2,7 @@
 // adapter, each to a path the user picks (defaults under the app's exports folder).
 import { defineStore } from 'pinia'
 import { ref } from 'vue'
-import type { ExportResult } from '../../../src-main/api/contract'
+import { ApiError, type ExportResult } from '../../../src-main/api/contract'
 import { errorText, useApi } from '../api/client'
 import { useAppStore } from './app'
 
@@ -14,6 +14,8 @@ export const useExportStore = defineStore('export', () => {
   const busy = ref<'' | 'comparison' | 'adapter'>('')
   const results = ref<ExportResult[]>([])
   const error = ref('')
+  /** The comparison target that holds an earlier export, waiting for the user to say "replace" (or ''). */
+  const confirmOverwrite = ref('')
 
   /** Fills default targets for a run: <exports>/<run>/comparison.json and <exports>/<run>/adapter. */
   function target(run: string): void {
@@ -25,14 +27,25 @@ export const useExportStore = defineStore('export', () => {
     adapterDir.value = base ? `${base}${sep}${run}${sep}adapter` : ''
   }
 
-  async function exportComparison(): Promise<ExportResult | null> {
-    return run('comparison', () => api.exportComparison({ run: runId.value, path: comparisonPath.value }))
+  /** Exports the comparison; over an earlier export only once the user confirmed (the API refuses otherwise). */
+  async function exportComparison(overwrite = false): Promise<ExportResult | null> {
+    confirmOverwrite.value = ''
+    const path = comparisonPath.value
+    return run('comparison', () => api.exportComparison({ run: runId.value, path, overwrite }), (e) => {
+      if (!(e instanceof ApiError) || e.code !== 'E_EXPORT_EXISTS') return false
+      confirmOverwrite.value = path
+      return true
+    })
+  }
+  function cancelOverwrite(): void {
+    confirmOverwrite.value = ''
   }
   async function exportAdapter(): Promise<ExportResult | null> {
     return run('adapter', () => api.exportAdapter({ run: runId.value, dir: adapterDir.value }))
   }
 
-  async function run(kind: 'comparison' | 'adapter', f: () => Promise<ExportResult>): Promise<ExportResult | null> {
+  /** `ask` handles an error by asking the user instead of showing it (true = handled). */
+  async function run(kind: 'comparison' | 'adapter', f: () => Promise<ExportResult>, ask?: (e: unknown) => boolean): Promise<ExportResult | null> {
     busy.value = kind
     error.value = ''
     try {
@@ -41,12 +54,12 @@ export const useExportStore = defineStore('export', () => {
       useAppStore().notify('success', `Exported ${kind === 'comparison' ? 'the comparison' : 'the adapter'} to ${r.path}`)
       return r
     } catch (e) {
-      error.value = errorText(e)
+      if (!ask?.(e)) error.value = errorText(e)
       return null
     } finally {
       busy.value = ''
     }
   }
 
-  return { runId, comparisonPath, adapterDir, busy, results, error, target, exportComparison, exportAdapter }
+  return { runId, comparisonPath, adapterDir, busy, results, error, confirmOverwrite, target, exportComparison, cancelOverwrite, exportAdapter }
 })

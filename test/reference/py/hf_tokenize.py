@@ -1,19 +1,21 @@
 # HF tokenizers / transformers / TRL side of the tokenization checks (docs/reference-parity.md, "Tokenization"):
-# per tokenizer, the chat-templated prompt text and ids (apply_chat_template), plain encodes with and without special
+# per tokenizer, the chat-templated prompt text and ids (apply_chat_template, with the entry's template variables
+# such as enable_thinking), the date strftime_now printed, plain encodes with and without special
 # tokens, the answers' ids, and the current TRL's DPO pair tokenization (DPOTrainer._prepare_dataset, then its
 # collator) of the notebook's rows (prompt = the templated text, as the notebook passes it).
+import datetime
 import types
 
 from refio import main
 
 
-def render(tok, system, q, tokenize):
+def render(tok, system, q, tokenize, kwargs):
     msgs = [{'role': 'system', 'content': system}, {'role': 'user', 'content': q}]
     try:
-        return tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=tokenize, return_dict=False)
+        return tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=tokenize, return_dict=False, **kwargs)
     except Exception:  # templates without a system role: the system text goes before the question (as ours)
         msgs = [{'role': 'user', 'content': f'{system}\n\n{q}'}]
-        return tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=tokenize, return_dict=False)
+        return tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=tokenize, return_dict=False, **kwargs)
 
 
 def trl_pairs(tok, rows):
@@ -50,11 +52,15 @@ def tokenize(data):
         raw_tok = PreTrainedTokenizerFast(tokenizer_object=raw, bos_token=tok.bos_token, eos_token=tok.eos_token,
                                           unk_token=tok.unk_token, pad_token=tok.pad_token)
         has_template = tok.chat_template is not None
-        texts = [render(tok, data['system'], q, False) if has_template else (tok.bos_token or '') + q for q in data['questions']]
+        kw = t.get('templateKwargs') or {}
+        # The day strftime_now renders (templates that print today's date, e.g. Llama 3.2's): ours renders the same.
+        today = datetime.date.today().isoformat()
+        texts = [render(tok, data['system'], q, False, kw) if has_template else (tok.bos_token or '') + q for q in data['questions']]
         res.append({
             'name': t['name'],
+            'today': today,
             'texts': texts,
-            'templateIds': [list(render(tok, data['system'], q, True)) if has_template else None for q in data['questions']],
+            'templateIds': [list(render(tok, data['system'], q, True, kw)) if has_template else None for q in data['questions']],
             'plainIds': [tok(x, add_special_tokens=False)['input_ids'] for x in texts],
             'specialIds': [tok(x)['input_ids'] for x in texts],
             'answerIds': [tok(a, add_special_tokens=False)['input_ids'] for a in data['answers']],

@@ -4,7 +4,7 @@
 #    positions and the mean logit, for each adapter (and for the bare model), plus a check that every LoRA tensor
 #    PEFT holds after loading equals the file's (nothing left at a random init).
 import torch
-from refio import load_causal_lm, main
+from refio import load_causal_lm, main, score_probes
 
 
 def make(data):
@@ -24,23 +24,12 @@ def make(data):
     return out
 
 
-def logps_of(model, seqs):
-    res = []
-    with torch.no_grad():
-        for s in seqs:
-            ids = torch.tensor([s['ids']])
-            logits = model(input_ids=ids).logits[0].float()  # (T, V)
-            lsm = torch.log_softmax(logits.double(), dim=-1)
-            res.append({'logps': [float(lsm[t - 1, v]) for t, v in s['probes']], 'logitsMean': float(logits.double().mean())})
-    return res
-
-
 def score(data):
     from peft import PeftModel
     from safetensors.torch import load_file
     out = []
     for m in data['models']:
-        entry = {'name': m['name'], 'base': logps_of(load_causal_lm(m['dir']), m['sequences']), 'adapters': []}
+        entry = {'name': m['name'], 'base': score_probes(load_causal_lm(m['dir']), m['sequences']), 'adapters': []}
         for a in m['adapters']:
             pm = PeftModel.from_pretrained(load_causal_lm(m['dir']), a)
             pm.eval()
@@ -48,7 +37,7 @@ def score(data):
             held = {k.replace('.default', ''): p for k, p in pm.named_parameters() if 'lora_' in k}
             max_diff = max(float((held[k] - t).abs().max()) for k, t in saved.items())
             entry['adapters'].append({'dir': a, 'tensors': len(saved), 'held': len(held), 'maxTensorDiff': max_diff,
-                                      'scores': logps_of(pm, m['sequences'])})
+                                      'scores': score_probes(pm, m['sequences'])})
         out.append(entry)
     return out
 

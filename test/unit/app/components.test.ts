@@ -48,6 +48,22 @@ describe('ParamsView', () => {
     expect(useParamsStore().values.dataSize).toBe(16)
   })
 
+  it('shows the template variables a run records: Qwen3 thinking mode and the template date', async () => {
+    const w = mount(ParamsView, { global: { plugins: [pinia] } })
+    const thinking = w.get('[data-testid="param-enableThinking"]')
+    expect(thinking.text()).toContain('enable_thinking')
+    expect(thinking.findAll('button').map((b) => b.text())).toEqual(['default', 'on', 'off'])
+    await thinking.findAll('button')[2]!.trigger('click')
+    expect(useParamsStore().values.enableThinking).toBe('off')
+    const date = w.get('[data-testid="param-chatDate"]')
+    expect(date.text()).toContain('strftime_now')
+    await date.get('textarea').setValue('5 Mar 2026')
+    expect(w.get('[data-testid="param-chatDate"]').text()).toContain('YYYY-MM-DD')
+    await date.get('textarea').setValue('2026-03-05')
+    expect(w.find('[data-testid="params-invalid"]').exists()).toBe(false)
+    expect(useParamsStore().values.chatDate).toBe('2026-03-05')
+  })
+
   it('edits target modules as a checkbox group', async () => {
     const w = mount(ParamsView, { global: { plugins: [pinia] } })
     const boxes = w.get('[data-testid="param-targets"]').findAll('input[type=checkbox]')

@@ -41,6 +41,19 @@ describe('rootedPolicy (web host)', () => {
     expect(policy.check(path.join(home, '.cache', 'huggingface', 'hub'))).toBe(path.join(home, '.cache', 'huggingface', 'hub'))
   })
 
+  it('checkTree: a folder inside the roots is refused when a file or subfolder in it links out, naming the link', () => {
+    const { home, other, policy } = setup()
+    const ds = path.join(home, 'dataset')
+    mkdirSync(path.join(ds, 'sub'), { recursive: true })
+    writeFileSync(path.join(ds, 'labelled_data.json'), '[]')
+    expect(policy.checkTree(ds)).toBe(ds)
+    symlinkSync(path.join(home, 'models'), path.join(ds, 'inside-link'))
+    expect(policy.checkTree(ds)).toBe(ds)
+    symlinkSync(path.join(other, 'x.json'), path.join(ds, 'sub', 'test_prompt.json'))
+    expect(() => policy.checkTree(ds)).toThrow(`${path.join(ds, 'sub', 'test_prompt.json')} links outside the folders the web host may read; it is not opened`)
+    expect(openPolicy().checkTree(ds)).toBe(ds)
+  })
+
   it('lists only roots that exist', () => {
     const { home, policy } = setup()
     expect(policy.roots().map((r) => r.path)).toContain(home)

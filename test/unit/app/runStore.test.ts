@@ -1,10 +1,11 @@
 // Run directories as the history and export read them: listing, a torn metrics line, status fallbacks, the
 // notebook-shaped comparison export with its metadata, and adapter export that never leaves half a folder.
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs'
+import { hostname, tmpdir } from 'node:os'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { exportAdapter, exportComparison, listRuns, openRun, readMetrics, writeRunStatus } from '../../../src-main/api/runStore'
+import { sharedPath } from '../../helpers/sharedPath'
 
 function makeRun(runsDir: string, id: string, opts: { comparison?: boolean; adapter?: boolean; status?: 'completed' | 'failed' } = {}): string {
   const dir = path.join(runsDir, id)
@@ -47,6 +48,20 @@ describe('run store', () => {
     await expect(openRun(path.join(runs, 'not-a-run'))).rejects.toThrow(/not a run directory/)
   })
 
+  it('says where a cancelled run stopped, and marks a run whose process is gone as failed', async () => {
+    const runs = mkdtempSync(path.join(tmpdir(), 'dpo-rs-'))
+    const base = { startedAt: '2024-05-01T10:00:00.000Z', endedAt: null, modelDir: '/m', datasetPath: '/d', testPromptsPath: null, engineVersion: '0.1.0', error: null }
+    writeRunStatus(makeRun(runs, 'c1'), { ...base, runId: 'c1', status: 'cancelled', cancelledIn: 'trained', reason: 'cancelled during trained responses' })
+    // pid 4194305 is not a process on this machine: the run cannot still be running.
+    writeRunStatus(makeRun(runs, 'o1'), { ...base, runId: 'o1', status: 'running', pid: 4194305, hostname: hostname(), phase: 'train' })
+    const list = await listRuns(runs)
+    expect(list.find((r) => r.runId === 'c1')).toMatchObject({ status: 'cancelled', reason: 'cancelled during trained responses', error: null })
+    const orphan = list.find((r) => r.runId === 'o1')!
+    expect(orphan.status).toBe('failed')
+    expect(orphan.error).toMatch(/^stopped during training: the process that ran it \(pid 4194305\) is gone/)
+    expect(JSON.parse(readFileSync(path.join(runs, 'o1', 'run_status.json'), 'utf8')).status).toBe('failed')
+  })
+
   it('exports the comparison in the notebook shape with metadata beside it', async () => {
     const runs = mkdtempSync(path.join(tmpdir(), 'dpo-rs-'))
     const dir = makeRun(runs, 'r2', { status: 'completed' })
@@ -56,6 +71,30 @@ describe('run store', () => {
     expect(rows).toEqual([{ id: 1, prompt: '真人化？', response_from_original_model: '好', response_from_trained_model: '很好' }])
     const meta = JSON.parse(readFileSync(r.metadataPath!, 'utf8')) as Record<string, unknown>
     expect(meta).toMatchObject({ model: '/m/breeze', engine_version: '0.1.0', generation: { do_sample: false, max_new_tokens: 200 }, exported: { run: 'r2' } })
+  })
+
+  it('never exports over a file that is not an earlier export; over an earlier one only when told to', async () => {
+    const runs = mkdtempSync(path.join(tmpdir(), 'dpo-rs-'))
+    const dir = makeRun(runs, 'r5', { status: 'completed' })
+    // A dataset (the real HW6 file) where the user pointed the export by mistake: refused, byte for byte intact.
+    const dataset = path.join(runs, 'labelled_data.json')
+    copyFileSync(sharedPath('datasets/genai-hw6/labelled_data.json'), dataset)
+    const original = readFileSync(dataset)
+    await expect(exportComparison(dir, dataset, '0.1.0')).rejects.toMatchObject({ code: 'E_EXPORT_NOT_OURS', details: { earlierExport: false } })
+    await expect(exportComparison(dir, dataset, '0.1.0', true)).rejects.toMatchObject({ code: 'E_EXPORT_NOT_OURS' })
+    expect(readFileSync(dataset).equals(original)).toBe(true)
+    expect(existsSync(path.join(runs, 'labelled_data.meta.json'))).toBe(false)
+    // A folder, and a file whose .meta.json is someone else's, are refused too.
+    await expect(exportComparison(dir, runs, '0.1.0', true)).rejects.toThrow(/is a folder/)
+    writeFileSync(path.join(runs, 'notes.meta.json'), '{"mine": 1}')
+    await expect(exportComparison(dir, path.join(runs, 'notes.json'), '0.1.0', true)).rejects.toMatchObject({ code: 'E_EXPORT_NOT_OURS' })
+    expect(readFileSync(path.join(runs, 'notes.meta.json'), 'utf8')).toBe('{"mine": 1}')
+
+    const target = path.join(runs, 'cmp.json')
+    await exportComparison(dir, target, '0.1.0')
+    await expect(exportComparison(dir, target, '0.1.0')).rejects.toMatchObject({ code: 'E_EXPORT_EXISTS', details: { earlierExport: true, path: target } })
+    const again = await exportComparison(dir, target, '0.1.0', true)
+    expect(again.path).toBe(target)
   })
 
   it('copies the adapter, refusing a non-empty unrelated folder', async () => {

@@ -3,9 +3,10 @@
 // events (metrics, progress, end), and the responses store streams text per prompt.
 import { createPinia, setActivePinia } from 'pinia'
 import { beforeEach, describe, expect, it } from 'vitest'
-import type { MetricsRow, PairsPage } from '../../../src-main/api/contract'
+import { ApiError, type MetricsRow, type PairsPage } from '../../../src-main/api/contract'
 import { setApi } from '../../../src-renderer/src/api/client'
 import { useDatasetStore } from '../../../src-renderer/src/stores/dataset'
+import { useExportStore } from '../../../src-renderer/src/stores/export'
 import { useParamsStore } from '../../../src-renderer/src/stores/params'
 import { useResponsesStore } from '../../../src-renderer/src/stores/responses'
 import { useRunStore } from '../../../src-renderer/src/stores/run'
@@ -138,5 +139,49 @@ describe('run store', () => {
     expect(run.runId).toBe('run9')
     expect(run.status).toBe('running')
     expect(run.metrics).toHaveLength(1)
+  })
+})
+
+describe('export store', () => {
+  it('asks before replacing an earlier export and sends overwrite only after the user says so', async () => {
+    const calls: Array<{ overwrite?: boolean }> = []
+    setApi(
+      fakeApi({
+        appInfo: () => ({ platform: 'web', training: true, exportsDir: '/x' }),
+        exportComparison: (input: { path: string; overwrite?: boolean }) => {
+          calls.push(input)
+          if (!input.overwrite) throw new ApiError({ code: 'E_EXPORT_EXISTS', message: `${input.path} holds an earlier export; replace it?`, details: { earlierExport: true } })
+          return { path: input.path, metadataPath: '/x/c.meta.json', files: [input.path, '/x/c.meta.json'] }
+        },
+      }).api,
+    )
+    const ex = useExportStore()
+    ex.runId = 'run1'
+    ex.comparisonPath = '/x/c.json'
+    expect(await ex.exportComparison()).toBeNull()
+    expect(ex.confirmOverwrite).toBe('/x/c.json')
+    expect(ex.error).toBe('')
+    ex.cancelOverwrite()
+    expect(ex.confirmOverwrite).toBe('')
+    await ex.exportComparison()
+    const r = await ex.exportComparison(true)
+    expect(r?.path).toBe('/x/c.json')
+    expect(ex.confirmOverwrite).toBe('')
+    expect(calls.map((c) => c.overwrite)).toEqual([false, false, true])
+  })
+
+  it('shows the refusal for a file that is not an export, with nothing to confirm', async () => {
+    setApi(
+      fakeApi({
+        exportComparison: () => {
+          throw new ApiError({ code: 'E_EXPORT_NOT_OURS', message: '/d/labelled_data.json exists and is not an earlier DPO Studio export', details: { earlierExport: false } })
+        },
+      }).api,
+    )
+    const ex = useExportStore()
+    ex.comparisonPath = '/d/labelled_data.json'
+    await ex.exportComparison()
+    expect(ex.confirmOverwrite).toBe('')
+    expect(ex.error).toMatch(/not an earlier DPO Studio export/)
   })
 })

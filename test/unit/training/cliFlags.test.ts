@@ -11,6 +11,8 @@ const TRAIN_FLAGS = [
   '--max-grad-norm', '--optim', '--seed', '--init-adapter', '--system', '--backend', '--quant', '--out',
   // ours (docs/resume.md): checkpoint interval, and continuing a stopped run
   '--checkpoint-every', '--resume',
+  // ours (docs/model-families.md): the chat template's date and Qwen3's enable_thinking
+  '--enable-thinking', '--chat-date',
 ]
 
 const longFlags = (name: string) =>
@@ -20,7 +22,7 @@ const longFlags = (name: string) =>
     .sort()
 
 describe('train / run flags', () => {
-  it('train has exactly the flags of architecture.md §3', () => {
+  it('train has exactly the flags of architecture.md §3 and the chat-template ones', () => {
     expect(longFlags('train')).toEqual([...TRAIN_FLAGS].sort())
   })
 

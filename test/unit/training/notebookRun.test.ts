@@ -5,6 +5,7 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs'
 import path from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { resolveTrainParams } from '../../../src-main/services/params/trainParams'
+import { todayChatDate } from '../../../src-main/services/tokenizer/chatTemplate'
 import { TextTokenizer } from '../../../src-main/services/tokenizer/textTokenizer'
 import { runNotebook, type NotebookDeps } from '../../../src-main/services/training/notebookRun'
 import type { RunPhase } from '../../../src-main/services/training/types'
@@ -32,6 +33,17 @@ function deps(native: FakeModel, extra: Partial<NotebookDeps> = {}): NotebookDep
 
 const readJson = (...p: string[]) => JSON.parse(readFileSync(path.join(...p), 'utf8'))
 
+/** A 16-pair run with the test prompts, cancelled as the trained answers start. */
+function cancelDuringTrainedAnswers(out: string, native: FakeModel) {
+  const controller = new AbortController()
+  return runNotebook(
+    { modelDir: STORIES, datasetPath: HW6, testPromptsPath: path.join(HW6, 'test_prompt.json'), params: resolveTrainParams({ dataSize: 16, maxNewTokens: 4 }), outDir: out },
+    { phase: (p) => p === 'trained' && controller.abort() },
+    controller.signal,
+    deps(native),
+  )
+}
+
 describe('runNotebook', () => {
   it('fills the run directory in the notebook order', async () => {
     const out = tempDir('dpo-nb-')
@@ -47,9 +59,11 @@ describe('runNotebook', () => {
     expect(summary).toMatchObject({ status: 'completed', steps: 6, maxSteps: 6, outDir: out, adapterDir: path.join(out, 'adapter') })
     expect(phases).toEqual(['load', 'original', 'reference', 'train', 'save', 'trained', 'done'])
     expect(readdirSync(out).sort()).toEqual([
-      'adapter', 'comparison.json', 'comparison_meta.json', 'config.json', 'metrics.jsonl', 'pairs.jsonl', 'pairs_tokens.jsonl',
-      'responses_original.json', 'responses_tokens.jsonl', 'responses_trained.json', 'steps.jsonl', 'train_summary.json',
+      '.dpo-studio-run', 'adapter', 'comparison.json', 'comparison_meta.json', 'config.json', 'metrics.jsonl', 'pairs.jsonl',
+      'pairs_tokens.jsonl', 'responses_original.json', 'responses_tokens.jsonl', 'responses_trained.json', 'run_status.json', 'steps.jsonl',
+      'train_summary.json',
     ])
+    expect(readJson(out, 'run_status.json')).toMatchObject({ status: 'completed', phase: 'done', pid: process.pid, error: null })
 
     // Original answers come before any adapter exists, trained ones after training with it attached.
     const gens = native.callsOf('generate')
@@ -70,7 +84,8 @@ describe('runNotebook', () => {
       init_adapter: null,
       model: { architecture: 'LlamaForCausalLM', backend: 'cpu', quant: 'nf4' },
     })
-    expect(config.params).toEqual(resolveTrainParams({ maxNewTokens: 8 }))
+    // Every resolved parameter, with the day the run started as its chat-template date (docs/model-families.md).
+    expect(config.params).toEqual({ ...resolveTrainParams({ maxNewTokens: 8 }), chatDate: todayChatDate() })
     expect(Date.parse(config.created)).toBeGreaterThan(0)
 
     const original = readJson(out, 'responses_original.json')
@@ -107,7 +122,9 @@ describe('runNotebook', () => {
     const summary = await runNotebook({ modelDir: STORIES, datasetPath: HW6, params: resolveTrainParams({ dataSize: 16 }), outDir: out }, {}, undefined, deps(native))
     expect(summary).toMatchObject({ status: 'completed', steps: 2 })
     expect(native.callsOf('generate')).toHaveLength(0)
-    expect(readdirSync(out).sort()).toEqual(['adapter', 'config.json', 'metrics.jsonl', 'pairs.jsonl', 'pairs_tokens.jsonl', 'steps.jsonl', 'train_summary.json'])
+    expect(readdirSync(out).sort()).toEqual([
+      '.dpo-studio-run', 'adapter', 'config.json', 'metrics.jsonl', 'pairs.jsonl', 'pairs_tokens.jsonl', 'run_status.json', 'steps.jsonl', 'train_summary.json',
+    ])
   })
 
   it('fails on a bad dataset before opening the model, leaving no run files', async () => {
@@ -128,18 +145,28 @@ describe('runNotebook', () => {
 
   it('cancelled while generating the trained answers: training results stay, no comparison is written', async () => {
     const out = tempDir('dpo-nb-')
-    const controller = new AbortController()
-    const summary = await runNotebook(
-      { modelDir: STORIES, datasetPath: HW6, testPromptsPath: path.join(HW6, 'test_prompt.json'), params: resolveTrainParams({ dataSize: 16, maxNewTokens: 4 }), outDir: out },
-      { phase: (p) => p === 'trained' && controller.abort() },
-      controller.signal,
-      deps(new FakeModel()),
-    )
+    const summary = await cancelDuringTrainedAnswers(out, new FakeModel())
     expect(summary).toMatchObject({ status: 'cancelled', cancelledIn: 'trained', steps: 2, adapterDir: path.join(out, 'adapter') })
     expect(existsSync(path.join(out, 'responses_original.json'))).toBe(true)
     expect(existsSync(path.join(out, 'responses_trained.json'))).toBe(false)
     expect(existsSync(path.join(out, 'comparison.json'))).toBe(false)
-    expect(readJson(out, 'train_summary.json').status).toBe('completed')
+    // Training finished, but the run did not: no summary may read as a completed run (issue 10 item 9).
+    expect(readJson(out, 'train_summary.json')).toMatchObject({ status: 'cancelled', training_status: 'completed', cancelled_in: 'trained' })
+    expect(readJson(out, 'run_status.json')).toMatchObject({ status: 'cancelled', cancelledIn: 'trained', reason: 'cancelled during trained responses' })
+  })
+
+  it('a cancel that reaches the engine before a batch\'s first token (E_CANCELLED) is a cancel, not a failure', async () => {
+    // The real engine checks its token before the prefill and throws E_CANCELLED there.
+    class CancelsBeforePrefill extends FakeModel {
+      override async generate(...args: Parameters<FakeModel['generate']>) {
+        if (args[3]?.cancelled) throw Object.assign(new Error('cancelled'), { code: 'E_CANCELLED' })
+        return super.generate(...args)
+      }
+    }
+    const out = tempDir('dpo-nb-')
+    const summary = await cancelDuringTrainedAnswers(out, new CancelsBeforePrefill())
+    expect(summary).toMatchObject({ status: 'cancelled', cancelledIn: 'trained' })
+    expect(readJson(out, 'run_status.json')).toMatchObject({ status: 'cancelled', cancelledIn: 'trained' })
   })
 
   it('cancelled during training: reports the training phase and the step reached', async () => {
@@ -154,5 +181,18 @@ describe('runNotebook', () => {
     expect(summary).toMatchObject({ status: 'cancelled', cancelledIn: 'train', steps: 2, maxSteps: 6 })
     expect(readJson(out, 'train_summary.json')).toMatchObject({ status: 'cancelled', cancelled_at_step: 2 })
     expect(existsSync(path.join(out, 'responses_trained.json'))).toBe(false)
+  })
+
+  it('a new run in the folder of a finished one removes its insights files first (docs/run-directory.md)', async () => {
+    const out = tempDir('dpo-nb-')
+    const req = { modelDir: STORIES, datasetPath: HW6, testPromptsPath: path.join(HW6, 'test_prompt.json'), params: resolveTrainParams({ maxNewTokens: 4 }), outDir: out }
+    await runNotebook(req, {}, undefined, deps(new FakeModel()))
+    const insights = ['pairs.jsonl', 'pairs_tokens.jsonl', 'responses_tokens.jsonl']
+    expect(readdirSync(out)).toEqual(expect.arrayContaining(insights))
+    // Stopped during training: nothing of the finished run may read as this run's.
+    const controller = new AbortController()
+    const summary = await runNotebook(req, { metrics: (row) => row.step === 1 && controller.abort() }, controller.signal, deps(new FakeModel()))
+    expect(summary).toMatchObject({ status: 'cancelled', cancelledIn: 'train' })
+    for (const f of insights) expect(existsSync(path.join(out, f)), f).toBe(false)
   })
 })

@@ -1,10 +1,16 @@
 // Reference log-probs cache: what the fingerprint covers, per-pair keys (and the swapped pair's), per-token values
-// stored exactly, atomic rewrites, corrupt files and entries whose sums do not match their tokens ignored.
+// stored exactly, atomic rewrites merged under a lock across processes, corrupt files and entries whose sums do not
+// match their tokens ignored.
+import { spawn } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import { readFileSync, readdirSync, utimesSync, writeFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
 import path from 'node:path'
+import { pathToFileURL } from 'node:url'
 import { afterEach, describe, expect, it } from 'vitest'
 import { RefLogpsCache, dataFingerprint, modelFingerprint, pairKey, refCacheDir, sumInOrder, swappedPairKey, type RefLogps } from '../../../src-main/services/training/refCache'
 import { tempDir } from '../../helpers/modelFixtures'
+import { repoRoot } from '../../helpers/sharedPath'
 
 function modelDir(): string {
   const dir = tempDir('dpo-refmodel-')
@@ -148,3 +154,44 @@ describe('RefLogpsCache', () => {
     expect(c.save()).toMatch(/could not write the reference cache/)
   })
 })
+
+describe('RefLogpsCache shared by two processes', () => {
+  it('two caches opened on the same file keep each other\'s entries (merge on save)', () => {
+    const dir = tempDir('dpo-refshare-')
+    const m = modelDir()
+    const a = RefLogpsCache.open(dir, model(m))
+    const b = RefLogpsCache.open(dir, model(m))
+    const ka = pairKey(pair([1, 2, 3, 4]))
+    const kb = pairKey(pair([1, 2, 3, 5]))
+    const va = logps([-1, -0.25], [-2])
+    const vb = logps([-3], [-4, -0.125, -1.5])
+    a.set(ka, va)
+    b.set(kb, vb)
+    expect(a.save()).toBeNull()
+    expect(b.save()).toBeNull()
+    // Version-2 entries from the other process are merged whole: sums and per-token values, and the swapped lookup.
+    const reread = RefLogpsCache.open(dir, model(m))
+    expect(reread.get(ka)).toEqual(va)
+    expect(reread.get(kb)).toEqual(vb)
+    const sb = { chosen: pair([1, 2, 3, 5]).rejected, rejected: pair([1, 2, 3, 5]).chosen }
+    expect(reread.lookup(pairKey(sb), swappedPairKey(sb))).toEqual({ chosen: vb.rejected, rejected: vb.chosen, chosenTokens: vb.rejectedTokens, rejectedTokens: vb.chosenTokens })
+    expect(JSON.parse(readFileSync(reread.file!, 'utf8'))).toMatchObject({ version: 2 })
+    expect(readdirSync(dir).filter((f) => f.endsWith('.lock'))).toEqual([])
+  })
+
+  it('two real processes saving at the same time lose nothing (lock file + merge)', async () => {
+    const dir = tempDir('dpo-refprocs-')
+    const m = modelDir()
+    const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm')).href
+    const writer = path.join(repoRoot, 'test/helpers/refCacheWriter.ts')
+    const run = (tag: string) =>
+      new Promise<number | null>((resolve) => spawn(process.execPath, ['--import', tsx, writer, dir, m, tag, '25', '8'], { stdio: 'inherit' }).on('close', resolve))
+    expect(await Promise.all([run('a'), run('b')])).toEqual([0, 0])
+    const cache = RefLogpsCache.open(dir, model(m))
+    expect(cache.size).toBe(2 * 25 * 8)
+    // Every entry came back with its per-token values (readEntry drops one whose sums do not match them).
+    const k = (tag: string, r: number, i: number) => createHash('sha256').update(`${tag}-${r}-${i}`).digest('hex')
+    expect(cache.get(k('b', 24, 7))?.rejectedTokens).toEqual(Float32Array.from([-24, -7 / 16, -1]))
+  })
+})
+

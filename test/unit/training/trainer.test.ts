@@ -210,7 +210,7 @@ describe('trainDpo with the HW6 defaults (50 pairs, batch 1, grad-accum 8, 1 epo
     expect(train.some((p) => p.etaS > 0)).toBe(true)
     const ref = rec.progress.filter((p) => p.stage === 'reference')
     expect(ref.at(-1)).toMatchObject({ pairsDone: 48, pairsTotal: 48 })
-    expect(readdirSync(out).sort()).toEqual(['adapter', 'metrics.jsonl', 'pairs.jsonl', 'pairs_tokens.jsonl', 'steps.jsonl', 'train_summary.json'])
+    expect(readdirSync(out).sort()).toEqual(['.dpo-studio-run', 'adapter', 'metrics.jsonl', 'pairs.jsonl', 'pairs_tokens.jsonl', 'steps.jsonl', 'train_summary.json'])
   })
 
   it('serves the reference log-probs from the cache on a second run with the same data', async () => {
@@ -331,7 +331,7 @@ describe('cancellation', () => {
   })
 
   function expectNoPartialFiles(out: string) {
-    expect(readdirSync(out).filter((f) => f.startsWith('.'))).toEqual([])
+    expect(readdirSync(out).filter((f) => f.startsWith('.') && f !== '.dpo-studio-run')).toEqual([])
     for (const f of ['metrics.jsonl', 'steps.jsonl']) {
       const text = readFileSync(path.join(out, f), 'utf8')
       expect(text === '' || text.endsWith('\n')).toBe(true)

@@ -1,5 +1,5 @@
-// Builds the tiny fuzz model's checkpoints in memory (see tiny_checkpoint.h).
-#include "tiny_checkpoint.h"
+// Builds the tiny fuzz model's checkpoints in memory (see fuzz_checkpoint.h).
+#include "fuzz_checkpoint.h"
 
 #include <cmath>
 #include <cstdio>
