@@ -79,6 +79,7 @@ Napi::Object model_config_to_js(Napi::Env env, const dpo::ModelConfig& c) {
   cfg.Set("intermediate", c.intermediate);
   cfg.Set("vocab", c.vocab);
   cfg.Set("maxPosition", c.max_position);
+  cfg.Set("context", c.context);
   cfg.Set("ropeTheta", c.rope_theta);
   cfg.Set("ropeType", dpo::rope_type_name(c.rope.type));
   cfg.Set("ropeFactor", c.rope.factor);

@@ -115,7 +115,7 @@ Napi::Value ModelWrap::Generate(const Napi::CallbackInfo& info) {
     Napi::Value v = o.Get("maxNewTokens");
     const double n = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1.0;
     if (!(n >= 0) || n != std::floor(n)) throw bad_input(env, "maxNewTokens must be a non-negative integer");
-    const int ctx = m->info().config.max_position;
+    const int ctx = m->info().config.context;
     if (n > double(ctx > 0 ? ctx : (1 << 20))) {
       char shown[32];
       std::snprintf(shown, sizeof shown, "%.15g", n);

@@ -1,9 +1,10 @@
-// The N-API module: version(), probe(), checkModel(), loadModel() -> Model, CancelToken. A thin shell over include/dpo/engine.h;
+// The N-API module: version(), probe(), checkModel(), loadModel() -> Model, CancelToken, exportOps. A thin shell over include/dpo/engine.h;
 // the TypeScript declaration of all of it is src-main/engine/nativeTypes.ts.
 #include <napi.h>
 
 #include "cancel_token.h"
 #include "convert.h"
+#include "export_ops.h"
 #include "model_wrap.h"
 #include "workers.h"
 
@@ -89,6 +90,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("probe", Napi::Function::New(env, Probe));
   exports.Set("checkModel", Napi::Function::New(env, CheckModel));
   exports.Set("loadModel", Napi::Function::New(env, LoadModel));
+  exports.Set("exportOps", ExportOpsInit(env));
   return exports;
 }
 

@@ -1,6 +1,5 @@
 // The fixed tiny Llama the weight-loading fuzz targets load checkpoints for, and checkpoint images of it (plain
-// F32 / BF16, or with bitsandbytes pre-quantized linears) that seed those targets. In memory, unlike
-// testkit/tiny_checkpoint.h (family twins written to a folder), whose name this file avoids.
+// F32 / BF16, or with bitsandbytes pre-quantized linears) that seed those targets.
 #pragma once
 #include <cstdint>
 #include <string>

@@ -183,6 +183,39 @@ TEST_CASE(batched_logps_equal_one_at_a_time) {
   }
 }
 
+TEST_CASE(bf16_lm_head_gives_the_same_bits_as_fp32) {
+  // A checkpoint whose lm_head holds bf16 values is kept as bf16 on the CPU (docs/cpu-kernels.md): generation and
+  // log-probs (with their per-token values) must not change by a bit, untied and tied, NF4 and fp32 bases.
+  for (bool tied : {false, true}) {
+    TinySpec s;
+    s.C = 64;
+    s.F = 172;
+    s.tied = tied;
+    s.bf16_values = true;
+    TinyModel m = write_tiny_model(s);
+    for (dpo::QuantMode q : {dpo::QuantMode::None, dpo::QuantMode::Nf4}) {
+      setenv("DPO_LM_HEAD_BF16", "0", 1);
+      auto fp32_head = dpo::Model::load(m.dir, {q, dpo::BackendChoice::Cpu});
+      unsetenv("DPO_LM_HEAD_BF16");
+      auto bf16_head = dpo::Model::load(m.dir, {q, dpo::BackendChoice::Cpu});
+      // the bf16 copy exists: V x C two-byte values more in backend memory
+      CHECK(bf16_head->memory_stats().in_use_bytes ==
+            fp32_head->memory_stats().in_use_bytes + uint64_t(s.V) * uint64_t(s.C) * 2u);
+      const std::vector<std::vector<int32_t>> prompts = {{1, 5, 9}, {1, 7, 7, 40, 3, 22, 18}, {1}};
+      dpo::GenerateOptions opt;
+      opt.max_new_tokens = 10;
+      CHECK(fp32_head->generate(prompts, opt).tokens == bf16_head->generate(prompts, opt).tokens);
+      const std::vector<dpo::ScoredSequence> batch = {scored({1, 5, 9, 33}, 2, s.V),
+                                                       scored({1, 7, 7, 40, 3, 22, 18, 2, 9}, 3, s.V)};
+      const auto a = fp32_head->logps(batch, 2, nullptr, false), b = bf16_head->logps(batch, 2, nullptr, false);
+      for (size_t i = 0; i < batch.size(); i++) {
+        CHECK(a[i].logp == b[i].logp);
+        CHECK(a[i].token_logps == b[i].token_logps);
+      }
+    }
+  }
+}
+
 TEST_CASE(generation_stops_at_eos_and_on_cancel) {
   TinySpec s;
   TinyModel m = write_tiny_model(s);

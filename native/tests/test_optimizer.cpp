@@ -43,36 +43,11 @@ std::vector<float> uniform(size_t n, float lo, float hi, uint32_t seed) {
   return v;
 }
 
+using dpo_test::as_floats;
+using dpo_test::count_far;
 using dpo_test::grads_for;
 using dpo_test::hyper;
-
-// Plain Adam in double. decay_first: torch AdamW (p *= 1 - lr*wd before the step); else bnb (after the step).
-struct RefAdam {
-  std::vector<double> p, m, v;
-  int64_t t = 0;
-  explicit RefAdam(const std::vector<float>& p0) : p(p0.begin(), p0.end()), m(p0.size(), 0.0), v(p0.size(), 0.0) {}
-  void step(const std::vector<float>& g, const AdamHyper& h, bool decay_first) {
-    t++;
-    const double bc1 = 1.0 - std::pow(h.beta1, double(t)), bc2 = 1.0 - std::pow(h.beta2, double(t));
-    for (size_t i = 0; i < p.size(); i++) {
-      if (decay_first) p[i] *= 1.0 - h.lr * h.weight_decay;
-      m[i] = h.beta1 * m[i] + (1.0 - h.beta1) * g[i];
-      v[i] = h.beta2 * v[i] + (1.0 - h.beta2) * double(g[i]) * g[i];
-      p[i] -= h.lr / bc1 * m[i] / (std::sqrt(v[i]) / std::sqrt(bc2) + h.eps);
-      if (!decay_first) p[i] *= 1.0 - h.lr * h.weight_decay;
-    }
-  }
-};
-
-// Counts elements with |got - want| > atol + rtol*|want| and prints the first few.
-int count_far(const char* what, const float* got, const std::vector<double>& want, double atol, double rtol) {
-  int bad = 0;
-  for (size_t i = 0; i < want.size(); i++) {
-    if (std::fabs(double(got[i]) - want[i]) <= atol + rtol * std::fabs(want[i])) continue;
-    if (bad++ < 3) std::printf("  %s[%zu] = %.9g, want %.9g\n", what, i, double(got[i]), want[i]);
-  }
-  return bad;
-}
+using dpo_test::RefAdam;
 
 // ---- The optimizer under test, on host vectors: a host class, or a device class on the guarded CPU backend. ----
 
@@ -253,17 +228,6 @@ int compare_8bit(const State8& opt, const std::vector<float>& p, const Expected8
                     e.c1[i], e.c2[i], e.p[i]);
     }
   return bad;
-}
-
-// bnb hands the hyperparameters to its kernels as C floats: 1 - 0.999f is 1.3e-5 away from 1 - 0.999, visible in v.
-AdamHyper as_floats(const AdamHyper& h) {
-  AdamHyper f;
-  f.lr = float(h.lr);
-  f.beta1 = float(h.beta1);
-  f.beta2 = float(h.beta2);
-  f.eps = float(h.eps);
-  f.weight_decay = float(h.weight_decay);
-  return f;
 }
 
 }  // namespace

@@ -21,6 +21,7 @@ struct TinySpec {
   int C = 32, L = 2, NH = 4, NKV = 2, HD = 8, F = 44, V = 61;
   bool tied = false;
   bool qkv_bias = false;  // Qwen2
+  bool bf16_values = false;  // every value rounded to bf16 (what a bf16 checkpoint holds), still written as F32
   float theta = 10000.0f, eps = 1e-5f;
   unsigned seed = 7;
   int max_position = 0;  // max_position_embeddings in config.json (0 = not written)
@@ -57,6 +58,8 @@ inline TinyModel write_tiny_model(const TinySpec& s) {
     for (int64_t d : shape) n *= d;
     std::vector<float> v(static_cast<size_t>(n));
     for (float& x : v) x = offset + scale * nd(rng);
+    if (s.bf16_values)
+      for (float& x : v) x = dpo::round_bf16(x);
     m.w[name] = v;
     return shape;
   };

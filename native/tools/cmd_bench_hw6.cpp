@@ -154,6 +154,7 @@ int cmd_bench_hw6(const Args& a) {
   t0 = Clock::now();
   reference_pass(*model, w.pairs, w.pad_id);
   r.ref_s = seconds_since(t0);
+  for (const DpoPair& p : w.pairs) r.ref_logps.push_back({p.ref_chosen, p.ref_rejected});
   std::fprintf(stderr, "bench-hw6: reference log-probs in %.3f s\n", r.ref_s);
 
   // ---- training: warm-up on pair 1 (one micro-batch, one lr-0 step), then a fresh adapter and the timed run

@@ -11,5 +11,7 @@ int cmd_bench(const Args& a);
 int cmd_bench_hw6(const Args& a);
 int cmd_self_check(const Args& a);
 int cmd_nf4_quantize(const Args& a);
+int cmd_kernel_bench(const Args& a);
+int cmd_ceilings(const Args& a);
 
 }  // namespace dpo::tool

@@ -16,6 +16,10 @@
 //            the GPU self-check against the CPU backend, with its cost (docs/cuda-self-check.md)
 //   dpo-tool nf4-quantize --in FILE.safetensors --out FILE.safetensors
 //            our NF4 + double quantization of each tensor, in bitsandbytes' pre-quantized layout
+//   dpo-tool kernel-bench --op matmul|matmul-dx|matmul-dw|nf4|nf4-dx --M M --K K --N N [--reps 20] [--threads N]
+//            GFLOP/s of one CPU matmul kernel at one shape
+//   dpo-tool ceilings [--mib 1024] [--reps 5] [--json FILE]
+//            this machine's memory read bandwidth and fp32 FMA rate (the CPU floors of BENCHMARKS.md)
 #include <cstdio>
 #include <string>
 
@@ -25,7 +29,7 @@ int main(int argc, char** argv) {
   using namespace dpo::tool;
   if (argc < 2) {
     std::fprintf(stderr,
-                 "usage: dpo-tool info | generate | make-model | bench | bench-hw6 | self-check | nf4-quantize  (see the header of "
+                 "usage: dpo-tool info | generate | make-model | bench | bench-hw6 | self-check | nf4-quantize | kernel-bench | ceilings  (see the header of "
                  "native/tools/dpo_tool.cpp)\n");
     return 2;
   }
@@ -39,6 +43,8 @@ int main(int argc, char** argv) {
     if (cmd == "bench-hw6") return cmd_bench_hw6(a);
     if (cmd == "self-check") return cmd_self_check(a);
     if (cmd == "nf4-quantize") return cmd_nf4_quantize(a);
+    if (cmd == "kernel-bench") return cmd_kernel_bench(a);
+    if (cmd == "ceilings") return cmd_ceilings(a);
     std::fprintf(stderr, "dpo-tool: unknown command %s\n", cmd.c_str());
     return 2;
   } catch (const dpo::EngineError& e) {

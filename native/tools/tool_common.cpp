@@ -1,11 +1,14 @@
 // Argument parsing, load options, timing and JSON text for the dpo-tool commands (see tool_common.h).
 #include "tool_common.h"
 
+#include <time.h>
+
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 
+#include "cpu/thread_pool.h"
 #include "io/json.h"
 
 namespace dpo::tool {
@@ -46,10 +49,17 @@ LoadOptions load_options(const Args& a) {
     throw EngineError(ErrorCode::BadInput, "--backend must be auto, cpu or cuda, got " + b);
   o.quant = q == "none" ? QuantMode::None : QuantMode::Nf4;
   o.backend = b == "cpu" ? BackendChoice::Cpu : b == "cuda" ? BackendChoice::Cuda : BackendChoice::Auto;
+  if (a.count("threads")) set_cpu_thread_count(get_int(a, "threads"));  // the CPU backend's pool (default: all cores)
   return o;
 }
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+double process_cpu_seconds() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
 
 std::string json_quote(const std::string& s) { return dpo::json::quote(s); }
 

@@ -13,6 +13,9 @@ linear schedule with warmup ratio 0.1. Reference log-probs come first, once per 
 
   python3 scripts/bench/peer_peft_dpo.py --model DIR --workload FILE [--json FILE] [--pairs N]
          [--attn sdpa|eager] [--generate 0|1] [--new 200] [--grad-checkpointing 0|1] [--ceilings 0|1]
+         [--device cuda|cpu] [--threads N]
+--device cpu (npm run bench:peers, issue 16) runs the same loop on the CPU with an fp32 base (PyTorch's CPU matmuls),
+--threads torch threads, no ceilings (dpo-tool ceilings measures them) and no GPU memory figures.
 --ceilings (default on) first measures the machine's two ceilings that spec/performance.md's floors use: device
 memory bandwidth (a 1 GiB device-to-device copy) and dense bf16 matrix-product rate (8192^3).
   python3 scripts/bench/peer_peft_dpo.py --self-test     (pure functions; the torch ones on CPU when torch exists)
@@ -113,6 +116,12 @@ def self_test():
 
 # ---- the benchmark
 
+def synchronize(device):
+    """The device's synchronize (work on the CPU is synchronous)."""
+    import torch
+    return torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
+
 def measure_ceilings(res):
     """Device copy bandwidth (bytes read + written per second) and bf16 GEMM rate, 10 timed repeats after 2 warm."""
     import torch
@@ -143,15 +152,18 @@ def measure_ceilings(res):
     torch.cuda.empty_cache()
 
 
-def load_model(path, attn):
+def load_model(path, attn, device="cuda"):
     import torch
     from transformers import AutoModelForCausalLM
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32  # the CPU peer: fp32 base
 
     def load(**kw):
         try:  # transformers >= 4.56 names it dtype; older ones torch_dtype
-            return AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16, attn_implementation=attn, **kw)
+            return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation=attn, **kw)
         except TypeError:
-            return AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch.bfloat16, attn_implementation=attn, **kw)
+            return AutoModelForCausalLM.from_pretrained(path, torch_dtype=dtype, attn_implementation=attn, **kw)
+    if device == "cpu":
+        return load()
     try:
         return load(device_map="cuda")  # straight to the GPU; needs accelerate (a peft dependency)
     except (ImportError, ValueError) as e:
@@ -177,20 +189,25 @@ def run(args):
     import transformers
     import peft
 
-    sync = torch.cuda.synchronize
+    cuda = args.device == "cuda"
+    if not cuda:
+        torch.set_num_threads(args.threads)
+    sync = synchronize(args.device)
     w = json.load(open(args.workload))
     pairs = w["pairs"][: args.pairs] if args.pairs else w["pairs"]
     pad_id = w["pad_id"]
     res = {"bench": "hw6-peer", "stack": "torch %s, transformers %s, peft %s" % (
         torch.__version__, transformers.__version__, peft.__version__),
-        "device": torch.cuda.get_device_name(0), "model": args.model, "workload": args.workload,
-        "pairs": len(pairs), "prompts": len(w["prompts"]), "attn": args.attn, "base_dtype": "bfloat16",
-        "optimizer": "torch.optim.AdamW(fused=True), fp32 state", "gradient_checkpointing": bool(args.grad_checkpointing)}
+        "device": torch.cuda.get_device_name(0) if cuda else "cpu (%d threads)" % torch.get_num_threads(),
+        "model": args.model, "workload": args.workload,
+        "pairs": len(pairs), "prompts": len(w["prompts"]), "attn": args.attn,
+        "base_dtype": "bfloat16" if cuda else "float32",
+        "optimizer": "torch.optim.AdamW(fused=%s), fp32 state" % cuda, "gradient_checkpointing": bool(args.grad_checkpointing)}
 
-    if args.ceilings:
+    if args.ceilings and cuda:
         measure_ceilings(res)
     t0 = time.perf_counter()
-    model = load_model(args.model, args.attn)
+    model = load_model(args.model, args.attn, args.device)
     sync()
     res["load_s"] = time.perf_counter() - t0
     cfg = LoraConfig(r=64, lora_alpha=16, target_modules=["q_proj", "v_proj"], lora_dropout=0.0, bias="none",
@@ -206,8 +223,9 @@ def run(args):
     dev = lora[0].device
     batches = [pair_tensors(p, pad_id, dev) for p in pairs]
     res["mean_pair_tokens"] = sum(len(p["chosen"]["ids"]) + len(p["rejected"]["ids"]) for p in pairs) / len(pairs)
-    torch.cuda.reset_peak_memory_stats()
-    res["memory_after_load_bytes"] = torch.cuda.memory_allocated()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+        res["memory_after_load_bytes"] = torch.cuda.memory_allocated()
 
     # ---- reference log-probs, adapter disabled (warm-up: pair 1 once, untimed)
     def reference(batch):
@@ -221,6 +239,7 @@ def run(args):
     refs = [reference(b) for b in batches]
     sync()
     res["reference_s"] = time.perf_counter() - t0
+    res["reference_logps"] = [[float(r[0]), float(r[1])] for r in refs]
 
     # ---- training (warm-up: one micro-batch and one lr-0 step, then a fresh optimizer; lr 0 leaves the weights)
     def micro(batch, ref):
@@ -230,7 +249,7 @@ def run(args):
         return loss.detach()
 
     def new_optimizer():
-        return torch.optim.AdamW(lora, lr=PEAK_LR, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, fused=True)
+        return torch.optim.AdamW(lora, lr=PEAK_LR, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, fused=cuda)
 
     t0 = time.perf_counter()
     opt = new_optimizer()
@@ -266,18 +285,19 @@ def run(args):
     res["step_grad_norm"] = [round(float(x), 6) for x in norms]
     res["train_pairs_per_s"] = len(pairs) / res["train_s"]
     res["run_pairs_per_s"] = len(pairs) / (res["train_s"] + res["reference_s"])
-    res["memory_train_peak_bytes"] = torch.cuda.max_memory_allocated()
+    if cuda:
+        res["memory_train_peak_bytes"] = torch.cuda.max_memory_allocated()
 
     if args.generate:
-        generation(model, w, pad_id, args.new, res)
+        generation(model, w, pad_id, args.new, res, args.device)
     return res
 
 
-def generation(model, w, pad_id, new, res):
+def generation(model, w, pad_id, new, res, device="cuda"):
     """HF greedy generate, adapter active, min_new_tokens = max_new_tokens so no prompt stops early (as dpo-tool's
     empty eos_ids): one left-padded batch of the prompts, then prompt 1 alone (prefill-only run subtracted)."""
     import torch
-    sync = torch.cuda.synchronize
+    sync = synchronize(device)
     model.eval()
     dev = next(model.parameters()).device
 
@@ -292,14 +312,16 @@ def generation(model, w, pad_id, new, res):
         sync()
         return time.perf_counter() - t0, out.shape[1] - ids.shape[1]
 
-    torch.cuda.reset_peak_memory_stats()
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     res["generate_warmup_s"], _ = gen(w["prompts"], 2)
     res["generate_batched_s"], n = gen(w["prompts"], new)
     res["generate_batched_tokens"] = n * len(w["prompts"])
     res["batch1_prefill_s"], _ = gen(w["prompts"][:1], 1)
     res["batch1_total_s"], _ = gen(w["prompts"][:1], new)
     res["batch1_decode_tokens_per_s"] = (new - 1) / max(1e-9, res["batch1_total_s"] - res["batch1_prefill_s"])
-    res["memory_generate_peak_bytes"] = torch.cuda.max_memory_allocated()
+    if device == "cuda":
+        res["memory_generate_peak_bytes"] = torch.cuda.max_memory_allocated()
 
 
 def print_table(r):
@@ -312,7 +334,7 @@ def print_table(r):
         print("ceilings: device copy %.0f GB/s (read + write), dense bf16 matmul %.0f TFLOP/s\n" % (
             r["ceiling_copy_GBps"], r["ceiling_bf16_TFLOPs"]))
     print("| measurement | value |\n|---|---|")
-    print("| load (bf16, no quantization) | %.2f s |" % r["load_s"])
+    print("| load (%s, no quantization) | %.2f s |" % (r["base_dtype"], r["load_s"]))
     print("| reference log-probs, %d pairs | %.3f s (%.1f pairs/s) |" % (
         r["pairs"], r["reference_s"], r["pairs"] / r["reference_s"]))
     print("| DPO training, %d pairs, %d optimizer steps | %.3f s (%.2f pairs/s) |" % (
@@ -344,6 +366,8 @@ def main():
     ap.add_argument("--new", type=int, default=200)
     ap.add_argument("--grad-checkpointing", type=int, default=0)
     ap.add_argument("--ceilings", type=int, default=1)
+    ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    ap.add_argument("--threads", type=int, default=2, help="torch threads with --device cpu")
     ap.add_argument("--self-test", action="store_true")
     args = ap.parse_args()
     if args.self_test:

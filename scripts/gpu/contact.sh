@@ -93,8 +93,7 @@ skip() {  # NAME WHY
 bin=/tmp/dpo-bin
 node_bin=""
 selfcheck_failed=0
-GPU_TESTS=(test_backend_self_check test_cuda_ops test_cuda_backend test_cuda_transfer_ops test_cuda_optimizer
-           test_pipeline_parity)
+GPU_TESTS=(test_backend_self_check test_backend_ops test_pipeline_parity)
 
 # The native tests read DPO_SHARED/models/stories260K: a stand-in made from .gpu/ (../shared does not travel).
 mkdir -p /tmp/dpo-shared/models /tmp/dpo-shared/datasets

@@ -26,8 +26,7 @@ mkdir -p .gpu
 PEER_WHEELS=(trl==1.16.0 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19)
 BNB=bitsandbytes==0.50.2
 # The native tests that say something on a GPU: the CUDA parity suites, the whole pipeline, the self-check.
-GPU_TESTS=(test_backend_self_check test_cuda_ops test_cuda_backend test_cuda_transfer_ops test_cuda_optimizer
-           test_pipeline_parity)
+GPU_TESTS=(test_backend_self_check test_backend_ops test_pipeline_parity)
 
 bash scripts/gpu/bundle-cli.sh .gpu/cli.js
 npx --no-install tsx scripts/bench/makeWorkload.ts --out .gpu/hw6-workload.json --write-tokenizer .gpu/breeze-tokenizer

@@ -94,6 +94,20 @@ export const apiInputs = {
   /** Never over a file that is not an earlier export of ours; over an earlier export only with overwrite (UI asks). */
   exportComparison: z.object({ run: z.union([idArg, pathArg]), path: pathArg, overwrite: z.boolean().default(false) }),
   exportAdapter: z.object({ run: z.union([idArg, pathArg]), dir: pathArg }),
+  /** Where next (docs/where-next.md): into a folder that is new, empty or an earlier export of that kind (overwrite). */
+  exportMerged: z.object({
+    run: z.union([idArg, pathArg]), dir: pathArg, overwrite: z.boolean().default(false),
+    dtype: z.enum(['auto', 'float32', 'bfloat16', 'float16']).default('auto'), mergeInto: z.enum(['auto', 'original', 'nf4']).default('auto'),
+  }),
+  exportGguf: z.object({
+    run: z.union([idArg, pathArg]), dir: pathArg, overwrite: z.boolean().default(false),
+    types: z.array(z.enum(['F16', 'Q8_0', 'Q4_0', 'F32'])).min(1).max(4).default(['F16', 'Q8_0', 'Q4_0']), lora: z.boolean().default(true),
+  }),
+  exportProject: z.object({ run: z.union([idArg, pathArg]), dir: pathArg, overwrite: z.boolean().default(false), gpus: z.number().int().min(1).max(1024).optional() }),
+  /** An adapter trained elsewhere (an exported project's outputs/adapter) as a new run beside the one it repeats. */
+  importAdapter: z.object({ run: z.union([idArg, pathArg]), adapterDir: pathArg }),
+  /** An exported JSON file's text, for the browser's download button (web mode: the file is on the server). */
+  exportRead: z.object({ path: pathArg }),
   /** Folder browser for web mode: the roots the server lets a browser see. */
   fsRoots: none,
   fsList: z.object({ dir: pathArg, files: z.boolean().default(true) }),
@@ -308,6 +322,8 @@ export interface RunListItem {
   resumeFromStep: number
   /** A cancelled run: where the cancel stopped it ("cancelled during trained responses"); null otherwise. */
   reason: string | null
+  /** The run's resolved parameters (config.json's params; null for a folder without them). */
+  params: Record<string, unknown> | null
 }
 
 export interface RunDetail extends RunListItem {
@@ -398,6 +414,11 @@ export interface ApiResults {
   sweepOpen: SweepDetail
   exportComparison: ExportResult
   exportAdapter: ExportResult
+  exportMerged: ExportResult
+  exportGguf: ExportResult
+  exportProject: ExportResult
+  importAdapter: { runId: string; path: string }
+  exportRead: { name: string; text: string }
   fsRoots: FsRoot[]
   fsList: FsListing
   dialogOpen: DialogResult

@@ -2,7 +2,7 @@
 // arrive here, paths pass the path policy, engine work goes to the host, the rest to the services.
 import { existsSync, statSync } from 'node:fs'
 import { mkdir, readdir, stat } from 'node:fs/promises'
-import { dirname, isAbsolute, join } from 'node:path'
+import { basename, dirname, isAbsolute, join } from 'node:path'
 import type { AppInfo, EngineInfo, FsListing } from './contract'
 import type { ApiHandlers } from './dispatch'
 import type { EngineHost } from '../host/engineHost'
@@ -16,9 +16,11 @@ import { DatasetRegistry, openPrompts } from './datasets'
 import { JobManager } from './jobs'
 import type { PathPolicy } from './pathPolicy'
 import { runAnswerTokens, runPairTokens, runPairs } from './insightsStore'
-import { exportAdapter, exportComparison, listRuns, openRun, readMetrics, recoverOrphanedRuns } from './runStore'
+import { exportAdapter, exportComparison, listRuns, openRun, readExport, readMetrics, recoverOrphanedRuns } from './runStore'
 import { listSweeps, openSweep, recoverOrphanedSweeps } from './sweepStore'
 import { planResume } from '../services/training/resume'
+import { EXPORT_MARKER } from '../services/export/exportFolder'
+import { exportProject } from '../services/export/projectExport'
 
 export interface Dialogs {
   open(opts: { kind: 'file' | 'directory' | 'fileOrDirectory'; title: string; defaultPath?: string | undefined; filters?: Array<{ name: string; extensions: string[] }> | undefined }): Promise<string | null>
@@ -182,6 +184,30 @@ export function createApi(ctx: ApiContext): ApiService {
     },
     async exportAdapter({ run, dir }) {
       return exportAdapter(runDir(run), check(dir))
+    },
+    // Where next (docs/where-next.md): the engine host folds and encodes; the project needs no engine.
+    async exportMerged({ run, dir, overwrite, dtype, mergeInto }) {
+      const r = await ctx.host.call('exportMerged', { runDir: runDir(run), outDir: check(dir), overwrite, dtype, mergeInto }).promise
+      return { path: r.path, metadataPath: join(r.path, EXPORT_MARKER), files: r.files }
+    },
+    async exportGguf({ run, dir, overwrite, types, lora }) {
+      const r = await ctx.host.call('exportGguf', { runDir: runDir(run), outDir: check(dir), overwrite, types, lora }).promise
+      return { path: r.path, metadataPath: join(r.path, EXPORT_MARKER), files: r.files }
+    },
+    async exportProject({ run, dir, overwrite, gpus }) {
+      const r = await exportProject({ runDir: runDir(run), outDir: check(dir), overwrite, ...(gpus ? { gpus } : {}) })
+      return { path: r.path, metadataPath: join(r.path, EXPORT_MARKER), files: r.files }
+    },
+    async importAdapter({ run, adapterDir }) {
+      const from = runDir(run)
+      // A new run beside the others: <run>-imported, -imported-2, ... (never an existing folder).
+      let runId = `${basename(from)}-imported`
+      for (let n = 2; existsSync(join(runsDir(ctx.dataDir), runId)); n++) runId = `${basename(from)}-imported-${n}`
+      const r = await ctx.host.call('importAdapter', { adapterDir: check(adapterDir), runDir: from, outDir: join(runsDir(ctx.dataDir), runId) }).promise
+      return { runId, path: r.path }
+    },
+    async exportRead({ path }) {
+      return readExport(check(path))
     },
     async fsRoots() {
       return ctx.policy.roots()

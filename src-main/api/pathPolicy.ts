@@ -1,9 +1,9 @@
 // Which paths the API may touch. Desktop: any path (the user picks them in native dialogs). Web host: only inside
 // its roots (home, the app's data folder, bundled resources, $DPO_STUDIO_ROOTS), with symlinks resolved first and
 // hidden folders in home (~/.ssh, ~/.aws, ...) refused except the Hugging Face cache.
-import { existsSync, lstatSync, readdirSync } from 'node:fs'
+import { existsSync, lstatSync, readdirSync, statSync } from 'node:fs'
 import { homedir } from 'node:os'
-import { join, relative, resolve, sep } from 'node:path'
+import { dirname, join, relative, resolve, sep } from 'node:path'
 import type { FsRoot } from './contract'
 import { StudioError } from '../services/errors'
 import { isInside, realish } from '../services/realPaths'
@@ -65,10 +65,13 @@ export function rootedPolicy(roots: FsRoot[], home = homedir()): PathPolicy {
         if (!first.startsWith('.') || isInside(real, hfCache)) return real
         throw new StudioError('E_FORBIDDEN', `${abs}: hidden folders in your home are not available in the web host`, { details: { path: abs } })
       }
+      // Say exactly how to allow it: the folder itself, or the folder a file is in.
+      const allow = existsSync(abs) && statSync(abs).isDirectory() ? abs : dirname(abs)
       throw new StudioError(
         'E_FORBIDDEN',
-        `${abs} is outside the folders the web host may read (${realRoots.map((r) => r.path).join(', ')}); add it to DPO_STUDIO_ROOTS`,
-        { details: { path: abs } },
+        `${abs} is outside the folders the web host may read (${realRoots.map((r) => r.path).join(', ')}). ` +
+          `To allow it, restart the server with: dpo-studio serve --allow ${shellWord(allow)} (repeatable; or add it to DPO_STUDIO_ROOTS)`,
+        { details: { path: abs, allow } },
       )
     },
   }
@@ -98,4 +101,9 @@ function lstatOrNull(p: string) {
   } catch {
     return null
   }
+}
+
+/** A path as one shell word, quoted only when it needs to be (spaces, quotes, $...). */
+function shellWord(p: string): string {
+  return /^[\w@%+=:,./-]+$/.test(p) ? p : `'${p.replace(/'/g, `'\\''`)}'`
 }

@@ -46,6 +46,12 @@ function pick(config: unknown, ...paths: string[]): string | null {
   return null
 }
 
+/** config.json's resolved parameters (runs of the app and the CLI both write them under "params"). */
+function paramsOf(config: unknown): Record<string, unknown> | null {
+  const p = config && typeof config === 'object' ? (config as Record<string, unknown>).params : null
+  return p && typeof p === 'object' && !Array.isArray(p) ? (p as Record<string, unknown>) : null
+}
+
 export async function readRunItem(dir: string): Promise<RunListItem | null> {
   // A run recorded as running whose process is gone is marked failed first (docs/run-directory.md).
   const status = recoverOrphanedRun(dir) ?? (await readJson<RunStatusFile>(join(dir, STATUS_FILE)))
@@ -74,6 +80,7 @@ export async function readRunItem(dir: string): Promise<RunListItem | null> {
     resumable: resume.resumable,
     resumeFromStep: resume.fromStep,
     reason: status?.status === 'cancelled' ? (status.reason ?? null) : null,
+    params: paramsOf(config),
   }
 }
 
@@ -178,6 +185,18 @@ export async function exportComparison(dir: string, target: string, engineVersio
   }
   writeJsonAtomic(metadataPath, { ...meta, exported: { at: new Date().toISOString(), run: run.runId, run_dir: run.dir, comparison: target } })
   return { path: target, metadataPath, files: [target, metadataPath] }
+}
+
+/** Biggest exported JSON the browser may download through the API (a comparison is a few hundred KiB). */
+const MAX_READ_BYTES = 32 * 2 ** 20
+
+/** An exported JSON file's text for the web host's download button; only .json files, only whole, never huge. */
+export async function readExport(path: string): Promise<{ name: string; text: string }> {
+  if (!/\.json$/i.test(path)) throw new StudioError('E_BAD_INPUT', `${path}: only exported .json files can be downloaded`)
+  const s = await stat(path).catch(() => null)
+  if (!s?.isFile()) throw new StudioError('E_BAD_INPUT', `${path} is not a file`)
+  if (s.size > MAX_READ_BYTES) throw new StudioError('E_BAD_INPUT', `${path} is larger than ${MAX_READ_BYTES / 2 ** 20} MiB; copy it from the server instead`)
+  return { name: basename(path), text: await readFile(path, 'utf8') }
 }
 
 /** Copies the run's PEFT adapter folder to `target` (a new or empty folder, or an earlier adapter export). */

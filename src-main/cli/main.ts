@@ -1,6 +1,9 @@
 // The dpo-studio CLI (architecture.md §3): generate, logps, train, run and info on the engine, for headless GPU
 // servers and for outside checks. Every failure is one line naming the file, field or flag, with a non-zero exit.
 import { Command, InvalidArgumentError, Option } from 'commander'
+import { runExportGguf } from './commands/exportGguf'
+import { runExportMerged } from './commands/exportMerged'
+import { runExportProject, runImportAdapter } from './commands/exportProject'
 import { runGenerate } from './commands/generate'
 import { runInfo } from './commands/info'
 import { runLogps } from './commands/logps'
@@ -81,7 +84,8 @@ export function buildProgram(): Command {
       if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError(`--port must be an integer 0-65535, got '${v}'`)
       return n
     })
-    .action(async (opts) => runServe(opts))
+    .option('--allow <dir>', 'also let the browser open files in DIR (repeatable; besides home, the HF cache and $DPO_STUDIO_ROOTS)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .action(async (opts: { port?: number; allow: string[] }) => runServe({ ...(opts.port !== undefined ? { port: opts.port } : {}), root: opts.allow }))
 
   program
     .command('sft')
@@ -124,6 +128,52 @@ export function buildProgram(): Command {
     .option('--resume <run_dir>', 'continue a stopped run: training from its last checkpoint, then its remaining phases')
     .action(async (opts) => runRun(opts))
 
+  program
+    .command('export-merged')
+    .description('fold a run\'s LoRA adapter into its base model: a Hugging Face model folder (docs/exports.md)')
+    .argument('[run_dir]', 'run directory (its model and adapter)')
+    .option('--model <dir>', 'base model folder (instead of RUN_DIR)')
+    .option('--adapter <dir>', 'PEFT LoRA adapter folder (with --model; without it the base alone is written)')
+    .addOption(new Option('--dtype <dtype>', 'weight dtype (default: the base model\'s)').choices(['float32', 'bfloat16', 'float16']))
+    .addOption(new Option('--merge-into <base>', 'fold into the original weights or the 4-bit NF4 base the run trained on (auto: the run\'s)').choices(['auto', 'original', 'nf4']).default('auto'))
+    .option('--overwrite', 'replace an earlier merged export in --out', false)
+    .requiredOption('--out <dir>', 'new folder (or an earlier merged export with --overwrite)')
+    .action(async (runDir: string | undefined, opts) => runExportMerged(runDir, opts))
+
+  program
+    .command('export-gguf')
+    .description('the merged model as GGUF for llama.cpp / Ollama / LM Studio, the adapter as a GGUF LoRA, a Modelfile')
+    .argument('[run_dir]', 'run directory (its model and adapter)')
+    .option('--model <dir>', 'base model folder (instead of RUN_DIR)')
+    .option('--adapter <dir>', 'PEFT LoRA adapter folder (with --model)')
+    .option('--types <list>', 'model files to write, comma-separated: F16, Q8_0, Q4_0, F32', 'F16,Q8_0,Q4_0')
+    .option('--no-lora', 'do not write the adapter as a GGUF LoRA adapter')
+    .option('--base [type]', 'also write the base model (without the adapter), F16 unless a type is given, to apply the LoRA GGUF to')
+    .addOption(new Option('--merge-into <base>', 'fold into the original weights or the 4-bit NF4 base the run trained on (auto: the run\'s)').choices(['auto', 'original', 'nf4']).default('auto'))
+    .option('--system <text>', 'SYSTEM of the Modelfile (default: the run\'s system message)')
+    .option('--overwrite', 'replace an earlier GGUF export in --out', false)
+    .requiredOption('--out <dir>', 'new folder (or an earlier GGUF export with --overwrite)')
+    .action(async (runDir: string | undefined, opts) => runExportGguf(runDir, opts))
+
+  program
+    .command('export-project')
+    .description('the run as a Python project for TRL\'s DPOTrainer + PEFT under accelerate (one GPU, N GPUs, clusters)')
+    .argument('<run_dir>', 'run directory')
+    .option('--gpus <n>', 'GPUs of accelerate/single_node.yaml (default: 8, 4, 2 or 1, whichever shares a step evenly)', positiveInt('--gpus'))
+    .option('--overwrite', 'replace an earlier project export in --out', false)
+    .requiredOption('--out <dir>', 'new folder (or an earlier project export with --overwrite)')
+    .action(async (runDir: string, opts) => runExportProject(runDir, opts))
+
+  program
+    .command('import-adapter')
+    .description('an adapter trained elsewhere (e.g. by an exported project) as a new run: answers before and after, comparison')
+    .argument('<adapter_dir>', 'PEFT LoRA adapter folder (outputs/adapter of an exported project)')
+    .requiredOption('--run <dir>', 'the run it repeats: model, parameters, test prompts, original answers')
+    .option('--test-prompts <file>', 'test prompts (default: the run\'s)')
+    .addOption(new Option('--backend <backend>', 'where to compute (default: the run\'s)').choices(['auto', 'cpu', 'cuda']))
+    .option('--overwrite', 'replace an earlier import in --out', false)
+    .requiredOption('--out <dir>', 'new run directory')
+    .action(async (adapterDir: string, opts) => runImportAdapter(adapterDir, opts))
   const sweep = program
     .command('sweep')
     .description('one run per support_ratio (shared model and reference cache), then DIR/sweep.json: stance against ratio')

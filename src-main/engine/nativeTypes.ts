@@ -29,6 +29,8 @@ export interface NativeModelConfig {
   intermediate: number
   vocab: number
   maxPosition: number
+  /** The longest sequence the engine takes: maxPosition, times the factor for dynamic RoPE (0 = no limit given). */
+  context: number
   ropeTheta: number
   /** RoPE scaling as read (docs/model-families.md): default, linear, dynamic, yarn or llama3. */
   ropeType: 'default' | 'linear' | 'dynamic' | 'yarn' | 'llama3'
@@ -245,9 +247,20 @@ export interface NativeEngine {
     onProgress?: (fraction: number) => void,
   ): Promise<NativeModel>
   CancelToken: new () => NativeCancelToken
+  exportOps: NativeExportOps
 }
 
 /** Errors thrown by the engine carry a stable code. */
 export interface EngineError extends Error {
   code: 'E_BAD_INPUT' | 'E_BAD_MODEL' | 'E_NO_CUDA' | 'E_OOM' | 'E_CANCELLED' | 'E_IO' | 'E_INTERNAL' | 'E_DEVICE_FAULT' | 'E_TOO_LONG'
+}
+
+/** The engine's export arithmetic (native/include/dpo/export_ops.h), synchronous, one tensor per call. */
+export interface NativeExportOps {
+  /** w (rows, cols) += scale * b (rows, rank) @ a (rank, cols), in place. */
+  mergeLora(w: Float32Array, rows: number, cols: number, a: Float32Array, b: Float32Array, rank: number, scale: number): void
+  /** w (rows, cols) becomes the weights the quant-nf4 path multiplies with (fp16 cast, NF4 round trip, bf16). */
+  nf4Effective(w: Float32Array, rows: number, cols: number): void
+  /** fp32 values in llama.cpp's F16, Q8_0 or Q4_0 encoding (blocks of 32 for the last two). */
+  ggmlEncode(kind: 'f16' | 'q8_0' | 'q4_0', x: Float32Array): Uint8Array
 }

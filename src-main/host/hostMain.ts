@@ -7,6 +7,11 @@ import type { NativeCancelToken } from '../engine/nativeTypes'
 import { generateResponses } from '../services/engine/generateResponses'
 import { openModel, type ModelSession } from '../services/engine/modelSession'
 import { errorMessage } from '../services/errors'
+import { exportGguf } from '../services/export/ggufExport'
+import { importAdapter } from '../services/export/importAdapter'
+import { exportMergedModel, runModelAndAdapter } from '../services/export/mergedModel'
+import { FROM_NAME } from '../services/export/mergedWeights'
+import { readRunConfig } from '../services/export/runConfig'
 import { runSweep, type SweepProgress } from '../services/insights/sweep'
 import { resumeNotebook } from '../services/training/notebookRun'
 import type { RunEvents } from '../services/training/types'
@@ -124,6 +129,25 @@ const handlers: { [M in HostMethod]: Handler<M> } = {
     const ac = new AbortController()
     cancels.set(id, () => ac.abort())
     return resumeNotebook(p.runDir, {}, runEvents(emit), ac.signal, { onLoadProgress: (fraction) => emit({ kind: 'loadProgress', fraction }) })
+  },
+  async exportMerged(p) {
+    const src = runModelAndAdapter(p.runDir)
+    const r = await exportMergedModel({
+      ...src, runDir: p.runDir, outDir: p.outDir, overwrite: p.overwrite,
+      mergeBase: p.mergeInto === 'auto' ? src.mergeBase : p.mergeInto,
+      ...(p.dtype !== 'auto' ? { dtype: FROM_NAME[p.dtype]! } : {}),
+    })
+    return { path: r.path, files: r.files }
+  },
+  async exportGguf(p) {
+    const src = runModelAndAdapter(p.runDir)
+    const r = await exportGguf({ ...src, runDir: p.runDir, outDir: p.outDir, overwrite: p.overwrite, types: p.types, lora: p.lora, systemMessage: readRunConfig(p.runDir).params.systemMessage })
+    return { path: r.path, files: r.files }
+  },
+  async importAdapter(p) {
+    releaseSession()
+    const r = await importAdapter({ ...p, engineVersion: loadNative().version() })
+    return { path: r.path }
   },
   async runSweep(req, emit, id) {
     releaseSession()

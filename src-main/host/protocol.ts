@@ -30,6 +30,10 @@ export interface HostCalls {
   runNotebook: { params: NotebookRunRequest; result: RunSummary }
   /** Continues a stopped run in its directory from its checkpoint, then its remaining phases (docs/resume.md). */
   resumeRun: { params: { runDir: string }; result: RunSummary }
+  /** Exports that need the engine (docs/exports.md); outDir follows the export-folder rules. */
+  exportMerged: { params: { runDir: string; outDir: string; overwrite: boolean; dtype: 'auto' | 'float32' | 'bfloat16' | 'float16'; mergeInto: 'auto' | 'original' | 'nf4' }; result: { path: string; files: string[] } }
+  exportGguf: { params: { runDir: string; outDir: string; overwrite: boolean; types: Array<'F16' | 'Q8_0' | 'Q4_0' | 'F32'>; lora: boolean }; result: { path: string; files: string[] } }
+  importAdapter: { params: { adapterDir: string; runDir: string; outDir: string }; result: { path: string } }
   /** A support_ratio sweep: one run per ratio on one loaded model, then sweep.json (docs/insights.md). */
   runSweep: { params: SweepRequest; result: SweepFile }
   /** Drops the cached model (frees its memory). */

@@ -85,7 +85,7 @@ export function appendFileChecked(path: string, text: string): void {
 }
 
 /** write(2) may write fewer bytes than asked (a filling disk): keep going; the next call reports why it stopped. */
-function writeAll(fd: number, bytes: Uint8Array): void {
+export function writeAll(fd: number, bytes: Uint8Array): void {
   let done = 0
   while (done < bytes.length) {
     const n = writeSync(fd, bytes, done, bytes.length - done)

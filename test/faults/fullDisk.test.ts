@@ -1,5 +1,6 @@
 // A full disk (a real tmpfs, filled): appends never leave a torn line, the error names the file, and a training run
-// stopped by it is marked failed with the reason in run_status.json (issue 10 item 4; docs/run-directory.md).
+// stopped by it is marked failed with the reason in run_status.json (issue 10 item 4; docs/run-directory.md); an
+// export that no longer fits leaves the earlier one as it was (docs/exports.md).
 import { spawnSync } from 'node:child_process'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
@@ -7,7 +8,7 @@ import { tempDir } from '../helpers/modelFixtures'
 import { repoRoot } from '../helpers/sharedPath'
 
 /** Runs the scenario as root (mount works) or, failing that, as root of a user + mount namespace. */
-function runScenario(): { append: any; run: any } {
+function runScenario(): { append: any; run: any; export: any } {
   const base = tempDir('dpo-fulldisk-')
   const args = ['--import', 'tsx/esm', path.join(repoRoot, 'test/helpers/fullDiskScenario.ts'), path.join(base, 'mnt'), path.join(base, 'cache')]
   const tries: Array<[string, string[]]> = [[process.execPath, args], ['unshare', ['--user', '--map-root-user', '--mount', process.execPath, ...args]]]
@@ -40,5 +41,12 @@ describe('a full disk', () => {
     expect(run.status).toMatchObject({ status: 'failed', phase: 'train' })
     expect(run.status.error).toMatch(/no space left on the device/)
     expect(run.lockLeft).toBe(false)
+  })
+
+  it('an export that no longer fits fails naming the export, and the earlier export stays as it was with no temp folder', () => {
+    expect(result.export.error.code).toBe('E_DISK_FULL')
+    expect(result.export.error.message).toMatch(/^cannot write the export to .*merged: no space left on the device \(ENOSPC\)/)
+    expect(result.export.kept).toBe(true)
+    expect(result.export.entries).toEqual(['filler.bin', 'merged'])
   })
 })

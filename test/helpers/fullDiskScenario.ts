@@ -1,13 +1,14 @@
 // A real full disk for test/faults/fullDisk.test.ts: mounts a small tmpfs, fills it, and records what our checked
-// appends and a real `dpo-studio train` on the demo model do when writes stop fitting. Run as root, or under
+// appends, a real `dpo-studio train` on the demo model and a merged-model export do when writes stop fitting. Run as root, or under
 // `unshare -rm` (a user + mount namespace) where root is not available; prints one JSON object on stdout.
 import { execFileSync, spawn } from 'node:child_process'
-import { closeSync, existsSync, fstatSync, ftruncateSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs'
+import { closeSync, existsSync, fstatSync, ftruncateSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import path from 'node:path'
 import { pathToFileURL } from 'node:url'
+import { exportMergedModel } from '../../src-main/services/export/mergedModel'
 import { appendFileChecked } from '../../src-main/services/fsAtomic'
-import { repoRoot } from './sharedPath'
+import { repoRoot, sharedPath } from './sharedPath'
 
 const [mountDir, cacheDir] = process.argv.slice(2) as [string, string]
 const PAGE = 4096
@@ -93,16 +94,37 @@ async function main(): Promise<void> {
     })
     const code = await new Promise<number>((resolve) => child.on('close', (c) => resolve(c ?? -1)))
     const readJson = (f: string) => (existsSync(path.join(out, f)) ? JSON.parse(readFileSync(path.join(out, f), 'utf8')) : null)
+    const runResult = {
+      code,
+      stderr: stderr.trim().split('\n').slice(-3),
+      filled,
+      metricsLines: existsSync(path.join(out, 'metrics.jsonl')) ? readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).length : -1,
+      badLines: [...badLines(path.join(out, 'metrics.jsonl')), ...badLines(path.join(out, 'steps.jsonl'))],
+      status: readJson('run_status.json'),
+      lockLeft: existsSync(path.join(out, '.dpo-studio-run.lock')),
+    }
+    rmSync(out, { recursive: true, force: true })
+    rmSync(path.join(mountDir, 'filler.bin'), { force: true })
+
+    // 3. An export (stories260K as a merged model, 1 MB) replaced on a disk with room for less than a copy of it.
+    const merged = path.join(mountDir, 'merged')
+    const req = { modelDir: sharedPath('models/stories260K'), adapterDir: null, mergeBase: 'original' as const, outDir: merged }
+    await exportMergedModel(req)
+    const before = readFileSync(path.join(merged, 'model.safetensors'))
+    fill(mountDir, 64 * 1024)
+    let exportError: { code?: string; message: string } | null = null
+    try {
+      await exportMergedModel({ ...req, overwrite: true })
+    } catch (e) {
+      exportError = { code: (e as { code?: string }).code, message: (e as Error).message }
+    }
     const result = {
       append: { appended, error: appendError, badLines: probeBad },
-      run: {
-        code,
-        stderr: stderr.trim().split('\n').slice(-3),
-        filled,
-        metricsLines: existsSync(path.join(out, 'metrics.jsonl')) ? readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).length : -1,
-        badLines: [...badLines(path.join(out, 'metrics.jsonl')), ...badLines(path.join(out, 'steps.jsonl'))],
-        status: readJson('run_status.json'),
-        lockLeft: existsSync(path.join(out, '.dpo-studio-run.lock')),
+      run: runResult,
+      export: {
+        error: exportError,
+        kept: readFileSync(path.join(merged, 'model.safetensors')).equals(before),
+        entries: readdirSync(mountDir).sort(),
       },
     }
     process.stdout.write(JSON.stringify(result) + '\n')

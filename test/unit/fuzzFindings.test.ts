@@ -28,7 +28,7 @@ function file(dir: string, name: string, content: string | Uint8Array): string {
   return path.join(dir, name);
 }
 
-describe('JSON syntax errors say where, in our words, without quoting the file', () => {
+describe('JSON syntax errors say where, in our words, without pasting the file', () => {
   it('a JSON-array dataset names line, column and row', async () => {
     const f = file(tmp(), 'data.json', '[\n {"prompt": "a", "chosen": "b", "rejected": "c"},\n {"prompt": \u001b[31m}\n]');
     const e = await refusal(loadPreferenceData(f));
@@ -49,7 +49,7 @@ describe('JSON syntax errors say where, in our words, without quoting the file',
       `model directory ${dir}: tokenizer_config.json is not valid JSON at line 2, column 15: unexpected character (expected a value)`,
     );
     file(dir, 'adapter_config.json', '{"r": 8,}');
-    expect((await refusal(() => loadAdapter(dir))).message).toMatch(/adapter_config\.json: not valid JSON at line 1, column 9: expected a field name/);
+    expect((await refusal(() => loadAdapter(dir))).message).toMatch(/adapter_config\.json: not valid JSON at line 1, column 9: expected a field name in double quotes/);
     file(dir, 'config.json', '{"architectures": [LlamaForCausalLM]}');
     expect((await refusal(inspectModel(dir))).message).toBe(`${path.join(dir, 'config.json')}: not valid JSON at line 1, column 20: unexpected character (expected a value)`);
   });

@@ -1,9 +1,8 @@
-// Where a JSON text is malformed, in our own words (src-main/services/data/jsonText.ts), and how file values are
-// quoted in messages (src-main/services/messageText.ts): the helpers behind the readers' messages and the fuzz fixes
-// (docs/fuzzing.md).
+// Where a JSON text is malformed, in our own words (src-main/services/data/jsonText.ts): line, column and top-level
+// element for each kind of fault, as the readers' messages report them (docs/fuzzing.md). Hostile depth and the
+// quoting helpers are in messageText.test.ts.
 import { describe, expect, it } from 'vitest';
 import { JsonSyntaxError, parseJson } from '../../src-main/services/data/jsonText';
-import { bare, cleanText, printable, quoted } from '../../src-main/services/messageText';
 
 function syntaxError(text: string): JsonSyntaxError {
   try {
@@ -31,31 +30,5 @@ describe('parseJson', () => {
   ])('%j: line %d, column %d, element %s: %s', (text, line, column, element, what) => {
     expect(() => JSON.parse(text)).toThrow(SyntaxError);
     expect(syntaxError(text)).toMatchObject({ line, column, element, what, message: `not valid JSON at line ${line}, column ${column}: ${what}` });
-  });
-
-  it('parses what JSON.parse accepts, and stops on absurd nesting without overflowing the stack', () => {
-    expect(parseJson('{"a": [1, -2.5e3, "\\u00e9", true, null]}')).toEqual({ a: [1, -2500, '\u00e9', true, null] });
-    expect(syntaxError('['.repeat(100_000)).what).toBe('values nested deeper than 2000 levels');
-    expect(syntaxError('{"a":'.repeat(100_000)).what).toBe('values nested deeper than 2000 levels');
-  });
-
-  it('never quotes the text itself', () => {
-    const secret = 'root:x:0:0:root:/root:/bin/bash\n';
-    expect(syntaxError(secret).message).toBe('not valid JSON at line 1, column 1: unexpected character (expected a value)');
-  });
-});
-
-describe('quoted / bare / printable', () => {
-  it('escapes control, DEL, bidi and line-separator characters and cuts long values', () => {
-    expect(quoted('a\u001b[31m\u007f\u202e\u2028')).toBe('"a\\u001b[31m\\u007f\\u202e\\u2028"');
-    expect(quoted('x'.repeat(100), 10)).toBe(`"${'x'.repeat(10)}…"`);
-    expect(quoted({ a: [1, 2, 3] }, 8)).toBe('{"a":[1,…');
-    expect(quoted(7)).toBe('7');
-    expect(quoted(undefined)).toBe('undefined');
-    expect(bare('model.layers.0\n')).toBe('model.layers.0\\n');
-    expect(printable('\u0000')).toBe("'\\u0000'");
-    expect(printable("'")).toBe("'\\''");
-    expect(cleanText('Unexpected character: \u0001 "x"\n')).toBe('Unexpected character: \\u0001 "x"\\u000a');
-    expect(cleanText('z'.repeat(600))).toBe(`${'z'.repeat(500)}…`);
   });
 });

@@ -74,6 +74,16 @@ class Backend {
                                int M, int K, int N) = 0;
   virtual void matmul_nf4(float* out, const float* x, const Nf4Matrix& w, const float* bias, int M) = 0;
   virtual void matmul_nf4_backward_input(float* dx, const float* dout, const Nf4Matrix& w, int M) = 0;
+  // Products with bf16 weights (uint16_t: a bf16 checkpoint's lm_head, docs/cpu-kernels.md): the arithmetic of matmul
+  // and of matmul_backward's dx on the exactly widened fp32 weights, bit for bit, from half the bytes. Only called
+  // when has_bf16_matmul(); other backends are given the fp32 weights.
+  virtual bool has_bf16_matmul() const { return false; }
+  virtual void matmul_bf16(float* out, const float* x, const uint16_t* w, int M, int K, int N) {
+    (void)out, (void)x, (void)w, (void)M, (void)K, (void)N;
+  }
+  virtual void matmul_bf16_backward_input(float* dx, const float* dout, const uint16_t* w, int M, int K, int N) {
+    (void)dx, (void)dout, (void)w, (void)M, (void)K, (void)N;
+  }
   // Makes `w` resident now rather than at its first use (a GPU uploads it once; the load time then includes it).
   virtual void prepare_nf4(const Nf4Matrix& w) { (void)w; }
   virtual void rmsnorm(float* out, float* rstd, const float* x, const float* w, int M, int C, float eps) = 0;

@@ -37,6 +37,9 @@ struct ModelConfig {
   int intermediate = 0;         // F
   int vocab = 0;                // V
   int max_position = 0;         // max_position_embeddings (0 when absent)
+  // The longest sequence the engine accepts (0 = no limit from the config): max_position_embeddings, times the factor
+  // for dynamic RoPE, whose scaling exists for sequences past it (docs/decisions.md "Context limits").
+  int context = 0;
   float rope_theta = 10000.0f;
   RopeScaling rope;             // the frequency table's shape (model/rope_table.h)
   float rms_norm_eps = 1e-6f;

@@ -61,6 +61,13 @@ class CpuBackend final : public Backend {
   void matmul_nf4_backward_input(float* dx, const float* dout, const Nf4Matrix& w, int M) override {
     cpu::matmul_nf4_backward_input(dx, dout, w, M);
   }
+  bool has_bf16_matmul() const override { return true; }
+  void matmul_bf16(float* out, const float* x, const uint16_t* w, int M, int K, int N) override {
+    cpu::matmul_bf16_forward(out, x, w, M, K, N);
+  }
+  void matmul_bf16_backward_input(float* dx, const float* dout, const uint16_t* w, int M, int K, int N) override {
+    cpu::matmul_bf16_backward_input(dx, dout, w, M, K, N);
+  }
   void rmsnorm(float* out, float* rstd, const float* x, const float* w, int M, int C, float eps) override {
     cpu::rmsnorm_forward(out, rstd, x, w, M, C, eps);
   }

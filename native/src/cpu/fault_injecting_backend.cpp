@@ -56,6 +56,17 @@ class FaultInjectingBackend final : public Backend {
     in_->matmul_nf4_backward_input(dx, dout, w, M);
     after("matmul_nf4_backward_input", dx);
   }
+  bool has_bf16_matmul() const override { return in_->has_bf16_matmul(); }
+  void matmul_bf16(float* out, const float* x, const uint16_t* w, int M, int K, int N) override {
+    before("matmul_bf16");
+    in_->matmul_bf16(out, x, w, M, K, N);
+    after("matmul_bf16", out);
+  }
+  void matmul_bf16_backward_input(float* dx, const float* dout, const uint16_t* w, int M, int K, int N) override {
+    before("matmul_bf16_backward_input");
+    in_->matmul_bf16_backward_input(dx, dout, w, M, K, N);
+    after("matmul_bf16_backward_input", dx);
+  }
   void rmsnorm(float* out, float* rstd, const float* x, const float* w, int M, int C, float eps) override {
     before("rmsnorm");
     in_->rmsnorm(out, rstd, x, w, M, C, eps);

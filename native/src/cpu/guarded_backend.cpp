@@ -103,6 +103,17 @@ class GuardedCpuBackend final : public Backend {
     Open o(*this, "matmul_nf4_backward_input", {dx, dout});
     cpu_->matmul_nf4_backward_input(dx, dout, w, M);
   }
+  bool has_bf16_matmul() const override { return true; }
+  void matmul_bf16(float* out, const float* x, const uint16_t* w, int M, int K, int N) override {
+    if (recorded([=] { matmul_bf16(out, x, w, M, K, N); })) return;
+    Open o(*this, "matmul_bf16", {out, x, w});
+    cpu_->matmul_bf16(out, x, w, M, K, N);
+  }
+  void matmul_bf16_backward_input(float* dx, const float* dout, const uint16_t* w, int M, int K, int N) override {
+    if (recorded([=] { matmul_bf16_backward_input(dx, dout, w, M, K, N); })) return;
+    Open o(*this, "matmul_bf16_backward_input", {dx, dout, w});
+    cpu_->matmul_bf16_backward_input(dx, dout, w, M, K, N);
+  }
   void rmsnorm(float* out, float* rstd, const float* x, const float* w, int M, int C, float eps) override {
     if (recorded([=] { rmsnorm(out, rstd, x, w, M, C, eps); })) return;
     Open o(*this, "rmsnorm", {out, rstd, x, w});

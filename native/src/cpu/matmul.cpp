@@ -2,14 +2,21 @@
 // backward. Work is split only across independent outputs, so each element's arithmetic is fixed (batch-invariant).
 #include <algorithm>
 
-#include "ops.h"
+#include "kernel_set.h"
 #include "thread_pool.h"
 #include "tile_kernels.h"
 
-namespace dpo::cpu {
+DPO_DECLARE_MATMUL_KERNELS(DPO_KERNEL_NS)
 
-void matmul_forward(float* out /*(M,N)*/, const float* x /*(M,K)*/, const float* w /*(N,K)*/,
-                    const float* bias /*(N) or null*/, int M, int K, int N) {
+namespace dpo::cpu {
+inline namespace DPO_KERNEL_NS {  // one copy per kernel set (kernel_set.h)
+
+namespace {
+
+// W: float, or uint16_t for bf16 weights (widened exactly, so the same bits as on the fp32 copy).
+template <class W>
+void forward(float* out /*(M,N)*/, const float* x /*(M,K)*/, const W* w /*(N,K)*/, const float* bias /*(N) or null*/,
+             int M, int K, int N) {
   if (M <= 0 || N <= 0) return;
   // Blocks: ~256 KB of w per task so it stays in L2 while every x row of the block streams past it.
   const int64_t NB = std::max<int64_t>(kDotNR, (65536 / std::max(K, 1)) / kDotNR * kDotNR);
@@ -29,8 +36,9 @@ void matmul_forward(float* out /*(M,N)*/, const float* x /*(M,K)*/, const float*
 // out (I,L) += coef (I,J) . b (J,L) where coef[i][j] = coef[i*csi + j*csj]: the shared form of both gradients.
 // Each element is summed over j = 0..J-1 in order into a zeroed accumulator, then added to out once, so the result
 // does not depend on how the (i, l) blocks are split across threads.
-static void accumulate_product(float* out /*(I,L)*/, const float* coef, int64_t csi, int64_t csj,
-                               const float* b /*(J,L)*/, int64_t I, int64_t J, int64_t L) {
+template <class B>
+void accumulate_product(float* out /*(I,L)*/, const float* coef, int64_t csi, int64_t csj, const B* b /*(J,L)*/,
+                        int64_t I, int64_t J, int64_t L) {
   const int64_t IB = 64, LB = 256, JB = 256;
   const int64_t iblocks = ceil_div(I, IB), lblocks = ceil_div(L, LB);
   const double work = 2.0 * double(std::min(IB, I)) * double(std::min(LB, L)) * double(J);
@@ -54,6 +62,24 @@ static void accumulate_product(float* out /*(I,L)*/, const float* coef, int64_t 
   });
 }
 
+}  // namespace
+
+void matmul_forward(float* out /*(M,N)*/, const float* x /*(M,K)*/, const float* w /*(N,K)*/,
+                    const float* bias /*(N) or null*/, int M, int K, int N) {
+  forward(out, x, w, bias, M, K, N);
+}
+
+void matmul_bf16_forward(float* out /*(M,N)*/, const float* x /*(M,K)*/, const uint16_t* w /*(N,K) bf16*/, int M,
+                         int K, int N) {
+  forward(out, x, w, nullptr, M, K, N);
+}
+
+void matmul_bf16_backward_input(float* dx /*(M,K)*/, const float* dout /*(M,N)*/, const uint16_t* w /*(N,K) bf16*/,
+                                int M, int K, int N) {
+  if (M <= 0 || N <= 0 || K <= 0) return;
+  accumulate_product(dx, dout, /*csi=*/N, /*csj=*/1, w, M, N, K);
+}
+
 void matmul_backward(float* dx /*(M,K) or null*/, float* dw /*(N,K) or null*/, float* dbias /*(N) or null*/,
                      const float* dout /*(M,N)*/, const float* x /*(M,K)*/, const float* w /*(N,K)*/, int M, int K,
                      int N) {
@@ -74,4 +100,5 @@ void matmul_backward(float* dx /*(M,K) or null*/, float* dw /*(N,K) or null*/, f
   }
 }
 
+}  // namespace DPO_KERNEL_NS
 }  // namespace dpo::cpu

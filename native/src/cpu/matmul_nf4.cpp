@@ -3,105 +3,17 @@
 #include <algorithm>
 #include <cstring>
 
-#include "../core/half.h"
-#include "ops.h"
+#include "matmul_nf4_gemv.h"
+#include "nf4_lanes.h"
+#include "kernel_set.h"
 #include "thread_pool.h"
 #include "tile_kernels.h"
 
-#if defined(__F16C__) || defined(__AVX2__) || defined(__AVX512F__)
-#include <immintrin.h>
-#endif
+DPO_DECLARE_MATMUL_KERNELS(DPO_KERNEL_NS)
 
 namespace dpo::cpu {
+inline namespace DPO_KERNEL_NS {  // one copy per kernel set (kernel_set.h)
 namespace {
-
-// round_bf16 on a vector of lanes (RN-even, NaN kept quiet), bit for bit the scalar one in core/half.h.
-template <class U, class F>
-inline F round_bf16_lanes(F v) {
-  U u;
-  std::memcpy(&u, &v, sizeof u);
-  const U rounded = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
-  const U quiet_nan = (u | 0x00400000u) & 0xffff0000u;
-  const U r = (u & 0x7fffffffu) > 0x7f800000u ? quiet_nan : rounded;
-  std::memcpy(&v, &r, sizeof v);
-  return v;
-}
-
-#if defined(__AVX512F__)
-typedef uint32_t u32x16 __attribute__((vector_size(64)));
-inline f32x16 round_bf16_x16(f32x16 v) { return round_bf16_lanes<u32x16>(v); }
-#else
-typedef uint32_t u32part __attribute__((vector_size(sizeof(f32part))));
-inline f32x16 round_bf16_x16(f32x16 v) {
-  for (int i = 0; i < kParts; i++) v.p[i] = round_bf16_lanes<u32part>(v.p[i]);
-  return v;
-}
-#endif
-
-// round_fp16 on 16 lanes: the F16C conversion instructions round to nearest even with subnormals and overflow to
-// inf, exactly as the scalar round_fp16 (the tests compare both); scalar fallback otherwise.
-inline f32x16 round_fp16_x16(f32x16 v) {
-#if defined(__F16C__)
-  float a[16];
-  std::memcpy(a, &v, sizeof a);
-  for (int h = 0; h < 16; h += 8) {
-    const __m128i half = _mm256_cvtps_ph(_mm256_loadu_ps(a + h), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    _mm256_storeu_ps(a + h, _mm256_cvtph_ps(half));
-  }
-  std::memcpy(&v, a, sizeof v);
-  return v;
-#else
-  float a[16];
-  std::memcpy(a, &v, sizeof a);
-  for (float& f : a) f = round_fp16(f);
-  std::memcpy(&v, a, sizeof v);
-  return v;
-#endif
-}
-
-// The 16 values a block with dequantized absmax `amax` decodes to, as the GEMM sees them (§3: the double rounding
-// fp32 -> storage dtype -> bf16 of `dequantize_4bit(W).to(bf16)`).
-inline void block_lut_bf16(float* lut /*(16)*/, float amax, Nf4StorageDType dtype) {
-  f32x16 v = load16(kNf4Table) * amax;  // one fp32 multiply per entry, as the dequant kernel
-  if (dtype == Nf4StorageDType::F16) v = round_fp16_x16(v);
-  store16(lut, round_bf16_x16(v));
-}
-
-// 16 elements (8 packed bytes, even element first) looked up in a block's 16-entry table. The table fits one
-// register, so the lookup is a register permute; the results are exactly the scalar lut[nibble].
-#if defined(__AVX512F__)
-inline void lookup16(float* out, const uint8_t* bytes, const float* lut) {
-  // (maskz forms with a full mask: GCC 12 warns spuriously on the unmasked ones' undefined pass-through.)
-  const __mmask16 all = 0xffff;
-  const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(bytes));
-  __m512i idx = _mm512_maskz_cvtepu8_epi32(all, _mm_unpacklo_epi8(b, b));  // b0 b0 b1 b1 ... b7 b7
-  const __m512i shifts = _mm512_set_epi32(0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4);
-  idx = _mm512_maskz_srlv_epi32(all, idx, shifts);                             // hi0 lo0 hi1 lo1 ... (+ junk bits)
-  _mm512_storeu_ps(out, _mm512_maskz_permutexvar_ps(all, idx, _mm512_loadu_ps(lut)));  // uses idx bits 0..3
-}
-#elif defined(__AVX2__)
-inline void lookup16(float* out, const uint8_t* bytes, const float* lut) {
-  const __m256 lo = _mm256_loadu_ps(lut), hi = _mm256_loadu_ps(lut + 8);
-  const __m256i shifts = _mm256_set_epi32(0, 4, 0, 4, 0, 4, 0, 4);
-  for (int h = 0; h < 2; h++) {
-    int32_t four;
-    std::memcpy(&four, bytes + 4 * h, 4);
-    const __m128i b = _mm_cvtsi32_si128(four);
-    __m256i idx = _mm256_cvtepu8_epi32(_mm_unpacklo_epi8(b, b));
-    idx = _mm256_and_si256(_mm256_srlv_epi32(idx, shifts), _mm256_set1_epi32(15));
-    const __m256 use_hi = _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28));  // bit 3 -> sign bit
-    _mm256_storeu_ps(out + 8 * h, _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo, idx),
-                                                   _mm256_permutevar8x32_ps(hi, idx), use_hi));
-  }
-}
-#else
-inline void lookup16(float* out, const uint8_t* bytes, const float* lut) {
-  for (int i = 0; i < 8; i++) {
-    out[2 * i] = lut[bytes[i] >> 4];
-    out[2 * i + 1] = lut[bytes[i] & 0x0f];
-  }
-}
-#endif
 
 // Decodes flat elements [e0, e0+len) of W into out (len floats), bf16-valued. Blocks may cross rows (§2.2).
 void decode_bf16(float* out, const Nf4Matrix& w, const float* absmax, int64_t e0, int64_t len) {
@@ -110,10 +22,11 @@ void decode_bf16(float* out, const Nf4Matrix& w, const float* absmax, int64_t e0
   const int64_t e1 = e0 + len;
   while (e < e1) {
     const int64_t b = e / kNf4BlockSize, bend = std::min(e1, (b + 1) * kNf4BlockSize);
+    const f32x16 lut_v = block_lut_bf16(absmax[b], w.dtype);
     alignas(64) float lut[16];
-    block_lut_bf16(lut, absmax[b], w.dtype);
+    store16(lut, lut_v);
     if (e & 1) *out++ = lut[packed[e >> 1] & 0x0f], e++;  // odd start: low nibble first
-    for (; e + 16 <= bend; e += 16, out += 16) lookup16(out, packed + (e >> 1), lut);
+    for (; e + 16 <= bend; e += 16, out += 16) store16(out, lookup16(lut_v, packed + (e >> 1)));
     for (; e + 1 < bend; e += 2) {  // whole bytes: even element = high nibble
       const uint8_t byte = packed[e >> 1];
       out[0] = lut[byte >> 4];
@@ -146,12 +59,13 @@ void matmul_nf4_forward(float* out /*(M,N)*/, const float* x /*(M,K)*/, const Nf
     for (int64_t i = 0; i < int64_t(M) * N; i++) out[i] = bias ? bias[i % N] : 0.0f;
     return;
   }
-  std::vector<float> absmax_tmp;
-  const float* absmax = nf4_absmax(w, absmax_tmp);
   // bf16(x) once, rows padded to Kp with zeros; the buffer persists per calling thread (no page faults per call).
   thread_local std::vector<float> xb_buf;
   float* xb = scratch(xb_buf, size_t(M * Kp));
   round_rows_bf16(xb, Kp, x, M, K);
+  if (matmul_nf4_gemv(out, xb, w, bias, M)) return;  // a few rows: decode in registers, same bits
+  std::vector<float> absmax_tmp;
+  const float* absmax = nf4_absmax(w, absmax_tmp);
 
   // A task decodes NB weight rows (~192 KB, L2-resident) and runs up to MB x rows against them. Only the split of
   // independent outputs depends on the sizes; every dot is the same dot_tile lane sum over Kp.
@@ -224,4 +138,5 @@ void matmul_nf4_backward_input(float* dx /*(M,K)*/, const float* dout /*(M,N)*/,
   });
 }
 
+}  // namespace DPO_KERNEL_NS
 }  // namespace dpo::cpu

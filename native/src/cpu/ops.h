@@ -9,11 +9,21 @@
 
 namespace dpo::cpu {
 
+// The matmuls below run the kernel set chosen once per process (matmul_dispatch.cpp): its name, e.g. "avx2".
+const char* matmul_kernel_set();
+// Tests: switches to the named set ("avx512", "avx2", "generic"); false when it is not compiled in or this CPU
+// cannot run it. Not for use while other threads compute.
+bool use_matmul_kernel_set(const char* name);
+
 // out (M,N) = x (M,K) . w (N,K)^T + bias (N, may be null).
 void matmul_forward(float* out, const float* x, const float* w, const float* bias, int M, int K, int N);
 // dx (M,K) += dout (M,N) . w (N,K);  dw (N,K) += dout^T . x  (dw may be null);  dbias (N) += sum_m dout (may be null).
 void matmul_backward(float* dx, float* dw, float* dbias, const float* dout, const float* x, const float* w,
                      int M, int K, int N);
+// The same two products with bf16 weights (a bf16 checkpoint's lm_head): each weight is widened exactly, so the
+// results equal matmul_forward / matmul_backward's dx on the fp32 copy bit for bit, reading half the bytes.
+void matmul_bf16_forward(float* out, const float* x, const uint16_t* w, int M, int K, int N);
+void matmul_bf16_backward_input(float* dx, const float* dout, const uint16_t* w, int M, int K, int N);
 
 // out (M,N) = bf16(x) (M,K) . bf16(dequant(W))^T (N,K) + bias (N, may be null), fp32 accumulation.
 // Dequantization is fused: no full-precision copy of W is ever made.

@@ -3,14 +3,21 @@
 #pragma once
 #include <cstdint>
 
+#include "../core/fp_strict.h"
 #include "vec.h"
 
 namespace dpo::cpu {
+inline namespace DPO_KERNEL_NS {
 
 // Tile shapes: only speed depends on them. 6x4 keeps 24 accumulators + 5 operands in the 32 zmm registers of
-// AVX-512; without it a f32x16 takes 2 (AVX) or 4 (SSE) registers, so smaller tiles avoid spills.
+// AVX-512. With AVX (16 ymm registers) a f32x16 takes 2 registers: dot_tile then runs lanes 0-7 over all of K and
+// then lanes 8-15 (the halves never mix before reduce16), so a 4x3 tile holds 12 ymm accumulators, 3 weight and 1 x
+// operands: 7 loads per 12 FMAs instead of 1 per FMA. SSE keeps small tiles.
 #if defined(__AVX512F__)
 constexpr int kDotMR = 6, kDotNR = 4;
+#elif defined(__AVX__)
+constexpr int kDotMR = 4, kDotNR = 3;
+#define DPO_DOT_TILE_HALVES 1
 #else
 constexpr int kDotMR = 2, kDotNR = 2;
 #endif
@@ -18,8 +25,54 @@ constexpr int kDotMR = 2, kDotNR = 2;
 // out[i*ldo + j] = dot16-style sum_k x[i*ldx + k] * w[j*ldw + k] (+ bias[j]) for i < MR, j < NR.
 // Lane l of every output sums k = l, l+16, ... in increasing k, the tail goes to lanes 0.., then reduce16:
 // exactly dot16(), so a row's result is identical in a 1x1 tile and in a MRxNR tile.
-template <int MR, int NR>
-inline void dot_tile(float* out, int64_t ldo, const float* x, int64_t ldx, const float* w, int64_t ldw, int64_t K,
+// W is float or uint16_t (bf16 weights, widened exactly on load).
+#if defined(DPO_DOT_TILE_HALVES)
+inline f32part load_part(const float* p) {
+  f32part v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline f32part load_part(const uint16_t* p) {
+  const __m256i w = _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16);
+  f32part v;
+  std::memcpy(&v, &w, sizeof v);
+  return v;
+}
+
+// The AVX form: the same lane sums as below, computed one 8-lane half at a time over the whole of K.
+template <int MR, int NR, class W>
+inline void dot_tile(float* out, int64_t ldo, const float* x, int64_t ldx, const W* w, int64_t ldw, int64_t K,
+                     const float* bias) {
+  f32x16 acc16[MR][NR];
+  const int64_t kfull = K / kLanes * kLanes;
+  for (int h = 0; h < kParts; h++) {
+    f32part acc[MR][NR];
+    for (int i = 0; i < MR; i++)
+      for (int j = 0; j < NR; j++) acc[i][j] = f32part{};
+    for (int64_t k = h * kPartLanes; k < kfull; k += kLanes) {
+      f32part wv[NR];
+      for (int j = 0; j < NR; j++) {
+        wv[j] = load_part(w + j * ldw + k);
+        __asm__("" : "+x"(wv[j]));  // keep_in_register
+      }
+      for (int i = 0; i < MR; i++) {
+        f32part xv = load_part(x + i * ldx + k);
+        __asm__("" : "+x"(xv));
+        for (int j = 0; j < NR; j++) acc[i][j] += xv * wv[j];
+      }
+    }
+    for (int i = 0; i < MR; i++)
+      for (int j = 0; j < NR; j++) acc16[i][j].p[h] = acc[i][j];
+  }
+  for (int i = 0; i < MR; i++)
+    for (int j = 0; j < NR; j++) {
+      const float s = reduce16(fma_tail16(acc16[i][j], x + i * ldx, w + j * ldw, kfull, K));
+      out[i * ldo + j] = bias ? s + bias[j] : s;
+    }
+}
+#else
+template <int MR, int NR, class W>
+inline void dot_tile(float* out, int64_t ldo, const float* x, int64_t ldx, const W* w, int64_t ldw, int64_t K,
                      const float* bias) {
   f32x16 acc[MR][NR];
   for (int i = 0; i < MR; i++)
@@ -43,9 +96,11 @@ inline void dot_tile(float* out, int64_t ldo, const float* x, int64_t ldx, const
       out[i * ldo + j] = bias ? s + bias[j] : s;
     }
 }
+#endif
 
 // out (rows m0..m1, ldo) = x (rows m0..m1, ldx) . w (rows n0..n1, ldw)^T (+ bias), tiled MR x NR with 1-wide edges.
-inline void dot_rows(float* out, int64_t ldo, const float* x, int64_t ldx, const float* w, int64_t ldw,
+template <class W>
+inline void dot_rows(float* out, int64_t ldo, const float* x, int64_t ldx, const W* w, int64_t ldw,
                      const float* bias, int64_t m0, int64_t m1, int64_t n0, int64_t n1, int64_t K) {
   for (int64_t m = m0; m < m1;) {
     const bool full_m = m + kDotMR <= m1;
@@ -53,7 +108,7 @@ inline void dot_rows(float* out, int64_t ldo, const float* x, int64_t ldx, const
       const bool full_n = n + kDotNR <= n1;
       float* o = out + m * ldo + n;
       const float* xm = x + m * ldx;
-      const float* wn = w + n * ldw;
+      const W* wn = w + n * ldw;
       const float* bn = bias ? bias + n : nullptr;
       if (full_m && full_n) {
         dot_tile<kDotMR, kDotNR>(o, ldo, xm, ldx, wn, ldw, K, bn);
@@ -76,8 +131,8 @@ inline void dot_rows(float* out, int64_t ldo, const float* x, int64_t ldx, const
 // acc[i*lda + l] += sum_{j in [0,J)} coef[i*csi + j*csj] * b[j*ldb + l], j in increasing order, for i < IR and
 // l < 16*LQ. Each acc element is a sequential fp32 sum over j, so chunking j (resuming from acc) or changing IR
 // never changes it.
-template <int IR, int LQ>
-inline void axpy_tile(float* acc, int64_t lda, const float* coef, int64_t csi, int64_t csj, const float* b,
+template <int IR, int LQ, class B>
+inline void axpy_tile(float* acc, int64_t lda, const float* coef, int64_t csi, int64_t csj, const B* b,
                       int64_t ldb, int64_t J) {
   f32x16 a[IR][LQ];
   for (int i = 0; i < IR; i++)
@@ -94,19 +149,24 @@ inline void axpy_tile(float* acc, int64_t lda, const float* coef, int64_t csi, i
     for (int q = 0; q < LQ; q++) store16(acc + i * lda + q * kLanes, a[i][q]);
 }
 
-// The scalar form of axpy_tile for a ragged column tail (L < 16): the same sequential sum over j per element.
-inline void axpy_tail(float* acc, int64_t lda, const float* coef, int64_t csi, int64_t csj, const float* b,
+// The scalar form of axpy_tile for a ragged column tail (L < 16): a sequential sum over j per element.
+template <class B>
+inline void axpy_tail(float* acc, int64_t lda, const float* coef, int64_t csi, int64_t csj, const B* b,
                       int64_t ldb, int64_t I, int64_t J, int64_t L) {
   for (int64_t i = 0; i < I; i++)
     for (int64_t l = 0; l < L; l++) {
       float s = acc[i * lda + l];
-      for (int64_t j = 0; j < J; j++) s += coef[i * csi + j * csj] * b[j * ldb + l];
+      // The product rounded on its own: what GCC has always compiled this loop to for fp32 b (it vectorises it
+      // without contracting), now written down so a bf16 b (whose loop GCC contracts) gives the same bits.
+      for (int64_t j = 0; j < J; j++) s += mul_rn(coef[i * csi + j * csj], widen(b[j * ldb + l]));
       acc[i * lda + l] = s;
     }
 }
 
 #if defined(__AVX512F__)
 constexpr int kAxpyIR = 4, kAxpyLQ = 4;  // 16 zmm accumulators
+#elif defined(__AVX__)
+constexpr int kAxpyIR = 6, kAxpyLQ = 1;  // 6 x 16 columns: 12 ymm accumulators, 2 loads + 6 broadcasts per 12 FMAs
 #else
 constexpr int kAxpyIR = 2, kAxpyLQ = 2;  // 4 lane groups of accumulators
 #endif
@@ -114,7 +174,8 @@ constexpr int kAxpyCols = kAxpyLQ * kLanes;
 
 // acc (I rows, lda) += coef (I x J, strides csi/csj) . b (J rows, ldb) over columns [0, L): full kAxpyCols tiles,
 // then 16-wide tiles, then the scalar tail. Every element is the same sequential sum over j.
-inline void axpy_rows(float* acc, int64_t lda, const float* coef, int64_t csi, int64_t csj, const float* b,
+template <class B>
+inline void axpy_rows(float* acc, int64_t lda, const float* coef, int64_t csi, int64_t csj, const B* b,
                       int64_t ldb, int64_t I, int64_t J, int64_t L) {
   int64_t l = 0;
   for (; l + kAxpyCols <= L; l += kAxpyCols) {
@@ -132,4 +193,5 @@ inline void axpy_rows(float* acc, int64_t lda, const float* coef, int64_t csi, i
   if (l < L) axpy_tail(acc + l, lda, coef, csi, csj, b + l, ldb, I, J, L - l);
 }
 
+}  // namespace DPO_KERNEL_NS
 }  // namespace dpo::cpu

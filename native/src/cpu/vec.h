@@ -5,13 +5,22 @@
 #include <cstring>
 #include <vector>
 
+#include "kernel_set.h"
+
+#if defined(__AVX2__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
 // Without AVX-512 GCC notes that passing wide vectors by value has another ABI; these helpers are inline and
 // internal to the CPU backend (only its .cpp files include this header), so the note is noise.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wpsabi"
 #endif
 
+// The lane code sits in an inline namespace named after the instruction set (kernel_set.h), so the kernels built once
+// per instruction set never share an inline function of another width.
 namespace dpo::cpu {
+inline namespace DPO_KERNEL_NS {
 
 // 16 independent fp32 lanes. Reductions keep one lane per k % 16 and combine lanes in a fixed tree, so a result
 // never depends on M, on tiling or on threading (batch-invariant ops, performance.md), and the loops vectorise
@@ -90,12 +99,43 @@ inline float reduce16(f32x16 v) {
   return a[0];
 }
 
+// Weights stored as bf16 (uint16_t, the upper half of an fp32): widening is exact, so a kernel that reads them
+// computes what it computes on the fp32 copy, bit for bit, from half the bytes.
+inline float widen(float v) { return v; }
+inline float widen(uint16_t h) {
+  const uint32_t u = uint32_t(h) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+inline f32x16 load16(const uint16_t* p) {
+  f32x16 v;
+#if defined(__AVX512F__)
+  const __mmask16 all = 0xffff;  // maskz forms: GCC 12 warns spuriously on the unmasked ones
+  const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  const __m512i w = _mm512_maskz_slli_epi32(all, _mm512_maskz_cvtepu16_epi32(all, h), 16);
+  std::memcpy(&v, &w, sizeof v);
+#elif defined(__AVX2__)
+  for (int i = 0; i < kParts; i++) {
+    const __m256i w = _mm256_slli_epi32(
+        _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i * kPartLanes))), 16);
+    std::memcpy(&v.p[i], &w, sizeof w);
+  }
+#else
+  float a[kLanes];
+  for (int i = 0; i < kLanes; i++) a[i] = widen(p[i]);
+  v = load16(a);
+#endif
+  return v;
+}
+
 // Adds the tail a[k..n) * b[k..n) into lanes 0..n-k-1 (n - k < 16): the same lanes a zero-padded
 // full vector would use.
-inline f32x16 fma_tail16(f32x16 acc, const float* a, const float* b, int64_t k, int64_t n) {
+template <class B>
+inline f32x16 fma_tail16(f32x16 acc, const float* a, const B* b, int64_t k, int64_t n) {
   float t[kLanes];
   std::memcpy(t, &acc, sizeof t);
-  for (int64_t l = 0; k + l < n; l++) t[l] += a[k + l] * b[k + l];
+  for (int64_t l = 0; k + l < n; l++) t[l] += a[k + l] * widen(b[k + l]);
   std::memcpy(&acc, t, sizeof t);
   return acc;
 }
@@ -130,4 +170,5 @@ inline int64_t grain_for(double work_per_task, double min_work = 65536.0) {
   return g < 1.0 ? 1 : int64_t(g + 1.0);
 }
 
+}  // namespace DPO_KERNEL_NS
 }  // namespace dpo::cpu

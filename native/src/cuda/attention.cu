@@ -30,8 +30,9 @@
 #include <cstdint>
 #include <string>
 
-#include "cuda/ops_misc.cuh"
-#include "cuda/ops_misc_device.cuh"
+#include "cuda/attention.cuh"
+#include "cuda/cuda_common.cuh"
+#include "cuda/kernel_helpers.cuh"
 
 namespace dpo::cuda {
 namespace {
@@ -64,7 +65,7 @@ __device__ __forceinline__ RowIndex row_index(int T, int NH, int group) {
 __device__ __forceinline__ float warp_dot(const float* a, const float* b, int HD, int lane) {
   float d = 0.0f;
   for (int i = lane; i < HD; i += 32) d = fmaf(a[i], b[i], d);
-  return misc::warp_sum(d);
+  return helpers::warp_sum(d);
 }
 
 // dst[d] (=, or += scale * when kAccumulate) sum_s c[s] * rows[s * stride + d] over s in [0, n) with c[s] != 0, by
@@ -155,7 +156,7 @@ attention_forward_kernel(float* out /*(B,T,NH*HD)*/, float* probs /*(B,NH,T,S) o
       for (int s = tid; s < S; s += kRowThreads) pr[s] = 0.0f;
     return;
   }
-  mx = misc::block_max<kRowThreads>(mx, red);
+  mx = helpers::block_max<kRowThreads>(mx, red);
 
   // softmax: exp(s - max), a fixed-order sum, then a division (fp32). Thread tid owns s = tid, tid+256, ...
   float sum = 0.0f;
@@ -165,7 +166,7 @@ attention_forward_kernel(float* out /*(B,T,NH*HD)*/, float* probs /*(B,NH,T,S) o
       sc[s] = e;
       sum += e;
     }
-  sum = misc::block_sum<kRowThreads>(sum, red);
+  sum = helpers::block_sum<kRowThreads>(sum, red);
   for (int s = tid; s < np; s += kRowThreads) {
     const float p = (s <= last && (!valid || valid[s])) ? sc[s] / sum : 0.0f;
     sc[s] = p;
@@ -212,7 +213,7 @@ attention_backward_dq_kernel(float* dq /*(B,T,NH*HD) or null*/, float* D_out /*(
     const float p = pr[s];
     if (p != 0.0f) Dl = fmaf(p, ds[s], Dl);
   }
-  const float D = misc::block_sum<kRowThreads>(Dl, red);
+  const float D = helpers::block_sum<kRowThreads>(Dl, red);
   if (D_out && tid == 0) D_out[prow] = D;
   if (!dq) return;  // block-uniform
 
@@ -266,7 +267,7 @@ attention_backward_dkv_kernel(float* dk /*(B,S,NKV*HD) or null*/, float* dv /*(B
       const int d = lane + 32 * j;
       if (d < HD) dp = fmaf(dor[d], vr[j], dp);
     }
-    dp = misc::warp_sum(dp);
+    dp = helpers::warp_sum(dp);
     const float ds = p * (dp - Dsum[prow]);
 #pragma unroll
     for (int j = 0; j < kDPL; j++) {
@@ -352,10 +353,10 @@ void launch_attention_forward(cudaStream_t stream, float* out, float* probs, con
   if (rows == 0) return;
   const float scale = float(1.0 / std::sqrt(double(HD)));  // as the CPU
   const size_t smem = sizeof(float) * (size_t(HD) + size_t(S) + kRowThreads);
-  misc::allow_dynamic_smem(attention_forward_kernel, smem, op, "S = " + std::to_string(S));
+  helpers::allow_dynamic_smem(attention_forward_kernel, smem, op, "S = " + std::to_string(S));
   attention_forward_kernel<<<unsigned(rows), kRowThreads, smem, stream>>>(out, probs, q, k, v, qpos, key_valid,
                                                                           nullptr, T, S, NH, NKV, HD, NH / NKV, scale);
-  ops_misc_detail::check_launch(op);
+  check_last_launch(op);
 }
 
 // Decode is the forward kernel with B = M, T = 1, qpos = pos, no key mask and the key store indexed through seq:
@@ -369,11 +370,11 @@ void launch_attention_decode(cudaStream_t stream, float* out, const float* q, co
   if (rows == 0) return;
   const float scale = float(1.0 / std::sqrt(double(HD)));
   const size_t smem = sizeof(float) * (size_t(HD) + size_t(S) + kRowThreads);
-  misc::allow_dynamic_smem(attention_forward_kernel, smem, op, "S = " + std::to_string(S));
+  helpers::allow_dynamic_smem(attention_forward_kernel, smem, op, "S = " + std::to_string(S));
   attention_forward_kernel<<<unsigned(rows), kRowThreads, smem, stream>>>(out, nullptr, q, kcache, vcache, pos,
                                                                           nullptr, seq, 1, S, NH, NKV, HD, NH / NKV,
                                                                           scale);
-  ops_misc_detail::check_launch(op);
+  check_last_launch(op);
 }
 
 void launch_attention_backward(cudaStream_t stream, float* dq, float* dk, float* dv, const float* dout,
@@ -388,18 +389,18 @@ void launch_attention_backward(cudaStream_t stream, float* dq, float* dk, float*
   const float scale = float(1.0 / std::sqrt(double(HD)));
   const int group = NH / NKV;
   const size_t smem = sizeof(float) * (size_t(HD) + size_t(S) + kRowThreads);
-  misc::allow_dynamic_smem(attention_backward_dq_kernel, smem, op, "S = " + std::to_string(S));
+  helpers::allow_dynamic_smem(attention_backward_dq_kernel, smem, op, "S = " + std::to_string(S));
 
   if (!need_kv) {
     attention_backward_dq_kernel<<<unsigned(rows), kRowThreads, smem, stream>>>(dq, nullptr, dout, probs, k, v, T, S,
                                                                                 NH, NKV, HD, group, scale);
-    ops_misc_detail::check_launch(op);
+    check_last_launch(op);
     return;
   }
   Scratch D(sizeof(float) * size_t(rows), stream, op);
   attention_backward_dq_kernel<<<unsigned(rows), kRowThreads, smem, stream>>>(dq, D.p, dout, probs, k, v, T, S, NH,
                                                                               NKV, HD, group, scale);
-  ops_misc_detail::check_launch(op);
+  check_last_launch(op);
   const unsigned keys = unsigned(int64_t(B) * NKV * S);
   if (HD <= 32)
     attention_backward_dkv_kernel<1><<<keys, kKeyThreads, 0, stream>>>(dk, dv, dout, probs, q, v, D.p, T, S, NH, NKV,
@@ -413,7 +414,7 @@ void launch_attention_backward(cudaStream_t stream, float* dq, float* dk, float*
   else
     attention_backward_dkv_kernel<8><<<keys, kKeyThreads, 0, stream>>>(dk, dv, dout, probs, q, v, D.p, T, S, NH, NKV,
                                                                         HD, group, scale);
-  ops_misc_detail::check_launch(op);
+  check_last_launch(op);
 }
 
 }  // namespace dpo::cuda

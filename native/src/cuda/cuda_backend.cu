@@ -15,8 +15,15 @@
 #include "cuda/caching_allocator.cuh"
 #include "cuda/cuda_common.cuh"
 #include "cuda/cuda_probe.h"
-#include "cuda/launchers.cuh"
-#include "cuda/ops_misc.cuh"
+#include "cuda/attention.cuh"
+#include "cuda/elementwise.cuh"
+#include "cuda/logits.cuh"
+#include "cuda/matmul.cuh"
+#include "cuda/matmul_nf4.cuh"
+#include "cuda/optimizer.cuh"
+#include "cuda/rmsnorm.cuh"
+#include "cuda/rope.cuh"
+#include "cuda/transfer.cuh"
 #include "dpo/backend.h"
 #include "dpo/errors.h"
 #include "quant/nf4.h"
@@ -254,7 +261,7 @@ class CudaBackend final : public Backend {
     cuda::launch_logsoftmax_gather_backward(stream_, dlogits, dlogp, logits, lse, target, M, V);
   }
 
-  // ---- the small steps between the big ops (transfer_ops.cu; copies as stream-ordered memcpy / memset) ----
+  // ---- the small steps between the big ops (transfer.cu; copies as stream-ordered memcpy / memset) ----
   void copy(void* dst, const void* src, size_t bytes) override {
     if (bytes) DPO_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_));
   }
@@ -283,7 +290,7 @@ class CudaBackend final : public Backend {
     cuda::launch_attention_decode(stream_, out, q, kcache, vcache, seq, pos, M, S, NH, NKV, HD);
   }
 
-  // ---- the optimizer step (optimizer_ops.cu) ----
+  // ---- the optimizer step (optimizer.cu) ----
   void l2_norm(float* out, const float* x, int64_t n) override {
     cuda::launch_l2_norm(stream_, out, x, n, optimizer_scratch().norm_partials.as<double>());
   }

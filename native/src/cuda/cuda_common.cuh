@@ -1,5 +1,19 @@
-// Shared helpers of the CUDA backend: CUDA errors become dpo::EngineError (never abort, architecture.md §2),
-// a move-only device buffer, and the launch check every launcher runs after its kernel launch.
+// Shared helpers of the CUDA backend: CUDA errors become dpo::EngineError (never abort: docs/architecture.md#layers),
+// a move-only device buffer, and the launch checks every launcher runs after its kernel launch.
+//
+// The op launchers, one header and one .cu per family named as the CPU file of the same ops (rmsnorm, rope,
+// attention, elementwise, logits, transfer, optimizer; matmul and matmul_nf4 likewise, though they check their
+// launches with DPO_CUDA_LAUNCH_CHECK), follow these conventions.
+// Semantics, shapes and argument order are those of src/cpu/ops.h (the CPU reference); every pointer is a device
+// pointer, the stream comes first, and the work is queued on that stream (nothing here synchronizes, except the
+// attention backward's scratch fallback noted in attention.cu). Every op computes each output row with arithmetic
+// that depends only on that row and the row length (never on M, B or T), and every reduction runs in a fixed order
+// without float atomics, so results are batch-invariant and bit-reproducible run to run.
+//
+// Errors never abort: a launcher checks its arguments (EngineError BadInput, like the CPU op where the CPU op checks
+// on the host) and then the launch (check_last_launch: EngineError Internal, "<op>: <cuda error name>").
+// Where the CPU op validates data that here lives on the device (embedding ids, logsoftmax targets), the kernels
+// cannot throw; they write a defined value instead (see the launcher comments) and the caller validates on the host.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -72,6 +86,19 @@ inline bool sync_after_launch() {
 inline void check_launch(const char* op, cudaStream_t stream, const char* file, int line) {
   check_cuda(cudaGetLastError(), op, file, line);
   if (sync_after_launch()) check_cuda(cudaStreamSynchronize(stream), op, file, line);
+}
+
+// The launch check of the op launchers (rmsnorm.cuh .. optimizer.cuh): throws EngineError(Internal, "<op>: <cuda
+// error name>") if the last launch (or an earlier async error) failed. As DPO_CUDA_LAUNCH_CHECK: a sticky fault is
+// E_DEVICE_FAULT (the app restarts the engine on it, not on E_INTERNAL), and DPO_CUDA_SYNC=1 waits for the kernel
+// so a fault is reported by the op that caused it (these launchers do not pass their stream here, so it waits for
+// the device).
+inline void check_last_launch(const char* op) {
+  cudaError_t err = cudaGetLastError();
+  if (err == cudaSuccess && sync_after_launch()) err = cudaDeviceSynchronize();
+  if (err == cudaSuccess) return;
+  if (is_sticky_cuda_error(err)) throw_cuda_error(err, op, __FILE__, __LINE__);
+  throw EngineError(ErrorCode::Internal, std::string(op) + ": " + cudaGetErrorName(err));
 }
 
 }  // namespace dpo::cuda

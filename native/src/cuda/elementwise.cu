@@ -6,8 +6,9 @@
 //
 // Arithmetic: silu(g) = g / (1 + expf(-g)) in fp32 as on the CPU; CUDA's expf is within 2 ulp (glibc's within 1), so
 // results can differ from the CPU's in the last bit or two.
-#include "cuda/ops_misc.cuh"
-#include "cuda/ops_misc_device.cuh"
+#include "cuda/elementwise.cuh"
+#include "cuda/cuda_common.cuh"
+#include "cuda/kernel_helpers.cuh"
 
 namespace dpo::cuda {
 namespace {
@@ -63,8 +64,8 @@ void launch_swiglu_forward(cudaStream_t stream, float* out, const float* gate, c
   if (M < 0 || F < 0) throw EngineError(ErrorCode::BadInput, "swiglu: bad shape");
   const int64_t n = int64_t(M) * F;
   if (n == 0) return;
-  swiglu_forward_kernel<<<misc::grid_for(n, kThreads), kThreads, 0, stream>>>(out, gate, up, n);
-  ops_misc_detail::check_launch("swiglu_forward");
+  swiglu_forward_kernel<<<helpers::grid_for(n, kThreads), kThreads, 0, stream>>>(out, gate, up, n);
+  check_last_launch("swiglu_forward");
 }
 
 void launch_swiglu_backward(cudaStream_t stream, float* dgate, float* dup, const float* dout, const float* gate,
@@ -72,22 +73,22 @@ void launch_swiglu_backward(cudaStream_t stream, float* dgate, float* dup, const
   if (M < 0 || F < 0) throw EngineError(ErrorCode::BadInput, "swiglu_backward: bad shape");
   const int64_t n = int64_t(M) * F;
   if (n == 0 || (!dgate && !dup)) return;
-  swiglu_backward_kernel<<<misc::grid_for(n, kThreads), kThreads, 0, stream>>>(dgate, dup, dout, gate, up, n);
-  ops_misc_detail::check_launch("swiglu_backward");
+  swiglu_backward_kernel<<<helpers::grid_for(n, kThreads), kThreads, 0, stream>>>(dgate, dup, dout, gate, up, n);
+  check_last_launch("swiglu_backward");
 }
 
 void launch_embedding_forward(cudaStream_t stream, float* out, const int* ids, const float* table, int M, int C) {
   if (M < 0 || C < 0) throw EngineError(ErrorCode::BadInput, "embedding: bad shape");
   if (M == 0 || C == 0) return;
   embedding_forward_kernel<<<unsigned(M), kThreads, 0, stream>>>(out, ids, table, C);
-  ops_misc_detail::check_launch("embedding_forward");
+  check_last_launch("embedding_forward");
 }
 
 void launch_add_forward(cudaStream_t stream, float* out, const float* a, const float* b, int64_t n) {
   if (n < 0) throw EngineError(ErrorCode::BadInput, "add: bad size");
   if (n == 0) return;
-  add_forward_kernel<<<misc::grid_for(n, kThreads), kThreads, 0, stream>>>(out, a, b, n);
-  ops_misc_detail::check_launch("add_forward");
+  add_forward_kernel<<<helpers::grid_for(n, kThreads), kThreads, 0, stream>>>(out, a, b, n);
+  check_last_launch("add_forward");
 }
 
 }  // namespace dpo::cuda

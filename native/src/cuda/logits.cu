@@ -17,8 +17,9 @@
 #include <climits>
 #include <cmath>
 
-#include "cuda/ops_misc.cuh"
-#include "cuda/ops_misc_device.cuh"
+#include "cuda/logits.cuh"
+#include "cuda/cuda_common.cuh"
+#include "cuda/kernel_helpers.cuh"
 
 namespace dpo::cuda {
 namespace {
@@ -72,7 +73,7 @@ logsoftmax_gather_forward_kernel(float* logp /*(M)*/, float* lse /*(M) or null*/
   }
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) {
-    const MaxSum b{__shfl_xor_sync(misc::kFullMask, a.m, o), __shfl_xor_sync(misc::kFullMask, a.s, o)};
+    const MaxSum b{__shfl_xor_sync(helpers::kFullMask, a.m, o), __shfl_xor_sync(helpers::kFullMask, a.s, o)};
     a = combine(a, b);
   }
   if (lane == 0) red[warp] = a;
@@ -120,7 +121,7 @@ argmax_rows_kernel(int* out /*(M)*/, const float* x /*(M,V)*/, int V) {
   }
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) {
-    const ArgBest b{__shfl_xor_sync(misc::kFullMask, a.v, o), __shfl_xor_sync(misc::kFullMask, a.i, o)};
+    const ArgBest b{__shfl_xor_sync(helpers::kFullMask, a.v, o), __shfl_xor_sync(helpers::kFullMask, a.i, o)};
     a = pick(a, b);
   }
   if (lane == 0) red[warp] = a;
@@ -140,7 +141,7 @@ void launch_logsoftmax_gather_forward(cudaStream_t stream, float* logp, float* l
   if (M < 0 || V <= 0) throw EngineError(ErrorCode::BadInput, "logsoftmax_gather: bad shape");
   if (M == 0) return;
   logsoftmax_gather_forward_kernel<<<unsigned(M), kThreads, 0, stream>>>(logp, lse, logits, target, V);
-  ops_misc_detail::check_launch("logsoftmax_gather_forward");
+  check_last_launch("logsoftmax_gather_forward");
 }
 
 void launch_logsoftmax_gather_backward(cudaStream_t stream, float* dlogits, const float* dlogp, const float* logits,
@@ -148,14 +149,14 @@ void launch_logsoftmax_gather_backward(cudaStream_t stream, float* dlogits, cons
   if (M < 0 || V <= 0) throw EngineError(ErrorCode::BadInput, "logsoftmax_gather_backward: bad shape");
   if (M == 0) return;
   logsoftmax_gather_backward_kernel<<<unsigned(M), kThreads, 0, stream>>>(dlogits, dlogp, logits, lse, target, V);
-  ops_misc_detail::check_launch("logsoftmax_gather_backward");
+  check_last_launch("logsoftmax_gather_backward");
 }
 
 void launch_argmax_rows(cudaStream_t stream, int* out, const float* x, int M, int V) {
   if (M < 0 || V <= 0) throw EngineError(ErrorCode::BadInput, "argmax_rows: bad shape");
   if (M == 0) return;
   argmax_rows_kernel<<<unsigned(M), kThreads, 0, stream>>>(out, x, V);
-  ops_misc_detail::check_launch("argmax_rows");
+  check_last_launch("argmax_rows");
 }
 
 }  // namespace dpo::cuda

@@ -19,7 +19,7 @@
 #include <string>
 
 #include "cuda/cuda_common.cuh"
-#include "cuda/launchers.cuh"
+#include "cuda/matmul.cuh"
 
 namespace dpo::cuda {
 namespace {

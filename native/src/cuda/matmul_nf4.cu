@@ -35,7 +35,7 @@
 #include <string>
 
 #include "cuda/cuda_common.cuh"
-#include "cuda/launchers.cuh"
+#include "cuda/matmul_nf4.cuh"
 
 namespace dpo::cuda {
 namespace {

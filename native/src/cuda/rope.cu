@@ -19,8 +19,9 @@
 #include <cmath>
 #include <vector>
 
-#include "cuda/ops_misc.cuh"
-#include "cuda/ops_misc_device.cuh"
+#include "cuda/rope.cuh"
+#include "cuda/cuda_common.cuh"
+#include "cuda/kernel_helpers.cuh"
 
 namespace dpo::cuda {
 namespace {
@@ -84,7 +85,7 @@ void rope_launch(cudaStream_t stream, float* x, const int* pos, int M, int H, in
   InvFreq inv{};
   for (int j = 0; j < HD / 2; j++) inv.f[j] = table.inv_freq[size_t(j)];
   rope_kernel<kBackward><<<unsigned(M), kThreads, 0, stream>>>(x, pos, H, HD, inv, table.attention_scaling);
-  ops_misc_detail::check_launch(op);
+  check_last_launch(op);
 }
 
 }  // namespace

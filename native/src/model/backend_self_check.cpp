@@ -1,6 +1,6 @@
 // The GPU self-check (docs/cuda-self-check.md): one tiny call of every Backend op on the candidate and on the CPU
-// backend, outputs compared with the tolerances of the parity suites (tests/test_cuda_ops.cpp, test_cuda_backend.cpp,
-// test_cuda_transfer_ops.cpp, test_cuda_optimizer.cpp). The shapes are small but take the paths real models take:
+// backend, outputs compared with the tolerances of the op-test registry's CUDA parity checks (tests/backend_ops/,
+// docs/op-tests.md). The shapes are small but take the paths real models take:
 // NF4 products with decode-sized (M <= 16) and prefill-sized batches, GQA attention with padding, head dim 64.
 #include "model/backend_self_check.h"
 

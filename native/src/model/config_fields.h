@@ -71,11 +71,10 @@ class ConfigFields {
     return v->as_string();
   }
 
-  // The engine keeps these as float: a double such as 1e205 would become inf there, and 1e-300 would become 0
-  // (found by fuzzing, docs/fuzzing.md).
-  float positive_float(double value, const char* key) const {
+  // The engine keeps these as float: a double such as 1e205 would become inf there, and 1e-300 would become 0.
+  float positive_float(double value, const std::string& key) const {
     if (!(value > 0) || !(value <= double(std::numeric_limits<float>::max())) || !(float(value) > 0))
-      bad(std::string(": field '") + key + "' must be positive and within float range");
+      bad(": field '" + key + "' must be positive and within float range");
     return float(value);
   }
 

@@ -1,8 +1,12 @@
 // Publishing the weights to the backend, the base linear layer on it, and the host-side embedding gather.
 #include "model/device_weights.h"
 
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <string>
+
+#include "core/half.h"
 
 #include "dpo/errors.h"
 #include "model/rope_table.h"
@@ -24,6 +28,15 @@ void DeviceWeights::sync(Backend& be, const ModelWeights& m) {
   const std::vector<float>& head = m.lm_head.empty() ? m.embed : m.lm_head;
   lm_head.sync(be, head);
   update_lm_head_row_sum(be);
+  lm_head_bf16 = {};
+  const char* env = std::getenv("DPO_LM_HEAD_BF16");
+  const bool wanted = !(env && std::string(env) == "0");
+  if (wanted && be.has_bf16_matmul() &&
+      std::all_of(head.begin(), head.end(), [](float v) { return (f32_bits(v) & 0xffffu) == 0; })) {
+    std::vector<uint16_t> bf16(head.size());
+    for (size_t i = 0; i < head.size(); i++) bf16[i] = uint16_t(f32_bits(head[i]) >> 16);  // exact: low half is 0
+    lm_head_bf16 = DeviceArray<uint16_t>::from_host(be, bf16);
+  }
   layers.resize(m.layers.size());
   for (size_t l = 0; l < m.layers.size(); l++) {
     const LayerWeights& L = m.layers[l];
@@ -41,6 +54,28 @@ void DeviceWeights::sync(Backend& be, const ModelWeights& m) {
       if (lin.quantized) be.prepare_nf4(lin.q);
     }
   }
+}
+
+void DeviceWeights::lm_head_changed(Backend& be) {
+  lm_head_bf16 = {};
+  update_lm_head_row_sum(be);
+}
+
+void DeviceWeights::lm_head_logits(Backend& be, float* logits, const float* h, int n) const {
+  const int C = config().hidden, V = config().vocab;
+  if (lm_head_bf16.get())
+    be.matmul_bf16(logits, h, lm_head_bf16.get(), n, C, V);
+  else
+    be.matmul(logits, h, lm_head.get(), nullptr, n, C, V);
+}
+
+void DeviceWeights::lm_head_backward(Backend& be, float* dh, float* dlm_head, const float* dlogits, const float* h,
+                                     int n) const {
+  const int C = config().hidden, V = config().vocab;
+  if (lm_head_bf16.get() && !dlm_head)
+    be.matmul_bf16_backward_input(dh, dlogits, lm_head_bf16.get(), n, C, V);
+  else
+    be.matmul_backward(dh, dlm_head, nullptr, dlogits, h, lm_head.get(), n, C, V);
 }
 
 void DeviceWeights::update_lm_head_row_sum(Backend& be) {

@@ -33,12 +33,24 @@ struct DeviceWeights {
   RopeTable rope;              // the model's RoPE table (dynamic scaling: the one for calls within the context)
   // (1,C) sum of lm_head's rows: a logit row's sum is hidden . this, so TRL's logits/* metric needs no full logits.
   DeviceArray<float> lm_head_row_sum;
+  // lm_head as bf16 on backends with bf16 products, when every value is a bf16 value (a bf16 checkpoint's): the same
+  // logits bit for bit from half the bytes (docs/cpu-kernels.md). Empty otherwise, and after full-parameter training
+  // changes lm_head; DPO_LM_HEAD_BF16=0 turns it off (benchmarks compare both).
+  DeviceArray<uint16_t> lm_head_bf16;
   std::vector<DeviceLayer> layers;
 
   const ModelConfig& config() const { return host->config; }
   // (Re)publishes every tensor of `m` to `be`: after loading (full-parameter updates happen on the mirrors).
   void sync(Backend& be, const ModelWeights& m);
-  // Recomputes lm_head_row_sum from the lm_head mirror: after sync, and after every update of lm_head.
+  // After every update of lm_head (full-parameter training): recomputes lm_head_row_sum from the lm_head mirror and
+  // drops the bf16 copy (the updated values are no longer bf16 values).
+  void lm_head_changed(Backend& be);
+  // logits (n,V) = h (n,C) . lm_head^T.
+  void lm_head_logits(Backend& be, float* logits, const float* h, int n) const;
+  // dh (n,C) += dlogits (n,V) . lm_head, and dlm_head (V,C) += dlogits^T . h when dlm_head is not null.
+  void lm_head_backward(Backend& be, float* dh, float* dlm_head, const float* dlogits, const float* h, int n) const;
+
+ private:
   void update_lm_head_row_sum(Backend& be);
 };
 

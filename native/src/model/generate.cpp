@@ -19,7 +19,7 @@ GenerateResult Model::generate(const std::vector<std::vector<int32_t>>& prompts,
   const int V = c.vocab, C = c.hidden, B = int(prompts.size());
   // The context: prompt + answer never pass max_position_embeddings (0 = the config gives none; then only a bound
   // that keeps every size computable).
-  const int ctx = c.max_position;
+  const int ctx = c.context;
   constexpr int kMaxNewWithoutContext = 1 << 20;
   if (opt.max_new_tokens < 0) fail(ErrorCode::BadInput, "max_new_tokens must be >= 0");
   if (ctx > 0 && opt.max_new_tokens > ctx)
@@ -91,7 +91,7 @@ GenerateResult Model::generate(const std::vector<std::vector<int32_t>>& prompts,
 
   RecordedDecoder decoder(impl_->dev, be, cache, impl_->lora.get());
   for (int step = 0; M > 0; step++) {
-    be.matmul(logits.get(), last.get(), impl_->dev.lm_head.get(), nullptr, M, C, V);
+    impl_->dev.lm_head_logits(be, logits.get(), last.get(), M);
     be.argmax_rows(next_d.get(), logits.get(), M, V);
     next_d.download(next.data(), size_t(M));
     // Emit, then keep only the sequences that go on (order preserved).

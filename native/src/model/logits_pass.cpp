@@ -35,7 +35,7 @@ LogitsStats logits_forward(const DeviceWeights& w, Backend& be, const float* hid
   for (int r0 = 0; r0 < R; r0 += kChunk) {
     const int n = std::min(kChunk, R - r0);
     be.gather_rows(h.get(), hidden, s.rows_dev.get() + r0, n, C);
-    be.matmul(logits.get(), h.get(), w.lm_head.get(), nullptr, n, C, V);
+    w.lm_head_logits(be, logits.get(), h.get(), n);
     be.logsoftmax_gather(logp.get() + r0, s.lse.get() + r0, logits.get(), s.target_dev.get() + r0, n, V);
   }
   const std::vector<float> logp_host = logp.to_host();
@@ -60,11 +60,11 @@ void logits_backward(float* dhidden, const DeviceWeights& w, Backend& be, const 
     const int* rows = stats.rows_dev.get() + r0;
     be.gather_rows(h.get(), hidden, rows, n, C);
     be.gather_rows(dh.get(), dhidden, rows, n, C);  // accumulate onto what dhidden holds
-    be.matmul(logits.get(), h.get(), w.lm_head.get(), nullptr, n, C, V);
+    w.lm_head_logits(be, logits.get(), h.get(), n);
     be.logsoftmax_gather_backward(dlogits.get(), dlogp_d.get() + r0, logits.get(), stats.lse.get() + r0,
                                   stats.target_dev.get() + r0, n, V);
     // lm_head is frozen in LoRA training (dlm_head null): only the input gradient then.
-    be.matmul_backward(dh.get(), dlm_head, nullptr, dlogits.get(), h.get(), w.lm_head.get(), n, C, V);
+    w.lm_head_backward(be, dh.get(), dlm_head, dlogits.get(), h.get(), n);
     be.scatter_rows(dhidden, rows, dh.get(), n, C);
   }
 }

@@ -15,7 +15,7 @@ std::vector<SequenceLogp> Model::logps(const std::vector<ScoredSequence>& batch,
   if (batch.empty()) return {};
   std::vector<const ScoredSequence*> seqs;
   for (const ScoredSequence& s : batch) seqs.push_back(&s);
-  PaddedBatch pb = make_padded_batch(seqs, pad_id, m.config.vocab, m.config.max_position);
+  PaddedBatch pb = make_padded_batch(seqs, pad_id, m.config.vocab, m.config.context);
 
   check_cancel(cancel);
   const int M = pb.B * pb.T;

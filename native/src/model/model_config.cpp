@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <algorithm>
 #include <limits>
 
 #include "dpo/errors.h"
@@ -142,6 +143,9 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
   if (c.max_position < 0) f.bad(": field 'max_position_embeddings' must not be negative");
 
   read_rope_config(f, c);
+  c.context = c.rope.type == RopeType::Dynamic && c.max_position > 0
+                  ? int(std::min(double(c.max_position) * c.rope.factor, double(std::numeric_limits<int>::max())))
+                  : c.max_position;
   // All four transformers config classes default to 1e-6; real Mistral/Llama configs write 1e-5 explicitly.
   double eps = f.number("rms_norm_eps", 1e-6);
   c.rms_norm_eps = f.positive_float(eps, "rms_norm_eps");

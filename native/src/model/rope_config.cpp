@@ -82,7 +82,7 @@ void read_rope_config(const ConfigFields& f, ModelConfig& c) {
 
   auto required = [&](const char* name) -> const json::Value& {
     const json::Value* v = block->find(name);
-    if (!v) f.bad(" is missing field '" + key + "." + name + "' (needed by RoPE type '" + type + "')");
+    if (!v) f.bad(" is missing field '" + key + "." + name + "' (needed by RoPE type '" + json::escape(type) + "')");
     return *v;
   };
   auto number_at = [&](const char* name, double fallback) {

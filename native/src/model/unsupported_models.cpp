@@ -4,7 +4,6 @@
 #include <string>
 
 #include "dpo/model_config.h"
-#include "io/json.h"
 #include "model/config_fields.h"
 
 namespace dpo {
@@ -49,9 +48,9 @@ std::string inner_language_model(const json::Value& root, std::string& key) {
     key = k;
     const json::Value* archs = ConfigFields::present(*inner, "architectures");
     if (archs && archs->is_array() && !archs->as_array().empty() && archs->as_array()[0].is_string())
-      return json::escape(archs->as_array()[0].as_string());
+      return archs->as_array()[0].as_string();
     const json::Value* type = ConfigFields::present(*inner, "model_type");
-    if (type && type->is_string()) return "model_type '" + json::escape(type->as_string()) + "'";
+    if (type && type->is_string()) return "model_type '" + type->as_string() + "'";
     return "an unnamed language model";
   }
   return "";
@@ -59,13 +58,12 @@ std::string inner_language_model(const json::Value& root, std::string& key) {
 
 }  // namespace
 
-void refuse_architecture(const ConfigFields& f, const std::string& name_in_file) {
-  // The name is the file's text: escaped for messages (a NUL or control character would cut or forge them; found by
-  // fuzzing, docs/fuzzing.md), matched as written.
-  const std::string name = json::escape(name_in_file);
+void refuse_architecture(const ConfigFields& f, const std::string& raw_name) {
+  // Names come from the user's file: escaped so a control character cannot cut or forge the message.
+  const std::string name = json::escape(raw_name);
   const std::string where = " (" + f.source() + ")";
   std::string key;
-  const std::string inner = inner_language_model(f.root(), key);
+  const std::string inner = json::escape(inner_language_model(f.root(), key));
   if (!inner.empty()) {
     fail(ErrorCode::BadModel,
          name + where + " is a multimodal model: a vision encoder beside a language model (" + inner +
@@ -75,7 +73,7 @@ void refuse_architecture(const ConfigFields& f, const std::string& name_in_file)
              " as a separate model folder. Supported architectures: " + kSupported);
   }
   for (const KnownRefusal& k : kKnown) {
-    if (name_in_file.rfind(k.prefix, 0) != 0) continue;
+    if (raw_name.rfind(k.prefix, 0) != 0) continue;
     fail(ErrorCode::BadModel, name + where + ": " + k.family + " is not supported: " + k.why + kInstead);
   }
   fail(ErrorCode::BadModel, "unsupported architecture '" + name + "' in " + f.source() + " (supported: " + kSupported +

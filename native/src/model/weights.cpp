@@ -117,8 +117,8 @@ void load_prequantized(Walk& wk, Linear& L, const std::string& prefix) {
     fail(ErrorCode::BadModel, "tensor " + w + ": quant_state dtype " + json::quote(dt) +
                                   " is not float16, bfloat16 or float32");
   const Nf4StorageDType dtype = dt == "bfloat16" ? Nf4StorageDType::BF16
-                                : dt == "float32" ? Nf4StorageDType::F32
-                                                  : Nf4StorageDType::F16;
+                          : dt == "float32" ? Nf4StorageDType::F32
+                                            : Nf4StorageDType::F16;
 
   const int64_t n = int64_t(out) * in, blocks = (n + kNf4BlockSize - 1) / kNf4BlockSize;
   const TensorView& packed = wk.take(w);

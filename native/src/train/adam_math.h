@@ -1,5 +1,5 @@
 // The per-element arithmetic of the optimizers (spec §9-§10), written once for the CPU reference (adamw.cpp,
-// adamw_8bit.cpp) and the CUDA kernels (cuda/optimizer_ops.cu). Every fp32 operation is one core/fp_ops.h call in the
+// adamw_8bit.cpp) and the CUDA kernels (cuda/optimizer.cu). Every fp32 operation is one core/fp_ops.h call in the
 // reference's order, rounded on its own unless the reference fuses it, so both backends produce the same bits from the
 // same host-computed scalars (AdamWStepScalars, BnbAdamStepScalars in dpo/backend.h). Plain C++ for the host; nvcc
 // compiles the same functions for the device.

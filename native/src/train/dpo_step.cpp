@@ -27,7 +27,7 @@ std::vector<DpoPairMetrics> Model::dpo_accumulate(const std::vector<DpoPair>& pa
   std::vector<const ScoredSequence*> seqs;
   for (const DpoPair& p : pairs) seqs.push_back(&p.chosen);
   for (const DpoPair& p : pairs) seqs.push_back(&p.rejected);
-  PaddedBatch pb = make_padded_batch(seqs, pad_id, V, m.config.max_position);
+  PaddedBatch pb = make_padded_batch(seqs, pad_id, V, m.config.context);
   const int M = pb.B * pb.T;
 
   check_cancel(cancel);

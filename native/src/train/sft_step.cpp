@@ -23,7 +23,7 @@ std::pair<double, int> Model::sft_accumulate(const std::vector<ScoredSequence>& 
   FullGrads& g = *impl_->full;
   std::vector<const ScoredSequence*> seqs;
   for (const ScoredSequence& s : batch) seqs.push_back(&s);
-  PaddedBatch pb = make_padded_batch(seqs, pad_id, m.config.vocab, m.config.max_position);
+  PaddedBatch pb = make_padded_batch(seqs, pad_id, m.config.vocab, m.config.context);
   const int M = pb.B * pb.T, C = m.config.hidden;
 
   check_cancel(cancel);
@@ -75,7 +75,7 @@ double Model::sft_step(const OptimizerOptions& o) {
     i++;
   });
   g.zero();
-  impl_->dev.update_lm_head_row_sum(be);  // lm_head (or the tied embedding) just changed
+  impl_->dev.lm_head_changed(be);  // lm_head (or the tied embedding) just changed
   return norm;
 }
 

@@ -49,7 +49,7 @@ export interface GenerationPlan {
  */
 export function planGeneration(session: ModelSession, req: Pick<GenerateRequest, 'prompts' | 'maxNewTokens' | 'system' | 'noTemplate'>, what?: string): GenerationPlan {
   const tok = session.tokenizer
-  const context = modelContext(session.info.config.maxPosition)
+  const context = modelContext(session.info.config.context)
   checkMaxNewTokens(req.maxNewTokens, context, what)
   const ids = req.prompts.map((p) => promptIds(tok, promptText(tok, p.prompt, req)))
   return { ids, cutByContext: checkPromptsFit(req.prompts, ids, req.maxNewTokens, context), context }

@@ -39,7 +39,7 @@ export async function scorePairs(session: ModelSession, req: ScoreRequest): Prom
   if (padId === null) throw new StudioError('E_BAD_MODEL', `the tokenizer in ${session.dir} defines neither a pad nor an EOS token`)
   const out: PairLogps[] = []
   // TRL's default lengths, never past the model's context (contextLimits.ts).
-  const lengths = trainingLengths(DPO_DEFAULTS, modelContext(session.info.config.maxPosition))
+  const lengths = trainingLengths(DPO_DEFAULTS, modelContext(session.info.config.context))
   for (const pair of req.pairs) {
     const t = dpoTokenize(tok, promptText(tok, pair.prompt, req), pair.chosen, pair.rejected, lengths)
     let res

@@ -22,7 +22,7 @@ export async function writeAnswerTokens(
   padId: number,
 ): Promise<AnswerTokensRow[]> {
   const tok = session.tokenizer
-  const lengths = withContextLengths(params, session.info.config.maxPosition)
+  const lengths = withContextLengths(params, session.info.config.context)
   const sequences = original.map((o, i) => {
     const t = tokenizeTrainingPair(tok, { id: o.id, prompt: o.prompt, chosen: o.response, rejected: trained[i]!.response, position: null }, lengths)
     return { chosen: { ids: t.chosen.ids, labels: t.chosen.labels }, rejected: { ids: t.rejected.ids, labels: t.rejected.labels } }

@@ -47,7 +47,7 @@ export async function supportMargins(
   const tok = session.tokenizer
   const padId = tok.padId ?? tok.eosId ?? 0
   // Tokenized as the run's training tokenized its pairs (max_length within the context): the same cache keys.
-  const lengths = withContextLengths(params, session.info.config.maxPosition)
+  const lengths = withContextLengths(params, session.info.config.context)
   const seqs = rest.map((i) => {
     const r = rows[i]!
     const t = tokenizeTrainingPair(tok, { id: r.id, prompt: r.prompt, chosen: r.support!, rejected: r.oppose!, position: 'support' }, lengths)

@@ -77,13 +77,13 @@ function chatDateValue(chatDate: string | undefined): Date {
 }
 
 /**
- * Python's range(), with the limit of Jinja2's sandbox, in which transformers renders chat templates: at most
- * 100,000 items (jinja2/sandbox.py MAX_RANGE). The library's own range has no limit, so a template from a downloaded
- * tokenizer_config.json could ask for range(10**9) and stall the app building a billion-element list
- * (docs/fuzzing.md).
+ * Python's range(), as the library's own global, with the limit of Jinja2's sandbox, in which transformers renders
+ * chat templates: it refuses a range() of more than 100,000 items (jinja2/sandbox.py MAX_RANGE). Without it a
+ * template from a downloaded tokenizer_config.json could ask for range(10**9) and stall the app building a
+ * billion-element list (docs/fuzzing.md).
  */
 const MAX_RANGE = 100_000;
-function sandboxRange(start: number, stop?: number, step = 1): number[] {
+function pyRange(start: number, stop?: number, step = 1): number[] {
   if (stop === undefined) [start, stop] = [0, start];
   if (step === 0) throw new Error('range() step must not be zero');
   const count = Math.max(0, Math.ceil((stop - start) / step));
@@ -108,7 +108,7 @@ function renderWith(template: Template, variables: Record<string, unknown>, date
     raise_exception: (message: unknown) => {
       throw new Error(String(message));
     },
-    range: sandboxRange,
+    range: pyRange,
     strftime_now: (format: unknown) => strftime(date, String(format)),
   };
   for (const [k, v] of Object.entries({ ...globals, ...variables })) env.set(k, v);

@@ -70,7 +70,7 @@ export function encodeSafetensors(tensors: readonly NamedTensor[], metadata: Rec
 }
 
 /** fp32 -> bf16 with round-to-nearest-even (torch's .to(torch.bfloat16)); NaN stays a quiet NaN. */
-function toBf16Bytes(data: Float32Array): Buffer {
+export function toBf16Bytes(data: Float32Array): Buffer {
   const bits = new Uint32Array(data.buffer, data.byteOffset, data.length)
   const out = Buffer.alloc(data.length * 2)
   for (let i = 0; i < data.length; i++) {

@@ -101,7 +101,7 @@ export async function trainDpo(session: ModelSession, pairs: readonly Preference
 
   // ---- tokenization (spec §7.2): the chat-templated prompt with the run's system message; TRL's truncation, with
   // max_length never past the model's context (contextLimits.ts), and the log says what was cut.
-  const lengths = trainingLengths(params, modelContext(session.info.config.maxPosition))
+  const lengths = trainingLengths(params, modelContext(session.info.config.context))
   if (lengths.note) ev.log?.(lengths.note)
   let truncatedPairs = 0
   const tokenized: TokenizedPair[] = pairs.map((p, i) => {

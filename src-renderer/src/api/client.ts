@@ -18,8 +18,8 @@ export function unwrapBridge(bridge: BridgeApi): StudioApi {
 }
 
 let instance: StudioApi | null = null
-/** Connection state of the web bridge (always up in Electron). */
-export const connection = { up: true, listeners: new Set<(up: boolean) => void>() }
+/** Connection state of the web bridge (always up in Electron), and a way to retry at once. */
+export const connection = { up: true, listeners: new Set<(up: boolean) => void>(), retry: () => {} }
 
 export function useApi(): StudioApi {
   if (instance) return instance
@@ -27,12 +27,13 @@ export function useApi(): StudioApi {
   else {
     const token = takeToken()
     const proto = window.location.protocol === 'https:' ? 'wss:' : 'ws:'
-    instance = unwrapBridge(
-      createWsBridge(`${proto}//${window.location.host}/api?token=${encodeURIComponent(token)}`, (up) => {
-        connection.up = up
-        connection.listeners.forEach((l) => l(up))
-      }),
-    )
+    const bridge = createWsBridge(`${proto}//${window.location.host}/api?token=${encodeURIComponent(token)}`, (up) => {
+      if (up === connection.up) return
+      connection.up = up
+      connection.listeners.forEach((l) => l(up))
+    })
+    connection.retry = () => bridge.reconnectNow()
+    instance = unwrapBridge(bridge)
   }
   return instance
 }

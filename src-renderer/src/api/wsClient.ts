@@ -17,19 +17,32 @@ export function takeToken(): string {
   return fromUrl ?? sessionStorage.getItem(TOKEN_KEY) ?? ''
 }
 
-export function createWsBridge(wsUrl: string, onConnection?: (up: boolean) => void): BridgeApi {
+/** What a call made while the server is unreachable answers at once (instead of waiting for it to come back). */
+export const DISCONNECTED = { code: 'E_DISCONNECTED', message: 'not connected to the DPO Studio server; the page reconnects by itself when it is back' }
+
+export interface WsBridge extends BridgeApi {
+  /** Tries to reconnect now instead of at the next scheduled attempt. */
+  reconnectNow(): void
+}
+
+export function createWsBridge(wsUrl: string, onConnection?: (up: boolean) => void): WsBridge {
   let ws: WebSocket | null = null
   let nextId = 1
   let retry = 0
+  /** Set once the first connection opened: from then on, a lost connection fails calls at once. */
+  let wasUp = false
+  let timer: ReturnType<typeof setTimeout> | undefined
   const pending = new Map<number, (env: Envelope) => void>()
   const queue: string[] = []
   const listeners = new Set<(e: ApiEvent) => void>()
 
   const connect = () => {
+    clearTimeout(timer)
     const sock = new WebSocket(wsUrl)
     ws = sock
     sock.onopen = () => {
       retry = 0
+      wasUp = true
       onConnection?.(true)
       for (const q of queue.splice(0)) sock.send(q)
     }
@@ -43,17 +56,20 @@ export function createWsBridge(wsUrl: string, onConnection?: (up: boolean) => vo
       }
     }
     sock.onclose = () => {
+      if (ws !== sock) return
       onConnection?.(false)
       for (const [, done] of pending) done({ ok: false, error: { code: 'E_DISCONNECTED', message: 'lost the connection to the DPO Studio server' } })
       pending.clear()
       ws = null
-      setTimeout(connect, Math.min(5000, 250 * 2 ** retry++))
+      // Every 250 ms at first, then at most every 3 s: a server that comes back is found within seconds.
+      timer = setTimeout(connect, Math.min(3000, 250 * 2 ** retry++))
     }
   }
   connect()
 
   const call = (method: string, input: unknown) =>
     new Promise<Envelope>((resolve) => {
+      if (wasUp && ws?.readyState !== WebSocket.OPEN) return resolve({ ok: false, error: DISCONNECTED })
       const id = nextId++
       pending.set(id, resolve)
       const text = JSON.stringify({ id, method, input })
@@ -67,5 +83,10 @@ export function createWsBridge(wsUrl: string, onConnection?: (up: boolean) => vo
     listeners.add(l)
     return () => void listeners.delete(l)
   }
-  return bridge as BridgeApi
+  bridge.reconnectNow = () => {
+    if (ws) return
+    retry = 0
+    connect()
+  }
+  return bridge as unknown as WsBridge
 }

@@ -4,6 +4,7 @@
 import { z } from 'zod'
 import { DEMO_PRESET } from '../../../src-main/services/demoShared'
 import { trainParamsSchema, type TrainParams, type TrainParamsInput } from '../../../src-main/services/params/trainParams'
+import { parseNumberText } from './numberText'
 
 export type ParamKey = keyof TrainParams
 
@@ -138,12 +139,26 @@ export const PRESETS: ParamPreset[] = [
   },
 ]
 
-/** Issues by field, from the schema's own validation. */
+let numericFields: ParamField[] | null = null
+
+/**
+ * Issues by field, from the schema's own validation. A number field may hold the text the user typed when it did not
+ * parse (AppNumberInput): that is an error of its own, never the default (an emptied field is not "use the default").
+ */
 export function validateParams(values: TrainParamsInput): { ok: true; value: TrainParams } | { ok: false; errors: Partial<Record<ParamKey, string>> } {
-  const r = trainParamsSchema.safeParse(values)
-  if (r.success) return { ok: true, value: r.data }
+  numericFields ??= buildParamFields().filter((f) => f.kind === 'integer' || f.kind === 'number')
   const errors: Partial<Record<ParamKey, string>> = {}
-  for (const issue of r.error.issues) {
+  const parsed: Record<string, unknown> = { ...values }
+  for (const f of numericFields) {
+    const v = parsed[f.key]
+    if (typeof v !== 'string') continue
+    const p = parseNumberText(v)
+    if (p.ok) parsed[f.key] = p.value
+    else errors[f.key] = v.trim() === '' ? `${p.error} (default ${String(f.default)})` : p.error
+  }
+  const r = trainParamsSchema.safeParse(parsed)
+  if (r.success && !Object.keys(errors).length) return { ok: true, value: r.data }
+  for (const issue of r.success ? [] : r.error.issues) {
     const key = String(issue.path[0] ?? '') as ParamKey
     errors[key] ??= friendly(issue)
   }

@@ -2,7 +2,7 @@
 import { defineStore } from 'pinia'
 import { ref } from 'vue'
 import type { AppInfo, HostStatus, ViewName } from '../../../src-main/api/contract'
-import { errorText, useApi } from '../api/client'
+import { connection, errorText, useApi } from '../api/client'
 
 export interface Notice {
   id: number
@@ -16,6 +16,9 @@ export const useAppStore = defineStore('app', () => {
   const info = ref<AppInfo | null>(null)
   const host = ref<HostStatus | null>(null)
   const notices = ref<Notice[]>([])
+  /** Whether the page reaches its server (web mode; always true on the desktop). */
+  const connected = ref(connection.up)
+  connection.listeners.add((up) => (connected.value = up))
   /** Set by the desktop menu to open a picker in the view it shows. */
   const pendingAction = ref<'openModel' | 'openDataset' | null>(null)
   let nextId = 1
@@ -57,5 +60,5 @@ export const useAppStore = defineStore('app', () => {
     }
   })
 
-  return { view, info, host, notices, pendingAction, notify, dismiss, go, load }
+  return { view, info, host, notices, connected, pendingAction, notify, dismiss, go, load }
 })

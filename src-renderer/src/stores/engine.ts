@@ -4,6 +4,7 @@ import { computed, ref } from 'vue'
 import type { EngineInfo, HostStatus } from '../../../src-main/api/contract'
 import { errorText, useApi } from '../api/client'
 import { bytes } from '../lib/format'
+import { useAppStore } from './app'
 
 export const useEngineStore = defineStore('engine', () => {
   const api = useApi()
@@ -41,6 +42,7 @@ export const useEngineStore = defineStore('engine', () => {
   })
   /** "NVIDIA H100 · 71.2 GiB free", "CPU · 16 threads" or "CPU · 16 threads (GPU failed its self-check)". */
   const backendLabel = computed(() => {
+    if (!useAppStore().connected) return 'Server disconnected'
     const b = info.value?.backends
     if (!b) return error.value ? 'Engine unavailable' : 'Engine starting…'
     if (usesGpu.value) return `${b.cudaDevice} · ${bytes(b.cudaFreeBytes)} free`

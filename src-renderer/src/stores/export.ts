@@ -4,6 +4,7 @@ import { defineStore } from 'pinia'
 import { ref } from 'vue'
 import { ApiError, type ExportResult } from '../../../src-main/api/contract'
 import { errorText, useApi } from '../api/client'
+import { downloadText } from '../lib/download'
 import { useAppStore } from './app'
 
 export const useExportStore = defineStore('export', () => {
@@ -61,5 +62,15 @@ export const useExportStore = defineStore('export', () => {
     }
   }
 
-  return { runId, comparisonPath, adapterDir, busy, results, error, confirmOverwrite, target, exportComparison, cancelOverwrite, exportAdapter }
+  /** Web mode: the exported file (on the server) as a browser download. */
+  async function download(path: string): Promise<void> {
+    try {
+      const f = await api.exportRead({ path })
+      downloadText(f.name, f.text)
+    } catch (e) {
+      error.value = errorText(e)
+    }
+  }
+
+  return { download, runId, comparisonPath, adapterDir, busy, results, error, confirmOverwrite, target, exportComparison, cancelOverwrite, exportAdapter }
 })

@@ -33,17 +33,22 @@ export const useModelsStore = defineStore('models', () => {
     }
   }
 
+  /**
+   * Makes `path` the model in use once it has been read. A folder that cannot be read changes nothing: the model in
+   * use (and the parameters tuned for it) stays, and the error says why. A remembered folder that no longer opens
+   * (session start, nothing in use yet) stays in the field with its error.
+   */
   async function select(path: string): Promise<boolean> {
-    dir.value = path
-    loaded.value = null
     busy.value = 'inspect'
     error.value = ''
     try {
-      summary.value = await api.modelInspect({ dir: path })
-      dir.value = summary.value.dir
+      const next = await api.modelInspect({ dir: path })
+      if (next.dir !== summary.value?.dir) loaded.value = null
+      summary.value = next
+      dir.value = next.dir
       return true
     } catch (e) {
-      summary.value = null
+      if (!summary.value) dir.value = path
       error.value = errorText(e)
       return false
     } finally {

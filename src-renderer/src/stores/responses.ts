@@ -66,7 +66,7 @@ export const useResponsesStore = defineStore('responses', () => {
     const dataset = useDatasetStore()
     const params = useParamsStore()
     if (!models.dir || !dataset.promptsPath || !dataset.prompts || !params.resolved) {
-      error.value = !models.dir ? 'Choose a model first.' : !dataset.prompts ? 'Open test prompts first (the dataset view finds test_prompt.json).' : 'Fix the parameter errors first.'
+      error.value = !models.dir ? 'Choose a model first.' : !dataset.prompts ? 'Open test prompts first (the dataset view finds test_prompt.json).' : params.errorSummary
       return
     }
     error.value = ''
@@ -124,6 +124,7 @@ export const useResponsesStore = defineStore('responses', () => {
       jobId.value = e.jobId
     }
     if (ev.kind === 'phase' && (ev.phase === 'original' || ev.phase === 'trained')) begin(ev.phase)
+    else if (ev.kind === 'phase') streaming.value = null
     else if (ev.kind === 'text') {
       if (streaming.value !== ev.which) begin(ev.which)
       appendText(ev.which, ev.index, ev.delta)

@@ -25,9 +25,13 @@ export const useRunStore = defineStore('run', () => {
   const log = ref<string[]>([])
   const startedAt = ref<number | null>(null)
   const config = ref<unknown>(null)
+  /** The model and dataset of the run on screen (for its parameters table). */
+  const where = ref<{ model: string | null; dataset: string | null } | null>(null)
   /** Whether what is shown is a reopened past run rather than a live one. */
   const reopened = ref(false)
   const cancelling = ref(false)
+  /** Between Start and the run existing: Start is not pressed twice. */
+  const starting = ref(false)
   /** Whether the stopped run on screen can be resumed: from the run list for past runs, assumed for live ones. */
   const resumeOk = ref(false)
   const resuming = ref(false)
@@ -45,7 +49,7 @@ export const useRunStore = defineStore('run', () => {
     if (app.info && !app.info.training) out.push('This build has no DPO training service yet.')
     if (!useModelsStore().dir) out.push('Choose a model.')
     if (!useDatasetStore().opened) out.push('Open a dataset.')
-    if (!useParamsStore().valid) out.push('Fix the parameter errors.')
+    if (!useParamsStore().valid) out.push(useParamsStore().errorSummary)
     return out
   })
 
@@ -64,8 +68,9 @@ export const useRunStore = defineStore('run', () => {
     const dataset = useDatasetStore()
     const params = useParamsStore()
     const responses = useResponsesStore()
-    if (!params.resolved || !dataset.opened) return
+    if (!params.resolved || !dataset.opened || starting.value) return
     clear()
+    starting.value = true
     try {
       const r = await api.runStart({
         modelDir: models.dir,
@@ -81,6 +86,7 @@ export const useRunStore = defineStore('run', () => {
       phase.value = 'load'
       startedAt.value = Date.now()
       config.value = params.resolved
+      where.value = { model: models.dir, dataset: dataset.path }
       responses.reset(dataset.prompts?.prompts ?? [])
       responses.source = r.runId ?? 'live'
       app.notify('info', `Run ${r.runId} started.`)
@@ -89,6 +95,8 @@ export const useRunStore = defineStore('run', () => {
       status.value = 'failed'
       error.value = { code: 'E_START', message: errorText(e) }
       app.notify('error', errorText(e))
+    } finally {
+      starting.value = false
     }
   }
 
@@ -122,7 +130,7 @@ export const useRunStore = defineStore('run', () => {
   }
 
   async function cancel(): Promise<void> {
-    if (!jobId.value || !running.value) return
+    if (!jobId.value || !running.value || cancelling.value) return
     cancelling.value = true
     await api.jobCancel({ jobId: jobId.value }).catch(() => undefined)
   }
@@ -141,7 +149,11 @@ export const useRunStore = defineStore('run', () => {
     reopened.value = false
   }
 
-  /** On startup: a run may already be going (another window, or a reload). */
+  /**
+   * On startup, and when the page reconnects: a run may be going (another window, or a reload), so follow it.
+   * Otherwise a page that shows no run yet (a reload) shows the latest run from disk, and one that lost track of its
+   * run (it ended while the server was out of reach) shows how that run ended.
+   */
   async function attach(): Promise<void> {
     const snap = await api.jobActive(undefined).catch(() => null)
     if (snap?.kind === 'run' && snap.status === 'running') {
@@ -150,7 +162,18 @@ export const useRunStore = defineStore('run', () => {
       responses.reset(snap.prompts)
       snap.original.forEach((t, i) => (responses.original[i] = t))
       snap.trained.forEach((t, i) => (responses.trained[i] = t))
+      return
     }
+    if (status.value !== 'idle' && status.value !== 'running') return
+    const before = { status: status.value, runId: runId.value }
+    const id = before.status === 'running' ? before.runId : ((await api.runsList(undefined).catch(() => []))[0]?.runId ?? null)
+    if (!id) return
+    const detail = await api.runOpen({ run: id }).catch(() => null)
+    // Something started meanwhile (Start, a run from another window): that wins.
+    if (!detail || status.value !== before.status || runId.value !== before.runId) return
+    showPast(detail)
+    const responses = useResponsesStore()
+    if (before.status === 'running' || (responses.source === 'live' && !responses.hasOriginal && !responses.hasTrained && !responses.streaming)) responses.loadRun(detail)
   }
 
   function showPast(run: RunDetail): void {
@@ -161,6 +184,7 @@ export const useRunStore = defineStore('run', () => {
     metrics.value = run.metrics
     phase.value = run.status === 'completed' ? 'done' : null
     config.value = run.config
+    where.value = { model: run.modelDir, dataset: run.datasetPath }
     error.value = run.error ? { code: 'E_RUN', message: run.error } : null
     reopened.value = true
     resumeOk.value = run.resumable
@@ -210,7 +234,7 @@ export const useRunStore = defineStore('run', () => {
   })
 
   return {
-    jobId, runId, status, phase, detail, metrics, progress, error, log, startedAt, config, reopened, cancelling, resuming,
+    jobId, runId, status, phase, detail, metrics, progress, error, log, startedAt, config, where, reopened, cancelling, starting, resuming,
     running, last, fraction, blockers, canResume, start, resume, cancel, attach, showPast,
   }
 })

@@ -48,7 +48,7 @@ export const useSweepStore = defineStore('sweep', () => {
     const ds = useDatasetStore()
     if (!ds.opened) out.push('Open a dataset.')
     else if (ds.opened.format !== 'hw6') out.push('A sweep needs the HW6 layout (support / oppose answers).')
-    if (!useParamsStore().valid) out.push('Fix the parameter errors.')
+    if (!useParamsStore().valid) out.push(useParamsStore().errorSummary)
     if (typeof ratios.value === 'string') out.push(ratios.value)
     return out
   })

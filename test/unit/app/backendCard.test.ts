@@ -68,7 +68,9 @@ describe('compute backend panel', () => {
       cudaSelfCheck: 'not run',
       cudaSelfCheckNote: '',
     })
-    expect(w.get('[data-testid="cpu-reason"]').text()).toContain('error 35')
+    // In words first; the engine's reason on demand.
+    expect(w.get('[data-testid="cpu-reason"]').text()).toBe('No NVIDIA GPU found, computing on the CPU.')
+    expect(w.get('[data-testid="cpu-details"]').text()).toContain('error 35 (CUDA driver version is insufficient for CUDA runtime version) (no NVIDIA driver is installed')
     expect(w.find('[data-testid="self-check"]').exists()).toBe(false)
     expect(engine.backendLabel).toBe('CPU · 16 threads')
   })

@@ -39,7 +39,7 @@ describe('ParamsView', () => {
 
   it('shows a validation message when a value is out of range, and presets fix it', async () => {
     const w = mount(ParamsView, { global: { plugins: [pinia] } })
-    await w.get('[data-testid="param-beta"] input[type=number]').setValue('0')
+    await w.get('[data-testid="param-beta"] [data-testid="number-input"]').setValue('0')
     expect(w.get('[data-testid="param-beta"]').text()).toContain('Must be greater than 0')
     expect(w.find('[data-testid="params-invalid"]').exists()).toBe(true)
     await w.get('[data-testid="preset-notebook"]').trigger('click')
@@ -77,7 +77,7 @@ describe('ResponsesDiff', () => {
     const w = mount(ResponsesDiff, { props: { before: '真人化能夠提升原作魅力。', after: '真人化可能損害原作魅力。' } })
     expect(w.find('.removed').exists()).toBe(true)
     expect(w.find('.added').exists()).toBe(true)
-    expect(w.get('[data-testid="diff-added"]').text()).toMatch(/^\+\d+ words$/)
+    expect(w.get('[data-testid="diff-added"]').text()).toMatch(/^\+\d+ chars$/)
     const same = mount(ResponsesDiff, { props: { before: 'a', after: 'a' } })
     expect(same.text()).toContain('identical')
   })
@@ -99,6 +99,8 @@ describe('useChart', () => {
     data.value = [1, 2]
     await new Promise((r) => setTimeout(r, 0))
     expect(chart.setOption).toHaveBeenCalledTimes(2)
+    // Updates replace the axes: a range set for the first point (one value) must not stay once the data spreads.
+    expect(chart.setOption.mock.calls[1]![1]).toMatchObject({ replaceMerge: ['xAxis', 'yAxis', 'series'] })
     w.unmount()
     expect(chart.dispose).toHaveBeenCalledTimes(1)
   })

@@ -35,6 +35,19 @@ describe('rootedPolicy (web host)', () => {
     expect(() => policy.check('/etc/passwd')).toThrow(/DPO_STUDIO_ROOTS/)
   })
 
+  it('says exactly how to allow a refused folder: serve --allow with the folder (a file: the folder it is in)', () => {
+    const { other, policy } = setup()
+    expect(() => policy.check(other)).toThrow(`To allow it, restart the server with: dpo-studio serve --allow ${other} (repeatable`)
+    expect(() => policy.check(path.join(other, 'x.json'))).toThrow(`dpo-studio serve --allow ${other} `)
+    try {
+      policy.check(path.join(other, 'x.json'))
+    } catch (e) {
+      expect((e as { details?: unknown }).details).toEqual({ path: path.join(other, 'x.json'), allow: other })
+    }
+    const allowed = rootedPolicy([{ label: other, path: other }], path.join(other, 'nohome'))
+    expect(allowed.check(path.join(other, 'x.json'))).toBe(path.join(other, 'x.json'))
+  })
+
   it('hides dot folders in home but not the Hugging Face cache', () => {
     const { home, policy } = setup()
     expect(() => policy.check(path.join(home, '.ssh', 'id_rsa'))).toThrow(/hidden folders/)

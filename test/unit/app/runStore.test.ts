@@ -4,7 +4,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync, exis
 import { hostname, tmpdir } from 'node:os'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { exportAdapter, exportComparison, listRuns, openRun, readMetrics, writeRunStatus } from '../../../src-main/api/runStore'
+import { exportAdapter, exportComparison, listRuns, openRun, readExport, readMetrics, writeRunStatus } from '../../../src-main/api/runStore'
 import { sharedPath } from '../../helpers/sharedPath'
 
 function makeRun(runsDir: string, id: string, opts: { comparison?: boolean; adapter?: boolean; status?: 'completed' | 'failed' } = {}): string {
@@ -110,5 +110,27 @@ describe('run store', () => {
     writeFileSync(path.join(busy, 'thesis.tex'), 'x')
     await expect(exportAdapter(dir, busy)).rejects.toThrow(/not empty/)
     await expect(exportAdapter(makeRun(runs, 'r4'), path.join(runs, 'a4'))).rejects.toThrow(/no adapter/)
+  })
+})
+
+describe('run list parameters and export download', () => {
+  it('lists each run with config.json\'s params (null without them)', async () => {
+    const runs = mkdtempSync(path.join(tmpdir(), 'dpo-runs-'))
+    makeRun(runs, 'r1', { status: 'completed' })
+    mkdirSync(path.join(runs, 'bare'))
+    writeRunStatus(path.join(runs, 'bare'), { runId: 'bare', status: 'failed', startedAt: '2024-05-02T10:00:00.000Z', endedAt: null, modelDir: '/m', datasetPath: '/d', testPromptsPath: null, engineVersion: null, error: 'x' })
+    const list = await listRuns(runs)
+    expect(list.find((r) => r.runId === 'r1')!.params).toEqual({ maxNewTokens: 200, systemMessage: '回覆請少於20字' })
+    expect(list.find((r) => r.runId === 'bare')!.params).toBe(null)
+  })
+
+  it('readExport gives an exported JSON file whole, and refuses anything else', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'dpo-read-'))
+    const file = path.join(dir, 'comparison.json')
+    writeFileSync(file, '[{"id": 1}]\n')
+    expect(await readExport(file)).toEqual({ name: 'comparison.json', text: '[{"id": 1}]\n' })
+    writeFileSync(path.join(dir, 'notes.txt'), 'x')
+    await expect(readExport(path.join(dir, 'notes.txt'))).rejects.toThrow(/only exported \.json files/)
+    await expect(readExport(path.join(dir, 'missing.json'))).rejects.toThrow(/is not a file/)
   })
 })

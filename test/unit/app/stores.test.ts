@@ -50,12 +50,13 @@ describe('dataset store', () => {
     await flush()
     await flush()
     expect(dataset.pairs).toMatchObject({ total: 10, supportCount: 5 })
-    // An invalid value is not sent; the field's message is shown instead.
+    // An invalid value is not sent; the field names its error and the preview keeps the last valid values.
     const before = fake.calls.filter((c) => c.method === 'datasetPairs').length
     params.set('supportRatio', 1.5)
     await flush()
     expect(fake.calls.filter((c) => c.method === 'datasetPairs').length).toBe(before)
-    expect(dataset.pairsError).toBe('Must be at most 1')
+    expect(params.errors.supportRatio).toBe('Must be at most 1')
+    expect(dataset.pairsFor).toEqual({ dataSize: 10, supportRatio: 0.5 })
   })
 
   it('keeps the row and field of a data error', async () => {
@@ -106,7 +107,7 @@ describe('run store', () => {
     const run = useRunStore()
     expect(run.blockers).toContain('Open a dataset.')
     useParamsStore().set('beta', -1)
-    expect(run.blockers).toContain('Fix the parameter errors.')
+    expect(run.blockers).toContain('Fix the parameter errors: Beta (beta).')
   })
 
   it('offers Resume for a cancelled run and continues it with the steps already done', async () => {

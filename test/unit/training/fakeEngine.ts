@@ -84,6 +84,7 @@ export class FakeModel implements NativeModel {
         intermediate: 16,
         vocab: 512,
         maxPosition: 512,
+        context: 512,
         ropeTheta: 10000,
         ropeType: 'default',
         ropeFactor: 1,

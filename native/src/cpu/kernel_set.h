@@ -1,0 +1,29 @@
+// Kernel sets (docs/cpu-kernels.md): matmul.cpp, matmul_nf4.cpp and matmul_nf4_gemv.cpp are compiled once per
+// instruction set (AVX-512, AVX2, baseline x86-64) into that set's namespace, and matmul_dispatch.cpp forwards ops.h's
+// matmuls to the set this CPU runs best (or the one DPO_CPU_KERNELS names). This header opens no namespace inline, so
+// the dispatcher can name every set; the lane code (vec.h) puts itself in the inline namespace DPO_KERNEL_NS.
+#pragma once
+#include <cstdint>
+
+#include "../quant/nf4.h"
+
+// The set this translation unit is compiled for.
+#if defined(__AVX512F__)
+#define DPO_KERNEL_NS isa_avx512
+#elif defined(__AVX2__) && defined(__FMA__)
+#define DPO_KERNEL_NS isa_avx2
+#else
+#define DPO_KERNEL_NS isa_generic
+#endif
+
+// Declares one set's kernels (signatures and shapes as the same-named ops in ops.h) in namespace dpo::cpu::ns.
+#define DPO_DECLARE_MATMUL_KERNELS(ns)                                                                          \
+  namespace dpo::cpu::ns {                                                                                      \
+  void matmul_forward(float* out, const float* x, const float* w, const float* bias, int M, int K, int N);     \
+  void matmul_backward(float* dx, float* dw, float* dbias, const float* dout, const float* x, const float* w,  \
+                       int M, int K, int N);                                                                    \
+  void matmul_bf16_forward(float* out, const float* x, const uint16_t* w, int M, int K, int N);                \
+  void matmul_bf16_backward_input(float* dx, const float* dout, const uint16_t* w, int M, int K, int N);       \
+  void matmul_nf4_forward(float* out, const float* x, const Nf4Matrix& w, const float* bias, int M);           \
+  void matmul_nf4_backward_input(float* dx, const float* dout, const Nf4Matrix& w, int M);                     \
+  }

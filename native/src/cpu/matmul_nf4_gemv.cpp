@@ -1,0 +1,100 @@
+// The NF4 linear layer for a few rows (decode: M = 1 .. kGemvMaxRows): each weight is decoded in registers from its
+// nibble and its block's double-quantized absmax and used at once, never written to a buffer, so the pass streams the
+// 0.52 bytes per weight of the packed matrix and little else. Every output is the same lane sum as dot_tile's
+// (docs/cpu-kernels.md), so a row gives the same bits here, in the tiled path and inside any batch.
+#include <algorithm>
+
+#include "matmul_nf4_gemv.h"
+#include "nf4_lanes.h"
+#include "kernel_set.h"
+#include "thread_pool.h"
+
+DPO_DECLARE_MATMUL_KERNELS(DPO_KERNEL_NS)
+
+namespace dpo::cpu {
+inline namespace DPO_KERNEL_NS {
+namespace {
+
+// Weight rows decoded together: their tables and accumulators must stay in registers (32 zmm; 16 ymm hold 8 f32x16).
+#if defined(__AVX512F__)
+constexpr int kRowsSmallM = 4, kRowsLargeM = 2;
+#else
+constexpr int kRowsSmallM = 2, kRowsLargeM = 1;
+#endif
+constexpr int kMaxMT = 4;  // x rows per pass over the weights
+
+// out[m*ldo + r] = sum_k x[m, k] * W[n + r, k] (+ bias[r]) for m < MT, r < R; K % 64 == 0; xp holds x with each
+// 16-element chunk in kPackedLaneElement order. Each lane adds its k % 16 class in increasing k (one FMA each); the
+// lanes are put back in k order and summed by reduce16: dot_tile's arithmetic exactly.
+template <int MT, int R>
+void gemv_tile(float* out, int64_t ldo, const float* xp, int64_t K, const Nf4Matrix& w, const float* code8,
+               int64_t n, const float* bias) {
+  f32x16 acc[R][MT];
+  for (int r = 0; r < R; r++)
+    for (int m = 0; m < MT; m++) acc[r][m] = f32x16{};
+  const uint8_t* packed = w.packed.data();
+  const int64_t blocks_per_row = K / kNf4BlockSize;
+  for (int64_t j = 0; j < blocks_per_row; j++) {
+    f32x16 lut[R];
+    for (int r = 0; r < R; r++) lut[r] = block_lut_bf16(block_absmax(w, code8, (n + r) * blocks_per_row + j), w.dtype);
+    for (int c = 0; c < kNf4BlockSize / kLanes; c++) {
+      const int64_t k = j * kNf4BlockSize + c * kLanes;
+      f32x16 xv[MT];
+      for (int m = 0; m < MT; m++) xv[m] = load16(xp + m * K + k);
+      for (int r = 0; r < R; r++) {
+        const f32x16 wv = lookup16_packed_order(lut[r], packed + (((n + r) * K + k) >> 1));
+        for (int m = 0; m < MT; m++) acc[r][m] += xv[m] * wv;
+      }
+    }
+  }
+  for (int r = 0; r < R; r++)
+    for (int m = 0; m < MT; m++) {
+      float lanes[kLanes], in_order[kLanes];
+      store16(lanes, acc[r][m]);
+      for (int p = 0; p < kLanes; p++) in_order[kPackedLaneElement[p]] = lanes[p];
+      const float s = reduce16(load16(in_order));
+      out[m * ldo + r] = bias ? s + bias[r] : s;
+    }
+}
+
+// Rows [n0, n1) of the output for x rows [m0, m0 + MT).
+template <int MT>
+void gemv_rows(float* out, int64_t N, const float* xp, int64_t K, const Nf4Matrix& w, const float* code8,
+               const float* bias, int64_t n0, int64_t n1) {
+  constexpr int R = MT <= 2 ? kRowsSmallM : kRowsLargeM;
+  int64_t n = n0;
+  for (; n + R <= n1; n += R) gemv_tile<MT, R>(out + n, N, xp, K, w, code8, n, bias ? bias + n : nullptr);
+  for (; n < n1; n++) gemv_tile<MT, 1>(out + n, N, xp, K, w, code8, n, bias ? bias + n : nullptr);
+}
+
+}  // namespace
+
+bool matmul_nf4_gemv(float* out /*(M,N)*/, const float* xb /*(M,K) bf16-valued*/, const Nf4Matrix& w /*(N,K)*/,
+                     const float* bias /*(N) or null*/, int M) {
+  const int64_t N = w.rows, K = w.cols;
+  if (M < 1 || M > kGemvMaxRows || K % kNf4BlockSize != 0 || K == 0) return false;
+  const float* code8 = w.nested_code.empty() ? dynamic_map_signed() : w.nested_code.data();
+  thread_local std::vector<float> xp_buf;  // x in the register path's lane order, per calling thread
+  float* xp = scratch(xp_buf, size_t(M * K));
+  for (int64_t c = 0; c < int64_t(M) * K; c += kLanes)
+    for (int p = 0; p < kLanes; p++) xp[c + p] = xb[c + kPackedLaneElement[p]];
+  // Tasks own 16 output rows (one 64-byte line of each output row) and every x row.
+  constexpr int64_t kTaskRows = 16;
+  const double work = 2.0 * double(M) * double(kTaskRows) * double(K);
+  parallel_for(ceil_div(N, kTaskRows), grain_for(work), [&](int64_t t0, int64_t t1) {
+    const int64_t n0 = t0 * kTaskRows, n1 = std::min(N, t1 * kTaskRows);
+    for (int64_t m0 = 0; m0 < M; m0 += kMaxMT) {
+      const int mt = int(std::min<int64_t>(kMaxMT, M - m0));
+      float* o = out + m0 * N;
+      const float* x = xp + m0 * K;
+      if (mt == 1) gemv_rows<1>(o, N, x, K, w, code8, bias, n0, n1);
+      else if (mt == 2) gemv_rows<2>(o, N, x, K, w, code8, bias, n0, n1);
+      else if (mt == 3) gemv_rows<3>(o, N, x, K, w, code8, bias, n0, n1);
+      else gemv_rows<4>(o, N, x, K, w, code8, bias, n0, n1);
+    }
+  });
+  return true;
+}
+
+}  // namespace DPO_KERNEL_NS
+}  // namespace dpo::cpu

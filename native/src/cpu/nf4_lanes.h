@@ -1,0 +1,164 @@
+// NF4 decoding on 16 lanes, shared by the fused NF4 matmuls: a block's 16-entry table of bf16-valued weights
+// (docs/cpu-kernels.md) and the lookup of 16 packed nibbles in it, done in registers (AVX-512 / AVX2) or in scalar code.
+#pragma once
+#include <cstring>
+
+#include "../core/fp_strict.h"
+#include "../core/half.h"
+#include "../quant/nf4.h"
+#include "vec.h"
+
+#if defined(__F16C__) || defined(__AVX2__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+namespace dpo::cpu {
+inline namespace DPO_KERNEL_NS {
+
+// round_bf16 on a vector of lanes (RN-even, NaN kept quiet), bit for bit the scalar one in core/half.h.
+template <class U, class F>
+inline F round_bf16_lanes(F v) {
+  U u;
+  std::memcpy(&u, &v, sizeof u);
+  const U rounded = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+  const U quiet_nan = (u | 0x00400000u) & 0xffff0000u;
+  const U r = (u & 0x7fffffffu) > 0x7f800000u ? quiet_nan : rounded;
+  std::memcpy(&v, &r, sizeof v);
+  return v;
+}
+
+#if defined(__AVX512F__)
+typedef uint32_t u32x16 __attribute__((vector_size(64)));
+inline f32x16 round_bf16_x16(f32x16 v) { return round_bf16_lanes<u32x16>(v); }
+#else
+typedef uint32_t u32part __attribute__((vector_size(sizeof(f32part))));
+inline f32x16 round_bf16_x16(f32x16 v) {
+  for (int i = 0; i < kParts; i++) v.p[i] = round_bf16_lanes<u32part>(v.p[i]);
+  return v;
+}
+#endif
+
+// round_fp16 on 16 lanes: the F16C / AVX-512 conversions round to nearest even with subnormals and overflow to inf,
+// exactly as the scalar round_fp16 (the tests compare both); scalar code otherwise.
+inline f32x16 round_fp16_x16(f32x16 v) {
+#if defined(__AVX512F__)
+  const __mmask16 all = 0xffff;  // maskz forms: see lookup16
+  const __m256i h =
+      _mm512_maskz_cvtps_ph(all, reinterpret_cast<__m512&>(v), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 r = _mm512_maskz_cvtph_ps(all, h);
+  std::memcpy(&v, &r, sizeof v);
+  return v;
+#elif defined(__F16C__) && defined(__AVX__)
+  for (int i = 0; i < kParts; i++) {
+    __m256 p;
+    std::memcpy(&p, &v.p[i], sizeof p);
+    p = _mm256_cvtph_ps(_mm256_cvtps_ph(p, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    std::memcpy(&v.p[i], &p, sizeof p);
+  }
+  return v;
+#else
+  float a[16];
+  std::memcpy(a, &v, sizeof a);
+  for (float& f : a) f = round_fp16(f);
+  std::memcpy(&v, a, sizeof v);
+  return v;
+#endif
+}
+
+// The 16 values a block with dequantized absmax `amax` decodes to, as the GEMM sees them (§3 of the reference
+// semantics: the double rounding fp32 -> storage dtype -> bf16 of `dequantize_4bit(W).to(bf16)`).
+inline f32x16 block_lut_bf16(float amax, Nf4StorageDType dtype) {
+  f32x16 v = load16(kNf4Table) * amax;  // one fp32 multiply per entry, as the dequant kernel
+  if (dtype == Nf4StorageDType::F16) v = round_fp16_x16(v);
+  return round_bf16_x16(v);
+}
+
+// A block's dequantized absmax computed from the double-quantized parts, as nf4_dequantize_absmax does (the product
+// rounded on its own, then the offset added): the kernels read 1 byte per block instead of the 4-byte cache.
+inline float block_absmax(const Nf4Matrix& w, const float* code8, int64_t b) {
+  return mul_rn(code8[w.absmax_q[size_t(b)]], w.absmax2[size_t(b / kNestedBlockSize)]) + w.absmax_offset;
+}
+
+#if defined(__AVX2__) && !defined(__AVX512F__)
+// out[i] = lut[idx[i] & 15] for 8 lanes: two 8-entry permutes, and bit 3 of the index picks between them.
+inline void table_lookup8(f32part& out, const f32x16& lut, __m256i idx) {
+  __m256 lo, hi;
+  std::memcpy(&lo, &lut.p[0], sizeof lo);
+  std::memcpy(&hi, &lut.p[1], sizeof hi);
+  const __m256 use_hi = _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28));  // bit 3 -> sign bit
+  const __m256 r = _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo, idx), _mm256_permutevar8x32_ps(hi, idx), use_hi);
+  std::memcpy(&out, &r, sizeof r);
+}
+#endif
+
+// 16 elements (8 packed bytes, even element = high nibble) looked up in a block's table: exactly lut[nibble].
+// The table stays in registers: one permute on AVX-512, two and a blend on AVX2.
+inline f32x16 lookup16(f32x16 lut, const uint8_t* bytes) {
+#if defined(__AVX512F__)
+  // (maskz forms with a full mask: GCC 12 warns spuriously on the unmasked ones' undefined pass-through.)
+  const __mmask16 all = 0xffff;
+  const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(bytes));
+  __m512i idx = _mm512_maskz_cvtepu8_epi32(all, _mm_unpacklo_epi8(b, b));  // b0 b0 b1 b1 ... b7 b7
+  const __m512i shifts = _mm512_set_epi32(0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4);
+  idx = _mm512_maskz_srlv_epi32(all, idx, shifts);  // hi0 lo0 hi1 lo1 ... (+ junk bits the permute ignores)
+  const __m512 r = _mm512_maskz_permutexvar_ps(all, idx, reinterpret_cast<__m512&>(lut));
+  f32x16 out;
+  std::memcpy(&out, &r, sizeof out);
+  return out;
+#elif defined(__AVX2__)
+  const __m256i shifts = _mm256_set_epi32(0, 4, 0, 4, 0, 4, 0, 4);
+  f32x16 out;
+  for (int h = 0; h < 2; h++) {
+    int32_t four;
+    std::memcpy(&four, bytes + 4 * h, 4);
+    const __m128i b = _mm_cvtsi32_si128(four);
+    const __m256i idx = _mm256_srlv_epi32(_mm256_cvtepu8_epi32(_mm_unpacklo_epi8(b, b)), shifts);
+    table_lookup8(out.p[h], lut, idx);
+  }
+  return out;
+#else
+  float t[16], o[16];
+  std::memcpy(t, &lut, sizeof t);
+  for (int i = 0; i < 8; i++) {
+    o[2 * i] = t[bytes[i] >> 4];
+    o[2 * i + 1] = t[bytes[i] & 0x0f];
+  }
+  return load16(o);
+#endif
+}
+
+// The register path's lane order (docs/cpu-kernels.md): physical lane p of a 16-element chunk holds chunk element
+// kPackedLaneElement[p], the nibble at bit 2*(p - p%2) + 32*(p%2) of the chunk's 8 bytes read as one little-endian
+// word. That order lets one broadcast and one shift per 8 lanes put every nibble in place. Each lane still sums one
+// fixed k % 16 class in increasing k; the x operand is permuted the same way and the sums are put back in k order
+// before reduce16, so the result is the in-order one bit for bit.
+constexpr int kPackedLaneElement[16] = {1, 9, 0, 8, 3, 11, 2, 10, 5, 13, 4, 12, 7, 15, 6, 14};
+
+// The chunk's 16 weights (8 packed bytes) from the block table, in kPackedLaneElement order.
+inline f32x16 lookup16_packed_order(f32x16 lut, const uint8_t* bytes) {
+  uint64_t word;
+  std::memcpy(&word, bytes, sizeof word);
+#if defined(__AVX512F__)
+  const __mmask16 all = 0xffff;  // maskz forms: see lookup16
+  const __m512i shifts = _mm512_set_epi64(28, 24, 20, 16, 12, 8, 4, 0);
+  const __m512i idx = _mm512_maskz_srlv_epi64(0xff, _mm512_set1_epi64(int64_t(word)), shifts);  // nibble: bits 0..3
+  const __m512 r = _mm512_maskz_permutexvar_ps(all, idx, reinterpret_cast<__m512&>(lut));
+  f32x16 out;
+  std::memcpy(&out, &r, sizeof out);
+  return out;
+#elif defined(__AVX2__)
+  const __m256i q = _mm256_set1_epi64x(int64_t(word));
+  f32x16 out;
+  for (int h = 0; h < 2; h++)
+    table_lookup8(out.p[h], lut, _mm256_srlv_epi64(q, _mm256_set_epi64x(16 * h + 12, 16 * h + 8, 16 * h + 4, 16 * h)));
+  return out;
+#else
+  float t[16], o[16];
+  std::memcpy(t, &lut, sizeof t);
+  for (int p = 0; p < 16; p++) o[p] = t[(word >> (2 * (p - p % 2) + 32 * (p % 2))) & 15];
+  return load16(o);
+#endif
+}
+
+}  // namespace DPO_KERNEL_NS
+}  // namespace dpo::cpu

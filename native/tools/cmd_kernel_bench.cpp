@@ -1,0 +1,78 @@
+// `dpo-tool kernel-bench`: GFLOP/s of one CPU matmul kernel at one shape (BENCHMARKS.md's per-kernel numbers).
+// Reports the median over --reps calls by wall clock and by process CPU time: on a machine shared with other work
+// the CPU-time rate (FLOPs per CPU-second of this process) is the steadier of the two.
+//   dpo-tool kernel-bench --op matmul|matmul-dx|matmul-dw|nf4|nf4-dx --M 160 --K 768 --N 2048 [--reps 20]
+//                         [--threads N]
+#include <algorithm>
+#include <cstdio>
+#include <random>
+#include <vector>
+
+#include "commands.h"
+#include "cpu/ops.h"
+#include "cpu/thread_pool.h"
+
+namespace dpo::tool {
+namespace {
+
+std::vector<float> random_values(size_t n, float sigma, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, sigma);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(rng);
+  return v;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+}  // namespace
+
+int cmd_kernel_bench(const Args& a) {
+  const std::string op = get(a, "op");
+  const int M = get_int(a, "M"), K = get_int(a, "K"), N = get_int(a, "N");
+  const int reps = get_int(a, "reps", "20");
+  if (M < 1 || K < 1 || N < 1 || reps < 1) throw EngineError(ErrorCode::BadInput, "--M, --K, --N, --reps must be >= 1");
+  if (a.count("threads")) set_cpu_thread_count(get_int(a, "threads"));
+
+  const auto x = random_values(size_t(M) * K, 1.0f, 1), w = random_values(size_t(N) * K, 0.05f, 2);
+  const auto dout = random_values(size_t(M) * N, 1.0f, 3);
+  std::vector<float> out(size_t(M) * N), dx(size_t(M) * K), dw(size_t(N) * K);
+  Nf4Matrix q;
+  if (op == "nf4" || op == "nf4-dx") q = nf4_quantize(w.data(), N, K);
+
+  auto run = [&] {
+    if (op == "matmul") cpu::matmul_forward(out.data(), x.data(), w.data(), nullptr, M, K, N);
+    else if (op == "matmul-dx") cpu::matmul_backward(dx.data(), nullptr, nullptr, dout.data(), x.data(), w.data(), M, K, N);
+    else if (op == "matmul-dw") cpu::matmul_backward(nullptr, dw.data(), nullptr, dout.data(), x.data(), w.data(), M, K, N);
+    else if (op == "nf4") cpu::matmul_nf4_forward(out.data(), x.data(), q, nullptr, M);
+    else if (op == "nf4-dx") cpu::matmul_nf4_backward_input(dx.data(), dout.data(), q, M);
+    else throw EngineError(ErrorCode::BadInput, "unknown --op " + op);
+  };
+  run();  // warm-up: page faults, scratch buffers, the pool's threads
+  std::vector<double> wall, cpu;
+  for (int r = 0; r < reps; r++) {
+    const double c0 = process_cpu_seconds();
+    const auto t0 = Clock::now();
+    run();
+    wall.push_back(seconds_since(t0));
+    cpu.push_back(process_cpu_seconds() - c0);
+  }
+  const double flops = 2.0 * M * K * N;
+  const double wall_s = median(wall), cpu_s = median(cpu);
+  std::printf("%s M=%d K=%d N=%d threads=%d: %.3f ms wall (%.1f GFLOP/s), %.3f ms cpu (%.1f GFLOP per cpu-s)\n",
+              op.c_str(), M, K, N, cpu_thread_count(), wall_s * 1e3, flops / wall_s * 1e-9, cpu_s * 1e3,
+              flops / cpu_s * 1e-9);
+  if (a.count("json")) {
+    JsonObject j;
+    j.str("op", op).integer("M", M).integer("K", K).integer("N", N).integer("threads", cpu_thread_count());
+    j.num("wall_s", wall_s).num("cpu_s", cpu_s).num("gflops_wall", flops / wall_s * 1e-9);
+    j.num("gflops_per_cpu_s", flops / cpu_s * 1e-9);
+    write_file(a.at("json"), j.text() + "\n");
+  }
+  return 0;
+}
+
+}  // namespace dpo::tool

@@ -1,0 +1,55 @@
+// The arithmetic of `npm run bench:peers` (peersBench.ts): medians and ranges of interleaved runs, the floors a
+// workload cannot beat on the measured machine, and the check that two engines computed the same log-probs.
+
+export interface Spread { median: number; min: number; max: number; runs: number }
+
+export function spread(values: number[]): Spread {
+  if (values.length === 0) throw new Error('spread: no values')
+  const s = [...values].sort((a, b) => a - b)
+  const mid = s.length >> 1
+  const median = s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2
+  return { median, min: s[0], max: s[s.length - 1], runs: s.length }
+}
+
+export interface ModelShape { hidden: number; layers: number; heads: number; kvHeads: number; ffn: number; vocab: number }
+
+/** Weights of the linear layers (q, k, v, o, gate, up, down) of every layer: what a token's matmuls multiply by. */
+export function linearWeights(m: ModelShape): number {
+  const hd = m.hidden / m.heads
+  const perLayer = 2 * m.hidden * m.hidden + 2 * m.hidden * (m.kvHeads * hd) + 3 * m.hidden * m.ffn
+  return m.layers * perLayer
+}
+
+export interface PairTokens { tokens: number; scored: number }  // per pair: chosen + rejected; tokens with a label
+
+/** Multiply-add FLOPs of one pair's forward (2 per weight per token; lm_head only on scored rows, as the engine does). */
+export function forwardFlops(m: ModelShape, p: PairTokens): number {
+  return 2 * linearWeights(m) * p.tokens + 2 * m.vocab * m.hidden * p.scored
+}
+
+/** A frozen base trains with a forward and an input-gradient backward of the same size (LoRA adds under 1%). */
+export function trainingFlops(m: ModelShape, p: PairTokens): number {
+  return 2 * forwardFlops(m, p)
+}
+
+/** Bytes one batch-1 decode step streams: NF4 weights (0.5159 bytes each with double quantization) + a 16-bit lm_head. */
+export function decodeBytesNf4(m: ModelShape): number {
+  return linearWeights(m) * (0.5 + 1 / 64 + 4 / (64 * 256)) + 2 * m.vocab * m.hidden
+}
+
+export interface Agreement { ok: boolean; worst: number; compared: number }
+
+/** Per-pair reference log-probs (chosen, rejected) of two engines agree within |a - b| <= rtol |b| + atol. */
+export function logpsAgree(a: number[][], b: number[][], rtol = 1e-4, atol = 1e-3): Agreement {
+  const n = Math.min(a.length, b.length)
+  let worst = 0
+  let ok = n > 0 && a.length === b.length
+  for (let i = 0; i < n; i++) {
+    for (let s = 0; s < 2; s++) {
+      const err = Math.abs(a[i][s] - b[i][s])
+      worst = Math.max(worst, err)
+      if (!(err <= rtol * Math.abs(b[i][s]) + atol)) ok = false
+    }
+  }
+  return { ok, worst, compared: n }
+}

@@ -1,0 +1,30 @@
+// The bench:peers arithmetic: medians/ranges, the FLOP and byte floors at the issue-16 shapes, the log-prob check.
+import { describe, expect, it } from 'vitest'
+import { decodeBytesNf4, forwardFlops, linearWeights, logpsAgree, spread, trainingFlops } from '../../scripts/bench/peersMath'
+
+const llama042b = { hidden: 896, layers: 24, heads: 14, kvHeads: 2, ffn: 4864, vocab: 32000 }
+
+describe('bench:peers arithmetic', () => {
+  it('takes medians and ranges of odd and even run counts', () => {
+    expect(spread([3, 1, 2])).toEqual({ median: 2, min: 1, max: 3, runs: 3 })
+    expect(spread([4, 1, 2, 3]).median).toBe(2.5)
+    expect(() => spread([])).toThrow()
+  })
+
+  it('counts the 0.42B Llama weights and floors', () => {
+    // per layer: q, o 896^2; k, v 896 x 128; gate, up, down 896 x 4864
+    expect(linearWeights(llama042b)).toBe(24 * (2 * 896 * 896 + 2 * 896 * 128 + 3 * 896 * 4864))
+    const p = { tokens: 150, scored: 60 }
+    expect(forwardFlops(llama042b, p)).toBe(2 * linearWeights(llama042b) * 150 + 2 * 32000 * 896 * 60)
+    expect(trainingFlops(llama042b, p)).toBe(2 * forwardFlops(llama042b, p))
+    expect(decodeBytesNf4(llama042b) / 1e6).toBeCloseTo(241.9, 0)
+  })
+
+  it('accepts equal log-probs and rejects a pair that differs', () => {
+    const a = [[-315.3411865, -396.7592163], [-402.343994, -351.928009]]
+    expect(logpsAgree(a, [[-315.341166, -396.759244], [-402.343985, -351.928057]]).ok).toBe(true)
+    expect(logpsAgree(a, [[-315.341166, -396.759244], [-402.2, -351.928057]]).ok).toBe(false)
+    expect(logpsAgree(a, a.slice(0, 1)).ok).toBe(false)
+    expect(logpsAgree([], []).ok).toBe(false)
+  })
+})
