@@ -262,9 +262,9 @@ const std::vector<FamilyFixture>& families() {
        "32000 ids are the first 32000 of v0.3's vocabulary, and no chat template"},
       {"breeze-7b-instruct-v1_0", "MediaTek-Research/Breeze-7B-Instruct-v1_0", kBreezeConfig, kBreezeGeneration,
        {64, 2, 8, 2, 0, 128}, "mistral-v0.1", "breeze",
-       "shape from shared/spec/hw6-reference-semantics.md §1 (vocab 61952, untied, GQA 32/8, FFN 14336, checked "
+       "shape from docs/reference/model.md (vocab 61952, untied, GQA 32/8, FFN 14336, checked "
        "there against the v1_0 index size); rope_theta 10000, sliding_window 4096, max_position_embeddings 32768 "
-       "and the ids are Mistral-7B-v0.1's values, which §1 marks unverified for Breeze; template from "
+       "and the ids are Mistral-7B-v0.1's values, which docs/reference/model.md#positions-and-padding marks unverified for Breeze; template from "
        "shared/tokenizers/breeze-7b-instruct/chat_templates.json"},
   };
   return all;

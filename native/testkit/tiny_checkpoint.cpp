@@ -201,7 +201,8 @@ TinyCheckpoint write_family_checkpoint(const FamilyFixture& f, const std::string
     bool skipped = false;
     for (const std::string& s : o.bnb_skip) skipped = skipped || s == prefix;
     if (o.bnb_4bit && t.linear && !skipped) {
-      // bitsandbytes quantizes the bf16 weight as stored; the quant state remembers bf16 (spec §2.6).
+      // bitsandbytes quantizes the bf16 weight as stored; the quant state remembers bf16
+      // (docs/reference/nf4.md#pre-quantized-bnb-4bit-checkpoints).
       const Nf4Matrix q = nf4_quantize(v.data(), t.shape[0], t.shape[1], Nf4StorageDType::BF16);
       std::vector<float> deq(v.size());
       nf4_dequantize(q, deq.data());

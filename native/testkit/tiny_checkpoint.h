@@ -1,7 +1,8 @@
 // Writes a tiny random twin of a real model family (family_fixtures.h): the published config.json with only the sizes
 // shrunk, the published generation_config.json, random weights stored as the family stores them (bf16), optionally in
-// bitsandbytes' pre-quantized NF4 layout (*-bnb-4bit, spec §2.6), and the family's real tokenizer files. Used by the
-// native tests, `dpo-tool make-model --family`, and through it the TypeScript and reference-stack suites.
+// bitsandbytes' pre-quantized NF4 layout (*-bnb-4bit, docs/reference/nf4.md#pre-quantized-bnb-4bit-checkpoints), and
+// the family's real tokenizer files. Used by the native tests, `dpo-tool make-model --family`, and through it the
+// TypeScript and reference-stack suites.
 #pragma once
 #include <cstdint>
 #include <map>

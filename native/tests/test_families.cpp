@@ -159,7 +159,8 @@ TEST_CASE(full_precision_twins_match_the_double_reference) {
 
 TEST_CASE(nf4_at_load_follows_the_dequantized_reference) {
   // bf16 twins quantized by the engine; the reference uses the dequantized weights and differs by the bf16
-  // activations of the 4-bit matmuls (spec §3): a few thousandths of a nat per token.
+  // activations of the 4-bit matmuls (docs/reference/linear4bit.md#prefill-and-training-path): a few thousandths of a
+  // nat per token.
   for (const char* fam : kFamilies) {
     const TinyModel& m = family_twin(fam);
     auto model = load(m, dpo::QuantMode::Nf4);

@@ -32,7 +32,8 @@ WeightFn fp32_weights(const TinyModel& m) {
 }
 
 // What the engine computes with under --quant nf4: linear weights fp16-cast, NF4-quantized, dequantized and
-// rounded to bf16 (spec §3-4); everything else stays fp32.
+// rounded to bf16 (docs/reference/linear4bit.md#prefill-and-training-path, docs/reference/precision.md#loading);
+// everything else stays fp32.
 WeightFn nf4_weights(const TinyModel& m) {
   return [&m](const std::string& name) {
     const auto& v = m.at(name);
@@ -351,9 +352,10 @@ TEST_CASE(stories260k_greedy_matches_known_continuation) {
   CHECK(lp_nf4 > lp_exact - 0.1 * double(known.size() - 1));
 }
 
-// Writes the tiny model the way bitsandbytes saves a *-bnb-4bit checkpoint (spec §2.6): per linear, uint8 packed
-// nibbles, uint8 nested absmax, fp32 nested scales and maps, and the quant_state JSON; everything else (norms,
-// embeddings, Qwen2's q/k/v biases) fp32. Loading it must give what quantizing the plain checkpoint at load gives.
+// Writes the tiny model the way bitsandbytes saves a *-bnb-4bit checkpoint
+// (docs/reference/nf4.md#pre-quantized-bnb-4bit-checkpoints): per linear, uint8 packed nibbles, uint8 nested absmax,
+// fp32 nested scales and maps, and the quant_state JSON; everything else (norms, embeddings, Qwen2's q/k/v biases)
+// fp32. Loading it must give what quantizing the plain checkpoint at load gives.
 void check_prequantized_loads_like_quantizing_at_load(const TinySpec& s) {
   TinyModel m = write_tiny_model(s);
   const std::string dir = make_temp_dir();

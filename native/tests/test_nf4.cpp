@@ -1,5 +1,6 @@
-// NF4 + double quantization against spec §2: table bits, the midpoint decision rule, packing order, zero blocks,
-// the dynamic maps (Appendix A vs the §2.4 construction), and whole matrices against a naive reference.
+// NF4 + double quantization against docs/reference/nf4.md: table bits, the midpoint decision rule, packing order, zero
+// blocks, the dynamic maps (the held tables vs docs/reference/nf4.md#the-dynamic-8-bit-map), and whole matrices against
+// a naive reference.
 #include <cfloat>
 #include <cmath>
 #include <cstdint>
@@ -16,11 +17,11 @@ using namespace dpo;
 
 namespace {
 
-// §2.1 fp32 hex of the table.
+// The code table (docs/reference/nf4.md#code-table) as fp32 bit patterns.
 const uint32_t kSpecTableHex[16] = {0xbf800000, 0xbf3239b1, 0xbf066b30, 0xbeca32a0, 0xbe91a24d, 0xbe3d353f,
                                     0xbdba7871, 0x00000000, 0x3da2faff, 0x3e24cae3, 0x3e7c04dd, 0x3ead033a,
                                     0x3ee1a4b8, 0x3f1007ab, 0x3f3913b3, 0x3f800000};
-// §2.1 midpoints, as bnb's float literals.
+// The midpoints of the decision tree (docs/reference/nf4.md#code-table), as bnb's float literals.
 const float kSpecMid[15] = {-0.8480964004993439f, -0.6106329262256622f, -0.4599952697753906f,
                             -0.33967943489551544f, -0.23460740596055984f, -0.13791173323988914f,
                             -0.045525018125772476f, 0.03979014977812767f, 0.1202552504837513f,
@@ -42,11 +43,11 @@ std::vector<float> normal_fp16(size_t n, float sigma, uint32_t seed) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> d(0.0f, sigma);
   std::vector<float> v(n);
-  for (auto& x : v) x = round_fp16(d(rng));  // the reference quantizes fp16 weights (§4)
+  for (auto& x : v) x = round_fp16(d(rng));  // the reference quantizes fp16 weights (docs/reference/precision.md)
   return v;
 }
 
-// ---- A naive, independent reference of §2.2/§2.3/§2.5 (flat blocks, linear scans) ----
+// ---- A naive, independent reference of docs/reference/nf4.md (flat blocks, linear scans) ----
 struct NaiveNf4 {
   std::vector<uint8_t> codes;  // one per element (n)
   std::vector<float> absmax;   // fp32 first-level

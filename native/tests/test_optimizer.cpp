@@ -1,8 +1,9 @@
 // The optimizers against independent references: fp32 AdamW vs a double torch-order Adam, the 8-bit blockwise
-// AdamW (spec §10) vs a straightforward per-element re-implementation, and clip_grad_norm_ (spec §9). Each optimizer
-// check runs twice: on the host classes (train/optimizer.h) and on the device-state classes (train/device_adamw.h)
-// through the guarded CPU backend, which also proves the device path never touches backend memory from the host;
-// both must also agree bit for bit, as must the backend's gradient norm and clipping with the host ones.
+// AdamW (docs/reference/optimizer.md) vs a straightforward per-element re-implementation, and clip_grad_norm_
+// (docs/reference/trainer.md#gradient-clipping). Each optimizer check runs twice: on the host classes
+// (train/optimizer.h) and on the device-state classes (train/device_adamw.h) through the guarded CPU backend, which
+// also proves the device path never touches backend memory from the host; both must also agree bit for bit, as must the
+// backend's gradient norm and clipping with the host ones.
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
@@ -148,8 +149,8 @@ int nearest_code(const float* code, float x) {
   return x > (code[k] + code[k + 1]) * 0.5f ? k + 1 : k;
 }
 
-// One 8-bit step of spec §10, element by element, from the optimizer's current state; fills the expected
-// state bytes, absmax and parameters.
+// One 8-bit step of docs/reference/optimizer.md#8-bit-update, element by element, from the optimizer's current state;
+// fills the expected state bytes, absmax and parameters.
 struct Expected8bit {
   std::vector<uint8_t> c1, c2;
   std::vector<float> a1, a2, p;
@@ -232,7 +233,8 @@ int compare_8bit(const State8& opt, const std::vector<float>& p, const Expected8
 
 }  // namespace
 
-// torch AdamW over 5 steps with a varying lr (0 first, as the HF schedule does, spec §9) and weight decay.
+// torch AdamW over 5 steps with a varying lr (0 first, as the HF schedule does,
+// docs/reference/trainer.md#learning-rate-schedule) and weight decay.
 TEST_CASE(adamw_fp32_matches_double_reference) {
   CHECK(dynamic_cast<AdamW*>(make_adamw(10).get()) != nullptr);
   for (const Where where : kWheres) {
@@ -300,7 +302,8 @@ TEST_CASE(adamw_8bit_small_tensor_is_fp32_adam) {
   }
 }
 
-// quantize_2D (the optimizer's search) gives the same codes as dQuantize (dynamic_code, §2.3) on both maps.
+// quantize_2D (the optimizer's search) gives the same codes as dQuantize (dynamic_code,
+// docs/reference/nf4.md#double-quantisation) on both maps.
 TEST_CASE(quantize_2d_equals_dquantize) {
   for (int s = 0; s < 2; s++) {
     const bool is_signed = s == 0;
@@ -433,7 +436,7 @@ TEST_CASE(adamw_8bit_nonfinite_gradient) {
 }
 
 // (d) An all-zero gradient block on zero state: params unchanged with lr > 0; absmax stays 0 and m's 0/0 = NaN
-// lands on code 0, which the sign fix wraps to 255 (spec §10 "uint8 wrap possible"), dequantizing to 1.0 * 0.
+// lands on code 0, which the sign fix wraps to 255 (docs/reference/optimizer.md#8-bit-update), dequantizing to 1.0 * 0.
 TEST_CASE(adamw_8bit_zero_block) {
   for (const Where where : kWheres) {
     std::printf("  %s\n", where_name(where));

@@ -130,9 +130,10 @@ std::vector<dpo::LoraTensor> attach_random_lora(dpo::Model& model, int r, float 
   return t;
 }
 
-// fp32 base: every sampled entry must match to rtol. NF4 base: the engine rounds matmul inputs to bf16 (spec §3), which
-// the double reference does not, so single small entries can differ; there the whole sampled gradient vector must
-// point the same way (cosine >= 0.99) and match in norm to rtol.
+// fp32 base: every sampled entry must match to rtol. NF4 base: the engine rounds matmul inputs to bf16
+// (docs/reference/linear4bit.md#prefill-and-training-path), which the double reference does not, so single small
+// entries can differ; there the whole sampled gradient vector must point the same way (cosine >= 0.99) and match in
+// norm to rtol.
 void gradient_check_on(const TinyModel& tm, bool nf4, dpo::DpoLoss loss, float ls, double rtol) {
   const TinySpec& s = tm.spec;
   auto model = dpo::Model::load(tm.dir, {nf4 ? dpo::QuantMode::Nf4 : dpo::QuantMode::None, dpo::BackendChoice::Cpu});
@@ -206,7 +207,8 @@ TEST_CASE(sigmoid_label_smoothing_gradients) { gradient_check(false, dpo::DpoLos
 TEST_CASE(robust_gradients) { gradient_check(false, dpo::DpoLoss::Robust, 0.1f, 1e-3); }
 TEST_CASE(ipo_gradients) { gradient_check(false, dpo::DpoLoss::Ipo, 0.0f, 1e-3); }
 TEST_CASE(hinge_gradients) { gradient_check(false, dpo::DpoLoss::Hinge, 0.0f, 1e-3); }
-// The NF4 base computes its matmuls with bf16 inputs (spec §3), so the tolerance reflects bf16 rounding.
+// The NF4 base computes its matmuls with bf16 inputs (docs/reference/linear4bit.md#prefill-and-training-path), so the
+// tolerance reflects bf16 rounding.
 TEST_CASE(nf4_base_gradients_match_finite_differences) { gradient_check(true, dpo::DpoLoss::Sigmoid, 0.0f, 0.05); }
 
 // Qwen3's backward runs through the per-head q/k norms before RoPE; Llama 3.2's through its llama3 RoPE table. Their
@@ -278,7 +280,8 @@ TEST_CASE(fresh_adapter_starts_at_ln2_with_zero_rewards) {
   TinyModel tm = write_tiny_model(s);
   auto model = dpo::Model::load(tm.dir, {dpo::QuantMode::Nf4, dpo::BackendChoice::Cpu});
   auto pairs = sample_pairs(s.V);
-  // Reference = the same model with the adapter disabled (spec §8); with B = 0 the policy equals it exactly.
+  // Reference = the same model with the adapter disabled (docs/reference/dpo-loss.md#reference-log-probs); with B = 0
+  // the policy equals it exactly.
   model->attach_lora({});
   for (auto& p : pairs) {
     auto ref = model->logps({p.chosen, p.rejected}, 2, nullptr, false);
@@ -291,7 +294,8 @@ TEST_CASE(fresh_adapter_starts_at_ln2_with_zero_rewards) {
     CHECK(mt.chosen_reward == 0.0);
     CHECK(mt.rejected_reward == 0.0);
   }
-  // With B = 0 the gradient of A is exactly zero (spec §12) while B's is not.
+  // With B = 0 the gradient of A is exactly zero (docs/reference/hw6-run.md#the-first-two-steps-log-ln-2) while B's is
+  // not.
   dpo::LoraAdapter& a = *model->impl().lora;
   double sumA = 0, sumB = 0;
   for (int l = 0; l < s.L; l++)

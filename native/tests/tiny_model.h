@@ -113,8 +113,8 @@ inline void linear_shape(const TinySpec& s, const std::string& name, int64_t& ro
   else rows = s.F, cols = s.C;
 }
 
-// The values the engine computes with for linear weight `name` under --quant nf4 (spec §3-4): fp16-cast,
-// NF4-quantized, dequantized, rounded to bf16.
+// The values the engine computes with for linear weight `name` under --quant nf4 (docs/reference/linear4bit.md,
+// docs/reference/precision.md#loading): fp16-cast, NF4-quantized, dequantized, rounded to bf16.
 inline std::vector<double> nf4_engine_weights(const TinySpec& s, const std::string& name, const std::vector<float>& v) {
   int64_t rows = 0, cols = 0;
   linear_shape(s, name, rows, cols);

@@ -1,11 +1,12 @@
 // `dpo-tool bench-hw6`: the HW6 notebook's work at the checkpoint's shape (issue 6). In order: warm the page cache,
-// load + quantize (timed), reference log-probs of every pair with the adapter disabled (spec §8, one [2, L] batch
-// per pair as the trainer sends them), DPO training (LoRA r64/alpha16 on q_proj,v_proj; batch 1, accumulation 8,
-// paged_adamw_8bit, clipping 1.0, HF's linear schedule with warmup ratio 0.1; spec §9-10, §15), then greedy
-// generation of the prompts with no EOS so every prompt runs all --new tokens: one batch, and prompt 1 alone.
-// Unlike the notebook (6 steps over 48 pairs) every pair of the workload is trained: 50 pairs = 7 steps, the last
-// one with 2 micro-batches. Each phase gets one untimed warm-up call first (kernel loading, first allocations);
-// its time is reported beside the rates.
+// load + quantize (timed), reference log-probs of every pair with the adapter disabled
+// (docs/reference/dpo-loss.md#reference-log-probs, one [2, L] batch per pair as the trainer sends them), DPO training
+// (LoRA r64/alpha16 on q_proj,v_proj; batch 1, accumulation 8, paged_adamw_8bit, clipping 1.0, HF's linear schedule
+// with warmup ratio 0.1; docs/reference/trainer.md#learning-rate-schedule, docs/reference/optimizer.md,
+// docs/reference/hw6-run.md#the-run-in-order), then greedy generation of the prompts with no EOS so every prompt runs
+// all --new tokens: one batch, and prompt 1 alone. Unlike the notebook (6 steps over 48 pairs) every pair of the
+// workload is trained: 50 pairs = 7 steps, the last one with 2 micro-batches. Each phase gets one untimed warm-up call
+// first (kernel loading, first allocations); its time is reported beside the rates.
 #include <dirent.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -22,7 +23,7 @@ namespace dpo::tool {
 
 namespace {
 
-constexpr int kGradAccum = 8;           // gradient_accumulation_steps (spec §9)
+constexpr int kGradAccum = 8;           // gradient_accumulation_steps (docs/reference/trainer.md)
 constexpr float kPeakLr = 2e-4f;        // the notebook's learning_rate
 constexpr double kWarmupRatio = 0.1;    // the notebook's warmup_ratio
 
@@ -44,7 +45,8 @@ uint64_t warm_page_cache(const std::string& dir) {
   return total;
 }
 
-// HF get_linear_schedule_with_warmup: the lr used by optimizer step k (1-based) is peak * lambda(k - 1) (spec §9).
+// HF get_linear_schedule_with_warmup: the lr used by optimizer step k (1-based) is peak * lambda(k - 1)
+// (docs/reference/trainer.md#learning-rate-schedule).
 float scheduled_lr(int k, int steps) {
   const int warmup = int(std::ceil(steps * kWarmupRatio));
   const int s = k - 1;
@@ -54,7 +56,7 @@ float scheduled_lr(int k, int steps) {
 
 LoraOptions hw6_lora() {
   LoraOptions o;  // r 64, alpha 16, q_proj + v_proj, seed 42 (the defaults are the notebook's)
-  o.dropout = 0.0f;  // TRL disables dropout (spec §5)
+  o.dropout = 0.0f;  // TRL disables dropout (docs/reference/lora.md#dropout)
   return o;
 }
 
@@ -173,7 +175,8 @@ int cmd_bench_hw6(const Args& a) {
   r.mem_train = model->memory_stats();
   std::fprintf(stderr, "bench-hw6: trained in %.3f s\n", r.train_s);
 
-  // ---- generation: no EOS, so every prompt runs all new tokens (the trained adapter stays active, spec §11)
+  // ---- generation: no EOS, so every prompt runs all new tokens (the trained adapter stays active,
+  // docs/reference/generation.md#before-and-after-training)
   model->reset_peak_memory();
   GenerateOptions two;
   two.max_new_tokens = 2;

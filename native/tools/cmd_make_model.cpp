@@ -1,6 +1,7 @@
 // `dpo-tool make-model`: a random checkpoint at a chosen shape, for benchmarks. --arch llama (default: a small
-// 100M-class Llama) or --arch mistral (default: the Breeze-7B-Instruct shape of spec §1 — hidden 4096, 32 layers,
-// 32/8 heads, FFN 14336, vocab 61952, untied lm_head), bf16 safetensors, sharded with --shards N.
+// 100M-class Llama) or --arch mistral (default: the Breeze-7B-Instruct shape of docs/reference/model.md#architecture —
+// hidden 4096, 32 layers, 32/8 heads, FFN 14336, vocab 61952, untied lm_head), bf16 safetensors, sharded with --shards
+// N.
 // --family NAME instead writes the tiny twin of a tested family (testkit/family_fixtures.h: its real config.json and
 // generation_config.json with the sizes shrunk, bf16 or --bnb-4bit weights, and with --tokenizers DIR the family's
 // real tokenizer and chat template) for tests and the reference-stack suites.

@@ -1,7 +1,8 @@
 // `dpo-tool nf4-quantize --in FILE --out FILE`: the engine's NF4 + double quantization of every floating tensor
-// of a safetensors file, written in bitsandbytes' pre-quantized layout (spec §2.6), so the reference suite can put
-// our bytes beside bitsandbytes.functional.quantize_4bit's (docs/reference-parity.md).
-// The storage dtype is the tensor's own (F16, BF16 or F32), as quantize_4bit keeps its input's dtype.
+// of a safetensors file, written in bitsandbytes' pre-quantized layout
+// (docs/reference/nf4.md#pre-quantized-bnb-4bit-checkpoints), so the reference suite can put our bytes beside
+// bitsandbytes.functional.quantize_4bit's (docs/reference-parity.md). The storage dtype is the tensor's own (F16, BF16
+// or F32), as quantize_4bit keeps its input's dtype.
 #include <cstdio>
 #include <string>
 #include <vector>

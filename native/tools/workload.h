@@ -1,5 +1,6 @@
-// The HW6 benchmark workload as token ids (written by scripts/bench/makeWorkload.ts with the app's own tokenization,
-// spec §6-7): {"tokenizer", "pad_id", "eos_ids", "pairs": [{"chosen": {"ids", "labels"}, "rejected": {...}}],
+// The HW6 benchmark workload as token ids (written by scripts/bench/makeWorkload.ts with the app's own tokenization:
+// docs/reference/chat-template.md, docs/reference/dpo-data.md):
+// {"tokenizer", "pad_id", "eos_ids", "pairs": [{"chosen": {"ids", "labels"}, "rejected": {...}}],
 // "prompts": [[ids...]]}. Other keys (notes, statistics) are ignored here.
 #pragma once
 #include <string>

@@ -1,12 +1,14 @@
 // Writes the HW6 benchmark workload as token ids for `dpo-tool bench-hw6` and scripts/bench/peer_peft_dpo.py, using
 // the app's own pipeline: the notebook's pairs (data_size 50, support_ratio 0.1: DEFAULT_TRAIN_PARAMS), each prompt
-// chat-templated with the system message and tokenized as the trainer does (TRL 0.9 tokenize_row, spec §7.2), and
-// the 10 test prompts templated and tokenized as generation does (spec §6, one BOS).
+// chat-templated with the system message and tokenized as the trainer does (TRL 0.9 tokenize_row,
+// docs/reference/dpo-data.md#tokenizing-a-row), and the 10 test prompts templated and tokenized as generation does
+// (docs/reference/chat-template.md#bos-in-generation-prompts, one BOS).
 //   npx tsx scripts/bench/makeWorkload.ts [--tokenizer DIR] [--dataset DIR] [--template breeze-v0_1|tokenizer]
 //                                         [--out FILE] [--write-tokenizer DIR]
 // Defaults: ../shared/tokenizers/mistral-v0.1 (Breeze's base vocabulary; $DPO_SHARED overrides ../shared), the HW6
 // data in ../shared/datasets/genai-hw6, build/bench/hw6-workload.json. That tokenizer has no chat template, so
-// Breeze-7B-Instruct-v0_1's (spec §6, verbatim) is used unless --template tokenizer says otherwise.
+// Breeze-7B-Instruct-v0_1's (docs/reference/chat-template.md#the-breeze-template, verbatim) is used unless --template
+// tokenizer says otherwise.
 // --write-tokenizer DIR also writes that tokenizer (tokenizer.json + tokenizer_config.json with the template used),
 // so a random checkpoint can get it and the CLI tokenizes exactly as this workload was made.
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
@@ -21,7 +23,10 @@ import { promptIds } from '../../src-main/services/tokenizer/chatTemplate'
 import { TextTokenizer } from '../../src-main/services/tokenizer/textTokenizer'
 import { repoRoot, sharedPath } from '../../test/helpers/sharedPath'
 
-/** Breeze-7B-Instruct-v0_1's chat_template, verbatim from the semantics spec §6 (the model of the HW6 run). */
+/**
+ * Breeze-7B-Instruct-v0_1's chat_template, verbatim from docs/reference/chat-template.md#the-breeze-template (the model
+ * of the HW6 run).
+ */
 export const BREEZE_V0_1_TEMPLATE =
   "{% if not add_generation_prompt is defined %}{% set add_generation_prompt = false %}{% endif %}{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}{% set system_message = messages[0]['content'].strip() %}{% else %}{% set loop_messages = messages %}{% set system_message = 'You are a helpful AI assistant built by MediaTek Research. The user you are helping speaks Traditional Chinese and comes from Taiwan.' %}{% endif %}{{ bos_token }}{{ system_message }}   {% for message in loop_messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/... or system/user/assistant/user/assistant/...') }}{% endif %}{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST] ' }}{% elif message['role'] == 'assistant' %}{{ message['content'] + ' ' }}{% else %}{{ raise_exception('Only user and assistant roles are supported!') }}{% endif %}{% endfor %}"
 

@@ -4,8 +4,9 @@
 Runs on the GPU machine with only torch, transformers, peft, safetensors and numpy (no TRL, no bitsandbytes, no
 network). bf16 base weights (no 4-bit: bitsandbytes is not there), PEFT LoRA r64 / alpha 16 on q_proj, v_proj,
 dropout 0; per pair one [2, L] batch (chosen row 0, rejected row 1, right-padded with pad_id / mask 0 / label -100,
-TRL's concatenated_inputs, spec §7.4); log-prob sums over labels != -100 after the one-token shift (TRL
-get_batch_logps, spec §8); sigmoid DPO loss with beta 0.1; loss / 8 backward, 8 micro-batches per step, clipping
+TRL's concatenated_inputs, docs/reference/dpo-data.md#collation-and-padding); log-prob sums over labels != -100
+after the one-token shift (TRL get_batch_logps, docs/reference/dpo-loss.md#sequence-log-probs); sigmoid DPO loss
+with beta 0.1; loss / 8 backward, 8 micro-batches per step, clipping
 at 1.0, torch.optim.AdamW(fused=True) with fp32 state (bitsandbytes' paged 8-bit AdamW is not available), HF's
 linear schedule with warmup ratio 0.1. Reference log-probs come first, once per pair, with the adapter disabled
 (`with model.disable_adapter()`, TRL's null_ref_context), as dpo-tool does. Every pair of the workload is trained
@@ -16,7 +17,7 @@ linear schedule with warmup ratio 0.1. Reference log-probs come first, once per 
          [--device cuda|cpu] [--threads N]
 --device cpu (npm run bench:peers, issue 16) runs the same loop on the CPU with an fp32 base (PyTorch's CPU matmuls),
 --threads torch threads, no ceilings (dpo-tool ceilings measures them) and no GPU memory figures.
---ceilings (default on) first measures the machine's two ceilings that spec/performance.md's floors use: device
+--ceilings (default on) first measures the machine's two ceilings that the floors of docs/performance.md use: device
 memory bandwidth (a 1 GiB device-to-device copy) and dense bf16 matrix-product rate (8192^3).
   python3 scripts/bench/peer_peft_dpo.py --self-test     (pure functions; the torch ones on CPU when torch exists)
 """
@@ -26,7 +27,7 @@ import math
 import sys
 import time
 
-GRAD_ACCUM = 8      # gradient_accumulation_steps (spec §9)
+GRAD_ACCUM = 8      # gradient_accumulation_steps (docs/reference/trainer.md#loss-scaling-and-the-logged-loss)
 PEAK_LR = 2e-4      # the notebook's learning_rate
 WARMUP_RATIO = 0.1
 BETA = 0.1
@@ -37,7 +38,8 @@ LABEL_PAD = -100
 # ---- pure Python (no torch): padding and the schedule
 
 def pad_pair(chosen, rejected, pad_id):
-    """TRL concatenated_inputs for batch 1: rows [chosen, rejected] right-padded to max(Lc, Lr) (spec §7.4)."""
+    """TRL concatenated_inputs for batch 1: rows [chosen, rejected] right-padded to max(Lc, Lr)
+    (docs/reference/dpo-data.md#collation-and-padding)."""
     length = max(len(chosen["ids"]), len(rejected["ids"]))
     ids, mask, labels = [], [], []
     for side in (chosen, rejected):
@@ -49,7 +51,7 @@ def pad_pair(chosen, rejected, pad_id):
 
 
 def scheduled_lr(step, steps, peak=PEAK_LR, warmup_ratio=WARMUP_RATIO):
-    """HF get_linear_schedule_with_warmup: the lr optimizer step `step` (1-based) uses (spec §9)."""
+    """HF get_linear_schedule_with_warmup: the lr optimizer step `step` (1-based) uses (docs/reference/trainer.md)."""
     warmup = math.ceil(steps * warmup_ratio)
     s = step - 1
     if s < warmup:
@@ -68,7 +70,8 @@ def left_pad(prompts, pad_id):
 # ---- torch functions (imported lazily so the pure part runs without torch)
 
 def get_batch_logps(logits, labels):
-    """TRL 0.9 get_batch_logps: sum over labelled positions of log p(label), after the one-token shift (spec §8)."""
+    """TRL 0.9 get_batch_logps: sum over labelled positions of log p(label), after the one-token shift
+    (docs/reference/dpo-loss.md#sequence-log-probs)."""
     import torch
     labels = labels[:, 1:].clone()
     logits = logits[:, :-1, :]
@@ -79,7 +82,7 @@ def get_batch_logps(logits, labels):
 
 
 def dpo_sigmoid_loss(pol_c, pol_r, ref_c, ref_r, beta=BETA, label_smoothing=0.0):
-    """TRL dpo_loss, loss_type sigmoid (spec §8)."""
+    """TRL dpo_loss, loss_type sigmoid (docs/reference/dpo-loss.md#sigmoid-loss)."""
     import torch.nn.functional as F
     d = (pol_c - pol_r) - (ref_c - ref_r)
     return -F.logsigmoid(beta * d) * (1 - label_smoothing) - F.logsigmoid(-beta * d) * label_smoothing
@@ -88,7 +91,8 @@ def dpo_sigmoid_loss(pol_c, pol_r, ref_c, ref_r, beta=BETA, label_smoothing=0.0)
 def self_test():
     ids, mask, labels = pad_pair({"ids": [1, 5, 6], "labels": [-100, 5, 6]}, {"ids": [1, 7], "labels": [-100, 7]}, 2)
     assert ids == [[1, 5, 6], [1, 7, 2]] and mask == [[1, 1, 1], [1, 1, 0]] and labels == [[-100, 5, 6], [-100, 7, -100]]
-    # The notebook's schedule (6 steps, warmup 1): 0, 2e-4, 1.6e-4, 1.2e-4, 8e-5, 4e-5 (spec §9).
+    # The notebook's schedule (6 steps, warmup 1): 0, 2e-4, 1.6e-4, 1.2e-4, 8e-5, 4e-5
+    # (docs/reference/trainer.md#learning-rate-schedule).
     got = [scheduled_lr(k, 6) for k in range(1, 7)]
     want = [0, 2e-4, 1.6e-4, 1.2e-4, 8e-5, 4e-5]
     assert all(abs(a - b) < 1e-12 for a, b in zip(got, want)), got
@@ -179,7 +183,8 @@ def pair_tensors(pair, pad_id, device):
 
 def pair_logps(model, batch):
     ids, mask, labels = batch
-    logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits.float()  # fp32 logits, spec §8
+    # fp32 logits (docs/reference/dpo-loss.md#policy-forward)
+    logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits.float()
     return get_batch_logps(logits, labels)
 
 
@@ -216,7 +221,7 @@ def run(args):
     if args.grad_checkpointing:
         model.gradient_checkpointing_enable()
         model.enable_input_require_grads()
-    model.train()  # dropout is 0 everywhere; train mode as TRL leaves it (spec §11)
+    model.train()  # dropout is 0 everywhere; train mode as TRL leaves it (docs/reference/generation.md)
     lora = [p for p in model.parameters() if p.requires_grad]
     res["lora_params"] = sum(p.numel() for p in lora)
     res["lora_dtype"] = str(lora[0].dtype)

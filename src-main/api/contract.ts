@@ -1,6 +1,6 @@
-// The one typed API between the renderer and the main side (architecture.md §2): method names, zod input schemas,
-// result types and pushed events. The Electron preload bridge and the web host's WebSocket client both follow it.
-// Pure data + zod: no Node imports, so the renderer can import it too.
+// The one typed API between the renderer and the main side (docs/architecture.md#one-api-for-both-shells): method
+// names, zod input schemas, result types and pushed events. The Electron preload bridge and the web host's WebSocket
+// client both follow it. Pure data + zod: no Node imports, so the renderer can import it too.
 import { z } from 'zod'
 import type { BackendInfo, NativeModelInfo } from '../engine/nativeTypes'
 import type { RecordId } from '../services/data/promptsFile'

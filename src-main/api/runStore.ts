@@ -1,5 +1,5 @@
-// Run directories on disk (architecture.md §3: config.json, metrics.jsonl, responses_*.json, comparison.json,
-// adapter/) plus the app's run_status.json: listing for the history view, reopening, and exports.
+// Run directories on disk (docs/architecture.md#run-directory: config.json, metrics.jsonl, responses_*.json,
+// comparison.json, adapter/) plus the app's run_status.json: listing for the history view, reopening, and exports.
 import { createHash } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { copyFile, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises'

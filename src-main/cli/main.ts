@@ -1,5 +1,6 @@
-// The dpo-studio CLI (architecture.md §3): generate, logps, train, run and info on the engine, for headless GPU
-// servers and for outside checks. Every failure is one line naming the file, field or flag, with a non-zero exit.
+// The dpo-studio CLI (docs/architecture.md#command-line): generate, logps, train, run and info on the engine, for
+// headless GPU servers and for outside checks. Every failure is one line naming the file, field or flag, with a
+// non-zero exit.
 import { Command, InvalidArgumentError, Option } from 'commander'
 import { runExportGguf } from './commands/exportGguf'
 import { runExportMerged } from './commands/exportMerged'

@@ -112,7 +112,10 @@ export interface LoraOptions {
   alpha: number
   /** Dropout on the LoRA input during dpoAccumulate (0 when TRL's disable_dropout is on). */
   dropout: number
-  /** Seeds the kaiming-uniform init of A (torch CPU generator semantics, spec §5) and the dropout masks. */
+  /**
+   * Seeds the kaiming-uniform init of A (torch CPU generator semantics,
+   * docs/reference/lora.md#initialisation-and-its-random-numbers) and the dropout masks.
+   */
   seed: number
 }
 
@@ -135,11 +138,14 @@ export interface DpoOptions {
   beta: number
   lossType: 'sigmoid' | 'ipo' | 'hinge' | 'robust'
   labelSmoothing: number
-  /** Gradients are accumulated as gradScale * dLoss/dθ (1 / gradient_accumulation_steps, spec §9). */
+  /**
+   * Gradients are accumulated as gradScale * dLoss/dθ (1 / gradient_accumulation_steps,
+   * docs/reference/trainer.md#loss-scaling-and-the-logged-loss).
+   */
   gradScale: number
 }
 
-/** Per pair, TRL's definitions (spec §8). */
+/** Per pair, TRL's definitions (docs/reference/dpo-loss.md). */
 export interface DpoPairMetrics {
   loss: number
   chosenLogp: number

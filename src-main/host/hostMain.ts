@@ -1,6 +1,6 @@
 // The engine host: a child process that loads the native addon and runs model work through the services, so a CUDA
-// fault or an OOM kill ends only this process (architecture.md §2). Started by EngineHost with node's fork or
-// Electron's utilityProcess; speaks protocol.ts over whichever channel it was given.
+// fault or an OOM kill ends only this process (docs/architecture.md#the-engine-host). Started by EngineHost with node's
+// fork or Electron's utilityProcess; speaks protocol.ts over whichever channel it was given.
 import type { ApiErrorInfo, JobEvent } from '../api/contract'
 import { loadNative } from '../engine/loadNative'
 import type { NativeCancelToken } from '../engine/nativeTypes'

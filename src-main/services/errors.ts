@@ -1,5 +1,6 @@
 // StudioError: the one error type services throw for conditions a user can act on (bad model dir, bad input file).
-// Codes mirror the native engine's (architecture.md §2: E_OOM, E_NO_CUDA, E_BAD_MODEL, E_BAD_INPUT, E_CANCELLED).
+// Codes mirror the native engine's (docs/architecture.md#errors: E_OOM, E_NO_CUDA, E_BAD_MODEL, E_BAD_INPUT,
+// E_CANCELLED).
 
 /** Known codes; other strings are allowed so native codes pass through unchanged. */
 export type StudioErrorCode =

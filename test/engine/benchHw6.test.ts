@@ -21,7 +21,7 @@ describe('HW6 benchmark workload', () => {
     for (const p of w.pairs) {
       for (const s of [p.chosen, p.rejected]) {
         expect(s.labels).toHaveLength(s.ids.length)
-        expect(s.ids[0]).toBe(1) // the template's "<s>", and only one (spec §7.2 step 4)
+        expect(s.ids[0]).toBe(1) // the template's "<s>", and only one (docs/reference/dpo-data.md#bos-and-eos)
         expect(s.ids[1]).not.toBe(1)
         expect(s.ids.at(-1)).toBe(2) // EOS appended to the answer (step 5)
         const answerStart = s.labels.findIndex((l) => l !== -100)
@@ -55,7 +55,7 @@ describe('dpo-tool make-model + bench-hw6', () => {
     expect(r.params).toBe(2 * 61952 * 64 + 2 * (2 * 64 * 64 + 2 * 32 * 64 + 3 * 128 * 64 + 2 * 64) + 64)
     expect(r.pairs).toBe(9)
     expect(r.optimizer_steps).toBe(2) // 8 + 1 micro-batches
-    expect(r.step_loss[0]).toBeCloseTo(Math.log(2), 6) // lora_B = 0 at the first step (spec §12)
+    expect(r.step_loss[0]).toBeCloseTo(Math.log(2), 6) // lora_B = 0 at the first step (docs/reference/hw6-run.md)
     expect(r.generate_batched_tokens).toBe(8) // no EOS: every prompt runs all new tokens
     expect(r.batch_invariant).toBe(true)
     expect(r.train_pairs_per_s).toBeGreaterThan(0)

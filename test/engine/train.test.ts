@@ -1,6 +1,7 @@
-// DPO training end to end on the real engine (CPU): the notebook on stories260K with the HW6 data (spec §12: ln 2
-// at steps 1-2, lr 0 at step 1, 6 steps to epoch 0.96, the run directory and PEFT adapter), and the embedded demo:
-// support_ratio 0.1 and 0.9 each move at least 8 of 10 test answers to the preferred side.
+// DPO training end to end on the real engine (CPU): the notebook on stories260K with the HW6 data
+// (docs/reference/hw6-run.md#the-first-two-steps-log-ln-2: ln 2 at steps 1-2, lr 0 at step 1, 6 steps to epoch 0.96,
+// the run directory and PEFT adapter), and the embedded demo: support_ratio 0.1 and 0.9 each move at least 8 of 10 test
+// answers to the preferred side.
 import { spawn } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
 import path from 'node:path'
@@ -31,7 +32,8 @@ describe('dpo-studio run on stories260K with the HW6 data', () => {
 
     const rows = readJsonl(path.join(out, 'metrics.jsonl'))
     expect(rows.map((x) => x.step)).toEqual([1, 2, 3, 4, 5, 6])
-    // B = 0 at init and lr = 0 at step 1: the first two logged losses are exactly ln 2 (spec §12).
+    // B = 0 at init and lr = 0 at step 1: the first two logged losses are exactly ln 2
+    // (docs/reference/hw6-run.md#the-first-two-steps-log-ln-2).
     expect(rows[0]!.loss).toBe(0.6931)
     expect(rows[1]!.loss).toBe(0.6931)
     expect(rows[0]!['rewards/margins']).toBe(0)

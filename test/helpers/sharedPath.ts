@@ -1,5 +1,6 @@
 // Where tests find the real shared data (tokenizers, models, HW6 dataset): env DPO_SHARED, else ../shared beside
-// the repository root (architecture.md §4). Nothing from there is ever copied into the project.
+// the repository root (docs/architecture.md#testing-and-gpu-builds). Nothing from there is ever copied into the
+// project.
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 

@@ -1,6 +1,7 @@
 // Our side of the logits comparisons: the real addon on the CPU in fp32 (quant none). The engine returns log-prob
 // sums over labelled positions, so one token's log-prob at one position is a sequence labelled only there; the
-// mean logit over the whole [T, V] block comes with every sequence (spec §8's logits/* quantity).
+// mean logit over the whole [T, V] block comes with every sequence (the logits/* metric of
+// docs/reference/dpo-loss.md#metrics).
 import { loadNative } from '../../src-main/engine/loadNative'
 import type { NativeModel, QuantMode } from '../../src-main/engine/nativeTypes'
 

@@ -49,7 +49,7 @@ describe('quantize_4bit beside our quantizer', () => {
   const pick = (prefix: string) => report.tensors.filter((t) => t.name.startsWith(prefix))
   const real = () => report.tensors.filter((t) => MODELS.some((m) => t.name.startsWith(m.name)))
 
-  it('uses the same NF4 table; the 8-bit map differs only in last bits (torch linspace, spec §2.4)', () => {
+  it('uses the same NF4 table; the 8-bit map differs only in last bits (torch linspace, docs/reference/nf4.md)', () => {
     expect(report.maps.nf4Equal).toBe(true)
     expect(report.maps.dynamicMaxAbsDiff).toBeLessThan(1e-7)
   })

@@ -25,7 +25,10 @@ const tests = JSON.parse(readFileSync(sharedPath('datasets/genai-hw6/test_prompt
 const questions = [...pairs.map((p) => p.prompt), ...tests.map((t) => t.prompt)]
 const answers = pairs.flatMap((p) => [p.support, p.oppose])
 
-/** Mistral's vocabulary with Breeze-7B-Instruct's chat template (spec §1: Breeze extends exactly this vocabulary). */
+/**
+ * Mistral's vocabulary with Breeze-7B-Instruct's chat template (docs/reference/model.md#architecture: Breeze extends
+ * exactly this vocabulary).
+ */
 function breezeDir(): string {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'dpo-ref-breeze-'))
   const mistral = sharedPath('tokenizers/mistral-v0.1')

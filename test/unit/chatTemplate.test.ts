@@ -1,5 +1,5 @@
-// Chat template rendering (spec §6) with the real Breeze, Mistral-Instruct and MiniMind templates, plain prompts for
-// stories260K (no template), and prompt ids with exactly one BOS.
+// Chat template rendering (docs/reference/chat-template.md#rendering) with the real Breeze, Mistral-Instruct and
+// MiniMind templates, plain prompts for stories260K (no template), and prompt ids with exactly one BOS.
 import { readFile } from 'node:fs/promises';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { StudioError } from '../../src-main/services/errors';
@@ -14,7 +14,10 @@ import { answerMarkerFor, answerText, INST_ANSWER_MARKER } from '../../src-main/
 import { TextTokenizer } from '../../src-main/services/tokenizer/textTokenizer';
 import { sharedPath } from '../helpers/sharedPath';
 
-/** Breeze-7B-Instruct-v0_1's chat_template, verbatim from the semantics spec §6 (the model of the HW6 run). */
+/**
+ * Breeze-7B-Instruct-v0_1's chat_template, verbatim from docs/reference/chat-template.md#the-breeze-template (the model
+ * of the HW6 run).
+ */
 const BREEZE_V0_1_TEMPLATE =
   "{% if not add_generation_prompt is defined %}{% set add_generation_prompt = false %}{% endif %}{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}{% set system_message = messages[0]['content'].strip() %}{% else %}{% set loop_messages = messages %}{% set system_message = 'You are a helpful AI assistant built by MediaTek Research. The user you are helping speaks Traditional Chinese and comes from Taiwan.' %}{% endif %}{{ bos_token }}{{ system_message }}   {% for message in loop_messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/... or system/user/assistant/user/assistant/...') }}{% endif %}{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST] ' }}{% elif message['role'] == 'assistant' %}{{ message['content'] + ' ' }}{% else %}{{ raise_exception('Only user and assistant roles are supported!') }}{% endif %}{% endfor %}";
 
@@ -42,7 +45,7 @@ function fileTemplate(keyStart: string): TemplateFileEntry {
 const host = (template: unknown, bos = '<s>', eos = '</s>'): ChatTemplateHost => ({ chatTemplateSource: template, bosToken: bos, eosToken: eos });
 
 describe('renderPrompt: Breeze', () => {
-  it('renders the HW6 prompt exactly as spec §6 (v0_1 template)', () => {
+  it('renders the HW6 prompt exactly as docs/reference/chat-template.md#rendering (v0_1 template)', () => {
     expect(DEFAULT_SYSTEM_MESSAGE).toBe('回覆請少於20字');
     for (const q of hw6Questions) {
       const r = renderPrompt(host(BREEZE_V0_1_TEMPLATE), q);
@@ -58,7 +61,7 @@ describe('renderPrompt: Breeze', () => {
 
   it('renders the template in shared chat_templates.json (its Breeze-7B-Instruct-v1_0 entry) with its own spacing', () => {
     // The shared file holds the v1_0 template ("{{ bos_token }} {{ system_message }} " + "' [INST] '"), which
-    // differs from the v0_1 template of spec §6 by where the spaces go.
+    // differs from the v0_1 template of docs/reference/chat-template.md#the-breeze-template by where the spaces go.
     const breeze = fileTemplate('MediaTek-Research/Breeze-7B-Instruct');
     const q = hw6Questions[0]!;
     const r = renderPrompt(host(breeze.chat_template, breeze.bos_token, breeze.eos_token), q);
@@ -135,7 +138,7 @@ describe('renderPrompt: other templates', () => {
 });
 
 describe('promptIds with the Mistral tokenizer (Breeze base vocabulary)', () => {
-  it('starts the Breeze prompt with exactly one BOS (spec §6: no double BOS)', async () => {
+  it('starts the Breeze prompt with exactly one BOS (docs/reference/chat-template.md: no double BOS)', async () => {
     const tok = await TextTokenizer.fromDir(sharedPath('tokenizers', 'mistral-v0.1'));
     const q = hw6Questions[0]!;
     const text = renderPrompt(host(BREEZE_V0_1_TEMPLATE), q).text;
@@ -150,7 +153,7 @@ describe('promptIds with the Mistral tokenizer (Breeze base vocabulary)', () => 
   });
 });
 
-describe('answerText (spec §11)', () => {
+describe('answerText (docs/reference/generation.md#answer-text)', () => {
   it('splits an [INST] prompt + generation on the first "[/INST] " like the notebook', async () => {
     const tok = await TextTokenizer.fromDir(sharedPath('tokenizers', 'mistral-v0.1'));
     const breeze = { decode: tok.decode.bind(tok), chatTemplateSource: BREEZE_V0_1_TEMPLATE };

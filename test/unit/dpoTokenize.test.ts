@@ -1,5 +1,6 @@
-// TRL 0.9 DPO tokenization (spec §7.2) and pair padding (spec §7.4): the real HW6 first pair with the Mistral
-// tokenizer, the sentencepiece merge fix, truncation rules, and the chosen/rejected prompt check.
+// TRL 0.9 DPO tokenization (docs/reference/dpo-data.md#tokenizing-a-row) and pair padding
+// (docs/reference/dpo-data.md#collation-and-padding): the real HW6 first pair with the Mistral tokenizer, the
+// sentencepiece merge fix, truncation rules, and the chosen/rejected prompt check.
 import { readFile } from 'node:fs/promises';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { StudioError } from '../../src-main/services/errors';
@@ -14,7 +15,10 @@ interface Hw6Row {
   oppose: string;
 }
 
-/** The Breeze v0_1 rendering of spec §6 (chatTemplate.test.ts checks the template produces exactly this). */
+/**
+ * The Breeze v0_1 rendering of docs/reference/chat-template.md#rendering (chatTemplate.test.ts checks the template
+ * produces exactly this).
+ */
 const breezePrompt = (q: string) => `<s>回覆請少於20字   [INST] ${q} [/INST] `;
 
 /** A character-level tokenizer (one id per UTF-16 unit, offset past the specials) for exact length arithmetic. */

@@ -29,7 +29,7 @@ describe('TextTokenizer: Mistral v0.1 (sentencepiece BPE, legacy normalizer, byt
     expect(tok.encode('[INST] hi [/INST]', { addSpecialTokens: false })).toEqual([733, 16289, 28793, 12014, 733, 28748, 16289, 28793]);
   });
 
-  it('maps special-token text to its id even without add_special_tokens (spec §6)', () => {
+  it('maps special-token text to its id even without add_special_tokens (docs/reference/chat-template.md)', () => {
     expect(tok.encode('<s>Hello world', { addSpecialTokens: false })).toEqual([1, 22557, 1526]);
     expect(tok.encode('Hello</s>', { addSpecialTokens: false })).toEqual([22557, 2]);
     // legacy: the text after a special token gets its own "▁" prefix, so a space after <s> becomes a lone "▁".
@@ -43,7 +43,7 @@ describe('TextTokenizer: Mistral v0.1 (sentencepiece BPE, legacy normalizer, byt
     expect(tok.idToToken(28705)).toBe('▁');
   });
 
-  it('exposes special ids: bos 1, eos 2, pad falls back to eos (spec §1)', () => {
+  it('exposes special ids: bos 1, eos 2, pad falls back to eos (docs/reference/model.md#special-tokens)', () => {
     expect(tok.bosId).toBe(1);
     expect(tok.eosId).toBe(2);
     expect(tok.padId).toBe(2);

@@ -30,8 +30,8 @@ enum class BackendKind { Cpu, Cuda };
 // The scalars of one optimizer update of one tensor, computed on the host from the hyperparameters and the step
 // count exactly as the reference does (train/optimizer.h: adamw_scalars, bnb_adam_scalars), so that every backend
 // applies the same fp32 values with the same per-element arithmetic (train/adam_math.h).
-// torch.optim.AdamW (spec §9): p = p*decay (when apply_decay); m = lerp(m, g, w1); v = v*beta2 + (w2*g)*g;
-// p += (neg_step*m) / (sqrt(v)/bc2_sqrt + eps).
+// torch.optim.AdamW (docs/reference/optimizer.md#torch-adamw): p = p*decay (when apply_decay); m = lerp(m, g, w1); v =
+// v*beta2 + (w2*g)*g; p += (neg_step*m) / (sqrt(v)/bc2_sqrt + eps).
 struct AdamWStepScalars {
   float decay = 1.0f;        // 1 - lr*wd, applied BEFORE the step
   bool apply_decay = false;  // wd != 0
@@ -41,7 +41,7 @@ struct AdamWStepScalars {
   float bc2_sqrt = 1.0f;  // sqrt(1 - beta2^t)
   float eps = 0.0f;
 };
-// bitsandbytes 0.43.1 AdamW (spec §10), its 32-bit and 8-bit blockwise kernels alike:
+// bitsandbytes 0.43.1 AdamW (docs/reference/optimizer.md), its 32-bit and 8-bit blockwise kernels alike:
 // m = m*beta1 + w1*g; v = v*beta2 + w2*g*g; p += step_size * (m / (sqrt(v) + eps_term)); p *= decay when apply_decay.
 struct BnbAdamStepScalars {
   float beta1 = 0.0f, beta2 = 0.0f, w1 = 0.0f, w2 = 0.0f;  // w = 1 - beta
@@ -131,7 +131,7 @@ class Backend {
   virtual void attention_decode(float* out, const float* q, const float* kcache, const float* vcache, const int* seq,
                                 const int* pos, int M, int S, int NH, int NKV, int HD) = 0;
 
-  // ---- The optimizer step (spec §9-§10), so gradients, parameters and optimizer state never leave the backend. ----
+  // ---- The optimizer step (docs/reference/optimizer.md): gradients, weights and state stay in the backend. ----
   // Every element's arithmetic is that of train/adam_math.h (the CPU reference), on scalars the host computed.
   // out (1 float in backend memory) = the fp32 L2 norm of x (n): torch clip_grad_norm_'s per-tensor norm. The sum of
   // squares is taken in double in a fixed order (no float atomics), then sqrt and rounded to fp32 once; the host
@@ -145,7 +145,8 @@ class Backend {
                                 int64_t n) = 0;
   // bnb's 8-bit blockwise AdamW kernel: codes state1 (n, signed dynamic map) and state2 (n, unsigned dynamic map) with
   // one fp32 scale per kAdam8bitBlockSize block in absmax1, absmax2 (ceil(n / 2048)); the maps are those of
-  // quant/nf4.h (spec §2.4), held by the backend. A non-finite g zeroes its m and v and leaves its param untouched.
+  // quant/nf4.h (docs/reference/nf4.md#the-dynamic-8-bit-map), held by the backend. A non-finite g zeroes its m and v
+  // and leaves its param untouched.
   virtual void adamw_bnb8bit_step(float* param, uint8_t* state1, uint8_t* state2, float* absmax1, float* absmax2,
                                   const float* grad, const BnbAdamStepScalars& s, int64_t n) = 0;
 

@@ -70,7 +70,8 @@ struct ModelCheck {
 };
 ModelCheck check_model(const std::string& dir, QuantMode quant = QuantMode::Nf4);
 
-// One sequence for log-prob scoring: token ids and TRL labels (-100 = not scored; spec §7.2, §8).
+// One sequence for log-prob scoring: token ids and TRL labels (-100 = not scored; docs/reference/dpo-data.md#labels,
+// docs/reference/dpo-loss.md#sequence-log-probs).
 struct ScoredSequence {
   std::vector<int32_t> ids;
   std::vector<int32_t> labels;  // same length as ids
@@ -78,7 +79,8 @@ struct ScoredSequence {
 struct SequenceLogp {
   double logp = 0;          // sum over positions t of log p(labels[t+1] | ids[..t]) where labels[t+1] != -100
   int tokens = 0;           // number of scored tokens
-  double logits_mean = 0;   // mean of every logit over the padded (Lmax, V) block (TRL's logits/* metric, §8)
+  // Mean of every logit over the padded (Lmax, V) block: TRL's logits/* metric (docs/reference/dpo-loss.md#metrics).
+  double logits_mean = 0;
   // (tokens) log p of each scored token, in sequence order: logp is their sum, accumulated in double in this order,
   // so summing them the same way gives logp bit for bit (docs/insights.md). Comes from the same pass, at no cost.
   std::vector<float> token_logps;
@@ -86,7 +88,8 @@ struct SequenceLogp {
 
 struct GenerateOptions {
   int max_new_tokens = 200;
-  std::vector<int> eos_ids;  // generation stops after emitting one of these (it is kept in the output, §11)
+  // Generation stops after emitting one of these, which is kept in the output (docs/reference/generation.md#stopping).
+  std::vector<int> eos_ids;
 };
 struct GenerateResult {
   std::vector<std::vector<int32_t>> tokens;  // per prompt: the generated ids (without the prompt)
@@ -102,7 +105,7 @@ struct LoraOptions {
   std::vector<std::string> targets = {"q_proj", "v_proj"};
   int r = 64;
   float alpha = 16.0f;
-  float dropout = 0.0f;  // on the LoRA input during training; TRL's disable_dropout makes it 0 (spec §5)
+  float dropout = 0.0f;  // on the LoRA input during training; TRL's disable_dropout makes it 0 (docs/reference/lora.md)
   uint64_t seed = 42;
 };
 
@@ -119,7 +122,8 @@ struct DpoOptions {
   float beta = 0.1f;
   DpoLoss loss = DpoLoss::Sigmoid;
   float label_smoothing = 0.0f;
-  // Gradients accumulate as grad_scale * d(mean loss over the micro-batch's pairs)/dθ (1/GA, spec §9).
+  // Gradients accumulate as grad_scale * d(mean loss over the micro-batch's pairs)/dθ (1/GA,
+  // docs/reference/trainer.md#loss-scaling-and-the-logged-loss).
   float grad_scale = 1.0f;
 };
 
@@ -128,7 +132,8 @@ struct DpoPair {
   double ref_chosen = 0, ref_rejected = 0;  // reference log-prob sums (adapter disabled)
 };
 
-// Per pair, TRL's definitions (spec §8). For ipo the logps are length-averaged, as TRL's concatenated_forward does.
+// Per pair, TRL's definitions (docs/reference/dpo-loss.md). For ipo the logps are length-averaged, as TRL's
+// concatenated_forward does.
 struct DpoPairMetrics {
   double loss = 0;
   double chosen_logp = 0, rejected_logp = 0;
@@ -137,7 +142,7 @@ struct DpoPairMetrics {
 };
 
 struct OptimizerOptions {
-  bool eight_bit = true;  // paged_adamw_8bit (bitsandbytes blockwise, spec §10) or fp32 AdamW
+  bool eight_bit = true;  // paged_adamw_8bit (bitsandbytes blockwise, docs/reference/optimizer.md) or fp32 AdamW
   float lr = 2e-4f, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f, weight_decay = 0.0f;
   float max_grad_norm = 1.0f;  // 0 = no clipping
 };
@@ -159,8 +164,9 @@ class Model {
 
   const ModelInfo& info() const;
 
-  // Scores B sequences in one right-padded batch (pad id `pad_id`, spec §7.4).
-  // use_adapter = false scores with the adapter disabled (the DPO reference model, spec §8).
+  // Scores B sequences in one right-padded batch (pad id `pad_id`, docs/reference/dpo-data.md#collation-and-padding).
+  // use_adapter = false scores with the adapter disabled (the DPO reference model,
+  // docs/reference/dpo-loss.md#reference-log-probs).
   std::vector<SequenceLogp> logps(const std::vector<ScoredSequence>& batch, int32_t pad_id,
                                   const std::atomic<bool>* cancel = nullptr, bool use_adapter = true);
 
@@ -197,8 +203,9 @@ class Model {
   void import_training_state(const TrainingState& state);
 
   // Full-parameter supervised fine-tuning (fp32 weights, i.e. loaded with QuantMode::None): cross-entropy of the
-  // labelled tokens (labels != -100, shifted as in §8), mean over the batch's labelled tokens; gradients of every
-  // weight accumulate as grad_scale * d(mean)/dθ. Returns the mean loss and the token count.
+  // labelled tokens (labels != -100, shifted as in docs/reference/dpo-loss.md#sequence-log-probs), mean over the
+  // batch's labelled tokens; gradients of every weight accumulate as grad_scale * d(mean)/dθ. Returns the mean loss and
+  // the token count.
   std::pair<double, int> sft_accumulate(const std::vector<ScoredSequence>& batch, int32_t pad_id, float grad_scale,
                                         const std::atomic<bool>* cancel = nullptr);
   // Clipping + one fp32 AdamW update of every weight + zeroed gradients; returns the pre-clip gradient norm.

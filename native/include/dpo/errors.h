@@ -1,5 +1,5 @@
 // Engine errors: every failure leaves the engine as a C++ exception carrying a stable code,
-// which the addon maps to a JS Error with `.code` (architecture.md §2). Never exit()/abort().
+// which the addon maps to a JS Error with `.code` (docs/architecture.md#errors). Never exit()/abort().
 #pragma once
 #include <stdexcept>
 #include <string>

@@ -1,5 +1,6 @@
 // IEEE fp16 and bfloat16 <-> fp32 conversions with round-to-nearest-even, as torch's .to() does.
-// Scalar reference code; used by the loader (checkpoint dtypes) and by the bf16 matmul numerics (spec §3).
+// Scalar reference code; used by the loader (checkpoint dtypes) and by the bf16 matmul numerics
+// (docs/reference/linear4bit.md#prefill-and-training-path).
 #pragma once
 #include <cstdint>
 #include <cstring>
@@ -54,9 +55,9 @@ inline uint16_t f32_to_fp16(float f) {
 
 inline float round_fp16(float f) { return fp16_to_f32(f32_to_fp16(f)); }
 
-// round_fp16 over an array: the loader's cast of every linear weight before quantizing (spec §4.1), 7B elements at
-// Breeze size. With F16C the hardware conversion is the same IEEE round-to-nearest-even (NaN payloads aside, which
-// quantize to code 0 either way), eight at a time.
+// round_fp16 over an array: the loader's cast of every linear weight before quantizing
+// (docs/reference/precision.md#loading), 7B elements at Breeze size. With F16C the hardware conversion is the same IEEE
+// round-to-nearest-even (NaN payloads aside, which quantize to code 0 either way), eight at a time.
 inline void round_fp16_inplace(float* x, int64_t n) {
   int64_t i = 0;
 #if defined(__F16C__) && defined(__AVX__)

@@ -1,5 +1,6 @@
-// Vocabulary-side CPU ops: the fused log-softmax + label gather that DPO's log-probs need (spec §8), its backward,
-// and the greedy argmax of generation (spec §11).
+// Vocabulary-side CPU ops: the fused log-softmax + label gather that DPO's log-probs need
+// (docs/reference/dpo-loss.md#sequence-log-probs), its backward, and the greedy argmax of generation
+// (docs/reference/generation.md#the-greedy-loop).
 #include <cmath>
 #include <string>
 

@@ -1,5 +1,6 @@
-// NF4 linear layer on the CPU with fused dequantization (spec §3 prefill/training path): out = bf16(x) . W_bf16^T
-// where W_bf16 = bf16(storage(NF4[c] * absmax)) is decoded a few rows at a time into a small buffer, never whole.
+// NF4 linear layer on the CPU with fused dequantization (docs/reference/linear4bit.md#prefill-and-training-path): out =
+// bf16(x) . W_bf16^T where W_bf16 = bf16(storage(NF4[c] * absmax)) is decoded a few rows at a time into a small buffer,
+// never whole.
 #include <algorithm>
 #include <cstring>
 
@@ -15,7 +16,8 @@ namespace dpo::cpu {
 inline namespace DPO_KERNEL_NS {  // one copy per kernel set (kernel_set.h)
 namespace {
 
-// Decodes flat elements [e0, e0+len) of W into out (len floats), bf16-valued. Blocks may cross rows (§2.2).
+// Decodes flat elements [e0, e0+len) of W into out (len floats), bf16-valued. Blocks may cross rows
+// (docs/reference/nf4.md#blockwise-quantisation).
 void decode_bf16(float* out, const Nf4Matrix& w, const float* absmax, int64_t e0, int64_t len) {
   const uint8_t* packed = w.packed.data();
   int64_t e = e0;
@@ -49,8 +51,8 @@ void round_rows_bf16(float* dst, int64_t ldd, const float* src, int64_t rows, in
 
 }  // namespace
 
-// The output stays fp32 as ops.h specifies; the reference's cuBLAS GEMM writes bf16 (§3), a rounding the caller
-// applies if it wants that step too.
+// The output stays fp32 as ops.h specifies; the reference's cuBLAS GEMM writes bf16
+// (docs/reference/linear4bit.md#prefill-and-training-path), a rounding the caller applies if it wants that step too.
 void matmul_nf4_forward(float* out /*(M,N)*/, const float* x /*(M,K)*/, const Nf4Matrix& w /*(N,K)*/,
                         const float* bias /*(N) or null*/, int M) {
   const int64_t N = w.rows, K = w.cols, Kp = round_up(K, kLanes);

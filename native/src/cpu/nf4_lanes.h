@@ -65,8 +65,9 @@ inline f32x16 round_fp16_x16(f32x16 v) {
 #endif
 }
 
-// The 16 values a block with dequantized absmax `amax` decodes to, as the GEMM sees them (§3 of the reference
-// semantics: the double rounding fp32 -> storage dtype -> bf16 of `dequantize_4bit(W).to(bf16)`).
+// The 16 values a block with dequantized absmax `amax` decodes to, as the GEMM sees them
+// (docs/reference/linear4bit.md#prefill-and-training-path of the reference semantics: the double rounding fp32 ->
+// storage dtype -> bf16 of `dequantize_4bit(W).to(bf16)`).
 inline f32x16 block_lut_bf16(float amax, Nf4StorageDType dtype) {
   f32x16 v = load16(kNf4Table) * amax;  // one fp32 multiply per entry, as the dequant kernel
   if (dtype == Nf4StorageDType::F16) v = round_fp16_x16(v);

@@ -1,7 +1,7 @@
 // CPU reference ops of the decoder, llm.c style: outputs first, then inputs, then weights, then dims,
 // with a shape comment on every tensor argument. fp32 activations; the NF4 matmuls use the reference's
-// bf16 numerics (spec §3: x and dequantized W rounded to bf16, fp32 accumulation).
-// Every op computes each output row with the same arithmetic whatever M is (batch-invariant results).
+// bf16 numerics (docs/reference/linear4bit.md#prefill-and-training-path: x and dequantized W rounded to bf16, fp32
+// accumulation). Every op computes each output row with the same arithmetic whatever M is (batch-invariant results).
 #pragma once
 #include <cstdint>
 
@@ -28,7 +28,8 @@ void matmul_bf16_backward_input(float* dx, const float* dout, const uint16_t* w,
 // out (M,N) = bf16(x) (M,K) . bf16(dequant(W))^T (N,K) + bias (N, may be null), fp32 accumulation.
 // Dequantization is fused: no full-precision copy of W is ever made.
 void matmul_nf4_forward(float* out, const float* x, const Nf4Matrix& w, const float* bias, int M);
-// dx (M,K) += bf16(dout) (M,N) . bf16(dequant(W)) (N,K): activation gradient only, W is frozen (spec §3 backward).
+// dx (M,K) += bf16(dout) (M,N) . bf16(dequant(W)) (N,K): activation gradient only, W is frozen
+// (docs/reference/linear4bit.md#backward).
 void matmul_nf4_backward_input(float* dx, const float* dout, const Nf4Matrix& w, int M);
 
 // out (M,C) = x / sqrt(mean(x^2) + eps) * w; rstd (M) saved for backward (may be null).

@@ -23,9 +23,10 @@ namespace dpo::cpu {
 inline namespace DPO_KERNEL_NS {
 
 // 16 independent fp32 lanes. Reductions keep one lane per k % 16 and combine lanes in a fixed tree, so a result
-// never depends on M, on tiling or on threading (batch-invariant ops, performance.md), and the loops vectorise
-// without -ffast-math. With AVX-512 a lane group is one 64-byte vector; otherwise it is 2 or 4 native-width parts
-// (GCC lowers 64-byte generic vectors poorly there), with the same 16 lanes and so the same arithmetic.
+// never depends on M, on tiling or on threading (batch-invariant ops, docs/performance.md#batch-invariant-arithmetic),
+// and the loops vectorise without -ffast-math. With AVX-512 a lane group is one 64-byte vector; otherwise it is 2 or 4
+// native-width parts (GCC lowers 64-byte generic vectors poorly there), with the same 16 lanes and so the same
+// arithmetic.
 constexpr int kLanes = 16;
 #if defined(__AVX512F__)
 typedef float f32x16 __attribute__((vector_size(64)));

@@ -1,4 +1,4 @@
-// Fused NF4 linear layer on the GPU (spec §3 prefill/training numerics), as cpu/matmul_nf4.cpp:
+// Fused NF4 linear layer on the GPU (docs/reference/linear4bit.md#prefill-and-training-path), as cpu/matmul_nf4.cpp:
 //   forward   out (M,N)  = bf16(x) (M,K) . Wq^T + bias      Wq = bf16(storage(NF4[code] * absmax)) (N,K)
 //   backward  dx  (M,K) += bf16(dout) (M,N) . Wq
 // with fp32 accumulation on the tensor cores (mma.sync m16n8k16 bf16 -> fp32, sm_80+). The weights stay 4-bit in

@@ -1,6 +1,7 @@
-// The optimizer step on the GPU (spec §9-§10): the per-tensor gradient norm of clip_grad_norm_, torch AdamW, and
-// bitsandbytes 0.43.1's 32-bit and 8-bit blockwise AdamW kernels, so gradients, LoRA weights and optimizer state
-// stay in device memory. Semantics are Backend's (dpo/backend.h); the CPU backend is the reference.
+// The optimizer step on the GPU (docs/reference/trainer.md#gradient-clipping, docs/reference/optimizer.md): the
+// per-tensor gradient norm of clip_grad_norm_, torch AdamW, and bitsandbytes 0.43.1's 32-bit and 8-bit blockwise AdamW
+// kernels, so gradients, LoRA weights and optimizer state stay in device memory. Semantics are Backend's
+// (dpo/backend.h); the CPU backend is the reference.
 //
 // Exactness: the per-element arithmetic is train/adam_math.h, the very functions the CPU reference runs, compiled
 // here for the device, where core/fp_ops.h turns every operation into its _rn intrinsic (__fmul_rn, __fadd_rn,

@@ -1,7 +1,8 @@
 // Decoder forward and backward: one transformer block at a time, with the attention step supplied by the caller
 // (whole padded sequences, or single tokens against a KV cache). Residual stream and all non-4-bit math in fp32;
-// LoRA runs in fp32 beside each adapted linear (spec §4-5). Every step is a backend op on backend memory, so the
-// same code runs on the CPU and on a GPU; only ids, positions and masks cross from the host.
+// LoRA runs in fp32 beside each adapted linear (docs/reference/precision.md, docs/reference/lora.md). Every step is a
+// backend op on backend memory, so the same code runs on the CPU and on a GPU; only ids, positions and masks cross from
+// the host.
 #include "model/decoder.h"
 
 #include <algorithm>

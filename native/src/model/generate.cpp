@@ -1,7 +1,8 @@
-// Greedy generation with a KV cache (spec §11): prefill all prompts as one right-padded batch, then one token per
-// step for the sequences still running. Rows never interact and every op is batch-invariant, so each prompt gets
-// the same tokens alone or in a batch (a property peers lack; see spec/performance.md). An attached LoRA adapter
-// is active, as in the notebook's post-training generation (spec §11).
+// Greedy generation with a KV cache (docs/reference/generation.md#the-greedy-loop): prefill all prompts as one
+// right-padded batch, then one token per step for the sequences still running. Rows never interact and every op is
+// batch-invariant, so each prompt gets the same tokens alone or in a batch (a property peers lack; see
+// docs/performance.md#batch-invariant-arithmetic). An attached LoRA adapter is active, as in the notebook's
+// post-training generation (docs/reference/generation.md#before-and-after-training).
 #include <algorithm>
 
 #include "model/decoder.h"

@@ -1,5 +1,6 @@
 // The seven linear kinds of a decoder layer, in PEFT's named_modules order (self_attn q,k,v,o; mlp gate,up,down),
-// which is also the order LoRA initialisation draws its random numbers in (spec §5).
+// which is also the order LoRA initialisation draws its random numbers in
+// (docs/reference/lora.md#initialisation-and-its-random-numbers).
 #pragma once
 #include <string>
 

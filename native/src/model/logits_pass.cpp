@@ -1,7 +1,7 @@
-// Chunked lm_head + log-softmax (spec §8, performance.md "only what is needed of the vocabulary"): the scored rows
-// are gathered, 32 at a time go through lm_head and the log-softmax; the backward recomputes each chunk's logits
-// instead of keeping them. Each row's arithmetic is the same whichever rows surround it (batch-invariant ops), so
-// skipping unscored rows changes no log-prob.
+// Chunked lm_head + log-softmax (docs/reference/dpo-loss.md#sequence-log-probs,
+// docs/performance.md#logits-only-where-scored): the scored rows are gathered, 32 at a time go through lm_head and the
+// log-softmax; the backward recomputes each chunk's logits instead of keeping them. Each row's arithmetic is the same
+// whichever rows surround it (batch-invariant ops), so skipping unscored rows changes no log-prob.
 #include "model/logits_pass.h"
 
 #include <algorithm>

@@ -1,6 +1,6 @@
-// Sequence log-prob sums as TRL's get_batch_logps computes them (spec §8): logits at t score labels[t+1],
-// positions labelled -100 are skipped, the sum is over answer tokens (EOS included). Each scored token's log-prob is
-// returned too (the per-token view of docs/insights.md), from the same pass.
+// Sequence log-prob sums as TRL's get_batch_logps computes them (docs/reference/dpo-loss.md#sequence-log-probs): logits
+// at t score labels[t+1], positions labelled -100 are skipped, the sum is over answer tokens (EOS included). Each
+// scored token's log-prob is returned too (the per-token view of docs/insights.md), from the same pass.
 #include "model/decoder.h"
 #include "model/logits_pass.h"
 #include "model/model_impl.h"

@@ -1,4 +1,5 @@
-// Right padding and next-token targets for scoring and training batches (spec §7.4, §8 get_batch_logps).
+// Right padding and next-token targets for scoring and training batches
+// (docs/reference/dpo-data.md#collation-and-padding, get_batch_logps in docs/reference/dpo-loss.md#sequence-log-probs).
 #include "model/padded_batch.h"
 
 #include <algorithm>

@@ -1,5 +1,6 @@
-// A right-padded batch of scored sequences (spec §7.4): ids padded with the pad id, key mask 0 on padding,
-// positions 0..T-1 (spec §1), and the next-token target of every position (-1 where the label is -100).
+// A right-padded batch of scored sequences (docs/reference/dpo-data.md#collation-and-padding): ids padded with the pad
+// id, key mask 0 on padding, positions 0..T-1 (docs/reference/model.md#positions-and-padding), and the next-token
+// target of every position (-1 where the label is -100).
 #pragma once
 #include <cstdint>
 #include <vector>

@@ -1,8 +1,9 @@
 // Loads a Hugging Face checkpoint into ModelWeights: shape/dtype checks per tensor, fp16 cast + NF4 quantization
-// of the seven linear kinds (spec §4.1), or bitsandbytes pre-quantized NF4 tensors read as they are (spec §2.6),
-// keeping every other tensor a pre-quantized checkpoint carries (biases, norms, 16-bit linears it left unquantized).
-// The same walk over the tensors validates a checkpoint without reading its data (validate_weights), so that model
-// inspection and loading accept exactly the same folders; a tensor the walk does not use is an error.
+// of the seven linear kinds (docs/reference/precision.md#loading), or bitsandbytes pre-quantized NF4 tensors read as
+// they are (docs/reference/nf4.md#pre-quantized-bnb-4bit-checkpoints), keeping every other tensor a pre-quantized
+// checkpoint carries (biases, norms, 16-bit linears it left unquantized). The same walk over the tensors validates a
+// checkpoint without reading its data (validate_weights), so that model inspection and loading accept exactly the same
+// folders; a tensor the walk does not use is an error.
 #include "model/weights.h"
 
 #include <algorithm>
@@ -79,9 +80,9 @@ std::vector<T> read_raw(const TensorView& t) {
   return out;
 }
 
-// A bitsandbytes `*-bnb-4bit` linear weight (spec §2.6): P.weight is uint8 packed nibbles, P.weight.absmax uint8
-// (nested) with nested_absmax / nested_quant_map, P.weight.quant_map the NF4 code table, and the quant_state JSON
-// with shape, dtype and nested_offset.
+// A bitsandbytes `*-bnb-4bit` linear weight (docs/reference/nf4.md#pre-quantized-bnb-4bit-checkpoints): P.weight is
+// uint8 packed nibbles, P.weight.absmax uint8 (nested) with nested_absmax / nested_quant_map, P.weight.quant_map the
+// NF4 code table, and the quant_state JSON with shape, dtype and nested_offset.
 void load_prequantized(Walk& wk, Linear& L, const std::string& prefix) {
   const std::string w = prefix + ".weight";
   const int out = L.out, in = L.in;
@@ -167,7 +168,8 @@ Linear load_linear(Walk& wk, const ModelConfig& c, const std::string& prefix, in
       L.quantized = true;
       wk.stats.quantized_linears++;
       if (!wk.validate_only) {
-        // transformers casts every float checkpoint tensor to fp16 before bnb quantizes it (spec §4.1).
+        // transformers casts every float checkpoint tensor to fp16 before bnb quantizes it
+        // (docs/reference/precision.md#loading).
         round_fp16_inplace(w.data(), int64_t(w.size()));
         L.q = nf4_quantize(w.data(), out, in, Nf4StorageDType::F16);
       }

@@ -1,5 +1,6 @@
 // The decoder's weights as the engine holds them: NF4 (or fp32 with --quant none) linear layers,
-// fp32 embeddings / norms / lm_head (what prepare_model_for_kbit_training leaves, spec §4.3).
+// fp32 embeddings / norms / lm_head (what prepare_model_for_kbit_training leaves,
+// docs/reference/precision.md#preparing-for-k-bit-training).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -53,10 +54,10 @@ struct LoadStats {
 };
 
 // Reads every tensor the config calls for from `ws`, checking dtype and shape, naming the tensor on any mismatch.
-// Linear weights are cast to fp16 and then NF4-quantized when `quantize` (spec §4.1), otherwise kept in fp32.
-// progress(f) is called after each tensor.
-// Every tensor of the checkpoint must be used (RoPE caches and a tied model's lm_head copy excepted), and a
-// pre-quantized checkpoint keeps what it carries: NF4 linears as stored, 16-bit linears unquantized, biases, norms.
+// Linear weights are cast to fp16 and then NF4-quantized when `quantize` (docs/reference/precision.md#loading),
+// otherwise kept in fp32. progress(f) is called after each tensor. Every tensor of the checkpoint must be used (RoPE
+// caches and a tied model's lm_head copy excepted), and a pre-quantized checkpoint keeps what it carries: NF4 linears
+// as stored, 16-bit linears unquantized, biases, norms.
 ModelWeights load_weights(const ModelConfig& config, const WeightSet& ws, bool quantize, LoadStats& stats,
                           const std::function<void(double)>& progress);
 

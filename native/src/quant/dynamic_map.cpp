@@ -1,5 +1,6 @@
-// The 8-bit "dynamic" maps of bitsandbytes' create_dynamic_map (spec §2.4, Appendix A) and the dQuantize<0>
-// nearest-code search (§2.3). Used by NF4 double quantization (signed map) and by the 8-bit optimizer state.
+// The 8-bit "dynamic" maps of bitsandbytes' create_dynamic_map (docs/reference/nf4.md#the-dynamic-8-bit-map) and the
+// dQuantize<0> nearest-code search (docs/reference/nf4.md#double-quantisation). Used by NF4 double quantization (signed
+// map) and by the 8-bit optimizer state.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -12,7 +13,8 @@
 namespace dpo {
 namespace {
 
-// Appendix A, signed map entries 0..127 as fp32 bit patterns; 128..254 are the negatives of 126..0, 255 = 1.0.
+// The signed map on torch's scalar linspace path (docs/reference/nf4.md#the-dynamic-8-bit-map), entries
+// 0..127 as fp32 bit patterns; 128..254 are the negatives of 126..0, 255 = 1.0.
 const uint32_t kSignedBits[128] = {
     0xbf7e3333u, 0xbf7a999au, 0xbf770000u, 0xbf736666u, 0xbf6fcccdu, 0xbf6c3333u, 0xbf68999au, 0xbf650000u,
     0xbf616666u, 0xbf5dcccdu, 0xbf5a3333u, 0xbf56999au, 0xbf530000u, 0xbf4f6666u, 0xbf4bcccdu, 0xbf483333u,
@@ -32,7 +34,7 @@ const uint32_t kSignedBits[128] = {
     0xb8ba1f4bu, 0xb88aefb3u, 0xb8378034u, 0xb7b24206u, 0xb70205ffu, 0xb65a1a94u, 0xb513a3b7u, 0x00000000u
 };
 
-// Appendix A, unsigned map (all 256 entries).
+// The unsigned map on the same path (all 256 entries).
 const uint32_t kUnsignedBits[256] = {
     0x00000000u, 0x34ae7baau, 0x35500998u, 0x360e9b38u, 0x3692ccf6u, 0x36de4c51u, 0x3714e5d5u, 0x3783126eu,
     0x37e171a0u, 0x381fe867u, 0x384f1800u, 0x387e479au, 0x3896bb99u, 0x38ae5364u, 0x38c5eb31u, 0x3906594bu,
@@ -86,7 +88,7 @@ const Maps& maps() {
   return m;
 }
 
-// torch.linspace(start, end, steps) in fp32 on torch's scalar CPU path (§2.4 caveat):
+// torch.linspace(start, end, steps) in fp32 on torch's scalar CPU path (docs/reference/nf4.md#the-linspace-caveat):
 // step = (end - start) / (steps - 1) in fp32; i < steps/2 -> start + step*i, else end - step*(steps-1-i).
 void linspace_scalar(float* out, float start, float end, int64_t steps) {
   if (steps == 1) { out[0] = start; return; }
@@ -101,7 +103,7 @@ void linspace_scalar(float* out, float start, float end, int64_t steps) {
 const float* dynamic_map_signed() { return maps().signed_map; }
 const float* dynamic_map_unsigned() { return maps().unsigned_map; }
 
-// create_dynamic_map(signed, max_exponent_bits=7, total_bits=8), §2.4:
+// create_dynamic_map(signed, max_exponent_bits=7, total_bits=8), docs/reference/nf4.md#the-dynamic-8-bit-map:
 // for i in 0..6: b = linspace(0.1, 1, n_i) (fp32), means = (b[:-1] + b[1:]) / 2, append fl32(10^(i-6)) * means
 // (and the negatives when signed); append 0 and 1; sort. non_sign_bits is 7 for both (bnb's `1 if signed else 1`),
 // so there are no "additional items".
@@ -127,8 +129,9 @@ void dynamic_map_build(bool is_signed, float* out) {
   std::copy(data.begin(), data.begin() + 256, out);
 }
 
-// bnb dQuantize<0> (kernels.cu), §2.3: 7-step binary search from pivot 127 (steps 64..1), then a midpoint test
-// against the neighbour on the side x lies; strict comparisons, ties keep the landing index. NaN -> index 0.
+// bnb dQuantize<0> (kernels.cu), docs/reference/nf4.md#double-quantisation: 7-step binary search from pivot 127 (steps
+// 64..1), then a midpoint test against the neighbour on the side x lies; strict comparisons, ties keep the landing
+// index. NaN -> index 0.
 uint8_t dynamic_code(const float* code, float x) {
   int pivot = 127, upper_pivot = 255, lower_pivot = 0;
   float lower = -1.0f, upper = 1.0f;

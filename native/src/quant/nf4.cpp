@@ -1,5 +1,6 @@
-// bitsandbytes NF4 + double quantization, scalar reference (spec §2): quantize, dequantize, the packed layout.
-// Every rounding step follows bnb 0.43.1 so that a matrix quantized here equals one quantized by bnb bit for bit.
+// bitsandbytes NF4 + double quantization, scalar reference (docs/reference/nf4.md): quantize, dequantize, the packed
+// layout. Every rounding step follows bnb 0.43.1 so that a matrix quantized here equals one quantized by bnb bit for
+// bit.
 #include "nf4.h"
 
 #include <algorithm>
@@ -13,7 +14,8 @@
 
 namespace dpo {
 
-// §2.1, index -> value; the decimal literals are exactly the fp32 values bf800000 ... 3f800000.
+// Index -> value (docs/reference/nf4.md#code-table); the decimal literals are exactly the fp32 values bf800000 ...
+// 3f800000.
 const float kNf4Table[16] = {
     -1.0f,
     -0.6961928009986877f,
@@ -35,7 +37,8 @@ const float kNf4Table[16] = {
 
 namespace {
 
-// §2.1: the 15 midpoints of dQuantizeNF4's decision tree, as the fp32 literals the CUDA code compares against.
+// docs/reference/nf4.md#code-table: the 15 midpoints of dQuantizeNF4's decision tree, as the fp32 literals the CUDA
+// code compares against.
 const float kNf4Midpoints[15] = {
     -0.8480964004993439f, -0.6106329262256622f, -0.4599952697753906f, -0.33967943489551544f,
     -0.23460740596055984f, -0.13791173323988914f, -0.045525018125772476f, 0.03979014977812767f,
@@ -44,7 +47,7 @@ const float kNf4Midpoints[15] = {
 };
 
 
-// §2.5: the fp32 product is stored as QuantState.dtype (RN).
+// docs/reference/nf4.md#dequantisation: the fp32 product is stored as QuantState.dtype (RN).
 inline float round_storage(float v, Nf4StorageDType dt) {
   switch (dt) {
     case Nf4StorageDType::F16: return round_fp16(v);
@@ -56,7 +59,8 @@ inline float round_storage(float v, Nf4StorageDType dt) {
 
 inline uint8_t nibble(const uint8_t* packed, int64_t e) {
   const uint8_t byte = packed[e >> 1];
-  return (e & 1) ? uint8_t(byte & 0x0f) : uint8_t(byte >> 4);  // §2.2: the even element is the high nibble
+  // The even element is the high nibble (docs/reference/nf4.md#blockwise-quantisation).
+  return (e & 1) ? uint8_t(byte & 0x0f) : uint8_t(byte >> 4);
 }
 
 const float* nested_code_of(const Nf4Matrix& m) {
@@ -80,8 +84,8 @@ void check_shape(const Nf4Matrix& m) {
 
 }  // namespace
 
-// §2.1: the number of midpoints x strictly exceeds. Equal to bnb's decision tree because the midpoints are sorted;
-// NaN compares false everywhere and gets code 0, as in the tree.
+// docs/reference/nf4.md#code-table: the number of midpoints x strictly exceeds. Equal to bnb's decision tree because
+// the midpoints are sorted; NaN compares false everywhere and gets code 0, as in the tree.
 uint8_t nf4_code(float x) {
   int code = 0;
   for (int i = 0; i < 15; i++) code += x > kNf4Midpoints[i] ? 1 : 0;
@@ -99,14 +103,15 @@ Nf4Matrix nf4_quantize(const float* w, int64_t rows, int64_t cols, Nf4StorageDTy
   const int64_t n = m.numel(), blocks = m.blocks();
   m.packed.assign(size_t((n + 1) / 2), 0);
 
-  // §2.2 kQuantizeBlockwise<T,64,2,0,NF4>: blocks are 64 consecutive flat elements, so with K % 64 != 0 a block
-  // spans the end of one row and the start of the next. The last block may be partial; bnb loads the missing
-  // elements as 0, which never raise the max and, when n is odd, give the final low nibble code(0 * 1/absmax).
+  // kQuantizeBlockwise<T,64,2,0,NF4> (docs/reference/nf4.md#blockwise-quantisation): blocks are 64 consecutive flat
+  // elements, so with K % 64 != 0 a block spans the end of one row and the start of the next. The last block may be
+  // partial; bnb loads the missing elements as 0, which never raise the max and, when n is odd, give the final low
+  // nibble code(0 * 1/absmax).
   std::vector<float> absmax(static_cast<size_t>(blocks));
   for (int64_t b = 0; b < blocks; b++) {
     const int64_t e0 = b * kNf4BlockSize, e1 = std::min(n, e0 + kNf4BlockSize);
     // fmax semantics (a NaN element never wins) written as a compare-select, which vectorises.
-    float amax = -FLT_MAX;  // the CUDA reduction's start value (§2.2)
+    float amax = -FLT_MAX;  // the CUDA reduction's start value (docs/reference/nf4.md#blockwise-quantisation)
     for (int64_t e = e0; e < e1; e++) {
       const float v = std::fabs(w[e]);
       amax = v > amax ? v : amax;
@@ -135,9 +140,10 @@ Nf4Matrix nf4_quantize(const float* w, int64_t rows, int64_t cols, Nf4StorageDTy
     }
   }
 
-  // §2.3 double quantization. offset = absmax.mean(): torch reduces in fp32 on the GPU with its own tree order,
-  // which cannot be replayed here; we sum in double (exact enough that the result is the correctly rounded mean
-  // for any realistic block count) and cast to fp32. Pre-quantized checkpoints carry their offset (§2.6).
+  // Double quantization (docs/reference/nf4.md#double-quantisation). offset = absmax.mean(): torch reduces in fp32 on
+  // the GPU with its own tree order, which cannot be replayed here; we sum in double (exact enough that the result is
+  // the correctly rounded mean for any realistic block count) and cast to fp32. Pre-quantized checkpoints carry their
+  // offset (docs/reference/nf4.md#pre-quantized-bnb-4bit-checkpoints).
   double sum = 0.0;
   for (float a : absmax) sum += double(a);
   m.absmax_offset = blocks > 0 ? float(sum / double(blocks)) : 0.0f;
@@ -173,8 +179,9 @@ Nf4Matrix nf4_from_parts(int64_t rows, int64_t cols, std::vector<uint8_t> packed
   m.absmax_offset = offset;
   m.dtype = dtype;
   check_shape(m);
-  // §2.4 caveat: the checkpoint's nested_quant_map is the map its absmax codes index; keep it only when it differs
-  // from the built-in Appendix A map (it can differ in the last bits, depending on torch's linspace path).
+  // docs/reference/nf4.md#the-linspace-caveat: the checkpoint's nested_quant_map is the map its absmax codes index;
+  // keep it only when it differs from the built-in scalar-path map (it can differ in the last bits, depending on
+  // torch's linspace path).
   if (nested_code) {
     const float* builtin = dynamic_map_signed();
     bool same = true;
@@ -186,8 +193,8 @@ Nf4Matrix nf4_from_parts(int64_t rows, int64_t cols, std::vector<uint8_t> packed
   return m;
 }
 
-// §2.5: kDequantizeBlockwise<float, General8bit> gives code8[q] * absmax2 (fp32 multiply, rounded), then torch adds
-// the offset as a separate fp32 op. The multiply must not be fused with the add.
+// docs/reference/nf4.md#dequantisation: kDequantizeBlockwise<float, General8bit> gives code8[q] * absmax2 (fp32
+// multiply, rounded), then torch adds the offset as a separate fp32 op. The multiply must not be fused with the add.
 void nf4_dequantize_absmax(const Nf4Matrix& m, float* absmax_out) {
   const float* code8 = nested_code_of(m);
   const int64_t blocks = m.blocks();

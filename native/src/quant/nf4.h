@@ -1,4 +1,4 @@
-// bitsandbytes-compatible NF4 with double quantization (hw6-reference-semantics.md §2).
+// bitsandbytes-compatible NF4 with double quantization (docs/reference/nf4.md).
 // Scalar reference code: the packed layout, absmax nesting and rounding rules match bnb 0.43.1 bit for bit.
 #pragma once
 #include <cstddef>
@@ -7,27 +7,30 @@
 
 namespace dpo {
 
-constexpr int kNf4BlockSize = 64;       // elements per first-level absmax block (§2.2)
-constexpr int kNestedBlockSize = 256;   // first-level absmax values per nested block (§2.3)
+constexpr int kNf4BlockSize = 64;       // elements per first-level absmax block (docs/reference/nf4.md)
+constexpr int kNestedBlockSize = 256;   // first-level absmax values per nested block (docs/reference/nf4.md)
 
-// The 16 NF4 code values, index -> value (§2.1).
+// The 16 NF4 code values, index -> value (docs/reference/nf4.md#code-table).
 extern const float kNf4Table[16];
 
-// §2.1: code = number of the 15 midpoints that x strictly exceeds (ties go down, NaN -> 0).
+// docs/reference/nf4.md#code-table: code = number of the 15 midpoints that x strictly exceeds (ties go down, NaN -> 0).
 uint8_t nf4_code(float x);
 
-// The signed / unsigned 8-bit dynamic maps of create_dynamic_map (§2.4, Appendix A scalar path), 256 entries each.
+// The signed / unsigned 8-bit dynamic maps of create_dynamic_map (docs/reference/nf4.md#the-dynamic-8-bit-map, torch's
+// scalar linspace path), 256 entries each.
 const float* dynamic_map_signed();
 const float* dynamic_map_unsigned();
-// Builds a map from the construction rules of §2.4 with torch's scalar linspace path (what Appendix A holds);
-// the tests check that the hardcoded tables above equal it. out: (256).
+// Builds a map from the construction rules of docs/reference/nf4.md#the-dynamic-8-bit-map with torch's scalar linspace
+// path (what dynamic_map.cpp holds); the tests check that the hardcoded tables above equal it. out: (256).
 void dynamic_map_build(bool is_signed, float* out);
 
-// The 8-bit nearest-code search of bnb's dQuantize<0> (§2.3): binary search from pivot 127, then midpoint test.
+// The 8-bit nearest-code search of bnb's dQuantize<0> (docs/reference/nf4.md#double-quantisation): binary search from
+// pivot 127, then midpoint test.
 // `code` is a sorted 256-entry map; x is already normalised to [-1, 1].
 uint8_t dynamic_code(const float* code, float x);
 
-// The storage dtype of the quantized weight (QuantState.dtype): dequantized values are rounded to it (§2.5).
+// The storage dtype of the quantized weight (QuantState.dtype): dequantized values are rounded to it
+// (docs/reference/nf4.md#dequantisation).
 enum class Nf4StorageDType { F16, BF16, F32 };
 
 // An NF4 + double-quant weight matrix W (N, K) = (out_features, in_features), row-major flattened;
@@ -39,9 +42,9 @@ struct Nf4Matrix {
   std::vector<uint8_t> absmax_q;       // (blocks) codes into dynamic_map_signed(), relative to absmax_offset
   std::vector<float> absmax2;          // (ceil(blocks/256)) nested scales
   float absmax_offset = 0.0f;          // mean of the first-level absmax (fp32)
-  std::vector<float> absmax;           // (blocks) dequantized first-level absmax (§2.5), cached for the kernels
+  std::vector<float> absmax;           // (blocks) dequantized first-level absmax, cached for the kernels
   std::vector<float> nested_code;      // (256) the checkpoint's nested_quant_map when it differs from
-                                       // dynamic_map_signed() (§2.4 caveat); empty = dynamic_map_signed()
+                                       // dynamic_map_signed(), else empty (docs/reference/nf4.md#the-linspace-caveat)
   Nf4StorageDType dtype = Nf4StorageDType::F16;
 
   int64_t numel() const { return rows * cols; }
@@ -53,17 +56,19 @@ struct Nf4Matrix {
 // then double-quantizes the absmax (offset = mean, 8-bit signed dynamic map, blocks of 256) and fills `absmax`.
 Nf4Matrix nf4_quantize(const float* w, int64_t rows, int64_t cols, Nf4StorageDType dtype = Nf4StorageDType::F16);
 
-// Builds a matrix from bitsandbytes pre-quantized parts (§2.6) and fills the `absmax` cache.
+// Builds a matrix from bitsandbytes pre-quantized parts (docs/reference/nf4.md#pre-quantized-bnb-4bit-checkpoints) and
+// fills the `absmax` cache.
 Nf4Matrix nf4_from_parts(int64_t rows, int64_t cols, std::vector<uint8_t> packed, std::vector<uint8_t> absmax_q,
                          std::vector<float> absmax2, float offset, const float* nested_code /* 256 or nullptr */,
                          Nf4StorageDType dtype);
 
-// §2.5 first step: a[b] = code8[q[b]] * absmax2[b/256] + offset (fp32).
+// docs/reference/nf4.md#dequantisation, step 1: a[b] = code8[q[b]] * absmax2[b/256] + offset (fp32).
 void nf4_dequantize_absmax(const Nf4Matrix& m, float* absmax_out /* (blocks) */);
 // The dequantized first-level absmax: the matrix's own cache (m.absmax), or computed into `tmp` when it is absent.
 const float* nf4_absmax(const Nf4Matrix& m, std::vector<float>& tmp);
 
-// §2.5: w(e) = NF4[nibble(e)] * a[e/64] in fp32, rounded to the storage dtype. out: (N*K).
+// docs/reference/nf4.md#dequantisation: w(e) = NF4[nibble(e)] * a[e/64] in fp32, rounded to the storage dtype. out:
+// (N*K).
 void nf4_dequantize(const Nf4Matrix& m, float* out);
 
 // One dequantized row j (K values), same rounding as nf4_dequantize; used by the fused CPU kernels.

@@ -1,8 +1,8 @@
-// The per-element arithmetic of the optimizers (spec §9-§10), written once for the CPU reference (adamw.cpp,
-// adamw_8bit.cpp) and the CUDA kernels (cuda/optimizer.cu). Every fp32 operation is one core/fp_ops.h call in the
-// reference's order, rounded on its own unless the reference fuses it, so both backends produce the same bits from the
-// same host-computed scalars (AdamWStepScalars, BnbAdamStepScalars in dpo/backend.h). Plain C++ for the host; nvcc
-// compiles the same functions for the device.
+// The per-element arithmetic of the optimizers (docs/reference/trainer.md, docs/reference/optimizer.md), written once
+// for the CPU reference (adamw.cpp, adamw_8bit.cpp) and the CUDA kernels (cuda/optimizer.cu). Every fp32 operation is
+// one core/fp_ops.h call in the reference's order, rounded on its own unless the reference fuses it, so both backends
+// produce the same bits from the same host-computed scalars (AdamWStepScalars, BnbAdamStepScalars in dpo/backend.h).
+// Plain C++ for the host; nvcc compiles the same functions for the device.
 #pragma once
 #include <cstdint>
 
@@ -60,8 +60,8 @@ DPO_HD float bnb8_param(float p, float m, float v, const BnbAdamStepScalars& s) 
   return s.apply_decay ? fp::mul(p, s.decay) : p;
 }
 
-// bnb quantize_2D<SIGNED> (kernels.cu L413), literally. It is dQuantize<0>'s (§2.3) binary search with two
-// differences in form:
+// bnb quantize_2D<SIGNED> (kernels.cu L413), literally. It is dQuantize<0>'s
+// (docs/reference/nf4.md#double-quantisation) binary search with two differences in form:
 // - the first level reads "quadrants" {code[63], code[127], code[191]} (copied to registers in the kernel) instead
 //   of code[pivot]; these are the same entries dQuantize would read (127, then 63 or 191);
 // - the initial lower bound is -1 (signed) or 0 (unsigned) and, unlike dQuantize, is never replaced by code[0]

@@ -1,5 +1,6 @@
-// fp32 torch.optim.AdamW for one tensor, and torch.nn.utils.clip_grad_norm_ over all LoRA gradients (spec §9).
-// Elementwise loops split over the CPU pool; every element's arithmetic is independent of the split.
+// fp32 torch.optim.AdamW for one tensor, and torch.nn.utils.clip_grad_norm_ over all LoRA gradients
+// (docs/reference/optimizer.md#torch-adamw, docs/reference/trainer.md#gradient-clipping). Elementwise loops split over
+// the CPU pool; every element's arithmetic is independent of the split.
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -28,7 +29,7 @@ AdamW::AdamW(int64_t n) : n_(n) {
 //   bc1 = 1 - beta1**step; step_size = lr / bc1; bc2_sqrt = sqrt(1 - beta2**step)
 // and 1 - lr*wd for the decay. rn() keeps lr*wd a rounded product as in Python (no fused multiply-subtract).
 // Bit-exactness with torch is not promised (its kernels may differ in the last bit), only its semantics; the fp32
-// state is what makes this the "adamw_torch" alternative to §10's 8-bit optimizer.
+// state is what makes this the "adamw_torch" alternative to the 8-bit optimizer of docs/reference/optimizer.md.
 AdamWStepScalars adamw_scalars(const AdamHyper& h, int64_t step) {
   const double t = double(step);
   AdamWStepScalars s;

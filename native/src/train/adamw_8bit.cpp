@@ -1,5 +1,6 @@
-// bitsandbytes 0.43.1 AdamW(optim_bits=8) for one tensor (spec §10): kOptimizerStatic8bit2StateBlockwise on blocks
-// of 2048 when n >= 4096, kOptimizer32bit2State below. Scalar CPU reference of the kernels; blocks run in parallel.
+// bitsandbytes 0.43.1 AdamW(optim_bits=8) for one tensor (docs/reference/optimizer.md#8-bit-update):
+// kOptimizerStatic8bit2StateBlockwise on blocks of 2048 when n >= 4096, kOptimizer32bit2State below. Scalar CPU
+// reference of the kernels; blocks run in parallel.
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
@@ -19,7 +20,7 @@ uint8_t quantize_2d(const float* code, float x, bool is_signed) { return adam::q
 AdamW8bit::AdamW8bit(int64_t n) : n_(n) {
   if (n < 0) fail(ErrorCode::BadInput, "make_adamw_8bit: negative size " + std::to_string(n));
   if (blockwise()) {
-    // §10 state init: bytes 0 with absmax 0, which dequantizes to code[0] * 0 = (-)0.
+    // docs/reference/optimizer.md#8-bit-state: bytes 0 with absmax 0, which dequantizes to code[0] * 0 = (-)0.
     state1_.assign(size_t(n), 0);
     state2_.assign(size_t(n), 0);
     absmax1_.assign(size_t(blocks()), 0.0f);
@@ -46,7 +47,9 @@ float AdamW8bit::v_at(int64_t i) const {
 }
 
 void AdamW8bit::update(float* param, const float* grad, const AdamHyper& h) {
-  t_ += 1;  // Optimizer2State: state["step"] += 1 before the kernel runs, lr = 0 steps included (§9)
+  // Optimizer2State: state["step"] += 1 before the kernel runs, lr = 0 steps included
+  // (docs/reference/trainer.md#order-within-a-step).
+  t_ += 1;
   const BnbAdamStepScalars s = bnb_adam_scalars(h, t_);
   if (blockwise())
     cpu::adamw_bnb8bit_step(param, state1_.data(), state2_.data(), absmax1_.data(), absmax2_.data(), grad, s, n_);
@@ -82,14 +85,15 @@ void cpu::adamw_bnb32_step(float* param, float* m, float* v, const float* grad, 
   for (int64_t i = 0; i < n; i++) param[i] = adam::bnb32(param[i], grad[i], m[i], v[i], s);  // < 4096: no pool
 }
 
-// kOptimizerStatic8bit2StateBlockwise<float, ADAM, 2048, 8> (spec §10), one 2048-element block at a time:
+// kOptimizerStatic8bit2StateBlockwise<float, ADAM, 2048, 8> (docs/reference/optimizer.md#8-bit-update), one
+// 2048-element block at a time:
 //  pass 1: for every element, dequantize the state with the OLD absmax and update it (adam::bnb8_moments),
 //          and reduce absmax1' = max|m|, absmax2' = max|v| over the block (fmaxf from -FLT_MAX);
 //  pass 2: the parameter step of the elements with a finite gradient (adam::bnb8_param), then requantize m and v
 //          with the NEW absmax (adam::bnb8_code1 / bnb8_code2).
 // The new state is quantized with the NEW absmax, so the two passes cannot be merged.
 // The kernel's tail: the last block's lanes past n are loaded with g = 0, state1 byte 128 and state2 byte 0 and
-// take part in the block max (pad m = q1[128]*absmax1*b1, pad v = 0). The spec does not mention it; it only
+// take part in the block max (pad m = q1[128]*absmax1*b1, pad v = 0). bnb's Python side does not show it; it only
 // matters when every real m of that block is 0 (e.g. all its gradients non-finite), and we fold it in likewise.
 // The max is order-independent (fmax of non-negative values, NaN ignored), so any reduction order gives these bits.
 void cpu::adamw_bnb8bit_step(float* param, uint8_t* state1, uint8_t* state2, float* absmax1, float* absmax2,

@@ -22,7 +22,7 @@ void DeviceAdamW::update(float* param, const float* grad, const AdamHyper& h) {
 DeviceAdamW8bit::DeviceAdamW8bit(Backend& be, int64_t n) : be_(be), n_(n) {
   if (n < 0) fail(ErrorCode::BadInput, "make_device_adamw_8bit: negative size " + std::to_string(n));
   if (blockwise()) {
-    // §10 state init: bytes 0 with absmax 0, which dequantizes to code[0] * 0 = (-)0.
+    // docs/reference/optimizer.md#8-bit-state: bytes 0 with absmax 0, which dequantizes to code[0] * 0 = (-)0.
     state1_ = DeviceArray<uint8_t>::zeros(be, size_t(n));
     state2_ = DeviceArray<uint8_t>::zeros(be, size_t(n));
     absmax1_ = DeviceArray<float>::zeros(be, size_t(blocks()));
@@ -39,7 +39,9 @@ uint64_t DeviceAdamW8bit::state_bytes() const {
 }
 
 void DeviceAdamW8bit::update(float* param, const float* grad, const AdamHyper& h) {
-  t_ += 1;  // Optimizer2State: state["step"] += 1 before the kernel runs, lr = 0 steps included (§9)
+  // Optimizer2State: state["step"] += 1 before the kernel runs, lr = 0 steps included
+  // (docs/reference/trainer.md#order-within-a-step).
+  t_ += 1;
   const BnbAdamStepScalars s = bnb_adam_scalars(h, t_);
   if (blockwise())
     be_.adamw_bnb8bit_step(param, state1_.get(), state2_.get(), absmax1_.get(), absmax2_.get(), grad, s, n_);

@@ -16,7 +16,7 @@
 namespace dpo {
 
 // State for one parameter tensor in `be`'s memory; its own step counter t, incremented by every update (lr = 0
-// steps included, spec §9).
+// steps included, docs/reference/trainer.md#order-within-a-step).
 class DeviceOptimizer {
  public:
   virtual ~DeviceOptimizer() = default;
@@ -36,7 +36,8 @@ void check_optimizer_state(const OptimizerTensorState& s, bool eight_bit, int64_
 
 // fp32 torch.optim.AdamW (as AdamW).
 std::unique_ptr<DeviceOptimizer> make_device_adamw(Backend& be, int64_t n);
-// bnb 0.43.1 AdamW(optim_bits=8), spec §10 (as AdamW8bit): 8-bit blockwise state for n >= 4096, fp32 below.
+// bnb 0.43.1 AdamW(optim_bits=8), docs/reference/optimizer.md (as AdamW8bit): 8-bit blockwise state for n >= 4096, fp32
+// below.
 std::unique_ptr<DeviceOptimizer> make_device_adamw_8bit(Backend& be, int64_t n);
 
 class DeviceAdamW final : public DeviceOptimizer {

@@ -1,4 +1,5 @@
-// The losses of trl 0.9.6 dpo_loss (spec §8), computed in double, with their derivative in d.
+// The losses of trl 0.9.6 dpo_loss (docs/reference/dpo-loss.md#other-loss-types), computed in double, with their
+// derivative in d.
 //   sigmoid: -logσ(βd)(1-ls) - logσ(-βd)ls          robust: (-logσ(βd)(1-ls) + logσ(-βd)ls) / (1-2ls)
 //   hinge:   relu(1 - βd)                             ipo:    (d - 1/(2β))²   (d from length-averaged logps)
 #include "train/dpo_loss.h"

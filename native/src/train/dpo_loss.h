@@ -1,4 +1,4 @@
-// DPO-family losses on one pair and their derivative (trl 0.9.6 dpo_loss, spec §8).
+// DPO-family losses on one pair and their derivative (trl 0.9.6 dpo_loss, docs/reference/dpo-loss.md#other-loss-types).
 // d = (policy_chosen - policy_rejected) - (ref_chosen - ref_rejected); the loss depends on the pair only through d.
 #pragma once
 #include "dpo/engine.h"

@@ -1,5 +1,6 @@
 // One DPO micro-batch (forward, loss, backward into the LoRA gradients) and one optimizer step
-// (global-norm clipping, AdamW or 8-bit AdamW, zeroed gradients): spec §8-10, §15.
+// (global-norm clipping, AdamW or 8-bit AdamW, zeroed gradients): docs/reference/dpo-loss.md,
+// docs/reference/trainer.md#gradient-clipping, docs/reference/optimizer.md, docs/reference/hw6-run.md#the-run-in-order.
 #include <cmath>
 
 #include "model/decoder.h"
@@ -23,7 +24,8 @@ std::vector<DpoPairMetrics> Model::dpo_accumulate(const std::vector<DpoPair>& pa
   Backend& be = *impl_->backend;
   const int P = int(pairs.size()), V = m.config.vocab, C = m.config.hidden;
 
-  // Rows 0..P-1 are the chosen answers, P..2P-1 the rejected ones, padded together (concatenated_forward, §7.4).
+  // Rows 0..P-1 are the chosen answers, P..2P-1 the rejected ones, padded together (concatenated_forward,
+  // docs/reference/dpo-data.md#collation-and-padding).
   std::vector<const ScoredSequence*> seqs;
   for (const DpoPair& p : pairs) seqs.push_back(&p.chosen);
   for (const DpoPair& p : pairs) seqs.push_back(&p.rejected);

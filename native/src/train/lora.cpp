@@ -1,4 +1,5 @@
-// LoRA: creation with torch's CPU generator semantics (spec §5), and the adapted linear's forward and backward.
+// LoRA: creation with torch's CPU generator semantics (docs/reference/lora.md#initialisation-and-its-random-numbers),
+// and the adapted linear's forward and backward.
 #include "train/lora.h"
 
 #include <algorithm>
@@ -16,7 +17,8 @@ std::string LoraAdapter::tensor_name(int layer, int kind, bool is_a) {
 
 namespace {
 
-// torch's CPU uniform_(-bound, bound) for fp32: 24 random bits per value from the mt19937 stream (spec §5).
+// torch's CPU uniform_(-bound, bound) for fp32: 24 random bits per value from the mt19937 stream
+// (docs/reference/lora.md#initialisation-and-its-random-numbers).
 void torch_uniform(std::mt19937& gen, float* out, size_t n, float bound) {
   const float lo = -bound, span = 2.0f * bound;
   for (size_t i = 0; i < n; i++) {
@@ -105,7 +107,7 @@ void linear_forward(Backend& be, float* y, const float* x, int M, const DeviceLi
   be.matmul(sv.u.get(), xin, lora->A_dev.get(), nullptr, M, K, r);
   DeviceArray<float> delta(be, size_t(M) * N);
   be.matmul(delta.get(), sv.u.get(), lora->B_dev.get(), nullptr, M, r, N);
-  // result + lora_out * scale, in fp32 as PEFT does with autocast off (spec §5).
+  // result + lora_out * scale, in fp32 as PEFT does with autocast off (docs/reference/lora.md#forward).
   be.axpy(y, delta.get(), lora->scale, int64_t(M) * N);
 }
 

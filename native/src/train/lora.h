@@ -1,5 +1,6 @@
-// LoRA adapters as PEFT builds them (spec §5): per adapted linear, A (r, in) kaiming-uniform, B (out, r) zero,
-// fp32, output scaled by alpha / r, optional dropout on the LoRA input. Holds the gradients and optimizer state too.
+// LoRA adapters as PEFT builds them (docs/reference/lora.md): per adapted linear, A (r, in) kaiming-uniform, B (out, r)
+// zero, fp32, output scaled by alpha / r, optional dropout on the LoRA input. Holds the gradients and optimizer state
+// too.
 #pragma once
 #include <array>
 #include <cstdint>
@@ -86,7 +87,7 @@ void linear_forward(Backend& be, float* y, const float* x, int M, const DeviceLi
                     float dropout, std::mt19937* rng, LoraSaved* saved);
 
 // dx (M,K) += dy . W + the LoRA path's input gradient; lora->dA, dB accumulate. x is the layer input.
-// Base weights are frozen: no base-weight gradient is formed (spec §3 backward).
+// Base weights are frozen: no base-weight gradient is formed (docs/reference/linear4bit.md#backward).
 // full (may be null): base weight and bias gradients accumulate there too (full-parameter training).
 struct LinearGrads;
 void linear_backward(Backend& be, float* dx, const float* dy, const float* x, int M, const DeviceLinear& base,

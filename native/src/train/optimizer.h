@@ -1,7 +1,8 @@
-// Per-tensor AdamW optimizers (fp32 torch.optim.AdamW, and bnb 0.43.1 8-bit blockwise AdamW, spec §10) plus
-// torch's clip_grad_norm_ (spec §9), on host memory: the reference. The classes here hold their state in host
-// vectors; train/device_adamw.h holds it in a backend's memory and runs the same arithmetic as backend ops (the CPU
-// backend calls the cpu:: functions below). The LR schedule is not here: the TypeScript trainer passes lr every step.
+// Per-tensor AdamW optimizers (fp32 torch.optim.AdamW, and bnb 0.43.1 8-bit blockwise AdamW,
+// docs/reference/optimizer.md) plus torch's clip_grad_norm_ (docs/reference/trainer.md#gradient-clipping), on host
+// memory: the reference. The classes here hold their state in host vectors; train/device_adamw.h holds it in a
+// backend's memory and runs the same arithmetic as backend ops (the CPU backend calls the cpu:: functions below). The
+// LR schedule is not here: the TypeScript trainer passes lr every step.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -19,7 +20,7 @@ struct AdamHyper {
 };
 
 // State for one parameter tensor; each has its own step counter t (incremented by every update, including lr=0
-// steps: spec §9 "the optimizer's internal step counter also increments at step 1 (lr=0)").
+// steps: docs/reference/trainer.md#order-within-a-step).
 class ParamOptimizer {
  public:
   virtual ~ParamOptimizer() = default;
@@ -30,7 +31,7 @@ class ParamOptimizer {
 
 // fp32 torch.optim.AdamW (single-tensor path): p *= 1 - lr*wd, then the bias-corrected Adam step.
 std::unique_ptr<ParamOptimizer> make_adamw(int64_t n);
-// bnb 0.43.1 AdamW(optim_bits=8), spec §10: 8-bit blockwise state for n >= 4096, fp32 state below.
+// bnb 0.43.1 AdamW(optim_bits=8), docs/reference/optimizer.md: 8-bit blockwise state for n >= 4096, fp32 state below.
 std::unique_ptr<ParamOptimizer> make_adamw_8bit(int64_t n);
 
 // The scalars of update number t (1-based) as each reference computes them on the host: torch in Python doubles

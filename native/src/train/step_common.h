@@ -1,6 +1,6 @@
 // What the LoRA (DPO) and full-parameter (SFT) optimizer steps share: the hyperparameters as the optimizers take
 // them, and torch's clip_grad_norm_ on the backend (the norm is measured, and returned for logging, before clipping;
-// spec §9).
+// docs/reference/trainer.md#gradient-clipping).
 #pragma once
 #include <utility>
 #include <vector>

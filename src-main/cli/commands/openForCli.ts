@@ -1,5 +1,5 @@
 // Shared by the model commands: open the model with a loading bar, say which backend computes, and put a PEFT
-// LoRA adapter on it when --adapter names one (architecture.md §3).
+// LoRA adapter on it when --adapter names one (docs/architecture.md#command-line).
 import type { BackendChoice, QuantMode } from '../../engine/nativeTypes'
 import { openModel, type ModelSession } from '../../services/engine/modelSession'
 import { loadAdapter } from '../../services/training/adapterFiles'

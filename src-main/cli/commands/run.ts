@@ -1,7 +1,7 @@
-// `dpo-studio run`: the whole notebook (architecture.md §3): original answers to the test prompts, training,
-// trained answers, and RUN_DIR/comparison.json with its metadata. Ctrl-C stops cleanly and exits 130.
-// With no --model / --dataset it runs the embedded demo (issue: the app and `run` use the demo model and the sample
-// dataset when the user has chosen nothing else), with the demo preset for flags the user did not give.
+// `dpo-studio run`: the whole notebook (docs/architecture.md#command-line): original answers to the test prompts,
+// training, trained answers, and RUN_DIR/comparison.json with its metadata. Ctrl-C stops cleanly and exits 130. With no
+// --model / --dataset it runs the embedded demo (issue: the app and `run` use the demo model and the sample dataset
+// when the user has chosen nothing else), with the demo preset for flags the user did not give.
 import { DEMO_MODEL_DIR, DEMO_NOTE, DEMO_PRESET, SAMPLE_DATASET_DIR, SAMPLE_TEST_PROMPTS, isDemoModel } from '../../services/demo'
 import { StudioError } from '../../services/errors'
 import { RUN_PARAM_FLAGS, TRAIN_PARAM_FLAGS, runTrainCommand, type TrainCommandFlags } from './trainFlags'

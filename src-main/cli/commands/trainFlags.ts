@@ -1,5 +1,5 @@
-// The options `dpo-studio train` and `run` share (architecture.md §3), mapped onto trainParamsSchema so defaults,
-// bounds and help text come from the one parameter schema; also the clean-stop path (Ctrl-C -> exit 130).
+// The options `dpo-studio train` and `run` share (docs/architecture.md#command-line), mapped onto trainParamsSchema so
+// defaults, bounds and help text come from the one parameter schema; also the clean-stop path (Ctrl-C -> exit 130).
 import type { Command } from 'commander'
 import type { z } from 'zod'
 import { existsSync, readFileSync } from 'node:fs'
@@ -21,7 +21,9 @@ interface ParamFlag {
   kind: 'number' | 'text' | 'list'
 }
 
-/** The flags of architecture.md §3, in its order, plus the chat-template ones of docs/model-families.md. */
+/**
+ * The flags of docs/architecture.md#command-line, in its order, plus the chat-template ones of docs/model-families.md.
+ */
 export const TRAIN_PARAM_FLAGS: readonly ParamFlag[] = [
   { flag: '--support-ratio', key: 'supportRatio', kind: 'number' },
   { flag: '--data-size', key: 'dataSize', kind: 'number' },

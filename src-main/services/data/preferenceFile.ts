@@ -1,6 +1,7 @@
-// Preference data for `logps` and training (architecture.md §3): the HW6 layout (labelled_data.json with
-// {id, prompt, support, oppose}) or TRL's {prompt, chosen, rejected} JSON/JSONL, plain or conversational.
-// buildPairs applies the notebook's support_ratio rule (datasets/genai-hw6/README.md, spec §7.1).
+// Preference data for `logps` and training (docs/architecture.md#datasets-and-prompts): the HW6 layout
+// (labelled_data.json with {id, prompt, support, oppose}) or TRL's {prompt, chosen, rejected} JSON/JSONL, plain or
+// conversational. buildPairs applies the notebook's support_ratio rule (datasets/genai-hw6/README.md,
+// docs/reference/dpo-data.md#building-pairs-from-the-hw6-data).
 import { stat } from 'node:fs/promises';
 import { statOrProblem } from '../pathProblems';
 import path from 'node:path';

@@ -1,5 +1,6 @@
-// Prompts files for `generate` / `run --test-prompts` (architecture.md §3): the HW6 test_prompt.json layout (a JSON
-// array of {id, prompt}) or JSONL of {id?, prompt}. Also the JSON/JSONL record reader that preferenceFile.ts shares.
+// Prompts files for `generate` / `run --test-prompts` (docs/architecture.md#datasets-and-prompts): the HW6
+// test_prompt.json layout (a JSON array of {id, prompt}) or JSONL of {id?, prompt}. Also the JSON/JSONL record reader
+// that preferenceFile.ts shares.
 import { readFile } from 'node:fs/promises';
 import { StudioError, errorMessage } from '../errors';
 import { quoted } from '../messageText';

@@ -1,6 +1,7 @@
-// Sequence log-probs of chosen and rejected answers, tokenized and masked as TRL 0.9 does (spec §7.2, §8):
-// each pair is one right-padded [chosen, rejected] batch, as DPOTrainer's concatenated_forward sees it. With
-// perToken, each answer's tokens come too: id, the text it adds, and its log-prob (docs/insights.md).
+// Sequence log-probs of chosen and rejected answers, tokenized and masked as TRL 0.9 does
+// (docs/reference/dpo-data.md#labels, docs/reference/dpo-loss.md#sequence-log-probs): each pair is one right-padded
+// [chosen, rejected] batch, as DPOTrainer's concatenated_forward sees it. With perToken, each answer's tokens come too:
+// id, the text it adds, and its log-prob (docs/insights.md).
 import type { NativeCancelToken } from '../../engine/nativeTypes'
 import type { PreferencePair } from '../data/preferenceFile'
 import { StudioError } from '../errors'

@@ -1,6 +1,7 @@
-// TRL 0.9's implicit DPO rewards for one pair (spec §8, trl dpo_trainer.py dpo_loss): reward = beta × (policy log-prob −
-// reference log-prob), with log-probs averaged over answer tokens for the ipo loss (concatenated_forward's
-// average_log_prob), margin = chosen reward − rejected reward. Pure, so the app can recompute what it shows.
+// TRL 0.9's implicit DPO rewards for one pair (docs/reference/dpo-loss.md#rewards, trl dpo_trainer.py dpo_loss): reward
+// = beta × (policy log-prob − reference log-prob), with log-probs averaged over answer tokens for the ipo loss
+// (concatenated_forward's average_log_prob), margin = chosen reward − rejected reward. Pure, so the app can recompute
+// what it shows.
 import type { StoredLogp } from './insightTypes'
 
 export interface PairLogps {

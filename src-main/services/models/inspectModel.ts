@@ -1,8 +1,9 @@
 // What a model folder holds, read without loading weights: architecture and shape from config.json, parameter count
-// and checkpoint size from the safetensors headers, and the NF4 + double-quant size of the base (spec §2.6:
-// 4-bit codes, one 8-bit absmax per 64 weights, one fp32 scale per 256 absmax blocks; other tensors stay 16-bit).
-// Whether it is supported is the engine's own answer: the native checkModel runs the loader's checks on the headers
-// (config fields, RoPE scaling, every tensor), so the panel says "supported" only for a folder that will load.
+// and checkpoint size from the safetensors headers, and the NF4 + double-quant size of the base
+// (docs/reference/nf4.md#pre-quantized-bnb-4bit-checkpoints: 4-bit codes, one 8-bit absmax per 64 weights, one fp32
+// scale per 256 absmax blocks; other tensors stay 16-bit). Whether it is supported is the engine's own answer: the
+// native checkModel runs the loader's checks on the headers (config fields, RoPE scaling, every tensor), so the panel
+// says "supported" only for a folder that will load.
 import { existsSync } from 'node:fs'
 import { open, readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'

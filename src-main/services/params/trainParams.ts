@@ -1,5 +1,5 @@
-// The one source of truth for run parameters (architecture.md §5): a zod schema with the notebook's defaults,
-// bounds and help text. The renderer builds its forms from PARAM_FIELDS, main and the CLI validate with
+// The one source of truth for run parameters (docs/architecture.md#house-rules): a zod schema with the notebook's
+// defaults, bounds and help text. The renderer builds its forms from PARAM_FIELDS, main and the CLI validate with
 // trainParamsSchema, and the engine receives the fully resolved values.
 import { z } from 'zod'
 import { DEFAULT_SYSTEM_MESSAGE } from '../tokenizer/chatTemplate'
@@ -25,7 +25,7 @@ export const trainParamsSchema = z.object({
     .describe('sigmoid = DPO; ipo = IPO (length-averaged); hinge = SLiC; robust = noise-robust DPO.'),
   labelSmoothing: z.number().min(0).lt(0.5).default(0)
     .describe('Assumed probability that a preference label is flipped (sigmoid and robust losses).'),
-  // --- optimisation (HF Trainer semantics, spec §9-10)
+  // --- optimisation (HF Trainer semantics, docs/reference/trainer.md, docs/reference/optimizer.md)
   learningRate: z.number().gt(0).max(1).default(2e-4).describe('Peak learning rate of the linear schedule.'),
   batchSize: z.number().int().min(1).max(64).default(1).describe('Pairs per micro-batch (per_device_train_batch_size).'),
   gradAccum: z.number().int().min(1).max(1024).default(8)
@@ -38,7 +38,7 @@ export const trainParamsSchema = z.object({
   seed: z.number().int().min(0).max(2 ** 31 - 1).default(42).describe('Seeds the data order and the LoRA initialisation.'),
   checkpointEvery: z.number().int().min(0).max(1_000_000).default(10)
     .describe('Save a resume checkpoint every this many optimizer steps (0 = only when cancelled); docs/resume.md.'),
-  // --- LoRA (PEFT semantics, spec §5)
+  // --- LoRA (PEFT semantics, docs/reference/lora.md)
   loraR: z.number().int().min(1).max(1024).default(64).describe('LoRA rank r.'),
   loraAlpha: z.number().gt(0).max(4096).default(16).describe('LoRA alpha; the update is scaled by alpha / r.'),
   loraDropout: z.number().min(0).lt(1).default(0.1)
@@ -47,7 +47,7 @@ export const trainParamsSchema = z.object({
     .describe('Turn every dropout off during training, as TRL\'s DPOTrainer does by default.'),
   targets: z.array(z.enum(LINEAR_TARGETS)).min(1).default(['q_proj', 'v_proj'])
     .describe('Which linear layers get LoRA adapters (PEFT\'s default for Mistral/Llama is q_proj, v_proj).'),
-  // --- tokenization (TRL defaults, spec §7.2)
+  // --- tokenization (TRL defaults, docs/reference/dpo-data.md#truncation)
   maxLength: z.number().int().min(8).max(32_768).default(512).describe('Longest prompt + answer in tokens.'),
   maxPromptLength: z.number().int().min(4).max(32_768).default(128).describe('Longest prompt in tokens (keep_end truncation).'),
   // --- generation and prompts

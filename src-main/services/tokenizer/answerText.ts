@@ -1,6 +1,7 @@
-// Answer text from generated ids (spec §11). For [INST]-style templates (Breeze, Mistral, Llama-2) this is the
-// notebook's `batch_decode(prompt+generated, skip_special_tokens=True)[0].split('[/INST] ')[1]`; otherwise the
-// generated ids decoded on their own.
+// Answer text from generated ids (docs/reference/generation.md#answer-text). For [INST]-style templates (Breeze,
+// Mistral, Llama-2) this is the notebook's
+// `batch_decode(prompt+generated, skip_special_tokens=True)[0].split('[/INST] ')[1]`; otherwise the generated ids
+// decoded on their own.
 import { pickChatTemplate } from './chatTemplate';
 import type { TextTokenizer } from './textTokenizer';
 
@@ -28,9 +29,9 @@ export function answerMarkerFor(chatTemplate: string | null): string | null {
  * The answer to one prompt.
  * - With a marker: decode prompt + generated ids with skip_special_tokens and return the text between the first
  *   marker and the next one (Python's `split(marker)[1]`), so an answer in which the model writes "[/INST] " again
- *   is cut there, as in the notebook. Leading spaces are kept as decoded (spec §11 leaves them to the tokenizer).
- *   If the decoded text has no marker (a prompt that was truncated or not templated), this falls back to the
- *   generated ids alone instead of failing like the notebook's IndexError.
+ *   is cut there, as in the notebook. Leading spaces are kept as decoded (docs/reference/generation.md#answer-text
+ *   leaves them to the tokenizer). If the decoded text has no marker (a prompt that was truncated or not templated),
+ *   this falls back to the generated ids alone instead of failing like the notebook's IndexError.
  * - Without: decode the generated ids alone, skip_special_tokens, verbatim (the EOS that stopped generation,
  *   being special, disappears).
  */

@@ -1,15 +1,18 @@
 // Chat templates: wrap a plain question in the model's chat_template (Jinja, rendered with @huggingface/jinja) with
-// the system message, as the HW6 notebook's data_formulate does (spec §6), and turn the result into prompt ids.
-// Rendering passes what transformers' apply_chat_template passes (docs/model-families.md): the special tokens,
-// tools = documents = None, strftime_now (on the run's recorded date, not the clock) and, when asked,
-// enable_thinking.
+// the system message, as the HW6 notebook's data_formulate does (docs/reference/chat-template.md#the-notebooks-prompt),
+// and turn the result into prompt ids. Rendering passes what transformers' apply_chat_template passes
+// (docs/model-families.md): the special tokens, tools = documents = None, strftime_now (on the run's recorded date, not
+// the clock) and, when asked, enable_thinking.
 import { Environment, Interpreter, Template } from '@huggingface/jinja';
 import { StudioError, errorMessage } from '../errors';
 import { cleanText } from '../messageText';
 import { strftime } from './strftime';
 import type { TextTokenizer } from './textTokenizer';
 
-/** The notebook's system message (spec §6, architecture.md §3). */
+/**
+ * The notebook's system message (docs/reference/chat-template.md#the-notebooks-prompt,
+ * docs/architecture.md#datasets-and-prompts).
+ */
 export const DEFAULT_SYSTEM_MESSAGE = '回覆請少於20字';
 
 export interface ChatMessage {
@@ -170,13 +173,13 @@ export function renderMessages(host: ChatTemplateHost, messages: readonly ChatMe
 }
 
 /**
- * The prompt text for one question (spec §6): the chat template over [system, user] with add_generation_prompt;
- * for Breeze-7B-Instruct-v0_1 that is `"<s>回覆請少於20字   [INST] " + q + " [/INST] "`.
+ * The prompt text for one question (docs/reference/chat-template.md#rendering): the chat template over [system, user]
+ * with add_generation_prompt; for Breeze-7B-Instruct-v0_1 that is `"<s>回覆請少於20字   [INST] " + q + " [/INST] "`.
  * - Templates that reject a system role (Mistral-Instruct's raise_exception on roles that do not alternate) are
  *   retried once with the system text put in front of the user text, separated by a blank line, which is how
  *   Mistral's own docs place a system prompt. If the retry fails too, the first error is reported.
- * - A model without a template gets plain text after BOS, `${bos}${question}` (architecture.md §3); the system
- *   message is dropped there.
+ * - A model without a template gets plain text after BOS, `${bos}${question}`
+ *   (docs/architecture.md#datasets-and-prompts); the system message is dropped there.
  * - noTemplate passes the question verbatim.
  */
 export function renderPrompt(host: ChatTemplateHost, question: string, options: RenderPromptOptions = {}): RenderedPrompt {
@@ -225,9 +228,10 @@ function templateError(e: unknown): StudioError {
  * Prompt ids for generation, by the one BOS rule of training, log-probs and generation (docs/model-families.md):
  * the text is tokenized without special tokens, and the tokenizer's BOS is put in front unless the ids already start
  * with it; a tokenizer without a BOS token (Qwen) gets none, whatever config.json's bos_token_id says. That is TRL's
- * tokenize_row step 4 (spec §7.2), so generation sees the prompt training saw. The notebook's `tokenizer(prompt)`
- * adds a second BOS to templates that write one ([1, 1, ...], spec §6); we do not reproduce that. EOS is never
- * added to a prompt, even with add_eos_token: it would tell the model the text is over.
+ * tokenize_row step 4 (docs/reference/dpo-data.md#bos-and-eos), so generation sees the prompt training saw. The
+ * notebook's `tokenizer(prompt)` adds a second BOS to templates that write one ([1, 1, ...],
+ * docs/reference/chat-template.md#bos-in-generation-prompts); we do not reproduce that. EOS is never added to a prompt,
+ * even with add_eos_token: it would tell the model the text is over.
  */
 export function promptIds(tokenizer: Pick<TextTokenizer, 'encode' | 'bosId'>, renderedText: string): number[] {
   const ids = tokenizer.encode(renderedText, { addSpecialTokens: false });

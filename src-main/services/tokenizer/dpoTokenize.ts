@@ -1,5 +1,6 @@
-// TRL 0.9.x DPO tokenization (spec §7.2: DPOTrainer.tokenize_row + build_tokenized_answer, trl v0.9.6 L716-937)
-// and the collator's right padding of a chosen/rejected pair into one [2, L] batch (spec §7.4).
+// TRL 0.9.x DPO tokenization (docs/reference/dpo-data.md#tokenizing-a-row: DPOTrainer.tokenize_row +
+// build_tokenized_answer, trl v0.9.6 L716-937) and the collator's right padding of a chosen/rejected pair into one
+// [2, L] batch (docs/reference/dpo-data.md#collation-and-padding).
 import { StudioError } from '../errors';
 import type { TextTokenizer } from './textTokenizer';
 
@@ -35,7 +36,10 @@ export interface DpoTokenizedPair {
   truncated: boolean;
 }
 
-/** A padded pair, the forward batch of spec §7.4: row 0 = chosen, row 1 = rejected. */
+/**
+ * A padded pair, the forward batch of docs/reference/dpo-data.md#collation-and-padding: row 0 = chosen, row 1 =
+ * rejected.
+ */
 export interface DpoBatch {
   inputIds: [number[], number[]]; // (2, L)
   attentionMask: [number[], number[]]; // (2, L)
@@ -54,7 +58,8 @@ interface AnswerTokens {
  * trl 0.9 build_tokenized_answer: tokenize prompt+answer jointly so the ids are what the model sees, then split.
  * Sentencepiece can merge the prompt's last token with the answer's first characters (a trailing "▁" followed by
  * a word becomes "▁word"); then the prompt ids are not a prefix of the joint ids, and the split point moves back
- * one token so the merged token belongs to the answer (and is labelled). trl 0.10/0.11 drop it instead (§7.3).
+ * one token so the merged token belongs to the answer (and is labelled). trl 0.10/0.11 drop it instead
+ * (docs/reference/dpo-data.md#the-merge-token-bug).
  */
 function buildTokenizedAnswer(tok: DpoTokenizer, prompt: string, answer: string, promptIds: readonly number[]): AnswerTokens {
   const full = tok.encode(prompt + answer, { addSpecialTokens: false });
@@ -73,9 +78,9 @@ function buildTokenizedAnswer(tok: DpoTokenizer, prompt: string, answer: string,
 }
 
 /**
- * trl 0.9 tokenize_row (spec §7.2) for one (prompt, chosen, rejected) row whose prompt is already templated text.
- * Differences from TRL, both for tokenizers TRL would mishandle: no BOS is prepended when the tokenizer has none
- * (TRL would insert None), and a tokenizer without EOS is an error.
+ * trl 0.9 tokenize_row (docs/reference/dpo-data.md#tokenizing-a-row) for one (prompt, chosen, rejected) row whose
+ * prompt is already templated text. Differences from TRL, both for tokenizers TRL would mishandle: no BOS is prepended
+ * when the tokenizer has none (TRL would insert None), and a tokenizer without EOS is an error.
  */
 export function dpoTokenize(tok: DpoTokenizer, prompt: string, chosen: string, rejected: string, options: DpoTokenizeOptions = {}): DpoTokenizedPair {
   const maxLength = options.maxLength ?? DPO_DEFAULTS.maxLength;
@@ -144,8 +149,9 @@ export function dpoTokenize(tok: DpoTokenizer, prompt: string, chosen: string, r
 }
 
 /**
- * Right-pads chosen and rejected to the longer of the two (spec §7.4, concatenated_inputs): ids with padId,
- * attention mask 0, labels labelPadTokenId. Positions stay 0..L-1, so padding changes no real token (spec §1).
+ * Right-pads chosen and rejected to the longer of the two (docs/reference/dpo-data.md#collation-and-padding,
+ * concatenated_inputs): ids with padId, attention mask 0, labels labelPadTokenId. Positions stay 0..L-1, so padding
+ * changes no real token (docs/reference/model.md#positions-and-padding).
  */
 export function padPair(pair: Pick<DpoTokenizedPair, 'chosen' | 'rejected'>, padId: number, labelPadTokenId: number = DPO_DEFAULTS.labelPadTokenId): DpoBatch {
   const length = Math.max(pair.chosen.ids.length, pair.rejected.ids.length);

@@ -1,19 +1,20 @@
 // TextTokenizer: a Hugging Face tokenizer (tokenizer.json + tokenizer_config.json) loaded with @huggingface/tokenizers,
-// with transformers' special-token rules (BOS/EOS/PAD ids, add_bos_token) and a streaming decoder. Spec §6, §11.
+// with transformers' special-token rules (BOS/EOS/PAD ids, add_bos_token) and a streaming decoder
+// (docs/reference/chat-template.md#tokenizer-facts, docs/reference/generation.md#answer-text).
 //
 // How @huggingface/tokenizers 0.2.0 behaves (checked against its source and the real Mistral/stories260K files):
 // - It follows tokenizer.json only. `legacy`, `add_bos_token` and `add_eos_token` in tokenizer_config.json are ignored:
 //   the post-processor in tokenizer.json alone decides what add_special_tokens adds.
 // - Text is first split on added tokens (trie, longest match), so the literal "<s>" in text is id 1 even with
-//   add_special_tokens=false (spec §6). Each remaining piece is normalized on its own: with the Llama/Mistral
-//   "legacy" tokenizer.json (normalizer Prepend "▁" + Replace " "->"▁", no pre-tokenizer) every piece after a
-//   special token gets a "▁" prefix, as in the Rust library: "<s>Hello" -> [1, 22557("▁Hello")], and
-//   "<s> Hello" -> [1, 28705("▁"), 22557]. A Metaspace pre-tokenizer with prepend_scheme "first" prepends only to
-//   the first piece (the Rust library checks "starts at offset 0 of the input": same result).
+//   add_special_tokens=false (docs/reference/chat-template.md#tokenizer-facts). Each remaining piece is normalized on
+//   its own: with the Llama/Mistral "legacy" tokenizer.json (normalizer Prepend "▁" + Replace " "->"▁", no
+//   pre-tokenizer) every piece after a special token gets a "▁" prefix, as in the Rust library: "<s>Hello" ->
+//   [1, 22557("▁Hello")], and "<s> Hello" -> [1, 28705("▁"), 22557]. A Metaspace pre-tokenizer with prepend_scheme
+//   "first" prepends only to the first piece (the Rust library checks "starts at offset 0 of the input": same result).
 // - decode() throws on an empty id list, maps unknown ids to the unk token (the Rust library drops them), and its
 //   ByteFallback decoder uses a lenient TextDecoder (one U+FFFD per maximal invalid subpart) where the Rust
 //   library turns a whole run of byte tokens that is not valid UTF-8 into one U+FFFD per byte. The wrapper below
-//   works around all three so answers decode as transformers would (spec §11).
+//   works around all three so answers decode as transformers would (docs/reference/generation.md#answer-text).
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ByteFallbackDecoder, SequenceDecoder, Tokenizer } from '@huggingface/tokenizers';
@@ -64,10 +65,14 @@ export class TextTokenizer {
   readonly eosId: number | null;
   /**
    * pad_token, else config.json pad_token_id, else EOS: the notebook sets `tokenizer.pad_token = eos_token`
-   * (spec §1: pad = 2), and TRL pads with it (spec §7.4).
+   * (docs/reference/model.md#special-tokens: pad = 2), and TRL pads with it
+   * (docs/reference/dpo-data.md#collation-and-padding).
    */
   readonly padId: number | null;
-  /** Every id that ends generation: eosId plus config.json / generation_config.json eos_token_id(s) (spec §11). */
+  /**
+   * Every id that ends generation: eosId plus config.json / generation_config.json eos_token_id(s)
+   * (docs/reference/generation.md#stopping).
+   */
   readonly eosIds: readonly number[];
   /** Whether add_special_tokens=true prepends BOS / appends EOS. */
   readonly addBosToken: boolean;
@@ -239,8 +244,8 @@ export class TextTokenizer {
 /**
  * Incremental decoding for live generation. Each call decodes every id so far and returns the text past what was
  * already returned; a trailing U+FFFD is held back because it is usually an incomplete multi-byte character whose
- * remaining byte tokens have not been generated yet (byte fallback, spec §1). `flush` releases what was held.
- * Whole-sequence decoding costs O(n) per token, fine for the few hundred tokens of an answer.
+ * remaining byte tokens have not been generated yet (byte fallback, docs/reference/model.md#special-tokens). `flush`
+ * releases what was held. Whole-sequence decoding costs O(n) per token, fine for the few hundred tokens of an answer.
  */
 export class StreamDecoder {
   private emitted = '';

@@ -1,5 +1,6 @@
-// PEFT LoRA adapters on disk (architecture.md §3, spec §5): adapter_model.safetensors + adapter_config.json exactly
-// as peft 0.12 save_pretrained writes them, so PeftModel.from_pretrained loads ours and we load theirs.
+// PEFT LoRA adapters on disk (docs/architecture.md#adapter-output, docs/reference/lora.md#saved-adapter-format):
+// adapter_model.safetensors + adapter_config.json exactly as peft 0.12 save_pretrained writes them, so
+// PeftModel.from_pretrained loads ours and we load theirs.
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { endianness } from 'node:os'
 import { basename, dirname, join, resolve } from 'node:path'
@@ -38,7 +39,10 @@ export interface LoadedAdapter {
 
 export type FloatDtype = Exclude<SafetensorsDtype, 'U8'>
 
-/** A tensor to write. Values are given as fp32; dtype (default F32, what PEFT's LoRA weights are, spec §5) is how they are stored. */
+/**
+ * A tensor to write. Values are given as fp32; dtype (default F32, what PEFT's LoRA weights are,
+ * docs/reference/lora.md#saved-adapter-format) is how they are stored.
+ */
 export interface NamedTensor {
   name: string
   shape: number[]
@@ -133,7 +137,10 @@ export function halfToFloat(h: number): number {
 const ATTENTION: ReadonlySet<string> = new Set(['q_proj', 'k_proj', 'v_proj', 'o_proj'])
 const KEY_RE = /^base_model\.model\.model\.layers\.(\d+)\.(self_attn|mlp)\.([a-z_]+)\.lora_(A|B)\.weight$/
 
-/** PEFT's state-dict key for one LoRA matrix (get_peft_model_state_dict strips ".default", spec §5). */
+/**
+ * PEFT's state-dict key for one LoRA matrix (get_peft_model_state_dict strips ".default",
+ * docs/reference/lora.md#saved-adapter-format).
+ */
 export function loraKey(layer: number, target: LinearTarget, which: 'A' | 'B'): string {
   return `base_model.model.model.layers.${layer}.${ATTENTION.has(target) ? 'self_attn' : 'mlp'}.${target}.lora_${which}.weight`
 }
@@ -178,7 +185,10 @@ class PyFloat {
   constructor(readonly value: number) {}
 }
 
-/** The peft 0.12 LoraConfig.to_dict() of a plain LoRA adapter with save_pretrained's inference_mode=True (spec §5). */
+/**
+ * The peft 0.12 LoraConfig.to_dict() of a plain LoRA adapter with save_pretrained's inference_mode=True
+ * (docs/reference/lora.md#saved-adapter-format).
+ */
 export function peftConfigObject(s: AdapterSettings): Record<string, unknown> {
   return {
     alpha_pattern: {},

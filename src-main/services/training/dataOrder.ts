@@ -1,5 +1,6 @@
-// The order in which training pairs are visited (spec §9): torch's MT19937 and randperm_cpu, seeded per epoch the
-// way accelerate's SeedableRandomSampler does it, so our data order equals the HF Trainer's for the same seed.
+// The order in which training pairs are visited (docs/reference/trainer.md#data-order): torch's MT19937 and
+// randperm_cpu, seeded per epoch the way accelerate's SeedableRandomSampler does it, so our data order equals the HF
+// Trainer's for the same seed.
 
 const N = 624
 const M = 397
@@ -68,7 +69,7 @@ export function randperm(n: number, seed: number): number[] {
 /**
  * Indices of the pairs in the order epoch `epoch` (0-based) visits them: accelerate v0.33 SeedableRandomSampler
  * re-seeds its generator with initial_seed + epoch (initial_seed = the Trainer's seed after set_seed) and yields
- * torch.randperm(n) (spec §9).
+ * torch.randperm(n) (docs/reference/trainer.md#data-order).
  */
 export function epochOrder(n: number, seed: number, epoch: number): number[] {
   return randperm(n, seed + epoch)

@@ -1,4 +1,4 @@
-// The whole HW6 notebook as one run (architecture.md §3 run directory): config, original answers, DPO training,
+// The whole HW6 notebook as one run (docs/architecture.md#run-directory): config, original answers, DPO training,
 // trained answers and the comparison export, each written atomically into the run directory as it completes.
 import { readFileSync, rmSync } from 'node:fs'
 import { hostname } from 'node:os'
@@ -180,7 +180,8 @@ async function runPhases(req: NotebookRunRequest, events: RunEvents, signal: Abo
       system_message: params.systemMessage,
     }
 
-    // ---- phase A: the original model's answers (no adapter attached yet; spec §4 step 2, §15).
+    // ---- phase A: the original model's answers (no adapter attached yet;
+    // docs/reference/precision.md#generation-before-training, docs/reference/hw6-run.md#the-run-in-order).
     let original: ResponseRow[] | null = null
     if (prompts && resume?.originalDone) {
       original = JSON.parse(readFileSync(join(outDir, RESPONSES_ORIGINAL_FILE), 'utf8')) as ResponseRow[]
@@ -191,7 +192,8 @@ async function runPhases(req: NotebookRunRequest, events: RunEvents, signal: Abo
       writeJsonAtomic(join(outDir, RESPONSES_ORIGINAL_FILE), original)
     }
 
-    // ---- training (spec §9, §15), continued from its checkpoint on resume, or its finished adapter loaded
+    // ---- training (docs/reference/trainer.md, docs/reference/hw6-run.md#the-run-in-order), continued from its
+    // checkpoint on resume, or its finished adapter loaded
     const train = resume?.trainingDone
       ? finishedTraining(session, outDir)
       : await trainDpo(session, pairs, params, {
@@ -217,13 +219,13 @@ async function runPhases(req: NotebookRunRequest, events: RunEvents, signal: Abo
     }
     if (train.status === 'cancelled') return cancelled({ ...trained, cancelledIn: train.cancelledIn ?? 'train' })
 
-    // ---- phase B: answers with the trained adapter attached (spec §11 "Phases").
+    // ---- phase B: answers with the trained adapter attached (docs/reference/generation.md#before-and-after-training).
     if (prompts && original) {
       setPhase('trained', `${prompts.length} prompts`)
       const after = await generate(session, prompts, 'trained', params.maxNewTokens, promptStyleOf(params), events, newToken())
       if (after === null || signal?.aborted) return cancelled({ ...trained, status: 'cancelled' })
       writeJsonAtomic(join(outDir, RESPONSES_TRAINED_FILE), after)
-      // The notebook's model_response export (architecture.md §3), then its metadata beside it.
+      // The notebook's model_response export (docs/architecture.md#comparison-export), then its metadata beside it.
       const comparison: ComparisonRow[] = original.map((o, i) => ({
         id: o.id,
         prompt: o.prompt,

@@ -1,6 +1,7 @@
 // Reference log-probs cache: the adapter-disabled log-probs of every pair (sums and per-token values) are computed
-// once before training (TRL's reference model, spec §8) and kept on disk, so later runs with the same model and data
-// skip that pass; a pair scored the other way round (a support_ratio sweep swaps chosen and rejected) is found too.
+// once before training (TRL's reference model, docs/reference/dpo-loss.md#reference-log-probs) and kept on disk, so
+// later runs with the same model and data skip that pass; a pair scored the other way round (a support_ratio sweep
+// swaps chosen and rejected) is found too.
 import { createHash } from 'node:crypto'
 import { mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs'
 import { homedir } from 'node:os'
@@ -20,7 +21,7 @@ export interface RefLogps {
   rejectedTokens?: Float32Array
 }
 
-/** The two sequences a pair is scored on (ids + labels after TRL tokenization, spec §7.2). */
+/** The two sequences a pair is scored on (ids + labels after TRL tokenization, docs/reference/dpo-data.md#labels). */
 export interface ScoredPair {
   chosen: ScoredSequence
   rejected: ScoredSequence
@@ -29,7 +30,10 @@ export interface ScoredPair {
 export interface ModelFingerprintInput {
   modelDir: string
   quant: string
-  /** The backend that computes (cpu / cuda): reference and policy passes must see the same numerics (spec §12). */
+  /**
+   * The backend that computes (cpu / cuda): reference and policy passes must see the same numerics
+   * (docs/reference/hw6-run.md#the-first-two-steps-log-ln-2).
+   */
   backend: string
   engineVersion: string
 }

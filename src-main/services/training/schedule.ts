@@ -1,5 +1,6 @@
-// HF Trainer step arithmetic (transformers 4.41-4.45, spec §9): how many optimizer steps a run takes, the linear
-// warmup/decay learning rate of each, the epoch value it logs, and which micro-batches of which pairs form each step.
+// HF Trainer step arithmetic (transformers 4.41-4.45, docs/reference/trainer.md): how many optimizer steps a run takes,
+// the linear warmup/decay learning rate of each, the epoch value it logs, and which micro-batches of which pairs form
+// each step.
 import { epochOrder } from './dataOrder'
 
 export interface ScheduleInput {
@@ -14,7 +15,7 @@ export interface ScheduleInput {
   warmupRatio: number
   /** Peak learning rate. */
   learningRate: number
-  /** The Trainer seed; epoch e's order is randperm(numPairs) with seed + e (spec §9). */
+  /** The Trainer seed; epoch e's order is randperm(numPairs) with seed + e (docs/reference/trainer.md#data-order). */
   seed: number
 }
 
@@ -85,7 +86,7 @@ export function linearLambda(s: number, warmup: number, maxSteps: number): numbe
   return Math.max(0, (maxSteps - s) / Math.max(1, maxSteps - warmup))
 }
 
-/** The step counts of spec §9 (Trainer._inner_training_loop set-up). */
+/** The step counts of docs/reference/trainer.md#step-count (Trainer._inner_training_loop set-up). */
 export function scheduleCounts(input: ScheduleInput): Pick<ScheduleTotals, 'microBatchesPerEpoch' | 'updatesPerEpoch' | 'maxSteps' | 'warmupSteps'> {
   checkScheduleInput(input)
   const microBatchesPerEpoch = Math.ceil(input.numPairs / input.batchSize)

@@ -1,6 +1,6 @@
-// A preference pair as training sees it (spec §7.2): the prompt chat-templated with the run's system message, then
-// TRL 0.9's tokenize_row with the run's length limits. One function, so the trainer and the benchmark workload
-// (scripts/bench/makeWorkload.ts) tokenize identically.
+// A preference pair as training sees it (docs/reference/dpo-data.md#tokenizing-a-row): the prompt chat-templated with
+// the run's system message, then TRL 0.9's tokenize_row with the run's length limits. One function, so the trainer and
+// the benchmark workload (scripts/bench/makeWorkload.ts) tokenize identically.
 import type { PreferencePair } from '../data/preferenceFile'
 import { promptStyleOf, promptText } from '../engine/promptText'
 import type { TrainParams } from '../params/trainParams'

@@ -1,5 +1,6 @@
-// The DPO training loop (spec §15): tokenize pairs, reference log-probs once (cached), LoRA attach, then HF
-// Trainer's steps (spec §9) over the engine's step-sized calls, logging TRL's metrics (spec §8) into the run directory.
+// The DPO training loop (docs/reference/hw6-run.md#the-run-in-order): tokenize pairs, reference log-probs once
+// (cached), LoRA attach, then HF Trainer's steps (docs/reference/trainer.md) over the engine's step-sized calls,
+// logging TRL's metrics (docs/reference/dpo-loss.md#metrics) into the run directory.
 import { rmSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { loadNative } from '../../engine/loadNative'
@@ -32,7 +33,9 @@ export const ADAPTER_DIR = 'adapter'
 /** Beside the PEFT files in adapter/: how far training got (PEFT ignores unknown files, not unknown config keys). */
 export const TRAINING_STATE_FILE = 'training_state.json'
 
-/** AdamW constants the notebook leaves at TrainingArguments' defaults (spec §9). */
+/**
+ * AdamW constants the notebook leaves at TrainingArguments' defaults (docs/reference/trainer.md#defaults-that-matter).
+ */
 const ADAM = { beta1: 0.9, beta2: 0.999, eps: 1e-8 } as const
 
 export interface TrainOptions {
@@ -99,8 +102,8 @@ export async function trainDpo(session: ModelSession, pairs: readonly Preference
   if (padId === null) throw new StudioError('E_BAD_MODEL', `the tokenizer in ${session.dir} defines neither a pad nor an EOS token`)
   const engineVersion = opts.engineVersion ?? addonVersion()
 
-  // ---- tokenization (spec §7.2): the chat-templated prompt with the run's system message; TRL's truncation, with
-  // max_length never past the model's context (contextLimits.ts), and the log says what was cut.
+  // ---- tokenization (docs/reference/dpo-data.md#truncation): the chat-templated prompt with the run's system message;
+  // TRL's truncation, with max_length never past the model's context (contextLimits.ts), and the log says what was cut.
   const lengths = trainingLengths(params, modelContext(session.info.config.context))
   if (lengths.note) ev.log?.(lengths.note)
   let truncatedPairs = 0
@@ -260,7 +263,7 @@ export async function trainDpo(session: ModelSession, pairs: readonly Preference
     const loopS = (performance.now() - trainStart) / 1000
     const trainLoss = stepLosses.length > 0 ? stepLosses.reduce((a, b) => a + b, 0) / stepLosses.length : NaN
     const pairsPerS = loopS > 0 ? (pairsDone - pairsBefore) / loopS : 0
-    // HF's train() metrics (spec §9 "End of training"), plus ours.
+    // HF's train() metrics (docs/reference/trainer.md#end-of-training), plus ours.
     writeJsonAtomic(join(outDir, SUMMARY_FILE), {
       status,
       global_step: completedSteps,
@@ -297,7 +300,8 @@ export async function trainDpo(session: ModelSession, pairs: readonly Preference
 
   let settings: AdapterSettings | null = null
   try {
-    // ---- reference log-probs (spec §8: the adapter-disabled model on the same inputs), once per pair.
+    // ---- reference log-probs (docs/reference/dpo-loss.md#reference-log-probs: the adapter-disabled model on the same
+    // inputs), once per pair.
     const refStart = performance.now()
     const refs = new Map<number, RefLogps>()
     const cache = RefLogpsCache.open(opts.refCacheDir === undefined ? refCacheDir() : opts.refCacheDir, {
@@ -348,7 +352,8 @@ export async function trainDpo(session: ModelSession, pairs: readonly Preference
       refSeconds = (performance.now() - refStart) / 1000
     }
 
-    // ---- LoRA (spec §5): fresh (A kaiming-uniform from the seed, B = 0) or continued from an adapter.
+    // ---- LoRA (docs/reference/lora.md#initialisation-and-its-random-numbers): fresh (A kaiming-uniform from the seed,
+    // B = 0) or continued from an adapter.
     checkAbort()
     if (resumeFrom) {
       settings = restoreCheckpoint(session, resumeFrom, params)
@@ -364,7 +369,7 @@ export async function trainDpo(session: ModelSession, pairs: readonly Preference
       settings = attachAdapter(session, params, opts, ev)
     }
 
-    // ---- the loop (spec §9, §15)
+    // ---- the loop (docs/reference/trainer.md, docs/reference/hw6-run.md#the-run-in-order)
     stage = 'train'
     ev.phase?.('train', `${totals.maxSteps} steps, ${totals.pairs} pairs`)
     trainStart = performance.now()
@@ -407,7 +412,8 @@ export async function trainDpo(session: ModelSession, pairs: readonly Preference
       pairsAtStep = pairsDone
       secondsAtStep = trainSecondsBefore + (performance.now() - trainStart) / 1000
       // HF logs round(tr_loss / steps since the last log, 4): the mean of the step's micro-batch losses when the
-      // step has gradAccum of them (spec §9); train_loss averages the unrounded values.
+      // step has gradAccum of them (docs/reference/trainer.md#loss-scaling-and-the-logged-loss); train_loss averages
+      // the unrounded values.
       const stepLoss = trLoss
       trLoss = 0
       stepLosses.push(stepLoss)
@@ -491,7 +497,7 @@ function checkDataPosition(planned: PlannedStep, c: Checkpoint): void {
 /** Attaches the LoRA the run trains and returns what adapter_config.json will record. */
 function attachAdapter(session: ModelSession, params: TrainParams, opts: TrainOptions, ev: RunEvents): AdapterSettings {
   const native = session.native
-  // TRL's disable_dropout sets every nn.Dropout.p = 0, LoRA's included (spec §5).
+  // TRL's disable_dropout sets every nn.Dropout.p = 0, LoRA's included (docs/reference/lora.md#dropout).
   const dropout = params.disableDropout ? 0 : params.loraDropout
   const baseModel = baseModelName(session.dir)
   if (!opts.initAdapter) {
@@ -533,7 +539,7 @@ export function attachLoadedAdapter(session: ModelSession, a: LoadedAdapter, lor
   }
 }
 
-/** TRL get_batch_loss_metrics for one micro-batch (spec §8): means over its pairs. */
+/** TRL get_batch_loss_metrics for one micro-batch (docs/reference/dpo-loss.md#metrics): means over its pairs. */
 function microMetrics(m: readonly DpoPairMetrics[]): MicroMetrics {
   return {
     rewardsChosen: mean(m.map((x) => x.chosenReward)),

@@ -1,9 +1,12 @@
 // The training service's contract, shared by the CLI, the engine host and the renderer: what a run reports while it
-// runs (events) and what it leaves on disk (the run directory of architecture.md §3).
+// runs (events) and what it leaves on disk (the run directory of docs/architecture.md#run-directory).
 import type { RecordId } from '../data/promptsFile'
 import type { TrainParams } from '../params/trainParams'
 
-/** One line of metrics.jsonl per logging step, with TRL's names (spec §8-9) plus timing. */
+/**
+ * One line of metrics.jsonl per logging step, with TRL's names (docs/reference/dpo-loss.md#metrics,
+ * docs/reference/trainer.md) plus timing.
+ */
 export interface MetricsRow {
   step: number
   epoch: number
@@ -48,7 +51,7 @@ export interface ResponseRow {
   response: string
 }
 
-/** Notebook comparison row (architecture.md §3). */
+/** Notebook comparison row (docs/architecture.md#comparison-export). */
 export interface ComparisonRow {
   id: RecordId
   prompt: string

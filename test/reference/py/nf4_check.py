@@ -57,7 +57,8 @@ def constructed_inputs():
     return t
 
 
-# bnb's dQuantizeNF4 compares against these decimal literals, compiled as fp32 (`...f`): spec §2.1.
+# bnb's dQuantizeNF4 compares against these decimal literals, compiled as fp32 (`...f`):
+# docs/reference/nf4.md#code-table.
 CUDA_MIDPOINTS = ['-0.8480964004993439', '-0.6106329262256622', '-0.4599952697753906', '-0.33967943489551544',
                   '-0.23460740596055984', '-0.13791173323988914', '-0.045525018125772476', '0.03979014977812767',
                   '0.1202552504837513', '0.2035212516784668', '0.2920137718319893', '0.3893125355243683',
@@ -85,7 +86,7 @@ def real_inputs(model_dirs):
         for k, v in w.items():
             if v.dim() == 2 and any(f'.{kind}.' in k for kind in LINEAR_KINDS):
                 t[f'{name}.{k}'] = v.contiguous()
-                if v.dtype == torch.float32:  # the notebook quantizes fp16-cast weights (spec §4.1)
+                if v.dtype == torch.float32:  # the notebook quantizes fp16-cast weights (docs/reference/precision.md)
                     t[f'{name}-as-f16.{k}'] = v.half()
     return t
 
@@ -212,7 +213,8 @@ def checkpoint(data):
     for m in data['models']:
         q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type='nf4', bnb_4bit_use_double_quant=True,
                                bnb_4bit_compute_dtype=torch.bfloat16)
-        # dtype fp16: what transformers gives a 4-bit load when none is asked (spec §4.1), so QuantState.dtype is fp16.
+        # dtype fp16: what transformers gives a 4-bit load when none is asked (docs/reference/precision.md#loading), so
+        # QuantState.dtype is fp16.
         qm = AutoModelForCausalLM.from_pretrained(m['dir'], quantization_config=q, device_map='cpu', dtype=torch.float16)
         out = f"{data['work']}/{m['name']}-bnb-4bit"
         qm.save_pretrained(out)

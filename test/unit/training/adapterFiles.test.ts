@@ -1,5 +1,6 @@
-// PEFT adapter files (spec §5): safetensors layout as the reference writer makes it, adapter_config.json as peft
-// 0.12 writes it (json.dumps(indent=2, sort_keys=True)), round trips, and a clear error for each broken adapter.
+// PEFT adapter files (docs/reference/lora.md#saved-adapter-format): safetensors layout as the reference writer makes
+// it, adapter_config.json as peft 0.12 writes it (json.dumps(indent=2, sort_keys=True)), round trips, and a clear error
+// for each broken adapter.
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'

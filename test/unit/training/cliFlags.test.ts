@@ -1,5 +1,5 @@
-// `dpo-studio train` / `run` flags: exactly architecture.md §3's, mapped onto the parameter schema, with one-line
-// errors that name the flag.
+// `dpo-studio train` / `run` flags: exactly those of docs/architecture.md#command-line, mapped onto the parameter
+// schema, with one-line errors that name the flag.
 import { describe, expect, it } from 'vitest'
 import { CliExit, RUN_PARAM_FLAGS, TRAIN_PARAM_FLAGS, givenParams, paramsFromFlags } from '../../../src-main/cli/commands/trainFlags'
 import { buildProgram } from '../../../src-main/cli/main'
@@ -22,7 +22,7 @@ const longFlags = (name: string) =>
     .sort()
 
 describe('train / run flags', () => {
-  it('train has exactly the flags of architecture.md §3 and the chat-template ones', () => {
+  it('train has exactly the flags of docs/architecture.md#command-line and the chat-template ones', () => {
     expect(longFlags('train')).toEqual([...TRAIN_FLAGS].sort())
   })
 

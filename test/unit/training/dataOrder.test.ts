@@ -1,8 +1,9 @@
-// Data order (spec §9): std::mt19937 outputs, torch.randperm with a seeded CPU generator, accelerate's per-epoch seed.
+// Data order (docs/reference/trainer.md#data-order): std::mt19937 outputs, torch.randperm with a seeded CPU generator,
+// accelerate's per-epoch seed.
 import { describe, expect, it } from 'vitest'
 import { MT19937, epochOrder, randperm } from '../../../src-main/services/training/dataOrder'
 
-/** randperm(50, seed 42): the HW6 run's order (spec §9). */
+/** randperm(50, seed 42): the HW6 run's order (docs/reference/trainer.md#data-order). */
 const HW6_ORDER = [
   42, 17, 30, 34, 20, 25, 0, 8, 36, 18, 28, 39, 3, 2, 41, 1, 37, 6, 14, 12, 11, 32, 43, 16, 5, 38, 31, 44, 26, 45, 15, 47, 4, 10,
   21, 19, 33, 27, 13, 48, 46, 23, 22, 35, 7, 24, 49, 29, 40, 9,
@@ -34,7 +35,7 @@ describe('randperm (torch randperm_cpu)', () => {
     expect(randperm(10, 42)).toEqual([2, 6, 1, 8, 4, 5, 0, 9, 3, 7])
   })
 
-  it('randperm(50, 42) is the HW6 order of the spec', () => {
+  it('randperm(50, 42) is the order of the HW6 run', () => {
     expect(randperm(50, 42)).toEqual(HW6_ORDER)
   })
 

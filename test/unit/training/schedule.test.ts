@@ -1,5 +1,5 @@
-// HF Trainer step math (spec §9): step counts, linear warmup/decay, logged epochs, and which micro-batches make
-// each optimizer step, including the carry-over across epochs and the tail rule for short epochs.
+// HF Trainer step math (docs/reference/trainer.md): step counts, linear warmup/decay, logged epochs, and which
+// micro-batches make each optimizer step, including the carry-over across epochs and the tail rule for short epochs.
 import { describe, expect, it } from 'vitest'
 import { randperm } from '../../../src-main/services/training/dataOrder'
 import { linearLambda, planSchedule, scheduleCounts, scheduleTotals, type ScheduleInput } from '../../../src-main/services/training/schedule'

@@ -1,5 +1,6 @@
-// The training loop against a fake engine (spec §8-9, §15): the exact dpoAccumulate / optimizerStep sequence for the
-// HW6 defaults, metrics.jsonl and steps.jsonl contents, the reference cache, clean cancellation and failures.
+// The training loop against a fake engine (docs/reference/dpo-loss.md, docs/reference/trainer.md,
+// docs/reference/hw6-run.md#the-run-in-order): the exact dpoAccumulate / optimizerStep sequence for the HW6 defaults,
+// metrics.jsonl and steps.jsonl contents, the reference cache, clean cancellation and failures.
 import { existsSync, readFileSync, readdirSync } from 'node:fs'
 import path from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
@@ -272,7 +273,8 @@ describe('other shapes of run', () => {
     expect(r.steps).toBe(1)
     expect(session.native.callsOf('dpoAccumulate')).toHaveLength(5)
     const [row] = readLines(path.join(out, 'metrics.jsonl'))
-    // tr_loss sums L_j / gradient_accumulation_steps (spec §9), so 5 micro-batches at ln 2 log 5/8 ln 2.
+    // tr_loss sums L_j / gradient_accumulation_steps (docs/reference/trainer.md#loss-scaling-and-the-logged-loss), so 5
+    // micro-batches at ln 2 log 5/8 ln 2.
     expect(row.loss).toBe(round4((5 / 8) * Math.LN2))
     expect(row.epoch).toBe(1)
     expect(row.learning_rate).toBe(0)
