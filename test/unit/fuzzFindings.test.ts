@@ -61,6 +61,16 @@ describe('values from files are quoted, escaped and cut in messages', () => {
     const e = await refusal(loadPromptsFile(g));
     expect(e.message).toBe(`${g}: row 1 (id "\\u001b[2J${'y'.repeat(56)}…"): field "prompt" must be a non-empty string`);
   });
+
+  it('invalid UTF-8 names the field whose value holds it, that field name escaped and cut (a key is the file\'s text)', async () => {
+    const bytes = (head: string) => Buffer.concat([Buffer.from(head), Buffer.from([0xff]), Buffer.from('"}\n')]);
+    const g = file(tmp(), 'u.jsonl', bytes('{"\u007f\\u001b": "x') /* a raw DEL and an escaped ESC */);
+    expect((await refusal(loadPromptsFile(g))).message).toBe(`${g}: row 1: field "\\u007f\\u001b": invalid UTF-8 at byte 14; save the file as UTF-8`);
+    const h = file(tmp(), 'v.jsonl', bytes(`{"${'k'.repeat(3000)}": "x`));
+    const e = await refusal(loadPromptsFile(h));
+    expect(e.message).toBe(`${h}: row 1: field "${'k'.repeat(200)}…": invalid UTF-8 at byte 3007; save the file as UTF-8`);
+    expect(e.details.field).toBe('k'.repeat(3000));
+  });
 });
 
 describe('adapter_config.json', () => {

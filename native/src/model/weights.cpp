@@ -216,7 +216,7 @@ void check_all_used(const WeightSet& ws, const ModelConfig& c, const std::vector
   for (const std::string& name : ws.names()) {
     if (used.count(name) || ignorable(name, c)) continue;
     const TensorView& t = ws.get(name);
-    fail(ErrorCode::BadModel, "tensor " + json::escape(name) + " (in " + t.file + ") is not part of a " + c.architecture +
+    fail(ErrorCode::BadModel, "tensor " + json::escape(name) + " (in " + json::escape(t.file) + ") is not part of a " + c.architecture +
                                   " model as config.json describes it; refusing to compute without it");
   }
 }

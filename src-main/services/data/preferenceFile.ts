@@ -193,7 +193,7 @@ function readMessages(file: string, row: number, id: RecordId | undefined, list:
     const where = `field "${field}" message ${k + 1}`;
     if (!isPlainObject(m) || typeof m.role !== 'string') throw rowError(file, row, id, `${where} must be an object with a string "role"`, field);
     if (!MESSAGE_ROLES.includes(m.role)) {
-      throw rowError(file, row, id, `${where} has role ${JSON.stringify(m.role)}; expected "system", "user" or "assistant"`, field);
+      throw rowError(file, row, id, `${where} has role ${quoted(m.role)}; expected "system", "user" or "assistant"`, field);
     }
     const content = messageText(m.content);
     if (content === null) throw rowError(file, row, id, `${where} must have a string "content" (or a list of text parts)`, field);

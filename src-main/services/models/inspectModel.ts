@@ -108,8 +108,9 @@ export async function inspectModel(dirIn: string, checkModel: ModelChecker = che
   if (existsSync(indexFile)) {
     const weightMap = (await readJsonObject(indexFile)).weight_map
     const shards = isObject(weightMap) ? Object.values(weightMap) : []
-    // A shard is a file of this folder: a name with a path in it would read a file elsewhere.
-    const bad = shards.find((f) => typeof f !== 'string' || f === '' || f === '.' || f === '..' || /[\\/]/.test(f))
+    // A shard is a file of this folder: a name with a path in it (or '..', or any name starting with a dot) would
+    // read a file elsewhere or a hidden one.
+    const bad = shards.find((f) => typeof f !== 'string' || f === '' || f.startsWith('.') || /[\\/]/.test(f))
     if (!isObject(weightMap) || bad !== undefined)
       throw badModel(`${indexFile}: weight_map must map tensor names to shard file names of this folder (found ${quoted(bad ?? weightMap)})`)
     files = [...new Set(shards as string[])]
