@@ -194,6 +194,45 @@ void gradient_check_on(const TinyModel& tm, bool nf4, dpo::DpoLoss loss, float l
   }
 }
 
+// Full-parameter SFT in double: the tiny model's weights (perturbable one entry at a time) and the mean cross-entropy
+// of a batch's labelled tokens under them, which is what sft_accumulate returns; gradients are checked against its
+// central differences.
+struct SftReference {
+  TinySpec s;
+  std::vector<dpo::ScoredSequence> batch;
+  std::map<std::string, std::vector<double>> w;
+
+  SftReference(const TinyModel& tm, std::vector<dpo::ScoredSequence> b) : s(tm.spec), batch(std::move(b)) {
+    for (auto& [name, v] : tm.w) w[name] = std::vector<double>(v.begin(), v.end());
+  }
+
+  double loss() {
+    WeightFn fn = [this](const std::string& name) { return w.at(name); };
+    double total = 0;
+    int count = 0;
+    for (auto& q : batch) {
+      total -= seq_logp(s, fn, q, false);
+      for (size_t t = 1; t < q.labels.size(); t++) count += q.labels[t] != -100;
+    }
+    return total / count;
+  }
+
+  // The analytic gradient entry `got` of weight `name`[idx] against the central difference (h = 1e-5); prints a miss.
+  bool gradient_matches(const std::string& name, size_t idx, double got) {
+    auto& vals = w.at(name);
+    const double keep = vals[idx], h = 1e-5;
+    vals[idx] = keep + h;
+    const double lp = loss();
+    vals[idx] = keep - h;
+    const double lm = loss();
+    vals[idx] = keep;
+    const double num = (lp - lm) / (2 * h);
+    if (std::fabs(got - num) <= 1e-6 + 1e-3 * std::fabs(num)) return true;
+    std::printf("  %s[%zu]: analytic %.8g numeric %.8g\n", name.c_str(), idx, got, num);
+    return false;
+  }
+};
+
 void gradient_check(bool nf4, dpo::DpoLoss loss, float ls, double rtol) {
   TinySpec s;
   s.C = 32, s.F = 44, s.V = 61, s.L = 2;
@@ -232,21 +271,9 @@ TEST_CASE(qwen3_qk_norm_weight_gradients_match_finite_differences) {
   const TinySpec& s = tm.spec;
   auto model = dpo::Model::load(tm.dir, {dpo::QuantMode::None, dpo::BackendChoice::Cpu});
   auto pairs = sample_pairs(s.V);
-  const std::vector<dpo::ScoredSequence> batch = {pairs[0].chosen, pairs[1].rejected};
-  const double loss = model->sft_accumulate(batch, 2, 1.0f).first;
-  std::map<std::string, std::vector<double>> w;
-  for (auto& [name, v] : tm.w) w[name] = std::vector<double>(v.begin(), v.end());
-  WeightFn fn = [&w](const std::string& name) { return w.at(name); };
-  auto ref = [&]() {
-    double total = 0;
-    int count = 0;
-    for (auto& q : batch) {
-      total -= seq_logp(s, fn, q, false);
-      for (size_t t = 1; t < q.labels.size(); t++) count += q.labels[t] != -100;
-    }
-    return total / count;
-  };
-  CHECK_CLOSE(loss, ref(), 1e-5, 1e-5);
+  SftReference ref(tm, {pairs[0].chosen, pairs[1].rejected});
+  const double loss = model->sft_accumulate(ref.batch, 2, 1.0f).first;
+  CHECK_CLOSE(loss, ref.loss(), 1e-5, 1e-5);
   dpo::FullGrads& g = *model->impl().full;
   int checked = 0, bad = 0;
   for (int l = 0; l < s.L; l++)
@@ -256,19 +283,8 @@ TEST_CASE(qwen3_qk_norm_weight_gradients_match_finite_differences) {
       const std::vector<float> grad = (is_q ? g.layers[size_t(l)].q_norm : g.layers[size_t(l)].k_norm).to_host();
       CHECK(int(grad.size()) == s.HD);
       for (int idx = 0; idx < s.HD; idx += 5) {
-        auto& vals = w[name];
-        const double keep = vals[size_t(idx)], h = 1e-5;
-        vals[size_t(idx)] = keep + h;
-        const double lp = ref();
-        vals[size_t(idx)] = keep - h;
-        const double lm = ref();
-        vals[size_t(idx)] = keep;
-        const double num = (lp - lm) / (2 * h), got = grad[size_t(idx)];
         checked++;
-        if (std::fabs(got - num) > 1e-6 + 1e-3 * std::fabs(num)) {
-          bad++;
-          std::printf("  %s[%d]: analytic %.8g numeric %.8g\n", name.c_str(), idx, got, num);
-        }
+        bad += !ref.gradient_matches(name, size_t(idx), grad[size_t(idx)]);
       }
     }
   std::printf("  %d q/k norm weight gradient entries checked\n", checked);
@@ -420,23 +436,11 @@ TEST_CASE(sft_full_parameter_gradients_match_finite_differences) {
   TinyModel tm = write_tiny_model(s);
   auto model = dpo::Model::load(tm.dir, {dpo::QuantMode::None, dpo::BackendChoice::Cpu});
   auto pairs = sample_pairs(s.V);
-  std::vector<dpo::ScoredSequence> batch = {pairs[0].chosen, pairs[1].rejected, pairs[0].rejected};
-  auto [loss, n] = model->sft_accumulate(batch, 2, 1.0f);
-
   // Reference: mean cross-entropy over all labelled tokens, in double, with one weight perturbed.
-  std::map<std::string, std::vector<double>> w;
-  for (auto& [name, v] : tm.w) w[name] = std::vector<double>(v.begin(), v.end());
-  WeightFn fn = [&w](const std::string& name) { return w.at(name); };
-  auto ref = [&]() {
-    double total = 0;
-    int count = 0;
-    for (auto& q : batch) {
-      total -= seq_logp(s, fn, q, false);
-      for (size_t t = 1; t < q.labels.size(); t++) count += q.labels[t] != -100;
-    }
-    return total / count;
-  };
-  CHECK_CLOSE(loss, ref(), 1e-5, 1e-5);
+  SftReference ref(tm, {pairs[0].chosen, pairs[1].rejected, pairs[0].rejected});
+  const std::vector<dpo::ScoredSequence>& batch = ref.batch;
+  auto [loss, n] = model->sft_accumulate(batch, 2, 1.0f);
+  CHECK_CLOSE(loss, ref.loss(), 1e-5, 1e-5);
   dpo::FullGrads& g = *model->impl().full;
   struct Probe { std::string name; std::vector<float> grad; };
   std::vector<Probe> probes = {
@@ -453,22 +457,11 @@ TEST_CASE(sft_full_parameter_gradients_match_finite_differences) {
   int bad = 0, checked = 0;
   for (auto& pr : probes)
     for (int trial = 0; trial < 4; trial++) {
-      auto& vals = w[pr.name];
       // Embedding rows of tokens in the batch have gradients; pick among those for the embedding.
-      size_t idx = pick() % vals.size();
+      size_t idx = pick() % ref.w.at(pr.name).size();
       if (pr.name == "model.embed_tokens.weight") idx = size_t(batch[0].ids[size_t(trial + 1)]) * s.C + pick() % s.C;
-      const double keep = vals[idx], h = 1e-5;
-      vals[idx] = keep + h;
-      const double lp = ref();
-      vals[idx] = keep - h;
-      const double lm = ref();
-      vals[idx] = keep;
-      const double num = (lp - lm) / (2 * h), got = pr.grad[idx];
       checked++;
-      if (std::fabs(got - num) > 1e-6 + 1e-3 * std::fabs(num)) {
-        bad++;
-        std::printf("  %s[%zu]: analytic %.8g numeric %.8g\n", pr.name.c_str(), idx, got, num);
-      }
+      bad += !ref.gradient_matches(pr.name, idx, pr.grad[idx]);
     }
   std::printf("  %d full-parameter gradient entries checked\n", checked);
   CHECK(bad == 0);
