@@ -166,9 +166,11 @@ async function runPhases(req: NotebookRunRequest, events: RunEvents, signal: Abo
     config.model = { architecture: info.config.architecture, params: info.params, quant: info.quant, backend: info.backend, backend_note: info.backendNote }
     writeJsonAtomic(join(outDir, CONFIG_FILE), config)
     if (signal?.aborted) return cancelled()
+    // One prompt style (system message, template date, enable_thinking) for the context check and both generations.
+    const style = promptStyleOf(params)
     // The test prompts must fit the model's context now, not after minutes of training (contextLimits.ts).
     if (prompts) {
-      const plan = planGeneration(session, { prompts, maxNewTokens: params.maxNewTokens, system: params.systemMessage }, 'max new tokens')
+      const plan = planGeneration(session, { prompts, maxNewTokens: params.maxNewTokens, ...style }, 'max new tokens')
       if (plan.cutByContext.length > 0) events.log?.(contextCutNote(plan.cutByContext, prompts.length, plan.context!))
     }
 
@@ -187,7 +189,7 @@ async function runPhases(req: NotebookRunRequest, events: RunEvents, signal: Abo
       original = JSON.parse(readFileSync(join(outDir, RESPONSES_ORIGINAL_FILE), 'utf8')) as ResponseRow[]
     } else if (prompts) {
       setPhase('original', `${prompts.length} prompts`)
-      original = await generate(session, prompts, 'original', params.maxNewTokens, promptStyleOf(params), events, newToken())
+      original = await generate(session, prompts, 'original', params.maxNewTokens, style, events, newToken())
       if (original === null || signal?.aborted) return cancelled()
       writeJsonAtomic(join(outDir, RESPONSES_ORIGINAL_FILE), original)
     }
@@ -222,7 +224,7 @@ async function runPhases(req: NotebookRunRequest, events: RunEvents, signal: Abo
     // ---- phase B: answers with the trained adapter attached (docs/reference/generation.md#before-and-after-training).
     if (prompts && original) {
       setPhase('trained', `${prompts.length} prompts`)
-      const after = await generate(session, prompts, 'trained', params.maxNewTokens, promptStyleOf(params), events, newToken())
+      const after = await generate(session, prompts, 'trained', params.maxNewTokens, style, events, newToken())
       if (after === null || signal?.aborted) return cancelled({ ...trained, status: 'cancelled' })
       writeJsonAtomic(join(outDir, RESPONSES_TRAINED_FILE), after)
       // The notebook's model_response export (docs/architecture.md#comparison-export), then its metadata beside it.
