@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
+import { RUN_LOCK_FILE, writerIsGone } from '../../src-main/services/training/runDir'
 import { tempDir } from '../helpers/modelFixtures'
 import { ApiClient, sendRawFrame, startServe, type RawFrame } from '../helpers/webClient'
 
@@ -76,6 +77,12 @@ describe('web host: runs outlive their host in the record', () => {
     // The engine host notices its parent is gone and exits; until a host starts, the record still says running.
     await new Promise((r) => setTimeout(r, 1000))
     expect(status(run.outDir).status).toBe('running')
+    // The run's writer is gone (its pid ended, its lock released) only once the engine host has noticed the dead
+    // parent and exited, which takes seconds on a loaded machine: wait for exactly the condition the start-up check
+    // uses (30 s at most) rather than racing it.
+    const writerGone = () => writerIsGone(status(run.outDir), path.join(run.outDir, RUN_LOCK_FILE))
+    for (let i = 0; i < 300 && !writerGone(); i++) await new Promise((r) => setTimeout(r, 100))
+    expect(writerGone()).toBe(true)
 
     const second = await startServe(data)
     try {
