@@ -176,7 +176,8 @@ try {
           push(`peer_decode_${t}`, l.decode_tokens_per_s), push(`peer_decode_cpu_${t}`, l.decode_tokens_per_cpu_s)
           push(`peer_prefill_${t}`, l.prefill_tokens_per_s)
         }
-        said.push(`${t} thr: decode ${runs[`ours_decode_${t}`]!.at(-1)!.toFixed(1)}${llama ? ` vs ${runs[`peer_decode_${t}`]!.at(-1)!.toFixed(1)}` : ''} tok/s, prefill ${runs[`ours_prefill_${t}`]!.at(-1)!.toFixed(0)}${llama ? ` vs ${runs[`peer_prefill_${t}`]!.at(-1)!.toFixed(0)}` : ''} tok/s`)
+        const last = (k: string) => runs[k]!.at(-1)!.toFixed(1)
+        said.push(`${t} thr: decode ${last(`ours_decode_${t}`)}${llama ? ` vs ${last(`peer_decode_${t}`)}` : ''} tok/s (per CPU-s ${last(`ours_decode_cpu_${t}`)}${llama ? ` vs ${last(`peer_decode_cpu_${t}`)}` : ''}), prefill ${runs[`ours_prefill_${t}`]!.at(-1)!.toFixed(0)}${llama ? ` vs ${runs[`peer_prefill_${t}`]!.at(-1)!.toFixed(0)}` : ''} tok/s`)
       }
       console.log(`round ${r + 1}/${rounds} ${name}: ${said.join('; ')}; load ${load().toFixed(1)}`)
     }
