@@ -74,13 +74,17 @@ function modelDir(name: string): string {
   return dir
 }
 
+// The HW6 pairs, for the PyTorch half only (the llama.cpp half decodes after the bench prompt).
 const workloadFile = path.join(outDir, 'hw6-workload.json')
-const workload = await makeWorkload(tokenizerDir, sharedPath('datasets', 'genai-hw6'), 'breeze-v0_1')
-writeWorkload(workloadFile, workload)
-const used = workload.pairs.slice(0, pairs)
-const pairTokens: PairTokens = {
-  tokens: used.reduce((s, p) => s + p.chosen.ids.length + p.rejected.ids.length, 0) / used.length,
-  scored: used.reduce((s, p) => s + [...p.chosen.labels, ...p.rejected.labels].filter((l) => l >= 0).length, 0) / used.length,
+let pairTokens: PairTokens | null = null
+if (peers.has('torch')) {
+  const workload = await makeWorkload(tokenizerDir, sharedPath('datasets', 'genai-hw6'), 'breeze-v0_1')
+  writeWorkload(workloadFile, workload)
+  const used = workload.pairs.slice(0, pairs)
+  pairTokens = {
+    tokens: used.reduce((s, p) => s + p.chosen.ids.length + p.rejected.ids.length, 0) / used.length,
+    scored: used.reduce((s, p) => s + [...p.chosen.labels, ...p.rejected.labels].filter((l) => l >= 0).length, 0) / used.length,
+  }
 }
 
 function readJson(file: string): Record<string, unknown> { return JSON.parse(readFileSync(file, 'utf8')) }
@@ -184,8 +188,8 @@ try {
     allRuns[name] = runs
     const s = (k: string) => (runs[k] ? spread(runs[k]!) : null)
     if (fp32) {
-      rows.push({ work: `DPO training, LoRA r64 q/v, batch 1 x accumulation 8, ${threads} threads (ours NF4, peer fp32)`, model: name, ours: s('ours_train'), peer: s('peer_train'), peerName: 'PyTorch + PEFT', unit: 'pairs/s', target: 2, floor: flopRate / trainingFlops(shape, pairTokens), load: s('load_train')!, note: '' })
-      rows.push({ work: `reference log-probs, ${threads} threads`, model: name, ours: s('ours_ref'), peer: s('peer_ref'), peerName: 'PyTorch + PEFT', unit: 'pairs/s', target: 2, floor: flopRate / forwardFlops(shape, pairTokens), load: s('load_train')!, note: '' })
+      rows.push({ work: `DPO training, LoRA r64 q/v, batch 1 x accumulation 8, ${threads} threads (ours NF4, peer fp32)`, model: name, ours: s('ours_train'), peer: s('peer_train'), peerName: 'PyTorch + PEFT', unit: 'pairs/s', target: 2, floor: flopRate / trainingFlops(shape, pairTokens!), load: s('load_train')!, note: '' })
+      rows.push({ work: `reference log-probs, ${threads} threads`, model: name, ours: s('ours_ref'), peer: s('peer_ref'), peerName: 'PyTorch + PEFT', unit: 'pairs/s', target: 2, floor: flopRate / forwardFlops(shape, pairTokens!), load: s('load_train')!, note: '' })
     }
     for (const t of decodeThreads) {
       const peerFloor = (bandwidth / decodeBytesQ4_0(shape)).toPrecision(3)
@@ -199,7 +203,7 @@ try {
 }
 
 const fmt = (s: Spread | null) => (s ? `${s.median.toPrecision(3)} (${s.min.toPrecision(3)}-${s.max.toPrecision(3)})` : 'not measured')
-console.log(`\nmachine: ${os.cpus()[0]?.model ?? 'cpu'}, ${os.cpus().length} cores; ceilings: read ${num(ceilings, 'read_GBps_all_threads').toFixed(1)} GB/s, FMA ${num(ceilings, 'fma_GFLOPs_all_threads').toFixed(1)} GFLOP/s (all threads); load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}; ${pairs} pairs of ${pairTokens.tokens.toFixed(1)} tokens (${pairTokens.scored.toFixed(1)} scored); ${rounds} interleaved rounds, median (range)`)
+console.log(`\nmachine: ${os.cpus()[0]?.model ?? 'cpu'}, ${os.cpus().length} cores; ceilings: read ${num(ceilings, 'read_GBps_all_threads').toFixed(1)} GB/s, FMA ${num(ceilings, 'fma_GFLOPs_all_threads').toFixed(1)} GFLOP/s (all threads); load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}${pairTokens ? `; ${pairs} pairs of ${pairTokens.tokens.toFixed(1)} tokens (${pairTokens.scored.toFixed(1)} scored)` : ''}; ${rounds} interleaved rounds, median (range)`)
 console.log('| work | model | ours | peer | ours / peer vs target | floor | ours / floor | load (1 min) |\n|---|---|---|---|---|---|---|---|')
 for (const r of rows) {
   const ratio = r.ours && r.peer ? r.ours.median / r.peer.median : null
