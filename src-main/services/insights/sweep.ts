@@ -13,7 +13,7 @@ import { openModel as openModelDefault, type ModelSession } from '../engine/mode
 import type { TrainParams } from '../params/trainParams'
 import { runNotebook, RESPONSES_ORIGINAL_FILE, RESPONSES_TRAINED_FILE, type NotebookDeps } from '../training/notebookRun'
 import { RefLogpsCache, refCacheDir } from '../training/refCache'
-import { addonVersion } from '../training/trainer'
+import { addonVersion } from '../training/addonDefaults'
 import type { ResponseRow, RunEvents } from '../training/types'
 import { SWEEP_FILE, type StanceCount, type SweepFile, type SweepRunRow } from './insightTypes'
 import { meanMargin, stanceCount, supportMargins } from './supportMargins'
