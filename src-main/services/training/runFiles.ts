@@ -36,3 +36,10 @@ export function clearTrainingOutputs(outDir: string, resumeStep: number | null):
 export function appendLine(file: string, value: unknown): void {
   appendFileChecked(file, JSON.stringify(value) + '\n')
 }
+
+// The notebook's outputs around the training (notebookRun.ts).
+export const CONFIG_FILE = 'config.json'
+export const RESPONSES_ORIGINAL_FILE = 'responses_original.json'
+export const RESPONSES_TRAINED_FILE = 'responses_trained.json'
+export const COMPARISON_FILE = 'comparison.json'
+export const COMPARISON_META_FILE = 'comparison_meta.json'
