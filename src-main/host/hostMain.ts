@@ -4,7 +4,7 @@
 import type { JobEvent } from '../api/contract'
 import { toApiError } from '../api/errorInfo'
 import { loadNative } from '../engine/loadNative'
-import type { NativeCancelToken } from '../engine/nativeTypes'
+import type { BackendChoice, NativeCancelToken, QuantMode } from '../engine/nativeTypes'
 import { generateResponses } from '../services/engine/generateResponses'
 import { openModel, type ModelSession } from '../services/engine/modelSession'
 import { exportGguf } from '../services/export/ggufExport'
@@ -51,7 +51,7 @@ function releaseSession(): boolean {
   return true
 }
 
-async function ensureSession(dir: string, quant: 'nf4' | 'none', backend: 'auto' | 'cpu' | 'cuda', emit: (e: JobEvent) => void): Promise<ModelSession> {
+async function ensureSession(dir: string, quant: QuantMode, backend: BackendChoice, emit: (e: JobEvent) => void): Promise<ModelSession> {
   const key = `${dir}\0${quant}\0${backend}`
   if (session?.key === key) return session.s
   releaseSession()
