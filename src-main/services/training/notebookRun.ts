@@ -17,6 +17,7 @@ import { todayChatDate } from '../tokenizer/chatTemplate'
 import { openModel as openModelDefault, type ModelSession, type OpenModelOptions } from '../engine/modelSession'
 import { baseModelName, loadAdapter, type LoadedAdapter } from './adapterFiles'
 import { recordModelFiles, sha256File } from './modelFiles'
+import type { OriginalAnswersMemo } from './originalAnswersMemo'
 import { planResume, type ResumeGiven, type ResumePlan } from './resume'
 import type { FileLock } from '../fileLock'
 import { ensureRunDir, lockRunDir, phaseWords, updateRunStatus, type RunStatusFile } from './runDir'
@@ -35,6 +36,8 @@ export interface NotebookDeps extends Pick<TrainOptions, 'refCacheDir' | 'cancel
   engineVersion?: string
   /** Model loading progress, 0..1. */
   onLoadProgress?: (fraction: number) => void
+  /** Original answers shared by the runs of a sweep, which all use one loaded base model (originalAnswersMemo.ts). */
+  originalAnswers?: OriginalAnswersMemo
 }
 
 export async function runNotebook(req: NotebookRunRequest, events: RunEvents, signal?: AbortSignal, deps: NotebookDeps = {}): Promise<RunSummary> {
@@ -188,9 +191,17 @@ async function runPhases(req: NotebookRunRequest, events: RunEvents, signal: Abo
     if (prompts && resume?.originalDone) {
       original = JSON.parse(readFileSync(join(outDir, RESPONSES_ORIGINAL_FILE), 'utf8')) as ResponseRow[]
     } else if (prompts) {
-      setPhase('original', `${prompts.length} prompts`)
-      original = await generate(session, prompts, 'original', params.maxNewTokens, style, events, newToken())
-      if (original === null || signal?.aborted) return cancelled()
+      const inputs = { prompts, maxNewTokens: params.maxNewTokens, style }
+      original = deps.originalAnswers?.lookup(inputs) ?? null
+      if (original) {
+        events.log?.(`original answers: the ones this sweep generated for its first run (${prompts.length} prompts)`)
+        original.forEach((r, i) => events.response?.('original', i, r))
+      } else {
+        setPhase('original', `${prompts.length} prompts`)
+        original = await generate(session, prompts, 'original', params.maxNewTokens, style, events, newToken())
+        if (original === null || signal?.aborted) return cancelled()
+        deps.originalAnswers?.remember(inputs, original)
+      }
       writeJsonAtomic(join(outDir, RESPONSES_ORIGINAL_FILE), original)
     }
 
