@@ -7,9 +7,10 @@ import { promptStyleOf } from '../engine/promptText'
 import { todayChatDate } from '../tokenizer/chatTemplate'
 import { openModel as openModelDefault, type ModelSession, type OpenModelOptions } from '../engine/modelSession'
 import { addonCancelTokenFactory, addonVersion } from './addonDefaults'
+import type { OriginalAnswersMemo } from './originalAnswersMemo'
 import { planResume, type ResumeGiven, type ResumePlan } from './resume'
 import { ensureRunDir, lockRunDir } from './runDir'
-import { answerPhase, checkPromptsFit, readOriginalAnswers, type AnswerRun } from './stages/answers'
+import { answerPhase, checkPromptsFit, readOriginalAnswers, reuseOriginalAnswers, type AnswerRun } from './stages/answers'
 import { writeComparison } from './stages/comparison'
 import { notebookTraining, trainedSummary } from './stages/notebookTraining'
 import { markTrainSummary, RunRecord } from './stages/runRecord'
@@ -23,6 +24,8 @@ export interface NotebookDeps extends Pick<TrainOptions, 'refCacheDir' | 'cancel
   engineVersion?: string
   /** Model loading progress, 0..1. */
   onLoadProgress?: (fraction: number) => void
+  /** Original answers shared by the runs of a sweep, which all use one loaded base model (originalAnswersMemo.ts). */
+  originalAnswers?: OriginalAnswersMemo
 }
 
 export async function runNotebook(req: NotebookRunRequest, events: RunEvents, signal?: AbortSignal, deps: NotebookDeps = {}): Promise<RunSummary> {
@@ -74,9 +77,16 @@ async function runPhases(req: NotebookRunRequest, events: RunEvents, signal: Abo
     let original: ResponseRow[] | null = null
     if (answers && resume?.originalDone) original = readOriginalAnswers(outDir)
     else if (answers) {
-      status.setPhase('original', `${answers.prompts.length} prompts`)
-      original = await answerPhase(answers, 'original', tokens.next())
-      if (original === null) return status.cancelled()
+      // A sweep's later runs reuse the first run's original answers (originalAnswersMemo.ts).
+      const memoKey = { prompts: answers.prompts, maxNewTokens: answers.maxNewTokens, style: answers.style }
+      original = deps.originalAnswers?.lookup(memoKey) ?? null
+      if (original) reuseOriginalAnswers(answers, original)
+      else {
+        status.setPhase('original', `${answers.prompts.length} prompts`)
+        original = await answerPhase(answers, 'original', tokens.next())
+        if (original === null) return status.cancelled()
+        deps.originalAnswers?.remember(memoKey, original)
+      }
     }
 
     const train = await notebookTraining({

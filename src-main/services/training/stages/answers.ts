@@ -35,6 +35,13 @@ export function readOriginalAnswers(outDir: string): ResponseRow[] {
   return JSON.parse(readFileSync(join(outDir, RESPONSES_ORIGINAL_FILE), 'utf8')) as ResponseRow[]
 }
 
+/** Writes original answers made earlier on the same base model and inputs (a sweep's first run), as if generated. */
+export function reuseOriginalAnswers(a: AnswerRun, rows: ResponseRow[]): void {
+  a.events.log?.(`original answers: the ones this sweep generated for its first run (${a.prompts.length} prompts)`)
+  rows.forEach((r, i) => a.events.response?.('original', i, r))
+  writeJsonAtomic(join(a.outDir, RESPONSES_ORIGINAL_FILE), rows)
+}
+
 /** Generates and writes one phase's answers; null (nothing written) when the run was cancelled meanwhile. */
 export async function answerPhase(a: AnswerRun, which: 'original' | 'trained', cancel: NativeCancelToken | undefined): Promise<ResponseRow[] | null> {
   const rows = await generate(a, which, cancel)
