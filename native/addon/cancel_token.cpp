@@ -13,4 +13,8 @@ CancelFlag cancel_flag_of(const Napi::Value& v) {
   return nullptr;
 }
 
+CancelFlag cancel_arg(const Napi::CallbackInfo& info, size_t i) {
+  return info.Length() > i ? cancel_flag_of(info[i]) : nullptr;
+}
+
 }  // namespace dpo_addon

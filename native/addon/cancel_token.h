@@ -28,5 +28,7 @@ class CancelToken : public Napi::ObjectWrap<CancelToken> {
 
 // The flag of a CancelToken argument, or null when v is not one.
 CancelFlag cancel_flag_of(const Napi::Value& v);
+// The flag of the optional token argument info[i] (null when absent or not a token).
+CancelFlag cancel_arg(const Napi::CallbackInfo& info, size_t i);
 
 }  // namespace dpo_addon

@@ -1,8 +1,9 @@
 // Conversions between JS values and engine types (the only place that knows both sides' shapes).
 #include "convert.h"
 
-#include <algorithm>
 #include <cmath>
+
+#include "enum_names.h"
 
 namespace dpo_addon {
 
@@ -41,6 +42,23 @@ std::vector<std::vector<int32_t>> to_int_vectors(Napi::Env env, const Napi::Valu
   Napi::Array a = v.As<Napi::Array>();
   std::vector<std::vector<int32_t>> out(a.Length());
   for (uint32_t i = 0; i < a.Length(); i++) out[i] = to_int_vector(env, a.Get(i), what + "[" + std::to_string(i) + "]");
+  return out;
+}
+
+dpo::ScoredSequence to_scored_sequence(Napi::Env env, const Napi::Value& v, const std::string& what) {
+  if (!v.IsObject()) throw bad_input(env, what + " must be an object with ids and labels");
+  Napi::Object o = v.As<Napi::Object>();
+  dpo::ScoredSequence s;
+  s.ids = to_int_vector(env, o.Get("ids"), what + ".ids");
+  s.labels = to_int_vector(env, o.Get("labels"), what + ".labels");
+  return s;
+}
+
+std::vector<dpo::ScoredSequence> to_scored_sequences(Napi::Env env, const Napi::Value& v, const std::string& what) {
+  if (!v.IsArray()) throw bad_input(env, what + "s must be an array");
+  Napi::Array a = v.As<Napi::Array>();
+  std::vector<dpo::ScoredSequence> out(a.Length());
+  for (uint32_t i = 0; i < a.Length(); i++) out[i] = to_scored_sequence(env, a.Get(i), what + " " + std::to_string(i));
   return out;
 }
 
@@ -119,7 +137,7 @@ Napi::Object model_info_to_js(Napi::Env env, const dpo::ModelInfo& info) {
   o.Set("quantizedLinears", info.quantized_linears);
   o.Set("backend", info.backend);
   o.Set("backendNote", info.backend_note);
-  o.Set("quant", info.quant == dpo::QuantMode::Nf4 ? "nf4" : "none");
+  o.Set("quant", enum_name(quant_modes(), info.quant));
   return o;
 }
 
@@ -130,10 +148,7 @@ Napi::Array sequence_logps_to_js(Napi::Env env, const std::vector<dpo::SequenceL
     o.Set("logp", out[i].logp);
     o.Set("tokens", out[i].tokens);
     o.Set("logitsMean", out[i].logits_mean);
-    const std::vector<float>& tl = out[i].token_logps;
-    Napi::Float32Array per_token = Napi::Float32Array::New(env, tl.size());
-    std::copy(tl.begin(), tl.end(), per_token.Data());
-    o.Set("tokenLogps", per_token);
+    o.Set("tokenLogps", to_typed_array(env, out[i].token_logps));
     arr.Set(uint32_t(i), o);
   }
   return arr;

@@ -6,6 +6,7 @@
 
 #include "convert.h"
 #include "dpo/export_ops.h"
+#include "enum_names.h"
 
 namespace dpo_addon {
 namespace {
@@ -54,19 +55,20 @@ Napi::Value Nf4Effective(const Napi::CallbackInfo& info) {
 Napi::Value GgmlEncode(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsString()) throw bad_input(env, "ggmlEncode(kind, x) needs a kind");
-  const std::string kind = info[0].As<Napi::String>();
+  const GgmlKind kind = parse_enum(env, ggml_kinds(), "ggmlEncode: kind", info[0].As<Napi::String>());
   Napi::Float32Array x = float_arg(info, 1, "x");
   const int64_t n = int64_t(x.ElementLength());
-  if (kind == "f16") {
+  if (kind == GgmlKind::F16) {
     Napi::Uint8Array out = Napi::Uint8Array::New(env, size_t(n) * 2);
     dpo::convert_f16(x.Data(), n, reinterpret_cast<uint16_t*>(out.Data()));
     return out;
   }
-  if (kind != "q8_0" && kind != "q4_0") throw bad_input(env, "ggmlEncode: kind must be f16, q8_0 or q4_0, got " + kind);
-  if (n % dpo::kGgmlBlock != 0) throw bad_input(env, "ggmlEncode: " + kind + " needs a multiple of 32 values, got " + std::to_string(n));
-  const int64_t bytes = n / dpo::kGgmlBlock * (kind == "q8_0" ? dpo::kQ8_0BlockBytes : dpo::kQ4_0BlockBytes);
+  if (n % dpo::kGgmlBlock != 0)
+    throw bad_input(env, std::string("ggmlEncode: ") + enum_name(ggml_kinds(), kind) + " needs a multiple of 32 values, got " +
+                             std::to_string(n));
+  const int64_t bytes = n / dpo::kGgmlBlock * (kind == GgmlKind::Q8_0 ? dpo::kQ8_0BlockBytes : dpo::kQ4_0BlockBytes);
   Napi::Uint8Array out = Napi::Uint8Array::New(env, size_t(bytes));
-  if (kind == "q8_0") dpo::quantize_q8_0(x.Data(), n, out.Data());
+  if (kind == GgmlKind::Q8_0) dpo::quantize_q8_0(x.Data(), n, out.Data());
   else dpo::quantize_q4_0(x.Data(), n, out.Data());
   return out;
 }

@@ -1,7 +1,9 @@
-// Model: training calls (LoRA attach/tensors, DPO accumulate, optimizer steps, SFT, saving weights) and their workers.
+// Model: training calls (LoRA attach/tensors, DPO accumulate, optimizer steps, SFT, saving weights); the slow ones run
+// off the JS thread through run_async (workers.h).
 #include <cmath>
 
 #include "cancel_token.h"
+#include "enum_names.h"
 #include "model_wrap.h"
 #include "workers.h"
 
@@ -24,11 +26,7 @@ Napi::Value ModelWrap::AttachLora(const Napi::CallbackInfo& info) {
   lo.alpha = float(number_field(env, o, "alpha", lo.alpha));
   lo.dropout = float(number_field(env, o, "dropout", lo.dropout));
   lo.seed = uint64_t(number_field(env, o, "seed", double(lo.seed)));
-  try {
-    m->attach_lora(lo);
-  } catch (const dpo::EngineError& e) {
-    throw to_js_error(env, e);
-  }
+  engine_call(env, [&] { m->attach_lora(lo); });
   return env.Undefined();
 }
 
@@ -42,9 +40,7 @@ Napi::Value ModelWrap::LoraTensors(const Napi::CallbackInfo& info) {
     Napi::Array shape = Napi::Array::New(env, ts[i].shape.size());
     for (size_t j = 0; j < ts[i].shape.size(); j++) shape.Set(uint32_t(j), double(ts[i].shape[j]));
     o.Set("shape", shape);
-    Napi::Float32Array data = Napi::Float32Array::New(env, ts[i].data.size());
-    std::copy(ts[i].data.begin(), ts[i].data.end(), data.Data());
-    o.Set("data", data);
+    o.Set("data", to_typed_array(env, ts[i].data));
     arr.Set(uint32_t(i), o);
   }
   return arr;
@@ -69,33 +65,9 @@ Napi::Value ModelWrap::SetLoraTensors(const Napi::CallbackInfo& info) {
     Napi::Float32Array fa = data.As<Napi::Float32Array>();
     ts[i].data.assign(fa.Data(), fa.Data() + fa.ElementLength());
   }
-  try {
-    m->set_lora_tensors(ts);
-  } catch (const dpo::EngineError& e) {
-    throw to_js_error(env, e);
-  }
+  engine_call(env, [&] { m->set_lora_tensors(ts); });
   return env.Undefined();
 }
-
-class DpoWorker : public PromiseWorker<Napi::AsyncWorker> {
- public:
-  DpoWorker(Napi::Env env, std::shared_ptr<dpo::Model> m, std::vector<dpo::DpoPair> pairs, int32_t pad,
-            dpo::DpoOptions opt, CancelFlag cancel)
-      : PromiseWorker(env), model_(std::move(m)), pairs_(std::move(pairs)), pad_(pad), opt_(opt),
-        cancel_(std::move(cancel)) {}
-  void Execute() override { guarded([&] { out_ = model_->dpo_accumulate(pairs_, pad_, opt_, cancel_.get()); }); }
-  void OnOK() override {
-    deferred_.Resolve(dpo_metrics_to_js(Env(), out_));
-  }
-
- private:
-  std::shared_ptr<dpo::Model> model_;
-  std::vector<dpo::DpoPair> pairs_;
-  int32_t pad_;
-  dpo::DpoOptions opt_;
-  CancelFlag cancel_;
-  std::vector<dpo::DpoPairMetrics> out_;
-};
 
 Napi::Value ModelWrap::DpoAccumulate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -104,71 +76,40 @@ Napi::Value ModelWrap::DpoAccumulate(const Napi::CallbackInfo& info) {
     throw bad_input(env, "dpoAccumulate(pairs, padId, options) needs pairs, a pad id and options");
   Napi::Array a = info[0].As<Napi::Array>();
   std::vector<dpo::DpoPair> pairs(a.Length());
-  auto seq = [&](Napi::Object o, const std::string& what) {
-    dpo::ScoredSequence s;
-    if (!o.Get(what).IsObject()) throw bad_input(env, what + " must be an object with ids and labels");
-    Napi::Object so = o.Get(what).As<Napi::Object>();
-    s.ids = to_int_vector(env, so.Get("ids"), what + ".ids");
-    s.labels = to_int_vector(env, so.Get("labels"), what + ".labels");
-    return s;
-  };
   for (uint32_t i = 0; i < a.Length(); i++) {
-    if (!a.Get(i).IsObject()) throw bad_input(env, "pair " + std::to_string(i) + " is not an object");
+    const std::string pair = "pair " + std::to_string(i);
+    if (!a.Get(i).IsObject()) throw bad_input(env, pair + " is not an object");
     Napi::Object o = a.Get(i).As<Napi::Object>();
-    pairs[i].chosen = seq(o, "chosen");
-    pairs[i].rejected = seq(o, "rejected");
+    pairs[i].chosen = to_scored_sequence(env, o.Get("chosen"), pair + " chosen");
+    pairs[i].rejected = to_scored_sequence(env, o.Get("rejected"), pair + " rejected");
     pairs[i].ref_chosen = number_field(env, o, "refChosen", NAN);
     pairs[i].ref_rejected = number_field(env, o, "refRejected", NAN);
     if (std::isnan(pairs[i].ref_chosen) || std::isnan(pairs[i].ref_rejected))
-      throw bad_input(env, "pair " + std::to_string(i) + " needs refChosen and refRejected");
+      throw bad_input(env, pair + " needs refChosen and refRejected");
   }
   Napi::Object o = info[2].As<Napi::Object>();
   dpo::DpoOptions opt;
   opt.beta = float(number_field(env, o, "beta", opt.beta));
   opt.label_smoothing = float(number_field(env, o, "labelSmoothing", opt.label_smoothing));
   opt.grad_scale = float(number_field(env, o, "gradScale", opt.grad_scale));
-  std::string loss = o.Has("lossType") ? std::string(o.Get("lossType").ToString()) : "sigmoid";
-  if (loss == "sigmoid") opt.loss = dpo::DpoLoss::Sigmoid;
-  else if (loss == "ipo") opt.loss = dpo::DpoLoss::Ipo;
-  else if (loss == "hinge") opt.loss = dpo::DpoLoss::Hinge;
-  else if (loss == "robust") opt.loss = dpo::DpoLoss::Robust;
-  else throw bad_input(env, "lossType must be sigmoid, ipo, hinge or robust, got '" + loss + "'");
-  auto* w = new DpoWorker(env, m, std::move(pairs), info[1].As<Napi::Number>().Int32Value(), opt,
-                          info.Length() > 3 ? cancel_flag_of(info[3]) : nullptr);
-  Napi::Promise p = w->promise();
-  w->Queue();
-  return p;
+  opt.loss = enum_field(env, o, "lossType", dpo_losses(), dpo::DpoLoss::Sigmoid, "lossType");
+  const int32_t pad = info[1].As<Napi::Number>().Int32Value();
+  return run_async(
+      env,
+      [m, pairs = std::move(pairs), pad, opt, cancel = cancel_arg(info, 3)] {
+        return m->dpo_accumulate(pairs, pad, opt, cancel.get());
+      },
+      dpo_metrics_to_js);
 }
 
-// One optimizer update: of the LoRA adapter (DPO) or of every weight (SFT).
-class StepWorker : public PromiseWorker<Napi::AsyncWorker> {
- public:
-  StepWorker(Napi::Env env, std::shared_ptr<dpo::Model> m, dpo::OptimizerOptions opt, bool full)
-      : PromiseWorker(env), model_(std::move(m)), opt_(opt), full_(full) {}
-  void Execute() override {
-    guarded([&] { norm_ = full_ ? model_->sft_step(opt_) : model_->optimizer_step(opt_); });
-  }
-  void OnOK() override {
-    Napi::Object o = Napi::Object::New(Env());
-    o.Set("gradNorm", norm_);
-    deferred_.Resolve(o);
-  }
-
- private:
-  std::shared_ptr<dpo::Model> model_;
-  dpo::OptimizerOptions opt_;
-  bool full_;
-  double norm_ = 0;
-};
+namespace {
 
 dpo::OptimizerOptions optimizer_options(Napi::Env env, const Napi::CallbackInfo& info) {
   if (info.Length() < 1 || !info[0].IsObject()) throw bad_input(env, "the optimizer step needs an options object");
   Napi::Object o = info[0].As<Napi::Object>();
   dpo::OptimizerOptions opt;
-  std::string kind = o.Has("kind") ? std::string(o.Get("kind").ToString()) : "paged_adamw_8bit";
-  if (kind != "adamw" && kind != "paged_adamw_8bit")
-    throw bad_input(env, "optimizer kind must be adamw or paged_adamw_8bit, got '" + kind + "'");
-  opt.eight_bit = kind == "paged_adamw_8bit";
+  opt.eight_bit = enum_field(env, o, "kind", step_optimizers(), dpo::TrainingState::Optimizer::AdamW8bit,
+                             "optimizer kind") == dpo::TrainingState::Optimizer::AdamW8bit;
   opt.lr = float(number_field(env, o, "lr", opt.lr));
   opt.beta1 = float(number_field(env, o, "beta1", opt.beta1));
   opt.beta2 = float(number_field(env, o, "beta2", opt.beta2));
@@ -178,64 +119,48 @@ dpo::OptimizerOptions optimizer_options(Napi::Env env, const Napi::CallbackInfo&
   return opt;
 }
 
+Napi::Object grad_norm_to_js(Napi::Env env, const double& norm) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("gradNorm", norm);
+  return o;
+}
+
+Napi::Object sft_loss_to_js(Napi::Env env, const std::pair<double, int>& loss_tokens) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("loss", loss_tokens.first);
+  o.Set("tokens", loss_tokens.second);
+  return o;
+}
+
+}  // namespace
+
+// One optimizer update of the LoRA adapter (DPO).
 Napi::Value ModelWrap::OptimizerStep(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  auto* w = new StepWorker(env, live(env), optimizer_options(env, info), false);
-  Napi::Promise p = w->promise();
-  w->Queue();
-  return p;
+  return run_async(env, [m = live(env), opt = optimizer_options(env, info)] { return m->optimizer_step(opt); },
+                   grad_norm_to_js);
 }
 
+// One optimizer update of every weight (SFT).
 Napi::Value ModelWrap::SftStep(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  auto* w = new StepWorker(env, live(env), optimizer_options(env, info), true);
-  Napi::Promise p = w->promise();
-  w->Queue();
-  return p;
+  return run_async(env, [m = live(env), opt = optimizer_options(env, info)] { return m->sft_step(opt); },
+                   grad_norm_to_js);
 }
-
-class SftWorker : public PromiseWorker<Napi::AsyncWorker> {
- public:
-  SftWorker(Napi::Env env, std::shared_ptr<dpo::Model> m, std::vector<dpo::ScoredSequence> batch, int32_t pad,
-            float scale, CancelFlag cancel)
-      : PromiseWorker(env), model_(std::move(m)), batch_(std::move(batch)), pad_(pad), scale_(scale),
-        cancel_(std::move(cancel)) {}
-  void Execute() override { guarded([&] { out_ = model_->sft_accumulate(batch_, pad_, scale_, cancel_.get()); }); }
-  void OnOK() override {
-    Napi::Object o = Napi::Object::New(Env());
-    o.Set("loss", out_.first);
-    o.Set("tokens", out_.second);
-    deferred_.Resolve(o);
-  }
-
- private:
-  std::shared_ptr<dpo::Model> model_;
-  std::vector<dpo::ScoredSequence> batch_;
-  int32_t pad_;
-  float scale_;
-  CancelFlag cancel_;
-  std::pair<double, int> out_;
-};
 
 Napi::Value ModelWrap::SftAccumulate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto m = live(env);
   if (info.Length() < 3 || !info[0].IsArray() || !info[1].IsNumber() || !info[2].IsNumber())
     throw bad_input(env, "sftAccumulate(sequences, padId, gradScale) needs sequences, a pad id and a scale");
-  Napi::Array a = info[0].As<Napi::Array>();
-  std::vector<dpo::ScoredSequence> batch(a.Length());
-  for (uint32_t i = 0; i < a.Length(); i++) {
-    if (!a.Get(i).IsObject()) throw bad_input(env, "sequence " + std::to_string(i) + " is not an object");
-    Napi::Object o = a.Get(i).As<Napi::Object>();
-    batch[i].ids = to_int_vector(env, o.Get("ids"), "sequence " + std::to_string(i) + ".ids");
-    batch[i].labels = to_int_vector(env, o.Get("labels"), "sequence " + std::to_string(i) + ".labels");
-  }
-  auto* w = new SftWorker(env, m, std::move(batch), info[1].As<Napi::Number>().Int32Value(),
-                          float(info[2].As<Napi::Number>().DoubleValue()),
-                          info.Length() > 3 ? cancel_flag_of(info[3]) : nullptr);
-  Napi::Promise p = w->promise();
-  w->Queue();
-  return p;
+  const int32_t pad = info[1].As<Napi::Number>().Int32Value();
+  const float scale = float(info[2].As<Napi::Number>().DoubleValue());
+  return run_async(
+      env,
+      [m, batch = to_scored_sequences(env, info[0], "sequence"), pad, scale, cancel = cancel_arg(info, 3)] {
+        return m->sft_accumulate(batch, pad, scale, cancel.get());
+      },
+      sft_loss_to_js);
 }
 
 Napi::Value ModelWrap::SaveWeights(const Napi::CallbackInfo& info) {
@@ -247,11 +172,7 @@ Napi::Value ModelWrap::SaveWeights(const Napi::CallbackInfo& info) {
     Napi::Value b = info[1].As<Napi::Object>().Get("bf16");
     bf16 = b.IsBoolean() && b.As<Napi::Boolean>().Value();
   }
-  try {
-    m->save_weights(info[0].As<Napi::String>(), bf16);
-  } catch (const dpo::EngineError& e) {
-    throw to_js_error(env, e);
-  }
+  engine_call(env, [&] { m->save_weights(info[0].As<Napi::String>(), bf16); });
   return env.Undefined();
 }
 }  // namespace dpo_addon

@@ -1,5 +1,4 @@
 // Model: inference calls (logps, generate) and their workers.
-#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
@@ -11,45 +10,20 @@ namespace dpo_addon {
 
 Napi::FunctionReference* ModelWrap::constructor = nullptr;
 
-// --- model.logps([{ids, labels}], padId, cancel?)
-class LogpsWorker : public PromiseWorker<Napi::AsyncWorker> {
- public:
-  LogpsWorker(Napi::Env env, std::shared_ptr<dpo::Model> m, std::vector<dpo::ScoredSequence> batch, int32_t pad,
-              CancelFlag cancel, bool use_adapter)
-      : PromiseWorker(env), model_(std::move(m)), batch_(std::move(batch)), pad_(pad), cancel_(std::move(cancel)),
-        use_adapter_(use_adapter) {}
-  void Execute() override { guarded([&] { out_ = model_->logps(batch_, pad_, cancel_.get(), use_adapter_); }); }
-  void OnOK() override { deferred_.Resolve(sequence_logps_to_js(Env(), out_)); }
-
- private:
-  std::shared_ptr<dpo::Model> model_;
-  std::vector<dpo::ScoredSequence> batch_;
-  int32_t pad_;
-  CancelFlag cancel_;
-  bool use_adapter_;
-  std::vector<dpo::SequenceLogp> out_;
-};
-
+// --- model.logps([{ids, labels}], padId, cancel?, useAdapter?)
 Napi::Value ModelWrap::Logps(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto m = live(env);
   if (info.Length() < 2 || !info[0].IsArray() || !info[1].IsNumber())
     throw bad_input(env, "logps(sequences, padId) needs an array of {ids, labels} and a pad id");
-  Napi::Array a = info[0].As<Napi::Array>();
-  std::vector<dpo::ScoredSequence> batch(a.Length());
-  for (uint32_t i = 0; i < a.Length(); i++) {
-    Napi::Value v = a.Get(i);
-    if (!v.IsObject()) throw bad_input(env, "sequence " + std::to_string(i) + " is not an object");
-    Napi::Object o = v.As<Napi::Object>();
-    batch[i].ids = to_int_vector(env, o.Get("ids"), "sequence " + std::to_string(i) + ".ids");
-    batch[i].labels = to_int_vector(env, o.Get("labels"), "sequence " + std::to_string(i) + ".labels");
-  }
+  const int32_t pad = info[1].As<Napi::Number>().Int32Value();
   const bool use_adapter = !(info.Length() > 3 && info[3].IsBoolean() && !info[3].As<Napi::Boolean>().Value());
-  auto* w = new LogpsWorker(env, m, std::move(batch), info[1].As<Napi::Number>().Int32Value(),
-                            info.Length() > 2 ? cancel_flag_of(info[2]) : nullptr, use_adapter);
-  Napi::Promise p = w->promise();
-  w->Queue();
-  return p;
+  return run_async(
+      env,
+      [m, batch = to_scored_sequences(env, info[0], "sequence"), pad, cancel = cancel_arg(info, 2), use_adapter] {
+        return m->logps(batch, pad, cancel.get(), use_adapter);
+      },
+      sequence_logps_to_js);
 }
 
 // --- model.generate(prompts, {maxNewTokens, eosIds}, onToken?, cancel?)
@@ -84,9 +58,7 @@ class GenerateWorker : public PromiseWorker<Napi::AsyncProgressQueueWorker<Token
     Napi::Array tokens = Napi::Array::New(env, out_.tokens.size());
     Napi::Array finish = Napi::Array::New(env, out_.finish.size());
     for (size_t i = 0; i < out_.tokens.size(); i++) {
-      Napi::Int32Array t = Napi::Int32Array::New(env, out_.tokens[i].size());
-      std::copy(out_.tokens[i].begin(), out_.tokens[i].end(), t.Data());
-      tokens.Set(uint32_t(i), t);
+      tokens.Set(uint32_t(i), to_typed_array(env, out_.tokens[i]));
       finish.Set(uint32_t(i), out_.finish[i]);
     }
     Napi::Object o = Napi::Object::New(env);
@@ -127,11 +99,7 @@ Napi::Value ModelWrap::Generate(const Napi::CallbackInfo& info) {
   }
   if (o.Has("eosIds")) opt.eos_ids = to_int_vector(env, o.Get("eosIds"), "eosIds");
   Napi::Function cb = info.Length() > 2 && info[2].IsFunction() ? info[2].As<Napi::Function>() : Napi::Function();
-  auto* w = new GenerateWorker(env, m, to_int_vectors(env, info[0], "prompts"), opt, cb,
-                               info.Length() > 3 ? cancel_flag_of(info[3]) : nullptr);
-  Napi::Promise p = w->promise();
-  w->Queue();
-  return p;
+  return queue_worker<GenerateWorker>(env, m, to_int_vectors(env, info[0], "prompts"), opt, cb, cancel_arg(info, 3));
 }
 
 }  // namespace dpo_addon

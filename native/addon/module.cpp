@@ -4,6 +4,7 @@
 
 #include "cancel_token.h"
 #include "convert.h"
+#include "enum_names.h"
 #include "export_ops.h"
 #include "model_wrap.h"
 #include "workers.h"
@@ -43,25 +44,11 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
   dpo::LoadOptions opt;
   if (info.Length() > 1 && info[1].IsObject()) {
     Napi::Object o = info[1].As<Napi::Object>();
-    if (o.Has("quant")) {
-      std::string q = o.Get("quant").ToString();
-      if (q == "nf4") opt.quant = dpo::QuantMode::Nf4;
-      else if (q == "none") opt.quant = dpo::QuantMode::None;
-      else throw bad_input(env, "quant must be 'nf4' or 'none', got '" + q + "'");
-    }
-    if (o.Has("backend")) {
-      std::string b = o.Get("backend").ToString();
-      if (b == "auto") opt.backend = dpo::BackendChoice::Auto;
-      else if (b == "cpu") opt.backend = dpo::BackendChoice::Cpu;
-      else if (b == "cuda") opt.backend = dpo::BackendChoice::Cuda;
-      else throw bad_input(env, "backend must be 'auto', 'cpu' or 'cuda', got '" + b + "'");
-    }
+    opt.quant = enum_field(env, o, "quant", quant_modes(), opt.quant, "quant");
+    opt.backend = enum_field(env, o, "backend", backend_choices(), opt.backend, "backend");
   }
   Napi::Function cb = info.Length() > 2 && info[2].IsFunction() ? info[2].As<Napi::Function>() : Napi::Function();
-  auto* w = new LoadWorker(env, info[0].As<Napi::String>(), opt, cb);
-  Napi::Promise p = w->promise();
-  w->Queue();
-  return p;
+  return queue_worker<LoadWorker>(env, std::string(info[0].As<Napi::String>()), opt, cb);
 }
 
 // checkModel(dir, {quant}): the loader's validation from config.json and the safetensors headers (no tensor data is
@@ -70,11 +57,8 @@ Napi::Value CheckModel(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsString()) throw bad_input(env, "checkModel(dir, options) needs a directory");
   dpo::QuantMode quant = dpo::QuantMode::Nf4;
-  if (info.Length() > 1 && info[1].IsObject() && info[1].As<Napi::Object>().Has("quant")) {
-    const std::string q = info[1].As<Napi::Object>().Get("quant").ToString();
-    if (q == "none") quant = dpo::QuantMode::None;
-    else if (q != "nf4") throw bad_input(env, "quant must be 'nf4' or 'none', got '" + q + "'");
-  }
+  if (info.Length() > 1 && info[1].IsObject())
+    quant = enum_field(env, info[1].As<Napi::Object>(), "quant", quant_modes(), quant, "quant");
   return model_check_to_js(env, dpo::check_model(info[0].As<Napi::String>(), quant));
 }
 

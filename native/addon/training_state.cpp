@@ -1,24 +1,11 @@
 // Model: exportTrainingState / importTrainingState, the engine half of resume (dpo/training_state.h,
 // docs/resume.md): optimizer state per parameter as typed arrays, the step counters, the dropout generator.
-#include <algorithm>
-
+#include "enum_names.h"
 #include "model_wrap.h"
 
 namespace dpo_addon {
 
 namespace {
-
-Napi::Float32Array floats_to_js(Napi::Env env, const std::vector<float>& v) {
-  Napi::Float32Array a = Napi::Float32Array::New(env, v.size());
-  std::copy(v.begin(), v.end(), a.Data());
-  return a;
-}
-
-Napi::Uint8Array bytes_to_js(Napi::Env env, const std::vector<uint8_t>& v) {
-  Napi::Uint8Array a = Napi::Uint8Array::New(env, v.size());
-  std::copy(v.begin(), v.end(), a.Data());
-  return a;
-}
 
 // o[key] as a typed array of `type`, copied; empty when absent.
 template <typename T>
@@ -44,34 +31,26 @@ int64_t integer_field(Napi::Env env, const Napi::Object& o, const char* key, con
 
 Napi::Value ModelWrap::ExportTrainingState(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  dpo::TrainingState st;
-  try {
-    st = live(env)->export_training_state();
-  } catch (const dpo::EngineError& e) {
-    throw to_js_error(env, e);
-  }
+  const dpo::TrainingState st = engine_call(env, [&] { return live(env)->export_training_state(); });
   Napi::Object out = Napi::Object::New(env);
-  const char* kind = st.optimizer == dpo::TrainingState::Optimizer::AdamW       ? "adamw"
-                     : st.optimizer == dpo::TrainingState::Optimizer::AdamW8bit ? "paged_adamw_8bit"
-                                                                                : "none";
-  out.Set("optimizer", kind);
+  out.Set("optimizer", enum_name(training_optimizers(), st.optimizer));
   out.Set("dropoutRng", st.dropout_rng);
   Napi::Array tensors = Napi::Array::New(env, st.tensors.size());
   for (size_t i = 0; i < st.tensors.size(); i++) {
     const dpo::OptimizerTensorState& t = st.tensors[i];
     Napi::Object o = Napi::Object::New(env);
     o.Set("name", t.name);
-    o.Set("layout", optimizer_layout_name(t.layout));
+    o.Set("layout", enum_name(optimizer_layouts(), t.layout));
     o.Set("step", double(t.step));
     o.Set("numel", double(t.numel));
     if (t.layout == dpo::OptimizerLayout::Bnb8Blockwise) {
-      o.Set("state1", bytes_to_js(env, t.state1));
-      o.Set("state2", bytes_to_js(env, t.state2));
-      o.Set("absmax1", floats_to_js(env, t.absmax1));
-      o.Set("absmax2", floats_to_js(env, t.absmax2));
+      o.Set("state1", to_typed_array(env, t.state1));
+      o.Set("state2", to_typed_array(env, t.state2));
+      o.Set("absmax1", to_typed_array(env, t.absmax1));
+      o.Set("absmax2", to_typed_array(env, t.absmax2));
     } else {
-      o.Set("m", floats_to_js(env, t.m));
-      o.Set("v", floats_to_js(env, t.v));
+      o.Set("m", to_typed_array(env, t.m));
+      o.Set("v", to_typed_array(env, t.v));
     }
     tensors.Set(uint32_t(i), o);
   }
@@ -85,11 +64,8 @@ Napi::Value ModelWrap::ImportTrainingState(const Napi::CallbackInfo& info) {
   if (info.Length() < 1 || !info[0].IsObject()) throw bad_input(env, "importTrainingState(state) needs a state object");
   Napi::Object o = info[0].As<Napi::Object>();
   dpo::TrainingState st;
-  const std::string kind = o.Has("optimizer") ? std::string(o.Get("optimizer").ToString()) : "";
-  if (kind == "adamw") st.optimizer = dpo::TrainingState::Optimizer::AdamW;
-  else if (kind == "paged_adamw_8bit") st.optimizer = dpo::TrainingState::Optimizer::AdamW8bit;
-  else if (kind == "none") st.optimizer = dpo::TrainingState::Optimizer::None;
-  else throw bad_input(env, "importTrainingState: optimizer must be none, adamw or paged_adamw_8bit, got '" + kind + "'");
+  st.optimizer = parse_enum(env, training_optimizers(), "importTrainingState: optimizer",
+                            o.Has("optimizer") ? std::string(o.Get("optimizer").ToString()) : "");
   if (!o.Get("dropoutRng").IsString()) throw bad_input(env, "importTrainingState: dropoutRng must be a string");
   st.dropout_rng = o.Get("dropoutRng").As<Napi::String>();
   Napi::Value tv = o.Get("tensors");
@@ -101,11 +77,8 @@ Napi::Value ModelWrap::ImportTrainingState(const Napi::CallbackInfo& info) {
     Napi::Object t = ta.Get(i).As<Napi::Object>();
     dpo::OptimizerTensorState& s = st.tensors[i];
     s.name = t.Get("name").ToString();
-    const std::string layout = t.Get("layout").ToString();
-    if (layout == "adamw") s.layout = dpo::OptimizerLayout::AdamW;
-    else if (layout == "bnb8_blockwise") s.layout = dpo::OptimizerLayout::Bnb8Blockwise;
-    else if (layout == "bnb32") s.layout = dpo::OptimizerLayout::Bnb32;
-    else throw bad_input(env, "optimizer state of " + s.name + ": unknown layout '" + layout + "'");
+    s.layout = parse_enum(env, optimizer_layouts(), "optimizer state of " + s.name + ": layout",
+                          t.Get("layout").ToString());
     s.step = integer_field(env, t, "step", s.name);
     s.numel = integer_field(env, t, "numel", s.name);
     s.m = typed_field<float>(env, t, "m", napi_float32_array, s.name);
@@ -115,11 +88,7 @@ Napi::Value ModelWrap::ImportTrainingState(const Napi::CallbackInfo& info) {
     s.absmax1 = typed_field<float>(env, t, "absmax1", napi_float32_array, s.name);
     s.absmax2 = typed_field<float>(env, t, "absmax2", napi_float32_array, s.name);
   }
-  try {
-    m->import_training_state(st);
-  } catch (const dpo::EngineError& e) {
-    throw to_js_error(env, e);
-  }
+  engine_call(env, [&] { m->import_training_state(st); });
   return env.Undefined();
 }
 

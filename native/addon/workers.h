@@ -1,10 +1,14 @@
 // Promise-returning AsyncWorkers: every slow engine call runs off the JS thread; errors reject with `.code`.
+// run_async covers the common case (one engine call, one result to convert); workers that stream progress back to
+// JS derive from PromiseWorker themselves and are started with queue_worker.
 #pragma once
 #include <napi.h>
 
 #include <atomic>
 #include <memory>
 #include <string>
+#include <type_traits>
+#include <utility>
 
 #include "dpo/engine.h"
 
@@ -44,5 +48,33 @@ class PromiseWorker : public Base {
   Napi::Promise::Deferred deferred_;
   std::string code_ = "E_INTERNAL";
 };
+
+// Creates the worker (N-API deletes it when it finishes), queues it and returns its promise.
+template <typename Worker, typename... Args>
+Napi::Promise queue_worker(Napi::Env env, Args&&... args) {
+  auto* w = new Worker(env, std::forward<Args>(args)...);
+  Napi::Promise p = w->promise();
+  w->Queue();
+  return p;
+}
+
+// Runs `run` (which owns copies of everything it reads) off the JS thread and resolves with to_js(env, its result).
+template <typename Run, typename ToJs>
+class CallWorker : public PromiseWorker<Napi::AsyncWorker> {
+ public:
+  CallWorker(Napi::Env env, Run run, ToJs to_js) : PromiseWorker(env), run_(std::move(run)), to_js_(std::move(to_js)) {}
+  void Execute() override { guarded([&] { out_ = run_(); }); }
+  void OnOK() override { deferred_.Resolve(to_js_(Env(), out_)); }
+
+ private:
+  Run run_;
+  ToJs to_js_;
+  std::invoke_result_t<Run&> out_{};
+};
+
+template <typename Run, typename ToJs>
+Napi::Promise run_async(Napi::Env env, Run run, ToJs to_js) {
+  return queue_worker<CallWorker<Run, ToJs>>(env, std::move(run), std::move(to_js));
+}
 
 }  // namespace dpo_addon

@@ -1,10 +1,12 @@
 // Where exports go: a folder that is new, empty, or an earlier export of the same kind by DPO Studio (its marker file
 // says so, and lists what it wrote). Anything else is refused, and nothing is written into it: an export never
 // overwrites files that are not ours, not even files put into an earlier export (docs/exports.md). The export is
-// built in a temp folder beside the target and swapped in at the end.
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
+// built in a staging folder beside the target and swapped in at the end.
+import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { hostname } from 'node:os'
 import { basename, dirname, join, resolve } from 'node:path'
 import { StudioError } from '../errors'
+import { pidAlive } from '../fileLock'
 import { fileWriteError } from '../fsAtomic'
 import { isInside, realish } from '../realPaths'
 
@@ -80,9 +82,64 @@ export function checkNotAnInput(target: string, inputs: readonly string[]): void
 }
 
 /**
- * Builds an export: checks the target (against `inputs` too, see checkNotAnInput), gives `fill` a fresh temp folder
- * beside it, writes the marker, then swaps the temp folder in (an earlier export is moved aside first and removed
- * last). On any error the target is untouched; a write error names the export and says when the disk is full.
+ * The staging folder `.NAME.tmp-PID-TIME` holds this marker and the export being built (`export/`), so a folder
+ * that a killed export left can be told from anything else by its contents, not by its name alone.
+ */
+export const STAGING_MARKER = 'dpo_studio_staging.json'
+const STAGED_EXPORT = 'export'
+
+interface StagingMarker {
+  /** The export's target (absolute), its writer's pid and host. */
+  target: string
+  pid: number
+  host: string
+  created: string
+}
+
+function stagingPrefix(abs: string): string {
+  return `.${basename(abs)}.tmp-`
+}
+
+/**
+ * Removes the staging folders earlier exports to `target` left when they were killed: only a folder named
+ * `.NAME.tmp-PID-TIME` beside it whose marker names this target and this host, and whose writer (that PID) is gone.
+ * Returns the folders removed. Anything else, a live export's folder included, is left as it is.
+ */
+export function removeStaleStaging(target: string): string[] {
+  const abs = resolve(target)
+  const parent = dirname(abs)
+  const prefix = stagingPrefix(abs)
+  let names: string[]
+  try {
+    names = readdirSync(parent)
+  } catch {
+    return []
+  }
+  const removed: string[] = []
+  for (const name of names) {
+    const stamp = /^(\d+)-\d+$/.exec(name.startsWith(prefix) ? name.slice(prefix.length) : '')
+    if (!stamp) continue
+    const dir = join(parent, name)
+    if (!lstatSync(dir, { throwIfNoEntry: false })?.isDirectory()) continue
+    let m: Partial<StagingMarker>
+    try {
+      m = JSON.parse(readFileSync(join(dir, STAGING_MARKER), 'utf8')) as Partial<StagingMarker>
+    } catch {
+      continue
+    }
+    const ours = m.target === abs && m.host === hostname() && m.pid === Number(stamp[1])
+    if (!ours || pidAlive(m.pid!)) continue
+    rmSync(dir, { recursive: true, force: true })
+    removed.push(dir)
+  }
+  return removed
+}
+
+/**
+ * Builds an export: checks the target (against `inputs` too, see checkNotAnInput), removes what killed exports to it
+ * left (removeStaleStaging), gives `fill` a fresh folder inside a staging folder beside it, writes the marker, then
+ * swaps that folder in (an earlier export is moved aside first and removed last). On any error the target is
+ * untouched; a write error names the export and says when the disk is full.
  */
 export async function writeExportFolder<T>(
   target: string,
@@ -101,11 +158,16 @@ export async function writeExportFolder<T>(
   } catch (e) {
     throw fileWriteError(e, parent, 'create the folder')
   }
+  removeStaleStaging(abs)
   const stamp = `${process.pid}-${Date.now()}`
-  const tmp = join(parent, `.${basename(abs)}.tmp-${stamp}`)
+  const staging = join(parent, `${stagingPrefix(abs)}${stamp}`)
+  const tmp = join(staging, STAGED_EXPORT)
   const old = join(parent, `.${basename(abs)}.old-${stamp}`)
   let result: T
   try {
+    mkdirSync(staging)
+    const mine: StagingMarker = { target: abs, pid: process.pid, host: hostname(), created: new Date().toISOString() }
+    writeFileSync(join(staging, STAGING_MARKER), JSON.stringify(mine) + '\n')
     mkdirSync(tmp)
     result = await fill(tmp)
     const files = readdirSync(tmp).sort()
@@ -115,10 +177,11 @@ export async function writeExportFolder<T>(
     if (existsSync(abs)) renameSync(abs, old)
     renameSync(tmp, abs)
   } catch (e) {
-    rmSync(tmp, { recursive: true, force: true })
+    rmSync(staging, { recursive: true, force: true })
     if (existsSync(old) && !existsSync(abs)) renameSync(old, abs)
     throw fileWriteError(e, abs, 'write the export to')
   }
+  rmSync(staging, { recursive: true, force: true })
   rmSync(old, { recursive: true, force: true })
   return result
 }

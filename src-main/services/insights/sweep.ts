@@ -1,7 +1,8 @@
 // The support_ratio sweep (docs/insights.md): one notebook run per ratio on one loaded model, every run sharing the
-// reference log-prob cache (a pair at another ratio is the same two sequences swapped), then per ratio the mean
-// margin toward "support" over every labelled row and the share of test answers nearest to each side, kept in
-// sweep.json (rewritten after each run, so a stopped sweep still shows what finished).
+// reference log-prob cache (a pair at another ratio is the same two sequences swapped) and the original answers
+// (generated once, by the first run), then per ratio the mean margin toward "support" over every labelled row and the
+// share of test answers nearest to each side, kept in sweep.json (rewritten after each run, so a stopped sweep still
+// shows what finished).
 import { existsSync, readFileSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { isAbsolute, join, relative, resolve } from 'node:path'
@@ -11,9 +12,11 @@ import { StudioError, errorMessage } from '../errors'
 import { writeJsonAtomic } from '../fsAtomic'
 import { openModel as openModelDefault, type ModelSession } from '../engine/modelSession'
 import type { TrainParams } from '../params/trainParams'
-import { runNotebook, RESPONSES_ORIGINAL_FILE, RESPONSES_TRAINED_FILE, type NotebookDeps } from '../training/notebookRun'
+import { runNotebook, type NotebookDeps } from '../training/notebookRun'
+import { OriginalAnswersMemo } from '../training/originalAnswersMemo'
+import { RESPONSES_ORIGINAL_FILE, RESPONSES_TRAINED_FILE } from '../training/runFiles'
 import { RefLogpsCache, refCacheDir } from '../training/refCache'
-import { addonVersion } from '../training/trainer'
+import { addonVersion } from '../training/addonDefaults'
 import type { ResponseRow, RunEvents } from '../training/types'
 import { SWEEP_FILE, type StanceCount, type SweepFile, type SweepRunRow } from './insightTypes'
 import { meanMargin, stanceCount, supportMargins } from './supportMargins'
@@ -135,6 +138,8 @@ async function sweepInLockedDir(
     // Every run uses this one loaded model; a run's "dispose" leaves it loaded for the next.
     const borrowed: ModelSession = { ...session, dispose: () => undefined }
     const cacheDir = deps.refCacheDir === undefined ? refCacheDir() : deps.refCacheDir
+    // The original answers do not depend on the ratio: the first run generates them, the others reuse them.
+    const originalAnswers = new OriginalAnswersMemo()
     for (const [index, ratio] of ratios.entries()) {
       const runDir = join(outDir, ratioDirName(ratio))
       events.sweep?.({ index, total: ratios.length, ratio, runDir })
@@ -149,7 +154,7 @@ async function sweepInLockedDir(
           { modelDir: req.modelDir, datasetPath: req.datasetPath, ...(req.testPromptsPath ? { testPromptsPath: req.testPromptsPath } : {}), params, outDir: runDir },
           events,
           signal,
-          { ...deps, engineVersion, openModel: async () => borrowed },
+          { ...deps, engineVersion, openModel: async () => borrowed, originalAnswers },
         )
         row = baseRow(ratio, outDir, runDir, data.rows, params, summary.status, summary.steps, summary.trainLoss, (performance.now() - started) / 1000)
         if (summary.status === 'cancelled') {

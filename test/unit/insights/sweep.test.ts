@@ -1,8 +1,9 @@
 // The support_ratio sweep on the fake engine: one loaded model for every run (its adapter detached before the next
-// run's original answers), the reference cache shared across ratios, sweep.json with per ratio the mean margin
-// toward support over every labelled row (rows beyond data_size scored after the run) and the test answers' sides;
-// a stop keeps what finished; data without support/oppose and bad ratios are refused. Also the app's sweep reader,
-// and a sweep.json left "running" by a crashed engine marked as ended.
+// run's training), the original answers generated once (later runs write the same bytes) and the reference cache
+// shared across ratios, sweep.json with per ratio the mean margin toward support over every labelled row (rows beyond
+// data_size scored after the run) and the test answers' sides; a stop keeps what finished; data without
+// support/oppose and bad ratios are refused. Also the app's sweep reader, and a sweep.json left "running" by a
+// crashed engine marked as ended.
 import { readFileSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
@@ -10,6 +11,7 @@ import { listSweeps, markSweepEnded, openSweep } from '../../../src-main/api/swe
 import type { ModelSession } from '../../../src-main/services/engine/modelSession'
 import type { PairInsightRow, SweepFile } from '../../../src-main/services/insights/insightTypes'
 import { runSweep, sweepRatios } from '../../../src-main/services/insights/sweep'
+import { runNotebook } from '../../../src-main/services/training/notebookRun'
 import { resolveTrainParams } from '../../../src-main/services/params/trainParams'
 import { TextTokenizer } from '../../../src-main/services/tokenizer/textTokenizer'
 import { tempDir } from '../../helpers/modelFixtures'
@@ -60,9 +62,22 @@ describe('runSweep', () => {
       [0, 'ratio-0', 'completed', 16, 0, 2], [1, 'ratio-1', 'completed', 16, 16, 2],
     ])
     expect(JSON.parse(readFileSync(path.join(out, 'sweep.json'), 'utf8'))).toEqual(sweep)
-    // Each run's original answers come from the base model: the first run's adapter is gone before the second.
-    expect(native.callsOf('generate').map((g) => g.hasLora)).toEqual([false, true, false, true])
+    // The original answers are generated once, by the base model (no adapter yet); the second run reuses them and
+    // generates only its trained answers.
+    expect(native.callsOf('generate').map((g) => g.hasLora)).toEqual([false, true, true])
+    expect(native.callsOf('attachLora')).toHaveLength(2)
     expect(JSON.parse(readFileSync(path.join(out, 'ratio-1', 'config.json'), 'utf8')).params.supportRatio).toBe(1)
+  })
+
+  it('writes the reused original answers byte for byte as a run of its own writes them', async () => {
+    const files = sweep.runs.map((r) => readFileSync(path.join(out, r.run_dir, 'responses_original.json')))
+    const alone = path.join(tempDir('dpo-run-'), 'run')
+    const params = resolveTrainParams({ dataSize: 16, maxNewTokens: 4, supportRatio: 1 })
+    const chatDate = JSON.parse(readFileSync(path.join(out, 'ratio-1', 'config.json'), 'utf8')).params.chatDate as string
+    await runNotebook({ modelDir: STORIES, datasetPath: HW6, testPromptsPath: PROMPTS, params: { ...params, chatDate }, outDir: alone }, {}, undefined, deps(new FakeModel(), []))
+    for (const f of files) expect(f.equals(readFileSync(path.join(alone, 'responses_original.json')))).toBe(true)
+    const comparison = (dir: string) => JSON.parse(readFileSync(path.join(dir, 'comparison.json'), 'utf8'))
+    expect(comparison(path.join(out, 'ratio-1'))).toEqual(comparison(alone))
   })
 
   it('shares the reference cache: the second run computes no reference log-probs', () => {
