@@ -37,6 +37,30 @@ export function decodeBytesNf4(m: ModelShape): number {
   return linearWeights(m) * (0.5 + 1 / 64 + 4 / (64 * 256)) + 2 * m.vocab * m.hidden
 }
 
+/**
+ * Bytes one batch-1 decode step of llama.cpp streams from a Q4_0 GGUF written by our writer (ggufModel.ts tensorType):
+ * Q4_0 linear weights (18 bytes per 32: 0.5625 each) and a Q8_0 output matrix (34 bytes per 32).
+ */
+export function decodeBytesQ4_0(m: ModelShape): number {
+  return linearWeights(m) * (18 / 32) + m.vocab * m.hidden * (34 / 32)
+}
+
+/**
+ * Greedy tokens of two engines agree: `ours` may stop early at one of `eos` (our generate stops there, the peer's
+ * loop does not), otherwise every position must match. Returns the first differing position, or -1.
+ */
+export function greedyParting(ours: number[], theirs: number[], eos: number[]): number {
+  for (let i = 0; i < ours.length; i++) if (ours[i] !== theirs[i]) return i
+  const stoppedAtEos = ours.length > 0 && eos.includes(ours[ours.length - 1]!)
+  return ours.length === theirs.length || stoppedAtEos ? -1 : ours.length
+}
+
+/** Whether a ratio (ours / peer) meets its issue-16 target, as the table prints it. */
+export function againstTarget(ratio: number | null, target: number): string {
+  if (ratio === null) return '-'
+  return `${ratio.toFixed(2)} ${ratio >= target ? '>=' : '<'} ${target}`
+}
+
 export interface Agreement { ok: boolean; worst: number; compared: number }
 
 /** Per-pair reference log-probs (chosen, rejected) of two engines agree within |a - b| <= rtol |b| + atol. */

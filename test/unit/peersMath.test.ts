@@ -1,6 +1,8 @@
 // The bench:peers arithmetic: medians/ranges, the FLOP and byte floors at the issue-16 shapes, the log-prob check.
 import { describe, expect, it } from 'vitest'
-import { decodeBytesNf4, forwardFlops, linearWeights, logpsAgree, spread, trainingFlops } from '../../scripts/bench/peersMath'
+import {
+  againstTarget, decodeBytesNf4, decodeBytesQ4_0, forwardFlops, greedyParting, linearWeights, logpsAgree, spread, trainingFlops,
+} from '../../scripts/bench/peersMath'
 
 const llama042b = { hidden: 896, layers: 24, heads: 14, kvHeads: 2, ffn: 4864, vocab: 32000 }
 
@@ -18,6 +20,22 @@ describe('bench:peers arithmetic', () => {
     expect(forwardFlops(llama042b, p)).toBe(2 * linearWeights(llama042b) * 150 + 2 * 32000 * 896 * 60)
     expect(trainingFlops(llama042b, p)).toBe(2 * forwardFlops(llama042b, p))
     expect(decodeBytesNf4(llama042b) / 1e6).toBeCloseTo(241.9, 0)
+    // llama.cpp's Q4_0 file: 18 bytes per 32 linear weights, the output matrix in Q8_0 (34 bytes per 32)
+    expect(decodeBytesQ4_0(llama042b)).toBe(linearWeights(llama042b) * 0.5625 + 32000 * 896 * 1.0625)
+  })
+
+  it('compares greedy tokens, letting ours stop at an end token', () => {
+    expect(greedyParting([5, 6, 7], [5, 6, 7], [2])).toBe(-1)
+    expect(greedyParting([5, 9, 7], [5, 6, 7], [2])).toBe(1)
+    expect(greedyParting([5, 2], [5, 2, 8, 8], [2])).toBe(-1)
+    expect(greedyParting([5, 6], [5, 6, 8, 8], [2])).toBe(2)
+    expect(greedyParting([], [5], [2])).toBe(0)
+  })
+
+  it('says whether a ratio meets its target', () => {
+    expect(againstTarget(1.25, 1.1)).toBe('1.25 >= 1.1')
+    expect(againstTarget(0.38, 1.1)).toBe('0.38 < 1.1')
+    expect(againstTarget(null, 2)).toBe('-')
   })
 
   it('accepts equal log-probs and rejects a pair that differs', () => {
