@@ -161,7 +161,7 @@ TEST_CASE(matmul_nf4_register_path_equals_tiled_path) {
 }
 
 TEST_CASE(nf4_block_table_equals_scalar_rounding) {
-  // The register paths' block table skips the NaN arm of the bf16 rounding when the block's absmax is finite
+  // The decode GEMV's block table skips the NaN arm of the bf16 rounding when the block's absmax is finite
   // (docs/cpu-kernels.md); with or without it, every entry must be the scalar double rounding of table * absmax,
   // for absmax of every exponent (subnormals, fp16 overflow, inf, NaN) and every storage dtype. Checks this TU's set.
   // (NaNs with every payload bit set: the rounding arm alone would carry them into the sign bit, giving -0.)
@@ -172,14 +172,16 @@ TEST_CASE(nf4_block_table_equals_scalar_rounding) {
   int bad = 0;
   for (auto dt : {Nf4StorageDType::F16, Nf4StorageDType::BF16, Nf4StorageDType::F32}) {
     for (float amax : amaxes) {
-      float got[16];
-      const cpu::f32x16 lut = cpu::block_lut_bf16(amax, dt);
-      std::memcpy(got, &lut, sizeof got);
+      float tiled[16], gemv[16];
+      const cpu::f32x16 lut_tiled = cpu::block_lut_bf16(amax, dt), lut_gemv = cpu::block_lut_bf16_gemv(amax, dt);
+      std::memcpy(tiled, &lut_tiled, sizeof tiled);
+      std::memcpy(gemv, &lut_gemv, sizeof gemv);
       for (int e = 0; e < 16; e++) {
         float v = kNf4Table[e] * amax;
         if (dt == Nf4StorageDType::F16) v = round_fp16(v);
         const float want = round_bf16(v);
-        bad += std::isnan(want) ? !std::isnan(got[e]) : f32_bits(got[e]) != f32_bits(want);
+        for (float got : {tiled[e], gemv[e]})
+          bad += std::isnan(want) ? !std::isnan(got) : f32_bits(got) != f32_bits(want);
       }
     }
   }

@@ -43,7 +43,7 @@ void gemv_tile(float* out, int64_t ldo, const float* xp, int64_t K, const Nf4Mat
   }
   for (int64_t j = 0; j < blocks_per_row; j++) {
     f32x16 lut[R];
-    for (int r = 0; r < R; r++) lut[r] = block_lut_bf16(block_absmax(w, code8, row_block[r] + j), w.dtype);
+    for (int r = 0; r < R; r++) lut[r] = block_lut_bf16_gemv(block_absmax(w, code8, row_block[r] + j), w.dtype);
     const float* xj = xp + j * kNf4BlockSize;
     const int64_t byte0 = j * (kNf4BlockSize / 2);
     for (int c = 0; c < kNf4BlockSize / kLanes; c++) {

@@ -74,18 +74,25 @@ inline f32x16 round_fp16_x16(f32x16 v) {
 
 // The 16 values a block with dequantized absmax `amax` decodes to, as the GEMM sees them
 // (docs/reference/linear4bit.md#prefill-and-training-path of the reference semantics: the double rounding fp32 ->
-// storage dtype -> bf16 of `dequantize_4bit(W).to(bf16)`).
-// A finite absmax times the finite table entries is never NaN (the fp16 rounding may overflow to inf, not to NaN),
-// so only a NaN or infinite absmax (inf * 0) needs the NaN arm of the rounding; the branch is taken per block and
-// predicted, and the table is the same bits either way (docs/cpu-kernels.md).
+// storage dtype -> bf16 of `dequantize_4bit(W).to(bf16)`). kFiniteFast: see block_lut_bf16_gemv.
+template <bool kFiniteFast = false>
 inline f32x16 block_lut_bf16(float amax, Nf4StorageDType dtype) {
   f32x16 v = load16(kNf4Table) * amax;  // one fp32 multiply per entry, as the dequant kernel
   if (dtype == Nf4StorageDType::F16) v = round_fp16_x16(v);
-  uint32_t bits;
-  std::memcpy(&bits, &amax, sizeof bits);
-  if ((bits & 0x7f800000u) != 0x7f800000u) return round_bf16_x16<false>(v);
+  if constexpr (kFiniteFast) {
+    uint32_t bits;
+    std::memcpy(&bits, &amax, sizeof bits);
+    if ((bits & 0x7f800000u) != 0x7f800000u) return round_bf16_x16<false>(v);
+  }
   return round_bf16_x16<true>(v);
 }
+
+// The same table for the decode GEMV, where building it is a large share of the work per weight: a finite absmax
+// times the finite table entries is never NaN (the fp16 rounding may overflow to inf, not to NaN), so only a NaN or
+// infinite absmax (inf * 0) needs the NaN arm of the rounding. The branch is per block and predicted; the table is
+// the same bits either way (docs/cpu-kernels.md). The tiled path keeps the branch-free form: there the table is
+// built once per block for a whole batch, and the branch measured no faster.
+inline f32x16 block_lut_bf16_gemv(float amax, Nf4StorageDType dtype) { return block_lut_bf16<true>(amax, dtype); }
 
 // A block's dequantized absmax computed from the double-quantized parts, as nf4_dequantize_absmax does (the product
 // rounded on its own, then the offset added): the kernels read 1 byte per block instead of the 4-byte cache.
