@@ -108,9 +108,12 @@ for (const name of values.models.split(',')) {
     }
     const o = ours(dir, 'nf4')
     const d = decode(dir)
-    runs.peerTrain.push(num(p, 'train_pairs_per_s')), runs.peerRef.push(pairs / num(p, 'reference_s'))
-    runs.oursTrain.push(num(o, 'train_pairs_per_s')), runs.oursRef.push(pairs / num(o, 'reference_s'))
-    runs.decode.push(num(d, 'decode_tokens_per_s')), runs.decodeCpu.push(num(d, 'decode_tokens_per_cpu_s'))
+    runs.peerTrain.push(num(p, 'train_pairs_per_s'))
+    runs.peerRef.push(pairs / num(p, 'reference_s'))
+    runs.oursTrain.push(num(o, 'train_pairs_per_s'))
+    runs.oursRef.push(pairs / num(o, 'reference_s'))
+    runs.decode.push(num(d, 'decode_tokens_per_s'))
+    runs.decodeCpu.push(num(d, 'decode_tokens_per_cpu_s'))
     runs.prefill.push(num(d, 'prefill_tokens_per_s'))
     console.log(`round ${r + 1}/${rounds} ${name}: train ${runs.oursTrain.at(-1)!.toFixed(3)} vs ${runs.peerTrain.at(-1)!.toFixed(3)} pairs/s, reference ${runs.oursRef.at(-1)!.toFixed(3)} vs ${runs.peerRef.at(-1)!.toFixed(3)} pairs/s, decode ${runs.decode.at(-1)!.toFixed(1)} tok/s, load ${os.loadavg()[0].toFixed(1)}`)
   }
