@@ -55,5 +55,11 @@ export default defineConfig([
       ]
     }
   },
+  {
+    // Test helpers hand back free-form JSON and protocol frames (webClient events, safetensors headers) that each
+    // test reads field by field; the assertions are the type check there. The application code keeps the rule.
+    files: ['test/**'],
+    rules: { '@typescript-eslint/no-explicit-any': 'off' }
+  },
   prettier
 ])

@@ -48,6 +48,7 @@ export function expectCleanRefusal(e: unknown, rules: RefusalRules): void {
   }
   ensure(msg.length <= MAX_MESSAGE_LENGTH, `error message of ${msg.length} characters: ${short(msg)}`);
   // A control character copied from the file (newline, ESC) forges log lines or drives the terminal.
+  // eslint-disable-next-line no-control-regex -- matching control characters is the point
   ensure(!/[\u0000-\u001f\u007f-\u009f]/.test(msg), `control character in the error message: ${JSON.stringify(short(msg))}`);
 }
 
