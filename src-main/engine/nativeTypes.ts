@@ -1,7 +1,8 @@
-// TypeScript declaration of the whole native module (native/addon/module.cpp): one place for its shapes.
+// TypeScript declaration of the whole native module (native/addon/module.cpp): one place for its shapes. Enum-valued
+// options take their values from enumValues.ts, the one list the schemas and the CLI check against.
+import type { BackendChoice, LossType, OptimizerKind, QuantMode } from '../services/params/enumValues'
 
-export type QuantMode = 'nf4' | 'none'
-export type BackendChoice = 'auto' | 'cpu' | 'cuda'
+export type { BackendChoice, QuantMode }
 
 export interface BackendInfo {
   cudaCompiled: boolean
@@ -136,7 +137,7 @@ export interface DpoPairInput {
 
 export interface DpoOptions {
   beta: number
-  lossType: 'sigmoid' | 'ipo' | 'hinge' | 'robust'
+  lossType: LossType
   labelSmoothing: number
   /**
    * Gradients are accumulated as gradScale * dLoss/dθ (1 / gradient_accumulation_steps,
@@ -157,7 +158,7 @@ export interface DpoPairMetrics {
 }
 
 export interface OptimizerOptions {
-  kind: 'adamw' | 'paged_adamw_8bit'
+  kind: OptimizerKind
   lr: number
   beta1: number
   beta2: number

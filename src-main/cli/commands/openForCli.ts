@@ -3,7 +3,7 @@
 import type { BackendChoice, QuantMode } from '../../engine/nativeTypes'
 import { openModel, type ModelSession } from '../../services/engine/modelSession'
 import { loadAdapter } from '../../services/training/adapterFiles'
-import { attachLoadedAdapter } from '../../services/training/trainer'
+import { attachLoadedAdapter } from '../../services/training/loraAttach'
 import { ProgressBar } from '../progressBar'
 
 export interface ModelFlags {
