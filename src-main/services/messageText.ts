@@ -13,6 +13,7 @@ const escapeUnsafe = (s: string) => s.replace(UNSAFE, hex);
  * other unsafe characters escaped, cut at `max` characters; nothing else changed. */
 export function cleanText(text: string, max = 500): string {
   const cut = text.length > max ? `${text.slice(0, max)}…` : text;
+  // eslint-disable-next-line no-control-regex -- matching control characters is the point
   return escapeUnsafe(cut.replace(/[\u0000-\u001f]/g, hex));
 }
 

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest'
 import { loadNative } from '../../src-main/engine/loadNative'
 import { TextTokenizer } from '../../src-main/services/tokenizer/textTokenizer'
 import { dpoTokenize } from '../../src-main/services/tokenizer/dpoTokenize'
-import { copyStories, readSafetensorsHeader, rewriteHeader, tempDir } from '../helpers/modelFixtures'
+import { copyStories, rewriteHeader, tempDir } from '../helpers/modelFixtures'
 import { lastErrorLine, runCli } from '../helpers/runCli'
 import { sharedPath } from '../helpers/sharedPath'
 

@@ -37,7 +37,7 @@ describe('dpo-studio run on stories260K with the HW6 data', () => {
     expect(rows[0]!.loss).toBe(0.6931)
     expect(rows[1]!.loss).toBe(0.6931)
     expect(rows[0]!['rewards/margins']).toBe(0)
-    expect(rows.map((x) => x.learning_rate)).toEqual([2e-4, 1.6e-4, 1.2e-4, 8e-5, 4e-5, 0].map((v, i) => expect.closeTo(v, 12) as unknown as number))
+    expect(rows.map((x) => x.learning_rate)).toEqual([2e-4, 1.6e-4, 1.2e-4, 8e-5, 4e-5, 0].map((v) => expect.closeTo(v, 12) as unknown as number))
     expect(rows.map((x) => x.epoch)).toEqual([0.16, 0.32, 0.48, 0.64, 0.8, 0.96].map((v) => expect.closeTo(v, 9) as unknown as number))
     for (const key of ['grad_norm', 'rewards/chosen', 'rewards/rejected', 'rewards/accuracies', 'logps/chosen', 'logps/rejected', 'logits/chosen', 'logits/rejected'])
       expect(Number.isFinite(rows[5]![key]), key).toBe(true)

@@ -155,7 +155,10 @@ function slots(root: Json, out: Slot[] = [], depth = 0): Slot[] {
   if (depth > 40 || out.length > 2000) return out;
   if (Array.isArray(root)) root.forEach((v, i) => (out.push({ parent: root, key: i }), slots(v, out, depth + 1)));
   else if (root && typeof root === 'object')
-    for (const [k, v] of Object.entries(root)) out.push({ parent: root as Record<string, Json>, key: k }), slots(v, out, depth + 1);
+    for (const [k, v] of Object.entries(root)) {
+      out.push({ parent: root as Record<string, Json>, key: k });
+      slots(v, out, depth + 1);
+    }
   return out;
 }
 

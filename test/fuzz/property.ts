@@ -4,6 +4,9 @@
 import { StudioError } from '../../src-main/services/errors';
 import { quoted } from '../../src-main/services/messageText';
 
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
+const CONTROL_CHARACTER = /[\u0000-\u001f\u007f-\u009f]/;
+
 /** A broken property; the runner records the input that caused it. */
 export class PropertyViolation extends Error {
   override readonly name = 'PropertyViolation';
@@ -48,7 +51,7 @@ export function expectCleanRefusal(e: unknown, rules: RefusalRules): void {
   }
   ensure(msg.length <= MAX_MESSAGE_LENGTH, `error message of ${msg.length} characters: ${short(msg)}`);
   // A control character copied from the file (newline, ESC) forges log lines or drives the terminal.
-  ensure(!/[\u0000-\u001f\u007f-\u009f]/.test(msg), `control character in the error message: ${JSON.stringify(short(msg))}`);
+  ensure(!CONTROL_CHARACTER.test(msg), `control character in the error message: ${JSON.stringify(short(msg))}`);
 }
 
 /** ' at fn (src-main/...)': the innermost frame of our own code in a foreign error's stack, to tell bugs apart. */

@@ -2,7 +2,6 @@
 // test prompts as our TypeScript path makes their ids (and BOS alone, whose continuation the model's README gives),
 // and random prompts on each family's tiny checkpoint. The tokens must be the same.
 import { readFileSync } from 'node:fs'
-import path from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { promptText } from '../../src-main/services/engine/promptText'
 import { promptIds } from '../../src-main/services/tokenizer/chatTemplate'

@@ -208,7 +208,3 @@ describe('preference files', () => {
     expect((await failure(loadPreferenceData(dir))).message).toBe(`dataset directory ${dir} has no labelled_data.json`);
   });
 });
-
-function escape(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}

@@ -40,7 +40,7 @@ export async function readJsonRecords(file: string): Promise<JsonRecords> {
   // Invalid UTF-8 is an error naming its row and field, never silently U+FFFD (which would train on damaged text).
   const bad = firstInvalidUtf8(bytes);
   if (bad >= 0) throw invalidUtf8Error(file, bytes, bad);
-  let text = bytes.toString('utf8').replace(/^\uFEFF/, '');
+  const text = bytes.toString('utf8').replace(/^\uFEFF/, '');
   if (text.trim() === '') throw inputError(file, 'file is empty');
 
   if (text.trimStart().startsWith('[')) {

@@ -16,7 +16,10 @@ function bigrams(s: string): Map<string, number> {
 export function similarity(a: string, b: string): number {
   const x = bigrams(a), y = bigrams(b)
   let shared = 0, total = 0
-  for (const [g, n] of x) shared += Math.min(n, y.get(g) ?? 0), total += n
+  for (const [g, n] of x) {
+    shared += Math.min(n, y.get(g) ?? 0)
+    total += n
+  }
   for (const n of y.values()) total += n
   return total === 0 ? 0 : (2 * shared) / total
 }
@@ -27,8 +30,14 @@ export function classifyStance(answer: string, rows: readonly StanceRow[]): 'sup
   let side: 'support' | 'oppose' = 'support'
   for (const r of rows) {
     const s = similarity(answer, r.support), o = similarity(answer, r.oppose)
-    if (s > best) best = s, side = 'support'
-    if (o > best) best = o, side = 'oppose'
+    if (s > best) {
+      best = s
+      side = 'support'
+    }
+    if (o > best) {
+      best = o
+      side = 'oppose'
+    }
   }
   return side
 }

@@ -1,7 +1,7 @@
 // PEFT LoRA adapters on disk (docs/architecture.md#adapter-output, docs/reference/lora.md#saved-adapter-format):
 // adapter_model.safetensors + adapter_config.json exactly as peft 0.12 save_pretrained writes them, so
 // PeftModel.from_pretrained loads ours and we load theirs.
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { endianness } from 'node:os'
 import { basename, dirname, join, resolve } from 'node:path'
 import type { LoraTensor } from '../../engine/nativeTypes'

@@ -233,7 +233,7 @@ export function removeCheckpoint(runDir: string): void {
 const TEMP_PREFIX = `.${CHECKPOINT_FILE}.tmp-`
 
 function removeStaleTemps(runDir: string): void {
-  let names: string[] = []
+  let names: string[]
   try {
     names = readdirSync(runDir)
   } catch {

@@ -76,6 +76,8 @@ export function planResume(runDir: string, given: ResumeGiven = {}, engineVersio
 
   const configFile = join(dir, 'config.json')
   if (!existsSync(configFile)) throw notResumable(`${dir} is not a run directory (it has no config.json)`)
+  // config.json as a run wrote it (any version): free-form JSON whose fields are checked one by one below.
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   const config = readJson(configFile) as Record<string, any> | null
   if (!config || typeof config !== 'object') throw notResumable(`${configFile} is not valid JSON`)
   const parsed = trainParamsSchema.safeParse(config.params)
@@ -161,6 +163,7 @@ export function planResume(runDir: string, given: ResumeGiven = {}, engineVersio
  */
 export function resumeInfo(runDir: string): { resumable: boolean; fromStep: number } {
   const dir = resolve(runDir)
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- free-form JSON, as in planResume
   const config = readJson(join(dir, 'config.json')) as Record<string, any> | null
   if (!config || !trainParamsSchema.safeParse(config.params).success) return { resumable: false, fromStep: 0 }
   const summary = readJson(join(dir, SUMMARY)) as TrainSummaryStatus | null
