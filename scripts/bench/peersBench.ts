@@ -166,18 +166,22 @@ try {
           if (!agree.ok) throw new Error(`bench:peers: the engines disagree on ${name}; timing them would compare different work`)
         }
         const o = ours(dir, 'nf4')
-        push('peer_train', num(p, 'train_pairs_per_s')), push('peer_ref', pairs / num(p, 'reference_s'))
-        push('ours_train', num(o, 'train_pairs_per_s')), push('ours_ref', pairs / num(o, 'reference_s'))
+        push('peer_train', num(p, 'train_pairs_per_s'))
+        push('peer_ref', pairs / num(p, 'reference_s'))
+        push('ours_train', num(o, 'train_pairs_per_s'))
+        push('ours_ref', pairs / num(o, 'reference_s'))
         said.push(`train ${runs.ours_train!.at(-1)!.toFixed(3)} vs ${runs.peer_train!.at(-1)!.toFixed(3)} pairs/s, reference ${runs.ours_ref!.at(-1)!.toFixed(3)} vs ${runs.peer_ref!.at(-1)!.toFixed(3)} pairs/s`)
       }
       for (const t of decodeThreads) {
         push(`load_decode_${t}`, load())
         const d = decode(dir, t)
-        push(`ours_decode_${t}`, num(d, 'decode_tokens_per_s')), push(`ours_decode_cpu_${t}`, num(d, 'decode_tokens_per_cpu_s'))
+        push(`ours_decode_${t}`, num(d, 'decode_tokens_per_s'))
+        push(`ours_decode_cpu_${t}`, num(d, 'decode_tokens_per_cpu_s'))
         push(`ours_prefill_${t}`, num(d, 'prefill_tokens_per_s'))
         if (llama && q4) {
           const l = await llama.time(q4, prompt, NEW, t)
-          push(`peer_decode_${t}`, l.decode_tokens_per_s), push(`peer_decode_cpu_${t}`, l.decode_tokens_per_cpu_s)
+          push(`peer_decode_${t}`, l.decode_tokens_per_s)
+          push(`peer_decode_cpu_${t}`, l.decode_tokens_per_cpu_s)
           push(`peer_prefill_${t}`, l.prefill_tokens_per_s)
         }
         const last = (k: string) => runs[k]!.at(-1)!.toFixed(1)
