@@ -3,6 +3,7 @@
 import { resolve } from 'node:path'
 import { defineConfig, externalizeDepsPlugin } from 'electron-vite'
 import vue from '@vitejs/plugin-vue'
+import { sharedAlias } from './viteAlias'
 
 export default defineConfig({
   main: {
@@ -28,6 +29,7 @@ export default defineConfig({
   renderer: {
     root: resolve(__dirname, 'src-renderer'),
     plugins: [vue()],
+    resolve: { alias: sharedAlias },
     build: {
       chunkSizeWarningLimit: 1500,
       rollupOptions: { input: { index: resolve(__dirname, 'src-renderer/index.html') } },

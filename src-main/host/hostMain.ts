@@ -1,7 +1,7 @@
 // The engine host: a child process that loads the native addon and runs model work through the services, so a CUDA
 // fault or an OOM kill ends only this process (docs/architecture.md#the-engine-host). Started by EngineHost with node's
 // fork or Electron's utilityProcess; speaks protocol.ts over whichever channel it was given.
-import type { ApiErrorInfo, JobEvent } from '../api/contract'
+import type { ApiErrorInfo, JobEvent } from '../../src-shared/api/contract'
 import { loadNative } from '../engine/loadNative'
 import type { NativeCancelToken } from '../engine/nativeTypes'
 import { generateResponses } from '../services/engine/generateResponses'
@@ -14,7 +14,7 @@ import { FROM_NAME } from '../services/export/mergedWeights'
 import { readRunConfig } from '../services/export/runConfig'
 import { runSweep, type SweepProgress } from '../services/insights/sweep'
 import { resumeNotebook } from '../services/training/notebookRun'
-import type { RunEvents } from '../services/training/types'
+import type { RunEvents } from '../../src-shared/run/runTypes'
 import { DEVICE_FAULT_EXIT_CODE, type HostCalls, type HostMethod, type HostToParent, type ParentToHost } from './protocol'
 import { loadRunNotebook } from './training'
 

@@ -3,7 +3,7 @@
 import { homedir } from 'node:os'
 import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import type { ApiEvent, FsRoot } from '../api/contract'
+import type { ApiEvent, FsRoot } from '../../src-shared/api/contract'
 import { extraRoots, rendererDir, resourcesDir, studioDataDir } from '../api/appPaths'
 import { createApi } from '../api/handlers'
 import { rootedPolicy } from '../api/pathPolicy'

@@ -3,7 +3,7 @@
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { loadNative } from '../../src-main/engine/loadNative'
-import { LINEAR_TARGETS, resolveTrainParams, type LinearTarget } from '../../src-main/services/params/trainParams'
+import { LINEAR_TARGETS, resolveTrainParams, type LinearTarget } from '../../src-shared/params/trainParams'
 import { saveAdapter } from '../../src-main/services/training/adapterFiles'
 import { tempDir } from './modelFixtures'
 

@@ -3,7 +3,7 @@
 import type { Command } from 'commander'
 import { StudioError } from '../../services/errors'
 import type { PromptStyle } from '../../services/engine/promptText'
-import { trainParamsSchema } from '../../services/params/trainParams'
+import { trainParamsSchema } from '../../../src-shared/params/trainParams'
 
 export interface TemplateFlags {
   chatDate?: string

@@ -13,7 +13,7 @@ import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, loadAdapter } from '../train
 import { sha256File } from '../training/modelFiles'
 import { ensureRunDir, writeRunStatus } from '../training/runDir'
 import { attachLoadedAdapter } from '../training/trainer'
-import type { ComparisonRow, ResponseRow } from '../training/types'
+import type { ComparisonRow, ResponseRow } from '../../../src-shared/run/runTypes'
 import { writeExportFolder } from './exportFolder'
 import { readRunConfig } from './runConfig'
 

@@ -4,7 +4,7 @@
 // round trip (fp16 cast, NF4 + double quant, dequantized, bf16), so the merged model computes what training saw.
 import { loadNative } from '../../engine/loadNative'
 import { StudioError } from '../errors'
-import { LINEAR_TARGETS } from '../params/trainParams'
+import { LINEAR_TARGETS } from '../../../src-shared/params/trainParams'
 import { parseLoraKey, toBf16Bytes, type LoadedAdapter } from '../training/adapterFiles'
 import { decodeFloats, type CheckpointTensor, type HfCheckpoint } from './hfCheckpoint'
 

@@ -4,14 +4,14 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { PreferenceRow } from '../data/preferenceFile'
-import { classifyStance, type StanceRow } from '../data/stance'
+import { classifyStance, type StanceRow } from '../../../src-shared/data/stance'
 import { withContextLengths } from '../engine/contextLimits'
 import type { ModelSession } from '../engine/modelSession'
-import type { TrainParams } from '../params/trainParams'
+import type { TrainParams } from '../../../src-shared/params/trainParams'
 import { RefLogpsCache, pairKey, swappedPairKey, type RefLogps } from '../training/refCache'
 import { tokenizeTrainingPair } from '../training/tokenizePair'
 import { pairRewards, stored } from './implicitReward'
-import { PAIRS_FILE, type PairInsightRow, type StanceCount, type StoredLogp } from './insightTypes'
+import { PAIRS_FILE, type PairInsightRow, type StanceCount, type StoredLogp } from '../../../src-shared/insights/insightTypes'
 import { scorePairsBatched } from './scoreBatched'
 
 /** Parses a JSONL file written by this project (every line one JSON value). */

@@ -11,7 +11,7 @@ import { checkModelDir } from '../engine/modelSession'
 import { StudioError, errorMessage } from '../errors'
 import { parseJson } from '../data/jsonText'
 import { bare, quoted } from '../messageText'
-import type { ModelSummary } from '../../api/contract'
+import type { ModelSummary } from '../../../src-shared/api/contract'
 import type { NativeModelCheck } from '../../engine/nativeTypes'
 import { loadNative } from '../../engine/loadNative'
 

@@ -9,7 +9,7 @@ import { parseJson } from '../data/jsonText'
 import { statOrProblem } from '../pathProblems'
 import { StudioError, errorMessage } from '../errors'
 import { bare, quoted } from '../messageText'
-import { LINEAR_TARGETS, type LinearTarget } from '../params/trainParams'
+import { LINEAR_TARGETS, type LinearTarget } from '../../../src-shared/params/trainParams'
 import { decodeRawSafetensors, encodeRawSafetensors, type SafetensorsDtype } from './safetensorsBytes'
 
 export const ADAPTER_CONFIG_FILE = 'adapter_config.json'

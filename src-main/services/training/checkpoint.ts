@@ -8,7 +8,7 @@ import type { LoraTensor, OptimizerTensorState, TrainingState } from '../../engi
 import { StudioError, errorMessage } from '../errors'
 import { parseJson } from '../data/jsonText'
 import { bare, quoted } from '../messageText'
-import type { TrainParams } from '../params/trainParams'
+import type { TrainParams } from '../../../src-shared/params/trainParams'
 import type { AdapterSettings } from './adapterFiles'
 import { decodeRawSafetensors, rawSafetensorsHeader, type RawTensor } from './safetensorsBytes'
 

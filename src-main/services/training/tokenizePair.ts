@@ -3,7 +3,7 @@
 // the benchmark workload (scripts/bench/makeWorkload.ts) tokenize identically.
 import type { PreferencePair } from '../data/preferenceFile'
 import { promptStyleOf, promptText } from '../engine/promptText'
-import type { TrainParams } from '../params/trainParams'
+import type { TrainParams } from '../../../src-shared/params/trainParams'
 import { dpoTokenize, type DpoTokenizedPair } from '../tokenizer/dpoTokenize'
 import type { TextTokenizer } from '../tokenizer/textTokenizer'
 

@@ -4,7 +4,7 @@
 // (E_EXPORT_EXISTS) before replacing one, which this store turns into a question for the user.
 import { defineStore } from 'pinia'
 import { ref } from 'vue'
-import { ApiError, type ExportResult } from '../../../src-main/api/contract'
+import { ApiError, type ExportResult } from '@shared/api/contract'
 import { errorText, useApi } from '../api/client'
 import { useAppStore } from './app'
 import { useHistoryStore } from './history'

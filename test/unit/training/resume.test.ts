@@ -6,7 +6,7 @@ import path from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
 import type { TrainingState } from '../../../src-main/engine/nativeTypes'
 import { loadPreferenceData, preferencePairs, type PreferencePair } from '../../../src-main/services/data/preferenceFile'
-import { resolveTrainParams, type TrainParamsInput } from '../../../src-main/services/params/trainParams'
+import { resolveTrainParams, type TrainParamsInput } from '../../../src-shared/params/trainParams'
 import { TextTokenizer } from '../../../src-main/services/tokenizer/textTokenizer'
 import { encodeSafetensors } from '../../../src-main/services/training/adapterFiles'
 import {

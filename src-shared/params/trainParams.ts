@@ -2,7 +2,7 @@
 // defaults, bounds and help text. The renderer builds its forms from PARAM_FIELDS, main and the CLI validate with
 // trainParamsSchema, and the engine receives the fully resolved values.
 import { z } from 'zod'
-import { DEFAULT_SYSTEM_MESSAGE } from '../tokenizer/chatTemplate'
+import { DEFAULT_SYSTEM_MESSAGE } from '../prompts/chatMessage'
 
 export const LINEAR_TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const
 export type LinearTarget = (typeof LINEAR_TARGETS)[number]
