@@ -8,7 +8,7 @@ import type { ApiErrorInfo, ApiEvent, JobEvent, JobKind, JobSnapshot, JobStarted
 import type { EngineHost, HostCall } from '../host/engineHost'
 import type { TrainParams } from '../../src-shared/params/trainParams'
 import { StudioError } from '../services/errors'
-import { promptStyleOf } from '../services/engine/promptText'
+import { promptStyleOf } from '../services/session/promptText'
 import { toApiError } from './dispatch'
 import { ensureRunDir, readRunStatus, updateRunStatus, writeRunStatus, type RunStatusFile } from '../services/training/runDir'
 import { ensureSweepDir } from '../services/insights/sweepDir'

@@ -2,10 +2,11 @@
 // fault or an OOM kill ends only this process (docs/architecture.md#the-engine-host). Started by EngineHost with node's
 // fork or Electron's utilityProcess; speaks protocol.ts over whichever channel it was given.
 import type { ApiErrorInfo, JobEvent } from '../../src-shared/api/contract'
-import { loadNative } from '../engine/loadNative'
-import type { NativeCancelToken } from '../engine/nativeTypes'
-import { generateResponses } from '../services/engine/generateResponses'
-import { openModel, type ModelSession } from '../services/engine/modelSession'
+// The addon loader is loadAddon (src-main/addon); renamed at the call sites once this file's refactor has landed.
+import { loadAddon as loadNative } from '../addon/loadAddon'
+import type { NativeCancelToken } from '../addon/addonTypes'
+import { generateResponses } from '../services/session/generateResponses'
+import { openModel, type ModelSession } from '../services/session/modelSession'
 import { errorMessage } from '../services/errors'
 import { exportGguf } from '../services/export/ggufExport'
 import { importAdapter } from '../services/export/importAdapter'

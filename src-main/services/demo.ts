@@ -3,7 +3,7 @@
 import { existsSync, realpathSync } from 'node:fs'
 import path from 'node:path'
 import type { DemoInfo } from '../../src-shared/api/contract'
-import { appRoot } from '../engine/loadNative'
+import { appRoot } from '../addon/loadAddon'
 import { DEMO_NOTE, DEMO_PRESET } from '../../src-shared/demo/demoPreset'
 
 export { DEMO_NOTE, DEMO_PRESET }

@@ -1,5 +1,5 @@
 // The parts of the embedded demo that the renderer needs too (no Node imports): the parameters for the demo model
-// and the plain-language note that says what it is. services/demo.ts adds the paths and re-exports these.
+// and the plain-language note that says what it is. src-main/services/demo.ts adds the paths and re-exports these.
 import type { TrainParamsInput } from '../params/trainParams'
 
 /**

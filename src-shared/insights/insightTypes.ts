@@ -71,7 +71,7 @@ export interface AnswerTokensRow {
   trained: TokenSide & { answer: string; logp_ref: StoredLogp; logp_trained: StoredLogp }
 }
 
-/** Test answers per side, by their nearest exemplar (services/data/stance.ts). */
+/** Test answers per side, by their nearest exemplar (src-shared/data/stance.ts). */
 export interface StanceCount {
   support: number
   oppose: number

@@ -7,7 +7,7 @@ import { mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'n
 import os from 'node:os'
 import path from 'node:path'
 import { loadPreferenceData, preferencePairs } from '../../src-main/services/data/preferenceFile'
-import { openModel } from '../../src-main/services/engine/modelSession'
+import { openModel } from '../../src-main/services/session/modelSession'
 import { writeAnswerTokens } from '../../src-main/services/insights/answerTokens'
 import { ANSWER_TOKENS_FILE, PAIRS_FILE, PAIRS_TOKENS_FILE } from '../../src-shared/insights/insightTypes'
 import { writePairInsights } from '../../src-main/services/insights/pairInsights'

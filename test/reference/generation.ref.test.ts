@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs'
 import path from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { promptText } from '../../src-main/services/engine/promptText'
+import { promptText } from '../../src-main/services/session/promptText'
 import { promptIds } from '../../src-main/services/tokenizer/chatTemplate'
 import { TextTokenizer } from '../../src-main/services/tokenizer/textTokenizer'
 import { sharedPath } from '../helpers/sharedPath'

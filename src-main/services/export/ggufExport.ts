@@ -3,7 +3,7 @@
 // Written entirely here: no Python, no llama.cpp tools.
 import { writeFileSync } from 'node:fs'
 import { basename, join, resolve } from 'node:path'
-import { loadNative } from '../../engine/loadNative'
+import { loadAddon } from '../../addon/loadAddon'
 import { StudioError } from '../errors'
 import { DEFAULT_SYSTEM_MESSAGE } from '../tokenizer/chatTemplate'
 import { TextTokenizer } from '../tokenizer/textTokenizer'
@@ -121,7 +121,7 @@ function planTensors(w: MergedWeights, a: ArchInfo, type: GgufFileType): Array<G
 }
 
 function encode(values: Float32Array, type: GgmlType): Uint8Array {
-  const ops = loadNative().exportOps
+  const ops = loadAddon().exportOps
   switch (type) {
     case GgmlType.F32: return new Uint8Array(values.buffer, values.byteOffset, values.byteLength)
     case GgmlType.F16: return ops.ggmlEncode('f16', values)

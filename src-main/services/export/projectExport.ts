@@ -6,9 +6,9 @@
 // files that do not depend on the run.
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { basename, dirname, join, resolve } from 'node:path'
-import { appRoot } from '../../engine/loadNative'
+import { appRoot } from '../../addon/loadAddon'
 import { loadPreferenceData, preferencePairs } from '../data/preferenceFile'
-import { promptText } from '../engine/promptText'
+import { promptText } from '../session/promptText'
 import { StudioError } from '../errors'
 import type { TrainParams } from '../../../src-shared/params/trainParams'
 import { pickChatTemplate } from '../tokenizer/chatTemplate'

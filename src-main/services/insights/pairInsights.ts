@@ -3,9 +3,9 @@
 // cache) before training, with TRL's implicit rewards, the margin, the ranking before and after and how often
 // training saw the pair. Written as pairs.jsonl and, per token, pairs_tokens.jsonl, so past runs need no engine.
 import { join } from 'node:path'
-import type { NativeCancelToken, SequenceLogp } from '../../engine/nativeTypes'
+import type { NativeCancelToken, SequenceLogp } from '../../addon/addonTypes'
 import type { PreferencePair } from '../data/preferenceFile'
-import type { ModelSession } from '../engine/modelSession'
+import type { ModelSession } from '../session/modelSession'
 import { writeFileAtomic } from '../fsAtomic'
 import type { TrainParams } from '../../../src-shared/params/trainParams'
 import type { RefLogps, ScoredPair } from '../training/refCache'

@@ -4,7 +4,7 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { endianness } from 'node:os'
 import { basename, dirname, join, resolve } from 'node:path'
-import type { LoraTensor } from '../../engine/nativeTypes'
+import type { LoraTensor } from '../../addon/addonTypes'
 import { parseJson } from '../data/jsonText'
 import { statOrProblem } from '../pathProblems'
 import { StudioError, errorMessage } from '../errors'

@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto'
 import { closeSync, existsSync, fsyncSync, openSync, readFileSync, readSync, readdirSync, renameSync, rmSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
-import type { LoraTensor, OptimizerTensorState, TrainingState } from '../../engine/nativeTypes'
+import type { LoraTensor, OptimizerTensorState, TrainingState } from '../../addon/addonTypes'
 import { StudioError, errorMessage } from '../errors'
 import { parseJson } from '../data/jsonText'
 import { bare, quoted } from '../messageText'
