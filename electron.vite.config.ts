@@ -1,5 +1,6 @@
 // electron-vite: explicit entries for our folder names (src-main for main, engine host and preload, src-renderer
-// for the UI). The preload is CommonJS because sandboxed preloads cannot be ES modules.
+// for the UI). The preload is CommonJS because sandboxed preloads cannot be ES modules. Only the renderer uses the
+// @shared alias; main reaches src-shared by relative path (docs/architecture.md#typescript-projects).
 import { resolve } from 'node:path'
 import { defineConfig, externalizeDepsPlugin } from 'electron-vite'
 import vue from '@vitejs/plugin-vue'
