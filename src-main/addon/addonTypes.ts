@@ -1,6 +1,8 @@
-// TypeScript declaration of the whole native module (native/addon/module.cpp): one place for its shapes. The shapes
-// the renderer shows too (backend, model info) live in src-shared/engine/engineTypes.ts and are re-exported here.
-import type { BackendChoice, BackendInfo, NativeModelConfig, NativeModelInfo, QuantMode } from '../../src-shared/engine/engineTypes'
+// TypeScript declaration of the whole native module (native/addon/module.cpp): one place for its shapes. Enum-valued
+// options take their values from enumValues.ts, the one list the schemas and the CLI check against. The shapes the
+// renderer shows too (backend, model info) live in src-shared/engine/engineTypes.ts and are re-exported here.
+import type { BackendInfo, NativeModelConfig, NativeModelInfo } from '../../src-shared/engine/engineTypes'
+import type { BackendChoice, LossType, OptimizerKind, QuantMode } from '../../src-shared/params/enumValues'
 
 export type { BackendChoice, BackendInfo, NativeModelConfig, NativeModelInfo, QuantMode }
 
@@ -80,7 +82,7 @@ export interface DpoPairInput {
 
 export interface DpoOptions {
   beta: number
-  lossType: 'sigmoid' | 'ipo' | 'hinge' | 'robust'
+  lossType: LossType
   labelSmoothing: number
   /**
    * Gradients are accumulated as gradScale * dLoss/dθ (1 / gradient_accumulation_steps,
@@ -101,7 +103,7 @@ export interface DpoPairMetrics {
 }
 
 export interface OptimizerOptions {
-  kind: 'adamw' | 'paged_adamw_8bit'
+  kind: OptimizerKind
   lr: number
   beta1: number
   beta2: number

@@ -9,12 +9,11 @@ import type { EngineHost, HostCall } from '../host/engineHost'
 import type { TrainParams } from '../../src-shared/params/trainParams'
 import { StudioError } from '../services/errors'
 import { promptStyleOf } from '../services/session/promptText'
-import { toApiError } from './dispatch'
+import { toApiError } from './errorInfo'
+import { applyJobEvent } from '../../src-shared/api/jobEvents'
 import { ensureRunDir, readRunStatus, updateRunStatus, writeRunStatus, type RunStatusFile } from '../services/training/runDir'
 import { ensureSweepDir } from '../services/insights/sweepDir'
 import { markSweepEnded } from './sweepStore'
-
-const LOG_KEEP = 200
 
 function newRunId(): string {
   const d = new Date()
@@ -262,45 +261,16 @@ export class JobManager {
     } catch (e) {
       error ??= toApiError(e)
     }
-    snap.status = end
-    snap.error = error
-    snap.phase = end === 'completed' ? 'done' : end
+    const summary = snap.kind === 'run' && result ? (result as never) : undefined
+    const event: JobEvent = { kind: 'end', status: end, ...(summary ? { summary } : {}), ...(error ? { error } : {}) }
+    Object.assign(snap, applyJobEvent(snap, event))
     this.active = null
     this.last = snap
-    const summary = snap.kind === 'run' && result ? (result as never) : undefined
-    this.emitJob(snap, { kind: 'end', status: end, ...(summary ? { summary } : {}), ...(error ? { error } : {}) })
+    this.emitJob(snap, event)
   }
 
   private onEvent(snap: JobSnapshot, e: JobEvent): void {
-    switch (e.kind) {
-      case 'phase':
-        snap.phase = e.phase
-        snap.detail = e.detail ?? ''
-        break
-      case 'metrics':
-        snap.metrics.push(e.row)
-        break
-      case 'progress':
-        snap.progress = e.progress
-        break
-      case 'text':
-        snap[e.which][e.index] = (snap[e.which][e.index] ?? '') + e.delta
-        break
-      case 'response':
-        snap[e.which][e.index] = e.row.response
-        break
-      case 'sweep': {
-        const rows = snap.sweep?.rows ?? []
-        snap.sweep = { index: e.index, total: e.total, ratio: e.ratio, runDir: e.runDir, rows: e.row ? [...rows, e.row] : rows }
-        break
-      }
-      case 'log':
-        snap.log.push(e.line)
-        if (snap.log.length > LOG_KEEP) snap.log.splice(0, snap.log.length - LOG_KEEP)
-        break
-      default:
-        break
-    }
+    Object.assign(snap, applyJobEvent(snap, e))
     this.emitJob(snap, e)
   }
 

@@ -16,6 +16,7 @@ import { runSft } from './commands/sft'
 import { SWEEP_PARAM_FLAGS, runSweepCommand } from './commands/sweep'
 import { addTemplateOptions } from './commands/templateFlags'
 import { reportError } from './report'
+import { BACKENDS, DEFAULT_GGUF_FILE_TYPES, GGUF_FILE_TYPES, MERGE_BASES, MERGE_DTYPES, QUANT_MODES, SFT_ANSWERS } from '../../src-shared/params/enumValues'
 
 function positiveInt(flag: string) {
   return (value: string): number => {
@@ -28,9 +29,9 @@ function positiveInt(flag: string) {
 }
 
 const backendOption = () =>
-  new Option('--backend <backend>', 'where to compute').choices(['auto', 'cpu', 'cuda']).default('auto')
+  new Option('--backend <backend>', 'where to compute').choices(BACKENDS).default('auto')
 const quantOption = () =>
-  new Option('--quant <quant>', 'base weight format: NF4 + double quant, or full precision').choices(['nf4', 'none']).default('nf4')
+  new Option('--quant <quant>', 'base weight format: NF4 + double quant, or full precision').choices(QUANT_MODES).default('nf4')
 
 export function buildProgram(): Command {
   const program = new Command('dpo-studio')
@@ -93,7 +94,7 @@ export function buildProgram(): Command {
     .description('full-parameter supervised fine-tuning of a small full-precision model on dataset answers')
     .requiredOption('--model <dir>', 'Hugging Face model directory (trained in fp32; meant for small models)')
     .requiredOption('--dataset <path>', 'HW6 folder or labelled_data.json, or TRL JSON/JSONL')
-    .addOption(new Option('--answers <which>', 'train on the chosen answers only, or on both sides').choices(['chosen', 'both']).default('chosen'))
+    .addOption(new Option('--answers <which>', 'train on the chosen answers only, or on both sides').choices(SFT_ANSWERS).default('chosen'))
     .option('--support-ratio <s>', 'the notebook rule that picks the chosen side (HW6 layout)', Number, 0.1)
     .option('--epochs <n>', 'passes over the examples', positiveInt('--epochs'), 3)
     .option('--batch-size <n>', 'examples per step', positiveInt('--batch-size'), 8)
@@ -135,8 +136,8 @@ export function buildProgram(): Command {
     .argument('[run_dir]', 'run directory (its model and adapter)')
     .option('--model <dir>', 'base model folder (instead of RUN_DIR)')
     .option('--adapter <dir>', 'PEFT LoRA adapter folder (with --model; without it the base alone is written)')
-    .addOption(new Option('--dtype <dtype>', 'weight dtype (default: the base model\'s)').choices(['float32', 'bfloat16', 'float16']))
-    .addOption(new Option('--merge-into <base>', 'fold into the original weights or the 4-bit NF4 base the run trained on (auto: the run\'s)').choices(['auto', 'original', 'nf4']).default('auto'))
+    .addOption(new Option('--dtype <dtype>', 'weight dtype (default: the base model\'s)').choices(MERGE_DTYPES))
+    .addOption(new Option('--merge-into <base>', 'fold into the original weights or the 4-bit NF4 base the run trained on (auto: the run\'s)').choices(MERGE_BASES).default('auto'))
     .option('--overwrite', 'replace an earlier merged export in --out', false)
     .requiredOption('--out <dir>', 'new folder (or an earlier merged export with --overwrite)')
     .action(async (runDir: string | undefined, opts) => runExportMerged(runDir, opts))
@@ -147,10 +148,10 @@ export function buildProgram(): Command {
     .argument('[run_dir]', 'run directory (its model and adapter)')
     .option('--model <dir>', 'base model folder (instead of RUN_DIR)')
     .option('--adapter <dir>', 'PEFT LoRA adapter folder (with --model)')
-    .option('--types <list>', 'model files to write, comma-separated: F16, Q8_0, Q4_0, F32', 'F16,Q8_0,Q4_0')
+    .option('--types <list>', `model files to write, comma-separated: ${GGUF_FILE_TYPES.join(', ')}`, DEFAULT_GGUF_FILE_TYPES.join(','))
     .option('--no-lora', 'do not write the adapter as a GGUF LoRA adapter')
     .option('--base [type]', 'also write the base model (without the adapter), F16 unless a type is given, to apply the LoRA GGUF to')
-    .addOption(new Option('--merge-into <base>', 'fold into the original weights or the 4-bit NF4 base the run trained on (auto: the run\'s)').choices(['auto', 'original', 'nf4']).default('auto'))
+    .addOption(new Option('--merge-into <base>', 'fold into the original weights or the 4-bit NF4 base the run trained on (auto: the run\'s)').choices(MERGE_BASES).default('auto'))
     .option('--system <text>', 'SYSTEM of the Modelfile (default: the run\'s system message)')
     .option('--overwrite', 'replace an earlier GGUF export in --out', false)
     .requiredOption('--out <dir>', 'new folder (or an earlier GGUF export with --overwrite)')
@@ -171,7 +172,7 @@ export function buildProgram(): Command {
     .argument('<adapter_dir>', 'PEFT LoRA adapter folder (outputs/adapter of an exported project)')
     .requiredOption('--run <dir>', 'the run it repeats: model, parameters, test prompts, original answers')
     .option('--test-prompts <file>', 'test prompts (default: the run\'s)')
-    .addOption(new Option('--backend <backend>', 'where to compute (default: the run\'s)').choices(['auto', 'cpu', 'cuda']))
+    .addOption(new Option('--backend <backend>', 'where to compute (default: the run\'s)').choices(BACKENDS))
     .option('--overwrite', 'replace an earlier import in --out', false)
     .requiredOption('--out <dir>', 'new run directory')
     .action(async (adapterDir: string, opts) => runImportAdapter(adapterDir, opts))

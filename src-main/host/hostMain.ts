@@ -1,13 +1,13 @@
 // The engine host: a child process that loads the native addon and runs model work through the services, so a CUDA
 // fault or an OOM kill ends only this process (docs/architecture.md#the-engine-host). Started by EngineHost with node's
 // fork or Electron's utilityProcess; speaks protocol.ts over whichever channel it was given.
-import type { ApiErrorInfo, JobEvent } from '../../src-shared/api/contract'
+import type { JobEvent } from '../../src-shared/api/contract'
+import { toApiError } from '../api/errorInfo'
 // The addon loader is loadAddon (src-main/addon); renamed at the call sites once this file's refactor has landed.
 import { loadAddon as loadNative } from '../addon/loadAddon'
-import type { NativeCancelToken } from '../addon/addonTypes'
+import type { BackendChoice, NativeCancelToken, QuantMode } from '../addon/addonTypes'
 import { generateResponses } from '../services/session/generateResponses'
 import { openModel, type ModelSession } from '../services/session/modelSession'
-import { errorMessage } from '../services/errors'
 import { exportGguf } from '../services/export/ggufExport'
 import { importAdapter } from '../services/export/importAdapter'
 import { exportMergedModel, runModelAndAdapter } from '../services/export/mergedModel'
@@ -45,16 +45,6 @@ let session: { key: string; s: ModelSession } | null = null
 /** Cancellation per call id: abort controllers for runs, native tokens for generation. */
 const cancels = new Map<number, () => void>()
 
-function toErrorInfo(e: unknown): ApiErrorInfo {
-  const code = (e as { code?: unknown })?.code
-  const details = (e as { details?: unknown })?.details
-  return {
-    code: typeof code === 'string' ? code : 'E_INTERNAL',
-    message: errorMessage(e),
-    ...(details && typeof details === 'object' ? { details: details as Record<string, unknown> } : {}),
-  }
-}
-
 function releaseSession(): boolean {
   if (!session) return false
   session.s.dispose()
@@ -62,7 +52,7 @@ function releaseSession(): boolean {
   return true
 }
 
-async function ensureSession(dir: string, quant: 'nf4' | 'none', backend: 'auto' | 'cpu' | 'cuda', emit: (e: JobEvent) => void): Promise<ModelSession> {
+async function ensureSession(dir: string, quant: QuantMode, backend: BackendChoice, emit: (e: JobEvent) => void): Promise<ModelSession> {
   const key = `${dir}\0${quant}\0${backend}`
   if (session?.key === key) return session.s
   releaseSession()
@@ -182,7 +172,7 @@ port.listen((msg) => {
   handler(msg.params as never, emit, msg.id).then(
     (value) => port.post({ type: 'result', id: msg.id, ok: true, value }),
     (e) => {
-      const error = toErrorInfo(e)
+      const error = toApiError(e)
       port.post({ type: 'result', id: msg.id, ok: false, error })
       // After a GPU fault every later CUDA call of this process fails: leave, and the parent starts a fresh engine.
       if (error.code === 'E_DEVICE_FAULT') setTimeout(() => process.exit(DEVICE_FAULT_EXIT_CODE), 100)

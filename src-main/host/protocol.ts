@@ -1,7 +1,7 @@
 // The engine host's message protocol: the parent (Electron main or the web host) calls methods by request id, the
 // host answers once per id and streams events (tokens, metrics, progress, phase) tagged with the same id.
 import type { ApiErrorInfo, EngineInfo, JobEvent, ModelLoaded } from '../../src-shared/api/contract'
-import type { NativeModelCheck } from '../addon/addonTypes'
+import type { BackendChoice, NativeModelCheck, QuantMode } from '../addon/addonTypes'
 import type { RecordId } from '../services/data/promptsFile'
 import type { GeneratedResponse } from '../services/session/generateResponses'
 import type { NotebookRunRequest, RunSummary } from '../../src-shared/run/runTypes'
@@ -10,14 +10,14 @@ import type { SweepRequest } from '../services/insights/sweep'
 
 export interface HostCalls {
   engineInfo: { params: Record<string, never>; result: Omit<EngineInfo, 'host'> }
-  modelLoad: { params: { dir: string; quant: 'nf4' | 'none'; backend: 'auto' | 'cpu' | 'cuda' }; result: ModelLoaded }
+  modelLoad: { params: { dir: string; quant: QuantMode; backend: BackendChoice }; result: ModelLoaded }
   /** The loader's validation of a folder without loading it (native checkModel). */
-  modelCheck: { params: { dir: string; quant: 'nf4' | 'none' }; result: NativeModelCheck }
+  modelCheck: { params: { dir: string; quant: QuantMode }; result: NativeModelCheck }
   generate: {
     params: {
       modelDir: string
-      quant: 'nf4' | 'none'
-      backend: 'auto' | 'cpu' | 'cuda'
+      quant: QuantMode
+      backend: BackendChoice
       prompts: Array<{ id: RecordId; prompt: string }>
       maxNewTokens: number
       system: string

@@ -5,6 +5,7 @@ import { z } from 'zod'
 import type { BackendInfo, NativeModelInfo } from '../engine/engineTypes'
 import type { RecordId } from '../data/recordId'
 import type { AnswerTokensRow, PairInsightRow, PairTokensRow, SweepFile, SweepRunRow, TokenSide } from '../insights/insightTypes'
+import { BACKENDS, DEFAULT_GGUF_FILE_TYPES, GGUF_FILE_TYPES, MERGE_BASES, MERGE_DTYPES, QUANT_MODES } from '../params/enumValues'
 import { trainParamsSchema } from '../params/trainParams'
 import { API_METHOD_NAMES } from './methods'
 import type {
@@ -26,8 +27,8 @@ const pathArg = z.string().trim().min(1, 'a path is required').max(4096).refine(
 const idArg = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'not a valid id')
 const none = z.union([z.undefined(), z.null(), z.object({}).strict()]).transform(() => undefined)
 const engineChoice = {
-  quant: z.enum(['nf4', 'none']).default('nf4'),
-  backend: z.enum(['auto', 'cpu', 'cuda']).default('auto'),
+  quant: z.enum(QUANT_MODES).default('nf4'),
+  backend: z.enum(BACKENDS).default('auto'),
 }
 /** Parameters as the form sends them: partial, defaults filled by the one schema. */
 const paramsArg = trainParamsSchema
@@ -97,11 +98,11 @@ export const apiInputs = {
   /** Where next (docs/where-next.md): into a folder that is new, empty or an earlier export of that kind (overwrite). */
   exportMerged: z.object({
     run: z.union([idArg, pathArg]), dir: pathArg, overwrite: z.boolean().default(false),
-    dtype: z.enum(['auto', 'float32', 'bfloat16', 'float16']).default('auto'), mergeInto: z.enum(['auto', 'original', 'nf4']).default('auto'),
+    dtype: z.enum(['auto', ...MERGE_DTYPES]).default('auto'), mergeInto: z.enum(MERGE_BASES).default('auto'),
   }),
   exportGguf: z.object({
     run: z.union([idArg, pathArg]), dir: pathArg, overwrite: z.boolean().default(false),
-    types: z.array(z.enum(['F16', 'Q8_0', 'Q4_0', 'F32'])).min(1).max(4).default(['F16', 'Q8_0', 'Q4_0']), lora: z.boolean().default(true),
+    types: z.array(z.enum(GGUF_FILE_TYPES)).min(1).max(GGUF_FILE_TYPES.length).default([...DEFAULT_GGUF_FILE_TYPES]), lora: z.boolean().default(true),
   }),
   exportProject: z.object({ run: z.union([idArg, pathArg]), dir: pathArg, overwrite: z.boolean().default(false), gpus: z.number().int().min(1).max(1024).optional() }),
   /** An adapter trained elsewhere (an exported project's outputs/adapter) as a new run beside the one it repeats. */

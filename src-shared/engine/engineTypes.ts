@@ -1,9 +1,6 @@
 // What the engine reports about itself and a loaded model (native/addon/module.cpp): the shapes the API contract
 // passes to the renderer. Type-only, so the renderer can import them without the addon loader.
-
-export type QuantMode = 'nf4' | 'none'
-
-export type BackendChoice = 'auto' | 'cpu' | 'cuda'
+import type { QuantMode } from '../params/enumValues'
 
 export interface BackendInfo {
   cudaCompiled: boolean

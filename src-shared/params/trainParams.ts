@@ -4,12 +4,10 @@
 import { z } from 'zod'
 import { DEFAULT_SYSTEM_MESSAGE } from '../prompts/chatMessage'
 
-export const LINEAR_TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const
-export type LinearTarget = (typeof LINEAR_TARGETS)[number]
+import { BACKENDS, LINEAR_TARGETS, LOSS_TYPES, OPTIMIZERS, QUANT_MODES, THINKING_MODES } from './enumValues'
 
-export const LOSS_TYPES = ['sigmoid', 'ipo', 'hinge', 'robust'] as const
-export const THINKING_MODES = ['default', 'on', 'off'] as const
-export const OPTIMIZERS = ['paged_adamw_8bit', 'adamw'] as const
+// The enum values themselves live in enumValues.ts (also the API's and the CLI's); these are the run's names for them.
+export { LINEAR_TARGETS, LOSS_TYPES, OPTIMIZERS, THINKING_MODES, type LinearTarget } from './enumValues'
 
 export const trainParamsSchema = z.object({
   // --- data (the notebook's data_size / support_ratio rule)
@@ -59,8 +57,8 @@ export const trainParamsSchema = z.object({
   chatDate: z.union([z.literal(''), z.string().regex(/^\d{4}-\d{2}-\d{2}$/, 'Use YYYY-MM-DD')]).optional()
     .describe('The date templates that print today\'s date (Llama 3.1/3.2: strftime_now) get, as YYYY-MM-DD. Empty: the day the run starts, recorded in the run\'s config so a rerun renders the same prompts.'),
   // --- engine
-  quant: z.enum(['nf4', 'none']).default('nf4').describe('Base weights in 4-bit NF4 with double quantization, or full precision.'),
-  backend: z.enum(['auto', 'cpu', 'cuda']).default('auto').describe('Where to compute: auto picks the GPU when one is usable.'),
+  quant: z.enum(QUANT_MODES).default('nf4').describe('Base weights in 4-bit NF4 with double quantization, or full precision.'),
+  backend: z.enum(BACKENDS).default('auto').describe('Where to compute: auto picks the GPU when one is usable.'),
 }).refine((p) => p.maxPromptLength < p.maxLength, { message: 'maxPromptLength must be smaller than maxLength', path: ['maxPromptLength'] })
 
 export type TrainParams = z.infer<typeof trainParamsSchema>

@@ -3,7 +3,7 @@
 import type { BackendChoice, QuantMode } from '../../addon/addonTypes'
 import { openModel, type ModelSession } from '../../services/session/modelSession'
 import { loadAdapter } from '../../services/training/adapterFiles'
-import { attachLoadedAdapter } from '../../services/training/trainer'
+import { attachLoadedAdapter } from '../../services/training/loraAttach'
 import { ProgressBar } from '../progressBar'
 
 export interface ModelFlags {

@@ -9,6 +9,7 @@ import { DEFAULT_SYSTEM_MESSAGE } from '../tokenizer/chatTemplate'
 import { TextTokenizer } from '../tokenizer/textTokenizer'
 import { parseLoraKey, type LoadedAdapter } from '../training/adapterFiles'
 import { GgmlType, kv, writeGguf, type GgufTensorInfo, type GgufValue } from './ggufFile'
+import { DEFAULT_GGUF_FILE_TYPES } from '../../../src-shared/params/enumValues'
 import { archInfo, archMetadata, ggmlDims, ggufName, permuteRotaryRows, ropeFreqs, rotaryHeads, tensorType, type ArchInfo, type GgufFileType } from './ggufModel'
 import { vocabMetadata, type VocabMetadata } from './ggufVocab'
 import { writeExportFolder } from './exportFolder'
@@ -45,7 +46,7 @@ export interface GgufExportResult {
 }
 
 export async function exportGguf(req: GgufExportRequest): Promise<GgufExportResult> {
-  const types = req.types ?? ['F16', 'Q8_0', 'Q4_0']
+  const types = req.types ?? [...DEFAULT_GGUF_FILE_TYPES]
   if (types.length === 0) throw new StudioError('E_BAD_INPUT', 'choose at least one GGUF type (F16, Q8_0, Q4_0, F32)')
   const merged = openMerge(req.modelDir, req.adapterDir, req.mergeBase)
   const base = req.baseType && merged.adapter ? openMerge(req.modelDir, null, req.mergeBase) : null

@@ -5,8 +5,9 @@
 import { StudioError } from '../errors'
 import { GgmlType, kv, type GgufTensorInfo, type GgufValue } from './ggufFile'
 
-export type GgufFileType = 'F32' | 'F16' | 'Q8_0' | 'Q4_0'
-export const GGUF_FILE_TYPES: readonly GgufFileType[] = ['F16', 'Q8_0', 'Q4_0', 'F32']
+import type { GgufFileType } from '../../../src-shared/params/enumValues'
+
+export type { GgufFileType }
 /** general.file_type (llama_ftype): ALL_F32 0, MOSTLY_F16 1, MOSTLY_Q4_0 2, MOSTLY_Q8_0 7. */
 const FILE_TYPE_ID: Record<GgufFileType, number> = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 7 }
 

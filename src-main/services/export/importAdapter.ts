@@ -12,7 +12,8 @@ import { StudioError } from '../errors'
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, loadAdapter } from '../training/adapterFiles'
 import { sha256File } from '../training/modelFiles'
 import { ensureRunDir, writeRunStatus } from '../training/runDir'
-import { attachLoadedAdapter } from '../training/trainer'
+import { attachLoadedAdapter } from '../training/loraAttach'
+import type { BackendChoice } from '../../../src-shared/params/enumValues'
 import type { ComparisonRow, ResponseRow } from '../../../src-shared/run/runTypes'
 import { writeExportFolder } from './exportFolder'
 import { readRunConfig } from './runConfig'
@@ -24,7 +25,7 @@ export interface ImportAdapterRequest {
   outDir: string
   /** Test prompts (default: the run's). */
   testPromptsPath?: string
-  backend?: 'auto' | 'cpu' | 'cuda'
+  backend?: BackendChoice
   overwrite?: boolean
   engineVersion?: string
   onPhase?: (phase: 'load' | 'original' | 'trained' | 'done', detail?: string) => void

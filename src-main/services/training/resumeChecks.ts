@@ -2,7 +2,8 @@
 // changes no number), and, for a checkpoint, the tokenized data and the step plan it was written in.
 import { StudioError } from '../errors'
 import type { TrainParams } from '../../../src-shared/params/trainParams'
-import type { CheckpointState } from './checkpoint'
+import type { Checkpoint, CheckpointState } from './checkpoint'
+import type { PlannedStep } from './schedule'
 
 /** Parameters a resumed run may change: they decide when files are written, not what is computed. */
 export const RESUME_FREE_PARAMS: ReadonlySet<keyof TrainParams> = new Set<keyof TrainParams>(['checkpointEvery'])
@@ -36,4 +37,16 @@ export function checkCheckpointFits(state: CheckpointState, run: { params: Train
   }
   if (state.max_steps !== run.maxSteps) throw refuse(`it plans ${state.max_steps} steps, this run ${run.maxSteps}`)
   if (state.global_step > run.maxSteps) throw refuse(`it is at step ${state.global_step}, past the run's ${run.maxSteps} steps`)
+}
+
+/** The schedule replayed to the checkpoint's step ends where the checkpoint says the data order stood. */
+export function checkDataPosition(planned: PlannedStep, c: Checkpoint): void {
+  const mb = planned.microBatches[planned.microBatches.length - 1]!
+  const at = c.state.data_position
+  if (mb.epoch !== at.epoch || mb.index !== at.micro_batch) {
+    throw new StudioError(
+      'E_RESUME_MISMATCH',
+      `the checkpoint's step ${planned.step} ended at epoch ${at.epoch}, micro-batch ${at.micro_batch}, but this run's plan ends it at epoch ${mb.epoch}, micro-batch ${mb.index}`,
+    )
+  }
 }

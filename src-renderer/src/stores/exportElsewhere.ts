@@ -5,20 +5,20 @@
 import { defineStore } from 'pinia'
 import { ref } from 'vue'
 import { ApiError, type ExportResult } from '@shared/api/contract'
+import { DEFAULT_GGUF_FILE_TYPES, type GgufFileType, type MERGE_BASES } from '@shared/params/enumValues'
 import { errorText, useApi } from '../api/client'
 import { useAppStore } from './app'
 import { useHistoryStore } from './history'
 
 export type ElsewhereKind = 'merged' | 'gguf' | 'project'
-export const GGUF_TYPES = ['F16', 'Q8_0', 'Q4_0', 'F32'] as const
-type GgufType = (typeof GGUF_TYPES)[number]
+export { GGUF_FILE_TYPES as GGUF_TYPES } from '@shared/params/enumValues'
 
 export const useExportElsewhereStore = defineStore('exportElsewhere', () => {
   const api = useApi()
   const runId = ref('')
   const dirs = ref<Record<ElsewhereKind, string>>({ merged: '', gguf: '', project: '' })
-  const mergeInto = ref<'auto' | 'original' | 'nf4'>('auto')
-  const ggufTypes = ref<GgufType[]>(['F16', 'Q8_0', 'Q4_0'])
+  const mergeInto = ref<(typeof MERGE_BASES)[number]>('auto')
+  const ggufTypes = ref<GgufFileType[]>([...DEFAULT_GGUF_FILE_TYPES])
   const gpus = ref<number | null>(null)
   const adapterDir = ref('')
   const busy = ref<'' | ElsewhereKind | 'import'>('')

@@ -3,6 +3,7 @@
 import { defineStore } from 'pinia'
 import { computed, ref } from 'vue'
 import type { ApiErrorInfo, JobSnapshot, MetricsRow, RunDetail, RunPhase, TrainProgress } from '@shared/api/contract'
+import { applyJobEvent } from '@shared/api/jobEvents'
 import { errorText, useApi } from '../api/client'
 import { useAppStore } from './app'
 import { useDatasetStore } from './dataset'
@@ -202,34 +203,24 @@ export const useRunStore = defineStore('run', () => {
       reopened.value = false
     }
     const ev = e.event
-    switch (ev.kind) {
-      case 'phase':
-        phase.value = ev.phase
-        detail.value = ev.detail ?? ''
-        break
-      case 'metrics':
-        metrics.value = [...metrics.value, ev.row]
-        break
-      case 'progress':
-        progress.value = ev.progress
-        break
-      case 'log':
-        log.value = [...log.value.slice(-199), ev.line]
-        break
-      case 'end': {
-        status.value = ev.status
-        cancelling.value = false
-        resumeOk.value = ev.status !== 'completed'
-        error.value = ev.error ?? null
-        phase.value = ev.status === 'completed' ? 'done' : ev.status
-        const app = useAppStore()
-        if (ev.status === 'completed') app.notify('success', `Run ${runId.value} finished.`)
-        else if (ev.status === 'cancelled') app.notify('info', `Run ${runId.value} was cancelled.`)
-        else app.notify('error', `Run ${runId.value} failed: ${ev.error?.message ?? 'unknown error'}`, 15000)
-        break
-      }
-      default:
-        break
+    const next = applyJobEvent(
+      { status: status.value, phase: phase.value, detail: detail.value, metrics: metrics.value, progress: progress.value, log: log.value, error: error.value },
+      ev,
+    )
+    status.value = next.status
+    phase.value = next.phase
+    detail.value = next.detail
+    metrics.value = next.metrics
+    progress.value = next.progress
+    log.value = next.log
+    error.value = next.error
+    if (ev.kind === 'end') {
+      cancelling.value = false
+      resumeOk.value = ev.status !== 'completed'
+      const app = useAppStore()
+      if (ev.status === 'completed') app.notify('success', `Run ${runId.value} finished.`)
+      else if (ev.status === 'cancelled') app.notify('info', `Run ${runId.value} was cancelled.`)
+      else app.notify('error', `Run ${runId.value} failed: ${ev.error?.message ?? 'unknown error'}`, 15000)
     }
   })
 
