@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto'
 import { existsSync, statSync } from 'node:fs'
 import { dirname, join } from 'node:path'
-import type { DatasetOpened, DatasetRowsPage, PairsPage, PromptsOpened } from './contract'
+import type { DatasetOpened, DatasetRowsPage, PairsPage, PromptsOpened } from '../../src-shared/api/contract'
 import { loadPreferenceData, preferencePairs, type PreferenceData, type PreferenceRow } from '../services/data/preferenceFile'
 import { loadPromptsFile } from '../services/data/promptsFile'
 import type { ChatMessage } from '../services/tokenizer/chatTemplate'

@@ -1,6 +1,6 @@
 // Validates a call against the contract's zod schema and runs its handler; failures become an envelope carrying
 // the error's code, message and details (what crosses IPC and WebSocket intact).
-import { apiInputs, type ApiMethod, type ApiParsed, type ApiResults, type Envelope } from './contract'
+import { apiInputs, type ApiMethod, type ApiParsed, type ApiResults, type Envelope } from '../../src-shared/api/contract'
 import { toApiError } from './errorInfo'
 
 export type ApiHandlers = { [M in ApiMethod]: (input: ApiParsed<M>) => Promise<ApiResults[M]> }

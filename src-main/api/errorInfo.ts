@@ -1,7 +1,7 @@
 // The one mapping from a thrown value to the {code, message, details} that crosses IPC, WebSocket and the engine
 // host's channel (docs/architecture.md#errors): the API dispatcher and the engine host both answer failures with it.
 import { z } from 'zod'
-import type { ApiErrorInfo } from './contract'
+import type { ApiErrorInfo } from '../../src-shared/api/contract'
 import { errorMessage } from '../services/errors'
 
 /**

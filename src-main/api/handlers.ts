@@ -3,7 +3,7 @@
 import { existsSync, statSync } from 'node:fs'
 import { mkdir, readdir, stat } from 'node:fs/promises'
 import { basename, dirname, isAbsolute, join } from 'node:path'
-import type { AppInfo, EngineInfo, FsListing } from './contract'
+import type { AppInfo, EngineInfo, FsListing } from '../../src-shared/api/contract'
 import type { ApiHandlers } from './dispatch'
 import type { EngineHost } from '../host/engineHost'
 import { loadRunNotebook } from '../host/training'
@@ -33,7 +33,7 @@ export interface ApiContext {
   dataDir: string
   host: EngineHost
   policy: PathPolicy
-  emit: (e: import('./contract').ApiEvent) => void
+  emit: (e: import('../../src-shared/api/contract').ApiEvent) => void
   dialogs: Dialogs | null
 }
 

@@ -4,8 +4,8 @@ import { createReadStream, existsSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { basename, join } from 'node:path'
 import { createInterface } from 'node:readline'
-import type { AnswerTokensRow, PairInsightRow, PairTokensRow, RunPairs } from './contract'
-import { ANSWER_TOKENS_FILE, PAIRS_FILE, PAIRS_TOKENS_FILE } from '../services/insights/insightTypes'
+import type { AnswerTokensRow, PairInsightRow, PairTokensRow, RunPairs } from '../../src-shared/api/contract'
+import { ANSWER_TOKENS_FILE, PAIRS_FILE, PAIRS_TOKENS_FILE } from '../../src-shared/insights/insightTypes'
 import { StudioError } from '../services/errors'
 
 function parseLines<T>(text: string, file: string): T[] {

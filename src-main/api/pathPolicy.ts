@@ -4,7 +4,7 @@
 import { existsSync, lstatSync, readdirSync, statSync } from 'node:fs'
 import { homedir } from 'node:os'
 import { dirname, join, relative, resolve, sep } from 'node:path'
-import type { FsRoot } from './contract'
+import type { FsRoot } from '../../src-shared/api/contract'
 import { StudioError } from '../services/errors'
 import { isInside, realish } from '../services/realPaths'
 

@@ -16,7 +16,7 @@ import { runSft } from './commands/sft'
 import { SWEEP_PARAM_FLAGS, runSweepCommand } from './commands/sweep'
 import { addTemplateOptions } from './commands/templateFlags'
 import { reportError } from './report'
-import { BACKENDS, DEFAULT_GGUF_FILE_TYPES, GGUF_FILE_TYPES, MERGE_BASES, MERGE_DTYPES, QUANT_MODES, SFT_ANSWERS } from '../services/params/enumValues'
+import { BACKENDS, DEFAULT_GGUF_FILE_TYPES, GGUF_FILE_TYPES, MERGE_BASES, MERGE_DTYPES, QUANT_MODES, SFT_ANSWERS } from '../../src-shared/params/enumValues'
 
 function positiveInt(flag: string) {
   return (value: string): number => {

@@ -4,7 +4,7 @@
 import { app, BrowserWindow, dialog, ipcMain, Menu, session, shell, type MenuItemConstructorOptions } from 'electron'
 import { dirname, join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
-import { API_METHODS, IPC_EVENT_CHANNEL, IPC_PREFIX, type ApiEvent, type ViewName } from '../api/contract'
+import { API_METHODS, IPC_EVENT_CHANNEL, IPC_PREFIX, type ApiEvent, type ViewName } from '../../src-shared/api/contract'
 import { studioDataDir } from '../api/appPaths'
 import { dispatch } from '../api/dispatch'
 import { createApi, type Dialogs } from '../api/handlers'

@@ -1,6 +1,6 @@
 // The parent's handle on the engine host: starts it, calls it by request id, routes streamed events, and when the
 // process dies (CUDA fault, OOM kill, crash) rejects what was in flight with the reason and starts a fresh one.
-import type { ApiErrorInfo, HostStatus, JobEvent } from '../api/contract'
+import type { ApiErrorInfo, HostStatus, JobEvent } from '../../src-shared/api/contract'
 import { StudioError } from '../services/errors'
 import { describeExit, type HostCalls, type HostMethod, type HostSpawner, type HostToParent, type HostTransport } from './protocol'
 

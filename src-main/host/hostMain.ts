@@ -1,12 +1,13 @@
 // The engine host: a child process that loads the native addon and runs model work through the services, so a CUDA
 // fault or an OOM kill ends only this process (docs/architecture.md#the-engine-host). Started by EngineHost with node's
 // fork or Electron's utilityProcess; speaks protocol.ts over whichever channel it was given.
-import type { JobEvent } from '../api/contract'
+import type { JobEvent } from '../../src-shared/api/contract'
 import { toApiError } from '../api/errorInfo'
-import { loadNative } from '../engine/loadNative'
-import type { BackendChoice, NativeCancelToken, QuantMode } from '../engine/nativeTypes'
-import { generateResponses } from '../services/engine/generateResponses'
-import { openModel, type ModelSession } from '../services/engine/modelSession'
+// The addon loader is loadAddon (src-main/addon); renamed at the call sites once this file's refactor has landed.
+import { loadAddon } from '../addon/loadAddon'
+import type { BackendChoice, NativeCancelToken, QuantMode } from '../addon/addonTypes'
+import { generateResponses } from '../services/session/generateResponses'
+import { openModel, type ModelSession } from '../services/session/modelSession'
 import { exportGguf } from '../services/export/ggufExport'
 import { importAdapter } from '../services/export/importAdapter'
 import { exportMergedModel, runModelAndAdapter } from '../services/export/mergedModel'
@@ -14,7 +15,7 @@ import { FROM_NAME } from '../services/export/mergedWeights'
 import { readRunConfig } from '../services/export/runConfig'
 import { runSweep, type SweepProgress } from '../services/insights/sweep'
 import { resumeNotebook } from '../services/training/notebookRun'
-import type { RunEvents } from '../services/training/types'
+import type { RunEvents } from '../../src-shared/run/runTypes'
 import { DEVICE_FAULT_EXIT_CODE, type HostCalls, type HostMethod, type HostToParent, type ParentToHost } from './protocol'
 import { loadRunNotebook } from './training'
 
@@ -76,11 +77,11 @@ type Handler<M extends HostMethod> = (params: HostCalls[M]['params'], emit: (e: 
 
 const handlers: { [M in HostMethod]: Handler<M> } = {
   async engineInfo() {
-    const engine = loadNative()
+    const engine = loadAddon()
     return { version: engine.version(), backends: engine.probe(), training: (await loadRunNotebook()) !== null }
   },
   async modelCheck(p) {
-    return loadNative().checkModel(p.dir, { quant: p.quant })
+    return loadAddon().checkModel(p.dir, { quant: p.quant })
   },
   async modelLoad(p, emit) {
     const t0 = performance.now()
@@ -89,7 +90,7 @@ const handlers: { [M in HostMethod]: Handler<M> } = {
   },
   async generate(p, emit, id) {
     const s = await ensureSession(p.modelDir, p.quant, p.backend, emit)
-    const token: NativeCancelToken = new (loadNative().CancelToken)()
+    const token: NativeCancelToken = new (loadAddon().CancelToken)()
     cancels.set(id, () => token.cancel())
     emit({ kind: 'phase', phase: 'original' })
     const responses = await generateResponses(s, {
@@ -136,7 +137,7 @@ const handlers: { [M in HostMethod]: Handler<M> } = {
   },
   async importAdapter(p) {
     releaseSession()
-    const r = await importAdapter({ ...p, engineVersion: loadNative().version() })
+    const r = await importAdapter({ ...p, engineVersion: loadAddon().version() })
     return { path: r.path }
   },
   async runSweep(req, emit, id) {

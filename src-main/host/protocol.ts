@@ -1,11 +1,11 @@
 // The engine host's message protocol: the parent (Electron main or the web host) calls methods by request id, the
 // host answers once per id and streams events (tokens, metrics, progress, phase) tagged with the same id.
-import type { ApiErrorInfo, EngineInfo, JobEvent, ModelLoaded } from '../api/contract'
-import type { BackendChoice, NativeModelCheck, QuantMode } from '../engine/nativeTypes'
+import type { ApiErrorInfo, EngineInfo, JobEvent, ModelLoaded } from '../../src-shared/api/contract'
+import type { BackendChoice, NativeModelCheck, QuantMode } from '../addon/addonTypes'
 import type { RecordId } from '../services/data/promptsFile'
-import type { GeneratedResponse } from '../services/engine/generateResponses'
-import type { NotebookRunRequest, RunSummary } from '../services/training/types'
-import type { SweepFile } from '../services/insights/insightTypes'
+import type { GeneratedResponse } from '../services/session/generateResponses'
+import type { NotebookRunRequest, RunSummary } from '../../src-shared/run/runTypes'
+import type { SweepFile } from '../../src-shared/insights/insightTypes'
 import type { SweepRequest } from '../services/insights/sweep'
 
 export interface HostCalls {

@@ -6,7 +6,7 @@ import { randomBytes, timingSafeEqual } from 'node:crypto'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
 import { WebSocketServer, type WebSocket } from 'ws'
-import type { ApiEvent, WsClientFrame, WsServerFrame } from '../api/contract'
+import type { ApiEvent, WsClientFrame, WsServerFrame } from '../../src-shared/api/contract'
 import { dispatch, type ApiHandlers } from '../api/dispatch'
 import { readStatic, resolveStatic } from './staticFiles'
 

@@ -5,7 +5,7 @@
 import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import type { LoraTensor, OptimizerTensorState, TrainingState } from '../../src-main/engine/nativeTypes'
+import type { LoraTensor, OptimizerTensorState, TrainingState } from '../../src-main/addon/addonTypes'
 import { CHECKPOINT_FILE, encodeCheckpoint, optimizerSummary, readCheckpoint, writeCheckpoint, type Checkpoint } from '../../src-main/services/training/checkpoint'
 import { loraKey } from '../../src-main/services/training/adapterFiles'
 import { repoRoot } from '../helpers/sharedPath'

@@ -2,8 +2,8 @@
 // and a message that names the field and lists every allowed value; a bad scored sequence names its row and field;
 // the names the addon hands back (quant, optimizer, layouts) are the ones it accepts.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { loadNative } from '../../src-main/engine/loadNative'
-import type { NativeModel } from '../../src-main/engine/nativeTypes'
+import { loadAddon } from '../../src-main/addon/loadAddon'
+import type { NativeModel } from '../../src-main/addon/addonTypes'
 import { sharedPath } from '../helpers/sharedPath'
 
 const STORIES = sharedPath('models/stories260K')
@@ -22,7 +22,7 @@ function thrown(fn: () => unknown): { code?: string; message?: string } {
 const bad = <T>(v: string) => v as unknown as T
 
 describe('addon enum names', () => {
-  const native = loadNative()
+  const native = loadAddon()
 
   it('refuses a bad quant, naming the field and both allowed values', () => {
     const e = thrown(() => native.loadModel(STORIES, { quant: bad('nf8'), backend: 'cpu' }))

@@ -3,7 +3,7 @@
 import { existsSync, readFileSync, truncateSync, writeFileSync, statSync } from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { loadNative } from '../../src-main/engine/loadNative'
+import { loadAddon } from '../../src-main/addon/loadAddon'
 import { TextTokenizer } from '../../src-main/services/tokenizer/textTokenizer'
 import { dpoTokenize } from '../../src-main/services/tokenizer/dpoTokenize'
 import { copyStories, rewriteHeader, tempDir } from '../helpers/modelFixtures'
@@ -74,7 +74,7 @@ describe('dpo-studio logps', () => {
     const data = JSON.parse(readFileSync(path.join(HW6, 'labelled_data.json'), 'utf8'))
     const tok = await TextTokenizer.fromDir(STORIES)
     const t = dpoTokenize(tok, `<s>${data[0].prompt}`, data[0].support, data[0].oppose)
-    const model = await loadNative().loadModel(STORIES, { quant: 'none', backend: 'cpu' })
+    const model = await loadAddon().loadModel(STORIES, { quant: 'none', backend: 'cpu' })
     const [c, rej] = await model.logps([{ ids: t.chosen.ids, labels: t.chosen.labels }, { ids: t.rejected.ids, labels: t.rejected.labels }], tok.padId ?? 2)
     model.dispose()
     expect(rows[0].chosen_tokens).toBe(t.chosen.ids.length - t.chosen.promptLength)

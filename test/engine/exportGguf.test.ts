@@ -6,8 +6,8 @@
 import { readFileSync, readdirSync } from 'node:fs'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { loadNative } from '../../src-main/engine/loadNative'
-import type { NativeModel } from '../../src-main/engine/nativeTypes'
+import { loadAddon } from '../../src-main/addon/loadAddon'
+import type { NativeModel } from '../../src-main/addon/addonTypes'
 import { loadPromptsFile } from '../../src-main/services/data/promptsFile'
 import { exportGguf, type GgufExportResult } from '../../src-main/services/export/ggufExport'
 import { GgmlType, readGguf } from '../../src-main/services/export/ggufFile'
@@ -44,11 +44,11 @@ beforeAll(async () => {
   out = await exportGguf({ modelDir: STORIES, adapterDir: path.join(runDir, 'adapter'), mergeBase: 'original', runDir, types: ['F32', 'F16', 'Q8_0', 'Q4_0'], baseType: 'F32', outDir: path.join(root, 'gguf') })
   const merged = path.join(root, 'merged')
   await exportMergedModel({ modelDir: STORIES, adapterDir: path.join(runDir, 'adapter'), mergeBase: 'original', outDir: merged })
-  ours = await loadNative().loadModel(merged, { quant: 'none', backend: 'cpu' })
+  ours = await loadAddon().loadModel(merged, { quant: 'none', backend: 'cpu' })
   // The same merged weights rounded to float16, as the F16 file holds them: what its greedy tokens are compared with.
   const merged16 = path.join(root, 'merged-f16')
   await exportMergedModel({ modelDir: STORIES, adapterDir: path.join(runDir, 'adapter'), mergeBase: 'original', dtype: 'F16', outDir: merged16 })
-  ours16 = await loadNative().loadModel(merged16, { quant: 'none', backend: 'cpu' })
+  ours16 = await loadAddon().loadModel(merged16, { quant: 'none', backend: 'cpu' })
   tok = await TextTokenizer.fromDir(merged)
   const questions = [...(await loadPromptsFile(sharedPath('datasets/genai-hw6/test_prompt.json'))).map((p) => p.prompt), ...ENGLISH]
   prompts = questions.map((q) => {
@@ -154,7 +154,7 @@ describe('GGUF export read by llama.cpp (stories260K + an adapter on every linea
   // the activations to 8 bits for these dot products. Measured (2026-12-02): Q8_0 2.4e-2 / 0.13, Q4_0 2.3e-2 / 0.11
   // (mean / max |d log p|), against 3.7e-2 / 0.18 and 0.37 / 2.6 from the unquantized model.
   it.each(['Q8_0', 'Q4_0'])('%s: llama.cpp on the file computes what our engine computes on the weights the file holds', async (type) => {
-    const decoded = await loadNative().loadModel(ggufAsHfFolder(file(type), STORIES, path.join(tempDir('dpo-gguf-decoded-'), type)), { quant: 'none', backend: 'cpu' })
+    const decoded = await loadAddon().loadModel(ggufAsHfFolder(file(type), STORIES, path.join(tempDir('dpo-gguf-decoded-'), type)), { quant: 'none', backend: 'cpu' })
     try {
       const cases = []
       for (const c of await forcedCases()) cases.push({ ...c, ours: await ourForcedLogps(decoded, c.prompt, c.continuation) })

@@ -4,8 +4,8 @@
 import { cpSync, existsSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { loadNative } from '../../src-main/engine/loadNative'
-import type { NativeModel, QuantMode } from '../../src-main/engine/nativeTypes'
+import { loadAddon } from '../../src-main/addon/loadAddon'
+import type { NativeModel, QuantMode } from '../../src-main/addon/addonTypes'
 import { EXPORT_MARKER } from '../../src-main/services/export/exportFolder'
 import { HfCheckpoint } from '../../src-main/services/export/hfCheckpoint'
 import { exportMergedModel } from '../../src-main/services/export/mergedModel'
@@ -29,7 +29,7 @@ function sequences(count: number, length: number, seed: number) {
 const SEQS = sequences(6, 24, 11)
 
 async function score(dir: string, quant: QuantMode, adapterDir?: string): Promise<number[]> {
-  const model: NativeModel = await loadNative().loadModel(dir, { quant, backend: 'cpu' })
+  const model: NativeModel = await loadAddon().loadModel(dir, { quant, backend: 'cpu' })
   try {
     if (adapterDir) attachLoadedAdapter({ native: model, info: model.info(), dir } as never, loadAdapter(adapterDir))
     const r = await model.logps(SEQS, 0)

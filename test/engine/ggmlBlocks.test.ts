@@ -2,7 +2,7 @@
 // ggml's reference rounding rules (docs/exports.md), byte for byte, on random blocks and the edge cases: an all-zero
 // block, a block whose extreme is negative, values exactly half-way between codes.
 import { describe, expect, it } from 'vitest'
-import { loadNative } from '../../src-main/engine/loadNative'
+import { loadAddon } from '../../src-main/addon/loadAddon'
 import { halfToFloat } from '../../src-main/services/training/adapterFiles'
 import { seeded } from '../helpers/exportFixtures'
 
@@ -73,7 +73,7 @@ function blocks(seed: number): Float32Array {
 }
 
 describe('ggml block encoders', () => {
-  const ops = loadNative().exportOps
+  const ops = loadAddon().exportOps
   it.each([1, 2, 3])('Q8_0 and Q4_0 equal the reference rounding byte for byte (seed %i)', (seed) => {
     const x = blocks(seed)
     expect([...ops.ggmlEncode('q8_0', x)]).toEqual(q8Ref(x))

@@ -9,7 +9,7 @@ import { tempDir } from '../helpers/modelFixtures'
 import { lastErrorLine, runCli } from '../helpers/runCli'
 import { repoRoot } from '../helpers/sharedPath'
 import { ApiClient, startServe } from '../helpers/webClient'
-import { loadNative } from '../../src-main/engine/loadNative'
+import { loadAddon } from '../../src-main/addon/loadAddon'
 
 const DEMO = path.join(repoRoot, 'resources/demo-model')
 const SAMPLE = path.join(repoRoot, 'resources/sample-dataset/zh')
@@ -105,7 +105,7 @@ const call = async <T>(f: () => Promise<T>): Promise<T> => f()
 
 describe('engine: its own check, whatever the caller', () => {
   it('the addon refuses too many new tokens and too-long sequences with E_TOO_LONG, sizes never overflowed', async () => {
-    const model = await loadNative().loadModel(DEMO, { quant: 'none', backend: 'cpu' })
+    const model = await loadAddon().loadModel(DEMO, { quant: 'none', backend: 'cpu' })
     try {
       for (const n of [1e12, 2 ** 31 - 1, 257]) {
         await expect(call(() => model.generate([[1, 5, 9]], { maxNewTokens: n, eosIds: [2] }))).rejects.toMatchObject({

@@ -3,7 +3,7 @@
 // and random prompts on each family's tiny checkpoint. The tokens must be the same.
 import { readFileSync } from 'node:fs'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { promptText } from '../../src-main/services/engine/promptText'
+import { promptText } from '../../src-main/services/session/promptText'
 import { promptIds } from '../../src-main/services/tokenizer/chatTemplate'
 import { TextTokenizer } from '../../src-main/services/tokenizer/textTokenizer'
 import { sharedPath } from '../helpers/sharedPath'

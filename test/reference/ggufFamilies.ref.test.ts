@@ -11,7 +11,7 @@
 import { readFileSync } from 'node:fs'
 import path from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { loadNative } from '../../src-main/engine/loadNative'
+import { loadAddon } from '../../src-main/addon/loadAddon'
 import { loadPromptsFile } from '../../src-main/services/data/promptsFile'
 import { exportGguf } from '../../src-main/services/export/ggufExport'
 import { readGguf } from '../../src-main/services/export/ggufFile'
@@ -78,8 +78,8 @@ describe.each(FAMILIES.map((f) => [f] as const))('%s', (name) => {
     })
     for (const p of prompts) expect(await llamaTokenize(file('F16'), p.text), p.text).toEqual(p.ids)
 
-    const mergedModel = await loadNative().loadModel(merged, { quant: 'none', backend: 'cpu' })
-    const withAdapter = await loadNative().loadModel(model, { quant: 'none', backend: 'cpu' })
+    const mergedModel = await loadAddon().loadModel(merged, { quant: 'none', backend: 'cpu' })
+    const withAdapter = await loadAddon().loadModel(model, { quant: 'none', backend: 'cpu' })
     try {
       const a = loadAdapter(adapter.dir)
       withAdapter.attachLora({ targets: a.settings.targets, r: a.settings.r, alpha: a.settings.alpha, dropout: 0, seed: 0 })
@@ -106,7 +106,7 @@ describe.each(FAMILIES.map((f) => [f] as const))('%s', (name) => {
         forced.push({ prompt: p.ids, continuation, ours: await ourForcedLogps(mergedModel, p.ids, continuation) })
       }
       const q4 = await forcedStats(file('Q4_0'), forced)
-      const decoded = await loadNative().loadModel(ggufAsHfFolder(file('Q4_0'), merged, path.join(root, 'q4-decoded')), { quant: 'none', backend: 'cpu' })
+      const decoded = await loadAddon().loadModel(ggufAsHfFolder(file('Q4_0'), merged, path.join(root, 'q4-decoded')), { quant: 'none', backend: 'cpu' })
       const fileCases = []
       for (const c of forced) fileCases.push({ ...c, ours: await ourForcedLogps(decoded, c.prompt, c.continuation) })
       decoded.dispose()

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadPromptsFile } from '../../src-main/services/data/promptsFile';
 import { loadPreferenceData } from '../../src-main/services/data/preferenceFile';
-import { checkModelDir } from '../../src-main/services/engine/modelSession';
+import { checkModelDir } from '../../src-main/services/session/modelSession';
 import { loadAdapter } from '../../src-main/services/training/adapterFiles';
 import { sharedPath } from '../helpers/sharedPath';
 

@@ -1,7 +1,7 @@
 // `dpo-studio export-gguf`: a run's merged model as GGUF files (+ the LoRA adapter as GGUF, + an Ollama Modelfile).
 import { StudioError } from '../../services/errors'
 import { exportGguf } from '../../services/export/ggufExport'
-import { GGUF_FILE_TYPES, type GgufFileType } from '../../services/params/enumValues'
+import { GGUF_FILE_TYPES, type GgufFileType } from '../../../src-shared/params/enumValues'
 import type { MergeBase } from '../../services/export/mergedWeights'
 import { readRunConfig } from '../../services/export/runConfig'
 import { ProgressBar } from '../progressBar'

@@ -2,7 +2,7 @@
 // the adapter it trains brought back for the before/after comparison (docs/exports.md).
 import { exportProject } from '../../services/export/projectExport'
 import { importAdapter } from '../../services/export/importAdapter'
-import type { BackendChoice } from '../../services/params/enumValues'
+import type { BackendChoice } from '../../../src-shared/params/enumValues'
 
 export async function runExportProject(runDir: string, flags: { out: string; gpus?: number; overwrite?: boolean }): Promise<void> {
   const r = await exportProject({ runDir, outDir: flags.out, ...(flags.gpus ? { gpus: flags.gpus } : {}), overwrite: flags.overwrite ?? false })

@@ -1,7 +1,7 @@
 // `dpo-studio generate`: greedy answers to a prompts file, written as JSON [{id, prompt, response}].
 import { loadPromptsFile } from '../../services/data/promptsFile'
-import { contextCutNote } from '../../services/engine/contextLimits'
-import { generateResponses, planGeneration } from '../../services/engine/generateResponses'
+import { contextCutNote } from '../../services/session/contextLimits'
+import { generateResponses, planGeneration } from '../../services/session/generateResponses'
 import { writeJsonAtomic } from '../../services/fsAtomic'
 import { ProgressBar } from '../progressBar'
 import { openForCli, type ModelFlags } from './openForCli'

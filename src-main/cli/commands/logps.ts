@@ -1,6 +1,6 @@
 // `dpo-studio logps`: chosen/rejected log-prob sums per pair (TRL tokenization and masking), written as JSON.
 import { loadPreferenceData, preferencePairs } from '../../services/data/preferenceFile'
-import { scorePairs } from '../../services/engine/scorePairs'
+import { scorePairs } from '../../services/session/scorePairs'
 import { writeJsonAtomic } from '../../services/fsAtomic'
 import { ProgressBar } from '../progressBar'
 import { openForCli, type ModelFlags } from './openForCli'

@@ -1,7 +1,7 @@
 // `dpo-studio sft`: full-parameter supervised fine-tuning of a small full-precision model on the answers of a
 // preference dataset (the chosen side, or both sides), written as a new Hugging Face model directory.
 import { loadPreferenceData, preferencePairs } from '../../services/data/preferenceFile'
-import { openModel } from '../../services/engine/modelSession'
+import { openModel } from '../../services/session/modelSession'
 import { StudioError } from '../../services/errors'
 import { saveTrainedModel, sftTrain, type SftExample } from '../../services/training/sft'
 import { ProgressBar } from '../progressBar'

@@ -5,7 +5,7 @@
 // 143). DIR follows the rules of run directories (docs/run-directory.md "Sweep folders").
 import { join } from 'node:path'
 import { StudioError } from '../../services/errors'
-import { SWEEP_FILE } from '../../services/insights/insightTypes'
+import { SWEEP_FILE } from '../../../src-shared/insights/insightTypes'
 import { runSweep } from '../../services/insights/sweep'
 import { withDemoDefaults, type RunFlags } from './run'
 import { CliExit, CliRunView, RUN_PARAM_FLAGS, TRAIN_PARAM_FLAGS, paramsFromFlags, stopOnSignals } from './trainFlags'

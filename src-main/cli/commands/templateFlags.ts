@@ -2,8 +2,8 @@
 // by the parameter schema and turned into a prompt style (docs/model-families.md).
 import type { Command } from 'commander'
 import { StudioError } from '../../services/errors'
-import type { PromptStyle } from '../../services/engine/promptText'
-import { trainParamsSchema } from '../../services/params/trainParams'
+import type { PromptStyle } from '../../services/session/promptText'
+import { trainParamsSchema } from '../../../src-shared/params/trainParams'
 
 export interface TemplateFlags {
   chatDate?: string

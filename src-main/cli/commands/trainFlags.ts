@@ -5,11 +5,11 @@ import type { z } from 'zod'
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { StudioError } from '../../services/errors'
-import { DEFAULT_TRAIN_PARAMS, trainParamsSchema, type TrainParams } from '../../services/params/trainParams'
+import { DEFAULT_TRAIN_PARAMS, trainParamsSchema, type TrainParams } from '../../../src-shared/params/trainParams'
 import { resumeNotebook, runNotebook } from '../../services/training/notebookRun'
 import type { ResumeGiven } from '../../services/training/resume'
 import { CHECKPOINT_FILE } from '../../services/training/checkpoint'
-import type { NotebookRunRequest, RunEvents, RunPhase, RunSummary } from '../../services/training/types'
+import type { NotebookRunRequest, RunEvents, RunPhase, RunSummary } from '../../../src-shared/run/runTypes'
 import { ProgressBar, formatSeconds } from '../progressBar'
 
 type ParamKey = keyof TrainParams

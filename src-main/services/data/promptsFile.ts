@@ -6,8 +6,9 @@ import { StudioError, errorMessage } from '../errors';
 import { quoted } from '../messageText';
 import { pathProblem } from '../pathProblems';
 import { JsonSyntaxError, jsonPathAt, parseJson } from './jsonText';
+import type { RecordId } from '../../../src-shared/data/recordId';
 
-export type RecordId = number | string;
+export type { RecordId };
 
 export interface PromptRow {
   id: RecordId;

@@ -3,13 +3,13 @@
 // Written entirely here: no Python, no llama.cpp tools.
 import { writeFileSync } from 'node:fs'
 import { basename, join, resolve } from 'node:path'
-import { loadNative } from '../../engine/loadNative'
+import { loadAddon } from '../../addon/loadAddon'
 import { StudioError } from '../errors'
 import { DEFAULT_SYSTEM_MESSAGE } from '../tokenizer/chatTemplate'
 import { TextTokenizer } from '../tokenizer/textTokenizer'
 import { parseLoraKey, type LoadedAdapter } from '../training/adapterFiles'
 import { GgmlType, kv, writeGguf, type GgufTensorInfo, type GgufValue } from './ggufFile'
-import { DEFAULT_GGUF_FILE_TYPES } from '../params/enumValues'
+import { DEFAULT_GGUF_FILE_TYPES } from '../../../src-shared/params/enumValues'
 import { archInfo, archMetadata, ggmlDims, ggufName, permuteRotaryRows, ropeFreqs, rotaryHeads, tensorType, type ArchInfo, type GgufFileType } from './ggufModel'
 import { vocabMetadata, type VocabMetadata } from './ggufVocab'
 import { writeExportFolder } from './exportFolder'
@@ -122,7 +122,7 @@ function planTensors(w: MergedWeights, a: ArchInfo, type: GgufFileType): Array<G
 }
 
 function encode(values: Float32Array, type: GgmlType): Uint8Array {
-  const ops = loadNative().exportOps
+  const ops = loadAddon().exportOps
   switch (type) {
     case GgmlType.F32: return new Uint8Array(values.buffer, values.byteOffset, values.byteLength)
     case GgmlType.F16: return ops.ggmlEncode('f16', values)

@@ -5,7 +5,7 @@
 import { StudioError } from '../errors'
 import { GgmlType, kv, type GgufTensorInfo, type GgufValue } from './ggufFile'
 
-import type { GgufFileType } from '../params/enumValues'
+import type { GgufFileType } from '../../../src-shared/params/enumValues'
 
 export type { GgufFileType }
 /** general.file_type (llama_ftype): ALL_F32 0, MOSTLY_F16 1, MOSTLY_Q4_0 2, MOSTLY_Q8_0 7. */

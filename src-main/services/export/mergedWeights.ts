@@ -2,9 +2,9 @@
 // W' = W + (alpha / r) * B @ A for every adapted linear, every other tensor as stored, all in one output dtype.
 // For a run trained on the 4-bit base ("nf4"), W is what the engine computed with: every quantized linear's NF4
 // round trip (fp16 cast, NF4 + double quant, dequantized, bf16), so the merged model computes what training saw.
-import { loadNative } from '../../engine/loadNative'
+import { loadAddon } from '../../addon/loadAddon'
 import { StudioError } from '../errors'
-import { LINEAR_TARGETS } from '../params/trainParams'
+import { LINEAR_TARGETS } from '../../../src-shared/params/trainParams'
 import { parseLoraKey, toBf16Bytes, type LoadedAdapter } from '../training/adapterFiles'
 import { decodeFloats, type CheckpointTensor, type HfCheckpoint } from './hfCheckpoint'
 
@@ -82,7 +82,7 @@ export class MergedWeights {
     const w = this.ckpt.readFloat32(name)
     if (!this.changed(name)) return w
     const [rows, cols] = this.ckpt.get(name).shape as [number, number]
-    const ops = loadNative().exportOps
+    const ops = loadAddon().exportOps
     if (this.base === 'nf4' && LINEAR_WEIGHT.test(name)) ops.nf4Effective(w, rows, cols)
     const l = this.lora.get(name)
     if (l) ops.mergeLora(w, rows, cols, l.a, l.b, this.rank, this.scale)
@@ -109,5 +109,5 @@ export class MergedWeights {
 export function encodeFloats(x: Float32Array, dtype: OutputDtype): Uint8Array {
   if (dtype === 'F32') return new Uint8Array(x.buffer, x.byteOffset, x.byteLength)
   if (dtype === 'BF16') return toBf16Bytes(x)
-  return loadNative().exportOps.ggmlEncode('f16', x)
+  return loadAddon().exportOps.ggmlEncode('f16', x)
 }

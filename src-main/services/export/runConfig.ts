@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { StudioError } from '../errors'
-import { resolveTrainParams, type TrainParams } from '../params/trainParams'
+import { resolveTrainParams, type TrainParams } from '../../../src-shared/params/trainParams'
 
 export interface RunConfigFile {
   model_dir: string

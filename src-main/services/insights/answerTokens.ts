@@ -2,13 +2,13 @@
 // as a training pair would be (chat template, system message, TRL tokenization), scored once by the reference model
 // (adapter disabled) and once by the trained model; kept as responses_tokens.jsonl so past runs need no engine.
 import { join } from 'node:path'
-import { withContextLengths } from '../engine/contextLimits'
-import type { ModelSession } from '../engine/modelSession'
+import { withContextLengths } from '../session/contextLimits'
+import type { ModelSession } from '../session/modelSession'
 import { writeFileAtomic } from '../fsAtomic'
-import type { ResponseRow } from '../training/types'
+import type { ResponseRow } from '../../../src-shared/run/runTypes'
 import { tokenizeTrainingPair, type PairTokenParams } from '../training/tokenizePair'
 import { stored } from './implicitReward'
-import { ANSWER_TOKENS_FILE, type AnswerTokensRow } from './insightTypes'
+import { ANSWER_TOKENS_FILE, type AnswerTokensRow } from '../../../src-shared/insights/insightTypes'
 import { tokenSide, toJsonl } from './pairInsights'
 import { scorePairsBatched } from './scoreBatched'
 

@@ -3,15 +3,15 @@
 // cache) before training, with TRL's implicit rewards, the margin, the ranking before and after and how often
 // training saw the pair. Written as pairs.jsonl and, per token, pairs_tokens.jsonl, so past runs need no engine.
 import { join } from 'node:path'
-import type { NativeCancelToken, SequenceLogp } from '../../engine/nativeTypes'
+import type { NativeCancelToken, SequenceLogp } from '../../addon/addonTypes'
 import type { PreferencePair } from '../data/preferenceFile'
-import type { ModelSession } from '../engine/modelSession'
+import type { ModelSession } from '../session/modelSession'
 import { writeFileAtomic } from '../fsAtomic'
-import type { TrainParams } from '../params/trainParams'
+import type { TrainParams } from '../../../src-shared/params/trainParams'
 import type { RefLogps, ScoredPair } from '../training/refCache'
 import { scheduleSteps, type ScheduleInput } from '../training/schedule'
 import { pairRewards, stored } from './implicitReward'
-import { PAIRS_FILE, PAIRS_TOKENS_FILE, type PairInsightRow, type PairTokensRow, type TokenSide } from './insightTypes'
+import { PAIRS_FILE, PAIRS_TOKENS_FILE, type PairInsightRow, type PairTokensRow, type TokenSide } from '../../../src-shared/insights/insightTypes'
 import { scorePairsBatched, type EngineCall } from './scoreBatched'
 import { scoredTokenIds, tokenPieces } from './tokenPieces'
 

@@ -1,8 +1,8 @@
 // Scores many chosen/rejected pairs with one model (the reference: adapter disabled, or the trained adapter), a
 // budget of tokens per engine call as the reference pass does (training/referenceBatches.ts): results do not depend
 // on the batching (native test batched_logps_equal_one_at_a_time).
-import type { NativeCancelToken, NativeModel, SequenceLogp } from '../../engine/nativeTypes'
-import { fromEngineError } from '../engine/modelSession'
+import type { NativeCancelToken, NativeModel, SequenceLogp } from '../../addon/addonTypes'
+import { fromEngineError } from '../session/modelSession'
 import type { ScoredPair } from '../training/refCache'
 import { referenceBatches } from '../training/referenceBatches'
 

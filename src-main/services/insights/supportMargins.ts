@@ -1,17 +1,17 @@
 // A sweep run's stance numbers (docs/insights.md): for every labelled row of an HW6 dataset, the trained model's
 // preference for the support answer over the oppose answer relative to the reference, as TRL's margin with support
-// in the chosen place; and, for test answers, the side of the nearest exemplar (services/data/stance.ts).
+// in the chosen place; and, for test answers, the side of the nearest exemplar (src-shared/data/stance.ts).
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { PreferenceRow } from '../data/preferenceFile'
-import { classifyStance, type StanceRow } from '../data/stance'
-import { withContextLengths } from '../engine/contextLimits'
-import type { ModelSession } from '../engine/modelSession'
-import type { TrainParams } from '../params/trainParams'
+import { classifyStance, type StanceRow } from '../../../src-shared/data/stance'
+import { withContextLengths } from '../session/contextLimits'
+import type { ModelSession } from '../session/modelSession'
+import type { TrainParams } from '../../../src-shared/params/trainParams'
 import { RefLogpsCache, pairKey, swappedPairKey, type RefLogps } from '../training/refCache'
 import { tokenizeTrainingPair } from '../training/tokenizePair'
 import { pairRewards, stored } from './implicitReward'
-import { PAIRS_FILE, type PairInsightRow, type StanceCount, type StoredLogp } from './insightTypes'
+import { PAIRS_FILE, type PairInsightRow, type StanceCount, type StoredLogp } from '../../../src-shared/insights/insightTypes'
 import { scorePairsBatched } from './scoreBatched'
 
 /** Parses a JSONL file written by this project (every line one JSON value). */

@@ -9,7 +9,7 @@ import type { FileLock } from '../fileLock'
 import {
   RUN_MARKER_FILE, ensureOwnedFolder, isEarlierRunDir, isOurTempName, lockOwnedFolder, recoverOrphanedRun, writerIsGone, type OwnedFolderKind,
 } from '../training/runDir'
-import { SWEEP_FILE, type SweepFile } from './insightTypes'
+import { SWEEP_FILE, type SweepFile } from '../../../src-shared/insights/insightTypes'
 
 export const SWEEP_MARKER_FILE = '.dpo-studio-sweep'
 /** Held while a process makes the sweep: {pid, hostname, started, command} (fileLock.ts). */

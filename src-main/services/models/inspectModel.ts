@@ -7,19 +7,19 @@
 import { existsSync } from 'node:fs'
 import { open, readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
-import { checkModelDir } from '../engine/modelSession'
+import { checkModelDir } from '../session/modelSession'
 import { StudioError, errorMessage } from '../errors'
 import { parseJson } from '../data/jsonText'
 import { bare, quoted } from '../messageText'
-import type { ModelSummary } from '../../api/contract'
-import type { NativeModelCheck } from '../../engine/nativeTypes'
-import { loadNative } from '../../engine/loadNative'
+import type { ModelSummary } from '../../../src-shared/api/contract'
+import type { NativeModelCheck } from '../../addon/addonTypes'
+import { loadAddon } from '../../addon/loadAddon'
 
 /** The engine's validation of a folder (native checkModel, in-process or through the engine host). */
 export type ModelChecker = (dir: string) => Promise<NativeModelCheck>
 
 /** checkModel on the addon loaded in this process (CLI, tests). */
-export const checkModelInProcess: ModelChecker = async (dir) => loadNative().checkModel(dir, { quant: 'nf4' })
+export const checkModelInProcess: ModelChecker = async (dir) => loadAddon().checkModel(dir, { quant: 'nf4' })
 
 const LINEAR = /\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)\.weight$/
 

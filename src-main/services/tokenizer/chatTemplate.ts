@@ -8,17 +8,11 @@ import { StudioError, errorMessage } from '../errors';
 import { cleanText } from '../messageText';
 import { strftime } from './strftime';
 import type { TextTokenizer } from './textTokenizer';
+import { DEFAULT_SYSTEM_MESSAGE, type ChatMessage } from '../../../src-shared/prompts/chatMessage';
 
-/**
- * The notebook's system message (docs/reference/chat-template.md#the-notebooks-prompt,
- * docs/architecture.md#datasets-and-prompts).
- */
-export const DEFAULT_SYSTEM_MESSAGE = '回覆請少於20字';
+// Defined with the API contract (the parameter schema defaults to it); rendering is where main uses them.
+export { DEFAULT_SYSTEM_MESSAGE, type ChatMessage };
 
-export interface ChatMessage {
-  role: string;
-  content: string;
-}
 
 /** What rendering needs from a tokenizer; TextTokenizer has all of it, tests may pass a plain object. */
 export interface ChatTemplateHost {

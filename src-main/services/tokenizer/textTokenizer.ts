@@ -307,7 +307,7 @@ function useRustByteFallback(lib: Tokenizer): void {
         return REPLACEMENT_CHAR.repeat(bytes.length);
       }
     },
-  } as unknown as TextDecoder;
+  } as unknown as ByteFallbackDecoder['text_decoder'];
   const visit = (d: unknown): void => {
     if (d instanceof ByteFallbackDecoder) d.text_decoder = rustLike;
     else if (d instanceof SequenceDecoder) d.decoders.forEach(visit);

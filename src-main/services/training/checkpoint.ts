@@ -4,11 +4,11 @@
 import { createHash } from 'node:crypto'
 import { closeSync, existsSync, fsyncSync, openSync, readFileSync, readSync, readdirSync, renameSync, rmSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
-import type { LoraTensor, OptimizerTensorState, TrainingState } from '../../engine/nativeTypes'
+import type { LoraTensor, OptimizerTensorState, TrainingState } from '../../addon/addonTypes'
 import { StudioError, errorMessage } from '../errors'
 import { parseJson } from '../data/jsonText'
 import { bare, quoted } from '../messageText'
-import type { TrainParams } from '../params/trainParams'
+import type { TrainParams } from '../../../src-shared/params/trainParams'
 import type { AdapterSettings } from './adapterFiles'
 import { decodeRawSafetensors, rawSafetensorsHeader, type RawTensor } from './safetensorsBytes'
 

@@ -1,13 +1,13 @@
 // Putting the LoRA a run trains on the model (docs/reference/lora.md#initialisation-and-its-random-numbers): fresh
 // (A kaiming-uniform from the seed, B = 0), continued from a PEFT adapter, or restored from a checkpoint
 // (docs/resume.md). Also what generate/logps --adapter and the exports use to put a saved adapter back.
-import type { ModelSession } from '../engine/modelSession'
-import { fromEngineError } from '../engine/modelSession'
+import type { ModelSession } from '../session/modelSession'
+import { fromEngineError } from '../session/modelSession'
 import { StudioError } from '../errors'
-import type { TrainParams } from '../params/trainParams'
+import type { TrainParams } from '../../../src-shared/params/trainParams'
 import { baseModelName, loadAdapter, type AdapterSettings, type LoadedAdapter } from './adapterFiles'
 import type { Checkpoint } from './checkpoint'
-import type { RunEvents } from './types'
+import type { RunEvents } from '../../../src-shared/run/runTypes'
 
 /** Attaches the LoRA the run trains (fresh, or from `initAdapter`) and returns what adapter_config.json will record. */
 export function attachAdapter(session: ModelSession, params: TrainParams, initAdapter: string | LoadedAdapter | undefined, ev: RunEvents): AdapterSettings {

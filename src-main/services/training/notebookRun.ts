@@ -2,10 +2,10 @@
 // config, original answers, DPO training, trained answers and the comparison export, each written atomically into
 // the run directory as it completes, with run_status.json following along (stages/runRecord.ts).
 import { resolve } from 'node:path'
-import type { NativeCancelToken } from '../../engine/nativeTypes'
-import { promptStyleOf } from '../engine/promptText'
+import type { NativeCancelToken } from '../../addon/addonTypes'
+import { promptStyleOf } from '../session/promptText'
 import { todayChatDate } from '../tokenizer/chatTemplate'
-import { openModel as openModelDefault, type ModelSession, type OpenModelOptions } from '../engine/modelSession'
+import { openModel as openModelDefault, type ModelSession, type OpenModelOptions } from '../session/modelSession'
 import { addonCancelTokenFactory, addonVersion } from './addonDefaults'
 import type { OriginalAnswersMemo } from './originalAnswersMemo'
 import { planResume, type ResumeGiven, type ResumePlan } from './resume'
@@ -16,7 +16,7 @@ import { notebookTraining, trainedSummary } from './stages/notebookTraining'
 import { markTrainSummary, RunRecord } from './stages/runRecord'
 import { clearNotebookOutputs, loadRunInputs, recordLoadedModel, writeRunConfig } from './stages/runInputs'
 import type { TrainOptions } from './trainer'
-import type { NotebookRunRequest, ResponseRow, RunEvents, RunSummary } from './types'
+import type { NotebookRunRequest, ResponseRow, RunEvents, RunSummary } from '../../../src-shared/run/runTypes'
 
 /** Seams for tests and hosts: how to open the model, the engine version, cache folder and cancel tokens. */
 export interface NotebookDeps extends Pick<TrainOptions, 'refCacheDir' | 'cancelTokenFactory'> {

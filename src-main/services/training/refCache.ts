@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto'
 import { mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs'
 import { homedir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
-import type { ScoredSequence } from '../../engine/nativeTypes'
+import type { ScoredSequence } from '../../addon/addonTypes'
 import { lockWaiting, type FileLock } from '../fileLock'
 import { writeJsonAtomic } from '../fsAtomic'
 

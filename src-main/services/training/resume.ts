@@ -5,11 +5,11 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { StudioError } from '../errors'
-import { trainParamsSchema, type TrainParams } from '../params/trainParams'
+import { trainParamsSchema, type TrainParams } from '../../../src-shared/params/trainParams'
 import { readCheckpoint, readCheckpointState, type Checkpoint, type CheckpointState } from './checkpoint'
 import { modelFileChanges, sha256File, type ModelFileRecord } from './modelFiles'
 import { paramDifferences } from './resumeChecks'
-import type { NotebookRunRequest } from './types'
+import type { NotebookRunRequest } from '../../../src-shared/run/runTypes'
 
 /** What the caller of a resume said (flags, or nothing from the app); every given value must match the run. */
 export interface ResumeGiven {

@@ -1,7 +1,7 @@
 // What must not change between a run and its resume (docs/resume.md): the parameters (all but checkpointEvery, which
 // changes no number), and, for a checkpoint, the tokenized data and the step plan it was written in.
 import { StudioError } from '../errors'
-import type { TrainParams } from '../params/trainParams'
+import type { TrainParams } from '../../../src-shared/params/trainParams'
 import type { Checkpoint, CheckpointState } from './checkpoint'
 import type { PlannedStep } from './schedule'
 

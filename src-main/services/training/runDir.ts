@@ -7,9 +7,9 @@ import { join, resolve } from 'node:path'
 import { StudioError, errorMessage } from '../errors'
 import { writeJsonAtomic } from '../fsAtomic'
 import { lockIsHeld, pidAlive, tryLock, type FileLock, type LockHolder } from '../fileLock'
-import { ANSWER_TOKENS_FILE, PAIRS_FILE, PAIRS_TOKENS_FILE } from '../insights/insightTypes'
+import { ANSWER_TOKENS_FILE, PAIRS_FILE, PAIRS_TOKENS_FILE } from '../../../src-shared/insights/insightTypes'
 import { isInside, realish } from '../realPaths'
-import type { RunPhase } from './types'
+import type { RunPhase } from '../../../src-shared/run/runTypes'
 
 /** Written into every run directory we create or adopt. */
 export const RUN_MARKER_FILE = '.dpo-studio-run'

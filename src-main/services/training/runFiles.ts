@@ -4,7 +4,7 @@ import { rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { appendFileChecked, writeFileAtomic } from '../fsAtomic'
 import { removeCheckpoint } from './checkpoint'
-import { PAIRS_FILE, PAIRS_TOKENS_FILE } from '../insights/insightTypes'
+import { PAIRS_FILE, PAIRS_TOKENS_FILE } from '../../../src-shared/insights/insightTypes'
 import { truncateStepLog } from './stepLog'
 
 export const METRICS_FILE = 'metrics.jsonl'

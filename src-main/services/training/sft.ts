@@ -4,9 +4,9 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync }
 import path from 'node:path'
 import { StudioError } from '../errors'
 import { writeFileAtomic } from '../fsAtomic'
-import type { ModelSession } from '../engine/modelSession'
-import { fromEngineError } from '../engine/modelSession'
-import { promptText } from '../engine/promptText'
+import type { ModelSession } from '../session/modelSession'
+import { fromEngineError } from '../session/modelSession'
+import { promptText } from '../session/promptText'
 import { promptIds } from '../tokenizer/chatTemplate'
 import { randperm } from './dataOrder'
 

@@ -1,9 +1,9 @@
 // The numbers a training step logs: TRL's per-micro-batch metrics (docs/reference/dpo-loss.md#metrics), their step
 // means in a metrics.jsonl row with HF's rounded loss (docs/reference/trainer.md#loss-scaling-and-the-logged-loss),
 // and the progress counts shown while a run goes.
-import type { DpoPairMetrics } from '../../engine/nativeTypes'
+import type { DpoPairMetrics } from '../../addon/addonTypes'
 import type { PlannedStep } from './schedule'
-import type { MetricsRow, TrainProgress } from './types'
+import type { MetricsRow, TrainProgress } from '../../../src-shared/run/runTypes'
 
 /** Step-level means of TRL's per-micro-batch metrics (DPOTrainer.log averages the stored micro-batch values). */
 export interface MicroMetrics {

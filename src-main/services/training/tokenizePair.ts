@@ -2,8 +2,8 @@
 // the run's system message, then TRL 0.9's tokenize_row with the run's length limits. One function, so the trainer and
 // the benchmark workload (scripts/bench/makeWorkload.ts) tokenize identically.
 import type { PreferencePair } from '../data/preferenceFile'
-import { promptStyleOf, promptText } from '../engine/promptText'
-import type { TrainParams } from '../params/trainParams'
+import { promptStyleOf, promptText } from '../session/promptText'
+import type { TrainParams } from '../../../src-shared/params/trainParams'
 import { dpoTokenize, type DpoTokenizedPair } from '../tokenizer/dpoTokenize'
 import type { TextTokenizer } from '../tokenizer/textTokenizer'
 

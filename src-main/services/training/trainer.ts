@@ -3,11 +3,11 @@
 // (docs/reference/trainer.md) over the engine's step-sized calls, each logging TRL's metrics
 // (docs/reference/dpo-loss.md#metrics) into the run directory, then the pair inspector's pass and the summary.
 import { join, resolve } from 'node:path'
-import type { NativeCancelToken } from '../../engine/nativeTypes'
+import type { NativeCancelToken } from '../../addon/addonTypes'
 import type { PreferencePair } from '../data/preferenceFile'
 import { StudioError } from '../errors'
-import type { ModelSession } from '../engine/modelSession'
-import type { TrainParams } from '../params/trainParams'
+import type { ModelSession } from '../session/modelSession'
+import type { TrainParams } from '../../../src-shared/params/trainParams'
 import { writePairInsights } from '../insights/pairInsights'
 import type { LoadedAdapter } from './adapterFiles'
 import { addonCancelTokenFactory, addonVersion } from './addonDefaults'
@@ -25,7 +25,7 @@ import { cancellation, Cancelled, initialTrainState, type TrainRun, type TrainSt
 import { logStep, progressNow, trainStep } from './stages/trainStep'
 import { finishTraining, recordTrainingFailure, type TrainResult } from './stages/trainSummary'
 import { stallForTest } from './testStall'
-import type { RunEvents } from './types'
+import type { RunEvents } from '../../../src-shared/run/runTypes'
 
 export type { TrainResult } from './stages/trainSummary'
 

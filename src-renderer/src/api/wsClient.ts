@@ -1,7 +1,7 @@
 // The typed API over the web host's WebSocket (same contract as the preload bridge): request ids, envelopes,
 // pushed events, and reconnection with the access token the page was opened with.
-import { API_METHOD_NAMES } from '../../../src-main/api/methods'
-import type { ApiEvent, BridgeApi, Envelope, WsServerFrame } from '../../../src-main/api/contract'
+import { API_METHOD_NAMES } from '@shared/api/methods'
+import type { ApiEvent, BridgeApi, Envelope, WsServerFrame } from '@shared/api/contract'
 
 const TOKEN_KEY = 'dpo-studio-token'
 

@@ -1,6 +1,6 @@
 // Why the engine computes on the CPU, in words for someone without a GPU (issue 12 item 14): a plain headline, with
 // the engine's own reason ("cudaGetDeviceCount failed: error 35") kept as details on demand.
-import type { BackendInfo } from '../../../src-main/engine/nativeTypes'
+import type { BackendInfo } from '@shared/engine/engineTypes'
 
 /** CUDA runtime errors seen when asking for devices, in words (cudaError_t values, CUDA runtime API docs). */
 const CUDA_ERRORS: Record<number, string> = {

@@ -1,6 +1,6 @@
 // The run history's table logic (issue 12 item 6), pure so it is tested on its own: each run's parameters that tell
 // runs apart, filters on them, and sorting by any of them (missing values last).
-import type { RunListItem } from '../../../src-main/api/contract'
+import type { RunListItem } from '@shared/api/contract'
 import { shortPath } from './format'
 
 /** Columns the table sorts by, with their header text. */

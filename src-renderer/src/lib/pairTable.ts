@@ -1,6 +1,6 @@
 // The pair inspector's table logic (docs/insights.md), pure so it is tested on its own: what each filter keeps, how
 // rows sort (nulls last), a pair's ranking outcome in words, and the counts above the table.
-import type { PairInsightRow } from '../../../src-main/api/contract'
+import type { PairInsightRow } from '@shared/api/contract'
 
 export const PAIR_FILTERS = {
   all: 'All pairs',

@@ -1,9 +1,9 @@
-// Form fields generated from the one parameter schema (src-main/services/params/trainParams.ts): type, default,
+// Form fields generated from the one parameter schema (src-shared/params/trainParams.ts): type, default,
 // bounds and help text come from zod (via JSON Schema); this file adds only labels, the notebook's names, grouping
 // and presets. A field added to the schema appears in the "Other" group without changes here.
 import { z } from 'zod'
-import { DEMO_PRESET } from '../../../src-main/services/demoShared'
-import { trainParamsSchema, type TrainParams, type TrainParamsInput } from '../../../src-main/services/params/trainParams'
+import { DEMO_PRESET } from '@shared/demo/demoPreset'
+import { trainParamsSchema, type TrainParams, type TrainParamsInput } from '@shared/params/trainParams'
 import { parseNumberText } from './numberText'
 
 export type ParamKey = keyof TrainParams

@@ -1,6 +1,6 @@
 // The token heat map's arithmetic (docs/insights.md): each token's change in log-prob (trained − reference), a
 // colour for it on a scale shared by the answers shown together, how a token is written, and the largest changes.
-import type { TokenSide } from '../../../src-main/api/contract'
+import type { TokenSide } from '@shared/api/contract'
 
 export interface HeatToken {
   /** Position among the answer's scored tokens. */

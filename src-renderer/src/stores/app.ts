@@ -1,7 +1,7 @@
 // App-wide state: the current view, app info (platform, folders, training available), host status, notices.
 import { defineStore } from 'pinia'
 import { ref } from 'vue'
-import type { AppInfo, HostStatus, ViewName } from '../../../src-main/api/contract'
+import type { AppInfo, HostStatus, ViewName } from '@shared/api/contract'
 import { connection, errorText, useApi } from '../api/client'
 
 export interface Notice {

@@ -2,8 +2,8 @@
 // support_ratio produce (asked again whenever they change), and the test prompts found beside it.
 import { defineStore } from 'pinia'
 import { computed, ref, watch } from 'vue'
-import type { DatasetOpened, DatasetRowsPage, PairsPage, PromptsOpened } from '../../../src-main/api/contract'
-import { ApiError } from '../../../src-main/api/contract'
+import type { DatasetOpened, DatasetRowsPage, PairsPage, PromptsOpened } from '@shared/api/contract'
+import { ApiError } from '@shared/api/contract'
 import { errorText, useApi } from '../api/client'
 import { insidePath } from '../lib/paths'
 import { useAppStore } from './app'

@@ -3,8 +3,8 @@
 // the parameters follow the Demo preset, and a real model puts the notebook's values back (params.tuneFor).
 import { defineStore } from 'pinia'
 import { computed, ref, watch } from 'vue'
-import type { DemoInfo } from '../../../src-main/api/contract'
-import { classifyStance, type StanceRow } from '../../../src-main/services/data/stance'
+import type { DemoInfo } from '@shared/api/contract'
+import { classifyStance, type StanceRow } from '@shared/data/stance'
 import { useApi } from '../api/client'
 import { insidePath, samePath } from '../lib/paths'
 import { useAppStore } from './app'

@@ -2,7 +2,7 @@
 // adapter, each to a path the user picks (defaults under the app's exports folder).
 import { defineStore } from 'pinia'
 import { ref } from 'vue'
-import { ApiError, type ExportResult } from '../../../src-main/api/contract'
+import { ApiError, type ExportResult } from '@shared/api/contract'
 import { errorText, useApi } from '../api/client'
 import { downloadText } from '../lib/download'
 import { useAppStore } from './app'

@@ -2,7 +2,7 @@
 // reopening one (into the run and responses views), and comparing two runs' trained answers side by side.
 import { defineStore } from 'pinia'
 import { computed, ref, watch } from 'vue'
-import type { ResponseRow, RunDetail, RunListItem } from '../../../src-main/api/contract'
+import type { ResponseRow, RunDetail, RunListItem } from '@shared/api/contract'
 import { errorText, useApi } from '../api/client'
 import { historyRows, NO_FILTER, type HistoryFilter, type HistorySort } from '../lib/historyTable'
 import { useAppStore } from './app'

@@ -3,7 +3,7 @@
 // read from run directories: past runs need no engine.
 import { defineStore } from 'pinia'
 import { computed, ref, shallowRef } from 'vue'
-import type { AnswerTokensRow, PairTokensRow, RunPairs } from '../../../src-main/api/contract'
+import type { AnswerTokensRow, PairTokensRow, RunPairs } from '@shared/api/contract'
 import { errorText, useApi } from '../api/client'
 import { pairSummary, pairTableRows, type PairFilter, type PairSortKey } from '../lib/pairTable'
 

@@ -6,7 +6,7 @@
 // the other side's value, so whatever the user typed stays as it is.
 import { defineStore } from 'pinia'
 import { computed, ref, watch } from 'vue'
-import type { TrainParams, TrainParamsInput } from '../../../src-main/services/params/trainParams'
+import type { TrainParams, TrainParamsInput } from '@shared/params/trainParams'
 import { buildParamFields, PRESETS, validateParams, type ParamKey } from '../lib/paramFields'
 
 const STORAGE_KEY = 'dpo-studio.params'

@@ -2,7 +2,7 @@
 // token from a generation job or a run, or loaded from a past run; plus which question is on screen.
 import { defineStore } from 'pinia'
 import { computed, ref } from 'vue'
-import type { ResponseRow, RunDetail } from '../../../src-main/api/contract'
+import type { ResponseRow, RunDetail } from '@shared/api/contract'
 import { errorText, useApi } from '../api/client'
 import { useAppStore } from './app'
 import { useDatasetStore } from './dataset'

@@ -2,8 +2,8 @@
 // progress, throughput and ETA. Follows a run started in another window, and shows past runs reopened from history.
 import { defineStore } from 'pinia'
 import { computed, ref } from 'vue'
-import type { ApiErrorInfo, JobSnapshot, MetricsRow, RunDetail, RunPhase, TrainProgress } from '../../../src-main/api/contract'
-import { applyJobEvent } from '../../../src-main/api/jobEvents'
+import type { ApiErrorInfo, JobSnapshot, MetricsRow, RunDetail, RunPhase, TrainProgress } from '@shared/api/contract'
+import { applyJobEvent } from '@shared/api/jobEvents'
 import { errorText, useApi } from '../api/client'
 import { useAppStore } from './app'
 import { useDatasetStore } from './dataset'

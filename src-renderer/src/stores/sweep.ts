@@ -2,7 +2,7 @@
 // follow it (run k of n, the finished runs' rows as they come), and open past sweeps from the data folder.
 import { defineStore } from 'pinia'
 import { computed, ref, shallowRef } from 'vue'
-import type { SweepDetail, SweepJobState, SweepListItem, SweepRunRow } from '../../../src-main/api/contract'
+import type { SweepDetail, SweepJobState, SweepListItem, SweepRunRow } from '@shared/api/contract'
 import { errorText, useApi } from '../api/client'
 import { useAppStore } from './app'
 import { useDatasetStore } from './dataset'

@@ -15,7 +15,7 @@ import {
   type LoadedAdapter,
   type NamedTensor,
 } from '../../../src-main/services/training/adapterFiles';
-import { LINEAR_TARGETS } from '../../../src-main/services/params/trainParams';
+import { LINEAR_TARGETS } from '../../../src-shared/params/trainParams';
 import { ensure, readOrRefuse } from '../property';
 import { text, type JsFuzzTarget } from '../jsTarget';
 

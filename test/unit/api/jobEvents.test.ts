@@ -1,7 +1,7 @@
 // applyJobEvent: the one reducer of job events, shared by the main process's job snapshot and the renderer's run store.
 import { describe, expect, it } from 'vitest'
-import { applyJobEvent, LOG_KEEP, type JobView } from '../../../src-main/api/jobEvents'
-import type { MetricsRow, TrainProgress } from '../../../src-main/api/contract'
+import { applyJobEvent, LOG_KEEP, type JobView } from '../../../src-shared/api/jobEvents'
+import type { MetricsRow, TrainProgress } from '../../../src-shared/api/contract'
 
 function view(extra: Partial<JobView> = {}): JobView {
   return { status: 'running', phase: 'load', detail: '', metrics: [], progress: null, log: [], error: null, original: ['', ''], trained: ['', ''], ...extra }

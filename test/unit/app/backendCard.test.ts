@@ -5,7 +5,7 @@
 import { mount } from '@vue/test-utils'
 import { createPinia, setActivePinia } from 'pinia'
 import { beforeEach, describe, expect, it } from 'vitest'
-import type { BackendInfo } from '../../../src-main/engine/nativeTypes'
+import type { BackendInfo } from '../../../src-main/addon/addonTypes'
 import { setApi } from '../../../src-renderer/src/api/client'
 import ModelsBackendCard from '../../../src-renderer/src/components/models/ModelsBackendCard.vue'
 import { useEngineStore } from '../../../src-renderer/src/stores/engine'

@@ -4,7 +4,7 @@
 // ones), and a comparison exports with both runs' parameters.
 import { createPinia, setActivePinia } from 'pinia'
 import { beforeEach, describe, expect, it } from 'vitest'
-import type { RunDetail, RunListItem } from '../../../src-main/api/contract'
+import type { RunDetail, RunListItem } from '../../../src-shared/api/contract'
 import { setApi } from '../../../src-renderer/src/api/client'
 import { filterOptions, historyRows, NO_FILTER } from '../../../src-renderer/src/lib/historyTable'
 import { useHistoryStore } from '../../../src-renderer/src/stores/history'

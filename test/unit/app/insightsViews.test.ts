@@ -5,7 +5,7 @@
 import { mount } from '@vue/test-utils'
 import { createPinia, setActivePinia } from 'pinia'
 import { beforeEach, describe, expect, it } from 'vitest'
-import type { PairInsightRow, PairTokensRow, RunPairs, TokenSide } from '../../../src-main/api/contract'
+import type { PairInsightRow, PairTokensRow, RunPairs, TokenSide } from '../../../src-shared/api/contract'
 import { setApi } from '../../../src-renderer/src/api/client'
 import PairsTokenHeat from '../../../src-renderer/src/components/pairs/PairsTokenHeat.vue'
 import { usePairsStore } from '../../../src-renderer/src/stores/pairs'

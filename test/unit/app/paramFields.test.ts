@@ -2,7 +2,7 @@
 // validation messages in plain words; presets that the schema accepts.
 import { describe, expect, it } from 'vitest'
 import { buildParamFields, PRESETS, validateParams } from '../../../src-renderer/src/lib/paramFields'
-import { trainParamsSchema } from '../../../src-main/services/params/trainParams'
+import { trainParamsSchema } from '../../../src-shared/params/trainParams'
 
 describe('buildParamFields', () => {
   const fields = buildParamFields()

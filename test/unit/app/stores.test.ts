@@ -3,7 +3,7 @@
 // events (metrics, progress, end), and the responses store streams text per prompt.
 import { createPinia, setActivePinia } from 'pinia'
 import { beforeEach, describe, expect, it } from 'vitest'
-import { ApiError, type MetricsRow, type PairsPage } from '../../../src-main/api/contract'
+import { ApiError, type MetricsRow, type PairsPage } from '../../../src-shared/api/contract'
 import { setApi } from '../../../src-renderer/src/api/client'
 import { useDatasetStore } from '../../../src-renderer/src/stores/dataset'
 import { useExportStore } from '../../../src-renderer/src/stores/export'
@@ -60,7 +60,7 @@ describe('dataset store', () => {
   })
 
   it('keeps the row and field of a data error', async () => {
-    const { ApiError } = await import('../../../src-main/api/contract')
+    const { ApiError } = await import('../../../src-shared/api/contract')
     fake.api.datasetOpen = async () => {
       throw new ApiError({ code: 'E_BAD_INPUT', message: 'x.json: row 3 (id 3): field "oppose" is missing', details: { row: 3, field: 'oppose', file: 'x.json' } })
     }

@@ -1,7 +1,7 @@
 // The pair inspector's table logic and the heat map's arithmetic (renderer libs): filters, search, sorting with
 // missing values last, the compared run's column, the summary counts, colours on a shared scale.
 import { describe, expect, it } from 'vitest'
-import type { PairInsightRow, TokenSide } from '../../../src-main/services/insights/insightTypes'
+import type { PairInsightRow, TokenSide } from '../../../src-shared/insights/insightTypes'
 import { keepPair, pairOutcome, pairSummary, pairTableRows } from '../../../src-renderer/src/lib/pairTable'
 import { heatColor, heatScale, heatTokens, largestChanges, tokenLabel } from '../../../src-renderer/src/lib/tokenHeat'
 

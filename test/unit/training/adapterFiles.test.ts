@@ -4,7 +4,7 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
-import type { LoraTensor } from '../../../src-main/engine/nativeTypes'
+import type { LoraTensor } from '../../../src-main/addon/addonTypes'
 import {
   baseModelName,
   decodeSafetensors,

@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest'
 import { CliExit, RUN_PARAM_FLAGS, TRAIN_PARAM_FLAGS, givenParams, paramsFromFlags } from '../../../src-main/cli/commands/trainFlags'
 import { buildProgram } from '../../../src-main/cli/main'
-import { DEFAULT_TRAIN_PARAMS } from '../../../src-main/services/params/trainParams'
+import { DEFAULT_TRAIN_PARAMS } from '../../../src-shared/params/trainParams'
 
 const TRAIN_FLAGS = [
   '--model', '--dataset', '--support-ratio', '--data-size', '--epochs', '--beta', '--loss', '--label-smoothing', '--lr',

@@ -16,8 +16,8 @@ import type {
   ScoredSequence,
   SequenceLogp,
   TrainingState,
-} from '../../../src-main/engine/nativeTypes'
-import type { ModelSession } from '../../../src-main/services/engine/modelSession'
+} from '../../../src-main/addon/addonTypes'
+import type { ModelSession } from '../../../src-main/services/session/modelSession'
 import { loraKey } from '../../../src-main/services/training/adapterFiles'
 import type { TextTokenizer } from '../../../src-main/services/tokenizer/textTokenizer'
 

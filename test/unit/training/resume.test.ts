@@ -4,9 +4,9 @@
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
-import type { TrainingState } from '../../../src-main/engine/nativeTypes'
+import type { TrainingState } from '../../../src-main/addon/addonTypes'
 import { loadPreferenceData, preferencePairs, type PreferencePair } from '../../../src-main/services/data/preferenceFile'
-import { resolveTrainParams, type TrainParamsInput } from '../../../src-main/services/params/trainParams'
+import { resolveTrainParams, type TrainParamsInput } from '../../../src-shared/params/trainParams'
 import { TextTokenizer } from '../../../src-main/services/tokenizer/textTokenizer'
 import { encodeSafetensors } from '../../../src-main/services/training/adapterFiles'
 import {

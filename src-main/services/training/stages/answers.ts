@@ -3,15 +3,15 @@
 // and after it, streamed to the windows and written to the run directory as each phase completes.
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import type { NativeCancelToken } from '../../../engine/nativeTypes'
+import type { NativeCancelToken } from '../../../addon/addonTypes'
 import type { PromptRow } from '../../data/promptsFile'
-import { contextCutNote } from '../../engine/contextLimits'
-import { generateResponses, planGeneration } from '../../engine/generateResponses'
-import type { ModelSession } from '../../engine/modelSession'
-import type { PromptStyle } from '../../engine/promptText'
+import { contextCutNote } from '../../session/contextLimits'
+import { generateResponses, planGeneration } from '../../session/generateResponses'
+import type { ModelSession } from '../../session/modelSession'
+import type { PromptStyle } from '../../session/promptText'
 import { writeJsonAtomic } from '../../fsAtomic'
 import { RESPONSES_ORIGINAL_FILE, RESPONSES_TRAINED_FILE } from '../runFiles'
-import type { ResponseRow, RunEvents } from '../types'
+import type { ResponseRow, RunEvents } from '../../../../src-shared/run/runTypes'
 
 export interface AnswerRun {
   session: ModelSession

@@ -7,7 +7,7 @@ import { writeJsonAtomic } from '../../fsAtomic'
 import { errorMessage } from '../../errors'
 import { phaseWords, updateRunStatus, type RunStatusFile } from '../runDir'
 import { SUMMARY_FILE } from '../runFiles'
-import type { NotebookRunRequest, RunEvents, RunPhase, RunSummary } from '../types'
+import type { NotebookRunRequest, RunEvents, RunPhase, RunSummary } from '../../../../src-shared/run/runTypes'
 
 export class RunRecord {
   /** What the run is doing (where a cancel or failure happened). */

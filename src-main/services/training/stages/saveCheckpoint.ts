@@ -1,6 +1,6 @@
 // Checkpoints (docs/resume.md): the state after the last finished step (LoRA values, optimizer state, data position,
 // scheduler, accumulators), written whole or not at all; a step already checkpointed is not written again.
-import { fromEngineError } from '../../engine/modelSession'
+import { fromEngineError } from '../../session/modelSession'
 import { optimizerSummary, writeCheckpoint } from '../checkpoint'
 import type { TrainRun, TrainState } from './trainRun'
 

@@ -2,13 +2,13 @@
 // message and tokenized, with TRL's truncation and max_length never past the model's context (contextLimits.ts);
 // the log says what was cut.
 import type { PreferencePair } from '../../data/preferenceFile'
-import { modelContext, trainingLengths, type TrainingLengths } from '../../engine/contextLimits'
-import type { ModelSession } from '../../engine/modelSession'
+import { modelContext, trainingLengths, type TrainingLengths } from '../../session/contextLimits'
+import type { ModelSession } from '../../session/modelSession'
 import { StudioError, errorMessage } from '../../errors'
-import type { TrainParams } from '../../params/trainParams'
+import type { TrainParams } from '../../../../src-shared/params/trainParams'
 import { pairKey, swappedPairKey } from '../refCache'
 import { tokenizeTrainingPair } from '../tokenizePair'
-import type { RunEvents } from '../types'
+import type { RunEvents } from '../../../../src-shared/run/runTypes'
 import type { TokenizedPair } from './trainRun'
 
 export interface TokenizedPairs {

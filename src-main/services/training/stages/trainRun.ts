@@ -2,14 +2,14 @@
 // (TrainRun) and how far it has got (TrainState), which the stages advance and a checkpoint or the summary records.
 // Cancellation lives here too: an abort stops the loop at the next micro-batch boundary and, where the addon offers
 // tokens, also interrupts the engine call in flight (its partial work is discarded either way).
-import type { NativeCancelToken, ScoredSequence } from '../../../engine/nativeTypes'
+import type { NativeCancelToken, ScoredSequence } from '../../../addon/addonTypes'
 import type { PreferencePair } from '../../data/preferenceFile'
-import { fromEngineError, type ModelSession } from '../../engine/modelSession'
-import type { TrainParams } from '../../params/trainParams'
+import { fromEngineError, type ModelSession } from '../../session/modelSession'
+import type { TrainParams } from '../../../../src-shared/params/trainParams'
 import type { AdapterSettings, LoadedAdapter } from '../adapterFiles'
 import type { RefLogps } from '../refCache'
 import type { PlannedStep, ScheduleInput, ScheduleTotals } from '../schedule'
-import type { RunEvents } from '../types'
+import type { RunEvents } from '../../../../src-shared/run/runTypes'
 
 export interface TokenizedPair {
   chosen: ScoredSequence

@@ -2,12 +2,12 @@
 // engine accumulates each micro-batch's DPO gradients, then AdamW updates the LoRA; the step's metrics row and its
 // steps.jsonl line are then logged, whole lines only.
 import { join } from 'node:path'
-import type { DpoPairInput } from '../../../engine/nativeTypes'
+import type { DpoPairInput } from '../../../addon/addonTypes'
 import { StudioError } from '../../errors'
 import { appendLine, METRICS_FILE, STEPS_FILE } from '../runFiles'
 import type { PlannedStep } from '../schedule'
 import { mean, metricsRow, microMetrics, trainProgress, type MicroMetrics } from '../stepMetrics'
-import type { MetricsRow, TrainProgress } from '../types'
+import type { MetricsRow, TrainProgress } from '../../../../src-shared/run/runTypes'
 import type { TrainRun, TrainState } from './trainRun'
 
 /** AdamW constants the notebook leaves at TrainingArguments' defaults (docs/reference/trainer.md#defaults-that-matter). */

@@ -2,13 +2,13 @@
 // (docs/reference/trainer.md#end-of-training, plus ours), and the result returned. A cancelled run keeps a checkpoint
 // to continue from; a completed one has its adapter as the final state; a failed one records its error.
 import { resolve, join } from 'node:path'
-import { fromEngineError } from '../../engine/modelSession'
+import { fromEngineError } from '../../session/modelSession'
 import { errorMessage } from '../../errors'
 import { writeJsonAtomic } from '../../fsAtomic'
 import { saveAdapter, type LoadedAdapter } from '../adapterFiles'
 import { removeCheckpoint } from '../checkpoint'
 import { ADAPTER_DIR, SUMMARY_FILE, TRAINING_STATE_FILE } from '../runFiles'
-import type { RunSummary } from '../types'
+import type { RunSummary } from '../../../../src-shared/run/runTypes'
 import { saveCheckpoint } from './saveCheckpoint'
 import type { TrainRun, TrainState } from './trainRun'
 

@@ -1,7 +1,7 @@
 // What the pair inspector, the token view and the support_ratio sweep leave in run directories (docs/insights.md):
 // file names and line shapes. Pure types and constants, so the renderer can import them too.
-import type { ChatMessage } from '../tokenizer/chatTemplate'
-import type { RecordId } from '../data/promptsFile'
+import type { ChatMessage } from '../prompts/chatMessage'
+import type { RecordId } from '../data/recordId'
 
 /** One line per training pair (docs/insights.md "pairs.jsonl"). */
 export const PAIRS_FILE = 'pairs.jsonl'
@@ -71,7 +71,7 @@ export interface AnswerTokensRow {
   trained: TokenSide & { answer: string; logp_ref: StoredLogp; logp_trained: StoredLogp }
 }
 
-/** Test answers per side, by their nearest exemplar (services/data/stance.ts). */
+/** Test answers per side, by their nearest exemplar (src-shared/data/stance.ts). */
 export interface StanceCount {
   support: number
   oppose: number

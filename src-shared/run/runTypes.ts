@@ -1,6 +1,6 @@
 // The training service's contract, shared by the CLI, the engine host and the renderer: what a run reports while it
 // runs (events) and what it leaves on disk (the run directory of docs/architecture.md#run-directory).
-import type { RecordId } from '../data/promptsFile'
+import type { RecordId } from '../data/recordId'
 import type { TrainParams } from '../params/trainParams'
 
 /**

@@ -2,7 +2,7 @@
 // (docs/reference/dpo-data.md#labels, docs/reference/dpo-loss.md#sequence-log-probs): each pair is one right-padded
 // [chosen, rejected] batch, as DPOTrainer's concatenated_forward sees it. With perToken, each answer's tokens come too:
 // id, the text it adds, and its log-prob (docs/insights.md).
-import type { NativeCancelToken } from '../../engine/nativeTypes'
+import type { NativeCancelToken } from '../../addon/addonTypes'
 import type { PreferencePair } from '../data/preferenceFile'
 import { StudioError } from '../errors'
 import { DPO_DEFAULTS, dpoTokenize } from '../tokenizer/dpoTokenize'

@@ -2,7 +2,7 @@
 // defaults, bounds and help text. The renderer builds its forms from PARAM_FIELDS, main and the CLI validate with
 // trainParamsSchema, and the engine receives the fully resolved values.
 import { z } from 'zod'
-import { DEFAULT_SYSTEM_MESSAGE } from '../tokenizer/chatTemplate'
+import { DEFAULT_SYSTEM_MESSAGE } from '../prompts/chatMessage'
 
 import { BACKENDS, LINEAR_TARGETS, LOSS_TYPES, OPTIMIZERS, QUANT_MODES, THINKING_MODES } from './enumValues'
 

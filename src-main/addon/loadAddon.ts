@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { dirname, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import type { NativeEngine } from './nativeTypes'
+import type { NativeEngine } from './addonTypes'
 
 let cached: NativeEngine | undefined
 
@@ -21,7 +21,7 @@ export function nativeAddonPath(): string {
   return process.env.DPO_ENGINE_PATH ?? resolve(appRoot(), 'build/native/Release/dpo_engine.node')
 }
 
-export function loadNative(): NativeEngine {
+export function loadAddon(): NativeEngine {
   if (cached) return cached
   const path = nativeAddonPath()
   if (!existsSync(path)) {

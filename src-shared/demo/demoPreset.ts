@@ -1,6 +1,6 @@
 // The parts of the embedded demo that the renderer needs too (no Node imports): the parameters for the demo model
-// and the plain-language note that says what it is. services/demo.ts adds the paths and re-exports these.
-import type { TrainParamsInput } from './params/trainParams'
+// and the plain-language note that says what it is. src-main/services/demo.ts adds the paths and re-exports these.
+import type { TrainParamsInput } from '../params/trainParams'
 
 /**
  * Parameters for the demo model. Its ~1.7M parameters move much less per step than a 7B model at the notebook's

@@ -1,7 +1,7 @@
 // Greedy answers for a list of prompts (the notebook's generation loop): template, tokenize, decode in batches on
 // the engine, stream text deltas, and cut the answer out of the decoded text as the notebook does
 // (docs/reference/generation.md#answer-text).
-import type { NativeCancelToken } from '../../engine/nativeTypes'
+import type { NativeCancelToken } from '../../addon/addonTypes'
 import type { RecordId } from '../data/promptsFile'
 import { answerText } from '../tokenizer/answerText'
 import { promptIds } from '../tokenizer/chatTemplate'

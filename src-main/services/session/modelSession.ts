@@ -2,8 +2,8 @@
 // Checks the directory up front so a wrong path fails with a message naming the missing file, before any loading.
 import { existsSync } from 'node:fs'
 import { join, resolve } from 'node:path'
-import { loadNative } from '../../engine/loadNative'
-import type { BackendChoice, NativeModel, NativeModelInfo, QuantMode } from '../../engine/nativeTypes'
+import { loadAddon } from '../../addon/loadAddon'
+import type { BackendChoice, NativeModel, NativeModelInfo, QuantMode } from '../../addon/addonTypes'
 import { StudioError, errorMessage } from '../errors'
 import { statOrProblem } from '../pathProblems'
 import { TextTokenizer } from '../tokenizer/textTokenizer'
@@ -45,7 +45,7 @@ export async function openModel(dir: string, options: OpenModelOptions): Promise
   const tokenizer = await TextTokenizer.fromDir(abs)
   let native: NativeModel
   try {
-    native = await loadNative().loadModel(abs, { quant: options.quant, backend: options.backend }, options.onProgress)
+    native = await loadAddon().loadModel(abs, { quant: options.quant, backend: options.backend }, options.onProgress)
   } catch (e) {
     throw fromEngineError(e)
   }

@@ -2,11 +2,11 @@
 // names, zod input schemas, result types and pushed events. The Electron preload bridge and the web host's WebSocket
 // client both follow it. Pure data + zod: no Node imports, so the renderer can import it too.
 import { z } from 'zod'
-import type { BackendInfo, NativeModelInfo } from '../engine/nativeTypes'
-import type { RecordId } from '../services/data/promptsFile'
-import type { AnswerTokensRow, PairInsightRow, PairTokensRow, SweepFile, SweepRunRow, TokenSide } from '../services/insights/insightTypes'
-import { BACKENDS, DEFAULT_GGUF_FILE_TYPES, GGUF_FILE_TYPES, MERGE_BASES, MERGE_DTYPES, QUANT_MODES } from '../services/params/enumValues'
-import { trainParamsSchema } from '../services/params/trainParams'
+import type { BackendInfo, NativeModelInfo } from '../engine/engineTypes'
+import type { RecordId } from '../data/recordId'
+import type { AnswerTokensRow, PairInsightRow, PairTokensRow, SweepFile, SweepRunRow, TokenSide } from '../insights/insightTypes'
+import { BACKENDS, DEFAULT_GGUF_FILE_TYPES, GGUF_FILE_TYPES, MERGE_BASES, MERGE_DTYPES, QUANT_MODES } from '../params/enumValues'
+import { trainParamsSchema } from '../params/trainParams'
 import { API_METHOD_NAMES } from './methods'
 import type {
   ComparisonRow,
@@ -15,7 +15,7 @@ import type {
   RunPhase,
   RunSummary,
   TrainProgress,
-} from '../services/training/types'
+} from '../run/runTypes'
 
 export type { BackendInfo, ComparisonRow, MetricsRow, NativeModelInfo, RecordId, ResponseRow, RunPhase, RunSummary, TrainProgress }
 export type { AnswerTokensRow, PairInsightRow, PairTokensRow, SweepFile, SweepRunRow, TokenSide }

@@ -1,54 +1,10 @@
 // TypeScript declaration of the whole native module (native/addon/module.cpp): one place for its shapes. Enum-valued
-// options take their values from enumValues.ts, the one list the schemas and the CLI check against.
-import type { BackendChoice, LossType, OptimizerKind, QuantMode } from '../services/params/enumValues'
+// options take their values from enumValues.ts, the one list the schemas and the CLI check against. The shapes the
+// renderer shows too (backend, model info) live in src-shared/engine/engineTypes.ts and are re-exported here.
+import type { BackendInfo, NativeModelConfig, NativeModelInfo } from '../../src-shared/engine/engineTypes'
+import type { BackendChoice, LossType, OptimizerKind, QuantMode } from '../../src-shared/params/enumValues'
 
-export type { BackendChoice, QuantMode }
-
-export interface BackendInfo {
-  cudaCompiled: boolean
-  cudaAvailable: boolean
-  cudaReason: string
-  cudaDevice: string
-  cudaFreeBytes: number
-  cudaTotalBytes: number
-  /** The GPU self-check (docs/cuda-self-check.md), run once per engine process when a GPU answers. */
-  cudaSelfCheck: 'passed' | 'failed' | 'skipped' | 'not run'
-  /** The failing kernel and GPU, or what passed and its cost. */
-  cudaSelfCheckNote: string
-  cudaSelfCheckMs: number
-  cpuThreads: number
-}
-
-export interface NativeModelConfig {
-  architecture: string
-  modelType: string
-  hidden: number
-  layers: number
-  heads: number
-  kvHeads: number
-  headDim: number
-  intermediate: number
-  vocab: number
-  maxPosition: number
-  /** The longest sequence the engine takes: maxPosition, times the factor for dynamic RoPE (0 = no limit given). */
-  context: number
-  ropeTheta: number
-  /** RoPE scaling as read (docs/model-families.md): default, linear, dynamic, yarn or llama3. */
-  ropeType: 'default' | 'linear' | 'dynamic' | 'yarn' | 'llama3'
-  ropeFactor: number
-  rmsNormEps: number
-  tieEmbeddings: boolean
-  qkvBias: boolean
-  /** Qwen3's per-head q/k RMSNorm. */
-  qkNorm: boolean
-  /** > 0: sequences longer than this are refused (the model's sliding window). */
-  slidingWindow: number
-  /** A bitsandbytes 4-bit checkpoint (quantization_config). */
-  prequantized: boolean
-  bosTokenId: number
-  eosTokenIds: number[]
-  torchDtype: string
-}
+export type { BackendChoice, BackendInfo, NativeModelConfig, NativeModelInfo, QuantMode }
 
 /** checkModel: the loader's checks from config.json and the safetensors headers alone (nothing loaded). */
 export interface NativeModelCheck {
@@ -62,17 +18,6 @@ export interface NativeModelCheck {
   params: number
   checkpointBytes: number
   quantizedLinears: number
-}
-
-export interface NativeModelInfo {
-  config: NativeModelConfig
-  params: number
-  checkpointBytes: number
-  residentBytes: number
-  quantizedLinears: number
-  backend: string
-  backendNote: string
-  quant: QuantMode
 }
 
 export interface ScoredSequence {
