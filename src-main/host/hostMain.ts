@@ -3,7 +3,6 @@
 // fork or Electron's utilityProcess; speaks protocol.ts over whichever channel it was given.
 import type { JobEvent } from '../../src-shared/api/contract'
 import { toApiError } from '../api/errorInfo'
-// The addon loader is loadAddon (src-main/addon); renamed at the call sites once this file's refactor has landed.
 import { loadAddon } from '../addon/loadAddon'
 import type { BackendChoice, NativeCancelToken, QuantMode } from '../addon/addonTypes'
 import { generateResponses } from '../services/session/generateResponses'
