@@ -19,7 +19,7 @@ export default defineConfig([
     'test-results/',
     '.cuda-toolkit/',
     '.refstack/',
-    '.gpu/'
+    '.gpu/',
   ]),
   js.configs.recommended,
   tseslint.configs.recommended,
@@ -29,15 +29,15 @@ export default defineConfig([
       globals: { ...globals.node, ...globals.browser },
       parserOptions: {
         // Type information for the promise rules below; files outside tsconfig.json get the default project.
-        projectService: { allowDefaultProject: ['*.js', '*.mjs', 'bin/*.mjs', 'vitest.*.config.ts'] },
+        projectService: { allowDefaultProject: ['*.js', '*.mjs', 'bin/*.mjs'] },
         tsconfigRootDir: import.meta.dirname,
-        extraFileExtensions: ['.vue']
-      }
-    }
+        extraFileExtensions: ['.vue'],
+      },
+    },
   },
   {
     files: ['**/*.vue'],
-    languageOptions: { parserOptions: { parser: tseslint.parser } }
+    languageOptions: { parserOptions: { parser: tseslint.parser } },
   },
   {
     rules: {
@@ -51,15 +51,15 @@ export default defineConfig([
       // `_`-prefixed names are deliberately unused (a callback's position, a destructured field left out).
       '@typescript-eslint/no-unused-vars': [
         'error',
-        { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none', ignoreRestSiblings: true }
-      ]
-    }
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none', ignoreRestSiblings: true },
+      ],
+    },
   },
   {
     // Test helpers hand back free-form JSON and protocol frames (webClient events, safetensors headers) that each
     // test reads field by field; the assertions are the type check there. The application code keeps the rule.
     files: ['test/**'],
-    rules: { '@typescript-eslint/no-explicit-any': 'off' }
+    rules: { '@typescript-eslint/no-explicit-any': 'off' },
   },
-  prettier
+  prettier,
 ])
