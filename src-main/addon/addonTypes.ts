@@ -150,7 +150,12 @@ export interface TrainingState {
 export interface NativeModel {
   info(): NativeModelInfo
   /** useAdapter=false scores with the adapter disabled (the DPO reference model); default true. */
-  logps(batch: ScoredSequence[], padId: number, cancel?: NativeCancelToken, useAdapter?: boolean): Promise<SequenceLogp[]>
+  logps(
+    batch: ScoredSequence[],
+    padId: number,
+    cancel?: NativeCancelToken,
+    useAdapter?: boolean,
+  ): Promise<SequenceLogp[]>
   /** Creates a fresh adapter (A kaiming-uniform from the seed, B = 0) and drops any previous one and its optimizer state. */
   attachLora(options: LoraOptions): void
   detachLora(): void
@@ -160,7 +165,12 @@ export interface NativeModel {
   /** Loads adapter values (shapes must match the attached adapter; names as loraTensors gives them). */
   setLoraTensors(tensors: LoraTensor[]): void
   /** Forward + backward of the DPO loss for a micro-batch of pairs; accumulates LoRA gradients. */
-  dpoAccumulate(pairs: DpoPairInput[], padId: number, options: DpoOptions, cancel?: NativeCancelToken): Promise<DpoPairMetrics[]>
+  dpoAccumulate(
+    pairs: DpoPairInput[],
+    padId: number,
+    options: DpoOptions,
+    cancel?: NativeCancelToken,
+  ): Promise<DpoPairMetrics[]>
   /** Clips, applies one optimizer update with the given learning rate, and zeroes the gradients. */
   optimizerStep(options: OptimizerOptions): Promise<OptimizerStepResult>
   /** The attached adapter's optimizer state, step counters and dropout generator as of its last optimizer step. */
@@ -171,7 +181,12 @@ export interface NativeModel {
    * Full-parameter SFT (model loaded with quant 'none'): mean cross-entropy over the labelled tokens of the batch;
    * every weight's gradient accumulates as gradScale * d(mean)/dθ.
    */
-  sftAccumulate(batch: ScoredSequence[], padId: number, gradScale: number, cancel?: NativeCancelToken): Promise<{ loss: number; tokens: number }>
+  sftAccumulate(
+    batch: ScoredSequence[],
+    padId: number,
+    gradScale: number,
+    cancel?: NativeCancelToken,
+  ): Promise<{ loss: number; tokens: number }>
   /** Clipping + one fp32 AdamW update of every weight (kind is ignored: always fp32 AdamW). */
   sftStep(options: OptimizerOptions): Promise<OptimizerStepResult>
   /** Writes the weights as a Hugging Face model.safetensors (bf16 or fp32), atomically. */
@@ -204,13 +219,30 @@ export interface NativeEngine {
 
 /** Errors thrown by the engine carry a stable code. */
 export interface EngineError extends Error {
-  code: 'E_BAD_INPUT' | 'E_BAD_MODEL' | 'E_NO_CUDA' | 'E_OOM' | 'E_CANCELLED' | 'E_IO' | 'E_INTERNAL' | 'E_DEVICE_FAULT' | 'E_TOO_LONG'
+  code:
+    | 'E_BAD_INPUT'
+    | 'E_BAD_MODEL'
+    | 'E_NO_CUDA'
+    | 'E_OOM'
+    | 'E_CANCELLED'
+    | 'E_IO'
+    | 'E_INTERNAL'
+    | 'E_DEVICE_FAULT'
+    | 'E_TOO_LONG'
 }
 
 /** The engine's export arithmetic (native/include/dpo/export_ops.h), synchronous, one tensor per call. */
 export interface NativeExportOps {
   /** w (rows, cols) += scale * b (rows, rank) @ a (rank, cols), in place. */
-  mergeLora(w: Float32Array, rows: number, cols: number, a: Float32Array, b: Float32Array, rank: number, scale: number): void
+  mergeLora(
+    w: Float32Array,
+    rows: number,
+    cols: number,
+    a: Float32Array,
+    b: Float32Array,
+    rank: number,
+    scale: number,
+  ): void
   /** w (rows, cols) becomes the weights the quant-nf4 path multiplies with (fp16 cast, NF4 round trip, bf16). */
   nf4Effective(w: Float32Array, rows: number, cols: number): void
   /** fp32 values in llama.cpp's F16, Q8_0 or Q4_0 encoding (blocks of 32 for the last two). */

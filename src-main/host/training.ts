@@ -3,7 +3,12 @@
 import { runNotebook, type NotebookDeps } from '../services/training/notebookRun'
 import type { NotebookRunRequest, RunEvents, RunSummary } from '../../src-shared/run/runTypes'
 
-export type RunNotebook = (req: NotebookRunRequest, events: RunEvents, signal?: AbortSignal, deps?: NotebookDeps) => Promise<RunSummary>
+export type RunNotebook = (
+  req: NotebookRunRequest,
+  events: RunEvents,
+  signal?: AbortSignal,
+  deps?: NotebookDeps,
+) => Promise<RunSummary>
 
 export async function loadRunNotebook(): Promise<RunNotebook | null> {
   return runNotebook

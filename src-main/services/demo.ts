@@ -29,7 +29,11 @@ export function isDemoModel(dir: string): boolean {
  * hands back; null when this build has no demo model or sample dataset.
  */
 export function demoInfo(): DemoInfo | null {
-  if (!existsSync(path.join(DEMO_MODEL_DIR, 'config.json')) || !existsSync(path.join(SAMPLE_DATASET_DIR, 'labelled_data.json'))) return null
+  if (
+    !existsSync(path.join(DEMO_MODEL_DIR, 'config.json')) ||
+    !existsSync(path.join(SAMPLE_DATASET_DIR, 'labelled_data.json'))
+  )
+    return null
   const datasetDir = real(SAMPLE_DATASET_DIR)
   return {
     modelDir: real(DEMO_MODEL_DIR),

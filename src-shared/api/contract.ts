@@ -4,26 +4,48 @@
 import { z } from 'zod'
 import type { BackendInfo, NativeModelInfo } from '../engine/engineTypes'
 import type { RecordId } from '../data/recordId'
-import type { AnswerTokensRow, PairInsightRow, PairTokensRow, SweepFile, SweepRunRow, TokenSide } from '../insights/insightTypes'
-import { BACKENDS, DEFAULT_GGUF_FILE_TYPES, GGUF_FILE_TYPES, MERGE_BASES, MERGE_DTYPES, QUANT_MODES } from '../params/enumValues'
+import type {
+  AnswerTokensRow,
+  PairInsightRow,
+  PairTokensRow,
+  SweepFile,
+  SweepRunRow,
+  TokenSide,
+} from '../insights/insightTypes'
+import {
+  BACKENDS,
+  DEFAULT_GGUF_FILE_TYPES,
+  GGUF_FILE_TYPES,
+  MERGE_BASES,
+  MERGE_DTYPES,
+  QUANT_MODES,
+} from '../params/enumValues'
 import { trainParamsSchema } from '../params/trainParams'
 import { API_METHOD_NAMES } from './methods'
-import type {
+import type { ComparisonRow, MetricsRow, ResponseRow, RunPhase, RunSummary, TrainProgress } from '../run/runTypes'
+
+export type {
+  BackendInfo,
   ComparisonRow,
   MetricsRow,
+  NativeModelInfo,
+  RecordId,
   ResponseRow,
   RunPhase,
   RunSummary,
   TrainProgress,
-} from '../run/runTypes'
-
-export type { BackendInfo, ComparisonRow, MetricsRow, NativeModelInfo, RecordId, ResponseRow, RunPhase, RunSummary, TrainProgress }
+}
 export type { AnswerTokensRow, PairInsightRow, PairTokensRow, SweepFile, SweepRunRow, TokenSide }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Input schemas (every IPC / WebSocket argument is parsed with these before it reaches a service)
 
-const pathArg = z.string().trim().min(1, 'a path is required').max(4096).refine((p) => !p.includes('\0'), 'path contains a NUL byte')
+const pathArg = z
+  .string()
+  .trim()
+  .min(1, 'a path is required')
+  .max(4096)
+  .refine((p) => !p.includes('\0'), 'path contains a NUL byte')
 const idArg = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'not a valid id')
 const none = z.union([z.undefined(), z.null(), z.object({}).strict()]).transform(() => undefined)
 const engineChoice = {
@@ -66,7 +88,12 @@ export const apiInputs = {
   /** Greedy answers to the test prompts with the base model (the notebook's "before training"), streamed. */
   generateStart: z.object({ modelDir: pathArg, promptsPath: pathArg, params: paramsArg }),
   /** The whole notebook: original answers, DPO training, trained answers, comparison.json, in a new run dir. */
-  runStart: z.object({ modelDir: pathArg, datasetPath: pathArg, testPromptsPath: pathArg.optional(), params: paramsArg }),
+  runStart: z.object({
+    modelDir: pathArg,
+    datasetPath: pathArg,
+    testPromptsPath: pathArg.optional(),
+    params: paramsArg,
+  }),
   /** Continues a cancelled or failed run in its directory: training from its checkpoint, then its remaining phases. */
   runResume: z.object({ run: z.union([idArg, pathArg]) }),
   jobCancel: z.object({ jobId: idArg }),
@@ -97,14 +124,29 @@ export const apiInputs = {
   exportAdapter: z.object({ run: z.union([idArg, pathArg]), dir: pathArg }),
   /** Where next (docs/where-next.md): into a folder that is new, empty or an earlier export of that kind (overwrite). */
   exportMerged: z.object({
-    run: z.union([idArg, pathArg]), dir: pathArg, overwrite: z.boolean().default(false),
-    dtype: z.enum(['auto', ...MERGE_DTYPES]).default('auto'), mergeInto: z.enum(MERGE_BASES).default('auto'),
+    run: z.union([idArg, pathArg]),
+    dir: pathArg,
+    overwrite: z.boolean().default(false),
+    dtype: z.enum(['auto', ...MERGE_DTYPES]).default('auto'),
+    mergeInto: z.enum(MERGE_BASES).default('auto'),
   }),
   exportGguf: z.object({
-    run: z.union([idArg, pathArg]), dir: pathArg, overwrite: z.boolean().default(false),
-    types: z.array(z.enum(GGUF_FILE_TYPES)).min(1).max(GGUF_FILE_TYPES.length).default([...DEFAULT_GGUF_FILE_TYPES]), lora: z.boolean().default(true),
+    run: z.union([idArg, pathArg]),
+    dir: pathArg,
+    overwrite: z.boolean().default(false),
+    types: z
+      .array(z.enum(GGUF_FILE_TYPES))
+      .min(1)
+      .max(GGUF_FILE_TYPES.length)
+      .default([...DEFAULT_GGUF_FILE_TYPES]),
+    lora: z.boolean().default(true),
   }),
-  exportProject: z.object({ run: z.union([idArg, pathArg]), dir: pathArg, overwrite: z.boolean().default(false), gpus: z.number().int().min(1).max(1024).optional() }),
+  exportProject: z.object({
+    run: z.union([idArg, pathArg]),
+    dir: pathArg,
+    overwrite: z.boolean().default(false),
+    gpus: z.number().int().min(1).max(1024).optional(),
+  }),
   /** An adapter trained elsewhere (an exported project's outputs/adapter) as a new run beside the one it repeats. */
   importAdapter: z.object({ run: z.union([idArg, pathArg]), adapterDir: pathArg }),
   /** An exported JSON file's text, for the browser's download button (web mode: the file is on the server). */
@@ -117,7 +159,10 @@ export const apiInputs = {
     kind: z.enum(['file', 'directory', 'fileOrDirectory']),
     title: z.string().max(200).default('Open'),
     defaultPath: pathArg.optional(),
-    filters: z.array(z.object({ name: z.string().max(100), extensions: z.array(z.string().max(20)).max(20) })).max(10).optional(),
+    filters: z
+      .array(z.object({ name: z.string().max(100), extensions: z.array(z.string().max(20)).max(20) }))
+      .max(10)
+      .optional(),
   }),
   dialogSave: z.object({ title: z.string().max(200).default('Save'), defaultPath: pathArg.optional() }),
 } as const
@@ -496,6 +541,4 @@ export { IPC_EVENT_CHANNEL, IPC_PREFIX } from './methods'
 /** WebSocket frames. */
 export type WsClientFrame = { id: number; method: ApiMethod; input: unknown }
 export type WsServerFrame =
-  | { id: number; ok: true; result: unknown }
-  | { id: number; ok: false; error: ApiErrorInfo }
-  | { event: ApiEvent }
+  { id: number; ok: true; result: unknown } | { id: number; ok: false; error: ApiErrorInfo } | { event: ApiEvent }

@@ -40,7 +40,16 @@ export function applyJobEvent<V extends JobView>(v: V, e: JobEvent): V {
     }
     case 'sweep': {
       const rows = v.sweep?.rows ?? []
-      return { ...v, sweep: { index: e.index, total: e.total, ratio: e.ratio, runDir: e.runDir, rows: e.row ? [...rows, e.row] : rows } }
+      return {
+        ...v,
+        sweep: {
+          index: e.index,
+          total: e.total,
+          ratio: e.ratio,
+          runDir: e.runDir,
+          rows: e.row ? [...rows, e.row] : rows,
+        },
+      }
     }
     case 'log':
       return { ...v, log: [...v.log.slice(-(LOG_KEEP - 1)), e.line] }

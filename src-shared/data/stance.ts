@@ -1,7 +1,10 @@
 // Which side an answer takes: the stance of its nearest sample answer by character-bigram overlap (Dice
 // coefficient). Used by the demo-model script, the tests that check DPO moved the answers, and the Responses view
 // (stance labels while the built-in sample dataset is open). Pure: no Node imports, so the renderer can use it.
-export interface StanceRow { support: string; oppose: string }
+export interface StanceRow {
+  support: string
+  oppose: string
+}
 
 function bigrams(s: string): Map<string, number> {
   const chars = Array.from(s.replace(/\s+/g, ''))
@@ -14,8 +17,10 @@ function bigrams(s: string): Map<string, number> {
 }
 
 export function similarity(a: string, b: string): number {
-  const x = bigrams(a), y = bigrams(b)
-  let shared = 0, total = 0
+  const x = bigrams(a),
+    y = bigrams(b)
+  let shared = 0,
+    total = 0
   for (const [g, n] of x) {
     shared += Math.min(n, y.get(g) ?? 0)
     total += n
@@ -29,7 +34,8 @@ export function classifyStance(answer: string, rows: readonly StanceRow[]): 'sup
   let best = -1
   let side: 'support' | 'oppose' = 'support'
   for (const r of rows) {
-    const s = similarity(answer, r.support), o = similarity(answer, r.oppose)
+    const s = similarity(answer, r.support),
+      o = similarity(answer, r.oppose)
     if (s > best) {
       best = s
       side = 'support'

@@ -28,7 +28,8 @@ export interface MetricsRow {
 }
 
 /** What the run is doing now, in order. */
-export type RunPhase = 'load' | 'original' | 'reference' | 'train' | 'trained' | 'save' | 'done' | 'cancelled' | 'failed'
+export type RunPhase =
+  'load' | 'original' | 'reference' | 'train' | 'trained' | 'save' | 'done' | 'cancelled' | 'failed'
 
 export interface TrainProgress {
   /** What the counts measure: the reference pass (pairs scored, step 0) or training (default). */

@@ -63,25 +63,67 @@ describe('addon enum names', () => {
     })
 
     it('refuses a bad loss type, optimizer kind, saved optimizer and layout', () => {
-      expect(thrown(() => model.dpoAccumulate([pair], 0, { beta: 0.1, lossType: bad('kto'), labelSmoothing: 0, gradScale: 1 })))
-        .toMatchObject({ code: 'E_BAD_INPUT', message: "lossType must be 'sigmoid', 'ipo', 'hinge' or 'robust', got 'kto'" })
-      expect(thrown(() => model.optimizerStep({ kind: bad('sgd'), lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 1 })))
-        .toMatchObject({ code: 'E_BAD_INPUT', message: "optimizer kind must be 'adamw' or 'paged_adamw_8bit', got 'sgd'" })
-      expect(thrown(() => model.importTrainingState({ optimizer: bad('sgd'), dropoutRng: '', tensors: [] })))
-        .toMatchObject({ code: 'E_BAD_INPUT', message: "importTrainingState: optimizer must be 'none', 'adamw' or 'paged_adamw_8bit', got 'sgd'" })
+      expect(
+        thrown(() =>
+          model.dpoAccumulate([pair], 0, { beta: 0.1, lossType: bad('kto'), labelSmoothing: 0, gradScale: 1 }),
+        ),
+      ).toMatchObject({
+        code: 'E_BAD_INPUT',
+        message: "lossType must be 'sigmoid', 'ipo', 'hinge' or 'robust', got 'kto'",
+      })
+      expect(
+        thrown(() =>
+          model.optimizerStep({
+            kind: bad('sgd'),
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weightDecay: 0,
+            maxGradNorm: 1,
+          }),
+        ),
+      ).toMatchObject({
+        code: 'E_BAD_INPUT',
+        message: "optimizer kind must be 'adamw' or 'paged_adamw_8bit', got 'sgd'",
+      })
+      expect(
+        thrown(() => model.importTrainingState({ optimizer: bad('sgd'), dropoutRng: '', tensors: [] })),
+      ).toMatchObject({
+        code: 'E_BAD_INPUT',
+        message: "importTrainingState: optimizer must be 'none', 'adamw' or 'paged_adamw_8bit', got 'sgd'",
+      })
       const tensor = { name: 't0', layout: bad('bnb4'), step: 1, numel: 2 }
-      expect(thrown(() => model.importTrainingState({ optimizer: 'adamw', dropoutRng: '', tensors: [tensor] as never })))
-        .toMatchObject({ code: 'E_BAD_INPUT', message: "optimizer state of t0: layout must be 'adamw', 'bnb8_blockwise' or 'bnb32', got 'bnb4'" })
+      expect(
+        thrown(() => model.importTrainingState({ optimizer: 'adamw', dropoutRng: '', tensors: [tensor] as never })),
+      ).toMatchObject({
+        code: 'E_BAD_INPUT',
+        message: "optimizer state of t0: layout must be 'adamw', 'bnb8_blockwise' or 'bnb32', got 'bnb4'",
+      })
     })
 
     it('names the row and field of a bad scored sequence', () => {
-      expect(thrown(() => model.logps([seq, { ids: [1, 'x' as never], labels: [1, 2] }], 0)))
-        .toMatchObject({ code: 'E_BAD_INPUT', message: 'sequence 1.ids[1] is not a number' })
-      expect(thrown(() => model.sftAccumulate([bad('text')], 0, 1)))
-        .toMatchObject({ code: 'E_BAD_INPUT', message: 'sequence 0 must be an object with ids and labels' })
-      expect(thrown(() => model.dpoAccumulate([pair, { ...pair, rejected: { ids: seq.ids, labels: bad('none') } }], 0,
-        { beta: 0.1, lossType: 'sigmoid', labelSmoothing: 0, gradScale: 1 })))
-        .toMatchObject({ code: 'E_BAD_INPUT', message: 'pair 1 rejected.labels must be an Int32Array or an array of integers' })
+      expect(thrown(() => model.logps([seq, { ids: [1, 'x' as never], labels: [1, 2] }], 0))).toMatchObject({
+        code: 'E_BAD_INPUT',
+        message: 'sequence 1.ids[1] is not a number',
+      })
+      expect(thrown(() => model.sftAccumulate([bad('text')], 0, 1))).toMatchObject({
+        code: 'E_BAD_INPUT',
+        message: 'sequence 0 must be an object with ids and labels',
+      })
+      expect(
+        thrown(() =>
+          model.dpoAccumulate([pair, { ...pair, rejected: { ids: seq.ids, labels: bad('none') } }], 0, {
+            beta: 0.1,
+            lossType: 'sigmoid',
+            labelSmoothing: 0,
+            gradScale: 1,
+          }),
+        ),
+      ).toMatchObject({
+        code: 'E_BAD_INPUT',
+        message: 'pair 1 rejected.labels must be an Int32Array or an array of integers',
+      })
     })
   })
 })

@@ -27,7 +27,10 @@ export interface AdapterFixture {
 }
 
 /** A PEFT adapter for `modelDir` over `targets`, B uniform in ±bScale. */
-export async function randomAdapter(modelDir: string, opts: { targets?: LinearTarget[]; r?: number; alpha?: number; bScale?: number; seed?: number } = {}): Promise<AdapterFixture> {
+export async function randomAdapter(
+  modelDir: string,
+  opts: { targets?: LinearTarget[]; r?: number; alpha?: number; bScale?: number; seed?: number } = {},
+): Promise<AdapterFixture> {
   const targets = opts.targets ?? [...LINEAR_TARGETS]
   const r = opts.r ?? 8
   const alpha = opts.alpha ?? 16

@@ -21,7 +21,11 @@ export async function openEngine(dir: string, quant: QuantMode = 'none'): Promis
 }
 
 /** Every probe of every sequence as its own labelled copy, in one engine call per sequence. */
-export async function scoreProbes(model: NativeModel, seqs: readonly ProbeSequence[], padId = 0): Promise<ProbeScores[]> {
+export async function scoreProbes(
+  model: NativeModel,
+  seqs: readonly ProbeSequence[],
+  padId = 0,
+): Promise<ProbeScores[]> {
   const out: ProbeScores[] = []
   for (const s of seqs) {
     const batch = s.probes.map(([t, v]) => {

@@ -55,14 +55,22 @@ describe('import boundaries', () => {
 
   it('the renderer never imports src-main', () => {
     const bad = sourceFiles(RENDERER).flatMap((file) =>
-      specifiers(file).filter((spec) => { const local = resolveLocal(file, spec); return local !== null && inside(MAIN, local) })
-        .map((spec) => `${path.relative(repoRoot, file)}: ${spec}`))
+      specifiers(file)
+        .filter((spec) => {
+          const local = resolveLocal(file, spec)
+          return local !== null && inside(MAIN, local)
+        })
+        .map((spec) => `${path.relative(repoRoot, file)}: ${spec}`),
+    )
     expect(bad).toEqual([])
   })
 
   it('main imports src-shared by relative path, not through the @shared alias', () => {
     const bad = sourceFiles(MAIN).flatMap((file) =>
-      specifiers(file).filter((spec) => spec.startsWith('@shared/')).map((spec) => `${path.relative(repoRoot, file)}: ${spec}`))
+      specifiers(file)
+        .filter((spec) => spec.startsWith('@shared/'))
+        .map((spec) => `${path.relative(repoRoot, file)}: ${spec}`),
+    )
     expect(bad).toEqual([])
   })
 

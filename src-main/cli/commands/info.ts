@@ -23,7 +23,10 @@ export async function runInfo(opts: { json?: boolean; model?: string }): Promise
     `cuda self-check: ${b.cudaSelfCheckNote || b.cudaSelfCheck}`,
   ]
   if (model) {
-    lines.push(`model: ${model.dir}`, `  ${model.architecture}, ${(model.params / 1e6).toFixed(1)}M parameters, ${model.layers} layers`)
+    lines.push(
+      `model: ${model.dir}`,
+      `  ${model.architecture}, ${(model.params / 1e6).toFixed(1)}M parameters, ${model.layers} layers`,
+    )
     lines.push(model.supported ? '  supported: loads with this engine' : `  not supported: ${model.note}`)
   }
   process.stdout.write(lines.join('\n') + '\n')

@@ -22,7 +22,14 @@ export async function runLogps(flags: LogpsFlags): Promise<void> {
   const session = await openForCli(flags)
   try {
     const bar = new ProgressBar('logps', pairs.length, 'pairs')
-    const result = await scorePairs(session, { pairs, system: flags.system, noTemplate: !flags.template, ...style, onPair: (n) => bar.update(n), perToken: flags.perToken === true })
+    const result = await scorePairs(session, {
+      pairs,
+      system: flags.system,
+      noTemplate: !flags.template,
+      ...style,
+      onPair: (n) => bar.update(n),
+      perToken: flags.perToken === true,
+    })
     bar.finish()
     writeJsonAtomic(flags.out, result)
     process.stderr.write(`wrote ${result.length} results to ${flags.out}\n`)

@@ -25,15 +25,20 @@ export async function runSft(flags: SftFlags): Promise<void> {
   const pairs = preferencePairs(data, { supportRatio: flags.supportRatio })
   const examples: SftExample[] = []
   for (const p of pairs) {
-    if (typeof p.prompt !== 'string') throw new StudioError('E_BAD_INPUT', 'sft needs plain-text prompts (not message lists)')
+    if (typeof p.prompt !== 'string')
+      throw new StudioError('E_BAD_INPUT', 'sft needs plain-text prompts (not message lists)')
     examples.push({ prompt: p.prompt, answer: p.chosen })
     if (flags.answers === 'both') examples.push({ prompt: p.prompt, answer: p.rejected })
   }
   const session = await openModel(flags.model, { quant: 'none', backend: 'auto' })
   try {
-    let bar: ProgressBar | undefined  // made at the first step, when the step count is known
+    let bar: ProgressBar | undefined // made at the first step, when the step count is known
     const losses = await sftTrain(session, examples, {
-      epochs: flags.epochs, batchSize: flags.batchSize, learningRate: flags.lr, seed: flags.seed, system: flags.system,
+      epochs: flags.epochs,
+      batchSize: flags.batchSize,
+      learningRate: flags.lr,
+      seed: flags.seed,
+      system: flags.system,
       onStep: ({ step, totalSteps, loss }) => {
         bar ??= new ProgressBar('sft', totalSteps, 'steps')
         bar.update(step, `loss ${loss.toFixed(4)}`)

@@ -24,8 +24,15 @@ export async function writeAnswerTokens(
   const tok = session.tokenizer
   const lengths = withContextLengths(params, session.info.config.context)
   const sequences = original.map((o, i) => {
-    const t = tokenizeTrainingPair(tok, { id: o.id, prompt: o.prompt, chosen: o.response, rejected: trained[i]!.response, position: null }, lengths)
-    return { chosen: { ids: t.chosen.ids, labels: t.chosen.labels }, rejected: { ids: t.rejected.ids, labels: t.rejected.labels } }
+    const t = tokenizeTrainingPair(
+      tok,
+      { id: o.id, prompt: o.prompt, chosen: o.response, rejected: trained[i]!.response, position: null },
+      lengths,
+    )
+    return {
+      chosen: { ids: t.chosen.ids, labels: t.chosen.labels },
+      rejected: { ids: t.rejected.ids, labels: t.rejected.labels },
+    }
   })
   const ref = await scorePairsBatched(session.native, sequences, padId, false)
   const after = await scorePairsBatched(session.native, sequences, padId, true)
@@ -36,7 +43,13 @@ export async function writeAnswerTokens(
       logp_trained: stored(after[i]![which].logp),
       ...tokenSide(tok, sequences[i]![which], ref[i]![which].tokenLogps, after[i]![which].tokenLogps),
     })
-    return { index: i, id: o.id, prompt: o.prompt, original: side('chosen', o.response), trained: side('rejected', trained[i]!.response) }
+    return {
+      index: i,
+      id: o.id,
+      prompt: o.prompt,
+      original: side('chosen', o.response),
+      trained: side('rejected', trained[i]!.response),
+    }
   })
   writeFileAtomic(join(outDir, ANSWER_TOKENS_FILE), toJsonl(rows))
   return rows

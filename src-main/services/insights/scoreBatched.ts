@@ -25,7 +25,10 @@ export async function scorePairsBatched(
   const out: ScoredPairLogps[] = new Array(pairs.length)
   const longest = (i: number) => Math.max(pairs[i]!.chosen.ids.length, pairs[i]!.rejected.ids.length)
   let done = 0
-  for (const chunk of referenceBatches(pairs.map((_, i) => i), longest)) {
+  for (const chunk of referenceBatches(
+    pairs.map((_, i) => i),
+    longest,
+  )) {
     const seqs = chunk.flatMap((i) => [pairs[i]!.chosen, pairs[i]!.rejected])
     const res = await call(() => native.logps(seqs, padId, options.cancel, useAdapter))
     chunk.forEach((i, k) => (out[i] = { chosen: res[2 * k]!, rejected: res[2 * k + 1]! }))

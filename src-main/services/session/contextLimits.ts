@@ -24,7 +24,12 @@ export function checkMaxNewTokens(maxNewTokens: number, context: number | null, 
  * Every prompt must leave room for an answer (it is refused otherwise, naming it); returns the indices of prompts
  * whose answers the context will cut before maxNewTokens.
  */
-export function checkPromptsFit(prompts: ReadonlyArray<{ id: RecordId }>, ids: ReadonlyArray<ArrayLike<number>>, maxNewTokens: number, context: number | null): number[] {
+export function checkPromptsFit(
+  prompts: ReadonlyArray<{ id: RecordId }>,
+  ids: ReadonlyArray<ArrayLike<number>>,
+  maxNewTokens: number,
+  context: number | null,
+): number[] {
   if (context === null) return []
   const cut: number[] = []
   ids.forEach((p, i) => {
@@ -57,10 +62,14 @@ export interface TrainingLengths {
  * TRL's max_length / max_prompt_length, never past the context: max_length is capped at it, and max_prompt_length,
  * if it no longer fits below, becomes half of it (TRL then keeps the prompt's end and cuts the answers).
  */
-export function trainingLengths(lengths: { maxLength: number; maxPromptLength: number }, context: number | null): TrainingLengths {
+export function trainingLengths(
+  lengths: { maxLength: number; maxPromptLength: number },
+  context: number | null,
+): TrainingLengths {
   if (context === null || lengths.maxLength <= context) return { ...lengths, note: null }
   const maxLength = context
-  const maxPromptLength = lengths.maxPromptLength < maxLength ? lengths.maxPromptLength : Math.max(1, Math.floor(maxLength / 2))
+  const maxPromptLength =
+    lengths.maxPromptLength < maxLength ? lengths.maxPromptLength : Math.max(1, Math.floor(maxLength / 2))
   return {
     maxLength,
     maxPromptLength,
@@ -72,7 +81,10 @@ export function trainingLengths(lengths: { maxLength: number; maxPromptLength: n
  * `params` with TRL's lengths as training used them on a model of this context (trainingLengths): whatever scores a
  * run's pairs or answers afterwards (the pair inspector, the sweep, the token view) must tokenize the same way.
  */
-export function withContextLengths<T extends { maxLength: number; maxPromptLength: number }>(params: T, maxPosition: number): T {
+export function withContextLengths<T extends { maxLength: number; maxPromptLength: number }>(
+  params: T,
+  maxPosition: number,
+): T {
   const { maxLength, maxPromptLength } = trainingLengths(params, modelContext(maxPosition))
   return { ...params, maxLength, maxPromptLength }
 }

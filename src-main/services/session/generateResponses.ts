@@ -48,7 +48,11 @@ export interface GenerationPlan {
  * Tokenizes the prompts and checks them against the model's context (contextLimits.ts): too many new tokens or a
  * prompt with no room for an answer fail here with E_TOO_LONG, before any generation.
  */
-export function planGeneration(session: ModelSession, req: Pick<GenerateRequest, 'prompts' | 'maxNewTokens'> & PromptStyle, what?: string): GenerationPlan {
+export function planGeneration(
+  session: ModelSession,
+  req: Pick<GenerateRequest, 'prompts' | 'maxNewTokens'> & PromptStyle,
+  what?: string,
+): GenerationPlan {
   const tok = session.tokenizer
   const context = modelContext(session.info.config.context)
   checkMaxNewTokens(req.maxNewTokens, context, what)

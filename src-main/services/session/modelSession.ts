@@ -27,9 +27,16 @@ export function checkModelDir(dir: string): string {
   const { stat, problem } = statOrProblem(abs)
   if (!stat) throw new StudioError('E_BAD_MODEL', `model directory ${abs} ${problem}`, { details: { dir: abs } })
   if (!stat.isDirectory())
-    throw new StudioError('E_BAD_MODEL', `${abs} is a file, not a model directory (choose the folder that holds config.json)`, { details: { dir: abs } })
+    throw new StudioError(
+      'E_BAD_MODEL',
+      `${abs} is a file, not a model directory (choose the folder that holds config.json)`,
+      { details: { dir: abs } },
+    )
   if (!existsSync(join(abs, 'config.json')))
-    throw new StudioError('E_BAD_MODEL', `model directory ${abs} has no config.json (expected a Hugging Face model folder)`)
+    throw new StudioError(
+      'E_BAD_MODEL',
+      `model directory ${abs} has no config.json (expected a Hugging Face model folder)`,
+    )
   return abs
 }
 

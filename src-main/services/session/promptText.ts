@@ -17,7 +17,11 @@ export interface PromptStyle {
 }
 
 /** The prompt style of run parameters: system message, template date and thinking mode. */
-export function promptStyleOf(params: { systemMessage: string; chatDate?: string | undefined; enableThinking: 'default' | 'on' | 'off' }): PromptStyle {
+export function promptStyleOf(params: {
+  systemMessage: string
+  chatDate?: string | undefined
+  enableThinking: 'default' | 'on' | 'off'
+}): PromptStyle {
   return {
     system: params.systemMessage,
     ...(params.chatDate ? { chatDate: params.chatDate } : {}),
@@ -27,7 +31,8 @@ export function promptStyleOf(params: { systemMessage: string; chatDate?: string
 
 export function promptText(tokenizer: TextTokenizer, prompt: string | ChatMessage[], style: PromptStyle): string {
   const variables = { chatDate: style.chatDate, enableThinking: style.enableThinking }
-  if (typeof prompt === 'string') return renderPrompt(tokenizer, prompt, { system: style.system, noTemplate: style.noTemplate, ...variables }).text
+  if (typeof prompt === 'string')
+    return renderPrompt(tokenizer, prompt, { system: style.system, noTemplate: style.noTemplate, ...variables }).text
   if (style.noTemplate || pickChatTemplate(tokenizer.chatTemplateSource) === null) {
     const text = prompt.map((m) => m.content).join('\n')
     return style.noTemplate ? text : `${tokenizer.bosToken ?? ''}${text}`

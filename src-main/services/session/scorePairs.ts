@@ -37,7 +37,8 @@ export interface ScoreRequest extends PromptStyle {
 export async function scorePairs(session: ModelSession, req: ScoreRequest): Promise<PairLogps[]> {
   const tok = session.tokenizer
   const padId = tok.padId ?? tok.eosId
-  if (padId === null) throw new StudioError('E_BAD_MODEL', `the tokenizer in ${session.dir} defines neither a pad nor an EOS token`)
+  if (padId === null)
+    throw new StudioError('E_BAD_MODEL', `the tokenizer in ${session.dir} defines neither a pad nor an EOS token`)
   const out: PairLogps[] = []
   // TRL's default lengths, never past the model's context (contextLimits.ts).
   const lengths = trainingLengths(DPO_DEFAULTS, modelContext(session.info.config.context))
@@ -56,7 +57,12 @@ export async function scorePairs(session: ModelSession, req: ScoreRequest): Prom
     } catch (e) {
       throw fromEngineError(e)
     }
-    const row: PairLogps = { chosen_logp: res[0]!.logp, rejected_logp: res[1]!.logp, chosen_tokens: res[0]!.tokens, rejected_tokens: res[1]!.tokens }
+    const row: PairLogps = {
+      chosen_logp: res[0]!.logp,
+      rejected_logp: res[1]!.logp,
+      chosen_tokens: res[0]!.tokens,
+      rejected_tokens: res[1]!.tokens,
+    }
     if (req.perToken) {
       const chosenIds = scoredTokenIds(t.chosen)
       const rejectedIds = scoredTokenIds(t.rejected)

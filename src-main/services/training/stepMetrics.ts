@@ -62,7 +62,14 @@ export function metricsRow(
 }
 
 /** Progress counts; the rate is over the pairs of this process (pairsBefore were done before a resume). */
-export function trainProgress(step: number, totalSteps: number, pairsDone: number, pairsTotal: number, start: number, pairsBefore = 0): TrainProgress {
+export function trainProgress(
+  step: number,
+  totalSteps: number,
+  pairsDone: number,
+  pairsTotal: number,
+  start: number,
+  pairsBefore = 0,
+): TrainProgress {
   const elapsedS = (performance.now() - start) / 1000
   const pairsPerS = elapsedS > 0 ? (pairsDone - pairsBefore) / elapsedS : 0
   const etaS = pairsPerS > 0 ? (pairsTotal - pairsDone) / pairsPerS : 0

@@ -7,9 +7,16 @@ import type { TrainParams } from '../../../src-shared/params/trainParams'
 import { dpoTokenize, type DpoTokenizedPair } from '../tokenizer/dpoTokenize'
 import type { TextTokenizer } from '../tokenizer/textTokenizer'
 
-export type PairTokenParams = Pick<TrainParams, 'systemMessage' | 'maxLength' | 'maxPromptLength' | 'enableThinking' | 'chatDate'>
+export type PairTokenParams = Pick<
+  TrainParams,
+  'systemMessage' | 'maxLength' | 'maxPromptLength' | 'enableThinking' | 'chatDate'
+>
 
-export function tokenizeTrainingPair(tok: TextTokenizer, pair: PreferencePair, params: PairTokenParams): DpoTokenizedPair {
+export function tokenizeTrainingPair(
+  tok: TextTokenizer,
+  pair: PreferencePair,
+  params: PairTokenParams,
+): DpoTokenizedPair {
   return dpoTokenize(tok, promptText(tok, pair.prompt, promptStyleOf(params)), pair.chosen, pair.rejected, {
     maxLength: params.maxLength,
     maxPromptLength: params.maxPromptLength,

@@ -80,7 +80,9 @@ export function pairTableRows(
   b: readonly PairInsightRow[] | null,
   opts: { filter: PairFilter; query: string; sortKey: PairSortKey; sortDir: 'asc' | 'desc' },
 ): PairTableRow[] {
-  const rows = a.filter((p) => keepPair(p, opts.filter) && matches(p, opts.query.trim())).map((p) => ({ a: p, b: b?.[p.index] ?? null }))
+  const rows = a
+    .filter((p) => keepPair(p, opts.filter) && matches(p, opts.query.trim()))
+    .map((p) => ({ a: p, b: b?.[p.index] ?? null }))
   const dir = opts.sortDir === 'asc' ? 1 : -1
   return rows.sort((x, y) => {
     const vx = sortValue(x, opts.sortKey)

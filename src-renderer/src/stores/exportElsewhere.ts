@@ -46,11 +46,12 @@ export const useExportElsewhereStore = defineStore('exportElsewhere', () => {
     error.value = ''
     const base = { run: runId.value, dir: dirs.value[kind], overwrite }
     try {
-      const r = kind === 'merged'
-        ? await api.exportMerged({ ...base, mergeInto: mergeInto.value })
-        : kind === 'gguf'
-          ? await api.exportGguf({ ...base, types: [...ggufTypes.value] })
-          : await api.exportProject({ ...base, ...(gpus.value ? { gpus: gpus.value } : {}) })
+      const r =
+        kind === 'merged'
+          ? await api.exportMerged({ ...base, mergeInto: mergeInto.value })
+          : kind === 'gguf'
+            ? await api.exportGguf({ ...base, types: [...ggufTypes.value] })
+            : await api.exportProject({ ...base, ...(gpus.value ? { gpus: gpus.value } : {}) })
       done.value = { ...done.value, [kind]: r }
       useAppStore().notify('success', `Exported to ${r.path}`)
       return r
@@ -77,5 +78,20 @@ export const useExportElsewhereStore = defineStore('exportElsewhere', () => {
     }
   }
 
-  return { runId, dirs, mergeInto, ggufTypes, gpus, adapterDir, busy, error, done, confirm, imported, target, exportTo, importAdapter }
+  return {
+    runId,
+    dirs,
+    mergeInto,
+    ggufTypes,
+    gpus,
+    adapterDir,
+    busy,
+    error,
+    done,
+    confirm,
+    imported,
+    target,
+    exportTo,
+    importAdapter,
+  }
 })

@@ -54,5 +54,12 @@ export async function writeComparison(c: ComparisonInput): Promise<void> {
     training: { steps: train.steps, max_steps: train.maxSteps, train_loss: train.trainLoss, status: train.status },
     comparison: COMPARISON_FILE,
   })
-  await writeAnswerTokens(session, outDir, original, trained, params, session.tokenizer.padId ?? session.tokenizer.eosId ?? 0)
+  await writeAnswerTokens(
+    session,
+    outDir,
+    original,
+    trained,
+    params,
+    session.tokenizer.padId ?? session.tokenizer.eosId ?? 0,
+  )
 }

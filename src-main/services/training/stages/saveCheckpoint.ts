@@ -30,7 +30,11 @@ export function saveCheckpoint(run: TrainRun, state: TrainState): void {
       optimizer: optimizerSummary(training),
       dropout_rng: training.dropoutRng,
       adapter: settings,
-      accumulators: { step_losses: [...state.stepLosses], pairs_done: state.pairsAtStep, train_seconds: state.secondsAtStep },
+      accumulators: {
+        step_losses: [...state.stepLosses],
+        pairs_done: state.pairsAtStep,
+        train_seconds: state.secondsAtStep,
+      },
       data_fingerprint: run.dataFingerprint,
       params: run.params,
       engine_version: run.engineVersion,

@@ -17,7 +17,12 @@ export interface TokenizedPairs {
   truncatedPairs: number
 }
 
-export function tokenizePairs(session: ModelSession, pairs: readonly PreferencePair[], params: TrainParams, ev: RunEvents): TokenizedPairs {
+export function tokenizePairs(
+  session: ModelSession,
+  pairs: readonly PreferencePair[],
+  params: TrainParams,
+  ev: RunEvents,
+): TokenizedPairs {
   const lengths = trainingLengths(params, modelContext(session.info.config.context))
   if (lengths.note) ev.log?.(lengths.note)
   let truncatedPairs = 0
@@ -29,10 +34,14 @@ export function tokenizePairs(session: ModelSession, pairs: readonly PreferenceP
       const rejected = { ids: Int32Array.from(t.rejected.ids), labels: Int32Array.from(t.rejected.labels) }
       return { chosen, rejected, key: pairKey({ chosen, rejected }), swappedKey: swappedPairKey({ chosen, rejected }) }
     } catch (e) {
-      throw new StudioError('E_BAD_INPUT', `pair ${i + 1} (id ${JSON.stringify(p.id)}): ${errorMessage(e)}`, { cause: e })
+      throw new StudioError('E_BAD_INPUT', `pair ${i + 1} (id ${JSON.stringify(p.id)}): ${errorMessage(e)}`, {
+        cause: e,
+      })
     }
   })
   if (truncatedPairs > 0)
-    ev.log?.(`${truncatedPairs} of ${pairs.length} pairs are longer than max_length ${lengths.maxLength}: truncated as TRL does (the prompt keeps its last ${lengths.maxPromptLength} tokens, answers are cut to fit)`)
+    ev.log?.(
+      `${truncatedPairs} of ${pairs.length} pairs are longer than max_length ${lengths.maxLength}: truncated as TRL does (the prompt keeps its last ${lengths.maxPromptLength} tokens, answers are cut to fit)`,
+    )
   return { tokenized, lengths, truncatedPairs }
 }

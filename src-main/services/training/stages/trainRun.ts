@@ -101,7 +101,10 @@ export interface Cancellation extends Pick<TrainRun, 'token' | 'checkAbort' | 'e
 }
 
 /** Wires `signal` to a native cancel token made by `makeToken` (none when null). */
-export function cancellation(signal: AbortSignal | undefined, makeToken: (() => NativeCancelToken) | null): Cancellation {
+export function cancellation(
+  signal: AbortSignal | undefined,
+  makeToken: (() => NativeCancelToken) | null,
+): Cancellation {
   const token = makeToken ? makeToken() : undefined
   const onAbort = () => token?.cancel()
   signal?.addEventListener('abort', onAbort)
