@@ -3,8 +3,10 @@
 // per file; everything else stays in node. The E2E suite has its own config (vitest.e2e.config.ts).
 import vue from '@vitejs/plugin-vue'
 import { defineConfig } from 'vitest/config'
+import { sharedAlias } from './viteAlias'
 
 export default defineConfig({
+  resolve: { alias: sharedAlias },
   plugins: [vue()],
   test: {
     // test/faults: real CLI and web host processes under faults (full disk, signals, hostile clients, bad paths); run

@@ -12,7 +12,8 @@ namespace dpo_addon {
 namespace {
 
 Napi::Float32Array float_arg(const Napi::CallbackInfo& info, size_t i, const char* what) {
-  if (info.Length() <= i || !info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+  if (info.Length() <= i || !info[i].IsTypedArray() ||
+      info[i].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
     throw bad_input(info.Env(), std::string(what) + " must be a Float32Array");
   return info[i].As<Napi::Float32Array>();
 }
@@ -20,7 +21,8 @@ Napi::Float32Array float_arg(const Napi::CallbackInfo& info, size_t i, const cha
 int64_t int_arg(const Napi::CallbackInfo& info, size_t i, const char* what) {
   if (info.Length() <= i || !info[i].IsNumber()) throw bad_input(info.Env(), std::string(what) + " must be a number");
   const double v = info[i].As<Napi::Number>().DoubleValue();
-  if (!(v >= 0) || v != double(int64_t(v))) throw bad_input(info.Env(), std::string(what) + " must be a non-negative integer");
+  if (!(v >= 0) || v != double(int64_t(v)))
+    throw bad_input(info.Env(), std::string(what) + " must be a non-negative integer");
   return int64_t(v);
 }
 
@@ -35,9 +37,9 @@ Napi::Value MergeLora(const Napi::CallbackInfo& info) {
   if (int64_t(w.ElementLength()) != rows * cols || int64_t(a.ElementLength()) != rank * cols ||
       int64_t(b.ElementLength()) != rows * rank)
     throw bad_input(info.Env(), "mergeLora: w (" + std::to_string(w.ElementLength()) + "), a (" +
-                                    std::to_string(a.ElementLength()) + ") and b (" + std::to_string(b.ElementLength()) +
-                                    ") do not fit rows " + std::to_string(rows) + ", cols " + std::to_string(cols) +
-                                    ", rank " + std::to_string(rank));
+                                    std::to_string(a.ElementLength()) + ") and b (" +
+                                    std::to_string(b.ElementLength()) + ") do not fit rows " + std::to_string(rows) +
+                                    ", cols " + std::to_string(cols) + ", rank " + std::to_string(rank));
   dpo::lora_merge_into(w.Data(), a.Data(), b.Data(), rows, cols, rank, scale);
   return info.Env().Undefined();
 }
@@ -46,7 +48,8 @@ Napi::Value MergeLora(const Napi::CallbackInfo& info) {
 Napi::Value Nf4Effective(const Napi::CallbackInfo& info) {
   Napi::Float32Array w = float_arg(info, 0, "w");
   const int64_t rows = int_arg(info, 1, "rows"), cols = int_arg(info, 2, "cols");
-  if (int64_t(w.ElementLength()) != rows * cols) throw bad_input(info.Env(), "nf4Effective: w does not have rows * cols values");
+  if (int64_t(w.ElementLength()) != rows * cols)
+    throw bad_input(info.Env(), "nf4Effective: w does not have rows * cols values");
   dpo::nf4_effective_weight(w.Data(), rows, cols);
   return info.Env().Undefined();
 }
@@ -64,8 +67,8 @@ Napi::Value GgmlEncode(const Napi::CallbackInfo& info) {
     return out;
   }
   if (n % dpo::kGgmlBlock != 0)
-    throw bad_input(env, std::string("ggmlEncode: ") + enum_name(ggml_kinds(), kind) + " needs a multiple of 32 values, got " +
-                             std::to_string(n));
+    throw bad_input(env, std::string("ggmlEncode: ") + enum_name(ggml_kinds(), kind) +
+                             " needs a multiple of 32 values, got " + std::to_string(n));
   const int64_t bytes = n / dpo::kGgmlBlock * (kind == GgmlKind::Q8_0 ? dpo::kQ8_0BlockBytes : dpo::kQ4_0BlockBytes);
   Napi::Uint8Array out = Napi::Uint8Array::New(env, size_t(bytes));
   if (kind == GgmlKind::Q8_0) dpo::quantize_q8_0(x.Data(), n, out.Data());

@@ -137,15 +137,15 @@ Napi::Object sft_loss_to_js(Napi::Env env, const std::pair<double, int>& loss_to
 // One optimizer update of the LoRA adapter (DPO).
 Napi::Value ModelWrap::OptimizerStep(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  return run_async(env, [m = live(env), opt = optimizer_options(env, info)] { return m->optimizer_step(opt); },
-                   grad_norm_to_js);
+  return run_async(
+      env, [m = live(env), opt = optimizer_options(env, info)] { return m->optimizer_step(opt); }, grad_norm_to_js);
 }
 
 // One optimizer update of every weight (SFT).
 Napi::Value ModelWrap::SftStep(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  return run_async(env, [m = live(env), opt = optimizer_options(env, info)] { return m->sft_step(opt); },
-                   grad_norm_to_js);
+  return run_async(
+      env, [m = live(env), opt = optimizer_options(env, info)] { return m->sft_step(opt); }, grad_norm_to_js);
 }
 
 Napi::Value ModelWrap::SftAccumulate(const Napi::CallbackInfo& info) {

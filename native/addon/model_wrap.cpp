@@ -42,11 +42,14 @@ class GenerateWorker : public PromiseWorker<Napi::AsyncProgressQueueWorker<Token
   void Execute(const ExecutionProgress& progress) override {
     const bool stream = !token_cb_.IsEmpty();
     guarded([&] {
-      out_ = model_->generate(prompts_, opt_, [&](int s, int32_t t) {
-        if (!stream) return;
-        TokenEvent e{s, t};
-        progress.Send(&e, 1);
-      }, cancel_.get());
+      out_ = model_->generate(
+          prompts_, opt_,
+          [&](int s, int32_t t) {
+            if (!stream) return;
+            TokenEvent e{s, t};
+            progress.Send(&e, 1);
+          },
+          cancel_.get());
     });
   }
   void OnProgress(const TokenEvent* data, size_t count) override {
@@ -91,9 +94,12 @@ Napi::Value ModelWrap::Generate(const Napi::CallbackInfo& info) {
     if (n > double(ctx > 0 ? ctx : (1 << 20))) {
       char shown[32];
       std::snprintf(shown, sizeof shown, "%.15g", n);
-      throw to_js_error(env, dpo::EngineError(dpo::ErrorCode::TooLong, std::string("maxNewTokens ") + shown + " is more than " +
-                                                                            (ctx > 0 ? "the model's context (" + std::to_string(ctx) + " tokens, max_position_embeddings)"
-                                                                                     : std::string("1048576 (the config gives no max_position_embeddings)"))));
+      throw to_js_error(
+          env, dpo::EngineError(
+                   dpo::ErrorCode::TooLong,
+                   std::string("maxNewTokens ") + shown + " is more than " +
+                       (ctx > 0 ? "the model's context (" + std::to_string(ctx) + " tokens, max_position_embeddings)"
+                                : std::string("1048576 (the config gives no max_position_embeddings)"))));
     }
     opt.max_new_tokens = int(n);
   }

@@ -14,25 +14,21 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
  public:
   static Napi::FunctionReference* constructor;
   static Napi::Function Init(Napi::Env env) {
-    Napi::Function f = DefineClass(env, "Model",
-                                   {InstanceMethod("info", &ModelWrap::Info),
-                                    InstanceMethod("logps", &ModelWrap::Logps),
-                                    InstanceMethod("generate", &ModelWrap::Generate),
-                                    InstanceMethod("attachLora", &ModelWrap::AttachLora),
-                                    InstanceMethod("detachLora", &ModelWrap::DetachLora),
-                                    InstanceMethod("hasLora", &ModelWrap::HasLora),
-                                    InstanceMethod("loraTensors", &ModelWrap::LoraTensors),
-                                    InstanceMethod("setLoraTensors", &ModelWrap::SetLoraTensors),
-                                    InstanceMethod("dpoAccumulate", &ModelWrap::DpoAccumulate),
-                                    InstanceMethod("optimizerStep", &ModelWrap::OptimizerStep),
-                                    InstanceMethod("exportTrainingState", &ModelWrap::ExportTrainingState),
-                                    InstanceMethod("importTrainingState", &ModelWrap::ImportTrainingState),
-                                    InstanceMethod("sftAccumulate", &ModelWrap::SftAccumulate),
-                                    InstanceMethod("sftStep", &ModelWrap::SftStep),
-                                    InstanceMethod("saveWeights", &ModelWrap::SaveWeights),
-                                    InstanceMethod("memoryStats", &ModelWrap::MemoryStats),
-                                    InstanceMethod("resetPeakMemory", &ModelWrap::ResetPeakMemory),
-                                    InstanceMethod("dispose", &ModelWrap::Dispose)});
+    Napi::Function f = DefineClass(
+        env, "Model",
+        {InstanceMethod("info", &ModelWrap::Info), InstanceMethod("logps", &ModelWrap::Logps),
+         InstanceMethod("generate", &ModelWrap::Generate), InstanceMethod("attachLora", &ModelWrap::AttachLora),
+         InstanceMethod("detachLora", &ModelWrap::DetachLora), InstanceMethod("hasLora", &ModelWrap::HasLora),
+         InstanceMethod("loraTensors", &ModelWrap::LoraTensors),
+         InstanceMethod("setLoraTensors", &ModelWrap::SetLoraTensors),
+         InstanceMethod("dpoAccumulate", &ModelWrap::DpoAccumulate),
+         InstanceMethod("optimizerStep", &ModelWrap::OptimizerStep),
+         InstanceMethod("exportTrainingState", &ModelWrap::ExportTrainingState),
+         InstanceMethod("importTrainingState", &ModelWrap::ImportTrainingState),
+         InstanceMethod("sftAccumulate", &ModelWrap::SftAccumulate), InstanceMethod("sftStep", &ModelWrap::SftStep),
+         InstanceMethod("saveWeights", &ModelWrap::SaveWeights), InstanceMethod("memoryStats", &ModelWrap::MemoryStats),
+         InstanceMethod("resetPeakMemory", &ModelWrap::ResetPeakMemory),
+         InstanceMethod("dispose", &ModelWrap::Dispose)});
     constructor = new Napi::FunctionReference(Napi::Persistent(f));
     return f;
   }
@@ -56,7 +52,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     live(info.Env())->detach_lora();
     return info.Env().Undefined();
   }
-  Napi::Value HasLora(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), live(info.Env())->has_lora()); }
+  Napi::Value HasLora(const Napi::CallbackInfo& info) {
+    return Napi::Boolean::New(info.Env(), live(info.Env())->has_lora());
+  }
   Napi::Value LoraTensors(const Napi::CallbackInfo& info);
   Napi::Value SetLoraTensors(const Napi::CallbackInfo& info);
   Napi::Value DpoAccumulate(const Napi::CallbackInfo& info);

@@ -1,5 +1,5 @@
-// The N-API module: version(), probe(), checkModel(), loadModel() -> Model, CancelToken, exportOps. A thin shell over include/dpo/engine.h;
-// the TypeScript declaration of all of it is src-main/engine/nativeTypes.ts.
+// The N-API module: version(), probe(), checkModel(), loadModel() -> Model, CancelToken, exportOps. A thin shell over
+// include/dpo/engine.h; the TypeScript declaration of all of it is src-main/engine/nativeTypes.ts.
 #include <napi.h>
 
 #include "cancel_token.h"

@@ -77,8 +77,8 @@ Napi::Value ModelWrap::ImportTrainingState(const Napi::CallbackInfo& info) {
     Napi::Object t = ta.Get(i).As<Napi::Object>();
     dpo::OptimizerTensorState& s = st.tensors[i];
     s.name = t.Get("name").ToString();
-    s.layout = parse_enum(env, optimizer_layouts(), "optimizer state of " + s.name + ": layout",
-                          t.Get("layout").ToString());
+    s.layout =
+        parse_enum(env, optimizer_layouts(), "optimizer state of " + s.name + ": layout", t.Get("layout").ToString());
     s.step = integer_field(env, t, "step", s.name);
     s.numel = integer_field(env, t, "numel", s.name);
     s.m = typed_field<float>(env, t, "m", napi_float32_array, s.name);

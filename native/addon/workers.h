@@ -63,7 +63,9 @@ template <typename Run, typename ToJs>
 class CallWorker : public PromiseWorker<Napi::AsyncWorker> {
  public:
   CallWorker(Napi::Env env, Run run, ToJs to_js) : PromiseWorker(env), run_(std::move(run)), to_js_(std::move(to_js)) {}
-  void Execute() override { guarded([&] { out_ = run_(); }); }
+  void Execute() override {
+    guarded([&] { out_ = run_(); });
+  }
   void OnOK() override { deferred_.Resolve(to_js_(Env(), out_)); }
 
  private:

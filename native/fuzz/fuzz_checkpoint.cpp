@@ -64,7 +64,9 @@ void add_prequantized(std::vector<OwnedTensor>& out, const std::string& name, in
   out.push_back({name + ".quant_map", DType::F32, {16}, bytes_of(table)});
   out.push_back({name + ".nested_quant_map", DType::F32, {256}, bytes_of(code)});
   const std::string state = quant_state_json(rows, cols, q.absmax_offset);
-  out.push_back({name + ".quant_state.bitsandbytes__nf4", DType::U8, {int64_t(state.size())},
+  out.push_back({name + ".quant_state.bitsandbytes__nf4",
+                 DType::U8,
+                 {int64_t(state.size())},
                  std::vector<uint8_t>(state.begin(), state.end())});
 }
 
@@ -96,10 +98,12 @@ std::vector<OwnedTensor> tiny_tensors(DType dtype, bool prequantized) {
     const std::string p = "model.layers." + std::to_string(l);
     plain(p + ".input_layernorm.weight", {C}, 1.0f);
     plain(p + ".post_attention_layernorm.weight", {C}, 1.0f);
-    const struct { const char* name; int64_t rows, cols; } linears[] = {
-        {".self_attn.q_proj", QD, C}, {".self_attn.k_proj", KVD, C}, {".self_attn.v_proj", KVD, C},
-        {".self_attn.o_proj", C, QD}, {".mlp.gate_proj", F, C},      {".mlp.up_proj", F, C},
-        {".mlp.down_proj", C, F}};
+    const struct {
+      const char* name;
+      int64_t rows, cols;
+    } linears[] = {{".self_attn.q_proj", QD, C}, {".self_attn.k_proj", KVD, C}, {".self_attn.v_proj", KVD, C},
+                   {".self_attn.o_proj", C, QD}, {".mlp.gate_proj", F, C},      {".mlp.up_proj", F, C},
+                   {".mlp.down_proj", C, F}};
     for (const auto& lin : linears) {
       if (prequantized) add_prequantized(out, p + lin.name + ".weight", lin.rows, lin.cols);
       else plain(p + lin.name + ".weight", {lin.rows, lin.cols}, 0.0f);

@@ -17,7 +17,8 @@ class Violation : public std::logic_error {
   using std::logic_error::logic_error;
 };
 
-[[noreturn]] void violation(const std::string& what);
+[[noreturn]]
+void violation(const std::string& what);
 inline void require(bool ok, const std::string& what) {
   if (!ok) violation(what);
 }
@@ -33,7 +34,7 @@ using TargetFn = void (*)(const uint8_t* data, size_t size);
 void fuzz_json(const uint8_t* data, size_t size);         // io/json: any document
 void fuzz_safetensors(const uint8_t* data, size_t size);  // io/safetensors: a whole file image
 void fuzz_model_config(const uint8_t* data, size_t size); // model/model_config: config.json
-void fuzz_weights(const uint8_t* data, size_t size);      // model/weights: a checkpoint image for a fixed tiny config
+void fuzz_weights(const uint8_t* data, size_t size);  // model/weights: a checkpoint image for a fixed tiny config
 void fuzz_quant_state(const uint8_t* data, size_t size);  // model/weights: the bnb quant_state JSON of one linear
 
 struct Target {
@@ -41,11 +42,8 @@ struct Target {
   TargetFn run;
 };
 inline constexpr Target kTargets[] = {
-    {"json", fuzz_json},
-    {"safetensors", fuzz_safetensors},
-    {"model_config", fuzz_model_config},
-    {"weights", fuzz_weights},
-    {"quant_state", fuzz_quant_state},
+    {"json", fuzz_json},       {"safetensors", fuzz_safetensors}, {"model_config", fuzz_model_config},
+    {"weights", fuzz_weights}, {"quant_state", fuzz_quant_state},
 };
 
 // Serial loading: the harness must be deterministic, and libFuzzer runs one input at a time anyway.

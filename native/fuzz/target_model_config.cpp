@@ -19,8 +19,8 @@ void fuzz_model_config(const uint8_t* data, size_t size) {
     expect_clean_refusal(e, ErrorCode::BadModel, kSource);
     return;
   }
-  require(c.hidden > 0 && c.n_layers > 0 && c.n_heads > 0 && c.n_kv_heads > 0 && c.head_dim > 0 &&
-              c.intermediate > 0 && c.vocab > 0,
+  require(c.hidden > 0 && c.n_layers > 0 && c.n_heads > 0 && c.n_kv_heads > 0 && c.head_dim > 0 && c.intermediate > 0 &&
+              c.vocab > 0,
           "a dimension is not positive");
   require(c.n_heads % c.n_kv_heads == 0, "num_attention_heads is not a multiple of num_key_value_heads");
   require(int64_t(c.n_heads) * c.head_dim <= INT_MAX, "num_attention_heads x head_dim overflows an int");

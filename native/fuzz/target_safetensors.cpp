@@ -30,9 +30,11 @@ void fuzz_safetensors(const uint8_t* data, size_t size) {
     require(file->find(t.name) == &t, "a tensor cannot be found by its name: " + json::escape(t.name));
     require(t.data >= begin && t.data <= end && t.nbytes <= size_t(end - t.data),
             "a tensor lies outside the data section: " + json::escape(t.name));
-    require(uint64_t(t.numel()) * dtype_size(t.dtype) == t.nbytes, "a tensor has nbytes != numel x dtype size: " + json::escape(t.name));
+    require(uint64_t(t.numel()) * dtype_size(t.dtype) == t.nbytes,
+            "a tensor has nbytes != numel x dtype size: " + json::escape(t.name));
     for (size_t i = 0; i < t.nbytes; i++) checksum += t.data[i];
-    const bool floating = t.dtype == DType::F32 || t.dtype == DType::F16 || t.dtype == DType::BF16 || t.dtype == DType::F64;
+    const bool floating =
+        t.dtype == DType::F32 || t.dtype == DType::F16 || t.dtype == DType::BF16 || t.dtype == DType::F64;
     if (floating) {
       std::vector<float> out(size_t(t.numel()));
       tensor_to_f32(t, out.data());

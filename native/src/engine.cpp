@@ -27,9 +27,8 @@ GpuOffer gpu_offer() {
   GpuOffer o;
   if (const char* test = std::getenv("DPO_TEST_GPU"); test && *test) {
     // One stand-in per process, like the CUDA device below (the first spec seen is kept).
-    static CheckedGpu stand_in(test_gpu_device_name(test), [spec = std::string(test)] {
-      return make_test_gpu_backend(spec);
-    });
+    static CheckedGpu stand_in(test_gpu_device_name(test),
+                               [spec = std::string(test)] { return make_test_gpu_backend(spec); });
     o.available = true;
     o.gpu = &stand_in;
     return o;
@@ -102,8 +101,8 @@ std::unique_ptr<Backend> choose_backend(BackendChoice choice, const GpuOffer& of
   }
   if (choice == BackendChoice::Cuda) {
     if (!offer.available)
-      fail(ErrorCode::NoCuda, "--backend cuda was requested but CUDA is unavailable: " + offer.reason +
-                                  ". Use --backend cpu or auto.");
+      fail(ErrorCode::NoCuda,
+           "--backend cuda was requested but CUDA is unavailable: " + offer.reason + ". Use --backend cpu or auto.");
     const SelfCheckResult& r = offer.gpu->self_check();
     if (!r.passed)
       fail(r.error && r.error_code == ErrorCode::DeviceFault ? ErrorCode::DeviceFault : ErrorCode::NoCuda,

@@ -235,36 +235,68 @@ const char* kBreezeGeneration = R"({
 
 const std::vector<FamilyFixture>& families() {
   static const std::vector<FamilyFixture> all = {
-      {"llama-3.2-1b-instruct", "meta-llama/Llama-3.2-1B-Instruct", kLlama32Config, kLlama32Generation,
-       {64, 2, 4, 2, 16, 128}, "llama-3.1", "llama-3.2",
+      {"llama-3.2-1b-instruct",
+       "meta-llama/Llama-3.2-1B-Instruct",
+       kLlama32Config,
+       kLlama32Generation,
+       {64, 2, 4, 2, 16, 128},
+       "llama-3.1",
+       "llama-3.2",
        "config.json: AutoConfig dump of meta-llama/Llama-3.2-1B-Instruct at commit 4e20de36 quoted in "
        "kevinstephano/thunder_model_blocks hf_llama/llama_config.py (eos 128001 there; the Instruct stop ids come "
        "from generation_config.json); generation_config.json eos [128001, 128008, 128009] as asserted by vLLM's "
        "tests/test_config eos test for this repository; template: Meta's 3.2 template (chat_templates.cpp)"},
-      {"llama-3.1-8b-instruct", "meta-llama/Llama-3.1-8B-Instruct", kLlama31Config, kLlama31Generation,
-       {64, 2, 4, 1, 0, 112}, "llama-3.1", "llama-3.1",
+      {"llama-3.1-8b-instruct",
+       "meta-llama/Llama-3.1-8B-Instruct",
+       kLlama31Config,
+       kLlama31Generation,
+       {64, 2, 4, 1, 0, 112},
+       "llama-3.1",
+       "llama-3.1",
        "config.json: as quoted (transformers_version 4.43.0.dev0, no head_dim) by a test fixture reproducing the "
        "Llama-3.1-8B-Instruct run folder; generation_config.json: as quoted in fastmindapi's DEVELOPMENT.md "
        "(Meta-Llama-3_1-8B-Instruct); template: Meta's 3.1 template (chat_templates.cpp)"},
-      {"qwen2.5-0.5b-instruct", "Qwen/Qwen2.5-0.5B-Instruct", kQwen25Config, kQwen25Generation,
-       {56, 2, 7, 1, 0, 96}, "qwen2.5", nullptr,
+      {"qwen2.5-0.5b-instruct",
+       "Qwen/Qwen2.5-0.5B-Instruct",
+       kQwen25Config,
+       kQwen25Generation,
+       {56, 2, 7, 1, 0, 96},
+       "qwen2.5",
+       nullptr,
        "config.json: the Qwen/Qwen2.5-0.5B-Instruct file as duplicated in DongfuJiang's chunking README (and the "
        "same fields in mlx-audio's Spark TTS test); generation_config.json: Qwen2.5 Instruct's (eos [151645, "
        "151643], as also pinned for Qwen2.5-1.5B-Instruct in redline's config test), recalled for 0.5B"},
-      {"qwen3-0.6b", "Qwen/Qwen3-0.6B", kQwen3Config, kQwen3Generation, {32, 2, 4, 2, 16, 96}, "qwen3", nullptr,
+      {"qwen3-0.6b",
+       "Qwen/Qwen3-0.6B",
+       kQwen3Config,
+       kQwen3Generation,
+       {32, 2, 4, 2, 16, 96},
+       "qwen3",
+       nullptr,
        "config.json: https://huggingface.co/Qwen/Qwen3-0.6B/raw/main/config.json as quoted in a Rust constants file "
        "and a model-notes page (head_dim 128 with hidden 1024 and 16 heads); generation_config.json recalled from "
        "the repository (eos [151645, 151643]), not re-checked here"},
-      {"mistral-7b-instruct-v0.3", "mistralai/Mistral-7B-Instruct-v0.3", kMistral03Config, kMistral03Generation,
-       {64, 2, 8, 2, 0, 128}, "mistral-v0.1", nullptr,
+      {"mistral-7b-instruct-v0.3",
+       "mistralai/Mistral-7B-Instruct-v0.3",
+       kMistral03Config,
+       kMistral03Generation,
+       {64, 2, 8, 2, 0, 128},
+       "mistral-v0.1",
+       nullptr,
        "config.json and generation_config.json recalled from the repository (vocab 32768, rope_theta 1e6, "
        "sliding_window null); no third-party copy was found here. The twin uses the Mistral v0.1 tokenizer, whose "
        "32000 ids are the first 32000 of v0.3's vocabulary, and no chat template"},
-      {"breeze-7b-instruct-v1_0", "MediaTek-Research/Breeze-7B-Instruct-v1_0", kBreezeConfig, kBreezeGeneration,
-       {64, 2, 8, 2, 0, 128}, "mistral-v0.1", "breeze",
+      {"breeze-7b-instruct-v1_0",
+       "MediaTek-Research/Breeze-7B-Instruct-v1_0",
+       kBreezeConfig,
+       kBreezeGeneration,
+       {64, 2, 8, 2, 0, 128},
+       "mistral-v0.1",
+       "breeze",
        "shape from docs/reference/model.md (vocab 61952, untied, GQA 32/8, FFN 14336, checked "
        "there against the v1_0 index size); rope_theta 10000, sliding_window 4096, max_position_embeddings 32768 "
-       "and the ids are Mistral-7B-v0.1's values, which docs/reference/model.md#positions-and-padding marks unverified for Breeze; template from "
+       "and the ids are Mistral-7B-v0.1's values, which docs/reference/model.md#positions-and-padding marks unverified "
+       "for Breeze; template from "
        "shared/tokenizers/breeze-7b-instruct/chat_templates.json"},
   };
   return all;

@@ -22,8 +22,8 @@ struct FamilyFixture {
   Shrink shrink;                  // the tiny twin's sizes (everything else stays as published)
   const char* tokenizer;          // folder under shared/tokenizers with the family's real tokenizer
   const char* chat_template;      // the template to put into tokenizer_config.json: nullptr keeps the tokenizer's;
-                                  // "breeze" takes shared/tokenizers/breeze-7b-instruct/chat_templates.json's
-  const char* sources;            // where the config facts come from
+                              // "breeze" takes shared/tokenizers/breeze-7b-instruct/chat_templates.json's
+  const char* sources;  // where the config facts come from
 };
 
 const std::vector<FamilyFixture>& families();

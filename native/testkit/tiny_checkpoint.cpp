@@ -213,8 +213,8 @@ TinyCheckpoint write_family_checkpoint(const FamilyFixture& f, const std::string
       const auto& absmax = keep(q.absmax_q);
       tensors.push_back({t.name + ".absmax", DType::U8, {int64_t(absmax.size())}, absmax.data(), absmax.size()});
       const auto& nested = keep_floats(q.absmax2.data(), q.absmax2.size());
-      tensors.push_back({t.name + ".nested_absmax", DType::F32, {int64_t(q.absmax2.size())}, nested.data(),
-                         nested.size()});
+      tensors.push_back(
+          {t.name + ".nested_absmax", DType::F32, {int64_t(q.absmax2.size())}, nested.data(), nested.size()});
       const auto& table = keep_floats(nf4_table.data(), 16);
       tensors.push_back({t.name + ".quant_map", DType::F32, {16}, table.data(), table.size()});
       const auto& code = keep_floats(dynamic_map_signed(), 256);
@@ -225,8 +225,8 @@ TinyCheckpoint write_family_checkpoint(const FamilyFixture& f, const std::string
                     "\"nested_blocksize\": 256, \"nested_dtype\": \"float32\", \"nested_offset\": %.9g}",
                     (long long)t.shape[0], (long long)t.shape[1], double(q.absmax_offset));
       const auto& st = keep(std::vector<uint8_t>(state, state + std::strlen(state)));
-      tensors.push_back({t.name + ".quant_state.bitsandbytes__nf4", DType::U8, {int64_t(st.size())}, st.data(),
-                         st.size()});
+      tensors.push_back(
+          {t.name + ".quant_state.bitsandbytes__nf4", DType::U8, {int64_t(st.size())}, st.data(), st.size()});
       continue;
     }
     out.values[t.name] = v;

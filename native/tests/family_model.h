@@ -50,7 +50,7 @@ inline void set_reference_rope(TinySpec& s, const dpo::json::Value& cfg) {
     for (int j = 0; j < dim / 2; j++) f[size_t(j)] = std::pow(base, -2.0 * j / dim);
     return f;
   };
-  const std::string type = !b ? "default"
+  const std::string type = !b                       ? "default"
                            : field(*b, "rope_type") ? field(*b, "rope_type")->as_string()
                            : field(*b, "type")      ? field(*b, "type")->as_string()
                                                     : "default";
@@ -78,8 +78,11 @@ inline void set_reference_rope(TinySpec& s, const dpo::json::Value& cfg) {
       auto f = plain(theta);
       for (double& x : f) {
         const double wavelen = 2 * M_PI / x;
-        if (wavelen < orig / hi) continue;                 // high frequencies: unchanged
-        if (wavelen > orig / lo) { x /= factor; continue; }  // low frequencies: interpolated
+        if (wavelen < orig / hi) continue;  // high frequencies: unchanged
+        if (wavelen > orig / lo) {
+          x /= factor;
+          continue;
+        }  // low frequencies: interpolated
         const double smooth = (orig / wavelen - lo) / (hi - lo);
         x = (1 - smooth) * x / factor + smooth * x;
       }
@@ -91,7 +94,9 @@ inline void set_reference_rope(TinySpec& s, const dpo::json::Value& cfg) {
     const dpo::json::Value* tr = field(*b, "truncate");
     const bool truncate = !tr || tr->as_bool();
     // The dimension that completes `rotations` turns over the original context; a ramp between the two bounds.
-    auto dim_for = [&](double rotations) { return dim * std::log(orig / (rotations * 2 * M_PI)) / (2 * std::log(theta)); };
+    auto dim_for = [&](double rotations) {
+      return dim * std::log(orig / (rotations * 2 * M_PI)) / (2 * std::log(theta));
+    };
     double low = dim_for(fast), high = dim_for(slow);
     if (truncate) low = std::floor(low), high = std::ceil(high);
     low = std::max(low, 0.0), high = std::min(high, double(dim - 1));

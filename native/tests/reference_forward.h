@@ -111,8 +111,7 @@ inline std::vector<std::vector<double>> reference_logits(const TinySpec& s, cons
         double sum = 0;
         for (double& d : sc) sum += (d = std::exp(d - mx));
         for (size_t i = 0; i < keys.size(); i++)
-          for (int j = 0; j < HD; j++)
-            att[size_t(h * HD + j)] += sc[i] / sum * v[size_t(keys[i])][size_t(kh * HD + j)];
+          for (int j = 0; j < HD; j++) att[size_t(h * HD + j)] += sc[i] / sum * v[size_t(keys[i])][size_t(kh * HD + j)];
       }
       auto o = linear(att, p + ".self_attn.o_proj", C, QD, s.o_bias);
       for (int c = 0; c < C; c++) x[size_t(t)][size_t(c)] += o[size_t(c)];
@@ -126,7 +125,8 @@ inline std::vector<std::vector<double>> reference_logits(const TinySpec& s, cons
   }
   std::vector<std::vector<double>> logits(static_cast<size_t>(T));
   const std::string head = s.tied ? "model.embed_tokens" : "lm_head";
-  for (int t = 0; t < T; t++) logits[size_t(t)] = linear(rmsnorm(x[size_t(t)], "model.norm.weight"), head, s.V, C, false);
+  for (int t = 0; t < T; t++)
+    logits[size_t(t)] = linear(rmsnorm(x[size_t(t)], "model.norm.weight"), head, s.V, C, false);
   return logits;
 }
 

@@ -41,10 +41,10 @@ TEST_CASE(cpu_against_cpu_passes_every_kernel) {
   for (const auto& n : names) std::printf(" %s", n.c_str());
   std::printf("\n");
   // The families the issue lists are all there.
-  for (const char* k : {"matmul", "matmul_backward", "matmul_nf4", "matmul_nf4_backward_input", "attention",
-                        "attention_backward", "attention_decode", "rmsnorm", "rmsnorm_backward", "rope",
-                        "rope_backward", "logsoftmax_gather", "logsoftmax_gather_backward", "l2_norm", "adamw_step",
-                        "adamw_bnb32_step", "adamw_bnb8bit_step"}) {
+  for (const char* k :
+       {"matmul", "matmul_backward", "matmul_nf4", "matmul_nf4_backward_input", "attention", "attention_backward",
+        "attention_decode", "rmsnorm", "rmsnorm_backward", "rope", "rope_backward", "logsoftmax_gather",
+        "logsoftmax_gather_backward", "l2_norm", "adamw_step", "adamw_bnb32_step", "adamw_bnb8bit_step"}) {
     bool found = false;
     for (const auto& n : names) found = found || n == k;
     if (!found) std::printf("  missing kernel %s\n", k);
@@ -81,9 +81,8 @@ TEST_CASE(each_kernel_check_catches_a_wrong_output_of_that_kernel) {
     CHECK(r.kernels == int(i));  // every kernel before it passed
     CHECK(contains(r.detail, "the CPU gives"));
   }
-  const std::string msg =
-      self_check_failure_message("NVIDIA H200", run_backend_self_check(*faulty("attention_backward",
-                                                                               InjectedFault::Corrupt), *cpu));
+  const std::string msg = self_check_failure_message(
+      "NVIDIA H200", run_backend_self_check(*faulty("attention_backward", InjectedFault::Corrupt), *cpu));
   std::printf("  e.g. %s\n", msg.c_str());
   CHECK(contains(msg, "NVIDIA H200") && contains(msg, "kernel attention_backward") && contains(msg, "dq"));
 }
@@ -106,7 +105,8 @@ TEST_CASE(auto_falls_back_to_the_cpu_naming_the_kernel_and_the_gpu) {
   std::printf("  note: %s\n  backend: %s\n", note.c_str(), be->describe().c_str());
   CHECK(be->kind() == BackendKind::Cpu);
   CHECK(!contains(be->describe(), "injected"));  // the CPU backend, not the faulty one
-  CHECK(contains(note, "Test GPU 9000") && contains(note, "kernel matmul_nf4") && contains(note, "computing on the CPU"));
+  CHECK(contains(note, "Test GPU 9000") && contains(note, "kernel matmul_nf4") &&
+        contains(note, "computing on the CPU"));
   CHECK(contains(gpu.summary(), "failed") && contains(gpu.summary(), "matmul_nf4"));
 }
 
@@ -147,7 +147,7 @@ TEST_CASE(a_passing_gpu_is_chosen_and_checked_once) {
 }
 
 TEST_CASE(a_gpu_that_cannot_be_created_fails_the_check) {
-  CheckedGpu gpu("Old GPU", [] () -> std::unique_ptr<Backend> {
+  CheckedGpu gpu("Old GPU", []() -> std::unique_ptr<Backend> {
     fail(ErrorCode::NoCuda, "GPU Old GPU has compute capability 7.5; the CUDA backend needs 8.0 or newer");
   });
   GpuOffer offer = offer_of(gpu);

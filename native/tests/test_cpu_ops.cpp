@@ -51,8 +51,7 @@ TEST_CASE(thread_pool_covers_range_nested_and_concurrent) {
     // nested: runs inline, no deadlock
     std::atomic<int64_t> sum{0};
     parallel_for(8, 1, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; i++)
-        parallel_for(100, 1, [&](int64_t b2, int64_t e2) { sum += e2 - b2; });
+      for (int64_t i = b; i < e; i++) parallel_for(100, 1, [&](int64_t b2, int64_t e2) { sum += e2 - b2; });
     });
     CHECK(sum.load() == 800);
     // concurrent callers are serialised
@@ -149,8 +148,8 @@ TEST_CASE(matmul_nf4_register_path_equals_tiled_path) {
             vector<float> one(static_cast<size_t>(N));
             cpu::matmul_nf4_forward(one.data(), x.data(), w, nullptr, 1);
             vector<double> ref, scale;
-            ref_matmul(ref, &scale, to_d(bf16_all(vector<float>(x.begin(), x.begin() + K))),
-                       to_d(nf4_weights_bf16(w)), nullptr, 1, K, N);
+            ref_matmul(ref, &scale, to_d(bf16_all(vector<float>(x.begin(), x.begin() + K))), to_d(nf4_weights_bf16(w)),
+                       nullptr, 1, K, N);
             check_scaled("nf4 register path vs bf16 ref", one.data(), ref.data(), scale.data(), one.size(), 1e-5);
           }
         }
@@ -271,8 +270,8 @@ TEST_CASE(attention_rows_are_batch_and_thread_invariant) {
   for (int threads : {1, 2, 4}) {
     set_cpu_thread_count(threads);
     vector<float> out(qall.size());
-    cpu::attention_forward(out.data(), nullptr, qall.data(), kall.data(), vall.data(), qpos.data(), valid.data(), B,
-                           S, S, NH, NKV, HD);
+    cpu::attention_forward(out.data(), nullptr, qall.data(), kall.data(), vall.data(), qpos.data(), valid.data(), B, S,
+                           S, NH, NKV, HD);
     if (ref.empty()) ref = out;
     CHECK(same_bits(out.data(), ref.data(), out.size()));
     for (int b = 0; b < B; b++) {
@@ -303,7 +302,8 @@ TEST_CASE(backward_ops_are_thread_invariant) {
   const auto wf = randn(size_t(N) * K, 0.05f, 4);
   const Nf4Matrix wq = nf4_quantize(wf.data(), N, K);
   const AttnShape a{2, 6, 6, 8, 4, 8};
-  const auto q = randu(size_t(a.B) * a.T * a.NH * a.HD, -1, 1, 5), k = randu(size_t(a.B) * a.S * a.NKV * a.HD, -1, 1, 6);
+  const auto q = randu(size_t(a.B) * a.T * a.NH * a.HD, -1, 1, 5),
+             k = randu(size_t(a.B) * a.S * a.NKV * a.HD, -1, 1, 6);
   const auto v = randu(k.size(), -1, 1, 7), Ga = randu(q.size(), -1, 1, 8);
   vector<int> qpos(size_t(a.B) * a.T);
   for (size_t i = 0; i < qpos.size(); i++) qpos[i] = int(i % size_t(a.T));
@@ -315,8 +315,8 @@ TEST_CASE(backward_ops_are_thread_invariant) {
     cpu::matmul_nf4_backward_input(dxq.data(), G.data(), wq, M);
     vector<float> o(q.size()), p(size_t(a.B) * a.NH * a.T * a.S), dq(q.size(), 0.0f), dk(k.size(), 0.0f),
         dv(v.size(), 0.0f);
-    cpu::attention_forward(o.data(), p.data(), q.data(), k.data(), v.data(), qpos.data(), nullptr, a.B, a.T, a.S,
-                           a.NH, a.NKV, a.HD);
+    cpu::attention_forward(o.data(), p.data(), q.data(), k.data(), v.data(), qpos.data(), nullptr, a.B, a.T, a.S, a.NH,
+                           a.NKV, a.HD);
     cpu::attention_backward(dq.data(), dk.data(), dv.data(), Ga.data(), p.data(), q.data(), k.data(), v.data(), a.B,
                             a.T, a.S, a.NH, a.NKV, a.HD);
     vector<vector<float>> all = {dx, dw, db, dxq, o, p, dq, dk, dv};

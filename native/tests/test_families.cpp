@@ -25,8 +25,8 @@ using dpo::testkit::TinyCheckpointOptions;
 
 namespace {
 
-const char* kFamilies[] = {"llama-3.2-1b-instruct", "llama-3.1-8b-instruct", "qwen2.5-0.5b-instruct",
-                           "qwen3-0.6b",            "mistral-7b-instruct-v0.3", "breeze-7b-instruct-v1_0"};
+const char* kFamilies[] = {"llama-3.2-1b-instruct",    "llama-3.1-8b-instruct",  "qwen2.5-0.5b-instruct", "qwen3-0.6b",
+                           "mistral-7b-instruct-v0.3", "breeze-7b-instruct-v1_0"};
 
 // Three sequences spread over the whole vocabulary (ids up to V - 1), the longest 40 tokens so that the low RoPE
 // frequencies turn noticeably, with TRL-style labels (-100 on the prompt part).
@@ -208,8 +208,8 @@ TEST_CASE(each_family_feature_changes_the_result) {
     const TinyModel& m = family_twin(c.fam, o);
     TinySpec without = m.spec;
     c.drop(without);
-    auto model = dpo::Model::load(m.dir, {o.bnb_4bit ? dpo::QuantMode::Nf4 : dpo::QuantMode::None,
-                                          dpo::BackendChoice::Cpu});
+    auto model =
+        dpo::Model::load(m.dir, {o.bnb_4bit ? dpo::QuantMode::Nf4 : dpo::QuantMode::None, dpo::BackendChoice::Cpu});
     const auto batch = family_batch(m.spec.V);
     const auto got = model->logps(batch, 2);
     const WeightFn W = o.bnb_4bit ? nf4_values_of(m, true) : values_of(m);

@@ -22,8 +22,8 @@ std::string edited(const char* fam, const std::string& overrides) {
   dpo::json::Value cfg = dpo::json::parse(dpo::testkit::family(fam).config_json);
   const dpo::json::Value extra = dpo::json::parse(overrides);
   for (const std::string& k : extra.keys())
-    cfg = extra.find(k)->is_null() ? dpo::testkit::json_without(cfg, k)
-                                   : dpo::testkit::json_with(cfg, k, *extra.find(k));
+    cfg =
+        extra.find(k)->is_null() ? dpo::testkit::json_without(cfg, k) : dpo::testkit::json_with(cfg, k, *extra.find(k));
   return dpo::testkit::json_dump(cfg);
 }
 
@@ -79,8 +79,8 @@ TEST_CASE(sliding_windows_as_transformers_resolves_them) {
   // Qwen2/Qwen3: only with use_sliding_window, and only when some layer is at or past max_window_layers.
   CHECK(parse_model_config(edited("qwen2.5-0.5b-instruct", R"({"use_sliding_window": true})"), "q").sliding_window ==
         32768);
-  CHECK(parse_model_config(
-            edited("qwen2.5-0.5b-instruct", R"({"use_sliding_window": true, "max_window_layers": 24})"), "q")
+  CHECK(parse_model_config(edited("qwen2.5-0.5b-instruct", R"({"use_sliding_window": true, "max_window_layers": 24})"),
+                           "q")
             .sliding_window == 0);
   CHECK(parse_model_config(edited("qwen3-0.6b", R"({"use_sliding_window": true, "sliding_window": 512,
                                                    "max_window_layers": 4})"),
@@ -104,10 +104,10 @@ TEST_CASE(prequantized_and_other_quantizers) {
       "bnb_4bit_use_double_quant": true, "quant_method": "bitsandbytes"}})";
   CHECK(parse_model_config(edited("qwen2.5-0.5b-instruct", bnb), "q").prequantized);
   CHECK(!real("qwen2.5-0.5b-instruct").prequantized);
-  CHECK_THROWS_CODE(parse_model_config(edited("qwen2.5-0.5b-instruct",
-                                              R"({"quantization_config": {"quant_method": "gptq", "bits": 4}})"),
-                                       "q"),
-                    ErrorCode::BadModel, "quant_method 'gptq' is not supported");
+  CHECK_THROWS_CODE(
+      parse_model_config(
+          edited("qwen2.5-0.5b-instruct", R"({"quantization_config": {"quant_method": "gptq", "bits": 4}})"), "q"),
+      ErrorCode::BadModel, "quant_method 'gptq' is not supported");
   CHECK_THROWS_CODE(parse_model_config(edited("qwen2.5-0.5b-instruct", R"({"quantization_config":
                                               {"quant_method": "bitsandbytes", "load_in_8bit": true}})"),
                                        "q"),
@@ -123,7 +123,8 @@ TEST_CASE(prequantized_and_other_quantizers) {
 TEST_CASE(refusals_say_why_and_what_to_do) {
   auto config = [](const std::string& arch, const std::string& extra = "") {
     return R"({"architectures": [")" + arch + R"("], "hidden_size": 64, "num_hidden_layers": 1,
-               "num_attention_heads": 4, "intermediate_size": 64, "vocab_size": 32)" + extra + "}";
+               "num_attention_heads": 4, "intermediate_size": 64, "vocab_size": 32)" +
+           extra + "}";
   };
   CHECK_THROWS_CODE(parse_model_config(config("Gemma2ForCausalLM"), "g2"), ErrorCode::BadModel,
                     "Gemma 2 is not supported: its decoder is not Llama's");

@@ -99,14 +99,19 @@ TEST_CASE(quant_state_fields_are_checked_and_named) {
     return s;
   };
   const std::string q = "tensor model.layers.0.self_attn.q_proj.weight: ";
-  CHECK_THROWS_CODE(load_with(with("\"nf4\"", "[8, 8]")), dpo::ErrorCode::BadModel, q + "quant_state 'quant_type' must be a string");
-  CHECK_THROWS_CODE(load_with(with("64", "\"64\"")), dpo::ErrorCode::BadModel, q + "quant_state 'blocksize' must be a number");
+  CHECK_THROWS_CODE(load_with(with("\"nf4\"", "[8, 8]")), dpo::ErrorCode::BadModel,
+                    q + "quant_state 'quant_type' must be a string");
+  CHECK_THROWS_CODE(load_with(with("64", "\"64\"")), dpo::ErrorCode::BadModel,
+                    q + "quant_state 'blocksize' must be a number");
   CHECK_THROWS_CODE(load_with(with("64", "64.5")), dpo::ErrorCode::BadModel, q + "only nf4 with blocksize 64");
-  CHECK_THROWS_CODE(load_with(with("[8, 8]", "[\"8\", 8]")), dpo::ErrorCode::BadModel, q + "quant_state shape does not match");
+  CHECK_THROWS_CODE(load_with(with("[8, 8]", "[\"8\", 8]")), dpo::ErrorCode::BadModel,
+                    q + "quant_state shape does not match");
   CHECK_THROWS_CODE(load_with(with("\"float16\"", "\"fp16\"")), dpo::ErrorCode::BadModel,
                     q + "quant_state dtype \"fp16\" is not float16, bfloat16 or float32");
-  CHECK_THROWS_CODE(load_with(with("0.125", "1e39")), dpo::ErrorCode::BadModel, q + "quant_state nested_offset is outside");
-  CHECK_THROWS_CODE(load_with(with("0.125", "\"x\"")), dpo::ErrorCode::BadModel, q + "quant_state 'nested_offset' must be a number");
+  CHECK_THROWS_CODE(load_with(with("0.125", "1e39")), dpo::ErrorCode::BadModel,
+                    q + "quant_state nested_offset is outside");
+  CHECK_THROWS_CODE(load_with(with("0.125", "\"x\"")), dpo::ErrorCode::BadModel,
+                    q + "quant_state 'nested_offset' must be a number");
   load_with(with("\"float16\"", "\"bfloat16\""));
 }
 

@@ -116,10 +116,18 @@ TEST_CASE(json_values) {
 TEST_CASE(json_type_mismatch_throws) {
   json::Value v = json::parse(R"({"x": 1.5, "s": "t"})");
   bool threw = false;
-  try { v.find("x")->as_int(); } catch (const std::runtime_error&) { threw = true; }
+  try {
+    v.find("x")->as_int();
+  } catch (const std::runtime_error&) {
+    threw = true;
+  }
   CHECK(threw);
   threw = false;
-  try { v.find("s")->as_number(); } catch (const std::runtime_error&) { threw = true; }
+  try {
+    v.find("s")->as_number();
+  } catch (const std::runtime_error&) {
+    threw = true;
+  }
   CHECK(threw);
   CHECK(v.find("x")->find("y") == nullptr);  // find on a non-object is just "absent"
 }
@@ -160,7 +168,8 @@ TEST_CASE(json_errors) {
   CHECK(json_fails([] { json::parse(R"({"\u0000":1,"\u0000":2})"); }, "duplicate key \"\\u0000\" at byte 12"));
   CHECK(json::quote("a\x7f\x01") == "\"a\\u007f\\u0001\"");  // DEL escaped too (an architecture name had one)
   // C1 controls and bidi overrides as well; other non-ASCII text passes through.
-  CHECK(json::escape("\xC2\x9B\xE2\x80\xAE\xE2\x81\xA6\xC3\xA9\xE2\x80\x94") == "\\u009b\\u202e\\u2066\xC3\xA9\xE2\x80\x94");
+  CHECK(json::escape("\xC2\x9B\xE2\x80\xAE\xE2\x81\xA6\xC3\xA9\xE2\x80\x94") ==
+        "\\u009b\\u202e\\u2066\xC3\xA9\xE2\x80\x94");
   CHECK(json::parse(json::quote("\xC2\x9B\xE2\x80\xAE")).as_string() == "\xC2\x9B\xE2\x80\xAE");
   CHECK(json_fails([] { json::parse("{'a':1}"); }, "expected a string key"));
   CHECK(json_fails([] { json::parse(std::string(65, '[') + std::string(65, ']')); }, "nesting deeper than 64"));
@@ -272,8 +281,8 @@ TEST_CASE(safetensors_bad_files) {
   std::string not_obj = write("array.safetensors", raw_safetensors("[]", 0));
   CHECK_THROWS_CODE(SafetensorsFile f(not_obj), ErrorCode::BadModel, not_obj);
 
-  std::string dtype = write("dtype.safetensors",
-                            raw_safetensors(R"({"w":{"dtype":"F8_E4M3","shape":[2],"data_offsets":[0,2]}})", 2));
+  std::string dtype =
+      write("dtype.safetensors", raw_safetensors(R"({"w":{"dtype":"F8_E4M3","shape":[2],"data_offsets":[0,2]}})", 2));
   CHECK_THROWS_CODE(SafetensorsFile f(dtype), ErrorCode::BadModel, "tensor w: unknown dtype 'F8_E4M3'");
   CHECK_THROWS_CODE(SafetensorsFile f(dtype), ErrorCode::BadModel, dtype);
 
@@ -282,30 +291,30 @@ TEST_CASE(safetensors_bad_files) {
   CHECK_THROWS_CODE(SafetensorsFile f(outside), ErrorCode::BadModel, "tensor layer.w: offsets outside the data");
   CHECK_THROWS_CODE(SafetensorsFile f(outside), ErrorCode::BadModel, outside);
 
-  std::string size = write("size.safetensors",
-                           raw_safetensors(R"({"proj":{"dtype":"BF16","shape":[2,3],"data_offsets":[0,8]}})", 8));
+  std::string size =
+      write("size.safetensors", raw_safetensors(R"({"proj":{"dtype":"BF16","shape":[2,3],"data_offsets":[0,8]}})", 8));
   CHECK_THROWS_CODE(SafetensorsFile f(size), ErrorCode::BadModel,
                     "tensor proj: shape [2,3] with dtype BF16 needs 12 bytes but offsets give 8");
   CHECK_THROWS_CODE(SafetensorsFile f(size), ErrorCode::BadModel, size);
 
-  std::string reversed = write("reversed.safetensors",
-                               raw_safetensors(R"({"r":{"dtype":"U8","shape":[0],"data_offsets":[4,0]}})", 8));
+  std::string reversed =
+      write("reversed.safetensors", raw_safetensors(R"({"r":{"dtype":"U8","shape":[0],"data_offsets":[4,0]}})", 8));
   CHECK_THROWS_CODE(SafetensorsFile f(reversed), ErrorCode::BadModel, "tensor r: data_offsets");
 
-  std::string pair = write("pair.safetensors",
-                           raw_safetensors(R"({"r":{"dtype":"U8","shape":[4],"data_offsets":[4]}})", 8));
+  std::string pair =
+      write("pair.safetensors", raw_safetensors(R"({"r":{"dtype":"U8","shape":[4],"data_offsets":[4]}})", 8));
   CHECK_THROWS_CODE(SafetensorsFile f(pair), ErrorCode::BadModel, "tensor r: data_offsets");
 
-  std::string overlap = write("overlap.safetensors",
-                              raw_safetensors(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
-                                              R"("z":{"dtype":"U8","shape":[0],"data_offsets":[5,5]},)"
-                                              R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
-                                              12));
+  std::string overlap =
+      write("overlap.safetensors", raw_safetensors(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                                                   R"("z":{"dtype":"U8","shape":[0],"data_offsets":[5,5]},)"
+                                                   R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
+                                                   12));
   CHECK_THROWS_CODE(SafetensorsFile f(overlap), ErrorCode::BadModel, "tensor b overlaps tensor a");
 
-  std::string huge = write("huge.safetensors",
-                           raw_safetensors(R"({"h":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}})",
-                                           8));
+  std::string huge =
+      write("huge.safetensors",
+            raw_safetensors(R"({"h":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}})", 8));
   CHECK_THROWS_CODE(SafetensorsFile f(huge), ErrorCode::BadModel, "tensor h: shape");
 
   std::string meta = write("meta.safetensors", raw_safetensors(R"({"__metadata__":{"k":1}})", 0));
@@ -341,7 +350,8 @@ TEST_CASE(weight_set_sharded) {
   std::string dir = temp_dir();
   std::vector<uint16_t> a = {f32_to_bf16(1.5f), f32_to_bf16(-2.0f)};
   std::vector<uint16_t> b = {f32_to_bf16(0.25f), f32_to_bf16(4.0f), f32_to_bf16(8.0f)};
-  write_safetensors(dir + "/model-00001-of-00002.safetensors", {{"model.embed_tokens.weight", DType::BF16, {1, 2}, a.data(), 4}});
+  write_safetensors(dir + "/model-00001-of-00002.safetensors",
+                    {{"model.embed_tokens.weight", DType::BF16, {1, 2}, a.data(), 4}});
   write_safetensors(dir + "/model-00002-of-00002.safetensors",
                     {{"lm_head.weight", DType::BF16, {3}, b.data(), 6}, {"extra", DType::BF16, {1}, b.data(), 2}});
   write_file(dir + "/model.safetensors.index.json", R"({"metadata": {"total_size": 10}, "weight_map": {
@@ -361,7 +371,8 @@ TEST_CASE(weight_set_sharded) {
   // A tensor the index names but its shard lacks.
   std::string dir2 = temp_dir();
   write_safetensors(dir2 + "/s1.safetensors", {{"x", DType::BF16, {2}, a.data(), 4}});
-  write_file(dir2 + "/model.safetensors.index.json", R"({"weight_map": {"x": "s1.safetensors", "y": "s1.safetensors"}})");
+  write_file(dir2 + "/model.safetensors.index.json",
+             R"({"weight_map": {"x": "s1.safetensors", "y": "s1.safetensors"}})");
   CHECK_THROWS_CODE(WeightSet s(dir2), ErrorCode::BadModel, "tensor y is listed in");
   CHECK_THROWS_CODE(WeightSet s(dir2), ErrorCode::BadModel, "shard s1.safetensors");
 
@@ -415,7 +426,8 @@ TEST_CASE(config_llama_and_defaults) {
   // Minimal config: every optional key takes the transformers default.
   ModelConfig m = parse_model_config(R"({"architectures": ["MistralForCausalLM"], "hidden_size": 64,
       "num_hidden_layers": 1, "num_attention_heads": 4, "intermediate_size": 128, "vocab_size": 32,
-      "num_key_value_heads": null, "head_dim": null, "rope_scaling": null})", "m");
+      "num_key_value_heads": null, "head_dim": null, "rope_scaling": null})",
+                                     "m");
   CHECK(m.arch == Arch::Mistral && m.model_type == "mistral");
   CHECK(m.n_kv_heads == 4 && m.head_dim == 16);
   CHECK(m.rope_theta == 10000.0f && m.rms_norm_eps == 1e-6f);
@@ -425,31 +437,37 @@ TEST_CASE(config_llama_and_defaults) {
   // transformers 5 spelling: rope_parameters carries rope_theta, and torch_dtype became dtype.
   ModelConfig v5 = parse_model_config(R"({"architectures": ["Qwen2ForCausalLM"], "hidden_size": 64,
       "num_hidden_layers": 1, "num_attention_heads": 4, "intermediate_size": 128, "vocab_size": 32,
-      "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0}, "dtype": "bfloat16"})", "v5");
+      "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0}, "dtype": "bfloat16"})",
+                                      "v5");
   CHECK(v5.rope_theta == 1000000.0f && v5.torch_dtype == "bfloat16");
 }
 
 TEST_CASE(config_gqa_and_head_dim) {
   ModelConfig c = parse_model_config(R"({"architectures": ["MistralForCausalLM"], "model_type": "mistral",
       "hidden_size": 5120, "num_hidden_layers": 40, "num_attention_heads": 32, "num_key_value_heads": 8,
-      "head_dim": 128, "intermediate_size": 14336, "vocab_size": 131072, "eos_token_id": [2, 7]})", "nemo");
+      "head_dim": 128, "intermediate_size": 14336, "vocab_size": 131072, "eos_token_id": [2, 7]})",
+                                     "nemo");
   CHECK(c.n_heads == 32 && c.n_kv_heads == 8);
   CHECK(c.head_dim == 128);  // explicit head_dim wins over 5120 / 32
   CHECK(c.eos_token_ids == std::vector<int>({2, 7}));
 
   CHECK_THROWS_CODE(parse_model_config(R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 64,
       "num_hidden_layers": 1, "num_attention_heads": 8, "num_key_value_heads": 3, "intermediate_size": 128,
-      "vocab_size": 32})", "gqa/config.json"), ErrorCode::BadModel, "num_key_value_heads 3");
+      "vocab_size": 32})",
+                                       "gqa/config.json"),
+                    ErrorCode::BadModel, "num_key_value_heads 3");
   CHECK_THROWS_CODE(parse_model_config(R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 66,
       "num_hidden_layers": 1, "num_attention_heads": 8, "intermediate_size": 128, "vocab_size": 32})",
-      "hd/config.json"), ErrorCode::BadModel, "hd/config.json");
+                                       "hd/config.json"),
+                    ErrorCode::BadModel, "hd/config.json");
 }
 
 TEST_CASE(config_qwen2_bias) {
   ModelConfig q = parse_model_config(R"({"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2",
       "hidden_size": 896, "num_hidden_layers": 24, "num_attention_heads": 14, "num_key_value_heads": 2,
       "intermediate_size": 4864, "vocab_size": 151936, "rope_theta": 1000000.0, "tie_word_embeddings": true,
-      "bos_token_id": 151643, "eos_token_id": 151645, "rope_scaling": null, "use_sliding_window": false})", "q");
+      "bos_token_id": 151643, "eos_token_id": 151645, "rope_scaling": null, "use_sliding_window": false})",
+                                     "q");
   CHECK(q.arch == Arch::Qwen2 && q.qkv_bias);
   CHECK(q.head_dim == 64 && q.n_kv_heads == 2 && q.tie_embeddings);
   CHECK(q.rope_theta == 1000000.0f);
@@ -467,7 +485,8 @@ TEST_CASE(config_errors) {
     size_t comma = s.find(',', at);
     return s.erase(at, comma - at + 1);
   };
-  for (const char* key : {"hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size"}) {
+  for (const char* key :
+       {"hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size"}) {
     CHECK_THROWS_CODE(parse_model_config(without(key), path), ErrorCode::BadModel,
                       "config.json (" + path + ") is missing field '" + key + "'");
   }
@@ -484,10 +503,12 @@ TEST_CASE(config_errors) {
   for (const char* v : {"1e205", "1e-300"}) {
     std::string eps = kLlama;
     eps.replace(eps.find("1e-05"), 5, v);
-    CHECK_THROWS_CODE(parse_model_config(eps, path), ErrorCode::BadModel, "'rms_norm_eps' must be positive and within float range");
+    CHECK_THROWS_CODE(parse_model_config(eps, path), ErrorCode::BadModel,
+                      "'rms_norm_eps' must be positive and within float range");
     std::string theta = kLlama;
     theta.replace(theta.find("500000.0"), 8, v);
-    CHECK_THROWS_CODE(parse_model_config(theta, path), ErrorCode::BadModel, "'rope_theta' must be positive and within float range");
+    CHECK_THROWS_CODE(parse_model_config(theta, path), ErrorCode::BadModel,
+                      "'rope_theta' must be positive and within float range");
   }
 
   std::string gpt2 = kLlama;

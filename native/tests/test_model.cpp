@@ -49,7 +49,8 @@ struct Batch {
 
 Batch sample_batch(int V) {
   Batch b;
-  const std::vector<std::vector<int>> ids = {{1, 5, 9, 33, 12}, {1, 7, 7, 40, 3, 22, 18, 9, 60}, {1, 4, 50, 2, 11, 30, 8}};
+  const std::vector<std::vector<int>> ids = {
+      {1, 5, 9, 33, 12}, {1, 7, 7, 40, 3, 22, 18, 9, 60}, {1, 4, 50, 2, 11, 30, 8}};
   const std::vector<int> prompt_len = {2, 4, 3};
   for (size_t i = 0; i < ids.size(); i++) {
     dpo::ScoredSequence s;
@@ -172,8 +173,8 @@ TEST_CASE(batched_logps_equal_one_at_a_time) {
   for (dpo::QuantMode q : {dpo::QuantMode::None, dpo::QuantMode::Nf4}) {
     auto model = dpo::Model::load(m.dir, {q, dpo::BackendChoice::Cpu});
     const std::vector<dpo::ScoredSequence> batch = {scored({1, 5, 9, 33}, 2, s.V),
-                                                     scored({1, 7, 7, 40, 3, 22, 18, 2, 9}, 3, s.V),
-                                                     scored({1, 4}, 1, s.V), scored({1, 4, 50, 2, 11, 12}, 4, s.V)};
+                                                    scored({1, 7, 7, 40, 3, 22, 18, 2, 9}, 3, s.V),
+                                                    scored({1, 4}, 1, s.V), scored({1, 4, 50, 2, 11, 12}, 4, s.V)};
     const auto together = model->logps(batch, 2, nullptr, false);
     for (size_t i = 0; i < batch.size(); i++) {
       const auto alone = model->logps({batch[i]}, 2, nullptr, false);
@@ -207,7 +208,7 @@ TEST_CASE(bf16_lm_head_gives_the_same_bits_as_fp32) {
       opt.max_new_tokens = 10;
       CHECK(fp32_head->generate(prompts, opt).tokens == bf16_head->generate(prompts, opt).tokens);
       const std::vector<dpo::ScoredSequence> batch = {scored({1, 5, 9, 33}, 2, s.V),
-                                                       scored({1, 7, 7, 40, 3, 22, 18, 2, 9}, 3, s.V)};
+                                                      scored({1, 7, 7, 40, 3, 22, 18, 2, 9}, 3, s.V)};
       const auto a = fp32_head->logps(batch, 2, nullptr, false), b = bf16_head->logps(batch, 2, nullptr, false);
       for (size_t i = 0; i < batch.size(); i++) {
         CHECK(a[i].logp == b[i].logp);
@@ -236,9 +237,12 @@ TEST_CASE(generation_stops_at_eos_and_on_cancel) {
   std::atomic<bool> cancel{false};
   opt.eos_ids = {};
   int seen = 0;
-  auto cancelled = model->generate({{1, 3, 5}}, opt, [&](int, int32_t) {
-    if (++seen == 2) cancel = true;
-  }, &cancel);
+  auto cancelled = model->generate(
+      {{1, 3, 5}}, opt,
+      [&](int, int32_t) {
+        if (++seen == 2) cancel = true;
+      },
+      &cancel);
   CHECK(cancelled.finish[0] == "cancelled");
   CHECK(cancelled.tokens[0].size() == 2);
   CHECK_THROWS_CODE(model->logps(sample_batch(s.V).seqs, 2, &cancel), dpo::ErrorCode::Cancelled, "cancelled");
@@ -253,9 +257,11 @@ TEST_CASE(the_context_is_never_exceeded) {
   auto model = dpo::Model::load(m.dir, {dpo::QuantMode::None, dpo::BackendChoice::Cpu});
   dpo::GenerateOptions opt;
   opt.max_new_tokens = 13;
-  CHECK_THROWS_CODE(model->generate({{1, 3, 5}}, opt), dpo::ErrorCode::TooLong, "more than the model's context (12 tokens");
+  CHECK_THROWS_CODE(model->generate({{1, 3, 5}}, opt), dpo::ErrorCode::TooLong,
+                    "more than the model's context (12 tokens");
   opt.max_new_tokens = 2147483647;
-  CHECK_THROWS_CODE(model->generate({{1, 3, 5}}, opt), dpo::ErrorCode::TooLong, "max_new_tokens 2147483647 is more than");
+  CHECK_THROWS_CODE(model->generate({{1, 3, 5}}, opt), dpo::ErrorCode::TooLong,
+                    "max_new_tokens 2147483647 is more than");
   opt.max_new_tokens = 4;
   CHECK_THROWS_CODE(model->generate({{1, 3, 5}, std::vector<int32_t>(12, 7)}, opt), dpo::ErrorCode::TooLong,
                     "prompt 1 has 12 tokens, which leaves no room for an answer");
@@ -277,7 +283,8 @@ TEST_CASE(the_context_is_never_exceeded) {
   dpo::ScoredSequence longer;
   longer.ids = std::vector<int32_t>(13, 4);
   longer.labels = longer.ids;
-  CHECK_THROWS_CODE(model->logps({longer}, 2), dpo::ErrorCode::TooLong, "sequence 0 has 13 tokens, more than the model's context");
+  CHECK_THROWS_CODE(model->logps({longer}, 2), dpo::ErrorCode::TooLong,
+                    "sequence 0 has 13 tokens, more than the model's context");
   longer.ids.resize(12);
   longer.labels.resize(12);
   CHECK(model->logps({longer}, 2).size() == 1);
@@ -383,9 +390,14 @@ void check_prequantized_loads_like_quantizing_at_load(const TinySpec& s) {
     bytes.push_back(q.packed);
     out.push_back({name, dpo::DType::U8, {int64_t(q.packed.size()), 1}, bytes.back().data(), q.packed.size()});
     bytes.push_back(q.absmax_q);
-    out.push_back({name + ".absmax", dpo::DType::U8, {int64_t(q.absmax_q.size())}, bytes.back().data(), q.absmax_q.size()});
+    out.push_back(
+        {name + ".absmax", dpo::DType::U8, {int64_t(q.absmax_q.size())}, bytes.back().data(), q.absmax_q.size()});
     floats.push_back(q.absmax2);
-    out.push_back({name + ".nested_absmax", dpo::DType::F32, {int64_t(q.absmax2.size())}, floats.back().data(), q.absmax2.size() * 4});
+    out.push_back({name + ".nested_absmax",
+                   dpo::DType::F32,
+                   {int64_t(q.absmax2.size())},
+                   floats.back().data(),
+                   q.absmax2.size() * 4});
     out.push_back({name + ".quant_map", dpo::DType::F32, {16}, nf4_table.data(), 64});
     out.push_back({name + ".nested_quant_map", dpo::DType::F32, {256}, code.data(), 1024});
     char json[400];
@@ -394,8 +406,11 @@ void check_prequantized_loads_like_quantizing_at_load(const TinySpec& s) {
                   "\"nested_blocksize\": 256, \"nested_dtype\": \"float32\", \"nested_offset\": %.9g}",
                   (long long)rows, (long long)cols, double(q.absmax_offset));
     bytes.emplace_back(json, json + std::strlen(json));
-    out.push_back({name + ".quant_state.bitsandbytes__nf4", dpo::DType::U8, {int64_t(bytes.back().size())},
-                   bytes.back().data(), bytes.back().size()});
+    out.push_back({name + ".quant_state.bitsandbytes__nf4",
+                   dpo::DType::U8,
+                   {int64_t(bytes.back().size())},
+                   bytes.back().data(),
+                   bytes.back().size()});
   }
   dpo::write_safetensors(dir + "/model.safetensors", out);
   {

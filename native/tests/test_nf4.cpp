@@ -22,11 +22,10 @@ const uint32_t kSpecTableHex[16] = {0xbf800000, 0xbf3239b1, 0xbf066b30, 0xbeca32
                                     0xbdba7871, 0x00000000, 0x3da2faff, 0x3e24cae3, 0x3e7c04dd, 0x3ead033a,
                                     0x3ee1a4b8, 0x3f1007ab, 0x3f3913b3, 0x3f800000};
 // The midpoints of the decision tree (docs/reference/nf4.md#code-table), as bnb's float literals.
-const float kSpecMid[15] = {-0.8480964004993439f, -0.6106329262256622f, -0.4599952697753906f,
-                            -0.33967943489551544f, -0.23460740596055984f, -0.13791173323988914f,
-                            -0.045525018125772476f, 0.03979014977812767f, 0.1202552504837513f,
-                            0.2035212516784668f, 0.2920137718319893f, 0.3893125355243683f,
-                            0.5016634166240692f, 0.6427869200706482f, 0.8614784181118011f};
+const float kSpecMid[15] = {-0.8480964004993439f,  -0.6106329262256622f,  -0.4599952697753906f,   -0.33967943489551544f,
+                            -0.23460740596055984f, -0.13791173323988914f, -0.045525018125772476f, 0.03979014977812767f,
+                            0.1202552504837513f,   0.2035212516784668f,   0.2920137718319893f,    0.3893125355243683f,
+                            0.5016634166240692f,   0.6427869200706482f,   0.8614784181118011f};
 
 uint32_t bits(float f) { return f32_bits(f); }
 
@@ -50,12 +49,12 @@ std::vector<float> normal_fp16(size_t n, float sigma, uint32_t seed) {
 // ---- A naive, independent reference of docs/reference/nf4.md (flat blocks, linear scans) ----
 struct NaiveNf4 {
   std::vector<uint8_t> codes;  // one per element (n)
-  std::vector<float> absmax;   // fp32 first-level
+  std::vector<float> absmax;  // fp32 first-level
   float offset = 0;
   std::vector<float> absmax2;
-  std::vector<uint8_t> q;      // nested codes
+  std::vector<uint8_t> q;  // nested codes
   std::vector<float> deq_absmax;
-  std::vector<float> deq;      // dequantized weights (storage dtype, fp16)
+  std::vector<float> deq;  // dequantized weights (storage dtype, fp16)
 };
 
 uint8_t naive_code(float x) {  // count of midpoints strictly exceeded
@@ -124,7 +123,7 @@ TEST_CASE(nf4_table_bits_match_spec) {
 TEST_CASE(nf4_code_midpoints_ties_go_down) {
   for (int i = 0; i < 15; i++) {
     const float m = kSpecMid[i];
-    CHECK(nf4_code(m) == i);                                // equal to a midpoint: not exceeded
+    CHECK(nf4_code(m) == i);  // equal to a midpoint: not exceeded
     CHECK(nf4_code(std::nextafter(m, INFINITY)) == i + 1);  // just above: the next code
     CHECK(nf4_code(std::nextafter(m, -INFINITY)) == i);
   }
@@ -242,8 +241,8 @@ TEST_CASE(dynamic_maps_equal_their_construction) {
       if (bits(built[i]) != bits(table[i])) differ++;
       worst = std::max(worst, ulp_distance(built[i], table[i]));
     }
-    std::printf("  %s map: %d of 256 entries differ from the construction (max %d ulp)\n",
-                sgn ? "signed" : "unsigned", differ, worst);
+    std::printf("  %s map: %d of 256 entries differ from the construction (max %d ulp)\n", sgn ? "signed" : "unsigned",
+                differ, worst);
     CHECK(differ == 0);
     CHECK(worst <= 1);
     for (int i = 1; i < 256; i++) CHECK(table[i - 1] < table[i]);  // sorted, distinct
@@ -328,9 +327,9 @@ TEST_CASE(nf4_whole_blocks_with_nan_zeros_and_ties_match_naive_reference) {
   w[3] = NAN;
   w[64 + 5] = -0.0f;
   for (int i = 0; i < 64; i++) w[size_t(128 + i)] = 0.0f;  // an all-zero block
-  w[192] = 1.0f;                                            // block 3: absmax 1, so values are their own x
-  w[193] = 0.03979014977812767f;                            // exactly the midpoint between codes 7 and 8
-  w[194] = -0.8480964004993439f;                            // exactly the first midpoint
+  w[192] = 1.0f;  // block 3: absmax 1, so values are their own x
+  w[193] = 0.03979014977812767f;  // exactly the midpoint between codes 7 and 8
+  w[194] = -0.8480964004993439f;  // exactly the first midpoint
   const Nf4Matrix m = nf4_quantize(w.data(), 8, 64);
   const NaiveNf4 r = naive_quantize(w);
   int bad = 0;
@@ -346,8 +345,8 @@ TEST_CASE(round_fp16_inplace_equals_the_scalar_rounding) {
   std::mt19937 g(5);
   std::vector<float> x;
   for (int i = 0; i < 1 << 20; i++) x.push_back(bits_f32(g()));  // every exponent, subnormals, inf, NaN
-  for (float v : {0.0f, -0.0f, 65504.0f, 65519.99f, 65520.0f, -65520.0f, 5.96e-8f, 2.98e-8f, 2.99e-8f, 1e-10f,
-                  INFINITY, -INFINITY, NAN})
+  for (float v : {0.0f, -0.0f, 65504.0f, 65519.99f, 65520.0f, -65520.0f, 5.96e-8f, 2.98e-8f, 2.99e-8f, 1e-10f, INFINITY,
+                  -INFINITY, NAN})
     x.push_back(v);
   std::vector<float> y = x;
   round_fp16_inplace(y.data(), int64_t(y.size()));
@@ -390,8 +389,8 @@ TEST_CASE(nf4_from_parts_and_nested_code_override) {
   std::vector<float> code(dynamic_map_signed(), dynamic_map_signed() + 256);
   const int q0 = m.absmax_q[0];
   code[size_t(q0)] = std::nextafter(code[size_t(q0)], 2.0f);
-  const Nf4Matrix b = nf4_from_parts(N, K, m.packed, m.absmax_q, m.absmax2, m.absmax_offset, code.data(),
-                                     Nf4StorageDType::F16);
+  const Nf4Matrix b =
+      nf4_from_parts(N, K, m.packed, m.absmax_q, m.absmax2, m.absmax_offset, code.data(), Nf4StorageDType::F16);
   CHECK(b.nested_code.size() == 256);
   volatile float p = code[size_t(q0)] * m.absmax2[0];
   CHECK(bits(b.absmax[0]) == bits(p + m.absmax_offset));
@@ -399,9 +398,9 @@ TEST_CASE(nf4_from_parts_and_nested_code_override) {
   nf4_dequantize_absmax(b, again.data());
   CHECK(std::memcmp(again.data(), b.absmax.data(), again.size() * 4) == 0);
   // Wrong part sizes are a bad model.
-  CHECK_THROWS_CODE(nf4_from_parts(N, K + 2, m.packed, m.absmax_q, m.absmax2, m.absmax_offset, nullptr,
-                                   Nf4StorageDType::F16),
-                    ErrorCode::BadModel, "packed");
+  CHECK_THROWS_CODE(
+      nf4_from_parts(N, K + 2, m.packed, m.absmax_q, m.absmax2, m.absmax_offset, nullptr, Nf4StorageDType::F16),
+      ErrorCode::BadModel, "packed");
   CHECK_THROWS_CODE(nf4_from_parts(N, K, m.packed, std::vector<uint8_t>(3), m.absmax2, m.absmax_offset, nullptr,
                                    Nf4StorageDType::F16),
                     ErrorCode::BadModel, "absmax");

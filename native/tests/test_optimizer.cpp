@@ -31,10 +31,22 @@ namespace {
 
 // fp32 ops with exactly one rounding each, immune to FMA contraction: every result goes through a volatile, so the
 // compiler can neither fuse it into the next op nor narrow a chain of them (the build uses -ffp-contract=fast).
-float f_mul(float a, float b) { volatile float r = a * b; return r; }
-float f_add(float a, float b) { volatile float r = a + b; return r; }
-float f_div(float a, float b) { volatile float r = a / b; return r; }
-float f_sqrt(float a) { volatile float r = std::sqrt(a); return r; }
+float f_mul(float a, float b) {
+  volatile float r = a * b;
+  return r;
+}
+float f_add(float a, float b) {
+  volatile float r = a + b;
+  return r;
+}
+float f_div(float a, float b) {
+  volatile float r = a / b;
+  return r;
+}
+float f_sqrt(float a) {
+  volatile float r = std::sqrt(a);
+  return r;
+}
 
 std::vector<float> uniform(size_t n, float lo, float hi, uint32_t seed) {
   std::mt19937 rng(seed);
@@ -83,15 +95,11 @@ class UnderTest {
  public:
   UnderTest(Where where, bool eight_bit, int64_t n) : where_(where), eight_bit_(eight_bit) {
     if (where == Where::Host) {
-      if (eight_bit)
-        host8_ = std::make_unique<AdamW8bit>(n);
-      else
-        host32_ = std::make_unique<AdamW>(n);
+      if (eight_bit) host8_ = std::make_unique<AdamW8bit>(n);
+      else host32_ = std::make_unique<AdamW>(n);
     } else {
-      if (eight_bit)
-        dev8_ = std::make_unique<DeviceAdamW8bit>(guarded(), n);
-      else
-        dev32_ = std::make_unique<DeviceAdamW>(guarded(), n);
+      if (eight_bit) dev8_ = std::make_unique<DeviceAdamW8bit>(guarded(), n);
+      else dev32_ = std::make_unique<DeviceAdamW>(guarded(), n);
       p_ = DeviceArray<float>(guarded(), size_t(n));
       g_ = DeviceArray<float>(guarded(), size_t(n));
     }
@@ -111,8 +119,8 @@ class UnderTest {
   State8 state8() const {
     State8 st;
     if (host8_) {
-      st = {host8_->step(),    host8_->blockwise(), host8_->blocks(),  host8_->state1(), host8_->state2(),
-            host8_->absmax1(), host8_->absmax2(),   host8_->m32(),     host8_->v32()};
+      st = {host8_->step(),    host8_->blockwise(), host8_->blocks(), host8_->state1(), host8_->state2(),
+            host8_->absmax1(), host8_->absmax2(),   host8_->m32(),    host8_->v32()};
     } else {
       st = {dev8_->step(),    dev8_->blockwise(), dev8_->blocks(), dev8_->state1(), dev8_->state2(),
             dev8_->absmax1(), dev8_->absmax2(),   dev8_->m32(),    dev8_->v32()};
@@ -225,8 +233,8 @@ int compare_8bit(const State8& opt, const std::vector<float>& p, const Expected8
   for (size_t i = 0; i < p.size(); i++)
     if (opt.state1[i] != e.c1[i] || opt.state2[i] != e.c2[i] || p[i] != e.p[i]) {
       if (bad++ < 3)
-        std::printf("  [%zu] codes %d %d p %.9g, want %d %d p %.9g\n", i, opt.state1[i], opt.state2[i], p[i],
-                    e.c1[i], e.c2[i], e.p[i]);
+        std::printf("  [%zu] codes %d %d p %.9g, want %d %d p %.9g\n", i, opt.state1[i], opt.state2[i], p[i], e.c1[i],
+                    e.c2[i], e.p[i]);
     }
   return bad;
 }
@@ -505,8 +513,8 @@ TEST_CASE(grad_norm_and_clipping) {
   set_cpu_thread_count(saved);
 
   // norm > max_norm: every gradient scaled by the fp32 coefficient.
-  std::vector<std::pair<float*, int64_t>> g = {{a.data(), int64_t(a.size())}, {b.data(), int64_t(b.size())},
-                                               {c.data(), 2}};
+  std::vector<std::pair<float*, int64_t>> g = {
+      {a.data(), int64_t(a.size())}, {b.data(), int64_t(b.size())}, {c.data(), 2}};
   const std::vector<float> a0 = a, b0 = b;
   const float coef = clip_grad_norm(g, 1.0f, norm);
   CHECK(coef == f_div(1.0f, f_add(norm, 1e-6f)));
@@ -532,7 +540,11 @@ TEST_CASE(grad_norm_and_clipping) {
 // non-finite gradients and a zero block: the CPU backend runs the host classes' own functions, and the guarded
 // backend shows the update never reads or writes backend memory from the host.
 TEST_CASE(device_optimizers_equal_host_bitwise) {
-  struct Case { bool eight_bit; size_t n; double wd; };
+  struct Case {
+    bool eight_bit;
+    size_t n;
+    double wd;
+  };
   for (const Case c : {Case{false, 3000, 0.1}, Case{false, 3000, 0.0}, Case{true, 1000, 0.1},
                        Case{true, 3 * 2048 + 77, 0.01}, Case{true, 4096, 0.0}}) {
     std::printf("  %s n=%zu wd=%g\n", c.eight_bit ? "8-bit" : "fp32", c.n, c.wd);
@@ -571,8 +583,11 @@ TEST_CASE(device_optimizers_equal_host_bitwise) {
 // on the host, Backend::scale) gives the host's norm and clipped gradients bit for bit.
 TEST_CASE(backend_grad_norm_and_clip_equal_host) {
   Backend& be = guarded();
-  const std::vector<std::vector<float>> host = {uniform(1000, -1.0f, 1.0f, 8), uniform(70000, -0.01f, 0.01f, 9),
-                                                {}, {3.0f, -4.0f}, uniform(3 * 65536 + 5, -0.1f, 0.1f, 12)};
+  const std::vector<std::vector<float>> host = {uniform(1000, -1.0f, 1.0f, 8),
+                                                uniform(70000, -0.01f, 0.01f, 9),
+                                                {},
+                                                {3.0f, -4.0f},
+                                                uniform(3 * 65536 + 5, -0.1f, 0.1f, 12)};
   for (const float max_norm : {1.0f, 1e6f, 0.0f}) {
     std::vector<std::vector<float>> h = host;
     std::vector<DeviceArray<float>> d;

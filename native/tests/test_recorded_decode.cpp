@@ -35,10 +35,8 @@ std::vector<std::vector<float>> decode(dpo::Model& model, bool record, int* repl
     const std::vector<int> seq = M == 2 ? std::vector<int>{0, 1} : std::vector<int>{1};
     std::vector<int> tok, p;
     for (int r = 0; r < M; r++) tok.push_back(3 + s + r), p.push_back(T + s);
-    if (record)
-      rd.step(last.get(), seq.data(), tok.data(), p.data(), M);
-    else
-      dpo::decoder_step(last.get(), m.dev, be, cache, seq.data(), tok.data(), p.data(), M, m.lora.get());
+    if (record) rd.step(last.get(), seq.data(), tok.data(), p.data(), M);
+    else dpo::decoder_step(last.get(), m.dev, be, cache, seq.data(), tok.data(), p.data(), M, m.lora.get());
     std::vector<float> h(size_t(M) * c.hidden);
     last.download(h.data(), h.size());
     out.push_back(h);

@@ -19,8 +19,9 @@ namespace {
 std::string config_with(const std::string& rope, int head_dim = 64, int max_pos = 4096, double theta = 500000) {
   return R"({"architectures": ["LlamaForCausalLM"], "hidden_size": )" + std::to_string(head_dim * 4) +
          R"(, "num_hidden_layers": 1, "num_attention_heads": 4, "intermediate_size": 64, "vocab_size": 32,
-            "max_position_embeddings": )" + std::to_string(max_pos) + R"(, "rope_theta": )" + std::to_string(theta) +
-         (rope.empty() ? "" : ", " + rope) + "}";
+            "max_position_embeddings": )" +
+         std::to_string(max_pos) + R"(, "rope_theta": )" + std::to_string(theta) + (rope.empty() ? "" : ", " + rope) +
+         "}";
 }
 
 // Engine table vs the double reference for a call of length `len`: every frequency to 2e-6 relative, and the
@@ -94,14 +95,13 @@ TEST_CASE(linear_dynamic_and_yarn_tables_match_double) {
       "vocab_size": 32, "max_position_embeddings": 32768, "rope_theta": 1000000.0,
       "rope_scaling": {"factor": 4.0, "original_max_position_embeddings": 32768, "type": "yarn"}})";
   check_table("yarn (Qwen2.5 long context)", qwen_yarn, 10);
-  CHECK_CLOSE(dpo::rope_table(dpo::parse_model_config(qwen_yarn, "q"), 1).attention_scaling,
-              0.1 * std::log(4.0) + 1.0, 0, 1e-7);
+  CHECK_CLOSE(dpo::rope_table(dpo::parse_model_config(qwen_yarn, "q"), 1).attention_scaling, 0.1 * std::log(4.0) + 1.0,
+              0, 1e-7);
   check_table("yarn, given attention factor",
               config_with(R"("rope_scaling": {"rope_type": "yarn", "factor": 8.0, "attention_factor": 0.9,
                              "original_max_position_embeddings": 2048})"),
               10);
-  check_table("yarn, mscale ratio",
-              config_with(R"("rope_scaling": {"rope_type": "yarn", "factor": 40.0, "mscale": 1.0,
+  check_table("yarn, mscale ratio", config_with(R"("rope_scaling": {"rope_type": "yarn", "factor": 40.0, "mscale": 1.0,
                              "mscale_all_dim": 0.707, "beta_fast": 16, "original_max_position_embeddings": 4096})"),
               10);
   check_table("yarn, no truncation",
@@ -118,10 +118,10 @@ TEST_CASE(linear_dynamic_and_yarn_tables_match_double) {
 
 TEST_CASE(rope_block_reading) {
   // rope_scaling wins over rope_parameters; a block's own rope_theta over the top-level one.
-  const dpo::ModelConfig both = dpo::parse_model_config(
-      config_with(R"("rope_scaling": {"type": "linear", "factor": 2.0},
+  const dpo::ModelConfig both =
+      dpo::parse_model_config(config_with(R"("rope_scaling": {"type": "linear", "factor": 2.0},
                      "rope_parameters": {"rope_type": "default", "rope_theta": 1234.0})"),
-      "both");
+                              "both");
   CHECK(both.rope.type == dpo::RopeType::Linear && both.rope_theta == 500000.0f);
   const dpo::ModelConfig v5 = dpo::parse_model_config(
       config_with(R"("rope_parameters": {"rope_type": "default", "rope_theta": 1234.0})"), "v5");
@@ -132,22 +132,21 @@ TEST_CASE(rope_block_reading) {
       "y");
   CHECK(y.rope.factor == 4.0 && y.rope.original_max_position == 1024);
   // Refusals name the field and the value.
-  CHECK_THROWS_CODE(dpo::parse_model_config(config_with(R"("rope_scaling": {"rope_type": "longrope", "factor": 4})"),
-                                            "x"),
-                    dpo::ErrorCode::BadModel, "rope_scaling type 'longrope' is not supported");
+  CHECK_THROWS_CODE(
+      dpo::parse_model_config(config_with(R"("rope_scaling": {"rope_type": "longrope", "factor": 4})"), "x"),
+      dpo::ErrorCode::BadModel, "rope_scaling type 'longrope' is not supported");
   CHECK_THROWS_CODE(dpo::parse_model_config(config_with(R"("rope_parameters": {"rope_type": "mrope"})"), "x"),
                     dpo::ErrorCode::BadModel, "rope_parameters type 'mrope'");
-  CHECK_THROWS_CODE(dpo::parse_model_config(config_with(R"("rope_scaling": {"rope_type": "llama3", "factor": 8})"),
-                                            "x"),
-                    dpo::ErrorCode::BadModel, "rope_scaling.low_freq_factor");
+  CHECK_THROWS_CODE(
+      dpo::parse_model_config(config_with(R"("rope_scaling": {"rope_type": "llama3", "factor": 8})"), "x"),
+      dpo::ErrorCode::BadModel, "rope_scaling.low_freq_factor");
   CHECK_THROWS_CODE(dpo::parse_model_config(config_with(R"("rope_scaling": {"type": "linear"})"), "x"),
                     dpo::ErrorCode::BadModel, "rope_scaling.factor");
   CHECK_THROWS_CODE(dpo::parse_model_config(config_with(R"("partial_rotary_factor": 0.5)"), "x"),
                     dpo::ErrorCode::BadModel, "partial_rotary_factor 0.5");
-  CHECK_THROWS_CODE(dpo::parse_model_config(config_with(R"("rope_scaling": {"rope_type": "dynamic", "factor": 2})", 64,
-                                                        0),
-                                            "x"),
-                    dpo::ErrorCode::BadModel, "max_position_embeddings");
+  CHECK_THROWS_CODE(
+      dpo::parse_model_config(config_with(R"("rope_scaling": {"rope_type": "dynamic", "factor": 2})", 64, 0), "x"),
+      dpo::ErrorCode::BadModel, "max_position_embeddings");
 }
 
 TEST_MAIN()

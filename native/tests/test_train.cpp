@@ -51,7 +51,8 @@ struct MergedWeights {
     // "model.layers.{l}.{self_attn|mlp}.{kind}.weight"
     for (int l = 0; l < m.spec.L; l++)
       for (int k = 0; k < 7; k++) {
-        std::string hf = "model.layers." + std::to_string(l) + (k <= 3 ? ".self_attn." : ".mlp.") + kKinds[k] + ".weight";
+        std::string hf =
+            "model.layers." + std::to_string(l) + (k <= 3 ? ".self_attn." : ".mlp.") + kKinds[k] + ".weight";
         if (hf != name) continue;
         auto ia = lora.find(peft_name(l, k, true));
         if (ia == lora.end()) return w;
@@ -105,8 +106,8 @@ double ref_batch_loss(const TinySpec& s, const MergedWeights& W, const std::vect
       return double(n);
     };
     const double nc = avg ? count(p.chosen) : 1, nr = avg ? count(p.rejected) : 1;
-    const double d = (seq_logp(s, fn, p.chosen, avg) - seq_logp(s, fn, p.rejected, avg)) -
-                     (p.ref_chosen / nc - p.ref_rejected / nr);
+    const double d =
+        (seq_logp(s, fn, p.chosen, avg) - seq_logp(s, fn, p.rejected, avg)) - (p.ref_chosen / nc - p.ref_rejected / nr);
     total += ref_loss(o.loss, d, o.beta, o.label_smoothing);
   }
   return total / double(pairs.size());
@@ -185,8 +186,8 @@ void gradient_check_on(const TinyModel& tm, bool nf4, dpo::DpoLoss loss, float l
         }
       }
   const double cosine = dot / std::sqrt(nn * aa), rel_l2 = std::sqrt(diff2 / nn);
-  std::printf("  %d gradient entries checked, max relative error %.2e, cosine %.6f, relative L2 error %.2e\n",
-              checked, max_rel, cosine, rel_l2);
+  std::printf("  %d gradient entries checked, max relative error %.2e, cosine %.6f, relative L2 error %.2e\n", checked,
+              max_rel, cosine, rel_l2);
   CHECK(bad == 0);
   if (nf4) {
     CHECK(cosine >= 0.99);
@@ -278,8 +279,8 @@ TEST_CASE(qwen3_qk_norm_weight_gradients_match_finite_differences) {
   int checked = 0, bad = 0;
   for (int l = 0; l < s.L; l++)
     for (const bool is_q : {true, false}) {
-      const std::string name = "model.layers." + std::to_string(l) + (is_q ? ".self_attn.q_norm.weight"
-                                                                             : ".self_attn.k_norm.weight");
+      const std::string name =
+          "model.layers." + std::to_string(l) + (is_q ? ".self_attn.q_norm.weight" : ".self_attn.k_norm.weight");
       const std::vector<float> grad = (is_q ? g.layers[size_t(l)].q_norm : g.layers[size_t(l)].k_norm).to_host();
       CHECK(int(grad.size()) == s.HD);
       for (int idx = 0; idx < s.HD; idx += 5) {
@@ -420,7 +421,10 @@ TEST_CASE(adapter_changes_logps_as_the_merged_reference_says) {
   MergedWeights W{tm, false, {}, 2.0, 4};
   for (auto& t : tensors) W.lora[t.name] = std::vector<double>(t.data.begin(), t.data.end());
   WeightFn fn = [&W](const std::string& n) { return W(n); };
-  WeightFn plain = [&tm](const std::string& n) { auto& v = tm.at(n); return std::vector<double>(v.begin(), v.end()); };
+  WeightFn plain = [&tm](const std::string& n) {
+    auto& v = tm.at(n);
+    return std::vector<double>(v.begin(), v.end());
+  };
   auto p = sample_pairs(s.V)[0];
   auto with = model->logps({p.chosen}, 2, nullptr, true)[0].logp;
   auto without = model->logps({p.chosen}, 2, nullptr, false)[0].logp;
@@ -442,7 +446,10 @@ TEST_CASE(sft_full_parameter_gradients_match_finite_differences) {
   auto [loss, n] = model->sft_accumulate(batch, 2, 1.0f);
   CHECK_CLOSE(loss, ref.loss(), 1e-5, 1e-5);
   dpo::FullGrads& g = *model->impl().full;
-  struct Probe { std::string name; std::vector<float> grad; };
+  struct Probe {
+    std::string name;
+    std::vector<float> grad;
+  };
   std::vector<Probe> probes = {
       {"model.embed_tokens.weight", g.embed.to_host()},
       {"model.norm.weight", g.final_norm.to_host()},
@@ -450,8 +457,8 @@ TEST_CASE(sft_full_parameter_gradients_match_finite_differences) {
       {"model.layers.1.post_attention_layernorm.weight", g.layers[1].post_norm.to_host()},
   };
   for (int k = 0; k < 7; k++)
-    probes.push_back({std::string("model.layers.") + (k % 2 ? "1" : "0") + (k <= 3 ? ".self_attn." : ".mlp.") + kKinds[k] +
-                          ".weight",
+    probes.push_back({std::string("model.layers.") + (k % 2 ? "1" : "0") + (k <= 3 ? ".self_attn." : ".mlp.") +
+                          kKinds[k] + ".weight",
                       g.layers[size_t(k % 2)].lin[size_t(k)].dw.to_host()});
   std::mt19937 pick(2);
   int bad = 0, checked = 0;

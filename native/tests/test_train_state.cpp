@@ -108,7 +108,8 @@ void resume_matches_the_uninterrupted_run(bool eight_bit, float dropout) {
   const dpo::TrainingState after_partial = stopped->export_training_state();
   CHECK(same_state(at_2, after_partial));
   CHECK(same_tensors(tensors_at_2, stopped->lora_tensors()));
-  CHECK(at_2.optimizer == (eight_bit ? dpo::TrainingState::Optimizer::AdamW8bit : dpo::TrainingState::Optimizer::AdamW));
+  CHECK(at_2.optimizer ==
+        (eight_bit ? dpo::TrainingState::Optimizer::AdamW8bit : dpo::TrainingState::Optimizer::AdamW));
   CHECK(at_2.tensors.size() == tensors_at_2.size());
   int blockwise = 0, bnb32 = 0;
   for (const auto& t : at_2.tensors) {

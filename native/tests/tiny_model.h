@@ -107,7 +107,8 @@ inline TinyModel write_tiny_model(const TinySpec& s) {
 // (rows, cols) of the linear weight `name` ("..._proj.weight") of a model of spec s.
 inline void linear_shape(const TinySpec& s, const std::string& name, int64_t& rows, int64_t& cols) {
   if (name.find("q_proj") != std::string::npos) rows = s.NH * s.HD, cols = s.C;
-  else if (name.find("k_proj") != std::string::npos || name.find("v_proj") != std::string::npos) rows = s.NKV * s.HD, cols = s.C;
+  else if (name.find("k_proj") != std::string::npos || name.find("v_proj") != std::string::npos)
+    rows = s.NKV * s.HD, cols = s.C;
   else if (name.find("o_proj") != std::string::npos) rows = s.C, cols = s.NH * s.HD;
   else if (name.find("down_proj") != std::string::npos) rows = s.C, cols = s.F;
   else rows = s.F, cols = s.C;

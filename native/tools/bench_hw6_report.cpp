@@ -48,9 +48,10 @@ void print_hw6_report(const Hw6Results& r) {
   std::printf("backend note: %s\nworkload %s (tokenizer %s): %d pairs (%.1f tokens per pair), %d prompts x %d new\n",
               r.backend_note.c_str(), r.workload.c_str(), r.tokenizer.c_str(), r.pairs, r.mean_pair_tokens, r.prompts,
               r.new_tokens);
-  std::printf("warm-ups (untimed in the rates): reference %.3f s (1 pair), training %.3f s (1 pair + 1 step, then a "
-              "fresh adapter), generation %.3f s (all prompts, 2 tokens)\n",
-              r.ref_warmup_s, r.train_warmup_s, r.gen_warmup_s);
+  std::printf(
+      "warm-ups (untimed in the rates): reference %.3f s (1 pair), training %.3f s (1 pair + 1 step, then a "
+      "fresh adapter), generation %.3f s (all prompts, 2 tokens)\n",
+      r.ref_warmup_s, r.train_warmup_s, r.gen_warmup_s);
   if (r.cache_bytes > 0)
     std::printf("page cache warmed before the load: %.2f GB read in %.2f s\n", r.cache_bytes / 1e9, r.cache_warm_s);
   std::printf("DPO loss per step: %s (step 1 is ln 2 = 0.6931 while lora_B = 0)\n\n", list(r.step_loss).c_str());

@@ -100,15 +100,16 @@ int cmd_ceilings(const Args& a) {
   const double load_before = load_average();
 
   JsonObject j;
-  std::printf("| threads | read bandwidth GB/s | fp32 FMA GFLOP/s | per CPU-second of each thread |\n|---|---|---|---|\n");
+  std::printf(
+      "| threads | read bandwidth GB/s | fp32 FMA GFLOP/s | per CPU-second of each thread |\n|---|---|---|---|\n");
   for (int threads : {1, all}) {
     double best_bw = 0, best_fl = 0, best_fl_cpu = 0;
     for (int r = 0; r < reps; r++) {
       std::vector<float> sums(static_cast<size_t>(threads));
       const double s = timed_on_threads(threads, [&](int t) {
-        const int64_t b = n * t / threads / 64 * 64, e = n * (t + 1) / threads / 64 * 64;
-        sums[size_t(t)] = stream_sum(buf.data() + b, e - b);
-      }).wall;
+                         const int64_t b = n * t / threads / 64 * 64, e = n * (t + 1) / threads / 64 * 64;
+                         sums[size_t(t)] = stream_sum(buf.data() + b, e - b);
+                       }).wall;
       for (float v : sums) sink = sink + v;
       best_bw = std::max(best_bw, double(n) * sizeof(float) / s * 1e-9);
       const int64_t iters = 20'000'000;
@@ -122,8 +123,8 @@ int cmd_ceilings(const Args& a) {
     if (all == 1) break;
   }
   const double load_after = load_average();
-  std::printf("threads: %d, buffer %lld MiB, load average %.2f before, %.2f after\n", all, (long long)mib,
-              load_before, load_after);
+  std::printf("threads: %d, buffer %lld MiB, load average %.2f before, %.2f after\n", all, (long long)mib, load_before,
+              load_after);
   j.integer("threads", all).integer("buffer_mib", mib).num("load_before", load_before).num("load_after", load_after);
   if (a.count("json")) write_file(a.at("json"), j.text() + "\n");
   return 0;

@@ -11,8 +11,7 @@ int cmd_info(const Args&) {
   if (b.cuda_available)
     std::printf("cuda: %s, %.1f GiB free of %.1f GiB\n", b.cuda_device.c_str(), b.cuda_free_bytes / 1073741824.0,
                 b.cuda_total_bytes / 1073741824.0);
-  else
-    std::printf("cuda: unavailable (%s)\n", b.cuda_reason.c_str());
+  else std::printf("cuda: unavailable (%s)\n", b.cuda_reason.c_str());
   std::printf("cuda self-check: %s\n",
               (b.cuda_self_check_note.empty() ? b.cuda_self_check : b.cuda_self_check_note).c_str());
   return 0;

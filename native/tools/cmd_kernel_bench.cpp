@@ -45,8 +45,10 @@ int cmd_kernel_bench(const Args& a) {
 
   auto run = [&] {
     if (op == "matmul") cpu::matmul_forward(out.data(), x.data(), w.data(), nullptr, M, K, N);
-    else if (op == "matmul-dx") cpu::matmul_backward(dx.data(), nullptr, nullptr, dout.data(), x.data(), w.data(), M, K, N);
-    else if (op == "matmul-dw") cpu::matmul_backward(nullptr, dw.data(), nullptr, dout.data(), x.data(), w.data(), M, K, N);
+    else if (op == "matmul-dx")
+      cpu::matmul_backward(dx.data(), nullptr, nullptr, dout.data(), x.data(), w.data(), M, K, N);
+    else if (op == "matmul-dw")
+      cpu::matmul_backward(nullptr, dw.data(), nullptr, dout.data(), x.data(), w.data(), M, K, N);
     else if (op == "nf4") cpu::matmul_nf4_forward(out.data(), x.data(), q, nullptr, M);
     else if (op == "nf4-dx") cpu::matmul_nf4_backward_input(dx.data(), dout.data(), q, M);
     else throw EngineError(ErrorCode::BadInput, "unknown --op " + op);

@@ -23,9 +23,7 @@ struct Quantized {
   std::string state;  // the quant_state JSON (bytes of a uint8 tensor)
 };
 
-const char* storage_name(DType d) {
-  return d == DType::F16 ? "float16" : d == DType::BF16 ? "bfloat16" : "float32";
-}
+const char* storage_name(DType d) { return d == DType::F16 ? "float16" : d == DType::BF16 ? "bfloat16" : "float32"; }
 
 }  // namespace
 
@@ -42,9 +40,9 @@ int cmd_nf4_quantize(const Args& a) {
     const int64_t cols = t.shape.back(), rows = t.numel() / cols;
     std::vector<float> w(size_t(t.numel()));
     tensor_to_f32(t, w.data());  // exact: F16/BF16 widen to fp32 without rounding
-    const Nf4StorageDType st = t.dtype == DType::F16 ? Nf4StorageDType::F16
+    const Nf4StorageDType st = t.dtype == DType::F16    ? Nf4StorageDType::F16
                                : t.dtype == DType::BF16 ? Nf4StorageDType::BF16
-                                                         : Nf4StorageDType::F32;
+                                                        : Nf4StorageDType::F32;
     Quantized q{t.name, t.shape, nf4_quantize(w.data(), rows, cols, st), ""};
     // QuantState.as_dict's key order; %.9g round-trips an fp32 offset exactly.
     std::string shape_json;
@@ -63,12 +61,18 @@ int cmd_nf4_quantize(const Args& a) {
     const int64_t blocks = q.m.blocks();
     tensors.push_back({q.name, DType::U8, {int64_t(q.m.packed.size()), 1}, q.m.packed.data(), q.m.packed.size()});
     tensors.push_back({q.name + ".absmax", DType::U8, {blocks}, q.m.absmax_q.data(), q.m.absmax_q.size()});
-    tensors.push_back({q.name + ".nested_absmax", DType::F32, {int64_t(q.m.absmax2.size())}, q.m.absmax2.data(),
+    tensors.push_back({q.name + ".nested_absmax",
+                       DType::F32,
+                       {int64_t(q.m.absmax2.size())},
+                       q.m.absmax2.data(),
                        q.m.absmax2.size() * sizeof(float)});
     tensors.push_back({q.name + ".quant_map", DType::F32, {16}, kNf4Table, 16 * sizeof(float)});
     tensors.push_back({q.name + ".nested_quant_map", DType::F32, {256}, dynamic_map_signed(), 256 * sizeof(float)});
-    tensors.push_back({q.name + ".quant_state.bitsandbytes__nf4", DType::U8, {int64_t(q.state.size())},
-                       q.state.data(), q.state.size()});
+    tensors.push_back({q.name + ".quant_state.bitsandbytes__nf4",
+                       DType::U8,
+                       {int64_t(q.state.size())},
+                       q.state.data(),
+                       q.state.size()});
   }
   write_safetensors(out, tensors, {{"format", "pt"}});
   std::printf("quantized %zu tensor(s) into %s\n", qs.size(), out.c_str());

@@ -15,8 +15,8 @@ int cmd_self_check(const Args& a) {
   const std::string which = get(a, "candidate", "cuda");
   const int repeat = std::max(1, get_int(a, "repeat", "5"));
   const Clock::time_point t0 = Clock::now();
-  std::unique_ptr<Backend> candidate = which == "cuda" ? make_cuda_backend()
-                                       : which == "cpu" ? make_cpu_backend()
+  std::unique_ptr<Backend> candidate = which == "cuda"          ? make_cuda_backend()
+                                       : which == "cpu"         ? make_cpu_backend()
                                        : which == "cpu-guarded" ? make_guarded_cpu_backend()
                                                                 : make_test_gpu_backend(which);
   std::unique_ptr<Backend> reference = make_cpu_backend();

@@ -29,7 +29,8 @@ int main(int argc, char** argv) {
   using namespace dpo::tool;
   if (argc < 2) {
     std::fprintf(stderr,
-                 "usage: dpo-tool info | generate | make-model | bench | bench-hw6 | self-check | nf4-quantize | kernel-bench | ceilings  (see the header of "
+                 "usage: dpo-tool info | generate | make-model | bench | bench-hw6 | self-check | nf4-quantize | "
+                 "kernel-bench | ceilings  (see the header of "
                  "native/tools/dpo_tool.cpp)\n");
     return 2;
   }

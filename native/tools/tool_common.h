@@ -23,7 +23,8 @@ LoadOptions load_options(const Args& a);
 
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0);
-// CPU seconds of this process so far (all threads): on a shared machine, work per CPU-second is steadier than wall time.
+// CPU seconds of this process so far (all threads): on a shared machine, work per CPU-second is steadier than wall
+// time.
 double process_cpu_seconds();
 
 // Appends `"key": value` members to a JSON object being built as text; enough for flat result files.

@@ -8,7 +8,8 @@ namespace dpo::tool {
 
 namespace {
 
-[[noreturn]] void bad(const std::string& path, const std::string& what) {
+[[noreturn]]
+void bad(const std::string& path, const std::string& what) {
   throw EngineError(ErrorCode::BadInput, "workload " + path + ": " + what);
 }
 

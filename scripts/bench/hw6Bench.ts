@@ -27,7 +27,11 @@ const outDir = path.join(repoRoot, 'build/bench')
 mkdirSync(outDir, { recursive: true })
 
 const workloadFile = path.join(outDir, 'hw6-workload.json')
-const w = await makeWorkload(sharedPath('tokenizers', 'mistral-v0.1'), sharedPath('datasets', 'genai-hw6'), 'breeze-v0_1')
+const w = await makeWorkload(
+  sharedPath('tokenizers', 'mistral-v0.1'),
+  sharedPath('datasets', 'genai-hw6'),
+  'breeze-v0_1',
+)
 writeWorkload(workloadFile, w)
 console.log(`workload: ${describeWorkload(w)} -> ${workloadFile}`)
 
@@ -35,13 +39,47 @@ let model = values.model
 if (!model) {
   model = path.join(outDir, 'mistral-small-hw6')
   if (!existsSync(path.join(model, 'config.json'))) {
-    execFileSync(values.tool, ['make-model', '--out', model, '--arch', 'mistral', '--hidden', '256', '--layers', '4',
-      '--heads', '8', '--kv-heads', '2', '--ffn', '1024', '--vocab', '61952', '--shards', '2'], { stdio: 'inherit' })
+    execFileSync(
+      values.tool,
+      [
+        'make-model',
+        '--out',
+        model,
+        '--arch',
+        'mistral',
+        '--hidden',
+        '256',
+        '--layers',
+        '4',
+        '--heads',
+        '8',
+        '--kv-heads',
+        '2',
+        '--ffn',
+        '1024',
+        '--vocab',
+        '61952',
+        '--shards',
+        '2',
+      ],
+      { stdio: 'inherit' },
+    )
   }
 }
 
-const args = ['bench-hw6', '--model', model, '--workload', workloadFile, '--backend', values.backend, '--new', values.new,
-  '--json', path.join(outDir, 'hw6-bench.json')]
+const args = [
+  'bench-hw6',
+  '--model',
+  model,
+  '--workload',
+  workloadFile,
+  '--backend',
+  values.backend,
+  '--new',
+  values.new,
+  '--json',
+  path.join(outDir, 'hw6-bench.json'),
+]
 if (values.pairs) args.push('--pairs', values.pairs)
 if (values.prompts) args.push('--prompts', values.prompts)
 execFileSync(values.tool, args, { stdio: 'inherit' })

@@ -16,7 +16,14 @@ export async function ggufOf(modelDir: string, type: GgufFileType, outDir: strin
   const dir = path.join(outDir, type)
   const existing = existsSync(dir) ? readdirSync(dir).find((f) => f.endsWith(`-${type}.gguf`)) : undefined
   if (existing) return path.join(dir, existing)
-  const r = await exportGguf({ modelDir, adapterDir: null, mergeBase: 'original', types: [type], lora: false, outDir: dir })
+  const r = await exportGguf({
+    modelDir,
+    adapterDir: null,
+    mergeBase: 'original',
+    types: [type],
+    lora: false,
+    outDir: dir,
+  })
   return r.models[0]!.file
 }
 
@@ -35,13 +42,23 @@ export interface PeerTiming {
 }
 
 export class LlamaPeer {
-  private constructor(private readonly llama: Llama, private readonly maxThreads: number) {}
+  private constructor(
+    private readonly llama: Llama,
+    private readonly maxThreads: number,
+  ) {}
   private readonly models = new Map<string, LlamaModel>()
 
   /** llama.cpp with at most `maxThreads` threads (ggml's CPU variant for this CPU is picked by the binary). */
   static async start(maxThreads: number): Promise<LlamaPeer> {
     const { getLlama } = await import('node-llama-cpp')
-    const llama = await getLlama({ gpu: false, build: 'never', skipDownload: true, usePrebuiltBinaries: true, maxThreads, logLevel: 'error' as never })
+    const llama = await getLlama({
+      gpu: false,
+      build: 'never',
+      skipDownload: true,
+      usePrebuiltBinaries: true,
+      maxThreads,
+      logLevel: 'error' as never,
+    })
     return new LlamaPeer(llama, maxThreads)
   }
 
@@ -88,9 +105,10 @@ export class LlamaPeer {
         await seq.clearHistory()
         return stamps
       }
-      await run()  // warm-up, as dpo-tool bench does
+      await run() // warm-up, as dpo-tool bench does
       const s = await run()
-      const first = s[1]!, last = s[s.length - 1]!
+      const first = s[1]!,
+        last = s[s.length - 1]!
       const steps = s.length - 2
       return {
         prefill_tokens_per_s: prompt.length / (first.wall - s[0]!.wall),
@@ -103,10 +121,16 @@ export class LlamaPeer {
   }
 
   private contextOptions(threads: number, kv: 'F32' | 'F16') {
-    if (threads > this.maxThreads) throw new Error(`llama.cpp was started with at most ${this.maxThreads} threads, asked for ${threads}`)
+    if (threads > this.maxThreads)
+      throw new Error(`llama.cpp was started with at most ${this.maxThreads} threads, asked for ${threads}`)
     return {
-      contextSize: 256, sequences: 1, batchSize: 256, flashAttention: false, threads: { ideal: threads, min: threads },
-      experimentalKvCacheKeyType: kv, experimentalKvCacheValueType: kv,
+      contextSize: 256,
+      sequences: 1,
+      batchSize: 256,
+      flashAttention: false,
+      threads: { ideal: threads, min: threads },
+      experimentalKvCacheKeyType: kv,
+      experimentalKvCacheValueType: kv,
     } as const
   }
 

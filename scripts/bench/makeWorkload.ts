@@ -16,8 +16,8 @@ import path from 'node:path'
 import { parseArgs } from 'node:util'
 import { loadPreferenceData, preferencePairs } from '../../src-main/services/data/preferenceFile'
 import { loadPromptsFile } from '../../src-main/services/data/promptsFile'
-import { promptText } from '../../src-main/services/engine/promptText'
-import { DEFAULT_TRAIN_PARAMS } from '../../src-main/services/params/trainParams'
+import { promptText } from '../../src-main/services/session/promptText'
+import { DEFAULT_TRAIN_PARAMS } from '../../src-shared/params/trainParams'
 import { tokenizeTrainingPair } from '../../src-main/services/training/tokenizePair'
 import { promptIds } from '../../src-main/services/tokenizer/chatTemplate'
 import { TextTokenizer } from '../../src-main/services/tokenizer/textTokenizer'
@@ -61,10 +61,17 @@ async function loadTokenizer(dir: string, template: 'breeze-v0_1' | 'tokenizer')
 export function writeTokenizer(tokenizerDir: string, template: 'breeze-v0_1' | 'tokenizer', outDir: string): void {
   mkdirSync(outDir, { recursive: true })
   copyFileSync(path.join(tokenizerDir, 'tokenizer.json'), path.join(outDir, 'tokenizer.json'))
-  writeFileSync(path.join(outDir, 'tokenizer_config.json'), JSON.stringify(tokenizerConfig(tokenizerDir, template), null, 2) + '\n')
+  writeFileSync(
+    path.join(outDir, 'tokenizer_config.json'),
+    JSON.stringify(tokenizerConfig(tokenizerDir, template), null, 2) + '\n',
+  )
 }
 
-export async function makeWorkload(tokenizerDir: string, datasetDir: string, template: 'breeze-v0_1' | 'tokenizer'): Promise<Workload> {
+export async function makeWorkload(
+  tokenizerDir: string,
+  datasetDir: string,
+  template: 'breeze-v0_1' | 'tokenizer',
+): Promise<Workload> {
   const tok = await loadTokenizer(tokenizerDir, template)
   const params = DEFAULT_TRAIN_PARAMS
   const padId = tok.padId ?? tok.eosId
@@ -74,7 +81,10 @@ export async function makeWorkload(tokenizerDir: string, datasetDir: string, tem
   const data = await loadPreferenceData(datasetDir)
   const pairs = preferencePairs(data, { dataSize: params.dataSize, supportRatio: params.supportRatio }).map((p) => {
     const t = tokenizeTrainingPair(tok, p, params)
-    return { chosen: { ids: t.chosen.ids, labels: t.chosen.labels }, rejected: { ids: t.rejected.ids, labels: t.rejected.labels } }
+    return {
+      chosen: { ids: t.chosen.ids, labels: t.chosen.labels },
+      rejected: { ids: t.rejected.ids, labels: t.rejected.labels },
+    }
   })
   // Generation's prompts (generateResponses.ts): template with the default system message, one BOS.
   const rows = await loadPromptsFile(path.join(datasetDir, 'test_prompt.json'))
@@ -114,9 +124,11 @@ export function writeWorkload(file: string, w: Workload): number {
 /** One line saying what the workload holds. */
 export function describeWorkload(w: Workload): string {
   const s = w.stats
-  return `${s.pairs} pairs (${s.mean_sequence_tokens!.toFixed(1)} tokens per sequence, max ${s.max_sequence_tokens}; ` +
+  return (
+    `${s.pairs} pairs (${s.mean_sequence_tokens!.toFixed(1)} tokens per sequence, max ${s.max_sequence_tokens}; ` +
     `${s.mean_answer_tokens!.toFixed(1)} answer tokens), ${w.prompts.length} prompts (${s.mean_prompt_tokens!.toFixed(1)} ` +
     `tokens), tokenizer ${w.tokenizer}, template ${w.template}`
+  )
 }
 
 async function main(): Promise<void> {

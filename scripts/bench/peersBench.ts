@@ -21,8 +21,17 @@ import { repoRoot, sharedPath } from '../../test/helpers/sharedPath'
 import { benchPrompt, ggufOf, LlamaPeer } from './llamaPeer'
 import { makeWorkload, writeTokenizer, writeWorkload } from './makeWorkload'
 import {
-  againstTarget, decodeBytesNf4, decodeBytesQ4_0, forwardFlops, greedyParting, logpsAgree, spread, trainingFlops,
-  type ModelShape, type PairTokens, type Spread,
+  againstTarget,
+  decodeBytesNf4,
+  decodeBytesQ4_0,
+  forwardFlops,
+  greedyParting,
+  logpsAgree,
+  spread,
+  trainingFlops,
+  type ModelShape,
+  type PairTokens,
+  type Spread,
 } from './peersMath'
 
 const { values } = parseArgs({
@@ -40,17 +49,25 @@ const { values } = parseArgs({
   },
 })
 const quick = values.quick
-const pairs = Number(values.pairs ?? (quick ? '1' : '8')), rounds = Number(values.rounds ?? (quick ? '1' : '3'))
+const pairs = Number(values.pairs ?? (quick ? '1' : '8')),
+  rounds = Number(values.rounds ?? (quick ? '1' : '3'))
 const threads = values.threads
 const decodeThreads = (values['decode-threads'] ?? (threads === '1' ? '1' : `${threads},1`)).split(',').map(Number)
 const peers = new Set((values.peers ?? (quick ? 'llama' : 'torch,llama')).split(','))
 for (const p of peers) if (p !== 'torch' && p !== 'llama') throw new Error(`--peers: unknown ${p} (torch, llama)`)
-const PROMPT = 64, NEW = 33, CHECK_TOKENS = quick ? 8 : 16
+const PROMPT = 64,
+  NEW = 33,
+  CHECK_TOKENS = quick ? 8 : 16
 if (!existsSync(values.tool)) throw new Error(`${values.tool} is missing: run npm run build:native first`)
 const outDir = path.resolve(values.out)
 mkdirSync(outDir, { recursive: true })
-const python = !peers.has('torch') ? '' : values.python || execFileSync('bash', [path.join(repoRoot, 'scripts/refstack/setup.sh')], { encoding: 'utf8' })
-  .trim().split('\n').pop()!
+const python = !peers.has('torch')
+  ? ''
+  : values.python ||
+    execFileSync('bash', [path.join(repoRoot, 'scripts/refstack/setup.sh')], { encoding: 'utf8' })
+      .trim()
+      .split('\n')
+      .pop()!
 
 // The issue-16 shapes (random weights, bf16 safetensors; vocab 32000 holds the mistral-v0.1 workload's ids), and a
 // tiny one for --quick.
@@ -65,9 +82,29 @@ function modelDir(name: string): string {
   if (!m) throw new Error(`--models: unknown ${name} (one of ${Object.keys(shapes).join(', ')})`)
   const dir = path.join(outDir, `peers-llama-${name}`)
   if (!existsSync(path.join(dir, 'config.json'))) {
-    execFileSync(values.tool, ['make-model', '--out', dir, '--hidden', `${m.hidden}`, '--layers', `${m.layers}`,
-      '--heads', `${m.heads}`, '--kv-heads', `${m.kvHeads}`, '--ffn', `${m.ffn}`, '--vocab', `${m.vocab}`,
-      '--threads', threads], { stdio: 'inherit' })
+    execFileSync(
+      values.tool,
+      [
+        'make-model',
+        '--out',
+        dir,
+        '--hidden',
+        `${m.hidden}`,
+        '--layers',
+        `${m.layers}`,
+        '--heads',
+        `${m.heads}`,
+        '--kv-heads',
+        `${m.kvHeads}`,
+        '--ffn',
+        `${m.ffn}`,
+        '--vocab',
+        `${m.vocab}`,
+        '--threads',
+        threads,
+      ],
+      { stdio: 'inherit' },
+    )
   }
   // The GGUF writer takes the vocabulary from the model folder: the workload's tokenizer (the ids are its ids).
   if (!existsSync(path.join(dir, 'tokenizer.json'))) writeTokenizer(tokenizerDir, 'breeze-v0_1', dir)
@@ -83,50 +120,139 @@ if (peers.has('torch')) {
   const used = workload.pairs.slice(0, pairs)
   pairTokens = {
     tokens: used.reduce((s, p) => s + p.chosen.ids.length + p.rejected.ids.length, 0) / used.length,
-    scored: used.reduce((s, p) => s + [...p.chosen.labels, ...p.rejected.labels].filter((l) => l >= 0).length, 0) / used.length,
+    scored:
+      used.reduce((s, p) => s + [...p.chosen.labels, ...p.rejected.labels].filter((l) => l >= 0).length, 0) /
+      used.length,
   }
 }
 
-function readJson(file: string): Record<string, unknown> { return JSON.parse(readFileSync(file, 'utf8')) }
+function readJson(file: string): Record<string, unknown> {
+  return JSON.parse(readFileSync(file, 'utf8'))
+}
 const num = (j: Record<string, unknown>, k: string) => Number(j[k])
 const load = () => os.loadavg()[0]
 
 function ours(model: string, quant: 'nf4' | 'none'): Record<string, unknown> {
   const json = path.join(outDir, 'peers-ours.json')
-  execFileSync(values.tool, ['bench-hw6', '--backend', 'cpu', '--model', model, '--workload', workloadFile,
-    '--pairs', `${pairs}`, '--prompts', '1', '--new', '2', '--quant', quant, '--threads', threads, '--json', json],
-  { stdio: ['ignore', 'ignore', 'inherit'] })
+  execFileSync(
+    values.tool,
+    [
+      'bench-hw6',
+      '--backend',
+      'cpu',
+      '--model',
+      model,
+      '--workload',
+      workloadFile,
+      '--pairs',
+      `${pairs}`,
+      '--prompts',
+      '1',
+      '--new',
+      '2',
+      '--quant',
+      quant,
+      '--threads',
+      threads,
+      '--json',
+      json,
+    ],
+    { stdio: ['ignore', 'ignore', 'inherit'] },
+  )
   return readJson(json)
 }
 function torchPeer(model: string): Record<string, unknown> {
   const json = path.join(outDir, 'peers-torch.json')
-  execFileSync(python, [path.join(repoRoot, 'scripts/bench/peer_peft_dpo.py'), '--device', 'cpu', '--threads', threads,
-    '--model', model, '--workload', workloadFile, '--pairs', `${pairs}`, '--generate', '0', '--json', json],
-  { stdio: ['ignore', 'ignore', 'inherit'] })
+  execFileSync(
+    python,
+    [
+      path.join(repoRoot, 'scripts/bench/peer_peft_dpo.py'),
+      '--device',
+      'cpu',
+      '--threads',
+      threads,
+      '--model',
+      model,
+      '--workload',
+      workloadFile,
+      '--pairs',
+      `${pairs}`,
+      '--generate',
+      '0',
+      '--json',
+      json,
+    ],
+    { stdio: ['ignore', 'ignore', 'inherit'] },
+  )
   return readJson(json)
 }
 /** `dpo-tool bench` on the prompt of llamaPeer.benchPrompt: prefill 64 tokens, then 32 decode steps. */
 function decode(model: string, t: number): Record<string, unknown> {
   const json = path.join(outDir, 'peers-decode.json')
-  execFileSync(values.tool, ['bench', '--backend', 'cpu', '--model', model, '--prompt-len', `${PROMPT}`, '--new', `${NEW}`,
-    '--threads', `${t}`, '--json', json], { stdio: ['ignore', 'ignore', 'inherit'] })
+  execFileSync(
+    values.tool,
+    [
+      'bench',
+      '--backend',
+      'cpu',
+      '--model',
+      model,
+      '--prompt-len',
+      `${PROMPT}`,
+      '--new',
+      `${NEW}`,
+      '--threads',
+      `${t}`,
+      '--json',
+      json,
+    ],
+    { stdio: ['ignore', 'ignore', 'inherit'] },
+  )
   return readJson(json)
 }
 /** Our fp32 greedy tokens (stops after an end token). */
 function oursGreedy(model: string, prompt: number[], n: number, t: number): number[] {
-  const text = execFileSync(values.tool, ['generate', '--backend', 'cpu', '--quant', 'none', '--model', model,
-    '--ids', prompt.join(','), '--max-new', `${n}`, '--threads', `${t}`], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] })
+  const text = execFileSync(
+    values.tool,
+    [
+      'generate',
+      '--backend',
+      'cpu',
+      '--quant',
+      'none',
+      '--model',
+      model,
+      '--ids',
+      prompt.join(','),
+      '--max-new',
+      `${n}`,
+      '--threads',
+      `${t}`,
+    ],
+    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] },
+  )
   return text.trim().split('\n').pop()!.split(',').filter(Boolean).map(Number)
 }
 
 const ceilingsFile = path.join(outDir, 'peers-ceilings.json')
-execFileSync(values.tool, ['ceilings', '--mib', quick ? '64' : '512', '--reps', '3', '--json', ceilingsFile], { stdio: 'inherit' })
+execFileSync(values.tool, ['ceilings', '--mib', quick ? '64' : '512', '--reps', '3', '--json', ceilingsFile], {
+  stdio: 'inherit',
+})
 const ceilings = readJson(ceilingsFile)
-const flopRate = num(ceilings, 'fma_GFLOPs_all_threads') * 1e9, bandwidth = num(ceilings, 'read_GBps_all_threads') * 1e9
+const flopRate = num(ceilings, 'fma_GFLOPs_all_threads') * 1e9,
+  bandwidth = num(ceilings, 'read_GBps_all_threads') * 1e9
 
 interface Row {
-  work: string; model: string; ours: Spread | null; peer: Spread | null; peerName: string; unit: string
-  target: number; floor: number | null; load: Spread; note: string
+  work: string
+  model: string
+  ours: Spread | null
+  peer: Spread | null
+  peerName: string
+  unit: string
+  target: number
+  floor: number | null
+  load: Spread
+  note: string
 }
 const rows: Row[] = []
 const checks: Record<string, unknown>[] = []
@@ -134,7 +260,8 @@ const allRuns: Record<string, Record<string, number[]>> = {}
 const llama = peers.has('llama') ? await LlamaPeer.start(Math.max(...decodeThreads)) : null
 try {
   for (const name of (values.models ?? (quick ? 'tiny' : '125m,0.42b')).split(',')) {
-    const dir = modelDir(name), shape = shapes[name]!
+    const dir = modelDir(name),
+      shape = shapes[name]!
     const ggufDir = path.join(outDir, `peers-gguf-${name}`)
     const prompt = benchPrompt(shape.vocab, PROMPT)
     const fp32 = peers.has('torch') ? ours(dir, 'none') : null
@@ -148,8 +275,13 @@ try {
       await llama.unload(f32)
       const at = greedyParting(mine, theirs, [2])
       checks.push({ model: name, peer: 'llama.cpp F32 GGUF', ours: mine, theirs, parts_at: at })
-      console.log(`check ${name}: greedy tokens of llama.cpp (F32 GGUF) vs ours (fp32), ${mine.length} tokens: ${at < 0 ? 'same' : `DIFFERENT from position ${at}`}`)
-      if (at >= 0) throw new Error(`bench:peers: llama.cpp and our engine decode ${name} differently (ours ${mine.join(',')}, llama.cpp ${theirs.join(',')}); timing them would compare different work`)
+      console.log(
+        `check ${name}: greedy tokens of llama.cpp (F32 GGUF) vs ours (fp32), ${mine.length} tokens: ${at < 0 ? 'same' : `DIFFERENT from position ${at}`}`,
+      )
+      if (at >= 0)
+        throw new Error(
+          `bench:peers: llama.cpp and our engine decode ${name} differently (ours ${mine.join(',')}, llama.cpp ${theirs.join(',')}); timing them would compare different work`,
+        )
       q4 = await ggufOf(dir, 'Q4_0', ggufDir)
     }
     const runs: Record<string, number[]> = {}
@@ -162,54 +294,143 @@ try {
         if (r === 0) {
           const agree = logpsAgree(fp32.reference_logps as number[][], p.reference_logps as number[][])
           checks.push({ model: name, peer: 'PyTorch + PEFT', pairs, ...agree })
-          console.log(`check ${name}: our fp32 reference log-probs vs PyTorch's, ${agree.compared} pairs, worst |diff| ${agree.worst.toExponential(2)}: ${agree.ok ? 'same' : 'DIFFERENT'}`)
-          if (!agree.ok) throw new Error(`bench:peers: the engines disagree on ${name}; timing them would compare different work`)
+          console.log(
+            `check ${name}: our fp32 reference log-probs vs PyTorch's, ${agree.compared} pairs, worst |diff| ${agree.worst.toExponential(2)}: ${agree.ok ? 'same' : 'DIFFERENT'}`,
+          )
+          if (!agree.ok)
+            throw new Error(`bench:peers: the engines disagree on ${name}; timing them would compare different work`)
         }
         const o = ours(dir, 'nf4')
-        push('peer_train', num(p, 'train_pairs_per_s')), push('peer_ref', pairs / num(p, 'reference_s'))
-        push('ours_train', num(o, 'train_pairs_per_s')), push('ours_ref', pairs / num(o, 'reference_s'))
-        said.push(`train ${runs.ours_train!.at(-1)!.toFixed(3)} vs ${runs.peer_train!.at(-1)!.toFixed(3)} pairs/s, reference ${runs.ours_ref!.at(-1)!.toFixed(3)} vs ${runs.peer_ref!.at(-1)!.toFixed(3)} pairs/s`)
+        push('peer_train', num(p, 'train_pairs_per_s'))
+        push('peer_ref', pairs / num(p, 'reference_s'))
+        push('ours_train', num(o, 'train_pairs_per_s'))
+        push('ours_ref', pairs / num(o, 'reference_s'))
+        said.push(
+          `train ${runs.ours_train!.at(-1)!.toFixed(3)} vs ${runs.peer_train!.at(-1)!.toFixed(3)} pairs/s, reference ${runs.ours_ref!.at(-1)!.toFixed(3)} vs ${runs.peer_ref!.at(-1)!.toFixed(3)} pairs/s`,
+        )
       }
       for (const t of decodeThreads) {
         push(`load_decode_${t}`, load())
         const d = decode(dir, t)
-        push(`ours_decode_${t}`, num(d, 'decode_tokens_per_s')), push(`ours_decode_cpu_${t}`, num(d, 'decode_tokens_per_cpu_s'))
+        push(`ours_decode_${t}`, num(d, 'decode_tokens_per_s'))
+        push(`ours_decode_cpu_${t}`, num(d, 'decode_tokens_per_cpu_s'))
         push(`ours_prefill_${t}`, num(d, 'prefill_tokens_per_s'))
         if (llama && q4) {
           const l = await llama.time(q4, prompt, NEW, t)
-          push(`peer_decode_${t}`, l.decode_tokens_per_s), push(`peer_decode_cpu_${t}`, l.decode_tokens_per_cpu_s)
+          push(`peer_decode_${t}`, l.decode_tokens_per_s)
+          push(`peer_decode_cpu_${t}`, l.decode_tokens_per_cpu_s)
           push(`peer_prefill_${t}`, l.prefill_tokens_per_s)
         }
         const last = (k: string) => runs[k]!.at(-1)!.toFixed(1)
-        said.push(`${t} thr: decode ${last(`ours_decode_${t}`)}${llama ? ` vs ${last(`peer_decode_${t}`)}` : ''} tok/s (per CPU-s ${last(`ours_decode_cpu_${t}`)}${llama ? ` vs ${last(`peer_decode_cpu_${t}`)}` : ''}), prefill ${runs[`ours_prefill_${t}`]!.at(-1)!.toFixed(0)}${llama ? ` vs ${runs[`peer_prefill_${t}`]!.at(-1)!.toFixed(0)}` : ''} tok/s`)
+        said.push(
+          `${t} thr: decode ${last(`ours_decode_${t}`)}${llama ? ` vs ${last(`peer_decode_${t}`)}` : ''} tok/s (per CPU-s ${last(`ours_decode_cpu_${t}`)}${llama ? ` vs ${last(`peer_decode_cpu_${t}`)}` : ''}), prefill ${runs[`ours_prefill_${t}`]!.at(-1)!.toFixed(0)}${llama ? ` vs ${runs[`peer_prefill_${t}`]!.at(-1)!.toFixed(0)}` : ''} tok/s`,
+        )
       }
       console.log(`round ${r + 1}/${rounds} ${name}: ${said.join('; ')}; load ${load().toFixed(1)}`)
     }
     allRuns[name] = runs
     const s = (k: string) => (runs[k] ? spread(runs[k]!) : null)
     if (fp32) {
-      rows.push({ work: `DPO training, LoRA r64 q/v, batch 1 x accumulation 8, ${threads} threads (ours NF4, peer fp32)`, model: name, ours: s('ours_train'), peer: s('peer_train'), peerName: 'PyTorch + PEFT', unit: 'pairs/s', target: 2, floor: flopRate / trainingFlops(shape, pairTokens!), load: s('load_train')!, note: '' })
-      rows.push({ work: `reference log-probs, ${threads} threads`, model: name, ours: s('ours_ref'), peer: s('peer_ref'), peerName: 'PyTorch + PEFT', unit: 'pairs/s', target: 2, floor: flopRate / forwardFlops(shape, pairTokens!), load: s('load_train')!, note: '' })
+      rows.push({
+        work: `DPO training, LoRA r64 q/v, batch 1 x accumulation 8, ${threads} threads (ours NF4, peer fp32)`,
+        model: name,
+        ours: s('ours_train'),
+        peer: s('peer_train'),
+        peerName: 'PyTorch + PEFT',
+        unit: 'pairs/s',
+        target: 2,
+        floor: flopRate / trainingFlops(shape, pairTokens!),
+        load: s('load_train')!,
+        note: '',
+      })
+      rows.push({
+        work: `reference log-probs, ${threads} threads`,
+        model: name,
+        ours: s('ours_ref'),
+        peer: s('peer_ref'),
+        peerName: 'PyTorch + PEFT',
+        unit: 'pairs/s',
+        target: 2,
+        floor: flopRate / forwardFlops(shape, pairTokens!),
+        load: s('load_train')!,
+        note: '',
+      })
     }
     for (const t of decodeThreads) {
       const peerFloor = (bandwidth / decodeBytesQ4_0(shape)).toPrecision(3)
-      rows.push({ work: `greedy decode, batch 1, ${t} thread${t > 1 ? 's' : ''} (ours NF4, peer Q4_0)`, model: name, ours: s(`ours_decode_${t}`), peer: s(`peer_decode_${t}`), peerName: 'llama.cpp Q4_0', unit: 'tok/s', target: 1.1, floor: bandwidth / decodeBytesNf4(shape), load: s(`load_decode_${t}`)!, note: `per CPU-second: ours ${s(`ours_decode_cpu_${t}`)!.median.toFixed(1)}${llama ? `, peer ${s(`peer_decode_cpu_${t}`)!.median.toFixed(1)}; peer's byte floor ${peerFloor}` : ''}` })
+      rows.push({
+        work: `greedy decode, batch 1, ${t} thread${t > 1 ? 's' : ''} (ours NF4, peer Q4_0)`,
+        model: name,
+        ours: s(`ours_decode_${t}`),
+        peer: s(`peer_decode_${t}`),
+        peerName: 'llama.cpp Q4_0',
+        unit: 'tok/s',
+        target: 1.1,
+        floor: bandwidth / decodeBytesNf4(shape),
+        load: s(`load_decode_${t}`)!,
+        note: `per CPU-second: ours ${s(`ours_decode_cpu_${t}`)!.median.toFixed(1)}${llama ? `, peer ${s(`peer_decode_cpu_${t}`)!.median.toFixed(1)}; peer's byte floor ${peerFloor}` : ''}`,
+      })
     }
     const t = decodeThreads[0]!
-    rows.push({ work: `prefill, ${PROMPT} tokens, ${t} thread${t > 1 ? 's' : ''} (ours NF4, peer Q4_0)`, model: name, ours: s(`ours_prefill_${t}`), peer: s(`peer_prefill_${t}`), peerName: 'llama.cpp Q4_0', unit: 'tok/s', target: 1.0, floor: flopRate / (forwardFlops(shape, { tokens: 1, scored: 0 }) + 2 * shape.vocab * shape.hidden / PROMPT), load: s(`load_decode_${t}`)!, note: '' })
+    rows.push({
+      work: `prefill, ${PROMPT} tokens, ${t} thread${t > 1 ? 's' : ''} (ours NF4, peer Q4_0)`,
+      model: name,
+      ours: s(`ours_prefill_${t}`),
+      peer: s(`peer_prefill_${t}`),
+      peerName: 'llama.cpp Q4_0',
+      unit: 'tok/s',
+      target: 1.0,
+      floor: flopRate / (forwardFlops(shape, { tokens: 1, scored: 0 }) + (2 * shape.vocab * shape.hidden) / PROMPT),
+      load: s(`load_decode_${t}`)!,
+      note: '',
+    })
   }
 } finally {
   await llama?.dispose()
 }
 
-const fmt = (s: Spread | null) => (s ? `${s.median.toPrecision(3)} (${s.min.toPrecision(3)}-${s.max.toPrecision(3)})` : 'not measured')
-console.log(`\nmachine: ${os.cpus()[0]?.model ?? 'cpu'}, ${os.cpus().length} cores; ceilings: read ${num(ceilings, 'read_GBps_all_threads').toFixed(1)} GB/s, FMA ${num(ceilings, 'fma_GFLOPs_all_threads').toFixed(1)} GFLOP/s (all threads); load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}${pairTokens ? `; ${pairs} pairs of ${pairTokens.tokens.toFixed(1)} tokens (${pairTokens.scored.toFixed(1)} scored)` : ''}; ${rounds} interleaved rounds, median (range)`)
-console.log('| work | model | ours | peer | ours / peer vs target | floor | ours / floor | load (1 min) |\n|---|---|---|---|---|---|---|---|')
+const fmt = (s: Spread | null) =>
+  s ? `${s.median.toPrecision(3)} (${s.min.toPrecision(3)}-${s.max.toPrecision(3)})` : 'not measured'
+console.log(
+  `\nmachine: ${os.cpus()[0]?.model ?? 'cpu'}, ${os.cpus().length} cores; ceilings: read ${num(ceilings, 'read_GBps_all_threads').toFixed(1)} GB/s, FMA ${num(ceilings, 'fma_GFLOPs_all_threads').toFixed(1)} GFLOP/s (all threads); load average ${os
+    .loadavg()
+    .map((l) => l.toFixed(1))
+    .join(
+      ' ',
+    )}${pairTokens ? `; ${pairs} pairs of ${pairTokens.tokens.toFixed(1)} tokens (${pairTokens.scored.toFixed(1)} scored)` : ''}; ${rounds} interleaved rounds, median (range)`,
+)
+console.log(
+  '| work | model | ours | peer | ours / peer vs target | floor | ours / floor | load (1 min) |\n|---|---|---|---|---|---|---|---|',
+)
 for (const r of rows) {
   const ratio = r.ours && r.peer ? r.ours.median / r.peer.median : null
   const toFloor = r.ours && r.floor ? (r.ours.median / r.floor).toFixed(2) : '-'
-  console.log(`| ${r.work} | ${r.model} | ${fmt(r.ours)} ${r.unit} | ${r.peerName}: ${fmt(r.peer)} | ${againstTarget(ratio, r.target)} | ${r.floor?.toPrecision(3) ?? '-'} ${r.unit} | ${toFloor} | ${r.load.min.toFixed(1)}-${r.load.max.toFixed(1)} |${r.note ? ` ${r.note}` : ''}`)
+  console.log(
+    `| ${r.work} | ${r.model} | ${fmt(r.ours)} ${r.unit} | ${r.peerName}: ${fmt(r.peer)} | ${againstTarget(ratio, r.target)} | ${r.floor?.toPrecision(3) ?? '-'} ${r.unit} | ${toFloor} | ${r.load.min.toFixed(1)}-${r.load.max.toFixed(1)} |${r.note ? ` ${r.note}` : ''}`,
+  )
 }
 const out = path.join(outDir, 'peers-bench.json')
-writeFileSync(out, JSON.stringify({ bench: 'peers', date: new Date().toISOString(), cpu: os.cpus()[0]?.model, cores: os.cpus().length, threads: Number(threads), decodeThreads, peers: [...peers], pairs, rounds, pairTokens, ceilings, checks, rows, runs: allRuns }, null, 1) + '\n')
+writeFileSync(
+  out,
+  JSON.stringify(
+    {
+      bench: 'peers',
+      date: new Date().toISOString(),
+      cpu: os.cpus()[0]?.model,
+      cores: os.cpus().length,
+      threads: Number(threads),
+      decodeThreads,
+      peers: [...peers],
+      pairs,
+      rounds,
+      pairTokens,
+      ceilings,
+      checks,
+      rows,
+      runs: allRuns,
+    },
+    null,
+    1,
+  ) + '\n',
+)
 console.log(`\nwrote ${out}`)

@@ -1,7 +1,12 @@
 // The arithmetic of `npm run bench:peers` (peersBench.ts): medians and ranges of interleaved runs, the floors a
 // workload cannot beat on the measured machine, and the check that two engines computed the same log-probs.
 
-export interface Spread { median: number; min: number; max: number; runs: number }
+export interface Spread {
+  median: number
+  min: number
+  max: number
+  runs: number
+}
 
 export function spread(values: number[]): Spread {
   if (values.length === 0) throw new Error('spread: no values')
@@ -11,7 +16,14 @@ export function spread(values: number[]): Spread {
   return { median, min: s[0], max: s[s.length - 1], runs: s.length }
 }
 
-export interface ModelShape { hidden: number; layers: number; heads: number; kvHeads: number; ffn: number; vocab: number }
+export interface ModelShape {
+  hidden: number
+  layers: number
+  heads: number
+  kvHeads: number
+  ffn: number
+  vocab: number
+}
 
 /** Weights of the linear layers (q, k, v, o, gate, up, down) of every layer: what a token's matmuls multiply by. */
 export function linearWeights(m: ModelShape): number {
@@ -20,7 +32,10 @@ export function linearWeights(m: ModelShape): number {
   return m.layers * perLayer
 }
 
-export interface PairTokens { tokens: number; scored: number }  // per pair: chosen + rejected; tokens with a label
+export interface PairTokens {
+  tokens: number
+  scored: number
+} // per pair: chosen + rejected; tokens with a label
 
 /** Multiply-add FLOPs of one pair's forward (2 per weight per token; lm_head only on scored rows, as the engine does). */
 export function forwardFlops(m: ModelShape, p: PairTokens): number {
@@ -61,7 +76,11 @@ export function againstTarget(ratio: number | null, target: number): string {
   return `${ratio.toFixed(2)} ${ratio >= target ? '>=' : '<'} ${target}`
 }
 
-export interface Agreement { ok: boolean; worst: number; compared: number }
+export interface Agreement {
+  ok: boolean
+  worst: number
+  compared: number
+}
 
 /** Per-pair reference log-probs (chosen, rejected) of two engines agree within |a - b| <= rtol |b| + atol. */
 export function logpsAgree(a: number[][], b: number[][], rtol = 1e-4, atol = 1e-3): Agreement {

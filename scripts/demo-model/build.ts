@@ -4,8 +4,8 @@
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { openModel } from '../../src-main/services/engine/modelSession'
-import { generateResponses } from '../../src-main/services/engine/generateResponses'
+import { openModel } from '../../src-main/services/session/modelSession'
+import { generateResponses } from '../../src-main/services/session/generateResponses'
 import { encodeSafetensors, type NamedTensor } from '../../src-main/services/training/adapterFiles'
 import { MT19937 } from '../../src-main/services/training/dataOrder'
 import { saveTrainedModel, sftTrain, type SftExample } from '../../src-main/services/training/sft'
@@ -35,7 +35,12 @@ machine reproduces the weights exactly (the engine's CPU arithmetic is determini
 may change the last bits).
 `
 
-interface Row { id: number; prompt: string; support: string; oppose: string }
+interface Row {
+  id: number
+  prompt: string
+  support: string
+  oppose: string
+}
 const readJson = <T>(file: string): T => JSON.parse(readFileSync(file, 'utf8')) as T
 
 /** Normal(0, std) draws from MT19937 via Box-Muller: deterministic on every machine. */
@@ -83,8 +88,11 @@ async function main(): Promise<void> {
   const zhTest = readJson<Array<{ id: number; prompt: string }>>(path.join(dataDir, 'zh/test_prompt.json'))
   const en = readJson<Row[]>(path.join(dataDir, 'en/labelled_data.json'))
   const enTest = readJson<Array<{ id: number; prompt: string }>>(path.join(dataDir, 'en/test_prompt.json'))
-  const texts = [DEFAULT_SYSTEM_MESSAGE, ...[...zh, ...en].flatMap((r) => [r.prompt, r.support, r.oppose]),
-    ...[...zhTest, ...enTest].map((r) => r.prompt)]
+  const texts = [
+    DEFAULT_SYSTEM_MESSAGE,
+    ...[...zh, ...en].flatMap((r) => [r.prompt, r.support, r.oppose]),
+    ...[...zhTest, ...enTest].map((r) => r.prompt),
+  ]
   const { tokenizerJson, tokenizerConfig } = buildDemoTokenizer(texts)
   const vocab = (tokenizerJson as { model: { vocab: Record<string, number> } }).model.vocab
   const vocabSize = Object.keys(vocab).length
@@ -95,26 +103,48 @@ async function main(): Promise<void> {
   mkdirSync(scratch, { recursive: true })
   const { hidden, layers, heads, kvHeads, ffn } = DEMO_SHAPE
   const config = {
-    architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: hidden, num_hidden_layers: layers,
-    num_attention_heads: heads, num_key_value_heads: kvHeads, head_dim: hidden / heads, intermediate_size: ffn,
-    vocab_size: vocabSize, max_position_embeddings: 256, rms_norm_eps: 1e-5, rope_theta: 10000.0,
-    tie_word_embeddings: true, bos_token_id: 1, eos_token_id: 2, pad_token_id: 2, torch_dtype: 'float32',
+    architectures: ['LlamaForCausalLM'],
+    model_type: 'llama',
+    hidden_size: hidden,
+    num_hidden_layers: layers,
+    num_attention_heads: heads,
+    num_key_value_heads: kvHeads,
+    head_dim: hidden / heads,
+    intermediate_size: ffn,
+    vocab_size: vocabSize,
+    max_position_embeddings: 256,
+    rms_norm_eps: 1e-5,
+    rope_theta: 10000.0,
+    tie_word_embeddings: true,
+    bos_token_id: 1,
+    eos_token_id: 2,
+    pad_token_id: 2,
+    torch_dtype: 'float32',
     _name_or_path: 'dpo-studio/demo-model',
   }
   writeFileSync(path.join(scratch, 'config.json'), JSON.stringify(config, null, 2) + '\n')
-  writeFileSync(path.join(scratch, 'generation_config.json'), JSON.stringify({ bos_token_id: 1, eos_token_id: 2, pad_token_id: 2 }, null, 2) + '\n')
+  writeFileSync(
+    path.join(scratch, 'generation_config.json'),
+    JSON.stringify({ bos_token_id: 1, eos_token_id: 2, pad_token_id: 2 }, null, 2) + '\n',
+  )
   writeFileSync(path.join(scratch, 'tokenizer.json'), JSON.stringify(tokenizerJson))
   writeFileSync(path.join(scratch, 'tokenizer_config.json'), JSON.stringify(tokenizerConfig, null, 2) + '\n')
   writeFileSync(path.join(scratch, 'model.safetensors'), encodeSafetensors(randomWeights(vocabSize)))
 
   // 2. SFT on both stances of every sample question, equally.
   const session = await openModel(scratch, { quant: 'none', backend: 'cpu' })
-  const examples: SftExample[] = zh.flatMap((r) => [{ prompt: r.prompt, answer: r.support }, { prompt: r.prompt, answer: r.oppose }])
-  console.log(`demo model: ${(session.info.params / 1e6).toFixed(2)}M parameters, vocabulary ${vocabSize}, ${examples.length} SFT examples`)
+  const examples: SftExample[] = zh.flatMap((r) => [
+    { prompt: r.prompt, answer: r.support },
+    { prompt: r.prompt, answer: r.oppose },
+  ])
+  console.log(
+    `demo model: ${(session.info.params / 1e6).toFixed(2)}M parameters, vocabulary ${vocabSize}, ${examples.length} SFT examples`,
+  )
   await sftTrain(session, examples, {
     ...DEMO_SFT,
     onStep: ({ step, totalSteps, loss }) => {
-      if (step % 20 === 0 || step === totalSteps) console.log(`  sft step ${step}/${totalSteps} loss ${loss.toFixed(4)}`)
+      if (step % 20 === 0 || step === totalSteps)
+        console.log(`  sft step ${step}/${totalSteps} loss ${loss.toFixed(4)}`)
     },
   })
   saveTrainedModel(session, outDir, { bf16: true })

@@ -1,3 +1,3 @@
 // Which side an answer takes (nearest sample answer by character-bigram overlap): lives in the app, which labels
 // answers with it too; re-exported here for the demo-model script and the tests.
-export { classifyStance, similarity, type StanceRow } from '../../src-main/services/data/stance'
+export { classifyStance, similarity, type StanceRow } from '../../src-shared/data/stance'

@@ -2,7 +2,7 @@
 // Shared by the desktop app, the web host and the CLI so all three see the same run history.
 import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
-import { appRoot } from '../engine/loadNative'
+import { appRoot } from '../addon/loadAddon'
 
 /** $DPO_STUDIO_DATA, else $XDG_DATA_HOME/dpo-studio, else ~/.local/share/dpo-studio. */
 export function studioDataDir(): string {

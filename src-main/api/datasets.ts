@@ -3,8 +3,13 @@
 import { randomBytes } from 'node:crypto'
 import { existsSync, statSync } from 'node:fs'
 import { dirname, join } from 'node:path'
-import type { DatasetOpened, DatasetRowsPage, PairsPage, PromptsOpened } from './contract'
-import { loadPreferenceData, preferencePairs, type PreferenceData, type PreferenceRow } from '../services/data/preferenceFile'
+import type { DatasetOpened, DatasetRowsPage, PairsPage, PromptsOpened } from '../../src-shared/api/contract'
+import {
+  loadPreferenceData,
+  preferencePairs,
+  type PreferenceData,
+  type PreferenceRow,
+} from '../services/data/preferenceFile'
 import { loadPromptsFile } from '../services/data/promptsFile'
 import type { ChatMessage } from '../services/tokenizer/chatTemplate'
 import { StudioError } from '../services/errors'
@@ -30,7 +35,14 @@ export class DatasetRegistry {
     const dir = existsSync(path) && statSync(path).isDirectory() ? path : dirname(path)
     const testFile = join(dir, 'test_prompt.json')
     const testPrompts = existsSync(testFile) ? await openPrompts(testFile) : null
-    return { datasetId, file: data.file, format: data.format, conversational: data.conversational, rowCount: data.rows.length, testPrompts }
+    return {
+      datasetId,
+      file: data.file,
+      format: data.format,
+      conversational: data.conversational,
+      rowCount: data.rows.length,
+      testPrompts,
+    }
   }
 
   get(datasetId: string): PreferenceData {
@@ -43,7 +55,9 @@ export class DatasetRegistry {
     const data = this.get(datasetId)
     const q = query.trim().toLowerCase()
     const view = data.rows.map((r, i) => rowView(r, i + 1))
-    const matched = q ? view.filter((r) => `${r.id}\n${r.prompt}\n${r.first}\n${r.second}`.toLowerCase().includes(q)) : view
+    const matched = q
+      ? view.filter((r) => `${r.id}\n${r.prompt}\n${r.first}\n${r.second}`.toLowerCase().includes(q))
+      : view
     return { total: view.length, matched: matched.length, offset, rows: matched.slice(offset, offset + limit) }
   }
 
@@ -69,5 +83,11 @@ export class DatasetRegistry {
 }
 
 function rowView(r: PreferenceRow, index: number) {
-  return { index, id: r.id, prompt: promptString(r.prompt), first: r.support ?? r.chosen ?? '', second: r.oppose ?? r.rejected ?? '' }
+  return {
+    index,
+    id: r.id,
+    prompt: promptString(r.prompt),
+    first: r.support ?? r.chosen ?? '',
+    second: r.oppose ?? r.rejected ?? '',
+  }
 }

@@ -3,7 +3,7 @@
 import { existsSync, statSync } from 'node:fs'
 import { mkdir, readdir, stat } from 'node:fs/promises'
 import { basename, dirname, isAbsolute, join } from 'node:path'
-import type { AppInfo, EngineInfo, FsListing } from './contract'
+import type { AppInfo, EngineInfo, FsListing } from '../../src-shared/api/contract'
 import type { ApiHandlers } from './dispatch'
 import type { EngineHost } from '../host/engineHost'
 import { loadRunNotebook } from '../host/training'
@@ -16,14 +16,27 @@ import { DatasetRegistry, openPrompts } from './datasets'
 import { JobManager } from './jobs'
 import type { PathPolicy } from './pathPolicy'
 import { runAnswerTokens, runPairTokens, runPairs } from './insightsStore'
-import { exportAdapter, exportComparison, listRuns, openRun, readExport, readMetrics, recoverOrphanedRuns } from './runStore'
+import {
+  exportAdapter,
+  exportComparison,
+  listRuns,
+  openRun,
+  readExport,
+  readMetrics,
+  recoverOrphanedRuns,
+} from './runStore'
 import { listSweeps, openSweep, recoverOrphanedSweeps } from './sweepStore'
 import { planResume } from '../services/training/resume'
 import { EXPORT_MARKER } from '../services/export/exportFolder'
 import { exportProject } from '../services/export/projectExport'
 
 export interface Dialogs {
-  open(opts: { kind: 'file' | 'directory' | 'fileOrDirectory'; title: string; defaultPath?: string | undefined; filters?: Array<{ name: string; extensions: string[] }> | undefined }): Promise<string | null>
+  open(opts: {
+    kind: 'file' | 'directory' | 'fileOrDirectory'
+    title: string
+    defaultPath?: string | undefined
+    filters?: Array<{ name: string; extensions: string[] }> | undefined
+  }): Promise<string | null>
   save(opts: { title: string; defaultPath?: string | undefined }): Promise<string | null>
 }
 
@@ -33,7 +46,7 @@ export interface ApiContext {
   dataDir: string
   host: EngineHost
   policy: PathPolicy
-  emit: (e: import('./contract').ApiEvent) => void
+  emit: (e: import('../../src-shared/api/contract').ApiEvent) => void
   dialogs: Dialogs | null
 }
 
@@ -91,7 +104,15 @@ export function createApi(ctx: ApiContext): ApiService {
     async modelsList() {
       const cacheDir = hfHubCacheDir()
       let models = await listCachedModels(cacheDir)
-      if (ctx.policy.restricted) models = models.filter((m) => { try { check(m.dir); return true } catch { return false } })
+      if (ctx.policy.restricted)
+        models = models.filter((m) => {
+          try {
+            check(m.dir)
+            return true
+          } catch {
+            return false
+          }
+        })
       return { cacheDir, models }
     },
     async modelInspect({ dir }) {
@@ -121,13 +142,21 @@ export function createApi(ctx: ApiContext): ApiService {
       return jobs.startGenerate({ modelDir: checkTree(modelDir), prompts, params })
     },
     async runStart({ modelDir, datasetPath, testPromptsPath, params }) {
-      if (!(await loadRunNotebook())) throw new StudioError('E_UNSUPPORTED', 'this build has no DPO training service yet')
+      if (!(await loadRunNotebook()))
+        throw new StudioError('E_UNSUPPORTED', 'this build has no DPO training service yet')
       const prompts = testPromptsPath ? (await openPrompts(check(testPromptsPath))).prompts : []
       if (engineVersion === null) await engineInfo().catch(() => null)
-      return jobs.startRun({ modelDir: checkTree(modelDir), datasetPath: checkTree(datasetPath), testPromptsPath: testPromptsPath ? check(testPromptsPath) : undefined, prompts, params })
+      return jobs.startRun({
+        modelDir: checkTree(modelDir),
+        datasetPath: checkTree(datasetPath),
+        testPromptsPath: testPromptsPath ? check(testPromptsPath) : undefined,
+        prompts,
+        params,
+      })
     },
     async runResume({ run }) {
-      if (!(await loadRunNotebook())) throw new StudioError('E_UNSUPPORTED', 'this build has no DPO training service yet')
+      if (!(await loadRunNotebook()))
+        throw new StudioError('E_UNSUPPORTED', 'this build has no DPO training service yet')
       const dir = runDir(run)
       if (engineVersion === null) await engineInfo().catch(() => null)
       // The checks a user can act on answer here, before anything of the run changes (the engine host checks again,
@@ -138,7 +167,14 @@ export function createApi(ctx: ApiContext): ApiService {
       const prompts = req.testPromptsPath ? (await openPrompts(req.testPromptsPath)).prompts : []
       const fromStep = plan.trainingDone ? Infinity : (plan.checkpointStep ?? 0)
       const metrics = (await readMetrics(dir)).filter((m) => m.step <= fromStep)
-      return jobs.resumeRun({ runDir: dir, modelDir: req.modelDir, datasetPath: req.datasetPath, testPromptsPath: req.testPromptsPath, prompts, metrics })
+      return jobs.resumeRun({
+        runDir: dir,
+        modelDir: req.modelDir,
+        datasetPath: req.datasetPath,
+        testPromptsPath: req.testPromptsPath,
+        prompts,
+        metrics,
+      })
     },
     async jobCancel({ jobId }) {
       return { cancelled: jobs.cancel(jobId) }
@@ -162,7 +198,8 @@ export function createApi(ctx: ApiContext): ApiService {
       return runAnswerTokens(runDir(run), index)
     },
     async sweepStart({ modelDir, datasetPath, testPromptsPath, params, ratios }) {
-      if (!(await loadRunNotebook())) throw new StudioError('E_UNSUPPORTED', 'this build has no DPO training service yet')
+      if (!(await loadRunNotebook()))
+        throw new StudioError('E_UNSUPPORTED', 'this build has no DPO training service yet')
       if (engineVersion === null) await engineInfo().catch(() => null)
       return jobs.startSweep({
         modelDir: checkTree(modelDir),
@@ -187,11 +224,18 @@ export function createApi(ctx: ApiContext): ApiService {
     },
     // Where next (docs/where-next.md): the engine host folds and encodes; the project needs no engine.
     async exportMerged({ run, dir, overwrite, dtype, mergeInto }) {
-      const r = await ctx.host.call('exportMerged', { runDir: runDir(run), outDir: check(dir), overwrite, dtype, mergeInto }).promise
+      const r = await ctx.host.call('exportMerged', {
+        runDir: runDir(run),
+        outDir: check(dir),
+        overwrite,
+        dtype,
+        mergeInto,
+      }).promise
       return { path: r.path, metadataPath: join(r.path, EXPORT_MARKER), files: r.files }
     },
     async exportGguf({ run, dir, overwrite, types, lora }) {
-      const r = await ctx.host.call('exportGguf', { runDir: runDir(run), outDir: check(dir), overwrite, types, lora }).promise
+      const r = await ctx.host.call('exportGguf', { runDir: runDir(run), outDir: check(dir), overwrite, types, lora })
+        .promise
       return { path: r.path, metadataPath: join(r.path, EXPORT_MARKER), files: r.files }
     },
     async exportProject({ run, dir, overwrite, gpus }) {
@@ -203,7 +247,11 @@ export function createApi(ctx: ApiContext): ApiService {
       // A new run beside the others: <run>-imported, -imported-2, ... (never an existing folder).
       let runId = `${basename(from)}-imported`
       for (let n = 2; existsSync(join(runsDir(ctx.dataDir), runId)); n++) runId = `${basename(from)}-imported-${n}`
-      const r = await ctx.host.call('importAdapter', { adapterDir: check(adapterDir), runDir: from, outDir: join(runsDir(ctx.dataDir), runId) }).promise
+      const r = await ctx.host.call('importAdapter', {
+        adapterDir: check(adapterDir),
+        runDir: from,
+        outDir: join(runsDir(ctx.dataDir), runId),
+      }).promise
       return { runId, path: r.path }
     },
     async exportRead({ path }) {
@@ -214,13 +262,19 @@ export function createApi(ctx: ApiContext): ApiService {
     },
     async fsList({ dir, files }): Promise<FsListing> {
       const abs = check(dir)
-      if (!existsSync(abs) || !statSync(abs).isDirectory()) throw new StudioError('E_BAD_INPUT', `${abs} is not a folder`)
+      if (!existsSync(abs) || !statSync(abs).isDirectory())
+        throw new StudioError('E_BAD_INPUT', `${abs} is not a folder`)
       const entries: FsListing['entries'] = []
       for (const name of (await readdir(abs)).sort((a, b) => a.localeCompare(b))) {
         if (name.startsWith('.')) continue
         const s = await stat(join(abs, name)).catch(() => null)
         if (!s || (!s.isDirectory() && (!files || !s.isFile()))) continue
-        entries.push({ name, path: join(abs, name), kind: s.isDirectory() ? 'dir' : 'file', size: s.isFile() ? s.size : 0 })
+        entries.push({
+          name,
+          path: join(abs, name),
+          kind: s.isDirectory() ? 'dir' : 'file',
+          size: s.isFile() ? s.size : 0,
+        })
       }
       entries.sort((a, b) => (a.kind === b.kind ? 0 : a.kind === 'dir' ? -1 : 1))
       let parent: string | null = dirname(abs)
@@ -233,11 +287,16 @@ export function createApi(ctx: ApiContext): ApiService {
       return { dir: abs, parent, entries }
     },
     async dialogOpen(opts) {
-      if (!ctx.dialogs) throw new StudioError('E_UNSUPPORTED', 'native dialogs exist only in the desktop app; type a path or browse the server folders')
+      if (!ctx.dialogs)
+        throw new StudioError(
+          'E_UNSUPPORTED',
+          'native dialogs exist only in the desktop app; type a path or browse the server folders',
+        )
       return { path: await ctx.dialogs.open(opts) }
     },
     async dialogSave(opts) {
-      if (!ctx.dialogs) throw new StudioError('E_UNSUPPORTED', 'native dialogs exist only in the desktop app; type a path')
+      if (!ctx.dialogs)
+        throw new StudioError('E_UNSUPPORTED', 'native dialogs exist only in the desktop app; type a path')
       return { path: await ctx.dialogs.save(opts) }
     },
   }

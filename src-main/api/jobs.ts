@@ -4,14 +4,29 @@
 import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import { basename, join } from 'node:path'
-import type { ApiErrorInfo, ApiEvent, JobEvent, JobKind, JobSnapshot, JobStarted, MetricsRow, RecordId } from './contract'
+import type {
+  ApiErrorInfo,
+  ApiEvent,
+  JobEvent,
+  JobKind,
+  JobSnapshot,
+  JobStarted,
+  MetricsRow,
+  RecordId,
+} from '../../src-shared/api/contract'
 import type { EngineHost, HostCall } from '../host/engineHost'
-import type { TrainParams } from '../services/params/trainParams'
+import type { TrainParams } from '../../src-shared/params/trainParams'
 import { StudioError } from '../services/errors'
-import { promptStyleOf } from '../services/engine/promptText'
+import { promptStyleOf } from '../services/session/promptText'
 import { toApiError } from './errorInfo'
-import { applyJobEvent } from './jobEvents'
-import { ensureRunDir, readRunStatus, updateRunStatus, writeRunStatus, type RunStatusFile } from '../services/training/runDir'
+import { applyJobEvent } from '../../src-shared/api/jobEvents'
+import {
+  ensureRunDir,
+  readRunStatus,
+  updateRunStatus,
+  writeRunStatus,
+  type RunStatusFile,
+} from '../services/training/runDir'
 import { ensureSweepDir } from '../services/insights/sweepDir'
 import { markSweepEnded } from './sweepStore'
 
@@ -127,7 +142,9 @@ export class JobManager {
       params: input.params,
       outDir,
     }
-    return this.launchRun(outDir, status, input.prompts, [], (snap) => this.host.call('runNotebook', request, (e) => this.onEvent(snap, e)))
+    return this.launchRun(outDir, status, input.prompts, [], (snap) =>
+      this.host.call('runNotebook', request, (e) => this.onEvent(snap, e)),
+    )
   }
 
   /** A support_ratio sweep (docs/insights.md) into a new folder under sweepsDir; its id is the folder name. */
@@ -145,9 +162,13 @@ export class JobManager {
       ratios: input.ratios,
       outDir,
     }
-    this.track(snap, this.host.call('runSweep', request, (e) => this.onEvent(snap, e)), (end, error) => {
-      if (end !== 'completed') markSweepEnded(outDir, end, error?.message ?? null)
-    })
+    this.track(
+      snap,
+      this.host.call('runSweep', request, (e) => this.onEvent(snap, e)),
+      (end, error) => {
+        if (end !== 'completed') markSweepEnded(outDir, end, error?.message ?? null)
+      },
+    )
     return { jobId: snap.jobId, runId: sweepId, outDir }
   }
 
@@ -177,7 +198,9 @@ export class JobManager {
       cancelledIn: undefined,
       reason: undefined,
     }
-    return this.launchRun(outDir, status, input.prompts, input.metrics, (snap) => this.host.call('resumeRun', { runDir: outDir }, (e) => this.onEvent(snap, e)))
+    return this.launchRun(outDir, status, input.prompts, input.metrics, (snap) =>
+      this.host.call('resumeRun', { runDir: outDir }, (e) => this.onEvent(snap, e)),
+    )
   }
 
   private launchRun(
@@ -192,7 +215,16 @@ export class JobManager {
     snap.metrics = [...metrics]
     this.track(snap, call(snap), (end, error, summary) => {
       // Merged: the run's own record (phase, where it was cancelled) stays.
-      updateRunStatus(outDir, { status: end, endedAt: new Date().toISOString(), error: error?.message ?? null, ...(summary ? { summary } : {}) }, status)
+      updateRunStatus(
+        outDir,
+        {
+          status: end,
+          endedAt: new Date().toISOString(),
+          error: error?.message ?? null,
+          ...(summary ? { summary } : {}),
+        },
+        status,
+      )
     })
     return { jobId: snap.jobId, runId: status.runId, outDir }
   }
@@ -207,16 +239,24 @@ export class JobManager {
     if (!active) return
     active.call.cancel()
     let timer: NodeJS.Timeout | undefined
-    const ended = await Promise.race([active.done.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), timeoutMs)))])
+    const ended = await Promise.race([
+      active.done.then(() => true),
+      new Promise<boolean>((r) => (timer = setTimeout(() => r(false), timeoutMs))),
+    ])
     clearTimeout(timer)
     if (!ended && this.active === active) {
-      const error = { code: 'E_CANCELLED', message: `the app was closed while the run was stopping (waited ${Math.round(timeoutMs / 1000)} s); what finished before is kept` }
+      const error = {
+        code: 'E_CANCELLED',
+        message: `the app was closed while the run was stopping (waited ${Math.round(timeoutMs / 1000)} s); what finished before is kept`,
+      }
       this.finish(active.snap, 'cancelled', error, undefined, active.record)
     }
   }
 
   private ensureIdle(): void {
-    const what = { run: 'training run', sweep: 'support_ratio sweep', generate: 'generation' }[this.active?.snap.kind ?? 'run']
+    const what = { run: 'training run', sweep: 'support_ratio sweep', generate: 'generation' }[
+      this.active?.snap.kind ?? 'run'
+    ]
     if (this.active) throw new StudioError('E_BUSY', `the engine is busy with a ${what}; cancel it or wait`)
   }
 
@@ -248,13 +288,25 @@ export class JobManager {
       },
       (e) => {
         const err = toApiError(e)
-        this.finish(snap, err.code === 'E_CANCELLED' ? 'cancelled' : 'failed', err.code === 'E_CANCELLED' ? null : err, undefined, record)
+        this.finish(
+          snap,
+          err.code === 'E_CANCELLED' ? 'cancelled' : 'failed',
+          err.code === 'E_CANCELLED' ? null : err,
+          undefined,
+          record,
+        )
       },
     )
     this.active = { snap, call, done, record }
   }
 
-  private finish(snap: JobSnapshot, end: 'completed' | 'cancelled' | 'failed', error: ApiErrorInfo | null, result: unknown, record: RecordEnd): void {
+  private finish(
+    snap: JobSnapshot,
+    end: 'completed' | 'cancelled' | 'failed',
+    error: ApiErrorInfo | null,
+    result: unknown,
+    record: RecordEnd,
+  ): void {
     if (this.active?.snap !== snap) return // already finished (by shutdown)
     try {
       record(end, error, result)

@@ -4,7 +4,7 @@
 import { existsSync, lstatSync, readdirSync, statSync } from 'node:fs'
 import { homedir } from 'node:os'
 import { dirname, join, relative, resolve, sep } from 'node:path'
-import type { FsRoot } from './contract'
+import type { FsRoot } from '../../src-shared/api/contract'
 import { StudioError } from '../services/errors'
 import { isInside, realish } from '../services/realPaths'
 
@@ -28,7 +28,10 @@ export function openPolicy(): PathPolicy {
     restricted: false,
     check: (p) => resolve(homedir(), p),
     checkTree: (p) => resolve(homedir(), p),
-    roots: () => [{ label: 'Home', path: homedir() }, { label: 'Filesystem', path: resolve('/') }],
+    roots: () => [
+      { label: 'Home', path: homedir() },
+      { label: 'Filesystem', path: resolve('/') },
+    ],
   }
 }
 
@@ -46,7 +49,11 @@ export function rootedPolicy(roots: FsRoot[], home = homedir()): PathPolicy {
           policy.check(entry)
         } catch (e) {
           // Name the link, never what it points to or holds.
-          throw new StudioError('E_FORBIDDEN', `${entry} links outside the folders the web host may read; it is not opened`, { cause: e, details: { path: entry } })
+          throw new StudioError(
+            'E_FORBIDDEN',
+            `${entry} links outside the folders the web host may read; it is not opened`,
+            { cause: e, details: { path: entry } },
+          )
         }
       })
       return real
@@ -63,7 +70,9 @@ export function rootedPolicy(roots: FsRoot[], home = homedir()): PathPolicy {
       if (realRoots.some((r) => r.real === realHome) && isInside(real, realHome)) {
         const first = relative(realHome, real).split(sep)[0] ?? ''
         if (!first.startsWith('.') || isInside(real, hfCache)) return real
-        throw new StudioError('E_FORBIDDEN', `${abs}: hidden folders in your home are not available in the web host`, { details: { path: abs } })
+        throw new StudioError('E_FORBIDDEN', `${abs}: hidden folders in your home are not available in the web host`, {
+          details: { path: abs },
+        })
       }
       // Say exactly how to allow it: the folder itself, or the folder a file is in.
       const allow = existsSync(abs) && statSync(abs).isDirectory() ? abs : dirname(abs)

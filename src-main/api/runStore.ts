@@ -4,7 +4,14 @@ import { createHash } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { copyFile, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises'
 import { basename, dirname, join, resolve } from 'node:path'
-import type { ComparisonRow, ExportResult, JobStatus, MetricsRow, ResponseRow, RunDetail, RunListItem } from './contract'
+import type {
+  ComparisonRow,
+  ExportResult,
+  MetricsRow,
+  ResponseRow,
+  RunDetail,
+  RunListItem,
+} from '../../src-shared/api/contract'
 import { writeJsonAtomic } from '../services/fsAtomic'
 import { StudioError } from '../services/errors'
 import { resumeInfo } from '../services/training/resume'
@@ -93,7 +100,9 @@ export async function recoverOrphanedRuns(runsDir: string): Promise<number> {
 export async function listRuns(runsDir: string): Promise<RunListItem[]> {
   const names = await readdir(runsDir).catch(() => [] as string[])
   const items = await Promise.all(names.map((n) => readRunItem(join(runsDir, n)).catch(() => null)))
-  return items.filter((x): x is RunListItem => x !== null).sort((a, b) => (b.startedAt ?? '').localeCompare(a.startedAt ?? ''))
+  return items
+    .filter((x): x is RunListItem => x !== null)
+    .sort((a, b) => (b.startedAt ?? '').localeCompare(a.startedAt ?? ''))
 }
 
 export async function openRun(dir: string): Promise<RunDetail> {
@@ -119,7 +128,10 @@ export function comparisonOf(run: RunDetail): ComparisonRow[] {
       response_from_original_model: o.response,
       response_from_trained_model: run.trained![i]?.response ?? '',
     }))
-  throw new StudioError('E_BAD_INPUT', `run ${run.runId} has no answers to compare yet (it needs both the original and the trained responses)`)
+  throw new StudioError(
+    'E_BAD_INPUT',
+    `run ${run.runId} has no answers to compare yet (it needs both the original and the trained responses)`,
+  )
 }
 
 async function sha256File(path: string | null): Promise<string | null> {
@@ -146,21 +158,36 @@ export async function checkExportTarget(target: string, overwrite: boolean): Pro
   if (!t && !m) return
   const ours = t?.isFile() === true && (await isOurExport(target, meta))
   if (!ours) {
-    const what = t ? (t.isDirectory() ? 'is a folder' : 'exists and is not an earlier DPO Studio export') : `has no comparison but ${meta} exists`
-    throw new StudioError('E_EXPORT_NOT_OURS', `${target} ${what}; choose another file name (nothing was written)`, { details: { path: target, earlierExport: false } })
+    const what = t
+      ? t.isDirectory()
+        ? 'is a folder'
+        : 'exists and is not an earlier DPO Studio export'
+      : `has no comparison but ${meta} exists`
+    throw new StudioError('E_EXPORT_NOT_OURS', `${target} ${what}; choose another file name (nothing was written)`, {
+      details: { path: target, earlierExport: false },
+    })
   }
   if (!overwrite)
-    throw new StudioError('E_EXPORT_EXISTS', `${target} holds an earlier export; replace it?`, { details: { path: target, earlierExport: true } })
+    throw new StudioError('E_EXPORT_EXISTS', `${target} holds an earlier export; replace it?`, {
+      details: { path: target, earlierExport: true },
+    })
 }
 
 async function isOurExport(target: string, meta: string): Promise<boolean> {
   const m = await readJson<{ exported?: { comparison?: unknown } }>(meta)
   if (typeof m?.exported?.comparison !== 'string' || resolve(m.exported.comparison) !== resolve(target)) return false
   const rows = await readJson<unknown>(target)
-  return Array.isArray(rows) && rows.every((r) => r !== null && typeof r === 'object' && 'response_from_trained_model' in r)
+  return (
+    Array.isArray(rows) && rows.every((r) => r !== null && typeof r === 'object' && 'response_from_trained_model' in r)
+  )
 }
 
-export async function exportComparison(dir: string, target: string, engineVersion: string | null, overwrite = false): Promise<ExportResult> {
+export async function exportComparison(
+  dir: string,
+  target: string,
+  engineVersion: string | null,
+  overwrite = false,
+): Promise<ExportResult> {
   const run = await openRun(dir)
   const rows = comparisonOf(run)
   await checkExportTarget(target, overwrite)
@@ -183,7 +210,10 @@ export async function exportComparison(dir: string, target: string, engineVersio
     },
     engine_version: engineVersion,
   }
-  writeJsonAtomic(metadataPath, { ...meta, exported: { at: new Date().toISOString(), run: run.runId, run_dir: run.dir, comparison: target } })
+  writeJsonAtomic(metadataPath, {
+    ...meta,
+    exported: { at: new Date().toISOString(), run: run.runId, run_dir: run.dir, comparison: target },
+  })
   return { path: target, metadataPath, files: [target, metadataPath] }
 }
 
@@ -192,17 +222,23 @@ const MAX_READ_BYTES = 32 * 2 ** 20
 
 /** An exported JSON file's text for the web host's download button; only .json files, only whole, never huge. */
 export async function readExport(path: string): Promise<{ name: string; text: string }> {
-  if (!/\.json$/i.test(path)) throw new StudioError('E_BAD_INPUT', `${path}: only exported .json files can be downloaded`)
+  if (!/\.json$/i.test(path))
+    throw new StudioError('E_BAD_INPUT', `${path}: only exported .json files can be downloaded`)
   const s = await stat(path).catch(() => null)
   if (!s?.isFile()) throw new StudioError('E_BAD_INPUT', `${path} is not a file`)
-  if (s.size > MAX_READ_BYTES) throw new StudioError('E_BAD_INPUT', `${path} is larger than ${MAX_READ_BYTES / 2 ** 20} MiB; copy it from the server instead`)
+  if (s.size > MAX_READ_BYTES)
+    throw new StudioError(
+      'E_BAD_INPUT',
+      `${path} is larger than ${MAX_READ_BYTES / 2 ** 20} MiB; copy it from the server instead`,
+    )
   return { name: basename(path), text: await readFile(path, 'utf8') }
 }
 
 /** Copies the run's PEFT adapter folder to `target` (a new or empty folder, or an earlier adapter export). */
 export async function exportAdapter(dir: string, target: string): Promise<ExportResult> {
   const src = join(dir, 'adapter')
-  if (!existsSync(join(src, 'adapter_config.json'))) throw new StudioError('E_BAD_INPUT', `run ${basename(dir)} has no adapter (it has not finished training)`)
+  if (!existsSync(join(src, 'adapter_config.json')))
+    throw new StudioError('E_BAD_INPUT', `run ${basename(dir)} has no adapter (it has not finished training)`)
   if (existsSync(target)) {
     const present = await readdir(target)
     if (present.length > 0 && !present.includes('adapter_config.json'))

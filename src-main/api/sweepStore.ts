@@ -4,8 +4,8 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { readdir } from 'node:fs/promises'
 import { basename, isAbsolute, join } from 'node:path'
-import type { SweepDetail, SweepFile, SweepListItem } from './contract'
-import { SWEEP_FILE } from '../services/insights/insightTypes'
+import type { SweepDetail, SweepFile, SweepListItem } from '../../src-shared/api/contract'
+import { SWEEP_FILE } from '../../src-shared/insights/insightTypes'
 import { readSweepFile, recoverOrphanedSweep, recoverRatioRuns } from '../services/insights/sweepDir'
 import { StudioError } from '../services/errors'
 import { writeJsonAtomic } from '../services/fsAtomic'
@@ -21,7 +21,16 @@ export async function listSweeps(sweepsDir: string): Promise<SweepListItem[]> {
     const dir = join(sweepsDir, name)
     const s = readSweep(dir)
     if (!s) return null
-    return { sweepId: name, dir, status: s.status, created: s.created, ratios: s.ratios, runs: s.runs.length, modelDir: s.model_dir, dataset: s.dataset }
+    return {
+      sweepId: name,
+      dir,
+      status: s.status,
+      created: s.created,
+      ratios: s.ratios,
+      runs: s.runs.length,
+      modelDir: s.model_dir,
+      dataset: s.dataset,
+    }
   })
   return items.filter((x): x is SweepListItem => x !== null).sort((a, b) => b.created.localeCompare(a.created))
 }
@@ -33,10 +42,16 @@ export async function recoverOrphanedSweeps(sweepsDir: string): Promise<number> 
 }
 
 export async function openSweep(dir: string): Promise<SweepDetail> {
-  if (!existsSync(join(dir, SWEEP_FILE))) throw new StudioError('E_BAD_INPUT', `${dir} is not a sweep folder (no ${SWEEP_FILE})`)
+  if (!existsSync(join(dir, SWEEP_FILE)))
+    throw new StudioError('E_BAD_INPUT', `${dir} is not a sweep folder (no ${SWEEP_FILE})`)
   const sweep = readSweep(dir)
   if (!sweep) throw new StudioError('E_BAD_INPUT', `${join(dir, SWEEP_FILE)} is not a readable sweep summary`)
-  return { sweepId: basename(dir), dir, sweep, runDirs: sweep.runs.map((r) => (isAbsolute(r.run_dir) ? r.run_dir : join(dir, r.run_dir))) }
+  return {
+    sweepId: basename(dir),
+    dir,
+    sweep,
+    runDirs: sweep.runs.map((r) => (isAbsolute(r.run_dir) ? r.run_dir : join(dir, r.run_dir))),
+  }
 }
 
 /**

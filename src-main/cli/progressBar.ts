@@ -17,8 +17,11 @@ export class ProgressBar {
     const elapsed = (Date.now() - this.start) / 1000
     const rate = elapsed > 0 ? current / elapsed : 0
     const eta = rate > 0 && frac < 1 ? (this.total - current) / rate : 0
-    const stats = `${Math.round(frac * 100)}% ${current}/${this.total}${this.unit ? ' ' + this.unit : ''}` +
-      (rate > 0 ? ` ${rate.toFixed(1)}/s` : '') + (eta > 0 ? ` ETA ${formatSeconds(eta)}` : '') + (note ? ` ${note}` : '')
+    const stats =
+      `${Math.round(frac * 100)}% ${current}/${this.total}${this.unit ? ' ' + this.unit : ''}` +
+      (rate > 0 ? ` ${rate.toFixed(1)}/s` : '') +
+      (eta > 0 ? ` ETA ${formatSeconds(eta)}` : '') +
+      (note ? ` ${note}` : '')
     if (this.stream.isTTY) {
       const width = 24
       const filled = Math.round(frac * width)

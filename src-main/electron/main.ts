@@ -4,7 +4,7 @@
 import { app, BrowserWindow, dialog, ipcMain, Menu, session, shell, type MenuItemConstructorOptions } from 'electron'
 import { dirname, join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
-import { API_METHODS, IPC_EVENT_CHANNEL, IPC_PREFIX, type ApiEvent, type ViewName } from '../api/contract'
+import { API_METHODS, IPC_EVENT_CHANNEL, IPC_PREFIX, type ApiEvent, type ViewName } from '../../src-shared/api/contract'
 import { studioDataDir } from '../api/appPaths'
 import { dispatch } from '../api/dispatch'
 import { createApi, type Dialogs } from '../api/handlers'
@@ -27,7 +27,11 @@ function rendererUrl(): string {
 function trustedSender(url: string | undefined): boolean {
   if (!url) return false
   const base = rendererUrl()
-  return url === base || url.startsWith(base.replace(/index\.html$/, '')) || url.startsWith(process.env.ELECTRON_RENDERER_URL ?? '\0')
+  return (
+    url === base ||
+    url.startsWith(base.replace(/index\.html$/, '')) ||
+    url.startsWith(process.env.ELECTRON_RENDERER_URL ?? '\0')
+  )
 }
 
 function broadcast(e: ApiEvent): void {
@@ -65,7 +69,11 @@ function createWindow(): BrowserWindow {
 const dialogs: Dialogs = {
   async open(opts) {
     const properties: Array<'openFile' | 'openDirectory'> =
-      opts.kind === 'file' ? ['openFile'] : opts.kind === 'directory' ? ['openDirectory'] : ['openFile', 'openDirectory']
+      opts.kind === 'file'
+        ? ['openFile']
+        : opts.kind === 'directory'
+          ? ['openDirectory']
+          : ['openFile', 'openDirectory']
     const r = await dialog.showOpenDialog(mainWindow ?? BrowserWindow.getAllWindows()[0]!, {
       title: opts.title,
       properties,
@@ -85,7 +93,11 @@ const dialogs: Dialogs = {
 
 function buildMenu(): void {
   const send = (action: ViewName | 'openModel' | 'openDataset') => () => broadcast({ type: 'menu', action })
-  const view = (label: string, v: ViewName, key: string): MenuItemConstructorOptions => ({ label, accelerator: `CmdOrCtrl+${key}`, click: send(v) })
+  const view = (label: string, v: ViewName, key: string): MenuItemConstructorOptions => ({
+    label,
+    accelerator: `CmdOrCtrl+${key}`,
+    click: send(v),
+  })
   const template: MenuItemConstructorOptions[] = [
     ...(process.platform === 'darwin' ? [{ role: 'appMenu' as const }] : []),
     {
@@ -116,7 +128,9 @@ function buildMenu(): void {
         { role: 'resetZoom' },
         { role: 'zoomIn' },
         { role: 'zoomOut' },
-        ...(app.isPackaged ? [] : [{ type: 'separator' as const }, { role: 'reload' as const }, { role: 'toggleDevTools' as const }]),
+        ...(app.isPackaged
+          ? []
+          : [{ type: 'separator' as const }, { role: 'reload' as const }, { role: 'toggleDevTools' as const }]),
       ],
     },
     { role: 'windowMenu' },
@@ -141,12 +155,24 @@ if (!app.requestSingleInstanceLock()) {
     })
     session.defaultSession.setPermissionRequestHandler((_wc, _permission, callback) => callback(false))
 
-    const engine = new EngineHost({ spawn: utilitySpawner(join(here, 'host.js')), onStatus: (status) => broadcast({ type: 'host', status }) })
+    const engine = new EngineHost({
+      spawn: utilitySpawner(join(here, 'host.js')),
+      onStatus: (status) => broadcast({ type: 'host', status }),
+    })
     engine.start()
-    const api = createApi({ platform: 'electron', version: app.getVersion(), dataDir: studioDataDir(), host: engine, policy: openPolicy(), emit: broadcast, dialogs })
+    const api = createApi({
+      platform: 'electron',
+      version: app.getVersion(),
+      dataDir: studioDataDir(),
+      host: engine,
+      policy: openPolicy(),
+      emit: broadcast,
+      dialogs,
+    })
     for (const method of API_METHODS) {
       ipcMain.handle(IPC_PREFIX + method, (event, input: unknown) => {
-        if (!trustedSender(event.senderFrame?.url)) return { ok: false, error: { code: 'E_FORBIDDEN', message: 'untrusted sender' } }
+        if (!trustedSender(event.senderFrame?.url))
+          return { ok: false, error: { code: 'E_FORBIDDEN', message: 'untrusted sender' } }
         return dispatch(api.handlers, method, input)
       })
     }

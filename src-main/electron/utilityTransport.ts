@@ -6,7 +6,10 @@ import { mirrorStderrTail } from '../host/stderrTail'
 
 export function utilitySpawner(entry: string): HostSpawner {
   return () => {
-    const child = utilityProcess.fork(entry, [], { serviceName: 'DPO Studio engine', stdio: ['ignore', 'inherit', 'pipe'] })
+    const child = utilityProcess.fork(entry, [], {
+      serviceName: 'DPO Studio engine',
+      stdio: ['ignore', 'inherit', 'pipe'],
+    })
     const tail = mirrorStderrTail(child.stderr)
     const transport: HostTransport = {
       get pid() {

@@ -1,8 +1,15 @@
 // The parent's handle on the engine host: starts it, calls it by request id, routes streamed events, and when the
 // process dies (CUDA fault, OOM kill, crash) rejects what was in flight with the reason and starts a fresh one.
-import type { ApiErrorInfo, HostStatus, JobEvent } from '../api/contract'
+import type { ApiErrorInfo, HostStatus, JobEvent } from '../../src-shared/api/contract'
 import { StudioError } from '../services/errors'
-import { describeExit, type HostCalls, type HostMethod, type HostSpawner, type HostToParent, type HostTransport } from './protocol'
+import {
+  describeExit,
+  type HostCalls,
+  type HostMethod,
+  type HostSpawner,
+  type HostToParent,
+  type HostTransport,
+} from './protocol'
 
 export interface HostCall<T> {
   id: number
@@ -62,7 +69,11 @@ export class EngineHost {
     this.setStatus({ state: 'stopped', message: '', pid: null })
   }
 
-  call<M extends HostMethod>(method: M, params: HostCalls[M]['params'], onEvent?: (e: JobEvent) => void): HostCall<HostCalls[M]['result']> {
+  call<M extends HostMethod>(
+    method: M,
+    params: HostCalls[M]['params'],
+    onEvent?: (e: JobEvent) => void,
+  ): HostCall<HostCalls[M]['result']> {
     const id = this.nextId++
     const promise = new Promise<HostCalls[M]['result']>((resolve, reject) => {
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, ...(onEvent ? { onEvent } : {}) })
@@ -70,7 +81,10 @@ export class EngineHost {
     void this.whenReady().then(() => {
       if (!this.pending.has(id)) return
       if (!this.transport) {
-        this.settle(id, false, { code: 'E_HOST_DOWN', message: `the engine process is not running: ${this.status.message}` })
+        this.settle(id, false, {
+          code: 'E_HOST_DOWN',
+          message: `the engine process is not running: ${this.status.message}`,
+        })
         return
       }
       this.transport.send({ type: 'call', id, method, params })
@@ -85,12 +99,19 @@ export class EngineHost {
 
   private spawn(): void {
     this.ready = false
-    this.setStatus({ state: this.status.restarts > 0 || this.crashTimes.length > 0 ? 'restarting' : 'starting', message: this.status.message })
+    this.setStatus({
+      state: this.status.restarts > 0 || this.crashTimes.length > 0 ? 'restarting' : 'starting',
+      message: this.status.message,
+    })
     let t: HostTransport
     try {
       t = this.opts.spawn()
     } catch (e) {
-      this.setStatus({ state: 'failed', message: `the engine process could not start: ${(e as Error).message}`, pid: null })
+      this.setStatus({
+        state: 'failed',
+        message: `the engine process could not start: ${(e as Error).message}`,
+        pid: null,
+      })
       this.flushReady()
       return
     }
@@ -103,7 +124,11 @@ export class EngineHost {
     if (t !== this.transport) return
     if (msg.type === 'ready') {
       this.ready = true
-      this.setStatus({ state: 'ready', message: this.status.state === 'restarting' ? this.status.message : '', pid: msg.pid })
+      this.setStatus({
+        state: 'ready',
+        message: this.status.state === 'restarting' ? this.status.message : '',
+        pid: msg.pid,
+      })
       this.flushReady()
     } else if (msg.type === 'event') {
       this.pending.get(msg.id)?.onEvent?.(msg.event)
@@ -125,11 +150,20 @@ export class EngineHost {
     const windowMs = this.opts.crashWindowMs ?? 60_000
     this.crashTimes = [...this.crashTimes.filter((x) => now - x < windowMs), now]
     if (this.crashTimes.length > (this.opts.maxCrashes ?? 3)) {
-      this.setStatus({ state: 'failed', message: `${reason} It crashed ${this.crashTimes.length} times in a row; restart it when ready.`, pid: null })
+      this.setStatus({
+        state: 'failed',
+        message: `${reason} It crashed ${this.crashTimes.length} times in a row; restart it when ready.`,
+        pid: null,
+      })
       this.flushReady()
       return
     }
-    this.setStatus({ state: 'crashed', message: `${reason} Restarting it.`, pid: null, restarts: this.status.restarts + 1 })
+    this.setStatus({
+      state: 'crashed',
+      message: `${reason} Restarting it.`,
+      pid: null,
+      restarts: this.status.restarts + 1,
+    })
     setTimeout(() => {
       if (!this.stopping && !this.transport) this.spawn()
     }, this.opts.restartDelayMs ?? 300)

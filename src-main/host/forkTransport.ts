@@ -18,8 +18,15 @@ export function defaultHostEntry(): string {
 
 export function forkSpawner(entry = defaultHostEntry(), env: NodeJS.ProcessEnv = process.env): HostSpawner {
   return () => {
-    const execArgv = entry.endsWith('.ts') ? ['--import', pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm')).href] : []
-    const child = fork(entry, [], { execArgv, env, stdio: ['ignore', 'inherit', 'pipe', 'ipc'], serialization: 'advanced' })
+    const execArgv = entry.endsWith('.ts')
+      ? ['--import', pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm')).href]
+      : []
+    const child = fork(entry, [], {
+      execArgv,
+      env,
+      stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
+      serialization: 'advanced',
+    })
     const tail = mirrorStderrTail(child.stderr)
     const transport: HostTransport = {
       get pid() {

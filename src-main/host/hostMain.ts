@@ -1,12 +1,12 @@
 // The engine host: a child process that loads the native addon and runs model work through the services, so a CUDA
 // fault or an OOM kill ends only this process (docs/architecture.md#the-engine-host). Started by EngineHost with node's
 // fork or Electron's utilityProcess; speaks protocol.ts over whichever channel it was given.
-import type { JobEvent } from '../api/contract'
+import type { JobEvent } from '../../src-shared/api/contract'
 import { toApiError } from '../api/errorInfo'
-import { loadNative } from '../engine/loadNative'
-import type { BackendChoice, NativeCancelToken, QuantMode } from '../engine/nativeTypes'
-import { generateResponses } from '../services/engine/generateResponses'
-import { openModel, type ModelSession } from '../services/engine/modelSession'
+import { loadAddon } from '../addon/loadAddon'
+import type { BackendChoice, NativeCancelToken, QuantMode } from '../addon/addonTypes'
+import { generateResponses } from '../services/session/generateResponses'
+import { openModel, type ModelSession } from '../services/session/modelSession'
 import { exportGguf } from '../services/export/ggufExport'
 import { importAdapter } from '../services/export/importAdapter'
 import { exportMergedModel, runModelAndAdapter } from '../services/export/mergedModel'
@@ -14,8 +14,14 @@ import { FROM_NAME } from '../services/export/mergedWeights'
 import { readRunConfig } from '../services/export/runConfig'
 import { runSweep, type SweepProgress } from '../services/insights/sweep'
 import { resumeNotebook } from '../services/training/notebookRun'
-import type { RunEvents } from '../services/training/types'
-import { DEVICE_FAULT_EXIT_CODE, type HostCalls, type HostMethod, type HostToParent, type ParentToHost } from './protocol'
+import type { RunEvents } from '../../src-shared/run/runTypes'
+import {
+  DEVICE_FAULT_EXIT_CODE,
+  type HostCalls,
+  type HostMethod,
+  type HostToParent,
+  type ParentToHost,
+} from './protocol'
 import { loadRunNotebook } from './training'
 
 interface Port {
@@ -25,7 +31,11 @@ interface Port {
 
 /** Electron utilityProcess gives process.parentPort; node's fork gives process.send. */
 function openPort(): Port {
-  const parentPort = (process as unknown as { parentPort?: { postMessage(m: unknown): void; on(e: 'message', fn: (e: { data: unknown }) => void): void } }).parentPort
+  const parentPort = (
+    process as unknown as {
+      parentPort?: { postMessage(m: unknown): void; on(e: 'message', fn: (e: { data: unknown }) => void): void }
+    }
+  ).parentPort
   if (parentPort) {
     return {
       post: (m) => parentPort.postMessage(m),
@@ -51,7 +61,12 @@ function releaseSession(): boolean {
   return true
 }
 
-async function ensureSession(dir: string, quant: QuantMode, backend: BackendChoice, emit: (e: JobEvent) => void): Promise<ModelSession> {
+async function ensureSession(
+  dir: string,
+  quant: QuantMode,
+  backend: BackendChoice,
+  emit: (e: JobEvent) => void,
+): Promise<ModelSession> {
   const key = `${dir}\0${quant}\0${backend}`
   if (session?.key === key) return session.s
   releaseSession()
@@ -72,15 +87,19 @@ function runEvents(emit: (e: JobEvent) => void): RunEvents {
   }
 }
 
-type Handler<M extends HostMethod> = (params: HostCalls[M]['params'], emit: (e: JobEvent) => void, id: number) => Promise<HostCalls[M]['result']>
+type Handler<M extends HostMethod> = (
+  params: HostCalls[M]['params'],
+  emit: (e: JobEvent) => void,
+  id: number,
+) => Promise<HostCalls[M]['result']>
 
 const handlers: { [M in HostMethod]: Handler<M> } = {
   async engineInfo() {
-    const engine = loadNative()
+    const engine = loadAddon()
     return { version: engine.version(), backends: engine.probe(), training: (await loadRunNotebook()) !== null }
   },
   async modelCheck(p) {
-    return loadNative().checkModel(p.dir, { quant: p.quant })
+    return loadAddon().checkModel(p.dir, { quant: p.quant })
   },
   async modelLoad(p, emit) {
     const t0 = performance.now()
@@ -89,7 +108,7 @@ const handlers: { [M in HostMethod]: Handler<M> } = {
   },
   async generate(p, emit, id) {
     const s = await ensureSession(p.modelDir, p.quant, p.backend, emit)
-    const token: NativeCancelToken = new (loadNative().CancelToken)()
+    const token: NativeCancelToken = new (loadAddon().CancelToken)()
     cancels.set(id, () => token.cancel())
     emit({ kind: 'phase', phase: 'original' })
     const responses = await generateResponses(s, {
@@ -101,29 +120,39 @@ const handlers: { [M in HostMethod]: Handler<M> } = {
       cancel: token,
       onText: (index, delta) => emit({ kind: 'text', which: 'original', index, delta }),
     })
-    responses.forEach((r, index) => emit({ kind: 'response', which: 'original', index, row: { id: r.id, prompt: r.prompt, response: r.response } }))
+    responses.forEach((r, index) =>
+      emit({ kind: 'response', which: 'original', index, row: { id: r.id, prompt: r.prompt, response: r.response } }),
+    )
     if (token.cancelled) throw Object.assign(new Error('generation cancelled'), { code: 'E_CANCELLED' })
     return { responses }
   },
   async runNotebook(req, emit, id) {
     const runNotebook = await loadRunNotebook()
-    if (!runNotebook) throw Object.assign(new Error('this build has no DPO training service yet'), { code: 'E_UNSUPPORTED' })
+    if (!runNotebook)
+      throw Object.assign(new Error('this build has no DPO training service yet'), { code: 'E_UNSUPPORTED' })
     // The run opens its own model: free the cached one first so both never sit in GPU memory together.
     releaseSession()
     const ac = new AbortController()
     cancels.set(id, () => ac.abort())
-    return runNotebook(req, runEvents(emit), ac.signal, { onLoadProgress: (fraction) => emit({ kind: 'loadProgress', fraction }) })
+    return runNotebook(req, runEvents(emit), ac.signal, {
+      onLoadProgress: (fraction) => emit({ kind: 'loadProgress', fraction }),
+    })
   },
   async resumeRun(p, emit, id) {
     releaseSession()
     const ac = new AbortController()
     cancels.set(id, () => ac.abort())
-    return resumeNotebook(p.runDir, {}, runEvents(emit), ac.signal, { onLoadProgress: (fraction) => emit({ kind: 'loadProgress', fraction }) })
+    return resumeNotebook(p.runDir, {}, runEvents(emit), ac.signal, {
+      onLoadProgress: (fraction) => emit({ kind: 'loadProgress', fraction }),
+    })
   },
   async exportMerged(p) {
     const src = runModelAndAdapter(p.runDir)
     const r = await exportMergedModel({
-      ...src, runDir: p.runDir, outDir: p.outDir, overwrite: p.overwrite,
+      ...src,
+      runDir: p.runDir,
+      outDir: p.outDir,
+      overwrite: p.overwrite,
       mergeBase: p.mergeInto === 'auto' ? src.mergeBase : p.mergeInto,
       ...(p.dtype !== 'auto' ? { dtype: FROM_NAME[p.dtype]! } : {}),
     })
@@ -131,12 +160,20 @@ const handlers: { [M in HostMethod]: Handler<M> } = {
   },
   async exportGguf(p) {
     const src = runModelAndAdapter(p.runDir)
-    const r = await exportGguf({ ...src, runDir: p.runDir, outDir: p.outDir, overwrite: p.overwrite, types: p.types, lora: p.lora, systemMessage: readRunConfig(p.runDir).params.systemMessage })
+    const r = await exportGguf({
+      ...src,
+      runDir: p.runDir,
+      outDir: p.outDir,
+      overwrite: p.overwrite,
+      types: p.types,
+      lora: p.lora,
+      systemMessage: readRunConfig(p.runDir).params.systemMessage,
+    })
     return { path: r.path, files: r.files }
   },
   async importAdapter(p) {
     releaseSession()
-    const r = await importAdapter({ ...p, engineVersion: loadNative().version() })
+    const r = await importAdapter({ ...p, engineVersion: loadAddon().version() })
     return { path: r.path }
   },
   async runSweep(req, emit, id) {
@@ -150,8 +187,10 @@ const handlers: { [M in HostMethod]: Handler<M> } = {
     return { released: releaseSession() }
   },
   async crashForTest(p) {
-    if (process.env.DPO_STUDIO_TEST_HOOKS !== '1') throw Object.assign(new Error('test hooks are off'), { code: 'E_UNSUPPORTED' })
-    if (p.signal === 'GPU_FAULT') throw Object.assign(new Error('the GPU reported cudaErrorIllegalAddress (test hook)'), { code: 'E_DEVICE_FAULT' })
+    if (process.env.DPO_STUDIO_TEST_HOOKS !== '1')
+      throw Object.assign(new Error('test hooks are off'), { code: 'E_UNSUPPORTED' })
+    if (p.signal === 'GPU_FAULT')
+      throw Object.assign(new Error('the GPU reported cudaErrorIllegalAddress (test hook)'), { code: 'E_DEVICE_FAULT' })
     process.kill(process.pid, p.signal)
     return new Promise<never>(() => {})
   },
@@ -165,18 +204,25 @@ port.listen((msg) => {
   const handler = handlers[msg.method] as Handler<HostMethod> | undefined
   const emit = (event: JobEvent) => port.post({ type: 'event', id: msg.id, event })
   if (!handler) {
-    port.post({ type: 'result', id: msg.id, ok: false, error: { code: 'E_BAD_INPUT', message: `unknown host method ${String(msg.method)}` } })
+    port.post({
+      type: 'result',
+      id: msg.id,
+      ok: false,
+      error: { code: 'E_BAD_INPUT', message: `unknown host method ${String(msg.method)}` },
+    })
     return
   }
-  handler(msg.params as never, emit, msg.id).then(
-    (value) => port.post({ type: 'result', id: msg.id, ok: true, value }),
-    (e) => {
-      const error = toApiError(e)
-      port.post({ type: 'result', id: msg.id, ok: false, error })
-      // After a GPU fault every later CUDA call of this process fails: leave, and the parent starts a fresh engine.
-      if (error.code === 'E_DEVICE_FAULT') setTimeout(() => process.exit(DEVICE_FAULT_EXIT_CODE), 100)
-    },
-  ).finally(() => cancels.delete(msg.id))
+  handler(msg.params as never, emit, msg.id)
+    .then(
+      (value) => port.post({ type: 'result', id: msg.id, ok: true, value }),
+      (e) => {
+        const error = toApiError(e)
+        port.post({ type: 'result', id: msg.id, ok: false, error })
+        // After a GPU fault every later CUDA call of this process fails: leave, and the parent starts a fresh engine.
+        if (error.code === 'E_DEVICE_FAULT') setTimeout(() => process.exit(DEVICE_FAULT_EXIT_CODE), 100)
+      },
+    )
+    .finally(() => cancels.delete(msg.id))
 })
 
 // A parent that died without stopping us (node fork) closes the IPC channel: nothing left to serve.

@@ -1,11 +1,11 @@
 // The engine host's message protocol: the parent (Electron main or the web host) calls methods by request id, the
 // host answers once per id and streams events (tokens, metrics, progress, phase) tagged with the same id.
-import type { ApiErrorInfo, EngineInfo, JobEvent, ModelLoaded } from '../api/contract'
-import type { BackendChoice, NativeModelCheck, QuantMode } from '../engine/nativeTypes'
+import type { ApiErrorInfo, EngineInfo, JobEvent, ModelLoaded } from '../../src-shared/api/contract'
+import type { BackendChoice, NativeModelCheck, QuantMode } from '../addon/addonTypes'
 import type { RecordId } from '../services/data/promptsFile'
-import type { GeneratedResponse } from '../services/engine/generateResponses'
-import type { NotebookRunRequest, RunSummary } from '../services/training/types'
-import type { SweepFile } from '../services/insights/insightTypes'
+import type { GeneratedResponse } from '../services/session/generateResponses'
+import type { NotebookRunRequest, RunSummary } from '../../src-shared/run/runTypes'
+import type { SweepFile } from '../../src-shared/insights/insightTypes'
 import type { SweepRequest } from '../services/insights/sweep'
 
 export interface HostCalls {
@@ -31,8 +31,26 @@ export interface HostCalls {
   /** Continues a stopped run in its directory from its checkpoint, then its remaining phases (docs/resume.md). */
   resumeRun: { params: { runDir: string }; result: RunSummary }
   /** Exports that need the engine (docs/exports.md); outDir follows the export-folder rules. */
-  exportMerged: { params: { runDir: string; outDir: string; overwrite: boolean; dtype: 'auto' | 'float32' | 'bfloat16' | 'float16'; mergeInto: 'auto' | 'original' | 'nf4' }; result: { path: string; files: string[] } }
-  exportGguf: { params: { runDir: string; outDir: string; overwrite: boolean; types: Array<'F16' | 'Q8_0' | 'Q4_0' | 'F32'>; lora: boolean }; result: { path: string; files: string[] } }
+  exportMerged: {
+    params: {
+      runDir: string
+      outDir: string
+      overwrite: boolean
+      dtype: 'auto' | 'float32' | 'bfloat16' | 'float16'
+      mergeInto: 'auto' | 'original' | 'nf4'
+    }
+    result: { path: string; files: string[] }
+  }
+  exportGguf: {
+    params: {
+      runDir: string
+      outDir: string
+      overwrite: boolean
+      types: Array<'F16' | 'Q8_0' | 'Q4_0' | 'F32'>
+      lora: boolean
+    }
+    result: { path: string; files: string[] }
+  }
   importAdapter: { params: { adapterDir: string; runDir: string; outDir: string }; result: { path: string } }
   /** A support_ratio sweep: one run per ratio on one loaded model, then sweep.json (docs/insights.md). */
   runSweep: { params: SweepRequest; result: SweepFile }
@@ -47,8 +65,7 @@ export interface HostCalls {
 export type HostMethod = keyof HostCalls
 
 export type ParentToHost =
-  | { type: 'call'; id: number; method: HostMethod; params: unknown }
-  | { type: 'cancel'; id: number }
+  { type: 'call'; id: number; method: HostMethod; params: unknown } | { type: 'cancel'; id: number }
 
 export type HostToParent =
   | { type: 'ready'; pid: number }

@@ -2,9 +2,9 @@
 // no model or dataset, so the whole flow works out of the box in about a minute on any machine.
 import { existsSync, realpathSync } from 'node:fs'
 import path from 'node:path'
-import type { DemoInfo } from '../api/contract'
-import { appRoot } from '../engine/loadNative'
-import { DEMO_NOTE, DEMO_PRESET } from './demoShared'
+import type { DemoInfo } from '../../src-shared/api/contract'
+import { appRoot } from '../addon/loadAddon'
+import { DEMO_NOTE, DEMO_PRESET } from '../../src-shared/demo/demoPreset'
 
 export { DEMO_NOTE, DEMO_PRESET }
 
@@ -29,7 +29,11 @@ export function isDemoModel(dir: string): boolean {
  * hands back; null when this build has no demo model or sample dataset.
  */
 export function demoInfo(): DemoInfo | null {
-  if (!existsSync(path.join(DEMO_MODEL_DIR, 'config.json')) || !existsSync(path.join(SAMPLE_DATASET_DIR, 'labelled_data.json'))) return null
+  if (
+    !existsSync(path.join(DEMO_MODEL_DIR, 'config.json')) ||
+    !existsSync(path.join(SAMPLE_DATASET_DIR, 'labelled_data.json'))
+  )
+    return null
   const datasetDir = real(SAMPLE_DATASET_DIR)
   return {
     modelDir: real(DEMO_MODEL_DIR),

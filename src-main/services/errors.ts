@@ -12,31 +12,31 @@ export type StudioErrorCode =
   | 'E_CANCELLED'
   | 'E_INTERNAL'
   | 'E_DEVICE_FAULT'
-  | (string & {});
+  | (string & {})
 
 export interface StudioErrorOptions {
-  cause?: unknown;
+  cause?: unknown
   /** Machine-readable context (file, row, field, ...) for the UI; the message already says it in words. */
-  details?: Record<string, unknown>;
+  details?: Record<string, unknown>
 }
 
 export class StudioError extends Error {
-  readonly code: StudioErrorCode;
-  readonly details: Record<string, unknown>;
+  readonly code: StudioErrorCode
+  readonly details: Record<string, unknown>
 
   constructor(code: StudioErrorCode, message: string, options: StudioErrorOptions = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
-    this.name = 'StudioError';
-    this.code = code;
-    this.details = options.details ?? {};
+    super(message, options.cause === undefined ? undefined : { cause: options.cause })
+    this.name = 'StudioError'
+    this.code = code
+    this.details = options.details ?? {}
   }
 }
 
 export function isStudioError(e: unknown): e is StudioError {
-  return e instanceof StudioError;
+  return e instanceof StudioError
 }
 
 /** Message of an unknown thrown value, for wrapping library errors. */
 export function errorMessage(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
+  return e instanceof Error ? e.message : String(e)
 }

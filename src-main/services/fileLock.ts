@@ -74,7 +74,8 @@ export function lockWaiting(file: string, command: string, waitMs: number): File
 
 function releaseFile(file: string): void {
   const holder = readLock(file)
-  if (holder !== 'unreadable' && holder?.pid === process.pid && holder.hostname === hostname()) rmSync(file, { force: true })
+  if (holder !== 'unreadable' && holder?.pid === process.pid && holder.hostname === hostname())
+    rmSync(file, { force: true })
 }
 
 /** The lock's holder, null when there is no lock, 'unreadable' when it is being written or damaged. */

@@ -1,7 +1,18 @@
 // Checked file writes: whole files go to a temp name beside the target and are renamed (a crash or Ctrl-C never
 // leaves a half-written file in place of a good one); appends check every byte and never leave a torn line; every
 // failure names the file, and a full disk says so (E_DISK_FULL). docs/run-directory.md.
-import { closeSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs'
+import {
+  closeSync,
+  fstatSync,
+  fsyncSync,
+  ftruncateSync,
+  mkdirSync,
+  openSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs'
 import { dirname, basename, join } from 'node:path'
 import { StudioError, errorMessage } from './errors'
 
@@ -13,7 +24,10 @@ export function fileWriteError(e: unknown, file: string, verb = 'write'): Studio
   const code = (e as NodeJS.ErrnoException)?.code
   const full = code !== undefined && FULL_DISK.has(code)
   const why = full ? `no space left on the device (${code}); free some space and try again` : errorMessage(e)
-  return new StudioError(full ? 'E_DISK_FULL' : 'E_IO', `cannot ${verb} ${file}: ${why}`, { cause: e, details: { file, errno: code } })
+  return new StudioError(full ? 'E_DISK_FULL' : 'E_IO', `cannot ${verb} ${file}: ${why}`, {
+    cause: e,
+    details: { file, errno: code },
+  })
 }
 
 export interface AtomicWriteOptions {

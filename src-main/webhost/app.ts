@@ -3,11 +3,11 @@
 import { homedir } from 'node:os'
 import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import type { ApiEvent, FsRoot } from '../api/contract'
+import type { ApiEvent, FsRoot } from '../../src-shared/api/contract'
 import { extraRoots, rendererDir, resourcesDir, studioDataDir } from '../api/appPaths'
 import { createApi } from '../api/handlers'
 import { rootedPolicy } from '../api/pathPolicy'
-import { appRoot } from '../engine/loadNative'
+import { appRoot } from '../addon/loadAddon'
 import { EngineHost } from '../host/engineHost'
 import { forkSpawner } from '../host/forkTransport'
 import { hfHubCacheDir } from '../services/models/hfCache'
@@ -42,7 +42,10 @@ export function webRoots(dataDir: string, extra: string[] = []): FsRoot[] {
 export async function serveStudio(opts: ServeOptions = {}): Promise<RunningWebHost> {
   const dir = opts.rendererDir ?? rendererDir()
   if (!existsSync(join(dir, 'index.html')))
-    throw new StudioError('E_NO_RENDERER', `the renderer is not built (${join(dir, 'index.html')} is missing): run \`npx electron-vite build\``)
+    throw new StudioError(
+      'E_NO_RENDERER',
+      `the renderer is not built (${join(dir, 'index.html')} is missing): run \`npx electron-vite build\``,
+    )
   const dataDir = opts.dataDir ?? studioDataDir()
   mkdirSync(dataDir, { recursive: true })
   let web: WebHost | null = null
@@ -56,8 +59,21 @@ export async function serveStudio(opts: ServeOptions = {}): Promise<RunningWebHo
   })
   engine.start()
   const version = (JSON.parse(readFileSync(join(appRoot(), 'package.json'), 'utf8')) as { version: string }).version
-  const api = createApi({ platform: 'web', version, dataDir, host: engine, policy: rootedPolicy(webRoots(dataDir, opts.roots)), emit, dialogs: null })
-  web = await startWebHost({ ...(opts.port !== undefined ? { port: opts.port } : {}), ...(opts.token ? { token: opts.token } : {}), rendererDir: dir, handlers: api.handlers })
+  const api = createApi({
+    platform: 'web',
+    version,
+    dataDir,
+    host: engine,
+    policy: rootedPolicy(webRoots(dataDir, opts.roots)),
+    emit,
+    dialogs: null,
+  })
+  web = await startWebHost({
+    ...(opts.port !== undefined ? { port: opts.port } : {}),
+    ...(opts.token ? { token: opts.token } : {}),
+    rendererDir: dir,
+    handlers: api.handlers,
+  })
   const host = web
   return {
     ...host,

@@ -6,7 +6,7 @@ import { randomBytes, timingSafeEqual } from 'node:crypto'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
 import { WebSocketServer, type WebSocket } from 'ws'
-import type { ApiEvent, WsClientFrame, WsServerFrame } from '../api/contract'
+import type { ApiEvent, WsClientFrame, WsServerFrame } from '../../src-shared/api/contract'
 import { dispatch, type ApiHandlers } from '../api/dispatch'
 import { readStatic, resolveStatic } from './staticFiles'
 
@@ -89,10 +89,13 @@ export async function startWebHost(opts: WebHostOptions): Promise<WebHost> {
       const queryToken = url.searchParams.get('token')
       const authorized = tokenEquals(queryToken, token) || tokenEquals(cookieToken(req), token)
       if (!authorized) {
-        res.writeHead(401, { 'Content-Type': 'text/plain; charset=utf-8' }).end('401: open the URL that `dpo-studio serve` printed (it carries the access token)\n')
+        res
+          .writeHead(401, { 'Content-Type': 'text/plain; charset=utf-8' })
+          .end('401: open the URL that `dpo-studio serve` printed (it carries the access token)\n')
         return
       }
-      if (tokenEquals(queryToken, token)) res.setHeader('Set-Cookie', `${COOKIE}=${token}; HttpOnly; SameSite=Strict; Path=/`)
+      if (tokenEquals(queryToken, token))
+        res.setHeader('Set-Cookie', `${COOKIE}=${token}; HttpOnly; SameSite=Strict; Path=/`)
       const file = resolveStatic(opts.rendererDir, url.pathname)
       if (!file) {
         res.writeHead(404, { 'Content-Type': 'text/plain; charset=utf-8' }).end('404\n')
@@ -118,7 +121,9 @@ export async function startWebHost(opts: WebHostOptions): Promise<WebHost> {
     const origin = req.headers.origin
     const okOrigin = origin === undefined || allowedOrigins().has(origin)
     if (url.pathname !== '/api' || !okToken || !okHost || !okOrigin) {
-      socket.write(`HTTP/1.1 ${okToken ? 403 : 401} ${okToken ? 'Forbidden' : 'Unauthorized'}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
+      socket.write(
+        `HTTP/1.1 ${okToken ? 403 : 401} ${okToken ? 'Forbidden' : 'Unauthorized'}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`,
+      )
       socket.destroy()
       return
     }
@@ -138,7 +143,9 @@ export async function startWebHost(opts: WebHostOptions): Promise<WebHost> {
           return
         }
         void dispatch(opts.handlers, frame.method, frame.input).then((env) => {
-          const reply: WsServerFrame = env.ok ? { id: frame.id, ok: true, result: env.result } : { id: frame.id, ok: false, error: env.error }
+          const reply: WsServerFrame = env.ok
+            ? { id: frame.id, ok: true, result: env.result }
+            : { id: frame.id, ok: false, error: env.error }
           if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(reply))
         })
       })

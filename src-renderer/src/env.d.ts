@@ -7,5 +7,5 @@ declare module '*.vue' {
 
 interface Window {
   /** Present in the desktop app (preload bridge); absent in a browser, where the WebSocket client stands in. */
-  api?: import('../../src-main/api/contract').BridgeApi
+  api?: import('@shared/api/contract').BridgeApi
 }

@@ -6,7 +6,16 @@
 // compare the two (answers, then pairs and tokens side by side), run a support_ratio sweep and follow it to a run's
 // pairs, export the run elsewhere and import an adapter back, survive an engine crash. Screenshots of each main view
 // land in test-results/screenshots.
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, statSync, writeFileSync } from 'node:fs'
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import type { BrowserContext, Page } from 'playwright-core'
@@ -14,7 +23,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { serveStudio, type RunningWebHost } from '../../src-main/webhost/app'
 import { classifyStance, type StanceRow } from '../../scripts/demo-model/stance'
 import { repoRoot, sharedPath } from '../helpers/sharedPath'
-import type { AnswerTokensRow, PairInsightRow, PairTokensRow, SweepFile } from '../../src-main/services/insights/insightTypes'
+import type { AnswerTokensRow, PairInsightRow, PairTokensRow, SweepFile } from '../../src-shared/insights/insightTypes'
 import { tokenLabel } from '../../src-renderer/src/lib/tokenHeat'
 import { readJsonl } from '../helpers/insightFiles'
 import { seriousViolations } from './axe'
@@ -22,7 +31,9 @@ import { launchChromium, screenshot } from './browser'
 
 const DEMO_MODEL = realpathSync(path.join(repoRoot, 'resources/demo-model'))
 const SAMPLE = path.join(repoRoot, 'resources/sample-dataset/zh')
-const SAMPLE_ROWS = JSON.parse(readFileSync(path.join(SAMPLE, 'labelled_data.json'), 'utf8')) as Array<StanceRow & { prompt: string }>
+const SAMPLE_ROWS = JSON.parse(readFileSync(path.join(SAMPLE, 'labelled_data.json'), 'utf8')) as Array<
+  StanceRow & { prompt: string }
+>
 /** A real (non-demo) model for the switch back to the notebook's values; optional. */
 const REAL_MODEL = sharedPath('models/stories260K')
 const hasRealModel = existsSync(path.join(REAL_MODEL, 'config.json'))
@@ -38,13 +49,17 @@ let dataDir: string
 
 const tid = (id: string) => page.getByTestId(id)
 /** How the app writes a metric (lib/format.ts metric). */
-const shown = (v: number | null | undefined) => (v == null ? '—' : v !== 0 && Math.abs(v) < 1e-3 ? v.toExponential(2) : v.toFixed(4))
+const shown = (v: number | null | undefined) =>
+  v == null ? '—' : v !== 0 && Math.abs(v) < 1e-3 ? v.toExponential(2) : v.toFixed(4)
 /** Closes the notices (toasts) so they do not cover a screenshot. */
 async function dismissNotices(): Promise<void> {
   for (const b of await page.getByRole('button', { name: 'Dismiss' }).all()) await b.click().catch(() => undefined)
 }
 /** The run directories under the app's runs folder, oldest first. */
-const runDirs = () => readdirSync(path.join(dataDir, 'runs')).sort().map((r) => path.join(dataDir, 'runs', r))
+const runDirs = () =>
+  readdirSync(path.join(dataDir, 'runs'))
+    .sort()
+    .map((r) => path.join(dataDir, 'runs', r))
 async function nav(view: string): Promise<void> {
   await tid(`nav-${view}`).click()
   await tid(`${view === 'run' ? 'run' : view}-view`).waitFor()
@@ -56,7 +71,8 @@ async function openPath(field: string, value: string): Promise<void> {
 }
 
 beforeAll(async () => {
-  if (!existsSync(path.join(repoRoot, 'out/renderer/index.html'))) throw new Error('build the renderer first: npx electron-vite build (npm run test:e2e does)')
+  if (!existsSync(path.join(repoRoot, 'out/renderer/index.html')))
+    throw new Error('build the renderer first: npx electron-vite build (npm run test:e2e does)')
   dataDir = mkdtempSync(path.join(tmpdir(), 'dpo-e2e-data-'))
   hostRoots = existsSync(sharedPath()) ? [sharedPath()] : []
   host = await serveStudio({ dataDir, roots: hostRoots, port: 0 })
@@ -105,23 +121,30 @@ describe('DPO Studio in Chromium', () => {
     await expect.poll(async () => (await tid('nav-params').textContent()) ?? '').toContain('Demo model preset')
     // Without a usable GPU: a sentence, not the CUDA runtime's error; its words on demand. What to do next, and that
     // loading here is optional.
-    await expect.poll(async () => (await tid('cpu-reason').textContent()) ?? '').toMatch(/^(No NVIDIA GPU found, computing on the CPU\.|This engine build has no CUDA backend, so it computes on the CPU\.)$/)
+    await expect
+      .poll(async () => (await tid('cpu-reason').textContent()) ?? '')
+      .toMatch(
+        /^(No NVIDIA GPU found, computing on the CPU\.|This engine build has no CUDA backend, so it computes on the CPU\.)$/,
+      )
     // innerText: the closed Details (the runtime's own words) is not shown text.
     expect(await tid('engine-card').innerText()).not.toMatch(/cudaGetDeviceCount/)
     expect(await tid('next-step').textContent()).toContain('Start training')
     expect(await tid('load-optional').textContent()).toContain('a training run loads the model by itself')
   })
 
-  it.runIf(hasRealModel)('a real model hides the notice and brings the notebook values; one click goes back to the demo', async () => {
-    await openPath('model-path', REAL_MODEL)
-    await expect.poll(async () => (await tid('model-summary').textContent()) ?? '').toContain(REAL_MODEL_SHOWN)
-    await expect.poll(() => tid('demo-notice').count()).toBe(0)
-    expect(await tid('demo-badge-models').count()).toBe(0)
-    await expect.poll(async () => (await tid('nav-params').textContent()) ?? '').toContain('Notebook defaults')
-    await tid('use-demo-model').click()
-    await tid('demo-notice').waitFor()
-    await expect.poll(async () => (await tid('nav-params').textContent()) ?? '').toContain('Demo model preset')
-  })
+  it.runIf(hasRealModel)(
+    'a real model hides the notice and brings the notebook values; one click goes back to the demo',
+    async () => {
+      await openPath('model-path', REAL_MODEL)
+      await expect.poll(async () => (await tid('model-summary').textContent()) ?? '').toContain(REAL_MODEL_SHOWN)
+      await expect.poll(() => tid('demo-notice').count()).toBe(0)
+      expect(await tid('demo-badge-models').count()).toBe(0)
+      await expect.poll(async () => (await tid('nav-params').textContent()) ?? '').toContain('Notebook defaults')
+      await tid('use-demo-model').click()
+      await tid('demo-notice').waitFor()
+      await expect.poll(async () => (await tid('nav-params').textContent()) ?? '').toContain('Demo model preset')
+    },
+  )
 
   it('loads the demo model on the engine', async () => {
     await tid('model-load').click()
@@ -169,7 +192,13 @@ describe('DPO Studio in Chromium', () => {
     await expect.poll(() => tid('pairs-support').textContent()).toBe('6')
     // A broken file: the error names the row and the field.
     const bad = path.join(dataDir, 'bad.json')
-    writeFileSync(bad, JSON.stringify([{ id: 1, prompt: 'p', support: 's', oppose: 'o' }, { id: 2, prompt: 'p2', support: 's2' }]))
+    writeFileSync(
+      bad,
+      JSON.stringify([
+        { id: 1, prompt: 'p', support: 's', oppose: 'o' },
+        { id: 2, prompt: 'p2', support: 's2' },
+      ]),
+    )
     await openPath('dataset-path', bad)
     await tid('dataset-error').waitFor()
     expect(await tid('dataset-error').textContent()).toMatch(/row 2.*field.*oppose/s)
@@ -177,13 +206,24 @@ describe('DPO Studio in Chromium', () => {
     expect(await tid('pairs-total').textContent()).toBe('60')
     // A TRL file has no test prompts beside it: none, not the sample's; the user can pick a file, then clear it.
     const trl = path.join(dataDir, 'trl.jsonl')
-    writeFileSync(trl, SAMPLE_ROWS.slice(0, 4).map((r) => JSON.stringify({ prompt: r.prompt, chosen: r.support, rejected: r.oppose })).join('\n') + '\n')
+    writeFileSync(
+      trl,
+      SAMPLE_ROWS.slice(0, 4)
+        .map((r) => JSON.stringify({ prompt: r.prompt, chosen: r.support, rejected: r.oppose }))
+        .join('\n') + '\n',
+    )
     await openPath('dataset-path', trl)
     await expect.poll(() => tid('pairs-total').textContent()).toBe('4')
     expect(await tid('test-prompts-count').textContent()).toBe('0')
     expect(await tid('test-prompts-source').textContent()).toContain('None beside this dataset')
     const promptsFile = path.join(dataDir, 'my_prompts.json')
-    writeFileSync(promptsFile, JSON.stringify([{ id: 1, prompt: '公園應該禁止吸菸嗎？' }, { id: 2, prompt: '學校應該取消考試嗎？' }]))
+    writeFileSync(
+      promptsFile,
+      JSON.stringify([
+        { id: 1, prompt: '公園應該禁止吸菸嗎？' },
+        { id: 2, prompt: '學校應該取消考試嗎？' },
+      ]),
+    )
     await openPath('prompts-path', promptsFile)
     await expect.poll(() => tid('test-prompts-count').textContent()).toBe('2')
     expect(await tid('test-prompts').textContent()).toContain('公園應該禁止吸菸嗎？')
@@ -255,14 +295,19 @@ describe('DPO Studio in Chromium', () => {
 
   it('number fields keep what is typed; an empty or non-numeric one is an error that blocks Start and links to the field', async () => {
     const num = (key: string) => tid(`param-${key}`).getByTestId('number-input')
-    const stored = () => page.evaluate(() => JSON.parse(localStorage.getItem('dpo-studio.params') ?? '{}') as Record<string, unknown>)
+    const stored = () =>
+      page.evaluate(() => JSON.parse(localStorage.getItem('dpo-studio.params') ?? '{}') as Record<string, unknown>)
     /** Types key by key, as a person does, then leaves the field with Tab. */
     async function typeInto(key: string, text: string): Promise<void> {
       await num(key).fill('')
       await num(key).pressSequentially(text)
       await page.keyboard.press('Tab')
     }
-    for (const [key, text, value] of [['beta', '.05', 0.05], ['learningRate', '1e-10', 1e-10], ['learningRate', '.0002', 0.0002]] as const) {
+    for (const [key, text, value] of [
+      ['beta', '.05', 0.05],
+      ['learningRate', '1e-10', 1e-10],
+      ['learningRate', '.0002', 0.0002],
+    ] as const) {
       await typeInto(key, text)
       expect(await num(key).inputValue()).toBe(text)
       expect((await stored())[key]).toBe(value)
@@ -270,13 +315,19 @@ describe('DPO Studio in Chromium', () => {
     }
     // Emptied: an error beside the field, never the default; Start stays disabled and its message links to the field.
     await typeInto('epochs', '')
-    await expect.poll(async () => (await tid('param-epochs').getByTestId('field-error').textContent()) ?? '').toBe('Empty: enter a number (default 1)')
+    await expect
+      .poll(async () => (await tid('param-epochs').getByTestId('field-error').textContent()) ?? '')
+      .toBe('Empty: enter a number (default 1)')
     await typeInto('beta', 'abc')
-    await expect.poll(async () => (await tid('param-beta').getByTestId('field-error').textContent()) ?? '').toBe('“abc” is not a number')
+    await expect
+      .poll(async () => (await tid('param-beta').getByTestId('field-error').textContent()) ?? '')
+      .toBe('“abc” is not a number')
     expect(await tid('nav-params').textContent()).toContain('Has errors')
     await nav('run')
     expect(await tid('train-start').isDisabled()).toBe(true)
-    expect(await tid('run-blockers').textContent()).toContain('Fix the parameter errors: Epochs (num_epoch), Beta (beta).')
+    expect(await tid('run-blockers').textContent()).toContain(
+      'Fix the parameter errors: Epochs (num_epoch), Beta (beta).',
+    )
     await tid('fix-epochs').click()
     await tid('params-view').waitFor()
     await expect.poll(() => page.evaluate(() => document.activeElement?.id)).toBe('p-epochs')
@@ -297,13 +348,33 @@ describe('DPO Studio in Chromium', () => {
 
   it('streams the original answers before training', async () => {
     await nav('responses')
-    expect(await tid('generate-optional').textContent()).toContain('a training run answers the test prompts before and after training by itself')
+    expect(await tid('generate-optional').textContent()).toContain(
+      'a training run answers the test prompts before and after training by itself',
+    )
     await tid('generate-original').click()
-    await expect.poll(async () => ((await tid('resp-original').locator('.answer').textContent().catch(() => '')) ?? '').length, { timeout: 60_000 }).toBeGreaterThan(5)
+    await expect
+      .poll(
+        async () =>
+          (
+            (await tid('resp-original')
+              .locator('.answer')
+              .textContent()
+              .catch(() => '')) ?? ''
+          ).length,
+        { timeout: 60_000 },
+      )
+      .toBeGreaterThan(5)
     await expect.poll(() => tid('streaming-badge').count(), { timeout: 60_000 }).toBe(0)
     await expect.poll(() => tid('question-9').locator('.d.has').count()).toBe(1)
     // With the sample dataset open, each answer says which side it takes.
-    await expect.poll(async () => (await tid('resp-original-stance').textContent().catch(() => '')) ?? '').toMatch(/^(support|oppose)$/)
+    await expect
+      .poll(
+        async () =>
+          (await tid('resp-original-stance')
+            .textContent()
+            .catch(() => '')) ?? '',
+      )
+      .toMatch(/^(support|oppose)$/)
     await screenshot(page, 'responses-original')
   })
 
@@ -312,15 +383,25 @@ describe('DPO Studio in Chromium', () => {
     // From the keyboard: Enter on Start; the button becomes Cancel and keeps the focus, with a ring one can see.
     await tid('train-start').focus()
     await page.keyboard.press('Enter')
-    await expect.poll(() => page.evaluate(() => document.activeElement?.getAttribute('data-testid')), { timeout: 10_000 }).toBe('train-cancel')
-    const ring = await tid('train-cancel').evaluate((el) => ({ visible: el.matches(':focus-visible'), style: getComputedStyle(el).outlineStyle, width: getComputedStyle(el).outlineWidth, color: getComputedStyle(el).outlineColor }))
+    await expect
+      .poll(() => page.evaluate(() => document.activeElement?.getAttribute('data-testid')), { timeout: 10_000 })
+      .toBe('train-cancel')
+    const ring = await tid('train-cancel').evaluate((el) => ({
+      visible: el.matches(':focus-visible'),
+      style: getComputedStyle(el).outlineStyle,
+      width: getComputedStyle(el).outlineWidth,
+      color: getComputedStyle(el).outlineColor,
+    }))
     expect(ring).toEqual({ visible: true, style: 'solid', width: '2px', color: 'rgb(52, 81, 209)' })
     // Curves update at each logging step: the loss chart's step counter moves while the run goes on.
     await expect.poll(async () => (await tid('run-loss').textContent()) ?? '—', { timeout: 120_000 }).not.toBe('—')
     // While it trains, the sidebar does not claim the answers are being generated.
-    if ((await tid('run-status').textContent())?.includes('running')) expect(await tid('nav-responses').textContent()).not.toContain('Generating')
+    if ((await tid('run-status').textContent())?.includes('running'))
+      expect(await tid('nav-responses').textContent()).not.toContain('Generating')
     expect(await tid('loss-chart-mark').textContent()).toBe('· dotted line: ln 2 = 0.6931')
-    await expect.poll(async () => (await tid('run-status').textContent()) ?? '', { timeout: 180_000, interval: 500 }).toContain('completed')
+    await expect
+      .poll(async () => (await tid('run-status').textContent()) ?? '', { timeout: 180_000, interval: 500 })
+      .toContain('completed')
     const loss = Number(await tid('run-loss').textContent())
     expect(loss).toBeGreaterThan(0)
     expect(await tid('run-memory').textContent()).toMatch(/\d.*[KMG]i?B/)
@@ -348,7 +429,10 @@ describe('DPO Studio in Chromium', () => {
         trained: (await tid('resp-trained').locator('.answer').textContent()) ?? '',
       })
     }
-    const stances = answers.map((a) => ({ original: classifyStance(a.original, SAMPLE_ROWS), trained: classifyStance(a.trained, SAMPLE_ROWS) }))
+    const stances = answers.map((a) => ({
+      original: classifyStance(a.original, SAMPLE_ROWS),
+      trained: classifyStance(a.trained, SAMPLE_ROWS),
+    }))
     const opposeAfter = stances.filter((s) => s.trained === 'oppose').length
     const opposeBefore = stances.filter((s) => s.original === 'oppose').length
     // support_ratio 0.1: most pairs prefer "oppose", and the trained answers lean that way.
@@ -359,7 +443,9 @@ describe('DPO Studio in Chromium', () => {
     expect(index, `no answer changed stance: ${JSON.stringify(answers)}`).toBeGreaterThanOrEqual(0)
 
     await tid(`question-${index}`).click()
-    await expect.poll(async () => (await tid('resp-trained').locator('.answer').textContent()) ?? '').toBe(answers[index]!.trained)
+    await expect
+      .poll(async () => (await tid('resp-trained').locator('.answer').textContent()) ?? '')
+      .toBe(answers[index]!.trained)
     const diff = tid('diff-view')
     await expect.poll(() => diff.locator('.removed').count()).toBeGreaterThan(0)
     expect(await diff.locator('.added').count()).toBeGreaterThan(0)
@@ -375,19 +461,33 @@ describe('DPO Studio in Chromium', () => {
       getSelection()!.addRange(range)
       const data = new DataTransfer()
       el.dispatchEvent(new ClipboardEvent('copy', { clipboardData: data, bubbles: true, cancelable: true }))
-      const expected = [...el.children].map((c) => (c.classList.contains('removed') ? `[-${c.textContent}-]` : c.classList.contains('added') ? `{+${c.textContent}+}` : c.textContent)).join('')
+      const expected = [...el.children]
+        .map((c) =>
+          c.classList.contains('removed')
+            ? `[-${c.textContent}-]`
+            : c.classList.contains('added')
+              ? `{+${c.textContent}+}`
+              : c.textContent,
+        )
+        .join('')
       return { text: data.getData('text/plain'), expected }
     })
     expect(copied.text).toBe(copied.expected)
     expect(copied.text).toMatch(/\[-.+?-\]/)
     expect(copied.text).toMatch(/\{\+.+?\+\}/)
     // The highlighted parts really are coloured (removed red, added green).
-    const bg = (sel: string) => diff.locator(sel).first().evaluate((el) => getComputedStyle(el).backgroundColor)
+    const bg = (sel: string) =>
+      diff
+        .locator(sel)
+        .first()
+        .evaluate((el) => getComputedStyle(el).backgroundColor)
     expect(await bg('.removed')).toBe('rgb(253, 228, 225)')
     expect(await bg('.added')).toBe('rgb(217, 243, 232)')
     expect(await tid('resp-original-stance').textContent()).toBe(stances[index]!.original)
     expect(await tid('resp-trained-stance').textContent()).toBe(stances[index]!.trained)
-    expect(await tid('stance-moved').textContent()).toContain(`from ${stances[index]!.original} to ${stances[index]!.trained}`)
+    expect(await tid('stance-moved').textContent()).toContain(
+      `from ${stances[index]!.original} to ${stances[index]!.trained}`,
+    )
     await screenshot(page, 'demo-stance-change')
   })
 
@@ -403,11 +503,19 @@ describe('DPO Studio in Chromium', () => {
     await tid('export-results').waitFor()
     const rows = JSON.parse(readFileSync(target, 'utf8')) as Array<Record<string, unknown>>
     // In the browser the file is also a download, byte for byte.
-    const [download] = await Promise.all([page.waitForEvent('download'), tid('export-download-comparison.json').click()])
+    const [download] = await Promise.all([
+      page.waitForEvent('download'),
+      tid('export-download-comparison.json').click(),
+    ])
     expect(download.suggestedFilename()).toBe('comparison.json')
     expect(readFileSync((await download.path())!, 'utf8')).toBe(readFileSync(target, 'utf8'))
     expect(rows).toHaveLength(10)
-    expect(Object.keys(rows[0]!).sort()).toEqual(['id', 'prompt', 'response_from_original_model', 'response_from_trained_model'])
+    expect(Object.keys(rows[0]!).sort()).toEqual([
+      'id',
+      'prompt',
+      'response_from_original_model',
+      'response_from_trained_model',
+    ])
     expect(rows[0]!.prompt).toBe('市中心禁車是否能讓街道更乾淨？')
     const meta = JSON.parse(readFileSync(target.replace(/\.json$/, '.meta.json'), 'utf8')) as Record<string, unknown>
     expect(meta.params).toBeTruthy()
@@ -419,33 +527,36 @@ describe('DPO Studio in Chromium', () => {
     await screenshot(page, 'export')
   })
 
-  it.runIf(hasTraining)('asks before replacing an earlier export, and never writes over a file that is not one', async () => {
-    await nav('export')
-    const target = path.join(dataDir, 'exports', 'e2e', 'comparison.json')
-    const field = tid('export-comparison-path').getByTestId('path-input')
-    await field.fill(target)
-    const before = statSync(target).mtimeMs
-    await tid('export-button').click()
-    await tid('export-overwrite').waitFor()
-    expect(await tid('export-overwrite').textContent()).toContain(target)
-    await tid('export-overwrite-no').click()
-    await tid('export-overwrite').waitFor({ state: 'detached' })
-    expect(statSync(target).mtimeMs).toBe(before)
-    await tid('export-button').click()
-    await tid('export-overwrite-yes').click()
-    await tid('export-overwrite').waitFor({ state: 'detached' })
-    await expect.poll(() => statSync(target).mtimeMs).toBeGreaterThan(before)
+  it.runIf(hasTraining)(
+    'asks before replacing an earlier export, and never writes over a file that is not one',
+    async () => {
+      await nav('export')
+      const target = path.join(dataDir, 'exports', 'e2e', 'comparison.json')
+      const field = tid('export-comparison-path').getByTestId('path-input')
+      await field.fill(target)
+      const before = statSync(target).mtimeMs
+      await tid('export-button').click()
+      await tid('export-overwrite').waitFor()
+      expect(await tid('export-overwrite').textContent()).toContain(target)
+      await tid('export-overwrite-no').click()
+      await tid('export-overwrite').waitFor({ state: 'detached' })
+      expect(statSync(target).mtimeMs).toBe(before)
+      await tid('export-button').click()
+      await tid('export-overwrite-yes').click()
+      await tid('export-overwrite').waitFor({ state: 'detached' })
+      await expect.poll(() => statSync(target).mtimeMs).toBeGreaterThan(before)
 
-    // A file of the user's (here: a copy of a dataset) is never overwritten, with or without asking.
-    const dataset = path.join(dataDir, 'exports', 'e2e', 'labelled_data.json')
-    writeFileSync(dataset, readFileSync(path.join(SAMPLE, 'labelled_data.json')))
-    await field.fill(dataset)
-    await tid('export-button').click()
-    await expect.poll(() => tid('export-error').textContent()).toContain('is not an earlier DPO Studio export')
-    expect(await tid('export-overwrite').count()).toBe(0)
-    expect(readFileSync(dataset, 'utf8')).toBe(readFileSync(path.join(SAMPLE, 'labelled_data.json'), 'utf8'))
-    await screenshot(page, 'export-refused')
-  })
+      // A file of the user's (here: a copy of a dataset) is never overwritten, with or without asking.
+      const dataset = path.join(dataDir, 'exports', 'e2e', 'labelled_data.json')
+      writeFileSync(dataset, readFileSync(path.join(SAMPLE, 'labelled_data.json')))
+      await field.fill(dataset)
+      await tid('export-button').click()
+      await expect.poll(() => tid('export-error').textContent()).toContain('is not an earlier DPO Studio export')
+      expect(await tid('export-overwrite').count()).toBe(0)
+      expect(readFileSync(dataset, 'utf8')).toBe(readFileSync(path.join(SAMPLE, 'labelled_data.json'), 'utf8'))
+      await screenshot(page, 'export-refused')
+    },
+  )
 
   it.runIf(hasTraining)('lists the run in the history and reopens it', async () => {
     await nav('history')
@@ -467,58 +578,67 @@ describe('DPO Studio in Chromium', () => {
     expect(await tid('run-param-model').locator('td').textContent()).toContain('demo-model')
   })
 
-  it.runIf(hasTraining)('inspects the run: pairs.jsonl in a sortable, filterable table, and a pair token by token', async () => {
-    await nav('pairs')
-    const [dir] = runDirs()
-    const pairs = readJsonl<PairInsightRow>(path.join(dir!, 'pairs.jsonl'))
-    const tokens = readJsonl<PairTokensRow>(path.join(dir!, 'pairs_tokens.jsonl'))
-    await expect.poll(() => tid('pairs-count').textContent(), { timeout: 15_000 }).toBe('60 of 60 pairs')
-    // Largest margin gain first: the top row is the file's largest margin.
-    const best = [...pairs].sort((a, b) => b.margin! - a.margin!)[0]!
-    const first = tid('pairs-table').locator('tbody tr').first()
-    expect(await first.getAttribute('data-testid')).toBe(`pair-row-${best.index}`)
-    expect(await first.getByTestId('pair-margin').textContent()).toBe(shown(best.margin))
-    const flipped = pairs.filter((p) => !p.correct_before && p.correct_after).length
-    const stillWrong = pairs.filter((p) => !p.correct_after).length
-    expect(await tid('summary-flipped').textContent()).toBe(String(flipped))
-    expect(await tid('summary-still-wrong').textContent()).toBe(String(stillWrong))
-    await tid('pairs-filter').selectOption('still-wrong')
-    await expect.poll(() => tid('pairs-count').textContent()).toBe(`${stillWrong} of 60 pairs`)
-    await tid('pairs-filter').selectOption('flipped')
-    await expect.poll(() => tid('pairs-count').textContent()).toBe(`${flipped} of 60 pairs`)
-    await tid('pairs-filter').selectOption('all')
-    await tid('pairs-sort-index').click()
-    await expect.poll(() => first.getAttribute('data-testid')).toBe('pair-row-0')
-    // Keyboard click-through: focus the first row, Enter opens it.
-    await tid('pair-row-0').focus()
-    await page.keyboard.press('Enter')
-    const heat = tid('heat-a-chosen')
-    await heat.waitFor()
-    expect(await tid('pair-detail-margin').textContent()).toBe(shown(pairs[0]!.margin))
-    // The chosen answer per token, as the tokenizer split it (one Chinese character each here), with each token's
-    // change in log-prob from the file.
-    expect(await heat.getByTestId('heat-token').allTextContents()).toEqual(tokens[0]!.chosen.text.map(tokenLabel))
-    const deltas = await heat.getByTestId('heat-token').evaluateAll((els) => els.map((e) => Number((e as HTMLElement).dataset.delta)))
-    expect(deltas).toEqual(tokens[0]!.chosen.trained.map((t, k) => t! - tokens[0]!.chosen.ref[k]!))
-    expect(await tid('heat-a-rejected').getByTestId('heat-token').count()).toBe(tokens[0]!.rejected.ids.length)
-    await page.keyboard.press('ArrowDown')
-    await expect.poll(() => tid('pair-row-1').getAttribute('aria-selected')).toBe('true')
-    await expect.poll(async () => (await tid('pair-prompt').textContent()) ?? '').toBe(pairs[1]!.prompt as string)
-    await tid('pair-detail').scrollIntoViewIfNeeded()
-    await dismissNotices()
-    await screenshot(page, 'pairs')
+  it.runIf(hasTraining)(
+    'inspects the run: pairs.jsonl in a sortable, filterable table, and a pair token by token',
+    async () => {
+      await nav('pairs')
+      const [dir] = runDirs()
+      const pairs = readJsonl<PairInsightRow>(path.join(dir!, 'pairs.jsonl'))
+      const tokens = readJsonl<PairTokensRow>(path.join(dir!, 'pairs_tokens.jsonl'))
+      await expect.poll(() => tid('pairs-count').textContent(), { timeout: 15_000 }).toBe('60 of 60 pairs')
+      // Largest margin gain first: the top row is the file's largest margin.
+      const best = [...pairs].sort((a, b) => b.margin! - a.margin!)[0]!
+      const first = tid('pairs-table').locator('tbody tr').first()
+      expect(await first.getAttribute('data-testid')).toBe(`pair-row-${best.index}`)
+      expect(await first.getByTestId('pair-margin').textContent()).toBe(shown(best.margin))
+      const flipped = pairs.filter((p) => !p.correct_before && p.correct_after).length
+      const stillWrong = pairs.filter((p) => !p.correct_after).length
+      expect(await tid('summary-flipped').textContent()).toBe(String(flipped))
+      expect(await tid('summary-still-wrong').textContent()).toBe(String(stillWrong))
+      await tid('pairs-filter').selectOption('still-wrong')
+      await expect.poll(() => tid('pairs-count').textContent()).toBe(`${stillWrong} of 60 pairs`)
+      await tid('pairs-filter').selectOption('flipped')
+      await expect.poll(() => tid('pairs-count').textContent()).toBe(`${flipped} of 60 pairs`)
+      await tid('pairs-filter').selectOption('all')
+      await tid('pairs-sort-index').click()
+      await expect.poll(() => first.getAttribute('data-testid')).toBe('pair-row-0')
+      // Keyboard click-through: focus the first row, Enter opens it.
+      await tid('pair-row-0').focus()
+      await page.keyboard.press('Enter')
+      const heat = tid('heat-a-chosen')
+      await heat.waitFor()
+      expect(await tid('pair-detail-margin').textContent()).toBe(shown(pairs[0]!.margin))
+      // The chosen answer per token, as the tokenizer split it (one Chinese character each here), with each token's
+      // change in log-prob from the file.
+      expect(await heat.getByTestId('heat-token').allTextContents()).toEqual(tokens[0]!.chosen.text.map(tokenLabel))
+      const deltas = await heat
+        .getByTestId('heat-token')
+        .evaluateAll((els) => els.map((e) => Number((e as HTMLElement).dataset.delta)))
+      expect(deltas).toEqual(tokens[0]!.chosen.trained.map((t, k) => t! - tokens[0]!.chosen.ref[k]!))
+      expect(await tid('heat-a-rejected').getByTestId('heat-token').count()).toBe(tokens[0]!.rejected.ids.length)
+      await page.keyboard.press('ArrowDown')
+      await expect.poll(() => tid('pair-row-1').getAttribute('aria-selected')).toBe('true')
+      await expect.poll(async () => (await tid('pair-prompt').textContent()) ?? '').toBe(pairs[1]!.prompt as string)
+      await tid('pair-detail').scrollIntoViewIfNeeded()
+      await dismissNotices()
+      await screenshot(page, 'pairs')
 
-    // The test answers, token by token, before and after.
-    const answers = readJsonl<AnswerTokensRow>(path.join(dir!, 'responses_tokens.jsonl'))
-    await tid('pairs-tab-answers').click()
-    await tid('answer-1').click()
-    await tid('answer-heat-a-trained').waitFor()
-    expect(await tid('answer-heat-a-trained').getByTestId('heat-token').allTextContents()).toEqual(answers[1]!.trained.text.map(tokenLabel))
-    expect(answers[1]!.trained.answer).toBe(JSON.parse(readFileSync(path.join(dir!, 'responses_trained.json'), 'utf8'))[1].response)
-    await dismissNotices()
-    await screenshot(page, 'pairs-answers')
-    await tid('pairs-tab-pairs').click()
-  })
+      // The test answers, token by token, before and after.
+      const answers = readJsonl<AnswerTokensRow>(path.join(dir!, 'responses_tokens.jsonl'))
+      await tid('pairs-tab-answers').click()
+      await tid('answer-1').click()
+      await tid('answer-heat-a-trained').waitFor()
+      expect(await tid('answer-heat-a-trained').getByTestId('heat-token').allTextContents()).toEqual(
+        answers[1]!.trained.text.map(tokenLabel),
+      )
+      expect(answers[1]!.trained.answer).toBe(
+        JSON.parse(readFileSync(path.join(dir!, 'responses_trained.json'), 'utf8'))[1].response,
+      )
+      await dismissNotices()
+      await screenshot(page, 'pairs-answers')
+      await tid('pairs-tab-pairs').click()
+    },
+  )
 
   it.runIf(hasTraining)('cancels a second run during training and resumes it from the history', async () => {
     await nav('dataset')
@@ -527,9 +647,13 @@ describe('DPO Studio in Chromium', () => {
     await nav('run')
     await tid('train-start').click()
     // Cancel once a training step has been logged; the run keeps a checkpoint (docs/resume.md).
-    await expect.poll(async () => (await tid('run-loss').textContent()) ?? '—', { timeout: 120_000, interval: 100 }).not.toBe('—')
+    await expect
+      .poll(async () => (await tid('run-loss').textContent()) ?? '—', { timeout: 120_000, interval: 100 })
+      .not.toBe('—')
     await tid('train-cancel').click()
-    await expect.poll(async () => (await tid('run-status').textContent()) ?? '', { timeout: 60_000, interval: 250 }).toContain('cancelled')
+    await expect
+      .poll(async () => (await tid('run-status').textContent()) ?? '', { timeout: 60_000, interval: 250 })
+      .toContain('cancelled')
     await tid('train-resume').waitFor()
     await nav('history')
     await expect.poll(() => tid('history-row').count()).toBe(2)
@@ -543,7 +667,9 @@ describe('DPO Studio in Chromium', () => {
     await tid('history-compare').click()
     const cmp = tid('history-compare-view')
     await cmp.waitFor()
-    expect(await cmp.getByTestId('compare-missing').textContent()).toContain(`Run ${newest} was cancelled before its trained answers`)
+    expect(await cmp.getByTestId('compare-missing').textContent()).toContain(
+      `Run ${newest} was cancelled before its trained answers`,
+    )
     expect(await cmp.getByTestId('resp-trained').locator('h2').textContent()).toContain('cancelled, no trained answers')
     expect(await cmp.getByTestId('resp-trained-empty').textContent()).toContain('no trained answers to compare')
     expect(await cmp.getByTestId('resp-original').locator('h2').textContent()).toContain('trained answers')
@@ -575,13 +701,23 @@ describe('DPO Studio in Chromium', () => {
       const box = (await b.boundingBox())!
       expect(box.x + box.width).toBeLessThanOrEqual(1024)
     }
-    expect(await page.evaluate(() => { const c = document.querySelector('.content')!; return c.scrollWidth - c.clientWidth })).toBeLessThanOrEqual(0)
+    expect(
+      await page.evaluate(() => {
+        const c = document.querySelector('.content')!
+        return c.scrollWidth - c.clientWidth
+      }),
+    ).toBeLessThanOrEqual(0)
     await screenshot(page, 'history-1024')
     await page.setViewportSize({ width: 1440, height: 900 })
     await tid(`history-resume-${newest}`).click()
     await tid('run-view').waitFor()
-    await expect.poll(async () => (await tid('run-status').textContent()) ?? '', { timeout: 180_000, interval: 500 }).toMatch(/^completed/)
-    const status = JSON.parse(readFileSync(path.join(runsDir, newest, 'run_status.json'), 'utf8')) as Record<string, unknown>
+    await expect
+      .poll(async () => (await tid('run-status').textContent()) ?? '', { timeout: 180_000, interval: 500 })
+      .toMatch(/^completed/)
+    const status = JSON.parse(readFileSync(path.join(runsDir, newest, 'run_status.json'), 'utf8')) as Record<
+      string,
+      unknown
+    >
     expect(status).toMatchObject({ status: 'completed' })
     expect(status.resumedAt).toBeTruthy()
     expect(existsSync(path.join(runsDir, newest, 'comparison.json'))).toBe(true)
@@ -598,29 +734,40 @@ describe('DPO Studio in Chromium', () => {
     await screenshot(page, 'history-compare')
     // The comparison downloads as one file: both runs' parameters and each question's two trained answers.
     const [download] = await Promise.all([page.waitForEvent('download'), tid('compare-download').click()])
-    const file = JSON.parse(readFileSync((await download.path())!, 'utf8')) as { runs: Array<{ run_id: string; params: { supportRatio: number } }>; rows: Array<{ response_from_run_a: string; response_from_run_b: string }> }
+    const file = JSON.parse(readFileSync((await download.path())!, 'utf8')) as {
+      runs: Array<{ run_id: string; params: { supportRatio: number } }>
+      rows: Array<{ response_from_run_a: string; response_from_run_b: string }>
+    }
     expect(file.runs.map((r) => r.params.supportRatio)).toEqual([0.1, 0.9])
     expect(file.rows).toHaveLength(10)
     expect(file.rows.every((r) => r.response_from_run_a.length > 0 && r.response_from_run_b.length > 0)).toBe(true)
     // support_ratio 0.9 pulled the same model the other way: most answers of the newer run take the support side.
     const runsDir = path.join(dataDir, 'runs')
     const newest = readdirSync(runsDir).sort().at(-1)!
-    const cmp = JSON.parse(readFileSync(path.join(runsDir, newest, 'comparison.json'), 'utf8')) as Array<{ response_from_trained_model: string }>
+    const cmp = JSON.parse(readFileSync(path.join(runsDir, newest, 'comparison.json'), 'utf8')) as Array<{
+      response_from_trained_model: string
+    }>
     const support = cmp.filter((r) => classifyStance(r.response_from_trained_model, SAMPLE_ROWS) === 'support').length
     expect(support).toBeGreaterThanOrEqual(7)
   })
 
   it.runIf(hasTraining)('after a reload, Training and Responses show the latest run', async () => {
     const newest = runDirs().at(-1)!
-    const answers = JSON.parse(readFileSync(path.join(newest, 'responses_trained.json'), 'utf8')) as Array<{ response: string }>
+    const answers = JSON.parse(readFileSync(path.join(newest, 'responses_trained.json'), 'utf8')) as Array<{
+      response: string
+    }>
     await page.reload()
     await tid('models-view').waitFor()
-    await expect.poll(async () => (await tid('nav-run').textContent()) ?? '', { timeout: 15_000 }).toContain('Past run · completed')
+    await expect
+      .poll(async () => (await tid('nav-run').textContent()) ?? '', { timeout: 15_000 })
+      .toContain('Past run · completed')
     await nav('run')
     expect(await tid('run-status').textContent()).toBe('past run · completed')
     expect(await tid('run-view').textContent()).toContain(path.basename(newest))
     await nav('responses')
-    await expect.poll(async () => (await tid('resp-trained').locator('.answer').textContent()) ?? '').toBe(answers[0]!.response)
+    await expect
+      .poll(async () => (await tid('resp-trained').locator('.answer').textContent()) ?? '')
+      .toBe(answers[0]!.response)
   })
 
   it.runIf(hasTraining)('shows the pairs and tokens of two runs side by side', async () => {
@@ -639,84 +786,114 @@ describe('DPO Studio in Chromium', () => {
     expect(await tid('pair-row-0').getByTestId('pair-margin').textContent()).toBe(shown(newerPairs[0]!.margin))
     expect(await tid('pair-row-0').getByTestId('pair-margin-b').textContent()).toBe(shown(olderPairs[0]!.margin))
     expect(await tid('pair-run-b').getByTestId('pair-detail-margin').textContent()).toBe(shown(olderPairs[0]!.margin))
-    expect(await tid('heat-b-chosen').getByTestId('heat-token').count()).toBe(await tid('heat-a-chosen').getByTestId('heat-token').count())
+    expect(await tid('heat-b-chosen').getByTestId('heat-token').count()).toBe(
+      await tid('heat-a-chosen').getByTestId('heat-token').count(),
+    )
     // Sorting by the compared run's margin puts its largest first.
     await tid('pairs-sort-marginB').click()
     const bestB = [...olderPairs].sort((a, b) => b.margin! - a.margin!)[0]!
-    await expect.poll(() => tid('pairs-table').locator('tbody tr').first().getAttribute('data-testid')).toBe(`pair-row-${bestB.index}`)
+    await expect
+      .poll(() => tid('pairs-table').locator('tbody tr').first().getAttribute('data-testid'))
+      .toBe(`pair-row-${bestB.index}`)
     await tid('pair-detail').scrollIntoViewIfNeeded()
     await dismissNotices()
     await screenshot(page, 'pairs-compare')
     await tid('pairs-compare').selectOption('')
   })
 
-  it.runIf(hasTraining)('runs a support_ratio sweep, charts the stance against the ratio, and opens a run\'s pairs', { timeout: 400_000 }, async () => {
-    await nav('sweep')
-    await tid('sweep-ratios').fill('0, 1')
-    await tid('sweep-start').click()
-    await tid('sweep-progress').waitFor({ timeout: 30_000 })
-    await expect.poll(async () => (await tid('sweep-status').textContent().catch(() => '')) ?? '', { timeout: 360_000, interval: 1000 }).toBe('completed')
-    const sweepsDir = path.join(dataDir, 'sweeps')
-    const [id] = readdirSync(sweepsDir)
-    const sweep = JSON.parse(readFileSync(path.join(sweepsDir, id!, 'sweep.json'), 'utf8')) as SweepFile
-    expect(sweep.runs.map((r) => [r.support_ratio, r.status])).toEqual([[0, 'completed'], [1, 'completed']])
-    for (const [i, r] of sweep.runs.entries()) {
-      expect(await tid(`sweep-row-${i}`).getByTestId('sweep-margin').textContent()).toBe(shown(r.mean_margin_support))
-      expect(await tid(`sweep-row-${i}`).getByTestId('sweep-stance').textContent()).toBe(`${r.stance!.support} / ${r.stance!.oppose}`)
-    }
-    expect(sweep.runs[1]!.stance!.share_support).toBeGreaterThan(sweep.runs[0]!.stance!.share_support)
-    expect(sweep.runs[1]!.mean_margin_support!).toBeGreaterThan(sweep.runs[0]!.mean_margin_support!)
-    expect(await tid('sweep-chart').locator('canvas').count()).toBeGreaterThan(0)
-    await dismissNotices()
-    await screenshot(page, 'sweep')
-    // One click to the support_ratio 1 run's pair inspector: every pair prefers support.
-    await tid('sweep-pairs-1').click()
-    await tid('pairs-view').waitFor()
-    await expect.poll(() => tid('pairs-count').textContent()).toBe('60 of 60 pairs')
-    expect(await tid('pairs-run').inputValue()).toBe(path.join(sweepsDir, id!, 'ratio-1'))
-    expect(await tid('pairs-table').locator('.badge.oppose').count()).toBe(0)
-  })
+  it.runIf(hasTraining)(
+    "runs a support_ratio sweep, charts the stance against the ratio, and opens a run's pairs",
+    { timeout: 400_000 },
+    async () => {
+      await nav('sweep')
+      await tid('sweep-ratios').fill('0, 1')
+      await tid('sweep-start').click()
+      await tid('sweep-progress').waitFor({ timeout: 30_000 })
+      await expect
+        .poll(
+          async () =>
+            (await tid('sweep-status')
+              .textContent()
+              .catch(() => '')) ?? '',
+          { timeout: 360_000, interval: 1000 },
+        )
+        .toBe('completed')
+      const sweepsDir = path.join(dataDir, 'sweeps')
+      const [id] = readdirSync(sweepsDir)
+      const sweep = JSON.parse(readFileSync(path.join(sweepsDir, id!, 'sweep.json'), 'utf8')) as SweepFile
+      expect(sweep.runs.map((r) => [r.support_ratio, r.status])).toEqual([
+        [0, 'completed'],
+        [1, 'completed'],
+      ])
+      for (const [i, r] of sweep.runs.entries()) {
+        expect(await tid(`sweep-row-${i}`).getByTestId('sweep-margin').textContent()).toBe(shown(r.mean_margin_support))
+        expect(await tid(`sweep-row-${i}`).getByTestId('sweep-stance').textContent()).toBe(
+          `${r.stance!.support} / ${r.stance!.oppose}`,
+        )
+      }
+      expect(sweep.runs[1]!.stance!.share_support).toBeGreaterThan(sweep.runs[0]!.stance!.share_support)
+      expect(sweep.runs[1]!.mean_margin_support!).toBeGreaterThan(sweep.runs[0]!.mean_margin_support!)
+      expect(await tid('sweep-chart').locator('canvas').count()).toBeGreaterThan(0)
+      await dismissNotices()
+      await screenshot(page, 'sweep')
+      // One click to the support_ratio 1 run's pair inspector: every pair prefers support.
+      await tid('sweep-pairs-1').click()
+      await tid('pairs-view').waitFor()
+      await expect.poll(() => tid('pairs-count').textContent()).toBe('60 of 60 pairs')
+      expect(await tid('pairs-run').inputValue()).toBe(path.join(sweepsDir, id!, 'ratio-1'))
+      expect(await tid('pairs-table').locator('.badge.oppose').count()).toBe(0)
+    },
+  )
 
-  it.runIf(hasTraining)('exports the run elsewhere (merged model, GGUF + Modelfile, cluster project), never into a folder not its own, and imports an adapter back', async () => {
-    await nav('export')
-    await tid('export-elsewhere').waitFor()
-    const runId = await tid('export-run').inputValue()
-    const root = path.join(dataDir, 'exports', runId)
-    // GGUF: F16 only, to keep the test short; the defaults are F16, Q8_0 and Q4_0.
-    await tid('export-gguf-Q8_0').uncheck()
-    await tid('export-gguf-Q4_0').uncheck()
-    for (const kind of ['merged', 'gguf', 'project']) {
-      await tid(`export-${kind}-button`).click()
-      await tid(`export-${kind}-done`).waitFor({ timeout: 60_000 })
-    }
-    expect(existsSync(path.join(root, 'merged-model', 'model.safetensors'))).toBe(true)
-    expect(readdirSync(path.join(root, 'gguf')).filter((f) => f.endsWith('.gguf')).length).toBe(2) // F16 + the LoRA
-    expect(readFileSync(path.join(root, 'gguf', 'Modelfile'), 'utf8')).toMatch(/^FROM \.\/.+-F16\.gguf$/m)
-    expect(existsSync(path.join(root, 'project', 'train.py'))).toBe(true)
-    await screenshot(page, 'export-elsewhere')
+  it.runIf(hasTraining)(
+    'exports the run elsewhere (merged model, GGUF + Modelfile, cluster project), never into a folder not its own, and imports an adapter back',
+    async () => {
+      await nav('export')
+      await tid('export-elsewhere').waitFor()
+      const runId = await tid('export-run').inputValue()
+      const root = path.join(dataDir, 'exports', runId)
+      // GGUF: F16 only, to keep the test short; the defaults are F16, Q8_0 and Q4_0.
+      await tid('export-gguf-Q8_0').uncheck()
+      await tid('export-gguf-Q4_0').uncheck()
+      for (const kind of ['merged', 'gguf', 'project']) {
+        await tid(`export-${kind}-button`).click()
+        await tid(`export-${kind}-done`).waitFor({ timeout: 60_000 })
+      }
+      expect(existsSync(path.join(root, 'merged-model', 'model.safetensors'))).toBe(true)
+      expect(readdirSync(path.join(root, 'gguf')).filter((f) => f.endsWith('.gguf')).length).toBe(2) // F16 + the LoRA
+      expect(readFileSync(path.join(root, 'gguf', 'Modelfile'), 'utf8')).toMatch(/^FROM \.\/.+-F16\.gguf$/m)
+      expect(existsSync(path.join(root, 'project', 'train.py'))).toBe(true)
+      await screenshot(page, 'export-elsewhere')
 
-    // A folder of the user's: refused, left as it was. The earlier export: replaced after asking.
-    const mine = path.join(dataDir, 'exports', 'my-notes')
-    mkdirSync(mine, { recursive: true })
-    writeFileSync(path.join(mine, 'notes.txt'), 'mine')
-    await tid('export-merged-path').getByTestId('path-input').fill(mine)
-    await tid('export-merged-button').click()
-    await expect.poll(() => tid('export-elsewhere-error').textContent()).toContain('not an earlier merged-model export')
-    expect(readdirSync(mine)).toEqual(['notes.txt'])
-    await tid('export-merged-path').getByTestId('path-input').fill(path.join(root, 'merged-model'))
-    await tid('export-merged-button').click()
-    await tid('export-merged-overwrite').waitFor()
-    await tid('export-merged-overwrite-yes').click()
-    await tid('export-merged-done').waitFor()
+      // A folder of the user's: refused, left as it was. The earlier export: replaced after asking.
+      const mine = path.join(dataDir, 'exports', 'my-notes')
+      mkdirSync(mine, { recursive: true })
+      writeFileSync(path.join(mine, 'notes.txt'), 'mine')
+      await tid('export-merged-path').getByTestId('path-input').fill(mine)
+      await tid('export-merged-button').click()
+      await expect
+        .poll(() => tid('export-elsewhere-error').textContent())
+        .toContain('not an earlier merged-model export')
+      expect(readdirSync(mine)).toEqual(['notes.txt'])
+      await tid('export-merged-path').getByTestId('path-input').fill(path.join(root, 'merged-model'))
+      await tid('export-merged-button').click()
+      await tid('export-merged-overwrite').waitFor()
+      await tid('export-merged-overwrite-yes').click()
+      await tid('export-merged-done').waitFor()
 
-    // The adapter the project would bring back (here: the run's own) becomes a new run with the comparison.
-    await tid('import-adapter-path').getByTestId('path-input').fill(path.join(dataDir, 'runs', runId, 'adapter'))
-    await tid('import-adapter-button').click()
-    await tid('import-adapter-done').waitFor({ timeout: 60_000 })
-    expect(JSON.parse(readFileSync(path.join(dataDir, 'runs', `${runId}-imported`, 'comparison.json'), 'utf8'))).toHaveLength(10)
-    await nav('history')
-    await expect.poll(() => tid('history-row').count()).toBe(3)
-  })
+      // The adapter the project would bring back (here: the run's own) becomes a new run with the comparison.
+      await tid('import-adapter-path')
+        .getByTestId('path-input')
+        .fill(path.join(dataDir, 'runs', runId, 'adapter'))
+      await tid('import-adapter-button').click()
+      await tid('import-adapter-done').waitFor({ timeout: 60_000 })
+      expect(
+        JSON.parse(readFileSync(path.join(dataDir, 'runs', `${runId}-imported`, 'comparison.json'), 'utf8')),
+      ).toHaveLength(10)
+      await nav('history')
+      await expect.poll(() => tid('history-row').count()).toBe(3)
+    },
+  )
 
   it('has no serious or critical axe-core violation in any view', async () => {
     const found: Record<string, unknown> = {}
@@ -774,13 +951,17 @@ describe('DPO Studio in Chromium', () => {
     // An action answers at once instead of spinning.
     const t0 = Date.now()
     await tid('history-view').getByRole('button', { name: 'Refresh' }).click()
-    await expect.poll(async () => (await tid('run-history').textContent()) ?? '', { timeout: 2_000 }).toContain('not connected to the DPO Studio server')
+    await expect
+      .poll(async () => (await tid('run-history').textContent()) ?? '', { timeout: 2_000 })
+      .toContain('not connected to the DPO Studio server')
     expect(Date.now() - t0).toBeLessThan(2_000)
     await screenshot(page, 'disconnected')
     // The same server (port and token) comes back: the banner goes and the page carries on.
     host = await serveStudio({ dataDir, roots: hostRoots, port, token })
     await expect.poll(() => tid('disconnected-banner').count(), { timeout: 15_000 }).toBe(0)
-    await expect.poll(async () => (await tid('engine-chip').textContent()) ?? '', { timeout: 30_000 }).toMatch(/CPU ·|GPU|·/)
+    await expect
+      .poll(async () => (await tid('engine-chip').textContent()) ?? '', { timeout: 30_000 })
+      .toMatch(/CPU ·|GPU|·/)
     await tid('history-view').getByRole('button', { name: 'Refresh' }).click()
     await expect.poll(() => tid('history-row').count()).toBe(runsBefore)
   })

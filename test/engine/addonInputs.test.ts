@@ -2,8 +2,8 @@
 // and a message that names the field and lists every allowed value; a bad scored sequence names its row and field;
 // the names the addon hands back (quant, optimizer, layouts) are the ones it accepts.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { loadNative } from '../../src-main/engine/loadNative'
-import type { NativeModel } from '../../src-main/engine/nativeTypes'
+import { loadAddon } from '../../src-main/addon/loadAddon'
+import type { NativeModel } from '../../src-main/addon/addonTypes'
 import { sharedPath } from '../helpers/sharedPath'
 
 const STORIES = sharedPath('models/stories260K')
@@ -22,7 +22,7 @@ function thrown(fn: () => unknown): { code?: string; message?: string } {
 const bad = <T>(v: string) => v as unknown as T
 
 describe('addon enum names', () => {
-  const native = loadNative()
+  const native = loadAddon()
 
   it('refuses a bad quant, naming the field and both allowed values', () => {
     const e = thrown(() => native.loadModel(STORIES, { quant: bad('nf8'), backend: 'cpu' }))
@@ -63,25 +63,67 @@ describe('addon enum names', () => {
     })
 
     it('refuses a bad loss type, optimizer kind, saved optimizer and layout', () => {
-      expect(thrown(() => model.dpoAccumulate([pair], 0, { beta: 0.1, lossType: bad('kto'), labelSmoothing: 0, gradScale: 1 })))
-        .toMatchObject({ code: 'E_BAD_INPUT', message: "lossType must be 'sigmoid', 'ipo', 'hinge' or 'robust', got 'kto'" })
-      expect(thrown(() => model.optimizerStep({ kind: bad('sgd'), lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 1 })))
-        .toMatchObject({ code: 'E_BAD_INPUT', message: "optimizer kind must be 'adamw' or 'paged_adamw_8bit', got 'sgd'" })
-      expect(thrown(() => model.importTrainingState({ optimizer: bad('sgd'), dropoutRng: '', tensors: [] })))
-        .toMatchObject({ code: 'E_BAD_INPUT', message: "importTrainingState: optimizer must be 'none', 'adamw' or 'paged_adamw_8bit', got 'sgd'" })
+      expect(
+        thrown(() =>
+          model.dpoAccumulate([pair], 0, { beta: 0.1, lossType: bad('kto'), labelSmoothing: 0, gradScale: 1 }),
+        ),
+      ).toMatchObject({
+        code: 'E_BAD_INPUT',
+        message: "lossType must be 'sigmoid', 'ipo', 'hinge' or 'robust', got 'kto'",
+      })
+      expect(
+        thrown(() =>
+          model.optimizerStep({
+            kind: bad('sgd'),
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weightDecay: 0,
+            maxGradNorm: 1,
+          }),
+        ),
+      ).toMatchObject({
+        code: 'E_BAD_INPUT',
+        message: "optimizer kind must be 'adamw' or 'paged_adamw_8bit', got 'sgd'",
+      })
+      expect(
+        thrown(() => model.importTrainingState({ optimizer: bad('sgd'), dropoutRng: '', tensors: [] })),
+      ).toMatchObject({
+        code: 'E_BAD_INPUT',
+        message: "importTrainingState: optimizer must be 'none', 'adamw' or 'paged_adamw_8bit', got 'sgd'",
+      })
       const tensor = { name: 't0', layout: bad('bnb4'), step: 1, numel: 2 }
-      expect(thrown(() => model.importTrainingState({ optimizer: 'adamw', dropoutRng: '', tensors: [tensor] as never })))
-        .toMatchObject({ code: 'E_BAD_INPUT', message: "optimizer state of t0: layout must be 'adamw', 'bnb8_blockwise' or 'bnb32', got 'bnb4'" })
+      expect(
+        thrown(() => model.importTrainingState({ optimizer: 'adamw', dropoutRng: '', tensors: [tensor] as never })),
+      ).toMatchObject({
+        code: 'E_BAD_INPUT',
+        message: "optimizer state of t0: layout must be 'adamw', 'bnb8_blockwise' or 'bnb32', got 'bnb4'",
+      })
     })
 
     it('names the row and field of a bad scored sequence', () => {
-      expect(thrown(() => model.logps([seq, { ids: [1, 'x' as never], labels: [1, 2] }], 0)))
-        .toMatchObject({ code: 'E_BAD_INPUT', message: 'sequence 1.ids[1] is not a number' })
-      expect(thrown(() => model.sftAccumulate([bad('text')], 0, 1)))
-        .toMatchObject({ code: 'E_BAD_INPUT', message: 'sequence 0 must be an object with ids and labels' })
-      expect(thrown(() => model.dpoAccumulate([pair, { ...pair, rejected: { ids: seq.ids, labels: bad('none') } }], 0,
-        { beta: 0.1, lossType: 'sigmoid', labelSmoothing: 0, gradScale: 1 })))
-        .toMatchObject({ code: 'E_BAD_INPUT', message: 'pair 1 rejected.labels must be an Int32Array or an array of integers' })
+      expect(thrown(() => model.logps([seq, { ids: [1, 'x' as never], labels: [1, 2] }], 0))).toMatchObject({
+        code: 'E_BAD_INPUT',
+        message: 'sequence 1.ids[1] is not a number',
+      })
+      expect(thrown(() => model.sftAccumulate([bad('text')], 0, 1))).toMatchObject({
+        code: 'E_BAD_INPUT',
+        message: 'sequence 0 must be an object with ids and labels',
+      })
+      expect(
+        thrown(() =>
+          model.dpoAccumulate([pair, { ...pair, rejected: { ids: seq.ids, labels: bad('none') } }], 0, {
+            beta: 0.1,
+            lossType: 'sigmoid',
+            labelSmoothing: 0,
+            gradScale: 1,
+          }),
+        ),
+      ).toMatchObject({
+        code: 'E_BAD_INPUT',
+        message: 'pair 1 rejected.labels must be an Int32Array or an array of integers',
+      })
     })
   })
 })

@@ -13,7 +13,11 @@ const TOOL = path.join(repoRoot, 'build/native/dpo-tool')
 
 describe('HW6 benchmark workload', () => {
   it('holds the 50 notebook pairs with TRL labels and the 10 prompts with one BOS', async () => {
-    const w = await makeWorkload(sharedPath('tokenizers', 'mistral-v0.1'), sharedPath('datasets', 'genai-hw6'), 'breeze-v0_1')
+    const w = await makeWorkload(
+      sharedPath('tokenizers', 'mistral-v0.1'),
+      sharedPath('datasets', 'genai-hw6'),
+      'breeze-v0_1',
+    )
     expect(w.pairs).toHaveLength(50)
     expect(w.prompts).toHaveLength(10)
     expect(w.pad_id).toBe(2)
@@ -39,18 +43,61 @@ describe('dpo-tool make-model + bench-hw6', () => {
     expect(existsSync(TOOL), `${TOOL} is missing: run npm run build:native`).toBe(true)
     const dir = tempDir('dpo-bench-')
     const model = path.join(dir, 'model')
-    execFileSync(TOOL, ['make-model', '--arch', 'mistral', '--out', model, '--hidden', '64', '--layers', '2', '--heads', '4',
-      '--kv-heads', '2', '--ffn', '128', '--vocab', '61952', '--shards', '3'])
+    execFileSync(TOOL, [
+      'make-model',
+      '--arch',
+      'mistral',
+      '--out',
+      model,
+      '--hidden',
+      '64',
+      '--layers',
+      '2',
+      '--heads',
+      '4',
+      '--kv-heads',
+      '2',
+      '--ffn',
+      '128',
+      '--vocab',
+      '61952',
+      '--shards',
+      '3',
+    ])
     const index = JSON.parse(readFileSync(path.join(model, 'model.safetensors.index.json'), 'utf8'))
     const shards = new Set(Object.values(index.weight_map as Record<string, string>))
     expect(shards.size).toBe(3)
-    expect(JSON.parse(readFileSync(path.join(model, 'config.json'), 'utf8')).architectures).toEqual(['MistralForCausalLM'])
+    expect(JSON.parse(readFileSync(path.join(model, 'config.json'), 'utf8')).architectures).toEqual([
+      'MistralForCausalLM',
+    ])
 
     const workload = path.join(dir, 'workload.json')
-    writeWorkload(workload, await makeWorkload(sharedPath('tokenizers', 'mistral-v0.1'), sharedPath('datasets', 'genai-hw6'), 'breeze-v0_1'))
+    writeWorkload(
+      workload,
+      await makeWorkload(sharedPath('tokenizers', 'mistral-v0.1'), sharedPath('datasets', 'genai-hw6'), 'breeze-v0_1'),
+    )
     const out = path.join(dir, 'bench.json')
-    execFileSync(TOOL, ['bench-hw6', '--model', model, '--workload', workload, '--backend', 'cpu', '--pairs', '9', '--prompts', '2',
-      '--new', '4', '--json', out], { stdio: ['ignore', 'ignore', 'ignore'] })
+    execFileSync(
+      TOOL,
+      [
+        'bench-hw6',
+        '--model',
+        model,
+        '--workload',
+        workload,
+        '--backend',
+        'cpu',
+        '--pairs',
+        '9',
+        '--prompts',
+        '2',
+        '--new',
+        '4',
+        '--json',
+        out,
+      ],
+      { stdio: ['ignore', 'ignore', 'ignore'] },
+    )
     const r = JSON.parse(readFileSync(out, 'utf8'))
     expect(r.params).toBe(2 * 61952 * 64 + 2 * (2 * 64 * 64 + 2 * 32 * 64 + 3 * 128 * 64 + 2 * 64) + 64)
     expect(r.pairs).toBe(9)

@@ -3,10 +3,10 @@
 import { existsSync, readFileSync, truncateSync, writeFileSync, statSync } from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { loadNative } from '../../src-main/engine/loadNative'
+import { loadAddon } from '../../src-main/addon/loadAddon'
 import { TextTokenizer } from '../../src-main/services/tokenizer/textTokenizer'
 import { dpoTokenize } from '../../src-main/services/tokenizer/dpoTokenize'
-import { copyStories, readSafetensorsHeader, rewriteHeader, tempDir } from '../helpers/modelFixtures'
+import { copyStories, rewriteHeader, tempDir } from '../helpers/modelFixtures'
 import { lastErrorLine, runCli } from '../helpers/runCli'
 import { sharedPath } from '../helpers/sharedPath'
 
@@ -34,7 +34,19 @@ describe('dpo-studio generate', () => {
   it('reproduces stories260K greedy text with --quant none and stays close with nf4', () => {
     const prompts = writePrompts([{ id: 1, prompt: 'Once upon a time' }])
     const out = path.join(tempDir(), 'out.json')
-    const exact = runCli(['generate', '--model', STORIES, '--prompts', prompts, '--quant', 'none', '--max-new-tokens', '30', '--out', out])
+    const exact = runCli([
+      'generate',
+      '--model',
+      STORIES,
+      '--prompts',
+      prompts,
+      '--quant',
+      'none',
+      '--max-new-tokens',
+      '30',
+      '--out',
+      out,
+    ])
     expect(exact.code, exact.stderr).toBe(0)
     const [row] = JSON.parse(readFileSync(out, 'utf8'))
     expect(row.id).toBe(1)
@@ -42,7 +54,19 @@ describe('dpo-studio generate', () => {
     // "Once upon a time" is exactly the first 4 known tokens after BOS (models/stories260K/README.md).
     expect(row.response.startsWith(', there was a little girl named Lily. She loved to play')).toBe(true)
 
-    const nf4 = runCli(['generate', '--model', STORIES, '--prompts', prompts, '--quant', 'nf4', '--max-new-tokens', '30', '--out', out])
+    const nf4 = runCli([
+      'generate',
+      '--model',
+      STORIES,
+      '--prompts',
+      prompts,
+      '--quant',
+      'nf4',
+      '--max-new-tokens',
+      '30',
+      '--out',
+      out,
+    ])
     expect(nf4.code, nf4.stderr).toBe(0)
     expect(JSON.parse(readFileSync(out, 'utf8'))[0].response.startsWith(', there was a little girl')).toBe(true)
   })
@@ -50,8 +74,32 @@ describe('dpo-studio generate', () => {
   it('gives the same answers one prompt at a time and all in one batch (HW6 test prompts)', () => {
     const prompts = path.join(HW6, 'test_prompt.json')
     const dir = tempDir()
-    const one = runCli(['generate', '--model', STORIES, '--prompts', prompts, '--batch-size', '1', '--max-new-tokens', '24', '--out', path.join(dir, 'a.json')])
-    const all = runCli(['generate', '--model', STORIES, '--prompts', prompts, '--batch-size', '10', '--max-new-tokens', '24', '--out', path.join(dir, 'b.json')])
+    const one = runCli([
+      'generate',
+      '--model',
+      STORIES,
+      '--prompts',
+      prompts,
+      '--batch-size',
+      '1',
+      '--max-new-tokens',
+      '24',
+      '--out',
+      path.join(dir, 'a.json'),
+    ])
+    const all = runCli([
+      'generate',
+      '--model',
+      STORIES,
+      '--prompts',
+      prompts,
+      '--batch-size',
+      '10',
+      '--max-new-tokens',
+      '24',
+      '--out',
+      path.join(dir, 'b.json'),
+    ])
     expect(one.code, one.stderr).toBe(0)
     expect(all.code, all.stderr).toBe(0)
     const a = JSON.parse(readFileSync(path.join(dir, 'a.json'), 'utf8'))
@@ -65,7 +113,17 @@ describe('dpo-studio generate', () => {
 describe('dpo-studio logps', () => {
   it('scores every HW6 pair with TRL masking, identical to the engine called directly', async () => {
     const out = path.join(tempDir(), 'logps.json')
-    const r = runCli(['logps', '--model', STORIES, '--pairs', path.join(HW6, 'labelled_data.json'), '--quant', 'none', '--out', out])
+    const r = runCli([
+      'logps',
+      '--model',
+      STORIES,
+      '--pairs',
+      path.join(HW6, 'labelled_data.json'),
+      '--quant',
+      'none',
+      '--out',
+      out,
+    ])
     expect(r.code, r.stderr).toBe(0)
     const rows = JSON.parse(readFileSync(out, 'utf8'))
     expect(rows).toHaveLength(50)
@@ -74,8 +132,14 @@ describe('dpo-studio logps', () => {
     const data = JSON.parse(readFileSync(path.join(HW6, 'labelled_data.json'), 'utf8'))
     const tok = await TextTokenizer.fromDir(STORIES)
     const t = dpoTokenize(tok, `<s>${data[0].prompt}`, data[0].support, data[0].oppose)
-    const model = await loadNative().loadModel(STORIES, { quant: 'none', backend: 'cpu' })
-    const [c, rej] = await model.logps([{ ids: t.chosen.ids, labels: t.chosen.labels }, { ids: t.rejected.ids, labels: t.rejected.labels }], tok.padId ?? 2)
+    const model = await loadAddon().loadModel(STORIES, { quant: 'none', backend: 'cpu' })
+    const [c, rej] = await model.logps(
+      [
+        { ids: t.chosen.ids, labels: t.chosen.labels },
+        { ids: t.rejected.ids, labels: t.rejected.labels },
+      ],
+      tok.padId ?? 2,
+    )
     model.dispose()
     expect(rows[0].chosen_tokens).toBe(t.chosen.ids.length - t.chosen.promptLength)
     expect(rows[0].rejected_tokens).toBe(t.rejected.ids.length - t.rejected.promptLength)
@@ -144,7 +208,12 @@ describe('bad input: one clear line, non-zero exit, no output file', () => {
     const cfg = JSON.parse(readFileSync(path.join(dir, 'config.json'), 'utf8'))
     cfg.intermediate_size = 160
     writeFileSync(path.join(dir, 'config.json'), JSON.stringify(cfg))
-    expectFailure(['generate', '--model', dir, '--prompts', goodPrompts], 'E_BAD_MODEL', 'model.layers.0.mlp.gate_proj.weight', '[172, 64]')
+    expectFailure(
+      ['generate', '--model', dir, '--prompts', goodPrompts],
+      'E_BAD_MODEL',
+      'model.layers.0.mlp.gate_proj.weight',
+      '[172, 64]',
+    )
   })
 
   it('config.json missing a field', () => {
@@ -173,12 +242,25 @@ describe('bad input: one clear line, non-zero exit, no output file', () => {
   })
 
   it('a prompts file with a non-string prompt', () => {
-    const file = writePrompts([{ id: 1, prompt: 'ok' }, { id: 2, prompt: 42 }])
+    const file = writePrompts([
+      { id: 1, prompt: 'ok' },
+      { id: 2, prompt: 42 },
+    ])
     expectFailure(['generate', '--model', STORIES, '--prompts', file], 'E_BAD_INPUT', 'row 2', 'prompt')
   })
 
   it('a bad flag value', () => {
-    const r = runCli(['generate', '--model', STORIES, '--prompts', goodPrompts, '--max-new-tokens', 'lots', '--out', '/tmp/x.json'])
+    const r = runCli([
+      'generate',
+      '--model',
+      STORIES,
+      '--prompts',
+      goodPrompts,
+      '--max-new-tokens',
+      'lots',
+      '--out',
+      '/tmp/x.json',
+    ])
     expect(r.code).toBe(2)
     expect(r.stderr).toContain('--max-new-tokens')
   })

@@ -6,8 +6,8 @@
 import { readFileSync, readdirSync } from 'node:fs'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { loadNative } from '../../src-main/engine/loadNative'
-import type { NativeModel } from '../../src-main/engine/nativeTypes'
+import { loadAddon } from '../../src-main/addon/loadAddon'
+import type { NativeModel } from '../../src-main/addon/addonTypes'
 import { loadPromptsFile } from '../../src-main/services/data/promptsFile'
 import { exportGguf, type GgufExportResult } from '../../src-main/services/export/ggufExport'
 import { GgmlType, readGguf } from '../../src-main/services/export/ggufFile'
@@ -16,7 +16,14 @@ import { promptIds, renderPrompt } from '../../src-main/services/tokenizer/chatT
 import { TextTokenizer } from '../../src-main/services/tokenizer/textTokenizer'
 import { fakeRunDir, randomAdapter } from '../helpers/exportFixtures'
 import { ggufAsHfFolder } from '../helpers/ggufWeights'
-import { disposeLlama, forcedStats, greedyParting, llamaGreedy, llamaTokenize, ourForcedLogps } from '../helpers/llamaCpp'
+import {
+  disposeLlama,
+  forcedStats,
+  greedyParting,
+  llamaGreedy,
+  llamaTokenize,
+  ourForcedLogps,
+} from '../helpers/llamaCpp'
 import { tempDir } from '../helpers/modelFixtures'
 import { lastErrorLine, runCli } from '../helpers/runCli'
 import { sharedPath } from '../helpers/sharedPath'
@@ -25,7 +32,11 @@ const STORIES = sharedPath('models/stories260K')
 const NEW_TOKENS = 32
 /** Teacher-forced positions per prompt. */
 const FORCED_TOKENS = 16
-const ENGLISH = ['Once upon a time', 'The little dog ran to the park and', 'Lily wanted to play with her friend Tom, but']
+const ENGLISH = [
+  'Once upon a time',
+  'The little dog ran to the park and',
+  'Lily wanted to play with her friend Tom, but',
+]
 
 let out: GgufExportResult
 let runDir: string
@@ -41,23 +52,51 @@ beforeAll(async () => {
   const adapter = await randomAdapter(STORIES, { bScale: 0.08 })
   runDir = fakeRunDir(STORIES, adapter, 'none')
   const root = tempDir('dpo-gguf-')
-  out = await exportGguf({ modelDir: STORIES, adapterDir: path.join(runDir, 'adapter'), mergeBase: 'original', runDir, types: ['F32', 'F16', 'Q8_0', 'Q4_0'], baseType: 'F32', outDir: path.join(root, 'gguf') })
+  out = await exportGguf({
+    modelDir: STORIES,
+    adapterDir: path.join(runDir, 'adapter'),
+    mergeBase: 'original',
+    runDir,
+    types: ['F32', 'F16', 'Q8_0', 'Q4_0'],
+    baseType: 'F32',
+    outDir: path.join(root, 'gguf'),
+  })
   const merged = path.join(root, 'merged')
-  await exportMergedModel({ modelDir: STORIES, adapterDir: path.join(runDir, 'adapter'), mergeBase: 'original', outDir: merged })
-  ours = await loadNative().loadModel(merged, { quant: 'none', backend: 'cpu' })
+  await exportMergedModel({
+    modelDir: STORIES,
+    adapterDir: path.join(runDir, 'adapter'),
+    mergeBase: 'original',
+    outDir: merged,
+  })
+  ours = await loadAddon().loadModel(merged, { quant: 'none', backend: 'cpu' })
   // The same merged weights rounded to float16, as the F16 file holds them: what its greedy tokens are compared with.
   const merged16 = path.join(root, 'merged-f16')
-  await exportMergedModel({ modelDir: STORIES, adapterDir: path.join(runDir, 'adapter'), mergeBase: 'original', dtype: 'F16', outDir: merged16 })
-  ours16 = await loadNative().loadModel(merged16, { quant: 'none', backend: 'cpu' })
+  await exportMergedModel({
+    modelDir: STORIES,
+    adapterDir: path.join(runDir, 'adapter'),
+    mergeBase: 'original',
+    dtype: 'F16',
+    outDir: merged16,
+  })
+  ours16 = await loadAddon().loadModel(merged16, { quant: 'none', backend: 'cpu' })
   tok = await TextTokenizer.fromDir(merged)
-  const questions = [...(await loadPromptsFile(sharedPath('datasets/genai-hw6/test_prompt.json'))).map((p) => p.prompt), ...ENGLISH]
+  const questions = [
+    ...(await loadPromptsFile(sharedPath('datasets/genai-hw6/test_prompt.json'))).map((p) => p.prompt),
+    ...ENGLISH,
+  ]
   prompts = questions.map((q) => {
     const text = renderPrompt(tok, q).text
     return { text, ids: promptIds(tok, text) }
   })
-  const r = await ours.generate(prompts.map((p) => p.ids), { maxNewTokens: NEW_TOKENS, eosIds: [...tok.eosIds] })
+  const r = await ours.generate(
+    prompts.map((p) => p.ids),
+    { maxNewTokens: NEW_TOKENS, eosIds: [...tok.eosIds] },
+  )
   greedy = r.tokens.map((t) => [...t])
-  const r16 = await ours16.generate(prompts.map((p) => p.ids), { maxNewTokens: NEW_TOKENS, eosIds: [...tok.eosIds] })
+  const r16 = await ours16.generate(
+    prompts.map((p) => p.ids),
+    { maxNewTokens: NEW_TOKENS, eosIds: [...tok.eosIds] },
+  )
   greedy16 = r16.tokens.map((t) => [...t])
 }, 300_000)
 
@@ -98,11 +137,17 @@ describe('GGUF export read by llama.cpp (stories260K + an adapter on every linea
     expect(type('blk.0.attn_norm.weight')).toBe(GgmlType.F32)
     const lora = readGguf(out.lora!)
     expect(Object.fromEntries([...lora.metadata].filter(([k]) => !k.endsWith('.name')))).toEqual({
-      'general.architecture': 'llama', 'general.type': 'adapter', 'adapter.type': 'lora', 'adapter.lora.alpha': 16,
+      'general.architecture': 'llama',
+      'general.type': 'adapter',
+      'adapter.type': 'lora',
+      'adapter.lora.alpha': 16,
     })
     const a = lora.tensors.find((t) => t.name === 'blk.3.attn_k.weight.lora_a')!
     const b = lora.tensors.find((t) => t.name === 'blk.3.attn_k.weight.lora_b')!
-    expect([a.dims, b.dims]).toEqual([[64, 8], [8, 32]])
+    expect([a.dims, b.dims]).toEqual([
+      [64, 8],
+      [8, 32],
+    ])
     expect(lora.tensors.length).toBe(5 * 7 * 2)
   })
 
@@ -111,7 +156,8 @@ describe('GGUF export read by llama.cpp (stories260K + an adapter on every linea
   })
 
   it('F32: greedy tokens equal ours for all 13 prompts', async () => {
-    for (const [i, p] of prompts.entries()) expect(await llamaGreedy(file('F32'), p.ids, NEW_TOKENS), p.text).toEqual(greedy[i])
+    for (const [i, p] of prompts.entries())
+      expect(await llamaGreedy(file('F32'), p.ids, NEW_TOKENS), p.text).toEqual(greedy[i])
   })
 
   // llama.cpp multiplies float16 weights with activations rounded to float16, which can flip a near-tie: tokens must be
@@ -121,7 +167,12 @@ describe('GGUF export read by llama.cpp (stories260K + an adapter on every linea
     const NEAR_TIE = 0.01
     let ties = 0
     for (const [i, p] of prompts.entries()) {
-      const parting = await greedyParting(ours16, p.ids, greedy16[i]!, await llamaGreedy(file('F16'), p.ids, NEW_TOKENS))
+      const parting = await greedyParting(
+        ours16,
+        p.ids,
+        greedy16[i]!,
+        await llamaGreedy(file('F16'), p.ids, NEW_TOKENS),
+      )
       if (!parting) continue
       console.log(`F16: prompt ${i} parts at token ${parting.at}, our margin ${parting.margin.toExponential(2)} nats`)
       expect(parting.margin, p.text).toBeLessThan(NEAR_TIE)
@@ -143,7 +194,9 @@ describe('GGUF export read by llama.cpp (stories260K + an adapter on every linea
   it.each(Object.keys(BOUNDS))('%s: teacher-forced log-probs and top-1 agreement stay within bounds', async (type) => {
     const s = await forcedStats(file(type), await forcedCases())
     const b = BOUNDS[type as keyof typeof BOUNDS]
-    console.log(`${type}: mean |d log p| ${s.mean.toExponential(2)}, max ${s.max.toExponential(2)}, top-1 agreement ${s.agree.toFixed(3)} over ${s.positions} positions`)
+    console.log(
+      `${type}: mean |d log p| ${s.mean.toExponential(2)}, max ${s.max.toExponential(2)}, top-1 agreement ${s.agree.toFixed(3)} over ${s.positions} positions`,
+    )
     expect(s.mean).toBeLessThan(b.mean)
     expect(s.max).toBeLessThan(b.max)
     expect(s.agree).toBeGreaterThanOrEqual(b.agree)
@@ -153,19 +206,28 @@ describe('GGUF export read by llama.cpp (stories260K + an adapter on every linea
   // engine on the weights decoded from that file (test/helpers/ggufWeights.ts). What is left is llama.cpp quantizing
   // the activations to 8 bits for these dot products. Measured (2026-12-02): Q8_0 2.4e-2 / 0.13, Q4_0 2.3e-2 / 0.11
   // (mean / max |d log p|), against 3.7e-2 / 0.18 and 0.37 / 2.6 from the unquantized model.
-  it.each(['Q8_0', 'Q4_0'])('%s: llama.cpp on the file computes what our engine computes on the weights the file holds', async (type) => {
-    const decoded = await loadNative().loadModel(ggufAsHfFolder(file(type), STORIES, path.join(tempDir('dpo-gguf-decoded-'), type)), { quant: 'none', backend: 'cpu' })
-    try {
-      const cases = []
-      for (const c of await forcedCases()) cases.push({ ...c, ours: await ourForcedLogps(decoded, c.prompt, c.continuation) })
-      const s = await forcedStats(file(type), cases)
-      console.log(`${type} file vs its decoded weights: mean |d log p| ${s.mean.toExponential(2)}, max ${s.max.toExponential(2)}`)
-      expect(s.mean).toBeLessThan(0.05)
-      expect(s.max).toBeLessThan(0.3)
-    } finally {
-      decoded.dispose()
-    }
-  })
+  it.each(['Q8_0', 'Q4_0'])(
+    '%s: llama.cpp on the file computes what our engine computes on the weights the file holds',
+    async (type) => {
+      const decoded = await loadAddon().loadModel(
+        ggufAsHfFolder(file(type), STORIES, path.join(tempDir('dpo-gguf-decoded-'), type)),
+        { quant: 'none', backend: 'cpu' },
+      )
+      try {
+        const cases = []
+        for (const c of await forcedCases())
+          cases.push({ ...c, ours: await ourForcedLogps(decoded, c.prompt, c.continuation) })
+        const s = await forcedStats(file(type), cases)
+        console.log(
+          `${type} file vs its decoded weights: mean |d log p| ${s.mean.toExponential(2)}, max ${s.max.toExponential(2)}`,
+        )
+        expect(s.mean).toBeLessThan(0.05)
+        expect(s.max).toBeLessThan(0.3)
+      } finally {
+        decoded.dispose()
+      }
+    },
+  )
 
   it('the LoRA GGUF applied to the base GGUF decodes like the merged model', async () => {
     const base = out.models.find((m) => !m.merged)!.file
@@ -174,7 +236,9 @@ describe('GGUF export read by llama.cpp (stories260K + an adapter on every linea
     }
     // Without the adapter the base answers differently: the LoRA really was applied.
     const plain = await Promise.all(prompts.map((p) => llamaGreedy(base, p.ids, NEW_TOKENS)))
-    expect(plain.filter((g, i) => JSON.stringify(g) !== JSON.stringify(greedy[i])).length).toBeGreaterThan(prompts.length / 2)
+    expect(plain.filter((g, i) => JSON.stringify(g) !== JSON.stringify(greedy[i])).length).toBeGreaterThan(
+      prompts.length / 2,
+    )
   })
 
   it('writes an Ollama Modelfile naming the smallest file, the stop token and greedy decoding', () => {
@@ -190,7 +254,13 @@ describe('GGUF export read by llama.cpp (stories260K + an adapter on every linea
     const args = ['export-gguf', runDir, '--types', 'q8_0', '--base', '--out', dir]
     const r = runCli(args)
     expect(r.code, r.stderr).toBe(0)
-    expect(readdirSync(dir).sort()).toEqual(['Modelfile', 'dpo_studio_export.json', 'stories260K-base-F16.gguf', 'stories260K-dpo-Q8_0.gguf', 'stories260K-dpo-lora-F32.gguf'])
+    expect(readdirSync(dir).sort()).toEqual([
+      'Modelfile',
+      'dpo_studio_export.json',
+      'stories260K-base-F16.gguf',
+      'stories260K-dpo-Q8_0.gguf',
+      'stories260K-dpo-lora-F32.gguf',
+    ])
     expect(readGguf(path.join(dir, 'stories260K-base-F16.gguf')).metadata.get('general.file_type')).toBe(1)
     expect(readFileSync(path.join(dir, 'Modelfile'), 'utf8')).toContain('FROM ./stories260K-dpo-Q8_0.gguf')
     const again = runCli(args)

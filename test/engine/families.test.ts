@@ -5,9 +5,9 @@
 import { copyFileSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { generateResponses } from '../../src-main/services/engine/generateResponses'
-import { openModel } from '../../src-main/services/engine/modelSession'
-import { promptText } from '../../src-main/services/engine/promptText'
+import { generateResponses } from '../../src-main/services/session/generateResponses'
+import { openModel } from '../../src-main/services/session/modelSession'
+import { promptText } from '../../src-main/services/session/promptText'
 import { promptIds } from '../../src-main/services/tokenizer/chatTemplate'
 import { FAMILIES, familyModel } from '../helpers/familyModels'
 import { tempDir } from '../helpers/modelFixtures'
@@ -29,10 +29,33 @@ describe('one DPO step and greedy answers per family, through the CLI', () => {
   for (const family of FAMILIES) {
     it(family, () => {
       const out = path.join(tempDir('dpo-run-'), 'run')
-      const extra = family === 'qwen3-0.6b' ? ['--enable-thinking', 'off'] : family === 'llama-3.2-1b-instruct' ? ['--chat-date', '2026-03-05'] : []
+      const extra =
+        family === 'qwen3-0.6b'
+          ? ['--enable-thinking', 'off']
+          : family === 'llama-3.2-1b-instruct'
+            ? ['--chat-date', '2026-03-05']
+            : []
       const r = runCli([
-        'run', '--model', familyModel(family), '--dataset', HW6, '--test-prompts', prompts, '--out', out,
-        '--data-size', '1', '--grad-accum', '1', '--lora-r', '4', '--max-new-tokens', '4', '--backend', 'cpu', ...extra,
+        'run',
+        '--model',
+        familyModel(family),
+        '--dataset',
+        HW6,
+        '--test-prompts',
+        prompts,
+        '--out',
+        out,
+        '--data-size',
+        '1',
+        '--grad-accum',
+        '1',
+        '--lora-r',
+        '4',
+        '--max-new-tokens',
+        '4',
+        '--backend',
+        'cpu',
+        ...extra,
       ])
       expect(r.code, r.stderr).toBe(0)
       const config = readJson(path.join(out, 'config.json'))
@@ -40,17 +63,21 @@ describe('one DPO step and greedy answers per family, through the CLI', () => {
       expect(config.params.chatDate).toMatch(/^\d{4}-\d{2}-\d{2}$/) // recorded, so a rerun renders the same prompts
       if (family === 'llama-3.2-1b-instruct') expect(config.params.chatDate).toBe('2026-03-05')
       expect(config.params.enableThinking).toBe(family === 'qwen3-0.6b' ? 'off' : 'default')
-      const metrics = readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l))
+      const metrics = readFileSync(path.join(out, 'metrics.jsonl'), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l))
       expect(metrics).toHaveLength(1)
       expect(Number.isFinite(metrics[0].loss)).toBe(true)
       expect(metrics[0].loss).toBeCloseTo(Math.log(2), 3) // B = 0 at the first step: the policy is the reference
-      for (const f of ['responses_original.json', 'responses_trained.json']) expect(readJson(path.join(out, f))).toHaveLength(1)
+      for (const f of ['responses_original.json', 'responses_trained.json'])
+        expect(readJson(path.join(out, f))).toHaveLength(1)
     })
   }
 })
 
 describe('dpo-studio info --model', () => {
-  it('reports the engine loader\'s verdict on a folder', () => {
+  it("reports the engine loader's verdict on a folder", () => {
     const r = runCli(['info', '--json', '--model', familyModel('qwen3-0.6b')])
     expect(r.code, r.stderr).toBe(0)
     const info = JSON.parse(r.stdout)
@@ -62,8 +89,17 @@ describe('generate from a bitsandbytes 4-bit checkpoint', () => {
   it('Qwen2.5 bnb-4bit answers with its biases kept', () => {
     const out = path.join(tempDir(), 'answers.json')
     const r = runCli([
-      'generate', '--model', familyModel('qwen2.5-0.5b-instruct', { bnb4bit: true }), '--prompts', promptsFile(),
-      '--max-new-tokens', '3', '--backend', 'cpu', '--out', out,
+      'generate',
+      '--model',
+      familyModel('qwen2.5-0.5b-instruct', { bnb4bit: true }),
+      '--prompts',
+      promptsFile(),
+      '--max-new-tokens',
+      '3',
+      '--backend',
+      'cpu',
+      '--out',
+      out,
     ])
     expect(r.code, r.stderr).toBe(0)
     expect(readJson(out)).toHaveLength(1)

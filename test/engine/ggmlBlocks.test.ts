@@ -2,7 +2,7 @@
 // ggml's reference rounding rules (docs/exports.md), byte for byte, on random blocks and the edge cases: an all-zero
 // block, a block whose extreme is negative, values exactly half-way between codes.
 import { describe, expect, it } from 'vitest'
-import { loadNative } from '../../src-main/engine/loadNative'
+import { loadAddon } from '../../src-main/addon/loadAddon'
 import { halfToFloat } from '../../src-main/services/training/adapterFiles'
 import { seeded } from '../helpers/exportFixtures'
 
@@ -15,7 +15,8 @@ function f16bits(x: number): number {
   // Binary search over the monotone positive half of the encoding, then pick the nearest (ties to even).
   const sign = x < 0 || Object.is(x, -0) ? 0x8000 : 0
   const a = Math.abs(x)
-  let lo = 0, hi = 0x7c00
+  let lo = 0,
+    hi = 0x7c00
   while (lo < hi) {
     const mid = (lo + hi + 1) >> 1
     if (halfToFloat(mid) <= a) lo = mid
@@ -24,7 +25,10 @@ function f16bits(x: number): number {
   for (const c of [lo, lo + 1]) {
     if (c > 0x7c00) continue
     const err = Math.abs(halfToFloat(c) - a)
-    if (err < bestErr || (err === bestErr && (c & 1) === 0)) { best = c; bestErr = err }
+    if (err < bestErr || (err === bestErr && (c & 1) === 0)) {
+      best = c
+      bestErr = err
+    }
   }
   out[0] = sign | best
   return out[0]!
@@ -50,8 +54,13 @@ function q8Ref(x: Float32Array): number[] {
 function q4Ref(x: Float32Array): number[] {
   const out: number[] = []
   for (let b = 0; b < x.length; b += 32) {
-    let amax = 0, vmax = 0
-    for (let j = 0; j < 32; j++) if (amax < Math.abs(x[b + j]!)) { amax = Math.abs(x[b + j]!); vmax = x[b + j]! }
+    let amax = 0,
+      vmax = 0
+    for (let j = 0; j < 32; j++)
+      if (amax < Math.abs(x[b + j]!)) {
+        amax = Math.abs(x[b + j]!)
+        vmax = x[b + j]!
+      }
     const d = f32(vmax / -8)
     const id = d ? f32(1 / d) : 0
     const h = f16bits(d)
@@ -73,7 +82,7 @@ function blocks(seed: number): Float32Array {
 }
 
 describe('ggml block encoders', () => {
-  const ops = loadNative().exportOps
+  const ops = loadAddon().exportOps
   it.each([1, 2, 3])('Q8_0 and Q4_0 equal the reference rounding byte for byte (seed %i)', (seed) => {
     const x = blocks(seed)
     expect([...ops.ggmlEncode('q8_0', x)]).toEqual(q8Ref(x))

@@ -21,7 +21,10 @@ function info(env: Record<string, string> = {}) {
 
 function generate(backend: string, env: Record<string, string>) {
   const out = path.join(tempDir(), 'out.json')
-  const r = runCli(['generate', '--model', STORIES, '--prompts', PROMPTS, '--max-new-tokens', '8', '--backend', backend, '--out', out], env)
+  const r = runCli(
+    ['generate', '--model', STORIES, '--prompts', PROMPTS, '--max-new-tokens', '8', '--backend', backend, '--out', out],
+    env,
+  )
   return { r, out }
 }
 
@@ -45,7 +48,11 @@ describe('the GPU self-check (stand-in GPU)', () => {
   it('passes on a correct backend: info shows it, and auto computes on the GPU', () => {
     const env = { DPO_TEST_GPU: 'cpu' }
     const i = info(env)
-    expect(i.backends).toMatchObject({ cudaAvailable: true, cudaDevice: 'test GPU (DPO_TEST_GPU=cpu)', cudaSelfCheck: 'passed' })
+    expect(i.backends).toMatchObject({
+      cudaAvailable: true,
+      cudaDevice: 'test GPU (DPO_TEST_GPU=cpu)',
+      cudaSelfCheck: 'passed',
+    })
     expect(i.backends.cudaSelfCheckNote).toMatch(/^passed \(31 kernels compared with the CPU backend, [\d.]+ ms\)$/)
     const text = runCli(['info'], env)
     expect(text.stdout).toContain('cuda self-check: passed (31 kernels')
@@ -64,7 +71,9 @@ describe('the GPU self-check (stand-in GPU)', () => {
     )
     const auto = generate('auto', env)
     expect(auto.r.code, auto.r.stderr).toBe(0)
-    expect(auto.r.stderr).toMatch(/model: .*\(auto: the CUDA self-check failed on test GPU .*kernel attention_backward.*; computing on the CPU/)
+    expect(auto.r.stderr).toMatch(
+      /model: .*\(auto: the CUDA self-check failed on test GPU .*kernel attention_backward.*; computing on the CPU/,
+    )
     expect(auto.r.stderr).not.toContain('injected fault')
     const cpu = generate('cpu', {})
     expect(cpu.r.code, cpu.r.stderr).toBe(0)

@@ -43,25 +43,47 @@ async function killAfterStep(args: string[], step: number): Promise<void> {
   expect(signal).toBe('SIGKILL')
 }
 
-const lines = (file: string) => readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>)
+const lines = (file: string) =>
+  readFileSync(file, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
 /** metrics.jsonl without elapsed_s and pairs_per_s: the wall clock is the one thing two runs never share. */
-const numbers = (dir: string) => lines(path.join(dir, 'metrics.jsonl')).map(({ elapsed_s: _e, pairs_per_s: _p, ...rest }) => rest)
+const numbers = (dir: string) =>
+  lines(path.join(dir, 'metrics.jsonl')).map(({ elapsed_s: _e, pairs_per_s: _p, ...rest }) => rest)
 const bytes = (...p: string[]) => readFileSync(path.join(...p))
 
 function expectSameTraining(resumed: string, whole: string): void {
-  expect(bytes(resumed, 'adapter/adapter_model.safetensors').equals(bytes(whole, 'adapter/adapter_model.safetensors'))).toBe(true)
+  expect(
+    bytes(resumed, 'adapter/adapter_model.safetensors').equals(bytes(whole, 'adapter/adapter_model.safetensors')),
+  ).toBe(true)
   expect(bytes(resumed, 'adapter/adapter_config.json').equals(bytes(whole, 'adapter/adapter_config.json'))).toBe(true)
   expect(numbers(resumed)).toEqual(numbers(whole))
   expect(numbers(resumed).map((r) => r.step)).toEqual([1, 2, 3, 4, 5, 6])
   expect(bytes(resumed, 'steps.jsonl').equals(bytes(whole, 'steps.jsonl'))).toBe(true)
-  const [a, b] = [whole, resumed].map((d) => JSON.parse(readFileSync(path.join(d, 'train_summary.json'), 'utf8')) as Record<string, unknown>)
-  for (const k of ['status', 'global_step', 'train_loss', 'pairs_trained', 'data_fingerprint']) expect(b![k], k).toEqual(a![k])
+  const [a, b] = [whole, resumed].map(
+    (d) => JSON.parse(readFileSync(path.join(d, 'train_summary.json'), 'utf8')) as Record<string, unknown>,
+  )
+  for (const k of ['status', 'global_step', 'train_loss', 'pairs_trained', 'data_fingerprint'])
+    expect(b![k], k).toEqual(a![k])
   expect(existsSync(path.join(resumed, CHECKPOINT_FILE))).toBe(false)
 }
 
 describe('a killed run, resumed, equals the run that was never stopped', () => {
   it('fp32 AdamW, `run --resume`: killed after step 3, the checkpoint at 2, then the answers and the comparison', async () => {
-    const args = ['--model', STORIES, '--dataset', HW6, '--test-prompts', path.join(HW6, 'test_prompt.json'), '--max-new-tokens', '8', ...SMALL, '--optim', 'adamw']
+    const args = [
+      '--model',
+      STORIES,
+      '--dataset',
+      HW6,
+      '--test-prompts',
+      path.join(HW6, 'test_prompt.json'),
+      '--max-new-tokens',
+      '8',
+      ...SMALL,
+      '--optim',
+      'adamw',
+    ]
     const whole = path.join(tempDir(), 'whole')
     const r = runCli(['run', ...args, '--out', whole])
     expect(r.code, r.stderr).toBe(0)
@@ -76,7 +98,8 @@ describe('a killed run, resumed, equals the run that was never stopped', () => {
     expect(resumed.code, resumed.stderr).toBe(0)
     expect(resumed.stderr).toContain('resuming from the checkpoint at step 2 of 6')
     expectSameTraining(killed, whole)
-    for (const f of ['responses_original.json', 'responses_trained.json', 'comparison.json']) expect(bytes(killed, f).equals(bytes(whole, f)), f).toBe(true)
+    for (const f of ['responses_original.json', 'responses_trained.json', 'comparison.json'])
+      expect(bytes(killed, f).equals(bytes(whole, f)), f).toBe(true)
   })
 
   it('8-bit AdamW, `train --resume`: refuses a changed dataset, model or parameter, then continues from step 4', async () => {

@@ -15,10 +15,23 @@ const DEMO = path.join(repoRoot, 'resources/demo-model')
 const SHORT = ['--data-size', '16', '--epochs', '2', '--grad-accum', '2', '--max-new-tokens', '8']
 
 function hashes(dir: string): Record<string, string> {
-  return Object.fromEntries(readdirSync(dir).sort().map((f) => [f, createHash('sha256').update(readFileSync(path.join(dir, f))).digest('hex')]))
+  return Object.fromEntries(
+    readdirSync(dir)
+      .sort()
+      .map((f) => [
+        f,
+        createHash('sha256')
+          .update(readFileSync(path.join(dir, f)))
+          .digest('hex'),
+      ]),
+  )
 }
 const readJson = (...p: string[]) => JSON.parse(readFileSync(path.join(...p), 'utf8'))
-const jsonl = (file: string) => readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l))
+const jsonl = (file: string) =>
+  readFileSync(file, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l))
 
 describe('run --out ownership', () => {
   it('refuses to write into a model folder (--out = --model), and the model stays byte for byte', () => {
@@ -42,7 +55,9 @@ describe('run --out ownership', () => {
     const before = hashes(other)
     const r = runCli(['run', '--out', other, ...SHORT])
     expect(r.code).toBe(1)
-    expect(lastErrorLine(r)).toMatch(/E_NOT_RUN_DIR.*is not empty and is not a DPO Studio run directory \(it holds a model\)/)
+    expect(lastErrorLine(r)).toMatch(
+      /E_NOT_RUN_DIR.*is not empty and is not a DPO Studio run directory \(it holds a model\)/,
+    )
     expect(hashes(other)).toEqual(before)
 
     const notes = tempDir('dpo-notes-')
@@ -68,16 +83,34 @@ describe('run --out ownership', () => {
 describe('run directory lock', () => {
   it('a second run on the same --out fails at once with a clear message; the first completes unmixed', async () => {
     const out = tempDir('dpo-lock-')
-    const first = startCli(['run', '--out', out, '--data-size', '40', '--epochs', '2', '--grad-accum', '2', '--max-new-tokens', '8', '--seed', '1'])
+    const first = startCli([
+      'run',
+      '--out',
+      out,
+      '--data-size',
+      '40',
+      '--epochs',
+      '2',
+      '--grad-accum',
+      '2',
+      '--max-new-tokens',
+      '8',
+      '--seed',
+      '1',
+    ])
     await first.waitFor(/training: \d+ steps/)
     const second = runCli(['run', '--out', out, ...SHORT, '--seed', '2'])
     expect(second.code).toBe(1)
-    expect(lastErrorLine(second)).toMatch(new RegExp(`E_RUN_LOCKED.*in use by dpo-studio run \\(pid ${first.child.pid} on ${hostname()}`))
+    expect(lastErrorLine(second)).toMatch(
+      new RegExp(`E_RUN_LOCKED.*in use by dpo-studio run \\(pid ${first.child.pid} on ${hostname()}`),
+    )
     const r = await first.done
     expect(r.code, r.stderr).toBe(0)
     // Everything in the folder is the first run's: its seed, its 40 steps (40 pairs x 2 epochs / 2), one adapter.
     expect(readJson(out, 'config.json').params.seed).toBe(1)
-    expect(jsonl(path.join(out, 'metrics.jsonl')).map((m) => m.step)).toEqual(Array.from({ length: 40 }, (_, i) => i + 1))
+    expect(jsonl(path.join(out, 'metrics.jsonl')).map((m) => m.step)).toEqual(
+      Array.from({ length: 40 }, (_, i) => i + 1),
+    )
     expect(readJson(out, 'train_summary.json')).toMatchObject({ status: 'completed', global_step: 40 })
   })
 
@@ -85,7 +118,15 @@ describe('run directory lock', () => {
     const out = tempDir('dpo-stale-')
     writeFileSync(path.join(out, '.dpo-studio-run'), '{}')
     // pid 2^22 + 1 is above Linux's pid_max default range in use here; no such process.
-    writeFileSync(path.join(out, '.dpo-studio-run.lock'), JSON.stringify({ pid: 4194305, hostname: hostname(), started: '2024-01-01T00:00:00Z', command: 'dpo-studio run' }))
+    writeFileSync(
+      path.join(out, '.dpo-studio-run.lock'),
+      JSON.stringify({
+        pid: 4194305,
+        hostname: hostname(),
+        started: '2024-01-01T00:00:00Z',
+        command: 'dpo-studio run',
+      }),
+    )
     const r = runCli(['run', '--out', out, ...SHORT])
     expect(r.code, r.stderr).toBe(0)
     expect(existsSync(path.join(out, '.dpo-studio-run.lock'))).toBe(false)
@@ -104,8 +145,15 @@ describe('stopping a run with a signal', () => {
     const summary = readJson(out, 'train_summary.json')
     expect(summary.status).toBe('cancelled')
     expect(summary.cancelled_at_step).toBeGreaterThanOrEqual(3)
-    expect(readJson(out, 'adapter', 'training_state.json')).toMatchObject({ status: 'cancelled', global_step: summary.cancelled_at_step })
-    expect(readJson(out, 'run_status.json')).toMatchObject({ status: 'cancelled', cancelledIn: 'train', reason: 'cancelled during training' })
+    expect(readJson(out, 'adapter', 'training_state.json')).toMatchObject({
+      status: 'cancelled',
+      global_step: summary.cancelled_at_step,
+    })
+    expect(readJson(out, 'run_status.json')).toMatchObject({
+      status: 'cancelled',
+      cancelledIn: 'train',
+      reason: 'cancelled during training',
+    })
     expect(jsonl(path.join(out, 'metrics.jsonl'))).toHaveLength(summary.cancelled_at_step)
   })
 
@@ -113,16 +161,43 @@ describe('stopping a run with a signal', () => {
     const out = tempDir('dpo-int-')
     const prompts = path.join(tempDir('dpo-prompts-'), 'prompts.jsonl')
     // Many prompts so that the trained-answers phase lasts long enough to be interrupted.
-    writeFileSync(prompts, Array.from({ length: 400 }, (_, i) => JSON.stringify({ id: i + 1, prompt: `第${i + 1}題：你支持還是反對？` })).join('\n'))
+    writeFileSync(
+      prompts,
+      Array.from({ length: 400 }, (_, i) =>
+        JSON.stringify({ id: i + 1, prompt: `第${i + 1}題：你支持還是反對？` }),
+      ).join('\n'),
+    )
     mkdirSync(out, { recursive: true })
-    const run = startCli(['run', '--out', out, '--test-prompts', prompts, '--data-size', '8', '--epochs', '1', '--grad-accum', '2', '--max-new-tokens', '48'])
+    const run = startCli([
+      'run',
+      '--out',
+      out,
+      '--test-prompts',
+      prompts,
+      '--data-size',
+      '8',
+      '--epochs',
+      '1',
+      '--grad-accum',
+      '2',
+      '--max-new-tokens',
+      '48',
+    ])
     await run.waitFor(/trained responses: 400 prompts/)
     run.child.kill('SIGINT')
     const r = await run.done
     expect(r.code, r.stderr).toBe(130)
     expect(lastErrorLine(r)).toMatch(/cancelled during the trained responses/)
-    expect(readJson(out, 'train_summary.json')).toMatchObject({ status: 'cancelled', training_status: 'completed', cancelled_in: 'trained' })
-    expect(readJson(out, 'run_status.json')).toMatchObject({ status: 'cancelled', cancelledIn: 'trained', reason: 'cancelled during trained responses' })
+    expect(readJson(out, 'train_summary.json')).toMatchObject({
+      status: 'cancelled',
+      training_status: 'completed',
+      cancelled_in: 'trained',
+    })
+    expect(readJson(out, 'run_status.json')).toMatchObject({
+      status: 'cancelled',
+      cancelledIn: 'trained',
+      reason: 'cancelled during trained responses',
+    })
     expect(existsSync(path.join(out, 'comparison.json'))).toBe(false)
   })
 })
@@ -154,7 +229,10 @@ describe('sweep --out', () => {
     const r = await sweep.done
     expect(r.code, r.stderr).toBe(143)
     expect(lastErrorLine(r)).toMatch(/sweep cancelled; .*sweep\.json keeps the 0 finished run/)
-    expect(readJson(out, 'sweep.json')).toMatchObject({ status: 'cancelled', runs: [{ support_ratio: 0, status: 'cancelled' }] })
+    expect(readJson(out, 'sweep.json')).toMatchObject({
+      status: 'cancelled',
+      runs: [{ support_ratio: 0, status: 'cancelled' }],
+    })
     expect(readJson(out, 'ratio-0', 'run_status.json')).toMatchObject({ status: 'cancelled', cancelledIn: 'train' })
     expect(readdirSync(out).filter((f) => f.endsWith('.lock'))).toEqual([])
     expect(existsSync(path.join(out, 'ratio-0', '.dpo-studio-run.lock'))).toBe(false)

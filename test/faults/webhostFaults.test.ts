@@ -10,7 +10,10 @@ import { tempDir } from '../helpers/modelFixtures'
 import { ApiClient, sendRawFrame, startServe, type RawFrame } from '../helpers/webClient'
 
 /** The demo run with enough steps (28) to still be training while the test acts. */
-async function startDemoRun(api: ApiClient, params: Record<string, unknown> = {}): Promise<{ runId: string; outDir: string }> {
+async function startDemoRun(
+  api: ApiClient,
+  params: Record<string, unknown> = {},
+): Promise<{ runId: string; outDir: string }> {
   const demo = (await api.call('appInfo')).demo
   return api.call('runStart', {
     modelDir: demo.modelDir,
@@ -87,7 +90,8 @@ describe('web host: runs outlive their host in the record', () => {
     const second = await startServe(data)
     try {
       // On start, before anyone lists the history.
-      for (let i = 0; i < 50 && status(run.outDir).status === 'running'; i++) await new Promise((r) => setTimeout(r, 100))
+      for (let i = 0; i < 50 && status(run.outDir).status === 'running'; i++)
+        await new Promise((r) => setTimeout(r, 100))
       const s = status(run.outDir)
       expect(s.status).toBe('failed')
       const api2 = await ApiClient.open(second.port, second.token)

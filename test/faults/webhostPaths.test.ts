@@ -63,13 +63,18 @@ describe('web host: files inside allowed folders that link outside', () => {
   it('refuses a dataset whose test_prompt.json links to /etc/passwd, naming the link and quoting nothing', async () => {
     const r = await refusal('datasetOpen', { path: path.join(home, 'data1') })
     expect(r.code).toBe('E_FORBIDDEN')
-    expect(r.message).toBe(`${path.join(home, 'data1', 'test_prompt.json')} links outside the folders the web host may read; it is not opened`)
+    expect(r.message).toBe(
+      `${path.join(home, 'data1', 'test_prompt.json')} links outside the folders the web host may read; it is not opened`,
+    )
     expect(r.message).not.toMatch(/root:|nologin/)
   })
 
   it('refuses a dataset folder whose labelled_data.json links out', async () => {
     const r = await refusal('datasetOpen', { path: path.join(home, 'data2') })
-    expect(r).toMatchObject({ code: 'E_FORBIDDEN', message: expect.stringContaining('labelled_data.json links outside') })
+    expect(r).toMatchObject({
+      code: 'E_FORBIDDEN',
+      message: expect.stringContaining('labelled_data.json links outside'),
+    })
     const direct = await refusal('datasetOpen', { path: path.join(home, 'data2', 'labelled_data.json') })
     expect(direct.code).toBe('E_FORBIDDEN')
   })

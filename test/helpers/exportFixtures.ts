@@ -2,8 +2,8 @@
 // random (so the adapter changes the model clearly), saved in PEFT format, and a run directory around it.
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
-import { loadNative } from '../../src-main/engine/loadNative'
-import { LINEAR_TARGETS, resolveTrainParams, type LinearTarget } from '../../src-main/services/params/trainParams'
+import { loadAddon } from '../../src-main/addon/loadAddon'
+import { LINEAR_TARGETS, resolveTrainParams, type LinearTarget } from '../../src-shared/params/trainParams'
 import { saveAdapter } from '../../src-main/services/training/adapterFiles'
 import { tempDir } from './modelFixtures'
 
@@ -27,11 +27,14 @@ export interface AdapterFixture {
 }
 
 /** A PEFT adapter for `modelDir` over `targets`, B uniform in ±bScale. */
-export async function randomAdapter(modelDir: string, opts: { targets?: LinearTarget[]; r?: number; alpha?: number; bScale?: number; seed?: number } = {}): Promise<AdapterFixture> {
+export async function randomAdapter(
+  modelDir: string,
+  opts: { targets?: LinearTarget[]; r?: number; alpha?: number; bScale?: number; seed?: number } = {},
+): Promise<AdapterFixture> {
   const targets = opts.targets ?? [...LINEAR_TARGETS]
   const r = opts.r ?? 8
   const alpha = opts.alpha ?? 16
-  const model = await loadNative().loadModel(modelDir, { quant: 'none', backend: 'cpu' })
+  const model = await loadAddon().loadModel(modelDir, { quant: 'none', backend: 'cpu' })
   try {
     model.attachLora({ targets, r, alpha, dropout: 0, seed: opts.seed ?? 7 })
     const rnd = seeded(opts.seed ?? 7)

@@ -2,7 +2,18 @@
 // appends, a real `dpo-studio train` on the demo model and a merged-model export do when writes stop fitting. Run as root, or under
 // `unshare -rm` (a user + mount namespace) where root is not available; prints one JSON object on stdout.
 import { execFileSync, spawn } from 'node:child_process'
-import { closeSync, existsSync, fstatSync, ftruncateSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeSync } from 'node:fs'
+import {
+  closeSync,
+  existsSync,
+  fstatSync,
+  ftruncateSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeSync,
+} from 'node:fs'
 import { createRequire } from 'node:module'
 import path from 'node:path'
 import { pathToFileURL } from 'node:url'
@@ -78,9 +89,29 @@ async function main(): Promise<void> {
     const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm')).href
     const child = spawn(
       process.execPath,
-      ['--import', tsx, path.join(repoRoot, 'src-main/cli/main.ts'), 'train', '--model', path.join(repoRoot, 'resources/demo-model'),
-        '--dataset', path.join(repoRoot, 'resources/sample-dataset/zh'), '--out', out, '--data-size', '60', '--epochs', '4', '--grad-accum', '2'],
-      { cwd: repoRoot, env: { ...process.env, DPO_STUDIO_CACHE: cacheDir, FORCE_COLOR: '0' }, stdio: ['ignore', 'ignore', 'pipe'] },
+      [
+        '--import',
+        tsx,
+        path.join(repoRoot, 'src-main/cli/main.ts'),
+        'train',
+        '--model',
+        path.join(repoRoot, 'resources/demo-model'),
+        '--dataset',
+        path.join(repoRoot, 'resources/sample-dataset/zh'),
+        '--out',
+        out,
+        '--data-size',
+        '60',
+        '--epochs',
+        '4',
+        '--grad-accum',
+        '2',
+      ],
+      {
+        cwd: repoRoot,
+        env: { ...process.env, DPO_STUDIO_CACHE: cacheDir, FORCE_COLOR: '0' },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      },
     )
     let stderr = ''
     let filled = false
@@ -93,12 +124,15 @@ async function main(): Promise<void> {
       }
     })
     const code = await new Promise<number>((resolve) => child.on('close', (c) => resolve(c ?? -1)))
-    const readJson = (f: string) => (existsSync(path.join(out, f)) ? JSON.parse(readFileSync(path.join(out, f), 'utf8')) : null)
+    const readJson = (f: string) =>
+      existsSync(path.join(out, f)) ? JSON.parse(readFileSync(path.join(out, f), 'utf8')) : null
     const runResult = {
       code,
       stderr: stderr.trim().split('\n').slice(-3),
       filled,
-      metricsLines: existsSync(path.join(out, 'metrics.jsonl')) ? readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).length : -1,
+      metricsLines: existsSync(path.join(out, 'metrics.jsonl'))
+        ? readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).length
+        : -1,
       badLines: [...badLines(path.join(out, 'metrics.jsonl')), ...badLines(path.join(out, 'steps.jsonl'))],
       status: readJson('run_status.json'),
       lockLeft: existsSync(path.join(out, '.dpo-studio-run.lock')),
@@ -108,7 +142,12 @@ async function main(): Promise<void> {
 
     // 3. An export (stories260K as a merged model, 1 MB) replaced on a disk with room for less than a copy of it.
     const merged = path.join(mountDir, 'merged')
-    const req = { modelDir: sharedPath('models/stories260K'), adapterDir: null, mergeBase: 'original' as const, outDir: merged }
+    const req = {
+      modelDir: sharedPath('models/stories260K'),
+      adapterDir: null,
+      mergeBase: 'original' as const,
+      outDir: merged,
+    }
     await exportMergedModel(req)
     const before = readFileSync(path.join(merged, 'model.safetensors'))
     fill(mountDir, 64 * 1024)

@@ -73,7 +73,8 @@ export function ggufAsHfFolder(ggufFile: string, hfDir: string, outDir: string):
     mkdirSync(outDir, { recursive: true })
     writeFileSync(path.join(outDir, 'model.safetensors'), encodeSafetensors(tensors))
     writeFileSync(path.join(outDir, 'config.json'), JSON.stringify({ ...ckpt.config, torch_dtype: 'float32' }, null, 2))
-    for (const f of TOKENIZER_FILES) if (existsSync(path.join(hfDir, f))) copyFileSync(path.join(hfDir, f), path.join(outDir, f))
+    for (const f of TOKENIZER_FILES)
+      if (existsSync(path.join(hfDir, f))) copyFileSync(path.join(hfDir, f), path.join(outDir, f))
     return outDir
   } finally {
     ckpt.close()

@@ -2,9 +2,13 @@
 // in order, to the stored sums bit for bit".
 import { readFileSync } from 'node:fs'
 import { expect } from 'vitest'
-import type { PairInsightRow, PairTokensRow } from '../../src-main/services/insights/insightTypes'
+import type { PairInsightRow, PairTokensRow } from '../../src-shared/insights/insightTypes'
 
-export const readJsonl = <T>(file: string): T[] => readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as T)
+export const readJsonl = <T>(file: string): T[] =>
+  readFileSync(file, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as T)
 
 /** In-order sum, as the engine adds a sequence's token log-probs. */
 export const sumInOrder = (xs: ReadonlyArray<number | null>): number => xs.reduce<number>((a, b) => a + b!, 0)

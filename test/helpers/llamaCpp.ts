@@ -7,16 +7,31 @@ import type { Llama, LlamaModel } from 'node-llama-cpp'
 let llama: Promise<Llama> | undefined
 
 /** The part of our engine's model the comparisons need. */
-type LogpsModel = { logps(batch: Array<{ ids: number[]; labels: number[] }>, padId: number): Promise<Array<{ logp: number }>> }
+type LogpsModel = {
+  logps(batch: Array<{ ids: number[]; labels: number[] }>, padId: number): Promise<Array<{ logp: number }>>
+}
 
 async function engine(): Promise<Llama> {
   llama ??= import('node-llama-cpp').then(({ getLlama }) =>
-    getLlama({ gpu: false, build: 'never', skipDownload: true, usePrebuiltBinaries: true, maxThreads: 1, logLevel: 'error' as never }),
+    getLlama({
+      gpu: false,
+      build: 'never',
+      skipDownload: true,
+      usePrebuiltBinaries: true,
+      maxThreads: 1,
+      logLevel: 'error' as never,
+    }),
   )
   return llama
 }
 
-const CONTEXT = { contextSize: 512, sequences: 1, flashAttention: false, experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32' } as const
+const CONTEXT = {
+  contextSize: 512,
+  sequences: 1,
+  flashAttention: false,
+  experimentalKvCacheKeyType: 'F32',
+  experimentalKvCacheValueType: 'F32',
+} as const
 
 const models = new Map<string, Promise<LlamaModel>>()
 
@@ -54,7 +69,11 @@ export async function llamaGreedy(file: string, prompt: number[], n: number, lor
  * Teacher forcing: after `prompt`, the probability llama.cpp gives each token of `continuation` and its own most
  * likely token at that position.
  */
-export async function llamaForced(file: string, prompt: number[], continuation: number[]): Promise<Array<{ p: number; argmax: number }>> {
+export async function llamaForced(
+  file: string,
+  prompt: number[],
+  continuation: number[],
+): Promise<Array<{ p: number; argmax: number }>> {
   const model = await llamaModel(file)
   const ctx = await model.createContext(CONTEXT)
   try {
@@ -91,9 +110,11 @@ export async function greedyParting(
   theirs: number[],
 ): Promise<{ at: number; margin: number } | null> {
   const at = theirs.findIndex((t, j) => t !== mine[j])
-  if (at < 0) return theirs.length === mine.length ? null : { at: Math.min(theirs.length, mine.length), margin: Infinity }
+  if (at < 0)
+    return theirs.length === mine.length ? null : { at: Math.min(theirs.length, mine.length), margin: Infinity }
   const ids = [...prompt, ...mine.slice(0, at)]
-  const lp = async (t: number) => (await ours.logps([{ ids: [...ids, t], labels: [...ids.map(() => -100), t] }], 0))[0]!.logp
+  const lp = async (t: number) =>
+    (await ours.logps([{ ids: [...ids, t], labels: [...ids.map(() => -100), t] }], 0))[0]!.logp
   return { at, margin: (await lp(mine[at]!)) - (await lp(theirs[at]!)) }
 }
 
@@ -110,7 +131,10 @@ export interface ForcedStats {
  * Teacher forcing through `file`: each case's continuation fed after its prompt, llama.cpp's probability of every
  * continuation token compared with `ours` (our log-probs of the same tokens, one per position).
  */
-export async function forcedStats(file: string, cases: ReadonlyArray<{ prompt: number[]; continuation: number[]; ours: number[] }>): Promise<ForcedStats> {
+export async function forcedStats(
+  file: string,
+  cases: ReadonlyArray<{ prompt: number[]; continuation: number[]; ours: number[] }>,
+): Promise<ForcedStats> {
   let max = 0
   let sum = 0
   let agree = 0

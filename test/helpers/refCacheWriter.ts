@@ -11,7 +11,12 @@ for (let r = 0; r < Number(rounds); r++) {
     // Version-2 entries (sums with their per-token values), as a training run stores them.
     const chosenTokens = Float32Array.from([-r, -i / 8])
     const rejectedTokens = Float32Array.from([-r, -i / 16, -1])
-    cache.set(key, { chosen: sumInOrder(chosenTokens), rejected: sumInOrder(rejectedTokens), chosenTokens, rejectedTokens })
+    cache.set(key, {
+      chosen: sumInOrder(chosenTokens),
+      rejected: sumInOrder(rejectedTokens),
+      chosenTokens,
+      rejectedTokens,
+    })
   }
   const err = cache.save()
   if (err) throw new Error(err)

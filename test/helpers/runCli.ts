@@ -39,23 +39,35 @@ export interface RunningCli {
 
 export function startCli(args: string[], env: NodeJS.ProcessEnv = {}): RunningCli {
   // tsx would forward SIGTERM/SIGINT from a wrapper process; run node with tsx's loader so the signal reaches the CLI.
-  const child = spawn(process.execPath, ['--import', pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm')).href, path.join(repoRoot, 'src-main/cli/main.ts'), ...args], {
-    cwd: repoRoot,
-    env: { ...process.env, FORCE_COLOR: '0', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
+  const child = spawn(
+    process.execPath,
+    [
+      '--import',
+      pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm')).href,
+      path.join(repoRoot, 'src-main/cli/main.ts'),
+      ...args,
+    ],
+    {
+      cwd: repoRoot,
+      env: { ...process.env, FORCE_COLOR: '0', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  )
   let out = ''
   let err = ''
   const waiters: Array<{ re: RegExp; resolve: () => void }> = []
   child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d))
   child.stderr!.setEncoding('utf8').on('data', (d: string) => {
     err += d
-    for (const w of [...waiters]) if (w.re.test(err)) {
-      waiters.splice(waiters.indexOf(w), 1)
-      w.resolve()
-    }
+    for (const w of [...waiters])
+      if (w.re.test(err)) {
+        waiters.splice(waiters.indexOf(w), 1)
+        w.resolve()
+      }
   })
-  const done = new Promise<CliResult>((resolve) => child.on('close', (code, signal) => resolve({ code: code ?? (signal ? 128 : -1), stdout: out, stderr: err })))
+  const done = new Promise<CliResult>((resolve) =>
+    child.on('close', (code, signal) => resolve({ code: code ?? (signal ? 128 : -1), stdout: out, stderr: err })),
+  )
   return {
     child,
     stderr: () => err,

@@ -21,11 +21,15 @@ export interface ServeChild {
 /** Starts test/helpers/serveChild.ts (the real `serve` command) on a free port with `dataDir`. */
 export async function startServe(dataDir: string, env: NodeJS.ProcessEnv = {}): Promise<ServeChild> {
   const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm')).href
-  const child = spawn(process.execPath, ['--import', tsx, path.join(repoRoot, 'test/helpers/serveChild.ts'), dataDir, path.join(dataDir, 'renderer')], {
-    cwd: repoRoot,
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
+  const child = spawn(
+    process.execPath,
+    ['--import', tsx, path.join(repoRoot, 'test/helpers/serveChild.ts'), dataDir, path.join(dataDir, 'renderer')],
+    {
+      cwd: repoRoot,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  )
   let err = ''
   child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d))
   const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)))
@@ -64,7 +68,9 @@ export class ApiClient {
   call(method: string, input: unknown = {}): Promise<any> {
     const id = this.nextId++
     return new Promise((resolve, reject) => {
-      this.pending.set(id, (f) => (f.ok ? resolve(f.result) : reject(Object.assign(new Error(f.error.message), f.error))))
+      this.pending.set(id, (f) =>
+        f.ok ? resolve(f.result) : reject(Object.assign(new Error(f.error.message), f.error)),
+      )
       this.ws.send(JSON.stringify({ id, method, input }))
     })
   }
@@ -108,7 +114,8 @@ function encodeFrame(f: RawFrame): Buffer {
     b.writeBigUInt64BE(BigInt(len))
     head.push(...b)
   }
-  if (!(f.masked ?? true)) return Buffer.concat([Buffer.from(head), f.claimedLength === undefined ? payload : Buffer.alloc(0)])
+  if (!(f.masked ?? true))
+    return Buffer.concat([Buffer.from(head), f.claimedLength === undefined ? payload : Buffer.alloc(0)])
   const key = randomBytes(4)
   const body = f.claimedLength === undefined ? Buffer.from(payload.map((x, i) => x ^ key[i % 4]!)) : Buffer.alloc(0)
   return Buffer.concat([Buffer.from(head), key, body])

@@ -6,11 +6,20 @@ import { mkdtempSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
-import type { LoraTensor } from '../../src-main/engine/nativeTypes'
-import { LINEAR_TARGETS } from '../../src-main/services/params/trainParams'
+import type { LoraTensor } from '../../src-main/addon/addonTypes'
+import { LINEAR_TARGETS } from '../../src-shared/params/trainParams'
 import { loadAdapter, saveAdapter } from '../../src-main/services/training/adapterFiles'
 import { STORIES_DIR, TINY_FAMILIES, makeTinyModels } from './families'
-import { maxAbsDiff, maxScaledDiff, openEngine, probeSequences, scoreProbes, seededRandom, type ProbeScores, type ProbeSequence } from './engineSide'
+import {
+  maxAbsDiff,
+  maxScaledDiff,
+  openEngine,
+  probeSequences,
+  scoreProbes,
+  seededRandom,
+  type ProbeScores,
+  type ProbeSequence,
+} from './engineSide'
 import { runPy } from './refstack'
 
 const R = 8
@@ -26,9 +35,19 @@ const VARIANTS = [
   { name: 'init-false-rslora', init_lora_weights: false, use_rslora: true },
 ]
 
-interface PyScore { base: ProbeScores[]; adapters: Array<{ dir: string; tensors: number; held: number; maxTensorDiff: number; scores: ProbeScores[] }> }
+interface PyScore {
+  base: ProbeScores[]
+  adapters: Array<{ dir: string; tensors: number; held: number; maxTensorDiff: number; scores: ProbeScores[] }>
+}
 
-interface ModelCase { name: string; dir: string; vocab: number; seqs: ProbeSequence[]; ours: string; peft: Array<{ variant: string; dir: string }> }
+interface ModelCase {
+  name: string
+  dir: string
+  vocab: number
+  seqs: ProbeSequence[]
+  ours: string
+  peft: Array<{ variant: string; dir: string }>
+}
 
 const cases: ModelCase[] = []
 const py = new Map<string, PyScore>()
@@ -41,9 +60,19 @@ function note(key: string, v: number): void {
 beforeAll(async () => {
   const root = mkdtempSync(path.join(os.tmpdir(), 'dpo-ref-adapters-'))
   const tiny = makeTinyModels()
-  const models = [{ name: 'stories260K', dir: STORIES_DIR }, ...TINY_FAMILIES.map((f, i) => ({ name: f.name, dir: tiny[i]! }))]
+  const models = [
+    { name: 'stories260K', dir: STORIES_DIR },
+    ...TINY_FAMILIES.map((f, i) => ({ name: f.name, dir: tiny[i]! })),
+  ]
   const made = runPy<Array<{ model: string; variant: string; dir: string }>>('peft_adapters.py', {
-    op: 'make', models, variants: VARIANTS, r: R, alpha: ALPHA, targets: TARGETS, seed: 7, out_root: root,
+    op: 'make',
+    models,
+    variants: VARIANTS,
+    r: R,
+    alpha: ALPHA,
+    targets: TARGETS,
+    seed: 7,
+    out_root: root,
   })
   for (const [k, m] of models.entries()) {
     const model = await openEngine(m.dir)
@@ -51,17 +80,31 @@ beforeAll(async () => {
     // Our adapter: a fresh LoRA on every linear kind, B drawn at random so that it changes the logits.
     model.attachLora({ targets: TARGETS, r: R, alpha: ALPHA, dropout: 0, seed: 11 })
     const rnd = seededRandom(100 + k)
-    const tensors: LoraTensor[] = model.loraTensors().map((t) =>
-      t.name.includes('lora_B') ? { ...t, data: Float32Array.from(t.data, () => (rnd() - 0.5) * 0.2) } : t)
+    const tensors: LoraTensor[] = model
+      .loraTensors()
+      .map((t) =>
+        t.name.includes('lora_B') ? { ...t, data: Float32Array.from(t.data, () => (rnd() - 0.5) * 0.2) } : t,
+      )
     const ours = path.join(root, `${m.name}-ours`)
     saveAdapter(ours, tensors, { r: R, alpha: ALPHA, dropout: 0.1, targets: TARGETS, baseModel: m.dir })
     model.dispose()
-    cases.push({ name: m.name, dir: m.dir, vocab, seqs: probeSequences(vocab, 3, 20, 40 + k), ours,
-      peft: made.filter((x) => x.model === m.name).map((x) => ({ variant: x.variant, dir: x.dir })) })
+    cases.push({
+      name: m.name,
+      dir: m.dir,
+      vocab,
+      seqs: probeSequences(vocab, 3, 20, 40 + k),
+      ours,
+      peft: made.filter((x) => x.model === m.name).map((x) => ({ variant: x.variant, dir: x.dir })),
+    })
   }
   const scored = runPy<Array<{ name: string } & PyScore>>('peft_adapters.py', {
     op: 'score',
-    models: cases.map((c) => ({ name: c.name, dir: c.dir, sequences: c.seqs, adapters: [c.ours, ...c.peft.map((p) => p.dir)] })),
+    models: cases.map((c) => ({
+      name: c.name,
+      dir: c.dir,
+      sequences: c.seqs,
+      adapters: [c.ours, ...c.peft.map((p) => p.dir)],
+    })),
   })
   for (const s of scored) py.set(s.name, s)
 }, 900_000)
@@ -92,7 +135,7 @@ function compare(key: string, ours: ProbeScores[], theirs: ProbeScores[]): void 
 describe.each(['stories260K', ...TINY_FAMILIES.map((f) => f.name)])('%s', (name) => {
   const get = () => cases.find((c) => c.name === name)!
 
-  it('the bare model: our fp32 log-probs and mean logit equal transformers\'', async () => {
+  it("the bare model: our fp32 log-probs and mean logit equal transformers'", async () => {
     const c = get()
     compare('base', await ourScores(c, null), py.get(name)!.base)
   })
@@ -109,17 +152,25 @@ describe.each(['stories260K', ...TINY_FAMILIES.map((f) => f.name)])('%s', (name)
     compare('ours->peft', ours, theirs.scores)
   })
 
-  it.each(VARIANTS.map((v) => v.name))('a PEFT-saved adapter (%s) loads in our engine and gives PEFT\'s numbers', async (variant) => {
-    const c = get()
-    const i = c.peft.findIndex((p) => p.variant === variant)
-    const theirs = py.get(name)!.adapters[1 + i]!
-    compare(`peft(${variant})->ours`, await ourScores(c, c.peft[i]!.dir), theirs.scores)
-  })
+  it.each(VARIANTS.map((v) => v.name))(
+    "a PEFT-saved adapter (%s) loads in our engine and gives PEFT's numbers",
+    async (variant) => {
+      const c = get()
+      const i = c.peft.findIndex((p) => p.variant === variant)
+      const theirs = py.get(name)!.adapters[1 + i]!
+      compare(`peft(${variant})->ours`, await ourScores(c, c.peft[i]!.dir), theirs.scores)
+    },
+  )
 })
 
 describe('report', () => {
   it('prints the largest differences', () => {
-    console.log('adapters: largest |ours - reference| / max(1, |reference|) per check\n' + Object.entries(worst).map(([k, v]) => `  ${k}: ${v.toExponential(2)}`).join('\n'))
+    console.log(
+      'adapters: largest |ours - reference| / max(1, |reference|) per check\n' +
+        Object.entries(worst)
+          .map(([k, v]) => `  ${k}: ${v.toExponential(2)}`)
+          .join('\n'),
+    )
     expect(Object.keys(worst).length).toBeGreaterThan(0)
   })
 })

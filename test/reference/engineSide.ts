@@ -2,8 +2,8 @@
 // sums over labelled positions, so one token's log-prob at one position is a sequence labelled only there; the
 // mean logit over the whole [T, V] block comes with every sequence (the logits/* metric of
 // docs/reference/dpo-loss.md#metrics).
-import { loadNative } from '../../src-main/engine/loadNative'
-import type { NativeModel, QuantMode } from '../../src-main/engine/nativeTypes'
+import { loadAddon } from '../../src-main/addon/loadAddon'
+import type { NativeModel, QuantMode } from '../../src-main/addon/addonTypes'
 
 /** A token sequence and the (position t, token v) pairs to score: log_softmax(logits[t - 1])[v]. */
 export interface ProbeSequence {
@@ -17,11 +17,15 @@ export interface ProbeScores {
 }
 
 export async function openEngine(dir: string, quant: QuantMode = 'none'): Promise<NativeModel> {
-  return loadNative().loadModel(dir, { quant, backend: 'cpu' })
+  return loadAddon().loadModel(dir, { quant, backend: 'cpu' })
 }
 
 /** Every probe of every sequence as its own labelled copy, in one engine call per sequence. */
-export async function scoreProbes(model: NativeModel, seqs: readonly ProbeSequence[], padId = 0): Promise<ProbeScores[]> {
+export async function scoreProbes(
+  model: NativeModel,
+  seqs: readonly ProbeSequence[],
+  padId = 0,
+): Promise<ProbeScores[]> {
   const out: ProbeScores[] = []
   for (const s of seqs) {
     const batch = s.probes.map(([t, v]) => {

@@ -11,7 +11,7 @@
 import { readFileSync } from 'node:fs'
 import path from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { loadNative } from '../../src-main/engine/loadNative'
+import { loadAddon } from '../../src-main/addon/loadAddon'
 import { loadPromptsFile } from '../../src-main/services/data/promptsFile'
 import { exportGguf } from '../../src-main/services/export/ggufExport'
 import { readGguf } from '../../src-main/services/export/ggufFile'
@@ -21,7 +21,14 @@ import { loadAdapter } from '../../src-main/services/training/adapterFiles'
 import { TextTokenizer } from '../../src-main/services/tokenizer/textTokenizer'
 import { randomAdapter } from '../helpers/exportFixtures'
 import { ggufAsHfFolder } from '../helpers/ggufWeights'
-import { disposeLlama, forcedStats, greedyParting, llamaGreedy, llamaTokenize, ourForcedLogps } from '../helpers/llamaCpp'
+import {
+  disposeLlama,
+  forcedStats,
+  greedyParting,
+  llamaGreedy,
+  llamaTokenize,
+  ourForcedLogps,
+} from '../helpers/llamaCpp'
 import { tempDir } from '../helpers/modelFixtures'
 import { sharedPath } from '../helpers/sharedPath'
 import { FAMILIES, familyModel } from '../helpers/familyModels'
@@ -57,9 +64,19 @@ afterAll(async () => disposeLlama())
 describe.each(FAMILIES.map((f) => [f] as const))('%s', (name) => {
   it('llama.cpp tokenizes our prompts as we do; greedy tokens of the F32 base + LoRA and of the merged F16 equal ours; Q4_0 stays close', async () => {
     const model = familyModel(name)
-    const adapter = await randomAdapter(model, { targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'down_proj'], bScale: 0.2 })
+    const adapter = await randomAdapter(model, {
+      targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'down_proj'],
+      bScale: 0.2,
+    })
     const root = tempDir('dpo-gguf-family-')
-    const out = await exportGguf({ modelDir: model, adapterDir: adapter.dir, mergeBase: 'original', types: ['F16', 'Q4_0'], baseType: 'F32', outDir: path.join(root, 'gguf') })
+    const out = await exportGguf({
+      modelDir: model,
+      adapterDir: adapter.dir,
+      mergeBase: 'original',
+      types: ['F16', 'Q4_0'],
+      baseType: 'F32',
+      outDir: path.join(root, 'gguf'),
+    })
     const merged = path.join(root, 'merged')
     await exportMergedModel({ modelDir: model, adapterDir: adapter.dir, mergeBase: 'original', outDir: merged })
     const file = (type: string) => out.models.find((m) => m.merged && m.type === type)!.file
@@ -67,33 +84,61 @@ describe.each(FAMILIES.map((f) => [f] as const))('%s', (name) => {
     const meta = readGguf(file('F16')).metadata
     const config = JSON.parse(readFileSync(path.join(model, 'config.json'), 'utf8')) as { vocab_size: number }
     const hasRopeFreqs = readGguf(file('F16')).tensors.some((t) => t.name === 'rope_freqs.weight')
-    expect([meta.get('tokenizer.ggml.model'), meta.get('tokenizer.ggml.pre'), meta.get('general.architecture'), hasRopeFreqs]).toEqual(EXPECTED[name])
+    expect([
+      meta.get('tokenizer.ggml.model'),
+      meta.get('tokenizer.ggml.pre'),
+      meta.get('general.architecture'),
+      hasRopeFreqs,
+    ]).toEqual(EXPECTED[name])
     expect((meta.get('tokenizer.ggml.tokens') as string[]).length).toBe(config.vocab_size)
 
     const tok = await TextTokenizer.fromDir(merged)
-    const questions = [...(await loadPromptsFile(sharedPath('datasets/genai-hw6/test_prompt.json'))).slice(0, 3).map((p) => p.prompt), 'The little dog ran to the park and']
+    const questions = [
+      ...(await loadPromptsFile(sharedPath('datasets/genai-hw6/test_prompt.json'))).slice(0, 3).map((p) => p.prompt),
+      'The little dog ran to the park and',
+    ]
     const prompts = questions.map((q) => {
       const text = renderPrompt(tok, q).text
       return { text, ids: promptIds(tok, text) }
     })
     for (const p of prompts) expect(await llamaTokenize(file('F16'), p.text), p.text).toEqual(p.ids)
 
-    const mergedModel = await loadNative().loadModel(merged, { quant: 'none', backend: 'cpu' })
-    const withAdapter = await loadNative().loadModel(model, { quant: 'none', backend: 'cpu' })
+    const mergedModel = await loadAddon().loadModel(merged, { quant: 'none', backend: 'cpu' })
+    const withAdapter = await loadAddon().loadModel(model, { quant: 'none', backend: 'cpu' })
     try {
       const a = loadAdapter(adapter.dir)
-      withAdapter.attachLora({ targets: a.settings.targets, r: a.settings.r, alpha: a.settings.alpha, dropout: 0, seed: 0 })
+      withAdapter.attachLora({
+        targets: a.settings.targets,
+        r: a.settings.r,
+        alpha: a.settings.alpha,
+        dropout: 0,
+        seed: 0,
+      })
       withAdapter.setLoraTensors(a.tensors)
       let ties = 0
-      const cases = [['base F32 + LoRA', withAdapter, base, out.lora!, NEAR_TIE.F32], ['merged F16', mergedModel, file('F16'), undefined, NEAR_TIE.F16]] as const
+      const cases = [
+        ['base F32 + LoRA', withAdapter, base, out.lora!, NEAR_TIE.F32],
+        ['merged F16', mergedModel, file('F16'), undefined, NEAR_TIE.F16],
+      ] as const
       const greedyOf = new Map<unknown, number[][]>()
       for (const [what, ours, gguf, lora, nearTie] of cases) {
-        if (!greedyOf.has(ours)) greedyOf.set(ours, (await ours.generate(prompts.map((p) => p.ids), { maxNewTokens: NEW_TOKENS, eosIds: [...tok.eosIds] })).tokens.map((t) => [...t]))
+        if (!greedyOf.has(ours))
+          greedyOf.set(
+            ours,
+            (
+              await ours.generate(
+                prompts.map((p) => p.ids),
+                { maxNewTokens: NEW_TOKENS, eosIds: [...tok.eosIds] },
+              )
+            ).tokens.map((t) => [...t]),
+          )
         const greedy = greedyOf.get(ours)!
         for (const [i, p] of prompts.entries()) {
           const parting = await greedyParting(ours, p.ids, greedy[i]!, await llamaGreedy(gguf, p.ids, NEW_TOKENS, lora))
           if (!parting) continue
-          console.log(`${name} ${what}: prompt ${i} parts at token ${parting.at}, our margin ${parting.margin.toExponential(2)} nats`)
+          console.log(
+            `${name} ${what}: prompt ${i} parts at token ${parting.at}, our margin ${parting.margin.toExponential(2)} nats`,
+          )
           expect(parting.margin, `${what}: ${p.text}`).toBeLessThan(nearTie)
           ties++
         }
@@ -102,17 +147,25 @@ describe.each(FAMILIES.map((f) => [f] as const))('%s', (name) => {
 
       const forced = []
       for (const [i, p] of prompts.entries()) {
-        const continuation = greedyOf.get(mergedModel)![i]!.filter((t) => !tok.eosIds.includes(t)).slice(0, FORCED_TOKENS)
+        const continuation = greedyOf
+          .get(mergedModel)!
+          [i]!.filter((t) => !tok.eosIds.includes(t))
+          .slice(0, FORCED_TOKENS)
         forced.push({ prompt: p.ids, continuation, ours: await ourForcedLogps(mergedModel, p.ids, continuation) })
       }
       const q4 = await forcedStats(file('Q4_0'), forced)
-      const decoded = await loadNative().loadModel(ggufAsHfFolder(file('Q4_0'), merged, path.join(root, 'q4-decoded')), { quant: 'none', backend: 'cpu' })
+      const decoded = await loadAddon().loadModel(ggufAsHfFolder(file('Q4_0'), merged, path.join(root, 'q4-decoded')), {
+        quant: 'none',
+        backend: 'cpu',
+      })
       const fileCases = []
       for (const c of forced) fileCases.push({ ...c, ours: await ourForcedLogps(decoded, c.prompt, c.continuation) })
       decoded.dispose()
       const q4File = await forcedStats(file('Q4_0'), fileCases)
-      console.log(`${name} Q4_0: vs the merged model mean |d log p| ${q4.mean.toExponential(2)}, top-1 agreement ${q4.agree.toFixed(3)} over ${q4.positions} positions; ` +
-        `vs its decoded weights mean ${q4File.mean.toExponential(2)}, max ${q4File.max.toExponential(2)}`)
+      console.log(
+        `${name} Q4_0: vs the merged model mean |d log p| ${q4.mean.toExponential(2)}, top-1 agreement ${q4.agree.toFixed(3)} over ${q4.positions} positions; ` +
+          `vs its decoded weights mean ${q4File.mean.toExponential(2)}, max ${q4File.max.toExponential(2)}`,
+      )
       expect(q4.mean).toBeLessThan(Q4_0_BOUNDS.quantized.mean)
       expect(q4File.mean).toBeLessThan(Q4_0_BOUNDS.file.mean)
       expect(q4File.max).toBeLessThan(Q4_0_BOUNDS.file.max)

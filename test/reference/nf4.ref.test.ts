@@ -8,7 +8,14 @@ import os from 'node:os'
 import path from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { repoRoot } from '../helpers/sharedPath'
-import { maxScaledDiff, openEngine, probeSequences, scoreProbes, type ProbeScores, type ProbeSequence } from './engineSide'
+import {
+  maxScaledDiff,
+  openEngine,
+  probeSequences,
+  scoreProbes,
+  type ProbeScores,
+  type ProbeSequence,
+} from './engineSide'
 import { STORIES_DIR, TINY_FAMILIES, makeTinyModels } from './families'
 import { runPy } from './refstack'
 
@@ -28,7 +35,10 @@ interface TensorReport {
   ourStateLoadsInBnb: boolean
   dequantMaxRelDiff: number
 }
-interface QuantizeReport { maps: { nf4Equal: boolean; dynamicEntriesDiffering: number; dynamicMaxAbsDiff: number }; tensors: TensorReport[] }
+interface QuantizeReport {
+  maps: { nf4Equal: boolean; dynamicEntriesDiffering: number; dynamicMaxAbsDiff: number }
+  tensors: TensorReport[]
+}
 
 const MODELS = [{ name: 'stories260K', dir: STORIES_DIR }]
 let report: QuantizeReport
@@ -63,7 +73,8 @@ describe('quantize_4bit beside our quantizer', () => {
   it('differs on constructed weights only where a documented cause explains it', () => {
     for (const t of report.tensors) {
       expect(t.unexplainedCodes, t.name).toEqual([])
-      for (const cause of Object.keys(t.codeMismatches)) expect(['zero-block', 'reciprocal-overflow', 'midpoint-ulp', 'partial-block-division'], t.name).toContain(cause)
+      for (const cause of Object.keys(t.codeMismatches))
+        expect(['zero-block', 'reciprocal-overflow', 'midpoint-ulp', 'partial-block-division'], t.name).toContain(cause)
     }
     // Each constructed case hits its cause, and only that one.
     expect(Object.keys(pick('ties.')[0]!.codeMismatches)).toEqual(['midpoint-ulp'])
@@ -74,14 +85,14 @@ describe('quantize_4bit beside our quantizer', () => {
     expect(pick('extreme.')[0]!.codeMismatches).toEqual({})
   })
 
-  it('offset: ours is the correctly rounded mean; torch\'s fp32 mean is at most 1 ulp away', () => {
+  it("offset: ours is the correctly rounded mean; torch's fp32 mean is at most 1 ulp away", () => {
     for (const t of report.tensors) {
       expect(t.offset.oursIsCorrectlyRounded, t.name).toBe(true)
       expect(t.offset.bnbUlpsFromCorrect, t.name).toBeLessThanOrEqual(1)
     }
   })
 
-  it('nested absmax bit for bit; absmax codes always a nearest entry, bnb\'s lookup table never nearer', () => {
+  it("nested absmax bit for bit; absmax codes always a nearest entry, bnb's lookup table never nearer", () => {
     for (const t of report.tensors) {
       expect(t.nestedAbsmaxEqual, t.name).toBe(true)
       expect(t.oursAlwaysNearest, t.name).toBe(true)
@@ -89,11 +100,13 @@ describe('quantize_4bit beside our quantizer', () => {
     }
     const blocks = sum(report.tensors, (t) => t.blocks)
     const lut = sum(report.tensors, (t) => t.absmaxCodeMismatches['bnb-lut-farther']!)
-    console.log(`nf4: ${report.tensors.length} tensors, ${sum(report.tensors, (t) => t.elements)} weights, ${blocks} blocks; ` +
-      `packed-code differences by cause: ${JSON.stringify(mergeCounts(report.tensors.map((t) => t.codeMismatches)))}; ` +
-      `absmax codes where bnb's CPU lookup table is farther: ${lut}/${blocks}; ` +
-      `offsets 1 ulp off in torch: ${report.tensors.filter((t) => t.offset.bnbUlpsFromCorrect > 0).length}/${report.tensors.length}; ` +
-      `dynamic-map entries differing: ${report.maps.dynamicEntriesDiffering}/256 (max ${report.maps.dynamicMaxAbsDiff.toExponential(2)})`)
+    console.log(
+      `nf4: ${report.tensors.length} tensors, ${sum(report.tensors, (t) => t.elements)} weights, ${blocks} blocks; ` +
+        `packed-code differences by cause: ${JSON.stringify(mergeCounts(report.tensors.map((t) => t.codeMismatches)))}; ` +
+        `absmax codes where bnb's CPU lookup table is farther: ${lut}/${blocks}; ` +
+        `offsets 1 ulp off in torch: ${report.tensors.filter((t) => t.offset.bnbUlpsFromCorrect > 0).length}/${report.tensors.length}; ` +
+        `dynamic-map entries differing: ${report.maps.dynamicEntriesDiffering}/256 (max ${report.maps.dynamicMaxAbsDiff.toExponential(2)})`,
+    )
   })
 
   it('our bytes load as a bitsandbytes QuantState (QuantState.from_dict)', () => {
@@ -108,7 +121,14 @@ function mergeCounts(xs: Array<Record<string, number>>): Record<string, number> 
 }
 
 describe('a checkpoint saved by transformers + bitsandbytes in 4 bit', () => {
-  interface Scored { name: string; dir: string; exact: ProbeScores[]; bnb: ProbeScores[]; rowDequant: Array<{ linear: string; cols: number; rowDequantDiffers: boolean }>; avx512: boolean }
+  interface Scored {
+    name: string
+    dir: string
+    exact: ProbeScores[]
+    bnb: ProbeScores[]
+    rowDequant: Array<{ linear: string; cols: number; rowDequantDiffers: boolean }>
+    avx512: boolean
+  }
   let scored: Scored[]
   const seqs = new Map<string, ProbeSequence[]>()
 
@@ -121,32 +141,40 @@ describe('a checkpoint saved by transformers + bitsandbytes in 4 bit', () => {
     })
   }, 900_000)
 
-  it.each(['stories260K', ...TINY_FAMILIES.map((f) => f.name)])('%s: loads in our engine with bnb\'s weights', async (name) => {
-    const s = scored.find((x) => x.name === name)!
-    const model = await openEngine(s.dir, 'nf4')
-    try {
-      expect(model.info().quantizedLinears).toBe(model.info().config.layers * 7)
-      const ours = await scoreProbes(model, seqs.get(name)!)
-      // Against bnb's dequantized weights under our stated numerics (bf16 inputs and weights, fp32 sums): equal.
-      const exact = Math.max(...ours.map((o, i) => maxScaledDiff(o.logps, s.exact[i]!.logps)))
-      const exactMean = Math.max(...ours.map((o, i) => maxScaledDiff([o.logitsMean], [s.exact[i]!.logitsMean])))
-      // Against bnb's own forward on the CPU, which rounds each 4-bit matmul's output to bf16 and, in bnb 0.50, mis-
-      // dequantizes weights whose rows are not whole 64-blocks (docs/reference-parity.md): reported, not asserted.
-      const bnb = Math.max(...ours.map((o, i) => maxScaledDiff([...o.logps, o.logitsMean], [...s.bnb[i]!.logps, s.bnb[i]!.logitsMean])))
-      console.log(`nf4 checkpoint ${name}: max scaled difference vs bnb's dequantized weights ${exact.toExponential(2)} ` +
-        `(mean logit ${exactMean.toExponential(2)}), ` +
-        `vs bnb's CPU forward ${bnb.toExponential(2)}`)
-      // Both sides round activations to bf16 before each 4-bit matmul; where an activation sits at a bf16 rounding
-      // boundary, the last-bit fp32 difference of the two implementations (summation order) rounds it apart, and
-      // the positions after it differ by up to ~1e-3 (docs/reference-parity.md). Elsewhere the agreement is 1e-7.
-      expect(exact).toBeLessThan(2e-3)
-      expect(exactMean).toBeLessThan(1e-4)
-      // The bnb CPU bug, pinned: its AVX-512 kernel (taken when in_features is a multiple of 16) indexes the absmax
-      // per row, wrong exactly where in_features % 64 != 0. When a bnb release fixes it this fails, and
-      // docs/reference-parity.md should say so.
-      for (const r of s.rowDequant) expect(r.rowDequantDiffers, r.linear).toBe(s.avx512 && r.cols % 64 !== 0 && r.cols % 16 === 0)
-    } finally {
-      model.dispose()
-    }
-  })
+  it.each(['stories260K', ...TINY_FAMILIES.map((f) => f.name)])(
+    "%s: loads in our engine with bnb's weights",
+    async (name) => {
+      const s = scored.find((x) => x.name === name)!
+      const model = await openEngine(s.dir, 'nf4')
+      try {
+        expect(model.info().quantizedLinears).toBe(model.info().config.layers * 7)
+        const ours = await scoreProbes(model, seqs.get(name)!)
+        // Against bnb's dequantized weights under our stated numerics (bf16 inputs and weights, fp32 sums): equal.
+        const exact = Math.max(...ours.map((o, i) => maxScaledDiff(o.logps, s.exact[i]!.logps)))
+        const exactMean = Math.max(...ours.map((o, i) => maxScaledDiff([o.logitsMean], [s.exact[i]!.logitsMean])))
+        // Against bnb's own forward on the CPU, which rounds each 4-bit matmul's output to bf16 and, in bnb 0.50, mis-
+        // dequantizes weights whose rows are not whole 64-blocks (docs/reference-parity.md): reported, not asserted.
+        const bnb = Math.max(
+          ...ours.map((o, i) => maxScaledDiff([...o.logps, o.logitsMean], [...s.bnb[i]!.logps, s.bnb[i]!.logitsMean])),
+        )
+        console.log(
+          `nf4 checkpoint ${name}: max scaled difference vs bnb's dequantized weights ${exact.toExponential(2)} ` +
+            `(mean logit ${exactMean.toExponential(2)}), ` +
+            `vs bnb's CPU forward ${bnb.toExponential(2)}`,
+        )
+        // Both sides round activations to bf16 before each 4-bit matmul; where an activation sits at a bf16 rounding
+        // boundary, the last-bit fp32 difference of the two implementations (summation order) rounds it apart, and
+        // the positions after it differ by up to ~1e-3 (docs/reference-parity.md). Elsewhere the agreement is 1e-7.
+        expect(exact).toBeLessThan(2e-3)
+        expect(exactMean).toBeLessThan(1e-4)
+        // The bnb CPU bug, pinned: its AVX-512 kernel (taken when in_features is a multiple of 16) indexes the absmax
+        // per row, wrong exactly where in_features % 64 != 0. When a bnb release fixes it this fails, and
+        // docs/reference-parity.md should say so.
+        for (const r of s.rowDequant)
+          expect(r.rowDequantDiffers, r.linear).toBe(s.avx512 && r.cols % 64 !== 0 && r.cols % 16 === 0)
+      } finally {
+        model.dispose()
+      }
+    },
+  )
 })

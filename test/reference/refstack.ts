@@ -11,7 +11,9 @@ export function refstackPython(): string {
   const env = process.env.DPO_REFSTACK_ENV || path.join(repoRoot, '.refstack', 'venv')
   const python = path.join(env, 'bin', 'python')
   if (!existsSync(python)) {
-    throw new Error(`${python} is missing: run \`bash scripts/refstack/setup.sh\` (npm run test:reference does it first)`)
+    throw new Error(
+      `${python} is missing: run \`bash scripts/refstack/setup.sh\` (npm run test:reference does it first)`,
+    )
   }
   return python
 }
@@ -31,11 +33,20 @@ export function runPy<T>(script: string, input: unknown, timeoutMs = 600_000): T
       encoding: 'utf8',
       timeout: timeoutMs,
       // One thread: the suite shares 2 cores, and single-threaded torch sums in a fixed order.
-      env: { ...process.env, OMP_NUM_THREADS: '1', TOKENIZERS_PARALLELISM: 'false', HF_HUB_OFFLINE: '1', TRANSFORMERS_VERBOSITY: 'error', PYTHONWARNINGS: 'ignore' },
+      env: {
+        ...process.env,
+        OMP_NUM_THREADS: '1',
+        TOKENIZERS_PARALLELISM: 'false',
+        HF_HUB_OFFLINE: '1',
+        TRANSFORMERS_VERBOSITY: 'error',
+        PYTHONWARNINGS: 'ignore',
+      },
       maxBuffer: 64 * 1024 * 1024,
     })
     if (r.status !== 0) {
-      throw new Error(`${script} failed (exit ${r.status ?? r.signal}):\n${(r.stderr ?? '').split('\n').slice(-30).join('\n')}`)
+      throw new Error(
+        `${script} failed (exit ${r.status ?? r.signal}):\n${(r.stderr ?? '').split('\n').slice(-30).join('\n')}`,
+      )
     }
     return JSON.parse(readFileSync(outFile, 'utf8')) as T
   } finally {

@@ -6,7 +6,7 @@ import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { promptText } from '../../src-main/services/engine/promptText'
+import { promptText } from '../../src-main/services/session/promptText'
 import { DEFAULT_SYSTEM_MESSAGE, promptIds } from '../../src-main/services/tokenizer/chatTemplate'
 import { dpoTokenize } from '../../src-main/services/tokenizer/dpoTokenize'
 import { TextTokenizer } from '../../src-main/services/tokenizer/textTokenizer'
@@ -14,14 +14,33 @@ import { familyModel } from '../helpers/familyModels'
 import { sharedPath } from '../helpers/sharedPath'
 import { runPy } from './refstack'
 
-interface TrlRow { inputIds: number[][]; attentionMask: number[][]; completionMask: number[][] }
+interface TrlRow {
+  inputIds: number[][]
+  attentionMask: number[][]
+  completionMask: number[][]
+}
 interface HfTok {
-  name: string; today: string; texts: string[]; templateIds: Array<number[] | null>; plainIds: number[][]; specialIds: number[][]; answerIds: number[][]
-  rawPlainIds: number[][]; rawSpecialIds: number[][]; rawAnswerIds: number[][]; trl: TrlRow[]
+  name: string
+  today: string
+  texts: string[]
+  templateIds: Array<number[] | null>
+  plainIds: number[][]
+  specialIds: number[][]
+  answerIds: number[][]
+  rawPlainIds: number[][]
+  rawSpecialIds: number[][]
+  rawAnswerIds: number[][]
+  trl: TrlRow[]
 }
 
-const pairs = JSON.parse(readFileSync(sharedPath('datasets/genai-hw6/labelled_data.json'), 'utf8')) as Array<{ prompt: string; support: string; oppose: string }>
-const tests = JSON.parse(readFileSync(sharedPath('datasets/genai-hw6/test_prompt.json'), 'utf8')) as Array<{ prompt: string }>
+const pairs = JSON.parse(readFileSync(sharedPath('datasets/genai-hw6/labelled_data.json'), 'utf8')) as Array<{
+  prompt: string
+  support: string
+  oppose: string
+}>
+const tests = JSON.parse(readFileSync(sharedPath('datasets/genai-hw6/test_prompt.json'), 'utf8')) as Array<{
+  prompt: string
+}>
 const questions = [...pairs.map((p) => p.prompt), ...tests.map((t) => t.prompt)]
 const answers = pairs.flatMap((p) => [p.support, p.oppose])
 
@@ -35,8 +54,13 @@ function breezeDir(): string {
   copyFileSync(path.join(mistral, 'tokenizer.json'), path.join(dir, 'tokenizer.json'))
   const cfg = JSON.parse(readFileSync(path.join(mistral, 'tokenizer_config.json'), 'utf8'))
   const breeze = JSON.parse(readFileSync(sharedPath('tokenizers/breeze-7b-instruct/chat_templates.json'), 'utf8'))
-  const entry = Object.entries(breeze).find(([k]) => k.startsWith('MediaTek-Research/Breeze-7B-Instruct'))![1] as Record<string, string>
-  writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify({ ...cfg, chat_template: entry.chat_template, pad_token: entry.pad_token }))
+  const entry = Object.entries(breeze).find(([k]) =>
+    k.startsWith('MediaTek-Research/Breeze-7B-Instruct'),
+  )![1] as Record<string, string>
+  writeFileSync(
+    path.join(dir, 'tokenizer_config.json'),
+    JSON.stringify({ ...cfg, chat_template: entry.chat_template, pad_token: entry.pad_token }),
+  )
   return dir
 }
 
@@ -50,7 +74,11 @@ const TOKENIZERS: Array<{ name: string; dir: string; templateKwargs?: { enable_t
   { name: 'qwen3', dir: sharedPath('tokenizers/qwen3') },
   // Meta's Llama 3.2 template, which prints today's date through strftime_now (the family twin carries it).
   { name: 'llama-3.2 (strftime_now date)', dir: '' },
-  { name: 'qwen3 (enable_thinking off)', dir: sharedPath('tokenizers/qwen3'), templateKwargs: { enable_thinking: false } },
+  {
+    name: 'qwen3 (enable_thinking off)',
+    dir: sharedPath('tokenizers/qwen3'),
+    templateKwargs: { enable_thinking: false },
+  },
 ]
 
 /** Templates with a space right after a special token, which transformers 5 tokenizes differently (see the test). */
@@ -65,7 +93,10 @@ beforeAll(async () => {
   at('llama-3.2 (strftime_now date)').dir = familyModel('llama-3.2-1b-instruct')
   for (const t of TOKENIZERS) ours.set(t.name, await TextTokenizer.fromDir(t.dir))
   hf = runPy<HfTok[]>('hf_tokenize.py', {
-    tokenizers: TOKENIZERS, system: DEFAULT_SYSTEM_MESSAGE, questions, answers,
+    tokenizers: TOKENIZERS,
+    system: DEFAULT_SYSTEM_MESSAGE,
+    questions,
+    answers,
     rows: pairs.map((p) => ({ chosen: p.support, rejected: p.oppose })),
   })
 }, 900_000)
@@ -83,14 +114,16 @@ describe.each(TOKENIZERS.map((t) => t.name))('%s', (name) => {
     if (thinking === false) expect(ref.texts[0]!.endsWith('<think>\n\n</think>\n\n')).toBe(true)
   })
 
-  it('prompt and answer ids equal the tokenizers library\'s on tokenizer.json, with and without special tokens', () => {
+  it("prompt and answer ids equal the tokenizers library's on tokenizer.json, with and without special tokens", () => {
     const { tok, ref } = get()
     questions.forEach((_, i) => {
       const text = ref.texts[i]!
       expect(tok.encode(text, { addSpecialTokens: false }), `question ${i}`).toEqual(ref.rawPlainIds[i])
       expect(tok.encode(text), `question ${i}`).toEqual(ref.rawSpecialIds[i])
     })
-    answers.forEach((a, i) => expect(tok.encode(a, { addSpecialTokens: false }), `answer ${i}`).toEqual(ref.rawAnswerIds[i]))
+    answers.forEach((a, i) =>
+      expect(tok.encode(a, { addSpecialTokens: false }), `answer ${i}`).toEqual(ref.rawAnswerIds[i]),
+    )
   })
 
   it('prompt ids equal apply_chat_template(tokenize=True) and tokenizer(text) of transformers 5, but for its Metaspace rebuild', () => {
@@ -98,11 +131,15 @@ describe.each(TOKENIZERS.map((t) => t.name))('%s', (name) => {
     let differ = 0
     questions.forEach((_, i) => {
       const text = ref.texts[i]!
-      const ok = (!ref.templateIds[i] || same(promptIds(tok, text), ref.templateIds[i]!)) &&
-        same(tok.encode(text, { addSpecialTokens: false }), ref.plainIds[i]!) && same(tok.encode(text), ref.specialIds[i]!)
+      const ok =
+        (!ref.templateIds[i] || same(promptIds(tok, text), ref.templateIds[i]!)) &&
+        same(tok.encode(text, { addSpecialTokens: false }), ref.plainIds[i]!) &&
+        same(tok.encode(text), ref.specialIds[i]!)
       if (!ok) differ++
     })
-    answers.forEach((a, i) => expect(tok.encode(a, { addSpecialTokens: false }), `answer ${i}`).toEqual(ref.answerIds[i]))
+    answers.forEach((a, i) =>
+      expect(tok.encode(a, { addSpecialTokens: false }), `answer ${i}`).toEqual(ref.answerIds[i]),
+    )
     // transformers 5 rebuilds Llama/Mistral tokenizers with Metaspace(prepend_scheme=always) instead of
     // tokenizer.json's Prepend + Replace normalizer: a piece after a special token that starts with a space ("<s> SYS"
     // in Breeze's template) gets one "▁" less. Only that template has such a piece.
@@ -123,13 +160,19 @@ describe.each(TOKENIZERS.map((t) => t.name))('%s', (name) => {
         const cm = trl.completionMask[s]!
         let kind: string
         if (same(ids, side.ids) && same(cm, mask)) kind = 'same'
-        else if (tok.bosId !== null && ids[0] === tok.bosId && same(ids.slice(1), side.ids) && same(cm.slice(1), mask)) kind = 'extra-bos'
+        else if (tok.bosId !== null && ids[0] === tok.bosId && same(ids.slice(1), side.ids) && same(cm.slice(1), mask))
+          kind = 'extra-bos'
         else kind = 'other'
         kinds[kind] = (kinds[kind] ?? 0) + 1
-        if (kind === 'other' && odd.length < 2) odd.push(`pair ${i} side ${s}: ours ${JSON.stringify(side.ids.slice(-12))} mask ${mask.slice(-12)}; trl ${JSON.stringify(ids.slice(-12))} mask ${cm.slice(-12)}`)
+        if (kind === 'other' && odd.length < 2)
+          odd.push(
+            `pair ${i} side ${s}: ours ${JSON.stringify(side.ids.slice(-12))} mask ${mask.slice(-12)}; trl ${JSON.stringify(ids.slice(-12))} mask ${cm.slice(-12)}`,
+          )
       })
     })
-    console.log(`tokenization ${name}: TRL-current vs ours per side ${JSON.stringify(kinds)}${odd.length ? '\n  ' + odd.join('\n  ') : ''}`)
+    console.log(
+      `tokenization ${name}: TRL-current vs ours per side ${JSON.stringify(kinds)}${odd.length ? '\n  ' + odd.join('\n  ') : ''}`,
+    )
     expect(kinds.other ?? 0, odd.join('\n')).toBe(0)
   })
 })

@@ -6,7 +6,12 @@ import { beforeAll, describe, expect, it } from 'vitest'
 import { loadPreferenceData, type PreferenceRow } from '../../src-main/services/data/preferenceFile'
 import { loadPromptsFile, type PromptRow } from '../../src-main/services/data/promptsFile'
 import { answerText } from '../../src-main/services/tokenizer/answerText'
-import { DEFAULT_SYSTEM_MESSAGE, promptIds, renderMessages, renderPrompt } from '../../src-main/services/tokenizer/chatTemplate'
+import {
+  DEFAULT_SYSTEM_MESSAGE,
+  promptIds,
+  renderMessages,
+  renderPrompt,
+} from '../../src-main/services/tokenizer/chatTemplate'
 import { TextTokenizer } from '../../src-main/services/tokenizer/textTokenizer'
 import {
   BYTE_TOKEN_OFFSET,
@@ -57,7 +62,10 @@ describe('sample dataset (resources/sample-dataset)', () => {
   })
 
   it('has short, non-empty answers whose two sides differ', () => {
-    for (const [s, max] of [[zh, 40], [en, 100]] as const) {
+    for (const [s, max] of [
+      [zh, 40],
+      [en, 100],
+    ] as const) {
       for (const r of s.rows) {
         for (const answer of [r.support!, r.oppose!]) {
           expect(answer.trim().length).toBeGreaterThan(0)
@@ -113,9 +121,13 @@ describe('demo tokenizer (scripts/demo-model/buildTokenizer.ts)', () => {
     texts = [...sampleTexts(zh), ...sampleTexts(en)]
     const { tokenizerJson, tokenizerConfig } = buildDemoTokenizer(texts)
     // Through JSON, as the files on disk will be read.
-    tok = TextTokenizer.fromObjects(JSON.parse(JSON.stringify(tokenizerJson)), JSON.parse(JSON.stringify(tokenizerConfig)), {
-      source: 'demo tokenizer',
-    })
+    tok = TextTokenizer.fromObjects(
+      JSON.parse(JSON.stringify(tokenizerJson)),
+      JSON.parse(JSON.stringify(tokenizerConfig)),
+      {
+        source: 'demo tokenizer',
+      },
+    )
   })
 
   it('has <unk>=0, <s>=1, </s>=2, then the 256 byte tokens', () => {
@@ -187,7 +199,9 @@ describe('demo tokenizer (scripts/demo-model/buildTokenizer.ts)', () => {
       { role: 'user', content: row.prompt as string },
     ]
     const prompt = renderMessages(tok, messages)
-    const full = renderMessages(tok, [...messages, { role: 'assistant', content: row.support! }], { addGenerationPrompt: false })
+    const full = renderMessages(tok, [...messages, { role: 'assistant', content: row.support! }], {
+      addGenerationPrompt: false,
+    })
     expect(full).toBe(`${prompt}${row.support}</s>`)
     expect(tok.chatTemplateSource).toBe(DEMO_CHAT_TEMPLATE)
   })

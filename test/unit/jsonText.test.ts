@@ -1,17 +1,17 @@
 // Where a JSON text is malformed, in our own words (src-main/services/data/jsonText.ts): line, column and top-level
 // element for each kind of fault, as the readers' messages report them (docs/fuzzing.md). Hostile depth and the
 // quoting helpers are in messageText.test.ts.
-import { describe, expect, it } from 'vitest';
-import { JsonSyntaxError, parseJson } from '../../src-main/services/data/jsonText';
+import { describe, expect, it } from 'vitest'
+import { JsonSyntaxError, parseJson } from '../../src-main/services/data/jsonText'
 
 function syntaxError(text: string): JsonSyntaxError {
   try {
-    parseJson(text);
+    parseJson(text)
   } catch (e) {
-    if (e instanceof JsonSyntaxError) return e;
-    throw e;
+    if (e instanceof JsonSyntaxError) return e
+    throw e
   }
-  throw new Error('parsed');
+  throw new Error('parsed')
 }
 
 describe('parseJson', () => {
@@ -28,7 +28,13 @@ describe('parseJson', () => {
     ['"\\x"', 1, 2, null, 'an invalid escape sequence'],
     ['-', 1, 1, null, 'an invalid number'],
   ])('%j: line %d, column %d, element %s: %s', (text, line, column, element, what) => {
-    expect(() => JSON.parse(text)).toThrow(SyntaxError);
-    expect(syntaxError(text)).toMatchObject({ line, column, element, what, message: `not valid JSON at line ${line}, column ${column}: ${what}` });
-  });
-});
+    expect(() => JSON.parse(text)).toThrow(SyntaxError)
+    expect(syntaxError(text)).toMatchObject({
+      line,
+      column,
+      element,
+      what,
+      message: `not valid JSON at line ${line}, column ${column}: ${what}`,
+    })
+  })
+})

@@ -14,7 +14,10 @@ interface LockEntry {
   cpu?: string[]
 }
 
-const lock = JSON.parse(readFileSync(path.join(repoRoot, 'package-lock.json'), 'utf8')) as { lockfileVersion: number; packages: Record<string, LockEntry> }
+const lock = JSON.parse(readFileSync(path.join(repoRoot, 'package-lock.json'), 'utf8')) as {
+  lockfileVersion: number
+  packages: Record<string, LockEntry>
+}
 
 /** Where node would find `dep` from the package at `at` (its own node_modules, then each parent's, then the root's). */
 function resolveInLock(at: string, dep: string): string | null {
@@ -41,7 +44,13 @@ describe('package-lock.json', () => {
   })
 
   it('holds the native builds for macOS, Windows and Linux arm64 as well as this machine', () => {
-    for (const name of ['@rollup/rollup-darwin-arm64', '@rollup/rollup-win32-x64-msvc', '@rollup/rollup-linux-arm64-gnu', '@esbuild/darwin-x64', '@esbuild/win32-x64']) {
+    for (const name of [
+      '@rollup/rollup-darwin-arm64',
+      '@rollup/rollup-win32-x64-msvc',
+      '@rollup/rollup-linux-arm64-gnu',
+      '@esbuild/darwin-x64',
+      '@esbuild/win32-x64',
+    ]) {
       expect(lock.packages[`node_modules/${name}`], name).toBeDefined()
     }
   })

@@ -5,7 +5,7 @@ import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { loadPreferenceData, preferencePairs, type PreferencePair } from '../../src-main/services/data/preferenceFile'
-import { promptStyleOf, promptText } from '../../src-main/services/engine/promptText'
+import { promptStyleOf, promptText } from '../../src-main/services/session/promptText'
 import { inspectModel } from '../../src-main/services/models/inspectModel'
 import { promptIds, renderPrompt, todayChatDate } from '../../src-main/services/tokenizer/chatTemplate'
 import { dpoTokenize } from '../../src-main/services/tokenizer/dpoTokenize'
@@ -35,13 +35,17 @@ const OPENING: Record<Family, { bos: number | null; first: number[] }> = {
   'breeze-7b-instruct-v1_0': { bos: 1, first: [1] }, // the template writes <s> itself
 }
 
-describe('BOS exactly as the reference stack: the tokenizer\'s, once, in training, log-probs and generation', () => {
+describe("BOS exactly as the reference stack: the tokenizer's, once, in training, log-probs and generation", () => {
   for (const f of FAMILIES) {
     it(f, () => {
       const t = tok(f)
       const { bos, first } = OPENING[f]
       expect(t.bosId).toBe(bos)
-      const text = promptText(t, pair.prompt, promptStyleOf({ systemMessage: '回覆請少於20字', enableThinking: 'default', chatDate: '2026-03-05' }))
+      const text = promptText(
+        t,
+        pair.prompt,
+        promptStyleOf({ systemMessage: '回覆請少於20字', enableThinking: 'default', chatDate: '2026-03-05' }),
+      )
       const trained = dpoTokenize(t, text, pair.chosen, pair.rejected)
       const generated = promptIds(t, text)
       // TRL 0.9-0.11 tokenize_row: the prompt without special tokens, BOS prepended iff the tokenizer has one and
@@ -49,7 +53,9 @@ describe('BOS exactly as the reference stack: the tokenizer\'s, once, in trainin
       const trl = t.encode(text, { addSpecialTokens: false })
       if (t.bosId !== null && trl[0] !== t.bosId) trl.unshift(t.bosId)
       expect(trained.promptIds).toEqual(trl)
-      expect(trained.chosen.ids.slice(0, trained.chosen.promptLength - 1)).toEqual(trl.slice(0, trained.chosen.promptLength - 1))
+      expect(trained.chosen.ids.slice(0, trained.chosen.promptLength - 1)).toEqual(
+        trl.slice(0, trained.chosen.promptLength - 1),
+      )
       expect(generated).toEqual(trl)
       expect(trl.slice(0, first.length)).toEqual(first)
       const bosCount = trl.filter((id) => id === (bos ?? 151643)).length
@@ -66,7 +72,8 @@ describe('stop ids: every eos id of the tokenizer, config.json and generation_co
     }
   })
   it('Qwen stops on <|im_end|> and <|endoftext|>', () => {
-    for (const f of ['qwen2.5-0.5b-instruct', 'qwen3-0.6b'] as const) expect([...tok(f).eosIds].sort()).toEqual([151643, 151645])
+    for (const f of ['qwen2.5-0.5b-instruct', 'qwen3-0.6b'] as const)
+      expect([...tok(f).eosIds].sort()).toEqual([151643, 151645])
   })
 })
 
@@ -85,14 +92,17 @@ describe('chat templates render as transformers renders them', () => {
     expect(l31).not.toContain('Environment: ipython') // tools is None, as apply_chat_template passes it
   })
 
-  it('Qwen3\'s enable_thinking: off adds the empty think block, default and on leave the template\'s own', () => {
+  it("Qwen3's enable_thinking: off adds the empty think block, default and on leave the template's own", () => {
     const q = tok('qwen3-0.6b')
     const off = renderPrompt(q, 'Hi', { enableThinking: false }).text
     expect(off.endsWith('<|im_start|>assistant\n<think>\n\n</think>\n\n')).toBe(true)
     expect(renderPrompt(q, 'Hi').text.endsWith('<|im_start|>assistant\n')).toBe(true)
     expect(renderPrompt(q, 'Hi', { enableThinking: true }).text).toBe(renderPrompt(q, 'Hi').text)
     expect(promptStyleOf({ systemMessage: 's', enableThinking: 'off' })).toEqual({ system: 's', enableThinking: false })
-    expect(promptStyleOf({ systemMessage: 's', enableThinking: 'default', chatDate: '2026-01-02' })).toEqual({ system: 's', chatDate: '2026-01-02' })
+    expect(promptStyleOf({ systemMessage: 's', enableThinking: 'default', chatDate: '2026-01-02' })).toEqual({
+      system: 's',
+      chatDate: '2026-01-02',
+    })
   })
 
   it('strftime_now writes C-locale names whatever the host locale', () => {
@@ -107,7 +117,10 @@ describe('chat templates render as transformers renders them', () => {
     const dir = tempDir('dpo-jinja-')
     const src = familyModel('qwen2.5-0.5b-instruct')
     for (const f of ['tokenizer.json', 'tokenizer_config.json']) copyFileSync(path.join(src, f), path.join(dir, f))
-    writeFileSync(path.join(dir, 'chat_template.jinja'), '{% for m in messages %}[{{ m.role }}]{{ m.content }}{% endfor %}')
+    writeFileSync(
+      path.join(dir, 'chat_template.jinja'),
+      '{% for m in messages %}[{{ m.role }}]{{ m.content }}{% endfor %}',
+    )
     const t = await TextTokenizer.fromDir(dir)
     expect(renderPrompt(t, 'Hi', { system: '' }).text).toBe('[user]Hi')
   })
@@ -125,12 +138,13 @@ describe('one source of truth for "supported": the panel runs the loader\'s chec
     expect(bnb.params).toBeGreaterThan(151936 * 56) // the engine's count, biases and all
   })
 
-  it('says why a folder will not load, in the loader\'s words', async () => {
+  it("says why a folder will not load, in the loader's words", async () => {
     const relabel = (arch: string, extra: Record<string, unknown> = {}) => {
       const dir = tempDir('dpo-relabel-')
       const src = familyModel('qwen3-0.6b')
       mkdirSync(dir, { recursive: true })
-      for (const f of ['model.safetensors', 'tokenizer.json', 'tokenizer_config.json']) copyFileSync(path.join(src, f), path.join(dir, f))
+      for (const f of ['model.safetensors', 'tokenizer.json', 'tokenizer_config.json'])
+        copyFileSync(path.join(src, f), path.join(dir, f))
       const cfg = JSON.parse(readFileSync(path.join(src, 'config.json'), 'utf8')) as Record<string, unknown>
       writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...cfg, architectures: [arch], ...extra }))
       return dir
@@ -140,10 +154,12 @@ describe('one source of truth for "supported": the panel runs the loader\'s chec
     expect(asLlama.supported).toBe(false)
     expect(asLlama.note).toMatch(/self_attn\.[qk]_norm\.weight .* is not part of a LlamaForCausalLM model/)
     expect((await inspectModel(relabel('Gemma2ForCausalLM'))).note).toMatch(/Gemma 2 is not supported/)
-    const breeze2 = await inspectModel(relabel('InternVLChatModel', { llm_config: { architectures: ['LlamaForCausalLM'] } }))
-    expect(breeze2.note).toMatch(/multimodal model.*LlamaForCausalLM, config\.json 'llm_config'/)
-    expect((await inspectModel(relabel('Qwen3ForCausalLM', { rope_scaling: { rope_type: 'longrope', factor: 4 } }))).note).toMatch(
-      /rope_scaling type 'longrope' is not supported/,
+    const breeze2 = await inspectModel(
+      relabel('InternVLChatModel', { llm_config: { architectures: ['LlamaForCausalLM'] } }),
     )
+    expect(breeze2.note).toMatch(/multimodal model.*LlamaForCausalLM, config\.json 'llm_config'/)
+    expect(
+      (await inspectModel(relabel('Qwen3ForCausalLM', { rope_scaling: { rope_type: 'longrope', factor: 4 } }))).note,
+    ).toMatch(/rope_scaling type 'longrope' is not supported/)
   })
 })

@@ -1,7 +1,15 @@
 // The bench:peers arithmetic: medians/ranges, the FLOP and byte floors at the issue-16 shapes, the log-prob check.
 import { describe, expect, it } from 'vitest'
 import {
-  againstTarget, decodeBytesNf4, decodeBytesQ4_0, forwardFlops, greedyParting, linearWeights, logpsAgree, spread, trainingFlops,
+  againstTarget,
+  decodeBytesNf4,
+  decodeBytesQ4_0,
+  forwardFlops,
+  greedyParting,
+  linearWeights,
+  logpsAgree,
+  spread,
+  trainingFlops,
 } from '../../scripts/bench/peersMath'
 
 const llama042b = { hidden: 896, layers: 24, heads: 14, kvHeads: 2, ffn: 4864, vocab: 32000 }
@@ -39,9 +47,22 @@ describe('bench:peers arithmetic', () => {
   })
 
   it('accepts equal log-probs and rejects a pair that differs', () => {
-    const a = [[-315.3411865, -396.7592163], [-402.343994, -351.928009]]
-    expect(logpsAgree(a, [[-315.341166, -396.759244], [-402.343985, -351.928057]]).ok).toBe(true)
-    expect(logpsAgree(a, [[-315.341166, -396.759244], [-402.2, -351.928057]]).ok).toBe(false)
+    const a = [
+      [-315.3411865, -396.7592163],
+      [-402.343994, -351.928009],
+    ]
+    expect(
+      logpsAgree(a, [
+        [-315.341166, -396.759244],
+        [-402.343985, -351.928057],
+      ]).ok,
+    ).toBe(true)
+    expect(
+      logpsAgree(a, [
+        [-315.341166, -396.759244],
+        [-402.2, -351.928057],
+      ]).ok,
+    ).toBe(false)
     expect(logpsAgree(a, a.slice(0, 1)).ok).toBe(false)
     expect(logpsAgree([], []).ok).toBe(false)
   })

@@ -101,10 +101,10 @@ class Backend {
                                 const float* rstd, int M, int C) = 0;
   virtual void rope_backward(float* dx, const int* pos, int M, int H, int HD, const RopeTable& table) = 0;
   virtual void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* probs,
-                                  const float* q, const float* k, const float* v, int B, int T, int S, int NH,
-                                  int NKV, int HD) = 0;
-  virtual void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up,
-                               int M, int F) = 0;
+                                  const float* q, const float* k, const float* v, int B, int T, int S, int NH, int NKV,
+                                  int HD) = 0;
+  virtual void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int M,
+                               int F) = 0;
   virtual void logsoftmax_gather_backward(float* dlogits, const float* dlogp, const float* logits, const float* lse,
                                           const int* target, int M, int V) = 0;
 
@@ -138,8 +138,8 @@ class Backend {
   // combines the per-tensor norms (train/optimizer.h norm_of_norms). n == 0 gives 0.
   virtual void l2_norm(float* out, const float* x, int64_t n) = 0;
   // torch AdamW: param, exp_avg, exp_avg_sq (n) updated in place from grad (n).
-  virtual void adamw_step(float* param, float* exp_avg, float* exp_avg_sq, const float* grad,
-                          const AdamWStepScalars& s, int64_t n) = 0;
+  virtual void adamw_step(float* param, float* exp_avg, float* exp_avg_sq, const float* grad, const AdamWStepScalars& s,
+                          int64_t n) = 0;
   // bnb's 32-bit AdamW kernel (tensors below kAdam8bitMinSize): fp32 state m, v (n); non-finite g flows through.
   virtual void adamw_bnb32_step(float* param, float* m, float* v, const float* grad, const BnbAdamStepScalars& s,
                                 int64_t n) = 0;

@@ -93,9 +93,9 @@ struct GenerateOptions {
 };
 struct GenerateResult {
   std::vector<std::vector<int32_t>> tokens;  // per prompt: the generated ids (without the prompt)
-  std::vector<std::string> finish;           // per prompt: "eos" | "length" | "context" | "cancelled"
-  int decode_steps = 0;                      // KV-cached steps after the prefill
-  int replayed_steps = 0;                    // of those, replayed from a recording (CUDA graphs; 0 on the CPU)
+  std::vector<std::string> finish;  // per prompt: "eos" | "length" | "context" | "cancelled"
+  int decode_steps = 0;  // KV-cached steps after the prefill
+  int replayed_steps = 0;  // of those, replayed from a recording (CUDA graphs; 0 on the CPU)
 };
 using TokenCallback = std::function<void(int sequence, int32_t token)>;
 

@@ -15,7 +15,7 @@ enum class ErrorCode {
   Io,         // E_IO: a file could not be read or written
   Internal,   // E_INTERNAL: a bug; the message says where
   DeviceFault,  // E_DEVICE_FAULT: the GPU faulted; its context is unusable until the process restarts
-  TooLong,      // E_TOO_LONG: a sequence or a generation would run past the model's context (max_position_embeddings)
+  TooLong,  // E_TOO_LONG: a sequence or a generation would run past the model's context (max_position_embeddings)
 };
 
 inline const char* error_code_name(ErrorCode c) {
@@ -43,6 +43,9 @@ class EngineError : public std::runtime_error {
   ErrorCode code_;
 };
 
-[[noreturn]] inline void fail(ErrorCode code, const std::string& message) { throw EngineError(code, message); }
+[[noreturn]]
+inline void fail(ErrorCode code, const std::string& message) {
+  throw EngineError(code, message);
+}
 
 }  // namespace dpo

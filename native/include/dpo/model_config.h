@@ -41,17 +41,17 @@ struct ModelConfig {
   // for dynamic RoPE, whose scaling exists for sequences past it (docs/decisions.md "Context limits").
   int context = 0;
   float rope_theta = 10000.0f;
-  RopeScaling rope;             // the frequency table's shape (model/rope_table.h)
+  RopeScaling rope;  // the frequency table's shape (model/rope_table.h)
   float rms_norm_eps = 1e-6f;
   bool tie_embeddings = false;  // lm_head shares embed_tokens
-  bool qkv_bias = false;        // Qwen2 (and Llama attention_bias): q/k/v projections carry biases
-  bool o_bias = false;          // Llama / Qwen3 attention_bias: o_proj carries a bias too
-  bool qk_norm = false;         // Qwen3: RMSNorm over head_dim on every q and k head, before RoPE
-  int sliding_window = 0;       // > 0: keys further back than this are not attended (sequences longer are refused)
-  bool prequantized = false;    // quantization_config says bitsandbytes 4-bit: linears without NF4 data stay 16-bit
-  int bos_token_id = -1;        // -1 when absent
+  bool qkv_bias = false;  // Qwen2 (and Llama attention_bias): q/k/v projections carry biases
+  bool o_bias = false;  // Llama / Qwen3 attention_bias: o_proj carries a bias too
+  bool qk_norm = false;  // Qwen3: RMSNorm over head_dim on every q and k head, before RoPE
+  int sliding_window = 0;  // > 0: keys further back than this are not attended (sequences longer are refused)
+  bool prequantized = false;  // quantization_config says bitsandbytes 4-bit: linears without NF4 data stay 16-bit
+  int bos_token_id = -1;  // -1 when absent
   std::vector<int> eos_token_ids;
-  std::string torch_dtype;      // as written ("bfloat16", "float16", "float32" or "")
+  std::string torch_dtype;  // as written ("bfloat16", "float16", "float32" or "")
 };
 
 // Parses config.json text. `source` names the file in error messages.

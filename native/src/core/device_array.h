@@ -41,7 +41,9 @@ class DeviceArray {
     a.upload(host, n);
     return a;
   }
-  static DeviceArray from_host(Backend& be, const std::vector<T>& host) { return from_host(be, host.data(), host.size()); }
+  static DeviceArray from_host(Backend& be, const std::vector<T>& host) {
+    return from_host(be, host.data(), host.size());
+  }
 
   T* get() const { return p_; }
   size_t size() const { return n_; }

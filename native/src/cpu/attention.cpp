@@ -13,9 +13,8 @@ namespace dpo::cpu {
 
 // Every (b, t, h) query row is computed alone from its q, its qpos and sequence b's keys, so the result does not
 // depend on B, T or the thread split (batched generation equals one-at-a-time generation).
-void attention_forward(float* out /*(B,T,NH*HD)*/, float* probs /*(B,NH,T,S) or null*/,
-                       const float* q /*(B,T,NH*HD)*/, const float* k /*(B,S,NKV*HD)*/,
-                       const float* v /*(B,S,NKV*HD)*/, const int* qpos /*(B*T)*/,
+void attention_forward(float* out /*(B,T,NH*HD)*/, float* probs /*(B,NH,T,S) or null*/, const float* q /*(B,T,NH*HD)*/,
+                       const float* k /*(B,S,NKV*HD)*/, const float* v /*(B,S,NKV*HD)*/, const int* qpos /*(B*T)*/,
                        const uint8_t* key_valid /*(B,S) or null*/, int B, int T, int S, int NH, int NKV, int HD) {
   if (NKV <= 0 || NH % NKV != 0) fail(ErrorCode::BadInput, "attention: NH must be a multiple of NKV");
   const int group = NH / NKV;                                  // query head h reads kv head h / group (GQA)

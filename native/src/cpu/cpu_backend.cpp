@@ -23,7 +23,9 @@ class CpuBackend final : public Backend {
 
   void* alloc(size_t bytes) override {
     void* p = std::malloc(bytes ? bytes : 1);
-    if (!p) fail(ErrorCode::Oom, "out of memory allocating " + std::to_string(bytes >> 20) + " MiB on the CPU: use a smaller model or batch");
+    if (!p)
+      fail(ErrorCode::Oom,
+           "out of memory allocating " + std::to_string(bytes >> 20) + " MiB on the CPU: use a smaller model or batch");
     {
       std::lock_guard<std::mutex> lock(mu_);
       sizes_[p] = bytes;

@@ -34,7 +34,8 @@ class GuardedCpuBackend final : public Backend {
   void* alloc(size_t bytes) override {
     const size_t mapped = (std::max<size_t>(bytes, 1) + page_ - 1) / page_ * page_;
     void* p = mmap(nullptr, mapped, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) fail(ErrorCode::Oom, "cpu-guarded: out of memory allocating " + std::to_string(bytes) + " bytes");
+    if (p == MAP_FAILED)
+      fail(ErrorCode::Oom, "cpu-guarded: out of memory allocating " + std::to_string(bytes) + " bytes");
     {
       std::lock_guard<std::mutex> lock(mu_);
       regions_[reinterpret_cast<uintptr_t>(p)] = Region{bytes, mapped};
@@ -292,8 +293,8 @@ class GuardedCpuBackend final : public Backend {
         auto it = be_.regions_.upper_bound(a);
         if (it == be_.regions_.begin() || a > std::prev(it)->first + std::prev(it)->second.bytes) {
           be_.mu_.unlock();
-          fail(ErrorCode::Internal, std::string("cpu-guarded: ") + op +
-                                        " was handed host memory where backend memory belongs");
+          fail(ErrorCode::Internal,
+               std::string("cpu-guarded: ") + op + " was handed host memory where backend memory belongs");
         }
         --it;
         if (std::find(open_.begin(), open_.end(), it->first) == open_.end()) {

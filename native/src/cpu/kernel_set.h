@@ -17,13 +17,13 @@
 #endif
 
 // Declares one set's kernels (signatures and shapes as the same-named ops in ops.h) in namespace dpo::cpu::ns.
-#define DPO_DECLARE_MATMUL_KERNELS(ns)                                                                          \
-  namespace dpo::cpu::ns {                                                                                      \
-  void matmul_forward(float* out, const float* x, const float* w, const float* bias, int M, int K, int N);     \
-  void matmul_backward(float* dx, float* dw, float* dbias, const float* dout, const float* x, const float* w,  \
-                       int M, int K, int N);                                                                    \
-  void matmul_bf16_forward(float* out, const float* x, const uint16_t* w, int M, int K, int N);                \
-  void matmul_bf16_backward_input(float* dx, const float* dout, const uint16_t* w, int M, int K, int N);       \
-  void matmul_nf4_forward(float* out, const float* x, const Nf4Matrix& w, const float* bias, int M);           \
-  void matmul_nf4_backward_input(float* dx, const float* dout, const Nf4Matrix& w, int M);                     \
+#define DPO_DECLARE_MATMUL_KERNELS(ns)                                                                               \
+  namespace dpo::cpu::ns {                                                                                           \
+  void matmul_forward(float* out, const float* x, const float* w, const float* bias, int M, int K, int N);           \
+  void matmul_backward(float* dx, float* dw, float* dbias, const float* dout, const float* x, const float* w, int M, \
+                       int K, int N);                                                                                \
+  void matmul_bf16_forward(float* out, const float* x, const uint16_t* w, int M, int K, int N);                      \
+  void matmul_bf16_backward_input(float* dx, const float* dout, const uint16_t* w, int M, int K, int N);             \
+  void matmul_nf4_forward(float* out, const float* x, const Nf4Matrix& w, const float* bias, int M);                 \
+  void matmul_nf4_backward_input(float* dx, const float* dout, const Nf4Matrix& w, int M);                           \
   }

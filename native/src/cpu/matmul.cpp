@@ -69,8 +69,8 @@ void matmul_forward(float* out /*(M,N)*/, const float* x /*(M,K)*/, const float*
   forward(out, x, w, bias, M, K, N);
 }
 
-void matmul_bf16_forward(float* out /*(M,N)*/, const float* x /*(M,K)*/, const uint16_t* w /*(N,K) bf16*/, int M,
-                         int K, int N) {
+void matmul_bf16_forward(float* out /*(M,N)*/, const float* x /*(M,K)*/, const uint16_t* w /*(N,K) bf16*/, int M, int K,
+                         int N) {
   forward(out, x, w, nullptr, M, K, N);
 }
 

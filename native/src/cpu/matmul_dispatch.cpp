@@ -29,10 +29,10 @@ struct KernelSet {
   decltype(&matmul_nf4_backward_input) nf4_backward_input;
 };
 
-#define DPO_KERNEL_SET(label, ns)                                                                                   \
-  KernelSet {                                                                                                       \
+#define DPO_KERNEL_SET(label, ns)                                                                                \
+  KernelSet {                                                                                                    \
     label, &ns::matmul_forward, &ns::matmul_backward, &ns::matmul_bf16_forward, &ns::matmul_bf16_backward_input, \
-        &ns::matmul_nf4_forward, &ns::matmul_nf4_backward_input                                                   \
+        &ns::matmul_nf4_forward, &ns::matmul_nf4_backward_input                                                  \
   }
 
 #if defined(DPO_CPU_KERNEL_SETS)

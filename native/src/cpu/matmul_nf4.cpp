@@ -97,8 +97,7 @@ void matmul_nf4_forward(float* out /*(M,N)*/, const float* x /*(M,K)*/, const Nf
   });
 }
 
-void matmul_nf4_backward_input(float* dx /*(M,K)*/, const float* dout /*(M,N)*/, const Nf4Matrix& w /*(N,K)*/,
-                               int M) {
+void matmul_nf4_backward_input(float* dx /*(M,K)*/, const float* dout /*(M,N)*/, const Nf4Matrix& w /*(N,K)*/, int M) {
   const int64_t N = w.rows, K = w.cols;
   if (M <= 0 || N <= 0 || K <= 0) return;
   std::vector<float> absmax_tmp;

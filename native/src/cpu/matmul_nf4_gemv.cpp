@@ -27,8 +27,8 @@ constexpr int kMaxMT = 4;  // x rows per pass over the weights
 // 16-element chunk in kPackedLaneElement order. Each lane adds its k % 16 class in increasing k (one FMA each); the
 // lanes are put back in k order and summed by reduce16: dot_tile's arithmetic exactly.
 template <int MT, int R>
-void gemv_tile(float* out, int64_t ldo, const float* xp, int64_t K, const Nf4Matrix& w, const float* code8,
-               int64_t n, const float* bias) {
+void gemv_tile(float* out, int64_t ldo, const float* xp, int64_t K, const Nf4Matrix& w, const float* code8, int64_t n,
+               const float* bias) {
   f32x16 acc[R][MT];
   for (int r = 0; r < R; r++)
     for (int m = 0; m < MT; m++) acc[r][m] = f32x16{};

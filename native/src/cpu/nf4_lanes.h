@@ -1,5 +1,6 @@
 // NF4 decoding on 16 lanes, shared by the fused NF4 matmuls: a block's 16-entry table of bf16-valued weights
-// (docs/cpu-kernels.md) and the lookup of 16 packed nibbles in it, done in registers (AVX-512 / AVX2) or in scalar code.
+// (docs/cpu-kernels.md) and the lookup of 16 packed nibbles in it, done in registers (AVX-512 / AVX2) or in scalar
+// code.
 #pragma once
 #include <cstring>
 

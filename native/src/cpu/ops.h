@@ -18,8 +18,8 @@ bool use_matmul_kernel_set(const char* name);
 // out (M,N) = x (M,K) . w (N,K)^T + bias (N, may be null).
 void matmul_forward(float* out, const float* x, const float* w, const float* bias, int M, int K, int N);
 // dx (M,K) += dout (M,N) . w (N,K);  dw (N,K) += dout^T . x  (dw may be null);  dbias (N) += sum_m dout (may be null).
-void matmul_backward(float* dx, float* dw, float* dbias, const float* dout, const float* x, const float* w,
-                     int M, int K, int N);
+void matmul_backward(float* dx, float* dw, float* dbias, const float* dout, const float* x, const float* w, int M,
+                     int K, int N);
 // The same two products with bf16 weights (a bf16 checkpoint's lm_head): each weight is widened exactly, so the
 // results equal matmul_forward / matmul_backward's dx on the fp32 copy bit for bit, reading half the bytes.
 void matmul_bf16_forward(float* out, const float* x, const uint16_t* w, int M, int K, int N);
@@ -35,8 +35,8 @@ void matmul_nf4_backward_input(float* dx, const float* dout, const Nf4Matrix& w,
 // out (M,C) = x / sqrt(mean(x^2) + eps) * w; rstd (M) saved for backward (may be null).
 void rmsnorm_forward(float* out, float* rstd, const float* x, const float* w, int M, int C, float eps);
 // dx (M,C) += ..., dw (C) += ... (dw may be null).
-void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, const float* w, const float* rstd,
-                      int M, int C);
+void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, const float* w, const float* rstd, int M,
+                      int C);
 
 // In-place rotate-half RoPE on x (M, H*HD) where row m sits at position pos[m], with inv_freq (HD/2) from the
 // model's RoPE table (model/rope_table.h): angle = pos*inv_freq[j] in fp32, c = cos*scaling, s = sin*scaling,

@@ -100,8 +100,8 @@ inline void dot_tile(float* out, int64_t ldo, const float* x, int64_t ldx, const
 
 // out (rows m0..m1, ldo) = x (rows m0..m1, ldx) . w (rows n0..n1, ldw)^T (+ bias), tiled MR x NR with 1-wide edges.
 template <class W>
-inline void dot_rows(float* out, int64_t ldo, const float* x, int64_t ldx, const W* w, int64_t ldw,
-                     const float* bias, int64_t m0, int64_t m1, int64_t n0, int64_t n1, int64_t K) {
+inline void dot_rows(float* out, int64_t ldo, const float* x, int64_t ldx, const W* w, int64_t ldw, const float* bias,
+                     int64_t m0, int64_t m1, int64_t n0, int64_t n1, int64_t K) {
   for (int64_t m = m0; m < m1;) {
     const bool full_m = m + kDotMR <= m1;
     for (int64_t n = n0; n < n1;) {
@@ -132,8 +132,8 @@ inline void dot_rows(float* out, int64_t ldo, const float* x, int64_t ldx, const
 // l < 16*LQ. Each acc element is a sequential fp32 sum over j, so chunking j (resuming from acc) or changing IR
 // never changes it.
 template <int IR, int LQ, class B>
-inline void axpy_tile(float* acc, int64_t lda, const float* coef, int64_t csi, int64_t csj, const B* b,
-                      int64_t ldb, int64_t J) {
+inline void axpy_tile(float* acc, int64_t lda, const float* coef, int64_t csi, int64_t csj, const B* b, int64_t ldb,
+                      int64_t J) {
   f32x16 a[IR][LQ];
   for (int i = 0; i < IR; i++)
     for (int q = 0; q < LQ; q++) a[i][q] = load16(acc + i * lda + q * kLanes);
@@ -151,8 +151,8 @@ inline void axpy_tile(float* acc, int64_t lda, const float* coef, int64_t csi, i
 
 // The scalar form of axpy_tile for a ragged column tail (L < 16): a sequential sum over j per element.
 template <class B>
-inline void axpy_tail(float* acc, int64_t lda, const float* coef, int64_t csi, int64_t csj, const B* b,
-                      int64_t ldb, int64_t I, int64_t J, int64_t L) {
+inline void axpy_tail(float* acc, int64_t lda, const float* coef, int64_t csi, int64_t csj, const B* b, int64_t ldb,
+                      int64_t I, int64_t J, int64_t L) {
   for (int64_t i = 0; i < I; i++)
     for (int64_t l = 0; l < L; l++) {
       float s = acc[i * lda + l];
@@ -175,8 +175,8 @@ constexpr int kAxpyCols = kAxpyLQ * kLanes;
 // acc (I rows, lda) += coef (I x J, strides csi/csj) . b (J rows, ldb) over columns [0, L): full kAxpyCols tiles,
 // then 16-wide tiles, then the scalar tail. Every element is the same sequential sum over j.
 template <class B>
-inline void axpy_rows(float* acc, int64_t lda, const float* coef, int64_t csi, int64_t csj, const B* b,
-                      int64_t ldb, int64_t I, int64_t J, int64_t L) {
+inline void axpy_rows(float* acc, int64_t lda, const float* coef, int64_t csi, int64_t csj, const B* b, int64_t ldb,
+                      int64_t I, int64_t J, int64_t L) {
   int64_t l = 0;
   for (; l + kAxpyCols <= L; l += kAxpyCols) {
     int64_t i = 0;

@@ -50,8 +50,9 @@ void attention_decode(float* out, const float* q, const float* kcache, const flo
                       const int* pos, int M, int S, int NH, int NKV, int HD) {
   const int64_t QD = int64_t(NH) * HD, KVD = int64_t(NKV) * HD;
   for (int r = 0; r < M; r++) {
-    if (pos[r] < 0 || pos[r] >= S) fail(ErrorCode::Internal, "attention_decode: position " + std::to_string(pos[r]) +
-                                                                 " is outside the cache (" + std::to_string(S) + ")");
+    if (pos[r] < 0 || pos[r] >= S)
+      fail(ErrorCode::Internal, "attention_decode: position " + std::to_string(pos[r]) + " is outside the cache (" +
+                                    std::to_string(S) + ")");
     // The sequence's cache rows start at seq*S; S = pos+1 keys makes the work (and the result) what a full-sequence
     // pass computes for that position.
     const int64_t base = int64_t(seq[r]) * S * KVD;

@@ -354,8 +354,8 @@ void launch_attention_forward(cudaStream_t stream, float* out, float* probs, con
   const float scale = float(1.0 / std::sqrt(double(HD)));  // as the CPU
   const size_t smem = sizeof(float) * (size_t(HD) + size_t(S) + kRowThreads);
   helpers::allow_dynamic_smem(attention_forward_kernel, smem, op, "S = " + std::to_string(S));
-  attention_forward_kernel<<<unsigned(rows), kRowThreads, smem, stream>>>(out, probs, q, k, v, qpos, key_valid,
-                                                                          nullptr, T, S, NH, NKV, HD, NH / NKV, scale);
+  attention_forward_kernel<<<unsigned(rows), kRowThreads, smem, stream>>>(out, probs, q, k, v, qpos, key_valid, nullptr,
+                                                                          T, S, NH, NKV, HD, NH / NKV, scale);
   check_last_launch(op);
 }
 
@@ -371,9 +371,8 @@ void launch_attention_decode(cudaStream_t stream, float* out, const float* q, co
   const float scale = float(1.0 / std::sqrt(double(HD)));
   const size_t smem = sizeof(float) * (size_t(HD) + size_t(S) + kRowThreads);
   helpers::allow_dynamic_smem(attention_forward_kernel, smem, op, "S = " + std::to_string(S));
-  attention_forward_kernel<<<unsigned(rows), kRowThreads, smem, stream>>>(out, nullptr, q, kcache, vcache, pos,
-                                                                          nullptr, seq, 1, S, NH, NKV, HD, NH / NKV,
-                                                                          scale);
+  attention_forward_kernel<<<unsigned(rows), kRowThreads, smem, stream>>>(out, nullptr, q, kcache, vcache, pos, nullptr,
+                                                                          seq, 1, S, NH, NKV, HD, NH / NKV, scale);
   check_last_launch(op);
 }
 
@@ -398,22 +397,22 @@ void launch_attention_backward(cudaStream_t stream, float* dq, float* dk, float*
     return;
   }
   Scratch D(sizeof(float) * size_t(rows), stream, op);
-  attention_backward_dq_kernel<<<unsigned(rows), kRowThreads, smem, stream>>>(dq, D.p, dout, probs, k, v, T, S, NH,
-                                                                              NKV, HD, group, scale);
+  attention_backward_dq_kernel<<<unsigned(rows), kRowThreads, smem, stream>>>(dq, D.p, dout, probs, k, v, T, S, NH, NKV,
+                                                                              HD, group, scale);
   check_last_launch(op);
   const unsigned keys = unsigned(int64_t(B) * NKV * S);
   if (HD <= 32)
-    attention_backward_dkv_kernel<1><<<keys, kKeyThreads, 0, stream>>>(dk, dv, dout, probs, q, v, D.p, T, S, NH, NKV,
-                                                                        HD, group, scale);
+    attention_backward_dkv_kernel<1>
+        <<<keys, kKeyThreads, 0, stream>>>(dk, dv, dout, probs, q, v, D.p, T, S, NH, NKV, HD, group, scale);
   else if (HD <= 64)
-    attention_backward_dkv_kernel<2><<<keys, kKeyThreads, 0, stream>>>(dk, dv, dout, probs, q, v, D.p, T, S, NH, NKV,
-                                                                        HD, group, scale);
+    attention_backward_dkv_kernel<2>
+        <<<keys, kKeyThreads, 0, stream>>>(dk, dv, dout, probs, q, v, D.p, T, S, NH, NKV, HD, group, scale);
   else if (HD <= 128)
-    attention_backward_dkv_kernel<4><<<keys, kKeyThreads, 0, stream>>>(dk, dv, dout, probs, q, v, D.p, T, S, NH, NKV,
-                                                                        HD, group, scale);
+    attention_backward_dkv_kernel<4>
+        <<<keys, kKeyThreads, 0, stream>>>(dk, dv, dout, probs, q, v, D.p, T, S, NH, NKV, HD, group, scale);
   else
-    attention_backward_dkv_kernel<8><<<keys, kKeyThreads, 0, stream>>>(dk, dv, dout, probs, q, v, D.p, T, S, NH, NKV,
-                                                                        HD, group, scale);
+    attention_backward_dkv_kernel<8>
+        <<<keys, kKeyThreads, 0, stream>>>(dk, dv, dout, probs, q, v, D.p, T, S, NH, NKV, HD, group, scale);
   check_last_launch(op);
 }
 

@@ -32,8 +32,8 @@ CachingAllocator::~CachingAllocator() {
 
 void* CachingAllocator::alloc(size_t bytes, const char* what) {
   if (bytes > (SIZE_MAX >> 1))  // would wrap when rounded; no device has that much anyway
-    fail(ErrorCode::Oom, "out of GPU memory allocating " + std::to_string(bytes >> 20) + " MiB for " + what + ": " +
-                             oom_advice());
+    fail(ErrorCode::Oom,
+         "out of GPU memory allocating " + std::to_string(bytes >> 20) + " MiB for " + what + ": " + oom_advice());
   const size_t size = round_size(bytes);
   std::lock_guard<std::mutex> lock(mu_);
   void* p = nullptr;
@@ -54,9 +54,8 @@ void* CachingAllocator::alloc(size_t bytes, const char* what) {
       size_t free_b = 0, total_b = 0;
       cudaMemGetInfo(&free_b, &total_b);
       fail(ErrorCode::Oom, "out of GPU memory allocating " + std::to_string(bytes >> 20) + " MiB for " + what + " (" +
-                               std::to_string(free_b >> 20) + " of " + std::to_string(total_b >> 20) +
-                               " MiB free, " + std::to_string(in_use_ >> 20) + " MiB in use by the engine): " +
-                               oom_advice());
+                               std::to_string(free_b >> 20) + " of " + std::to_string(total_b >> 20) + " MiB free, " +
+                               std::to_string(in_use_ >> 20) + " MiB in use by the engine): " + oom_advice());
     }
     DPO_CUDA_CHECK(err);
   }

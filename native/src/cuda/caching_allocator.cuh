@@ -88,7 +88,9 @@ class PooledBuffer {
   }
   void* get() const { return ptr_; }
   template <class T>
-  T* as() const { return static_cast<T*>(ptr_); }
+  T* as() const {
+    return static_cast<T*>(ptr_);
+  }
 
  private:
   CachingAllocator* owner_ = nullptr;

@@ -115,8 +115,8 @@ class CudaBackend final : public Backend {
  public:
   explicit CudaBackend(const cudaDeviceProp& prop) {
     DPO_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-    describe_ = std::string("cuda (") + prop.name + ", sm_" + std::to_string(prop.major) +
-                std::to_string(prop.minor) + ", " + std::to_string(prop.totalGlobalMem >> 30) + " GiB)";
+    describe_ = std::string("cuda (") + prop.name + ", sm_" + std::to_string(prop.major) + std::to_string(prop.minor) +
+                ", " + std::to_string(prop.totalGlobalMem >> 30) + " GiB)";
   }
   // Queued work finishes before the stream goes; then the members free the memory (nf4_ before mem_, which
   // cudaFrees every block).
@@ -236,9 +236,7 @@ class CudaBackend final : public Backend {
   void logsoftmax_gather(float* logp, float* lse, const float* logits, const int* target, int M, int V) override {
     cuda::launch_logsoftmax_gather_forward(stream_, logp, lse, logits, target, M, V);
   }
-  void argmax_rows(int* out, const float* x, int M, int V) override {
-    cuda::launch_argmax_rows(stream_, out, x, M, V);
-  }
+  void argmax_rows(int* out, const float* x, int M, int V) override { cuda::launch_argmax_rows(stream_, out, x, M, V); }
 
   // ---- backward ops ----
   void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, const float* w, const float* rstd,
@@ -393,8 +391,8 @@ std::unique_ptr<Backend> make_cuda_backend() {
   if (err != cudaSuccess) {
     cudaGetLastError();
     fail(ErrorCode::NoCuda, std::string("this engine's CUDA code does not run on ") + prop.name + " (sm_" +
-                                std::to_string(prop.major) + std::to_string(prop.minor) + "): " +
-                                cudaGetErrorName(err) +
+                                std::to_string(prop.major) + std::to_string(prop.minor) +
+                                "): " + cudaGetErrorName(err) +
                                 "; rebuild with DPO_CUDA_ARCHS set to include it, or use --backend cpu");
   }
   return std::make_unique<CudaBackend>(prop);

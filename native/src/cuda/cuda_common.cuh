@@ -44,17 +44,16 @@ inline bool is_sticky_cuda_error(cudaError_t err) {
     case cudaErrorInvalidPc:
     case cudaErrorAssert:
     case cudaErrorECCUncorrectable:
-    case cudaErrorLaunchTimeout:
-      return true;
-    default:
-      return false;
+    case cudaErrorLaunchTimeout: return true;
+    default: return false;
   }
 }
 
 // Throws for a failed CUDA call: E_OOM for cudaErrorMemoryAllocation (with advice), E_DEVICE_FAULT for a sticky
 // fault (the engine host then restarts), E_INTERNAL otherwise with the CUDA error name, its text and the operation.
 // Non-sticky errors are cleared so the next call starts clean.
-[[noreturn]] inline void throw_cuda_error(cudaError_t err, const char* what, const char* file, int line) {
+[[noreturn]]
+inline void throw_cuda_error(cudaError_t err, const char* what, const char* file, int line) {
   cudaGetLastError();
   if (err == cudaErrorMemoryAllocation)
     fail(ErrorCode::Oom, std::string("out of GPU memory in ") + what + ": " + oom_advice());
@@ -150,7 +149,9 @@ class DeviceBuffer {
 
   void* get() const { return ptr_; }
   template <class T>
-  T* as() const { return static_cast<T*>(ptr_); }
+  T* as() const {
+    return static_cast<T*>(ptr_);
+  }
   size_t bytes() const { return bytes_; }
 
  private:

@@ -31,12 +31,10 @@ constexpr int kTJ = 8;         // j chunk staged per iteration
 // R: register tile R x R (4 or 8), CTA tile T = 16R. A_J: A is contiguous along j (else along i). B_J: B is
 // contiguous along j (else along l). ACCUMULATE: C += acc (backward); else C = acc (+ bias[l]) (forward).
 template <int R, bool A_J, bool B_J, bool ACCUMULATE>
-__global__ void __launch_bounds__(kThreads) matmul_f32_kernel(float* __restrict__ C, int64_t ldc,
-                                                              const float* __restrict__ A, int64_t sai,
-                                                              int64_t saj, const float* __restrict__ B,
-                                                              int64_t sbj, int64_t sbl,
-                                                              const float* __restrict__ bias, int I, int J,
-                                                              int L) {
+__global__ void __launch_bounds__(kThreads)
+matmul_f32_kernel(float* __restrict__ C, int64_t ldc, const float* __restrict__ A, int64_t sai, int64_t saj,
+                  const float* __restrict__ B, int64_t sbj, int64_t sbl, const float* __restrict__ bias, int I, int J,
+                  int L) {
   constexpr int T = 16 * R, Q = R / 4, S = T + 4;
   __shared__ __align__(16) float As[kTJ][S];
   __shared__ __align__(16) float Bs[kTJ][S];
@@ -120,8 +118,8 @@ __global__ void bias_grad_kernel(float* __restrict__ dbias, const float* __restr
 int sm_count() {
   static const int n = [] {
     int dev = 0, v = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) !=
-                                                  cudaSuccess) {
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
       cudaGetLastError();
       return 100;
     }
@@ -131,14 +129,14 @@ int sm_count() {
 }
 
 template <int R, bool A_J, bool B_J, bool ACCUMULATE>
-void launch_tiles(cudaStream_t stream, const char* op, float* C, int64_t ldc, const float* A, int64_t sai,
-                  int64_t saj, const float* B, int64_t sbj, int64_t sbl, const float* bias, int I, int J, int L) {
+void launch_tiles(cudaStream_t stream, const char* op, float* C, int64_t ldc, const float* A, int64_t sai, int64_t saj,
+                  const float* B, int64_t sbj, int64_t sbl, const float* bias, int I, int J, int L) {
   constexpr int T = 16 * R;
   const int64_t gy = ceil_div(I, T);
   if (gy > 65535) fail(ErrorCode::Internal, std::string(op) + ": " + std::to_string(I) + " rows exceed the grid");
   const dim3 grid(unsigned(ceil_div(L, T)), unsigned(gy));
-  matmul_f32_kernel<R, A_J, B_J, ACCUMULATE><<<grid, kThreads, 0, stream>>>(C, ldc, A, sai, saj, B, sbj, sbl, bias,
-                                                                             I, J, L);
+  matmul_f32_kernel<R, A_J, B_J, ACCUMULATE>
+      <<<grid, kThreads, 0, stream>>>(C, ldc, A, sai, saj, B, sbj, sbl, bias, I, J, L);
   DPO_CUDA_LAUNCH_CHECK(op, stream);
 }
 
@@ -149,8 +147,7 @@ void launch_product(cudaStream_t stream, const char* op, float* C, int64_t ldc, 
   if (I <= 0 || L <= 0) return;
   if (ceil_div(I, 128) * ceil_div(L, 128) >= 2 * sm_count())
     launch_tiles<8, A_J, B_J, ACCUMULATE>(stream, op, C, ldc, A, sai, saj, B, sbj, sbl, bias, I, J, L);
-  else
-    launch_tiles<4, A_J, B_J, ACCUMULATE>(stream, op, C, ldc, A, sai, saj, B, sbj, sbl, bias, I, J, L);
+  else launch_tiles<4, A_J, B_J, ACCUMULATE>(stream, op, C, ldc, A, sai, saj, B, sbj, sbl, bias, I, J, L);
 }
 
 }  // namespace
@@ -160,7 +157,7 @@ void launch_matmul_forward(cudaStream_t stream, float* out /*(M,N)*/, const floa
                            const float* w /*(N,K)*/, const float* bias /*(N) or null*/, int M, int K, int N) {
   if (M <= 0 || N <= 0) return;
   launch_product</*A_J=*/true, /*B_J=*/true, false>(stream, "matmul_forward", out, N, x, K, 1, w, 1, K, bias, M,
-                                                     K < 0 ? 0 : K, N);
+                                                    K < 0 ? 0 : K, N);
 }
 
 void launch_matmul_backward(cudaStream_t stream, float* dx /*(M,K) or null*/, float* dw /*(N,K) or null*/,
@@ -168,9 +165,11 @@ void launch_matmul_backward(cudaStream_t stream, float* dx /*(M,K) or null*/, fl
                             const float* w /*(N,K)*/, int M, int K, int N) {
   if (M <= 0 || N <= 0 || K < 0) return;
   // dx[m,k] += sum_n dout[m,n] w[n,k]
-  if (dx) launch_product<true, false, true>(stream, "matmul_backward (dx)", dx, K, dout, N, 1, w, K, 1, nullptr, M, N, K);
+  if (dx)
+    launch_product<true, false, true>(stream, "matmul_backward (dx)", dx, K, dout, N, 1, w, K, 1, nullptr, M, N, K);
   // dw[n,k] += sum_m dout[m,n] x[m,k]
-  if (dw) launch_product<false, false, true>(stream, "matmul_backward (dw)", dw, K, dout, 1, N, x, K, 1, nullptr, N, M, K);
+  if (dw)
+    launch_product<false, false, true>(stream, "matmul_backward (dw)", dw, K, dout, 1, N, x, K, 1, nullptr, N, M, K);
   if (dbias) {
     const int threads = 256;
     bias_grad_kernel<<<unsigned(ceil_div(N, threads)), threads, 0, stream>>>(dbias, dout, M, N);

@@ -9,7 +9,7 @@ namespace dpo::cuda {
 void launch_matmul_forward(cudaStream_t stream, float* out, const float* x, const float* w, const float* bias, int M,
                            int K, int N);
 // dx (M,K) += dout (M,N) . w (N,K); dw (N,K) += dout^T . x; dbias (N) += sum_m dout. dx, dw, dbias may be null.
-void launch_matmul_backward(cudaStream_t stream, float* dx, float* dw, float* dbias, const float* dout,
-                            const float* x, const float* w, int M, int K, int N);
+void launch_matmul_backward(cudaStream_t stream, float* dx, float* dw, float* dbias, const float* dout, const float* x,
+                            const float* w, int M, int K, int N);
 
 }  // namespace dpo::cuda

@@ -107,14 +107,13 @@ __device__ __forceinline__ float dequant(const float* table, uint32_t code, floa
 // a: the activation (M, R) with R = K forward / N backward; out: (M, O) with O = N forward / K backward.
 // a_vec: R % 4 == 0 and a 16-byte aligned (float4 loads). w_vec: K % 8 == 0 (32-bit nibble loads).
 template <int BM, int BO, int BR, int WM, int WO, bool BWD>
-__global__ void __launch_bounds__(kThreads, 3) nf4_mma_kernel(float* __restrict__ out, const float* __restrict__ a,
-                                                           const uint8_t* __restrict__ packed,
-                                                           const float* __restrict__ absmax,
-                                                           const float* __restrict__ bias, Nf4Table table, int M,
-                                                           int N, int K, bool f16, bool a_vec, bool w_vec) {
+__global__ void __launch_bounds__(kThreads, 3)
+nf4_mma_kernel(float* __restrict__ out, const float* __restrict__ a, const uint8_t* __restrict__ packed,
+               const float* __restrict__ absmax, const float* __restrict__ bias, Nf4Table table, int M, int N, int K,
+               bool f16, bool a_vec, bool w_vec) {
   static_assert(WM * WO == kWarps, "4 warps");
   constexpr int TM = BM / WM, TO = BO / WO;  // warp tile
-  constexpr int MT = TM / 16, NT = TO / 8;   // MMA tiles per warp
+  constexpr int MT = TM / 16, NT = TO / 8;  // MMA tiles per warp
   static_assert(MT * 16 * WM == BM && NT * 8 * WO == BO && BR % 16 == 0, "tile shapes");
   constexpr int WROWS = BWD ? BR : BO, WCOLS = BWD ? BO : BR;  // Ws: W rows (n) x W columns (k)
   constexpr int AGROUPS = BM * BR / 4, WGROUPS = WROWS * WCOLS / 8;
@@ -155,8 +154,7 @@ __global__ void __launch_bounds__(kThreads, 3) nf4_mma_kernel(float* __restrict_
 #pragma unroll
       for (int i = 0; i < APT; i++) {
         const int g = tid + i * kThreads, row = g / (BR / 4), col = (g % (BR / 4)) * 4;
-        *reinterpret_cast<uint2*>(&As[row][col]) =
-            make_uint2(pack_bf16x2(v[i].x, v[i].y), pack_bf16x2(v[i].z, v[i].w));
+        *reinterpret_cast<uint2*>(&As[row][col]) = make_uint2(pack_bf16x2(v[i].x, v[i].y), pack_bf16x2(v[i].z, v[i].w));
       }
     } else {
 #pragma unroll
@@ -237,10 +235,8 @@ __global__ void __launch_bounds__(kThreads, 3) nf4_mma_kernel(float* __restrict_
         ldmatrix_x4(af[i], &As[wm0 + 16 * i + (lane & 15)][16 * ks + (lane >> 4) * 8]);
 #pragma unroll
       for (int j = 0; j < NT; j++) {  // lanes 0-7: reduction 0-7 (b0); lanes 8-15: reduction 8-15 (b1)
-        if (BWD)
-          ldmatrix_x2_trans(bfr[j], &Ws[16 * ks + (lane & 7) + ((lane >> 3) & 1) * 8][wo0 + 8 * j]);
-        else
-          ldmatrix_x2(bfr[j], &Ws[wo0 + 8 * j + (lane & 7)][16 * ks + ((lane >> 3) & 1) * 8]);
+        if (BWD) ldmatrix_x2_trans(bfr[j], &Ws[16 * ks + (lane & 7) + ((lane >> 3) & 1) * 8][wo0 + 8 * j]);
+        else ldmatrix_x2(bfr[j], &Ws[wo0 + 8 * j + (lane & 7)][16 * ks + ((lane >> 3) & 1) * 8]);
       }
 #pragma unroll
       for (int i = 0; i < MT; i++)
@@ -260,10 +256,8 @@ __global__ void __launch_bounds__(kThreads, 3) nf4_mma_kernel(float* __restrict_
         const int m = m0 + wm0 + 16 * i + g + (c >> 1) * 8, o = o0 + wo0 + 8 * j + 2 * t + (c & 1);
         if (m >= M || o >= O) continue;
         float* dst = out + int64_t(m) * O + o;
-        if (BWD)
-          *dst += acc[i][j][c];
-        else
-          *dst = bias ? acc[i][j][c] + bias[o] : acc[i][j][c];
+        if (BWD) *dst += acc[i][j][c];
+        else *dst = bias ? acc[i][j][c] + bias[o] : acc[i][j][c];
       }
 }
 
@@ -275,8 +269,8 @@ Nf4Table nf4_table() {
 }
 
 template <int BM, int BO, int BR, int WM, int WO, bool BWD>
-void launch_nf4(cudaStream_t stream, const char* op, float* out, const float* a, const Nf4Device& w,
-                const float* bias, int M, int N, int K, bool a_vec) {
+void launch_nf4(cudaStream_t stream, const char* op, float* out, const float* a, const Nf4Device& w, const float* bias,
+                int M, int N, int K, bool a_vec) {
   const int O = BWD ? K : N;
   const int64_t gy = ceil_div(M, BM);
   if (gy > 65535) fail(ErrorCode::Internal, std::string(op) + ": " + std::to_string(M) + " rows exceed the grid");
@@ -307,10 +301,8 @@ void launch_matmul_nf4_forward(cudaStream_t stream, float* out /*(M,N)*/, const 
   dims_of(w, "matmul_nf4", N, K);
   if (M <= 0 || N <= 0) return;
   const bool a_vec = K % 4 == 0 && aligned16(x);
-  if (M <= 16)
-    launch_nf4<16, 32, 256, 1, 4, false>(stream, "matmul_nf4 (decode)", out, x, w, bias, M, N, K, a_vec);
-  else
-    launch_nf4<64, 64, 64, 2, 2, false>(stream, "matmul_nf4", out, x, w, bias, M, N, K, a_vec);
+  if (M <= 16) launch_nf4<16, 32, 256, 1, 4, false>(stream, "matmul_nf4 (decode)", out, x, w, bias, M, N, K, a_vec);
+  else launch_nf4<64, 64, 64, 2, 2, false>(stream, "matmul_nf4", out, x, w, bias, M, N, K, a_vec);
 }
 
 void launch_matmul_nf4_backward_input(cudaStream_t stream, float* dx /*(M,K)*/, const float* dout /*(M,N)*/,
@@ -322,8 +314,7 @@ void launch_matmul_nf4_backward_input(cudaStream_t stream, float* dx /*(M,K)*/, 
   if (M <= 16)
     launch_nf4<16, 32, 256, 1, 4, true>(stream, "matmul_nf4_backward_input (decode)", dx, dout, w, nullptr, M, N, K,
                                         a_vec);
-  else
-    launch_nf4<64, 64, 64, 2, 2, true>(stream, "matmul_nf4_backward_input", dx, dout, w, nullptr, M, N, K, a_vec);
+  else launch_nf4<64, 64, 64, 2, 2, true>(stream, "matmul_nf4_backward_input", dx, dout, w, nullptr, M, N, K, a_vec);
 }
 
 }  // namespace dpo::cuda

@@ -53,7 +53,8 @@ __device__ __forceinline__ double block_sum_double(double v, double* red) {
 }
 
 // partial (gridDim.x) = per-block sums of x (n) squared, in double.
-__global__ void __launch_bounds__(kThreads) l2_partial_kernel(double* partial, const float* x /*(n)*/, int64_t n) {
+__global__ void __launch_bounds__(kThreads)
+l2_partial_kernel(double* partial, const float* x /*(n)*/, int64_t n) {
   __shared__ double red[kThreads / 32];
   double s = 0.0;
   for (int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x; i < n; i += int64_t(gridDim.x) * kThreads) {
@@ -65,7 +66,8 @@ __global__ void __launch_bounds__(kThreads) l2_partial_kernel(double* partial, c
 }
 
 // out (1) = fp32(sqrt(sum of partial (count))), one block.
-__global__ void __launch_bounds__(kThreads) l2_finish_kernel(float* out, const double* partial, int count) {
+__global__ void __launch_bounds__(kThreads)
+l2_finish_kernel(float* out, const double* partial, int count) {
   __shared__ double red[kThreads / 32];
   double s = 0.0;
   for (int i = threadIdx.x; i < count; i += kThreads) s += partial[i];
@@ -194,8 +196,8 @@ void launch_adamw_bnb8bit_step(cudaStream_t stream, float* param, uint8_t* state
   if (n == 0) return;
   const int64_t blocks = (n + kAdam8bitBlockSize - 1) / kAdam8bitBlockSize;
   if (blocks > 0x7fffffff) throw EngineError(ErrorCode::BadInput, "adamw_bnb8bit_step: tensor too large");
-  adamw_bnb8bit_kernel<<<unsigned(blocks), kThreads, 0, stream>>>(param, state1, state2, absmax1, absmax2, grad,
-                                                                  qmaps, s, n);
+  adamw_bnb8bit_kernel<<<unsigned(blocks), kThreads, 0, stream>>>(param, state1, state2, absmax1, absmax2, grad, qmaps,
+                                                                  s, n);
   check_last_launch("adamw_bnb8bit_step");
 }
 

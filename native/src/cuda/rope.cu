@@ -92,8 +92,7 @@ void rope_launch(cudaStream_t stream, float* x, const int* pos, int M, int H, in
 
 // ---- entries ----
 
-void launch_rope_forward(cudaStream_t stream, float* x, const int* pos, int M, int H, int HD,
-                         const RopeTable& table) {
+void launch_rope_forward(cudaStream_t stream, float* x, const int* pos, int M, int H, int HD, const RopeTable& table) {
   rope_launch<false>(stream, x, pos, M, H, HD, table, "rope_forward");
 }
 

@@ -58,12 +58,14 @@ gather_rows_kernel(float* dst /*(M,width)*/, const float* src /*(?,width)*/, con
   }
 }
 
-__global__ void __launch_bounds__(kThreads) axpy_kernel(float* y /*(n)*/, const float* x /*(n)*/, float a, int64_t n) {
+__global__ void __launch_bounds__(kThreads)
+axpy_kernel(float* y /*(n)*/, const float* x /*(n)*/, float a, int64_t n) {
   for (int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x; i < n; i += int64_t(gridDim.x) * kThreads)
     y[i] = __fadd_rn(y[i], __fmul_rn(a, x[i]));
 }
 
-__global__ void __launch_bounds__(kThreads) scale_kernel(float* out /*(n)*/, const float* x /*(n)*/, float a, int64_t n) {
+__global__ void __launch_bounds__(kThreads)
+scale_kernel(float* out /*(n)*/, const float* x /*(n)*/, float a, int64_t n) {
   for (int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x; i < n; i += int64_t(gridDim.x) * kThreads)
     out[i] = __fmul_rn(a, x[i]);
 }

@@ -25,7 +25,8 @@ static const char* type_name(Value::Type t) {
   return "?";
 }
 
-[[noreturn]] static void type_mismatch(Value::Type want, Value::Type got) {
+[[noreturn]]
+static void type_mismatch(Value::Type want, Value::Type got) {
   throw std::runtime_error(std::string("json: expected ") + type_name(want) + ", got " + type_name(got));
 }
 
@@ -136,7 +137,8 @@ class Parser {
   const std::string& s_;
   size_t pos_ = 0;
 
-  [[noreturn]] void error(const std::string& what) const {
+  [[noreturn]]
+  void error(const std::string& what) const {
     throw std::runtime_error("json: " + what + " at byte " + std::to_string(pos_));
   }
 
@@ -208,8 +210,14 @@ class Parser {
       members.emplace(key, value(depth));
       keys.push_back(std::move(key));
       skip_space();
-      if (peek() == ',') { pos_++; continue; }
-      if (peek() == '}') { pos_++; break; }
+      if (peek() == ',') {
+        pos_++;
+        continue;
+      }
+      if (peek() == '}') {
+        pos_++;
+        break;
+      }
       error("expected ',' or '}'");
     }
     return Value::make_object(std::move(members), std::move(keys));
@@ -228,8 +236,14 @@ class Parser {
       skip_space();
       items.push_back(value(depth));
       skip_space();
-      if (peek() == ',') { pos_++; continue; }
-      if (peek() == ']') { pos_++; break; }
+      if (peek() == ',') {
+        pos_++;
+        continue;
+      }
+      if (peek() == ']') {
+        pos_++;
+        break;
+      }
       error("expected ',' or ']'");
     }
     return Value::make_array(std::move(items));
@@ -241,7 +255,10 @@ class Parser {
     size_t start = pos_;
     auto digits = [&] {
       size_t n = 0;
-      while (!at_end() && s_[pos_] >= '0' && s_[pos_] <= '9') { pos_++; n++; }
+      while (!at_end() && s_[pos_] >= '0' && s_[pos_] <= '9') {
+        pos_++;
+        n++;
+      }
       return n;
     };
     if (peek() == '-') pos_++;
@@ -336,10 +353,16 @@ class Parser {
     unsigned char c = byte(pos_);
     int len;
     unsigned cp;
-    if (c >= 0xC2 && c <= 0xDF) { len = 2; cp = c & 0x1F; }
-    else if (c >= 0xE0 && c <= 0xEF) { len = 3; cp = c & 0x0F; }
-    else if (c >= 0xF0 && c <= 0xF4) { len = 4; cp = c & 0x07; }
-    else error("invalid UTF-8");
+    if (c >= 0xC2 && c <= 0xDF) {
+      len = 2;
+      cp = c & 0x1F;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      len = 3;
+      cp = c & 0x0F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      len = 4;
+      cp = c & 0x07;
+    } else error("invalid UTF-8");
     for (int i = 1; i < len; ++i) {
       unsigned char cc = byte(pos_ + i);
       if ((cc & 0xC0) != 0x80) error("invalid UTF-8");
@@ -357,10 +380,20 @@ class Parser {
     for (;;) {
       if (at_end()) error("unterminated string");
       unsigned char c = (unsigned char)s_[pos_];
-      if (c == '"') { pos_++; return out; }
+      if (c == '"') {
+        pos_++;
+        return out;
+      }
       if (c < 0x20) error("control character in string");
-      if (c >= 0x80) { utf8_sequence(out); continue; }
-      if (c != '\\') { out += char(c); pos_++; continue; }
+      if (c >= 0x80) {
+        utf8_sequence(out);
+        continue;
+      }
+      if (c != '\\') {
+        out += char(c);
+        pos_++;
+        continue;
+      }
       pos_++;
       char e = peek();
       pos_++;
@@ -391,7 +424,8 @@ std::string escape(const std::string& s) {
   char buf[8];
   for (size_t i = 0; i < s.size(); ++i) {
     const unsigned char c = (unsigned char)s[i];
-    const unsigned char c1 = i + 1 < s.size() ? (unsigned char)s[i + 1] : 0, c2 = i + 2 < s.size() ? (unsigned char)s[i + 2] : 0;
+    const unsigned char c1 = i + 1 < s.size() ? (unsigned char)s[i + 1] : 0,
+                        c2 = i + 2 < s.size() ? (unsigned char)s[i + 2] : 0;
     // C1 controls (U+0080-U+009F) and bidirectional overrides (U+202A-U+202E, U+2066-U+2069) are valid text, but in
     // a message they can drive a terminal or reorder what the reader sees: escaped like the C0 controls.
     unsigned wide = 0;

@@ -41,10 +41,16 @@ const char* dtype_name(DType d) {
 
 size_t dtype_size(DType d) {
   switch (d) {
-    case DType::F64: case DType::I64: return 8;
-    case DType::F32: case DType::I32: return 4;
-    case DType::F16: case DType::BF16: case DType::I16: return 2;
-    case DType::I8: case DType::U8: case DType::BOOL: return 1;
+    case DType::F64:
+    case DType::I64: return 8;
+    case DType::F32:
+    case DType::I32: return 4;
+    case DType::F16:
+    case DType::BF16:
+    case DType::I16: return 2;
+    case DType::I8:
+    case DType::U8:
+    case DType::BOOL: return 1;
   }
   return 0;
 }
@@ -53,7 +59,10 @@ static bool parse_dtype(const std::string& s, DType* out) {
   static const DType all[] = {DType::F32, DType::F16, DType::BF16, DType::F64, DType::I64,
                               DType::I32, DType::I16, DType::I8,   DType::U8,  DType::BOOL};
   for (DType d : all)
-    if (s == dtype_name(d)) { *out = d; return true; }
+    if (s == dtype_name(d)) {
+      *out = d;
+      return true;
+    }
   return false;
 }
 
@@ -93,14 +102,17 @@ bool is_count(const json::Value& v) {
 // Reads one header entry into `t` (offsets still relative to the data section), or throws naming the tensor.
 void parse_entry(const std::string& path, const std::string& name, const json::Value& entry, TensorView& t,
                  uint64_t& begin, uint64_t& end) {
-  auto bad = [&](const std::string& what) { fail(ErrorCode::BadModel, path + ": tensor " + json::escape(name) + ": " + what); };
+  auto bad = [&](const std::string& what) {
+    fail(ErrorCode::BadModel, path + ": tensor " + json::escape(name) + ": " + what);
+  };
   const json::Value* dtype = entry.find("dtype");
   const json::Value* shape = entry.find("shape");
   const json::Value* offsets = entry.find("data_offsets");
   if (!entry.is_object() || !dtype || !shape || !offsets) bad("header entry needs dtype, shape and data_offsets");
 
   if (!dtype->is_string() || !parse_dtype(dtype->as_string(), &t.dtype))
-    bad("unknown dtype " + (dtype->is_string() ? "'" + json::escape(dtype->as_string()) + "'" : std::string("(not a string)")));
+    bad("unknown dtype " +
+        (dtype->is_string() ? "'" + json::escape(dtype->as_string()) + "'" : std::string("(not a string)")));
 
   if (!shape->is_array()) bad("shape is not an array");
   for (const json::Value& d : shape->as_array()) {
@@ -127,8 +139,8 @@ bool byte_size(const std::vector<int64_t>& shape, DType dtype, uint64_t* out) {
 
 void check_length_prefix(const std::string& path, size_t size) {
   if (size < 8)
-    fail(ErrorCode::BadModel, path + ": truncated safetensors file (" + std::to_string(size) +
-                                  " bytes, the header length alone needs 8)");
+    fail(ErrorCode::BadModel,
+         path + ": truncated safetensors file (" + std::to_string(size) + " bytes, the header length alone needs 8)");
 }
 
 }  // namespace
@@ -172,8 +184,8 @@ void SafetensorsFile::parse(const uint8_t* base, size_t size) {
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | base[i];  // little-endian on any host
   if (header_len > size - 8)
-    fail(ErrorCode::BadModel, path + ": header length " + std::to_string(header_len) + " runs past the end of the file (" +
-                                  std::to_string(size) + " bytes)");
+    fail(ErrorCode::BadModel, path + ": header length " + std::to_string(header_len) +
+                                  " runs past the end of the file (" + std::to_string(size) + " bytes)");
 
   json::Value header;
   try {
@@ -206,13 +218,13 @@ void SafetensorsFile::parse(const uint8_t* base, size_t size) {
     uint64_t begin = 0, end = 0;
     parse_entry(path, name, entry, t, begin, end);
     if (end > data_size)
-      fail(ErrorCode::BadModel, path + ": tensor " + json::escape(name) + ": offsets outside the data ([" + std::to_string(begin) +
-                                    ", " + std::to_string(end) + "] but the data section has " +
+      fail(ErrorCode::BadModel, path + ": tensor " + json::escape(name) + ": offsets outside the data ([" +
+                                    std::to_string(begin) + ", " + std::to_string(end) + "] but the data section has " +
                                     std::to_string(data_size) + " bytes)");
     uint64_t need = 0;
     if (!byte_size(t.shape, t.dtype, &need) || need != end - begin)
-      fail(ErrorCode::BadModel, path + ": tensor " + json::escape(name) + ": shape " + shape_str(t.shape) + " with dtype " +
-                                    dtype_name(t.dtype) + " needs " +
+      fail(ErrorCode::BadModel, path + ": tensor " + json::escape(name) + ": shape " + shape_str(t.shape) +
+                                    " with dtype " + dtype_name(t.dtype) + " needs " +
                                     (byte_size(t.shape, t.dtype, &need) ? std::to_string(need) : "too many") +
                                     " bytes but offsets give " + std::to_string(end - begin));
     t.data = data + begin;
@@ -251,7 +263,6 @@ const TensorView* SafetensorsFile::find(const std::string& name) const {
 
 // ---- WeightSet --------------------------------------------------------------------------------------
 
-
 WeightSet::WeightSet(const std::string& model_dir) : dir_(model_dir) {
   // Same preference as transformers: a single model.safetensors wins over an index.
   std::string single = join_path(model_dir, "model.safetensors");
@@ -273,8 +284,7 @@ WeightSet::WeightSet(const std::string& model_dir) : dir_(model_dir) {
     fail(ErrorCode::BadModel, index_path + ": " + e.what());
   }
   const json::Value* weight_map = index.find("weight_map");
-  if (!weight_map || !weight_map->is_object())
-    fail(ErrorCode::BadModel, index_path + ": missing 'weight_map' object");
+  if (!weight_map || !weight_map->is_object()) fail(ErrorCode::BadModel, index_path + ": missing 'weight_map' object");
 
   // Open each shard once, in the order the index first names it.
   std::map<std::string, SafetensorsFile*> shards;
@@ -298,8 +308,7 @@ WeightSet::WeightSet(const std::string& model_dir) : dir_(model_dir) {
     const TensorView* t = it->second->find(tensor);
     if (!t)
       fail(ErrorCode::BadModel, "tensor " + json::escape(tensor) + " is listed in " + index_path + " for shard " +
-                                    json::escape(shard_name) +
-                                    " but that shard does not contain it");
+                                    json::escape(shard_name) + " but that shard does not contain it");
     by_name_[tensor] = t;
   }
   // Tensors a shard holds beyond the index (transformers loads them too); the index's choice wins on a clash.
@@ -369,8 +378,8 @@ static void tensor_slice_to_f32(const TensorView& t, int64_t begin, int64_t end,
       }
       return;
     default:
-      fail(ErrorCode::BadModel, "tensor " + json::escape(t.name) + " in " + t.file + " has dtype " + dtype_name(t.dtype) +
-                                    ", not a floating type (F32, F16, BF16, F64)");
+      fail(ErrorCode::BadModel, "tensor " + json::escape(t.name) + " in " + t.file + " has dtype " +
+                                    dtype_name(t.dtype) + ", not a floating type (F32, F16, BF16, F64)");
   }
 }
 
@@ -387,7 +396,6 @@ void tensor_to_f32(const TensorView& t, float* out) {
 }
 
 // ---- writer -----------------------------------------------------------------------------------------
-
 
 static void write_all(int fd, const void* data, size_t n, const std::string& path) {
   const char* p = static_cast<const char*>(data);
@@ -409,7 +417,8 @@ static std::string encode_header(const std::string& path, const std::vector<Tens
   // Sorted by name, as the python library lays them out, so identical inputs give identical bytes.
   order.clear();
   for (const TensorToWrite& t : tensors) order.push_back(&t);
-  std::sort(order.begin(), order.end(), [](const TensorToWrite* a, const TensorToWrite* b) { return a->name < b->name; });
+  std::sort(order.begin(), order.end(),
+            [](const TensorToWrite* a, const TensorToWrite* b) { return a->name < b->name; });
 
   std::string header = "{";
   if (!metadata.empty()) {
@@ -424,12 +433,14 @@ static std::string encode_header(const std::string& path, const std::vector<Tens
   uint64_t offset = 0;
   for (size_t i = 0; i < order.size(); ++i) {
     const TensorToWrite& t = *order[i];
-    if (i > 0 && t.name == order[i - 1]->name) fail(ErrorCode::BadInput, "write " + path + ": duplicate tensor " + t.name);
+    if (i > 0 && t.name == order[i - 1]->name)
+      fail(ErrorCode::BadInput, "write " + path + ": duplicate tensor " + t.name);
     if (t.name == "__metadata__") fail(ErrorCode::BadInput, "write " + path + ": '__metadata__' is not a tensor name");
     uint64_t need = 0;
     if (!byte_size(t.shape, t.dtype, &need) || need != t.nbytes)
-      fail(ErrorCode::BadInput, "write " + path + ": tensor " + t.name + ": shape " + shape_str(t.shape) + " with dtype " +
-                                    dtype_name(t.dtype) + " does not match " + std::to_string(t.nbytes) + " bytes");
+      fail(ErrorCode::BadInput, "write " + path + ": tensor " + t.name + ": shape " + shape_str(t.shape) +
+                                    " with dtype " + dtype_name(t.dtype) + " does not match " +
+                                    std::to_string(t.nbytes) + " bytes");
     if (header.size() > 1) header += ",";
     header += json::quote(t.name) + ":{\"dtype\":\"" + dtype_name(t.dtype) + "\",\"shape\":" + shape_str(t.shape) +
               ",\"data_offsets\":[" + std::to_string(offset) + "," + std::to_string(offset + t.nbytes) + "]}";

@@ -93,8 +93,8 @@ std::string compare(const Output& got, const Output& want) {
   }
   if (!bad) return "";
   const char* rule = want.rule == Rule::Bits ? "bit-exact" : "within tolerance";
-  return want.name + ": " + std::to_string(bad) + " of " + std::to_string(want.values.size()) + " values not " +
-         rule + "; e.g. [" + std::to_string(worst_i) + "] = " + fmt(got.values[worst_i]) + ", the CPU gives " +
+  return want.name + ": " + std::to_string(bad) + " of " + std::to_string(want.values.size()) + " values not " + rule +
+         "; e.g. [" + std::to_string(worst_i) + "] = " + fmt(got.values[worst_i]) + ", the CPU gives " +
          fmt(want.values[worst_i]);
 }
 
@@ -170,11 +170,11 @@ void add_matrix_checks(vector<Check>& out) {
     auto dout = r.uniform(size_t(M) * N, -1, 1), dx0 = r.uniform(size_t(M) * K, -0.1f, 0.1f),
          dw0 = r.uniform(size_t(N) * K, -0.1f, 0.1f), db0 = r.uniform(N, -0.1f, 0.1f);
     auto sdx = std::make_shared<vector<double>>(abs_products(
-        M, K, N, [&](int m, int n) { return dout[size_t(m) * N + n]; }, [&](int k, int n) { return w[size_t(n) * K + k]; },
-        &dx0));
+        M, K, N, [&](int m, int n) { return dout[size_t(m) * N + n]; },
+        [&](int k, int n) { return w[size_t(n) * K + k]; }, &dx0));
     auto sdw = std::make_shared<vector<double>>(abs_products(
-        N, K, M, [&](int n, int m) { return dout[size_t(m) * N + n]; }, [&](int k, int m) { return x[size_t(m) * K + k]; },
-        &dw0));
+        N, K, M, [&](int n, int m) { return dout[size_t(m) * N + n]; },
+        [&](int k, int m) { return x[size_t(m) * K + k]; }, &dw0));
     auto sdb = std::make_shared<vector<double>>(abs_products(
         1, N, M, [](int, int) { return 1.0f; }, [&](int n, int m) { return dout[size_t(m) * N + n]; }, &db0));
     out.push_back({"matmul_backward", [=](Backend& be) {
@@ -201,8 +201,12 @@ void add_matrix_checks(vector<Check>& out) {
     };
     auto cases = std::make_shared<vector<Case>>();
     for (const int M : {3, 20}) {
-      Case c{M, r.uniform(size_t(M) * K, -1, 1), r.uniform(size_t(M) * N, -1, 1),
-             r.uniform(size_t(M) * K, -0.1f, 0.1f), nullptr, nullptr};
+      Case c{M,
+             r.uniform(size_t(M) * K, -1, 1),
+             r.uniform(size_t(M) * N, -1, 1),
+             r.uniform(size_t(M) * K, -0.1f, 0.1f),
+             nullptr,
+             nullptr};
       vector<float> bias_rows(size_t(M) * N);
       for (int m = 0; m < M; m++) std::memcpy(&bias_rows[size_t(m) * N], bias.data(), N * sizeof(float));
       c.sfwd = std::make_shared<vector<double>>(abs_products(
@@ -244,7 +248,8 @@ void add_layer_checks(vector<Check>& out) {
     out.push_back({"rmsnorm", [=](Backend& be) {
                      DeviceArray<float> y(be, x.size()), rstd(be, M);
                      be.rmsnorm(y.get(), rstd.get(), up(be, x).get(), up(be, w).get(), M, C, eps);
-                     return Outputs{rms("out", y.to_host(), kTolElementwise), rms("rstd", rstd.to_host(), kTolElementwise)};
+                     return Outputs{rms("out", y.to_host(), kTolElementwise),
+                                    rms("rstd", rstd.to_host(), kTolElementwise)};
                    }});
     vector<float> y(x.size()), rstd(M);
     cpu::rmsnorm_forward(y.data(), rstd.data(), x.data(), w.data(), M, C, eps);
@@ -292,8 +297,8 @@ void add_layer_checks(vector<Check>& out) {
                                     rms("probs", probs.to_host(), kTolElementwise)};
                    }});
     vector<float> o(q.size()), probs(n_probs);
-    cpu::attention_forward(o.data(), probs.data(), q.data(), k.data(), v.data(), qpos.data(), valid.data(), B, T, S,
-                           NH, NKV, HD);
+    cpu::attention_forward(o.data(), probs.data(), q.data(), k.data(), v.data(), qpos.data(), valid.data(), B, T, S, NH,
+                           NKV, HD);
     auto dout = r.normal(q.size(), 1.0f), dq0 = r.normal(q.size(), 0.05f), dk0 = r.normal(k.size(), 0.05f),
          dv0 = r.normal(k.size(), 0.05f);
     out.push_back({"attention_backward", [=](Backend& be) {
@@ -324,13 +329,12 @@ void add_layer_checks(vector<Check>& out) {
                      be.swiglu(o.get(), up(be, gate).get(), up(be, upv).get(), M, F);
                      return Outputs{rms("out", o.to_host(), kTolElementwise)};
                    }});
-    out.push_back({"swiglu_backward", [=](Backend& be) {
-                     auto dg = up(be, dg0), du = up(be, du0);
-                     be.swiglu_backward(dg.get(), du.get(), up(be, dout).get(), up(be, gate).get(), up(be, upv).get(), M,
-                                        F);
-                     return Outputs{rms("dgate", dg.to_host(), kTolElementwise),
-                                    rms("dup", du.to_host(), kTolElementwise)};
-                   }});
+    out.push_back(
+        {"swiglu_backward", [=](Backend& be) {
+           auto dg = up(be, dg0), du = up(be, du0);
+           be.swiglu_backward(dg.get(), du.get(), up(be, dout).get(), up(be, gate).get(), up(be, upv).get(), M, F);
+           return Outputs{rms("dgate", dg.to_host(), kTolElementwise), rms("dup", du.to_host(), kTolElementwise)};
+         }});
     const int V = 50, C = 64, Me = 7;
     auto table = r.normal(size_t(V) * C, 1.0f), demb = r.normal(size_t(Me) * C, 1.0f);
     auto ids = r.ints(Me, 0, V - 1);
@@ -458,14 +462,14 @@ void add_optimizer_checks(vector<Check>& out) {
                    return Outputs{bits("param", p.to_host()), bits("m", m.to_host()), bits("v", v.to_host())};
                  }};
   };
-  out.push_back(fp32_state("adamw_step", 3000, [h](Backend& be, float* p, float* m, float* v, const float* g,
-                                                    int t, int64_t n) {
-    be.adamw_step(p, m, v, g, adamw_scalars(h, t), n);
-  }));
-  out.push_back(fp32_state("adamw_bnb32_step", 1000, [h](Backend& be, float* p, float* m, float* v,
-                                                          const float* g, int t, int64_t n) {
-    be.adamw_bnb32_step(p, m, v, g, bnb_adam_scalars(h, t), n);
-  }));
+  out.push_back(
+      fp32_state("adamw_step", 3000, [h](Backend& be, float* p, float* m, float* v, const float* g, int t, int64_t n) {
+        be.adamw_step(p, m, v, g, adamw_scalars(h, t), n);
+      }));
+  out.push_back(fp32_state("adamw_bnb32_step", 1000,
+                           [h](Backend& be, float* p, float* m, float* v, const float* g, int t, int64_t n) {
+                             be.adamw_bnb32_step(p, m, v, g, bnb_adam_scalars(h, t), n);
+                           }));
   {
     const size_t n = 2 * size_t(kAdam8bitBlockSize) + 100, blocks = (n + kAdam8bitBlockSize - 1) / kAdam8bitBlockSize;
     auto p0 = r.uniform(n, -1, 1), g1 = r.normal(n, 1.0f), g2 = r.normal(n, 1.0f);
@@ -558,10 +562,9 @@ SelfCheckResult run_backend_self_check(Backend& candidate, Backend& reference) {
 std::string self_check_failure_message(const std::string& device, const SelfCheckResult& r) {
   std::string m = "the CUDA self-check failed on " + device;
   if (!r.kernel.empty())
-    m += ": kernel " + r.kernel + (r.error ? " raised an error (" + r.detail + ")"
-                                           : " differs from the CPU backend (" + r.detail + ")");
-  else
-    m += ": " + r.detail;
+    m += ": kernel " + r.kernel +
+         (r.error ? " raised an error (" + r.detail + ")" : " differs from the CPU backend (" + r.detail + ")");
+  else m += ": " + r.detail;
   return m;
 }
 
@@ -596,8 +599,7 @@ std::string CheckedGpu::summary() {
   if (!r.passed) return "failed: " + self_check_failure_message(device_, r);
   if (!r.detail.empty()) return r.detail;
   char b[96];
-  std::snprintf(b, sizeof b, "passed (%d kernels compared with the CPU backend, %.1f ms)", r.kernels,
-                r.seconds * 1e3);
+  std::snprintf(b, sizeof b, "passed (%d kernels compared with the CPU backend, %.1f ms)", r.kernels, r.seconds * 1e3);
   return b;
 }
 

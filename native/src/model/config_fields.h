@@ -18,7 +18,8 @@ class ConfigFields {
   const std::string& source() const { return source_; }
 
   // `what` continues the sentence: " is missing field 'x'" or ": field 'x' must be ...".
-  [[noreturn]] void bad(const std::string& what) const {
+  [[noreturn]]
+  void bad(const std::string& what) const {
     fail(ErrorCode::BadModel, "config.json (" + source_ + ")" + what);
   }
 
@@ -94,6 +95,7 @@ struct ModelConfig;
 void read_rope_config(const ConfigFields& f, ModelConfig& c);
 // model/unsupported_models.cpp: throws BadModel for an architecture the engine does not run, saying why and what to
 // do (Gemma, Phi-3, multimodal wrappers naming the language model inside).
-[[noreturn]] void refuse_architecture(const ConfigFields& f, const std::string& name);
+[[noreturn]]
+void refuse_architecture(const ConfigFields& f, const std::string& name);
 
 }  // namespace dpo

@@ -59,8 +59,8 @@ void BlockActs::resize(Backend& be, const ModelConfig& c, int M, bool training, 
 namespace {
 
 // attend(att (M,QD), probs or null, q (M,QD), k (M,KVD), v (M,KVD)): q and k already roped.
-using AttendFn = std::function<void(int layer, float* att, float* probs, const float* q, const float* k,
-                                    const float* v)>;
+using AttendFn =
+    std::function<void(int layer, float* att, float* probs, const float* q, const float* k, const float* v)>;
 
 // LoRA on layer `l` (null = disabled), with dropout only while training.
 struct LoraUse {
@@ -97,8 +97,7 @@ void block_forward(float* x, const ModelConfig& c, const DeviceLayer& L, Backend
     lin(kQ, a.q_raw.get(), a.xn1.get());
     lin(kK, a.k_raw.get(), a.xn1.get());
     be.rmsnorm(a.q.get(), a.rstd_q.get(), a.q_raw.get(), L.q_norm.get(), M * c.n_heads, c.head_dim, c.rms_norm_eps);
-    be.rmsnorm(a.k.get(), a.rstd_k.get(), a.k_raw.get(), L.k_norm.get(), M * c.n_kv_heads, c.head_dim,
-               c.rms_norm_eps);
+    be.rmsnorm(a.k.get(), a.rstd_k.get(), a.k_raw.get(), L.k_norm.get(), M * c.n_kv_heads, c.head_dim, c.rms_norm_eps);
   } else {
     lin(kQ, a.q.get(), a.xn1.get());
     lin(kK, a.k.get(), a.xn1.get());
@@ -146,8 +145,8 @@ void block_backward(float* dx, const ModelConfig& c, const DeviceLayer& L, Backe
   DeviceArray<float> datt = zeros(int64_t(M) * QD), dq = zeros(int64_t(M) * QD), dk = zeros(int64_t(M) * KVD),
                      dv = zeros(int64_t(M) * KVD);
   lin_back(kO, datt.get(), dx, a.att.get());
-  be.attention_backward(dq.get(), dk.get(), dv.get(), datt.get(), a.probs.get(), a.q.get(), a.k.get(), a.v.get(), B,
-                        T, T, c.n_heads, c.n_kv_heads, c.head_dim);
+  be.attention_backward(dq.get(), dk.get(), dv.get(), datt.get(), a.probs.get(), a.q.get(), a.k.get(), a.v.get(), B, T,
+                        T, c.n_heads, c.n_kv_heads, c.head_dim);
   be.rope_backward(dq.get(), pos, M, c.n_heads, c.head_dim, rope);
   be.rope_backward(dk.get(), pos, M, c.n_kv_heads, c.head_dim, rope);
   if (c.qk_norm) {
@@ -188,8 +187,8 @@ void decoder_forward(float* hidden_out, const DeviceWeights& w, Backend& be, con
   DeviceArray<int> cache_rows;
   if (cache) {
     if (T > cache->S)
-      fail(ErrorCode::Internal, "KV cache holds " + std::to_string(cache->S) + " positions, prefill has " +
-                                    std::to_string(T));
+      fail(ErrorCode::Internal,
+           "KV cache holds " + std::to_string(cache->S) + " positions, prefill has " + std::to_string(T));
     std::vector<int> rows(static_cast<size_t>(M));
     for (int b = 0; b < B; b++)
       for (int t = 0; t < T; t++) rows[size_t(b) * T + t] = b * cache->S + t;
@@ -319,8 +318,7 @@ void decoder_forward_train(float* hidden_out, TrainActs& acts, const DeviceWeigh
   embed_tokens(x, *w.host, be, ids, M);
   const LoraUse use{lora, lora ? lora->config.dropout : 0.0f, lora ? &lora->dropout_rng : nullptr};
   const AttendFn attend = [&](int, float* att, float* probs, const float* q, const float* k, const float* v) {
-    be.attention(att, probs, q, k, v, acts.pos.get(), acts.valid.get(), B, T, T, c.n_heads, c.n_kv_heads,
-                 c.head_dim);
+    be.attention(att, probs, q, k, v, acts.pos.get(), acts.valid.get(), B, T, T, c.n_heads, c.n_kv_heads, c.head_dim);
   };
   BlockActs scratch;  // recompute: one block's activations at a time
   for (int l = 0; l < c.n_layers; l++) {

@@ -1,6 +1,6 @@
 // The decoder forward pass (Llama / Mistral / Qwen2 / Qwen3): embeddings -> L x (RMSNorm, GQA attention with RoPE
-// (Qwen3: per-head RMSNorm on q and k first), RMSNorm, SwiGLU MLP, residuals) -> final RMSNorm. Shared by scoring, prefill, KV-cached decoding and training
-// (which keeps every block's activations and runs decoder_backward).
+// (Qwen3: per-head RMSNorm on q and k first), RMSNorm, SwiGLU MLP, residuals) -> final RMSNorm. Shared by scoring,
+// prefill, KV-cached decoding and training (which keeps every block's activations and runs decoder_backward).
 // Activations live in the backend's memory (float* arguments named hidden/dhidden are backend pointers); token ids,
 // positions and masks are taken as host arrays and uploaded here.
 #pragma once

@@ -15,10 +15,8 @@
 namespace dpo {
 
 void DeviceLinear::forward(Backend& be, float* y, const float* x, int M) const {
-  if (host->quantized)
-    be.matmul_nf4(y, x, host->q, bias.get(), M);
-  else
-    be.matmul(y, x, w.get(), bias.get(), M, host->in, host->out);
+  if (host->quantized) be.matmul_nf4(y, x, host->q, bias.get(), M);
+  else be.matmul(y, x, w.get(), bias.get(), M, host->in, host->out);
 }
 
 void DeviceWeights::sync(Backend& be, const ModelWeights& m) {
@@ -63,19 +61,15 @@ void DeviceWeights::lm_head_changed(Backend& be) {
 
 void DeviceWeights::lm_head_logits(Backend& be, float* logits, const float* h, int n) const {
   const int C = config().hidden, V = config().vocab;
-  if (lm_head_bf16.get())
-    be.matmul_bf16(logits, h, lm_head_bf16.get(), n, C, V);
-  else
-    be.matmul(logits, h, lm_head.get(), nullptr, n, C, V);
+  if (lm_head_bf16.get()) be.matmul_bf16(logits, h, lm_head_bf16.get(), n, C, V);
+  else be.matmul(logits, h, lm_head.get(), nullptr, n, C, V);
 }
 
 void DeviceWeights::lm_head_backward(Backend& be, float* dh, float* dlm_head, const float* dlogits, const float* h,
                                      int n) const {
   const int C = config().hidden, V = config().vocab;
-  if (lm_head_bf16.get() && !dlm_head)
-    be.matmul_bf16_backward_input(dh, dlogits, lm_head_bf16.get(), n, C, V);
-  else
-    be.matmul_backward(dh, dlm_head, nullptr, dlogits, h, lm_head.get(), n, C, V);
+  if (lm_head_bf16.get() && !dlm_head) be.matmul_bf16_backward_input(dh, dlogits, lm_head_bf16.get(), n, C, V);
+  else be.matmul_backward(dh, dlm_head, nullptr, dlogits, h, lm_head.get(), n, C, V);
 }
 
 void DeviceWeights::update_lm_head_row_sum(Backend& be) {
@@ -91,8 +85,8 @@ void embed_tokens(float* x, const ModelWeights& m, Backend& be, const int* ids, 
   std::vector<float> rows(size_t(M) * C);
   for (int i = 0; i < M; i++) {
     if (ids[i] < 0 || ids[i] >= V)
-      fail(ErrorCode::BadInput, "token id " + std::to_string(ids[i]) + " is outside the vocabulary (" +
-                                    std::to_string(V) + ")");
+      fail(ErrorCode::BadInput,
+           "token id " + std::to_string(ids[i]) + " is outside the vocabulary (" + std::to_string(V) + ")");
     std::memcpy(rows.data() + int64_t(i) * C, m.embed.data() + int64_t(ids[i]) * C, sizeof(float) * size_t(C));
   }
   be.upload(x, rows.data(), rows.size() * sizeof(float));

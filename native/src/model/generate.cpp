@@ -24,11 +24,13 @@ GenerateResult Model::generate(const std::vector<std::vector<int32_t>>& prompts,
   constexpr int kMaxNewWithoutContext = 1 << 20;
   if (opt.max_new_tokens < 0) fail(ErrorCode::BadInput, "max_new_tokens must be >= 0");
   if (ctx > 0 && opt.max_new_tokens > ctx)
-    fail(ErrorCode::TooLong, "max_new_tokens " + std::to_string(opt.max_new_tokens) + " is more than the model's context (" +
-                                 std::to_string(ctx) + " tokens, max_position_embeddings)");
+    fail(ErrorCode::TooLong, "max_new_tokens " + std::to_string(opt.max_new_tokens) +
+                                 " is more than the model's context (" + std::to_string(ctx) +
+                                 " tokens, max_position_embeddings)");
   if (ctx <= 0 && opt.max_new_tokens > kMaxNewWithoutContext)
     fail(ErrorCode::TooLong, "max_new_tokens " + std::to_string(opt.max_new_tokens) + " is too large (at most " +
-                                 std::to_string(kMaxNewWithoutContext) + " when the config gives no max_position_embeddings)");
+                                 std::to_string(kMaxNewWithoutContext) +
+                                 " when the config gives no max_position_embeddings)");
   GenerateResult res;
   res.tokens.resize(static_cast<size_t>(B));
   res.finish.assign(size_t(B), "length");
@@ -39,8 +41,8 @@ GenerateResult Model::generate(const std::vector<std::vector<int32_t>>& prompts,
     if (prompts[size_t(b)].empty()) fail(ErrorCode::BadInput, "prompt " + std::to_string(b) + " has no tokens");
     if (ctx > 0 && prompts[size_t(b)].size() >= size_t(ctx))
       fail(ErrorCode::TooLong, "prompt " + std::to_string(b) + " has " + std::to_string(prompts[size_t(b)].size()) +
-                                   " tokens, which leaves no room for an answer in the model's context (" + std::to_string(ctx) +
-                                   " tokens, max_position_embeddings)");
+                                   " tokens, which leaves no room for an answer in the model's context (" +
+                                   std::to_string(ctx) + " tokens, max_position_embeddings)");
     for (int32_t id : prompts[size_t(b)])
       if (id < 0 || id >= V)
         fail(ErrorCode::BadInput, "prompt " + std::to_string(b) + ": token id " + std::to_string(id) +

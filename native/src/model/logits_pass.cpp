@@ -44,8 +44,8 @@ LogitsStats logits_forward(const DeviceWeights& w, Backend& be, const float* hid
   return s;
 }
 
-void logits_backward(float* dhidden, const DeviceWeights& w, Backend& be, const float* hidden,
-                     const LogitsStats& stats, const float* dlogp, int M, float* dlm_head) {
+void logits_backward(float* dhidden, const DeviceWeights& w, Backend& be, const float* hidden, const LogitsStats& stats,
+                     const float* dlogp, int M, float* dlm_head) {
   const int C = w.config().hidden, V = w.config().vocab, R = int(stats.rows.size());
   std::vector<float> dlogp_rows(static_cast<size_t>(R));
   for (int i = 0; i < R; i++) dlogp_rows[size_t(i)] = dlogp[stats.rows[size_t(i)]];

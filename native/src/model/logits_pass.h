@@ -23,7 +23,7 @@ LogitsStats logits_forward(const DeviceWeights& w, Backend& be, const float* hid
 
 // dhidden (M,C) += d(sum_rows dlogp[m] * logp[m]) / dhidden; dlm_head (V,C) += the lm_head gradient when non-null
 // (full-parameter training; the embedding's gradient when tied). dlogp: host (M); rows without a target get none.
-void logits_backward(float* dhidden, const DeviceWeights& w, Backend& be, const float* hidden,
-                     const LogitsStats& stats, const float* dlogp, int M, float* dlm_head = nullptr);
+void logits_backward(float* dhidden, const DeviceWeights& w, Backend& be, const float* hidden, const LogitsStats& stats,
+                     const float* dlogp, int M, float* dlm_head = nullptr);
 
 }  // namespace dpo

@@ -100,7 +100,8 @@ bool read_prequantized(const ConfigFields& f) {
     f.bad(": quantization_config.load_in_4bit is false (only bitsandbytes 4-bit NF4 is supported)");
   const json::Value* type = ConfigFields::present(*q, "bnb_4bit_quant_type");
   if (type && type->is_string() && type->as_string() != "nf4")
-    f.bad(": quantization_config.bnb_4bit_quant_type '" + json::escape(type->as_string()) + "' is not supported (only nf4)");
+    f.bad(": quantization_config.bnb_4bit_quant_type '" + json::escape(type->as_string()) +
+          "' is not supported (only nf4)");
   return true;
 }
 
@@ -180,9 +181,10 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
 }
 
 ModelConfig load_model_config(const std::string& model_dir) {
-  std::string path = model_dir.empty() || model_dir.back() == '/' ? model_dir + "config.json" : model_dir + "/config.json";
+  std::string path =
+      model_dir.empty() || model_dir.back() == '/' ? model_dir + "config.json" : model_dir + "/config.json";
   // A directory without config.json is not a model directory; other failures are I/O problems.
-  struct stat st {};
+  struct stat st{};
   if (::stat(path.c_str(), &st) != 0 && errno == ENOENT) fail(ErrorCode::BadModel, "no config.json in " + model_dir);
   return parse_model_config(read_text_file(path), path);
 }

@@ -7,10 +7,12 @@
 
 namespace dpo {
 
-PaddedBatch make_padded_batch(const std::vector<const ScoredSequence*>& seqs, int32_t pad_id, int vocab, int max_position) {
+PaddedBatch make_padded_batch(const std::vector<const ScoredSequence*>& seqs, int32_t pad_id, int vocab,
+                              int max_position) {
   PaddedBatch pb;
   pb.B = int(seqs.size());
-  if (pad_id < 0 || pad_id >= vocab) fail(ErrorCode::BadInput, "pad id " + std::to_string(pad_id) + " is outside the vocabulary");
+  if (pad_id < 0 || pad_id >= vocab)
+    fail(ErrorCode::BadInput, "pad id " + std::to_string(pad_id) + " is outside the vocabulary");
   for (int b = 0; b < pb.B; b++) {
     const ScoredSequence& s = *seqs[size_t(b)];
     const std::string which = "sequence " + std::to_string(b);
@@ -18,12 +20,13 @@ PaddedBatch make_padded_batch(const std::vector<const ScoredSequence*>& seqs, in
     if (s.labels.size() != s.ids.size()) fail(ErrorCode::BadInput, which + ": labels and ids differ in length");
     // Positions past max_position_embeddings have no trained meaning: never attend there silently.
     if (max_position > 0 && s.ids.size() > size_t(max_position))
-      fail(ErrorCode::TooLong, which + " has " + std::to_string(s.ids.size()) + " tokens, more than the model's context (" +
-                                   std::to_string(max_position) + " tokens, max_position_embeddings)");
+      fail(ErrorCode::TooLong, which + " has " + std::to_string(s.ids.size()) +
+                                   " tokens, more than the model's context (" + std::to_string(max_position) +
+                                   " tokens, max_position_embeddings)");
     for (int32_t id : s.ids)
       if (id < 0 || id >= vocab)
-        fail(ErrorCode::BadInput, which + ": token id " + std::to_string(id) + " is outside the vocabulary (" +
-                                      std::to_string(vocab) + ")");
+        fail(ErrorCode::BadInput,
+             which + ": token id " + std::to_string(id) + " is outside the vocabulary (" + std::to_string(vocab) + ")");
     for (int32_t l : s.labels)
       if (l != -100 && (l < 0 || l >= vocab))
         fail(ErrorCode::BadInput, which + ": label " + std::to_string(l) + " is outside the vocabulary");

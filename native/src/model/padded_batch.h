@@ -17,6 +17,7 @@ struct PaddedBatch {
 
 // Validates ids and labels against the vocabulary (E_BAD_INPUT naming the sequence) and the length against the
 // model's context (E_TOO_LONG; max_position 0 = not given by the config), and pads.
-PaddedBatch make_padded_batch(const std::vector<const ScoredSequence*>& seqs, int32_t pad_id, int vocab, int max_position);
+PaddedBatch make_padded_batch(const std::vector<const ScoredSequence*>& seqs, int32_t pad_id, int vocab,
+                              int max_position);
 
 }  // namespace dpo

@@ -111,8 +111,7 @@ void read_rope_config(const ConfigFields& f, ModelConfig& c) {
   if (!(r.factor > 0)) f.bad(": field '" + key + ".factor' must be positive");
 
   switch (r.type) {
-    case RopeType::Linear:
-      break;
+    case RopeType::Linear: break;
     case RopeType::Dynamic:
       if (c.max_position <= 0) f.bad(": RoPE type 'dynamic' needs max_position_embeddings");
       break;
@@ -135,16 +134,13 @@ void read_rope_config(const ConfigFields& f, ModelConfig& c) {
       r.truncate = truncate ? truncate->as_bool() : true;
       const json::Value* af = ConfigFields::present(*block, "attention_factor");
       const double mscale = number_at("mscale", 0.0), mscale_all_dim = number_at("mscale_all_dim", 0.0);
-      if (af)
-        r.attention_factor = f.to_number(*af, key + ".attention_factor");
+      if (af) r.attention_factor = f.to_number(*af, key + ".attention_factor");
       else if (mscale != 0 && mscale_all_dim != 0)
         r.attention_factor = yarn_mscale(r.factor, mscale) / yarn_mscale(r.factor, mscale_all_dim);
-      else
-        r.attention_factor = yarn_mscale(r.factor, 1.0);
+      else r.attention_factor = yarn_mscale(r.factor, 1.0);
       break;
     }
-    case RopeType::Default:
-      break;
+    case RopeType::Default: break;
   }
 }
 

@@ -103,23 +103,17 @@ RopeTable rope_table(const ModelConfig& c, int seq_len) {
   const int dim = c.head_dim;
   RopeTable t;
   switch (c.rope.type) {
-    case RopeType::Default:
-      t.inv_freq = plain_inv_freq(dim, c.rope_theta);
-      break;
+    case RopeType::Default: t.inv_freq = plain_inv_freq(dim, c.rope_theta); break;
     case RopeType::Linear:
       t.inv_freq = plain_inv_freq(dim, c.rope_theta);
       for (float& f : t.inv_freq) f = rn(f / float(c.rope.factor));
       break;
-    case RopeType::Dynamic:
-      t.inv_freq = dynamic_inv_freq(c, dim, seq_len);
-      break;
+    case RopeType::Dynamic: t.inv_freq = dynamic_inv_freq(c, dim, seq_len); break;
     case RopeType::Yarn:
       t.inv_freq = yarn_inv_freq(c, dim);
       t.attention_scaling = float(c.rope.attention_factor);
       break;
-    case RopeType::Llama3:
-      t.inv_freq = llama3_inv_freq(c, dim);
-      break;
+    case RopeType::Llama3: t.inv_freq = llama3_inv_freq(c, dim); break;
   }
   return t;
 }

@@ -69,15 +69,15 @@ void refuse_architecture(const ConfigFields& f, const std::string& raw_name) {
          name + where + " is a multimodal model: a vision encoder beside a language model (" + inner +
              ", config.json '" + key +
              "'). DPO Studio trains text-only decoders: use that language model's own text checkpoint (the base "
-             "model it was built from), or save its weights with its " + key +
-             " as a separate model folder. Supported architectures: " + kSupported);
+             "model it was built from), or save its weights with its " +
+             key + " as a separate model folder. Supported architectures: " + kSupported);
   }
   for (const KnownRefusal& k : kKnown) {
     if (raw_name.rfind(k.prefix, 0) != 0) continue;
     fail(ErrorCode::BadModel, name + where + ": " + k.family + " is not supported: " + k.why + kInstead);
   }
-  fail(ErrorCode::BadModel, "unsupported architecture '" + name + "' in " + f.source() + " (supported: " + kSupported +
-                                ")" + kInstead);
+  fail(ErrorCode::BadModel,
+       "unsupported architecture '" + name + "' in " + f.source() + " (supported: " + kSupported + ")" + kInstead);
 }
 
 }  // namespace dpo

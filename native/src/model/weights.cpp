@@ -56,8 +56,8 @@ struct Walk {
       fail(ErrorCode::BadModel, "tensor " + name + " has shape " + shape_str(t.shape) + " but config.json implies " +
                                     shape_str(shape) + " (in " + t.file + ")");
     if (t.dtype != DType::F32 && t.dtype != DType::F16 && t.dtype != DType::BF16)
-      fail(ErrorCode::BadModel, "tensor " + name + " has dtype " + dtype_name(t.dtype) +
-                                    "; expected F32, F16 or BF16 (in " + t.file + ")");
+      fail(ErrorCode::BadModel,
+           "tensor " + name + " has dtype " + dtype_name(t.dtype) + "; expected F32, F16 or BF16 (in " + t.file + ")");
     stats.n_params += t.numel();
     stats.checkpoint_bytes += t.nbytes;
     return t;
@@ -115,11 +115,11 @@ void load_prequantized(Walk& wk, Linear& L, const std::string& prefix) {
     fail(ErrorCode::BadModel, "tensor " + w + ": quant_state nested_offset is outside the float range");
   const std::string& dt = field("dtype", &json::Value::is_string, "a string").as_string();
   if (dt != "float16" && dt != "bfloat16" && dt != "float32")
-    fail(ErrorCode::BadModel, "tensor " + w + ": quant_state dtype " + json::quote(dt) +
-                                  " is not float16, bfloat16 or float32");
-  const Nf4StorageDType dtype = dt == "bfloat16" ? Nf4StorageDType::BF16
-                          : dt == "float32" ? Nf4StorageDType::F32
-                                            : Nf4StorageDType::F16;
+    fail(ErrorCode::BadModel,
+         "tensor " + w + ": quant_state dtype " + json::quote(dt) + " is not float16, bfloat16 or float32");
+  const Nf4StorageDType dtype = dt == "bfloat16"  ? Nf4StorageDType::BF16
+                                : dt == "float32" ? Nf4StorageDType::F32
+                                                  : Nf4StorageDType::F16;
 
   const int64_t n = int64_t(out) * in, blocks = (n + kNf4BlockSize - 1) / kNf4BlockSize;
   const TensorView& packed = wk.take(w);
@@ -127,8 +127,8 @@ void load_prequantized(Walk& wk, Linear& L, const std::string& prefix) {
   const TensorView& absmax2 = wk.take(w + ".nested_absmax");
   const TensorView& code = wk.take(w + ".nested_quant_map");
   if (packed.dtype != DType::U8 || int64_t(packed.nbytes) != (n + 1) / 2)
-    fail(ErrorCode::BadModel, "tensor " + w + ": packed NF4 data must be uint8 with " + std::to_string((n + 1) / 2) +
-                                  " bytes");
+    fail(ErrorCode::BadModel,
+         "tensor " + w + ": packed NF4 data must be uint8 with " + std::to_string((n + 1) / 2) + " bytes");
   if (absmax.dtype != DType::U8 || int64_t(absmax.nbytes) != blocks)
     fail(ErrorCode::BadModel, "tensor " + w + ".absmax: expected " + std::to_string(blocks) + " uint8 values");
   const int64_t groups = (blocks + 255) / 256;
@@ -216,7 +216,8 @@ void check_all_used(const WeightSet& ws, const ModelConfig& c, const std::vector
   for (const std::string& name : ws.names()) {
     if (used.count(name) || ignorable(name, c)) continue;
     const TensorView& t = ws.get(name);
-    fail(ErrorCode::BadModel, "tensor " + json::escape(name) + " (in " + json::escape(t.file) + ") is not part of a " + c.architecture +
+    fail(ErrorCode::BadModel, "tensor " + json::escape(name) + " (in " + json::escape(t.file) + ") is not part of a " +
+                                  c.architecture +
                                   " model as config.json describes it; refusing to compute without it");
   }
 }

@@ -40,12 +40,10 @@ namespace {
 // docs/reference/nf4.md#code-table: the 15 midpoints of dQuantizeNF4's decision tree, as the fp32 literals the CUDA
 // code compares against.
 const float kNf4Midpoints[15] = {
-    -0.8480964004993439f, -0.6106329262256622f, -0.4599952697753906f, -0.33967943489551544f,
-    -0.23460740596055984f, -0.13791173323988914f, -0.045525018125772476f, 0.03979014977812767f,
-    0.1202552504837513f,   0.2035212516784668f,   0.2920137718319893f,   0.3893125355243683f,
-    0.5016634166240692f,   0.6427869200706482f,   0.8614784181118011f,
+    -0.8480964004993439f,  -0.6106329262256622f,   -0.4599952697753906f, -0.33967943489551544f, -0.23460740596055984f,
+    -0.13791173323988914f, -0.045525018125772476f, 0.03979014977812767f, 0.1202552504837513f,   0.2035212516784668f,
+    0.2920137718319893f,   0.3893125355243683f,    0.5016634166240692f,  0.6427869200706482f,   0.8614784181118011f,
 };
-
 
 // docs/reference/nf4.md#dequantisation: the fp32 product is stored as QuantState.dtype (RN).
 inline float round_storage(float v, Nf4StorageDType dt) {
@@ -75,11 +73,11 @@ void check_shape(const Nf4Matrix& m) {
     fail(ErrorCode::BadModel, "nf4: packed weight has " + std::to_string(m.packed.size()) + " bytes, expected " +
                                   std::to_string((n + 1) / 2));
   if (int64_t(m.absmax_q.size()) != blocks)
-    fail(ErrorCode::BadModel, "nf4: absmax has " + std::to_string(m.absmax_q.size()) + " entries, expected " +
-                                  std::to_string(blocks));
+    fail(ErrorCode::BadModel,
+         "nf4: absmax has " + std::to_string(m.absmax_q.size()) + " entries, expected " + std::to_string(blocks));
   if (int64_t(m.absmax2.size()) != nested)
-    fail(ErrorCode::BadModel, "nf4: nested_absmax has " + std::to_string(m.absmax2.size()) +
-                                  " entries, expected " + std::to_string(nested));
+    fail(ErrorCode::BadModel,
+         "nf4: nested_absmax has " + std::to_string(m.absmax2.size()) + " entries, expected " + std::to_string(nested));
 }
 
 }  // namespace

@@ -36,20 +36,20 @@ enum class Nf4StorageDType { F16, BF16, F32 };
 // An NF4 + double-quant weight matrix W (N, K) = (out_features, in_features), row-major flattened;
 // blocks are 64 consecutive flat elements and may cross rows when K % 64 != 0 (e.g. FFN 172).
 struct Nf4Matrix {
-  int64_t rows = 0;                    // N
-  int64_t cols = 0;                    // K
-  std::vector<uint8_t> packed;         // (ceil(N*K/2)) byte k = code(2k) << 4 | code(2k+1): even element high nibble
-  std::vector<uint8_t> absmax_q;       // (blocks) codes into dynamic_map_signed(), relative to absmax_offset
-  std::vector<float> absmax2;          // (ceil(blocks/256)) nested scales
-  float absmax_offset = 0.0f;          // mean of the first-level absmax (fp32)
-  std::vector<float> absmax;           // (blocks) dequantized first-level absmax, cached for the kernels
-  std::vector<float> nested_code;      // (256) the checkpoint's nested_quant_map when it differs from
-                                       // dynamic_map_signed(), else empty (docs/reference/nf4.md#the-linspace-caveat)
+  int64_t rows = 0;  // N
+  int64_t cols = 0;  // K
+  std::vector<uint8_t> packed;  // (ceil(N*K/2)) byte k = code(2k) << 4 | code(2k+1): even element high nibble
+  std::vector<uint8_t> absmax_q;  // (blocks) codes into dynamic_map_signed(), relative to absmax_offset
+  std::vector<float> absmax2;  // (ceil(blocks/256)) nested scales
+  float absmax_offset = 0.0f;  // mean of the first-level absmax (fp32)
+  std::vector<float> absmax;  // (blocks) dequantized first-level absmax, cached for the kernels
+  std::vector<float> nested_code;  // (256) the checkpoint's nested_quant_map when it differs from
+                                   // dynamic_map_signed(), else empty (docs/reference/nf4.md#the-linspace-caveat)
   Nf4StorageDType dtype = Nf4StorageDType::F16;
 
   int64_t numel() const { return rows * cols; }
   int64_t blocks() const { return (numel() + kNf4BlockSize - 1) / kNf4BlockSize; }
-  size_t bytes() const;                // packed + absmax_q + absmax2 (what the format costs, without the cache)
+  size_t bytes() const;  // packed + absmax_q + absmax2 (what the format costs, without the cache)
 };
 
 // Quantizes w (N*K fp32 values, already rounded to the storage dtype as the reference does) with NF4 blocks of 64,

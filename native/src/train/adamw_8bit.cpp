@@ -53,8 +53,7 @@ void AdamW8bit::update(float* param, const float* grad, const AdamHyper& h) {
   const BnbAdamStepScalars s = bnb_adam_scalars(h, t_);
   if (blockwise())
     cpu::adamw_bnb8bit_step(param, state1_.data(), state2_.data(), absmax1_.data(), absmax2_.data(), grad, s, n_);
-  else
-    cpu::adamw_bnb32_step(param, m32_.data(), v32_.data(), grad, s, n_);
+  else cpu::adamw_bnb32_step(param, m32_.data(), v32_.data(), grad, s, n_);
 }
 
 // The kernels' scalars: bnb hands the Python floats to the kernel as C floats, and the kernel computes

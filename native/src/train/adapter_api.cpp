@@ -48,14 +48,15 @@ std::vector<LoraTensor> Model::lora_tensors() const {
     for (auto& layer : a->layers)
       for (auto& w : layer)
         if (w) w->pull_host();
-  return adapter_tensors(impl_->lora.get(), [](const LoraWeights& w) { return w.A; },
-                         [](const LoraWeights& w) { return w.B; });
+  return adapter_tensors(
+      impl_->lora.get(), [](const LoraWeights& w) { return w.A; }, [](const LoraWeights& w) { return w.B; });
 }
 
 std::vector<LoraTensor> Model::lora_gradients() const {
   std::lock_guard<std::mutex> lock(impl_->mutex);
-  return adapter_tensors(impl_->lora.get(), [](const LoraWeights& w) { return w.dA.to_host(); },
-                         [](const LoraWeights& w) { return w.dB.to_host(); });
+  return adapter_tensors(
+      impl_->lora.get(), [](const LoraWeights& w) { return w.dA.to_host(); },
+      [](const LoraWeights& w) { return w.dB.to_host(); });
 }
 
 void Model::set_lora_tensors(const std::vector<LoraTensor>& tensors) {
@@ -74,7 +75,8 @@ void Model::set_lora_tensors(const std::vector<LoraTensor>& tensors) {
         const std::string name = LoraAdapter::tensor_name(int(l), k, is_a);
         auto it = by_name.find(name);
         if (it == by_name.end()) fail(ErrorCode::BadInput, "adapter tensor " + name + " is missing");
-        const std::vector<int64_t> shape = is_a ? std::vector<int64_t>{w->r, w->in} : std::vector<int64_t>{w->out, w->r};
+        const std::vector<int64_t> shape =
+            is_a ? std::vector<int64_t>{w->r, w->in} : std::vector<int64_t>{w->out, w->r};
         if (it->second->shape != shape || it->second->data.size() != size_t(shape[0] * shape[1]))
           fail(ErrorCode::BadInput, "adapter tensor " + name + " has the wrong shape for this model and rank");
         expected++;

@@ -45,8 +45,7 @@ void DeviceAdamW8bit::update(float* param, const float* grad, const AdamHyper& h
   const BnbAdamStepScalars s = bnb_adam_scalars(h, t_);
   if (blockwise())
     be_.adamw_bnb8bit_step(param, state1_.get(), state2_.get(), absmax1_.get(), absmax2_.get(), grad, s, n_);
-  else
-    be_.adamw_bnb32_step(param, m32_.get(), v32_.get(), grad, s, n_);
+  else be_.adamw_bnb32_step(param, m32_.get(), v32_.get(), grad, s, n_);
 }
 
 float DeviceAdamW8bit::m_at(int64_t i) const {

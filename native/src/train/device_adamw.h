@@ -73,8 +73,8 @@ class DeviceAdamW8bit final : public DeviceOptimizer {
   std::vector<uint8_t> state2() const { return state2_.to_host(); }  // (n)
   std::vector<float> absmax1() const { return absmax1_.to_host(); }  // (blocks)
   std::vector<float> absmax2() const { return absmax2_.to_host(); }  // (blocks)
-  std::vector<float> m32() const { return m32_.to_host(); }          // (n)
-  std::vector<float> v32() const { return v32_.to_host(); }          // (n)
+  std::vector<float> m32() const { return m32_.to_host(); }  // (n)
+  std::vector<float> v32() const { return v32_.to_host(); }  // (n)
   // The state as the next update reads it, code[c] * absmax[i / 2048] or the fp32 value (two small downloads).
   float m_at(int64_t i) const;
   float v_at(int64_t i) const;

@@ -19,7 +19,8 @@ std::vector<DpoPairMetrics> Model::dpo_accumulate(const std::vector<DpoPair>& pa
   if (!lora) fail(ErrorCode::BadInput, "dpo_accumulate needs a LoRA adapter: attach one first");
   if (pairs.empty()) return {};
   if (!(o.beta > 0)) fail(ErrorCode::BadInput, "beta must be positive");
-  if (o.label_smoothing < 0 || o.label_smoothing >= 0.5) fail(ErrorCode::BadInput, "label_smoothing must be in [0, 0.5)");
+  if (o.label_smoothing < 0 || o.label_smoothing >= 0.5)
+    fail(ErrorCode::BadInput, "label_smoothing must be in [0, 0.5)");
   const ModelWeights& m = impl_->weights;
   Backend& be = *impl_->backend;
   const int P = int(pairs.size()), V = m.config.vocab, C = m.config.hidden;

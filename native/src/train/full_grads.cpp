@@ -33,7 +33,8 @@ FullGrads make_full_grads(const ModelWeights& m, Backend& be) {
     for (int k = 0; k < kNumLinear; k++) {
       const Linear& lin = layer_linear(L, k);
       if (lin.quantized)
-        fail(ErrorCode::BadInput, "full-parameter training needs full-precision weights: load the model with --quant none");
+        fail(ErrorCode::BadInput,
+             "full-parameter training needs full-precision weights: load the model with --quant none");
       G.lin[size_t(k)].dw = zeros(lin.w.size());
       G.lin[size_t(k)].db = zeros(lin.bias.size());
     }

@@ -38,8 +38,8 @@ std::unique_ptr<LoraAdapter> make_lora(const ModelWeights& m, const LoraConfig& 
   for (const std::string& t : config.targets) {
     int k = linear_kind_from_name(t);
     if (k < 0)
-      fail(ErrorCode::BadInput, "unknown LoRA target '" + t +
-                                    "' (use q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)");
+      fail(ErrorCode::BadInput,
+           "unknown LoRA target '" + t + "' (use q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)");
     target[k] = true;
   }
   auto a = std::make_unique<LoraAdapter>();
@@ -114,11 +114,10 @@ void linear_forward(Backend& be, float* y, const float* x, int M, const DeviceLi
 void linear_backward(Backend& be, float* dx, const float* dy, const float* x, int M, const DeviceLinear& base,
                      LoraWeights* lora, float dropout, const LoraSaved& saved, LinearGrads* full) {
   const Linear& lin = *base.host;
-  if (lin.quantized)
-    be.matmul_nf4_backward_input(dx, dy, lin.q, M);
+  if (lin.quantized) be.matmul_nf4_backward_input(dx, dy, lin.q, M);
   else
-    be.matmul_backward(dx, full ? full->dw.get() : nullptr, full && !full->db.empty() ? full->db.get() : nullptr, dy,
-                       x, base.w.get(), M, lin.in, lin.out);
+    be.matmul_backward(dx, full ? full->dw.get() : nullptr, full && !full->db.empty() ? full->db.get() : nullptr, dy, x,
+                       base.w.get(), M, lin.in, lin.out);
   if (!lora) return;
   const int r = lora->r, K = lora->in, N = lora->out;
   DeviceArray<float> dys(be, size_t(M) * N), du = DeviceArray<float>::zeros(be, size_t(M) * r);

@@ -25,10 +25,10 @@ struct LoraWeights {
   // place on the backend, which leaves these stale where the mirrors are copies (host_stale); pull_host() refreshes
   // them on demand (Model::optimizer_step says why lazily).
   std::vector<float> A, B;
-  Mirror A_dev, B_dev;                          // A and B as the backend sees them: sync() after every host change
-  DeviceArray<float> dA, dB;                    // gradients, same shapes, accumulated by backend ops
+  Mirror A_dev, B_dev;  // A and B as the backend sees them: sync() after every host change
+  DeviceArray<float> dA, dB;  // gradients, same shapes, accumulated by backend ops
   std::unique_ptr<DeviceOptimizer> optA, optB;  // state in backend memory; updates A_dev / B_dev
-  bool host_stale = false;                      // A_dev / B_dev changed on the backend since A / B were current
+  bool host_stale = false;  // A_dev / B_dev changed on the backend since A / B were current
 
   // Host -> backend: after A or B changed on the host.
   void sync(Backend& be) {
@@ -75,9 +75,9 @@ std::unique_ptr<LoraAdapter> make_lora(const ModelWeights& m, const LoraConfig& 
 
 // What the LoRA path keeps from the forward for its backward (backend memory).
 struct LoraSaved {
-  DeviceArray<float> u;        // (M,r) = drop(x) . A^T
-  DeviceArray<float> xd;       // (M,K) drop(x), only when dropout > 0
-  DeviceArray<uint8_t> kept;   // (M,K) dropout mask (made on the host, uploaded), only when dropout > 0
+  DeviceArray<float> u;  // (M,r) = drop(x) . A^T
+  DeviceArray<float> xd;  // (M,K) drop(x), only when dropout > 0
+  DeviceArray<uint8_t> kept;  // (M,K) dropout mask (made on the host, uploaded), only when dropout > 0
 };
 
 // y (M,N) = base(x) + scale * (drop(x) . A^T) . B^T. Dropout (dropout > 0) draws a new mask when rng is non-null,

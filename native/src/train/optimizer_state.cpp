@@ -23,7 +23,8 @@ template <typename T>
 void check_size(const OptimizerTensorState& s, const std::vector<T>& v, int64_t want, const char* what) {
   if (int64_t(v.size()) != want)
     fail(ErrorCode::BadInput, "optimizer state of " + s.name + ": " + what + " has " + std::to_string(v.size()) +
-                                  " values, the " + optimizer_layout_name(s.layout) + " state needs " + std::to_string(want));
+                                  " values, the " + optimizer_layout_name(s.layout) + " state needs " +
+                                  std::to_string(want));
 }
 
 }  // namespace
@@ -35,8 +36,8 @@ void check_optimizer_state(const OptimizerTensorState& s, bool eight_bit, int64_
                                   " elements, the parameter has " + std::to_string(numel));
   if (s.layout != want)
     fail(ErrorCode::BadInput, "optimizer state of " + s.name + " has layout " + optimizer_layout_name(s.layout) + ", " +
-                                  (eight_bit ? "the 8-bit optimizer" : "fp32 AdamW") + " keeps " + optimizer_layout_name(want) +
-                                  " for it");
+                                  (eight_bit ? "the 8-bit optimizer" : "fp32 AdamW") + " keeps " +
+                                  optimizer_layout_name(want) + " for it");
   if (s.step < 0) fail(ErrorCode::BadInput, "optimizer state of " + s.name + " has a negative step counter");
   if (want == OptimizerLayout::Bnb8Blockwise) {
     const int64_t blocks = (numel + kAdam8bitBlockSize - 1) / kAdam8bitBlockSize;
@@ -163,7 +164,8 @@ void Model::import_training_state(const TrainingState& st) {
   const bool eight_bit = st.optimizer == TrainingState::Optimizer::AdamW8bit;
   std::map<std::string, const OptimizerTensorState*> by_name;
   for (const OptimizerTensorState& t : st.tensors) {
-    if (!by_name.emplace(t.name, &t).second) fail(ErrorCode::BadInput, "optimizer state of " + t.name + " appears twice");
+    if (!by_name.emplace(t.name, &t).second)
+      fail(ErrorCode::BadInput, "optimizer state of " + t.name + " appears twice");
   }
   if (none && !st.tensors.empty()) fail(ErrorCode::BadInput, "optimizer state without an optimizer kind");
   if (!none) {
@@ -176,7 +178,8 @@ void Model::import_training_state(const TrainingState& st) {
       for (const OptimizerTensorState& t : st.tensors) {
         bool known = false;
         for (const AdaptedMatrix& m : mats) known = known || m.name == t.name;
-        if (!known) fail(ErrorCode::BadInput, "optimizer state of " + t.name + " does not belong to the attached adapter");
+        if (!known)
+          fail(ErrorCode::BadInput, "optimizer state of " + t.name + " does not belong to the attached adapter");
       }
   }
 

@@ -29,8 +29,8 @@ std::pair<double, int> Model::sft_accumulate(const std::vector<ScoredSequence>& 
   check_cancel(cancel);
   DeviceArray<float> hidden(be, size_t(M) * C);
   TrainActs acts;
-  decoder_forward_train(hidden.get(), acts, impl_->dev, be, pb.ids.data(), pb.pos.data(), pb.valid.data(), pb.B,
-                        pb.T, impl_->lora.get());
+  decoder_forward_train(hidden.get(), acts, impl_->dev, be, pb.ids.data(), pb.pos.data(), pb.valid.data(), pb.B, pb.T,
+                        impl_->lora.get());
   LogitsStats st = logits_forward(impl_->dev, be, hidden.get(), pb.target.data(), M);
   int n = 0;
   double loss = 0;

@@ -36,8 +36,8 @@ AttnOut run_attention(Backend& be, const vector<float>& q, const vector<float>& 
   float* out = a.alloc(q.size());
   const size_t np = size_t(s.B) * s.NH * s.T * s.S;
   float* probs = with_probs ? a.alloc(np) : nullptr;
-  be.attention(out, probs, a.put(q), a.put(k), a.put(v), a.put(qpos), valid.empty() ? nullptr : a.put(valid), s.B,
-               s.T, s.S, s.NH, s.NKV, s.HD);
+  be.attention(out, probs, a.put(q), a.put(k), a.put(v), a.put(qpos), valid.empty() ? nullptr : a.put(valid), s.B, s.T,
+               s.S, s.NH, s.NKV, s.HD);
   return {a.get(out, q.size()), with_probs ? a.get(probs, np) : vector<float>()};
 }
 
@@ -53,8 +53,8 @@ AttnGrads run_attention_backward(Backend& be, const AttnGrads& init, const vecto
   float* dq = init.dq.empty() ? nullptr : a.put(init.dq);
   float* dk = init.dk.empty() ? nullptr : a.put(init.dk);
   float* dv = init.dv.empty() ? nullptr : a.put(init.dv);
-  be.attention_backward(dq, dk, dv, a.put(dout), a.put(probs), a.put(q), a.put(k), a.put(v), s.B, s.T, s.S, s.NH,
-                        s.NKV, s.HD);
+  be.attention_backward(dq, dk, dv, a.put(dout), a.put(probs), a.put(q), a.put(k), a.put(v), s.B, s.T, s.S, s.NH, s.NKV,
+                        s.HD);
   AttnGrads g;
   if (dq) g.dq = a.get(dq, init.dq.size());
   if (dk) g.dk = a.get(dk, init.dk.size());
@@ -254,8 +254,8 @@ vector<int> offset_positions(const HostCase& c) {
 OP_CASE(attention) {
   if (!ctx.eval()) return;
   const HostCase cases[] = {
-      {{1, 1, 1, 1, 1, 8}, false, 0},  {{2, 5, 5, 8, 4, 8}, false, 0},  {{2, 5, 5, 8, 4, 8}, true, 0},
-      {{3, 1, 9, 8, 4, 8}, true, 8},   {{2, 2, 7, 4, 2, 16}, true, 5},  {{1, 6, 6, 2, 2, 64}, false, 0},
+      {{1, 1, 1, 1, 1, 8}, false, 0},   {{2, 5, 5, 8, 4, 8}, false, 0}, {{2, 5, 5, 8, 4, 8}, true, 0},
+      {{3, 1, 9, 8, 4, 8}, true, 8},    {{2, 2, 7, 4, 2, 16}, true, 5}, {{1, 6, 6, 2, 2, 64}, false, 0},
       {{2, 3, 40, 4, 1, 24}, true, 37}, {{1, 4, 4, 3, 3, 5}, false, 0},
   };
   uint32_t seed = 500;
@@ -358,10 +358,15 @@ OP_CASE(attention_backward) {
 // Cache slots past every row's position hold NaN, so any read of them shows.
 OP_CASE(attention_decode) {
   if (!ctx.eval()) return;
-  struct Case { int M, Bc, S, NH, NKV, HD; };
+  struct Case {
+    int M, Bc, S, NH, NKV, HD;
+  };
   const vector<Case> host_cases = {{1, 1, 7, 4, 2, 64}, {3, 2, 9, 4, 2, 8}, {16, 3, 40, 8, 2, 128}};
-  const vector<Case> gpu_cases = {{1, 1, 7, 4, 2, 64}, {1, 3, 40, 8, 2, 128}, {16, 3, 40, 8, 2, 128},
-                                  {16, 16, 33, 6, 3, 80}, {16, 5, 300, 2, 1, 256}};
+  const vector<Case> gpu_cases = {{1, 1, 7, 4, 2, 64},
+                                  {1, 3, 40, 8, 2, 128},
+                                  {16, 3, 40, 8, 2, 128},
+                                  {16, 16, 33, 6, 3, 80},
+                                  {16, 5, 300, 2, 1, 256}};
   Backend* g = ctx.cuda_or_skip();
   vector<std::pair<Target, vector<Case>>> runs;
   for (const Target& t : ctx.hosts()) runs.push_back({t, host_cases});
@@ -400,9 +405,10 @@ OP_CASE(attention_decode) {
         const int b = seq[size_t(r)], p = pos[size_t(r)];
         const vector<float> row = slice(got, r * qrow, qrow);
         const AttnShape s1{1, 1, p + 1, c.NH, c.NKV, c.HD};
-        const vector<float> want = run_attention(ctx.cpu(), slice(q, r * qrow, qrow), slice(kc, b * seqn,
-                                                 (p + 1) * krow), slice(vc, b * seqn, (p + 1) * krow), {p}, {}, s1,
-                                                 false).out;
+        const vector<float> want =
+            run_attention(ctx.cpu(), slice(q, r * qrow, qrow), slice(kc, b * seqn, (p + 1) * krow),
+                          slice(vc, b * seqn, (p + 1) * krow), {p}, {}, s1, false)
+                .out;
         if (target.is_cuda()) check_near("decode vs cpu", row, want);
         else check_bits(target.name + " decode vs cpu", row, want);  // the same kernel
         // The backend's own prefill attention on the same cache gives the same bits (decode == prefill).

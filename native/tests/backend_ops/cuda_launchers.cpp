@@ -58,9 +58,9 @@ void transfer_launchers() {
   CHECK_THROWS_CODE(launch_scatter_rows(nullptr, nullptr, nullptr, nullptr, -1, 4), ErrorCode::BadInput, "bad shape");
   CHECK_THROWS_CODE(launch_gather_rows(nullptr, nullptr, nullptr, nullptr, 2, -4), ErrorCode::BadInput, "bad shape");
   CHECK_THROWS_CODE(launch_axpy(nullptr, nullptr, nullptr, 1.0f, -1), ErrorCode::BadInput, "bad size");
-  CHECK_THROWS_CODE(launch_attention_decode(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 2, 8, 6, 4,
-                                            64),
-                    ErrorCode::BadInput, "multiple of NKV");
+  CHECK_THROWS_CODE(
+      launch_attention_decode(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 2, 8, 6, 4, 64),
+      ErrorCode::BadInput, "multiple of NKV");
   // Empty work launches nothing.
   launch_scatter_rows(nullptr, nullptr, nullptr, nullptr, 0, 4);
   launch_gather_rows(nullptr, nullptr, nullptr, nullptr, 3, 0);
@@ -74,9 +74,9 @@ void transfer_launchers() {
   CHECK_THROWS_CODE(launch_axpy(nullptr, nullptr, nullptr, 1.0f, 10), ErrorCode::Internal, "axpy: cuda");
   CHECK_THROWS_CODE(launch_embedding_backward(nullptr, nullptr, nullptr, nullptr, 3, 8), ErrorCode::Internal,
                     "embedding_backward: cuda");
-  CHECK_THROWS_CODE(launch_attention_decode(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 2, 8, 4, 2,
-                                            64),
-                    ErrorCode::Internal, "attention_decode: cuda");
+  CHECK_THROWS_CODE(
+      launch_attention_decode(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 2, 8, 4, 2, 64),
+      ErrorCode::Internal, "attention_decode: cuda");
   cudaGetLastError();
 }
 
@@ -89,9 +89,9 @@ void optimizer_launchers() {
                     "bad size");
   CHECK_THROWS_CODE(launch_adamw_bnb32_step(nullptr, nullptr, nullptr, nullptr, nullptr, b, -1), ErrorCode::BadInput,
                     "bad size");
-  CHECK_THROWS_CODE(launch_adamw_bnb8bit_step(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
-                                              b, -1),
-                    ErrorCode::BadInput, "bad size");
+  CHECK_THROWS_CODE(
+      launch_adamw_bnb8bit_step(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, b, -1),
+      ErrorCode::BadInput, "bad size");
   // Empty tensors launch nothing.
   launch_adamw_step(nullptr, nullptr, nullptr, nullptr, nullptr, s, 0);
   launch_adamw_bnb32_step(nullptr, nullptr, nullptr, nullptr, nullptr, b, 0);
@@ -99,9 +99,9 @@ void optimizer_launchers() {
   if (cuda::probe().available) return;
   CHECK_THROWS_CODE(launch_adamw_step(nullptr, nullptr, nullptr, nullptr, nullptr, s, 10), ErrorCode::Internal,
                     "adamw_step: cuda");
-  CHECK_THROWS_CODE(launch_adamw_bnb8bit_step(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
-                                              b, 5000),
-                    ErrorCode::Internal, "adamw_bnb8bit_step: cuda");
+  CHECK_THROWS_CODE(
+      launch_adamw_bnb8bit_step(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, b, 5000),
+      ErrorCode::Internal, "adamw_bnb8bit_step: cuda");
   cudaGetLastError();
 }
 

@@ -72,7 +72,9 @@ LogitsData logits_data(int M, int V) {
   return d;
 }
 
-struct Shape { int M, V; };
+struct Shape {
+  int M, V;
+};
 const Shape kCudaShapes[] = {{5, 61}, {6, 1000}, {3, 61952}};
 
 }  // namespace

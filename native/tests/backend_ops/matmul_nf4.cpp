@@ -27,7 +27,6 @@ namespace {
 
 constexpr double kTolRef = 1e-5, kTolNf4 = 1e-3;
 
-
 vector<float> run_nf4(Backend& be, const vector<float>& x, const Nf4Matrix& w, const vector<float>* bias, int M) {
   Arena a(be);
   float* out = a.alloc(size_t(M) * w.rows);

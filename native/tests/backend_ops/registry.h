@@ -61,4 +61,6 @@ using dpo_test::Arena;  // buffers on one backend, host vectors in and out (gpu_
 }  // namespace dpo_test::ops
 
 // Defines the case of Backend::name; a name that is not a declared case (not a virtual) does not compile.
+// clang-format off: BreakAfterAttributes would split the signature after the parameter's [[maybe_unused]].
 #define OP_CASE(name) void dpo_test::ops::op_case_##name([[maybe_unused]] const dpo_test::ops::OpContext& ctx)
+// clang-format on

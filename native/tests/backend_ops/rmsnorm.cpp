@@ -49,7 +49,9 @@ vector<double> magnitudes(const vector<double>& ref) {
 void cuda_forward_parity(const OpContext& ctx) {
   Backend* g = ctx.cuda_or_skip();
   if (!g) return;
-  struct Shape { int M, C; };
+  struct Shape {
+    int M, C;
+  };
   // {6*16, 128}, {5*8, 64}: Qwen3's per-head q/k norms (rows of one head, C = head_dim).
   for (const Shape sh : {Shape{7, 173}, Shape{3, 4096}, Shape{5, 8}, Shape{6 * 16, 128}, Shape{5 * 8, 64}}) {
     const int M = sh.M, C = sh.C;
@@ -80,7 +82,9 @@ void cuda_forward_parity(const OpContext& ctx) {
 void cuda_backward_parity(const OpContext& ctx) {
   Backend* g = ctx.cuda_or_skip();
   if (!g) return;
-  struct Shape { int M, C; };
+  struct Shape {
+    int M, C;
+  };
   for (const Shape sh : {Shape{37, 173}, Shape{4, 4096}, Shape{1, 8}, Shape{6 * 16, 128}, Shape{3 * 8, 64}}) {
     const int M = sh.M, C = sh.C;
     std::printf("  M=%d C=%d\n", M, C);

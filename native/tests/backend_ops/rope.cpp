@@ -44,7 +44,11 @@ void cuda_parity(const OpContext& ctx, bool bwd) {
   llama3.rope.original_max_position = 8192;
   RopeTable yarn = default_rope_table(128, 1e6f);
   yarn.attention_scaling = 1.1386294f;
-  struct Shape { int M, H, HD; float theta; RopeTable table; };
+  struct Shape {
+    int M, H, HD;
+    float theta;
+    RopeTable table;
+  };
   for (const Shape& sh : {Shape{9, 3, 8, 10000.0f, default_rope_table(8, 10000.0f)},
                           Shape{5, 4, 128, 1e6f, default_rope_table(128, 1e6f)},
                           Shape{3, 2, 80, 10000.0f, default_rope_table(80, 10000.0f)},
@@ -92,8 +96,8 @@ OP_CASE(rope) {
   }
   // The inv_freq exponent is fp32 2j/HD (torch): j = 1, HD = 8, theta = 10000 -> 1/10000^0.25 = 0.1.
   for (const Target& t : ctx.hosts()) {
-    const vector<float> v = run_rope(*t.be, false, {1, 0, 0, 0, 0, 0, 0, 0}, {10}, 1, 1, 8,
-                                     default_rope_table(8, 10000.0f));
+    const vector<float> v =
+        run_rope(*t.be, false, {1, 0, 0, 0, 0, 0, 0, 0}, {10}, 1, 1, 8, default_rope_table(8, 10000.0f));
     CHECK_CLOSE(v[0], std::cos(10.0), 1e-6, 0);
     CHECK_CLOSE(v[4], std::sin(10.0), 1e-6, 0);
   }

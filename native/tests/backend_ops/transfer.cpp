@@ -100,7 +100,9 @@ OP_CASE(fill_zero) {
 // dst row to[r] = src row r, distinct destination rows (a KV-cache write) in a random order; other rows untouched.
 OP_CASE(scatter_rows) {
   if (!ctx.eval()) return;
-  struct Shape { int M, width, R; };  // R rows in the big buffer
+  struct Shape {
+    int M, width, R;
+  };  // R rows in the big buffer
   for (const Target& t : ctx.all())
     for (const Shape sh : {Shape{1, 1, 1}, Shape{5, 37, 9}, Shape{16, 1024, 40}, Shape{300, 65, 301}}) {
       const int M = sh.M, W = sh.width, R = sh.R;
@@ -133,7 +135,9 @@ OP_CASE(scatter_rows) {
 // dst row r = src row from[r], any rows, repeats allowed.
 OP_CASE(gather_rows) {
   if (!ctx.eval()) return;
-  struct Shape { int M, width, R; };
+  struct Shape {
+    int M, width, R;
+  };
   for (const Target& t : ctx.all())
     for (const Shape sh : {Shape{1, 1, 1}, Shape{5, 37, 9}, Shape{16, 1024, 40}, Shape{300, 65, 301}}) {
       const int M = sh.M, W = sh.width, R = sh.R;
@@ -170,11 +174,13 @@ OP_CASE(axpy) {
     }
     if (n > 1) CHECK(fma_differs > 0);
     for (const Target& t : ctx.all())
-      check_bits(t.name + " axpy n=" + std::to_string(n), run_n(*t.be, want.size(), [&](Backend& be, Arena& a) {
-                   float* y = a.put(d.y);
-                   be.axpy(y, a.put(d.x), d.a, n);
-                   return y;
-                 }),
+      check_bits(t.name + " axpy n=" + std::to_string(n),
+                 run_n(*t.be, want.size(),
+                       [&](Backend& be, Arena& a) {
+                         float* y = a.put(d.y);
+                         be.axpy(y, a.put(d.x), d.a, n);
+                         return y;
+                       }),
                  want);
   }
 }
@@ -187,17 +193,21 @@ OP_CASE(scale) {
     vector<float> want(d.x.size());
     for (size_t i = 0; i < want.size(); i++) want[i] = mul_rn(d.a, d.x[i]);
     for (const Target& t : ctx.all()) {
-      check_bits(t.name + " scale n=" + std::to_string(n), run_n(*t.be, want.size(), [&](Backend& be, Arena& a) {
-                   float* out = a.alloc(d.x.size());
-                   be.scale(out, a.put(d.x), d.a, n);
-                   return out;
-                 }),
+      check_bits(t.name + " scale n=" + std::to_string(n),
+                 run_n(*t.be, want.size(),
+                       [&](Backend& be, Arena& a) {
+                         float* out = a.alloc(d.x.size());
+                         be.scale(out, a.put(d.x), d.a, n);
+                         return out;
+                       }),
                  want);
-      check_bits(t.name + " scale in place", run_n(*t.be, want.size(), [&](Backend& be, Arena& a) {
-                   float* x = a.put(d.x);
-                   be.scale(x, x, d.a, n);
-                   return x;
-                 }),
+      check_bits(t.name + " scale in place",
+                 run_n(*t.be, want.size(),
+                       [&](Backend& be, Arena& a) {
+                         float* x = a.put(d.x);
+                         be.scale(x, x, d.a, n);
+                         return x;
+                       }),
                  want);
     }
   }
@@ -211,11 +221,13 @@ OP_CASE(dropout) {
     vector<float> want(d.x.size());
     for (size_t i = 0; i < want.size(); i++) want[i] = d.kept[i] ? mul_rn(d.xs[i], d.keep) : 0.0f;
     for (const Target& t : ctx.all())
-      check_bits(t.name + " dropout n=" + std::to_string(n), run_n(*t.be, want.size(), [&](Backend& be, Arena& a) {
-                   float* out = a.alloc(d.x.size());
-                   be.dropout(out, a.put(d.xs), a.put(d.kept), d.keep, n);
-                   return out;
-                 }),
+      check_bits(t.name + " dropout n=" + std::to_string(n),
+                 run_n(*t.be, want.size(),
+                       [&](Backend& be, Arena& a) {
+                         float* out = a.alloc(d.x.size());
+                         be.dropout(out, a.put(d.xs), a.put(d.kept), d.keep, n);
+                         return out;
+                       }),
                  want);
   }
 }
@@ -250,18 +262,22 @@ OP_CASE(dropout_backward) {
   };
   const auto gx = numeric_grad(xd, loss);
   for (const Target& t : ctx.all())
-    check_grad(t.name + " dropout dx", run_n(*t.be, size_t(n), [&](Backend& be, Arena& a) {
-                 float* dx = a.put(vector<float>(size_t(n), 0.0f));
-                 be.dropout_backward(dx, a.put(G), a.put(d.kept), d.keep, n);
-                 return dx;
-               }),
+    check_grad(t.name + " dropout dx",
+               run_n(*t.be, size_t(n),
+                     [&](Backend& be, Arena& a) {
+                       float* dx = a.put(vector<float>(size_t(n), 0.0f));
+                       be.dropout_backward(dx, a.put(G), a.put(d.kept), d.keep, n);
+                       return dx;
+                     }),
                gx);
 }
 
 // dtable[ids[m]] += dout[m], rows added in order m = 0..M-1: few table rows, many repeated ids whose sums depend on
 // the order; M > 1024 crosses the GPU's id chunks, M >= 128 splits the ids over several partitions.
 OP_CASE(embedding_backward) {
-  struct Shape { int M, C, V; };
+  struct Shape {
+    int M, C, V;
+  };
   auto run = [](Backend& be, const vector<float>& table0, const vector<float>& dout, const vector<int>& ids, int C) {
     Arena a(be);
     float* dt = a.put(table0);

@@ -1,7 +1,7 @@
 // `dpo-studio export-gguf`: a run's merged model as GGUF files (+ the LoRA adapter as GGUF, + an Ollama Modelfile).
 import { StudioError } from '../../services/errors'
 import { exportGguf } from '../../services/export/ggufExport'
-import { GGUF_FILE_TYPES, type GgufFileType } from '../../services/params/enumValues'
+import { GGUF_FILE_TYPES, type GgufFileType } from '../../../src-shared/params/enumValues'
 import type { MergeBase } from '../../services/export/mergedWeights'
 import { readRunConfig } from '../../services/export/runConfig'
 import { ProgressBar } from '../progressBar'
@@ -20,9 +20,13 @@ export interface ExportGgufFlags {
 }
 
 export function parseGgufTypes(list: string): GgufFileType[] {
-  const types = list.split(',').map((t) => t.trim().toUpperCase()).filter(Boolean)
+  const types = list
+    .split(',')
+    .map((t) => t.trim().toUpperCase())
+    .filter(Boolean)
   for (const t of types) {
-    if (!(GGUF_FILE_TYPES as readonly string[]).includes(t)) throw new StudioError('E_BAD_INPUT', `--types: unknown GGUF type '${t}' (use ${GGUF_FILE_TYPES.join(', ')})`)
+    if (!(GGUF_FILE_TYPES as readonly string[]).includes(t))
+      throw new StudioError('E_BAD_INPUT', `--types: unknown GGUF type '${t}' (use ${GGUF_FILE_TYPES.join(', ')})`)
   }
   return [...new Set(types)] as GgufFileType[]
 }
@@ -40,7 +44,7 @@ export async function runExportGguf(runDir: string | undefined, flags: ExportGgu
     ...src,
     types: parseGgufTypes(flags.types),
     lora: flags.lora,
-    ...(flags.base ? { baseType: flags.base === true ? 'F16' as const : parseGgufTypes(flags.base)[0]! } : {}),
+    ...(flags.base ? { baseType: flags.base === true ? ('F16' as const) : parseGgufTypes(flags.base)[0]! } : {}),
     outDir: flags.out,
     overwrite: flags.overwrite ?? false,
     ...(system !== undefined ? { systemMessage: system } : {}),

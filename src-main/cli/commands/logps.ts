@@ -1,6 +1,6 @@
 // `dpo-studio logps`: chosen/rejected log-prob sums per pair (TRL tokenization and masking), written as JSON.
 import { loadPreferenceData, preferencePairs } from '../../services/data/preferenceFile'
-import { scorePairs } from '../../services/engine/scorePairs'
+import { scorePairs } from '../../services/session/scorePairs'
 import { writeJsonAtomic } from '../../services/fsAtomic'
 import { ProgressBar } from '../progressBar'
 import { openForCli, type ModelFlags } from './openForCli'
@@ -22,7 +22,14 @@ export async function runLogps(flags: LogpsFlags): Promise<void> {
   const session = await openForCli(flags)
   try {
     const bar = new ProgressBar('logps', pairs.length, 'pairs')
-    const result = await scorePairs(session, { pairs, system: flags.system, noTemplate: !flags.template, ...style, onPair: (n) => bar.update(n), perToken: flags.perToken === true })
+    const result = await scorePairs(session, {
+      pairs,
+      system: flags.system,
+      noTemplate: !flags.template,
+      ...style,
+      onPair: (n) => bar.update(n),
+      perToken: flags.perToken === true,
+    })
     bar.finish()
     writeJsonAtomic(flags.out, result)
     process.stderr.write(`wrote ${result.length} results to ${flags.out}\n`)

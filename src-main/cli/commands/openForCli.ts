@@ -1,7 +1,7 @@
 // Shared by the model commands: open the model with a loading bar, say which backend computes, and put a PEFT
 // LoRA adapter on it when --adapter names one (docs/architecture.md#command-line).
-import type { BackendChoice, QuantMode } from '../../engine/nativeTypes'
-import { openModel, type ModelSession } from '../../services/engine/modelSession'
+import type { BackendChoice, QuantMode } from '../../addon/addonTypes'
+import { openModel, type ModelSession } from '../../services/session/modelSession'
 import { loadAdapter } from '../../services/training/adapterFiles'
 import { attachLoadedAdapter } from '../../services/training/loraAttach'
 import { ProgressBar } from '../progressBar'

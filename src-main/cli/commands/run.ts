@@ -2,14 +2,33 @@
 // training, trained answers, and RUN_DIR/comparison.json with its metadata. Ctrl-C stops cleanly and exits 130. With no
 // --model / --dataset it runs the embedded demo (issue: the app and `run` use the demo model and the sample dataset
 // when the user has chosen nothing else), with the demo preset for flags the user did not give.
-import { DEMO_MODEL_DIR, DEMO_NOTE, DEMO_PRESET, SAMPLE_DATASET_DIR, SAMPLE_TEST_PROMPTS, isDemoModel } from '../../services/demo'
+import {
+  DEMO_MODEL_DIR,
+  DEMO_NOTE,
+  DEMO_PRESET,
+  SAMPLE_DATASET_DIR,
+  SAMPLE_TEST_PROMPTS,
+  isDemoModel,
+} from '../../services/demo'
 import { StudioError } from '../../services/errors'
 import { RUN_PARAM_FLAGS, TRAIN_PARAM_FLAGS, runTrainCommand, type TrainCommandFlags } from './trainFlags'
 
-export type RunFlags = { model?: string; dataset?: string; testPrompts?: string; out?: string; resume?: string; [flag: string]: unknown }
+export type RunFlags = {
+  model?: string
+  dataset?: string
+  testPrompts?: string
+  out?: string
+  resume?: string
+  [flag: string]: unknown
+}
 
 // Demo preset keys -> the commander attribute of their flag.
-const PRESET_FLAGS: Record<string, string> = { dataSize: 'dataSize', epochs: 'epochs', learningRate: 'lr', maxNewTokens: 'maxNewTokens' }
+const PRESET_FLAGS: Record<string, string> = {
+  dataSize: 'dataSize',
+  epochs: 'epochs',
+  learningRate: 'lr',
+  maxNewTokens: 'maxNewTokens',
+}
 
 export async function runRun(flags: RunFlags): Promise<void> {
   // A resumed run takes everything from its config.json (the demo defaults were resolved when it started).
@@ -26,7 +45,10 @@ export function withDemoDefaults(flags: RunFlags): TrainCommandFlags {
   const dataset = flags.dataset ?? SAMPLE_DATASET_DIR
   const testPrompts = flags.testPrompts ?? (flags.dataset === undefined ? SAMPLE_TEST_PROMPTS : undefined)
   if (testPrompts === undefined)
-    throw new StudioError('E_BAD_ARGS', '--test-prompts is required with your own --dataset (a test_prompt.json or JSONL of {id?, prompt})')
+    throw new StudioError(
+      'E_BAD_ARGS',
+      '--test-prompts is required with your own --dataset (a test_prompt.json or JSONL of {id?, prompt})',
+    )
   const resolved: TrainCommandFlags = { ...flags, model, dataset, testPrompts }
   if (isDemoModel(model)) {
     process.stderr.write(`${DEMO_NOTE}\n`)

@@ -20,7 +20,9 @@ export async function runServe(flags: ServeFlags): Promise<void> {
     log: (line) => process.stderr.write(`${line}\n`),
   })
   process.stdout.write(`DPO Studio is running at ${host.url}\n`)
-  process.stderr.write('Only this machine can reach it (127.0.0.1); the token in the URL is the key. Ctrl-C stops it.\n')
+  process.stderr.write(
+    'Only this machine can reach it (127.0.0.1); the token in the URL is the key. Ctrl-C stops it.\n',
+  )
   await new Promise<void>((resolve) => {
     let stopping = false
     const stop = (sig: NodeJS.Signals) => {
@@ -29,7 +31,9 @@ export async function runServe(flags: ServeFlags): Promise<void> {
         process.exit(sig === 'SIGTERM' ? 143 : 130)
       }
       stopping = true
-      process.stderr.write('\ndpo-studio: stopping (a run in progress stops after its current step and is recorded as cancelled)\n')
+      process.stderr.write(
+        '\ndpo-studio: stopping (a run in progress stops after its current step and is recorded as cancelled)\n',
+      )
       void host.stop().then(() => {
         process.off('SIGINT', stop)
         process.off('SIGTERM', stop)

@@ -5,7 +5,7 @@
 // 143). DIR follows the rules of run directories (docs/run-directory.md "Sweep folders").
 import { join } from 'node:path'
 import { StudioError } from '../../services/errors'
-import { SWEEP_FILE } from '../../services/insights/insightTypes'
+import { SWEEP_FILE } from '../../../src-shared/insights/insightTypes'
 import { runSweep } from '../../services/insights/sweep'
 import { withDemoDefaults, type RunFlags } from './run'
 import { CliExit, CliRunView, RUN_PARAM_FLAGS, TRAIN_PARAM_FLAGS, paramsFromFlags, stopOnSignals } from './trainFlags'
@@ -18,7 +18,8 @@ export function parseRatios(text: string): number[] {
   const parts = text.split(',').map((s) => s.trim())
   return parts.map((p) => {
     const v = p === '' ? NaN : Number(p)
-    if (!Number.isFinite(v) || v < 0 || v > 1) throw new StudioError('E_BAD_ARGS', `--support-ratio entries must each be a number between 0 and 1, got '${p}'`)
+    if (!Number.isFinite(v) || v < 0 || v > 1)
+      throw new StudioError('E_BAD_ARGS', `--support-ratio entries must each be a number between 0 and 1, got '${p}'`)
     return v
   })
 }
@@ -32,7 +33,14 @@ export async function runSweepCommand(flags: RunFlags & { supportRatio?: string 
   const view = new CliRunView()
   try {
     const sweep = await runSweep(
-      { modelDir: resolved.model!, datasetPath: resolved.dataset!, testPromptsPath: resolved.testPrompts, params, ratios, outDir: flags.out },
+      {
+        modelDir: resolved.model!,
+        datasetPath: resolved.dataset!,
+        testPromptsPath: resolved.testPrompts,
+        params,
+        ratios,
+        outDir: flags.out,
+      },
       {
         ...view.events,
         sweep: (p) => {
@@ -41,14 +49,20 @@ export async function runSweepCommand(flags: RunFlags & { supportRatio?: string 
           const r = p.row
           const stance = r.stance ? `, test answers ${r.stance.support} support / ${r.stance.oppose} oppose` : ''
           const margin = r.mean_margin_support === null ? 'n/a' : r.mean_margin_support.toFixed(4)
-          process.stderr.write(`sweep: support_ratio ${r.support_ratio}: mean margin toward support ${margin}${stance}\n`)
+          process.stderr.write(
+            `sweep: support_ratio ${r.support_ratio}: mean margin toward support ${margin}${stance}\n`,
+          )
         },
       },
       stop.signal,
       { onLoadProgress: (f) => view.loadProgress(f) },
     )
     view.close()
-    if (sweep.status === 'cancelled') throw new CliExit(stop.exitCode(), `sweep cancelled; ${join(flags.out, SWEEP_FILE)} keeps the ${sweep.runs.length - 1} finished run(s)`)
+    if (sweep.status === 'cancelled')
+      throw new CliExit(
+        stop.exitCode(),
+        `sweep cancelled; ${join(flags.out, SWEEP_FILE)} keeps the ${sweep.runs.length - 1} finished run(s)`,
+      )
     process.stderr.write(`sweep of ${sweep.runs.length} runs: ${join(flags.out, SWEEP_FILE)}\n`)
   } finally {
     view.close()

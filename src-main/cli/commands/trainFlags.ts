@@ -5,11 +5,11 @@ import type { z } from 'zod'
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { StudioError } from '../../services/errors'
-import { DEFAULT_TRAIN_PARAMS, trainParamsSchema, type TrainParams } from '../../services/params/trainParams'
+import { DEFAULT_TRAIN_PARAMS, trainParamsSchema, type TrainParams } from '../../../src-shared/params/trainParams'
 import { resumeNotebook, runNotebook } from '../../services/training/notebookRun'
 import type { ResumeGiven } from '../../services/training/resume'
 import { CHECKPOINT_FILE } from '../../services/training/checkpoint'
-import type { NotebookRunRequest, RunEvents, RunPhase, RunSummary } from '../../services/training/types'
+import type { NotebookRunRequest, RunEvents, RunPhase, RunSummary } from '../../../src-shared/run/runTypes'
 import { ProgressBar, formatSeconds } from '../progressBar'
 
 type ParamKey = keyof TrainParams
@@ -94,7 +94,11 @@ export function paramsFromFlags(opts: Record<string, unknown>, flags: readonly P
     const text = String(v)
     raw.set(f.key, text)
     if (f.kind === 'number') input[f.key] = text.trim() === '' ? NaN : Number(text)
-    else if (f.kind === 'list') input[f.key] = text.split(',').map((s) => s.trim()).filter((s) => s !== '')
+    else if (f.kind === 'list')
+      input[f.key] = text
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s !== '')
     else input[f.key] = text
   }
   const parsed = trainParamsSchema.safeParse(input)
@@ -105,7 +109,9 @@ export function paramsFromFlags(opts: Record<string, unknown>, flags: readonly P
   // For a list entry (path [key, i]) the offending value is that entry, not the whole flag text.
   const offending = issue.path.length > 1 ? (input[key] as unknown[] | undefined)?.[issue.path[1] as number] : undefined
   const shown = offending !== undefined ? String(offending) : raw.get(key)
-  throw new StudioError('E_BAD_ARGS', flag ? `${flag} ${describeIssue(issue, shown)}` : issue.message, { details: { flag, field: key } })
+  throw new StudioError('E_BAD_ARGS', flag ? `${flag} ${describeIssue(issue, shown)}` : issue.message, {
+    details: { flag, field: key },
+  })
 }
 
 function describeIssue(issue: z.core.$ZodIssue, raw: string | undefined): string {
@@ -130,7 +136,9 @@ function enumValues(field: z.ZodType): string[] | null {
   // zod v4: enums carry .options; defaults/arrays wrap an inner type.
   let t: unknown = field
   for (let i = 0; i < 4 && t; i++) {
-    const def = (t as { def?: { type?: string; innerType?: unknown; element?: unknown; entries?: Record<string, string> } }).def
+    const def = (
+      t as { def?: { type?: string; innerType?: unknown; element?: unknown; entries?: Record<string, string> } }
+    ).def
     if (!def) return null
     if (def.type === 'enum' && def.entries) return Object.values(def.entries)
     t = def.innerType ?? def.element
@@ -158,8 +166,16 @@ export function givenParams(opts: Record<string, unknown>, flags: readonly Param
 
 /** The request of a new run: --model, --dataset and --out are required when there is no --resume. */
 function newRunRequest(flags: TrainCommandFlags, paramFlags: readonly ParamFlag[]): NotebookRunRequest {
-  for (const [flag, value] of [['--model <dir>', flags.model], ['--dataset <path>', flags.dataset], ['--out <dir>', flags.out]] as const) {
-    if (value === undefined) throw new StudioError('E_BAD_ARGS', `required option '${flag}' not specified (or --resume RUN_DIR to continue a run)`)
+  for (const [flag, value] of [
+    ['--model <dir>', flags.model],
+    ['--dataset <path>', flags.dataset],
+    ['--out <dir>', flags.out],
+  ] as const) {
+    if (value === undefined)
+      throw new StudioError(
+        'E_BAD_ARGS',
+        `required option '${flag}' not specified (or --resume RUN_DIR to continue a run)`,
+      )
   }
   return {
     modelDir: flags.model!,
@@ -176,7 +192,11 @@ function newRunRequest(flags: TrainCommandFlags, paramFlags: readonly ParamFlag[
  * SIGTERM asks for a clean stop at the next micro-batch boundary (what finished is kept, exit 130 or 143); a second
  * one quits at once. With --resume the run in that directory continues instead (`train`: its training only).
  */
-export async function runTrainCommand(flags: TrainCommandFlags, paramFlags: readonly ParamFlag[], mode: 'train' | 'run' = 'train'): Promise<void> {
+export async function runTrainCommand(
+  flags: TrainCommandFlags,
+  paramFlags: readonly ParamFlag[],
+  mode: 'train' | 'run' = 'train',
+): Promise<void> {
   const resume: ResumeGiven | null =
     flags.resume === undefined
       ? null
@@ -226,7 +246,9 @@ export function stopOnSignals(): { signal: AbortSignal; exitCode(): number; disp
     }
     stopSignal = sig
     const again = sig === 'SIGINT' ? 'Ctrl-C' : sig
-    process.stderr.write(`\ndpo-studio: ${sig}: stopping after the current micro-batch (${again} again to quit at once)\n`)
+    process.stderr.write(
+      `\ndpo-studio: ${sig}: stopping after the current micro-batch (${again} again to quit at once)\n`,
+    )
     controller.abort()
   }
   process.on('SIGINT', onSignal)
@@ -257,7 +279,9 @@ function cancelMessage(s: RunSummary): string {
   // A run made with test prompts (`run`) continues with its answers; a `train` run with training only.
   let withPrompts = false
   try {
-    withPrompts = Boolean((JSON.parse(readFileSync(join(s.outDir, 'config.json'), 'utf8')) as { test_prompts?: unknown }).test_prompts)
+    withPrompts = Boolean(
+      (JSON.parse(readFileSync(join(s.outDir, 'config.json'), 'utf8')) as { test_prompts?: unknown }).test_prompts,
+    )
   } catch {
     // no readable config: suggest `train`
   }
@@ -275,7 +299,13 @@ export class CliRunView {
     phase: (phase: RunPhase, detail?: string) => {
       if (phase === 'load' || phase === 'done' || phase === 'cancelled' || phase === 'failed') return
       this.endBar()
-      const label = { original: 'original responses', trained: 'trained responses', reference: 'reference log-probs', train: 'training', save: 'saving adapter' }[phase]
+      const label = {
+        original: 'original responses',
+        trained: 'trained responses',
+        reference: 'reference log-probs',
+        train: 'training',
+        save: 'saving adapter',
+      }[phase]
       process.stderr.write(`${label ?? phase}${detail ? `: ${detail}` : ''}\n`)
     },
     progress: (p) => {

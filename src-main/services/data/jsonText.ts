@@ -94,7 +94,9 @@ class Scanner {
     if (this.pos >= this.stopAt && this.elementAt === null && this.fieldAt === null) {
       this.elementAt = this.element
       const parts = this.path.slice(this.element !== null ? 1 : 0)
-      this.fieldAt = parts.length ? parts.map((p, i) => (typeof p === 'number' ? `[${p + 1}]` : i === 0 ? p : `.${p}`)).join('') : null
+      this.fieldAt = parts.length
+        ? parts.map((p, i) => (typeof p === 'number' ? `[${p + 1}]` : i === 0 ? p : `.${p}`)).join('')
+        : null
       throw new Stop('reached')
     }
   }
@@ -133,7 +135,10 @@ class Scanner {
     }
     for (;;) {
       this.ws()
-      if (this.s[this.pos] !== '"') throw new Stop(this.pos >= this.s.length ? 'unexpected end of the file' : 'expected a field name in double quotes')
+      if (this.s[this.pos] !== '"')
+        throw new Stop(
+          this.pos >= this.s.length ? 'unexpected end of the file' : 'expected a field name in double quotes',
+        )
       const keyStart = this.pos
       this.string()
       const key = JSON.parse(this.s.slice(keyStart, this.pos)) as string
@@ -191,7 +196,8 @@ class Scanner {
       if (c === 92) {
         const e = this.s[this.pos + 1]
         if (e === 'u') {
-          if (!/^[0-9a-fA-F]{4}$/.test(this.s.slice(this.pos + 2, this.pos + 6))) throw new Stop('expected 4 hex digits after \\u')
+          if (!/^[0-9a-fA-F]{4}$/.test(this.s.slice(this.pos + 2, this.pos + 6)))
+            throw new Stop('expected 4 hex digits after \\u')
           this.pos += 6
         } else if (e !== undefined && '"\\/bfnrt'.includes(e)) this.pos += 2
         else throw new Stop('an invalid escape sequence')

@@ -2,7 +2,17 @@
 // says so, and lists what it wrote). Anything else is refused, and nothing is written into it: an export never
 // overwrites files that are not ours, not even files put into an earlier export (docs/exports.md). The export is
 // built in a staging folder beside the target and swapped in at the end.
-import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs'
 import { hostname } from 'node:os'
 import { basename, dirname, join, resolve } from 'node:path'
 import { StudioError } from '../errors'
@@ -30,7 +40,9 @@ const RUN_DIR_ENTRY = /^\.dpo-studio-run/
 export function readExportMarker(dir: string): ExportMarker | null {
   try {
     const m = JSON.parse(readFileSync(join(dir, EXPORT_MARKER), 'utf8')) as Partial<ExportMarker>
-    return typeof m.kind === 'string' && typeof m.created === 'string' && Array.isArray(m.files) ? (m as ExportMarker) : null
+    return typeof m.kind === 'string' && typeof m.created === 'string' && Array.isArray(m.files)
+      ? (m as ExportMarker)
+      : null
   } catch {
     return null
   }
@@ -46,22 +58,36 @@ export function checkExportFolder(target: string, kind: ExportKind, overwrite: b
   const st = statSync(abs, { throwIfNoEntry: false })
   if (!st) return
   if (!st.isDirectory()) {
-    throw new StudioError('E_EXPORT_NOT_OURS', `${abs} is a file; choose a new folder for the export (nothing was written)`, { details: { path: abs, earlierExport: false } })
+    throw new StudioError(
+      'E_EXPORT_NOT_OURS',
+      `${abs} is a file; choose a new folder for the export (nothing was written)`,
+      { details: { path: abs, earlierExport: false } },
+    )
   }
   const entries = readdirSync(abs)
   if (entries.length === 0) return
   const marker = readExportMarker(abs)
   if (!marker || marker.kind !== kind) {
-    throw new StudioError('E_EXPORT_NOT_OURS', `${abs} is not empty and is not an earlier ${kind} export of DPO Studio; choose a new folder (nothing was written)`, { details: { path: abs, earlierExport: false } })
+    throw new StudioError(
+      'E_EXPORT_NOT_OURS',
+      `${abs} is not empty and is not an earlier ${kind} export of DPO Studio; choose a new folder (nothing was written)`,
+      { details: { path: abs, earlierExport: false } },
+    )
   }
   // Replacing the export removes the folder: anything put into it since (a project's outputs/, notes) would go too.
   const foreign = entries.filter((e) => e !== EXPORT_MARKER && !marker.files.includes(e) && !RUN_DIR_ENTRY.test(e))
   if (foreign.length > 0) {
     const shown = foreign.slice(0, 4).join(', ') + (foreign.length > 4 ? `, ... (${foreign.length})` : '')
-    throw new StudioError('E_EXPORT_NOT_OURS', `${abs} is an earlier ${kind} export, but also holds what it did not write (${shown}); move that out or choose a new folder (nothing was written)`, { details: { path: abs, earlierExport: false, foreign } })
+    throw new StudioError(
+      'E_EXPORT_NOT_OURS',
+      `${abs} is an earlier ${kind} export, but also holds what it did not write (${shown}); move that out or choose a new folder (nothing was written)`,
+      { details: { path: abs, earlierExport: false, foreign } },
+    )
   }
   if (!overwrite) {
-    throw new StudioError('E_EXPORT_EXISTS', `${abs} holds an earlier ${kind} export; replace it?`, { details: { path: abs, earlierExport: true } })
+    throw new StudioError('E_EXPORT_EXISTS', `${abs} holds an earlier ${kind} export; replace it?`, {
+      details: { path: abs, earlierExport: true },
+    })
   }
 }
 
@@ -76,7 +102,11 @@ export function checkNotAnInput(target: string, inputs: readonly string[]): void
     const inReal = realish(input)
     if (isInside(real, inReal) || isInside(inReal, real)) {
       const how = real === inReal ? 'is' : isInside(real, inReal) ? 'is inside' : 'holds'
-      throw new StudioError('E_EXPORT_NOT_OURS', `${resolve(target)} ${how} ${resolve(input)}, which this export reads; choose a folder outside it (nothing was written)`, { details: { path: resolve(target), earlierExport: false, input: resolve(input) } })
+      throw new StudioError(
+        'E_EXPORT_NOT_OURS',
+        `${resolve(target)} ${how} ${resolve(input)}, which this export reads; choose a folder outside it (nothing was written)`,
+        { details: { path: resolve(target), earlierExport: false, input: resolve(input) } },
+      )
     }
   }
 }
@@ -171,7 +201,10 @@ export async function writeExportFolder<T>(
     mkdirSync(tmp)
     result = await fill(tmp)
     const files = readdirSync(tmp).sort()
-    writeFileSync(join(tmp, EXPORT_MARKER), JSON.stringify({ kind, created: new Date().toISOString(), files, ...marker }, null, 2) + '\n')
+    writeFileSync(
+      join(tmp, EXPORT_MARKER),
+      JSON.stringify({ kind, created: new Date().toISOString(), files, ...marker }, null, 2) + '\n',
+    )
     // Checked again: the folder may have changed while the export was being written.
     checkExportFolder(abs, kind, overwrite)
     if (existsSync(abs)) renameSync(abs, old)

@@ -3,14 +3,25 @@
 // Written entirely here: no Python, no llama.cpp tools.
 import { writeFileSync } from 'node:fs'
 import { basename, join, resolve } from 'node:path'
-import { loadNative } from '../../engine/loadNative'
+import { loadAddon } from '../../addon/loadAddon'
 import { StudioError } from '../errors'
 import { DEFAULT_SYSTEM_MESSAGE } from '../tokenizer/chatTemplate'
 import { TextTokenizer } from '../tokenizer/textTokenizer'
 import { parseLoraKey, type LoadedAdapter } from '../training/adapterFiles'
 import { GgmlType, kv, writeGguf, type GgufTensorInfo, type GgufValue } from './ggufFile'
-import { DEFAULT_GGUF_FILE_TYPES } from '../params/enumValues'
-import { archInfo, archMetadata, ggmlDims, ggufName, permuteRotaryRows, ropeFreqs, rotaryHeads, tensorType, type ArchInfo, type GgufFileType } from './ggufModel'
+import { DEFAULT_GGUF_FILE_TYPES } from '../../../src-shared/params/enumValues'
+import {
+  archInfo,
+  archMetadata,
+  ggmlDims,
+  ggufName,
+  permuteRotaryRows,
+  ropeFreqs,
+  rotaryHeads,
+  tensorType,
+  type ArchInfo,
+  type GgufFileType,
+} from './ggufModel'
 import { vocabMetadata, type VocabMetadata } from './ggufVocab'
 import { writeExportFolder } from './exportFolder'
 import { exportInputs, openMerge } from './mergedModel'
@@ -56,20 +67,37 @@ export async function exportGguf(req: GgufExportRequest): Promise<GgufExportResu
     const vocab = vocabMetadata(merged.ckpt.dir, tok, Number(merged.ckpt.config.vocab_size))
     const stem = req.name ?? `${basename(merged.ckpt.dir)}${merged.adapter ? '-dpo' : ''}`
     const wantLora = (req.lora ?? true) && merged.adapter !== null
-    const jobs: Array<{ file: string; run: (dir: string, step: (f: number) => void) => void; type?: GgufFileType; merged?: boolean }> = []
+    const jobs: Array<{
+      file: string
+      run: (dir: string, step: (f: number) => void) => void
+      type?: GgufFileType
+      merged?: boolean
+    }> = []
     for (const type of types) {
-      jobs.push({ file: `${stem}-${type}.gguf`, type, merged: merged.adapter !== null, run: (dir, step) => writeModelGguf(join(dir, `${stem}-${type}.gguf`), merged, arch, vocab, type, stem, step) })
+      jobs.push({
+        file: `${stem}-${type}.gguf`,
+        type,
+        merged: merged.adapter !== null,
+        run: (dir, step) => writeModelGguf(join(dir, `${stem}-${type}.gguf`), merged, arch, vocab, type, stem, step),
+      })
     }
     if (base) {
       const type = req.baseType!
       const file = `${basename(merged.ckpt.dir)}-base-${type}.gguf`
-      jobs.push({ file, type, merged: false, run: (dir, step) => writeModelGguf(join(dir, file), base, arch, vocab, type, basename(merged.ckpt.dir), step) })
+      jobs.push({
+        file,
+        type,
+        merged: false,
+        run: (dir, step) => writeModelGguf(join(dir, file), base, arch, vocab, type, basename(merged.ckpt.dir), step),
+      })
     }
     const loraFile = wantLora ? `${stem}-lora-F32.gguf` : null
-    if (loraFile) jobs.push({ file: loraFile, run: (dir) => writeLoraGguf(join(dir, loraFile), merged.adapter!, arch, stem) })
+    if (loraFile)
+      jobs.push({ file: loraFile, run: (dir) => writeLoraGguf(join(dir, loraFile), merged.adapter!, arch, stem) })
 
     const modelFiles = jobs.filter((j) => j.type !== undefined && j.merged !== false)
-    const smallest = ['Q4_0', 'Q8_0', 'F16', 'F32'].map((t) => modelFiles.find((j) => j.type === t)).find(Boolean) ?? jobs[0]!
+    const smallest =
+      ['Q4_0', 'Q8_0', 'F16', 'F32'].map((t) => modelFiles.find((j) => j.type === t)).find(Boolean) ?? jobs[0]!
     const marker = {
       base_model: resolve(req.modelDir),
       adapter: req.adapterDir ? resolve(req.adapterDir) : null,
@@ -79,25 +107,37 @@ export async function exportGguf(req: GgufExportRequest): Promise<GgufExportResu
       architecture: arch.arch,
       tokenizer: vocab.kind,
     }
-    await writeExportFolder(req.outDir, 'gguf', req.overwrite ?? false, marker, (tmp) => {
-      jobs.forEach((job, i) => {
-        req.onProgress?.(i / jobs.length, job.file)
-        job.run(tmp, (f) => req.onProgress?.((i + f) / jobs.length, job.file))
-      })
-      writeFileSync(join(tmp, 'Modelfile'), modelfileText({
-        from: smallest.file,
-        host: tok,
-        system: req.systemMessage ?? DEFAULT_SYSTEM_MESSAGE,
-        stops: tok.eosIds.map((id) => tok.idToToken(id) ?? ''),
-        alternatives: modelFiles.map((j) => j.file).filter((f) => f !== smallest.file),
-      }))
-      req.onProgress?.(1, 'done')
-    }, exportInputs(req.modelDir, req.adapterDir))
+    await writeExportFolder(
+      req.outDir,
+      'gguf',
+      req.overwrite ?? false,
+      marker,
+      (tmp) => {
+        jobs.forEach((job, i) => {
+          req.onProgress?.(i / jobs.length, job.file)
+          job.run(tmp, (f) => req.onProgress?.((i + f) / jobs.length, job.file))
+        })
+        writeFileSync(
+          join(tmp, 'Modelfile'),
+          modelfileText({
+            from: smallest.file,
+            host: tok,
+            system: req.systemMessage ?? DEFAULT_SYSTEM_MESSAGE,
+            stops: tok.eosIds.map((id) => tok.idToToken(id) ?? ''),
+            alternatives: modelFiles.map((j) => j.file).filter((f) => f !== smallest.file),
+          }),
+        )
+        req.onProgress?.(1, 'done')
+      },
+      exportInputs(req.modelDir, req.adapterDir),
+    )
     const out = resolve(req.outDir)
     return {
       path: out,
       files: [...jobs.map((j) => join(out, j.file)), join(out, 'Modelfile')],
-      models: jobs.filter((j) => j.type).map((j) => ({ file: join(out, j.file), type: j.type!, merged: j.merged === true })),
+      models: jobs
+        .filter((j) => j.type)
+        .map((j) => ({ file: join(out, j.file), type: j.type!, merged: j.merged === true })),
       lora: loraFile ? join(out, loraFile) : null,
       modelfile: join(out, 'Modelfile'),
     }
@@ -122,26 +162,44 @@ function planTensors(w: MergedWeights, a: ArchInfo, type: GgufFileType): Array<G
 }
 
 function encode(values: Float32Array, type: GgmlType): Uint8Array {
-  const ops = loadNative().exportOps
+  const ops = loadAddon().exportOps
   switch (type) {
-    case GgmlType.F32: return new Uint8Array(values.buffer, values.byteOffset, values.byteLength)
-    case GgmlType.F16: return ops.ggmlEncode('f16', values)
-    case GgmlType.Q8_0: return ops.ggmlEncode('q8_0', values)
-    case GgmlType.Q4_0: return ops.ggmlEncode('q4_0', values)
+    case GgmlType.F32:
+      return new Uint8Array(values.buffer, values.byteOffset, values.byteLength)
+    case GgmlType.F16:
+      return ops.ggmlEncode('f16', values)
+    case GgmlType.Q8_0:
+      return ops.ggmlEncode('q8_0', values)
+    case GgmlType.Q4_0:
+      return ops.ggmlEncode('q4_0', values)
   }
 }
 
-function writeModelGguf(path: string, w: MergedWeights, a: ArchInfo, vocab: VocabMetadata, type: GgufFileType, name: string, step: (f: number) => void): void {
+function writeModelGguf(
+  path: string,
+  w: MergedWeights,
+  a: ArchInfo,
+  vocab: VocabMetadata,
+  type: GgufFileType,
+  name: string,
+  step: (f: number) => void,
+): void {
   const tensors = planTensors(w, a, type)
   const meta = new Map<string, GgufValue>([...archMetadata(a, type, name), ...vocab.entries])
-  writeGguf(path, meta, tensors, (t) => {
-    const hf = t.hf
-    if (hf === null) return encode(ropeFreqs(a)!, t.type)
-    let values = w.float32(hf)
-    const heads = rotaryHeads(t.name, a)
-    if (heads > 0) values = permuteRotaryRows(values, heads, t.dims.length > 1 ? t.dims[0]! : 1)
-    return encode(values, t.type)
-  }, (d, n) => step(d / n))
+  writeGguf(
+    path,
+    meta,
+    tensors,
+    (t) => {
+      const hf = t.hf
+      if (hf === null) return encode(ropeFreqs(a)!, t.type)
+      let values = w.float32(hf)
+      const heads = rotaryHeads(t.name, a)
+      if (heads > 0) values = permuteRotaryRows(values, heads, t.dims.length > 1 ? t.dims[0]! : 1)
+      return encode(values, t.type)
+    },
+    (d, n) => step(d / n),
+  )
 }
 
 /**

@@ -10,10 +10,29 @@ export const GGUF_VERSION = 3
 export const GGUF_ALIGNMENT = 32
 
 /** Metadata value types (gguf.md, gguf_metadata_value_type). */
-export enum GgufValueType { UINT8 = 0, INT8 = 1, UINT16 = 2, INT16 = 3, UINT32 = 4, INT32 = 5, FLOAT32 = 6, BOOL = 7, STRING = 8, ARRAY = 9, UINT64 = 10, INT64 = 11, FLOAT64 = 12 }
+export enum GgufValueType {
+  UINT8 = 0,
+  INT8 = 1,
+  UINT16 = 2,
+  INT16 = 3,
+  UINT32 = 4,
+  INT32 = 5,
+  FLOAT32 = 6,
+  BOOL = 7,
+  STRING = 8,
+  ARRAY = 9,
+  UINT64 = 10,
+  INT64 = 11,
+  FLOAT64 = 12,
+}
 
 /** ggml tensor types written here (ggml.h, ggml_type). */
-export enum GgmlType { F32 = 0, F16 = 1, Q4_0 = 2, Q8_0 = 8 }
+export enum GgmlType {
+  F32 = 0,
+  F16 = 1,
+  Q4_0 = 2,
+  Q8_0 = 8,
+}
 
 /** Bytes per block and values per block of each type. */
 export const GGML_LAYOUT: Record<GgmlType, { block: number; bytes: number }> = {
@@ -28,7 +47,11 @@ export type GgufValue =
   | { type: GgufValueType.UINT32 | GgufValueType.INT32 | GgufValueType.FLOAT32 | GgufValueType.UINT64; value: number }
   | { type: GgufValueType.BOOL; value: boolean }
   | { type: GgufValueType.ARRAY; itemType: GgufValueType.STRING; value: string[] }
-  | { type: GgufValueType.ARRAY; itemType: GgufValueType.FLOAT32 | GgufValueType.INT32 | GgufValueType.UINT32; value: number[] }
+  | {
+      type: GgufValueType.ARRAY
+      itemType: GgufValueType.FLOAT32 | GgufValueType.INT32 | GgufValueType.UINT32
+      value: number[]
+    }
 
 export const kv = {
   str: (value: string): GgufValue => ({ type: GgufValueType.STRING, value }),
@@ -52,7 +75,8 @@ export interface GgufTensorInfo {
 export function tensorBytes(t: GgufTensorInfo): number {
   const n = t.dims.reduce((a, b) => a * b, 1)
   const { block, bytes } = GGML_LAYOUT[t.type]
-  if (n % block !== 0) throw new StudioError('E_INTERNAL', `tensor ${t.name}: ${n} values are not whole blocks of ${block}`)
+  if (n % block !== 0)
+    throw new StudioError('E_INTERNAL', `tensor ${t.name}: ${n} values are not whole blocks of ${block}`)
   return (n / block) * bytes
 }
 
@@ -68,11 +92,31 @@ class Bytes {
     this.buf.copy(next, 0, 0, this.length)
     this.buf = next
   }
-  u32(v: number): void { this.room(4); this.buf.writeUInt32LE(v >>> 0, this.length); this.length += 4 }
-  i32(v: number): void { this.room(4); this.buf.writeInt32LE(v, this.length); this.length += 4 }
-  u64(v: number): void { this.room(8); this.buf.writeBigUInt64LE(BigInt(v), this.length); this.length += 8 }
-  f32(v: number): void { this.room(4); this.buf.writeFloatLE(v, this.length); this.length += 4 }
-  u8(v: number): void { this.room(1); this.buf.writeUInt8(v, this.length); this.length += 1 }
+  u32(v: number): void {
+    this.room(4)
+    this.buf.writeUInt32LE(v >>> 0, this.length)
+    this.length += 4
+  }
+  i32(v: number): void {
+    this.room(4)
+    this.buf.writeInt32LE(v, this.length)
+    this.length += 4
+  }
+  u64(v: number): void {
+    this.room(8)
+    this.buf.writeBigUInt64LE(BigInt(v), this.length)
+    this.length += 8
+  }
+  f32(v: number): void {
+    this.room(4)
+    this.buf.writeFloatLE(v, this.length)
+    this.length += 4
+  }
+  u8(v: number): void {
+    this.room(1)
+    this.buf.writeUInt8(v, this.length)
+    this.length += 1
+  }
   str(s: string): void {
     const b = Buffer.from(s, 'utf8')
     this.u64(b.length)
@@ -80,19 +124,37 @@ class Bytes {
     b.copy(this.buf, this.length)
     this.length += b.length
   }
-  zeros(n: number): void { this.room(n); this.buf.fill(0, this.length, this.length + n); this.length += n }
-  done(): Buffer { return this.buf.subarray(0, this.length) }
+  zeros(n: number): void {
+    this.room(n)
+    this.buf.fill(0, this.length, this.length + n)
+    this.length += n
+  }
+  done(): Buffer {
+    return this.buf.subarray(0, this.length)
+  }
 }
 
 function writeValue(out: Bytes, v: GgufValue): void {
   out.u32(v.type)
   switch (v.type) {
-    case GgufValueType.STRING: out.str(v.value); break
-    case GgufValueType.UINT32: out.u32(v.value); break
-    case GgufValueType.INT32: out.i32(v.value); break
-    case GgufValueType.FLOAT32: out.f32(v.value); break
-    case GgufValueType.UINT64: out.u64(v.value); break
-    case GgufValueType.BOOL: out.u8(v.value ? 1 : 0); break
+    case GgufValueType.STRING:
+      out.str(v.value)
+      break
+    case GgufValueType.UINT32:
+      out.u32(v.value)
+      break
+    case GgufValueType.INT32:
+      out.i32(v.value)
+      break
+    case GgufValueType.FLOAT32:
+      out.f32(v.value)
+      break
+    case GgufValueType.UINT64:
+      out.u64(v.value)
+      break
+    case GgufValueType.BOOL:
+      out.u8(v.value ? 1 : 0)
+      break
     case GgufValueType.ARRAY:
       out.u32(v.itemType)
       out.u64(v.value.length)
@@ -130,7 +192,6 @@ export function ggufHeader(metadata: ReadonlyMap<string, GgufValue>, tensors: re
   return out.done()
 }
 
-
 /** Writes a whole GGUF file; `dataOf(tensor)` gives each tensor's encoded bytes in turn. */
 export function writeGguf<T extends GgufTensorInfo>(
   path: string,
@@ -144,7 +205,8 @@ export function writeGguf<T extends GgufTensorInfo>(
     writeAll(fd, ggufHeader(metadata, tensors))
     tensors.forEach((t, i) => {
       const data = dataOf(t)
-      if (data.length !== tensorBytes(t)) throw new StudioError('E_INTERNAL', `tensor ${t.name}: ${data.length} bytes, expected ${tensorBytes(t)}`)
+      if (data.length !== tensorBytes(t))
+        throw new StudioError('E_INTERNAL', `tensor ${t.name}: ${data.length} bytes, expected ${tensorBytes(t)}`)
       writeAll(fd, data)
       const pad = align(data.length) - data.length
       if (pad > 0) writeAll(fd, new Uint8Array(pad))
@@ -179,24 +241,37 @@ export function readGguf(path: string): ParsedGguf {
   const str = () => take(u64()).toString('utf8')
   const scalar = (type: number): unknown => {
     switch (type) {
-      case GgufValueType.UINT8: return take(1).readUInt8(0)
-      case GgufValueType.INT8: return take(1).readInt8(0)
-      case GgufValueType.UINT16: return take(2).readUInt16LE(0)
-      case GgufValueType.INT16: return take(2).readInt16LE(0)
-      case GgufValueType.UINT32: return u32()
-      case GgufValueType.INT32: return take(4).readInt32LE(0)
-      case GgufValueType.FLOAT32: return take(4).readFloatLE(0)
-      case GgufValueType.BOOL: return take(1).readUInt8(0) !== 0
-      case GgufValueType.STRING: return str()
-      case GgufValueType.UINT64: return u64()
-      case GgufValueType.INT64: return Number(take(8).readBigInt64LE(0))
-      case GgufValueType.FLOAT64: return take(8).readDoubleLE(0)
+      case GgufValueType.UINT8:
+        return take(1).readUInt8(0)
+      case GgufValueType.INT8:
+        return take(1).readInt8(0)
+      case GgufValueType.UINT16:
+        return take(2).readUInt16LE(0)
+      case GgufValueType.INT16:
+        return take(2).readInt16LE(0)
+      case GgufValueType.UINT32:
+        return u32()
+      case GgufValueType.INT32:
+        return take(4).readInt32LE(0)
+      case GgufValueType.FLOAT32:
+        return take(4).readFloatLE(0)
+      case GgufValueType.BOOL:
+        return take(1).readUInt8(0) !== 0
+      case GgufValueType.STRING:
+        return str()
+      case GgufValueType.UINT64:
+        return u64()
+      case GgufValueType.INT64:
+        return Number(take(8).readBigInt64LE(0))
+      case GgufValueType.FLOAT64:
+        return take(8).readDoubleLE(0)
       case GgufValueType.ARRAY: {
         const itemType = u32()
         const n = u64()
         return Array.from({ length: n }, () => scalar(itemType))
       }
-      default: throw new StudioError('E_BAD_INPUT', `${path}: unknown metadata type ${type}`)
+      default:
+        throw new StudioError('E_BAD_INPUT', `${path}: unknown metadata type ${type}`)
     }
   }
   try {

@@ -5,14 +5,19 @@
 import { StudioError } from '../errors'
 import { GgmlType, kv, type GgufTensorInfo, type GgufValue } from './ggufFile'
 
-import type { GgufFileType } from '../params/enumValues'
+import type { GgufFileType } from '../../../src-shared/params/enumValues'
 
 export type { GgufFileType }
 /** general.file_type (llama_ftype): ALL_F32 0, MOSTLY_F16 1, MOSTLY_Q4_0 2, MOSTLY_Q8_0 7. */
 const FILE_TYPE_ID: Record<GgufFileType, number> = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 7 }
 
 /** llama.cpp architecture per config.json model_type. */
-const ARCH: Record<string, 'llama' | 'qwen2' | 'qwen3'> = { llama: 'llama', mistral: 'llama', qwen2: 'qwen2', qwen3: 'qwen3' }
+const ARCH: Record<string, 'llama' | 'qwen2' | 'qwen3'> = {
+  llama: 'llama',
+  mistral: 'llama',
+  qwen2: 'qwen2',
+  qwen3: 'qwen3',
+}
 
 export interface ArchInfo {
   arch: 'llama' | 'qwen2' | 'qwen3'
@@ -27,7 +32,8 @@ export interface ArchInfo {
 
 function num(config: Record<string, unknown>, key: string, fallback?: number): number {
   const v = config[key] ?? fallback
-  if (typeof v !== 'number' || !Number.isFinite(v)) throw new StudioError('E_BAD_MODEL', `config.json field "${key}" is missing or not a number`)
+  if (typeof v !== 'number' || !Number.isFinite(v))
+    throw new StudioError('E_BAD_MODEL', `config.json field "${key}" is missing or not a number`)
   return v
 }
 
@@ -50,7 +56,11 @@ function ropeScaling(config: Record<string, unknown>): Record<string, unknown> |
 export function archInfo(config: Record<string, unknown>): ArchInfo {
   const type = String(config.model_type ?? '')
   const arch = ARCH[type]
-  if (!arch) throw new StudioError('E_BAD_MODEL', `GGUF export supports Llama, Mistral, Qwen2 and Qwen3 models; this one is "${type}"`)
+  if (!arch)
+    throw new StudioError(
+      'E_BAD_MODEL',
+      `GGUF export supports Llama, Mistral, Qwen2 and Qwen3 models; this one is "${type}"`,
+    )
   const heads = num(config, 'num_attention_heads')
   const hidden = num(config, 'hidden_size')
   return {
@@ -93,10 +103,16 @@ export function archMetadata(a: ArchInfo, fileType: GgufFileType, name: string):
   if (kind === 'linear') {
     out.push([`${p}.rope.scaling.type`, kv.str('linear')], [`${p}.rope.scaling.factor`, kv.f32(num(s!, 'factor'))])
   } else if (kind === 'yarn') {
-    out.push([`${p}.rope.scaling.type`, kv.str('yarn')], [`${p}.rope.scaling.factor`, kv.f32(num(s!, 'factor'))],
-      [`${p}.rope.scaling.original_context_length`, kv.u32(num(s!, 'original_max_position_embeddings'))])
+    out.push(
+      [`${p}.rope.scaling.type`, kv.str('yarn')],
+      [`${p}.rope.scaling.factor`, kv.f32(num(s!, 'factor'))],
+      [`${p}.rope.scaling.original_context_length`, kv.u32(num(s!, 'original_max_position_embeddings'))],
+    )
   } else if (kind !== '' && kind !== 'llama3' && kind !== 'default') {
-    throw new StudioError('E_BAD_MODEL', `rope scaling "${kind}" has no GGUF equivalent here (supported: llama3, linear, yarn)`)
+    throw new StudioError(
+      'E_BAD_MODEL',
+      `rope scaling "${kind}" has no GGUF equivalent here (supported: llama3, linear, yarn)`,
+    )
   }
   return out
 }
@@ -154,7 +170,8 @@ export function ggufName(hf: string, a: ArchInfo): string | null {
   if (hf.endsWith('rotary_emb.inv_freq')) return null
   const m = /^model\.layers\.(\d+)\.(.+)$/.exec(hf)
   const mapped = m ? LAYER_MAP[m[2]!] : undefined
-  if (!m || !mapped) throw new StudioError('E_BAD_MODEL', `tensor ${hf} has no GGUF name for the ${a.arch} architecture`)
+  if (!m || !mapped)
+    throw new StudioError('E_BAD_MODEL', `tensor ${hf} has no GGUF name for the ${a.arch} architecture`)
   return `blk.${m[1]}.${mapped}`
 }
 
@@ -166,7 +183,8 @@ export function ggufName(hf: string, a: ArchInfo): string | null {
 export function permuteRotaryRows(w: Float32Array, heads: number, cols: number): Float32Array {
   const rows = w.length / cols
   const d = rows / heads
-  if (!Number.isInteger(d) || d % 2 !== 0) throw new StudioError('E_BAD_MODEL', `cannot split ${rows} rows into ${heads} heads of even size`)
+  if (!Number.isInteger(d) || d % 2 !== 0)
+    throw new StudioError('E_BAD_MODEL', `cannot split ${rows} rows into ${heads} heads of even size`)
   const out = new Float32Array(w.length)
   const half = d / 2
   for (let h = 0; h < heads; h++) {

@@ -10,10 +10,23 @@ import type { TextTokenizer } from '../tokenizer/textTokenizer'
 import { kv, type GgufValue } from './ggufFile'
 
 /** llama.cpp's token types (llama_token_type / gguf TokenType). */
-export enum TokenType { NORMAL = 1, UNKNOWN = 2, CONTROL = 3, USER_DEFINED = 4, UNUSED = 5, BYTE = 6 }
+export enum TokenType {
+  NORMAL = 1,
+  UNKNOWN = 2,
+  CONTROL = 3,
+  USER_DEFINED = 4,
+  UNUSED = 5,
+  BYTE = 6,
+}
 
 interface TokenizerJson {
-  model: { type?: string; vocab?: Record<string, number>; merges?: Array<string | [string, string]>; byte_fallback?: boolean; unk_token?: string | null }
+  model: {
+    type?: string
+    vocab?: Record<string, number>
+    merges?: Array<string | [string, string]>
+    byte_fallback?: boolean
+    unk_token?: string | null
+  }
   added_tokens?: Array<{ id: number; content: string; special?: boolean }>
   normalizer?: unknown
   pre_tokenizer?: unknown
@@ -23,7 +36,11 @@ interface TokenizerJson {
 /** The byte-level pre-tokenizers llama.cpp knows by name, told apart by their split regex (digits 1-3 vs 1). */
 const GPT2_PRE: Array<{ name: string; test: (regex: string) => boolean; families: string }> = [
   { name: 'llama-bpe', test: (r) => r.includes('\\p{N}{1,3}'), families: 'Llama 3.x' },
-  { name: 'qwen2', test: (r) => /\\p\{N\}\|/.test(r) && !r.includes('\\p{N}{1,3}'), families: 'Qwen2 / Qwen2.5 / Qwen3' },
+  {
+    name: 'qwen2',
+    test: (r) => /\\p\{N\}\|/.test(r) && !r.includes('\\p{N}{1,3}'),
+    families: 'Qwen2 / Qwen2.5 / Qwen3',
+  },
 ]
 
 function collectRegexes(node: unknown, out: string[]): void {
@@ -60,11 +77,17 @@ export function vocabMetadata(dir: string, tok: TextTokenizer, vocabSize: number
   try {
     json = JSON.parse(readFileSync(join(dir, 'tokenizer.json'), 'utf8')) as TokenizerJson
   } catch {
-    throw new StudioError('E_BAD_MODEL', `${dir}/tokenizer.json is missing or not JSON; GGUF export needs it for the vocabulary`)
+    throw new StudioError(
+      'E_BAD_MODEL',
+      `${dir}/tokenizer.json is missing or not JSON; GGUF export needs it for the vocabulary`,
+    )
   }
   const model = json.model
   if (model?.type !== 'BPE' || !model.vocab) {
-    throw new StudioError('E_BAD_MODEL', `${dir}/tokenizer.json has a ${model?.type ?? 'unknown'} model; GGUF export supports BPE vocabularies (SentencePiece-style or byte-level)`)
+    throw new StudioError(
+      'E_BAD_MODEL',
+      `${dir}/tokenizer.json has a ${model?.type ?? 'unknown'} model; GGUF export supports BPE vocabularies (SentencePiece-style or byte-level)`,
+    )
   }
   const byId: string[] = []
   for (const [text, id] of Object.entries(model.vocab)) byId[id] = text
@@ -77,7 +100,10 @@ export function vocabMetadata(dir: string, tok: TextTokenizer, vocabSize: number
   const types: number[] = []
   const spm = model.byte_fallback === true
   const mergeRank = new Map<string, number>()
-  if (spm) merges.forEach(([a, b], i) => { if (!mergeRank.has(a + b)) mergeRank.set(a + b, i) })
+  if (spm)
+    merges.forEach(([a, b], i) => {
+      if (!mergeRank.has(a + b)) mergeRank.set(a + b, i)
+    })
   const scores: number[] = []
   for (let id = 0; id < size; id++) {
     const a = added.get(id)
@@ -105,13 +131,19 @@ export function vocabMetadata(dir: string, tok: TextTokenizer, vocabSize: number
     entries.push(['tokenizer.ggml.model', kv.str('llama')], ['tokenizer.ggml.pre', kv.str('default')])
   } else {
     if (!mentions(json.pre_tokenizer, 'ByteLevel') && !mentions(json.decoder, 'ByteLevel')) {
-      throw new StudioError('E_BAD_MODEL', `${dir}/tokenizer.json is a BPE vocabulary without byte fallback or byte-level pre-tokenizer; GGUF export does not know how llama.cpp should split its text`)
+      throw new StudioError(
+        'E_BAD_MODEL',
+        `${dir}/tokenizer.json is a BPE vocabulary without byte fallback or byte-level pre-tokenizer; GGUF export does not know how llama.cpp should split its text`,
+      )
     }
     const regexes: string[] = []
     collectRegexes(json.pre_tokenizer, regexes)
     const pre = GPT2_PRE.find((p) => regexes.some(p.test))
     if (!pre) {
-      throw new StudioError('E_BAD_MODEL', `${dir}/tokenizer.json splits text with a pre-tokenizer llama.cpp has no name for here (supported: ${GPT2_PRE.map((p) => `${p.name} for ${p.families}`).join('; ')})`)
+      throw new StudioError(
+        'E_BAD_MODEL',
+        `${dir}/tokenizer.json splits text with a pre-tokenizer llama.cpp has no name for here (supported: ${GPT2_PRE.map((p) => `${p.name} for ${p.families}`).join('; ')})`,
+      )
     }
     entries.push(['tokenizer.ggml.model', kv.str('gpt2')], ['tokenizer.ggml.pre', kv.str(pre.name)])
   }
@@ -123,11 +155,15 @@ export function vocabMetadata(dir: string, tok: TextTokenizer, vocabSize: number
   const ids: Array<[string, number | null]> = [
     ['bos', tok.bosId],
     ['eos', tok.eosId],
-    ['unknown', tok.unkToken !== null ? tok.tokenToId(tok.unkToken) ?? null : null],
-    ['padding', tok.padToken !== null ? tok.tokenToId(tok.padToken) ?? null : null],
+    ['unknown', tok.unkToken !== null ? (tok.tokenToId(tok.unkToken) ?? null) : null],
+    ['padding', tok.padToken !== null ? (tok.tokenToId(tok.padToken) ?? null) : null],
   ]
-  for (const [name, id] of ids) if (id !== null && id !== undefined) entries.push([`tokenizer.ggml.${name}_token_id`, kv.u32(id)])
-  entries.push(['tokenizer.ggml.add_bos_token', kv.bool(tok.addBosToken)], ['tokenizer.ggml.add_eos_token', kv.bool(tok.addEosToken)])
+  for (const [name, id] of ids)
+    if (id !== null && id !== undefined) entries.push([`tokenizer.ggml.${name}_token_id`, kv.u32(id)])
+  entries.push(
+    ['tokenizer.ggml.add_bos_token', kv.bool(tok.addBosToken)],
+    ['tokenizer.ggml.add_eos_token', kv.bool(tok.addEosToken)],
+  )
   if (spm) entries.push(['tokenizer.ggml.add_space_prefix', kv.bool(addsSpacePrefix(json))])
   const template = pickChatTemplate(tok.chatTemplateSource)
   if (template) entries.push(['tokenizer.chat_template', kv.str(template)])
@@ -137,5 +173,9 @@ export function vocabMetadata(dir: string, tok: TextTokenizer, vocabSize: number
 /** Whether the tokenizer puts "▁" before the text (a Prepend normalizer, or a Metaspace that prepends). */
 function addsSpacePrefix(json: TokenizerJson): boolean {
   if (mentions(json.normalizer, 'Prepend', (o) => o.prepend === '\u2581')) return true
-  return mentions(json.pre_tokenizer, 'Metaspace', (o) => o.add_prefix_space === true || (typeof o.prepend_scheme === 'string' && o.prepend_scheme !== 'never'))
+  return mentions(
+    json.pre_tokenizer,
+    'Metaspace',
+    (o) => o.add_prefix_space === true || (typeof o.prepend_scheme === 'string' && o.prepend_scheme !== 'never'),
+  )
 }

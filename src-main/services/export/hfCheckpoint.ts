@@ -54,12 +54,18 @@ export class HfCheckpoint {
 
   /** A bitsandbytes pre-quantized (*-bnb-4bit) checkpoint: its linears are packed 4-bit codes, not floats. */
   get isPrequantized(): boolean {
-    return this.config.quantization_config !== undefined || [...this.tensors.keys()].some((n) => n.endsWith('.weight.absmax'))
+    return (
+      this.config.quantization_config !== undefined ||
+      [...this.tensors.keys()].some((n) => n.endsWith('.weight.absmax'))
+    )
   }
 
   get(name: string): CheckpointTensor {
     const t = this.tensors.get(name)
-    if (!t) throw new StudioError('E_BAD_MODEL', `${this.dir}: tensor ${name} is missing`, { details: { model: this.dir, tensor: name } })
+    if (!t)
+      throw new StudioError('E_BAD_MODEL', `${this.dir}: tensor ${name} is missing`, {
+        details: { model: this.dir, tensor: name },
+      })
     return t
   }
 
@@ -75,7 +81,10 @@ export class HfCheckpoint {
     let done = 0
     while (done < t.bytes) {
       const n = readSync(fd, buf, done, t.bytes - done, t.offset + done)
-      if (n === 0) throw new StudioError('E_BAD_MODEL', `${t.file}: tensor ${name} ends past the end of the file`, { details: { file: t.file, tensor: name } })
+      if (n === 0)
+        throw new StudioError('E_BAD_MODEL', `${t.file}: tensor ${name} ends past the end of the file`, {
+          details: { file: t.file, tensor: name },
+        })
       done += n
     }
     return buf
@@ -85,7 +94,9 @@ export class HfCheckpoint {
   readFloat32(name: string): Float32Array {
     const t = this.get(name)
     if (!FLOAT_DTYPES.has(t.dtype)) {
-      throw new StudioError('E_BAD_MODEL', `${t.file}: tensor ${name} is ${t.dtype}, not a float tensor`, { details: { file: t.file, tensor: name } })
+      throw new StudioError('E_BAD_MODEL', `${t.file}: tensor ${name} is ${t.dtype}, not a float tensor`, {
+        details: { file: t.file, tensor: name },
+      })
     }
     return decodeFloats(this.readRaw(name), t.dtype)
   }
@@ -110,7 +121,10 @@ function halfValues(): Float32Array {
 export function decodeFloats(raw: Buffer, dtype: SafetensorsDtype): Float32Array {
   if (dtype === 'F32') return new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.length))
   const n = raw.length / 2
-  const halves = raw.byteOffset % 2 === 0 ? new Uint16Array(raw.buffer, raw.byteOffset, n) : new Uint16Array(Uint8Array.from(raw).buffer)
+  const halves =
+    raw.byteOffset % 2 === 0
+      ? new Uint16Array(raw.buffer, raw.byteOffset, n)
+      : new Uint16Array(Uint8Array.from(raw).buffer)
   const out = new Float32Array(n)
   if (dtype === 'BF16') {
     const u = new Uint32Array(out.buffer)
@@ -138,12 +152,17 @@ function weightFiles(dir: string, bad: (m: string) => StudioError): string[] {
     return files.map((f) => join(dir, f))
   }
   if (existsSync(single)) return [single]
-  throw bad(`model directory ${dir} has no model.safetensors (or model.safetensors.index.json); only safetensors weights are read`)
+  throw bad(
+    `model directory ${dir} has no model.safetensors (or model.safetensors.index.json); only safetensors weights are read`,
+  )
 }
 
 /** The tensors listed in one safetensors file's header, with absolute offsets; each checked against the file size. */
 function readHeader(file: string): CheckpointTensor[] {
-  const bad = (msg: string, tensor?: string) => new StudioError('E_BAD_MODEL', `${file}: ${tensor ? `tensor ${tensor}: ` : ''}${msg}`, { details: { file, tensor } })
+  const bad = (msg: string, tensor?: string) =>
+    new StudioError('E_BAD_MODEL', `${file}: ${tensor ? `tensor ${tensor}: ` : ''}${msg}`, {
+      details: { file, tensor },
+    })
   const size = statSync(file).size
   const fd = openSync(file, 'r')
   try {
@@ -165,11 +184,14 @@ function readHeader(file: string): CheckpointTensor[] {
       if (name === '__metadata__') continue
       const t = info as { dtype?: string; shape?: number[]; data_offsets?: [number, number] }
       const dtype = t.dtype as SafetensorsDtype
-      if (!(dtype in DTYPE_BYTES)) throw bad(`dtype ${JSON.stringify(t.dtype)} is not supported (F32, F16, BF16 or U8)`, name)
-      if (!Array.isArray(t.shape) || !Array.isArray(t.data_offsets)) throw bad('entry lacks shape or data_offsets', name)
+      if (!(dtype in DTYPE_BYTES))
+        throw bad(`dtype ${JSON.stringify(t.dtype)} is not supported (F32, F16, BF16 or U8)`, name)
+      if (!Array.isArray(t.shape) || !Array.isArray(t.data_offsets))
+        throw bad('entry lacks shape or data_offsets', name)
       const [b, e] = t.data_offsets
       const count = t.shape.reduce((x, y) => x * y, 1)
-      if (e - b !== count * DTYPE_BYTES[dtype]) throw bad(`shape [${t.shape}] ${dtype} does not match data_offsets [${b}, ${e}]`, name)
+      if (e - b !== count * DTYPE_BYTES[dtype])
+        throw bad(`shape [${t.shape}] ${dtype} does not match data_offsets [${b}, ${e}]`, name)
       if (base + e > size) throw bad(`data runs past the end of the file (truncated?)`, name)
       out.push({ name, dtype, shape: t.shape, file, offset: base + b, bytes: e - b })
     }

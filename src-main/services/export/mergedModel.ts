@@ -13,8 +13,15 @@ import { writeSafetensors, DEFAULT_SHARD_BYTES } from './safetensorsWriter'
 
 /** Tokenizer and template files a model folder may carry, copied as they are. */
 export const TOKENIZER_FILES = [
-  'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'tokenizer.model', 'added_tokens.json',
-  'chat_template.jinja', 'chat_template.json', 'vocab.json', 'merges.txt',
+  'tokenizer.json',
+  'tokenizer_config.json',
+  'special_tokens_map.json',
+  'tokenizer.model',
+  'added_tokens.json',
+  'chat_template.jinja',
+  'chat_template.json',
+  'vocab.json',
+  'merges.txt',
 ]
 
 export interface MergedExportRequest {
@@ -47,7 +54,12 @@ export function exportInputs(modelDir: string, adapterDir: string | null): strin
 }
 
 /** Opens the base and the adapter and checks that they fit, before anything is written. */
-export function openMerge(modelDir: string, adapterDir: string | null, mergeBase: MergeBase, dtype?: OutputDtype): MergedWeights {
+export function openMerge(
+  modelDir: string,
+  adapterDir: string | null,
+  mergeBase: MergeBase,
+  dtype?: OutputDtype,
+): MergedWeights {
   const ckpt = HfCheckpoint.open(modelDir)
   const adapter: LoadedAdapter | null = adapterDir ? loadAdapter(adapterDir) : null
   return new MergedWeights(ckpt, adapter, mergeBase, dtype ?? checkpointDtype(ckpt))
@@ -62,11 +74,24 @@ export async function exportMergedModel(req: MergedExportRequest): Promise<Merge
       const float = t.dtype === 'F32' || t.dtype === 'BF16' || t.dtype === 'F16'
       return { name, dtype: float ? merged.dtype : t.dtype, shape: t.shape }
     })
-    const files = await writeExportFolder(req.outDir, 'merged-model', req.overwrite ?? false, markerFor(req, merged), (tmp) => {
-      const written = writeSafetensors(tmp, planned, (n) => merged.encoded(n), req.shardBytes ?? DEFAULT_SHARD_BYTES, (d, total) => req.onProgress?.(d / total))
-      written.push(...writeModelFiles(tmp, merged, req))
-      return written.map((f) => join(resolve(req.outDir), basename(f)))
-    }, exportInputs(req.modelDir, req.adapterDir))
+    const files = await writeExportFolder(
+      req.outDir,
+      'merged-model',
+      req.overwrite ?? false,
+      markerFor(req, merged),
+      (tmp) => {
+        const written = writeSafetensors(
+          tmp,
+          planned,
+          (n) => merged.encoded(n),
+          req.shardBytes ?? DEFAULT_SHARD_BYTES,
+          (d, total) => req.onProgress?.(d / total),
+        )
+        written.push(...writeModelFiles(tmp, merged, req))
+        return written.map((f) => join(resolve(req.outDir), basename(f)))
+      },
+      exportInputs(req.modelDir, req.adapterDir),
+    )
     return {
       path: resolve(req.outDir),
       files,
@@ -87,7 +112,9 @@ function markerFor(req: MergedExportRequest, merged: MergedWeights): Record<stri
     run: req.runDir ? resolve(req.runDir) : null,
     merge_base: merged.base,
     dtype: DTYPE_NAMES[merged.dtype],
-    lora: merged.adapter ? { r: merged.rank, alpha: merged.adapter.settings.alpha, targets: merged.adapter.settings.targets } : null,
+    lora: merged.adapter
+      ? { r: merged.rank, alpha: merged.adapter.settings.alpha, targets: merged.adapter.settings.targets }
+      : null,
   }
 }
 
@@ -118,7 +145,10 @@ function writeModelFiles(dir: string, merged: MergedWeights, req: MergedExportRe
     out.push(join(dir, f))
   }
   if (!existsSync(join(src, 'tokenizer.json')) && !existsSync(join(src, 'tokenizer.model'))) {
-    throw new StudioError('E_BAD_MODEL', `${src} has no tokenizer.json or tokenizer.model to put beside the merged weights`)
+    throw new StudioError(
+      'E_BAD_MODEL',
+      `${src} has no tokenizer.json or tokenizer.model to put beside the merged weights`,
+    )
   }
   write('README.md', modelCard(merged, req))
   return out
@@ -132,9 +162,10 @@ export function copyWritable(from: string, to: string): void {
 
 function modelCard(merged: MergedWeights, req: MergedExportRequest): string {
   const a = merged.adapter?.settings
-  const base = merged.base === 'nf4'
-    ? 'the 4-bit NF4 base the run trained on, dequantized (every quantized linear holds the values the 4-bit path computed with), plus the adapter'
-    : "the base model's own weights plus the adapter"
+  const base =
+    merged.base === 'nf4'
+      ? 'the 4-bit NF4 base the run trained on, dequantized (every quantized linear holds the values the 4-bit path computed with), plus the adapter'
+      : "the base model's own weights plus the adapter"
   return [
     `# ${basename(resolve(req.outDir))}`,
     '',
@@ -161,6 +192,7 @@ function modelCard(merged: MergedWeights, req: MergedExportRequest): string {
 export function runModelAndAdapter(runDir: string): { modelDir: string; adapterDir: string; mergeBase: MergeBase } {
   const { dir, raw, params } = readRunConfig(runDir)
   const adapterDir = join(dir, 'adapter')
-  if (!existsSync(join(adapterDir, 'adapter_config.json'))) throw new StudioError('E_BAD_INPUT', `run ${basename(dir)} has no adapter (it has not finished a training step)`)
+  if (!existsSync(join(adapterDir, 'adapter_config.json')))
+    throw new StudioError('E_BAD_INPUT', `run ${basename(dir)} has no adapter (it has not finished a training step)`)
   return { modelDir: raw.model_dir, adapterDir, mergeBase: params.quant === 'nf4' ? 'nf4' : 'original' }
 }

@@ -2,9 +2,9 @@
 // W' = W + (alpha / r) * B @ A for every adapted linear, every other tensor as stored, all in one output dtype.
 // For a run trained on the 4-bit base ("nf4"), W is what the engine computed with: every quantized linear's NF4
 // round trip (fp16 cast, NF4 + double quant, dequantized, bf16), so the merged model computes what training saw.
-import { loadNative } from '../../engine/loadNative'
+import { loadAddon } from '../../addon/loadAddon'
 import { StudioError } from '../errors'
-import { LINEAR_TARGETS } from '../params/trainParams'
+import { LINEAR_TARGETS } from '../../../src-shared/params/trainParams'
 import { parseLoraKey, toBf16Bytes, type LoadedAdapter } from '../training/adapterFiles'
 import { decodeFloats, type CheckpointTensor, type HfCheckpoint } from './hfCheckpoint'
 
@@ -17,13 +17,16 @@ export const DTYPE_NAMES: Record<OutputDtype, string> = { F32: 'float32', BF16: 
 export const FROM_NAME: Record<string, OutputDtype> = { float32: 'F32', bfloat16: 'BF16', float16: 'F16' }
 
 /** `model.layers.{i}.{self_attn|mlp}.{kind}.weight`: the linears the engine quantizes to NF4. */
-const LINEAR_WEIGHT = new RegExp(`^model\\.layers\\.\\d+\\.(?:self_attn|mlp)\\.(?:${LINEAR_TARGETS.join('|')})\\.weight$`)
+const LINEAR_WEIGHT = new RegExp(
+  `^model\\.layers\\.\\d+\\.(?:self_attn|mlp)\\.(?:${LINEAR_TARGETS.join('|')})\\.weight$`,
+)
 
 /** The base model's dtype: config.json's torch_dtype (or transformers 5's dtype), else its first float tensor's. */
 export function checkpointDtype(ckpt: HfCheckpoint): OutputDtype {
   const named = ckpt.config.torch_dtype ?? ckpt.config.dtype
   if (typeof named === 'string' && FROM_NAME[named]) return FROM_NAME[named]!
-  for (const t of ckpt.tensors.values()) if (t.dtype === 'F32' || t.dtype === 'BF16' || t.dtype === 'F16') return t.dtype
+  for (const t of ckpt.tensors.values())
+    if (t.dtype === 'F32' || t.dtype === 'BF16' || t.dtype === 'F16') return t.dtype
   return 'F32'
 }
 
@@ -40,7 +43,10 @@ export class MergedWeights {
     readonly dtype: OutputDtype,
   ) {
     if (ckpt.isPrequantized) {
-      throw new StudioError('E_BAD_MODEL', `${ckpt.dir} is a bitsandbytes 4-bit checkpoint; export from the 16-bit model it was quantized from (the run's merge of an NF4 base uses that base's NF4 round trip, docs/exports.md)`)
+      throw new StudioError(
+        'E_BAD_MODEL',
+        `${ckpt.dir} is a bitsandbytes 4-bit checkpoint; export from the 16-bit model it was quantized from (the run's merge of an NF4 base uses that base's NF4 round trip, docs/exports.md)`,
+      )
     }
     this.rank = adapter?.settings.r ?? 0
     this.scale = adapter ? adapter.settings.alpha / adapter.settings.r : 0
@@ -54,11 +60,18 @@ export class MergedWeights {
     }
     for (const name of this.lora.keys()) {
       const t = ckpt.tensors.get(name)
-      if (!t) throw new StudioError('E_BAD_INPUT', `the adapter adapts ${name}, which ${ckpt.dir} does not have (an adapter of another model?)`)
+      if (!t)
+        throw new StudioError(
+          'E_BAD_INPUT',
+          `the adapter adapts ${name}, which ${ckpt.dir} does not have (an adapter of another model?)`,
+        )
       const { a, b } = this.lora.get(name)!
       const [rows, cols] = t.shape as [number, number]
       if (a.length !== this.rank * cols || b.length !== rows * this.rank) {
-        throw new StudioError('E_BAD_INPUT', `the adapter's matrices for ${name} do not fit its shape [${t.shape}] (an adapter of another model?)`)
+        throw new StudioError(
+          'E_BAD_INPUT',
+          `the adapter's matrices for ${name} do not fit its shape [${t.shape}] (an adapter of another model?)`,
+        )
       }
     }
   }
@@ -82,7 +95,7 @@ export class MergedWeights {
     const w = this.ckpt.readFloat32(name)
     if (!this.changed(name)) return w
     const [rows, cols] = this.ckpt.get(name).shape as [number, number]
-    const ops = loadNative().exportOps
+    const ops = loadAddon().exportOps
     if (this.base === 'nf4' && LINEAR_WEIGHT.test(name)) ops.nf4Effective(w, rows, cols)
     const l = this.lora.get(name)
     if (l) ops.mergeLora(w, rows, cols, l.a, l.b, this.rank, this.scale)
@@ -109,5 +122,5 @@ export class MergedWeights {
 export function encodeFloats(x: Float32Array, dtype: OutputDtype): Uint8Array {
   if (dtype === 'F32') return new Uint8Array(x.buffer, x.byteOffset, x.byteLength)
   if (dtype === 'BF16') return toBf16Bytes(x)
-  return loadNative().exportOps.ggmlEncode('f16', x)
+  return loadAddon().exportOps.ggmlEncode('f16', x)
 }

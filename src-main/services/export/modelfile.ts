@@ -29,7 +29,8 @@ export interface DerivedTemplate {
 
 /** The chat template as an Ollama TEMPLATE; BOS text is left out (llama.cpp adds BOS itself when the model wants it). */
 export function ollamaTemplate(host: ChatTemplateHost): DerivedTemplate {
-  if (pickChatTemplate(host.chatTemplateSource) === null) return { template: '{{ .Prompt }}{{ .Response }}', hasSystem: false }
+  if (pickChatTemplate(host.chatTemplateSource) === null)
+    return { template: '{{ .Prompt }}{{ .Response }}', hasSystem: false }
   const strip = (s: string) => (host.bosToken && s.startsWith(host.bosToken) ? s.slice(host.bosToken.length) : s)
   const go = (s: string) => strip(s).replaceAll(SYS, '{{ .System }}').replaceAll(USER, '{{ .Prompt }}')
   const withSystem = renderPrompt(host, USER, { system: SYS })
@@ -52,7 +53,11 @@ export function ollamaTemplate(host: ChatTemplateHost): DerivedTemplate {
 /** What the template writes after an assistant answer (end-of-turn tokens), or '' when it cannot be told. */
 function answerSuffix(host: ChatTemplateHost, system: Array<{ role: string; content: string }>): string {
   try {
-    const full = renderMessages(host, [...system, { role: 'user', content: USER }, { role: 'assistant', content: RESP }], { addGenerationPrompt: false })
+    const full = renderMessages(
+      host,
+      [...system, { role: 'user', content: USER }, { role: 'assistant', content: RESP }],
+      { addGenerationPrompt: false },
+    )
     const at = full.indexOf(RESP)
     return at >= 0 ? full.slice(at + RESP.length) : ''
   } catch {
@@ -69,7 +74,9 @@ export function modelfileText(input: ModelfileInput): string {
   const t = ollamaTemplate(input.host)
   const lines = [
     '# Ollama Modelfile written by DPO Studio: `ollama create NAME -f Modelfile`, then `ollama run NAME`.',
-    ...(input.alternatives?.length ? [`# Other quantizations beside it: ${input.alternatives.join(', ')} (change FROM to use one).`] : []),
+    ...(input.alternatives?.length
+      ? [`# Other quantizations beside it: ${input.alternatives.join(', ')} (change FROM to use one).`]
+      : []),
     `FROM ./${input.from}`,
     `TEMPLATE ${quote(t.template)}`,
     ...[...new Set(input.stops)].filter((s) => s !== '').map((s) => `PARAMETER stop ${JSON.stringify(s)}`),

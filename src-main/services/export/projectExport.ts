@@ -6,11 +6,11 @@
 // files that do not depend on the run.
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { basename, dirname, join, resolve } from 'node:path'
-import { appRoot } from '../../engine/loadNative'
+import { appRoot } from '../../addon/loadAddon'
 import { loadPreferenceData, preferencePairs } from '../data/preferenceFile'
-import { promptText } from '../engine/promptText'
+import { promptText } from '../session/promptText'
 import { StudioError } from '../errors'
-import type { TrainParams } from '../params/trainParams'
+import type { TrainParams } from '../../../src-shared/params/trainParams'
 import { pickChatTemplate } from '../tokenizer/chatTemplate'
 import { TextTokenizer } from '../tokenizer/textTokenizer'
 import { sha256File } from '../training/modelFiles'
@@ -45,11 +45,17 @@ export async function exportProject(req: ProjectExportRequest): Promise<ProjectE
   const { dir: runDir, raw: run, params } = readRunConfig(req.runDir)
   const datasetPath = run.dataset?.path
   if (!datasetPath || !existsSync(datasetPath)) {
-    throw new StudioError('E_BAD_INPUT', `the run's dataset ${datasetPath ?? '(not recorded)'} is not there any more; the project needs its pairs`)
+    throw new StudioError(
+      'E_BAD_INPUT',
+      `the run's dataset ${datasetPath ?? '(not recorded)'} is not there any more; the project needs its pairs`,
+    )
   }
   const data = await loadPreferenceData(datasetPath)
   if (run.dataset?.sha256 && sha256File(data.file) !== run.dataset.sha256) {
-    throw new StudioError('E_BAD_INPUT', `${data.file} changed since the run (its sha256 differs); the project would not repeat the run`)
+    throw new StudioError(
+      'E_BAD_INPUT',
+      `${data.file} changed since the run (its sha256 differs); the project would not repeat the run`,
+    )
   }
   const pairs = preferencePairs(data, { dataSize: params.dataSize, supportRatio: params.supportRatio })
   const tok = await TextTokenizer.fromDir(run.model_dir)
@@ -60,7 +66,10 @@ export async function exportProject(req: ProjectExportRequest): Promise<ProjectE
     const n = t.chosen.promptLength
     const prompt = t.chosen.ids.slice(0, n)
     if (t.rejected.promptLength !== n || t.rejected.ids.slice(0, n).some((id, i) => id !== prompt[i])) {
-      throw new StudioError('E_BAD_INPUT', `pair ${String(pair.id)}: its chosen and rejected sides tokenize the prompt differently (TRL 0.9 splits each side on its own); TRL's preference format holds one prompt per pair`)
+      throw new StudioError(
+        'E_BAD_INPUT',
+        `pair ${String(pair.id)}: its chosen and rejected sides tokenize the prompt differently (TRL 0.9 splits each side on its own); TRL's preference format holds one prompt per pair`,
+      )
     }
     return {
       id: pair.id,
@@ -73,46 +82,90 @@ export async function exportProject(req: ProjectExportRequest): Promise<ProjectE
     }
   })
   const plan = planSchedule({
-    numPairs: pairs.length, batchSize: params.batchSize, gradAccum: params.gradAccum, epochs: params.epochs,
-    warmupRatio: params.warmupRatio, learningRate: params.learningRate, seed: params.seed,
+    numPairs: pairs.length,
+    batchSize: params.batchSize,
+    gradAccum: params.gradAccum,
+    epochs: params.epochs,
+    warmupRatio: params.warmupRatio,
+    learningRate: params.learningRate,
+    seed: params.seed,
   })
   const steps = plan.plan.map((s) => s.microBatches.map((mb) => mb.pairs))
   const perStep = steps[0]?.length ?? 1
   const gpus = req.gpus ?? [8, 4, 2, 1].find((g) => perStep % g === 0)!
-  if (!Number.isInteger(gpus) || gpus < 1) throw new StudioError('E_BAD_INPUT', `--gpus must be a positive integer, got ${gpus}`)
+  if (!Number.isInteger(gpus) || gpus < 1)
+    throw new StudioError('E_BAD_INPUT', `--gpus must be a positive integer, got ${gpus}`)
   if (perStep % gpus !== 0) {
-    throw new StudioError('E_BAD_INPUT', `the run's steps have ${perStep} micro-batches each, which ${gpus} GPUs cannot share evenly; choose a divisor of ${perStep}`)
+    throw new StudioError(
+      'E_BAD_INPUT',
+      `the run's steps have ${perStep} micro-batches each, which ${gpus} GPUs cannot share evenly; choose a divisor of ${perStep}`,
+    )
   }
   const template = pickChatTemplate(tok.chatTemplateSource)
   const config = {
     source_run: runDir,
-    model: { path: resolve(run.model_dir), name: run.base_model ?? basename(run.model_dir), quant: params.quant, dtype: 'float32' },
+    model: {
+      path: resolve(run.model_dir),
+      name: run.base_model ?? basename(run.model_dir),
+      quant: params.quant,
+      dtype: 'float32',
+    },
     params,
     optim: OPTIM[params.optim],
-    schedule: { steps: plan.steps, max_steps: plan.maxSteps, warmup_steps: plan.warmupSteps, micro_batches_per_step: perStep },
+    schedule: {
+      steps: plan.steps,
+      max_steps: plan.maxSteps,
+      warmup_steps: plan.warmupSteps,
+      micro_batches_per_step: perStep,
+    },
     prompt_mode: template ? 'chat template' : 'plain text after BOS (the model has no chat template)',
     system_message: params.systemMessage,
   }
 
   const files: string[] = []
-  await writeExportFolder(req.outDir, 'project', req.overwrite ?? false, { run: runDir, pairs: rows.length, steps: plan.steps }, (tmp) => {
-    const put = (name: string, text: string) => {
-      mkdirSync(join(tmp, name, '..'), { recursive: true })
-      writeFileSync(join(tmp, name), text)
-      files.push(join(resolve(req.outDir), name))
-    }
-    mkdirSync(join(tmp, 'accelerate'), { recursive: true })
-    for (const f of ['train.py', 'requirements.txt', 'accelerate/deepspeed_zero3.yaml', 'accelerate/fsdp.yaml']) {
-      copyFileSync(join(PROJECT_TEMPLATE_DIR, f), join(tmp, f))
-      files.push(join(resolve(req.outDir), f))
-    }
-    put('accelerate/single_node.yaml', readFileSync(join(PROJECT_TEMPLATE_DIR, 'accelerate/single_node.yaml'), 'utf8').replaceAll('NUM_GPUS', String(gpus)))
-    put('run_config.json', JSON.stringify(config, null, 2) + '\n')
-    put('data/train.jsonl', rows.map((r) => JSON.stringify(r)).join('\n') + '\n')
-    put('data/steps.json', JSON.stringify(steps) + '\n')
-    if (template) put('chat_template.jinja', template)
-    put('README.md', projectReadme({ runDir, params, rows: rows.length, steps: plan.steps, perStep, gpus, model: config.model, hasTemplate: template !== null }))
-  }, [run.model_dir, dirname(data.file)])
+  await writeExportFolder(
+    req.outDir,
+    'project',
+    req.overwrite ?? false,
+    { run: runDir, pairs: rows.length, steps: plan.steps },
+    (tmp) => {
+      const put = (name: string, text: string) => {
+        mkdirSync(join(tmp, name, '..'), { recursive: true })
+        writeFileSync(join(tmp, name), text)
+        files.push(join(resolve(req.outDir), name))
+      }
+      mkdirSync(join(tmp, 'accelerate'), { recursive: true })
+      for (const f of ['train.py', 'requirements.txt', 'accelerate/deepspeed_zero3.yaml', 'accelerate/fsdp.yaml']) {
+        copyFileSync(join(PROJECT_TEMPLATE_DIR, f), join(tmp, f))
+        files.push(join(resolve(req.outDir), f))
+      }
+      put(
+        'accelerate/single_node.yaml',
+        readFileSync(join(PROJECT_TEMPLATE_DIR, 'accelerate/single_node.yaml'), 'utf8').replaceAll(
+          'NUM_GPUS',
+          String(gpus),
+        ),
+      )
+      put('run_config.json', JSON.stringify(config, null, 2) + '\n')
+      put('data/train.jsonl', rows.map((r) => JSON.stringify(r)).join('\n') + '\n')
+      put('data/steps.json', JSON.stringify(steps) + '\n')
+      if (template) put('chat_template.jinja', template)
+      put(
+        'README.md',
+        projectReadme({
+          runDir,
+          params,
+          rows: rows.length,
+          steps: plan.steps,
+          perStep,
+          gpus,
+          model: config.model,
+          hasTemplate: template !== null,
+        }),
+      )
+    },
+    [run.model_dir, dirname(data.file)],
+  )
   return { path: resolve(req.outDir), files, pairs: rows.length, steps: plan.steps, microBatchesPerStep: perStep, gpus }
 }
 

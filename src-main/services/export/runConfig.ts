@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { StudioError } from '../errors'
-import { resolveTrainParams, type TrainParams } from '../params/trainParams'
+import { resolveTrainParams, type TrainParams } from '../../../src-shared/params/trainParams'
 
 export interface RunConfigFile {
   model_dir: string
@@ -28,6 +28,7 @@ export function readRunConfig(runDir: string): RunConfig {
   } catch {
     throw new StudioError('E_BAD_INPUT', `${dir} is not a run directory (no readable config.json)`)
   }
-  if (typeof raw.model_dir !== 'string') throw new StudioError('E_BAD_INPUT', `${dir}/config.json does not name the model folder (model_dir)`)
+  if (typeof raw.model_dir !== 'string')
+    throw new StudioError('E_BAD_INPUT', `${dir}/config.json does not name the model folder (model_dir)`)
   return { dir, raw, params: resolveTrainParams((raw.params ?? {}) as never) }
 }

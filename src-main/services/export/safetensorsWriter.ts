@@ -35,7 +35,6 @@ function header(tensors: readonly PlannedTensor[]): Buffer {
   return Buffer.concat([len, json])
 }
 
-
 /**
  * Writes `tensors` into `dir` in the given order; `bytesOf(name)` supplies each tensor's bytes when its turn comes.
  * Returns the files written.
@@ -58,9 +57,12 @@ export function writeSafetensors(
     shards[shards.length - 1]!.push(t)
     size += n
   }
-  const names = shards.length === 1
-    ? ['model.safetensors']
-    : shards.map((_, i) => `model-${String(i + 1).padStart(5, '0')}-of-${String(shards.length).padStart(5, '0')}.safetensors`)
+  const names =
+    shards.length === 1
+      ? ['model.safetensors']
+      : shards.map(
+          (_, i) => `model-${String(i + 1).padStart(5, '0')}-of-${String(shards.length).padStart(5, '0')}.safetensors`,
+        )
   let done = 0
   shards.forEach((shard, i) => {
     const fd = openSync(join(dir, names[i]!), 'w')
@@ -68,7 +70,8 @@ export function writeSafetensors(
       writeAll(fd, header(shard))
       for (const t of shard) {
         const bytes = bytesOf(t.name)
-        if (bytes.length !== sizeOf(t)) throw new Error(`tensor ${t.name}: ${bytes.length} bytes, expected ${sizeOf(t)}`)
+        if (bytes.length !== sizeOf(t))
+          throw new Error(`tensor ${t.name}: ${bytes.length} bytes, expected ${sizeOf(t)}`)
         writeAll(fd, bytes)
         onTensor?.(++done, tensors.length)
       }

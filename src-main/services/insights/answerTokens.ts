@@ -2,13 +2,13 @@
 // as a training pair would be (chat template, system message, TRL tokenization), scored once by the reference model
 // (adapter disabled) and once by the trained model; kept as responses_tokens.jsonl so past runs need no engine.
 import { join } from 'node:path'
-import { withContextLengths } from '../engine/contextLimits'
-import type { ModelSession } from '../engine/modelSession'
+import { withContextLengths } from '../session/contextLimits'
+import type { ModelSession } from '../session/modelSession'
 import { writeFileAtomic } from '../fsAtomic'
-import type { ResponseRow } from '../training/types'
+import type { ResponseRow } from '../../../src-shared/run/runTypes'
 import { tokenizeTrainingPair, type PairTokenParams } from '../training/tokenizePair'
 import { stored } from './implicitReward'
-import { ANSWER_TOKENS_FILE, type AnswerTokensRow } from './insightTypes'
+import { ANSWER_TOKENS_FILE, type AnswerTokensRow } from '../../../src-shared/insights/insightTypes'
 import { tokenSide, toJsonl } from './pairInsights'
 import { scorePairsBatched } from './scoreBatched'
 
@@ -24,8 +24,15 @@ export async function writeAnswerTokens(
   const tok = session.tokenizer
   const lengths = withContextLengths(params, session.info.config.context)
   const sequences = original.map((o, i) => {
-    const t = tokenizeTrainingPair(tok, { id: o.id, prompt: o.prompt, chosen: o.response, rejected: trained[i]!.response, position: null }, lengths)
-    return { chosen: { ids: t.chosen.ids, labels: t.chosen.labels }, rejected: { ids: t.rejected.ids, labels: t.rejected.labels } }
+    const t = tokenizeTrainingPair(
+      tok,
+      { id: o.id, prompt: o.prompt, chosen: o.response, rejected: trained[i]!.response, position: null },
+      lengths,
+    )
+    return {
+      chosen: { ids: t.chosen.ids, labels: t.chosen.labels },
+      rejected: { ids: t.rejected.ids, labels: t.rejected.labels },
+    }
   })
   const ref = await scorePairsBatched(session.native, sequences, padId, false)
   const after = await scorePairsBatched(session.native, sequences, padId, true)
@@ -36,7 +43,13 @@ export async function writeAnswerTokens(
       logp_trained: stored(after[i]![which].logp),
       ...tokenSide(tok, sequences[i]![which], ref[i]![which].tokenLogps, after[i]![which].tokenLogps),
     })
-    return { index: i, id: o.id, prompt: o.prompt, original: side('chosen', o.response), trained: side('rejected', trained[i]!.response) }
+    return {
+      index: i,
+      id: o.id,
+      prompt: o.prompt,
+      original: side('chosen', o.response),
+      trained: side('rejected', trained[i]!.response),
+    }
   })
   writeFileAtomic(join(outDir, ANSWER_TOKENS_FILE), toJsonl(rows))
   return rows

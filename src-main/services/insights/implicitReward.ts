@@ -2,7 +2,7 @@
 // = beta × (policy log-prob − reference log-prob), with log-probs averaged over answer tokens for the ipo loss
 // (concatenated_forward's average_log_prob), margin = chosen reward − rejected reward. Pure, so the app can recompute
 // what it shows.
-import type { StoredLogp } from './insightTypes'
+import type { StoredLogp } from '../../../src-shared/insights/insightTypes'
 
 export interface PairLogps {
   chosenRef: number

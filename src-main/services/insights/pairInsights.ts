@@ -3,15 +3,21 @@
 // cache) before training, with TRL's implicit rewards, the margin, the ranking before and after and how often
 // training saw the pair. Written as pairs.jsonl and, per token, pairs_tokens.jsonl, so past runs need no engine.
 import { join } from 'node:path'
-import type { NativeCancelToken, SequenceLogp } from '../../engine/nativeTypes'
+import type { NativeCancelToken, SequenceLogp } from '../../addon/addonTypes'
 import type { PreferencePair } from '../data/preferenceFile'
-import type { ModelSession } from '../engine/modelSession'
+import type { ModelSession } from '../session/modelSession'
 import { writeFileAtomic } from '../fsAtomic'
-import type { TrainParams } from '../params/trainParams'
+import type { TrainParams } from '../../../src-shared/params/trainParams'
 import type { RefLogps, ScoredPair } from '../training/refCache'
 import { scheduleSteps, type ScheduleInput } from '../training/schedule'
 import { pairRewards, stored } from './implicitReward'
-import { PAIRS_FILE, PAIRS_TOKENS_FILE, type PairInsightRow, type PairTokensRow, type TokenSide } from './insightTypes'
+import {
+  PAIRS_FILE,
+  PAIRS_TOKENS_FILE,
+  type PairInsightRow,
+  type PairTokensRow,
+  type TokenSide,
+} from '../../../src-shared/insights/insightTypes'
 import { scorePairsBatched, type EngineCall } from './scoreBatched'
 import { scoredTokenIds, tokenPieces } from './tokenPieces'
 
@@ -30,16 +36,31 @@ export interface PairInsightsInput {
 }
 
 /** Scores the pairs with the attached (trained) adapter and writes pairs_tokens.jsonl, then pairs.jsonl. */
-export async function writePairInsights(session: Pick<ModelSession, 'native' | 'tokenizer'>, input: PairInsightsInput): Promise<PairInsightRow[]> {
+export async function writePairInsights(
+  session: Pick<ModelSession, 'native' | 'tokenizer'>,
+  input: PairInsightsInput,
+): Promise<PairInsightRow[]> {
   const { sequences, padId } = input
   const opts = { cancel: input.cancel, ...(input.call ? { call: input.call } : {}) }
   // The reference model scores only what the reference pass did not (pairs no step used).
-  const missing = sequences.map((_, i) => i).filter((i) => !input.refs.get(i)?.chosenTokens || !input.refs.get(i)?.rejectedTokens)
-  const extra = await scorePairsBatched(session.native, missing.map((i) => sequences[i]!), padId, false, opts)
-  const refs = new Map<number, { chosen: Float32Array; rejected: Float32Array; chosenSum: number; rejectedSum: number }>()
+  const missing = sequences
+    .map((_, i) => i)
+    .filter((i) => !input.refs.get(i)?.chosenTokens || !input.refs.get(i)?.rejectedTokens)
+  const extra = await scorePairsBatched(
+    session.native,
+    missing.map((i) => sequences[i]!),
+    padId,
+    false,
+    opts,
+  )
+  const refs = new Map<
+    number,
+    { chosen: Float32Array; rejected: Float32Array; chosenSum: number; rejectedSum: number }
+  >()
   sequences.forEach((_, i) => {
     const r = input.refs.get(i)
-    if (r?.chosenTokens && r.rejectedTokens) refs.set(i, { chosen: r.chosenTokens, rejected: r.rejectedTokens, chosenSum: r.chosen, rejectedSum: r.rejected })
+    if (r?.chosenTokens && r.rejectedTokens)
+      refs.set(i, { chosen: r.chosenTokens, rejected: r.rejectedTokens, chosenSum: r.chosen, rejectedSum: r.rejected })
   })
   missing.forEach((i, k) => refs.set(i, fromScores(extra[k]!.chosen, extra[k]!.rejected)))
   const trained = await scorePairsBatched(session.native, sequences, padId, true, opts)
@@ -106,10 +127,17 @@ export function seenCounts(schedule: ScheduleInput): number[] {
 }
 
 /** One answer's tokens with both models' per-token log-probs (the engine's float32 values, exactly). */
-export function tokenSide(tok: Parameters<typeof tokenPieces>[0], seq: ScoredPair['chosen'], ref: Float32Array, trained: Float32Array): TokenSide {
+export function tokenSide(
+  tok: Parameters<typeof tokenPieces>[0],
+  seq: ScoredPair['chosen'],
+  ref: Float32Array,
+  trained: Float32Array,
+): TokenSide {
   const ids = scoredTokenIds(seq)
   if (ids.length !== ref.length || ids.length !== trained.length) {
-    throw new Error(`per-token log-probs cover ${ref.length} / ${trained.length} tokens but the answer has ${ids.length}`)
+    throw new Error(
+      `per-token log-probs cover ${ref.length} / ${trained.length} tokens but the answer has ${ids.length}`,
+    )
   }
   return { ids, text: tokenPieces(tok, ids), ref: Array.from(ref, stored), trained: Array.from(trained, stored) }
 }

@@ -1,17 +1,22 @@
 // A sweep run's stance numbers (docs/insights.md): for every labelled row of an HW6 dataset, the trained model's
 // preference for the support answer over the oppose answer relative to the reference, as TRL's margin with support
-// in the chosen place; and, for test answers, the side of the nearest exemplar (services/data/stance.ts).
+// in the chosen place; and, for test answers, the side of the nearest exemplar (src-shared/data/stance.ts).
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { PreferenceRow } from '../data/preferenceFile'
-import { classifyStance, type StanceRow } from '../data/stance'
-import { withContextLengths } from '../engine/contextLimits'
-import type { ModelSession } from '../engine/modelSession'
-import type { TrainParams } from '../params/trainParams'
+import { classifyStance, type StanceRow } from '../../../src-shared/data/stance'
+import { withContextLengths } from '../session/contextLimits'
+import type { ModelSession } from '../session/modelSession'
+import type { TrainParams } from '../../../src-shared/params/trainParams'
 import { RefLogpsCache, pairKey, swappedPairKey, type RefLogps } from '../training/refCache'
 import { tokenizeTrainingPair } from '../training/tokenizePair'
 import { pairRewards, stored } from './implicitReward'
-import { PAIRS_FILE, type PairInsightRow, type StanceCount, type StoredLogp } from './insightTypes'
+import {
+  PAIRS_FILE,
+  type PairInsightRow,
+  type StanceCount,
+  type StoredLogp,
+} from '../../../src-shared/insights/insightTypes'
 import { scorePairsBatched } from './scoreBatched'
 
 /** Parses a JSONL file written by this project (every line one JSON value). */
@@ -50,16 +55,33 @@ export async function supportMargins(
   const lengths = withContextLengths(params, session.info.config.context)
   const seqs = rest.map((i) => {
     const r = rows[i]!
-    const t = tokenizeTrainingPair(tok, { id: r.id, prompt: r.prompt, chosen: r.support!, rejected: r.oppose!, position: 'support' }, lengths)
-    const s = { chosen: { ids: t.chosen.ids, labels: t.chosen.labels }, rejected: { ids: t.rejected.ids, labels: t.rejected.labels } }
+    const t = tokenizeTrainingPair(
+      tok,
+      { id: r.id, prompt: r.prompt, chosen: r.support!, rejected: r.oppose!, position: 'support' },
+      lengths,
+    )
+    const s = {
+      chosen: { ids: t.chosen.ids, labels: t.chosen.labels },
+      rejected: { ids: t.rejected.ids, labels: t.rejected.labels },
+    }
     return { ...s, key: pairKey(s), swappedKey: swappedPairKey(s) }
   })
   const refs: Array<RefLogps | undefined> = seqs.map((s) => cache.lookup(s.key, s.swappedKey))
   const missing = refs.map((r, k) => (r ? -1 : k)).filter((k) => k >= 0)
-  const computed = await scorePairsBatched(session.native, missing.map((k) => seqs[k]!), padId, false)
+  const computed = await scorePairsBatched(
+    session.native,
+    missing.map((k) => seqs[k]!),
+    padId,
+    false,
+  )
   missing.forEach((k, j) => {
     const c = computed[j]!
-    const r = { chosen: c.chosen.logp, rejected: c.rejected.logp, chosenTokens: c.chosen.tokenLogps, rejectedTokens: c.rejected.tokenLogps }
+    const r = {
+      chosen: c.chosen.logp,
+      rejected: c.rejected.logp,
+      chosenTokens: c.chosen.tokenLogps,
+      rejectedTokens: c.rejected.tokenLogps,
+    }
     refs[k] = r
     cache.set(seqs[k]!.key, r)
   })

@@ -10,15 +10,20 @@ import { loadPreferenceData, type PreferenceRow } from '../data/preferenceFile'
 import { loadPromptsFile } from '../data/promptsFile'
 import { StudioError, errorMessage } from '../errors'
 import { writeJsonAtomic } from '../fsAtomic'
-import { openModel as openModelDefault, type ModelSession } from '../engine/modelSession'
-import type { TrainParams } from '../params/trainParams'
+import { openModel as openModelDefault, type ModelSession } from '../session/modelSession'
+import type { TrainParams } from '../../../src-shared/params/trainParams'
 import { runNotebook, type NotebookDeps } from '../training/notebookRun'
 import { OriginalAnswersMemo } from '../training/originalAnswersMemo'
 import { RESPONSES_ORIGINAL_FILE, RESPONSES_TRAINED_FILE } from '../training/runFiles'
 import { RefLogpsCache, refCacheDir } from '../training/refCache'
 import { addonVersion } from '../training/addonDefaults'
-import type { ResponseRow, RunEvents } from '../training/types'
-import { SWEEP_FILE, type StanceCount, type SweepFile, type SweepRunRow } from './insightTypes'
+import type { ResponseRow, RunEvents } from '../../../src-shared/run/runTypes'
+import {
+  SWEEP_FILE,
+  type StanceCount,
+  type SweepFile,
+  type SweepRunRow,
+} from '../../../src-shared/insights/insightTypes'
 import { meanMargin, stanceCount, supportMargins } from './supportMargins'
 import { ensureSweepDir, lockSweepDir } from './sweepDir'
 
@@ -51,7 +56,10 @@ export interface SweepEvents extends RunEvents {
 export function sweepRatios(ratios: readonly number[]): number[] {
   if (ratios.length === 0) throw new StudioError('E_BAD_INPUT', 'a sweep needs at least one support_ratio')
   for (const r of ratios) {
-    if (!Number.isFinite(r) || r < 0 || r > 1) throw new StudioError('E_BAD_INPUT', `support_ratio must be between 0 and 1, got ${r}`, { details: { field: 'supportRatio' } })
+    if (!Number.isFinite(r) || r < 0 || r > 1)
+      throw new StudioError('E_BAD_INPUT', `support_ratio must be between 0 and 1, got ${r}`, {
+        details: { field: 'supportRatio' },
+      })
   }
   return [...new Set(ratios)].sort((a, b) => a - b)
 }
@@ -61,11 +69,19 @@ export function ratioDirName(ratio: number): string {
   return `ratio-${ratio}`
 }
 
-export async function runSweep(req: SweepRequest, events: SweepEvents = {}, signal?: AbortSignal, deps: NotebookDeps = {}): Promise<SweepFile> {
+export async function runSweep(
+  req: SweepRequest,
+  events: SweepEvents = {},
+  signal?: AbortSignal,
+  deps: NotebookDeps = {},
+): Promise<SweepFile> {
   const ratios = sweepRatios(req.ratios)
   const data = await loadPreferenceData(req.datasetPath)
   if (data.format !== 'hw6') {
-    throw new StudioError('E_BAD_INPUT', `${data.file}: a support_ratio sweep needs the HW6 layout (rows with "support" and "oppose"); this file has chosen/rejected pairs`)
+    throw new StudioError(
+      'E_BAD_INPUT',
+      `${data.file}: a support_ratio sweep needs the HW6 layout (rows with "support" and "oppose"); this file has chosen/rejected pairs`,
+    )
   }
   // Every input is checked before the folder is touched (the runs read the test prompts again).
   if (req.testPromptsPath) await loadPromptsFile(req.testPromptsPath)
@@ -151,19 +167,40 @@ async function sweepInLockedDir(
       let row: SweepRunRow
       try {
         const summary = await runNotebook(
-          { modelDir: req.modelDir, datasetPath: req.datasetPath, ...(req.testPromptsPath ? { testPromptsPath: req.testPromptsPath } : {}), params, outDir: runDir },
+          {
+            modelDir: req.modelDir,
+            datasetPath: req.datasetPath,
+            ...(req.testPromptsPath ? { testPromptsPath: req.testPromptsPath } : {}),
+            params,
+            outDir: runDir,
+          },
           events,
           signal,
           { ...deps, engineVersion, openModel: async () => borrowed, originalAnswers },
         )
-        row = baseRow(ratio, outDir, runDir, data.rows, params, summary.status, summary.steps, summary.trainLoss, (performance.now() - started) / 1000)
+        row = baseRow(
+          ratio,
+          outDir,
+          runDir,
+          data.rows,
+          params,
+          summary.status,
+          summary.steps,
+          summary.trainLoss,
+          (performance.now() - started) / 1000,
+        )
         if (summary.status === 'cancelled') {
           sweep.runs.push(row)
           save('cancelled')
           events.sweep?.({ index, total: ratios.length, ratio, runDir, row })
           return sweep
         }
-        const cache = RefLogpsCache.open(cacheDir, { modelDir: session.dir, quant: session.info.quant, backend: session.info.backend, engineVersion })
+        const cache = RefLogpsCache.open(cacheDir, {
+          modelDir: session.dir,
+          quant: session.info.quant,
+          backend: session.info.backend,
+          engineVersion,
+        })
         row.row_margins = await supportMargins(session, runDir, data.rows, params, cache)
         const cacheError = cache.save()
         if (cacheError) events.log?.(cacheError)
@@ -224,5 +261,8 @@ function stanceOfAnswers(runDir: string, file: string, rows: readonly Preference
   const path = join(runDir, file)
   if (!existsSync(path)) return null
   const answers = (JSON.parse(readFileSync(path, 'utf8')) as ResponseRow[]).map((r) => r.response)
-  return stanceCount(answers, rows.map((r) => ({ support: r.support!, oppose: r.oppose! })))
+  return stanceCount(
+    answers,
+    rows.map((r) => ({ support: r.support!, oppose: r.oppose! })),
+  )
 }

@@ -7,9 +7,16 @@ import { errorMessage } from '../errors'
 import { writeJsonAtomic } from '../fsAtomic'
 import type { FileLock } from '../fileLock'
 import {
-  RUN_MARKER_FILE, ensureOwnedFolder, isEarlierRunDir, isOurTempName, lockOwnedFolder, recoverOrphanedRun, writerIsGone, type OwnedFolderKind,
+  RUN_MARKER_FILE,
+  ensureOwnedFolder,
+  isEarlierRunDir,
+  isOurTempName,
+  lockOwnedFolder,
+  recoverOrphanedRun,
+  writerIsGone,
+  type OwnedFolderKind,
 } from '../training/runDir'
-import { SWEEP_FILE, type SweepFile } from './insightTypes'
+import { SWEEP_FILE, type SweepFile } from '../../../src-shared/insights/insightTypes'
 
 export const SWEEP_MARKER_FILE = '.dpo-studio-sweep'
 /** Held while a process makes the sweep: {pid, hostname, started, command} (fileLock.ts). */
@@ -55,7 +62,13 @@ function isEarlierSweepDir(dir: string, entries: string[]): boolean {
 export function readSweepFile(dir: string): SweepFile | null {
   try {
     const s = JSON.parse(readFileSync(join(dir, SWEEP_FILE), 'utf8')) as SweepFile
-    return s && typeof s === 'object' && typeof s.status === 'string' && Array.isArray(s.runs) && Array.isArray(s.ratios) ? s : null
+    return s &&
+      typeof s === 'object' &&
+      typeof s.status === 'string' &&
+      Array.isArray(s.runs) &&
+      Array.isArray(s.ratios)
+      ? s
+      : null
   } catch {
     return null
   }

@@ -1,6 +1,6 @@
 // The answer tokens of a scored sequence and the text each one adds, for the token heat map (docs/insights.md):
 // CJK and other multi-byte text appears per token exactly as the tokenizer split it.
-import type { ScoredSequence } from '../../engine/nativeTypes'
+import type { ScoredSequence } from '../../addon/addonTypes'
 import type { TextTokenizer } from '../tokenizer/textTokenizer'
 
 const REPLACEMENT_CHAR = '\uFFFD'

@@ -29,7 +29,10 @@ export async function listCachedModels(cacheDir = hfHubCacheDir()): Promise<Cach
     if (!repo.startsWith('models--')) continue
     const repoDir = join(cacheDir, repo)
     const repoId = repo.slice('models--'.length).replace('--', '/')
-    const main = await readFile(join(repoDir, 'refs', 'main'), 'utf8').then((s) => s.trim(), () => null)
+    const main = await readFile(join(repoDir, 'refs', 'main'), 'utf8').then(
+      (s) => s.trim(),
+      () => null,
+    )
     const snapshots = await readdir(join(repoDir, 'snapshots')).catch(() => [] as string[])
     const ordered = main && snapshots.includes(main) ? [main] : snapshots
     for (const revision of ordered) {

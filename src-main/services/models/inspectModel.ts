@@ -7,19 +7,19 @@
 import { existsSync } from 'node:fs'
 import { open, readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
-import { checkModelDir } from '../engine/modelSession'
+import { checkModelDir } from '../session/modelSession'
 import { StudioError, errorMessage } from '../errors'
 import { parseJson } from '../data/jsonText'
 import { bare, quoted } from '../messageText'
-import type { ModelSummary } from '../../api/contract'
-import type { NativeModelCheck } from '../../engine/nativeTypes'
-import { loadNative } from '../../engine/loadNative'
+import type { ModelSummary } from '../../../src-shared/api/contract'
+import type { NativeModelCheck } from '../../addon/addonTypes'
+import { loadAddon } from '../../addon/loadAddon'
 
 /** The engine's validation of a folder (native checkModel, in-process or through the engine host). */
 export type ModelChecker = (dir: string) => Promise<NativeModelCheck>
 
 /** checkModel on the addon loaded in this process (CLI, tests). */
-export const checkModelInProcess: ModelChecker = async (dir) => loadNative().checkModel(dir, { quant: 'nf4' })
+export const checkModelInProcess: ModelChecker = async (dir) => loadAddon().checkModel(dir, { quant: 'nf4' })
 
 const LINEAR = /\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)\.weight$/
 
@@ -83,7 +83,12 @@ export async function readSafetensorsHeader(file: string): Promise<Record<string
   delete header.__metadata__
   for (const [name, t] of Object.entries(header)) {
     const shape = isObject(t) ? t.shape : undefined
-    if (!isObject(t) || typeof t.dtype !== 'string' || !Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0))
+    if (
+      !isObject(t) ||
+      typeof t.dtype !== 'string' ||
+      !Array.isArray(shape) ||
+      !shape.every((d) => Number.isSafeInteger(d) && d >= 0)
+    )
       throw badModel(`${file}: tensor ${bare(name)}: expected a dtype and a shape of sizes`)
     if (!Number.isSafeInteger(shape.reduce((a: number, b: number) => a * b, 1)))
       throw badModel(`${file}: tensor ${bare(name)}: shape [${shape.join(', ')}] is larger than any file`)
@@ -95,7 +100,10 @@ export function nf4BytesFor(numel: number): number {
   return numel / 2 + numel / 64 + (numel / (64 * 256)) * 4
 }
 
-export async function inspectModel(dirIn: string, checkModel: ModelChecker = checkModelInProcess): Promise<ModelInspection> {
+export async function inspectModel(
+  dirIn: string,
+  checkModel: ModelChecker = checkModelInProcess,
+): Promise<ModelInspection> {
   const dir = checkModelDir(dirIn)
   const config = await readJsonObject(join(dir, 'config.json'))
   const archs = config.architectures
@@ -112,7 +120,9 @@ export async function inspectModel(dirIn: string, checkModel: ModelChecker = che
     // read a file elsewhere or a hidden one.
     const bad = shards.find((f) => typeof f !== 'string' || f === '' || f.startsWith('.') || /[\\/]/.test(f))
     if (!isObject(weightMap) || bad !== undefined)
-      throw badModel(`${indexFile}: weight_map must map tensor names to shard file names of this folder (found ${quoted(bad ?? weightMap)})`)
+      throw badModel(
+        `${indexFile}: weight_map must map tensor names to shard file names of this folder (found ${quoted(bad ?? weightMap)})`,
+      )
     files = [...new Set(shards as string[])]
   } else if (existsSync(join(dir, 'model.safetensors'))) files = ['model.safetensors']
   else files = []
@@ -140,9 +150,10 @@ export async function inspectModel(dirIn: string, checkModel: ModelChecker = che
 
   const check = await checkModel(dir)
   const supported = check.ok
-  const note = files.length === 0
-    ? 'no model.safetensors or model.safetensors.index.json (only safetensors checkpoints are supported)'
-    : check.message
+  const note =
+    files.length === 0
+      ? 'no model.safetensors or model.safetensors.index.json (only safetensors checkpoints are supported)'
+      : check.message
   if (check.ok && prequantized) params = check.params
   // Only for the "has a chat template" flag: an unreadable or malformed tokenizer_config.json counts as none.
   const tokenizerConfig = await readJsonObject(join(dir, 'tokenizer_config.json')).catch(() => null)

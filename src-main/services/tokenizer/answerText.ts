@@ -2,27 +2,27 @@
 // Mistral, Llama-2) this is the notebook's
 // `batch_decode(prompt+generated, skip_special_tokens=True)[0].split('[/INST] ')[1]`; otherwise the generated ids
 // decoded on their own.
-import { pickChatTemplate } from './chatTemplate';
-import type { TextTokenizer } from './textTokenizer';
+import { pickChatTemplate } from './chatTemplate'
+import type { TextTokenizer } from './textTokenizer'
 
 /** The notebook's split marker: "[/INST]" plus one space. */
-export const INST_ANSWER_MARKER = '[/INST] ';
+export const INST_ANSWER_MARKER = '[/INST] '
 
-export type AnswerTokenizer = Pick<TextTokenizer, 'decode' | 'chatTemplateSource'>;
+export type AnswerTokenizer = Pick<TextTokenizer, 'decode' | 'chatTemplateSource'>
 
 export interface AnswerTextOptions {
   /**
    * The marker to split on. undefined: INST_ANSWER_MARKER when the model's chat template contains "[/INST]",
    * else none. null: never split (e.g. prompts passed with --no-template).
    */
-  marker?: string | null | undefined;
+  marker?: string | null | undefined
   /** Named template to inspect when chat_template is an array (default 'default'). */
-  templateName?: string | undefined;
+  templateName?: string | undefined
 }
 
 /** INST_ANSWER_MARKER when the template writes "[/INST]", else null. */
 export function answerMarkerFor(chatTemplate: string | null): string | null {
-  return chatTemplate !== null && chatTemplate.includes('[/INST]') ? INST_ANSWER_MARKER : null;
+  return chatTemplate !== null && chatTemplate.includes('[/INST]') ? INST_ANSWER_MARKER : null
 }
 
 /**
@@ -42,10 +42,12 @@ export function answerText(
   options: AnswerTextOptions = {},
 ): string {
   const marker =
-    options.marker === undefined ? answerMarkerFor(pickChatTemplate(tok.chatTemplateSource, options.templateName)) : options.marker;
+    options.marker === undefined
+      ? answerMarkerFor(pickChatTemplate(tok.chatTemplateSource, options.templateName))
+      : options.marker
   if (marker) {
-    const parts = tok.decode([...promptIds, ...generatedIds], { skipSpecialTokens: true }).split(marker);
-    if (parts.length >= 2) return parts[1]!;
+    const parts = tok.decode([...promptIds, ...generatedIds], { skipSpecialTokens: true }).split(marker)
+    if (parts.length >= 2) return parts[1]!
   }
-  return tok.decode(generatedIds, { skipSpecialTokens: true });
+  return tok.decode(generatedIds, { skipSpecialTokens: true })
 }

@@ -3,42 +3,35 @@
 // and turn the result into prompt ids. Rendering passes what transformers' apply_chat_template passes
 // (docs/model-families.md): the special tokens, tools = documents = None, strftime_now (on the run's recorded date, not
 // the clock) and, when asked, enable_thinking.
-import { Environment, Interpreter, Template } from '@huggingface/jinja';
-import { StudioError, errorMessage } from '../errors';
-import { cleanText } from '../messageText';
-import { strftime } from './strftime';
-import type { TextTokenizer } from './textTokenizer';
+import { Environment, Interpreter, Template } from '@huggingface/jinja'
+import { StudioError, errorMessage } from '../errors'
+import { cleanText } from '../messageText'
+import { strftime } from './strftime'
+import type { TextTokenizer } from './textTokenizer'
+import { DEFAULT_SYSTEM_MESSAGE, type ChatMessage } from '../../../src-shared/prompts/chatMessage'
 
-/**
- * The notebook's system message (docs/reference/chat-template.md#the-notebooks-prompt,
- * docs/architecture.md#datasets-and-prompts).
- */
-export const DEFAULT_SYSTEM_MESSAGE = '回覆請少於20字';
-
-export interface ChatMessage {
-  role: string;
-  content: string;
-}
+// Defined with the API contract (the parameter schema defaults to it); rendering is where main uses them.
+export { DEFAULT_SYSTEM_MESSAGE, type ChatMessage }
 
 /** What rendering needs from a tokenizer; TextTokenizer has all of it, tests may pass a plain object. */
 export interface ChatTemplateHost {
   /** tokenizer_config.json's chat_template: a string, or an array of {name, template}. */
-  chatTemplateSource: unknown;
-  bosToken: string | null;
-  eosToken: string | null;
-  padToken?: string | null;
-  unkToken?: string | null;
+  chatTemplateSource: unknown
+  bosToken: string | null
+  eosToken: string | null
+  padToken?: string | null
+  unkToken?: string | null
 }
 
 /**
  * How the prompt was made: the template as is; the template with the system text merged into the user turn
  * (it rejected a system role); plain text after BOS (no template); or the question verbatim (noTemplate).
  */
-export type PromptMode = 'template' | 'template-merged-system' | 'plain' | 'verbatim';
+export type PromptMode = 'template' | 'template-merged-system' | 'plain' | 'verbatim'
 
 export interface RenderedPrompt {
-  text: string;
-  mode: PromptMode;
+  text: string
+  mode: PromptMode
 }
 
 export interface RenderPromptOptions {
@@ -46,37 +39,37 @@ export interface RenderPromptOptions {
    * System message. undefined -> DEFAULT_SYSTEM_MESSAGE; null or '' -> no system message at all.
    * Ignored in plain and verbatim modes (a model without a template has nowhere to put it).
    */
-  system?: string | null | undefined;
+  system?: string | null | undefined
   /** Pass the question through verbatim (CLI --no-template). */
-  noTemplate?: boolean | undefined;
+  noTemplate?: boolean | undefined
   /** Which named template to use when chat_template is an array; default 'default'. */
-  templateName?: string | undefined;
+  templateName?: string | undefined
   /** The day strftime_now renders, YYYY-MM-DD (default: today, local time, as transformers' datetime.now()). */
-  chatDate?: string | undefined;
+  chatDate?: string | undefined
   /** enable_thinking (Qwen3); undefined leaves it undefined, i.e. the template's own default. */
-  enableThinking?: boolean | undefined;
+  enableThinking?: boolean | undefined
 }
 
 export interface RenderMessagesOptions {
   /** Default true: prompts for generation and DPO end where the assistant's answer starts. */
-  addGenerationPrompt?: boolean | undefined;
-  templateName?: string | undefined;
-  chatDate?: string | undefined;
-  enableThinking?: boolean | undefined;
+  addGenerationPrompt?: boolean | undefined
+  templateName?: string | undefined
+  chatDate?: string | undefined
+  enableThinking?: boolean | undefined
 }
 
 /** Today's local date as YYYY-MM-DD: the chat date a run records when none is given. */
 export function todayChatDate(now: Date = new Date()): string {
-  const p2 = (n: number) => String(n).padStart(2, '0');
-  return `${now.getFullYear()}-${p2(now.getMonth() + 1)}-${p2(now.getDate())}`;
+  const p2 = (n: number) => String(n).padStart(2, '0')
+  return `${now.getFullYear()}-${p2(now.getMonth() + 1)}-${p2(now.getDate())}`
 }
 
 /** A YYYY-MM-DD chat date as local midnight (what strftime_now formats). */
 function chatDateValue(chatDate: string | undefined): Date {
-  if (chatDate === undefined) return new Date();
-  const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(chatDate);
-  if (!m) throw new StudioError('E_BAD_INPUT', `chat date must be YYYY-MM-DD, got ${JSON.stringify(chatDate)}`);
-  return new Date(Number(m[1]), Number(m[2]) - 1, Number(m[3]));
+  if (chatDate === undefined) return new Date()
+  const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(chatDate)
+  if (!m) throw new StudioError('E_BAD_INPUT', `chat date must be YYYY-MM-DD, got ${JSON.stringify(chatDate)}`)
+  return new Date(Number(m[1]), Number(m[2]) - 1, Number(m[3]))
 }
 
 /**
@@ -85,13 +78,13 @@ function chatDateValue(chatDate: string | undefined): Date {
  * template from a downloaded tokenizer_config.json could ask for range(10**9) and stall the app building a
  * billion-element list (docs/fuzzing.md).
  */
-const MAX_RANGE = 100_000;
+const MAX_RANGE = 100_000
 function pyRange(start: number, stop?: number, step = 1): number[] {
-  if (stop === undefined) [start, stop] = [0, start];
-  if (step === 0) throw new Error('range() step must not be zero');
-  const count = Math.max(0, Math.ceil((stop - start) / step));
-  if (!(count <= MAX_RANGE)) throw new Error(`range() of ${count} items: the sandbox allows at most ${MAX_RANGE}`);
-  return Array.from({ length: count }, (_, i) => start + i * step);
+  if (stop === undefined) [start, stop] = [0, start]
+  if (step === 0) throw new Error('range() step must not be zero')
+  const count = Math.max(0, Math.ceil((stop - start) / step))
+  if (!(count <= MAX_RANGE)) throw new Error(`range() of ${count} items: the sandbox allows at most ${MAX_RANGE}`)
+  return Array.from({ length: count }, (_, i) => start + i * step)
 }
 
 /**
@@ -100,7 +93,7 @@ function pyRange(start: number, stop?: number, step = 1): number[] {
  * raise_exception, range) and strftime_now on the given date with C-locale names, as Python's strftime writes them.
  */
 function renderWith(template: Template, variables: Record<string, unknown>, date: Date): string {
-  const env = new Environment();
+  const env = new Environment()
   const globals: Record<string, unknown> = {
     false: false,
     true: true,
@@ -109,13 +102,13 @@ function renderWith(template: Template, variables: Record<string, unknown>, date
     True: true,
     None: null,
     raise_exception: (message: unknown) => {
-      throw new Error(String(message));
+      throw new Error(String(message))
     },
     range: pyRange,
     strftime_now: (format: unknown) => strftime(date, String(format)),
-  };
-  for (const [k, v] of Object.entries({ ...globals, ...variables })) env.set(k, v);
-  return new Interpreter(env).run(template.parsed).value as string;
+  }
+  for (const [k, v] of Object.entries({ ...globals, ...variables })) env.set(k, v)
+  return new Interpreter(env).run(template.parsed).value as string
 }
 
 /**
@@ -123,31 +116,35 @@ function renderWith(template: Template, variables: Record<string, unknown>, date
  * (transformers picks the one named 'default' unless told otherwise). Null when the model has none.
  */
 export function pickChatTemplate(source: unknown, name = 'default'): string | null {
-  if (typeof source === 'string') return source.length > 0 ? source : null;
+  if (typeof source === 'string') return source.length > 0 ? source : null
   if (Array.isArray(source)) {
     for (const entry of source) {
       if (entry && typeof entry === 'object' && (entry as { name?: unknown }).name === name) {
-        const t = (entry as { template?: unknown }).template;
-        if (typeof t === 'string') return t;
+        const t = (entry as { template?: unknown }).template
+        if (typeof t === 'string') return t
       }
     }
   }
-  return null;
+  return null
 }
 
-const compiled = new Map<string, Template>();
+const compiled = new Map<string, Template>()
 
 function compile(template: string): Template {
-  let t = compiled.get(template);
+  let t = compiled.get(template)
   if (!t) {
     try {
-      t = new Template(template);
+      t = new Template(template)
     } catch (e) {
-      throw new StudioError('E_BAD_MODEL', `the model's chat_template cannot be parsed: ${cleanText(errorMessage(e))}`, { cause: e });
+      throw new StudioError(
+        'E_BAD_MODEL',
+        `the model's chat_template cannot be parsed: ${cleanText(errorMessage(e))}`,
+        { cause: e },
+      )
     }
-    compiled.set(template, t);
+    compiled.set(template, t)
   }
-  return t;
+  return t
 }
 
 /**
@@ -155,9 +152,13 @@ function compile(template: string): Template {
  * special tokens are passed as text variables, and @huggingface/jinja applies HF's trim_blocks + lstrip_blocks.
  * Template errors (including its own raise_exception) are thrown as they are; renderPrompt handles them.
  */
-export function renderMessages(host: ChatTemplateHost, messages: readonly ChatMessage[], options: RenderMessagesOptions = {}): string {
-  const template = pickChatTemplate(host.chatTemplateSource, options.templateName);
-  if (template === null) throw new StudioError('E_BAD_MODEL', 'the model has no chat_template');
+export function renderMessages(
+  host: ChatTemplateHost,
+  messages: readonly ChatMessage[],
+  options: RenderMessagesOptions = {},
+): string {
+  const template = pickChatTemplate(host.chatTemplateSource, options.templateName)
+  if (template === null) throw new StudioError('E_BAD_MODEL', 'the model has no chat_template')
   const variables: Record<string, unknown> = {
     messages: messages.map((m) => ({ role: m.role, content: m.content })),
     add_generation_prompt: options.addGenerationPrompt ?? true,
@@ -167,9 +168,9 @@ export function renderMessages(host: ChatTemplateHost, messages: readonly ChatMe
     eos_token: host.eosToken ?? '',
     pad_token: host.padToken ?? '',
     unk_token: host.unkToken ?? '',
-  };
-  if (options.enableThinking !== undefined) variables.enable_thinking = options.enableThinking;
-  return renderWith(compile(template), variables, chatDateValue(options.chatDate));
+  }
+  if (options.enableThinking !== undefined) variables.enable_thinking = options.enableThinking
+  return renderWith(compile(template), variables, chatDateValue(options.chatDate))
 }
 
 /**
@@ -182,46 +183,64 @@ export function renderMessages(host: ChatTemplateHost, messages: readonly ChatMe
  *   (docs/architecture.md#datasets-and-prompts); the system message is dropped there.
  * - noTemplate passes the question verbatim.
  */
-export function renderPrompt(host: ChatTemplateHost, question: string, options: RenderPromptOptions = {}): RenderedPrompt {
-  if (options.noTemplate) return { text: question, mode: 'verbatim' };
-  const template = pickChatTemplate(host.chatTemplateSource, options.templateName);
-  if (template === null) return { text: `${host.bosToken ?? ''}${question}`, mode: 'plain' };
+export function renderPrompt(
+  host: ChatTemplateHost,
+  question: string,
+  options: RenderPromptOptions = {},
+): RenderedPrompt {
+  if (options.noTemplate) return { text: question, mode: 'verbatim' }
+  const template = pickChatTemplate(host.chatTemplateSource, options.templateName)
+  if (template === null) return { text: `${host.bosToken ?? ''}${question}`, mode: 'plain' }
 
-  const system = options.system === undefined ? DEFAULT_SYSTEM_MESSAGE : options.system;
+  const system = options.system === undefined ? DEFAULT_SYSTEM_MESSAGE : options.system
   const renderOpts = {
     templateName: options.templateName,
     addGenerationPrompt: true,
     chatDate: options.chatDate,
     enableThinking: options.enableThinking,
-  };
+  }
   if (!system) {
-    return { text: renderOrThrow(() => renderMessages(host, [{ role: 'user', content: question }], renderOpts)), mode: 'template' };
+    return {
+      text: renderOrThrow(() => renderMessages(host, [{ role: 'user', content: question }], renderOpts)),
+      mode: 'template',
+    }
   }
   try {
-    const text = renderMessages(host, [{ role: 'system', content: system }, { role: 'user', content: question }], renderOpts);
-    return { text, mode: 'template' };
+    const text = renderMessages(
+      host,
+      [
+        { role: 'system', content: system },
+        { role: 'user', content: question },
+      ],
+      renderOpts,
+    )
+    return { text, mode: 'template' }
   } catch (first) {
-    if (first instanceof StudioError) throw first; // unparsable template: retrying cannot help
+    if (first instanceof StudioError) throw first // unparsable template: retrying cannot help
     try {
-      const text = renderMessages(host, [{ role: 'user', content: `${system}\n\n${question}` }], renderOpts);
-      return { text, mode: 'template-merged-system' };
+      const text = renderMessages(host, [{ role: 'user', content: `${system}\n\n${question}` }], renderOpts)
+      return { text, mode: 'template-merged-system' }
     } catch {
-      throw templateError(first);
+      throw templateError(first)
     }
   }
 }
 
 function renderOrThrow(render: () => string): string {
   try {
-    return render();
+    return render()
   } catch (e) {
-    if (e instanceof StudioError) throw e;
-    throw templateError(e);
+    if (e instanceof StudioError) throw e
+    throw templateError(e)
   }
 }
 
 function templateError(e: unknown): StudioError {
-  return new StudioError('E_BAD_MODEL', `the model's chat_template failed to render the prompt: ${cleanText(errorMessage(e))}`, { cause: e });
+  return new StudioError(
+    'E_BAD_MODEL',
+    `the model's chat_template failed to render the prompt: ${cleanText(errorMessage(e))}`,
+    { cause: e },
+  )
 }
 
 /**
@@ -234,7 +253,7 @@ function templateError(e: unknown): StudioError {
  * even with add_eos_token: it would tell the model the text is over.
  */
 export function promptIds(tokenizer: Pick<TextTokenizer, 'encode' | 'bosId'>, renderedText: string): number[] {
-  const ids = tokenizer.encode(renderedText, { addSpecialTokens: false });
-  if (tokenizer.bosId !== null && ids[0] !== tokenizer.bosId) ids.unshift(tokenizer.bosId);
-  return ids;
+  const ids = tokenizer.encode(renderedText, { addSpecialTokens: false })
+  if (tokenizer.bosId !== null && ids[0] !== tokenizer.bosId) ids.unshift(tokenizer.bosId)
+  return ids
 }

@@ -1,15 +1,15 @@
 // PEFT LoRA adapters on disk (docs/architecture.md#adapter-output, docs/reference/lora.md#saved-adapter-format):
 // adapter_model.safetensors + adapter_config.json exactly as peft 0.12 save_pretrained writes them, so
 // PeftModel.from_pretrained loads ours and we load theirs.
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { endianness } from 'node:os'
 import { basename, dirname, join, resolve } from 'node:path'
-import type { LoraTensor } from '../../engine/nativeTypes'
+import type { LoraTensor } from '../../addon/addonTypes'
 import { parseJson } from '../data/jsonText'
 import { statOrProblem } from '../pathProblems'
 import { StudioError, errorMessage } from '../errors'
 import { bare, quoted } from '../messageText'
-import { LINEAR_TARGETS, type LinearTarget } from '../params/trainParams'
+import { LINEAR_TARGETS, type LinearTarget } from '../../../src-shared/params/trainParams'
 import { decodeRawSafetensors, encodeRawSafetensors, type SafetensorsDtype } from './safetensorsBytes'
 
 export const ADAPTER_CONFIG_FILE = 'adapter_config.json'
@@ -57,7 +57,10 @@ const DTYPE_RANK: Record<FloatDtype, number> = { F32: 2, BF16: 1, F16: 0 }
  * safetensors serialisation as the reference (Rust) writer does it: tensors sorted by dtype, then name (with a single
  * dtype the order is by name), laid out by encodeRawSafetensors.
  */
-export function encodeSafetensors(tensors: readonly NamedTensor[], metadata: Record<string, string> = { format: 'pt' }): Uint8Array {
+export function encodeSafetensors(
+  tensors: readonly NamedTensor[],
+  metadata: Record<string, string> = { format: 'pt' },
+): Uint8Array {
   const dtypeOf = (t: NamedTensor) => t.dtype ?? 'F32'
   const sorted = [...tensors].sort(
     (a, b) => DTYPE_RANK[dtypeOf(b)] - DTYPE_RANK[dtypeOf(a)] || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0),
@@ -65,8 +68,15 @@ export function encodeSafetensors(tensors: readonly NamedTensor[], metadata: Rec
   return encodeRawSafetensors(
     sorted.map((t) => {
       const count = t.shape.reduce((x, y) => x * y, 1)
-      if (count !== t.data.length) throw new StudioError('E_INTERNAL', `tensor ${t.name}: shape [${t.shape}] needs ${count} values, has ${t.data.length}`)
-      const bytes = dtypeOf(t) === 'BF16' ? toBf16Bytes(t.data) : new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength)
+      if (count !== t.data.length)
+        throw new StudioError(
+          'E_INTERNAL',
+          `tensor ${t.name}: shape [${t.shape}] needs ${count} values, has ${t.data.length}`,
+        )
+      const bytes =
+        dtypeOf(t) === 'BF16'
+          ? toBf16Bytes(t.data)
+          : new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength)
       return { name: t.name, dtype: dtypeOf(t), shape: t.shape, bytes }
     }),
     metadata,
@@ -99,7 +109,12 @@ export function decodeSafetensors(bytes: Uint8Array, file: string): DecodedSafet
     metadata: raw.metadata,
     tensors: raw.tensors.map((t) => {
       const dtype = t.dtype as FloatDtype
-      return { name: t.name, dtype, shape: t.shape, data: toFloat32(Buffer.from(t.bytes.buffer, t.bytes.byteOffset, t.bytes.byteLength), dtype) }
+      return {
+        name: t.name,
+        dtype,
+        shape: t.shape,
+        data: toFloat32(Buffer.from(t.bytes.buffer, t.bytes.byteOffset, t.bytes.byteLength), dtype),
+      }
     }),
   }
 }
@@ -268,7 +283,12 @@ export interface SaveAdapterOptions {
  * Writes DIR/adapter_model.safetensors and DIR/adapter_config.json atomically as a folder: everything goes into a
  * temp folder beside DIR, which then replaces DIR, so DIR is at every moment absent, the old adapter or the new one.
  */
-export function saveAdapter(dir: string, tensors: readonly LoraTensor[], settings: AdapterSettings, options: SaveAdapterOptions = {}): void {
+export function saveAdapter(
+  dir: string,
+  tensors: readonly LoraTensor[],
+  settings: AdapterSettings,
+  options: SaveAdapterOptions = {},
+): void {
   const target = resolve(dir)
   checkTensors(tensors, settings, target)
   const parent = dirname(target)
@@ -296,12 +316,16 @@ export function saveAdapter(dir: string, tensors: readonly LoraTensor[], setting
 /** Reads and checks a PEFT LoRA adapter folder. Every problem names the file, field or tensor. */
 export function loadAdapter(dir: string): LoadedAdapter {
   const abs = resolve(dir)
-  const bad = (msg: string, details: Record<string, unknown> = {}) => new StudioError('E_BAD_INPUT', msg, { details: { adapter: abs, ...details } })
+  const bad = (msg: string, details: Record<string, unknown> = {}) =>
+    new StudioError('E_BAD_INPUT', msg, { details: { adapter: abs, ...details } })
   const { stat: st, problem } = statOrProblem(abs)
   if (!st) throw bad(`adapter directory ${abs} ${problem}`)
   if (!st.isDirectory()) throw bad(`${abs} is a file, not an adapter directory`)
   const cfgFile = join(abs, ADAPTER_CONFIG_FILE)
-  if (!existsSync(cfgFile)) throw bad(`adapter directory ${abs} has no ${ADAPTER_CONFIG_FILE} (expected a PEFT LoRA adapter folder)`, { file: cfgFile })
+  if (!existsSync(cfgFile))
+    throw bad(`adapter directory ${abs} has no ${ADAPTER_CONFIG_FILE} (expected a PEFT LoRA adapter folder)`, {
+      file: cfgFile,
+    })
   const cfgText = readFileSync(cfgFile, 'utf8')
   let parsed: unknown
   try {
@@ -309,7 +333,8 @@ export function loadAdapter(dir: string): LoadedAdapter {
   } catch (e) {
     throw bad(`${cfgFile}: ${errorMessage(e)}`, { file: cfgFile })
   }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw bad(`${cfgFile}: not valid JSON: expected a JSON object`, { file: cfgFile })
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+    throw bad(`${cfgFile}: not valid JSON: expected a JSON object`, { file: cfgFile })
   const config = parsed as Record<string, unknown>
   const settings = readSettings(config, cfgFile, bad)
 
@@ -329,15 +354,22 @@ export function loadAdapter(dir: string): LoadedAdapter {
   return { dir: abs, settings, config, tensors, layers }
 }
 
-function readSettings(c: Record<string, unknown>, file: string, bad: (m: string, d?: Record<string, unknown>) => StudioError): AdapterSettings {
+function readSettings(
+  c: Record<string, unknown>,
+  file: string,
+  bad: (m: string, d?: Record<string, unknown>) => StudioError,
+): AdapterSettings {
   const field = (name: string, why: string) => bad(`${file}: field "${name}" ${why}`, { file, field: name })
   if (c.peft_type !== 'LORA') throw field('peft_type', `is ${quoted(c.peft_type)}; only LORA adapters are supported`)
   if (!Number.isInteger(c.r) || (c.r as number) < 1) throw field('r', `must be a positive integer, got ${quoted(c.r)}`)
-  if (typeof c.lora_alpha !== 'number' || !(c.lora_alpha > 0)) throw field('lora_alpha', `must be a positive number, got ${quoted(c.lora_alpha)}`)
+  if (typeof c.lora_alpha !== 'number' || !(c.lora_alpha > 0))
+    throw field('lora_alpha', `must be a positive number, got ${quoted(c.lora_alpha)}`)
   const dropout = c.lora_dropout ?? 0
-  if (typeof dropout !== 'number' || dropout < 0 || dropout >= 1) throw field('lora_dropout', `must be in [0, 1), got ${quoted(dropout)}`)
+  if (typeof dropout !== 'number' || dropout < 0 || dropout >= 1)
+    throw field('lora_dropout', `must be in [0, 1), got ${quoted(dropout)}`)
   const tm = c.target_modules
-  if (typeof tm === 'string') throw field('target_modules', `is the pattern ${quoted(tm)}; only a list of module names is supported`)
+  if (typeof tm === 'string')
+    throw field('target_modules', `is the pattern ${quoted(tm)}; only a list of module names is supported`)
   if (!Array.isArray(tm) || tm.length === 0) throw field('target_modules', 'must be a non-empty list of module names')
   for (const t of tm) {
     if (!(LINEAR_TARGETS as readonly unknown[]).includes(t)) {
@@ -354,7 +386,8 @@ function readSettings(c: Record<string, unknown>, file: string, bad: (m: string,
     ['alpha_pattern', (v) => typeof v === 'object' && v !== null && Object.keys(v).length > 0],
     ['layer_replication', (v) => v !== undefined && v !== null],
   ]
-  for (const [name, isSet] of unsupported) if (isSet(c[name])) throw field(name, `is ${quoted(c[name])}, which this engine does not support`)
+  for (const [name, isSet] of unsupported)
+    if (isSet(c[name])) throw field(name, `is ${quoted(c[name])}, which this engine does not support`)
   // rsLoRA scales by alpha / sqrt(r); the engine scales by alpha / r, so the same scaling is alpha * sqrt(r) / r.
   const alpha = c.use_rslora === true ? c.lora_alpha * Math.sqrt(c.r as number) : c.lora_alpha
   const base = typeof c.base_model_name_or_path === 'string' ? c.base_model_name_or_path : ''
@@ -367,24 +400,34 @@ function readSettings(c: Record<string, unknown>, file: string, bad: (m: string,
  * layer 0..L-1, nothing else. Returns L.
  */
 function checkTensors(tensors: readonly LoraTensor[], s: AdapterSettings, where: string): number {
-  const bad = (msg: string, tensor?: string) => new StudioError('E_BAD_INPUT', `${where}: ${tensor ? `tensor ${bare(tensor)}: ` : ''}${msg}`, { details: { file: where, tensor } })
+  const bad = (msg: string, tensor?: string) =>
+    new StudioError('E_BAD_INPUT', `${where}: ${tensor ? `tensor ${bare(tensor)}: ` : ''}${msg}`, {
+      details: { file: where, tensor },
+    })
   if (tensors.length === 0) throw bad('holds no LoRA tensors')
   const seen = new Map<string, LoraTensor>()
   let maxLayer = -1
   const targetsFound = new Set<string>()
   for (const t of tensors) {
     const k = parseLoraKey(t.name)
-    if (!k) throw bad('is not a LoRA weight in PEFT naming (base_model.model.model.layers.{i}.self_attn.q_proj.lora_A.weight, ...)', t.name)
-    if (!s.targets.includes(k.target)) throw bad(`adapts ${k.target}, which target_modules [${s.targets.join(', ')}] does not list`, t.name)
+    if (!k)
+      throw bad(
+        'is not a LoRA weight in PEFT naming (base_model.model.model.layers.{i}.self_attn.q_proj.lora_A.weight, ...)',
+        t.name,
+      )
+    if (!s.targets.includes(k.target))
+      throw bad(`adapts ${k.target}, which target_modules [${s.targets.join(', ')}] does not list`, t.name)
     if (t.shape.length !== 2) throw bad(`must be a matrix, has shape [${t.shape}]`, t.name)
     const rDim = k.which === 'A' ? t.shape[0] : t.shape[1]
     if (rDim !== s.r) throw bad(`shape [${t.shape}] implies rank ${rDim}, but r is ${s.r}`, t.name)
-    if (t.data.length !== t.shape[0]! * t.shape[1]!) throw bad(`shape [${t.shape}] does not match its ${t.data.length} values`, t.name)
+    if (t.data.length !== t.shape[0]! * t.shape[1]!)
+      throw bad(`shape [${t.shape}] does not match its ${t.data.length} values`, t.name)
     seen.set(t.name, t)
     targetsFound.add(k.target)
     maxLayer = Math.max(maxLayer, k.layer)
   }
-  for (const target of s.targets) if (!targetsFound.has(target)) throw bad(`target_modules lists ${target} but no tensor adapts it`)
+  for (const target of s.targets)
+    if (!targetsFound.has(target)) throw bad(`target_modules lists ${target} but no tensor adapts it`)
   const layers = maxLayer + 1
   for (let layer = 0; layer < layers; layer++) {
     for (const target of s.targets) {

@@ -2,13 +2,24 @@
 // state (fp32 moments, or bnb's 8-bit codes with their block scales) and, in its metadata, the JSON state a run needs
 // to continue bit for bit. One file, written to a temp name, flushed and renamed: it is either whole or absent.
 import { createHash } from 'node:crypto'
-import { closeSync, existsSync, fsyncSync, openSync, readFileSync, readSync, readdirSync, renameSync, rmSync, writeSync } from 'node:fs'
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  openSync,
+  readFileSync,
+  readSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from 'node:fs'
 import { join } from 'node:path'
-import type { LoraTensor, OptimizerTensorState, TrainingState } from '../../engine/nativeTypes'
+import type { LoraTensor, OptimizerTensorState, TrainingState } from '../../addon/addonTypes'
 import { StudioError, errorMessage } from '../errors'
 import { parseJson } from '../data/jsonText'
 import { bare, quoted } from '../messageText'
-import type { TrainParams } from '../params/trainParams'
+import type { TrainParams } from '../../../src-shared/params/trainParams'
 import type { AdapterSettings } from './adapterFiles'
 import { decodeRawSafetensors, rawSafetensorsHeader, type RawTensor } from './safetensorsBytes'
 
@@ -28,7 +39,10 @@ export interface CheckpointState {
   /** The LR scheduler after global_step scheduler.step() calls, and the learning rate of the next step. */
   scheduler: { step: number; next_lr: number | null }
   /** The engine's optimizer state, without its arrays (those are tensors of the file). */
-  optimizer: { kind: TrainingState['optimizer']; tensors: Array<Pick<OptimizerTensorState, 'name' | 'layout' | 'step' | 'numel'>> }
+  optimizer: {
+    kind: TrainingState['optimizer']
+    tensors: Array<Pick<OptimizerTensorState, 'name' | 'layout' | 'step' | 'numel'>>
+  }
   /** The LoRA dropout generator after step global_step (std::mt19937 text form). */
   dropout_rng: string
   /** The adapter being trained (attachLora options on resume; PEFT's config at the end). */
@@ -66,11 +80,17 @@ const toFloats = (b: Uint8Array) => new Float32Array(copyBytes(b).buffer)
 
 /** The file's parts: tensors lora/<name>, optim/<name>/<field>; metadata format, version, state, data_sha256. */
 function checkpointParts(c: Checkpoint): { header: Uint8Array; tensors: RawTensor[] } {
-  const tensors: RawTensor[] = c.lora.map((t) => ({ name: LORA_PREFIX + t.name, dtype: 'F32', shape: t.shape, bytes: floatBytes(t.data) }))
+  const tensors: RawTensor[] = c.lora.map((t) => ({
+    name: LORA_PREFIX + t.name,
+    dtype: 'F32',
+    shape: t.shape,
+    bytes: floatBytes(t.data),
+  }))
   for (const t of c.training.tensors) {
     for (const f of FLOAT_FIELDS) {
       const a = t[f]
-      if (a) tensors.push({ name: `${OPTIM_PREFIX}${t.name}/${f}`, dtype: 'F32', shape: [a.length], bytes: floatBytes(a) })
+      if (a)
+        tensors.push({ name: `${OPTIM_PREFIX}${t.name}/${f}`, dtype: 'F32', shape: [a.length], bytes: floatBytes(a) })
     }
     for (const f of BYTE_FIELDS) {
       const a = t[f]
@@ -98,12 +118,16 @@ export function encodeCheckpoint(c: Checkpoint): Uint8Array {
 export function decodeCheckpoint(bytes: Uint8Array, file: string): Checkpoint {
   const bad = (msg: string) => new StudioError('E_BAD_INPUT', `${file}: ${msg}`, { details: { file } })
   const raw = decodeRawSafetensors(bytes, file, ['F32', 'U8'])
-  if (raw.metadata.format !== CHECKPOINT_FORMAT) throw bad(`not a DPO Studio checkpoint (format ${quoted(raw.metadata.format ?? null)})`)
+  if (raw.metadata.format !== CHECKPOINT_FORMAT)
+    throw bad(`not a DPO Studio checkpoint (format ${quoted(raw.metadata.format ?? null)})`)
   if (raw.metadata.version !== String(CHECKPOINT_VERSION)) {
-    throw bad(`checkpoint version ${quoted(raw.metadata.version ?? null)} is not the version ${CHECKPOINT_VERSION} this build reads`)
+    throw bad(
+      `checkpoint version ${quoted(raw.metadata.version ?? null)} is not the version ${CHECKPOINT_VERSION} this build reads`,
+    )
   }
   const digest = createHash('sha256').update(raw.data).digest('hex')
-  if (digest !== raw.metadata.data_sha256) throw bad('the tensor data does not match the checksum in its header (the file is damaged)')
+  if (digest !== raw.metadata.data_sha256)
+    throw bad('the tensor data does not match the checksum in its header (the file is damaged)')
   let state: CheckpointState
   const stateText = raw.metadata.state ?? ''
   try {
@@ -111,20 +135,30 @@ export function decodeCheckpoint(bytes: Uint8Array, file: string): Checkpoint {
   } catch (e) {
     throw bad(`the state in its header is ${errorMessage(e)}`)
   }
-  if (!Number.isInteger(state?.global_step) || state.global_step < 1 || !state.optimizer || !Array.isArray(state.optimizer.tensors)) {
+  if (
+    !Number.isInteger(state?.global_step) ||
+    state.global_step < 1 ||
+    !state.optimizer ||
+    !Array.isArray(state.optimizer.tensors)
+  ) {
     throw bad('the state in its header lacks global_step or optimizer')
   }
   // The header is not under the data checksum: what goes to the engine is checked here (found by fuzzing, docs/fuzzing.md).
   const badEntry = state.optimizer.tensors.find((t) => !isOptimizerTensorInfo(t))
-  if (badEntry !== undefined) throw bad(`the state in its header has an optimizer tensor that is not {name, layout, step, numel}: ${quoted(badEntry)}`)
-  if (typeof state.dropout_rng !== 'string') throw bad('the state in its header lacks the dropout generator state (dropout_rng)')
+  if (badEntry !== undefined)
+    throw bad(
+      `the state in its header has an optimizer tensor that is not {name, layout, step, numel}: ${quoted(badEntry)}`,
+    )
+  if (typeof state.dropout_rng !== 'string')
+    throw bad('the state in its header lacks the dropout generator state (dropout_rng)')
   const byName = new Map(raw.tensors.map((t) => [t.name, t]))
   const lora: LoraTensor[] = raw.tensors
     .filter((t) => t.name.startsWith(LORA_PREFIX))
     .map((t) => ({ name: t.name.slice(LORA_PREFIX.length), shape: t.shape, data: toFloats(t.bytes) }))
   const tensors: OptimizerTensorState[] = state.optimizer.tensors.map((info) => {
     const t: OptimizerTensorState = { name: info.name, layout: info.layout, step: info.step, numel: info.numel }
-    const fields = info.layout === 'bnb8_blockwise' ? (['state1', 'state2', 'absmax1', 'absmax2'] as const) : (['m', 'v'] as const)
+    const fields =
+      info.layout === 'bnb8_blockwise' ? (['state1', 'state2', 'absmax1', 'absmax2'] as const) : (['m', 'v'] as const)
     for (const f of fields) {
       const entry = byName.get(`${OPTIM_PREFIX}${info.name}/${f}`)
       if (!entry) throw bad(`tensor ${bare(`${OPTIM_PREFIX}${info.name}/${f}`)} is missing`)
@@ -140,12 +174,22 @@ const LAYOUTS: ReadonlySet<unknown> = new Set<OptimizerTensorState['layout']>(['
 const isCount = (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 0
 function isOptimizerTensorInfo(t: unknown): boolean {
   const o = t as Partial<OptimizerTensorState> | null
-  return typeof o === 'object' && o !== null && typeof o.name === 'string' && LAYOUTS.has(o.layout) && isCount(o.step) && isCount(o.numel)
+  return (
+    typeof o === 'object' &&
+    o !== null &&
+    typeof o.name === 'string' &&
+    LAYOUTS.has(o.layout) &&
+    isCount(o.step) &&
+    isCount(o.numel)
+  )
 }
 
 /** The training state of a checkpoint file's JSON (the arrays are tensors of the file). */
 export function optimizerSummary(training: TrainingState): CheckpointState['optimizer'] {
-  return { kind: training.optimizer, tensors: training.tensors.map(({ name, layout, step, numel }) => ({ name, layout, step, numel })) }
+  return {
+    kind: training.optimizer,
+    tensors: training.tensors.map(({ name, layout, step, numel }) => ({ name, layout, step, numel })),
+  }
 }
 
 /**
@@ -178,7 +222,10 @@ export function writeCheckpoint(runDir: string, c: Checkpoint): void {
     syncDir(runDir)
   } catch (e) {
     rmSync(tmp, { force: true })
-    throw new StudioError('E_IO', `could not write the checkpoint ${file}: ${errorMessage(e)}`, { cause: e, details: { file } })
+    throw new StudioError('E_IO', `could not write the checkpoint ${file}: ${errorMessage(e)}`, {
+      cause: e,
+      details: { file },
+    })
   }
 }
 
@@ -190,7 +237,10 @@ export function readCheckpoint(runDir: string): Checkpoint | null {
   try {
     bytes = readFileSync(file)
   } catch (e) {
-    throw new StudioError('E_IO', `could not read the checkpoint ${file}: ${errorMessage(e)}`, { cause: e, details: { file } })
+    throw new StudioError('E_IO', `could not read the checkpoint ${file}: ${errorMessage(e)}`, {
+      cause: e,
+      details: { file },
+    })
   }
   return decodeCheckpoint(bytes, file)
 }
@@ -213,7 +263,8 @@ export function readCheckpointState(runDir: string): CheckpointState | null {
     if (n > 64 * 1024 * 1024) return null
     const header = Buffer.alloc(n)
     if (readSync(fd, header, 0, n, 8) !== n) return null
-    const meta = (JSON.parse(header.toString('utf8')) as { __metadata__?: { format?: string; state?: string } }).__metadata__
+    const meta = (JSON.parse(header.toString('utf8')) as { __metadata__?: { format?: string; state?: string } })
+      .__metadata__
     if (meta?.format !== CHECKPOINT_FORMAT || !meta.state) return null
     const state = JSON.parse(meta.state) as CheckpointState
     return Number.isInteger(state?.global_step) ? state : null
@@ -233,7 +284,7 @@ export function removeCheckpoint(runDir: string): void {
 const TEMP_PREFIX = `.${CHECKPOINT_FILE}.tmp-`
 
 function removeStaleTemps(runDir: string): void {
-  let names: string[] = []
+  let names: string[]
   try {
     names = readdirSync(runDir)
   } catch {

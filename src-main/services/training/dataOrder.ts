@@ -17,7 +17,8 @@ export class MT19937 {
   private index = N
 
   constructor(seed: number) {
-    if (!Number.isInteger(seed) || seed < 0) throw new RangeError(`MT19937 seed must be a non-negative integer, got ${seed}`)
+    if (!Number.isInteger(seed) || seed < 0)
+      throw new RangeError(`MT19937 seed must be a non-negative integer, got ${seed}`)
     // torch keeps the low 32 bits of a 64-bit seed (init_with_uint32(seed & 0xffffffff)).
     this.state[0] = seed >>> 0
     for (let j = 1; j < N; j++) {

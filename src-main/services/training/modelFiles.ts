@@ -49,7 +49,12 @@ export function recordModelFiles(dir: string): ModelFileRecord[] {
     const st = statSync(join(dir, name), { throwIfNoEntry: false })
     if (!st?.isFile()) continue
     const sampled = st.size > WHOLE_LIMIT
-    out.push({ name, size: st.size, sha256: sampled ? sampledSha256(join(dir, name), st.size) : sha256File(join(dir, name)), sampled })
+    out.push({
+      name,
+      size: st.size,
+      sha256: sampled ? sampledSha256(join(dir, name), st.size) : sha256File(join(dir, name)),
+      sampled,
+    })
   }
   return out
 }

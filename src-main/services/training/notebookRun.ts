@@ -2,21 +2,27 @@
 // config, original answers, DPO training, trained answers and the comparison export, each written atomically into
 // the run directory as it completes, with run_status.json following along (stages/runRecord.ts).
 import { resolve } from 'node:path'
-import type { NativeCancelToken } from '../../engine/nativeTypes'
-import { promptStyleOf } from '../engine/promptText'
+import type { NativeCancelToken } from '../../addon/addonTypes'
+import { promptStyleOf } from '../session/promptText'
 import { todayChatDate } from '../tokenizer/chatTemplate'
-import { openModel as openModelDefault, type ModelSession, type OpenModelOptions } from '../engine/modelSession'
+import { openModel as openModelDefault, type ModelSession, type OpenModelOptions } from '../session/modelSession'
 import { addonCancelTokenFactory, addonVersion } from './addonDefaults'
 import type { OriginalAnswersMemo } from './originalAnswersMemo'
 import { planResume, type ResumeGiven, type ResumePlan } from './resume'
 import { ensureRunDir, lockRunDir } from './runDir'
-import { answerPhase, checkPromptsFit, readOriginalAnswers, reuseOriginalAnswers, type AnswerRun } from './stages/answers'
+import {
+  answerPhase,
+  checkPromptsFit,
+  readOriginalAnswers,
+  reuseOriginalAnswers,
+  type AnswerRun,
+} from './stages/answers'
 import { writeComparison } from './stages/comparison'
 import { notebookTraining, trainedSummary } from './stages/notebookTraining'
 import { markTrainSummary, RunRecord } from './stages/runRecord'
 import { clearNotebookOutputs, loadRunInputs, recordLoadedModel, writeRunConfig } from './stages/runInputs'
 import type { TrainOptions } from './trainer'
-import type { NotebookRunRequest, ResponseRow, RunEvents, RunSummary } from './types'
+import type { NotebookRunRequest, ResponseRow, RunEvents, RunSummary } from '../../../src-shared/run/runTypes'
 
 /** Seams for tests and hosts: how to open the model, the engine version, cache folder and cancel tokens. */
 export interface NotebookDeps extends Pick<TrainOptions, 'refCacheDir' | 'cancelTokenFactory'> {
@@ -28,7 +34,12 @@ export interface NotebookDeps extends Pick<TrainOptions, 'refCacheDir' | 'cancel
   originalAnswers?: OriginalAnswersMemo
 }
 
-export async function runNotebook(req: NotebookRunRequest, events: RunEvents, signal?: AbortSignal, deps: NotebookDeps = {}): Promise<RunSummary> {
+export async function runNotebook(
+  req: NotebookRunRequest,
+  events: RunEvents,
+  signal?: AbortSignal,
+  deps: NotebookDeps = {},
+): Promise<RunSummary> {
   return runPhases(req, events, signal, deps, null)
 }
 
@@ -36,13 +47,25 @@ export async function runNotebook(req: NotebookRunRequest, events: RunEvents, si
  * Continues a stopped run in its own directory (docs/resume.md): checks that its inputs and parameters are still the
  * run's (E_RESUME_MISMATCH names what differs), then redoes only what is missing.
  */
-export async function resumeNotebook(runDir: string, given: ResumeGiven, events: RunEvents, signal?: AbortSignal, deps: NotebookDeps = {}): Promise<RunSummary> {
+export async function resumeNotebook(
+  runDir: string,
+  given: ResumeGiven,
+  events: RunEvents,
+  signal?: AbortSignal,
+  deps: NotebookDeps = {},
+): Promise<RunSummary> {
   const plan = planResume(runDir, given, deps.engineVersion ?? addonVersion())
   for (const note of plan.notes) events.log?.(note)
   return runPhases(plan.request, events, signal, deps, plan)
 }
 
-async function runPhases(req: NotebookRunRequest, events: RunEvents, signal: AbortSignal | undefined, deps: NotebookDeps, resume: ResumePlan | null): Promise<RunSummary> {
+async function runPhases(
+  req: NotebookRunRequest,
+  events: RunEvents,
+  signal: AbortSignal | undefined,
+  deps: NotebookDeps,
+  resume: ResumePlan | null,
+): Promise<RunSummary> {
   const t0 = performance.now()
   // One template date per run, recorded with the parameters: a rerun renders (and caches) the same prompts.
   const params = { ...req.params, chatDate: req.params.chatDate || todayChatDate() }
@@ -55,7 +78,10 @@ async function runPhases(req: NotebookRunRequest, events: RunEvents, signal: Abo
   // The folder must be ours (never a model folder) and not in use by another run; from here on it is locked.
   ensureRunDir(outDir, { modelDir: req.modelDir })
   const lock = lockRunDir(outDir, 'dpo-studio run')
-  const tokens = cancelTokens(signal, deps.cancelTokenFactory === undefined ? addonCancelTokenFactory() : deps.cancelTokenFactory)
+  const tokens = cancelTokens(
+    signal,
+    deps.cancelTokenFactory === undefined ? addonCancelTokenFactory() : deps.cancelTokenFactory,
+  )
   let session: ModelSession | undefined
   try {
     status.start(req, created, engineVersion)
@@ -71,7 +97,9 @@ async function runPhases(req: NotebookRunRequest, events: RunEvents, signal: Abo
     recordLoadedModel(outDir, config, session)
     if (signal?.aborted) return status.cancelled()
     const prompts = inputs.prompts
-    const answers: AnswerRun | null = prompts ? { session, outDir, prompts, maxNewTokens: params.maxNewTokens, style: promptStyleOf(params), events, signal } : null
+    const answers: AnswerRun | null = prompts
+      ? { session, outDir, prompts, maxNewTokens: params.maxNewTokens, style: promptStyleOf(params), events, signal }
+      : null
     if (answers) checkPromptsFit(answers)
 
     let original: ResponseRow[] | null = null
@@ -90,7 +118,14 @@ async function runPhases(req: NotebookRunRequest, events: RunEvents, signal: Abo
     }
 
     const train = await notebookTraining({
-      session, pairs: inputs.pairs, params, outDir, signal, initAdapter: inputs.initAdapter, engineVersion, resume,
+      session,
+      pairs: inputs.pairs,
+      params,
+      outDir,
+      signal,
+      initAdapter: inputs.initAdapter,
+      engineVersion,
+      resume,
       events: { ...events, phase: status.setPhase },
       ...(deps.refCacheDir !== undefined ? { refCacheDir: deps.refCacheDir } : {}),
       ...(deps.cancelTokenFactory !== undefined ? { cancelTokenFactory: deps.cancelTokenFactory } : {}),
@@ -102,7 +137,18 @@ async function runPhases(req: NotebookRunRequest, events: RunEvents, signal: Abo
       status.setPhase('trained', `${answers.prompts.length} prompts`)
       const after = await answerPhase(answers, 'trained', tokens.next())
       if (after === null) return status.cancelled({ ...trained, status: 'cancelled' })
-      await writeComparison({ session, outDir, req, params, config, train, engineVersion, initAdapterDir: inputs.initAdapter?.dir, original, trained: after })
+      await writeComparison({
+        session,
+        outDir,
+        req,
+        params,
+        config,
+        train,
+        engineVersion,
+        initAdapterDir: inputs.initAdapter?.dir,
+        original,
+        trained: after,
+      })
     }
     // A resumed run that now completed: its training summary no longer says cancelled.
     if (resume?.trainingDone) markTrainSummary(outDir, null)

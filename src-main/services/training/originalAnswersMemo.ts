@@ -2,7 +2,7 @@
 // and max_new_tokens, never on the training parameters. A support_ratio sweep runs one loaded model with the same
 // prompts at every ratio, so it hands each run one memo: the first run generates the answers, the later runs reuse
 // those rows and write the same responses_original.json (docs/insights.md, "support_ratio sweep").
-import type { ResponseRow } from './types'
+import type { ResponseRow } from '../../../src-shared/run/runTypes'
 
 export class OriginalAnswersMemo {
   private key: string | null = null

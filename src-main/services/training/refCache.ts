@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto'
 import { mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs'
 import { homedir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
-import type { ScoredSequence } from '../../engine/nativeTypes'
+import type { ScoredSequence } from '../../addon/addonTypes'
 import { lockWaiting, type FileLock } from '../fileLock'
 import { writeJsonAtomic } from '../fsAtomic'
 
@@ -128,7 +128,8 @@ function readEntry(v: unknown): RefLogps | null {
   if (typeof c !== 'number' || typeof r !== 'number' || typeof ct !== 'string' || typeof rt !== 'string') return null
   const chosenTokens = base64ToFloats(ct)
   const rejectedTokens = base64ToFloats(rt)
-  if (!chosenTokens || !rejectedTokens || sumInOrder(chosenTokens) !== c || sumInOrder(rejectedTokens) !== r) return null
+  if (!chosenTokens || !rejectedTokens || sumInOrder(chosenTokens) !== c || sumInOrder(rejectedTokens) !== r)
+    return null
   return { chosen: c, rejected: r, chosenTokens, rejectedTokens }
 }
 
@@ -184,7 +185,12 @@ export class RefLogpsCache {
     if (direct) return direct
     const v = this.entries.get(swappedKey)
     if (!v) return undefined
-    return { chosen: v.rejected, rejected: v.chosen, ...(v.rejectedTokens ? { chosenTokens: v.rejectedTokens } : {}), ...(v.chosenTokens ? { rejectedTokens: v.chosenTokens } : {}) }
+    return {
+      chosen: v.rejected,
+      rejected: v.chosen,
+      ...(v.rejectedTokens ? { chosenTokens: v.rejectedTokens } : {}),
+      ...(v.chosenTokens ? { rejectedTokens: v.chosenTokens } : {}),
+    }
   }
 
   /** Stores a pair's values; only complete ones (finite sums with their per-token values) are kept. */
@@ -223,10 +229,18 @@ export class RefLogpsCache {
     const body: CacheFile = {
       version: REF_CACHE_VERSION,
       fingerprint: this.fingerprint,
-      model: { dir: resolve(this.model.modelDir), quant: this.model.quant, backend: this.model.backend, engineVersion: this.model.engineVersion },
+      model: {
+        dir: resolve(this.model.modelDir),
+        quant: this.model.quant,
+        backend: this.model.backend,
+        engineVersion: this.model.engineVersion,
+      },
       updated: new Date().toISOString(),
       entries: Object.fromEntries(
-        [...this.entries].map(([k, v]) => [k, [v.chosen, v.rejected, floatsToBase64(v.chosenTokens!), floatsToBase64(v.rejectedTokens!)] as CacheEntry]),
+        [...this.entries].map(([k, v]) => [
+          k,
+          [v.chosen, v.rejected, floatsToBase64(v.chosenTokens!), floatsToBase64(v.rejectedTokens!)] as CacheEntry,
+        ]),
       ),
     }
     writeJsonAtomic(this.file!, body)
@@ -248,7 +262,8 @@ function readEntries(file: string, fingerprint: string): Map<string, RefLogps> {
     return out // no cache yet
   }
   const parsed = JSON.parse(text) as CacheFile
-  if (parsed.version !== REF_CACHE_VERSION || parsed.fingerprint !== fingerprint) throw new Error('written for another model or version')
+  if (parsed.version !== REF_CACHE_VERSION || parsed.fingerprint !== fingerprint)
+    throw new Error('written for another model or version')
   if (typeof parsed.entries !== 'object' || parsed.entries === null) throw new Error('no entries')
   for (const [k, v] of Object.entries(parsed.entries)) {
     const entry = /^[0-9a-f]{64}$/.test(k) ? readEntry(v) : null

@@ -11,7 +11,11 @@ export const REFERENCE_BATCH_MAX_PAIRS = 64
  * Splits pair indices, in order, into calls whose padded size 2 * pairs * longest stays within the budget (a pair
  * longer than the budget still gets a call of its own). longest(i) = the longer of pair i's two sequences.
  */
-export function referenceBatches(pairs: readonly number[], longest: (i: number) => number, maxTokens = REFERENCE_BATCH_TOKENS): number[][] {
+export function referenceBatches(
+  pairs: readonly number[],
+  longest: (i: number) => number,
+  maxTokens = REFERENCE_BATCH_TOKENS,
+): number[][] {
   const out: number[][] = []
   let cur: number[] = []
   let curMax = 0

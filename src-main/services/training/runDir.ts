@@ -7,9 +7,9 @@ import { join, resolve } from 'node:path'
 import { StudioError, errorMessage } from '../errors'
 import { writeJsonAtomic } from '../fsAtomic'
 import { lockIsHeld, pidAlive, tryLock, type FileLock, type LockHolder } from '../fileLock'
-import { ANSWER_TOKENS_FILE, PAIRS_FILE, PAIRS_TOKENS_FILE } from '../insights/insightTypes'
+import { ANSWER_TOKENS_FILE, PAIRS_FILE, PAIRS_TOKENS_FILE } from '../../../src-shared/insights/insightTypes'
 import { isInside, realish } from '../realPaths'
-import type { RunPhase } from './types'
+import type { RunPhase } from '../../../src-shared/run/runTypes'
 
 /** Written into every run directory we create or adopt. */
 export const RUN_MARKER_FILE = '.dpo-studio-run'
@@ -22,10 +22,23 @@ export const RUN_STATUS_FILE = 'run_status.json'
  * it holds nothing else and its config.json is one of ours.
  */
 const RUN_ENTRIES = new Set([
-  'config.json', 'metrics.jsonl', 'steps.jsonl', 'train_summary.json', 'responses_original.json', 'responses_trained.json',
-  'comparison.json', 'comparison_meta.json', RUN_STATUS_FILE, 'adapter', 'checkpoint.safetensors', RUN_MARKER_FILE, RUN_LOCK_FILE,
+  'config.json',
+  'metrics.jsonl',
+  'steps.jsonl',
+  'train_summary.json',
+  'responses_original.json',
+  'responses_trained.json',
+  'comparison.json',
+  'comparison_meta.json',
+  RUN_STATUS_FILE,
+  'adapter',
+  'checkpoint.safetensors',
+  RUN_MARKER_FILE,
+  RUN_LOCK_FILE,
   // The pair inspector and token view (docs/insights.md).
-  PAIRS_FILE, PAIRS_TOKENS_FILE, ANSWER_TOKENS_FILE,
+  PAIRS_FILE,
+  PAIRS_TOKENS_FILE,
+  ANSWER_TOKENS_FILE,
 ])
 
 /** Temp and old copies our atomic writes leave beside a target for a moment (fsAtomic.ts, adapterFiles.ts). */
@@ -48,7 +61,13 @@ export interface OwnedFolderKind {
   isEarlier(dir: string, entries: string[]): boolean
 }
 
-const RUN_FOLDER: OwnedFolderKind = { marker: RUN_MARKER_FILE, markerKey: 'dpo_studio_run', what: 'run directory', purpose: 'the run', isEarlier: isEarlierRunDir }
+const RUN_FOLDER: OwnedFolderKind = {
+  marker: RUN_MARKER_FILE,
+  markerKey: 'dpo_studio_run',
+  what: 'run directory',
+  purpose: 'the run',
+  isEarlier: isEarlierRunDir,
+}
 
 /** Creates the run directory or checks that an existing one is ours; never touches a folder that is not. */
 export function ensureRunDir(dir: string, opts: { modelDir?: string | undefined } = {}): void {
@@ -60,10 +79,18 @@ export function ensureRunDir(dir: string, opts: { modelDir?: string | undefined 
  * one of this kind (then marked); anything else, a file, or a folder inside the model folder is refused
  * (E_NOT_RUN_DIR) with nothing written.
  */
-export function ensureOwnedFolder(dir: string, kind: OwnedFolderKind, opts: { modelDir?: string | undefined } = {}): void {
+export function ensureOwnedFolder(
+  dir: string,
+  kind: OwnedFolderKind,
+  opts: { modelDir?: string | undefined } = {},
+): void {
   const abs = resolve(dir)
   if (opts.modelDir !== undefined && isInside(realish(abs), realish(opts.modelDir)))
-    throw new StudioError('E_NOT_RUN_DIR', `${kind.what} ${abs} is inside the model folder ${resolve(opts.modelDir)}; choose a folder outside it (model folders are never written to)`, { details: { file: abs } })
+    throw new StudioError(
+      'E_NOT_RUN_DIR',
+      `${kind.what} ${abs} is inside the model folder ${resolve(opts.modelDir)}; choose a folder outside it (model folders are never written to)`,
+      { details: { file: abs } },
+    )
   const info = statOrNull(abs)
   if (info && !info.isDirectory())
     throw new StudioError('E_NOT_RUN_DIR', `${kind.what} ${abs} is a file, not a directory`, { details: { file: abs } })
@@ -123,7 +150,10 @@ export function lockOwnedFolder(dir: string, lockName: string, what: string, com
 
 function lockedError(dir: string, lockName: string, what: string, holder: LockHolder | 'unreadable'): StudioError {
   const abs = resolve(dir)
-  const who = holder === 'unreadable' ? 'another process (its lock is being written)' : `${holder.command} (pid ${holder.pid} on ${holder.hostname}, since ${holder.started})`
+  const who =
+    holder === 'unreadable'
+      ? 'another process (its lock is being written)'
+      : `${holder.command} (pid ${holder.pid} on ${holder.hostname}, since ${holder.started})`
   const remote = holder !== 'unreadable' && holder.hostname !== hostname()
   return new StudioError(
     'E_RUN_LOCKED',
@@ -182,7 +212,17 @@ export function updateRunStatus(dir: string, patch: Partial<RunStatusFile>, base
 
 /** The phase in words: "cancelled during trained responses". */
 export function phaseWords(p: RunPhase): string {
-  return { load: 'model loading', original: 'original responses', reference: 'reference log-probs', train: 'training', trained: 'trained responses', save: 'saving', done: 'finishing', cancelled: 'cancel', failed: 'failure' }[p]
+  return {
+    load: 'model loading',
+    original: 'original responses',
+    reference: 'reference log-probs',
+    train: 'training',
+    trained: 'trained responses',
+    save: 'saving',
+    done: 'finishing',
+    cancelled: 'cancel',
+    failed: 'failure',
+  }[p]
 }
 
 /**
@@ -207,7 +247,10 @@ export function recoverOrphanedRun(dir: string): RunStatusFile | null {
  * Whether the process a record names (pid, hostname) is gone: it ran on this host, its pid is not running (our own
  * pid counts as running: a run this process started) and nobody holds `lockFile`. Another host's record: unknown, so no.
  */
-export function writerIsGone(record: { pid?: number | undefined; hostname?: string | undefined }, lockFile: string): boolean {
+export function writerIsGone(
+  record: { pid?: number | undefined; hostname?: string | undefined },
+  lockFile: string,
+): boolean {
   if (record.hostname !== undefined && record.hostname !== hostname()) return false
   if (record.pid !== undefined && pidAlive(record.pid)) return false
   return !lockIsHeld(lockFile)

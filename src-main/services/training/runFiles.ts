@@ -4,7 +4,7 @@ import { rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { appendFileChecked, writeFileAtomic } from '../fsAtomic'
 import { removeCheckpoint } from './checkpoint'
-import { PAIRS_FILE, PAIRS_TOKENS_FILE } from '../insights/insightTypes'
+import { PAIRS_FILE, PAIRS_TOKENS_FILE } from '../../../src-shared/insights/insightTypes'
 import { truncateStepLog } from './stepLog'
 
 export const METRICS_FILE = 'metrics.jsonl'
@@ -23,10 +23,12 @@ export const TRAINING_STATE_FILE = 'training_state.json'
 export function clearTrainingOutputs(outDir: string, resumeStep: number | null): void {
   if (resumeStep !== null) {
     for (const f of [METRICS_FILE, STEPS_FILE]) truncateStepLog(join(outDir, f), resumeStep)
-    for (const f of [SUMMARY_FILE, ADAPTER_DIR, PAIRS_FILE, PAIRS_TOKENS_FILE]) rmSync(join(outDir, f), { recursive: true, force: true })
+    for (const f of [SUMMARY_FILE, ADAPTER_DIR, PAIRS_FILE, PAIRS_TOKENS_FILE])
+      rmSync(join(outDir, f), { recursive: true, force: true })
     return
   }
-  for (const f of [METRICS_FILE, STEPS_FILE, SUMMARY_FILE, ADAPTER_DIR, PAIRS_FILE, PAIRS_TOKENS_FILE]) rmSync(join(outDir, f), { recursive: true, force: true })
+  for (const f of [METRICS_FILE, STEPS_FILE, SUMMARY_FILE, ADAPTER_DIR, PAIRS_FILE, PAIRS_TOKENS_FILE])
+    rmSync(join(outDir, f), { recursive: true, force: true })
   removeCheckpoint(outDir)
   writeFileAtomic(join(outDir, METRICS_FILE), '')
   writeFileAtomic(join(outDir, STEPS_FILE), '')

@@ -28,7 +28,10 @@ export function rawSafetensorsHeader(tensors: readonly RawTensor[], metadata: Re
   for (const t of tensors) {
     const count = t.shape.reduce((a, b) => a * b, 1)
     if (count * DTYPE_BYTES[t.dtype] !== t.bytes.length) {
-      throw new StudioError('E_INTERNAL', `tensor ${t.name}: shape [${t.shape}] ${t.dtype} needs ${count * DTYPE_BYTES[t.dtype]} bytes, has ${t.bytes.length}`)
+      throw new StudioError(
+        'E_INTERNAL',
+        `tensor ${t.name}: shape [${t.shape}] ${t.dtype} needs ${count * DTYPE_BYTES[t.dtype]} bytes, has ${t.bytes.length}`,
+      )
     }
     if (t.name in header) throw new StudioError('E_INTERNAL', `tensor ${t.name} appears twice`)
     header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + t.bytes.length] }
@@ -58,13 +61,20 @@ export interface DecodedRawSafetensors {
  * Reads the container and checks every entry (dtype among `dtypes`, shape, offsets inside the data, sizes). Tensor
  * bytes are views into `bytes`. Every error names the file and the tensor.
  */
-export function decodeRawSafetensors(bytes: Uint8Array, file: string, dtypes: readonly SafetensorsDtype[]): DecodedRawSafetensors {
+export function decodeRawSafetensors(
+  bytes: Uint8Array,
+  file: string,
+  dtypes: readonly SafetensorsDtype[],
+): DecodedRawSafetensors {
   const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
   const bad = (msg: string, tensor?: string) =>
-    new StudioError('E_BAD_INPUT', `${file}: ${tensor ? `tensor ${bare(tensor)}: ` : ''}${msg}`, { details: { file, tensor } })
+    new StudioError('E_BAD_INPUT', `${file}: ${tensor ? `tensor ${bare(tensor)}: ` : ''}${msg}`, {
+      details: { file, tensor },
+    })
   if (buf.length < 8) throw bad(`file is ${buf.length} bytes, too short for a safetensors header`)
   const headerLen = buf.readBigUInt64LE(0)
-  if (headerLen > BigInt(buf.length - 8)) throw bad(`header length ${headerLen} runs past the end of the file (${buf.length} bytes)`)
+  if (headerLen > BigInt(buf.length - 8))
+    throw bad(`header length ${headerLen} runs past the end of the file (${buf.length} bytes)`)
   const n = Number(headerLen)
   const headerText = buf.subarray(8, 8 + n).toString('utf8')
   let header: unknown
@@ -85,20 +95,33 @@ export function decodeRawSafetensors(bytes: Uint8Array, file: string, dtypes: re
     const t = info as { dtype?: unknown; shape?: unknown; data_offsets?: unknown }
     if (typeof t !== 'object' || t === null) throw bad('entry is not an object', name)
     if (!(dtypes as readonly unknown[]).includes(t.dtype)) {
-      throw bad(`dtype ${quoted(t.dtype)} is not supported (${dtypes.slice(0, -1).join(', ')} or ${dtypes[dtypes.length - 1]})`, name)
+      throw bad(
+        `dtype ${quoted(t.dtype)} is not supported (${dtypes.slice(0, -1).join(', ')} or ${dtypes[dtypes.length - 1]})`,
+        name,
+      )
     }
     const dtype = t.dtype as SafetensorsDtype
     const shape = t.shape
-    if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) throw bad('shape is not a list of sizes', name)
+    if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0))
+      throw bad('shape is not a list of sizes', name)
     const offs = t.data_offsets
-    if (!Array.isArray(offs) || offs.length !== 2 || !offs.every((o) => Number.isInteger(o) && o >= 0) || offs[0] > offs[1]) {
+    if (
+      !Array.isArray(offs) ||
+      offs.length !== 2 ||
+      !offs.every((o) => Number.isInteger(o) && o >= 0) ||
+      offs[0] > offs[1]
+    ) {
       throw bad('data_offsets is not [begin, end]', name)
     }
     const [begin, end] = offs as [number, number]
-    if (end > data.length) throw bad(`data [${begin}, ${end}) lies outside the ${data.length} data bytes (truncated file?)`, name)
+    if (end > data.length)
+      throw bad(`data [${begin}, ${end}) lies outside the ${data.length} data bytes (truncated file?)`, name)
     const count = (shape as number[]).reduce((a, b) => a * b, 1)
     if (end - begin !== count * DTYPE_BYTES[dtype]) {
-      throw bad(`shape [${shape}] ${dtype} needs ${count * DTYPE_BYTES[dtype]} bytes but data_offsets span ${end - begin}`, name)
+      throw bad(
+        `shape [${shape}] ${dtype} needs ${count * DTYPE_BYTES[dtype]} bytes but data_offsets span ${end - begin}`,
+        name,
+      )
     }
     tensors.push({ name, dtype, shape: shape as number[], bytes: data.subarray(begin, end) })
   }

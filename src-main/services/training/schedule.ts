@@ -73,7 +73,8 @@ export function checkScheduleInput(input: ScheduleInput): void {
   positiveInt('batchSize')
   positiveInt('gradAccum')
   if (!(input.epochs > 0)) throw new RangeError(`schedule: epochs must be > 0, got ${input.epochs}`)
-  if (!(input.warmupRatio >= 0 && input.warmupRatio <= 1)) throw new RangeError(`schedule: warmupRatio must be in [0, 1], got ${input.warmupRatio}`)
+  if (!(input.warmupRatio >= 0 && input.warmupRatio <= 1))
+    throw new RangeError(`schedule: warmupRatio must be in [0, 1], got ${input.warmupRatio}`)
   if (!(input.learningRate >= 0)) throw new RangeError(`schedule: learningRate must be >= 0, got ${input.learningRate}`)
 }
 
@@ -87,7 +88,9 @@ export function linearLambda(s: number, warmup: number, maxSteps: number): numbe
 }
 
 /** The step counts of docs/reference/trainer.md#step-count (Trainer._inner_training_loop set-up). */
-export function scheduleCounts(input: ScheduleInput): Pick<ScheduleTotals, 'microBatchesPerEpoch' | 'updatesPerEpoch' | 'maxSteps' | 'warmupSteps'> {
+export function scheduleCounts(
+  input: ScheduleInput,
+): Pick<ScheduleTotals, 'microBatchesPerEpoch' | 'updatesPerEpoch' | 'maxSteps' | 'warmupSteps'> {
   checkScheduleInput(input)
   const microBatchesPerEpoch = Math.ceil(input.numPairs / input.batchSize)
   const updatesPerEpoch = Math.max(Math.floor(microBatchesPerEpoch / input.gradAccum), 1)

@@ -4,9 +4,9 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync }
 import path from 'node:path'
 import { StudioError } from '../errors'
 import { writeFileAtomic } from '../fsAtomic'
-import type { ModelSession } from '../engine/modelSession'
-import { fromEngineError } from '../engine/modelSession'
-import { promptText } from '../engine/promptText'
+import type { ModelSession } from '../session/modelSession'
+import { fromEngineError } from '../session/modelSession'
+import { promptText } from '../session/promptText'
 import { promptIds } from '../tokenizer/chatTemplate'
 import { randperm } from './dataOrder'
 
@@ -30,7 +30,11 @@ export interface SftOptions {
 }
 
 /** Prompt ids (chat template + system message) followed by the answer and EOS; labels -100 over the prompt. */
-export function sftSequence(session: ModelSession, ex: SftExample, system?: string): { ids: number[]; labels: number[] } {
+export function sftSequence(
+  session: ModelSession,
+  ex: SftExample,
+  system?: string,
+): { ids: number[]; labels: number[] } {
   const tok = session.tokenizer
   if (tok.eosId === null) throw new StudioError('E_BAD_MODEL', `the tokenizer in ${session.dir} has no EOS token`)
   const p = promptIds(tok, promptText(tok, ex.prompt, { system }))
@@ -55,12 +59,21 @@ export async function sftTrain(session: ModelSession, examples: SftExample[], o:
     for (let b = 0; b < perEpoch; b++) {
       if (o.signal?.aborted) return losses
       const batch = order.slice(b * o.batchSize, (b + 1) * o.batchSize).map((i) => seqs[i]!)
-      const lr = step < warmup ? (o.learningRate * step) / Math.max(1, warmup)
-        : (o.learningRate * (totalSteps - step)) / Math.max(1, totalSteps - warmup)
+      const lr =
+        step < warmup
+          ? (o.learningRate * step) / Math.max(1, warmup)
+          : (o.learningRate * (totalSteps - step)) / Math.max(1, totalSteps - warmup)
       try {
         const r = await session.native.sftAccumulate(batch, padId, 1)
-        await session.native.sftStep({ kind: 'adamw', lr, beta1: 0.9, beta2: 0.999, eps: 1e-8,
-          weightDecay: o.weightDecay ?? 0, maxGradNorm: o.maxGradNorm ?? 1 })
+        await session.native.sftStep({
+          kind: 'adamw',
+          lr,
+          beta1: 0.9,
+          beta2: 0.999,
+          eps: 1e-8,
+          weightDecay: o.weightDecay ?? 0,
+          maxGradNorm: o.maxGradNorm ?? 1,
+        })
         losses.push(r.loss)
         step++
         o.onStep?.({ step, totalSteps, loss: r.loss, lr })
@@ -72,7 +85,13 @@ export async function sftTrain(session: ModelSession, examples: SftExample[], o:
   return losses
 }
 
-const MODEL_SIDE_FILES = ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'chat_template.jinja']
+const MODEL_SIDE_FILES = [
+  'config.json',
+  'generation_config.json',
+  'tokenizer.json',
+  'tokenizer_config.json',
+  'chat_template.jinja',
+]
 
 /**
  * Writes the trained model as a Hugging Face directory: the weights (bf16 or fp32) plus the source directory's
@@ -85,7 +104,8 @@ export function saveTrainedModel(session: ModelSession, outDir: string, options:
   rmSync(tmp, { recursive: true, force: true })
   mkdirSync(tmp)
   session.native.saveWeights(path.join(tmp, 'model.safetensors'), { bf16: options.bf16 })
-  for (const f of MODEL_SIDE_FILES) if (existsSync(path.join(session.dir, f))) copyFileSync(path.join(session.dir, f), path.join(tmp, f))
+  for (const f of MODEL_SIDE_FILES)
+    if (existsSync(path.join(session.dir, f))) copyFileSync(path.join(session.dir, f), path.join(tmp, f))
   const cfg = JSON.parse(readFileSync(path.join(tmp, 'config.json'), 'utf8'))
   cfg.torch_dtype = options.bf16 ? 'bfloat16' : 'float32'
   writeFileAtomic(path.join(tmp, 'config.json'), JSON.stringify(cfg, null, 2) + '\n')

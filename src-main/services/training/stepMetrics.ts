@@ -1,9 +1,9 @@
 // The numbers a training step logs: TRL's per-micro-batch metrics (docs/reference/dpo-loss.md#metrics), their step
 // means in a metrics.jsonl row with HF's rounded loss (docs/reference/trainer.md#loss-scaling-and-the-logged-loss),
 // and the progress counts shown while a run goes.
-import type { DpoPairMetrics } from '../../engine/nativeTypes'
+import type { DpoPairMetrics } from '../../addon/addonTypes'
 import type { PlannedStep } from './schedule'
-import type { MetricsRow, TrainProgress } from './types'
+import type { MetricsRow, TrainProgress } from '../../../src-shared/run/runTypes'
 
 /** Step-level means of TRL's per-micro-batch metrics (DPOTrainer.log averages the stored micro-batch values). */
 export interface MicroMetrics {
@@ -62,7 +62,14 @@ export function metricsRow(
 }
 
 /** Progress counts; the rate is over the pairs of this process (pairsBefore were done before a resume). */
-export function trainProgress(step: number, totalSteps: number, pairsDone: number, pairsTotal: number, start: number, pairsBefore = 0): TrainProgress {
+export function trainProgress(
+  step: number,
+  totalSteps: number,
+  pairsDone: number,
+  pairsTotal: number,
+  start: number,
+  pairsBefore = 0,
+): TrainProgress {
   const elapsedS = (performance.now() - start) / 1000
   const pairsPerS = elapsedS > 0 ? (pairsDone - pairsBefore) / elapsedS : 0
   const etaS = pairsPerS > 0 ? (pairsTotal - pairsDone) / pairsPerS : 0

@@ -3,11 +3,11 @@
 // (docs/reference/trainer.md) over the engine's step-sized calls, each logging TRL's metrics
 // (docs/reference/dpo-loss.md#metrics) into the run directory, then the pair inspector's pass and the summary.
 import { join, resolve } from 'node:path'
-import type { NativeCancelToken } from '../../engine/nativeTypes'
+import type { NativeCancelToken } from '../../addon/addonTypes'
 import type { PreferencePair } from '../data/preferenceFile'
 import { StudioError } from '../errors'
-import type { ModelSession } from '../engine/modelSession'
-import type { TrainParams } from '../params/trainParams'
+import type { ModelSession } from '../session/modelSession'
+import type { TrainParams } from '../../../src-shared/params/trainParams'
 import { writePairInsights } from '../insights/pairInsights'
 import type { LoadedAdapter } from './adapterFiles'
 import { addonCancelTokenFactory, addonVersion } from './addonDefaults'
@@ -25,7 +25,7 @@ import { cancellation, Cancelled, initialTrainState, type TrainRun, type TrainSt
 import { logStep, progressNow, trainStep } from './stages/trainStep'
 import { finishTraining, recordTrainingFailure, type TrainResult } from './stages/trainSummary'
 import { stallForTest } from './testStall'
-import type { RunEvents } from './types'
+import type { RunEvents } from '../../../src-shared/run/runTypes'
 
 export type { TrainResult } from './stages/trainSummary'
 
@@ -50,13 +50,19 @@ export interface TrainOptions {
   resume?: { checkpoint: Checkpoint | null }
 }
 
-export async function trainDpo(session: ModelSession, pairs: readonly PreferencePair[], params: TrainParams, opts: TrainOptions): Promise<TrainResult> {
+export async function trainDpo(
+  session: ModelSession,
+  pairs: readonly PreferencePair[],
+  params: TrainParams,
+  opts: TrainOptions,
+): Promise<TrainResult> {
   const t0 = performance.now()
   const ev = opts.events ?? {}
   const outDir = resolve(opts.outDir)
   if (pairs.length === 0) throw new StudioError('E_BAD_INPUT', 'there are no training pairs')
   const padId = session.tokenizer.padId ?? session.tokenizer.eosId
-  if (padId === null) throw new StudioError('E_BAD_MODEL', `the tokenizer in ${session.dir} defines neither a pad nor an EOS token`)
+  if (padId === null)
+    throw new StudioError('E_BAD_MODEL', `the tokenizer in ${session.dir} defines neither a pad nor an EOS token`)
   const engineVersion = opts.engineVersion ?? addonVersion()
 
   const { tokenized, lengths, truncatedPairs } = tokenizePairs(session, pairs, params, ev)
@@ -66,13 +72,33 @@ export async function trainDpo(session: ModelSession, pairs: readonly Preference
   for (const s of scheduleSteps(schedule)) for (const mb of s.microBatches) for (const i of mb.pairs) used.add(i)
   const dataFingerprint = fingerprintOfPairs(tokenized.map((t) => t.key))
   const resumeFrom = opts.resume?.checkpoint ?? null
-  if (resumeFrom) checkCheckpointFits(resumeFrom.state, { params, dataFingerprint, maxSteps: totals.maxSteps }, join(outDir, CHECKPOINT_FILE))
+  if (resumeFrom)
+    checkCheckpointFits(
+      resumeFrom.state,
+      { params, dataFingerprint, maxSteps: totals.maxSteps },
+      join(outDir, CHECKPOINT_FILE),
+    )
   ensureRunDir(outDir, { modelDir: session.dir })
   clearTrainingOutputs(outDir, opts.resume ? (resumeFrom?.state.global_step ?? 0) : null)
 
-  const cancel = cancellation(opts.signal, opts.cancelTokenFactory === undefined ? addonCancelTokenFactory() : opts.cancelTokenFactory)
+  const cancel = cancellation(
+    opts.signal,
+    opts.cancelTokenFactory === undefined ? addonCancelTokenFactory() : opts.cancelTokenFactory,
+  )
   const run: TrainRun = {
-    session, pairs, params, outDir, ev, t0, tokenized, padId, schedule, totals, used, dataFingerprint, engineVersion,
+    session,
+    pairs,
+    params,
+    outDir,
+    ev,
+    t0,
+    tokenized,
+    padId,
+    schedule,
+    totals,
+    used,
+    dataFingerprint,
+    engineVersion,
     initAdapter: opts.initAdapter,
     summaryBase: {
       max_steps: totals.maxSteps,
@@ -95,7 +121,17 @@ export async function trainDpo(session: ModelSession, pairs: readonly Preference
     await trainLoop(run, state, resumeFrom)
     // The pair inspector's data (docs/insights.md): one pass with the trained adapter over every pair.
     ev.log?.(`scoring ${pairs.length} pairs with the trained adapter for the pair inspector`)
-    await writePairInsights(session, { outDir, pairs, sequences: tokenized, refs: state.refs, params, schedule, padId, cancel: cancel.token, call: cancel.engineCall })
+    await writePairInsights(session, {
+      outDir,
+      pairs,
+      sequences: tokenized,
+      refs: state.refs,
+      params,
+      schedule,
+      padId,
+      cancel: cancel.token,
+      call: cancel.engineCall,
+    })
     return finishTraining(run, state, 'completed')
   } catch (e) {
     if (e instanceof Cancelled) return finishTraining(run, state, 'cancelled')

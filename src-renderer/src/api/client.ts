@@ -1,14 +1,14 @@
 // The renderer's one way to the main side: window.api in Electron, the WebSocket bridge in a browser. Envelopes
 // are unwrapped here, so callers get results or ApiError (with the service's code and details).
-import { API_METHOD_NAMES } from '../../../src-main/api/methods'
-import { ApiError, type ApiEvent, type BridgeApi, type StudioApi } from '../../../src-main/api/contract'
+import { API_METHOD_NAMES } from '@shared/api/methods'
+import { ApiError, type ApiEvent, type BridgeApi, type StudioApi } from '@shared/api/contract'
 import { createWsBridge, takeToken } from './wsClient'
 
 export function unwrapBridge(bridge: BridgeApi): StudioApi {
   const api: Record<string, unknown> = {}
   for (const m of API_METHOD_NAMES) {
     api[m] = async (input: unknown) => {
-      const env = await (bridge[m] as (i: unknown) => Promise<import('../../../src-main/api/contract').Envelope>)(input)
+      const env = await (bridge[m] as (i: unknown) => Promise<import('@shared/api/contract').Envelope>)(input)
       if (!env.ok) throw new ApiError(env.error)
       return env.result
     }

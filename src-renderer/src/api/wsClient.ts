@@ -1,7 +1,7 @@
 // The typed API over the web host's WebSocket (same contract as the preload bridge): request ids, envelopes,
 // pushed events, and reconnection with the access token the page was opened with.
-import { API_METHOD_NAMES } from '../../../src-main/api/methods'
-import type { ApiEvent, BridgeApi, Envelope, WsServerFrame } from '../../../src-main/api/contract'
+import { API_METHOD_NAMES } from '@shared/api/methods'
+import type { ApiEvent, BridgeApi, Envelope, WsServerFrame } from '@shared/api/contract'
 
 const TOKEN_KEY = 'dpo-studio-token'
 
@@ -18,7 +18,10 @@ export function takeToken(): string {
 }
 
 /** What a call made while the server is unreachable answers at once (instead of waiting for it to come back). */
-export const DISCONNECTED = { code: 'E_DISCONNECTED', message: 'not connected to the DPO Studio server; the page reconnects by itself when it is back' }
+export const DISCONNECTED = {
+  code: 'E_DISCONNECTED',
+  message: 'not connected to the DPO Studio server; the page reconnects by itself when it is back',
+}
 
 export interface WsBridge extends BridgeApi {
   /** Tries to reconnect now instead of at the next scheduled attempt. */
@@ -58,7 +61,8 @@ export function createWsBridge(wsUrl: string, onConnection?: (up: boolean) => vo
     sock.onclose = () => {
       if (ws !== sock) return
       onConnection?.(false)
-      for (const [, done] of pending) done({ ok: false, error: { code: 'E_DISCONNECTED', message: 'lost the connection to the DPO Studio server' } })
+      for (const [, done] of pending)
+        done({ ok: false, error: { code: 'E_DISCONNECTED', message: 'lost the connection to the DPO Studio server' } })
       pending.clear()
       ws = null
       // Every 250 ms at first, then at most every 3 s: a server that comes back is found within seconds.

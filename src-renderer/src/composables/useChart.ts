@@ -21,7 +21,9 @@ export function useChart(el: Ref<HTMLElement | null>, option: () => EChartsCoreO
   })
   // Axes and series are replaced, not merged: an axis range set for the first point (lib/axisFormat.ts) must not
   // outlive it, and a removed series must go.
-  watch(option, (o) => chart.value?.setOption(o, { notMerge: false, lazyUpdate: true, replaceMerge: ['xAxis', 'yAxis', 'series'] }))
+  watch(option, (o) =>
+    chart.value?.setOption(o, { notMerge: false, lazyUpdate: true, replaceMerge: ['xAxis', 'yAxis', 'series'] }),
+  )
   onBeforeUnmount(() => {
     observer?.disconnect()
     chart.value?.dispose()

@@ -9,7 +9,8 @@ export function useGoToField() {
     app.go('params')
     await nextTick()
     const box = document.querySelector<HTMLElement>(`[data-testid="param-${key}"]`)
-    const target = document.getElementById(`p-${key}`) ?? box?.querySelector<HTMLElement>('input, button, textarea, select') ?? null
+    const target =
+      document.getElementById(`p-${key}`) ?? box?.querySelector<HTMLElement>('input, button, textarea, select') ?? null
     box?.scrollIntoView({ block: 'center' })
     target?.focus()
   }

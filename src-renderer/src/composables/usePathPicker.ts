@@ -7,7 +7,12 @@ import { useAppStore } from '../stores/app'
 export type PickKind = 'file' | 'directory' | 'fileOrDirectory' | 'save'
 
 /** The one open folder-browser dialog (web mode), shared by every path field. */
-export const browser = ref<{ kind: PickKind; title: string; start: string; resolve: (p: string | null) => void } | null>(null)
+export const browser = ref<{
+  kind: PickKind
+  title: string
+  start: string
+  resolve: (p: string | null) => void
+} | null>(null)
 
 export function usePathPicker() {
   const api = useApi()

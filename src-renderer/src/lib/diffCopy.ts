@@ -16,7 +16,12 @@ export function markedSelectionText(range: Range): string {
   if (inside) return `${MARK[inside][0]}${range.toString()}${MARK[inside][1]}`
   let out = ''
   for (const node of Array.from(range.cloneContents().childNodes)) {
-    const kind = node instanceof Element && node.classList.contains('removed') ? 'removed' : node instanceof Element && node.classList.contains('added') ? 'added' : null
+    const kind =
+      node instanceof Element && node.classList.contains('removed')
+        ? 'removed'
+        : node instanceof Element && node.classList.contains('added')
+          ? 'added'
+          : null
     out += kind ? `${MARK[kind][0]}${node.textContent ?? ''}${MARK[kind][1]}` : (node.textContent ?? '')
   }
   return out

@@ -1,6 +1,6 @@
 // The run history's table logic (issue 12 item 6), pure so it is tested on its own: each run's parameters that tell
 // runs apart, filters on them, and sorting by any of them (missing values last).
-import type { RunListItem } from '../../../src-main/api/contract'
+import type { RunListItem } from '@shared/api/contract'
 import { shortPath } from './format'
 
 /** Columns the table sorts by, with their header text. */
@@ -86,12 +86,15 @@ export function historyRows(runs: RunListItem[], filter: HistoryFilter, sort: Hi
 
 /** The values each filter offers: those the runs have. */
 export function filterOptions(runs: RunListItem[]) {
-  const uniq = <T>(xs: T[]) => [...new Set(xs)].filter((x) => x !== null && x !== undefined && x !== '') as Array<NonNullable<T>>
+  const uniq = <T>(xs: T[]) =>
+    [...new Set(xs)].filter((x) => x !== null && x !== undefined && x !== '') as Array<NonNullable<T>>
   return {
     status: uniq(runs.map((r) => r.status)).sort(),
     model: uniq(runs.map((r) => r.modelDir)).sort(),
     dataset: uniq(runs.map((r) => r.datasetPath)).sort(),
-    lossType: uniq(runs.map((r) => runParam(r, 'lossType'))).map(String).sort(),
+    lossType: uniq(runs.map((r) => runParam(r, 'lossType')))
+      .map(String)
+      .sort(),
     supportRatio: uniq(runs.map((r) => runParam(r, 'supportRatio')))
       .map(Number)
       .sort((a, b) => a - b)

@@ -1,6 +1,6 @@
 // The pair inspector's table logic (docs/insights.md), pure so it is tested on its own: what each filter keeps, how
 // rows sort (nulls last), a pair's ranking outcome in words, and the counts above the table.
-import type { PairInsightRow } from '../../../src-main/api/contract'
+import type { PairInsightRow } from '@shared/api/contract'
 
 export const PAIR_FILTERS = {
   all: 'All pairs',
@@ -80,7 +80,9 @@ export function pairTableRows(
   b: readonly PairInsightRow[] | null,
   opts: { filter: PairFilter; query: string; sortKey: PairSortKey; sortDir: 'asc' | 'desc' },
 ): PairTableRow[] {
-  const rows = a.filter((p) => keepPair(p, opts.filter) && matches(p, opts.query.trim())).map((p) => ({ a: p, b: b?.[p.index] ?? null }))
+  const rows = a
+    .filter((p) => keepPair(p, opts.filter) && matches(p, opts.query.trim()))
+    .map((p) => ({ a: p, b: b?.[p.index] ?? null }))
   const dir = opts.sortDir === 'asc' ? 1 : -1
   return rows.sort((x, y) => {
     const vx = sortValue(x, opts.sortKey)

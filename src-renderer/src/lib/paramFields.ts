@@ -1,9 +1,9 @@
-// Form fields generated from the one parameter schema (src-main/services/params/trainParams.ts): type, default,
+// Form fields generated from the one parameter schema (src-shared/params/trainParams.ts): type, default,
 // bounds and help text come from zod (via JSON Schema); this file adds only labels, the notebook's names, grouping
 // and presets. A field added to the schema appears in the "Other" group without changes here.
 import { z } from 'zod'
-import { DEMO_PRESET } from '../../../src-main/services/demoShared'
-import { trainParamsSchema, type TrainParams, type TrainParamsInput } from '../../../src-main/services/params/trainParams'
+import { DEMO_PRESET } from '@shared/demo/demoPreset'
+import { trainParamsSchema, type TrainParams, type TrainParamsInput } from '@shared/params/trainParams'
 import { parseNumberText } from './numberText'
 
 export type ParamKey = keyof TrainParams
@@ -82,7 +82,17 @@ export function buildParamFields(): ParamField[] {
   return Object.entries(schema.properties).map(([key, p]) => {
     const meta = META[key]
     const kind: ParamField['kind'] =
-      p.type === 'array' ? 'multi' : p.enum ? 'enum' : p.type === 'boolean' ? 'boolean' : p.type === 'integer' ? 'integer' : p.type === 'number' ? 'number' : 'string'
+      p.type === 'array'
+        ? 'multi'
+        : p.enum
+          ? 'enum'
+          : p.type === 'boolean'
+            ? 'boolean'
+            : p.type === 'integer'
+              ? 'integer'
+              : p.type === 'number'
+                ? 'number'
+                : 'string'
     const min = p.minimum ?? p.exclusiveMinimum
     const max = p.maximum ?? p.exclusiveMaximum
     return {
@@ -112,7 +122,12 @@ export interface ParamPreset {
 }
 
 export const PRESETS: ParamPreset[] = [
-  { id: 'notebook', label: 'HW6 notebook', description: 'The notebook\'s settings: 50 pairs, support ratio 0.1, 1 epoch, β 0.1, r 64, lr 2e-4.', values: {} },
+  {
+    id: 'notebook',
+    label: 'HW6 notebook',
+    description: "The notebook's settings: 50 pairs, support ratio 0.1, 1 epoch, β 0.1, r 64, lr 2e-4.",
+    values: {},
+  },
   {
     id: 'demo',
     label: 'Demo model',
@@ -145,7 +160,9 @@ let numericFields: ParamField[] | null = null
  * Issues by field, from the schema's own validation. A number field may hold the text the user typed when it did not
  * parse (AppNumberInput): that is an error of its own, never the default (an emptied field is not "use the default").
  */
-export function validateParams(values: TrainParamsInput): { ok: true; value: TrainParams } | { ok: false; errors: Partial<Record<ParamKey, string>> } {
+export function validateParams(
+  values: TrainParamsInput,
+): { ok: true; value: TrainParams } | { ok: false; errors: Partial<Record<ParamKey, string>> } {
   numericFields ??= buildParamFields().filter((f) => f.kind === 'integer' || f.kind === 'number')
   const errors: Partial<Record<ParamKey, string>> = {}
   const parsed: Record<string, unknown> = { ...values }
@@ -167,7 +184,15 @@ export function validateParams(values: TrainParamsInput): { ok: true; value: Tra
 
 /** Plain-language validation messages ("Must be at least 1") instead of zod's defaults. */
 function friendly(issue: z.core.$ZodIssue): string {
-  const i = issue as { code: string; minimum?: number | bigint; maximum?: number | bigint; inclusive?: boolean; expected?: string; origin?: string; message: string }
+  const i = issue as {
+    code: string
+    minimum?: number | bigint
+    maximum?: number | bigint
+    inclusive?: boolean
+    expected?: string
+    origin?: string
+    message: string
+  }
   if (i.code === 'too_small' && i.origin === 'array') return 'Pick at least one'
   if (i.code === 'too_small') return `Must be ${i.inclusive ? 'at least' : 'greater than'} ${String(i.minimum)}`
   if (i.code === 'too_big' && i.origin === 'string') return `At most ${String(i.maximum)} characters`

@@ -1,6 +1,6 @@
 // The token heat map's arithmetic (docs/insights.md): each token's change in log-prob (trained − reference), a
 // colour for it on a scale shared by the answers shown together, how a token is written, and the largest changes.
-import type { TokenSide } from '../../../src-main/api/contract'
+import type { TokenSide } from '@shared/api/contract'
 
 export interface HeatToken {
   /** Position among the answer's scored tokens. */
@@ -17,14 +17,22 @@ export function heatTokens(side: TokenSide): HeatToken[] {
   return side.ids.map((id, k) => {
     const ref = side.ref[k] ?? null
     const trained = side.trained[k] ?? null
-    return { k, id, text: side.text[k] ?? '', ref, trained, delta: ref === null || trained === null ? null : trained - ref }
+    return {
+      k,
+      id,
+      text: side.text[k] ?? '',
+      ref,
+      trained,
+      delta: ref === null || trained === null ? null : trained - ref,
+    }
   })
 }
 
 /** The largest |change| over the answers shown together, so one colour means one amount everywhere (at least 0.01). */
 export function heatScale(sides: ReadonlyArray<TokenSide | null | undefined>): number {
   let m = 0.01
-  for (const s of sides) for (const t of s ? heatTokens(s) : []) if (t.delta !== null) m = Math.max(m, Math.abs(t.delta))
+  for (const s of sides)
+    for (const t of s ? heatTokens(s) : []) if (t.delta !== null) m = Math.max(m, Math.abs(t.delta))
   return m
 }
 

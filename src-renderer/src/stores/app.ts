@@ -1,7 +1,7 @@
 // App-wide state: the current view, app info (platform, folders, training available), host status, notices.
 import { defineStore } from 'pinia'
 import { ref } from 'vue'
-import type { AppInfo, HostStatus, ViewName } from '../../../src-main/api/contract'
+import type { AppInfo, HostStatus, ViewName } from '@shared/api/contract'
 import { connection, errorText, useApi } from '../api/client'
 
 export interface Notice {
@@ -48,7 +48,8 @@ export const useAppStore = defineStore('app', () => {
       const was = host.value?.state
       host.value = e.status
       if (e.status.state === 'crashed' || e.status.state === 'failed') notify('error', e.status.message, 15000)
-      else if (e.status.state === 'ready' && (was === 'crashed' || was === 'restarting')) notify('info', 'The engine process was restarted and is ready.')
+      else if (e.status.state === 'ready' && (was === 'crashed' || was === 'restarting'))
+        notify('info', 'The engine process was restarted and is ready.')
     } else if (e.type === 'menu') {
       if (e.action === 'openModel') {
         view.value = 'models'

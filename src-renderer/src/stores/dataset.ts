@@ -2,8 +2,8 @@
 // support_ratio produce (asked again whenever they change), and the test prompts found beside it.
 import { defineStore } from 'pinia'
 import { computed, ref, watch } from 'vue'
-import type { DatasetOpened, DatasetRowsPage, PairsPage, PromptsOpened } from '../../../src-main/api/contract'
-import { ApiError } from '../../../src-main/api/contract'
+import type { DatasetOpened, DatasetRowsPage, PairsPage, PromptsOpened } from '@shared/api/contract'
+import { ApiError } from '@shared/api/contract'
 import { errorText, useApi } from '../api/client'
 import { insidePath } from '../lib/paths'
 import { useAppStore } from './app'
@@ -98,7 +98,12 @@ export const useDatasetStore = defineStore('dataset', () => {
 
   async function loadRows(): Promise<void> {
     if (!opened.value) return
-    rows.value = await api.datasetRows({ datasetId: opened.value.datasetId, query: query.value, offset: page.value * PAGE_SIZE, limit: PAGE_SIZE })
+    rows.value = await api.datasetRows({
+      datasetId: opened.value.datasetId,
+      query: query.value,
+      offset: page.value * PAGE_SIZE,
+      limit: PAGE_SIZE,
+    })
   }
 
   let pairsSeq = 0
@@ -110,7 +115,13 @@ export const useDatasetStore = defineStore('dataset', () => {
     if (params.errors.dataSize || params.errors.supportRatio) return
     const seq = ++pairsSeq
     try {
-      const r = await api.datasetPairs({ datasetId: opened.value.datasetId, dataSize, supportRatio, offset: pairsPage.value * PAGE_SIZE, limit: PAGE_SIZE })
+      const r = await api.datasetPairs({
+        datasetId: opened.value.datasetId,
+        dataSize,
+        supportRatio,
+        offset: pairsPage.value * PAGE_SIZE,
+        limit: PAGE_SIZE,
+      })
       if (seq !== pairsSeq) return
       pairs.value = r
       pairsFor.value = { dataSize, supportRatio }
@@ -141,13 +152,37 @@ export const useDatasetStore = defineStore('dataset', () => {
   const bundled = (p: string) => insidePath(p, useAppStore().info?.demo?.datasetDir)
   watch(path, (p) => localStorage.setItem(STORAGE_KEY, bundled(p) ? '' : p))
   // Only a prompts file the user chose is remembered; the dataset's own come back with it.
-  watch([promptsPath, promptsChosen], ([p, chosen]) => localStorage.setItem(PROMPTS_KEY, chosen && !bundled(p) ? p : ''))
+  watch([promptsPath, promptsChosen], ([p, chosen]) =>
+    localStorage.setItem(PROMPTS_KEY, chosen && !bundled(p) ? p : ''),
+  )
 
   const pageCount = computed(() => Math.max(1, Math.ceil((rows.value?.matched ?? 0) / PAGE_SIZE)))
   const pairsPageCount = computed(() => Math.max(1, Math.ceil((pairs.value?.total ?? 0) / PAGE_SIZE)))
 
   return {
-    path, opened, error, errorWhere, query, page, rows, pairsPage, pairs, pairsError, pairsFor, prompts, promptsPath, promptsChosen, promptsError, busy,
-    open, openPrompts, clearPrompts, useBesidePrompts, loadRows, loadPairs, pageCount, pairsPageCount,
+    path,
+    opened,
+    error,
+    errorWhere,
+    query,
+    page,
+    rows,
+    pairsPage,
+    pairs,
+    pairsError,
+    pairsFor,
+    prompts,
+    promptsPath,
+    promptsChosen,
+    promptsError,
+    busy,
+    open,
+    openPrompts,
+    clearPrompts,
+    useBesidePrompts,
+    loadRows,
+    loadPairs,
+    pageCount,
+    pairsPageCount,
   }
 })

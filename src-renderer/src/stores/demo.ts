@@ -3,8 +3,8 @@
 // the parameters follow the Demo preset, and a real model puts the notebook's values back (params.tuneFor).
 import { defineStore } from 'pinia'
 import { computed, ref, watch } from 'vue'
-import type { DemoInfo } from '../../../src-main/api/contract'
-import { classifyStance, type StanceRow } from '../../../src-main/services/data/stance'
+import type { DemoInfo } from '@shared/api/contract'
+import { classifyStance, type StanceRow } from '@shared/data/stance'
 import { useApi } from '../api/client'
 import { insidePath, samePath } from '../lib/paths'
 import { useAppStore } from './app'
@@ -55,20 +55,25 @@ export const useDemoStore = defineStore('demo', () => {
     return info.value ? dataset.open(info.value.datasetDir) : false
   }
 
-  watch(modelKind, (k) => {
-    if (k) params.tuneFor(k)
-  }, { immediate: true })
+  watch(
+    modelKind,
+    (k) => {
+      if (k) params.tuneFor(k)
+    },
+    { immediate: true },
+  )
 
   /** The sample's answers while it is open, to label each generated answer with the side of its nearest one. */
   const sampleRows = ref<StanceRow[] | null>(null)
   watch(
-    () => (datasetActive.value ? dataset.opened?.datasetId ?? null : null),
+    () => (datasetActive.value ? (dataset.opened?.datasetId ?? null) : null),
     async (id) => {
       sampleRows.value = null
       if (!id) return
       try {
         const page = await api.datasetRows({ datasetId: id, query: '', offset: 0, limit: 500 })
-        if (dataset.opened?.datasetId === id) sampleRows.value = page.rows.map((r) => ({ support: r.first, oppose: r.second }))
+        if (dataset.opened?.datasetId === id)
+          sampleRows.value = page.rows.map((r) => ({ support: r.first, oppose: r.second }))
       } catch {
         /* no labels then */
       }
@@ -80,5 +85,15 @@ export const useDemoStore = defineStore('demo', () => {
     return sampleRows.value?.length && answer.trim() ? classifyStance(answer, sampleRows.value) : null
   }
 
-  return { info, modelActive, datasetActive, modelKind, sampleRows, startSession, useDemoModel, useSampleDataset, stanceOf }
+  return {
+    info,
+    modelActive,
+    datasetActive,
+    modelKind,
+    sampleRows,
+    startSession,
+    useDemoModel,
+    useSampleDataset,
+    stanceOf,
+  }
 })

@@ -1,7 +1,7 @@
 // The engine: version, backends (GPU name and free memory, or why CPU), and the host process's state.
 import { defineStore } from 'pinia'
 import { computed, ref } from 'vue'
-import type { EngineInfo, HostStatus } from '../../../src-main/api/contract'
+import type { EngineInfo, HostStatus } from '@shared/api/contract'
 import { errorText, useApi } from '../api/client'
 import { bytes } from '../lib/format'
 import { useAppStore } from './app'

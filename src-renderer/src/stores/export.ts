@@ -2,7 +2,7 @@
 // adapter, each to a path the user picks (defaults under the app's exports folder).
 import { defineStore } from 'pinia'
 import { ref } from 'vue'
-import { ApiError, type ExportResult } from '../../../src-main/api/contract'
+import { ApiError, type ExportResult } from '@shared/api/contract'
 import { errorText, useApi } from '../api/client'
 import { downloadText } from '../lib/download'
 import { useAppStore } from './app'
@@ -32,11 +32,15 @@ export const useExportStore = defineStore('export', () => {
   async function exportComparison(overwrite = false): Promise<ExportResult | null> {
     confirmOverwrite.value = ''
     const path = comparisonPath.value
-    return run('comparison', () => api.exportComparison({ run: runId.value, path, overwrite }), (e) => {
-      if (!(e instanceof ApiError) || e.code !== 'E_EXPORT_EXISTS') return false
-      confirmOverwrite.value = path
-      return true
-    })
+    return run(
+      'comparison',
+      () => api.exportComparison({ run: runId.value, path, overwrite }),
+      (e) => {
+        if (!(e instanceof ApiError) || e.code !== 'E_EXPORT_EXISTS') return false
+        confirmOverwrite.value = path
+        return true
+      },
+    )
   }
   function cancelOverwrite(): void {
     confirmOverwrite.value = ''
@@ -46,13 +50,20 @@ export const useExportStore = defineStore('export', () => {
   }
 
   /** `ask` handles an error by asking the user instead of showing it (true = handled). */
-  async function run(kind: 'comparison' | 'adapter', f: () => Promise<ExportResult>, ask?: (e: unknown) => boolean): Promise<ExportResult | null> {
+  async function run(
+    kind: 'comparison' | 'adapter',
+    f: () => Promise<ExportResult>,
+    ask?: (e: unknown) => boolean,
+  ): Promise<ExportResult | null> {
     busy.value = kind
     error.value = ''
     try {
       const r = await f()
       results.value = [r, ...results.value.filter((x) => x.path !== r.path)]
-      useAppStore().notify('success', `Exported ${kind === 'comparison' ? 'the comparison' : 'the adapter'} to ${r.path}`)
+      useAppStore().notify(
+        'success',
+        `Exported ${kind === 'comparison' ? 'the comparison' : 'the adapter'} to ${r.path}`,
+      )
       return r
     } catch (e) {
       if (!ask?.(e)) error.value = errorText(e)
@@ -72,5 +83,18 @@ export const useExportStore = defineStore('export', () => {
     }
   }
 
-  return { download, runId, comparisonPath, adapterDir, busy, results, error, confirmOverwrite, target, exportComparison, cancelOverwrite, exportAdapter }
+  return {
+    download,
+    runId,
+    comparisonPath,
+    adapterDir,
+    busy,
+    results,
+    error,
+    confirmOverwrite,
+    target,
+    exportComparison,
+    cancelOverwrite,
+    exportAdapter,
+  }
 })

@@ -4,14 +4,14 @@
 // (E_EXPORT_EXISTS) before replacing one, which this store turns into a question for the user.
 import { defineStore } from 'pinia'
 import { ref } from 'vue'
-import { ApiError, type ExportResult } from '../../../src-main/api/contract'
-import { DEFAULT_GGUF_FILE_TYPES, type GgufFileType, type MERGE_BASES } from '../../../src-main/services/params/enumValues'
+import { ApiError, type ExportResult } from '@shared/api/contract'
+import { DEFAULT_GGUF_FILE_TYPES, type GgufFileType, type MERGE_BASES } from '@shared/params/enumValues'
 import { errorText, useApi } from '../api/client'
 import { useAppStore } from './app'
 import { useHistoryStore } from './history'
 
 export type ElsewhereKind = 'merged' | 'gguf' | 'project'
-export { GGUF_FILE_TYPES as GGUF_TYPES } from '../../../src-main/services/params/enumValues'
+export { GGUF_FILE_TYPES as GGUF_TYPES } from '@shared/params/enumValues'
 
 export const useExportElsewhereStore = defineStore('exportElsewhere', () => {
   const api = useApi()
@@ -46,11 +46,12 @@ export const useExportElsewhereStore = defineStore('exportElsewhere', () => {
     error.value = ''
     const base = { run: runId.value, dir: dirs.value[kind], overwrite }
     try {
-      const r = kind === 'merged'
-        ? await api.exportMerged({ ...base, mergeInto: mergeInto.value })
-        : kind === 'gguf'
-          ? await api.exportGguf({ ...base, types: [...ggufTypes.value] })
-          : await api.exportProject({ ...base, ...(gpus.value ? { gpus: gpus.value } : {}) })
+      const r =
+        kind === 'merged'
+          ? await api.exportMerged({ ...base, mergeInto: mergeInto.value })
+          : kind === 'gguf'
+            ? await api.exportGguf({ ...base, types: [...ggufTypes.value] })
+            : await api.exportProject({ ...base, ...(gpus.value ? { gpus: gpus.value } : {}) })
       done.value = { ...done.value, [kind]: r }
       useAppStore().notify('success', `Exported to ${r.path}`)
       return r
@@ -77,5 +78,20 @@ export const useExportElsewhereStore = defineStore('exportElsewhere', () => {
     }
   }
 
-  return { runId, dirs, mergeInto, ggufTypes, gpus, adapterDir, busy, error, done, confirm, imported, target, exportTo, importAdapter }
+  return {
+    runId,
+    dirs,
+    mergeInto,
+    ggufTypes,
+    gpus,
+    adapterDir,
+    busy,
+    error,
+    done,
+    confirm,
+    imported,
+    target,
+    exportTo,
+    importAdapter,
+  }
 })

@@ -2,7 +2,7 @@
 // reopening one (into the run and responses views), and comparing two runs' trained answers side by side.
 import { defineStore } from 'pinia'
 import { computed, ref, watch } from 'vue'
-import type { ResponseRow, RunDetail, RunListItem } from '../../../src-main/api/contract'
+import type { ResponseRow, RunDetail, RunListItem } from '@shared/api/contract'
 import { errorText, useApi } from '../api/client'
 import { historyRows, NO_FILTER, type HistoryFilter, type HistorySort } from '../lib/historyTable'
 import { useAppStore } from './app'
@@ -12,7 +12,8 @@ import { useRunStore } from './run'
 /** A run's trained answers (responses_trained.json, else comparison.json's), or null when it has none. */
 export function trainedAnswers(r: RunDetail): ResponseRow[] | null {
   if (r.trained?.length) return r.trained
-  if (r.comparison?.length) return r.comparison.map((c) => ({ id: c.id, prompt: c.prompt, response: c.response_from_trained_model }))
+  if (r.comparison?.length)
+    return r.comparison.map((c) => ({ id: c.id, prompt: c.prompt, response: c.response_from_trained_model }))
   return null
 }
 /** The questions a run answered (its test prompts), from whichever answers it has. */
@@ -64,7 +65,9 @@ export const useHistoryStore = defineStore('history', () => {
 
   /** A third tick replaces the earlier of the two picks. */
   function togglePick(runId: string): void {
-    picked.value = picked.value.includes(runId) ? picked.value.filter((x) => x !== runId) : [...picked.value.slice(-1), runId]
+    picked.value = picked.value.includes(runId)
+      ? picked.value.filter((x) => x !== runId)
+      : [...picked.value.slice(-1), runId]
   }
   // The comparison on screen always shows the ticked runs: two ticked compare again, fewer close it.
   watch(picked, (ids) => {
@@ -79,7 +82,11 @@ export const useHistoryStore = defineStore('history', () => {
     if (picked.value.length !== 2) return
     try {
       // Older run on the left, newer on the right.
-      const order = [...picked.value].sort((x, y) => (runs.value.find((r) => r.runId === x)?.startedAt ?? '').localeCompare(runs.value.find((r) => r.runId === y)?.startedAt ?? ''))
+      const order = [...picked.value].sort((x, y) =>
+        (runs.value.find((r) => r.runId === x)?.startedAt ?? '').localeCompare(
+          runs.value.find((r) => r.runId === y)?.startedAt ?? '',
+        ),
+      )
       const [a, b] = await Promise.all(order.map((run) => api.runOpen({ run })))
       compareA.value = a!
       compareB.value = b!
@@ -105,7 +112,8 @@ export const useHistoryStore = defineStore('history', () => {
     const ta = trainedAnswers(a)
     const tb = trainedAnswers(b)
     const questions = questionsOf(a).length ? questionsOf(a) : questionsOf(b)
-    const answer = (rows: ResponseRow[] | null, id: ResponseRow['id'], i: number) => (rows ? (rows.find((x) => x.id === id) ?? rows[i])?.response ?? null : null)
+    const answer = (rows: ResponseRow[] | null, id: ResponseRow['id'], i: number) =>
+      rows ? ((rows.find((x) => x.id === id) ?? rows[i])?.response ?? null) : null
     return questions.map((q, i) => ({ id: q.id, prompt: q.prompt, a: answer(ta, q.id, i), b: answer(tb, q.id, i) }))
   })
 
@@ -114,10 +122,22 @@ export const useHistoryStore = defineStore('history', () => {
     const a = compareA.value
     const b = compareB.value
     if (!a || !b) return null
-    const run = (r: RunDetail) => ({ run_id: r.runId, status: r.status, model: r.modelDir, dataset: r.datasetPath, params: r.params, has_trained_answers: trainedAnswers(r) !== null })
+    const run = (r: RunDetail) => ({
+      run_id: r.runId,
+      status: r.status,
+      model: r.modelDir,
+      dataset: r.datasetPath,
+      params: r.params,
+      has_trained_answers: trainedAnswers(r) !== null,
+    })
     const body = {
       runs: [run(a), run(b)],
-      rows: compareRows.value.map((r) => ({ id: r.id, prompt: r.prompt, response_from_run_a: r.a, response_from_run_b: r.b })),
+      rows: compareRows.value.map((r) => ({
+        id: r.id,
+        prompt: r.prompt,
+        response_from_run_a: r.a,
+        response_from_run_b: r.b,
+      })),
     }
     return { name: `compare-${a.runId}-${b.runId}.json`, text: JSON.stringify(body, null, 2) + '\n' }
   }
@@ -127,7 +147,23 @@ export const useHistoryStore = defineStore('history', () => {
   })
 
   return {
-    runs, shown, filter, sort, loading, error, picked, compareA, compareB, compareIndex, compareRows,
-    refresh, open, togglePick, sortBy, compare, closeCompare, compareExport,
+    runs,
+    shown,
+    filter,
+    sort,
+    loading,
+    error,
+    picked,
+    compareA,
+    compareB,
+    compareIndex,
+    compareRows,
+    refresh,
+    open,
+    togglePick,
+    sortBy,
+    compare,
+    closeCompare,
+    compareExport,
   }
 })

@@ -2,7 +2,7 @@
 // cache, and, once loaded on the engine, the backend and resident memory it really uses.
 import { defineStore } from 'pinia'
 import { ref, watch } from 'vue'
-import type { CachedModel, ModelLoaded, ModelSummary } from '../../../src-main/api/contract'
+import type { CachedModel, ModelLoaded, ModelSummary } from '@shared/api/contract'
 import { errorText, useApi } from '../api/client'
 import { samePath } from '../lib/paths'
 import { useAppStore } from './app'

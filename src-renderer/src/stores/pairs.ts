@@ -3,7 +3,7 @@
 // read from run directories: past runs need no engine.
 import { defineStore } from 'pinia'
 import { computed, ref, shallowRef } from 'vue'
-import type { AnswerTokensRow, PairTokensRow, RunPairs } from '../../../src-main/api/contract'
+import type { AnswerTokensRow, PairTokensRow, RunPairs } from '@shared/api/contract'
 import { errorText, useApi } from '../api/client'
 import { pairSummary, pairTableRows, type PairFilter, type PairSortKey } from '../lib/pairTable'
 
@@ -31,7 +31,14 @@ export const usePairsStore = defineStore('pairs', () => {
   const answerB = shallowRef<AnswerTokensRow | null>(null)
 
   const rows = computed(() =>
-    dataA.value?.pairs ? pairTableRows(dataA.value.pairs, dataB.value?.pairs ?? null, { filter: filter.value, query: query.value, sortKey: sortKey.value, sortDir: sortDir.value }) : [],
+    dataA.value?.pairs
+      ? pairTableRows(dataA.value.pairs, dataB.value?.pairs ?? null, {
+          filter: filter.value,
+          query: query.value,
+          sortKey: sortKey.value,
+          sortDir: sortDir.value,
+        })
+      : [],
   )
   const summaryA = computed(() => (dataA.value?.pairs ? pairSummary(dataA.value.pairs) : null))
   const summaryB = computed(() => (dataB.value?.pairs ? pairSummary(dataB.value.pairs) : null))
@@ -114,7 +121,10 @@ export const usePairsStore = defineStore('pairs', () => {
     error.value = ''
     try {
       const hasB = runB.value && dataB.value?.answers.some((x) => x.index === index)
-      const [a, b] = await Promise.all([runA.value ? api.runAnswerTokens({ run: runA.value, index }) : null, hasB ? api.runAnswerTokens({ run: runB.value!, index }) : null])
+      const [a, b] = await Promise.all([
+        runA.value ? api.runAnswerTokens({ run: runA.value, index }) : null,
+        hasB ? api.runAnswerTokens({ run: runB.value!, index }) : null,
+      ])
       if (answerIndex.value !== index) return
       answerA.value = a
       answerB.value = b
@@ -124,7 +134,33 @@ export const usePairsStore = defineStore('pairs', () => {
   }
 
   return {
-    runA, runB, dataA, dataB, error, loading, tab, filter, query, sortKey, sortDir, selected, tokensA, tokensB, answerIndex, answerA, answerB,
-    rows, summaryA, summaryB, current, currentB, open, compareWith, sortBy, select, step, selectAnswer,
+    runA,
+    runB,
+    dataA,
+    dataB,
+    error,
+    loading,
+    tab,
+    filter,
+    query,
+    sortKey,
+    sortDir,
+    selected,
+    tokensA,
+    tokensB,
+    answerIndex,
+    answerA,
+    answerB,
+    rows,
+    summaryA,
+    summaryB,
+    current,
+    currentB,
+    open,
+    compareWith,
+    sortBy,
+    select,
+    step,
+    selectAnswer,
   }
 })

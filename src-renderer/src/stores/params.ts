@@ -6,7 +6,7 @@
 // the other side's value, so whatever the user typed stays as it is.
 import { defineStore } from 'pinia'
 import { computed, ref, watch } from 'vue'
-import type { TrainParams, TrainParamsInput } from '../../../src-main/services/params/trainParams'
+import type { TrainParams, TrainParamsInput } from '@shared/params/trainParams'
 import { buildParamFields, PRESETS, validateParams, type ParamKey } from '../lib/paramFields'
 
 const STORAGE_KEY = 'dpo-studio.params'
@@ -16,7 +16,9 @@ const TUNED_KEY = 'dpo-studio.paramsFor'
 export type ModelKind = 'demo' | 'real'
 
 function defaults(): Record<string, unknown> {
-  return Object.fromEntries(buildParamFields().map((f) => [f.key, Array.isArray(f.default) ? [...f.default] : f.default]))
+  return Object.fromEntries(
+    buildParamFields().map((f) => [f.key, Array.isArray(f.default) ? [...f.default] : f.default]),
+  )
 }
 
 const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b)
@@ -46,10 +48,16 @@ export const useParamsStore = defineStore('params', () => {
   /** The resolved parameters (null while the form has errors). */
   const resolved = computed<TrainParams | null>(() => (validation.value.ok ? validation.value.value : null))
   /** The fields in error, in form order, with their labels (for "Fix the parameter errors" and its links). */
-  const invalidFields = computed(() => fields.filter((f) => errors.value[f.key]).map((f) => ({ key: f.key, label: f.label, notebookName: f.notebookName })))
+  const invalidFields = computed(() =>
+    fields
+      .filter((f) => errors.value[f.key])
+      .map((f) => ({ key: f.key, label: f.label, notebookName: f.notebookName })),
+  )
   /** One sentence naming the fields in error ('' when there are none). */
   const errorSummary = computed(() =>
-    invalidFields.value.length ? `Fix the parameter errors: ${invalidFields.value.map((f) => `${f.label} (${f.notebookName})`).join(', ')}.` : '',
+    invalidFields.value.length
+      ? `Fix the parameter errors: ${invalidFields.value.map((f) => `${f.label} (${f.notebookName})`).join(', ')}.`
+      : '',
   )
   /** Fields that differ from the notebook's defaults. */
   const changed = computed(() => {
@@ -97,5 +105,22 @@ export const useParamsStore = defineStore('params', () => {
   watch(values, (v) => localStorage.setItem(STORAGE_KEY, JSON.stringify(v)), { deep: true })
   watch(tunedFor, (k) => localStorage.setItem(TUNED_KEY, k))
 
-  return { fields, values, presetId, preset, tunedFor, errors, valid, resolved, invalidFields, errorSummary, changed, changedFromStart, set, applyPreset, reset, tuneFor }
+  return {
+    fields,
+    values,
+    presetId,
+    preset,
+    tunedFor,
+    errors,
+    valid,
+    resolved,
+    invalidFields,
+    errorSummary,
+    changed,
+    changedFromStart,
+    set,
+    applyPreset,
+    reset,
+    tuneFor,
+  }
 })

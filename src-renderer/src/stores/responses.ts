@@ -2,7 +2,7 @@
 // token from a generation job or a run, or loaded from a past run; plus which question is on screen.
 import { defineStore } from 'pinia'
 import { computed, ref } from 'vue'
-import type { ResponseRow, RunDetail } from '../../../src-main/api/contract'
+import type { ResponseRow, RunDetail } from '@shared/api/contract'
 import { errorText, useApi } from '../api/client'
 import { useAppStore } from './app'
 import { useDatasetStore } from './dataset'
@@ -66,7 +66,11 @@ export const useResponsesStore = defineStore('responses', () => {
     const dataset = useDatasetStore()
     const params = useParamsStore()
     if (!models.dir || !dataset.promptsPath || !dataset.prompts || !params.resolved) {
-      error.value = !models.dir ? 'Choose a model first.' : !dataset.prompts ? 'Open test prompts first (the dataset view finds test_prompt.json).' : params.errorSummary
+      error.value = !models.dir
+        ? 'Choose a model first.'
+        : !dataset.prompts
+          ? 'Open test prompts first (the dataset view finds test_prompt.json).'
+          : params.errorSummary
       return
     }
     error.value = ''
@@ -74,7 +78,11 @@ export const useResponsesStore = defineStore('responses', () => {
     original.value = dataset.prompts.prompts.map(() => '')
     source.value = 'live'
     try {
-      const r = await api.generateStart({ modelDir: models.dir, promptsPath: dataset.promptsPath, params: params.resolved })
+      const r = await api.generateStart({
+        modelDir: models.dir,
+        promptsPath: dataset.promptsPath,
+        params: params.resolved,
+      })
       jobId.value = r.jobId
       begin('original')
     } catch (e) {
@@ -98,8 +106,10 @@ export const useResponsesStore = defineStore('responses', () => {
     const rows: ResponseRow[] = run.original ?? run.trained ?? []
     const fromComparison = run.comparison?.map((c) => ({ id: c.id, prompt: c.prompt })) ?? []
     prompts.value = rows.length ? rows.map((r) => ({ id: r.id, prompt: r.prompt })) : fromComparison
-    original.value = run.original?.map((r) => r.response) ?? run.comparison?.map((c) => c.response_from_original_model) ?? []
-    trained.value = run.trained?.map((r) => r.response) ?? run.comparison?.map((c) => c.response_from_trained_model) ?? []
+    original.value =
+      run.original?.map((r) => r.response) ?? run.comparison?.map((c) => c.response_from_original_model) ?? []
+    trained.value =
+      run.trained?.map((r) => r.response) ?? run.comparison?.map((c) => c.response_from_trained_model) ?? []
     source.value = run.runId
     selected.value = 0
     streaming.value = null
@@ -136,7 +146,23 @@ export const useResponsesStore = defineStore('responses', () => {
   })
 
   return {
-    prompts, original, trained, streaming, jobId, source, selected, error, rate, count, current, hasOriginal, hasTrained,
-    reset, generateOriginal, cancel, loadRun, go,
+    prompts,
+    original,
+    trained,
+    streaming,
+    jobId,
+    source,
+    selected,
+    error,
+    rate,
+    count,
+    current,
+    hasOriginal,
+    hasTrained,
+    reset,
+    generateOriginal,
+    cancel,
+    loadRun,
+    go,
   }
 })

@@ -2,8 +2,8 @@
 // progress, throughput and ETA. Follows a run started in another window, and shows past runs reopened from history.
 import { defineStore } from 'pinia'
 import { computed, ref } from 'vue'
-import type { ApiErrorInfo, JobSnapshot, MetricsRow, RunDetail, RunPhase, TrainProgress } from '../../../src-main/api/contract'
-import { applyJobEvent } from '../../../src-main/api/jobEvents'
+import type { ApiErrorInfo, JobSnapshot, MetricsRow, RunDetail, RunPhase, TrainProgress } from '@shared/api/contract'
+import { applyJobEvent } from '@shared/api/jobEvents'
 import { errorText, useApi } from '../api/client'
 import { useAppStore } from './app'
 import { useDatasetStore } from './dataset'
@@ -40,8 +40,20 @@ export const useRunStore = defineStore('run', () => {
   const running = computed(() => status.value === 'running')
   const last = computed(() => metrics.value[metrics.value.length - 1] ?? null)
   /** A cancelled or failed run that runResume may continue (the server checks everything and says what differs). */
-  const canResume = computed(() => !running.value && runId.value !== null && (status.value === 'cancelled' || status.value === 'failed') && resumeOk.value)
-  const fraction = computed(() => (progress.value && progress.value.totalSteps > 0 ? progress.value.step / progress.value.totalSteps : status.value === 'completed' ? 1 : 0))
+  const canResume = computed(
+    () =>
+      !running.value &&
+      runId.value !== null &&
+      (status.value === 'cancelled' || status.value === 'failed') &&
+      resumeOk.value,
+  )
+  const fraction = computed(() =>
+    progress.value && progress.value.totalSteps > 0
+      ? progress.value.step / progress.value.totalSteps
+      : status.value === 'completed'
+        ? 1
+        : 0,
+  )
 
   /** What is missing before a run can start, in words (empty when ready). */
   const blockers = computed(() => {
@@ -167,14 +179,19 @@ export const useRunStore = defineStore('run', () => {
     }
     if (status.value !== 'idle' && status.value !== 'running') return
     const before = { status: status.value, runId: runId.value }
-    const id = before.status === 'running' ? before.runId : ((await api.runsList(undefined).catch(() => []))[0]?.runId ?? null)
+    const id =
+      before.status === 'running' ? before.runId : ((await api.runsList(undefined).catch(() => []))[0]?.runId ?? null)
     if (!id) return
     const detail = await api.runOpen({ run: id }).catch(() => null)
     // Something started meanwhile (Start, a run from another window): that wins.
     if (!detail || status.value !== before.status || runId.value !== before.runId) return
     showPast(detail)
     const responses = useResponsesStore()
-    if (before.status === 'running' || (responses.source === 'live' && !responses.hasOriginal && !responses.hasTrained && !responses.streaming)) responses.loadRun(detail)
+    if (
+      before.status === 'running' ||
+      (responses.source === 'live' && !responses.hasOriginal && !responses.hasTrained && !responses.streaming)
+    )
+      responses.loadRun(detail)
   }
 
   function showPast(run: RunDetail): void {
@@ -204,7 +221,15 @@ export const useRunStore = defineStore('run', () => {
     }
     const ev = e.event
     const next = applyJobEvent(
-      { status: status.value, phase: phase.value, detail: detail.value, metrics: metrics.value, progress: progress.value, log: log.value, error: error.value },
+      {
+        status: status.value,
+        phase: phase.value,
+        detail: detail.value,
+        metrics: metrics.value,
+        progress: progress.value,
+        log: log.value,
+        error: error.value,
+      },
       ev,
     )
     status.value = next.status
@@ -225,7 +250,31 @@ export const useRunStore = defineStore('run', () => {
   })
 
   return {
-    jobId, runId, status, phase, detail, metrics, progress, error, log, startedAt, config, where, reopened, cancelling, starting, resuming,
-    running, last, fraction, blockers, canResume, start, resume, cancel, attach, showPast,
+    jobId,
+    runId,
+    status,
+    phase,
+    detail,
+    metrics,
+    progress,
+    error,
+    log,
+    startedAt,
+    config,
+    where,
+    reopened,
+    cancelling,
+    starting,
+    resuming,
+    running,
+    last,
+    fraction,
+    blockers,
+    canResume,
+    start,
+    resume,
+    cancel,
+    attach,
+    showPast,
   }
 })

@@ -2,7 +2,7 @@
 // follow it (run k of n, the finished runs' rows as they come), and open past sweeps from the data folder.
 import { defineStore } from 'pinia'
 import { computed, ref, shallowRef } from 'vue'
-import type { SweepDetail, SweepJobState, SweepListItem, SweepRunRow } from '../../../src-main/api/contract'
+import type { SweepDetail, SweepJobState, SweepListItem, SweepRunRow } from '@shared/api/contract'
 import { errorText, useApi } from '../api/client'
 import { useAppStore } from './app'
 import { useDatasetStore } from './dataset'
@@ -123,7 +123,13 @@ export const useSweepStore = defineStore('sweep', () => {
     const ev = e.event
     if (ev.kind === 'sweep') {
       const rows = progress.value?.rows ?? []
-      progress.value = { index: ev.index, total: ev.total, ratio: ev.ratio, runDir: ev.runDir, rows: ev.row ? [...rows, ev.row] : rows }
+      progress.value = {
+        index: ev.index,
+        total: ev.total,
+        ratio: ev.ratio,
+        runDir: ev.runDir,
+        rows: ev.row ? [...rows, ev.row] : rows,
+      }
       if (ev.row) liveDirs.value = [...liveDirs.value, ev.runDir]
     } else if (ev.kind === 'phase') phase.value = ev.phase
     else if (ev.kind === 'end') {
@@ -133,9 +139,31 @@ export const useSweepStore = defineStore('sweep', () => {
       if (sweepId.value) void open(sweepId.value)
       const app = useAppStore()
       if (ev.status === 'completed') app.notify('success', `Sweep ${sweepId.value} finished.`)
-      else if (ev.status === 'failed') app.notify('error', `Sweep ${sweepId.value} failed: ${ev.error?.message ?? 'unknown error'}`, 15000)
+      else if (ev.status === 'failed')
+        app.notify('error', `Sweep ${sweepId.value} failed: ${ev.error?.message ?? 'unknown error'}`, 15000)
     }
   })
 
-  return { ratiosText, list, current, jobId, sweepId, status, progress, liveDirs, phase, error, ratios, running, rows, dirs, blockers, refresh, open, start, attach, cancel }
+  return {
+    ratiosText,
+    list,
+    current,
+    jobId,
+    sweepId,
+    status,
+    progress,
+    liveDirs,
+    phase,
+    error,
+    ratios,
+    running,
+    rows,
+    dirs,
+    blockers,
+    refresh,
+    open,
+    start,
+    attach,
+    cancel,
+  }
 })

@@ -11,7 +11,10 @@ describe('toApiError', () => {
   })
 
   it('keeps a StudioError code and leaves empty details out', () => {
-    expect(toApiError(new StudioError('E_BAD_MODEL', 'no config.json'))).toEqual({ code: 'E_BAD_MODEL', message: 'no config.json' })
+    expect(toApiError(new StudioError('E_BAD_MODEL', 'no config.json'))).toEqual({
+      code: 'E_BAD_MODEL',
+      message: 'no config.json',
+    })
   })
 
   it('makes a zod validation error bad input naming the first field, with every issue in details', () => {
@@ -32,6 +35,9 @@ describe('toApiError', () => {
   it('makes anything else E_INTERNAL with its message and no details', () => {
     expect(toApiError(new TypeError('x is undefined'))).toEqual({ code: 'E_INTERNAL', message: 'x is undefined' })
     expect(toApiError('a string')).toEqual({ code: 'E_INTERNAL', message: 'a string' })
-    expect(toApiError(Object.assign(new Error('numeric code'), { code: 5 }))).toEqual({ code: 'E_INTERNAL', message: 'numeric code' })
+    expect(toApiError(Object.assign(new Error('numeric code'), { code: 5 }))).toEqual({
+      code: 'E_INTERNAL',
+      message: 'numeric code',
+    })
   })
 })

@@ -1,18 +1,35 @@
 // applyJobEvent: the one reducer of job events, shared by the main process's job snapshot and the renderer's run store.
 import { describe, expect, it } from 'vitest'
-import { applyJobEvent, LOG_KEEP, type JobView } from '../../../src-main/api/jobEvents'
-import type { MetricsRow, TrainProgress } from '../../../src-main/api/contract'
+import { applyJobEvent, LOG_KEEP, type JobView } from '../../../src-shared/api/jobEvents'
+import type { MetricsRow, TrainProgress } from '../../../src-shared/api/contract'
 
 function view(extra: Partial<JobView> = {}): JobView {
-  return { status: 'running', phase: 'load', detail: '', metrics: [], progress: null, log: [], error: null, original: ['', ''], trained: ['', ''], ...extra }
+  return {
+    status: 'running',
+    phase: 'load',
+    detail: '',
+    metrics: [],
+    progress: null,
+    log: [],
+    error: null,
+    original: ['', ''],
+    trained: ['', ''],
+    ...extra,
+  }
 }
 
 const row = { step: 1, epoch: 0.5, loss: 0.6931 } as MetricsRow
 
 describe('applyJobEvent', () => {
   it('phase sets the phase and its detail (empty when none)', () => {
-    expect(applyJobEvent(view(), { kind: 'phase', phase: 'train', detail: '4 steps' })).toMatchObject({ phase: 'train', detail: '4 steps' })
-    expect(applyJobEvent(view({ detail: 'old' }), { kind: 'phase', phase: 'save' })).toMatchObject({ phase: 'save', detail: '' })
+    expect(applyJobEvent(view(), { kind: 'phase', phase: 'train', detail: '4 steps' })).toMatchObject({
+      phase: 'train',
+      detail: '4 steps',
+    })
+    expect(applyJobEvent(view({ detail: 'old' }), { kind: 'phase', phase: 'save' })).toMatchObject({
+      phase: 'save',
+      detail: '',
+    })
   })
 
   it('metrics appends the row to a new array, leaving the old view as it was', () => {
@@ -23,7 +40,16 @@ describe('applyJobEvent', () => {
   })
 
   it('progress replaces the progress', () => {
-    const progress: TrainProgress = { stage: 'train', step: 1, totalSteps: 4, pairsDone: 2, pairsTotal: 8, elapsedS: 1, etaS: 3, pairsPerS: 2 }
+    const progress: TrainProgress = {
+      stage: 'train',
+      step: 1,
+      totalSteps: 4,
+      pairsDone: 2,
+      pairsTotal: 8,
+      elapsedS: 1,
+      etaS: 3,
+      pairsPerS: 2,
+    }
     expect(applyJobEvent(view(), { kind: 'progress', progress }).progress).toEqual(progress)
   })
 
@@ -35,7 +61,9 @@ describe('applyJobEvent', () => {
     expect(v.trained).toEqual(['Hi.', ''])
     const bare = view({ original: undefined, trained: undefined })
     expect(applyJobEvent(bare, { kind: 'text', which: 'original', index: 0, delta: 'x' })).toBe(bare)
-    expect(applyJobEvent(bare, { kind: 'response', which: 'trained', index: 0, row: { id: 1, prompt: 'p', response: 'x' } })).toBe(bare)
+    expect(
+      applyJobEvent(bare, { kind: 'response', which: 'trained', index: 0, row: { id: 1, prompt: 'p', response: 'x' } }),
+    ).toBe(bare)
   })
 
   it('sweep records the run in progress and collects finished rows', () => {
@@ -56,10 +84,22 @@ describe('applyJobEvent', () => {
   })
 
   it('end sets the status, the error and the closing phase', () => {
-    expect(applyJobEvent(view({ phase: 'save' }), { kind: 'end', status: 'completed' })).toMatchObject({ status: 'completed', phase: 'done', error: null })
-    expect(applyJobEvent(view(), { kind: 'end', status: 'cancelled' })).toMatchObject({ status: 'cancelled', phase: 'cancelled', error: null })
+    expect(applyJobEvent(view({ phase: 'save' }), { kind: 'end', status: 'completed' })).toMatchObject({
+      status: 'completed',
+      phase: 'done',
+      error: null,
+    })
+    expect(applyJobEvent(view(), { kind: 'end', status: 'cancelled' })).toMatchObject({
+      status: 'cancelled',
+      phase: 'cancelled',
+      error: null,
+    })
     const error = { code: 'E_OOM', message: 'out of memory' }
-    expect(applyJobEvent(view(), { kind: 'end', status: 'failed', error })).toMatchObject({ status: 'failed', phase: 'failed', error })
+    expect(applyJobEvent(view(), { kind: 'end', status: 'failed', error })).toMatchObject({
+      status: 'failed',
+      phase: 'failed',
+      error,
+    })
   })
 
   it('loadProgress leaves the view as it is', () => {

@@ -5,7 +5,7 @@
 import { mount } from '@vue/test-utils'
 import { createPinia, setActivePinia } from 'pinia'
 import { beforeEach, describe, expect, it } from 'vitest'
-import type { BackendInfo } from '../../../src-main/engine/nativeTypes'
+import type { BackendInfo } from '../../../src-main/addon/addonTypes'
 import { setApi } from '../../../src-renderer/src/api/client'
 import ModelsBackendCard from '../../../src-renderer/src/components/models/ModelsBackendCard.vue'
 import { useEngineStore } from '../../../src-renderer/src/stores/engine'
@@ -31,7 +31,11 @@ const FAILED: BackendInfo = {
 }
 
 async function mountWith(backends: BackendInfo) {
-  setApi(fakeApi({ engineInfo: () => ({ version: '0.1.0+cuda', backends, training: true, host: { state: 'ready', pid: 7 } }) }).api)
+  setApi(
+    fakeApi({
+      engineInfo: () => ({ version: '0.1.0+cuda', backends, training: true, host: { state: 'ready', pid: 7 } }),
+    }).api,
+  )
   const engine = useEngineStore()
   await engine.refresh()
   return { engine, w: mount(ModelsBackendCard, { props: { engine } }) }
@@ -43,7 +47,9 @@ describe('compute backend panel', () => {
   it('a GPU that passed its self-check: the GPU, with the self-check line', async () => {
     const { engine, w } = await mountWith(GPU)
     expect(w.text()).toContain('NVIDIA H200')
-    expect(w.get('[data-testid="self-check"]').text()).toBe('Self-check passed (31 kernels compared with the CPU backend, 14.2 ms)')
+    expect(w.get('[data-testid="self-check"]').text()).toBe(
+      'Self-check passed (31 kernels compared with the CPU backend, 14.2 ms)',
+    )
     expect(w.find('[data-testid="cpu-reason"]').exists()).toBe(false)
     expect(engine.usesGpu).toBe(true)
     expect(engine.backendLabel).toMatch(/^NVIDIA H200 · /)
@@ -52,7 +58,7 @@ describe('compute backend panel', () => {
   it('a GPU that failed: the CPU, naming the GPU and the failing kernel', async () => {
     const { engine, w } = await mountWith(FAILED)
     const line = w.get('[data-testid="self-check"]').text()
-    expect(line).toContain('NVIDIA H200 failed the engine\'s GPU self-check, so models load on the CPU')
+    expect(line).toContain("NVIDIA H200 failed the engine's GPU self-check, so models load on the CPU")
     expect(line).toContain('kernel attention_backward differs from the CPU backend')
     expect(w.text()).toContain('16 threads')
     expect(engine.usesGpu).toBe(false)
@@ -70,7 +76,9 @@ describe('compute backend panel', () => {
     })
     // In words first; the engine's reason on demand.
     expect(w.get('[data-testid="cpu-reason"]').text()).toBe('No NVIDIA GPU found, computing on the CPU.')
-    expect(w.get('[data-testid="cpu-details"]').text()).toContain('error 35 (CUDA driver version is insufficient for CUDA runtime version) (no NVIDIA driver is installed')
+    expect(w.get('[data-testid="cpu-details"]').text()).toContain(
+      'error 35 (CUDA driver version is insufficient for CUDA runtime version) (no NVIDIA driver is installed',
+    )
     expect(w.find('[data-testid="self-check"]').exists()).toBe(false)
     expect(engine.backendLabel).toBe('CPU · 16 threads')
   })

@@ -41,7 +41,9 @@ describe('yAxisFor', () => {
     ] as Array<[number[], boolean]>) {
       const l = labels(values, percent)
       expect(new Set(l).size, l.join(' ')).toBe(l.length)
-      const kinds = new Set(l.filter((x) => x !== '0').map((x) => (x.includes('e') ? 'exp' : x.endsWith('%') ? 'pct' : 'fixed')))
+      const kinds = new Set(
+        l.filter((x) => x !== '0').map((x) => (x.includes('e') ? 'exp' : x.endsWith('%') ? 'pct' : 'fixed')),
+      )
       expect(kinds.size, l.join(' ')).toBe(1)
     }
     expect(labels([0, 5e-5, 1e-4, 2e-4])).toContain('1.0e-4')
@@ -57,10 +59,14 @@ describe('textUnits and backendText', () => {
   })
 
   it('says "No NVIDIA GPU found" and keeps the runtime error as details', () => {
-    expect(cpuReason({ cudaCompiled: true, cudaAvailable: false, cudaReason: 'cudaGetDeviceCount failed: error 100' })).toEqual({
+    expect(
+      cpuReason({ cudaCompiled: true, cudaAvailable: false, cudaReason: 'cudaGetDeviceCount failed: error 100' }),
+    ).toEqual({
       headline: 'No NVIDIA GPU found, computing on the CPU.',
       details: 'cudaGetDeviceCount failed: error 100 (the driver reports no CUDA-capable device)',
     })
-    expect(cpuReason({ cudaCompiled: false, cudaAvailable: false, cudaReason: '' }).headline).toBe('This engine build has no CUDA backend, so it computes on the CPU.')
+    expect(cpuReason({ cudaCompiled: false, cudaAvailable: false, cudaReason: '' }).headline).toBe(
+      'This engine build has no CUDA backend, so it computes on the CPU.',
+    )
   })
 })

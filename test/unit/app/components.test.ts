@@ -14,7 +14,12 @@ import { fakeApi } from './fakeApi'
 const chart = { setOption: vi.fn(), resize: vi.fn(), dispose: vi.fn() }
 vi.mock('echarts/core', () => ({ init: vi.fn(() => chart), use: vi.fn() }))
 vi.mock('echarts/charts', () => ({ LineChart: {} }))
-vi.mock('echarts/components', () => ({ GridComponent: {}, LegendComponent: {}, MarkLineComponent: {}, TooltipComponent: {} }))
+vi.mock('echarts/components', () => ({
+  GridComponent: {},
+  LegendComponent: {},
+  MarkLineComponent: {},
+  TooltipComponent: {},
+}))
 vi.mock('echarts/renderers', () => ({ CanvasRenderer: {} }))
 
 let pinia: ReturnType<typeof createPinia>
@@ -34,7 +39,12 @@ describe('ParamsView', () => {
     expect(beta.text()).toContain('beta')
     expect(beta.text()).toContain('Default 0.1')
     expect(beta.text()).toContain('> 0')
-    expect(w.get('[data-testid="param-lossType"]').findAll('button').map((b) => b.text())).toEqual(['sigmoid', 'ipo', 'hinge', 'robust'])
+    expect(
+      w
+        .get('[data-testid="param-lossType"]')
+        .findAll('button')
+        .map((b) => b.text()),
+    ).toEqual(['sigmoid', 'ipo', 'hinge', 'robust'])
   })
 
   it('shows a validation message when a value is out of range, and presets fix it', async () => {

@@ -6,8 +6,8 @@ import { mount } from '@vue/test-utils'
 import { createPinia, setActivePinia } from 'pinia'
 import { beforeEach, describe, expect, it } from 'vitest'
 import { nextTick } from 'vue'
-import type { AppInfo, DemoInfo, ModelSummary } from '../../../src-main/api/contract'
-import { DEMO_NOTE, DEMO_PRESET } from '../../../src-main/services/demoShared'
+import type { AppInfo, DemoInfo, ModelSummary } from '../../../src-shared/api/contract'
+import { DEMO_NOTE, DEMO_PRESET } from '../../../src-shared/demo/demoPreset'
 import { setApi } from '../../../src-renderer/src/api/client'
 import AppSidebar from '../../../src-renderer/src/components/app/AppSidebar.vue'
 import ModelsView from '../../../src-renderer/src/components/models/ModelsView.vue'
@@ -34,8 +34,21 @@ const flush = async () => {
 
 function summary(dir: string): ModelSummary {
   return {
-    dir, architecture: 'LlamaForCausalLM', modelType: 'llama', supported: true, note: '', params: 1_700_000, layers: 4, hidden: 192, vocab: 881,
-    dtype: 'bfloat16', checkpointBytes: 3_491_560, nf4Bytes: 1_000_000, hasTokenizer: true, hasChatTemplate: false, prequantized: false,
+    dir,
+    architecture: 'LlamaForCausalLM',
+    modelType: 'llama',
+    supported: true,
+    note: '',
+    params: 1_700_000,
+    layers: 4,
+    hidden: 192,
+    vocab: 881,
+    dtype: 'bfloat16',
+    checkpointBytes: 3_491_560,
+    nf4Bytes: 1_000_000,
+    hasTokenizer: true,
+    hasChatTemplate: false,
+    prequantized: false,
   }
 }
 
@@ -51,14 +64,35 @@ beforeEach(() => {
     modelInspect: (i: { dir: string }) => summary(i.dir),
     modelsList: () => ({ cacheDir: '/home/u/.cache/huggingface/hub', models: [] }),
     datasetOpen: (i: { path: string }) => ({
-      datasetId: 'ds1', file: `${i.path}/labelled_data.json`, format: 'hw6', conversational: false, rowCount: 60,
-      testPrompts: { path: `${i.path}/test_prompt.json`, prompts: Array.from({ length: 10 }, (_, k) => ({ id: k + 1, prompt: `q${k + 1}` })) },
+      datasetId: 'ds1',
+      file: `${i.path}/labelled_data.json`,
+      format: 'hw6',
+      conversational: false,
+      rowCount: 60,
+      testPrompts: {
+        path: `${i.path}/test_prompt.json`,
+        prompts: Array.from({ length: 10 }, (_, k) => ({ id: k + 1, prompt: `q${k + 1}` })),
+      },
     }),
     datasetRows: () => ({
-      total: 2, matched: 2, offset: 0,
+      total: 2,
+      matched: 2,
+      offset: 0,
       rows: [
-        { index: 1, id: 1, prompt: 'p1', first: '禁車能讓街道回到行人手中，提升城市生活品質。', second: '禁車可能限制市民的移動自由，損害生活便利。' },
-        { index: 2, id: 2, prompt: 'p2', first: '禁車能減少廢氣排放，明顯改善市中心的空氣。', second: '禁車可能只是把車流推到周邊，無法真正改善空汙。' },
+        {
+          index: 1,
+          id: 1,
+          prompt: 'p1',
+          first: '禁車能讓街道回到行人手中，提升城市生活品質。',
+          second: '禁車可能限制市民的移動自由，損害生活便利。',
+        },
+        {
+          index: 2,
+          id: 2,
+          prompt: 'p2',
+          first: '禁車能減少廢氣排放，明顯改善市中心的空氣。',
+          second: '禁車可能只是把車流推到周邊，無法真正改善空汙。',
+        },
       ],
     }),
     datasetPairs: (i: { dataSize: number; supportRatio: number }) => {
@@ -114,7 +148,9 @@ describe('demo default', () => {
     localStorage.setItem('dpo-studio.datasetPath', '/data/genai-hw6')
     const demo = await start()
     expect(fake.calls.filter((c) => c.method === 'modelInspect').map((c) => c.input)).toEqual([{ dir: REAL }])
-    expect(fake.calls.filter((c) => c.method === 'datasetOpen').map((c) => c.input)).toEqual([{ path: '/data/genai-hw6' }])
+    expect(fake.calls.filter((c) => c.method === 'datasetOpen').map((c) => c.input)).toEqual([
+      { path: '/data/genai-hw6' },
+    ])
     expect(demo.modelActive).toBe(false)
     expect(demo.datasetActive).toBe(false)
     expect(useParamsStore().presetId).toBe('notebook')
@@ -172,13 +208,25 @@ describe('preset switching', () => {
     params.set('supportRatio', 0.9) // not a preset field
     await useModelsStore().select(REAL)
     await flush()
-    expect(params.values).toMatchObject({ epochs: 2, supportRatio: 0.9, dataSize: 50, learningRate: 2e-4, maxNewTokens: 200 })
+    expect(params.values).toMatchObject({
+      epochs: 2,
+      supportRatio: 0.9,
+      dataSize: 50,
+      learningRate: 2e-4,
+      maxNewTokens: 200,
+    })
     expect(params.presetId).toBe(null)
     // On the real model the user sets the learning rate; back on the demo it stays, the untouched fields follow.
     params.set('learningRate', 1e-4)
     await demo.useDemoModel()
     await flush()
-    expect(params.values).toMatchObject({ epochs: 2, supportRatio: 0.9, dataSize: 60, learningRate: 1e-4, maxNewTokens: 48 })
+    expect(params.values).toMatchObject({
+      epochs: 2,
+      supportRatio: 0.9,
+      dataSize: 60,
+      learningRate: 1e-4,
+      maxNewTokens: 48,
+    })
   })
 
   it('reset goes back to the preset of the model in use', async () => {

@@ -5,13 +5,13 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import type { ApiEvent } from '../../../src-main/api/contract'
+import type { ApiEvent } from '../../../src-shared/api/contract'
 import { JobManager } from '../../../src-main/api/jobs'
 import { listRuns } from '../../../src-main/api/runStore'
 import { EngineHost } from '../../../src-main/host/engineHost'
 import { forkSpawner } from '../../../src-main/host/forkTransport'
 import { describeExit } from '../../../src-main/host/protocol'
-import { resolveTrainParams } from '../../../src-main/services/params/trainParams'
+import { resolveTrainParams } from '../../../src-shared/params/trainParams'
 import { sharedPath } from '../../helpers/sharedPath'
 
 const STORIES = sharedPath('models/stories260K')
@@ -20,7 +20,11 @@ const hosts: EngineHost[] = []
 
 function newHost(): { host: EngineHost; states: string[] } {
   const states: string[] = []
-  const host = new EngineHost({ spawn: forkSpawner(undefined, { ...process.env, DPO_STUDIO_TEST_HOOKS: '1' }), onStatus: (s) => states.push(s.state), restartDelayMs: 50 })
+  const host = new EngineHost({
+    spawn: forkSpawner(undefined, { ...process.env, DPO_STUDIO_TEST_HOOKS: '1' }),
+    onStatus: (s) => states.push(s.state),
+    restartDelayMs: 50,
+  })
   host.start()
   hosts.push(host)
   return { host, states }
@@ -53,14 +57,31 @@ describe('EngineHost', () => {
     expect(info.version).toMatch(/^\d+\.\d+\.\d+/)
     expect(host.status.state).toBe('ready')
     const fractions: number[] = []
-    const loaded = await host.call('modelLoad', { dir: STORIES, quant: 'nf4', backend: 'cpu' }, (e) => e.kind === 'loadProgress' && fractions.push(e.fraction)).promise
+    const loaded = await host.call(
+      'modelLoad',
+      { dir: STORIES, quant: 'nf4', backend: 'cpu' },
+      (e) => e.kind === 'loadProgress' && fractions.push(e.fraction),
+    ).promise
     expect(loaded.info.config.architecture).toBe('LlamaForCausalLM')
     expect(fractions[fractions.length - 1]).toBe(1)
     const texts: string[] = []
-    const gen = await host.call('generate', { modelDir: STORIES, quant: 'nf4', backend: 'cpu', prompts: [{ id: 1, prompt: 'Once upon a time' }], maxNewTokens: 12, system: '' }, (e) => e.kind === 'text' && texts.push(e.delta)).promise
+    const gen = await host.call(
+      'generate',
+      {
+        modelDir: STORIES,
+        quant: 'nf4',
+        backend: 'cpu',
+        prompts: [{ id: 1, prompt: 'Once upon a time' }],
+        maxNewTokens: 12,
+        system: '',
+      },
+      (e) => e.kind === 'text' && texts.push(e.delta),
+    ).promise
     expect(gen.responses).toHaveLength(1)
     expect(texts.join('').length).toBeGreaterThan(0)
-    await expect(host.call('modelLoad', { dir: '/definitely/missing', quant: 'nf4', backend: 'cpu' }).promise).rejects.toMatchObject({ code: 'E_BAD_MODEL' })
+    await expect(
+      host.call('modelLoad', { dir: '/definitely/missing', quant: 'nf4', backend: 'cpu' }).promise,
+    ).rejects.toMatchObject({ code: 'E_BAD_MODEL' })
   })
 
   it('reports a crash with its reason, fails the calls in flight, and restarts', async () => {
@@ -91,7 +112,12 @@ describe('EngineHost', () => {
 
   it('stops restarting after repeated crashes until asked', async () => {
     const states: string[] = []
-    const host = new EngineHost({ spawn: forkSpawner(undefined, { ...process.env, DPO_STUDIO_TEST_HOOKS: '1' }), onStatus: (s) => states.push(s.state), restartDelayMs: 20, maxCrashes: 1 })
+    const host = new EngineHost({
+      spawn: forkSpawner(undefined, { ...process.env, DPO_STUDIO_TEST_HOOKS: '1' }),
+      onStatus: (s) => states.push(s.state),
+      restartDelayMs: 20,
+      maxCrashes: 1,
+    })
     hosts.push(host)
     host.start()
     await host.call('crashForTest', { signal: 'SIGKILL' }).promise.catch(() => undefined)
@@ -110,14 +136,19 @@ describe('JobManager', () => {
     const runsDir = mkdtempSync(path.join(tmpdir(), 'dpo-runs-'))
     const events: ApiEvent[] = []
     let killed = false
-    const jobs = new JobManager(host, runsDir, (e) => {
-      events.push(e)
-      // Kill the host as the OOM killer would, once training has begun.
-      if (!killed && e.type === 'job' && e.event.kind === 'phase' && e.event.phase === 'train') {
-        killed = true
-        process.kill(host.status.pid!, 'SIGKILL')
-      }
-    }, () => 'test')
+    const jobs = new JobManager(
+      host,
+      runsDir,
+      (e) => {
+        events.push(e)
+        // Kill the host as the OOM killer would, once training has begun.
+        if (!killed && e.type === 'job' && e.event.kind === 'phase' && e.event.phase === 'train') {
+          killed = true
+          process.kill(host.status.pid!, 'SIGKILL')
+        }
+      },
+      () => 'test',
+    )
     const started = jobs.startRun({
       modelDir: STORIES,
       datasetPath: HW6,
@@ -128,11 +159,15 @@ describe('JobManager', () => {
     await until(() => events.some((e) => e.type === 'job' && e.event.kind === 'end'), 120_000)
     const end = events.find((e) => e.type === 'job' && e.event.kind === 'end')
     expect(end).toMatchObject({ event: { status: 'failed', error: { code: 'E_HOST_CRASHED' } } })
-    const status = JSON.parse(readFileSync(path.join(started.outDir!, 'run_status.json'), 'utf8')) as Record<string, unknown>
+    const status = JSON.parse(readFileSync(path.join(started.outDir!, 'run_status.json'), 'utf8')) as Record<
+      string,
+      unknown
+    >
     expect(status.status).toBe('failed')
     expect(String(status.error)).toMatch(/SIGKILL/)
     // Only whole files: every JSON file parses, and no temp file is left behind under its final name.
-    for (const f of readdirSync(started.outDir!).filter((n) => n.endsWith('.json'))) expect(() => JSON.parse(readFileSync(path.join(started.outDir!, f), 'utf8'))).not.toThrow()
+    for (const f of readdirSync(started.outDir!).filter((n) => n.endsWith('.json')))
+      expect(() => JSON.parse(readFileSync(path.join(started.outDir!, f), 'utf8'))).not.toThrow()
     const [item] = await listRuns(runsDir)
     expect(item).toMatchObject({ status: 'failed', runId: started.runId })
     expect(existsSync(path.join(started.outDir!, 'comparison.json'))).toBe(false)
@@ -144,7 +179,12 @@ describe('JobManager', () => {
   it('refuses a second job while one runs, and cancels', async () => {
     const { host } = newHost()
     const events: ApiEvent[] = []
-    const jobs = new JobManager(host, mkdtempSync(path.join(tmpdir(), 'dpo-runs-')), (e) => events.push(e), () => null)
+    const jobs = new JobManager(
+      host,
+      mkdtempSync(path.join(tmpdir(), 'dpo-runs-')),
+      (e) => events.push(e),
+      () => null,
+    )
     const params = resolveTrainParams({ maxNewTokens: 200, backend: 'cpu' })
     const prompts = Array.from({ length: 10 }, (_, i) => ({ id: i + 1, prompt: 'Once upon a time' }))
     const job = jobs.startGenerate({ modelDir: STORIES, prompts, params })

@@ -1,7 +1,7 @@
 // A fake StudioApi for store and component tests: canned results per method, recorded calls, and a way to push events.
 import { vi } from 'vitest'
-import type { ApiEvent, StudioApi } from '../../../src-main/api/contract'
-import { API_METHOD_NAMES } from '../../../src-main/api/methods'
+import type { ApiEvent, StudioApi } from '../../../src-shared/api/contract'
+import { API_METHOD_NAMES } from '../../../src-shared/api/methods'
 
 export interface FakeApi {
   api: StudioApi

@@ -5,14 +5,19 @@
 import { mount } from '@vue/test-utils'
 import { createPinia, setActivePinia } from 'pinia'
 import { beforeEach, describe, expect, it } from 'vitest'
-import type { PairInsightRow, PairTokensRow, RunPairs, TokenSide } from '../../../src-main/api/contract'
+import type { PairInsightRow, PairTokensRow, RunPairs, TokenSide } from '../../../src-shared/api/contract'
 import { setApi } from '../../../src-renderer/src/api/client'
 import PairsTokenHeat from '../../../src-renderer/src/components/pairs/PairsTokenHeat.vue'
 import { usePairsStore } from '../../../src-renderer/src/stores/pairs'
 import { parseRatios } from '../../../src-renderer/src/stores/sweep'
 import { fakeApi } from './fakeApi'
 
-const side: TokenSide = { ids: [10, 11, 12, 2], text: ['禁', '車', '能', '</s>'], ref: [-0.01, -0.02, -0.69, -0.001], trained: [-0.01, -0.03, -2.09, -0.002] }
+const side: TokenSide = {
+  ids: [10, 11, 12, 2],
+  text: ['禁', '車', '能', '</s>'],
+  ref: [-0.01, -0.02, -0.69, -0.001],
+  trained: [-0.01, -0.03, -2.09, -0.002],
+}
 
 beforeEach(() => setActivePinia(createPinia()))
 
@@ -31,13 +36,31 @@ describe('PairsTokenHeat', () => {
 
 describe('pairs store', () => {
   it('loads a run, compares with another, and fetches the selected pair of both', async () => {
-    const row = { index: 0, id: 1, margin: 0.2, prompt: 'p', chosen: 'c', rejected: 'r', correct_before: false, correct_after: true, seen: 1 } as PairInsightRow
+    const row = {
+      index: 0,
+      id: 1,
+      margin: 0.2,
+      prompt: 'p',
+      chosen: 'c',
+      rejected: 'r',
+      correct_before: false,
+      correct_after: true,
+      seen: 1,
+    } as PairInsightRow
     const runs: Record<string, RunPairs> = {
       a: { runId: 'a', dir: '/r/a', beta: 0.1, lossType: 'sigmoid', pairs: [row], answers: [] },
       b: { runId: 'b', dir: '/r/b', beta: 0.1, lossType: 'sigmoid', pairs: [{ ...row, margin: -0.1 }], answers: [] },
     }
-    const tokens = (run: string): PairTokensRow => ({ index: 0, id: 1, chosen: { ...side, ids: [run === 'a' ? 1 : 2] }, rejected: side })
-    const f = fakeApi({ runPairs: (i: { run: string }) => runs[i.run], runPairTokens: (i: { run: string }) => tokens(i.run) })
+    const tokens = (run: string): PairTokensRow => ({
+      index: 0,
+      id: 1,
+      chosen: { ...side, ids: [run === 'a' ? 1 : 2] },
+      rejected: side,
+    })
+    const f = fakeApi({
+      runPairs: (i: { run: string }) => runs[i.run],
+      runPairTokens: (i: { run: string }) => tokens(i.run),
+    })
     setApi(f.api)
     const pairs = usePairsStore()
     await pairs.open('a')

@@ -34,7 +34,11 @@ describe('listCachedModels', () => {
     mkdirSync(path.join(hub, 'models--no--config', 'snapshots', 'r1'), { recursive: true })
     const models = await listCachedModels(hub)
     expect(models).toHaveLength(1)
-    expect(models[0]).toMatchObject({ repoId: 'tiny/stories260K', revision: 'bbb222', architecture: 'LlamaForCausalLM' })
+    expect(models[0]).toMatchObject({
+      repoId: 'tiny/stories260K',
+      revision: 'bbb222',
+      architecture: 'LlamaForCausalLM',
+    })
     expect(models[0]!.sizeBytes).toBeGreaterThan(1_000_000)
     expect(await listCachedModels(path.join(hub, 'missing'))).toEqual([])
   })
@@ -43,7 +47,15 @@ describe('listCachedModels', () => {
 describe('inspectModel', () => {
   it('reads architecture, parameters and sizes of stories260K', async () => {
     const m = await inspectModel(STORIES)
-    expect(m).toMatchObject({ architecture: 'LlamaForCausalLM', supported: true, layers: 5, hidden: 64, vocab: 512, params: 260032, hasTokenizer: true })
+    expect(m).toMatchObject({
+      architecture: 'LlamaForCausalLM',
+      supported: true,
+      layers: 5,
+      hidden: 64,
+      vocab: 512,
+      params: 260032,
+      hasTokenizer: true,
+    })
     expect(m.checkpointBytes).toBeGreaterThan(1_000_000)
     // Linears shrink to ~4.6 bits per weight; the rest stays 16-bit: far below the fp32 checkpoint.
     expect(m.nf4Bytes).toBeLessThan(m.checkpointBytes / 4)
@@ -53,7 +65,10 @@ describe('inspectModel', () => {
   it('names what is missing', async () => {
     await expect(inspectModel('/definitely/missing')).rejects.toThrow(/does not exist/)
     const dir = mkdtempSync(path.join(tmpdir(), 'dpo-model-'))
-    writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ architectures: ['GPT2LMHeadModel'], model_type: 'gpt2' }))
+    writeFileSync(
+      path.join(dir, 'config.json'),
+      JSON.stringify({ architectures: ['GPT2LMHeadModel'], model_type: 'gpt2' }),
+    )
     const m = await inspectModel(dir)
     expect(m.supported).toBe(false)
     expect(m.note).toMatch(/safetensors/)

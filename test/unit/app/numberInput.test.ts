@@ -51,7 +51,8 @@ describe('parseNumberText', () => {
 })
 
 describe('number fields in the parameter form', () => {
-  const input = (w: ReturnType<typeof mount>, key: string) => w.get(`[data-testid="param-${key}"] [data-testid="number-input"]`)
+  const input = (w: ReturnType<typeof mount>, key: string) =>
+    w.get(`[data-testid="param-${key}"] [data-testid="number-input"]`)
   /** Typing without leaving the field (setValue also fires change, as leaving it does). */
   const type = async (w: ReturnType<typeof mount>, key: string, text: string) => {
     ;(input(w, key).element as HTMLInputElement).value = text
@@ -102,7 +103,9 @@ describe('number fields in the parameter form', () => {
     await input(w, 'epochs').trigger('change')
     expect(params.values.epochs).toBe('')
     expect(params.resolved).toBe(null)
-    expect(w.get('[data-testid="param-epochs"] [data-testid="field-error"]').text()).toBe('Empty: enter a number (default 1)')
+    expect(w.get('[data-testid="param-epochs"] [data-testid="field-error"]').text()).toBe(
+      'Empty: enter a number (default 1)',
+    )
     await w.get('[data-testid="preset-stronger"]').trigger('click')
     expect((input(w, 'epochs').element as HTMLInputElement).value).toBe('3')
     expect(params.valid).toBe(true)

@@ -2,7 +2,7 @@
 // validation messages in plain words; presets that the schema accepts.
 import { describe, expect, it } from 'vitest'
 import { buildParamFields, PRESETS, validateParams } from '../../../src-renderer/src/lib/paramFields'
-import { trainParamsSchema } from '../../../src-main/services/params/trainParams'
+import { trainParamsSchema } from '../../../src-shared/params/trainParams'
 
 describe('buildParamFields', () => {
   const fields = buildParamFields()
@@ -10,7 +10,13 @@ describe('buildParamFields', () => {
 
   it('has a field for every schema key, with the notebook defaults', () => {
     expect(fields.map((f) => f.key).sort()).toEqual(Object.keys(trainParamsSchema.shape).sort())
-    expect(byKey.dataSize).toMatchObject({ kind: 'integer', default: 50, min: 1, notebookName: 'data_size', group: 'Data' })
+    expect(byKey.dataSize).toMatchObject({
+      kind: 'integer',
+      default: 50,
+      min: 1,
+      notebookName: 'data_size',
+      group: 'Data',
+    })
     expect(byKey.supportRatio).toMatchObject({ kind: 'number', default: 0.1, min: 0, max: 1, slider: true })
     expect(byKey.beta).toMatchObject({ default: 0.1, exclusiveMin: true })
     expect(byKey.lossType).toMatchObject({ kind: 'enum', options: ['sigmoid', 'ipo', 'hinge', 'robust'] })

@@ -11,11 +11,25 @@ function setup() {
   const home = path.join(base, 'home')
   const data = path.join(base, 'data')
   const other = path.join(base, 'other')
-  for (const d of [home, data, other, path.join(home, '.ssh'), path.join(home, '.cache', 'huggingface', 'hub'), path.join(home, 'models')]) mkdirSync(d, { recursive: true })
+  for (const d of [
+    home,
+    data,
+    other,
+    path.join(home, '.ssh'),
+    path.join(home, '.cache', 'huggingface', 'hub'),
+    path.join(home, 'models'),
+  ])
+    mkdirSync(d, { recursive: true })
   writeFileSync(path.join(home, '.ssh', 'id_rsa'), 'key')
   writeFileSync(path.join(other, 'x.json'), '[]')
   symlinkSync(other, path.join(home, 'models', 'escape'))
-  const policy = rootedPolicy([{ label: 'Home', path: home }, { label: 'Data', path: data }], home)
+  const policy = rootedPolicy(
+    [
+      { label: 'Home', path: home },
+      { label: 'Data', path: data },
+    ],
+    home,
+  )
   return { base, home, data, other, policy }
 }
 
@@ -23,7 +37,9 @@ describe('rootedPolicy (web host)', () => {
   it('allows paths inside the roots, including files not written yet', () => {
     const { home, data, policy } = setup()
     expect(policy.check(path.join(home, 'models'))).toBe(path.join(home, 'models'))
-    expect(policy.check(path.join(data, 'exports', 'new', 'comparison.json'))).toBe(path.join(data, 'exports', 'new', 'comparison.json'))
+    expect(policy.check(path.join(data, 'exports', 'new', 'comparison.json'))).toBe(
+      path.join(data, 'exports', 'new', 'comparison.json'),
+    )
     expect(policy.check('models')).toBe(path.join(home, 'models'))
   })
 
@@ -37,7 +53,9 @@ describe('rootedPolicy (web host)', () => {
 
   it('says exactly how to allow a refused folder: serve --allow with the folder (a file: the folder it is in)', () => {
     const { other, policy } = setup()
-    expect(() => policy.check(other)).toThrow(`To allow it, restart the server with: dpo-studio serve --allow ${other} (repeatable`)
+    expect(() => policy.check(other)).toThrow(
+      `To allow it, restart the server with: dpo-studio serve --allow ${other} (repeatable`,
+    )
     expect(() => policy.check(path.join(other, 'x.json'))).toThrow(`dpo-studio serve --allow ${other} `)
     try {
       policy.check(path.join(other, 'x.json'))
@@ -51,7 +69,9 @@ describe('rootedPolicy (web host)', () => {
   it('hides dot folders in home but not the Hugging Face cache', () => {
     const { home, policy } = setup()
     expect(() => policy.check(path.join(home, '.ssh', 'id_rsa'))).toThrow(/hidden folders/)
-    expect(policy.check(path.join(home, '.cache', 'huggingface', 'hub'))).toBe(path.join(home, '.cache', 'huggingface', 'hub'))
+    expect(policy.check(path.join(home, '.cache', 'huggingface', 'hub'))).toBe(
+      path.join(home, '.cache', 'huggingface', 'hub'),
+    )
   })
 
   it('checkTree: a folder inside the roots is refused when a file or subfolder in it links out, naming the link', () => {
@@ -63,7 +83,9 @@ describe('rootedPolicy (web host)', () => {
     symlinkSync(path.join(home, 'models'), path.join(ds, 'inside-link'))
     expect(policy.checkTree(ds)).toBe(ds)
     symlinkSync(path.join(other, 'x.json'), path.join(ds, 'sub', 'test_prompt.json'))
-    expect(() => policy.checkTree(ds)).toThrow(`${path.join(ds, 'sub', 'test_prompt.json')} links outside the folders the web host may read; it is not opened`)
+    expect(() => policy.checkTree(ds)).toThrow(
+      `${path.join(ds, 'sub', 'test_prompt.json')} links outside the folders the web host may read; it is not opened`,
+    )
     expect(openPolicy().checkTree(ds)).toBe(ds)
   })
 

@@ -6,19 +6,27 @@ import { mkdtempSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import type { ApiEvent, JobStatus } from '../../../src-main/api/contract'
+import type { ApiEvent, JobStatus } from '../../../src-shared/api/contract'
 import { createApi, type ApiService } from '../../../src-main/api/handlers'
 import { openPolicy, rootedPolicy } from '../../../src-main/api/pathPolicy'
 import { EngineHost } from '../../../src-main/host/engineHost'
 import { forkSpawner } from '../../../src-main/host/forkTransport'
-import { resolveTrainParams } from '../../../src-main/services/params/trainParams'
+import { resolveTrainParams } from '../../../src-shared/params/trainParams'
 import { readCheckpoint } from '../../../src-main/services/training/checkpoint'
 import { sharedPath } from '../../helpers/sharedPath'
 
 const STORIES = sharedPath('models/stories260K')
 const HW6 = sharedPath('datasets/genai-hw6')
 // 16 pairs, 4 micro-batches per step: 4 steps; dropout on, so the dropout generator is part of what is resumed.
-const PARAMS = resolveTrainParams({ dataSize: 16, gradAccum: 4, maxNewTokens: 6, disableDropout: false, loraDropout: 0.1, optim: 'adamw', backend: 'cpu' })
+const PARAMS = resolveTrainParams({
+  dataSize: 16,
+  gradAccum: 4,
+  maxNewTokens: 6,
+  disableDropout: false,
+  loraDropout: 0.1,
+  optim: 'adamw',
+  backend: 'cpu',
+})
 
 let host: EngineHost
 let api: ApiService
@@ -31,7 +39,15 @@ beforeAll(() => {
   host = new EngineHost({ spawn: forkSpawner(undefined, process.env), restartDelayMs: 50 })
   host.start()
   dataDir = mkdtempSync(path.join(tmpdir(), 'dpo-data-'))
-  api = createApi({ platform: 'electron', version: 'test', dataDir, host, policy: openPolicy(), emit: (e) => (events.push(e), onEvent(e)), dialogs: null })
+  api = createApi({
+    platform: 'electron',
+    version: 'test',
+    dataDir,
+    host,
+    policy: openPolicy(),
+    emit: (e) => (events.push(e), onEvent(e)),
+    dialogs: null,
+  })
 })
 afterAll(async () => host.stop())
 
@@ -48,11 +64,20 @@ function ended(jobId: string): Promise<JobStatus> {
 }
 
 const numbers = (dir: string) =>
-  readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => {
-    const { elapsed_s: _e, pairs_per_s: _p, ...rest } = JSON.parse(l) as Record<string, unknown>
-    return rest
+  readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => {
+      const { elapsed_s: _e, pairs_per_s: _p, ...rest } = JSON.parse(l) as Record<string, unknown>
+      return rest
+    })
+const start = () =>
+  api.handlers.runStart({
+    modelDir: STORIES,
+    datasetPath: HW6,
+    testPromptsPath: path.join(HW6, 'test_prompt.json'),
+    params: PARAMS,
   })
-const start = () => api.handlers.runStart({ modelDir: STORIES, datasetPath: HW6, testPromptsPath: path.join(HW6, 'test_prompt.json'), params: PARAMS })
 
 describe('Resume through the API', () => {
   it('continues a run cancelled mid-step to the uninterrupted run’s adapter, metrics and answers', async () => {
@@ -62,7 +87,13 @@ describe('Resume through the API', () => {
     // Cancel once step 1 is done and step 2 has begun (5 pairs: one micro-batch into step 2).
     const stopped = await start()
     onEvent = (e) => {
-      if (e.type === 'job' && e.jobId === stopped.jobId && e.event.kind === 'progress' && e.event.progress.stage !== 'reference' && e.event.progress.pairsDone === 5) {
+      if (
+        e.type === 'job' &&
+        e.jobId === stopped.jobId &&
+        e.event.kind === 'progress' &&
+        e.event.progress.stage !== 'reference' &&
+        e.event.progress.pairsDone === 5
+      ) {
         onEvent = () => undefined
         void api.handlers.jobCancel({ jobId: stopped.jobId })
       }
@@ -80,14 +111,22 @@ describe('Resume through the API', () => {
     const resumed = await api.handlers.runResume({ run: stopped.runId! })
     expect(resumed).toMatchObject({ runId: stopped.runId, outDir: dir })
     // The live view starts with the steps already done.
-    expect((await api.handlers.jobActive(undefined))!.metrics.map((m) => m.step)).toEqual(Array.from({ length: at }, (_, i) => i + 1))
+    expect((await api.handlers.jobActive(undefined))!.metrics.map((m) => m.step)).toEqual(
+      Array.from({ length: at }, (_, i) => i + 1),
+    )
     await expect(api.handlers.runResume({ run: stopped.runId! })).rejects.toMatchObject({ code: 'E_BUSY' })
     expect(await ended(resumed.jobId)).toBe('completed')
 
     const w = whole.outDir!
-    expect(readFileSync(path.join(dir, 'adapter/adapter_model.safetensors')).equals(readFileSync(path.join(w, 'adapter/adapter_model.safetensors')))).toBe(true)
+    expect(
+      readFileSync(path.join(dir, 'adapter/adapter_model.safetensors')).equals(
+        readFileSync(path.join(w, 'adapter/adapter_model.safetensors')),
+      ),
+    ).toBe(true)
     expect(numbers(dir)).toEqual(numbers(w))
-    expect(readFileSync(path.join(dir, 'comparison.json'), 'utf8')).toBe(readFileSync(path.join(w, 'comparison.json'), 'utf8'))
+    expect(readFileSync(path.join(dir, 'comparison.json'), 'utf8')).toBe(
+      readFileSync(path.join(w, 'comparison.json'), 'utf8'),
+    )
     expect(readFileSync(path.join(dir, 'steps.jsonl'), 'utf8')).toBe(readFileSync(path.join(w, 'steps.jsonl'), 'utf8'))
     const status = JSON.parse(readFileSync(path.join(dir, 'run_status.json'), 'utf8')) as Record<string, unknown>
     expect(status).toMatchObject({ status: 'completed', runId: stopped.runId, error: null })
@@ -107,7 +146,15 @@ describe('Resume through the API', () => {
       }
     }
     expect(await ended(stopped.jobId)).toBe('cancelled')
-    const web = createApi({ platform: 'web', version: 'test', dataDir, host, policy: rootedPolicy([{ label: 'data', path: dataDir }]), emit: () => undefined, dialogs: null })
+    const web = createApi({
+      platform: 'web',
+      version: 'test',
+      dataDir,
+      host,
+      policy: rootedPolicy([{ label: 'data', path: dataDir }]),
+      emit: () => undefined,
+      dialogs: null,
+    })
     await expect(web.handlers.runResume({ run: stopped.runId! })).rejects.toMatchObject({ code: 'E_FORBIDDEN' })
   })
 })

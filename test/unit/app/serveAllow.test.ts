@@ -8,7 +8,9 @@ vi.mock('../../../src-main/cli/commands/serve', () => ({ runServe }))
 describe('serve --allow', () => {
   it('collects every --allow into the extra roots, none when absent', async () => {
     const { buildProgram } = await import('../../../src-main/cli/main')
-    await buildProgram().parseAsync(['serve', '--allow', '/data/hw6', '--allow', '/mnt/models', '--port', '0'], { from: 'user' })
+    await buildProgram().parseAsync(['serve', '--allow', '/data/hw6', '--allow', '/mnt/models', '--port', '0'], {
+      from: 'user',
+    })
     expect(runServe).toHaveBeenLastCalledWith({ port: 0, root: ['/data/hw6', '/mnt/models'] })
     await buildProgram().parseAsync(['serve'], { from: 'user' })
     expect(runServe).toHaveBeenLastCalledWith({ root: [] })

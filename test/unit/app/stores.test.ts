@@ -3,7 +3,7 @@
 // events (metrics, progress, end), and the responses store streams text per prompt.
 import { createPinia, setActivePinia } from 'pinia'
 import { beforeEach, describe, expect, it } from 'vitest'
-import { ApiError, type MetricsRow, type PairsPage } from '../../../src-main/api/contract'
+import { ApiError, type MetricsRow, type PairsPage } from '../../../src-shared/api/contract'
 import { setApi } from '../../../src-renderer/src/api/client'
 import { useDatasetStore } from '../../../src-renderer/src/stores/dataset'
 import { useExportStore } from '../../../src-renderer/src/stores/export'
@@ -25,7 +25,20 @@ beforeEach(() => {
   localStorage.clear()
   fake = fakeApi({
     appInfo: () => ({ platform: 'web', training: true }),
-    datasetOpen: () => ({ datasetId: 'ds1', file: '/d/labelled_data.json', format: 'hw6', conversational: false, rowCount: 50, testPrompts: { path: '/d/test_prompt.json', prompts: [{ id: 1, prompt: 'q1' }, { id: 2, prompt: 'q2' }] } }),
+    datasetOpen: () => ({
+      datasetId: 'ds1',
+      file: '/d/labelled_data.json',
+      format: 'hw6',
+      conversational: false,
+      rowCount: 50,
+      testPrompts: {
+        path: '/d/test_prompt.json',
+        prompts: [
+          { id: 1, prompt: 'q1' },
+          { id: 2, prompt: 'q2' },
+        ],
+      },
+    }),
     datasetRows: () => ({ total: 50, matched: 50, offset: 0, rows: [] }),
     datasetPairs: pairs,
     runStart: () => ({ jobId: 'job1', runId: 'run1', outDir: '/runs/run1' }),
@@ -60,9 +73,13 @@ describe('dataset store', () => {
   })
 
   it('keeps the row and field of a data error', async () => {
-    const { ApiError } = await import('../../../src-main/api/contract')
+    const { ApiError } = await import('../../../src-shared/api/contract')
     fake.api.datasetOpen = async () => {
-      throw new ApiError({ code: 'E_BAD_INPUT', message: 'x.json: row 3 (id 3): field "oppose" is missing', details: { row: 3, field: 'oppose', file: 'x.json' } })
+      throw new ApiError({
+        code: 'E_BAD_INPUT',
+        message: 'x.json: row 3 (id 3): field "oppose" is missing',
+        details: { row: 3, field: 'oppose', file: 'x.json' },
+      })
     }
     const dataset = useDatasetStore()
     expect(await dataset.open('/x.json')).toBe(false)
@@ -73,8 +90,21 @@ describe('dataset store', () => {
 
 describe('run store', () => {
   const row = (step: number): MetricsRow => ({
-    step, epoch: step / 10, loss: 0.6931 - step * 0.01, grad_norm: 1, learning_rate: 2e-4, 'rewards/chosen': 0, 'rewards/rejected': -0.01 * step,
-    'rewards/accuracies': 0.5, 'rewards/margins': 0.01 * step, 'logps/chosen': -10, 'logps/rejected': -11, 'logits/chosen': 0, 'logits/rejected': 0, elapsed_s: step, pairs_per_s: 8,
+    step,
+    epoch: step / 10,
+    loss: 0.6931 - step * 0.01,
+    grad_norm: 1,
+    learning_rate: 2e-4,
+    'rewards/chosen': 0,
+    'rewards/rejected': -0.01 * step,
+    'rewards/accuracies': 0.5,
+    'rewards/margins': 0.01 * step,
+    'logps/chosen': -10,
+    'logps/rejected': -11,
+    'logits/chosen': 0,
+    'logits/rejected': 0,
+    elapsed_s: step,
+    pairs_per_s: 8,
   })
 
   it('starts a run and follows its events to the end', async () => {
@@ -84,8 +114,13 @@ describe('run store', () => {
     const responses = useResponsesStore()
     await run.start()
     expect(run.status).toBe('running')
-    expect(fake.calls.find((c) => c.method === 'runStart')?.input).toMatchObject({ datasetPath: '/d', testPromptsPath: '/d/test_prompt.json', params: { dataSize: 50, supportRatio: 0.1 } })
-    const ev = (event: unknown) => fake.emit({ type: 'job', jobId: 'job1', jobKind: 'run', runId: 'run1', event: event as never })
+    expect(fake.calls.find((c) => c.method === 'runStart')?.input).toMatchObject({
+      datasetPath: '/d',
+      testPromptsPath: '/d/test_prompt.json',
+      params: { dataSize: 50, supportRatio: 0.1 },
+    })
+    const ev = (event: unknown) =>
+      fake.emit({ type: 'job', jobId: 'job1', jobKind: 'run', runId: 'run1', event: event as never })
     ev({ kind: 'phase', phase: 'original' })
     ev({ kind: 'text', which: 'original', index: 1, delta: '你' })
     ev({ kind: 'text', which: 'original', index: 1, delta: '好' })
@@ -94,7 +129,10 @@ describe('run store', () => {
     ev({ kind: 'phase', phase: 'train' })
     ev({ kind: 'metrics', row: row(1) })
     ev({ kind: 'metrics', row: row(2) })
-    ev({ kind: 'progress', progress: { step: 2, totalSteps: 4, pairsDone: 16, pairsTotal: 32, elapsedS: 2, etaS: 2, pairsPerS: 8 } })
+    ev({
+      kind: 'progress',
+      progress: { step: 2, totalSteps: 4, pairsDone: 16, pairsTotal: 32, elapsedS: 2, etaS: 2, pairsPerS: 8 },
+    })
     expect(run.metrics.map((m) => m.step)).toEqual([1, 2])
     expect(run.fraction).toBe(0.5)
     ev({ kind: 'end', status: 'completed' })
@@ -114,23 +152,63 @@ describe('run store', () => {
     fake = fakeApi({
       ...Object.fromEntries(['appInfo', 'datasetOpen'].map((m) => [m, () => ({})])),
       runResume: () => ({ jobId: 'job2', runId: 'run1', outDir: '/runs/run1' }),
-      jobActive: () => ({ jobId: 'job2', kind: 'run', runId: 'run1', status: 'running', phase: 'load', detail: '', metrics: [row(1), row(2)], progress: null, original: ['a', 'b'], trained: ['', ''], prompts: [{ id: 1, prompt: 'q1' }, { id: 2, prompt: 'q2' }], log: [], error: null, startedAt: new Date().toISOString() }),
+      jobActive: () => ({
+        jobId: 'job2',
+        kind: 'run',
+        runId: 'run1',
+        status: 'running',
+        phase: 'load',
+        detail: '',
+        metrics: [row(1), row(2)],
+        progress: null,
+        original: ['a', 'b'],
+        trained: ['', ''],
+        prompts: [
+          { id: 1, prompt: 'q1' },
+          { id: 2, prompt: 'q2' },
+        ],
+        log: [],
+        error: null,
+        startedAt: new Date().toISOString(),
+      }),
     })
     setApi(fake.api)
     setActivePinia(createPinia())
     const run = useRunStore()
-    run.showPast({ runId: 'run1', status: 'cancelled', metrics: [row(1), row(2), row(3)], config: {}, error: null, resumable: true, resumeFromStep: 2 } as never)
+    run.showPast({
+      runId: 'run1',
+      status: 'cancelled',
+      metrics: [row(1), row(2), row(3)],
+      config: {},
+      error: null,
+      resumable: true,
+      resumeFromStep: 2,
+    } as never)
     expect(run.canResume).toBe(true)
     await run.resume()
     expect(fake.calls.find((c) => c.method === 'runResume')?.input).toEqual({ run: 'run1' })
     expect(run).toMatchObject({ status: 'running', jobId: 'job2', reopened: false, canResume: false })
     expect(run.metrics.map((m) => m.step)).toEqual([1, 2])
     fake.emit({ type: 'job', jobId: 'job2', jobKind: 'run', runId: 'run1', event: { kind: 'metrics', row: row(3) } })
-    fake.emit({ type: 'job', jobId: 'job2', jobKind: 'run', runId: 'run1', event: { kind: 'end', status: 'cancelled' } })
+    fake.emit({
+      type: 'job',
+      jobId: 'job2',
+      jobKind: 'run',
+      runId: 'run1',
+      event: { kind: 'end', status: 'cancelled' },
+    })
     expect(run.metrics.map((m) => m.step)).toEqual([1, 2, 3])
     expect(run.canResume).toBe(true)
     // A past run the server says cannot be resumed (completed, or not a run of ours) gets no button.
-    run.showPast({ runId: 'run2', status: 'failed', metrics: [], config: {}, error: 'x', resumable: false, resumeFromStep: 0 } as never)
+    run.showPast({
+      runId: 'run2',
+      status: 'failed',
+      metrics: [],
+      config: {},
+      error: 'x',
+      resumable: false,
+      resumeFromStep: 0,
+    } as never)
     expect(run.canResume).toBe(false)
   })
 
@@ -151,7 +229,12 @@ describe('export store', () => {
         appInfo: () => ({ platform: 'web', training: true, exportsDir: '/x' }),
         exportComparison: (input: { path: string; overwrite?: boolean }) => {
           calls.push(input)
-          if (!input.overwrite) throw new ApiError({ code: 'E_EXPORT_EXISTS', message: `${input.path} holds an earlier export; replace it?`, details: { earlierExport: true } })
+          if (!input.overwrite)
+            throw new ApiError({
+              code: 'E_EXPORT_EXISTS',
+              message: `${input.path} holds an earlier export; replace it?`,
+              details: { earlierExport: true },
+            })
           return { path: input.path, metadataPath: '/x/c.meta.json', files: [input.path, '/x/c.meta.json'] }
         },
       }).api,
@@ -175,7 +258,11 @@ describe('export store', () => {
     setApi(
       fakeApi({
         exportComparison: () => {
-          throw new ApiError({ code: 'E_EXPORT_NOT_OURS', message: '/d/labelled_data.json exists and is not an earlier DPO Studio export', details: { earlierExport: false } })
+          throw new ApiError({
+            code: 'E_EXPORT_NOT_OURS',
+            message: '/d/labelled_data.json exists and is not an earlier DPO Studio export',
+            details: { earlierExport: false },
+          })
         },
       }).api,
     )

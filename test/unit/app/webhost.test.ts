@@ -15,14 +15,26 @@ let root: string
 let outside: string
 
 /** A raw GET (fetch would normalise ../ away before sending). */
-function get(rawPath: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string; headers: Record<string, string | string[] | undefined> }> {
+function get(
+  rawPath: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: string; headers: Record<string, string | string[] | undefined> }> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port: host.port, path: rawPath, method: 'GET', headers: { host: `127.0.0.1:${host.port}`, ...headers } }, (res) => {
-      let body = ''
-      res.setEncoding('utf8')
-      res.on('data', (d: string) => (body += d))
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }))
-    })
+    const req = request(
+      {
+        host: '127.0.0.1',
+        port: host.port,
+        path: rawPath,
+        method: 'GET',
+        headers: { host: `127.0.0.1:${host.port}`, ...headers },
+      },
+      (res) => {
+        let body = ''
+        res.setEncoding('utf8')
+        res.on('data', (d: string) => (body += d))
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }))
+      },
+    )
     req.on('error', reject)
     req.end()
   })
@@ -106,7 +118,16 @@ describe('web host HTTP', () => {
 
   it('accepts only GET and HEAD', async () => {
     const r = await new Promise<number>((resolve) => {
-      const req = request({ host: '127.0.0.1', port: host.port, path: '/', method: 'POST', headers: { host: `127.0.0.1:${host.port}`, cookie: `${COOKIE}=${host.token}` } }, (res) => resolve(res.statusCode ?? 0))
+      const req = request(
+        {
+          host: '127.0.0.1',
+          port: host.port,
+          path: '/',
+          method: 'POST',
+          headers: { host: `127.0.0.1:${host.port}`, cookie: `${COOKIE}=${host.token}` },
+        },
+        (res) => resolve(res.statusCode ?? 0),
+      )
       req.end()
     })
     expect(r).toBe(405)
@@ -125,7 +146,9 @@ describe('web host WebSocket', () => {
   it('refuses connections without the token or from another origin', async () => {
     await expect(open(`ws://127.0.0.1:${host.port}/api`)).rejects.toThrow('401')
     await expect(open(`ws://127.0.0.1:${host.port}/api?token=nope`)).rejects.toThrow('401')
-    await expect(open(`ws://127.0.0.1:${host.port}/api?token=${host.token}`, 'https://evil.example')).rejects.toThrow('403')
+    await expect(open(`ws://127.0.0.1:${host.port}/api?token=${host.token}`, 'https://evil.example')).rejects.toThrow(
+      '403',
+    )
   })
 
   it('answers calls, and validates input with the contract schemas', async () => {

@@ -13,12 +13,28 @@ describe('wordDiff', () => {
 
   it('marks removed and added words, not whole sentences', () => {
     const d = wordDiff('真人化能夠提升原作魅力。', '真人化可能損害原作魅力。')
-    const removed = d.parts.filter((p) => p.kind === 'removed').map((p) => p.text).join('')
-    const added = d.parts.filter((p) => p.kind === 'added').map((p) => p.text).join('')
+    const removed = d.parts
+      .filter((p) => p.kind === 'removed')
+      .map((p) => p.text)
+      .join('')
+    const added = d.parts
+      .filter((p) => p.kind === 'added')
+      .map((p) => p.text)
+      .join('')
     expect(removed).not.toContain('真人化')
     expect(added).not.toContain('原作')
-    expect(d.parts.filter((p) => p.kind !== 'added').map((p) => p.text).join('')).toBe('真人化能夠提升原作魅力。')
-    expect(d.parts.filter((p) => p.kind !== 'removed').map((p) => p.text).join('')).toBe('真人化可能損害原作魅力。')
+    expect(
+      d.parts
+        .filter((p) => p.kind !== 'added')
+        .map((p) => p.text)
+        .join(''),
+    ).toBe('真人化能夠提升原作魅力。')
+    expect(
+      d.parts
+        .filter((p) => p.kind !== 'removed')
+        .map((p) => p.text)
+        .join(''),
+    ).toBe('真人化可能損害原作魅力。')
     expect(d.added).toBeGreaterThan(0)
     expect(d.removed).toBeGreaterThan(0)
   })

@@ -31,7 +31,10 @@ describe('export staging folders', () => {
     let seen: { staging: string; marker: Record<string, unknown> } | undefined
     await writeExportFolder(out, 'project', false, {}, (tmp) => {
       const staging = path.dirname(tmp)
-      seen = { staging: path.basename(staging), marker: JSON.parse(readFileSync(path.join(staging, STAGING_MARKER), 'utf8')) }
+      seen = {
+        staging: path.basename(staging),
+        marker: JSON.parse(readFileSync(path.join(staging, STAGING_MARKER), 'utf8')),
+      }
       writeFileSync(path.join(tmp, 'a.txt'), 'a')
     })
     expect(seen!.staging).toMatch(new RegExp(`^\\.out\\.tmp-${process.pid}-\\d+$`))
@@ -41,7 +44,7 @@ describe('export staging folders', () => {
     expect(JSON.parse(readFileSync(path.join(out, EXPORT_MARKER), 'utf8')).files).toEqual(['a.txt'])
   })
 
-  it('removes a killed export\'s staging folder at the next export to the same target, and nothing else', async () => {
+  it("removes a killed export's staging folder at the next export to the same target, and nothing else", async () => {
     const parent = tempDir('dpo-export-')
     const out = path.join(parent, 'out')
     const dead = deadPid()
@@ -72,7 +75,9 @@ describe('export staging folders', () => {
     writeFileSync(path.join(out, 'notes.txt'), 'not ours')
     const dead = deadPid()
     const stale = leftover(parent, `.out.tmp-${dead}-1`, { target: out, host: hostname(), pid: dead, created: '' })
-    await expect(writeExportFolder(out, 'project', true, {}, () => undefined)).rejects.toMatchObject({ code: 'E_EXPORT_NOT_OURS' })
+    await expect(writeExportFolder(out, 'project', true, {}, () => undefined)).rejects.toMatchObject({
+      code: 'E_EXPORT_NOT_OURS',
+    })
     expect(existsSync(stale)).toBe(true)
   })
 })

@@ -13,7 +13,10 @@ function fill(template: string, vars: { System: string; Prompt: string; Response
   let t = template
   const cond = /\{\{ if \.System \}\}((?:(?!\{\{ if )[\s\S])*?)(?:\{\{ else \}\}([\s\S]*?))?\{\{ end \}\}/
   for (let m = cond.exec(t); m; m = cond.exec(t)) t = t.replace(m[0], vars.System ? m[1]! : (m[2] ?? ''))
-  return t.replaceAll('{{ .System }}', vars.System).replaceAll('{{ .Prompt }}', vars.Prompt).replaceAll('{{ .Response }}', vars.Response)
+  return t
+    .replaceAll('{{ .System }}', vars.System)
+    .replaceAll('{{ .Prompt }}', vars.Prompt)
+    .replaceAll('{{ .Response }}', vars.Response)
 }
 
 const TOKENIZERS = ['qwen2.5', 'qwen3', 'llama-3.1', 'mistral-v0.1', 'minimind']
@@ -35,17 +38,29 @@ describe('Modelfile TEMPLATE from the chat template', () => {
   })
 
   it('Breeze-7B-Instruct v1_0 (its published template): the system text sits where the template puts it', () => {
-    const file = JSON.parse(readFileSync(sharedPath('tokenizers', 'breeze-7b-instruct', 'chat_templates.json'), 'utf8')) as Record<string, { chat_template: string } | string>
-    const entry = Object.entries(file).find(([k]) => k.startsWith('MediaTek-Research/Breeze-7B-Instruct-v1_0'))![1] as { chat_template: string }
+    const file = JSON.parse(
+      readFileSync(sharedPath('tokenizers', 'breeze-7b-instruct', 'chat_templates.json'), 'utf8'),
+    ) as Record<string, { chat_template: string } | string>
+    const entry = Object.entries(file).find(([k]) => k.startsWith('MediaTek-Research/Breeze-7B-Instruct-v1_0'))![1] as {
+      chat_template: string
+    }
     const host = { chatTemplateSource: entry.chat_template, bosToken: '<s>', eosToken: '</s>' }
     const t = ollamaTemplate(host)
     expect(t.hasSystem).toBe(true)
-    expect(fill(t.template, { System: '回覆請少於20字', Prompt: QUESTION, Response: '' })).toBe(renderPrompt(host, QUESTION, { system: '回覆請少於20字' }).text.slice(3))
+    expect(fill(t.template, { System: '回覆請少於20字', Prompt: QUESTION, Response: '' })).toBe(
+      renderPrompt(host, QUESTION, { system: '回覆請少於20字' }).text.slice(3),
+    )
   })
 
-  it('writes FROM, the TEMPLATE, one stop per end token and the run\'s SYSTEM', async () => {
+  it("writes FROM, the TEMPLATE, one stop per end token and the run's SYSTEM", async () => {
     const tok = await TextTokenizer.fromDir(sharedPath('tokenizers', 'qwen2.5'))
-    const text = modelfileText({ from: 'm-Q4_0.gguf', host: tok, system: '回覆請少於20字', stops: ['<|im_end|>', '<|endoftext|>', '<|im_end|>'], alternatives: ['m-F16.gguf'] })
+    const text = modelfileText({
+      from: 'm-Q4_0.gguf',
+      host: tok,
+      system: '回覆請少於20字',
+      stops: ['<|im_end|>', '<|endoftext|>', '<|im_end|>'],
+      alternatives: ['m-F16.gguf'],
+    })
     expect(text).toContain('FROM ./m-Q4_0.gguf\n')
     expect(text.match(/^PARAMETER stop /gm)!.length).toBe(2)
     expect(text).toContain('SYSTEM """回覆請少於20字"""')

@@ -6,10 +6,14 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { runAnswerTokens, runPairTokens, runPairs } from '../../../src-main/api/insightsStore'
-import { loadPreferenceData, preferencePairs, type PreferencePair } from '../../../src-main/services/data/preferenceFile'
+import {
+  loadPreferenceData,
+  preferencePairs,
+  type PreferencePair,
+} from '../../../src-main/services/data/preferenceFile'
 import { pairRewards } from '../../../src-main/services/insights/implicitReward'
-import type { PairInsightRow, PairTokensRow } from '../../../src-main/services/insights/insightTypes'
-import { resolveTrainParams } from '../../../src-main/services/params/trainParams'
+import type { PairInsightRow, PairTokensRow } from '../../../src-shared/insights/insightTypes'
+import { resolveTrainParams } from '../../../src-shared/params/trainParams'
 import { TextTokenizer } from '../../../src-main/services/tokenizer/textTokenizer'
 import { readCheckpoint } from '../../../src-main/services/training/checkpoint'
 import { trainDpo } from '../../../src-main/services/training/trainer'
@@ -33,7 +37,12 @@ beforeAll(async () => {
   out = tempDir('dpo-insights-')
   const session = fakeSession(STORIES, tok)
   native = session.native
-  await trainDpo(session, pairs, resolveTrainParams(), { outDir: out, refCacheDir: null, engineVersion: 'test', cancelTokenFactory: null })
+  await trainDpo(session, pairs, resolveTrainParams(), {
+    outDir: out,
+    refCacheDir: null,
+    engineVersion: 'test',
+    cancelTokenFactory: null,
+  })
   rows = readJsonl(path.join(out, 'pairs.jsonl'))
   tokens = readJsonl(path.join(out, 'pairs_tokens.jsonl'))
 })
@@ -43,14 +52,22 @@ describe('pairs.jsonl from a run', () => {
     expect(rows).toHaveLength(50)
     expect(tokens).toHaveLength(50)
     rows.forEach((r, i) => {
-      expect(r).toMatchObject({ index: i, id: pairs[i]!.id, prompt: pairs[i]!.prompt, chosen: pairs[i]!.chosen, rejected: pairs[i]!.rejected, position: pairs[i]!.position })
+      expect(r).toMatchObject({
+        index: i,
+        id: pairs[i]!.id,
+        prompt: pairs[i]!.prompt,
+        chosen: pairs[i]!.chosen,
+        rejected: pairs[i]!.rejected,
+        position: pairs[i]!.position,
+      })
       expect(tokens[i]).toMatchObject({ index: i, id: pairs[i]!.id })
     })
   })
 
   it('counts how often each pair was used, as steps.jsonl records it (pairs 9 and 40 never)', () => {
     const used = new Array(50).fill(0)
-    for (const s of readJsonl<{ micro_batches: Array<{ rows: number[] }> }>(path.join(out, 'steps.jsonl'))) for (const mb of s.micro_batches) for (const i of mb.rows) used[i]++
+    for (const s of readJsonl<{ micro_batches: Array<{ rows: number[] }> }>(path.join(out, 'steps.jsonl')))
+      for (const mb of s.micro_batches) for (const i of mb.rows) used[i]++
     expect(rows.map((r) => r.seen)).toEqual(used)
     expect(rows.filter((r) => r.seen === 0).map((r) => r.index)).toEqual([9, 40])
   })
@@ -68,8 +85,12 @@ describe('pairs.jsonl from a run', () => {
     // 6 steps at lr 0, 2e-4, ...: 5 real updates; the fake moves chosen +0.5 and rejected −0.25 per update.
     for (const r of rows) {
       const rw = pairRewards(0.1, 'sigmoid', {
-        chosenRef: r.chosen_logp_ref!, rejectedRef: r.rejected_logp_ref!, chosenTrained: r.chosen_logp_trained!, rejectedTrained: r.rejected_logp_trained!,
-        chosenTokens: r.chosen_tokens, rejectedTokens: r.rejected_tokens,
+        chosenRef: r.chosen_logp_ref!,
+        rejectedRef: r.rejected_logp_ref!,
+        chosenTrained: r.chosen_logp_trained!,
+        rejectedTrained: r.rejected_logp_trained!,
+        chosenTokens: r.chosen_tokens,
+        rejectedTokens: r.rejected_tokens,
       })
       expect([r.reward_chosen, r.reward_rejected, r.margin]).toEqual([rw.rewardChosen, rw.rewardRejected, rw.margin])
       expect(r.margin!).toBeCloseTo(Math.fround(0.1) * 0.75 * 5, 5)
@@ -91,7 +112,14 @@ describe('pairs.jsonl from a run', () => {
   })
 
   it('length-averages the rewards for ipo, as TRL does', () => {
-    const r = pairRewards(0.5, 'ipo', { chosenRef: -4, rejectedRef: -9, chosenTrained: -2, rejectedTrained: -12, chosenTokens: 4, rejectedTokens: 3 })
+    const r = pairRewards(0.5, 'ipo', {
+      chosenRef: -4,
+      rejectedRef: -9,
+      chosenTrained: -2,
+      rejectedTrained: -12,
+      chosenTokens: 4,
+      rejectedTokens: 3,
+    })
     expect(r).toEqual({ rewardChosen: 0.5 * (-0.5 - -1), rewardRejected: 0.5 * (-4 - -3), margin: 0.25 - -0.5 })
   })
 })
@@ -102,13 +130,22 @@ describe('reading a run for the app (no engine)', () => {
     expect(got.pairs).toEqual(rows)
     expect(got.answers).toEqual([])
     expect((await runPairTokens(out, 40)).id).toBe(pairs[40]!.id)
-    await expect(runPairTokens(out, 50)).rejects.toMatchObject({ code: 'E_BAD_INPUT', message: expect.stringContaining('no pair 51') })
-    await expect(runAnswerTokens(out, 0)).rejects.toMatchObject({ code: 'E_BAD_INPUT', message: expect.stringContaining('responses_tokens.jsonl') })
+    await expect(runPairTokens(out, 50)).rejects.toMatchObject({
+      code: 'E_BAD_INPUT',
+      message: expect.stringContaining('no pair 51'),
+    })
+    await expect(runAnswerTokens(out, 0)).rejects.toMatchObject({
+      code: 'E_BAD_INPUT',
+      message: expect.stringContaining('responses_tokens.jsonl'),
+    })
   })
 
   it('says when a folder has no pair data, and refuses a folder that is not a run', async () => {
     const empty = tempDir('dpo-norun-')
-    await expect(runPairs(empty)).rejects.toMatchObject({ code: 'E_BAD_INPUT', message: expect.stringContaining('is not a run directory') })
+    await expect(runPairs(empty)).rejects.toMatchObject({
+      code: 'E_BAD_INPUT',
+      message: expect.stringContaining('is not a run directory'),
+    })
     const partial = tempDir('dpo-partial-')
     writeFileSync(path.join(partial, 'config.json'), JSON.stringify({ params: { beta: 0.2, lossType: 'ipo' } }))
     expect(await runPairs(partial)).toMatchObject({ pairs: null, beta: 0.2, lossType: 'ipo', answers: [] })
@@ -121,7 +158,13 @@ describe('a cancel during the end-of-training pass', () => {
     const few = pairs.slice(0, 16)
     const params = resolveTrainParams({ dataSize: 16 })
     const train = (dir: string, native: FakeModel, extra: Partial<Parameters<typeof trainDpo>[3]> = {}) =>
-      trainDpo(fakeSession(STORIES, tok, native), few, params, { outDir: dir, refCacheDir: null, engineVersion: 'test', cancelTokenFactory: null, ...extra })
+      trainDpo(fakeSession(STORIES, tok, native), few, params, {
+        outDir: dir,
+        refCacheDir: null,
+        engineVersion: 'test',
+        cancelTokenFactory: null,
+        ...extra,
+      })
     const whole = tempDir('dpo-whole-')
     await train(whole, new FakeModel())
 
@@ -137,7 +180,11 @@ describe('a cancel during the end-of-training pass', () => {
       }
       return logps(batch, pad, cancel, useAdapter)
     }
-    expect(await train(dir, stopping, { signal: ac.signal })).toMatchObject({ status: 'cancelled', steps: 2, maxSteps: 2 })
+    expect(await train(dir, stopping, { signal: ac.signal })).toMatchObject({
+      status: 'cancelled',
+      steps: 2,
+      maxSteps: 2,
+    })
     expect(existsSync(path.join(dir, 'pairs.jsonl'))).toBe(false)
     const checkpoint = readCheckpoint(dir)
     expect(checkpoint?.state.global_step).toBe(2)
@@ -145,7 +192,11 @@ describe('a cancel during the end-of-training pass', () => {
     const again = new FakeModel()
     expect(await train(dir, again, { resume: { checkpoint } })).toMatchObject({ status: 'completed', steps: 2 })
     expect(again.callsOf('dpoAccumulate')).toHaveLength(0)
-    expect(readFileSync(path.join(dir, 'pairs.jsonl'), 'utf8')).toBe(readFileSync(path.join(whole, 'pairs.jsonl'), 'utf8'))
-    expect(readFileSync(path.join(dir, 'pairs_tokens.jsonl'), 'utf8')).toBe(readFileSync(path.join(whole, 'pairs_tokens.jsonl'), 'utf8'))
+    expect(readFileSync(path.join(dir, 'pairs.jsonl'), 'utf8')).toBe(
+      readFileSync(path.join(whole, 'pairs.jsonl'), 'utf8'),
+    )
+    expect(readFileSync(path.join(dir, 'pairs_tokens.jsonl'), 'utf8')).toBe(
+      readFileSync(path.join(whole, 'pairs_tokens.jsonl'), 'utf8'),
+    )
   })
 })

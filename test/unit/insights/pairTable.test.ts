@@ -1,20 +1,49 @@
 // The pair inspector's table logic and the heat map's arithmetic (renderer libs): filters, search, sorting with
 // missing values last, the compared run's column, the summary counts, colours on a shared scale.
 import { describe, expect, it } from 'vitest'
-import type { PairInsightRow, TokenSide } from '../../../src-main/services/insights/insightTypes'
+import type { PairInsightRow, TokenSide } from '../../../src-shared/insights/insightTypes'
 import { keepPair, pairOutcome, pairSummary, pairTableRows } from '../../../src-renderer/src/lib/pairTable'
 import { heatColor, heatScale, heatTokens, largestChanges, tokenLabel } from '../../../src-renderer/src/lib/tokenHeat'
 
-function pair(index: number, margin: number | null, before: boolean, after: boolean, seen = 1, prompt = `問題 ${index}`): PairInsightRow {
+function pair(
+  index: number,
+  margin: number | null,
+  before: boolean,
+  after: boolean,
+  seen = 1,
+  prompt = `問題 ${index}`,
+): PairInsightRow {
   return {
-    index, id: index + 1, prompt, chosen: `好 ${index}`, rejected: `壞 ${index}`, position: index % 2 ? 'oppose' : 'support',
-    chosen_tokens: 3, rejected_tokens: 3, chosen_logp_ref: -1, rejected_logp_ref: -1, chosen_logp_trained: -1, rejected_logp_trained: -1,
-    reward_chosen: 0, reward_rejected: 0, margin, logratio_ref: before ? 1 : -1, logratio_trained: after ? 1 : -1,
-    correct_before: before, correct_after: after, seen,
+    index,
+    id: index + 1,
+    prompt,
+    chosen: `好 ${index}`,
+    rejected: `壞 ${index}`,
+    position: index % 2 ? 'oppose' : 'support',
+    chosen_tokens: 3,
+    rejected_tokens: 3,
+    chosen_logp_ref: -1,
+    rejected_logp_ref: -1,
+    chosen_logp_trained: -1,
+    rejected_logp_trained: -1,
+    reward_chosen: 0,
+    reward_rejected: 0,
+    margin,
+    logratio_ref: before ? 1 : -1,
+    logratio_trained: after ? 1 : -1,
+    correct_before: before,
+    correct_after: after,
+    seen,
   }
 }
 
-const A = [pair(0, 0.3, false, true), pair(1, -0.2, true, false), pair(2, null, false, false, 0), pair(3, 0.0001, true, true, 2, 'air 空氣'), pair(4, 0.5, false, false)]
+const A = [
+  pair(0, 0.3, false, true),
+  pair(1, -0.2, true, false),
+  pair(2, null, false, false, 0),
+  pair(3, 0.0001, true, true, 2, 'air 空氣'),
+  pair(4, 0.5, false, false),
+]
 
 describe('pair table', () => {
   it('names each ranking outcome and filters by it', () => {
@@ -31,7 +60,9 @@ describe('pair table', () => {
 
   it('sorts by margin (largest gain first), missing values last, ties by position; searches text and ids', () => {
     const rows = (o: Partial<Parameters<typeof pairTableRows>[2]>) =>
-      pairTableRows(A, null, { filter: 'all', query: '', sortKey: 'margin', sortDir: 'desc', ...o }).map((r) => r.a.index)
+      pairTableRows(A, null, { filter: 'all', query: '', sortKey: 'margin', sortDir: 'desc', ...o }).map(
+        (r) => r.a.index,
+      )
     expect(rows({})).toEqual([4, 0, 3, 1, 2])
     expect(rows({ sortDir: 'asc' })).toEqual([1, 3, 0, 4, 2])
     expect(rows({ sortKey: 'seen' })).toEqual([3, 0, 1, 4, 2])
@@ -48,12 +79,26 @@ describe('pair table', () => {
   })
 
   it('counts what the summary shows', () => {
-    expect(pairSummary(A)).toEqual({ pairs: 5, rightBefore: 2, rightAfter: 2, flipped: 1, gotWorse: 1, stillWrong: 3, neverSeen: 1, meanMargin: (0.3 - 0.2 + 0.0001 + 0.5) / 4 })
+    expect(pairSummary(A)).toEqual({
+      pairs: 5,
+      rightBefore: 2,
+      rightAfter: 2,
+      flipped: 1,
+      gotWorse: 1,
+      stillWrong: 3,
+      neverSeen: 1,
+      meanMargin: (0.3 - 0.2 + 0.0001 + 0.5) / 4,
+    })
   })
 })
 
 describe('token heat', () => {
-  const side: TokenSide = { ids: [5, 6, 7, 2], text: ['能', '', '減', '</s>'], ref: [-0.5, -1, -2, null], trained: [-0.1, -1.5, -2, -0.3] }
+  const side: TokenSide = {
+    ids: [5, 6, 7, 2],
+    text: ['能', '', '減', '</s>'],
+    ref: [-0.5, -1, -2, null],
+    trained: [-0.1, -1.5, -2, -0.3],
+  }
 
   it('gives each token its change, null where a log-prob is −∞', () => {
     expect(heatTokens(side).map((t) => t.delta)).toEqual([-0.1 - -0.5, -0.5, 0, null])

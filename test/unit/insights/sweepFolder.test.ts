@@ -9,7 +9,7 @@ import { beforeAll, describe, expect, it } from 'vitest'
 import { listSweeps, openSweep } from '../../../src-main/api/sweepStore'
 import { runSweep } from '../../../src-main/services/insights/sweep'
 import { ensureSweepDir, lockSweepDir, SWEEP_MARKER_FILE } from '../../../src-main/services/insights/sweepDir'
-import { resolveTrainParams } from '../../../src-main/services/params/trainParams'
+import { resolveTrainParams } from '../../../src-shared/params/trainParams'
 import { ensureRunDir, RUN_MARKER_FILE } from '../../../src-main/services/training/runDir'
 import { TextTokenizer } from '../../../src-main/services/tokenizer/textTokenizer'
 import { tempDir } from '../../helpers/modelFixtures'
@@ -30,10 +30,20 @@ const deps = () => ({
   cancelTokenFactory: () => new FakeCancelToken(),
 })
 const request = (outDir: string, modelDir = STORIES) => ({
-  modelDir, datasetPath: HW6, testPromptsPath: PROMPTS, params: resolveTrainParams({ dataSize: 8, maxNewTokens: 4 }), ratios: [0, 1], outDir,
+  modelDir,
+  datasetPath: HW6,
+  testPromptsPath: PROMPTS,
+  params: resolveTrainParams({ dataSize: 8, maxNewTokens: 4 }),
+  ratios: [0, 1],
+  outDir,
 })
 const readJson = (...p: string[]) => JSON.parse(readFileSync(path.join(...p), 'utf8'))
-const listing = (dir: string) => Object.fromEntries(readdirSync(dir).sort().map((f) => [f, readFileSync(path.join(dir, f), 'utf8')]))
+const listing = (dir: string) =>
+  Object.fromEntries(
+    readdirSync(dir)
+      .sort()
+      .map((f) => [f, readFileSync(path.join(dir, f), 'utf8')]),
+  )
 
 /** A finished sweep made once, copied by the tests that change it. */
 let made: string
@@ -55,7 +65,9 @@ describe('sweep --out ownership', () => {
     expect(readJson(made, SWEEP_MARKER_FILE)).toMatchObject({ dpo_studio_sweep: 1 })
     expect(readdirSync(made).sort()).toEqual([SWEEP_MARKER_FILE, 'ratio-0', 'ratio-1', 'sweep.json'])
     for (const r of ['ratio-0', 'ratio-1']) {
-      expect(readdirSync(path.join(made, r))).toEqual(expect.arrayContaining([RUN_MARKER_FILE, 'pairs.jsonl', 'pairs_tokens.jsonl', 'responses_tokens.jsonl']))
+      expect(readdirSync(path.join(made, r))).toEqual(
+        expect.arrayContaining([RUN_MARKER_FILE, 'pairs.jsonl', 'pairs_tokens.jsonl', 'responses_tokens.jsonl']),
+      )
       expect(readdirSync(path.join(made, r))).not.toContain('.dpo-studio-run.lock')
     }
     expect(readJson(made, 'sweep.json')).toMatchObject({ status: 'completed', pid: process.pid, hostname: hostname() })
@@ -65,10 +77,15 @@ describe('sweep --out ownership', () => {
     const model = tempDir('dpo-sweepmodel-')
     cpSync(STORIES, model, { recursive: true })
     const before = listing(model)
-    await expect(runSweep(request(path.join(model, 'sweeps', 'a'), model), {}, undefined, deps())).rejects.toMatchObject({
-      code: 'E_NOT_RUN_DIR', message: expect.stringContaining('is inside the model folder'),
+    await expect(
+      runSweep(request(path.join(model, 'sweeps', 'a'), model), {}, undefined, deps()),
+    ).rejects.toMatchObject({
+      code: 'E_NOT_RUN_DIR',
+      message: expect.stringContaining('is inside the model folder'),
     })
-    await expect(runSweep(request(model, model), {}, undefined, deps())).rejects.toMatchObject({ code: 'E_NOT_RUN_DIR' })
+    await expect(runSweep(request(model, model), {}, undefined, deps())).rejects.toMatchObject({
+      code: 'E_NOT_RUN_DIR',
+    })
     expect(listing(model)).toEqual(before)
   })
 
@@ -76,7 +93,8 @@ describe('sweep --out ownership', () => {
     const notes = tempDir('dpo-notes-')
     writeFileSync(path.join(notes, 'sweep.json'), '{"mine": true}')
     await expect(runSweep(request(notes), {}, undefined, deps())).rejects.toMatchObject({
-      code: 'E_NOT_RUN_DIR', message: expect.stringContaining('is not a DPO Studio sweep folder'),
+      code: 'E_NOT_RUN_DIR',
+      message: expect.stringContaining('is not a DPO Studio sweep folder'),
     })
     expect(listing(notes)).toEqual({ 'sweep.json': '{"mine": true}' })
 
@@ -101,7 +119,10 @@ describe('sweep --out ownership', () => {
     const lock = lockSweepDir(dir, 'dpo-studio sweep (test)')
     try {
       await expect(runSweep(request(dir), {}, undefined, deps())).rejects.toMatchObject({
-        code: 'E_RUN_LOCKED', message: expect.stringContaining(`sweep folder ${dir} is in use by dpo-studio sweep (test) (pid ${process.pid} on ${hostname()}`),
+        code: 'E_RUN_LOCKED',
+        message: expect.stringContaining(
+          `sweep folder ${dir} is in use by dpo-studio sweep (test) (pid ${process.pid} on ${hostname()}`,
+        ),
       })
     } finally {
       lock.release()
@@ -129,14 +150,26 @@ describe('a sweep whose process is gone', () => {
     const dir = copyOfSweep()
     const sweep = readJson(dir, 'sweep.json')
     // Killed during the second ratio's training: sweep.json and that run's status still say running.
-    writeFileSync(path.join(dir, 'sweep.json'), JSON.stringify({ ...sweep, status: 'running', pid: GONE_PID, runs: sweep.runs.slice(0, 1) }))
+    writeFileSync(
+      path.join(dir, 'sweep.json'),
+      JSON.stringify({ ...sweep, status: 'running', pid: GONE_PID, runs: sweep.runs.slice(0, 1) }),
+    )
     const status = readJson(dir, 'ratio-1', 'run_status.json')
-    writeFileSync(path.join(dir, 'ratio-1', 'run_status.json'), JSON.stringify({ ...status, status: 'running', phase: 'train', pid: GONE_PID, endedAt: null }))
+    writeFileSync(
+      path.join(dir, 'ratio-1', 'run_status.json'),
+      JSON.stringify({ ...status, status: 'running', phase: 'train', pid: GONE_PID, endedAt: null }),
+    )
 
     const [item] = await listSweeps(path.dirname(dir))
     expect(item).toMatchObject({ status: 'failed', runs: 1 })
-    expect(readJson(dir, 'sweep.json')).toMatchObject({ status: 'failed', error: expect.stringMatching(/^stopped after 1 of 2 runs: the process that ran it \(pid 4194305\) is gone/) })
-    expect(readJson(dir, 'ratio-1', 'run_status.json')).toMatchObject({ status: 'failed', error: expect.stringContaining('stopped during training') })
+    expect(readJson(dir, 'sweep.json')).toMatchObject({
+      status: 'failed',
+      error: expect.stringMatching(/^stopped after 1 of 2 runs: the process that ran it \(pid 4194305\) is gone/),
+    })
+    expect(readJson(dir, 'ratio-1', 'run_status.json')).toMatchObject({
+      status: 'failed',
+      error: expect.stringContaining('stopped during training'),
+    })
     expect(readJson(dir, 'ratio-0', 'run_status.json').status).toBe('completed')
   })
 
@@ -145,7 +178,10 @@ describe('a sweep whose process is gone', () => {
     const sweep = readJson(dir, 'sweep.json')
     writeFileSync(path.join(dir, 'sweep.json'), JSON.stringify({ ...sweep, status: 'running', pid: process.pid }))
     expect((await openSweep(dir)).sweep.status).toBe('running')
-    writeFileSync(path.join(dir, 'sweep.json'), JSON.stringify({ ...sweep, status: 'running', pid: GONE_PID, hostname: 'elsewhere' }))
+    writeFileSync(
+      path.join(dir, 'sweep.json'),
+      JSON.stringify({ ...sweep, status: 'running', pid: GONE_PID, hostname: 'elsewhere' }),
+    )
     expect((await openSweep(dir)).sweep.status).toBe('running')
   })
 })

@@ -19,7 +19,11 @@ describe('tokenPieces', () => {
       expect(pieces.join('')).toBe(tok.decode(ids))
       // No piece holds half a character (U+FFFD); characters made of several tokens appear whole in one piece.
       expect(pieces.some((p) => p.includes('\uFFFD'))).toBe(false)
-      for (const ch of ['氣', '🚗', '𠮷']) expect(pieces.filter((p) => p.includes(ch)), ch).toHaveLength(1)
+      for (const ch of ['氣', '🚗', '𠮷'])
+        expect(
+          pieces.filter((p) => p.includes(ch)),
+          ch,
+        ).toHaveLength(1)
       if (name === 'mistral-v0.1') {
         // 氣 is three byte tokens here (<0xE6> <0xB0> <0xA3>): the first two add nothing, the third the character.
         const at = pieces.indexOf('氣')

@@ -4,7 +4,7 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
-import type { LoraTensor } from '../../../src-main/engine/nativeTypes'
+import type { LoraTensor } from '../../../src-main/addon/addonTypes'
 import {
   baseModelName,
   decodeSafetensors,
@@ -20,7 +20,13 @@ import {
 } from '../../../src-main/services/training/adapterFiles'
 import { tempDir } from '../../helpers/modelFixtures'
 
-const SETTINGS: AdapterSettings = { r: 4, alpha: 16, dropout: 0.1, targets: ['q_proj', 'v_proj'], baseModel: 'MediaTek-Research/Breeze-7B-Instruct-v0_1' }
+const SETTINGS: AdapterSettings = {
+  r: 4,
+  alpha: 16,
+  dropout: 0.1,
+  targets: ['q_proj', 'v_proj'],
+  baseModel: 'MediaTek-Research/Breeze-7B-Instruct-v0_1',
+}
 
 /** A full adapter for `layers` layers, hidden 8, kv dim 4, with recognisable values. */
 function makeTensors(layers = 2, r = 4, targets: AdapterSettings['targets'] = ['q_proj', 'v_proj']): LoraTensor[] {
@@ -29,7 +35,10 @@ function makeTensors(layers = 2, r = 4, targets: AdapterSettings['targets'] = ['
   for (let l = 0; l < layers; l++) {
     for (const t of targets) {
       const outDim = t === 'v_proj' || t === 'k_proj' ? 4 : 8
-      for (const [which, shape] of [['A', [r, 8]], ['B', [outDim, r]]] as const) {
+      for (const [which, shape] of [
+        ['A', [r, 8]],
+        ['B', [outDim, r]],
+      ] as const) {
         const data = Float32Array.from({ length: shape[0] * shape[1] }, () => (v++ % 17) / 16 - 0.5)
         out.push({ name: loraKey(l, t, which), shape: [...shape], data })
       }
@@ -74,7 +83,11 @@ describe('PEFT key names', () => {
     expect(loraKey(0, 'q_proj', 'A')).toBe('base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight')
     expect(loraKey(31, 'v_proj', 'B')).toBe('base_model.model.model.layers.31.self_attn.v_proj.lora_B.weight')
     expect(loraKey(2, 'down_proj', 'A')).toBe('base_model.model.model.layers.2.mlp.down_proj.lora_A.weight')
-    expect(parseLoraKey('base_model.model.model.layers.7.mlp.gate_proj.lora_B.weight')).toEqual({ layer: 7, target: 'gate_proj', which: 'B' })
+    expect(parseLoraKey('base_model.model.model.layers.7.mlp.gate_proj.lora_B.weight')).toEqual({
+      layer: 7,
+      target: 'gate_proj',
+      which: 'B',
+    })
     expect(parseLoraKey('base_model.model.model.layers.7.self_attn.gate_proj.lora_B.weight')).toBeNull()
     expect(parseLoraKey('base_model.model.model.layers.0.self_attn.q_proj.lora_A.default.weight')).toBeNull()
   })
@@ -94,7 +107,9 @@ describe('safetensors', () => {
       '{"__metadata__":{"format":"pt"},"a":{"dtype":"F32","shape":[1,3],"data_offsets":[0,12]},"b":{"dtype":"F32","shape":[2],"data_offsets":[12,20]}}',
     )
     expect(bytes.length).toBe(8 + n + 20)
-    expect(Array.from(new Float32Array(bytes.buffer.slice(bytes.byteOffset + 8 + n, bytes.byteOffset + 8 + n + 20)))).toEqual([1, 2, 5, 3, 4])
+    expect(
+      Array.from(new Float32Array(bytes.buffer.slice(bytes.byteOffset + 8 + n, bytes.byteOffset + 8 + n + 20))),
+    ).toEqual([1, 2, 5, 3, 4])
     const back = decodeSafetensors(bytes, 'x.safetensors')
     expect(back.metadata).toEqual({ format: 'pt' })
     expect(back.tensors.map((t) => [t.name, t.shape, Array.from(t.data)])).toEqual([
@@ -111,7 +126,12 @@ describe('safetensors', () => {
       ]),
     )
     const n = Number(bytes.readBigUInt64LE(0))
-    expect(bytes.subarray(8, 8 + n).toString('utf8').trimEnd()).toBe(
+    expect(
+      bytes
+        .subarray(8, 8 + n)
+        .toString('utf8')
+        .trimEnd(),
+    ).toBe(
       '{"__metadata__":{"format":"pt"},"z":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"BF16","shape":[4],"data_offsets":[4,12]}}',
     )
     const t = decodeSafetensors(bytes, 'b.safetensors').tensors
@@ -120,7 +140,10 @@ describe('safetensors', () => {
   })
 
   it('reads F16 and BF16 as F32', () => {
-    const header = JSON.stringify({ h: { dtype: 'F16', shape: [3], data_offsets: [0, 6] }, b: { dtype: 'BF16', shape: [2], data_offsets: [6, 10] } })
+    const header = JSON.stringify({
+      h: { dtype: 'F16', shape: [3], data_offsets: [0, 6] },
+      b: { dtype: 'BF16', shape: [2], data_offsets: [6, 10] },
+    })
     const padded = header.padEnd(Math.ceil(header.length / 8) * 8, ' ')
     const data = Buffer.alloc(10)
     data.writeUInt16LE(0x3c00, 0) // 1.0
@@ -143,7 +166,9 @@ describe('safetensors', () => {
     const longHeader = Buffer.from(good)
     longHeader.writeBigUInt64LE(BigInt(good.length), 0)
     expect(() => decodeSafetensors(longHeader, 'f.st')).toThrow(/header length .* runs past the end/)
-    expect(() => decodeSafetensors(good.subarray(0, good.length - 4), 'f.st')).toThrow(/tensor w: data \[0, 16\) lies outside/)
+    expect(() => decodeSafetensors(good.subarray(0, good.length - 4), 'f.st')).toThrow(
+      /tensor w: data \[0, 16\) lies outside/,
+    )
     const badDtype = Buffer.from(good.toString('latin1').replace('"F32"', '"I32"'), 'latin1')
     expect(() => decodeSafetensors(badDtype, 'f.st')).toThrow(/tensor w: dtype "I32" is not supported/)
     const badShape = Buffer.from(good.toString('latin1').replace('"shape":[4]', '"shape":[5]'), 'latin1')
@@ -187,7 +212,9 @@ describe('saveAdapter / loadAdapter', () => {
     const parent = tempDir()
     const dir = path.join(parent, 'adapter')
     const tensors = makeTensors(3)
-    saveAdapter(dir, tensors, SETTINGS, { extraJson: { 'training_state.json': { status: 'cancelled', global_step: 2 } } })
+    saveAdapter(dir, tensors, SETTINGS, {
+      extraJson: { 'training_state.json': { status: 'cancelled', global_step: 2 } },
+    })
     expect(readdirSync(dir).sort()).toEqual(['adapter_config.json', 'adapter_model.safetensors', 'training_state.json'])
     expect(readdirSync(parent)).toEqual(['adapter'])
     const a = loadAdapter(dir)
@@ -245,25 +272,83 @@ describe('broken adapters: one message naming the file, field or tensor', () => 
     f(c)
     writeFileSync(file, JSON.stringify(c))
   }
-  const rewriteWeights = (dir: string, tensors: LoraTensor[]) => writeFileSync(path.join(dir, 'adapter_model.safetensors'), encodeSafetensors(tensors))
+  const rewriteWeights = (dir: string, tensors: LoraTensor[]) =>
+    writeFileSync(path.join(dir, 'adapter_model.safetensors'), encodeSafetensors(tensors))
 
   it.each([
     ['a missing folder', (d: string) => d + '-nope', /adapter directory .*-nope does not exist/],
     ['no adapter_config.json', (d: string) => (rmFile(d, 'adapter_config.json'), d), /has no adapter_config\.json/],
-    ['config not JSON', (d: string) => (writeFileSync(path.join(d, 'adapter_config.json'), '{oops'), d), /adapter_config\.json: not valid JSON/],
-    ['peft_type IA3', (d: string) => (editConfig(d, (c) => (c.peft_type = 'IA3')), d), /field "peft_type" is "IA3"; only LORA/],
+    [
+      'config not JSON',
+      (d: string) => (writeFileSync(path.join(d, 'adapter_config.json'), '{oops'), d),
+      /adapter_config\.json: not valid JSON/,
+    ],
+    [
+      'peft_type IA3',
+      (d: string) => (editConfig(d, (c) => (c.peft_type = 'IA3')), d),
+      /field "peft_type" is "IA3"; only LORA/,
+    ],
     ['r missing', (d: string) => (editConfig(d, (c) => delete c.r), d), /field "r" must be a positive integer/],
-    ['regex target_modules', (d: string) => (editConfig(d, (c) => (c.target_modules = '.*proj')), d), /field "target_modules" is the pattern/],
-    ['unknown target', (d: string) => (editConfig(d, (c) => (c.target_modules = ['q_proj', 'lm_head'])), d), /target_modules" names "lm_head"/],
+    [
+      'regex target_modules',
+      (d: string) => (editConfig(d, (c) => (c.target_modules = '.*proj')), d),
+      /field "target_modules" is the pattern/,
+    ],
+    [
+      'unknown target',
+      (d: string) => (editConfig(d, (c) => (c.target_modules = ['q_proj', 'lm_head'])), d),
+      /target_modules" names "lm_head"/,
+    ],
     ['DoRA', (d: string) => (editConfig(d, (c) => (c.use_dora = true)), d), /field "use_dora" is true/],
-    ['r differs from tensors', (d: string) => (editConfig(d, (c) => (c.r = 8)), d), /lora_A\.weight: shape \[4,8\] implies rank 4, but r is 8/],
-    ['targets differ from tensors', (d: string) => (editConfig(d, (c) => (c.target_modules = ['q_proj'])), d), /v_proj\.lora_A\.weight: adapts v_proj, which target_modules \[q_proj\] does not list/],
-    ['a target without tensors', (d: string) => (editConfig(d, (c) => (c.target_modules = ['q_proj', 'v_proj', 'k_proj'])), d), /target_modules lists k_proj but no tensor adapts it/],
-    ['no weights file', (d: string) => (rmFile(d, 'adapter_model.safetensors'), d), /has no adapter_model\.safetensors/],
-    ['a pickle instead', (d: string) => (rmFile(d, 'adapter_model.safetensors'), writeFileSync(path.join(d, 'adapter_model.bin'), 'x'), d), /adapter_model\.bin \(a pickle\)/],
-    ['truncated weights', (d: string) => (truncate(path.join(d, 'adapter_model.safetensors'), 100), d), /adapter_model\.safetensors: tensor .* lies outside/],
-    ['a missing B', (d: string) => (rewriteWeights(d, makeTensors().filter((t) => t.name !== loraKey(1, 'q_proj', 'B'))), d), /layers\.1\.self_attn\.q_proj\.lora_B\.weight is missing/],
-    ['a foreign tensor', (d: string) => (rewriteWeights(d, [...makeTensors(), { name: 'lm_head.weight', shape: [1], data: Float32Array.of(0) }]), d), /tensor lm_head\.weight: is not a LoRA weight/],
+    [
+      'r differs from tensors',
+      (d: string) => (editConfig(d, (c) => (c.r = 8)), d),
+      /lora_A\.weight: shape \[4,8\] implies rank 4, but r is 8/,
+    ],
+    [
+      'targets differ from tensors',
+      (d: string) => (editConfig(d, (c) => (c.target_modules = ['q_proj'])), d),
+      /v_proj\.lora_A\.weight: adapts v_proj, which target_modules \[q_proj\] does not list/,
+    ],
+    [
+      'a target without tensors',
+      (d: string) => (editConfig(d, (c) => (c.target_modules = ['q_proj', 'v_proj', 'k_proj'])), d),
+      /target_modules lists k_proj but no tensor adapts it/,
+    ],
+    [
+      'no weights file',
+      (d: string) => (rmFile(d, 'adapter_model.safetensors'), d),
+      /has no adapter_model\.safetensors/,
+    ],
+    [
+      'a pickle instead',
+      (d: string) => (rmFile(d, 'adapter_model.safetensors'), writeFileSync(path.join(d, 'adapter_model.bin'), 'x'), d),
+      /adapter_model\.bin \(a pickle\)/,
+    ],
+    [
+      'truncated weights',
+      (d: string) => (truncate(path.join(d, 'adapter_model.safetensors'), 100), d),
+      /adapter_model\.safetensors: tensor .* lies outside/,
+    ],
+    [
+      'a missing B',
+      (d: string) => (
+        rewriteWeights(
+          d,
+          makeTensors().filter((t) => t.name !== loraKey(1, 'q_proj', 'B')),
+        ),
+        d
+      ),
+      /layers\.1\.self_attn\.q_proj\.lora_B\.weight is missing/,
+    ],
+    [
+      'a foreign tensor',
+      (d: string) => (
+        rewriteWeights(d, [...makeTensors(), { name: 'lm_head.weight', shape: [1], data: Float32Array.of(0) }]),
+        d
+      ),
+      /tensor lm_head\.weight: is not a LoRA weight/,
+    ],
   ])('%s', (_what, make, message) => {
     const dir = make(adapterWith(() => {}))
     let err: unknown
@@ -284,7 +369,10 @@ describe('baseModelName', () => {
     const root = tempDir()
     const named = path.join(root, 'local-copy')
     mkdirSync(named)
-    writeFileSync(path.join(named, 'config.json'), JSON.stringify({ _name_or_path: 'MediaTek-Research/Breeze-7B-Instruct-v0_1' }))
+    writeFileSync(
+      path.join(named, 'config.json'),
+      JSON.stringify({ _name_or_path: 'MediaTek-Research/Breeze-7B-Instruct-v0_1' }),
+    )
     expect(baseModelName(named)).toBe('MediaTek-Research/Breeze-7B-Instruct-v0_1')
     const snap = path.join(root, 'models--Qwen--Qwen2-0.5B', 'snapshots', 'abc123')
     mkdirSync(snap, { recursive: true })

@@ -16,8 +16,8 @@ import type {
   ScoredSequence,
   SequenceLogp,
   TrainingState,
-} from '../../../src-main/engine/nativeTypes'
-import type { ModelSession } from '../../../src-main/services/engine/modelSession'
+} from '../../../src-main/addon/addonTypes'
+import type { ModelSession } from '../../../src-main/services/session/modelSession'
 import { loraKey } from '../../../src-main/services/training/adapterFiles'
 import type { TextTokenizer } from '../../../src-main/services/tokenizer/textTokenizer'
 
@@ -108,7 +108,12 @@ export class FakeModel implements NativeModel {
     }
   }
 
-  async logps(batch: ScoredSequence[], _padId: number, _cancel?: NativeCancelToken, useAdapter = true): Promise<SequenceLogp[]> {
+  async logps(
+    batch: ScoredSequence[],
+    _padId: number,
+    _cancel?: NativeCancelToken,
+    useAdapter = true,
+  ): Promise<SequenceLogp[]> {
     this.calls.push({ kind: 'logps', sequences: batch.length, useAdapter })
     // With the trained adapter the fake policy moves as in dpoAccumulate: the first token of each chosen sequence
     // (even positions: batches are [chosen, rejected, ...]) by +0.5 per update, of each rejected one by -0.25.
@@ -131,8 +136,16 @@ export class FakeModel implements NativeModel {
     for (let l = 0; l < FAKE_LAYERS; l++) {
       for (const t of options.targets) {
         const out = t === 'k_proj' || t === 'v_proj' ? KV : HIDDEN
-        this.tensors.push({ name: loraKey(l, t as 'q_proj', 'A'), shape: [options.r, HIDDEN], data: new Float32Array(options.r * HIDDEN).fill((options.seed % 7) / 10) })
-        this.tensors.push({ name: loraKey(l, t as 'q_proj', 'B'), shape: [out, options.r], data: new Float32Array(out * options.r) })
+        this.tensors.push({
+          name: loraKey(l, t as 'q_proj', 'A'),
+          shape: [options.r, HIDDEN],
+          data: new Float32Array(options.r * HIDDEN).fill((options.seed % 7) / 10),
+        })
+        this.tensors.push({
+          name: loraKey(l, t as 'q_proj', 'B'),
+          shape: [out, options.r],
+          data: new Float32Array(out * options.r),
+        })
       }
     }
   }
@@ -155,12 +168,18 @@ export class FakeModel implements NativeModel {
     const byName = new Map(tensors.map((t) => [t.name, t]))
     for (const t of this.tensors) {
       const n = byName.get(t.name)
-      if (!n || n.data.length !== t.data.length) throw Object.assign(new Error(`tensor ${t.name} missing or wrong size`), { code: 'E_BAD_INPUT' })
+      if (!n || n.data.length !== t.data.length)
+        throw Object.assign(new Error(`tensor ${t.name} missing or wrong size`), { code: 'E_BAD_INPUT' })
       t.data.set(n.data)
     }
   }
 
-  async dpoAccumulate(pairs: DpoPairInput[], _padId: number, options: DpoOptions, cancel?: NativeCancelToken): Promise<DpoPairMetrics[]> {
+  async dpoAccumulate(
+    pairs: DpoPairInput[],
+    _padId: number,
+    options: DpoOptions,
+    cancel?: NativeCancelToken,
+  ): Promise<DpoPairMetrics[]> {
     this.accumulateCalls++
     this.calls.push({
       kind: 'dpoAccumulate',
@@ -205,7 +224,19 @@ export class FakeModel implements NativeModel {
     const kind = steps.length === 0 ? 'none' : steps[steps.length - 1]!.options.kind
     return {
       optimizer: kind,
-      tensors: kind === 'none' ? [] : [{ name: 'fake', layout: 'adamw', step: this.stepsTaken, numel: 1, m: Float32Array.of(this.updates), v: Float32Array.of(0) }],
+      tensors:
+        kind === 'none'
+          ? []
+          : [
+              {
+                name: 'fake',
+                layout: 'adamw',
+                step: this.stepsTaken,
+                numel: 1,
+                m: Float32Array.of(this.updates),
+                v: Float32Array.of(0),
+              },
+            ],
       dropoutRng: `fake-rng ${this.stepsTaken}`,
     }
   }
@@ -238,7 +269,8 @@ export class FakeModel implements NativeModel {
     cancel?: NativeCancelToken,
   ): Promise<GenerateResult> {
     this.calls.push({ kind: 'generate', prompts: prompts.length, hasLora: this.hasLora() })
-    if (cancel?.cancelled) return { tokens: prompts.map(() => new Int32Array()), finish: prompts.map(() => 'cancelled' as const) }
+    if (cancel?.cancelled)
+      return { tokens: prompts.map(() => new Int32Array()), finish: prompts.map(() => 'cancelled' as const) }
     // stories260K ids: a short answer that differs once an adapter is on, then EOS.
     const answer = this.hasLora() ? [403, 281, 2] : [300, 281, 2]
     const tokens = prompts.map((_, i) => {
@@ -260,6 +292,10 @@ export class FakeModel implements NativeModel {
   }
 }
 
-export function fakeSession(dir: string, tokenizer: TextTokenizer, native = new FakeModel()): ModelSession & { native: FakeModel } {
+export function fakeSession(
+  dir: string,
+  tokenizer: TextTokenizer,
+  native = new FakeModel(),
+): ModelSession & { native: FakeModel } {
   return { dir, native, info: native.info(), tokenizer, dispose: () => native.dispose() }
 }

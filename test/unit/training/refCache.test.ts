@@ -8,7 +8,16 @@ import { createRequire } from 'node:module'
 import path from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { afterEach, describe, expect, it } from 'vitest'
-import { RefLogpsCache, dataFingerprint, modelFingerprint, pairKey, refCacheDir, sumInOrder, swappedPairKey, type RefLogps } from '../../../src-main/services/training/refCache'
+import {
+  RefLogpsCache,
+  dataFingerprint,
+  modelFingerprint,
+  pairKey,
+  refCacheDir,
+  sumInOrder,
+  swappedPairKey,
+  type RefLogps,
+} from '../../../src-main/services/training/refCache'
 import { tempDir } from '../../helpers/modelFixtures'
 import { repoRoot } from '../../helpers/sharedPath'
 
@@ -61,7 +70,12 @@ describe('pairKey / dataFingerprint', () => {
     expect(pairKey(pair([1, 5, 6, 8]))).not.toBe(k)
     // Int32Array and number[] give the same key.
     const p = pair([1, 5, 6, 7])
-    expect(pairKey({ chosen: { ids: Int32Array.from(p.chosen.ids), labels: Int32Array.from(p.chosen.labels) }, rejected: p.rejected })).toBe(k)
+    expect(
+      pairKey({
+        chosen: { ids: Int32Array.from(p.chosen.ids), labels: Int32Array.from(p.chosen.labels) },
+        rejected: p.rejected,
+      }),
+    ).toBe(k)
     expect(dataFingerprint([k, 'x'])).not.toBe(dataFingerprint(['x', k]))
   })
 })
@@ -104,7 +118,12 @@ describe('RefLogpsCache', () => {
     // The same two sequences as (rejected, chosen): found through the swapped key, sides exchanged back.
     const swapped = { chosen: p1.rejected, rejected: p1.chosen }
     expect(c2.get(pairKey(swapped))).toBeUndefined()
-    expect(c2.lookup(pairKey(swapped), swappedPairKey(swapped))).toEqual({ chosen: v1.rejected, rejected: v1.chosen, chosenTokens: v1.rejectedTokens, rejectedTokens: v1.chosenTokens })
+    expect(c2.lookup(pairKey(swapped), swappedPairKey(swapped))).toEqual({
+      chosen: v1.rejected,
+      rejected: v1.chosen,
+      chosenTokens: v1.rejectedTokens,
+      rejectedTokens: v1.chosenTokens,
+    })
     expect(c2.lookup(k1, swappedPairKey(p1))).toEqual(v1)
     // Another quantization is another file.
     expect(RefLogpsCache.open(dir, { ...m, quant: 'none' }).get(k1)).toBeUndefined()
@@ -135,7 +154,10 @@ describe('RefLogpsCache', () => {
     expect(c2.size).toBe(1)
     expect(c2.get(pairKey(pair([4, 4])))).toEqual(good)
     // A version-1 file (sums only) under this name is not read.
-    writeFileSync(file, JSON.stringify({ version: 1, fingerprint: modelFingerprint(m), entries: { [pairKey(pair([4, 4]))]: [-1, -2] } }))
+    writeFileSync(
+      file,
+      JSON.stringify({ version: 1, fingerprint: modelFingerprint(m), entries: { [pairKey(pair([4, 4]))]: [-1, -2] } }),
+    )
     expect(RefLogpsCache.open(dir, m).size).toBe(0)
   })
 
@@ -156,7 +178,7 @@ describe('RefLogpsCache', () => {
 })
 
 describe('RefLogpsCache shared by two processes', () => {
-  it('two caches opened on the same file keep each other\'s entries (merge on save)', () => {
+  it("two caches opened on the same file keep each other's entries (merge on save)", () => {
     const dir = tempDir('dpo-refshare-')
     const m = modelDir()
     const a = RefLogpsCache.open(dir, model(m))
@@ -174,7 +196,12 @@ describe('RefLogpsCache shared by two processes', () => {
     expect(reread.get(ka)).toEqual(va)
     expect(reread.get(kb)).toEqual(vb)
     const sb = { chosen: pair([1, 2, 3, 5]).rejected, rejected: pair([1, 2, 3, 5]).chosen }
-    expect(reread.lookup(pairKey(sb), swappedPairKey(sb))).toEqual({ chosen: vb.rejected, rejected: vb.chosen, chosenTokens: vb.rejectedTokens, rejectedTokens: vb.chosenTokens })
+    expect(reread.lookup(pairKey(sb), swappedPairKey(sb))).toEqual({
+      chosen: vb.rejected,
+      rejected: vb.chosen,
+      chosenTokens: vb.rejectedTokens,
+      rejectedTokens: vb.chosenTokens,
+    })
     expect(JSON.parse(readFileSync(reread.file!, 'utf8'))).toMatchObject({ version: 2 })
     expect(readdirSync(dir).filter((f) => f.endsWith('.lock'))).toEqual([])
   })
@@ -185,7 +212,12 @@ describe('RefLogpsCache shared by two processes', () => {
     const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm')).href
     const writer = path.join(repoRoot, 'test/helpers/refCacheWriter.ts')
     const run = (tag: string) =>
-      new Promise<number | null>((resolve) => spawn(process.execPath, ['--import', tsx, writer, dir, m, tag, '25', '8'], { stdio: 'inherit' }).on('close', resolve))
+      new Promise<number | null>((resolve) =>
+        spawn(process.execPath, ['--import', tsx, writer, dir, m, tag, '25', '8'], { stdio: 'inherit' }).on(
+          'close',
+          resolve,
+        ),
+      )
     expect(await Promise.all([run('a'), run('b')])).toEqual([0, 0])
     const cache = RefLogpsCache.open(dir, model(m))
     expect(cache.size).toBe(2 * 25 * 8)
@@ -194,4 +226,3 @@ describe('RefLogpsCache shared by two processes', () => {
     expect(cache.get(k('b', 24, 7))?.rejectedTokens).toEqual(Float32Array.from([-24, -7 / 16, -1]))
   })
 })
-

@@ -17,7 +17,11 @@ describe('referenceBatches', () => {
     expect(referenceBatches([7, 8], () => 5000, 1000)).toEqual([[7], [8]])
     const many = Array.from({ length: 150 }, (_, i) => i)
     const batches = referenceBatches(many, () => 1, 1_000_000)
-    expect(batches.map((b) => b.length)).toEqual([REFERENCE_BATCH_MAX_PAIRS, REFERENCE_BATCH_MAX_PAIRS, 150 - 2 * REFERENCE_BATCH_MAX_PAIRS])
+    expect(batches.map((b) => b.length)).toEqual([
+      REFERENCE_BATCH_MAX_PAIRS,
+      REFERENCE_BATCH_MAX_PAIRS,
+      150 - 2 * REFERENCE_BATCH_MAX_PAIRS,
+    ])
     expect(batches.flat()).toEqual(many)
   })
 

@@ -4,9 +4,13 @@
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
-import type { TrainingState } from '../../../src-main/engine/nativeTypes'
-import { loadPreferenceData, preferencePairs, type PreferencePair } from '../../../src-main/services/data/preferenceFile'
-import { resolveTrainParams, type TrainParamsInput } from '../../../src-main/services/params/trainParams'
+import type { TrainingState } from '../../../src-main/addon/addonTypes'
+import {
+  loadPreferenceData,
+  preferencePairs,
+  type PreferencePair,
+} from '../../../src-main/services/data/preferenceFile'
+import { resolveTrainParams, type TrainParamsInput } from '../../../src-shared/params/trainParams'
 import { TextTokenizer } from '../../../src-main/services/tokenizer/textTokenizer'
 import { encodeSafetensors } from '../../../src-main/services/training/adapterFiles'
 import {
@@ -37,13 +41,22 @@ beforeAll(async () => {
 })
 
 // 20 pairs, grad-accum 2: 10 steps; checkpoints every 3.
-const params = (extra: TrainParamsInput = {}) => resolveTrainParams({ dataSize: 20, gradAccum: 2, checkpointEvery: 3, ...extra })
+const params = (extra: TrainParamsInput = {}) =>
+  resolveTrainParams({ dataSize: 20, gradAccum: 2, checkpointEvery: 3, ...extra })
 const readText = (...p: string[]) => readFileSync(path.join(...p), 'utf8')
-const lines = (file: string) => readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>)
+const lines = (file: string) =>
+  readFileSync(file, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
 /** metrics rows without the wall-clock fields (elapsed_s, pairs_per_s), which no two runs share. */
 const numbers = (file: string) => lines(file).map(({ elapsed_s: _e, pairs_per_s: _p, ...rest }) => rest)
 
-function train(out: string, native: FakeModel, opts: { signal?: AbortSignal; resume?: { checkpoint: Checkpoint | null }; p?: ReturnType<typeof params> } = {}) {
+function train(
+  out: string,
+  native: FakeModel,
+  opts: { signal?: AbortSignal; resume?: { checkpoint: Checkpoint | null }; p?: ReturnType<typeof params> } = {},
+) {
   return trainDpo(fakeSession(STORIES, tok, native), pairs, opts.p ?? params(), {
     outDir: out,
     refCacheDir: null,
@@ -120,9 +133,12 @@ describe('trainDpo: cancel, then resume from the checkpoint', () => {
     // Same logs (no step twice), same adapter, same summary numbers; the checkpoint is gone once training completed.
     expect(numbers(path.join(stopped, 'metrics.jsonl'))).toEqual(numbers(path.join(whole, 'metrics.jsonl')))
     expect(readText(stopped, 'steps.jsonl')).toBe(readText(whole, 'steps.jsonl'))
-    expect(readFileSync(path.join(stopped, 'adapter/adapter_model.safetensors'))).toEqual(readFileSync(path.join(whole, 'adapter/adapter_model.safetensors')))
+    expect(readFileSync(path.join(stopped, 'adapter/adapter_model.safetensors'))).toEqual(
+      readFileSync(path.join(whole, 'adapter/adapter_model.safetensors')),
+    )
     const [a, b] = [whole, stopped].map((d) => JSON.parse(readText(d, 'train_summary.json')) as Record<string, unknown>)
-    for (const k of ['global_step', 'train_loss', 'pairs_trained', 'data_fingerprint', 'epoch']) expect(b![k], k).toEqual(a![k])
+    for (const k of ['global_step', 'train_loss', 'pairs_trained', 'data_fingerprint', 'epoch'])
+      expect(b![k], k).toEqual(a![k])
     expect(existsSync(path.join(stopped, CHECKPOINT_FILE))).toBe(false)
     // elapsed_s continues from the checkpoint's training time instead of starting over.
     const el = lines(path.join(stopped, 'metrics.jsonl')).map((m) => m.elapsed_s as number)
@@ -150,11 +166,17 @@ describe('trainDpo: cancel, then resume from the checkpoint', () => {
     await train(out, native, { signal: ac.signal })
     const before = readText(out, 'metrics.jsonl')
     const c = readCheckpoint(out)!
-    await expect(train(out, new FakeModel(), { resume: { checkpoint: c }, p: params({ beta: 0.2 }) })).rejects.toMatchObject({
+    await expect(
+      train(out, new FakeModel(), { resume: { checkpoint: c }, p: params({ beta: 0.2 }) }),
+    ).rejects.toMatchObject({
       code: 'E_RESUME_MISMATCH',
-      message: expect.stringMatching(/checkpoint\.safetensors: it was written with other parameters \(beta: 0\.2 for this run, 0\.1 in the checkpoint\)/),
+      message: expect.stringMatching(
+        /checkpoint\.safetensors: it was written with other parameters \(beta: 0\.2 for this run, 0\.1 in the checkpoint\)/,
+      ),
     })
-    await expect(train(out, new FakeModel(), { resume: { checkpoint: c }, p: params({ dataSize: 18 }) })).rejects.toMatchObject({ code: 'E_RESUME_MISMATCH' })
+    await expect(
+      train(out, new FakeModel(), { resume: { checkpoint: c }, p: params({ dataSize: 18 }) }),
+    ).rejects.toMatchObject({ code: 'E_RESUME_MISMATCH' })
     expect(readText(out, 'metrics.jsonl')).toBe(before)
   })
 })
@@ -164,14 +186,37 @@ describe('checkpoint file', () => {
     optimizer: 'paged_adamw_8bit',
     dropoutRng: '5489 1 2 3',
     tensors: [
-      { name: 'a', layout: 'bnb8_blockwise', step: 7, numel: 4096, state1: new Uint8Array(4096).map((_, i) => i % 251), state2: new Uint8Array(4096).fill(3), absmax1: Float32Array.of(0.5, 0.25), absmax2: Float32Array.of(1e-9, 2e-9) },
+      {
+        name: 'a',
+        layout: 'bnb8_blockwise',
+        step: 7,
+        numel: 4096,
+        state1: new Uint8Array(4096).map((_, i) => i % 251),
+        state2: new Uint8Array(4096).fill(3),
+        absmax1: Float32Array.of(0.5, 0.25),
+        absmax2: Float32Array.of(1e-9, 2e-9),
+      },
       { name: 'b', layout: 'bnb32', step: 7, numel: 3, m: Float32Array.of(1, -2, 3), v: Float32Array.of(4, 5, 6) },
     ],
   }
   const checkpoint = (): Checkpoint => ({
-    lora: [{ name: 'base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight', shape: [2, 3], data: Float32Array.of(1, 2, 3, 4, 5, -6.5) }],
+    lora: [
+      {
+        name: 'base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight',
+        shape: [2, 3],
+        data: Float32Array.of(1, 2, 3, 4, 5, -6.5),
+      },
+    ],
     training,
-    state: { global_step: 7, max_steps: 9, optimizer: { kind: 'paged_adamw_8bit', tensors: training.tensors.map(({ name, layout, step, numel }) => ({ name, layout, step, numel })) }, dropout_rng: training.dropoutRng } as Checkpoint['state'],
+    state: {
+      global_step: 7,
+      max_steps: 9,
+      optimizer: {
+        kind: 'paged_adamw_8bit',
+        tensors: training.tensors.map(({ name, layout, step, numel }) => ({ name, layout, step, numel })),
+      },
+      dropout_rng: training.dropoutRng,
+    } as Checkpoint['state'],
   })
 
   it('round-trips LoRA tensors, 8-bit codes with block scales and fp32 state exactly', () => {
@@ -185,10 +230,16 @@ describe('checkpoint file', () => {
     const bytes = Buffer.from(encodeCheckpoint(checkpoint()))
     const damaged = Buffer.from(bytes)
     damaged[damaged.length - 5]! ^= 1
-    expect(() => decodeCheckpoint(damaged, 'c.safetensors')).toThrow(/c\.safetensors: the tensor data does not match the checksum/)
-    expect(() => decodeCheckpoint(bytes.subarray(0, bytes.length - 8), 'c.safetensors')).toThrow(/c\.safetensors: tensor .* lies outside/)
+    expect(() => decodeCheckpoint(damaged, 'c.safetensors')).toThrow(
+      /c\.safetensors: the tensor data does not match the checksum/,
+    )
+    expect(() => decodeCheckpoint(bytes.subarray(0, bytes.length - 8), 'c.safetensors')).toThrow(
+      /c\.safetensors: tensor .* lies outside/,
+    )
     const adapter = encodeSafetensors([{ name: 'w', shape: [1], data: Float32Array.of(1) }])
-    expect(() => decodeCheckpoint(adapter, 'adapter.safetensors')).toThrow(/adapter\.safetensors: not a DPO Studio checkpoint/)
+    expect(() => decodeCheckpoint(adapter, 'adapter.safetensors')).toThrow(
+      /adapter\.safetensors: not a DPO Studio checkpoint/,
+    )
   })
 
   it('is written whole: a temp name renamed over the old one, stale temps of a killed write removed', () => {
@@ -201,7 +252,9 @@ describe('checkpoint file', () => {
     // A folder where the file cannot be written: the error names the checkpoint file, and nothing is left behind.
     const blocked = path.join(dir, 'blocked')
     mkdirSync(path.join(blocked, CHECKPOINT_FILE), { recursive: true })
-    expect(() => writeCheckpoint(blocked, checkpoint())).toThrow(new RegExp(`could not write the checkpoint ${blocked}/${CHECKPOINT_FILE}`))
+    expect(() => writeCheckpoint(blocked, checkpoint())).toThrow(
+      new RegExp(`could not write the checkpoint ${blocked}/${CHECKPOINT_FILE}`),
+    )
   })
 })
 
@@ -218,13 +271,20 @@ describe('truncateStepLog', () => {
   it('refuses when a step the checkpoint covers is missing', () => {
     const file = path.join(tempDir(), 'steps.jsonl')
     writeFileSync(file, [row(1), row(3)].join('\n') + '\n')
-    expect(() => truncateStepLog(file, 3)).toThrow(/steps\.jsonl holds steps 1-1 in order, but the checkpoint is at step 3/)
+    expect(() => truncateStepLog(file, 3)).toThrow(
+      /steps\.jsonl holds steps 1-1 in order, but the checkpoint is at step 3/,
+    )
   })
 })
 
 describe('resumeNotebook: checks and the remaining phases', () => {
   function deps(native: FakeModel): NotebookDeps {
-    return { openModel: async (dir) => fakeSession(dir, tok, native), engineVersion: 'test-engine', refCacheDir: null, cancelTokenFactory: () => new FakeCancelToken() }
+    return {
+      openModel: async (dir) => fakeSession(dir, tok, native),
+      engineVersion: 'test-engine',
+      refCacheDir: null,
+      cancelTokenFactory: () => new FakeCancelToken(),
+    }
   }
 
   /** A `run` on a copy of the model and the data, cancelled during step 5 of 10. */
@@ -236,7 +296,13 @@ describe('resumeNotebook: checks and the remaining phases', () => {
     const native = new FakeModel()
     const ac = new AbortController()
     native.beforeAccumulate = (n) => n === 9 && ac.abort()
-    const req = { modelDir: model, datasetPath: data, testPromptsPath: path.join(data, 'test_prompt.json'), params: params({ maxNewTokens: 4 }), outDir: out }
+    const req = {
+      modelDir: model,
+      datasetPath: data,
+      testPromptsPath: path.join(data, 'test_prompt.json'),
+      params: params({ maxNewTokens: 4 }),
+      outDir: out,
+    }
     const r = await runNotebook(req, {}, ac.signal, deps(native))
     expect(r).toMatchObject({ status: 'cancelled', cancelledIn: 'train', steps: 4 })
     return { model, data, out, req }
@@ -263,12 +329,25 @@ describe('resumeNotebook: checks and the remaining phases', () => {
   it('after a cancel during the trained answers, makes only those answers with the saved adapter', async () => {
     const out = tempDir('dpo-nbtrained-')
     const ac = new AbortController()
-    const req = { modelDir: STORIES, datasetPath: HW6, testPromptsPath: path.join(HW6, 'test_prompt.json'), params: params({ maxNewTokens: 4 }), outDir: out }
-    const first = await runNotebook(req, { phase: (p) => p === 'trained' && ac.abort() }, ac.signal, deps(new FakeModel()))
+    const req = {
+      modelDir: STORIES,
+      datasetPath: HW6,
+      testPromptsPath: path.join(HW6, 'test_prompt.json'),
+      params: params({ maxNewTokens: 4 }),
+      outDir: out,
+    }
+    const first = await runNotebook(
+      req,
+      { phase: (p) => p === 'trained' && ac.abort() },
+      ac.signal,
+      deps(new FakeModel()),
+    )
     expect(first).toMatchObject({ status: 'cancelled', cancelledIn: 'trained', steps: 10 })
     expect(existsSync(path.join(out, CHECKPOINT_FILE))).toBe(false)
     expect(resumeInfo(out)).toEqual({ resumable: true, fromStep: -1 })
-    expect(() => planResume(out, { trainOnly: true })).toThrow(/nothing to resume: its training completed \(10 of 10 steps\); `run --resume` finishes its answers and comparison/)
+    expect(() => planResume(out, { trainOnly: true })).toThrow(
+      /nothing to resume: its training completed \(10 of 10 steps\); `run --resume` finishes its answers and comparison/,
+    )
     const native = new FakeModel()
     const phases: string[] = []
     const r = await resumeNotebook(out, {}, { phase: (p) => phases.push(p) }, undefined, deps(native))
@@ -282,13 +361,19 @@ describe('resumeNotebook: checks and the remaining phases', () => {
 
   it('refuses changed parameters, a changed dataset and a changed model, naming what differs', async () => {
     const { model, data, out } = await cancelledRun()
-    expect(() => planResume(out, { params: { learningRate: 1e-3, checkpointEvery: 5 } })).toThrow(/learningRate: 0\.001 here, 0\.0002 in the run/)
-    expect(planResume(out, { params: { checkpointEvery: 5, learningRate: 2e-4 } }).request.params.checkpointEvery).toBe(5)
+    expect(() => planResume(out, { params: { learningRate: 1e-3, checkpointEvery: 5 } })).toThrow(
+      /learningRate: 0\.001 here, 0\.0002 in the run/,
+    )
+    expect(planResume(out, { params: { checkpointEvery: 5, learningRate: 2e-4 } }).request.params.checkpointEvery).toBe(
+      5,
+    )
     expect(() => planResume(out, { modelDir: STORIES })).toThrow(/the model .*stories260K is not the run's/)
     const cfgFile = path.join(out, 'config.json')
     const cfg = readText(out, 'config.json')
     writeFileSync(cfgFile, cfg.replace('"beta": 0.1', '"beta": 0.3'))
-    expect(() => planResume(out)).toThrow(/its checkpoint was written with other parameters than config\.json \(beta: 0\.3 in config\.json, 0\.1 in the checkpoint\)/)
+    expect(() => planResume(out)).toThrow(
+      /its checkpoint was written with other parameters than config\.json \(beta: 0\.3 in config\.json, 0\.1 in the checkpoint\)/,
+    )
     writeFileSync(cfgFile, cfg)
 
     const file = path.join(data, 'labelled_data.json')
@@ -302,7 +387,9 @@ describe('resumeNotebook: checks and the remaining phases', () => {
     const changed = Buffer.from(bytes)
     changed[changed.length - 1]! ^= 0x40
     writeFileSync(weights, changed)
-    expect(() => planResume(out)).toThrow(/the model in .* changed since the run started: model\.safetensors has other contents/)
+    expect(() => planResume(out)).toThrow(
+      /the model in .* changed since the run started: model\.safetensors has other contents/,
+    )
     writeFileSync(weights, bytes)
     writeFileSync(path.join(model, 'added.safetensors'), 'x')
     expect(() => planResume(out)).toThrow(/added\.safetensors is new/)

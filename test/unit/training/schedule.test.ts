@@ -2,9 +2,23 @@
 // micro-batches make each optimizer step, including the carry-over across epochs and the tail rule for short epochs.
 import { describe, expect, it } from 'vitest'
 import { randperm } from '../../../src-main/services/training/dataOrder'
-import { linearLambda, planSchedule, scheduleCounts, scheduleTotals, type ScheduleInput } from '../../../src-main/services/training/schedule'
+import {
+  linearLambda,
+  planSchedule,
+  scheduleCounts,
+  scheduleTotals,
+  type ScheduleInput,
+} from '../../../src-main/services/training/schedule'
 
-const HW6: ScheduleInput = { numPairs: 50, batchSize: 1, gradAccum: 8, epochs: 1, warmupRatio: 0.1, learningRate: 2e-4, seed: 42 }
+const HW6: ScheduleInput = {
+  numPairs: 50,
+  batchSize: 1,
+  gradAccum: 8,
+  epochs: 1,
+  warmupRatio: 0.1,
+  learningRate: 2e-4,
+  seed: 42,
+}
 
 const flat = (s: ReturnType<typeof planSchedule>['plan'][number]) => s.microBatches.flatMap((mb) => mb.pairs)
 
@@ -63,7 +77,14 @@ describe('several epochs', () => {
     expect(s.plan).toHaveLength(12)
     const step7 = s.plan[6]!
     expect(step7.microBatches.map((mb) => [mb.epoch, mb.index])).toEqual([
-      [0, 48], [0, 49], [1, 0], [1, 1], [1, 2], [1, 3], [1, 4], [1, 5],
+      [0, 48],
+      [0, 49],
+      [1, 0],
+      [1, 1],
+      [1, 2],
+      [1, 3],
+      [1, 4],
+      [1, 5],
     ])
     const e0 = randperm(50, 42)
     const e1 = randperm(50, 43)

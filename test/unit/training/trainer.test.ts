@@ -4,16 +4,20 @@
 import { existsSync, readFileSync, readdirSync } from 'node:fs'
 import path from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { loadPreferenceData, preferencePairs, type PreferencePair } from '../../../src-main/services/data/preferenceFile'
-import { promptText } from '../../../src-main/services/engine/promptText'
-import { resolveTrainParams, type TrainParamsInput } from '../../../src-main/services/params/trainParams'
+import {
+  loadPreferenceData,
+  preferencePairs,
+  type PreferencePair,
+} from '../../../src-main/services/data/preferenceFile'
+import { promptText } from '../../../src-main/services/session/promptText'
+import { resolveTrainParams, type TrainParamsInput } from '../../../src-shared/params/trainParams'
 import { dpoTokenize } from '../../../src-main/services/tokenizer/dpoTokenize'
 import { TextTokenizer } from '../../../src-main/services/tokenizer/textTokenizer'
 import { loadAdapter } from '../../../src-main/services/training/adapterFiles'
 import { randperm } from '../../../src-main/services/training/dataOrder'
 import { round4 } from '../../../src-main/services/training/stepMetrics'
 import { trainDpo, type TrainOptions } from '../../../src-main/services/training/trainer'
-import type { MetricsRow, RunPhase, TrainProgress } from '../../../src-main/services/training/types'
+import type { MetricsRow, RunPhase, TrainProgress } from '../../../src-shared/run/runTypes'
 import { tempDir } from '../../helpers/modelFixtures'
 import { sharedPath } from '../../helpers/sharedPath'
 import { FakeCancelToken, FakeModel, fakeLogp, fakeSession } from './fakeEngine'
@@ -21,8 +25,21 @@ import { FakeCancelToken, FakeModel, fakeLogp, fakeSession } from './fakeEngine'
 const STORIES = sharedPath('models/stories260K')
 const HW6 = sharedPath('datasets/genai-hw6')
 const METRIC_KEYS = [
-  'step', 'epoch', 'loss', 'grad_norm', 'learning_rate', 'rewards/chosen', 'rewards/rejected', 'rewards/accuracies',
-  'rewards/margins', 'logps/chosen', 'logps/rejected', 'logits/chosen', 'logits/rejected', 'elapsed_s', 'pairs_per_s',
+  'step',
+  'epoch',
+  'loss',
+  'grad_norm',
+  'learning_rate',
+  'rewards/chosen',
+  'rewards/rejected',
+  'rewards/accuracies',
+  'rewards/margins',
+  'logps/chosen',
+  'logps/rejected',
+  'logits/chosen',
+  'logits/rejected',
+  'elapsed_s',
+  'pairs_per_s',
 ]
 
 let tok: TextTokenizer
@@ -100,7 +117,13 @@ describe('trainDpo with the HW6 defaults (50 pairs, batch 1, grad-accum 8, 1 epo
     const session = fakeSession(STORIES, tok)
     native = session.native
     rec = recorder()
-    result = await trainDpo(session, hw6Pairs, params(), { outDir: out, events: rec.events, refCacheDir: cache, engineVersion: 'test', cancelTokenFactory: null })
+    result = await trainDpo(session, hw6Pairs, params(), {
+      outDir: out,
+      events: rec.events,
+      refCacheDir: cache,
+      engineVersion: 'test',
+      cancelTokenFactory: null,
+    })
   })
 
   it('computes reference log-probs once per used pair with the adapter disabled, before attaching LoRA', () => {
@@ -114,7 +137,9 @@ describe('trainDpo with the HW6 defaults (50 pairs, batch 1, grad-accum 8, 1 epo
   })
 
   it('attaches a fresh LoRA from the params: TRL disables dropout, the seed seeds A', () => {
-    expect(native.callsOf('attachLora').map((c) => c.options)).toEqual([{ targets: ['q_proj', 'v_proj'], r: 64, alpha: 16, dropout: 0, seed: 42 }])
+    expect(native.callsOf('attachLora').map((c) => c.options)).toEqual([
+      { targets: ['q_proj', 'v_proj'], r: 64, alpha: 16, dropout: 0, seed: 42 },
+    ])
   })
 
   it('accumulates the micro-batches of randperm(50, 42) in order, 8 per optimizer step, with gradScale 1/8', () => {
@@ -131,14 +156,24 @@ describe('trainDpo with the HW6 defaults (50 pairs, batch 1, grad-accum 8, 1 epo
     const tk = dpoTokenize(tok, promptText(tok, hw6Pairs[42]!.prompt, {}), hw6Pairs[42]!.chosen, hw6Pairs[42]!.rejected)
     expect(acc[0]!.refs[0]).toEqual([fakeLogp(tk.chosen), fakeLogp(tk.rejected)])
     // The call pattern: 8 accumulates, then a step.
-    const kinds = native.calls.filter((c) => c.kind === 'dpoAccumulate' || c.kind === 'optimizerStep').map((c) => c.kind[0])
+    const kinds = native.calls
+      .filter((c) => c.kind === 'dpoAccumulate' || c.kind === 'optimizerStep')
+      .map((c) => c.kind[0])
     expect(kinds.join('')).toBe('ddddddddo'.repeat(6))
   })
 
   it('steps the optimizer with the warmup/decay learning rates and the notebook AdamW settings', () => {
     const steps = native.callsOf('optimizerStep').map((c) => c.options)
     expect(steps.map((s) => s.lr)).toEqual([0, 2e-4, 2e-4 * 0.8, 2e-4 * 0.6, 2e-4 * 0.4, 2e-4 * 0.2])
-    for (const s of steps) expect(s).toMatchObject({ kind: 'paged_adamw_8bit', beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 1 })
+    for (const s of steps)
+      expect(s).toMatchObject({
+        kind: 'paged_adamw_8bit',
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weightDecay: 0,
+        maxGradNorm: 1,
+      })
   })
 
   it('writes one metrics.jsonl line per step with TRL names, rounded loss, logged lr and epoch', () => {
@@ -189,7 +224,13 @@ describe('trainDpo with the HW6 defaults (50 pairs, batch 1, grad-accum 8, 1 epo
 
   it('saves the adapter in PEFT format with a training state, and a summary with TRL train_loss', () => {
     const a = loadAdapter(path.join(out, 'adapter'))
-    expect(a.settings).toMatchObject({ r: 64, alpha: 16, dropout: 0.1, targets: ['q_proj', 'v_proj'], baseModel: 'stories260K' })
+    expect(a.settings).toMatchObject({
+      r: 64,
+      alpha: 16,
+      dropout: 0.1,
+      targets: ['q_proj', 'v_proj'],
+      baseModel: 'stories260K',
+    })
     const b = a.tensors.find((t) => t.name.endsWith('q_proj.lora_B.weight'))!
     expect(b.data[0]).toBeCloseTo(2e-4 * 3, 9) // the fake adds each step's lr to B
     const state = JSON.parse(readFileSync(path.join(out, 'adapter', 'training_state.json'), 'utf8'))
@@ -197,7 +238,15 @@ describe('trainDpo with the HW6 defaults (50 pairs, batch 1, grad-accum 8, 1 epo
     const summary = JSON.parse(readFileSync(path.join(out, 'train_summary.json'), 'utf8'))
     const losses = [0, 0, 1, 2, 3, 4].map(fakeLoss)
     const trainLoss = losses.reduce((x, y) => x + y, 0) / 6
-    expect(summary).toMatchObject({ status: 'completed', global_step: 6, max_steps: 6, epoch: 0.96, adapter: 'adapter', pairs: 50, pairs_trained: 48 })
+    expect(summary).toMatchObject({
+      status: 'completed',
+      global_step: 6,
+      max_steps: 6,
+      epoch: 0.96,
+      adapter: 'adapter',
+      pairs: 50,
+      pairs_trained: 48,
+    })
     expect(summary.train_loss).toBeCloseTo(trainLoss, 12)
     expect(summary.reference).toMatchObject({ pairs: 48, cached: 0, computed: 48 })
     expect(summary.peak_memory_bytes).toBe(4096)
@@ -212,21 +261,41 @@ describe('trainDpo with the HW6 defaults (50 pairs, batch 1, grad-accum 8, 1 epo
     expect(train.some((p) => p.etaS > 0)).toBe(true)
     const ref = rec.progress.filter((p) => p.stage === 'reference')
     expect(ref.at(-1)).toMatchObject({ pairsDone: 48, pairsTotal: 48 })
-    expect(readdirSync(out).sort()).toEqual(['.dpo-studio-run', 'adapter', 'metrics.jsonl', 'pairs.jsonl', 'pairs_tokens.jsonl', 'steps.jsonl', 'train_summary.json'])
+    expect(readdirSync(out).sort()).toEqual([
+      '.dpo-studio-run',
+      'adapter',
+      'metrics.jsonl',
+      'pairs.jsonl',
+      'pairs_tokens.jsonl',
+      'steps.jsonl',
+      'train_summary.json',
+    ])
   })
 
   it('serves the reference log-probs from the cache on a second run with the same data', async () => {
     const session = fakeSession(STORIES, tok)
     const out2 = tempDir('dpo-run-')
-    const r2 = await trainDpo(session, hw6Pairs, params(), { outDir: out2, refCacheDir: cache, engineVersion: 'test', cancelTokenFactory: null })
+    const r2 = await trainDpo(session, hw6Pairs, params(), {
+      outDir: out2,
+      refCacheDir: cache,
+      engineVersion: 'test',
+      cancelTokenFactory: null,
+    })
     expect(referenceCalls(session.native)).toHaveLength(0)
     expect(r2).toMatchObject({ refCached: 48, refComputed: 0, steps: 6 })
-    expect(session.native.callsOf('dpoAccumulate').map((c) => c.refs)).toEqual(native.callsOf('dpoAccumulate').map((c) => c.refs))
+    expect(session.native.callsOf('dpoAccumulate').map((c) => c.refs)).toEqual(
+      native.callsOf('dpoAccumulate').map((c) => c.refs),
+    )
     expect(readFileSync(path.join(out2, 'metrics.jsonl'), 'utf8').split('\n').length).toBe(7)
     // The same pairs with chosen and rejected swapped (another support_ratio) are served too, sides exchanged back.
     const s3 = fakeSession(STORIES, tok)
     const swapped = hw6Pairs.slice(0, 8).map((p) => ({ ...p, chosen: p.rejected, rejected: p.chosen }))
-    const r3 = await trainDpo(s3, swapped, params(), { outDir: tempDir(), refCacheDir: cache, engineVersion: 'test', cancelTokenFactory: null })
+    const r3 = await trainDpo(s3, swapped, params(), {
+      outDir: tempDir(),
+      refCacheDir: cache,
+      engineVersion: 'test',
+      cancelTokenFactory: null,
+    })
     expect(referenceCalls(s3.native)).toHaveLength(0)
     expect(r3).toMatchObject({ refCached: 8, refComputed: 0 })
     const tk = dpoTokenize(tok, promptText(tok, swapped[0]!.prompt, {}), swapped[0]!.chosen, swapped[0]!.rejected)
@@ -236,7 +305,12 @@ describe('trainDpo with the HW6 defaults (50 pairs, batch 1, grad-accum 8, 1 epo
     // Other data misses the cache.
     const s4 = fakeSession(STORIES, tok)
     const other = hw6Pairs.slice(0, 4).map((p) => ({ ...p, chosen: `${p.chosen}!` }))
-    await trainDpo(s4, other, params(), { outDir: tempDir(), refCacheDir: cache, engineVersion: 'test', cancelTokenFactory: null })
+    await trainDpo(s4, other, params(), {
+      outDir: tempDir(),
+      refCacheDir: cache,
+      engineVersion: 'test',
+      cancelTokenFactory: null,
+    })
     expect(referenceCalls(s4.native).reduce((a, c) => a + c.sequences, 0)).toBe(8)
   })
 })
@@ -246,7 +320,12 @@ describe('other shapes of run', () => {
     const pairs = hw6Pairs.slice(0, 20)
     const session = fakeSession(STORIES, tok)
     const out = tempDir()
-    const r = await trainDpo(session, pairs, params({ batchSize: 4, gradAccum: 2, epochs: 2 }), { outDir: out, refCacheDir: null, engineVersion: 'test', cancelTokenFactory: null })
+    const r = await trainDpo(session, pairs, params({ batchSize: 4, gradAccum: 2, epochs: 2 }), {
+      outDir: out,
+      refCacheDir: null,
+      engineVersion: 'test',
+      cancelTokenFactory: null,
+    })
     // 5 micro-batches per epoch, 2 updates per epoch, 4 steps; the 5th micro-batch of epoch 0 opens step 3.
     expect(r.steps).toBe(4)
     const byChosen = indexByChosen(pairs)
@@ -256,10 +335,20 @@ describe('other shapes of run', () => {
     const e0 = randperm(20, 42)
     const e1 = randperm(20, 43)
     expect(acc.map((c) => c.chosenIds.map((k) => byChosen.get(k)))).toEqual([
-      e0.slice(0, 4), e0.slice(4, 8), e0.slice(8, 12), e0.slice(12, 16), e0.slice(16, 20), e1.slice(0, 4), e1.slice(4, 8), e1.slice(8, 12),
+      e0.slice(0, 4),
+      e0.slice(4, 8),
+      e0.slice(8, 12),
+      e0.slice(12, 16),
+      e0.slice(16, 20),
+      e1.slice(0, 4),
+      e1.slice(4, 8),
+      e1.slice(8, 12),
     ])
     const steps = readLines(path.join(out, 'steps.jsonl'))
-    expect(steps[2].micro_batches.map((mb: { epoch: number; index: number }) => [mb.epoch, mb.index])).toEqual([[0, 4], [1, 0]])
+    expect(steps[2].micro_batches.map((mb: { epoch: number; index: number }) => [mb.epoch, mb.index])).toEqual([
+      [0, 4],
+      [1, 0],
+    ])
     expect(readLines(path.join(out, 'metrics.jsonl')).map((m) => m.epoch)).toEqual([0.4, 0.8, 1.2, 1.6])
     // Reference pass: every pair once, many pairs per call (a token budget, not the training batch size).
     const ref = referenceCalls(session.native).map((c) => (c as { sequences: number }).sequences)
@@ -270,7 +359,12 @@ describe('other shapes of run', () => {
   it('an epoch shorter than grad-accum: the step has 5 micro-batches and logs their loss sum / 8, as HF does', async () => {
     const session = fakeSession(STORIES, tok)
     const out = tempDir()
-    const r = await trainDpo(session, hw6Pairs.slice(0, 5), params(), { outDir: out, refCacheDir: null, engineVersion: 'test', cancelTokenFactory: null })
+    const r = await trainDpo(session, hw6Pairs.slice(0, 5), params(), {
+      outDir: out,
+      refCacheDir: null,
+      engineVersion: 'test',
+      cancelTokenFactory: null,
+    })
     expect(r.steps).toBe(1)
     expect(session.native.callsOf('dpoAccumulate')).toHaveLength(5)
     const [row] = readLines(path.join(out, 'metrics.jsonl'))
@@ -283,13 +377,30 @@ describe('other shapes of run', () => {
 
   it('continues from an init adapter: attaches with its r/alpha/targets and loads its values', async () => {
     const first = tempDir()
-    await trainDpo(fakeSession(STORIES, tok), hw6Pairs.slice(0, 16), params({ loraR: 8, loraAlpha: 32 }), { outDir: first, refCacheDir: null, engineVersion: 'test', cancelTokenFactory: null })
+    await trainDpo(fakeSession(STORIES, tok), hw6Pairs.slice(0, 16), params({ loraR: 8, loraAlpha: 32 }), {
+      outDir: first,
+      refCacheDir: null,
+      engineVersion: 'test',
+      cancelTokenFactory: null,
+    })
     const saved = loadAdapter(path.join(first, 'adapter'))
     const session = fakeSession(STORIES, tok)
     const rec = recorder()
     const out = tempDir()
-    await trainDpo(session, hw6Pairs.slice(0, 16), params(), { outDir: out, events: rec.events, initAdapter: path.join(first, 'adapter'), refCacheDir: null, engineVersion: 'test', cancelTokenFactory: null })
-    expect(session.native.callsOf('attachLora')[0]!.options).toMatchObject({ r: 8, alpha: 32, targets: ['q_proj', 'v_proj'], dropout: 0 })
+    await trainDpo(session, hw6Pairs.slice(0, 16), params(), {
+      outDir: out,
+      events: rec.events,
+      initAdapter: path.join(first, 'adapter'),
+      refCacheDir: null,
+      engineVersion: 'test',
+      cancelTokenFactory: null,
+    })
+    expect(session.native.callsOf('attachLora')[0]!.options).toMatchObject({
+      r: 8,
+      alpha: 32,
+      targets: ['q_proj', 'v_proj'],
+      dropout: 0,
+    })
     const set = session.native.callsOf('setLoraTensors')
     expect(set).toHaveLength(1)
     expect(set[0]!.tensors.map((t) => Array.from(t.data))).toEqual(saved.tensors.map((t) => Array.from(t.data)))
@@ -305,21 +416,33 @@ describe('other shapes of run', () => {
       if (n === 3) throw Object.assign(new Error('out of device memory'), { code: 'E_OOM' })
     }
     const out = tempDir()
-    await expect(trainDpo(session, hw6Pairs.slice(0, 16), params(), { outDir: out, refCacheDir: null, engineVersion: 'test', cancelTokenFactory: null })).rejects.toMatchObject({
+    await expect(
+      trainDpo(session, hw6Pairs.slice(0, 16), params(), {
+        outDir: out,
+        refCacheDir: null,
+        engineVersion: 'test',
+        cancelTokenFactory: null,
+      }),
+    ).rejects.toMatchObject({
       code: 'E_OOM',
       message: 'out of device memory',
     })
-    expect(JSON.parse(readFileSync(path.join(out, 'train_summary.json'), 'utf8'))).toMatchObject({ status: 'failed', error: 'out of device memory' })
+    expect(JSON.parse(readFileSync(path.join(out, 'train_summary.json'), 'utf8'))).toMatchObject({
+      status: 'failed',
+      error: 'out of device memory',
+    })
     expect(existsSync(path.join(out, 'adapter'))).toBe(false)
   })
 
   it('rejects an empty pair list and names a pair that cannot be tokenized', async () => {
     const session = fakeSession(STORIES, tok)
-    await expect(trainDpo(session, [], params(), { outDir: tempDir(), refCacheDir: null })).rejects.toThrow(/no training pairs/)
-    const p = params({ maxLength: 16, maxPromptLength: 8 })
-    await expect(trainDpo(session, hw6Pairs.slice(0, 2), { ...p, maxPromptLength: 32 }, { outDir: tempDir(), refCacheDir: null })).rejects.toThrow(
-      /^pair 1 \(id 1\): DPO tokenization option maxPromptLength is invalid/,
+    await expect(trainDpo(session, [], params(), { outDir: tempDir(), refCacheDir: null })).rejects.toThrow(
+      /no training pairs/,
     )
+    const p = params({ maxLength: 16, maxPromptLength: 8 })
+    await expect(
+      trainDpo(session, hw6Pairs.slice(0, 2), { ...p, maxPromptLength: 32 }, { outDir: tempDir(), refCacheDir: null }),
+    ).rejects.toThrow(/^pair 1 \(id 1\): DPO tokenization option maxPromptLength is invalid/)
   })
 })
 
@@ -358,7 +481,11 @@ describe('cancellation', () => {
     expect(state).toMatchObject({ status: 'cancelled', global_step: 3, cancelled_at_step: 3, max_steps: 6 })
     const b = loadAdapter(path.join(out, 'adapter')).tensors.find((t) => t.name.endsWith('lora_B.weight'))!
     expect(b.data[0]).toBeCloseTo(2e-4 + 1.6e-4, 9) // lrs of steps 1-3: 0, 2e-4, 1.6e-4
-    expect(JSON.parse(readFileSync(path.join(out, 'train_summary.json'), 'utf8'))).toMatchObject({ status: 'cancelled', global_step: 3, cancelled_at_step: 3 })
+    expect(JSON.parse(readFileSync(path.join(out, 'train_summary.json'), 'utf8'))).toMatchObject({
+      status: 'cancelled',
+      global_step: 3,
+      cancelled_at_step: 3,
+    })
     expect(rec.logs.at(-1)).toBe('cancelled after 3 of 6 steps')
     expectNoPartialFiles(out)
   })
@@ -368,7 +495,12 @@ describe('cancellation', () => {
     const session = fakeSession(STORIES, tok)
     session.native.beforeAccumulate = (n) => n === 12 && controller.abort()
     const out = tempDir()
-    const r = await trainDpo(session, hw6Pairs, params(), opts(out, controller.signal, { cancelTokenFactory: () => new FakeCancelToken() }))
+    const r = await trainDpo(
+      session,
+      hw6Pairs,
+      params(),
+      opts(out, controller.signal, { cancelTokenFactory: () => new FakeCancelToken() }),
+    )
     expect(r).toMatchObject({ status: 'cancelled', steps: 1 })
     expect(session.native.callsOf('optimizerStep')).toHaveLength(1)
     expect(session.native.callsOf('dpoAccumulate')).toHaveLength(12)
@@ -390,17 +522,33 @@ describe('cancellation', () => {
       controller.abort()
     }
     const out = tempDir()
-    const r = await trainDpo(session, hw6Pairs.slice(0, 16), params(), opts(out, controller.signal, { refCacheDir: cache, events: rec.events }))
+    const r = await trainDpo(
+      session,
+      hw6Pairs.slice(0, 16),
+      params(),
+      opts(out, controller.signal, { refCacheDir: cache, events: rec.events }),
+    )
     expect(first).toBeGreaterThan(0)
     expect(first).toBeLessThan(16)
-    expect(r).toMatchObject({ status: 'cancelled', steps: 0, adapterDir: null, cancelledIn: 'reference', refComputed: first })
+    expect(r).toMatchObject({
+      status: 'cancelled',
+      steps: 0,
+      adapterDir: null,
+      cancelledIn: 'reference',
+      refComputed: first,
+    })
     expect(existsSync(path.join(out, 'adapter'))).toBe(false)
     expect(readFileSync(path.join(out, 'metrics.jsonl'), 'utf8')).toBe('')
     expect(session.native.callsOf('attachLora')).toHaveLength(0)
     expectNoPartialFiles(out)
     // The computed pairs are reused by the next run.
     const s2 = fakeSession(STORIES, tok)
-    const r2 = await trainDpo(s2, hw6Pairs.slice(0, 16), params(), { outDir: tempDir(), refCacheDir: cache, engineVersion: 'test', cancelTokenFactory: null })
+    const r2 = await trainDpo(s2, hw6Pairs.slice(0, 16), params(), {
+      outDir: tempDir(),
+      refCacheDir: cache,
+      engineVersion: 'test',
+      cancelTokenFactory: null,
+    })
     expect(r2).toMatchObject({ refCached: first, refComputed: 16 - first, status: 'completed' })
   })
 

@@ -3,15 +3,15 @@
 // and after it, streamed to the windows and written to the run directory as each phase completes.
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import type { NativeCancelToken } from '../../../engine/nativeTypes'
+import type { NativeCancelToken } from '../../../addon/addonTypes'
 import type { PromptRow } from '../../data/promptsFile'
-import { contextCutNote } from '../../engine/contextLimits'
-import { generateResponses, planGeneration } from '../../engine/generateResponses'
-import type { ModelSession } from '../../engine/modelSession'
-import type { PromptStyle } from '../../engine/promptText'
+import { contextCutNote } from '../../session/contextLimits'
+import { generateResponses, planGeneration } from '../../session/generateResponses'
+import type { ModelSession } from '../../session/modelSession'
+import type { PromptStyle } from '../../session/promptText'
 import { writeJsonAtomic } from '../../fsAtomic'
 import { RESPONSES_ORIGINAL_FILE, RESPONSES_TRAINED_FILE } from '../runFiles'
-import type { ResponseRow, RunEvents } from '../types'
+import type { ResponseRow, RunEvents } from '../../../../src-shared/run/runTypes'
 
 export interface AnswerRun {
   session: ModelSession
@@ -26,7 +26,11 @@ export interface AnswerRun {
 
 /** The test prompts must fit the model's context now, not after minutes of training (contextLimits.ts). */
 export function checkPromptsFit(a: AnswerRun): void {
-  const plan = planGeneration(a.session, { prompts: a.prompts, maxNewTokens: a.maxNewTokens, ...a.style }, 'max new tokens')
+  const plan = planGeneration(
+    a.session,
+    { prompts: a.prompts, maxNewTokens: a.maxNewTokens, ...a.style },
+    'max new tokens',
+  )
   if (plan.cutByContext.length > 0) a.events.log?.(contextCutNote(plan.cutByContext, a.prompts.length, plan.context!))
 }
 
@@ -43,7 +47,11 @@ export function reuseOriginalAnswers(a: AnswerRun, rows: ResponseRow[]): void {
 }
 
 /** Generates and writes one phase's answers; null (nothing written) when the run was cancelled meanwhile. */
-export async function answerPhase(a: AnswerRun, which: 'original' | 'trained', cancel: NativeCancelToken | undefined): Promise<ResponseRow[] | null> {
+export async function answerPhase(
+  a: AnswerRun,
+  which: 'original' | 'trained',
+  cancel: NativeCancelToken | undefined,
+): Promise<ResponseRow[] | null> {
   const rows = await generate(a, which, cancel)
   if (rows === null || a.signal?.aborted) return null
   writeJsonAtomic(join(a.outDir, which === 'original' ? RESPONSES_ORIGINAL_FILE : RESPONSES_TRAINED_FILE), rows)
@@ -51,7 +59,11 @@ export async function answerPhase(a: AnswerRun, which: 'original' | 'trained', c
 }
 
 /** Greedy answers for the prompts, streamed to events; null when cancelled before every answer was complete. */
-async function generate(a: AnswerRun, which: 'original' | 'trained', cancel: NativeCancelToken | undefined): Promise<ResponseRow[] | null> {
+async function generate(
+  a: AnswerRun,
+  which: 'original' | 'trained',
+  cancel: NativeCancelToken | undefined,
+): Promise<ResponseRow[] | null> {
   let out
   try {
     out = await generateResponses(a.session, {

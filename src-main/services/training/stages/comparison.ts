@@ -2,13 +2,13 @@
 // the trained model's answer, then its metadata beside it (model, adapter, data, parameters, generation settings),
 // then the token view of the answers (docs/insights.md).
 import { join, resolve } from 'node:path'
-import type { ModelSession } from '../../engine/modelSession'
+import type { ModelSession } from '../../session/modelSession'
 import { writeJsonAtomic } from '../../fsAtomic'
 import { writeAnswerTokens } from '../../insights/answerTokens'
-import type { TrainParams } from '../../params/trainParams'
+import type { TrainParams } from '../../../../src-shared/params/trainParams'
 import { baseModelName } from '../adapterFiles'
 import { COMPARISON_FILE, COMPARISON_META_FILE } from '../runFiles'
-import type { ComparisonRow, NotebookRunRequest, ResponseRow } from '../types'
+import type { ComparisonRow, NotebookRunRequest, ResponseRow } from '../../../../src-shared/run/runTypes'
 import type { TrainResult } from './trainSummary'
 import type { RunConfig } from './runInputs'
 
@@ -54,5 +54,12 @@ export async function writeComparison(c: ComparisonInput): Promise<void> {
     training: { steps: train.steps, max_steps: train.maxSteps, train_loss: train.trainLoss, status: train.status },
     comparison: COMPARISON_FILE,
   })
-  await writeAnswerTokens(session, outDir, original, trained, params, session.tokenizer.padId ?? session.tokenizer.eosId ?? 0)
+  await writeAnswerTokens(
+    session,
+    outDir,
+    original,
+    trained,
+    params,
+    session.tokenizer.padId ?? session.tokenizer.eosId ?? 0,
+  )
 }

@@ -4,14 +4,14 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { PreferencePair } from '../../data/preferenceFile'
-import type { ModelSession } from '../../engine/modelSession'
-import type { TrainParams } from '../../params/trainParams'
+import type { ModelSession } from '../../session/modelSession'
+import type { TrainParams } from '../../../../src-shared/params/trainParams'
 import { loadAdapter, type LoadedAdapter } from '../adapterFiles'
 import { attachLoadedAdapter } from '../loraAttach'
 import type { ResumePlan } from '../resume'
 import { ADAPTER_DIR, SUMMARY_FILE } from '../runFiles'
 import { trainDpo, type TrainOptions } from '../trainer'
-import type { RunEvents, RunSummary } from '../types'
+import type { RunEvents, RunSummary } from '../../../../src-shared/run/runTypes'
 import type { TrainResult } from './trainSummary'
 
 export interface NotebookTraining extends Pick<TrainOptions, 'refCacheDir' | 'cancelTokenFactory'> {

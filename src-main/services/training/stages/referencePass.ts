@@ -6,7 +6,11 @@ import { referenceBatches } from '../referenceBatches'
 import type { TrainRun, TrainState } from './trainRun'
 
 /** Fills state.refs and the reference counts; `cacheDir` null = no cache. */
-export async function referencePass(run: TrainRun, state: TrainState, cacheDir: string | null | undefined): Promise<void> {
+export async function referencePass(
+  run: TrainRun,
+  state: TrainState,
+  cacheDir: string | null | undefined,
+): Promise<void> {
   const { session, tokenized, used, totals, ev } = run
   const refStart = performance.now()
   const cache = RefLogpsCache.open(cacheDir === undefined ? refCacheDir() : cacheDir, {
@@ -31,7 +35,8 @@ export async function referencePass(run: TrainRun, state: TrainState, cacheDir: 
       const seqs = chunk.flatMap((i) => [tokenized[i]!.chosen, tokenized[i]!.rejected])
       const out = await run.engineCall(() => session.native.logps(seqs, run.padId, run.token, false))
       chunk.forEach((i, k) => {
-        const c = out[2 * k]!, rj = out[2 * k + 1]!
+        const c = out[2 * k]!,
+          rj = out[2 * k + 1]!
         const r = { chosen: c.logp, rejected: rj.logp, chosenTokens: c.tokenLogps, rejectedTokens: rj.tokenLogps }
         state.refs.set(i, r)
         cache.set(tokenized[i]!.key, r)

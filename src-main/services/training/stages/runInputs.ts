@@ -3,17 +3,28 @@
 // with their hashes (what resume checks, docs/resume.md) and, once loaded, what the model resolved to.
 import { rmSync } from 'node:fs'
 import { join, resolve } from 'node:path'
-import { loadPreferenceData, preferencePairs, type PreferenceData, type PreferencePair } from '../../data/preferenceFile'
+import {
+  loadPreferenceData,
+  preferencePairs,
+  type PreferenceData,
+  type PreferencePair,
+} from '../../data/preferenceFile'
 import { loadPromptsFile, type PromptRow } from '../../data/promptsFile'
-import type { ModelSession } from '../../engine/modelSession'
+import type { ModelSession } from '../../session/modelSession'
 import { writeJsonAtomic } from '../../fsAtomic'
-import { ANSWER_TOKENS_FILE } from '../../insights/insightTypes'
-import type { TrainParams } from '../../params/trainParams'
+import { ANSWER_TOKENS_FILE } from '../../../../src-shared/insights/insightTypes'
+import type { TrainParams } from '../../../../src-shared/params/trainParams'
 import { baseModelName, loadAdapter, type LoadedAdapter } from '../adapterFiles'
 import { recordModelFiles, sha256File } from '../modelFiles'
 import type { ResumePlan } from '../resume'
-import { COMPARISON_FILE, COMPARISON_META_FILE, CONFIG_FILE, RESPONSES_ORIGINAL_FILE, RESPONSES_TRAINED_FILE } from '../runFiles'
-import type { NotebookRunRequest } from '../types'
+import {
+  COMPARISON_FILE,
+  COMPARISON_META_FILE,
+  CONFIG_FILE,
+  RESPONSES_ORIGINAL_FILE,
+  RESPONSES_TRAINED_FILE,
+} from '../runFiles'
+import type { NotebookRunRequest } from '../../../../src-shared/run/runTypes'
 
 export interface RunInputs {
   data: PreferenceData
@@ -22,7 +33,11 @@ export interface RunInputs {
   initAdapter: LoadedAdapter | undefined
 }
 
-export async function loadRunInputs(req: NotebookRunRequest, params: TrainParams, resume: ResumePlan | null): Promise<RunInputs> {
+export async function loadRunInputs(
+  req: NotebookRunRequest,
+  params: TrainParams,
+  resume: ResumePlan | null,
+): Promise<RunInputs> {
   const data = await loadPreferenceData(req.datasetPath)
   const pairs = preferencePairs(data, { dataSize: params.dataSize, supportRatio: params.supportRatio })
   const prompts: PromptRow[] | null = req.testPromptsPath ? await loadPromptsFile(req.testPromptsPath) : null
@@ -35,7 +50,14 @@ export async function loadRunInputs(req: NotebookRunRequest, params: TrainParams
 /** A new run replaces every output; a resumed one keeps its config and the original answers it already has. */
 export function clearNotebookOutputs(outDir: string, resume: ResumePlan | null): void {
   const keep = resume ? [CONFIG_FILE, ...(resume.originalDone ? [RESPONSES_ORIGINAL_FILE] : [])] : []
-  for (const f of [CONFIG_FILE, RESPONSES_ORIGINAL_FILE, RESPONSES_TRAINED_FILE, COMPARISON_FILE, COMPARISON_META_FILE, ANSWER_TOKENS_FILE]) {
+  for (const f of [
+    CONFIG_FILE,
+    RESPONSES_ORIGINAL_FILE,
+    RESPONSES_TRAINED_FILE,
+    COMPARISON_FILE,
+    COMPARISON_META_FILE,
+    ANSWER_TOKENS_FILE,
+  ]) {
     if (!keep.includes(f)) rmSync(join(outDir, f), { force: true })
   }
 }
@@ -65,12 +87,17 @@ export function writeRunConfig(
     rows: data.rows.length,
     pairs: pairs.length,
   }
-  const testPrompts = req.testPromptsPath ? { path: resolve(req.testPromptsPath), sha256: sha256File(req.testPromptsPath), prompts: prompts!.length } : null
+  const testPrompts = req.testPromptsPath
+    ? { path: resolve(req.testPromptsPath), sha256: sha256File(req.testPromptsPath), prompts: prompts!.length }
+    : null
   const json: Record<string, unknown> = resume
     ? {
         ...resume.config,
         params,
-        resumes: [...((resume.config.resumes as unknown[]) ?? []), { at: run.created, from_step: resume.checkpoint?.state.global_step ?? 0, engine_version: run.engineVersion }],
+        resumes: [
+          ...((resume.config.resumes as unknown[]) ?? []),
+          { at: run.created, from_step: resume.checkpoint?.state.global_step ?? 0, engine_version: run.engineVersion },
+        ],
       }
     : {
         created: run.created,
@@ -91,6 +118,12 @@ export function writeRunConfig(
 /** The same file again, now with what loading resolved (backend "auto" -> cpu or cuda). */
 export function recordLoadedModel(outDir: string, config: RunConfig, session: ModelSession): void {
   const info = session.info
-  config.json.model = { architecture: info.config.architecture, params: info.params, quant: info.quant, backend: info.backend, backend_note: info.backendNote }
+  config.json.model = {
+    architecture: info.config.architecture,
+    params: info.params,
+    quant: info.quant,
+    backend: info.backend,
+    backend_note: info.backendNote,
+  }
   writeJsonAtomic(join(outDir, CONFIG_FILE), config.json)
 }

@@ -7,7 +7,7 @@ import { writeJsonAtomic } from '../../fsAtomic'
 import { errorMessage } from '../../errors'
 import { phaseWords, updateRunStatus, type RunStatusFile } from '../runDir'
 import { SUMMARY_FILE } from '../runFiles'
-import type { NotebookRunRequest, RunEvents, RunPhase, RunSummary } from '../types'
+import type { NotebookRunRequest, RunEvents, RunPhase, RunSummary } from '../../../../src-shared/run/runTypes'
 
 export class RunRecord {
   /** What the run is doing (where a cancel or failure happened). */
@@ -26,10 +26,28 @@ export class RunRecord {
     this.owned = true
     updateRunStatus(
       this.outDir,
-      { status: 'running', startedAt: created, endedAt: null, error: null, pid: process.pid, hostname: hostname(), phase: 'load', cancelledIn: undefined, reason: undefined, summary: undefined },
       {
-        runId: basename(this.outDir), status: 'running', startedAt: created, endedAt: null, modelDir: resolve(req.modelDir), datasetPath: resolve(req.datasetPath),
-        testPromptsPath: req.testPromptsPath ? resolve(req.testPromptsPath) : null, engineVersion, error: null,
+        status: 'running',
+        startedAt: created,
+        endedAt: null,
+        error: null,
+        pid: process.pid,
+        hostname: hostname(),
+        phase: 'load',
+        cancelledIn: undefined,
+        reason: undefined,
+        summary: undefined,
+      },
+      {
+        runId: basename(this.outDir),
+        status: 'running',
+        startedAt: created,
+        endedAt: null,
+        modelDir: resolve(req.modelDir),
+        datasetPath: resolve(req.datasetPath),
+        testPromptsPath: req.testPromptsPath ? resolve(req.testPromptsPath) : null,
+        engineVersion,
+        error: null,
       },
     )
   }
@@ -56,7 +74,14 @@ export class RunRecord {
     }
     // Training may have completed before the cancel: its summary must not read as a completed run.
     if (where === 'trained') markTrainSummary(this.outDir, where)
-    this.record({ status: 'cancelled', phase: where, cancelledIn: where, reason, endedAt: new Date().toISOString(), summary })
+    this.record({
+      status: 'cancelled',
+      phase: where,
+      cancelledIn: where,
+      reason,
+      endedAt: new Date().toISOString(),
+      summary,
+    })
     this.setPhase('cancelled', reason)
     return summary
   }
@@ -94,7 +119,13 @@ export function markTrainSummary(outDir: string, cancelledIn: RunPhase | null): 
   } catch {
     return
   }
-  if (cancelledIn) writeJsonAtomic(file, { ...s, status: 'cancelled', training_status: s.training_status ?? s.status, cancelled_in: cancelledIn })
+  if (cancelledIn)
+    writeJsonAtomic(file, {
+      ...s,
+      status: 'cancelled',
+      training_status: s.training_status ?? s.status,
+      cancelled_in: cancelledIn,
+    })
   else if (s.training_status !== undefined) {
     const { training_status, cancelled_in: _, ...rest } = s
     writeJsonAtomic(file, { ...rest, status: training_status })

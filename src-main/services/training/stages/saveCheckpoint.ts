@@ -1,6 +1,6 @@
 // Checkpoints (docs/resume.md): the state after the last finished step (LoRA values, optimizer state, data position,
 // scheduler, accumulators), written whole or not at all; a step already checkpointed is not written again.
-import { fromEngineError } from '../../engine/modelSession'
+import { fromEngineError } from '../../session/modelSession'
 import { optimizerSummary, writeCheckpoint } from '../checkpoint'
 import type { TrainRun, TrainState } from './trainRun'
 
@@ -30,7 +30,11 @@ export function saveCheckpoint(run: TrainRun, state: TrainState): void {
       optimizer: optimizerSummary(training),
       dropout_rng: training.dropoutRng,
       adapter: settings,
-      accumulators: { step_losses: [...state.stepLosses], pairs_done: state.pairsAtStep, train_seconds: state.secondsAtStep },
+      accumulators: {
+        step_losses: [...state.stepLosses],
+        pairs_done: state.pairsAtStep,
+        train_seconds: state.secondsAtStep,
+      },
       data_fingerprint: run.dataFingerprint,
       params: run.params,
       engine_version: run.engineVersion,

@@ -2,14 +2,14 @@
 // (TrainRun) and how far it has got (TrainState), which the stages advance and a checkpoint or the summary records.
 // Cancellation lives here too: an abort stops the loop at the next micro-batch boundary and, where the addon offers
 // tokens, also interrupts the engine call in flight (its partial work is discarded either way).
-import type { NativeCancelToken, ScoredSequence } from '../../../engine/nativeTypes'
+import type { NativeCancelToken, ScoredSequence } from '../../../addon/addonTypes'
 import type { PreferencePair } from '../../data/preferenceFile'
-import { fromEngineError, type ModelSession } from '../../engine/modelSession'
-import type { TrainParams } from '../../params/trainParams'
+import { fromEngineError, type ModelSession } from '../../session/modelSession'
+import type { TrainParams } from '../../../../src-shared/params/trainParams'
 import type { AdapterSettings, LoadedAdapter } from '../adapterFiles'
 import type { RefLogps } from '../refCache'
 import type { PlannedStep, ScheduleInput, ScheduleTotals } from '../schedule'
-import type { RunEvents } from '../types'
+import type { RunEvents } from '../../../../src-shared/run/runTypes'
 
 export interface TokenizedPair {
   chosen: ScoredSequence
@@ -101,7 +101,10 @@ export interface Cancellation extends Pick<TrainRun, 'token' | 'checkAbort' | 'e
 }
 
 /** Wires `signal` to a native cancel token made by `makeToken` (none when null). */
-export function cancellation(signal: AbortSignal | undefined, makeToken: (() => NativeCancelToken) | null): Cancellation {
+export function cancellation(
+  signal: AbortSignal | undefined,
+  makeToken: (() => NativeCancelToken) | null,
+): Cancellation {
   const token = makeToken ? makeToken() : undefined
   const onAbort = () => token?.cancel()
   signal?.addEventListener('abort', onAbort)

@@ -2,12 +2,12 @@
 // engine accumulates each micro-batch's DPO gradients, then AdamW updates the LoRA; the step's metrics row and its
 // steps.jsonl line are then logged, whole lines only.
 import { join } from 'node:path'
-import type { DpoPairInput } from '../../../engine/nativeTypes'
+import type { DpoPairInput } from '../../../addon/addonTypes'
 import { StudioError } from '../../errors'
 import { appendLine, METRICS_FILE, STEPS_FILE } from '../runFiles'
 import type { PlannedStep } from '../schedule'
 import { mean, metricsRow, microMetrics, trainProgress, type MicroMetrics } from '../stepMetrics'
-import type { MetricsRow, TrainProgress } from '../types'
+import type { MetricsRow, TrainProgress } from '../../../../src-shared/run/runTypes'
 import type { TrainRun, TrainState } from './trainRun'
 
 /** AdamW constants the notebook leaves at TrainingArguments' defaults (docs/reference/trainer.md#defaults-that-matter). */
@@ -17,7 +17,12 @@ const ADAM = { beta1: 0.9, beta2: 0.999, eps: 1e-8 } as const
 export async function trainStep(run: TrainRun, state: TrainState, planned: PlannedStep): Promise<MetricsRow> {
   const { params, tokenized } = run
   const native = run.session.native
-  const dpo = { beta: params.beta, lossType: params.lossType, labelSmoothing: params.labelSmoothing, gradScale: 1 / params.gradAccum }
+  const dpo = {
+    beta: params.beta,
+    lossType: params.lossType,
+    labelSmoothing: params.labelSmoothing,
+    gradScale: 1 / params.gradAccum,
+  }
   const stepStart = performance.now()
   const micro: MicroMetrics[] = []
   let stepPairs = 0
@@ -30,7 +35,8 @@ export async function trainStep(run: TrainRun, state: TrainState, planned: Plann
       return { chosen: t.chosen, rejected: t.rejected, refChosen: ref.chosen, refRejected: ref.rejected }
     })
     const m = await run.engineCall(() => native.dpoAccumulate(inputs, run.padId, dpo, run.token))
-    if (m.length !== inputs.length) throw new StudioError('E_INTERNAL', `dpoAccumulate returned ${m.length} results for ${inputs.length} pairs`)
+    if (m.length !== inputs.length)
+      throw new StudioError('E_INTERNAL', `dpoAccumulate returned ${m.length} results for ${inputs.length} pairs`)
     // HF training_step returns L_j / GA and tr_loss sums them. A NaN/inf micro-loss adds
     // tr_loss / (1 + global_step - last_logged) instead (logging_nan_inf_filter); every step is logged, so
     // that divisor is 1.
@@ -42,7 +48,13 @@ export async function trainStep(run: TrainRun, state: TrainState, planned: Plann
     run.ev.progress?.(progressNow(run, state))
   }
   const { gradNorm } = await run.engineCall(() =>
-    native.optimizerStep({ kind: params.optim, lr: planned.lr, ...ADAM, weightDecay: params.weightDecay, maxGradNorm: params.maxGradNorm }),
+    native.optimizerStep({
+      kind: params.optim,
+      lr: planned.lr,
+      ...ADAM,
+      weightDecay: params.weightDecay,
+      maxGradNorm: params.maxGradNorm,
+    }),
   )
   state.completedSteps = planned.step
   state.lastEpoch = planned.epoch
@@ -54,7 +66,10 @@ export async function trainStep(run: TrainRun, state: TrainState, planned: Plann
   return metricsRow(
     planned,
     { loss: trLoss, gradNorm, micro },
-    { elapsedS: state.trainSecondsBefore + (now - state.trainStart) / 1000, pairsPerS: stepPairs / Math.max((now - stepStart) / 1000, 1e-9) },
+    {
+      elapsedS: state.trainSecondsBefore + (now - state.trainStart) / 1000,
+      pairsPerS: stepPairs / Math.max((now - stepStart) / 1000, 1e-9),
+    },
   )
 }
 
@@ -72,6 +87,13 @@ export function logStep(run: TrainRun, planned: PlannedStep, row: MetricsRow): v
 
 /** Training progress as of now, with the backend's peak memory. */
 export function progressNow(run: TrainRun, state: TrainState): TrainProgress {
-  const p = trainProgress(state.completedSteps, run.totals.maxSteps, state.pairsDone, run.totals.pairs, state.trainStart, state.pairsBefore)
+  const p = trainProgress(
+    state.completedSteps,
+    run.totals.maxSteps,
+    state.pairsDone,
+    run.totals.pairs,
+    state.trainStart,
+    state.pairsBefore,
+  )
   return { ...p, peakMemoryBytes: run.session.native.memoryStats().peakBytes }
 }

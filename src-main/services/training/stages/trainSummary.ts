@@ -2,13 +2,13 @@
 // (docs/reference/trainer.md#end-of-training, plus ours), and the result returned. A cancelled run keeps a checkpoint
 // to continue from; a completed one has its adapter as the final state; a failed one records its error.
 import { resolve, join } from 'node:path'
-import { fromEngineError } from '../../engine/modelSession'
+import { fromEngineError } from '../../session/modelSession'
 import { errorMessage } from '../../errors'
 import { writeJsonAtomic } from '../../fsAtomic'
 import { saveAdapter, type LoadedAdapter } from '../adapterFiles'
 import { removeCheckpoint } from '../checkpoint'
 import { ADAPTER_DIR, SUMMARY_FILE, TRAINING_STATE_FILE } from '../runFiles'
-import type { RunSummary } from '../types'
+import type { RunSummary } from '../../../../src-shared/run/runTypes'
 import { saveCheckpoint } from './saveCheckpoint'
 import type { TrainRun, TrainState } from './trainRun'
 
@@ -65,7 +65,12 @@ export function finishTraining(run: TrainRun, state: TrainState, status: 'comple
     pairs_per_s: pairsPerS,
     // Backend memory at its highest since the model was loaded (GPU memory on CUDA): what a user sizes a run by.
     peak_memory_bytes: native.memoryStats().peakBytes,
-    reference: { pairs: run.used.size, cached: state.refCached, computed: state.refComputed, seconds: state.refSeconds },
+    reference: {
+      pairs: run.used.size,
+      cached: state.refCached,
+      computed: state.refComputed,
+      seconds: state.refSeconds,
+    },
     adapter: adapterDir === null ? null : ADAPTER_DIR,
     ...(status === 'cancelled' ? { cancelled_at_step: completedSteps } : {}),
   })
@@ -89,7 +94,13 @@ export function finishTraining(run: TrainRun, state: TrainState, status: 'comple
 /** train_summary.json of a failed training; best effort, since the run's own error says more. */
 export function recordTrainingFailure(run: TrainRun, state: TrainState, e: unknown): void {
   try {
-    writeJsonAtomic(join(run.outDir, SUMMARY_FILE), { status: 'failed', error: errorMessage(e), global_step: state.completedSteps, ...run.summaryBase, epoch: state.lastEpoch })
+    writeJsonAtomic(join(run.outDir, SUMMARY_FILE), {
+      status: 'failed',
+      error: errorMessage(e),
+      global_step: state.completedSteps,
+      ...run.summaryBase,
+      epoch: state.lastEpoch,
+    })
   } catch {
     // A full disk may refuse the summary too; the run's own error says more (run_status.json records it in place).
   }
