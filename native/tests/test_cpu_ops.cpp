@@ -164,8 +164,9 @@ TEST_CASE(nf4_block_table_equals_scalar_rounding) {
   // (docs/cpu-kernels.md); with or without it, every entry must be the scalar double rounding of table * absmax,
   // for absmax of every exponent (subnormals, fp16 overflow, inf, NaN) and every storage dtype. Checks this TU's set.
   // (NaNs with every payload bit set: the rounding arm alone would carry them into the sign bit, giving -0.)
-  vector<float> amaxes = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, -NAN, bits_f32(0x7fffffffu), bits_f32(0xffffffffu),
-                          65504.0f, 65520.0f, 3.4e38f, 1e-45f, -1e-40f};
+  vector<float> amaxes = {
+      0.0f,     -0.0f,    INFINITY, -INFINITY, NAN,    -NAN, bits_f32(0x7fffffffu), bits_f32(0xffffffffu),
+      65504.0f, 65520.0f, 3.4e38f,  1e-45f,    -1e-40f};
   std::mt19937 g(8100);
   for (int i = 0; i < 1 << 16; i++) amaxes.push_back(bits_f32(uint32_t(g())));
   int bad = 0;

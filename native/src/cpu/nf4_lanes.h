@@ -36,7 +36,9 @@ inline F round_bf16_lanes(F v) {
 #if defined(__AVX512F__)
 typedef uint32_t u32x16 __attribute__((vector_size(64)));
 template <bool kMayBeNaN = true>
-inline f32x16 round_bf16_x16(f32x16 v) { return round_bf16_lanes<u32x16, kMayBeNaN>(v); }
+inline f32x16 round_bf16_x16(f32x16 v) {
+  return round_bf16_lanes<u32x16, kMayBeNaN>(v);
+}
 #else
 typedef uint32_t u32part __attribute__((vector_size(sizeof(f32part))));
 template <bool kMayBeNaN = true>
