@@ -17,6 +17,7 @@
 #include "random_data.h"
 #include "reference_ops.h"
 #include "core/half.h"
+#include "cpu/nf4_lanes.h"
 #include "cpu/ops.h"
 #include "cpu/thread_pool.h"
 #include "dpo/errors.h"
@@ -156,6 +157,35 @@ TEST_CASE(matmul_nf4_register_path_equals_tiled_path) {
     }
   }
   set_cpu_thread_count(0);
+}
+
+TEST_CASE(nf4_block_table_equals_scalar_rounding) {
+  // The decode GEMV's block table skips the NaN arm of the bf16 rounding when the block's absmax is finite
+  // (docs/cpu-kernels.md); with or without it, every entry must be the scalar double rounding of table * absmax,
+  // for absmax of every exponent (subnormals, fp16 overflow, inf, NaN) and every storage dtype. Checks this TU's set.
+  // (NaNs with every payload bit set: the rounding arm alone would carry them into the sign bit, giving -0.)
+  vector<float> amaxes = {
+      0.0f,     -0.0f,    INFINITY, -INFINITY, NAN,    -NAN, bits_f32(0x7fffffffu), bits_f32(0xffffffffu),
+      65504.0f, 65520.0f, 3.4e38f,  1e-45f,    -1e-40f};
+  std::mt19937 g(8100);
+  for (int i = 0; i < 1 << 16; i++) amaxes.push_back(bits_f32(uint32_t(g())));
+  int bad = 0;
+  for (auto dt : {Nf4StorageDType::F16, Nf4StorageDType::BF16, Nf4StorageDType::F32}) {
+    for (float amax : amaxes) {
+      float tiled[16], gemv[16];
+      const cpu::f32x16 lut_tiled = cpu::block_lut_bf16(amax, dt), lut_gemv = cpu::block_lut_bf16_gemv(amax, dt);
+      std::memcpy(tiled, &lut_tiled, sizeof tiled);
+      std::memcpy(gemv, &lut_gemv, sizeof gemv);
+      for (int e = 0; e < 16; e++) {
+        float v = kNf4Table[e] * amax;
+        if (dt == Nf4StorageDType::F16) v = round_fp16(v);
+        const float want = round_bf16(v);
+        for (float got : {tiled[e], gemv[e]})
+          bad += std::isnan(want) ? !std::isnan(got) : f32_bits(got) != f32_bits(want);
+      }
+    }
+  }
+  CHECK(bad == 0);
 }
 
 TEST_CASE(matmul_bf16_weights_equal_fp32_weights) {

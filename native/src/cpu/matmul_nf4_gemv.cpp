@@ -32,17 +32,29 @@ void gemv_tile(float* out, int64_t ldo, const float* xp, int64_t K, const Nf4Mat
   f32x16 acc[R][MT];
   for (int r = 0; r < R; r++)
     for (int m = 0; m < MT; m++) acc[r][m] = f32x16{};
-  const uint8_t* packed = w.packed.data();
+  // Each row's packed bytes and first block index, computed once: the loop then only adds the block's offset, which
+  // keeps the scalar address arithmetic between the vector instructions short (docs/cpu-kernels.md).
   const int64_t blocks_per_row = K / kNf4BlockSize;
+  const uint8_t* row_bytes[R];
+  uint64_t row_block[R];
+  for (int r = 0; r < R; r++) {
+    row_bytes[r] = w.packed.data() + (n + r) * (K / 2);
+    row_block[r] = uint64_t((n + r) * blocks_per_row);
+  }
   for (int64_t j = 0; j < blocks_per_row; j++) {
     f32x16 lut[R];
-    for (int r = 0; r < R; r++) lut[r] = block_lut_bf16(block_absmax(w, code8, (n + r) * blocks_per_row + j), w.dtype);
+    for (int r = 0; r < R; r++) lut[r] = block_lut_bf16_gemv(block_absmax(w, code8, row_block[r] + j), w.dtype);
+    const float* xj = xp + j * kNf4BlockSize;
+    const int64_t byte0 = j * (kNf4BlockSize / 2);
+    // Each row's bytes 16 blocks ahead: at decode the weights stream from memory, and asking early measured faster
+    // at model level than leaving R concurrent streams to the hardware prefetcher (BENCHMARKS.md). Past a row's end
+    // it touches the next rows' bytes or nothing (a prefetch never faults).
+    for (int r = 0; r < R; r++) __builtin_prefetch(row_bytes[r] + byte0 + 512);
     for (int c = 0; c < kNf4BlockSize / kLanes; c++) {
-      const int64_t k = j * kNf4BlockSize + c * kLanes;
       f32x16 xv[MT];
-      for (int m = 0; m < MT; m++) xv[m] = load16(xp + m * K + k);
+      for (int m = 0; m < MT; m++) xv[m] = load16(xj + m * K + c * kLanes);
       for (int r = 0; r < R; r++) {
-        const f32x16 wv = lookup16_packed_order(lut[r], packed + (((n + r) * K + k) >> 1));
+        const f32x16 wv = lookup16_packed_order(lut[r], row_bytes[r] + byte0 + c * (kLanes / 2));
         for (int m = 0; m < MT; m++) acc[r][m] += xv[m] * wv;
       }
     }
