@@ -498,7 +498,8 @@ describe('DPO Studio in Chromium', () => {
     const target = path.join(dataDir, 'exports', 'e2e', 'comparison.json')
     const field = tid('export-comparison-path')
     await field.getByTestId('path-input').fill(target)
-    expect(await tid('export-comparison-target').textContent()).toBe(`Writes ${target}`)
+    // innerText, as a reader sees it: the template's line breaks around the text are layout, not content.
+    expect(await tid('export-comparison-target').innerText()).toBe(`Writes ${target}`)
     await tid('export-button').click()
     await tid('export-results').waitFor()
     const rows = JSON.parse(readFileSync(target, 'utf8')) as Array<Record<string, unknown>>
