@@ -163,6 +163,7 @@ Nf4Matrix nf4_quantize(const float* w, int64_t rows, int64_t cols, Nf4StorageDTy
 
   m.absmax.resize(size_t(blocks));
   nf4_dequantize_absmax(m, m.absmax.data());
+  m.bf16_dot_exact = nf4_scales_in_bf16_dot_range(m.absmax.data(), m.blocks());
   return m;
 }
 
@@ -188,6 +189,7 @@ Nf4Matrix nf4_from_parts(int64_t rows, int64_t cols, std::vector<uint8_t> packed
   }
   m.absmax.resize(size_t(m.blocks()));
   nf4_dequantize_absmax(m, m.absmax.data());
+  m.bf16_dot_exact = nf4_scales_in_bf16_dot_range(m.absmax.data(), m.blocks());
   return m;
 }
 

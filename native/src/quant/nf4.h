@@ -46,6 +46,9 @@ struct Nf4Matrix {
   std::vector<float> nested_code;  // (256) the checkpoint's nested_quant_map when it differs from
                                    // dynamic_map_signed(), else empty (docs/reference/nf4.md#the-linspace-caveat)
   Nf4StorageDType dtype = Nf4StorageDType::F16;
+  // Every block's absmax in the range where the CPU's bf16-dot GEMV equals its FMA path bit for bit
+  // (nf4_scales_in_bf16_dot_range); set by nf4_quantize / nf4_from_parts, false (the FMA path) otherwise.
+  bool bf16_dot_exact = false;
 
   int64_t numel() const { return rows * cols; }
   int64_t blocks() const { return (numel() + kNf4BlockSize - 1) / kNf4BlockSize; }
@@ -61,6 +64,10 @@ Nf4Matrix nf4_quantize(const float* w, int64_t rows, int64_t cols, Nf4StorageDTy
 Nf4Matrix nf4_from_parts(int64_t rows, int64_t cols, std::vector<uint8_t> packed, std::vector<uint8_t> absmax_q,
                          std::vector<float> absmax2, float offset, const float* nested_code /* 256 or nullptr */,
                          Nf4StorageDType dtype);
+
+// docs/cpu-kernels.md#the-bf16-dot-gemv: true when every dequantized absmax a is 0 or finite with
+// 2^-46 <= |a| <= 2^15, so every decoded weight is 0, or a finite bf16 value with 2^-50 <= |w| <= 2^15.
+bool nf4_scales_in_bf16_dot_range(const float* absmax, int64_t blocks);
 
 // docs/reference/nf4.md#dequantisation, step 1: a[b] = code8[q[b]] * absmax2[b/256] + offset (fp32).
 void nf4_dequantize_absmax(const Nf4Matrix& m, float* absmax_out /* (blocks) */);

@@ -1,0 +1,22 @@
+// The scale range of the CPU's bf16-dot NF4 GEMV (docs/cpu-kernels.md#the-bf16-dot-gemv): inside it every decoded
+// weight is 0 or a normal bf16 value no smaller than 2^-50 and no larger than 2^15, which with the same bounds on x
+// keeps every product and partial sum of a dot clear of subnormals and overflow.
+#include <cmath>
+
+#include "nf4.h"
+
+namespace dpo {
+
+bool nf4_scales_in_bf16_dot_range(const float* absmax, int64_t blocks) {
+  // 2^-46 * 0.0796 (the smallest nonzero |NF4 code|) > 2^-50; 2^15 * 1.0 stays below fp16's largest finite value, so
+  // no storage dtype rounds a weight to inf. The comparisons are false for NaN.
+  const float lo = std::ldexp(1.0f, -46), hi = std::ldexp(1.0f, 15);
+  bool ok = true;
+  for (int64_t b = 0; b < blocks; b++) {
+    const float a = std::fabs(absmax[b]);
+    ok &= a == 0.0f || (a >= lo && a <= hi);
+  }
+  return ok;
+}
+
+}  // namespace dpo
