@@ -83,8 +83,13 @@ void gemv_rows(float* out, int64_t N, const float* xp, int64_t K, const Nf4Matri
 
 bool matmul_nf4_gemv(float* out /*(M,N)*/, const float* xb /*(M,K) bf16-valued*/, const Nf4Matrix& w /*(N,K)*/,
                      const float* bias /*(N) or null*/, int M) {
+  if (M < 1 || M > kGemvMaxRows || w.cols % kNf4BlockSize != 0 || w.cols == 0) return false;
+  if (!matmul_nf4_gemv_bf16dot(out, xb, w, bias, M)) matmul_nf4_gemv_fma(out, xb, w, bias, M);
+  return true;
+}
+
+void matmul_nf4_gemv_fma(float* out, const float* xb, const Nf4Matrix& w, const float* bias, int M) {
   const int64_t N = w.rows, K = w.cols;
-  if (M < 1 || M > kGemvMaxRows || K % kNf4BlockSize != 0 || K == 0) return false;
   const float* code8 = w.nested_code.empty() ? dynamic_map_signed() : w.nested_code.data();
   thread_local std::vector<float> xp_buf;  // x in the register path's lane order, per calling thread
   float* xp = scratch(xp_buf, size_t(M * K));
@@ -105,7 +110,6 @@ bool matmul_nf4_gemv(float* out /*(M,N)*/, const float* xb /*(M,K) bf16-valued*/
       else gemv_rows<4>(o, N, x, K, w, code8, bias, n0, n1);
     }
   });
-  return true;
 }
 
 }  // namespace DPO_KERNEL_NS

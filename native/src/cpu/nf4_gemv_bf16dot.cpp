@@ -1,0 +1,227 @@
+// The NF4 decode GEMV on AVX512-BF16 (docs/cpu-kernels.md#the-bf16-dot-gemv): one vdpbf16ps does two of a lane's
+// FMAs, in the lane's own k order and with the same roundings, so the result is the FMA path's (gemv_tile) bit for
+// bit with fewer instructions per weight (table lookups for 32 weights at a time). Compiled in every kernel set; only
+// the AVX-512 one has the kernel (behind a CPU check and a start-up probe), the others decline every call.
+#include <algorithm>
+#include <cmath>
+#include <random>
+
+#include "kernel_set.h"
+#include "matmul_nf4_gemv.h"
+#include "nf4_bf16_dot_switch.h"
+#include "nf4_lanes.h"
+#include "thread_pool.h"
+
+namespace dpo::cpu {
+inline namespace DPO_KERNEL_NS {
+
+#if defined(__x86_64__) && defined(__AVX512F__) && defined(__GNUC__)
+#define DPO_BF16_DOT_TARGET __attribute__((target("avx512bf16,avx512vbmi")))
+namespace {
+
+// x's range (docs/cpu-kernels.md#the-bf16-dot-gemv): 0, or 2^-50 <= |x| <= 2^60 (false for inf and NaN).
+bool x_in_range(const float* xb, int64_t n) {
+  const float lo = std::ldexp(1.0f, -50), hi = std::ldexp(1.0f, 60);
+  bool ok = true;
+  for (int64_t i = 0; i < n; i++) {
+    const float a = std::fabs(xb[i]);
+    ok &= a == 0.0f || (a >= lo && a <= hi);
+  }
+  return ok;
+}
+
+// Lane L sums class k % 16 == L. vdpbf16ps adds word 2L+1's product before word 2L's, so the first instruction of a
+// block carries (element L, element L+16) in (word 2L+1, word 2L) and the second (L+32, L+48).
+int element_of_word(int w, int half) { return 32 * half + (w % 2 == 1 ? w / 2 : w / 2 + 16); }
+
+// x (M rows of K bf16-valued floats) as bf16 words in that order: per row and block, 64 words (two instructions).
+// The upper halves of the floats are the bf16 values (exact: x is bf16-valued); one vpermw per 32 words orders them.
+DPO_BF16_DOT_TARGET void pack_x(uint16_t* xw, const float* xb, int64_t M, int64_t K) {
+  alignas(64) uint16_t order[32];
+  for (int w = 0; w < 32; w++) order[w] = uint16_t(element_of_word(w, 0));
+  __m512i idx;
+  std::memcpy(&idx, order, sizeof idx);
+  const __mmask16 all16 = 0xffff;  // maskz forms: see nf4_lanes.h
+  for (int64_t c = 0; c < M * K; c += 32) {
+    const __m512i lo = _mm512_maskz_loadu_epi32(all16, xb + c), hi = _mm512_maskz_loadu_epi32(all16, xb + c + 16);
+    const __m256i lo_words = _mm512_maskz_cvtepi32_epi16(all16, _mm512_maskz_srli_epi32(all16, lo, 16));
+    const __m256i hi_words = _mm512_maskz_cvtepi32_epi16(all16, _mm512_maskz_srli_epi32(all16, hi, 16));
+    const __m512i words = _mm512_maskz_inserti64x4(0xff, _mm512_castsi256_si512(lo_words), hi_words, 1);
+    _mm512_storeu_si512(xw + c, _mm512_maskz_permutexvar_epi16(~__mmask32(0), idx, words));
+  }
+}
+
+// One vpermb per block and weight row: word w's low byte is the packed byte of the first instruction's element
+// for word w, its high byte that of the second's (16 bytes on: the same nibble of the block's second half). A shift
+// per word and instruction brings the nibble to bits 0..3; bit 4 may keep junk, which the doubled 32-word table
+// makes harmless, and vpermw ignores the bits above.
+struct NibbleSelect {
+  __m512i bytes, shifts[2];
+};
+NibbleSelect nibble_select() {
+  alignas(64) uint8_t sel[64];
+  alignas(64) uint16_t sh[2][32];
+  for (int w = 0; w < 32; w++) {
+    const int e = element_of_word(w, 0);
+    sel[2 * w] = uint8_t(e / 2);
+    sel[2 * w + 1] = uint8_t(e / 2 + 16);
+    sh[0][w] = uint16_t(e % 2 == 0 ? 4 : 0);
+    sh[1][w] = uint16_t(sh[0][w] + 8);
+  }
+  NibbleSelect s;
+  std::memcpy(&s.bytes, sel, 64);
+  std::memcpy(&s.shifts[0], sh[0], 64);
+  std::memcpy(&s.shifts[1], sh[1], 64);
+  return s;
+}
+
+// A block's 16 table entries as bf16 words, twice (32 words): vcvtne2ps2bf16 rounds to nearest even like round_bf16
+// for every finite normal fp32 value, which are all the table holds inside the range (docs/cpu-kernels.md).
+DPO_BF16_DOT_TARGET inline __m512i block_table_words(const float* amax, bool fp16_storage) {
+  f32x16 v = load16(kNf4Table) * *amax;  // the FMA path's multiply (block_lut_bf16), the absmax broadcast from memory
+  if (fp16_storage) v = round_fp16_x16(v);
+  __m512 f;
+  std::memcpy(&f, &v, sizeof f);
+  const __m512bh t = _mm512_cvtne2ps_pbh(f, f);
+  __m512i r;
+  std::memcpy(&r, &t, sizeof r);
+  return r;
+}
+
+// out[m*ldo + r] = sum_k x[m, k] * W[n + r, k] (+ bias[r]): gemv_tile's arithmetic, two FMAs per vdpbf16ps.
+template <int MT, int R>
+DPO_BF16_DOT_TARGET void dot_tile(float* out, int64_t ldo, const uint16_t* xw, int64_t K, const Nf4Matrix& w,
+                                  const float* absmax, int64_t n, const float* bias, const NibbleSelect& sel) {
+  __m512 acc[R][MT];
+  for (int r = 0; r < R; r++)
+    for (int m = 0; m < MT; m++) acc[r][m] = _mm512_setzero_ps();
+  const int64_t blocks_per_row = K / kNf4BlockSize;
+  const bool fp16_storage = w.dtype == Nf4StorageDType::F16;  // read once: the loop's tables branch on it
+  const uint8_t* row_bytes[R];
+  uint64_t row_block[R];
+  for (int r = 0; r < R; r++) {
+    row_bytes[r] = w.packed.data() + (n + r) * (K / 2);
+    row_block[r] = uint64_t((n + r) * blocks_per_row);
+  }
+  for (int64_t j = 0; j < blocks_per_row; j++) {
+    const int64_t byte0 = j * (kNf4BlockSize / 2);
+    for (int r = 0; r < R; r++) __builtin_prefetch(row_bytes[r] + byte0 + 512);  // as gemv_tile (BENCHMARKS.md)
+    __m512i table[R];
+    for (int r = 0; r < R; r++) table[r] = block_table_words(absmax + row_block[r] + j, fp16_storage);
+    __m512bh xv[MT][2];
+    for (int m = 0; m < MT; m++)
+      for (int half = 0; half < 2; half++) {
+        const __m512i v = _mm512_loadu_si512(xw + m * K + j * kNf4BlockSize + half * 32);
+        std::memcpy(&xv[m][half], &v, sizeof v);
+      }
+    for (int r = 0; r < R; r++) {
+      // (maskz forms with full masks: GCC 12 warns spuriously on the unmasked ones, as in nf4_lanes.h)
+      const __m512i bytes = _mm512_maskz_broadcast_i64x4(
+          0xff, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row_bytes[r] + byte0)));
+      const __m512i picked = _mm512_maskz_permutexvar_epi8(~__mmask64(0), sel.bytes, bytes);
+      for (int half = 0; half < 2; half++) {
+        const __m512i idx = _mm512_maskz_srlv_epi16(~__mmask32(0), picked, sel.shifts[half]);
+        const __m512i words = _mm512_maskz_permutexvar_epi16(~__mmask32(0), idx, table[r]);
+        __m512bh wv;
+        std::memcpy(&wv, &words, sizeof wv);
+        for (int m = 0; m < MT; m++) acc[r][m] = _mm512_dpbf16_ps(acc[r][m], wv, xv[m][half]);
+      }
+    }
+  }
+  for (int r = 0; r < R; r++)
+    for (int m = 0; m < MT; m++) {
+      f32x16 lanes;  // lane L is class L: already in k order
+      std::memcpy(&lanes, &acc[r][m], sizeof lanes);
+      const float s = reduce16(lanes);
+      out[m * ldo + r] = bias ? s + bias[r] : s;
+    }
+}
+
+constexpr int kMaxMT = 4;  // x rows per pass over the weights
+
+template <int MT>
+DPO_BF16_DOT_TARGET void dot_rows(float* out, int64_t N, const uint16_t* xw, int64_t K, const Nf4Matrix& w,
+                                  const float* absmax, const float* bias, int64_t n0, int64_t n1,
+                                  const NibbleSelect& sel) {
+  constexpr int R = MT <= 2 ? 4 : 2;  // accumulators, tables and x words stay within the 32 zmm registers
+  int64_t n = n0;
+  for (; n + R <= n1; n += R) dot_tile<MT, R>(out + n, N, xw, K, w, absmax, n, bias ? bias + n : nullptr, sel);
+  for (; n < n1; n++) dot_tile<MT, 1>(out + n, N, xw, K, w, absmax, n, bias ? bias + n : nullptr, sel);
+}
+
+void run(float* out, const float* xb, const Nf4Matrix& w, const float* bias, int M) {
+  static const NibbleSelect sel = nibble_select();
+  const int64_t N = w.rows, K = w.cols;
+  const float* absmax = w.absmax.data();  // the dequantized cache (checked present by the caller)
+  thread_local std::vector<uint16_t> xw_buf;  // x in the dot order, per calling thread
+  if (xw_buf.size() < size_t(M * K)) xw_buf.resize(size_t(M * K));
+  uint16_t* xw = xw_buf.data();
+  pack_x(xw, xb, M, K);
+  // The FMA path's split: tasks own 16 output rows and every x row.
+  constexpr int64_t kTaskRows = 16;
+  const double work = 2.0 * double(M) * double(kTaskRows) * double(K);
+  parallel_for(ceil_div(N, kTaskRows), grain_for(work), [&](int64_t t0, int64_t t1) {
+    const int64_t n0 = t0 * kTaskRows, n1 = std::min(N, t1 * kTaskRows);
+    for (int64_t m0 = 0; m0 < M; m0 += kMaxMT) {
+      const int mt = int(std::min<int64_t>(kMaxMT, M - m0));
+      float* o = out + m0 * N;
+      const uint16_t* x = xw + m0 * K;
+      if (mt == 1) dot_rows<1>(o, N, x, K, w, absmax, bias, n0, n1, sel);
+      else if (mt == 2) dot_rows<2>(o, N, x, K, w, absmax, bias, n0, n1, sel);
+      else if (mt == 3) dot_rows<3>(o, N, x, K, w, absmax, bias, n0, n1, sel);
+      else dot_rows<4>(o, N, x, K, w, absmax, bias, n0, n1, sel);
+    }
+  });
+}
+
+// The start-up probe: random matrices of each storage dtype, M = 1 .. kMaxMT + 1 rows, through both paths; any bit
+// that differs (another vendor's vdpbf16ps rounding otherwise) turns the bf16-dot path off for the process.
+bool probe_matches_fma_path() {
+  std::mt19937 rng(20261202);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  const int64_t N = 21, K = 192, Mmax = kMaxMT + 1;
+  for (auto dt : {Nf4StorageDType::F16, Nf4StorageDType::BF16, Nf4StorageDType::F32}) {
+    std::vector<float> wf(size_t(N * K)), x(size_t(Mmax * K)), bias(static_cast<size_t>(N));
+    for (float& v : wf) v = normal(rng) * 0.05f;
+    for (float& v : wf) v = dt == Nf4StorageDType::F16 ? round_fp16(v) : v;
+    for (float& v : x) v = round_bf16(normal(rng) * 3.0f);
+    for (float& v : bias) v = normal(rng);
+    const Nf4Matrix w = nf4_quantize(wf.data(), N, K, dt);
+    if (!w.bf16_dot_exact) return false;
+    for (int M = 1; M <= Mmax; M++) {
+      std::vector<float> a(size_t(M * N)), b(size_t(M * N));
+      run(a.data(), x.data(), w, bias.data(), M);
+      matmul_nf4_gemv_fma(b.data(), x.data(), w, bias.data(), M);
+      if (std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) != 0) return false;
+    }
+  }
+  return true;
+}
+
+bool cpu_has_bf16_dot() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512vbmi");
+}
+
+}  // namespace
+
+bool nf4_bf16_dot_usable() {
+  static const bool usable = cpu_has_bf16_dot() && probe_matches_fma_path();
+  return usable;
+}
+
+bool matmul_nf4_gemv_bf16dot(float* out, const float* xb, const Nf4Matrix& w, const float* bias, int M) {
+  if (!w.bf16_dot_exact || int64_t(w.absmax.size()) != w.blocks() || !nf4_bf16_dot_allowed() || !nf4_bf16_dot_usable())
+    return false;
+  if (!x_in_range(xb, int64_t(M) * w.cols)) return false;
+  run(out, xb, w, bias, M);
+  count_nf4_bf16_dot_call();
+  return true;
+}
+#else
+bool nf4_bf16_dot_usable() { return false; }
+bool matmul_nf4_gemv_bf16dot(float*, const float*, const Nf4Matrix&, const float*, int) { return false; }
+#endif
+
+}  // namespace DPO_KERNEL_NS
+}  // namespace dpo::cpu
