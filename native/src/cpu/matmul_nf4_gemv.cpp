@@ -7,7 +7,6 @@
 #include "matmul_nf4_gemv.h"
 #include "nf4_lanes.h"
 #include "kernel_set.h"
-#include "thread_pool.h"
 
 DPO_DECLARE_MATMUL_KERNELS(DPO_KERNEL_NS)
 
@@ -21,7 +20,6 @@ constexpr int kRowsSmallM = 4, kRowsLargeM = 2;
 #else
 constexpr int kRowsSmallM = 2, kRowsLargeM = 1;
 #endif
-constexpr int kMaxMT = 4;  // x rows per pass over the weights
 
 // out[m*ldo + r] = sum_k x[m, k] * W[n + r, k] (+ bias[r]) for m < MT, r < R; K % 64 == 0; xp holds x with each
 // 16-element chunk in kPackedLaneElement order. Each lane adds its k % 16 class in increasing k (one FMA each); the
@@ -32,15 +30,10 @@ void gemv_tile(float* out, int64_t ldo, const float* xp, int64_t K, const Nf4Mat
   f32x16 acc[R][MT];
   for (int r = 0; r < R; r++)
     for (int m = 0; m < MT; m++) acc[r][m] = f32x16{};
-  // Each row's packed bytes and first block index, computed once: the loop then only adds the block's offset, which
-  // keeps the scalar address arithmetic between the vector instructions short (docs/cpu-kernels.md).
   const int64_t blocks_per_row = K / kNf4BlockSize;
-  const uint8_t* row_bytes[R];
-  uint64_t row_block[R];
-  for (int r = 0; r < R; r++) {
-    row_bytes[r] = w.packed.data() + (n + r) * (K / 2);
-    row_block[r] = uint64_t((n + r) * blocks_per_row);
-  }
+  const GemvRowStarts<R> rows(w, n);
+  const uint8_t* const* row_bytes = rows.bytes;
+  const uint64_t* row_block = rows.block;
   for (int64_t j = 0; j < blocks_per_row; j++) {
     f32x16 lut[R];
     for (int r = 0; r < R; r++) lut[r] = block_lut_bf16_gemv(block_absmax(w, code8, row_block[r] + j), w.dtype);
@@ -95,20 +88,13 @@ void matmul_nf4_gemv_fma(float* out, const float* xb, const Nf4Matrix& w, const 
   float* xp = scratch(xp_buf, size_t(M * K));
   for (int64_t c = 0; c < int64_t(M) * K; c += kLanes)
     for (int p = 0; p < kLanes; p++) xp[c + p] = xb[c + kPackedLaneElement[p]];
-  // Tasks own 16 output rows (one 64-byte line of each output row) and every x row.
-  constexpr int64_t kTaskRows = 16;
-  const double work = 2.0 * double(M) * double(kTaskRows) * double(K);
-  parallel_for(ceil_div(N, kTaskRows), grain_for(work), [&](int64_t t0, int64_t t1) {
-    const int64_t n0 = t0 * kTaskRows, n1 = std::min(N, t1 * kTaskRows);
-    for (int64_t m0 = 0; m0 < M; m0 += kMaxMT) {
-      const int mt = int(std::min<int64_t>(kMaxMT, M - m0));
-      float* o = out + m0 * N;
-      const float* x = xp + m0 * K;
-      if (mt == 1) gemv_rows<1>(o, N, x, K, w, code8, bias, n0, n1);
-      else if (mt == 2) gemv_rows<2>(o, N, x, K, w, code8, bias, n0, n1);
-      else if (mt == 3) gemv_rows<3>(o, N, x, K, w, code8, bias, n0, n1);
-      else gemv_rows<4>(o, N, x, K, w, code8, bias, n0, n1);
-    }
+  for_each_gemv_task(N, M, K, [&](int mt, int64_t m0, int64_t n0, int64_t n1) {
+    float* o = out + m0 * N;
+    const float* x = xp + m0 * K;
+    if (mt == 1) gemv_rows<1>(o, N, x, K, w, code8, bias, n0, n1);
+    else if (mt == 2) gemv_rows<2>(o, N, x, K, w, code8, bias, n0, n1);
+    else if (mt == 3) gemv_rows<3>(o, N, x, K, w, code8, bias, n0, n1);
+    else gemv_rows<4>(o, N, x, K, w, code8, bias, n0, n1);
   });
 }
 

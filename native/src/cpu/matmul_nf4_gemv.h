@@ -1,6 +1,9 @@
 // The few-rows NF4 matmul (matmul_nf4_gemv.cpp), which matmul_nf4_forward hands decode-sized batches to.
 #pragma once
+#include <algorithm>
+
 #include "../quant/nf4.h"
+#include "thread_pool.h"
 #include "vec.h"
 
 namespace dpo::cpu {
@@ -11,6 +14,36 @@ constexpr int kGemvMaxRows = 8;
 
 // out (M,N) = xb (M,K) . bf16(dequant(W))^T (+ bias), xb already bf16-rounded with row stride K. Returns false
 // (and does nothing) when the shape is not for it: M > kGemvMaxRows, or K not a multiple of the 64-element block.
+// x rows per pass over the weights in both register paths.
+constexpr int kGemvPassRows = 4;
+
+// Calls rows(mt, m0, n0, n1) for output rows [n0, n1) and x rows [m0, m0 + mt) over both register paths' split: tasks
+// own 16 output rows (one 64-byte line of each output row) and every x row.
+template <class Rows>
+void for_each_gemv_task(int64_t N, int M, int64_t K, const Rows& rows) {
+  constexpr int64_t kTaskRows = 16;
+  const double work = 2.0 * double(M) * double(kTaskRows) * double(K);
+  parallel_for(ceil_div(N, kTaskRows), grain_for(work), [&](int64_t t0, int64_t t1) {
+    const int64_t n0 = t0 * kTaskRows, n1 = std::min(N, t1 * kTaskRows);
+    for (int64_t m0 = 0; m0 < M; m0 += kGemvPassRows) rows(int(std::min<int64_t>(kGemvPassRows, M - m0)), m0, n0, n1);
+  });
+}
+
+// Each of R weight rows' packed bytes and first block index (rows n .. n+R-1, K % 64 == 0), computed once per tile:
+// the loop then only adds the block's offset, which keeps the scalar address arithmetic between the vector
+// instructions short (docs/cpu-kernels.md).
+template <int R>
+struct GemvRowStarts {
+  const uint8_t* bytes[R];
+  uint64_t block[R];
+  GemvRowStarts(const Nf4Matrix& w, int64_t n) {
+    for (int r = 0; r < R; r++) {
+      bytes[r] = w.packed.data() + (n + r) * (w.cols / 2);
+      block[r] = uint64_t((n + r) * (w.cols / kNf4BlockSize));
+    }
+  }
+};
+
 // The bf16-dot path (nf4_gemv_bf16dot.cpp) when it may run and the inputs are in its exact range, else the FMA path.
 bool matmul_nf4_gemv(float* out, const float* xb, const Nf4Matrix& w, const float* bias, int M);
 

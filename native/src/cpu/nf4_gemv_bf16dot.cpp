@@ -10,7 +10,6 @@
 #include "matmul_nf4_gemv.h"
 #include "nf4_bf16_dot_switch.h"
 #include "nf4_lanes.h"
-#include "thread_pool.h"
 
 namespace dpo::cpu {
 inline namespace DPO_KERNEL_NS {
@@ -21,13 +20,7 @@ namespace {
 
 // x's range (docs/cpu-kernels.md#the-bf16-dot-gemv): 0, or 2^-50 <= |x| <= 2^60 (false for inf and NaN).
 bool x_in_range(const float* xb, int64_t n) {
-  const float lo = std::ldexp(1.0f, -50), hi = std::ldexp(1.0f, 60);
-  bool ok = true;
-  for (int64_t i = 0; i < n; i++) {
-    const float a = std::fabs(xb[i]);
-    ok &= a == 0.0f || (a >= lo && a <= hi);
-  }
-  return ok;
+  return zero_or_magnitude_within(xb, n, std::ldexp(1.0f, -50), std::ldexp(1.0f, 60));
 }
 
 // Lane L sums class k % 16 == L. vdpbf16ps adds word 2L+1's product before word 2L's, so the first instruction of a
@@ -97,12 +90,9 @@ DPO_BF16_DOT_TARGET void dot_tile(float* out, int64_t ldo, const uint16_t* xw, i
     for (int m = 0; m < MT; m++) acc[r][m] = _mm512_setzero_ps();
   const int64_t blocks_per_row = K / kNf4BlockSize;
   const bool fp16_storage = w.dtype == Nf4StorageDType::F16;  // read once: the loop's tables branch on it
-  const uint8_t* row_bytes[R];
-  uint64_t row_block[R];
-  for (int r = 0; r < R; r++) {
-    row_bytes[r] = w.packed.data() + (n + r) * (K / 2);
-    row_block[r] = uint64_t((n + r) * blocks_per_row);
-  }
+  const GemvRowStarts<R> rows(w, n);
+  const uint8_t* const* row_bytes = rows.bytes;
+  const uint64_t* row_block = rows.block;
   for (int64_t j = 0; j < blocks_per_row; j++) {
     const int64_t byte0 = j * (kNf4BlockSize / 2);
     for (int r = 0; r < R; r++) __builtin_prefetch(row_bytes[r] + byte0 + 512);  // as gemv_tile (BENCHMARKS.md)
@@ -137,8 +127,6 @@ DPO_BF16_DOT_TARGET void dot_tile(float* out, int64_t ldo, const uint16_t* xw, i
     }
 }
 
-constexpr int kMaxMT = 4;  // x rows per pass over the weights
-
 template <int MT>
 DPO_BF16_DOT_TARGET void dot_rows(float* out, int64_t N, const uint16_t* xw, int64_t K, const Nf4Matrix& w,
                                   const float* absmax, const float* bias, int64_t n0, int64_t n1,
@@ -157,29 +145,22 @@ void run(float* out, const float* xb, const Nf4Matrix& w, const float* bias, int
   if (xw_buf.size() < size_t(M * K)) xw_buf.resize(size_t(M * K));
   uint16_t* xw = xw_buf.data();
   pack_x(xw, xb, M, K);
-  // The FMA path's split: tasks own 16 output rows and every x row.
-  constexpr int64_t kTaskRows = 16;
-  const double work = 2.0 * double(M) * double(kTaskRows) * double(K);
-  parallel_for(ceil_div(N, kTaskRows), grain_for(work), [&](int64_t t0, int64_t t1) {
-    const int64_t n0 = t0 * kTaskRows, n1 = std::min(N, t1 * kTaskRows);
-    for (int64_t m0 = 0; m0 < M; m0 += kMaxMT) {
-      const int mt = int(std::min<int64_t>(kMaxMT, M - m0));
-      float* o = out + m0 * N;
-      const uint16_t* x = xw + m0 * K;
-      if (mt == 1) dot_rows<1>(o, N, x, K, w, absmax, bias, n0, n1, sel);
-      else if (mt == 2) dot_rows<2>(o, N, x, K, w, absmax, bias, n0, n1, sel);
-      else if (mt == 3) dot_rows<3>(o, N, x, K, w, absmax, bias, n0, n1, sel);
-      else dot_rows<4>(o, N, x, K, w, absmax, bias, n0, n1, sel);
-    }
+  for_each_gemv_task(N, M, K, [&](int mt, int64_t m0, int64_t n0, int64_t n1) {
+    float* o = out + m0 * N;
+    const uint16_t* x = xw + m0 * K;
+    if (mt == 1) dot_rows<1>(o, N, x, K, w, absmax, bias, n0, n1, sel);
+    else if (mt == 2) dot_rows<2>(o, N, x, K, w, absmax, bias, n0, n1, sel);
+    else if (mt == 3) dot_rows<3>(o, N, x, K, w, absmax, bias, n0, n1, sel);
+    else dot_rows<4>(o, N, x, K, w, absmax, bias, n0, n1, sel);
   });
 }
 
-// The start-up probe: random matrices of each storage dtype, M = 1 .. kMaxMT + 1 rows, through both paths; any bit
-// that differs (another vendor's vdpbf16ps rounding otherwise) turns the bf16-dot path off for the process.
+// The start-up probe: random matrices of each storage dtype, M = 1 .. kGemvPassRows + 1 rows, through both paths; any
+// bit that differs (another vendor's vdpbf16ps rounding otherwise) turns the bf16-dot path off for the process.
 bool probe_matches_fma_path() {
   std::mt19937 rng(20261202);
   std::normal_distribution<float> normal(0.0f, 1.0f);
-  const int64_t N = 21, K = 192, Mmax = kMaxMT + 1;
+  const int64_t N = 21, K = 192, Mmax = kGemvPassRows + 1;
   for (auto dt : {Nf4StorageDType::F16, Nf4StorageDType::BF16, Nf4StorageDType::F32}) {
     std::vector<float> wf(size_t(N * K)), x(size_t(Mmax * K)), bias(static_cast<size_t>(N));
     for (float& v : wf) v = normal(rng) * 0.05f;

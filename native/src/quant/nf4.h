@@ -68,6 +68,8 @@ Nf4Matrix nf4_from_parts(int64_t rows, int64_t cols, std::vector<uint8_t> packed
 // docs/cpu-kernels.md#the-bf16-dot-gemv: true when every dequantized absmax a is 0 or finite with
 // 2^-46 <= |a| <= 2^15, so every decoded weight is 0, or a finite bf16 value with 2^-50 <= |w| <= 2^15.
 bool nf4_scales_in_bf16_dot_range(const float* absmax, int64_t blocks);
+// Every v[i] is 0 or lo <= |v[i]| <= hi (false when one is NaN); also the bf16-dot GEMV's per-call check of x.
+bool zero_or_magnitude_within(const float* v, int64_t n, float lo, float hi);
 
 // docs/reference/nf4.md#dequantisation, step 1: a[b] = code8[q[b]] * absmax2[b/256] + offset (fp32).
 void nf4_dequantize_absmax(const Nf4Matrix& m, float* absmax_out /* (blocks) */);

@@ -7,16 +7,19 @@
 
 namespace dpo {
 
-bool nf4_scales_in_bf16_dot_range(const float* absmax, int64_t blocks) {
-  // 2^-46 * 0.0796 (the smallest nonzero |NF4 code|) > 2^-50; 2^15 * 1.0 stays below fp16's largest finite value, so
-  // no storage dtype rounds a weight to inf. The comparisons are false for NaN.
-  const float lo = std::ldexp(1.0f, -46), hi = std::ldexp(1.0f, 15);
-  bool ok = true;
-  for (int64_t b = 0; b < blocks; b++) {
-    const float a = std::fabs(absmax[b]);
+bool zero_or_magnitude_within(const float* v, int64_t n, float lo, float hi) {
+  bool ok = true;  // the comparisons are false for NaN
+  for (int64_t i = 0; i < n; i++) {
+    const float a = std::fabs(v[i]);
     ok &= a == 0.0f || (a >= lo && a <= hi);
   }
   return ok;
+}
+
+bool nf4_scales_in_bf16_dot_range(const float* absmax, int64_t blocks) {
+  // 2^-46 * 0.0796 (the smallest nonzero |NF4 code|) > 2^-50; 2^15 * 1.0 stays below fp16's largest finite value, so
+  // no storage dtype rounds a weight to inf.
+  return zero_or_magnitude_within(absmax, blocks, std::ldexp(1.0f, -46), std::ldexp(1.0f, 15));
 }
 
 }  // namespace dpo
