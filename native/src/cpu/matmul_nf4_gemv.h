@@ -14,6 +14,12 @@ constexpr int kGemvMaxRows = 8;
 
 // out (M,N) = xb (M,K) . bf16(dequant(W))^T (+ bias), xb already bf16-rounded with row stride K. Returns false
 // (and does nothing) when the shape is not for it: M > kGemvMaxRows, or K not a multiple of the 64-element block.
+// How far ahead of each weight row's current block both register paths prefetch. At decode the weights stream from
+// memory; asking early measured faster at model level than leaving the R concurrent streams to the hardware
+// prefetcher, and 4 KiB ahead faster than 512 bytes (docs/cpu-kernels.md#the-bf16-dot-gemv). Past a row's end it
+// touches the next rows' bytes or nothing (a prefetch never faults).
+constexpr int64_t kGemvPrefetchBytes = 4096;
+
 // x rows per pass over the weights in both register paths.
 constexpr int kGemvPassRows = 4;
 
