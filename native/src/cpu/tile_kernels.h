@@ -1,6 +1,7 @@
 // Register-tiled inner kernels of the CPU matmuls (fp32 and fused NF4): a dot-product tile for forward passes and
 // an axpy tile for input/weight gradients. Each output element gets the same arithmetic whatever the tile shape.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 
 #include "../core/fp_strict.h"
@@ -21,6 +22,7 @@ constexpr int kDotMR = 4, kDotNR = 3;
 #else
 constexpr int kDotMR = 2, kDotNR = 2;
 #endif
+static_assert(kDotMR <= 6, "dot_rows handles leftover bands of up to 5 rows");
 
 // out[i*ldo + j] = dot16-style sum_k x[i*ldx + k] * w[j*ldw + k] (+ bias[j]) for i < MR, j < NR.
 // Lane l of every output sums k = l, l+16, ... in increasing k, the tail goes to lanes 0.., then reduce16:
@@ -98,33 +100,52 @@ inline void dot_tile(float* out, int64_t ldo, const float* x, int64_t ldx, const
 }
 #endif
 
-// out (rows m0..m1, ldo) = x (rows m0..m1, ldx) . w (rows n0..n1, ldw)^T (+ bias), tiled MR x NR with 1-wide edges.
+// Weight rows per task: `cap` (what fits the cache), or fewer when N is small, so that each of `threads` threads
+// gets at least two blocks (the 0.42B model's k/v projections have N = 128: three blocks of 52 split 2:1 over two
+// threads). A multiple of kDotNR, so only the last block has 1-wide edge columns.
+inline int64_t weight_block_rows(int64_t N, int64_t cap, int threads) {
+  const int64_t even = round_up(ceil_div(N, 2 * int64_t(std::max(threads, 1))), kDotNR);
+  return std::max<int64_t>(kDotNR, std::min(cap, even));
+}
+
+// One band of R x rows (R <= kDotMR) against w rows n0..n1: R x kDotNR tiles, then R x 1 for the last columns.
+template <int R, class W>
+inline void dot_band(float* out, int64_t ldo, const float* x, int64_t ldx, const W* w, int64_t ldw, const float* bias,
+                     int64_t n0, int64_t n1, int64_t K) {
+  int64_t n = n0;
+  for (; n + kDotNR <= n1; n += kDotNR)
+    dot_tile<R, kDotNR>(out + n, ldo, x, ldx, w + n * ldw, ldw, K, bias ? bias + n : nullptr);
+  for (; n < n1; n++) dot_tile<R, 1>(out + n, ldo, x, ldx, w + n * ldw, ldw, K, bias ? bias + n : nullptr);
+}
+
+// out (rows m0..m1, ldo) = x (rows m0..m1, ldx) . w (rows n0..n1, ldw)^T (+ bias): bands of kDotMR rows, then one
+// band of the 1..kDotMR-1 rows left (M = 64 is 10 bands of 6 and one of 4: running those 4 rows one at a time cost
+// ~15% of a prefill matmul). Every output is the same dot_tile lane sum whatever the band.
 template <class W>
 inline void dot_rows(float* out, int64_t ldo, const float* x, int64_t ldx, const W* w, int64_t ldw, const float* bias,
                      int64_t m0, int64_t m1, int64_t n0, int64_t n1, int64_t K) {
-  for (int64_t m = m0; m < m1;) {
-    const bool full_m = m + kDotMR <= m1;
-    for (int64_t n = n0; n < n1;) {
-      const bool full_n = n + kDotNR <= n1;
-      float* o = out + m * ldo + n;
-      const float* xm = x + m * ldx;
-      const W* wn = w + n * ldw;
-      const float* bn = bias ? bias + n : nullptr;
-      if (full_m && full_n) {
-        dot_tile<kDotMR, kDotNR>(o, ldo, xm, ldx, wn, ldw, K, bn);
-        n += kDotNR;
-      } else if (full_m) {
-        dot_tile<kDotMR, 1>(o, ldo, xm, ldx, wn, ldw, K, bn);
-        n += 1;
-      } else if (full_n) {
-        dot_tile<1, kDotNR>(o, ldo, xm, ldx, wn, ldw, K, bn);
-        n += kDotNR;
-      } else {
-        dot_tile<1, 1>(o, ldo, xm, ldx, wn, ldw, K, bn);
-        n += 1;
-      }
-    }
-    m += full_m ? kDotMR : 1;
+  int64_t m = m0;
+  for (; m + kDotMR <= m1; m += kDotMR) dot_band<kDotMR>(out + m * ldo, ldo, x + m * ldx, ldx, w, ldw, bias, n0, n1, K);
+  float* o = out + m * ldo;
+  const float* xm = x + m * ldx;
+  switch (m1 - m) {  // kDotMR <= 6
+    case 5:
+      if constexpr (kDotMR > 5) dot_band<5>(o, ldo, xm, ldx, w, ldw, bias, n0, n1, K);
+      break;
+    case 4:
+      if constexpr (kDotMR > 4) dot_band<4>(o, ldo, xm, ldx, w, ldw, bias, n0, n1, K);
+      break;
+    case 3:
+      if constexpr (kDotMR > 3) dot_band<3>(o, ldo, xm, ldx, w, ldw, bias, n0, n1, K);
+      break;
+    case 2:
+      if constexpr (kDotMR > 2) dot_band<2>(o, ldo, xm, ldx, w, ldw, bias, n0, n1, K);
+      break;
+    case 1:
+      dot_band<1>(o, ldo, xm, ldx, w, ldw, bias, n0, n1, K);
+      break;
+    default:
+      break;
   }
 }
 
