@@ -1,7 +1,7 @@
 // The CPU backend's persistent worker pool: parallel_for hands contiguous chunks of [0, n) to the workers and the
 // calling thread, which claim them from a shared counter. Nested calls (from inside a task) run inline.
-// Waiting is a bounded spin and then a sleep, on both sides (docs/cpu-kernels.md#thread-pool): decode issues hundreds of
-// short parallel_for calls per token, where a sleep/wake pair per call costs as much as the call's work, while a
+// Waiting is a bounded spin and then a sleep, on both sides (docs/cpu-kernels.md#thread-pool): decode issues hundreds
+// of short parallel_for calls per token, where a sleep/wake pair per call costs as much as the call's work, while a
 // machine busy with other work must not see our threads spin for long.
 #include "thread_pool.h"
 
@@ -99,7 +99,9 @@ class Pool {
     seq_++;
     claim_.store(pack(seq_, 0));  // publishes the job (seq_cst: ordered before the sleepers_ check below)
     if (sleepers_.load() > 0) {
-      { std::lock_guard<std::mutex> lk(mu_); }  // a worker between its check and its wait holds mu_
+      {
+        std::lock_guard<std::mutex> lk(mu_);
+      }  // a worker between its check and its wait holds mu_
       wake_cv_.notify_all();
     }
     t_in_task = true;
@@ -127,7 +129,7 @@ class Pool {
       const int64_t i = chunk_of(word), chunks = chunks_.load(std::memory_order_relaxed);
       uint32_t finished = 1;
       try {
-        (*fn_)(i * n_ / chunks, (i + 1) * n_ / chunks);
+        (*fn_)(i* n_ / chunks, (i + 1) * n_ / chunks);
       } catch (...) {
         {
           std::lock_guard<std::mutex> lk(mu_);
@@ -139,7 +141,9 @@ class Pool {
       if (done_.fetch_add(finished) + finished == total) {
         // The job is over: touch nothing of it from here on (the caller may already be running the next one).
         if (caller_waiting_.load()) {
-          { std::lock_guard<std::mutex> lk(mu_); }
+          {
+            std::lock_guard<std::mutex> lk(mu_);
+          }
           done_cv_.notify_one();
         }
         return;

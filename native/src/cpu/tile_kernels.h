@@ -22,7 +22,6 @@ constexpr int kDotMR = 4, kDotNR = 3;
 #else
 constexpr int kDotMR = 2, kDotNR = 2;
 #endif
-static_assert(kDotMR <= 6, "dot_rows handles leftover bands of up to 5 rows");
 
 // out[i*ldo + j] = dot16-style sum_k x[i*ldx + k] * w[j*ldw + k] (+ bias[j]) for i < MR, j < NR.
 // Lane l of every output sums k = l, l+16, ... in increasing k, the tail goes to lanes 0.., then reduce16:
@@ -81,8 +80,10 @@ inline __m128 reduce16x4(f32x16 a, f32x16 b, f32x16 c, f32x16 d) {
   std::memcpy(&A, &a, 64), std::memcpy(&B, &b, 64), std::memcpy(&C, &c, 64), std::memcpy(&D, &d, 64);
   const __mmask16 all = 0xffff;  // maskz forms: GCC 12 warns spuriously on the unmasked ones
   // (l, l+8): chunks 0,1 of a vector plus its chunks 2,3 -> [a8 | b8] and [c8 | d8]
-  const __m512 ab = _mm512_add_ps(_mm512_maskz_shuffle_f32x4(all, A, B, 0x44), _mm512_maskz_shuffle_f32x4(all, A, B, 0xee));
-  const __m512 cd = _mm512_add_ps(_mm512_maskz_shuffle_f32x4(all, C, D, 0x44), _mm512_maskz_shuffle_f32x4(all, C, D, 0xee));
+  const __m512 ab =
+      _mm512_add_ps(_mm512_maskz_shuffle_f32x4(all, A, B, 0x44), _mm512_maskz_shuffle_f32x4(all, A, B, 0xee));
+  const __m512 cd =
+      _mm512_add_ps(_mm512_maskz_shuffle_f32x4(all, C, D, 0x44), _mm512_maskz_shuffle_f32x4(all, C, D, 0xee));
   // (l, l+4): chunk 0 of each 8-lane sum plus its chunk 1 -> [a4 | b4 | c4 | d4]
   const __m512 s4 =
       _mm512_add_ps(_mm512_maskz_shuffle_f32x4(all, ab, cd, 0x88), _mm512_maskz_shuffle_f32x4(all, ab, cd, 0xdd));
@@ -154,6 +155,16 @@ inline void dot_band(float* out, int64_t ldo, const float* x, int64_t ldx, const
   for (; n < n1; n++) dot_tile<R, 1>(out + n, ldo, x, ldx, w + n * ldw, ldw, K, bias ? bias + n : nullptr);
 }
 
+// The band of the last `rows` rows (rows <= R < kDotMR) in one tile height.
+template <int R, class W>
+inline void dot_leftover_band(int64_t rows, float* out, int64_t ldo, const float* x, int64_t ldx, const W* w,
+                              int64_t ldw, const float* bias, int64_t n0, int64_t n1, int64_t K) {
+  if constexpr (R >= 1) {
+    if (rows == R) dot_band<R>(out, ldo, x, ldx, w, ldw, bias, n0, n1, K);
+    else dot_leftover_band<R - 1>(rows, out, ldo, x, ldx, w, ldw, bias, n0, n1, K);
+  }
+}
+
 // out (rows m0..m1, ldo) = x (rows m0..m1, ldx) . w (rows n0..n1, ldw)^T (+ bias): bands of kDotMR rows, then one
 // band of the 1..kDotMR-1 rows left (M = 64 is 10 bands of 6 and one of 4: running those 4 rows one at a time cost
 // ~15% of a prefill matmul). Every output is the same dot_tile lane sum whatever the band.
@@ -162,27 +173,7 @@ inline void dot_rows(float* out, int64_t ldo, const float* x, int64_t ldx, const
                      int64_t m0, int64_t m1, int64_t n0, int64_t n1, int64_t K) {
   int64_t m = m0;
   for (; m + kDotMR <= m1; m += kDotMR) dot_band<kDotMR>(out + m * ldo, ldo, x + m * ldx, ldx, w, ldw, bias, n0, n1, K);
-  float* o = out + m * ldo;
-  const float* xm = x + m * ldx;
-  switch (m1 - m) {  // kDotMR <= 6
-    case 5:
-      if constexpr (kDotMR > 5) dot_band<5>(o, ldo, xm, ldx, w, ldw, bias, n0, n1, K);
-      break;
-    case 4:
-      if constexpr (kDotMR > 4) dot_band<4>(o, ldo, xm, ldx, w, ldw, bias, n0, n1, K);
-      break;
-    case 3:
-      if constexpr (kDotMR > 3) dot_band<3>(o, ldo, xm, ldx, w, ldw, bias, n0, n1, K);
-      break;
-    case 2:
-      if constexpr (kDotMR > 2) dot_band<2>(o, ldo, xm, ldx, w, ldw, bias, n0, n1, K);
-      break;
-    case 1:
-      dot_band<1>(o, ldo, xm, ldx, w, ldw, bias, n0, n1, K);
-      break;
-    default:
-      break;
-  }
+  dot_leftover_band<kDotMR - 1>(m1 - m, out + m * ldo, ldo, x + m * ldx, ldx, w, ldw, bias, n0, n1, K);
 }
 
 // acc[i*lda + l] += sum_{j in [0,J)} coef[i*csi + j*csj] * b[j*ldb + l], j in increasing order, for i < IR and
