@@ -2,7 +2,6 @@
 // backward within a byte budget and recomputes the chunks beyond it. Keeping none, some or all of them must give the
 // same losses and the same LoRA and full-parameter gradients, bit for bit.
 #include <cstdlib>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -11,6 +10,7 @@
 #include "dpo/errors.h"
 #include "model/logits_pass.h"
 #include "model/model_impl.h"
+#include "random_lora_b.h"
 #include "scored_pairs.h"
 #include "tiny_model.h"
 
@@ -52,13 +52,7 @@ DpoRun dpo_run(const TinyModel& tm, const std::string& budget) {
   lo.r = 4;
   lo.dropout = 0.1f;
   model->attach_lora(lo);
-  auto t = model->lora_tensors();
-  std::mt19937 g(5);
-  std::normal_distribution<float> nd(0.0f, 0.3f);
-  for (auto& x : t)
-    if (x.name.find("lora_B") != std::string::npos)
-      for (float& v : x.data) v = nd(g);
-  model->set_lora_tensors(t);
+  randomize_lora_b(*model, 5);
   DpoRun r;
   for (auto& pairs : {long_pairs(tm.spec.V), sample_pairs(tm.spec.V)})
     for (const dpo::DpoPairMetrics& m : model->dpo_accumulate(pairs, 2, {}))
