@@ -77,18 +77,22 @@ std::vector<std::vector<float>> sft_gradients(const TinyModel& tm, const std::st
 }  // namespace
 
 TEST_CASE(kept_logits_give_the_same_dpo_losses_and_lora_gradients) {
-  TinySpec s;
-  TinyModel tm = write_tiny_model(s);
-  std::vector<DpoRun> runs;
-  for (const std::string& b : budgets(s.V)) runs.push_back(dpo_run(tm, b));
-  bool nonzero = false;
-  for (float v : runs[0].grads[0].data) nonzero = nonzero || v != 0.0f;
-  CHECK(nonzero);
-  for (size_t k = 1; k < runs.size(); k++) {
-    CHECK(runs[k].metrics == runs[0].metrics);
-    CHECK(runs[k].grads.size() == runs[0].grads.size());
-    for (size_t i = 0; i < runs[0].grads.size() && i < runs[k].grads.size(); i++)
-      CHECK(runs[k].grads[i].data == runs[0].grads[i].data);
+  // bf16 values: lm_head's input gradient then goes through the bf16 copy (docs/cpu-kernels.md#bf16-lm_head).
+  for (bool bf16 : {false, true}) {
+    TinySpec s;
+    s.bf16_values = bf16;
+    TinyModel tm = write_tiny_model(s);
+    std::vector<DpoRun> runs;
+    for (const std::string& b : budgets(s.V)) runs.push_back(dpo_run(tm, b));
+    bool nonzero = false;
+    for (float v : runs[0].grads[0].data) nonzero = nonzero || v != 0.0f;
+    CHECK(nonzero);
+    for (size_t k = 1; k < runs.size(); k++) {
+      CHECK(runs[k].metrics == runs[0].metrics);
+      CHECK(runs[k].grads.size() == runs[0].grads.size());
+      for (size_t i = 0; i < runs[0].grads.size() && i < runs[k].grads.size(); i++)
+        CHECK(runs[k].grads[i].data == runs[0].grads[i].data);
+    }
   }
 }
 
