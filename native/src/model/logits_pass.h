@@ -19,8 +19,10 @@ struct LogitsStats {
   DeviceArray<int> rows_dev;    // the same in backend memory
   DeviceArray<int> target_dev;  // (rows) their targets
   DeviceArray<float> lse;       // (rows) their log-sum-exp, kept for the backward
-  int kept_rows = 0;            // the first kept_rows scored rows have their logits in `kept` (a multiple of the
-  DeviceArray<float> kept;      // chunk, or all rows); (kept_rows, V), released by logits_backward
+  // Training only: the first kept_rows scored rows' logits (kept_rows, V); whole chunks or every row. Released by
+  // logits_backward.
+  int kept_rows = 0;
+  DeviceArray<float> kept;
 };
 
 // Bytes of scored-row logits a training forward may keep for its backward: DPO_KEPT_LOGITS_BYTES when set (0 keeps
