@@ -9,13 +9,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
-#include <random>
 #include <string>
 #include <vector>
 
 #include "check.h"
 #include "dpo/engine.h"
 #include "family_model.h"
+#include "random_lora_b.h"
 #include "scored_pairs.h"
 #include "tiny_model.h"
 
@@ -113,14 +113,7 @@ void check_pipeline(const std::string& dir, dpo::QuantMode quant, bool expect_sa
   lo.dropout = dropout;
   m.cpu->attach_lora(lo);
   m.cuda->attach_lora(lo);
-  auto t = m.cpu->lora_tensors();
-  std::mt19937 g(11);
-  std::normal_distribution<float> nd(0.0f, 0.05f);
-  for (auto& x : t)
-    if (x.name.find("lora_B") != std::string::npos)
-      for (float& v : x.data) v = nd(g);
-  m.cpu->set_lora_tensors(t);
-  m.cuda->set_lora_tensors(t);
+  m.cuda->set_lora_tensors(randomize_lora_b(*m.cpu, 11, 0.05f));
   dpo::DpoOptions o;
   auto mc = m.cpu->dpo_accumulate(some_pairs(V), 0, o);
   // The GPU side recomputes every block in the backward (what 7B shapes do), so that path is compared too.

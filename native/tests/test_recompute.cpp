@@ -1,13 +1,13 @@
 // Activation checkpointing: recomputing each block in the backward (what 7B shapes on a GPU need) must give the same
 // LoRA and full-parameter gradients, bit for bit, as keeping every activation, dropout masks included.
 #include <cstdlib>
-#include <random>
 #include <vector>
 
 #include "check.h"
 #include "dpo/engine.h"
 #include "model/decoder.h"
 #include "model/model_impl.h"
+#include "random_lora_b.h"
 #include "scored_pairs.h"
 #include "tiny_model.h"
 
@@ -24,13 +24,7 @@ std::vector<dpo::LoraTensor> dpo_gradients(const TinyModel& tm, const char* mode
   lo.r = 4;
   lo.dropout = 0.2f;
   model->attach_lora(lo);
-  auto t = model->lora_tensors();
-  std::mt19937 g(3);
-  std::normal_distribution<float> nd(0.0f, 0.3f);
-  for (auto& x : t)
-    if (x.name.find("lora_B") != std::string::npos)
-      for (float& v : x.data) v = nd(g);
-  model->set_lora_tensors(t);
+  randomize_lora_b(*model, 3);
   const int V = tm.spec.V;
   model->dpo_accumulate(sample_pairs(V), 2, {});
   model->dpo_accumulate(sample_pairs(V), 2, {});

@@ -17,6 +17,7 @@
 #include "family_model.h"
 #include "model/model_impl.h"
 #include "quant/nf4.h"
+#include "random_lora_b.h"
 #include "reference_forward.h"
 #include "scored_pairs.h"
 #include "tiny_model.h"
@@ -121,14 +122,7 @@ std::vector<dpo::LoraTensor> attach_random_lora(dpo::Model& model, int r, float 
   lo.alpha = alpha;
   lo.seed = seed;
   model.attach_lora(lo);
-  auto t = model.lora_tensors();
-  std::mt19937 g(seed);
-  std::normal_distribution<float> nd(0.0f, 0.3f);
-  for (auto& x : t)
-    if (x.name.find("lora_B") != std::string::npos)
-      for (float& v : x.data) v = nd(g);
-  model.set_lora_tensors(t);
-  return t;
+  return randomize_lora_b(model, seed);
 }
 
 // fp32 base: every sampled entry must match to rtol. NF4 base: the engine rounds matmul inputs to bf16

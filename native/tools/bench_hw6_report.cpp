@@ -83,7 +83,7 @@ std::string hw6_json(const Hw6Results& r) {
   j.num("mean_pair_tokens", r.mean_pair_tokens).integer("optimizer_steps", r.optimizer_steps);
   j.integer("cache_warm_bytes", int64_t(r.cache_bytes)).num("cache_warm_s", r.cache_warm_s).num("load_s", r.load_s);
   j.raw("memory_after_load", memory(r.mem_load));
-  j.num("reference_warmup_s", r.ref_warmup_s).num("reference_s", r.ref_s);
+  j.num("reference_warmup_s", r.ref_warmup_s).num("reference_s", r.ref_s).num("reference_cpu_s", r.ref_cpu_s);
   std::string ref = "[";
   char buf[64];
   for (size_t i = 0; i < r.ref_logps.size(); i++) {
@@ -91,7 +91,7 @@ std::string hw6_json(const Hw6Results& r) {
     ref += buf;
   }
   j.raw("reference_logps", ref + "]");
-  j.num("train_warmup_s", r.train_warmup_s).num("train_s", r.train_s);
+  j.num("train_warmup_s", r.train_warmup_s).num("train_s", r.train_s).num("train_cpu_s", r.train_cpu_s);
   j.num("train_pairs_per_s", r.train_pairs_per_s()).num("run_pairs_per_s", r.run_pairs_per_s());
   j.raw("step_loss", list(r.step_loss)).raw("step_grad_norm", list(r.step_grad_norm));
   j.raw("memory_train", memory(r.mem_train));

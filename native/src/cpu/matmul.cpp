@@ -19,7 +19,7 @@ void forward(float* out /*(M,N)*/, const float* x /*(M,K)*/, const W* w /*(N,K)*
              int M, int K, int N) {
   if (M <= 0 || N <= 0) return;
   // Blocks: ~256 KB of w per task so it stays in L2 while every x row of the block streams past it.
-  const int64_t NB = std::max<int64_t>(kDotNR, (65536 / std::max(K, 1)) / kDotNR * kDotNR);
+  const int64_t NB = weight_block_rows(N, (65536 / std::max(K, 1)) / kDotNR * kDotNR, cpu_thread_count());
   const int64_t MB = 64;
   const int64_t nblocks = ceil_div(N, NB), mblocks = ceil_div(M, MB);
   const double work = 2.0 * double(std::min<int64_t>(MB, M)) * double(std::min<int64_t>(NB, N)) * K;

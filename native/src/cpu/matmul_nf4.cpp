@@ -71,7 +71,7 @@ void matmul_nf4_forward(float* out /*(M,N)*/, const float* x /*(M,K)*/, const Nf
 
   // A task decodes NB weight rows (~192 KB, L2-resident) and runs up to MB x rows against them. Only the split of
   // independent outputs depends on the sizes; every dot is the same dot_tile lane sum over Kp.
-  const int64_t NB = std::max<int64_t>(kDotNR, (49152 / Kp) / kDotNR * kDotNR);
+  const int64_t NB = weight_block_rows(N, (49152 / Kp) / kDotNR * kDotNR, cpu_thread_count());
   const int64_t MB = std::max<int64_t>(kDotMR, (131072 / Kp) / kDotMR * kDotMR);
   const int64_t nblocks = ceil_div(N, NB), mblocks = ceil_div(M, MB);
   const double work = 2.0 * double(std::min<int64_t>(MB, M)) * double(std::min(NB, N)) * double(K) +

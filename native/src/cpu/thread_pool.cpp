@@ -1,9 +1,13 @@
 // The CPU backend's persistent worker pool: parallel_for hands contiguous chunks of [0, n) to the workers and the
-// calling thread, which take them from a shared counter. Nested calls (from inside a task) run inline.
+// calling thread, which claim them from a shared counter. Nested calls (from inside a task) run inline.
+// Waiting is a bounded spin and then a sleep, on both sides (docs/cpu-kernels.md#thread-pool): decode issues hundreds
+// of short parallel_for calls per token, where a sleep/wake pair per call costs as much as the call's work, while a
+// machine busy with other work must not see our threads spin for long.
 #include "thread_pool.h"
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <exception>
@@ -11,10 +15,15 @@
 #include <thread>
 #include <vector>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
 namespace dpo {
 namespace {
 
 using Fn = std::function<void(int64_t, int64_t)>;
+using Clock = std::chrono::steady_clock;
 
 // True while this thread runs a parallel_for task (always true on workers): a nested parallel_for runs inline,
 // which cannot deadlock and cannot change results (chunking never changes per-element arithmetic).
@@ -29,9 +38,48 @@ int default_thread_count() {
   return hc > 0 ? int(hc) : 1;
 }
 
+// How long a thread spins before it sleeps: a worker waiting for the next call, the caller waiting for the last
+// chunk. Long enough to bridge the gap between two calls of a decode step (the small ops between matmuls), short
+// next to a scheduler time slice, so under outside load a spinning thread gives its core back quickly.
+// DPO_POOL_SPIN_US overrides it (0: sleep at once), for measurements.
+Clock::duration spin_budget() {
+  int us = 50;
+  if (const char* env = std::getenv("DPO_POOL_SPIN_US")) us = std::max(0, std::atoi(env));
+  return std::chrono::microseconds(us);
+}
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_pause();
+#else
+  std::this_thread::yield();
+#endif
+}
+
+// Spins until done() or the budget runs out; true when done() held.
+template <class Done>
+bool spin_until(Done done, Clock::duration budget) {
+  if (budget <= Clock::duration::zero()) return done();
+  const Clock::time_point until = Clock::now() + budget;
+  for (;;) {
+    for (int i = 0; i < 16; i++) {  // the clock is read every 16 pauses (~1-2 us)
+      if (done()) return true;
+      cpu_relax();
+    }
+    if (Clock::now() >= until) return done();
+  }
+}
+
+// The claim word: the job's sequence number in the high 32 bits, the next unclaimed chunk in the low 32. A thread
+// that wakes late for a finished job sees another sequence number and claims nothing, so a job waits only for the
+// chunks it handed out, never for a worker the OS has not scheduled yet.
+constexpr uint64_t pack(uint64_t seq, uint64_t chunk) { return (seq << 32) | chunk; }
+constexpr uint32_t seq_of(uint64_t word) { return uint32_t(word >> 32); }
+constexpr uint32_t chunk_of(uint64_t word) { return uint32_t(word); }
+
 class Pool {
  public:
-  Pool() : threads_(default_thread_count()) {}
+  Pool() : threads_(default_thread_count()), spin_(spin_budget()) {}
 
   int threads() const { return threads_.load(); }
   void set_threads(int n) { threads_.store(n > 0 ? n : default_thread_count()); }  // applied at the next call
@@ -40,63 +88,94 @@ class Pool {
     std::lock_guard<std::mutex> call_lock(call_mu_);  // one parallel_for at a time across caller threads
     const int threads = threads_.load();
     resize_workers(threads - 1);
-    // Chunks are at least `grain` long; a few per thread so uneven tasks balance.
-    const int64_t chunks = std::min<int64_t>(n / grain, int64_t(threads) * 4);
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      fn_ = &fn;
-      n_ = n;
-      chunks_ = chunks;
-      next_.store(0);
-      active_ = int(workers_.size());
-      error_ = nullptr;
-      job_seq_.fetch_add(1);
+    // Chunks are at least `grain` long; up to 8 per thread so uneven tasks balance (a tiled matmul of 18 blocks on
+    // 2 threads gets chunks of 1-2 blocks, not 2-3).
+    const int64_t chunks = std::min<int64_t>(n / grain, int64_t(threads) * 8);
+    fn_ = &fn;
+    n_ = n;
+    chunks_.store(uint32_t(chunks), std::memory_order_relaxed);
+    error_ = nullptr;
+    done_.store(0);
+    seq_++;
+    claim_.store(pack(seq_, 0));  // publishes the job (seq_cst: ordered before the sleepers_ check below)
+    if (sleepers_.load() > 0) {
+      {
+        std::lock_guard<std::mutex> lk(mu_);
+      }  // a worker between its check and its wait holds mu_
+      wake_cv_.notify_all();
     }
-    wake_cv_.notify_all();
     t_in_task = true;
-    work();
+    work(seq_);
     t_in_task = false;
-    {
+    const uint32_t all = uint32_t(chunks);
+    if (!spin_until([&] { return done_.load(std::memory_order_acquire) == all; }, spin_)) {
       std::unique_lock<std::mutex> lk(mu_);
-      done_cv_.wait(lk, [&] { return active_ == 0; });
-      fn_ = nullptr;
+      caller_waiting_.store(true);
+      done_cv_.wait(lk, [&] { return done_.load() == all; });
+      caller_waiting_.store(false);
     }
+    fn_ = nullptr;
     if (error_) std::rethrow_exception(error_);
   }
 
  private:
-  // Takes chunks until none are left. Chunk i is [i*n/chunks, (i+1)*n/chunks).
-  void work() {
+  // Claims and runs chunks of job `seq` until none are left. Chunk i is [i*n/chunks, (i+1)*n/chunks).
+  void work(uint32_t seq) {
+    uint64_t word = claim_.load(std::memory_order_acquire);
     for (;;) {
-      const int64_t i = next_.fetch_add(1);
-      if (i >= chunks_) return;
-      const int64_t begin = i * n_ / chunks_, end = (i + 1) * n_ / chunks_;
+      if (seq_of(word) != seq || chunk_of(word) >= chunks_.load(std::memory_order_relaxed)) return;
+      // Once the claim succeeds the job cannot end before this chunk is done, so its fields stay put until then.
+      if (!claim_.compare_exchange_weak(word, word + 1, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
+      const int64_t i = chunk_of(word), chunks = chunks_.load(std::memory_order_relaxed);
+      uint32_t finished = 1;
       try {
-        (*fn_)(begin, end);
+        (*fn_)(i* n_ / chunks, (i + 1) * n_ / chunks);
       } catch (...) {
-        std::lock_guard<std::mutex> lk(mu_);
-        if (!error_) error_ = std::current_exception();
-        next_.store(chunks_);  // skip the remaining chunks
+        {
+          std::lock_guard<std::mutex> lk(mu_);
+          if (!error_) error_ = std::current_exception();
+        }
+        finished += skip_rest(seq);
       }
+      const uint32_t total = uint32_t(chunks);
+      if (done_.fetch_add(finished) + finished == total) {
+        // The job is over: touch nothing of it from here on (the caller may already be running the next one).
+        if (caller_waiting_.load()) {
+          {
+            std::lock_guard<std::mutex> lk(mu_);
+          }
+          done_cv_.notify_one();
+        }
+        return;
+      }
+      word = claim_.load(std::memory_order_acquire);
     }
   }
 
+  // Claims every chunk of job `seq` not yet claimed and returns how many: they count as done, unrun.
+  uint32_t skip_rest(uint32_t seq) {
+    const uint32_t chunks = chunks_.load(std::memory_order_relaxed);  // our chunk is not done: still this job's
+    uint64_t word = claim_.load();
+    while (seq_of(word) == seq && chunk_of(word) < chunks) {
+      if (claim_.compare_exchange_weak(word, pack(seq, chunks))) return chunks - chunk_of(word);
+    }
+    return 0;
+  }
+
   // `seen` is the job sequence number at creation, so a worker started just before a job still runs it.
-  void worker_loop(uint64_t seen) {
+  void worker_loop(uint32_t seen) {
     t_in_task = true;
+    auto fresh = [&] { return seq_of(claim_.load(std::memory_order_acquire)) != seen || stop_.load(); };
     for (;;) {
-      // Spin briefly before sleeping: decode issues many small parallel_for calls back to back.
-      for (int spin = 0; spin < 256 && job_seq_.load(std::memory_order_acquire) == seen && !stop_.load(); spin++)
-        std::this_thread::yield();
-      {
+      if (!spin_until(fresh, spin_)) {
         std::unique_lock<std::mutex> lk(mu_);
-        wake_cv_.wait(lk, [&] { return stop_.load() || job_seq_.load() != seen; });
-        if (stop_.load()) return;
-        seen = job_seq_.load();
+        sleepers_.fetch_add(1);  // seq_cst: ordered before the check in wait's predicate
+        wake_cv_.wait(lk, fresh);
+        sleepers_.fetch_sub(1);
       }
-      work();
-      std::lock_guard<std::mutex> lk(mu_);
-      if (--active_ == 0) done_cv_.notify_one();
+      if (stop_.load()) return;
+      seen = seq_of(claim_.load(std::memory_order_acquire));
+      work(seen);
     }
   }
 
@@ -112,21 +191,25 @@ class Pool {
     for (auto& t : workers_) t.join();
     workers_.clear();
     stop_.store(false);
-    const uint64_t seq = job_seq_.load();
+    const uint32_t seq = seq_;
     for (int i = 0; i < count; i++) workers_.emplace_back([this, seq] { worker_loop(seq); });
   }
 
   std::atomic<int> threads_;
+  const Clock::duration spin_;
   std::mutex call_mu_;
   std::mutex mu_;
   std::condition_variable wake_cv_, done_cv_;
   std::vector<std::thread> workers_;
   std::atomic<bool> stop_{false};
-  std::atomic<uint64_t> job_seq_{0};
+  std::atomic<int> sleepers_{0};
+  std::atomic<bool> caller_waiting_{false};
+  uint32_t seq_ = 0;  // written only by the caller, under call_mu_
+  std::atomic<uint64_t> claim_{0};
+  std::atomic<uint32_t> done_{0};
   const Fn* fn_ = nullptr;
-  int64_t n_ = 0, chunks_ = 0;
-  std::atomic<int64_t> next_{0};
-  int active_ = 0;
+  int64_t n_ = 0;
+  std::atomic<uint32_t> chunks_{0};  // atomic: a late worker may read it while the next job is set up
   std::exception_ptr error_;
 };
 

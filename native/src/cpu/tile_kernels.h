@@ -1,6 +1,7 @@
 // Register-tiled inner kernels of the CPU matmuls (fp32 and fused NF4): a dot-product tile for forward passes and
 // an axpy tile for input/weight gradients. Each output element gets the same arithmetic whatever the tile shape.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 
 #include "../core/fp_strict.h"
@@ -71,6 +72,32 @@ inline void dot_tile(float* out, int64_t ldo, const float* x, int64_t ldx, const
     }
 }
 #else
+#if defined(__AVX512F__)
+// reduce16 of four vectors at once: lane j of the result is reduce16 of the j-th argument, the same pairs added in the
+// same order ((l, l+8), (l, l+4), (l, l+2), (l, l+1)), with the four vectors side by side in 128-bit chunks.
+inline __m128 reduce16x4(f32x16 a, f32x16 b, f32x16 c, f32x16 d) {
+  __m512 A, B, C, D;
+  std::memcpy(&A, &a, 64), std::memcpy(&B, &b, 64), std::memcpy(&C, &c, 64), std::memcpy(&D, &d, 64);
+  const __mmask16 all = 0xffff;  // maskz forms: GCC 12 warns spuriously on the unmasked ones
+  // (l, l+8): chunks 0,1 of a vector plus its chunks 2,3 -> [a8 | b8] and [c8 | d8]
+  const __m512 ab =
+      _mm512_add_ps(_mm512_maskz_shuffle_f32x4(all, A, B, 0x44), _mm512_maskz_shuffle_f32x4(all, A, B, 0xee));
+  const __m512 cd =
+      _mm512_add_ps(_mm512_maskz_shuffle_f32x4(all, C, D, 0x44), _mm512_maskz_shuffle_f32x4(all, C, D, 0xee));
+  // (l, l+4): chunk 0 of each 8-lane sum plus its chunk 1 -> [a4 | b4 | c4 | d4]
+  const __m512 s4 =
+      _mm512_add_ps(_mm512_maskz_shuffle_f32x4(all, ab, cd, 0x88), _mm512_maskz_shuffle_f32x4(all, ab, cd, 0xdd));
+  // (l, l+2) and (l, l+1) inside each chunk; lanes 0, 4, 8, 12 then hold the four sums
+  const __m512 s2 = _mm512_add_ps(s4, _mm512_maskz_permute_ps(all, s4, 0x4e));
+  const __m512 s1 = _mm512_add_ps(s2, _mm512_maskz_permute_ps(all, s2, 0xb1));
+  const __m512i pick = _mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+  const __m512 sums = _mm512_maskz_permutexvar_ps(all, pick, s1);
+  __m128 r;
+  std::memcpy(&r, &sums, sizeof r);  // the low lanes (the cast intrinsic trips the same GCC 12 warning)
+  return r;
+}
+#endif
+
 template <int MR, int NR, class W>
 inline void dot_tile(float* out, int64_t ldo, const float* x, int64_t ldx, const W* w, int64_t ldw, int64_t K,
                      const float* bias) {
@@ -90,6 +117,18 @@ inline void dot_tile(float* out, int64_t ldo, const float* x, int64_t ldx, const
       for (int j = 0; j < NR; j++) acc[i][j] += xv * wv[j];
     }
   }
+#if defined(__AVX512F__)
+  if constexpr (NR == 4) {
+    if (k == K) {  // no tail: reduce four outputs at a time, in registers
+      for (int i = 0; i < MR; i++) {
+        __m128 s = reduce16x4(acc[i][0], acc[i][1], acc[i][2], acc[i][3]);
+        if (bias) s = _mm_add_ps(s, _mm_loadu_ps(bias));
+        _mm_storeu_ps(out + i * ldo, s);
+      }
+      return;
+    }
+  }
+#endif
   for (int i = 0; i < MR; i++)
     for (int j = 0; j < NR; j++) {
       const float s = reduce16(fma_tail16(acc[i][j], x + i * ldx, w + j * ldw, k, K));
@@ -98,34 +137,43 @@ inline void dot_tile(float* out, int64_t ldo, const float* x, int64_t ldx, const
 }
 #endif
 
-// out (rows m0..m1, ldo) = x (rows m0..m1, ldx) . w (rows n0..n1, ldw)^T (+ bias), tiled MR x NR with 1-wide edges.
+// Weight rows per task: `cap` (what fits the cache), or fewer when N is small, so that each of `threads` threads
+// gets at least two blocks (the 0.42B model's k/v projections have N = 128: three blocks of 52 split 2:1 over two
+// threads). A multiple of kDotNR, so only the last block has 1-wide edge columns.
+inline int64_t weight_block_rows(int64_t N, int64_t cap, int threads) {
+  const int64_t even = round_up(ceil_div(N, 2 * int64_t(std::max(threads, 1))), kDotNR);
+  return std::max<int64_t>(kDotNR, std::min(cap, even));
+}
+
+// One band of R x rows (R <= kDotMR) against w rows n0..n1: R x kDotNR tiles, then R x 1 for the last columns.
+template <int R, class W>
+inline void dot_band(float* out, int64_t ldo, const float* x, int64_t ldx, const W* w, int64_t ldw, const float* bias,
+                     int64_t n0, int64_t n1, int64_t K) {
+  int64_t n = n0;
+  for (; n + kDotNR <= n1; n += kDotNR)
+    dot_tile<R, kDotNR>(out + n, ldo, x, ldx, w + n * ldw, ldw, K, bias ? bias + n : nullptr);
+  for (; n < n1; n++) dot_tile<R, 1>(out + n, ldo, x, ldx, w + n * ldw, ldw, K, bias ? bias + n : nullptr);
+}
+
+// The band of the last `rows` rows (rows <= R < kDotMR) in one tile height.
+template <int R, class W>
+inline void dot_leftover_band(int64_t rows, float* out, int64_t ldo, const float* x, int64_t ldx, const W* w,
+                              int64_t ldw, const float* bias, int64_t n0, int64_t n1, int64_t K) {
+  if constexpr (R >= 1) {
+    if (rows == R) dot_band<R>(out, ldo, x, ldx, w, ldw, bias, n0, n1, K);
+    else dot_leftover_band<R - 1>(rows, out, ldo, x, ldx, w, ldw, bias, n0, n1, K);
+  }
+}
+
+// out (rows m0..m1, ldo) = x (rows m0..m1, ldx) . w (rows n0..n1, ldw)^T (+ bias): bands of kDotMR rows, then one
+// band of the 1..kDotMR-1 rows left (M = 64 is 10 bands of 6 and one of 4: running those 4 rows one at a time cost
+// ~15% of a prefill matmul). Every output is the same dot_tile lane sum whatever the band.
 template <class W>
 inline void dot_rows(float* out, int64_t ldo, const float* x, int64_t ldx, const W* w, int64_t ldw, const float* bias,
                      int64_t m0, int64_t m1, int64_t n0, int64_t n1, int64_t K) {
-  for (int64_t m = m0; m < m1;) {
-    const bool full_m = m + kDotMR <= m1;
-    for (int64_t n = n0; n < n1;) {
-      const bool full_n = n + kDotNR <= n1;
-      float* o = out + m * ldo + n;
-      const float* xm = x + m * ldx;
-      const W* wn = w + n * ldw;
-      const float* bn = bias ? bias + n : nullptr;
-      if (full_m && full_n) {
-        dot_tile<kDotMR, kDotNR>(o, ldo, xm, ldx, wn, ldw, K, bn);
-        n += kDotNR;
-      } else if (full_m) {
-        dot_tile<kDotMR, 1>(o, ldo, xm, ldx, wn, ldw, K, bn);
-        n += 1;
-      } else if (full_n) {
-        dot_tile<1, kDotNR>(o, ldo, xm, ldx, wn, ldw, K, bn);
-        n += kDotNR;
-      } else {
-        dot_tile<1, 1>(o, ldo, xm, ldx, wn, ldw, K, bn);
-        n += 1;
-      }
-    }
-    m += full_m ? kDotMR : 1;
-  }
+  int64_t m = m0;
+  for (; m + kDotMR <= m1; m += kDotMR) dot_band<kDotMR>(out + m * ldo, ldo, x + m * ldx, ldx, w, ldw, bias, n0, n1, K);
+  dot_leftover_band<kDotMR - 1>(m1 - m, out + m * ldo, ldo, x + m * ldx, ldx, w, ldw, bias, n0, n1, K);
 }
 
 // acc[i*lda + l] += sum_{j in [0,J)} coef[i*csi + j*csj] * b[j*ldb + l], j in increasing order, for i < IR and

@@ -1,18 +1,44 @@
 // Chunked lm_head + log-softmax (docs/reference/dpo-loss.md#sequence-log-probs,
 // docs/performance.md#logits-only-where-scored): the scored rows are gathered, 32 at a time go through lm_head and the
-// log-softmax; the backward recomputes each chunk's logits instead of keeping them. Each row's arithmetic is the same
-// whichever rows surround it (batch-invariant ops), so skipping unscored rows changes no log-prob.
+// log-softmax. A training forward writes its chunks' logits into one kept (rows, V) array while the budget allows, so
+// the backward skips those chunks' lm_head products; the rest it recomputes. Each row's arithmetic is the same
+// whichever rows surround it (batch-invariant ops), so skipping unscored rows changes no log-prob, and kept and
+// recomputed logits are the same bits.
 #include "model/logits_pass.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <string>
+
+#include "dpo/errors.h"
 
 namespace dpo {
 
 namespace {
 constexpr int kChunk = 32;
+// At Breeze-7B's vocabulary (61952) this keeps 1083 rows: a micro-batch of HW6 pairs many times over.
+constexpr uint64_t kDefaultKeptLogitsBudget = uint64_t(256) << 20;
+
+// Whole chunks only (or every row), so that a chunk's logits are either all kept or all recomputed.
+int rows_to_keep(int R, int V) {
+  const uint64_t fit = kept_logits_budget() / (uint64_t(V) * sizeof(float));
+  if (fit >= uint64_t(R)) return R;
+  return int(fit / kChunk) * kChunk;
+}
+}  // namespace
+
+uint64_t kept_logits_budget() {
+  const char* env = std::getenv("DPO_KEPT_LOGITS_BYTES");
+  if (!env || !*env) return kDefaultKeptLogitsBudget;
+  char* end = nullptr;
+  const unsigned long long v = std::strtoull(env, &end, 10);
+  if (*end != '\0' || env[0] == '-')
+    fail(ErrorCode::BadInput, std::string("DPO_KEPT_LOGITS_BYTES must be a byte count, got '") + env + "'");
+  return uint64_t(v);
 }
 
-LogitsStats logits_forward(const DeviceWeights& w, Backend& be, const float* hidden, const int* target, int M) {
+LogitsStats logits_forward(const DeviceWeights& w, Backend& be, const float* hidden, const int* target, int M,
+                           bool keep_for_backward) {
   const int C = w.config().hidden, V = w.config().vocab;
   LogitsStats s;
   std::vector<int> targets;
@@ -29,14 +55,18 @@ LogitsStats logits_forward(const DeviceWeights& w, Backend& be, const float* hid
   const std::vector<float> sums_host = sums.to_host();
   s.row_sum.assign(sums_host.begin(), sums_host.end());
 
+  s.kept_rows = keep_for_backward ? rows_to_keep(R, V) : 0;
+  if (s.kept_rows > 0) s.kept = DeviceArray<float>(be, size_t(s.kept_rows) * V);
   DeviceArray<float> logp(be, size_t(R));
   const size_t chunk = size_t(std::min(kChunk, std::max(R, 1)));
-  DeviceArray<float> h(be, chunk * C), logits(be, chunk * V);
+  DeviceArray<float> h(be, chunk * C), scratch;
+  if (s.kept_rows < R) scratch = DeviceArray<float>(be, chunk * V);
   for (int r0 = 0; r0 < R; r0 += kChunk) {
     const int n = std::min(kChunk, R - r0);
+    float* logits = r0 < s.kept_rows ? s.kept.get() + size_t(r0) * V : scratch.get();
     be.gather_rows(h.get(), hidden, s.rows_dev.get() + r0, n, C);
-    w.lm_head_logits(be, logits.get(), h.get(), n);
-    be.logsoftmax_gather(logp.get() + r0, s.lse.get() + r0, logits.get(), s.target_dev.get() + r0, n, V);
+    w.lm_head_logits(be, logits, h.get(), n);
+    be.logsoftmax_gather(logp.get() + r0, s.lse.get() + r0, logits, s.target_dev.get() + r0, n, V);
   }
   const std::vector<float> logp_host = logp.to_host();
   s.logp.assign(size_t(M), 0.0f);
@@ -44,29 +74,38 @@ LogitsStats logits_forward(const DeviceWeights& w, Backend& be, const float* hid
   return s;
 }
 
-void logits_backward(float* dhidden, const DeviceWeights& w, Backend& be, const float* hidden, const LogitsStats& stats,
+void logits_backward(float* dhidden, const DeviceWeights& w, Backend& be, const float* hidden, LogitsStats& stats,
                      const float* dlogp, int M, float* dlm_head) {
   const int C = w.config().hidden, V = w.config().vocab, R = int(stats.rows.size());
   std::vector<float> dlogp_rows(static_cast<size_t>(R));
   for (int i = 0; i < R; i++) dlogp_rows[size_t(i)] = dlogp[stats.rows[size_t(i)]];
   DeviceArray<float> dlogp_d = DeviceArray<float>::from_host(be, dlogp_rows);
   const size_t chunk = size_t(std::min(kChunk, std::max(R, 1)));
-  DeviceArray<float> h(be, chunk * C), dh(be, chunk * C), logits(be, chunk * V), dlogits(be, chunk * V);
+  const bool recompute = stats.kept_rows < R;
+  // The hidden rows are needed to recompute logits, and for lm_head's own gradient (full-parameter training).
+  DeviceArray<float> h, scratch, dh(be, chunk * C), dlogits(be, chunk * V);
+  if (recompute || dlm_head) h = DeviceArray<float>(be, chunk * C);
+  if (recompute) scratch = DeviceArray<float>(be, chunk * V);
   for (int r0 = 0; r0 < R; r0 += kChunk) {
     const int n = std::min(kChunk, R - r0);
     bool any = false;
     for (int r = 0; r < n; r++) any = any || dlogp_rows[size_t(r0 + r)] != 0.0f;
     if (!any) continue;
     const int* rows = stats.rows_dev.get() + r0;
-    be.gather_rows(h.get(), hidden, rows, n, C);
+    const bool kept = r0 < stats.kept_rows;
+    if (!kept || dlm_head) be.gather_rows(h.get(), hidden, rows, n, C);
     be.gather_rows(dh.get(), dhidden, rows, n, C);  // accumulate onto what dhidden holds
-    w.lm_head_logits(be, logits.get(), h.get(), n);
-    be.logsoftmax_gather_backward(dlogits.get(), dlogp_d.get() + r0, logits.get(), stats.lse.get() + r0,
+    const float* logits = kept ? stats.kept.get() + size_t(r0) * V : scratch.get();
+    if (!kept) w.lm_head_logits(be, scratch.get(), h.get(), n);
+    be.logsoftmax_gather_backward(dlogits.get(), dlogp_d.get() + r0, logits, stats.lse.get() + r0,
                                   stats.target_dev.get() + r0, n, V);
-    // lm_head is frozen in LoRA training (dlm_head null): only the input gradient then.
-    w.lm_head_backward(be, dh.get(), dlm_head, dlogits.get(), h.get(), n);
+    // lm_head is frozen in LoRA training (dlm_head null): only the input gradient then, which needs no hidden rows.
+    w.lm_head_backward(be, dh.get(), dlm_head, dlogits.get(), dlm_head ? h.get() : nullptr, n);
     be.scatter_rows(dhidden, rows, dh.get(), n, C);
   }
+  // Free before the decoder's backward, the step's memory peak.
+  stats.kept = {};
+  stats.kept_rows = 0;
 }
 
 }  // namespace dpo

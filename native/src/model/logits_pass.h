@@ -1,8 +1,10 @@
 // lm_head + log-softmax over the rows that have a target only (TRL scores answer tokens; prompt and padding rows
-// need no logits), in chunks so that (rows, V) logits never exist at once: per-row target log-probs and logit sums
-// (forward), and the gradient back into the hidden states (backward, recomputing each chunk's logits).
+// need no logits), in chunks: per-row target log-probs and logit sums (forward), and the gradient back into the
+// hidden states (backward). A training forward keeps the scored rows' logits for the backward while they fit a budget;
+// chunks beyond it are recomputed in the backward (docs/performance.md#logits-only-where-scored).
 // hidden / dhidden / dlm_head are backend memory; targets and the per-row results are host arrays.
 #pragma once
+#include <cstdint>
 #include <vector>
 
 #include "core/device_array.h"
@@ -17,13 +19,24 @@ struct LogitsStats {
   DeviceArray<int> rows_dev;    // the same in backend memory
   DeviceArray<int> target_dev;  // (rows) their targets
   DeviceArray<float> lse;       // (rows) their log-sum-exp, kept for the backward
+  // Training only: the first kept_rows scored rows' logits (kept_rows, V); whole chunks or every row. Released by
+  // logits_backward.
+  int kept_rows = 0;
+  DeviceArray<float> kept;
 };
 
-LogitsStats logits_forward(const DeviceWeights& w, Backend& be, const float* hidden, const int* target, int M);
+// Bytes of scored-row logits a training forward may keep for its backward: DPO_KEPT_LOGITS_BYTES when set (0 keeps
+// none: every chunk is recomputed, as before; tests and benchmarks compare), otherwise 256 MiB.
+uint64_t kept_logits_budget();
+
+// keep_for_backward: a training forward (the backward follows); inference passes (reference log-probs) keep nothing.
+LogitsStats logits_forward(const DeviceWeights& w, Backend& be, const float* hidden, const int* target, int M,
+                           bool keep_for_backward = false);
 
 // dhidden (M,C) += d(sum_rows dlogp[m] * logp[m]) / dhidden; dlm_head (V,C) += the lm_head gradient when non-null
 // (full-parameter training; the embedding's gradient when tied). dlogp: host (M); rows without a target get none.
-void logits_backward(float* dhidden, const DeviceWeights& w, Backend& be, const float* hidden, const LogitsStats& stats,
+// Uses the forward's kept logits where it has them and releases them before returning.
+void logits_backward(float* dhidden, const DeviceWeights& w, Backend& be, const float* hidden, LogitsStats& stats,
                      const float* dlogp, int M, float* dlm_head = nullptr);
 
 }  // namespace dpo

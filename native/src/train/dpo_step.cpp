@@ -38,7 +38,7 @@ std::vector<DpoPairMetrics> Model::dpo_accumulate(const std::vector<DpoPair>& pa
   TrainActs acts;
   decoder_forward_train(hidden.get(), acts, impl_->dev, be, pb.ids.data(), pb.pos.data(), pb.valid.data(), pb.B, pb.T,
                         lora);
-  LogitsStats st = logits_forward(impl_->dev, be, hidden.get(), pb.target.data(), M);
+  LogitsStats st = logits_forward(impl_->dev, be, hidden.get(), pb.target.data(), M, true);
 
   // Per sequence: log-prob sum, scored tokens, mean logit over the padded (T, V) block.
   std::vector<double> logp(size_t(pb.B), 0.0), logits_mean(size_t(pb.B), 0.0);

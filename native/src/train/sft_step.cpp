@@ -31,7 +31,7 @@ std::pair<double, int> Model::sft_accumulate(const std::vector<ScoredSequence>& 
   TrainActs acts;
   decoder_forward_train(hidden.get(), acts, impl_->dev, be, pb.ids.data(), pb.pos.data(), pb.valid.data(), pb.B, pb.T,
                         impl_->lora.get());
-  LogitsStats st = logits_forward(impl_->dev, be, hidden.get(), pb.target.data(), M);
+  LogitsStats st = logits_forward(impl_->dev, be, hidden.get(), pb.target.data(), M, true);
   int n = 0;
   double loss = 0;
   for (int i = 0; i < M; i++)
