@@ -1,7 +1,7 @@
 // `dpo-tool kernel-bench`: GFLOP/s of one CPU matmul kernel at one shape (BENCHMARKS.md's per-kernel numbers).
 // Reports the median over --reps calls by wall clock and by process CPU time: on a machine shared with other work
 // the CPU-time rate (FLOPs per CPU-second of this process) is the steadier of the two.
-//   dpo-tool kernel-bench --op matmul|matmul-dx|matmul-dw|nf4|nf4-dx --M 160 --K 768 --N 2048 [--reps 20]
+//   dpo-tool kernel-bench --op matmul|matmul-dx|matmul-dw|bf16|nf4|nf4-dx --M 160 --K 768 --N 2048 [--reps 20]
 //                         [--threads N]
 #include <algorithm>
 #include <cstdio>
@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "commands.h"
+#include "core/half.h"
 #include "cpu/ops.h"
 #include "cpu/thread_pool.h"
 
@@ -42,6 +43,9 @@ int cmd_kernel_bench(const Args& a) {
   std::vector<float> out(size_t(M) * N), dx(size_t(M) * K), dw(size_t(N) * K);
   Nf4Matrix q;
   if (op == "nf4" || op == "nf4-dx") q = nf4_quantize(w.data(), N, K);
+  std::vector<uint16_t> wb;  // the bf16 lm_head's storage: w's values truncated to bf16 bits
+  if (op == "bf16")
+    for (float v : w) wb.push_back(uint16_t(f32_bits(v) >> 16));
 
   auto run = [&] {
     if (op == "matmul") cpu::matmul_forward(out.data(), x.data(), w.data(), nullptr, M, K, N);
@@ -49,6 +53,7 @@ int cmd_kernel_bench(const Args& a) {
       cpu::matmul_backward(dx.data(), nullptr, nullptr, dout.data(), x.data(), w.data(), M, K, N);
     else if (op == "matmul-dw")
       cpu::matmul_backward(nullptr, dw.data(), nullptr, dout.data(), x.data(), w.data(), M, K, N);
+    else if (op == "bf16") cpu::matmul_bf16_forward(out.data(), x.data(), wb.data(), M, K, N);
     else if (op == "nf4") cpu::matmul_nf4_forward(out.data(), x.data(), q, nullptr, M);
     else if (op == "nf4-dx") cpu::matmul_nf4_backward_input(dx.data(), dout.data(), q, M);
     else throw EngineError(ErrorCode::BadInput, "unknown --op " + op);
