@@ -81,6 +81,34 @@ TEST_CASE(thread_pool_covers_range_nested_and_concurrent) {
   CHECK(cpu_thread_count() >= 1);
 }
 
+// A job must run each of its elements exactly once and return only when all are done, also when a worker still
+// holds a stale view of the job before: jobs of 2 chunks alternate with jobs of up to 32 chunks, each writing its
+// job number into every element and counting the elements it ran, checked right after the call returns. (A late
+// worker that paired the previous job's claim word with the next job's chunk count once ran chunks twice and let
+// a call return early: crashes and hangs in the sweep and resume tests.)
+TEST_CASE(thread_pool_back_to_back_jobs_of_changing_sizes) {
+  for (int threads : {2, 3, 8}) {  // more threads than cores: workers get preempted inside the claim
+    set_cpu_thread_count(threads);
+    const int64_t n = 512;
+    vector<std::atomic<int>> stamp(n);
+    bool ok = true;
+    for (int job = 1; job <= 30000 && ok; job++) {
+      const int64_t grain = job % 2 ? n / 2 : 1;  // 2 chunks, then 8 per thread
+      std::atomic<int64_t> ran{0};
+      parallel_for(n, grain, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; i++) {
+          if (stamp[size_t(i)].exchange(job) != job - 1) ok = false;  // run twice, or skipped by the last job
+        }
+        ran += e - b;
+      });
+      ok = ok && ran.load() == n;
+      for (int64_t i = 0; i < n && ok; i += 97) ok = stamp[size_t(i)].load() == job;
+    }
+    CHECK(ok);
+  }
+  set_cpu_thread_count(0);
+}
+
 // ================================ batch and thread invariance (bit-exact) ================================
 
 TEST_CASE(matmul_rows_are_batch_and_thread_invariant) {

@@ -70,12 +70,17 @@ bool spin_until(Done done, Clock::duration budget) {
   }
 }
 
-// The claim word: the job's sequence number in the high 32 bits, the next unclaimed chunk in the low 32. A thread
-// that wakes late for a finished job sees another sequence number and claims nothing, so a job waits only for the
-// chunks it handed out, never for a worker the OS has not scheduled yet.
-constexpr uint64_t pack(uint64_t seq, uint64_t chunk) { return (seq << 32) | chunk; }
+// The claim word: the job's sequence number in the high 32 bits, its chunk count in the next 16 and the next
+// unclaimed chunk in the low 16. A thread that wakes late for a finished job sees another sequence number and claims
+// nothing, so a job waits only for the chunks it handed out, never for a worker the OS has not scheduled yet. The
+// count lives in the same word as the sequence number on purpose: read from a separate field, a late worker could
+// pair the old job's word with the next job's larger count while the caller sets that job up, claim a chunk that
+// does not exist, and count it as done for the next job (which then ended early or never).
+constexpr uint64_t kMaxChunks = 0xffff;
+constexpr uint64_t pack(uint64_t seq, uint64_t chunks, uint64_t chunk) { return (seq << 32) | (chunks << 16) | chunk; }
 constexpr uint32_t seq_of(uint64_t word) { return uint32_t(word >> 32); }
-constexpr uint32_t chunk_of(uint64_t word) { return uint32_t(word); }
+constexpr uint32_t chunks_of(uint64_t word) { return uint32_t(word >> 16) & 0xffff; }
+constexpr uint32_t chunk_of(uint64_t word) { return uint32_t(word) & 0xffff; }
 
 class Pool {
  public:
@@ -90,14 +95,14 @@ class Pool {
     resize_workers(threads - 1);
     // Chunks are at least `grain` long; up to 8 per thread so uneven tasks balance (a tiled matmul of 18 blocks on
     // 2 threads gets chunks of 1-2 blocks, not 2-3).
-    const int64_t chunks = std::min<int64_t>(n / grain, int64_t(threads) * 8);
+    const int64_t chunks = std::min<int64_t>({n / grain, int64_t(threads) * 8, int64_t(kMaxChunks)});
     fn_ = &fn;
     n_ = n;
-    chunks_.store(uint32_t(chunks), std::memory_order_relaxed);
     error_ = nullptr;
     done_.store(0);
     seq_++;
-    claim_.store(pack(seq_, 0));  // publishes the job (seq_cst: ordered before the sleepers_ check below)
+    // Publishes the job (seq_cst: ordered before the sleepers_ check below).
+    claim_.store(pack(seq_, uint64_t(chunks), 0));
     if (sleepers_.load() > 0) {
       {
         std::lock_guard<std::mutex> lk(mu_);
@@ -123,10 +128,10 @@ class Pool {
   void work(uint32_t seq) {
     uint64_t word = claim_.load(std::memory_order_acquire);
     for (;;) {
-      if (seq_of(word) != seq || chunk_of(word) >= chunks_.load(std::memory_order_relaxed)) return;
+      if (seq_of(word) != seq || chunk_of(word) >= chunks_of(word)) return;
       // Once the claim succeeds the job cannot end before this chunk is done, so its fields stay put until then.
       if (!claim_.compare_exchange_weak(word, word + 1, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
-      const int64_t i = chunk_of(word), chunks = chunks_.load(std::memory_order_relaxed);
+      const int64_t i = chunk_of(word), chunks = chunks_of(word);
       uint32_t finished = 1;
       try {
         (*fn_)(i* n_ / chunks, (i + 1) * n_ / chunks);
@@ -135,7 +140,7 @@ class Pool {
           std::lock_guard<std::mutex> lk(mu_);
           if (!error_) error_ = std::current_exception();
         }
-        finished += skip_rest(seq);
+        finished += skip_rest(seq, uint32_t(chunks));
       }
       const uint32_t total = uint32_t(chunks);
       if (done_.fetch_add(finished) + finished == total) {
@@ -152,12 +157,12 @@ class Pool {
     }
   }
 
-  // Claims every chunk of job `seq` not yet claimed and returns how many: they count as done, unrun.
-  uint32_t skip_rest(uint32_t seq) {
-    const uint32_t chunks = chunks_.load(std::memory_order_relaxed);  // our chunk is not done: still this job's
+  // Claims every chunk of job `seq` (of `chunks` chunks) not yet claimed and returns how many: they count as done,
+  // unrun. The caller's chunk is not done, so the job is still `seq`.
+  uint32_t skip_rest(uint32_t seq, uint32_t chunks) {
     uint64_t word = claim_.load();
     while (seq_of(word) == seq && chunk_of(word) < chunks) {
-      if (claim_.compare_exchange_weak(word, pack(seq, chunks))) return chunks - chunk_of(word);
+      if (claim_.compare_exchange_weak(word, pack(seq, chunks, chunks))) return chunks - chunk_of(word);
     }
     return 0;
   }
@@ -209,7 +214,6 @@ class Pool {
   std::atomic<uint32_t> done_{0};
   const Fn* fn_ = nullptr;
   int64_t n_ = 0;
-  std::atomic<uint32_t> chunks_{0};  // atomic: a late worker may read it while the next job is set up
   std::exception_ptr error_;
 };
 
