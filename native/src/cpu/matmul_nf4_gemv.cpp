@@ -39,7 +39,7 @@ void gemv_tile(float* out, int64_t ldo, const float* xp, int64_t K, const Nf4Mat
     for (int r = 0; r < R; r++) lut[r] = block_lut_bf16_gemv(block_absmax(w, code8, row_block[r] + j), w.dtype);
     const float* xj = xp + j * kNf4BlockSize;
     const int64_t byte0 = j * (kNf4BlockSize / 2);
-    for (int r = 0; r < R; r++) __builtin_prefetch(row_bytes[r] + byte0 + kGemvPrefetchBytes);
+    for (int r = 0; r < R; r++) __builtin_prefetch(row_bytes[r] + byte0 + kRowPrefetchBytes);
     for (int c = 0; c < kNf4BlockSize / kLanes; c++) {
       f32x16 xv[MT];
       for (int m = 0; m < MT; m++) xv[m] = load16(xj + m * K + c * kLanes);

@@ -12,14 +12,6 @@ inline namespace DPO_KERNEL_NS {
 // Largest M the register path takes; above it the tiled path decodes rows once into a buffer and reuses them.
 constexpr int kGemvMaxRows = 8;
 
-// out (M,N) = xb (M,K) . bf16(dequant(W))^T (+ bias), xb already bf16-rounded with row stride K. Returns false
-// (and does nothing) when the shape is not for it: M > kGemvMaxRows, or K not a multiple of the 64-element block.
-// How far ahead of each weight row's current block both register paths prefetch. At decode the weights stream from
-// memory; asking early measured faster at model level than leaving the R concurrent streams to the hardware
-// prefetcher, and 4 KiB ahead faster than 512 bytes (docs/cpu-kernels.md#the-bf16-dot-gemv). Past a row's end it
-// touches the next rows' bytes or nothing (a prefetch never faults).
-constexpr int64_t kGemvPrefetchBytes = 4096;
-
 // x rows per pass over the weights in both register paths.
 constexpr int kGemvPassRows = 4;
 
@@ -50,6 +42,8 @@ struct GemvRowStarts {
   }
 };
 
+// out (M,N) = xb (M,K) . bf16(dequant(W))^T (+ bias), xb already bf16-rounded with row stride K. Returns false
+// (and does nothing) when the shape is not for it: M > kGemvMaxRows, or K not a multiple of the 64-element block.
 // The bf16-dot path (nf4_gemv_bf16dot.cpp) when it may run and the inputs are in its exact range, else the FMA path.
 bool matmul_nf4_gemv(float* out, const float* xb, const Nf4Matrix& w, const float* bias, int M);
 

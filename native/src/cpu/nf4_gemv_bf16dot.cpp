@@ -95,7 +95,7 @@ DPO_BF16_DOT_TARGET void dot_tile(float* out, int64_t ldo, const uint16_t* xw, i
   const uint64_t* row_block = rows.block;
   for (int64_t j = 0; j < blocks_per_row; j++) {
     const int64_t byte0 = j * (kNf4BlockSize / 2);
-    for (int r = 0; r < R; r++) __builtin_prefetch(row_bytes[r] + byte0 + kGemvPrefetchBytes);
+    for (int r = 0; r < R; r++) __builtin_prefetch(row_bytes[r] + byte0 + kRowPrefetchBytes);
     __m512i table[R];
     for (int r = 0; r < R; r++) table[r] = block_table_words(absmax + row_block[r] + j, fp16_storage);
     __m512bh xv[MT][2];

@@ -108,9 +108,8 @@ inline void dot_tile(float* out, int64_t ldo, const float* x, int64_t ldx, const
   for (; k + kLanes <= K; k += kLanes) {
     f32x16 wv[NR];
     for (int j = 0; j < NR; j++) {
-      // One x row (decode): the weight rows stream from memory once, so each is asked for 4 KiB ahead, as the NF4
-      // register path does (docs/cpu-kernels.md#bf16-lm-head); past a row's end it touches the next rows or nothing.
-      if constexpr (MR == 1) __builtin_prefetch(reinterpret_cast<const char*>(w + j * ldw + k) + 4096);
+      // One x row (decode): the weight rows stream from memory once (kRowPrefetchBytes).
+      if constexpr (MR == 1) __builtin_prefetch(reinterpret_cast<const char*>(w + j * ldw + k) + kRowPrefetchBytes);
       wv[j] = load16(w + j * ldw + k);
       keep_in_register(wv[j]);
     }
