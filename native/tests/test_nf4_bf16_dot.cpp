@@ -24,11 +24,15 @@ using std::vector;
 namespace {
 
 // out = x . W^T (+ bias) through ops.h, with the bf16-dot path allowed or not.
+// (The fp16 table by float adds, which takes one-row fp16 calls from the bf16-dot path, stays off here so that
+// every call below reaches the path under test; test_nf4_fp16_table covers it.)
 vector<float> nf4_forward(bool bf16_dot, const vector<float>& x, const Nf4Matrix& w, const float* bias, int M) {
   cpu::set_nf4_bf16_dot_allowed(bf16_dot);
+  cpu::set_nf4_fp16_table_allowed(false);
   vector<float> out(size_t(M) * size_t(w.rows), NAN);
   cpu::matmul_nf4_forward(out.data(), x.data(), w, bias, M);
   cpu::set_nf4_bf16_dot_allowed(true);
+  cpu::set_nf4_fp16_table_allowed(true);
   return out;
 }
 

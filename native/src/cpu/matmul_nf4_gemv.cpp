@@ -1,10 +1,12 @@
 // The NF4 linear layer for a few rows (decode: M = 1 .. kGemvMaxRows): each weight is decoded in registers from its
-// nibble and its block's double-quantized absmax and used at once, never written to a buffer, so the pass streams the
-// 0.52 bytes per weight of the packed matrix and little else. Every output is the same lane sum as dot_tile's
-// (docs/cpu-kernels.md), so a row gives the same bits here, in the tiled path and inside any batch.
+// nibble and its block's double-quantized absmax (or, with the fp16 table by float adds, its fp32 absmax cache) and
+// used at once, never written to a buffer, so the pass streams the 0.52-0.56 bytes per weight of the matrix and little
+// else. Every output is the same lane sum as dot_tile's (docs/cpu-kernels.md), so a row gives the same bits here, in
+// the tiled path and inside any batch.
 #include <algorithm>
 
 #include "matmul_nf4_gemv.h"
+#include "nf4_bf16_dot_switch.h"
 #include "nf4_lanes.h"
 #include "kernel_set.h"
 
@@ -24,7 +26,7 @@ constexpr int kRowsSmallM = 2, kRowsLargeM = 1;
 // out[m*ldo + r] = sum_k x[m, k] * W[n + r, k] (+ bias[r]) for m < MT, r < R; K % 64 == 0; xp holds x with each
 // 16-element chunk in kPackedLaneElement order. Each lane adds its k % 16 class in increasing k (one FMA each); the
 // lanes are put back in k order and summed by reduce16: dot_tile's arithmetic exactly.
-template <int MT, int R>
+template <int MT, int R, bool kFp16Table>
 void gemv_tile(float* out, int64_t ldo, const float* xp, int64_t K, const Nf4Matrix& w, const float* code8, int64_t n,
                const float* bias) {
   f32x16 acc[R][MT];
@@ -36,7 +38,12 @@ void gemv_tile(float* out, int64_t ldo, const float* xp, int64_t K, const Nf4Mat
   const uint64_t* row_block = rows.block;
   for (int64_t j = 0; j < blocks_per_row; j++) {
     f32x16 lut[R];
-    for (int r = 0; r < R; r++) lut[r] = block_lut_bf16_gemv(block_absmax(w, code8, row_block[r] + j), w.dtype);
+#if defined(__AVX512F__)
+    if constexpr (kFp16Table) {
+      for (int r = 0; r < R; r++) lut[r] = block_lut_bf16_fp16_normal(w.absmax[row_block[r] + j]);
+    } else
+#endif
+      for (int r = 0; r < R; r++) lut[r] = block_lut_bf16_gemv(block_absmax(w, code8, row_block[r] + j), w.dtype);
     const float* xj = xp + j * kNf4BlockSize;
     const int64_t byte0 = j * (kNf4BlockSize / 2);
     for (int r = 0; r < R; r++) __builtin_prefetch(row_bytes[r] + byte0 + kRowPrefetchBytes);
@@ -60,27 +67,49 @@ void gemv_tile(float* out, int64_t ldo, const float* xp, int64_t K, const Nf4Mat
 }
 
 // Rows [n0, n1) of the output for x rows [m0, m0 + MT).
-template <int MT>
+template <int MT, bool kFp16Table>
 void gemv_rows(float* out, int64_t N, const float* xp, int64_t K, const Nf4Matrix& w, const float* code8,
                const float* bias, int64_t n0, int64_t n1) {
   constexpr int R = MT <= 2 ? kRowsSmallM : kRowsLargeM;
   int64_t n = n0;
-  for (; n + R <= n1; n += R) gemv_tile<MT, R>(out + n, N, xp, K, w, code8, n, bias ? bias + n : nullptr);
-  for (; n < n1; n++) gemv_tile<MT, 1>(out + n, N, xp, K, w, code8, n, bias ? bias + n : nullptr);
+  for (; n + R <= n1; n += R) gemv_tile<MT, R, kFp16Table>(out + n, N, xp, K, w, code8, n, bias ? bias + n : nullptr);
+  for (; n < n1; n++) gemv_tile<MT, 1, kFp16Table>(out + n, N, xp, K, w, code8, n, bias ? bias + n : nullptr);
+}
+
+// gemv_rows for a pass of mt x rows.
+template <bool kFp16Table>
+void gemv_pass(int mt, float* out, int64_t N, const float* xp, int64_t K, const Nf4Matrix& w, const float* code8,
+               const float* bias, int64_t n0, int64_t n1) {
+  if (mt == 1) gemv_rows<1, kFp16Table>(out, N, xp, K, w, code8, bias, n0, n1);
+  else if (mt == 2) gemv_rows<2, kFp16Table>(out, N, xp, K, w, code8, bias, n0, n1);
+  else if (mt == 3) gemv_rows<3, kFp16Table>(out, N, xp, K, w, code8, bias, n0, n1);
+  else gemv_rows<4, kFp16Table>(out, N, xp, K, w, code8, bias, n0, n1);
 }
 
 }  // namespace
 
+bool nf4_fp16_table_usable(const Nf4Matrix& w) {
+#if defined(__AVX512F__)
+  return w.fp16_table_normal && int64_t(w.absmax.size()) == w.blocks() && nf4_fp16_table_allowed();
+#else
+  return false;
+#endif
+}
+
 bool matmul_nf4_gemv(float* out /*(M,N)*/, const float* xb /*(M,K) bf16-valued*/, const Nf4Matrix& w /*(N,K)*/,
                      const float* bias /*(N) or null*/, int M) {
   if (M < 1 || M > kGemvMaxRows || w.cols % kNf4BlockSize != 0 || w.cols == 0) return false;
-  if (!matmul_nf4_gemv_bf16dot(out, xb, w, bias, M)) matmul_nf4_gemv_fma(out, xb, w, bias, M);
+  // The FMA path with the fp16 table by float adds is faster than the bf16-dot path at every M here
+  // (docs/cpu-kernels.md#the-fp16-table-by-float-adds).
+  if (nf4_fp16_table_usable(w) || !matmul_nf4_gemv_bf16dot(out, xb, w, bias, M))
+    matmul_nf4_gemv_fma(out, xb, w, bias, M);
   return true;
 }
 
 void matmul_nf4_gemv_fma(float* out, const float* xb, const Nf4Matrix& w, const float* bias, int M) {
   const int64_t N = w.rows, K = w.cols;
   const float* code8 = w.nested_code.empty() ? dynamic_map_signed() : w.nested_code.data();
+  const bool fp16_table = nf4_fp16_table_usable(w);
   thread_local std::vector<float> xp_buf;  // x in the register path's lane order, per calling thread
   float* xp = scratch(xp_buf, size_t(M * K));
   for (int64_t c = 0; c < int64_t(M) * K; c += kLanes)
@@ -88,10 +117,8 @@ void matmul_nf4_gemv_fma(float* out, const float* xb, const Nf4Matrix& w, const 
   for_each_gemv_task(N, M, K, [&](int mt, int64_t m0, int64_t n0, int64_t n1) {
     float* o = out + m0 * N;
     const float* x = xp + m0 * K;
-    if (mt == 1) gemv_rows<1>(o, N, x, K, w, code8, bias, n0, n1);
-    else if (mt == 2) gemv_rows<2>(o, N, x, K, w, code8, bias, n0, n1);
-    else if (mt == 3) gemv_rows<3>(o, N, x, K, w, code8, bias, n0, n1);
-    else gemv_rows<4>(o, N, x, K, w, code8, bias, n0, n1);
+    if (fp16_table) gemv_pass<true>(mt, o, N, x, K, w, code8, bias, n0, n1);
+    else gemv_pass<false>(mt, o, N, x, K, w, code8, bias, n0, n1);
   });
 }
 

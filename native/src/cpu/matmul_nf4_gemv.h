@@ -44,7 +44,8 @@ struct GemvRowStarts {
 
 // out (M,N) = xb (M,K) . bf16(dequant(W))^T (+ bias), xb already bf16-rounded with row stride K. Returns false
 // (and does nothing) when the shape is not for it: M > kGemvMaxRows, or K not a multiple of the 64-element block.
-// The bf16-dot path (nf4_gemv_bf16dot.cpp) when it may run and the inputs are in its exact range, else the FMA path.
+// The FMA path when it builds w's tables with float adds (nf4_fp16_table_usable), else the bf16-dot path
+// (nf4_gemv_bf16dot.cpp) when it may run and the inputs are in its exact range, else the FMA path.
 bool matmul_nf4_gemv(float* out, const float* xb, const Nf4Matrix& w, const float* bias, int M);
 
 // The two paths, same shapes and same bits (docs/cpu-kernels.md#the-bf16-dot-gemv). The bf16-dot one returns false
@@ -52,6 +53,10 @@ bool matmul_nf4_gemv(float* out, const float* xb, const Nf4Matrix& w, const floa
 // or when w or xb is outside its range.
 void matmul_nf4_gemv_fma(float* out, const float* xb, const Nf4Matrix& w, const float* bias, int M);
 bool matmul_nf4_gemv_bf16dot(float* out, const float* xb, const Nf4Matrix& w, const float* bias, int M);
+// Whether the FMA path builds w's tables with float adds (docs/cpu-kernels.md#the-fp16-table-by-float-adds): the
+// AVX-512 set, fp16 storage with every scale in range (Nf4Matrix::fp16_table_normal), the absmax cache present and
+// the switch on. Calls on such a matrix take the FMA path even where the bf16-dot path could run.
+bool nf4_fp16_table_usable(const Nf4Matrix& w);
 // Whether this CPU runs the bf16-dot path and its start-up probe matched the FMA path (computed once).
 bool nf4_bf16_dot_usable();
 

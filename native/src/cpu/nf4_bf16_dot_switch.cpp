@@ -1,4 +1,4 @@
-// The bf16-dot GEMV's switch and call counter (nf4_bf16_dot_switch.h).
+// The NF4 GEMV's fast-path switches and the bf16-dot call counter (nf4_bf16_dot_switch.h).
 #include "nf4_bf16_dot_switch.h"
 
 #include <atomic>
@@ -8,27 +8,34 @@
 namespace dpo::cpu {
 namespace {
 
-int from_environment() {
-  const char* env = std::getenv("DPO_CPU_BF16_DOT");
+int from_environment(const char* name) {
+  const char* env = std::getenv(name);
   return env && std::strcmp(env, "0") == 0 ? 0 : 1;
 }
 
-std::atomic<int> g_allowed{-1};  // -1: not read yet
-std::atomic<uint64_t> g_calls{0};
-
-}  // namespace
-
-bool nf4_bf16_dot_allowed() {
-  int a = g_allowed.load(std::memory_order_relaxed);
+// The switch's state (-1: not read yet) from the environment variable `name` on first use.
+bool allowed(std::atomic<int>& state, const char* name) {
+  int a = state.load(std::memory_order_relaxed);
   if (a < 0) {
     int unread = -1;
-    g_allowed.compare_exchange_strong(unread, from_environment());
-    a = g_allowed.load(std::memory_order_relaxed);
+    state.compare_exchange_strong(unread, from_environment(name));
+    a = state.load(std::memory_order_relaxed);
   }
   return a == 1;
 }
 
+std::atomic<int> g_allowed{-1}, g_fp16_table_allowed{-1};
+std::atomic<uint64_t> g_calls{0};
+
+}  // namespace
+
+bool nf4_bf16_dot_allowed() { return allowed(g_allowed, "DPO_CPU_BF16_DOT"); }
 void set_nf4_bf16_dot_allowed(bool allowed) { g_allowed.store(allowed ? 1 : 0, std::memory_order_relaxed); }
+
+bool nf4_fp16_table_allowed() { return allowed(g_fp16_table_allowed, "DPO_CPU_FP16_TABLE"); }
+void set_nf4_fp16_table_allowed(bool allowed) {
+  g_fp16_table_allowed.store(allowed ? 1 : 0, std::memory_order_relaxed);
+}
 
 uint64_t nf4_bf16_dot_calls() { return g_calls.load(std::memory_order_relaxed); }
 void count_nf4_bf16_dot_call() { g_calls.fetch_add(1, std::memory_order_relaxed); }

@@ -1,5 +1,6 @@
-// The run-time switch of the bf16-dot NF4 GEMV (docs/cpu-kernels.md#the-bf16-dot-gemv): compiled once, outside the
-// kernel sets, so tests and benchmarks can compare it with the FMA path in one process.
+// The run-time switches of the NF4 GEMV's fast paths (docs/cpu-kernels.md#the-bf16-dot-gemv,
+// #the-fp16-table-by-float-adds): compiled once, outside the kernel sets, so tests and benchmarks can compare them
+// with the plain FMA path in one process.
 #pragma once
 #include <cstdint>
 
@@ -10,6 +11,11 @@ namespace dpo::cpu {
 // matched the FMA path, and only for inputs inside its exact range.
 bool nf4_bf16_dot_allowed();
 void set_nf4_bf16_dot_allowed(bool allowed);
+
+// Whether the FMA path may build fp16-storage tables with float adds (nf4_lanes.h, block_lut_bf16_fp16_normal) and
+// take one-row calls from the bf16-dot path: DPO_CPU_FP16_TABLE=0 turns it off; set_nf4_fp16_table_allowed overrides.
+bool nf4_fp16_table_allowed();
+void set_nf4_fp16_table_allowed(bool allowed);
 
 // How many matmul calls the bf16-dot path has served (the tests check that it really ran).
 uint64_t nf4_bf16_dot_calls();

@@ -97,6 +97,26 @@ inline f32x16 block_lut_bf16(float amax, Nf4StorageDType dtype) {
 // built once per block for a whole batch, and the branch measured no faster.
 inline f32x16 block_lut_bf16_gemv(float amax, Nf4StorageDType dtype) { return block_lut_bf16<true>(amax, dtype); }
 
+#if defined(__AVX512F__)
+// block_lut_bf16(amax, F16) for a matrix whose every block has 2^-10 <= amax <= 2^15 (Nf4Matrix::fp16_table_normal):
+// there every nonzero entry p = NF4[i] * amax is a normal fp16 value, and rounding p to fp16 (11 significant bits)
+// and then to bf16 (8) is two float adds each: with E = 2^floor(log2|p|), C = 1.5 * 2^(e+13) puts p + C in a binade
+// whose spacing is p's fp16 spacing, so RN(p + C) - C is RN_fp16(p), ties to even, exactly; C = 1.5 * 2^(e+16) does
+// the same for bf16 (docs/cpu-kernels.md#the-fp16-table-by-float-adds). Five vector instructions instead of the
+// conversions' round trip and the integer bf16 rounding.
+inline f32x16 block_lut_bf16_fp16_normal(float amax) {
+  __m512 p = _mm512_mul_ps(_mm512_loadu_ps(kNf4Table), _mm512_set1_ps(amax));
+  __asm__("" : "+v"(p));  // rounded on its own, as the dequant kernel: never fused into the add below
+  const __m512 e = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(p), _mm512_set1_epi32(0x7f800000)));
+  __m512 y = _mm512_fmadd_ps(e, _mm512_set1_ps(12288.0f), p);  // p + 1.5 * 2^(e+13), rounded once: RN_fp16(p) + C
+  y = _mm512_fmadd_ps(e, _mm512_set1_ps(86016.0f), y);         // + (1.5 * 2^(e+16) - C), rounded once: bf16 spacing
+  y = _mm512_fnmadd_ps(e, _mm512_set1_ps(98304.0f), y);        // - 1.5 * 2^(e+16), exact
+  f32x16 out;
+  std::memcpy(&out, &y, sizeof out);
+  return out;
+}
+#endif
+
 // A block's dequantized absmax computed from the double-quantized parts, as nf4_dequantize_absmax does (the product
 // rounded on its own, then the offset added): the kernels read 1 byte per block instead of the 4-byte cache.
 // (An unsigned block index: its nested block is one shift, where a signed one needs a sign fix-up per call.)

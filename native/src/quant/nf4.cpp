@@ -164,6 +164,7 @@ Nf4Matrix nf4_quantize(const float* w, int64_t rows, int64_t cols, Nf4StorageDTy
   m.absmax.resize(size_t(blocks));
   nf4_dequantize_absmax(m, m.absmax.data());
   m.bf16_dot_exact = nf4_scales_in_bf16_dot_range(m.absmax.data(), m.blocks());
+  m.fp16_table_normal = m.dtype == Nf4StorageDType::F16 && nf4_scales_fp16_table_normal(m.absmax.data(), m.blocks());
   return m;
 }
 
@@ -190,6 +191,7 @@ Nf4Matrix nf4_from_parts(int64_t rows, int64_t cols, std::vector<uint8_t> packed
   m.absmax.resize(size_t(m.blocks()));
   nf4_dequantize_absmax(m, m.absmax.data());
   m.bf16_dot_exact = nf4_scales_in_bf16_dot_range(m.absmax.data(), m.blocks());
+  m.fp16_table_normal = m.dtype == Nf4StorageDType::F16 && nf4_scales_fp16_table_normal(m.absmax.data(), m.blocks());
   return m;
 }
 

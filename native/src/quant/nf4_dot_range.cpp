@@ -1,4 +1,4 @@
-// The scale range of the CPU's bf16-dot NF4 GEMV (docs/cpu-kernels.md#the-bf16-dot-gemv): inside it every decoded
+// The scale ranges of the CPU's NF4 GEMV fast paths (docs/cpu-kernels.md#the-bf16-dot-gemv): inside it every decoded
 // weight is 0 or a normal bf16 value no smaller than 2^-50 and no larger than 2^15, which with the same bounds on x
 // keeps every product and partial sum of a dot clear of subnormals and overflow.
 #include <cmath>
@@ -20,6 +20,15 @@ bool nf4_scales_in_bf16_dot_range(const float* absmax, int64_t blocks) {
   // 2^-46 * 0.0796 (the smallest nonzero |NF4 code|) > 2^-50; 2^15 * 1.0 stays below fp16's largest finite value, so
   // no storage dtype rounds a weight to inf.
   return zero_or_magnitude_within(absmax, blocks, std::ldexp(1.0f, -46), std::ldexp(1.0f, 15));
+}
+
+bool nf4_scales_fp16_table_normal(const float* absmax, int64_t blocks) {
+  // 2^-10 * 0.0796 (the smallest nonzero |NF4 code|, rounded down) > 2^-14, fp16's smallest normal; 2^15 * 1.0 is
+  // below fp16's largest finite value. A positive absmax also keeps the table's zero entry +0.
+  const float lo = std::ldexp(1.0f, -10), hi = std::ldexp(1.0f, 15);
+  bool ok = true;  // the comparisons are false for NaN
+  for (int64_t i = 0; i < blocks; i++) ok &= absmax[i] >= lo && absmax[i] <= hi;
+  return ok;
 }
 
 }  // namespace dpo
