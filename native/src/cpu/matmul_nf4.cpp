@@ -39,6 +39,53 @@ void decode_bf16(float* out, const Nf4Matrix& w, const float* absmax, int64_t e0
   }
 }
 
+#if defined(__AVX512F__)
+// out[0..32) = lut[nibbles of bytes[0..16)] (even element = high nibble), exactly lookup16 twice, with fewer
+// instructions: each byte widened once, its two nibbles looked up in two permutes (vpermps reads only the index's low
+// 4 bits, so the low nibble needs no mask) and the two results interleaved into element order.
+inline void lookup32(float* out, f32x16 lut, const uint8_t* bytes) {
+  const __mmask16 all = 0xffff;  // maskz forms: see lookup16
+  __m512 t;
+  std::memcpy(&t, &lut, sizeof t);
+  const __m512i d = _mm512_maskz_cvtepu8_epi32(all, _mm_loadu_si128(reinterpret_cast<const __m128i*>(bytes)));
+  const __m512 even = _mm512_maskz_permutexvar_ps(all, _mm512_maskz_srli_epi32(all, d, 4), t);
+  const __m512 odd = _mm512_maskz_permutexvar_ps(all, d, t);
+  const __m512i first = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i second = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  _mm512_storeu_ps(out, _mm512_maskz_permutex2var_ps(all, even, first, odd));
+  _mm512_storeu_ps(out + 16, _mm512_maskz_permutex2var_ps(all, even, second, odd));
+}
+#endif
+
+// Whole blocks [b0, b0 + count) of W into out, 64 floats per block: the values decode_bf16 gives (the GEMV's form
+// of the block table is the same bits, test nf4_block_table_equals_scalar_rounding). The rows of a matrix with
+// K % 64 == 0 are whole blocks back to back, so this loop has none of decode_bf16's edge cases, and the out-of-order
+// core overlaps each block's table (a chain of dependent conversions, half of decode_bf16's time) with the lookups
+// of its neighbours. The packed bytes stream from memory once: asked for 1 KiB ahead (docs/cpu-kernels.md#tiles).
+template <Nf4StorageDType kDType>
+void decode_blocks_bf16(float* out, const Nf4Matrix& w, const float* absmax, int64_t b0, int64_t count) {
+  constexpr int64_t kPrefetchBytes = 1024;
+  const uint8_t* packed = w.packed.data() + b0 * (kNf4BlockSize / 2);
+  for (int64_t b = b0; b < b0 + count; b++, packed += kNf4BlockSize / 2, out += kNf4BlockSize) {
+    __builtin_prefetch(packed + kPrefetchBytes);  // past the matrix's end: a hint that never faults
+    const f32x16 lut = block_lut_bf16_gemv(absmax[b], kDType);
+#if defined(__AVX512F__)
+    for (int h = 0; h < 2; h++) lookup32(out + 32 * h, lut, packed + 16 * h);
+#else
+    for (int q = 0; q < kNf4BlockSize / kLanes; q++) store16(out + q * kLanes, lookup16(lut, packed + q * kLanes / 2));
+#endif
+  }
+}
+
+// decode_blocks_bf16 with the storage dtype a constant, so the table's rounding has no branch per block.
+void decode_rows_of_blocks(float* out, const Nf4Matrix& w, const float* absmax, int64_t b0, int64_t count) {
+  switch (w.dtype) {
+    case Nf4StorageDType::F16: return decode_blocks_bf16<Nf4StorageDType::F16>(out, w, absmax, b0, count);
+    case Nf4StorageDType::BF16: return decode_blocks_bf16<Nf4StorageDType::BF16>(out, w, absmax, b0, count);
+    case Nf4StorageDType::F32: return decode_blocks_bf16<Nf4StorageDType::F32>(out, w, absmax, b0, count);
+  }
+}
+
 // dst (rows, ldd) = bf16(src (rows, cols)), columns cols..ldd-1 zeroed (zero padding adds exact zeros to lanes).
 void round_rows_bf16(float* dst, int64_t ldd, const float* src, int64_t rows, int64_t cols) {
   parallel_for(rows, grain_for(double(ldd)), [&](int64_t r0, int64_t r1) {
@@ -84,6 +131,10 @@ void matmul_nf4_forward(float* out /*(M,N)*/, const float* x /*(M,K)*/, const Nf
       const int64_t nb = t / mblocks, mb = t % mblocks;
       const int64_t n0 = nb * NB, n1 = std::min(N, n0 + NB);
       const int64_t m0 = mb * MB, m1 = std::min<int64_t>(M, m0 + MB);
+      if (nb != decoded_nb && K % kNf4BlockSize == 0) {  // whole blocks, rows back to back (Kp == K)
+        decode_rows_of_blocks(wb, w, absmax, n0 * (K / kNf4BlockSize), (n1 - n0) * (K / kNf4BlockSize));
+        decoded_nb = nb;
+      }
       if (nb != decoded_nb) {  // consecutive tasks of one chunk share the decoded rows
         for (int64_t n = n0; n < n1; n++) {
           float* row = wb + (n - n0) * Kp;
