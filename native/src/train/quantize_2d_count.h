@@ -1,5 +1,6 @@
 // bnb's quantize_2D (adam::quantize_2d, adam_math.h) computed by counting instead of searching, for the CPU's 8-bit
-// AdamW. Same result for every float x, NaN included (test quantize_2d_by_counting_equals_the_search).
+// AdamW (docs/cpu-kernels.md#8-bit-adamw-finding-the-code-by-counting). Same result for every float x, NaN included
+// (test quantize_2d_by_counting_equals_the_search).
 //
 // Why counting gives the search's result: the search visits odd indices only (127, then +-64, ..., +-2) and its
 // last step of +-1 lands on an even index p. The odd indices 1..253 are the inner nodes of a balanced binary search
