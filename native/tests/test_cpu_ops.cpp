@@ -397,15 +397,8 @@ TEST_CASE(gradient_products_are_batch_and_thread_invariant) {
       if (first.empty()) first = all;
       for (size_t i = 0; i < all.size(); i++) CHECK(same_bits(all[i].data(), first[i].data(), all[i].size()));
     }
-    const vector<float> wqf = nf4_weights_bf16(wq), gb = bf16_all(G);
-    vector<double> ref = to_d(dx0), scale(dx0.size());
-    for (size_t i = 0; i < dx0.size(); i++) scale[i] = std::fabs(dx0[i]);
-    for (int m = 0; m < M; m++)
-      for (int n = 0; n < N; n++)
-        for (int k = 0; k < K; k++) {
-          const double p = double(gb[size_t(m) * N + n]) * wqf[size_t(n) * K + k];
-          ref[size_t(m) * K + k] += p, scale[size_t(m) * K + k] += std::fabs(p);
-        }
+    vector<double> ref, scale;
+    ref_matmul_dx(ref, scale, dx0, bf16_all(G), nf4_weights_bf16(wq), M, K, N);
     check_scaled("nf4 dx M=" + std::to_string(M) + " K=" + std::to_string(K), first[2], ref, scale, 1e-5);
   }
   set_cpu_thread_count(0);
