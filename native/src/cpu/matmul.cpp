@@ -1,6 +1,7 @@
 // fp32 linear layer on the CPU (LoRA factors, lm_head, any unquantized weight): out = x . w^T + bias, and its
 // backward. Work is split only across independent outputs, so each element's arithmetic is fixed (batch-invariant).
 #include <algorithm>
+#include <type_traits>
 
 #include "kernel_set.h"
 #include "thread_pool.h"
@@ -24,10 +25,26 @@ void forward(float* out /*(M,N)*/, const float* x /*(M,K)*/, const W* w /*(N,K)*
   const int64_t nblocks = ceil_div(N, NB), mblocks = ceil_div(M, MB);
   const double work = 2.0 * double(std::min<int64_t>(MB, M)) * double(std::min<int64_t>(NB, N)) * K;
   parallel_for(nblocks * mblocks, grain_for(work), [&](int64_t t0, int64_t t1) {
+    thread_local std::vector<float> panel_buf;
+    int64_t widened_nb = -1;
     for (int64_t t = t0; t < t1; t++) {
       const int64_t nb = t / mblocks, mb = t % mblocks;
       const int64_t n0 = nb * NB, n1 = std::min<int64_t>(N, n0 + NB);
       const int64_t m0 = mb * MB, m1 = std::min<int64_t>(M, m0 + MB);
+      if constexpr (!std::is_same_v<W, float>) {
+        // More than one band of rows (the scored rows of a training or reference pass, a prompt): widen the block's
+        // bf16 rows once into fp32 instead of in every band's tiles (two ALU operations per weight vector, on the FMA
+        // ports). One band (decode) streams the bf16 rows as they are: half the bytes, each widened once anyway.
+        if (M > kDotMR) {
+          float* panel = scratch(panel_buf, size_t(NB * K));
+          if (nb != widened_nb) {
+            for (int64_t n = n0; n < n1; n++) widen_row(panel + (n - n0) * K, w + n * K, K);
+            widened_nb = nb;
+          }
+          dot_rows(out + n0, N, x, K, panel, K, bias ? bias + n0 : nullptr, m0, m1, 0, n1 - n0, K);
+          continue;
+        }
+      }
       dot_rows(out, N, x, K, w, K, bias, m0, m1, n0, n1, K);
     }
   });
