@@ -29,6 +29,21 @@ inline void ref_matmul(std::vector<double>& out, std::vector<double>* scale, con
     }
 }
 
+// The input gradient of x . w^T accumulated into dx0: out (M,K) = dx0 + dout (M,N) . w (N,K); scale = |dx0| + the
+// sum of |terms| per element.
+inline void ref_matmul_dx(std::vector<double>& out, std::vector<double>& scale, const std::vector<float>& dx0,
+                          const std::vector<float>& dout, const std::vector<float>& w, int M, int K, int N) {
+  out.assign(dx0.begin(), dx0.end());
+  scale.resize(dx0.size());
+  for (size_t i = 0; i < dx0.size(); i++) scale[i] = std::fabs(dx0[i]);
+  for (int m = 0; m < M; m++)
+    for (int n = 0; n < N; n++)
+      for (int k = 0; k < K; k++) {
+        const double p = double(dout[size_t(m) * N + n]) * w[size_t(n) * K + k];
+        out[size_t(m) * K + k] += p, scale[size_t(m) * K + k] += std::fabs(p);
+      }
+}
+
 // out (M,C) = w * x / sqrt(mean(x^2) + eps), row by row.
 inline void ref_rmsnorm(std::vector<double>& out, const std::vector<double>& x, const std::vector<double>& w, int M,
                         int C, double eps) {

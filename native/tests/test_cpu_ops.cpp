@@ -362,4 +362,46 @@ TEST_CASE(backward_ops_are_thread_invariant) {
   set_cpu_thread_count(0);
 }
 
+TEST_CASE(gradient_products_are_batch_and_thread_invariant) {
+  // The input and weight gradients at training sizes, where the split into (rows x columns) tasks depends on M, K
+  // and the thread count (all of a micro-batch's rows in one block up to 256, column blocks sized so that every
+  // thread gets two tasks; docs/cpu-kernels.md#gradient-products): the same bits for every thread count, each row
+  // alone as in the batch, a bf16 weight as its fp32 widening, and the NF4 input gradient against the double
+  // reference. M = 300 is two row blocks; K = 768 splits into 3 or 4 column blocks; K = 200 has a 16-lane tail.
+  const int shapes[][3] = {{300, 768, 70}, {150, 200, 67}, {140, 896, 40}};
+  uint32_t seed = 9000;
+  for (auto& s : shapes) {
+    const int M = s[0], K = s[1], N = s[2];
+    const auto x = randu(size_t(M) * K, -1, 1, seed++), G = randu(size_t(M) * N, -1, 1, seed++);
+    const auto w = bf16_all(randu(size_t(N) * K, -1, 1, seed++)), wf = randn(size_t(N) * K, 0.05f, seed++);
+    vector<uint16_t> wb(w.size());
+    for (size_t i = 0; i < w.size(); i++) wb[i] = f32_to_bf16(w[i]);
+    const Nf4Matrix wq = nf4_quantize(wf.data(), N, K);
+    const auto dx0 = randu(x.size(), -1, 1, seed++);
+    vector<vector<float>> first;
+    for (int threads : {1, 2, 3}) {
+      set_cpu_thread_count(threads);
+      vector<float> dx = dx0, dw(w.size(), 0.25f), dxb = dx0, dxq = dx0;
+      cpu::matmul_backward(dx.data(), dw.data(), nullptr, G.data(), x.data(), w.data(), M, K, N);
+      cpu::matmul_bf16_backward_input(dxb.data(), G.data(), wb.data(), M, K, N);
+      cpu::matmul_nf4_backward_input(dxq.data(), G.data(), wq, M);
+      CHECK(same_bits(dxb.data(), dx.data(), dx.size()));
+      for (int m : {0, M / 2, M - 1}) {
+        vector<float> one(dx0.begin() + int64_t(m) * K, dx0.begin() + int64_t(m + 1) * K), oneq = one;
+        cpu::matmul_backward(one.data(), nullptr, nullptr, G.data() + int64_t(m) * N, x.data(), w.data(), 1, K, N);
+        CHECK(same_bits(one.data(), dx.data() + int64_t(m) * K, size_t(K)));
+        cpu::matmul_nf4_backward_input(oneq.data(), G.data() + int64_t(m) * N, wq, 1);
+        CHECK(same_bits(oneq.data(), dxq.data() + int64_t(m) * K, size_t(K)));
+      }
+      vector<vector<float>> all = {dx, dw, dxq};
+      if (first.empty()) first = all;
+      for (size_t i = 0; i < all.size(); i++) CHECK(same_bits(all[i].data(), first[i].data(), all[i].size()));
+    }
+    vector<double> ref, scale;
+    ref_matmul_dx(ref, scale, dx0, bf16_all(G), nf4_weights_bf16(wq), M, K, N);
+    check_scaled("nf4 dx M=" + std::to_string(M) + " K=" + std::to_string(K), first[2], ref, scale, 1e-5);
+  }
+  set_cpu_thread_count(0);
+}
+
 TEST_MAIN()

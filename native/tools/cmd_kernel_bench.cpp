@@ -1,7 +1,7 @@
 // `dpo-tool kernel-bench`: GFLOP/s of one CPU matmul kernel at one shape (BENCHMARKS.md's per-kernel numbers).
 // Reports the median over --reps calls by wall clock and by process CPU time: on a machine shared with other work
 // the CPU-time rate (FLOPs per CPU-second of this process) is the steadier of the two.
-//   dpo-tool kernel-bench --op matmul|matmul-dx|matmul-dw|bf16|nf4|nf4-dx --M 160 --K 768 --N 2048 [--reps 20]
+//   dpo-tool kernel-bench --op matmul|matmul-dx|matmul-dw|bf16|bf16-dx|nf4|nf4-dx --M 160 --K 768 --N 2048 [--reps 20]
 //                         [--threads N]
 #include <algorithm>
 #include <cstdio>
@@ -44,7 +44,7 @@ int cmd_kernel_bench(const Args& a) {
   Nf4Matrix q;
   if (op == "nf4" || op == "nf4-dx") q = nf4_quantize(w.data(), N, K);
   std::vector<uint16_t> wb;  // the bf16 lm_head's storage: w's values truncated to bf16 bits
-  if (op == "bf16")
+  if (op == "bf16" || op == "bf16-dx")
     for (float v : w) wb.push_back(uint16_t(f32_bits(v) >> 16));
 
   auto run = [&] {
@@ -54,6 +54,7 @@ int cmd_kernel_bench(const Args& a) {
     else if (op == "matmul-dw")
       cpu::matmul_backward(nullptr, dw.data(), nullptr, dout.data(), x.data(), w.data(), M, K, N);
     else if (op == "bf16") cpu::matmul_bf16_forward(out.data(), x.data(), wb.data(), M, K, N);
+    else if (op == "bf16-dx") cpu::matmul_bf16_backward_input(dx.data(), dout.data(), wb.data(), M, K, N);
     else if (op == "nf4") cpu::matmul_nf4_forward(out.data(), x.data(), q, nullptr, M);
     else if (op == "nf4-dx") cpu::matmul_nf4_backward_input(dx.data(), dout.data(), q, M);
     else throw EngineError(ErrorCode::BadInput, "unknown --op " + op);
@@ -67,6 +68,12 @@ int cmd_kernel_bench(const Args& a) {
     wall.push_back(seconds_since(t0));
     cpu.push_back(process_cpu_seconds() - c0);
   }
+  // A hash of the result's bits (outputs, or gradients accumulated over every run), to compare kernels that must give
+  // the same bits (docs/cpu-kernels.md).
+  uint64_t hash = 1469598103934665603ull;
+  for (const auto* v : {&out, &dx, &dw})
+    for (float f : *v) hash = (hash ^ f32_bits(f)) * 1099511628211ull;
+  std::printf("%s result bits %016llx\n", op.c_str(), static_cast<unsigned long long>(hash));
   const double flops = 2.0 * M * K * N;
   const double wall_s = median(wall), cpu_s = median(cpu);
   std::printf("%s M=%d K=%d N=%d threads=%d: %.3f ms wall (%.1f GFLOP/s), %.3f ms cpu (%.1f GFLOP per cpu-s)\n",

@@ -1,6 +1,7 @@
 // fp32 linear layer on the CPU (LoRA factors, lm_head, any unquantized weight): out = x . w^T + bias, and its
 // backward. Work is split only across independent outputs, so each element's arithmetic is fixed (batch-invariant).
 #include <algorithm>
+#include <type_traits>
 
 #include "kernel_set.h"
 #include "thread_pool.h"
@@ -24,10 +25,26 @@ void forward(float* out /*(M,N)*/, const float* x /*(M,K)*/, const W* w /*(N,K)*
   const int64_t nblocks = ceil_div(N, NB), mblocks = ceil_div(M, MB);
   const double work = 2.0 * double(std::min<int64_t>(MB, M)) * double(std::min<int64_t>(NB, N)) * K;
   parallel_for(nblocks * mblocks, grain_for(work), [&](int64_t t0, int64_t t1) {
+    thread_local std::vector<float> panel_buf;
+    int64_t widened_nb = -1;
     for (int64_t t = t0; t < t1; t++) {
       const int64_t nb = t / mblocks, mb = t % mblocks;
       const int64_t n0 = nb * NB, n1 = std::min<int64_t>(N, n0 + NB);
       const int64_t m0 = mb * MB, m1 = std::min<int64_t>(M, m0 + MB);
+      if constexpr (!std::is_same_v<W, float>) {
+        // More than one band of rows (the scored rows of a training or reference pass, a prompt): widen the block's
+        // bf16 rows once into fp32 instead of in every band's tiles (two ALU operations per weight vector, on the FMA
+        // ports). One band (decode) streams the bf16 rows as they are: half the bytes, each widened once anyway.
+        if (M > kDotMR) {
+          float* panel = scratch(panel_buf, size_t(NB * K));
+          if (nb != widened_nb) {
+            for (int64_t n = n0; n < n1; n++) widen_row(panel + (n - n0) * K, w + n * K, K);
+            widened_nb = nb;
+          }
+          dot_rows(out + n0, N, x, K, panel, K, bias ? bias + n0 : nullptr, m0, m1, 0, n1 - n0, K);
+          continue;
+        }
+      }
       dot_rows(out, N, x, K, w, K, bias, m0, m1, n0, n1, K);
     }
   });
@@ -39,19 +56,27 @@ void forward(float* out /*(M,N)*/, const float* x /*(M,K)*/, const W* w /*(N,K)*
 template <class B>
 void accumulate_product(float* out /*(I,L)*/, const float* coef, int64_t csi, int64_t csj, const B* b /*(J,L)*/,
                         int64_t I, int64_t J, int64_t L) {
-  const int64_t IB = 64, LB = 256, JB = 256;
-  const int64_t iblocks = ceil_div(I, IB), lblocks = ceil_div(L, LB);
+  const int64_t IB = 64, JB = 128;
+  const int64_t iblocks = ceil_div(I, IB);
+  const int64_t LB = backward_column_block(L, iblocks, cpu_thread_count());
+  const int64_t lblocks = ceil_div(L, LB);
   const double work = 2.0 * double(std::min(IB, I)) * double(std::min(LB, L)) * double(J);
   parallel_for(iblocks * lblocks, grain_for(work), [&](int64_t t0, int64_t t1) {
-    thread_local std::vector<float> buf;
+    thread_local std::vector<float> buf, panel_buf;
     float* acc = scratch(buf, size_t(IB * LB));
+    // b's (JB x LB) slice copied as fp32, rows one cache line apart beyond their length: every axpy tile of the
+    // block walks down it, so it is widened (bf16) once per block instead of once per tile, and its rows do not
+    // pile into a few L1 sets (b's own row stride is a multiple of 1 KiB at hidden sizes 768 and 2048).
+    const int64_t ldp = LB + kLanes;
+    float* panel = scratch(panel_buf, size_t(JB * ldp));
     for (int64_t t = t0; t < t1; t++) {
       const int64_t i0 = (t / lblocks) * IB, i1 = std::min(I, i0 + IB);
       const int64_t l0 = (t % lblocks) * LB, l1 = std::min(L, l0 + LB);
       std::fill(acc, acc + IB * LB, 0.0f);
-      for (int64_t j0 = 0; j0 < J; j0 += JB) {  // j blocks keep the b slice (JB x LB) in L2
+      for (int64_t j0 = 0; j0 < J; j0 += JB) {
         const int64_t j1 = std::min(J, j0 + JB);
-        axpy_rows(acc, LB, coef + i0 * csi + j0 * csj, csi, csj, b + j0 * L + l0, L, i1 - i0, j1 - j0, l1 - l0);
+        for (int64_t j = j0; j < j1; j++) widen_row(panel + (j - j0) * ldp, b + j * L + l0, l1 - l0);
+        axpy_rows(acc, LB, coef + i0 * csi + j0 * csj, csi, csj, panel, ldp, i1 - i0, j1 - j0, l1 - l0);
       }
       for (int64_t i = i0; i < i1; i++) {
         float* o = out + i * L;

@@ -96,6 +96,14 @@ void round_rows_bf16(float* dst, int64_t ldd, const float* src, int64_t rows, in
   });
 }
 
+// Rows of dx per backward task: all of a training micro-batch (up to 256 rows) in one block, so that each column
+// block of W is decoded once, not once per 128 rows (a pair's micro-batch has ~150-180 rows); larger M in even
+// blocks of at most 256. A multiple of the axpy tile's rows where M allows.
+int64_t backward_row_block(int64_t M) {
+  const int64_t blocks = ceil_div(M, 256);
+  return std::min(M, round_up(ceil_div(M, blocks), kAxpyIR));
+}
+
 }  // namespace
 
 // The output stays fp32 as ops.h specifies; the reference's cuBLAS GEMM writes bf16
@@ -153,33 +161,41 @@ void matmul_nf4_backward_input(float* dx /*(M,K)*/, const float* dout /*(M,N)*/,
   if (M <= 0 || N <= 0 || K <= 0) return;
   std::vector<float> absmax_tmp;
   const float* absmax = nf4_absmax(w, absmax_tmp);
-  thread_local std::vector<float> db_buf;  // bf16(dout) (M,N), persists per calling thread
-  float* db = scratch(db_buf, size_t(M * N));
-  round_rows_bf16(db, N, dout, M, N);
+  // bf16(dout) (M,N) in rows of ldb floats, persists per calling thread. The axpy tiles broadcast from IB rows of it
+  // at once; with a row stride of a multiple of 4 KiB (N = 2048) those rows all fall in the same few L1 sets and
+  // evict each other, so the stride is padded by one cache line.
+  const int64_t ldb = round_up(N, kLanes) + kLanes;
+  thread_local std::vector<float> db_buf;
+  float* db = scratch(db_buf, size_t(M * ldb));
+  round_rows_bf16(db, ldb, dout, M, N);
 
   // Tasks own (IB rows of dx) x (LB columns of dx). Each decodes W[:, its columns] JB rows at a time and adds
   // bf16(dout[m,n]) * W[n,k] for n = 0..N-1 in order into a zeroed accumulator, then dx += accumulator:
   // the same sequence for every element whatever the split.
-  const int64_t IB = 128, LB = 256, JB = 64;
-  const int64_t iblocks = ceil_div(M, IB), lblocks = ceil_div(K, LB);
+  const int64_t IB = backward_row_block(M), JB = 64;
+  const int64_t iblocks = ceil_div(M, IB);
+  const int64_t LB = backward_column_block(K, iblocks, cpu_thread_count());
+  const int64_t lblocks = ceil_div(K, LB);
   const double work = 2.0 * double(std::min<int64_t>(IB, M)) * double(std::min(LB, K)) * double(N);
   parallel_for(iblocks * lblocks, grain_for(work), [&](int64_t t0, int64_t t1) {
     thread_local std::vector<float> acc_buf, w_buf;
     float* acc = scratch(acc_buf, size_t(IB * LB));
-    float* wb = scratch(w_buf, size_t(JB * LB));
+    // Decoded rows one cache line apart beyond their length: at 256 columns (1 KiB) the JB rows an axpy tile walks
+    // down would share a quarter of the L1 sets.
+    float* wb = scratch(w_buf, size_t(JB * (LB + kLanes)));
     for (int64_t t = t0; t < t1; t++) {
       const int64_t i0 = (t / lblocks) * IB, i1 = std::min<int64_t>(M, i0 + IB);
       const int64_t l0 = (t % lblocks) * LB, l1 = std::min(K, l0 + LB);
-      const int64_t L = l1 - l0, Lp = round_up(L, kLanes);
+      const int64_t L = l1 - l0, Lp = round_up(L, kLanes), ldw = Lp + kLanes;
       std::fill(acc, acc + IB * Lp, 0.0f);
       for (int64_t j0 = 0; j0 < N; j0 += JB) {
         const int64_t j1 = std::min(N, j0 + JB);
         for (int64_t n = j0; n < j1; n++) {
-          float* row = wb + (n - j0) * Lp;
+          float* row = wb + (n - j0) * ldw;
           decode_bf16(row, w, absmax, n * K + l0, L);
           std::fill(row + L, row + Lp, 0.0f);
         }
-        axpy_rows(acc, Lp, db + i0 * N + j0, /*csi=*/N, /*csj=*/1, wb, Lp, i1 - i0, j1 - j0, Lp);
+        axpy_rows(acc, Lp, db + i0 * ldb + j0, /*csi=*/ldb, /*csj=*/1, wb, ldw, i1 - i0, j1 - j0, Lp);
       }
       for (int64_t i = i0; i < i1; i++) {
         float* o = dx + i * K;

@@ -243,5 +243,22 @@ inline void axpy_rows(float* acc, int64_t lda, const float* coef, int64_t csi, i
   if (l < L) axpy_tail(acc + l, lda, coef, csi, csj, b + l, ldb, I, J, L - l);
 }
 
+// Columns per task of a gradient product (out (I, L) in blocks of IB rows x LB columns): at most 256 (the
+// accumulator stays in L2), a multiple of the axpy tile's width, and few enough that every thread gets at least two
+// tasks. L = 768 in blocks of 256 on 2 threads was 3 tasks: one thread ran two, the other one and then waited.
+// Only the split depends on it: every element is the same sequential sum over j.
+inline int64_t backward_column_block(int64_t L, int64_t row_blocks, int threads) {
+  const int64_t want = std::max(ceil_div(L, 256), ceil_div(2 * int64_t(std::max(threads, 1)), row_blocks));
+  return std::max<int64_t>(kAxpyCols, round_up(ceil_div(L, want), kAxpyCols));
+}
+
+// dst[0, n) = b[0, n) as fp32 (bf16 widened exactly).
+template <class B>
+inline void widen_row(float* dst, const B* b, int64_t n) {
+  int64_t l = 0;
+  for (; l + kLanes <= n; l += kLanes) store16(dst + l, load16(b + l));
+  for (; l < n; l++) dst[l] = widen(b[l]);
+}
+
 }  // namespace DPO_KERNEL_NS
 }  // namespace dpo::cpu

@@ -104,10 +104,12 @@ DPO_HD uint8_t quantize_2d(const float* code, float x, bool is_signed) {
 // term has still the same sign after quantization": a code whose sign differs from m's moves one step towards m's
 // sign, in uint8 arithmetic (0 - 1 wraps to 255). An all-zero block (absmax1' = 0) gives 0/0 = NaN -> index 0 ->
 // 255 by the sign fix, which dequantizes to 1.0 * 0.
-DPO_HD uint8_t bnb8_code1(const float* q1, float m, float absmax1) {
-  uint8_t c = quantize_2d(q1, fp::div(m, absmax1), true);
+DPO_HD uint8_t bnb8_sign_fix(const float* q1, float m, uint8_t c) {
   if (fp::sign(q1[c]) != fp::sign(m)) c = uint8_t(m > 0.0f ? c + 1 : c - 1);
   return c;
+}
+DPO_HD uint8_t bnb8_code1(const float* q1, float m, float absmax1) {
+  return bnb8_sign_fix(q1, m, quantize_2d(q1, fp::div(m, absmax1), true));
 }
 
 // v >= 0 needs no sign fix; an all-zero block's NaN stays at index 0.

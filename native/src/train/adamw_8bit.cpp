@@ -12,6 +12,7 @@
 #include "quant/nf4.h"
 #include "train/adam_math.h"
 #include "train/optimizer.h"
+#include "train/quantize_2d_count.h"
 
 namespace dpo {
 
@@ -100,6 +101,9 @@ void cpu::adamw_bnb8bit_step(float* param, uint8_t* state1, uint8_t* state2, flo
   const float* q1 = dynamic_map_signed();    // m: signed dynamic map
   const float* q2 = dynamic_map_unsigned();  // v: unsigned dynamic map
   const int64_t blocks = (n + kAdam8bitBlockSize - 1) / kAdam8bitBlockSize;
+#if defined(__AVX512F__)
+  static const adam::OddCodes odd1(q1), odd2(q2);  // the maps never change
+#endif
   parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) {
     float m[kAdam8bitBlockSize], v[kAdam8bitBlockSize];  // the block's updated fp32 state (pass 1 -> pass 2)
     for (int64_t b = b0; b < b1; b++) {
@@ -130,8 +134,13 @@ void cpu::adamw_bnb8bit_step(float* param, uint8_t* state1, uint8_t* state2, flo
       // Pass 2: parameter step, then requantize with the new absmax.
       for (int64_t j = 0; j < len; j++) {
         if (std::isfinite(g[j])) p[j] = adam::bnb8_param(p[j], m[j], v[j], s);
+#if defined(__AVX512F__)
+        c1[j] = adam::bnb8_sign_fix(q1, m[j], adam::quantize_2d_count(q1, odd1, fp::div(m[j], max1), true));
+        c2[j] = adam::quantize_2d_count(q2, odd2, fp::div(v[j], max2), false);
+#else
         c1[j] = adam::bnb8_code1(q1, m[j], max1);
         c2[j] = adam::bnb8_code2(q2, v[j], max2);
+#endif
       }
     }
   });

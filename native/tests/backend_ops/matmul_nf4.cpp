@@ -93,15 +93,9 @@ void nf4_backward_case(const OpContext& ctx, Backend* g, int M, int K, int N, Nf
   const Nf4Matrix w = make_nf4(N, K, t, seed);
   const vector<float> wq = nf4_weights_bf16(w);
   const vector<float> dout70 = randu(size_t(70) * N, -2, 2, seed + 1), dx70 = randu(size_t(70) * K, -1, 1, seed + 2);
-  const vector<float> dout = rows_of(dout70, 0, M, N), dx0 = rows_of(dx70, 0, M, K), db = bf16_all(dout);
-  vector<double> ref = to_d(dx0), scale(dx0.size());
-  for (size_t i = 0; i < dx0.size(); i++) scale[i] = std::fabs(dx0[i]);
-  for (int m = 0; m < M; m++)
-    for (int n = 0; n < N; n++)
-      for (int k = 0; k < K; k++) {
-        const double p = double(db[size_t(m) * N + n]) * wq[size_t(n) * K + k];
-        ref[size_t(m) * K + k] += p, scale[size_t(m) * K + k] += std::fabs(p);
-      }
+  const vector<float> dout = rows_of(dout70, 0, M, N), dx0 = rows_of(dx70, 0, M, K);
+  vector<double> ref, scale;
+  ref_matmul_dx(ref, scale, dx0, bf16_all(dout), wq, M, K, N);
   const std::string d = dims(M, K, N) + " " + dtype_name(t);
   for (const Target& tg : ctx.hosts())
     check_scaled(tg.name + " nf4 dx " + d, run_nf4_backward(*tg.be, dout, w, dx0, M), ref, scale, kTolRef);
