@@ -139,15 +139,15 @@ void matmul_nf4_forward(float* out /*(M,N)*/, const float* x /*(M,K)*/, const Nf
       const int64_t nb = t / mblocks, mb = t % mblocks;
       const int64_t n0 = nb * NB, n1 = std::min(N, n0 + NB);
       const int64_t m0 = mb * MB, m1 = std::min<int64_t>(M, m0 + MB);
-      if (nb != decoded_nb && K % kNf4BlockSize == 0) {  // whole blocks, rows back to back (Kp == K)
-        decode_rows_of_blocks(wb, w, absmax, n0 * (K / kNf4BlockSize), (n1 - n0) * (K / kNf4BlockSize));
-        decoded_nb = nb;
-      }
       if (nb != decoded_nb) {  // consecutive tasks of one chunk share the decoded rows
-        for (int64_t n = n0; n < n1; n++) {
-          float* row = wb + (n - n0) * Kp;
-          decode_bf16(row, w, absmax, n * K, K);
-          std::fill(row + K, row + Kp, 0.0f);
+        if (K % kNf4BlockSize == 0) {  // whole blocks, rows back to back (Kp == K)
+          decode_rows_of_blocks(wb, w, absmax, n0 * (K / kNf4BlockSize), (n1 - n0) * (K / kNf4BlockSize));
+        } else {
+          for (int64_t n = n0; n < n1; n++) {
+            float* row = wb + (n - n0) * Kp;
+            decode_bf16(row, w, absmax, n * K, K);
+            std::fill(row + K, row + Kp, 0.0f);
+          }
         }
         decoded_nb = nb;
       }

@@ -92,6 +92,17 @@ uint8_t nf4_code(float x) {
 
 size_t Nf4Matrix::bytes() const { return packed.size() + absmax_q.size() + absmax2.size() * sizeof(float); }
 
+// The fp32 absmax cache and the fast-path flags derived from it (docs/cpu-kernels.md#the-bf16-dot-gemv,
+// #the-fp16-table-by-float-adds): both constructors end here, once the double-quantized parts are set.
+namespace {
+void fill_absmax_cache(Nf4Matrix& m) {
+  m.absmax.resize(size_t(m.blocks()));
+  nf4_dequantize_absmax(m, m.absmax.data());
+  m.bf16_dot_exact = nf4_scales_in_bf16_dot_range(m.absmax.data(), m.blocks());
+  m.fp16_table_normal = m.dtype == Nf4StorageDType::F16 && nf4_scales_fp16_table_normal(m.absmax.data(), m.blocks());
+}
+}  // namespace
+
 Nf4Matrix nf4_quantize(const float* w, int64_t rows, int64_t cols, Nf4StorageDType dtype) {
   if (rows < 0 || cols < 0) fail(ErrorCode::BadInput, "nf4_quantize: negative shape");
   Nf4Matrix m;
@@ -161,10 +172,7 @@ Nf4Matrix nf4_quantize(const float* w, int64_t rows, int64_t cols, Nf4StorageDTy
     for (int64_t b = b0; b < b1; b++) m.absmax_q[size_t(b)] = dynamic_code(code8, absmax[size_t(b)] * inv);
   }
 
-  m.absmax.resize(size_t(blocks));
-  nf4_dequantize_absmax(m, m.absmax.data());
-  m.bf16_dot_exact = nf4_scales_in_bf16_dot_range(m.absmax.data(), m.blocks());
-  m.fp16_table_normal = m.dtype == Nf4StorageDType::F16 && nf4_scales_fp16_table_normal(m.absmax.data(), m.blocks());
+  fill_absmax_cache(m);
   return m;
 }
 
@@ -188,10 +196,7 @@ Nf4Matrix nf4_from_parts(int64_t rows, int64_t cols, std::vector<uint8_t> packed
     for (int i = 0; i < 256; i++) same = same && f32_bits(nested_code[i]) == f32_bits(builtin[i]);
     if (!same) m.nested_code.assign(nested_code, nested_code + 256);
   }
-  m.absmax.resize(size_t(m.blocks()));
-  nf4_dequantize_absmax(m, m.absmax.data());
-  m.bf16_dot_exact = nf4_scales_in_bf16_dot_range(m.absmax.data(), m.blocks());
-  m.fp16_table_normal = m.dtype == Nf4StorageDType::F16 && nf4_scales_fp16_table_normal(m.absmax.data(), m.blocks());
+  fill_absmax_cache(m);
   return m;
 }
 

@@ -71,7 +71,7 @@ Nf4Matrix nf4_from_parts(int64_t rows, int64_t cols, std::vector<uint8_t> packed
 // docs/cpu-kernels.md#the-bf16-dot-gemv: true when every dequantized absmax a is 0 or finite with
 // 2^-46 <= |a| <= 2^15, so every decoded weight is 0, or a finite bf16 value with 2^-50 <= |w| <= 2^15.
 bool nf4_scales_in_bf16_dot_range(const float* absmax, int64_t blocks);
-// docs/cpu-kernels.md#the-register-paths-fp16-table: true when every dequantized absmax a is a float with
+// docs/cpu-kernels.md#the-fp16-table-by-float-adds: true when every dequantized absmax a is a float with
 // 2^-10 <= a <= 2^15 (positive, finite), so every nonzero entry of a block's table NF4[i] * a is a normal fp16 value.
 bool nf4_scales_fp16_table_normal(const float* absmax, int64_t blocks);
 // Every v[i] is 0 or lo <= |v[i]| <= hi (false when one is NaN); also the bf16-dot GEMV's per-call check of x.

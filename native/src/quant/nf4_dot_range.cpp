@@ -1,6 +1,7 @@
-// The scale ranges of the CPU's NF4 GEMV fast paths (docs/cpu-kernels.md#the-bf16-dot-gemv): inside it every decoded
-// weight is 0 or a normal bf16 value no smaller than 2^-50 and no larger than 2^15, which with the same bounds on x
-// keeps every product and partial sum of a dot clear of subnormals and overflow.
+// The scale ranges of the CPU's NF4 GEMV fast paths. The bf16-dot one (docs/cpu-kernels.md#the-bf16-dot-gemv): every
+// decoded weight is 0 or a normal bf16 value no smaller than 2^-50 and no larger than 2^15, which with the same bounds
+// on x keeps every product and partial sum of a dot clear of subnormals and overflow. The fp16 table's
+// (#the-fp16-table-by-float-adds): every nonzero table entry is a normal fp16 value.
 #include <cmath>
 
 #include "nf4.h"
