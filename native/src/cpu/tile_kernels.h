@@ -66,8 +66,8 @@ inline void dot_tile(float* out, int64_t ldo, const float* x, int64_t ldx, const
   for (int h = 0; h < kParts; h++) {
     f32part acc[MR][NR];
     for (int i = 0; i < MR; i++)
-      for (int j = 0; j < NR; j++) acc[i][j] = ls.resume ? load_part(ls.lanes + (i * ls.ld + j) * kLanes + h * kPartLanes)
-                                                         : f32part{};
+      for (int j = 0; j < NR; j++)
+        acc[i][j] = ls.resume ? load_part(ls.lanes + (i * ls.ld + j) * kLanes + h * kPartLanes) : f32part{};
     for (int64_t k = h * kPartLanes; k < kfull; k += kLanes) {
       f32part wv[NR];
       for (int j = 0; j < NR; j++) {
