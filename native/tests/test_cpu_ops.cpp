@@ -194,6 +194,44 @@ TEST_CASE(matmul_nf4_register_path_equals_tiled_path) {
   set_cpu_thread_count(0);
 }
 
+TEST_CASE(matmul_nf4_long_rows_in_chunks_give_the_same_bits) {
+  // Rows longer than 1536 run in chunks of K with the tiles' lane sums parked between chunks
+  // (docs/cpu-kernels.md#tiles): each output must be the one lane sum over all of K, so the fp32 matmul of bf16(x)
+  // and the decoded weights (never chunked) gives the same bits; so does each row alone (the register path when
+  // K % 64 == 0), any slice of the batch and 1-3 threads. K: a multiple of 64 split evenly (1664, 2048), unevenly
+  // (4864: 4 chunks of 1024 and one of 768), not a multiple of 64 (1600, and 1543 with a 16-lane tail); M with
+  // leftover bands (13, 203: two row blocks); N not a multiple of the tile; every storage dtype, bias or none.
+  const int shapes[][3] = {{13, 1664, 37}, {9, 1600, 10}, {203, 2048, 6}, {13, 4864, 9}, {11, 1543, 5}};
+  uint32_t seed = 9100;
+  for (auto& s : shapes) {
+    const int M = s[0], K = s[1], N = s[2];
+    for (auto dt : {Nf4StorageDType::F16, Nf4StorageDType::BF16, Nf4StorageDType::F32}) {
+      const auto wf = randn(size_t(N) * K, 0.05f, seed++);
+      const Nf4Matrix w = nf4_quantize(wf.data(), N, K, dt);
+      const auto x = randu(size_t(M) * K, -2, 2, seed++), bias = randu(size_t(N), -1, 1, seed++);
+      const float* b = dt == Nf4StorageDType::BF16 ? nullptr : bias.data();
+      vector<float> want(size_t(M) * N);
+      cpu::matmul_forward(want.data(), bf16_all(x).data(), nf4_weights_bf16(w).data(), b, M, K, N);
+      for (int threads : {1, 2, 3}) {
+        set_cpu_thread_count(threads);
+        vector<float> all(size_t(M) * N, NAN);
+        cpu::matmul_nf4_forward(all.data(), x.data(), w, b, M);
+        CHECK(same_bits(all.data(), want.data(), all.size()));
+        for (int g : {1, 7}) {
+          const int m0 = (M - g) / 2;
+          vector<float> part(size_t(g) * N, NAN);
+          cpu::matmul_nf4_forward(part.data(), x.data() + size_t(m0) * K, w, b, g);
+          CHECK(same_bits(part.data(), want.data() + size_t(m0) * N, part.size()));
+        }
+      }
+      vector<double> ref, scale;
+      ref_matmul(ref, &scale, to_d(bf16_all(x)), to_d(nf4_weights_bf16(w)), b ? to_d(bias).data() : nullptr, M, K, N);
+      check_scaled("nf4 chunked rows vs bf16 ref", want.data(), ref.data(), scale.data(), want.size(), 1e-5);
+    }
+  }
+  set_cpu_thread_count(0);
+}
+
 TEST_CASE(nf4_block_table_equals_scalar_rounding) {
   // The decode GEMV's block table skips the NaN arm of the bf16 rounding when the block's absmax is finite
   // (docs/cpu-kernels.md); with or without it, every entry must be the scalar double rounding of table * absmax,
@@ -226,7 +264,7 @@ TEST_CASE(nf4_block_table_equals_scalar_rounding) {
 TEST_CASE(matmul_bf16_weights_equal_fp32_weights) {
   // A bf16 weight matrix (lm_head of a bf16 checkpoint) gives the same bits as its exact fp32 widening, forward and
   // input gradient, at decode and scoring shapes (K with and without a 16-lane tail), and matches the double reference.
-  const int shapes[][3] = {{1, 896, 300}, {3, 64, 1000}, {70, 100, 33}, {5, 13, 7}};
+  const int shapes[][3] = {{1, 896, 300}, {3, 64, 1000}, {70, 100, 33}, {70, 100, 133}, {5, 13, 7}};
   uint32_t seed = 6000;
   for (auto& s : shapes) {
     const int M = s[0], K = s[1], N = s[2];

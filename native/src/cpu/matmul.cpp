@@ -19,6 +19,18 @@ template <class W>
 void forward(float* out /*(M,N)*/, const float* x /*(M,K)*/, const W* w /*(N,K)*/, const float* bias /*(N) or null*/,
              int M, int K, int N) {
   if (M <= 0 || N <= 0) return;
+  // x copied once into rows 64-byte aligned and one cache line longer than K rounded up to 16 (ldx): a caller's
+  // rows start 16 bytes into a cache line (every 16-float load of them straddled two lines), and at K = 768 their
+  // 3 KiB stride put a tile's 6 rows in two L1 sets (docs/cpu-kernels.md#tiles). Worth it once the weights are wide
+  // enough to reuse each row many times; the tiles read only columns < K, so the padding stays unwritten.
+  const bool copy_x = M > 1 && N >= 64 && K >= kLanes;
+  const int64_t ldx = copy_x ? round_up(K, kLanes) + kLanes : K;
+  if (copy_x) {
+    thread_local std::vector<float> xc_buf;
+    float* xc = scratch(xc_buf, size_t(M * ldx));
+    for (int64_t m = 0; m < M; m++) std::copy(x + m * K, x + (m + 1) * K, xc + m * ldx);
+    x = xc;
+  }
   // Blocks: ~256 KB of w per task so it stays in L2 while every x row of the block streams past it.
   const int64_t NB = weight_block_rows(N, (65536 / std::max(K, 1)) / kDotNR * kDotNR, cpu_thread_count());
   const int64_t MB = 64;
@@ -36,16 +48,17 @@ void forward(float* out /*(M,N)*/, const float* x /*(M,K)*/, const W* w /*(N,K)*
         // bf16 rows once into fp32 instead of in every band's tiles (two ALU operations per weight vector, on the FMA
         // ports). One band (decode) streams the bf16 rows as they are: half the bytes, each widened once anyway.
         if (M > kDotMR) {
-          float* panel = scratch(panel_buf, size_t(NB * K));
+          const int64_t ldp = round_up(K, kLanes) + kLanes;  // padded as x is
+          float* panel = scratch(panel_buf, size_t(NB * ldp));
           if (nb != widened_nb) {
-            for (int64_t n = n0; n < n1; n++) widen_row(panel + (n - n0) * K, w + n * K, K);
+            for (int64_t n = n0; n < n1; n++) widen_row(panel + (n - n0) * ldp, w + n * K, K);
             widened_nb = nb;
           }
-          dot_rows(out + n0, N, x, K, panel, K, bias ? bias + n0 : nullptr, m0, m1, 0, n1 - n0, K);
+          dot_rows(out + n0, N, x, ldx, panel, ldp, bias ? bias + n0 : nullptr, m0, m1, 0, n1 - n0, K);
           continue;
         }
       }
-      dot_rows(out, N, x, K, w, K, bias, m0, m1, n0, n1, K);
+      dot_rows(out, N, x, ldx, w, K, bias, m0, m1, n0, n1, K);
     }
   });
 }

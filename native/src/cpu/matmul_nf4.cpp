@@ -87,14 +87,42 @@ void decode_rows_of_blocks(float* out, const Nf4Matrix& w, const float* absmax, 
 }
 
 // dst (rows, ldd) = bf16(src (rows, cols)), columns cols..ldd-1 zeroed (zero padding adds exact zeros to lanes).
+// 16 lanes at a time (round_bf16_x16 is the scalar rounding bit for bit, NaN arm included): the scalar loop was
+// 1.4-1.6% of a training step (docs/cpu-kernels.md#tiles).
 void round_rows_bf16(float* dst, int64_t ldd, const float* src, int64_t rows, int64_t cols) {
   parallel_for(rows, grain_for(double(ldd)), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; r++) {
-      for (int64_t c = 0; c < cols; c++) dst[r * ldd + c] = round_bf16(src[r * cols + c]);
-      for (int64_t c = cols; c < ldd; c++) dst[r * ldd + c] = 0.0f;
+      float* d = dst + r * ldd;
+      const float* s = src + r * cols;
+      int64_t c = 0;
+      for (; c + kLanes <= cols; c += kLanes) store16(d + c, round_bf16_x16(load16(s + c)));
+      for (; c < cols; c++) d[c] = round_bf16(s[c]);
+      std::fill(d + cols, d + ldd, 0.0f);
     }
   });
 }
+
+// Columns [k0, k1) (k1 <= Kp; k0 a multiple of 64) of W's rows n0..n1 into rows of ldw floats at out, bf16-valued,
+// columns at or past K zeroed. Whole blocks through decode_rows_of_blocks when K is a multiple of 64.
+void decode_row_columns(float* out, int64_t ldw, const Nf4Matrix& w, const float* absmax, int64_t n0, int64_t n1,
+                        int64_t k0, int64_t k1) {
+  const int64_t K = w.cols;
+  for (int64_t n = n0; n < n1; n++) {
+    float* row = out + (n - n0) * ldw;
+    if (K % kNf4BlockSize == 0) {
+      const int64_t row_blocks = K / kNf4BlockSize;
+      decode_rows_of_blocks(row, w, absmax, n * row_blocks + k0 / kNf4BlockSize, (k1 - k0) / kNf4BlockSize);
+    } else {
+      const int64_t len = std::max<int64_t>(0, std::min(K, k1) - k0);
+      decode_bf16(row, w, absmax, n * K + k0, len);
+      std::fill(row + len, row + (k1 - k0), 0.0f);
+    }
+  }
+}
+
+// Rows of the NF4 forward's x longer than kLongRow floats are run in chunks of about kRowChunk columns, in tasks of
+// at most kChunkedRows x rows (docs/cpu-kernels.md#tiles).
+constexpr int64_t kLongRow = 1536, kRowChunk = 1024, kChunkedRows = 192;
 
 // Rows of dx per backward task: all of a training micro-batch (up to 256 rows) in one block, so that each column
 // block of W is decoded once, not once per 128 rows (a pair's micro-batch has ~150-180 rows); larger M in even
@@ -117,41 +145,51 @@ void matmul_nf4_forward(float* out /*(M,N)*/, const float* x /*(M,K)*/, const Nf
     return;
   }
   // bf16(x) once, rows padded to Kp with zeros; the buffer persists per calling thread (no page faults per call).
+  // For the tiled path each row is one cache line longer still (ldx): at K = 768 or 2048 (row strides of 3 or 8 KiB)
+  // a tile's 6 x rows otherwise sit in 2 or 1 L1 sets and evict each other (docs/cpu-kernels.md#tiles). The
+  // register path reads rows of exactly K (it takes M <= kGemvMaxRows).
+  const int64_t ldx = M <= kGemvMaxRows ? Kp : Kp + kLanes;
   thread_local std::vector<float> xb_buf;
-  float* xb = scratch(xb_buf, size_t(M * Kp));
-  round_rows_bf16(xb, Kp, x, M, K);
+  float* xb = scratch(xb_buf, size_t(M * ldx));
+  round_rows_bf16(xb, ldx, x, M, K);
   if (matmul_nf4_gemv(out, xb, w, bias, M)) return;  // a few rows: decode in registers, same bits
   std::vector<float> absmax_tmp;
   const float* absmax = nf4_absmax(w, absmax_tmp);
 
   // A task decodes NB weight rows (~192 KB, L2-resident) and runs up to MB x rows against them. Only the split of
   // independent outputs depends on the sizes; every dot is the same dot_tile lane sum over Kp.
-  const int64_t NB = weight_block_rows(N, (49152 / Kp) / kDotNR * kDotNR, cpu_thread_count());
-  const int64_t MB = std::max<int64_t>(kDotMR, (131072 / Kp) / kDotMR * kDotMR);
+  // Long rows (the 0.42B model's down projection, K = 4864) go in chunks of KC columns: the task's x rows over one
+  // chunk stay in L2 and a band's in L1, where whole rows of all the x rows (152 x 19 KiB) came from L3 for every 8
+  // weight rows; the tiles park their lane sums between chunks (LaneSums, docs/cpu-kernels.md#tiles).
+  const int64_t chunks = Kp > kLongRow ? ceil_div(Kp, kRowChunk) : 1;
+  const int64_t KC = chunks == 1 ? Kp : round_up(ceil_div(Kp, chunks), kNf4BlockSize);
+  const int64_t NB = weight_block_rows(N, (49152 / KC) / kDotNR * kDotNR, cpu_thread_count());
+  const int64_t MB = chunks == 1 ? std::max<int64_t>(kDotMR, (131072 / Kp) / kDotMR * kDotMR)
+                                 : round_up(ceil_div(M, ceil_div(M, kChunkedRows)), kDotMR);
   const int64_t nblocks = ceil_div(N, NB), mblocks = ceil_div(M, MB);
   const double work = 2.0 * double(std::min<int64_t>(MB, M)) * double(std::min(NB, N)) * double(K) +
                       4.0 * double(std::min(NB, N)) * double(K);
   parallel_for(nblocks * mblocks, grain_for(work), [&](int64_t t0, int64_t t1) {
-    thread_local std::vector<float> buf;
-    float* wb = scratch(buf, size_t(NB * Kp));
+    thread_local std::vector<float> buf, park_buf;
+    // Decoded rows one cache line apart beyond KC, for the same reason as ldx.
+    const int64_t ldw = KC + kLanes;
+    float* wb = scratch(buf, size_t(NB * ldw));
+    float* park = chunks == 1 ? nullptr : scratch(park_buf, size_t(MB * NB * kLanes));
     int64_t decoded_nb = -1;
     for (int64_t t = t0; t < t1; t++) {
       const int64_t nb = t / mblocks, mb = t % mblocks;
       const int64_t n0 = nb * NB, n1 = std::min(N, n0 + NB);
       const int64_t m0 = mb * MB, m1 = std::min<int64_t>(M, m0 + MB);
-      if (nb != decoded_nb) {  // consecutive tasks of one chunk share the decoded rows
-        if (K % kNf4BlockSize == 0) {  // whole blocks, rows back to back (Kp == K)
-          decode_rows_of_blocks(wb, w, absmax, n0 * (K / kNf4BlockSize), (n1 - n0) * (K / kNf4BlockSize));
-        } else {
-          for (int64_t n = n0; n < n1; n++) {
-            float* row = wb + (n - n0) * Kp;
-            decode_bf16(row, w, absmax, n * K, K);
-            std::fill(row + K, row + Kp, 0.0f);
-          }
+      for (int64_t k0 = 0; k0 < Kp; k0 += KC) {
+        const int64_t k1 = std::min(Kp, k0 + KC);
+        if (chunks > 1 || nb != decoded_nb) {  // consecutive tasks of one chunk share whole decoded rows
+          decode_row_columns(wb, ldw, w, absmax, n0, n1, k0, k1);
+          decoded_nb = nb;
         }
-        decoded_nb = nb;
+        const LaneSums ls{park, NB, /*resume=*/k0 > 0, /*finish=*/k1 == Kp};
+        dot_rows(out + m0 * N + n0, N, xb + m0 * ldx + k0, ldx, wb, ldw, bias ? bias + n0 : nullptr, 0, m1 - m0, 0,
+                 n1 - n0, k1 - k0, chunks == 1 ? LaneSums{} : ls);
       }
-      dot_rows(out + n0, N, xb, Kp, wb, Kp, bias ? bias + n0 : nullptr, m0, m1, 0, n1 - n0, Kp);
     }
   });
 }

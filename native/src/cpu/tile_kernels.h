@@ -23,6 +23,23 @@ constexpr int kDotMR = 4, kDotNR = 3;
 constexpr int kDotMR = 2, kDotNR = 2;
 #endif
 
+// Where a tile keeps its lane sums between chunks of K (the NF4 forward at long K, docs/cpu-kernels.md#tiles). The
+// default is the whole of K in one go: start from zero, reduce at the end. Otherwise the tile gets one chunk of K (x
+// and w point at its first column, K its length: a multiple of 16 unless `finish`), starts from the sums parked at
+// `lanes` when `resume`, and either parks them again (16 floats per output, output (i, j) at lanes + (i * ld + j) *
+// 16) or, when `finish`, reduces them. Parking is a plain store and load, so each lane's chain is the same fused
+// multiply-add chain over increasing k as in one go.
+struct LaneSums {
+  float* lanes = nullptr;
+  int64_t ld = 0;
+  bool resume = false, finish = true;
+  LaneSums at(int64_t i, int64_t j) const {
+    LaneSums s = *this;
+    if (lanes) s.lanes = lanes + (i * ld + j) * kLanes;
+    return s;
+  }
+};
+
 // out[i*ldo + j] = dot16-style sum_k x[i*ldx + k] * w[j*ldw + k] (+ bias[j]) for i < MR, j < NR.
 // Lane l of every output sums k = l, l+16, ... in increasing k, the tail goes to lanes 0.., then reduce16:
 // exactly dot16(), so a row's result is identical in a 1x1 tile and in a MRxNR tile.
@@ -43,13 +60,14 @@ inline f32part load_part(const uint16_t* p) {
 // The AVX form: the same lane sums as below, computed one 8-lane half at a time over the whole of K.
 template <int MR, int NR, class W>
 inline void dot_tile(float* out, int64_t ldo, const float* x, int64_t ldx, const W* w, int64_t ldw, int64_t K,
-                     const float* bias) {
+                     const float* bias, const LaneSums& ls = {}) {
   f32x16 acc16[MR][NR];
   const int64_t kfull = K / kLanes * kLanes;
   for (int h = 0; h < kParts; h++) {
     f32part acc[MR][NR];
     for (int i = 0; i < MR; i++)
-      for (int j = 0; j < NR; j++) acc[i][j] = f32part{};
+      for (int j = 0; j < NR; j++)
+        acc[i][j] = ls.resume ? load_part(ls.lanes + (i * ls.ld + j) * kLanes + h * kPartLanes) : f32part{};
     for (int64_t k = h * kPartLanes; k < kfull; k += kLanes) {
       f32part wv[NR];
       for (int j = 0; j < NR; j++) {
@@ -64,6 +82,11 @@ inline void dot_tile(float* out, int64_t ldo, const float* x, int64_t ldx, const
     }
     for (int i = 0; i < MR; i++)
       for (int j = 0; j < NR; j++) acc16[i][j].p[h] = acc[i][j];
+  }
+  if (!ls.finish) {
+    for (int i = 0; i < MR; i++)
+      for (int j = 0; j < NR; j++) store16(ls.lanes + (i * ls.ld + j) * kLanes, acc16[i][j]);
+    return;
   }
   for (int i = 0; i < MR; i++)
     for (int j = 0; j < NR; j++) {
@@ -100,10 +123,10 @@ inline __m128 reduce16x4(f32x16 a, f32x16 b, f32x16 c, f32x16 d) {
 
 template <int MR, int NR, class W>
 inline void dot_tile(float* out, int64_t ldo, const float* x, int64_t ldx, const W* w, int64_t ldw, int64_t K,
-                     const float* bias) {
+                     const float* bias, const LaneSums& ls = {}) {
   f32x16 acc[MR][NR];
   for (int i = 0; i < MR; i++)
-    for (int j = 0; j < NR; j++) acc[i][j] = f32x16{};
+    for (int j = 0; j < NR; j++) acc[i][j] = ls.resume ? load16(ls.lanes + (i * ls.ld + j) * kLanes) : f32x16{};
   int64_t k = 0;
   for (; k + kLanes <= K; k += kLanes) {
     f32x16 wv[NR];
@@ -118,6 +141,11 @@ inline void dot_tile(float* out, int64_t ldo, const float* x, int64_t ldx, const
       keep_in_register(xv);
       for (int j = 0; j < NR; j++) acc[i][j] += xv * wv[j];
     }
+  }
+  if (!ls.finish) {
+    for (int i = 0; i < MR; i++)
+      for (int j = 0; j < NR; j++) store16(ls.lanes + (i * ls.ld + j) * kLanes, acc[i][j]);
+    return;
   }
 #if defined(__AVX512F__)
   if constexpr (NR == 4) {
@@ -150,32 +178,34 @@ inline int64_t weight_block_rows(int64_t N, int64_t cap, int threads) {
 // One band of R x rows (R <= kDotMR) against w rows n0..n1: R x kDotNR tiles, then R x 1 for the last columns.
 template <int R, class W>
 inline void dot_band(float* out, int64_t ldo, const float* x, int64_t ldx, const W* w, int64_t ldw, const float* bias,
-                     int64_t n0, int64_t n1, int64_t K) {
+                     int64_t n0, int64_t n1, int64_t K, const LaneSums& ls) {
   int64_t n = n0;
   for (; n + kDotNR <= n1; n += kDotNR)
-    dot_tile<R, kDotNR>(out + n, ldo, x, ldx, w + n * ldw, ldw, K, bias ? bias + n : nullptr);
-  for (; n < n1; n++) dot_tile<R, 1>(out + n, ldo, x, ldx, w + n * ldw, ldw, K, bias ? bias + n : nullptr);
+    dot_tile<R, kDotNR>(out + n, ldo, x, ldx, w + n * ldw, ldw, K, bias ? bias + n : nullptr, ls.at(0, n));
+  for (; n < n1; n++) dot_tile<R, 1>(out + n, ldo, x, ldx, w + n * ldw, ldw, K, bias ? bias + n : nullptr, ls.at(0, n));
 }
 
 // The band of the last `rows` rows (rows <= R < kDotMR) in one tile height.
 template <int R, class W>
 inline void dot_leftover_band(int64_t rows, float* out, int64_t ldo, const float* x, int64_t ldx, const W* w,
-                              int64_t ldw, const float* bias, int64_t n0, int64_t n1, int64_t K) {
+                              int64_t ldw, const float* bias, int64_t n0, int64_t n1, int64_t K, const LaneSums& ls) {
   if constexpr (R >= 1) {
-    if (rows == R) dot_band<R>(out, ldo, x, ldx, w, ldw, bias, n0, n1, K);
-    else dot_leftover_band<R - 1>(rows, out, ldo, x, ldx, w, ldw, bias, n0, n1, K);
+    if (rows == R) dot_band<R>(out, ldo, x, ldx, w, ldw, bias, n0, n1, K, ls);
+    else dot_leftover_band<R - 1>(rows, out, ldo, x, ldx, w, ldw, bias, n0, n1, K, ls);
   }
 }
 
 // out (rows m0..m1, ldo) = x (rows m0..m1, ldx) . w (rows n0..n1, ldw)^T (+ bias): bands of kDotMR rows, then one
 // band of the 1..kDotMR-1 rows left (M = 64 is 10 bands of 6 and one of 4: running those 4 rows one at a time cost
-// ~15% of a prefill matmul). Every output is the same dot_tile lane sum whatever the band.
+// ~15% of a prefill matmul). Every output is the same dot_tile lane sum whatever the band. With `ls`, over a chunk
+// of K, the lane sums of output (m, n) parked at ls.lanes + (m * ls.ld + n) * 16.
 template <class W>
 inline void dot_rows(float* out, int64_t ldo, const float* x, int64_t ldx, const W* w, int64_t ldw, const float* bias,
-                     int64_t m0, int64_t m1, int64_t n0, int64_t n1, int64_t K) {
+                     int64_t m0, int64_t m1, int64_t n0, int64_t n1, int64_t K, const LaneSums& ls = {}) {
   int64_t m = m0;
-  for (; m + kDotMR <= m1; m += kDotMR) dot_band<kDotMR>(out + m * ldo, ldo, x + m * ldx, ldx, w, ldw, bias, n0, n1, K);
-  dot_leftover_band<kDotMR - 1>(m1 - m, out + m * ldo, ldo, x + m * ldx, ldx, w, ldw, bias, n0, n1, K);
+  for (; m + kDotMR <= m1; m += kDotMR)
+    dot_band<kDotMR>(out + m * ldo, ldo, x + m * ldx, ldx, w, ldw, bias, n0, n1, K, ls.at(m, 0));
+  dot_leftover_band<kDotMR - 1>(m1 - m, out + m * ldo, ldo, x + m * ldx, ldx, w, ldw, bias, n0, n1, K, ls.at(m, 0));
 }
 
 // acc[i*lda + l] += sum_{j in [0,J)} coef[i*csi + j*csj] * b[j*ldb + l], j in increasing order, for i < IR and
