@@ -169,7 +169,8 @@ TEST_CASE(scoring_layout_packs_pairs_around_their_shared_prompt) {
   CHECK(firsts < entries);
   for (const auto& es : lay.seq_entries) {
     bool ascending = true;
-    for (size_t i = 1; i < es.size(); i++) ascending = ascending && lay.entry_row[size_t(es[i - 1])] < lay.entry_row[size_t(es[i])];
+    for (size_t i = 1; i < es.size(); i++)
+      ascending = ascending && lay.entry_row[size_t(es[i - 1])] < lay.entry_row[size_t(es[i])];
     CHECK(ascending);
   }
 
@@ -230,8 +231,8 @@ TEST_CASE(packed_dpo_step_equals_unshared) {
     s.bf16_values = bf16;
     TinyModel tm = write_tiny_model(s);
     const auto pairs = varied_pairs(s.V);
-    std::vector<std::vector<dpo::DpoPair>> batches = {sharing_pairs(s.V), pairs, sample_pairs(s.V),
-                                                      {long_prompt_pair(s.V)}};
+    std::vector<std::vector<dpo::DpoPair>> batches = {
+        sharing_pairs(s.V), pairs, sample_pairs(s.V), {long_prompt_pair(s.V)}};
     for (const auto& p : pairs) batches.push_back({p});
     // Kept logits: none (recomputed: a run never crosses into a second entry of its row), one chunk, all.
     for (const std::string& budget : std::vector<std::string>{"0", std::to_string(32 * s.V * 4), ""}) {

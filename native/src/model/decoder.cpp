@@ -177,8 +177,7 @@ void attend_rows(Backend& be, const ModelConfig& c, float* att, float* probs, co
                  const float* v, const int* pos, const uint8_t* valid, const int* key_skip, int B, int T) {
   if (key_skip)
     be.attention_key_skip(att, probs, q, k, v, pos, valid, key_skip, B, T, T, c.n_heads, c.n_kv_heads, c.head_dim);
-  else
-    be.attention(att, probs, q, k, v, pos, valid, B, T, T, c.n_heads, c.n_kv_heads, c.head_dim);
+  else be.attention(att, probs, q, k, v, pos, valid, B, T, T, c.n_heads, c.n_kv_heads, c.head_dim);
 }
 
 // The longest sequence a call holds: T, or with key_skip (rows of two sequences side by side) max(pos) + 1.
@@ -385,8 +384,7 @@ void decoder_backward(const float* dhidden, TrainActs& acts, const DeviceWeights
       be.copy(x.get(), kept.x_in.get(), MC * sizeof(float));
       const LoraUse replay{lora, lora ? lora->config.dropout : 0.0f, nullptr};
       const AttendFn attend = [&](int, float* att, float* probs, const float* q, const float* k, const float* v) {
-        attend_rows(be, c, att, probs, q, k, v, acts.pos.get(), acts.valid.get(), acts.key_skip.get(), acts.B,
-                    acts.T);
+        attend_rows(be, c, att, probs, q, k, v, acts.pos.get(), acts.valid.get(), acts.key_skip.get(), acts.B, acts.T);
       };
       block_forward(x.get(), c, w.layers[size_t(l)], be, scratch, acts.pos.get(), M, l, replay, true, acts.rope,
                     attend);

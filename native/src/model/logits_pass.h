@@ -17,10 +17,10 @@ struct LogitsStats {
   std::vector<float> entry_logp;  // (rows) log p(target) per scored entry (host)
   std::vector<double> row_sum;  // (M) sum of the row's logits, every row (TRL's logits/* metric) (host)
   std::vector<int> rows;        // the scored entries' rows (host): ascending from logits_forward; from
-                                // logits_forward_entries as given, a row at most twice (packed answer pairs)
-  DeviceArray<int> rows_dev;    // the same in backend memory
+                          // logits_forward_entries as given, a row at most twice (packed answer pairs)
+  DeviceArray<int> rows_dev;  // the same in backend memory
   DeviceArray<int> target_dev;  // (rows) their targets
-  DeviceArray<float> lse;       // (rows) their log-sum-exp, kept for the backward
+  DeviceArray<float> lse;  // (rows) their log-sum-exp, kept for the backward
   // Training only: the first kept_rows scored rows' logits (kept_rows, V); whole chunks or every row. Released by
   // logits_backward.
   int kept_rows = 0;

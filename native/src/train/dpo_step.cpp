@@ -49,7 +49,8 @@ std::vector<DpoPairMetrics> Model::dpo_accumulate(const std::vector<DpoPair>& pa
   std::vector<double> logp(size_t(S), 0.0), logits_mean(size_t(S), 0.0);
   std::vector<int> ntok(size_t(S), 0);
   for (int b = 0; b < S; b++) {
-    for (int t = 0; t < T; t++) logits_mean[size_t(b)] += st.row_sum[size_t(lay.row_of[size_t(b) * T + t])] / (double(T) * V);
+    for (int t = 0; t < T; t++)
+      logits_mean[size_t(b)] += st.row_sum[size_t(lay.row_of[size_t(b) * T + t])] / (double(T) * V);
     for (int e : lay.seq_entries[size_t(b)]) logp[size_t(b)] += st.entry_logp[size_t(e)];
     ntok[size_t(b)] = int(lay.seq_entries[size_t(b)].size());
   }
