@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "dpo/errors.h"
+
 namespace dpo {
 
 struct Nf4Matrix;
@@ -90,6 +92,19 @@ class Backend {
   virtual void rope(float* x, const int* pos, int M, int H, int HD, const RopeTable& table) = 0;
   virtual void attention(float* out, float* probs, const float* q, const float* k, const float* v, const int* qpos,
                          const uint8_t* key_valid, int B, int T, int S, int NH, int NKV, int HD) = 0;
+  // The same attention with a hidden run of keys per query row (prompt-prefix sharing,
+  // docs/performance.md#prompt-prefix- sharing): row r = (b, t) does not see keys key_skip[2r] <= s < key_skip[2r+1],
+  // and its causal bound moves past them (keys s <= qpos[r] + key_skip[2r+1] - key_skip[2r]); visible keys are summed
+  // in increasing s as attention() does. Only backends that answer has_attention_key_skip() implement it; callers keep
+  // the plain layout elsewhere.
+  virtual bool has_attention_key_skip() const { return false; }
+  virtual void attention_key_skip(float* out, float* probs, const float* q, const float* k, const float* v,
+                                  const int* qpos, const uint8_t* key_valid, const int* key_skip, int B, int T, int S,
+                                  int NH, int NKV, int HD) {
+    (void)out, (void)probs, (void)q, (void)k, (void)v, (void)qpos, (void)key_valid, (void)key_skip, (void)B, (void)T,
+        (void)S, (void)NH, (void)NKV, (void)HD;
+    throw EngineError(ErrorCode::Internal, "attention_key_skip is not implemented by this backend");
+  }
   virtual void swiglu(float* out, const float* gate, const float* up, int M, int F) = 0;
   virtual void embedding(float* out, const int* ids, const float* table, int M, int C) = 0;
   virtual void add(float* out, const float* a, const float* b, int64_t n) = 0;

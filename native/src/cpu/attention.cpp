@@ -15,7 +15,8 @@ namespace dpo::cpu {
 // depend on B, T or the thread split (batched generation equals one-at-a-time generation).
 void attention_forward(float* out /*(B,T,NH*HD)*/, float* probs /*(B,NH,T,S) or null*/, const float* q /*(B,T,NH*HD)*/,
                        const float* k /*(B,S,NKV*HD)*/, const float* v /*(B,S,NKV*HD)*/, const int* qpos /*(B*T)*/,
-                       const uint8_t* key_valid /*(B,S) or null*/, int B, int T, int S, int NH, int NKV, int HD) {
+                       const uint8_t* key_valid /*(B,S) or null*/, int B, int T, int S, int NH, int NKV, int HD,
+                       const int* key_skip /*(B*T,2) or null*/) {
   if (NKV <= 0 || NH % NKV != 0) fail(ErrorCode::BadInput, "attention: NH must be a multiple of NKV");
   const int group = NH / NKV;                                  // query head h reads kv head h / group (GQA)
   const float scale = float(1.0 / std::sqrt(double(HD)));      // 1/sqrt(HD), applied to q.k
@@ -29,8 +30,11 @@ void attention_forward(float* out /*(B,T,NH*HD)*/, float* probs /*(B,NH,T,S) or 
       float* o = out + r * HD;
       float* pr = probs ? probs + ((b * NH + h) * T + t) * S : nullptr;
       const int64_t kvh = h / group;
-      const int64_t last = std::min<int64_t>(qpos[bt], S - 1);  // causal: keys s <= qpos
-      auto attends = [&](int64_t s) { return !key_valid || key_valid[b * S + s]; };
+      // A skipped run [skip0, skip1) shifts the causal bound past it: the row sees the same keys, in the same order,
+      // as its unshared sequence would (docs/performance.md#prompt-prefix-sharing).
+      const int64_t skip0 = key_skip ? key_skip[2 * bt] : 0, skip1 = key_skip ? key_skip[2 * bt + 1] : 0;
+      const int64_t last = std::min<int64_t>(qpos[bt] + (skip1 - skip0), S - 1);  // causal: keys s <= qpos
+      auto attends = [&](int64_t s) { return (s < skip0 || s >= skip1) && (!key_valid || key_valid[b * S + s]); };
 
       float mx = -INFINITY;
       bool any = false;

@@ -81,6 +81,12 @@ class CpuBackend final : public Backend {
                  const uint8_t* key_valid, int B, int T, int S, int NH, int NKV, int HD) override {
     cpu::attention_forward(out, probs, q, k, v, qpos, key_valid, B, T, S, NH, NKV, HD);
   }
+  bool has_attention_key_skip() const override { return true; }
+  void attention_key_skip(float* out, float* probs, const float* q, const float* k, const float* v, const int* qpos,
+                          const uint8_t* key_valid, const int* key_skip, int B, int T, int S, int NH, int NKV,
+                          int HD) override {
+    cpu::attention_forward(out, probs, q, k, v, qpos, key_valid, B, T, S, NH, NKV, HD, key_skip);
+  }
   void swiglu(float* out, const float* gate, const float* up, int M, int F) override {
     cpu::swiglu_forward(out, gate, up, M, F);
   }

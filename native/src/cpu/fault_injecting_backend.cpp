@@ -83,6 +83,14 @@ class FaultInjectingBackend final : public Backend {
     in_->attention(out, probs, q, k, v, qpos, key_valid, B, T, S, NH, NKV, HD);
     after("attention", out);
   }
+  bool has_attention_key_skip() const override { return in_->has_attention_key_skip(); }
+  void attention_key_skip(float* out, float* probs, const float* q, const float* k, const float* v, const int* qpos,
+                          const uint8_t* key_valid, const int* key_skip, int B, int T, int S, int NH, int NKV,
+                          int HD) override {
+    before("attention");
+    in_->attention_key_skip(out, probs, q, k, v, qpos, key_valid, key_skip, B, T, S, NH, NKV, HD);
+    after("attention", out);
+  }
   void swiglu(float* out, const float* gate, const float* up, int M, int F) override {
     before("swiglu");
     in_->swiglu(out, gate, up, M, F);

@@ -131,6 +131,15 @@ class GuardedCpuBackend final : public Backend {
     Open o(*this, "attention", {out, probs, q, k, v, qpos, key_valid});
     cpu_->attention(out, probs, q, k, v, qpos, key_valid, B, T, S, NH, NKV, HD);
   }
+  bool has_attention_key_skip() const override { return true; }
+  void attention_key_skip(float* out, float* probs, const float* q, const float* k, const float* v, const int* qpos,
+                          const uint8_t* key_valid, const int* key_skip, int B, int T, int S, int NH, int NKV,
+                          int HD) override {
+    if (recorded([=] { attention_key_skip(out, probs, q, k, v, qpos, key_valid, key_skip, B, T, S, NH, NKV, HD); }))
+      return;
+    Open o(*this, "attention", {out, probs, q, k, v, qpos, key_valid, key_skip});
+    cpu_->attention_key_skip(out, probs, q, k, v, qpos, key_valid, key_skip, B, T, S, NH, NKV, HD);
+  }
   void swiglu(float* out, const float* gate, const float* up, int M, int F) override {
     if (recorded([=] { swiglu(out, gate, up, M, F); })) return;
     Open o(*this, "swiglu", {out, gate, up});

@@ -172,13 +172,39 @@ DeviceArray<T> upload(Backend& be, const T* host, size_t n) {
   return DeviceArray<T>::from_host(be, host, n);
 }
 
+// Whole-sequence attention over (B, T) rows, with the packed layout's skipped keys when key_skip (backend) is given.
+void attend_rows(Backend& be, const ModelConfig& c, float* att, float* probs, const float* q, const float* k,
+                 const float* v, const int* pos, const uint8_t* valid, const int* key_skip, int B, int T) {
+  if (key_skip)
+    be.attention_key_skip(att, probs, q, k, v, pos, valid, key_skip, B, T, T, c.n_heads, c.n_kv_heads, c.head_dim);
+  else be.attention(att, probs, q, k, v, pos, valid, B, T, T, c.n_heads, c.n_kv_heads, c.head_dim);
+}
+
+// The longest sequence a call holds: T, or with key_skip (rows of two sequences side by side) max(pos) + 1.
+int call_length(const int* pos, int M, int T, const int* key_skip) {
+  if (!key_skip) return T;
+  int longest = 0;
+  for (int i = 0; i < M; i++) longest = std::max(longest, pos[i] + 1);
+  return longest;
+}
+
+DeviceArray<int> upload_key_skip(Backend& be, const int* key_skip, int M) {
+  if (!key_skip) return {};
+  if (!be.has_attention_key_skip())
+    fail(ErrorCode::Internal, "packed answer pairs need Backend::attention_key_skip, which this backend lacks");
+  return upload(be, key_skip, size_t(2) * M);
+}
+
 }  // namespace
 
 void decoder_forward(float* hidden_out, const DeviceWeights& w, Backend& be, const int* ids, const int* pos,
-                     const uint8_t* key_valid, int B, int T, KvCache* cache, const LoraAdapter* lora) {
+                     const uint8_t* key_valid, int B, int T, KvCache* cache, const LoraAdapter* lora,
+                     const int* key_skip) {
   const ModelConfig& c = w.config();
   const int KVD = c.n_kv_heads * c.head_dim, M = B * T;
-  check_sliding_window(c, T, "sequence");
+  if (key_skip && cache) fail(ErrorCode::Internal, "a prefill cannot use packed answer pairs");
+  check_sliding_window(c, call_length(pos, M, T, key_skip), "sequence");
+  DeviceArray<int> skip_d = upload_key_skip(be, key_skip, M);
   DeviceArray<float> x(be, size_t(M) * c.hidden);
   embed_tokens(x.get(), *w.host, be, ids, M);
   DeviceArray<int> pos_d = upload(be, pos, size_t(M));
@@ -200,7 +226,7 @@ void decoder_forward(float* hidden_out, const DeviceWeights& w, Backend& be, con
   RopeTable scratch;
   const RopeTable& rope = call_rope(w, pos, M, scratch);
   const AttendFn attend = [&](int layer, float* att, float*, const float* q, const float* k, const float* v) {
-    be.attention(att, nullptr, q, k, v, pos_d.get(), valid_d.get(), B, T, T, c.n_heads, c.n_kv_heads, c.head_dim);
+    attend_rows(be, c, att, nullptr, q, k, v, pos_d.get(), valid_d.get(), skip_d.get(), B, T);
     if (!cache) return;
     be.scatter_rows(cache->k[size_t(layer)].get(), cache_rows.get(), k, M, KVD);
     be.scatter_rows(cache->v[size_t(layer)].get(), cache_rows.get(), v, M, KVD);
@@ -296,13 +322,15 @@ bool choose_recompute(const ModelConfig& c, int B, int T) {
 }  // namespace
 
 void decoder_forward_train(float* hidden_out, TrainActs& acts, const DeviceWeights& w, Backend& be, const int* ids,
-                           const int* pos, const uint8_t* key_valid, int B, int T, LoraAdapter* lora) {
+                           const int* pos, const uint8_t* key_valid, int B, int T, LoraAdapter* lora,
+                           const int* key_skip) {
   const ModelConfig& c = w.config();
   const int M = B * T;
   acts.B = B;
   acts.T = T;
   acts.recompute = choose_recompute(c, B, T);
-  check_sliding_window(c, T, "sequence");
+  check_sliding_window(c, call_length(pos, M, T, key_skip), "sequence");
+  acts.key_skip = upload_key_skip(be, key_skip, M);
   acts.ids.assign(ids, ids + M);
   acts.pos = upload(be, pos, size_t(M));
   {
@@ -318,7 +346,7 @@ void decoder_forward_train(float* hidden_out, TrainActs& acts, const DeviceWeigh
   embed_tokens(x, *w.host, be, ids, M);
   const LoraUse use{lora, lora ? lora->config.dropout : 0.0f, lora ? &lora->dropout_rng : nullptr};
   const AttendFn attend = [&](int, float* att, float* probs, const float* q, const float* k, const float* v) {
-    be.attention(att, probs, q, k, v, acts.pos.get(), acts.valid.get(), B, T, T, c.n_heads, c.n_kv_heads, c.head_dim);
+    attend_rows(be, c, att, probs, q, k, v, acts.pos.get(), acts.valid.get(), acts.key_skip.get(), B, T);
   };
   BlockActs scratch;  // recompute: one block's activations at a time
   for (int l = 0; l < c.n_layers; l++) {
@@ -356,8 +384,7 @@ void decoder_backward(const float* dhidden, TrainActs& acts, const DeviceWeights
       be.copy(x.get(), kept.x_in.get(), MC * sizeof(float));
       const LoraUse replay{lora, lora ? lora->config.dropout : 0.0f, nullptr};
       const AttendFn attend = [&](int, float* att, float* probs, const float* q, const float* k, const float* v) {
-        be.attention(att, probs, q, k, v, acts.pos.get(), acts.valid.get(), acts.B, acts.T, acts.T, c.n_heads,
-                     c.n_kv_heads, c.head_dim);
+        attend_rows(be, c, att, probs, q, k, v, acts.pos.get(), acts.valid.get(), acts.key_skip.get(), acts.B, acts.T);
       };
       block_forward(x.get(), c, w.layers[size_t(l)], be, scratch, acts.pos.get(), M, l, replay, true, acts.rope,
                     attend);

@@ -46,8 +46,11 @@ struct BlockActs {
 // Full-sequence forward over a right-padded batch.
 // ids, pos, key_valid: host (B,T). hidden_out: (B*T, C), after the final norm. lora may be null (adapter disabled).
 // When cache is non-null (capacity S >= T), every position's keys/values are also stored at cache[b][t] (prefill).
+// key_skip: host (B*T, 2) or null, the keys each row does not see (Backend::attention_key_skip: packed answer pairs,
+// model/shared_prefix.h); only for backends with has_attention_key_skip(), and without a cache.
 void decoder_forward(float* hidden_out, const DeviceWeights& w, Backend& be, const int* ids, const int* pos,
-                     const uint8_t* key_valid, int B, int T, KvCache* cache, const LoraAdapter* lora);
+                     const uint8_t* key_valid, int B, int T, KvCache* cache, const LoraAdapter* lora,
+                     const int* key_skip = nullptr);
 
 // One decoding step for M sequences of a cache: row r is sequence seq[r], feeding token ids[r] at position pos[r]
 // (host arrays). Writes its keys/values at cache[seq[r]][pos[r]] and attends to cache positions 0..pos[r].
@@ -82,6 +85,7 @@ struct TrainActs {
   DeviceArray<int> pos;              // (B*T)
   RopeTable rope;                    // the call's RoPE table (the backward rotates back with the same one)
   DeviceArray<uint8_t> valid;        // (B*T)
+  DeviceArray<int> key_skip;         // (B*T*2) or empty: the keys each row does not see (decoder_forward)
   std::vector<BlockActs> blocks;     // one per layer (only x_in and the LoRA masks when recomputing)
   DeviceArray<float> x_final, rstd_final;  // final-norm input (M,C) and its rstd (M)
 };
@@ -92,8 +96,10 @@ void check_sliding_window(const ModelConfig& c, int length, const char* what);
 // Bytes of activations one block keeps for its backward at B x T.
 uint64_t block_activation_bytes(const ModelConfig& c, int B, int T);
 // lora may be null (full-parameter training).
+// key_skip as for decoder_forward.
 void decoder_forward_train(float* hidden_out, TrainActs& acts, const DeviceWeights& w, Backend& be, const int* ids,
-                           const int* pos, const uint8_t* key_valid, int B, int T, LoraAdapter* lora);
+                           const int* pos, const uint8_t* key_valid, int B, int T, LoraAdapter* lora,
+                           const int* key_skip = nullptr);
 
 // Backward from dhidden (B*T, C) (gradient of the final-norm output): LoRA gradients accumulate into lora's dA/dB;
 // with `full` (SFT), every weight's gradient accumulates there too, embeddings included.

@@ -25,6 +25,16 @@ int rows_to_keep(int R, int V) {
   if (fit >= uint64_t(R)) return R;
   return int(fit / kChunk) * kChunk;
 }
+
+// The longest run of entries from r0 (at most n) whose rows are distinct. dhidden's rows are gathered, added to and
+// scattered back per run, so a row twice in one run would keep only one of its two gradients; entry lists put a row's
+// second entry far from its first (model/shared_prefix.cpp), so runs rarely end early.
+int distinct_run(const std::vector<int>& rows, int r0, int n) {
+  for (int j = 1; j < n; j++)
+    for (int i = 0; i < j; i++)
+      if (rows[size_t(r0 + i)] == rows[size_t(r0 + j)]) return j;
+  return n;
+}
 }  // namespace
 
 uint64_t kept_logits_budget() {
@@ -39,11 +49,21 @@ uint64_t kept_logits_budget() {
 
 LogitsStats logits_forward(const DeviceWeights& w, Backend& be, const float* hidden, const int* target, int M,
                            bool keep_for_backward) {
-  const int C = w.config().hidden, V = w.config().vocab;
-  LogitsStats s;
-  std::vector<int> targets;
+  std::vector<int> rows, targets;
   for (int m = 0; m < M; m++)
-    if (target[m] >= 0) s.rows.push_back(m), targets.push_back(target[m]);
+    if (target[m] >= 0) rows.push_back(m), targets.push_back(target[m]);
+  LogitsStats s = logits_forward_entries(w, be, hidden, std::move(rows), targets, M, keep_for_backward);
+  s.logp.assign(size_t(M), 0.0f);
+  for (size_t i = 0; i < s.rows.size(); i++) s.logp[size_t(s.rows[i])] = s.entry_logp[i];
+  return s;
+}
+
+LogitsStats logits_forward_entries(const DeviceWeights& w, Backend& be, const float* hidden, std::vector<int> rows,
+                                   const std::vector<int>& targets, int M, bool keep_for_backward) {
+  const int C = w.config().hidden, V = w.config().vocab;
+  if (rows.size() != targets.size()) fail(ErrorCode::Internal, "logits_forward: rows and targets differ in count");
+  LogitsStats s;
+  s.rows = std::move(rows);
   const int R = int(s.rows.size());
   s.rows_dev = DeviceArray<int>::from_host(be, s.rows);
   s.target_dev = DeviceArray<int>::from_host(be, targets);
@@ -68,17 +88,22 @@ LogitsStats logits_forward(const DeviceWeights& w, Backend& be, const float* hid
     w.lm_head_logits(be, logits, h.get(), n);
     be.logsoftmax_gather(logp.get() + r0, s.lse.get() + r0, logits, s.target_dev.get() + r0, n, V);
   }
-  const std::vector<float> logp_host = logp.to_host();
-  s.logp.assign(size_t(M), 0.0f);
-  for (int i = 0; i < R; i++) s.logp[size_t(s.rows[size_t(i)])] = logp_host[size_t(i)];
+  s.entry_logp = logp.to_host();
   return s;
 }
 
 void logits_backward(float* dhidden, const DeviceWeights& w, Backend& be, const float* hidden, LogitsStats& stats,
                      const float* dlogp, int M, float* dlm_head) {
+  (void)M;
+  std::vector<float> dlogp_rows(stats.rows.size());
+  for (size_t i = 0; i < stats.rows.size(); i++) dlogp_rows[i] = dlogp[stats.rows[i]];
+  logits_backward_entries(dhidden, w, be, hidden, stats, dlogp_rows, dlm_head);
+}
+
+void logits_backward_entries(float* dhidden, const DeviceWeights& w, Backend& be, const float* hidden,
+                             LogitsStats& stats, const std::vector<float>& dlogp_rows, float* dlm_head) {
   const int C = w.config().hidden, V = w.config().vocab, R = int(stats.rows.size());
-  std::vector<float> dlogp_rows(static_cast<size_t>(R));
-  for (int i = 0; i < R; i++) dlogp_rows[size_t(i)] = dlogp[stats.rows[size_t(i)]];
+  if (dlogp_rows.size() != stats.rows.size()) fail(ErrorCode::Internal, "logits_backward: one dlogp per entry");
   DeviceArray<float> dlogp_d = DeviceArray<float>::from_host(be, dlogp_rows);
   const size_t chunk = size_t(std::min(kChunk, std::max(R, 1)));
   const bool recompute = stats.kept_rows < R;
@@ -86,8 +111,10 @@ void logits_backward(float* dhidden, const DeviceWeights& w, Backend& be, const 
   DeviceArray<float> h, scratch, dh(be, chunk * C), dlogits(be, chunk * V);
   if (recompute || dlm_head) h = DeviceArray<float>(be, chunk * C);
   if (recompute) scratch = DeviceArray<float>(be, chunk * V);
-  for (int r0 = 0; r0 < R; r0 += kChunk) {
-    const int n = std::min(kChunk, R - r0);
+  for (int r0 = 0, n = 0; r0 < R; r0 += n) {
+    n = distinct_run(stats.rows, r0, std::min(kChunk, R - r0));
+    // A run stays on one side of the kept boundary (kept logits are indexed by entry).
+    if (r0 < stats.kept_rows) n = std::min(n, stats.kept_rows - r0);
     bool any = false;
     for (int r = 0; r < n; r++) any = any || dlogp_rows[size_t(r0 + r)] != 0.0f;
     if (!any) continue;

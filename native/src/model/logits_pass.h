@@ -13,12 +13,14 @@
 namespace dpo {
 
 struct LogitsStats {
-  std::vector<float> logp;      // (M) log p(target) per row, 0 where target < 0 (host)
+  std::vector<float> logp;      // (M) log p(target) per row, 0 where target < 0 (host; logits_forward only)
+  std::vector<float> entry_logp;  // (rows) log p(target) per scored entry (host)
   std::vector<double> row_sum;  // (M) sum of the row's logits, every row (TRL's logits/* metric) (host)
-  std::vector<int> rows;        // the rows with a target, ascending (host)
-  DeviceArray<int> rows_dev;    // the same in backend memory
+  std::vector<int> rows;        // the scored entries' rows (host): ascending from logits_forward; from
+                          // logits_forward_entries as given, a row at most twice (packed answer pairs)
+  DeviceArray<int> rows_dev;  // the same in backend memory
   DeviceArray<int> target_dev;  // (rows) their targets
-  DeviceArray<float> lse;       // (rows) their log-sum-exp, kept for the backward
+  DeviceArray<float> lse;  // (rows) their log-sum-exp, kept for the backward
   // Training only: the first kept_rows scored rows' logits (kept_rows, V); whole chunks or every row. Released by
   // logits_backward.
   int kept_rows = 0;
@@ -32,11 +34,18 @@ uint64_t kept_logits_budget();
 // keep_for_backward: a training forward (the backward follows); inference passes (reference log-probs) keep nothing.
 LogitsStats logits_forward(const DeviceWeights& w, Backend& be, const float* hidden, const int* target, int M,
                            bool keep_for_backward = false);
+// The same over explicit (row, target) entries, where a row may be scored for two targets: the last shared prompt row
+// of a packed answer pair predicts the first token of both answers (docs/performance.md#prompt-prefix-sharing).
+LogitsStats logits_forward_entries(const DeviceWeights& w, Backend& be, const float* hidden, std::vector<int> rows,
+                                   const std::vector<int>& targets, int M, bool keep_for_backward = false);
 
 // dhidden (M,C) += d(sum_rows dlogp[m] * logp[m]) / dhidden; dlm_head (V,C) += the lm_head gradient when non-null
 // (full-parameter training; the embedding's gradient when tied). dlogp: host (M); rows without a target get none.
 // Uses the forward's kept logits where it has them and releases them before returning.
 void logits_backward(float* dhidden, const DeviceWeights& w, Backend& be, const float* hidden, LogitsStats& stats,
                      const float* dlogp, int M, float* dlm_head = nullptr);
+// The same with dlogp per entry (host, stats.rows.size()); a row scored twice gets both gradients.
+void logits_backward_entries(float* dhidden, const DeviceWeights& w, Backend& be, const float* hidden,
+                             LogitsStats& stats, const std::vector<float>& dlogp_entries, float* dlm_head = nullptr);
 
 }  // namespace dpo

@@ -4,7 +4,7 @@
 #include "model/decoder.h"
 #include "model/logits_pass.h"
 #include "model/model_impl.h"
-#include "model/padded_batch.h"
+#include "model/shared_prefix.h"
 
 namespace dpo {
 
@@ -15,28 +15,34 @@ std::vector<SequenceLogp> Model::logps(const std::vector<ScoredSequence>& batch,
   if (batch.empty()) return {};
   std::vector<const ScoredSequence*> seqs;
   for (const ScoredSequence& s : batch) seqs.push_back(&s);
-  PaddedBatch pb = make_padded_batch(seqs, pad_id, m.config.vocab, m.config.context);
+  Backend& be = *impl_->backend;
+  // Callers pass pairs as neighbours (chosen, rejected, chosen, ...: the reference pass); each neighbouring two that
+  // start alike share their prompt's rows (docs/performance.md#prompt-prefix-sharing).
+  std::vector<std::pair<int, int>> twins;
+  for (int i = 0; i + 1 < int(batch.size()); i += 2) twins.push_back({i, i + 1});
+  const ScoringLayout lay =
+      make_scoring_layout(seqs, twins, pad_id, m.config.vocab, m.config.context, prefix_sharing_enabled(be));
+  const PaddedBatch& pb = lay.rows;
 
   check_cancel(cancel);
-  const int M = pb.B * pb.T;
-  Backend& be = *impl_->backend;
+  const int M = lay.decoder_rows(), T = lay.seq_T;
   DeviceArray<float> hidden(be, size_t(M) * m.config.hidden);
   decoder_forward(hidden.get(), impl_->dev, be, pb.ids.data(), pb.pos.data(), pb.valid.data(), pb.B, pb.T, nullptr,
-                  use_adapter ? impl_->lora.get() : nullptr);
+                  use_adapter ? impl_->lora.get() : nullptr, lay.key_skip_or_null());
   check_cancel(cancel);
-  LogitsStats st = logits_forward(impl_->dev, be, hidden.get(), pb.target.data(), M);
+  LogitsStats st = logits_forward_entries(impl_->dev, be, hidden.get(), lay.entry_row, lay.entry_target, M);
 
   std::vector<SequenceLogp> out(batch.size());
-  for (int i = 0; i < M; i++) {
-    SequenceLogp& o = out[size_t(i / pb.T)];
-    o.logits_mean += st.row_sum[size_t(i)];
-    if (pb.target[size_t(i)] >= 0) {
-      o.logp += st.logp[size_t(i)];
-      o.token_logps.push_back(st.logp[size_t(i)]);
+  for (size_t b = 0; b < out.size(); b++) {
+    SequenceLogp& o = out[b];
+    for (int t = 0; t < T; t++) o.logits_mean += st.row_sum[size_t(lay.row_of[b * size_t(T) + size_t(t)])];
+    for (int e : lay.seq_entries[b]) {
+      o.logp += st.entry_logp[size_t(e)];
+      o.token_logps.push_back(st.entry_logp[size_t(e)]);
       o.tokens++;
     }
+    o.logits_mean /= double(T) * m.config.vocab;
   }
-  for (SequenceLogp& o : out) o.logits_mean /= double(pb.T) * m.config.vocab;
   return out;
 }
 

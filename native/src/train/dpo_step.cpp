@@ -6,7 +6,7 @@
 #include "model/decoder.h"
 #include "model/logits_pass.h"
 #include "model/model_impl.h"
-#include "model/padded_batch.h"
+#include "model/shared_prefix.h"
 #include "train/dpo_loss.h"
 #include "train/step_common.h"
 
@@ -25,35 +25,38 @@ std::vector<DpoPairMetrics> Model::dpo_accumulate(const std::vector<DpoPair>& pa
   Backend& be = *impl_->backend;
   const int P = int(pairs.size()), V = m.config.vocab, C = m.config.hidden;
 
-  // Rows 0..P-1 are the chosen answers, P..2P-1 the rejected ones, padded together (concatenated_forward,
-  // docs/reference/dpo-data.md#collation-and-padding).
+  // Sequences 0..P-1 are the chosen answers, P..2P-1 the rejected ones, padded together (concatenated_forward,
+  // docs/reference/dpo-data.md#collation-and-padding). Each pair shares its prompt's rows when it can
+  // (docs/performance.md#prompt-prefix-sharing); LoRA dropout draws masks per decoder row, so it keeps them apart.
   std::vector<const ScoredSequence*> seqs;
   for (const DpoPair& p : pairs) seqs.push_back(&p.chosen);
   for (const DpoPair& p : pairs) seqs.push_back(&p.rejected);
-  PaddedBatch pb = make_padded_batch(seqs, pad_id, V, m.config.context);
-  const int M = pb.B * pb.T;
+  std::vector<std::pair<int, int>> twins;
+  for (int i = 0; i < P; i++) twins.push_back({i, P + i});
+  const bool share = lora->config.dropout == 0.0f && prefix_sharing_enabled(be);
+  const ScoringLayout lay = make_scoring_layout(seqs, twins, pad_id, V, m.config.context, share);
+  const PaddedBatch& pb = lay.rows;
+  const int M = lay.decoder_rows(), T = lay.seq_T, S = 2 * P;
 
   check_cancel(cancel);
   DeviceArray<float> hidden(be, size_t(M) * C);
   TrainActs acts;
   decoder_forward_train(hidden.get(), acts, impl_->dev, be, pb.ids.data(), pb.pos.data(), pb.valid.data(), pb.B, pb.T,
-                        lora);
-  LogitsStats st = logits_forward(impl_->dev, be, hidden.get(), pb.target.data(), M, true);
+                        lora, lay.key_skip_or_null());
+  LogitsStats st = logits_forward_entries(impl_->dev, be, hidden.get(), lay.entry_row, lay.entry_target, M, true);
 
-  // Per sequence: log-prob sum, scored tokens, mean logit over the padded (T, V) block.
-  std::vector<double> logp(size_t(pb.B), 0.0), logits_mean(size_t(pb.B), 0.0);
-  std::vector<int> ntok(size_t(pb.B), 0);
-  for (int i = 0; i < M; i++) {
-    const int b = i / pb.T;
-    logits_mean[size_t(b)] += st.row_sum[size_t(i)] / (double(pb.T) * V);
-    if (pb.target[size_t(i)] >= 0) {
-      logp[size_t(b)] += st.logp[size_t(i)];
-      ntok[size_t(b)]++;
-    }
+  // Per sequence: log-prob sum, scored tokens, mean logit over its padded (T, V) block (prompt rows count for both).
+  std::vector<double> logp(size_t(S), 0.0), logits_mean(size_t(S), 0.0);
+  std::vector<int> ntok(size_t(S), 0);
+  for (int b = 0; b < S; b++) {
+    for (int t = 0; t < T; t++)
+      logits_mean[size_t(b)] += st.row_sum[size_t(lay.row_of[size_t(b) * T + t])] / (double(T) * V);
+    for (int e : lay.seq_entries[size_t(b)]) logp[size_t(b)] += st.entry_logp[size_t(e)];
+    ntok[size_t(b)] = int(lay.seq_entries[size_t(b)].size());
   }
   const bool average = o.loss == DpoLoss::Ipo;  // TRL averages logps over answer tokens for ipo
   std::vector<DpoPairMetrics> out(static_cast<size_t>(P));
-  std::vector<double> dseq(size_t(pb.B), 0.0);  // dLoss/d(logp sum of sequence b)
+  std::vector<double> dseq(size_t(S), 0.0);  // dLoss/d(logp sum of sequence b)
   for (int i = 0; i < P; i++) {
     const int c = i, r = P + i;
     if (ntok[size_t(c)] == 0 || ntok[size_t(r)] == 0)
@@ -78,11 +81,10 @@ std::vector<DpoPairMetrics> Model::dpo_accumulate(const std::vector<DpoPair>& pa
   }
 
   check_cancel(cancel);
-  std::vector<float> dlogp(size_t(M), 0.0f);
-  for (int i = 0; i < M; i++)
-    if (pb.target[size_t(i)] >= 0) dlogp[size_t(i)] = float(dseq[size_t(i / pb.T)]);
+  std::vector<float> dlogp(lay.entry_seq.size());
+  for (size_t e = 0; e < dlogp.size(); e++) dlogp[e] = float(dseq[size_t(lay.entry_seq[e])]);
   DeviceArray<float> dhidden = DeviceArray<float>::zeros(be, size_t(M) * C);
-  logits_backward(dhidden.get(), impl_->dev, be, hidden.get(), st, dlogp.data(), M);
+  logits_backward_entries(dhidden.get(), impl_->dev, be, hidden.get(), st, dlogp);
   decoder_backward(dhidden.get(), acts, impl_->dev, be, lora);
   return out;
 }

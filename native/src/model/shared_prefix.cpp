@@ -1,0 +1,146 @@
+// Packing answer pairs around their shared prompt (docs/performance.md#prompt-prefix-sharing). Exactness: every
+// per-row op is batch-invariant (docs/performance.md#batch-invariant-arithmetic) and RoPE runs at the row's position,
+// so a packed row computes the same q, k, v as its unshared twin; attention_key_skip then shows it the same keys in
+// the same order, so hidden states, log-probs and logit sums are the same bits.
+#include "model/shared_prefix.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <string>
+
+#include "dpo/errors.h"
+
+namespace dpo {
+
+namespace {
+
+// Leading positions whose decoder rows are the same in both sequences: equal token ids (compared, never assumed from
+// the labels), and at least one position of each sequence left after it so that each answer keeps a row of its own.
+int shared_prefix_length(const ScoredSequence& a, const ScoredSequence& b) {
+  const size_t most = std::min(a.ids.size(), b.ids.size()) - 1;
+  size_t n = 0;
+  while (n < most && a.ids[n] == b.ids[n]) n++;
+  return int(n);
+}
+
+void add_entries(ScoringLayout& L, const PaddedBatch& pb) {
+  const int N = pb.B, T = pb.T;
+  std::vector<uint8_t> seen(size_t(L.decoder_rows()), 0);
+  std::vector<int> first, second;  // (seq, t) flattened as s*T+t
+  for (int s = 0; s < N; s++)
+    for (int t = 0; t < T; t++) {
+      const size_t i = size_t(s) * T + t;
+      if (pb.target[i] < 0) continue;
+      uint8_t& mark = seen[size_t(L.row_of[i])];
+      (mark ? second : first).push_back(int(i));
+      mark = 1;
+    }
+  L.seq_entries.assign(size_t(N), {});
+  for (const std::vector<int>* list : {&first, &second})
+    for (int i : *list) {
+      const int s = i / T, e = int(L.entry_row.size());
+      L.entry_row.push_back(L.row_of[size_t(i)]);
+      L.entry_target.push_back(pb.target[size_t(i)]);
+      L.entry_seq.push_back(s);
+      L.seq_entries[size_t(s)].push_back(e);
+    }
+  // Second entries were appended after all first ones: restore position order within each sequence.
+  for (std::vector<int>& es : L.seq_entries)
+    std::sort(es.begin(), es.end(), [&](int x, int y) { return L.entry_row[size_t(x)] < L.entry_row[size_t(y)]; });
+}
+
+}  // namespace
+
+bool prefix_sharing_enabled(const Backend& be) {
+  if (!be.has_attention_key_skip()) return false;
+  const char* env = std::getenv("DPO_PREFIX_SHARING");
+  if (!env || !*env) return true;
+  const std::string v(env);
+  if (v == "0") return false;
+  if (v == "1") return true;
+  fail(ErrorCode::BadInput, "DPO_PREFIX_SHARING must be 0 or 1, got '" + v + "'");
+}
+
+ScoringLayout make_scoring_layout(const std::vector<const ScoredSequence*>& seqs,
+                                  const std::vector<std::pair<int, int>>& pairs, int32_t pad_id, int vocab,
+                                  int max_position, bool share) {
+  PaddedBatch pb = make_padded_batch(seqs, pad_id, vocab, max_position);
+  const int N = pb.B, T = pb.T;
+  ScoringLayout L;
+  L.seq_T = T;
+  L.row_of.resize(size_t(N) * T);
+
+  // Every row is as long as the longest: packed rows take 2T - (shortest packed prefix), a sequence on its own T, or
+  // as much as a packed row when it shares the call with one. So pack the k pairs with the longest prefixes for the k
+  // that makes the fewest rows, and nothing unless that beats the unshared N x T.
+  std::vector<int> prefix(pairs.size(), 0), order;
+  std::vector<uint8_t> paired(size_t(N), 0);
+  for (size_t p = 0; share && p < pairs.size(); p++) {
+    const auto [a, b] = pairs[p];
+    if (a < 0 || b < 0 || a >= N || b >= N || a == b || paired[size_t(a)] || paired[size_t(b)])
+      fail(ErrorCode::Internal, "make_scoring_layout: pair " + std::to_string(p) + " is not two unpaired sequences");
+    paired[size_t(a)] = paired[size_t(b)] = 1;
+    prefix[p] = shared_prefix_length(*seqs[size_t(a)], *seqs[size_t(b)]);
+    if (prefix[p] > 0) order.push_back(int(p));
+  }
+  std::stable_sort(order.begin(), order.end(), [&](int x, int y) { return prefix[size_t(x)] > prefix[size_t(y)]; });
+  int64_t best_rows = int64_t(N) * T;
+  int packed_T = T, k_best = 0;
+  for (int k = 1; k <= int(order.size()); k++) {
+    const int row_T = std::max(2 * T - prefix[size_t(order[size_t(k - 1)])], N > 2 * k ? T : 0);
+    if (int64_t(N - k) * row_T < best_rows) best_rows = int64_t(N - k) * row_T, packed_T = row_T, k_best = k;
+  }
+  std::vector<size_t> packs;  // the packed pairs, in their given order
+  std::fill(paired.begin(), paired.end(), 0);
+  for (size_t p = 0; p < pairs.size(); p++)
+    if (std::find(order.begin(), order.begin() + k_best, int(p)) != order.begin() + k_best) {
+      packs.push_back(p);
+      paired[size_t(pairs[p].first)] = paired[size_t(pairs[p].second)] = 1;
+    }
+  if (packs.empty()) {
+    for (size_t i = 0; i < L.row_of.size(); i++) L.row_of[i] = int(i);
+    L.rows = std::move(pb);
+    add_entries(L, L.rows);
+    return L;
+  }
+
+  PaddedBatch& r = L.rows;
+  r.B = N - int(packs.size());
+  r.T = packed_T;
+  const size_t n = size_t(r.B) * r.T;
+  r.ids.assign(n, pad_id);
+  r.pos.assign(n, 0);  // rows past every sequence: position 0, no key, never scored
+  r.valid.assign(n, 0);
+  L.key_skip.assign(2 * n, 0);
+  auto place = [&](int row, int s, int t) {
+    const size_t from = size_t(s) * T + t;
+    r.ids[size_t(row)] = pb.ids[from];
+    r.pos[size_t(row)] = t;
+    r.valid[size_t(row)] = pb.valid[from];
+    L.row_of[from] = row;
+  };
+  int base = 0;
+  for (size_t p : packs) {
+    const auto [a, b] = pairs[p];
+    const int P = prefix[p];
+    for (int t = 0; t < T; t++) place(base + t, a, t);
+    for (int t = 0; t < P; t++) L.row_of[size_t(b) * T + t] = base + t;
+    for (int t = P; t < T; t++) {
+      // The second answer sits after the first one's T - P rows: it skips them and restarts at position P.
+      const int row = base + T + (t - P);
+      place(row, b, t);
+      L.key_skip[2 * size_t(row)] = P;
+      L.key_skip[2 * size_t(row) + 1] = T;
+    }
+    base += r.T;
+  }
+  for (int s = 0; s < N; s++) {
+    if (paired[size_t(s)]) continue;
+    for (int t = 0; t < T; t++) place(base + t, s, t);
+    base += r.T;
+  }
+  add_entries(L, pb);
+  return L;
+}
+
+}  // namespace dpo

@@ -1,0 +1,41 @@
+// Prompt-prefix sharing (docs/performance.md#prompt-prefix-sharing): the two answers of a DPO pair start with the same
+// prompt tokens, whose activations are the same in both under causal attention, so a pair can run as one decoder row
+// [prompt, first answer (padded), second answer (padded)] with the second answer's positions restarting at the prompt
+// length and its keys skipping the first answer (Backend::attention_key_skip). The layout maps every position of every
+// unshared padded sequence to the decoder row that computes it, so scores and metrics are read as before.
+#pragma once
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "dpo/backend.h"
+#include "model/padded_batch.h"
+
+namespace dpo {
+
+struct ScoringLayout {
+  PaddedBatch rows;           // what the decoder runs: ids, pos, valid (rows.B, rows.T); rows.target is not used
+  std::vector<int> key_skip;  // (rows.B * rows.T, 2) for attention_key_skip; empty when no pair is packed
+  int seq_T = 0;              // the unshared padded length: each sequence's (seq_T, V) block of TRL's logits metric
+  std::vector<int> row_of;    // (sequences, seq_T): the decoder row that computes sequence s's position t
+  // Scored tokens (row, target) for logits_forward_entries: a row's first entry comes before every second one.
+  std::vector<int> entry_row, entry_target, entry_seq;
+  std::vector<std::vector<int>> seq_entries;  // per sequence, its entries in position order
+
+  bool packed() const { return !key_skip.empty(); }
+  const int* key_skip_or_null() const { return packed() ? key_skip.data() : nullptr; }
+  int decoder_rows() const { return rows.B * rows.T; }
+};
+
+// Whether a call may pack pairs: the backend implements attention_key_skip and DPO_PREFIX_SHARING is not "0" (the
+// switch that benchmarks and tests use to compare both layouts in one process).
+bool prefix_sharing_enabled(const Backend& be);
+
+// Validates and pads seqs as make_padded_batch does. With `share`, each (first, second) of `pairs` whose ids start
+// alike becomes one decoder row (other sequences keep a row of their own), when that makes fewer decoder rows than the
+// unshared layout; otherwise (or without `share`) the layout is the unshared padded batch, row for row.
+ScoringLayout make_scoring_layout(const std::vector<const ScoredSequence*>& seqs,
+                                  const std::vector<std::pair<int, int>>& pairs, int32_t pad_id, int vocab,
+                                  int max_position, bool share);
+
+}  // namespace dpo

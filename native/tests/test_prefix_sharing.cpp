@@ -1,0 +1,299 @@
+// Prompt-prefix sharing (docs/performance.md#prompt-prefix-sharing): a DPO pair's answers run in one decoder row
+// around their shared prompt. Log-probs, token log-probs and logit-mean metrics must equal the unshared layout's bit
+// for bit (reference pass and DPO step); LoRA gradients differ only in summation order. Every fallback case is here:
+// no shared prefix, an answer that is a prefix of the other, answers that share tokens past the prompt, an odd
+// sequence out, LoRA dropout, the switch DPO_PREFIX_SHARING=0.
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "check.h"
+#include "dpo/engine.h"
+#include "model/logits_pass.h"
+#include "model/model_impl.h"
+#include "model/shared_prefix.h"
+#include "random_lora_b.h"
+#include "scored_pairs.h"
+#include "tiny_model.h"
+
+using namespace dpo_test;
+
+namespace {
+
+void set_sharing(bool on) { setenv("DPO_PREFIX_SHARING", on ? "1" : "0", 1); }
+
+// Every layout case: pairs 0-3 share a prefix, pair 4 shares nothing.
+std::vector<dpo::DpoPair> varied_pairs(int V) {
+  std::vector<dpo::DpoPair> p(5);
+  p[0].chosen = scored({1, 5, 9, 33, 12, 2}, 3, V);  // the HW6 case: the answers differ at their first token
+  p[0].rejected = scored({1, 5, 9, 40, 3, 22, 18, 2}, 3, V);
+  p[1].chosen = scored({4, 8, 15, 16, 23, 42, 2}, 2, V);  // the ids agree two tokens past the prompt
+  p[1].rejected = scored({4, 8, 15, 16, 7, 2}, 2, V);
+  p[2].chosen = scored({3, 9, 27, 20}, 2, V);  // the chosen answer is a prefix of the rejected one
+  p[2].rejected = scored({3, 9, 27, 20, 14, 2}, 2, V);
+  std::vector<int> a, b;  // a 20-token prompt and long answers: several 32-row logits chunks
+  for (int t = 0; t < 20; t++) a.push_back(1 + 3 * t);
+  b = a;
+  for (int t = 0; t < 40; t++) a.push_back(3 + 7 * t), b.push_back(5 + 11 * t);
+  p[3].chosen = scored(a, 20, V), p[3].rejected = scored(b, 20, V);
+  p[4].chosen = scored({6, 11, 2}, 0, V);  // empty prompt, different first tokens: nothing to share
+  p[4].rejected = scored({13, 11, 17, 2}, 0, V);
+  for (size_t i = 0; i < p.size(); i++) p[i].ref_chosen = -10.0 - double(i), p[i].ref_rejected = -12.0 + double(i);
+  return p;
+}
+
+// A prompt longer than half the sequence: packing it pays even beside an odd sequence padded to the packed length.
+dpo::DpoPair long_prompt_pair(int V) {
+  std::vector<int> a;
+  for (int t = 0; t < 30; t++) a.push_back(2 + 5 * t);
+  std::vector<int> b = a;
+  a.insert(a.end(), {7, 8, 9, 2}), b.insert(b.end(), {10, 2});
+  dpo::DpoPair p;
+  p.chosen = scored(a, 30, V), p.rejected = scored(b, 30, V);
+  p.ref_chosen = -7.0, p.ref_rejected = -6.0;
+  return p;
+}
+
+std::vector<dpo::DpoPair> sharing_pairs(int V) {
+  auto p = varied_pairs(V);
+  p.pop_back();
+  return p;
+}
+
+std::unique_ptr<dpo::Model> load(const TinyModel& tm, float dropout = 0.0f, dpo::QuantMode q = dpo::QuantMode::Nf4) {
+  auto model = dpo::Model::load(tm.dir, {q, dpo::BackendChoice::Cpu});
+  dpo::LoraOptions lo;
+  lo.targets = {"q_proj", "k_proj", "v_proj", "o_proj", "down_proj"};
+  lo.r = 4;
+  lo.dropout = dropout;
+  model->attach_lora(lo);
+  randomize_lora_b(*model, 11);
+  return model;
+}
+
+std::vector<dpo::ScoredSequence> interleaved(const std::vector<dpo::DpoPair>& pairs) {
+  std::vector<dpo::ScoredSequence> s;
+  for (const dpo::DpoPair& p : pairs) s.push_back(p.chosen), s.push_back(p.rejected);
+  return s;
+}
+
+void check_same_logps(const std::vector<dpo::SequenceLogp>& a, const std::vector<dpo::SequenceLogp>& b) {
+  CHECK(a.size() == b.size());
+  for (size_t i = 0; i < a.size() && i < b.size(); i++) {
+    CHECK(a[i].logp == b[i].logp);
+    CHECK(a[i].logits_mean == b[i].logits_mean);
+    CHECK(a[i].tokens == b[i].tokens);
+    CHECK(a[i].token_logps == b[i].token_logps);
+  }
+}
+
+struct DpoRun {
+  std::vector<double> metrics;
+  std::vector<dpo::LoraTensor> grads;
+};
+
+DpoRun dpo_run(const TinyModel& tm, bool share, const std::vector<std::vector<dpo::DpoPair>>& batches,
+               float dropout = 0.0f, dpo::QuantMode q = dpo::QuantMode::Nf4) {
+  set_sharing(share);
+  auto model = load(tm, dropout, q);
+  DpoRun r;
+  dpo::DpoOptions o;
+  o.grad_scale = 0.5f;
+  for (const auto& pairs : batches)
+    for (const dpo::DpoPairMetrics& m : model->dpo_accumulate(pairs, 0, o))
+      r.metrics.insert(r.metrics.end(), {m.loss, m.chosen_logp, m.rejected_logp, m.chosen_logits_mean,
+                                         m.rejected_logits_mean, m.chosen_reward, m.rejected_reward});
+  r.grads = model->lora_gradients();
+  set_sharing(true);
+  return r;
+}
+
+// The prompt rows' gradient is now the sum of both answers' in one row, so LoRA gradients are summed in another
+// order. With fp32 base weights that moves them by float rounding only (max_rel). The NF4 input gradient rounds its
+// incoming gradient to bf16 (docs/cpu-kernels.md), so there a last-bit change can flip a bf16 rounding: differences
+// of bf16 size in single entries, far below it over a tensor (l2_rel).
+void check_close_grads(const DpoRun& got, const DpoRun& want, float max_rel, float l2_rel) {
+  CHECK(got.grads.size() == want.grads.size());
+  for (size_t i = 0; i < got.grads.size() && i < want.grads.size(); i++) {
+    const auto &g = got.grads[i].data, &w = want.grads[i].data;
+    CHECK(g.size() == w.size());
+    float scale = 0.0f, diff = 0.0f;
+    double d2 = 0.0, w2 = 0.0;
+    for (size_t k = 0; k < g.size() && k < w.size(); k++) {
+      scale = std::max(scale, std::fabs(w[k])), diff = std::max(diff, std::fabs(g[k] - w[k]));
+      d2 += double(g[k] - w[k]) * double(g[k] - w[k]), w2 += double(w[k]) * double(w[k]);
+    }
+    CHECK(scale > 0.0f);
+    if (!(diff <= max_rel * scale && d2 <= double(l2_rel) * l2_rel * w2))
+      std::printf("  tensor %zu: max diff %g, largest %g, relative L2 %g\n", i, double(diff), double(scale),
+                  std::sqrt(d2 / w2));
+    CHECK(diff <= max_rel * scale);
+    CHECK(d2 <= double(l2_rel) * l2_rel * w2);
+  }
+}
+
+}  // namespace
+
+TEST_CASE(scoring_layout_packs_pairs_around_their_shared_prompt) {
+  const int V = 61;
+  const auto pairs = varied_pairs(V);
+  std::vector<const dpo::ScoredSequence*> seqs;
+  std::vector<std::pair<int, int>> twins;
+  for (const auto& p : pairs) seqs.push_back(&p.chosen), seqs.push_back(&p.rejected);
+  for (int i = 0; i < 4; i++) twins.push_back({2 * i, 2 * i + 1});
+  const std::vector<const dpo::ScoredSequence*> shared(seqs.begin(), seqs.begin() + 8);
+  const dpo::ScoringLayout lay = dpo::make_scoring_layout(shared, twins, 0, V, 0, true);
+  const int T = 60;  // the longest sequence
+  CHECK(lay.packed() && lay.seq_T == T);
+  CHECK(lay.rows.B == 4 && lay.rows.T == 2 * T - 3);  // the shortest shared prefix is 3 positions
+  // Pair 1: the ids agree for 4 positions, so rejected position 4 is row T of the pair, at position 4, skipping the
+  // chosen answer's rows [4, T).
+  const int base = lay.rows.T, row = lay.row_of[size_t(3) * T + 4];
+  CHECK(row == base + T);
+  CHECK(lay.rows.pos[size_t(row)] == 4);
+  CHECK(lay.key_skip[2 * size_t(row)] == 4 && lay.key_skip[2 * size_t(row) + 1] == T);
+  CHECK(lay.row_of[size_t(3) * T + 3] == lay.row_of[size_t(2) * T + 3]);
+  // Pair 2: the chosen answer is a prefix of the rejected one; the rejected keeps its last position apart.
+  CHECK(lay.row_of[size_t(5) * T + 2] == lay.row_of[size_t(4) * T + 2]);
+  CHECK(lay.row_of[size_t(5) * T + 3] != lay.row_of[size_t(4) * T + 3]);
+  // A row scored for two targets: its second entry comes after every first one.
+  size_t entries = 0, firsts = 0;
+  std::vector<int> seen(size_t(lay.decoder_rows()), 0);
+  for (size_t e = 0; e < lay.entry_row.size(); e++) {
+    if (seen[size_t(lay.entry_row[e])]++ == 0) CHECK(e == firsts++);
+    entries++;
+  }
+  CHECK(firsts < entries);
+  for (const auto& es : lay.seq_entries) {
+    bool ascending = true;
+    for (size_t i = 1; i < es.size(); i++)
+      ascending = ascending && lay.entry_row[size_t(es[i - 1])] < lay.entry_row[size_t(es[i])];
+    CHECK(ascending);
+  }
+
+  // An odd sequence out keeps a row of its own, as long as the packed one; beside four pairs with short prompts it
+  // would cost more than sharing saves (the unshared layout then).
+  const dpo::DpoPair lp = long_prompt_pair(V);
+  const dpo::ScoringLayout with_odd =
+      dpo::make_scoring_layout({&lp.chosen, &lp.rejected, seqs[8]}, {{0, 1}}, 0, V, 0, true);
+  CHECK(with_odd.packed() && with_odd.rows.B == 2 && with_odd.rows.T == 2 * 34 - 30);
+  CHECK(with_odd.row_of[size_t(2) * 34] == with_odd.rows.T && with_odd.key_skip[2 * size_t(with_odd.rows.T)] == 0);
+  std::vector<const dpo::ScoredSequence*> odd = shared;
+  odd.push_back(seqs[8]);
+  CHECK(!dpo::make_scoring_layout(odd, twins, 0, V, 0, true).packed());
+
+  // Fallbacks give the padded batch row for row: sharing off; a pair that shares nothing; and a batch where packing
+  // pads every row to nearly 2T while pair 4 shares nothing (more rows than the unshared layout).
+  const dpo::PaddedBatch pb = dpo::make_padded_batch(seqs, 0, V, 0);
+  std::vector<std::pair<int, int>> all = twins;
+  all.push_back({8, 9});
+  const std::vector<std::pair<int, int>> only_unshared = {{8, 9}};
+  for (const std::vector<std::pair<int, int>>* cand : {const_cast<const decltype(all)*>(&all), &only_unshared})
+    for (bool share : {false, true}) {
+      const dpo::ScoringLayout u = dpo::make_scoring_layout(seqs, *cand, 0, V, 0, share);
+      CHECK(!u.packed() && u.rows.B == pb.B && u.rows.T == pb.T && u.rows.ids == pb.ids && u.rows.pos == pb.pos);
+      std::vector<int> rows;
+      for (int m = 0; m < pb.B * pb.T; m++)
+        if (pb.target[size_t(m)] >= 0) rows.push_back(m);
+      CHECK(u.entry_row == rows);
+    }
+  const std::vector<std::pair<int, int>> overlapping = {{0, 1}, {1, 2}};
+  CHECK_THROWS_CODE(dpo::make_scoring_layout(seqs, overlapping, 0, V, 0, true), dpo::ErrorCode::Internal, "pair 1");
+}
+
+TEST_CASE(packed_reference_logps_equal_unshared_bit_for_bit) {
+  for (bool bf16 : {false, true}) {
+    TinySpec s;
+    s.bf16_values = bf16;
+    // A context as long as the longest sequence: packed rows run past it, their positions never do.
+    if (bf16) s.max_position = 60;
+    TinyModel tm = write_tiny_model(s);
+    auto model = load(tm);
+    auto seqs = interleaved(sharing_pairs(s.V));
+    std::vector<std::vector<dpo::ScoredSequence>> batches = {seqs, interleaved(varied_pairs(s.V)),
+                                                             interleaved(sample_pairs(s.V))};
+    const dpo::DpoPair lp = long_prompt_pair(s.V);
+    batches.push_back({lp.chosen, lp.rejected, varied_pairs(s.V)[4].chosen});  // an odd sequence out
+    for (const auto& batch : batches)
+      for (bool adapter : {false, true}) {
+        set_sharing(false);
+        const auto want = model->logps(batch, 0, nullptr, adapter);
+        set_sharing(true);
+        check_same_logps(model->logps(batch, 0, nullptr, adapter), want);
+      }
+  }
+}
+
+TEST_CASE(packed_dpo_step_equals_unshared) {
+  for (bool bf16 : {false, true}) {
+    TinySpec s;
+    s.bf16_values = bf16;
+    TinyModel tm = write_tiny_model(s);
+    const auto pairs = varied_pairs(s.V);
+    std::vector<std::vector<dpo::DpoPair>> batches = {
+        sharing_pairs(s.V), pairs, sample_pairs(s.V), {long_prompt_pair(s.V)}};
+    for (const auto& p : pairs) batches.push_back({p});
+    // Kept logits: none (recomputed: a run never crosses into a second entry of its row), one chunk, all.
+    for (const std::string& budget : std::vector<std::string>{"0", std::to_string(32 * s.V * 4), ""}) {
+      if (budget.empty()) unsetenv("DPO_KEPT_LOGITS_BYTES");
+      else setenv("DPO_KEPT_LOGITS_BYTES", budget.c_str(), 1);
+      for (dpo::QuantMode q : {dpo::QuantMode::None, dpo::QuantMode::Nf4}) {
+        const DpoRun want = dpo_run(tm, false, batches, 0.0f, q), got = dpo_run(tm, true, batches, 0.0f, q);
+        CHECK(got.metrics == want.metrics);
+        if (q == dpo::QuantMode::None) check_close_grads(got, want, 2e-6f, 1e-6f);
+        else check_close_grads(got, want, 1e-2f, 2e-3f);
+      }
+    }
+    unsetenv("DPO_KEPT_LOGITS_BYTES");
+  }
+}
+
+TEST_CASE(lora_dropout_keeps_the_unshared_layout) {
+  // Dropout masks are drawn per decoder row: with dropout the switch must change nothing, bit for bit.
+  TinySpec s;
+  TinyModel tm = write_tiny_model(s);
+  const std::vector<std::vector<dpo::DpoPair>> batches = {sharing_pairs(s.V)};
+  const DpoRun want = dpo_run(tm, false, batches, 0.1f), got = dpo_run(tm, true, batches, 0.1f);
+  CHECK(got.metrics == want.metrics);
+  CHECK(got.grads.size() == want.grads.size());
+  for (size_t i = 0; i < got.grads.size() && i < want.grads.size(); i++) CHECK(got.grads[i].data == want.grads[i].data);
+}
+
+TEST_CASE(logits_backward_keeps_both_gradients_of_a_row_scored_twice) {
+  TinySpec s;
+  TinyModel tm = write_tiny_model(s);
+  auto model = dpo::Model::load(tm.dir, {dpo::QuantMode::Nf4, dpo::BackendChoice::Cpu});
+  dpo::ModelImpl& im = model->impl();
+  dpo::Backend& be = *im.backend;
+  const int M = 40, C = s.C;
+  std::mt19937 g(3);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> h(size_t(M) * C);
+  for (float& v : h) v = nd(g);
+  auto hidden = dpo::DeviceArray<float>::from_host(be, h);
+  // Row 7 twice in the first 32-entry chunk, row 30 at its end and again at the start of the second.
+  std::vector<int> rows = {7, 7}, targets = {3, 9};
+  for (int i = 0; i < 30; i++)
+    if (i != 7) rows.push_back(i), targets.push_back((5 * i) % s.V);
+  for (int r : {30, 30, 39}) rows.push_back(r), targets.push_back((2 * r + int(rows.size())) % s.V);
+  std::vector<float> dlogp(rows.size());
+  for (size_t e = 0; e < dlogp.size(); e++) dlogp[e] = 0.25f + 0.01f * float(e);
+  for (bool keep : {false, true}) {
+    auto together = dpo::DeviceArray<float>::zeros(be, size_t(M) * C);
+    dpo::LogitsStats st = dpo::logits_forward_entries(im.dev, be, hidden.get(), rows, targets, M, keep);
+    dpo::logits_backward_entries(together.get(), im.dev, be, hidden.get(), st, dlogp);
+    // One entry per call, in the same order: what the sum must be.
+    auto apart = dpo::DeviceArray<float>::zeros(be, size_t(M) * C);
+    for (size_t e = 0; e < rows.size(); e++) {
+      dpo::LogitsStats one = dpo::logits_forward_entries(im.dev, be, hidden.get(), {rows[e]}, {targets[e]}, M, keep);
+      CHECK(one.entry_logp[0] == st.entry_logp[e]);
+      dpo::logits_backward_entries(apart.get(), im.dev, be, hidden.get(), one, {dlogp[e]});
+    }
+    CHECK(together.to_host() == apart.to_host());
+  }
+}
+
+int main() { return run_all(); }
