@@ -5,7 +5,8 @@
 // Training and the reference pass run twice on both sides, cold (first pass over every pair shape) then warm: the
 // warm rows carry the target, the cold rows stand beside them (BENCHMARKS.md, "Cold and warm passes").
 //   npm run bench:peers [-- --pairs 8] [--rounds 3] [--threads 2] [--decode-threads 2,1] [--models 125m,0.42b]
-//                       [--peers torch,llama] [--python PATH] [--quick] [--out DIR]
+//                       [--peers torch,llama] [--python PATH] [--quick] [--out DIR] [--help]
+//                       [--tool PATH: dpo-tool, or $DPO_TOOL; default build/native/dpo-tool]
 // Peers: PyTorch + PEFT (scripts/bench/peer_peft_dpo.py --device cpu: fp32 base, LoRA r64 q/v, the same DPO loop;
 // the Python of scripts/refstack/setup.sh, or --python / $DPO_PEER_PYTHON) for training and reference log-probs;
 // llama.cpp (node-llama-cpp's prebuilt CPU binary, scripts/bench/llamaPeer.ts) on GGUF files our own writer makes of
@@ -49,8 +50,23 @@ const { values } = parseArgs({
     python: { type: 'string', default: process.env.DPO_PEER_PYTHON ?? '' },
     tool: { type: 'string', default: process.env.DPO_TOOL ?? path.join(repoRoot, 'build/native/dpo-tool') },
     out: { type: 'string', default: path.join(repoRoot, 'build/bench') },
+    help: { type: 'boolean', default: false },
   },
 })
+if (values.help) {
+  // The usage is this file's header comment.
+  const header = readFileSync(new URL(import.meta.url), 'utf8').split('\n')
+  console.log(
+    header
+      .slice(
+        0,
+        header.findIndex((l) => !l.startsWith('//')),
+      )
+      .map((l) => l.replace(/^\/\/ ?/, ''))
+      .join('\n'),
+  )
+  process.exit(0)
+}
 const quick = values.quick
 const pairs = Number(values.pairs ?? (quick ? '1' : '8')),
   rounds = Number(values.rounds ?? (quick ? '1' : '3'))
