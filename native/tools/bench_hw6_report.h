@@ -18,11 +18,12 @@ struct Hw6Results {
   uint64_t cache_bytes = 0;     // bytes read to warm the page cache before the timed load (0 = not warmed)
   double cache_warm_s = 0, load_s = 0;
   MemoryStats mem_load;         // after load; peak = the load's peak
-  // reference log-probs (adapter disabled), then training
+  // reference log-probs (adapter disabled), then training; each phase runs a cold pass over every pair, then the
+  // warm pass the rates use (*_cold_s: the first; *_s: the second)
   // *_cpu_s: CPU seconds of the process (all threads) over the phase; steadier than wall time on a shared machine
-  double ref_warmup_s = 0, ref_s = 0, ref_cpu_s = 0;
+  double ref_cold_s = 0, ref_cold_cpu_s = 0, ref_s = 0, ref_cpu_s = 0;
   std::vector<std::vector<double>> ref_logps;  // per pair: chosen, rejected (the peers' check, npm run bench:peers)
-  double train_warmup_s = 0, train_s = 0, train_cpu_s = 0;
+  double train_cold_s = 0, train_cold_cpu_s = 0, train_s = 0, train_cpu_s = 0;
   std::vector<double> step_loss, step_grad_norm;
   MemoryStats mem_train;        // peak over reference + training
   // generation

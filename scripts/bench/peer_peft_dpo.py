@@ -10,7 +10,10 @@ with beta 0.1; loss / 8 backward, 8 micro-batches per step, clipping
 at 1.0, torch.optim.AdamW(fused=True) with fp32 state (bitsandbytes' paged 8-bit AdamW is not available), HF's
 linear schedule with warmup ratio 0.1. Reference log-probs come first, once per pair, with the adapter disabled
 (`with model.disable_adapter()`, TRL's null_ref_context), as dpo-tool does. Every pair of the workload is trained
-(50 pairs = 7 steps), as in dpo-tool.
+(50 pairs = 7 steps), as in dpo-tool. As dpo-tool, each phase runs twice over every pair (BENCHMARKS.md, "Cold and
+warm passes"): a cold pass that meets every pair shape first (PyTorch's per-shape CPU kernel setup costs seconds),
+then the warm pass the rates use; the cold training loop runs at lr 0, which leaves the LoRA weights as they were
+(checked), and the warm loop starts from them with a fresh optimizer.
 
   python3 scripts/bench/peer_peft_dpo.py --model DIR --workload FILE [--json FILE] [--pairs N]
          [--attn sdpa|eager] [--generate 0|1] [--new 200] [--grad-checkpointing 0|1] [--ceilings 0|1]
@@ -114,6 +117,15 @@ def self_test():
     assert abs(loss.item() - math.log1p(math.exp(-0.2))) < 1e-6, loss
     assert abs(dpo_sigmoid_loss(torch.tensor(0.0), torch.tensor(0.0), torch.tensor(0.0), torch.tensor(0.0)).item()
                - math.log(2)) < 1e-7
+    # The cold training loop relies on this: AdamW with lr 0 and weight_decay 0 leaves the weights' bits.
+    w = torch.randn(3, 5, generator=g, requires_grad=True)
+    before = w.detach().clone()
+    opt = torch.optim.AdamW([w], lr=0.0, weight_decay=0.0)
+    for _ in range(3):
+        (w * torch.randn(3, 5, generator=g)).sum().backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    assert torch.equal(w.detach(), before)
     print("self-test: torch functions ok (CPU)")
     return 0
 
@@ -232,59 +244,60 @@ def run(args):
         torch.cuda.reset_peak_memory_stats()
         res["memory_after_load_bytes"] = torch.cuda.memory_allocated()
 
-    # ---- reference log-probs, adapter disabled (warm-up: pair 1 once, untimed)
+    # ---- reference log-probs, adapter disabled: a cold pass over every pair, then the timed warm pass
     def reference(batch):
         with torch.no_grad(), model.disable_adapter():
             return pair_logps(model, batch)
-    t0 = time.perf_counter()
-    reference(batches[0])
-    sync()
-    res["reference_warmup_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    refs = [reference(b) for b in batches]
-    sync()
-    res["reference_s"] = time.perf_counter() - t0
-    res["reference_logps"] = [[float(r[0]), float(r[1])] for r in refs]
 
-    # ---- training (warm-up: one micro-batch and one lr-0 step, then a fresh optimizer; lr 0 leaves the weights)
+    def reference_pass():
+        t0, c0 = time.perf_counter(), time.process_time()
+        refs = [reference(b) for b in batches]
+        sync()
+        return time.perf_counter() - t0, time.process_time() - c0, refs
+    # *_cpu_s: CPU seconds of the process (all threads; torch's idle threads spin, so they count waiting too)
+    res["reference_cold_s"], res["reference_cold_cpu_s"], cold_refs = reference_pass()
+    res["reference_s"], res["reference_cpu_s"], refs = reference_pass()
+    res["reference_logps"] = [[float(r[0]), float(r[1])] for r in refs]
+    res["reference_cold_warm_max_abs_diff"] = max(float((a - b).abs().max()) for a, b in zip(cold_refs, refs))
+
+    # ---- training: a cold loop at lr 0 (weights unchanged), then a fresh optimizer and the timed warm loop
     def micro(batch, ref):
         pol = pair_logps(model, batch)
         loss = dpo_sigmoid_loss(pol[0], pol[1], ref[0], ref[1])
         (loss / GRAD_ACCUM).backward()
         return loss.detach()
 
-    def new_optimizer():
-        return torch.optim.AdamW(lora, lr=PEAK_LR, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, fused=cuda)
-
-    t0 = time.perf_counter()
-    opt = new_optimizer()
-    micro(batches[0], refs[0])
-    torch.nn.utils.clip_grad_norm_(lora, MAX_GRAD_NORM)
-    for g in opt.param_groups:
-        g["lr"] = 0.0
-    opt.step()
-    opt.zero_grad(set_to_none=True)
-    sync()
-    res["train_warmup_s"] = time.perf_counter() - t0
-
     steps = (len(batches) + GRAD_ACCUM - 1) // GRAD_ACCUM
-    losses, norms = [], []
-    t0 = time.perf_counter()
-    opt = new_optimizer()
-    acc = []
-    for i, (b, r) in enumerate(zip(batches, refs)):
-        acc.append(micro(b, r))
-        if len(acc) == GRAD_ACCUM or i + 1 == len(batches):
-            norm = torch.nn.utils.clip_grad_norm_(lora, MAX_GRAD_NORM)
-            for g in opt.param_groups:
-                g["lr"] = scheduled_lr(len(losses) + 1, steps)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            losses.append(torch.stack(acc).mean())
-            norms.append(norm)
-            acc = []
-    sync()
-    res["train_s"] = time.perf_counter() - t0
+
+    def train_pass(lr_scale):
+        """One loop over every pair with a fresh optimizer; lr_scale 0 leaves the weights (AdamW with lr 0 and
+        weight_decay 0 adds 0 times a finite step)."""
+        opt = torch.optim.AdamW(lora, lr=PEAK_LR, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, fused=cuda)
+        losses, norms, acc = [], [], []
+        t0, c0 = time.perf_counter(), time.process_time()
+        for i, (b, r) in enumerate(zip(batches, refs)):
+            acc.append(micro(b, r))
+            if len(acc) == GRAD_ACCUM or i + 1 == len(batches):
+                norm = torch.nn.utils.clip_grad_norm_(lora, MAX_GRAD_NORM)
+                for g in opt.param_groups:
+                    g["lr"] = lr_scale * scheduled_lr(len(losses) + 1, steps)
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                losses.append(torch.stack(acc).mean())
+                norms.append(norm)
+                acc = []
+        sync()
+        return time.perf_counter() - t0, time.process_time() - c0, losses, norms
+
+    before = [p.detach().clone() for p in lora]
+    res["train_cold_s"], res["train_cold_cpu_s"], _, cold_norms = train_pass(0.0)
+    changed = [i for i, (p, q) in enumerate(zip(lora, before)) if not torch.equal(p.detach(), q)]
+    if changed:
+        raise RuntimeError("peer: the lr-0 cold training loop changed %d LoRA tensors (first: #%d); the warm loop "
+                           "would not start from the fresh adapter" % (len(changed), changed[0]))
+    del before
+    res["train_s"], res["train_cpu_s"], losses, norms = train_pass(1.0)
+    res["train_cold_warm_step1_grad_norm"] = [float(cold_norms[0]), float(norms[0])]
     res["optimizer_steps"] = steps
     res["step_loss"] = [round(float(x), 6) for x in losses]
     res["step_grad_norm"] = [round(float(x), 6) for x in norms]
@@ -332,18 +345,22 @@ def generation(model, w, pad_id, new, res, device="cuda"):
 def print_table(r):
     print("\nPyTorch + PEFT peer: %s on %s; %d pairs (%.1f tokens per pair), attention %s, %s" % (
         r["stack"], r["device"], r["pairs"], r["mean_pair_tokens"], r["attn"], r["optimizer"]))
-    print("warm-ups (untimed in the rates): reference %.3f s, training %.3f s" % (
-        r["reference_warmup_s"], r["train_warmup_s"]))
+    print("cold passes (first over every pair shape; the rates below are the warm second pass): reference %.3f s, "
+          "training %.3f s (lr 0)" % (r["reference_cold_s"], r["train_cold_s"]))
     print("DPO loss per step: %s\n" % r["step_loss"])
     if "ceiling_copy_GBps" in r:
         print("ceilings: device copy %.0f GB/s (read + write), dense bf16 matmul %.0f TFLOP/s\n" % (
             r["ceiling_copy_GBps"], r["ceiling_bf16_TFLOPs"]))
     print("| measurement | value |\n|---|---|")
     print("| load (%s, no quantization) | %.2f s |" % (r["base_dtype"], r["load_s"]))
-    print("| reference log-probs, %d pairs | %.3f s (%.1f pairs/s) |" % (
+    print("| reference log-probs, %d pairs, warm | %.3f s (%.1f pairs/s) |" % (
         r["pairs"], r["reference_s"], r["pairs"] / r["reference_s"]))
-    print("| DPO training, %d pairs, %d optimizer steps | %.3f s (%.2f pairs/s) |" % (
+    print("| same, cold (first pass) | %.3f s (%.1f pairs/s) |" % (
+        r["reference_cold_s"], r["pairs"] / r["reference_cold_s"]))
+    print("| DPO training, %d pairs, %d optimizer steps, warm | %.3f s (%.2f pairs/s) |" % (
         r["pairs"], r["optimizer_steps"], r["train_s"], r["train_pairs_per_s"]))
+    print("| same, cold (first loop, lr 0) | %.3f s (%.2f pairs/s) |" % (
+        r["train_cold_s"], r["pairs"] / r["train_cold_s"]))
     print_run_rows(r)
 
 

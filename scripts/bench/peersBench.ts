@@ -2,8 +2,11 @@
 // checkpoints (dpo-tool make-model), the same HW6 pairs and the same threads, interleaved runs, medians and ranges,
 // each rate beside its floor on this machine (FLOPs / measured FMA rate, bytes / measured read bandwidth) and each
 // ratio against its issue-16 target (decode >= 1.1x llama.cpp, prefill >= 1.0x, training and reference >= 2x PyTorch).
+// Training and the reference pass run twice on both sides, cold (first pass over every pair shape) then warm: the
+// warm rows carry the target, the cold rows stand beside them (BENCHMARKS.md, "Cold and warm passes").
 //   npm run bench:peers [-- --pairs 8] [--rounds 3] [--threads 2] [--decode-threads 2,1] [--models 125m,0.42b]
-//                       [--peers torch,llama] [--python PATH] [--quick] [--out DIR]
+//                       [--peers torch,llama] [--python PATH] [--quick] [--out DIR] [--help]
+//                       [--tool PATH: dpo-tool, or $DPO_TOOL; default build/native/dpo-tool]
 // Peers: PyTorch + PEFT (scripts/bench/peer_peft_dpo.py --device cpu: fp32 base, LoRA r64 q/v, the same DPO loop;
 // the Python of scripts/refstack/setup.sh, or --python / $DPO_PEER_PYTHON) for training and reference log-probs;
 // llama.cpp (node-llama-cpp's prebuilt CPU binary, scripts/bench/llamaPeer.ts) on GGUF files our own writer makes of
@@ -22,6 +25,7 @@ import { benchPrompt, ggufOf, LlamaPeer } from './llamaPeer'
 import { makeWorkload, writeTokenizer, writeWorkload } from './makeWorkload'
 import {
   againstTarget,
+  coldWarmRates,
   decodeBytesNf4,
   decodeBytesQ4_0,
   forwardFlops,
@@ -46,8 +50,23 @@ const { values } = parseArgs({
     python: { type: 'string', default: process.env.DPO_PEER_PYTHON ?? '' },
     tool: { type: 'string', default: process.env.DPO_TOOL ?? path.join(repoRoot, 'build/native/dpo-tool') },
     out: { type: 'string', default: path.join(repoRoot, 'build/bench') },
+    help: { type: 'boolean', default: false },
   },
 })
+if (values.help) {
+  // The usage is this file's header comment.
+  const header = readFileSync(new URL(import.meta.url), 'utf8').split('\n')
+  console.log(
+    header
+      .slice(
+        0,
+        header.findIndex((l) => !l.startsWith('//')),
+      )
+      .map((l) => l.replace(/^\/\/ ?/, ''))
+      .join('\n'),
+  )
+  process.exit(0)
+}
 const quick = values.quick
 const pairs = Number(values.pairs ?? (quick ? '1' : '8')),
   rounds = Number(values.rounds ?? (quick ? '1' : '3'))
@@ -249,7 +268,7 @@ interface Row {
   peer: Spread | null
   peerName: string
   unit: string
-  target: number
+  target: number | null
   floor: number | null
   load: Spread
   note: string
@@ -300,13 +319,20 @@ try {
           if (!agree.ok)
             throw new Error(`bench:peers: the engines disagree on ${name}; timing them would compare different work`)
         }
-        const o = ours(dir, 'nf4')
-        push('peer_train', num(p, 'train_pairs_per_s'))
-        push('peer_ref', pairs / num(p, 'reference_s'))
-        push('ours_train', num(o, 'train_pairs_per_s'))
-        push('ours_ref', pairs / num(o, 'reference_s'))
+        const o = coldWarmRates(ours(dir, 'nf4'), pairs, 'dpo-tool bench-hw6'),
+          q = coldWarmRates(p, pairs, 'peer_peft_dpo.py')
+        for (const [side, v] of [
+          ['ours', o],
+          ['peer', q],
+        ] as const) {
+          push(`${side}_train`, v.train)
+          push(`${side}_train_cold`, v.trainCold)
+          push(`${side}_ref`, v.reference)
+          push(`${side}_ref_cold`, v.referenceCold)
+        }
+        const f = (v: number) => v.toFixed(3)
         said.push(
-          `train ${runs.ours_train!.at(-1)!.toFixed(3)} vs ${runs.peer_train!.at(-1)!.toFixed(3)} pairs/s, reference ${runs.ours_ref!.at(-1)!.toFixed(3)} vs ${runs.peer_ref!.at(-1)!.toFixed(3)} pairs/s`,
+          `train warm ${f(o.train)} vs ${f(q.train)} pairs/s (cold ${f(o.trainCold)} vs ${f(q.trainCold)}), reference warm ${f(o.reference)} vs ${f(q.reference)} pairs/s (cold ${f(o.referenceCold)} vs ${f(q.referenceCold)})`,
         )
       }
       for (const t of decodeThreads) {
@@ -331,30 +357,37 @@ try {
     allRuns[name] = runs
     const s = (k: string) => (runs[k] ? spread(runs[k]!) : null)
     if (fp32) {
-      rows.push({
-        work: `DPO training, LoRA r64 q/v, batch 1 x accumulation 8, ${threads} threads (ours NF4, peer fp32)`,
-        model: name,
-        ours: s('ours_train'),
-        peer: s('peer_train'),
-        peerName: 'PyTorch + PEFT',
-        unit: 'pairs/s',
-        target: 2,
-        floor: flopRate / trainingFlops(shape, pairTokens!),
-        load: s('load_train')!,
-        note: '',
-      })
-      rows.push({
-        work: `reference log-probs, ${threads} threads`,
-        model: name,
-        ours: s('ours_ref'),
-        peer: s('peer_ref'),
-        peerName: 'PyTorch + PEFT',
-        unit: 'pairs/s',
-        target: 2,
-        floor: flopRate / forwardFlops(shape, pairTokens!),
-        load: s('load_train')!,
-        note: '',
-      })
+      // Warm rows carry the issue-16 target; the cold rows beside them (first pass over every pair shape) do not
+      // (BENCHMARKS.md, "Cold and warm passes").
+      const phases = [
+        {
+          key: 'train',
+          work: `DPO training, LoRA r64 q/v, batch 1 x accumulation 8, ${threads} threads (ours NF4, peer fp32)`,
+          floor: flopRate / trainingFlops(shape, pairTokens!),
+        },
+        {
+          key: 'ref',
+          work: `reference log-probs, ${threads} threads`,
+          floor: flopRate / forwardFlops(shape, pairTokens!),
+        },
+      ]
+      for (const ph of phases) {
+        for (const cold of [false, true]) {
+          const k = cold ? `${ph.key}_cold` : ph.key
+          rows.push({
+            work: cold ? `same, cold (first ${ph.key === 'train' ? 'loop, lr 0' : 'pass'})` : `${ph.work}, warm`,
+            model: name,
+            ours: s(`ours_${k}`),
+            peer: s(`peer_${k}`),
+            peerName: 'PyTorch + PEFT',
+            unit: 'pairs/s',
+            target: cold ? null : 2,
+            floor: ph.floor,
+            load: s('load_train')!,
+            note: '',
+          })
+        }
+      }
     }
     for (const t of decodeThreads) {
       const peerFloor = (bandwidth / decodeBytesQ4_0(shape)).toPrecision(3)

@@ -70,10 +70,38 @@ export function greedyParting(ours: number[], theirs: number[], eos: number[]): 
   return ours.length === theirs.length || stoppedAtEos ? -1 : ours.length
 }
 
-/** Whether a ratio (ours / peer) meets its issue-16 target, as the table prints it. */
-export function againstTarget(ratio: number | null, target: number): string {
+/** Whether a ratio (ours / peer) meets its issue-16 target, as the table prints it; a row without a target (the
+ * cold passes) prints the ratio alone. */
+export function againstTarget(ratio: number | null, target: number | null): string {
   if (ratio === null) return '-'
+  if (target === null) return `${ratio.toFixed(2)} (no target)`
   return `${ratio.toFixed(2)} ${ratio >= target ? '>=' : '<'} ${target}`
+}
+
+export interface ColdWarmRates {
+  train: number
+  trainCold: number
+  reference: number
+  referenceCold: number
+}
+
+/**
+ * Pairs per second of the warm and cold passes of one bench-hw6 / peer_peft_dpo.py JSON (BENCHMARKS.md, "Cold and
+ * warm passes"). A field that is missing or not a positive number of seconds (an older binary or script) stops the
+ * bench with its name, rather than printing NaN.
+ */
+export function coldWarmRates(j: Record<string, unknown>, pairs: number, who: string): ColdWarmRates {
+  const rate = (field: string) => {
+    const s = j[field]
+    if (typeof s !== 'number' || !(s > 0)) throw new Error(`${who}: ${field} is ${JSON.stringify(s)}, not seconds > 0`)
+    return pairs / s
+  }
+  return {
+    train: rate('train_s'),
+    trainCold: rate('train_cold_s'),
+    reference: rate('reference_s'),
+    referenceCold: rate('reference_cold_s'),
+  }
 }
 
 export interface Agreement {

@@ -106,5 +106,8 @@ describe('dpo-tool make-model + bench-hw6', () => {
     expect(r.generate_batched_tokens).toBe(8) // no EOS: every prompt runs all new tokens
     expect(r.batch_invariant).toBe(true)
     expect(r.train_pairs_per_s).toBeGreaterThan(0)
+    // Cold and warm passes of both phases (BENCHMARKS.md, "Cold and warm passes"); the rates are the warm ones.
+    for (const k of ['reference_cold_s', 'reference_s', 'train_cold_s', 'train_s']) expect(r[k]).toBeGreaterThan(0)
+    expect(r.train_pairs_per_s).toBeCloseTo(9 / r.train_s, 6)
   })
 })

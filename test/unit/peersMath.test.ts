@@ -2,6 +2,7 @@
 import { describe, expect, it } from 'vitest'
 import {
   againstTarget,
+  coldWarmRates,
   decodeBytesNf4,
   decodeBytesQ4_0,
   forwardFlops,
@@ -44,6 +45,17 @@ describe('bench:peers arithmetic', () => {
     expect(againstTarget(1.25, 1.1)).toBe('1.25 >= 1.1')
     expect(againstTarget(0.38, 1.1)).toBe('0.38 < 1.1')
     expect(againstTarget(null, 2)).toBe('-')
+    expect(againstTarget(0.5, null)).toBe('0.50 (no target)')
+    expect(againstTarget(null, null)).toBe('-')
+  })
+
+  it('reads the cold and warm pass rates, naming a missing or bad field', () => {
+    const j = { train_s: 4, train_cold_s: 8, reference_s: 1, reference_cold_s: 2.5 }
+    expect(coldWarmRates(j, 8, 'ours')).toEqual({ train: 2, trainCold: 1, reference: 8, referenceCold: 3.2 })
+    const { train_cold_s: _, ...old } = j
+    expect(() => coldWarmRates(old, 8, 'ours')).toThrow('ours: train_cold_s is undefined')
+    expect(() => coldWarmRates({ ...j, reference_s: 0 }, 8, 'peer')).toThrow('peer: reference_s is 0')
+    expect(() => coldWarmRates({ ...j, reference_cold_s: '2' }, 8, 'peer')).toThrow('reference_cold_s')
   })
 
   it('accepts equal log-probs and rejects a pair that differs', () => {
