@@ -18,15 +18,15 @@ using namespace dpo_test;
 
 namespace {
 
-// Budgets: none kept, one 32-row chunk kept (the rest recomputed), the default (everything kept at these sizes).
-std::vector<std::string> budgets(int V) { return {"0", std::to_string(32 * V * 4), ""}; }
+// Budgets: none kept, one chunk kept (the rest recomputed), the default (everything kept at these sizes).
+std::vector<std::string> budgets(int V) { return {"0", std::to_string(dpo::kLogitsChunkRows * V * 4), ""}; }
 
 void set_budget(const std::string& b) {
   if (b.empty()) unsetenv("DPO_KEPT_LOGITS_BYTES");
   else setenv("DPO_KEPT_LOGITS_BYTES", b.c_str(), 1);
 }
 
-// Answers long enough for several 32-row chunks of scored rows.
+// Answers long enough for more than one logits chunk of scored rows.
 std::vector<dpo::DpoPair> long_pairs(int V) {
   std::vector<dpo::DpoPair> p(2);
   std::vector<int> a, b, c, d;

@@ -34,7 +34,7 @@ std::vector<dpo::DpoPair> varied_pairs(int V) {
   p[1].rejected = scored({4, 8, 15, 16, 7, 2}, 2, V);
   p[2].chosen = scored({3, 9, 27, 20}, 2, V);  // the chosen answer is a prefix of the rejected one
   p[2].rejected = scored({3, 9, 27, 20, 14, 2}, 2, V);
-  std::vector<int> a, b;  // a 20-token prompt and long answers: several 32-row logits chunks
+  std::vector<int> a, b;  // a 20-token prompt and long answers: more than one logits chunk
   for (int t = 0; t < 20; t++) a.push_back(1 + 3 * t);
   b = a;
   for (int t = 0; t < 40; t++) a.push_back(3 + 7 * t), b.push_back(5 + 11 * t);
@@ -237,7 +237,8 @@ TEST_CASE(packed_dpo_step_equals_unshared) {
         sharing_pairs(s.V), pairs, sample_pairs(s.V), {long_prompt_pair(s.V)}};
     for (const auto& p : pairs) batches.push_back({p});
     // Kept logits: none (recomputed: a run never crosses into a second entry of its row), one chunk, all.
-    for (const std::string& budget : std::vector<std::string>{"0", std::to_string(32 * s.V * 4), ""}) {
+    for (const std::string& budget :
+         std::vector<std::string>{"0", std::to_string(dpo::kLogitsChunkRows * s.V * 4), ""}) {
       if (budget.empty()) unsetenv("DPO_KEPT_LOGITS_BYTES");
       else setenv("DPO_KEPT_LOGITS_BYTES", budget.c_str(), 1);
       for (dpo::QuantMode q : {dpo::QuantMode::None, dpo::QuantMode::Nf4}) {

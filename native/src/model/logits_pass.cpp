@@ -1,9 +1,9 @@
 // Chunked lm_head + log-softmax (docs/reference/dpo-loss.md#sequence-log-probs,
-// docs/performance.md#logits-only-where-scored): the scored rows are gathered, 32 at a time go through lm_head and the
-// log-softmax. A training forward writes its chunks' logits into one kept (rows, V) array while the budget allows, so
-// the backward skips those chunks' lm_head products; the rest it recomputes. Each row's arithmetic is the same
-// whichever rows surround it (batch-invariant ops), so skipping unscored rows changes no log-prob, and kept and
-// recomputed logits are the same bits.
+// docs/performance.md#logits-only-where-scored): the scored rows are gathered, kLogitsChunkRows at a time go through
+// lm_head and the log-softmax. A training forward writes its chunks' logits into one kept (rows, V) array while the
+// budget allows, so the backward skips those chunks' lm_head products; the rest it recomputes. Each row's arithmetic is
+// the same whichever rows surround it (batch-invariant ops), so skipping unscored rows changes no log-prob, and kept
+// and recomputed logits are the same bits.
 #include "model/logits_pass.h"
 
 #include <algorithm>
@@ -15,7 +15,7 @@
 namespace dpo {
 
 namespace {
-constexpr int kChunk = 32;
+constexpr int kChunk = kLogitsChunkRows;
 // At Breeze-7B's vocabulary (61952) this keeps 1083 rows: a micro-batch of HW6 pairs many times over.
 constexpr uint64_t kDefaultKeptLogitsBudget = uint64_t(256) << 20;
 

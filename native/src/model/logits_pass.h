@@ -12,6 +12,11 @@
 
 namespace dpo {
 
+// Scored rows per lm_head call. Each call streams the whole lm_head (49 MB in bf16 at vocab 32000, hidden 768), so
+// wider chunks read it fewer times: 128 rows cost 0.44 ms a row on the CPU where 32 cost 0.67
+// (docs/cpu-kernels.md, lm_head numbers); one HW6 pair's ~66 scored rows are then one forward call.
+constexpr int kLogitsChunkRows = 128;
+
 struct LogitsStats {
   std::vector<float> logp;      // (M) log p(target) per row, 0 where target < 0 (host; logits_forward only)
   std::vector<float> entry_logp;  // (rows) log p(target) per scored entry (host)
