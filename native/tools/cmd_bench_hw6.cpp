@@ -63,25 +63,38 @@ LoraOptions hw6_lora() {
   return o;
 }
 
-// Pairs in order, many per call within a padded-token budget: what the app's trainer does
-// (src-main/services/training/referenceBatches.ts; batching changes no log-prob).
+// Calls of pairs of about the same packed length, as the app's reference pass groups them
+// (src-main/services/training/referenceGroups.ts, docs/performance.md#reference-calls-by-length): sorted by decoder
+// rows (2 x longest - shared prefix), a call closes at the token budget, the pair cap, or before its longest row
+// passes its shortest by 10%. The grouping changes no log-prob, only how much padding the calls compute.
 constexpr size_t kReferenceBatchTokens = 2048, kReferenceBatchMaxPairs = 64;
+constexpr double kReferenceMaxPadding = 0.1;
+
+size_t packed_rows(const DpoPair& p) {
+  const std::vector<int32_t>&a = p.chosen.ids, &b = p.rejected.ids;
+  const size_t shorter = std::min(a.size(), b.size()), limit = shorter > 0 ? shorter - 1 : 0;  // each keeps one
+  size_t shared = 0;
+  while (shared < limit && a[shared] == b[shared]) shared++;
+  return 2 * std::max(a.size(), b.size()) - shared;
+}
 
 void reference_pass(Model& model, std::vector<DpoPair>& pairs, int32_t pad) {
-  for (size_t b = 0; b < pairs.size();) {
-    size_t e = b, longest = 0;
-    while (e < pairs.size() && e - b < kReferenceBatchMaxPairs) {
-      const size_t len = std::max(pairs[e].chosen.ids.size(), pairs[e].rejected.ids.size());
-      if (e > b && 2 * (e - b + 1) * std::max(longest, len) > kReferenceBatchTokens) break;
-      longest = std::max(longest, len);
+  std::vector<size_t> order(pairs.size());
+  std::vector<size_t> rows(pairs.size());
+  for (size_t i = 0; i < pairs.size(); i++) order[i] = i, rows[i] = packed_rows(pairs[i]);
+  std::stable_sort(order.begin(), order.end(), [&](size_t x, size_t y) { return rows[x] < rows[y]; });
+  for (size_t b = 0; b < order.size();) {
+    size_t e = b + 1;
+    while (e < order.size() && e - b < kReferenceBatchMaxPairs &&
+           (e - b + 1) * rows[order[e]] <= kReferenceBatchTokens &&
+           double(rows[order[e]]) <= (1 + kReferenceMaxPadding) * double(rows[order[b]]))
       e++;
-    }
     std::vector<ScoredSequence> seqs;
-    for (size_t i = b; i < e; i++) seqs.push_back(pairs[i].chosen), seqs.push_back(pairs[i].rejected);
+    for (size_t k = b; k < e; k++) seqs.push_back(pairs[order[k]].chosen), seqs.push_back(pairs[order[k]].rejected);
     auto r = model.logps(seqs, pad, nullptr, /*use_adapter=*/false);
-    for (size_t i = b; i < e; i++) {
-      pairs[i].ref_chosen = r[2 * (i - b)].logp;
-      pairs[i].ref_rejected = r[2 * (i - b) + 1].logp;
+    for (size_t k = b; k < e; k++) {
+      pairs[order[k]].ref_chosen = r[2 * (k - b)].logp;
+      pairs[order[k]].ref_rejected = r[2 * (k - b) + 1].logp;
     }
     b = e;
   }

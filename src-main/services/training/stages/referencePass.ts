@@ -1,8 +1,8 @@
 // The reference pass (docs/reference/dpo-loss.md#reference-log-probs): the adapter-disabled model's log-probs of
 // every pair the schedule trains on, once per pair, from the cache where it has them (refCache.ts) and computed in
-// length-sorted batches (referenceBatches.ts) where not.
+// calls of pairs of about the same length (referenceGroups.ts) where not.
 import { RefLogpsCache, refCacheDir } from '../refCache'
-import { referenceBatches } from '../referenceBatches'
+import { packedRows, referenceGroups } from '../referenceGroups'
 import type { TrainRun, TrainState } from './trainRun'
 
 /** Fills state.refs and the reference counts; `cacheDir` null = no cache. */
@@ -29,8 +29,7 @@ export async function referencePass(
   state.refCached = state.refs.size
   ev.phase?.('reference', `${used.size} pairs, ${state.refCached} from the cache`)
   try {
-    const longest = (i: number) => Math.max(tokenized[i]!.chosen.ids.length, tokenized[i]!.rejected.ids.length)
-    for (const chunk of referenceBatches(missing, longest)) {
+    for (const chunk of referenceGroups(missing, (i) => packedRows(tokenized[i]!))) {
       run.checkAbort()
       const seqs = chunk.flatMap((i) => [tokenized[i]!.chosen, tokenized[i]!.rejected])
       const out = await run.engineCall(() => session.native.logps(seqs, run.padId, run.token, false))
