@@ -9,6 +9,8 @@ export default defineConfig({
   resolve: { alias: sharedAlias },
   plugins: [vue()],
   test: {
+    // One temp folder per run, removed at the end (test/helpers/testTempRoot.ts).
+    globalSetup: ['test/helpers/testTempRoot.ts'],
     // test/faults: real CLI and web host processes under faults (full disk, signals, hostile clients, bad paths); run
     // once, not again on the guarded backend (test:guarded reruns test/engine only).
     include: ['test/unit/**/*.test.ts', 'test/engine/**/*.test.ts', 'test/faults/**/*.test.ts'],

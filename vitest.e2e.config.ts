@@ -6,6 +6,8 @@ import { sharedAlias } from './viteAlias'
 export default defineConfig({
   resolve: { alias: sharedAlias },
   test: {
+    // One temp folder per run, removed at the end (test/helpers/testTempRoot.ts).
+    globalSetup: ['test/helpers/testTempRoot.ts'],
     include: ['test/e2e/**/*.e2e.test.ts'],
     testTimeout: 240_000,
     hookTimeout: 120_000,

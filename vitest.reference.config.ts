@@ -6,6 +6,8 @@ import { sharedAlias } from './viteAlias'
 export default defineConfig({
   resolve: { alias: sharedAlias },
   test: {
+    // One temp folder per run, removed at the end (test/helpers/testTempRoot.ts).
+    globalSetup: ['test/helpers/testTempRoot.ts'],
     include: ['test/reference/**/*.ref.test.ts'],
     testTimeout: 600_000,
     hookTimeout: 900_000,
