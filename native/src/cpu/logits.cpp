@@ -8,6 +8,7 @@
 #include "ops.h"
 #include "thread_pool.h"
 #include "vec.h"
+#include "vec_exp.h"
 
 namespace dpo::cpu {
 namespace {
@@ -19,14 +20,10 @@ float row_lse(const float* x /*(V)*/, int64_t V) {
   for (int64_t v = 0; v < V; v++) mx = x[v] > mx ? x[v] : mx;
   if (mx == -INFINITY) return -INFINITY;
   f32x16 acc{};
-  float e[kLanes];
+  const f32x16 shift = splat16(-mx);
   int64_t v = 0;
-  for (; v + kLanes <= V; v += kLanes) {
-    for (int l = 0; l < kLanes; l++) e[l] = std::exp(x[v + l] - mx);
-    acc += load16(e);
-  }
-  for (int l = 0; l < kLanes; l++) e[l] = v + l < V ? std::exp(x[v + l] - mx) : 0.0f;
-  acc += load16(e);
+  for (; v + kLanes <= V; v += kLanes) acc += exp16(load16(x + v) + shift);
+  acc += exp16(load16_tail(x + v, V - v, -INFINITY) + shift);  // padded lanes add exp(-inf) = 0
   return mx + std::log(reduce16(acc));
 }
 
@@ -66,7 +63,8 @@ void logsoftmax_gather_backward(float* dlogits /*(M,V)*/, const float* dlogp /*(
       }
       const float* x = logits + m * V;
       const float g = dlogp[m], l = lse[m];
-      for (int64_t v = 0; v < V; v++) d[v] = -g * std::exp(x[v] - l);
+      exp_shifted(d, x, l, V);  // softmax
+      for (int64_t v = 0; v < V; v++) d[v] *= -g;
       d[tg] += g;
     }
   });

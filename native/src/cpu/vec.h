@@ -57,6 +57,14 @@ inline f32x16 operator*(f32x16 a, f32x16 b) {
   for (int i = 0; i < kParts; i++) a.p[i] *= b.p[i];
   return a;
 }
+inline f32x16 operator-(f32x16 a, f32x16 b) {
+  for (int i = 0; i < kParts; i++) a.p[i] -= b.p[i];
+  return a;
+}
+inline f32x16 operator/(f32x16 a, f32x16 b) {
+  for (int i = 0; i < kParts; i++) a.p[i] /= b.p[i];
+  return a;
+}
 inline f32x16 operator*(f32x16 a, float s) {
   for (int i = 0; i < kParts; i++) a.p[i] *= s;
   return a;
