@@ -161,12 +161,53 @@ inline f32x16 fma_tail16(f32x16 acc, const float* a, const B* b, int64_t k, int6
   return acc;
 }
 
-// sum_k a[k] * b[k] (n): lane l accumulates k = l, l+16, ... in order, then reduce16.
-inline float dot16(const float* a, const float* b, int64_t n) {
+// dot16's 16 lane sums before their reduction: lane l accumulates a[k] * b[k] for k = l, l+16, ... in order.
+inline f32x16 dot16_lanes(const float* a, const float* b, int64_t n) {
   f32x16 acc{};
   int64_t k = 0;
   for (; k + kLanes <= n; k += kLanes) acc += load16(a + k) * load16(b + k);
-  return reduce16(fma_tail16(acc, a, b, k, n));
+  return fma_tail16(acc, a, b, k, n);
+}
+
+// sum_k a[k] * b[k] (n): dot16_lanes, then reduce16.
+inline float dot16(const float* a, const float* b, int64_t n) { return reduce16(dot16_lanes(a, b, n)); }
+
+// out[i] = reduce16(v_i) for four vectors, bit for bit: the same additions in the same pairs, with the four trees
+// interleaved in one register (attention scores four keys at a time, where one reduction per key cost more than its
+// dot product).
+inline void reduce16x4(f32x16 v0, f32x16 v1, f32x16 v2, f32x16 v3, float* out) {
+#if defined(__AVX512F__)
+  const __mmask16 all = 0xffff;  // maskz forms: GCC 12 warns spuriously on the unmasked ones
+  __m512 a, b, c, d;
+  std::memcpy(&a, &v0, sizeof a), std::memcpy(&b, &v1, sizeof b);
+  std::memcpy(&c, &v2, sizeof c), std::memcpy(&d, &v3, sizeof d);
+  // (l, l+8): lanes 0-7 of a and b side by side, then of c and d.
+  const __m512 ab = _mm512_maskz_add_ps(all, _mm512_maskz_shuffle_f32x4(all, a, b, _MM_SHUFFLE(1, 0, 1, 0)),
+                                        _mm512_maskz_shuffle_f32x4(all, a, b, _MM_SHUFFLE(3, 2, 3, 2)));
+  const __m512 cd = _mm512_maskz_add_ps(all, _mm512_maskz_shuffle_f32x4(all, c, d, _MM_SHUFFLE(1, 0, 1, 0)),
+                                        _mm512_maskz_shuffle_f32x4(all, c, d, _MM_SHUFFLE(3, 2, 3, 2)));
+  // (l, l+4): one 128-bit block per vector.
+  const __m512 h4 = _mm512_maskz_add_ps(all, _mm512_maskz_shuffle_f32x4(all, ab, cd, _MM_SHUFFLE(2, 0, 2, 0)),
+                                        _mm512_maskz_shuffle_f32x4(all, ab, cd, _MM_SHUFFLE(3, 1, 3, 1)));
+  // (l, l+2), then (l, l+1), within each block.
+  const __m512 h2 = _mm512_maskz_add_ps(all, h4, _mm512_maskz_permute_ps(all, h4, _MM_SHUFFLE(1, 0, 3, 2)));
+  const __m512 h1 = _mm512_maskz_add_ps(all, h2, _mm512_maskz_movehdup_ps(all, h2));
+  const __m512 firsts =
+      _mm512_maskz_permutexvar_ps(all, _mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), h1);
+  _mm512_mask_storeu_ps(out, 0x000f, firsts);  // lanes 0-3 only
+#else
+  out[0] = reduce16(v0), out[1] = reduce16(v1), out[2] = reduce16(v2), out[3] = reduce16(v3);
+#endif
+}
+
+// a * b + c, rounded once where the machine has fused multiply-add: what the compiler makes of that expression in a
+// plain loop, kept where a loop it would vectorise differently (products first, then the sums) must not change bits.
+inline float mul_add(float a, float b, float c) {
+#if defined(__FMA__)
+  return __builtin_fmaf(a, b, c);
+#else
+  return a * b + c;
+#endif
 }
 
 // y[i] += s * x[i] (n): elementwise, so vectorising never changes a result.
