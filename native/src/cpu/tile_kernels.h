@@ -95,32 +95,6 @@ inline void dot_tile(float* out, int64_t ldo, const float* x, int64_t ldx, const
     }
 }
 #else
-#if defined(__AVX512F__)
-// reduce16 of four vectors at once: lane j of the result is reduce16 of the j-th argument, the same pairs added in the
-// same order ((l, l+8), (l, l+4), (l, l+2), (l, l+1)), with the four vectors side by side in 128-bit chunks.
-inline __m128 reduce16x4(f32x16 a, f32x16 b, f32x16 c, f32x16 d) {
-  __m512 A, B, C, D;
-  std::memcpy(&A, &a, 64), std::memcpy(&B, &b, 64), std::memcpy(&C, &c, 64), std::memcpy(&D, &d, 64);
-  const __mmask16 all = 0xffff;  // maskz forms: GCC 12 warns spuriously on the unmasked ones
-  // (l, l+8): chunks 0,1 of a vector plus its chunks 2,3 -> [a8 | b8] and [c8 | d8]
-  const __m512 ab =
-      _mm512_add_ps(_mm512_maskz_shuffle_f32x4(all, A, B, 0x44), _mm512_maskz_shuffle_f32x4(all, A, B, 0xee));
-  const __m512 cd =
-      _mm512_add_ps(_mm512_maskz_shuffle_f32x4(all, C, D, 0x44), _mm512_maskz_shuffle_f32x4(all, C, D, 0xee));
-  // (l, l+4): chunk 0 of each 8-lane sum plus its chunk 1 -> [a4 | b4 | c4 | d4]
-  const __m512 s4 =
-      _mm512_add_ps(_mm512_maskz_shuffle_f32x4(all, ab, cd, 0x88), _mm512_maskz_shuffle_f32x4(all, ab, cd, 0xdd));
-  // (l, l+2) and (l, l+1) inside each chunk; lanes 0, 4, 8, 12 then hold the four sums
-  const __m512 s2 = _mm512_add_ps(s4, _mm512_maskz_permute_ps(all, s4, 0x4e));
-  const __m512 s1 = _mm512_add_ps(s2, _mm512_maskz_permute_ps(all, s2, 0xb1));
-  const __m512i pick = _mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
-  const __m512 sums = _mm512_maskz_permutexvar_ps(all, pick, s1);
-  __m128 r;
-  std::memcpy(&r, &sums, sizeof r);  // the low lanes (the cast intrinsic trips the same GCC 12 warning)
-  return r;
-}
-#endif
-
 template <int MR, int NR, class W>
 inline void dot_tile(float* out, int64_t ldo, const float* x, int64_t ldx, const W* w, int64_t ldw, int64_t K,
                      const float* bias, const LaneSums& ls = {}) {
