@@ -226,12 +226,19 @@ void matmul_nf4_backward_input(float* dx /*(M,K)*/, const float* dout /*(M,N)*/,
       const int64_t l0 = (t % lblocks) * LB, l1 = std::min(K, l0 + LB);
       const int64_t L = l1 - l0, Lp = round_up(L, kLanes), ldw = Lp + kLanes;
       std::fill(acc, acc + IB * Lp, 0.0f);
+      // Whole blocks when the columns start and end on block edges (AVX-512's 64-column blocks of a K % 64 == 0
+      // matrix: every 134M-1B projection), the values decode_bf16 gives either way.
+      const bool whole_blocks = K % kNf4BlockSize == 0 && l0 % kNf4BlockSize == 0 && L % kNf4BlockSize == 0;
       for (int64_t j0 = 0; j0 < N; j0 += JB) {
         const int64_t j1 = std::min(N, j0 + JB);
-        for (int64_t n = j0; n < j1; n++) {
-          float* row = wb + (n - j0) * ldw;
-          decode_bf16(row, w, absmax, n * K + l0, L);
-          std::fill(row + L, row + Lp, 0.0f);
+        if (whole_blocks) {
+          decode_row_columns(wb, ldw, w, absmax, j0, j1, l0, l1);
+        } else {
+          for (int64_t n = j0; n < j1; n++) {
+            float* row = wb + (n - j0) * ldw;
+            decode_bf16(row, w, absmax, n * K + l0, L);
+            std::fill(row + L, row + Lp, 0.0f);
+          }
         }
         axpy_rows(acc, Lp, db + i0 * ldb + j0, /*csi=*/ldb, /*csj=*/1, wb, ldw, i1 - i0, j1 - j0, Lp);
       }
