@@ -124,14 +124,6 @@ void decode_row_columns(float* out, int64_t ldw, const Nf4Matrix& w, const float
 // at most kChunkedRows x rows (docs/cpu-kernels.md#tiles).
 constexpr int64_t kLongRow = 1536, kRowChunk = 1024, kChunkedRows = 192;
 
-// Rows of dx per backward task: all of a training micro-batch (up to 256 rows) in one block, so that each column
-// block of W is decoded once, not once per 128 rows (a pair's micro-batch has ~150-180 rows); larger M in even
-// blocks of at most 256. A multiple of the axpy tile's rows where M allows.
-int64_t backward_row_block(int64_t M) {
-  const int64_t blocks = ceil_div(M, 256);
-  return std::min(M, round_up(ceil_div(M, blocks), kAxpyIR));
-}
-
 }  // namespace
 
 // The output stays fp32 as ops.h specifies; the reference's cuBLAS GEMM writes bf16

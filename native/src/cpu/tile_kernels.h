@@ -247,6 +247,15 @@ inline void axpy_rows(float* acc, int64_t lda, const float* coef, int64_t csi, i
   if (l < L) axpy_tail(acc + l, lda, coef, csi, csj, b + l, ldb, I, J, L - l);
 }
 
+// Rows per task of a gradient product: all of a training micro-batch (up to 256 rows) in one block, so that each
+// column block of the weights is decoded or widened once, not once per 64 rows (a pair's micro-batch has ~100-180
+// rows, its lm_head ~66 scored rows: blocks of 64 widened the 32000-row lm_head twice, once for 2 rows); larger I in
+// even blocks of at most 256. A multiple of the axpy tile's rows where I allows.
+inline int64_t backward_row_block(int64_t I) {
+  const int64_t blocks = ceil_div(I, 256);
+  return std::min(I, round_up(ceil_div(I, blocks), kAxpyIR));
+}
+
 // Columns per task of a gradient product (out (I, L) in blocks of IB rows x LB columns): at most 256 (the
 // accumulator stays in L2), a multiple of the axpy tile's width, and few enough that every thread gets at least two
 // tasks. L = 768 in blocks of 256 on 2 threads was 3 tasks: one thread ran two, the other one and then waited.
