@@ -2,6 +2,7 @@
 // bf16(x) . W_bf16^T where W_bf16 = bf16(storage(NF4[c] * absmax)) is decoded a few rows at a time into a small buffer,
 // never whole.
 #include <algorithm>
+#include <numeric>
 #include <cstring>
 
 #include "matmul_nf4_gemv.h"
@@ -204,7 +205,9 @@ void matmul_nf4_backward_input(float* dx /*(M,K)*/, const float* dout /*(M,N)*/,
   // the same sequence for every element whatever the split.
   const int64_t IB = backward_row_block(M), JB = 64;
   const int64_t iblocks = ceil_div(M, IB);
-  const int64_t LB = backward_column_block(K, iblocks, cpu_thread_count());
+  // Column blocks of whole NF4 blocks where the rows are whole blocks, so that the panel decodes block by block.
+  const int64_t align = K % kNf4BlockSize == 0 ? std::lcm(int64_t(kNf4BlockSize), int64_t(kAxpyCols)) : kAxpyCols;
+  const int64_t LB = backward_column_block(K, iblocks, cpu_thread_count(), align);
   const int64_t lblocks = ceil_div(K, LB);
   const double work = 2.0 * double(std::min<int64_t>(IB, M)) * double(std::min(LB, K)) * double(N);
   parallel_for(iblocks * lblocks, grain_for(work), [&](int64_t t0, int64_t t1) {
@@ -218,8 +221,8 @@ void matmul_nf4_backward_input(float* dx /*(M,K)*/, const float* dout /*(M,N)*/,
       const int64_t l0 = (t % lblocks) * LB, l1 = std::min(K, l0 + LB);
       const int64_t L = l1 - l0, Lp = round_up(L, kLanes), ldw = Lp + kLanes;
       std::fill(acc, acc + IB * Lp, 0.0f);
-      // Whole blocks when the columns start and end on block edges (AVX-512's 64-column blocks of a K % 64 == 0
-      // matrix: every 134M-1B projection), the values decode_bf16 gives either way.
+      // Whole blocks when the columns start and end on block edges (every column block when K % 64 == 0, as for
+      // every projection of the supported families), the values decode_bf16 gives either way.
       const bool whole_blocks = K % kNf4BlockSize == 0 && l0 % kNf4BlockSize == 0 && L % kNf4BlockSize == 0;
       for (int64_t j0 = 0; j0 < N; j0 += JB) {
         const int64_t j1 = std::min(N, j0 + JB);

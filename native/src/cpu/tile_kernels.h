@@ -260,9 +260,11 @@ inline int64_t backward_row_block(int64_t I) {
 // accumulator stays in L2), a multiple of the axpy tile's width, and few enough that every thread gets at least two
 // tasks. L = 768 in blocks of 256 on 2 threads was 3 tasks: one thread ran two, the other one and then waited.
 // Only the split depends on it: every element is the same sequential sum over j.
-inline int64_t backward_column_block(int64_t L, int64_t row_blocks, int threads) {
+// `align` (a multiple of kAxpyCols): blocks a multiple of it, as the NF4 input gradient asks for whole NF4
+// blocks of 64 columns.
+inline int64_t backward_column_block(int64_t L, int64_t row_blocks, int threads, int64_t align = kAxpyCols) {
   const int64_t want = std::max(ceil_div(L, 256), ceil_div(2 * int64_t(std::max(threads, 1)), row_blocks));
-  return std::max<int64_t>(kAxpyCols, round_up(ceil_div(L, want), kAxpyCols));
+  return std::max<int64_t>(align, round_up(ceil_div(L, want), align));
 }
 
 // dst[0, n) = b[0, n) as fp32 (bf16 widened exactly).
