@@ -1,6 +1,9 @@
 // Sequence log-prob sums as TRL's get_batch_logps computes them (docs/reference/dpo-loss.md#sequence-log-probs): logits
 // at t score labels[t+1], positions labelled -100 are skipped, the sum is over answer tokens (EOS included). Each
-// scored token's log-prob is returned too (the per-token view of docs/insights.md), from the same pass.
+// scored token's log-prob is returned too (the per-token view of docs/insights.md), from the same pass. A caller
+// that reads no logits metric gets tight packed rows (docs/performance.md#tight-rows-without-the-logits-metric).
+#include <cmath>
+
 #include "model/decoder.h"
 #include "model/logits_pass.h"
 #include "model/model_impl.h"
@@ -9,7 +12,7 @@
 namespace dpo {
 
 std::vector<SequenceLogp> Model::logps(const std::vector<ScoredSequence>& batch, int32_t pad_id,
-                                       const std::atomic<bool>* cancel, bool use_adapter) {
+                                       const std::atomic<bool>* cancel, bool use_adapter, bool with_logits_mean) {
   std::lock_guard<std::mutex> lock(impl_->mutex);
   const ModelWeights& m = impl_->weights;
   if (batch.empty()) return {};
@@ -20,8 +23,8 @@ std::vector<SequenceLogp> Model::logps(const std::vector<ScoredSequence>& batch,
   // start alike share their prompt's rows (docs/performance.md#prompt-prefix-sharing).
   std::vector<std::pair<int, int>> twins;
   for (int i = 0; i + 1 < int(batch.size()); i += 2) twins.push_back({i, i + 1});
-  const ScoringLayout lay =
-      make_scoring_layout(seqs, twins, pad_id, m.config.vocab, m.config.context, prefix_sharing_enabled(be));
+  const ScoringLayout lay = make_scoring_layout(seqs, twins, pad_id, m.config.vocab, m.config.context,
+                                                prefix_sharing_enabled(be), with_logits_mean);
   const PaddedBatch& pb = lay.rows;
 
   check_cancel(cancel);
@@ -35,13 +38,17 @@ std::vector<SequenceLogp> Model::logps(const std::vector<ScoredSequence>& batch,
   std::vector<SequenceLogp> out(batch.size());
   for (size_t b = 0; b < out.size(); b++) {
     SequenceLogp& o = out[b];
-    for (int t = 0; t < T; t++) o.logits_mean += st.row_sum[size_t(lay.row_of[b * size_t(T) + size_t(t)])];
+    if (with_logits_mean) {
+      for (int t = 0; t < T; t++) o.logits_mean += st.row_sum[size_t(lay.row_of[b * size_t(T) + size_t(t)])];
+      o.logits_mean /= double(T) * m.config.vocab;
+    } else {
+      o.logits_mean = std::nan("");  // not asked for: a tight layout has no rows for the padding it averages over
+    }
     for (int e : lay.seq_entries[b]) {
       o.logp += st.entry_logp[size_t(e)];
       o.token_logps.push_back(st.entry_logp[size_t(e)]);
       o.tokens++;
     }
-    o.logits_mean /= double(T) * m.config.vocab;
   }
   return out;
 }
