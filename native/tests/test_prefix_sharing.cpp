@@ -82,6 +82,18 @@ std::vector<dpo::ScoredSequence> interleaved(const std::vector<dpo::DpoPair>& pa
   return s;
 }
 
+// What Model::logps hands make_scoring_layout: the sequences and each neighbouring two as a pair.
+struct LayoutInput {
+  std::vector<const dpo::ScoredSequence*> seqs;
+  std::vector<std::pair<int, int>> twins;
+};
+LayoutInput layout_input(const std::vector<dpo::ScoredSequence>& batch) {
+  LayoutInput in;
+  for (const dpo::ScoredSequence& s : batch) in.seqs.push_back(&s);
+  for (int k = 0; k + 1 < int(batch.size()); k += 2) in.twins.push_back({k, k + 1});
+  return in;
+}
+
 void check_same_logps(const std::vector<dpo::SequenceLogp>& a, const std::vector<dpo::SequenceLogp>& b) {
   CHECK(a.size() == b.size());
   for (size_t i = 0; i < a.size() && i < b.size(); i++) {
@@ -231,11 +243,8 @@ TEST_CASE(packed_reference_logps_equal_unshared_bit_for_bit) {
 
 TEST_CASE(tight_layout_packs_pairs_without_padding_inside_a_row) {
   const int V = 61, pad = 0;
-  const auto pairs = varied_pairs(V);
-  std::vector<const dpo::ScoredSequence*> seqs;
-  std::vector<std::pair<int, int>> twins;
-  for (const auto& p : pairs) seqs.push_back(&p.chosen), seqs.push_back(&p.rejected);
-  for (int i = 0; i < 5; i++) twins.push_back({2 * i, 2 * i + 1});
+  const auto all = interleaved(varied_pairs(V));
+  const auto [seqs, twins] = layout_input(all);
   // Pairs 0-2: rows of 6 + 8 - 3 = 11, 7 + 6 - 4 = 9 and 4 + 6 - 3 = 7 positions; every row padded at its end to 11.
   const std::vector<const dpo::ScoredSequence*> three(seqs.begin(), seqs.begin() + 6);
   const std::vector<std::pair<int, int>> twins3(twins.begin(), twins.begin() + 3),
@@ -278,8 +287,8 @@ TEST_CASE(tight_layout_packs_pairs_without_padding_inside_a_row) {
   }
 }
 
-// Without the metric the pass runs tight rows: the same log-probs as the padded layout, packed or not, over Llama and
-// Qwen3 (per-head q/k norms).
+// Without the metric the pass runs tight rows and its last block at the scored rows only (last_block_rows.h): the
+// same log-probs as the padded layout, packed or not, over Llama and Qwen3 (per-head q/k norms).
 void check_tight_logps_equal_padded(const TinyModel& tm) {
   const int V = tm.spec.V;
   auto model = load(tm);
@@ -294,12 +303,9 @@ void check_tight_logps_equal_padded(const TinyModel& tm) {
                                                            {lp.chosen, lp.rejected, pairs[4].chosen},
                                                            interleaved({pairs[4]})};
   for (size_t i = 0; i < batches.size(); i++) {
-    std::vector<const dpo::ScoredSequence*> ptrs;
-    std::vector<std::pair<int, int>> twins;
-    for (const auto& q : batches[i]) ptrs.push_back(&q);
-    for (int k = 0; k + 1 < int(ptrs.size()); k += 2) twins.push_back({k, k + 1});
+    const LayoutInput in = layout_input(batches[i]);
     // Every batch but the last packs, so the comparison is of two different layouts.
-    CHECK(dpo::make_scoring_layout(ptrs, twins, 0, V, 0, true, false).packed() == (i + 1 < batches.size()));
+    CHECK(dpo::make_scoring_layout(in.seqs, in.twins, 0, V, 0, true, false).packed() == (i + 1 < batches.size()));
     for (bool adapter : {false, true})
       for (bool share : {true, false}) {
         set_sharing(share);
