@@ -1,8 +1,11 @@
-// `dpo-tool kernel-bench`: GFLOP/s of one CPU matmul kernel at one shape (BENCHMARKS.md's per-kernel numbers).
+// `dpo-tool kernel-bench`: GFLOP/s of one CPU matmul or attention kernel at one shape (BENCHMARKS.md's per-kernel
+// numbers).
 // Reports the median over --reps calls by wall clock and by process CPU time: on a machine shared with other work
 // the CPU-time rate (FLOPs per CPU-second of this process) is the steadier of the two.
 //   dpo-tool kernel-bench --op matmul|matmul-dx|matmul-dw|bf16|bf16-dx|nf4|nf4-dx --M 160 --K 768 --N 2048 [--reps 20]
 //                         [--threads N]
+//   dpo-tool kernel-bench --op attention|attention-dx --M T --K head_dim --N heads: causal self-attention of one
+//                         sequence of T tokens (the backward from the forward's probabilities)
 #include <algorithm>
 #include <cstdio>
 #include <random>
@@ -47,8 +50,28 @@ int cmd_kernel_bench(const Args& a) {
   if (op == "bf16" || op == "bf16-dx")
     for (float v : w) wb.push_back(uint16_t(f32_bits(v) >> 16));
 
+  // Attention: q, k, v, dout (T, NH*HD) with HD = --K and NH = --N; probs (NH, T, T) from one forward.
+  const bool attention = op == "attention" || op == "attention-dx";
+  const size_t qkv = attention ? size_t(M) * K * N : 0;
+  const auto aq = random_values(qkv, 1.0f, 4), ak = random_values(qkv, 1.0f, 5), av = random_values(qkv, 1.0f, 6);
+  const auto adout = random_values(qkv, 1.0f, 7);
+  std::vector<int> qpos;
+  std::vector<float> probs, dq(qkv), dk(qkv), dv(qkv), aout(qkv);
+  if (attention) {
+    for (int t = 0; t < M; t++) qpos.push_back(t);
+    probs.resize(size_t(N) * M * M);
+    cpu::attention_forward(aout.data(), probs.data(), aq.data(), ak.data(), av.data(), qpos.data(), nullptr, 1, M, M, N,
+                           N, K);
+  }
+
   auto run = [&] {
-    if (op == "matmul") cpu::matmul_forward(out.data(), x.data(), w.data(), nullptr, M, K, N);
+    if (op == "attention")
+      cpu::attention_forward(aout.data(), probs.data(), aq.data(), ak.data(), av.data(), qpos.data(), nullptr, 1, M, M,
+                             N, N, K);
+    else if (op == "attention-dx")
+      cpu::attention_backward(dq.data(), dk.data(), dv.data(), adout.data(), probs.data(), aq.data(), ak.data(),
+                              av.data(), 1, M, M, N, N, K);
+    else if (op == "matmul") cpu::matmul_forward(out.data(), x.data(), w.data(), nullptr, M, K, N);
     else if (op == "matmul-dx")
       cpu::matmul_backward(dx.data(), nullptr, nullptr, dout.data(), x.data(), w.data(), M, K, N);
     else if (op == "matmul-dw")
@@ -71,10 +94,12 @@ int cmd_kernel_bench(const Args& a) {
   // A hash of the result's bits (outputs, or gradients accumulated over every run), to compare kernels that must give
   // the same bits (docs/cpu-kernels.md).
   uint64_t hash = 1469598103934665603ull;
-  for (const auto* v : {&out, &dx, &dw})
+  for (const auto* v : {&out, &dx, &dw, &aout, &dq, &dk, &dv})
     for (float f : *v) hash = (hash ^ f32_bits(f)) * 1099511628211ull;
   std::printf("%s result bits %016llx\n", op.c_str(), static_cast<unsigned long long>(hash));
-  const double flops = 2.0 * M * K * N;
+  // Attention: q.k and p.v over the T(T+1)/2 causal (query, key) pairs of every head; the backward does twice that.
+  const double pairs = 0.5 * M * (M + 1.0);
+  const double flops = !attention ? 2.0 * M * K * N : 4.0 * pairs * K * N * (op == "attention-dx" ? 2 : 1);
   const double wall_s = median(wall), cpu_s = median(cpu);
   std::printf("%s M=%d K=%d N=%d threads=%d: %.3f ms wall (%.1f GFLOP/s), %.3f ms cpu (%.1f GFLOP per cpu-s)\n",
               op.c_str(), M, K, N, cpu_thread_count(), wall_s * 1e3, flops / wall_s * 1e-9, cpu_s * 1e3,

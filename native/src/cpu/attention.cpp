@@ -11,6 +11,172 @@
 
 namespace dpo::cpu {
 
+namespace {
+
+// The keys a query row attends, in key order, into idx: [0, last] without the skipped run [skip0, skip1) and
+// without padded keys (valid: the sequence's S key flags, or null when every key is valid).
+int attended_keys(int* idx, int64_t last, int64_t skip0, int64_t skip1, const uint8_t* valid) {
+  int n = 0;
+  auto take = [&](int64_t s0, int64_t s1) {
+    for (int64_t s = s0; s < s1; s++)
+      if (!valid || valid[s]) idx[n++] = int(s);
+  };
+  if (skip0 < skip1) {
+    take(0, std::min(skip0, last + 1));
+    take(skip1, last + 1);
+  } else {
+    take(0, last + 1);
+  }
+  return n;
+}
+
+// q . key as dot16_lanes computes it for HD = NV * 16 (no tail), unrolled.
+template <int NV>
+f32x16 head_dot_lanes(const float* q, const float* key) {
+  f32x16 acc{};
+  for (int j = 0; j < NV; j++) acc += load16(q + j * kLanes) * load16(key + j * kLanes);
+  return acc;
+}
+
+// d[i] = a . row idx[i] (rows `stride` floats apart), as dot16 computes it: four rows per reduction (reduce16x4 gives
+// each the bits of reduce16); a last group of fewer than four repeats its last row. NV > 0: HD = NV * 16, unrolled.
+template <int NV>
+void row_dots(float* d, const float* a, const float* rows, int64_t stride, const int* idx, int n, int HD) {
+  auto lanes = [&](const float* row) { return NV > 0 ? head_dot_lanes<NV>(a, row) : dot16_lanes(a, row, HD); };
+  for (int i = 0; i < n; i += 4) {
+    const int m = std::min(4, n - i);
+    auto row = [&](int j) { return rows + idx[i + std::min(j, m - 1)] * stride; };
+    float four[4];
+    reduce16x4(lanes(row(0)), lanes(row(1)), lanes(row(2)), lanes(row(3)), four);
+    for (int j = 0; j < m; j++) d[i + j] = four[j];
+  }
+}
+
+// out (HD) = sum_i w[i] * row idx[i], added in index order into a zeroed row, with the arithmetic of axpy into memory
+// (one fused multiply-add per element and term): in registers when HD = NV * 16.
+template <int NV>
+void weighted_rows(float* out, const float* w, const float* rows, int64_t stride, const int* idx, int n, int HD) {
+  if constexpr (NV > 0) {
+    f32x16 acc[NV] = {};
+    for (int i = 0; i < n; i++) {
+      const f32x16 wi = splat16(w[i]);
+      const float* row = rows + idx[i] * stride;
+      for (int j = 0; j < NV; j++) acc[j] += wi * load16(row + j * kLanes);
+    }
+    for (int j = 0; j < NV; j++) store16(out + j * kLanes, acc[j]);
+  } else {
+    std::fill(out, out + HD, 0.0f);
+    for (int i = 0; i < n; i++) axpy(out, w[i], rows + idx[i] * stride, HD);
+  }
+}
+
+// One query row's scores and weighted values, unrolled for HD = NV * 16 (NV = 0: any HD).
+template <int NV>
+void attend_row(float* out, float* sc, const float* q, const float* k, const float* v, int64_t stride, const int* idx,
+                int n, int HD, float scale, float* probs_row) {
+  row_dots<NV>(sc, q, k, stride, idx, n, HD);
+  for (int i = 0; i < n; i++) sc[i] *= scale;
+  float mx = sc[0];
+  for (int i = 1; i < n; i++) mx = std::max(mx, sc[i]);
+  // softmax: exp(s - max), summed in key order, then divided (fp32).
+  float sum = 0.0f;
+  for (int i = 0; i < n; i++) {
+    sc[i] = std::exp(sc[i] - mx);
+    sum += sc[i];
+  }
+  for (int i = 0; i < n; i++) {
+    sc[i] = sc[i] / sum;
+    if (probs_row) probs_row[idx[i]] = sc[i];
+  }
+  weighted_rows<NV>(out, sc, v, stride, idx, n, HD);  // sum_s p_s v_s, in key order
+}
+
+// Backward pass 1 for one query row: ds (S floats, 0 where p is 0) and dq_row += scale sum_s ds_s k_s (dq_row may be
+// null). work: S + max(S, HD) floats; idx: S ints.
+template <int NV>
+void query_row_backward(float* dq_row, float* dsr, const float* pr, const float* dor, const float* k, const float* v,
+                        int64_t stride, int S, int HD, float scale, float* work, int* idx) {
+  int n = 0;
+  for (int s = 0; s < S; s++) {
+    dsr[s] = 0.0f;
+    if (pr[s] != 0.0f) idx[n++] = s;
+  }
+  float *dsc = work, *dp = work + S;
+  row_dots<NV>(dp, dor, v, stride, idx, n, HD);  // dp_s = dout . v_s
+  float D = 0.0f;                                // sum_s p_s dp_s, in key order
+  for (int i = 0; i < n; i++) D = mul_add(pr[idx[i]], dp[i], D);
+  for (int i = 0; i < n; i++) {
+    dsc[i] = pr[idx[i]] * (dp[i] - D);
+    dsr[idx[i]] = dsc[i];
+  }
+  if (!dq_row) return;
+  float* acc = dp;  // the dot products are spent: their floats hold sum_s ds_s k_s
+  weighted_rows<NV>(acc, dsc, k, stride, idx, n, HD);
+  axpy(dq_row, scale, acc, HD);
+}
+
+// Backward pass 2 for one key s of kv head kvh: dk_s += scale sum_(h,t) ds q_(t,h), dv_s += sum_(h,t) p dout_(t,h),
+// over the group's query heads and then t, in order; keys no query attends get nothing. work: 2 HD floats.
+template <int NV>
+void key_backward(float* dk_row, float* dv_row, const float* probs, const float* ds, const float* q, const float* dout,
+                  int64_t b, int64_t kvh, int64_t s, int T, int S, int NH, int group, int HD, float scale,
+                  float* work) {
+  f32x16 acck[NV > 0 ? NV : 1] = {}, accv[NV > 0 ? NV : 1] = {};
+  float *wk = work, *wv = work + HD;
+  if constexpr (NV == 0) std::fill(work, work + 2 * HD, 0.0f);
+  bool touched = false;
+  for (int64_t h = kvh * group; h < (kvh + 1) * group; h++) {
+    for (int64_t t = 0; t < T; t++) {
+      const int64_t i = ((b * NH + h) * T + t) * S + s;
+      const float p = probs[i];
+      if (p == 0.0f) continue;
+      const int64_t r = (b * T + t) * NH + h;
+      const float *qr = q + r * HD, *dor = dout + r * HD;
+      if constexpr (NV > 0) {
+        const f32x16 dsi = splat16(ds[i]), pi = splat16(p);
+        for (int j = 0; j < NV; j++) acck[j] += dsi * load16(qr + j * kLanes);
+        for (int j = 0; j < NV; j++) accv[j] += pi * load16(dor + j * kLanes);
+      } else {
+        axpy(wk, ds[i], qr, HD);
+        axpy(wv, p, dor, HD);
+      }
+      touched = true;
+    }
+  }
+  if (!touched) return;
+  if constexpr (NV > 0)
+    for (int j = 0; j < NV; j++) store16(wk + j * kLanes, acck[j]), store16(wv + j * kLanes, accv[j]);
+  if (dk_row) axpy(dk_row, scale, wk, HD);
+  if (dv_row)
+    for (int d = 0; d < HD; d++) dv_row[d] += wv[d];
+}
+
+// The three per-row functions unrolled for HD = NV * 16 (NV = 0: any HD).
+struct AttentionRowFns {
+  decltype(&attend_row<0>) forward;
+  decltype(&query_row_backward<0>) query_backward;
+  decltype(&key_backward<0>) key_backward;
+};
+template <int NV>
+constexpr AttentionRowFns row_fns() {
+  return {attend_row<NV>, query_row_backward<NV>, key_backward<NV>};
+}
+AttentionRowFns row_fns_for(int HD) {
+  switch (HD % kLanes == 0 ? HD / kLanes : 0) {
+    case 1: return row_fns<1>();
+    case 2: return row_fns<2>();
+    case 3: return row_fns<3>();
+    case 4: return row_fns<4>();
+    case 5: return row_fns<5>();
+    case 6: return row_fns<6>();
+    case 7: return row_fns<7>();
+    case 8: return row_fns<8>();
+    default: return row_fns<0>();
+  }
+}
+
+}  // namespace
+
 // Every (b, t, h) query row is computed alone from its q, its qpos and sequence b's keys, so the result does not
 // depend on B, T or the thread split (batched generation equals one-at-a-time generation).
 void attention_forward(float* out /*(B,T,NH*HD)*/, float* probs /*(B,NH,T,S) or null*/, const float* q /*(B,T,NH*HD)*/,
@@ -20,10 +186,14 @@ void attention_forward(float* out /*(B,T,NH*HD)*/, float* probs /*(B,NH,T,S) or 
   if (NKV <= 0 || NH % NKV != 0) fail(ErrorCode::BadInput, "attention: NH must be a multiple of NKV");
   const int group = NH / NKV;                                  // query head h reads kv head h / group (GQA)
   const float scale = float(1.0 / std::sqrt(double(HD)));      // 1/sqrt(HD), applied to q.k
-  const int64_t rows = int64_t(B) * T * NH;
+  const int64_t rows = int64_t(B) * T * NH, kstride = int64_t(NKV) * HD;
+  const auto attend = row_fns_for(HD).forward;
   parallel_for(rows, grain_for(4.0 * S * HD), [&](int64_t r0, int64_t r1) {
     thread_local std::vector<float> buf;
+    thread_local std::vector<int> idx_buf;
     float* sc = scratch(buf, size_t(S));
+    if (idx_buf.size() < size_t(S)) idx_buf.resize(size_t(S));
+    int* idx = idx_buf.data();
     for (int64_t r = r0; r < r1; r++) {
       const int64_t h = r % NH, bt = r / NH, b = bt / T, t = bt % T;
       const float* qr = q + r * HD;
@@ -34,33 +204,14 @@ void attention_forward(float* out /*(B,T,NH*HD)*/, float* probs /*(B,NH,T,S) or 
       // as its unshared sequence would (docs/performance.md#prompt-prefix-sharing).
       const int64_t skip0 = key_skip ? key_skip[2 * bt] : 0, skip1 = key_skip ? key_skip[2 * bt + 1] : 0;
       const int64_t last = std::min<int64_t>(qpos[bt] + (skip1 - skip0), S - 1);  // causal: keys s <= qpos
-      auto attends = [&](int64_t s) { return (s < skip0 || s >= skip1) && (!key_valid || key_valid[b * S + s]); };
-
-      float mx = -INFINITY;
-      bool any = false;
-      for (int64_t s = 0; s <= last; s++) {
-        if (!attends(s)) continue;
-        sc[s] = dot16(qr, k + ((b * S + s) * NKV + kvh) * HD, HD) * scale;
-        mx = any ? std::max(mx, sc[s]) : sc[s];
-        any = true;
-      }
-      std::fill(o, o + HD, 0.0f);
+      const int n = attended_keys(idx, last, skip0, skip1, key_valid ? key_valid + b * S : nullptr);
       if (pr) std::fill(pr, pr + S, 0.0f);
-      if (!any) continue;  // no attendable key: zeros
-
-      // softmax: exp(s - max), summed in key order, then divided (fp32).
-      float sum = 0.0f;
-      for (int64_t s = 0; s <= last; s++) {
-        if (!attends(s)) continue;
-        sc[s] = std::exp(sc[s] - mx);
-        sum += sc[s];
+      if (n == 0) {  // no attendable key: zeros
+        std::fill(o, o + HD, 0.0f);
+        continue;
       }
-      for (int64_t s = 0; s <= last; s++) {
-        if (!attends(s)) continue;
-        const float p = sc[s] / sum;
-        if (pr) pr[s] = p;
-        axpy(o, p, v + ((b * S + s) * NKV + kvh) * HD, HD);  // out += p_s v_s, in key order
-      }
+      const int64_t kv0 = b * S * kstride + kvh * HD;  // sequence b's first key (and value) of head kvh
+      attend(o, sc, qr, k + kv0, v + kv0, kstride, idx, n, HD, scale, pr);
     }
   });
 }
@@ -78,32 +229,21 @@ void attention_backward(float* dq /*(B,T,NH*HD)*/, float* dk /*(B,S,NKV*HD)*/, f
   const float scale = float(1.0 / std::sqrt(double(HD)));
   thread_local std::vector<float> ds_buf;  // (B,NH,T,S) dL/dz, persists per calling thread
   float* ds = scratch(ds_buf, size_t(int64_t(B) * NH * T * S));
+  const AttentionRowFns fns = row_fns_for(HD);
+  const int64_t stride = int64_t(NKV) * HD;
 
   // Pass 1, per query row: ds and dq.
   const int64_t rows = int64_t(B) * T * NH;
   parallel_for(rows, grain_for(6.0 * S * HD), [&](int64_t r0, int64_t r1) {
     thread_local std::vector<float> buf;
-    float* acc = scratch(buf, size_t(HD));
+    thread_local std::vector<int> idx_buf;
+    float* work = scratch(buf, size_t(S + std::max(S, HD)));
+    if (idx_buf.size() < size_t(S)) idx_buf.resize(size_t(S));
     for (int64_t r = r0; r < r1; r++) {
       const int64_t h = r % NH, bt = r / NH, b = bt / T, t = bt % T;
-      const int64_t kvh = h / group;
-      const float* pr = probs + ((b * NH + h) * T + t) * S;
-      float* dsr = ds + ((b * NH + h) * T + t) * S;
-      const float* dor = dout + r * HD;
-      float D = 0.0f;  // sum_s p_s dp_s
-      for (int64_t s = 0; s < S; s++) {
-        dsr[s] = 0.0f;
-        if (pr[s] == 0.0f) continue;
-        dsr[s] = dot16(dor, v + ((b * S + s) * NKV + kvh) * HD, HD);  // dp_s for now
-        D += pr[s] * dsr[s];
-      }
-      std::fill(acc, acc + HD, 0.0f);
-      for (int64_t s = 0; s < S; s++) {
-        if (pr[s] == 0.0f) continue;
-        dsr[s] = pr[s] * (dsr[s] - D);
-        axpy(acc, dsr[s], k + ((b * S + s) * NKV + kvh) * HD, HD);
-      }
-      if (dq) axpy(dq + r * HD, scale, acc, HD);
+      const int64_t at = ((b * NH + h) * T + t) * S, kv0 = b * S * stride + (h / group) * HD;
+      fns.query_backward(dq ? dq + r * HD : nullptr, ds + at, probs + at, dout + r * HD, k + kv0, v + kv0, stride, S,
+                         HD, scale, work, idx_buf.data());
     }
   });
 
@@ -112,29 +252,13 @@ void attention_backward(float* dq /*(B,T,NH*HD)*/, float* dk /*(B,S,NKV*HD)*/, f
   const int64_t SC = 16, schunks = ceil_div(S, SC);
   parallel_for(int64_t(B) * NKV * schunks, grain_for(4.0 * SC * group * T * HD), [&](int64_t u0, int64_t u1) {
     thread_local std::vector<float> buf;
-    float* acck = scratch(buf, size_t(2 * HD));
-    float* accv = acck + HD;
+    float* work = scratch(buf, size_t(2 * HD));
     for (int64_t u = u0; u < u1; u++) {
       const int64_t b = u / (NKV * schunks), kvh = (u / schunks) % NKV, c = u % schunks;
       for (int64_t s = c * SC; s < std::min<int64_t>(S, (c + 1) * SC); s++) {
-        std::fill(acck, acck + 2 * HD, 0.0f);
-        bool touched = false;
-        for (int64_t h = kvh * group; h < (kvh + 1) * group; h++) {
-          for (int64_t t = 0; t < T; t++) {
-            const int64_t i = ((b * NH + h) * T + t) * S + s;
-            const float p = probs[i];
-            if (p == 0.0f) continue;
-            const int64_t r = (b * T + t) * NH + h;
-            axpy(acck, ds[i], q + r * HD, HD);
-            axpy(accv, p, dout + r * HD, HD);
-            touched = true;
-          }
-        }
-        if (!touched) continue;
         const int64_t off = ((b * S + s) * NKV + kvh) * HD;
-        if (dk) axpy(dk + off, scale, acck, HD);
-        if (dv)
-          for (int d = 0; d < HD; d++) dv[off + d] += accv[d];
+        fns.key_backward(dk ? dk + off : nullptr, dv ? dv + off : nullptr, probs, ds, q, dout, b, kvh, s, T, S, NH,
+                         group, HD, scale, work);
       }
     }
   });

@@ -69,7 +69,7 @@ void forward(float* out /*(M,N)*/, const float* x /*(M,K)*/, const W* w /*(N,K)*
 template <class B>
 void accumulate_product(float* out /*(I,L)*/, const float* coef, int64_t csi, int64_t csj, const B* b /*(J,L)*/,
                         int64_t I, int64_t J, int64_t L) {
-  const int64_t IB = 64, JB = 128;
+  const int64_t IB = backward_row_block(I), JB = 128;
   const int64_t iblocks = ceil_div(I, IB);
   const int64_t LB = backward_column_block(L, iblocks, cpu_thread_count());
   const int64_t lblocks = ceil_div(L, LB);

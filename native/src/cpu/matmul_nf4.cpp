@@ -124,14 +124,6 @@ void decode_row_columns(float* out, int64_t ldw, const Nf4Matrix& w, const float
 // at most kChunkedRows x rows (docs/cpu-kernels.md#tiles).
 constexpr int64_t kLongRow = 1536, kRowChunk = 1024, kChunkedRows = 192;
 
-// Rows of dx per backward task: all of a training micro-batch (up to 256 rows) in one block, so that each column
-// block of W is decoded once, not once per 128 rows (a pair's micro-batch has ~150-180 rows); larger M in even
-// blocks of at most 256. A multiple of the axpy tile's rows where M allows.
-int64_t backward_row_block(int64_t M) {
-  const int64_t blocks = ceil_div(M, 256);
-  return std::min(M, round_up(ceil_div(M, blocks), kAxpyIR));
-}
-
 }  // namespace
 
 // The output stays fp32 as ops.h specifies; the reference's cuBLAS GEMM writes bf16
@@ -226,12 +218,19 @@ void matmul_nf4_backward_input(float* dx /*(M,K)*/, const float* dout /*(M,N)*/,
       const int64_t l0 = (t % lblocks) * LB, l1 = std::min(K, l0 + LB);
       const int64_t L = l1 - l0, Lp = round_up(L, kLanes), ldw = Lp + kLanes;
       std::fill(acc, acc + IB * Lp, 0.0f);
+      // Whole blocks when the columns start and end on block edges (AVX-512's 64-column blocks of a K % 64 == 0
+      // matrix: every 134M-1B projection), the values decode_bf16 gives either way.
+      const bool whole_blocks = K % kNf4BlockSize == 0 && l0 % kNf4BlockSize == 0 && L % kNf4BlockSize == 0;
       for (int64_t j0 = 0; j0 < N; j0 += JB) {
         const int64_t j1 = std::min(N, j0 + JB);
-        for (int64_t n = j0; n < j1; n++) {
-          float* row = wb + (n - j0) * ldw;
-          decode_bf16(row, w, absmax, n * K + l0, L);
-          std::fill(row + L, row + Lp, 0.0f);
+        if (whole_blocks) {
+          decode_row_columns(wb, ldw, w, absmax, j0, j1, l0, l1);
+        } else {
+          for (int64_t n = j0; n < j1; n++) {
+            float* row = wb + (n - j0) * ldw;
+            decode_bf16(row, w, absmax, n * K + l0, L);
+            std::fill(row + L, row + Lp, 0.0f);
+          }
         }
         axpy_rows(acc, Lp, db + i0 * ldb + j0, /*csi=*/ldb, /*csj=*/1, wb, ldw, i1 - i0, j1 - j0, Lp);
       }

@@ -17,7 +17,7 @@ bool use_matmul_kernel_set(const char* name);
 
 // out (M,N) = x (M,K) . w (N,K)^T + bias (N, may be null).
 void matmul_forward(float* out, const float* x, const float* w, const float* bias, int M, int K, int N);
-// dx (M,K) += dout (M,N) . w (N,K);  dw (N,K) += dout^T . x  (dw may be null);  dbias (N) += sum_m dout (may be null).
+// dx (M,K) += dout (M,N) . w (N,K);  dw (N,K) += dout^T . x;  dbias (N) += sum_m dout. Each output may be null.
 void matmul_backward(float* dx, float* dw, float* dbias, const float* dout, const float* x, const float* w, int M,
                      int K, int N);
 // The same two products with bf16 weights (a bf16 checkpoint's lm_head): each weight is widened exactly, so the

@@ -95,32 +95,6 @@ inline void dot_tile(float* out, int64_t ldo, const float* x, int64_t ldx, const
     }
 }
 #else
-#if defined(__AVX512F__)
-// reduce16 of four vectors at once: lane j of the result is reduce16 of the j-th argument, the same pairs added in the
-// same order ((l, l+8), (l, l+4), (l, l+2), (l, l+1)), with the four vectors side by side in 128-bit chunks.
-inline __m128 reduce16x4(f32x16 a, f32x16 b, f32x16 c, f32x16 d) {
-  __m512 A, B, C, D;
-  std::memcpy(&A, &a, 64), std::memcpy(&B, &b, 64), std::memcpy(&C, &c, 64), std::memcpy(&D, &d, 64);
-  const __mmask16 all = 0xffff;  // maskz forms: GCC 12 warns spuriously on the unmasked ones
-  // (l, l+8): chunks 0,1 of a vector plus its chunks 2,3 -> [a8 | b8] and [c8 | d8]
-  const __m512 ab =
-      _mm512_add_ps(_mm512_maskz_shuffle_f32x4(all, A, B, 0x44), _mm512_maskz_shuffle_f32x4(all, A, B, 0xee));
-  const __m512 cd =
-      _mm512_add_ps(_mm512_maskz_shuffle_f32x4(all, C, D, 0x44), _mm512_maskz_shuffle_f32x4(all, C, D, 0xee));
-  // (l, l+4): chunk 0 of each 8-lane sum plus its chunk 1 -> [a4 | b4 | c4 | d4]
-  const __m512 s4 =
-      _mm512_add_ps(_mm512_maskz_shuffle_f32x4(all, ab, cd, 0x88), _mm512_maskz_shuffle_f32x4(all, ab, cd, 0xdd));
-  // (l, l+2) and (l, l+1) inside each chunk; lanes 0, 4, 8, 12 then hold the four sums
-  const __m512 s2 = _mm512_add_ps(s4, _mm512_maskz_permute_ps(all, s4, 0x4e));
-  const __m512 s1 = _mm512_add_ps(s2, _mm512_maskz_permute_ps(all, s2, 0xb1));
-  const __m512i pick = _mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
-  const __m512 sums = _mm512_maskz_permutexvar_ps(all, pick, s1);
-  __m128 r;
-  std::memcpy(&r, &sums, sizeof r);  // the low lanes (the cast intrinsic trips the same GCC 12 warning)
-  return r;
-}
-#endif
-
 template <int MR, int NR, class W>
 inline void dot_tile(float* out, int64_t ldo, const float* x, int64_t ldx, const W* w, int64_t ldw, int64_t K,
                      const float* bias, const LaneSums& ls = {}) {
@@ -271,6 +245,15 @@ inline void axpy_rows(float* acc, int64_t lda, const float* coef, int64_t csi, i
     for (; i < I; i++) axpy_tile<1, 1>(acc + i * lda + l, lda, coef + i * csi, csi, csj, b + l, ldb, J);
   }
   if (l < L) axpy_tail(acc + l, lda, coef, csi, csj, b + l, ldb, I, J, L - l);
+}
+
+// Rows per task of a gradient product: all of a training micro-batch (up to 256 rows) in one block, so that each
+// column block of the weights is decoded or widened once, not once per 64 rows (a pair's micro-batch has ~100-180
+// rows, its lm_head ~66 scored rows: blocks of 64 widened the 32000-row lm_head twice, once for 2 rows); larger I in
+// even blocks of at most 256. A multiple of the axpy tile's rows where I allows.
+inline int64_t backward_row_block(int64_t I) {
+  const int64_t blocks = ceil_div(I, 256);
+  return std::min(I, round_up(ceil_div(I, blocks), kAxpyIR));
 }
 
 // Columns per task of a gradient product (out (I, L) in blocks of IB rows x LB columns): at most 256 (the

@@ -161,12 +161,61 @@ inline f32x16 fma_tail16(f32x16 acc, const float* a, const B* b, int64_t k, int6
   return acc;
 }
 
-// sum_k a[k] * b[k] (n): lane l accumulates k = l, l+16, ... in order, then reduce16.
-inline float dot16(const float* a, const float* b, int64_t n) {
+// dot16's 16 lane sums before their reduction: lane l accumulates a[k] * b[k] for k = l, l+16, ... in order.
+inline f32x16 dot16_lanes(const float* a, const float* b, int64_t n) {
   f32x16 acc{};
   int64_t k = 0;
   for (; k + kLanes <= n; k += kLanes) acc += load16(a + k) * load16(b + k);
-  return reduce16(fma_tail16(acc, a, b, k, n));
+  return fma_tail16(acc, a, b, k, n);
+}
+
+// sum_k a[k] * b[k] (n): dot16_lanes, then reduce16.
+inline float dot16(const float* a, const float* b, int64_t n) { return reduce16(dot16_lanes(a, b, n)); }
+
+#if defined(__AVX512F__)
+// reduce16 of four vectors at once: lane j of the result is reduce16 of the j-th argument, the same pairs added in the
+// same order ((l, l+8), (l, l+4), (l, l+2), (l, l+1)), with the four vectors side by side in 128-bit chunks.
+inline __m128 reduce16x4(f32x16 a, f32x16 b, f32x16 c, f32x16 d) {
+  __m512 A, B, C, D;
+  std::memcpy(&A, &a, 64), std::memcpy(&B, &b, 64), std::memcpy(&C, &c, 64), std::memcpy(&D, &d, 64);
+  const __mmask16 all = 0xffff;  // maskz forms: GCC 12 warns spuriously on the unmasked ones
+  // (l, l+8): chunks 0,1 of a vector plus its chunks 2,3 -> [a8 | b8] and [c8 | d8]
+  const __m512 ab =
+      _mm512_add_ps(_mm512_maskz_shuffle_f32x4(all, A, B, 0x44), _mm512_maskz_shuffle_f32x4(all, A, B, 0xee));
+  const __m512 cd =
+      _mm512_add_ps(_mm512_maskz_shuffle_f32x4(all, C, D, 0x44), _mm512_maskz_shuffle_f32x4(all, C, D, 0xee));
+  // (l, l+4): chunk 0 of each 8-lane sum plus its chunk 1 -> [a4 | b4 | c4 | d4]
+  const __m512 s4 =
+      _mm512_add_ps(_mm512_maskz_shuffle_f32x4(all, ab, cd, 0x88), _mm512_maskz_shuffle_f32x4(all, ab, cd, 0xdd));
+  // (l, l+2) and (l, l+1) inside each chunk; lanes 0, 4, 8, 12 then hold the four sums
+  const __m512 s2 = _mm512_add_ps(s4, _mm512_maskz_permute_ps(all, s4, 0x4e));
+  const __m512 s1 = _mm512_add_ps(s2, _mm512_maskz_permute_ps(all, s2, 0xb1));
+  const __m512i pick = _mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+  const __m512 sums = _mm512_maskz_permutexvar_ps(all, pick, s1);
+  __m128 r;
+  std::memcpy(&r, &sums, sizeof r);  // the low lanes (the cast intrinsic trips the same GCC 12 warning)
+  return r;
+}
+#endif
+
+// out[i] = reduce16(v_i) for four vectors, bit for bit (attention scores four keys per reduction, where one reduction
+// per key cost more than its dot product).
+inline void reduce16x4(f32x16 v0, f32x16 v1, f32x16 v2, f32x16 v3, float* out) {
+#if defined(__AVX512F__)
+  _mm_storeu_ps(out, reduce16x4(v0, v1, v2, v3));
+#else
+  out[0] = reduce16(v0), out[1] = reduce16(v1), out[2] = reduce16(v2), out[3] = reduce16(v3);
+#endif
+}
+
+// a * b + c, rounded once where the machine has fused multiply-add: what the compiler makes of that expression in a
+// plain loop, kept where a loop it would vectorise differently (products first, then the sums) must not change bits.
+inline float mul_add(float a, float b, float c) {
+#if defined(__FMA__)
+  return __builtin_fmaf(a, b, c);
+#else
+  return a * b + c;
+#endif
 }
 
 // y[i] += s * x[i] (n): elementwise, so vectorising never changes a result.

@@ -119,9 +119,13 @@ void block_forward(float* x, const ModelConfig& c, const DeviceLayer& L, Backend
   be.add(x, x, a.proj.get(), int64_t(M) * C);
 }
 
-// dx (M,C): gradient of the block output on entry, of the block input on return. LoRA gradients accumulate.
+// dx (M,C): gradient of the block output on entry, of the block input on return, unless want_input_grad is false (the
+// first block of adapter-only training, where nothing below takes a gradient): then dx is left as the gradient after
+// the MLP and the input gradients of q, k, v (and k's whole chain when k has no adapter) are not formed.
+// LoRA gradients accumulate.
 void block_backward(float* dx, const ModelConfig& c, const DeviceLayer& L, Backend& be, BlockActs& a, const int* pos,
-                    int B, int T, int layer, LoraAdapter* lora, LayerGrads* full, const RopeTable& rope) {
+                    int B, int T, int layer, LoraAdapter* lora, LayerGrads* full, const RopeTable& rope,
+                    bool want_input_grad) {
   const int M = B * T, C = c.hidden, F = c.intermediate;
   const int QD = c.n_heads * c.head_dim, KVD = c.n_kv_heads * c.head_dim;
   const float p = lora ? lora->config.dropout : 0.0f;
@@ -143,29 +147,35 @@ void block_backward(float* dx, const ModelConfig& c, const DeviceLayer& L, Backe
                         a.rstd2.get(), M, C);
   }
   // Attention: x_mid = x_in + o(attn(rope(q(xn1)), rope(k(xn1)), v(xn1)))
-  DeviceArray<float> datt = zeros(int64_t(M) * QD), dq = zeros(int64_t(M) * QD), dk = zeros(int64_t(M) * KVD),
-                     dv = zeros(int64_t(M) * KVD);
+  const bool want_dk = want_input_grad || (lora && lora->at(layer, kK));
+  DeviceArray<float> datt = zeros(int64_t(M) * QD), dq = zeros(int64_t(M) * QD), dv = zeros(int64_t(M) * KVD), dk;
+  if (want_dk) dk = zeros(int64_t(M) * KVD);
   lin_back(kO, datt.get(), dx, a.att.get());
   be.attention_backward(dq.get(), dk.get(), dv.get(), datt.get(), a.probs.get(), a.q.get(), a.k.get(), a.v.get(), B, T,
                         T, c.n_heads, c.n_kv_heads, c.head_dim);
   be.rope_backward(dq.get(), pos, M, c.n_heads, c.head_dim, rope);
-  be.rope_backward(dk.get(), pos, M, c.n_kv_heads, c.head_dim, rope);
+  if (want_dk) be.rope_backward(dk.get(), pos, M, c.n_kv_heads, c.head_dim, rope);
   if (c.qk_norm) {
     // Through the per-head norms: dq, dk become the gradients of the raw projections.
-    DeviceArray<float> dq_raw = zeros(int64_t(M) * QD), dk_raw = zeros(int64_t(M) * KVD);
+    DeviceArray<float> dq_raw = zeros(int64_t(M) * QD);
     be.rmsnorm_backward(dq_raw.get(), full ? full->q_norm.get() : nullptr, dq.get(), a.q_raw.get(), L.q_norm.get(),
                         a.rstd_q.get(), M * c.n_heads, c.head_dim);
-    be.rmsnorm_backward(dk_raw.get(), full ? full->k_norm.get() : nullptr, dk.get(), a.k_raw.get(), L.k_norm.get(),
-                        a.rstd_k.get(), M * c.n_kv_heads, c.head_dim);
     dq = std::move(dq_raw);
-    dk = std::move(dk_raw);
+    if (want_dk) {
+      DeviceArray<float> dk_raw = zeros(int64_t(M) * KVD);
+      be.rmsnorm_backward(dk_raw.get(), full ? full->k_norm.get() : nullptr, dk.get(), a.k_raw.get(), L.k_norm.get(),
+                          a.rstd_k.get(), M * c.n_kv_heads, c.head_dim);
+      dk = std::move(dk_raw);
+    }
   }
-  DeviceArray<float> dxn = zeros(int64_t(M) * C);
+  DeviceArray<float> dxn;
+  if (want_input_grad) dxn = zeros(int64_t(M) * C);
   lin_back(kQ, dxn.get(), dq.get(), a.xn1.get());
-  lin_back(kK, dxn.get(), dk.get(), a.xn1.get());
+  if (want_dk) lin_back(kK, dxn.get(), dk.get(), a.xn1.get());
   lin_back(kV, dxn.get(), dv.get(), a.xn1.get());
-  be.rmsnorm_backward(dx, full ? full->input_norm.get() : nullptr, dxn.get(), a.x_in.get(), L.input_norm.get(),
-                      a.rstd1.get(), M, C);
+  if (want_input_grad)
+    be.rmsnorm_backward(dx, full ? full->input_norm.get() : nullptr, dxn.get(), a.x_in.get(), L.input_norm.get(),
+                        a.rstd1.get(), M, C);
 }
 
 template <typename T>
@@ -400,8 +410,10 @@ void decoder_backward(const float* dhidden, TrainActs& acts, const DeviceWeights
       a = &scratch;
     }
     // The gradient w.r.t. the block input = residual path (dx unchanged) + what block_backward adds.
+    // Adapter-only training wants no gradient below the first block (the embedding is frozen).
+    const bool want_input_grad = l > 0 || full;
     block_backward(dx.get(), c, w.layers[size_t(l)], be, *a, acts.pos.get(), acts.B, acts.T, l, lora,
-                   full ? &full->layers[size_t(l)] : nullptr, acts.rope);
+                   full ? &full->layers[size_t(l)] : nullptr, acts.rope, want_input_grad);
     kept = BlockActs();  // spent: release its memory before the next layer's
   }
   if (full) {

@@ -114,17 +114,21 @@ void linear_forward(Backend& be, float* y, const float* x, int M, const DeviceLi
 void linear_backward(Backend& be, float* dx, const float* dy, const float* x, int M, const DeviceLinear& base,
                      LoraWeights* lora, float dropout, const LoraSaved& saved, LinearGrads* full) {
   const Linear& lin = *base.host;
-  if (lin.quantized) be.matmul_nf4_backward_input(dx, dy, lin.q, M);
-  else
+  if (lin.quantized) {
+    if (dx) be.matmul_nf4_backward_input(dx, dy, lin.q, M);
+  } else if (dx || full) {
     be.matmul_backward(dx, full ? full->dw.get() : nullptr, full && !full->db.empty() ? full->db.get() : nullptr, dy, x,
                        base.w.get(), M, lin.in, lin.out);
+  }
   if (!lora) return;
   const int r = lora->r, K = lora->in, N = lora->out;
   DeviceArray<float> dys(be, size_t(M) * N), du = DeviceArray<float>::zeros(be, size_t(M) * r);
   be.scale(dys.get(), dy, lora->scale, int64_t(M) * N);
   be.matmul_backward(du.get(), lora->dB.get(), nullptr, dys.get(), saved.u.get(), lora->B_dev.get(), M, r, N);
-  if (saved.kept.empty()) {
-    be.matmul_backward(dx, lora->dA.get(), nullptr, du.get(), x, lora->A_dev.get(), M, K, r);
+  if (saved.kept.empty() || !dx) {
+    // Without dx only dA is wanted, and it is formed from the input the forward multiplied: the masked one if any.
+    const float* xin = saved.kept.empty() ? x : saved.xd.get();
+    be.matmul_backward(dx, lora->dA.get(), nullptr, du.get(), xin, lora->A_dev.get(), M, K, r);
     return;
   }
   // Through the dropout mask: d x = d(xd) * keep where kept, 0 where dropped.

@@ -86,7 +86,8 @@ struct LoraSaved {
 void linear_forward(Backend& be, float* y, const float* x, int M, const DeviceLinear& base, const LoraWeights* lora,
                     float dropout, std::mt19937* rng, LoraSaved* saved);
 
-// dx (M,K) += dy . W + the LoRA path's input gradient; lora->dA, dB accumulate. x is the layer input.
+// dx (M,K) += dy . W + the LoRA path's input gradient; lora->dA, dB accumulate. x is the layer input. dx may be null
+// (nothing below wants the input gradient: the first block of adapter-only training); the weight gradients still form.
 // Base weights are frozen: no base-weight gradient is formed (docs/reference/linear4bit.md#backward).
 // full (may be null): base weight and bias gradients accumulate there too (full-parameter training).
 struct LinearGrads;
