@@ -10,19 +10,22 @@ namespace dpo_addon {
 
 Napi::FunctionReference* ModelWrap::constructor = nullptr;
 
-// --- model.logps([{ids, labels}], padId, cancel?, useAdapter?)
+// --- model.logps([{ids, labels}], padId, cancel?, useAdapter?, withLogitsMean?)
 Napi::Value ModelWrap::Logps(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto m = live(env);
   if (info.Length() < 2 || !info[0].IsArray() || !info[1].IsNumber())
     throw bad_input(env, "logps(sequences, padId) needs an array of {ids, labels} and a pad id");
   const int32_t pad = info[1].As<Napi::Number>().Int32Value();
-  const bool use_adapter = !(info.Length() > 3 && info[3].IsBoolean() && !info[3].As<Napi::Boolean>().Value());
+  // Optional booleans, true unless given as false.
+  auto flag = [&](size_t i) {
+    return !(info.Length() > i && info[i].IsBoolean() && !info[i].As<Napi::Boolean>().Value());
+  };
+  const bool use_adapter = flag(3), with_logits_mean = flag(4);
   return run_async(
       env,
-      [m, batch = to_scored_sequences(env, info[0], "sequence"), pad, cancel = cancel_arg(info, 2), use_adapter] {
-        return m->logps(batch, pad, cancel.get(), use_adapter);
-      },
+      [m, batch = to_scored_sequences(env, info[0], "sequence"), pad, cancel = cancel_arg(info, 2), use_adapter,
+       with_logits_mean] { return m->logps(batch, pad, cancel.get(), use_adapter, with_logits_mean); },
       sequence_logps_to_js);
 }
 

@@ -2,7 +2,8 @@
 // around their shared prompt. Log-probs, token log-probs and logit-mean metrics must equal the unshared layout's bit
 // for bit (reference pass and DPO step); LoRA gradients differ only in summation order. Every fallback case is here:
 // no shared prefix, an answer that is a prefix of the other, answers that share tokens past the prompt, an odd
-// sequence out, LoRA dropout, the switch DPO_PREFIX_SHARING=0.
+// sequence out, LoRA dropout, the switch DPO_PREFIX_SHARING=0. Tight rows (no logits metric asked for,
+// docs/performance.md#tight-rows-without-the-logits-metric) must give the same log-probs too.
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -12,6 +13,7 @@
 
 #include "check.h"
 #include "dpo/engine.h"
+#include "family_model.h"
 #include "model/logits_pass.h"
 #include "model/model_impl.h"
 #include "model/shared_prefix.h"
@@ -78,6 +80,18 @@ std::vector<dpo::ScoredSequence> interleaved(const std::vector<dpo::DpoPair>& pa
   std::vector<dpo::ScoredSequence> s;
   for (const dpo::DpoPair& p : pairs) s.push_back(p.chosen), s.push_back(p.rejected);
   return s;
+}
+
+// What Model::logps hands make_scoring_layout: the sequences and each neighbouring two as a pair.
+struct LayoutInput {
+  std::vector<const dpo::ScoredSequence*> seqs;
+  std::vector<std::pair<int, int>> twins;
+};
+LayoutInput layout_input(const std::vector<dpo::ScoredSequence>& batch) {
+  LayoutInput in;
+  for (const dpo::ScoredSequence& s : batch) in.seqs.push_back(&s);
+  for (int k = 0; k + 1 < int(batch.size()); k += 2) in.twins.push_back({k, k + 1});
+  return in;
 }
 
 void check_same_logps(const std::vector<dpo::SequenceLogp>& a, const std::vector<dpo::SequenceLogp>& b) {
@@ -225,6 +239,100 @@ TEST_CASE(packed_reference_logps_equal_unshared_bit_for_bit) {
         check_same_logps(model->logps(batch, 0, nullptr, adapter), want);
       }
   }
+}
+
+TEST_CASE(tight_layout_packs_pairs_without_padding_inside_a_row) {
+  const int V = 61, pad = 0;
+  const auto all = interleaved(varied_pairs(V));
+  const auto [seqs, twins] = layout_input(all);
+  // Pairs 0-2: rows of 6 + 8 - 3 = 11, 7 + 6 - 4 = 9 and 4 + 6 - 3 = 7 positions; every row padded at its end to 11.
+  const std::vector<const dpo::ScoredSequence*> three(seqs.begin(), seqs.begin() + 6);
+  const std::vector<std::pair<int, int>> twins3(twins.begin(), twins.begin() + 3),
+      twins4(twins.begin(), twins.end() - 1);
+  const dpo::ScoringLayout lay = dpo::make_scoring_layout(three, twins3, pad, V, 0, true, false);
+  const int T = 8;  // the longest sequence
+  CHECK(lay.packed() && !lay.metric_rows && lay.seq_T == T && lay.rows.B == 3 && lay.rows.T == 11);
+  // Pair 1 (row 1): the chosen answer's 7 positions, then the rejected one from position 4 on, skipping rows [4, 7).
+  const int base = lay.rows.T;
+  for (int t = 0; t < 7; t++) CHECK(lay.row_of[size_t(2) * T + t] == base + t);
+  CHECK(lay.row_of[size_t(2) * T + 7] == -1);  // past the chosen sequence: no row
+  for (int t = 4; t < 6; t++) {
+    const int row = lay.row_of[size_t(3) * T + t];
+    CHECK(row == base + 7 + (t - 4) && lay.rows.pos[size_t(row)] == t && lay.rows.valid[size_t(row)] == 1);
+    CHECK(lay.key_skip[2 * size_t(row)] == 4 && lay.key_skip[2 * size_t(row) + 1] == 7);
+  }
+  CHECK(lay.row_of[size_t(3) * T + 3] == base + 3);  // the shared prompt
+  // The row's end: padding only, position 0, no key.
+  for (int row = base + 9; row < base + 11; row++)
+    CHECK(lay.rows.ids[size_t(row)] == pad && lay.rows.pos[size_t(row)] == 0 && lay.rows.valid[size_t(row)] == 0);
+  // Pair 0's rejected answer restarts after its chosen one's 6 positions.
+  CHECK(lay.row_of[size_t(1) * T + 3] == 6 && lay.key_skip[2 * 6] == 3 && lay.key_skip[2 * 6 + 1] == 6);
+
+  // Pair 3 would make a 100-position row: packing the three short pairs and leaving its 60-token sequences a row of
+  // their own costs 5 x 60 positions, packing all four 4 x 100.
+  const std::vector<const dpo::ScoredSequence*> four(seqs.begin(), seqs.begin() + 8);
+  const dpo::ScoringLayout mixed = dpo::make_scoring_layout(four, twins4, pad, V, 0, true, false);
+  CHECK(mixed.packed() && mixed.rows.B == 5 && mixed.rows.T == 60);
+  CHECK(mixed.row_of[size_t(7) * 60 + 20] == 4 * 60 + 20 && mixed.key_skip[2 * size_t(4 * 60 + 20)] == 0);
+  // Pair 4 shares nothing: its sequences keep rows of their own beside the packed ones.
+  CHECK(dpo::make_scoring_layout(seqs, twins, pad, V, 0, true, false).rows.B == 7);
+
+  // Fallbacks give the padded batch row for row, as with the metric: sharing off, and nothing shared.
+  const std::vector<const dpo::ScoredSequence*> unshared = {seqs[8], seqs[9]};
+  for (const auto& [batch, share] :
+       std::vector<std::pair<std::vector<const dpo::ScoredSequence*>, bool>>{{three, false}, {unshared, true}}) {
+    const dpo::PaddedBatch pb = dpo::make_padded_batch(batch, pad, V, 0);
+    const dpo::ScoringLayout u = dpo::make_scoring_layout(batch, {{0, 1}}, pad, V, 0, share, false);
+    CHECK(!u.packed() && u.rows.B == pb.B && u.rows.T == pb.T && u.rows.ids == pb.ids && u.rows.pos == pb.pos);
+  }
+}
+
+// Without the metric the pass runs tight rows and its last block at the scored rows only (last_block_rows.h): the
+// same log-probs as the padded layout, packed or not, over Llama and Qwen3 (per-head q/k norms).
+void check_tight_logps_equal_padded(const TinyModel& tm) {
+  const int V = tm.spec.V;
+  auto model = load(tm);
+  const auto pairs = varied_pairs(V);
+  const dpo::DpoPair lp = long_prompt_pair(V);
+  // Pairs of different lengths in one call; a long pair left unpacked beside them; an unshared pair; an odd
+  // sequence out; the unshared fallback alone.
+  std::vector<std::vector<dpo::ScoredSequence>> batches = {interleaved({pairs[0], pairs[1], pairs[2]}),
+                                                           interleaved(sharing_pairs(V)),
+                                                           interleaved(pairs),
+                                                           interleaved(sample_pairs(V)),
+                                                           {lp.chosen, lp.rejected, pairs[4].chosen},
+                                                           interleaved({pairs[4]})};
+  for (size_t i = 0; i < batches.size(); i++) {
+    const LayoutInput in = layout_input(batches[i]);
+    // Every batch but the last packs, so the comparison is of two different layouts.
+    CHECK(dpo::make_scoring_layout(in.seqs, in.twins, 0, V, 0, true, false).packed() == (i + 1 < batches.size()));
+    for (bool adapter : {false, true})
+      for (bool share : {true, false}) {
+        set_sharing(share);
+        const auto want = model->logps(batches[i], 0, nullptr, adapter);
+        const auto got = model->logps(batches[i], 0, nullptr, adapter, /*with_logits_mean=*/false);
+        set_sharing(false);
+        const auto unshared = model->logps(batches[i], 0, nullptr, adapter);
+        set_sharing(true);
+        CHECK(got.size() == want.size());
+        for (size_t k = 0; k < got.size() && k < want.size(); k++) {
+          CHECK(got[k].logp == want[k].logp && got[k].logp == unshared[k].logp);
+          CHECK(got[k].tokens == want[k].tokens);
+          CHECK(got[k].token_logps == want[k].token_logps);
+          CHECK(std::isnan(got[k].logits_mean));
+        }
+      }
+  }
+}
+
+TEST_CASE(tight_reference_logps_equal_padded_bit_for_bit) {
+  for (bool bf16 : {false, true}) {
+    TinySpec s;
+    s.bf16_values = bf16;
+    if (bf16) s.max_position = 60;
+    check_tight_logps_equal_padded(write_tiny_model(s));
+  }
+  check_tight_logps_equal_padded(family_twin("qwen3-0.6b"));
 }
 
 TEST_CASE(packed_dpo_step_equals_unshared) {

@@ -65,8 +65,9 @@ LoraOptions hw6_lora() {
 
 // Calls of pairs of about the same packed length, as the app's reference pass groups them
 // (src-main/services/training/referenceGroups.ts, docs/performance.md#reference-calls-by-length): sorted by decoder
-// rows (2 x longest - shared prefix), a call closes at the token budget, the pair cap, or before its longest row
-// passes its shortest by 10%. The grouping changes no log-prob, only how much padding the calls compute.
+// rows (the tight packed row: chosen + rejected - shared prefix), a call closes at the token budget, the pair cap, or
+// before its longest row passes its shortest by 10%. The grouping changes no log-prob, only how much padding the
+// calls compute.
 constexpr size_t kReferenceBatchTokens = 2048, kReferenceBatchMaxPairs = 64;
 constexpr double kReferenceMaxPadding = 0.1;
 
@@ -75,7 +76,7 @@ size_t packed_rows(const DpoPair& p) {
   const size_t shorter = std::min(a.size(), b.size()), limit = shorter > 0 ? shorter - 1 : 0;  // each keeps one
   size_t shared = 0;
   while (shared < limit && a[shared] == b[shared]) shared++;
-  return 2 * std::max(a.size(), b.size()) - shared;
+  return a.size() + b.size() - shared;
 }
 
 void reference_pass(Model& model, std::vector<DpoPair>& pairs, int32_t pad) {
@@ -91,7 +92,7 @@ void reference_pass(Model& model, std::vector<DpoPair>& pairs, int32_t pad) {
       e++;
     std::vector<ScoredSequence> seqs;
     for (size_t k = b; k < e; k++) seqs.push_back(pairs[order[k]].chosen), seqs.push_back(pairs[order[k]].rejected);
-    auto r = model.logps(seqs, pad, nullptr, /*use_adapter=*/false);
+    auto r = model.logps(seqs, pad, nullptr, /*use_adapter=*/false, /*with_logits_mean=*/false);
     for (size_t k = b; k < e; k++) {
       pairs[order[k]].ref_chosen = r[2 * (k - b)].logp;
       pairs[order[k]].ref_rejected = r[2 * (k - b) + 1].logp;

@@ -28,6 +28,7 @@ export interface ScoredSequence {
 export interface SequenceLogp {
   logp: number
   tokens: number
+  /** TRL's logits/* metric (mean logit over the padded block); NaN when logps was called with withLogitsMean=false. */
   logitsMean: number
   /** (tokens) log p of each scored token in order; their in-order double sum is logp, bit for bit (docs/insights.md). */
   tokenLogps: Float32Array
@@ -149,12 +150,18 @@ export interface TrainingState {
 
 export interface NativeModel {
   info(): NativeModelInfo
-  /** useAdapter=false scores with the adapter disabled (the DPO reference model); default true. */
+  /**
+   * useAdapter=false scores with the adapter disabled (the DPO reference model); default true.
+   * withLogitsMean=false: the caller reads no logitsMean (NaN then), and the engine skips the rows that only that
+   * metric needs (docs/performance.md#tight-rows-without-the-logits-metric); logp and tokenLogps are the same bits.
+   * Default true.
+   */
   logps(
     batch: ScoredSequence[],
     padId: number,
     cancel?: NativeCancelToken,
     useAdapter?: boolean,
+    withLogitsMean?: boolean,
   ): Promise<SequenceLogp[]>
   /** Creates a fresh adapter (A kaiming-uniform from the seed, B = 0) and drops any previous one and its optimizer state. */
   attachLora(options: LoraOptions): void

@@ -79,7 +79,8 @@ struct ScoredSequence {
 struct SequenceLogp {
   double logp = 0;          // sum over positions t of log p(labels[t+1] | ids[..t]) where labels[t+1] != -100
   int tokens = 0;           // number of scored tokens
-  // Mean of every logit over the padded (Lmax, V) block: TRL's logits/* metric (docs/reference/dpo-loss.md#metrics).
+  // Mean of every logit over the padded (Lmax, V) block: TRL's logits/* metric (docs/reference/dpo-loss.md#metrics);
+  // NaN when Model::logps was called with with_logits_mean = false.
   double logits_mean = 0;
   // (tokens) log p of each scored token, in sequence order: logp is their sum, accumulated in double in this order,
   // so summing them the same way gives logp bit for bit (docs/insights.md). Comes from the same pass, at no cost.
@@ -167,8 +168,12 @@ class Model {
   // Scores B sequences in one right-padded batch (pad id `pad_id`, docs/reference/dpo-data.md#collation-and-padding).
   // use_adapter = false scores with the adapter disabled (the DPO reference model,
   // docs/reference/dpo-loss.md#reference-log-probs).
+  // with_logits_mean = false: the caller reads no logits_mean (the reference pass); each result's logits_mean is then
+  // NaN, and the pass computes no rows for the padding that metric averages over
+  // (docs/performance.md#tight-rows-without-the-logits-metric). logp and token_logps are the same bits either way.
   std::vector<SequenceLogp> logps(const std::vector<ScoredSequence>& batch, int32_t pad_id,
-                                  const std::atomic<bool>* cancel = nullptr, bool use_adapter = true);
+                                  const std::atomic<bool>* cancel = nullptr, bool use_adapter = true,
+                                  bool with_logits_mean = true);
 
   // Greedy decoding of a batch of prompts with a KV cache. Each prompt's tokens are the same whether it runs
   // alone or in a batch. on_token is called for every generated token, in order, on the calling thread.

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "dpo/errors.h"
+#include "model/last_block_rows.h"
 #include "model/rope_table.h"
 #include "train/full_grads.h"
 
@@ -209,10 +210,11 @@ DeviceArray<int> upload_key_skip(Backend& be, const int* key_skip, int M) {
 
 void decoder_forward(float* hidden_out, const DeviceWeights& w, Backend& be, const int* ids, const int* pos,
                      const uint8_t* key_valid, int B, int T, KvCache* cache, const LoraAdapter* lora,
-                     const int* key_skip) {
+                     const int* key_skip, const std::vector<int>* only_rows) {
   const ModelConfig& c = w.config();
   const int KVD = c.n_kv_heads * c.head_dim, M = B * T;
   if (key_skip && cache) fail(ErrorCode::Internal, "a prefill cannot use packed answer pairs");
+  if (only_rows && cache) fail(ErrorCode::Internal, "a prefill keeps every row");
   check_sliding_window(c, call_length(pos, M, T, key_skip), "sequence");
   DeviceArray<int> skip_d = upload_key_skip(be, key_skip, M);
   DeviceArray<float> x(be, size_t(M) * c.hidden);
@@ -241,8 +243,15 @@ void decoder_forward(float* hidden_out, const DeviceWeights& w, Backend& be, con
     be.scatter_rows(cache->k[size_t(layer)].get(), cache_rows.get(), k, M, KVD);
     be.scatter_rows(cache->v[size_t(layer)].get(), cache_rows.get(), v, M, KVD);
   };
-  for (int l = 0; l < c.n_layers; l++)
+  const int whole_blocks = only_rows ? c.n_layers - 1 : c.n_layers;
+  for (int l = 0; l < whole_blocks; l++)
     block_forward(x.get(), c, w.layers[size_t(l)], be, a, pos_d.get(), M, l, use, false, rope, attend);
+  if (only_rows) {
+    a = BlockActs();  // the last block allocates for its own row sets
+    last_block_rows(hidden_out, x.get(), w, be, lora, pos, pos_d.get(), valid_d.get(), key_skip, B, T, *only_rows,
+                    rope);
+    return;
+  }
   be.rmsnorm(hidden_out, nullptr, x.get(), w.final_norm.get(), M, c.hidden, c.rms_norm_eps);
 }
 

@@ -48,9 +48,12 @@ struct BlockActs {
 // When cache is non-null (capacity S >= T), every position's keys/values are also stored at cache[b][t] (prefill).
 // key_skip: host (B*T, 2) or null, the keys each row does not see (Backend::attention_key_skip: packed answer pairs,
 // model/shared_prefix.h); only for backends with has_attention_key_skip(), and without a cache.
+// only_rows: host, ascending and distinct, or null: the caller reads those rows' hidden states only, and hidden_out is
+// (only_rows->size(), C); the last block then runs past its keys and values for those rows only (the same bits,
+// model/last_block_rows.h). Without a cache.
 void decoder_forward(float* hidden_out, const DeviceWeights& w, Backend& be, const int* ids, const int* pos,
                      const uint8_t* key_valid, int B, int T, KvCache* cache, const LoraAdapter* lora,
-                     const int* key_skip = nullptr);
+                     const int* key_skip = nullptr, const std::vector<int>* only_rows = nullptr);
 
 // One decoding step for M sequences of a cache: row r is sequence seq[r], feeding token ids[r] at position pos[r]
 // (host arrays). Writes its keys/values at cache[seq[r]][pos[r]] and attends to cache positions 0..pos[r].

@@ -61,19 +61,81 @@ bool prefix_sharing_enabled(const Backend& be) {
   fail(ErrorCode::BadInput, "DPO_PREFIX_SHARING must be 0 or 1, got '" + v + "'");
 }
 
+namespace {
+
+// Which pairs to pack, and the length every decoder row then has.
+struct PackChoice {
+  std::vector<uint8_t> pack;  // per pair
+  int row_T = 0;
+};
+
+// Padded rows: every row is as long as the longest: packed rows take 2T - (shortest packed prefix), a sequence on its
+// own T, or as much as a packed row when it shares the call with one. So pack the k pairs with the longest prefixes
+// for the k that makes the fewest rows, and nothing unless that beats the unshared N x T.
+PackChoice choose_padded(const std::vector<int>& prefix, int N, int T) {
+  std::vector<int> order;
+  for (size_t p = 0; p < prefix.size(); p++)
+    if (prefix[p] > 0) order.push_back(int(p));
+  std::stable_sort(order.begin(), order.end(), [&](int x, int y) { return prefix[size_t(x)] > prefix[size_t(y)]; });
+  PackChoice c{std::vector<uint8_t>(prefix.size(), 0), T};
+  int64_t best_rows = int64_t(N) * T;
+  int k_best = 0;
+  for (int k = 1; k <= int(order.size()); k++) {
+    const int row_T = std::max(2 * T - prefix[size_t(order[size_t(k - 1)])], N > 2 * k ? T : 0);
+    if (int64_t(N - k) * row_T < best_rows) best_rows = int64_t(N - k) * row_T, c.row_T = row_T, k_best = k;
+  }
+  for (int k = 0; k < k_best; k++) c.pack[size_t(order[size_t(k)])] = 1;
+  return c;
+}
+
+// Tight rows: a packed pair takes a + b - prefix positions, a sequence on its own its length, and every row is padded
+// to the longest. For a row length W every pair that fits W is worth packing (one row fewer, no longer), and W must
+// hold every sequence left on its own: try each pair's length (and T) as W, keep the fewest positions, and nothing
+// unless that beats the unshared N x T.
+PackChoice choose_tight(const std::vector<int>& prefix, const std::vector<std::pair<int, int>>& pairs,
+                        const std::vector<int>& len, int T) {
+  const int N = int(len.size());
+  std::vector<int> packed_len(prefix.size(), 0), widths = {T};
+  for (size_t p = 0; p < prefix.size(); p++)
+    if (prefix[p] > 0) {
+      packed_len[p] = len[size_t(pairs[p].first)] + len[size_t(pairs[p].second)] - prefix[p];
+      widths.push_back(packed_len[p]);
+    }
+  PackChoice c{std::vector<uint8_t>(prefix.size(), 0), T};
+  int64_t best = int64_t(N) * T;
+  std::vector<uint8_t> alone(static_cast<size_t>(N));
+  for (int W : widths) {
+    std::fill(alone.begin(), alone.end(), 1);
+    int rows = N;
+    for (size_t p = 0; p < prefix.size(); p++)
+      if (prefix[p] > 0 && packed_len[p] <= W) {
+        alone[size_t(pairs[p].first)] = alone[size_t(pairs[p].second)] = 0;
+        rows--;
+      }
+    bool fits = true;
+    for (int s = 0; s < N; s++) fits = fits && (!alone[size_t(s)] || len[size_t(s)] <= W);
+    if (!fits || int64_t(rows) * W >= best) continue;
+    best = int64_t(rows) * W;
+    c.row_T = W;
+    for (size_t p = 0; p < prefix.size(); p++) c.pack[p] = prefix[p] > 0 && packed_len[p] <= W;
+  }
+  return c;
+}
+
+}  // namespace
+
 ScoringLayout make_scoring_layout(const std::vector<const ScoredSequence*>& seqs,
                                   const std::vector<std::pair<int, int>>& pairs, int32_t pad_id, int vocab,
-                                  int max_position, bool share) {
+                                  int max_position, bool share, bool metric_rows) {
   PaddedBatch pb = make_padded_batch(seqs, pad_id, vocab, max_position);
   const int N = pb.B, T = pb.T;
   ScoringLayout L;
   L.seq_T = T;
-  L.row_of.resize(size_t(N) * T);
+  L.metric_rows = metric_rows;
+  L.row_of.assign(size_t(N) * T, -1);
 
-  // Every row is as long as the longest: packed rows take 2T - (shortest packed prefix), a sequence on its own T, or
-  // as much as a packed row when it shares the call with one. So pack the k pairs with the longest prefixes for the k
-  // that makes the fewest rows, and nothing unless that beats the unshared N x T.
-  std::vector<int> prefix(pairs.size(), 0), order;
+  std::vector<int> prefix(pairs.size(), 0), len(static_cast<size_t>(N));
+  for (int s = 0; s < N; s++) len[size_t(s)] = int(seqs[size_t(s)]->ids.size());
   std::vector<uint8_t> paired(size_t(N), 0);
   for (size_t p = 0; share && p < pairs.size(); p++) {
     const auto [a, b] = pairs[p];
@@ -81,19 +143,12 @@ ScoringLayout make_scoring_layout(const std::vector<const ScoredSequence*>& seqs
       fail(ErrorCode::Internal, "make_scoring_layout: pair " + std::to_string(p) + " is not two unpaired sequences");
     paired[size_t(a)] = paired[size_t(b)] = 1;
     prefix[p] = shared_prefix_length(*seqs[size_t(a)], *seqs[size_t(b)]);
-    if (prefix[p] > 0) order.push_back(int(p));
   }
-  std::stable_sort(order.begin(), order.end(), [&](int x, int y) { return prefix[size_t(x)] > prefix[size_t(y)]; });
-  int64_t best_rows = int64_t(N) * T;
-  int packed_T = T, k_best = 0;
-  for (int k = 1; k <= int(order.size()); k++) {
-    const int row_T = std::max(2 * T - prefix[size_t(order[size_t(k - 1)])], N > 2 * k ? T : 0);
-    if (int64_t(N - k) * row_T < best_rows) best_rows = int64_t(N - k) * row_T, packed_T = row_T, k_best = k;
-  }
+  const PackChoice choice = metric_rows ? choose_padded(prefix, N, T) : choose_tight(prefix, pairs, len, T);
   std::vector<size_t> packs;  // the packed pairs, in their given order
   std::fill(paired.begin(), paired.end(), 0);
   for (size_t p = 0; p < pairs.size(); p++)
-    if (std::find(order.begin(), order.begin() + k_best, int(p)) != order.begin() + k_best) {
+    if (choice.pack[p]) {
       packs.push_back(p);
       paired[size_t(pairs[p].first)] = paired[size_t(pairs[p].second)] = 1;
     }
@@ -106,7 +161,7 @@ ScoringLayout make_scoring_layout(const std::vector<const ScoredSequence*>& seqs
 
   PaddedBatch& r = L.rows;
   r.B = N - int(packs.size());
-  r.T = packed_T;
+  r.T = choice.row_T;
   const size_t n = size_t(r.B) * r.T;
   r.ids.assign(n, pad_id);
   r.pos.assign(n, 0);  // rows past every sequence: position 0, no key, never scored
@@ -119,24 +174,26 @@ ScoringLayout make_scoring_layout(const std::vector<const ScoredSequence*>& seqs
     r.valid[size_t(row)] = pb.valid[from];
     L.row_of[from] = row;
   };
+  // Positions of sequence s that get a row: all T of its padded block, or (tight) its own.
+  auto span = [&](int s) { return metric_rows ? T : len[size_t(s)]; };
   int base = 0;
   for (size_t p : packs) {
     const auto [a, b] = pairs[p];
-    const int P = prefix[p];
-    for (int t = 0; t < T; t++) place(base + t, a, t);
+    const int P = prefix[p], first = span(a);
+    for (int t = 0; t < first; t++) place(base + t, a, t);
     for (int t = 0; t < P; t++) L.row_of[size_t(b) * T + t] = base + t;
-    for (int t = P; t < T; t++) {
-      // The second answer sits after the first one's T - P rows: it skips them and restarts at position P.
-      const int row = base + T + (t - P);
+    for (int t = P; t < span(b); t++) {
+      // The second answer sits after the first one's rows: it skips them and restarts at position P.
+      const int row = base + first + (t - P);
       place(row, b, t);
       L.key_skip[2 * size_t(row)] = P;
-      L.key_skip[2 * size_t(row) + 1] = T;
+      L.key_skip[2 * size_t(row) + 1] = first;
     }
     base += r.T;
   }
   for (int s = 0; s < N; s++) {
     if (paired[size_t(s)]) continue;
-    for (int t = 0; t < T; t++) place(base + t, s, t);
+    for (int t = 0; t < span(s); t++) place(base + t, s, t);
     base += r.T;
   }
   add_entries(L, pb);

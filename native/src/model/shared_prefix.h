@@ -2,7 +2,9 @@
 // prompt tokens, whose activations are the same in both under causal attention, so a pair can run as one decoder row
 // [prompt, first answer (padded), second answer (padded)] with the second answer's positions restarting at the prompt
 // length and its keys skipping the first answer (Backend::attention_key_skip). The layout maps every position of every
-// unshared padded sequence to the decoder row that computes it, so scores and metrics are read as before.
+// unshared padded sequence to the decoder row that computes it, so scores and metrics are read as before. A caller
+// that does not want TRL's logits metric (the reference pass) gets tight rows instead: [prompt, first answer, second
+// answer] with no padding inside a row (docs/performance.md#tight-rows-without-the-logits-metric).
 #pragma once
 #include <cstdint>
 #include <utility>
@@ -17,7 +19,10 @@ struct ScoringLayout {
   PaddedBatch rows;           // what the decoder runs: ids, pos, valid (rows.B, rows.T); rows.target is not used
   std::vector<int> key_skip;  // (rows.B * rows.T, 2) for attention_key_skip; empty when no pair is packed
   int seq_T = 0;              // the unshared padded length: each sequence's (seq_T, V) block of TRL's logits metric
-  std::vector<int> row_of;    // (sequences, seq_T): the decoder row that computes sequence s's position t
+  // (sequences, seq_T): the decoder row that computes sequence s's position t; -1 past the sequence's end in a tight
+  // layout (no row computes its padding). metric_rows: whether every position has a row (TRL's logits metric).
+  std::vector<int> row_of;
+  bool metric_rows = true;
   // Scored tokens (row, target) for logits_forward_entries: a row's first entry comes before every second one.
   std::vector<int> entry_row, entry_target, entry_seq;
   std::vector<std::vector<int>> seq_entries;  // per sequence, its entries in position order
@@ -34,8 +39,11 @@ bool prefix_sharing_enabled(const Backend& be);
 // Validates and pads seqs as make_padded_batch does. With `share`, each (first, second) of `pairs` whose ids start
 // alike becomes one decoder row (other sequences keep a row of their own), when that makes fewer decoder rows than the
 // unshared layout; otherwise (or without `share`) the layout is the unshared padded batch, row for row.
+// metric_rows = false (the caller reads no logits metric): packed rows are tight, [prompt, first answer, second answer]
+// of a + b - prefix positions, padded only at their ends to the call's longest row; the scored rows compute the same
+// bits as in the padded layout.
 ScoringLayout make_scoring_layout(const std::vector<const ScoredSequence*>& seqs,
                                   const std::vector<std::pair<int, int>>& pairs, int32_t pad_id, int vocab,
-                                  int max_position, bool share);
+                                  int max_position, bool share, bool metric_rows = true);
 
 }  // namespace dpo

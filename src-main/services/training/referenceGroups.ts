@@ -1,7 +1,8 @@
 // How the reference pass groups pairs into engine calls on the engine's packed layout
-// (docs/performance.md#reference-calls-by-length). The engine runs each pair as one decoder row of 2 * longest -
-// shared-prefix positions (prompt-prefix sharing) and pads every row of a call to the call's longest, so a call that
-// mixes short and long pairs computes padding. Pairs are taken shortest first and a call closes before its longest
+// (docs/performance.md#reference-calls-by-length). Without the logits metric (referencePass.ts asks for none) the
+// engine runs each pair as one tight decoder row of chosen + rejected - shared-prefix positions (prompt-prefix
+// sharing, docs/performance.md#tight-rows-without-the-logits-metric) and pads every row of a call to the call's
+// longest, so a call that mixes short and long pairs computes padding. Pairs are taken shortest first and a call closes before its longest
 // row would exceed its shortest by more than maxWaste: a call then spends at most that share on padding. The
 // log-probs do not depend on the grouping (every op is row-invariant and padding is masked; the native test
 // batched_logps_equal_one_at_a_time), only the calls' cost does.
@@ -25,10 +26,10 @@ export function sharedPrefixLength(a: ArrayLike<number>, b: ArrayLike<number>): 
   return n
 }
 
-/** Decoder positions the engine spends on a pair: both answers padded to the longer one, the shared prefix once. */
+/** Decoder positions the engine spends on a pair in a tight row: both sequences, the shared prefix once. */
 export function packedRows(pair: PairIds): number {
-  const longest = Math.max(pair.chosen.ids.length, pair.rejected.ids.length)
-  return 2 * longest - sharedPrefixLength(pair.chosen.ids, pair.rejected.ids)
+  const { chosen, rejected } = pair
+  return chosen.ids.length + rejected.ids.length - sharedPrefixLength(chosen.ids, rejected.ids)
 }
 
 /**

@@ -26,7 +26,7 @@ const HIDDEN = 8
 const KV = 4
 
 export type FakeCall =
-  | { kind: 'logps'; sequences: number; useAdapter: boolean }
+  | { kind: 'logps'; sequences: number; useAdapter: boolean; withLogitsMean: boolean }
   | { kind: 'attachLora'; options: LoraOptions }
   | { kind: 'setLoraTensors'; tensors: LoraTensor[] }
   | { kind: 'dpoAccumulate'; chosenIds: string[]; refs: Array<[number, number]>; options: DpoOptions }
@@ -113,8 +113,9 @@ export class FakeModel implements NativeModel {
     _padId: number,
     _cancel?: NativeCancelToken,
     useAdapter = true,
+    withLogitsMean = true,
   ): Promise<SequenceLogp[]> {
-    this.calls.push({ kind: 'logps', sequences: batch.length, useAdapter })
+    this.calls.push({ kind: 'logps', sequences: batch.length, useAdapter, withLogitsMean })
     // With the trained adapter the fake policy moves as in dpoAccumulate: the first token of each chosen sequence
     // (even positions: batches are [chosen, rejected, ...]) by +0.5 per update, of each rejected one by -0.25.
     const moved = useAdapter && this.lora !== null
@@ -123,7 +124,7 @@ export class FakeModel implements NativeModel {
       if (moved && tokenLogps.length > 0) tokenLogps[0] = tokenLogps[0]! + (i % 2 === 0 ? 0.5 : -0.25) * this.updates
       let logp = 0
       for (const v of tokenLogps) logp += v
-      return { logp, tokens: tokenLogps.length, logitsMean: 0.5, tokenLogps }
+      return { logp, tokens: tokenLogps.length, logitsMean: withLogitsMean ? 0.5 : NaN, tokenLogps }
     })
   }
 

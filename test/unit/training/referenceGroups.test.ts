@@ -13,10 +13,13 @@ describe('sharedPrefixLength / packedRows', () => {
     expect(sharedPrefixLength([1, 2], [1, 2])).toBe(1)
   })
 
-  it('is both answers padded to the longer, the shared prefix once', () => {
-    // Prompt 3, answers 2 and 4 tokens: 2 * 7 - 3.
-    expect(packedRows({ chosen: { ids: [1, 2, 3, 8, 9] }, rejected: { ids: [1, 2, 3, 4, 5, 6, 7] } })).toBe(11)
-    expect(packedRows({ chosen: { ids: [1, 2] }, rejected: { ids: [3, 4, 5] } })).toBe(6)
+  it('is both sequences in one tight row, the shared prefix once (no padding inside the row)', () => {
+    // Prompt 3, answers 2 and 4 tokens: 5 + 7 - 3.
+    expect(packedRows({ chosen: { ids: [1, 2, 3, 8, 9] }, rejected: { ids: [1, 2, 3, 4, 5, 6, 7] } })).toBe(9)
+    // Nothing shared: both sequences whole.
+    expect(packedRows({ chosen: { ids: [1, 2] }, rejected: { ids: [3, 4, 5] } })).toBe(5)
+    // One answer a prefix of the other: the shorter keeps its last position.
+    expect(packedRows({ chosen: { ids: [1, 2, 3] }, rejected: { ids: [1, 2, 3, 4, 5] } })).toBe(6)
   })
 })
 

@@ -32,7 +32,8 @@ export async function referencePass(
     for (const chunk of referenceGroups(missing, (i) => packedRows(tokenized[i]!))) {
       run.checkAbort()
       const seqs = chunk.flatMap((i) => [tokenized[i]!.chosen, tokenized[i]!.rejected])
-      const out = await run.engineCall(() => session.native.logps(seqs, run.padId, run.token, false))
+      // Adapter disabled; no logitsMean: the reference pass keeps log-probs only, so the engine packs tight rows.
+      const out = await run.engineCall(() => session.native.logps(seqs, run.padId, run.token, false, false))
       chunk.forEach((i, k) => {
         const c = out[2 * k]!,
           rj = out[2 * k + 1]!
