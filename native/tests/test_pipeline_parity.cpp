@@ -91,6 +91,15 @@ void check_pipeline(const std::string& dir, dpo::QuantMode quant, bool expect_sa
     CHECK_CLOSE(lg[i].logp, lc[i].logp, 1e-4, 1e-3);
     CHECK_CLOSE(lg[i].logits_mean, lc[i].logits_mean, 1e-4, 1e-3);
   }
+  // The reference pass's form (adapter off, no logits metric): tight rows and the last block at the scored rows only,
+  // whose attention runs with fewer queries than keys (docs/performance.md#last-layer-only-where-scored). On each
+  // backend it must give the full pass's log-probs (the CPU's bit for bit, test_prefix_sharing).
+  auto rc = m.cpu->logps(batch, 0, nullptr, false, false), rg = m.cuda->logps(batch, 0, nullptr, false, false);
+  for (size_t i = 0; i < lc.size(); i++) {
+    CHECK(rg[i].tokens == lc[i].tokens && rc[i].tokens == lc[i].tokens);
+    CHECK(rc[i].logp == lc[i].logp);
+    CHECK_CLOSE(rg[i].logp, lg[i].logp, 1e-5, 1e-4);
+  }
 
   // Greedy tokens, batched.
   dpo::GenerateOptions go;
