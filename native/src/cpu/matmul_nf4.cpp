@@ -103,8 +103,8 @@ void round_rows_bf16(float* dst, int64_t ldd, const float* src, int64_t rows, in
   });
 }
 
-// Columns [k0, k1) (k1 <= Kp; k0 a multiple of 64) of W's rows n0..n1 into rows of ldw floats at out, bf16-valued,
-// columns at or past K zeroed. Whole blocks through decode_rows_of_blocks when K is a multiple of 64.
+// Columns [k0, k1) (k1 <= Kp; k0 and k1 - k0 multiples of 64 when K is) of W's rows n0..n1 into rows of ldw floats at
+// out, bf16-valued, columns at or past K zeroed. Whole blocks through decode_rows_of_blocks when K is a multiple of 64.
 void decode_row_columns(float* out, int64_t ldw, const Nf4Matrix& w, const float* absmax, int64_t n0, int64_t n1,
                         int64_t k0, int64_t k1) {
   const int64_t K = w.cols;
@@ -221,20 +221,11 @@ void matmul_nf4_backward_input(float* dx /*(M,K)*/, const float* dout /*(M,N)*/,
       const int64_t l0 = (t % lblocks) * LB, l1 = std::min(K, l0 + LB);
       const int64_t L = l1 - l0, Lp = round_up(L, kLanes), ldw = Lp + kLanes;
       std::fill(acc, acc + IB * Lp, 0.0f);
-      // Whole blocks when the columns start and end on block edges (every column block when K % 64 == 0, as for
-      // every projection of the supported families), the values decode_bf16 gives either way.
-      const bool whole_blocks = K % kNf4BlockSize == 0 && l0 % kNf4BlockSize == 0 && L % kNf4BlockSize == 0;
       for (int64_t j0 = 0; j0 < N; j0 += JB) {
         const int64_t j1 = std::min(N, j0 + JB);
-        if (whole_blocks) {
-          decode_row_columns(wb, ldw, w, absmax, j0, j1, l0, l1);
-        } else {
-          for (int64_t n = j0; n < j1; n++) {
-            float* row = wb + (n - j0) * ldw;
-            decode_bf16(row, w, absmax, n * K + l0, L);
-            std::fill(row + L, row + Lp, 0.0f);
-          }
-        }
+        // Columns [l0, l0 + Lp): whole NF4 blocks when K % 64 == 0 (the column blocks are aligned to them above),
+        // otherwise the general decoder and zeros past the row's end.
+        decode_row_columns(wb, ldw, w, absmax, j0, j1, l0, l0 + Lp);
         axpy_rows(acc, Lp, db + i0 * ldb + j0, /*csi=*/ldb, /*csj=*/1, wb, ldw, i1 - i0, j1 - j0, Lp);
       }
       for (int64_t i = i0; i < i1; i++) {
