@@ -20,6 +20,7 @@
 
 #include "bench_hw6_report.h"
 #include "commands.h"
+#include "model/shared_prefix.h"
 #include "workload.h"
 
 namespace dpo::tool {
@@ -72,11 +73,7 @@ constexpr size_t kReferenceBatchTokens = 2048, kReferenceBatchMaxPairs = 64;
 constexpr double kReferenceMaxPadding = 0.1;
 
 size_t packed_rows(const DpoPair& p) {
-  const std::vector<int32_t>&a = p.chosen.ids, &b = p.rejected.ids;
-  const size_t shorter = std::min(a.size(), b.size()), limit = shorter > 0 ? shorter - 1 : 0;  // each keeps one
-  size_t shared = 0;
-  while (shared < limit && a[shared] == b[shared]) shared++;
-  return a.size() + b.size() - shared;
+  return p.chosen.ids.size() + p.rejected.ids.size() - size_t(shared_prefix_length(p.chosen, p.rejected));
 }
 
 void reference_pass(Model& model, std::vector<DpoPair>& pairs, int32_t pad) {

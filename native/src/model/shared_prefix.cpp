@@ -12,16 +12,15 @@
 
 namespace dpo {
 
-namespace {
-
-// Leading positions whose decoder rows are the same in both sequences: equal token ids (compared, never assumed from
-// the labels), and at least one position of each sequence left after it so that each answer keeps a row of its own.
 int shared_prefix_length(const ScoredSequence& a, const ScoredSequence& b) {
+  if (a.ids.empty() || b.ids.empty()) return 0;
   const size_t most = std::min(a.ids.size(), b.ids.size()) - 1;
   size_t n = 0;
   while (n < most && a.ids[n] == b.ids[n]) n++;
   return int(n);
 }
+
+namespace {
 
 void add_entries(ScoringLayout& L, const PaddedBatch& pb) {
   const int N = pb.B, T = pb.T;

@@ -32,6 +32,10 @@ struct ScoringLayout {
   int decoder_rows() const { return rows.B * rows.T; }
 };
 
+// Leading positions whose decoder rows are the same in both sequences: equal token ids (compared, never assumed from
+// the labels), and at least one position of each sequence left after it so that each answer keeps a row of its own.
+int shared_prefix_length(const ScoredSequence& a, const ScoredSequence& b);
+
 // Whether a call may pack pairs: the backend implements attention_key_skip and DPO_PREFIX_SHARING is not "0" (the
 // switch that benchmarks and tests use to compare both layouts in one process).
 bool prefix_sharing_enabled(const Backend& be);
