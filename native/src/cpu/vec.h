@@ -71,19 +71,17 @@ inline f32x16 operator*(f32x16 a, float s) {
 }
 inline f32x16& operator+=(f32x16& a, f32x16 b) { return a = a + b; }
 inline f32x16 splat16(float s) {
-  // Every lane set to s: one broadcast. (`f32part{} + s` was a real add, 0 + s, before the broadcast: an extra
-  // operation on the FMA ports per coefficient of the AVX2 axpy tile, and -0 turned into +0.)
+  // One broadcast per part. (`f32part{} + s` is a real add, 0 + s: an extra operation on the FMA ports per coefficient
+  // of the AVX2 axpy tile, and it turns -0 into +0; only targets without a broadcast intrinsic keep it.)
 #if defined(__AVX__)
   const __m256 b = _mm256_set1_ps(s);
 #elif defined(__SSE__)
   const __m128 b = _mm_set1_ps(s);
+#else
+  const f32part b = f32part{} + s;
 #endif
-#if defined(__AVX__) || defined(__SSE__)
   f32part h;
   std::memcpy(&h, &b, sizeof h);
-#else
-  const f32part h = f32part{} + s;  // no broadcast intrinsic here: the add, whose -0 -> +0 no caller relies on
-#endif
   f32x16 v;
   for (int i = 0; i < kParts; i++) v.p[i] = h;
   return v;

@@ -243,8 +243,8 @@ void decoder_forward(float* hidden_out, const DeviceWeights& w, Backend& be, con
     be.scatter_rows(cache->k[size_t(layer)].get(), cache_rows.get(), k, M, KVD);
     be.scatter_rows(cache->v[size_t(layer)].get(), cache_rows.get(), v, M, KVD);
   };
-  const int whole_blocks = only_rows ? c.n_layers - 1 : c.n_layers;
-  for (int l = 0; l < whole_blocks; l++)
+  const int blocks_on_every_row = only_rows ? c.n_layers - 1 : c.n_layers;
+  for (int l = 0; l < blocks_on_every_row; l++)
     block_forward(x.get(), c, w.layers[size_t(l)], be, a, pos_d.get(), M, l, use, false, rope, attend);
   if (only_rows) {
     a = BlockActs();  // the last block allocates for its own row sets
