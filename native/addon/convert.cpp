@@ -137,6 +137,7 @@ Napi::Object model_info_to_js(Napi::Env env, const dpo::ModelInfo& info) {
   o.Set("quantizedLinears", info.quantized_linears);
   o.Set("backend", info.backend);
   o.Set("backendNote", info.backend_note);
+  o.Set("chainedScoring", info.chained_scoring);
   o.Set("quant", enum_name(quant_modes(), info.quant));
   return o;
 }

@@ -9,6 +9,7 @@
 #include "io/safetensors.h"
 #include "model/backend_choice.h"
 #include "model/model_impl.h"
+#include "model/shared_prefix.h"
 #ifdef DPO_WITH_CUDA
 #include "cuda/cuda_probe.h"
 #endif
@@ -163,6 +164,7 @@ std::unique_ptr<Model> Model::load(const std::string& dir, const LoadOptions& op
   impl->info.resident_bytes = stats.resident_bytes;
   impl->info.quantized_linears = stats.quantized_linears;
   impl->info.backend = impl->backend->describe();
+  impl->info.chained_scoring = prefix_sharing_enabled(*impl->backend);
   impl->info.quant = options.quant;
   return std::unique_ptr<Model>(new Model(std::move(impl)));
 }

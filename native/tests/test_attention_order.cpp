@@ -14,6 +14,7 @@
 #include "op_checks.h"
 #include "random_data.h"
 #include "cpu/ops.h"
+#include "dpo/backend.h"
 #include "cpu/thread_pool.h"
 #include "cpu/vec.h"
 
@@ -34,18 +35,21 @@ struct Inputs {
 };
 
 // Queries 0..11 are a prompt, 12..19 a first answer and 20..T-1 a second answer that skips the first one's keys
-// (a packed DPO pair), with a few padded keys in each sequence.
+// (a packed DPO pair), in two adjacent runs [12, 16) and [16, 20) so that both runs of key_skip are read, with a few
+// padded keys in each sequence.
 Inputs make_inputs(const Shape& s, uint32_t seed) {
   Inputs in;
   const size_t nq = size_t(s.B) * s.T * s.NH * s.HD, nk = size_t(s.B) * s.T * s.NKV * s.HD;
   in.q = randu(nq, -1, 1, seed), in.dout = randu(nq, -1, 1, seed + 1);
   in.k = randu(nk, -1, 1, seed + 2), in.v = randu(nk, -1, 1, seed + 3);
-  in.qpos.resize(size_t(s.B) * s.T), in.skip.assign(2 * size_t(s.B) * s.T, 0), in.valid.assign(size_t(s.B) * s.T, 1);
+  in.qpos.resize(size_t(s.B) * s.T), in.skip.assign(size_t(dpo::kKeySkipInts) * s.B * s.T, 0),
+      in.valid.assign(size_t(s.B) * s.T, 1);
   for (int b = 0; b < s.B; b++)
     for (int t = 0; t < s.T; t++) {
       const size_t r = size_t(b) * s.T + t;
       in.qpos[r] = t;
-      if (t >= 20) in.qpos[r] = t - 8, in.skip[2 * r] = 12, in.skip[2 * r + 1] = 20;
+      int* k = in.skip.data() + size_t(dpo::kKeySkipInts) * r;
+      if (t >= 20) in.qpos[r] = t - 8, k[0] = 12, k[1] = 16, k[2] = 16, k[3] = 20;
     }
   in.valid[3] = 0;
   in.valid[size_t(s.B - 1) * s.T + 15] = 0, in.valid[size_t(s.B - 1) * s.T + 16] = 0;
@@ -64,9 +68,11 @@ void plain_forward(float* out, float* probs, const Inputs& in, const Shape& s) {
         const float* qr = in.q.data() + r * s.HD;
         float* o = out + r * s.HD;
         float* pr = probs + ((size_t(b) * s.NH + h) * s.T + t) * S;
-        const int skip0 = in.skip[2 * bt], skip1 = in.skip[2 * bt + 1];
-        const int last = std::min(in.qpos[bt] + (skip1 - skip0), S - 1);
-        auto attends = [&](int j) { return (j < skip0 || j >= skip1) && in.valid[size_t(b) * S + j]; };
+        const int* k = in.skip.data() + size_t(dpo::kKeySkipInts) * bt;
+        const int last = std::min(in.qpos[bt] + (k[1] - k[0]) + (k[3] - k[2]), S - 1);
+        auto attends = [&](int j) {
+          return (j < k[0] || j >= k[1]) && (j < k[2] || j >= k[3]) && in.valid[size_t(b) * S + j];
+        };
         auto key = [&](const vector<float>& a, int j) {
           return a.data() + ((size_t(b) * S + j) * s.NKV + h / group) * s.HD;
         };

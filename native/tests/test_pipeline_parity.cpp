@@ -91,7 +91,8 @@ void check_pipeline(const std::string& dir, dpo::QuantMode quant, bool expect_sa
     CHECK_CLOSE(lg[i].logp, lc[i].logp, 1e-4, 1e-3);
     CHECK_CLOSE(lg[i].logits_mean, lc[i].logits_mean, 1e-4, 1e-3);
   }
-  // The reference pass's form (adapter off, no logits metric): tight rows and the last block at the scored rows only,
+  // The reference pass's form (adapter off, no logits metric): chained rows on the CPU (CUDA keeps the padded batch)
+  // and the last block at the scored rows only,
   // whose attention runs with fewer queries than keys (docs/performance.md#last-layer-only-where-scored). On each
   // backend it must give the full pass's log-probs (the CPU's bit for bit, test_prefix_sharing).
   auto rc = m.cpu->logps(batch, 0, nullptr, false, false), rg = m.cuda->logps(batch, 0, nullptr, false, false);

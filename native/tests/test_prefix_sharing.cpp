@@ -2,8 +2,8 @@
 // around their shared prompt. Log-probs, token log-probs and logit-mean metrics must equal the unshared layout's bit
 // for bit (reference pass and DPO step); LoRA gradients differ only in summation order. Every fallback case is here:
 // no shared prefix, an answer that is a prefix of the other, answers that share tokens past the prompt, an odd
-// sequence out, LoRA dropout, the switch DPO_PREFIX_SHARING=0. Tight rows (no logits metric asked for,
-// docs/performance.md#tight-rows-without-the-logits-metric) must give the same log-probs too.
+// sequence out, LoRA dropout, the switch DPO_PREFIX_SHARING=0. Chained rows (no logits metric asked for,
+// docs/performance.md#chained-rows-without-the-logits-metric) must give the same log-probs too.
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -87,6 +87,12 @@ struct LayoutInput {
   std::vector<const dpo::ScoredSequence*> seqs;
   std::vector<std::pair<int, int>> twins;
 };
+// The kKeySkipInts skip bounds of a layout's row.
+std::vector<int> skip_of(const dpo::ScoringLayout& lay, int row) {
+  const auto at = lay.key_skip.begin() + ptrdiff_t(dpo::kKeySkipInts) * row;
+  return std::vector<int>(at, at + dpo::kKeySkipInts);
+}
+
 LayoutInput layout_input(const std::vector<dpo::ScoredSequence>& batch) {
   LayoutInput in;
   for (const dpo::ScoredSequence& s : batch) in.seqs.push_back(&s);
@@ -168,7 +174,7 @@ TEST_CASE(scoring_layout_packs_pairs_around_their_shared_prompt) {
   const int base = lay.rows.T, row = lay.row_of[size_t(3) * T + 4];
   CHECK(row == base + T);
   CHECK(lay.rows.pos[size_t(row)] == 4);
-  CHECK(lay.key_skip[2 * size_t(row)] == 4 && lay.key_skip[2 * size_t(row) + 1] == T);
+  CHECK(skip_of(lay, row) == std::vector<int>({4, T, 0, 0}));
   CHECK(lay.row_of[size_t(3) * T + 3] == lay.row_of[size_t(2) * T + 3]);
   // Pair 2: the chosen answer is a prefix of the rejected one; the rejected keeps its last position apart.
   CHECK(lay.row_of[size_t(5) * T + 2] == lay.row_of[size_t(4) * T + 2]);
@@ -194,7 +200,7 @@ TEST_CASE(scoring_layout_packs_pairs_around_their_shared_prompt) {
   const dpo::ScoringLayout with_odd =
       dpo::make_scoring_layout({&lp.chosen, &lp.rejected, seqs[8]}, {{0, 1}}, 0, V, 0, true);
   CHECK(with_odd.packed() && with_odd.rows.B == 2 && with_odd.rows.T == 2 * 34 - 30);
-  CHECK(with_odd.row_of[size_t(2) * 34] == with_odd.rows.T && with_odd.key_skip[2 * size_t(with_odd.rows.T)] == 0);
+  CHECK(with_odd.row_of[size_t(2) * 34] == with_odd.rows.T && skip_of(with_odd, with_odd.rows.T)[1] == 0);
   std::vector<const dpo::ScoredSequence*> odd = shared;
   odd.push_back(seqs[8]);
   CHECK(!dpo::make_scoring_layout(odd, twins, 0, V, 0, true).packed());
@@ -241,53 +247,68 @@ TEST_CASE(packed_reference_logps_equal_unshared_bit_for_bit) {
   }
 }
 
-TEST_CASE(tight_layout_packs_pairs_without_padding_inside_a_row) {
+// Pairs of a chat template: every sequence starts with the same 2 tokens; the pairs' prompts go on differently; and a
+// sequence on its own that starts alike.
+std::vector<dpo::ScoredSequence> template_batch(int V) {
+  return {scored({1, 2, 10, 11, 30, 2}, 4, V), scored({1, 2, 10, 11, 31, 5, 2}, 4, V), scored({1, 2, 20, 40, 2}, 3, V),
+          scored({1, 2, 20, 41, 2}, 3, V), scored({1, 2, 50, 2}, 3, V)};
+}
+
+TEST_CASE(chained_layout_runs_a_call_in_one_row) {
   const int V = 61, pad = 0;
   const auto all = interleaved(varied_pairs(V));
   const auto [seqs, twins] = layout_input(all);
-  // Pairs 0-2: rows of 6 + 8 - 3 = 11, 7 + 6 - 4 = 9 and 4 + 6 - 3 = 7 positions; every row padded at its end to 11.
+  // Pairs 0-2 share no first token: C = 0, segments of 6 + 8 - 3 = 11, 7 + 6 - 4 = 9 and 4 + 6 - 3 = 7 positions.
   const std::vector<const dpo::ScoredSequence*> three(seqs.begin(), seqs.begin() + 6);
-  const std::vector<std::pair<int, int>> twins3(twins.begin(), twins.begin() + 3),
-      twins4(twins.begin(), twins.end() - 1);
+  const std::vector<std::pair<int, int>> twins3(twins.begin(), twins.begin() + 3);
   const dpo::ScoringLayout lay = dpo::make_scoring_layout(three, twins3, pad, V, 0, true, false);
   const int T = 8;  // the longest sequence
-  CHECK(lay.packed() && !lay.metric_rows && lay.seq_T == T && lay.rows.B == 3 && lay.rows.T == 11);
-  // Pair 1 (row 1): the chosen answer's 7 positions, then the rejected one from position 4 on, skipping rows [4, 7).
-  const int base = lay.rows.T;
-  for (int t = 0; t < 7; t++) CHECK(lay.row_of[size_t(2) * T + t] == base + t);
+  CHECK(lay.packed() && !lay.metric_rows && lay.seq_T == T && lay.rows.B == 1 && lay.rows.T == 27);
+  CHECK(std::all_of(lay.rows.valid.begin(), lay.rows.valid.end(), [](uint8_t v) { return v == 1; }));
+  // Pair 1 (rows 11..19): the chosen sequence's 7 positions skip pair 0's rows; the rejected answer from position 4
+  // on skips those and the chosen answer's rows [15, 18).
+  for (int t = 0; t < 7; t++)
+    CHECK(lay.row_of[size_t(2) * T + t] == 11 + t && skip_of(lay, 11 + t) == std::vector<int>({0, 11, 0, 0}));
   CHECK(lay.row_of[size_t(2) * T + 7] == -1);  // past the chosen sequence: no row
   for (int t = 4; t < 6; t++) {
     const int row = lay.row_of[size_t(3) * T + t];
-    CHECK(row == base + 7 + (t - 4) && lay.rows.pos[size_t(row)] == t && lay.rows.valid[size_t(row)] == 1);
-    CHECK(lay.key_skip[2 * size_t(row)] == 4 && lay.key_skip[2 * size_t(row) + 1] == 7);
+    CHECK(row == 18 + (t - 4) && lay.rows.pos[size_t(row)] == t);
+    CHECK(skip_of(lay, row) == std::vector<int>({0, 11, 15, 18}));
   }
-  CHECK(lay.row_of[size_t(3) * T + 3] == base + 3);  // the shared prompt
-  // The row's end: padding only, position 0, no key.
-  for (int row = base + 9; row < base + 11; row++)
-    CHECK(lay.rows.ids[size_t(row)] == pad && lay.rows.pos[size_t(row)] == 0 && lay.rows.valid[size_t(row)] == 0);
-  // Pair 0's rejected answer restarts after its chosen one's 6 positions.
-  CHECK(lay.row_of[size_t(1) * T + 3] == 6 && lay.key_skip[2 * 6] == 3 && lay.key_skip[2 * 6 + 1] == 6);
+  CHECK(lay.row_of[size_t(3) * T + 3] == 11 + 3);  // the shared prompt
+  // Pair 0's rejected answer restarts after its chosen sequence's 6 positions; pair 2's comes last.
+  CHECK(lay.row_of[size_t(1) * T + 3] == 6 && skip_of(lay, 6) == std::vector<int>({0, 0, 3, 6}));
+  CHECK(lay.row_of[size_t(5) * T + 5] == 26 && skip_of(lay, 26) == std::vector<int>({0, 20, 23, 24}));
 
-  // Pair 3 would make a 100-position row: packing the three short pairs and leaving its 60-token sequences a row of
-  // their own costs 5 x 60 positions, packing all four 4 x 100.
-  const std::vector<const dpo::ScoredSequence*> four(seqs.begin(), seqs.begin() + 8);
-  const dpo::ScoringLayout mixed = dpo::make_scoring_layout(four, twins4, pad, V, 0, true, false);
-  CHECK(mixed.packed() && mixed.rows.B == 5 && mixed.rows.T == 60);
-  CHECK(mixed.row_of[size_t(7) * 60 + 20] == 4 * 60 + 20 && mixed.key_skip[2 * size_t(4 * 60 + 20)] == 0);
-  // Pair 4 shares nothing: its sequences keep rows of their own beside the packed ones.
-  CHECK(dpo::make_scoring_layout(seqs, twins, pad, V, 0, true, false).rows.B == 7);
+  // A common start: C = 2 rows first, then [10 11 | 30 2 | 31 5 2], [20 | 40 2 | 41 2], [50 2].
+  const auto tb = template_batch(V);
+  const auto [tseqs, ttwins] = layout_input(tb);
+  const dpo::ScoringLayout chain = dpo::make_scoring_layout(tseqs, ttwins, pad, V, 0, true, false);
+  CHECK(chain.rows.B == 1 && chain.rows.T == 16);
+  const std::vector<int> ids = {1, 2, 10, 11, 30, 2, 31, 5, 2, 20, 40, 2, 41, 2, 50, 2};
+  CHECK(chain.rows.ids == ids);
+  const std::vector<int> pos = {0, 1, 2, 3, 4, 5, 4, 5, 6, 2, 3, 4, 3, 4, 2, 3};
+  CHECK(chain.rows.pos == pos);
+  for (int s = 0; s < 5; s++) CHECK(chain.row_of[size_t(s) * 7] == 0 && chain.row_of[size_t(s) * 7 + 1] == 1);
+  CHECK(skip_of(chain, 3) == std::vector<int>({2, 2, 0, 0}) && skip_of(chain, 7) == std::vector<int>({2, 2, 4, 6}));
+  CHECK(skip_of(chain, 10) == std::vector<int>({2, 9, 0, 0}) && skip_of(chain, 13) == std::vector<int>({2, 9, 10, 12}));
+  CHECK(chain.row_of[size_t(3) * 7 + 2] == 9 && skip_of(chain, 15) == std::vector<int>({2, 14, 0, 0}));
 
-  // Fallbacks give the padded batch row for row, as with the metric: sharing off, and nothing shared.
+  // A pair that shares nothing chains as two sequences (no padding); one sequence alone, and sharing off, give the
+  // padded batch row for row.
   const std::vector<const dpo::ScoredSequence*> unshared = {seqs[8], seqs[9]};
+  const dpo::ScoringLayout two = dpo::make_scoring_layout(unshared, {{0, 1}}, pad, V, 0, true, false);
+  CHECK(two.packed() && two.rows.B == 1 && two.rows.T == 7 && skip_of(two, 3) == std::vector<int>({0, 3, 0, 0}));
+  const std::vector<const dpo::ScoredSequence*> one = {seqs[9]};
   for (const auto& [batch, share] :
-       std::vector<std::pair<std::vector<const dpo::ScoredSequence*>, bool>>{{three, false}, {unshared, true}}) {
+       std::vector<std::pair<std::vector<const dpo::ScoredSequence*>, bool>>{{three, false}, {one, true}}) {
     const dpo::PaddedBatch pb = dpo::make_padded_batch(batch, pad, V, 0);
-    const dpo::ScoringLayout u = dpo::make_scoring_layout(batch, {{0, 1}}, pad, V, 0, share, false);
+    const dpo::ScoringLayout u = dpo::make_scoring_layout(batch, {}, pad, V, 0, share, false);
     CHECK(!u.packed() && u.rows.B == pb.B && u.rows.T == pb.T && u.rows.ids == pb.ids && u.rows.pos == pb.pos);
   }
 }
 
-// Without the metric the pass runs tight rows and its last block at the scored rows only (last_block_rows.h): the
+// Without the metric the pass runs one chained row and its last block at the scored rows only (last_block_rows.h): the
 // same log-probs as the padded layout, packed or not, over Llama and Qwen3 (per-head q/k norms).
 void check_tight_logps_equal_padded(const TinyModel& tm) {
   const int V = tm.spec.V;
@@ -301,11 +322,12 @@ void check_tight_logps_equal_padded(const TinyModel& tm) {
                                                            interleaved(pairs),
                                                            interleaved(sample_pairs(V)),
                                                            {lp.chosen, lp.rejected, pairs[4].chosen},
-                                                           interleaved({pairs[4]})};
+                                                           interleaved({pairs[4]}),
+                                                           template_batch(V)};
   for (size_t i = 0; i < batches.size(); i++) {
     const LayoutInput in = layout_input(batches[i]);
-    // Every batch but the last packs, so the comparison is of two different layouts.
-    CHECK(dpo::make_scoring_layout(in.seqs, in.twins, 0, V, 0, true, false).packed() == (i + 1 < batches.size()));
+    // Every batch chains, so the comparison is of two different layouts.
+    CHECK(dpo::make_scoring_layout(in.seqs, in.twins, 0, V, 0, true, false).packed());
     for (bool adapter : {false, true})
       for (bool share : {true, false}) {
         set_sharing(share);

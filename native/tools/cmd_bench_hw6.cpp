@@ -64,11 +64,10 @@ LoraOptions hw6_lora() {
   return o;
 }
 
-// Calls of pairs of about the same packed length, as the app's reference pass groups them
-// (src-main/services/training/referenceGroups.ts, docs/performance.md#reference-calls-by-length): sorted by decoder
-// rows (the tight packed row: chosen + rejected - shared prefix), a call closes at the token budget, the pair cap, or
-// before its longest row passes its shortest by 10%. The grouping changes no log-prob, only how much padding the
-// calls compute.
+// Calls grouped as the app's reference pass groups them (src-main/services/training/referenceGroups.ts,
+// docs/performance.md#reference-calls-by-length): sorted by decoder rows (chosen + rejected - shared prefix), a call
+// closes at the token budget, the pair cap, or (on an engine that pads, i.e. without chained scoring) before its
+// longest row passes its shortest by 10%. The grouping changes no log-prob, only how much the calls compute.
 constexpr size_t kReferenceBatchTokens = 2048, kReferenceBatchMaxPairs = 64;
 constexpr double kReferenceMaxPadding = 0.1;
 
@@ -77,6 +76,7 @@ size_t packed_rows(const DpoPair& p) {
 }
 
 void reference_pass(Model& model, std::vector<DpoPair>& pairs, int32_t pad) {
+  const double max_padding = model.info().chained_scoring ? HUGE_VAL : kReferenceMaxPadding;
   std::vector<size_t> order(pairs.size());
   std::vector<size_t> rows(pairs.size());
   for (size_t i = 0; i < pairs.size(); i++) order[i] = i, rows[i] = packed_rows(pairs[i]);
@@ -85,7 +85,7 @@ void reference_pass(Model& model, std::vector<DpoPair>& pairs, int32_t pad) {
     size_t e = b + 1;
     while (e < order.size() && e - b < kReferenceBatchMaxPairs &&
            (e - b + 1) * rows[order[e]] <= kReferenceBatchTokens &&
-           double(rows[order[e]]) <= (1 + kReferenceMaxPadding) * double(rows[order[b]]))
+           double(rows[order[e]]) <= (1 + max_padding) * double(rows[order[b]]))
       e++;
     std::vector<ScoredSequence> seqs;
     for (size_t k = b; k < e; k++) seqs.push_back(pairs[order[k]].chosen), seqs.push_back(pairs[order[k]].rejected);

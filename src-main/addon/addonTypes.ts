@@ -153,7 +153,7 @@ export interface NativeModel {
   /**
    * useAdapter=false scores with the adapter disabled (the DPO reference model); default true.
    * withLogitsMean=false: the caller reads no logitsMean (NaN then), and the engine skips the rows that only that
-   * metric needs (docs/performance.md#tight-rows-without-the-logits-metric); logp and tokenLogps are the same bits.
+   * metric needs (docs/performance.md#chained-rows-without-the-logits-metric); logp and tokenLogps are the same bits.
    * Default true.
    */
   logps(

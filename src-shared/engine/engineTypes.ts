@@ -56,5 +56,7 @@ export interface NativeModelInfo {
   quantizedLinears: number
   backend: string
   backendNote: string
+  /** logps without the logits metric runs a call's sequences as one chained row, unpadded: no grouping by length. */
+  chainedScoring: boolean
   quant: QuantMode
 }

@@ -1,7 +1,8 @@
 // The reference pass's engine call (src-main/services/training/stages/referencePass.ts): model.logps with the adapter
-// disabled and withLogitsMean=false packs tight rows and runs its last block at the scored rows only
-// (docs/performance.md#tight-rows-without-the-logits-metric, #last-layer-only-where-scored). Through the real addon:
-// the same log-probs and token log-probs, bit for bit, as the call that computes the metric; logitsMean NaN.
+// disabled and withLogitsMean=false chains the call's pairs into one unpadded row after their common start (here
+// the BOS token) and runs its last block at the scored rows only (docs/performance.md#chained-rows-without-the-logits-metric,
+// #last-layer-only-where-scored). Through the real addon: the same log-probs and token log-probs, bit for bit, as the
+// call that computes the metric; logitsMean NaN; the CPU model says it chains (the reference grouping reads that).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { loadAddon } from '../../src-main/addon/loadAddon'
 import type { NativeModel, ScoredSequence } from '../../src-main/addon/addonTypes'
@@ -35,6 +36,7 @@ afterAll(() => model.dispose())
 
 describe('reference log-probs without the logits metric', () => {
   it('gives the bits of the call with the metric, and a NaN logitsMean', async () => {
+    expect(model.info().chainedScoring).toBe(true)
     const seqs = pairs(4, 5)
     const want = await model.logps(seqs, 0, undefined, false)
     const got = await model.logps(seqs, 0, undefined, false, false)

@@ -57,6 +57,9 @@ struct BnbAdamStepScalars {
 constexpr int64_t kAdam8bitBlockSize = 2048;
 constexpr int64_t kAdam8bitMinSize = 4096;
 
+// Ints per query row of Backend::attention_key_skip's key_skip: two runs of hidden keys, [begin, end) each.
+constexpr int kKeySkipInts = 4;
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -92,11 +95,11 @@ class Backend {
   virtual void rope(float* x, const int* pos, int M, int H, int HD, const RopeTable& table) = 0;
   virtual void attention(float* out, float* probs, const float* q, const float* k, const float* v, const int* qpos,
                          const uint8_t* key_valid, int B, int T, int S, int NH, int NKV, int HD) = 0;
-  // The same attention with a hidden run of keys per query row (prompt-prefix sharing,
-  // docs/performance.md#prompt-prefix- sharing): row r = (b, t) does not see keys key_skip[2r] <= s < key_skip[2r+1],
-  // and its causal bound moves past them (keys s <= qpos[r] + key_skip[2r+1] - key_skip[2r]); visible keys are summed
-  // in increasing s as attention() does. Only backends that answer has_attention_key_skip() implement it; callers keep
-  // the plain layout elsewhere.
+  // The same attention with up to two hidden runs of keys per query row (prompt-prefix sharing,
+  // docs/performance.md#prompt-prefix-sharing): row r = (b, t) does not see keys s in [key_skip[4r], key_skip[4r+1])
+  // or [key_skip[4r+2], key_skip[4r+3]) (ordered, disjoint; an empty run has equal bounds), and its causal bound moves
+  // past them (keys s <= qpos[r] + the two runs' lengths); visible keys are summed in increasing s as attention()
+  // does. Only backends that answer has_attention_key_skip() implement it; callers keep the plain layout elsewhere.
   virtual bool has_attention_key_skip() const { return false; }
   virtual void attention_key_skip(float* out, float* probs, const float* q, const float* k, const float* v,
                                   const int* qpos, const uint8_t* key_valid, const int* key_skip, int B, int T, int S,

@@ -51,6 +51,9 @@ struct ModelInfo {
   int quantized_linears = 0;        // q/k/v/o/gate/up/down matrices stored as NF4
   std::string backend;              // what computes, e.g. "cpu (2 threads)"
   std::string backend_note;         // why this backend (e.g. CUDA unavailable -> CPU)
+  // Whether Model::logps without the logits metric runs each call as one row of chained sequences, with no padding
+  // (docs/performance.md#chained-rows-without-the-logits-metric): its calls then need no grouping by length.
+  bool chained_scoring = false;
   QuantMode quant = QuantMode::Nf4;
 };
 
@@ -169,8 +172,8 @@ class Model {
   // use_adapter = false scores with the adapter disabled (the DPO reference model,
   // docs/reference/dpo-loss.md#reference-log-probs).
   // with_logits_mean = false: the caller reads no logits_mean (the reference pass); each result's logits_mean is then
-  // NaN, and the pass computes no rows for the padding that metric averages over
-  // (docs/performance.md#tight-rows-without-the-logits-metric). logp and token_logps are the same bits either way.
+  // NaN, and the pass computes no rows for the padding that metric averages over: the batch runs as one chained row
+  // (docs/performance.md#chained-rows-without-the-logits-metric). logp and token_logps are the same bits either way.
   std::vector<SequenceLogp> logps(const std::vector<ScoredSequence>& batch, int32_t pad_id,
                                   const std::atomic<bool>* cancel = nullptr, bool use_adapter = true,
                                   bool with_logits_mean = true);

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <vector>
 
+#include "dpo/backend.h"
 #include "dpo/errors.h"
 #include "ops.h"
 #include "thread_pool.h"
@@ -13,20 +14,29 @@ namespace dpo::cpu {
 
 namespace {
 
-// The keys a query row attends, in key order, into idx: [0, last] without the skipped run [skip0, skip1) and
-// without padded keys (valid: the sequence's S key flags, or null when every key is valid).
-int attended_keys(int* idx, int64_t last, int64_t skip0, int64_t skip1, const uint8_t* valid) {
+// The keys a query row attends, in key order, into idx: [0, last] without the skipped runs (skip: the row's
+// kKeySkipInts bounds, or null) and without padded keys (valid: the sequence's S key flags, or null when every key
+// is valid).
+int attended_keys(int* idx, int64_t last, const int* skip, const uint8_t* valid) {
   int n = 0;
-  auto take = [&](int64_t s0, int64_t s1) {
-    for (int64_t s = s0; s < s1; s++)
+  int64_t from = 0;
+  auto take = [&](int64_t to) {  // keys [from, min(to, last + 1))
+    for (int64_t s = from; s < std::min(to, last + 1); s++)
       if (!valid || valid[s]) idx[n++] = int(s);
   };
-  if (skip0 < skip1) {
-    take(0, std::min(skip0, last + 1));
-    take(skip1, last + 1);
-  } else {
-    take(0, last + 1);
+  for (int run = 0; skip && run < kKeySkipInts / 2; run++) {
+    if (skip[2 * run] >= skip[2 * run + 1]) continue;  // empty
+    take(skip[2 * run]);
+    from = skip[2 * run + 1];
   }
+  take(last + 1);
+  return n;
+}
+
+// How far a row's causal bound moves past its skipped runs: their total length.
+int64_t skipped_length(const int* skip) {
+  int64_t n = 0;
+  for (int run = 0; skip && run < kKeySkipInts / 2; run++) n += std::max(0, skip[2 * run + 1] - skip[2 * run]);
   return n;
 }
 
@@ -200,11 +210,11 @@ void attention_forward(float* out /*(B,T,NH*HD)*/, float* probs /*(B,NH,T,S) or 
       float* o = out + r * HD;
       float* pr = probs ? probs + ((b * NH + h) * T + t) * S : nullptr;
       const int64_t kvh = h / group;
-      // A skipped run [skip0, skip1) shifts the causal bound past it: the row sees the same keys, in the same order,
-      // as its unshared sequence would (docs/performance.md#prompt-prefix-sharing).
-      const int64_t skip0 = key_skip ? key_skip[2 * bt] : 0, skip1 = key_skip ? key_skip[2 * bt + 1] : 0;
-      const int64_t last = std::min<int64_t>(qpos[bt] + (skip1 - skip0), S - 1);  // causal: keys s <= qpos
-      const int n = attended_keys(idx, last, skip0, skip1, key_valid ? key_valid + b * S : nullptr);
+      // Skipped runs shift the causal bound past them: the row sees the same keys, in the same order, as its unshared
+      // sequence would (docs/performance.md#prompt-prefix-sharing).
+      const int* skip = key_skip ? key_skip + kKeySkipInts * bt : nullptr;
+      const int64_t last = std::min<int64_t>(qpos[bt] + skipped_length(skip), S - 1);  // causal: keys s <= qpos
+      const int n = attended_keys(idx, last, skip, key_valid ? key_valid + b * S : nullptr);
       if (pr) std::fill(pr, pr + S, 0.0f);
       if (n == 0) {  // no attendable key: zeros
         std::fill(o, o + HD, 0.0f);

@@ -52,8 +52,9 @@ void rope_backward(float* dx, const int* pos, int M, int H, int HD, const float*
 // Query (b,t) attends keys s <= qpos[b*T+t] with key_valid; scale 1/sqrt(HD); softmax in fp32.
 // out (B,T,NH*HD). probs (B,NH,T,S) saved for backward when non-null (masked entries 0).
 // A query with no attendable key outputs zeros.
-// key_skip (B*T, 2) (may be null): query r does not see keys key_skip[2r] <= s < key_skip[2r+1] and attends up to
-// s <= qpos[r] + (key_skip[2r+1] - key_skip[2r]) instead (Backend::attention_key_skip, prompt-prefix sharing).
+// key_skip (B*T, kKeySkipInts) (may be null): query r does not see the keys of its two runs [key_skip[4r],
+// key_skip[4r+1]) and [key_skip[4r+2], key_skip[4r+3]) and attends up to s <= qpos[r] + the runs' lengths instead
+// (Backend::attention_key_skip, prompt-prefix sharing).
 void attention_forward(float* out, float* probs, const float* q, const float* k, const float* v, const int* qpos,
                        const uint8_t* key_valid, int B, int T, int S, int NH, int NKV, int HD,
                        const int* key_skip = nullptr);

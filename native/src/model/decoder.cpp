@@ -191,7 +191,7 @@ void attend_rows(Backend& be, const ModelConfig& c, float* att, float* probs, co
   else be.attention(att, probs, q, k, v, pos, valid, B, T, T, c.n_heads, c.n_kv_heads, c.head_dim);
 }
 
-// The longest sequence a call holds: T, or with key_skip (rows of two sequences side by side) max(pos) + 1.
+// The longest sequence a call holds: T, or with key_skip (rows of several sequences side by side) max(pos) + 1.
 int call_length(const int* pos, int M, int T, const int* key_skip) {
   if (!key_skip) return T;
   int longest = 0;
@@ -203,7 +203,7 @@ DeviceArray<int> upload_key_skip(Backend& be, const int* key_skip, int M) {
   if (!key_skip) return {};
   if (!be.has_attention_key_skip())
     fail(ErrorCode::Internal, "packed answer pairs need Backend::attention_key_skip, which this backend lacks");
-  return upload(be, key_skip, size_t(2) * M);
+  return upload(be, key_skip, size_t(kKeySkipInts) * M);
 }
 
 }  // namespace

@@ -46,8 +46,8 @@ struct BlockActs {
 // Full-sequence forward over a right-padded batch.
 // ids, pos, key_valid: host (B,T). hidden_out: (B*T, C), after the final norm. lora may be null (adapter disabled).
 // When cache is non-null (capacity S >= T), every position's keys/values are also stored at cache[b][t] (prefill).
-// key_skip: host (B*T, 2) or null, the keys each row does not see (Backend::attention_key_skip: packed answer pairs,
-// model/shared_prefix.h); only for backends with has_attention_key_skip(), and without a cache.
+// key_skip: host (B*T, kKeySkipInts) or null, the keys each row does not see (Backend::attention_key_skip: packed
+// answer pairs, model/shared_prefix.h); only for backends with has_attention_key_skip(), and without a cache.
 // only_rows: host, ascending and distinct, or null: the caller reads those rows' hidden states only, and hidden_out is
 // (only_rows->size(), C); the last block then runs past its keys and values for those rows only (the same bits,
 // model/last_block_rows.h). Without a cache.
@@ -88,7 +88,7 @@ struct TrainActs {
   DeviceArray<int> pos;              // (B*T)
   RopeTable rope;                    // the call's RoPE table (the backward rotates back with the same one)
   DeviceArray<uint8_t> valid;        // (B*T)
-  DeviceArray<int> key_skip;         // (B*T*2) or empty: the keys each row does not see (decoder_forward)
+  DeviceArray<int> key_skip;         // (B*T*kKeySkipInts) or empty: the keys each row does not see (decoder_forward)
   std::vector<BlockActs> blocks;     // one per layer (only x_in and the LoRA masks when recomputing)
   DeviceArray<float> x_final, rstd_final;  // final-norm input (M,C) and its rstd (M)
 };

@@ -5,6 +5,7 @@
 // in a prefill against a longer key store), so each query sees the keys it saw in the full block, in the same order.
 #include "model/last_block_rows.h"
 
+#include <algorithm>
 #include <string>
 
 #include "dpo/errors.h"
@@ -41,11 +42,11 @@ void last_block_rows(float* hidden_out, const float* x, const DeviceWeights& w, 
   be.rope(k.get(), pos_dev, M, c.n_kv_heads, c.head_dim, rope);
 
   // The kept rows: their positions and skipped keys, gathered on the host.
-  std::vector<int> kept_pos(static_cast<size_t>(R)), kept_skip(static_cast<size_t>(2) * R, 0);
+  std::vector<int> kept_pos(static_cast<size_t>(R)), kept_skip(static_cast<size_t>(kKeySkipInts) * R, 0);
   for (int i = 0; i < R; i++) {
     const int r = rows[size_t(i)];
     kept_pos[size_t(i)] = pos[r];
-    if (key_skip) kept_skip[2 * size_t(i)] = key_skip[2 * r], kept_skip[2 * size_t(i) + 1] = key_skip[2 * r + 1];
+    if (key_skip) std::copy_n(key_skip + size_t(kKeySkipInts) * r, kKeySkipInts, kept_skip.begin() + kKeySkipInts * i);
   }
   const DeviceArray<int> rows_d = DeviceArray<int>::from_host(be, rows),
                          pos_d = DeviceArray<int>::from_host(be, kept_pos),
@@ -65,8 +66,8 @@ void last_block_rows(float* hidden_out, const float* x, const DeviceWeights& w, 
     const size_t kv_off = size_t(b) * T * KVD, q_off = size_t(i0) * QD;
     if (key_skip)
       be.attention_key_skip(att.get() + q_off, nullptr, q.get() + q_off, k.get() + kv_off, v.get() + kv_off,
-                            pos_d.get() + i0, valid_dev + size_t(b) * T, skip_d.get() + 2 * size_t(i0), 1, i1 - i0, T,
-                            c.n_heads, c.n_kv_heads, c.head_dim);
+                            pos_d.get() + i0, valid_dev + size_t(b) * T, skip_d.get() + size_t(kKeySkipInts) * i0, 1,
+                            i1 - i0, T, c.n_heads, c.n_kv_heads, c.head_dim);
     else
       be.attention(att.get() + q_off, nullptr, q.get() + q_off, k.get() + kv_off, v.get() + kv_off, pos_d.get() + i0,
                    valid_dev + size_t(b) * T, 1, i1 - i0, T, c.n_heads, c.n_kv_heads, c.head_dim);

@@ -11,10 +11,10 @@
 namespace dpo {
 
 // x: backend (B*T, C), the last block's input (decoder_forward's residual stream after the other blocks), read only.
-// pos, key_skip: host (B*T) and (B*T, 2) or null, as for decoder_forward; pos_dev, valid_dev: the same on the
-// backend. rows: host, ascending and distinct, each < B*T. hidden_out: backend (rows.size(), C), the final-norm output
-// of those rows, the same bits as the full block's rows (every op is batch-invariant per row and each query attends to
-// the same keys in the same order).
+// pos, key_skip: host (B*T) and (B*T, kKeySkipInts) or null, as for decoder_forward; pos_dev, valid_dev: the same on
+// the backend. rows: host, ascending and distinct, each < B*T. hidden_out: backend (rows.size(), C), the final-norm
+// output of those rows, the same bits as the full block's rows (every op is batch-invariant per row and each query
+// attends to the same keys in the same order).
 void last_block_rows(float* hidden_out, const float* x, const DeviceWeights& w, Backend& be, const LoraAdapter* lora,
                      const int* pos, const int* pos_dev, const uint8_t* valid_dev, const int* key_skip, int B, int T,
                      const std::vector<int>& rows, const RopeTable& rope);

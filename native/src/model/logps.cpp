@@ -1,7 +1,7 @@
 // Sequence log-prob sums as TRL's get_batch_logps computes them (docs/reference/dpo-loss.md#sequence-log-probs): logits
 // at t score labels[t+1], positions labelled -100 are skipped, the sum is over answer tokens (EOS included). Each
 // scored token's log-prob is returned too (the per-token view of docs/insights.md), from the same pass. A caller
-// that reads no logits metric gets tight packed rows (docs/performance.md#tight-rows-without-the-logits-metric) and a
+// that reads no logits metric gets one chained row (docs/performance.md#chained-rows-without-the-logits-metric) and a
 // last decoder block run at the scored rows only (docs/performance.md#last-layer-only-where-scored).
 #include <algorithm>
 #include <cmath>
@@ -54,7 +54,7 @@ std::vector<SequenceLogp> Model::logps(const std::vector<ScoredSequence>& batch,
       for (int t = 0; t < T; t++) o.logits_mean += st.row_sum[size_t(lay.row_of[b * size_t(T) + size_t(t)])];
       o.logits_mean /= double(T) * m.config.vocab;
     } else {
-      o.logits_mean = std::nan("");  // not asked for: a tight layout has no rows for the padding it averages over
+      o.logits_mean = std::nan("");  // not asked for: a chained layout has no rows for the padding it averages over
     }
     for (int e : lay.seq_entries[b]) {
       o.logp += st.entry_logp[size_t(e)];

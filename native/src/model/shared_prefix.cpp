@@ -87,38 +87,93 @@ PackChoice choose_padded(const std::vector<int>& prefix, int N, int T) {
   return c;
 }
 
-// Tight rows: a packed pair takes a + b - prefix positions, a sequence on its own its length, and every row is padded
-// to the longest. For a row length W every pair that fits W is worth packing (one row fewer, no longer), and W must
-// hold every sequence left on its own: try each pair's length (and T) as W, keep the fewest positions, and nothing
-// unless that beats the unshared N x T.
-PackChoice choose_tight(const std::vector<int>& prefix, const std::vector<std::pair<int, int>>& pairs,
-                        const std::vector<int>& len, int T) {
-  const int N = int(len.size());
-  std::vector<int> packed_len(prefix.size(), 0), widths = {T};
-  for (size_t p = 0; p < prefix.size(); p++)
-    if (prefix[p] > 0) {
-      packed_len[p] = len[size_t(pairs[p].first)] + len[size_t(pairs[p].second)] - prefix[p];
-      widths.push_back(packed_len[p]);
-    }
-  PackChoice c{std::vector<uint8_t>(prefix.size(), 0), T};
-  int64_t best = int64_t(N) * T;
-  std::vector<uint8_t> alone(static_cast<size_t>(N));
-  for (int W : widths) {
-    std::fill(alone.begin(), alone.end(), 1);
-    int rows = N;
-    for (size_t p = 0; p < prefix.size(); p++)
-      if (prefix[p] > 0 && packed_len[p] <= W) {
-        alone[size_t(pairs[p].first)] = alone[size_t(pairs[p].second)] = 0;
-        rows--;
-      }
-    bool fits = true;
-    for (int s = 0; s < N; s++) fits = fits && (!alone[size_t(s)] || len[size_t(s)] <= W);
-    if (!fits || int64_t(rows) * W >= best) continue;
-    best = int64_t(rows) * W;
-    c.row_T = W;
-    for (size_t p = 0; p < prefix.size(); p++) c.pack[p] = prefix[p] > 0 && packed_len[p] <= W;
+// Chained rows (no logits metric): every sequence of the call in one decoder row, [C common positions, then per
+// segment: a pair's prompt past C, its first answer, its second answer; or a lone sequence past C]. C is the longest
+// prefix that every sequence starts with (a chat template and system prompt), capped so that each pair keeps its own
+// prompt rows and each sequence a row of its own. A segment's rows skip the keys of the segments before it; a second
+// answer also skips its first answer. So each row sees the keys of its own sequence only, in position order.
+struct Segment {
+  int a = -1, b = -1;  // sequences (b = -1: a lone sequence)
+  int P = 0;           // a pair's shared prompt length
+};
+
+int common_prefix(const std::vector<const ScoredSequence*>& seqs, const std::vector<Segment>& segs,
+                  const std::vector<int>& len) {
+  int C = len[size_t(segs[0].a)];
+  for (const Segment& g : segs) {
+    const ScoredSequence& s = *seqs[size_t(g.a)];
+    C = std::min(C, g.b >= 0 ? g.P : len[size_t(g.a)] - 1);
+    int n = 0;
+    while (n < C && s.ids[size_t(n)] == seqs[size_t(segs[0].a)]->ids[size_t(n)]) n++;
+    C = n;
   }
-  return c;
+  return std::max(C, 0);
+}
+
+// Each pair that shares a prompt is one segment, in the given order; every other sequence one of its own after them.
+std::vector<Segment> chain_segments(const std::vector<std::pair<int, int>>& pairs, const std::vector<int>& prefix,
+                                    int N) {
+  std::vector<Segment> segs;
+  std::vector<uint8_t> in_pair(size_t(N), 0);
+  for (size_t p = 0; p < pairs.size(); p++)
+    if (prefix[p] > 0) {
+      segs.push_back({pairs[p].first, pairs[p].second, prefix[p]});
+      in_pair[size_t(pairs[p].first)] = in_pair[size_t(pairs[p].second)] = 1;
+    }
+  for (int s = 0; s < N; s++)
+    if (!in_pair[size_t(s)]) segs.push_back({s, -1, 0});
+  return segs;
+}
+
+// A segment's rows past the common C positions.
+int segment_rows(const Segment& g, const std::vector<int>& len, int C) {
+  return g.b >= 0 ? len[size_t(g.a)] + len[size_t(g.b)] - g.P - C : len[size_t(g.a)] - C;
+}
+
+int64_t chain_positions(const std::vector<Segment>& segs, const std::vector<int>& len, int C) {
+  int64_t n = C;
+  for (const Segment& g : segs) n += segment_rows(g, len, C);
+  return n;
+}
+
+ScoringLayout chain_layout(ScoringLayout L, const PaddedBatch& pb, const std::vector<const ScoredSequence*>& seqs,
+                           const std::vector<Segment>& segs, const std::vector<int>& len, int C, int pad_id) {
+  const int T = pb.T;
+  const int chain = int(chain_positions(segs, len, C));
+  PaddedBatch& r = L.rows;
+  r.B = 1;
+  r.T = chain;
+  const size_t n = size_t(chain);
+  r.ids.assign(n, pad_id);
+  r.pos.assign(n, 0);
+  r.valid.assign(n, 1);
+  L.key_skip.assign(size_t(kKeySkipInts) * n, 0);
+  auto place = [&](int row, int s, int t, int skip0, int skip1, int skip2, int skip3) {
+    const size_t from = size_t(s) * T + t;
+    r.ids[size_t(row)] = pb.ids[from];
+    r.pos[size_t(row)] = t;
+    L.row_of[from] = row;
+    int* k = L.key_skip.data() + size_t(kKeySkipInts) * row;
+    k[0] = skip0, k[1] = skip1, k[2] = skip2, k[3] = skip3;
+  };
+  for (int t = 0; t < C; t++) {
+    place(t, segs[0].a, t, 0, 0, 0, 0);
+    for (size_t s = 0; s < seqs.size(); s++) L.row_of[s * T + t] = t;
+  }
+  int start = C;
+  for (const Segment& g : segs) {
+    for (int t = C; t < len[size_t(g.a)]; t++) place(start + t - C, g.a, t, C, start, 0, 0);
+    if (g.b >= 0) {
+      // The second answer's rows follow the first sequence's; they skip its answer, [start + P - C, second).
+      const int second = start + len[size_t(g.a)] - C;
+      for (int t = C; t < g.P; t++) L.row_of[size_t(g.b) * T + t] = start + t - C;
+      for (int t = g.P; t < len[size_t(g.b)]; t++) place(second + t - g.P, g.b, t, C, start, start + g.P - C, second);
+      start = second + len[size_t(g.b)] - g.P;
+    } else {
+      start += len[size_t(g.a)] - C;
+    }
+  }
+  return L;
 }
 
 }  // namespace
@@ -143,7 +198,18 @@ ScoringLayout make_scoring_layout(const std::vector<const ScoredSequence*>& seqs
     paired[size_t(a)] = paired[size_t(b)] = 1;
     prefix[p] = shared_prefix_length(*seqs[size_t(a)], *seqs[size_t(b)]);
   }
-  const PackChoice choice = metric_rows ? choose_padded(prefix, N, T) : choose_tight(prefix, pairs, len, T);
+  if (share && !metric_rows) {
+    const std::vector<Segment> segs = chain_segments(pairs, prefix, N);
+    const int C = common_prefix(seqs, segs, len);
+    if (chain_positions(segs, len, C) < int64_t(N) * T) {  // worth it whenever it computes fewer positions
+      L = chain_layout(std::move(L), pb, seqs, segs, len, C, pad_id);
+      add_entries(L, pb);
+      return L;
+    }
+  }
+  // Padded rows (the metric's), or nothing packed.
+  const PackChoice choice =
+      metric_rows ? choose_padded(prefix, N, T) : PackChoice{std::vector<uint8_t>(pairs.size(), 0), T};
   std::vector<size_t> packs;  // the packed pairs, in their given order
   std::fill(paired.begin(), paired.end(), 0);
   for (size_t p = 0; p < pairs.size(); p++)
@@ -165,7 +231,7 @@ ScoringLayout make_scoring_layout(const std::vector<const ScoredSequence*>& seqs
   r.ids.assign(n, pad_id);
   r.pos.assign(n, 0);  // rows past every sequence: position 0, no key, never scored
   r.valid.assign(n, 0);
-  L.key_skip.assign(2 * n, 0);
+  L.key_skip.assign(size_t(kKeySkipInts) * n, 0);
   auto place = [&](int row, int s, int t) {
     const size_t from = size_t(s) * T + t;
     r.ids[size_t(row)] = pb.ids[from];
@@ -173,26 +239,25 @@ ScoringLayout make_scoring_layout(const std::vector<const ScoredSequence*>& seqs
     r.valid[size_t(row)] = pb.valid[from];
     L.row_of[from] = row;
   };
-  // Positions of sequence s that get a row: all T of its padded block, or (tight) its own.
-  auto span = [&](int s) { return metric_rows ? T : len[size_t(s)]; };
+  // Every position of a sequence's padded block gets a row (TRL's logits metric averages over all of them).
   int base = 0;
   for (size_t p : packs) {
     const auto [a, b] = pairs[p];
-    const int P = prefix[p], first = span(a);
-    for (int t = 0; t < first; t++) place(base + t, a, t);
+    const int P = prefix[p];
+    for (int t = 0; t < T; t++) place(base + t, a, t);
     for (int t = 0; t < P; t++) L.row_of[size_t(b) * T + t] = base + t;
-    for (int t = P; t < span(b); t++) {
+    for (int t = P; t < T; t++) {
       // The second answer sits after the first one's rows: it skips them and restarts at position P.
-      const int row = base + first + (t - P);
+      const int row = base + T + (t - P);
       place(row, b, t);
-      L.key_skip[2 * size_t(row)] = P;
-      L.key_skip[2 * size_t(row) + 1] = first;
+      L.key_skip[size_t(kKeySkipInts) * row] = P;
+      L.key_skip[size_t(kKeySkipInts) * row + 1] = T;
     }
     base += r.T;
   }
   for (int s = 0; s < N; s++) {
     if (paired[size_t(s)]) continue;
-    for (int t = 0; t < span(s); t++) place(base + t, s, t);
+    for (int t = 0; t < T; t++) place(base + t, s, t);
     base += r.T;
   }
   add_entries(L, pb);

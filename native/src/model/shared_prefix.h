@@ -3,8 +3,9 @@
 // [prompt, first answer (padded), second answer (padded)] with the second answer's positions restarting at the prompt
 // length and its keys skipping the first answer (Backend::attention_key_skip). The layout maps every position of every
 // unshared padded sequence to the decoder row that computes it, so scores and metrics are read as before. A caller
-// that does not want TRL's logits metric (the reference pass) gets tight rows instead: [prompt, first answer, second
-// answer] with no padding inside a row (docs/performance.md#tight-rows-without-the-logits-metric).
+// that does not want TRL's logits metric (the reference pass) gets one chained row instead: the positions every
+// sequence starts with once, then each pair's [rest of prompt, first answer, second answer] and each other sequence's
+// rest, no padding anywhere (docs/performance.md#chained-rows-without-the-logits-metric).
 #pragma once
 #include <cstdint>
 #include <utility>
@@ -17,9 +18,9 @@ namespace dpo {
 
 struct ScoringLayout {
   PaddedBatch rows;           // what the decoder runs: ids, pos, valid (rows.B, rows.T); rows.target is not used
-  std::vector<int> key_skip;  // (rows.B * rows.T, 2) for attention_key_skip; empty when no pair is packed
+  std::vector<int> key_skip;  // (rows.B * rows.T, kKeySkipInts) for attention_key_skip; empty when nothing is packed
   int seq_T = 0;              // the unshared padded length: each sequence's (seq_T, V) block of TRL's logits metric
-  // (sequences, seq_T): the decoder row that computes sequence s's position t; -1 past the sequence's end in a tight
+  // (sequences, seq_T): the decoder row that computes sequence s's position t; -1 past the sequence's end in a chained
   // layout (no row computes its padding). metric_rows: whether every position has a row (TRL's logits metric).
   std::vector<int> row_of;
   bool metric_rows = true;
@@ -43,9 +44,11 @@ bool prefix_sharing_enabled(const Backend& be);
 // Validates and pads seqs as make_padded_batch does. With `share`, each (first, second) of `pairs` whose ids start
 // alike becomes one decoder row (other sequences keep a row of their own), when that makes fewer decoder rows than the
 // unshared layout; otherwise (or without `share`) the layout is the unshared padded batch, row for row.
-// metric_rows = false (the caller reads no logits metric): packed rows are tight, [prompt, first answer, second answer]
-// of a + b - prefix positions, padded only at their ends to the call's longest row; the scored rows compute the same
-// bits as in the padded layout.
+// metric_rows = false (the caller reads no logits metric): with `share`, one chained row (B = 1) whenever it has fewer
+// positions than the padded batch: the C positions that every sequence starts with (capped so that each pair keeps
+// its own prompt rows), then per pair [its prompt past C, first answer, second answer] and per other sequence its
+// positions past C. Each row's key_skip hides the segments before its own and, for a second answer, the first
+// answer; the scored rows compute the same bits as in the padded layout.
 ScoringLayout make_scoring_layout(const std::vector<const ScoredSequence*>& seqs,
                                   const std::vector<std::pair<int, int>>& pairs, int32_t pad_id, int vocab,
                                   int max_position, bool share, bool metric_rows = true);

@@ -1,11 +1,12 @@
-// How the reference pass groups pairs into engine calls on the engine's packed layout
-// (docs/performance.md#reference-calls-by-length). Without the logits metric (referencePass.ts asks for none) the
-// engine runs each pair as one tight decoder row of chosen + rejected - shared-prefix positions (prompt-prefix
-// sharing, docs/performance.md#tight-rows-without-the-logits-metric) and pads every row of a call to the call's
-// longest, so a call that mixes short and long pairs computes padding. Pairs are taken shortest first and a call closes before its longest
-// row would exceed its shortest by more than maxWaste: a call then spends at most that share on padding. The
-// log-probs do not depend on the grouping (every op is row-invariant and padding is masked; the native test
-// batched_logps_equal_one_at_a_time), only the calls' cost does.
+// How the reference pass groups pairs into engine calls (docs/performance.md#reference-calls-by-length). Without the
+// logits metric (referencePass.ts asks for none) the CPU engine chains a call's pairs into one unpadded decoder row
+// (model info `chainedScoring`, docs/performance.md#chained-rows-without-the-logits-metric): there a call only needs
+// to stay within the token budget, and the more pairs it holds the more often it reuses their common start (a chat
+// template). An engine without chaining (CUDA) pads every sequence of a call to the call's longest, so a call that
+// mixes short and long pairs computes padding: pairs are taken shortest first and a call closes before its longest
+// row would exceed its shortest by more than maxPadding. The log-probs do not depend on the grouping (every op is
+// row-invariant and padding is masked; the native tests batched_logps_equal_one_at_a_time and
+// tight_reference_logps_equal_padded_bit_for_bit), only the calls' cost does.
 import { REFERENCE_BATCH_MAX_PAIRS, REFERENCE_BATCH_TOKENS } from './referenceBatches'
 
 /** The two token-id sequences of a pair. */
@@ -14,8 +15,13 @@ export interface PairIds {
   rejected: { ids: ArrayLike<number> }
 }
 
-/** Padding a call may carry, as a share of its shortest row (10%). */
+/** Padding a call may carry, as a share of its shortest row (10%), on an engine that pads. */
 export const REFERENCE_MAX_PADDING = 0.1
+
+/** The padding bound for an engine: none where it chains a call's pairs without padding. */
+export function referenceMaxPadding(chainedScoring: boolean): number {
+  return chainedScoring ? Infinity : REFERENCE_MAX_PADDING
+}
 
 /** Leading ids the two answers share: the positions the engine computes once for both. */
 export function sharedPrefixLength(a: ArrayLike<number>, b: ArrayLike<number>): number {

@@ -104,6 +104,7 @@ export class FakeModel implements NativeModel {
       quantizedLinears: 0,
       backend: 'cpu',
       backendNote: 'fake',
+      chainedScoring: false,
       quant: 'nf4',
     }
   }

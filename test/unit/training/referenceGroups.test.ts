@@ -2,7 +2,13 @@
 // cap and the padding bound; the packed length as the engine lays a pair out.
 import { describe, expect, it } from 'vitest'
 import { REFERENCE_BATCH_MAX_PAIRS } from '../../../src-main/services/training/referenceBatches'
-import { packedRows, referenceGroups, sharedPrefixLength } from '../../../src-main/services/training/referenceGroups'
+import {
+  REFERENCE_MAX_PADDING,
+  packedRows,
+  referenceGroups,
+  referenceMaxPadding,
+  sharedPrefixLength,
+} from '../../../src-main/services/training/referenceGroups'
 
 describe('sharedPrefixLength / packedRows', () => {
   it('counts the leading ids both answers share, leaving each answer a position of its own', () => {
@@ -48,6 +54,16 @@ describe('referenceGroups', () => {
       REFERENCE_BATCH_MAX_PAIRS,
       150 - 2 * REFERENCE_BATCH_MAX_PAIRS,
     ])
+  })
+
+  it('groups by the budget alone on an engine that chains a call without padding', () => {
+    expect(referenceMaxPadding(true)).toBe(Infinity)
+    expect(referenceMaxPadding(false)).toBe(REFERENCE_MAX_PADDING)
+    const rows = [120, 100, 104, 131, 109, 100, 200]
+    const all = [0, 1, 2, 3, 4, 5, 6]
+    expect(referenceGroups(all, (i) => rows[i]!, 100_000, referenceMaxPadding(true))).toEqual([[1, 5, 2, 4, 0, 3, 6]])
+    // The budget still closes calls: 4 x 131 > 500.
+    expect(referenceGroups(all, (i) => rows[i]!, 500, referenceMaxPadding(true))).toEqual([[1, 5, 2, 4], [0, 3], [6]])
   })
 
   it('returns nothing for no pairs', () => {

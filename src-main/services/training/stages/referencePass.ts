@@ -1,8 +1,9 @@
 // The reference pass (docs/reference/dpo-loss.md#reference-log-probs): the adapter-disabled model's log-probs of
 // every pair the schedule trains on, once per pair, from the cache where it has them (refCache.ts) and computed in
-// calls of pairs of about the same length (referenceGroups.ts) where not.
+// calls grouped by referenceGroups.ts where not.
 import { RefLogpsCache, refCacheDir } from '../refCache'
-import { packedRows, referenceGroups } from '../referenceGroups'
+import { REFERENCE_BATCH_TOKENS } from '../referenceBatches'
+import { packedRows, referenceGroups, referenceMaxPadding } from '../referenceGroups'
 import type { TrainRun, TrainState } from './trainRun'
 
 /** Fills state.refs and the reference counts; `cacheDir` null = no cache. */
@@ -29,10 +30,16 @@ export async function referencePass(
   state.refCached = state.refs.size
   ev.phase?.('reference', `${used.size} pairs, ${state.refCached} from the cache`)
   try {
-    for (const chunk of referenceGroups(missing, (i) => packedRows(tokenized[i]!))) {
+    const maxPadding = referenceMaxPadding(session.info.chainedScoring)
+    for (const chunk of referenceGroups(
+      missing,
+      (i) => packedRows(tokenized[i]!),
+      REFERENCE_BATCH_TOKENS,
+      maxPadding,
+    )) {
       run.checkAbort()
       const seqs = chunk.flatMap((i) => [tokenized[i]!.chosen, tokenized[i]!.rejected])
-      // Adapter disabled; no logitsMean: the reference pass keeps log-probs only, so the engine packs tight rows.
+      // Adapter disabled; no logitsMean: the reference pass keeps log-probs only, so the engine chains unpadded rows.
       const out = await run.engineCall(() => session.native.logps(seqs, run.padId, run.token, false, false))
       chunk.forEach((i, k) => {
         const c = out[2 * k]!,
