@@ -69,15 +69,16 @@ Napi::Value ModelWrap::SetLoraTensors(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-Napi::Value ModelWrap::DpoAccumulate(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  auto m = live(env);
-  if (info.Length() < 3 || !info[0].IsArray() || !info[1].IsNumber() || !info[2].IsObject())
-    throw bad_input(env, "dpoAccumulate(pairs, padId, options) needs pairs, a pad id and options");
-  Napi::Array a = info[0].As<Napi::Array>();
+namespace {
+
+// A JS array of {chosen, rejected, refChosen, refRejected}; `what` names it in errors ("pair 3", "micro-batch 1 pair
+// 0").
+std::vector<dpo::DpoPair> to_dpo_pairs(Napi::Env env, const Napi::Value& v, const std::string& what) {
+  if (!v.IsArray()) throw bad_input(env, what + " is not an array of pairs");
+  Napi::Array a = v.As<Napi::Array>();
   std::vector<dpo::DpoPair> pairs(a.Length());
   for (uint32_t i = 0; i < a.Length(); i++) {
-    const std::string pair = "pair " + std::to_string(i);
+    const std::string pair = what + "pair " + std::to_string(i);
     if (!a.Get(i).IsObject()) throw bad_input(env, pair + " is not an object");
     Napi::Object o = a.Get(i).As<Napi::Object>();
     pairs[i].chosen = to_scored_sequence(env, o.Get("chosen"), pair + " chosen");
@@ -87,12 +88,33 @@ Napi::Value ModelWrap::DpoAccumulate(const Napi::CallbackInfo& info) {
     if (std::isnan(pairs[i].ref_chosen) || std::isnan(pairs[i].ref_rejected))
       throw bad_input(env, pair + " needs refChosen and refRejected");
   }
-  Napi::Object o = info[2].As<Napi::Object>();
+  return pairs;
+}
+
+dpo::DpoOptions dpo_options(Napi::Env env, const Napi::Object& o) {
   dpo::DpoOptions opt;
   opt.beta = float(number_field(env, o, "beta", opt.beta));
   opt.label_smoothing = float(number_field(env, o, "labelSmoothing", opt.label_smoothing));
   opt.grad_scale = float(number_field(env, o, "gradScale", opt.grad_scale));
   opt.loss = enum_field(env, o, "lossType", dpo_losses(), dpo::DpoLoss::Sigmoid, "lossType");
+  return opt;
+}
+
+Napi::Array dpo_group_metrics_to_js(Napi::Env env, const std::vector<std::vector<dpo::DpoPairMetrics>>& groups) {
+  Napi::Array arr = Napi::Array::New(env, groups.size());
+  for (size_t i = 0; i < groups.size(); i++) arr.Set(uint32_t(i), dpo_metrics_to_js(env, groups[i]));
+  return arr;
+}
+
+}  // namespace
+
+Napi::Value ModelWrap::DpoAccumulate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto m = live(env);
+  if (info.Length() < 3 || !info[0].IsArray() || !info[1].IsNumber() || !info[2].IsObject())
+    throw bad_input(env, "dpoAccumulate(pairs, padId, options) needs pairs, a pad id and options");
+  std::vector<dpo::DpoPair> pairs = to_dpo_pairs(env, info[0], "");
+  const dpo::DpoOptions opt = dpo_options(env, info[2].As<Napi::Object>());
   const int32_t pad = info[1].As<Napi::Number>().Int32Value();
   return run_async(
       env,
@@ -100,6 +122,25 @@ Napi::Value ModelWrap::DpoAccumulate(const Napi::CallbackInfo& info) {
         return m->dpo_accumulate(pairs, pad, opt, cancel.get());
       },
       dpo_metrics_to_js);
+}
+
+Napi::Value ModelWrap::DpoAccumulateGroup(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto m = live(env);
+  if (info.Length() < 3 || !info[0].IsArray() || !info[1].IsNumber() || !info[2].IsObject())
+    throw bad_input(env, "dpoAccumulateGroup(microBatches, padId, options) needs micro-batches, a pad id and options");
+  Napi::Array a = info[0].As<Napi::Array>();
+  std::vector<std::vector<dpo::DpoPair>> micro(a.Length());
+  for (uint32_t i = 0; i < a.Length(); i++)
+    micro[i] = to_dpo_pairs(env, a.Get(i), "micro-batch " + std::to_string(i) + " ");
+  const dpo::DpoOptions opt = dpo_options(env, info[2].As<Napi::Object>());
+  const int32_t pad = info[1].As<Napi::Number>().Int32Value();
+  return run_async(
+      env,
+      [m, micro = std::move(micro), pad, opt, cancel = cancel_arg(info, 3)] {
+        return m->dpo_accumulate_group(micro, pad, opt, cancel.get());
+      },
+      dpo_group_metrics_to_js);
 }
 
 namespace {

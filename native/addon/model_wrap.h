@@ -22,6 +22,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
          InstanceMethod("loraTensors", &ModelWrap::LoraTensors),
          InstanceMethod("setLoraTensors", &ModelWrap::SetLoraTensors),
          InstanceMethod("dpoAccumulate", &ModelWrap::DpoAccumulate),
+         InstanceMethod("dpoAccumulateGroup", &ModelWrap::DpoAccumulateGroup),
          InstanceMethod("optimizerStep", &ModelWrap::OptimizerStep),
          InstanceMethod("exportTrainingState", &ModelWrap::ExportTrainingState),
          InstanceMethod("importTrainingState", &ModelWrap::ImportTrainingState),
@@ -58,6 +59,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value LoraTensors(const Napi::CallbackInfo& info);
   Napi::Value SetLoraTensors(const Napi::CallbackInfo& info);
   Napi::Value DpoAccumulate(const Napi::CallbackInfo& info);
+  Napi::Value DpoAccumulateGroup(const Napi::CallbackInfo& info);
   Napi::Value OptimizerStep(const Napi::CallbackInfo& info);
   Napi::Value ExportTrainingState(const Napi::CallbackInfo& info);  // training_state.cpp
   Napi::Value ImportTrainingState(const Napi::CallbackInfo& info);

@@ -14,6 +14,7 @@
 #include "check.h"
 #include "dpo/engine.h"
 #include "family_model.h"
+#include "lora_grad_checks.h"
 #include "model/logits_pass.h"
 #include "model/model_impl.h"
 #include "model/shared_prefix.h"
@@ -65,17 +66,6 @@ std::vector<dpo::DpoPair> sharing_pairs(int V) {
   return p;
 }
 
-std::unique_ptr<dpo::Model> load(const TinyModel& tm, float dropout = 0.0f, dpo::QuantMode q = dpo::QuantMode::Nf4) {
-  auto model = dpo::Model::load(tm.dir, {q, dpo::BackendChoice::Cpu});
-  dpo::LoraOptions lo;
-  lo.targets = {"q_proj", "k_proj", "v_proj", "o_proj", "down_proj"};
-  lo.r = 4;
-  lo.dropout = dropout;
-  model->attach_lora(lo);
-  randomize_lora_b(*model, 11);
-  return model;
-}
-
 std::vector<dpo::ScoredSequence> interleaved(const std::vector<dpo::DpoPair>& pairs) {
   std::vector<dpo::ScoredSequence> s;
   for (const dpo::DpoPair& p : pairs) s.push_back(p.chosen), s.push_back(p.rejected);
@@ -110,49 +100,17 @@ void check_same_logps(const std::vector<dpo::SequenceLogp>& a, const std::vector
   }
 }
 
-struct DpoRun {
-  std::vector<double> metrics;
-  std::vector<dpo::LoraTensor> grads;
-};
-
 DpoRun dpo_run(const TinyModel& tm, bool share, const std::vector<std::vector<dpo::DpoPair>>& batches,
                float dropout = 0.0f, dpo::QuantMode q = dpo::QuantMode::Nf4) {
   set_sharing(share);
-  auto model = load(tm, dropout, q);
+  auto model = load_with_lora(tm, dropout, q);
   DpoRun r;
   dpo::DpoOptions o;
   o.grad_scale = 0.5f;
-  for (const auto& pairs : batches)
-    for (const dpo::DpoPairMetrics& m : model->dpo_accumulate(pairs, 0, o))
-      r.metrics.insert(r.metrics.end(), {m.loss, m.chosen_logp, m.rejected_logp, m.chosen_logits_mean,
-                                         m.rejected_logits_mean, m.chosen_reward, m.rejected_reward});
+  for (const auto& pairs : batches) add_metrics(r, model->dpo_accumulate(pairs, 0, o));
   r.grads = model->lora_gradients();
   set_sharing(true);
   return r;
-}
-
-// The prompt rows' gradient is now the sum of both answers' in one row, so LoRA gradients are summed in another
-// order. With fp32 base weights that moves them by float rounding only (max_rel). The NF4 input gradient rounds its
-// incoming gradient to bf16 (docs/cpu-kernels.md), so there a last-bit change can flip a bf16 rounding: differences
-// of bf16 size in single entries, far below it over a tensor (l2_rel).
-void check_close_grads(const DpoRun& got, const DpoRun& want, float max_rel, float l2_rel) {
-  CHECK(got.grads.size() == want.grads.size());
-  for (size_t i = 0; i < got.grads.size() && i < want.grads.size(); i++) {
-    const auto &g = got.grads[i].data, &w = want.grads[i].data;
-    CHECK(g.size() == w.size());
-    float scale = 0.0f, diff = 0.0f;
-    double d2 = 0.0, w2 = 0.0;
-    for (size_t k = 0; k < g.size() && k < w.size(); k++) {
-      scale = std::max(scale, std::fabs(w[k])), diff = std::max(diff, std::fabs(g[k] - w[k]));
-      d2 += double(g[k] - w[k]) * double(g[k] - w[k]), w2 += double(w[k]) * double(w[k]);
-    }
-    CHECK(scale > 0.0f);
-    if (!(diff <= max_rel * scale && d2 <= double(l2_rel) * l2_rel * w2))
-      std::printf("  tensor %zu: max diff %g, largest %g, relative L2 %g\n", i, double(diff), double(scale),
-                  std::sqrt(d2 / w2));
-    CHECK(diff <= max_rel * scale);
-    CHECK(d2 <= double(l2_rel) * l2_rel * w2);
-  }
 }
 
 }  // namespace
@@ -231,7 +189,7 @@ TEST_CASE(packed_reference_logps_equal_unshared_bit_for_bit) {
     // A context as long as the longest sequence: packed rows run past it, their positions never do.
     if (bf16) s.max_position = 60;
     TinyModel tm = write_tiny_model(s);
-    auto model = load(tm);
+    auto model = load_with_lora(tm);
     auto seqs = interleaved(sharing_pairs(s.V));
     std::vector<std::vector<dpo::ScoredSequence>> batches = {seqs, interleaved(varied_pairs(s.V)),
                                                              interleaved(sample_pairs(s.V))};
@@ -312,7 +270,7 @@ TEST_CASE(chained_layout_runs_a_call_in_one_row) {
 // same log-probs as the padded layout, packed or not, over Llama and Qwen3 (per-head q/k norms).
 void check_tight_logps_equal_padded(const TinyModel& tm) {
   const int V = tm.spec.V;
-  auto model = load(tm);
+  auto model = load_with_lora(tm);
   const auto pairs = varied_pairs(V);
   const dpo::DpoPair lp = long_prompt_pair(V);
   // Pairs of different lengths in one call; a long pair left unpacked beside them; an unshared pair; an odd

@@ -110,19 +110,17 @@ TrainLog train_pass(Model& model, const std::vector<DpoPair>& pairs, int32_t pad
   const int steps = int(pairs.size() + kGradAccum - 1) / kGradAccum;
   model.attach_lora(hw6_lora());
   TrainLog log;
-  double loss_sum = 0;
-  int in_step = 0;
-  for (size_t i = 0; i < pairs.size(); i++) {
-    loss_sum += model.dpo_accumulate({pairs[i]}, pad, dpo)[0].loss;
-    in_step++;
-    if (in_step == kGradAccum || i + 1 == pairs.size()) {
-      OptimizerOptions opt;  // 8-bit AdamW, betas 0.9/0.999, eps 1e-8, max_grad_norm 1.0
-      opt.lr = lr_scale * scheduled_lr(int(log.step_loss.size()) + 1, steps);
-      log.step_grad_norm.push_back(model.optimizer_step(opt));
-      log.step_loss.push_back(loss_sum / in_step);
-      loss_sum = 0;
-      in_step = 0;
-    }
+  // As the app's training loop runs a step: its micro-batches of one pair in one group call
+  // (Model::dpo_accumulate_group), then the update.
+  for (size_t i = 0; i < pairs.size(); i += kGradAccum) {
+    std::vector<std::vector<DpoPair>> micro;
+    for (size_t j = i; j < std::min(pairs.size(), i + kGradAccum); j++) micro.push_back({pairs[j]});
+    double loss_sum = 0;
+    for (const auto& m : model.dpo_accumulate_group(micro, pad, dpo)) loss_sum += m[0].loss;
+    OptimizerOptions opt;  // 8-bit AdamW, betas 0.9/0.999, eps 1e-8, max_grad_norm 1.0
+    opt.lr = lr_scale * scheduled_lr(int(log.step_loss.size()) + 1, steps);
+    log.step_grad_norm.push_back(model.optimizer_step(opt));
+    log.step_loss.push_back(loss_sum / double(micro.size()));
   }
   return log;
 }

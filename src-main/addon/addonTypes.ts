@@ -178,6 +178,17 @@ export interface NativeModel {
     options: DpoOptions,
     cancel?: NativeCancelToken,
   ): Promise<DpoPairMetrics[]>
+  /**
+   * dpoAccumulate over each micro-batch of one optimizer step in turn, computed together where the engine can
+   * (docs/performance.md#chained-training-steps): the same metrics bit for bit, the same LoRA gradients up to float
+   * summation order. Result [i] belongs to microBatches[i].
+   */
+  dpoAccumulateGroup(
+    microBatches: DpoPairInput[][],
+    padId: number,
+    options: DpoOptions,
+    cancel?: NativeCancelToken,
+  ): Promise<DpoPairMetrics[][]>
   /** Clips, applies one optimizer update with the given learning rate, and zeroes the gradients. */
   optimizerStep(options: OptimizerOptions): Promise<OptimizerStepResult>
   /** The attached adapter's optimizer state, step counters and dropout generator as of its last optimizer step. */

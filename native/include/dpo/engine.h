@@ -202,6 +202,13 @@ class Model {
   // sequences); LoRA gradients accumulate. Needs an attached adapter.
   std::vector<DpoPairMetrics> dpo_accumulate(const std::vector<DpoPair>& pairs, int32_t pad_id,
                                              const DpoOptions& options, const std::atomic<bool>* cancel = nullptr);
+  // dpo_accumulate over each micro-batch of one optimizer step in turn, computed together where the backend allows
+  // (docs/performance.md#chained-training-steps): the positions every micro-batch starts with (a chat template) run
+  // once, and every other op runs once over all micro-batches. The metrics are dpo_accumulate's bit for bit; the
+  // LoRA gradients are the same sums in another order (float rounding). Result [i] belongs to micro_batches[i].
+  std::vector<std::vector<DpoPairMetrics>> dpo_accumulate_group(const std::vector<std::vector<DpoPair>>& micro_batches,
+                                                                int32_t pad_id, const DpoOptions& options,
+                                                                const std::atomic<bool>* cancel = nullptr);
   // Global gradient norm (pre-clip), clipping, one optimizer update, zeroed gradients. Returns the pre-clip norm.
   double optimizer_step(const OptimizerOptions& options);
   // The optimizer state, step counters and dropout generator of the attached adapter as of its last optimizer step

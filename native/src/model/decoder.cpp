@@ -125,7 +125,7 @@ void block_forward(float* x, const ModelConfig& c, const DeviceLayer& L, Backend
 // LoRA gradients accumulate.
 void block_backward(float* dx, const ModelConfig& c, const DeviceLayer& L, Backend& be, BlockActs& a, const int* pos,
                     int B, int T, int layer, LoraAdapter* lora, LayerGrads* full, const RopeTable& rope,
-                    bool want_input_grad) {
+                    bool want_input_grad, const SegmentPlan* segments) {
   const int M = B * T, C = c.hidden, F = c.intermediate;
   const int QD = c.n_heads * c.head_dim, KVD = c.n_kv_heads * c.head_dim;
   const float p = lora ? lora->config.dropout : 0.0f;
@@ -151,8 +151,11 @@ void block_backward(float* dx, const ModelConfig& c, const DeviceLayer& L, Backe
   DeviceArray<float> datt = zeros(int64_t(M) * QD), dq = zeros(int64_t(M) * QD), dv = zeros(int64_t(M) * KVD), dk;
   if (want_dk) dk = zeros(int64_t(M) * KVD);
   lin_back(kO, datt.get(), dx, a.att.get());
-  be.attention_backward(dq.get(), dk.get(), dv.get(), datt.get(), a.probs.get(), a.q.get(), a.k.get(), a.v.get(), B, T,
-                        T, c.n_heads, c.n_kv_heads, c.head_dim);
+  if (segments)
+    segments->backward(be, c, dq.get(), dk.get(), dv.get(), datt.get(), a.probs.get(), a.q.get(), a.k.get(), a.v.get());
+  else
+    be.attention_backward(dq.get(), dk.get(), dv.get(), datt.get(), a.probs.get(), a.q.get(), a.k.get(), a.v.get(), B,
+                          T, T, c.n_heads, c.n_kv_heads, c.head_dim);
   be.rope_backward(dq.get(), pos, M, c.n_heads, c.head_dim, rope);
   if (want_dk) be.rope_backward(dk.get(), pos, M, c.n_kv_heads, c.head_dim, rope);
   if (c.qk_norm) {
@@ -191,9 +194,10 @@ void attend_rows(Backend& be, const ModelConfig& c, float* att, float* probs, co
   else be.attention(att, probs, q, k, v, pos, valid, B, T, T, c.n_heads, c.n_kv_heads, c.head_dim);
 }
 
-// The longest sequence a call holds: T, or with key_skip (rows of several sequences side by side) max(pos) + 1.
-int call_length(const int* pos, int M, int T, const int* key_skip) {
-  if (!key_skip) return T;
+// The longest sequence a call holds: T, or with rows of several sequences side by side (packed or chained) max(pos)
+// + 1.
+int call_length(const int* pos, int M, int T, bool side_by_side) {
+  if (!side_by_side) return T;
   int longest = 0;
   for (int i = 0; i < M; i++) longest = std::max(longest, pos[i] + 1);
   return longest;
@@ -215,7 +219,7 @@ void decoder_forward(float* hidden_out, const DeviceWeights& w, Backend& be, con
   const int KVD = c.n_kv_heads * c.head_dim, M = B * T;
   if (key_skip && cache) fail(ErrorCode::Internal, "a prefill cannot use packed answer pairs");
   if (only_rows && cache) fail(ErrorCode::Internal, "a prefill keeps every row");
-  check_sliding_window(c, call_length(pos, M, T, key_skip), "sequence");
+  check_sliding_window(c, call_length(pos, M, T, key_skip != nullptr), "sequence");
   DeviceArray<int> skip_d = upload_key_skip(be, key_skip, M);
   DeviceArray<float> x(be, size_t(M) * c.hidden);
   embed_tokens(x.get(), *w.host, be, ids, M);
@@ -328,9 +332,6 @@ void check_sliding_window(const ModelConfig& c, int length, const char* what) {
 
 namespace {
 
-// Keeping every block's activations is fastest; past this much the blocks are recomputed in the backward instead.
-constexpr uint64_t kKeptActivationBudget = uint64_t(1) << 30;
-
 bool choose_recompute(const ModelConfig& c, int B, int T) {
   const char* env = std::getenv("DPO_RECOMPUTE");
   if (env && std::string(env) == "always") return true;
@@ -342,13 +343,16 @@ bool choose_recompute(const ModelConfig& c, int B, int T) {
 
 void decoder_forward_train(float* hidden_out, TrainActs& acts, const DeviceWeights& w, Backend& be, const int* ids,
                            const int* pos, const uint8_t* key_valid, int B, int T, LoraAdapter* lora,
-                           const int* key_skip) {
+                           const int* key_skip, const SegmentPlan* segments) {
   const ModelConfig& c = w.config();
   const int M = B * T;
+  if (segments && (B != 1 || T != segments->rows() || key_skip))
+    fail(ErrorCode::Internal, "decoder_forward_train: a segmented call is one row of the plan's rows, no key_skip");
   acts.B = B;
   acts.T = T;
-  acts.recompute = choose_recompute(c, B, T);
-  check_sliding_window(c, call_length(pos, M, T, key_skip), "sequence");
+  acts.segments = segments;
+  acts.recompute = !segments && choose_recompute(c, B, T);
+  check_sliding_window(c, call_length(pos, M, T, key_skip || segments), "sequence");
   acts.key_skip = upload_key_skip(be, key_skip, M);
   acts.ids.assign(ids, ids + M);
   acts.pos = upload(be, pos, size_t(M));
@@ -359,12 +363,13 @@ void decoder_forward_train(float* hidden_out, TrainActs& acts, const DeviceWeigh
   acts.valid = upload(be, key_valid, size_t(M));
   acts.blocks.clear();
   acts.blocks.resize(size_t(c.n_layers));
-  const size_t probs_size = size_t(B) * c.n_heads * T * T;
+  const size_t probs_size = segments ? segments->probs_floats(c.n_heads) : size_t(B) * c.n_heads * T * T;
   acts.x_final.ensure(be, size_t(M) * c.hidden);
   float* x = acts.x_final.get();  // the residual stream ends as the final-norm input
   embed_tokens(x, *w.host, be, ids, M);
   const LoraUse use{lora, lora ? lora->config.dropout : 0.0f, lora ? &lora->dropout_rng : nullptr};
   const AttendFn attend = [&](int, float* att, float* probs, const float* q, const float* k, const float* v) {
+    if (segments) return segments->forward(be, c, att, probs, q, k, v);
     attend_rows(be, c, att, probs, q, k, v, acts.pos.get(), acts.valid.get(), acts.key_skip.get(), B, T);
   };
   BlockActs scratch;  // recompute: one block's activations at a time
@@ -413,7 +418,7 @@ void decoder_backward(const float* dhidden, TrainActs& acts, const DeviceWeights
     // Adapter-only training wants no gradient below the first block (the embedding is frozen).
     const bool want_input_grad = l > 0 || full;
     block_backward(dx.get(), c, w.layers[size_t(l)], be, *a, acts.pos.get(), acts.B, acts.T, l, lora,
-                   full ? &full->layers[size_t(l)] : nullptr, acts.rope, want_input_grad);
+                   full ? &full->layers[size_t(l)] : nullptr, acts.rope, want_input_grad, acts.segments);
     kept = BlockActs();  // spent: release its memory before the next layer's
   }
   if (full) {

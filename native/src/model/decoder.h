@@ -12,6 +12,7 @@
 #include "core/device_array.h"
 #include "model/device_weights.h"
 #include "model/linear_kind.h"
+#include "model/segment_attention.h"
 #include "model/weights.h"
 #include "train/lora.h"
 
@@ -89,6 +90,7 @@ struct TrainActs {
   RopeTable rope;                    // the call's RoPE table (the backward rotates back with the same one)
   DeviceArray<uint8_t> valid;        // (B*T)
   DeviceArray<int> key_skip;         // (B*T*kKeySkipInts) or empty: the keys each row does not see (decoder_forward)
+  const SegmentPlan* segments = nullptr;  // a chained row's per-segment attention (B = 1), or null
   std::vector<BlockActs> blocks;     // one per layer (only x_in and the LoRA masks when recomputing)
   DeviceArray<float> x_final, rstd_final;  // final-norm input (M,C) and its rstd (M)
 };
@@ -98,11 +100,16 @@ void check_sliding_window(const ModelConfig& c, int length, const char* what);
 
 // Bytes of activations one block keeps for its backward at B x T.
 uint64_t block_activation_bytes(const ModelConfig& c, int B, int T);
+// Keeping every block's activations is fastest; past this much (all blocks) the blocks are recomputed in the backward
+// instead, and training groups are split (train/dpo_group_step.cpp).
+constexpr uint64_t kKeptActivationBudget = uint64_t(1) << 30;
 // lora may be null (full-parameter training).
-// key_skip as for decoder_forward.
+// key_skip as for decoder_forward. segments (with B = 1 and T its rows, no key_skip): a chained row of several
+// micro-batches whose attention runs per segment (model/segment_attention.h); it must outlive the backward, and its
+// activations are always kept (the caller sizes the chain to the budget).
 void decoder_forward_train(float* hidden_out, TrainActs& acts, const DeviceWeights& w, Backend& be, const int* ids,
                            const int* pos, const uint8_t* key_valid, int B, int T, LoraAdapter* lora,
-                           const int* key_skip = nullptr);
+                           const int* key_skip = nullptr, const SegmentPlan* segments = nullptr);
 
 // Backward from dhidden (B*T, C) (gradient of the final-norm output): LoRA gradients accumulate into lora's dA/dB;
 // with `full` (SFT), every weight's gradient accumulates there too, embeddings included.

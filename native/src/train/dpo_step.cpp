@@ -2,56 +2,46 @@
 // (global-norm clipping, AdamW or 8-bit AdamW, zeroed gradients): docs/reference/dpo-loss.md,
 // docs/reference/trainer.md#gradient-clipping, docs/reference/optimizer.md, docs/reference/hw6-run.md#the-run-in-order.
 #include <cmath>
+#include <string>
 
 #include "model/decoder.h"
 #include "model/logits_pass.h"
 #include "model/model_impl.h"
 #include "model/shared_prefix.h"
 #include "train/dpo_loss.h"
+#include "train/dpo_micro_batch.h"
 #include "train/step_common.h"
 
 namespace dpo {
 
-std::vector<DpoPairMetrics> Model::dpo_accumulate(const std::vector<DpoPair>& pairs, int32_t pad_id,
-                                                  const DpoOptions& o, const std::atomic<bool>* cancel) {
-  std::lock_guard<std::mutex> lock(impl_->mutex);
-  LoraAdapter* lora = impl_->lora.get();
-  if (!lora) fail(ErrorCode::BadInput, "dpo_accumulate needs a LoRA adapter: attach one first");
-  if (pairs.empty()) return {};
+void check_dpo_options(const DpoOptions& o) {
   if (!(o.beta > 0)) fail(ErrorCode::BadInput, "beta must be positive");
   if (o.label_smoothing < 0 || o.label_smoothing >= 0.5)
     fail(ErrorCode::BadInput, "label_smoothing must be in [0, 0.5)");
-  const ModelWeights& m = impl_->weights;
-  Backend& be = *impl_->backend;
-  const int P = int(pairs.size()), V = m.config.vocab, C = m.config.hidden;
+}
 
-  // Sequences 0..P-1 are the chosen answers, P..2P-1 the rejected ones, padded together (concatenated_forward,
-  // docs/reference/dpo-data.md#collation-and-padding). Each pair shares its prompt's rows when it can
-  // (docs/performance.md#prompt-prefix-sharing); LoRA dropout draws masks per decoder row, so it keeps them apart.
+ScoringLayout dpo_layout(const std::vector<DpoPair>& pairs, int32_t pad_id, const ModelConfig& c, bool share) {
+  const int P = int(pairs.size());
   std::vector<const ScoredSequence*> seqs;
   for (const DpoPair& p : pairs) seqs.push_back(&p.chosen);
   for (const DpoPair& p : pairs) seqs.push_back(&p.rejected);
   std::vector<std::pair<int, int>> twins;
   for (int i = 0; i < P; i++) twins.push_back({i, P + i});
-  const bool share = lora->config.dropout == 0.0f && prefix_sharing_enabled(be);
-  const ScoringLayout lay = make_scoring_layout(seqs, twins, pad_id, V, m.config.context, share);
-  const PaddedBatch& pb = lay.rows;
-  const int M = lay.decoder_rows(), T = lay.seq_T, S = 2 * P;
+  return make_scoring_layout(seqs, twins, pad_id, c.vocab, c.context, share);
+}
 
-  check_cancel(cancel);
-  DeviceArray<float> hidden(be, size_t(M) * C);
-  TrainActs acts;
-  decoder_forward_train(hidden.get(), acts, impl_->dev, be, pb.ids.data(), pb.pos.data(), pb.valid.data(), pb.B, pb.T,
-                        lora, lay.key_skip_or_null());
-  LogitsStats st = logits_forward_entries(impl_->dev, be, hidden.get(), lay.entry_row, lay.entry_target, M, true);
-
+std::vector<DpoPairMetrics> dpo_micro_batch_loss(const std::vector<DpoPair>& pairs, const ScoringLayout& lay,
+                                                 const std::vector<double>& row_sum,
+                                                 const std::vector<float>& entry_logp, int V, const DpoOptions& o,
+                                                 std::vector<float>& dlogp) {
+  const int P = int(pairs.size()), T = lay.seq_T, S = 2 * P;
   // Per sequence: log-prob sum, scored tokens, mean logit over its padded (T, V) block (prompt rows count for both).
   std::vector<double> logp(size_t(S), 0.0), logits_mean(size_t(S), 0.0);
   std::vector<int> ntok(size_t(S), 0);
   for (int b = 0; b < S; b++) {
     for (int t = 0; t < T; t++)
-      logits_mean[size_t(b)] += st.row_sum[size_t(lay.row_of[size_t(b) * T + t])] / (double(T) * V);
-    for (int e : lay.seq_entries[size_t(b)]) logp[size_t(b)] += st.entry_logp[size_t(e)];
+      logits_mean[size_t(b)] += row_sum[size_t(lay.row_of[size_t(b) * T + t])] / (double(T) * V);
+    for (int e : lay.seq_entries[size_t(b)]) logp[size_t(b)] += entry_logp[size_t(e)];
     ntok[size_t(b)] = int(lay.seq_entries[size_t(b)].size());
   }
   const bool average = o.loss == DpoLoss::Ipo;  // TRL averages logps over answer tokens for ipo
@@ -79,10 +69,39 @@ std::vector<DpoPairMetrics> Model::dpo_accumulate(const std::vector<DpoPair>& pa
     dseq[size_t(c)] = g / nc;
     dseq[size_t(r)] = -g / nr;
   }
+  dlogp.resize(lay.entry_seq.size());
+  for (size_t e = 0; e < dlogp.size(); e++) dlogp[e] = float(dseq[size_t(lay.entry_seq[e])]);
+  return out;
+}
+
+std::vector<DpoPairMetrics> Model::dpo_accumulate(const std::vector<DpoPair>& pairs, int32_t pad_id,
+                                                  const DpoOptions& o, const std::atomic<bool>* cancel) {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  LoraAdapter* lora = impl_->lora.get();
+  if (!lora) fail(ErrorCode::BadInput, "dpo_accumulate needs a LoRA adapter: attach one first");
+  if (pairs.empty()) return {};
+  check_dpo_options(o);
+  const ModelWeights& m = impl_->weights;
+  Backend& be = *impl_->backend;
+  const int C = m.config.hidden;
+
+  // LoRA dropout draws masks per decoder row, so it keeps the pairs' sequences apart.
+  const bool share = lora->config.dropout == 0.0f && prefix_sharing_enabled(be);
+  const ScoringLayout lay = dpo_layout(pairs, pad_id, m.config, share);
+  const PaddedBatch& pb = lay.rows;
+  const int M = lay.decoder_rows();
 
   check_cancel(cancel);
-  std::vector<float> dlogp(lay.entry_seq.size());
-  for (size_t e = 0; e < dlogp.size(); e++) dlogp[e] = float(dseq[size_t(lay.entry_seq[e])]);
+  DeviceArray<float> hidden(be, size_t(M) * C);
+  TrainActs acts;
+  decoder_forward_train(hidden.get(), acts, impl_->dev, be, pb.ids.data(), pb.pos.data(), pb.valid.data(), pb.B, pb.T,
+                        lora, lay.key_skip_or_null());
+  LogitsStats st = logits_forward_entries(impl_->dev, be, hidden.get(), lay.entry_row, lay.entry_target, M, true);
+  std::vector<float> dlogp;
+  std::vector<DpoPairMetrics> out =
+      dpo_micro_batch_loss(pairs, lay, st.row_sum, st.entry_logp, m.config.vocab, o, dlogp);
+
+  check_cancel(cancel);
   DeviceArray<float> dhidden = DeviceArray<float>::zeros(be, size_t(M) * C);
   logits_backward_entries(dhidden.get(), impl_->dev, be, hidden.get(), st, dlogp);
   decoder_backward(dhidden.get(), acts, impl_->dev, be, lora);

@@ -30,6 +30,7 @@ export type FakeCall =
   | { kind: 'attachLora'; options: LoraOptions }
   | { kind: 'setLoraTensors'; tensors: LoraTensor[] }
   | { kind: 'dpoAccumulate'; chosenIds: string[]; refs: Array<[number, number]>; options: DpoOptions }
+  | { kind: 'dpoAccumulateGroup'; microBatches: number }
   | { kind: 'optimizerStep'; options: OptimizerOptions }
   | { kind: 'importTrainingState'; state: TrainingState }
   | { kind: 'generate'; prompts: number; hasLora: boolean }
@@ -67,6 +68,8 @@ export class FakeModel implements NativeModel {
   tensors: LoraTensor[] = []
   /** Runs before each dpoAccumulate (1-based call number) and may abort or throw. */
   beforeAccumulate?: (n: number) => void
+  /** What info() says of chained scoring (the CPU engine's true; the trainer then sends a step in one call). */
+  chainedScoring = false
   private accumulateCalls = 0
   private stepsTaken = 0
   private gradCalls = 0
@@ -104,7 +107,7 @@ export class FakeModel implements NativeModel {
       quantizedLinears: 0,
       backend: 'cpu',
       backendNote: 'fake',
-      chainedScoring: false,
+      chainedScoring: this.chainedScoring,
       quant: 'nf4',
     }
   }
@@ -174,6 +177,19 @@ export class FakeModel implements NativeModel {
         throw Object.assign(new Error(`tensor ${t.name} missing or wrong size`), { code: 'E_BAD_INPUT' })
       t.data.set(n.data)
     }
+  }
+
+  /** As the engine's contract says: each micro-batch in turn (so the call log and hooks see every micro-batch). */
+  async dpoAccumulateGroup(
+    microBatches: DpoPairInput[][],
+    padId: number,
+    options: DpoOptions,
+    cancel?: NativeCancelToken,
+  ): Promise<DpoPairMetrics[][]> {
+    this.calls.push({ kind: 'dpoAccumulateGroup', microBatches: microBatches.length })
+    const out: DpoPairMetrics[][] = []
+    for (const mb of microBatches) out.push(await this.dpoAccumulate(mb, padId, options, cancel))
+    return out
   }
 
   async dpoAccumulate(

@@ -164,6 +164,33 @@ describe('trainDpo with the HW6 defaults (50 pairs, batch 1, grad-accum 8, 1 epo
     expect(kinds.join('')).toBe('ddddddddo'.repeat(6))
   })
 
+  it('sends a step in one call where the engine chains micro-batches, with the same results', async () => {
+    const chained = new FakeModel()
+    chained.chainedScoring = true
+    const chainedOut = tempDir('dpo-chained-')
+    await trainDpo(fakeSession(STORIES, tok, chained), hw6Pairs, params(), {
+      outDir: chainedOut,
+      refCacheDir: null,
+      engineVersion: 'test',
+      cancelTokenFactory: null,
+    })
+    expect(chained.callsOf('dpoAccumulateGroup').map((c) => c.microBatches)).toEqual([8, 8, 8, 8, 8, 8])
+    const kinds = chained.calls
+      .filter((c) => c.kind === 'dpoAccumulateGroup' || c.kind === 'optimizerStep')
+      .map((c) => c.kind[0])
+    expect(kinds.join('')).toBe('do'.repeat(6))
+    // The fake runs a group as its micro-batches in turn: the same accumulates, losses and adapter as one call each.
+    expect(chained.callsOf('dpoAccumulate')).toEqual(native.callsOf('dpoAccumulate'))
+    const strip = (rows: Array<Record<string, unknown>>) =>
+      rows.map(({ elapsed_s: _e, pairs_per_s: _p, ...rest }) => rest)
+    const metrics = (dir: string) =>
+      readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+    expect(strip(metrics(chainedOut))).toEqual(strip(metrics(out)))
+  })
+
   it('steps the optimizer with the warmup/decay learning rates and the notebook AdamW settings', () => {
     const steps = native.callsOf('optimizerStep').map((c) => c.options)
     expect(steps.map((s) => s.lr)).toEqual([0, 2e-4, 2e-4 * 0.8, 2e-4 * 0.6, 2e-4 * 0.4, 2e-4 * 0.2])

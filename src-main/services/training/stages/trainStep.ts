@@ -1,8 +1,9 @@
 // One optimizer step of the loop (docs/reference/trainer.md, docs/reference/hw6-run.md#the-run-in-order): the
-// engine accumulates each micro-batch's DPO gradients, then AdamW updates the LoRA; the step's metrics row and its
+// engine accumulates each micro-batch's DPO gradients (all of the step's in one chained call where it can,
+// docs/performance.md#chained-training-steps), then AdamW updates the LoRA; the step's metrics row and its
 // steps.jsonl line are then logged, whole lines only.
 import { join } from 'node:path'
-import type { DpoPairInput } from '../../../addon/addonTypes'
+import type { DpoPairInput, DpoPairMetrics } from '../../../addon/addonTypes'
 import { StudioError } from '../../errors'
 import { appendLine, METRICS_FILE, STEPS_FILE } from '../runFiles'
 import type { PlannedStep } from '../schedule'
@@ -12,6 +13,16 @@ import type { TrainRun, TrainState } from './trainRun'
 
 /** AdamW constants the notebook leaves at TrainingArguments' defaults (docs/reference/trainer.md#defaults-that-matter). */
 const ADAM = { beta1: 0.9, beta2: 0.999, eps: 1e-8 } as const
+
+/**
+ * Whether the step's micro-batches go to the engine in one call: where the engine chains them
+ * (docs/performance.md#chained-training-steps: a backend that chains scoring rows, and no LoRA dropout, whose masks
+ * are drawn per decoder row). Otherwise one call per micro-batch, with a cancel check and a progress event after each.
+ */
+export function chainsStep(run: Pick<TrainRun, 'session' | 'params'>, planned: PlannedStep): boolean {
+  const dropout = run.params.disableDropout ? 0 : run.params.loraDropout
+  return planned.microBatches.length > 1 && dropout === 0 && run.session.info.chainedScoring
+}
 
 /** Runs `planned` (forward, backward, update) and returns its metrics row; state then counts it as finished. */
 export async function trainStep(run: TrainRun, state: TrainState, planned: PlannedStep): Promise<MetricsRow> {
@@ -27,25 +38,37 @@ export async function trainStep(run: TrainRun, state: TrainState, planned: Plann
   const micro: MicroMetrics[] = []
   let stepPairs = 0
   let trLoss = 0
-  for (const mb of planned.microBatches) {
-    run.checkAbort()
-    const inputs: DpoPairInput[] = mb.pairs.map((i) => {
+  const inputs: DpoPairInput[][] = planned.microBatches.map((mb) =>
+    mb.pairs.map((i) => {
       const t = tokenized[i]!
       const ref = state.refs.get(i)!
       return { chosen: t.chosen, rejected: t.rejected, refChosen: ref.chosen, refRejected: ref.rejected }
-    })
-    const m = await run.engineCall(() => native.dpoAccumulate(inputs, run.padId, dpo, run.token))
-    if (m.length !== inputs.length)
-      throw new StudioError('E_INTERNAL', `dpoAccumulate returned ${m.length} results for ${inputs.length} pairs`)
+    }),
+  )
+  const took = (m: DpoPairMetrics[], k: number) => {
+    if (m.length !== inputs[k]!.length)
+      throw new StudioError('E_INTERNAL', `dpoAccumulate returned ${m.length} results for ${inputs[k]!.length} pairs`)
     // HF training_step returns L_j / GA and tr_loss sums them. A NaN/inf micro-loss adds
     // tr_loss / (1 + global_step - last_logged) instead (logging_nan_inf_filter); every step is logged, so
     // that divisor is 1.
     const microLoss = mean(m.map((x) => x.loss)) / params.gradAccum
     trLoss += Number.isFinite(microLoss) ? microLoss : trLoss
     micro.push(microMetrics(m))
-    stepPairs += inputs.length
-    state.pairsDone += inputs.length
+    stepPairs += m.length
+    state.pairsDone += m.length
     run.ev.progress?.(progressNow(run, state))
+  }
+  if (chainsStep(run, planned)) {
+    run.checkAbort()
+    const results = await run.engineCall(() => native.dpoAccumulateGroup(inputs, run.padId, dpo, run.token))
+    if (results.length !== inputs.length)
+      throw new StudioError('E_INTERNAL', `dpoAccumulateGroup returned ${results.length} for ${inputs.length}`)
+    results.forEach(took)
+  } else {
+    for (const [k, pairs] of inputs.entries()) {
+      run.checkAbort()
+      took(await run.engineCall(() => native.dpoAccumulate(pairs, run.padId, dpo, run.token)), k)
+    }
   }
   const { gradNorm } = await run.engineCall(() =>
     native.optimizerStep({

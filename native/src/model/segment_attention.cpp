@@ -1,0 +1,93 @@
+// Per-segment attention of a chained training row (model/segment_attention.h): each segment's gathered row runs the
+// same attention call as its micro-batch's own decoder row (its queries, all of its keys, its positions, key flags and
+// skipped keys), and the results go back to the chained row's rows.
+#include "model/segment_attention.h"
+
+#include <string>
+
+#include "dpo/errors.h"
+
+namespace dpo {
+
+SegmentPlan::SegmentPlan(Backend& be, int common, const std::vector<AttentionSegment>& segments) : C_(common) {
+  rows_ = common;
+  for (size_t s = 0; s < segments.size(); s++) {
+    const AttentionSegment& a = segments[s];
+    const int keys = common + a.end - a.begin;
+    if (a.begin != rows_ || a.end <= a.begin || int(a.pos.size()) != keys || int(a.valid.size()) != keys ||
+        (!a.key_skip.empty() && int(a.key_skip.size()) != keys * kKeySkipInts))
+      fail(ErrorCode::Internal, "SegmentPlan: segment " + std::to_string(s) + " does not follow the one before");
+    Seg g;
+    g.keys = keys;
+    g.first_query = s == 0 ? 0 : common;
+    g.queries = keys - g.first_query;
+    std::vector<int> rows(static_cast<size_t>(keys));
+    for (int t = 0; t < keys; t++) rows[size_t(t)] = t < common ? t : a.begin + (t - common);
+    g.rows = DeviceArray<int>::from_host(be, rows);
+    g.pos = DeviceArray<int>::from_host(be, a.pos);
+    g.valid = DeviceArray<uint8_t>::from_host(be, a.valid);
+    if (!a.key_skip.empty()) g.skip = DeviceArray<int>::from_host(be, a.key_skip);
+    g.probs_at = probs_per_head_;
+    probs_per_head_ += size_t(g.queries) * size_t(keys);
+    rows_ = a.end;
+    segs_.push_back(std::move(g));
+  }
+}
+
+void SegmentPlan::forward(Backend& be, const ModelConfig& c, float* att, float* probs, const float* q, const float* k,
+                          const float* v) const {
+  const int QD = c.n_heads * c.head_dim, KVD = c.n_kv_heads * c.head_dim;
+  for (const Seg& g : segs_) {
+    DeviceArray<float> qs(be, size_t(g.queries) * QD), ks(be, size_t(g.keys) * KVD), vs(be, size_t(g.keys) * KVD),
+        out(be, size_t(g.queries) * QD);
+    const int* asking = g.rows.get() + g.first_query;
+    be.gather_rows(qs.get(), q, asking, g.queries, QD);
+    be.gather_rows(ks.get(), k, g.rows.get(), g.keys, KVD);
+    be.gather_rows(vs.get(), v, g.rows.get(), g.keys, KVD);
+    float* pr = probs ? probs + g.probs_at * size_t(c.n_heads) : nullptr;
+    const int* pos = g.pos.get() + g.first_query;
+    if (!g.skip.empty())
+      be.attention_key_skip(out.get(), pr, qs.get(), ks.get(), vs.get(), pos, g.valid.get(),
+                            g.skip.get() + size_t(kKeySkipInts) * g.first_query, 1, g.queries, g.keys, c.n_heads,
+                            c.n_kv_heads, c.head_dim);
+    else
+      be.attention(out.get(), pr, qs.get(), ks.get(), vs.get(), pos, g.valid.get(), 1, g.queries, g.keys, c.n_heads,
+                   c.n_kv_heads, c.head_dim);
+    be.scatter_rows(att, asking, out.get(), g.queries, QD);
+  }
+}
+
+namespace {
+// dst rows `rows` += src (n rows of `width`): gathered, added, scattered back (rows distinct within one call).
+void add_rows(Backend& be, float* dst, const int* rows, const float* src, int n, int width) {
+  DeviceArray<float> t(be, size_t(n) * width);
+  be.gather_rows(t.get(), dst, rows, n, width);
+  be.add(t.get(), t.get(), src, int64_t(n) * width);
+  be.scatter_rows(dst, rows, t.get(), n, width);
+}
+}  // namespace
+
+void SegmentPlan::backward(Backend& be, const ModelConfig& c, float* dq, float* dk, float* dv, const float* datt,
+                           const float* probs, const float* q, const float* k, const float* v) const {
+  const int QD = c.n_heads * c.head_dim, KVD = c.n_kv_heads * c.head_dim;
+  for (const Seg& g : segs_) {
+    const int* asking = g.rows.get() + g.first_query;
+    DeviceArray<float> qs(be, size_t(g.queries) * QD), ks(be, size_t(g.keys) * KVD), vs(be, size_t(g.keys) * KVD),
+        douts(be, size_t(g.queries) * QD);
+    be.gather_rows(qs.get(), q, asking, g.queries, QD);
+    be.gather_rows(ks.get(), k, g.rows.get(), g.keys, KVD);
+    be.gather_rows(vs.get(), v, g.rows.get(), g.keys, KVD);
+    be.gather_rows(douts.get(), datt, asking, g.queries, QD);
+    DeviceArray<float> dqs = DeviceArray<float>::zeros(be, size_t(g.queries) * QD),
+                       dvs = DeviceArray<float>::zeros(be, size_t(g.keys) * KVD), dks;
+    if (dk) dks = DeviceArray<float>::zeros(be, size_t(g.keys) * KVD);
+    be.attention_backward(dqs.get(), dks.get(), dvs.get(), douts.get(), probs + g.probs_at * size_t(c.n_heads),
+                          qs.get(), ks.get(), vs.get(), 1, g.queries, g.keys, c.n_heads, c.n_kv_heads, c.head_dim);
+    // In segment order: a common row's key and value gradients sum the segments' in that order.
+    add_rows(be, dq, asking, dqs.get(), g.queries, QD);
+    if (dk) add_rows(be, dk, g.rows.get(), dks.get(), g.keys, KVD);
+    add_rows(be, dv, g.rows.get(), dvs.get(), g.keys, KVD);
+  }
+}
+
+}  // namespace dpo

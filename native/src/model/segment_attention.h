@@ -1,0 +1,57 @@
+// Attention over a chained training row (docs/performance.md#chained-training-steps): the decoder runs the rows of
+// several micro-batches as one, [C common positions, then one segment per micro-batch row past C]; every row-wise op
+// runs on all rows at once, while attention runs per segment on its gathered row [common rows, segment rows], which
+// is exactly the micro-batch's own decoder row. So every attention output, and with it every hidden state, is the same
+// bits as in the micro-batch's own call; the common rows' key and value gradients are the sum over the segments.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "core/device_array.h"
+#include "dpo/backend.h"
+#include "dpo/model_config.h"
+
+namespace dpo {
+
+// One segment: its rows [begin, end) of the chained row follow the C common rows, and together they are one decoder
+// row of its micro-batch's layout, whose positions, key flags and skipped keys (kKeySkipInts per row) it keeps.
+struct AttentionSegment {
+  int begin = 0, end = 0;
+  std::vector<int> pos;        // (C + end - begin) the gathered row's positions
+  std::vector<uint8_t> valid;  // (C + end - begin)
+  std::vector<int> key_skip;   // (C + end - begin) * kKeySkipInts, or empty: no skipped keys
+};
+
+// The plan of a chained row: the common rows [0, C) and the segments, in order (segment 0 starts at C, each next one
+// where the last ends). Segment 0 also computes the common rows' attention outputs; the others use those rows only
+// as keys.
+class SegmentPlan {
+ public:
+  SegmentPlan(Backend& be, int common, const std::vector<AttentionSegment>& segments);
+
+  int common() const { return C_; }
+  int rows() const { return rows_; }
+  // Floats of attention probabilities one layer keeps for the backward (every segment's, side by side).
+  size_t probs_floats(int n_heads) const { return probs_per_head_ * size_t(n_heads); }
+
+  // att (rows, NH*HD) = attention of q, k, v (rows, ...) per segment; probs (probs_floats) or null.
+  void forward(Backend& be, const ModelConfig& c, float* att, float* probs, const float* q, const float* k,
+               const float* v) const;
+  // Accumulates dq, dk (may be null), dv (rows, ...) given datt and the forward's probs.
+  void backward(Backend& be, const ModelConfig& c, float* dq, float* dk, float* dv, const float* datt,
+                const float* probs, const float* q, const float* k, const float* v) const;
+
+ private:
+  struct Seg {
+    int queries = 0, keys = 0, first_query = 0;  // the gathered row's rows that ask: all (segment 0) or those past C
+    DeviceArray<int> rows;                       // (keys) the chained row's row of each gathered row
+    DeviceArray<int> pos, skip;                  // the gathered row's positions and skipped keys (skip may be empty)
+    DeviceArray<uint8_t> valid;
+    size_t probs_at = 0;  // where its probabilities start in a layer's, per head
+  };
+  int C_ = 0, rows_ = 0;
+  size_t probs_per_head_ = 0;
+  std::vector<Seg> segs_;
+};
+
+}  // namespace dpo
