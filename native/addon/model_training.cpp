@@ -71,11 +71,9 @@ Napi::Value ModelWrap::SetLoraTensors(const Napi::CallbackInfo& info) {
 
 namespace {
 
-// A JS array of {chosen, rejected, refChosen, refRejected}; `what` names it in errors ("pair 3", "micro-batch 1 pair
-// 0").
-std::vector<dpo::DpoPair> to_dpo_pairs(Napi::Env env, const Napi::Value& v, const std::string& what) {
-  if (!v.IsArray()) throw bad_input(env, what + " is not an array of pairs");
-  Napi::Array a = v.As<Napi::Array>();
+// A JS array of {chosen, rejected, refChosen, refRejected}; errors name the pair after `what` ("pair 3",
+// "micro-batch 1 pair 0").
+std::vector<dpo::DpoPair> to_dpo_pairs(Napi::Env env, const Napi::Array& a, const std::string& what) {
   std::vector<dpo::DpoPair> pairs(a.Length());
   for (uint32_t i = 0; i < a.Length(); i++) {
     const std::string pair = what + "pair " + std::to_string(i);
@@ -113,7 +111,7 @@ Napi::Value ModelWrap::DpoAccumulate(const Napi::CallbackInfo& info) {
   auto m = live(env);
   if (info.Length() < 3 || !info[0].IsArray() || !info[1].IsNumber() || !info[2].IsObject())
     throw bad_input(env, "dpoAccumulate(pairs, padId, options) needs pairs, a pad id and options");
-  std::vector<dpo::DpoPair> pairs = to_dpo_pairs(env, info[0], "");
+  std::vector<dpo::DpoPair> pairs = to_dpo_pairs(env, info[0].As<Napi::Array>(), "");
   const dpo::DpoOptions opt = dpo_options(env, info[2].As<Napi::Object>());
   const int32_t pad = info[1].As<Napi::Number>().Int32Value();
   return run_async(
@@ -131,8 +129,11 @@ Napi::Value ModelWrap::DpoAccumulateGroup(const Napi::CallbackInfo& info) {
     throw bad_input(env, "dpoAccumulateGroup(microBatches, padId, options) needs micro-batches, a pad id and options");
   Napi::Array a = info[0].As<Napi::Array>();
   std::vector<std::vector<dpo::DpoPair>> micro(a.Length());
-  for (uint32_t i = 0; i < a.Length(); i++)
-    micro[i] = to_dpo_pairs(env, a.Get(i), "micro-batch " + std::to_string(i) + " ");
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    const std::string mb = "micro-batch " + std::to_string(i);
+    if (!a.Get(i).IsArray()) throw bad_input(env, mb + " is not an array of pairs");
+    micro[i] = to_dpo_pairs(env, a.Get(i).As<Napi::Array>(), mb + " ");
+  }
   const dpo::DpoOptions opt = dpo_options(env, info[2].As<Napi::Object>());
   const int32_t pad = info[1].As<Napi::Number>().Int32Value();
   return run_async(

@@ -77,5 +77,8 @@ describe('dpoAccumulateGroup', () => {
     const bad = [micro[0]!, [{ ...micro[1]![0]!, refRejected: undefined as unknown as number }]]
     // Checked before the call starts, as dpoAccumulate's input is.
     expect(() => m.dpoAccumulateGroup(bad, 0, OPTIONS)).toThrow(/micro-batch 1 pair 0 needs refChosen and refRejected/)
+    expect(() => m.dpoAccumulateGroup([micro[0]!, {} as unknown as DpoPairInput[]], 0, OPTIONS)).toThrow(
+      /micro-batch 1 is not an array of pairs/,
+    )
   })
 })
