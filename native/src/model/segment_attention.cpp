@@ -9,8 +9,7 @@
 
 namespace dpo {
 
-SegmentPlan::SegmentPlan(Backend& be, int common, const std::vector<AttentionSegment>& segments) : C_(common) {
-  rows_ = common;
+SegmentPlan::SegmentPlan(Backend& be, int common, const std::vector<AttentionSegment>& segments) : rows_(common) {
   for (size_t s = 0; s < segments.size(); s++) {
     const AttentionSegment& a = segments[s];
     const int keys = common + a.end - a.begin;
@@ -34,25 +33,33 @@ SegmentPlan::SegmentPlan(Backend& be, int common, const std::vector<AttentionSeg
   }
 }
 
+SegmentPlan::Gathered SegmentPlan::gather(Backend& be, const ModelConfig& c, const Seg& g, const float* q,
+                                          const float* k, const float* v) {
+  const int QD = c.n_heads * c.head_dim, KVD = c.n_kv_heads * c.head_dim;
+  Gathered s{DeviceArray<float>(be, size_t(g.queries) * QD), DeviceArray<float>(be, size_t(g.keys) * KVD),
+             DeviceArray<float>(be, size_t(g.keys) * KVD)};
+  be.gather_rows(s.qs.get(), q, g.rows.get() + g.first_query, g.queries, QD);
+  be.gather_rows(s.ks.get(), k, g.rows.get(), g.keys, KVD);
+  be.gather_rows(s.vs.get(), v, g.rows.get(), g.keys, KVD);
+  return s;
+}
+
 void SegmentPlan::forward(Backend& be, const ModelConfig& c, float* att, float* probs, const float* q, const float* k,
                           const float* v) const {
-  const int QD = c.n_heads * c.head_dim, KVD = c.n_kv_heads * c.head_dim;
+  const int QD = c.n_heads * c.head_dim;
   for (const Seg& g : segs_) {
-    DeviceArray<float> qs(be, size_t(g.queries) * QD), ks(be, size_t(g.keys) * KVD), vs(be, size_t(g.keys) * KVD),
-        out(be, size_t(g.queries) * QD);
+    const Gathered s = gather(be, c, g, q, k, v);
+    DeviceArray<float> out(be, size_t(g.queries) * QD);
     const int* asking = g.rows.get() + g.first_query;
-    be.gather_rows(qs.get(), q, asking, g.queries, QD);
-    be.gather_rows(ks.get(), k, g.rows.get(), g.keys, KVD);
-    be.gather_rows(vs.get(), v, g.rows.get(), g.keys, KVD);
     float* pr = probs ? probs + g.probs_at * size_t(c.n_heads) : nullptr;
     const int* pos = g.pos.get() + g.first_query;
     if (!g.skip.empty())
-      be.attention_key_skip(out.get(), pr, qs.get(), ks.get(), vs.get(), pos, g.valid.get(),
+      be.attention_key_skip(out.get(), pr, s.qs.get(), s.ks.get(), s.vs.get(), pos, g.valid.get(),
                             g.skip.get() + size_t(kKeySkipInts) * g.first_query, 1, g.queries, g.keys, c.n_heads,
                             c.n_kv_heads, c.head_dim);
     else
-      be.attention(out.get(), pr, qs.get(), ks.get(), vs.get(), pos, g.valid.get(), 1, g.queries, g.keys, c.n_heads,
-                   c.n_kv_heads, c.head_dim);
+      be.attention(out.get(), pr, s.qs.get(), s.ks.get(), s.vs.get(), pos, g.valid.get(), 1, g.queries, g.keys,
+                   c.n_heads, c.n_kv_heads, c.head_dim);
     be.scatter_rows(att, asking, out.get(), g.queries, QD);
   }
 }
@@ -72,17 +79,15 @@ void SegmentPlan::backward(Backend& be, const ModelConfig& c, float* dq, float* 
   const int QD = c.n_heads * c.head_dim, KVD = c.n_kv_heads * c.head_dim;
   for (const Seg& g : segs_) {
     const int* asking = g.rows.get() + g.first_query;
-    DeviceArray<float> qs(be, size_t(g.queries) * QD), ks(be, size_t(g.keys) * KVD), vs(be, size_t(g.keys) * KVD),
-        douts(be, size_t(g.queries) * QD);
-    be.gather_rows(qs.get(), q, asking, g.queries, QD);
-    be.gather_rows(ks.get(), k, g.rows.get(), g.keys, KVD);
-    be.gather_rows(vs.get(), v, g.rows.get(), g.keys, KVD);
+    const Gathered s = gather(be, c, g, q, k, v);
+    DeviceArray<float> douts(be, size_t(g.queries) * QD);
     be.gather_rows(douts.get(), datt, asking, g.queries, QD);
     DeviceArray<float> dqs = DeviceArray<float>::zeros(be, size_t(g.queries) * QD),
                        dvs = DeviceArray<float>::zeros(be, size_t(g.keys) * KVD), dks;
     if (dk) dks = DeviceArray<float>::zeros(be, size_t(g.keys) * KVD);
     be.attention_backward(dqs.get(), dks.get(), dvs.get(), douts.get(), probs + g.probs_at * size_t(c.n_heads),
-                          qs.get(), ks.get(), vs.get(), 1, g.queries, g.keys, c.n_heads, c.n_kv_heads, c.head_dim);
+                          s.qs.get(), s.ks.get(), s.vs.get(), 1, g.queries, g.keys, c.n_heads, c.n_kv_heads,
+                          c.head_dim);
     // In segment order: a common row's key and value gradients sum the segments' in that order.
     add_rows(be, dq, asking, dqs.get(), g.queries, QD);
     if (dk) add_rows(be, dk, g.rows.get(), dks.get(), g.keys, KVD);

@@ -29,7 +29,6 @@ class SegmentPlan {
  public:
   SegmentPlan(Backend& be, int common, const std::vector<AttentionSegment>& segments);
 
-  int common() const { return C_; }
   int rows() const { return rows_; }
   // Floats of attention probabilities one layer keeps for the backward (every segment's, side by side).
   size_t probs_floats(int n_heads) const { return probs_per_head_ * size_t(n_heads); }
@@ -49,7 +48,14 @@ class SegmentPlan {
     DeviceArray<uint8_t> valid;
     size_t probs_at = 0;  // where its probabilities start in a layer's, per head
   };
-  int C_ = 0, rows_ = 0;
+  // A segment's gathered queries (qs) and all of its keys and values (ks, vs), from the chained row's q, k, v.
+  struct Gathered {
+    DeviceArray<float> qs, ks, vs;
+  };
+  static Gathered gather(Backend& be, const ModelConfig& c, const Seg& g, const float* q, const float* k,
+                         const float* v);
+
+  int rows_ = 0;
   size_t probs_per_head_ = 0;
   std::vector<Seg> segs_;
 };

@@ -137,17 +137,18 @@ int64_t chain_positions(const std::vector<Segment>& segs, const std::vector<int>
 }
 
 ScoringLayout chain_layout(ScoringLayout L, const PaddedBatch& pb, const std::vector<const ScoredSequence*>& seqs,
-                           const std::vector<Segment>& segs, const std::vector<int>& len, int C, int pad_id) {
+                           const std::vector<Segment>& segs, const std::vector<int>& len, int C) {
   const int T = pb.T;
   const int chain = int(chain_positions(segs, len, C));
   PaddedBatch& r = L.rows;
   r.B = 1;
   r.T = chain;
   const size_t n = size_t(chain);
-  r.ids.assign(n, pad_id);
-  r.pos.assign(n, 0);
+  // Every row is some sequence's position (place() below): no padding to fill.
+  r.ids.resize(n);
+  r.pos.resize(n);
   r.valid.assign(n, 1);
-  L.key_skip.assign(size_t(kKeySkipInts) * n, 0);
+  L.key_skip.resize(size_t(kKeySkipInts) * n);
   auto place = [&](int row, int s, int t, int skip0, int skip1, int skip2, int skip3) {
     const size_t from = size_t(s) * T + t;
     r.ids[size_t(row)] = pb.ids[from];
@@ -202,7 +203,7 @@ ScoringLayout make_scoring_layout(const std::vector<const ScoredSequence*>& seqs
     const std::vector<Segment> segs = chain_segments(pairs, prefix, N);
     const int C = common_prefix(seqs, segs, len);
     if (chain_positions(segs, len, C) < int64_t(N) * T) {  // worth it whenever it computes fewer positions
-      L = chain_layout(std::move(L), pb, seqs, segs, len, C, pad_id);
+      L = chain_layout(std::move(L), pb, seqs, segs, len, C);
       add_entries(L, pb);
       return L;
     }

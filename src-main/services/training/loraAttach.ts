@@ -9,6 +9,14 @@ import { baseModelName, loadAdapter, type AdapterSettings, type LoadedAdapter } 
 import type { Checkpoint } from './checkpoint'
 import type { RunEvents } from '../../../src-shared/run/runTypes'
 
+/**
+ * The dropout the engine applies to the LoRA input while training: TRL's disable_dropout sets every nn.Dropout.p = 0,
+ * LoRA's included (docs/reference/lora.md#dropout).
+ */
+export function trainingLoraDropout(params: Pick<TrainParams, 'disableDropout' | 'loraDropout'>): number {
+  return params.disableDropout ? 0 : params.loraDropout
+}
+
 /** Attaches the LoRA the run trains (fresh, or from `initAdapter`) and returns what adapter_config.json will record. */
 export function attachAdapter(
   session: ModelSession,
@@ -17,8 +25,7 @@ export function attachAdapter(
   ev: RunEvents,
 ): AdapterSettings {
   const native = session.native
-  // TRL's disable_dropout sets every nn.Dropout.p = 0, LoRA's included (docs/reference/lora.md#dropout).
-  const dropout = params.disableDropout ? 0 : params.loraDropout
+  const dropout = trainingLoraDropout(params)
   const baseModel = baseModelName(session.dir)
   if (!initAdapter) {
     const settings: AdapterSettings = {
@@ -67,7 +74,7 @@ export function restoreCheckpoint(session: ModelSession, c: Checkpoint, params: 
       targets: a.targets,
       r: a.r,
       alpha: a.alpha,
-      dropout: params.disableDropout ? 0 : params.loraDropout,
+      dropout: trainingLoraDropout(params),
       seed: params.seed,
     })
     session.native.setLoraTensors(c.lora)

@@ -5,6 +5,7 @@
 import { join } from 'node:path'
 import type { DpoPairInput, DpoPairMetrics } from '../../../addon/addonTypes'
 import { StudioError } from '../../errors'
+import { trainingLoraDropout } from '../loraAttach'
 import { appendLine, METRICS_FILE, STEPS_FILE } from '../runFiles'
 import type { PlannedStep } from '../schedule'
 import { mean, metricsRow, microMetrics, trainProgress, type MicroMetrics } from '../stepMetrics'
@@ -20,8 +21,7 @@ const ADAM = { beta1: 0.9, beta2: 0.999, eps: 1e-8 } as const
  * are drawn per decoder row). Otherwise one call per micro-batch, with a cancel check and a progress event after each.
  */
 export function chainsStep(run: Pick<TrainRun, 'session' | 'params'>, planned: PlannedStep): boolean {
-  const dropout = run.params.disableDropout ? 0 : run.params.loraDropout
-  return planned.microBatches.length > 1 && dropout === 0 && run.session.info.chainedScoring
+  return planned.microBatches.length > 1 && trainingLoraDropout(run.params) === 0 && run.session.info.chainedScoring
 }
 
 /** Runs `planned` (forward, backward, update) and returns its metrics row; state then counts it as finished. */
