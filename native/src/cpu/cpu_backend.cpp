@@ -8,6 +8,7 @@
 #include <unordered_map>
 
 #include "cpu/alloc_stats.h"
+#include "cpu/block_cache.h"
 #include "cpu/ops.h"
 #include "cpu/thread_pool.h"
 #include "dpo/errors.h"
@@ -22,25 +23,39 @@ class CpuBackend final : public Backend {
   std::string describe() const override { return "cpu (" + std::to_string(cpu_thread_count()) + " threads)"; }
 
   void* alloc(size_t bytes) override {
-    void* p = std::malloc(bytes ? bytes : 1);
+    const size_t capacity = cache_.capacity_for(bytes);
+    void* p = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      p = cache_.take(bytes);
+    }
+    if (!p) p = std::malloc(capacity ? capacity : 1);
+    if (!p) {  // the cached blocks first, before calling it out of memory
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        cache_.release_all();
+      }
+      p = std::malloc(capacity ? capacity : 1);
+    }
     if (!p)
       fail(ErrorCode::Oom,
            "out of memory allocating " + std::to_string(bytes >> 20) + " MiB on the CPU: use a smaller model or batch");
     {
       std::lock_guard<std::mutex> lock(mu_);
-      sizes_[p] = bytes;
+      sizes_[p] = Block{bytes, capacity};
     }
     stats_.add(bytes);
     return p;
   }
   void free(void* p) override {
     if (!p) return;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      auto it = sizes_.find(p);
-      if (it != sizes_.end()) stats_.remove(it->second), sizes_.erase(it);
-    }
-    std::free(p);
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = sizes_.find(p);
+    if (it == sizes_.end()) return std::free(p);
+    stats_.remove(it->second.bytes);
+    const size_t capacity = it->second.capacity;
+    sizes_.erase(it);
+    if (!cache_.keep(p, capacity)) std::free(p);
   }
   // Mirrors of host data may alias it here (shares_host_memory), so a copy onto itself is a no-op, not UB.
   void upload(void* dst, const void* src, size_t bytes) override { copy(dst, src, bytes); }
@@ -120,12 +135,8 @@ class CpuBackend final : public Backend {
     cpu::logsoftmax_gather_backward(dlogits, dlogp, logits, lse, target, M, V);
   }
 
-  void copy(void* dst, const void* src, size_t bytes) override {
-    if (bytes && dst != src) std::memmove(dst, src, bytes);
-  }
-  void fill_zero(void* dst, size_t bytes) override {
-    if (bytes) std::memset(dst, 0, bytes);
-  }
+  void copy(void* dst, const void* src, size_t bytes) override { cpu::copy_bytes(dst, src, bytes); }
+  void fill_zero(void* dst, size_t bytes) override { cpu::zero_bytes(dst, bytes); }
   void scatter_rows(float* dst, const int* rows, const float* src, int M, int width) override {
     cpu::scatter_rows(dst, rows, src, M, width);
   }
@@ -164,8 +175,14 @@ class CpuBackend final : public Backend {
   }
 
  private:
+  // What alloc() was asked for (stats) and what it allocated (the block's size class when it may be cached).
+  struct Block {
+    size_t bytes, capacity;
+  };
   std::mutex mu_;
-  std::unordered_map<void*, size_t> sizes_;
+  std::unordered_map<void*, Block> sizes_;
+  // Blocks of 16 MiB and more, above what malloc keeps in its heap; at most 256 MiB of them idle.
+  BlockCache cache_{size_t(16) << 20, size_t(256) << 20};
   AllocStats stats_;
 };
 

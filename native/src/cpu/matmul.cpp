@@ -28,7 +28,9 @@ void forward(float* out /*(M,N)*/, const float* x /*(M,K)*/, const W* w /*(N,K)*
   if (copy_x) {
     thread_local std::vector<float> xc_buf;
     float* xc = scratch(xc_buf, size_t(M * ldx));
-    for (int64_t m = 0; m < M; m++) std::copy(x + m * K, x + (m + 1) * K, xc + m * ldx);
+    parallel_for(M, grain_for(double(K), 32768.0), [&](int64_t m0, int64_t m1) {
+      for (int64_t m = m0; m < m1; m++) std::copy(x + m * K, x + (m + 1) * K, xc + m * ldx);
+    });
     x = xc;
   }
   // Blocks: ~256 KB of w per task so it stays in L2 while every x row of the block streams past it.

@@ -88,6 +88,9 @@ void argmax_rows(int* out, const float* x, int M, int V);
 void scatter_rows(float* dst, const int* rows, const float* src, int M, int width);
 // dst row r = src row rows[r].
 void gather_rows(float* dst, const float* src, const int* rows, int M, int width);
+// memmove(dst, src, bytes) and memset(dst, 0, bytes), split over the pool when large and (copy) not overlapping.
+void copy_bytes(void* dst, const void* src, size_t bytes);
+void zero_bytes(void* dst, size_t bytes);
 // y += a*x with the product rounded before the add (PEFT's result + lora_out * scaling).
 void axpy(float* y, const float* x, float a, int64_t n);
 // out = a*x (out may alias x).

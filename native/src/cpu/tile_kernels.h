@@ -262,9 +262,16 @@ inline int64_t backward_row_block(int64_t I) {
 // Only the split depends on it: every element is the same sequential sum over j.
 // `align` (a multiple of kAxpyCols): blocks a multiple of it, as the NF4 input gradient asks for whole NF4
 // blocks of 64 columns.
+// The task count is made a multiple of the threads where a few more column blocks allow it: a training step's
+// input gradients at L = 768 were 3 x 3 = 9 equal tasks, which 2 threads ran as 5 + 4, one of them idle for a ninth
+// of the product (now 3 x 4 blocks of 192).
 inline int64_t backward_column_block(int64_t L, int64_t row_blocks, int threads, int64_t align = kAxpyCols) {
-  const int64_t want = std::max(ceil_div(L, 256), ceil_div(2 * int64_t(std::max(threads, 1)), row_blocks));
-  return std::max<int64_t>(align, round_up(ceil_div(L, want), align));
+  const int64_t t = std::max(threads, 1);
+  const int64_t want = std::max(ceil_div(L, 256), ceil_div(2 * t, row_blocks));
+  auto block = [&](int64_t blocks) { return std::max<int64_t>(align, round_up(ceil_div(L, blocks), align)); };
+  for (int64_t blocks = want; blocks < want + t; blocks++)
+    if (ceil_div(L, block(blocks)) * row_blocks % t == 0) return block(blocks);
+  return block(want);
 }
 
 // dst[0, n) = b[0, n) as fp32 (bf16 widened exactly).

@@ -1,7 +1,11 @@
-// The small steps the model takes between the big ops (row moves, LoRA's scaled add, dropout, the
-// embedding gradient, decode attention), as backend ops so that activations can live in GPU memory. On the CPU they
-// are plain loops; their value is that the CUDA backend must reproduce exactly these semantics.
+// The small steps the model takes between the big ops (row moves, LoRA's scaled add, dropout, plain copies and
+// fills, the embedding gradient, decode attention), as backend ops so that activations can live in GPU memory. On
+// the CPU they are elementwise loops, split over the pool once they are large: a training step zero-fills and
+// copies a few hundred MB of gradient scratch, which on one thread left the other core idle for ~5% of the step
+// (docs/performance.md#the-steps-between-the-matmuls). The split never changes an element.
+#include <algorithm>
 #include <cstring>
+#include <functional>
 #include <string>
 
 #include "core/fp_strict.h"
@@ -11,31 +15,73 @@
 
 namespace dpo::cpu {
 
+namespace {
+// Elements per task: ~128 KiB of floats, so a small op stays on the calling thread (waking the pool costs more).
+constexpr int64_t kElementGrain = 32768;
+// Bytes per task of a copy or fill.
+constexpr int64_t kByteGrain = 4 * kElementGrain;
+
+// Rows per task for rows of `width` floats.
+int64_t row_grain(int width) { return std::max<int64_t>(1, kElementGrain / std::max(width, 1)); }
+}  // namespace
+
 void scatter_rows(float* dst, const int* rows, const float* src, int M, int width) {
-  for (int r = 0; r < M; r++)
-    std::memcpy(dst + int64_t(rows[r]) * width, src + int64_t(r) * width, sizeof(float) * size_t(width));
+  // Rows in ascending order are distinct, so tasks write disjoint rows; otherwise one pass in order (the last write to
+  // a repeated row wins, as it always has).
+  const bool ascending = std::is_sorted(rows, rows + M, std::less_equal<int>());
+  parallel_for(M, ascending ? row_grain(width) : int64_t(M), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++)
+      std::memcpy(dst + int64_t(rows[r]) * width, src + r * width, sizeof(float) * size_t(width));
+  });
 }
 
 void gather_rows(float* dst, const float* src, const int* rows, int M, int width) {
-  for (int r = 0; r < M; r++)
-    std::memcpy(dst + int64_t(r) * width, src + int64_t(rows[r]) * width, sizeof(float) * size_t(width));
+  parallel_for(M, row_grain(width), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++)
+      std::memcpy(dst + r * width, src + int64_t(rows[r]) * width, sizeof(float) * size_t(width));
+  });
+}
+
+void copy_bytes(void* dst, const void* src, size_t bytes) {
+  if (!bytes || dst == src) return;
+  char* d = static_cast<char*>(dst);
+  const char* s = static_cast<const char*>(src);
+  if (d < s + bytes && s < d + bytes) {  // overlapping ranges: one memmove, whose order handles the overlap
+    std::memmove(d, s, bytes);
+    return;
+  }
+  parallel_for(int64_t(bytes), kByteGrain,
+               [&](int64_t b0, int64_t b1) { std::memcpy(d + b0, s + b0, size_t(b1 - b0)); });
+}
+
+void zero_bytes(void* dst, size_t bytes) {
+  char* d = static_cast<char*>(dst);
+  parallel_for(int64_t(bytes), kByteGrain, [&](int64_t b0, int64_t b1) { std::memset(d + b0, 0, size_t(b1 - b0)); });
 }
 
 void axpy(float* y, const float* x, float a, int64_t n) {
-  for (int64_t i = 0; i < n; i++) y[i] += mul_rn(x[i], a);
+  parallel_for(n, kElementGrain, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; i++) y[i] += mul_rn(x[i], a);
+  });
 }
 
 void scale(float* out, const float* x, float a, int64_t n) {
-  for (int64_t i = 0; i < n; i++) out[i] = mul_rn(x[i], a);
+  parallel_for(n, kElementGrain, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; i++) out[i] = mul_rn(x[i], a);
+  });
 }
 
 void dropout_forward(float* out, const float* x, const uint8_t* kept, float keep_scale, int64_t n) {
-  for (int64_t i = 0; i < n; i++) out[i] = kept[i] ? mul_rn(x[i], keep_scale) : 0.0f;
+  parallel_for(n, kElementGrain, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; i++) out[i] = kept[i] ? mul_rn(x[i], keep_scale) : 0.0f;
+  });
 }
 
 void dropout_backward(float* dx, const float* dout, const uint8_t* kept, float keep_scale, int64_t n) {
-  for (int64_t i = 0; i < n; i++)
-    if (kept[i]) dx[i] += mul_rn(dout[i], keep_scale);
+  parallel_for(n, kElementGrain, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; i++)
+      if (kept[i]) dx[i] += mul_rn(dout[i], keep_scale);
+  });
 }
 
 void embedding_backward(float* dtable, const float* dout, const int* ids, int M, int C) {

@@ -1,15 +1,18 @@
 // Cases of the memory calls of Backend (kind, describe, alloc, free, upload, download, synchronize, bytes_in_use,
 // peak_bytes, reset_peak, shares_host_memory) on every backend: round trips bit for bit, E_OOM with advice for an
 // impossible allocation (never an abort), foreign pointers refused where the backend can tell, and the accounting
-// (exact bytes on the host backends, the caching allocator's rounded sizes and block reuse on the GPU, NF4 weights
+// (exact bytes on the host backends, the CPU's reuse of large blocks, the caching allocator's rounded sizes and
+// block reuse on the GPU, NF4 weights
 // uploaded at first use counted as resident). The CUDA allocator's rounding is checked without a GPU.
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "backend_ops/registry.h"
+#include "cpu/block_cache.h"
 #include "dpo/errors.h"
 #include "op_checks.h"
 #include "quant/nf4.h"
@@ -68,6 +71,52 @@ OP_CASE(alloc) {
     CHECK_THROWS_CODE(t.be->alloc(size_t(1) << 50), ErrorCode::Oom, t.is_cuda() ? "--backend cpu" : "out of memory");
     void* r = t.be->alloc(64);
     t.be->free(r);
+  }
+  for (const Target& t : ctx.hosts()) {
+    if (t.name != "cpu") continue;
+    // The CPU backend keeps freed blocks of 16 MiB and more (cpu/block_cache.h): a request of the same size class
+    // (within 1/8 above it) gets the block back, still counted at the bytes asked for; a request of another class or
+    // a smaller block does not.
+    Backend& cpu = *t.be;
+    const uint64_t base = cpu.bytes_in_use();
+    const size_t big = size_t(20) << 20;
+    void* p = cpu.alloc(big);
+    std::memset(p, 1, big);  // the whole size-class block is usable up to what was asked
+    cpu.free(p);
+    void* q = cpu.alloc(big - 100000);
+    CHECK(q == p);
+    CHECK(cpu.bytes_in_use() == base + big - 100000);
+    void* r = cpu.alloc(size_t(40) << 20);  // another class: a block of its own
+    CHECK(r != q);
+    cpu.free(q);
+    cpu.free(r);
+    CHECK(cpu.bytes_in_use() == base);
+    void* s = cpu.alloc(size_t(1) << 20);  // below the cached sizes: malloc's
+    cpu.free(s);
+    CHECK(cpu.bytes_in_use() == base);
+  }
+  {
+    // The size classes and the cap, on a cache of its own.
+    BlockCache cache(size_t(16) << 20, size_t(64) << 20);
+    CHECK(cache.capacity_for(1000) == 1000);
+    CHECK(cache.capacity_for(size_t(16) << 20) == size_t(16) << 20);
+    CHECK(cache.capacity_for((size_t(16) << 20) + 1) == size_t(18) << 20);
+    CHECK(cache.capacity_for(size_t(31) << 20) == size_t(32) << 20);
+    CHECK(cache.capacity_for(size_t(66) << 20) == size_t(72) << 20);
+    void* a = std::malloc(size_t(32) << 20);
+    void* b = std::malloc(size_t(40) << 20);
+    CHECK(cache.keep(a, size_t(32) << 20));
+    CHECK(!cache.keep(b, size_t(40) << 20));  // 72 MiB would pass the 64 MiB cap: the caller frees it
+    std::free(b);
+    CHECK(!cache.keep(&cache, 1000));  // too small to cache
+    CHECK(cache.cached_bytes() == size_t(32) << 20);
+    CHECK(cache.take(size_t(29) << 20) == nullptr);  // class 30 MiB
+    CHECK(cache.take(size_t(31) << 20) == a);
+    CHECK(cache.cached_bytes() == 0);
+    CHECK(cache.take(size_t(31) << 20) == nullptr);
+    CHECK(cache.keep(a, size_t(32) << 20));
+    cache.release_all();  // frees a
+    CHECK(cache.cached_bytes() == 0);
   }
 #ifdef DPO_WITH_CUDA
   using cuda::CachingAllocator;
@@ -189,7 +238,7 @@ OP_CASE(bytes_in_use) {
   g->free(p);
   CHECK(g->bytes_in_use() == base);
   void* p2 = g->alloc(1000);
-  CHECK(p2 == p);            // the cached block is handed out again
+  CHECK(p2 == p);  // the cached block is handed out again
   void* p3 = g->alloc(600);  // same 1024 B bucket, but p2 is taken: a new block
   CHECK(p3 != p2);
   const size_t big = (size_t(3) << 20) + 1;
@@ -200,7 +249,7 @@ OP_CASE(bytes_in_use) {
   g->free(p2), g->free(p3), g->free(p4);
   CHECK(g->bytes_in_use() == base);
   CHECK(g->peak_bytes() == top);  // the peak stays until reset
-  void* p5 = g->alloc(600);       // either cached 1024 B block
+  void* p5 = g->alloc(600);  // either cached 1024 B block
   CHECK(p5 == p2 || p5 == p3);
   g->free(p5);
   g->reset_peak();

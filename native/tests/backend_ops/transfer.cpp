@@ -104,14 +104,17 @@ OP_CASE(scatter_rows) {
     int M, width, R;
   };  // R rows in the big buffer
   for (const Target& t : ctx.all())
-    for (const Shape sh : {Shape{1, 1, 1}, Shape{5, 37, 9}, Shape{16, 1024, 40}, Shape{300, 65, 301}}) {
+    for (const Shape sh :
+         {Shape{1, 1, 1}, Shape{5, 37, 9}, Shape{16, 1024, 40}, Shape{300, 65, 301}, Shape{3000, 64, 3500}}) {
       const int M = sh.M, W = sh.width, R = sh.R;
       const auto src = randn(size_t(M) * W, 1.0f, 100u + W);
       const auto big = randn(size_t(R) * W, 1.0f, 101u + W);
       vector<int> perm(static_cast<size_t>(R));
       std::iota(perm.begin(), perm.end(), 0);
       std::shuffle(perm.begin(), perm.end(), std::mt19937(7u + R));
-      const vector<int> to(perm.begin(), perm.begin() + M);
+      vector<int> to(perm.begin(), perm.begin() + M);
+      // Ascending rows (a segment's rows; the CPU splits those over its threads), the others in random order.
+      if (M >= 3000) std::sort(to.begin(), to.end());
       vector<float> want(big);
       for (int r = 0; r < M; r++) std::copy_n(&src[size_t(r) * W], W, &want[size_t(to[size_t(r)]) * W]);
       Arena a(*t.be);
@@ -139,7 +142,8 @@ OP_CASE(gather_rows) {
     int M, width, R;
   };
   for (const Target& t : ctx.all())
-    for (const Shape sh : {Shape{1, 1, 1}, Shape{5, 37, 9}, Shape{16, 1024, 40}, Shape{300, 65, 301}}) {
+    for (const Shape sh :
+         {Shape{1, 1, 1}, Shape{5, 37, 9}, Shape{16, 1024, 40}, Shape{300, 65, 301}, Shape{3000, 64, 3500}}) {
       const int M = sh.M, W = sh.width, R = sh.R;
       const auto big = randn(size_t(R) * W, 1.0f, 101u + W);
       const auto from = randi(size_t(M), 0, R - 1, 9u + M);
