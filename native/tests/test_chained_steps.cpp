@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <memory>
 #include <vector>
 
 #include "check.h"
@@ -13,6 +14,7 @@
 #include "dpo/errors.h"
 #include "family_model.h"
 #include "lora_grad_checks.h"
+#include "model/segment_attention.h"
 #include "random_lora_b.h"
 #include "scored_pairs.h"
 #include "tiny_model.h"
@@ -152,6 +154,30 @@ TEST_CASE(chain_plan_shares_the_common_start_within_the_budget) {
   const std::vector<const dpo::ScoringLayout*> gap = {p[0], p[1], nullptr, p[2], p[3]};
   const std::vector<std::vector<size_t>> split = {{0, 1}, {2}, {3, 4}};
   CHECK(dpo::plan_chains(gap, c, ~uint64_t(0)) == split);
+}
+
+// A segment's rows may lie anywhere past the common rows (a chained step puts padding last), but together the
+// segments must cover those rows once each.
+TEST_CASE(segment_plan_takes_rows_anywhere_past_the_common_ones_once) {
+  const std::unique_ptr<dpo::Backend> be = dpo::make_cpu_backend();
+  auto segment = [](std::vector<int> rows) {
+    dpo::AttentionSegment a;
+    const size_t keys = 2 + rows.size();
+    a.rows = std::move(rows);
+    a.pos.resize(keys);
+    for (size_t t = 0; t < keys; t++) a.pos[t] = int(t);
+    a.valid.assign(keys, 1);
+    return a;
+  };
+  const dpo::SegmentPlan plan(*be, 2, {segment({2, 3, 6}), segment({4, 5, 7})});
+  CHECK(plan.rows() == 8);
+  CHECK(plan.probs_floats(1) == size_t(5 * 5 + 3 * 5));  // segment 0 asks for all its rows, segment 1 past the common
+  CHECK_THROWS_CODE(dpo::SegmentPlan(*be, 2, {segment({2, 3}), segment({3, 4})}), dpo::ErrorCode::Internal,
+                    "segment 1 does not cover rows of its own");
+  CHECK_THROWS_CODE(dpo::SegmentPlan(*be, 2, {segment({1, 2})}), dpo::ErrorCode::Internal,
+                    "segment 0 does not cover rows of its own");
+  CHECK_THROWS_CODE(dpo::SegmentPlan(*be, 2, {segment({2, 4})}), dpo::ErrorCode::Internal,
+                    "segment 0 does not cover rows of its own");
 }
 
 TEST_CASE(a_bad_pair_is_named_by_its_micro_batch) {

@@ -123,28 +123,29 @@ void block_forward(float* x, const ModelConfig& c, const DeviceLayer& L, Backend
 // first block of adapter-only training, where nothing below takes a gradient): then dx is left as the gradient after
 // the MLP and the input gradients of q, k, v (and k's whole chain when k has no adapter) are not formed.
 // LoRA gradients accumulate.
+// R <= B * T: the rows the row-wise ops run on (TrainActs::backward_rows); the others keep a zero gradient.
 void block_backward(float* dx, const ModelConfig& c, const DeviceLayer& L, Backend& be, BlockActs& a, const int* pos,
-                    int B, int T, int layer, LoraAdapter* lora, LayerGrads* full, const RopeTable& rope,
+                    int B, int T, int R, int layer, LoraAdapter* lora, LayerGrads* full, const RopeTable& rope,
                     bool want_input_grad, const SegmentPlan* segments) {
   const int M = B * T, C = c.hidden, F = c.intermediate;
   const int QD = c.n_heads * c.head_dim, KVD = c.n_kv_heads * c.head_dim;
   const float p = lora ? lora->config.dropout : 0.0f;
   auto zeros = [&be](int64_t n) { return DeviceArray<float>::zeros(be, size_t(n)); };
   auto lin_back = [&](int kind, float* din, const float* dy, const float* in) {
-    linear_backward(be, din, dy, in, M, L.lin[size_t(kind)], lora ? lora->at(layer, kind) : nullptr, p,
+    linear_backward(be, din, dy, in, R, L.lin[size_t(kind)], lora ? lora->at(layer, kind) : nullptr, p,
                     a.lora[size_t(kind)], full ? &full->lin[size_t(kind)] : nullptr);
   };
   // MLP: x_out = x_mid + down(silu(gate(xn2)) * up(xn2))
   {
-    DeviceArray<float> dact = zeros(int64_t(M) * F), dgate = zeros(int64_t(M) * F), dup = zeros(int64_t(M) * F);
+    DeviceArray<float> dact = zeros(int64_t(R) * F), dgate = zeros(int64_t(R) * F), dup = zeros(int64_t(R) * F);
     lin_back(kDown, dact.get(), dx, a.act.get());
-    be.swiglu_backward(dgate.get(), dup.get(), dact.get(), a.gate.get(), a.up.get(), M, F);
+    be.swiglu_backward(dgate.get(), dup.get(), dact.get(), a.gate.get(), a.up.get(), R, F);
     dact = DeviceArray<float>();  // GPU memory is the limit at 7B: free each scratch as soon as it is spent
-    DeviceArray<float> dxn = zeros(int64_t(M) * C);
+    DeviceArray<float> dxn = zeros(int64_t(R) * C);
     lin_back(kGate, dxn.get(), dgate.get(), a.xn2.get());
     lin_back(kUp, dxn.get(), dup.get(), a.xn2.get());
     be.rmsnorm_backward(dx, full ? full->post_norm.get() : nullptr, dxn.get(), a.x_mid.get(), L.post_norm.get(),
-                        a.rstd2.get(), M, C);
+                        a.rstd2.get(), R, C);
   }
   // Attention: x_mid = x_in + o(attn(rope(q(xn1)), rope(k(xn1)), v(xn1)))
   const bool want_dk = want_input_grad || (lora && lora->at(layer, kK));
@@ -156,29 +157,29 @@ void block_backward(float* dx, const ModelConfig& c, const DeviceLayer& L, Backe
   else
     be.attention_backward(dq.get(), dk.get(), dv.get(), datt.get(), a.probs.get(), a.q.get(), a.k.get(), a.v.get(), B,
                           T, T, c.n_heads, c.n_kv_heads, c.head_dim);
-  be.rope_backward(dq.get(), pos, M, c.n_heads, c.head_dim, rope);
-  if (want_dk) be.rope_backward(dk.get(), pos, M, c.n_kv_heads, c.head_dim, rope);
+  be.rope_backward(dq.get(), pos, R, c.n_heads, c.head_dim, rope);
+  if (want_dk) be.rope_backward(dk.get(), pos, R, c.n_kv_heads, c.head_dim, rope);
   if (c.qk_norm) {
     // Through the per-head norms: dq, dk become the gradients of the raw projections.
-    DeviceArray<float> dq_raw = zeros(int64_t(M) * QD);
+    DeviceArray<float> dq_raw = zeros(int64_t(R) * QD);
     be.rmsnorm_backward(dq_raw.get(), full ? full->q_norm.get() : nullptr, dq.get(), a.q_raw.get(), L.q_norm.get(),
-                        a.rstd_q.get(), M * c.n_heads, c.head_dim);
+                        a.rstd_q.get(), R * c.n_heads, c.head_dim);
     dq = std::move(dq_raw);
     if (want_dk) {
-      DeviceArray<float> dk_raw = zeros(int64_t(M) * KVD);
+      DeviceArray<float> dk_raw = zeros(int64_t(R) * KVD);
       be.rmsnorm_backward(dk_raw.get(), full ? full->k_norm.get() : nullptr, dk.get(), a.k_raw.get(), L.k_norm.get(),
-                          a.rstd_k.get(), M * c.n_kv_heads, c.head_dim);
+                          a.rstd_k.get(), R * c.n_kv_heads, c.head_dim);
       dk = std::move(dk_raw);
     }
   }
   DeviceArray<float> dxn;
-  if (want_input_grad) dxn = zeros(int64_t(M) * C);
+  if (want_input_grad) dxn = zeros(int64_t(R) * C);
   lin_back(kQ, dxn.get(), dq.get(), a.xn1.get());
   if (want_dk) lin_back(kK, dxn.get(), dk.get(), a.xn1.get());
   lin_back(kV, dxn.get(), dv.get(), a.xn1.get());
   if (want_input_grad)
     be.rmsnorm_backward(dx, full ? full->input_norm.get() : nullptr, dxn.get(), a.x_in.get(), L.input_norm.get(),
-                        a.rstd1.get(), M, C);
+                        a.rstd1.get(), R, C);
 }
 
 template <typename T>
@@ -391,10 +392,13 @@ void decoder_backward(const float* dhidden, TrainActs& acts, const DeviceWeights
                       FullGrads* full) {
   const ModelConfig& c = w.config();
   const int M = acts.B * acts.T;
+  if (acts.backward_rows < 0 || acts.backward_rows > M || (acts.backward_rows > 0 && !acts.segments))
+    fail(ErrorCode::Internal, "decoder_backward: backward_rows is for a chained row, within its rows");
+  const int R = acts.backward_rows > 0 ? acts.backward_rows : M;
   const size_t MC = size_t(M) * c.hidden;
   DeviceArray<float> dx = DeviceArray<float>::zeros(be, MC);
   be.rmsnorm_backward(dx.get(), full ? full->final_norm.get() : nullptr, dhidden, acts.x_final.get(),
-                      w.final_norm.get(), acts.rstd_final.get(), M, c.hidden);
+                      w.final_norm.get(), acts.rstd_final.get(), R, c.hidden);
   BlockActs scratch;
   DeviceArray<float> x;
   for (int l = c.n_layers - 1; l >= 0; l--) {
@@ -417,7 +421,7 @@ void decoder_backward(const float* dhidden, TrainActs& acts, const DeviceWeights
     // The gradient w.r.t. the block input = residual path (dx unchanged) + what block_backward adds.
     // Adapter-only training wants no gradient below the first block (the embedding is frozen).
     const bool want_input_grad = l > 0 || full;
-    block_backward(dx.get(), c, w.layers[size_t(l)], be, *a, acts.pos.get(), acts.B, acts.T, l, lora,
+    block_backward(dx.get(), c, w.layers[size_t(l)], be, *a, acts.pos.get(), acts.B, acts.T, R, l, lora,
                    full ? &full->layers[size_t(l)] : nullptr, acts.rope, want_input_grad, acts.segments);
     kept = BlockActs();  // spent: release its memory before the next layer's
   }

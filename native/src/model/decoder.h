@@ -91,7 +91,11 @@ struct TrainActs {
   DeviceArray<uint8_t> valid;        // (B*T)
   DeviceArray<int> key_skip;         // (B*T*kKeySkipInts) or empty: the keys each row does not see (decoder_forward)
   const SegmentPlan* segments = nullptr;  // a chained row's per-segment attention (B = 1), or null
-  std::vector<BlockActs> blocks;     // one per layer (only x_in and the LoRA masks when recomputing)
+  // With segments: the backward runs its row-wise ops (products, norms, SwiGLU, RoPE, LoRA) on rows
+  // [0, backward_rows) only, 0 meaning all. The caller guarantees that the rows past it get no gradient: never scored
+  // and never attended by an earlier row (a chained step's padding, which no row sees as a key).
+  int backward_rows = 0;
+  std::vector<BlockActs> blocks;  // one per layer (only x_in and the LoRA masks when recomputing)
   DeviceArray<float> x_final, rstd_final;  // final-norm input (M,C) and its rstd (M)
 };
 // Throws E_BAD_INPUT when a sequence reaching `length` positions would need keys further back than the model's

@@ -10,27 +10,34 @@
 namespace dpo {
 
 SegmentPlan::SegmentPlan(Backend& be, int common, const std::vector<AttentionSegment>& segments) : rows_(common) {
+  size_t total = size_t(common);
+  for (const AttentionSegment& a : segments) total += a.rows.size();
+  std::vector<uint8_t> seen(total, 0);
   for (size_t s = 0; s < segments.size(); s++) {
     const AttentionSegment& a = segments[s];
-    const int keys = common + a.end - a.begin;
-    if (a.begin != rows_ || a.end <= a.begin || int(a.pos.size()) != keys || int(a.valid.size()) != keys ||
-        (!a.key_skip.empty() && int(a.key_skip.size()) != keys * kKeySkipInts))
-      fail(ErrorCode::Internal, "SegmentPlan: segment " + std::to_string(s) + " does not follow the one before");
+    const int keys = common + int(a.rows.size());
+    bool ok = !a.rows.empty() && int(a.pos.size()) == keys && int(a.valid.size()) == keys &&
+              (a.key_skip.empty() || int(a.key_skip.size()) == keys * kKeySkipInts);
+    for (const int r : a.rows) {
+      ok = ok && r >= common && size_t(r) < total && !seen[size_t(r)];
+      if (ok) seen[size_t(r)] = 1;
+    }
+    if (!ok) fail(ErrorCode::Internal, "SegmentPlan: segment " + std::to_string(s) + " does not cover rows of its own");
     Seg g;
     g.keys = keys;
     g.first_query = s == 0 ? 0 : common;
     g.queries = keys - g.first_query;
     std::vector<int> rows(static_cast<size_t>(keys));
-    for (int t = 0; t < keys; t++) rows[size_t(t)] = t < common ? t : a.begin + (t - common);
+    for (int t = 0; t < keys; t++) rows[size_t(t)] = t < common ? t : a.rows[size_t(t - common)];
     g.rows = DeviceArray<int>::from_host(be, rows);
     g.pos = DeviceArray<int>::from_host(be, a.pos);
     g.valid = DeviceArray<uint8_t>::from_host(be, a.valid);
     if (!a.key_skip.empty()) g.skip = DeviceArray<int>::from_host(be, a.key_skip);
     g.probs_at = probs_per_head_;
     probs_per_head_ += size_t(g.queries) * size_t(keys);
-    rows_ = a.end;
     segs_.push_back(std::move(g));
   }
+  rows_ = int(total);
 }
 
 SegmentPlan::Gathered SegmentPlan::gather(Backend& be, const ModelConfig& c, const Seg& g, const float* q,

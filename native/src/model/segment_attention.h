@@ -13,18 +13,20 @@
 
 namespace dpo {
 
-// One segment: its rows [begin, end) of the chained row follow the C common rows, and together they are one decoder
-// row of its micro-batch's layout, whose positions, key flags and skipped keys (kKeySkipInts per row) it keeps.
+// One segment: the C common rows and then its rows of the chained row (`rows`, in position order; anywhere past C)
+// are one decoder row of its micro-batch's layout, whose positions, key flags and skipped keys (kKeySkipInts per row)
+// it keeps.
 struct AttentionSegment {
-  int begin = 0, end = 0;
-  std::vector<int> pos;        // (C + end - begin) the gathered row's positions
-  std::vector<uint8_t> valid;  // (C + end - begin)
-  std::vector<int> key_skip;   // (C + end - begin) * kKeySkipInts, or empty: no skipped keys
+  std::vector<int> rows;       // its rows of the chained row, past the common ones
+  std::vector<int> pos;        // (C + rows.size()) the gathered row's positions
+  std::vector<uint8_t> valid;  // (C + rows.size())
+  std::vector<int> key_skip;   // (C + rows.size()) * kKeySkipInts, or empty: no skipped keys
 };
 
-// The plan of a chained row: the common rows [0, C) and the segments, in order (segment 0 starts at C, each next one
-// where the last ends). Segment 0 also computes the common rows' attention outputs; the others use those rows only
-// as keys.
+// The plan of a chained row: the common rows [0, C) and the segments, in order; together the segments' rows are
+// [C, rows()) once each (a chained step puts every segment's padding rows after all the others: they have no gradient,
+// so the backward's row-wise ops can stop before them, model/decoder.h TrainActs::backward_rows). Segment 0 also
+// computes the common rows' attention outputs; the others use those rows only as keys.
 class SegmentPlan {
  public:
   SegmentPlan(Backend& be, int common, const std::vector<AttentionSegment>& segments);

@@ -103,12 +103,19 @@ std::vector<std::vector<DpoPairMetrics>> chained_step(ModelImpl& impl,
   LoraAdapter* lora = impl.lora.get();
   const int C = common_start(lays);
 
-  // The chained row: [0, C) common, then each layout row's positions past C as one segment. global[k][i]: the chained
-  // row of layout k's decoder row i.
+  // The chained row: [0, C) common, then each layout row's valid positions past C as one segment, then every
+  // segment's padding positions (a packed pair pads its first answer; TRL's logits metric reads those rows). Padding
+  // is never scored and never a key, so its gradient is zero: the backward's row-wise ops stop before it
+  // (TrainActs::backward_rows). global[k][i]: the chained row of layout k's decoder row i.
   std::vector<int> ids, pos;
   std::vector<uint8_t> valid;
   const PaddedBatch& first = lays[0]->rows;
   for (int t = 0; t < C; t++) ids.push_back(first.ids[size_t(t)]), pos.push_back(t), valid.push_back(1);
+  int live = C;
+  for (const ScoringLayout* l : lays)
+    for (int b = 0; b < l->rows.B; b++)
+      for (int t = C; t < l->rows.T; t++) live += l->rows.valid[size_t(b) * l->rows.T + t] ? 1 : 0;
+  std::vector<int> pad_ids, pad_pos;
   std::vector<AttentionSegment> segments;
   std::vector<std::vector<int>> global(lays.size());
   for (size_t k = 0; k < lays.size(); k++) {
@@ -117,13 +124,21 @@ std::vector<std::vector<DpoPairMetrics>> chained_step(ModelImpl& impl,
     global[k].resize(size_t(l.decoder_rows()));
     for (int b = 0; b < r.B; b++) {
       AttentionSegment s;
-      s.begin = int(ids.size());
       for (int t = 0; t < r.T; t++) {
         const size_t i = size_t(b) * r.T + t;
-        global[k][i] = t < C ? t : s.begin + (t - C);
-        if (t >= C) ids.push_back(r.ids[i]), pos.push_back(r.pos[i]), valid.push_back(r.valid[i]);
+        if (t < C) {
+          global[k][i] = t;
+          continue;
+        }
+        if (r.valid[i]) {
+          global[k][i] = int(ids.size());
+          ids.push_back(r.ids[i]), pos.push_back(r.pos[i]), valid.push_back(1);
+        } else {
+          global[k][i] = live + int(pad_ids.size());
+          pad_ids.push_back(r.ids[i]), pad_pos.push_back(r.pos[i]);
+        }
+        s.rows.push_back(global[k][i]);
       }
-      s.end = int(ids.size());
       s.pos.assign(r.pos.begin() + ptrdiff_t(b) * r.T, r.pos.begin() + ptrdiff_t(b + 1) * r.T);
       s.valid.assign(r.valid.begin() + ptrdiff_t(b) * r.T, r.valid.begin() + ptrdiff_t(b + 1) * r.T);
       if (l.packed())
@@ -132,6 +147,9 @@ std::vector<std::vector<DpoPairMetrics>> chained_step(ModelImpl& impl,
       segments.push_back(std::move(s));
     }
   }
+  ids.insert(ids.end(), pad_ids.begin(), pad_ids.end());
+  pos.insert(pos.end(), pad_pos.begin(), pad_pos.end());
+  valid.resize(ids.size(), 0);
   const int M = int(ids.size());
   const SegmentPlan plan(be, C, segments);
   // Every layout's scored entries, in layout order, on the chained rows.
@@ -142,6 +160,7 @@ std::vector<std::vector<DpoPairMetrics>> chained_step(ModelImpl& impl,
     for (size_t e = 0; e < lays[k]->entry_row.size(); e++) {
       rows.push_back(global[k][size_t(lays[k]->entry_row[e])]);
       targets.push_back(lays[k]->entry_target[e]);
+      if (rows.back() >= live) fail(ErrorCode::Internal, "chained step: a padding row is scored");
     }
   }
 
@@ -173,6 +192,7 @@ std::vector<std::vector<DpoPairMetrics>> chained_step(ModelImpl& impl,
   check_cancel(cancel);
   DeviceArray<float> dhidden = DeviceArray<float>::zeros(be, size_t(M) * c.hidden);
   logits_backward_entries(dhidden.get(), impl.dev, be, hidden.get(), st, dlogp);
+  acts.backward_rows = live;
   decoder_backward(dhidden.get(), acts, impl.dev, be, lora);
   return out;
 }
