@@ -216,54 +216,56 @@ TEST_CASE(chained_layout_runs_a_call_in_one_row) {
   const int V = 61, pad = 0;
   const auto all = interleaved(varied_pairs(V));
   const auto [seqs, twins] = layout_input(all);
-  // Pairs 0-2 share no first token: C = 0, segments of 6 + 8 - 3 = 11, 7 + 6 - 4 = 9 and 4 + 6 - 3 = 7 positions.
+  // Pairs 0-2 share no first token: C = 0. Every sequence's last position predicts nothing and no other row sees it,
+  // so it gets no row: segments of 5 + 7 - 3 = 9, 6 + 5 - 4 = 7 and 3 + 5 - 3 = 5 positions.
   const std::vector<const dpo::ScoredSequence*> three(seqs.begin(), seqs.begin() + 6);
   const std::vector<std::pair<int, int>> twins3(twins.begin(), twins.begin() + 3);
   const dpo::ScoringLayout lay = dpo::make_scoring_layout(three, twins3, pad, V, 0, true, false);
   const int T = 8;  // the longest sequence
-  CHECK(lay.packed() && !lay.metric_rows && lay.seq_T == T && lay.rows.B == 1 && lay.rows.T == 27);
+  CHECK(lay.packed() && !lay.metric_rows && lay.seq_T == T && lay.rows.B == 1 && lay.rows.T == 21);
   CHECK(std::all_of(lay.rows.valid.begin(), lay.rows.valid.end(), [](uint8_t v) { return v == 1; }));
-  // Pair 1 (rows 11..19): the chosen sequence's 7 positions skip pair 0's rows; the rejected answer from position 4
-  // on skips those and the chosen answer's rows [15, 18).
-  for (int t = 0; t < 7; t++)
-    CHECK(lay.row_of[size_t(2) * T + t] == 11 + t && skip_of(lay, 11 + t) == std::vector<int>({0, 11, 0, 0}));
+  // Pair 1 (rows 9..15): the chosen sequence's first 6 positions skip pair 0's rows; the rejected answer's position 4
+  // skips those and the chosen answer's rows [13, 15).
+  for (int t = 0; t < 6; t++)
+    CHECK(lay.row_of[size_t(2) * T + t] == 9 + t && skip_of(lay, 9 + t) == std::vector<int>({0, 9, 0, 0}));
+  CHECK(lay.row_of[size_t(2) * T + 6] == -1);  // the chosen sequence's last position: no row
   CHECK(lay.row_of[size_t(2) * T + 7] == -1);  // past the chosen sequence: no row
-  for (int t = 4; t < 6; t++) {
-    const int row = lay.row_of[size_t(3) * T + t];
-    CHECK(row == 18 + (t - 4) && lay.rows.pos[size_t(row)] == t);
-    CHECK(skip_of(lay, row) == std::vector<int>({0, 11, 15, 18}));
-  }
-  CHECK(lay.row_of[size_t(3) * T + 3] == 11 + 3);  // the shared prompt
-  // Pair 0's rejected answer restarts after its chosen sequence's 6 positions; pair 2's comes last.
-  CHECK(lay.row_of[size_t(1) * T + 3] == 6 && skip_of(lay, 6) == std::vector<int>({0, 0, 3, 6}));
-  CHECK(lay.row_of[size_t(5) * T + 5] == 26 && skip_of(lay, 26) == std::vector<int>({0, 20, 23, 24}));
+  const int row = lay.row_of[size_t(3) * T + 4];
+  CHECK(row == 15 && lay.rows.pos[size_t(row)] == 4);
+  CHECK(skip_of(lay, row) == std::vector<int>({0, 9, 13, 15}));
+  CHECK(lay.row_of[size_t(3) * T + 5] == -1);
+  CHECK(lay.row_of[size_t(3) * T + 3] == 9 + 3);  // the shared prompt
+  // Pair 0's rejected answer restarts after its chosen sequence's 5 rows; pair 2's comes last, after a chosen answer
+  // left with no rows of its own (its prompt is all but its last position): an empty skipped run.
+  CHECK(lay.row_of[size_t(1) * T + 3] == 5 && skip_of(lay, 5) == std::vector<int>({0, 0, 3, 5}));
+  CHECK(lay.row_of[size_t(5) * T + 4] == 20 && skip_of(lay, 20) == std::vector<int>({0, 16, 19, 19}));
 
-  // A common start: C = 2 rows first, then [10 11 | 30 2 | 31 5 2], [20 | 40 2 | 41 2], [50 2].
+  // A common start: C = 2 rows first, then [10 11 | 30 | 31 5], [20 | 40 | 41], [50] (no last positions).
   const auto tb = template_batch(V);
   const auto [tseqs, ttwins] = layout_input(tb);
   const dpo::ScoringLayout chain = dpo::make_scoring_layout(tseqs, ttwins, pad, V, 0, true, false);
-  CHECK(chain.rows.B == 1 && chain.rows.T == 16);
-  const std::vector<int> ids = {1, 2, 10, 11, 30, 2, 31, 5, 2, 20, 40, 2, 41, 2, 50, 2};
+  CHECK(chain.rows.B == 1 && chain.rows.T == 11);
+  const std::vector<int> ids = {1, 2, 10, 11, 30, 31, 5, 20, 40, 41, 50};
   CHECK(chain.rows.ids == ids);
-  const std::vector<int> pos = {0, 1, 2, 3, 4, 5, 4, 5, 6, 2, 3, 4, 3, 4, 2, 3};
+  const std::vector<int> pos = {0, 1, 2, 3, 4, 4, 5, 2, 3, 3, 2};
   CHECK(chain.rows.pos == pos);
   for (int s = 0; s < 5; s++) CHECK(chain.row_of[size_t(s) * 7] == 0 && chain.row_of[size_t(s) * 7 + 1] == 1);
-  CHECK(skip_of(chain, 3) == std::vector<int>({2, 2, 0, 0}) && skip_of(chain, 7) == std::vector<int>({2, 2, 4, 6}));
-  CHECK(skip_of(chain, 10) == std::vector<int>({2, 9, 0, 0}) && skip_of(chain, 13) == std::vector<int>({2, 9, 10, 12}));
-  CHECK(chain.row_of[size_t(3) * 7 + 2] == 9 && skip_of(chain, 15) == std::vector<int>({2, 14, 0, 0}));
+  CHECK(skip_of(chain, 3) == std::vector<int>({2, 2, 0, 0}) && skip_of(chain, 6) == std::vector<int>({2, 2, 4, 5}));
+  CHECK(skip_of(chain, 8) == std::vector<int>({2, 7, 0, 0}) && skip_of(chain, 9) == std::vector<int>({2, 7, 8, 9}));
+  CHECK(chain.row_of[size_t(3) * 7 + 2] == 7 && skip_of(chain, 10) == std::vector<int>({2, 10, 0, 0}));
 
-  // A pair that shares nothing chains as two sequences (no padding); one sequence alone, and sharing off, give the
-  // padded batch row for row.
+  // A pair that shares nothing chains as two sequences (no padding, no last positions); so does one sequence alone
+  // (its last position dropped); sharing off gives the padded batch row for row.
   const std::vector<const dpo::ScoredSequence*> unshared = {seqs[8], seqs[9]};
   const dpo::ScoringLayout two = dpo::make_scoring_layout(unshared, {{0, 1}}, pad, V, 0, true, false);
-  CHECK(two.packed() && two.rows.B == 1 && two.rows.T == 7 && skip_of(two, 3) == std::vector<int>({0, 3, 0, 0}));
+  CHECK(two.packed() && two.rows.B == 1 && two.rows.T == 5 && skip_of(two, 2) == std::vector<int>({0, 2, 0, 0}));
   const std::vector<const dpo::ScoredSequence*> one = {seqs[9]};
-  for (const auto& [batch, share] :
-       std::vector<std::pair<std::vector<const dpo::ScoredSequence*>, bool>>{{three, false}, {one, true}}) {
-    const dpo::PaddedBatch pb = dpo::make_padded_batch(batch, pad, V, 0);
-    const dpo::ScoringLayout u = dpo::make_scoring_layout(batch, {}, pad, V, 0, share, false);
-    CHECK(!u.packed() && u.rows.B == pb.B && u.rows.T == pb.T && u.rows.ids == pb.ids && u.rows.pos == pb.pos);
-  }
+  const dpo::ScoringLayout alone = dpo::make_scoring_layout(one, {}, pad, V, 0, true, false);
+  const std::vector<int> alone_ids(seqs[9]->ids.begin(), seqs[9]->ids.end() - 1);
+  CHECK(alone.rows.B == 1 && alone.rows.ids == alone_ids && alone.row_of.back() == -1);
+  const dpo::PaddedBatch pb = dpo::make_padded_batch(three, pad, V, 0);
+  const dpo::ScoringLayout u = dpo::make_scoring_layout(three, {}, pad, V, 0, false, false);
+  CHECK(!u.packed() && u.rows.B == pb.B && u.rows.T == pb.T && u.rows.ids == pb.ids && u.rows.pos == pb.pos);
 }
 
 // Without the metric the pass runs one chained row and its last block at the scored rows only (last_block_rows.h): the

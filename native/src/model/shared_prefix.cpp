@@ -136,6 +136,7 @@ int64_t chain_positions(const std::vector<Segment>& segs, const std::vector<int>
   return n;
 }
 
+// len: per sequence, the positions that get rows ([0, len)); later ones keep row_of -1.
 ScoringLayout chain_layout(ScoringLayout L, const PaddedBatch& pb, const std::vector<const ScoredSequence*>& seqs,
                            const std::vector<Segment>& segs, const std::vector<int>& len, int C) {
   const int T = pb.T;
@@ -202,8 +203,14 @@ ScoringLayout make_scoring_layout(const std::vector<const ScoredSequence*>& seqs
   if (share && !metric_rows) {
     const std::vector<Segment> segs = chain_segments(pairs, prefix, N);
     const int C = common_prefix(seqs, segs, len);
-    if (chain_positions(segs, len, C) < int64_t(N) * T) {  // worth it whenever it computes fewer positions
-      L = chain_layout(std::move(L), pb, seqs, segs, len, C);
+    // A sequence's last position gets no row when it is not scored (it predicts nothing: an answer's EOS): no other
+    // row of the chain sees it as a key (a second answer skips its first, a segment the ones before it), so nothing
+    // reads it. Its earlier positions keep theirs (C and a pair's prompt end before it).
+    std::vector<int> rows_len(len);
+    for (int s = 0; s < N; s++)
+      if (len[size_t(s)] > C && pb.target[size_t(s) * T + len[size_t(s)] - 1] < 0) rows_len[size_t(s)]--;
+    if (chain_positions(segs, rows_len, C) < int64_t(N) * T) {  // worth it whenever it computes fewer positions
+      L = chain_layout(std::move(L), pb, seqs, segs, rows_len, C);
       add_entries(L, pb);
       return L;
     }

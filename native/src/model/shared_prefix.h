@@ -47,8 +47,9 @@ bool prefix_sharing_enabled(const Backend& be);
 // metric_rows = false (the caller reads no logits metric): with `share`, one chained row (B = 1) whenever it has fewer
 // positions than the padded batch: the C positions that every sequence starts with (capped so that each pair keeps
 // its own prompt rows), then per pair [its prompt past C, first answer, second answer] and per other sequence its
-// positions past C. Each row's key_skip hides the segments before its own and, for a second answer, the first
-// answer; the scored rows compute the same bits as in the padded layout.
+// positions past C, each sequence without its last position when that is not scored (nothing reads it). Each row's
+// key_skip hides the segments before its own and, for a second answer, the first answer; the scored rows compute the
+// same bits as in the padded layout.
 ScoringLayout make_scoring_layout(const std::vector<const ScoredSequence*>& seqs,
                                   const std::vector<std::pair<int, int>>& pairs, int32_t pad_id, int vocab,
                                   int max_position, bool share, bool metric_rows = true);
