@@ -141,6 +141,13 @@ TEST_CASE(chain_plan_shares_the_common_start_within_the_budget) {
   CHECK(dpo::common_start(pointers(layouts(early))) == 1);
   CHECK(dpo::common_start(pointers(layouts(varied_step(s.V)))) == 0);
 
+  // The rows a gradient can reach. Micro-batch 0 packs its pair into one row of 11: the chosen sequence's 7 positions
+  // and one of padding, then the rejected answer's positions 5..7 (after the shared 5), skipping [5, 8). Scored: 4
+  // (both answers' first token), 5, 8 and 9; the chosen EOS (6), its padding (7) and the rejected EOS (10) are not, and
+  // only those rows see them.
+  CHECK(tl[0].packed() && tl[0].rows.B == 1 && tl[0].rows.T == 11);
+  CHECK(dpo::gradient_rows(tl[0]) == std::vector<uint8_t>({1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0}));
+
   // Budget: everything in one chain; just too small for two micro-batches; a micro-batch that runs alone splits.
   const auto p = pointers(tl);
   const std::vector<std::vector<size_t>> one = {{0, 1, 2, 3}};

@@ -92,8 +92,8 @@ struct TrainActs {
   DeviceArray<int> key_skip;         // (B*T*kKeySkipInts) or empty: the keys each row does not see (decoder_forward)
   const SegmentPlan* segments = nullptr;  // a chained row's per-segment attention (B = 1), or null
   // With segments: the backward runs its row-wise ops (products, norms, SwiGLU, RoPE, LoRA) on rows
-  // [0, backward_rows) only, 0 meaning all. The caller guarantees that the rows past it get no gradient: never scored
-  // and never attended by an earlier row (a chained step's padding, which no row sees as a key).
+  // [0, backward_rows) only, 0 meaning all. The caller guarantees that the rows past it get no gradient: never scored,
+  // and seen as keys by no row that gets one (a chained step's padding and last positions, train/dpo_group_step.cpp).
   int backward_rows = 0;
   std::vector<BlockActs> blocks;  // one per layer (only x_in and the LoRA masks when recomputing)
   DeviceArray<float> x_final, rstd_final;  // final-norm input (M,C) and its rstd (M)

@@ -39,6 +39,29 @@ void rethrow_naming(const EngineError& e, size_t i) {
 
 }  // namespace
 
+// Rows from the last: a row that gets a gradient passes it to every key it sees (as attention_forward's attended_keys
+// takes them). Padding is never scored and never a key; a sequence's last position predicts nothing, and only its
+// own padding (and itself) sees it.
+std::vector<uint8_t> gradient_rows(const ScoringLayout& l) {
+  const PaddedBatch& r = l.rows;
+  std::vector<uint8_t> live(size_t(l.decoder_rows()), 0);
+  for (const int e : l.entry_row) live[size_t(e)] = 1;
+  for (int b = 0; b < r.B; b++)
+    for (int q = r.T - 1; q >= 0; q--) {
+      const size_t iq = size_t(b) * r.T + q;
+      if (!live[iq]) continue;
+      const int* skip = l.packed() ? l.key_skip.data() + iq * kKeySkipInts : nullptr;
+      int last = r.pos[iq];
+      for (int run = 0; skip && run < kKeySkipInts / 2; run++) last += std::max(0, skip[2 * run + 1] - skip[2 * run]);
+      for (int d = 0; d <= std::min(last, r.T - 1); d++) {
+        bool hidden = !r.valid[size_t(b) * r.T + d];
+        for (int run = 0; skip && run < kKeySkipInts / 2; run++) hidden |= d >= skip[2 * run] && d < skip[2 * run + 1];
+        if (!hidden) live[size_t(b) * r.T + d] = 1;
+      }
+    }
+  return live;
+}
+
 uint64_t chain_bytes(const ModelConfig& c, const std::vector<const ScoringLayout*>& lays) {
   uint64_t rows = 0, probs = 0;
   for (const ScoringLayout* l : lays) {
@@ -103,19 +126,23 @@ std::vector<std::vector<DpoPairMetrics>> chained_step(ModelImpl& impl,
   LoraAdapter* lora = impl.lora.get();
   const int C = common_start(lays);
 
-  // The chained row: [0, C) common, then each layout row's valid positions past C as one segment, then every
-  // segment's padding positions (a packed pair pads its first answer; TRL's logits metric reads those rows). Padding
-  // is never scored and never a key, so its gradient is zero: the backward's row-wise ops stop before it
+  // The chained row: [0, C) common, then each layout row's positions past C that can get a gradient, as one segment,
+  // then the other positions of every segment (gradient_rows: padding, which TRL's logits metric reads, and each
+  // sequence's last position). Their gradient is zero, so the backward's row-wise ops stop before them
   // (TrainActs::backward_rows). global[k][i]: the chained row of layout k's decoder row i.
   std::vector<int> ids, pos;
   std::vector<uint8_t> valid;
   const PaddedBatch& first = lays[0]->rows;
   for (int t = 0; t < C; t++) ids.push_back(first.ids[size_t(t)]), pos.push_back(t), valid.push_back(1);
+  std::vector<std::vector<uint8_t>> with_gradient;
   int live = C;
-  for (const ScoringLayout* l : lays)
+  for (const ScoringLayout* l : lays) {
+    with_gradient.push_back(gradient_rows(*l));
     for (int b = 0; b < l->rows.B; b++)
-      for (int t = C; t < l->rows.T; t++) live += l->rows.valid[size_t(b) * l->rows.T + t] ? 1 : 0;
-  std::vector<int> pad_ids, pad_pos;
+      for (int t = C; t < l->rows.T; t++) live += with_gradient.back()[size_t(b) * l->rows.T + t];
+  }
+  std::vector<int> tail_ids, tail_pos;
+  std::vector<uint8_t> tail_valid;
   std::vector<AttentionSegment> segments;
   std::vector<std::vector<int>> global(lays.size());
   for (size_t k = 0; k < lays.size(); k++) {
@@ -130,12 +157,12 @@ std::vector<std::vector<DpoPairMetrics>> chained_step(ModelImpl& impl,
           global[k][i] = t;
           continue;
         }
-        if (r.valid[i]) {
+        if (with_gradient[k][i]) {
           global[k][i] = int(ids.size());
-          ids.push_back(r.ids[i]), pos.push_back(r.pos[i]), valid.push_back(1);
+          ids.push_back(r.ids[i]), pos.push_back(r.pos[i]), valid.push_back(r.valid[i]);
         } else {
-          global[k][i] = live + int(pad_ids.size());
-          pad_ids.push_back(r.ids[i]), pad_pos.push_back(r.pos[i]);
+          global[k][i] = live + int(tail_ids.size());
+          tail_ids.push_back(r.ids[i]), tail_pos.push_back(r.pos[i]), tail_valid.push_back(r.valid[i]);
         }
         s.rows.push_back(global[k][i]);
       }
@@ -147,9 +174,9 @@ std::vector<std::vector<DpoPairMetrics>> chained_step(ModelImpl& impl,
       segments.push_back(std::move(s));
     }
   }
-  ids.insert(ids.end(), pad_ids.begin(), pad_ids.end());
-  pos.insert(pos.end(), pad_pos.begin(), pad_pos.end());
-  valid.resize(ids.size(), 0);
+  ids.insert(ids.end(), tail_ids.begin(), tail_ids.end());
+  pos.insert(pos.end(), tail_pos.begin(), tail_pos.end());
+  valid.insert(valid.end(), tail_valid.begin(), tail_valid.end());
   const int M = int(ids.size());
   const SegmentPlan plan(be, C, segments);
   // Every layout's scored entries, in layout order, on the chained rows.
@@ -160,7 +187,7 @@ std::vector<std::vector<DpoPairMetrics>> chained_step(ModelImpl& impl,
     for (size_t e = 0; e < lays[k]->entry_row.size(); e++) {
       rows.push_back(global[k][size_t(lays[k]->entry_row[e])]);
       targets.push_back(lays[k]->entry_target[e]);
-      if (rows.back() >= live) fail(ErrorCode::Internal, "chained step: a padding row is scored");
+      if (rows.back() >= live) fail(ErrorCode::Internal, "chained step: a scored row is past the gradient rows");
     }
   }
 
