@@ -4,8 +4,8 @@
 // copies a few hundred MB of gradient scratch, which on one thread left the other core idle for ~5% of the step
 // (docs/performance.md#the-steps-between-the-matmuls). The split never changes an element.
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
-#include <functional>
 #include <string>
 
 #include "core/fp_strict.h"
@@ -28,7 +28,8 @@ int64_t row_grain(int width) { return std::max<int64_t>(1, kElementGrain / std::
 void scatter_rows(float* dst, const int* rows, const float* src, int M, int width) {
   // Rows in ascending order are distinct, so tasks write disjoint rows; otherwise one pass in order (the last write to
   // a repeated row wins, as it always has).
-  const bool ascending = std::is_sorted(rows, rows + M, std::less_equal<int>());
+  bool ascending = true;
+  for (int r = 1; r < M && ascending; r++) ascending = rows[r] > rows[r - 1];
   parallel_for(M, ascending ? row_grain(width) : int64_t(M), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; r++)
       std::memcpy(dst + int64_t(rows[r]) * width, src + r * width, sizeof(float) * size_t(width));
@@ -46,7 +47,8 @@ void copy_bytes(void* dst, const void* src, size_t bytes) {
   if (!bytes || dst == src) return;
   char* d = static_cast<char*>(dst);
   const char* s = static_cast<const char*>(src);
-  if (d < s + bytes && s < d + bytes) {  // overlapping ranges: one memmove, whose order handles the overlap
+  const uintptr_t da = reinterpret_cast<uintptr_t>(d), sa = reinterpret_cast<uintptr_t>(s);
+  if (da < sa + bytes && sa < da + bytes) {  // overlapping ranges: one memmove, whose order handles the overlap
     std::memmove(d, s, bytes);
     return;
   }
