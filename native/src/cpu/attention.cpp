@@ -4,6 +4,7 @@
 #include <cmath>
 #include <vector>
 
+#include "attended_keys.h"
 #include "dpo/backend.h"
 #include "dpo/errors.h"
 #include "ops.h"
@@ -13,32 +14,6 @@
 namespace dpo::cpu {
 
 namespace {
-
-// The keys a query row attends, in key order, into idx: [0, last] without the skipped runs (skip: the row's
-// kKeySkipInts bounds, or null) and without padded keys (valid: the sequence's S key flags, or null when every key
-// is valid).
-int attended_keys(int* idx, int64_t last, const int* skip, const uint8_t* valid) {
-  int n = 0;
-  int64_t from = 0;
-  auto take = [&](int64_t to) {  // keys [from, min(to, last + 1))
-    for (int64_t s = from; s < std::min(to, last + 1); s++)
-      if (!valid || valid[s]) idx[n++] = int(s);
-  };
-  for (int run = 0; skip && run < kKeySkipInts / 2; run++) {
-    if (skip[2 * run] >= skip[2 * run + 1]) continue;  // empty
-    take(skip[2 * run]);
-    from = skip[2 * run + 1];
-  }
-  take(last + 1);
-  return n;
-}
-
-// How far a row's causal bound moves past its skipped runs: their total length.
-int64_t skipped_length(const int* skip) {
-  int64_t n = 0;
-  for (int run = 0; skip && run < kKeySkipInts / 2; run++) n += std::max(0, skip[2 * run + 1] - skip[2 * run]);
-  return n;
-}
 
 // q . key as dot16_lanes computes it for HD = NV * 16 (no tail), unrolled.
 template <int NV>

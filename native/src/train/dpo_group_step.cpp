@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "cpu/attended_keys.h"
 #include "dpo/errors.h"
 #include "model/decoder.h"
 #include "model/logits_pass.h"
@@ -39,25 +40,22 @@ void rethrow_naming(const EngineError& e, size_t i) {
 
 }  // namespace
 
-// Rows from the last: a row that gets a gradient passes it to every key it sees (as attention_forward's attended_keys
-// takes them). Padding is never scored and never a key; a sequence's last position predicts nothing, and only its
+// Rows from the last: a row that gets a gradient passes it to every key it sees (cpu/attended_keys.h, attention's own
+// rule). Padding is never scored and never a key; a sequence's last position predicts nothing, and only its
 // own padding (and itself) sees it.
 std::vector<uint8_t> gradient_rows(const ScoringLayout& l) {
   const PaddedBatch& r = l.rows;
   std::vector<uint8_t> live(size_t(l.decoder_rows()), 0);
   for (const int e : l.entry_row) live[size_t(e)] = 1;
+  std::vector<int> keys(size_t(r.T));
   for (int b = 0; b < r.B; b++)
     for (int q = r.T - 1; q >= 0; q--) {
       const size_t iq = size_t(b) * r.T + q;
       if (!live[iq]) continue;
       const int* skip = l.packed() ? l.key_skip.data() + iq * kKeySkipInts : nullptr;
-      int last = r.pos[iq];
-      for (int run = 0; skip && run < kKeySkipInts / 2; run++) last += std::max(0, skip[2 * run + 1] - skip[2 * run]);
-      for (int d = 0; d <= std::min(last, r.T - 1); d++) {
-        bool hidden = !r.valid[size_t(b) * r.T + d];
-        for (int run = 0; skip && run < kKeySkipInts / 2; run++) hidden |= d >= skip[2 * run] && d < skip[2 * run + 1];
-        if (!hidden) live[size_t(b) * r.T + d] = 1;
-      }
+      const int64_t last = std::min<int64_t>(r.pos[iq] + cpu::skipped_length(skip), r.T - 1);
+      const int n = cpu::attended_keys(keys.data(), last, skip, r.valid.data() + size_t(b) * r.T);
+      for (int j = 0; j < n; j++) live[size_t(b) * r.T + size_t(keys[size_t(j)])] = 1;
     }
   return live;
 }
