@@ -9,7 +9,7 @@
 
 namespace dpo {
 
-SegmentPlan::SegmentPlan(Backend& be, int common, const std::vector<AttentionSegment>& segments) : rows_(common) {
+SegmentPlan::SegmentPlan(Backend& be, int common, const std::vector<AttentionSegment>& segments) {
   size_t total = size_t(common);
   for (const AttentionSegment& a : segments) total += a.rows.size();
   std::vector<uint8_t> seen(total, 0);

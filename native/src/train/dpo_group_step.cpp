@@ -113,6 +113,22 @@ std::vector<std::vector<size_t>> plan_chains(const std::vector<const ScoringLayo
 
 namespace {
 
+// The rows of a chained call being laid out: ids, positions and key flags.
+struct ChainRows {
+  std::vector<int> ids, pos;
+  std::vector<uint8_t> valid;
+  // Appends decoder row i of r; returns its index here.
+  int add(const PaddedBatch& r, size_t i) {
+    ids.push_back(r.ids[i]), pos.push_back(r.pos[i]), valid.push_back(r.valid[i]);
+    return int(ids.size()) - 1;
+  }
+  void append(const ChainRows& o) {
+    ids.insert(ids.end(), o.ids.begin(), o.ids.end());
+    pos.insert(pos.end(), o.pos.begin(), o.pos.end());
+    valid.insert(valid.end(), o.valid.begin(), o.valid.end());
+  }
+};
+
 // The chain of micro-batches mbs (step indices `index`, for error messages) with layouts lays, in one call.
 std::vector<std::vector<DpoPairMetrics>> chained_step(ModelImpl& impl,
                                                       const std::vector<const std::vector<DpoPair>*>& mbs,
@@ -128,10 +144,9 @@ std::vector<std::vector<DpoPairMetrics>> chained_step(ModelImpl& impl,
   // then the other positions of every segment (gradient_rows: padding, which TRL's logits metric reads, and each
   // sequence's last position). Their gradient is zero, so the backward's row-wise ops stop before them
   // (TrainActs::backward_rows). global[k][i]: the chained row of layout k's decoder row i.
-  std::vector<int> ids, pos;
-  std::vector<uint8_t> valid;
+  ChainRows chain, tail;
   const PaddedBatch& first = lays[0]->rows;
-  for (int t = 0; t < C; t++) ids.push_back(first.ids[size_t(t)]), pos.push_back(t), valid.push_back(1);
+  for (int t = 0; t < C; t++) chain.add(first, size_t(t));
   std::vector<std::vector<uint8_t>> with_gradient;
   int live = C;
   for (const ScoringLayout* l : lays) {
@@ -139,8 +154,6 @@ std::vector<std::vector<DpoPairMetrics>> chained_step(ModelImpl& impl,
     for (int b = 0; b < l->rows.B; b++)
       for (int t = C; t < l->rows.T; t++) live += with_gradient.back()[size_t(b) * l->rows.T + t];
   }
-  std::vector<int> tail_ids, tail_pos;
-  std::vector<uint8_t> tail_valid;
   std::vector<AttentionSegment> segments;
   std::vector<std::vector<int>> global(lays.size());
   for (size_t k = 0; k < lays.size(); k++) {
@@ -155,13 +168,7 @@ std::vector<std::vector<DpoPairMetrics>> chained_step(ModelImpl& impl,
           global[k][i] = t;
           continue;
         }
-        if (with_gradient[k][i]) {
-          global[k][i] = int(ids.size());
-          ids.push_back(r.ids[i]), pos.push_back(r.pos[i]), valid.push_back(r.valid[i]);
-        } else {
-          global[k][i] = live + int(tail_ids.size());
-          tail_ids.push_back(r.ids[i]), tail_pos.push_back(r.pos[i]), tail_valid.push_back(r.valid[i]);
-        }
+        global[k][i] = with_gradient[k][i] ? chain.add(r, i) : live + tail.add(r, i);
         s.rows.push_back(global[k][i]);
       }
       s.pos.assign(r.pos.begin() + ptrdiff_t(b) * r.T, r.pos.begin() + ptrdiff_t(b + 1) * r.T);
@@ -172,10 +179,8 @@ std::vector<std::vector<DpoPairMetrics>> chained_step(ModelImpl& impl,
       segments.push_back(std::move(s));
     }
   }
-  ids.insert(ids.end(), tail_ids.begin(), tail_ids.end());
-  pos.insert(pos.end(), tail_pos.begin(), tail_pos.end());
-  valid.insert(valid.end(), tail_valid.begin(), tail_valid.end());
-  const int M = int(ids.size());
+  chain.append(tail);
+  const int M = int(chain.ids.size());
   const SegmentPlan plan(be, C, segments);
   // Every layout's scored entries, in layout order, on the chained rows.
   std::vector<int> rows, targets;
@@ -192,8 +197,8 @@ std::vector<std::vector<DpoPairMetrics>> chained_step(ModelImpl& impl,
   check_cancel(cancel);
   DeviceArray<float> hidden(be, size_t(M) * c.hidden);
   TrainActs acts;
-  decoder_forward_train(hidden.get(), acts, impl.dev, be, ids.data(), pos.data(), valid.data(), 1, M, lora, nullptr,
-                        &plan);
+  decoder_forward_train(hidden.get(), acts, impl.dev, be, chain.ids.data(), chain.pos.data(), chain.valid.data(), 1, M,
+                        lora, nullptr, &plan);
   LogitsStats st = logits_forward_entries(impl.dev, be, hidden.get(), rows, targets, M, true);
 
   // Each micro-batch's loss from its own rows and entries, exactly as dpo_accumulate computes it.
