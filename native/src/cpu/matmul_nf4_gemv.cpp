@@ -23,8 +23,18 @@ constexpr int kRowsSmallM = 4, kRowsLargeM = 2;
 constexpr int kRowsSmallM = 2, kRowsLargeM = 1;
 #endif
 
+// How the GEMV orders x, and where each accumulator lane's k % 16 class sits: AVX2 decodes 32 weights at a time by
+// byte tables (kByteGroupElement), the others 16 at a time (kPackedLaneElement).
+#if defined(__AVX2__) && !defined(__AVX512F__)
+constexpr int kXGroup = 32;
+constexpr const int* kXGroupElement = kByteGroupElement;
+#else
+constexpr int kXGroup = kLanes;
+constexpr const int* kXGroupElement = kPackedLaneElement;
+#endif
+
 // out[m*ldo + r] = sum_k x[m, k] * W[n + r, k] (+ bias[r]) for m < MT, r < R; K % 64 == 0; xp holds x with each
-// 16-element chunk in kPackedLaneElement order. Each lane adds its k % 16 class in increasing k (one FMA each); the
+// kXGroup-element group in kXGroupElement order. Each lane adds its k % 16 class in increasing k (one FMA each); the
 // lanes are put back in k order and summed by reduce16: dot_tile's arithmetic exactly.
 template <int MT, int R, bool kFp16Table>
 void gemv_tile(float* out, int64_t ldo, const float* xp, int64_t K, const Nf4Matrix& w, const float* code8, int64_t n,
@@ -47,6 +57,18 @@ void gemv_tile(float* out, int64_t ldo, const float* xp, int64_t K, const Nf4Mat
     const float* xj = xp + j * kNf4BlockSize;
     const int64_t byte0 = j * (kNf4BlockSize / 2);
     for (int r = 0; r < R; r++) __builtin_prefetch(row_bytes[r] + byte0 + kRowPrefetchBytes);
+#if defined(__AVX2__) && !defined(__AVX512F__)
+    Nf4ByteTables tables[R];
+    for (int r = 0; r < R; r++) tables[r] = block_byte_tables(lut[r]);
+    for (int c = 0; c < kNf4BlockSize / kXGroup; c++) {
+      for (int r = 0; r < R; r++) {
+        f32x16 w_first, w_second;  // group elements 0-15 and 16-31: each lane's class twice, in increasing k
+        lookup32_bytes(w_first, w_second, tables[r], row_bytes[r] + byte0 + c * (kXGroup / 2));
+        for (int m = 0; m < MT; m++) acc[r][m] += load16(xj + m * K + c * kXGroup) * w_first;
+        for (int m = 0; m < MT; m++) acc[r][m] += load16(xj + m * K + c * kXGroup + kLanes) * w_second;
+      }
+    }
+#else
     for (int c = 0; c < kNf4BlockSize / kLanes; c++) {
       f32x16 xv[MT];
       for (int m = 0; m < MT; m++) xv[m] = load16(xj + m * K + c * kLanes);
@@ -55,12 +77,13 @@ void gemv_tile(float* out, int64_t ldo, const float* xp, int64_t K, const Nf4Mat
         for (int m = 0; m < MT; m++) acc[r][m] += xv[m] * wv;
       }
     }
+#endif
   }
   for (int r = 0; r < R; r++)
     for (int m = 0; m < MT; m++) {
       float lanes[kLanes], in_order[kLanes];
       store16(lanes, acc[r][m]);
-      for (int p = 0; p < kLanes; p++) in_order[kPackedLaneElement[p]] = lanes[p];
+      for (int p = 0; p < kLanes; p++) in_order[kXGroupElement[p]] = lanes[p];
       const float s = reduce16(load16(in_order));
       out[m * ldo + r] = bias ? s + bias[r] : s;
     }
@@ -112,8 +135,8 @@ void matmul_nf4_gemv_fma(float* out, const float* xb, const Nf4Matrix& w, const 
   const bool fp16_table = nf4_fp16_table_usable(w);
   thread_local std::vector<float> xp_buf;  // x in the register path's lane order, per calling thread
   float* xp = scratch(xp_buf, size_t(M * K));
-  for (int64_t c = 0; c < int64_t(M) * K; c += kLanes)
-    for (int p = 0; p < kLanes; p++) xp[c + p] = xb[c + kPackedLaneElement[p]];
+  for (int64_t c = 0; c < int64_t(M) * K; c += kXGroup)
+    for (int p = 0; p < kXGroup; p++) xp[c + p] = xb[c + kXGroupElement[p]];
   for_each_gemv_task(N, M, K, [&](int mt, int64_t m0, int64_t n0, int64_t n1) {
     float* o = out + m0 * N;
     const float* x = xp + m0 * K;

@@ -205,5 +205,53 @@ inline f32x16 lookup16_packed_order(f32x16 lut, const uint8_t* bytes) {
 #endif
 }
 
+#if defined(__AVX2__) && !defined(__AVX512F__)
+// The AVX2 decode GEMV's lookup by bytes (docs/cpu-kernels.md#byte-tables-on-avx2). AVX2 has no 16-entry float
+// permute, so lookup16 spends two permutes and a blend on 8 weights; vpshufb instead looks up 32 bytes in a 16-byte
+// table per instruction. A block's 16 table entries are bf16 values (the low half of each float is zero), so two byte
+// tables, the entries' low and high bytes, each in both 128-bit halves, give any weight's bf16 bits in two lookups.
+struct Nf4ByteTables {
+  __m256i lo, hi;
+};
+
+inline Nf4ByteTables block_byte_tables(const f32x16& lut) {
+  __m256i a, b;
+  std::memcpy(&a, &lut.p[0], sizeof a);
+  std::memcpy(&b, &lut.p[1], sizeof b);
+  // The 16 bf16 words: packus leaves entries 0-3, 8-11 | 4-7, 12-15; the 64-bit permute puts them in order.
+  const __m256i words =
+      _mm256_permute4x64_epi64(_mm256_packus_epi32(_mm256_srli_epi32(a, 16), _mm256_srli_epi32(b, 16)), 0xd8);
+  // Each 128-bit half: the low bytes of its 8 words, then their high bytes.
+  const __m256i split =
+      _mm256_shuffle_epi8(words, _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15, 0, 2, 4, 6, 8,
+                                                  10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15));
+  return {_mm256_permute4x64_epi64(split, 0x88), _mm256_permute4x64_epi64(split, 0xdd)};
+}
+
+// Physical position p of a 32-weight group (16 packed bytes) holds group element kByteGroupElement[p]. The high
+// nibbles (even elements) are looked up in the lower 128-bit half and the low nibbles (odd elements) in the upper one;
+// unpacking the low and high bytes into words and the words into floats keeps that split, which gives this order.
+// Positions p and p + 16 hold elements e and e + 16, one k % 16 lane class, so one accumulator position adds its
+// class in increasing k.
+constexpr int kByteGroupElement[32] = {0,  2,  4,  6,  1,  3,  5,  7,  8,  10, 12, 14, 9,  11, 13, 15,
+                                       16, 18, 20, 22, 17, 19, 21, 23, 24, 26, 28, 30, 25, 27, 29, 31};
+
+// The 32 weights of 16 packed bytes (even element = high nibble), exactly the table's entries, as two f32x16 in
+// kByteGroupElement order: `first` holds positions 0-15, `second` 16-31.
+inline void lookup32_bytes(f32x16& first, f32x16& second, const Nf4ByteTables& t, const uint8_t* bytes) {
+  const __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(bytes)));
+  const __m256i idx = _mm256_and_si256(_mm256_blend_epi32(_mm256_srli_epi16(v, 4), v, 0xf0), _mm256_set1_epi8(0x0f));
+  const __m256i lo = _mm256_shuffle_epi8(t.lo, idx), hi = _mm256_shuffle_epi8(t.hi, idx);
+  const __m256i w_first = _mm256_unpacklo_epi8(lo, hi), w_second = _mm256_unpackhi_epi8(lo, hi);
+  const __m256i zero = _mm256_setzero_si256();
+  const __m256i f[4] = {_mm256_unpacklo_epi16(zero, w_first), _mm256_unpackhi_epi16(zero, w_first),
+                        _mm256_unpacklo_epi16(zero, w_second), _mm256_unpackhi_epi16(zero, w_second)};
+  std::memcpy(&first.p[0], &f[0], sizeof first.p[0]);
+  std::memcpy(&first.p[1], &f[1], sizeof first.p[1]);
+  std::memcpy(&second.p[0], &f[2], sizeof second.p[0]);
+  std::memcpy(&second.p[1], &f[3], sizeof second.p[1]);
+}
+#endif
+
 }  // namespace DPO_KERNEL_NS
 }  // namespace dpo::cpu

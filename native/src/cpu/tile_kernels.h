@@ -63,25 +63,41 @@ inline void dot_tile(float* out, int64_t ldo, const float* x, int64_t ldx, const
                      const float* bias, const LaneSums& ls = {}) {
   f32x16 acc16[MR][NR];
   const int64_t kfull = K / kLanes * kLanes;
-  for (int h = 0; h < kParts; h++) {
-    f32part acc[MR][NR];
-    for (int i = 0; i < MR; i++)
-      for (int j = 0; j < NR; j++)
-        acc[i][j] = ls.resume ? load_part(ls.lanes + (i * ls.ld + j) * kLanes + h * kPartLanes) : f32part{};
-    for (int64_t k = h * kPartLanes; k < kfull; k += kLanes) {
-      f32part wv[NR];
+  if constexpr (MR == 1) {
+    // One x row (decode): 2 * NR accumulators fit, so both halves run in one pass and each weight row streams from
+    // memory once, asked for kRowPrefetchBytes ahead (in two passes the bf16 lm_head streamed at half the bandwidth).
+    // Each lane's chain is the same.
+    for (int j = 0; j < NR; j++) acc16[0][j] = ls.resume ? load16(ls.lanes + j * kLanes) : f32x16{};
+    for (int64_t k = 0; k < kfull; k += kLanes) {
+      const f32x16 xv = load16(x + k);
       for (int j = 0; j < NR; j++) {
-        wv[j] = load_part(w + j * ldw + k);
-        __asm__("" : "+x"(wv[j]));  // keep_in_register
-      }
-      for (int i = 0; i < MR; i++) {
-        f32part xv = load_part(x + i * ldx + k);
-        __asm__("" : "+x"(xv));
-        for (int j = 0; j < NR; j++) acc[i][j] += xv * wv[j];
+        __builtin_prefetch(reinterpret_cast<const char*>(w + j * ldw + k) + kRowPrefetchBytes);
+        f32x16 wv;
+        for (int h = 0; h < kParts; h++) wv.p[h] = load_part(w + j * ldw + k + h * kPartLanes);
+        acc16[0][j] += xv * wv;
       }
     }
-    for (int i = 0; i < MR; i++)
-      for (int j = 0; j < NR; j++) acc16[i][j].p[h] = acc[i][j];
+  } else {
+    for (int h = 0; h < kParts; h++) {
+      f32part acc[MR][NR];
+      for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++)
+          acc[i][j] = ls.resume ? load_part(ls.lanes + (i * ls.ld + j) * kLanes + h * kPartLanes) : f32part{};
+      for (int64_t k = h * kPartLanes; k < kfull; k += kLanes) {
+        f32part wv[NR];
+        for (int j = 0; j < NR; j++) {
+          wv[j] = load_part(w + j * ldw + k);
+          __asm__("" : "+x"(wv[j]));  // keep_in_register
+        }
+        for (int i = 0; i < MR; i++) {
+          f32part xv = load_part(x + i * ldx + k);
+          __asm__("" : "+x"(xv));
+          for (int j = 0; j < NR; j++) acc[i][j] += xv * wv[j];
+        }
+      }
+      for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) acc16[i][j].p[h] = acc[i][j];
+    }
   }
   if (!ls.finish) {
     for (int i = 0; i < MR; i++)
