@@ -161,8 +161,10 @@ describe('GGUF export read by llama.cpp (stories260K + an adapter on every linea
   })
 
   // llama.cpp multiplies float16 weights with activations rounded to float16, which can flip a near-tie: tokens must be
-  // equal up to a position where our two candidates are within NEAR_TIE nats (measured: 1 of 13 prompts, at token 6,
-  // 0.0022 nats apart), and such a tie may end at most one prompt's comparison early.
+  // equal up to a position where our two candidates are within NEAR_TIE nats, and such a tie may end at most two
+  // prompts' comparisons early. Which ties flip depends on llama.cpp's kernels for the CPU: on AVX-512 machines 1 of
+  // 13 prompts (token 6, 0.0022 nats apart); on an AVX2-only AMD EPYC also prompt 6 at token 8, 0.00085 nats apart,
+  // with our tokens the same bits. A broken encoding parts where our margin is nats wide, which NEAR_TIE rejects.
   it('F16: greedy tokens equal ours on the same float16 weights, up to near-ties', async () => {
     const NEAR_TIE = 0.01
     let ties = 0
@@ -178,7 +180,7 @@ describe('GGUF export read by llama.cpp (stories260K + an adapter on every linea
       expect(parting.margin, p.text).toBeLessThan(NEAR_TIE)
       ties++
     }
-    expect(ties).toBeLessThanOrEqual(1)
+    expect(ties).toBeLessThanOrEqual(2)
   })
 
   // Teacher-forced on our fp32 greedy answers: the mean and largest |log p(ours) - log p(llama.cpp)| and the share of
