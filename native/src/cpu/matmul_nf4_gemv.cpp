@@ -25,7 +25,7 @@ constexpr int kRowsSmallM = 2, kRowsLargeM = 1;
 
 // How the GEMV orders x, and where each accumulator lane's k % 16 class sits: AVX2 decodes 32 weights at a time by
 // byte tables (kByteGroupElement), the others 16 at a time (kPackedLaneElement).
-#if defined(__AVX2__) && !defined(__AVX512F__)
+#if defined(DPO_NF4_BYTE_TABLES)
 constexpr int kXGroup = 32;
 constexpr const int* kXGroupElement = kByteGroupElement;
 #else
@@ -57,7 +57,7 @@ void gemv_tile(float* out, int64_t ldo, const float* xp, int64_t K, const Nf4Mat
     const float* xj = xp + j * kNf4BlockSize;
     const int64_t byte0 = j * (kNf4BlockSize / 2);
     for (int r = 0; r < R; r++) __builtin_prefetch(row_bytes[r] + byte0 + kRowPrefetchBytes);
-#if defined(__AVX2__) && !defined(__AVX512F__)
+#if defined(DPO_NF4_BYTE_TABLES)
     Nf4ByteTables tables[R];
     for (int r = 0; r < R; r++) tables[r] = block_byte_tables(lut[r]);
     for (int c = 0; c < kNf4BlockSize / kXGroup; c++) {

@@ -206,6 +206,7 @@ inline f32x16 lookup16_packed_order(f32x16 lut, const uint8_t* bytes) {
 }
 
 #if defined(__AVX2__) && !defined(__AVX512F__)
+#define DPO_NF4_BYTE_TABLES 1
 // The AVX2 decode GEMV's lookup by bytes (docs/cpu-kernels.md#byte-tables-on-avx2). AVX2 has no 16-entry float
 // permute, so lookup16 spends two permutes and a blend on 8 weights; vpshufb instead looks up 32 bytes in a 16-byte
 // table per instruction. A block's 16 table entries are bf16 values (the low half of each float is zero), so two byte

@@ -44,76 +44,11 @@ struct LaneSums {
 // Lane l of every output sums k = l, l+16, ... in increasing k, the tail goes to lanes 0.., then reduce16:
 // exactly dot16(), so a row's result is identical in a 1x1 tile and in a MRxNR tile.
 // W is float or uint16_t (bf16 weights, widened exactly on load).
-#if defined(DPO_DOT_TILE_HALVES)
-inline f32part load_part(const float* p) {
-  f32part v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-inline f32part load_part(const uint16_t* p) {
-  const __m256i w = _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16);
-  f32part v;
-  std::memcpy(&v, &w, sizeof v);
-  return v;
-}
-
-// The AVX form: the same lane sums as below, computed one 8-lane half at a time over the whole of K.
+// The form with every output's 16 lanes in registers at once: dot_tile itself where a lane group is one register
+// (AVX-512) or registers are plenty (SSE), and with AVX for one x row.
 template <int MR, int NR, class W>
-inline void dot_tile(float* out, int64_t ldo, const float* x, int64_t ldx, const W* w, int64_t ldw, int64_t K,
-                     const float* bias, const LaneSums& ls = {}) {
-  f32x16 acc16[MR][NR];
-  const int64_t kfull = K / kLanes * kLanes;
-  if constexpr (MR == 1) {
-    // One x row (decode): 2 * NR accumulators fit, so both halves run in one pass and each weight row streams from
-    // memory once, asked for kRowPrefetchBytes ahead (in two passes the bf16 lm_head streamed at half the bandwidth).
-    // Each lane's chain is the same.
-    for (int j = 0; j < NR; j++) acc16[0][j] = ls.resume ? load16(ls.lanes + j * kLanes) : f32x16{};
-    for (int64_t k = 0; k < kfull; k += kLanes) {
-      const f32x16 xv = load16(x + k);
-      for (int j = 0; j < NR; j++) {
-        __builtin_prefetch(reinterpret_cast<const char*>(w + j * ldw + k) + kRowPrefetchBytes);
-        f32x16 wv;
-        for (int h = 0; h < kParts; h++) wv.p[h] = load_part(w + j * ldw + k + h * kPartLanes);
-        acc16[0][j] += xv * wv;
-      }
-    }
-  } else {
-    for (int h = 0; h < kParts; h++) {
-      f32part acc[MR][NR];
-      for (int i = 0; i < MR; i++)
-        for (int j = 0; j < NR; j++)
-          acc[i][j] = ls.resume ? load_part(ls.lanes + (i * ls.ld + j) * kLanes + h * kPartLanes) : f32part{};
-      for (int64_t k = h * kPartLanes; k < kfull; k += kLanes) {
-        f32part wv[NR];
-        for (int j = 0; j < NR; j++) {
-          wv[j] = load_part(w + j * ldw + k);
-          __asm__("" : "+x"(wv[j]));  // keep_in_register
-        }
-        for (int i = 0; i < MR; i++) {
-          f32part xv = load_part(x + i * ldx + k);
-          __asm__("" : "+x"(xv));
-          for (int j = 0; j < NR; j++) acc[i][j] += xv * wv[j];
-        }
-      }
-      for (int i = 0; i < MR; i++)
-        for (int j = 0; j < NR; j++) acc16[i][j].p[h] = acc[i][j];
-    }
-  }
-  if (!ls.finish) {
-    for (int i = 0; i < MR; i++)
-      for (int j = 0; j < NR; j++) store16(ls.lanes + (i * ls.ld + j) * kLanes, acc16[i][j]);
-    return;
-  }
-  for (int i = 0; i < MR; i++)
-    for (int j = 0; j < NR; j++) {
-      const float s = reduce16(fma_tail16(acc16[i][j], x + i * ldx, w + j * ldw, kfull, K));
-      out[i * ldo + j] = bias ? s + bias[j] : s;
-    }
-}
-#else
-template <int MR, int NR, class W>
-inline void dot_tile(float* out, int64_t ldo, const float* x, int64_t ldx, const W* w, int64_t ldw, int64_t K,
-                     const float* bias, const LaneSums& ls = {}) {
+inline void dot_tile_one_pass(float* out, int64_t ldo, const float* x, int64_t ldx, const W* w, int64_t ldw, int64_t K,
+                              const float* bias, const LaneSums& ls = {}) {
   f32x16 acc[MR][NR];
   for (int i = 0; i < MR; i++)
     for (int j = 0; j < NR; j++) acc[i][j] = ls.resume ? load16(ls.lanes + (i * ls.ld + j) * kLanes) : f32x16{};
@@ -154,6 +89,69 @@ inline void dot_tile(float* out, int64_t ldo, const float* x, int64_t ldx, const
       const float s = reduce16(fma_tail16(acc[i][j], x + i * ldx, w + j * ldw, k, K));
       out[i * ldo + j] = bias ? s + bias[j] : s;
     }
+}
+
+#if defined(DPO_DOT_TILE_HALVES)
+inline f32part load_part(const float* p) {
+  f32part v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline f32part load_part(const uint16_t* p) {
+  const __m256i w = _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16);
+  f32part v;
+  std::memcpy(&v, &w, sizeof v);
+  return v;
+}
+
+// The AVX form: the same lane sums as below, computed one 8-lane half at a time over the whole of K.
+template <int MR, int NR, class W>
+inline void dot_tile(float* out, int64_t ldo, const float* x, int64_t ldx, const W* w, int64_t ldw, int64_t K,
+                     const float* bias, const LaneSums& ls = {}) {
+  if constexpr (MR == 1) {
+    // One x row (decode): its 2 * NR accumulators fit, so one pass, and each weight row streams from memory once
+    // with the row prefetch (in two passes the bf16 lm_head streamed at half the bandwidth). The same lane chains.
+    dot_tile_one_pass<1, NR>(out, ldo, x, ldx, w, ldw, K, bias, ls);
+    return;
+  }
+  f32x16 acc16[MR][NR];
+  const int64_t kfull = K / kLanes * kLanes;
+  for (int h = 0; h < kParts; h++) {
+    f32part acc[MR][NR];
+    for (int i = 0; i < MR; i++)
+      for (int j = 0; j < NR; j++)
+        acc[i][j] = ls.resume ? load_part(ls.lanes + (i * ls.ld + j) * kLanes + h * kPartLanes) : f32part{};
+    for (int64_t k = h * kPartLanes; k < kfull; k += kLanes) {
+      f32part wv[NR];
+      for (int j = 0; j < NR; j++) {
+        wv[j] = load_part(w + j * ldw + k);
+        __asm__("" : "+x"(wv[j]));  // keep_in_register
+      }
+      for (int i = 0; i < MR; i++) {
+        f32part xv = load_part(x + i * ldx + k);
+        __asm__("" : "+x"(xv));
+        for (int j = 0; j < NR; j++) acc[i][j] += xv * wv[j];
+      }
+    }
+    for (int i = 0; i < MR; i++)
+      for (int j = 0; j < NR; j++) acc16[i][j].p[h] = acc[i][j];
+  }
+  if (!ls.finish) {
+    for (int i = 0; i < MR; i++)
+      for (int j = 0; j < NR; j++) store16(ls.lanes + (i * ls.ld + j) * kLanes, acc16[i][j]);
+    return;
+  }
+  for (int i = 0; i < MR; i++)
+    for (int j = 0; j < NR; j++) {
+      const float s = reduce16(fma_tail16(acc16[i][j], x + i * ldx, w + j * ldw, kfull, K));
+      out[i * ldo + j] = bias ? s + bias[j] : s;
+    }
+}
+#else
+template <int MR, int NR, class W>
+inline void dot_tile(float* out, int64_t ldo, const float* x, int64_t ldx, const W* w, int64_t ldw, int64_t K,
+                     const float* bias, const LaneSums& ls = {}) {
+  dot_tile_one_pass<MR, NR>(out, ldo, x, ldx, w, ldw, K, bias, ls);
 }
 #endif
 
