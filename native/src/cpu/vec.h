@@ -49,27 +49,31 @@ typedef float f32part __attribute__((vector_size(kPartLanes * sizeof(float))));
 struct f32x16 {
   f32part p[kParts];
 };
-inline f32x16 operator+(f32x16 a, f32x16 b) {
+// The operators are always inlined: `acc += x * w` is one fused multiply-add per part only when the product and the
+// sum meet in one function. In a large caller GCC once made `+=` a call of its own, so that tile's products were
+// rounded before the add and its bits differed from every other tile's (docs/cpu-kernels.md, "Kernel sets").
+#define DPO_LANE_OP [[gnu::always_inline]] inline
+DPO_LANE_OP f32x16 operator+(f32x16 a, f32x16 b) {
   for (int i = 0; i < kParts; i++) a.p[i] += b.p[i];
   return a;
 }
-inline f32x16 operator*(f32x16 a, f32x16 b) {
+DPO_LANE_OP f32x16 operator*(f32x16 a, f32x16 b) {
   for (int i = 0; i < kParts; i++) a.p[i] *= b.p[i];
   return a;
 }
-inline f32x16 operator-(f32x16 a, f32x16 b) {
+DPO_LANE_OP f32x16 operator-(f32x16 a, f32x16 b) {
   for (int i = 0; i < kParts; i++) a.p[i] -= b.p[i];
   return a;
 }
-inline f32x16 operator/(f32x16 a, f32x16 b) {
+DPO_LANE_OP f32x16 operator/(f32x16 a, f32x16 b) {
   for (int i = 0; i < kParts; i++) a.p[i] /= b.p[i];
   return a;
 }
-inline f32x16 operator*(f32x16 a, float s) {
+DPO_LANE_OP f32x16 operator*(f32x16 a, float s) {
   for (int i = 0; i < kParts; i++) a.p[i] *= s;
   return a;
 }
-inline f32x16& operator+=(f32x16& a, f32x16 b) { return a = a + b; }
+DPO_LANE_OP f32x16& operator+=(f32x16& a, f32x16 b) { return a = a + b; }
 inline f32x16 splat16(float s) {
   // One broadcast per part. (`f32part{} + s` is a real add, 0 + s: an extra operation on the FMA ports per coefficient
   // of the AVX2 axpy tile, and it turns -0 into +0; only targets without a broadcast intrinsic keep it.)
