@@ -37,6 +37,16 @@ void forward(float* out /*(M,N)*/, const float* x /*(M,K)*/, const W* w /*(N,K)*
   const int64_t NB = weight_block_rows(N, (65536 / std::max(K, 1)) / kDotNR * kDotNR, cpu_thread_count());
   const int64_t MB = 64;
   const int64_t nblocks = ceil_div(N, NB), mblocks = ceil_div(M, MB);
+  // More than one band of rows (a training or reference pass, a prompt) copies each weight block once into a panel
+  // that every band's tiles read: bf16 rows widened once instead of in every tile (two ALU operations per weight
+  // vector, on the FMA ports), and with AVX any weight in split form (SplitRows, tile_kernels.h), which the two-pass
+  // tile reads in whole cache lines. One band (decode) streams the rows as they are: half the bytes for bf16.
+#if defined(DPO_DOT_TILE_HALVES)
+  const bool split = M > kDotMR && K % kLanes == 0;
+#else
+  constexpr bool split = false;
+#endif
+  const bool use_panel = split || (!std::is_same_v<W, float> && M > kDotMR);
   const double work = 2.0 * double(std::min<int64_t>(MB, M)) * double(std::min<int64_t>(NB, N)) * K;
   parallel_for(nblocks * mblocks, grain_for(work), [&](int64_t t0, int64_t t1) {
     thread_local std::vector<float> panel_buf;
@@ -45,22 +55,31 @@ void forward(float* out /*(M,N)*/, const float* x /*(M,K)*/, const W* w /*(N,K)*
       const int64_t nb = t / mblocks, mb = t % mblocks;
       const int64_t n0 = nb * NB, n1 = std::min<int64_t>(N, n0 + NB);
       const int64_t m0 = mb * MB, m1 = std::min<int64_t>(M, m0 + MB);
-      if constexpr (!std::is_same_v<W, float>) {
-        // More than one band of rows (the scored rows of a training or reference pass, a prompt): widen the block's
-        // bf16 rows once into fp32 instead of in every band's tiles (two ALU operations per weight vector, on the FMA
-        // ports). One band (decode) streams the bf16 rows as they are: half the bytes, each widened once anyway.
-        if (M > kDotMR) {
-          const int64_t ldp = round_up(K, kLanes) + kLanes;  // padded as x is
-          float* panel = scratch(panel_buf, size_t(NB * ldp));
-          if (nb != widened_nb) {
-            for (int64_t n = n0; n < n1; n++) widen_row(panel + (n - n0) * ldp, w + n * K, K);
-            widened_nb = nb;
-          }
-          dot_rows(out + n0, N, x, ldx, panel, ldp, bias ? bias + n0 : nullptr, m0, m1, 0, n1 - n0, K);
-          continue;
-        }
+      if (!use_panel) {
+        dot_rows(out, N, x, ldx, w, K, bias, m0, m1, n0, n1, K);
+        continue;
       }
-      dot_rows(out, N, x, ldx, w, K, bias, m0, m1, n0, n1, K);
+      const int64_t ldp = round_up(K, kLanes) + kLanes;  // padded as x is
+      float* panel = scratch(panel_buf, size_t(NB * ldp));
+      if (nb != widened_nb) {
+        for (int64_t n = n0; n < n1; n++) {
+#if defined(DPO_DOT_TILE_HALVES)
+          if (split) {
+            split_row(panel + (n - n0) * ldp, w + n * K, K);
+            continue;
+          }
+#endif
+          widen_row(panel + (n - n0) * ldp, w + n * K, K);
+        }
+        widened_nb = nb;
+      }
+#if defined(DPO_DOT_TILE_HALVES)
+      if (split) {
+        dot_rows(out + n0, N, x, ldx, SplitRows{panel, K / 2}, ldp, bias ? bias + n0 : nullptr, m0, m1, 0, n1 - n0, K);
+        continue;
+      }
+#endif
+      dot_rows(out + n0, N, x, ldx, panel, ldp, bias ? bias + n0 : nullptr, m0, m1, 0, n1 - n0, K);
     }
   });
 }

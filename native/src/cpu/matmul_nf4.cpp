@@ -63,27 +63,44 @@ inline void lookup32(float* out, f32x16 lut, const uint8_t* bytes) {
 // K % 64 == 0 are whole blocks back to back, so this loop has none of decode_bf16's edge cases, and the out-of-order
 // core overlaps each block's table (a chain of dependent conversions, half of decode_bf16's time) with the lookups
 // of its neighbours. The packed bytes stream from memory once: asked for 1 KiB ahead (docs/cpu-kernels.md#tiles).
+// With `half` (AVX's split rows, tile_kernels.h SplitRows) the lanes 0-7 of each 16-element group go to out, in group
+// order, and lanes 8-15 to out + half.
 template <Nf4StorageDType kDType>
-void decode_blocks_bf16(float* out, const Nf4Matrix& w, const float* absmax, int64_t b0, int64_t count) {
+void decode_blocks_bf16(float* out, const Nf4Matrix& w, const float* absmax, int64_t b0, int64_t count,
+                        [[maybe_unused]] int64_t half) {
   constexpr int64_t kPrefetchBytes = 1024;
   const uint8_t* packed = w.packed.data() + b0 * (kNf4BlockSize / 2);
-  for (int64_t b = b0; b < b0 + count; b++, packed += kNf4BlockSize / 2, out += kNf4BlockSize) {
+  for (int64_t b = b0; b < b0 + count; b++, packed += kNf4BlockSize / 2) {
     __builtin_prefetch(packed + kPrefetchBytes);  // past the matrix's end: a hint that never faults
     const f32x16 lut = block_lut_bf16_gemv(absmax[b], kDType);
 #if defined(__AVX512F__)
     for (int h = 0; h < 2; h++) lookup32(out + 32 * h, lut, packed + 16 * h);
+    out += kNf4BlockSize;
 #else
+#if defined(DPO_DOT_TILE_HALVES)
+    if (half) {
+      for (int q = 0; q < kNf4BlockSize / kLanes; q++) {
+        const f32x16 v = lookup16(lut, packed + q * kLanes / 2);
+        std::memcpy(out + q * kPartLanes, &v.p[0], sizeof v.p[0]);
+        std::memcpy(out + half + q * kPartLanes, &v.p[1], sizeof v.p[1]);
+      }
+      out += kNf4BlockSize / 2;
+      continue;
+    }
+#endif
     for (int q = 0; q < kNf4BlockSize / kLanes; q++) store16(out + q * kLanes, lookup16(lut, packed + q * kLanes / 2));
+    out += kNf4BlockSize;
 #endif
   }
 }
 
 // decode_blocks_bf16 with the storage dtype a constant, so the table's rounding has no branch per block.
-void decode_rows_of_blocks(float* out, const Nf4Matrix& w, const float* absmax, int64_t b0, int64_t count) {
+void decode_rows_of_blocks(float* out, const Nf4Matrix& w, const float* absmax, int64_t b0, int64_t count,
+                           int64_t half) {
   switch (w.dtype) {
-    case Nf4StorageDType::F16: return decode_blocks_bf16<Nf4StorageDType::F16>(out, w, absmax, b0, count);
-    case Nf4StorageDType::BF16: return decode_blocks_bf16<Nf4StorageDType::BF16>(out, w, absmax, b0, count);
-    case Nf4StorageDType::F32: return decode_blocks_bf16<Nf4StorageDType::F32>(out, w, absmax, b0, count);
+    case Nf4StorageDType::F16: return decode_blocks_bf16<Nf4StorageDType::F16>(out, w, absmax, b0, count, half);
+    case Nf4StorageDType::BF16: return decode_blocks_bf16<Nf4StorageDType::BF16>(out, w, absmax, b0, count, half);
+    case Nf4StorageDType::F32: return decode_blocks_bf16<Nf4StorageDType::F32>(out, w, absmax, b0, count, half);
   }
 }
 
@@ -105,25 +122,45 @@ void round_rows_bf16(float* dst, int64_t ldd, const float* src, int64_t rows, in
 
 // Columns [k0, k1) (k1 <= Kp; k0 and k1 - k0 multiples of 64 when K is) of W's rows n0..n1 into rows of ldw floats at
 // out, bf16-valued, columns at or past K zeroed. Whole blocks through decode_rows_of_blocks when K is a multiple of 64.
+// `split` (AVX only; k1 - k0 a multiple of 16): each row in split form (SplitRows, half = (k1 - k0) / 2).
 void decode_row_columns(float* out, int64_t ldw, const Nf4Matrix& w, const float* absmax, int64_t n0, int64_t n1,
-                        int64_t k0, int64_t k1) {
+                        int64_t k0, int64_t k1, bool split = false) {
   const int64_t K = w.cols;
+  const int64_t half = split ? (k1 - k0) / 2 : 0;
   for (int64_t n = n0; n < n1; n++) {
     float* row = out + (n - n0) * ldw;
     if (K % kNf4BlockSize == 0) {
       const int64_t row_blocks = K / kNf4BlockSize;
-      decode_rows_of_blocks(row, w, absmax, n * row_blocks + k0 / kNf4BlockSize, (k1 - k0) / kNf4BlockSize);
-    } else {
-      const int64_t len = std::max<int64_t>(0, std::min(K, k1) - k0);
-      decode_bf16(row, w, absmax, n * K + k0, len);
-      std::fill(row + len, row + (k1 - k0), 0.0f);
+      decode_rows_of_blocks(row, w, absmax, n * row_blocks + k0 / kNf4BlockSize, (k1 - k0) / kNf4BlockSize, half);
+      continue;
     }
+    const int64_t len = std::max<int64_t>(0, std::min(K, k1) - k0);
+#if defined(DPO_DOT_TILE_HALVES)
+    if (split) {  // other shapes (tests, odd hidden sizes): decode plainly, then split
+      thread_local std::vector<float> plain_buf;
+      float* plain = scratch(plain_buf, size_t(k1 - k0));
+      decode_bf16(plain, w, absmax, n * K + k0, len);
+      std::fill(plain + len, plain + (k1 - k0), 0.0f);
+      split_row(row, plain, k1 - k0);
+      continue;
+    }
+#endif
+    decode_bf16(row, w, absmax, n * K + k0, len);
+    std::fill(row + len, row + (k1 - k0), 0.0f);
   }
 }
 
 // Rows of the NF4 forward's x longer than kLongRow floats are run in chunks of about kRowChunk columns, in tasks of
 // at most kChunkedRows x rows (docs/cpu-kernels.md#tiles).
 constexpr int64_t kLongRow = 1536, kRowChunk = 1024, kChunkedRows = 192;
+
+// The AVX tiles read the decoded weights in split form (tile_kernels.h SplitRows): every pass over K then uses whole
+// cache lines of the weight tile (docs/cpu-kernels.md#split-weight-rows-on-avx2).
+#if defined(DPO_DOT_TILE_HALVES)
+constexpr bool kSplitRows = true;
+#else
+constexpr bool kSplitRows = false;
+#endif
 
 }  // namespace
 
@@ -176,11 +213,16 @@ void matmul_nf4_forward(float* out /*(M,N)*/, const float* x /*(M,K)*/, const Nf
       for (int64_t k0 = 0; k0 < Kp; k0 += KC) {
         const int64_t k1 = std::min(Kp, k0 + KC);
         if (chunks > 1 || nb != decoded_nb) {  // consecutive tasks of one chunk share whole decoded rows
-          decode_row_columns(wb, ldw, w, absmax, n0, n1, k0, k1);
+          decode_row_columns(wb, ldw, w, absmax, n0, n1, k0, k1, kSplitRows);
           decoded_nb = nb;
         }
         const LaneSums ls{park, NB, /*resume=*/k0 > 0, /*finish=*/k1 == Kp};
-        dot_rows(out + m0 * N + n0, N, xb + m0 * ldx + k0, ldx, wb, ldw, bias ? bias + n0 : nullptr, 0, m1 - m0, 0,
+#if defined(DPO_DOT_TILE_HALVES)
+        const SplitRows wr{wb, (k1 - k0) / 2};
+#else
+        const float* wr = wb;
+#endif
+        dot_rows(out + m0 * N + n0, N, xb + m0 * ldx + k0, ldx, wr, ldw, bias ? bias + n0 : nullptr, 0, m1 - m0, 0,
                  n1 - n0, k1 - k0, chunks == 1 ? LaneSums{} : ls);
       }
     }

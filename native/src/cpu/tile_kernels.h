@@ -104,27 +104,24 @@ inline f32part load_part(const uint16_t* p) {
   return v;
 }
 
-// The AVX form: the same lane sums as below, computed one 8-lane half at a time over the whole of K.
-template <int MR, int NR, class W>
-inline void dot_tile(float* out, int64_t ldo, const float* x, int64_t ldx, const W* w, int64_t ldw, int64_t K,
-                     const float* bias, const LaneSums& ls = {}) {
-  if constexpr (MR == 1) {
-    // One x row (decode): its 2 * NR accumulators fit, so one pass, and each weight row streams from memory once
-    // with the row prefetch (in two passes the bf16 lm_head streamed at half the bandwidth). The same lane chains.
-    dot_tile_one_pass<1, NR>(out, ldo, x, ldx, w, ldw, K, bias, ls);
-    return;
-  }
-  f32x16 acc16[MR][NR];
-  const int64_t kfull = K / kLanes * kLanes;
+// The AVX form's two passes: the same lane sums as below, computed one 8-lane half at a time over the whole of K,
+// into acc16. Pass h reads the weights of k = 8h + 16g .. + 7 at w + h * w_half + g * WStep of each row: w_half = 8,
+// WStep = 16 for plain rows, w_half = half a row, WStep = 8 for split rows (SplitRows below). Always inlined: as a
+// function of its own (w_step an argument, or the finish shared) the split tile ran 5-20% slower.
+template <int MR, int NR, int WStep, class W>
+[[gnu::always_inline]]
+inline void dot_halves(f32x16 (&acc16)[MR][NR], const float* x, int64_t ldx, const W* w, int64_t ldw, int64_t w_half,
+                       int64_t kfull, const LaneSums& ls) {
   for (int h = 0; h < kParts; h++) {
     f32part acc[MR][NR];
     for (int i = 0; i < MR; i++)
       for (int j = 0; j < NR; j++)
         acc[i][j] = ls.resume ? load_part(ls.lanes + (i * ls.ld + j) * kLanes + h * kPartLanes) : f32part{};
-    for (int64_t k = h * kPartLanes; k < kfull; k += kLanes) {
+    const W* wh = w + h * w_half;
+    for (int64_t k = h * kPartLanes, g = 0; k < kfull; k += kLanes, g += WStep) {
       f32part wv[NR];
       for (int j = 0; j < NR; j++) {
-        wv[j] = load_part(w + j * ldw + k);
+        wv[j] = load_part(wh + j * ldw + g);
         __asm__("" : "+x"(wv[j]));  // keep_in_register
       }
       for (int i = 0; i < MR; i++) {
@@ -136,6 +133,20 @@ inline void dot_tile(float* out, int64_t ldo, const float* x, int64_t ldx, const
     for (int i = 0; i < MR; i++)
       for (int j = 0; j < NR; j++) acc16[i][j].p[h] = acc[i][j];
   }
+}
+
+template <int MR, int NR, class W>
+inline void dot_tile(float* out, int64_t ldo, const float* x, int64_t ldx, const W* w, int64_t ldw, int64_t K,
+                     const float* bias, const LaneSums& ls = {}) {
+  if constexpr (MR == 1) {
+    // One x row (decode): its 2 * NR accumulators fit, so one pass, and each weight row streams from memory once
+    // with the row prefetch (in two passes the bf16 lm_head streamed at half the bandwidth). The same lane chains.
+    dot_tile_one_pass<1, NR>(out, ldo, x, ldx, w, ldw, K, bias, ls);
+    return;
+  }
+  f32x16 acc16[MR][NR];
+  const int64_t kfull = K / kLanes * kLanes;
+  dot_halves<MR, NR, kLanes>(acc16, x, ldx, w, ldw, /*w_half=*/kPartLanes, kfull, ls);
   if (!ls.finish) {
     for (int i = 0; i < MR; i++)
       for (int j = 0; j < NR; j++) store16(ls.lanes + (i * ls.ld + j) * kLanes, acc16[i][j]);
@@ -146,6 +157,45 @@ inline void dot_tile(float* out, int64_t ldo, const float* x, int64_t ldx, const
       const float s = reduce16(fma_tail16(acc16[i][j], x + i * ldx, w + j * ldw, kfull, K));
       out[i * ldo + j] = bias ? s + bias[j] : s;
     }
+}
+
+// Weight rows in split form, for the AVX form's two passes (docs/cpu-kernels.md#split-weight-rows-on-avx2): row j
+// keeps lanes 0-7 of each 16-element group in its first `half` floats, in group order, and lanes 8-15 in the next
+// `half`. Each pass then reads whole cache lines of w, where the plain layout had it fetch every line of the tile
+// from L2 in the first pass and use half of it. `+ n` moves n rows, as on a pointer.
+struct SplitRows {
+  const float* p;
+  int64_t half;
+  SplitRows operator+(int64_t n) const { return {p + n, half}; }
+};
+
+// dot_tile with w in split form; K a multiple of 16 (the rows zero-padded), so there is no tail. Lane l of half h
+// still sums k = 8h + l, 8h + l + 16, ... in increasing k: the same chains, the same bits.
+template <int MR, int NR>
+inline void dot_tile(float* out, int64_t ldo, const float* x, int64_t ldx, SplitRows w, int64_t ldw, int64_t K,
+                     const float* bias, const LaneSums& ls = {}) {
+  f32x16 acc16[MR][NR];
+  dot_halves<MR, NR, kPartLanes>(acc16, x, ldx, w.p, ldw, w.half, K, ls);
+  for (int i = 0; i < MR; i++)
+    for (int j = 0; j < NR; j++) {
+      if (!ls.finish) {
+        store16(ls.lanes + (i * ls.ld + j) * kLanes, acc16[i][j]);
+        continue;
+      }
+      const float s = reduce16(acc16[i][j]);
+      out[i * ldo + j] = bias ? s + bias[j] : s;
+    }
+}
+
+// dst[0, K) in split form (half = K / 2) from a plain row src[0, K) of fp32 or bf16 (widened exactly); K a multiple
+// of 16.
+template <class W>
+inline void split_row(float* dst, const W* src, int64_t K) {
+  for (int64_t k = 0, g = 0; k < K; k += kLanes, g += kPartLanes) {
+    const f32x16 v = load16(src + k);
+    std::memcpy(dst + g, &v.p[0], sizeof v.p[0]);
+    std::memcpy(dst + K / 2 + g, &v.p[1], sizeof v.p[1]);
+  }
 }
 #else
 template <int MR, int NR, class W>
@@ -164,8 +214,8 @@ inline int64_t weight_block_rows(int64_t N, int64_t cap, int threads) {
 }
 
 // One band of R x rows (R <= kDotMR) against w rows n0..n1: R x kDotNR tiles, then R x 1 for the last columns.
-template <int R, class W>
-inline void dot_band(float* out, int64_t ldo, const float* x, int64_t ldx, const W* w, int64_t ldw, const float* bias,
+template <int R, class WRows>
+inline void dot_band(float* out, int64_t ldo, const float* x, int64_t ldx, WRows w, int64_t ldw, const float* bias,
                      int64_t n0, int64_t n1, int64_t K, const LaneSums& ls) {
   int64_t n = n0;
   for (; n + kDotNR <= n1; n += kDotNR)
@@ -174,9 +224,9 @@ inline void dot_band(float* out, int64_t ldo, const float* x, int64_t ldx, const
 }
 
 // The band of the last `rows` rows (rows <= R < kDotMR) in one tile height.
-template <int R, class W>
-inline void dot_leftover_band(int64_t rows, float* out, int64_t ldo, const float* x, int64_t ldx, const W* w,
-                              int64_t ldw, const float* bias, int64_t n0, int64_t n1, int64_t K, const LaneSums& ls) {
+template <int R, class WRows>
+inline void dot_leftover_band(int64_t rows, float* out, int64_t ldo, const float* x, int64_t ldx, WRows w, int64_t ldw,
+                              const float* bias, int64_t n0, int64_t n1, int64_t K, const LaneSums& ls) {
   if constexpr (R >= 1) {
     if (rows == R) dot_band<R>(out, ldo, x, ldx, w, ldw, bias, n0, n1, K, ls);
     else dot_leftover_band<R - 1>(rows, out, ldo, x, ldx, w, ldw, bias, n0, n1, K, ls);
@@ -187,8 +237,8 @@ inline void dot_leftover_band(int64_t rows, float* out, int64_t ldo, const float
 // band of the 1..kDotMR-1 rows left (M = 64 is 10 bands of 6 and one of 4: running those 4 rows one at a time cost
 // ~15% of a prefill matmul). Every output is the same dot_tile lane sum whatever the band. With `ls`, over a chunk
 // of K, the lane sums of output (m, n) parked at ls.lanes + (m * ls.ld + n) * 16.
-template <class W>
-inline void dot_rows(float* out, int64_t ldo, const float* x, int64_t ldx, const W* w, int64_t ldw, const float* bias,
+template <class WRows>
+inline void dot_rows(float* out, int64_t ldo, const float* x, int64_t ldx, WRows w, int64_t ldw, const float* bias,
                      int64_t m0, int64_t m1, int64_t n0, int64_t n1, int64_t K, const LaneSums& ls = {}) {
   int64_t m = m0;
   for (; m + kDotMR <= m1; m += kDotMR)
