@@ -286,7 +286,10 @@ inline void axpy_tail(float* acc, int64_t lda, const float* coef, int64_t csi, i
 // ~5% faster than with 4 x 4 (kernel-bench nf4-dx, 8 interleaved runs; docs/cpu-kernels.md#gradient-products).
 constexpr int kAxpyIR = 6, kAxpyLQ = 4;
 #elif defined(__AVX__)
-constexpr int kAxpyIR = 6, kAxpyLQ = 1;  // 6 x 16 columns: 12 ymm accumulators, 2 loads + 6 broadcasts per 12 FMAs
+// 3 rows x 32 columns: 12 ymm accumulators, 4 loads + 3 broadcasts per 12 FMAs. OpenBLAS Haswell's 6 x 16 (2 loads +
+// 6 broadcasts) ran the NF4 input gradient 3-7% slower on a Zen 3 core, GCC unrolling its loop into reloads of b
+// (kernel-bench nf4-dx, docs/cpu-kernels.md#gradient-products).
+constexpr int kAxpyIR = 3, kAxpyLQ = 2;
 #else
 constexpr int kAxpyIR = 2, kAxpyLQ = 2;  // 4 lane groups of accumulators
 #endif
