@@ -9,6 +9,7 @@
 
 #include "core/half.h"
 #include "quant/nf4.h"
+#include "random_data.h"
 
 namespace dpo_test {
 
@@ -157,6 +158,15 @@ inline std::vector<float> nf4_weights_bf16(const dpo::Nf4Matrix& w) {
   dpo::nf4_dequantize(w, d.data());
   for (auto& x : d) x = dpo::round_bf16(x);
   return d;
+}
+
+// A random (N, K) NF4 matrix of normal weights (sigma), first rounded to fp16 when that is the storage dtype, as
+// the reference rounds a checkpoint's weights (sigma = 3e-6 gives fp16-subnormal scales).
+inline dpo::Nf4Matrix random_nf4(int N, int K, float sigma, dpo::Nf4StorageDType dt, uint32_t seed) {
+  auto wf = randn(size_t(N) * K, sigma, seed);
+  if (dt == dpo::Nf4StorageDType::F16)
+    for (auto& v : wf) v = dpo::round_fp16(v);
+  return dpo::nf4_quantize(wf.data(), N, K, dt);
 }
 
 inline std::vector<float> bf16_all(std::vector<float> v) {

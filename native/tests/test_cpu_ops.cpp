@@ -163,10 +163,7 @@ TEST_CASE(matmul_nf4_register_path_equals_tiled_path) {
     const int K = s[0], N = s[1];
     for (float sigma : {0.05f, 3e-6f}) {
       for (auto dt : {Nf4StorageDType::F16, Nf4StorageDType::BF16, Nf4StorageDType::F32}) {
-        auto wf = randn(size_t(N) * K, sigma, seed++);
-        if (dt == Nf4StorageDType::F16)
-          for (auto& v : wf) v = round_fp16(v);
-        const Nf4Matrix w = nf4_quantize(wf.data(), N, K, dt);
+        const Nf4Matrix w = random_nf4(N, K, sigma, dt, seed++);
         const auto x = randu(size_t(M) * K, -2, 2, seed++), bias = randu(size_t(N), -1, 1, seed++);
         for (int threads : {1, 2}) {
           set_cpu_thread_count(threads);

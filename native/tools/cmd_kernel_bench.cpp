@@ -45,7 +45,10 @@ int cmd_kernel_bench(const Args& a) {
   const auto dout = random_values(size_t(M) * N, 1.0f, 3);
   std::vector<float> out(size_t(M) * N), dx(size_t(M) * K), dw(size_t(N) * K);
   Nf4Matrix q;
-  if (op == "nf4" || op == "nf4-dx") q = nf4_quantize(w.data(), N, K);
+  if (op == "nf4" || op == "nf4-dx") {
+    q = nf4_quantize(w.data(), N, K);
+    cpu::matmul_nf4_prepare(q);  // as the CPU backend does at load (the AVX2 set's decode byte tables)
+  }
   std::vector<uint16_t> wb;  // the bf16 lm_head's storage: w's values truncated to bf16 bits
   if (op == "bf16" || op == "bf16-dx")
     for (float v : w) wb.push_back(uint16_t(f32_bits(v) >> 16));

@@ -78,6 +78,7 @@ class CpuBackend final : public Backend {
   void matmul_nf4_backward_input(float* dx, const float* dout, const Nf4Matrix& w, int M) override {
     cpu::matmul_nf4_backward_input(dx, dout, w, M);
   }
+  void prepare_nf4(const Nf4Matrix& w) override { cpu::matmul_nf4_prepare(w); }
   bool has_bf16_matmul() const override { return true; }
   void matmul_bf16(float* out, const float* x, const uint16_t* w, int M, int K, int N) override {
     cpu::matmul_bf16_forward(out, x, w, M, K, N);

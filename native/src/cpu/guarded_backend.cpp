@@ -99,6 +99,7 @@ class GuardedCpuBackend final : public Backend {
     Open o(*this, "matmul_nf4", {out, x, bias});  // the NF4 matrix is a host struct the backend uploads itself
     cpu_->matmul_nf4(out, x, w, bias, M);
   }
+  void prepare_nf4(const Nf4Matrix& w) override { cpu_->prepare_nf4(w); }  // host data only
   void matmul_nf4_backward_input(float* dx, const float* dout, const Nf4Matrix& w, int M) override {
     if (recorded([=, &w] { matmul_nf4_backward_input(dx, dout, w, M); })) return;
     Open o(*this, "matmul_nf4_backward_input", {dx, dout});

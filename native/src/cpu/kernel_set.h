@@ -26,4 +26,5 @@
   void matmul_bf16_backward_input(float* dx, const float* dout, const uint16_t* w, int M, int K, int N);             \
   void matmul_nf4_forward(float* out, const float* x, const Nf4Matrix& w, const float* bias, int M);                 \
   void matmul_nf4_backward_input(float* dx, const float* dout, const Nf4Matrix& w, int M);                           \
+  void matmul_nf4_prepare(const Nf4Matrix& w);                                                                       \
   }

@@ -27,12 +27,13 @@ struct KernelSet {
   decltype(&matmul_bf16_backward_input) bf16_backward_input;
   decltype(&matmul_nf4_forward) nf4_forward;
   decltype(&matmul_nf4_backward_input) nf4_backward_input;
+  decltype(&matmul_nf4_prepare) nf4_prepare;
 };
 
 #define DPO_KERNEL_SET(label, ns)                                                                                \
   KernelSet {                                                                                                    \
     label, &ns::matmul_forward, &ns::matmul_backward, &ns::matmul_bf16_forward, &ns::matmul_bf16_backward_input, \
-        &ns::matmul_nf4_forward, &ns::matmul_nf4_backward_input                                                  \
+        &ns::matmul_nf4_forward, &ns::matmul_nf4_backward_input, &ns::matmul_nf4_prepare                         \
   }
 
 #if defined(DPO_CPU_KERNEL_SETS)
@@ -102,5 +103,6 @@ void matmul_nf4_forward(float* out, const float* x, const Nf4Matrix& w, const fl
 void matmul_nf4_backward_input(float* dx, const float* dout, const Nf4Matrix& w, int M) {
   kernels().nf4_backward_input(dx, dout, w, M);
 }
+void matmul_nf4_prepare(const Nf4Matrix& w) { kernels().nf4_prepare(w); }
 
 }  // namespace dpo::cpu

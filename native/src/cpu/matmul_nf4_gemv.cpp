@@ -4,11 +4,14 @@
 // else. Every output is the same lane sum as dot_tile's (docs/cpu-kernels.md), so a row gives the same bits here, in
 // the tiled path and inside any batch.
 #include <algorithm>
+#include <memory>
 
 #include "matmul_nf4_gemv.h"
 #include "nf4_bf16_dot_switch.h"
+#include "nf4_gemv_table_budget.h"
 #include "nf4_lanes.h"
 #include "kernel_set.h"
+#include "thread_pool.h"
 
 DPO_DECLARE_MATMUL_KERNELS(DPO_KERNEL_NS)
 
@@ -36,7 +39,10 @@ constexpr const int* kXGroupElement = kPackedLaneElement;
 // out[m*ldo + r] = sum_k x[m, k] * W[n + r, k] (+ bias[r]) for m < MT, r < R; K % 64 == 0; xp holds x with each
 // kXGroup-element group in kXGroupElement order. Each lane adds its k % 16 class in increasing k (one FMA each); the
 // lanes are put back in k order and summed by reduce16: dot_tile's arithmetic exactly.
-template <int MT, int R, bool kFp16Table>
+// kFastTable: where each block's table comes from other than its double-quantized absmax: with AVX-512 the fp32
+// absmax cache and fp16 rounding by float adds (nf4_fp16_table_usable), with AVX2 the cached byte tables
+// (w.gemv_byte_tables). The same entries either way.
+template <int MT, int R, bool kFastTable>
 void gemv_tile(float* out, int64_t ldo, const float* xp, int64_t K, const Nf4Matrix& w, const float* code8, int64_t n,
                const float* bias) {
   f32x16 acc[R][MT];
@@ -47,19 +53,17 @@ void gemv_tile(float* out, int64_t ldo, const float* xp, int64_t K, const Nf4Mat
   const uint8_t* const* row_bytes = rows.bytes;
   const uint64_t* row_block = rows.block;
   for (int64_t j = 0; j < blocks_per_row; j++) {
-    f32x16 lut[R];
-#if defined(__AVX512F__)
-    if constexpr (kFp16Table) {
-      for (int r = 0; r < R; r++) lut[r] = block_lut_bf16_fp16_normal(w.absmax[row_block[r] + j]);
-    } else
-#endif
-      for (int r = 0; r < R; r++) lut[r] = block_lut_bf16_gemv(block_absmax(w, code8, row_block[r] + j), w.dtype);
     const float* xj = xp + j * kNf4BlockSize;
     const int64_t byte0 = j * (kNf4BlockSize / 2);
     for (int r = 0; r < R; r++) __builtin_prefetch(row_bytes[r] + byte0 + kRowPrefetchBytes);
 #if defined(DPO_NF4_BYTE_TABLES)
     Nf4ByteTables tables[R];
-    for (int r = 0; r < R; r++) tables[r] = block_byte_tables(lut[r]);
+    if constexpr (kFastTable) {
+      for (int r = 0; r < R; r++) tables[r] = load_byte_tables(w.gemv_byte_tables->data() + (row_block[r] + j) * 32);
+    } else {
+      for (int r = 0; r < R; r++)
+        tables[r] = block_byte_tables(block_lut_bf16_gemv(block_absmax(w, code8, row_block[r] + j), w.dtype));
+    }
     for (int c = 0; c < kNf4BlockSize / kXGroup; c++) {
       for (int r = 0; r < R; r++) {
         f32x16 w_first, w_second;  // group elements 0-15 and 16-31: each lane's class twice, in increasing k
@@ -69,6 +73,13 @@ void gemv_tile(float* out, int64_t ldo, const float* xp, int64_t K, const Nf4Mat
       }
     }
 #else
+    f32x16 lut[R];
+#if defined(__AVX512F__)
+    if constexpr (kFastTable) {
+      for (int r = 0; r < R; r++) lut[r] = block_lut_bf16_fp16_normal(w.absmax[row_block[r] + j]);
+    } else
+#endif
+      for (int r = 0; r < R; r++) lut[r] = block_lut_bf16_gemv(block_absmax(w, code8, row_block[r] + j), w.dtype);
     for (int c = 0; c < kNf4BlockSize / kLanes; c++) {
       f32x16 xv[MT];
       for (int m = 0; m < MT; m++) xv[m] = load16(xj + m * K + c * kLanes);
@@ -90,23 +101,23 @@ void gemv_tile(float* out, int64_t ldo, const float* xp, int64_t K, const Nf4Mat
 }
 
 // Rows [n0, n1) of the output for x rows [m0, m0 + MT).
-template <int MT, bool kFp16Table>
+template <int MT, bool kFastTable>
 void gemv_rows(float* out, int64_t N, const float* xp, int64_t K, const Nf4Matrix& w, const float* code8,
                const float* bias, int64_t n0, int64_t n1) {
   constexpr int R = MT <= 2 ? kRowsSmallM : kRowsLargeM;
   int64_t n = n0;
-  for (; n + R <= n1; n += R) gemv_tile<MT, R, kFp16Table>(out + n, N, xp, K, w, code8, n, bias ? bias + n : nullptr);
-  for (; n < n1; n++) gemv_tile<MT, 1, kFp16Table>(out + n, N, xp, K, w, code8, n, bias ? bias + n : nullptr);
+  for (; n + R <= n1; n += R) gemv_tile<MT, R, kFastTable>(out + n, N, xp, K, w, code8, n, bias ? bias + n : nullptr);
+  for (; n < n1; n++) gemv_tile<MT, 1, kFastTable>(out + n, N, xp, K, w, code8, n, bias ? bias + n : nullptr);
 }
 
 // gemv_rows for a pass of mt x rows.
-template <bool kFp16Table>
+template <bool kFastTable>
 void gemv_pass(int mt, float* out, int64_t N, const float* xp, int64_t K, const Nf4Matrix& w, const float* code8,
                const float* bias, int64_t n0, int64_t n1) {
-  if (mt == 1) gemv_rows<1, kFp16Table>(out, N, xp, K, w, code8, bias, n0, n1);
-  else if (mt == 2) gemv_rows<2, kFp16Table>(out, N, xp, K, w, code8, bias, n0, n1);
-  else if (mt == 3) gemv_rows<3, kFp16Table>(out, N, xp, K, w, code8, bias, n0, n1);
-  else gemv_rows<4, kFp16Table>(out, N, xp, K, w, code8, bias, n0, n1);
+  if (mt == 1) gemv_rows<1, kFastTable>(out, N, xp, K, w, code8, bias, n0, n1);
+  else if (mt == 2) gemv_rows<2, kFastTable>(out, N, xp, K, w, code8, bias, n0, n1);
+  else if (mt == 3) gemv_rows<3, kFastTable>(out, N, xp, K, w, code8, bias, n0, n1);
+  else gemv_rows<4, kFastTable>(out, N, xp, K, w, code8, bias, n0, n1);
 }
 
 }  // namespace
@@ -116,6 +127,27 @@ bool nf4_fp16_table_usable(const Nf4Matrix& w) {
   return w.fp16_table_normal && int64_t(w.absmax.size()) == w.blocks() && nf4_fp16_table_allowed();
 #else
   return false;
+#endif
+}
+
+void matmul_nf4_prepare([[maybe_unused]] const Nf4Matrix& w) {
+#if defined(DPO_NF4_BYTE_TABLES)
+  // Each block's byte tables built once, as the GEMV would build them, if the matrix takes the GEMV (K % 64 == 0)
+  // and they fit the budget (docs/cpu-kernels.md#cached-byte-tables-on-avx2).
+  if (w.gemv_byte_tables || w.cols % kNf4BlockSize != 0 || w.numel() == 0) return;
+  const int64_t blocks = w.blocks(), bytes = blocks * 32;
+  if (!reserve_nf4_gemv_tables(bytes)) return;
+  const float* code8 = w.nested_code.empty() ? dynamic_map_signed() : w.nested_code.data();
+  auto* t = new std::vector<uint8_t>(size_t(bytes));
+  parallel_for(blocks, grain_for(100.0), [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; b++)
+      store_byte_tables(t->data() + b * 32,
+                        block_byte_tables(block_lut_bf16_gemv(block_absmax(w, code8, uint64_t(b)), w.dtype)));
+  });
+  w.gemv_byte_tables = std::shared_ptr<const std::vector<uint8_t>>(t, [bytes](const std::vector<uint8_t>* p) {
+    delete p;
+    release_nf4_gemv_tables(bytes);
+  });
 #endif
 }
 
@@ -132,7 +164,11 @@ bool matmul_nf4_gemv(float* out /*(M,N)*/, const float* xb /*(M,K) bf16-valued*/
 void matmul_nf4_gemv_fma(float* out, const float* xb, const Nf4Matrix& w, const float* bias, int M) {
   const int64_t N = w.rows, K = w.cols;
   const float* code8 = w.nested_code.empty() ? dynamic_map_signed() : w.nested_code.data();
-  const bool fp16_table = nf4_fp16_table_usable(w);
+#if defined(DPO_NF4_BYTE_TABLES)
+  const bool fast_table = w.gemv_byte_tables != nullptr;
+#else
+  const bool fast_table = nf4_fp16_table_usable(w);
+#endif
   thread_local std::vector<float> xp_buf;  // x in the register path's lane order, per calling thread
   float* xp = scratch(xp_buf, size_t(M * K));
   for (int64_t c = 0; c < int64_t(M) * K; c += kXGroup)
@@ -140,7 +176,7 @@ void matmul_nf4_gemv_fma(float* out, const float* xb, const Nf4Matrix& w, const 
   for_each_gemv_task(N, M, K, [&](int mt, int64_t m0, int64_t n0, int64_t n1) {
     float* o = out + m0 * N;
     const float* x = xp + m0 * K;
-    if (fp16_table) gemv_pass<true>(mt, o, N, x, K, w, code8, bias, n0, n1);
+    if (fast_table) gemv_pass<true>(mt, o, N, x, K, w, code8, bias, n0, n1);
     else gemv_pass<false>(mt, o, N, x, K, w, code8, bias, n0, n1);
   });
 }

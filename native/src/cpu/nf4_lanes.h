@@ -229,6 +229,16 @@ inline Nf4ByteTables block_byte_tables(const f32x16& lut) {
   return {_mm256_permute4x64_epi64(split, 0x88), _mm256_permute4x64_epi64(split, 0xdd)};
 }
 
+// A block's two tables as the cache keeps them (matmul_nf4_prepare): its 16 low bytes, then its 16 high bytes.
+inline void store_byte_tables(uint8_t* dst, const Nf4ByteTables& t) {
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), _mm256_castsi256_si128(t.lo));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 16), _mm256_castsi256_si128(t.hi));
+}
+inline Nf4ByteTables load_byte_tables(const uint8_t* src) {
+  return {_mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src))),
+          _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 16)))};
+}
+
 // Physical position p of a 32-weight group (16 packed bytes) holds group element kByteGroupElement[p]. The high
 // nibbles (even elements) are looked up in the lower 128-bit half and the low nibbles (odd elements) in the upper one;
 // unpacking the low and high bytes into words and the words into floats keeps that split, which gives this order.

@@ -31,6 +31,9 @@ void matmul_nf4_forward(float* out, const float* x, const Nf4Matrix& w, const fl
 // dx (M,K) += bf16(dout) (M,N) . bf16(dequant(W)) (N,K): activation gradient only, W is frozen
 // (docs/reference/linear4bit.md#backward).
 void matmul_nf4_backward_input(float* dx, const float* dout, const Nf4Matrix& w, int M);
+// What the kernel set keeps per matrix for the decode GEMV, built once at load (the AVX2 set's byte tables, within
+// their budget; nothing elsewhere). The results are the same bits with or without it.
+void matmul_nf4_prepare(const Nf4Matrix& w);
 
 // out (M,C) = x / sqrt(mean(x^2) + eps) * w; rstd (M) saved for backward (may be null).
 void rmsnorm_forward(float* out, float* rstd, const float* x, const float* w, int M, int C, float eps);

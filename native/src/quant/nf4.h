@@ -3,6 +3,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 namespace dpo {
@@ -52,6 +53,10 @@ struct Nf4Matrix {
   // Storage dtype fp16 and every block's absmax in the range where the CPU GEMV rounds a block's table to fp16 with
   // float adds instead of conversions (nf4_scales_fp16_table_normal); set by nf4_quantize / nf4_from_parts.
   bool fp16_table_normal = false;
+  // The AVX2 decode GEMV's byte tables, block b's 16 bf16 entries split into their low bytes (32 b ..) and high bytes
+  // (32 b + 16 ..); null until the CPU backend prepares the matrix within its budget, and shared by copies
+  // (docs/cpu-kernels.md#cached-byte-tables-on-avx2). A cache of values the other fields define: mutable.
+  mutable std::shared_ptr<const std::vector<uint8_t>> gemv_byte_tables;
 
   int64_t numel() const { return rows * cols; }
   int64_t blocks() const { return (numel() + kNf4BlockSize - 1) / kNf4BlockSize; }
