@@ -59,7 +59,11 @@ void gemv_tile(float* out, int64_t ldo, const float* xp, int64_t K, const Nf4Mat
 #if defined(DPO_NF4_BYTE_TABLES)
     Nf4ByteTables tables[R];
     if constexpr (kFastTable) {
-      for (int r = 0; r < R; r++) tables[r] = load_byte_tables(w.gemv_byte_tables->data() + (row_block[r] + j) * 32);
+      for (int r = 0; r < R; r++) {
+        const uint8_t* t = w.gemv_byte_tables->data() + (row_block[r] + j) * 32;
+        __builtin_prefetch(t + kRowPrefetchBytes);  // a second stream per row, as fast as its packed bytes: +3-5%
+        tables[r] = load_byte_tables(t);
+      }
     } else {
       for (int r = 0; r < R; r++)
         tables[r] = block_byte_tables(block_lut_bf16_gemv(block_absmax(w, code8, row_block[r] + j), w.dtype));
