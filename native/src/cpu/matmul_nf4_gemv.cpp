@@ -5,6 +5,7 @@
 // the tiled path and inside any batch.
 #include <algorithm>
 #include <memory>
+#include <new>
 
 #include "matmul_nf4_gemv.h"
 #include "nf4_bf16_dot_switch.h"
@@ -142,13 +143,19 @@ void matmul_nf4_prepare([[maybe_unused]] const Nf4Matrix& w) {
   const int64_t blocks = w.blocks(), bytes = blocks * 32;
   if (!reserve_nf4_gemv_tables(bytes)) return;
   const float* code8 = w.nested_code.empty() ? dynamic_map_signed() : w.nested_code.data();
-  auto* t = new std::vector<uint8_t>(size_t(bytes));
+  std::unique_ptr<std::vector<uint8_t>> t;
+  try {
+    t = std::make_unique<std::vector<uint8_t>>(size_t(bytes));
+  } catch (const std::bad_alloc&) {  // a cache: without it the GEMV builds each table as before
+    release_nf4_gemv_tables(bytes);
+    return;
+  }
   parallel_for(blocks, grain_for(100.0), [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; b++)
       store_byte_tables(t->data() + b * 32,
                         block_byte_tables(block_lut_bf16_gemv(block_absmax(w, code8, uint64_t(b)), w.dtype)));
   });
-  w.gemv_byte_tables = std::shared_ptr<const std::vector<uint8_t>>(t, [bytes](const std::vector<uint8_t>* p) {
+  w.gemv_byte_tables = std::shared_ptr<const std::vector<uint8_t>>(t.release(), [bytes](const std::vector<uint8_t>* p) {
     delete p;
     release_nf4_gemv_tables(bytes);
   });

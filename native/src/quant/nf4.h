@@ -55,7 +55,8 @@ struct Nf4Matrix {
   bool fp16_table_normal = false;
   // The AVX2 decode GEMV's byte tables, block b's 16 bf16 entries split into their low bytes (32 b ..) and high bytes
   // (32 b + 16 ..); null until the CPU backend prepares the matrix within its budget, and shared by copies
-  // (docs/cpu-kernels.md#cached-byte-tables-on-avx2). A cache of values the other fields define: mutable.
+  // (docs/cpu-kernels.md#cached-byte-tables-on-avx2). A cache of values the other fields define, set at load before
+  // any kernel reads the matrix: mutable.
   mutable std::shared_ptr<const std::vector<uint8_t>> gemv_byte_tables;
 
   int64_t numel() const { return rows * cols; }
