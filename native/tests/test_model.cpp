@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "check.h"
+#include "cpu/nf4_gemv_table_budget.h"
 #include "core/half.h"
 #include "dpo/engine.h"
 #include "quant/nf4.h"
@@ -215,6 +216,35 @@ TEST_CASE(bf16_lm_head_gives_the_same_bits_as_fp32) {
         CHECK(a[i].token_logps == b[i].token_logps);
       }
     }
+  }
+}
+
+TEST_CASE(greedy_sketch_gives_the_tokens_of_every_logit) {
+  // With a bf16 lm_head the CPU backend finds greedy tokens through an int8 sketch and rescores a few rows
+  // (docs/cpu-kernels.md#greedy-tokens-from-an-int8-sketch): the tokens must be those of every logit's argmax, for
+  // NF4 and fp32 bases, batched and not, over long enough answers for the hidden states to wander.
+  TinySpec s;
+  s.C = 64;
+  s.F = 172;
+  s.V = 1500;
+  s.bf16_values = true;
+  TinyModel m = write_tiny_model(s);
+  for (dpo::QuantMode q : {dpo::QuantMode::None, dpo::QuantMode::Nf4}) {
+    setenv("DPO_GREEDY_SKETCH", "0", 1);
+    auto every_logit = dpo::Model::load(m.dir, {q, dpo::BackendChoice::Cpu});
+    unsetenv("DPO_GREEDY_SKETCH");
+    const int64_t caches = dpo::cpu::nf4_gemv_tables_in_use();
+    auto sketched = dpo::Model::load(m.dir, {q, dpo::BackendChoice::Cpu});
+    // The sketch exists (V x C bytes and 12 per row of the decode-cache budget) unless the budget is too small.
+    const int64_t sketch_bytes = int64_t(s.V) * s.C + int64_t(s.V) * 12;
+    if (dpo::cpu::nf4_gemv_table_budget() - caches >= sketch_bytes + (int64_t(1) << 20))
+      CHECK(dpo::cpu::nf4_gemv_tables_in_use() - caches >= sketch_bytes);
+    const std::vector<std::vector<int32_t>> prompts = {{1, 5, 9}, {1, 7, 7, 40, 3, 22, 18}, {1}, {1, 1400, 2, 2}};
+    dpo::GenerateOptions opt;
+    opt.max_new_tokens = 40;
+    const auto want = every_logit->generate(prompts, opt).tokens;
+    CHECK(sketched->generate(prompts, opt).tokens == want);
+    for (size_t i = 0; i < prompts.size(); i++) CHECK(sketched->generate({prompts[i]}, opt).tokens[0] == want[i]);
   }
 }
 

@@ -2,12 +2,13 @@
 // numbers).
 // Reports the median over --reps calls by wall clock and by process CPU time: on a machine shared with other work
 // the CPU-time rate (FLOPs per CPU-second of this process) is the steadier of the two.
-//   dpo-tool kernel-bench --op matmul|matmul-dx|matmul-dw|bf16|bf16-dx|nf4|nf4-dx --M 160 --K 768 --N 2048 [--reps 20]
-//                         [--threads N]
+//   dpo-tool kernel-bench --op matmul|matmul-dx|matmul-dw|bf16|bf16-dx|bf16-argmax|nf4|nf4-dx --M 160 --K 768 --N 2048
+//                         [--reps 20] [--threads N]
 //   dpo-tool kernel-bench --op attention|attention-dx --M T --K head_dim --N heads: causal self-attention of one
 //                         sequence of T tokens (the backward from the forward's probabilities)
 #include <algorithm>
 #include <cstdio>
+#include <memory>
 #include <random>
 #include <vector>
 
@@ -50,8 +51,13 @@ int cmd_kernel_bench(const Args& a) {
     cpu::matmul_nf4_prepare(q);  // as the CPU backend does at load (the AVX2 set's decode byte tables)
   }
   std::vector<uint16_t> wb;  // the bf16 lm_head's storage: w's values truncated to bf16 bits
-  if (op == "bf16" || op == "bf16-dx")
+  if (op == "bf16" || op == "bf16-dx" || op == "bf16-argmax")
     for (float v : w) wb.push_back(uint16_t(f32_bits(v) >> 16));
+  // bf16-argmax: the greedy tokens of the bf16 product through its int8 sketch, as the CPU backend decodes; the FLOPs
+  // counted are the product's, so its rate compares with bf16's directly.
+  std::unique_ptr<Bf16ArgmaxSketch> sketch;
+  std::vector<int> tokens(static_cast<size_t>(M));
+  if (op == "bf16-argmax") sketch = sketch_bf16_rows(wb.data(), K, N);
 
   // Attention: q, k, v, dout (T, NH*HD) with HD = --K and NH = --N; probs (NH, T, T) from one forward.
   const bool attention = op == "attention" || op == "attention-dx";
@@ -81,7 +87,10 @@ int cmd_kernel_bench(const Args& a) {
       cpu::matmul_backward(nullptr, dw.data(), nullptr, dout.data(), x.data(), w.data(), M, K, N);
     else if (op == "bf16") cpu::matmul_bf16_forward(out.data(), x.data(), wb.data(), M, K, N);
     else if (op == "bf16-dx") cpu::matmul_bf16_backward_input(dx.data(), dout.data(), wb.data(), M, K, N);
-    else if (op == "nf4") cpu::matmul_nf4_forward(out.data(), x.data(), q, nullptr, M);
+    else if (op == "bf16-argmax") {
+      if (!cpu::matmul_bf16_argmax(tokens.data(), x.data(), wb.data(), *sketch, M, K, N))
+        throw EngineError(ErrorCode::Internal, "bf16-argmax: the sketch path declined finite inputs");
+    } else if (op == "nf4") cpu::matmul_nf4_forward(out.data(), x.data(), q, nullptr, M);
     else if (op == "nf4-dx") cpu::matmul_nf4_backward_input(dx.data(), dout.data(), q, M);
     else throw EngineError(ErrorCode::BadInput, "unknown --op " + op);
   };
@@ -99,6 +108,13 @@ int cmd_kernel_bench(const Args& a) {
   uint64_t hash = 1469598103934665603ull;
   for (const auto* v : {&out, &dx, &dw, &aout, &dq, &dk, &dv})
     for (float f : *v) hash = (hash ^ f32_bits(f)) * 1099511628211ull;
+  for (int t : tokens) hash = (hash ^ uint32_t(t)) * 1099511628211ull;
+  if (op == "bf16-argmax") {  // the same tokens as the product's logits give
+    cpu::matmul_bf16_forward(out.data(), x.data(), wb.data(), M, K, N);
+    std::vector<int> want(static_cast<size_t>(M));
+    cpu::argmax_rows(want.data(), out.data(), M, N);
+    if (want != tokens) throw EngineError(ErrorCode::Internal, "bf16-argmax: tokens differ from the logits' argmax");
+  }
   std::printf("%s result bits %016llx\n", op.c_str(), static_cast<unsigned long long>(hash));
   // Attention: q.k and p.v over the T(T+1)/2 causal (query, key) pairs of every head; the backward does twice that.
   const double pairs = 0.5 * M * (M + 1.0);

@@ -16,8 +16,8 @@
 //            the GPU self-check against the CPU backend, with its cost (docs/cuda-self-check.md)
 //   dpo-tool nf4-quantize --in FILE.safetensors --out FILE.safetensors
 //            our NF4 + double quantization of each tensor, in bitsandbytes' pre-quantized layout
-//   dpo-tool kernel-bench --op matmul|matmul-dx|matmul-dw|bf16|bf16-dx|nf4|nf4-dx|attention|attention-dx --M M --K K
-//                         --N N [--reps 20] [--threads N]
+//   dpo-tool kernel-bench --op matmul|matmul-dx|matmul-dw|bf16|bf16-dx|bf16-argmax|nf4|nf4-dx|attention|attention-dx
+//                         --M M --K K --N N [--reps 20] [--threads N]
 //            GFLOP/s of one CPU matmul or attention kernel at one shape (attention: T = M, head size K, N heads)
 //   dpo-tool ceilings [--mib 1024] [--reps 5] [--json FILE]
 //            this machine's memory read bandwidth and fp32 FMA rate (the CPU floors of BENCHMARKS.md)

@@ -13,6 +13,7 @@
 namespace dpo {
 
 struct Nf4Matrix;
+struct Bf16ArgmaxSketch;  // cpu/bf16_argmax_sketch.h
 
 // The RoPE frequencies of one call, computed on the host from the config (model/rope_table.h): inv_freq (HD/2) and
 // the factor transformers multiplies cos and sin by (yarn's attention factor; 1 otherwise).
@@ -88,6 +89,19 @@ class Backend {
   }
   virtual void matmul_bf16_backward_input(float* dx, const float* dout, const uint16_t* w, int M, int K, int N) {
     (void)dx, (void)dout, (void)w, (void)M, (void)K, (void)N;
+  }
+  // Greedy tokens from bf16 weights without every logit (docs/cpu-kernels.md#greedy-tokens-from-an-int8-sketch):
+  // sketch_bf16_argmax builds what the backend keeps beside w (N,K) for it, once (null: it has no such path, or w
+  // holds inf or NaN); matmul_bf16_argmax then writes out (M) = argmax_rows of matmul_bf16(x, w), the same indices,
+  // or returns false having done nothing the caller may use (then it runs those two ops).
+  virtual std::shared_ptr<const Bf16ArgmaxSketch> sketch_bf16_argmax(const uint16_t* w, int K, int N) {
+    (void)w, (void)K, (void)N;
+    return nullptr;
+  }
+  virtual bool matmul_bf16_argmax(int* out, const float* x, const uint16_t* w, const Bf16ArgmaxSketch& sketch, int M,
+                                  int K, int N) {
+    (void)out, (void)x, (void)w, (void)sketch, (void)M, (void)K, (void)N;
+    return false;
   }
   // Makes `w` resident now rather than at its first use (a GPU uploads it once; the load time then includes it).
   virtual void prepare_nf4(const Nf4Matrix& w) { (void)w; }

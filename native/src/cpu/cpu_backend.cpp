@@ -4,11 +4,13 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <new>
 #include <string>
 #include <unordered_map>
 
 #include "cpu/alloc_stats.h"
 #include "cpu/block_cache.h"
+#include "cpu/nf4_gemv_table_budget.h"
 #include "cpu/ops.h"
 #include "cpu/thread_pool.h"
 #include "dpo/errors.h"
@@ -85,6 +87,29 @@ class CpuBackend final : public Backend {
   }
   void matmul_bf16_backward_input(float* dx, const float* dout, const uint16_t* w, int M, int K, int N) override {
     cpu::matmul_bf16_backward_input(dx, dout, w, M, K, N);
+  }
+  std::shared_ptr<const Bf16ArgmaxSketch> sketch_bf16_argmax(const uint16_t* w, int K, int N) override {
+    // A decode cache like the NF4 byte tables, so within their budget (docs/cpu-kernels.md).
+    const int64_t bytes = int64_t(N) * K + int64_t(N) * 12;
+    if (!cpu::reserve_nf4_gemv_tables(bytes)) return nullptr;
+    std::unique_ptr<Bf16ArgmaxSketch> s;
+    try {
+      s = sketch_bf16_rows(w, K, N);
+    } catch (const std::bad_alloc&) {  // a cache: without it decoding computes every logit as before
+      s = nullptr;
+    }
+    if (!s) {
+      cpu::release_nf4_gemv_tables(bytes);
+      return nullptr;
+    }
+    return std::shared_ptr<const Bf16ArgmaxSketch>(s.release(), [bytes](const Bf16ArgmaxSketch* p) {
+      delete p;
+      cpu::release_nf4_gemv_tables(bytes);
+    });
+  }
+  bool matmul_bf16_argmax(int* out, const float* x, const uint16_t* w, const Bf16ArgmaxSketch& s, int M, int K,
+                          int N) override {
+    return cpu::matmul_bf16_argmax(out, x, w, s, M, K, N);
   }
   void rmsnorm(float* out, float* rstd, const float* x, const float* w, int M, int C, float eps) override {
     cpu::rmsnorm_forward(out, rstd, x, w, M, C, eps);

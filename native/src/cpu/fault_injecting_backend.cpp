@@ -67,6 +67,21 @@ class FaultInjectingBackend final : public Backend {
     in_->matmul_bf16_backward_input(dx, dout, w, M, K, N);
     after("matmul_bf16_backward_input", dx);
   }
+  std::shared_ptr<const Bf16ArgmaxSketch> sketch_bf16_argmax(const uint16_t* w, int K, int N) override {
+    return in_->sketch_bf16_argmax(w, K, N);
+  }
+  bool matmul_bf16_argmax(int* out, const float* x, const uint16_t* w, const Bf16ArgmaxSketch& sketch, int M, int K,
+                          int N) override {
+    before("matmul_bf16_argmax");
+    if (!in_->matmul_bf16_argmax(out, x, w, sketch, M, K, N)) return false;
+    if (hits("matmul_bf16_argmax")) {  // the first token one off, as argmax_rows'
+      int v = 0;
+      in_->download(&v, out, sizeof v);
+      v += 1;
+      in_->upload(out, &v, sizeof v);
+    }
+    return true;
+  }
   void rmsnorm(float* out, float* rstd, const float* x, const float* w, int M, int C, float eps) override {
     before("rmsnorm");
     in_->rmsnorm(out, rstd, x, w, M, C, eps);

@@ -116,6 +116,16 @@ class GuardedCpuBackend final : public Backend {
     Open o(*this, "matmul_bf16_backward_input", {dx, dout, w});
     cpu_->matmul_bf16_backward_input(dx, dout, w, M, K, N);
   }
+  std::shared_ptr<const Bf16ArgmaxSketch> sketch_bf16_argmax(const uint16_t* w, int K, int N) override {
+    Open o(*this, "sketch_bf16_argmax", {w});  // the sketch itself is host data, as a GPU's would be its own
+    return cpu_->sketch_bf16_argmax(w, K, N);
+  }
+  bool matmul_bf16_argmax(int* out, const float* x, const uint16_t* w, const Bf16ArgmaxSketch& sketch, int M, int K,
+                          int N) override {
+    if (capture_) return false;  // a recording cannot hold an op whose result decides what runs next
+    Open o(*this, "matmul_bf16_argmax", {out, x, w});
+    return cpu_->matmul_bf16_argmax(out, x, w, sketch, M, K, N);
+  }
   void rmsnorm(float* out, float* rstd, const float* x, const float* w, int M, int C, float eps) override {
     if (recorded([=] { rmsnorm(out, rstd, x, w, M, C, eps); })) return;
     Open o(*this, "rmsnorm", {out, rstd, x, w});

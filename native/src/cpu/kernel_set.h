@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "../quant/nf4.h"
+#include "bf16_argmax_sketch.h"
 
 // The set this translation unit is compiled for.
 #if defined(__AVX512F__)
@@ -27,4 +28,6 @@
   void matmul_nf4_forward(float* out, const float* x, const Nf4Matrix& w, const float* bias, int M);                 \
   void matmul_nf4_backward_input(float* dx, const float* dout, const Nf4Matrix& w, int M);                           \
   void matmul_nf4_prepare(const Nf4Matrix& w);                                                                       \
+  bool matmul_bf16_argmax(int* out, const float* x, const uint16_t* w, const Bf16ArgmaxSketch& s, int M, int K,      \
+                          int N);                                                                                    \
   }

@@ -28,12 +28,13 @@ struct KernelSet {
   decltype(&matmul_nf4_forward) nf4_forward;
   decltype(&matmul_nf4_backward_input) nf4_backward_input;
   decltype(&matmul_nf4_prepare) nf4_prepare;
+  decltype(&matmul_bf16_argmax) bf16_argmax;
 };
 
-#define DPO_KERNEL_SET(label, ns)                                                                                \
-  KernelSet {                                                                                                    \
-    label, &ns::matmul_forward, &ns::matmul_backward, &ns::matmul_bf16_forward, &ns::matmul_bf16_backward_input, \
-        &ns::matmul_nf4_forward, &ns::matmul_nf4_backward_input, &ns::matmul_nf4_prepare                         \
+#define DPO_KERNEL_SET(label, ns)                                                                                 \
+  KernelSet {                                                                                                     \
+    label, &ns::matmul_forward, &ns::matmul_backward, &ns::matmul_bf16_forward, &ns::matmul_bf16_backward_input,  \
+        &ns::matmul_nf4_forward, &ns::matmul_nf4_backward_input, &ns::matmul_nf4_prepare, &ns::matmul_bf16_argmax \
   }
 
 #if defined(DPO_CPU_KERNEL_SETS)
@@ -104,5 +105,8 @@ void matmul_nf4_backward_input(float* dx, const float* dout, const Nf4Matrix& w,
   kernels().nf4_backward_input(dx, dout, w, M);
 }
 void matmul_nf4_prepare(const Nf4Matrix& w) { kernels().nf4_prepare(w); }
+bool matmul_bf16_argmax(int* out, const float* x, const uint16_t* w, const Bf16ArgmaxSketch& s, int M, int K, int N) {
+  return kernels().bf16_argmax(out, x, w, s, M, K, N);
+}
 
 }  // namespace dpo::cpu

@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "../quant/nf4.h"
+#include "bf16_argmax_sketch.h"
 
 namespace dpo::cpu {
 
@@ -34,6 +35,11 @@ void matmul_nf4_backward_input(float* dx, const float* dout, const Nf4Matrix& w,
 // What the kernel set keeps per matrix for the decode GEMV, built once at load (the AVX2 set's byte tables, within
 // their budget; nothing elsewhere). The results are the same bits with or without it.
 void matmul_nf4_prepare(const Nf4Matrix& w);
+// out (M) = the greedy tokens of matmul_bf16_forward(x, w): argmax_rows of its logits, the same indices, read
+// through w's int8 sketch s (bf16_argmax_sketch.h) and rescoring only the rows its bounds keep. False, with out
+// undefined, where x or a logit is out of the range the bounds cover (inf or NaN, near FLT_MAX) or s is not w's
+// shape: the caller then runs the two ops.
+bool matmul_bf16_argmax(int* out, const float* x, const uint16_t* w, const Bf16ArgmaxSketch& s, int M, int K, int N);
 
 // out (M,C) = x / sqrt(mean(x^2) + eps) * w; rstd (M) saved for backward (may be null).
 void rmsnorm_forward(float* out, float* rstd, const float* x, const float* w, int M, int C, float eps);

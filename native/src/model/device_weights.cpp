@@ -52,9 +52,14 @@ void DeviceWeights::sync(Backend& be, const ModelWeights& m) {
       if (lin.quantized) be.prepare_nf4(lin.q);
     }
   }
+  lm_head_sketch = nullptr;
+  const char* sketch_env = std::getenv("DPO_GREEDY_SKETCH");
+  if (lm_head_bf16.get() && !(sketch_env && std::string(sketch_env) == "0"))
+    lm_head_sketch = be.sketch_bf16_argmax(lm_head_bf16.get(), m.config.hidden, m.config.vocab);
 }
 
 void DeviceWeights::lm_head_changed(Backend& be) {
+  lm_head_sketch = nullptr;
   lm_head_bf16 = {};
   update_lm_head_row_sum(be);
 }
@@ -63,6 +68,13 @@ void DeviceWeights::lm_head_logits(Backend& be, float* logits, const float* h, i
   const int C = config().hidden, V = config().vocab;
   if (lm_head_bf16.get()) be.matmul_bf16(logits, h, lm_head_bf16.get(), n, C, V);
   else be.matmul(logits, h, lm_head.get(), nullptr, n, C, V);
+}
+
+void DeviceWeights::greedy_tokens(Backend& be, int* next, float* logits, const float* h, int n) const {
+  const int C = config().hidden, V = config().vocab;
+  if (lm_head_sketch && be.matmul_bf16_argmax(next, h, lm_head_bf16.get(), *lm_head_sketch, n, C, V)) return;
+  lm_head_logits(be, logits, h, n);
+  be.argmax_rows(next, logits, n, V);
 }
 
 void DeviceWeights::lm_head_backward(Backend& be, float* dh, float* dlm_head, const float* dlogits, const float* h,

@@ -5,6 +5,7 @@
 // gathered there and uploaded, which spares a GPU the whole (V, C) table.
 #pragma once
 #include <array>
+#include <memory>
 #include <vector>
 
 #include "core/device_array.h"
@@ -37,16 +38,23 @@ struct DeviceWeights {
   // logits bit for bit from half the bytes (docs/cpu-kernels.md). Empty otherwise, and after full-parameter training
   // changes lm_head; DPO_LM_HEAD_BF16=0 turns it off (benchmarks compare both).
   DeviceArray<uint16_t> lm_head_bf16;
+  // What the backend keeps beside lm_head_bf16 to find greedy tokens without every logit (Backend::sketch_bf16_argmax;
+  // null where it has none). Built after the layers, so the NF4 tables come first in the CPU's decode-cache budget;
+  // DPO_GREEDY_SKETCH=0 turns it off (benchmarks compare both).
+  std::shared_ptr<const Bf16ArgmaxSketch> lm_head_sketch;
   std::vector<DeviceLayer> layers;
 
   const ModelConfig& config() const { return host->config; }
   // (Re)publishes every tensor of `m` to `be`: after loading (full-parameter updates happen on the mirrors).
   void sync(Backend& be, const ModelWeights& m);
   // After every update of lm_head (full-parameter training): recomputes lm_head_row_sum from the lm_head mirror and
-  // drops the bf16 copy (the updated values are no longer bf16 values).
+  // drops the bf16 copy and its sketch (the updated values are no longer bf16 values).
   void lm_head_changed(Backend& be);
   // logits (n,V) = h (n,C) . lm_head^T.
   void lm_head_logits(Backend& be, float* logits, const float* h, int n) const;
+  // next (n) = argmax of each row of h (n,C) . lm_head^T, first index on ties; logits (n,V) is scratch that may or
+  // may not be written (the sketch path skips it).
+  void greedy_tokens(Backend& be, int* next, float* logits, const float* h, int n) const;
   // dh (n,C) += dlogits (n,V) . lm_head, and dlm_head (V,C) += dlogits^T . h when dlm_head is not null.
   void lm_head_backward(Backend& be, float* dh, float* dlm_head, const float* dlogits, const float* h, int n) const;
 

@@ -94,8 +94,7 @@ GenerateResult Model::generate(const std::vector<std::vector<int32_t>>& prompts,
 
   RecordedDecoder decoder(impl_->dev, be, cache, impl_->lora.get());
   for (int step = 0; M > 0; step++) {
-    impl_->dev.lm_head_logits(be, logits.get(), last.get(), M);
-    be.argmax_rows(next_d.get(), logits.get(), M, V);
+    impl_->dev.greedy_tokens(be, next_d.get(), logits.get(), last.get(), M);
     next_d.download(next.data(), size_t(M));
     // Emit, then keep only the sequences that go on (order preserved).
     int kept = 0;
