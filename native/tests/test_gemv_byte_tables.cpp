@@ -76,6 +76,37 @@ TEST_CASE(prepared_matrix_gives_the_unprepared_bits) {
   set_cpu_thread_count(0);
 }
 
+TEST_CASE(tiled_path_with_tables_gives_the_unprepared_bits) {
+  // Past the register path (M > 8) and in the input gradient, the decoded panels come from the cached tables where a
+  // matrix has them (docs/cpu-kernels.md#byte-tables-for-the-decoded-panels): the same bits as decoding without them,
+  // plain and split panels, one and more column chunks (K = 2048 runs in chunks), 1 and 2 threads.
+  byte_table_set();
+  const int shapes[][2] = {{64, 5}, {192, 37}, {896, 70}, {2048, 24}};
+  uint32_t seed = 7200;
+  for (auto& s : shapes) {
+    const int K = s[0], N = s[1];
+    for (auto dt : {Nf4StorageDType::F16, Nf4StorageDType::BF16, Nf4StorageDType::F32}) {
+      const Nf4Matrix plain = random_nf4(N, K, 0.05f, dt, seed++);
+      const Nf4Matrix prepared = plain;
+      cpu::matmul_nf4_prepare(prepared);
+      CHECK((prepared.gemv_byte_tables != nullptr) == byte_table_set());
+      for (int M : {9, 23, 70}) {
+        const auto x = randu(size_t(M) * K, -2, 2, seed++), bias = randu(size_t(N), -1, 1, seed++);
+        const auto dout = randu(size_t(M) * N, -1, 1, seed++), dx0 = randu(size_t(M) * K, -1, 1, seed++);
+        for (int threads : {1, 2}) {
+          set_cpu_thread_count(threads);
+          CHECK(same_bits(forward(prepared, x, bias, M), forward(plain, x, bias, M)));
+          vector<float> dx_a = dx0, dx_b = dx0;
+          cpu::matmul_nf4_backward_input(dx_a.data(), dout.data(), prepared, M);
+          cpu::matmul_nf4_backward_input(dx_b.data(), dout.data(), plain, M);
+          CHECK(same_bits(dx_a, dx_b));
+        }
+      }
+    }
+  }
+  set_cpu_thread_count(0);
+}
+
 TEST_CASE(blocks_with_nan_and_infinite_scales_give_the_same_bits) {
   // A non-finite absmax takes the table's NaN arm (inf * 0 is NaN); the cached table must hold what the GEMV builds.
   byte_table_set();

@@ -70,6 +70,27 @@ void decode_blocks_bf16(float* out, const Nf4Matrix& w, const float* absmax, int
                         [[maybe_unused]] int64_t half) {
   constexpr int64_t kPrefetchBytes = 1024;
   const uint8_t* packed = w.packed.data() + b0 * (kNf4BlockSize / 2);
+#if defined(DPO_NF4_BYTE_TABLES)
+  // The matrix's cached byte tables where it has them (docs/cpu-kernels.md#byte-tables-for-the-decoded-panels): the
+  // same entries as block_lut_bf16_gemv's, looked up by bytes, with no table to build per block.
+  if (w.gemv_byte_tables) {
+    const uint8_t* tables = w.gemv_byte_tables->data();
+    for (int64_t b = b0; b < b0 + count; b++, packed += kNf4BlockSize / 2) {
+      __builtin_prefetch(packed + kPrefetchBytes);
+      __builtin_prefetch(tables + b * 32 + kPrefetchBytes);
+      const Nf4ByteTables t = load_byte_tables(tables + b * 32);
+      for (int h = 0; h < 2; h++) {
+        // 16-element groups 2h and 2h + 1; split rows put lanes 0-7 in the first half and 8-15 in the second.
+        float* const g0 = out + (half ? 2 * h * kPartLanes : 32 * h);
+        float* const dst[4] = {g0, half ? g0 + half : g0 + 8, half ? g0 + kPartLanes : g0 + 16,
+                               half ? g0 + half + kPartLanes : g0 + 24};
+        lookup32_bytes_in_order(dst, t, packed + 16 * h);
+      }
+      out += half ? kNf4BlockSize / 2 : kNf4BlockSize;
+    }
+    return;
+  }
+#endif
   for (int64_t b = b0; b < b0 + count; b++, packed += kNf4BlockSize / 2) {
     __builtin_prefetch(packed + kPrefetchBytes);  // past the matrix's end: a hint that never faults
     const f32x16 lut = block_lut_bf16_gemv(absmax[b], kDType);

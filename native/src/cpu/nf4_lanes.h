@@ -262,6 +262,28 @@ inline void lookup32_bytes(f32x16& first, f32x16& second, const Nf4ByteTables& t
   std::memcpy(&second.p[0], &f[2], sizeof second.p[0]);
   std::memcpy(&second.p[1], &f[3], sizeof second.p[1]);
 }
+
+// The same 32 weights in element order, for the tiled path's decoded panels
+// (docs/cpu-kernels.md#byte-tables-for-the-decoded-panels): elements 0-7, 8-15, 16-23 and 24-31 stored at dst[0..3]
+// (8 floats each). One more shuffle than lookup32_bytes: the packed bytes are first spread so that the in-lane unpacks
+// leave each group of 8 whole (the lower 128-bit half takes bytes 0, 1, 4, 5, 8, 9, 12, 13, the upper one the
+// others, each byte twice: high nibble, then low). Stored straight from the integer registers: through an array of
+// parts GCC went via the stack and stalled on store forwarding.
+inline void lookup32_bytes_in_order(float* const (&dst)[4], const Nf4ByteTables& t, const uint8_t* bytes) {
+  const __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(bytes)));
+  const __m256i dup = _mm256_shuffle_epi8(v, _mm256_setr_epi8(0, 0, 1, 1, 4, 4, 5, 5, 8, 8, 9, 9, 12, 12, 13, 13, 2, 2,
+                                                              3, 3, 6, 6, 7, 7, 10, 10, 11, 11, 14, 14, 15, 15));
+  // Even bytes: the high nibble (from the word shifted right by 4), odd bytes: the low one.
+  const __m256i idx = _mm256_and_si256(_mm256_blendv_epi8(dup, _mm256_srli_epi16(dup, 4), _mm256_set1_epi16(0x0080)),
+                                       _mm256_set1_epi8(0x0f));
+  const __m256i lo = _mm256_shuffle_epi8(t.lo, idx), hi = _mm256_shuffle_epi8(t.hi, idx);
+  const __m256i w_a = _mm256_unpacklo_epi8(lo, hi), w_b = _mm256_unpackhi_epi8(lo, hi);
+  const __m256i zero = _mm256_setzero_si256();
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst[0]), _mm256_unpacklo_epi16(zero, w_a));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst[1]), _mm256_unpackhi_epi16(zero, w_a));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst[2]), _mm256_unpacklo_epi16(zero, w_b));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst[3]), _mm256_unpackhi_epi16(zero, w_b));
+}
 #endif
 
 }  // namespace DPO_KERNEL_NS
