@@ -241,22 +241,25 @@ inline Nf4ByteTables load_byte_tables(const uint8_t* src) {
 
 // Physical position p of a 32-weight group (16 packed bytes) holds group element kByteGroupElement[p]. The high
 // nibbles (even elements) are looked up in the lower 128-bit half and the low nibbles (odd elements) in the upper one;
-// unpacking the low and high bytes into words and the words into floats keeps that split, which gives this order.
-// Positions p and p + 16 hold elements e and e + 16, one k % 16 lane class, so one accumulator position adds its
-// class in increasing k.
-constexpr int kByteGroupElement[32] = {0,  2,  4,  6,  1,  3,  5,  7,  8,  10, 12, 14, 9,  11, 13, 15,
-                                       16, 18, 20, 22, 17, 19, 21, 23, 24, 26, 28, 30, 25, 27, 29, 31};
+// unpacking the low and high bytes gives words in pairs (elements 4i and 4i + 2 of each half's run), and each pair's
+// dword gives its two floats by a shift (the first word) and a mask (the second), which gives this order. Positions
+// p and p + 16 hold elements e and e + 16, one k % 16 lane class, so one accumulator position adds its class in
+// increasing k.
+constexpr int kByteGroupElement[32] = {0,  4,  8,  12, 1,  5,  9,  13, 2,  6,  10, 14, 3,  7,  11, 15,
+                                       16, 20, 24, 28, 17, 21, 25, 29, 18, 22, 26, 30, 19, 23, 27, 31};
 
 // The 32 weights of 16 packed bytes (even element = high nibble), exactly the table's entries, as two f32x16 in
-// kByteGroupElement order: `first` holds positions 0-15, `second` 16-31.
+// kByteGroupElement order: `first` holds positions 0-15, `second` 16-31. A bf16 word becomes a float by a 16-bit
+// shift or by masking the dword it shares with its neighbour: on Zen 3 the mask runs on any vector pipe, where the
+// unpacks with zero it replaces took the two shuffle pipes, which the lookups already keep busy.
 inline void lookup32_bytes(f32x16& first, f32x16& second, const Nf4ByteTables& t, const uint8_t* bytes) {
   const __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(bytes)));
   const __m256i idx = _mm256_and_si256(_mm256_blend_epi32(_mm256_srli_epi16(v, 4), v, 0xf0), _mm256_set1_epi8(0x0f));
   const __m256i lo = _mm256_shuffle_epi8(t.lo, idx), hi = _mm256_shuffle_epi8(t.hi, idx);
   const __m256i w_first = _mm256_unpacklo_epi8(lo, hi), w_second = _mm256_unpackhi_epi8(lo, hi);
-  const __m256i zero = _mm256_setzero_si256();
-  const __m256i f[4] = {_mm256_unpacklo_epi16(zero, w_first), _mm256_unpackhi_epi16(zero, w_first),
-                        _mm256_unpacklo_epi16(zero, w_second), _mm256_unpackhi_epi16(zero, w_second)};
+  const __m256i upper = _mm256_set1_epi32(int32_t(0xffff0000u));
+  const __m256i f[4] = {_mm256_slli_epi32(w_first, 16), _mm256_and_si256(w_first, upper),
+                        _mm256_slli_epi32(w_second, 16), _mm256_and_si256(w_second, upper)};
   std::memcpy(&first.p[0], &f[0], sizeof first.p[0]);
   std::memcpy(&first.p[1], &f[1], sizeof first.p[1]);
   std::memcpy(&second.p[0], &f[2], sizeof second.p[0]);
