@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <memory>
+#include <new>
 #include <random>
 #include <vector>
 
@@ -20,10 +21,28 @@
 namespace dpo::tool {
 namespace {
 
-std::vector<float> random_values(size_t n, float sigma, uint32_t seed) {
+// Buffers on cache lines, as the CPU backend allocates tensors (docs/cpu-kernels.md#cache-line-aligned-tensors): a
+// std::vector's data sits 16 bytes into a line, where every 16-float load straddles two and the kernels that read
+// tensors in place measured slower than they run in the engine.
+template <class T>
+struct LineAllocator {
+  using value_type = T;
+  LineAllocator() = default;
+  template <class U>
+  LineAllocator(const LineAllocator<U>&) {}
+  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64))); }
+  void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t(64)); }
+  template <class U>
+  bool operator==(const LineAllocator<U>&) const {
+    return true;
+  }
+};
+using Floats = std::vector<float, LineAllocator<float>>;
+
+Floats random_values(size_t n, float sigma, uint32_t seed) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> d(0.0f, sigma);
-  std::vector<float> v(n);
+  Floats v(n);
   for (float& x : v) x = d(rng);
   return v;
 }
@@ -44,13 +63,13 @@ int cmd_kernel_bench(const Args& a) {
 
   const auto x = random_values(size_t(M) * K, 1.0f, 1), w = random_values(size_t(N) * K, 0.05f, 2);
   const auto dout = random_values(size_t(M) * N, 1.0f, 3);
-  std::vector<float> out(size_t(M) * N), dx(size_t(M) * K), dw(size_t(N) * K);
+  Floats out(size_t(M) * N), dx(size_t(M) * K), dw(size_t(N) * K);
   Nf4Matrix q;
   if (op == "nf4" || op == "nf4-dx") {
     q = nf4_quantize(w.data(), N, K);
     cpu::matmul_nf4_prepare(q);  // as the CPU backend does at load (the AVX2 set's decode byte tables)
   }
-  std::vector<uint16_t> wb;  // the bf16 lm_head's storage: w's values truncated to bf16 bits
+  std::vector<uint16_t, LineAllocator<uint16_t>> wb;  // the bf16 lm_head's storage: w's values truncated to bf16 bits
   if (op == "bf16" || op == "bf16-dx" || op == "bf16-argmax")
     for (float v : w) wb.push_back(uint16_t(f32_bits(v) >> 16));
   // bf16-argmax: the greedy tokens of the bf16 product through its int8 sketch, as the CPU backend decodes; the FLOPs
@@ -65,7 +84,7 @@ int cmd_kernel_bench(const Args& a) {
   const auto aq = random_values(qkv, 1.0f, 4), ak = random_values(qkv, 1.0f, 5), av = random_values(qkv, 1.0f, 6);
   const auto adout = random_values(qkv, 1.0f, 7);
   std::vector<int> qpos;
-  std::vector<float> probs, dq(qkv), dk(qkv), dv(qkv), aout(qkv);
+  Floats probs, dq(qkv), dk(qkv), dv(qkv), aout(qkv);
   if (attention) {
     for (int t = 0; t < M; t++) qpos.push_back(t);
     probs.resize(size_t(N) * M * M);
