@@ -84,6 +84,16 @@ void forward(float* out /*(M,N)*/, const float* x /*(M,K)*/, const W* w /*(N,K)*
   });
 }
 
+// How many rows ahead accumulate_product asks for the segment of b it widens next.
+constexpr int64_t kSegmentAheadRows = 8;
+
+// Asks for the cache lines of p[0, n).
+template <class B>
+inline void prefetch_span(const B* p, int64_t n) {
+  const char* c = reinterpret_cast<const char*>(p);
+  for (int64_t off = 0; off < n * int64_t(sizeof(B)); off += 64) __builtin_prefetch(c + off);
+}
+
 // out (I,L) += coef (I,J) . b (J,L) where coef[i][j] = coef[i*csi + j*csj]: the shared form of both gradients.
 // Each element is summed over j = 0..J-1 in order into a zeroed accumulator, then added to out once, so the result
 // does not depend on how the (i, l) blocks are split across threads.
@@ -109,7 +119,13 @@ void accumulate_product(float* out /*(I,L)*/, const float* coef, int64_t csi, in
       std::fill(acc, acc + IB * LB, 0.0f);
       for (int64_t j0 = 0; j0 < J; j0 += JB) {
         const int64_t j1 = std::min(J, j0 + JB);
-        for (int64_t j = j0; j < j1; j++) widen_row(panel + (j - j0) * ldp, b + j * L + l0, l1 - l0);
+        for (int64_t j = j0; j < j1; j++) {
+          // b's rows stream from memory (the bf16 lm_head's input gradient reads a 512-byte segment of each of its
+          // 32000 rows per task), and short segments a row apart defeat the hardware prefetchers: ask for the
+          // segment kSegmentAheadRows rows ahead.
+          if (j + kSegmentAheadRows < J) prefetch_span(b + (j + kSegmentAheadRows) * L + l0, l1 - l0);
+          widen_row(panel + (j - j0) * ldp, b + j * L + l0, l1 - l0);
+        }
         axpy_rows(acc, LB, coef + i0 * csi + j0 * csj, csi, csj, panel, ldp, i1 - i0, j1 - j0, l1 - l0);
       }
       for (int64_t i = i0; i < i1; i++) {
