@@ -370,12 +370,28 @@ TEST_CASE(quantize_2d_by_counting_equals_the_search) {
       std::memcpy(&x, &bits, sizeof x);
       xs.push_back(x);
     }
-    int bad = 0;
+    int bad = 0, bad16 = 0;
     for (float x : xs) {
       const int a = adam::quantize_2d(code, x, is_signed), b = adam::quantize_2d_count(code, odd, x, is_signed);
       if (a != b && bad++ < 3) std::printf("  x=%.9g: search %d, count %d\n", x, a, b);
     }
+    // The 16-lane form (quantize_2d_count16), each value in every lane position.
+    while (xs.size() % 16) xs.push_back(0.5f);
+    for (int shift = 0; shift < 16; shift += 5) {
+      for (size_t i = 0; i < xs.size(); i += 16) {
+        alignas(64) float lanes[16];
+        for (int l = 0; l < 16; l++) lanes[l] = xs[i + (l + shift) % 16];
+        alignas(16) uint8_t got[16];
+        _mm_store_si128(reinterpret_cast<__m128i*>(got),
+                        adam::quantize_2d_count16(code, odd, _mm512_load_ps(lanes), is_signed));
+        for (int l = 0; l < 16; l++) {
+          const int a = adam::quantize_2d(code, lanes[l], is_signed);
+          if (a != got[l] && bad16++ < 3) std::printf("  x=%.9g: search %d, 16 lanes %d\n", lanes[l], a, got[l]);
+        }
+      }
+    }
     CHECK(bad == 0);
+    CHECK(bad16 == 0);
   }
 #else
   std::printf("  no AVX-512 in this build: the search runs\n");

@@ -132,7 +132,20 @@ void cpu::adamw_bnb8bit_step(float* param, uint8_t* state1, uint8_t* state2, flo
       absmax2[b] = max2;
 
       // Pass 2: parameter step, then requantize with the new absmax.
-      for (int64_t j = 0; j < len; j++) {
+      int64_t j0 = 0;
+#if defined(__AVX512F__)
+      // 16 elements at a time: the same per-element arithmetic (the division is IEEE in both forms).
+      for (; j0 + 16 <= len; j0 += 16) {
+        for (int64_t j = j0; j < j0 + 16; j++)
+          if (std::isfinite(g[j])) p[j] = adam::bnb8_param(p[j], m[j], v[j], s);
+        const __m512 mq = _mm512_div_ps(_mm512_loadu_ps(m + j0), _mm512_set1_ps(max1));
+        const __m512 vq = _mm512_div_ps(_mm512_loadu_ps(v + j0), _mm512_set1_ps(max2));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(c1 + j0), adam::quantize_2d_count16(q1, odd1, mq, true));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(c2 + j0), adam::quantize_2d_count16(q2, odd2, vq, false));
+        for (int64_t j = j0; j < j0 + 16; j++) c1[j] = adam::bnb8_sign_fix(q1, m[j], c1[j]);
+      }
+#endif
+      for (int64_t j = j0; j < len; j++) {
         if (std::isfinite(g[j])) p[j] = adam::bnb8_param(p[j], m[j], v[j], s);
 #if defined(__AVX512F__)
         c1[j] = adam::bnb8_sign_fix(q1, m[j], adam::quantize_2d_count(q1, odd1, fp::div(m[j], max1), true));

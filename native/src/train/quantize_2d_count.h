@@ -51,6 +51,44 @@ inline uint8_t quantize_2d_count(const float* code, const OddCodes& odd, float x
   const float midpoint = fp::mul(fp::add(lower, val), 0.5f);
   return uint8_t(x < midpoint ? lower_pivot : p);
 }
+
+// Sixteen values at once: lane i of the result is quantize_2d_count(code, odd, x[i], is_signed). The count of odd codes
+// below x comes from a branchless binary search over them instead of 8 compares per value: "x > odd[k]" is monotone in
+// k (the map is sorted, the pad is NaN and never below), so seven halvings find where it turns false, and a NaN x, true
+// nowhere, lands on 0 as before. Then the same midpoint test, lane by lane (fp32 add, then multiply by 0.5: the
+// scalar's fp::add and fp::mul). Result: the 16 codes as bytes.
+inline __m128i quantize_2d_count16(const float* code, const OddCodes& odd, __m512 x, bool is_signed) {
+  const float* odd_codes = reinterpret_cast<const float*>(odd.v);
+  const __mmask16 all = 0xffff;  // masked forms: GCC 12 warns spuriously on the unmasked gather and shift
+  auto gather = [&](__m512i index, const float* table) {
+    return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), all, index, table, 4);
+  };
+  __m512i count = _mm512_setzero_si512();
+  for (int step = 64; step >= 1; step /= 2) {
+    const __m512 pivot = gather(_mm512_add_epi32(count, _mm512_set1_epi32(step - 1)), odd_codes);
+    count = _mm512_mask_add_epi32(count, _mm512_cmp_ps_mask(x, pivot, _CMP_GT_OQ), count, _mm512_set1_epi32(step));
+  }
+  const __m512i p = _mm512_maskz_slli_epi32(all, count, 1);
+  const __m512i one = _mm512_set1_epi32(1);
+  const __mmask16 top = _mm512_cmpeq_epi32_mask(p, _mm512_set1_epi32(254));
+  const __mmask16 bottom = _mm512_cmpeq_epi32_mask(p, _mm512_setzero_si512());
+  const __m512 val = gather(p, code);
+  // Above val: the upper pivot p + 1 (255 at p = 254), whose value is 1.0 at the top.
+  const __m512i upper_pivot = _mm512_add_epi32(p, one);
+  const __m512 upper = _mm512_mask_mov_ps(gather(upper_pivot, code), top, _mm512_set1_ps(1.0f));
+  // Below val: the lower pivot p - 1, or 0 with value -1 (signed) or 0 at the bottom.
+  const __m512i lower_pivot = _mm512_maskz_max_epi32(all, _mm512_sub_epi32(p, one), _mm512_setzero_si512());
+  const __m512 lower = _mm512_mask_mov_ps(gather(lower_pivot, code), bottom, _mm512_set1_ps(is_signed ? -1.0f : 0.0f));
+  const __m512 half = _mm512_set1_ps(0.5f);
+  const __m512 mid_up = _mm512_mul_ps(_mm512_add_ps(upper, val), half);
+  const __m512 mid_low = _mm512_mul_ps(_mm512_add_ps(lower, val), half);
+  const __mmask16 above = _mm512_cmp_ps_mask(x, val, _CMP_GT_OQ);
+  const __mmask16 go_up = above & _mm512_cmp_ps_mask(x, mid_up, _CMP_GT_OQ);
+  const __mmask16 go_down = ~above & _mm512_cmp_ps_mask(x, mid_low, _CMP_LT_OQ);
+  __m512i c = _mm512_mask_mov_epi32(p, go_up, upper_pivot);
+  c = _mm512_mask_mov_epi32(c, go_down, lower_pivot);
+  return _mm512_maskz_cvtepi32_epi8(all, c);
+}
 #endif
 
 }  // namespace dpo::adam
