@@ -347,11 +347,11 @@ TEST_CASE(quantize_2d_by_counting_equals_the_search) {
   // The CPU's 8-bit AdamW finds bnb's code by counting (train/quantize_2d_count.h); it must equal the search for
   // every float: the map's entries, their midpoints and neighbours, zeros, infinities, NaN, the ends, and a sweep
   // of one float in 4099 over all 2^32 bit patterns (one in 7 was compared once by hand: docs/cpu-kernels.md).
-#if defined(__AVX512F__)
+  // With AVX-512: one value at a time and 16 lanes; with AVX2: 8 lanes; each value in several lane positions.
+#if defined(__AVX2__)
   for (int s = 0; s < 2; s++) {
     const bool is_signed = s == 0;
     const float* code = is_signed ? dynamic_map_signed() : dynamic_map_unsigned();
-    const adam::OddCodes odd(code);
     std::vector<float> xs = {-1.0f, 0.0f, -0.0f, 1.0f, 2.0f, -2.0f, INFINITY, -INFINITY, NAN, -NAN, FLT_MAX, -FLT_MAX};
     for (int i = 0; i < 256; i++) {
       xs.push_back(code[i]);
@@ -370,13 +370,15 @@ TEST_CASE(quantize_2d_by_counting_equals_the_search) {
       std::memcpy(&x, &bits, sizeof x);
       xs.push_back(x);
     }
-    int bad = 0, bad16 = 0;
-    for (float x : xs) {
-      const int a = adam::quantize_2d(code, x, is_signed), b = adam::quantize_2d_count(code, odd, x, is_signed);
-      if (a != b && bad++ < 3) std::printf("  x=%.9g: search %d, count %d\n", x, a, b);
-    }
-    // The 16-lane form (quantize_2d_count16), each value in every lane position.
     while (xs.size() % 16) xs.push_back(0.5f);
+    int bad = 0;
+    auto compare = [&](const char* form, float x, int got) {
+      const int want = adam::quantize_2d(code, x, is_signed);
+      if (want != got && bad++ < 3) std::printf("  x=%.9g: search %d, %s %d\n", x, want, form, got);
+    };
+#if defined(__AVX512F__)
+    const adam::OddCodes odd(code);
+    for (float x : xs) compare("count", x, adam::quantize_2d_count(code, odd, x, is_signed));
     for (int shift = 0; shift < 16; shift += 5) {
       for (size_t i = 0; i < xs.size(); i += 16) {
         alignas(64) float lanes[16];
@@ -384,17 +386,24 @@ TEST_CASE(quantize_2d_by_counting_equals_the_search) {
         alignas(16) uint8_t got[16];
         _mm_store_si128(reinterpret_cast<__m128i*>(got),
                         adam::quantize_2d_count16(code, odd, _mm512_load_ps(lanes), is_signed));
-        for (int l = 0; l < 16; l++) {
-          const int a = adam::quantize_2d(code, lanes[l], is_signed);
-          if (a != got[l] && bad16++ < 3) std::printf("  x=%.9g: search %d, 16 lanes %d\n", lanes[l], a, got[l]);
-        }
+        for (int l = 0; l < 16; l++) compare("16 lanes", lanes[l], got[l]);
+      }
+    }
+#endif
+    const adam::OddCodeTable table(code);
+    for (int shift = 0; shift < 8; shift += 3) {
+      for (size_t i = 0; i < xs.size(); i += 8) {
+        alignas(32) float lanes[8];
+        for (int l = 0; l < 8; l++) lanes[l] = xs[i + (l + shift) % 8];
+        uint8_t got[8];
+        adam::quantize_2d_count8(got, code, table, _mm256_load_ps(lanes), is_signed);
+        for (int l = 0; l < 8; l++) compare("8 lanes", lanes[l], got[l]);
       }
     }
     CHECK(bad == 0);
-    CHECK(bad16 == 0);
   }
 #else
-  std::printf("  no AVX-512 in this build: the search runs\n");
+  std::printf("  no AVX2 in this build: the search runs\n");
 #endif
 }
 
