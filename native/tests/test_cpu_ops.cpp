@@ -441,8 +441,6 @@ TEST_CASE(gradient_products_are_batch_and_thread_invariant) {
   set_cpu_thread_count(0);
 }
 
-TEST_MAIN()
-
 // ================================ CPU backend memory ================================
 
 TEST_CASE(cpu_backend_tensors_start_on_cache_lines) {
@@ -461,3 +459,5 @@ TEST_CASE(cpu_backend_tensors_start_on_cache_lines) {
   }
   CHECK(be->bytes_in_use() == 0);
 }
+
+TEST_MAIN()

@@ -101,10 +101,8 @@ void cpu::adamw_bnb8bit_step(float* param, uint8_t* state1, uint8_t* state2, flo
   const float* q1 = dynamic_map_signed();    // m: signed dynamic map
   const float* q2 = dynamic_map_unsigned();  // v: unsigned dynamic map
   const int64_t blocks = (n + kAdam8bitBlockSize - 1) / kAdam8bitBlockSize;
-#if defined(__AVX512F__)
-  static const adam::OddCodes odd1(q1), odd2(q2);  // the maps never change
-#elif defined(__AVX2__)
-  static const adam::OddCodeTable odd1(q1), odd2(q2);
+#if defined(__AVX2__)
+  static const adam::OddCodeTable odd1(q1), odd2(q2);  // the maps never change
 #endif
   parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) {
     float m[kAdam8bitBlockSize], v[kAdam8bitBlockSize];  // the block's updated fp32 state (pass 1 -> pass 2)
@@ -135,25 +133,15 @@ void cpu::adamw_bnb8bit_step(float* param, uint8_t* state1, uint8_t* state2, flo
 
       // Pass 2: parameter step, then requantize with the new absmax.
       int64_t j0 = 0;
-#if defined(__AVX512F__)
-      // 16 elements at a time: the same per-element arithmetic (the division is IEEE in both forms).
-      for (; j0 + 16 <= len; j0 += 16) {
-        for (int64_t j = j0; j < j0 + 16; j++)
+#if defined(__AVX2__)
+      // kQuantizeLanes elements at a time (16 with AVX-512, 8 with AVX2): the same per-element arithmetic.
+      constexpr int64_t w = adam::kQuantizeLanes;
+      for (; j0 + w <= len; j0 += w) {
+        for (int64_t j = j0; j < j0 + w; j++)
           if (std::isfinite(g[j])) p[j] = adam::bnb8_param(p[j], m[j], v[j], s);
-        const __m512 mq = _mm512_div_ps(_mm512_loadu_ps(m + j0), _mm512_set1_ps(max1));
-        const __m512 vq = _mm512_div_ps(_mm512_loadu_ps(v + j0), _mm512_set1_ps(max2));
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(c1 + j0), adam::quantize_2d_count16(q1, odd1, mq, true));
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(c2 + j0), adam::quantize_2d_count16(q2, odd2, vq, false));
-        for (int64_t j = j0; j < j0 + 16; j++) c1[j] = adam::bnb8_sign_fix(q1, m[j], c1[j]);
-      }
-#elif defined(__AVX2__)
-      // 8 elements at a time (the search's branches cost ~50 ns per value): the same per-element arithmetic.
-      for (; j0 + 8 <= len; j0 += 8) {
-        for (int64_t j = j0; j < j0 + 8; j++)
-          if (std::isfinite(g[j])) p[j] = adam::bnb8_param(p[j], m[j], v[j], s);
-        adam::quantize_2d_count8(c1 + j0, q1, odd1, _mm256_div_ps(_mm256_loadu_ps(m + j0), _mm256_set1_ps(max1)), true);
-        adam::quantize_2d_count8(c2 + j0, q2, odd2, _mm256_div_ps(_mm256_loadu_ps(v + j0), _mm256_set1_ps(max2)), false);
-        for (int64_t j = j0; j < j0 + 8; j++) c1[j] = adam::bnb8_sign_fix(q1, m[j], c1[j]);
+        adam::quantize_2d_lanes(c1 + j0, q1, odd1, m + j0, max1, true);
+        adam::quantize_2d_lanes(c2 + j0, q2, odd2, v + j0, max2, false);
+        for (int64_t j = j0; j < j0 + w; j++) c1[j] = adam::bnb8_sign_fix(q1, m[j], c1[j]);
       }
 #endif
       for (int64_t j = j0; j < len; j++) {

@@ -24,8 +24,7 @@
 namespace dpo::adam {
 
 #if defined(__AVX2__)
-// The odd entries of a 256-entry map in order, with one NaN pad (never below x): the table the 8- and 16-lane
-// searches gather from.
+// The odd entries of a 256-entry map in order, with one NaN pad (never below x): the table every form below reads.
 struct OddCodeTable {
   alignas(64) float odd[128];
   explicit OddCodeTable(const float* code) {
@@ -69,21 +68,11 @@ inline void quantize_2d_count8(uint8_t* out, const float* code, const OddCodeTab
 #endif
 
 #if defined(__AVX512F__)
-// The odd entries of a 256-entry map, lane-packed, with one NaN pad (never below x).
-struct OddCodes {
-  __m512 v[8];
-  explicit OddCodes(const float* code) {
-    alignas(64) float odd[128];
-    for (int k = 0; k < 127; k++) odd[k] = code[2 * k + 1];
-    odd[127] = __builtin_nanf("");
-    for (int q = 0; q < 8; q++) v[q] = _mm512_load_ps(odd + 16 * q);
-  }
-};
-
-inline uint8_t quantize_2d_count(const float* code, const OddCodes& odd, float x, bool is_signed) {
+inline uint8_t quantize_2d_count(const float* code, const OddCodeTable& table, float x, bool is_signed) {
   const __m512 xv = _mm512_set1_ps(x);
   int above = 0;
-  for (int q = 0; q < 8; q++) above += __builtin_popcount(_mm512_cmp_ps_mask(xv, odd.v[q], _CMP_GT_OQ));
+  for (int q = 0; q < 8; q++)
+    above += __builtin_popcount(_mm512_cmp_ps_mask(xv, _mm512_load_ps(table.odd + 16 * q), _CMP_GT_OQ));
   const int p = 2 * above;
   const float val = code[p];
   if (x > val) {
@@ -98,20 +87,19 @@ inline uint8_t quantize_2d_count(const float* code, const OddCodes& odd, float x
   return uint8_t(x < midpoint ? lower_pivot : p);
 }
 
-// Sixteen values at once: lane i of the result is quantize_2d_count(code, odd, x[i], is_signed). The count of odd codes
-// below x comes from a branchless binary search over them instead of 8 compares per value: "x > odd[k]" is monotone in
-// k (the map is sorted, the pad is NaN and never below), so seven halvings find where it turns false, and a NaN x, true
-// nowhere, lands on 0 as before. Then the same midpoint test, lane by lane (fp32 add, then multiply by 0.5: the
-// scalar's fp::add and fp::mul). Result: the 16 codes as bytes.
-inline __m128i quantize_2d_count16(const float* code, const OddCodes& odd, __m512 x, bool is_signed) {
-  const float* odd_codes = reinterpret_cast<const float*>(odd.v);
+// Sixteen values at once: lane i of the result is quantize_2d_count(code, table, x[i], is_signed). The count of odd
+// codes below x comes from a branchless binary search over them instead of 8 compares per value: "x > odd[k]" is
+// monotone in k (the map is sorted, the pad is NaN and never below), so seven halvings find where it turns false, and a
+// NaN x, true nowhere, lands on 0 as before. Then the same midpoint test, lane by lane (fp32 add, then multiply by 0.5:
+// the scalar's fp::add and fp::mul). Result: the 16 codes as bytes.
+inline __m128i quantize_2d_count16(const float* code, const OddCodeTable& table, __m512 x, bool is_signed) {
   const __mmask16 all = 0xffff;  // masked forms: GCC 12 warns spuriously on the unmasked gather and shift
   auto gather = [&](__m512i index, const float* table) {
     return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), all, index, table, 4);
   };
   __m512i count = _mm512_setzero_si512();
   for (int step = 64; step >= 1; step /= 2) {
-    const __m512 pivot = gather(_mm512_add_epi32(count, _mm512_set1_epi32(step - 1)), odd_codes);
+    const __m512 pivot = gather(_mm512_add_epi32(count, _mm512_set1_epi32(step - 1)), table.odd);
     count = _mm512_mask_add_epi32(count, _mm512_cmp_ps_mask(x, pivot, _CMP_GT_OQ), count, _mm512_set1_epi32(step));
   }
   const __m512i p = _mm512_maskz_slli_epi32(all, count, 1);
@@ -135,6 +123,25 @@ inline __m128i quantize_2d_count16(const float* code, const OddCodes& odd, __m51
   c = _mm512_mask_mov_epi32(c, go_down, lower_pivot);
   return _mm512_maskz_cvtepi32_epi8(all, c);
 }
+#endif
+
+#if defined(__AVX2__)
+// The widest of the forms above this build has: out[i] = quantize_2d(code, values[i] / absmax, is_signed) for
+// i < kQuantizeLanes (the division IEEE, as fp::div).
+#if defined(__AVX512F__)
+constexpr int kQuantizeLanes = 16;
+inline void quantize_2d_lanes(uint8_t* out, const float* code, const OddCodeTable& table, const float* values,
+                              float absmax, bool is_signed) {
+  const __m512 x = _mm512_div_ps(_mm512_loadu_ps(values), _mm512_set1_ps(absmax));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(out), quantize_2d_count16(code, table, x, is_signed));
+}
+#else
+constexpr int kQuantizeLanes = 8;
+inline void quantize_2d_lanes(uint8_t* out, const float* code, const OddCodeTable& table, const float* values,
+                              float absmax, bool is_signed) {
+  quantize_2d_count8(out, code, table, _mm256_div_ps(_mm256_loadu_ps(values), _mm256_set1_ps(absmax)), is_signed);
+}
+#endif
 #endif
 
 }  // namespace dpo::adam
