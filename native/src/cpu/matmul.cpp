@@ -95,8 +95,8 @@ inline void prefetch_span(const B* p, int64_t n) {
 }
 
 // out (I,L) += coef (I,J) . b (J,L) where coef[i][j] = coef[i*csi + j*csj]: the shared form of both gradients.
-// Each element is summed over j = 0..J-1 in order into a zeroed accumulator, then added to out once, so the result
-// does not depend on how the (i, l) blocks are split across threads.
+// Each element is summed over j = 0..J-1 in order from zero (in registers, or parked in acc between chunks of j), then
+// added to out once, so the result does not depend on how the (i, l) blocks are split across threads.
 template <class B>
 void accumulate_product(float* out /*(I,L)*/, const float* coef, int64_t csi, int64_t csj, const B* b /*(J,L)*/,
                         int64_t I, int64_t J, int64_t L) {
@@ -116,7 +116,6 @@ void accumulate_product(float* out /*(I,L)*/, const float* coef, int64_t csi, in
     for (int64_t t = t0; t < t1; t++) {
       const int64_t i0 = (t / lblocks) * IB, i1 = std::min(I, i0 + IB);
       const int64_t l0 = (t % lblocks) * LB, l1 = std::min(L, l0 + LB);
-      std::fill(acc, acc + IB * LB, 0.0f);
       for (int64_t j0 = 0; j0 < J; j0 += JB) {
         const int64_t j1 = std::min(J, j0 + JB);
         for (int64_t j = j0; j < j1; j++) {
@@ -126,12 +125,9 @@ void accumulate_product(float* out /*(I,L)*/, const float* coef, int64_t csi, in
           if (j + kSegmentAheadRows < J) prefetch_span(b + (j + kSegmentAheadRows) * L + l0, l1 - l0);
           widen_row(panel + (j - j0) * ldp, b + j * L + l0, l1 - l0);
         }
-        axpy_rows(acc, LB, coef + i0 * csi + j0 * csj, csi, csj, panel, ldp, i1 - i0, j1 - j0, l1 - l0);
-      }
-      for (int64_t i = i0; i < i1; i++) {
-        float* o = out + i * L;
-        const float* a = acc + (i - i0) * LB;
-        for (int64_t l = l0; l < l1; l++) o[l] += a[l - l0];
+        // The first chunk starts the sums from zero, the last adds them to out (AxpyEnds).
+        const AxpyEnds ends{j0 == 0, j1 == J ? out + i0 * L + l0 : nullptr, L};
+        axpy_rows(acc, LB, coef + i0 * csi + j0 * csj, csi, csj, panel, ldp, i1 - i0, j1 - j0, l1 - l0, ends);
       }
     }
   });

@@ -263,9 +263,9 @@ void matmul_nf4_backward_input(float* dx /*(M,K)*/, const float* dout /*(M,N)*/,
   float* db = scratch(db_buf, size_t(M * ldb));
   round_rows_bf16(db, ldb, dout, M, N);
 
-  // Tasks own (IB rows of dx) x (LB columns of dx). Each decodes W[:, its columns] JB rows at a time and adds
-  // bf16(dout[m,n]) * W[n,k] for n = 0..N-1 in order into a zeroed accumulator, then dx += accumulator:
-  // the same sequence for every element whatever the split.
+  // Tasks own (IB rows of dx) x (LB columns of dx). Each decodes W[:, its columns] JB rows at a time and sums
+  // bf16(dout[m,n]) * W[n,k] for n = 0..N-1 in order from zero, then dx += the sum: the same sequence for every
+  // element whatever the split.
   const int64_t IB = backward_row_block(M), JB = 64;
   const int64_t iblocks = ceil_div(M, IB);
   // Column blocks of whole NF4 blocks where the rows are whole blocks, so that the panel decodes block by block.
@@ -283,14 +283,18 @@ void matmul_nf4_backward_input(float* dx /*(M,K)*/, const float* dout /*(M,N)*/,
       const int64_t i0 = (t / lblocks) * IB, i1 = std::min<int64_t>(M, i0 + IB);
       const int64_t l0 = (t % lblocks) * LB, l1 = std::min(K, l0 + LB);
       const int64_t L = l1 - l0, Lp = round_up(L, kLanes), ldw = Lp + kLanes;
-      std::fill(acc, acc + IB * Lp, 0.0f);
+      // The sums start from zero in the first chunk of W's rows and the last adds them to dx (AxpyEnds), unless
+      // the block's columns run past K (padded to 16): then they go through acc and only columns < K are added.
+      const bool ragged = Lp != L;
       for (int64_t j0 = 0; j0 < N; j0 += JB) {
         const int64_t j1 = std::min(N, j0 + JB);
         // Columns [l0, l0 + Lp): whole NF4 blocks when K % 64 == 0 (the column blocks are aligned to them above),
         // otherwise the general decoder and zeros past the row's end.
         decode_row_columns(wb, ldw, w, absmax, j0, j1, l0, l0 + Lp);
-        axpy_rows(acc, Lp, db + i0 * ldb + j0, /*csi=*/ldb, /*csj=*/1, wb, ldw, i1 - i0, j1 - j0, Lp);
+        const AxpyEnds ends{j0 == 0, j1 == N && !ragged ? dx + i0 * K + l0 : nullptr, K};
+        axpy_rows(acc, Lp, db + i0 * ldb + j0, /*csi=*/ldb, /*csj=*/1, wb, ldw, i1 - i0, j1 - j0, Lp, ends);
       }
+      if (!ragged) continue;
       for (int64_t i = i0; i < i1; i++) {
         float* o = dx + i * K;
         const float* a = acc + (i - i0) * Lp;

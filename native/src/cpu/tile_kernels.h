@@ -246,15 +246,31 @@ inline void dot_rows(float* out, int64_t ldo, const float* x, int64_t ldx, WRows
   dot_leftover_band<kDotMR - 1>(m1 - m, out + m * ldo, ldo, x + m * ldx, ldx, w, ldw, bias, n0, n1, K, ls.at(m, 0));
 }
 
+// Where the sums of an axpy tile start and end when a product runs over j in chunks (accumulate_product, the NF4
+// input gradient): `zero_start` (the first chunk) starts them from zero instead of loading acc, and `add_to` (the
+// last chunk) adds them to rows ldo apart there instead of storing them to acc. The same bits as filling acc with
+// zeros first and adding it to those rows afterwards, without the two extra passes over acc (~2% of a training
+// step, docs/cpu-kernels.md#gradient-products).
+struct AxpyEnds {
+  bool zero_start = false;
+  float* add_to = nullptr;
+  int64_t ldo = 0;
+  AxpyEnds at(int64_t i, int64_t l) const {
+    AxpyEnds e = *this;
+    if (add_to) e.add_to = add_to + i * ldo + l;
+    return e;
+  }
+};
+
 // acc[i*lda + l] += sum_{j in [0,J)} coef[i*csi + j*csj] * b[j*ldb + l], j in increasing order, for i < IR and
 // l < 16*LQ. Each acc element is a sequential fp32 sum over j, so chunking j (resuming from acc) or changing IR
-// never changes it.
+// never changes it. With `ends`, acc starts from zero or the sums go to ends.add_to (AxpyEnds).
 template <int IR, int LQ, class B>
 inline void axpy_tile(float* acc, int64_t lda, const float* coef, int64_t csi, int64_t csj, const B* b, int64_t ldb,
-                      int64_t J) {
+                      int64_t J, const AxpyEnds& ends = {}) {
   f32x16 a[IR][LQ];
   for (int i = 0; i < IR; i++)
-    for (int q = 0; q < LQ; q++) a[i][q] = load16(acc + i * lda + q * kLanes);
+    for (int q = 0; q < LQ; q++) a[i][q] = ends.zero_start ? f32x16{} : load16(acc + i * lda + q * kLanes);
   for (int64_t j = 0; j < J; j++) {
     f32x16 bv[LQ];
     for (int q = 0; q < LQ; q++) bv[q] = load16(b + j * ldb + q * kLanes);
@@ -263,6 +279,14 @@ inline void axpy_tile(float* acc, int64_t lda, const float* coef, int64_t csi, i
       for (int q = 0; q < LQ; q++) a[i][q] += c * bv[q];
     }
   }
+  if (ends.add_to) {
+    for (int i = 0; i < IR; i++)
+      for (int q = 0; q < LQ; q++) {
+        float* o = ends.add_to + i * ends.ldo + q * kLanes;
+        store16(o, load16(o) + a[i][q]);
+      }
+    return;
+  }
   for (int i = 0; i < IR; i++)
     for (int q = 0; q < LQ; q++) store16(acc + i * lda + q * kLanes, a[i][q]);
 }
@@ -270,14 +294,15 @@ inline void axpy_tile(float* acc, int64_t lda, const float* coef, int64_t csi, i
 // The scalar form of axpy_tile for a ragged column tail (L < 16): a sequential sum over j per element.
 template <class B>
 inline void axpy_tail(float* acc, int64_t lda, const float* coef, int64_t csi, int64_t csj, const B* b, int64_t ldb,
-                      int64_t I, int64_t J, int64_t L) {
+                      int64_t I, int64_t J, int64_t L, const AxpyEnds& ends = {}) {
   for (int64_t i = 0; i < I; i++)
     for (int64_t l = 0; l < L; l++) {
-      float s = acc[i * lda + l];
+      float s = ends.zero_start ? 0.0f : acc[i * lda + l];
       // The product rounded on its own: what GCC has always compiled this loop to for fp32 b (it vectorises it
       // without contracting), now written down so a bf16 b (whose loop GCC contracts) gives the same bits.
       for (int64_t j = 0; j < J; j++) s += mul_rn(coef[i * csi + j * csj], widen(b[j * ldb + l]));
-      acc[i * lda + l] = s;
+      if (ends.add_to) ends.add_to[i * ends.ldo + l] += s;
+      else acc[i * lda + l] = s;
     }
 }
 
@@ -299,33 +324,35 @@ constexpr int kAxpyCols = kAxpyLQ * kLanes;
 // 4 left, which one row at a time reused each loaded b vector once instead of four times.
 template <int R, int LQ, class B>
 inline void axpy_leftover(int64_t rows, float* acc, int64_t lda, const float* coef, int64_t csi, int64_t csj,
-                          const B* b, int64_t ldb, int64_t J) {
+                          const B* b, int64_t ldb, int64_t J, const AxpyEnds& ends) {
   if constexpr (R >= 1) {
-    if (rows == R) axpy_tile<R, LQ>(acc, lda, coef, csi, csj, b, ldb, J);
-    else axpy_leftover<R - 1, LQ>(rows, acc, lda, coef, csi, csj, b, ldb, J);
+    if (rows == R) axpy_tile<R, LQ>(acc, lda, coef, csi, csj, b, ldb, J, ends);
+    else axpy_leftover<R - 1, LQ>(rows, acc, lda, coef, csi, csj, b, ldb, J, ends);
   }
 }
 
 // acc (I rows, lda) += coef (I x J, strides csi/csj) . b (J rows, ldb) over columns [0, L): full kAxpyCols tiles,
 // then 16-wide tiles, then the scalar tail; rows in bands of kAxpyIR and one band of the rows left. Every element is
-// the same sequential sum over j.
+// the same sequential sum over j. `ends` as in axpy_tile, its add_to at row 0, column 0 of acc.
 template <class B>
 inline void axpy_rows(float* acc, int64_t lda, const float* coef, int64_t csi, int64_t csj, const B* b, int64_t ldb,
-                      int64_t I, int64_t J, int64_t L) {
+                      int64_t I, int64_t J, int64_t L, const AxpyEnds& ends = {}) {
   int64_t l = 0;
   for (; l + kAxpyCols <= L; l += kAxpyCols) {
     int64_t i = 0;
     for (; i + kAxpyIR <= I; i += kAxpyIR)
-      axpy_tile<kAxpyIR, kAxpyLQ>(acc + i * lda + l, lda, coef + i * csi, csi, csj, b + l, ldb, J);
-    axpy_leftover<kAxpyIR - 1, kAxpyLQ>(I - i, acc + i * lda + l, lda, coef + i * csi, csi, csj, b + l, ldb, J);
+      axpy_tile<kAxpyIR, kAxpyLQ>(acc + i * lda + l, lda, coef + i * csi, csi, csj, b + l, ldb, J, ends.at(i, l));
+    axpy_leftover<kAxpyIR - 1, kAxpyLQ>(I - i, acc + i * lda + l, lda, coef + i * csi, csi, csj, b + l, ldb, J,
+                                        ends.at(i, l));
   }
   for (; l + kLanes <= L; l += kLanes) {
     int64_t i = 0;
     for (; i + kAxpyIR <= I; i += kAxpyIR)
-      axpy_tile<kAxpyIR, 1>(acc + i * lda + l, lda, coef + i * csi, csi, csj, b + l, ldb, J);
-    axpy_leftover<kAxpyIR - 1, 1>(I - i, acc + i * lda + l, lda, coef + i * csi, csi, csj, b + l, ldb, J);
+      axpy_tile<kAxpyIR, 1>(acc + i * lda + l, lda, coef + i * csi, csi, csj, b + l, ldb, J, ends.at(i, l));
+    axpy_leftover<kAxpyIR - 1, 1>(I - i, acc + i * lda + l, lda, coef + i * csi, csi, csj, b + l, ldb, J,
+                                  ends.at(i, l));
   }
-  if (l < L) axpy_tail(acc + l, lda, coef, csi, csj, b + l, ldb, I, J, L - l);
+  if (l < L) axpy_tail(acc + l, lda, coef, csi, csj, b + l, ldb, I, J, L - l, ends.at(0, l));
 }
 
 // Rows per task of a gradient product: all of a training micro-batch (up to 256 rows) in one block, so that each
