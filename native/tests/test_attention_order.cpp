@@ -136,9 +136,11 @@ void plain_backward(float* dq, float* dk, float* dv, const float* probs, const I
 
 TEST_CASE(attention_is_the_key_order_loop_bit_for_bit) {
   // Head sizes: the any-size path (8, 40: a 16-lane tail, 256) and the unrolled ones (16, 64, 80, 128); GQA 4/2 and
-  // MHA; rows with 1 to 23 attended keys, so four-key groups with every remainder.
-  const Shape shapes[] = {{2, 30, 4, 2, 8},  {2, 30, 4, 2, 40},  {2, 30, 4, 4, 16}, {2, 30, 4, 2, 64},
-                          {1, 30, 2, 1, 80}, {2, 30, 4, 2, 128}, {1, 24, 2, 2, 256}};
+  // MHA; rows with 1 to 23 attended keys, so four-key groups with every remainder; 31 and 29 keys, so the key
+  // gradients' tiles of three keys leave one and two keys to the single-key path.
+  const Shape shapes[] = {{2, 30, 4, 2, 8},   {2, 30, 4, 2, 40}, {2, 30, 4, 4, 16},
+                          {2, 30, 4, 2, 64},  {1, 30, 2, 1, 80}, {2, 30, 4, 2, 128},
+                          {1, 24, 2, 2, 256}, {2, 31, 4, 2, 64}, {1, 29, 2, 2, 16}};
   uint32_t seed = 700;
   for (const Shape& s : shapes) {
     const Inputs in = make_inputs(s, seed += 10);

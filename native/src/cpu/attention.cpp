@@ -100,51 +100,103 @@ void query_row_backward(float* dq_row, float* dsr, const float* pr, const float*
   axpy(dq_row, scale, acc, HD);
 }
 
-// Backward pass 2 for one key s of kv head kvh: dk_s += scale sum_(h,t) ds q_(t,h), dv_s += sum_(h,t) p dout_(t,h),
-// over the group's query heads and then t, in order; keys no query attends get nothing. work: 2 HD floats.
+// Backward pass 2 for KT keys s0.. of kv head kvh (rows `kstride` floats apart in dk and dv): dk_s += scale
+// sum_(h,t) ds q_(t,h), dv_s += sum_(h,t) p dout_(t,h), over the group's query heads and then t, in order; keys no
+// query attends get nothing. Each q and dout row loaded serves all KT keys (one key at a time, every key re-read all
+// T rows of both and walked the probabilities down a column). A query row that attends none of the KT keys is
+// skipped; one that attends some adds p = 0, ds = 0 terms to the others, which leaves their sums as they are: the
+// sums start at +0 and never become -0, and x + (+-0) = x for every other x. HD = NV * 16; work: 2 HD floats.
+template <int NV, int KT>
+void key_tile_backward(float* dk, float* dv, int64_t kstride, const float* probs, const float* ds, const float* q,
+                       const float* dout, int64_t b, int64_t kvh, int64_t s0, int T, int S, int NH, int group, int HD,
+                       float scale, float* work) {
+  static_assert(NV > 0, "the tile needs HD = NV * 16");
+  f32x16 acck[KT][NV] = {}, accv[KT][NV] = {};
+  bool touched[KT] = {};
+  for (int64_t h = kvh * group; h < (kvh + 1) * group; h++) {
+    for (int64_t t = 0; t < T; t++) {
+      const int64_t i = ((b * NH + h) * T + t) * S + s0;
+      bool any = false;
+      for (int c = 0; c < KT; c++)
+        if (probs[i + c] != 0.0f) any = touched[c] = true;
+      if (!any) continue;
+      const int64_t r = (b * T + t) * NH + h;
+      const float *qr = q + r * HD, *dor = dout + r * HD;
+      for (int j = 0; j < NV; j++) {
+        const f32x16 qv = load16(qr + j * kLanes), dov = load16(dor + j * kLanes);
+        for (int c = 0; c < KT; c++) {
+          acck[c][j] += splat16(ds[i + c]) * qv;
+          accv[c][j] += splat16(probs[i + c]) * dov;
+        }
+      }
+    }
+  }
+  float *wk = work, *wv = work + HD;
+  for (int c = 0; c < KT; c++) {
+    if (!touched[c]) continue;
+    for (int j = 0; j < NV; j++) store16(wk + j * kLanes, acck[c][j]), store16(wv + j * kLanes, accv[c][j]);
+    if (dk) axpy(dk + c * kstride, scale, wk, HD);
+    if (dv)
+      for (int d = 0; d < HD; d++) dv[c * kstride + d] += wv[d];
+  }
+}
+
+// Backward pass 2 for one key s of any HD (NV = 0), as key_tile_backward computes it for one key.
 template <int NV>
 void key_backward(float* dk_row, float* dv_row, const float* probs, const float* ds, const float* q, const float* dout,
                   int64_t b, int64_t kvh, int64_t s, int T, int S, int NH, int group, int HD, float scale,
                   float* work) {
-  f32x16 acck[NV > 0 ? NV : 1] = {}, accv[NV > 0 ? NV : 1] = {};
-  float *wk = work, *wv = work + HD;
-  if constexpr (NV == 0) std::fill(work, work + 2 * HD, 0.0f);
-  bool touched = false;
-  for (int64_t h = kvh * group; h < (kvh + 1) * group; h++) {
-    for (int64_t t = 0; t < T; t++) {
-      const int64_t i = ((b * NH + h) * T + t) * S + s;
-      const float p = probs[i];
-      if (p == 0.0f) continue;
-      const int64_t r = (b * T + t) * NH + h;
-      const float *qr = q + r * HD, *dor = dout + r * HD;
-      if constexpr (NV > 0) {
-        const f32x16 dsi = splat16(ds[i]), pi = splat16(p);
-        for (int j = 0; j < NV; j++) acck[j] += dsi * load16(qr + j * kLanes);
-        for (int j = 0; j < NV; j++) accv[j] += pi * load16(dor + j * kLanes);
-      } else {
-        axpy(wk, ds[i], qr, HD);
-        axpy(wv, p, dor, HD);
+  if constexpr (NV > 0) {
+    key_tile_backward<NV, 1>(dk_row, dv_row, 0, probs, ds, q, dout, b, kvh, s, T, S, NH, group, HD, scale, work);
+  } else {
+    float *wk = work, *wv = work + HD;
+    std::fill(work, work + 2 * HD, 0.0f);
+    bool touched = false;
+    for (int64_t h = kvh * group; h < (kvh + 1) * group; h++) {
+      for (int64_t t = 0; t < T; t++) {
+        const int64_t i = ((b * NH + h) * T + t) * S + s;
+        const float p = probs[i];
+        if (p == 0.0f) continue;
+        const int64_t r = (b * T + t) * NH + h;
+        axpy(wk, ds[i], q + r * HD, HD);
+        axpy(wv, p, dout + r * HD, HD);
+        touched = true;
       }
-      touched = true;
     }
+    if (!touched) return;
+    if (dk_row) axpy(dk_row, scale, wk, HD);
+    if (dv_row)
+      for (int d = 0; d < HD; d++) dv_row[d] += wv[d];
   }
-  if (!touched) return;
+}
+
+// Keys per key_tile_backward: 2 * 3 * NV accumulators (24 zmm at HD = 64) and the shared q and dout vectors.
+constexpr int kKeyTile = 3;
+
+// Backward pass 2 for keys [s0, s1): tiles of kKeyTile keys, then one key at a time.
+template <int NV>
+void keys_backward(float* dk, float* dv, int64_t kstride, const float* probs, const float* ds, const float* q,
+                   const float* dout, int64_t b, int64_t kvh, int64_t s0, int64_t s1, int T, int S, int NH, int group,
+                   int HD, float scale, float* work) {
+  int64_t s = s0;
   if constexpr (NV > 0)
-    for (int j = 0; j < NV; j++) store16(wk + j * kLanes, acck[j]), store16(wv + j * kLanes, accv[j]);
-  if (dk_row) axpy(dk_row, scale, wk, HD);
-  if (dv_row)
-    for (int d = 0; d < HD; d++) dv_row[d] += wv[d];
+    for (; s + kKeyTile <= s1; s += kKeyTile)
+      key_tile_backward<NV, kKeyTile>(dk ? dk + s * kstride : nullptr, dv ? dv + s * kstride : nullptr, kstride, probs,
+                                      ds, q, dout, b, kvh, s, T, S, NH, group, HD, scale, work);
+  for (; s < s1; s++)
+    key_backward<NV>(dk ? dk + s * kstride : nullptr, dv ? dv + s * kstride : nullptr, probs, ds, q, dout, b, kvh, s, T,
+                     S, NH, group, HD, scale, work);
 }
 
 // The three per-row functions unrolled for HD = NV * 16 (NV = 0: any HD).
 struct AttentionRowFns {
   decltype(&attend_row<0>) forward;
   decltype(&query_row_backward<0>) query_backward;
-  decltype(&key_backward<0>) key_backward;
+  decltype(&keys_backward<0>) keys_backward;
 };
 template <int NV>
 constexpr AttentionRowFns row_fns() {
-  return {attend_row<NV>, query_row_backward<NV>, key_backward<NV>};
+  return {attend_row<NV>, query_row_backward<NV>, keys_backward<NV>};
 }
 AttentionRowFns row_fns_for(int HD) {
   switch (HD % kLanes == 0 ? HD / kLanes : 0) {
@@ -234,17 +286,15 @@ void attention_backward(float* dq /*(B,T,NH*HD)*/, float* dk /*(B,S,NKV*HD)*/, f
 
   // Pass 2, per (b, kv head, key chunk): dk and dv, summed over the group's query heads and then t, in order.
   if (!dk && !dv) return;
-  const int64_t SC = 16, schunks = ceil_div(S, SC);
+  const int64_t SC = 5 * kKeyTile, schunks = ceil_div(S, SC);
   parallel_for(int64_t(B) * NKV * schunks, grain_for(4.0 * SC * group * T * HD), [&](int64_t u0, int64_t u1) {
     thread_local std::vector<float> buf;
     float* work = scratch(buf, size_t(2 * HD));
     for (int64_t u = u0; u < u1; u++) {
       const int64_t b = u / (NKV * schunks), kvh = (u / schunks) % NKV, c = u % schunks;
-      for (int64_t s = c * SC; s < std::min<int64_t>(S, (c + 1) * SC); s++) {
-        const int64_t off = ((b * S + s) * NKV + kvh) * HD;
-        fns.key_backward(dk ? dk + off : nullptr, dv ? dv + off : nullptr, probs, ds, q, dout, b, kvh, s, T, S, NH,
-                         group, HD, scale, work);
-      }
+      const int64_t off = (b * S * NKV + kvh) * HD;  // key 0 of sequence b, head kvh; key s is s * stride further
+      fns.keys_backward(dk ? dk + off : nullptr, dv ? dv + off : nullptr, stride, probs, ds, q, dout, b, kvh, c * SC,
+                        std::min<int64_t>(S, (c + 1) * SC), T, S, NH, group, HD, scale, work);
     }
   });
 }
