@@ -116,8 +116,10 @@ TEST_CASE(thread_pool_back_to_back_jobs_of_changing_sizes) {
 TEST_CASE(matmul_rows_are_batch_and_thread_invariant) {
   // M = 17 and every batch size below it: full bands of kDotMR rows and a leftover band of each height
   // (docs/cpu-kernels.md#tiles), on the fp32 and the tiled NF4 paths (K = 172 and 13 are not multiples of 64).
+  // K = 64, 32 and 48 with 8 or more rows take the fp32 short-row path (docs/cpu-kernels.md#short-rows), fewer rows
+  // the dot tiles: N = 200 and 40 leave columns past the last 32 to the tiles.
   const int M = 17;
-  const int shapes[][2] = {{172, 1000}, {1024, 96}, {64, 64}, {13, 5}};
+  const int shapes[][2] = {{172, 1000}, {1024, 96}, {64, 64}, {13, 5}, {64, 200}, {32, 64}, {48, 40}};
   uint32_t seed = 1000;
   for (auto& s : shapes) {
     const int K = s[0], N = s[1];
@@ -302,6 +304,7 @@ TEST_CASE(kernel_sets_give_the_same_bits) {
     auto put = [&](const vector<float>& v) { r.insert(r.end(), v.begin(), v.end()); };
     vector<float> out(size_t(M) * N), dx(size_t(M) * K, 0.0f), dw(size_t(N) * K, 0.0f), dxq(size_t(M) * KQ, 0.0f);
     cpu::matmul_forward(out.data(), x.data(), w.data(), nullptr, M, K, N), put(out);
+    cpu::matmul_forward(out.data(), xq.data(), w.data(), nullptr, M, 64, N), put(out);  // short rows on AVX-512
     cpu::matmul_backward(dx.data(), dw.data(), nullptr, dout.data(), x.data(), w.data(), M, K, N), put(dx), put(dw);
     cpu::matmul_bf16_forward(out.data(), x.data(), wb.data(), M, K, N), put(out);
     cpu::matmul_nf4_forward(out.data(), xq.data(), q, nullptr, M), put(out);  // tiled path

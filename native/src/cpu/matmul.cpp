@@ -4,6 +4,7 @@
 #include <type_traits>
 
 #include "kernel_set.h"
+#include "short_dot_forward.h"
 #include "thread_pool.h"
 #include "tile_kernels.h"
 
@@ -14,11 +15,42 @@ inline namespace DPO_KERNEL_NS {  // one copy per kernel set (kernel_set.h)
 
 namespace {
 
+#if defined(__AVX512F__)
+// forward() for short rows (short_dot_forward.h): tasks of 32 weight rows, each transposed once into the task's
+// panel and run against every x row, two rows at a time; the last N % 32 outputs through the dot tiles.
+void short_rows_forward(float* out, const float* x, const float* w, const float* bias, int M, int K, int N) {
+  constexpr int64_t kCols = kShortBlocks * kLanes;
+  const int64_t blocks = N / kCols, tail = N - blocks * kCols;
+  parallel_for(blocks + (tail ? 1 : 0), grain_for(2.0 * M * kCols * K), [&](int64_t t0, int64_t t1) {
+    thread_local std::vector<float> wt_buf;
+    float* wt = scratch(wt_buf, size_t(K * kCols));
+    for (int64_t t = t0; t < t1; t++) {
+      const int64_t n0 = t * kCols;
+      if (t == blocks) {
+        dot_rows(out, N, x, K, w, K, bias, 0, M, n0, N, K);
+        continue;
+      }
+      transpose_short_rows(wt, w + n0 * K, K, K);
+      const float* b = bias ? bias + n0 : nullptr;
+      int64_t m = 0;
+      for (; m + kShortRows <= M; m += kShortRows)
+        short_dot_tile<kShortRows>(out + m * N + n0, N, {x + m * K, K, wt, kCols, K}, b);
+      for (; m < M; m++) short_dot_tile<1>(out + m * N + n0, N, {x + m * K, K, wt, kCols, K}, b);
+    }
+  });
+}
+#endif
+
 // W: float, or uint16_t for bf16 weights (widened exactly, so the same bits as on the fp32 copy).
 template <class W>
 void forward(float* out /*(M,N)*/, const float* x /*(M,K)*/, const W* w /*(N,K)*/, const float* bias /*(N) or null*/,
              int M, int K, int N) {
   if (M <= 0 || N <= 0) return;
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<W, float>) {
+    if (short_dot_applies(M, K, N)) return short_rows_forward(out, x, w, bias, M, K, N);
+  }
+#endif
   // x copied once into rows 64-byte aligned and one cache line longer than K rounded up to 16 (ldx): a caller's
   // rows start 16 bytes into a cache line (every 16-float load of them straddled two lines), and at K = 768 their
   // 3 KiB stride put a tile's 6 rows in two L1 sets (docs/cpu-kernels.md#tiles). Worth it once the weights are wide
