@@ -195,6 +195,34 @@ TEST_CASE(matmul_nf4_register_path_equals_tiled_path) {
   set_cpu_thread_count(0);
 }
 
+TEST_CASE(matmul_nf4_many_equals_one_matrix_at_a_time) {
+  // q, k and v of a GQA layer (N = 96, 32, 32, one with a bias) and gate/up-like shapes against one x: in registers
+  // (M <= 8), tiled, and long rows in chunks (K = 1600), at 1 and 2 threads.
+  const int shapes[][2] = {{128, 3}, {128, 40}, {1600, 13}};
+  uint32_t seed = 4200;
+  for (auto& s : shapes) {
+    const int K = s[0], M = s[1];
+    const int Ns[3] = {96, 32, 32};
+    std::vector<Nf4Matrix> ws;
+    for (int N : Ns) ws.push_back(nf4_quantize(randn(size_t(N) * K, 0.05f, seed++).data(), N, K));
+    const auto x = randu(size_t(M) * K, -1, 1, seed++), bias = randu(32, -1, 1, seed++);
+    const float* biases[3] = {nullptr, bias.data(), nullptr};
+    for (int threads : {1, 2}) {
+      set_cpu_thread_count(threads);
+      vector<vector<float>> many(3), one(3);
+      vector<cpu::Nf4Product> products;
+      for (int i = 0; i < 3; i++) {
+        many[size_t(i)].assign(size_t(M) * Ns[i], 0.0f), one[size_t(i)].assign(size_t(M) * Ns[i], 0.0f);
+        products.push_back({many[size_t(i)].data(), &ws[size_t(i)], biases[i]});
+        cpu::matmul_nf4_forward(one[size_t(i)].data(), x.data(), ws[size_t(i)], biases[i], M);
+      }
+      cpu::matmul_nf4_forward_many(products.data(), 3, x.data(), M);
+      for (int i = 0; i < 3; i++) CHECK(same_bits(many[size_t(i)], one[size_t(i)]));
+    }
+  }
+  set_cpu_thread_count(0);
+}
+
 TEST_CASE(matmul_nf4_long_rows_in_chunks_give_the_same_bits) {
   // Rows longer than 1536 run in chunks of K with the tiles' lane sums parked between chunks
   // (docs/cpu-kernels.md#tiles): each output must be the one lane sum over all of K, so the fp32 matmul of bf16(x)

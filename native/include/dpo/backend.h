@@ -80,6 +80,12 @@ class Backend {
                                int M, int K, int N) = 0;
   virtual void matmul_nf4(float* out, const float* x, const Nf4Matrix& w, const float* bias, int M) = 0;
   virtual void matmul_nf4_backward_input(float* dx, const float* dout, const Nf4Matrix& w, int M) = 0;
+  // matmul_nf4 of `count` matrices (same K) against one x: outs[i] = x . ws[i]^T + biases[i] (biases null, or
+  // entries null where absent). Each output as matmul_nf4 gives it; a backend may share the work of the common input.
+  virtual void matmul_nf4_many(float* const* outs, const float* x, const Nf4Matrix* const* ws,
+                               const float* const* biases, int count, int M) {
+    for (int i = 0; i < count; i++) matmul_nf4(outs[i], x, *ws[i], biases ? biases[i] : nullptr, M);
+  }
   // Products with bf16 weights (uint16_t: a bf16 checkpoint's lm_head, docs/cpu-kernels.md): the arithmetic of matmul
   // and of matmul_backward's dx on the exactly widened fp32 weights, bit for bit, from half the bytes. Only called
   // when has_bf16_matmul(); other backends are given the fp32 weights.

@@ -85,6 +85,12 @@ class CpuBackend final : public Backend {
   void matmul_nf4(float* out, const float* x, const Nf4Matrix& w, const float* bias, int M) override {
     cpu::matmul_nf4_forward(out, x, w, bias, M);
   }
+  void matmul_nf4_many(float* const* outs, const float* x, const Nf4Matrix* const* ws, const float* const* biases,
+                       int count, int M) override {
+    std::vector<cpu::Nf4Product> products;
+    for (int i = 0; i < count; i++) products.push_back({outs[i], ws[i], biases ? biases[i] : nullptr});
+    cpu::matmul_nf4_forward_many(products.data(), count, x, M);
+  }
   void matmul_nf4_backward_input(float* dx, const float* dout, const Nf4Matrix& w, int M) override {
     cpu::matmul_nf4_backward_input(dx, dout, w, M);
   }

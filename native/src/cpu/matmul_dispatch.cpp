@@ -25,16 +25,16 @@ struct KernelSet {
   decltype(&matmul_backward) backward;
   decltype(&matmul_bf16_forward) bf16_forward;
   decltype(&matmul_bf16_backward_input) bf16_backward_input;
-  decltype(&matmul_nf4_forward) nf4_forward;
+  decltype(&matmul_nf4_forward_many) nf4_forward_many;
   decltype(&matmul_nf4_backward_input) nf4_backward_input;
   decltype(&matmul_nf4_prepare) nf4_prepare;
   decltype(&matmul_bf16_argmax) bf16_argmax;
 };
 
-#define DPO_KERNEL_SET(label, ns)                                                                                 \
-  KernelSet {                                                                                                     \
-    label, &ns::matmul_forward, &ns::matmul_backward, &ns::matmul_bf16_forward, &ns::matmul_bf16_backward_input,  \
-        &ns::matmul_nf4_forward, &ns::matmul_nf4_backward_input, &ns::matmul_nf4_prepare, &ns::matmul_bf16_argmax \
+#define DPO_KERNEL_SET(label, ns)                                                                                      \
+  KernelSet {                                                                                                          \
+    label, &ns::matmul_forward, &ns::matmul_backward, &ns::matmul_bf16_forward, &ns::matmul_bf16_backward_input,       \
+        &ns::matmul_nf4_forward_many, &ns::matmul_nf4_backward_input, &ns::matmul_nf4_prepare, &ns::matmul_bf16_argmax \
   }
 
 #if defined(DPO_CPU_KERNEL_SETS)
@@ -99,7 +99,11 @@ void matmul_bf16_backward_input(float* dx, const float* dout, const uint16_t* w,
   kernels().bf16_backward_input(dx, dout, w, M, K, N);
 }
 void matmul_nf4_forward(float* out, const float* x, const Nf4Matrix& w, const float* bias, int M) {
-  kernels().nf4_forward(out, x, w, bias, M);
+  const Nf4Product one{out, &w, bias};
+  kernels().nf4_forward_many(&one, 1, x, M);
+}
+void matmul_nf4_forward_many(const Nf4Product* products, int count, const float* x, int M) {
+  kernels().nf4_forward_many(products, count, x, M);
 }
 void matmul_nf4_backward_input(float* dx, const float* dout, const Nf4Matrix& w, int M) {
   kernels().nf4_backward_input(dx, dout, w, M);

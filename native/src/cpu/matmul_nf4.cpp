@@ -5,6 +5,7 @@
 #include <numeric>
 #include <cstring>
 
+#include "dpo/errors.h"
 #include "matmul_nf4_gemv.h"
 #include "nf4_lanes.h"
 #include "kernel_set.h"
@@ -185,14 +186,28 @@ constexpr bool kSplitRows = false;
 
 }  // namespace
 
+// One matrix of a tiled matmul_nf4_forward_many: its products, weight-row blocks and first task.
+struct TiledNf4 {
+  Nf4Product p;
+  int64_t N, NB, nblocks, first_task;
+  const float* absmax;
+};
+
 // The output stays fp32 as ops.h specifies; the reference's cuBLAS GEMM writes bf16
 // (docs/reference/linear4bit.md#prefill-and-training-path), a rounding the caller applies if it wants that step too.
-void matmul_nf4_forward(float* out /*(M,N)*/, const float* x /*(M,K)*/, const Nf4Matrix& w /*(N,K)*/,
-                        const float* bias /*(N) or null*/, int M) {
-  const int64_t N = w.rows, K = w.cols, Kp = round_up(K, kLanes);
-  if (M <= 0 || N <= 0) return;
+// Several matrices against one x (q, k and v; gate and up): bf16(x) once, and one parallel_for over all their tasks,
+// so one pool wait instead of one per matrix. Each task is what it is for its matrix alone: the same bits.
+void matmul_nf4_forward_many(const Nf4Product* products, int count, const float* x, int M) {
+  if (count <= 0 || M <= 0) return;
+  const int64_t K = products[0].w->cols, Kp = round_up(K, kLanes);
+  for (int i = 0; i < count; i++)
+    if (products[i].w->cols != K) fail(ErrorCode::Internal, "matmul_nf4_forward_many: matrices of different K");
   if (K <= 0) {  // empty sums
-    for (int64_t i = 0; i < int64_t(M) * N; i++) out[i] = bias ? bias[i % N] : 0.0f;
+    for (int i = 0; i < count; i++) {
+      const Nf4Product& p = products[i];
+      const int64_t N = p.w->rows;
+      for (int64_t e = 0; e < int64_t(M) * N; e++) p.out[e] = p.bias ? p.bias[e % N] : 0.0f;
+    }
     return;
   }
   // bf16(x) once, rows padded to Kp with zeros; the buffer persists per calling thread (no page faults per call).
@@ -203,9 +218,6 @@ void matmul_nf4_forward(float* out /*(M,N)*/, const float* x /*(M,K)*/, const Nf
   thread_local std::vector<float> xb_buf;
   float* xb = scratch(xb_buf, size_t(M * ldx));
   round_rows_bf16(xb, ldx, x, M, K);
-  if (matmul_nf4_gemv(out, xb, w, bias, M)) return;  // a few rows: decode in registers, same bits
-  std::vector<float> absmax_tmp;
-  const float* absmax = nf4_absmax(w, absmax_tmp);
 
   // A task decodes NB weight rows (~192 KB, L2-resident) and runs up to MB x rows against them. Only the split of
   // independent outputs depends on the sizes; every dot is the same dot_tile lane sum over Kp.
@@ -214,28 +226,49 @@ void matmul_nf4_forward(float* out /*(M,N)*/, const float* x /*(M,K)*/, const Nf
   // weight rows; the tiles park their lane sums between chunks (LaneSums, docs/cpu-kernels.md#tiles).
   const int64_t chunks = Kp > kLongRow ? ceil_div(Kp, kRowChunk) : 1;
   const int64_t KC = chunks == 1 ? Kp : round_up(ceil_div(Kp, chunks), kNf4BlockSize);
-  const int64_t NB = weight_block_rows(N, (49152 / KC) / kDotNR * kDotNR, cpu_thread_count());
   const int64_t MB = chunks == 1 ? std::max<int64_t>(kDotMR, (131072 / Kp) / kDotMR * kDotMR)
                                  : round_up(ceil_div(M, ceil_div(M, kChunkedRows)), kDotMR);
-  const int64_t nblocks = ceil_div(N, NB), mblocks = ceil_div(M, MB);
-  const double work = 2.0 * double(std::min<int64_t>(MB, M)) * double(std::min(NB, N)) * double(K) +
-                      4.0 * double(std::min(NB, N)) * double(K);
-  parallel_for(nblocks * mblocks, grain_for(work), [&](int64_t t0, int64_t t1) {
+  const int64_t mblocks = ceil_div(M, MB);
+  std::vector<TiledNf4> tiled;
+  std::vector<std::vector<float>> absmax_tmp(static_cast<size_t>(count));
+  int64_t tasks = 0;
+  double work = 0.0;  // of the smallest task, so that no matrix's tasks go in too large chunks
+  for (int i = 0; i < count; i++) {
+    const Nf4Product& p = products[i];
+    const int64_t N = p.w->rows;
+    if (N <= 0 || matmul_nf4_gemv(p.out, xb, *p.w, p.bias, M)) continue;  // a few rows: in registers, same bits
+    const int64_t NB = weight_block_rows(N, (49152 / KC) / kDotNR * kDotNR, cpu_thread_count());
+    tiled.push_back({p, N, NB, ceil_div(N, NB), tasks, nf4_absmax(*p.w, absmax_tmp[size_t(i)])});
+    tasks += tiled.back().nblocks * mblocks;
+    const double w = 2.0 * double(std::min<int64_t>(MB, M)) * double(std::min(NB, N)) * double(K) +
+                     4.0 * double(std::min(NB, N)) * double(K);
+    work = tiled.size() == 1 ? w : std::min(work, w);
+  }
+  if (tiled.empty()) return;
+  int64_t max_nb = 0;
+  for (const TiledNf4& m : tiled) max_nb = std::max(max_nb, m.NB);
+  parallel_for(tasks, grain_for(work), [&](int64_t t0, int64_t t1) {
     thread_local std::vector<float> buf, park_buf;
     // Decoded rows one cache line apart beyond KC, for the same reason as ldx.
     const int64_t ldw = KC + kLanes;
-    float* wb = scratch(buf, size_t(NB * ldw));
-    float* park = chunks == 1 ? nullptr : scratch(park_buf, size_t(MB * NB * kLanes));
-    int64_t decoded_nb = -1;
+    float* wb = scratch(buf, size_t(max_nb * ldw));
+    float* park = chunks == 1 ? nullptr : scratch(park_buf, size_t(MB * max_nb * kLanes));
+    int64_t decoded = -1;  // the first task of the weight block whose rows wb holds
     for (int64_t t = t0; t < t1; t++) {
-      const int64_t nb = t / mblocks, mb = t % mblocks;
+      size_t j = 0;
+      while (j + 1 < tiled.size() && tiled[j + 1].first_task <= t) j++;
+      const TiledNf4& m = tiled[j];
+      const int64_t NB = m.NB, N = m.N;
+      const int64_t nb = (t - m.first_task) / mblocks, mb = (t - m.first_task) % mblocks;
       const int64_t n0 = nb * NB, n1 = std::min(N, n0 + NB);
       const int64_t m0 = mb * MB, m1 = std::min<int64_t>(M, m0 + MB);
+      // Consecutive tasks of one weight block (same matrix, same nb, whole rows) share its decoded rows.
+      const int64_t block = m.first_task + nb * mblocks;
       for (int64_t k0 = 0; k0 < Kp; k0 += KC) {
         const int64_t k1 = std::min(Kp, k0 + KC);
-        if (chunks > 1 || nb != decoded_nb) {  // consecutive tasks of one chunk share whole decoded rows
-          decode_row_columns(wb, ldw, w, absmax, n0, n1, k0, k1, kSplitRows);
-          decoded_nb = nb;
+        if (chunks > 1 || block != decoded) {
+          decode_row_columns(wb, ldw, *m.p.w, m.absmax, n0, n1, k0, k1, kSplitRows);
+          decoded = block;
         }
         const LaneSums ls{park, NB, /*resume=*/k0 > 0, /*finish=*/k1 == Kp};
 #if defined(DPO_DOT_TILE_HALVES)
@@ -243,8 +276,8 @@ void matmul_nf4_forward(float* out /*(M,N)*/, const float* x /*(M,K)*/, const Nf
 #else
         const float* wr = wb;
 #endif
-        dot_rows(out + m0 * N + n0, N, xb + m0 * ldx + k0, ldx, wr, ldw, bias ? bias + n0 : nullptr, 0, m1 - m0, 0,
-                 n1 - n0, k1 - k0, chunks == 1 ? LaneSums{} : ls);
+        dot_rows(m.p.out + m0 * N + n0, N, xb + m0 * ldx + k0, ldx, wr, ldw, m.p.bias ? m.p.bias + n0 : nullptr, 0,
+                 m1 - m0, 0, n1 - n0, k1 - k0, chunks == 1 ? LaneSums{} : ls);
       }
     }
   });

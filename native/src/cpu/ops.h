@@ -7,6 +7,7 @@
 
 #include "../quant/nf4.h"
 #include "bf16_argmax_sketch.h"
+#include "nf4_product.h"
 
 namespace dpo::cpu {
 
@@ -29,6 +30,9 @@ void matmul_bf16_backward_input(float* dx, const float* dout, const uint16_t* w,
 // out (M,N) = bf16(x) (M,K) . bf16(dequant(W))^T (N,K) + bias (N, may be null), fp32 accumulation.
 // Dequantization is fused: no full-precision copy of W is ever made.
 void matmul_nf4_forward(float* out, const float* x, const Nf4Matrix& w, const float* bias, int M);
+// matmul_nf4_forward of `count` matrices with the same K against one x: bf16(x) is formed once and all their tasks
+// share one parallel_for. Every output has the bits matmul_nf4_forward gives it alone.
+void matmul_nf4_forward_many(const Nf4Product* products, int count, const float* x, int M);
 // dx (M,K) += bf16(dout) (M,N) . bf16(dequant(W)) (N,K): activation gradient only, W is frozen
 // (docs/reference/linear4bit.md#backward).
 void matmul_nf4_backward_input(float* dx, const float* dout, const Nf4Matrix& w, int M);

@@ -8,7 +8,10 @@
 #include <algorithm>
 #include <cstdlib>
 #include <functional>
+#include <initializer_list>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "dpo/errors.h"
 #include "model/last_block_rows.h"
@@ -91,19 +94,23 @@ void block_forward(float* x, const ModelConfig& c, const DeviceLayer& L, Backend
     linear_forward(be, y, in, M, L.lin[size_t(kind)], lora.at(layer, kind), lora.dropout, lora.rng,
                    training ? &a.lora[size_t(kind)] : nullptr);
   };
+  // Layers that read one input in a single linear_forward_many (its NF4 bases share bf16(x)).
+  auto lin_many = [&](std::initializer_list<std::pair<int, float*>> outs, const float* in) {
+    std::vector<LinearCall> calls;
+    for (const auto& [kind, y] : outs)
+      calls.push_back({y, &L.lin[size_t(kind)], lora.at(layer, kind), training ? &a.lora[size_t(kind)] : nullptr});
+    linear_forward_many(be, in, M, calls.data(), int(calls.size()), lora.dropout, lora.rng);
+  };
   if (training) be.copy(a.x_in.get(), x, MC);
   be.rmsnorm(a.xn1.get(), a.rstd1.get(), x, L.input_norm.get(), M, C, c.rms_norm_eps);
+  // Qwen3 (qk_norm): RMSNorm over each head's HD values of the raw q and k (the row norm over M*H rows of HD), then
+  // RoPE.
+  lin_many({{kQ, c.qk_norm ? a.q_raw.get() : a.q.get()}, {kK, c.qk_norm ? a.k_raw.get() : a.k.get()}, {kV, a.v.get()}},
+           a.xn1.get());
   if (c.qk_norm) {
-    // Qwen3: RMSNorm over each head's HD values (the row norm over M*H rows of HD), then RoPE.
-    lin(kQ, a.q_raw.get(), a.xn1.get());
-    lin(kK, a.k_raw.get(), a.xn1.get());
     be.rmsnorm(a.q.get(), a.rstd_q.get(), a.q_raw.get(), L.q_norm.get(), M * c.n_heads, c.head_dim, c.rms_norm_eps);
     be.rmsnorm(a.k.get(), a.rstd_k.get(), a.k_raw.get(), L.k_norm.get(), M * c.n_kv_heads, c.head_dim, c.rms_norm_eps);
-  } else {
-    lin(kQ, a.q.get(), a.xn1.get());
-    lin(kK, a.k.get(), a.xn1.get());
   }
-  lin(kV, a.v.get(), a.xn1.get());
   be.rope(a.q.get(), pos, M, c.n_heads, c.head_dim, rope);
   be.rope(a.k.get(), pos, M, c.n_kv_heads, c.head_dim, rope);
   attend(layer, a.att.get(), training ? a.probs.get() : nullptr, a.q.get(), a.k.get(), a.v.get());
@@ -112,8 +119,7 @@ void block_forward(float* x, const ModelConfig& c, const DeviceLayer& L, Backend
 
   if (training) be.copy(a.x_mid.get(), x, MC);
   be.rmsnorm(a.xn2.get(), a.rstd2.get(), x, L.post_norm.get(), M, C, c.rms_norm_eps);
-  lin(kGate, a.gate.get(), a.xn2.get());
-  lin(kUp, a.up.get(), a.xn2.get());
+  lin_many({{kGate, a.gate.get()}, {kUp, a.up.get()}}, a.xn2.get());
   be.swiglu(a.act.get(), a.gate.get(), a.up.get(), M, F);
   lin(kDown, a.proj.get(), a.act.get());
   be.add(x, x, a.proj.get(), int64_t(M) * C);

@@ -75,9 +75,11 @@ std::unique_ptr<LoraAdapter> make_lora(const ModelWeights& m, const LoraConfig& 
   return a;
 }
 
-void linear_forward(Backend& be, float* y, const float* x, int M, const DeviceLinear& base, const LoraWeights* lora,
-                    float dropout, std::mt19937* rng, LoraSaved* saved) {
-  base.forward(be, y, x, M);
+namespace {
+
+// y += scale * (drop(x) . A^T) . B^T: linear_forward's LoRA term.
+void add_lora_term(Backend& be, float* y, const float* x, int M, const LoraWeights* lora, float dropout,
+                   std::mt19937* rng, LoraSaved* saved) {
   if (!lora) return;
   const int r = lora->r, K = lora->in, N = lora->out;
   const size_t MK = size_t(M) * K;
@@ -109,6 +111,35 @@ void linear_forward(Backend& be, float* y, const float* x, int M, const DeviceLi
   be.matmul(delta.get(), sv.u.get(), lora->B_dev.get(), nullptr, M, r, N);
   // result + lora_out * scale, in fp32 as PEFT does with autocast off (docs/reference/lora.md#forward).
   be.axpy(y, delta.get(), lora->scale, int64_t(M) * N);
+}
+
+}  // namespace
+
+void linear_forward(Backend& be, float* y, const float* x, int M, const DeviceLinear& base, const LoraWeights* lora,
+                    float dropout, std::mt19937* rng, LoraSaved* saved) {
+  base.forward(be, y, x, M);
+  add_lora_term(be, y, x, M, lora, dropout, rng, saved);
+}
+
+void linear_forward_many(Backend& be, const float* x, int M, const LinearCall* calls, int count, float dropout,
+                         std::mt19937* rng) {
+  bool quantized = count > 1;
+  for (int i = 0; i < count; i++) quantized = quantized && calls[i].base->host->quantized;
+  if (!quantized) {
+    for (int i = 0; i < count; i++)
+      linear_forward(be, calls[i].y, x, M, *calls[i].base, calls[i].lora, dropout, rng, calls[i].saved);
+    return;
+  }
+  std::vector<float*> outs;
+  std::vector<const Nf4Matrix*> ws;
+  std::vector<const float*> biases;
+  for (int i = 0; i < count; i++) {
+    outs.push_back(calls[i].y);
+    ws.push_back(&calls[i].base->host->q);
+    biases.push_back(calls[i].base->bias.get());
+  }
+  be.matmul_nf4_many(outs.data(), x, ws.data(), biases.data(), count, M);
+  for (int i = 0; i < count; i++) add_lora_term(be, calls[i].y, x, M, calls[i].lora, dropout, rng, calls[i].saved);
 }
 
 void linear_backward(Backend& be, float* dx, const float* dy, const float* x, int M, const DeviceLinear& base,

@@ -86,6 +86,18 @@ struct LoraSaved {
 void linear_forward(Backend& be, float* y, const float* x, int M, const DeviceLinear& base, const LoraWeights* lora,
                     float dropout, std::mt19937* rng, LoraSaved* saved);
 
+// linear_forward of several layers that read the same x (q, k and v; gate and up), in the order given, so dropout
+// masks are drawn in that order: when every base is NF4 they go in one Backend::matmul_nf4_many, which forms bf16(x)
+// once; then each layer's LoRA term. The same results as one linear_forward per layer.
+struct LinearCall {
+  float* y;
+  const DeviceLinear* base;
+  const LoraWeights* lora;
+  LoraSaved* saved;
+};
+void linear_forward_many(Backend& be, const float* x, int M, const LinearCall* calls, int count, float dropout,
+                         std::mt19937* rng);
+
 // dx (M,K) += dy . W + the LoRA path's input gradient; lora->dA, dB accumulate. x is the layer input. dx may be null
 // (nothing below wants the input gradient: the first block of adapter-only training); the weight gradients still form.
 // Base weights are frozen: no base-weight gradient is formed (docs/reference/linear4bit.md#backward).

@@ -1,8 +1,9 @@
-// Cases of Backend::matmul_nf4, matmul_nf4_backward_input and prepare_nf4: the host backends against the exact-input
-// double reference (bf16(x) . bf16(storage(dequant W))^T, docs/reference/linear4bit.md) and within bf16 error of the
-// unrounded product; one-hot probes that pick single weights (exact on every backend, all storage dtypes, fp16
-// subnormal scales); the input gradient against finite differences; CUDA against the CPU within kTolNf4 (tensor-core
-// accumulation order) with bitwise batch invariance across its decode and prefill tiles, and its weight cache.
+// Cases of Backend::matmul_nf4, matmul_nf4_many, matmul_nf4_backward_input and prepare_nf4: the host backends against
+// the exact-input double reference (bf16(x) . bf16(storage(dequant W))^T, docs/reference/linear4bit.md) and within bf16
+// error of the unrounded product; one-hot probes that pick single weights (exact on every backend, all storage dtypes,
+// fp16 subnormal scales); the input gradient against finite differences; CUDA against the CPU within kTolNf4
+// (tensor-core accumulation order) with bitwise batch invariance across its decode and prefill tiles, and its weight
+// cache.
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -201,6 +202,33 @@ OP_CASE(matmul_nf4) {
   const vector<float> a = run_nf4(*g, x, w, nullptr, M);
   check_bits("cuda nf4 cached call", run_nf4(*g, x, w, nullptr, M), a);
   check_bits("cuda nf4 without host absmax", run_nf4(*g, x, bare, nullptr, M), a);
+}
+
+OP_CASE(matmul_nf4_many) {
+  if (!ctx.eval()) return;
+  // q, k, v of a GQA layer against one x (N = 96, 32, 32; biases on one), one matrix at a time through matmul_nf4 on
+  // the same backend: the same bits, on every backend (the CUDA one runs the default, one matmul_nf4 per matrix).
+  // M = 3 (the CPU's register path) and 40 (tiled).
+  const int K = 128, Ns[3] = {96, 32, 32};
+  uint32_t seed = 900;
+  vector<Nf4Matrix> ws;
+  for (int N : Ns) ws.push_back(nf4_quantize(randn(size_t(N) * K, 0.05f, seed++).data(), N, K));
+  const auto bias = randu(32, -1, 1, seed++);
+  for (int M : {3, 40}) {
+    const auto x = randu(size_t(M) * K, -2, 2, seed++);
+    for (const Target& t : ctx.all()) {
+      Arena a(*t.be);
+      float* outs[3];
+      const Nf4Matrix* mats[3] = {&ws[0], &ws[1], &ws[2]};
+      const float* biases[3] = {nullptr, a.put(bias), nullptr};
+      for (int i = 0; i < 3; i++) outs[i] = a.alloc(size_t(M) * Ns[i]);
+      t.be->matmul_nf4_many(outs, a.put(x), mats, biases, 3, M);
+      for (int i = 0; i < 3; i++) {
+        const vector<float> one = run_nf4(*t.be, x, ws[size_t(i)], i == 1 ? &bias : nullptr, M);
+        CHECK(same_bits(a.get(outs[i], size_t(M) * Ns[i]), one));
+      }
+    }
+  }
 }
 
 OP_CASE(matmul_nf4_backward_input) {
