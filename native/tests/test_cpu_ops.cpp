@@ -17,6 +17,7 @@
 #include "op_checks.h"
 #include "random_data.h"
 #include "reference_ops.h"
+#include "core/fp_strict.h"
 #include "core/half.h"
 #include "cpu/nf4_lanes.h"
 #include "cpu/ops.h"
@@ -473,6 +474,50 @@ TEST_CASE(gradient_products_are_batch_and_thread_invariant) {
 }
 
 // ================================ CPU backend memory ================================
+
+TEST_CASE(rope_angle_table_gives_the_per_row_angles) {
+  // rope_forward keeps cos/sin per position across calls (rope.cpp AngleTable). Two frequency tables and scalings
+  // in turn, positions that grow past the table and repeat: every forward row equals the formula written out with
+  // per-row angles (as rope.cpp computed them before the table), and a backward equals itself after other tables.
+  const int H = 3, HD = 16, half = HD / 2;
+  vector<float> fa(half), fb(half);
+  for (int j = 0; j < half; j++)
+    fa[size_t(j)] = std::pow(10000.0f, -2.0f * j / HD), fb[size_t(j)] = 0.5f * fa[size_t(j)];
+  auto expected = [&](const vector<float>& x, const vector<int>& pos, const vector<float>& f, float scaling) {
+    vector<float> y = x;
+    for (size_t m = 0; m < pos.size(); m++)
+      for (int h = 0; h < H; h++)
+        for (int j = 0; j < half; j++) {
+          const float a = float(pos[m]) * f[size_t(j)];
+          float c = float(std::cos(double(a))), sn = float(std::sin(double(a)));
+          if (scaling != 1.0f) c = mul_rn(c, scaling), sn = mul_rn(sn, scaling);
+          float* v = y.data() + (m * H + size_t(h)) * HD;
+          const float x1 = v[j], x2 = v[j + half];
+          v[j] = mul_rn(x1, c) + mul_rn(-x2, sn);
+          v[j + half] = mul_rn(x2, c) + mul_rn(x1, sn);
+        }
+    return y;
+  };
+  uint32_t seed = 5100;
+  vector<float> first_backward;
+  for (int round = 0; round < 3; round++)
+    for (const auto& [f, scaling] : {std::pair{&fa, 1.0f}, std::pair{&fb, 1.25f}}) {
+      const int M = 7 + 40 * round;
+      vector<int> pos(static_cast<size_t>(M));
+      for (int m = 0; m < M; m++) pos[size_t(m)] = (m * 7) % (10 + 60 * round);  // repeats; grows each round
+      const vector<float> x = randu(size_t(M) * H * HD, -1, 1, seed++);
+      vector<float> y = x;
+      cpu::rope_forward(y.data(), pos.data(), M, H, HD, f->data(), scaling);
+      CHECK(same_bits(y, expected(x, pos, *f, scaling)));
+      if (f != &fa) continue;
+      // The backward of round 0's rows, again in every round after the other table.
+      const vector<int> back_pos = {0, 7, 4, 1, 8, 5, 2};
+      vector<float> d = randu(size_t(7) * H * HD, -1, 1, 5000);
+      cpu::rope_backward(d.data(), back_pos.data(), 7, H, HD, fa.data(), 1.0f);
+      if (round == 0) first_backward = d;
+      else CHECK(same_bits(d, first_backward));
+    }
+}
 
 TEST_CASE(cpu_backend_tensors_start_on_cache_lines) {
   // Kernels read activations, LoRA factors and gradients in place, 16 floats at a time: a tensor that starts inside a

@@ -1,6 +1,7 @@
 // Rotary position embedding on the CPU (HF LlamaRotaryEmbedding + apply_rotary_pos_emb, rotate-half form),
 // forward and its transpose for the backward pass. The frequencies come from the model's RoPE table
 // (model/rope_table.h: plain, linear, dynamic, yarn or llama3), computed once on the host.
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -28,17 +29,49 @@ void angles(float* cs /*(HD/2)*/, float* sn /*(HD/2)*/, const float* f /*(HD/2)*
   }
 }
 
+// cos and sin of positions [0, rows) for one table of frequencies, kept by the calling thread: a training step
+// applies RoPE about ten times per layer to rows whose positions repeat (every pair of a chained step starts at 0),
+// and each call evaluated HD/2 double cos and sin per row. Rebuilt when the frequencies or the scaling change, grown
+// when a position is past its end; the values are angles()'s, so the results are the same bits.
+struct AngleTable {
+  std::vector<float> freq;
+  float scaling = 0.0f;
+  int rows = 0;
+  std::vector<float> cs, sn;  // (rows, half)
+
+  // The table's (cos, sin) rows for positions up to max_pos, or false when a position is negative.
+  bool cover(const float* f, int half, float s, int max_pos) {
+    if (max_pos < 0) return false;
+    if (scaling != s || freq.size() != size_t(half) || !std::equal(freq.begin(), freq.end(), f)) {
+      freq.assign(f, f + half), scaling = s, rows = 0;
+    }
+    if (max_pos < rows) return true;
+    const int want = std::max(max_pos + 1, 2 * rows);
+    cs.resize(size_t(want) * half), sn.resize(size_t(want) * half);
+    for (int p = rows; p < want; p++) angles(&cs[size_t(p) * half], &sn[size_t(p) * half], f, half, s, p);
+    rows = want;
+    return true;
+  }
+};
+
 template <bool kBackward>
 void rope_apply(float* x /*(M,H*HD)*/, const int* pos /*(M)*/, int M, int H, int HD, const float* f /*(HD/2)*/,
                 float scaling) {
   if (HD % 2 != 0) fail(ErrorCode::BadInput, "rope: head_dim must be even");
   const int half = HD / 2;
+  int max_pos = M > 0 ? pos[0] : 0, min_pos = max_pos;
+  for (int m = 1; m < M; m++) max_pos = std::max(max_pos, pos[m]), min_pos = std::min(min_pos, pos[m]);
+  thread_local AngleTable calling_thread_table;
+  // A pointer, so that the workers read the calling thread's table (a thread_local named in the task is their own).
+  const AngleTable* const table = &calling_thread_table;
+  const bool tabled = min_pos >= 0 && calling_thread_table.cover(f, half, scaling, max_pos);
   parallel_for(M, grain_for(30.0 * HD + 4.0 * H * HD), [&](int64_t m0, int64_t m1) {
     thread_local std::vector<float> buf;
-    float* cs = scratch(buf, size_t(HD));
-    float* sn = cs + half;
+    float* own = scratch(buf, size_t(HD));
     for (int64_t m = m0; m < m1; m++) {
-      angles(cs, sn, f, half, scaling, pos[m]);
+      const float *cs = own, *sn = own + half;
+      if (tabled) cs = &table->cs[size_t(pos[m]) * half], sn = &table->sn[size_t(pos[m]) * half];
+      else angles(own, own + half, f, half, scaling, pos[m]);
       for (int h = 0; h < H; h++) {
         float* v = x + (m * H + h) * HD;
         for (int j = 0; j < half; j++) {
