@@ -30,7 +30,7 @@ void angles(float* cs /*(HD/2)*/, float* sn /*(HD/2)*/, const float* f /*(HD/2)*
 }
 
 // cos and sin of positions [0, rows) for one table of frequencies, kept by the calling thread: a training step
-// applies RoPE about ten times per layer to rows whose positions repeat (every pair of a chained step starts at 0),
+// applies RoPE six to eight times per layer to rows whose positions repeat (every pair of a chained step starts at 0),
 // and each call evaluated HD/2 double cos and sin per row. Rebuilt when the frequencies or the scaling change, grown
 // when a position is past its end; the values are angles()'s, so the results are the same bits.
 struct AngleTable {
