@@ -39,18 +39,16 @@ struct AngleTable {
   int rows = 0;
   std::vector<float> cs, sn;  // (rows, half)
 
-  // The table's (cos, sin) rows for positions up to max_pos, or false when a position is negative.
-  bool cover(const float* f, int half, float s, int max_pos) {
-    if (max_pos < 0) return false;
+  // Makes the table hold the (cos, sin) rows of positions [0, max_pos] for frequencies f and scaling s.
+  void cover(const float* f, int half, float s, int max_pos) {
     if (scaling != s || freq.size() != size_t(half) || !std::equal(freq.begin(), freq.end(), f)) {
       freq.assign(f, f + half), scaling = s, rows = 0;
     }
-    if (max_pos < rows) return true;
+    if (max_pos < rows) return;
     const int want = std::max(max_pos + 1, 2 * rows);
     cs.resize(size_t(want) * half), sn.resize(size_t(want) * half);
     for (int p = rows; p < want; p++) angles(&cs[size_t(p) * half], &sn[size_t(p) * half], f, half, s, p);
     rows = want;
-    return true;
   }
 };
 
@@ -64,7 +62,8 @@ void rope_apply(float* x /*(M,H*HD)*/, const int* pos /*(M)*/, int M, int H, int
   thread_local AngleTable calling_thread_table;
   // A pointer, so that the workers read the calling thread's table (a thread_local named in the task is their own).
   const AngleTable* const table = &calling_thread_table;
-  const bool tabled = min_pos >= 0 && calling_thread_table.cover(f, half, scaling, max_pos);
+  const bool tabled = min_pos >= 0;  // a negative position (never made by the engine) keeps per-row angles
+  if (tabled) calling_thread_table.cover(f, half, scaling, max_pos);
   parallel_for(M, grain_for(30.0 * HD + 4.0 * H * HD), [&](int64_t m0, int64_t m1) {
     thread_local std::vector<float> buf;
     float* own = scratch(buf, size_t(HD));

@@ -90,15 +90,18 @@ void block_forward(float* x, const ModelConfig& c, const DeviceLayer& L, Backend
                    const AttendFn& attend) {
   const int C = c.hidden, F = c.intermediate;
   const size_t MC = size_t(M) * C * sizeof(float);
+  // The layer `kind` of this block writing y: its base, adapter and (training) saved LoRA state.
+  auto call = [&](int kind, float* y) {
+    return LinearCall{y, &L.lin[size_t(kind)], lora.at(layer, kind), training ? &a.lora[size_t(kind)] : nullptr};
+  };
   auto lin = [&](int kind, float* y, const float* in) {
-    linear_forward(be, y, in, M, L.lin[size_t(kind)], lora.at(layer, kind), lora.dropout, lora.rng,
-                   training ? &a.lora[size_t(kind)] : nullptr);
+    const LinearCall k = call(kind, y);
+    linear_forward(be, y, in, M, *k.base, k.lora, lora.dropout, lora.rng, k.saved);
   };
   // Layers that read one input in a single linear_forward_many (its NF4 bases share bf16(x)).
   auto lin_many = [&](std::initializer_list<std::pair<int, float*>> outs, const float* in) {
     std::vector<LinearCall> calls;
-    for (const auto& [kind, y] : outs)
-      calls.push_back({y, &L.lin[size_t(kind)], lora.at(layer, kind), training ? &a.lora[size_t(kind)] : nullptr});
+    for (const auto& [kind, y] : outs) calls.push_back(call(kind, y));
     linear_forward_many(be, in, M, calls.data(), int(calls.size()), lora.dropout, lora.rng);
   };
   if (training) be.copy(a.x_in.get(), x, MC);
