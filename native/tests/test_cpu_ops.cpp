@@ -262,6 +262,33 @@ TEST_CASE(matmul_nf4_long_rows_in_chunks_give_the_same_bits) {
   set_cpu_thread_count(0);
 }
 
+TEST_CASE(matmul_nf4_several_row_blocks_give_the_same_bits) {
+  // x of more rows than one task runs (M > 131072 / K) takes weight blocks sized from the L2 (cpu/cache_sizes.h,
+  // docs/cpu-kernels.md#tiles): N = 390 rows at K = 768 are then one or two blocks instead of seven. Every output
+  // must still be the one lane sum the fp32 matmul of bf16(x) and the decoded weights gives, on 1-3 threads, and each
+  // row alone (the register path) the same.
+  const int M = 361, K = 768, N = 390;
+  const auto wf = randn(size_t(N) * K, 0.05f, 9300);
+  const Nf4Matrix w = nf4_quantize(wf.data(), N, K);
+  const auto x = randu(size_t(M) * K, -2, 2, 9301), bias = randu(size_t(N), -1, 1, 9302);
+  vector<float> want(size_t(M) * N);
+  cpu::matmul_forward(want.data(), bf16_all(x).data(), nf4_weights_bf16(w).data(), bias.data(), M, K, N);
+  for (int threads : {1, 2, 3}) {
+    set_cpu_thread_count(threads);
+    vector<float> all(size_t(M) * N, NAN), one(N, NAN);
+    cpu::matmul_nf4_forward(all.data(), x.data(), w, bias.data(), M);
+    CHECK(same_bits(all.data(), want.data(), all.size()));
+    for (int m : {0, 170, M - 1}) {
+      cpu::matmul_nf4_forward(one.data(), x.data() + size_t(m) * K, w, bias.data(), 1);
+      CHECK(same_bits(one.data(), want.data() + size_t(m) * N, one.size()));
+    }
+  }
+  vector<double> ref, scale;
+  ref_matmul(ref, &scale, to_d(bf16_all(x)), to_d(nf4_weights_bf16(w)), to_d(bias).data(), M, K, N);
+  check_scaled("nf4 several row blocks vs bf16 ref", want.data(), ref.data(), scale.data(), want.size(), 1e-5);
+  set_cpu_thread_count(0);
+}
+
 TEST_CASE(nf4_block_table_equals_scalar_rounding) {
   // The decode GEMV's block table skips the NaN arm of the bf16 rounding when the block's absmax is finite
   // (docs/cpu-kernels.md); with or without it, every entry must be the scalar double rounding of table * absmax,

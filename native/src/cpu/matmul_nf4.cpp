@@ -5,6 +5,7 @@
 #include <numeric>
 #include <cstring>
 
+#include "cache_sizes.h"
 #include "dpo/errors.h"
 #include "matmul_nf4_gemv.h"
 #include "nf4_lanes.h"
@@ -184,6 +185,17 @@ constexpr bool kSplitRows = true;
 constexpr bool kSplitRows = false;
 #endif
 
+// Floats of decoded weight rows per task (KC of each row; rows a multiple of kDotNR below). A task runs its MB x rows
+// past the NB rows it decoded, so when x spans several row blocks (a training or reference pass) the x of every block
+// comes back from L3 once per weight block: larger weight blocks fetch it fewer times. About 2/7 of L2 (585 KiB of
+// 2 MiB) ran the training shapes 6-13% faster than 192 KiB on a Xeon with a 2 MiB L2 (docs/cpu-kernels.md#tiles).
+// Never below 192 KiB, the size tuned on a 512 KiB L2; x in one row block (a prompt, M <= ~170) keeps it.
+int64_t decoded_block_floats(int64_t row_blocks) {
+  constexpr int64_t kTuned = 49152;
+  if (row_blocks <= 1) return kTuned;
+  return std::max(kTuned, l2_cache_bytes() / int64_t(sizeof(float)) * 2 / 7);
+}
+
 }  // namespace
 
 // One matrix of a tiled matmul_nf4_forward_many: its products, weight-row blocks and first task.
@@ -219,8 +231,8 @@ void matmul_nf4_forward_many(const Nf4Product* products, int count, const float*
   float* xb = scratch(xb_buf, size_t(M * ldx));
   round_rows_bf16(xb, ldx, x, M, K);
 
-  // A task decodes NB weight rows (~192 KB, L2-resident) and runs up to MB x rows against them. Only the split of
-  // independent outputs depends on the sizes; every dot is the same dot_tile lane sum over Kp.
+  // A task decodes NB weight rows (decoded_block_floats, L2-resident) and runs up to MB x rows against them. Only the
+  // split of independent outputs depends on the sizes; every dot is the same dot_tile lane sum over Kp.
   // Long rows (the 0.42B model's down projection, K = 4864) go in chunks of KC columns: the task's x rows over one
   // chunk stay in L2 and a band's in L1, where whole rows of all the x rows (152 x 19 KiB) came from L3 for every 8
   // weight rows; the tiles park their lane sums between chunks (LaneSums, docs/cpu-kernels.md#tiles).
@@ -237,7 +249,7 @@ void matmul_nf4_forward_many(const Nf4Product* products, int count, const float*
     const Nf4Product& p = products[i];
     const int64_t N = p.w->rows;
     if (N <= 0 || matmul_nf4_gemv(p.out, xb, *p.w, p.bias, M)) continue;  // a few rows: in registers, same bits
-    const int64_t NB = weight_block_rows(N, (49152 / KC) / kDotNR * kDotNR, cpu_thread_count());
+    const int64_t NB = weight_block_rows(N, (decoded_block_floats(mblocks) / KC) / kDotNR * kDotNR, cpu_thread_count());
     tiled.push_back({p, N, NB, ceil_div(N, NB), tasks, nf4_absmax(*p.w, absmax_tmp[size_t(i)])});
     tasks += tiled.back().nblocks * mblocks;
     const double w = 2.0 * double(std::min<int64_t>(MB, M)) * double(std::min(NB, N)) * double(K) +
