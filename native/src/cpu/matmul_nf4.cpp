@@ -189,11 +189,14 @@ constexpr bool kSplitRows = false;
 // past the NB rows it decoded, so when x spans several row blocks (a training or reference pass) the x of every block
 // comes back from L3 once per weight block: larger weight blocks fetch it fewer times. About 2/7 of L2 (585 KiB of
 // 2 MiB) ran the training shapes 6-13% faster than 192 KiB on a Xeon with a 2 MiB L2 (docs/cpu-kernels.md#tiles).
-// Never below 192 KiB, the size tuned on a 512 KiB L2; x in one row block (a prompt, M <= ~170) keeps it.
+// Never below 192 KiB, the size tuned on a 512 KiB L2; x in one row block (a prompt, M <= ~170) keeps it. An L2 above
+// 2 MiB counts as 2 MiB, the largest measured: a hypervisor that reports a shared cache as L2 must not get blocks that
+// live in L3.
 int64_t decoded_block_floats(int64_t row_blocks) {
-  constexpr int64_t kTuned = 49152;
+  constexpr int64_t kTuned = 49152, kLargestMeasuredL2 = int64_t(2) << 20;
   if (row_blocks <= 1) return kTuned;
-  return std::max(kTuned, l2_cache_bytes() / int64_t(sizeof(float)) * 2 / 7);
+  const int64_t l2 = std::min(l2_cache_bytes(), kLargestMeasuredL2);
+  return std::max(kTuned, l2 / int64_t(sizeof(float)) * 2 / 7);
 }
 
 }  // namespace
