@@ -3,7 +3,9 @@
 // each rate beside its floor on this machine (FLOPs / measured FMA rate, bytes / measured read bandwidth) and each
 // ratio against its issue-16 target (decode >= 1.1x llama.cpp, prefill >= 1.0x, training and reference >= 2x PyTorch).
 // Training and the reference pass run twice on both sides, cold (first pass over every pair shape) then warm: the
-// warm rows carry the target, the cold rows stand beside them (BENCHMARKS.md, "Cold and warm passes").
+// warm rows carry the target, the cold rows stand beside them (BENCHMARKS.md, "Cold and warm passes"). Beside the
+// ratio of the two medians the table gives each round's own ratio (median and range): on a shared machine whose
+// speed moves between rounds, that pairing is the steadier reading of the same runs.
 //   npm run bench:peers [-- --pairs 8] [--rounds 3] [--threads 2] [--decode-threads 2,1] [--models 125m,0.42b]
 //                       [--peers torch,llama] [--python PATH] [--quick] [--out DIR] [--help]
 //                       [--tool PATH: dpo-tool, or $DPO_TOOL; default build/native/dpo-tool]
@@ -31,6 +33,7 @@ import {
   forwardFlops,
   greedyParting,
   logpsAgree,
+  roundRatios,
   spread,
   trainingFlops,
   type ModelShape,
@@ -266,6 +269,7 @@ interface Row {
   model: string
   ours: Spread | null
   peer: Spread | null
+  perRound: Spread | null // ours / peer of each round
   peerName: string
   unit: string
   target: number | null
@@ -356,6 +360,8 @@ try {
     }
     allRuns[name] = runs
     const s = (k: string) => (runs[k] ? spread(runs[k]!) : null)
+    const perRound = (k: string) =>
+      runs[`ours_${k}`] && runs[`peer_${k}`] ? spread(roundRatios(runs[`ours_${k}`]!, runs[`peer_${k}`]!)) : null
     if (fp32) {
       // Warm rows carry the issue-16 target; the cold rows beside them (first pass over every pair shape) do not
       // (BENCHMARKS.md, "Cold and warm passes").
@@ -379,6 +385,7 @@ try {
             model: name,
             ours: s(`ours_${k}`),
             peer: s(`peer_${k}`),
+            perRound: perRound(k),
             peerName: 'PyTorch + PEFT',
             unit: 'pairs/s',
             target: cold ? null : 2,
@@ -396,6 +403,7 @@ try {
         model: name,
         ours: s(`ours_decode_${t}`),
         peer: s(`peer_decode_${t}`),
+        perRound: perRound(`decode_${t}`),
         peerName: 'llama.cpp Q4_0',
         unit: 'tok/s',
         target: 1.1,
@@ -410,6 +418,7 @@ try {
       model: name,
       ours: s(`ours_prefill_${t}`),
       peer: s(`peer_prefill_${t}`),
+      perRound: perRound(`prefill_${t}`),
       peerName: 'llama.cpp Q4_0',
       unit: 'tok/s',
       target: 1.0,
@@ -433,13 +442,13 @@ console.log(
     )}${pairTokens ? `; ${pairs} pairs of ${pairTokens.tokens.toFixed(1)} tokens (${pairTokens.scored.toFixed(1)} scored)` : ''}; ${rounds} interleaved rounds, median (range)`,
 )
 console.log(
-  '| work | model | ours | peer | ours / peer vs target | floor | ours / floor | load (1 min) |\n|---|---|---|---|---|---|---|---|',
+  '| work | model | ours | peer | ours / peer vs target | per-round ours / peer | floor | ours / floor | load (1 min) |\n|---|---|---|---|---|---|---|---|---|',
 )
 for (const r of rows) {
   const ratio = r.ours && r.peer ? r.ours.median / r.peer.median : null
   const toFloor = r.ours && r.floor ? (r.ours.median / r.floor).toFixed(2) : '-'
   console.log(
-    `| ${r.work} | ${r.model} | ${fmt(r.ours)} ${r.unit} | ${r.peerName}: ${fmt(r.peer)} | ${againstTarget(ratio, r.target)} | ${r.floor?.toPrecision(3) ?? '-'} ${r.unit} | ${toFloor} | ${r.load.min.toFixed(1)}-${r.load.max.toFixed(1)} |${r.note ? ` ${r.note}` : ''}`,
+    `| ${r.work} | ${r.model} | ${fmt(r.ours)} ${r.unit} | ${r.peerName}: ${fmt(r.peer)} | ${againstTarget(ratio, r.target)} | ${r.perRound ? fmt(r.perRound) : '-'} | ${r.floor?.toPrecision(3) ?? '-'} ${r.unit} | ${toFloor} | ${r.load.min.toFixed(1)}-${r.load.max.toFixed(1)} |${r.note ? ` ${r.note}` : ''}`,
   )
 }
 const out = path.join(outDir, 'peers-bench.json')

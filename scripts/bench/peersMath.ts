@@ -16,6 +16,16 @@ export function spread(values: number[]): Spread {
   return { median, min: s[0], max: s[s.length - 1], runs: s.length }
 }
 
+/**
+ * The ratio ours / peer of each round: both engines ran back to back in it, so a slow phase of a shared machine that
+ * lasts a round slows both, and the ratio keeps what the medians of the two sides, taken apart, can lose.
+ */
+export function roundRatios(ours: number[], peer: number[]): number[] {
+  if (ours.length !== peer.length)
+    throw new Error(`roundRatios: ${ours.length} rounds of ours, ${peer.length} of the peer`)
+  return ours.map((o, i) => o / peer[i]!)
+}
+
 export interface ModelShape {
   hidden: number
   layers: number

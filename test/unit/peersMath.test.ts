@@ -9,6 +9,7 @@ import {
   greedyParting,
   linearWeights,
   logpsAgree,
+  roundRatios,
   spread,
   trainingFlops,
 } from '../../scripts/bench/peersMath'
@@ -20,6 +21,12 @@ describe('bench:peers arithmetic', () => {
     expect(spread([3, 1, 2])).toEqual({ median: 2, min: 1, max: 3, runs: 3 })
     expect(spread([4, 1, 2, 3]).median).toBe(2.5)
     expect(() => spread([])).toThrow()
+  })
+
+  it('pairs the rounds of two engines', () => {
+    expect(roundRatios([4, 3, 5], [2, 2, 2.5])).toEqual([2, 1.5, 2])
+    expect(spread(roundRatios([4, 3, 5], [2, 2, 2.5])).median).toBe(2)
+    expect(() => roundRatios([1, 2], [1])).toThrow(/2 rounds of ours, 1 of the peer/)
   })
 
   it('counts the 0.42B Llama weights and floors', () => {
