@@ -39,11 +39,12 @@ int default_thread_count() {
 }
 
 // How long a thread spins before it sleeps: a worker waiting for the next call, the caller waiting for the last
-// chunk. Long enough to bridge the gap between two calls of a decode step (the small ops between matmuls), short
+// chunk. Long enough to bridge the gaps of a training step too (the host-side work between a layer's calls): 500 us
+// ran its warm pass 3-6% faster than 50 us (docs/cpu-kernels.md#thread-pool), where 2 ms was slower again. Short
 // next to a scheduler time slice, so under outside load a spinning thread gives its core back quickly.
 // DPO_POOL_SPIN_US overrides it (0: sleep at once), for measurements.
 Clock::duration spin_budget() {
-  int us = 50;
+  int us = 500;
   if (const char* env = std::getenv("DPO_POOL_SPIN_US")) us = std::max(0, std::atoi(env));
   return std::chrono::microseconds(us);
 }
