@@ -264,9 +264,10 @@ TEST_CASE(matmul_nf4_long_rows_in_chunks_give_the_same_bits) {
 
 TEST_CASE(matmul_nf4_several_row_blocks_give_the_same_bits) {
   // x of more rows than one task runs (M > 131072 / K) takes weight blocks sized from the L2 (cpu/cache_sizes.h,
-  // docs/cpu-kernels.md#tiles): N = 390 rows at K = 768 are then one or two blocks instead of seven. Every output
-  // must still be the one lane sum the fp32 matmul of bf16(x) and the decoded weights gives, on 1-3 threads, and each
-  // row alone (the register path) the same.
+  // docs/cpu-kernels.md#tiles): with a 2 MiB L2, N = 390 rows at K = 768 are three blocks on one thread instead of
+  // seven (a machine that reports a 512 KiB L2 or none keeps seven). Every output must still be the one lane sum the
+  // fp32 matmul of bf16(x) and the decoded weights gives, on 1-3 threads, and each row alone (the register path) the
+  // same.
   const int M = 361, K = 768, N = 390;
   const auto wf = randn(size_t(N) * K, 0.05f, 9300);
   const Nf4Matrix w = nf4_quantize(wf.data(), N, K);
