@@ -3,16 +3,23 @@
 // fp32 FMA rate (every thread runs independent FMA chains on the widest vectors the build uses). Each figure is the
 // best of --reps tries, for 1 thread and for all threads; the load average beside them says how shared the machine
 // was, and the FMA rate per CPU-second of a thread is what a core gives when it is not shared. A multiply-add counts
-// as 2 FLOPs.
+// as 2 FLOPs. DPO_CPU_KERNELS=avx2 on an AVX-512 build measures 8-lane FMAs instead: the rate of the kernel set it
+// makes the engine use (`npm run bench:peers -- --kernels avx2`), so that floors computed from it are that set's.
 //   dpo-tool ceilings [--mib 1024] [--reps 5] [--json FILE]
 #include <time.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <thread>
 #include <vector>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include "commands.h"
 #include "cpu/thread_pool.h"
@@ -59,6 +66,45 @@ float fma_chains(int64_t iters, float seed) {
   f32x16 sum = a[0];
   for (int i = 1; i < kFmaChains; i++) sum = sum + a[i];
   return cpu::reduce16(sum);
+}
+
+#if defined(__AVX512F__)
+// fma_chains for the AVX2 kernel set: 12 independent chains of 8 lanes (one ymm each), every lane its own value.
+constexpr int kYmmChains = 12;
+float fma_chains_ymm(int64_t iters, float seed) {
+  __m256 a[kYmmChains];
+  for (int i = 0; i < kYmmChains; i++) {
+    const float s = seed + 0.1f * float(i);
+    a[i] = _mm256_setr_ps(s, s + 0.001f, s + 0.002f, s + 0.003f, s + 0.004f, s + 0.005f, s + 0.006f, s + 0.007f);
+  }
+  const __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
+  for (int64_t it = 0; it < iters; it++) {
+#pragma GCC unroll 12
+    for (int i = 0; i < kYmmChains; i++) a[i] = _mm256_fmadd_ps(a[i], m, c);
+  }
+  __m256 sum = a[0];
+  for (int i = 1; i < kYmmChains; i++) sum = _mm256_add_ps(sum, a[i]);
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, sum);
+  float total = 0;
+  for (float v : lanes) total += v;
+  return total;
+}
+#endif
+
+// The FMA loop of the kernel set the engine runs: FLOPs per iteration of `run`. The build's widest vectors, unless
+// DPO_CPU_KERNELS asks an AVX-512 build for the AVX2 set (the generic set has no FMA: it is not measured apart).
+struct FmaLoop {
+  float (*run)(int64_t, float);
+  double flops_per_iter;
+  const char* name;
+};
+FmaLoop fma_loop() {
+#if defined(__AVX512F__)
+  const char* env = std::getenv("DPO_CPU_KERNELS");
+  if (env && std::string(env) == "avx2") return {fma_chains_ymm, 16.0 * kYmmChains, "avx2 (8 lanes)"};
+#endif
+  return {fma_chains, 32.0 * kFmaChains, "the build's widest vectors"};
 }
 
 double thread_cpu_seconds() {
@@ -112,6 +158,7 @@ int cmd_ceilings(const Args& a) {
   const double load_before = load_average();
 
   JsonObject j;
+  const FmaLoop fma = fma_loop();
   std::printf(
       "| threads | read bandwidth GB/s | fp32 FMA GFLOP/s | per CPU-second of each thread |\n|---|---|---|---|\n");
   for (int threads : {1, all}) {
@@ -125,9 +172,9 @@ int cmd_ceilings(const Args& a) {
       for (float v : sums) sink = sink + v;
       best_bw = std::max(best_bw, double(n) * sizeof(float) / s * 1e-9);
       const int64_t iters = 20'000'000;
-      const Timing f = timed_on_threads(threads, [&](int t) { sink = sink + fma_chains(iters, float(t)); });
-      best_fl = std::max(best_fl, 32.0 * kFmaChains * double(iters) * threads / f.wall * 1e-9);
-      best_fl_cpu = std::max(best_fl_cpu, 32.0 * kFmaChains * double(iters) / f.cpu * 1e-9);
+      const Timing f = timed_on_threads(threads, [&](int t) { sink = sink + fma.run(iters, float(t)); });
+      best_fl = std::max(best_fl, fma.flops_per_iter * double(iters) * threads / f.wall * 1e-9);
+      best_fl_cpu = std::max(best_fl_cpu, fma.flops_per_iter * double(iters) / f.cpu * 1e-9);
     }
     std::printf("| %d | %.1f | %.1f | %.1f |\n", threads, best_bw, best_fl, best_fl_cpu);
     const std::string k = threads == 1 ? "1_thread" : "all_threads";
@@ -135,8 +182,9 @@ int cmd_ceilings(const Args& a) {
     if (all == 1) break;
   }
   const double load_after = load_average();
-  std::printf("threads: %d, buffer %lld MiB, load average %.2f before, %.2f after\n", all, (long long)mib, load_before,
-              load_after);
+  std::printf("threads: %d, buffer %lld MiB, FMA on %s, load average %.2f before, %.2f after\n", all, (long long)mib,
+              fma.name, load_before, load_after);
+  j.str("fma_vectors", fma.name);
   j.integer("threads", all).integer("buffer_mib", mib).num("load_before", load_before).num("load_after", load_after);
   if (a.count("json")) write_file(a.at("json"), j.text() + "\n");
   return 0;

@@ -10,6 +10,7 @@ import path from 'node:path'
 import type { Llama, LlamaModel } from 'node-llama-cpp'
 import { exportGguf } from '../../src-main/services/export/ggufExport'
 import type { GgufFileType } from '../../src-main/services/export/ggufModel'
+import { llamaCpuVariant } from './peerIsa'
 
 /** The GGUF of `modelDir` in `type`, written once into `outDir` (reused when present); returns its path. */
 export async function ggufOf(modelDir: string, type: GgufFileType, outDir: string): Promise<string> {
@@ -45,21 +46,35 @@ export class LlamaPeer {
   private constructor(
     private readonly llama: Llama,
     private readonly maxThreads: number,
+    /** ggml's CPU variant, e.g. "haswell" or "zen4" (peerIsa.ts), or null when its load message was not seen. */
+    readonly cpuVariant: string | null,
+    /** Where the prebuilt binary and its libggml-cpu-*.so variants are. */
+    readonly binDir: string,
   ) {}
   private readonly models = new Map<string, LlamaModel>()
 
-  /** llama.cpp with at most `maxThreads` threads (ggml's CPU variant for this CPU is picked by the binary). */
+  /**
+   * llama.cpp with at most `maxThreads` threads. ggml picks the CPU variant for this CPU while starting and says which
+   * at log level "log": kept from those lines, then only errors are printed, as before.
+   */
   static async start(maxThreads: number): Promise<LlamaPeer> {
     const { getLlama } = await import('node-llama-cpp')
+    const lines: string[] = []
     const llama = await getLlama({
       gpu: false,
       build: 'never',
       skipDownload: true,
       usePrebuiltBinaries: true,
       maxThreads,
-      logLevel: 'error' as never,
-    })
-    return new LlamaPeer(llama, maxThreads)
+      logLevel: 'log' as never,
+      logger: (level: string, message: string) => {
+        lines.push(message)
+        if (level === 'error' || level === 'fatal') console.error(message)
+      },
+    } as never)
+    llama.logLevel = 'error' as never
+    const loaded = lines.map((l) => /loaded CPU backend from (\S+)/.exec(l)?.[1]).find(Boolean)
+    return new LlamaPeer(llama, maxThreads, llamaCpuVariant(lines), loaded ? path.dirname(loaded) : '(unknown)')
   }
 
   private async model(file: string): Promise<LlamaModel> {

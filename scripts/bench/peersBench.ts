@@ -7,7 +7,7 @@
 // ratio of the two medians the table gives each round's own ratio (median and range): on a shared machine whose
 // speed moves between rounds, that pairing is the steadier reading of the same runs.
 //   npm run bench:peers [-- --pairs 8] [--rounds 3] [--threads 2] [--decode-threads 2,1] [--models 125m,0.42b]
-//                       [--peers torch,llama] [--python PATH] [--quick] [--out DIR] [--help]
+//                       [--peers torch,llama] [--kernels avx2|avx512] [--python PATH] [--quick] [--out DIR] [--help]
 //                       [--tool PATH: dpo-tool, or $DPO_TOOL; default build/native/dpo-tool]
 // Peers: PyTorch + PEFT (scripts/bench/peer_peft_dpo.py --device cpu: fp32 base, LoRA r64 q/v, the same DPO loop;
 // the Python of scripts/refstack/setup.sh, or --python / $DPO_PEER_PYTHON) for training and reference log-probs;
@@ -16,6 +16,8 @@
 // checked: our fp32 reference log-probs must equal PyTorch's within 1e-4 relative + 1e-3 absolute, and llama.cpp's
 // greedy tokens on the F32 GGUF must equal ours (fp32), or the bench stops.
 // --quick: a tiny model, one round, llama.cpp only (unless --peers says otherwise): a smoke test of the whole path.
+// --kernels avx2: our kernel set and PyTorch's CPU code held to AVX2 on a machine with AVX-512 (scripts/bench/
+// peerIsa.ts); llama.cpp's CPU variant is reported, and named when it is wider than asked.
 // Prints a table and writes peers-bench.json (every run, with the load average when it ran) into --out (build/bench).
 import { execFileSync } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
@@ -25,6 +27,7 @@ import { parseArgs } from 'node:util'
 import { repoRoot, sharedPath } from '../../test/helpers/sharedPath'
 import { benchPrompt, ggufOf, LlamaPeer } from './llamaPeer'
 import { makeWorkload, writeTokenizer, writeWorkload } from './makeWorkload'
+import { llamaVariantMismatch, oursIsaEnv, parseKernelSet, torchIsaEnv } from './peerIsa'
 import {
   againstTarget,
   coldWarmRates,
@@ -50,6 +53,7 @@ const { values } = parseArgs({
     models: { type: 'string' },
     peers: { type: 'string' },
     quick: { type: 'boolean', default: false },
+    kernels: { type: 'string' },
     python: { type: 'string', default: process.env.DPO_PEER_PYTHON ?? '' },
     tool: { type: 'string', default: process.env.DPO_TOOL ?? path.join(repoRoot, 'build/native/dpo-tool') },
     out: { type: 'string', default: path.join(repoRoot, 'build/bench') },
@@ -76,6 +80,10 @@ const pairs = Number(values.pairs ?? (quick ? '1' : '8')),
 const threads = values.threads
 const decodeThreads = (values['decode-threads'] ?? (threads === '1' ? '1' : `${threads},1`)).split(',').map(Number)
 const peers = new Set((values.peers ?? (quick ? 'llama' : 'torch,llama')).split(','))
+const kernels = parseKernelSet(values.kernels)
+// Every dpo-tool call (ceilings included, so that the floors are the kernel set's) and the PyTorch peer.
+const oursEnv = { ...process.env, ...oursIsaEnv(kernels) },
+  torchEnv = { ...process.env, ...torchIsaEnv(kernels) }
 for (const p of peers) if (p !== 'torch' && p !== 'llama') throw new Error(`--peers: unknown ${p} (torch, llama)`)
 const PROMPT = 64,
   NEW = 33,
@@ -179,7 +187,7 @@ function ours(model: string, quant: 'nf4' | 'none'): Record<string, unknown> {
       '--json',
       json,
     ],
-    { stdio: ['ignore', 'ignore', 'inherit'] },
+    { stdio: ['ignore', 'ignore', 'inherit'], env: oursEnv },
   )
   return readJson(json)
 }
@@ -204,7 +212,7 @@ function torchPeer(model: string): Record<string, unknown> {
       '--json',
       json,
     ],
-    { stdio: ['ignore', 'ignore', 'inherit'] },
+    { stdio: ['ignore', 'ignore', 'inherit'], env: torchEnv },
   )
   return readJson(json)
 }
@@ -228,7 +236,7 @@ function decode(model: string, t: number): Record<string, unknown> {
       '--json',
       json,
     ],
-    { stdio: ['ignore', 'ignore', 'inherit'] },
+    { stdio: ['ignore', 'ignore', 'inherit'], env: oursEnv },
   )
   return readJson(json)
 }
@@ -251,7 +259,7 @@ function oursGreedy(model: string, prompt: number[], n: number, t: number): numb
       '--threads',
       `${t}`,
     ],
-    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] },
+    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], env: oursEnv },
   )
   return text.trim().split('\n').pop()!.split(',').filter(Boolean).map(Number)
 }
@@ -259,6 +267,7 @@ function oursGreedy(model: string, prompt: number[], n: number, t: number): numb
 const ceilingsFile = path.join(outDir, 'peers-ceilings.json')
 execFileSync(values.tool, ['ceilings', '--mib', quick ? '64' : '512', '--reps', '3', '--json', ceilingsFile], {
   stdio: 'inherit',
+  env: oursEnv,
 })
 const ceilings = readJson(ceilingsFile)
 const flopRate = num(ceilings, 'fma_GFLOPs_all_threads') * 1e9,
@@ -281,6 +290,11 @@ const rows: Row[] = []
 const checks: Record<string, unknown>[] = []
 const allRuns: Record<string, Record<string, number[]>> = {}
 const llama = peers.has('llama') ? await LlamaPeer.start(Math.max(...decodeThreads)) : null
+if (llama) {
+  console.log(`llama.cpp CPU variant: ${llama.cpuVariant ?? 'unknown'}`)
+  const mismatch = llamaVariantMismatch(llama.cpuVariant, kernels, llama.binDir)
+  if (mismatch) console.warn(`bench:peers: ${mismatch}`)
+}
 try {
   for (const name of (values.models ?? (quick ? 'tiny' : '125m,0.42b')).split(',')) {
     const dir = modelDir(name),
@@ -439,7 +453,7 @@ console.log(
     .map((l) => l.toFixed(1))
     .join(
       ' ',
-    )}${pairTokens ? `; ${pairs} pairs of ${pairTokens.tokens.toFixed(1)} tokens (${pairTokens.scored.toFixed(1)} scored)` : ''}; ${rounds} interleaved rounds, median (range)`,
+    )}; kernels: ${kernels ? `${kernels} (ours and PyTorch)` : 'each engine its widest'}${llama ? `, llama.cpp variant ${llama.cpuVariant ?? 'unknown'}` : ''}${pairTokens ? `; ${pairs} pairs of ${pairTokens.tokens.toFixed(1)} tokens (${pairTokens.scored.toFixed(1)} scored)` : ''}; ${rounds} interleaved rounds, median (range)`,
 )
 console.log(
   '| work | model | ours | peer | ours / peer vs target | per-round ours / peer | floor | ours / floor | load (1 min) |\n|---|---|---|---|---|---|---|---|---|',
@@ -463,6 +477,8 @@ writeFileSync(
       threads: Number(threads),
       decodeThreads,
       peers: [...peers],
+      kernels: kernels ?? 'widest',
+      llamaCpuVariant: llama?.cpuVariant ?? null,
       pairs,
       rounds,
       pairTokens,

@@ -1,0 +1,60 @@
+// bench:peers --kernels: the environment that holds each engine to one instruction set, and the reading of which CPU
+// variant llama.cpp loaded (scripts/bench/peerIsa.ts).
+import { describe, expect, it } from 'vitest'
+import {
+  llamaCpuVariant,
+  llamaVariantIsa,
+  llamaVariantMismatch,
+  oursIsaEnv,
+  parseKernelSet,
+  torchIsaEnv,
+} from '../../scripts/bench/peerIsa'
+
+describe('bench:peers instruction sets', () => {
+  it('parses --kernels and refuses other names', () => {
+    expect(parseKernelSet(undefined)).toBeNull()
+    expect(parseKernelSet('')).toBeNull()
+    expect(parseKernelSet('avx2')).toBe('avx2')
+    expect(parseKernelSet('avx512')).toBe('avx512')
+    expect(() => parseKernelSet('sse')).toThrow(/--kernels: unknown sse/)
+  })
+
+  it('sets each engine switch, and none without --kernels', () => {
+    expect(oursIsaEnv(null)).toEqual({})
+    expect(torchIsaEnv(null)).toEqual({})
+    expect(oursIsaEnv('avx2')).toEqual({ DPO_CPU_KERNELS: 'avx2' })
+    expect(torchIsaEnv('avx2')).toEqual({
+      ATEN_CPU_CAPABILITY: 'avx2',
+      MKL_ENABLE_INSTRUCTIONS: 'AVX2',
+      ONEDNN_MAX_CPU_ISA: 'AVX2',
+    })
+    expect(torchIsaEnv('avx512').ONEDNN_MAX_CPU_ISA).toBe('AVX512_CORE')
+  })
+
+  it("reads ggml's load message", () => {
+    const lines = [
+      'llama_model_loader: something else',
+      'load_backend: loaded CPU backend from /x/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64/libggml-cpu-zen4.so\n',
+    ]
+    expect(llamaCpuVariant(lines)).toBe('zen4')
+    expect(llamaCpuVariant(['load_backend: loaded CPU backend from C:\\b\\libggml-cpu-haswell.dll'])).toBe('haswell')
+    expect(llamaCpuVariant(['nothing here'])).toBeNull()
+  })
+
+  it("knows the widest vectors of ggml's x86 variants", () => {
+    expect(llamaVariantIsa('sapphirerapids')).toBe('avx512')
+    expect(llamaVariantIsa('zen4')).toBe('avx512')
+    expect(llamaVariantIsa('haswell')).toBe('avx2')
+    expect(llamaVariantIsa('alderlake')).toBe('avx2')
+    expect(llamaVariantIsa('sse42')).toBe('older')
+    expect(llamaVariantIsa('armv9')).toBeNull()
+  })
+
+  it('names a variant wider than --kernels asks, and nothing when it matches', () => {
+    expect(llamaVariantMismatch('zen4', null, '/bins')).toBeNull()
+    expect(llamaVariantMismatch('haswell', 'avx2', '/bins')).toBeNull()
+    expect(llamaVariantMismatch('zen4', 'avx2', '/bins')).toMatch(/zen4 variant \(AVX-512\).*\/bins.*haswell/)
+    expect(llamaVariantMismatch('haswell', 'avx512', '/bins')).toMatch(/haswell variant \(avx2\).*avx512/)
+    expect(llamaVariantMismatch(null, 'avx2', '/bins')).toMatch(/unknown/)
+  })
+})
