@@ -18,7 +18,8 @@ Then HF greedy generation (10 prompts x 200 tokens in one batch, batch-1 decode)
   python3 scripts/bench/peer_trl_dpo.py --model DIR --workload FILE --tokenizer DIR [--json FILE] [--ours FILE]
          [--device cuda|cpu] [--quant nf4|none] [--pairs N] [--generate 0|1] [--new 200] [--ceilings 0|1]
 --ours takes dpo-tool's bench-hw6 JSON and prints its per-step losses beside the peer's. --device cpu (with
---quant none where bitsandbytes has no CPU 4-bit path) is for trying the script on a machine without a GPU.
+--quant none where bitsandbytes has no CPU 4-bit path) runs the same trainer on the CPU, as
+`npm run bench:peers -- --peers trl` does beside our engine's CPU backend.
 """
 import argparse
 import json

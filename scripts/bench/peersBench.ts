@@ -7,10 +7,12 @@
 // ratio of the two medians the table gives each round's own ratio (median and range): on a shared machine whose
 // speed moves between rounds, that pairing is the steadier reading of the same runs.
 //   npm run bench:peers [-- --pairs 8] [--rounds 3] [--threads 2] [--decode-threads 2,1] [--models 125m,0.42b]
-//                       [--peers torch,llama] [--kernels avx2|avx512] [--python PATH] [--quick] [--out DIR] [--help]
+//                       [--peers torch,llama,trl] [--kernels avx2|avx512] [--python PATH] [--quick] [--out DIR] [--help]
 //                       [--tool PATH: dpo-tool, or $DPO_TOOL; default build/native/dpo-tool]
 // Peers: PyTorch + PEFT (scripts/bench/peer_peft_dpo.py --device cpu: fp32 base, LoRA r64 q/v, the same DPO loop;
 // the Python of scripts/refstack/setup.sh, or --python / $DPO_PEER_PYTHON) for training and reference log-probs;
+// with `trl` in --peers also TRL's DPOTrainer (scripts/bench/peer_trl_dpo.py --device cpu --quant none: the notebook's
+// trainer on the same token sequences; it trains once, so its rates stand beside our cold passes);
 // llama.cpp (node-llama-cpp's prebuilt CPU binary, scripts/bench/llamaPeer.ts) on GGUF files our own writer makes of
 // the same checkpoint, Q4_0 against our NF4 for batch-1 decode and 64-token prefill. Before timing, each model is
 // checked: our fp32 reference log-probs must equal PyTorch's within 1e-4 relative + 1e-3 absolute, and llama.cpp's
@@ -39,6 +41,7 @@ import {
   roundRatios,
   spread,
   trainingFlops,
+  trlRates,
   type ModelShape,
   type PairTokens,
   type Spread,
@@ -84,14 +87,17 @@ const kernels = parseKernelSet(values.kernels)
 // Every dpo-tool call (ceilings included, so that the floors are the kernel set's) and the PyTorch peer.
 const oursEnv = { ...process.env, ...oursIsaEnv(kernels) },
   torchEnv = { ...process.env, ...torchIsaEnv(kernels) }
-for (const p of peers) if (p !== 'torch' && p !== 'llama') throw new Error(`--peers: unknown ${p} (torch, llama)`)
+for (const p of peers)
+  if (p !== 'torch' && p !== 'llama' && p !== 'trl') throw new Error(`--peers: unknown ${p} (torch, llama, trl)`)
+// Training and the reference pass run on our side when a Python peer is asked for.
+const pythonPeers = peers.has('torch') || peers.has('trl')
 const PROMPT = 64,
   NEW = 33,
   CHECK_TOKENS = quick ? 8 : 16
 if (!existsSync(values.tool)) throw new Error(`${values.tool} is missing: run npm run build:native first`)
 const outDir = path.resolve(values.out)
 mkdirSync(outDir, { recursive: true })
-const python = !peers.has('torch')
+const python = !pythonPeers
   ? ''
   : values.python ||
     execFileSync('bash', [path.join(repoRoot, 'scripts/refstack/setup.sh')], { encoding: 'utf8' })
@@ -141,10 +147,10 @@ function modelDir(name: string): string {
   return dir
 }
 
-// The HW6 pairs, for the PyTorch half only (the llama.cpp half decodes after the bench prompt).
+// The HW6 pairs, for the Python peers only (the llama.cpp half decodes after the bench prompt).
 const workloadFile = path.join(outDir, 'hw6-workload.json')
 let pairTokens: PairTokens | null = null
-if (peers.has('torch')) {
+if (pythonPeers) {
   const workload = await makeWorkload(tokenizerDir, sharedPath('datasets', 'genai-hw6'), 'breeze-v0_1')
   writeWorkload(workloadFile, workload)
   const used = workload.pairs.slice(0, pairs)
@@ -191,30 +197,42 @@ function ours(model: string, quant: 'nf4' | 'none'): Record<string, unknown> {
   )
   return readJson(json)
 }
-function torchPeer(model: string): Record<string, unknown> {
-  const json = path.join(outDir, 'peers-torch.json')
+/** Python peer `name` (peers-<name>.json) on the CPU over the workload's first `pairs` pairs, no generation. */
+function pythonPeer(
+  name: string,
+  script: string,
+  model: string,
+  extra: string[],
+  env: NodeJS.ProcessEnv,
+): Record<string, unknown> {
+  const json = path.join(outDir, `peers-${name}.json`)
+  const common = ['--device', 'cpu', '--model', model, '--workload', workloadFile, '--pairs', `${pairs}`]
   execFileSync(
     python,
-    [
-      path.join(repoRoot, 'scripts/bench/peer_peft_dpo.py'),
-      '--device',
-      'cpu',
-      '--threads',
-      threads,
-      '--model',
-      model,
-      '--workload',
-      workloadFile,
-      '--pairs',
-      `${pairs}`,
-      '--generate',
-      '0',
-      '--json',
-      json,
-    ],
-    { stdio: ['ignore', 'ignore', 'inherit'], env: torchEnv },
+    [path.join(repoRoot, 'scripts/bench', script), ...common, '--generate', '0', ...extra, '--json', json],
+    {
+      stdio: ['ignore', 'ignore', 'inherit'],
+      env,
+    },
   )
   return readJson(json)
+}
+/** PyTorch + PEFT, the hand-written DPO loop (warm and cold passes), `threads` threads. */
+function torchPeer(model: string): Record<string, unknown> {
+  return pythonPeer('torch', 'peer_peft_dpo.py', model, ['--threads', threads], torchEnv)
+}
+/** TRL's DPOTrainer, fp32 (bitsandbytes has no CPU 4-bit training path), `threads` OpenMP threads. */
+function trlPeer(model: string): Record<string, unknown> {
+  return pythonPeer(
+    'trl',
+    'peer_trl_dpo.py',
+    model,
+    ['--quant', 'none', '--tokenizer', tokenizerDir, '--ceilings', '0'],
+    {
+      ...torchEnv,
+      OMP_NUM_THREADS: threads,
+    },
+  )
 }
 /** `dpo-tool bench` on the prompt of llamaPeer.benchPrompt: prefill 64 tokens, then 32 decode steps. */
 function decode(model: string, t: number): Record<string, unknown> {
@@ -302,6 +320,8 @@ try {
     const ggufDir = path.join(outDir, `peers-gguf-${name}`)
     const prompt = benchPrompt(shape.vocab, PROMPT)
     const fp32 = peers.has('torch') ? ours(dir, 'none') : null
+    if (peers.has('trl') && !fp32)
+      console.log(`no log-prob check for TRL on ${name}: it runs with --peers torch (the same transformers model)`)
     let q4: string | null = null
     if (llama) {
       // Same model first: llama.cpp's greedy tokens on the F32 GGUF (the checkpoint's bf16 values exactly) equal ours.
@@ -325,33 +345,45 @@ try {
     const push = (k: string, v: number) => (runs[k] ??= []).push(v)
     for (let r = 0; r < rounds; r++) {
       const said: string[] = []
-      if (fp32) {
+      if (pythonPeers) {
         push('load_train', load())
-        const p = torchPeer(dir)
-        if (r === 0) {
-          const agree = logpsAgree(fp32.reference_logps as number[][], p.reference_logps as number[][])
-          checks.push({ model: name, peer: 'PyTorch + PEFT', pairs, ...agree })
-          console.log(
-            `check ${name}: our fp32 reference log-probs vs PyTorch's, ${agree.compared} pairs, worst |diff| ${agree.worst.toExponential(2)}: ${agree.ok ? 'same' : 'DIFFERENT'}`,
-          )
-          if (!agree.ok)
-            throw new Error(`bench:peers: the engines disagree on ${name}; timing them would compare different work`)
-        }
-        const o = coldWarmRates(ours(dir, 'nf4'), pairs, 'dpo-tool bench-hw6'),
-          q = coldWarmRates(p, pairs, 'peer_peft_dpo.py')
-        for (const [side, v] of [
-          ['ours', o],
-          ['peer', q],
-        ] as const) {
-          push(`${side}_train`, v.train)
-          push(`${side}_train_cold`, v.trainCold)
-          push(`${side}_ref`, v.reference)
-          push(`${side}_ref_cold`, v.referenceCold)
-        }
         const f = (v: number) => v.toFixed(3)
-        said.push(
-          `train warm ${f(o.train)} vs ${f(q.train)} pairs/s (cold ${f(o.trainCold)} vs ${f(q.trainCold)}), reference warm ${f(o.reference)} vs ${f(q.reference)} pairs/s (cold ${f(o.referenceCold)} vs ${f(q.referenceCold)})`,
-        )
+        const o = coldWarmRates(ours(dir, 'nf4'), pairs, 'dpo-tool bench-hw6')
+        push('ours_train', o.train)
+        push('ours_train_cold', o.trainCold)
+        push('ours_ref', o.reference)
+        push('ours_ref_cold', o.referenceCold)
+        // The PyTorch + PEFT loop's runs are the `peer_*` series, TRL's the `trl_*` ones (beside our cold passes).
+        push('ours_trl_train', o.trainCold)
+        push('ours_trl_ref', o.referenceCold)
+        if (fp32) {
+          const p = torchPeer(dir)
+          if (r === 0) {
+            const agree = logpsAgree(fp32.reference_logps as number[][], p.reference_logps as number[][])
+            checks.push({ model: name, peer: 'PyTorch + PEFT', pairs, ...agree })
+            console.log(
+              `check ${name}: our fp32 reference log-probs vs PyTorch's, ${agree.compared} pairs, worst |diff| ${agree.worst.toExponential(2)}: ${agree.ok ? 'same' : 'DIFFERENT'}`,
+            )
+            if (!agree.ok)
+              throw new Error(`bench:peers: the engines disagree on ${name}; timing them would compare different work`)
+          }
+          const q = coldWarmRates(p, pairs, 'peer_peft_dpo.py')
+          push('peer_train', q.train)
+          push('peer_train_cold', q.trainCold)
+          push('peer_ref', q.reference)
+          push('peer_ref_cold', q.referenceCold)
+          said.push(
+            `train warm ${f(o.train)} vs ${f(q.train)} pairs/s (cold ${f(o.trainCold)} vs ${f(q.trainCold)}), reference warm ${f(o.reference)} vs ${f(q.reference)} pairs/s (cold ${f(o.referenceCold)} vs ${f(q.referenceCold)})`,
+          )
+        }
+        if (peers.has('trl')) {
+          const t = trlRates(trlPeer(dir), pairs)
+          push('peer_trl_train', t.train)
+          push('peer_trl_ref', t.reference)
+          said.push(
+            `TRL: train ${f(o.trainCold)} (ours cold) vs ${f(t.train)} pairs/s, reference ${f(o.referenceCold)} vs ${f(t.reference)}`,
+          )
+        }
       }
       for (const t of decodeThreads) {
         push(`load_decode_${t}`, load())
@@ -376,6 +408,32 @@ try {
     const s = (k: string) => (runs[k] ? spread(runs[k]!) : null)
     const perRound = (k: string) =>
       runs[`ours_${k}`] && runs[`peer_${k}`] ? spread(roundRatios(runs[`ours_${k}`]!, runs[`peer_${k}`]!)) : null
+    if (peers.has('trl'))
+      for (const ph of [
+        {
+          key: 'trl_train',
+          work: `DPO training, ${threads} threads, TRL DPOTrainer (one run; ours cold)`,
+          f: trainingFlops,
+        },
+        {
+          key: 'trl_ref',
+          work: `reference log-probs, ${threads} threads, TRL precompute (ours cold)`,
+          f: forwardFlops,
+        },
+      ])
+        rows.push({
+          work: ph.work,
+          model: name,
+          ours: s(`ours_${ph.key}`),
+          peer: s(`peer_${ph.key}`),
+          perRound: perRound(ph.key),
+          peerName: 'TRL + PEFT',
+          unit: 'pairs/s',
+          target: 2,
+          floor: flopRate / ph.f(shape, pairTokens!),
+          load: s('load_train')!,
+          note: '',
+        })
     if (fp32) {
       // Warm rows carry the issue-16 target; the cold rows beside them (first pass over every pair shape) do not
       // (BENCHMARKS.md, "Cold and warm passes").

@@ -114,6 +114,21 @@ export function coldWarmRates(j: Record<string, unknown>, pairs: number, who: st
   }
 }
 
+/**
+ * Pairs per second of scripts/bench/peer_trl_dpo.py's one run: TRL's DPOTrainer trains once, so its rates meet every
+ * pair shape for the first time and stand beside our cold passes. Its reference pass is the trainer's precompute of
+ * the reference log-probs (adapter disabled).
+ */
+export function trlRates(j: Record<string, unknown>, pairs: number): { train: number; reference: number } {
+  const rate = (field: string) => {
+    const s = j[field]
+    if (typeof s !== 'number' || !(s > 0))
+      throw new Error(`peer_trl_dpo.py: ${field} is ${JSON.stringify(s)}, not seconds > 0`)
+    return pairs / s
+  }
+  return { train: rate('train_s'), reference: rate('reference_s') }
+}
+
 export interface Agreement {
   ok: boolean
   worst: number

@@ -12,6 +12,7 @@ import {
   roundRatios,
   spread,
   trainingFlops,
+  trlRates,
 } from '../../scripts/bench/peersMath'
 
 const llama042b = { hidden: 896, layers: 24, heads: 14, kvHeads: 2, ffn: 4864, vocab: 32000 }
@@ -21,6 +22,12 @@ describe('bench:peers arithmetic', () => {
     expect(spread([3, 1, 2])).toEqual({ median: 2, min: 1, max: 3, runs: 3 })
     expect(spread([4, 1, 2, 3]).median).toBe(2.5)
     expect(() => spread([])).toThrow()
+  })
+
+  it("reads TRL's one run as pairs per second, and refuses a missing time", () => {
+    expect(trlRates({ train_s: 4, reference_s: 2 }, 8)).toEqual({ train: 2, reference: 4 })
+    expect(() => trlRates({ train_s: 4 }, 8)).toThrow(/peer_trl_dpo.py: reference_s is undefined/)
+    expect(() => trlRates({ train_s: 0, reference_s: 2 }, 8)).toThrow(/train_s is 0/)
   })
 
   it('pairs the rounds of two engines', () => {
