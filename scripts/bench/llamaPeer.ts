@@ -10,7 +10,7 @@ import path from 'node:path'
 import type { Llama, LlamaModel } from 'node-llama-cpp'
 import { exportGguf } from '../../src-main/services/export/ggufExport'
 import type { GgufFileType } from '../../src-main/services/export/ggufModel'
-import { llamaCpuVariant } from './peerIsa'
+import { llamaCpuBackendPath, llamaCpuVariant } from './peerIsa'
 
 /** The GGUF of `modelDir` in `type`, written once into `outDir` (reused when present); returns its path. */
 export async function ggufOf(modelDir: string, type: GgufFileType, outDir: string): Promise<string> {
@@ -73,7 +73,7 @@ export class LlamaPeer {
       },
     } as never)
     llama.logLevel = 'error' as never
-    const loaded = lines.map((l) => /loaded CPU backend from (\S+)/.exec(l)?.[1]).find(Boolean)
+    const loaded = llamaCpuBackendPath(lines)
     return new LlamaPeer(llama, maxThreads, llamaCpuVariant(lines), loaded ? path.dirname(loaded) : '(unknown)')
   }
 

@@ -29,13 +29,20 @@ export function torchIsaEnv(set: KernelSet | null): Record<string, string> {
   return {}
 }
 
-/** The CPU variant ggml loaded, from its log line "load_backend: loaded CPU backend from .../libggml-cpu-haswell.so". */
-export function llamaCpuVariant(logLines: readonly string[]): string | null {
+/** The CPU backend library ggml loaded, from its log line "load_backend: loaded CPU backend from PATH". */
+export function llamaCpuBackendPath(logLines: readonly string[]): string | null {
   for (const line of logLines) {
-    const m = /loaded CPU backend from \S*libggml-cpu-([A-Za-z0-9_]+)\.(?:so|dll|dylib)/.exec(line)
+    const m = /loaded CPU backend from (\S+)/.exec(line)
     if (m) return m[1]!
   }
   return null
+}
+
+/** The CPU variant ggml loaded: "haswell" of ".../libggml-cpu-haswell.so", from the same log line. */
+export function llamaCpuVariant(logLines: readonly string[]): string | null {
+  const file = llamaCpuBackendPath(logLines)
+  const m = file ? /libggml-cpu-([A-Za-z0-9_]+)\.(?:so|dll|dylib)$/.exec(file) : null
+  return m ? m[1]! : null
 }
 
 // ggml's x86 variants (ggml/src/CMakeLists.txt, GGML_CPU_ALL_VARIANTS) by the widest vectors they use.

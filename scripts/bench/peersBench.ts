@@ -353,9 +353,6 @@ try {
         push('ours_train_cold', o.trainCold)
         push('ours_ref', o.reference)
         push('ours_ref_cold', o.referenceCold)
-        // The PyTorch + PEFT loop's runs are the `peer_*` series, TRL's the `trl_*` ones (beside our cold passes).
-        push('ours_trl_train', o.trainCold)
-        push('ours_trl_ref', o.referenceCold)
         if (fp32) {
           const p = torchPeer(dir)
           if (r === 0) {
@@ -378,8 +375,8 @@ try {
         }
         if (peers.has('trl')) {
           const t = trlRates(trlPeer(dir), pairs)
-          push('peer_trl_train', t.train)
-          push('peer_trl_ref', t.reference)
+          push('trl_train', t.train)
+          push('trl_ref', t.reference)
           said.push(
             `TRL: train ${f(o.trainCold)} (ours cold) vs ${f(t.train)} pairs/s, reference ${f(o.referenceCold)} vs ${f(t.reference)}`,
           )
@@ -406,17 +403,22 @@ try {
     }
     allRuns[name] = runs
     const s = (k: string) => (runs[k] ? spread(runs[k]!) : null)
-    const perRound = (k: string) =>
-      runs[`ours_${k}`] && runs[`peer_${k}`] ? spread(roundRatios(runs[`ours_${k}`]!, runs[`peer_${k}`]!)) : null
+    // Each round's ratio of two series: ours / the peer's.
+    const roundsOf = (oursKey: string, peerKey: string) =>
+      runs[oursKey] && runs[peerKey] ? spread(roundRatios(runs[oursKey]!, runs[peerKey]!)) : null
+    const perRound = (k: string) => roundsOf(`ours_${k}`, `peer_${k}`)
     if (peers.has('trl'))
+      // TRL's one run beside our cold passes (`trl_*` series against `ours_*_cold`).
       for (const ph of [
         {
           key: 'trl_train',
+          ours: 'ours_train_cold',
           work: `DPO training, ${threads} threads, TRL DPOTrainer (one run; ours cold)`,
           f: trainingFlops,
         },
         {
           key: 'trl_ref',
+          ours: 'ours_ref_cold',
           work: `reference log-probs, ${threads} threads, TRL precompute (ours cold)`,
           f: forwardFlops,
         },
@@ -424,9 +426,9 @@ try {
         rows.push({
           work: ph.work,
           model: name,
-          ours: s(`ours_${ph.key}`),
-          peer: s(`peer_${ph.key}`),
-          perRound: perRound(ph.key),
+          ours: s(ph.ours),
+          peer: s(ph.key),
+          perRound: roundsOf(ph.ours, ph.key),
           peerName: 'TRL + PEFT',
           unit: 'pairs/s',
           target: 2,

@@ -101,11 +101,7 @@ export interface ColdWarmRates {
  * bench with its name, rather than printing NaN.
  */
 export function coldWarmRates(j: Record<string, unknown>, pairs: number, who: string): ColdWarmRates {
-  const rate = (field: string) => {
-    const s = j[field]
-    if (typeof s !== 'number' || !(s > 0)) throw new Error(`${who}: ${field} is ${JSON.stringify(s)}, not seconds > 0`)
-    return pairs / s
-  }
+  const rate = (field: string) => pairsPerSecond(j, field, pairs, who)
   return {
     train: rate('train_s'),
     trainCold: rate('train_cold_s'),
@@ -120,13 +116,15 @@ export function coldWarmRates(j: Record<string, unknown>, pairs: number, who: st
  * the reference log-probs (adapter disabled).
  */
 export function trlRates(j: Record<string, unknown>, pairs: number): { train: number; reference: number } {
-  const rate = (field: string) => {
-    const s = j[field]
-    if (typeof s !== 'number' || !(s > 0))
-      throw new Error(`peer_trl_dpo.py: ${field} is ${JSON.stringify(s)}, not seconds > 0`)
-    return pairs / s
-  }
+  const rate = (field: string) => pairsPerSecond(j, field, pairs, 'peer_trl_dpo.py')
   return { train: rate('train_s'), reference: rate('reference_s') }
+}
+
+/** pairs / j[field], where the field must be a positive number of seconds (else an error naming `who` and it). */
+function pairsPerSecond(j: Record<string, unknown>, field: string, pairs: number, who: string): number {
+  const s = j[field]
+  if (typeof s !== 'number' || !(s > 0)) throw new Error(`${who}: ${field} is ${JSON.stringify(s)}, not seconds > 0`)
+  return pairs / s
 }
 
 export interface Agreement {

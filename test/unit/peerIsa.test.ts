@@ -2,6 +2,7 @@
 // variant llama.cpp loaded (scripts/bench/peerIsa.ts).
 import { describe, expect, it } from 'vitest'
 import {
+  llamaCpuBackendPath,
   llamaCpuVariant,
   llamaVariantIsa,
   llamaVariantMismatch,
@@ -36,9 +37,14 @@ describe('bench:peers instruction sets', () => {
       'llama_model_loader: something else',
       'load_backend: loaded CPU backend from /x/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64/libggml-cpu-zen4.so\n',
     ]
+    expect(llamaCpuBackendPath(lines)).toBe(
+      '/x/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64/libggml-cpu-zen4.so',
+    )
     expect(llamaCpuVariant(lines)).toBe('zen4')
     expect(llamaCpuVariant(['load_backend: loaded CPU backend from C:\\b\\libggml-cpu-haswell.dll'])).toBe('haswell')
     expect(llamaCpuVariant(['nothing here'])).toBeNull()
+    expect(llamaCpuBackendPath(['nothing here'])).toBeNull()
+    expect(llamaCpuVariant(['load_backend: loaded CPU backend from /b/libggml-base.so'])).toBeNull()
   })
 
   it("knows the widest vectors of ggml's x86 variants", () => {
