@@ -22,6 +22,7 @@
 #include "cpu/nf4_lanes.h"
 #include "cpu/ops.h"
 #include "cpu/thread_pool.h"
+#include "cpu/vec.h"
 #include "dpo/backend.h"
 #include "dpo/errors.h"
 #include "quant/nf4.h"
@@ -341,6 +342,27 @@ TEST_CASE(matmul_bf16_weights_equal_fp32_weights) {
     cpu::matmul_backward(dx_want.data(), nullptr, nullptr, dout.data(), x.data(), wf.data(), M, K, N);
     cpu::matmul_bf16_backward_input(dx_got.data(), dout.data(), wb.data(), M, K, N);
     CHECK(same_bits(dx_got.data(), dx_want.data(), dx_got.size()));
+  }
+}
+
+TEST_CASE(reduce16x4_equals_four_reduce16) {
+  // The four-at-a-time reduction (AVX-512, and AVX's two 8-lane parts; this build's flags pick which) adds the same
+  // pairs as reduce16, so every sum has the same bits: random lanes of mixed magnitudes, signed zeros, infinities.
+  std::mt19937 rng(7100);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::uniform_int_distribution<int> e(-30, 30);
+  const float specials[] = {0.0f, -0.0f, INFINITY, -INFINITY, 1e30f, -1e30f};
+  for (int trial = 0; trial < 2000; trial++) {
+    float lanes[4][cpu::kLanes], four[4];
+    for (auto& v : lanes)
+      for (float& l : v) l = trial % 7 == 0 && rng() % 5 == 0 ? specials[rng() % 6] : std::ldexp(u(rng), e(rng));
+    cpu::f32x16 v[4];
+    for (int i = 0; i < 4; i++) v[i] = cpu::load16(lanes[i]);
+    cpu::reduce16x4(v[0], v[1], v[2], v[3], four);
+    for (int i = 0; i < 4; i++) {
+      const float one = cpu::reduce16(v[i]);
+      CHECK(same_bits(&one, &four[i], 1));
+    }
   }
 }
 

@@ -92,6 +92,25 @@ inline void dot_tile_one_pass(float* out, int64_t ldo, const float* x, int64_t l
 }
 
 #if defined(DPO_DOT_TILE_HALVES)
+// out[i * ldo + j] = reduce16(acc[i][j]) (+ bias[j]): four rows of a column per reduce16x4 (7 shuffles and 8 adds
+// for four sums, against 12 and 16 one at a time), the rows left over one at a time. The same bits either way.
+template <int MR, int NR>
+[[gnu::always_inline]]
+inline void store_tile_sums(float* out, int64_t ldo, const f32x16 (&acc)[MR][NR], const float* bias) {
+  int i = 0;
+  for (; i + 4 <= MR; i += 4)
+    for (int j = 0; j < NR; j++) {
+      float s[4];
+      _mm_storeu_ps(s, reduce16x4(acc[i][j], acc[i + 1][j], acc[i + 2][j], acc[i + 3][j]));
+      for (int r = 0; r < 4; r++) out[(i + r) * ldo + j] = bias ? s[r] + bias[j] : s[r];
+    }
+  for (; i < MR; i++)
+    for (int j = 0; j < NR; j++) {
+      const float s = reduce16(acc[i][j]);
+      out[i * ldo + j] = bias ? s + bias[j] : s;
+    }
+}
+
 inline f32part load_part(const float* p) {
   f32part v;
   std::memcpy(&v, p, sizeof v);
@@ -152,11 +171,10 @@ inline void dot_tile(float* out, int64_t ldo, const float* x, int64_t ldx, const
       for (int j = 0; j < NR; j++) store16(ls.lanes + (i * ls.ld + j) * kLanes, acc16[i][j]);
     return;
   }
-  for (int i = 0; i < MR; i++)
-    for (int j = 0; j < NR; j++) {
-      const float s = reduce16(fma_tail16(acc16[i][j], x + i * ldx, w + j * ldw, kfull, K));
-      out[i * ldo + j] = bias ? s + bias[j] : s;
-    }
+  if (kfull < K)
+    for (int i = 0; i < MR; i++)
+      for (int j = 0; j < NR; j++) acc16[i][j] = fma_tail16(acc16[i][j], x + i * ldx, w + j * ldw, kfull, K);
+  store_tile_sums<MR, NR>(out, ldo, acc16, bias);
 }
 
 // Weight rows in split form, for the AVX form's two passes (docs/cpu-kernels.md#split-weight-rows-on-avx2): row j
@@ -176,15 +194,12 @@ inline void dot_tile(float* out, int64_t ldo, const float* x, int64_t ldx, Split
                      const float* bias, const LaneSums& ls = {}) {
   f32x16 acc16[MR][NR];
   dot_halves<MR, NR, kPartLanes>(acc16, x, ldx, w.p, ldw, w.half, K, ls);
-  for (int i = 0; i < MR; i++)
-    for (int j = 0; j < NR; j++) {
-      if (!ls.finish) {
-        store16(ls.lanes + (i * ls.ld + j) * kLanes, acc16[i][j]);
-        continue;
-      }
-      const float s = reduce16(acc16[i][j]);
-      out[i * ldo + j] = bias ? s + bias[j] : s;
-    }
+  if (!ls.finish) {
+    for (int i = 0; i < MR; i++)
+      for (int j = 0; j < NR; j++) store16(ls.lanes + (i * ls.ld + j) * kLanes, acc16[i][j]);
+    return;
+  }
+  store_tile_sums<MR, NR>(out, ldo, acc16, bias);
 }
 
 // dst[0, K) in split form (half = K / 2) from a plain row src[0, K) of fp32 or bf16 (widened exactly); K a multiple
