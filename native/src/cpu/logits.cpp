@@ -13,11 +13,30 @@
 namespace dpo::cpu {
 namespace {
 
+// max_v x_v, NaN ignored (a NaN x never compares greater), -inf for an empty or all -inf row. Sixteen lanes and four
+// accumulators: the scalar loop was a chain of dependent max operations, one per 4 cycles, three times the time of
+// the exp pass after it. A maximum is the same value in any order; only the sign of a zero maximum can differ, and
+// row_lse's result does not depend on it (x - (+-0) and exp(+-0) agree, and so does +-0 + log(sum)).
+float row_max(const float* x /*(V)*/, int64_t V) {
+  auto vmax = [](f32x16 a, f32x16 b) { return greater_of(a, b); };
+  f32x16 m[4];
+  for (auto& a : m) a = splat16(-INFINITY);
+  int64_t v = 0;
+  for (; v + 4 * kLanes <= V; v += 4 * kLanes)
+    for (int a = 0; a < 4; a++) m[a] = vmax(load16(x + v + a * kLanes), m[a]);
+  for (; v + kLanes <= V; v += kLanes) m[0] = vmax(load16(x + v), m[0]);
+  float lanes[kLanes];
+  store16(lanes, vmax(vmax(m[0], m[1]), vmax(m[2], m[3])));
+  float mx = -INFINITY;
+  for (float l : lanes) mx = l > mx ? l : mx;
+  for (; v < V; v++) mx = x[v] > mx ? x[v] : mx;
+  return mx;
+}
+
 // log(sum_v exp(x_v)) of one row, stable: fp32 max, then exp(x - max) summed in 16 fixed lanes (lane v % 16,
 // increasing v, then reduce16), all fp32; the order depends only on V.
 float row_lse(const float* x /*(V)*/, int64_t V) {
-  float mx = -INFINITY;
-  for (int64_t v = 0; v < V; v++) mx = x[v] > mx ? x[v] : mx;
+  const float mx = row_max(x, V);
   if (mx == -INFINITY) return -INFINITY;
   f32x16 acc{};
   const f32x16 shift = splat16(-mx);
@@ -63,8 +82,7 @@ void logsoftmax_gather_backward(float* dlogits /*(M,V)*/, const float* dlogp /*(
       }
       const float* x = logits + m * V;
       const float g = dlogp[m], l = lse[m];
-      exp_shifted(d, x, l, V);  // softmax
-      for (int64_t v = 0; v < V; v++) d[v] *= -g;
+      exp_shifted_scaled(d, x, l, -g, V);  // -g softmax
       d[tg] += g;
     }
   });

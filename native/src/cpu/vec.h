@@ -133,6 +133,16 @@ inline float reduce16(f32x16 v) {
 #endif
 }
 
+// Lane by lane a > b ? a : b (maxps with b second: a NaN a gives b).
+inline f32x16 greater_of(f32x16 a, f32x16 b) {
+#if defined(__AVX512F__)
+  return a > b ? a : b;
+#else
+  for (int i = 0; i < kParts; i++) a.p[i] = a.p[i] > b.p[i] ? a.p[i] : b.p[i];
+  return a;
+#endif
+}
+
 // Weights stored as bf16 (uint16_t, the upper half of an fp32): widening is exact, so a kernel that reads them
 // computes what it computes on the fp32 copy, bit for bit, from half the bytes.
 inline float widen(float v) { return v; }

@@ -71,12 +71,13 @@ inline void store16_tail(float* p, f32x16 v, int64_t n) {
   std::memcpy(p, t, sizeof(float) * size_t(n));
 }
 
-// dst[i] = exp(src[i] - shift) for i < n (dst may be src).
-inline void exp_shifted(float* dst, const float* src, float shift, int64_t n) {
-  const f32x16 s = splat16(-shift);
+// dst[i] = exp(src[i] - shift) * scale for i < n (dst may be src), each exp rounded before the multiply: the
+// log-softmax backward's -g softmax in one pass, where an exp pass and a scaling loop made two.
+inline void exp_shifted_scaled(float* dst, const float* src, float shift, float scale, int64_t n) {
+  const f32x16 s = splat16(-shift), c = splat16(scale);
   int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) store16(dst + i, exp16(load16(src + i) + s));
-  if (i < n) store16_tail(dst + i, exp16(load16_tail(src + i, n - i, 0.0f) + s), n - i);
+  for (; i + kLanes <= n; i += kLanes) store16(dst + i, exp16(load16(src + i) + s) * c);
+  if (i < n) store16_tail(dst + i, exp16(load16_tail(src + i, n - i, 0.0f) + s) * c, n - i);
 }
 
 }  // namespace DPO_KERNEL_NS

@@ -79,6 +79,33 @@ const Shape kCudaShapes[] = {{5, 61}, {6, 1000}, {3, 61952}};
 
 }  // namespace
 
+// The host backends' row maximum is taken 16 lanes and four accumulators at a time with a scalar tail: a dominant
+// logit in any position (each accumulator, the tail) must set the shift, or exp(x - max) overflows. A NaN anywhere
+// gives NaN, an all -inf row -inf, and a row of signed zeros the bits of the same row of +0.
+static void check_max_anywhere(const OpContext& ctx) {
+  for (const Target& t : ctx.hosts()) {
+    for (int V : {7, 16, 63, 64, 65, 100, 1000}) {
+      for (int pos : {0, 1, 15, 16, 17, 31, 47, 48, 63, 64, 65, 99, V - 1}) {
+        if (pos >= V) continue;
+        auto row = randu(size_t(V), -1, 1, uint32_t(1000 * V + pos));
+        row[size_t(pos)] = 120.0f;  // exp(120) overflows fp32: only a correct shift keeps lse finite
+        const LogpOut r = run_logsoftmax(*t.be, row, {pos}, V);
+        CHECK_CLOSE(r.lse[0], ref_logsumexp(to_d(row).data(), V), 0, 1e-6);
+        CHECK(r.logp[0] > -1e-6f && r.logp[0] <= 0.0f);
+      }
+      auto nan_row = randu(size_t(V), -1, 1, uint32_t(V));
+      nan_row[size_t(V / 2)] = std::numeric_limits<float>::quiet_NaN();
+      CHECK(std::isnan(run_logsoftmax(*t.be, nan_row, {0}, V).lse[0]));
+      const LogpOut inf = run_logsoftmax(*t.be, vector<float>(size_t(V), -INFINITY), {0}, V);
+      CHECK(inf.lse[0] == -INFINITY);
+      vector<float> zeros(size_t(V), 0.0f), signed_zeros(size_t(V), 0.0f);
+      for (int v = 0; v < V; v += 2) signed_zeros[size_t(v)] = -0.0f;
+      check_bits("signed zeros lse", run_logsoftmax(*t.be, signed_zeros, {0}, V).lse,
+                 run_logsoftmax(*t.be, zeros, {0}, V).lse);
+    }
+  }
+}
+
 OP_CASE(logsoftmax_gather) {
   if (!ctx.eval()) return;
   for (int V : {512, 1000, 7}) {
@@ -98,6 +125,7 @@ OP_CASE(logsoftmax_gather) {
       CHECK_THROWS_CODE(run_logsoftmax(*t.be, logits, {0, V, 1, 2}, V), ErrorCode::BadInput, "outside the vocabulary");
     }
   }
+  check_max_anywhere(ctx);
   Backend* g = ctx.cuda_or_skip();
   if (!g) return;
   for (const Shape sh : kCudaShapes) {
