@@ -73,7 +73,19 @@ void rope_apply(float* x /*(M,H*HD)*/, const int* pos /*(M)*/, int M, int H, int
       else angles(own, own + half, f, half, scaling, pos[m]);
       for (int h = 0; h < H; h++) {
         float* v = x + (m * H + h) * HD;
-        for (int j = 0; j < half; j++) {
+        int j = 0;
+        if constexpr (!kBackward) {
+          // 16 pairs at a time with the scalar lines' roundings: each product rounded on its own (kept in a
+          // register, so it cannot fuse with the add), then the add. mul_rn kept GCC from vectorising the loop.
+          for (; j + kLanes <= half; j += kLanes) {
+            const f32x16 x1 = load16(v + j), x2 = load16(v + j + half), c = load16(cs + j), sv = load16(sn + j);
+            f32x16 a = x1 * c, b = x2 * sv, d = x2 * c, e = x1 * sv;
+            keep_in_register(a), keep_in_register(b), keep_in_register(d), keep_in_register(e);
+            store16(v + j, a - b);  // rn(x1 c) + rn(-x2 s): IEEE defines a - b as a + (-b), signed zeros included
+            store16(v + j + half, d + e);
+          }
+        }
+        for (; j < half; j++) {
           const float x1 = v[j], x2 = v[j + half];
           if (!kBackward) {
             // (x * cos) + (rotate_half(x) * sin), rotate_half(x) = cat(-x2, x1); cos/sin repeat over both halves.

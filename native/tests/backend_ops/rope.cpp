@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "backend_ops/registry.h"
+#include "core/fp_strict.h"
 #include "dpo/errors.h"
 #include "model/rope_table.h"
 #include "op_checks.h"
@@ -92,6 +93,34 @@ OP_CASE(rope) {
         check_scaled(t.name + " rope HD=" + std::to_string(HD), y, ref, scale, 3e-7);
         CHECK(same_bits(y.data(), x.data(), size_t(H) * HD));  // position 0 is the identity
       }
+    }
+  }
+  // The host forward's exact arithmetic, whatever path a pair takes (16 pairs per vector step, the rest one by one:
+  // HD = 40 has both): the fp32 angle, cos/sin in double rounded once, then scaled, each product rounded on its own,
+  // then the sum, so that no fused multiply-add sneaks in. Zeros of both signs among the inputs.
+  for (int HD : {8, 40, 64, 128}) {
+    for (const float scaling : {1.0f, 1.1386294f}) {
+      RopeTable table = default_rope_table(HD, 10000.0f);
+      table.attention_scaling = scaling;
+      auto x = randu(size_t(M) * H * HD, -2, 2, uint32_t(HD) + 7);
+      for (size_t i = 0; i < x.size(); i += 5) x[i] = i % 10 == 0 ? 0.0f : -0.0f;
+      vector<float> want = x;
+      const int half = HD / 2;
+      for (int m = 0; m < M; m++)
+        for (int j = 0; j < half; j++) {
+          const float a = float(pos[size_t(m)]) * table.inv_freq[size_t(j)];
+          float c = float(std::cos(double(a))), sn = float(std::sin(double(a)));
+          if (scaling != 1.0f) c = mul_rn(c, scaling), sn = mul_rn(sn, scaling);
+          for (int h = 0; h < H; h++) {
+            float* v = want.data() + (size_t(m) * H + h) * HD;
+            const float x1 = v[j], x2 = v[j + half];
+            v[j] = rn(mul_rn(x1, c) + mul_rn(-x2, sn));
+            v[j + half] = rn(mul_rn(x2, c) + mul_rn(x1, sn));
+          }
+        }
+      for (const Target& t : ctx.hosts())
+        check_bits(t.name + " rope bits HD=" + std::to_string(HD), run_rope(*t.be, false, x, pos, M, H, HD, table),
+                   want);
     }
   }
   // The inv_freq exponent is fp32 2j/HD (torch): j = 1, HD = 8, theta = 10000 -> 1/10000^0.25 = 0.1.
