@@ -18,15 +18,14 @@ namespace {
 // the exp pass after it. A maximum is the same value in any order; only the sign of a zero maximum can differ, and
 // row_lse's result does not depend on it (x - (+-0) and exp(+-0) agree, and so does +-0 + log(sum)).
 float row_max(const float* x /*(V)*/, int64_t V) {
-  auto vmax = [](f32x16 a, f32x16 b) { return greater_of(a, b); };
   f32x16 m[4];
   for (auto& a : m) a = splat16(-INFINITY);
   int64_t v = 0;
   for (; v + 4 * kLanes <= V; v += 4 * kLanes)
-    for (int a = 0; a < 4; a++) m[a] = vmax(load16(x + v + a * kLanes), m[a]);
-  for (; v + kLanes <= V; v += kLanes) m[0] = vmax(load16(x + v), m[0]);
+    for (int a = 0; a < 4; a++) m[a] = greater_of(load16(x + v + a * kLanes), m[a]);
+  for (; v + kLanes <= V; v += kLanes) m[0] = greater_of(load16(x + v), m[0]);
   float lanes[kLanes];
-  store16(lanes, vmax(vmax(m[0], m[1]), vmax(m[2], m[3])));
+  store16(lanes, greater_of(greater_of(m[0], m[1]), greater_of(m[2], m[3])));
   float mx = -INFINITY;
   for (float l : lanes) mx = l > mx ? l : mx;
   for (; v < V; v++) mx = x[v] > mx ? x[v] : mx;
