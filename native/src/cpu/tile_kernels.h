@@ -101,7 +101,7 @@ inline void store_tile_sums(float* out, int64_t ldo, const f32x16 (&acc)[MR][NR]
   for (; i + 4 <= MR; i += 4)
     for (int j = 0; j < NR; j++) {
       float s[4];
-      _mm_storeu_ps(s, reduce16x4(acc[i][j], acc[i + 1][j], acc[i + 2][j], acc[i + 3][j]));
+      reduce16x4(acc[i][j], acc[i + 1][j], acc[i + 2][j], acc[i + 3][j], s);
       for (int r = 0; r < 4; r++) out[(i + r) * ldo + j] = bias ? s[r] + bias[j] : s[r];
     }
   for (; i < MR; i++)
