@@ -17,10 +17,6 @@
 #include <thread>
 #include <vector>
 
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
-
 #include "commands.h"
 #include "cpu/thread_pool.h"
 #include "cpu/vec.h"
@@ -42,55 +38,29 @@ float stream_sum(const float* p, int64_t n) {
   return cpu::reduce16(a0 + a1 + a2 + a3);
 }
 
-// Independent FMA chains of 16 lanes, `iters` times: kFmaChains * 32 FLOPs per iteration. Twelve native vectors in
-// flight (12 zmm, or 6 chains of 2 ymm, or 3 of 4 xmm): enough to cover the FMA latency on both pipes of the cores
-// seen here, and few enough that none spills from the 16 or 32 vector registers. Every lane starts from its own value:
-// with equal 8-lane halves GCC computed one half and copied it, and the AVX2 rate read twice the real one.
-#if defined(__AVX512F__)
+// Twelve independent FMA chains of native vectors V (a GCC vector of 16, 8 or 4 floats), `iters` times: 24 FLOPs per
+// lane and iteration. Twelve vectors in flight: enough to cover the FMA latency on both pipes of the cores seen here,
+// and few enough that none spills from the 16 or 32 vector registers. Every lane starts from its own value: with
+// equal 8-lane halves GCC computed one half and copied it, and the AVX2 rate read twice the real one.
 constexpr int kFmaChains = 12;
-#else
-constexpr int kFmaChains = 12 / cpu::kParts;
-#endif
+template <class V>
 float fma_chains(int64_t iters, float seed) {
-  f32x16 a[kFmaChains];
-  for (int i = 0; i < kFmaChains; i++) {
-    float v[cpu::kLanes];
-    for (int l = 0; l < cpu::kLanes; l++) v[l] = seed + 0.1f * float(i) + 0.001f * float(l);
-    a[i] = cpu::load16(v);
+  constexpr int kVecLanes = int(sizeof(V) / sizeof(float));
+  V a[kFmaChains], m, c;
+  for (int l = 0; l < kVecLanes; l++) {
+    m[l] = 0.999999f, c[l] = 1e-7f;
+    for (int i = 0; i < kFmaChains; i++) a[i][l] = seed + 0.1f * float(i) + 0.001f * float(l);
   }
-  const f32x16 m = cpu::splat16(0.999999f), c = cpu::splat16(1e-7f);
   for (int64_t it = 0; it < iters; it++) {
 #pragma GCC unroll 12
     for (int i = 0; i < kFmaChains; i++) a[i] = a[i] * m + c;
   }
-  f32x16 sum = a[0];
+  V sum = a[0];
   for (int i = 1; i < kFmaChains; i++) sum = sum + a[i];
-  return cpu::reduce16(sum);
-}
-
-#if defined(__AVX512F__)
-// fma_chains for the AVX2 kernel set: 12 independent chains of 8 lanes (one ymm each), every lane its own value.
-constexpr int kYmmChains = 12;
-float fma_chains_ymm(int64_t iters, float seed) {
-  __m256 a[kYmmChains];
-  for (int i = 0; i < kYmmChains; i++) {
-    const float s = seed + 0.1f * float(i);
-    a[i] = _mm256_setr_ps(s, s + 0.001f, s + 0.002f, s + 0.003f, s + 0.004f, s + 0.005f, s + 0.006f, s + 0.007f);
-  }
-  const __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
-  for (int64_t it = 0; it < iters; it++) {
-#pragma GCC unroll 12
-    for (int i = 0; i < kYmmChains; i++) a[i] = _mm256_fmadd_ps(a[i], m, c);
-  }
-  __m256 sum = a[0];
-  for (int i = 1; i < kYmmChains; i++) sum = _mm256_add_ps(sum, a[i]);
-  alignas(32) float lanes[8];
-  _mm256_store_ps(lanes, sum);
-  float total = 0;
-  for (float v : lanes) total += v;
+  float total = 0.0f;
+  for (int l = 0; l < kVecLanes; l++) total += sum[l];
   return total;
 }
-#endif
 
 // The FMA loop of the kernel set the engine runs: FLOPs per iteration of `run`. The build's widest vectors, unless
 // DPO_CPU_KERNELS asks an AVX-512 build for the AVX2 set (the generic set has no FMA: it is not measured apart).
@@ -99,12 +69,20 @@ struct FmaLoop {
   double flops_per_iter;
   const char* name;
 };
+template <class V>
+FmaLoop fma_loop_of(const char* name) {
+  return {fma_chains<V>, 2.0 * double(sizeof(V) / sizeof(float)) * kFmaChains, name};
+}
 FmaLoop fma_loop() {
+  const char* widest = "the build's widest vectors";
 #if defined(__AVX512F__)
+  typedef float F32x8 __attribute__((vector_size(32)));
   const char* env = std::getenv("DPO_CPU_KERNELS");
-  if (env && std::string(env) == "avx2") return {fma_chains_ymm, 16.0 * kYmmChains, "avx2 (8 lanes)"};
+  if (env && std::string(env) == "avx2") return fma_loop_of<F32x8>("avx2 (8 lanes)");
+  return fma_loop_of<f32x16>(widest);
+#else
+  return fma_loop_of<cpu::f32part>(widest);
 #endif
-  return {fma_chains, 32.0 * kFmaChains, "the build's widest vectors"};
 }
 
 double thread_cpu_seconds() {
