@@ -75,14 +75,13 @@ void rope_apply(float* x /*(M,H*HD)*/, const int* pos /*(M)*/, int M, int H, int
         float* v = x + (m * H + h) * HD;
         int j = 0;
         if constexpr (!kBackward) {
-          // 16 pairs at a time with the scalar lines' roundings: each product rounded on its own (kept in a
-          // register, so it cannot fuse with the add), then the add. mul_rn kept GCC from vectorising the loop.
+          // 16 pairs at a time with the scalar lines' roundings: each product rounded on its own (mul_rn16), then
+          // the add. mul_rn kept GCC from vectorising the loop.
           for (; j + kLanes <= half; j += kLanes) {
             const f32x16 x1 = load16(v + j), x2 = load16(v + j + half), c = load16(cs + j), sv = load16(sn + j);
-            f32x16 a = x1 * c, b = x2 * sv, d = x2 * c, e = x1 * sv;
-            keep_in_register(a), keep_in_register(b), keep_in_register(d), keep_in_register(e);
-            store16(v + j, a - b);  // rn(x1 c) + rn(-x2 s): IEEE defines a - b as a + (-b), signed zeros included
-            store16(v + j + half, d + e);
+            // rn(x1 c) + rn(-x2 s) as a - b: IEEE defines a - b as a + (-b), signed zeros included
+            store16(v + j, mul_rn16(x1, c) - mul_rn16(x2, sv));
+            store16(v + j + half, mul_rn16(x2, c) + mul_rn16(x1, sv));
           }
         }
         for (; j < half; j++) {

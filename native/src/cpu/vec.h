@@ -133,6 +133,14 @@ inline float reduce16(f32x16 v) {
 #endif
 }
 
+// a * b lane by lane, each product rounded on its own: kept in registers, so no later add can fuse with it
+// (mul_rn of core/fp_strict.h for 16 lanes; mul_rn's own barrier keeps GCC from vectorising a loop of it).
+inline f32x16 mul_rn16(f32x16 a, f32x16 b) {
+  f32x16 p = a * b;
+  keep_in_register(p);
+  return p;
+}
+
 // Lane by lane a > b ? a : b (maxps with b second: a NaN a gives b).
 inline f32x16 greater_of(f32x16 a, f32x16 b) {
 #if defined(__AVX512F__)
