@@ -83,6 +83,16 @@ constexpr uint32_t seq_of(uint64_t word) { return uint32_t(word >> 32); }
 constexpr uint32_t chunks_of(uint64_t word) { return uint32_t(word >> 16) & 0xffff; }
 constexpr uint32_t chunk_of(uint64_t word) { return uint32_t(word) & 0xffff; }
 
+// Where chunk i of `chunks` starts in [0, n). Equal chunks (`falling` false), or chunks whose sizes fall linearly to
+// zero (chunk i covers about 2 (chunks - i) - 1 parts in chunks^2) so that those claimed last are short and the
+// threads finish close together: with equal chunks the thread that ran out first waited for half a chunk on average,
+// 2-3% of a training step's matmuls (docs/cpu-kernels.md#thread-pool). Chunks claimed late may be empty.
+inline int64_t chunk_begin(int64_t i, int64_t chunks, int64_t n, bool falling) {
+  if (!falling) return i * n / chunks;
+  const int64_t left = chunks - i;
+  return n - int64_t(double(n) * double(left * left) / double(chunks * chunks));  // monotone in i; 0 and n at the ends
+}
+
 class Pool {
  public:
   Pool() : threads_(default_thread_count()), spin_(spin_budget()) {}
@@ -94,11 +104,13 @@ class Pool {
     std::lock_guard<std::mutex> call_lock(call_mu_);  // one parallel_for at a time across caller threads
     const int threads = threads_.load();
     resize_workers(threads - 1);
-    // Chunks are at least `grain` long; up to 8 per thread so uneven tasks balance (a tiled matmul of 18 blocks on
-    // 2 threads gets chunks of 1-2 blocks, not 2-3).
+    // At most n / grain chunks (on average at least `grain` long); up to 8 per thread so uneven tasks balance (a
+    // tiled matmul of 18 blocks on 2 threads gets chunks of 1-2 blocks, not 2-3).
     const int64_t chunks = std::min<int64_t>({n / grain, int64_t(threads) * 8, int64_t(kMaxChunks)});
     fn_ = &fn;
     n_ = n;
+    // Falling sizes only with several chunks per thread: with one or two each, every chunk is some thread's share.
+    falling_ = chunks >= int64_t(threads) * 4;
     error_ = nullptr;
     done_.store(0);
     seq_++;
@@ -125,7 +137,7 @@ class Pool {
   }
 
  private:
-  // Claims and runs chunks of job `seq` until none are left. Chunk i is [i*n/chunks, (i+1)*n/chunks).
+  // Claims and runs chunks of job `seq` until none are left. Chunk i is [chunk_begin(i), chunk_begin(i + 1)).
   void work(uint32_t seq) {
     uint64_t word = claim_.load(std::memory_order_acquire);
     for (;;) {
@@ -135,7 +147,8 @@ class Pool {
       const int64_t i = chunk_of(word), chunks = chunks_of(word);
       uint32_t finished = 1;
       try {
-        (*fn_)(i* n_ / chunks, (i + 1) * n_ / chunks);
+        const int64_t begin = chunk_begin(i, chunks, n_, falling_), end = chunk_begin(i + 1, chunks, n_, falling_);
+        if (begin < end) (*fn_)(begin, end);
       } catch (...) {
         {
           std::lock_guard<std::mutex> lk(mu_);
@@ -215,6 +228,7 @@ class Pool {
   std::atomic<uint32_t> done_{0};
   const Fn* fn_ = nullptr;
   int64_t n_ = 0;
+  bool falling_ = false;
   std::exception_ptr error_;
 };
 

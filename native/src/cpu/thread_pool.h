@@ -9,8 +9,9 @@ namespace dpo {
 int cpu_thread_count();
 void set_cpu_thread_count(int n);  // n <= 0 -> hardware_concurrency
 
-// Runs fn(begin, end) over disjoint chunks covering [0, n), in parallel, and waits for all of them.
-// Chunks have at least `grain` elements. Safe to call from several threads (calls are serialised).
+// Runs fn(begin, end) over disjoint, non-empty chunks covering [0, n), in parallel, and waits for all of them.
+// At most n / grain chunks, so they average at least `grain` elements (with several per thread their sizes fall,
+// and the last may be shorter). Safe to call from several threads (calls are serialised).
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t begin, int64_t end)>& fn);
 
 }  // namespace dpo
