@@ -119,10 +119,10 @@ void cpu::adamw_bnb8bit_step(float* param, uint8_t* state1, uint8_t* state2, flo
       // Pass 1: new state and the new block absmax.
       float max1 = -FLT_MAX, max2 = -FLT_MAX;
       int64_t j1 = 0;
-#if defined(__AVX512F__)
-      __m512 lanes1 = _mm512_set1_ps(-FLT_MAX), lanes2 = lanes1;
+#if defined(__AVX2__)
+      adam::MomentLanes lanes1 = adam::lanes_of(-FLT_MAX), lanes2 = lanes1;
       for (; j1 + adam::kMomentLanes <= len; j1 += adam::kMomentLanes)
-        adam::moments16(m + j1, v + j1, g + j1, c1 + j1, c2 + j1, q1, q2, a1, a2, s, lanes1, lanes2);
+        adam::moments_lanes(m + j1, v + j1, g + j1, c1 + j1, c2 + j1, q1, q2, a1, a2, s, lanes1, lanes2);
       max1 = adam::lanes_max(lanes1), max2 = adam::lanes_max(lanes2);
 #endif
       for (int64_t j = j1; j < len; j++) {
@@ -145,12 +145,7 @@ void cpu::adamw_bnb8bit_step(float* param, uint8_t* state1, uint8_t* state2, flo
       // kQuantizeLanes elements at a time (16 with AVX-512, 8 with AVX2): the same per-element arithmetic.
       constexpr int64_t w = adam::kQuantizeLanes;
       for (; j0 + w <= len; j0 += w) {
-#if defined(__AVX512F__)
-        adam::param16(p + j0, g + j0, m + j0, v + j0, s);
-#else
-        for (int64_t j = j0; j < j0 + w; j++)
-          if (std::isfinite(g[j])) p[j] = adam::bnb8_param(p[j], m[j], v[j], s);
-#endif
+        for (int64_t j = j0; j < j0 + w; j += adam::kMomentLanes) adam::param_lanes(p + j, g + j, m + j, v + j, s);
         adam::quantize_2d_lanes(c1 + j0, q1, odd1, m + j0, max1, true);
         adam::quantize_2d_lanes(c2 + j0, q2, odd2, v + j0, max2, false);
         for (int64_t j = j0; j < j0 + w; j++) c1[j] = adam::bnb8_sign_fix(q1, m[j], c1[j]);
