@@ -527,6 +527,42 @@ TEST_CASE(gradient_products_are_batch_and_thread_invariant) {
   set_cpu_thread_count(0);
 }
 
+// The overwriting forms (fresh scratch in the backward, docs/performance.md#the-steps-between-the-matmuls) against
+// zero-filled outputs and the accumulating forms, bit for bit, into outputs filled with NaN: the NF4 input gradient
+// with whole and ragged (16-lane tail) column blocks and an empty sum (N = 0), swiglu_backward with a tail of fewer
+// than 16 elements. Gradients of exactly -0 are among them (a zero dout row), where a plain store would differ from
+// 0 + sum.
+TEST_CASE(overwriting_backward_ops_equal_zero_fill_and_accumulate) {
+  const int shapes[][3] = {{37, 768, 70}, {20, 200, 67}, {5, 64, 0}};
+  uint32_t seed = 9500;
+  for (auto& s : shapes) {
+    const int M = s[0], K = s[1], N = s[2];
+    auto G = randu(size_t(M) * size_t(std::max(N, 1)), -1, 1, seed++);
+    for (int n = 0; n < N; n++) G[size_t(n)] = -0.0f;  // row 0: every sum is a sum of -0 terms
+    const auto wf = randn(size_t(std::max(N, 1)) * K, 0.05f, seed++);
+    const Nf4Matrix wq = nf4_quantize(wf.data(), N, K);
+    for (int threads : {1, 2}) {
+      set_cpu_thread_count(threads);
+      vector<float> zeroed(size_t(M) * K, 0.0f), fresh(size_t(M) * K, std::nanf(""));
+      cpu::matmul_nf4_backward_input(zeroed.data(), G.data(), wq, M);
+      cpu::matmul_nf4_backward_input(fresh.data(), G.data(), wq, M, /*overwrite=*/true);
+      CHECK(same_bits(fresh.data(), zeroed.data(), zeroed.size()));
+    }
+  }
+  for (const int n : {16 * 40, 16 * 40 + 7}) {
+    const int M = 1, F = n;
+    auto dout = randu(size_t(n), -2, 2, seed++);
+    const auto gate = randu(size_t(n), -6, 6, seed++), up = randu(size_t(n), -2, 2, seed++);
+    for (int i = 0; i < 16; i++) dout[size_t(i)] = -0.0f;
+    vector<float> zg(size_t(n), 0.0f), zu(size_t(n), 0.0f), fg(size_t(n), std::nanf("")), fu = fg;
+    cpu::swiglu_backward(zg.data(), zu.data(), dout.data(), gate.data(), up.data(), M, F);
+    cpu::swiglu_backward(fg.data(), fu.data(), dout.data(), gate.data(), up.data(), M, F, /*overwrite=*/true);
+    CHECK(same_bits(fg.data(), zg.data(), zg.size()));
+    CHECK(same_bits(fu.data(), zu.data(), zu.size()));
+  }
+  set_cpu_thread_count(0);
+}
+
 // ================================ CPU backend memory ================================
 
 TEST_CASE(rope_angle_table_gives_the_per_row_angles) {

@@ -143,6 +143,12 @@ class Backend {
                                   int HD) = 0;
   virtual void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int M,
                                int F) = 0;
+  // The same two ops into outputs whose contents are undefined (fresh scratch): each output gets what zero-filling it
+  // and accumulating gives, bit for bit. By default exactly that (src/core/backend_overwrite_ops.cpp); a backend may
+  // leave out the zero fill and its pass over memory (the CPU does, docs/performance.md#the-steps-between-the-matmuls).
+  virtual void matmul_nf4_backward_input_overwrite(float* dx, const float* dout, const Nf4Matrix& w, int M);
+  virtual void swiglu_backward_overwrite(float* dgate, float* dup, const float* dout, const float* gate,
+                                         const float* up, int M, int F);
   virtual void logsoftmax_gather_backward(float* dlogits, const float* dlogp, const float* logits, const float* lse,
                                           const int* target, int M, int V) = 0;
 

@@ -94,6 +94,9 @@ class CpuBackend final : public Backend {
   void matmul_nf4_backward_input(float* dx, const float* dout, const Nf4Matrix& w, int M) override {
     cpu::matmul_nf4_backward_input(dx, dout, w, M);
   }
+  void matmul_nf4_backward_input_overwrite(float* dx, const float* dout, const Nf4Matrix& w, int M) override {
+    cpu::matmul_nf4_backward_input(dx, dout, w, M, /*overwrite=*/true);
+  }
   void prepare_nf4(const Nf4Matrix& w) override { cpu::matmul_nf4_prepare(w); }
   bool has_bf16_matmul() const override { return true; }
   void matmul_bf16(float* out, const float* x, const uint16_t* w, int M, int K, int N) override {
@@ -169,6 +172,10 @@ class CpuBackend final : public Backend {
   void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int M,
                        int F) override {
     cpu::swiglu_backward(dgate, dup, dout, gate, up, M, F);
+  }
+  void swiglu_backward_overwrite(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int M,
+                                 int F) override {
+    cpu::swiglu_backward(dgate, dup, dout, gate, up, M, F, /*overwrite=*/true);
   }
   void logsoftmax_gather_backward(float* dlogits, const float* dlogp, const float* logits, const float* lse,
                                   const int* target, int M, int V) override {

@@ -31,35 +31,37 @@ namespace {
 // One block of 16 lanes of swiglu_backward (null dgate or dup: not accumulated). A function of its own, so that the
 // full blocks and the tail run one compiled form of the arithmetic: with the tail's loads and stores inline beside
 // the full blocks', GCC fused the dgate multiply-add in one and not the other on an AVX2 build, and a row's bits
-// depended on where a thread's range began.
+// depended on where a thread's range began. `overwrite` adds to zeros instead of the outputs' contents, in the same
+// compiled form: the bits of zero-filled outputs.
 __attribute__((noinline)) void swiglu_backward_block(float* dgate, float* dup, const float* dout, const float* gate,
-                                                     const float* up) {
+                                                     const float* up, bool overwrite) {
   const f32x16 one = splat16(1.0f), minus = splat16(-1.0f);
   const f32x16 g = load16(gate), d = load16(dout);
   const f32x16 sig = one / (one + exp16(g * minus));
-  if (dgate) store16(dgate, load16(dgate) + d * load16(up) * (sig * (one + g * (one - sig))));
-  if (dup) store16(dup, load16(dup) + d * (g * sig));
+  if (dgate) store16(dgate, (overwrite ? f32x16{} : load16(dgate)) + d * load16(up) * (sig * (one + g * (one - sig))));
+  if (dup) store16(dup, (overwrite ? f32x16{} : load16(dup)) + d * (g * sig));
 }
 
 }  // namespace
 
-// Accumulates, like every backward here (house style): with sig = 1/(1+exp(-g)),
+// Accumulates, like every backward here (house style), unless `overwrite`: with sig = 1/(1+exp(-g)),
 // dgate += dout * up * sig * (1 + g * (1 - sig)),  dup += dout * silu(g). Vectorised as the forward; a tail of fewer
 // than 16 elements goes through zero-padded copies.
 void swiglu_backward(float* dgate /*(M,F)*/, float* dup /*(M,F)*/, const float* dout /*(M,F)*/,
-                     const float* gate /*(M,F)*/, const float* up /*(M,F)*/, int M, int F) {
+                     const float* gate /*(M,F)*/, const float* up /*(M,F)*/, int M, int F, bool overwrite) {
   const int64_t n = int64_t(M) * F;
   parallel_for(n, 16384, [&](int64_t i0, int64_t i1) {
     int64_t i = i0;
     for (; i + kLanes <= i1; i += kLanes)
-      swiglu_backward_block(dgate ? dgate + i : nullptr, dup ? dup + i : nullptr, dout + i, gate + i, up + i);
+      swiglu_backward_block(dgate ? dgate + i : nullptr, dup ? dup + i : nullptr, dout + i, gate + i, up + i,
+                            overwrite);
     if (i < i1) {
       const int64_t len = i1 - i;
       alignas(64) float t[5][kLanes] = {};  // dgate, dup, dout, gate, up
       const float* from[5] = {dgate, dup, dout, gate, up};
       for (int a = 0; a < 5; a++)
-        if (from[a]) std::copy(from[a] + i, from[a] + i1, t[a]);
-      swiglu_backward_block(dgate ? t[0] : nullptr, dup ? t[1] : nullptr, t[2], t[3], t[4]);
+        if (from[a] && !(overwrite && a < 2)) std::copy(from[a] + i, from[a] + i1, t[a]);
+      swiglu_backward_block(dgate ? t[0] : nullptr, dup ? t[1] : nullptr, t[2], t[3], t[4], overwrite);
       if (dgate) std::copy(t[0], t[0] + len, dgate + i);
       if (dup) std::copy(t[1], t[1] + len, dup + i);
     }

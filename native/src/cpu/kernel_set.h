@@ -27,7 +27,7 @@
   void matmul_bf16_forward(float* out, const float* x, const uint16_t* w, int M, int K, int N);                      \
   void matmul_bf16_backward_input(float* dx, const float* dout, const uint16_t* w, int M, int K, int N);             \
   void matmul_nf4_forward_many(const Nf4Product* products, int count, const float* x, int M);                        \
-  void matmul_nf4_backward_input(float* dx, const float* dout, const Nf4Matrix& w, int M);                           \
+  void matmul_nf4_backward_input(float* dx, const float* dout, const Nf4Matrix& w, int M, bool overwrite);           \
   void matmul_nf4_prepare(const Nf4Matrix& w);                                                                       \
   bool matmul_bf16_argmax(int* out, const float* x, const uint16_t* w, const Bf16ArgmaxSketch& s, int M, int K,      \
                           int N);                                                                                    \

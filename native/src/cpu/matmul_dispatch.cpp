@@ -105,8 +105,8 @@ void matmul_nf4_forward(float* out, const float* x, const Nf4Matrix& w, const fl
 void matmul_nf4_forward_many(const Nf4Product* products, int count, const float* x, int M) {
   kernels().nf4_forward_many(products, count, x, M);
 }
-void matmul_nf4_backward_input(float* dx, const float* dout, const Nf4Matrix& w, int M) {
-  kernels().nf4_backward_input(dx, dout, w, M);
+void matmul_nf4_backward_input(float* dx, const float* dout, const Nf4Matrix& w, int M, bool overwrite) {
+  kernels().nf4_backward_input(dx, dout, w, M, overwrite);
 }
 void matmul_nf4_prepare(const Nf4Matrix& w) { kernels().nf4_prepare(w); }
 bool matmul_bf16_argmax(int* out, const float* x, const uint16_t* w, const Bf16ArgmaxSketch& s, int M, int K, int N) {

@@ -298,9 +298,14 @@ void matmul_nf4_forward_many(const Nf4Product* products, int count, const float*
   });
 }
 
-void matmul_nf4_backward_input(float* dx /*(M,K)*/, const float* dout /*(M,N)*/, const Nf4Matrix& w /*(N,K)*/, int M) {
+void matmul_nf4_backward_input(float* dx /*(M,K)*/, const float* dout /*(M,N)*/, const Nf4Matrix& w /*(N,K)*/, int M,
+                               bool overwrite) {
   const int64_t N = w.rows, K = w.cols;
-  if (M <= 0 || N <= 0 || K <= 0) return;
+  if (M <= 0 || K <= 0) return;
+  if (N <= 0) {  // an empty sum: 0 where dx is overwritten, dx as it was otherwise
+    if (overwrite) std::fill(dx, dx + int64_t(M) * K, 0.0f);
+    return;
+  }
   std::vector<float> absmax_tmp;
   const float* absmax = nf4_absmax(w, absmax_tmp);
   // bf16(dout) (M,N) in rows of ldb floats, persists per calling thread. The axpy tiles broadcast from IB rows of it
@@ -341,14 +346,14 @@ void matmul_nf4_backward_input(float* dx /*(M,K)*/, const float* dout /*(M,N)*/,
         // Columns [l0, l0 + Lp): whole NF4 blocks when K % 64 == 0 (the column blocks are aligned to them above),
         // otherwise the general decoder and zeros past the row's end.
         decode_row_columns(wb, ldw, w, absmax, j0, j1, l0, l0 + Lp);
-        const AxpyEnds ends{j0 == 0, j1 == N && !ragged ? dx + i0 * K + l0 : nullptr, K};
+        const AxpyEnds ends{j0 == 0, j1 == N && !ragged ? dx + i0 * K + l0 : nullptr, K, overwrite};
         axpy_rows(acc, Lp, db + i0 * ldb + j0, /*csi=*/ldb, /*csj=*/1, wb, ldw, i1 - i0, j1 - j0, Lp, ends);
       }
       if (!ragged) continue;
       for (int64_t i = i0; i < i1; i++) {
         float* o = dx + i * K;
         const float* a = acc + (i - i0) * Lp;
-        for (int64_t l = l0; l < l1; l++) o[l] += a[l - l0];
+        for (int64_t l = l0; l < l1; l++) o[l] = (overwrite ? 0.0f : o[l]) + a[l - l0];
       }
     }
   });

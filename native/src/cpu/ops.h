@@ -34,8 +34,9 @@ void matmul_nf4_forward(float* out, const float* x, const Nf4Matrix& w, const fl
 // share one parallel_for. Every output has the bits matmul_nf4_forward gives it alone.
 void matmul_nf4_forward_many(const Nf4Product* products, int count, const float* x, int M);
 // dx (M,K) += bf16(dout) (M,N) . bf16(dequant(W)) (N,K): activation gradient only, W is frozen
-// (docs/reference/linear4bit.md#backward).
-void matmul_nf4_backward_input(float* dx, const float* dout, const Nf4Matrix& w, int M);
+// (docs/reference/linear4bit.md#backward). `overwrite`: dx's contents are undefined and it gets 0 + the product, the
+// bits of zeroing it first, without the zero fill.
+void matmul_nf4_backward_input(float* dx, const float* dout, const Nf4Matrix& w, int M, bool overwrite = false);
 // What the kernel set keeps per matrix for the decode GEMV, built once at load (the AVX2 set's byte tables, within
 // their budget; nothing elsewhere). The results are the same bits with or without it.
 void matmul_nf4_prepare(const Nf4Matrix& w);
@@ -77,7 +78,9 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
 
 // out (M,F) = silu(gate) * up.
 void swiglu_forward(float* out, const float* gate, const float* up, int M, int F);
-void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int M, int F);
+// overwrite: dgate and dup's contents are undefined and they get 0 + the gradient (the bits of zero-filled outputs).
+void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int M, int F,
+                     bool overwrite = false);
 
 // out (M,C) = table[ids[m]] (V,C).
 void embedding_forward(float* out, const int* ids, const float* table, int M, int C);

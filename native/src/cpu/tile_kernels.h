@@ -265,11 +265,13 @@ inline void dot_rows(float* out, int64_t ldo, const float* x, int64_t ldx, WRows
 // input gradient): `zero_start` (the first chunk) starts them from zero instead of loading acc, and `add_to` (the
 // last chunk) adds them to rows ldo apart there instead of storing them to acc. The same bits as filling acc with
 // zeros first and adding it to those rows afterwards, without the two extra passes over acc (~2% of a training
-// step, docs/cpu-kernels.md#gradient-products).
+// step, docs/cpu-kernels.md#gradient-products). `overwrite`: the rows at add_to hold nothing yet and get 0 + sum,
+// what a zero-filled output would have held.
 struct AxpyEnds {
   bool zero_start = false;
   float* add_to = nullptr;
   int64_t ldo = 0;
+  bool overwrite = false;
   AxpyEnds at(int64_t i, int64_t l) const {
     AxpyEnds e = *this;
     if (add_to) e.add_to = add_to + i * ldo + l;
@@ -298,7 +300,7 @@ inline void axpy_tile(float* acc, int64_t lda, const float* coef, int64_t csi, i
     for (int i = 0; i < IR; i++)
       for (int q = 0; q < LQ; q++) {
         float* o = ends.add_to + i * ends.ldo + q * kLanes;
-        store16(o, load16(o) + a[i][q]);
+        store16(o, (ends.overwrite ? f32x16{} : load16(o)) + a[i][q]);
       }
     return;
   }
@@ -316,8 +318,10 @@ inline void axpy_tail(float* acc, int64_t lda, const float* coef, int64_t csi, i
       // The product rounded on its own: what GCC has always compiled this loop to for fp32 b (it vectorises it
       // without contracting), now written down so a bf16 b (whose loop GCC contracts) gives the same bits.
       for (int64_t j = 0; j < J; j++) s += mul_rn(coef[i * csi + j * csj], widen(b[j * ldb + l]));
-      if (ends.add_to) ends.add_to[i * ends.ldo + l] += s;
-      else acc[i * lda + l] = s;
+      if (ends.add_to) {
+        float& o = ends.add_to[i * ends.ldo + l];
+        o = (ends.overwrite ? 0.0f : o) + s;
+      } else acc[i * lda + l] = s;
     }
 }
 

@@ -143,11 +143,13 @@ void linear_forward_many(Backend& be, const float* x, int M, const LinearCall* c
 }
 
 void linear_backward(Backend& be, float* dx, const float* dy, const float* x, int M, const DeviceLinear& base,
-                     LoraWeights* lora, float dropout, const LoraSaved& saved, LinearGrads* full) {
+                     LoraWeights* lora, float dropout, const LoraSaved& saved, LinearGrads* full, bool dx_fresh) {
   const Linear& lin = *base.host;
   if (lin.quantized) {
-    if (dx) be.matmul_nf4_backward_input(dx, dy, lin.q, M);
+    if (dx && dx_fresh) be.matmul_nf4_backward_input_overwrite(dx, dy, lin.q, M);
+    else if (dx) be.matmul_nf4_backward_input(dx, dy, lin.q, M);
   } else if (dx || full) {
+    if (dx && dx_fresh) be.fill_zero(dx, size_t(M) * size_t(lin.in) * sizeof(float));
     be.matmul_backward(dx, full ? full->dw.get() : nullptr, full && !full->db.empty() ? full->db.get() : nullptr, dy, x,
                        base.w.get(), M, lin.in, lin.out);
   }

@@ -102,8 +102,11 @@ void linear_forward_many(Backend& be, const float* x, int M, const LinearCall* c
 // (nothing below wants the input gradient: the first block of adapter-only training); the weight gradients still form.
 // Base weights are frozen: no base-weight gradient is formed (docs/reference/linear4bit.md#backward).
 // full (may be null): base weight and bias gradients accumulate there too (full-parameter training).
+// dx_fresh: dx's contents are undefined (fresh scratch) and it gets what a zero-filled dx would: the base product
+// overwrites it (Backend::matmul_nf4_backward_input_overwrite) instead of a zero fill and an add.
 struct LinearGrads;
 void linear_backward(Backend& be, float* dx, const float* dy, const float* x, int M, const DeviceLinear& base,
-                     LoraWeights* lora, float dropout, const LoraSaved& saved, LinearGrads* full = nullptr);
+                     LoraWeights* lora, float dropout, const LoraSaved& saved, LinearGrads* full = nullptr,
+                     bool dx_fresh = false);
 
 }  // namespace dpo

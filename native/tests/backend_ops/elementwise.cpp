@@ -123,6 +123,27 @@ OP_CASE(swiglu_backward) {
   check_bits("dup alone", run_swiglu_backward(*gpu, {{}, d.init.dup}, d.dout, d.gate, d.up, d.M, d.F).dup, got.dup);
 }
 
+// The overwriting form into outputs of NaN gives the bits of the accumulating form into zeros, on every backend, one
+// output or both (a tail past the last 16 lanes, gates that saturate, dout -0 where a plain store would keep -0).
+OP_CASE(swiglu_backward_overwrite) {
+  if (!ctx.eval()) return;
+  SwigluData d = swiglu_data();
+  for (int i = 0; i < 20; i++) d.dout[size_t(i)] = -0.0f;
+  const size_t n = d.gate.size();
+  const vector<float> zeros(n, 0.0f), nans(n, std::nanf(""));
+  for (const Target& t : ctx.all()) {
+    const SwigluGrads want = run_swiglu_backward(*t.be, {zeros, zeros}, d.dout, d.gate, d.up, d.M, d.F);
+    for (int which = 0; which < 3; which++) {  // both, dgate alone, dup alone
+      Arena a(*t.be);
+      float* dg = which == 2 ? nullptr : a.put(nans);
+      float* du = which == 1 ? nullptr : a.put(nans);
+      t.be->swiglu_backward_overwrite(dg, du, a.put(d.dout), a.put(d.gate), a.put(d.up), d.M, d.F);
+      if (dg) check_bits(t.name + " dgate overwritten", a.get(dg, n), want.dgate);
+      if (du) check_bits(t.name + " dup overwritten", a.get(du, n), want.dup);
+    }
+  }
+}
+
 OP_CASE(embedding) {
   if (!ctx.eval()) return;
   {

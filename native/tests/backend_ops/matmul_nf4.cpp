@@ -286,6 +286,29 @@ OP_CASE(matmul_nf4_backward_input) {
     nf4_backward_case(ctx, g, 70, 172, 61, t, seed += 3);
 }
 
+// The overwriting form into a dx of NaN gives the bits of the accumulating form into zeros, on every backend (the
+// base class's form fills and accumulates; the CPU's stores 0 + sum): whole and ragged column blocks, an empty sum,
+// and a zero dout row. Its gradient is the accumulating form's, checked above.
+OP_CASE(matmul_nf4_backward_input_overwrite) {
+  if (!ctx.eval()) return;
+  const int shapes[][3] = {{3, 172, 64}, {37, 768, 70}, {5, 300, 70}, {4, 64, 0}};
+  uint32_t seed = 4100;
+  for (auto& s : shapes) {
+    const int M = s[0], K = s[1], N = s[2];
+    const auto wf = randn(size_t(std::max(N, 1)) * K, 0.05f, seed++);
+    const Nf4Matrix w = nf4_quantize(wf.data(), N, K);
+    auto dout = randu(size_t(M) * size_t(std::max(N, 1)), -1, 1, seed++);
+    for (int n = 0; n < N; n++) dout[size_t(n)] = -0.0f;
+    for (const Target& t : ctx.all()) {
+      const vector<float> want = run_nf4_backward(*t.be, dout, w, vector<float>(size_t(M) * K, 0.0f), M);
+      Arena a(*t.be);
+      float* dx = a.put(vector<float>(size_t(M) * K, std::nanf("")));
+      t.be->matmul_nf4_backward_input_overwrite(dx, a.put(dout), w, M);
+      check_bits(t.name + " nf4 dx overwritten " + dims(M, K, N), a.get(dx, size_t(M) * K), want);
+    }
+  }
+}
+
 // prepare_nf4 makes the weight resident ahead of its first use: the products are the same bits with and without
 // it, and on the GPU the weight's memory (packed nibbles + fp32 absmax, at the allocator's rounded sizes) is counted
 // in use from the prepare on, and not again at the first product.
