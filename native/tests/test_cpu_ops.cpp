@@ -2,6 +2,7 @@
 // whatever the batch, the thread count or the kernel path. Their values against double references and finite
 // differences are the op-test registry's (test_backend_ops), through the Backend interface on every backend.
 #include <algorithm>
+#include <mutex>
 #include <atomic>
 #include <cmath>
 #include <cstdint>
@@ -55,6 +56,24 @@ TEST_CASE(thread_pool_covers_range_nested_and_concurrent) {
         CHECK(chunks.load() <= std::max<int64_t>(1, n / grain));
         CHECK(empty.load() == 0);
       }
+    }
+    // A range too large for doubles to hold exactly: the chunks (sizes falling with 8 or more per thread here) still
+    // tile [0, n) end to end, each non-empty.
+    {
+      const int64_t n = (int64_t(1) << 62) + 12345;
+      std::mutex mu;
+      vector<std::pair<int64_t, int64_t>> ranges;
+      parallel_for(n, n / 1000, [&](int64_t b, int64_t e) {
+        std::lock_guard<std::mutex> lock(mu);
+        ranges.emplace_back(b, e);
+      });
+      std::sort(ranges.begin(), ranges.end());
+      bool tiled = !ranges.empty() && ranges.front().first == 0 && ranges.back().second == n;
+      for (size_t i = 0; i < ranges.size(); i++) {
+        tiled = tiled && ranges[i].first < ranges[i].second;
+        if (i > 0) tiled = tiled && ranges[i].first == ranges[i - 1].second;
+      }
+      CHECK(tiled);
     }
     // nested: runs inline, no deadlock
     std::atomic<int64_t> sum{0};

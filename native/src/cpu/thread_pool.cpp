@@ -89,8 +89,11 @@ constexpr uint32_t chunk_of(uint64_t word) { return uint32_t(word) & 0xffff; }
 // 2-3% of a training step's matmuls (docs/cpu-kernels.md#thread-pool). Chunks claimed late may be empty.
 inline int64_t chunk_begin(int64_t i, int64_t chunks, int64_t n, bool falling) {
   if (!falling) return i * n / chunks;
-  const int64_t left = chunks - i;
-  return n - int64_t(double(n) * double(left * left) / double(chunks * chunks));  // monotone in i; 0 and n at the ends
+  if (i <= 0) return 0;  // the ends exactly, whatever doubles make of a huge n
+  if (i >= chunks) return n;
+  // The share left after chunk i, (chunks - i)^2 / chunks^2: both roundings are monotone, so the starts never go back.
+  const double left = double((chunks - i) * (chunks - i)) / double(chunks * chunks);
+  return std::clamp<int64_t>(n - int64_t(double(n) * left), 0, n);
 }
 
 class Pool {
