@@ -144,8 +144,9 @@ void cpu::adamw_bnb8bit_step(float* param, uint8_t* state1, uint8_t* state2, flo
 #if defined(__AVX2__)
       // kQuantizeLanes elements at a time (16 with AVX-512, 8 with AVX2): the same per-element arithmetic.
       constexpr int64_t w = adam::kQuantizeLanes;
+      static_assert(w == adam::kMomentLanes, "the parameter step and the requantization take the same lanes");
       for (; j0 + w <= len; j0 += w) {
-        for (int64_t j = j0; j < j0 + w; j += adam::kMomentLanes) adam::param_lanes(p + j, g + j, m + j, v + j, s);
+        adam::param_lanes(p + j0, g + j0, m + j0, v + j0, s);
         adam::quantize_2d_lanes(c1 + j0, q1, odd1, m + j0, max1, true);
         adam::quantize_2d_lanes(c2 + j0, q2, odd2, v + j0, max2, false);
         for (int64_t j = j0; j < j0 + w; j++) c1[j] = adam::bnb8_sign_fix(q1, m[j], c1[j]);
