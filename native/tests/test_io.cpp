@@ -1,6 +1,5 @@
 // Tests for the input layer: the JSON reader, safetensors read/write and validation, sharded weight sets,
 // and config.json parsing (including the real stories260K model under $DPO_SHARED).
-#include <ftw.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,6 +11,7 @@
 #include <vector>
 
 #include "check.h"
+#include "temp_dir.h"
 #include "core/half.h"
 #include "dpo/errors.h"
 #include "dpo/model_config.h"
@@ -22,22 +22,7 @@ using namespace dpo;
 
 // ---- helpers ----------------------------------------------------------------------------------------
 
-// Temp directories made by the tests; removed (depth-first) when the process exits.
-static struct TempDirs {
-  std::vector<std::string> dirs;
-  ~TempDirs() {
-    auto remove_one = [](const char* path, const struct stat*, int, struct FTW*) { return ::remove(path); };
-    for (const std::string& d : dirs) nftw(d.c_str(), remove_one, 16, FTW_DEPTH | FTW_PHYS);
-  }
-} g_temp_dirs;
-
-static std::string temp_dir() {
-  char tmpl[] = "/tmp/dpo-test-io-XXXXXX";
-  char* dir = mkdtemp(tmpl);
-  if (!dir) fail(ErrorCode::Io, "mkdtemp failed");
-  g_temp_dirs.dirs.push_back(dir);
-  return dir;
-}
+static std::string temp_dir() { return dpo_test::make_temp_dir("io-"); }
 
 static void write_file(const std::string& path, const std::string& bytes) {
   FILE* f = std::fopen(path.c_str(), "wb");

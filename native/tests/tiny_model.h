@@ -13,6 +13,7 @@
 #include "core/half.h"
 #include "io/safetensors.h"
 #include "quant/nf4.h"
+#include "temp_dir.h"
 
 namespace dpo_test {
 
@@ -40,12 +41,6 @@ struct TinyModel {
 
   const std::vector<float>& at(const std::string& name) const { return w.at(name); }
 };
-
-inline std::string make_temp_dir() {
-  char tmpl[] = "/tmp/dpo-test-XXXXXX";
-  char* d = mkdtemp(tmpl);
-  return d ? std::string(d) : std::string("/tmp");
-}
 
 inline TinyModel write_tiny_model(const TinySpec& s) {
   TinyModel m;
