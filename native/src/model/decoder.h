@@ -28,7 +28,7 @@ struct KvCache {
 
 // One block's activations for M rows: scratch in inference, kept per layer for the backward pass in training.
 struct BlockActs {
-  DeviceArray<float> x_in;            // (M,C) block input (training only)
+  DeviceArray<float> x_in;            // (M,C) block input (training only; the previous block writes it)
   DeviceArray<float> xn1, rstd1;      // (M,C), (M)
   DeviceArray<float> q, k, v;         // (M,QD), (M,KVD), (M,KVD): q and k after RoPE
   DeviceArray<float> q_raw, k_raw;    // (M,QD), (M,KVD): q and k projections before the per-head norm (Qwen3)
