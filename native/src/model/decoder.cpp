@@ -162,8 +162,11 @@ void block_backward(float* dx, const ModelConfig& c, const DeviceLayer& L, Backe
   }
   // Attention: x_mid = x_in + o(attn(rope(q(xn1)), rope(k(xn1)), v(xn1)))
   const bool want_dk = want_input_grad || (lora && lora->at(layer, kK));
-  DeviceArray<float> datt = fresh(int64_t(M) * QD), dq = zeros(int64_t(M) * QD), dv = zeros(int64_t(M) * KVD), dk;
-  if (want_dk) dk = zeros(int64_t(M) * KVD);
+  // attention_backward accumulates into zeros; a chained row's SegmentPlan::backward writes every row itself.
+  auto attention_grad = [&](int64_t n) { return segments ? fresh(n) : zeros(n); };
+  DeviceArray<float> datt = fresh(int64_t(M) * QD), dq = attention_grad(int64_t(M) * QD),
+                     dv = attention_grad(int64_t(M) * KVD), dk;
+  if (want_dk) dk = attention_grad(int64_t(M) * KVD);
   if (R < M) be.fill_zero(datt.get() + int64_t(R) * QD, size_t(M - R) * QD * sizeof(float));  // rows without gradient
   lin_back(kO, datt.get(), dx, a.att.get(), /*din_fresh=*/true);
   if (segments)

@@ -81,10 +81,21 @@ void add_rows(Backend& be, float* dst, const int* rows, const float* src, int n,
 }
 }  // namespace
 
+// Every row of dq, dk and dv is stored by the first segment that has a gradient for it and added to by the later ones
+// (only the common rows' keys and values have more than one). The per-segment gradients start from zeros and only
+// accumulate, so none is -0, and storing one gives the bits of adding it to a zero-filled row: the same bits as
+// zero-filled outputs with every segment added, without the fill, and without gathering rows only to add them to 0.
 void SegmentPlan::backward(Backend& be, const ModelConfig& c, float* dq, float* dk, float* dv, const float* datt,
                            const float* probs, const float* q, const float* k, const float* v) const {
   const int QD = c.n_heads * c.head_dim, KVD = c.n_kv_heads * c.head_dim;
-  for (const Seg& g : segs_) {
+  if (segs_.empty()) {  // nothing asks: the (common) rows get no gradient
+    be.fill_zero(dq, size_t(rows_) * QD * sizeof(float));
+    if (dk) be.fill_zero(dk, size_t(rows_) * KVD * sizeof(float));
+    be.fill_zero(dv, size_t(rows_) * KVD * sizeof(float));
+    return;
+  }
+  for (size_t i = 0; i < segs_.size(); i++) {
+    const Seg& g = segs_[i];
     const int* asking = g.rows.get() + g.first_query;
     const Gathered s = gather(be, c, g, q, k, v);
     DeviceArray<float> douts(be, size_t(g.queries) * QD);
@@ -95,10 +106,17 @@ void SegmentPlan::backward(Backend& be, const ModelConfig& c, float* dq, float* 
     be.attention_backward(dqs.get(), dks.get(), dvs.get(), douts.get(), probs + g.probs_at * size_t(c.n_heads),
                           s.qs.get(), s.ks.get(), s.vs.get(), 1, g.queries, g.keys, c.n_heads, c.n_kv_heads,
                           c.head_dim);
-    // In segment order: a common row's key and value gradients sum the segments' in that order.
-    add_rows(be, dq, asking, dqs.get(), g.queries, QD);
-    if (dk) add_rows(be, dk, g.rows.get(), dks.get(), g.keys, KVD);
-    add_rows(be, dv, g.rows.get(), dvs.get(), g.keys, KVD);
+    // Queries belong to one segment each: stored.
+    be.scatter_rows(dq, asking, dqs.get(), g.queries, QD);
+    // Keys and values: segment 0 stores all of its rows (the common ones first); a later one adds to the common rows,
+    // in segment order, and stores its own.
+    const int common = i == 0 ? 0 : g.first_query;
+    auto keys_out = [&](float* d, const DeviceArray<float>& ds) {
+      if (common > 0) add_rows(be, d, g.rows.get(), ds.get(), common, KVD);
+      be.scatter_rows(d, g.rows.get() + common, ds.get() + size_t(common) * KVD, g.keys - common, KVD);
+    };
+    if (dk) keys_out(dk, dks);
+    keys_out(dv, dvs);
   }
 }
 

@@ -38,7 +38,8 @@ class SegmentPlan {
   // att (rows, NH*HD) = attention of q, k, v (rows, ...) per segment; probs (probs_floats) or null.
   void forward(Backend& be, const ModelConfig& c, float* att, float* probs, const float* q, const float* k,
                const float* v) const;
-  // Accumulates dq, dk (may be null), dv (rows, ...) given datt and the forward's probs.
+  // Writes dq, dk (may be null), dv (rows, ...) given datt and the forward's probs: every row, with the bits that
+  // zero-filled outputs with each segment's gradients added would hold (no fill needed before).
   void backward(Backend& be, const ModelConfig& c, float* dq, float* dk, float* dv, const float* datt,
                 const float* probs, const float* q, const float* k, const float* v) const;
 
