@@ -2,12 +2,12 @@
 // whatever the batch, the thread count or the kernel path. Their values against double references and finite
 // differences are the op-test registry's (test_backend_ops), through the Backend interface on every backend.
 #include <algorithm>
-#include <mutex>
 #include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <stdexcept>
 #include <thread>

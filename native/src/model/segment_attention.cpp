@@ -94,8 +94,7 @@ void SegmentPlan::backward(Backend& be, const ModelConfig& c, float* dq, float* 
     be.fill_zero(dv, size_t(rows_) * KVD * sizeof(float));
     return;
   }
-  for (size_t i = 0; i < segs_.size(); i++) {
-    const Seg& g = segs_[i];
+  for (const Seg& g : segs_) {
     const int* asking = g.rows.get() + g.first_query;
     const Gathered s = gather(be, c, g, q, k, v);
     DeviceArray<float> douts(be, size_t(g.queries) * QD);
@@ -108,9 +107,9 @@ void SegmentPlan::backward(Backend& be, const ModelConfig& c, float* dq, float* 
                           c.head_dim);
     // Queries belong to one segment each: stored.
     be.scatter_rows(dq, asking, dqs.get(), g.queries, QD);
-    // Keys and values: segment 0 stores all of its rows (the common ones first); a later one adds to the common rows,
-    // in segment order, and stores its own.
-    const int common = i == 0 ? 0 : g.first_query;
+    // Keys and values: segment 0 (first_query 0) stores all of its rows, the common ones first; a later one (its
+    // first_query is the common count) adds to the common rows, in segment order, and stores its own.
+    const int common = g.first_query;
     auto keys_out = [&](float* d, const DeviceArray<float>& ds) {
       if (common > 0) add_rows(be, d, g.rows.get(), ds.get(), common, KVD);
       be.scatter_rows(d, g.rows.get() + common, ds.get() + size_t(common) * KVD, g.keys - common, KVD);
