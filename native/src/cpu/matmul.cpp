@@ -15,9 +15,10 @@ inline namespace DPO_KERNEL_NS {  // one copy per kernel set (kernel_set.h)
 
 namespace {
 
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || defined(__AVX2__)
 // forward() for short rows (short_dot_forward.h): tasks of 32 weight rows, each transposed once into the task's
-// panel and run against every x row, two rows at a time; the last N % 32 outputs through the dot tiles.
+// panel and run against every x row, kShortRows rows at a time; the last N % (16 kShortBlocks) outputs through the dot
+// tiles.
 void short_rows_forward(float* out, const float* x, const float* w, const float* bias, int M, int K, int N) {
   constexpr int64_t kCols = kShortBlocks * kLanes;
   const int64_t blocks = N / kCols, tail = N - blocks * kCols;
@@ -46,7 +47,7 @@ template <class W>
 void forward(float* out /*(M,N)*/, const float* x /*(M,K)*/, const W* w /*(N,K)*/, const float* bias /*(N) or null*/,
              int M, int K, int N) {
   if (M <= 0 || N <= 0) return;
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || defined(__AVX2__)
   if constexpr (std::is_same_v<W, float>) {
     if (short_dot_applies(M, K, N)) return short_rows_forward(out, x, w, bias, M, K, N);
   }

@@ -1,6 +1,6 @@
 // The fp32 forward of short rows (K = 16..64, a multiple of 16: the LoRA B factor at rank 16-64) with the outputs in
-// the lanes, AVX-512 only. Each output is still dot16's sum: lane l's fused multiply-add chain over k = l, l + 16, ...
-// and then reduce16's tree (l + 8, then + 4, + 2, + 1), so the bits equal the dot tiles' and a decode row's.
+// the lanes, with AVX-512 or AVX2. Each output is still dot16's sum: lane l's fused multiply-add chain over k = l, l +
+// 16, ... and then reduce16's tree (l + 8, then + 4, + 2, + 1), so the bits equal the dot tiles' and a decode row's.
 // Why: with K = 64 a dot tile spends four multiply-adds per output and then a whole horizontal reduction, mostly
 // shuffles on the port the second FMA unit shares (docs/cpu-kernels.md#short-rows).
 #pragma once
@@ -11,11 +11,17 @@
 namespace dpo::cpu {
 inline namespace DPO_KERNEL_NS {
 
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || defined(__AVX2__)
 
-// Rows and 16-output blocks a short-row tile computes at once: 2 x 2, so each broadcast of x and each load of the
-// transposed weights feeds two multiply-adds.
+// Rows and 16-output blocks a short-row tile computes at once. AVX-512: 2 x 2, so each broadcast of x and each load of
+// the transposed weights feeds two multiply-adds. AVX2 (a block takes two ymm registers, and the depth-first tree keeps
+// about five sets of partial sums live): 1 x 2, the fastest of 1-2 rows x 1-4 blocks in `kernel-bench --op matmul
+// --M 758 --N 768` (AVX2 set, 1 thread: x1.28 over the dot tiles at K = 64, x1.86 at 32, x2.5 at 16; 2 x 2 x0.86).
+#if defined(__AVX512F__)
 constexpr int kShortRows = 2, kShortBlocks = 2;
+#else
+constexpr int kShortRows = 1, kShortBlocks = 2;
+#endif
 
 // What the short-row tiles read: x rows (ldx apart), the weights transposed (wt[k * ldt + n]) and K.
 struct ShortDotArgs {
@@ -76,7 +82,7 @@ inline bool short_dot_applies(int64_t M, int64_t K, int64_t N) {
   return K % kLanes == 0 && K >= kLanes && K <= 4 * kLanes && M >= 8 && N >= kShortBlocks * kLanes;
 }
 
-#endif  // __AVX512F__
+#endif
 
 }  // namespace DPO_KERNEL_NS
 }  // namespace dpo::cpu
