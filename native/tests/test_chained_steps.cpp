@@ -117,6 +117,39 @@ TEST_CASE(unchained_group_is_the_calls_bit_for_bit) {
   }
 }
 
+TEST_CASE(last_block_on_the_scored_rows_is_the_whole_block_bit_for_bit) {
+  // The last block's MLP, o_proj and q input-gradient products run on the scored rows only
+  // (docs/performance.md#last-layer-only-where-scored): what they skip would only have added zeros, so metrics and
+  // LoRA gradients are the bits of the whole rows' (DPO_LAST_BLOCK_GRAD_ROWS=0). LoRA on q, k, v, o and down; Llama
+  // with fp32 and bf16 values, and Qwen3's per-head norms.
+  std::vector<TinyModel> models;
+  for (bool bf16 : {false, true}) {
+    TinySpec s;
+    s.bf16_values = bf16;
+    models.push_back(write_tiny_model(s));
+  }
+  models.push_back(family_twin("qwen3-0.6b"));
+  for (const TinyModel& tm : models)
+    for (const auto& step : {template_step(tm.spec.V), varied_step(tm.spec.V)})
+      for (dpo::QuantMode q : {dpo::QuantMode::None, dpo::QuantMode::Nf4}) {
+        setenv("DPO_LAST_BLOCK_GRAD_ROWS", "0", 1);
+        const DpoRun want = step_run(tm, q, step, true, true);
+        setenv("DPO_LAST_BLOCK_GRAD_ROWS", "1", 1);
+        const DpoRun got = step_run(tm, q, step, true, true);
+        unsetenv("DPO_LAST_BLOCK_GRAD_ROWS");
+        CHECK(got.metrics == want.metrics);
+        CHECK(got.grads.size() == want.grads.size());
+        for (size_t i = 0; i < got.grads.size() && i < want.grads.size(); i++)
+          CHECK(got.grads[i].data == want.grads[i].data);
+      }
+  // The chained step reads the switch only where the scored rows are fewer than the gradient rows: it does here.
+  setenv("DPO_LAST_BLOCK_GRAD_ROWS", "2", 1);
+  auto model = load_with_lora(models[0], 0.0f, dpo::QuantMode::Nf4, 5);
+  CHECK_THROWS_CODE(model->dpo_accumulate_group(template_step(models[0].spec.V), 0, dpo::DpoOptions{}),
+                    dpo::ErrorCode::BadInput, "DPO_LAST_BLOCK_GRAD_ROWS must be 0 or 1, got '2'");
+  unsetenv("DPO_LAST_BLOCK_GRAD_ROWS");
+}
+
 TEST_CASE(chain_plan_shares_the_common_start_within_the_budget) {
   TinySpec s;
   dpo::ModelConfig c;

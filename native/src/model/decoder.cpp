@@ -128,17 +128,37 @@ void block_forward(const float* in, float* out, const ModelConfig& c, const Devi
   be.add(out, mid, a.proj.get(), int64_t(M) * C);
 }
 
+// The rows of a block's output that carry a gradient, when they are fewer than the backward's rows (the last block of a
+// chained step: only the scored rows' final hidden states are read, docs/performance.md#last-layer-only-where-scored).
+// The MLP, o_proj and q input-gradient products run on those rows, gathered with the activations and LoRA state they
+// read; every other row's gradient there is zero, and so is what those products would have made of it.
+struct GradRows {
+  int n = 0;
+  DeviceArray<int> rows;  // (n) ascending, distinct
+
+  // src rows `rows` (width floats each), gathered.
+  DeviceArray<float> gather(Backend& be, const float* src, int width) const {
+    DeviceArray<float> out(be, size_t(n) * size_t(width));
+    be.gather_rows(out.get(), src, rows.get(), n, width);
+    return out;
+  }
+};
+
 // dx (M,C): gradient of the block output on entry, of the block input on return, unless want_input_grad is false (the
 // first block of adapter-only training, where nothing below takes a gradient): then dx is left as the gradient after
 // the MLP and the input gradients of q, k, v (and k's whole chain when k has no adapter) are not formed.
 // LoRA gradients accumulate.
 // R <= B * T: the rows the row-wise ops run on (TrainActs::backward_rows); the others keep a zero gradient.
+// out_rows (or null): the only rows whose output gradient may be nonzero (GradRows; adapter-only training without
+// LoRA dropout). The bits are those of the whole rows': the products skipped would only have added zeros.
 void block_backward(float* dx, const ModelConfig& c, const DeviceLayer& L, Backend& be, BlockActs& a, const int* pos,
                     int B, int T, int R, int layer, LoraAdapter* lora, LayerGrads* full, const RopeTable& rope,
-                    bool want_input_grad, const SegmentPlan* segments) {
+                    bool want_input_grad, const SegmentPlan* segments, const GradRows* out_rows = nullptr) {
   const int M = B * T, C = c.hidden, F = c.intermediate;
   const int QD = c.n_heads * c.head_dim, KVD = c.n_kv_heads * c.head_dim;
   const float p = lora ? lora->config.dropout : 0.0f;
+  if (out_rows && (full || p != 0.0f))
+    fail(ErrorCode::Internal, "block_backward: output rows are for adapter-only training without LoRA dropout");
   auto zeros = [&be](int64_t n) { return DeviceArray<float>::zeros(be, size_t(n)); };
   // Scratch that its first op overwrites (the bits of a zero-filled one, without the fill: ~280 MB of memory traffic
   // per training step at 134M, docs/performance.md#the-steps-between-the-matmuls).
@@ -148,27 +168,59 @@ void block_backward(float* dx, const ModelConfig& c, const DeviceLayer& L, Backe
     linear_backward(be, din, dy, in, R, L.lin[size_t(kind)], lora ? lora->at(layer, kind) : nullptr, p,
                     a.lora[size_t(kind)], full ? &full->lin[size_t(kind)] : nullptr, din_fresh);
   };
+  // The same on the output rows only: dy, in and din are gathered (G rows), and so is the LoRA state.
+  const int G = out_rows ? out_rows->n : R;
+  auto lin_back_out = [&](int kind, float* din, const float* dy, const float* in, bool din_fresh = false) {
+    if (!out_rows) return lin_back(kind, din, dy, in, din_fresh);
+    LoraWeights* w = lora ? lora->at(layer, kind) : nullptr;
+    LoraSaved saved;  // the forward's x . A^T on those rows (no dropout: nothing else is kept)
+    if (w) saved.u = out_rows->gather(be, a.lora[size_t(kind)].u.get(), w->r);
+    linear_backward(be, din, dy, in, G, L.lin[size_t(kind)], w, p, saved, nullptr, din_fresh);
+  };
+  // An activation (width floats per row) on the rows lin_back_out runs on: itself, or its rows gathered into `keep`.
+  auto out_view = [&](const DeviceArray<float>& act, int width, DeviceArray<float>& keep) -> const float* {
+    if (!out_rows) return act.get();
+    keep = out_rows->gather(be, act.get(), width);
+    return keep.get();
+  };
+  // dy: the block output's gradient on those rows (dx itself, or its rows gathered and scattered back below).
+  DeviceArray<float> dx_out;
+  if (out_rows) dx_out = out_rows->gather(be, dx, C);
+  float* dy = out_rows ? dx_out.get() : dx;
   // MLP: x_out = x_mid + down(silu(gate(xn2)) * up(xn2))
   {
-    DeviceArray<float> dact = fresh(int64_t(R) * F), dgate = fresh(int64_t(R) * F), dup = fresh(int64_t(R) * F);
-    lin_back(kDown, dact.get(), dx, a.act.get(), /*din_fresh=*/true);
-    be.swiglu_backward_overwrite(dgate.get(), dup.get(), dact.get(), a.gate.get(), a.up.get(), R, F);
-    dact = DeviceArray<float>();  // GPU memory is the limit at 7B: free each scratch as soon as it is spent
-    DeviceArray<float> dxn = fresh(int64_t(R) * C);
-    lin_back(kGate, dxn.get(), dgate.get(), a.xn2.get(), /*din_fresh=*/true);
-    lin_back(kUp, dxn.get(), dup.get(), a.xn2.get());
-    be.rmsnorm_backward(dx, full ? full->post_norm.get() : nullptr, dxn.get(), a.x_mid.get(), L.post_norm.get(),
-                        a.rstd2.get(), R, C);
+    DeviceArray<float> dact = fresh(int64_t(G) * F), dgate = fresh(int64_t(G) * F), dup = fresh(int64_t(G) * F);
+    DeviceArray<float> act_rows, gate_rows, up_rows, xn2_rows, mid_rows, rstd2_rows;
+    lin_back_out(kDown, dact.get(), dy, out_view(a.act, F, act_rows), /*din_fresh=*/true);
+    act_rows = DeviceArray<float>();
+    be.swiglu_backward_overwrite(dgate.get(), dup.get(), dact.get(), out_view(a.gate, F, gate_rows),
+                                 out_view(a.up, F, up_rows), G, F);
+    // GPU memory is the limit at 7B: free each scratch as soon as it is spent.
+    dact = DeviceArray<float>(), gate_rows = DeviceArray<float>(), up_rows = DeviceArray<float>();
+    DeviceArray<float> dxn = fresh(int64_t(G) * C);
+    const float* xn2 = out_view(a.xn2, C, xn2_rows);
+    lin_back_out(kGate, dxn.get(), dgate.get(), xn2, /*din_fresh=*/true);
+    lin_back_out(kUp, dxn.get(), dup.get(), xn2);
+    be.rmsnorm_backward(dy, full ? full->post_norm.get() : nullptr, dxn.get(), out_view(a.x_mid, C, mid_rows),
+                        L.post_norm.get(), out_view(a.rstd2, 1, rstd2_rows), G, C);
   }
   // Attention: x_mid = x_in + o(attn(rope(q(xn1)), rope(k(xn1)), v(xn1)))
   const bool want_dk = want_input_grad || (lora && lora->at(layer, kK));
   // attention_backward accumulates into zeros; a chained row's SegmentPlan::backward writes every row itself.
   auto attention_grad = [&](int64_t n) { return segments ? fresh(n) : zeros(n); };
-  DeviceArray<float> datt = fresh(int64_t(M) * QD), dq = attention_grad(int64_t(M) * QD),
-                     dv = attention_grad(int64_t(M) * KVD), dk;
+  DeviceArray<float> datt = out_rows ? zeros(int64_t(M) * QD) : fresh(int64_t(M) * QD),
+                     dq = attention_grad(int64_t(M) * QD), dv = attention_grad(int64_t(M) * KVD), dk;
   if (want_dk) dk = attention_grad(int64_t(M) * KVD);
-  if (R < M) be.fill_zero(datt.get() + int64_t(R) * QD, size_t(M - R) * QD * sizeof(float));  // rows without gradient
-  lin_back(kO, datt.get(), dx, a.att.get(), /*din_fresh=*/true);
+  if (out_rows) {
+    DeviceArray<float> datt_out = fresh(int64_t(G) * QD), att_rows;
+    lin_back_out(kO, datt_out.get(), dy, out_view(a.att, QD, att_rows), /*din_fresh=*/true);
+    be.scatter_rows(datt.get(), out_rows->rows.get(), datt_out.get(), G, QD);
+    be.scatter_rows(dx, out_rows->rows.get(), dy, G, C);  // dx: the gradient at x_mid on every row
+    dx_out = DeviceArray<float>();
+  } else {
+    if (R < M) be.fill_zero(datt.get() + int64_t(R) * QD, size_t(M - R) * QD * sizeof(float));  // rows without gradient
+    lin_back(kO, datt.get(), dx, a.att.get(), /*din_fresh=*/true);
+  }
   if (segments)
     segments->backward(be, c, dq.get(), dk.get(), dv.get(), datt.get(), a.probs.get(), a.q.get(), a.k.get(), a.v.get());
   else
@@ -190,8 +242,19 @@ void block_backward(float* dx, const ModelConfig& c, const DeviceLayer& L, Backe
     }
   }
   DeviceArray<float> dxn;
-  if (want_input_grad) dxn = fresh(int64_t(R) * C);
-  lin_back(kQ, dxn.get(), dq.get(), a.xn1.get(), /*din_fresh=*/true);
+  if (out_rows) {
+    // q's input gradient on the output rows (every other row's dq is zero), scattered into zeros: the bits of the
+    // whole product, whose other rows would be sums of zeros.
+    if (want_input_grad) dxn = zeros(int64_t(R) * C);
+    const DeviceArray<float> dq_out = out_rows->gather(be, dq.get(), QD);
+    DeviceArray<float> dxn_out, xn1_rows;
+    if (want_input_grad) dxn_out = fresh(int64_t(G) * C);
+    lin_back_out(kQ, dxn_out.get(), dq_out.get(), out_view(a.xn1, C, xn1_rows), /*din_fresh=*/true);
+    if (want_input_grad) be.scatter_rows(dxn.get(), out_rows->rows.get(), dxn_out.get(), G, C);
+  } else {
+    if (want_input_grad) dxn = fresh(int64_t(R) * C);
+    lin_back(kQ, dxn.get(), dq.get(), a.xn1.get(), /*din_fresh=*/true);
+  }
   if (want_dk) lin_back(kK, dxn.get(), dk.get(), a.xn1.get());
   lin_back(kV, dxn.get(), dv.get(), a.xn1.get());
   if (want_input_grad)
@@ -351,6 +414,13 @@ void check_sliding_window(const ModelConfig& c, int length, const char* what) {
 
 namespace {
 
+bool last_block_grad_rows_enabled() {
+  const char* env = std::getenv("DPO_LAST_BLOCK_GRAD_ROWS");
+  if (!env || !*env || std::string(env) == "1") return true;
+  if (std::string(env) == "0") return false;
+  fail(ErrorCode::BadInput, std::string("DPO_LAST_BLOCK_GRAD_ROWS must be 0 or 1, got '") + env + "'");
+}
+
 bool choose_recompute(const ModelConfig& c, int B, int T) {
   const char* env = std::getenv("DPO_RECOMPUTE");
   if (env && std::string(env) == "always") return true;
@@ -421,6 +491,17 @@ void decoder_backward(const float* dhidden, TrainActs& acts, const DeviceWeights
     fail(ErrorCode::Internal, "decoder_backward: backward_rows is for a chained row, within its rows");
   const int R = acts.backward_rows > 0 ? acts.backward_rows : M;
   const size_t MC = size_t(M) * c.hidden;
+  GradRows last_rows;  // the last block's output rows with a gradient (TrainActs::output_grad_rows)
+  const std::vector<int>& out = acts.output_grad_rows;
+  for (size_t i = 0; i < out.size(); i++)
+    if (out[i] < 0 || out[i] >= R || (i > 0 && out[i] <= out[i - 1]) || !acts.segments)
+      fail(ErrorCode::Internal, "decoder_backward: output_grad_rows must ascend within a chained row's backward rows");
+  const bool compact_last = !out.empty() && int(out.size()) < R && !full && lora && lora->config.dropout == 0.0f &&
+                            !acts.recompute && last_block_grad_rows_enabled();
+  if (compact_last) {
+    last_rows.n = int(out.size());
+    last_rows.rows = upload(be, out.data(), out.size());
+  }
   DeviceArray<float> dx = DeviceArray<float>::zeros(be, MC);
   be.rmsnorm_backward(dx.get(), full ? full->final_norm.get() : nullptr, dhidden, acts.x_final.get(),
                       w.final_norm.get(), acts.rstd_final.get(), R, c.hidden);
@@ -446,8 +527,10 @@ void decoder_backward(const float* dhidden, TrainActs& acts, const DeviceWeights
     // The gradient w.r.t. the block input = residual path (dx unchanged) + what block_backward adds.
     // Adapter-only training wants no gradient below the first block (the embedding is frozen).
     const bool want_input_grad = l > 0 || full;
+    const bool last = l == c.n_layers - 1;
     block_backward(dx.get(), c, w.layers[size_t(l)], be, *a, acts.pos.get(), acts.B, acts.T, R, l, lora,
-                   full ? &full->layers[size_t(l)] : nullptr, acts.rope, want_input_grad, acts.segments);
+                   full ? &full->layers[size_t(l)] : nullptr, acts.rope, want_input_grad, acts.segments,
+                   last && compact_last ? &last_rows : nullptr);
     kept = BlockActs();  // spent: release its memory before the next layer's
   }
   if (full) {

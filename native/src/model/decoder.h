@@ -95,6 +95,12 @@ struct TrainActs {
   // [0, backward_rows) only, 0 meaning all. The caller guarantees that the rows past it get no gradient: never scored,
   // and seen as keys by no row that gets one (a chained step's padding and last positions, train/dpo_group_step.cpp).
   int backward_rows = 0;
+  // With segments: the rows whose final hidden states get a gradient (the scored rows; ascending, distinct, each below
+  // backward_rows), or empty for all. In adapter-only training without LoRA dropout the last block's MLP, o_proj and
+  // q input-gradient products then run on those rows only: the other rows' gradient there is zero, and they take
+  // one through their keys and values alone (docs/performance.md#last-layer-only-where-scored; the same bits).
+  // DPO_LAST_BLOCK_GRAD_ROWS=0 turns that off (tests compare).
+  std::vector<int> output_grad_rows;
   std::vector<BlockActs> blocks;  // one per layer (only x_in and the LoRA masks when recomputing)
   DeviceArray<float> x_final, rstd_final;  // final-norm input (M,C) and its rstd (M)
 };
