@@ -1,7 +1,8 @@
-// Kernel sets (docs/cpu-kernels.md): matmul.cpp, matmul_nf4.cpp and matmul_nf4_gemv.cpp are compiled once per
+// Kernel sets (docs/cpu-kernels.md): the matmul files (native/CMakeLists.txt, DPO_KERNEL_SOURCES) are compiled once per
 // instruction set (AVX-512, AVX2, baseline x86-64) into that set's namespace, and matmul_dispatch.cpp forwards ops.h's
-// matmuls to the set this CPU runs best (or the one DPO_CPU_KERNELS names). This header opens no namespace inline, so
-// the dispatcher can name every set; the lane code (vec.h) puts itself in the inline namespace DPO_KERNEL_NS.
+// matmuls to the set this CPU runs best (or the one DPO_CPU_KERNELS names). The dispatcher's declarations open no
+// namespace inline, so that it can name every set; the lane code (vec.h) and a set's own files put themselves in the
+// inline namespace DPO_KERNEL_NS.
 #pragma once
 #include <cstdint>
 
@@ -18,9 +19,8 @@
 #define DPO_KERNEL_NS isa_generic
 #endif
 
-// Declares one set's kernels (signatures and shapes as the same-named ops in ops.h) in namespace dpo::cpu::ns.
-#define DPO_DECLARE_MATMUL_KERNELS(ns)                                                                               \
-  namespace dpo::cpu::ns {                                                                                           \
+// One set's kernels (signatures and shapes as the same-named ops in ops.h), for the two macros below.
+#define DPO_MATMUL_KERNEL_DECLS                                                                                      \
   void matmul_forward(float* out, const float* x, const float* w, const float* bias, int M, int K, int N);           \
   void matmul_backward(float* dx, float* dw, float* dbias, const float* dout, const float* x, const float* w, int M, \
                        int K, int N);                                                                                \
@@ -29,6 +29,19 @@
   void matmul_nf4_forward_many(const Nf4Product* products, int count, const float* x, int M);                        \
   void matmul_nf4_backward_input(float* dx, const float* dout, const Nf4Matrix& w, int M, bool overwrite);           \
   void matmul_nf4_prepare(const Nf4Matrix& w);                                                                       \
-  bool matmul_bf16_argmax(int* out, const float* x, const uint16_t* w, const Bf16ArgmaxSketch& s, int M, int K,      \
-                          int N);                                                                                    \
+  bool matmul_bf16_argmax(int* out, const float* x, const uint16_t* w, const Bf16ArgmaxSketch& s, int M, int K, int N);
+
+// Declares one set's kernels in namespace dpo::cpu::ns (the dispatcher, which names every set).
+#define DPO_DECLARE_MATMUL_KERNELS(ns) \
+  namespace dpo::cpu::ns {             \
+  DPO_MATMUL_KERNEL_DECLS              \
+  }
+
+// The same in a set's own files, which vec.h has put in the inline namespace DPO_KERNEL_NS: reopened inline (clang
+// warns when an inline namespace is reopened without it, -Winline-namespace-reopened-noninline).
+#define DPO_DECLARE_OWN_MATMUL_KERNELS() \
+  namespace dpo::cpu {                   \
+  inline namespace DPO_KERNEL_NS {       \
+  DPO_MATMUL_KERNEL_DECLS                \
+  }                                      \
   }

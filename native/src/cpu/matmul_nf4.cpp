@@ -13,7 +13,7 @@
 #include "thread_pool.h"
 #include "tile_kernels.h"
 
-DPO_DECLARE_MATMUL_KERNELS(DPO_KERNEL_NS)
+DPO_DECLARE_OWN_MATMUL_KERNELS()
 
 namespace dpo::cpu {
 inline namespace DPO_KERNEL_NS {  // one copy per kernel set (kernel_set.h)

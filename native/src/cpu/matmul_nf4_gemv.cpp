@@ -14,7 +14,7 @@
 #include "kernel_set.h"
 #include "thread_pool.h"
 
-DPO_DECLARE_MATMUL_KERNELS(DPO_KERNEL_NS)
+DPO_DECLARE_OWN_MATMUL_KERNELS()
 
 namespace dpo::cpu {
 inline namespace DPO_KERNEL_NS {
