@@ -406,8 +406,7 @@ TEST_CASE(kernel_sets_give_the_same_bits) {
     auto put = [&](const vector<float>& v) { r.insert(r.end(), v.begin(), v.end()); };
     vector<float> out(size_t(M) * N), dx(size_t(M) * K, 0.0f), dw(size_t(N) * K, 0.0f), dxq(size_t(M) * KQ, 0.0f);
     cpu::matmul_forward(out.data(), x.data(), w.data(), nullptr, M, K, N), put(out);
-    cpu::matmul_forward(out.data(), xq.data(), w.data(), nullptr, M, 64, N),
-        put(out);  // short rows on AVX-512 and AVX2
+    cpu::matmul_forward(out.data(), xq.data(), w.data(), nullptr, M, 64, N), put(out);  // the short-row path
     cpu::matmul_backward(dx.data(), dw.data(), nullptr, dout.data(), x.data(), w.data(), M, K, N), put(dx), put(dw);
     cpu::matmul_bf16_forward(out.data(), x.data(), wb.data(), M, K, N), put(out);
     cpu::matmul_nf4_forward(out.data(), xq.data(), q, nullptr, M), put(out);  // tiled path

@@ -493,11 +493,12 @@ void decoder_backward(const float* dhidden, TrainActs& acts, const DeviceWeights
   const size_t MC = size_t(M) * c.hidden;
   GradRows last_rows;  // the last block's output rows with a gradient (TrainActs::output_grad_rows)
   const std::vector<int>& out = acts.output_grad_rows;
-  for (size_t i = 0; i < out.size(); i++)
-    if (out[i] < 0 || out[i] >= R || (i > 0 && out[i] <= out[i - 1]) || !acts.segments)
-      fail(ErrorCode::Internal, "decoder_backward: output_grad_rows must ascend within a chained row's backward rows");
+  if (!out.empty() && !acts.segments)
+    fail(ErrorCode::Internal, "decoder_backward: output_grad_rows is for a chained row");
+  check_ascending_rows(out, R, "decoder_backward: output_grad_rows");
+  // A chained row never recomputes its blocks (decoder_forward_train keeps them), so that needs no test here.
   const bool compact_last = !out.empty() && int(out.size()) < R && !full && lora && lora->config.dropout == 0.0f &&
-                            !acts.recompute && last_block_grad_rows_enabled();
+                            last_block_grad_rows_enabled();
   if (compact_last) {
     last_rows.n = int(out.size());
     last_rows.rows = upload(be, out.data(), out.size());

@@ -12,6 +12,18 @@
 
 namespace dpo {
 
+std::vector<int> rows_once(std::vector<int> rows) {
+  std::sort(rows.begin(), rows.end());
+  rows.erase(std::unique(rows.begin(), rows.end()), rows.end());
+  return rows;
+}
+
+void check_ascending_rows(const std::vector<int>& rows, int limit, const char* what) {
+  for (size_t i = 0; i < rows.size(); i++)
+    if (rows[i] < 0 || rows[i] >= limit || (i > 0 && rows[i] <= rows[i - 1]))
+      fail(ErrorCode::Internal, std::string(what) + " row " + std::to_string(i) + " is out of order or range");
+}
+
 void last_block_rows(float* hidden_out, const float* x, const DeviceWeights& w, Backend& be, const LoraAdapter* lora,
                      const int* pos, const int* pos_dev, const uint8_t* valid_dev, const int* key_skip, int B, int T,
                      const std::vector<int>& rows, const RopeTable& rope) {
@@ -19,9 +31,7 @@ void last_block_rows(float* hidden_out, const float* x, const DeviceWeights& w, 
   const int layer = c.n_layers - 1, M = B * T, R = int(rows.size());
   const int C = c.hidden, F = c.intermediate, QD = c.n_heads * c.head_dim, KVD = c.n_kv_heads * c.head_dim;
   const DeviceLayer& L = w.layers[size_t(layer)];
-  for (int i = 0; i < R; i++)
-    if (rows[size_t(i)] < 0 || rows[size_t(i)] >= M || (i > 0 && rows[size_t(i)] <= rows[size_t(i - 1)]))
-      fail(ErrorCode::Internal, "last_block_rows: kept row " + std::to_string(i) + " is out of order or range");
+  check_ascending_rows(rows, M, "last_block_rows: kept");
   auto lin = [&](int kind, float* y, const float* in, int n) {
     linear_forward(be, y, in, n, L.lin[size_t(kind)], lora ? lora->at(layer, kind) : nullptr, 0.0f, nullptr, nullptr);
   };

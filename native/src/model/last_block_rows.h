@@ -10,6 +10,12 @@
 
 namespace dpo {
 
+// Each row of `rows` once, ascending: the rows whose final hidden states a pass reads, from its scored entries (the
+// last shared prompt row of a packed answer pair is scored twice).
+std::vector<int> rows_once(std::vector<int> rows);
+// Fails (E_INTERNAL, naming `what`) unless `rows` ascend strictly within [0, limit).
+void check_ascending_rows(const std::vector<int>& rows, int limit, const char* what);
+
 // x: backend (B*T, C), the last block's input (decoder_forward's residual stream after the other blocks), read only.
 // pos, key_skip: host (B*T) and (B*T, kKeySkipInts) or null, as for decoder_forward; pos_dev, valid_dev: the same on
 // the backend. rows: host, ascending and distinct, each < B*T. hidden_out: backend (rows.size(), C), the final-norm

@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "model/decoder.h"
+#include "model/last_block_rows.h"
 #include "model/logits_pass.h"
 #include "model/model_impl.h"
 #include "model/shared_prefix.h"
@@ -34,9 +35,8 @@ std::vector<SequenceLogp> Model::logps(const std::vector<ScoredSequence>& batch,
   // Without the metric only the scored rows' hidden states are read: the decoder's last block runs for those rows only
   // (docs/performance.md#last-layer-only-where-scored), and the entries index them in ascending row order.
   // (A batch with nothing scored keeps every row.)
-  std::vector<int> entry_row = lay.entry_row, kept = lay.entry_row;
-  std::sort(kept.begin(), kept.end());
-  kept.erase(std::unique(kept.begin(), kept.end()), kept.end());
+  std::vector<int> entry_row = lay.entry_row;
+  const std::vector<int> kept = rows_once(lay.entry_row);
   const bool only_scored = !with_logits_mean && !kept.empty();
   if (only_scored)
     for (int& r : entry_row) r = int(std::lower_bound(kept.begin(), kept.end(), r) - kept.begin());

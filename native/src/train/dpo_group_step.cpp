@@ -11,6 +11,7 @@
 #include "cpu/attended_keys.h"
 #include "dpo/errors.h"
 #include "model/decoder.h"
+#include "model/last_block_rows.h"
 #include "model/logits_pass.h"
 #include "model/model_impl.h"
 #include "model/segment_attention.h"
@@ -223,10 +224,7 @@ std::vector<std::vector<DpoPairMetrics>> chained_step(ModelImpl& impl,
   DeviceArray<float> dhidden = DeviceArray<float>::zeros(be, size_t(M) * c.hidden);
   logits_backward_entries(dhidden.get(), impl.dev, be, hidden.get(), st, dlogp);
   acts.backward_rows = live;
-  acts.output_grad_rows = rows;  // scored rows (the last prompt row of a packed pair twice): once each, ascending
-  std::sort(acts.output_grad_rows.begin(), acts.output_grad_rows.end());
-  acts.output_grad_rows.erase(std::unique(acts.output_grad_rows.begin(), acts.output_grad_rows.end()),
-                              acts.output_grad_rows.end());
+  acts.output_grad_rows = rows_once(rows);
   decoder_backward(dhidden.get(), acts, impl.dev, be, lora);
   return out;
 }
