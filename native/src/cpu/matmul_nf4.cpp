@@ -8,7 +8,9 @@
 #include "cache_sizes.h"
 #include "dpo/errors.h"
 #include "matmul_nf4_gemv.h"
+#include "nf4_bf16_dot_switch.h"
 #include "nf4_lanes.h"
+#include "nf4_tiles_bf16dot.h"
 #include "kernel_set.h"
 #include "thread_pool.h"
 #include "tile_kernels.h"
@@ -201,11 +203,13 @@ int64_t decoded_block_floats(int64_t row_blocks) {
 
 }  // namespace
 
-// One matrix of a tiled matmul_nf4_forward_many: its products, weight-row blocks and first task.
+// One matrix of a tiled matmul_nf4_forward_many: its products, weight-row blocks and first task, and whether it
+// runs on the bf16-dot tiles (nf4_tiles_bf16dot.h) or the fp32 ones.
 struct TiledNf4 {
   Nf4Product p;
   int64_t N, NB, nblocks, first_task;
   const float* absmax;
+  bool words;
 };
 
 // The output stays fp32 as ops.h specifies; the reference's cuBLAS GEMM writes bf16
@@ -246,6 +250,11 @@ void matmul_nf4_forward_many(const Nf4Product* products, int count, const float*
   const int64_t mblocks = ceil_div(M, MB);
   std::vector<TiledNf4> tiled;
   std::vector<std::vector<float>> absmax_tmp(static_cast<size_t>(count));
+  // x as the bf16-dot tiles' words, packed for the first matrix that takes them (when x is in their exact range).
+  const int64_t ldxw = Kp + 32;  // one cache line past the row, for the reason of ldx
+  thread_local std::vector<uint16_t> xw_buf;
+  uint16_t* xw = nullptr;
+  bool x_words_tried = false;
   int64_t tasks = 0;
   double work = 0.0;  // of the smallest task, so that no matrix's tasks go in too large chunks
   for (int i = 0; i < count; i++) {
@@ -253,7 +262,15 @@ void matmul_nf4_forward_many(const Nf4Product* products, int count, const float*
     const int64_t N = p.w->rows;
     if (N <= 0 || matmul_nf4_gemv(p.out, xb, *p.w, p.bias, M)) continue;  // a few rows: in registers, same bits
     const int64_t NB = weight_block_rows(N, (decoded_block_floats(mblocks) / KC) / kDotNR * kDotNR, cpu_thread_count());
-    tiled.push_back({p, N, NB, ceil_div(N, NB), tasks, nf4_absmax(*p.w, absmax_tmp[size_t(i)])});
+    bool words = nf4_bf16_dot_tiles_for(*p.w);
+    if (words && !x_words_tried) {
+      x_words_tried = true;
+      uint16_t* buf = scratch(xw_buf, size_t(M * ldxw));
+      if (nf4_bf16_dot_pack_x(buf, ldxw, xb, ldx, M, K)) xw = buf;
+    }
+    words = words && xw;
+    if (words) count_nf4_bf16_dot_tile_call();
+    tiled.push_back({p, N, NB, ceil_div(N, NB), tasks, nf4_absmax(*p.w, absmax_tmp[size_t(i)]), words});
     tasks += tiled.back().nblocks * mblocks;
     const double w = 2.0 * double(std::min<int64_t>(MB, M)) * double(std::min(NB, N)) * double(K) +
                      4.0 * double(std::min(NB, N)) * double(K);
@@ -264,9 +281,11 @@ void matmul_nf4_forward_many(const Nf4Product* products, int count, const float*
   for (const TiledNf4& m : tiled) max_nb = std::max(max_nb, m.NB);
   parallel_for(tasks, grain_for(work), [&](int64_t t0, int64_t t1) {
     thread_local std::vector<float> buf, park_buf;
-    // Decoded rows one cache line apart beyond KC, for the same reason as ldx.
-    const int64_t ldw = KC + kLanes;
+    thread_local std::vector<uint16_t> words_buf;
+    // Decoded rows one cache line apart beyond KC, for the same reason as ldx (floats, or the bf16-dot words).
+    const int64_t ldw = KC + kLanes, ldww = KC + 32;
     float* wb = scratch(buf, size_t(max_nb * ldw));
+    uint16_t* wbw = xw ? scratch(words_buf, size_t(max_nb * ldww)) : nullptr;
     float* park = chunks == 1 ? nullptr : scratch(park_buf, size_t(MB * max_nb * kLanes));
     int64_t decoded = -1;  // the first task of the weight block whose rows wb holds
     for (int64_t t = t0; t < t1; t++) {
@@ -281,11 +300,21 @@ void matmul_nf4_forward_many(const Nf4Product* products, int count, const float*
       const int64_t block = m.first_task + nb * mblocks;
       for (int64_t k0 = 0; k0 < Kp; k0 += KC) {
         const int64_t k1 = std::min(Kp, k0 + KC);
+        const LaneSums ls{park, NB, /*resume=*/k0 > 0, /*finish=*/k1 == Kp};
+        if (m.words) {
+          if (chunks > 1 || block != decoded) {
+            nf4_decode_row_words(wbw, ldww, *m.p.w, m.absmax, n0, n1, k0, k1);
+            decoded = block;
+          }
+          nf4_bf16_dot_rows(m.p.out + m0 * N + n0, N, xw + m0 * ldxw + k0, ldxw, wbw, ldww,
+                            m.p.bias ? m.p.bias + n0 : nullptr, m1 - m0, n1 - n0, k1 - k0,
+                            chunks == 1 ? LaneSums{} : ls);
+          continue;
+        }
         if (chunks > 1 || block != decoded) {
           decode_row_columns(wb, ldw, *m.p.w, m.absmax, n0, n1, k0, k1, kSplitRows);
           decoded = block;
         }
-        const LaneSums ls{park, NB, /*resume=*/k0 > 0, /*finish=*/k1 == Kp};
 #if defined(DPO_DOT_TILE_HALVES)
         const SplitRows wr{wb, (k1 - k0) / 2};
 #else

@@ -165,10 +165,11 @@ void matmul_nf4_prepare([[maybe_unused]] const Nf4Matrix& w) {
 bool matmul_nf4_gemv(float* out /*(M,N)*/, const float* xb /*(M,K) bf16-valued*/, const Nf4Matrix& w /*(N,K)*/,
                      const float* bias /*(N) or null*/, int M) {
   if (M < 1 || M > kGemvMaxRows || w.cols % kNf4BlockSize != 0 || w.cols == 0) return false;
-  // The FMA path with the fp16 table by float adds is faster than the bf16-dot path at every M here
-  // (docs/cpu-kernels.md#the-fp16-table-by-float-adds).
-  if (nf4_fp16_table_usable(w) || !matmul_nf4_gemv_bf16dot(out, xb, w, bias, M))
-    matmul_nf4_gemv_fma(out, xb, w, bias, M);
+  // The FMA path with the fp16 table by float adds is faster than the bf16-dot path at every M where vdpbf16ps runs
+  // at a quarter of the FMA rate (docs/cpu-kernels.md#the-fp16-table-by-float-adds), slower where it runs at the
+  // FMA rate (#bf16-dot-tiles).
+  const bool fma_first = nf4_fp16_table_usable(w) && !nf4_bf16_dot_preferred();
+  if (fma_first || !matmul_nf4_gemv_bf16dot(out, xb, w, bias, M)) matmul_nf4_gemv_fma(out, xb, w, bias, M);
   return true;
 }
 

@@ -44,7 +44,8 @@ struct GemvRowStarts {
 
 // out (M,N) = xb (M,K) . bf16(dequant(W))^T (+ bias), xb already bf16-rounded with row stride K. Returns false
 // (and does nothing) when the shape is not for it: M > kGemvMaxRows, or K not a multiple of the 64-element block.
-// The FMA path when it builds w's tables with float adds (nf4_fp16_table_usable), else the bf16-dot path
+// The FMA path when it builds w's tables with float adds (nf4_fp16_table_usable) and the bf16-dot kernels are not
+// the faster choice on this core (nf4_bf16_dot_preferred), else the bf16-dot path
 // (nf4_gemv_bf16dot.cpp) when it may run and the inputs are in its exact range, else the FMA path.
 bool matmul_nf4_gemv(float* out, const float* xb, const Nf4Matrix& w, const float* bias, int M);
 
@@ -59,6 +60,9 @@ bool matmul_nf4_gemv_bf16dot(float* out, const float* xb, const Nf4Matrix& w, co
 bool nf4_fp16_table_usable(const Nf4Matrix& w);
 // Whether this CPU runs the bf16-dot path and its start-up probe matched the FMA path (computed once).
 bool nf4_bf16_dot_usable();
+// Whether the bf16-dot kernels are the faster choice here (bf16_dot_rate.cpp): usable, allowed, and vdpbf16ps
+// measured at close to vfmadd231ps's rate, or DPO_CPU_BF16_DOT_PREFER / set_nf4_bf16_dot_preference saying so.
+bool nf4_bf16_dot_preferred();
 
 }  // namespace DPO_KERNEL_NS
 }  // namespace dpo::cpu

@@ -17,8 +17,17 @@ void set_nf4_bf16_dot_allowed(bool allowed);
 bool nf4_fp16_table_allowed();
 void set_nf4_fp16_table_allowed(bool allowed);
 
+// Whether the bf16-dot kernels are the faster choice on this core (docs/cpu-kernels.md#bf16-dot-tiles): -1 measure
+// it (bf16_dot_rate.cpp), 0 no, 1 yes. From DPO_CPU_BF16_DOT_PREFER (0 or 1; unset or anything else: measure);
+// set_nf4_bf16_dot_preference overrides the environment. It decides between two exact paths, so only speed changes.
+int nf4_bf16_dot_preference();
+void set_nf4_bf16_dot_preference(int preference);
+
 // How many matmul calls the bf16-dot path has served (the tests check that it really ran).
 uint64_t nf4_bf16_dot_calls();
 void count_nf4_bf16_dot_call();
+// The same for the tiled forward's bf16-dot tiles (matmul calls, one per matrix).
+uint64_t nf4_bf16_dot_tile_calls();
+void count_nf4_bf16_dot_tile_call();
 
 }  // namespace dpo::cpu

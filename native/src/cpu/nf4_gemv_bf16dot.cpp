@@ -6,6 +6,7 @@
 #include <cmath>
 #include <random>
 
+#include "bf16_dot_words.h"
 #include "kernel_set.h"
 #include "matmul_nf4_gemv.h"
 #include "nf4_bf16_dot_switch.h"
@@ -14,72 +15,8 @@
 namespace dpo::cpu {
 inline namespace DPO_KERNEL_NS {
 
-#if defined(__x86_64__) && defined(__AVX512F__) && defined(__GNUC__)
-#define DPO_BF16_DOT_TARGET __attribute__((target("avx512bf16,avx512vbmi")))
+#if defined(DPO_HAVE_BF16_DOT_WORDS)
 namespace {
-
-// x's range (docs/cpu-kernels.md#the-bf16-dot-gemv): 0, or 2^-50 <= |x| <= 2^60 (false for inf and NaN).
-bool x_in_range(const float* xb, int64_t n) {
-  return zero_or_magnitude_within(xb, n, std::ldexp(1.0f, -50), std::ldexp(1.0f, 60));
-}
-
-// Lane L sums class k % 16 == L. vdpbf16ps adds word 2L+1's product before word 2L's, so the first instruction of a
-// block carries (element L, element L+16) in (word 2L+1, word 2L) and the second (L+32, L+48).
-int element_of_word(int w, int half) { return 32 * half + (w % 2 == 1 ? w / 2 : w / 2 + 16); }
-
-// x (M rows of K bf16-valued floats) as bf16 words in that order: per row and block, 64 words (two instructions).
-// The upper halves of the floats are the bf16 values (exact: x is bf16-valued); one vpermw per 32 words orders them.
-DPO_BF16_DOT_TARGET void pack_x(uint16_t* xw, const float* xb, int64_t M, int64_t K) {
-  alignas(64) uint16_t order[32];
-  for (int w = 0; w < 32; w++) order[w] = uint16_t(element_of_word(w, 0));
-  __m512i idx;
-  std::memcpy(&idx, order, sizeof idx);
-  const __mmask16 all16 = 0xffff;  // maskz forms: see nf4_lanes.h
-  for (int64_t c = 0; c < M * K; c += 32) {
-    const __m512i lo = _mm512_maskz_loadu_epi32(all16, xb + c), hi = _mm512_maskz_loadu_epi32(all16, xb + c + 16);
-    const __m256i lo_words = _mm512_maskz_cvtepi32_epi16(all16, _mm512_maskz_srli_epi32(all16, lo, 16));
-    const __m256i hi_words = _mm512_maskz_cvtepi32_epi16(all16, _mm512_maskz_srli_epi32(all16, hi, 16));
-    const __m512i words = _mm512_maskz_inserti64x4(0xff, _mm512_castsi256_si512(lo_words), hi_words, 1);
-    _mm512_storeu_si512(xw + c, _mm512_maskz_permutexvar_epi16(~__mmask32(0), idx, words));
-  }
-}
-
-// One vpermb per block and weight row: word w's low byte is the packed byte of the first instruction's element
-// for word w, its high byte that of the second's (16 bytes on: the same nibble of the block's second half). A shift
-// per word and instruction brings the nibble to bits 0..3; bit 4 may keep junk, which the doubled 32-word table
-// makes harmless, and vpermw ignores the bits above.
-struct NibbleSelect {
-  __m512i bytes, shifts[2];
-};
-NibbleSelect nibble_select() {
-  alignas(64) uint8_t sel[64];
-  alignas(64) uint16_t sh[2][32];
-  for (int w = 0; w < 32; w++) {
-    const int e = element_of_word(w, 0);
-    sel[2 * w] = uint8_t(e / 2);
-    sel[2 * w + 1] = uint8_t(e / 2 + 16);
-    sh[0][w] = uint16_t(e % 2 == 0 ? 4 : 0);
-    sh[1][w] = uint16_t(sh[0][w] + 8);
-  }
-  NibbleSelect s;
-  std::memcpy(&s.bytes, sel, 64);
-  std::memcpy(&s.shifts[0], sh[0], 64);
-  std::memcpy(&s.shifts[1], sh[1], 64);
-  return s;
-}
-
-// A block's 16 table entries as bf16 words, twice (32 words): vcvtne2ps2bf16 rounds to nearest even like round_bf16
-// for every finite normal fp32 value, which are all the table holds inside the range (docs/cpu-kernels.md).
-DPO_BF16_DOT_TARGET inline __m512i block_table_words(const float* amax, bool fp16_storage) {
-  f32x16 v = load16(kNf4Table) * *amax;  // the FMA path's multiply (block_lut_bf16), the absmax broadcast from memory
-  if (fp16_storage) v = round_fp16_x16(v);
-  __m512 f;
-  std::memcpy(&f, &v, sizeof f);
-  const __m512bh t = _mm512_cvtne2ps_pbh(f, f);
-  __m512i r;
-  std::memcpy(&r, &t, sizeof r);
-  return r;
-}
 
 // out[m*ldo + r] = sum_k x[m, k] * W[n + r, k] (+ bias[r]): gemv_tile's arithmetic, two FMAs per vdpbf16ps.
 template <int MT, int R>
@@ -105,15 +42,9 @@ DPO_BF16_DOT_TARGET void dot_tile(float* out, int64_t ldo, const uint16_t* xw, i
         std::memcpy(&xv[m][half], &v, sizeof v);
       }
     for (int r = 0; r < R; r++) {
-      // (maskz forms with full masks: GCC 12 warns spuriously on the unmasked ones, as in nf4_lanes.h)
-      const __m512i bytes = _mm512_maskz_broadcast_i64x4(
-          0xff, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row_bytes[r] + byte0)));
-      const __m512i picked = _mm512_maskz_permutexvar_epi8(~__mmask64(0), sel.bytes, bytes);
+      const BlockWords words = block_words(row_bytes[r] + byte0, table[r], sel);
       for (int half = 0; half < 2; half++) {
-        const __m512i idx = _mm512_maskz_srlv_epi16(~__mmask32(0), picked, sel.shifts[half]);
-        const __m512i words = _mm512_maskz_permutexvar_epi16(~__mmask32(0), idx, table[r]);
-        __m512bh wv;
-        std::memcpy(&wv, &words, sizeof wv);
+        const __m512bh wv = as_bf16_words(words.group[half]);
         for (int m = 0; m < MT; m++) acc[r][m] = _mm512_dpbf16_ps(acc[r][m], wv, xv[m][half]);
       }
     }
@@ -144,7 +75,7 @@ void run(float* out, const float* xb, const Nf4Matrix& w, const float* bias, int
   thread_local std::vector<uint16_t> xw_buf;  // x in the dot order, per calling thread
   if (xw_buf.size() < size_t(M * K)) xw_buf.resize(size_t(M * K));
   uint16_t* xw = xw_buf.data();
-  pack_x(xw, xb, M, K);
+  pack_words(xw, K, xb, K, M, K);
   for_each_gemv_task(N, M, K, [&](int mt, int64_t m0, int64_t n0, int64_t n1) {
     float* o = out + m0 * N;
     const uint16_t* x = xw + m0 * K;
@@ -194,7 +125,7 @@ bool nf4_bf16_dot_usable() {
 bool matmul_nf4_gemv_bf16dot(float* out, const float* xb, const Nf4Matrix& w, const float* bias, int M) {
   if (!w.bf16_dot_exact || int64_t(w.absmax.size()) != w.blocks() || !nf4_bf16_dot_allowed() || !nf4_bf16_dot_usable())
     return false;
-  if (!x_in_range(xb, int64_t(M) * w.cols)) return false;
+  if (!bf16_dot_x_in_range(xb, int64_t(M) * w.cols)) return false;
   run(out, xb, w, bias, M);
   count_nf4_bf16_dot_call();
   return true;

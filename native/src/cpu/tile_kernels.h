@@ -229,8 +229,10 @@ inline int64_t weight_block_rows(int64_t N, int64_t cap, int threads) {
 }
 
 // One band of R x rows (R <= kDotMR) against w rows n0..n1: R x kDotNR tiles, then R x 1 for the last columns.
-template <int R, class WRows>
-inline void dot_band(float* out, int64_t ldo, const float* x, int64_t ldx, WRows w, int64_t ldw, const float* bias,
+// X and WRows: fp32 x rows against fp32, bf16 or split weight rows, or the bf16-dot kernels' word rows
+// (nf4_tiles_bf16dot.cpp), whichever dot_tile overload takes them.
+template <int R, class X, class WRows>
+inline void dot_band(float* out, int64_t ldo, const X* x, int64_t ldx, WRows w, int64_t ldw, const float* bias,
                      int64_t n0, int64_t n1, int64_t K, const LaneSums& ls) {
   int64_t n = n0;
   for (; n + kDotNR <= n1; n += kDotNR)
@@ -239,8 +241,8 @@ inline void dot_band(float* out, int64_t ldo, const float* x, int64_t ldx, WRows
 }
 
 // The band of the last `rows` rows (rows <= R < kDotMR) in one tile height.
-template <int R, class WRows>
-inline void dot_leftover_band(int64_t rows, float* out, int64_t ldo, const float* x, int64_t ldx, WRows w, int64_t ldw,
+template <int R, class X, class WRows>
+inline void dot_leftover_band(int64_t rows, float* out, int64_t ldo, const X* x, int64_t ldx, WRows w, int64_t ldw,
                               const float* bias, int64_t n0, int64_t n1, int64_t K, const LaneSums& ls) {
   if constexpr (R >= 1) {
     if (rows == R) dot_band<R>(out, ldo, x, ldx, w, ldw, bias, n0, n1, K, ls);
@@ -252,8 +254,8 @@ inline void dot_leftover_band(int64_t rows, float* out, int64_t ldo, const float
 // band of the 1..kDotMR-1 rows left (M = 64 is 10 bands of 6 and one of 4: running those 4 rows one at a time cost
 // ~15% of a prefill matmul). Every output is the same dot_tile lane sum whatever the band. With `ls`, over a chunk
 // of K, the lane sums of output (m, n) parked at ls.lanes + (m * ls.ld + n) * 16.
-template <class WRows>
-inline void dot_rows(float* out, int64_t ldo, const float* x, int64_t ldx, WRows w, int64_t ldw, const float* bias,
+template <class X, class WRows>
+inline void dot_rows(float* out, int64_t ldo, const X* x, int64_t ldx, WRows w, int64_t ldw, const float* bias,
                      int64_t m0, int64_t m1, int64_t n0, int64_t n1, int64_t K, const LaneSums& ls = {}) {
   int64_t m = m0;
   for (; m + kDotMR <= m1; m += kDotMR)

@@ -271,13 +271,15 @@ inline void axpy(float* y, float s, const float* x, int64_t n) {
   for (int64_t i = 0; i < n; i++) y[i] += s * x[i];
 }
 
-// A per-thread scratch buffer of at least n floats (contents undefined), 64-byte aligned: a large vector's data sits
+// A per-thread scratch buffer of at least n elements (contents undefined), 64-byte aligned: a large vector's data sits
 // 16 bytes into its pages, and there every 16-float load of a tile row would straddle two cache lines.
-inline float* scratch(std::vector<float>& buf, size_t n) {
-  constexpr size_t kAlign = 64 / sizeof(float);
+// (Any element type: the bf16-dot kernels keep words in it.)
+template <class T>
+inline T* scratch(std::vector<T>& buf, size_t n) {
+  constexpr size_t kAlign = 64 / sizeof(T);
   if (buf.size() < n + kAlign) buf.resize(n + kAlign);
   const uintptr_t p = reinterpret_cast<uintptr_t>(buf.data());
-  return buf.data() + ((64 - p % 64) % 64) / sizeof(float);
+  return buf.data() + ((64 - p % 64) % 64) / sizeof(T);
 }
 
 // How far ahead of its current position a one-x-row kernel (decode: the NF4 register paths, the bf16 lm_head tile)
