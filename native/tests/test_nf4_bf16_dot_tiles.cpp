@@ -1,7 +1,9 @@
-// The tiled NF4 forward's bf16-dot tiles (src/cpu/nf4_tiles_bf16dot.cpp, docs/cpu-kernels.md#bf16-dot-tiles): the
-// same bits as the fp32 tiles for prefill and training shapes (one chunk of K and several, ragged tile edges, bias
-// or none, every storage dtype, 1 and 2 threads, several matrices in one call); matrices and inputs outside the
-// exact range take the fp32 tiles in the same call; the preference switch decides between the two.
+// The tiled NF4 matmuls' bf16-dot tiles (src/cpu/nf4_tiles_bf16dot.cpp, docs/cpu-kernels.md#bf16-dot-tiles): the
+// same bits as the fp32 tiles, forward and input gradient, for prefill and training shapes (one chunk of K and
+// several, ragged tile edges, bias or none, every storage dtype, 1 and 2 threads, several matrices in one call,
+// accumulating or overwriting gradients); matrices and inputs outside the exact range take the fp32 tiles; the
+// preference switch decides between the two.
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -49,31 +51,37 @@ vector<vector<float>> forward_many(bool prefer, const vector<const Nf4Matrix*>& 
   return outs;
 }
 
+// check(M, K, N, w, seed) for every (M, K, N) shape, storage dtype and thread count (1, 2), w a fresh random
+// matrix; `seed` moves on for the check's own data.
+template <class Check>
+void for_each_case(const vector<std::array<int, 3>>& shapes, uint32_t seed, const Check& check) {
+  for (int threads : {1, 2}) {
+    set_cpu_thread_count(threads);
+    for (auto& s : shapes)
+      for (auto dt : {Nf4StorageDType::F16, Nf4StorageDType::BF16, Nf4StorageDType::F32}) {
+        const Nf4Matrix w = quantized(s[2], s[1], 0.05f, dt, seed++);
+        check(s[0], s[1], s[2], w, seed);
+      }
+  }
+  set_cpu_thread_count(0);
+}
+
 }  // namespace
 
 TEST_CASE(bf16_dot_tiles_equal_fp32_tiles_bit_for_bit) {
   // K = 1600 and 4864 run in chunks of K (parked lane sums); M = 9 is the smallest tiled call, 203 spans two row
   // blocks of the chunked path; N = 1 and 37 leave 1-wide edge tiles.
-  const int shapes[][3] = {{9, 64, 37}, {13, 192, 1}, {64, 896, 130}, {203, 1600, 21}, {40, 4864, 9}};
-  uint32_t seed = 9100;
   const uint64_t calls0 = cpu::nf4_bf16_dot_tile_calls();
   int64_t compared = 0;
-  for (int threads : {1, 2}) {
-    set_cpu_thread_count(threads);
-    for (auto& s : shapes) {
-      const int M = s[0], K = s[1], N = s[2];
-      for (auto dt : {Nf4StorageDType::F16, Nf4StorageDType::BF16, Nf4StorageDType::F32}) {
-        const Nf4Matrix w = quantized(N, K, 0.05f, dt, seed++);
-        CHECK(w.bf16_dot_exact);
-        const auto x = randu(size_t(M) * K, -40, 40, seed++), bias = randu(size_t(N), -1, 1, seed++);
-        for (const float* b : {bias.data(), static_cast<const float*>(nullptr)}) {
-          CHECK(same_bits(forward_many(true, {&w}, {b}, x, M)[0], forward_many(false, {&w}, {b}, x, M)[0]));
-          compared++;
-        }
-      }
-    }
-  }
-  set_cpu_thread_count(0);
+  for_each_case({{9, 64, 37}, {13, 192, 1}, {64, 896, 130}, {203, 1600, 21}, {40, 4864, 9}}, 9100,
+                [&](int M, int K, int N, const Nf4Matrix& w, uint32_t& seed) {
+                  CHECK(w.bf16_dot_exact);
+                  const auto x = randu(size_t(M) * K, -40, 40, seed++), bias = randu(size_t(N), -1, 1, seed++);
+                  for (const float* b : {bias.data(), static_cast<const float*>(nullptr)}) {
+                    CHECK(same_bits(forward_many(true, {&w}, {b}, x, M)[0], forward_many(false, {&w}, {b}, x, M)[0]));
+                    compared++;
+                  }
+                });
   if (runs_bf16_dot()) CHECK(cpu::nf4_bf16_dot_tile_calls() - calls0 == uint64_t(compared));
   else CHECK(cpu::nf4_bf16_dot_tile_calls() == calls0);
 }
@@ -117,6 +125,54 @@ TEST_CASE(inputs_outside_the_range_take_the_fp32_tiles) {
   const auto fast = forward_many(true, {&w}, {nullptr}, x, M);
   CHECK(cpu::nf4_bf16_dot_tile_calls() - calls0 == (runs_bf16_dot() ? 1u : 0u));
   CHECK(same_bits(fast[0], forward_many(false, {&w}, {nullptr}, x, M)[0]));
+}
+
+namespace {
+
+// dx after matmul_nf4_backward_input into a copy of dx0 (accumulating) or over it, bf16-dot kernels preferred or not.
+vector<float> backward_input(bool prefer, const vector<float>& dx0, const vector<float>& dout, const Nf4Matrix& w,
+                             int M, bool overwrite) {
+  cpu::set_nf4_bf16_dot_preference(prefer ? 1 : 0);
+  vector<float> dx = dx0;
+  cpu::matmul_nf4_backward_input(dx.data(), dout.data(), w, M, overwrite);
+  cpu::set_nf4_bf16_dot_preference(-1);
+  return dx;
+}
+
+}  // namespace
+
+TEST_CASE(bf16_dot_input_gradient_equals_fp32_tiles_bit_for_bit) {
+  // (M, K, N): 9 rows; a training micro-batch's 160 rows; 300 rows in two row blocks; N = 130 and 1154 end in a
+  // partial chunk of 128 weight rows; K = 4864 is the 0.42B down projection's input. N odd takes the fp32 tiles.
+  const uint64_t calls0 = cpu::nf4_bf16_dot_tile_calls();
+  uint64_t expected = 0;
+  for_each_case({{9, 64, 2}, {160, 896, 130}, {300, 192, 1154}, {21, 4864, 36}, {12, 128, 7}}, 9500,
+                [&](int M, int K, int N, const Nf4Matrix& w, uint32_t& seed) {
+                  const auto dout = randu(size_t(M) * N, -1e-3f, 1e-3f, seed++);
+                  const auto dx0 = randu(size_t(M) * K, -1, 1, seed++);
+                  for (bool overwrite : {false, true}) {
+                    CHECK(same_bits(backward_input(true, dx0, dout, w, M, overwrite),
+                                    backward_input(false, dx0, dout, w, M, overwrite)));
+                    if (N % 2 == 0) expected++;
+                  }
+                });
+  CHECK(cpu::nf4_bf16_dot_tile_calls() - calls0 == (runs_bf16_dot() ? expected : 0));
+}
+
+TEST_CASE(input_gradients_outside_the_range_take_the_fp32_tiles) {
+  // An output gradient whose products could be subnormal (a vanishing gradient: 1e-20), or inf / NaN: fp32 tiles.
+  const int M = 16, K = 128, N = 12;
+  const Nf4Matrix w = quantized(N, K, 0.05f, Nf4StorageDType::BF16, 9600);
+  const float inf = std::numeric_limits<float>::infinity();
+  for (float odd : {1e-20f, inf, std::numeric_limits<float>::quiet_NaN()}) {
+    auto dout = randu(size_t(M) * N, -1, 1, 9601);
+    dout[size_t(5 * N + 3)] = odd;
+    const auto dx0 = randu(size_t(M) * K, -1, 1, 9602);
+    const uint64_t calls0 = cpu::nf4_bf16_dot_tile_calls();
+    const auto fast = backward_input(true, dx0, dout, w, M, false);
+    CHECK(cpu::nf4_bf16_dot_tile_calls() == calls0);
+    CHECK(same_bits(fast, backward_input(false, dx0, dout, w, M, false)));
+  }
 }
 
 TEST_CASE(preference_switch_and_measured_rate) {

@@ -344,6 +344,16 @@ void matmul_nf4_backward_input(float* dx /*(M,K)*/, const float* dout /*(M,N)*/,
   thread_local std::vector<float> db_buf;
   float* db = scratch(db_buf, size_t(M * ldb));
   round_rows_bf16(db, ldb, dout, M, N);
+  // The bf16-dot axpy tiles (nf4_tiles_bf16dot.h) where they are exact and the faster choice: bf16(dout) as pairs of
+  // n, the decoded rows paired the same way. K % 64 == 0 there, so no column block is ragged.
+  const int64_t ldp = N / 2 + kLanes;  // dwords, padded by a cache line for the reason of ldb
+  thread_local std::vector<uint32_t> dbp_buf;
+  uint32_t* dbp = nullptr;
+  if (N % 2 == 0 && nf4_bf16_dot_tiles_for(w)) {
+    uint32_t* buf = scratch(dbp_buf, size_t(M * ldp));
+    if (nf4_bf16_dot_pack_pairs(buf, ldp, db, ldb, M, N)) dbp = buf;
+  }
+  if (dbp) count_nf4_bf16_dot_tile_call();
 
   // Tasks own (IB rows of dx) x (LB columns of dx). Each decodes W[:, its columns] JB rows at a time and sums
   // bf16(dout[m,n]) * W[n,k] for n = 0..N-1 in order from zero, then dx += the sum: the same sequence for every
@@ -359,10 +369,12 @@ void matmul_nf4_backward_input(float* dx /*(M,K)*/, const float* dout /*(M,N)*/,
   const double work = 2.0 * double(std::min<int64_t>(IB, M)) * double(std::min(LB, K)) * double(N);
   parallel_for(iblocks * lblocks, grain_for(work), [&](int64_t t0, int64_t t1) {
     thread_local std::vector<float> acc_buf, w_buf;
+    thread_local std::vector<uint32_t> pairs_buf;
     float* acc = scratch(acc_buf, size_t(IB * LB));
     // Decoded rows one cache line apart beyond their length: at 256 columns (1 KiB) the JB rows an axpy tile walks
     // down would share a quarter of the L1 sets.
     float* wb = scratch(w_buf, size_t(JB * (LB + kLanes)));
+    uint32_t* wp = dbp ? scratch(pairs_buf, size_t(JB / 2 * (LB + kLanes))) : nullptr;
     for (int64_t t = t0; t < t1; t++) {
       const int64_t i0 = (t / lblocks) * IB, i1 = std::min<int64_t>(M, i0 + IB);
       const int64_t l0 = (t % lblocks) * LB, l1 = std::min(K, l0 + LB);
@@ -376,6 +388,11 @@ void matmul_nf4_backward_input(float* dx /*(M,K)*/, const float* dout /*(M,N)*/,
         // otherwise the general decoder and zeros past the row's end.
         decode_row_columns(wb, ldw, w, absmax, j0, j1, l0, l0 + Lp);
         const AxpyEnds ends{j0 == 0, j1 == N && !ragged ? dx + i0 * K + l0 : nullptr, K, overwrite};
+        if (dbp) {
+          nf4_pair_rows(wp, ldw, wb, ldw, (j1 - j0) / 2, Lp);
+          nf4_bf16_dot_axpy_rows(acc, Lp, dbp + i0 * ldp + j0 / 2, ldp, wp, ldw, i1 - i0, (j1 - j0) / 2, Lp, ends);
+          continue;
+        }
         axpy_rows(acc, Lp, db + i0 * ldb + j0, /*csi=*/ldb, /*csj=*/1, wb, ldw, i1 - i0, j1 - j0, Lp, ends);
       }
       if (!ragged) continue;

@@ -1,8 +1,8 @@
-// The tiled NF4 forward on AVX512-BF16 (docs/cpu-kernels.md#bf16-dot-tiles): prefill, the reference pass and
-// training run the dot tiles of matmul_nf4.cpp with one vdpbf16ps in place of two FMAs. x and the decoded weights
-// are bf16 values, so each product is exact and each accumulation one rounding, as in the GEMV's bf16-dot path; the
-// words are laid out (bf16_dot_words.h) so that every lane runs its FMA chain's steps in the chain's own k order.
-// Same lane sums, same reductions, same bits as the fp32 tiles.
+// The tiled NF4 matmuls on AVX512-BF16 (docs/cpu-kernels.md#bf16-dot-tiles): prefill, the reference pass and
+// training run the dot tiles of matmul_nf4.cpp's forward, and the axpy tiles of its input gradient, with one
+// vdpbf16ps in place of two FMAs. Both operands are bf16 values, so each product is exact and each accumulation one
+// rounding, as in the GEMV's bf16-dot path; the words are laid out so that every lane runs its FMA chain's steps in
+// the chain's own order. Same sums, same bits as the fp32 tiles.
 #include "nf4_tiles_bf16dot.h"
 
 #include "bf16_dot_words.h"
@@ -62,6 +62,48 @@ DPO_BF16_DOT_TARGET void dot_tile(float* out, int64_t ldo, const uint16_t* x, in
     }
 }
 
+// Pairs of rows as dwords, ldb dwords apart (`+ n` moves n dwords): the axpy tile's b in the input gradient.
+struct PairRows {
+  const uint32_t* p;
+  PairRows operator+(int64_t n) const { return {p + n}; }
+};
+
+// axpy_tile over pairs: step j of the fp32 tile's chain for every acc element is coef[i, j] * b[j, l] in increasing
+// j; one vdpbf16ps takes steps 2p and 2p + 1 in that order (the high word's product first), from a coefficient
+// dword (coef[2p] high, coef[2p + 1] low) broadcast against the dwords (b[2p, l] high, b[2p + 1, l] low). J pairs.
+template <int IR, int LQ>
+DPO_BF16_DOT_TARGET void axpy_tile(float* acc, int64_t lda, const uint32_t* coef, int64_t csi, int64_t csj, PairRows b,
+                                   int64_t ldb, int64_t J, const AxpyEnds& ends) {
+  __m512 a[IR][LQ];
+  for (int i = 0; i < IR; i++)
+    for (int q = 0; q < LQ; q++)
+      a[i][q] = ends.zero_start ? _mm512_setzero_ps() : _mm512_loadu_ps(acc + i * lda + q * kLanes);
+  for (int64_t j = 0; j < J; j++) {
+    __m512bh bv[LQ];
+    for (int q = 0; q < LQ; q++) bv[q] = as_bf16_words(_mm512_loadu_si512(b.p + j * ldb + q * kLanes));
+    for (int i = 0; i < IR; i++) {
+      const __m512bh c = as_bf16_words(_mm512_set1_epi32(int(coef[i * csi + j * csj])));
+      for (int q = 0; q < LQ; q++) a[i][q] = _mm512_dpbf16_ps(a[i][q], c, bv[q]);
+    }
+  }
+  for (int i = 0; i < IR; i++)
+    for (int q = 0; q < LQ; q++) {
+      if (!ends.add_to) {
+        _mm512_storeu_ps(acc + i * lda + q * kLanes, a[i][q]);
+        continue;
+      }
+      float* o = ends.add_to + i * ends.ldo + q * kLanes;
+      _mm512_storeu_ps(o, _mm512_add_ps(ends.overwrite ? _mm512_setzero_ps() : _mm512_loadu_ps(o), a[i][q]));
+    }
+}
+
+// The dword of two bf16-valued floats: hi's bf16 bits in the high word, lo's in the low word.
+inline __m512i pair_dwords(__m512i hi, __m512i lo) {
+  const __mmask16 all = 0xffff;  // maskz forms: see nf4_lanes.h
+  return _mm512_maskz_or_epi32(all, _mm512_maskz_and_epi32(all, hi, _mm512_set1_epi32(int(0xffff0000u))),
+                               _mm512_maskz_srli_epi32(all, lo, 16));
+}
+
 }  // namespace
 
 bool nf4_bf16_dot_tiles_for(const Nf4Matrix& w) {
@@ -98,8 +140,37 @@ void nf4_bf16_dot_rows(float* out, int64_t ldo, const uint16_t* xw, int64_t ldxw
                        const float* bias, int64_t rows, int64_t cols, int64_t K, const LaneSums& ls) {
   dot_rows(out, ldo, xw, ldxw, WordRows{ww}, ldw, bias, 0, rows, 0, cols, K, ls);
 }
+bool nf4_bf16_dot_pack_pairs(uint32_t* out, int64_t ldo, const float* db, int64_t ldb, int64_t M, int64_t N) {
+  for (int64_t m = 0; m < M; m++)
+    if (!bf16_dot_x_in_range(db + m * ldb, N)) return false;
+  for (int64_t m = 0; m < M; m++)
+    for (int64_t p = 0; p < N / 2; p++) {
+      uint32_t hi, lo;
+      std::memcpy(&hi, db + m * ldb + 2 * p, sizeof hi);
+      std::memcpy(&lo, db + m * ldb + 2 * p + 1, sizeof lo);
+      out[m * ldo + p] = (hi & 0xffff0000u) | (lo >> 16);
+    }
+  return true;
+}
+
+void nf4_pair_rows(uint32_t* out, int64_t ldo, const float* rows, int64_t ldr, int64_t pairs, int64_t L) {
+  for (int64_t p = 0; p < pairs; p++) {
+    const float* hi = rows + 2 * p * ldr;
+    for (int64_t l = 0; l < L; l += kLanes)
+      _mm512_storeu_si512(out + p * ldo + l, pair_dwords(_mm512_loadu_si512(hi + l), _mm512_loadu_si512(hi + ldr + l)));
+  }
+}
+
+void nf4_bf16_dot_axpy_rows(float* acc, int64_t lda, const uint32_t* coef, int64_t csi, const uint32_t* b, int64_t ldb,
+                            int64_t I, int64_t J, int64_t L, const AxpyEnds& ends) {
+  axpy_rows(acc, lda, coef, csi, /*csj=*/1, PairRows{b}, ldb, I, J, L, ends);
+}
 #else
 bool nf4_bf16_dot_tiles_for(const Nf4Matrix&) { return false; }
+bool nf4_bf16_dot_pack_pairs(uint32_t*, int64_t, const float*, int64_t, int64_t, int64_t) { return false; }
+void nf4_pair_rows(uint32_t*, int64_t, const float*, int64_t, int64_t, int64_t) {}
+void nf4_bf16_dot_axpy_rows(float*, int64_t, const uint32_t*, int64_t, const uint32_t*, int64_t, int64_t, int64_t,
+                            int64_t, const AxpyEnds&) {}
 bool nf4_bf16_dot_pack_x(uint16_t*, int64_t, const float*, int64_t, int64_t, int64_t) { return false; }
 void nf4_decode_row_words(uint16_t*, int64_t, const Nf4Matrix&, const float*, int64_t, int64_t, int64_t, int64_t) {}
 void nf4_bf16_dot_rows(float*, int64_t, const uint16_t*, int64_t, const uint16_t*, int64_t, const float*, int64_t,

@@ -3,6 +3,7 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "../core/fp_strict.h"
 #include "vec.h"
@@ -343,9 +344,9 @@ constexpr int kAxpyCols = kAxpyLQ * kLanes;
 
 // The last `rows` rows (rows < R) in one tile of that height: a LoRA weight gradient has 64 rows, 10 tiles of 6 and
 // 4 left, which one row at a time reused each loaded b vector once instead of four times.
-template <int R, int LQ, class B>
-inline void axpy_leftover(int64_t rows, float* acc, int64_t lda, const float* coef, int64_t csi, int64_t csj,
-                          const B* b, int64_t ldb, int64_t J, const AxpyEnds& ends) {
+template <int R, int LQ, class C, class BRows>
+inline void axpy_leftover(int64_t rows, float* acc, int64_t lda, const C* coef, int64_t csi, int64_t csj, BRows b,
+                          int64_t ldb, int64_t J, const AxpyEnds& ends) {
   if constexpr (R >= 1) {
     if (rows == R) axpy_tile<R, LQ>(acc, lda, coef, csi, csj, b, ldb, J, ends);
     else axpy_leftover<R - 1, LQ>(rows, acc, lda, coef, csi, csj, b, ldb, J, ends);
@@ -355,9 +356,11 @@ inline void axpy_leftover(int64_t rows, float* acc, int64_t lda, const float* co
 // acc (I rows, lda) += coef (I x J, strides csi/csj) . b (J rows, ldb) over columns [0, L): full kAxpyCols tiles,
 // then 16-wide tiles, then the scalar tail; rows in bands of kAxpyIR and one band of the rows left. Every element is
 // the same sequential sum over j. `ends` as in axpy_tile, its add_to at row 0, column 0 of acc.
-template <class B>
-inline void axpy_rows(float* acc, int64_t lda, const float* coef, int64_t csi, int64_t csj, const B* b, int64_t ldb,
-                      int64_t I, int64_t J, int64_t L, const AxpyEnds& ends = {}) {
+// C and BRows: fp32 coefficients against fp32 or bf16 rows, or the bf16-dot kernels' pairs of both
+// (nf4_tiles_bf16dot.cpp, L a multiple of 16 there), whichever axpy_tile overload takes them.
+template <class C, class BRows>
+inline void axpy_rows(float* acc, int64_t lda, const C* coef, int64_t csi, int64_t csj, BRows b, int64_t ldb, int64_t I,
+                      int64_t J, int64_t L, const AxpyEnds& ends = {}) {
   int64_t l = 0;
   for (; l + kAxpyCols <= L; l += kAxpyCols) {
     int64_t i = 0;
@@ -373,7 +376,8 @@ inline void axpy_rows(float* acc, int64_t lda, const float* coef, int64_t csi, i
     axpy_leftover<kAxpyIR - 1, 1>(I - i, acc + i * lda + l, lda, coef + i * csi, csi, csj, b + l, ldb, J,
                                   ends.at(i, l));
   }
-  if (l < L) axpy_tail(acc + l, lda, coef, csi, csj, b + l, ldb, I, J, L - l, ends.at(0, l));
+  if constexpr (std::is_same_v<C, float>)
+    if (l < L) axpy_tail(acc + l, lda, coef, csi, csj, b + l, ldb, I, J, L - l, ends.at(0, l));
 }
 
 // Rows per task of a gradient product: all of a training micro-batch (up to 256 rows) in one block, so that each
