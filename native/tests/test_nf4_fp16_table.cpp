@@ -7,6 +7,7 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "check.h"
@@ -26,17 +27,20 @@ using std::vector;
 
 namespace {
 
-// The three ways a call can go: the fp16 table by adds (when the matrix allows it), the bf16-dot path, the plain
-// FMA path with the converted table.
-enum class Path { Fp16Table, Bf16Dot, PlainFma };
+// The four ways a call can go: the FMA path with the fp16 table by adds (when the matrix allows it), the bf16-dot
+// path with the converted table, the bf16-dot path with the table by adds (where the bf16-dot kernels are preferred,
+// docs/cpu-kernels.md#bf16-dot-tiles), the plain FMA path with the converted table.
+enum class Path { Fp16Table, Bf16Dot, Bf16DotFp16Table, PlainFma };
 
 vector<float> nf4_forward(Path path, const vector<float>& x, const Nf4Matrix& w, const float* bias, int M) {
-  cpu::set_nf4_fp16_table_allowed(path == Path::Fp16Table);
-  cpu::set_nf4_bf16_dot_allowed(path == Path::Bf16Dot);
+  cpu::set_nf4_fp16_table_allowed(path == Path::Fp16Table || path == Path::Bf16DotFp16Table);
+  cpu::set_nf4_bf16_dot_allowed(path == Path::Bf16Dot || path == Path::Bf16DotFp16Table);
+  cpu::set_nf4_bf16_dot_preference(path == Path::Bf16DotFp16Table ? 1 : 0);
   vector<float> out(size_t(M) * size_t(w.rows), NAN);
   cpu::matmul_nf4_forward(out.data(), x.data(), w, bias, M);
   cpu::set_nf4_fp16_table_allowed(true);
   cpu::set_nf4_bf16_dot_allowed(true);
+  cpu::set_nf4_bf16_dot_preference(-1);
   return out;
 }
 
@@ -51,6 +55,11 @@ int check_paths_agree(const Nf4Matrix& w, uint32_t seed) {
       const vector<float> plain = nf4_forward(Path::PlainFma, xm, w, b, M);
       CHECK(same_bits(nf4_forward(Path::Fp16Table, xm, w, b, M), plain));
       CHECK(same_bits(nf4_forward(Path::Bf16Dot, xm, w, b, M), plain));
+      const uint64_t calls0 = cpu::nf4_bf16_dot_calls();
+      CHECK(same_bits(nf4_forward(Path::Bf16DotFp16Table, xm, w, b, M), plain));
+      // Where that path runs, the call really took it (bf16-dot GEMV with the table by adds).
+      if (cpu::nf4_bf16_dot_usable() && std::string(cpu::matmul_kernel_set()) == "avx512" && w.bf16_dot_exact)
+        CHECK(cpu::nf4_bf16_dot_calls() == calls0 + 1);
       compared++;
     }
   return compared;

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "matmul_nf4_gemv.h"
 #include "nf4_lanes.h"
 #include "../quant/nf4.h"
 #include "vec.h"
@@ -74,11 +75,26 @@ inline NibbleSelect nibble_select() {
   return s;
 }
 
+// How a matrix's block tables are made: NF4[i] * absmax rounded to bf16 (bf16 or fp32 storage), to fp16 first (fp16
+// storage) by the conversions, or by float adds where every scale allows it (nf4_fp16_table_usable,
+// docs/cpu-kernels.md#the-fp16-table-by-float-adds): the same values, the last without vcvtps2ph's round trip.
+enum class WordTable { Bf16, Fp16Converted, Fp16Adds };
+
+inline WordTable word_table_for(const Nf4Matrix& w) {
+  if (w.dtype != Nf4StorageDType::F16) return WordTable::Bf16;
+  return nf4_fp16_table_usable(w) ? WordTable::Fp16Adds : WordTable::Fp16Converted;
+}
+
 // A block's 16 table entries as bf16 words, twice (32 words): vcvtne2ps2bf16 rounds to nearest even like round_bf16
 // for every finite normal fp32 value, which are all the table holds inside the range (docs/cpu-kernels.md).
-DPO_BF16_DOT_TARGET inline __m512i block_table_words(const float* amax, bool fp16_storage) {
-  f32x16 v = load16(kNf4Table) * *amax;  // the FMA path's multiply (block_lut_bf16), the absmax broadcast from memory
-  if (fp16_storage) v = round_fp16_x16(v);
+DPO_BF16_DOT_TARGET inline __m512i block_table_words(const float* amax, WordTable kind) {
+  f32x16 v;
+  if (kind == WordTable::Fp16Adds) {
+    v = block_lut_bf16_fp16_normal(*amax);  // already bf16 values: the conversion below is exact
+  } else {
+    v = load16(kNf4Table) * *amax;  // the FMA path's multiply (block_lut_bf16), the absmax broadcast from memory
+    if (kind == WordTable::Fp16Converted) v = round_fp16_x16(v);
+  }
   __m512 f;
   std::memcpy(&f, &v, sizeof f);
   const __m512bh t = _mm512_cvtne2ps_pbh(f, f);

@@ -122,14 +122,14 @@ DPO_BF16_DOT_TARGET void nf4_decode_row_words(uint16_t* out, int64_t ldw, const 
   constexpr int64_t kPrefetchBytes = 1024;  // as decode_blocks_bf16: the packed bytes stream from memory once
   static const NibbleSelect sel = nibble_select();
   const int64_t row_blocks = w.cols / kNf4BlockSize, count = (k1 - k0) / kNf4BlockSize;
-  const bool fp16_storage = w.dtype == Nf4StorageDType::F16;
+  const WordTable kind = word_table_for(w);
   for (int64_t n = n0; n < n1; n++) {
     const int64_t b0 = n * row_blocks + k0 / kNf4BlockSize;
     const uint8_t* packed = w.packed.data() + b0 * (kNf4BlockSize / 2);
     uint16_t* row = out + (n - n0) * ldw;
     for (int64_t b = 0; b < count; b++, packed += kNf4BlockSize / 2, row += kNf4BlockSize) {
       __builtin_prefetch(packed + kPrefetchBytes);  // past the matrix's end: a hint that never faults
-      const BlockWords words = block_words(packed, block_table_words(absmax + b0 + b, fp16_storage), sel);
+      const BlockWords words = block_words(packed, block_table_words(absmax + b0 + b, kind), sel);
       _mm512_storeu_si512(row, words.group[0]);
       _mm512_storeu_si512(row + 32, words.group[1]);
     }
