@@ -91,6 +91,16 @@ TEST_CASE(matrix_scale_range_guard) {
   CHECK(in_range(0.0f) && in_range(-0.0f) && in_range(lo) && in_range(-lo) && in_range(hi) && in_range(1.0f));
   CHECK(!in_range(std::nextafter(lo, 0.0f)) && !in_range(std::nextafter(hi, inf)) && !in_range(inf));
   CHECK(!in_range(-inf) && !in_range(std::numeric_limits<float>::quiet_NaN()) && !in_range(1e-30f));
+  CHECK(!in_range(-std::numeric_limits<float>::quiet_NaN()) && !in_range(std::numeric_limits<float>::denorm_min()));
+  CHECK(!in_range(-std::numeric_limits<float>::max()) && in_range(-hi));
+  // A long run (the vectorised loop and its tail) with one value out of range at each end and in the middle.
+  vector<float> run(1000, 0.5f);
+  CHECK(nf4_scales_in_bf16_dot_range(run.data(), int64_t(run.size())));
+  for (size_t at : {size_t(0), size_t(517), run.size() - 1}) {
+    run[at] = 1e-30f;
+    CHECK(!nf4_scales_in_bf16_dot_range(run.data(), int64_t(run.size())));
+    run[at] = 0.5f;
+  }
   // Tiny and huge scales (double quantization puts every block near the mean, so the whole matrix is scaled): the
   // matrix takes the FMA path, same bits.
   const int N = 6, K = 128;

@@ -3,18 +3,30 @@
 // on x keeps every product and partial sum of a dot clear of subnormals and overflow. The fp16 table's
 // (#the-fp16-table-by-float-adds): every nonzero table entry is a normal fp16 value.
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 
 #include "nf4.h"
 
 namespace dpo {
 
 bool zero_or_magnitude_within(const float* v, int64_t n, float lo, float hi) {
-  bool ok = true;  // the comparisons are false for NaN
+  // On bit patterns, one unsigned test per element that GCC vectorises: the calls check every x and output gradient
+  // of the bf16-dot kernels, and the float form (a branch per element) took 2.7% of a training step. Without the
+  // sign bit, patterns order like magnitudes (lo and hi are positive and finite), every NaN's lies above inf's and
+  // hi's, and a pattern below lo's wraps around to a large difference.
+  uint32_t lo_bits, hi_bits;
+  std::memcpy(&lo_bits, &lo, sizeof lo_bits);
+  std::memcpy(&hi_bits, &hi, sizeof hi_bits);
+  const uint32_t span = hi_bits - lo_bits;
+  uint32_t outside = 0;
   for (int64_t i = 0; i < n; i++) {
-    const float a = std::fabs(v[i]);
-    ok &= a == 0.0f || (a >= lo && a <= hi);
+    uint32_t u;
+    std::memcpy(&u, v + i, sizeof u);
+    u &= 0x7fffffffu;
+    outside |= uint32_t(u != 0) & uint32_t(u - lo_bits > span);
   }
-  return ok;
+  return outside == 0;
 }
 
 bool nf4_scales_in_bf16_dot_range(const float* absmax, int64_t blocks) {
