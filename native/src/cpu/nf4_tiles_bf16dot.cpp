@@ -40,26 +40,9 @@ DPO_BF16_DOT_TARGET void dot_tile(float* out, int64_t ldo, const uint16_t* x, in
       for (int j = 0; j < NR; j++) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], xv, wv[j]);
     }
   }
-  if (!ls.finish) {
-    for (int i = 0; i < MR; i++)
-      for (int j = 0; j < NR; j++) _mm512_storeu_ps(ls.lanes + (i * ls.ld + j) * kLanes, acc[i][j]);
-    return;
-  }
   f32x16 lanes[MR][NR];
   std::memcpy(lanes, acc, sizeof lanes);
-  if constexpr (NR == 4) {
-    for (int i = 0; i < MR; i++) {
-      __m128 s = reduce16x4(lanes[i][0], lanes[i][1], lanes[i][2], lanes[i][3]);
-      if (bias) s = _mm_add_ps(s, _mm_loadu_ps(bias));
-      _mm_storeu_ps(out + i * ldo, s);
-    }
-    return;
-  }
-  for (int i = 0; i < MR; i++)
-    for (int j = 0; j < NR; j++) {
-      const float s = reduce16(lanes[i][j]);
-      out[i * ldo + j] = bias ? s + bias[j] : s;
-    }
+  finish_dot_tile<MR, NR>(out, ldo, lanes, bias, ls);
 }
 
 // Pairs of rows as dwords, ldb dwords apart (`+ n` moves n dwords): the axpy tile's b in the input gradient.
@@ -86,15 +69,9 @@ DPO_BF16_DOT_TARGET void axpy_tile(float* acc, int64_t lda, const uint32_t* coef
       for (int q = 0; q < LQ; q++) a[i][q] = _mm512_dpbf16_ps(a[i][q], c, bv[q]);
     }
   }
-  for (int i = 0; i < IR; i++)
-    for (int q = 0; q < LQ; q++) {
-      if (!ends.add_to) {
-        _mm512_storeu_ps(acc + i * lda + q * kLanes, a[i][q]);
-        continue;
-      }
-      float* o = ends.add_to + i * ends.ldo + q * kLanes;
-      _mm512_storeu_ps(o, _mm512_add_ps(ends.overwrite ? _mm512_setzero_ps() : _mm512_loadu_ps(o), a[i][q]));
-    }
+  f32x16 sums[IR][LQ];
+  std::memcpy(sums, a, sizeof sums);
+  finish_axpy_tile<IR, LQ>(acc, lda, sums, ends);
 }
 
 // The dword of two bf16-valued floats: hi's bf16 bits in the high word, lo's in the low word.
@@ -104,6 +81,14 @@ inline __m512i pair_dwords(__m512i hi, __m512i lo) {
                                _mm512_maskz_srli_epi32(all, lo, 16));
 }
 
+// Whether the first cols values of each of `rows` rows (ld apart) are in the bf16-dot kernels' exact range (the
+// padding past cols is not read).
+bool rows_in_range(const float* v, int64_t ld, int64_t rows, int64_t cols) {
+  for (int64_t r = 0; r < rows; r++)
+    if (!bf16_dot_x_in_range(v + r * ld, cols)) return false;
+  return true;
+}
+
 }  // namespace
 
 bool nf4_bf16_dot_tiles_for(const Nf4Matrix& w) {
@@ -111,8 +96,7 @@ bool nf4_bf16_dot_tiles_for(const Nf4Matrix& w) {
 }
 
 bool nf4_bf16_dot_pack_x(uint16_t* xw, int64_t ldxw, const float* xb, int64_t ldx, int64_t M, int64_t K) {
-  for (int64_t m = 0; m < M; m++)
-    if (!bf16_dot_x_in_range(xb + m * ldx, K)) return false;
+  if (!rows_in_range(xb, ldx, M, K)) return false;
   pack_words(xw, ldxw, xb, ldx, M, K);
   return true;
 }
@@ -140,9 +124,9 @@ void nf4_bf16_dot_rows(float* out, int64_t ldo, const uint16_t* xw, int64_t ldxw
                        const float* bias, int64_t rows, int64_t cols, int64_t K, const LaneSums& ls) {
   dot_rows(out, ldo, xw, ldxw, WordRows{ww}, ldw, bias, 0, rows, 0, cols, K, ls);
 }
+
 bool nf4_bf16_dot_pack_pairs(uint32_t* out, int64_t ldo, const float* db, int64_t ldb, int64_t M, int64_t N) {
-  for (int64_t m = 0; m < M; m++)
-    if (!bf16_dot_x_in_range(db + m * ldb, N)) return false;
+  if (!rows_in_range(db, ldb, M, N)) return false;
   for (int64_t m = 0; m < M; m++)
     for (int64_t p = 0; p < N / 2; p++) {
       uint32_t hi, lo;

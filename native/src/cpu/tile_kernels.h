@@ -41,6 +41,35 @@ struct LaneSums {
   }
 };
 
+// The end of a dot tile whose lane sums cover its chunk of K with no tail: parked for the next chunk (LaneSums, not
+// `finish`), or reduced into out[i * ldo + j] (+ bias[j]). The fp32 tiles and the bf16-dot word tiles
+// (nf4_tiles_bf16dot.cpp) end the same way, so their bits agree.
+template <int MR, int NR>
+[[gnu::always_inline]]
+inline void finish_dot_tile(float* out, int64_t ldo, const f32x16 (&acc)[MR][NR], const float* bias,
+                            const LaneSums& ls) {
+  if (!ls.finish) {
+    for (int i = 0; i < MR; i++)
+      for (int j = 0; j < NR; j++) store16(ls.lanes + (i * ls.ld + j) * kLanes, acc[i][j]);
+    return;
+  }
+#if defined(__AVX512F__)
+  if constexpr (NR == 4) {  // four outputs at a time, in registers
+    for (int i = 0; i < MR; i++) {
+      __m128 s = reduce16x4(acc[i][0], acc[i][1], acc[i][2], acc[i][3]);
+      if (bias) s = _mm_add_ps(s, _mm_loadu_ps(bias));
+      _mm_storeu_ps(out + i * ldo, s);
+    }
+    return;
+  }
+#endif
+  for (int i = 0; i < MR; i++)
+    for (int j = 0; j < NR; j++) {
+      const float s = reduce16(acc[i][j]);
+      out[i * ldo + j] = bias ? s + bias[j] : s;
+    }
+}
+
 // out[i*ldo + j] = dot16-style sum_k x[i*ldx + k] * w[j*ldw + k] (+ bias[j]) for i < MR, j < NR.
 // Lane l of every output sums k = l, l+16, ... in increasing k, the tail goes to lanes 0.., then reduce16:
 // exactly dot16(), so a row's result is identical in a 1x1 tile and in a MRxNR tile.
@@ -68,23 +97,10 @@ inline void dot_tile_one_pass(float* out, int64_t ldo, const float* x, int64_t l
       for (int j = 0; j < NR; j++) acc[i][j] += xv * wv[j];
     }
   }
-  if (!ls.finish) {
-    for (int i = 0; i < MR; i++)
-      for (int j = 0; j < NR; j++) store16(ls.lanes + (i * ls.ld + j) * kLanes, acc[i][j]);
+  if (!ls.finish || k == K) {  // parked (chunks of K have no tail), or no tail
+    finish_dot_tile<MR, NR>(out, ldo, acc, bias, ls);
     return;
   }
-#if defined(__AVX512F__)
-  if constexpr (NR == 4) {
-    if (k == K) {  // no tail: reduce four outputs at a time, in registers
-      for (int i = 0; i < MR; i++) {
-        __m128 s = reduce16x4(acc[i][0], acc[i][1], acc[i][2], acc[i][3]);
-        if (bias) s = _mm_add_ps(s, _mm_loadu_ps(bias));
-        _mm_storeu_ps(out + i * ldo, s);
-      }
-      return;
-    }
-  }
-#endif
   for (int i = 0; i < MR; i++)
     for (int j = 0; j < NR; j++) {
       const float s = reduce16(fma_tail16(acc[i][j], x + i * ldx, w + j * ldw, k, K));
@@ -282,6 +298,23 @@ struct AxpyEnds {
   }
 };
 
+// The end of an axpy tile: its sums a stored to acc (rows lda apart), or added to ends.add_to (AxpyEnds). The fp32
+// tiles and the bf16-dot pair tiles (nf4_tiles_bf16dot.cpp) end the same way.
+template <int IR, int LQ>
+[[gnu::always_inline]]
+inline void finish_axpy_tile(float* acc, int64_t lda, const f32x16 (&a)[IR][LQ], const AxpyEnds& ends) {
+  if (ends.add_to) {
+    for (int i = 0; i < IR; i++)
+      for (int q = 0; q < LQ; q++) {
+        float* o = ends.add_to + i * ends.ldo + q * kLanes;
+        store16(o, (ends.overwrite ? f32x16{} : load16(o)) + a[i][q]);
+      }
+    return;
+  }
+  for (int i = 0; i < IR; i++)
+    for (int q = 0; q < LQ; q++) store16(acc + i * lda + q * kLanes, a[i][q]);
+}
+
 // acc[i*lda + l] += sum_{j in [0,J)} coef[i*csi + j*csj] * b[j*ldb + l], j in increasing order, for i < IR and
 // l < 16*LQ. Each acc element is a sequential fp32 sum over j, so chunking j (resuming from acc) or changing IR
 // never changes it. With `ends`, acc starts from zero or the sums go to ends.add_to (AxpyEnds).
@@ -299,16 +332,7 @@ inline void axpy_tile(float* acc, int64_t lda, const float* coef, int64_t csi, i
       for (int q = 0; q < LQ; q++) a[i][q] += c * bv[q];
     }
   }
-  if (ends.add_to) {
-    for (int i = 0; i < IR; i++)
-      for (int q = 0; q < LQ; q++) {
-        float* o = ends.add_to + i * ends.ldo + q * kLanes;
-        store16(o, (ends.overwrite ? f32x16{} : load16(o)) + a[i][q]);
-      }
-    return;
-  }
-  for (int i = 0; i < IR; i++)
-    for (int q = 0; q < LQ; q++) store16(acc + i * lda + q * kLanes, a[i][q]);
+  finish_axpy_tile<IR, LQ>(acc, lda, a, ends);
 }
 
 // The scalar form of axpy_tile for a ragged column tail (L < 16): a sequential sum over j per element.
