@@ -3,7 +3,11 @@
 // Reports the median over --reps calls by wall clock and by process CPU time: on a machine shared with other work
 // the CPU-time rate (FLOPs per CPU-second of this process) is the steadier of the two.
 //   dpo-tool kernel-bench --op matmul|matmul-dx|matmul-dw|bf16|bf16-dx|bf16-argmax|nf4|nf4-dx --M 160 --K 768 --N 2048
-//                         [--reps 20] [--threads N]
+//                         [--reps 20] [--threads N] [--storage f16|bf16|f32] [--copies C]
+//   (--storage: the 4-bit matrix's storage dtype, as a checkpoint's torch_dtype sets it: it picks the block tables'
+//   rounding, so the nf4 ops' cost depends on it; f16 by default. --copies: nf4 ops run over C separately allocated
+//   copies of the matrix in turn, each repetition timing all C, so that the weights come from memory as a decode step
+//   reads them rather than from the cache a single small matrix stays in; 1 by default)
 //   dpo-tool kernel-bench --op attention|attention-dx --M T --K head_dim --N heads: causal self-attention of one
 //                         sequence of T tokens (the backward from the forward's probabilities)
 #include <algorithm>
@@ -65,9 +69,22 @@ int cmd_kernel_bench(const Args& a) {
   const auto dout = random_values(size_t(M) * N, 1.0f, 3);
   Floats out(size_t(M) * N), dx(size_t(M) * K), dw(size_t(N) * K);
   Nf4Matrix q;
+  const int copies = get_int(a, "copies", "1");
+  if (copies < 1) throw EngineError(ErrorCode::BadInput, "--copies must be >= 1");
+  std::vector<Nf4Matrix> more_copies;  // copies 2..C
   if (op == "nf4" || op == "nf4-dx") {
-    q = nf4_quantize(w.data(), N, K);
+    const std::string storage = a.count("storage") ? get(a, "storage") : "f16";
+    if (storage != "f16" && storage != "bf16" && storage != "f32")
+      throw EngineError(ErrorCode::BadInput, "--storage must be f16, bf16 or f32");
+    q = nf4_quantize(w.data(), N, K,
+                     storage == "bf16"  ? Nf4StorageDType::BF16
+                     : storage == "f32" ? Nf4StorageDType::F32
+                                        : Nf4StorageDType::F16);
     cpu::matmul_nf4_prepare(q);  // as the CPU backend does at load (the AVX2 set's decode byte tables)
+    for (int c = 1; c < copies; c++) {
+      more_copies.push_back(q);
+      cpu::matmul_nf4_prepare(more_copies.back());
+    }
   }
   std::vector<uint16_t, LineAllocator<uint16_t>> wb;  // the bf16 lm_head's storage: w's values truncated to bf16 bits
   if (op == "bf16" || op == "bf16-dx" || op == "bf16-argmax")
@@ -109,9 +126,13 @@ int cmd_kernel_bench(const Args& a) {
     else if (op == "bf16-argmax") {
       if (!cpu::matmul_bf16_argmax(tokens.data(), x.data(), wb.data(), *sketch, M, K, N))
         throw EngineError(ErrorCode::Internal, "bf16-argmax: the sketch path declined finite inputs");
-    } else if (op == "nf4") cpu::matmul_nf4_forward(out.data(), x.data(), q, nullptr, M);
-    else if (op == "nf4-dx") cpu::matmul_nf4_backward_input(dx.data(), dout.data(), q, M);
-    else throw EngineError(ErrorCode::BadInput, "unknown --op " + op);
+    } else if (op == "nf4") {
+      for (const Nf4Matrix& c : more_copies) cpu::matmul_nf4_forward(out.data(), x.data(), c, nullptr, M);
+      cpu::matmul_nf4_forward(out.data(), x.data(), q, nullptr, M);
+    } else if (op == "nf4-dx") {
+      for (const Nf4Matrix& c : more_copies) cpu::matmul_nf4_backward_input(dx.data(), dout.data(), c, M);
+      cpu::matmul_nf4_backward_input(dx.data(), dout.data(), q, M);
+    } else throw EngineError(ErrorCode::BadInput, "unknown --op " + op);
   };
   run();  // warm-up: page faults, scratch buffers, the pool's threads
   std::vector<double> wall, cpu;
@@ -137,7 +158,8 @@ int cmd_kernel_bench(const Args& a) {
   std::printf("%s result bits %016llx\n", op.c_str(), static_cast<unsigned long long>(hash));
   // Attention: q.k and p.v over the T(T+1)/2 causal (query, key) pairs of every head; the backward does twice that.
   const double pairs = 0.5 * M * (M + 1.0);
-  const double flops = !attention ? 2.0 * M * K * N : 4.0 * pairs * K * N * (op == "attention-dx" ? 2 : 1);
+  const double flops = !attention ? 2.0 * M * K * N * (1.0 + double(more_copies.size()))
+                                  : 4.0 * pairs * K * N * (op == "attention-dx" ? 2 : 1);
   const double wall_s = median(wall), cpu_s = median(cpu);
   std::printf("%s M=%d K=%d N=%d threads=%d: %.3f ms wall (%.1f GFLOP/s), %.3f ms cpu (%.1f GFLOP per cpu-s)\n",
               op.c_str(), M, K, N, cpu_thread_count(), wall_s * 1e3, flops / wall_s * 1e-9, cpu_s * 1e3,
