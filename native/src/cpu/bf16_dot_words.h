@@ -108,8 +108,11 @@ struct BlockWords {
   __m512i group[2];
 };
 DPO_BF16_DOT_TARGET inline BlockWords block_words(const uint8_t* bytes, __m512i table, const NibbleSelect& sel) {
-  // (maskz forms with full masks: GCC 12 warns spuriously on the unmasked ones, as in nf4_lanes.h)
-  const __m512i b = _mm512_maskz_broadcast_i64x4(0xff, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bytes)));
+  // The selector reads bytes 0..31 only, so a plain 32-byte load will do (the upper half is never read): on Zen 4 a
+  // broadcast from memory takes a shuffle unit, as the vpermb and vpermw after it do, and a load does not
+  // (docs/cpu-kernels.md#zen-4s-shuffle-units). (maskz forms with full masks: GCC 12 warns spuriously on the unmasked
+  // ones, as in nf4_lanes.h; the zero-extending casts warn too)
+  const __m512i b = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(bytes)));
   const __m512i picked = _mm512_maskz_permutexvar_epi8(~__mmask64(0), sel.bytes, b);
   BlockWords out;
   for (int g = 0; g < 2; g++) {
