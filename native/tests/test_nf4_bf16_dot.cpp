@@ -85,6 +85,21 @@ TEST_CASE(bf16_dot_equals_fma_path_bit_for_bit) {
   if (runs_bf16_dot()) CHECK(cpu::nf4_bf16_dot_calls() - calls0 == uint64_t(compared));
 }
 
+TEST_CASE(prefetch_distance_is_a_later_tile) {
+  // Both register paths prefetch each row the same column of a later tile (docs/cpu-kernels.md#prefetch-a-later-tile):
+  // a whole number of tile spans, at least kRowPrefetchBytes, and the first such.
+  for (int R : {1, 2, 4})
+    for (int64_t K = 64; K <= 16384; K += 64) {
+      const int64_t span = R * K / 2, d = cpu::gemv_prefetch_bytes(K, R);
+      CHECK(d % span == 0);
+      CHECK(d >= cpu::kRowPrefetchBytes);
+      CHECK(d - span < cpu::kRowPrefetchBytes);
+      CHECK(cpu::gemv_prefetch_blocks(K, R) * (kNf4BlockSize / 2) == d);
+    }
+  CHECK(cpu::gemv_prefetch_bytes(4864, 4) == 9728);  // the down projection at 0.42B: the next tile, not row r + 1.7
+  CHECK(cpu::gemv_prefetch_bytes(896, 4) == 3 * 1792);
+}
+
 TEST_CASE(matrix_scale_range_guard) {
   const float lo = std::ldexp(1.0f, -46), hi = std::ldexp(1.0f, 15), inf = std::numeric_limits<float>::infinity();
   const auto in_range = [](float a) { return nf4_scales_in_bf16_dot_range(&a, 1); };

@@ -50,19 +50,22 @@ void gemv_tile(float* out, int64_t ldo, const float* xp, int64_t K, const Nf4Mat
   for (int r = 0; r < R; r++)
     for (int m = 0; m < MT; m++) acc[r][m] = f32x16{};
   const int64_t blocks_per_row = K / kNf4BlockSize;
+  const int64_t ahead = gemv_prefetch_bytes(K, R);
+  [[maybe_unused]]
+  const int64_t ahead_blocks = gemv_prefetch_blocks(K, R);  // the absmax cache's stream (AVX-512)
   const GemvRowStarts<R> rows(w, n);
   const uint8_t* const* row_bytes = rows.bytes;
   const uint64_t* row_block = rows.block;
   for (int64_t j = 0; j < blocks_per_row; j++) {
     const float* xj = xp + j * kNf4BlockSize;
     const int64_t byte0 = j * (kNf4BlockSize / 2);
-    for (int r = 0; r < R; r++) __builtin_prefetch(row_bytes[r] + byte0 + kRowPrefetchBytes);
+    for (int r = 0; r < R; r++) __builtin_prefetch(row_bytes[r] + byte0 + ahead);
 #if defined(DPO_NF4_BYTE_TABLES)
     Nf4ByteTables tables[R];
     if constexpr (kFastTable) {
       for (int r = 0; r < R; r++) {
         const uint8_t* t = w.gemv_byte_tables->data() + (row_block[r] + j) * 32;
-        __builtin_prefetch(t + kRowPrefetchBytes);  // a second stream per row, as fast as its packed bytes: +3-5%
+        __builtin_prefetch(t + ahead);  // a second stream per row, as long as its packed bytes: +3-5%
         tables[r] = load_byte_tables(t);
       }
     } else {
@@ -81,7 +84,10 @@ void gemv_tile(float* out, int64_t ldo, const float* xp, int64_t K, const Nf4Mat
     f32x16 lut[R];
 #if defined(__AVX512F__)
     if constexpr (kFastTable) {
-      for (int r = 0; r < R; r++) lut[r] = block_lut_bf16_fp16_normal(w.absmax[row_block[r] + j]);
+      for (int r = 0; r < R; r++) {
+        __builtin_prefetch(w.absmax.data() + row_block[r] + j + ahead_blocks);
+        lut[r] = block_lut_bf16_fp16_normal(w.absmax[row_block[r] + j]);
+      }
     } else
 #endif
       for (int r = 0; r < R; r++) lut[r] = block_lut_bf16_gemv(block_absmax(w, code8, row_block[r] + j), w.dtype);

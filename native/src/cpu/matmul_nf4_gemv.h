@@ -27,6 +27,19 @@ void for_each_gemv_task(int64_t N, int M, int64_t K, const Rows& rows) {
   });
 }
 
+// How many bytes ahead of its position a tile prefetches each of its R weight rows (and its packed-order streams of
+// the same length per row: byte tables): the same column of a later tile's rows, at least kRowPrefetchBytes ahead.
+// A tile reads its R rows in lockstep, so a fixed distance shorter than the R rows' span lands on bytes the tile is
+// already reading: at K = 4864 (2432-byte rows), 4 KiB ahead was row r + 1.7, and the down projection streamed from
+// memory at 40 GFLOP/s against 55-60 at this distance (docs/cpu-kernels.md#prefetch-a-later-tile).
+inline int64_t gemv_prefetch_bytes(int64_t K, int R) {
+  const int64_t span = int64_t(R) * (K / 2);  // the tile's packed bytes
+  return ceil_div(kRowPrefetchBytes, span) * span;
+}
+
+// The same distance in blocks, for the streams of one entry per block (the fp32 absmax cache).
+inline int64_t gemv_prefetch_blocks(int64_t K, int R) { return gemv_prefetch_bytes(K, R) / (kNf4BlockSize / 2); }
+
 // Each of R weight rows' packed bytes and first block index (rows n .. n+R-1, K % 64 == 0), computed once per tile:
 // the loop then only adds the block's offset, which keeps the scalar address arithmetic between the vector
 // instructions short (docs/cpu-kernels.md).

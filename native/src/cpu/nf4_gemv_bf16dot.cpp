@@ -26,13 +26,17 @@ DPO_BF16_DOT_TARGET void dot_tile(float* out, int64_t ldo, const uint16_t* xw, i
   for (int r = 0; r < R; r++)
     for (int m = 0; m < MT; m++) acc[r][m] = _mm512_setzero_ps();
   const int64_t blocks_per_row = K / kNf4BlockSize;
+  const int64_t ahead = gemv_prefetch_bytes(K, R), ahead_blocks = gemv_prefetch_blocks(K, R);
   const WordTable kind = word_table_for(w);  // read once: the loop's tables branch on it
   const GemvRowStarts<R> rows(w, n);
   const uint8_t* const* row_bytes = rows.bytes;
   const uint64_t* row_block = rows.block;
   for (int64_t j = 0; j < blocks_per_row; j++) {
     const int64_t byte0 = j * (kNf4BlockSize / 2);
-    for (int r = 0; r < R; r++) __builtin_prefetch(row_bytes[r] + byte0 + kRowPrefetchBytes);
+    for (int r = 0; r < R; r++) {
+      __builtin_prefetch(row_bytes[r] + byte0 + ahead);
+      __builtin_prefetch(absmax + row_block[r] + j + ahead_blocks);  // a line per 16 blocks: mostly hits
+    }
     __m512i table[R];
     for (int r = 0; r < R; r++) table[r] = block_table_words(absmax + row_block[r] + j, kind);
     __m512bh xv[MT][2];

@@ -283,10 +283,11 @@ inline T* scratch(std::vector<T>& buf, size_t n) {
 }
 
 // How far ahead of its current position a one-x-row kernel (decode: the NF4 register paths, the bf16 lm_head tile)
-// prefetches each weight row. At decode the weights stream from memory once; asking early measured faster at model
-// level than leaving the concurrent row streams to the hardware prefetcher, and 4 KiB ahead faster than 512 bytes
-// (docs/cpu-kernels.md#the-bf16-dot-gemv, #bf16-lm-head). Past a row's end it touches the next rows' bytes or nothing
-// (a prefetch never faults).
+// prefetches each weight row, at least. At decode the weights stream from memory once; asking early measured faster at
+// model level than leaving the concurrent row streams to the hardware prefetcher, and 4 KiB ahead faster than 512
+// bytes (docs/cpu-kernels.md#the-bf16-dot-gemv, #bf16-lm-head). Past a row's end it touches the next rows' bytes or
+// nothing (a prefetch never faults). The NF4 register paths round it up to a whole number of tiles
+// (gemv_prefetch_bytes).
 constexpr int64_t kRowPrefetchBytes = 4096;
 
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
