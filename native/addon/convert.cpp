@@ -82,6 +82,7 @@ Napi::Object backend_info_to_js(Napi::Env env, const dpo::BackendInfo& info) {
   o.Set("cudaSelfCheckNote", info.cuda_self_check_note);
   o.Set("cudaSelfCheckMs", info.cuda_self_check_ms);
   o.Set("cpuThreads", info.cpu_threads);
+  o.Set("cpuKernels", info.cpu_kernels);
   return o;
 }
 

@@ -5,6 +5,7 @@
 #include <cstdlib>
 
 #include "cpu/fault_injecting_backend.h"
+#include "cpu/ops.h"
 #include "cpu/thread_pool.h"
 #include "io/safetensors.h"
 #include "model/backend_choice.h"
@@ -53,6 +54,7 @@ GpuOffer gpu_offer() {
 BackendInfo probe_backends() {
   BackendInfo info;
   info.cpu_threads = cpu_thread_count();
+  info.cpu_kernels = cpu::cpu_kernels_summary();
 #ifdef DPO_WITH_CUDA
   info.cuda_compiled = true;
 #endif

@@ -7,7 +7,8 @@ namespace dpo::tool {
 
 int cmd_info(const Args&) {
   BackendInfo b = probe_backends();
-  std::printf("engine %s\ncpu: %d threads\n", engine_version().c_str(), b.cpu_threads);
+  std::printf("engine %s\ncpu: %d threads, kernels %s\n", engine_version().c_str(), b.cpu_threads,
+              b.cpu_kernels.c_str());
   if (b.cuda_available)
     std::printf("cuda: %s, %.1f GiB free of %.1f GiB\n", b.cuda_device.c_str(), b.cuda_free_bytes / 1073741824.0,
                 b.cuda_total_bytes / 1073741824.0);

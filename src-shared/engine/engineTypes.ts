@@ -15,6 +15,9 @@ export interface BackendInfo {
   cudaSelfCheckNote: string
   cudaSelfCheckMs: number
   cpuThreads: number
+  /** The CPU kernel set and how it multiplies 4-bit weights on this core, e.g. "avx512, 4-bit products by bf16 dot
+   *  products (vdpbf16ps at 1.0x an FMA's time)" (docs/cpu-kernels.md, kernel sets). */
+  cpuKernels: string
 }
 
 export interface NativeModelConfig {

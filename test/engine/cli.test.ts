@@ -26,6 +26,8 @@ describe('dpo-studio info', () => {
     const info = JSON.parse(r.stdout)
     expect(info.engine).toMatch(/^\d+\.\d+\.\d+/)
     expect(info.backends.cpuThreads).toBeGreaterThan(0)
+    // The kernel set this CPU runs and how it multiplies 4-bit weights (bf16 dot products or FMAs, and why).
+    expect(info.backends.cpuKernels).toMatch(/^(avx512|avx2|generic|native), 4-bit products by (bf16 dot products|FMA)/)
     if (!info.backends.cudaAvailable) expect(info.backends.cudaReason.length).toBeGreaterThan(10)
   })
 })

@@ -35,6 +35,9 @@ struct BackendInfo {
   std::string cuda_self_check_note;
   double cuda_self_check_ms = 0;
   int cpu_threads = 0;
+  // The CPU kernel set and how it multiplies 4-bit weights here
+  // (docs/cpu-kernels.md#kernel-sets-avx-512-avx2-and-baseline-chosen-at-run-time).
+  std::string cpu_kernels;
 };
 BackendInfo probe_backends();
 

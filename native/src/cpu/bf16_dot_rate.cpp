@@ -4,6 +4,8 @@
 // engine times both instructions once, in register-only loops, instead of naming CPU models.
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <string>
 
 #include "bf16_dot_words.h"
 #include "kernel_set.h"
@@ -39,18 +41,24 @@ DPO_BF16_DOT_TARGET double chains_seconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// The fastest of 40 interleaved runs of each loop (a few microseconds each): interruptions only slow a run, so the
-// minima are the instructions' own rates even on a loaded machine. One vdpbf16ps does two of a lane's products, so
-// it wins where it takes under twice an FMA's time; the threshold 1.5 sits between Zen 4 (1.0) and Sapphire Rapids
-// (about 4).
-bool dot_runs_near_fma_rate() {
-  double dot = 1e9, fma = 1e9;
-  for (int r = 0; r < 40; r++) {
-    fma = std::min(fma, chains_seconds<false>());
-    dot = std::min(dot, chains_seconds<true>());
-  }
-  return dot <= 1.5 * fma;
+// vdpbf16ps's time per instruction over vfmadd231ps's, once per process: the fastest of 40 interleaved runs of each
+// loop (a few microseconds each). Interruptions only slow a run, so the minima are the instructions' own rates even
+// on a loaded machine.
+double dot_time_per_fma_time() {
+  static const double ratio = [] {
+    double dot = 1e9, fma = 1e9;
+    for (int r = 0; r < 40; r++) {
+      fma = std::min(fma, chains_seconds<false>());
+      dot = std::min(dot, chains_seconds<true>());
+    }
+    return dot / fma;
+  }();
+  return ratio;
 }
+
+// One vdpbf16ps does two of a lane's products, so it wins where it takes under twice an FMA's time; the threshold 1.5
+// sits between Zen 4 (1.0) and Sapphire Rapids (about 4).
+constexpr double kPreferBelow = 1.5;
 
 }  // namespace
 
@@ -58,11 +66,20 @@ bool nf4_bf16_dot_preferred() {
   if (!nf4_bf16_dot_allowed() || !nf4_bf16_dot_usable()) return false;
   const int forced = nf4_bf16_dot_preference();
   if (forced >= 0) return forced == 1;
-  static const bool measured = dot_runs_near_fma_rate();
-  return measured;
+  return dot_time_per_fma_time() <= kPreferBelow;
+}
+
+std::string nf4_products_summary() {
+  if (!nf4_bf16_dot_allowed()) return "FMAs (bf16 dot products turned off by DPO_CPU_BF16_DOT=0)";
+  if (!nf4_bf16_dot_usable()) return "FMAs (no AVX512-BF16 and VBMI here, or their start-up probe differed)";
+  char rate[96];
+  std::snprintf(rate, sizeof rate, "vdpbf16ps at %.1fx an FMA's time%s", dot_time_per_fma_time(),
+                nf4_bf16_dot_preference() >= 0 ? ", chosen by DPO_CPU_BF16_DOT_PREFER" : "");
+  return std::string(nf4_bf16_dot_preferred() ? "bf16 dot products (" : "FMA tiles (") + rate + ")";
 }
 #else
 bool nf4_bf16_dot_preferred() { return false; }
+std::string nf4_products_summary() { return "FMAs"; }
 #endif
 
 }  // namespace DPO_KERNEL_NS

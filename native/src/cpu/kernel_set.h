@@ -5,6 +5,7 @@
 // inline namespace DPO_KERNEL_NS.
 #pragma once
 #include <cstdint>
+#include <string>
 
 #include "../quant/nf4.h"
 #include "bf16_argmax_sketch.h"
@@ -29,7 +30,9 @@
   void matmul_nf4_forward_many(const Nf4Product* products, int count, const float* x, int M);                        \
   void matmul_nf4_backward_input(float* dx, const float* dout, const Nf4Matrix& w, int M, bool overwrite);           \
   void matmul_nf4_prepare(const Nf4Matrix& w);                                                                       \
-  bool matmul_bf16_argmax(int* out, const float* x, const uint16_t* w, const Bf16ArgmaxSketch& s, int M, int K, int N);
+  bool matmul_bf16_argmax(int* out, const float* x, const uint16_t* w, const Bf16ArgmaxSketch& s, int M, int K,      \
+                          int N);                                                                                    \
+  std::string nf4_products_summary();
 
 // Declares one set's kernels in namespace dpo::cpu::ns (the dispatcher, which names every set).
 #define DPO_DECLARE_MATMUL_KERNELS(ns) \

@@ -29,12 +29,14 @@ struct KernelSet {
   decltype(&matmul_nf4_backward_input) nf4_backward_input;
   decltype(&matmul_nf4_prepare) nf4_prepare;
   decltype(&matmul_bf16_argmax) bf16_argmax;
+  std::string (*nf4_summary)();
 };
 
-#define DPO_KERNEL_SET(label, ns)                                                                                      \
-  KernelSet {                                                                                                          \
-    label, &ns::matmul_forward, &ns::matmul_backward, &ns::matmul_bf16_forward, &ns::matmul_bf16_backward_input,       \
-        &ns::matmul_nf4_forward_many, &ns::matmul_nf4_backward_input, &ns::matmul_nf4_prepare, &ns::matmul_bf16_argmax \
+#define DPO_KERNEL_SET(label, ns)                                                                                \
+  KernelSet {                                                                                                    \
+    label, &ns::matmul_forward, &ns::matmul_backward, &ns::matmul_bf16_forward, &ns::matmul_bf16_backward_input, \
+        &ns::matmul_nf4_forward_many, &ns::matmul_nf4_backward_input, &ns::matmul_nf4_prepare,                   \
+        &ns::matmul_bf16_argmax, &ns::nf4_products_summary                                                       \
   }
 
 #if defined(DPO_CPU_KERNEL_SETS)
@@ -78,6 +80,10 @@ const KernelSet& kernels() {
 }  // namespace
 
 const char* matmul_kernel_set() { return kernels().name; }
+
+std::string cpu_kernels_summary() {
+  return std::string(kernels().name) + ", 4-bit products by " + kernels().nf4_summary();
+}
 
 bool use_matmul_kernel_set(const char* name) {
   for (const KernelSet& s : kSets)

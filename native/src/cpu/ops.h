@@ -4,6 +4,7 @@
 // accumulation). Every op computes each output row with the same arithmetic whatever M is (batch-invariant results).
 #pragma once
 #include <cstdint>
+#include <string>
 
 #include "../quant/nf4.h"
 #include "bf16_argmax_sketch.h"
@@ -13,6 +14,10 @@ namespace dpo::cpu {
 
 // The matmuls below run the kernel set chosen once per process (matmul_dispatch.cpp): its name, e.g. "avx2".
 const char* matmul_kernel_set();
+// The set's name and how it multiplies 4-bit weights on this core (bf16 dot products or FMAs, and why), for
+// `dpo-tool info` and the app's backend card: e.g. "avx512, 4-bit products by bf16 dot products (vdpbf16ps at 1.0x an
+// FMA's time)". The first call may time the two instructions (under a millisecond).
+std::string cpu_kernels_summary();
 // Tests: switches to the named set ("avx512", "avx2", "generic"); false when it is not compiled in or this CPU
 // cannot run it. Not for use while other threads compute.
 bool use_matmul_kernel_set(const char* name);

@@ -16,7 +16,7 @@ export async function runInfo(opts: { json?: boolean; model?: string }): Promise
   const gib = (n: number) => (n / 2 ** 30).toFixed(1) + ' GiB'
   const lines = [
     `DPO Studio engine ${info.engine}`,
-    `cpu:  available, ${b.cpuThreads} threads`,
+    `cpu:  available, ${b.cpuThreads} threads, kernels ${b.cpuKernels}`,
     b.cudaAvailable
       ? `cuda: ${b.cudaDevice}, ${gib(b.cudaFreeBytes)} free of ${gib(b.cudaTotalBytes)}`
       : `cuda: unavailable (${b.cudaReason})`,

@@ -22,6 +22,7 @@ const GPU: BackendInfo = {
   cudaSelfCheckNote: 'passed (31 kernels compared with the CPU backend, 14.2 ms)',
   cudaSelfCheckMs: 14.2,
   cpuThreads: 16,
+  cpuKernels: "avx512, 4-bit products by bf16 dot products (vdpbf16ps at 1.0x an FMA's time)",
 }
 const FAILED: BackendInfo = {
   ...GPU,
@@ -61,6 +62,9 @@ describe('compute backend panel', () => {
     expect(line).toContain("NVIDIA H200 failed the engine's GPU self-check, so models load on the CPU")
     expect(line).toContain('kernel attention_backward differs from the CPU backend')
     expect(w.text()).toContain('16 threads')
+    expect(w.get('[data-testid="cpu-kernels"]').text()).toBe(
+      "Kernels avx512, 4-bit products by bf16 dot products (vdpbf16ps at 1.0x an FMA's time)",
+    )
     expect(engine.usesGpu).toBe(false)
     expect(engine.backendLabel).toBe('CPU · 16 threads (GPU failed its self-check)')
   })
