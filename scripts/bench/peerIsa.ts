@@ -84,3 +84,13 @@ export function llamaVariantMismatch(variant: string | null, set: KernelSet | nu
     )
   return `llama.cpp loaded its ${variant} variant (${isa ?? 'unknown instruction set'}) where --kernels asks for ${set}`
 }
+
+/**
+ * Our engine's kernel set and how it multiplies 4-bit weights on this core, from `dpo-tool info`'s line
+ * "cpu: 2 threads, kernels avx512, 4-bit products by bf16 dot products (...)": the bf16-dot choice is measured at
+ * start-up, so the record says which kernels the numbers are of. Null when the line is missing.
+ */
+export function oursCpuKernels(infoText: string): string | null {
+  const m = /^cpu: \d+ threads, kernels (.+)$/m.exec(infoText)
+  return m ? m[1]!.trim() : null
+}

@@ -29,7 +29,7 @@ import { parseArgs } from 'node:util'
 import { repoRoot, sharedPath } from '../../test/helpers/sharedPath'
 import { benchPrompt, ggufOf, LlamaPeer } from './llamaPeer'
 import { makeWorkload, writeTokenizer, writeWorkload } from './makeWorkload'
-import { llamaVariantMismatch, oursIsaEnv, parseKernelSet, torchIsaEnv } from './peerIsa'
+import { llamaVariantMismatch, oursCpuKernels, oursIsaEnv, parseKernelSet, torchIsaEnv } from './peerIsa'
 import {
   againstTarget,
   coldWarmRates,
@@ -288,6 +288,7 @@ execFileSync(values.tool, ['ceilings', '--mib', quick ? '64' : '512', '--reps', 
   env: oursEnv,
 })
 const ceilings = readJson(ceilingsFile)
+const oursKernels = oursCpuKernels(execFileSync(values.tool, ['info'], { encoding: 'utf8', env: oursEnv }))
 const flopRate = num(ceilings, 'fma_GFLOPs_all_threads') * 1e9,
   bandwidth = num(ceilings, 'read_GBps_all_threads') * 1e9
 
@@ -513,7 +514,7 @@ console.log(
     .map((l) => l.toFixed(1))
     .join(
       ' ',
-    )}; kernels: ${kernels ? `${kernels} (ours and PyTorch)` : 'each engine its widest'}${llama ? `, llama.cpp variant ${llama.cpuVariant ?? 'unknown'}` : ''}${pairTokens ? `; ${pairs} pairs of ${pairTokens.tokens.toFixed(1)} tokens (${pairTokens.scored.toFixed(1)} scored)` : ''}; ${rounds} interleaved rounds, median (range)`,
+    )}; kernels: ${kernels ? `${kernels} (ours and PyTorch)` : 'each engine its widest'}${oursKernels ? ` (ours: ${oursKernels})` : ''}${llama ? `, llama.cpp variant ${llama.cpuVariant ?? 'unknown'}` : ''}${pairTokens ? `; ${pairs} pairs of ${pairTokens.tokens.toFixed(1)} tokens (${pairTokens.scored.toFixed(1)} scored)` : ''}; ${rounds} interleaved rounds, median (range)`,
 )
 console.log(
   '| work | model | ours | peer | ours / peer vs target | per-round ours / peer | floor | ours / floor | load (1 min) |\n|---|---|---|---|---|---|---|---|---|',
@@ -538,6 +539,7 @@ writeFileSync(
       decodeThreads,
       peers: [...peers],
       kernels: kernels ?? 'widest',
+      oursCpuKernels: oursKernels,
       llamaCpuVariant: llama?.cpuVariant ?? null,
       pairs,
       rounds,

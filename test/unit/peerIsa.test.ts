@@ -6,12 +6,20 @@ import {
   llamaCpuVariant,
   llamaVariantIsa,
   llamaVariantMismatch,
+  oursCpuKernels,
   oursIsaEnv,
   parseKernelSet,
   torchIsaEnv,
 } from '../../scripts/bench/peerIsa'
 
 describe('bench:peers instruction sets', () => {
+  it("reads our kernel set and its 4-bit products from dpo-tool info's cpu line", () => {
+    const info =
+      "engine 0.1.0\ncpu: 2 threads, kernels avx512, 4-bit products by bf16 dot products (vdpbf16ps at 1.0x an FMA's time)\ncuda: unavailable (x)\n"
+    expect(oursCpuKernels(info)).toBe("avx512, 4-bit products by bf16 dot products (vdpbf16ps at 1.0x an FMA's time)")
+    expect(oursCpuKernels('engine 0.1.0\ncpu: 2 threads\n')).toBeNull()
+  })
+
   it('parses --kernels and refuses other names', () => {
     expect(parseKernelSet(undefined)).toBeNull()
     expect(parseKernelSet('')).toBeNull()
