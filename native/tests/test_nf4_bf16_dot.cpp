@@ -98,6 +98,7 @@ TEST_CASE(prefetch_distance_is_a_later_tile) {
     }
   CHECK(cpu::gemv_prefetch_bytes(4864, 4) == 9728);  // the down projection at 0.42B: the next tile, not row r + 1.7
   CHECK(cpu::gemv_prefetch_bytes(896, 4) == 3 * 1792);
+  CHECK(cpu::gemv_prefetch_bytes(0, 4) == cpu::kRowPrefetchBytes);  // an empty row never divides by zero
 }
 
 TEST_CASE(matrix_scale_range_guard) {

@@ -34,7 +34,7 @@ void for_each_gemv_task(int64_t N, int M, int64_t K, const Rows& rows) {
 // memory at 40 GFLOP/s against 55-60 at this distance (docs/cpu-kernels.md#prefetch-a-later-tile).
 inline int64_t gemv_prefetch_bytes(int64_t K, int R) {
   const int64_t span = int64_t(R) * (K / 2);  // the tile's packed bytes
-  return ceil_div(kRowPrefetchBytes, span) * span;
+  return span > 0 ? ceil_div(kRowPrefetchBytes, span) * span : kRowPrefetchBytes;
 }
 
 // The same distance in blocks, for the streams of one entry per block (the fp32 absmax cache).
