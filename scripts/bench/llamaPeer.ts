@@ -5,12 +5,12 @@
 // decode the way `dpo-tool bench` times ours: a warm-up, then one prompt, prefill = until the first new token,
 // decode = the following tokens. Wall seconds and process CPU seconds are both kept (the second stays steadier when
 // other work shares the cores).
-import { existsSync, readdirSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import path from 'node:path'
 import type { Llama, LlamaModel } from 'node-llama-cpp'
 import { exportGguf } from '../../src-main/services/export/ggufExport'
 import type { GgufFileType } from '../../src-main/services/export/ggufModel'
-import { llamaCpuBackendPath, llamaCpuVariant } from './peerIsa'
+import { llamaCpuBackendFromMaps, llamaCpuBackendPath, llamaCpuVariant } from './peerIsa'
 
 /** The GGUF of `modelDir` in `type`, written once into `outDir` (reused when present); returns its path. */
 export async function ggufOf(modelDir: string, type: GgufFileType, outDir: string): Promise<string> {
@@ -73,8 +73,10 @@ export class LlamaPeer {
       },
     } as never)
     llama.logLevel = 'error' as never
-    const loaded = llamaCpuBackendPath(lines)
-    return new LlamaPeer(llama, maxThreads, llamaCpuVariant(lines), loaded ? path.dirname(loaded) : '(unknown)')
+    const loaded =
+      llamaCpuBackendPath(lines) ??
+      (process.platform === 'linux' ? llamaCpuBackendFromMaps(readFileSync('/proc/self/maps', 'utf8')) : null)
+    return new LlamaPeer(llama, maxThreads, llamaCpuVariant(lines, loaded), loaded ? path.dirname(loaded) : '(unknown)')
   }
 
   private async model(file: string): Promise<LlamaModel> {

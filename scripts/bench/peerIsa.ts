@@ -38,9 +38,21 @@ export function llamaCpuBackendPath(logLines: readonly string[]): string | null 
   return null
 }
 
-/** The CPU variant ggml loaded: "haswell" of ".../libggml-cpu-haswell.so", from the same log line. */
-export function llamaCpuVariant(logLines: readonly string[]): string | null {
-  const file = llamaCpuBackendPath(logLines)
+/**
+ * The CPU backend library mapped into this process, from Linux's /proc/self/maps text: where ggml's load message did
+ * not reach the logger (it was seen to go missing in a run that loaded haswell), the library the process maps says
+ * the same.
+ */
+export function llamaCpuBackendFromMaps(mapsText: string): string | null {
+  for (const line of mapsText.split('\n')) {
+    const file = line.trim().split(/\s+/).pop() ?? ''
+    if (/\/libggml-cpu-[A-Za-z0-9_]+\.so$/.test(file)) return file
+  }
+  return null
+}
+
+/** The CPU variant ggml loaded: "haswell" of ".../libggml-cpu-haswell.so", from the same log line (or the file). */
+export function llamaCpuVariant(logLines: readonly string[], file = llamaCpuBackendPath(logLines)): string | null {
   const m = file ? /libggml-cpu-([A-Za-z0-9_]+)\.(?:so|dll|dylib)$/.exec(file) : null
   return m ? m[1]! : null
 }

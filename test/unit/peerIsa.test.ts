@@ -2,6 +2,7 @@
 // variant llama.cpp loaded (scripts/bench/peerIsa.ts).
 import { describe, expect, it } from 'vitest'
 import {
+  llamaCpuBackendFromMaps,
   llamaCpuBackendPath,
   llamaCpuVariant,
   llamaVariantIsa,
@@ -13,6 +14,18 @@ import {
 } from '../../scripts/bench/peerIsa'
 
 describe('bench:peers instruction sets', () => {
+  it("finds ggml's CPU library in /proc/self/maps when its load message went missing", () => {
+    const maps = [
+      '7f00-7f01 r-xp 00000000 fd:01 123 /usr/lib/x86_64-linux-gnu/libc.so.6',
+      '7f02-7f03 r-xp 00000000 fd:01 456 /x/bins/linux-x64/libggml-cpu-haswell.so',
+      '7f04-7f05 r--p 00000000 fd:01 789 /x/bins/linux-x64/libggml-base.so',
+    ].join('\n')
+    const file = llamaCpuBackendFromMaps(maps)
+    expect(file).toBe('/x/bins/linux-x64/libggml-cpu-haswell.so')
+    expect(llamaCpuVariant([], file)).toBe('haswell')
+    expect(llamaCpuBackendFromMaps('7f04-7f05 r--p 00000000 fd:01 789 /x/libggml-base.so')).toBeNull()
+  })
+
   it("reads our kernel set and its 4-bit products from dpo-tool info's cpu line", () => {
     const info =
       "engine 0.1.0\ncpu: 2 threads, kernels avx512, 4-bit products by bf16 dot products (vdpbf16ps at 1.0x an FMA's time)\ncuda: unavailable (x)\n"
