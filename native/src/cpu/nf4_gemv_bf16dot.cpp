@@ -77,8 +77,7 @@ void run(float* out, const float* xb, const Nf4Matrix& w, const float* bias, int
   const int64_t N = w.rows, K = w.cols;
   const float* absmax = w.absmax.data();  // the dequantized cache (checked present by the caller)
   thread_local std::vector<uint16_t> xw_buf;  // x in the dot order, per calling thread
-  if (xw_buf.size() < size_t(M * K)) xw_buf.resize(size_t(M * K));
-  uint16_t* xw = xw_buf.data();
+  uint16_t* xw = scratch(xw_buf, size_t(M * K));
   pack_words(xw, K, xb, K, M, K);
   for_each_gemv_task(N, M, K, [&](int mt, int64_t m0, int64_t n0, int64_t n1) {
     float* o = out + m0 * N;
