@@ -1,7 +1,7 @@
-// The NF4 GEMV's fp16 table by float adds (nf4_lanes.h block_lut_bf16_fp16_normal,
-// docs/cpu-kernels.md#the-fp16-table-by-float-adds): the same table bits as the conversions for every scale of its
-// range, the range flag's edges, and the same matmul bits as the plain FMA path and the bf16-dot path for every
-// decode shape, storage dtype and bias, with scales at the range's edges and just outside it.
+// The NF4 GEMV's fp16 table by float adds (nf4_lanes.h block_lut_bf16_fp16_normal and the bf16-dot kernels' fp16-only
+// block_lut_fp16_normal, docs/cpu-kernels.md#the-fp16-table-by-float-adds): the same table bits as the conversions for
+// every scale of its range, the range flag's edges, and the same matmul bits as the plain FMA path and the bf16-dot
+// path for every decode shape, storage dtype and bias, with scales at the range's edges and just outside it.
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -79,7 +79,8 @@ Nf4Matrix from_parts(int N, int K, float offset, float absmax2, uint32_t seed) {
 
 TEST_CASE(fp16_table_by_adds_equals_conversions) {
   // Every float of two whole binades (the range's lowest and the one at 1), every 61st float of the whole range and
-  // its edges: the table's 16 entries equal block_lut_bf16's (the conversions) and the scalar double rounding.
+  // its edges: the table's 16 entries equal block_lut_bf16's (the conversions) and the scalar double rounding, and the
+  // fp16-only table equals the fp16 conversion, whose bf16 rounding is the full table.
 #if defined(__AVX512F__)
   const uint32_t lo = f32_bits(std::ldexp(1.0f, -10)), hi = f32_bits(std::ldexp(1.0f, 15)), one = f32_bits(1.0f);
   int64_t bad = 0, checked = 0;
@@ -88,10 +89,19 @@ TEST_CASE(fp16_table_by_adds_equals_conversions) {
     const cpu::f32x16 adds = cpu::block_lut_bf16_fp16_normal(amax),
                       conv = cpu::block_lut_bf16(amax, Nf4StorageDType::F16);
     bad += std::memcmp(&adds, &conv, sizeof adds) != 0;
+    // The bf16-dot kernels' table: rounded to fp16 only, then to bf16 by their conversion (round to nearest even).
+    const cpu::f32x16 fp16 = cpu::block_lut_fp16_normal(amax),
+                      fp16_conv = cpu::round_fp16_x16(cpu::load16(kNf4Table) * amax);
+    bad += std::memcmp(&fp16, &fp16_conv, sizeof fp16) != 0;
     if (scalar_too) {
-      float got[16];
+      float got[16], got_fp16[16];
       std::memcpy(got, &adds, sizeof got);
-      for (int e = 0; e < 16; e++) bad += f32_bits(got[e]) != f32_bits(round_bf16(round_fp16(kNf4Table[e] * amax)));
+      std::memcpy(got_fp16, &fp16, sizeof got_fp16);
+      for (int e = 0; e < 16; e++) {
+        bad += f32_bits(got[e]) != f32_bits(round_bf16(round_fp16(kNf4Table[e] * amax)));
+        bad += f32_bits(got_fp16[e]) != f32_bits(round_fp16(kNf4Table[e] * amax));
+        bad += f32_bits(round_bf16(got_fp16[e])) != f32_bits(got[e]);
+      }
     }
     checked++;
   };

@@ -90,7 +90,7 @@ inline WordTable word_table_for(const Nf4Matrix& w) {
 DPO_BF16_DOT_TARGET inline __m512i block_table_words(const float* amax, WordTable kind) {
   f32x16 v;
   if (kind == WordTable::Fp16Adds) {
-    v = block_lut_bf16_fp16_normal(*amax);  // already bf16 values: the conversion below is exact
+    v = block_lut_fp16_normal(*amax);  // fp16 values: the conversion below rounds them to bf16
   } else {
     v = load16(kNf4Table) * *amax;  // the FMA path's multiply (block_lut_bf16), the absmax broadcast from memory
     if (kind == WordTable::Fp16Converted) v = round_fp16_x16(v);

@@ -115,6 +115,20 @@ inline f32x16 block_lut_bf16_fp16_normal(float amax) {
   std::memcpy(&out, &y, sizeof out);
   return out;
 }
+
+// The same block's 16 entries rounded to fp16 only, RN_fp16(NF4[i] * amax) as fp32 values (the first add above and
+// its exact inverse), for the bf16-dot kernels: their conversion to bf16 words (vcvtne2ps2bf16, round to nearest
+// even) is the second rounding, so the table costs one FMA fewer (docs/cpu-kernels.md#the-fp16-table-by-float-adds).
+inline f32x16 block_lut_fp16_normal(float amax) {
+  __m512 p = _mm512_mul_ps(_mm512_loadu_ps(kNf4Table), _mm512_set1_ps(amax));
+  __asm__("" : "+v"(p));  // rounded on its own, as the dequant kernel: never fused into the add below
+  const __m512 e = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(p), _mm512_set1_epi32(0x7f800000)));
+  __m512 y = _mm512_fmadd_ps(e, _mm512_set1_ps(12288.0f), p);  // p + 1.5 * 2^(e+13), rounded once: RN_fp16(p) + C
+  y = _mm512_fnmadd_ps(e, _mm512_set1_ps(12288.0f), y);        // - C, exact (both within a factor 2 of each other)
+  f32x16 out;
+  std::memcpy(&out, &y, sizeof out);
+  return out;
+}
 #endif
 
 // A block's dequantized absmax computed from the double-quantized parts, as nf4_dequantize_absmax does (the product
