@@ -98,6 +98,19 @@ inline f32x16 block_lut_bf16(float amax, Nf4StorageDType dtype) {
 inline f32x16 block_lut_bf16_gemv(float amax, Nf4StorageDType dtype) { return block_lut_bf16<true>(amax, dtype); }
 
 #if defined(__AVX512F__)
+// The first step of both fp16 tables below: the products p = NF4[i] * amax (rounded on their own, as the dequant
+// kernel: never fused into the add), E = 2^floor(log2|p|) from p's exponent bits, and y = RN(p + E * 1.5 * 2^13) =
+// RN_fp16(p) + C.
+struct Fp16RoundingStep {
+  __m512 e, y;
+};
+inline Fp16RoundingStep fp16_rounding_step(float amax) {
+  __m512 p = _mm512_mul_ps(_mm512_loadu_ps(kNf4Table), _mm512_set1_ps(amax));
+  __asm__("" : "+v"(p));  // never fused into the add below
+  const __m512 e = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(p), _mm512_set1_epi32(0x7f800000)));
+  return {e, _mm512_fmadd_ps(e, _mm512_set1_ps(12288.0f), p)};
+}
+
 // block_lut_bf16(amax, F16) for a matrix whose every block has 2^-10 <= amax <= 2^15 (Nf4Matrix::fp16_table_normal):
 // there every nonzero entry p = NF4[i] * amax is a normal fp16 value, and rounding p to fp16 (11 significant bits)
 // and then to bf16 (8) is two float adds each: with E = 2^floor(log2|p|), C = 1.5 * 2^(e+13) puts p + C in a binade
@@ -105,12 +118,9 @@ inline f32x16 block_lut_bf16_gemv(float amax, Nf4StorageDType dtype) { return bl
 // the same for bf16 (docs/cpu-kernels.md#the-fp16-table-by-float-adds). Five vector instructions instead of the
 // conversions' round trip and the integer bf16 rounding.
 inline f32x16 block_lut_bf16_fp16_normal(float amax) {
-  __m512 p = _mm512_mul_ps(_mm512_loadu_ps(kNf4Table), _mm512_set1_ps(amax));
-  __asm__("" : "+v"(p));  // rounded on its own, as the dequant kernel: never fused into the add below
-  const __m512 e = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(p), _mm512_set1_epi32(0x7f800000)));
-  __m512 y = _mm512_fmadd_ps(e, _mm512_set1_ps(12288.0f), p);  // p + 1.5 * 2^(e+13), rounded once: RN_fp16(p) + C
-  y = _mm512_fmadd_ps(e, _mm512_set1_ps(86016.0f), y);         // + (1.5 * 2^(e+16) - C), rounded once: bf16 spacing
-  y = _mm512_fnmadd_ps(e, _mm512_set1_ps(98304.0f), y);        // - 1.5 * 2^(e+16), exact
+  const Fp16RoundingStep s = fp16_rounding_step(amax);
+  __m512 y = _mm512_fmadd_ps(s.e, _mm512_set1_ps(86016.0f), s.y);  // + (1.5 * 2^(e+16) - C), rounded once: bf16 spacing
+  y = _mm512_fnmadd_ps(s.e, _mm512_set1_ps(98304.0f), y);  // - 1.5 * 2^(e+16), exact
   f32x16 out;
   std::memcpy(&out, &y, sizeof out);
   return out;
@@ -120,11 +130,8 @@ inline f32x16 block_lut_bf16_fp16_normal(float amax) {
 // its exact inverse), for the bf16-dot kernels: their conversion to bf16 words (vcvtne2ps2bf16, round to nearest
 // even) is the second rounding, so the table costs one FMA fewer (docs/cpu-kernels.md#the-fp16-table-by-float-adds).
 inline f32x16 block_lut_fp16_normal(float amax) {
-  __m512 p = _mm512_mul_ps(_mm512_loadu_ps(kNf4Table), _mm512_set1_ps(amax));
-  __asm__("" : "+v"(p));  // rounded on its own, as the dequant kernel: never fused into the add below
-  const __m512 e = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(p), _mm512_set1_epi32(0x7f800000)));
-  __m512 y = _mm512_fmadd_ps(e, _mm512_set1_ps(12288.0f), p);  // p + 1.5 * 2^(e+13), rounded once: RN_fp16(p) + C
-  y = _mm512_fnmadd_ps(e, _mm512_set1_ps(12288.0f), y);        // - C, exact (both within a factor 2 of each other)
+  const Fp16RoundingStep s = fp16_rounding_step(amax);
+  const __m512 y = _mm512_fnmadd_ps(s.e, _mm512_set1_ps(12288.0f), s.y);  // - C, exact (within a factor 2 of y)
   f32x16 out;
   std::memcpy(&out, &y, sizeof out);
   return out;
