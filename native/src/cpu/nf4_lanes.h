@@ -275,7 +275,12 @@ constexpr int kByteGroupElement[32] = {0,  4,  8,  12, 1,  5,  9,  13, 2,  6,  1
 // unpacks with zero it replaces took the two shuffle pipes, which the lookups already keep busy.
 inline void lookup32_bytes(f32x16& first, f32x16& second, const Nf4ByteTables& t, const uint8_t* bytes) {
   const __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(bytes)));
-  const __m256i idx = _mm256_and_si256(_mm256_blend_epi32(_mm256_srli_epi16(v, 4), v, 0xf0), _mm256_set1_epi8(0x0f));
+  // The lower half's dwords shifted right by 4, the upper half's not, in one variable shift: the mask then keeps each
+  // byte's high nibble below and its low nibble above (the bits a shift brings in from the next byte are masked off).
+  // One instruction where a shift and a blend were two: 8% fewer cycles per block in a register-only loop on Zen 4
+  // (docs/cpu-kernels.md#cached-byte-tables-on-avx2).
+  const __m256i idx =
+      _mm256_and_si256(_mm256_srlv_epi32(v, _mm256_setr_epi32(4, 4, 4, 4, 0, 0, 0, 0)), _mm256_set1_epi8(0x0f));
   const __m256i lo = _mm256_shuffle_epi8(t.lo, idx), hi = _mm256_shuffle_epi8(t.hi, idx);
   const __m256i w_first = _mm256_unpacklo_epi8(lo, hi), w_second = _mm256_unpackhi_epi8(lo, hi);
   const __m256i upper = _mm256_set1_epi32(int32_t(0xffff0000u));
