@@ -4,10 +4,11 @@
 // the CPU-time rate (FLOPs per CPU-second of this process) is the steadier of the two.
 //   dpo-tool kernel-bench --op matmul|matmul-dx|matmul-dw|bf16|bf16-dx|bf16-argmax|nf4|nf4-dx --M 160 --K 768 --N 2048
 //                         [--reps 20] [--threads N] [--storage f16|bf16|f32] [--copies C]
-//   (--storage: the 4-bit matrix's storage dtype, as a checkpoint's torch_dtype sets it: it picks the block tables'
-//   rounding, so the nf4 ops' cost depends on it; f16 by default. --copies: nf4 ops run over C separately allocated
-//   copies of the matrix in turn, each repetition timing all C, so that the weights come from memory as a decode step
-//   reads them rather than from the cache a single small matrix stays in; 1 by default)
+//   (--storage: the 4-bit matrix's storage dtype: f16 for every model quantized at load, as transformers casts the
+//   checkpoint to fp16 first (docs/reference/precision.md#loading), a pre-quantized checkpoint's own otherwise. It
+//   picks the block tables' rounding, so the nf4 ops' cost depends on it; f16 by default. --copies: nf4 ops run over C
+//   separately allocated copies of the matrix in turn, each repetition timing all C, so that the weights come from
+//   memory as a decode step reads them rather than from the cache a single small matrix stays in; 1 by default)
 //   dpo-tool kernel-bench --op attention|attention-dx --M T --K head_dim --N heads: causal self-attention of one
 //                         sequence of T tokens (the backward from the forward's probabilities)
 #include <algorithm>
