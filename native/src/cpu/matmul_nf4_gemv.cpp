@@ -37,6 +37,29 @@ constexpr int kXGroup = kLanes;
 constexpr const int* kXGroupElement = kPackedLaneElement;
 #endif
 
+// reduce16 of an accumulator whose lane p sums class kXGroupElement[p], with the lanes in k order: the same pairs
+// added in the same order, so the same bits. On AVX2 the pairs are added where they sit, without the round trip
+// through memory that put the lanes in order first (docs/cpu-kernels.md#the-avx2-gemvs-last-reduction).
+inline float reduce16_in_k_order(f32x16 acc) {
+#if defined(DPO_NF4_BYTE_TABLES)
+  // Position p holds class 4 (p % 4) + p / 4, so reduce16's pairs sit at fixed positions: classes (l, l + 8) at
+  // (p, p + 2) within each 4-lane chunk, (l, l + 4) at (4a, 4a + 1), (l, l + 2) at (4a, 4a + 8), (0, 1) at (0, 4).
+  static_assert(kByteGroupElement[1] == 4 && kByteGroupElement[4] == 1 && kByteGroupElement[14] == 11);
+  __m256 lo, hi;  // positions 0-7, 8-15
+  std::memcpy(&lo, &acc.p[0], sizeof lo);
+  std::memcpy(&hi, &acc.p[1], sizeof hi);
+  lo = _mm256_add_ps(lo, _mm256_permute_ps(lo, 0x4e)), hi = _mm256_add_ps(hi, _mm256_permute_ps(hi, 0x4e));
+  lo = _mm256_add_ps(lo, _mm256_permute_ps(lo, 0xb1)), hi = _mm256_add_ps(hi, _mm256_permute_ps(hi, 0xb1));
+  const __m256 s2 = _mm256_add_ps(lo, hi);  // lane 0: classes 0 + 2, lane 4: classes 1 + 3
+  return _mm_cvtss_f32(_mm_add_ss(_mm256_castps256_ps128(s2), _mm256_extractf128_ps(s2, 1)));
+#else
+  float lanes[kLanes], in_order[kLanes];
+  store16(lanes, acc);
+  for (int p = 0; p < kLanes; p++) in_order[kXGroupElement[p]] = lanes[p];
+  return reduce16(load16(in_order));
+#endif
+}
+
 // out[m*ldo + r] = sum_k x[m, k] * W[n + r, k] (+ bias[r]) for m < MT, r < R; K % 64 == 0; xp holds x with each
 // kXGroup-element group in kXGroupElement order. Each lane adds its k % 16 class in increasing k (one FMA each); the
 // lanes are put back in k order and summed by reduce16: dot_tile's arithmetic exactly.
@@ -103,10 +126,7 @@ void gemv_tile(float* out, int64_t ldo, const float* xp, int64_t K, const Nf4Mat
   }
   for (int r = 0; r < R; r++)
     for (int m = 0; m < MT; m++) {
-      float lanes[kLanes], in_order[kLanes];
-      store16(lanes, acc[r][m]);
-      for (int p = 0; p < kLanes; p++) in_order[kXGroupElement[p]] = lanes[p];
-      const float s = reduce16(load16(in_order));
+      const float s = reduce16_in_k_order(acc[r][m]);
       out[m * ldo + r] = bias ? s + bias[r] : s;
     }
 }
