@@ -182,9 +182,10 @@ TEST_CASE(matmul_rows_are_batch_and_thread_invariant) {
 }
 
 TEST_CASE(matmul_nf4_register_path_equals_tiled_path) {
-  // Up to kGemvMaxRows (8) rows with K % 64 == 0 take the register-decoding path; 20 rows take the tiled path that
-  // decodes into a buffer. A row must give the same bits alone, in every small group and inside the big batch, for
-  // every storage dtype, tiny scales (fp16 subnormals), odd N and 1 or 2 threads; and match the double reference.
+  // Up to kGemvMaxRows (8; 7 with AVX2) rows with K % 64 == 0 take the register-decoding path; 20 rows take the tiled
+  // path that decodes into a buffer. A row must give the same bits alone, in every small group and inside the big
+  // batch, for every storage dtype, tiny scales (fp16 subnormals), odd N and 1 or 2 threads; and match the double
+  // reference.
   const int M = 20;
   const int shapes[][2] = {{64, 1}, {128, 37}, {1024, 96}, {896, 173}};
   uint32_t seed = 5000;

@@ -36,7 +36,7 @@ bool byte_table_set() {
   return avx2;
 }
 
-// out (M, N) for x (M, K) through the NF4 forward (the register path for M <= 8, K % 64 == 0).
+// out (M, N) for x (M, K) through the NF4 forward (the register path for M <= kGemvMaxRows, K % 64 == 0).
 vector<float> forward(const Nf4Matrix& w, const vector<float>& x, const vector<float>& bias, int M) {
   vector<float> out(size_t(M) * size_t(w.rows), NAN);
   cpu::matmul_nf4_forward(out.data(), x.data(), w, bias.data(), M);
@@ -115,6 +115,7 @@ TEST_CASE(blocks_with_nan_and_infinite_scales_give_the_same_bits) {
   Nf4Matrix w = nf4_quantize(wf.data(), N, K, Nf4StorageDType::F32);
   w.absmax2[0] = INFINITY;  // every block of the first nested block: absmax = code * inf + offset
   w.absmax_offset = 0.0f;
+  nf4_dequantize_absmax(w, w.absmax.data());  // the fp32 cache, which the tiled path reads, as a loader leaves it
   const Nf4Matrix prepared = w;
   cpu::matmul_nf4_prepare(prepared);
   CHECK((prepared.gemv_byte_tables != nullptr) == byte_table_set());

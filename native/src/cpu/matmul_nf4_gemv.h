@@ -9,8 +9,14 @@
 namespace dpo::cpu {
 inline namespace DPO_KERNEL_NS {
 
-// Largest M the register path takes; above it the tiled path decodes rows once into a buffer and reuses them.
+// Largest M the register path takes; above it the tiled path decodes rows once into a buffer and reuses them. The
+// limit was measured per kernel set on whole decode steps (docs/cpu-kernels.md#where-the-register-path-ends): with
+// AVX2, 8 x rows (two passes of 4) decode faster in the tiled path.
+#if defined(__AVX2__) && !defined(__AVX512F__)
+constexpr int kGemvMaxRows = 7;
+#else
 constexpr int kGemvMaxRows = 8;
+#endif
 
 // x rows per pass over the weights in both register paths.
 constexpr int kGemvPassRows = 4;
