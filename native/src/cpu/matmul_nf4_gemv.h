@@ -18,8 +18,13 @@ constexpr int kGemvMaxRows = 7;
 constexpr int kGemvMaxRows = 8;
 #endif
 
-// x rows per pass over the weights in both register paths.
+// x rows per pass over the weights in both register paths: 3 with AVX2, where a pass of 4 rows ran slower than one
+// of 3 (docs/cpu-kernels.md#where-the-register-path-ends).
+#if defined(__AVX2__) && !defined(__AVX512F__)
+constexpr int kGemvPassRows = 3;
+#else
 constexpr int kGemvPassRows = 4;
+#endif
 
 // Calls rows(mt, m0, n0, n1) for output rows [n0, n1) and x rows [m0, m0 + mt) over both register paths' split: tasks
 // own 16 output rows (one 64-byte line of each output row) and every x row.
