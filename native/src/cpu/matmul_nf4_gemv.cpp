@@ -44,7 +44,11 @@ inline float reduce16_in_k_order(f32x16 acc) {
 #if defined(DPO_NF4_BYTE_TABLES)
   // Position p holds class 4 (p % 4) + p / 4, so reduce16's pairs sit at fixed positions: classes (l, l + 8) at
   // (p, p + 2) within each 4-lane chunk, (l, l + 4) at (4a, 4a + 1), (l, l + 2) at (4a, 4a + 8), (0, 1) at (0, 4).
-  static_assert(kByteGroupElement[1] == 4 && kByteGroupElement[4] == 1 && kByteGroupElement[14] == 11);
+  static_assert([] {
+    for (int p = 0; p < kLanes; p++)
+      if (kByteGroupElement[p] != 4 * (p % 4) + p / 4) return false;
+    return true;
+  }());
   __m256 lo, hi;  // positions 0-7, 8-15
   std::memcpy(&lo, &acc.p[0], sizeof lo);
   std::memcpy(&hi, &acc.p[1], sizeof hi);

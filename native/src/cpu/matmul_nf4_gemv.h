@@ -9,20 +9,15 @@
 namespace dpo::cpu {
 inline namespace DPO_KERNEL_NS {
 
-// Largest M the register path takes; above it the tiled path decodes rows once into a buffer and reuses them. The
-// limit was measured per kernel set on whole decode steps (docs/cpu-kernels.md#where-the-register-path-ends): with
-// AVX2, 8 x rows (two passes of 4) decode faster in the tiled path.
+// Largest M the register path takes (above it the tiled path decodes rows once into a buffer and reuses them), and
+// x rows per pass over the weights in both register paths. Both were measured per kernel set on whole decode steps
+// (docs/cpu-kernels.md#where-the-register-path-ends): with AVX2 a pass of 4 rows ran slower than one of 3, and 8 x
+// rows decode faster in the tiled path whether the register path runs them in passes of 4 or of 3.
 #if defined(__AVX2__) && !defined(__AVX512F__)
 constexpr int kGemvMaxRows = 7;
-#else
-constexpr int kGemvMaxRows = 8;
-#endif
-
-// x rows per pass over the weights in both register paths: 3 with AVX2, where a pass of 4 rows ran slower than one
-// of 3 (docs/cpu-kernels.md#where-the-register-path-ends).
-#if defined(__AVX2__) && !defined(__AVX512F__)
 constexpr int kGemvPassRows = 3;
 #else
+constexpr int kGemvMaxRows = 8;
 constexpr int kGemvPassRows = 4;
 #endif
 
