@@ -3,7 +3,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { loadPreferenceData, preferencePairs } from '../../../src-main/services/data/preferenceFile'
-import { loadPromptsFile } from '../../../src-main/services/data/promptsFile'
+import { firstInvalidUtf8, loadPromptsFile } from '../../../src-main/services/data/promptsFile'
 import { ensure, isNonEmptyText, readOrRefuse } from '../property'
 import { text, type JsFuzzTarget } from '../jsTarget'
 
@@ -20,12 +20,22 @@ function checkIds(ids: readonly unknown[]): void {
   }
 }
 
+/** TRL's conversational roles: a chat template would drop any other without a word. */
+const ROLES = new Set(['system', 'user', 'assistant'])
+
 function checkMessages(prompt: unknown): void {
   ensure(Array.isArray(prompt) && prompt.length > 0, 'a conversational prompt is not a non-empty message list')
   for (const m of prompt as unknown[]) {
     const msg = m as { role?: unknown; content?: unknown }
     ensure(typeof msg.role === 'string' && typeof msg.content === 'string', 'a message lacks a string role or content')
+    ensure(ROLES.has(msg.role), `a message with role ${JSON.stringify(msg.role)} was accepted`)
   }
+}
+
+/** Text with invalid UTF-8 is refused, never read with U+FFFD in place of its bytes (it would train on them). */
+function checkUtf8(input: Uint8Array): void {
+  const at = firstInvalidUtf8(input)
+  ensure(at < 0, `a file with invalid UTF-8 at byte ${at} was accepted`)
 }
 
 /** HW6 rows, then the same rows as TRL JSONL, as TRL conversational JSON: the real data in every layout. */
@@ -72,6 +82,7 @@ export const preferenceDataset: JsFuzzTarget = {
     'system',
     'user',
     'assistant',
+    'tool',
     'image',
   ],
   fragments: [
@@ -96,6 +107,7 @@ export const preferenceDataset: JsFuzzTarget = {
     await readOrRefuse(
       () => loadPreferenceData(file),
       (data) => {
+        checkUtf8(input)
         ensure(data.file === file && data.rows.length > 0, 'no rows, or the wrong file')
         checkIds(data.rows.map((r) => r.id))
         for (const r of data.rows) {
@@ -147,6 +159,7 @@ export const promptsDataset: JsFuzzTarget = {
     await readOrRefuse(
       () => loadPromptsFile(file),
       (rows) => {
+        checkUtf8(input)
         ensure(rows.length > 0, 'no rows')
         checkIds(rows.map((r) => r.id))
         ensure(
