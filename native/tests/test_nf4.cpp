@@ -341,6 +341,39 @@ TEST_CASE(nf4_whole_blocks_with_nan_zeros_and_ties_match_naive_reference) {
   for (size_t b = 0; b < r.q.size(); b++) CHECK(m.absmax_q[b] == r.q[b]);
 }
 
+TEST_CASE(nf4_streamed_equals_whole_matrix) {
+  // The loader quantizes from chunks of 1024 blocks: more than one chunk with a partial last one, blocks crossing
+  // rows (K = 172), an odd element count, a single partial block, and a NaN and a zero block at a chunk's edge.
+  const int64_t shapes[][2] = {{1, 1}, {3, 171}, {97, 172}, {1100, 64}, {33, 4096}, {4097, 33}};
+  uint32_t seed = 41;
+  for (auto& sh : shapes) {
+    const int64_t N = sh[0], K = sh[1], n = N * K;
+    std::vector<float> w = normal_fp16(size_t(n), 0.05f, seed++);
+    if (n > 1024 * 64 + 64) {
+      w[size_t(1024 * 64 - 1)] = NAN;
+      for (int i = 0; i < 64; i++) w[size_t(1024 * 64 + i)] = 0.0f;
+    }
+    const Nf4Matrix whole = nf4_quantize(w.data(), N, K, Nf4StorageDType::BF16);
+    int64_t next = 0, calls = 0;
+    bool in_order = true;
+    const Nf4Matrix streamed =
+        nf4_quantize_streamed(N, K, Nf4StorageDType::BF16, [&](int64_t e0, int64_t e1, float* out) {
+          in_order = in_order && e0 == next && e1 > e0 && e1 <= n;
+          next = e1, calls++;
+          std::memcpy(out, w.data() + e0, size_t(e1 - e0) * sizeof(float));
+        });
+    CHECK(in_order && next == n);
+    CHECK(calls == (whole.blocks() + 1023) / 1024);
+    CHECK(streamed.dtype == Nf4StorageDType::BF16 && streamed.rows == N && streamed.cols == K);
+    CHECK(streamed.packed == whole.packed);
+    CHECK(streamed.absmax_q == whole.absmax_q);
+    CHECK(std::memcmp(streamed.absmax2.data(), whole.absmax2.data(), whole.absmax2.size() * 4) == 0);
+    CHECK(bits(streamed.absmax_offset) == bits(whole.absmax_offset));
+    CHECK(std::memcmp(streamed.absmax.data(), whole.absmax.data(), whole.absmax.size() * 4) == 0);
+    CHECK(streamed.bf16_dot_exact == whole.bf16_dot_exact && streamed.fp16_table_normal == whole.fp16_table_normal);
+  }
+}
+
 TEST_CASE(round_fp16_inplace_equals_the_scalar_rounding) {
   std::mt19937 g(5);
   std::vector<float> x;

@@ -348,7 +348,7 @@ size_t WeightSet::total_bytes() const {
 // ---- conversion -------------------------------------------------------------------------------------
 
 // Elements [begin, end) of t into out[0 .. end-begin).
-static void tensor_slice_to_f32(const TensorView& t, int64_t begin, int64_t end, float* out) {
+void tensor_slice_to_f32(const TensorView& t, int64_t begin, int64_t end, float* out) {
   // Elements are read with memcpy: tensor data in the mmap need not be aligned to its dtype.
   size_t n = size_t(end - begin);
   const uint8_t* p = t.data + size_t(begin) * dtype_size(t.dtype);

@@ -79,6 +79,8 @@ class WeightSet {
 // Converts a floating tensor (F32 / F16 / BF16 / F64) to fp32, element by element, into `out` (numel floats).
 // Throws BadModel naming the tensor for non-floating dtypes.
 void tensor_to_f32(const TensorView& t, float* out);
+// Elements [begin, end) of a floating tensor as fp32, into out (end - begin floats), on the calling thread.
+void tensor_slice_to_f32(const TensorView& t, int64_t begin, int64_t end, float* out);
 
 // Writes a safetensors file (atomically: temp name + rename). Used by tests, tools and adapter export.
 struct TensorToWrite {

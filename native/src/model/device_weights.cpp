@@ -31,9 +31,15 @@ void DeviceWeights::sync(Backend& be, const ModelWeights& m) {
   const bool wanted = !(env && std::string(env) == "0");
   if (wanted && be.has_bf16_matmul() &&
       std::all_of(head.begin(), head.end(), [](float v) { return (f32_bits(v) & 0xffffu) == 0; })) {
-    std::vector<uint16_t> bf16(head.size());
-    for (size_t i = 0; i < head.size(); i++) bf16[i] = uint16_t(f32_bits(head[i]) >> 16);  // exact: low half is 0
-    lm_head_bf16 = DeviceArray<uint16_t>::from_host(be, bf16);
+    // Converted through a small buffer: a whole host copy would be V x C x 2 bytes of fresh pages, written and
+    // copied once (docs/performance.md#loading-a-checkpoint).
+    lm_head_bf16 = DeviceArray<uint16_t>(be, head.size());
+    std::vector<uint16_t> slice(std::min(head.size(), size_t(1) << 16));
+    for (size_t i0 = 0; i0 < head.size(); i0 += slice.size()) {
+      const size_t n = std::min(slice.size(), head.size() - i0);
+      for (size_t i = 0; i < n; i++) slice[i] = uint16_t(f32_bits(head[i0 + i]) >> 16);  // exact: low half is 0
+      be.upload(lm_head_bf16.get() + i0, slice.data(), n * sizeof(uint16_t));
+    }
   }
   layers.resize(m.layers.size());
   for (size_t l = 0; l < m.layers.size(); l++) {

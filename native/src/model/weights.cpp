@@ -163,18 +163,21 @@ Linear load_linear(Walk& wk, const ModelConfig& c, const std::string& prefix, in
   if (wk.ws.find(prefix + ".weight.absmax")) {
     load_prequantized(wk, L, prefix);
   } else {
-    std::vector<float> w = wk.read_f32(prefix + ".weight", {out, in});
     if (quantize && !c.prequantized) {
+      const TensorView& t = wk.expect_float(prefix + ".weight", {out, in});
       L.quantized = true;
       wk.stats.quantized_linears++;
       if (!wk.validate_only) {
         // transformers casts every float checkpoint tensor to fp16 before bnb quantizes it
-        // (docs/reference/precision.md#loading).
-        round_fp16_inplace(w.data(), int64_t(w.size()));
-        L.q = nf4_quantize(w.data(), out, in, Nf4StorageDType::F16);
+        // (docs/reference/precision.md#loading). Read in chunks from the file mapping: an fp32 copy of the whole
+        // matrix would be fresh pages for every matrix (docs/performance.md#loading-a-checkpoint).
+        L.q = nf4_quantize_streamed(out, in, Nf4StorageDType::F16, [&t](int64_t e0, int64_t e1, float* chunk) {
+          tensor_slice_to_f32(t, e0, e1, chunk);
+          round_fp16_inplace(chunk, e1 - e0);
+        });
       }
     } else {
-      L.w = std::move(w);
+      L.w = wk.read_f32(prefix + ".weight", {out, in});
     }
   }
   if (bias) L.bias = wk.read_f32(prefix + ".bias", {out});

@@ -103,29 +103,20 @@ void fill_absmax_cache(Nf4Matrix& m) {
 }
 }  // namespace
 
-Nf4Matrix nf4_quantize(const float* w, int64_t rows, int64_t cols, Nf4StorageDType dtype) {
-  if (rows < 0 || cols < 0) fail(ErrorCode::BadInput, "nf4_quantize: negative shape");
-  Nf4Matrix m;
-  m.rows = rows;
-  m.cols = cols;
-  m.dtype = dtype;
-  const int64_t n = m.numel(), blocks = m.blocks();
-  m.packed.assign(size_t((n + 1) / 2), 0);
+namespace {
 
-  // kQuantizeBlockwise<T,64,2,0,NF4> (docs/reference/nf4.md#blockwise-quantisation): blocks are 64 consecutive flat
-  // elements, so with K % 64 != 0 a block spans the end of one row and the start of the next. The last block may be
-  // partial; bnb loads the missing elements as 0, which never raise the max and, when n is odd, give the final low
-  // nibble code(0 * 1/absmax).
-  std::vector<float> absmax(static_cast<size_t>(blocks));
-  for (int64_t b = 0; b < blocks; b++) {
+// Blocks [b0, b1) of m's flat elements, whose values start at w (element b0 * 64): each block's absmax and codes.
+void quantize_blocks(Nf4Matrix& m, float* absmax, const float* w, int64_t b0, int64_t b1) {
+  const int64_t n = m.numel(), base = b0 * kNf4BlockSize;
+  for (int64_t b = b0; b < b1; b++) {
     const int64_t e0 = b * kNf4BlockSize, e1 = std::min(n, e0 + kNf4BlockSize);
     // fmax semantics (a NaN element never wins) written as a compare-select, which vectorises.
     float amax = -FLT_MAX;  // the CUDA reduction's start value (docs/reference/nf4.md#blockwise-quantisation)
     for (int64_t e = e0; e < e1; e++) {
-      const float v = std::fabs(w[e]);
+      const float v = std::fabs(w[e - base]);
       amax = v > amax ? v : amax;
     }
-    absmax[size_t(b)] = amax;
+    absmax[b] = amax;
     // x = w * (1/absmax), a multiply by the reciprocal, not a division. absmax 0 -> inf -> 0*inf = NaN -> code 0,
     // so an all-zero block dequantizes to NF4[0] * 0 = -0.0.
     const float inv = 1.0f / amax;
@@ -135,7 +126,7 @@ Nf4Matrix nf4_quantize(const float* w, int64_t rows, int64_t cols, Nf4StorageDTy
       // nf4_code as 15 passes of compares over the block (each pass a few vector instructions).
       float xs[kNf4BlockSize];
       int32_t codes[kNf4BlockSize];
-      for (int i = 0; i < kNf4BlockSize; i++) xs[i] = w[e0 + i] * inv, codes[i] = 0;
+      for (int i = 0; i < kNf4BlockSize; i++) xs[i] = w[e0 - base + i] * inv, codes[i] = 0;
       for (const float mid : kNf4Midpoints)
         for (int i = 0; i < kNf4BlockSize; i++) codes[i] += xs[i] > mid ? 1 : 0;
       uint8_t* out = m.packed.data() + (e0 >> 1);
@@ -143,12 +134,27 @@ Nf4Matrix nf4_quantize(const float* w, int64_t rows, int64_t cols, Nf4StorageDTy
       continue;
     }
     for (int64_t e = e0; e < e0 + kNf4BlockSize && (e >> 1) < int64_t(m.packed.size()); e++) {
-      const float x = (e < n ? w[e] : 0.0f) * inv;
+      const float x = (e < n ? w[e - base] : 0.0f) * inv;
       const uint8_t c = nf4_code(x);
       m.packed[size_t(e >> 1)] |= (e & 1) ? c : uint8_t(c << 4);
     }
   }
+}
 
+// Sets `rows`, `cols`, `dtype` and sizes `packed` (zeroed: the partial last block ORs its nibbles in).
+Nf4Matrix shaped(int64_t rows, int64_t cols, Nf4StorageDType dtype) {
+  if (rows < 0 || cols < 0) fail(ErrorCode::BadInput, "nf4_quantize: negative shape");
+  Nf4Matrix m;
+  m.rows = rows;
+  m.cols = cols;
+  m.dtype = dtype;
+  m.packed.assign(size_t((m.numel() + 1) / 2), 0);
+  return m;
+}
+
+// Double quantization of the per-block absmax and the fp32 cache; absmax is consumed.
+void double_quantize(Nf4Matrix& m, std::vector<float>& absmax) {
+  const int64_t blocks = m.blocks();
   // Double quantization (docs/reference/nf4.md#double-quantisation). offset = absmax.mean(): torch reduces in fp32 on
   // the GPU with its own tree order, which cannot be replayed here; we sum in double (exact enough that the result is
   // the correctly rounded mean for any realistic block count) and cast to fp32. Pre-quantized checkpoints carry their
@@ -173,6 +179,36 @@ Nf4Matrix nf4_quantize(const float* w, int64_t rows, int64_t cols, Nf4StorageDTy
   }
 
   fill_absmax_cache(m);
+}
+
+}  // namespace
+
+Nf4Matrix nf4_quantize(const float* w, int64_t rows, int64_t cols, Nf4StorageDType dtype) {
+  Nf4Matrix m = shaped(rows, cols, dtype);
+  // kQuantizeBlockwise<T,64,2,0,NF4> (docs/reference/nf4.md#blockwise-quantisation): blocks are 64 consecutive flat
+  // elements, so with K % 64 != 0 a block spans the end of one row and the start of the next. The last block may be
+  // partial; bnb loads the missing elements as 0, which never raise the max and, when n is odd, give the final low
+  // nibble code(0 * 1/absmax).
+  std::vector<float> absmax(static_cast<size_t>(m.blocks()));
+  quantize_blocks(m, absmax.data(), w, 0, m.blocks());
+  double_quantize(m, absmax);
+  return m;
+}
+
+Nf4Matrix nf4_quantize_streamed(int64_t rows, int64_t cols, Nf4StorageDType dtype, const Nf4ElementReader& read) {
+  Nf4Matrix m = shaped(rows, cols, dtype);
+  const int64_t n = m.numel(), blocks = m.blocks();
+  std::vector<float> absmax(static_cast<size_t>(blocks));
+  // Whole blocks per chunk, so a chunk's blocks are the same as the whole matrix's; 64 KiB elements (256 KiB of
+  // fp32) stay in the L2 between the conversion and the quantization.
+  constexpr int64_t kChunkBlocks = 1024;
+  std::vector<float> chunk(size_t(std::min(blocks, kChunkBlocks) * kNf4BlockSize));
+  for (int64_t b0 = 0; b0 < blocks; b0 += kChunkBlocks) {
+    const int64_t b1 = std::min(blocks, b0 + kChunkBlocks);
+    read(b0 * kNf4BlockSize, std::min(n, b1 * kNf4BlockSize), chunk.data());
+    quantize_blocks(m, absmax.data(), chunk.data(), b0, b1);
+  }
+  double_quantize(m, absmax);
   return m;
 }
 

@@ -3,6 +3,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -67,6 +68,12 @@ struct Nf4Matrix {
 // Quantizes w (N*K fp32 values, already rounded to the storage dtype as the reference does) with NF4 blocks of 64,
 // then double-quantizes the absmax (offset = mean, 8-bit signed dynamic map, blocks of 256) and fills `absmax`.
 Nf4Matrix nf4_quantize(const float* w, int64_t rows, int64_t cols, Nf4StorageDType dtype = Nf4StorageDType::F16);
+
+// Writes the flat elements [e0, e1) of a matrix into out, as fp32 values rounded to the storage dtype.
+using Nf4ElementReader = std::function<void(int64_t e0, int64_t e1, float* out)>;
+// nf4_quantize of a matrix read in chunks of whole blocks (the same result, bit for bit): the loader quantizes a
+// checkpoint tensor straight from its file mapping without an fp32 copy of the whole matrix.
+Nf4Matrix nf4_quantize_streamed(int64_t rows, int64_t cols, Nf4StorageDType dtype, const Nf4ElementReader& read);
 
 // Builds a matrix from bitsandbytes pre-quantized parts (docs/reference/nf4.md#pre-quantized-bnb-4bit-checkpoints) and
 // fills the `absmax` cache.
