@@ -325,6 +325,10 @@ TEST_CASE(nf4_whole_blocks_with_nan_zeros_and_ties_match_naive_reference) {
   // absmax and gets code 0, -0 gets code 7, a value exactly on a midpoint goes down.
   std::vector<float> w = normal_fp16(64 * 8, 0.05f, 77);
   w[3] = NAN;
+  // A NaN must lose wherever it sits: a block's first and last elements, and the first of its last 16.
+  w[64 * 5 + 63] = NAN;
+  w[64 * 6] = NAN;
+  w[64 * 7 + 48] = NAN;
   w[64 + 5] = -0.0f;
   for (int i = 0; i < 64; i++) w[size_t(128 + i)] = 0.0f;  // an all-zero block
   w[192] = 1.0f;  // block 3: absmax 1, so values are their own x

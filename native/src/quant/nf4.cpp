@@ -7,6 +7,9 @@
 #include <cfloat>
 #include <cmath>
 #include <string>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include "../core/fp_strict.h"
 #include "../core/half.h"
@@ -105,11 +108,57 @@ void fill_absmax_cache(Nf4Matrix& m) {
 
 namespace {
 
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+// One whole block of 64 values: its absmax, and its 32 packed bytes at out. The same codes as counting the midpoints
+// that x exceeds (nf4_code): the midpoints are sorted, so a binary search over them (four compares, each picking its
+// midpoint by permute) finds that count, and NaN, which exceeds none, stays 0. max_ps keeps its second operand when
+// the first is NaN, so a NaN never becomes the absmax, as in the scalar loop.
+float quantize_whole_block(const float* w, uint8_t* out) {
+  const __mmask16 all16 = 0xffff;  // maskz forms: GCC 12 warns spuriously on the unmasked ones
+  const __mmask32 all32 = 0xffffffff;
+  const __m512 magnitude = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
+  __m512 v[4], amax = _mm512_set1_ps(-FLT_MAX);
+  for (int j = 0; j < 4; j++) {
+    v[j] = _mm512_loadu_ps(w + 16 * j);
+    amax = _mm512_maskz_max_ps(all16, _mm512_and_ps(v[j], magnitude), amax);
+  }
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, amax);
+  float a = lanes[0];
+  for (int l = 1; l < 16; l++) a = std::max(a, lanes[l]);  // no NaN among them
+  const __m512 inv = _mm512_set1_ps(1.0f / a);
+  alignas(64) float mids[16] = {};
+  std::copy(kNf4Midpoints, kNf4Midpoints + 15, mids);
+  const __m512 mid = _mm512_load_ps(mids);
+  alignas(64) uint8_t codes[64];
+  for (int j = 0; j < 4; j++) {
+    const __m512 x = _mm512_mul_ps(v[j], inv);
+    __m512i idx = _mm512_setzero_si512();
+    for (int step = 8; step >= 1; step /= 2) {
+      const __m512 m = _mm512_maskz_permutexvar_ps(all16, _mm512_add_epi32(idx, _mm512_set1_epi32(step - 1)), mid);
+      idx = _mm512_mask_add_epi32(idx, _mm512_cmp_ps_mask(x, m, _CMP_GT_OQ), idx, _mm512_set1_epi32(step));
+    }
+    _mm_store_si128(reinterpret_cast<__m128i*>(codes + 16 * j), _mm512_maskz_cvtepi32_epi8(all16, idx));
+  }
+  // Word i holds codes 2i (low byte) and 2i + 1; its packed byte is code 2i << 4 | code 2i + 1.
+  const __m512i words = _mm512_load_si512(codes);
+  const __m512i bytes = _mm512_or_si512(_mm512_slli_epi16(words, 4), _mm512_srli_epi16(words, 8));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), _mm512_maskz_cvtepi16_epi8(all32, bytes));
+  return a;
+}
+#endif
+
 // Blocks [b0, b1) of m's flat elements, whose values start at w (element b0 * 64): each block's absmax and codes.
 void quantize_blocks(Nf4Matrix& m, float* absmax, const float* w, int64_t b0, int64_t b1) {
   const int64_t n = m.numel(), base = b0 * kNf4BlockSize;
   for (int64_t b = b0; b < b1; b++) {
     const int64_t e0 = b * kNf4BlockSize, e1 = std::min(n, e0 + kNf4BlockSize);
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+    if (e1 - e0 == kNf4BlockSize) {
+      absmax[b] = quantize_whole_block(w + (e0 - base), m.packed.data() + (e0 >> 1));
+      continue;
+    }
+#endif
     // fmax semantics (a NaN element never wins) written as a compare-select, which vectorises.
     float amax = -FLT_MAX;  // the CUDA reduction's start value (docs/reference/nf4.md#blockwise-quantisation)
     for (int64_t e = e0; e < e1; e++) {
