@@ -12,6 +12,7 @@
 #include "core/half.h"
 #include "dpo/errors.h"
 #include "quant/nf4.h"
+#include "quant/nf4_block_quantize.h"
 
 using namespace dpo;
 
@@ -376,6 +377,85 @@ TEST_CASE(nf4_streamed_equals_whole_matrix) {
     CHECK(std::memcmp(streamed.absmax.data(), whole.absmax.data(), whole.absmax.size() * 4) == 0);
     CHECK(streamed.bf16_dot_exact == whole.bf16_dot_exact && streamed.fp16_table_normal == whole.fp16_table_normal);
   }
+}
+
+// Blocks where the forms of the whole-block quantizer could part: a NaN at each of the 64 positions, all zero, all
+// -0, all NaN, an inf, values on the midpoints and one ulp either side, subnormals, values near FLT_MAX, and random
+// blocks at scales from 1e-30 to 1e30.
+std::vector<float> awkward_blocks() {
+  std::vector<float> w;
+  auto block = [&](const std::vector<float>& b) { w.insert(w.end(), b.begin(), b.end()); };
+  for (int k = 0; k < 64; k++) {
+    std::vector<float> b = normal_fp16(64, 0.05f, uint32_t(500 + k));
+    b[size_t(k)] = NAN;
+    block(b);
+  }
+  block(std::vector<float>(64, 0.0f));
+  block(std::vector<float>(64, -0.0f));
+  block(std::vector<float>(64, NAN));
+  std::vector<float> with_inf = normal_fp16(64, 1.0f, 600);
+  with_inf[17] = -INFINITY;
+  block(with_inf);
+  std::vector<float> ties(64, 0.0f);
+  ties[0] = 1.0f;
+  for (int i = 0; i < 15; i++) {
+    ties[size_t(1 + 3 * i)] = kSpecMid[i];
+    ties[size_t(2 + 3 * i)] = std::nextafter(kSpecMid[i], 2.0f);
+    ties[size_t(3 + 3 * i)] = std::nextafter(kSpecMid[i], -2.0f);
+  }
+  block(ties);
+  std::vector<float> tiny(64), huge(64);
+  for (int i = 0; i < 64; i++) {
+    tiny[size_t(i)] = float(i - 32) * 1e-40f;
+    huge[size_t(i)] = float(i - 32) * 1e37f;
+  }
+  block(tiny);
+  block(huge);
+  std::mt19937 g(7);
+  for (int r = 0; r < 200; r++) {
+    std::vector<float> b = normal_fp16(64, 1.0f, uint32_t(700 + r));
+    const float scale = std::pow(10.0f, float(int(g() % 61) - 30));
+    for (float& v : b) v *= scale;
+    block(b);
+  }
+  return w;
+}
+
+TEST_CASE(nf4_block_forms_give_the_same_absmax_and_bytes) {
+  // Every form of the whole-block quantizer that this CPU runs (nf4_block_quantize.h) against the portable one, bit
+  // for bit, and through nf4_quantize against the naive reference on normal weights.
+  const Nf4BlockIsa widest = nf4_block_isa();
+  const std::vector<float> w = awkward_blocks();
+  const size_t blocks = w.size() / 64;
+  CHECK(set_nf4_block_isa(Nf4BlockIsa::Portable));
+  std::vector<float> want_absmax(blocks);
+  std::vector<uint8_t> want_bytes(blocks * 32);
+  for (size_t b = 0; b < blocks; b++) want_absmax[b] = nf4_quantize_whole_block(w.data() + 64 * b, &want_bytes[32 * b]);
+  CHECK(bits(want_absmax[65]) == 0 && bits(want_absmax[66]) == bits(-FLT_MAX));  // all -0: +0; all NaN: the start
+  int forms = 0;
+  for (Nf4BlockIsa isa : {Nf4BlockIsa::Portable, Nf4BlockIsa::Avx2, Nf4BlockIsa::Avx512}) {
+    if (!set_nf4_block_isa(isa)) continue;
+    forms++;
+    int bad_absmax = 0, bad_bytes = 0;
+    for (size_t b = 0; b < blocks; b++) {
+      uint8_t bytes[32];
+      bad_absmax += bits(nf4_quantize_whole_block(w.data() + 64 * b, bytes)) != bits(want_absmax[b]);
+      bad_bytes += std::memcmp(bytes, &want_bytes[32 * b], 32) != 0;
+    }
+    CHECK(bad_absmax == 0);
+    CHECK(bad_bytes == 0);
+    const std::vector<float> normal = normal_fp16(97 * 192, 0.05f, 31);
+    const Nf4Matrix m = nf4_quantize(normal.data(), 97, 192);
+    const NaiveNf4 r = naive_quantize(normal);
+    int bad_codes = 0;
+    for (int64_t e = 0; e < int64_t(normal.size()); e++) bad_codes += packed_code(m, e) != r.codes[size_t(e)];
+    CHECK(bad_codes == 0);
+    if (bad_absmax || bad_bytes || bad_codes)
+      std::printf("  form %d: %d absmax, %d blocks' bytes, %d codes differ\n", int(isa), bad_absmax, bad_bytes,
+                  bad_codes);
+  }
+  std::printf("  %d forms of the block quantizer run here\n", forms);
+  CHECK(set_nf4_block_isa(widest));
 }
 
 TEST_CASE(round_fp16_inplace_equals_the_scalar_rounding) {

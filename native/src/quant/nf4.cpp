@@ -7,13 +7,11 @@
 #include <cfloat>
 #include <cmath>
 #include <string>
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
 
 #include "../core/fp_strict.h"
 #include "../core/half.h"
 #include "dpo/errors.h"
+#include "nf4_block_quantize.h"
 
 namespace dpo {
 
@@ -38,8 +36,6 @@ const float kNf4Table[16] = {
     1.0f,
 };
 
-namespace {
-
 // docs/reference/nf4.md#code-table: the 15 midpoints of dQuantizeNF4's decision tree, as the fp32 literals the CUDA
 // code compares against.
 const float kNf4Midpoints[15] = {
@@ -47,6 +43,8 @@ const float kNf4Midpoints[15] = {
     -0.13791173323988914f, -0.045525018125772476f, 0.03979014977812767f, 0.1202552504837513f,   0.2035212516784668f,
     0.2920137718319893f,   0.3893125355243683f,    0.5016634166240692f,  0.6427869200706482f,   0.8614784181118011f,
 };
+
+namespace {
 
 // docs/reference/nf4.md#dequantisation: the fp32 product is stored as QuantState.dtype (RN).
 inline float round_storage(float v, Nf4StorageDType dt) {
@@ -108,58 +106,17 @@ void fill_absmax_cache(Nf4Matrix& m) {
 
 namespace {
 
-#if defined(__AVX512F__) && defined(__AVX512BW__)
-// One whole block of 64 values: its absmax, and its 32 packed bytes at out. The same codes as counting the midpoints
-// that x exceeds (nf4_code): the midpoints are sorted, so a binary search over them (four compares, each picking its
-// midpoint by permute) finds that count, and NaN, which exceeds none, stays 0. max_ps keeps its second operand when
-// the first is NaN, so a NaN never becomes the absmax, as in the scalar loop.
-float quantize_whole_block(const float* w, uint8_t* out) {
-  const __mmask16 all16 = 0xffff;  // maskz forms: GCC 12 warns spuriously on the unmasked ones
-  const __mmask32 all32 = 0xffffffff;
-  const __m512 magnitude = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
-  __m512 v[4], amax = _mm512_set1_ps(-FLT_MAX);
-  for (int j = 0; j < 4; j++) {
-    v[j] = _mm512_loadu_ps(w + 16 * j);
-    amax = _mm512_maskz_max_ps(all16, _mm512_and_ps(v[j], magnitude), amax);
-  }
-  alignas(64) float lanes[16];
-  _mm512_store_ps(lanes, amax);
-  float a = lanes[0];
-  for (int l = 1; l < 16; l++) a = std::max(a, lanes[l]);  // no NaN among them
-  const __m512 inv = _mm512_set1_ps(1.0f / a);
-  alignas(64) float mids[16] = {};
-  std::copy(kNf4Midpoints, kNf4Midpoints + 15, mids);
-  const __m512 mid = _mm512_load_ps(mids);
-  alignas(64) uint8_t codes[64];
-  for (int j = 0; j < 4; j++) {
-    const __m512 x = _mm512_mul_ps(v[j], inv);
-    __m512i idx = _mm512_setzero_si512();
-    for (int step = 8; step >= 1; step /= 2) {
-      const __m512 m = _mm512_maskz_permutexvar_ps(all16, _mm512_add_epi32(idx, _mm512_set1_epi32(step - 1)), mid);
-      idx = _mm512_mask_add_epi32(idx, _mm512_cmp_ps_mask(x, m, _CMP_GT_OQ), idx, _mm512_set1_epi32(step));
-    }
-    _mm_store_si128(reinterpret_cast<__m128i*>(codes + 16 * j), _mm512_maskz_cvtepi32_epi8(all16, idx));
-  }
-  // Word i holds codes 2i (low byte) and 2i + 1; its packed byte is code 2i << 4 | code 2i + 1.
-  const __m512i words = _mm512_load_si512(codes);
-  const __m512i bytes = _mm512_or_si512(_mm512_slli_epi16(words, 4), _mm512_srli_epi16(words, 8));
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), _mm512_maskz_cvtepi16_epi8(all32, bytes));
-  return a;
-}
-#endif
-
 // Blocks [b0, b1) of m's flat elements, whose values start at w (element b0 * 64): each block's absmax and codes.
 void quantize_blocks(Nf4Matrix& m, float* absmax, const float* w, int64_t b0, int64_t b1) {
   const int64_t n = m.numel(), base = b0 * kNf4BlockSize;
   for (int64_t b = b0; b < b1; b++) {
     const int64_t e0 = b * kNf4BlockSize, e1 = std::min(n, e0 + kNf4BlockSize);
-#if defined(__AVX512F__) && defined(__AVX512BW__)
-    if (e1 - e0 == kNf4BlockSize) {
-      absmax[b] = quantize_whole_block(w + (e0 - base), m.packed.data() + (e0 >> 1));
+    if (e1 - e0 == kNf4BlockSize) {  // all but a partial last block; e0 is even, so it fills 32 whole bytes
+      absmax[b] = nf4_quantize_whole_block(w + (e0 - base), m.packed.data() + (e0 >> 1));
       continue;
     }
-#endif
-    // fmax semantics (a NaN element never wins) written as a compare-select, which vectorises.
+    // The partial last block, element by element. fmax semantics (a NaN element never wins) written as a
+    // compare-select, which vectorises.
     float amax = -FLT_MAX;  // the CUDA reduction's start value (docs/reference/nf4.md#blockwise-quantisation)
     for (int64_t e = e0; e < e1; e++) {
       const float v = std::fabs(w[e - base]);
@@ -169,19 +126,6 @@ void quantize_blocks(Nf4Matrix& m, float* absmax, const float* w, int64_t b0, in
     // x = w * (1/absmax), a multiply by the reciprocal, not a division. absmax 0 -> inf -> 0*inf = NaN -> code 0,
     // so an all-zero block dequantizes to NF4[0] * 0 = -0.0.
     const float inv = 1.0f / amax;
-    if (e1 - e0 == kNf4BlockSize) {
-      // A whole block (all but the last): a branch-free loop the compiler vectorises; e0 is even, so the block
-      // fills 32 whole bytes.
-      // nf4_code as 15 passes of compares over the block (each pass a few vector instructions).
-      float xs[kNf4BlockSize];
-      int32_t codes[kNf4BlockSize];
-      for (int i = 0; i < kNf4BlockSize; i++) xs[i] = w[e0 - base + i] * inv, codes[i] = 0;
-      for (const float mid : kNf4Midpoints)
-        for (int i = 0; i < kNf4BlockSize; i++) codes[i] += xs[i] > mid ? 1 : 0;
-      uint8_t* out = m.packed.data() + (e0 >> 1);
-      for (int i = 0; i < kNf4BlockSize / 2; i++) out[i] = uint8_t(codes[2 * i] << 4 | codes[2 * i + 1]);
-      continue;
-    }
     for (int64_t e = e0; e < e0 + kNf4BlockSize && (e >> 1) < int64_t(m.packed.size()); e++) {
       const float x = (e < n ? w[e - base] : 0.0f) * inv;
       const uint8_t c = nf4_code(x);

@@ -15,6 +15,9 @@ constexpr int kNestedBlockSize = 256;   // first-level absmax values per nested 
 // The 16 NF4 code values, index -> value (docs/reference/nf4.md#code-table).
 extern const float kNf4Table[16];
 
+// The 15 midpoints of dQuantizeNF4's decision tree (docs/reference/nf4.md#code-table), ascending.
+extern const float kNf4Midpoints[15];
+
 // docs/reference/nf4.md#code-table: code = number of the 15 midpoints that x strictly exceeds (ties go down, NaN -> 0).
 uint8_t nf4_code(float x);
 

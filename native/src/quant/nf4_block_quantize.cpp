@@ -1,0 +1,164 @@
+// The three forms of the whole-block NF4 quantizer (nf4_block_quantize.h) and the choice between them at run time.
+// All three compute the block's absmax the way the scalar loop does (a NaN never becomes it: x86's max keeps its
+// second operand when the first is NaN) and the same codes: the portable form counts the midpoints each x exceeds,
+// the vector forms find that count by a binary search over the sorted midpoints (4 compares instead of 15; NaN
+// exceeds none and stays code 0).
+#include "nf4_block_quantize.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cfloat>
+#include <cmath>
+#include <cstdlib>
+#include <string>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define DPO_NF4_BLOCK_X86 1
+#endif
+
+#include "nf4.h"
+
+namespace dpo {
+namespace {
+
+float quantize_block_portable(const float* w, uint8_t* out) {
+  float amax = -FLT_MAX;  // the CUDA reduction's start value (docs/reference/nf4.md#blockwise-quantisation)
+  for (int i = 0; i < kNf4BlockSize; i++) {
+    const float v = std::fabs(w[i]);  // +0 for -0, as bnb's fabsf
+    amax = v > amax ? v : amax;  // fmax semantics as a compare-select, which vectorises
+  }
+  // x = w * (1/absmax), a multiply by the reciprocal, not a division. absmax 0 -> inf -> 0*inf = NaN -> code 0.
+  const float inv = 1.0f / amax;
+  float xs[kNf4BlockSize];
+  int32_t codes[kNf4BlockSize];
+  for (int i = 0; i < kNf4BlockSize; i++) xs[i] = w[i] * inv, codes[i] = 0;
+  for (const float mid : kNf4Midpoints)  // nf4_code as 15 passes of compares (each a few vector instructions)
+    for (int i = 0; i < kNf4BlockSize; i++) codes[i] += xs[i] > mid ? 1 : 0;
+  for (int i = 0; i < kNf4BlockSize / 2; i++) out[i] = uint8_t(codes[2 * i] << 4 | codes[2 * i + 1]);
+  return amax;
+}
+
+#if DPO_NF4_BLOCK_X86
+// The largest of a vector form's per-lane maxima (none is NaN: a lane starts at -FLT_MAX and NaN never enters).
+float largest(const float* lanes, int n) { return *std::max_element(lanes, lanes + n); }
+
+// The binary search's midpoints by level: after the first compare (against M7) the code so far is 0 or 8 and the
+// next midpoint is M3 or M11, then one of M1, M5, M9, M13, then an even one; code >> 3, >> 2 and >> 1 index them.
+// 16 entries, so that AVX-512 loads them whole (its indices stay below 8, like AVX2's).
+alignas(64) const float kLevel4[16] = {kNf4Midpoints[3], kNf4Midpoints[11]};
+alignas(64) const float kLevel2[16] = {kNf4Midpoints[1], kNf4Midpoints[5], kNf4Midpoints[9], kNf4Midpoints[13]};
+alignas(64) const float kLevel1[16] = {kNf4Midpoints[0], kNf4Midpoints[2],  kNf4Midpoints[4],  kNf4Midpoints[6],
+                                       kNf4Midpoints[8], kNf4Midpoints[10], kNf4Midpoints[12], kNf4Midpoints[14]};
+
+__attribute__((target("avx2"))) float quantize_block_avx2(const float* w, uint8_t* out) {
+  const __m256 magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  __m256 v[8], amax = _mm256_set1_ps(-FLT_MAX);
+  for (int j = 0; j < 8; j++) {
+    v[j] = _mm256_loadu_ps(w + 8 * j);
+    amax = _mm256_max_ps(_mm256_and_ps(v[j], magnitude), amax);
+  }
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, amax);
+  const float a = largest(lanes, 8);
+  const __m256 inv = _mm256_set1_ps(1.0f / a), m7 = _mm256_set1_ps(kNf4Midpoints[7]);
+  const __m256 l4 = _mm256_load_ps(kLevel4), l2 = _mm256_load_ps(kLevel2), l1 = _mm256_load_ps(kLevel1);
+  // Adds `step` to code where x exceeds the midpoint.
+  auto add_if_above = [](__m256i code, __m256 x, __m256 mid, int step) __attribute__((target("avx2"))) {
+    const __m256i above = _mm256_castps_si256(_mm256_cmp_ps(x, mid, _CMP_GT_OQ));
+    return _mm256_add_epi32(code, _mm256_and_si256(above, _mm256_set1_epi32(step)));
+  };
+  alignas(32) int32_t codes[kNf4BlockSize];
+  for (int j = 0; j < 8; j++) {
+    const __m256 x = _mm256_mul_ps(v[j], inv);
+    __m256i code = add_if_above(_mm256_setzero_si256(), x, m7, 8);
+    code = add_if_above(code, x, _mm256_permutevar8x32_ps(l4, _mm256_srli_epi32(code, 3)), 4);
+    code = add_if_above(code, x, _mm256_permutevar8x32_ps(l2, _mm256_srli_epi32(code, 2)), 2);
+    code = add_if_above(code, x, _mm256_permutevar8x32_ps(l1, _mm256_srli_epi32(code, 1)), 1);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(codes + 8 * j), code);
+  }
+  for (int i = 0; i < kNf4BlockSize / 2; i++) out[i] = uint8_t(codes[2 * i] << 4 | codes[2 * i + 1]);
+  return a;
+}
+
+__attribute__((target("avx512f,avx512bw"))) float quantize_block_avx512(const float* w, uint8_t* out) {
+  const __mmask16 all16 = 0xffff;  // maskz forms: GCC 12 warns spuriously on the unmasked ones
+  const __mmask32 all32 = 0xffffffff;
+  const __m512 magnitude = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
+  __m512 v[4], amax = _mm512_set1_ps(-FLT_MAX);
+  for (int j = 0; j < 4; j++) {
+    v[j] = _mm512_loadu_ps(w + 16 * j);
+    amax = _mm512_maskz_max_ps(all16, _mm512_and_ps(v[j], magnitude), amax);
+  }
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, amax);
+  const float a = largest(lanes, 16);
+  const __m512 inv = _mm512_set1_ps(1.0f / a), m7 = _mm512_set1_ps(kNf4Midpoints[7]);
+  const __m512 l4 = _mm512_load_ps(kLevel4), l2 = _mm512_load_ps(kLevel2), l1 = _mm512_load_ps(kLevel1);
+  auto add_if_above = [](__m512i code, __m512 x, __m512 mid, int step) __attribute__((target("avx512f"))) {
+    return _mm512_mask_add_epi32(code, _mm512_cmp_ps_mask(x, mid, _CMP_GT_OQ), code, _mm512_set1_epi32(step));
+  };
+  auto level = [all16](__m512 table, __m512i code, int shift) __attribute__((target("avx512f"))) {
+    return _mm512_maskz_permutexvar_ps(all16, _mm512_maskz_srli_epi32(all16, code, unsigned(shift)), table);
+  };
+  alignas(64) uint8_t codes[kNf4BlockSize];
+  for (int j = 0; j < 4; j++) {
+    const __m512 x = _mm512_mul_ps(v[j], inv);
+    __m512i code = add_if_above(_mm512_setzero_si512(), x, m7, 8);
+    code = add_if_above(code, x, level(l4, code, 3), 4);
+    code = add_if_above(code, x, level(l2, code, 2), 2);
+    code = add_if_above(code, x, level(l1, code, 1), 1);
+    _mm_store_si128(reinterpret_cast<__m128i*>(codes + 16 * j), _mm512_maskz_cvtepi32_epi8(all16, code));
+  }
+  // Word i holds codes 2i (low byte) and 2i + 1; its packed byte is code 2i << 4 | code 2i + 1.
+  const __m512i words = _mm512_load_si512(codes);
+  const __m512i bytes = _mm512_or_si512(_mm512_slli_epi16(words, 4), _mm512_srli_epi16(words, 8));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), _mm512_maskz_cvtepi16_epi8(all32, bytes));
+  return a;
+}
+#endif
+
+bool supported(Nf4BlockIsa isa) {
+#if DPO_NF4_BLOCK_X86
+  if (isa == Nf4BlockIsa::Avx512) return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+  if (isa == Nf4BlockIsa::Avx2) return __builtin_cpu_supports("avx2");
+#endif
+  return isa == Nf4BlockIsa::Portable;
+}
+
+// The widest form this CPU runs, or no wider than the kernel set DPO_CPU_KERNELS forces (avx2, generic), so that a
+// run measuring a narrower set on a wider machine loads as that machine would
+// (docs/cpu-kernels.md#kernel-sets-avx-512-avx2-and-baseline-chosen-at-run-time).
+Nf4BlockIsa widest() {
+  const char* env = std::getenv("DPO_CPU_KERNELS");
+  const std::string cap = env ? env : "";
+  for (Nf4BlockIsa isa : {Nf4BlockIsa::Avx512, Nf4BlockIsa::Avx2}) {
+    if (isa == Nf4BlockIsa::Avx512 && (cap == "avx2" || cap == "generic")) continue;
+    if (isa == Nf4BlockIsa::Avx2 && cap == "generic") continue;
+    if (supported(isa)) return isa;
+  }
+  return Nf4BlockIsa::Portable;
+}
+
+std::atomic<Nf4BlockIsa> g_isa{widest()};
+
+}  // namespace
+
+float nf4_quantize_whole_block(const float* w, uint8_t* out) {
+  switch (g_isa.load(std::memory_order_relaxed)) {
+#if DPO_NF4_BLOCK_X86
+    case Nf4BlockIsa::Avx512: return quantize_block_avx512(w, out);
+    case Nf4BlockIsa::Avx2: return quantize_block_avx2(w, out);
+#endif
+    default: return quantize_block_portable(w, out);
+  }
+}
+
+Nf4BlockIsa nf4_block_isa() { return g_isa.load(); }
+
+bool set_nf4_block_isa(Nf4BlockIsa isa) {
+  if (!supported(isa)) return false;
+  g_isa.store(isa);
+  return true;
+}
+
+}  // namespace dpo
