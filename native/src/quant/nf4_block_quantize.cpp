@@ -50,6 +50,12 @@ alignas(64) const float kLevel2[16] = {kNf4Midpoints[1], kNf4Midpoints[5], kNf4M
 alignas(64) const float kLevel1[16] = {kNf4Midpoints[0], kNf4Midpoints[2],  kNf4Midpoints[4],  kNf4Midpoints[6],
                                        kNf4Midpoints[8], kNf4Midpoints[10], kNf4Midpoints[12], kNf4Midpoints[14]};
 
+// Adds `step` to code where x exceeds the midpoint.
+__attribute__((target("avx2"))) inline __m256i add_if_above(__m256i code, __m256 x, __m256 mid, int step) {
+  const __m256i above = _mm256_castps_si256(_mm256_cmp_ps(x, mid, _CMP_GT_OQ));
+  return _mm256_add_epi32(code, _mm256_and_si256(above, _mm256_set1_epi32(step)));
+}
+
 __attribute__((target("avx2"))) float quantize_block_avx2(const float* w, uint8_t* out) {
   const __m256 magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
   __m256 v[8], amax = _mm256_set1_ps(-FLT_MAX);
@@ -62,11 +68,6 @@ __attribute__((target("avx2"))) float quantize_block_avx2(const float* w, uint8_
   const float a = largest(lanes, 8);
   const __m256 inv = _mm256_set1_ps(1.0f / a), m7 = _mm256_set1_ps(kNf4Midpoints[7]);
   const __m256 l4 = _mm256_load_ps(kLevel4), l2 = _mm256_load_ps(kLevel2), l1 = _mm256_load_ps(kLevel1);
-  // Adds `step` to code where x exceeds the midpoint.
-  auto add_if_above = [](__m256i code, __m256 x, __m256 mid, int step) __attribute__((target("avx2"))) {
-    const __m256i above = _mm256_castps_si256(_mm256_cmp_ps(x, mid, _CMP_GT_OQ));
-    return _mm256_add_epi32(code, _mm256_and_si256(above, _mm256_set1_epi32(step)));
-  };
   alignas(32) int32_t codes[kNf4BlockSize];
   for (int j = 0; j < 8; j++) {
     const __m256 x = _mm256_mul_ps(v[j], inv);
@@ -80,26 +81,31 @@ __attribute__((target("avx2"))) float quantize_block_avx2(const float* w, uint8_
   return a;
 }
 
+__attribute__((target("avx512f"))) inline __m512i add_if_above(__m512i code, __m512 x, __m512 mid, int step) {
+  return _mm512_mask_add_epi32(code, _mm512_cmp_ps_mask(x, mid, _CMP_GT_OQ), code, _mm512_set1_epi32(step));
+}
+
+// The midpoint of `table` that code >> shift indexes, per lane.
+__attribute__((target("avx512f"))) inline __m512 level(__m512 table, __m512i code, int shift) {
+  const __mmask16 all16 = 0xffff;  // maskz forms: GCC 12 warns spuriously on the unmasked ones
+  return _mm512_maskz_permutexvar_ps(all16, _mm512_maskz_srli_epi32(all16, code, unsigned(shift)), table);
+}
+
 __attribute__((target("avx512f,avx512bw"))) float quantize_block_avx512(const float* w, uint8_t* out) {
   const __mmask16 all16 = 0xffff;  // maskz forms: GCC 12 warns spuriously on the unmasked ones
   const __mmask32 all32 = 0xffffffff;
-  const __m512 magnitude = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
+  const __m512i magnitude = _mm512_set1_epi32(0x7fffffff);  // an integer and: the float one needs AVX512DQ
   __m512 v[4], amax = _mm512_set1_ps(-FLT_MAX);
   for (int j = 0; j < 4; j++) {
     v[j] = _mm512_loadu_ps(w + 16 * j);
-    amax = _mm512_maskz_max_ps(all16, _mm512_and_ps(v[j], magnitude), amax);
+    const __m512 abs = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(v[j]), magnitude));
+    amax = _mm512_maskz_max_ps(all16, abs, amax);
   }
   alignas(64) float lanes[16];
   _mm512_store_ps(lanes, amax);
   const float a = largest(lanes, 16);
   const __m512 inv = _mm512_set1_ps(1.0f / a), m7 = _mm512_set1_ps(kNf4Midpoints[7]);
   const __m512 l4 = _mm512_load_ps(kLevel4), l2 = _mm512_load_ps(kLevel2), l1 = _mm512_load_ps(kLevel1);
-  auto add_if_above = [](__m512i code, __m512 x, __m512 mid, int step) __attribute__((target("avx512f"))) {
-    return _mm512_mask_add_epi32(code, _mm512_cmp_ps_mask(x, mid, _CMP_GT_OQ), code, _mm512_set1_epi32(step));
-  };
-  auto level = [all16](__m512 table, __m512i code, int shift) __attribute__((target("avx512f"))) {
-    return _mm512_maskz_permutexvar_ps(all16, _mm512_maskz_srli_epi32(all16, code, unsigned(shift)), table);
-  };
   alignas(64) uint8_t codes[kNf4BlockSize];
   for (int j = 0; j < 4; j++) {
     const __m512 x = _mm512_mul_ps(v[j], inv);
