@@ -527,6 +527,41 @@ TEST_CASE(device_optimizer_step_equals_cpu) {
   CHECK(moved);
 }
 
+// An NF4 model with an untied bf16 lm_head keeps only the bf16 copy on the CPU (DeviceWeights::release_fp32_lm_head):
+// the weights' resident bytes fall by V x C x 4, and DPO steps (logits and the input gradient through lm_head) give
+// the bits of a load that keeps the fp32 copy and computes through it (DPO_LM_HEAD_BF16=0). A tied model keeps its
+// embedding, which is also the token table.
+TEST_CASE(nf4_model_without_fp32_lm_head_trains_the_same_bits) {
+  for (bool tied : {false, true}) {
+    TinySpec s;
+    s.tied = tied;
+    s.bf16_values = true;
+    TinyModel tm = write_tiny_model(s);
+    setenv("DPO_LM_HEAD_BF16", "0", 1);
+    auto kept = dpo::Model::load(tm.dir, {dpo::QuantMode::Nf4, dpo::BackendChoice::Cpu});
+    unsetenv("DPO_LM_HEAD_BF16");
+    auto released = dpo::Model::load(tm.dir, {dpo::QuantMode::Nf4, dpo::BackendChoice::Cpu});
+    const uint64_t head_bytes = tied ? 0 : uint64_t(s.V) * uint64_t(s.C) * 4u;
+    CHECK(released->info().resident_bytes + head_bytes == kept->info().resident_bytes);
+    dpo::LoraOptions lo;
+    lo.seed = 3;
+    kept->attach_lora(lo);
+    released->attach_lora(lo);
+    const auto pairs = sample_pairs(s.V);
+    dpo::OptimizerOptions opt;
+    opt.lr = 1e-2f;
+    for (int step = 0; step < 2; step++) {
+      const auto a = kept->dpo_accumulate(pairs, 2, {}), b = released->dpo_accumulate(pairs, 2, {});
+      for (size_t i = 0; i < a.size(); i++) CHECK(a[i].loss == b[i].loss && a[i].chosen_logp == b[i].chosen_logp);
+      CHECK(kept->optimizer_step(opt) == released->optimizer_step(opt));
+      CHECK(same_tensors(kept->lora_tensors(), released->lora_tensors()));
+    }
+    dpo::GenerateOptions g;
+    g.max_new_tokens = 8;
+    CHECK(kept->generate({{1, 5, 9}, {1, 7}}, g).tokens == released->generate({{1, 5, 9}, {1, 7}}, g).tokens);
+  }
+}
+
 // Full-parameter steps on backend memory, untied embedding (FullGrads::embed_param) and tied: the host weights are
 // refreshed after every step, so logps and saved weights agree with the CPU backend's bit for bit.
 TEST_CASE(device_sft_step_equals_cpu) {

@@ -70,6 +70,14 @@ void DeviceWeights::lm_head_changed(Backend& be) {
   update_lm_head_row_sum(be);
 }
 
+uint64_t DeviceWeights::release_fp32_lm_head(Backend& be, ModelWeights& m) {
+  if (m.config.tie_embeddings || m.lm_head.empty() || !lm_head_bf16.get()) return 0;
+  const uint64_t bytes = m.lm_head.size() * sizeof(float);
+  lm_head.sync(be, {});           // the mirror: null
+  std::vector<float>().swap(m.lm_head);  // the host copy, memory included
+  return bytes;
+}
+
 void DeviceWeights::lm_head_logits(Backend& be, float* logits, const float* h, int n) const {
   const int C = config().hidden, V = config().vocab;
   if (lm_head_bf16.get()) be.matmul_bf16(logits, h, lm_head_bf16.get(), n, C, V);

@@ -50,6 +50,10 @@ struct DeviceWeights {
   // After every update of lm_head (full-parameter training): recomputes lm_head_row_sum from the lm_head mirror and
   // drops the bf16 copy and its sketch (the updated values are no longer bf16 values).
   void lm_head_changed(Backend& be);
+  // For a model that can never update lm_head (one with NF4 layers: full-parameter training needs --quant none):
+  // when lm_head is untied and the backend holds it as bf16, every logit, input gradient and greedy token goes
+  // through that copy, so the fp32 one (m.lm_head and its mirror, V x C x 4 bytes) is freed. Returns the bytes freed.
+  uint64_t release_fp32_lm_head(Backend& be, ModelWeights& m);
   // logits (n,V) = h (n,C) . lm_head^T.
   void lm_head_logits(Backend& be, float* logits, const float* h, int n) const;
   // next (n) = argmax of each row of h (n,C) . lm_head^T, first index on ties; logits (n,V) is scratch that may or
