@@ -160,10 +160,12 @@ std::unique_ptr<Model> Model::load(const std::string& dir, const LoadOptions& op
   LoadStats stats;
   impl->weights = load_weights(config, ws, options.quant == QuantMode::Nf4, stats, progress);
   impl->dev.sync(*impl->backend, impl->weights);
-  // An NF4 model never trains lm_head, so its fp32 copy goes where the bf16 one serves (1 GB at Breeze-7B,
-  // docs/cpu-kernels.md#bf16-lm_head).
-  if (stats.quantized_linears > 0)
+  // An NF4 model never trains lm_head or the embedding, so their fp32 copies go where bf16 serves (1.5 GB at
+  // Breeze-7B, docs/cpu-kernels.md#bf16-lm_head).
+  if (stats.quantized_linears > 0) {
     stats.resident_bytes -= impl->dev.release_fp32_lm_head(*impl->backend, impl->weights);
+    stats.resident_bytes -= impl->dev.keep_embedding_as_bf16(*impl->backend, impl->weights);
+  }
   impl->info.config = config;
   impl->info.n_params = stats.n_params;
   impl->info.checkpoint_bytes = stats.checkpoint_bytes;

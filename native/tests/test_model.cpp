@@ -201,14 +201,16 @@ TEST_CASE(bf16_lm_head_gives_the_same_bits_as_fp32) {
       auto fp32_head = dpo::Model::load(m.dir, {q, dpo::BackendChoice::Cpu});
       unsetenv("DPO_LM_HEAD_BF16");
       auto bf16_head = dpo::Model::load(m.dir, {q, dpo::BackendChoice::Cpu});
-      // The bf16 copy exists: V x C two-byte values more in backend memory. An NF4 model's untied fp32 lm_head is
-      // then freed (DeviceWeights::release_fp32_lm_head), and with it the backend's copy where the backend keeps
-      // one (the guarded backend; the CPU one computes from the host copy).
+      // The bf16 copy exists: V x C two-byte values more in backend memory. An NF4 model then frees its fp32
+      // lm_head: untied, the lm_head (DeviceWeights::release_fp32_lm_head); tied, the embedding, kept as bf16 bits
+      // (keep_embedding_as_bf16; untied, both loads keep it so). The backend's copy of the fp32 lm_head goes with
+      // it where the backend keeps one (the guarded backend; the CPU one computes from the host copy).
       const uint64_t bf16_bytes = uint64_t(s.V) * uint64_t(s.C) * 2u, head_bytes = 2 * bf16_bytes;
-      const bool released = bf16_head->info().resident_bytes + head_bytes == fp32_head->info().resident_bytes;
-      CHECK(released == (q == dpo::QuantMode::Nf4 && !tied));
+      const bool nf4 = q == dpo::QuantMode::Nf4;
+      CHECK(fp32_head->info().resident_bytes - bf16_head->info().resident_bytes ==
+            (nf4 ? (tied ? bf16_bytes : head_bytes) : 0));
       const uint64_t with = bf16_head->memory_stats().in_use_bytes, without = fp32_head->memory_stats().in_use_bytes;
-      CHECK(with == without + bf16_bytes || (released && with + head_bytes == without + bf16_bytes));
+      CHECK(with == without + bf16_bytes || (nf4 && with + head_bytes == without + bf16_bytes));
       const std::vector<std::vector<int32_t>> prompts = {{1, 5, 9}, {1, 7, 7, 40, 3, 22, 18}, {1}};
       dpo::GenerateOptions opt;
       opt.max_new_tokens = 10;

@@ -527,10 +527,11 @@ TEST_CASE(device_optimizer_step_equals_cpu) {
   CHECK(moved);
 }
 
-// An NF4 model with an untied bf16 lm_head keeps only the bf16 copy on the CPU (DeviceWeights::release_fp32_lm_head):
-// the weights' resident bytes fall by V x C x 4, and DPO steps (logits and the input gradient through lm_head) give
-// the bits of a load that keeps the fp32 copy and computes through it (DPO_LM_HEAD_BF16=0). A tied model keeps its
-// embedding, which is also the token table.
+// An NF4 model with a bf16 lm_head keeps only the bf16 copy on the CPU: untied, its fp32 lm_head goes
+// (DeviceWeights::release_fp32_lm_head, V x C x 4 bytes); tied, the embedding that was also lm_head is kept as bf16
+// bits (keep_embedding_as_bf16, V x C x 2). DPO steps (logits and the input gradient through lm_head, the gathered
+// embedding rows) and greedy tokens give the bits of a load that keeps the fp32 lm_head and computes through it
+// (DPO_LM_HEAD_BF16=0).
 TEST_CASE(nf4_model_without_fp32_lm_head_trains_the_same_bits) {
   for (bool tied : {false, true}) {
     TinySpec s;
@@ -541,7 +542,7 @@ TEST_CASE(nf4_model_without_fp32_lm_head_trains_the_same_bits) {
     auto kept = dpo::Model::load(tm.dir, {dpo::QuantMode::Nf4, dpo::BackendChoice::Cpu});
     unsetenv("DPO_LM_HEAD_BF16");
     auto released = dpo::Model::load(tm.dir, {dpo::QuantMode::Nf4, dpo::BackendChoice::Cpu});
-    const uint64_t head_bytes = tied ? 0 : uint64_t(s.V) * uint64_t(s.C) * 4u;
+    const uint64_t head_bytes = uint64_t(s.V) * uint64_t(s.C) * (tied ? 2u : 4u);
     CHECK(released->info().resident_bytes + head_bytes == kept->info().resident_bytes);
     dpo::LoraOptions lo;
     lo.seed = 3;

@@ -78,6 +78,18 @@ uint64_t DeviceWeights::release_fp32_lm_head(Backend& be, ModelWeights& m) {
   return bytes;
 }
 
+uint64_t DeviceWeights::keep_embedding_as_bf16(Backend& be, ModelWeights& m) {
+  if (m.embed.empty()) return 0;
+  if (m.config.tie_embeddings && !lm_head_bf16.get()) return 0;  // the fp32 mirror computes the logits
+  if (!std::all_of(m.embed.begin(), m.embed.end(), [](float v) { return (f32_bits(v) & 0xffffu) == 0; })) return 0;
+  m.embed_bf16.resize(m.embed.size());
+  for (size_t i = 0; i < m.embed.size(); i++) m.embed_bf16[i] = uint16_t(f32_bits(m.embed[i]) >> 16);
+  if (m.config.tie_embeddings) lm_head.sync(be, {});
+  const uint64_t freed = m.embed.size() * (sizeof(float) - sizeof(uint16_t));
+  std::vector<float>().swap(m.embed);
+  return freed;
+}
+
 void DeviceWeights::lm_head_logits(Backend& be, float* logits, const float* h, int n) const {
   const int C = config().hidden, V = config().vocab;
   if (lm_head_bf16.get()) be.matmul_bf16(logits, h, lm_head_bf16.get(), n, C, V);
@@ -113,7 +125,13 @@ void embed_tokens(float* x, const ModelWeights& m, Backend& be, const int* ids, 
     if (ids[i] < 0 || ids[i] >= V)
       fail(ErrorCode::BadInput,
            "token id " + std::to_string(ids[i]) + " is outside the vocabulary (" + std::to_string(V) + ")");
-    std::memcpy(rows.data() + int64_t(i) * C, m.embed.data() + int64_t(ids[i]) * C, sizeof(float) * size_t(C));
+    float* row = rows.data() + int64_t(i) * C;
+    if (m.embed.empty()) {
+      const uint16_t* bits = m.embed_bf16.data() + int64_t(ids[i]) * C;
+      for (int c = 0; c < C; c++) row[c] = bf16_to_f32(bits[c]);  // exact: a bf16 value widened
+    } else {
+      std::memcpy(row, m.embed.data() + int64_t(ids[i]) * C, sizeof(float) * size_t(C));
+    }
   }
   be.upload(x, rows.data(), rows.size() * sizeof(float));
 }

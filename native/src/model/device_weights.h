@@ -54,6 +54,10 @@ struct DeviceWeights {
   // when lm_head is untied and the backend holds it as bf16, every logit, input gradient and greedy token goes
   // through that copy, so the fp32 one (m.lm_head and its mirror, V x C x 4 bytes) is freed. Returns the bytes freed.
   uint64_t release_fp32_lm_head(Backend& be, ModelWeights& m);
+  // For the same models: an embedding whose values are all bf16 values is kept as their bf16 bits (V x C x 2 bytes
+  // fewer). Tied, the fp32 lm_head mirror was the embedding, so it goes too: it serves only where the bf16 copy
+  // exists. Returns the bytes freed.
+  uint64_t keep_embedding_as_bf16(Backend& be, ModelWeights& m);
   // logits (n,V) = h (n,C) . lm_head^T.
   void lm_head_logits(Backend& be, float* logits, const float* h, int n) const;
   // next (n) = argmax of each row of h (n,C) . lm_head^T, first index on ties; logits (n,V) is scratch that may or

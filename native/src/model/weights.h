@@ -38,7 +38,10 @@ struct LayerWeights {
 
 struct ModelWeights {
   ModelConfig config;
-  std::vector<float> embed;        // (V,C)
+  std::vector<float> embed;        // (V,C); empty when held as embed_bf16
+  // (V,C) bf16 bit patterns: the embedding of a model that never updates it (NF4 layers), when every value is a
+  // bf16 value (DeviceWeights::keep_embedding_as_bf16); the forward widens the rows it gathers, exactly.
+  std::vector<uint16_t> embed_bf16;
   std::vector<float> final_norm;   // (C)
   std::vector<float> lm_head;      // (V,C); empty when tied to embed
   std::vector<LayerWeights> layers;
