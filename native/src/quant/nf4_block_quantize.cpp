@@ -125,6 +125,7 @@ __attribute__((target("avx512f,avx512bw"))) float quantize_block_avx512(const fl
 
 bool supported(Nf4BlockIsa isa) {
 #if DPO_NF4_BLOCK_X86
+  __builtin_cpu_init();  // the choice may be made before libgcc's own constructor has run
   if (isa == Nf4BlockIsa::Avx512) return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
   if (isa == Nf4BlockIsa::Avx2) return __builtin_cpu_supports("avx2");
 #endif
@@ -145,12 +146,16 @@ Nf4BlockIsa widest() {
   return Nf4BlockIsa::Portable;
 }
 
-std::atomic<Nf4BlockIsa> g_isa{widest()};
+// Chosen on first use (a static initializer elsewhere may quantize before this file's would have run).
+std::atomic<Nf4BlockIsa>& chosen() {
+  static std::atomic<Nf4BlockIsa> isa{widest()};
+  return isa;
+}
 
 }  // namespace
 
 float nf4_quantize_whole_block(const float* w, uint8_t* out) {
-  switch (g_isa.load(std::memory_order_relaxed)) {
+  switch (chosen().load(std::memory_order_relaxed)) {
 #if DPO_NF4_BLOCK_X86
     case Nf4BlockIsa::Avx512: return quantize_block_avx512(w, out);
     case Nf4BlockIsa::Avx2: return quantize_block_avx2(w, out);
@@ -159,11 +164,11 @@ float nf4_quantize_whole_block(const float* w, uint8_t* out) {
   }
 }
 
-Nf4BlockIsa nf4_block_isa() { return g_isa.load(); }
+Nf4BlockIsa nf4_block_isa() { return chosen().load(); }
 
 bool set_nf4_block_isa(Nf4BlockIsa isa) {
   if (!supported(isa)) return false;
-  g_isa.store(isa);
+  chosen().store(isa);
   return true;
 }
 
