@@ -16,8 +16,11 @@
 #include "check.h"
 #include "core/half.h"
 #include "dpo/engine.h"
+#include "dpo/model_config.h"
+#include "io/safetensors.h"
 #include "family_model.h"
 #include "json_write.h"
+#include "model/weights.h"
 #include "reference_forward.h"
 
 using namespace dpo_test;
@@ -343,6 +346,42 @@ TEST_CASE(leftover_tensors_are_refused_and_check_model_agrees_with_load) {
   edit_config(gemma, R"({"architectures": ["Gemma2ForCausalLM"]})");
   const dpo::ModelCheck g = dpo::check_model(gemma.dir);
   CHECK(!g.ok && !g.config_read && g.message.find("Gemma 2 is not supported") != std::string::npos);
+}
+
+TEST_CASE(nf4_load_keeps_an_untied_bf16_embedding_as_its_bits) {
+  // An untied bf16 checkpoint loaded as NF4 holds its embedding as the file's bf16 bits, without an fp32 copy
+  // (docs/cpu-kernels.md#bf16-lm_head); loaded with --quant none, as fp32. The values are the same, and the resident
+  // bytes count 2 per value. A tied model keeps fp32 at load (its embedding is also lm_head's source).
+  int untied = 0;
+  for (const char* name : {"llama-3.1-8b-instruct", "qwen2.5-0.5b-instruct"}) {
+    const TinyModel& t = family_twin(name);
+    const dpo::ModelConfig c = dpo::load_model_config(t.dir);
+    const dpo::WeightSet ws(t.dir);
+    dpo::LoadStats nf4_stats, full_stats;
+    const dpo::ModelWeights nf4 = dpo::load_weights(c, ws, true, nf4_stats, nullptr);
+    const dpo::ModelWeights full = dpo::load_weights(c, ws, false, full_stats, nullptr);
+    const size_t n = size_t(c.vocab) * size_t(c.hidden);
+    CHECK(full.embed.size() == n && full.embed_bf16.empty());
+    if (c.tie_embeddings) {
+      CHECK(nf4.embed.size() == n && nf4.embed_bf16.empty());
+      continue;
+    }
+    untied++;
+    CHECK(nf4.embed.empty() && nf4.embed_bf16.size() == n);
+    int bad = 0;
+    for (size_t i = 0; i < n; i++)
+      bad += dpo::f32_bits(dpo::bf16_to_f32(nf4.embed_bf16[i])) != dpo::f32_bits(full.embed[i]);
+    CHECK(bad == 0);
+    uint64_t linears = 0;
+    for (const dpo::LayerWeights& L : nf4.layers)
+      for (const dpo::Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) linears += l->resident_bytes();
+    uint64_t rest = 0;
+    for (const dpo::LayerWeights& L : nf4.layers)
+      rest += (L.input_norm.size() + L.post_norm.size() + L.q_norm.size() + L.k_norm.size()) * sizeof(float);
+    CHECK(nf4_stats.resident_bytes ==
+          linears + rest + n * 2 + (nf4.final_norm.size() + nf4.lm_head.size()) * sizeof(float));
+  }
+  CHECK(untied == 1);
 }
 
 TEST_MAIN()

@@ -234,7 +234,15 @@ ModelWeights walk_checkpoint(const ModelConfig& c, const WeightSet& ws, bool qua
   std::vector<Walk> walks(size_t(c.n_layers) + 1, Walk{ws, validate_only, {}, {}});
   Walk& top = walks.back();
 
-  m.embed = top.read_f32("model.embed_tokens.weight", {V, C});
+  // An NF4 model never updates its embedding; stored as bf16 and untied (so not lm_head's fp32 source either), it is
+  // kept as its bf16 bits from the start, without an fp32 copy (docs/cpu-kernels.md#bf16-lm_head).
+  const TensorView& embed = top.expect_float("model.embed_tokens.weight", {V, C});
+  if (!validate_only && quantize && !c.tie_embeddings && embed.dtype == DType::BF16) {
+    m.embed_bf16 = read_raw<uint16_t>(embed);
+  } else if (!validate_only) {
+    m.embed.resize(size_t(embed.numel()));
+    tensor_to_f32(embed, m.embed.data());
+  }
   if (progress) progress(1.0 / total);
   m.layers.resize(size_t(c.n_layers));
   // Layers load and quantize in parallel (a 7B checkpoint is 224 matrices; one thread would take a minute), a
@@ -271,7 +279,13 @@ ModelWeights walk_checkpoint(const ModelConfig& c, const WeightSet& ws, bool qua
     stats.checkpoint_bytes += w.stats.checkpoint_bytes;
     stats.quantized_linears += w.stats.quantized_linears;
   }
-  uint64_t resident = (m.embed.size() + m.final_norm.size() + m.lm_head.size()) * sizeof(float);
+  if (stats.quantized_linears == 0 && !m.embed_bf16.empty()) {  // nothing quantized after all: trainable, so fp32
+    m.embed.resize(m.embed_bf16.size());
+    for (size_t i = 0; i < m.embed.size(); i++) m.embed[i] = bf16_to_f32(m.embed_bf16[i]);
+    std::vector<uint16_t>().swap(m.embed_bf16);
+  }
+  uint64_t resident = (m.embed.size() + m.final_norm.size() + m.lm_head.size()) * sizeof(float) +
+                      m.embed_bf16.size() * sizeof(uint16_t);
   for (const LayerWeights& L : m.layers) {
     resident += (L.input_norm.size() + L.post_norm.size() + L.q_norm.size() + L.k_norm.size()) * sizeof(float);
     for (const Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) resident += l->resident_bytes();
