@@ -44,11 +44,26 @@ float largest(const float* lanes, int n) { return *std::max_element(lanes, lanes
 
 // The binary search's midpoints by level: after the first compare (against M7) the code so far is 0 or 8 and the
 // next midpoint is M3 or M11, then one of M1, M5, M9, M13, then an even one; code >> 3, >> 2 and >> 1 index them.
-// 16 entries, so that AVX-512 loads them whole (its indices stay below 8, like AVX2's).
-alignas(64) const float kLevel4[16] = {kNf4Midpoints[3], kNf4Midpoints[11]};
-alignas(64) const float kLevel2[16] = {kNf4Midpoints[1], kNf4Midpoints[5], kNf4Midpoints[9], kNf4Midpoints[13]};
-alignas(64) const float kLevel1[16] = {kNf4Midpoints[0], kNf4Midpoints[2],  kNf4Midpoints[4],  kNf4Midpoints[6],
-                                       kNf4Midpoints[8], kNf4Midpoints[10], kNf4Midpoints[12], kNf4Midpoints[14]};
+// 16 entries, so that AVX-512 loads them whole (its indices stay below 8, like AVX2's). Built on first use: the
+// midpoints live in another file, so a table initialized at start-up could be read before it is filled.
+struct MidpointLevels {
+  alignas(64) float l4[16] = {};
+  alignas(64) float l2[16] = {};
+  alignas(64) float l1[16] = {};
+};
+
+const MidpointLevels& midpoint_levels() {
+  static const MidpointLevels levels = [] {
+    MidpointLevels t;
+    for (int i = 0; i < 8; i++) {
+      if (i < 2) t.l4[i] = kNf4Midpoints[8 * i + 3];
+      if (i < 4) t.l2[i] = kNf4Midpoints[4 * i + 1];
+      t.l1[i] = kNf4Midpoints[2 * i];
+    }
+    return t;
+  }();
+  return levels;
+}
 
 // Adds `step` to code where x exceeds the midpoint.
 __attribute__((target("avx2"))) inline __m256i add_if_above(__m256i code, __m256 x, __m256 mid, int step) {
@@ -67,7 +82,8 @@ __attribute__((target("avx2"))) float quantize_block_avx2(const float* w, uint8_
   _mm256_store_ps(lanes, amax);
   const float a = largest(lanes, 8);
   const __m256 inv = _mm256_set1_ps(1.0f / a), m7 = _mm256_set1_ps(kNf4Midpoints[7]);
-  const __m256 l4 = _mm256_load_ps(kLevel4), l2 = _mm256_load_ps(kLevel2), l1 = _mm256_load_ps(kLevel1);
+  const MidpointLevels& m = midpoint_levels();
+  const __m256 l4 = _mm256_load_ps(m.l4), l2 = _mm256_load_ps(m.l2), l1 = _mm256_load_ps(m.l1);
   alignas(32) int32_t codes[kNf4BlockSize];
   for (int j = 0; j < 8; j++) {
     const __m256 x = _mm256_mul_ps(v[j], inv);
@@ -105,7 +121,8 @@ __attribute__((target("avx512f,avx512bw"))) float quantize_block_avx512(const fl
   _mm512_store_ps(lanes, amax);
   const float a = largest(lanes, 16);
   const __m512 inv = _mm512_set1_ps(1.0f / a), m7 = _mm512_set1_ps(kNf4Midpoints[7]);
-  const __m512 l4 = _mm512_load_ps(kLevel4), l2 = _mm512_load_ps(kLevel2), l1 = _mm512_load_ps(kLevel1);
+  const MidpointLevels& m = midpoint_levels();
+  const __m512 l4 = _mm512_load_ps(m.l4), l2 = _mm512_load_ps(m.l2), l1 = _mm512_load_ps(m.l1);
   alignas(64) uint8_t codes[kNf4BlockSize];
   for (int j = 0; j < 4; j++) {
     const __m512 x = _mm512_mul_ps(v[j], inv);
