@@ -13,6 +13,16 @@
 #include "train/full_grads.h"
 
 namespace dpo {
+namespace {
+
+// Every value is a bf16 value (its low 16 bits are zero), so its bf16 bits, f32_bits(v) >> 16, hold it exactly.
+bool all_bf16_values(const std::vector<float>& v) {
+  return std::all_of(v.begin(), v.end(), [](float x) { return (f32_bits(x) & 0xffffu) == 0; });
+}
+
+uint16_t exact_bf16_bits(float v) { return uint16_t(f32_bits(v) >> 16); }
+
+}  // namespace
 
 void DeviceLinear::forward(Backend& be, float* y, const float* x, int M) const {
   if (host->quantized) be.matmul_nf4(y, x, host->q, bias.get(), M);
@@ -29,15 +39,14 @@ void DeviceWeights::sync(Backend& be, const ModelWeights& m) {
   lm_head_bf16 = {};
   const char* env = std::getenv("DPO_LM_HEAD_BF16");
   const bool wanted = !(env && std::string(env) == "0");
-  if (wanted && be.has_bf16_matmul() &&
-      std::all_of(head.begin(), head.end(), [](float v) { return (f32_bits(v) & 0xffffu) == 0; })) {
+  if (wanted && be.has_bf16_matmul() && all_bf16_values(head)) {
     // Converted through a small buffer: a whole host copy would be V x C x 2 bytes of fresh pages, written and
     // copied once (docs/performance.md#loading-a-checkpoint).
     lm_head_bf16 = DeviceArray<uint16_t>(be, head.size());
     std::vector<uint16_t> slice(std::min(head.size(), size_t(1) << 16));
     for (size_t i0 = 0; i0 < head.size(); i0 += slice.size()) {
       const size_t n = std::min(slice.size(), head.size() - i0);
-      for (size_t i = 0; i < n; i++) slice[i] = uint16_t(f32_bits(head[i0 + i]) >> 16);  // exact: low half is 0
+      for (size_t i = 0; i < n; i++) slice[i] = exact_bf16_bits(head[i0 + i]);
       be.upload(lm_head_bf16.get() + i0, slice.data(), n * sizeof(uint16_t));
     }
   }
@@ -81,9 +90,9 @@ uint64_t DeviceWeights::release_fp32_lm_head(Backend& be, ModelWeights& m) {
 uint64_t DeviceWeights::keep_embedding_as_bf16(Backend& be, ModelWeights& m) {
   if (m.embed.empty()) return 0;
   if (m.config.tie_embeddings && !lm_head_bf16.get()) return 0;  // the fp32 mirror computes the logits
-  if (!std::all_of(m.embed.begin(), m.embed.end(), [](float v) { return (f32_bits(v) & 0xffffu) == 0; })) return 0;
+  if (!all_bf16_values(m.embed)) return 0;
   m.embed_bf16.resize(m.embed.size());
-  for (size_t i = 0; i < m.embed.size(); i++) m.embed_bf16[i] = uint16_t(f32_bits(m.embed[i]) >> 16);
+  for (size_t i = 0; i < m.embed.size(); i++) m.embed_bf16[i] = exact_bf16_bits(m.embed[i]);
   if (m.config.tie_embeddings) lm_head.sync(be, {});
   const uint64_t freed = m.embed.size() * (sizeof(float) - sizeof(uint16_t));
   std::vector<float>().swap(m.embed);
