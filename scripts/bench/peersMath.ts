@@ -26,6 +26,21 @@ export function roundRatios(ours: number[], peer: number[]): number[] {
   return ours.map((o, i) => o / peer[i]!)
 }
 
+/**
+ * The thread count whose runs have the highest median rate, of a series per thread count (the fewer threads on a
+ * tie). An engine whose threads spin can run slower on every core of a small machine than on fewer, so the bench also
+ * sets each engine's fastest decode beside the other's.
+ */
+export function fastestThreadCount(series: ReadonlyMap<number, number[]>): number {
+  let best: { threads: number; median: number } | null = null
+  for (const [threads, values] of [...series].sort((a, b) => a[0] - b[0])) {
+    const median = spread(values).median
+    if (best === null || median > best.median) best = { threads, median }
+  }
+  if (best === null) throw new Error('fastestThreadCount: no thread counts')
+  return best.threads
+}
+
 export interface ModelShape {
   hidden: number
   layers: number

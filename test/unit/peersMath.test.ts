@@ -5,6 +5,7 @@ import {
   coldWarmRates,
   decodeBytesNf4,
   decodeBytesQ4_0,
+  fastestThreadCount,
   forwardFlops,
   greedyParting,
   linearWeights,
@@ -34,6 +35,32 @@ describe('bench:peers arithmetic', () => {
     expect(roundRatios([4, 3, 5], [2, 2, 2.5])).toEqual([2, 1.5, 2])
     expect(spread(roundRatios([4, 3, 5], [2, 2, 2.5])).median).toBe(2)
     expect(() => roundRatios([1, 2], [1])).toThrow(/2 rounds of ours, 1 of the peer/)
+  })
+
+  it("picks each engine's fastest thread count by median, the fewer threads on a tie", () => {
+    // llama.cpp on the 2-core VM (BENCHMARKS.md, "Issue 16 where it ends"): slower on 2 threads than on 1
+    const peer = new Map([
+      [2, [44.0, 61.0, 55.6]],
+      [1, [64.1, 65.1, 66.1]],
+    ])
+    expect(fastestThreadCount(peer)).toBe(1)
+    expect(
+      fastestThreadCount(
+        new Map([
+          [2, [87.4, 94.1, 89.9]],
+          [1, [62.3, 58.6, 58.4]],
+        ]),
+      ),
+    ).toBe(2)
+    expect(
+      fastestThreadCount(
+        new Map([
+          [4, [10, 30]],
+          [2, [20, 20]],
+        ]),
+      ),
+    ).toBe(2)
+    expect(() => fastestThreadCount(new Map())).toThrow(/no thread counts/)
   })
 
   it('counts the 0.42B Llama weights and floors', () => {
