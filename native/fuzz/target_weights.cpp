@@ -15,7 +15,9 @@ namespace {
 
 void check_shapes(const ModelWeights& m, const ModelConfig& c) {
   const size_t C = size_t(c.hidden), V = size_t(c.vocab);
-  require(m.embed.size() == V * C, "embed has the wrong size");
+  // An NF4 load keeps an untied bf16 embedding as its bits (embed_bf16) instead of fp32 (embed): one of the two.
+  require((m.embed.empty() ? m.embed_bf16.size() : m.embed.size()) == V * C, "embed has the wrong size");
+  require(m.embed.empty() || m.embed_bf16.empty(), "embed is held both as fp32 and as bf16 bits");
   require(m.final_norm.size() == C, "model.norm has the wrong size");
   require(m.lm_head.size() == V * C, "lm_head has the wrong size");
   require(m.layers.size() == size_t(c.n_layers), "wrong number of layers");

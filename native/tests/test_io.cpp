@@ -156,6 +156,28 @@ TEST_CASE(json_errors) {
   CHECK(json::escape("\xC2\x9B\xE2\x80\xAE\xE2\x81\xA6\xC3\xA9\xE2\x80\x94") ==
         "\\u009b\\u202e\\u2066\xC3\xA9\xE2\x80\x94");
   CHECK(json::parse(json::quote("\xC2\x9B\xE2\x80\xAE")).as_string() == "\xC2\x9B\xE2\x80\xAE");
+  // A long name goes into a message clipped to whole characters (a fuzzed model_type made a 2 KB message); quote(),
+  // which writes JSON, keeps everything.
+  const size_t cap = json::kMessageNameBytes;
+  CHECK(json::escape(std::string(cap, 'a')) == std::string(cap, 'a'));
+  CHECK(json::escape(std::string(cap + 1, 'a')) ==
+        std::string(cap, 'a') + "... (" + std::to_string(cap + 1) + " bytes)");
+  for (size_t pad = 0; pad < 6; pad++) {  // the limit falls inside a 2-byte, 3-byte and escaped character in turn
+    const std::string chars[] = {"\xC3\xA9", "\xE5\x9B\x95", "\n", "\x01"};
+    for (const std::string& ch : chars) {
+      std::string name(pad, 'x');
+      while (name.size() < 2 * cap) name += ch;
+      const std::string m = json::escape(name);
+      const std::string kept = m.substr(0, m.find("... ("));
+      const std::string piece = json::quote(ch).substr(1, json::quote(ch).size() - 2);  // ch as escaped
+      CHECK(kept.size() <= cap && kept.size() + piece.size() > cap);  // within the cap, one character short at most
+      std::string whole(pad, 'x');  // the same number of whole characters, escaped
+      while (whole.size() < kept.size()) whole += piece;
+      CHECK(kept == whole);
+      CHECK(m.size() < cap + 32);
+    }
+  }
+  CHECK(json::quote(std::string(4 * cap, 'a')).size() == 4 * cap + 2);
   CHECK(json_fails([] { json::parse("{'a':1}"); }, "expected a string key"));
   CHECK(json_fails([] { json::parse(std::string(65, '[') + std::string(65, ']')); }, "nesting deeper than 64"));
   // 64 levels is still fine.

@@ -417,13 +417,26 @@ class Parser {
 
 Value parse(const std::string& text) { return Parser(text).document(); }
 
-std::string quote(const std::string& s) { return "\"" + escape(s) + "\""; }
+namespace {
 
-std::string escape(const std::string& s) {
+// escape()'s text, stopping before the first character whose escaped form would pass max_bytes (npos: never); sets
+// *clipped when it stopped early. Each input character is appended whole (an escape sequence, or a UTF-8 character's
+// bytes), so the result is never cut inside one.
+std::string escape_up_to(const std::string& s, size_t max_bytes, bool* clipped) {
   std::string out;
   char buf[8];
+  *clipped = false;
+  size_t last_start = 0;  // out's length where the last character began (each earlier start was within max_bytes)
   for (size_t i = 0; i < s.size(); ++i) {
     const unsigned char c = (unsigned char)s[i];
+    if (c < 0x80 || c >= 0xC0) {  // a character starts here (not a UTF-8 continuation byte)
+      if (out.size() > max_bytes) {  // the last character passed the limit: drop it whole
+        out.resize(last_start);
+        *clipped = true;
+        return out;
+      }
+      last_start = out.size();
+    }
     const unsigned char c1 = i + 1 < s.size() ? (unsigned char)s[i + 1] : 0,
                         c2 = i + 2 < s.size() ? (unsigned char)s[i + 2] : 0;
     // C1 controls (U+0080-U+009F) and bidirectional overrides (U+202A-U+202E, U+2066-U+2069) are valid text, but in
@@ -453,6 +466,24 @@ std::string escape(const std::string& s) {
         }
     }
   }
+  if (out.size() > max_bytes) {
+    out.resize(last_start);
+    *clipped = true;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string quote(const std::string& s) {
+  bool clipped = false;
+  return "\"" + escape_up_to(s, std::string::npos, &clipped) + "\"";
+}
+
+std::string escape(const std::string& s) {
+  bool clipped = false;
+  std::string out = escape_up_to(s, kMessageNameBytes, &clipped);
+  if (clipped) out += "... (" + std::to_string(s.size()) + " bytes)";
   return out;
 }
 

@@ -56,7 +56,9 @@ Value parse(const std::string& text);
 // s as a JSON string literal, quotes included (control characters escaped: names and metadata are user-visible).
 std::string quote(const std::string& s);
 // The same escaping without the quotes: how a name read from a user's file goes into an error message, so that a
-// NUL cannot cut the message short and a newline cannot forge another line.
+// NUL cannot cut the message short and a newline cannot forge another line. At most kMessageNameBytes of escaped text
+// (whole characters), then "... (N bytes)": a megabyte-long name must not make a megabyte-long message.
+constexpr size_t kMessageNameBytes = 256;
 std::string escape(const std::string& s);
 
 }  // namespace dpo::json
