@@ -73,6 +73,17 @@ TEST_CASE(generated_tiny_checkpoints_load_so_fuzzing_starts_from_valid_files) {
       dpo::ModelWeights m = dpo::load_weights(dpo::fuzz::tiny_config(), ws, true, stats, nullptr);
       CHECK(stats.quantized_linears == 7);
       CHECK(m.layers.size() == 1);
+      // and pass the harness's own property, fp32 and NF4 loads both: a property left behind by a loader change
+      // (the fp32 embedding an NF4 load stopped keeping) stopped the weights fuzzer at its first input unnoticed.
+      bool holds = true;
+      try {
+        dpo::fuzz::fuzz_weights(image.data(), image.size());
+      } catch (const dpo::fuzz::Violation& v) {
+        std::printf("  tiny checkpoint (%s, %s): %s\n", dtype == dpo::DType::F32 ? "F32" : "BF16",
+                    prequantized ? "pre-quantized" : "to quantize", v.what());
+        holds = false;
+      }
+      CHECK(holds);
     }
 }
 
