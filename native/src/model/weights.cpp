@@ -63,13 +63,15 @@ struct Walk {
     return t;
   }
 
-  // fp32 values of a floating tensor (empty when only validating).
-  std::vector<float> read_f32(const std::string& name, const std::vector<int64_t>& shape) {
-    const TensorView& t = expect_float(name, shape);
+  // fp32 values of a floating tensor already checked by expect_float (empty when only validating).
+  std::vector<float> widen(const TensorView& t) const {
     if (validate_only) return {};
     std::vector<float> out(size_t(t.numel()));
     tensor_to_f32(t, out.data());
     return out;
+  }
+  std::vector<float> read_f32(const std::string& name, const std::vector<int64_t>& shape) {
+    return widen(expect_float(name, shape));
   }
 };
 
@@ -239,9 +241,8 @@ ModelWeights walk_checkpoint(const ModelConfig& c, const WeightSet& ws, bool qua
   const TensorView& embed = top.expect_float("model.embed_tokens.weight", {V, C});
   if (!validate_only && quantize && !c.tie_embeddings && embed.dtype == DType::BF16) {
     m.embed_bf16 = read_raw<uint16_t>(embed);
-  } else if (!validate_only) {
-    m.embed.resize(size_t(embed.numel()));
-    tensor_to_f32(embed, m.embed.data());
+  } else {
+    m.embed = top.widen(embed);
   }
   if (progress) progress(1.0 / total);
   m.layers.resize(size_t(c.n_layers));
